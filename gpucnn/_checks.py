@@ -1,0 +1,102 @@
+"""Argument checks and normalization shared by every public function.
+
+Each check raises TypeError or ValueError naming the argument and the shapes
+involved, before anything is computed.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def pair(name: str, v, *, minimum: int | None = None) -> tuple[int, int]:
+    """An int or a pair of ints, as torch's ``_pair``."""
+    vals = (v, v) if _is_int(v) else tuple(v) if isinstance(v, (tuple, list)) else None
+    if vals is None or len(vals) != 2 or not all(_is_int(a) for a in vals):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
+    vals = (int(vals[0]), int(vals[1]))
+    if minimum is not None and min(vals) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {v!r}")
+    return vals
+
+
+def padding(name: str, v, *, four: bool = True) -> tuple[int, int, int, int]:
+    """Padding as (top, bottom, left, right) from an int, a pair (ph, pw) or,
+    where ``four`` allows it, four ints (MatConvNet's asymmetric padding)."""
+    if four and isinstance(v, (tuple, list)) and len(v) == 4:
+        if not all(_is_int(a) for a in v):
+            raise TypeError(f"{name} must hold ints, got {v!r}")
+        t, b, l, r = (int(a) for a in v)
+    else:
+        try:
+            ph, pw = pair(name, v)
+        except TypeError:
+            what = "an int, a pair or four ints (top, bottom, left, right)" if four else "an int or a pair"
+            raise TypeError(f"{name} must be {what}, got {v!r}") from None
+        t, b, l, r = ph, ph, pw, pw
+    if min(t, b, l, r) < 0:
+        raise ValueError(f"{name} must be non-negative, got {v!r}")
+    return t, b, l, r
+
+
+def array(name: str, a, ndim=None):
+    """A floating-point array of the given ndim (an int or a tuple of ints)."""
+    if not hasattr(a, "__array_namespace__") and not isinstance(a, np.ndarray):
+        if isinstance(a, (list, tuple, numbers.Number)):
+            a = np.asarray(a)
+        else:
+            raise TypeError(f"{name} must be a numpy or cupy array, got {type(a).__name__}")
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got dtype {a.dtype} (shape {tuple(a.shape)})")
+    if ndim is not None:
+        ndims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if a.ndim not in ndims:
+            want = " or ".join(f"{d}-D" for d in ndims)
+            raise ValueError(f"{name} must be {want}, got shape {tuple(a.shape)}")
+    return a
+
+
+def same_dtype(**arrays) -> None:
+    """All given (non-None) arrays share one dtype."""
+    given = {k: v for k, v in arrays.items() if v is not None}
+    dtypes = {v.dtype for v in given.values()}
+    if len(dtypes) > 1:
+        desc = ", ".join(f"{k}: {v.dtype} {tuple(v.shape)}" for k, v in given.items())
+        raise TypeError(f"arrays must share one dtype, got {desc}")
+
+
+def shape_is(name: str, a, shape: tuple, why: str = "") -> None:
+    if tuple(a.shape) != tuple(shape):
+        extra = f" ({why})" if why else ""
+        raise ValueError(f"{name} must have shape {tuple(shape)}{extra}, got {tuple(a.shape)}")
+
+
+def flag(name: str, v) -> bool:
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {v!r}")
+    return bool(v)
+
+
+def number(name: str, v) -> float:
+    if not isinstance(v, numbers.Real) or isinstance(v, bool):
+        raise TypeError(f"{name} must be a real number, got {v!r}")
+    return float(v)
+
+
+def window_fits(what: str, x_shape, kernel, pad, dilation) -> None:
+    """The dilated kernel must fit inside the padded input."""
+    H, W = x_shape[-2:]
+    (kh, kw), (dh, dw) = kernel, dilation
+    t, b, l, r = pad
+    eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    if eh > H + t + b or ew > W + l + r:
+        raise ValueError(
+            f"{what}: kernel {kh}x{kw} (dilated {eh}x{ew}) is larger than the padded input "
+            f"{H + t + b}x{W + l + r} (input shape {tuple(x_shape)}, padding {pad})")

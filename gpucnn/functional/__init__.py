@@ -1,0 +1,14 @@
+"""The functional API: NumPy arrays in, NumPy arrays out; CuPy in, CuPy out."""
+from gpucnn.functional.basic import (linear, linear_backward, relu, relu_backward,
+                                     softmax_cross_entropy, squared_error)
+from gpucnn.functional.conv import (col2im, conv2d, conv2d_backward, conv_transpose2d,
+                                    conv_transpose2d_backward, im2col)
+from gpucnn.functional.pool import (avg_pool2d, avg_pool2d_backward, max_pool2d,
+                                    max_pool2d_backward, max_unpool2d)
+
+__all__ = [
+    "conv2d", "conv2d_backward", "conv_transpose2d", "conv_transpose2d_backward", "im2col",
+    "col2im", "max_pool2d", "max_pool2d_backward", "max_unpool2d", "avg_pool2d",
+    "avg_pool2d_backward", "relu", "relu_backward", "linear", "linear_backward",
+    "softmax_cross_entropy", "squared_error",
+]

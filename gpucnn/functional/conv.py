@@ -1,0 +1,171 @@
+"""Convolution, transposed convolution, im2col and col2im: argument checks,
+geometry, dispatch. Semantics are those of ``torch.nn.functional``.
+
+The transposed convolution is computed through the convolution's ops: its
+forward is the convolution's backward-data (the seed's reverse operator, §6),
+its input gradient is a convolution forward, and its filter gradient is the
+convolution's filter gradient with the roles of input and output swapped.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from gpucnn import _checks as chk
+from gpucnn import shapes
+from gpucnn.backend import call
+
+
+def _check_groups(groups) -> None:
+    if not chk._is_int(groups):
+        raise TypeError(f"groups must be an int, got {groups!r}")
+    if groups < 1:
+        raise ValueError(f"groups must be >= 1, got {groups}")
+
+
+def _conv_geometry(x_shape, w_shape, stride, padding, dilation, groups, *, four=True, what="conv2d"):
+    """Check a convolution's arguments against x (N,C,H,W) and w (K,C/g,kh,kw)."""
+    stride = chk.pair("stride", stride, minimum=1)
+    dilation = chk.pair("dilation", dilation, minimum=1)
+    pad = chk.padding("padding", padding, four=four)
+    _check_groups(groups)
+    N, C, H, W = x_shape
+    K, Cg, kh, kw = w_shape
+    if C % groups or K % groups:
+        raise ValueError(f"{what}: groups={groups} must divide the input channels C={C} and the "
+                         f"filters K={K} (x shape {tuple(x_shape)}, w shape {tuple(w_shape)})")
+    if Cg != C // groups:
+        raise ValueError(f"{what}: w has {Cg} channels per filter but x has C={C} channels in "
+                         f"{groups} group(s), so w.shape[1] must be {C // groups} "
+                         f"(x shape {tuple(x_shape)}, w shape {tuple(w_shape)})")
+    if min(kh, kw) < 1:
+        raise ValueError(f"{what}: w must have a non-empty kernel, got shape {tuple(w_shape)}")
+    chk.window_fits(what, x_shape, (kh, kw), pad, dilation)
+    win = shapes.window(H, W, (kh, kw), stride, pad, dilation)
+    return shapes.Conv(N, C, K, groups, win)
+
+
+def _bias(b, K, x):
+    if b is None:
+        return None
+    b = chk.array("b", b, 1)
+    chk.shape_is("b", b, (K,), "one bias per output channel")
+    chk.same_dtype(x=x, b=b)
+    return b
+
+
+def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    """y = x * w + b for x (N,C,H,W), w (K,C/groups,kh,kw) -> y (N,K,P,Q)."""
+    x, w = chk.array("x", x, 4), chk.array("w", w, 4)
+    chk.same_dtype(x=x, w=w)
+    g = _conv_geometry(x.shape, w.shape, stride, padding, dilation, groups)
+    return call("conv", "conv2d_forward", x, w, _bias(b, g.K, x), g)
+
+
+def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, bias=True):
+    """(dx, dw, db) of conv2d for the output gradient dy; db is None when bias is False."""
+    dy, x, w = chk.array("dy", dy, 4), chk.array("x", x, 4), chk.array("w", w, 4)
+    chk.same_dtype(dy=dy, x=x, w=w)
+    bias = chk.flag("bias", bias)
+    g = _conv_geometry(x.shape, w.shape, stride, padding, dilation, groups)
+    chk.shape_is("dy", dy, (g.N, g.K, g.win.P, g.win.Q), "the shape of conv2d's output")
+    dx = call("conv", "conv2d_backward_data", dy, w, g)
+    dw = call("conv", "conv2d_backward_filter", dy, x, g)
+    db = call("conv", "conv2d_backward_bias", dy) if bias else None
+    return dx, dw, db
+
+
+def _transpose_geometry(x_shape, w_shape, stride, padding, output_padding, groups, dilation):
+    """The geometry of the convolution whose backward-data is this transposed conv.
+
+    x (N, Cin, H, W) plays the convolution's dy, w (Cin, Cout/groups, kh, kw)
+    its filters, and the output (N, Cout, Ho, Wo) its input.
+    """
+    stride = chk.pair("stride", stride, minimum=1)
+    dilation = chk.pair("dilation", dilation, minimum=1)
+    pad = chk.pair("padding", padding, minimum=0)
+    opad = chk.pair("output_padding", output_padding, minimum=0)
+    _check_groups(groups)
+    N, Cin, H, W = x_shape
+    Kw, Coutg, kh, kw = w_shape
+    if Cin % groups:
+        raise ValueError(f"conv_transpose2d: groups={groups} must divide the input channels "
+                         f"{Cin} (x shape {tuple(x_shape)})")
+    if Kw != Cin:
+        raise ValueError(f"conv_transpose2d: w.shape[0] must equal x's channels {Cin}, got w shape "
+                         f"{tuple(w_shape)} (x shape {tuple(x_shape)})")
+    for o, s, d, ax in zip(opad, stride, dilation, "hw"):
+        if o >= s and o >= d:
+            raise ValueError(f"output_padding ({ax}) must be smaller than stride or dilation, got "
+                             f"output_padding={opad}, stride={stride}, dilation={dilation}")
+    Ho = shapes.conv_transpose_out(H, kh, stride[0], pad[0], opad[0], dilation[0])
+    Wo = shapes.conv_transpose_out(W, kw, stride[1], pad[1], opad[1], dilation[1])
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"conv_transpose2d: output size {Ho}x{Wo} is empty for x shape "
+                         f"{tuple(x_shape)}, w shape {tuple(w_shape)}, padding {pad}")
+    four = (pad[0], pad[0], pad[1], pad[1])
+    g = _conv_geometry((N, Coutg * groups, Ho, Wo), w_shape, stride, four, dilation, groups,
+                       what="conv_transpose2d")
+    # output_padding may reach past the last window when it is >= stride (it
+    # must then be < dilation): those rows receive nothing, and the window
+    # count is x's size, not the one the convolution formula gives for Ho.
+    return dataclasses.replace(g, win=dataclasses.replace(g.win, P=H, Q=W))
+
+
+def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """Transposed convolution, x (N,Cin,H,W), w (Cin,Cout/groups,kh,kw) -> (N,Cout,Ho,Wo)."""
+    x, w = chk.array("x", x, 4), chk.array("w", w, 4)
+    chk.same_dtype(x=x, w=w)
+    g = _transpose_geometry(x.shape, w.shape, stride, padding, output_padding, groups, dilation)
+    b = _bias(b, g.C, x)
+    y = call("conv", "conv2d_backward_data", x, w, g)
+    if b is not None:
+        y = y + b.reshape(1, -1, 1, 1)
+    return y
+
+
+def conv_transpose2d_backward(dy, x, w, stride=1, padding=0, output_padding=0, groups=1,
+                              dilation=1, bias=True):
+    """(dx, dw, db) of conv_transpose2d; db is None when bias is False."""
+    dy, x, w = chk.array("dy", dy, 4), chk.array("x", x, 4), chk.array("w", w, 4)
+    chk.same_dtype(dy=dy, x=x, w=w)
+    bias = chk.flag("bias", bias)
+    g = _transpose_geometry(x.shape, w.shape, stride, padding, output_padding, groups, dilation)
+    chk.shape_is("dy", dy, (g.N, g.C, g.win.H, g.win.W), "the shape of conv_transpose2d's output")
+    dx = call("conv", "conv2d_forward", dy, w, None, g)
+    dw = call("conv", "conv2d_backward_filter", x, dy, g)
+    db = call("conv", "conv2d_backward_bias", dy) if bias else None
+    return dx, dw, db
+
+
+def _im2col_window(x_shape, kernel_size, stride, padding, dilation):
+    kernel = chk.pair("kernel_size", kernel_size, minimum=1)
+    stride = chk.pair("stride", stride, minimum=1)
+    dilation = chk.pair("dilation", dilation, minimum=1)
+    pad = chk.padding("padding", padding, four=False)
+    chk.window_fits("im2col", x_shape, kernel, pad, dilation)
+    return shapes.window(x_shape[-2], x_shape[-1], kernel, stride, pad, dilation)
+
+
+def im2col(x, kernel_size, stride=1, padding=0, dilation=1):
+    """The seed's phi(x), laid out as torch.nn.functional.unfold: (N, C*kh*kw, P*Q)."""
+    x = chk.array("x", x, 4)
+    win = _im2col_window(x.shape, kernel_size, stride, padding, dilation)
+    return call("conv", "im2col", x, win)
+
+
+def col2im(cols, output_size, kernel_size, stride=1, padding=0, dilation=1):
+    """The reverse of phi, summing overlaps, as torch.nn.functional.fold: (N, C, H, W)."""
+    cols = chk.array("cols", cols, 3)
+    H, W = chk.pair("output_size", output_size, minimum=1)
+    kernel = chk.pair("kernel_size", kernel_size, minimum=1)
+    N, CKK, L = cols.shape
+    if CKK % (kernel[0] * kernel[1]):
+        raise ValueError(f"col2im: cols.shape[1]={CKK} must be a multiple of kh*kw="
+                         f"{kernel[0] * kernel[1]} (cols shape {tuple(cols.shape)})")
+    C = CKK // (kernel[0] * kernel[1])
+    win = _im2col_window((N, C, H, W), kernel, stride, padding, dilation)
+    if L != win.P * win.Q:
+        raise ValueError(f"col2im: cols.shape[2]={L} must equal the number of window positions "
+                         f"{win.P}x{win.Q}={win.P * win.Q} for output_size {(H, W)} "
+                         f"(cols shape {tuple(cols.shape)})")
+    return call("conv", "col2im", cols, C, win)
