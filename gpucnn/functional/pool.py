@@ -25,6 +25,15 @@ def _pool_window(x_shape, kernel_size, stride, padding, dilation, ceil_mode, wha
     if win.P < 1 or win.Q < 1:
         raise ValueError(f"{what}: output would be empty ({win.P}x{win.Q}) for input shape "
                          f"{tuple(x_shape)}, kernel {kernel}, stride {stride}, padding {pad}")
+    for axis, n, out, k, s, lo, d in (("row", win.H, win.P, win.kh, win.sh, t, win.dh),
+                                      ("column", win.W, win.Q, win.kw, win.sw, l, win.dw)):
+        # With dilation, a window's taps can straddle a small input entirely.
+        taps = np.arange(out)[:, None] * s - lo + np.arange(k)[None, :] * d
+        empty = ~((taps >= 0) & (taps < n)).any(axis=1)
+        if empty.any():
+            raise ValueError(f"{what}: the window at output {axis} {int(np.argmax(empty))} has no tap "
+                             f"inside the input (input shape {tuple(x_shape)}, kernel {kernel}, "
+                             f"stride {stride}, padding {pad}, dilation {dilation})")
     return win
 
 
@@ -76,8 +85,9 @@ def max_unpool2d(y, indices, kernel_size, stride=None, padding=0, output_size=No
     if output_size is None:
         Ho, Wo = default
     else:
-        size = tuple(output_size)[-2:] if isinstance(output_size, (tuple, list)) else output_size
-        Ho, Wo = chk.pair("output_size", size, minimum=1)
+        if not isinstance(output_size, (tuple, list)) or len(output_size) not in (2, 4):
+            raise TypeError(f"output_size must be (H, W) or (N, C, H, W), got {output_size!r}")
+        Ho, Wo = chk.pair("output_size", tuple(output_size)[-2:], minimum=1)
         for got, want, s, ax in zip((Ho, Wo), default, stride, "HW"):
             if not want - s < got < want + s:
                 raise ValueError(f"max_unpool2d: output_size {(Ho, Wo)} must lie within one stride "

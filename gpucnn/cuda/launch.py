@@ -1,0 +1,61 @@
+"""The one launch convention of gpucnn (Caffe's CAFFE_GET_BLOCKS).
+
+Kernels loop over their elements with ``GRID_STRIDE_LOOP`` (kernels/common.cuh),
+so any grid is correct; ``grid_for`` turns an element count into a grid,
+capped, and ``small_grid`` shrinks the cap so tests catch a kernel that
+silently relies on one thread per element.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+
+import numpy as np
+
+BLOCK = 256
+MAX_BLOCKS = 65535
+_cap: contextvars.ContextVar[int] = contextvars.ContextVar("gpucnn_grid_cap", default=MAX_BLOCKS)
+_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+
+
+def grid_for(n: int, block: int = BLOCK) -> tuple[int]:
+    """Blocks of ``block`` threads to cover ``n`` elements, at most the cap."""
+    return (max(1, min(-(-int(n) // block), _cap.get())),)
+
+
+@contextlib.contextmanager
+def small_grid(max_blocks: int = 2):
+    """Launch at most ``max_blocks`` blocks per kernel inside the block."""
+    token = _cap.set(max_blocks)
+    try:
+        yield
+    finally:
+        _cap.reset(token)
+
+
+def kernel_name(base: str, dtype) -> str:
+    """Kernels come one per dtype: ``relu_forward_f32``, ``relu_forward_f64``."""
+    return f"{base}_{_SUFFIX[np.dtype(dtype)]}"
+
+
+def contiguous(xp, a):
+    """A C-contiguous array of the same shape (``ascontiguousarray`` makes 0-d arrays 1-d)."""
+    return a if a.flags.c_contiguous else xp.ascontiguousarray(a).reshape(a.shape)
+
+
+def i64(v) -> np.int64:
+    return np.int64(v)
+
+
+def scalar(dtype, v):
+    """A scalar of the kernel's floating type (float for f32, double for f64)."""
+    return np.dtype(dtype).type(v)
+
+
+def launch(rt, family: str, base: str, dtype, n: int, args: tuple, block: int = BLOCK,
+           shared_mem: int = 0) -> None:
+    """Launch ``base``'s kernel for ``dtype`` over ``n`` elements."""
+    if n == 0:
+        return
+    fn = rt.function(family, kernel_name(base, dtype))
+    fn(grid_for(n, block), (block,), args, shared_mem=shared_mem)

@@ -1,0 +1,65 @@
+"""Launch code of kernels/pool2d.cu (same interface as gpucnn.reference.pool)."""
+from __future__ import annotations
+
+import numpy as np
+
+from gpucnn.cuda.launch import contiguous, i64, launch
+
+FAMILY = "pool2d"
+KERNELS = ("max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
+           "avg_pool2d_backward", "max_unpool2d")
+
+
+def _geometry(NC, win):
+    """The kernels' G arguments: planes, sizes, window, stride, top/left pad, dilation."""
+    pt, _, pl, _ = win.pad
+    ints = (win.H, win.W, win.P, win.Q, win.kh, win.kw, win.sh, win.sw, pt, pl, win.dh, win.dw)
+    return (i64(NC), *(np.int32(v) for v in ints))
+
+
+def _avg_extra(win, count_include_pad):
+    return (np.int32(win.pad[1]), np.int32(win.pad[3]), np.int32(bool(count_include_pad)))
+
+
+def max_pool2d_forward(rt, x, win):
+    x = contiguous(rt.xp, x)
+    N, C = x.shape[:2]
+    y = rt.xp.empty((N, C, win.P, win.Q), dtype=x.dtype)
+    idx = rt.xp.empty((N, C, win.P, win.Q), dtype=np.int64)
+    launch(rt, FAMILY, "max_pool2d_forward", x.dtype, y.size, (x, y, idx, *_geometry(N * C, win)))
+    return y, idx
+
+
+def max_pool2d_backward(rt, dy, idx, win):
+    dy, idx = contiguous(rt.xp, dy), contiguous(rt.xp, idx)
+    N, C = dy.shape[:2]
+    dx = rt.xp.empty((N, C, win.H, win.W), dtype=dy.dtype)
+    launch(rt, FAMILY, "max_pool2d_backward", dy.dtype, dx.size, (dy, idx, dx, *_geometry(N * C, win)))
+    return dx
+
+
+def avg_pool2d_forward(rt, x, win, count_include_pad):
+    x = contiguous(rt.xp, x)
+    N, C = x.shape[:2]
+    y = rt.xp.empty((N, C, win.P, win.Q), dtype=x.dtype)
+    launch(rt, FAMILY, "avg_pool2d_forward", x.dtype, y.size,
+           (x, y, *_geometry(N * C, win), *_avg_extra(win, count_include_pad)))
+    return y
+
+
+def avg_pool2d_backward(rt, dy, win, count_include_pad):
+    dy = contiguous(rt.xp, dy)
+    N, C = dy.shape[:2]
+    dx = rt.xp.empty((N, C, win.H, win.W), dtype=dy.dtype)
+    launch(rt, FAMILY, "avg_pool2d_backward", dy.dtype, dx.size,
+           (dy, dx, *_geometry(N * C, win), *_avg_extra(win, count_include_pad)))
+    return dx
+
+
+def max_unpool2d(rt, y, idx, Ho, Wo):
+    y, idx = contiguous(rt.xp, y), contiguous(rt.xp, idx)
+    N, C, P, Q = y.shape
+    x = rt.xp.zeros((N, C, Ho, Wo), dtype=y.dtype)
+    launch(rt, FAMILY, "max_unpool2d", y.dtype, y.size,
+           (y, idx, x, i64(y.size), i64(P * Q), i64(Ho * Wo)))
+    return x

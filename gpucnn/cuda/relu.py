@@ -1,0 +1,22 @@
+"""Launch code of kernels/relu.cu (same interface as gpucnn.reference.relu)."""
+from __future__ import annotations
+
+from gpucnn.cuda.launch import contiguous, i64, launch, scalar
+
+FAMILY = "relu"
+KERNELS = ("relu_forward", "relu_backward")
+
+
+def relu_forward(rt, x, slope):
+    x = contiguous(rt.xp, x)
+    y = rt.xp.empty_like(x)
+    launch(rt, FAMILY, "relu_forward", x.dtype, x.size, (x, y, i64(x.size), scalar(x.dtype, slope)))
+    return y
+
+
+def relu_backward(rt, dy, x, slope):
+    dy, x = contiguous(rt.xp, dy), contiguous(rt.xp, x)
+    dx = rt.xp.empty_like(x)
+    launch(rt, FAMILY, "relu_backward", x.dtype, x.size,
+           (dy, x, dx, i64(x.size), scalar(x.dtype, slope)))
+    return dx

@@ -1,0 +1,195 @@
+"""Pooling, the NumPy way: the oracle for the pool2d kernels and the CPU backend.
+
+Wu's "CNN for Dummies" §5 (The pooling layer) defines max and average pooling
+as a reduction over each window of the input plane, channel by channel, and
+§6 (The reverse operators) gives their backward passes: average pooling
+spreads each output's gradient evenly over its window, max pooling routes it
+to the argmax alone. ``max_unpool2d`` is that routing applied to values.
+
+Every function takes a validated :class:`gpucnn.shapes.Window` and mirrors the
+kernels' interface (same arguments, same saved argmax), but computes it from
+strided views: one loop over the kh*kw window taps, each tap a (N, C, p, q)
+view of the input aligned with the output positions it reaches. Padding is
+never materialized; a tap simply skips the output positions where it falls in
+the padding, so padded positions can never win a max nor add to a sum.
+
+Semantics follow PyTorch's CPU kernels (``aten/src/ATen/native/cpu``):
+argmax indices are flat offsets ``h*W + w`` into each input plane.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from gpucnn.shapes import Window
+
+
+def _span(n_out: int, size: int, s: int, off: int) -> tuple[int, int]:
+    """Output positions [lo, hi) whose tap ``p*s + off`` lands inside [0, size)."""
+    lo = max(0, -(off // s))
+    hi = min(n_out, (size - 1 - off) // s + 1)
+    return lo, max(lo, hi)
+
+
+def _taps(win: Window):
+    """Yield (tap, out rows, out cols, in rows, in cols) per window tap, in the
+    raster order (i, j) that decides ties; taps that only see padding are skipped."""
+    pt, _, pl, _ = win.pad
+    for i in range(win.kh):
+        offh = i * win.dh - pt
+        p0, p1 = _span(win.P, win.H, win.sh, offh)
+        for j in range(win.kw):
+            offw = j * win.dw - pl
+            q0, q1 = _span(win.Q, win.W, win.sw, offw)
+            if p0 == p1 or q0 == q1:
+                continue
+            h0, w0 = p0 * win.sh + offh, q0 * win.sw + offw
+            yield (i, j, slice(p0, p1), slice(q0, q1),
+                   slice(h0, h0 + (p1 - p0 - 1) * win.sh + 1, win.sh),
+                   slice(w0, w0 + (q1 - q0 - 1) * win.sw + 1, win.sw))
+
+
+def _starts(win: Window) -> tuple[np.ndarray, np.ndarray]:
+    """Top-left corner of every window in input coordinates (may be negative)."""
+    pt, _, pl, _ = win.pad
+    return np.arange(win.P) * win.sh - pt, np.arange(win.Q) * win.sw - pl
+
+
+def max_pool2d_forward(x: np.ndarray, win: Window) -> tuple[np.ndarray, np.ndarray]:
+    """Max pooling (§5): y (N, C, P, Q) and its argmax idx (int64, same shape).
+
+    Torch's rule per window: start from (-inf, first in-plane tap); scan the taps
+    in raster order; a tap wins if ``val > max or isnan(val)``. So ties keep the
+    first tap, a NaN propagates with the index of the last NaN, and an all -inf
+    window keeps -inf at its first in-plane tap. If dilation lets a window miss
+    the plane entirely, y is -inf and idx is torch's ``ih0*W + iw0`` (the first
+    non-negative tap row/column), which need not lie in the window or the plane.
+
+    Computed in two passes instead of torch's one: np.maximum over the taps
+    gives the values (and propagates NaN), then the taps in reverse raster
+    order claim the windows where they equal the max, so the first equal tap
+    is the one left. A zero max may carry either sign, since 0.0 == -0.0.
+    """
+    N, C = x.shape[:2]
+    taps = list(_taps(win))
+    y = np.full((N, C, win.P, win.Q), -np.inf, dtype=x.dtype)
+    for *_, ps, qs, hs, ws in taps:
+        np.maximum(y[:, :, ps, qs], x[:, :, hs, ws], out=y[:, :, ps, qs])
+
+    # The winner is tracked as a tap number k = i*kw + j (one or two bytes a
+    # window) and turned into a plane offset once at the end.
+    hb, wb = _starts(win)
+    # Torch's initial index: the first tap at or below row 0 / column 0,
+    # stepping by the dilation (its `while (ih0 < 0) ih0 += dilationH`). It
+    # is always a tap of the window, since each pad is at most half the
+    # dilated kernel.
+    i0 = np.maximum(0, -(hb // win.dh))
+    j0 = np.maximum(0, -(wb // win.dw))
+    tap = np.empty(y.shape, dtype=np.min_scalar_type(win.kh * win.kw - 1))
+    tap[...] = i0[:, None] * win.kw + j0[None, :]
+    hit, diff = np.empty(y.shape, dtype=bool), np.empty_like(tap)
+
+    def claim(k, ps, qs, hit_of_view):
+        # Branch-free masked store tap[hit] = k: the unsigned subtraction wraps
+        # and is undone exactly, which runs several times faster than
+        # np.copyto(where=) on a mask that is true at random.
+        t, d, m = tap[:, :, ps, qs], diff[:, :, ps, qs], hit[:, :, ps, qs]
+        hit_of_view(m)
+        np.subtract(t, k, out=d)
+        np.multiply(d, m, out=d)
+        np.subtract(t, d, out=t)
+
+    for i, j, ps, qs, hs, ws in reversed(taps):
+        claim(i * win.kw + j, ps, qs,
+              lambda m: np.equal(x[:, :, hs, ws], y[:, :, ps, qs], out=m))
+    # NaN never equals itself, so NaN windows are claimed here: by the last
+    # NaN tap in raster order, as torch's `isnan(val)` replacement leaves it.
+    if y.size and np.isnan(y.max()):
+        for i, j, ps, qs, hs, ws in taps:
+            claim(i * win.kw + j, ps, qs, lambda m: np.isnan(x[:, :, hs, ws], out=m))
+
+    ii, jj = np.divmod(np.arange(win.kh * win.kw, dtype=np.int64), win.kw)
+    idx = (ii * win.dh * win.W + jj * win.dw)[tap]
+    idx += hb[:, None] * win.W + wb[None, :]
+    return y, idx
+
+
+def max_pool2d_backward(dy: np.ndarray, idx: np.ndarray, win: Window) -> np.ndarray:
+    """Reverse of max pooling (§6): dx[idx] += dy, window by window.
+
+    Windows that share an argmax add their gradients there. An index outside
+    the plane (torch's index of a window that misses the plane, see
+    ``max_pool2d_forward``) routes its gradient nowhere instead of out of bounds.
+    """
+    N, C = dy.shape[:2]
+    plane = win.H * win.W
+    flat = idx.reshape(N * C, win.P * win.Q)
+    g = dy.reshape(N * C, win.P * win.Q)
+    if flat.size and (flat.min() < 0 or flat.max() >= plane):
+        keep = (flat >= 0) & (flat < plane)
+        g = np.where(keep, g, 0)
+        flat = np.where(keep, flat, 0)
+    # One bincount over all planes at once: plane k owns bins [k*plane, (k+1)*plane).
+    target = flat + (np.arange(N * C, dtype=np.int64) * plane)[:, None]
+    dx = np.bincount(target.ravel(), weights=g.ravel(), minlength=N * C * plane)
+    return dx.astype(dy.dtype, copy=False).reshape(N, C, win.H, win.W)
+
+
+def _avg_divisor(win: Window, count_include_pad: bool) -> np.ndarray:
+    """Torch's divisor per window (P, Q): the window clipped to the padded
+    extent [-top, H+bottom) x [-left, W+right) with count_include_pad (so a
+    ceil-mode overhang past the padding is not counted), else clipped to the
+    input itself."""
+    pt, pb, pl, pr = win.pad
+    hb, wb = _starts(win)
+    h1, w1 = np.minimum(hb + win.kh, win.H + pb), np.minimum(wb + win.kw, win.W + pr)
+    if count_include_pad:
+        rows, cols = h1 - hb, w1 - wb
+    else:
+        rows = np.minimum(h1, win.H) - np.maximum(hb, 0)
+        cols = np.minimum(w1, win.W) - np.maximum(wb, 0)
+    return rows[:, None] * cols[None, :]
+
+
+def avg_pool2d_forward(x: np.ndarray, win: Window, count_include_pad: bool) -> np.ndarray:
+    """Average pooling (§5): each window's sum over its in-plane taps, in
+    raster order as torch adds them, divided by torch's divisor."""
+    N, C = x.shape[:2]
+    y = np.zeros((N, C, win.P, win.Q), dtype=x.dtype)
+    # inf + -inf is NaN and big sums overflow, as in the kernels: IEEE
+    # results, not warnings.
+    with np.errstate(invalid="ignore", over="ignore"):
+        for _, _, ps, qs, hs, ws in _taps(win):
+            np.add(y[:, :, ps, qs], x[:, :, hs, ws], out=y[:, :, ps, qs])
+        y /= _avg_divisor(win, count_include_pad).astype(x.dtype)
+    return y
+
+
+def avg_pool2d_backward(dy: np.ndarray, win: Window, count_include_pad: bool) -> np.ndarray:
+    """Reverse of average pooling (§6): each output's gradient, divided by its
+    window's divisor, is added to every in-plane tap of that window."""
+    N, C = dy.shape[:2]
+    g = dy / _avg_divisor(win, count_include_pad).astype(dy.dtype)
+    dx = np.zeros((N, C, win.H, win.W), dtype=dy.dtype)
+    # Within one tap the positions p*s + off are distinct, so each in-place
+    # add touches every dx element at most once; overlaps come from other taps.
+    with np.errstate(invalid="ignore", over="ignore"):
+        for _, _, ps, qs, hs, ws in _taps(win):
+            np.add(dx[:, :, hs, ws], g[:, :, ps, qs], out=dx[:, :, hs, ws])
+    return dx
+
+
+def max_unpool2d(y: np.ndarray, idx: np.ndarray, Ho: int, Wo: int) -> np.ndarray:
+    """Max unpooling, the value-side twin of §6's max reverse operator:
+    zeros (N, C, Ho, Wo) with ``x.plane[idx] = y`` (indices already validated).
+
+    Where several outputs name the same index one of them wins, as in PyTorch;
+    here the last in C order, as a 1-D NumPy fancy assignment writes in order
+    (the same one torch's sequential CPU loop keeps).
+    """
+    N, C = y.shape[:2]
+    plane = Ho * Wo
+    planes = np.arange(N * C, dtype=np.int64) * plane
+    target = idx.reshape(N * C, y.shape[2] * y.shape[3]) + planes[:, None]
+    x = np.zeros(N * C * plane, dtype=y.dtype)
+    x[target.ravel()] = y.ravel()
+    return x.reshape(N, C, Ho, Wo)

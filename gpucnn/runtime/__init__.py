@@ -1,0 +1,63 @@
+"""Where kernels come from and where they run.
+
+``loader`` is the only code that reads ``kernels/``; ``cupy_runtime`` builds
+modules with CuPy for a GPU; ``emulator`` builds the same text for the CPU.
+A ``Runtime`` bundles the array module and the module loader of one backend,
+so that the launch code in ``gpucnn.cuda`` is the same for both.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+
+class Runtime:
+    """One execution target for the CUDA kernels: its array module (``xp``)
+    and a ``module(family, options)`` that returns an object with CuPy's
+    ``get_function(name)`` interface."""
+
+    def __init__(self, name, xp, module):
+        self.name, self.xp, self.module = name, xp, module
+
+    def function(self, family: str, kernel: str, options: tuple = ()):
+        return self.module(family, options).get_function(kernel)
+
+    def _map(self, f, out):
+        if isinstance(out, tuple):
+            return tuple(self._map(f, o) for o in out)
+        return f(out) if isinstance(out, (np.ndarray,)) or type(out).__module__.startswith("cupy") else out
+
+    def to_device(self, a):
+        """NumPy arrays go to the device of this runtime (a no-op for the emulator)."""
+        if self.xp is np or not isinstance(a, np.ndarray):
+            return a
+        return self.xp.asarray(a)
+
+    def to_host(self, a):
+        if self.xp is np or isinstance(a, np.ndarray) or not hasattr(a, "get"):
+            return a
+        return a.get()
+
+    def from_device_like(self, out, args):
+        """Give results back as the kind of array the caller passed."""
+        if self.xp is np or any(type(a).__module__.startswith("cupy") for a in args):
+            return out
+        return self._map(lambda o: o.get() if hasattr(o, "get") else o, out)
+
+    def from_host_like(self, out, args):
+        if self.xp is np or not any(type(a).__module__.startswith("cupy") for a in args):
+            return out
+        return self._map(self.xp.asarray, out)
+
+
+@functools.lru_cache(maxsize=None)
+def runtime_for(name: str) -> Runtime:
+    """The Runtime of backend "emulator" or "cuda"."""
+    from gpucnn.runtime import loader
+    if name == "emulator":
+        return Runtime(name, np, loader.emulator_module)
+    if name == "cuda":
+        import cupy
+        return Runtime(name, cupy, loader.cupy_module)
+    raise ValueError(f"no kernel runtime for backend {name!r}")

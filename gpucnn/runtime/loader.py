@@ -1,0 +1,75 @@
+"""The only code that reads ``kernels/``.
+
+A kernel family's text is its ``.cu`` file with the project's headers inlined
+(CuPy's disk cache keys on the source text and would miss an edit to a header
+reached through ``-I``), with ``#line`` directives so that compiler messages
+and the emulator's reports name the original file and line.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$')
+NVRTC_OPTIONS = ("-std=c++17",)
+
+
+def kernel_dir() -> Path:
+    """kernels/ of a source checkout, else the copy installed as gpucnn/kernels."""
+    here = Path(__file__).resolve().parent.parent
+    for cand in (here.parent / "kernels", here / "kernels"):
+        if (cand / "common.cuh").is_file():
+            return cand
+    raise FileNotFoundError(f"gpucnn's kernels/ folder was not found beside {here}")
+
+
+def families() -> list[str]:
+    """Every kernel family: one .cu file each."""
+    return sorted(p.stem for p in kernel_dir().glob("*.cu"))
+
+
+def _inline(path: Path, seen: tuple) -> list[str]:
+    if path.name in seen:
+        raise ValueError(f"kernel header include cycle: {' -> '.join(seen + (path.name,))}")
+    out = [f'#line 1 "{path.name}"']
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        m = _INCLUDE.match(line)
+        if m and (path.parent / m.group(1)).is_file():
+            out += _inline(path.parent / m.group(1), seen + (path.name,))
+            out.append(f'#line {n + 1} "{path.name}"')
+        else:
+            out.append(line)
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def source(family: str) -> str:
+    """The text of kernel family ``family`` with its headers inlined."""
+    path = kernel_dir() / f"{family}.cu"
+    if not path.is_file():
+        raise FileNotFoundError(f"no kernel family {family!r}: {path} does not exist "
+                                f"(families: {', '.join(families())})")
+    return "\n".join(_inline(path, ())) + "\n"
+
+
+@functools.lru_cache(maxsize=None)
+def _cupy_module(device_id: int, family: str, options: tuple):
+    import cupy
+    with cupy.cuda.Device(device_id):
+        mod = cupy.RawModule(code=source(family), options=NVRTC_OPTIONS + options)
+        mod.compile()  # raises cupy's CompileException carrying NVRTC's log
+    return mod
+
+
+def cupy_module(family: str, options: tuple = ()):
+    """A compiled ``cupy.RawModule`` of ``family`` for the current device."""
+    import cupy
+    return _cupy_module(cupy.cuda.Device().id, family, tuple(options))
+
+
+@functools.lru_cache(maxsize=None)
+def emulator_module(family: str, options: tuple = ()):
+    """The same text built for the CPU emulator."""
+    from gpucnn.runtime.emulator import EmuModule
+    return EmuModule(source(family), tuple(options))

@@ -1,0 +1,34 @@
+// common.cuh: what every kernel family shares. Inlined into each .cu by
+// gpucnn/runtime/loader.py before compilation (never reached through -I).
+#pragma once
+
+// Marks a pointer parameter that a kernel updates in place (a scatter into an
+// output the caller prepared). The emulator neither poisons it before the
+// launch nor reports its untouched elements as unwritten; on a GPU it is empty.
+#ifndef GPUCNN_INOUT
+#define GPUCNN_INOUT
+#endif
+
+// Grid-stride loop over 64-bit indices (Caffe's CUDA_KERNEL_LOOP): a kernel is
+// correct for any grid size, so the launch helper may cap the grid and the
+// tests may shrink it to a couple of blocks.
+#define GRID_STRIDE_LOOP(i, n)                                                     \
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
+         i += (long long)blockDim.x * gridDim.x)
+
+// -inf without <cmath>, for max reductions that must let NaN and -inf through.
+template <typename T> __device__ __forceinline__ T neg_inf();
+template <> __device__ __forceinline__ float neg_inf<float>() { return __int_as_float(0xff800000); }
+template <> __device__ __forceinline__ double neg_inf<double>() { return __longlong_as_double(0xfff0000000000000ULL); }
+
+template <typename T> __device__ __forceinline__ bool is_nan(T v) { return v != v; }
+
+// 16-byte vectors: float4 for float, double2 for double. Memory-bound kernels
+// move 16 bytes per access when every pointer they touch is 16-byte aligned.
+template <typename T> struct Vec16;
+template <> struct Vec16<float> { typedef float4 type; enum { n = 4 }; };
+template <> struct Vec16<double> { typedef double2 type; enum { n = 2 }; };
+
+__device__ __forceinline__ bool aligned16(const void* p) {
+    return (reinterpret_cast<unsigned long long>(p) & 15ULL) == 0;
+}

@@ -1,0 +1,513 @@
+"""Max/avg pooling, their backward passes and max unpooling, on every backend.
+
+PyTorch CPU is the outside oracle (skipped cleanly without torch); float64
+finite differences check every backward; a few hand-worked cases pin the
+semantics (indices, ties, NaN, divisors, ceil mode) without any oracle.
+Asymmetric padding, which torch lacks, is compared with torch on an
+explicitly padded input (-inf for max, 0 for sums).
+
+Run with ``-s`` to see, per op, how many torch cases ran and the worst
+relative error (test_report_torch_crosscheck, the last test).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import TOL
+
+import gpucnn
+
+pytestmark = pytest.mark.family("pool")
+
+DTYPES = [np.float32, np.float64]
+# Finite differences of piecewise-linear functions in float64: exact up to rounding.
+FD_TOL = dict(rtol=1e-6, atol=1e-8)
+STATS: dict[str, list] = {}  # op -> [cases, worst relative error]
+
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+def _t(a):
+    return _torch().from_numpy(np.ascontiguousarray(a))
+
+
+def _record(op, got, want, dtype):
+    """Assert got matches want (NaN and inf positions exactly) and log the error."""
+    want = np.asarray(want)
+    assert got.shape == want.shape, (op, got.shape, want.shape)
+    assert got.dtype == np.dtype(dtype), (op, got.dtype)
+    np.testing.assert_allclose(got, want, **TOL[dtype], err_msg=op)
+    fin = np.isfinite(want)
+    scale = np.abs(want[fin]).max(initial=0.0)
+    err = np.abs(got[fin].astype(np.float64) - want[fin]).max(initial=0.0)
+    rel = err / scale if scale else err
+    s = STATS.setdefault(f"{op} {np.dtype(dtype).name}", [0, 0.0])
+    s[0] += 1
+    s[1] = max(s[1], rel)
+
+
+def _record_exact(op, got, want):
+    want = np.asarray(want)
+    assert got.shape == want.shape and got.dtype == want.dtype, (op, got.dtype, want.dtype)
+    np.testing.assert_array_equal(got, want, err_msg=op)
+    STATS.setdefault(op, [0, 0.0])[0] += 1
+
+
+def _geometry(rng, dilation=True, asym=False, kmax=4):
+    """Random valid pooling arguments and a matching input shape (torch's rules:
+    each pad at most half the kernel, the dilated kernel inside the padded input)."""
+    kh, kw = (int(k) for k in rng.integers(1, kmax + 1, 2))
+    stride = None if rng.random() < 0.25 else tuple(int(s) for s in rng.integers(1, 4, 2))
+    dil = tuple(int(d) for d in rng.integers(1, 3, 2)) if dilation else (1, 1)
+    if asym:
+        pad = tuple(int(rng.integers(0, k // 2 + 1)) for k in (kh, kh, kw, kw))
+    else:
+        pad = tuple(int(rng.integers(0, k // 2 + 1)) for k in (kh, kw))
+    t, b, l, r = pad if asym else (pad[0], pad[0], pad[1], pad[1])
+    eh, ew = dil[0] * (kh - 1) + 1, dil[1] * (kw - 1) + 1
+    H = int(rng.integers(max(1, eh - t - b), eh + 7))
+    W = int(rng.integers(max(1, ew - l - r), ew + 7))
+    shape = (int(rng.integers(1, 3)), int(rng.integers(1, 4)), H, W)
+    return shape, dict(kernel_size=(kh, kw), stride=stride, padding=pad,
+                       dilation=dil, ceil_mode=bool(rng.random() < 0.5))
+
+
+def _tpool_args(g):
+    stride = g["kernel_size"] if g["stride"] is None else g["stride"]
+    return g["kernel_size"], stride, g["padding"]
+
+
+def _specials(rng, shape, dtype, p=0.15):
+    """Random values with NaN, +-inf and repeated values sprinkled in."""
+    x = rng.standard_normal(shape).round(1).astype(dtype)
+    pick = rng.random(shape)
+    x[pick < p / 3] = np.nan
+    x[(pick >= p / 3) & (pick < 2 * p / 3)] = np.inf
+    x[(pick >= 2 * p / 3) & (pick < p)] = -np.inf
+    return x
+
+
+# ---------------------------------------------------------------- hand-worked
+
+X4 = np.array([[1, 2, 5, 3],
+               [4, 0, 6, 1],
+               [7, 8, 2, 2],
+               [3, 9, 1, 1]], dtype=np.float64)[None, None]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool_4x4_by_hand(backend, dtype):
+    y, idx = gpucnn.max_pool2d(X4.astype(dtype), 2, return_indices=True)
+    np.testing.assert_array_equal(y[0, 0], [[4, 6], [9, 2]])
+    # The bottom-right window ties at 2 (offsets 10 and 11): the first tap wins.
+    np.testing.assert_array_equal(idx[0, 0], [[4, 6], [13, 10]])
+    assert y.dtype == dtype and idx.dtype == np.int64
+    dx = gpucnn.max_pool2d_backward(np.ones_like(y), X4.astype(dtype), 2)
+    want = np.zeros(16)
+    want[[4, 6, 13, 10]] = 1
+    np.testing.assert_array_equal(dx.ravel(), want)
+    np.testing.assert_array_equal(gpucnn.max_unpool2d(y, idx, 2).ravel(), want * X4.ravel())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool_nan_inf_by_hand(backend, dtype):
+    nan, inf = np.nan, np.inf
+    x = np.array([[nan, 1, -inf, -inf, inf, 5],
+                  [2, nan, -inf, -inf, 7, inf]], dtype=dtype)[None, None]
+    y, idx = gpucnn.max_pool2d(x, 2, return_indices=True)
+    # A NaN propagates with the LAST NaN's index; an all -inf window keeps its
+    # first tap; the first of two +inf wins.
+    np.testing.assert_array_equal(y[0, 0, 0], [nan, -inf, inf])
+    np.testing.assert_array_equal(idx[0, 0, 0], [7, 2, 4])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool_padding_never_wins(backend, dtype):
+    x = np.full((1, 1, 2, 2), -np.inf, dtype)
+    y, idx = gpucnn.max_pool2d(x, 3, stride=1, padding=1, return_indices=True)
+    assert np.all(y == -np.inf)
+    # Every window's first in-plane tap, not a padded position.
+    np.testing.assert_array_equal(idx[0, 0], [[0, 0], [0, 0]])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_avg_pool_corner_divisors_by_hand(backend, dtype):
+    x = np.arange(1, 17, dtype=dtype).reshape(1, 1, 4, 4)
+    incl = gpucnn.avg_pool2d(x, 2, padding=1, count_include_pad=True)[0, 0]
+    excl = gpucnn.avg_pool2d(x, 2, padding=1, count_include_pad=False)[0, 0]
+    # Corner windows hold one real element and three padded ones.
+    assert incl[0, 0] == 1 / 4 and excl[0, 0] == 1
+    assert incl[0, 1] == (2 + 3) / 4 and excl[0, 1] == (2 + 3) / 2
+    assert incl[1, 1] == excl[1, 1] == (6 + 7 + 10 + 11) / 4
+    assert incl[2, 2] == 16 / 4 and excl[2, 2] == 16
+    dx = gpucnn.avg_pool2d_backward(np.ones((1, 1, 3, 3), dtype), x, 2, padding=1,
+                                    count_include_pad=False)
+    assert dx[0, 0, 0, 0] == 1 and dx[0, 0, 0, 1] == 1 / 2 and dx[0, 0, 1, 1] == 1 / 4
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ceil_mode_by_hand(backend, dtype):
+    # H=5, k=2, s=2, pad=1: ceil gives 4 windows, but the 4th would start in the
+    # right padding (real row 5), so it is dropped.
+    y = gpucnn.max_pool2d(np.ones((1, 1, 5, 5), dtype), 2, 2, 1, ceil_mode=True)
+    assert y.shape == (1, 1, 3, 3)
+    # H=4, k=3, s=2, pad=1: the last window covers rows 3, 4 (padding) and 5
+    # (past the padding); count_include_pad counts only rows 3 and 4.
+    z = gpucnn.avg_pool2d(np.ones((1, 1, 4, 4), dtype), 3, 2, 1, ceil_mode=True)
+    assert z.shape == (1, 1, 3, 3) and z[0, 0, 2, 2] == 1 / 4 and z[0, 0, 1, 1] == 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_asymmetric_padding_by_hand(backend, dtype):
+    x = np.arange(1, 10, dtype=dtype).reshape(1, 1, 3, 3)
+    # (top, bottom, left, right) = (1, 0, 0, 1): windows start at row -1.
+    y, idx = gpucnn.max_pool2d(x, 2, 2, (1, 0, 0, 1), return_indices=True)
+    np.testing.assert_array_equal(y[0, 0], [[2, 3], [8, 9]])
+    np.testing.assert_array_equal(idx[0, 0], [[1, 2], [7, 8]])
+    a = gpucnn.avg_pool2d(x, 2, 2, (1, 0, 0, 1), count_include_pad=False)
+    np.testing.assert_allclose(a[0, 0], [[1.5, 3], [(4 + 5 + 7 + 8) / 4, (6 + 9) / 2]])
+
+
+# ------------------------------------------------------------ torch crosscheck
+
+def _torch_max(x, g):
+    """torch's max_pool2d (values, indices) on our arguments; asymmetric padding
+    via an explicit -inf pad, indices mapped back to the unpadded plane."""
+    torch, F = _torch(), _torch().nn.functional
+    k, s, pad = _tpool_args(g)
+    if len(pad) == 2:
+        y, i = F.max_pool2d(_t(x), k, s, pad, g["dilation"], g["ceil_mode"], return_indices=True)
+        return y.numpy(), i.numpy()
+    t, b, l, r = pad
+    xp = F.pad(_t(x), (l, r, t, b), value=-float("inf"))
+    y, i = F.max_pool2d(xp, k, s, 0, g["dilation"], g["ceil_mode"], return_indices=True)
+    Wp = xp.shape[-1]
+    i = (torch.div(i, Wp, rounding_mode="floor") - t) * x.shape[-1] + (i % Wp - l)
+    return y.numpy(), i.numpy()
+
+
+def _crop(a, like):
+    """The explicitly padded torch result holds ours as a prefix in ceil mode
+    (it keeps windows starting in the bottom/right padding; torch's rule drops them)."""
+    return a[..., :like.shape[-2], :like.shape[-1]]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("asym", [False, True], ids=["sym", "asym"])
+def test_max_pool_vs_torch(backend, dtype, asym):
+    rng = np.random.default_rng(1 + asym)
+    for case in range(40):
+        shape, g = _geometry(rng, asym=asym)
+        # The explicit -inf pad can win an all -inf window in torch, so
+        # asymmetric cases use finite inputs (NaN included).
+        x = _specials(rng, shape, dtype)
+        if asym:
+            x[np.isinf(x)] = 0.5
+        y, idx = gpucnn.max_pool2d(x, return_indices=True, **g)
+        ty, ti = _torch_max(x, g)
+        ty, ti = _crop(ty, y), _crop(ti, y)
+        _record("max_pool2d", y, ty, dtype)
+        _record_exact("max_pool2d indices", idx, ti)
+        np.testing.assert_array_equal(gpucnn.max_pool2d(x, **g), y, err_msg=f"{shape} {g}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("asym", [False, True], ids=["sym", "asym"])
+def test_max_pool_backward_vs_torch(backend, dtype, asym):
+    torch, F = _torch(), _torch().nn.functional
+    rng = np.random.default_rng(3 + asym)
+    for case in range(25):
+        shape, g = _geometry(rng, asym=asym)
+        # Rounded values make ties, where the argmax rule decides the gradient.
+        x = rng.standard_normal(shape).round(1).astype(dtype)
+        k, s, pad = _tpool_args(g)
+        xt = _t(x).requires_grad_()
+        if asym:
+            t, b, l, r = pad
+            yt = F.max_pool2d(F.pad(xt, (l, r, t, b), value=-float("inf")), k, s, 0,
+                              g["dilation"], g["ceil_mode"])
+        else:
+            yt = F.max_pool2d(xt, k, s, pad, g["dilation"], g["ceil_mode"])
+        P, Q = gpucnn.max_pool2d(x, **g).shape[-2:]
+        dy = rng.standard_normal(shape[:2] + (P, Q)).astype(dtype)
+        dyt = np.zeros(yt.shape, dtype)
+        dyt[..., :P, :Q] = dy
+        yt.backward(_t(dyt))
+        want = xt.grad.numpy()
+        _record("max_pool2d_backward", gpucnn.max_pool2d_backward(dy, x, **g), want, dtype)
+        _, idx = gpucnn.max_pool2d(x, return_indices=True, **g)
+        _record("max_pool2d_backward(indices)",
+                gpucnn.max_pool2d_backward(dy, x, indices=idx, **g), want, dtype)
+
+
+def _torch_avg(x, g, count_include_pad):
+    torch, F = _torch(), _torch().nn.functional
+    k, s, pad = _tpool_args(g)
+    xt = x if isinstance(x, torch.Tensor) else _t(x)
+    if len(pad) == 2:
+        return F.avg_pool2d(xt, k, s, pad, g["ceil_mode"], count_include_pad)
+    t, b, l, r = pad
+    sums = F.avg_pool2d(F.pad(xt, (l, r, t, b)), k, s, 0, g["ceil_mode"])
+    if count_include_pad:
+        return sums
+    # Same divisor on both, so the ratio is sum / number of real elements.
+    ones = F.pad(torch.ones_like(xt), (l, r, t, b))
+    return sums / F.avg_pool2d(ones, k, s, 0, g["ceil_mode"])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("asym", [False, True], ids=["sym", "asym"])
+@pytest.mark.parametrize("cip", [True, False], ids=["incl_pad", "excl_pad"])
+def test_avg_pool_vs_torch(backend, dtype, asym, cip):
+    rng = np.random.default_rng(5 + 2 * asym + cip)
+    for case in range(25):
+        shape, g = _geometry(rng, dilation=False, asym=asym)
+        g.pop("dilation")
+        x = rng.standard_normal(shape).astype(dtype)
+        y = gpucnn.avg_pool2d(x, count_include_pad=cip, **g)
+        xt = _t(x).requires_grad_()
+        yt = _torch_avg(xt, g, cip)
+        _record("avg_pool2d", y, _crop(yt.detach().numpy(), y), dtype)
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        dyt = np.zeros(yt.shape, dtype)
+        dyt[..., :y.shape[-2], :y.shape[-1]] = dy
+        yt.backward(_t(dyt))
+        dx = gpucnn.avg_pool2d_backward(dy, x, count_include_pad=cip, **g)
+        _record("avg_pool2d_backward", dx, xt.grad.numpy(), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_unpool_vs_torch(backend, dtype):
+    F = _torch().nn.functional
+    rng = np.random.default_rng(9)
+    for case in range(30):
+        shape, g = _geometry(rng, dilation=False)
+        g.update(dilation=(1, 1), ceil_mode=False)
+        x = rng.standard_normal(shape).astype(dtype)
+        y, idx = gpucnn.max_pool2d(x, return_indices=True, **g)
+        k, s, pad = _tpool_args(g)
+        # Overlapping windows share argmaxes: duplicate indices, where the
+        # last one wins in both. In floor mode x's (H, W) lies within one
+        # stride of the default size; output_size may also be (N, C, H, W).
+        default = tuple((n - 1) * st - 2 * p + kk for n, st, p, kk in zip(y.shape[2:], s, pad, k))
+        size = None if default == shape[2:] else shape[2:] if case % 2 else shape
+        want = F.max_unpool2d(_t(y), _t(idx), k, s, pad, output_size=size).numpy()
+        got = gpucnn.max_unpool2d(y, idx, k, g["stride"], pad, output_size=size)
+        _record("max_unpool2d", got, want, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ceil_mode_drops_window_in_padding_vs_torch(backend, dtype):
+    F = _torch().nn.functional
+    rng = np.random.default_rng(10)
+    for H, k, s, p in [(5, 2, 2, 1), (6, 3, 3, 1), (7, 4, 3, 2), (3, 2, 2, 1)]:
+        x = rng.standard_normal((1, 2, H, H + 1)).astype(dtype)
+        y, idx = gpucnn.max_pool2d(x, k, s, p, ceil_mode=True, return_indices=True)
+        ty, ti = F.max_pool2d(_t(x), k, s, p, ceil_mode=True, return_indices=True)
+        _record("max_pool2d", y, ty.numpy(), dtype)
+        _record_exact("max_pool2d indices", idx, ti.numpy())
+        for cip in (True, False):
+            a = gpucnn.avg_pool2d(x, k, s, p, ceil_mode=True, count_include_pad=cip)
+            _record("avg_pool2d", a, F.avg_pool2d(_t(x), k, s, p, True, cip).numpy(), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_window_missing_the_plane_is_rejected(backend, dtype):
+    # Dilation 3 with taps at rows -1 and 2 of a 2-row input: no tap is in the
+    # plane. torch returns -inf and an index outside the plane (6); we refuse
+    # the geometry instead of returning an index that is not in the window.
+    x = np.ones((1, 1, 2, 2), dtype)
+    with pytest.raises(ValueError, match="no tap inside the input"):
+        gpucnn.max_pool2d(x, 2, 1, 1, 3, return_indices=True)
+    with pytest.raises(ValueError, match="no tap inside the input"):
+        gpucnn.max_pool2d_backward(np.ones((1, 1, 1, 1), dtype), x, 2, 1, 1, 3)
+
+
+# ------------------------------------------------------ finite differences
+
+def _numgrad(f, x, eps=1e-3):
+    x = x.copy()
+    g = np.empty_like(x)
+    for k in range(x.size):
+        v = x.flat[k]
+        x.flat[k] = v + eps
+        fp = f(x)
+        x.flat[k] = v - eps
+        fm = f(x)
+        x.flat[k] = v
+        g.flat[k] = (fp - fm) / (2 * eps)
+    return g
+
+
+def test_max_pool_backward_finite_differences(backend):
+    rng = np.random.default_rng(11)
+    for case in range(6):
+        shape, g = _geometry(rng, asym=bool(case % 2), kmax=3)
+        # Cropping to 6 keeps the (at most 5-wide) dilated kernel inside.
+        shape = (1, 2, min(shape[2], 6), min(shape[3], 6))
+        # Distinct values spaced by 1 (a permutation, as MatConvNet's nnpool
+        # test), so a step of 1e-3 never changes an argmax.
+        x = rng.permutation(np.prod(shape)).reshape(shape).astype(np.float64)
+        w = rng.standard_normal(gpucnn.max_pool2d(x, **g).shape)
+        num = _numgrad(lambda z: float(np.sum(w * gpucnn.max_pool2d(z, **g))), x)
+        np.testing.assert_allclose(gpucnn.max_pool2d_backward(w, x, **g), num, **FD_TOL)
+
+
+@pytest.mark.parametrize("cip", [True, False])
+def test_avg_pool_backward_finite_differences(backend, cip):
+    rng = np.random.default_rng(12 + cip)
+    for case in range(6):
+        shape, g = _geometry(rng, dilation=False, asym=bool(case % 2), kmax=3)
+        g.pop("dilation")
+        shape = (1, 2, min(shape[2], 6), min(shape[3], 6))
+        x = rng.standard_normal(shape)
+        w = rng.standard_normal(gpucnn.avg_pool2d(x, count_include_pad=cip, **g).shape)
+        num = _numgrad(lambda z: float(np.sum(w * gpucnn.avg_pool2d(z, count_include_pad=cip, **g))), x)
+        dx = gpucnn.avg_pool2d_backward(w, x, count_include_pad=cip, **g)
+        np.testing.assert_allclose(dx, num, **FD_TOL)
+
+
+# ----------------------------------------------------- layouts and purity
+
+def _odd_layout(rng, shape, dtype):
+    """A non-contiguous, read-only view with a negative stride."""
+    N, C, H, W = shape
+    base = rng.standard_normal((N, 2 * C, W, H + 1)).astype(dtype)
+    x = base[:, ::2, :, 1:][..., ::-1].transpose(0, 1, 3, 2)
+    x.flags.writeable = False
+    assert not x.flags.c_contiguous
+    return x
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_non_contiguous_read_only_inputs(backend, dtype):
+    rng = np.random.default_rng(13)
+    x = _odd_layout(rng, (2, 3, 7, 6), dtype)
+    keep = x.copy()
+    c = np.ascontiguousarray(x)
+    g = dict(kernel_size=3, stride=2, padding=(1, 0, 1, 1), ceil_mode=True)
+    y, idx = gpucnn.max_pool2d(x, return_indices=True, **g)
+    yc, ic = gpucnn.max_pool2d(c, return_indices=True, **g)
+    np.testing.assert_array_equal(y, yc)
+    np.testing.assert_array_equal(idx, ic)
+    dy = _odd_layout(rng, (2, 3) + y.shape[2:], dtype)
+    np.testing.assert_array_equal(gpucnn.max_pool2d_backward(dy, x, **g),
+                                  gpucnn.max_pool2d_backward(np.ascontiguousarray(dy), c, **g))
+    idx_nc = np.asfortranarray(idx)
+    idx_nc.flags.writeable = False
+    np.testing.assert_array_equal(gpucnn.max_pool2d_backward(dy, x, indices=idx_nc, **g),
+                                  gpucnn.max_pool2d_backward(dy, c, indices=ic, **g))
+    np.testing.assert_array_equal(gpucnn.max_unpool2d(dy, idx_nc, 3, 2, 1, output_size=(7, 6)),
+                                  gpucnn.max_unpool2d(np.ascontiguousarray(dy), ic, 3, 2, 1,
+                                                      output_size=(7, 6)))
+    for cip in (True, False):
+        np.testing.assert_allclose(gpucnn.avg_pool2d(x, count_include_pad=cip, **g),
+                                   gpucnn.avg_pool2d(c, count_include_pad=cip, **g), **TOL[dtype])
+        np.testing.assert_allclose(gpucnn.avg_pool2d_backward(dy, x, count_include_pad=cip, **g),
+                                   gpucnn.avg_pool2d_backward(np.ascontiguousarray(dy), c,
+                                                              count_include_pad=cip, **g),
+                                   **TOL[dtype])
+    np.testing.assert_array_equal(x, keep)
+
+
+def test_inputs_not_modified(backend):
+    rng = np.random.default_rng(14)
+    x = _specials(rng, (2, 2, 6, 6), np.float32)
+    dy = rng.standard_normal((2, 2, 3, 3)).astype(np.float32)
+    keep_x, keep_dy = x.copy(), dy.copy()
+    y, idx = gpucnn.max_pool2d(x, 2, return_indices=True)
+    keep_idx = idx.copy()
+    gpucnn.max_pool2d_backward(dy, x, 2, indices=idx)
+    gpucnn.max_unpool2d(dy, idx, 2)
+    gpucnn.avg_pool2d_backward(dy, x, 2)
+    gpucnn.avg_pool2d(x, 2)
+    np.testing.assert_array_equal(x, keep_x)
+    np.testing.assert_array_equal(dy, keep_dy)
+    np.testing.assert_array_equal(idx, keep_idx)
+
+
+def test_empty_batch(backend):
+    x = np.zeros((0, 2, 6, 6), np.float32)
+    y, idx = gpucnn.max_pool2d(x, 2, return_indices=True)
+    assert y.shape == idx.shape == (0, 2, 3, 3)
+    assert gpucnn.max_pool2d_backward(y, x, 2).shape == x.shape
+    assert gpucnn.max_unpool2d(y, idx, 2).shape == x.shape
+    assert gpucnn.avg_pool2d(x, 2).shape == y.shape
+    assert gpucnn.avg_pool2d_backward(y, x, 2).shape == x.shape
+
+
+# --------------------------------------------------------------- bad input
+
+X = np.zeros((1, 2, 6, 6), np.float32)
+DY = np.zeros((1, 2, 3, 3), np.float32)
+IDX = np.zeros((1, 2, 3, 3), np.int64)
+
+BAD = [
+    ("ndim", lambda: gpucnn.max_pool2d(X[0], 2), ValueError, "x must be 4-D"),
+    ("ndim avg", lambda: gpucnn.avg_pool2d(X[0, 0], 2), ValueError, "x must be 4-D"),
+    ("kernel too big", lambda: gpucnn.max_pool2d(X, 7), ValueError, "kernel"),
+    ("dilated kernel too big", lambda: gpucnn.max_pool2d(X, 3, dilation=3), ValueError, "kernel"),
+    ("avg kernel too big", lambda: gpucnn.avg_pool2d(X, (2, 9), padding=(0, 1)), ValueError, "kernel"),
+    ("stride 0", lambda: gpucnn.max_pool2d(X, 2, 0), ValueError, "stride"),
+    ("stride < 0", lambda: gpucnn.avg_pool2d(X, 2, (1, -1)), ValueError, "stride"),
+    ("negative padding", lambda: gpucnn.max_pool2d(X, 2, 1, -1), ValueError, "padding"),
+    ("negative asym padding", lambda: gpucnn.avg_pool2d(X, 3, 1, (1, 0, -1, 0)), ValueError, "padding"),
+    ("padding > k/2", lambda: gpucnn.max_pool2d(X, 3, 1, 2), ValueError, "padding"),
+    ("asym padding > k/2", lambda: gpucnn.avg_pool2d(X, 2, 1, (0, 2, 0, 0)), ValueError, "padding"),
+    ("kernel 0", lambda: gpucnn.max_pool2d(X, 0), ValueError, "kernel_size"),
+    ("int dtype", lambda: gpucnn.max_pool2d(X.astype(np.int32), 2), TypeError, "x must be float"),
+    ("complex dtype", lambda: gpucnn.avg_pool2d(X.astype(np.complex64), 2), TypeError, "x must be float"),
+    ("float16", lambda: gpucnn.max_pool2d(X.astype(np.float16), 2), TypeError, "x must be float"),
+    ("mixed dtypes max", lambda: gpucnn.max_pool2d_backward(DY.astype(np.float64), X, 2), TypeError, "dtype"),
+    ("mixed dtypes avg", lambda: gpucnn.avg_pool2d_backward(DY, X.astype(np.float64), 2), TypeError, "dtype"),
+    ("dy shape max", lambda: gpucnn.max_pool2d_backward(DY[:, :, :2], X, 2), ValueError, "dy"),
+    ("dy shape avg", lambda: gpucnn.avg_pool2d_backward(DY, X, 3), ValueError, "dy"),
+    ("indices shape", lambda: gpucnn.max_pool2d_backward(DY, X, 2, indices=IDX[:, :1]), ValueError, "indices"),
+    ("indices dtype", lambda: gpucnn.max_pool2d_backward(DY, X, 2, indices=IDX.astype(np.float32)),
+     TypeError, "indices"),
+    ("indices range", lambda: gpucnn.max_pool2d_backward(DY, X, 2, indices=IDX + 36), ValueError, "indices"),
+    ("indices negative", lambda: gpucnn.max_pool2d_backward(DY, X, 2, indices=IDX - 1), ValueError, "indices"),
+    ("unpool indices shape", lambda: gpucnn.max_unpool2d(DY, IDX[..., :2], 2), ValueError, "indices"),
+    ("unpool indices dtype", lambda: gpucnn.max_unpool2d(DY, IDX.astype(np.float64), 2), TypeError, "indices"),
+    ("unpool indices range", lambda: gpucnn.max_unpool2d(DY, IDX + 36, 2), ValueError, "indices"),
+    ("unpool ndim", lambda: gpucnn.max_unpool2d(DY[0], IDX[0], 2), ValueError, "y must be 4-D"),
+    ("unpool int y", lambda: gpucnn.max_unpool2d(IDX, IDX, 2), TypeError, "y must be float"),
+    ("unpool output_size too big", lambda: gpucnn.max_unpool2d(DY, IDX, 2, output_size=(8, 6)),
+     ValueError, "output_size"),
+    ("unpool output_size too small", lambda: gpucnn.max_unpool2d(DY, IDX, 2, output_size=(6, 4)),
+     ValueError, "output_size"),
+    ("return_indices not bool", lambda: gpucnn.max_pool2d(X, 2, return_indices="yes"), TypeError,
+     "return_indices"),
+    ("ceil_mode not bool", lambda: gpucnn.avg_pool2d(X, 2, ceil_mode=None), TypeError, "ceil_mode"),
+    ("count_include_pad not bool", lambda: gpucnn.avg_pool2d(X, 2, count_include_pad=2), TypeError,
+     "count_include_pad"),
+    ("kernel not int", lambda: gpucnn.max_pool2d(X, 2.0), TypeError, "kernel_size"),
+    ("dilation 0", lambda: gpucnn.max_pool2d(X, 2, dilation=0), ValueError, "dilation"),
+    ("padding of three", lambda: gpucnn.max_pool2d(X, 3, 1, (1, 1, 1)), TypeError, "padding"),
+    ("unpool output_size of three",
+     lambda: gpucnn.max_unpool2d(DY, IDX, 2, output_size=(2, 6, 6)), (TypeError, ValueError),
+     "output_size"),
+    ("unpool output_size int", lambda: gpucnn.max_unpool2d(DY, IDX, 2, output_size=6), TypeError,
+     "output_size"),
+]
+
+
+@pytest.mark.parametrize("call, exc, msg",
+                         [pytest.param(*b[1:4], id=b[0], marks=b[4:]) for b in BAD])
+def test_bad_input(backend, call, exc, msg):
+    with pytest.raises(exc, match=msg):
+        call()
+
+
+# ---------------------------------------------------------------- report
+
+def test_report_torch_crosscheck():
+    """Print, per op, the torch cases run and the worst relative error
+    (max |ours - torch| / max |torch| over finite entries). Run with -s."""
+    if not STATS:
+        pytest.skip("no torch cross-check ran in this session")
+    print("\npool vs torch CPU: op, cases, worst relative error")
+    for op, (n, err) in sorted(STATS.items()):
+        print(f"  {op:40s} {n:5d}  {err:.2e}")

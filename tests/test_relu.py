@@ -1,0 +1,183 @@
+"""ReLU and leaky ReLU with their backward passes, on every backend.
+
+PyTorch CPU is the outside oracle (skipped cleanly without torch):
+``torch.relu`` / ``threshold_backward`` for slope 0, ``leaky_relu`` /
+``leaky_relu_backward`` otherwise, special values included. Float64 finite
+differences check the backward away from the kink.
+
+Run with ``-s`` to see per op the torch cases run and the worst relative error.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import TOL
+
+import gpucnn
+
+pytestmark = pytest.mark.family("relu")
+
+DTYPES = [np.float32, np.float64]
+SLOPES = [0.0, 0.01, 0.2, 1.0, 1.5, -0.3]
+SPECIALS = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30, -1e-30, 2.5, -2.5]
+FD_TOL = dict(rtol=1e-7, atol=1e-9)
+STATS: dict[str, list] = {}  # op -> [cases, worst relative error]
+
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+def _t(a):
+    return _torch().from_numpy(np.ascontiguousarray(a))
+
+
+def _record(op, got, want, dtype):
+    want = np.asarray(want)
+    assert got.shape == want.shape and got.dtype == np.dtype(dtype), (op, got.dtype, got.shape)
+    np.testing.assert_allclose(got, want, **TOL[dtype], err_msg=op)
+    fin = np.isfinite(want)
+    scale = np.abs(want[fin]).max(initial=0.0)
+    err = np.abs(got[fin].astype(np.float64) - want[fin]).max(initial=0.0)
+    s = STATS.setdefault(f"{op} {np.dtype(dtype).name}", [0, 0.0])
+    s[0] += 1
+    s[1] = max(s[1], err / scale if scale else err)
+
+
+def _random(rng, dtype, shape=None):
+    if shape is None:
+        shape = tuple(int(n) for n in rng.integers(1, 6, int(rng.integers(1, 5))))
+    x = rng.standard_normal(shape).astype(dtype)
+    x.flat[rng.integers(0, x.size, x.size // 3)] = rng.choice(SPECIALS, x.size // 3)
+    return x
+
+
+def _torch_forward(x, slope):
+    torch = _torch()
+    return (torch.relu(_t(x)) if slope == 0 else
+            torch.nn.functional.leaky_relu(_t(x), slope)).numpy()
+
+
+def _torch_backward(dy, x, slope):
+    aten = _torch().ops.aten
+    if slope == 0:
+        return aten.threshold_backward(_t(dy), _t(x), 0).numpy()
+    return aten.leaky_relu_backward(_t(dy), _t(x), slope, False).numpy()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("slope", SLOPES)
+def test_relu_vs_torch(backend, dtype, slope):
+    rng = np.random.default_rng(int(slope * 100) % 97)
+    for case in range(20):
+        x = _random(rng, dtype)
+        dy = _random(rng, dtype, x.shape)
+        op = "relu" if slope == 0 else "leaky_relu"
+        _record(op, gpucnn.relu(x, slope), _torch_forward(x, slope), dtype)
+        _record(op + "_backward", gpucnn.relu_backward(dy, x, slope),
+                _torch_backward(dy, x, slope), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_autograd_vs_torch(backend, dtype):
+    # What autograd actually runs: relu's backward reads the output, leaky
+    # relu's the input; both must agree with ours on x.
+    torch = _torch()
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((3, 4, 5)).astype(dtype)
+    x[0, 0, :3] = 0.0
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    for slope in (0.0, 0.1):
+        xt = _t(x).requires_grad_()
+        (torch.relu(xt) if slope == 0 else torch.nn.functional.leaky_relu(xt, slope)).backward(_t(dy))
+        _record("relu_backward autograd", gpucnn.relu_backward(dy, x, slope), xt.grad.numpy(), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_special_values_by_hand(backend, dtype):
+    nan, inf = np.nan, np.inf
+    x = np.array([nan, inf, -inf, 0.0, -0.0, 3.0, -2.0], dtype)
+    np.testing.assert_array_equal(gpucnn.relu(x), [nan, inf, 0, 0, 0, 3, 0])
+    np.testing.assert_array_equal(gpucnn.relu(x, 0.5), [nan, inf, -inf, 0, 0, 3, -1])
+    dy = np.array([1, 2, 3, 4, 5, 6, inf], dtype)
+    # Slope 0 is threshold_backward (`x <= 0 ? 0 : dy`): a NaN input passes dy,
+    # an inf dy on the negative side is blocked, not inf * 0 = NaN. The
+    # gradient at 0 is the negative side's.
+    np.testing.assert_array_equal(gpucnn.relu_backward(dy, x), [1, 2, 0, 0, 0, 6, 0])
+    # Leaky: `x > 0 ? dy : dy * slope`, so NaN takes the negative side.
+    np.testing.assert_array_equal(gpucnn.relu_backward(dy, x, 0.5), [0.5, 2, 1.5, 2, 2.5, 6, inf])
+    assert gpucnn.relu(x).dtype == dtype and gpucnn.relu_backward(dy, x, 0.5).dtype == dtype
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.1, -0.5, 2.0])
+def test_relu_backward_finite_differences(backend, slope):
+    rng = np.random.default_rng(18)
+    x = rng.standard_normal((2, 3, 4, 5))
+    # Kink band: every input at least 0.05 away from 0, far more than the step.
+    x = np.where(np.abs(x) < 0.05, np.copysign(0.05, x) + x, x)
+    w = rng.standard_normal(x.shape)
+    eps = 1e-4
+    num = np.empty_like(x)
+    for k in range(x.size):
+        xp, xm = x.copy(), x.copy()
+        xp.flat[k] += eps
+        xm.flat[k] -= eps
+        num.flat[k] = (np.sum(w * gpucnn.relu(xp, slope)) - np.sum(w * gpucnn.relu(xm, slope))) / (2 * eps)
+    np.testing.assert_allclose(gpucnn.relu_backward(w, x, slope), num, **FD_TOL)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_non_contiguous_read_only_inputs(backend, dtype):
+    rng = np.random.default_rng(19)
+    base = rng.standard_normal((4, 6, 8, 10)).astype(dtype)
+    x = base[::2, :, ::-1].transpose(0, 3, 1, 2)
+    dy = rng.standard_normal(x.shape[::-1]).astype(dtype).T
+    for a in (x, dy, base):
+        a.flags.writeable = False
+    keep_x, keep_dy = x.copy(), dy.copy()
+    assert not x.flags.c_contiguous and not dy.flags.c_contiguous
+    for slope in (0.0, 0.1, 3.0):
+        np.testing.assert_array_equal(gpucnn.relu(x, slope), gpucnn.relu(np.ascontiguousarray(x), slope))
+        np.testing.assert_array_equal(gpucnn.relu_backward(dy, x, slope),
+                                      gpucnn.relu_backward(np.ascontiguousarray(dy),
+                                                           np.ascontiguousarray(x), slope))
+    np.testing.assert_array_equal(x, keep_x)
+    np.testing.assert_array_equal(dy, keep_dy)
+
+
+def test_shapes_other_than_4d(backend):
+    for shape in [(), (0,), (7,), (2, 3), (1, 2, 3, 4, 5)]:
+        x = np.linspace(-1, 1, int(np.prod(shape))).reshape(shape)
+        assert gpucnn.relu(x).shape == shape
+        assert gpucnn.relu_backward(x, x, 0.1).shape == shape
+
+
+X = np.zeros((2, 3), np.float32)
+
+BAD = [
+    ("int dtype", lambda: gpucnn.relu(X.astype(np.int64)), TypeError, "x must be float"),
+    ("complex dtype", lambda: gpucnn.relu(X.astype(np.complex128)), TypeError, "x must be float"),
+    ("bool dtype", lambda: gpucnn.relu_backward(X, X.astype(bool)), TypeError, "x must be float"),
+    ("int dy", lambda: gpucnn.relu_backward(X.astype(np.int32), X), TypeError, "dy must be float"),
+    ("mixed dtypes", lambda: gpucnn.relu_backward(X.astype(np.float64), X), TypeError, "dtype"),
+    ("dy shape", lambda: gpucnn.relu_backward(X[:1], X), ValueError, "dy"),
+    ("slope not a number", lambda: gpucnn.relu(X, "0.1"), TypeError, "negative_slope"),
+    ("slope bool", lambda: gpucnn.relu(X, True), TypeError, "negative_slope"),
+    ("slope array", lambda: gpucnn.relu_backward(X, X, X), TypeError, "negative_slope"),
+]
+
+
+@pytest.mark.parametrize("call, exc, msg", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_input(backend, call, exc, msg):
+    with pytest.raises(exc, match=msg):
+        call()
+
+
+def test_report_torch_crosscheck():
+    """Print, per op, the torch cases run and the worst relative error
+    (max |ours - torch| / max |torch| over finite entries). Run with -s."""
+    if not STATS:
+        pytest.skip("no torch cross-check ran in this session")
+    print("\nrelu vs torch CPU: op, cases, worst relative error")
+    for op, (n, err) in sorted(STATS.items()):
+        print(f"  {op:40s} {n:5d}  {err:.2e}")
