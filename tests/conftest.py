@@ -58,6 +58,17 @@ def _backends_for(family: str | None):
     return params
 
 
+def pytest_addoption(parser):
+    parser.addoption("--crosscheck-report", action="store_true",
+                     help="print the PyTorch cross-checks run: cases, options, worst relative error")
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if config.getoption("--crosscheck-report"):
+        import crosscheck
+        terminalreporter.write_line("\nPyTorch CPU cross-checks\n" + crosscheck.report())
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "family(name): the op family a test module exercises")
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU through CuPy")

@@ -3,8 +3,7 @@
 Cross-checked against torch.nn.functional (gradients by autograd) over random
 geometries from a seeded generator, checked by central differences in
 float64, and against small examples worked by hand as in "CNN for Dummies" §4.2.
-The worst relative error per op lands in CROSSCHECK, which
-tests/report_torch_crosscheck.py prints.
+``pytest --crosscheck-report`` prints the worst relative error per op.
 """
 from __future__ import annotations
 
@@ -17,34 +16,9 @@ from gpucnn.reference import workspace
 pytestmark = pytest.mark.family("conv")
 
 from conftest import TOL  # noqa: E402  (tolerances by dtype, stated once)
+from crosscheck import check, directional_fd, randn  # noqa: E402
 
 DTYPES = (np.float32, np.float64)
-
-# op -> {"cases": int, "options": set, "worst": {dtype name: float}}
-CROSSCHECK: dict = {}
-
-
-def check(op, got, want, dtype, options=(), record=CROSSCHECK):
-    """Assert max|got - want| <= atol + rtol * max|want| (TOL[dtype]): the
-    error relative to the result's magnitude, since a sum of many products
-    can cancel to near zero in one element. Records the worst ratio per op."""
-    assert got.shape == want.shape, f"{op}: shape {got.shape} != {want.shape}"
-    assert got.dtype == np.dtype(dtype), f"{op}: dtype {got.dtype} != {np.dtype(dtype)}"
-    scale = float(np.abs(want).max(initial=0.0))
-    err = float(np.abs(got - want).max(initial=0.0))
-    rel = err / scale if scale else err
-    rec = record.setdefault(op, {"cases": 0, "options": set(), "worst": {}})
-    rec["cases"] += 1
-    rec["options"].update(options)
-    name = np.dtype(dtype).name
-    rec["worst"][name] = max(rec["worst"].get(name, 0.0), rel)
-    t = TOL[dtype]
-    assert err <= t["atol"] + t["rtol"] * scale, f"{op} {name} {sorted(options)}: relative error {rel:.3g}"
-
-
-def randn(rng, shape, dtype):
-    return rng.standard_normal(shape).astype(dtype)
-
 
 def conv_case(seed):
     """A random conv2d geometry that fits; also returns the option tags it exercises."""
@@ -193,19 +167,6 @@ def test_im2col_col2im_match_torch(backend, xs, k, s, p, d, dtype):
     check("col2im", back, torch.nn.functional.fold(torch.tensor(c), xs[2:], k, d, p, s).numpy(), dtype)
 
 
-def directional_fd(f, args, grads, rng, eps=1e-6):
-    """Central differences of L = f(*args) along a random direction per
-    argument, against <grad, direction>; f is linear or smooth, so in float64
-    the two agree to rounding."""
-    for i, (a, g) in enumerate(zip(args, grads)):
-        v = rng.standard_normal(a.shape)
-        plus, minus = list(args), list(args)
-        plus[i], minus[i] = a + eps * v, a - eps * v
-        numeric = (f(*plus) - f(*minus)) / (2 * eps)
-        analytic = float(np.sum(g * v))
-        assert abs(numeric - analytic) <= 1e-7 * max(1.0, abs(analytic)), (i, numeric, analytic)
-
-
 @pytest.mark.parametrize("seed", range(6))
 def test_conv2d_backward_finite_differences(backend, seed):
     case, _ = conv_case(100 + seed)
@@ -279,7 +240,7 @@ def test_noncontiguous_inputs_and_inputs_unchanged(backend):
             gpucnn.im2col(c[0], 3, 2, 1), gpucnn.conv_transpose2d(c[3], c[1], None, 1, 0, 0, 2),
             gpucnn.col2im(c[4], (8, 6), 3)]
     for g, wnt in zip(got, want):
-        check("noncontiguous", g, wnt, np.float32, record={})
+        check("noncontiguous", g, wnt, np.float32, record=False)
     for a, s in zip((x, w, b, dy, cols), saved):
         np.testing.assert_array_equal(a, s)
 
@@ -355,7 +316,7 @@ def test_workspace_chunks_give_the_same_results(backend, workspace_limit, limit)
     workspace_limit(limit)  # 1 byte: one output row at a time; 3000: rows; 40_000: images
     got = [gpucnn.conv2d(x, w, b, **kw), *gpucnn.conv2d_backward(dy, x, w, **kw)]
     for g, wnt in zip(got, want):
-        check("workspace", g, wnt, np.float64, record={})
+        check("workspace", g, wnt, np.float64, record=False)
 
 
 def test_workspace_bound_is_kept(monkeypatch, workspace_limit):

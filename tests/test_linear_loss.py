@@ -1,8 +1,8 @@
 """linear, softmax_cross_entropy and squared_error, on every backend.
 
 Cross-checked against torch.nn.functional (gradients by autograd) and by
-central differences in float64; the worst relative error per op lands in
-CROSSCHECK, which tests/report_torch_crosscheck.py prints.
+central differences in float64; ``pytest --crosscheck-report`` prints the
+worst relative error per op.
 """
 from __future__ import annotations
 
@@ -10,18 +10,11 @@ import numpy as np
 import pytest
 
 import gpucnn
-from test_conv import check as _check, directional_fd, randn
+from crosscheck import check, directional_fd, randn
 
 pytestmark = pytest.mark.family("linear")
 
 DTYPES = (np.float32, np.float64)
-CROSSCHECK: dict = {}
-
-
-def check(op, got, want, dtype, options=()):
-    _check(op, got, want, dtype, options, record=CROSSCHECK)
-
-
 LINEAR = [  # x shape, out features, bias
     ((5, 7), 3, True), ((1, 1), 1, False), ((7,), 4, True), ((2, 3, 6), 5, True), ((4, 2, 3, 8), 2, False),
     ((16, 64), 10, True),
@@ -71,7 +64,7 @@ def test_linear_noncontiguous_and_unchanged(backend):
     c = [np.ascontiguousarray(a) for a in (x, w, b, dy)]
     want = [gpucnn.linear(c[0], c[1], c[2]), *gpucnn.linear_backward(c[3], c[0], c[1])]
     for g, wnt in zip(got, want):
-        _check("noncontiguous", g, wnt, np.float32, record={})
+        check("noncontiguous", g, wnt, np.float32, record=False)
     for a, s in zip((x, w, b, dy), saved):
         np.testing.assert_array_equal(a, s)
 

@@ -6,14 +6,15 @@ semantics (indices, ties, NaN, divisors, ceil mode) without any oracle.
 Asymmetric padding, which torch lacks, is compared with torch on an
 explicitly padded input (-inf for max, 0 for sums).
 
-Run with ``-s`` to see, per op, how many torch cases ran and the worst
-relative error (test_report_torch_crosscheck, the last test).
+``pytest --crosscheck-report`` prints, per op, how many torch cases ran and
+the worst relative error.
 """
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from conftest import TOL
+from crosscheck import close as _record, note, to_torch, torch_or_skip
 
 import gpucnn
 
@@ -22,37 +23,13 @@ pytestmark = pytest.mark.family("pool")
 DTYPES = [np.float32, np.float64]
 # Finite differences of piecewise-linear functions in float64: exact up to rounding.
 FD_TOL = dict(rtol=1e-6, atol=1e-8)
-STATS: dict[str, list] = {}  # op -> [cases, worst relative error]
-
-
-def _torch():
-    return pytest.importorskip("torch")
-
-
-def _t(a):
-    return _torch().from_numpy(np.ascontiguousarray(a))
-
-
-def _record(op, got, want, dtype):
-    """Assert got matches want (NaN and inf positions exactly) and log the error."""
-    want = np.asarray(want)
-    assert got.shape == want.shape, (op, got.shape, want.shape)
-    assert got.dtype == np.dtype(dtype), (op, got.dtype)
-    np.testing.assert_allclose(got, want, **TOL[dtype], err_msg=op)
-    fin = np.isfinite(want)
-    scale = np.abs(want[fin]).max(initial=0.0)
-    err = np.abs(got[fin].astype(np.float64) - want[fin]).max(initial=0.0)
-    rel = err / scale if scale else err
-    s = STATS.setdefault(f"{op} {np.dtype(dtype).name}", [0, 0.0])
-    s[0] += 1
-    s[1] = max(s[1], rel)
 
 
 def _record_exact(op, got, want):
     want = np.asarray(want)
     assert got.shape == want.shape and got.dtype == want.dtype, (op, got.dtype, want.dtype)
     np.testing.assert_array_equal(got, want, err_msg=op)
-    STATS.setdefault(op, [0, 0.0])[0] += 1
+    note(op, got.astype(np.float64), want.astype(np.float64), np.float64)
 
 
 def _geometry(rng, dilation=True, asym=False, kmax=4):
@@ -175,13 +152,13 @@ def test_asymmetric_padding_by_hand(backend, dtype):
 def _torch_max(x, g):
     """torch's max_pool2d (values, indices) on our arguments; asymmetric padding
     via an explicit -inf pad, indices mapped back to the unpadded plane."""
-    torch, F = _torch(), _torch().nn.functional
+    torch, F = torch_or_skip(), torch_or_skip().nn.functional
     k, s, pad = _tpool_args(g)
     if len(pad) == 2:
-        y, i = F.max_pool2d(_t(x), k, s, pad, g["dilation"], g["ceil_mode"], return_indices=True)
+        y, i = F.max_pool2d(to_torch(x), k, s, pad, g["dilation"], g["ceil_mode"], return_indices=True)
         return y.numpy(), i.numpy()
     t, b, l, r = pad
-    xp = F.pad(_t(x), (l, r, t, b), value=-float("inf"))
+    xp = F.pad(to_torch(x), (l, r, t, b), value=-float("inf"))
     y, i = F.max_pool2d(xp, k, s, 0, g["dilation"], g["ceil_mode"], return_indices=True)
     Wp = xp.shape[-1]
     i = (torch.div(i, Wp, rounding_mode="floor") - t) * x.shape[-1] + (i % Wp - l)
@@ -216,14 +193,14 @@ def test_max_pool_vs_torch(backend, dtype, asym):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("asym", [False, True], ids=["sym", "asym"])
 def test_max_pool_backward_vs_torch(backend, dtype, asym):
-    torch, F = _torch(), _torch().nn.functional
+    torch, F = torch_or_skip(), torch_or_skip().nn.functional
     rng = np.random.default_rng(3 + asym)
     for case in range(25):
         shape, g = _geometry(rng, asym=asym)
         # Rounded values make ties, where the argmax rule decides the gradient.
         x = rng.standard_normal(shape).round(1).astype(dtype)
         k, s, pad = _tpool_args(g)
-        xt = _t(x).requires_grad_()
+        xt = to_torch(x).requires_grad_()
         if asym:
             t, b, l, r = pad
             yt = F.max_pool2d(F.pad(xt, (l, r, t, b), value=-float("inf")), k, s, 0,
@@ -234,7 +211,7 @@ def test_max_pool_backward_vs_torch(backend, dtype, asym):
         dy = rng.standard_normal(shape[:2] + (P, Q)).astype(dtype)
         dyt = np.zeros(yt.shape, dtype)
         dyt[..., :P, :Q] = dy
-        yt.backward(_t(dyt))
+        yt.backward(to_torch(dyt))
         want = xt.grad.numpy()
         _record("max_pool2d_backward", gpucnn.max_pool2d_backward(dy, x, **g), want, dtype)
         _, idx = gpucnn.max_pool2d(x, return_indices=True, **g)
@@ -243,9 +220,9 @@ def test_max_pool_backward_vs_torch(backend, dtype, asym):
 
 
 def _torch_avg(x, g, count_include_pad):
-    torch, F = _torch(), _torch().nn.functional
+    torch, F = torch_or_skip(), torch_or_skip().nn.functional
     k, s, pad = _tpool_args(g)
-    xt = x if isinstance(x, torch.Tensor) else _t(x)
+    xt = x if isinstance(x, torch.Tensor) else to_torch(x)
     if len(pad) == 2:
         return F.avg_pool2d(xt, k, s, pad, g["ceil_mode"], count_include_pad)
     t, b, l, r = pad
@@ -267,20 +244,20 @@ def test_avg_pool_vs_torch(backend, dtype, asym, cip):
         g.pop("dilation")
         x = rng.standard_normal(shape).astype(dtype)
         y = gpucnn.avg_pool2d(x, count_include_pad=cip, **g)
-        xt = _t(x).requires_grad_()
+        xt = to_torch(x).requires_grad_()
         yt = _torch_avg(xt, g, cip)
         _record("avg_pool2d", y, _crop(yt.detach().numpy(), y), dtype)
         dy = rng.standard_normal(y.shape).astype(dtype)
         dyt = np.zeros(yt.shape, dtype)
         dyt[..., :y.shape[-2], :y.shape[-1]] = dy
-        yt.backward(_t(dyt))
+        yt.backward(to_torch(dyt))
         dx = gpucnn.avg_pool2d_backward(dy, x, count_include_pad=cip, **g)
         _record("avg_pool2d_backward", dx, xt.grad.numpy(), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_max_unpool_vs_torch(backend, dtype):
-    F = _torch().nn.functional
+    F = torch_or_skip().nn.functional
     rng = np.random.default_rng(9)
     for case in range(30):
         shape, g = _geometry(rng, dilation=False)
@@ -293,24 +270,24 @@ def test_max_unpool_vs_torch(backend, dtype):
         # stride of the default size; output_size may also be (N, C, H, W).
         default = tuple((n - 1) * st - 2 * p + kk for n, st, p, kk in zip(y.shape[2:], s, pad, k))
         size = None if default == shape[2:] else shape[2:] if case % 2 else shape
-        want = F.max_unpool2d(_t(y), _t(idx), k, s, pad, output_size=size).numpy()
+        want = F.max_unpool2d(to_torch(y), to_torch(idx), k, s, pad, output_size=size).numpy()
         got = gpucnn.max_unpool2d(y, idx, k, g["stride"], pad, output_size=size)
         _record("max_unpool2d", got, want, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_ceil_mode_drops_window_in_padding_vs_torch(backend, dtype):
-    F = _torch().nn.functional
+    F = torch_or_skip().nn.functional
     rng = np.random.default_rng(10)
     for H, k, s, p in [(5, 2, 2, 1), (6, 3, 3, 1), (7, 4, 3, 2), (3, 2, 2, 1)]:
         x = rng.standard_normal((1, 2, H, H + 1)).astype(dtype)
         y, idx = gpucnn.max_pool2d(x, k, s, p, ceil_mode=True, return_indices=True)
-        ty, ti = F.max_pool2d(_t(x), k, s, p, ceil_mode=True, return_indices=True)
+        ty, ti = F.max_pool2d(to_torch(x), k, s, p, ceil_mode=True, return_indices=True)
         _record("max_pool2d", y, ty.numpy(), dtype)
         _record_exact("max_pool2d indices", idx, ti.numpy())
         for cip in (True, False):
             a = gpucnn.avg_pool2d(x, k, s, p, ceil_mode=True, count_include_pad=cip)
-            _record("avg_pool2d", a, F.avg_pool2d(_t(x), k, s, p, True, cip).numpy(), dtype)
+            _record("avg_pool2d", a, F.avg_pool2d(to_torch(x), k, s, p, True, cip).numpy(), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -499,15 +476,3 @@ BAD = [
 def test_bad_input(backend, call, exc, msg):
     with pytest.raises(exc, match=msg):
         call()
-
-
-# ---------------------------------------------------------------- report
-
-def test_report_torch_crosscheck():
-    """Print, per op, the torch cases run and the worst relative error
-    (max |ours - torch| / max |torch| over finite entries). Run with -s."""
-    if not STATS:
-        pytest.skip("no torch cross-check ran in this session")
-    print("\npool vs torch CPU: op, cases, worst relative error")
-    for op, (n, err) in sorted(STATS.items()):
-        print(f"  {op:40s} {n:5d}  {err:.2e}")

@@ -5,13 +5,14 @@ PyTorch CPU is the outside oracle (skipped cleanly without torch):
 ``leaky_relu_backward`` otherwise, special values included. Float64 finite
 differences check the backward away from the kink.
 
-Run with ``-s`` to see per op the torch cases run and the worst relative error.
+``pytest --crosscheck-report`` prints per op the torch cases run and the worst relative error.
 """
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from conftest import TOL
+from crosscheck import close as _record, note, to_torch, torch_or_skip
 
 import gpucnn
 
@@ -21,27 +22,6 @@ DTYPES = [np.float32, np.float64]
 SLOPES = [0.0, 0.01, 0.2, 1.0, 1.5, -0.3]
 SPECIALS = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30, -1e-30, 2.5, -2.5]
 FD_TOL = dict(rtol=1e-7, atol=1e-9)
-STATS: dict[str, list] = {}  # op -> [cases, worst relative error]
-
-
-def _torch():
-    return pytest.importorskip("torch")
-
-
-def _t(a):
-    return _torch().from_numpy(np.ascontiguousarray(a))
-
-
-def _record(op, got, want, dtype):
-    want = np.asarray(want)
-    assert got.shape == want.shape and got.dtype == np.dtype(dtype), (op, got.dtype, got.shape)
-    np.testing.assert_allclose(got, want, **TOL[dtype], err_msg=op)
-    fin = np.isfinite(want)
-    scale = np.abs(want[fin]).max(initial=0.0)
-    err = np.abs(got[fin].astype(np.float64) - want[fin]).max(initial=0.0)
-    s = STATS.setdefault(f"{op} {np.dtype(dtype).name}", [0, 0.0])
-    s[0] += 1
-    s[1] = max(s[1], err / scale if scale else err)
 
 
 def _random(rng, dtype, shape=None):
@@ -53,16 +33,16 @@ def _random(rng, dtype, shape=None):
 
 
 def _torch_forward(x, slope):
-    torch = _torch()
-    return (torch.relu(_t(x)) if slope == 0 else
-            torch.nn.functional.leaky_relu(_t(x), slope)).numpy()
+    torch = torch_or_skip()
+    return (torch.relu(to_torch(x)) if slope == 0 else
+            torch.nn.functional.leaky_relu(to_torch(x), slope)).numpy()
 
 
 def _torch_backward(dy, x, slope):
-    aten = _torch().ops.aten
+    aten = torch_or_skip().ops.aten
     if slope == 0:
-        return aten.threshold_backward(_t(dy), _t(x), 0).numpy()
-    return aten.leaky_relu_backward(_t(dy), _t(x), slope, False).numpy()
+        return aten.threshold_backward(to_torch(dy), to_torch(x), 0).numpy()
+    return aten.leaky_relu_backward(to_torch(dy), to_torch(x), slope, False).numpy()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -82,14 +62,14 @@ def test_relu_vs_torch(backend, dtype, slope):
 def test_relu_autograd_vs_torch(backend, dtype):
     # What autograd actually runs: relu's backward reads the output, leaky
     # relu's the input; both must agree with ours on x.
-    torch = _torch()
+    torch = torch_or_skip()
     rng = np.random.default_rng(17)
     x = rng.standard_normal((3, 4, 5)).astype(dtype)
     x[0, 0, :3] = 0.0
     dy = rng.standard_normal(x.shape).astype(dtype)
     for slope in (0.0, 0.1):
-        xt = _t(x).requires_grad_()
-        (torch.relu(xt) if slope == 0 else torch.nn.functional.leaky_relu(xt, slope)).backward(_t(dy))
+        xt = to_torch(x).requires_grad_()
+        (torch.relu(xt) if slope == 0 else torch.nn.functional.leaky_relu(xt, slope)).backward(to_torch(dy))
         _record("relu_backward autograd", gpucnn.relu_backward(dy, x, slope), xt.grad.numpy(), dtype)
 
 
@@ -171,13 +151,3 @@ BAD = [
 def test_bad_input(backend, call, exc, msg):
     with pytest.raises(exc, match=msg):
         call()
-
-
-def test_report_torch_crosscheck():
-    """Print, per op, the torch cases run and the worst relative error
-    (max |ours - torch| / max |torch| over finite entries). Run with -s."""
-    if not STATS:
-        pytest.skip("no torch cross-check ran in this session")
-    print("\nrelu vs torch CPU: op, cases, worst relative error")
-    for op, (n, err) in sorted(STATS.items()):
-        print(f"  {op:40s} {n:5d}  {err:.2e}")

@@ -17,10 +17,6 @@ def _geometry(NC, win):
     return (i64(NC), *(np.int32(v) for v in ints))
 
 
-def _avg_extra(win, count_include_pad):
-    return (np.int32(win.pad[1]), np.int32(win.pad[3]), np.int32(bool(count_include_pad)))
-
-
 def max_pool2d_forward(rt, x, win):
     x = contiguous(rt.xp, x)
     N, C = x.shape[:2]
@@ -38,22 +34,22 @@ def max_pool2d_backward(rt, dy, idx, win):
     return dx
 
 
+def _avg(rt, base, src, out_hw, win, count_include_pad):
+    """Average pooling forward (src = x, out (P, Q)) or backward (src = dy, out (H, W))."""
+    src = contiguous(rt.xp, src)
+    N, C = src.shape[:2]
+    out = rt.xp.empty((N, C, *out_hw), dtype=src.dtype)
+    extra = (np.int32(win.pad[1]), np.int32(win.pad[3]), np.int32(bool(count_include_pad)))
+    launch(rt, FAMILY, base, src.dtype, out.size, (src, out, *_geometry(N * C, win), *extra))
+    return out
+
+
 def avg_pool2d_forward(rt, x, win, count_include_pad):
-    x = contiguous(rt.xp, x)
-    N, C = x.shape[:2]
-    y = rt.xp.empty((N, C, win.P, win.Q), dtype=x.dtype)
-    launch(rt, FAMILY, "avg_pool2d_forward", x.dtype, y.size,
-           (x, y, *_geometry(N * C, win), *_avg_extra(win, count_include_pad)))
-    return y
+    return _avg(rt, "avg_pool2d_forward", x, (win.P, win.Q), win, count_include_pad)
 
 
 def avg_pool2d_backward(rt, dy, win, count_include_pad):
-    dy = contiguous(rt.xp, dy)
-    N, C = dy.shape[:2]
-    dx = rt.xp.empty((N, C, win.H, win.W), dtype=dy.dtype)
-    launch(rt, FAMILY, "avg_pool2d_backward", dy.dtype, dx.size,
-           (dy, dx, *_geometry(N * C, win), *_avg_extra(win, count_include_pad)))
-    return dx
+    return _avg(rt, "avg_pool2d_backward", dy, (win.H, win.W), win, count_include_pad)
 
 
 def max_unpool2d(rt, y, idx, Ho, Wo):
