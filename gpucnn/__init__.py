@@ -3,7 +3,7 @@ with a NumPy reference of every op that is the CPU backend and the test oracle.
 
 Importing gpucnn needs NumPy only; CuPy is imported when a GPU is asked for.
 """
-from gpucnn import backend
+from gpucnn import backend  # noqa: F401  (gpucnn.backend.current() and friends)
 from gpucnn.backend import BackendUnavailable, use_backend
 from gpucnn.functional import *  # noqa: F401,F403
 from gpucnn.functional import __all__ as _functional_all

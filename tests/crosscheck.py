@@ -83,3 +83,13 @@ def directional_fd(f, args, grads, rng, eps=1e-6):
         numeric = (f(*plus) - f(*minus)) / (2 * eps)
         analytic = float(np.sum(g * v))
         assert abs(numeric - analytic) <= 1e-7 * max(1.0, abs(analytic)), (i, numeric, analytic)
+
+
+def specials(rng, shape, dtype, p=0.15):
+    """Random values with NaN, +-inf and repeated values sprinkled in."""
+    x = rng.standard_normal(shape).round(1).astype(dtype)
+    pick = rng.random(shape)
+    x[pick < p / 3] = np.nan
+    x[(pick >= p / 3) & (pick < 2 * p / 3)] = np.inf
+    x[(pick >= 2 * p / 3) & (pick < p)] = -np.inf
+    return x

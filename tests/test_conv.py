@@ -15,7 +15,6 @@ from gpucnn.reference import workspace
 
 pytestmark = pytest.mark.family("conv")
 
-from conftest import TOL  # noqa: E402  (tolerances by dtype, stated once)
 from crosscheck import check, directional_fd, randn  # noqa: E402
 
 DTYPES = (np.float32, np.float64)

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import TOL
-from crosscheck import close as _record, note, to_torch, torch_or_skip
+from crosscheck import close as _record, to_torch, torch_or_skip
 
 import gpucnn
 
