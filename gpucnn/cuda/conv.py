@@ -1,0 +1,142 @@
+"""Launch code of kernels/conv2d.cu (same interface as gpucnn.reference.conv).
+
+The three convolution passes are implicit GEMMs tiled GEMM_BM x GEMM_BN per
+block (kernels/gemm.cuh): grid x runs over column tiles, y over row tiles and
+z over groups (and, for the filter gradient, over reduction splits); kernels
+loop over z, so the grid is capped at CUDA's 65535 there.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from gpucnn.cuda.launch import contiguous, i64, kernel_name, launch
+
+FAMILY = "conv2d"
+KERNELS = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter", "conv2d_sum_splits",
+           "conv2d_backward_bias", "im2col", "col2im")
+
+TILE_M, TILE_N, TILE_K, THREADS = 64, 64, 16, 256  # GEMM_BM, GEMM_BN, GEMM_BK, GEMM_THREADS
+MAX_GRID_Y = 65535
+MAX_GRID_Z = 65535  # the tile kernels loop over z beyond it (a test lowers it)
+_INT_MAX = 2**31 - 1
+# The filter gradient splits its N*P*Q reduction until about this many blocks
+# run, each reducing at least MIN_SPLIT_STEPS tiles of TILE_K pixels. Both
+# depend on the shapes only, so the summation order (and the bits) never
+# change from run to run.
+TARGET_BLOCKS = 512
+MIN_SPLIT_STEPS = 8
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _fits_int(*counts) -> None:
+    """The kernels index elements within one tensor with int (offsets are 64-bit)."""
+    if max(counts) > _INT_MAX:
+        raise ValueError(f"conv2d kernels: an element count {max(counts)} exceeds 2**31 - 1; "
+                         "split the batch")
+
+
+def _geom(g):
+    w = g.win
+    pt, _, pl, _ = w.pad
+    vals = (g.N, g.C, w.H, w.W, g.K, w.P, w.Q, w.kh, w.kw, w.sh, w.sw, pt, pl, w.dh, w.dw, g.groups)
+    return tuple(np.int32(v) for v in vals)
+
+
+def _win(win):
+    pt, _, pl, _ = win.pad
+    vals = (win.H, win.W, win.P, win.Q, win.kh, win.kw, win.sh, win.sw, pt, pl, win.dh, win.dw)
+    return tuple(np.int32(v) for v in vals)
+
+
+def _gemm(rt, base, dtype, rows, cols, z, args):
+    """Launch a tile kernel over a rows x cols GEMM, repeated z times."""
+    grid = (_cdiv(cols, TILE_N), _cdiv(rows, TILE_M), min(z, MAX_GRID_Z))
+    if grid[1] > MAX_GRID_Y:
+        raise ValueError(f"conv2d kernels: {rows} GEMM rows exceed {MAX_GRID_Y} tiles")
+    rt.function(FAMILY, kernel_name(base, dtype))(grid, (THREADS,), args)
+
+
+def conv2d_forward(rt, x, w, b, g):
+    xp = rt.xp
+    x, w = contiguous(xp, x), contiguous(xp, w)
+    b = xp.zeros(g.K, x.dtype) if b is None else contiguous(xp, b)
+    win = g.win
+    y = xp.empty((g.N, g.K, win.P, win.Q), x.dtype)
+    _fits_int(x.size, w.size, y.size)
+    if y.size:
+        _gemm(rt, "conv2d_forward", x.dtype, g.K // g.groups, g.N * win.P * win.Q, g.groups,
+              (x, w, b, y, *_geom(g)))
+    return y
+
+
+def conv2d_backward_data(rt, dy, w, g):
+    xp = rt.xp
+    dy, w = contiguous(xp, dy), contiguous(xp, w)
+    win = g.win
+    dx = xp.empty((g.N, g.C, win.H, win.W), dy.dtype)
+    _fits_int(dy.size, w.size, dx.size)
+    if dx.size:
+        _gemm(rt, "conv2d_backward_data", dy.dtype, g.C // g.groups, g.N * win.H * win.W, g.groups,
+              (dy, w, dx, *_geom(g)))
+    return dx
+
+
+def filter_splits(g) -> tuple[int, int]:
+    """(chunk, splits): the filter gradient's N*P*Q reduction in ``splits``
+    chunks of ``chunk`` pixels (a multiple of TILE_K)."""
+    npq = g.N * g.win.P * g.win.Q
+    taps = g.C // g.groups * g.win.kh * g.win.kw
+    tiles = _cdiv(g.K // g.groups, TILE_M) * _cdiv(taps, TILE_N) * g.groups
+    splits = max(1, min(_cdiv(TARGET_BLOCKS, tiles), _cdiv(npq, MIN_SPLIT_STEPS * TILE_K)))
+    chunk = _cdiv(_cdiv(npq, splits), TILE_K) * TILE_K
+    return chunk, max(1, _cdiv(npq, chunk))
+
+
+def conv2d_backward_filter(rt, dy, x, g):
+    xp = rt.xp
+    dy, x = contiguous(xp, dy), contiguous(xp, x)
+    win = g.win
+    taps = g.C // g.groups * win.kh * win.kw
+    dw = xp.empty((g.K, g.C // g.groups, win.kh, win.kw), x.dtype)
+    _fits_int(dy.size, x.size, g.N * win.P * win.Q)
+    if dy.size == 0:  # no output pixels: nothing reaches the filters
+        dw[...] = 0
+        return dw
+    chunk, splits = filter_splits(g)
+    out = dw if splits == 1 else xp.empty((splits, *dw.shape), x.dtype)
+    _fits_int(out.size)
+    _gemm(rt, "conv2d_backward_filter", x.dtype, g.K // g.groups, taps, g.groups * splits,
+          (dy, x, out, *_geom(g), np.int32(chunk), np.int32(splits)))
+    if splits > 1:
+        launch(rt, FAMILY, "conv2d_sum_splits", x.dtype, dw.size, (out, dw, i64(dw.size), np.int32(splits)))
+    return dw
+
+
+def conv2d_backward_bias(rt, dy):
+    dy = contiguous(rt.xp, dy)
+    N, K, P, Q = dy.shape
+    db = rt.xp.empty(K, dy.dtype)
+    _fits_int(dy.size)
+    # One block per channel: K * THREADS "elements" asks grid_for for K blocks.
+    launch(rt, FAMILY, "conv2d_backward_bias", dy.dtype, K * THREADS,
+           (dy, db, np.int32(N), np.int32(K), np.int32(P * Q)), block=THREADS)
+    return db
+
+
+def im2col(rt, x, win):
+    x = contiguous(rt.xp, x)
+    N, C = x.shape[:2]
+    cols = rt.xp.empty((N, C * win.kh * win.kw, win.P * win.Q), x.dtype)
+    launch(rt, FAMILY, "im2col", x.dtype, cols.size, (x, cols, i64(N * C), *_win(win)))
+    return cols
+
+
+def col2im(rt, cols, C, win):
+    cols = contiguous(rt.xp, cols)
+    N = cols.shape[0]
+    x = rt.xp.empty((N, C, win.H, win.W), cols.dtype)
+    launch(rt, FAMILY, "col2im", cols.dtype, x.size, (cols, x, i64(N * C), *_win(win)))
+    return x

@@ -1,0 +1,344 @@
+// conv2d.cu: grouped 2-D convolution (seed §4.3-§4.8) as implicit GEMMs, and
+// im2col / col2im (seed §6's φ and its reverse).
+//
+// Kernels (T = float as _f32, double as _f64; G = groups, Cg = C/G, Kg = K/G):
+//   conv2d_forward_T        (const T* x, const T* w, const T* b, T* y, GEOM)
+//                             x: (N,C,H,W)  w: (K,Cg,kh,kw)  b: (K,)  y: (N,K,P,Q)
+//   conv2d_backward_data_T  (const T* dy, const T* w, T* dx, GEOM)
+//                             dy: (N,K,P,Q)  w: (K,Cg,kh,kw)  dx: (N,C,H,W)
+//   conv2d_backward_filter_T(const T* dy, const T* x, T* out, GEOM, int chunk, int splits)
+//                             out: (splits,K,Cg,kh,kw), partial sums over pixel chunks
+//   conv2d_sum_splits_T     (const T* part, T* dw, long long n, int splits)
+//                             part: (splits,n)  dw: (n,)
+//   conv2d_backward_bias_T  (const T* dy, T* db, int N, int K, int PQ)   db: (K,)
+//   im2col_T                (const T* x, T* cols, long long NC, WIN)     cols: (N,C*kh*kw,P*Q)
+//   col2im_T                (const T* cols, T* x, long long NC, WIN)     x: (N,C,H,W)
+// where GEOM = int N, C, H, W, K, P, Q, kh, kw, sh, sw, pt, pl, dh, dw, G and
+//       WIN  = int H, W, P, Q, kh, kw, sh, sw, pt, pl, dh, dw (pt, pl: top, left pad).
+// Element counts fit in int (checked by gpucnn/cuda/conv.py); memory offsets are 64-bit.
+//
+// The three GEMMs, per group (gemm.cuh does the tiling; the Ops below gather):
+//   forward      Y[k, (n,p,q)]   = sum over (c,r,s) of W[k, (c,r,s)] φ(x)[(c,r,s), (n,p,q)]
+//   backward-data dX[c, (n,h,w)] = sum over (k,r,s) of W[k, (c,r,s)] dY[k, (n,p,q)]
+//                 where h = p*sh - pt + r*dh (and likewise w): a tap contributes only
+//                 when h + pt - r*dh is a multiple of sh, the reverse of φ written as a gather
+//   backward-filter dW[k, (c,r,s)] = sum over (n,p,q) of dY[k, (n,p,q)] φ(x)[(c,r,s), (n,p,q)]
+// The filter gradient's reduction over N*P*Q is split into chunks run by
+// separate blocks; each writes its own partial tile and conv2d_sum_splits adds
+// them in split order, so results are bitwise reproducible with no atomics.
+#include "common.cuh"
+#include "gemm.cuh"
+
+#define GEOM                                                                                 \
+    int N, int C, int H, int W, int K, int P, int Q, int kh, int kw, int sh, int sw, int pt, \
+        int pl, int dh, int dw, int G
+#define GEOM_ARGS N, C, H, W, K, P, Q, kh, kw, sh, sw, pt, pl, dh, dw, G
+#define WIN int H, int W, int P, int Q, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw
+#define WIN_ARGS H, W, P, Q, kh, kw, sh, sw, pt, pl, dh, dw
+
+// ------------------------------------------------------------------- forward
+
+template <typename T> struct FwdOp {
+    const T* x;
+    const T* w;
+    int M, N;  // GEMM rows (filters of the group) and columns (output pixels)
+    int C, H, W, Cg, kh, kw, khkw, PQ, Q, sh, sw, pt, pl, dh, dw, g;
+    typedef long long Row;  // offset of filter row g*Kg + m in w
+    struct Col {
+        long long base;  // x[n, g*Cg] (channel 0 of the group)
+        int h0, w0;      // top-left tap of the window in x
+    };
+    __device__ Row row(int m) const { return (long long)(g * M + m) * (Cg * khkw); }
+    __device__ T a(Row r, int k) const { return w[r + k]; }
+    __device__ Col col(int n) const {
+        const int img = n / PQ, pq = n - img * PQ, p = pq / Q, q = pq - p * Q;
+        return Col{((long long)img * C + (long long)g * Cg) * H * W, p * sh - pt, q * sw - pl};
+    }
+    __device__ T b(const Col& cl, int k) const {
+        const int c = k / khkw, rs = k - c * khkw, r = rs / kw, s = rs - r * kw;
+        const int h = cl.h0 + r * dh, ww = cl.w0 + s * dw;
+        if (h < 0 || h >= H || ww < 0 || ww >= W) return T(0);  // zero padding
+        return x[cl.base + (long long)c * H * W + (long long)h * W + ww];
+    }
+};
+
+template <typename T>
+__device__ void conv_forward(GemmSmem<T>& sm, const T* __restrict__ x, const T* __restrict__ w,
+                             const T* __restrict__ b, T* __restrict__ y, GEOM) {
+    const int Kg = K / G, Cg = C / G, PQ = P * Q;
+    const int t = threadIdx.x, tx = t % 16, ty = t / 16;
+    // Grid: x over output-pixel tiles, y over filter tiles, z over groups.
+    for (int g = blockIdx.z; g < G; g += gridDim.z) {
+        const FwdOp<T> op{x, w, Kg, N * PQ, C, H, W, Cg, kh, kw, kh * kw, PQ, Q,
+                          sh, sw, pt, pl, dh, dw, g};
+        T acc[GEMM_TM][GEMM_TN];
+        const int m0 = blockIdx.y * GEMM_BM, n0 = blockIdx.x * GEMM_BN;
+        gemm_tile<T>(op, sm, m0, n0, 0, Cg * kh * kw, acc);
+#pragma unroll
+        for (int j = 0; j < GEMM_TN; ++j) {
+            const int n = n0 + tx + 16 * j;
+            if (n >= op.N) continue;
+            const int img = n / PQ, pq = n - img * PQ;
+#pragma unroll
+            for (int i = 0; i < GEMM_TM; ++i) {
+                const int k = g * Kg + m0 + ty + 16 * i;
+                if (m0 + ty + 16 * i < Kg)
+                    y[((long long)img * K + k) * PQ + pq] = acc[i][j] + b[k];  // bias fused
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------- backward data
+
+template <typename T> struct DataOp {
+    const T* dy;
+    const T* w;
+    int M, N;  // GEMM rows (channels of the group) and columns (input pixels)
+    int C, K, Cg, Kg, HW, W, P, Q, khkw, kw, sh, sw, pt, pl, dh, dw, g;
+    typedef int Row;  // c * kh * kw: tap 0 of channel c within a filter
+    struct Col {
+        long long base;  // dy[n, g*Kg]
+        int hp, wp;      // the pixel in padded coordinates
+    };
+    __device__ Row row(int c) const { return c * khkw; }
+    __device__ T a(Row r, int k) const {  // W[g*Kg + k / khkw, c, tap k % khkw]
+        const int f = k / khkw, rs = k - f * khkw;
+        return w[(long long)(g * Kg + f) * Cg * khkw + r + rs];
+    }
+    __device__ Col col(int n) const {
+        const int img = n / HW, hw = n - img * HW, h = hw / W, x = hw - h * W;
+        return Col{((long long)img * K + (long long)g * Kg) * P * Q, h + pt, x + pl};
+    }
+    __device__ T b(const Col& cl, int k) const {  // dY[n, f, p, q] of the window whose tap (r, s) is here
+        const int f = k / khkw, rs = k - f * khkw, r = rs / kw, s = rs - r * kw;
+        const int ph = cl.hp - r * dh, qw = cl.wp - s * dw;
+        if (ph < 0 || qw < 0 || ph % sh || qw % sw) return T(0);
+        const int p = ph / sh, q = qw / sw;
+        if (p >= P || q >= Q) return T(0);
+        return dy[cl.base + (long long)f * P * Q + p * Q + q];
+    }
+};
+
+template <typename T>
+__device__ void conv_backward_data(GemmSmem<T>& sm, const T* __restrict__ dy, const T* __restrict__ w,
+                                   T* __restrict__ dx, GEOM) {
+    const int Kg = K / G, Cg = C / G, HW = H * W;
+    const int t = threadIdx.x, tx = t % 16, ty = t / 16;
+    for (int g = blockIdx.z; g < G; g += gridDim.z) {
+        const DataOp<T> op{dy, w, Cg, N * HW, C, K, Cg, Kg, HW, W, P, Q, kh * kw, kw,
+                           sh, sw, pt, pl, dh, dw, g};
+        T acc[GEMM_TM][GEMM_TN];
+        const int m0 = blockIdx.y * GEMM_BM, n0 = blockIdx.x * GEMM_BN;
+        gemm_tile<T>(op, sm, m0, n0, 0, Kg * kh * kw, acc);
+#pragma unroll
+        for (int j = 0; j < GEMM_TN; ++j) {
+            const int n = n0 + tx + 16 * j;
+            if (n >= op.N) continue;
+            const int img = n / HW, hw = n - img * HW;
+#pragma unroll
+            for (int i = 0; i < GEMM_TM; ++i) {
+                const int c = m0 + ty + 16 * i;
+                if (c < Cg) dx[((long long)img * C + g * Cg + c) * HW + hw] = acc[i][j];
+            }
+        }
+    }
+}
+
+// ----------------------------------------------------------- backward filter
+
+template <typename T> struct FilterOp {
+    const T* dy;
+    const T* x;
+    int M, N;  // GEMM rows (filters of the group) and columns (taps c, r, s)
+    int C, K, H, W, PQ, Q, Cg, khkw, kw, sh, sw, pt, pl, dh, dw, g;
+    typedef long long Row;  // dy[0, g*Kg + m]
+    struct Col {
+        long long base;  // x[0, g*Cg + c]
+        int roff, soff;  // the tap's offset from the window's origin p*sh, q*sw
+    };
+    __device__ Row row(int m) const { return (long long)(g * M + m) * PQ; }
+    __device__ T a(Row r, int k) const {  // k = (n, p, q)
+        const int img = k / PQ, pq = k - img * PQ;
+        return dy[(long long)img * K * PQ + r + pq];
+    }
+    __device__ Col col(int n) const {
+        const int c = n / khkw, rs = n - c * khkw, r = rs / kw, s = rs - r * kw;
+        return Col{(long long)(g * Cg + c) * H * W, r * dh - pt, s * dw - pl};
+    }
+    __device__ T b(const Col& cl, int k) const {
+        const int img = k / PQ, pq = k - img * PQ, p = pq / Q, q = pq - p * Q;
+        const int h = p * sh + cl.roff, ww = q * sw + cl.soff;
+        if (h < 0 || h >= H || ww < 0 || ww >= W) return T(0);
+        return x[(long long)img * C * H * W + cl.base + (long long)h * W + ww];
+    }
+};
+
+// Grid z runs over (split, group) pairs; split s reduces pixels
+// [s*chunk, min((s+1)*chunk, N*P*Q)) and writes out[s].
+template <typename T>
+__device__ void conv_backward_filter(GemmSmem<T>& sm, const T* __restrict__ dy, const T* __restrict__ x,
+                                     T* __restrict__ out, GEOM, int chunk, int splits) {
+    const int Kg = K / G, Cg = C / G, PQ = P * Q, taps = Cg * kh * kw, NPQ = N * PQ;
+    const int t = threadIdx.x, tx = t % 16, ty = t / 16;
+    for (int z = blockIdx.z; z < G * splits; z += gridDim.z) {
+        const int g = z % G, split = z / G;
+        const FilterOp<T> op{dy, x, Kg, taps, C, K, H, W, PQ, Q, Cg, kh * kw, kw,
+                             sh, sw, pt, pl, dh, dw, g};
+        T acc[GEMM_TM][GEMM_TN];
+        const int m0 = blockIdx.y * GEMM_BM, n0 = blockIdx.x * GEMM_BN;
+        const int kbeg = split * chunk, kend = min(NPQ, kbeg + chunk);
+        gemm_tile<T>(op, sm, m0, n0, kbeg, kend, acc);
+        T* part = out + (long long)split * K * taps;
+#pragma unroll
+        for (int i = 0; i < GEMM_TM; ++i) {
+            const int m = m0 + ty + 16 * i;
+            if (m >= Kg) continue;
+#pragma unroll
+            for (int j = 0; j < GEMM_TN; ++j) {
+                const int n = n0 + tx + 16 * j;
+                if (n < taps) part[(long long)(g * Kg + m) * taps + n] = acc[i][j];
+            }
+        }
+    }
+}
+
+// dw[i] = part[0][i] + part[1][i] + ... in split order: the fixed order makes
+// the filter gradient the same bits on every run.
+template <typename T>
+__device__ void sum_splits(const T* __restrict__ part, T* __restrict__ dw, long long n, int splits) {
+    GRID_STRIDE_LOOP(i, n) {
+        T acc = part[i];
+        for (int s = 1; s < splits; ++s) acc += part[(long long)s * n + i];
+        dw[i] = acc;
+    }
+}
+
+// db[k] = sum of dy[:, k]: one block per channel (block-stride over channels),
+// then a fixed tree over the block's threads in part (GEMM_THREADS shared
+// values), so the summation order never depends on timing.
+template <typename T>
+__device__ void bias_grad(T* part, const T* __restrict__ dy, T* __restrict__ db, int N, int K, int PQ) {
+    const int t = threadIdx.x;
+    const long long NPQ = (long long)N * PQ;
+    for (int k = blockIdx.x; k < K; k += gridDim.x) {  // uniform per block: barriers are safe
+        T acc = T(0);
+        for (long long i = t; i < NPQ; i += GEMM_THREADS) {
+            const long long img = i / PQ;
+            acc += dy[(img * K + k) * PQ + (i - img * PQ)];
+        }
+        part[t] = acc;
+        __syncthreads();
+        for (int s = GEMM_THREADS / 2; s > 0; s >>= 1) {
+            if (t < s) part[t] += part[t + s];
+            __syncthreads();
+        }
+        if (t == 0) db[k] = part[0];
+        __syncthreads();  // part[0] is read before the next channel overwrites it
+    }
+}
+
+// ------------------------------------------------------------ im2col, col2im
+
+template <typename T>
+__device__ void im2col_k(const T* __restrict__ x, T* __restrict__ cols, long long NC, WIN) {
+    const long long L = (long long)P * Q, per_plane = (long long)kh * kw * L;
+    GRID_STRIDE_LOOP(o, NC * per_plane) {  // o = ((nc * kh + r) * kw + s) * L + (p * Q + q)
+        const long long nc = o / per_plane;
+        const int rest = (int)(o - nc * per_plane), rs = rest / (int)L, pq = rest - rs * (int)L;
+        const int r = rs / kw, s = rs - r * kw, p = pq / Q, q = pq - p * Q;
+        const int h = p * sh - pt + r * dh, w = q * sw - pl + s * dw;
+        cols[o] = (h < 0 || h >= H || w < 0 || w >= W) ? T(0) : x[nc * H * W + (long long)h * W + w];
+    }
+}
+
+// One thread per output pixel gathers the taps that copied it (no atomics).
+template <typename T>
+__device__ void col2im_k(const T* __restrict__ cols, T* __restrict__ x, long long NC, WIN) {
+    const long long L = (long long)P * Q;
+    GRID_STRIDE_LOOP(e, NC * H * W) {
+        const long long nc = e / ((long long)H * W);
+        const int hw = (int)(e - nc * H * W), h = hw / W, w = hw - h * W;
+        const T* plane = cols + nc * kh * kw * L;
+        T acc = T(0);
+        for (int r = 0; r < kh; ++r) {
+            const int ph = h + pt - r * dh;
+            if (ph < 0 || ph % sh || ph / sh >= P) continue;
+            for (int s = 0; s < kw; ++s) {
+                const int qw = w + pl - s * dw;
+                if (qw < 0 || qw % sw || qw / sw >= Q) continue;
+                acc += plane[(long long)(r * kw + s) * L + (ph / sh) * Q + qw / sw];
+            }
+        }
+        x[e] = acc;
+    }
+}
+
+// ------------------------------------------------------------ entry points
+
+#define GEMM_KERNEL extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 2)
+
+GEMM_KERNEL conv2d_forward_f32(const float* __restrict__ x, const float* __restrict__ w,
+                               const float* __restrict__ b, float* __restrict__ y, GEOM) {
+    __shared__ GemmSmem<float> sm;
+    conv_forward(sm, x, w, b, y, GEOM_ARGS);
+}
+GEMM_KERNEL conv2d_forward_f64(const double* __restrict__ x, const double* __restrict__ w,
+                               const double* __restrict__ b, double* __restrict__ y, GEOM) {
+    __shared__ GemmSmem<double> sm;
+    conv_forward(sm, x, w, b, y, GEOM_ARGS);
+}
+GEMM_KERNEL conv2d_backward_data_f32(const float* __restrict__ dy, const float* __restrict__ w,
+                                     float* __restrict__ dx, GEOM) {
+    __shared__ GemmSmem<float> sm;
+    conv_backward_data(sm, dy, w, dx, GEOM_ARGS);
+}
+GEMM_KERNEL conv2d_backward_data_f64(const double* __restrict__ dy, const double* __restrict__ w,
+                                     double* __restrict__ dx, GEOM) {
+    __shared__ GemmSmem<double> sm;
+    conv_backward_data(sm, dy, w, dx, GEOM_ARGS);
+}
+GEMM_KERNEL conv2d_backward_filter_f32(const float* __restrict__ dy, const float* __restrict__ x,
+                                       float* __restrict__ out, GEOM, int chunk, int splits) {
+    __shared__ GemmSmem<float> sm;
+    conv_backward_filter(sm, dy, x, out, GEOM_ARGS, chunk, splits);
+}
+GEMM_KERNEL conv2d_backward_filter_f64(const double* __restrict__ dy, const double* __restrict__ x,
+                                       double* __restrict__ out, GEOM, int chunk, int splits) {
+    __shared__ GemmSmem<double> sm;
+    conv_backward_filter(sm, dy, x, out, GEOM_ARGS, chunk, splits);
+}
+extern "C" __global__ void conv2d_sum_splits_f32(const float* __restrict__ part, float* __restrict__ dw,
+                                                 long long n, int splits) {
+    sum_splits(part, dw, n, splits);
+}
+extern "C" __global__ void conv2d_sum_splits_f64(const double* __restrict__ part, double* __restrict__ dw,
+                                                 long long n, int splits) {
+    sum_splits(part, dw, n, splits);
+}
+extern "C" __global__ void __launch_bounds__(GEMM_THREADS)
+conv2d_backward_bias_f32(const float* __restrict__ dy, float* __restrict__ db, int N, int K, int PQ) {
+    __shared__ float part[GEMM_THREADS];
+    bias_grad(part, dy, db, N, K, PQ);
+}
+extern "C" __global__ void __launch_bounds__(GEMM_THREADS)
+conv2d_backward_bias_f64(const double* __restrict__ dy, double* __restrict__ db, int N, int K, int PQ) {
+    __shared__ double part[GEMM_THREADS];
+    bias_grad(part, dy, db, N, K, PQ);
+}
+extern "C" __global__ void im2col_f32(const float* __restrict__ x, float* __restrict__ cols,
+                                      long long NC, WIN) {
+    im2col_k(x, cols, NC, WIN_ARGS);
+}
+extern "C" __global__ void im2col_f64(const double* __restrict__ x, double* __restrict__ cols,
+                                      long long NC, WIN) {
+    im2col_k(x, cols, NC, WIN_ARGS);
+}
+extern "C" __global__ void col2im_f32(const float* __restrict__ cols, float* __restrict__ x,
+                                      long long NC, WIN) {
+    col2im_k(cols, x, NC, WIN_ARGS);
+}
+extern "C" __global__ void col2im_f64(const double* __restrict__ cols, double* __restrict__ x,
+                                      long long NC, WIN) {
+    col2im_k(cols, x, NC, WIN_ARGS);
+}
