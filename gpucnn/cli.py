@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 
@@ -25,6 +26,41 @@ def _info(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    from gpucnn import train
+    cfg = train.Config(**{f.name: getattr(args, f.name) for f in dataclasses.fields(train.Config)})
+    history = train.fit(cfg)
+    if history:
+        last = history[-1]
+        print(f"epoch {last['epoch']}: held-out accuracy {last['test_acc']:.4f} after "
+              f"{last['seconds']:.1f} s of training; metrics in {cfg.out}/metrics.jsonl")
+    return 0
+
+
+def _add_train(sub) -> None:
+    # Defaults come from train.Config, so the CLI and the API cannot disagree.
+    from gpucnn.nn.models import MODELS
+    from gpucnn.train import DEVICES, Config
+    from gpucnn.data import DATASETS
+    d = Config()
+    p = sub.add_parser("train", help="train a small CNN (LeNet on digits by default)")
+    p.add_argument("--model", default=d.model, choices=tuple(MODELS))
+    p.add_argument("--dataset", default=d.dataset, choices=DATASETS)
+    p.add_argument("--data-dir", default=d.data_dir, help="where MNIST/Fashion-MNIST/CIFAR-10 files are")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--momentum", type=float, default=d.momentum)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--device", default=d.device, choices=DEVICES)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--out", default=d.out, help="directory for metrics.jsonl and checkpoint.npz")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    p.add_argument("--plot", action="store_true", help="write OUT/metrics.png (needs matplotlib)")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(func=_train)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="gpucnn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -34,6 +70,7 @@ def main(argv=None) -> int:
     p.set_defaults(func=_demo)
     p = sub.add_parser("info", help="report the backends available here")
     p.set_defaults(func=_info)
+    _add_train(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -1,0 +1,143 @@
+"""Layers that compute through the gpucnn functional API, so the arrays and
+``use_backend`` choose where they run (NumPy, the emulator or a GPU).
+
+Each takes ``dtype`` (float32 by default) and a seeded ``rng``
+(``np.random.Generator``) for torch's default initialization.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from gpucnn import functional as F
+from gpucnn.nn import init
+from gpucnn.nn.module import Module
+
+
+def _rng(rng) -> np.random.Generator:
+    return rng if rng is not None else np.random.default_rng()
+
+
+class _Affine(Module):
+    """A layer y = fwd(x, w, b, **geom) whose backward is bwd(dy, x, w, **geom, bias) -> (dx, dw, db):
+    convolution, transposed convolution and the fully connected layer differ only in these."""
+    _fwd = _bwd = None
+
+    def __init__(self, weight_shape, n_bias, bias, rng, dtype, **geom):
+        super().__init__()
+        rng = _rng(rng)
+        self._geom = geom
+        self._params["weight"] = init.kaiming_uniform(rng, weight_shape, dtype)
+        if bias:
+            self._params["bias"] = init.default_bias(rng, weight_shape, n_bias, dtype)
+
+    def forward(self, x):
+        self._save(x=x)
+        return type(self)._fwd(x, self.weight, self._params.get("bias"), **self._geom)
+
+    def backward(self, dy):
+        has_bias = "bias" in self._params
+        dx, dw, db = type(self)._bwd(dy, self._load("x"), self.weight, **self._geom, bias=has_bias)
+        self._grads["weight"] = dw
+        if has_bias:
+            self._grads["bias"] = db
+        return dx
+
+    def __repr__(self):
+        geom = "".join(f", {k}={v}" for k, v in self._geom.items())
+        return f"{type(self).__name__}(weight={tuple(self.weight.shape)}{geom}, bias={'bias' in self._params})"
+
+
+class Conv2D(_Affine):
+    _fwd, _bwd = staticmethod(F.conv2d), staticmethod(F.conv2d_backward)
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, *, rng=None, dtype=np.float32):
+        kh, kw = (kernel_size, kernel_size) if np.isscalar(kernel_size) else kernel_size
+        super().__init__((out_channels, in_channels // groups, kh, kw), out_channels, bias, rng,
+                         dtype, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+class ConvTranspose2D(_Affine):
+    _fwd, _bwd = staticmethod(F.conv_transpose2d), staticmethod(F.conv_transpose2d_backward)
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 output_padding=0, groups=1, bias=True, dilation=1, *, rng=None, dtype=np.float32):
+        kh, kw = (kernel_size, kernel_size) if np.isscalar(kernel_size) else kernel_size
+        # torch stores a transposed convolution's filters (Cin, Cout/groups, kh, kw).
+        super().__init__((in_channels, out_channels // groups, kh, kw), out_channels, bias, rng,
+                         dtype, stride=stride, padding=padding, output_padding=output_padding,
+                         groups=groups, dilation=dilation)
+
+
+class Linear(_Affine):
+    _fwd, _bwd = staticmethod(F.linear), staticmethod(F.linear_backward)
+
+    def __init__(self, in_features, out_features, bias=True, *, rng=None, dtype=np.float32):
+        super().__init__((out_features, in_features), out_features, bias, rng, dtype)
+
+
+class _Pool(Module):
+    def __init__(self, **geom):
+        super().__init__()
+        self._geom = geom
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(f'{k}={v}' for k, v in self._geom.items())})"
+
+
+class MaxPool2D(_Pool):
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+        super().__init__(kernel_size=kernel_size, stride=stride, padding=padding,
+                         dilation=dilation, ceil_mode=ceil_mode)
+
+    def forward(self, x):
+        y, idx = F.max_pool2d(x, **self._geom, return_indices=True)
+        self._save(x=x, idx=idx)  # the argmax routes the gradient back (no recomputation)
+        return y
+
+    def backward(self, dy):
+        x, idx = self._load("x", "idx")
+        return F.max_pool2d_backward(dy, x, **self._geom, indices=idx)
+
+
+class AvgPool2D(_Pool):
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+        super().__init__(kernel_size=kernel_size, stride=stride, padding=padding,
+                         ceil_mode=ceil_mode, count_include_pad=count_include_pad)
+
+    def forward(self, x):
+        self._save(x=x)
+        return F.avg_pool2d(x, **self._geom)
+
+    def backward(self, dy):
+        return F.avg_pool2d_backward(dy, self._load("x"), **self._geom)
+
+
+class ReLU(Module):
+    def __init__(self, negative_slope=0.0):
+        super().__init__()
+        self.negative_slope = negative_slope
+
+    def forward(self, x):
+        self._save(x=x)
+        return F.relu(x, self.negative_slope)
+
+    def backward(self, dy):
+        return F.relu_backward(dy, self._load("x"), self.negative_slope)
+
+    def __repr__(self):
+        return f"ReLU(negative_slope={self.negative_slope})"
+
+
+class Flatten(Module):
+    """(N, C, H, W) -> (N, C*H*W), in torch's row-major order."""
+
+    def forward(self, x):
+        self._save(shape=x.shape)
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy):
+        return dy.reshape(self._load("shape"))
+
+    def __repr__(self):
+        return "Flatten()"
