@@ -74,3 +74,17 @@ def test_info_and_demo_commands(capsys):
     assert main(["demo", "--steps", "60"]) == 0
     out = capsys.readouterr().out
     assert "step  60" in out and "backend 'numpy'" in out
+
+
+def test_emulator_without_a_compiler_says_what_is_missing():
+    import os
+    import subprocess
+    import sys
+    code = ("import gpucnn\n"
+            "try:\n"
+            "    with gpucnn.use_backend('emulator'): pass\n"
+            "except gpucnn.BackendUnavailable as e: print(e)\n")
+    env = dict(os.environ, GPUCNN_CXX="/nonexistent/g++")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "emulator" in r.stdout and "compiler" in r.stdout
