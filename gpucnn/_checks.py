@@ -47,12 +47,20 @@ def padding(name: str, v, *, four: bool = True) -> tuple[int, int, int, int]:
 
 
 def array(name: str, a, ndim=None):
-    """A floating-point array of the given ndim (an int or a tuple of ints)."""
-    if not hasattr(a, "__array_namespace__") and not isinstance(a, np.ndarray):
-        if isinstance(a, (list, tuple, numbers.Number)):
+    """A floating-point array of the given ndim (an int or a tuple of ints).
+
+    NumPy and CuPy arrays pass as they are. Other libraries' arrays (PyTorch,
+    JAX, ...) come in through DLPack without a copy where the producer allows
+    one: a CPU tensor as a NumPy array, a CUDA tensor as a CuPy array (CuPy
+    is imported only then), so the op runs, and returns, as for that kind.
+    """
+    if not isinstance(a, np.ndarray) and type(a).__module__.split(".")[0] != "cupy":
+        if hasattr(a, "__dlpack__") and hasattr(a, "__dlpack_device__"):
+            a = _from_dlpack(name, a)
+        elif isinstance(a, (list, tuple, numbers.Number)):
             a = np.asarray(a)
-        else:
-            raise TypeError(f"{name} must be a numpy or cupy array, got {type(a).__name__}")
+        elif not hasattr(a, "__array_namespace__"):
+            raise TypeError(f"{name} must be a numpy or cupy array, or support DLPack, got {type(a).__name__}")
     if a.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be float32 or float64, got dtype {a.dtype} (shape {tuple(a.shape)})")
     if ndim is not None:
@@ -61,6 +69,27 @@ def array(name: str, a, ndim=None):
             want = " or ".join(f"{d}-D" for d in ndims)
             raise ValueError(f"{name} must be {want}, got shape {tuple(a.shape)}")
     return a
+
+
+_DLPACK_CPU, _DLPACK_CUDA, _DLPACK_CUDA_MANAGED = 1, 2, 13
+
+
+def _from_dlpack(name: str, a):
+    """A DLPack producer as a NumPy (CPU) or CuPy (CUDA) array sharing its memory."""
+    device = a.__dlpack_device__()[0]
+    what = f"{name} ({type(a).__module__}.{type(a).__name__})"
+    try:
+        if device == _DLPACK_CPU:
+            return np.from_dlpack(a)
+        if device in (_DLPACK_CUDA, _DLPACK_CUDA_MANAGED):
+            try:
+                import cupy
+            except ImportError as e:
+                raise TypeError(f"{what} is a CUDA array; taking it needs CuPy ({e})") from None
+            return cupy.from_dlpack(a)
+    except (BufferError, RuntimeError, ValueError) as e:  # e.g. a torch tensor requiring grad
+        raise TypeError(f"{what} could not be taken through DLPack: {e}") from e
+    raise TypeError(f"{what} lives on DLPack device type {device}; only CPU and CUDA arrays are taken")
 
 
 def same_dtype(**arrays) -> None:

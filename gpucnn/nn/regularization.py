@@ -1,9 +1,11 @@
-"""Batch normalization and dropout: element-wise array arithmetic through the
-array module of the input (NumPy or CuPy), since no functional op covers them."""
+"""Batch normalization, through the functional ops batch_norm2d and its
+backward (the kernels of kernels/batchnorm.cu on a GPU or the emulator), and
+dropout, element-wise array arithmetic through the input's array module."""
 from __future__ import annotations
 
 import numpy as np
 
+from gpucnn import functional as F
 from gpucnn.nn._array import to_device, xp_of
 from gpucnn.nn.module import Module
 
@@ -12,7 +14,8 @@ class BatchNorm2D(Module):
     """torch.nn.BatchNorm2d: in training, normalize with the batch's mean and
     biased variance and update running_mean / running_var (the unbiased
     variance) by running = (1 - momentum) * running + momentum * batch; in
-    eval mode, normalize with the running statistics."""
+    eval mode, normalize with the running statistics. The functional op
+    returns the updated statistics; the layer stores them as its buffers."""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, *, dtype=np.float32):
         super().__init__()
@@ -23,45 +26,27 @@ class BatchNorm2D(Module):
         self._buffers["running_var"] = np.ones(num_features, dtype)
         self._buffers["num_batches_tracked"] = np.zeros((), np.int64)
 
-    @staticmethod
-    def _c(v):
-        return v.reshape(1, -1, 1, 1)
-
     def forward(self, x):
         if x.ndim != 4 or x.shape[1] != self.weight.shape[0]:
             raise ValueError(f"BatchNorm2D({self.weight.shape[0]}) expects (N, {self.weight.shape[0]}, H, W), "
                              f"got shape {tuple(x.shape)}")
-        xp = xp_of(x)
+        if self.training and x.size // x.shape[1] < 2:
+            raise ValueError(f"BatchNorm2D needs more than one value per channel in training, "
+                             f"got shape {tuple(x.shape)}")
+        b = self._buffers
+        y, saved = F.batch_norm2d(x, self.weight, self.bias, b["running_mean"], b["running_var"],
+                                  self.training, self.momentum, self.eps)
         if self.training:
-            n = x.size // x.shape[1]
-            if n < 2:
-                raise ValueError(f"BatchNorm2D needs more than one value per channel in training, "
-                                 f"got shape {tuple(x.shape)}")
-            mean, var = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))
-            m, b = self.momentum, self._buffers
-            b["running_mean"] = (1 - m) * b["running_mean"] + m * mean
-            b["running_var"] = (1 - m) * b["running_var"] + m * var * (n / (n - 1))
+            b["running_mean"], b["running_var"] = saved.running_mean, saved.running_var
             b["num_batches_tracked"] = b["num_batches_tracked"] + 1
-        else:
-            mean, var = self.running_mean, self.running_var
-        inv_std = (1 / xp.sqrt(var + self.eps)).astype(x.dtype)
-        xhat = (x - self._c(mean)) * self._c(inv_std)
-        self._save(xhat=xhat, inv_std=inv_std, batch_stats=self.training)
-        return xhat * self._c(self.weight) + self._c(self.bias)
+        self._save(x=x, saved=saved)
+        return y
 
     def backward(self, dy):
-        xhat, inv_std, batch_stats = self._load("xhat", "inv_std", "batch_stats")
-        axes = (0, 2, 3)
-        self._grads["weight"] = (dy * xhat).sum(axis=axes)
-        self._grads["bias"] = dy.sum(axis=axes)
-        dxhat = dy * self._c(self.weight)
-        if not batch_stats:  # running statistics are constants
-            return dxhat * self._c(inv_std)
-        # The batch mean and variance depend on x: the standard closed form of
-        # d/dx of (x - mean) / sqrt(var + eps), with n values per channel.
-        mean_d = dxhat.mean(axis=axes, keepdims=True)
-        mean_dx = (dxhat * xhat).mean(axis=axes, keepdims=True)
-        return (dxhat - mean_d - xhat * mean_dx) * self._c(inv_std)
+        x, saved = self._load("x", "saved")
+        dx, self._grads["weight"], self._grads["bias"] = F.batch_norm2d_backward(
+            dy, x, self.weight, saved, self.eps)
+        return dx
 
     def __repr__(self):
         return f"BatchNorm2D({self.weight.shape[0]}, eps={self.eps}, momentum={self.momentum})"
