@@ -42,20 +42,25 @@ template <typename T> struct FwdOp {
     const T* x;
     const T* w;
     int M, N;  // GEMM rows (filters of the group) and columns (output pixels)
-    int C, H, W, Cg, kh, kw, khkw, PQ, Q, sh, sw, pt, pl, dh, dw, g;
+    int C, H, W, Cg;
+    FastDiv khkw, kw, PQ, Q;
+    int sh, sw, pt, pl, dh, dw, g;
+    enum { A_ALONG_K = 1, B_ALONG_K = 0 };  // w rows hold k; neighbouring pixels are neighbours in x
     typedef long long Row;  // offset of filter row g*Kg + m in w
     struct Col {
         long long base;  // x[n, g*Cg] (channel 0 of the group)
         int h0, w0;      // top-left tap of the window in x
     };
-    __device__ Row row(int m) const { return (long long)(g * M + m) * (Cg * khkw); }
+    __device__ Row row(int m) const { return (long long)(g * M + m) * (Cg * khkw.d); }
     __device__ T a(Row r, int k) const { return w[r + k]; }
     __device__ Col col(int n) const {
-        const int img = n / PQ, pq = n - img * PQ, p = pq / Q, q = pq - p * Q;
+        int img, p;
+        const int pq = PQ.divmod(n, img), q = Q.divmod(pq, p);
         return Col{((long long)img * C + (long long)g * Cg) * H * W, p * sh - pt, q * sw - pl};
     }
     __device__ T b(const Col& cl, int k) const {
-        const int c = k / khkw, rs = k - c * khkw, r = rs / kw, s = rs - r * kw;
+        int c, r;
+        const int rs = khkw.divmod(k, c), s = kw.divmod(rs, r);
         const int h = cl.h0 + r * dh, ww = cl.w0 + s * dw;
         if (h < 0 || h >= H || ww < 0 || ww >= W) return T(0);  // zero padding
         return x[cl.base + (long long)c * H * W + (long long)h * W + ww];
@@ -66,26 +71,14 @@ template <typename T>
 __device__ void conv_forward(GemmSmem<T>& sm, const T* __restrict__ x, const T* __restrict__ w,
                              const T* __restrict__ b, T* __restrict__ y, GEOM) {
     const int Kg = K / G, Cg = C / G, PQ = P * Q;
-    const int t = threadIdx.x, tx = t % 16, ty = t / 16;
     // Grid: x over output-pixel tiles, y over filter tiles, z over groups.
     for (int g = blockIdx.z; g < G; g += gridDim.z) {
-        const FwdOp<T> op{x, w, Kg, N * PQ, C, H, W, Cg, kh, kw, kh * kw, PQ, Q,
+        const FwdOp<T> op{x, w, Kg, N * PQ, C, H, W, Cg, kh * kw, kw, PQ, Q,
                           sh, sw, pt, pl, dh, dw, g};
-        T acc[GEMM_TM][GEMM_TN];
-        const int m0 = blockIdx.y * GEMM_BM, n0 = blockIdx.x * GEMM_BN;
-        gemm_tile<T>(op, sm, m0, n0, 0, Cg * kh * kw, acc);
-#pragma unroll
-        for (int j = 0; j < GEMM_TN; ++j) {
-            const int n = n0 + tx + 16 * j;
-            if (n >= op.N) continue;
-            const int img = n / PQ, pq = n - img * PQ;
-#pragma unroll
-            for (int i = 0; i < GEMM_TM; ++i) {
-                const int k = g * Kg + m0 + ty + 16 * i;
-                if (m0 + ty + 16 * i < Kg)
-                    y[((long long)img * K + k) * PQ + pq] = acc[i][j] + b[k];  // bias fused
-            }
-        }
+        gemm_block<T>(op, sm, 0, Cg * kh * kw, [&](int m, int n, T v) {
+            const int img = n / PQ, pq = n - img * PQ, k = g * Kg + m;
+            y[((long long)img * K + k) * PQ + pq] = v + b[k];  // bias fused
+        });
     }
 }
 
@@ -95,26 +88,33 @@ template <typename T> struct DataOp {
     const T* dy;
     const T* w;
     int M, N;  // GEMM rows (channels of the group) and columns (input pixels)
-    int C, K, Cg, Kg, HW, W, P, Q, khkw, kw, sh, sw, pt, pl, dh, dw, g;
+    int C, K, Cg, Kg;
+    FastDiv HW, W;
+    int P, Q;
+    FastDiv khkw, kw, sh, sw;
+    int pt, pl, dh, dw, g;
+    enum { A_ALONG_K = 1, B_ALONG_K = 0 };  // a filter's taps are neighbours in w; pixels in dy
     typedef int Row;  // c * kh * kw: tap 0 of channel c within a filter
     struct Col {
         long long base;  // dy[n, g*Kg]
         int hp, wp;      // the pixel in padded coordinates
     };
-    __device__ Row row(int c) const { return c * khkw; }
+    __device__ Row row(int c) const { return c * khkw.d; }
     __device__ T a(Row r, int k) const {  // W[g*Kg + k / khkw, c, tap k % khkw]
-        const int f = k / khkw, rs = k - f * khkw;
-        return w[(long long)(g * Kg + f) * Cg * khkw + r + rs];
+        int f;
+        const int rs = khkw.divmod(k, f);
+        return w[(long long)(g * Kg + f) * Cg * khkw.d + r + rs];
     }
     __device__ Col col(int n) const {
-        const int img = n / HW, hw = n - img * HW, h = hw / W, x = hw - h * W;
+        int img, h;
+        const int hw = HW.divmod(n, img), x = W.divmod(hw, h);
         return Col{((long long)img * K + (long long)g * Kg) * P * Q, h + pt, x + pl};
     }
     __device__ T b(const Col& cl, int k) const {  // dY[n, f, p, q] of the window whose tap (r, s) is here
-        const int f = k / khkw, rs = k - f * khkw, r = rs / kw, s = rs - r * kw;
+        int f, r, p, q;
+        const int rs = khkw.divmod(k, f), s = kw.divmod(rs, r);
         const int ph = cl.hp - r * dh, qw = cl.wp - s * dw;
-        if (ph < 0 || qw < 0 || ph % sh || qw % sw) return T(0);
-        const int p = ph / sh, q = qw / sw;
+        if (ph < 0 || qw < 0 || sh.divmod(ph, p) || sw.divmod(qw, q)) return T(0);
         if (p >= P || q >= Q) return T(0);
         return dy[cl.base + (long long)f * P * Q + p * Q + q];
     }
@@ -124,24 +124,13 @@ template <typename T>
 __device__ void conv_backward_data(GemmSmem<T>& sm, const T* __restrict__ dy, const T* __restrict__ w,
                                    T* __restrict__ dx, GEOM) {
     const int Kg = K / G, Cg = C / G, HW = H * W;
-    const int t = threadIdx.x, tx = t % 16, ty = t / 16;
     for (int g = blockIdx.z; g < G; g += gridDim.z) {
         const DataOp<T> op{dy, w, Cg, N * HW, C, K, Cg, Kg, HW, W, P, Q, kh * kw, kw,
                            sh, sw, pt, pl, dh, dw, g};
-        T acc[GEMM_TM][GEMM_TN];
-        const int m0 = blockIdx.y * GEMM_BM, n0 = blockIdx.x * GEMM_BN;
-        gemm_tile<T>(op, sm, m0, n0, 0, Kg * kh * kw, acc);
-#pragma unroll
-        for (int j = 0; j < GEMM_TN; ++j) {
-            const int n = n0 + tx + 16 * j;
-            if (n >= op.N) continue;
+        gemm_block<T>(op, sm, 0, Kg * kh * kw, [&](int c, int n, T v) {
             const int img = n / HW, hw = n - img * HW;
-#pragma unroll
-            for (int i = 0; i < GEMM_TM; ++i) {
-                const int c = m0 + ty + 16 * i;
-                if (c < Cg) dx[((long long)img * C + g * Cg + c) * HW + hw] = acc[i][j];
-            }
-        }
+            dx[((long long)img * C + g * Cg + c) * HW + hw] = v;
+        });
     }
 }
 
@@ -151,23 +140,33 @@ template <typename T> struct FilterOp {
     const T* dy;
     const T* x;
     int M, N;  // GEMM rows (filters of the group) and columns (taps c, r, s)
-    int C, K, H, W, PQ, Q, Cg, khkw, kw, sh, sw, pt, pl, dh, dw, g;
+    int C, K, H, W;
+    FastDiv PQ, Q;
+    int Cg;
+    FastDiv khkw, kw;
+    int sh, sw, pt, pl, dh, dw, g;
+    // k runs over pixels: contiguous in dy, stride sh in x, where the taps of
+    // one pixel are scattered over channels and rows.
+    enum { A_ALONG_K = 1, B_ALONG_K = 1 };
     typedef long long Row;  // dy[0, g*Kg + m]
     struct Col {
         long long base;  // x[0, g*Cg + c]
         int roff, soff;  // the tap's offset from the window's origin p*sh, q*sw
     };
-    __device__ Row row(int m) const { return (long long)(g * M + m) * PQ; }
+    __device__ Row row(int m) const { return (long long)(g * M + m) * PQ.d; }
     __device__ T a(Row r, int k) const {  // k = (n, p, q)
-        const int img = k / PQ, pq = k - img * PQ;
-        return dy[(long long)img * K * PQ + r + pq];
+        int img;
+        const int pq = PQ.divmod(k, img);
+        return dy[(long long)img * K * PQ.d + r + pq];
     }
     __device__ Col col(int n) const {
-        const int c = n / khkw, rs = n - c * khkw, r = rs / kw, s = rs - r * kw;
+        int c, r;
+        const int rs = khkw.divmod(n, c), s = kw.divmod(rs, r);
         return Col{(long long)(g * Cg + c) * H * W, r * dh - pt, s * dw - pl};
     }
     __device__ T b(const Col& cl, int k) const {
-        const int img = k / PQ, pq = k - img * PQ, p = pq / Q, q = pq - p * Q;
+        int img, p;
+        const int pq = PQ.divmod(k, img), q = Q.divmod(pq, p);
         const int h = p * sh + cl.roff, ww = q * sw + cl.soff;
         if (h < 0 || h >= H || ww < 0 || ww >= W) return T(0);
         return x[(long long)img * C * H * W + cl.base + (long long)h * W + ww];
@@ -180,61 +179,13 @@ template <typename T>
 __device__ void conv_backward_filter(GemmSmem<T>& sm, const T* __restrict__ dy, const T* __restrict__ x,
                                      T* __restrict__ out, GEOM, int chunk, int splits) {
     const int Kg = K / G, Cg = C / G, PQ = P * Q, taps = Cg * kh * kw, NPQ = N * PQ;
-    const int t = threadIdx.x, tx = t % 16, ty = t / 16;
     for (int z = blockIdx.z; z < G * splits; z += gridDim.z) {
         const int g = z % G, split = z / G;
         const FilterOp<T> op{dy, x, Kg, taps, C, K, H, W, PQ, Q, Cg, kh * kw, kw,
                              sh, sw, pt, pl, dh, dw, g};
-        T acc[GEMM_TM][GEMM_TN];
-        const int m0 = blockIdx.y * GEMM_BM, n0 = blockIdx.x * GEMM_BN;
         const int kbeg = split * chunk, kend = min(NPQ, kbeg + chunk);
-        gemm_tile<T>(op, sm, m0, n0, kbeg, kend, acc);
         T* part = out + (long long)split * K * taps;
-#pragma unroll
-        for (int i = 0; i < GEMM_TM; ++i) {
-            const int m = m0 + ty + 16 * i;
-            if (m >= Kg) continue;
-#pragma unroll
-            for (int j = 0; j < GEMM_TN; ++j) {
-                const int n = n0 + tx + 16 * j;
-                if (n < taps) part[(long long)(g * Kg + m) * taps + n] = acc[i][j];
-            }
-        }
-    }
-}
-
-// dw[i] = part[0][i] + part[1][i] + ... in split order: the fixed order makes
-// the filter gradient the same bits on every run.
-template <typename T>
-__device__ void sum_splits(const T* __restrict__ part, T* __restrict__ dw, long long n, int splits) {
-    GRID_STRIDE_LOOP(i, n) {
-        T acc = part[i];
-        for (int s = 1; s < splits; ++s) acc += part[(long long)s * n + i];
-        dw[i] = acc;
-    }
-}
-
-// db[k] = sum of dy[:, k]: one block per channel (block-stride over channels),
-// then a fixed tree over the block's threads in part (GEMM_THREADS shared
-// values), so the summation order never depends on timing.
-template <typename T>
-__device__ void bias_grad(T* part, const T* __restrict__ dy, T* __restrict__ db, int N, int K, int PQ) {
-    const int t = threadIdx.x;
-    const long long NPQ = (long long)N * PQ;
-    for (int k = blockIdx.x; k < K; k += gridDim.x) {  // uniform per block: barriers are safe
-        T acc = T(0);
-        for (long long i = t; i < NPQ; i += GEMM_THREADS) {
-            const long long img = i / PQ;
-            acc += dy[(img * K + k) * PQ + (i - img * PQ)];
-        }
-        part[t] = acc;
-        __syncthreads();
-        for (int s = GEMM_THREADS / 2; s > 0; s >>= 1) {
-            if (t < s) part[t] += part[t + s];
-            __syncthreads();
-        }
-        if (t == 0) db[k] = part[0];
-        __syncthreads();  // part[0] is read before the next channel overwrites it
+        gemm_block<T>(op, sm, kbeg, kend, [&](int m, int n, T v) { part[(long long)(g * Kg + m) * taps + n] = v; });
     }
 }
 
@@ -275,8 +226,6 @@ __device__ void col2im_k(const T* __restrict__ cols, T* __restrict__ x, long lon
 }
 
 // ------------------------------------------------------------ entry points
-
-#define GEMM_KERNEL extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 2)
 
 GEMM_KERNEL conv2d_forward_f32(const float* __restrict__ x, const float* __restrict__ w,
                                const float* __restrict__ b, float* __restrict__ y, GEOM) {

@@ -1,21 +1,35 @@
-// gemm.cuh: the shared-memory tile loop of the implicit-GEMM kernels (conv2d.cu).
+// gemm.cuh: the shared-memory tile loop of the implicit-GEMM kernel families
+// (conv2d.cu, linear.cu), and the two deterministic reductions they share.
 //
 // One block of GEMM_THREADS threads computes a GEMM_BM x GEMM_BN tile of
-// C = A B over the reduction range [kbeg, kend). Neither operand exists in
+// C = A B over the reduction range [kbeg, kend). Neither operand need exist in
 // memory as a matrix: an Op gathers each element from the tensors on the fly
 //   Op::Row op.row(m)               what A's row m needs, computed once per tile
 //   Op::Col op.col(n)               what B's column n needs, computed once per tile
 //   T op.a(const Row&, int k)       A[m, k], called only for m < op.M, k < kend
 //   T op.b(const Col&, int k)       B[k, n], called only for n < op.N, k < kend
+//   Op::A_ALONG_K, Op::B_ALONG_K    whether consecutive k are neighbours in memory
 // and out-of-range elements are zeros, so no remainder needs a special case.
 //
-// Register blocking: thread (ty, tx) = (t / 16, t % 16) owns the 4 x 4 micro-tile
-// of rows ty + 16 i and columns tx + 16 j. Strided rather than contiguous, so
-// that a warp reads 16 consecutive B columns (no bank conflicts) and writes
-// 16 consecutive outputs per (i, j). Per step of GEMM_BK reduction indices a
-// thread loads 4 elements of A and 4 of B into registers for the next step
-// while it multiplies the current one from shared memory (one stage of
-// software pipelining; two barriers per step).
+// Global -> shared: each thread fetches 4 elements of each operand per step of
+// GEMM_BK reduction indices. An operand laid out along k (A_ALONG_K) is read
+// with 16 consecutive threads on 16 consecutive k of one row, otherwise with 64
+// consecutive threads on 64 consecutive rows of one k: neighbouring threads
+// read neighbouring addresses either way. Both tiles are stored k-major,
+// sm[k][m], so that the inner loop reads them along m and n.
+//
+// Register blocking: thread (ty, tx) = (t / 16, t % 16) owns a 4 x 4 micro-tile
+// made of 16-byte vectors, V = Vec16<T>::n elements each (one float4, or two
+// double2): rows V*ty + v (v < V) of every 16V-row band, and columns likewise
+// with tx (gemm_micro). Each step of the inner loop is then one 128-bit shared
+// load per vector of A and of B and 16 FMAs. A quarter warp (8 threads, the
+// 128 bytes of one LDS.128 wavefront) reads 8 consecutive vectors of B: no
+// bank conflicts; a warp reads just 2 vectors of A (broadcast). One stage of
+// software pipelining: a thread loads the next step's elements into registers
+// while it multiplies the current step from shared memory (two barriers per step).
+//
+// bench/results/static-sm90.md records the resulting machine code (python -m
+// gpucnn.runtime.sass_report --write; tests/test_sass.py keeps it current).
 #pragma once
 
 #define GEMM_BM 64
@@ -24,86 +38,218 @@
 #define GEMM_THREADS 256
 #define GEMM_TM 4  // micro-tile rows per thread: GEMM_BM / 16
 #define GEMM_TN 4  // micro-tile columns per thread: GEMM_BN / 16
+#define GEMM_LOADS 4  // elements per operand a thread fetches per step: 64 * 16 / 256
 
-// A loads: thread t fills sm.a[t % BK][t / BK + 16 i]: one reduction index, 4 rows.
-// B loads: thread t fills sm.b[t / BN + 4 i][t % BN]: one column, 4 reduction indices.
-#define GEMM_A_ROWS_STEP (GEMM_THREADS / GEMM_BK)  // 16
-#define GEMM_B_KS_STEP (GEMM_THREADS / GEMM_BN)    // 4
+// The entry points of tile kernels: 2 blocks per SM caps registers at 128.
+#define GEMM_KERNEL extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 2)
+
+// n / d for 0 <= n < 2^31 by a multiply-high and a shift (Granlund and
+// Montgomery, "Division by invariant integers using multiplication", 1994):
+// the Ops' gathers divide indices by run-time sizes on every step, and a GPU,
+// having no integer divider, spends about 20 instructions on each division. With
+// l = ceil(log2 d) and m = floor(2^32 (2^l - d) / d) + 1, floor(n / d) =
+// (umulhi(n, m) + n) >> l, where the sum cannot overflow because n < 2^31.
+struct FastDiv {
+    int d;
+    unsigned m;
+    int l;
+    __device__ FastDiv(int divisor) : d(divisor), l(32 - __clz(divisor - 1)) {  // d = 1: l = 0, m = 1
+        m = (unsigned)((((1ULL << l) - (unsigned)divisor) << 32) / (unsigned)divisor + 1);
+    }
+    __device__ __forceinline__ int div(int n) const { return (int)((__umulhi((unsigned)n, m) + (unsigned)n) >> l); }
+    // q = n / d and returns n - q * d
+    __device__ __forceinline__ int divmod(int n, int& q) const {
+        q = div(n);
+        return n - q * d;
+    }
+};
 
 // The block's tiles, declared __shared__ in each kernel's body and passed in:
 // the emulator charges a __shared__ declared in a device function to every
 // kernel of the module, which would put each kernel over the 48 KiB limit.
 template <typename T> struct GemmSmem {
-    // +1 column: A is stored transposed with 16 consecutive threads writing 16
-    // different k rows of one column; the padding spreads them over the banks.
-    T a[GEMM_BK][GEMM_BM + 1];
-    T b[GEMM_BK][GEMM_BN];
+    // Rows padded by one 16-byte vector: rows stay 16-byte aligned for the
+    // vector loads, and the 16 threads that store one k-column each (ALONG_K
+    // fetch) land on 16 different banks in pairs instead of all on one.
+    enum { LD = GEMM_BM + Vec16<T>::n };
+    __align__(16) T a[GEMM_BK][LD];
+    __align__(16) T b[GEMM_BK][LD];
 };
 
-template <typename T, typename Op>
-__device__ __forceinline__ void gemm_fetch(const Op& op, const typename Op::Row (&rows)[GEMM_TM],
-                                           const bool (&row_ok)[GEMM_TM], const typename Op::Col& col,
-                                           bool col_ok, int k0, int kend, T (&ra)[GEMM_TM],
-                                           T (&rb)[GEMM_TM]) {
-    const int t = threadIdx.x;
-    const int ka = k0 + t % GEMM_BK;
+// Where thread t's fetched element i (i < GEMM_LOADS) lies in the BK x 64 tile:
+// its k, its row or column (mn), and which precomputed Row/Col handle it uses.
+template <bool ALONG_K> struct GemmFetch;
+template <> struct GemmFetch<true> {  // 16 threads per row, 4 rows per thread
+    enum { HANDLES = GEMM_LOADS };
+    static __device__ __forceinline__ int k(int t, int) { return t % GEMM_BK; }
+    static __device__ __forceinline__ int mn(int t, int i) { return t / GEMM_BK + (GEMM_THREADS / GEMM_BK) * i; }
+    static __device__ __forceinline__ int handle(int i) { return i; }
+};
+template <> struct GemmFetch<false> {  // 64 threads per k, one row per thread
+    enum { HANDLES = 1 };
+    static __device__ __forceinline__ int k(int t, int i) { return t / GEMM_BM + (GEMM_THREADS / GEMM_BM) * i; }
+    static __device__ __forceinline__ int mn(int t, int) { return t % GEMM_BM; }
+    static __device__ __forceinline__ int handle(int) { return 0; }
+};
+
+// Row (or column) of the tile that micro-tile index i of thread coordinate
+// tc (ty or tx) stands for: vectors of GEMM_V neighbours, bands of 16 vectors.
+template <typename T> __device__ __forceinline__ int gemm_micro(int tc, int i) {
+    const int V = Vec16<T>::n;
+    return (i / V) * (16 * V) + V * tc + i % V;
+}
+
+// One operand's handles: Row or Col structs for the rows it fetches, and
+// whether each is inside the matrix.
+template <typename H, int N> struct GemmHandles {
+    H h[N];
+    bool ok[N];
+};
+
+template <bool ALONG_K, typename H, typename F>
+__device__ __forceinline__ void gemm_handles(GemmHandles<H, GemmFetch<ALONG_K>::HANDLES>& hs, int mn0,
+                                             int limit, F make) {
+    typedef GemmFetch<ALONG_K> L;
 #pragma unroll
-    for (int i = 0; i < GEMM_TM; ++i) ra[i] = (row_ok[i] && ka < kend) ? op.a(rows[i], ka) : T(0);
-#pragma unroll
-    for (int i = 0; i < GEMM_TM; ++i) {
-        const int kb = k0 + t / GEMM_BN + GEMM_B_KS_STEP * i;
-        rb[i] = (col_ok && kb < kend) ? op.b(col, kb) : T(0);
+    for (int i = 0; i < L::HANDLES; ++i) {
+        const int m = mn0 + L::mn(threadIdx.x, i);
+        hs.ok[i] = m < limit;
+        hs.h[i] = make(hs.ok[i] ? m : 0);
     }
 }
 
-// acc[i][j] = sum over k in [kbeg, kend) of A[m0 + ty + 16 i, k] * B[k, n0 + tx + 16 j].
+// r[i] = the operand's element i for the step starting at k0 (zero outside).
+template <bool ALONG_K, typename T, typename H, typename Get>
+__device__ __forceinline__ void gemm_fetch(const GemmHandles<H, GemmFetch<ALONG_K>::HANDLES>& hs, int k0,
+                                           int kend, Get get, T (&r)[GEMM_LOADS]) {
+    typedef GemmFetch<ALONG_K> L;
+#pragma unroll
+    for (int i = 0; i < GEMM_LOADS; ++i) {
+        const int k = k0 + L::k(threadIdx.x, i);
+        r[i] = (hs.ok[L::handle(i)] && k < kend) ? get(hs.h[L::handle(i)], k) : T(0);
+    }
+}
+
+template <bool ALONG_K, typename T>
+__device__ __forceinline__ void gemm_stash(T (*s)[GemmSmem<T>::LD], const T (&r)[GEMM_LOADS]) {
+    typedef GemmFetch<ALONG_K> L;
+#pragma unroll
+    for (int i = 0; i < GEMM_LOADS; ++i) s[L::k(threadIdx.x, i)][L::mn(threadIdx.x, i)] = r[i];
+}
+
+// out[i] = row[gemm_micro(tc, i)] by 16-byte vectors.
+template <typename T> __device__ __forceinline__ void gemm_lds(const T* row, int tc, T (&out)[GEMM_TM]) {
+    typedef typename Vec16<T>::type V;
+    const int L = Vec16<T>::n;
+#pragma unroll
+    for (int v = 0; v < GEMM_TM / L; ++v) {
+        const V x = *reinterpret_cast<const V*>(row + gemm_micro<T>(tc, v * L));
+        const T* e = reinterpret_cast<const T*>(&x);
+#pragma unroll
+        for (int j = 0; j < L; ++j) out[v * L + j] = e[j];
+    }
+}
+
+// acc[i][j] = sum over k in [kbeg, kend) of A[m0 + gemm_micro(ty, i), k] * B[k, n0 + gemm_micro(tx, j)].
 // Every thread of the block must call it with the same arguments: its barriers
 // are reached by all threads because the step count depends only on kbeg, kend.
 template <typename T, typename Op>
 __device__ void gemm_tile(const Op& op, GemmSmem<T>& sm, int m0, int n0, int kbeg, int kend,
                           T (&acc)[GEMM_TM][GEMM_TN]) {
     const int t = threadIdx.x, tx = t % 16, ty = t / 16;
-
-    typename Op::Row rows[GEMM_TM];
-    bool row_ok[GEMM_TM];
-#pragma unroll
-    for (int i = 0; i < GEMM_TM; ++i) {
-        const int m = m0 + t / GEMM_BK + GEMM_A_ROWS_STEP * i;
-        row_ok[i] = m < op.M;
-        rows[i] = op.row(row_ok[i] ? m : 0);
-    }
-    const int n = n0 + t % GEMM_BN;
-    const bool col_ok = n < op.N;
-    const typename Op::Col col = op.col(col_ok ? n : 0);
+    const auto geta = [&op](const typename Op::Row& r, int k) { return op.a(r, k); };
+    const auto getb = [&op](const typename Op::Col& c, int k) { return op.b(c, k); };
+    GemmHandles<typename Op::Row, GemmFetch<Op::A_ALONG_K>::HANDLES> rows;
+    GemmHandles<typename Op::Col, GemmFetch<Op::B_ALONG_K>::HANDLES> cols;
+    gemm_handles<Op::A_ALONG_K>(rows, m0, op.M, [&op](int m) { return op.row(m); });
+    gemm_handles<Op::B_ALONG_K>(cols, n0, op.N, [&op](int n) { return op.col(n); });
 
 #pragma unroll
     for (int i = 0; i < GEMM_TM; ++i)
 #pragma unroll
         for (int j = 0; j < GEMM_TN; ++j) acc[i][j] = T(0);
 
-    T ra[GEMM_TM], rb[GEMM_TM];
-    gemm_fetch<T>(op, rows, row_ok, col, col_ok, kbeg, kend, ra, rb);
+    T ra[GEMM_LOADS], rb[GEMM_LOADS];
+    gemm_fetch<Op::A_ALONG_K>(rows, kbeg, kend, geta, ra);
+    gemm_fetch<Op::B_ALONG_K>(cols, kbeg, kend, getb, rb);
     for (int k0 = kbeg; k0 < kend; k0 += GEMM_BK) {
-#pragma unroll
-        for (int i = 0; i < GEMM_TM; ++i) {
-            sm.a[t % GEMM_BK][t / GEMM_BK + GEMM_A_ROWS_STEP * i] = ra[i];
-            sm.b[t / GEMM_BN + GEMM_B_KS_STEP * i][t % GEMM_BN] = rb[i];
-        }
+        gemm_stash<Op::A_ALONG_K>(sm.a, ra);
+        gemm_stash<Op::B_ALONG_K>(sm.b, rb);
         __syncthreads();  // the tile is complete before anyone reads it
-        if (k0 + GEMM_BK < kend)  // uniform: the same for every thread of the block
-            gemm_fetch<T>(op, rows, row_ok, col, col_ok, k0 + GEMM_BK, kend, ra, rb);
+        if (k0 + GEMM_BK < kend) {  // uniform: the same for every thread of the block
+            gemm_fetch<Op::A_ALONG_K>(rows, k0 + GEMM_BK, kend, geta, ra);
+            gemm_fetch<Op::B_ALONG_K>(cols, k0 + GEMM_BK, kend, getb, rb);
+        }
 #pragma unroll
         for (int kk = 0; kk < GEMM_BK; ++kk) {
             T a[GEMM_TM], b[GEMM_TN];
-#pragma unroll
-            for (int i = 0; i < GEMM_TM; ++i) a[i] = sm.a[kk][ty + 16 * i];
-#pragma unroll
-            for (int j = 0; j < GEMM_TN; ++j) b[j] = sm.b[kk][tx + 16 * j];
+            gemm_lds(sm.a[kk], ty, a);
+            gemm_lds(sm.b[kk], tx, b);
 #pragma unroll
             for (int i = 0; i < GEMM_TM; ++i)
 #pragma unroll
                 for (int j = 0; j < GEMM_TN; ++j) acc[i][j] += a[i] * b[j];
         }
         __syncthreads();  // everyone is done reading before the next tile overwrites it
+    }
+}
+
+// The block's tile of op's GEMM over [kbeg, kend), handed element by element
+// to store(m, n, value) for m < op.M, n < op.N: the epilogue every GEMM kernel
+// shares, so that a kernel says only where its results go. Tiles run over grid
+// x (columns) and y (rows).
+template <typename T, typename Op, typename Store>
+__device__ __forceinline__ void gemm_block(const Op& op, GemmSmem<T>& sm, int kbeg, int kend, Store store) {
+    const int m0 = blockIdx.y * GEMM_BM, n0 = blockIdx.x * GEMM_BN;
+    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    T acc[GEMM_TM][GEMM_TN];
+    gemm_tile<T>(op, sm, m0, n0, kbeg, kend, acc);
+#pragma unroll
+    for (int i = 0; i < GEMM_TM; ++i) {
+        const int m = m0 + gemm_micro<T>(ty, i);
+        if (m >= op.M) continue;
+#pragma unroll
+        for (int j = 0; j < GEMM_TN; ++j) {
+            const int n = n0 + gemm_micro<T>(tx, j);
+            if (n < op.N) store(m, n, acc[i][j]);
+        }
+    }
+}
+
+// ------------------------------------------------- deterministic reductions
+
+// dst[i] = part[0][i] + part[1][i] + ... in split order: a GEMM whose reduction
+// was split over blocks adds its partial tiles here, and the fixed order makes
+// the result the same bits on every run.
+template <typename T>
+__device__ void sum_splits(const T* __restrict__ part, T* __restrict__ dst, long long n, int splits) {
+    GRID_STRIDE_LOOP(i, n) {
+        T acc = part[i];
+        for (int s = 1; s < splits; ++s) acc += part[(long long)s * n + i];
+        dst[i] = acc;
+    }
+}
+
+// db[k] = sum of dy[:, k] for dy (N, K, PQ): one block per channel
+// (block-stride over channels), then a fixed tree over the block's threads in
+// part (GEMM_THREADS shared values), so the summation order never depends on timing.
+template <typename T>
+__device__ void bias_grad(T* part, const T* __restrict__ dy, T* __restrict__ db, int N, int K, int PQ) {
+    const int t = threadIdx.x;
+    const long long NPQ = (long long)N * PQ;
+    for (int k = blockIdx.x; k < K; k += gridDim.x) {  // uniform per block: barriers are safe
+        T acc = T(0);
+        for (long long i = t; i < NPQ; i += GEMM_THREADS) {
+            const long long img = i / PQ;
+            acc += dy[(img * K + k) * PQ + (i - img * PQ)];
+        }
+        part[t] = acc;
+        __syncthreads();
+        for (int s = GEMM_THREADS / 2; s > 0; s >>= 1) {
+            if (t < s) part[t] += part[t + s];
+            __syncthreads();
+        }
+        if (t == 0) db[k] = part[0];
+        __syncthreads();  // part[0] is read before the next channel overwrites it
     }
 }

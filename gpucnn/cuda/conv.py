@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from gpucnn.cuda.gemm import TILE_M, TILE_N, THREADS, cdiv, fits_int, launch_gemm, split_reduction
 from gpucnn.cuda.launch import contiguous, i64, kernel_name, launch
 
 FAMILY = "conv2d"
 KERNELS = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter", "conv2d_sum_splits",
            "conv2d_backward_bias", "im2col", "col2im")
 
-TILE_M, TILE_N, TILE_K, THREADS = 64, 64, 16, 256  # GEMM_BM, GEMM_BN, GEMM_BK, GEMM_THREADS
-MAX_GRID_Y = 65535
 MAX_GRID_Z = 65535  # the tile kernels loop over z beyond it (a test lowers it)
-_INT_MAX = 2**31 - 1
 # The filter gradient splits its N*P*Q reduction until about this many blocks
 # run, each reducing at least MIN_SPLIT_STEPS tiles of TILE_K pixels. Both
 # depend on the shapes only, so the summation order (and the bits) never
@@ -27,15 +25,8 @@ TARGET_BLOCKS = 512
 MIN_SPLIT_STEPS = 8
 
 
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 def _fits_int(*counts) -> None:
-    """The kernels index elements within one tensor with int (offsets are 64-bit)."""
-    if max(counts) > _INT_MAX:
-        raise ValueError(f"conv2d kernels: an element count {max(counts)} exceeds 2**31 - 1; "
-                         "split the batch")
+    fits_int(FAMILY, *counts)
 
 
 def _geom(g):
@@ -53,10 +44,7 @@ def _win(win):
 
 def _gemm(rt, base, dtype, rows, cols, z, args):
     """Launch a tile kernel over a rows x cols GEMM, repeated z times."""
-    grid = (_cdiv(cols, TILE_N), _cdiv(rows, TILE_M), min(z, MAX_GRID_Z))
-    if grid[1] > MAX_GRID_Y:
-        raise ValueError(f"conv2d kernels: {rows} GEMM rows exceed {MAX_GRID_Y} tiles")
-    rt.function(FAMILY, kernel_name(base, dtype))(grid, (THREADS,), args)
+    launch_gemm(rt, FAMILY, kernel_name(base, dtype), rows, cols, z, MAX_GRID_Z, args)
 
 
 def conv2d_forward(rt, x, w, b, g):
@@ -87,12 +75,9 @@ def conv2d_backward_data(rt, dy, w, g):
 def filter_splits(g) -> tuple[int, int]:
     """(chunk, splits): the filter gradient's N*P*Q reduction in ``splits``
     chunks of ``chunk`` pixels (a multiple of TILE_K)."""
-    npq = g.N * g.win.P * g.win.Q
     taps = g.C // g.groups * g.win.kh * g.win.kw
-    tiles = _cdiv(g.K // g.groups, TILE_M) * _cdiv(taps, TILE_N) * g.groups
-    splits = max(1, min(_cdiv(TARGET_BLOCKS, tiles), _cdiv(npq, MIN_SPLIT_STEPS * TILE_K)))
-    chunk = _cdiv(_cdiv(npq, splits), TILE_K) * TILE_K
-    return chunk, max(1, _cdiv(npq, chunk))
+    tiles = cdiv(g.K // g.groups, TILE_M) * cdiv(taps, TILE_N) * g.groups
+    return split_reduction(g.N * g.win.P * g.win.Q, tiles, TARGET_BLOCKS, MIN_SPLIT_STEPS)
 
 
 def conv2d_backward_filter(rt, dy, x, g):

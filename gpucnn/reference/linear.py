@@ -24,9 +24,11 @@ def linear_forward(x, w, b):
 def linear_backward(dy, x, w, bias: bool):
     """dy (*, out) -> (dx (*, in), dw (out, in), db (out,) or None)."""
     dx = np.matmul(dy, w)
-    # Every leading axis is a batch axis; flattening them makes dW one product.
-    dy2 = dy.reshape(-1, w.shape[0])
-    x2 = x.reshape(-1, w.shape[1])
+    # Every leading axis is a batch axis; flattening them makes dW one product
+    # (rows counted explicitly: reshape(-1, 0) is ambiguous when a size is 0).
+    rows = int(np.prod(x.shape[:-1]))
+    dy2 = dy.reshape(rows, w.shape[0])
+    x2 = x.reshape(rows, w.shape[1])
     dw = dy2.T @ x2
     db = dy2.sum(axis=0) if bias else None
     return dx, dw, db

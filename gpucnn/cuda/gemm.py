@@ -1,0 +1,44 @@
+"""Launch shapes of the tiled GEMM kernels (kernels/gemm.cuh), shared by the
+families built on it (conv2d, linear).
+
+A block computes a TILE_M x TILE_N tile of a GEMM: grid x runs over column
+tiles, y over row tiles and z over repeats (groups, reduction splits); the
+kernels loop over z, so the grid is capped at ``max_z`` there. A reduction
+that is long next to its tile count is split over z: each split writes its
+own partial result and a second kernel adds them in split order, so the bits
+never depend on timing.
+"""
+from __future__ import annotations
+
+TILE_M, TILE_N, TILE_K, THREADS = 64, 64, 16, 256  # GEMM_BM, GEMM_BN, GEMM_BK, GEMM_THREADS
+MAX_GRID_Y = 65535
+_INT_MAX = 2**31 - 1
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def fits_int(family: str, *counts) -> None:
+    """The kernels index elements within one tensor with int (offsets are 64-bit)."""
+    if max(counts) > _INT_MAX:
+        raise ValueError(f"{family} kernels: an element count {max(counts)} exceeds 2**31 - 1; "
+                         "split the batch")
+
+
+def launch_gemm(rt, family: str, name: str, rows: int, cols: int, z: int, max_z: int, args: tuple) -> None:
+    """Launch tile kernel ``name`` over a rows x cols GEMM, repeated z times."""
+    grid = (cdiv(cols, TILE_N), cdiv(rows, TILE_M), min(z, max_z))
+    if grid[1] > MAX_GRID_Y:
+        raise ValueError(f"{family} kernels: {rows} GEMM rows exceed {MAX_GRID_Y} tiles")
+    rt.function(family, name)(grid, (THREADS,), args)
+
+
+def split_reduction(k: int, tiles: int, target_blocks: int, min_steps: int) -> tuple[int, int]:
+    """(chunk, splits): a reduction over ``k`` indices in ``splits`` chunks of
+    ``chunk`` (a multiple of TILE_K), until about ``target_blocks`` blocks run
+    over ``tiles`` output tiles, each reducing at least ``min_steps`` steps.
+    Depends on the shapes only, so the summation order is fixed."""
+    splits = max(1, min(cdiv(target_blocks, tiles), cdiv(k, min_steps * TILE_K)))
+    chunk = cdiv(cdiv(k, splits), TILE_K) * TILE_K
+    return chunk, max(1, cdiv(k, chunk))

@@ -1,0 +1,77 @@
+"""The GEMM kernels' hot loop in sm_90 machine code (gpucnn.runtime.sass_report):
+the record in bench/results/static-sm90.md is current, and in every tile
+kernel's inner loop FFMA/DFMA is the largest class and every shared load is
+128-bit. The parser is tested on a fixed excerpt, so that part runs anywhere;
+the rest skips without NVRTC or cuobjdump.
+"""
+from __future__ import annotations
+
+import pytest
+
+from gpucnn.runtime import sass_report
+
+EXCERPT = """
+\t\tFunction : k_f32
+        /*0000*/                   MOV R1, c[0x0][0x28] ;       /* 0x0 */
+        /*0010*/              @!P0 BRA 0x90 ;                    /* 0x0 */
+        /*0020*/                   LDS.128 R4, [R2] ;            /* 0x0 */
+        /*0030*/                   FFMA R8, R4, R5, R8 ;         /* 0x0 */
+        /*0040*/                   IMAD.MOV.U32 R3, RZ, RZ, R2 ; /* 0x0 */
+        /*0050*/               @P1 BRA 0x20 ;                    /* 0x0 */
+        /*0060*/                   LDS R9, [R2] ;                /* 0x0 */
+        /*0070*/                   BAR.SYNC.DEFER_BLOCKING 0x0 ; /* 0x0 */
+        /*0080*/               @P2 BRA 0x10 ;                    /* 0x0 */
+        /*0090*/                   EXIT ;                        /* 0x0 */
+        /*00a0*/                   BRA 0xa0;                     /* 0x0 */
+"""
+
+
+def test_parser_finds_the_innermost_loop():
+    code = sass_report.parse_sass(EXCERPT)["k_f32"]
+    assert len(code) == 11 and code[1].op == "BRA" and code[1].target == 0x90
+    assert sorted(sass_report.loops(code)) == [(1, 8), (2, 5)]  # the self-branch at 0xa0 is no loop
+    body = sass_report.hot_loop(code)
+    assert [i.addr for i in body] == [0x20, 0x30, 0x40, 0x50]
+    c = sass_report.counts(body)
+    assert (c["FMA"], c["LDS.128"], c["integer"], c["other"]) == (1, 1, 1, 1)
+
+
+@pytest.mark.parametrize("op,cls", [("FFMA", "FMA"), ("DFMA.RM", "FMA"), ("LDS.U.128", "LDS.128"),
+                                    ("LDS.64", "LDS.64"), ("LDS", "LDS.32"), ("LDG.E.128.CONSTANT", "LDG"),
+                                    ("IADD3.X", "integer"), ("UIMAD.WIDE", "integer"), ("VIADD", "integer"),
+                                    ("MUFU.RCP", "other"), ("STS.128", "STS"), ("BAR.SYNC", "BAR")])
+def test_classes(op, cls):
+    assert sass_report.classify(op) == cls
+
+
+@pytest.fixture(scope="module")
+def sass_rows():
+    from gpucnn.runtime.compile_check import NvrtcUnavailable
+    try:
+        sass_report.cuobjdump()
+        return sass_report.sass_rows()
+    except (sass_report.ToolMissing, NvrtcUnavailable) as e:
+        pytest.skip(str(e))
+
+
+def test_record_is_current(sass_rows):
+    recorded = sass_report.RECORD.read_text()
+    here = sass_report.versions()["NVRTC"]
+    if sass_report.recorded_nvrtc(recorded) != here.split()[0]:
+        pytest.skip(f"recorded with NVRTC {sass_report.recorded_nvrtc(recorded)}, here {here}")
+    fresh = sass_report.report(sass=sass_rows)
+    assert sass_report.without_date(fresh) == sass_report.without_date(recorded), (
+        "bench/results/static-sm90.md is out of date: python -m gpucnn.runtime.sass_report --write")
+
+
+def test_hot_loop_is_fma_with_128_bit_shared_loads(sass_rows):
+    assert len(sass_rows) >= 12  # conv2d's three passes and linear's, f32 and f64
+    for row in sass_rows:
+        others = {c: row[c] for c in sass_report.CLASSES if c != "FMA"}
+        assert row["FMA"] > max(others.values()), row
+        assert row["LDS.128"] > 0 and row["LDS.64"] == row["LDS.32"] == 0, row
+
+
+def test_tile_kernels_keep_two_blocks_per_sm(sass_rows):
+    for row in sass_report.ptxas_rows():
+        assert row["blocks_per_sm"] >= 2 and row["spill_stores"] == row["spill_loads"] == 0, row
