@@ -178,3 +178,27 @@ def test_bias_gradient_many_channels_and_pixels(backend, dtype):
     w = rng.standard_normal((7, 2, 1, 1)).astype(dtype)
     db = gpucnn.conv2d_backward(dy, x, w)[2]
     close(db, dy.astype(np.float64).sum(axis=(0, 2, 3)), dtype, "db")
+
+
+def test_batches_past_the_int_range_run_in_runs_of_images(monkeypatch):
+    """Tensors of more than 2**31 - 1 elements run as runs of images whose
+    tensors fit the kernels' int counts (the limit is lowered here so that a
+    small batch crosses it); results equal one launch over the whole batch."""
+    if not gpucnn.backend.available("emulator")[0]:
+        pytest.skip("emulator unavailable")
+    monkeypatch.setenv("GPUCNN_BACKEND", "emulator")  # the kernels' launch code, not the reference
+    gemm = cuda_gemm
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((5, 3, 9, 8))
+    w = rng.standard_normal((4, 3, 3, 3))
+    b = rng.standard_normal(4)
+    whole = gpucnn.conv2d(x, w, b, padding=1), gpucnn.conv2d_backward(np.ones((5, 4, 9, 8)), x, w, padding=1)
+    monkeypatch.setattr(gemm, "_INT_MAX", 2 * 3 * 9 * 8)  # two images per run
+    y = gpucnn.conv2d(x, w, b, padding=1)
+    dx, dw, db = gpucnn.conv2d_backward(np.ones((5, 4, 9, 8)), x, w, padding=1)
+    np.testing.assert_allclose(y, whole[0], rtol=1e-12)
+    for got, want in zip((dx, dw, db), whole[1]):
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+    monkeypatch.setattr(gemm, "_INT_MAX", 3 * 9 * 8 - 1)  # one image past the limit
+    with pytest.raises(ValueError, match="exceeds 2\\*\\*31 - 1"):
+        gpucnn.conv2d(x, w, b, padding=1)

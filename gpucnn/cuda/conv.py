@@ -7,8 +7,11 @@ loop over z, so the grid is capped at CUDA's 65535 there.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
+from gpucnn.cuda import gemm
 from gpucnn.cuda.gemm import TILE_M, TILE_N, THREADS, cdiv, fits_int, launch_gemm, split_reduction
 from gpucnn.cuda.launch import contiguous, i64, kernel_name, launch
 
@@ -27,6 +30,17 @@ MIN_SPLIT_STEPS = 8
 
 def _fits_int(*counts) -> None:
     fits_int(FAMILY, *counts)
+
+
+def _batches(g, *per_image):
+    """(n0, n1, geometry) for runs of images whose tensors each stay within
+    the kernels' int element counts, so a batch of any size works; one image
+    past the limit is refused by fits_int."""
+    fits_int(FAMILY, *per_image)
+    step = max(1, gemm._INT_MAX // max(1, *per_image))
+    for n0 in range(0, g.N, step):
+        n1 = min(g.N, n0 + step)
+        yield n0, n1, dataclasses.replace(g, N=n1 - n0)
 
 
 def _geom(g):
@@ -53,10 +67,11 @@ def conv2d_forward(rt, x, w, b, g):
     b = xp.zeros(g.K, x.dtype) if b is None else contiguous(xp, b)
     win = g.win
     y = xp.empty((g.N, g.K, win.P, win.Q), x.dtype)
-    _fits_int(x.size, w.size, y.size)
+    _fits_int(w.size)
     if y.size:
-        _gemm(rt, "conv2d_forward", x.dtype, g.K // g.groups, g.N * win.P * win.Q, g.groups,
-              (x, w, b, y, *_geom(g)))
+        for n0, n1, gb in _batches(g, x[0].size, y[0].size):
+            _gemm(rt, "conv2d_forward", x.dtype, g.K // g.groups, gb.N * win.P * win.Q, g.groups,
+                  (x[n0:n1], w, b, y[n0:n1], *_geom(gb)))
     return y
 
 
@@ -65,10 +80,11 @@ def conv2d_backward_data(rt, dy, w, g):
     dy, w = contiguous(xp, dy), contiguous(xp, w)
     win = g.win
     dx = xp.empty((g.N, g.C, win.H, win.W), dy.dtype)
-    _fits_int(dy.size, w.size, dx.size)
+    _fits_int(w.size)
     if dx.size:
-        _gemm(rt, "conv2d_backward_data", dy.dtype, g.C // g.groups, g.N * win.H * win.W, g.groups,
-              (dy, w, dx, *_geom(g)))
+        for n0, n1, gb in _batches(g, dy[0].size, dx[0].size):
+            _gemm(rt, "conv2d_backward_data", dy.dtype, g.C // g.groups, gb.N * win.H * win.W,
+                  g.groups, (dy[n0:n1], w, dx[n0:n1], *_geom(gb)))
     return dx
 
 
@@ -84,14 +100,22 @@ def conv2d_backward_filter(rt, dy, x, g):
     xp = rt.xp
     dy, x = contiguous(xp, dy), contiguous(xp, x)
     win = g.win
-    taps = g.C // g.groups * win.kh * win.kw
-    dw = xp.empty((g.K, g.C // g.groups, win.kh, win.kw), x.dtype)
-    _fits_int(dy.size, x.size, g.N * win.P * win.Q)
     if dy.size == 0:  # no output pixels: nothing reaches the filters
-        dw[...] = 0
-        return dw
+        return xp.zeros((g.K, g.C // g.groups, win.kh, win.kw), x.dtype)
+    dw = None
+    # Runs of images are summed in batch order, so the bits stay fixed.
+    for n0, n1, gb in _batches(g, x[0].size, dy[0].size, win.P * win.Q):
+        part = _filter_gradient(rt, dy[n0:n1], x[n0:n1], gb)
+        dw = part if dw is None else dw + part
+    return dw
+
+
+def _filter_gradient(rt, dy, x, g):
+    win = g.win
+    taps = g.C // g.groups * win.kh * win.kw
+    dw = rt.xp.empty((g.K, g.C // g.groups, win.kh, win.kw), x.dtype)
     chunk, splits = filter_splits(g)
-    out = dw if splits == 1 else xp.empty((splits, *dw.shape), x.dtype)
+    out = dw if splits == 1 else rt.xp.empty((splits, *dw.shape), x.dtype)
     _fits_int(out.size)
     _gemm(rt, "conv2d_backward_filter", x.dtype, g.K // g.groups, taps, g.groups * splits,
           (dy, x, out, *_geom(g), np.int32(chunk), np.int32(splits)))
@@ -103,11 +127,15 @@ def conv2d_backward_filter(rt, dy, x, g):
 def conv2d_backward_bias(rt, dy):
     dy = contiguous(rt.xp, dy)
     N, K, P, Q = dy.shape
-    db = rt.xp.empty(K, dy.dtype)
-    _fits_int(dy.size)
-    # One block per channel: K * THREADS "elements" asks grid_for for K blocks.
-    launch(rt, FAMILY, "conv2d_backward_bias", dy.dtype, K * THREADS,
-           (dy, db, np.int32(N), np.int32(K), np.int32(P * Q)), block=THREADS)
+    _fits_int(dy[0].size)
+    step, db = max(1, gemm._INT_MAX // max(1, dy[0].size)), None
+    for n0 in range(0, max(N, 1), step):  # runs of images, summed in batch order
+        part = rt.xp.empty(K, dy.dtype)
+        # One block per channel: K * THREADS "elements" asks grid_for for K blocks.
+        launch(rt, FAMILY, "conv2d_backward_bias", dy.dtype, K * THREADS,
+               (dy[n0:n0 + step], part, np.int32(min(step, N - n0)), np.int32(K), np.int32(P * Q)),
+               block=THREADS)
+        db = part if db is None else db + part
     return db
 
 
