@@ -37,6 +37,37 @@ def _train(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    from gpucnn.bench import report, run
+    device = args.device
+    if device == "auto":
+        from gpucnn.runtime import cupy_runtime
+        device = "cuda" if cupy_runtime.gpu_available()[0] else "cpu"
+    backends = args.backends.split(",") if args.backends else None
+    res = run.run(device, backends=backends, small=args.small, only=args.only, budget_s=args.budget,
+                  threads=args.threads, train=not args.no_train, progress=args.progress)
+    paths = report.save(res, args.out)
+    print(report.table(res))
+    print(f"wrote {paths['json']}, {paths['table']}"
+          + (f", {paths['png']}" if paths["png"] else " (no chart: matplotlib is not installed)"))
+    return 0
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="time the kernels against the machine's limits and against PyTorch")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--backends", help="comma-separated, ours first, from gpucnn-cuda, gpucnn-numpy, "
+                   "torch-cudnn, torch-cpu (default: all that run here)")
+    p.add_argument("--only", help="run the cases whose label contains this")
+    p.add_argument("--small", action="store_true", help="tiny shapes: checks the harness, not speed")
+    p.add_argument("--budget", type=float, help="seconds of timed runs per case and pass (default 1)")
+    p.add_argument("--threads", type=int, help="CPU threads for NumPy's BLAS, PyTorch and gpucnn")
+    p.add_argument("--no-train", action="store_true", help="skip the training-step benchmark")
+    p.add_argument("--out", default="bench/results", help="directory for the JSON, table and chart")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(func=_bench)
+
+
 def _add_train(sub) -> None:
     # Defaults come from train.Config, so the CLI and the API cannot disagree.
     from gpucnn.nn.models import MODELS
@@ -71,6 +102,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("info", help="report the backends available here")
     p.set_defaults(func=_info)
     _add_train(sub)
+    _add_bench(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -109,6 +109,15 @@ def conv2d_forward(x, w, b, g):
     for n0, n1, rows in _blocks(g.N, g.C, win, x.itemsize):
         xp = _pad(x[n0:n1], win.pad)
         for p0, p1 in rows:
+            if G == 1:
+                # φ channel-major (ck, n*p*Q): one BLAS call for the chunk, not
+                # one per image; a broadcast matmul makes n small threaded
+                # GEMMs, each paying OpenBLAS's thread hand-off (seconds on a
+                # loaded 2-core machine), and the output transpose costs less.
+                phi = np.ascontiguousarray(_taps(xp, win, p0, p1).transpose(1, 2, 3, 0, 4, 5))
+                out = np.matmul(f[0], phi.reshape(ck, -1)).reshape(K, n1 - n0, p1 - p0, win.Q)
+                y[n0:n1, :, p0:p1] = out.transpose(1, 0, 2, 3)
+                continue
             # Unfold's layout keeps each image's columns together, so the
             # product (G, K/G, ck) @ (n, G, ck, pQ) lands in y's own layout.
             phi = np.ascontiguousarray(_taps(xp, win, p0, p1)).reshape(n1 - n0, G, ck, -1)
@@ -138,7 +147,10 @@ def conv2d_backward_data(dy, w, g):
         # Channel-major scratch: dφ comes out of the matmul as (C, kh, kw, n, p, Q).
         dxp = np.zeros((C, n, win.H + t + b, win.W + l + r), dy.dtype)
         for p0, p1 in rows:
-            dphi = np.matmul(ft, _dy_rows(dy, n0, n1, p0, p1, G))
+            d = _dy_rows(dy, n0, n1, p0, p1, G)
+            # One filter a group (depthwise): the product has inner size 1, so
+            # it is an exact broadcast multiply, without G tiny BLAS calls.
+            dphi = ft * d if g.K == G else np.matmul(ft, d)
             dphi = dphi.reshape(C, win.kh, win.kw, n, p1 - p0, win.Q).transpose(0, 3, 1, 2, 4, 5)
             _fold(dxp, dphi, win, p0)
         dx[n0:n1] = _crop(dxp, win).transpose(1, 0, 2, 3)
@@ -157,9 +169,28 @@ def conv2d_backward_filter(dy, x, g):
             # φ channel-major, (C*kh*kw, n*p*Q): the batch sum becomes the inner
             # dimension of one product, and both operands are contiguous.
             phi = np.ascontiguousarray(_taps(xp, win, p0, p1).transpose(1, 2, 3, 0, 4, 5))
-            d = _dy_rows(dy, n0, n1, p0, p1, G).transpose(0, 2, 1)
-            dft += np.matmul(phi.reshape(G, ck, -1), np.ascontiguousarray(d))
+            d = np.ascontiguousarray(_dy_rows(dy, n0, n1, p0, p1, G).transpose(0, 2, 1))
+            if G == 1 and ck * (K // G) <= SKINNY:
+                _add_skinny_product(dft[0], phi.reshape(ck, -1), d[0])
+            else:
+                dft += np.matmul(phi.reshape(G, ck, -1), d)
     return np.ascontiguousarray(dft.transpose(0, 2, 1)).reshape(K, cg, win.kh, win.kw)
+
+
+# OpenBLAS (0.3.31 measured) threads a product with a small result and a long
+# inner dimension so badly on a busy 2-core machine that (27 x 131072) @
+# (131072 x 64) took 0.4 to 3.3 s on 2 threads and 12 to 26 ms on one. Below
+# its threading threshold (m*n*k <= 4 * 65536) it runs on one thread, so such
+# products are summed over slices of the inner dimension that stay under it.
+SKINNY = 16384
+_ONE_THREAD_MNK = 4 * 65536
+
+
+def _add_skinny_product(out, a, b):
+    """out += a @ b for a (m, L), b (L, n) with a small m*n, slice by slice."""
+    step = max(16, _ONE_THREAD_MNK // (a.shape[0] * b.shape[1]))
+    for s in range(0, a.shape[1], step):
+        out += a[:, s:s + step] @ b[s:s + step]
 
 
 def conv2d_backward_bias(dy):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gpucnn.reference import workspace
 from gpucnn.shapes import Window
 
 
@@ -54,7 +55,31 @@ def _starts(win: Window) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(win.P) * win.sh - pt, np.arange(win.Q) * win.sw - pl
 
 
+def _by_planes(fn, ins, outs, win: Window):
+    """Run ``fn(*in_chunks) -> out_chunks`` over chunks of the N*C planes
+    (see ``workspace.chunked``): every plane is independent, and a chunk's
+    several passes then stay in cache. ``outs`` are (dtype, plane shape)."""
+    N, C = ins[0].shape[:2]
+    flat = [a.reshape(1, N * C, *a.shape[2:]) for a in ins]
+    res = [np.empty((1, N * C, *shape), dtype) for dtype, shape in outs]
+
+    def run(a, b):
+        for r, o in zip(res, fn(*(f[:, a:b] for f in flat))):
+            r[:, a:b] = o
+
+    plane = sum(f.itemsize * np.prod(f.shape[2:], dtype=int) for f in flat + res)
+    workspace.chunked(run, N * C, plane)
+    return [r.reshape(N, C, *r.shape[2:]) for r in res]
+
+
 def max_pool2d_forward(x: np.ndarray, win: Window) -> tuple[np.ndarray, np.ndarray]:
+    """Max pooling (§5), a chunk of planes at a time: see ``_max_pool_planes``."""
+    y, idx = _by_planes(lambda xc: _max_pool_planes(xc, win), [x],
+                        [(x.dtype, (win.P, win.Q)), (np.int64, (win.P, win.Q))], win)
+    return y, idx
+
+
+def _max_pool_planes(x: np.ndarray, win: Window) -> tuple[np.ndarray, np.ndarray]:
     """Max pooling (§5): y (N, C, P, Q) and its argmax idx (int64, same shape).
 
     Torch's rule per window: start from (-inf, first in-plane tap); scan the taps
@@ -114,6 +139,12 @@ def max_pool2d_forward(x: np.ndarray, win: Window) -> tuple[np.ndarray, np.ndarr
 
 
 def max_pool2d_backward(dy: np.ndarray, idx: np.ndarray, win: Window) -> np.ndarray:
+    """Reverse of max pooling (§6), a chunk of planes at a time."""
+    return _by_planes(lambda d, i: (_max_pool_backward_planes(d, i, win),), [dy, idx],
+                      [(dy.dtype, (win.H, win.W))], win)[0]
+
+
+def _max_pool_backward_planes(dy: np.ndarray, idx: np.ndarray, win: Window) -> np.ndarray:
     """Reverse of max pooling (§6): dx[idx] += dy, window by window.
 
     Windows that share an argmax add their gradients there. An index outside
@@ -151,6 +182,12 @@ def _avg_divisor(win: Window, count_include_pad: bool) -> np.ndarray:
 
 
 def avg_pool2d_forward(x: np.ndarray, win: Window, count_include_pad: bool) -> np.ndarray:
+    """Average pooling (§5), a chunk of planes at a time."""
+    return _by_planes(lambda xc: (_avg_pool_planes(xc, win, count_include_pad),), [x],
+                      [(x.dtype, (win.P, win.Q))], win)[0]
+
+
+def _avg_pool_planes(x: np.ndarray, win: Window, count_include_pad: bool) -> np.ndarray:
     """Average pooling (§5): each window's sum over its in-plane taps, in
     raster order as torch adds them, divided by torch's divisor."""
     N, C = x.shape[:2]
@@ -165,6 +202,12 @@ def avg_pool2d_forward(x: np.ndarray, win: Window, count_include_pad: bool) -> n
 
 
 def avg_pool2d_backward(dy: np.ndarray, win: Window, count_include_pad: bool) -> np.ndarray:
+    """Reverse of average pooling (§6), a chunk of planes at a time."""
+    return _by_planes(lambda d: (_avg_pool_backward_planes(d, win, count_include_pad),), [dy],
+                      [(dy.dtype, (win.H, win.W))], win)[0]
+
+
+def _avg_pool_backward_planes(dy: np.ndarray, win: Window, count_include_pad: bool) -> np.ndarray:
     """Reverse of average pooling (§6): each output's gradient, divided by its
     window's divisor, is added to every in-plane tap of that window."""
     N, C = dy.shape[:2]

@@ -14,12 +14,28 @@ from __future__ import annotations
 
 import numpy as np
 
+from gpucnn.reference import workspace
+
+
+def _flat_chunks(arrays, fn):
+    """Run fn on matching chunks of contiguous arrays (see workspace.chunked);
+    False if they are too small or not all contiguous, for the caller's one-shot path."""
+    a0 = arrays[0]
+    if a0.nbytes < workspace.MIN_PARALLEL_BYTES or not all(a.flags.c_contiguous for a in arrays):
+        return False
+    flat = [a.reshape(-1) for a in arrays]
+    workspace.chunked(lambda lo, hi: fn(*(f[lo:hi] for f in flat)), a0.size, a0.itemsize)
+    return True
+
 
 def relu_forward(x: np.ndarray, slope: float) -> np.ndarray:
     if slope == 0.0:
         # np.maximum propagates NaN and maps -inf to 0, as torch.relu; the
         # leaky formula would give -inf * 0 = NaN instead.
-        return np.maximum(x, x.dtype.type(0))
+        y, zero = np.empty_like(x), x.dtype.type(0)
+        if not _flat_chunks((x, y), lambda xc, yc: np.maximum(xc, zero, out=yc)):
+            np.maximum(x, zero, out=y)
+        return y
     s = x.dtype.type(slope)
     # A slope above 1 may overflow x * s to inf, as the kernel's product does.
     with np.errstate(over="ignore"):
@@ -34,15 +50,9 @@ def relu_backward(dy: np.ndarray, x: np.ndarray, slope: float) -> np.ndarray:
     # Both branches multiply dy by a 0/1 (or slope/1) factor instead of calling
     # np.where, which is several times slower on a mask that is true at random.
     if slope == 0.0:
-        # torch's threshold_backward: `x <= 0 ? 0 : dy`, so a NaN input passes dy.
-        keep = np.less_equal(x, 0)
-        np.logical_not(keep, out=keep)
-        with np.errstate(invalid="ignore"):
-            dx = np.multiply(dy, keep)
-        # A blocked inf or NaN dy must give 0, not inf * 0 = NaN; rare, so
-        # repaired only when a NaN shows up.
-        if dx.size and np.isnan(dx.max()):
-            dx = np.where(keep, dy, dy.dtype.type(0))
+        dx = np.empty_like(dy)
+        if not _flat_chunks((dy, x, dx), _threshold_backward):
+            _threshold_backward(dy, x, dx)
         return dx
     # torch's leaky_relu_backward: `x > 0 ? dy : dy * slope`.
     one, s = dy.dtype.type(1), dy.dtype.type(slope)
@@ -55,3 +65,15 @@ def relu_backward(dy: np.ndarray, x: np.ndarray, slope: float) -> np.ndarray:
         f += s
         f *= dy
         return f
+
+
+def _threshold_backward(dy, x, dx):
+    """torch's threshold_backward, ``x <= 0 ? 0 : dy``, into dx: a NaN input passes dy."""
+    keep = np.less_equal(x, 0)
+    np.logical_not(keep, out=keep)
+    with np.errstate(invalid="ignore"):
+        np.multiply(dy, keep, out=dx)
+    # A blocked inf or NaN dy must give 0, not inf * 0 = NaN; rare, so
+    # repaired only when a NaN shows up.
+    if dx.size and np.isnan(dx.max()):
+        dx[...] = np.where(keep, dy, dy.dtype.type(0))

@@ -45,3 +45,46 @@ def get_limit() -> int:
             return max(1, int(mb * 2**20))
         raise ValueError(f"GPUCNN_WORKSPACE_MB must be positive, got {env!r}")
     return DEFAULT_BYTES
+
+
+# Memory-bound ops (ReLU, pooling) run over chunks of whole planes small
+# enough to stay in cache between their several NumPy passes, on a few
+# threads: NumPy releases the GIL inside its loops, so the chunks run in
+# parallel. 1 MiB measured best on a 2-core EPYC (512 KiB L2 a core, 32 MiB
+# L3): 3x3 max pooling took 124 ms at 64 KiB, 87 ms at 256 KiB, 44 ms at
+# 1 MiB and 41 ms at 4 MiB, the small chunks paying NumPy's per-call cost.
+CHUNK_BYTES = 2**20
+MIN_PARALLEL_BYTES = 2 * 2**20
+
+_executor = None
+
+
+def threads() -> int:
+    """Threads for the chunked ops: ``GPUCNN_THREADS``, else the usable cores."""
+    env = os.environ.get("GPUCNN_THREADS")
+    if env:
+        n = int(env)
+        if n < 1:
+            raise ValueError(f"GPUCNN_THREADS must be a positive int, got {env!r}")
+        return n
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def chunked(fn, n: int, item_bytes: int) -> None:
+    """Call ``fn(a, b)`` over [0, n) in chunks of about ``CHUNK_BYTES``
+    (at least one item each), on ``threads()`` threads when the whole job is
+    big enough to pay for them. The chunks must write disjoint outputs."""
+    global _executor
+    step = max(1, CHUNK_BYTES // max(1, item_bytes))
+    spans = [(a, min(n, a + step)) for a in range(0, n, step)]
+    nt = min(threads(), len(spans))
+    if nt <= 1 or n * item_bytes < MIN_PARALLEL_BYTES:
+        for a, b in spans:
+            fn(a, b)
+        return
+    if _executor is None or _executor._max_workers < nt:
+        from concurrent.futures import ThreadPoolExecutor
+        _executor = ThreadPoolExecutor(max_workers=nt, thread_name_prefix="gpucnn")
+    # Consume the results so an exception in a chunk is raised here.
+    for _ in _executor.map(lambda s: fn(*s), spans):
+        pass

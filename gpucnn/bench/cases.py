@@ -1,0 +1,194 @@
+"""The benchmark suite: every shape, once, with the work each case must do.
+
+Convolutions are (N, C, H, W, K, (R, S), stride, pad[, dilation, groups]);
+pooling and ReLU are an input shape and a window. The work counted is the
+minimum an op must do, so GFLOP/s and GB/s compare across backends:
+
+* convolution, each pass: 2*N*K*P*Q*(C/groups)*R*S flops (one multiply and
+  one add per tap; the bias and its gradient are left out);
+* ReLU forward reads x and writes y; backward reads dy and x, writes dx;
+* pooling forward reads x and writes y (and, for max, the argmax as int64,
+  which training needs); backward reads dy (and, for max, the argmax) and
+  writes dx.
+
+For the roofline only, a memory-bound op counts one operation per input
+element (ReLU) or per window tap (a compare or an add in pooling).
+
+On a CPU the large shapes are scaled down by batch (``cpu_batch``) so the
+whole suite runs in minutes; the table and the JSON give the batch used.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from gpucnn import shapes
+
+F32 = 4
+I64 = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvCase:
+    name: str
+    N: int
+    C: int
+    H: int
+    W: int
+    K: int
+    R: int
+    S: int
+    stride: int
+    pad: int
+    dilation: int = 1
+    groups: int = 1
+    kind = "conv"
+
+    def out_hw(self):
+        P = shapes.conv_out(self.H, self.R, self.stride, self.pad, self.pad, self.dilation)
+        Q = shapes.conv_out(self.W, self.S, self.stride, self.pad, self.pad, self.dilation)
+        return P, Q
+
+    def flops(self, N=None):
+        """Multiply-adds times two, the same for forward, backward-data and backward-filter."""
+        P, Q = self.out_hw()
+        N = self.N if N is None else N
+        return 2 * N * self.K * P * Q * (self.C // self.groups) * self.R * self.S
+
+    def nbytes(self, N=None):
+        """Compulsory traffic of a forward pass: x, w and y once each."""
+        P, Q = self.out_hw()
+        N = self.N if N is None else N
+        return F32 * (N * self.C * self.H * self.W + self.K * self.C // self.groups * self.R * self.S
+                      + N * self.K * P * Q)
+
+    def with_batch(self, N):
+        return dataclasses.replace(self, N=N)
+
+    def label(self):
+        g = f" g{self.groups}" if self.groups > 1 else ""
+        d = f" d{self.dilation}" if self.dilation > 1 else ""
+        return (f"{self.name} {self.N}x{self.C}x{self.H}x{self.W} K{self.K} "
+                f"{self.R}x{self.S}/{self.stride} p{self.pad}{d}{g}")
+
+
+@dataclasses.dataclass(frozen=True)
+class MemCase:
+    """ReLU or pooling: op is "relu", "max_pool" or "avg_pool"."""
+
+    name: str
+    op: str
+    N: int
+    C: int
+    H: int
+    W: int
+    k: int = 1
+    stride: int = 1
+    pad: int = 0
+    kind = "mem"
+
+    def out_hw(self):
+        if self.op == "relu":
+            return self.H, self.W
+        P = shapes.pool_out(self.H, self.k, self.stride, self.pad, self.pad, 1, False)
+        Q = shapes.pool_out(self.W, self.k, self.stride, self.pad, self.pad, 1, False)
+        return P, Q
+
+    def nbytes(self, direction, N=None):
+        """Bytes a pass must move: see the module docstring."""
+        N = self.N if N is None else N
+        x = N * self.C * self.H * self.W
+        y = N * self.C * math.prod(self.out_hw())
+        if self.op == "relu":
+            return (2 if direction == "forward" else 3) * F32 * x
+        idx = I64 * y if self.op == "max_pool" else 0
+        return F32 * (x + y) + idx
+
+    def flops(self, N=None):
+        """Operations for the roofline: see the module docstring."""
+        N = self.N if N is None else N
+        if self.op == "relu":
+            return N * self.C * self.H * self.W
+        return N * self.C * math.prod(self.out_hw()) * self.k * self.k
+
+    def with_batch(self, N):
+        return dataclasses.replace(self, N=N)
+
+    def label(self):
+        if self.op == "relu":
+            return f"{self.name} {self.N}x{self.C}x{self.H}x{self.W}"
+        return f"{self.name} {self.N}x{self.C}x{self.H}x{self.W} {self.k}x{self.k}/{self.stride} p{self.pad}"
+
+
+CONV = [
+    ConvCase("mnist-1", 64, 1, 28, 28, 32, 5, 5, 1, 2),
+    ConvCase("mnist-2", 64, 32, 14, 14, 64, 5, 5, 1, 2),
+    ConvCase("cifar-stem", 128, 3, 32, 32, 64, 3, 3, 1, 1),
+    ConvCase("cifar-resnet", 128, 64, 32, 32, 64, 3, 3, 1, 1),
+    ConvCase("cifar-resnet-s2", 128, 128, 16, 16, 256, 3, 3, 2, 1),
+    ConvCase("resnet-stem", 16, 3, 224, 224, 64, 7, 7, 2, 3),
+    ConvCase("resnet-3x3", 16, 64, 56, 56, 64, 3, 3, 1, 1),
+    ConvCase("resnet-1x1", 16, 64, 56, 56, 256, 1, 1, 1, 0),
+    ConvCase("resnet-7x7x512", 16, 512, 7, 7, 512, 3, 3, 1, 1),
+    ConvCase("vgg", 16, 64, 112, 112, 128, 3, 3, 1, 1),
+    ConvCase("1x1-s2", 16, 256, 56, 56, 128, 1, 1, 2, 0),
+    ConvCase("deepspeech", 16, 1, 161, 700, 32, 5, 20, 2, 0),
+    ConvCase("depthwise", 16, 256, 56, 56, 256, 3, 3, 1, 1, groups=256),
+    ConvCase("dilated", 16, 64, 56, 56, 64, 3, 3, 1, 2, dilation=2),
+]
+
+MEM = [
+    MemCase("max_pool", "max_pool", 32, 64, 112, 112, 3, 2, 1),
+    MemCase("max_pool", "max_pool", 16, 64, 224, 224, 2, 2, 0),
+    MemCase("avg_pool", "avg_pool", 16, 64, 224, 224, 2, 2, 0),
+    MemCase("max_pool", "max_pool", 64, 32, 28, 28, 2, 2, 0),
+    MemCase("avg_pool", "avg_pool", 64, 32, 28, 28, 2, 2, 0),
+    MemCase("relu", "relu", 32, 64, 112, 112),
+    MemCase("relu", "relu", 64, 32, 28, 28),
+]
+
+PASSES = {"conv": ("forward", "backward_data", "backward_filter"),
+          "mem": ("forward", "backward")}
+
+# The training step: (model, input shape (C, H, W), classes, batch).
+TRAIN = [("lenet", (1, 28, 28), 10, 64), ("vgg-small", (3, 32, 32), 10, 64)]
+
+# CPU budgets: a conv pass's flops, a memory-bound pass's bytes.
+CPU_FLOPS = 1.2e9
+CPU_BYTES = 120e6
+
+
+def cpu_batch(case) -> int:
+    """The batch used on a CPU: halved until one pass fits the CPU budget."""
+    N = case.N
+    while N > 1 and (case.flops(N) > CPU_FLOPS if case.kind == "conv"
+                     else case.nbytes("backward", N) > CPU_BYTES):
+        N //= 2
+    return N
+
+
+def suite(device: str, small: bool = False, only: str | None = None):
+    """[(case to run, the suite's batch)]: full batch on a GPU, cpu_batch on a
+    CPU; ``small`` shrinks every case to batch 1 and at most 16x24 (for tests
+    of the measurement code); ``only`` keeps cases whose label contains it."""
+    out = []
+    for full in CONV + MEM:
+        case = full
+        if small:
+            case = _shrink(case)
+        elif device == "cpu":
+            case = case.with_batch(cpu_batch(case))
+        if only is None or only in case.label():
+            out.append((case, full.N))
+    return out
+
+
+def _shrink(case):
+    h, w = min(case.H, 16), min(case.W, 24)
+    kw = {"N": 1, "H": h, "W": w}
+    if case.kind == "conv":
+        kw.update(C=min(case.C, 8) if case.groups == 1 else 8, K=min(case.K, 8),
+                  groups=1 if case.groups == 1 else 8)
+    else:
+        kw["C"] = min(case.C, 4)
+    return dataclasses.replace(case, **kw)

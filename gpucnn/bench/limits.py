@@ -1,0 +1,59 @@
+"""The machine's limits, measured in the same run as the kernels: the
+bandwidth of a large copy (bytes read plus bytes written) and the arithmetic
+rate of a large float32 matrix product (2*n^3 flops). Each is the best of
+the implementations at hand, since a limit is what the machine can be shown
+to do."""
+from __future__ import annotations
+
+import numpy as np
+
+from gpucnn.bench import timing
+
+
+def _best(clk, fn, reps):
+    return timing.interleaved(clk, {"x": (fn, [()])}, warmup=1, reps=reps)["x"]["ms"]
+
+
+def cpu(threads: int, copy_bytes=256 * 2**20, n=2048, reps=5) -> dict:
+    from gpucnn.reference import workspace
+    clk = timing.CpuClock()
+    a = np.ones(copy_bytes // 4, np.float32)
+    b = np.empty_like(a)
+
+    def copy():  # on the same threads and chunks as the memory-bound ops
+        workspace.chunked(lambda lo, hi: np.copyto(b[lo:hi], a[lo:hi]), a.size, a.itemsize)
+
+    out = {"copy_bytes": copy_bytes, "matmul_n": n}
+    out["copy_gbps"] = 2 * copy_bytes / _best(clk, copy, reps) / 1e6
+    m = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    out["numpy_matmul_gflops"] = 2 * n**3 / _best(clk, lambda: m @ m, reps) / 1e6
+    try:
+        import torch
+        t = torch.from_numpy(m)
+        out["torch_matmul_gflops"] = 2 * n**3 / _best(clk, lambda: t @ t, reps) / 1e6
+    except ImportError:
+        pass
+    out["matmul_gflops"] = max(v for k, v in out.items() if k.endswith("matmul_gflops"))
+    return out
+
+
+def cuda(copy_bytes=2**30, n=8192, reps=20) -> dict:
+    import cupy as cp
+    clk = timing.CudaClock()
+    a = cp.ones(copy_bytes // 4, cp.float32)
+    b = cp.empty_like(a)
+    out = {"copy_bytes": copy_bytes, "matmul_n": n}
+    out["copy_gbps"] = 2 * copy_bytes / _best(clk, lambda: cp.copyto(b, a), reps) / 1e6
+    a = b = None  # free the copy buffers before the matmul
+    m = cp.random.standard_normal((n, n), dtype=cp.float32)
+    out["cupy_matmul_gflops"] = 2 * n**3 / _best(clk, lambda: m @ m, reps) / 1e6
+    try:
+        import torch
+        if torch.cuda.is_available():
+            torch.backends.cuda.matmul.allow_tf32 = False
+            t = torch.as_tensor(m, device="cuda")
+            out["torch_matmul_gflops"] = 2 * n**3 / _best(clk, lambda: t @ t, reps) / 1e6
+    except ImportError:
+        pass
+    out["matmul_gflops"] = max(v for k, v in out.items() if k.endswith("matmul_gflops"))
+    return out

@@ -1,0 +1,122 @@
+"""What each backend runs for a case and a pass, and the inputs it runs on.
+
+``build(case, direction, backend, device, copies)`` returns ``(fn, inputs)``:
+``fn(*inputs[i])`` is one call of the op, and ``inputs`` holds ``copies``
+independent input sets, rotated between calls so a small case does not run
+from cache. Backends:
+
+* ``gpucnn``: this library through its internal dispatch (``backend.call``),
+  so a pass runs alone (the public ``conv2d_backward`` computes dx, dw and db
+  together); NumPy arrays on the CPU, CuPy arrays on a GPU;
+* ``torch``: PyTorch's own op for the same pass, on the CPU or on CUDA
+  (cuDNN), through ``torch.ops.aten`` where the public API bundles passes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from gpucnn import backend
+from gpucnn.functional.conv import _conv_geometry
+from gpucnn.functional.pool import _pool_window
+
+
+def _arrays(case, direction, rng):
+    """NumPy float32 inputs of one call: a dict of named arrays."""
+    def r(*shape):
+        return rng.standard_normal(shape, dtype=np.float32)
+
+    c = case
+    if c.kind == "conv":
+        P, Q = c.out_hw()
+        return {"x": r(c.N, c.C, c.H, c.W), "w": r(c.K, c.C // c.groups, c.R, c.S),
+                "dy": r(c.N, c.K, P, Q)}
+    x = r(c.N, c.C, c.H, c.W)
+    P, Q = c.out_hw()
+    return {"x": x, "dy": r(c.N, c.C, P, Q)}
+
+
+def _to(a, backend_name, device):
+    if backend_name == "torch":
+        import torch
+        return torch.from_numpy(a).to(device)
+    if device == "cuda":
+        import cupy as cp
+        return cp.asarray(a)
+    return a
+
+
+def _inputs(case, direction, backend_name, device, copies, seed):
+    rng = np.random.default_rng(seed)
+    sets = []
+    for _ in range(copies):
+        a = _arrays(case, direction, rng)
+        if case.kind == "mem" and case.op == "max_pool" and direction == "backward":
+            from gpucnn.reference.pool import max_pool2d_forward
+            _, idx = max_pool2d_forward(a["x"], _win(case))
+            a["idx"] = idx
+        sets.append({k: _to(v, backend_name, device) for k, v in a.items()})
+    return sets
+
+
+def _win(case):
+    return _pool_window((case.N, case.C, case.H, case.W), case.k, case.stride, case.pad, 1, False, "bench")
+
+
+def _gpucnn_fn(case, direction):
+    call = backend.call
+    if case.kind == "conv":
+        g = _conv_geometry((case.N, case.C, case.H, case.W), (case.K, case.C // case.groups, case.R, case.S),
+                           case.stride, case.pad, case.dilation, case.groups)
+        return {"forward": lambda a: call("conv", "conv2d_forward", a["x"], a["w"], None, g),
+                "backward_data": lambda a: call("conv", "conv2d_backward_data", a["dy"], a["w"], g),
+                "backward_filter": lambda a: call("conv", "conv2d_backward_filter", a["dy"], a["x"], g),
+                }[direction]
+    if case.op == "relu":
+        return {"forward": lambda a: call("relu", "relu_forward", a["x"], 0.0),
+                "backward": lambda a: call("relu", "relu_backward", a["dy"], a["x"], 0.0)}[direction]
+    win = _win(case)
+    if case.op == "max_pool":
+        return {"forward": lambda a: call("pool", "max_pool2d_forward", a["x"], win),
+                "backward": lambda a: call("pool", "max_pool2d_backward", a["dy"], a["idx"], win)}[direction]
+    return {"forward": lambda a: call("pool", "avg_pool2d_forward", a["x"], win, True),
+            "backward": lambda a: call("pool", "avg_pool2d_backward", a["dy"], win, True)}[direction]
+
+
+def _torch_fn(case, direction):
+    import torch
+    aten = torch.ops.aten
+    c = case
+    if c.kind == "conv":
+        s, p, d = [c.stride] * 2, [c.pad] * 2, [c.dilation] * 2
+
+        def bwd(mask):
+            return lambda a: aten.convolution_backward(a["dy"], a["x"], a["w"], None, s, p, d, False,
+                                                       [0, 0], c.groups, mask)
+        return {"forward": lambda a: torch.nn.functional.conv2d(a["x"], a["w"], None, s, p, d, c.groups),
+                "backward_data": bwd([True, False, False]),
+                "backward_filter": bwd([False, True, False])}[direction]
+    if c.op == "relu":
+        return {"forward": lambda a: torch.relu(a["x"]),
+                "backward": lambda a: aten.threshold_backward(a["dy"], a["x"], 0.0)}[direction]
+    k, st, pd = [c.k] * 2, [c.stride] * 2, [c.pad] * 2
+    if c.op == "max_pool":
+        return {"forward": lambda a: aten.max_pool2d_with_indices(a["x"], k, st, pd, [1, 1], False),
+                "backward": lambda a: aten.max_pool2d_with_indices_backward(
+                    a["dy"], a["x"], k, st, pd, [1, 1], False, a["idx"])}[direction]
+    return {"forward": lambda a: aten.avg_pool2d(a["x"], k, st, pd, False, True, None),
+            "backward": lambda a: aten.avg_pool2d_backward(a["dy"], a["x"], k, st, pd, False, True, None)
+            }[direction]
+
+
+def build(case, direction, backend_name, device="cpu", copies=1, seed=0):
+    """(fn, inputs) for one backend; the same seed gives every backend the same data."""
+    fn = (_torch_fn if backend_name == "torch" else _gpucnn_fn)(case, direction)
+    sets = _inputs(case, direction, backend_name, device, copies, seed)
+    if backend_name == "torch":
+        import torch
+        inner = fn
+
+        def fn(a):
+            with torch.no_grad():
+                return inner(a)
+    return fn, [(a,) for a in sets]

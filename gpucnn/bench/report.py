@@ -1,0 +1,103 @@
+"""A run's table (Markdown, for the terminal and the README), its JSON file
+and its roofline chart: every kernel against the measured limits."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _fmt_ms(ms):
+    return f"{ms:.3f}" if ms < 10 else f"{ms:.1f}"
+
+
+def table(res) -> str:
+    """Markdown: one line per case and pass, then the geometric means."""
+    names, ours = res["backends"], res["ours"]
+    peers = names[1:]
+    lim = res["limits"]
+    head = (["case", "batch", "pass"] + [f"{n} ms" for n in names] + ["GFLOP/s or GB/s", "of limit"]
+            + [f"x {p}" for p in peers])
+    lines = [f"Device: {res['machine'].get('gpu') or res['machine'].get('cpu')}; limits measured in this run: "
+             f"copy {lim['copy_gbps']:.1f} GB/s, float32 matmul {lim['matmul_gflops']:.0f} GFLOP/s; "
+             f"threads {res['threads']}; load average at the end {res.get('load_average')}.",
+             f"Times are medians; 'x peer' is {ours}'s time over the peer's (below 1 is faster). "
+             "A batch 'a of b' ran a of the suite's b images.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in res["rows"]:
+        batch = str(r["batch"]) if r["batch"] == r["full_batch"] else f"{r['batch']} of {r['full_batch']}"
+        rate = f"{r['gflops']:.1f} GFLOP/s" if r["kind"] == "conv" else f"{r['gbps']:.1f} GB/s"
+        cells = ([r["case"], batch, r["pass"]]
+                 + [_fmt_ms(r["ms"][n]) for n in names] + [rate, f"{100 * r['fraction_of_limit']:.0f}%"]
+                 + [f"{r['ratio'][p]:.2f}" for p in peers])
+        lines.append("| " + " | ".join(cells) + " |")
+    if peers:
+        lines += ["", "Geometric mean of the time ratio, " + ours + " over each peer:", "",
+                  "| op and pass | " + " | ".join(peers) + " |", "|---|" + "---|" * len(peers)]
+        for key, g in res["geomean_ratio"].items():
+            lines.append(f"| {key} | " + " | ".join(f"{g[p]:.2f}" for p in peers) + " |")
+    if res.get("train"):
+        lines += ["", "| training step | input | batch | ms | images/s |", "|---|---|---|---|---|"]
+        for t in res["train"]:
+            lines.append(f"| {t['model']} | {'x'.join(map(str, t['input']))} | {t['batch']} | "
+                         f"{_fmt_ms(t['ms'])} | {t['images_per_s']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_json(res, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(res, indent=1) + "\n")
+    return path
+
+
+def roofline(res, path) -> Path | None:
+    """Draw every kernel (ours) at its arithmetic intensity against the
+    ceilings min(matmul rate, intensity x copy bandwidth); None without matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    lim = res["limits"]
+    bw, peak = lim["copy_gbps"], lim["matmul_gflops"]
+    rows = [r for r in res["rows"] if r["flops"] and r["bytes"]]
+    ai = [r["flops"] / r["bytes"] for r in rows]
+    lo, hi = min(ai + [peak / bw]) / 4, max(ai + [peak / bw]) * 4
+    xs = [lo * (hi / lo) ** (i / 200) for i in range(201)]
+    fig, ax = plt.subplots(figsize=(9, 6))
+    ax.loglog(xs, [min(peak, x * bw) for x in xs], "k-", lw=2,
+              label=f"limits: copy {bw:.0f} GB/s, matmul {peak:.0f} GFLOP/s")
+    styles = {"forward": "o", "backward_data": "s", "backward_filter": "^", "backward": "v"}
+    colors = {"conv": "tab:blue", "max_pool": "tab:red", "avg_pool": "tab:orange", "relu": "tab:green"}
+    seen = set()
+    for r, x in zip(rows, ai):
+        key = (r["op"], r["pass"])
+        ax.loglog(x, r["flops"] / (r["ms"][res["ours"]] * 1e6), styles.get(r["pass"], "o"),
+                  color=colors.get(r["op"], "gray"), label=None if key in seen else f"{r['op']} {r['pass']}")
+        seen.add(key)
+    ax.set_xlabel("arithmetic intensity (operations per byte of compulsory traffic)")
+    ax.set_ylabel("GFLOP/s (memory-bound ops: operations per second)")
+    who = res["machine"].get("gpu") or res["machine"].get("cpu") or res["device"]
+    ax.set_title(f"{res['ours']} on {who}, {res['date'][:10]}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _stem(res):
+    return f"bench-{res['device']}-{res['date'][:10]}"
+
+
+def save(res, out_dir) -> dict:
+    """Write TABLE.md, JSON and PNG into out_dir; returns their paths (the PNG's may be None)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = _stem(res)
+    (out / f"{stem}.md").write_text(table(res))
+    return {"json": write_json(res, out / f"{stem}.json"), "table": out / f"{stem}.md",
+            "png": roofline(res, out / f"{stem}.png")}

@@ -1,0 +1,230 @@
+"""One run of the suite: every case and pass on every backend, side by side,
+with the machine's limits measured in the same run; returns the result as a
+JSON-ready dict (see ``report`` for the table, the file and the chart)."""
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+from gpucnn.bench import cases, limits, ops, timing
+
+# Backend names: what runs, and where. The first of a run is ours.
+BACKENDS = {"gpucnn-cuda": ("gpucnn", "cuda"), "gpucnn-numpy": ("gpucnn", "cpu"),
+            "torch-cudnn": ("torch", "cuda"), "torch-cpu": ("torch", "cpu")}
+DEFAULT = {"cuda": ["gpucnn-cuda", "torch-cudnn", "torch-cpu", "gpucnn-numpy"],
+           "cpu": ["gpucnn-numpy", "torch-cpu"]}
+# Rotate inputs among enough copies to overflow the last-level cache.
+ROTATE_BYTES = {"cuda": 128 * 2**20, "cpu": 64 * 2**20}
+SCHEMA = 1
+
+
+def _have_torch(device):
+    try:
+        import torch
+    except ImportError:
+        return False
+    return device == "cpu" or torch.cuda.is_available()
+
+
+def _setup_threads(threads):
+    """Give NumPy's BLAS, PyTorch and our chunked ops the same thread count;
+    returns what each was set to (None where it could not be read)."""
+    from gpucnn.reference import workspace
+    os.environ["GPUCNN_THREADS"] = str(threads)
+    out = {"gpucnn": workspace.threads(), "blas": None, "torch": None}
+    try:
+        import threadpoolctl
+        threadpoolctl.threadpool_limits(threads, user_api="blas")
+        out["blas"] = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    except ImportError:
+        pass
+    try:
+        import torch
+        torch.set_num_threads(threads)
+        out["torch"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    return out
+
+
+def _torch_cuda_setup():
+    import torch
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+
+def _copies(case, device):
+    return max(1, min(16, math.ceil(ROTATE_BYTES[device] / max(1, case.nbytes("forward")
+                                                              if case.kind == "mem" else case.nbytes()))))
+
+
+def _row(case, direction, res, full_n, lim, names):
+    ours = names[0]
+    ms = res[ours]["ms"]
+    flops = case.flops()
+    nbytes = case.nbytes() if case.kind == "conv" else case.nbytes(direction)
+    row = {"case": case.label(), "name": case.name, "kind": case.kind,
+           "op": "conv" if case.kind == "conv" else case.op, "pass": direction,
+           "batch": case.N, "full_batch": full_n, "flops": flops, "bytes": nbytes,
+           "ms": {n: res[n]["ms"] for n in names}, "reps": res[ours]["samples"],
+           "gflops": flops / ms / 1e6, "gbps": nbytes / ms / 1e6}
+    row["fraction_of_limit"] = (row["gflops"] / lim["matmul_gflops"] if case.kind == "conv"
+                                else row["gbps"] / lim["copy_gbps"])
+    row["ratio"] = {n: ms / res[n]["ms"] for n in names[1:]}
+    return row
+
+
+def geomeans(rows, names):
+    """{kind/op/pass: {peer: geometric mean of our time over the peer's}}."""
+    groups = {}
+    for r in rows:
+        key = f"{'conv' if r['kind'] == 'conv' else r['op']} {r['pass']}"
+        for peer in names[1:]:
+            groups.setdefault(key, {}).setdefault(peer, []).append(math.log(r["ratio"][peer]))
+    return {k: {p: math.exp(sum(v) / len(v)) for p, v in d.items()} for k, d in groups.items()}
+
+
+def train_steps(device, small, budget_s, clk):
+    """Images per second of one SGD step (forward, backward, update) of each model."""
+    from gpucnn.nn import MODELS, SGD, CrossEntropyLoss
+    out = []
+    for model_name, shape, classes, batch in cases.TRAIN:
+        batch = 4 if small else batch
+        shape = (shape[0], 12, 12) if small else shape
+        rng = np.random.default_rng(0)
+        model = MODELS[model_name](shape, classes, rng=rng)
+        xs = [rng.standard_normal((batch, *shape), dtype=np.float32) for _ in range(2)]
+        ys = [rng.integers(0, classes, batch) for _ in range(2)]
+        if device == "cuda":
+            import cupy as cp
+            model.to("cuda")
+            xs, ys = [cp.asarray(x) for x in xs], [cp.asarray(y) for y in ys]
+        loss_fn, opt = CrossEntropyLoss(), SGD(model, 0.01, momentum=0.9)
+
+        def step(x, y):
+            loss_fn.forward(model.forward(x), y)
+            model.backward(loss_fn.backward())
+            opt.step()
+
+        r = timing.interleaved(clk, {"gpucnn": (step, list(zip(xs, ys)))}, budget_s=budget_s, min_reps=3)
+        ms = r["gpucnn"]["ms"]
+        out.append({"model": model_name, "input": list(shape), "batch": batch, "ms": ms,
+                    "images_per_s": batch / ms * 1e3})
+    return out
+
+
+class Bar:
+    """A one-line progress bar on stderr, redrawn in place on a terminal."""
+
+    def __init__(self, total, enabled=True, stream=None):
+        self.total, self.done, self.enabled = total, 0, enabled
+        self.stream = stream if stream is not None else sys.stderr
+        self.live = getattr(self.stream, "isatty", lambda: False)()
+        self.t0 = time.perf_counter()
+
+    def step(self, label):
+        self.done += 1
+        if not self.enabled or not (self.live or self.done == self.total):
+            return
+        filled = int(30 * self.done / max(1, self.total))
+        self.stream.write(f"\rbench [{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} "
+                          f"{time.perf_counter() - self.t0:5.0f}s {label[:40]:40s}"
+                          + ("\n" if self.done == self.total else ""))
+        self.stream.flush()
+
+
+def run(device="cpu", backends=None, small=False, only=None, budget_s=None, threads=None,
+        train=True, progress=True):
+    """Run the suite; see the module docstring. GPUCNN_THREADS is restored after."""
+    saved = os.environ.get("GPUCNN_THREADS")
+    try:
+        return _run(device, backends, small, only, budget_s, threads, train, progress)
+    finally:
+        if saved is None:
+            os.environ.pop("GPUCNN_THREADS", None)
+        else:
+            os.environ["GPUCNN_THREADS"] = saved
+
+
+def _run(device, backends, small, only, budget_s, threads, train, progress):
+    if threads is None:
+        from gpucnn.reference import workspace
+        os.environ.pop("GPUCNN_THREADS", None)
+        threads = workspace.threads()
+    names = [n for n in (backends or DEFAULT[device])
+             if BACKENDS[n][0] != "torch" or _have_torch(BACKENDS[n][1])]
+    budget_s = budget_s if budget_s is not None else (0.05 if small else 1.0)
+    thread_counts = _setup_threads(threads)
+    if "torch-cudnn" in names:
+        _torch_cuda_setup()
+    clocks = {n: timing.clock(BACKENDS[n][1]) for n in names}
+    lim = limits.cuda() if device == "cuda" else limits.cpu(threads, **(
+        {"copy_bytes": 8 * 2**20, "n": 256, "reps": 2} if small else {}))
+    todo = [(c, full_n, d) for c, full_n in cases.suite(device, small=small, only=only)
+            for d in cases.PASSES[c.kind]]
+    bar = Bar(len(todo) + (len(cases.TRAIN) if train else 0), enabled=progress)
+    rows = []
+    for case, full_n, direction in todo:
+        copies = 1 if small else _copies(case, device)
+        runs = {n: ops.build(case, direction, BACKENDS[n][0], BACKENDS[n][1], copies) for n in names}
+        res = timing.interleaved(clocks, runs, budget_s=budget_s, min_reps=3 if small else 5)
+        rows.append(_row(case, direction, res, full_n, lim, names))
+        bar.step(f"{case.label()} {direction}")
+        del runs
+    steps = []
+    if train:
+        steps = train_steps(device, small, budget_s, clocks[names[0]])
+        for _ in steps:
+            bar.step("training step")
+    return {"schema": SCHEMA, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "device": device, "machine": machine(device), "versions": versions(),
+            "threads": thread_counts, "load_average": _loadavg(), "backends": names, "ours": names[0],
+            "limits": lim, "rows": rows, "geomean_ratio": geomeans(rows, names), "train": steps}
+
+
+def _loadavg():
+    try:
+        return list(os.getloadavg())
+    except OSError:
+        return None
+
+
+def machine(device):
+    m = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+         "cpus": os.cpu_count()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            m["cpu"] = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), None)
+    except OSError:
+        pass
+    if device == "cuda":
+        import cupy as cp
+        props = cp.cuda.runtime.getDeviceProperties(0)
+        name = props["name"]
+        m["gpu"] = name.decode() if isinstance(name, bytes) else name
+    return m
+
+
+def versions():
+    import gpucnn
+    v = {"gpucnn": gpucnn.__version__, "python": platform.python_version(), "numpy": np.__version__}
+    for mod in ("torch", "cupy"):
+        try:
+            v[mod] = __import__(mod).__version__
+        except ImportError:
+            pass
+    try:
+        import torch
+        if torch.cuda.is_available():
+            v["cudnn"] = torch.backends.cudnn.version()
+            v["cuda"] = torch.version.cuda
+    except ImportError:
+        pass
+    return v

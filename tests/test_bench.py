@@ -1,0 +1,149 @@
+"""The benchmark harness (gpucnn.bench) on small shapes: that it measures the
+right thing, not how fast anything is."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from gpucnn import cli
+from gpucnn.bench import cases, ops, report, run, timing
+
+
+def _case(name, kind=cases.ConvCase):
+    return next(c for c in (cases.CONV if kind is cases.ConvCase else cases.MEM) if c.name == name)
+
+
+def test_conv_flops_hand_counted():
+    # 2 * N * K * P * Q * C/groups * R * S, with P and Q worked out by hand.
+    assert _case("mnist-1").flops() == 2 * 64 * 32 * 28 * 28 * 1 * 25 == 80_281_600
+    assert _case("resnet-stem").out_hw() == (112, 112)
+    assert _case("resnet-stem").flops() == 3_776_446_464
+    assert _case("cifar-resnet-s2").out_hw() == (8, 8)
+    assert _case("deepspeech").out_hw() == (79, 341)
+    assert _case("depthwise").flops() == 2 * 16 * 256 * 56 * 56 * 9
+    assert _case("dilated").out_hw() == (56, 56)
+    assert _case("mnist-1").nbytes() == 4 * (64 * 28 * 28 + 32 * 25 + 64 * 32 * 28 * 28)
+
+
+def test_memory_bound_bytes_hand_counted():
+    relu = next(c for c in cases.MEM if c.op == "relu" and c.N == 64)
+    x = 64 * 32 * 28 * 28
+    assert relu.nbytes("forward") == 8 * x == 12_845_056
+    assert relu.nbytes("backward") == 12 * x
+    mx = next(c for c in cases.MEM if c.op == "max_pool" and c.N == 64)
+    avg = next(c for c in cases.MEM if c.op == "avg_pool" and c.N == 64)
+    y = x // 4
+    assert mx.nbytes("forward") == mx.nbytes("backward") == 4 * (x + y) + 8 * y == 11_239_424
+    assert avg.nbytes("forward") == 4 * (x + y) == 8_028_160
+    assert mx.flops() == y * 4 and relu.flops() == x
+    p3 = next(c for c in cases.MEM if c.k == 3)
+    assert p3.out_hw() == (56, 56)
+
+
+def test_cpu_scales_large_cases_by_batch_only():
+    by_name = {}
+    for case, full in cases.suite("cpu"):
+        assert case.N <= full and case.N >= 1
+        assert case.with_batch(full) in cases.CONV + cases.MEM
+        by_name.setdefault(case.name, case)
+    assert by_name["mnist-1"].N == 64  # small cases keep their batch
+    assert by_name["resnet-stem"].N < 16
+    assert by_name["resnet-stem"].flops() <= cases.CPU_FLOPS
+    assert [c for c, _ in cases.suite("cuda")] == cases.CONV + cases.MEM
+
+
+class FakeClock:
+    """Each call "takes" the time its fn returns, and the call order is logged."""
+
+    def __init__(self):
+        self.log = []
+
+    def sync(self):
+        pass
+
+    def time(self, fn, args):
+        return fn(*args)
+
+
+def test_interleaved_alternates_rotates_and_takes_medians():
+    clk = FakeClock()
+    seen = []
+
+    def make(name, times):
+        it = iter(times)
+
+        def fn(i):
+            seen.append((name, i))
+            return next(it)
+        return fn
+
+    a = make("a", [0, 0, 100] + [1, 2, 9, 3, 4])   # 2 warm-ups, first timing, 5 reps
+    b = make("b", [0, 0, 100] + [5, 5, 5, 7, 1])
+    res = timing.interleaved(clk, {"a": (a, [(0,), (1,)]), "b": (b, [(0,), (1,)])}, warmup=2, reps=5)
+    assert res == {"a": {"ms": 3, "samples": 5}, "b": {"ms": 5, "samples": 5}}
+    timed = seen[6:]
+    assert [n for n, _ in timed] == ["a", "b", "b", "a", "a", "b", "b", "a", "a", "b"]
+    assert [i for n, i in timed if n == "a"] == [0, 1, 0, 1, 0]
+
+
+@pytest.mark.parametrize("case", [c for c, _ in cases.suite("cpu", small=True)], ids=lambda c: c.label())
+def test_peers_compute_the_same_thing(case):
+    torch = pytest.importorskip("torch")
+    for d in cases.PASSES[case.kind]:
+        f, ins = ops.build(case, d, "gpucnn")
+        g, tins = ops.build(case, d, "torch")
+        ours, theirs = f(*ins[0]), g(*tins[0])
+        ours = ours if isinstance(ours, tuple) else (ours,)
+        theirs = [t for t in (theirs if isinstance(theirs, (tuple, list)) else (theirs,)) if t is not None]
+        for o, t in zip(ours, theirs):
+            np.testing.assert_allclose(o, t.numpy() if isinstance(t, torch.Tensor) else t,
+                                       rtol=1e-4, atol=1e-4, err_msg=f"{case.label()} {d}")
+
+
+def test_cpu_run_end_to_end(tmp_path):
+    res = run.run("cpu", small=True, only="mnist-2", train=False, progress=False)
+    assert res["schema"] == run.SCHEMA and res["device"] == "cpu"
+    for key in ("date", "machine", "versions", "threads", "limits", "rows", "geomean_ratio", "backends"):
+        assert key in res
+    assert res["versions"]["numpy"] == np.__version__
+    assert res["threads"]["gpucnn"] >= 1
+    assert res["limits"]["copy_gbps"] > 0 and res["limits"]["matmul_gflops"] > 0
+    assert [r["pass"] for r in res["rows"]] == list(cases.PASSES["conv"])
+    names = res["backends"]
+    for r in res["rows"]:
+        assert set(r["ms"]) == set(names) and set(r["ratio"]) == set(names[1:])
+        ms = r["ms"][names[0]]
+        assert r["gflops"] == pytest.approx(r["flops"] / ms / 1e6)
+        assert r["fraction_of_limit"] == pytest.approx(r["gflops"] / res["limits"]["matmul_gflops"])
+        for p in names[1:]:
+            assert r["ratio"][p] == pytest.approx(ms / r["ms"][p])
+        assert r["batch"] == 1 and r["full_batch"] == 64
+    paths = report.save(res, tmp_path)
+    assert json.loads(paths["json"].read_text()) == json.loads(json.dumps(res))
+    assert "1 of 64" in paths["table"].read_text()
+    pytest.importorskip("matplotlib")
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_geomeans():
+    rows = [{"kind": "conv", "op": "conv", "pass": "forward", "ratio": {"p": r}} for r in (2.0, 8.0)]
+    assert run.geomeans(rows, ["ours", "p"]) == {"conv forward": {"p": pytest.approx(4.0)}}
+
+
+def test_training_step_images_per_second():
+    steps = run.train_steps("cpu", small=True, budget_s=0.01, clk=timing.CpuClock())
+    assert [s["model"] for s in steps] == [m for m, *_ in cases.TRAIN]
+    for s in steps:
+        assert s["images_per_s"] == pytest.approx(s["batch"] / s["ms"] * 1e3)
+
+
+def test_cli_bench_writes_json_and_table(tmp_path, capsys):
+    assert cli.main(["bench", "--device", "cpu", "--small", "--only", "relu", "--no-train",
+                     "--backends", "gpucnn-numpy", "--no-progress", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "relu" in out and "GB/s" in out
+    (js,) = tmp_path.glob("bench-cpu-*.json")
+    res = json.loads(js.read_text())
+    assert {r["op"] for r in res["rows"]} == {"relu"} and res["backends"] == ["gpucnn-numpy"]
