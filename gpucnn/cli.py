@@ -23,6 +23,9 @@ def _info(args) -> int:
     for name in backend.BACKENDS:
         ok, why = backend.available(name)
         print(f"  backend {name:9s} {'available' if ok else 'unavailable: ' + why}")
+    from gpucnn.runtime import cupy_runtime
+    for line in cupy_runtime.describe():
+        print(f"  {line}")
     return 0
 
 

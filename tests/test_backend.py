@@ -71,6 +71,7 @@ def test_info_and_demo_commands(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert "backend numpy" in out and "backend emulator" in out and "backend cuda" in out
+    assert "CuPy" in out  # its version, or that it is not installed
     assert main(["demo", "--steps", "60"]) == 0
     out = capsys.readouterr().out
     assert "step  60" in out and "backend 'numpy'" in out

@@ -13,3 +13,28 @@ def gpu_available() -> tuple[bool, str]:
     except Exception as e:  # CUDARuntimeError without a driver or device
         return False, f"CuPy sees no CUDA device ({e})"
     return (n > 0, "" if n > 0 else "CuPy sees no CUDA device")
+
+
+def _version(v: int) -> str:
+    """CUDA's integer versions: 13000 -> '13.0'."""
+    return f"{v // 1000}.{v % 1000 // 10}"
+
+
+def describe() -> list[str]:
+    """Lines for ``gpucnn info``: CuPy's and CUDA's versions and each GPU."""
+    try:
+        import cupy
+    except ImportError:
+        return ["CuPy: not installed"]
+    lines = [f"CuPy {cupy.__version__}"]
+    rt = cupy.cuda.runtime
+    try:
+        lines.append(f"CUDA runtime {_version(rt.runtimeGetVersion())}, driver {_version(rt.driverGetVersion())}")
+        for i in range(rt.getDeviceCount()):
+            p = rt.getDeviceProperties(i)
+            name = p["name"].decode() if isinstance(p["name"], bytes) else p["name"]
+            lines.append(f"GPU {i}: {name}, sm_{p['major']}{p['minor']}, {p['multiProcessorCount']} SMs, "
+                         f"{p['totalGlobalMem'] / 2**30:.1f} GiB")
+    except Exception as e:  # no driver or no device: say so rather than fail
+        lines.append(f"no CUDA device: {e}")
+    return lines
