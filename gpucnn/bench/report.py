@@ -19,7 +19,8 @@ def table(res) -> str:
             + [f"x {p}" for p in peers])
     lines = [f"Device: {res['machine'].get('gpu') or res['machine'].get('cpu')}; limits measured in this run: "
              f"copy {lim['copy_gbps']:.1f} GB/s, float32 matmul {lim['matmul_gflops']:.0f} GFLOP/s; "
-             f"threads {res['threads']}; load average at the end {res.get('load_average')}.",
+             f"threads {res['threads']}, OMP_WAIT_POLICY {res.get('omp_wait_policy')}; "
+             f"load average at the end {res.get('load_average')}.",
              f"Times are medians; 'x peer' is {ours}'s time over the peer's (below 1 is faster). "
              "A batch 'a of b' ran a of the suite's b images.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

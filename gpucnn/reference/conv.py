@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from gpucnn.reference import workspace
+from gpucnn.reference import depthwise, workspace
 
 
 def _pad(x, pad):
@@ -103,6 +103,11 @@ def conv2d_forward(x, w, b, g):
     """y = φ(x) F per group (§4.4): x (N, C, H, W), w (K, C/groups, kh, kw),
     b (K,) or None -> y (N, K, P, Q)."""
     win, G, K = g.win, g.groups, g.K
+    if G == g.C == K:
+        y = depthwise.depthwise(x, w, g, "forward")
+        if b is not None:
+            y += b.reshape(1, K, 1, 1)
+        return y
     ck = g.C // G * win.kh * win.kw
     f = w.reshape(G, K // G, ck)
     y = np.empty((g.N, K, win.P, win.Q), x.dtype)
@@ -138,6 +143,8 @@ def conv2d_backward_data(dy, w, g):
     """dx from dy (N, K, P, Q) (§4.8): dφ = dY Fᵀ per group, then the
     reverse of φ sums dφ back onto the input pixels (§6)."""
     win, G, C = g.win, g.groups, g.C
+    if G == C == g.K:
+        return depthwise.depthwise(dy, w, g, "backward_data")
     ck = C // G * win.kh * win.kw
     ft = w.reshape(G, g.K // G, ck).transpose(0, 2, 1)
     t, b, l, r = win.pad
@@ -158,39 +165,28 @@ def conv2d_backward_data(dy, w, g):
 
 
 def conv2d_backward_filter(dy, x, g):
-    """dF = φ(x)ᵀ dY (§4.6), summed over the batch: dw (K, C/groups, kh, kw)."""
+    """dF = φ(x)ᵀ dY (§4.6), summed over the batch: dw (K, C/groups, kh, kw),
+    computed as its transpose dYᵀ φ(x), which is dw's own layout."""
     win, G, K = g.win, g.groups, g.K
+    if G == g.C == K:
+        return depthwise.depthwise(dy, x, g, "backward_filter")
     cg = g.C // G
     ck = cg * win.kh * win.kw
-    dft = np.zeros((G, ck, K // G), x.dtype)
+    dw = np.zeros((G, K // G, ck), x.dtype)
     for n0, n1, rows in _blocks(g.N, g.C, win, x.itemsize):
         xp = _pad(x[n0:n1], win.pad)
         for p0, p1 in rows:
             # φ channel-major, (C*kh*kw, n*p*Q): the batch sum becomes the inner
-            # dimension of one product, and both operands are contiguous.
+            # dimension of one product. With dY as (K, n*p*Q) both operands keep
+            # it innermost and BLAS takes φ transposed as it is (an NT product):
+            # no transposed copy of dY, which cost more than the product.
             phi = np.ascontiguousarray(_taps(xp, win, p0, p1).transpose(1, 2, 3, 0, 4, 5))
-            d = np.ascontiguousarray(_dy_rows(dy, n0, n1, p0, p1, G).transpose(0, 2, 1))
-            if G == 1 and ck * (K // G) <= SKINNY:
-                _add_skinny_product(dft[0], phi.reshape(ck, -1), d[0])
+            d = _dy_rows(dy, n0, n1, p0, p1, G)
+            if G == 1:
+                dw[0] += d[0] @ phi.reshape(ck, -1).T
             else:
-                dft += np.matmul(phi.reshape(G, ck, -1), d)
-    return np.ascontiguousarray(dft.transpose(0, 2, 1)).reshape(K, cg, win.kh, win.kw)
-
-
-# OpenBLAS (0.3.31 measured) threads a product with a small result and a long
-# inner dimension so badly on a busy 2-core machine that (27 x 131072) @
-# (131072 x 64) took 0.4 to 3.3 s on 2 threads and 12 to 26 ms on one. Below
-# its threading threshold (m*n*k <= 4 * 65536) it runs on one thread, so such
-# products are summed over slices of the inner dimension that stay under it.
-SKINNY = 16384
-_ONE_THREAD_MNK = 4 * 65536
-
-
-def _add_skinny_product(out, a, b):
-    """out += a @ b for a (m, L), b (L, n) with a small m*n, slice by slice."""
-    step = max(16, _ONE_THREAD_MNK // (a.shape[0] * b.shape[1]))
-    for s in range(0, a.shape[1], step):
-        out += a[:, s:s + step] @ b[s:s + step]
+                dw += np.matmul(d, phi.reshape(G, ck, -1).transpose(0, 2, 1))
+    return dw.reshape(K, cg, win.kh, win.kw)
 
 
 def conv2d_backward_bias(dy):

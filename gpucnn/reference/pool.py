@@ -55,32 +55,33 @@ def _starts(win: Window) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(win.P) * win.sh - pt, np.arange(win.Q) * win.sw - pl
 
 
-def _by_planes(fn, ins, outs, win: Window):
-    """Run ``fn(*in_chunks) -> out_chunks`` over chunks of the N*C planes
+def _by_planes(fn, ins, outs, win: Window, scratch: int = 0):
+    """Run ``fn(*in_chunks, *out_chunks)`` over chunks of the N*C planes
     (see ``workspace.chunked``): every plane is independent, and a chunk's
-    several passes then stay in cache. ``outs`` are (dtype, plane shape)."""
+    several passes then stay in cache. ``outs`` are (dtype, plane shape);
+    fn writes its chunk of each in place, using ``scratch`` more bytes a plane."""
     N, C = ins[0].shape[:2]
     flat = [a.reshape(1, N * C, *a.shape[2:]) for a in ins]
     res = [np.empty((1, N * C, *shape), dtype) for dtype, shape in outs]
 
     def run(a, b):
-        for r, o in zip(res, fn(*(f[:, a:b] for f in flat))):
-            r[:, a:b] = o
+        fn(*(f[:, a:b] for f in flat), *(r[:, a:b] for r in res))
 
-    plane = sum(f.itemsize * np.prod(f.shape[2:], dtype=int) for f in flat + res)
-    workspace.chunked(run, N * C, plane)
+    plane = scratch + sum(f.itemsize * np.prod(f.shape[2:], dtype=int) for f in flat + res)
+    workspace.chunked(run, N * C, plane, workspace.PLANES_CHUNK_BYTES)
     return [r.reshape(N, C, *r.shape[2:]) for r in res]
 
 
 def max_pool2d_forward(x: np.ndarray, win: Window) -> tuple[np.ndarray, np.ndarray]:
     """Max pooling (§5), a chunk of planes at a time: see ``_max_pool_planes``."""
-    y, idx = _by_planes(lambda xc: _max_pool_planes(xc, win), [x],
-                        [(x.dtype, (win.P, win.Q)), (np.int64, (win.P, win.Q))], win)
+    y, idx = _by_planes(lambda xc, yc, ic: _max_pool_planes(xc, win, yc, ic), [x],
+                        [(x.dtype, (win.P, win.Q)), (np.int64, (win.P, win.Q))], win,
+                        scratch=win.kh * win.kw * win.P * win.Q * x.itemsize)
     return y, idx
 
 
-def _max_pool_planes(x: np.ndarray, win: Window) -> tuple[np.ndarray, np.ndarray]:
-    """Max pooling (§5): y (N, C, P, Q) and its argmax idx (int64, same shape).
+def _max_pool_planes(x: np.ndarray, win: Window, y: np.ndarray, idx: np.ndarray) -> None:
+    """Max pooling (§5) into y (N, C, P, Q) and its argmax idx (int64, same shape).
 
     Torch's rule per window: start from (-inf, first in-plane tap); scan the taps
     in raster order; a tap wins if ``val > max or isnan(val)``. So ties keep the
@@ -89,65 +90,81 @@ def _max_pool_planes(x: np.ndarray, win: Window) -> tuple[np.ndarray, np.ndarray
     the plane entirely, y is -inf and idx is torch's ``ih0*W + iw0`` (the first
     non-negative tap row/column), which need not lie in the window or the plane.
 
-    Computed in two passes instead of torch's one: np.maximum over the taps
-    gives the values (and propagates NaN), then the taps in reverse raster
-    order claim the windows where they equal the max, so the first equal tap
-    is the one left. A zero max may carry either sign, since 0.0 == -0.0.
+    Computed in two sweeps instead of torch's one: np.maximum over the taps
+    gives the values (and propagates NaN), then the first tap in raster order
+    equal to the max is found as the largest ``[x_k == y] * (K - k)`` over the
+    taps k = i*kw + j (K = kh*kw): one multiply and one maximum of single
+    bytes a tap, where an overwrite of the earlier winner took three passes
+    and a mixed-type multiply. A zero max may carry either sign, since 0.0 == -0.0.
     """
-    N, C = x.shape[:2]
     taps = list(_taps(win))
-    y = np.full((N, C, win.P, win.Q), -np.inf, dtype=x.dtype)
-    for *_, ps, qs, hs, ws in taps:
-        np.maximum(y[:, :, ps, qs], x[:, :, hs, ws], out=y[:, :, ps, qs])
+    # Each tap gathered once into a contiguous plane, -inf where it falls in
+    # the padding: the strided tap views cost a slow non-SIMD pass each time
+    # they are read, and they are read twice (max, then argmax).
+    buf = workspace.scratch("pool.taps", (len(taps), *y.shape), x.dtype)
+    for t, (*_, ps, qs, hs, ws) in zip(buf, taps):
+        if (ps.start, ps.stop, qs.start, qs.stop) != (0, win.P, 0, win.Q):
+            t.fill(-np.inf)
+        np.copyto(t[:, :, ps, qs], x[:, :, hs, ws])
+    if not taps:
+        y.fill(-np.inf)
+    elif len(taps) == 1:
+        np.copyto(y, buf[0])
+    else:
+        np.maximum(buf[0], buf[1], out=y)
+        for t in buf[2:]:
+            np.maximum(y, t, out=y)
 
-    # The winner is tracked as a tap number k = i*kw + j (one or two bytes a
-    # window) and turned into a plane offset once at the end.
-    hb, wb = _starts(win)
-    # Torch's initial index: the first tap at or below row 0 / column 0,
-    # stepping by the dilation (its `while (ih0 < 0) ih0 += dilationH`). It
-    # is always a tap of the window, since each pad is at most half the
-    # dilated kernel.
-    i0 = np.maximum(0, -(hb // win.dh))
-    j0 = np.maximum(0, -(wb // win.dw))
-    tap = np.empty(y.shape, dtype=np.min_scalar_type(win.kh * win.kw - 1))
-    tap[...] = i0[:, None] * win.kw + j0[None, :]
-    hit, diff = np.empty(y.shape, dtype=bool), np.empty_like(tap)
-
-    def claim(k, ps, qs, hit_of_view):
-        # Branch-free masked store tap[hit] = k: the unsigned subtraction wraps
-        # and is undone exactly, which runs several times faster than
-        # np.copyto(where=) on a mask that is true at random.
-        t, d, m = tap[:, :, ps, qs], diff[:, :, ps, qs], hit[:, :, ps, qs]
-        hit_of_view(m)
-        np.subtract(t, k, out=d)
-        np.multiply(d, m, out=d)
-        np.subtract(t, d, out=t)
-
-    for i, j, ps, qs, hs, ws in reversed(taps):
-        claim(i * win.kw + j, ps, qs,
-              lambda m: np.equal(x[:, :, hs, ws], y[:, :, ps, qs], out=m))
-    # NaN never equals itself, so NaN windows are claimed here: by the last
-    # NaN tap in raster order, as torch's `isnan(val)` replacement leaves it.
+    K = win.kh * win.kw
+    sdt = np.min_scalar_type(K)
+    score = workspace.scratch("pool.score", y.shape, sdt)
+    score.fill(0)
+    hit = workspace.scratch("pool.hit", y.shape, bool)
+    prod = workspace.scratch("pool.prod", y.shape, sdt)
+    # bool viewed as bytes keeps the product in one uint8 loop (no cast).
+    hit_as = hit.view(np.uint8) if sdt == np.uint8 else hit
+    for t, (i, j, ps, qs, hs, ws) in zip(buf, taps):
+        v = (slice(None), slice(None), ps, qs)
+        np.equal(t[v], y[v], out=hit[v])
+        np.multiply(hit_as[v], sdt.type(K - i * win.kw - j), out=prod[v], casting="unsafe")
+        np.maximum(score[v], prod[v], out=score[v])
+    # NaN never equals itself, so NaN windows scored 0 above; they go to the
+    # last NaN tap in raster order, as torch's `isnan(val)` replacement leaves it.
     if y.size and np.isnan(y.max()):
-        for i, j, ps, qs, hs, ws in taps:
-            claim(i * win.kw + j, ps, qs, lambda m: np.isnan(x[:, :, hs, ws], out=m))
+        for t, (i, j, ps, qs, hs, ws) in zip(buf, taps):
+            v = (slice(None), slice(None), ps, qs)
+            np.copyto(score[v], sdt.type(K - i * win.kw - j), where=np.isnan(t[v]))
 
-    ii, jj = np.divmod(np.arange(win.kh * win.kw, dtype=np.int64), win.kw)
-    idx = (ii * win.dh * win.W + jj * win.dw)[tap]
+    hb, wb = _starts(win)
+    # Windows with no in-plane tap still score 0: torch's initial index, the
+    # first tap at or below row 0 / column 0, stepping by the dilation (its
+    # `while (ih0 < 0) ih0 += dilationH`). It is always a tap of the window,
+    # since each pad is at most half the dilated kernel.
+    if score.size and score.min() == 0:
+        i0 = np.maximum(0, -(hb // win.dh))
+        j0 = np.maximum(0, -(wb // win.dw))
+        k0 = (K - (i0[:, None] * win.kw + j0[None, :])).astype(sdt)
+        np.copyto(score, np.broadcast_to(k0, score.shape), where=score == 0)
+
+    # Score K - k names tap k = (i, j), at plane offset i*dh*W + j*dw from
+    # the window's corner.
+    ii, jj = np.divmod(K - np.arange(K + 1, dtype=np.int64), win.kw)
+    # mode="clip" (no index is out of range): "raise" buffers out, 9x slower.
+    np.take(ii * win.dh * win.W + jj * win.dw, score, out=idx, mode="clip")
     idx += hb[:, None] * win.W + wb[None, :]
-    return y, idx
 
 
 def max_pool2d_backward(dy: np.ndarray, idx: np.ndarray, win: Window) -> np.ndarray:
     """Reverse of max pooling (§6), a chunk of planes at a time."""
-    return _by_planes(lambda d, i: (_max_pool_backward_planes(d, i, win),), [dy, idx],
+    return _by_planes(lambda d, i, o: _max_pool_backward_planes(d, i, win, o), [dy, idx],
                       [(dy.dtype, (win.H, win.W))], win)[0]
 
 
-def _max_pool_backward_planes(dy: np.ndarray, idx: np.ndarray, win: Window) -> np.ndarray:
-    """Reverse of max pooling (§6): dx[idx] += dy, window by window.
+def _max_pool_backward_planes(dy: np.ndarray, idx: np.ndarray, win: Window, dx: np.ndarray) -> None:
+    """Reverse of max pooling (§6) into dx: dx[idx] += dy, window by window.
 
-    Windows that share an argmax add their gradients there. An index outside
+    Windows that share an argmax add their gradients there, in the order of
+    the outputs and in dy's precision, as torch's loop does. An index outside
     the plane (torch's index of a window that misses the plane, see
     ``max_pool2d_forward``) routes its gradient nowhere instead of out of bounds.
     """
@@ -159,10 +176,14 @@ def _max_pool_backward_planes(dy: np.ndarray, idx: np.ndarray, win: Window) -> n
         keep = (flat >= 0) & (flat < plane)
         g = np.where(keep, g, 0)
         flat = np.where(keep, flat, 0)
-    # One bincount over all planes at once: plane k owns bins [k*plane, (k+1)*plane).
+    # One unbuffered add over all planes at once: plane k owns [k*plane, (k+1)*plane).
+    # NumPy 2's ufunc.at is 19x faster here than np.bincount, which sums in
+    # float64 and needs a cast back.
     target = flat + (np.arange(N * C, dtype=np.int64) * plane)[:, None]
-    dx = np.bincount(target.ravel(), weights=g.ravel(), minlength=N * C * plane)
-    return dx.astype(dy.dtype, copy=False).reshape(N, C, win.H, win.W)
+    out = dx.reshape(-1)
+    out.fill(0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        np.add.at(out, target.reshape(-1), g.reshape(-1))
 
 
 def _avg_divisor(win: Window, count_include_pad: bool) -> np.ndarray:
@@ -183,42 +204,39 @@ def _avg_divisor(win: Window, count_include_pad: bool) -> np.ndarray:
 
 def avg_pool2d_forward(x: np.ndarray, win: Window, count_include_pad: bool) -> np.ndarray:
     """Average pooling (§5), a chunk of planes at a time."""
-    return _by_planes(lambda xc: (_avg_pool_planes(xc, win, count_include_pad),), [x],
+    return _by_planes(lambda xc, yc: _avg_pool_planes(xc, win, count_include_pad, yc), [x],
                       [(x.dtype, (win.P, win.Q))], win)[0]
 
 
-def _avg_pool_planes(x: np.ndarray, win: Window, count_include_pad: bool) -> np.ndarray:
-    """Average pooling (§5): each window's sum over its in-plane taps, in
-    raster order as torch adds them, divided by torch's divisor."""
-    N, C = x.shape[:2]
-    y = np.zeros((N, C, win.P, win.Q), dtype=x.dtype)
+def _avg_pool_planes(x: np.ndarray, win: Window, count_include_pad: bool, y: np.ndarray) -> None:
+    """Average pooling (§5) into y: each window's sum over its in-plane taps,
+    in raster order as torch adds them, divided by torch's divisor."""
+    y.fill(0)
     # inf + -inf is NaN and big sums overflow, as in the kernels: IEEE
     # results, not warnings.
     with np.errstate(invalid="ignore", over="ignore"):
         for _, _, ps, qs, hs, ws in _taps(win):
             np.add(y[:, :, ps, qs], x[:, :, hs, ws], out=y[:, :, ps, qs])
         y /= _avg_divisor(win, count_include_pad).astype(x.dtype)
-    return y
 
 
 def avg_pool2d_backward(dy: np.ndarray, win: Window, count_include_pad: bool) -> np.ndarray:
     """Reverse of average pooling (§6), a chunk of planes at a time."""
-    return _by_planes(lambda d: (_avg_pool_backward_planes(d, win, count_include_pad),), [dy],
+    return _by_planes(lambda d, o: _avg_pool_backward_planes(d, win, count_include_pad, o), [dy],
                       [(dy.dtype, (win.H, win.W))], win)[0]
 
 
-def _avg_pool_backward_planes(dy: np.ndarray, win: Window, count_include_pad: bool) -> np.ndarray:
-    """Reverse of average pooling (§6): each output's gradient, divided by its
-    window's divisor, is added to every in-plane tap of that window."""
-    N, C = dy.shape[:2]
+def _avg_pool_backward_planes(dy: np.ndarray, win: Window, count_include_pad: bool,
+                              dx: np.ndarray) -> None:
+    """Reverse of average pooling (§6) into dx: each output's gradient, divided
+    by its window's divisor, is added to every in-plane tap of that window."""
     g = dy / _avg_divisor(win, count_include_pad).astype(dy.dtype)
-    dx = np.zeros((N, C, win.H, win.W), dtype=dy.dtype)
+    dx.fill(0)
     # Within one tap the positions p*s + off are distinct, so each in-place
     # add touches every dx element at most once; overlaps come from other taps.
     with np.errstate(invalid="ignore", over="ignore"):
         for _, _, ps, qs, hs, ws in _taps(win):
             np.add(dx[:, :, hs, ws], g[:, :, ps, qs], out=dx[:, :, hs, ws])
-    return dx
 
 
 def max_unpool2d(y: np.ndarray, idx: np.ndarray, Ho: int, Wo: int) -> np.ndarray:

@@ -12,6 +12,9 @@ else 256 MiB.
 from __future__ import annotations
 
 import os
+import threading
+
+import numpy as np
 
 DEFAULT_BYTES = 256 * 2**20
 
@@ -50,13 +53,33 @@ def get_limit() -> int:
 # Memory-bound ops (ReLU, pooling) run over chunks of whole planes small
 # enough to stay in cache between their several NumPy passes, on a few
 # threads: NumPy releases the GIL inside its loops, so the chunks run in
-# parallel. 1 MiB measured best on a 2-core EPYC (512 KiB L2 a core, 32 MiB
-# L3): 3x3 max pooling took 124 ms at 64 KiB, 87 ms at 256 KiB, 44 ms at
-# 1 MiB and 41 ms at 4 MiB, the small chunks paying NumPy's per-call cost.
+# parallel. 1 MiB measured best for ReLU on a 2-core EPYC (1 MiB L2 in all,
+# 32 MiB L3): 8x64x112x112 forward 3.7 ms at 256 KiB, 3.0 at 1 MiB, 3.1 at 4 MiB.
 CHUNK_BYTES = 2**20
+# Max pooling (and depthwise convolution) makes about 30 NumPy calls a
+# chunk, and two threads fight for the GIL between them: with 1 MiB chunks
+# each chunk took 2.5x longer on two threads than on one, with 4 MiB chunks
+# no longer (64x32x28x28 2x2 forward: 12.3 ms at 1 MiB, 5.0 at 4 MiB, 4.9 at
+# 8 MiB; 4x64x224x224: 98, 35, 37 ms).
+PLANES_CHUNK_BYTES = 4 * 2**20
 MIN_PARALLEL_BYTES = 2 * 2**20
 
 _executor = None
+_local = threading.local()
+
+
+def scratch(key: str, shape, dtype) -> np.ndarray:
+    """An uninitialized array for temporaries, kept per thread and per key
+    and reused by the next call. Fresh chunk-sized temporaries are freed back
+    to the OS by malloc and fault their pages in again (1,700 page faults a
+    call for 4 MiB chunks of max pooling, doubling its time)."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    bufs = _local.__dict__.setdefault("bufs", {})
+    b = bufs.get(key)
+    if b is None or b.size < n:
+        b = bufs[key] = np.empty(max(n, 64), np.uint8)
+    return b[:n].view(dtype).reshape(shape)
 
 
 def threads() -> int:
@@ -70,21 +93,38 @@ def threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def chunked(fn, n: int, item_bytes: int) -> None:
-    """Call ``fn(a, b)`` over [0, n) in chunks of about ``CHUNK_BYTES``
-    (at least one item each), on ``threads()`` threads when the whole job is
-    big enough to pay for them. The chunks must write disjoint outputs."""
+def chunked(fn, n: int, item_bytes: int, chunk_bytes: int | None = None) -> None:
+    """Call ``fn(a, b)`` over [0, n) in chunks of about ``chunk_bytes``
+    (default ``CHUNK_BYTES``; at least one item each), on ``threads()``
+    threads when the whole job is big enough to pay for them. The chunks
+    must write disjoint outputs."""
     global _executor
-    step = max(1, CHUNK_BYTES // max(1, item_bytes))
+    step = max(1, (chunk_bytes or CHUNK_BYTES) // max(1, item_bytes))
     spans = [(a, min(n, a + step)) for a in range(0, n, step)]
     nt = min(threads(), len(spans))
     if nt <= 1 or n * item_bytes < MIN_PARALLEL_BYTES:
         for a, b in spans:
             fn(a, b)
         return
-    if _executor is None or _executor._max_workers < nt:
+    if _executor is None or _executor._max_workers < nt - 1:
         from concurrent.futures import ThreadPoolExecutor
-        _executor = ThreadPoolExecutor(max_workers=nt, thread_name_prefix="gpucnn")
-    # Consume the results so an exception in a chunk is raised here.
-    for _ in _executor.map(lambda s: fn(*s), spans):
-        pass
+        _executor = ThreadPoolExecutor(max_workers=nt - 1, thread_name_prefix="gpucnn")
+    # One task a thread, each pulling chunks from a shared iterator (next() on
+    # it is atomic under the GIL): a task a chunk paid the executor's hand-off
+    # per chunk, 20-40 us under the GIL, which made 64 KiB chunks 4x slower.
+    it = iter(spans)
+
+    def worker():
+        for a, b in it:
+            fn(a, b)
+
+    futures = [_executor.submit(worker) for _ in range(nt - 1)]
+    try:
+        worker()
+    finally:
+        # Wait for every chunk before returning (or raising): the outputs
+        # must not be written after the caller sees them.
+        for f in futures:
+            f.exception()
+    for f in futures:
+        f.result()
