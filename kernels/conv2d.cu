@@ -48,27 +48,32 @@ template <typename T> struct FwdOp {
     enum { A_ALONG_K = 1, B_ALONG_K = 0 };  // w rows hold k; neighbouring pixels are neighbours in x
     typedef long long Row;  // offset of filter row g*Kg + m in w
     struct Col {
-        long long base;  // x[n, g*Cg] (channel 0 of the group)
-        int h0, w0;      // top-left tap of the window in x
+        const T* base;  // x[n, g*Cg, h0, w0] (channel 0 of the group; may lie outside x)
+        int h0, w0;     // top-left tap of the window in x
     };
+    typedef int4 KTab;  // tap k = (c, r, s): {c*H*W + r*dh*W + s*dw, r*dh, s*dw, unused}
     __device__ Row row(int m) const { return (long long)(g * M + m) * (Cg * khkw.d); }
-    __device__ T a(Row r, int k) const { return w[r + k]; }
+    __device__ T a(Row r, int k, const KTab&) const { return w[r + k]; }
     __device__ Col col(int n) const {
         int img, p;
         const int pq = PQ.divmod(n, img), q = Q.divmod(pq, p);
-        return Col{((long long)img * C + (long long)g * Cg) * H * W, p * sh - pt, q * sw - pl};
+        const int h0 = p * sh - pt, w0 = q * sw - pl;
+        return Col{x + ((long long)img * C + (long long)g * Cg) * H * W + (long long)h0 * W + w0, h0, w0};
     }
-    __device__ T b(const Col& cl, int k) const {
+    __device__ KTab ktab(int k) const {
         int c, r;
         const int rs = khkw.divmod(k, c), s = kw.divmod(rs, r);
-        const int h = cl.h0 + r * dh, ww = cl.w0 + s * dw;
-        if (h < 0 || h >= H || ww < 0 || ww >= W) return T(0);  // zero padding
-        return x[cl.base + (long long)c * H * W + (long long)h * W + ww];
+        return make_int4(c * H * W + r * dh * W + s * dw, r * dh, s * dw, 0);
+    }
+    __device__ T b(const Col& cl, int, const KTab& e) const {
+        const int h = cl.h0 + e.y, ww = cl.w0 + e.z;
+        if ((unsigned)h >= (unsigned)H || (unsigned)ww >= (unsigned)W) return T(0);  // zero padding
+        return cl.base[e.x];
     }
 };
 
 template <typename T>
-__device__ void conv_forward(GemmSmem<T>& sm, const T* __restrict__ x, const T* __restrict__ w,
+__device__ void conv_forward(GemmSmem<T, int4>& sm, const T* __restrict__ x, const T* __restrict__ w,
                              const T* __restrict__ b, T* __restrict__ y, GEOM) {
     const int Kg = K / G, Cg = C / G, PQ = P * Q;
     // Grid: x over output-pixel tiles, y over filter tiles, z over groups.
@@ -95,33 +100,44 @@ template <typename T> struct DataOp {
     int pt, pl, dh, dw, g;
     enum { A_ALONG_K = 1, B_ALONG_K = 0 };  // a filter's taps are neighbours in w; pixels in dy
     typedef int Row;  // c * kh * kw: tap 0 of channel c within a filter
+    // The pixel in padded coordinates, (hp, wp) = (ph0*sh + rh, pq0*sw + rw)
+    // with rh < sh, rw < sw; the tap's offset likewise r*dh = ah*sh + bh,
+    // s*dw = aw*sw + bw. Then hp - r*dh is a multiple of sh exactly when
+    // rh = bh, and its quotient is ph0 - ah: no division per element.
     struct Col {
-        long long base;  // dy[n, g*Kg]
-        int hp, wp;      // the pixel in padded coordinates
+        const T* base;  // dy[n, g*Kg, ph0, pq0] (may lie outside dy)
+        int ph0, pq0;
+        int rhw;        // rh * sw + rw
     };
+    typedef int4 KTab;  // k = (f, r, s): {f*P*Q - ah*Q - aw, ah, aw, bh * sw + bw}
     __device__ Row row(int c) const { return c * khkw.d; }
-    __device__ T a(Row r, int k) const {  // W[g*Kg + k / khkw, c, tap k % khkw]
+    __device__ T a(Row r, int k, const KTab&) const {  // W[g*Kg + k / khkw, c, tap k % khkw]
         int f;
         const int rs = khkw.divmod(k, f);
-        return w[(long long)(g * Kg + f) * Cg * khkw.d + r + rs];
+        return w[(g * Kg + f) * Cg * khkw.d + r + rs];  // w's element count fits in int
     }
     __device__ Col col(int n) const {
-        int img, h;
+        int img, h, ph0, pq0;
         const int hw = HW.divmod(n, img), x = W.divmod(hw, h);
-        return Col{((long long)img * K + (long long)g * Kg) * P * Q, h + pt, x + pl};
+        const int rh = sh.divmod(h + pt, ph0), rw = sw.divmod(x + pl, pq0);
+        return Col{dy + ((long long)img * K + (long long)g * Kg) * P * Q + (long long)ph0 * Q + pq0, ph0, pq0,
+                   rh * sw.d + rw};
     }
-    __device__ T b(const Col& cl, int k) const {  // dY[n, f, p, q] of the window whose tap (r, s) is here
-        int f, r, p, q;
+    __device__ KTab ktab(int k) const {
+        int f, r, ah, aw;
         const int rs = khkw.divmod(k, f), s = kw.divmod(rs, r);
-        const int ph = cl.hp - r * dh, qw = cl.wp - s * dw;
-        if (ph < 0 || qw < 0 || sh.divmod(ph, p) || sw.divmod(qw, q)) return T(0);
-        if (p >= P || q >= Q) return T(0);
-        return dy[cl.base + (long long)f * P * Q + p * Q + q];
+        const int bh = sh.divmod(r * dh, ah), bw = sw.divmod(s * dw, aw);
+        return make_int4(f * P * Q - ah * Q - aw, ah, aw, bh * sw.d + bw);
+    }
+    __device__ T b(const Col& cl, int, const KTab& e) const {  // dY[n, f, p, q] of the window whose tap (r, s) is here
+        const int p = cl.ph0 - e.y, q = cl.pq0 - e.z;
+        if (cl.rhw != e.w || (unsigned)p >= (unsigned)P || (unsigned)q >= (unsigned)Q) return T(0);
+        return cl.base[e.x];
     }
 };
 
 template <typename T>
-__device__ void conv_backward_data(GemmSmem<T>& sm, const T* __restrict__ dy, const T* __restrict__ w,
+__device__ void conv_backward_data(GemmSmem<T, int4>& sm, const T* __restrict__ dy, const T* __restrict__ w,
                                    T* __restrict__ dx, GEOM) {
     const int Kg = K / G, Cg = C / G, HW = H * W;
     for (int g = blockIdx.z; g < G; g += gridDim.z) {
@@ -148,35 +164,37 @@ template <typename T> struct FilterOp {
     // k runs over pixels: contiguous in dy, stride sh in x, where the taps of
     // one pixel are scattered over channels and rows.
     enum { A_ALONG_K = 1, B_ALONG_K = 1 };
-    typedef long long Row;  // dy[0, g*Kg + m]
+    typedef const T* Row;  // dy[0, g*Kg + m]
     struct Col {
-        long long base;  // x[0, g*Cg + c]
+        const T* base;   // x[0, g*Cg + c, roff, soff] (may lie outside x)
         int roff, soff;  // the tap's offset from the window's origin p*sh, q*sw
     };
-    __device__ Row row(int m) const { return (long long)(g * M + m) * PQ.d; }
-    __device__ T a(Row r, int k) const {  // k = (n, p, q)
-        int img;
-        const int pq = PQ.divmod(k, img);
-        return dy[(long long)img * K * PQ.d + r + pq];
-    }
+    // pixel k = (n, p, q): {n*C*H*W + p*sh*W + q*sw, p*sh, q*sw, n*K*P*Q + p*Q + q}
+    typedef int4 KTab;
+    __device__ Row row(int m) const { return dy + (long long)(g * M + m) * PQ.d; }
+    __device__ T a(Row r, int, const KTab& e) const { return r[e.w]; }
     __device__ Col col(int n) const {
         int c, r;
         const int rs = khkw.divmod(n, c), s = kw.divmod(rs, r);
-        return Col{(long long)(g * Cg + c) * H * W, r * dh - pt, s * dw - pl};
+        const int roff = r * dh - pt, soff = s * dw - pl;
+        return Col{x + (long long)(g * Cg + c) * H * W + (long long)roff * W + soff, roff, soff};
     }
-    __device__ T b(const Col& cl, int k) const {
+    __device__ KTab ktab(int k) const {
         int img, p;
         const int pq = PQ.divmod(k, img), q = Q.divmod(pq, p);
-        const int h = p * sh + cl.roff, ww = q * sw + cl.soff;
-        if (h < 0 || h >= H || ww < 0 || ww >= W) return T(0);
-        return x[(long long)img * C * H * W + cl.base + (long long)h * W + ww];
+        return make_int4(img * C * H * W + p * sh * W + q * sw, p * sh, q * sw, img * K * PQ.d + pq);
+    }
+    __device__ T b(const Col& cl, int, const KTab& e) const {
+        const int h = e.y + cl.roff, ww = e.z + cl.soff;
+        if ((unsigned)h >= (unsigned)H || (unsigned)ww >= (unsigned)W) return T(0);
+        return cl.base[e.x];
     }
 };
 
 // Grid z runs over (split, group) pairs; split s reduces pixels
 // [s*chunk, min((s+1)*chunk, N*P*Q)) and writes out[s].
 template <typename T>
-__device__ void conv_backward_filter(GemmSmem<T>& sm, const T* __restrict__ dy, const T* __restrict__ x,
+__device__ void conv_backward_filter(GemmSmem<T, int4>& sm, const T* __restrict__ dy, const T* __restrict__ x,
                                      T* __restrict__ out, GEOM, int chunk, int splits) {
     const int Kg = K / G, Cg = C / G, PQ = P * Q, taps = Cg * kh * kw, NPQ = N * PQ;
     for (int z = blockIdx.z; z < G * splits; z += gridDim.z) {
@@ -229,32 +247,32 @@ __device__ void col2im_k(const T* __restrict__ cols, T* __restrict__ x, long lon
 
 GEMM_KERNEL conv2d_forward_f32(const float* __restrict__ x, const float* __restrict__ w,
                                const float* __restrict__ b, float* __restrict__ y, GEOM) {
-    __shared__ GemmSmem<float> sm;
+    __shared__ GemmSmem<float, int4> sm;
     conv_forward(sm, x, w, b, y, GEOM_ARGS);
 }
 GEMM_KERNEL conv2d_forward_f64(const double* __restrict__ x, const double* __restrict__ w,
                                const double* __restrict__ b, double* __restrict__ y, GEOM) {
-    __shared__ GemmSmem<double> sm;
+    __shared__ GemmSmem<double, int4> sm;
     conv_forward(sm, x, w, b, y, GEOM_ARGS);
 }
 GEMM_KERNEL conv2d_backward_data_f32(const float* __restrict__ dy, const float* __restrict__ w,
                                      float* __restrict__ dx, GEOM) {
-    __shared__ GemmSmem<float> sm;
+    __shared__ GemmSmem<float, int4> sm;
     conv_backward_data(sm, dy, w, dx, GEOM_ARGS);
 }
 GEMM_KERNEL conv2d_backward_data_f64(const double* __restrict__ dy, const double* __restrict__ w,
                                      double* __restrict__ dx, GEOM) {
-    __shared__ GemmSmem<double> sm;
+    __shared__ GemmSmem<double, int4> sm;
     conv_backward_data(sm, dy, w, dx, GEOM_ARGS);
 }
 GEMM_KERNEL conv2d_backward_filter_f32(const float* __restrict__ dy, const float* __restrict__ x,
                                        float* __restrict__ out, GEOM, int chunk, int splits) {
-    __shared__ GemmSmem<float> sm;
+    __shared__ GemmSmem<float, int4> sm;
     conv_backward_filter(sm, dy, x, out, GEOM_ARGS, chunk, splits);
 }
 GEMM_KERNEL conv2d_backward_filter_f64(const double* __restrict__ dy, const double* __restrict__ x,
                                        double* __restrict__ out, GEOM, int chunk, int splits) {
-    __shared__ GemmSmem<double> sm;
+    __shared__ GemmSmem<double, int4> sm;
     conv_backward_filter(sm, dy, x, out, GEOM_ARGS, chunk, splits);
 }
 extern "C" __global__ void conv2d_sum_splits_f32(const float* __restrict__ part, float* __restrict__ dw,

@@ -67,14 +67,38 @@ struct FastDiv {
 // The block's tiles, declared __shared__ in each kernel's body and passed in:
 // the emulator charges a __shared__ declared in a device function to every
 // kernel of the module, which would put each kernel over the 48 KiB limit.
-template <typename T> struct GemmSmem {
+// E (when not void) is the Op's k-table entry (Op::KTab): two buffers of one
+// entry per k of the step, see gemm_tile.
+template <typename T, typename E = void> struct GemmSmem {
     // Rows padded by one 16-byte vector: rows stay 16-byte aligned for the
     // vector loads, and the 16 threads that store one k-column each (ALONG_K
     // fetch) land on 16 different banks in pairs instead of all on one.
     enum { LD = GEMM_BM + Vec16<T>::n };
     __align__(16) T a[GEMM_BK][LD];
     __align__(16) T b[GEMM_BK][LD];
+    __align__(16) E ktab[2][GEMM_BK];
 };
+template <typename T> struct GemmSmem<T, void> {
+    enum { LD = GEMM_BM + Vec16<T>::n };
+    __align__(16) T a[GEMM_BK][LD];
+    __align__(16) T b[GEMM_BK][LD];
+};
+
+// Whether Op gathers through a k-table: an Op may declare
+//   typedef ... KTab;                   what every element of reduction index k needs
+//   KTab op.ktab(int k)                 computed once per step for each of its GEMM_BK k
+//   T op.a(const Row&, int k, const KTab&), T op.b(const Col&, int k, const KTab&)
+// so that the k-dependent part of a gather (the decomposition of k into
+// channel and tap, say) costs one division per k of the tile instead of one
+// per fetched element.
+template <typename X> struct GemmVoid { typedef void type; };
+template <typename Op, typename = void> struct GemmKTab { typedef void type; enum { USED = 0 }; };
+template <typename Op> struct GemmKTab<Op, typename GemmVoid<typename Op::KTab>::type> {
+    typedef typename Op::KTab type;
+    enum { USED = 1 };
+};
+template <typename E> struct GemmKTabArg { typedef E type; };
+template <> struct GemmKTabArg<void> { typedef int type; };
 
 // Where thread t's fetched element i (i < GEMM_LOADS) lies in the BK x 64 tile:
 // its k, its row or column (mn), and which precomputed Row/Col handle it uses.
@@ -118,15 +142,24 @@ __device__ __forceinline__ void gemm_handles(GemmHandles<H, GemmFetch<ALONG_K>::
     }
 }
 
-// r[i] = the operand's element i for the step starting at k0 (zero outside).
-template <bool ALONG_K, typename T, typename H, typename Get>
+// r[i] = the operand's element i for the step starting at k0 (zero outside);
+// get(handle, k, e) with e = tab[k - k0], the k-table entry (tab: the step's
+// buffer, or null for an Op without one). The entries are read unconditionally
+// once per step for an operand laid out along k (one k for all its elements),
+// so that the entry is one 128-bit shared load for both operands.
+template <bool ALONG_K, bool TAB, typename T, typename H, typename E, typename Get>
 __device__ __forceinline__ void gemm_fetch(const GemmHandles<H, GemmFetch<ALONG_K>::HANDLES>& hs, int k0,
-                                           int kend, Get get, T (&r)[GEMM_LOADS]) {
+                                           int kend, const E* tab, Get get, T (&r)[GEMM_LOADS]) {
     typedef GemmFetch<ALONG_K> L;
+    E e[GEMM_LOADS];
+#pragma unroll
+    for (int i = 0; i < GEMM_LOADS; ++i)
+        if constexpr (TAB && ALONG_K) e[i] = i > 0 ? e[0] : tab[L::k(threadIdx.x, i)];
 #pragma unroll
     for (int i = 0; i < GEMM_LOADS; ++i) {
         const int k = k0 + L::k(threadIdx.x, i);
-        r[i] = (hs.ok[L::handle(i)] && k < kend) ? get(hs.h[L::handle(i)], k) : T(0);
+        if constexpr (TAB && !ALONG_K) e[i] = tab[L::k(threadIdx.x, i)];
+        r[i] = (hs.ok[L::handle(i)] && k < kend) ? get(hs.h[L::handle(i)], k, e[i]) : T(0);
     }
 }
 
@@ -153,12 +186,29 @@ template <typename T> __device__ __forceinline__ void gemm_lds(const T* row, int
 // acc[i][j] = sum over k in [kbeg, kend) of A[m0 + gemm_micro(ty, i), k] * B[k, n0 + gemm_micro(tx, j)].
 // Every thread of the block must call it with the same arguments: its barriers
 // are reached by all threads because the step count depends only on kbeg, kend.
-template <typename T, typename Op>
-__device__ void gemm_tile(const Op& op, GemmSmem<T>& sm, int m0, int n0, int kbeg, int kend,
+// A k-table Op's entries for step j are written by threads 0..15 into buffer
+// j % 2 before the barrier that precedes step j's fetch; the buffer was last
+// read by step j - 2's fetch, which finished before step j - 2's second barrier.
+template <typename T, typename Op, typename Sm>
+__device__ void gemm_tile(const Op& op, Sm& sm, int m0, int n0, int kbeg, int kend,
                           T (&acc)[GEMM_TM][GEMM_TN]) {
+    typedef GemmKTab<Op> KT;
+    typedef typename KT::type E;
     const int t = threadIdx.x, tx = t % 16, ty = t / 16;
-    const auto geta = [&op](const typename Op::Row& r, int k) { return op.a(r, k); };
-    const auto getb = [&op](const typename Op::Col& c, int k) { return op.b(c, k); };
+    typedef typename GemmKTabArg<E>::type EA;  // int (unused) for an Op without a k-table
+    int buf = 0;
+    const auto tab = [&]() -> const EA* {
+        if constexpr (KT::USED) return sm.ktab[buf];
+        else return nullptr;
+    };
+    const auto geta = [&](const typename Op::Row& r, int k, const EA& e) {
+        if constexpr (KT::USED) return op.a(r, k, e);
+        else return op.a(r, k);
+    };
+    const auto getb = [&](const typename Op::Col& c, int k, const EA& e) {
+        if constexpr (KT::USED) return op.b(c, k, e);
+        else return op.b(c, k);
+    };
     GemmHandles<typename Op::Row, GemmFetch<Op::A_ALONG_K>::HANDLES> rows;
     GemmHandles<typename Op::Col, GemmFetch<Op::B_ALONG_K>::HANDLES> cols;
     gemm_handles<Op::A_ALONG_K>(rows, m0, op.M, [&op](int m) { return op.row(m); });
@@ -169,16 +219,25 @@ __device__ void gemm_tile(const Op& op, GemmSmem<T>& sm, int m0, int n0, int kbe
 #pragma unroll
         for (int j = 0; j < GEMM_TN; ++j) acc[i][j] = T(0);
 
+    if constexpr (KT::USED) {
+        if (t < GEMM_BK && kbeg + t < kend) sm.ktab[0][t] = op.ktab(kbeg + t);
+        __syncthreads();  // uniform: every thread reaches it
+    }
     T ra[GEMM_LOADS], rb[GEMM_LOADS];
-    gemm_fetch<Op::A_ALONG_K>(rows, kbeg, kend, geta, ra);
-    gemm_fetch<Op::B_ALONG_K>(cols, kbeg, kend, getb, rb);
+    gemm_fetch<Op::A_ALONG_K, KT::USED>(rows, kbeg, kend, tab(), geta, ra);
+    gemm_fetch<Op::B_ALONG_K, KT::USED>(cols, kbeg, kend, tab(), getb, rb);
     for (int k0 = kbeg; k0 < kend; k0 += GEMM_BK) {
         gemm_stash<Op::A_ALONG_K>(sm.a, ra);
         gemm_stash<Op::B_ALONG_K>(sm.b, rb);
-        __syncthreads();  // the tile is complete before anyone reads it
+        if constexpr (KT::USED) {
+            const int k = k0 + GEMM_BK + t;
+            if (t < GEMM_BK && k < kend) sm.ktab[buf ^ 1][t] = op.ktab(k);
+        }
+        __syncthreads();  // the tile (and the next step's k-table) is complete before anyone reads it
         if (k0 + GEMM_BK < kend) {  // uniform: the same for every thread of the block
-            gemm_fetch<Op::A_ALONG_K>(rows, k0 + GEMM_BK, kend, geta, ra);
-            gemm_fetch<Op::B_ALONG_K>(cols, k0 + GEMM_BK, kend, getb, rb);
+            buf ^= 1;
+            gemm_fetch<Op::A_ALONG_K, KT::USED>(rows, k0 + GEMM_BK, kend, tab(), geta, ra);
+            gemm_fetch<Op::B_ALONG_K, KT::USED>(cols, k0 + GEMM_BK, kend, tab(), getb, rb);
         }
 #pragma unroll
         for (int kk = 0; kk < GEMM_BK; ++kk) {
@@ -198,8 +257,8 @@ __device__ void gemm_tile(const Op& op, GemmSmem<T>& sm, int m0, int n0, int kbe
 // to store(m, n, value) for m < op.M, n < op.N: the epilogue every GEMM kernel
 // shares, so that a kernel says only where its results go. Tiles run over grid
 // x (columns) and y (rows).
-template <typename T, typename Op, typename Store>
-__device__ __forceinline__ void gemm_block(const Op& op, GemmSmem<T>& sm, int kbeg, int kend, Store store) {
+template <typename T, typename Op, typename Sm, typename Store>
+__device__ __forceinline__ void gemm_block(const Op& op, Sm& sm, int kbeg, int kend, Store store) {
     const int m0 = blockIdx.y * GEMM_BM, n0 = blockIdx.x * GEMM_BN;
     const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
     T acc[GEMM_TM][GEMM_TN];

@@ -193,12 +193,12 @@ def test_batches_past_the_int_range_run_in_runs_of_images(monkeypatch):
     w = rng.standard_normal((4, 3, 3, 3))
     b = rng.standard_normal(4)
     whole = gpucnn.conv2d(x, w, b, padding=1), gpucnn.conv2d_backward(np.ones((5, 4, 9, 8)), x, w, padding=1)
-    monkeypatch.setattr(gemm, "_INT_MAX", 2 * 3 * 9 * 8)  # two images per run
+    monkeypatch.setattr(gemm, "_INT_MAX", 4 * 4 * 9 * 8)  # half of it holds two images of y
     y = gpucnn.conv2d(x, w, b, padding=1)
     dx, dw, db = gpucnn.conv2d_backward(np.ones((5, 4, 9, 8)), x, w, padding=1)
     np.testing.assert_allclose(y, whole[0], rtol=1e-12)
     for got, want in zip((dx, dw, db), whole[1]):
         np.testing.assert_allclose(got, want, rtol=1e-12)
-    monkeypatch.setattr(gemm, "_INT_MAX", 3 * 9 * 8 - 1)  # one image past the limit
-    with pytest.raises(ValueError, match="exceeds 2\\*\\*31 - 1"):
+    monkeypatch.setattr(gemm, "_INT_MAX", 2 * 4 * 9 * 8 - 1)  # one image of y past half of it
+    with pytest.raises(ValueError, match="one image's tensor holds 288 elements"):
         gpucnn.conv2d(x, w, b, padding=1)

@@ -34,10 +34,15 @@ def _fits_int(*counts) -> None:
 
 def _batches(g, *per_image):
     """(n0, n1, geometry) for runs of images whose tensors each stay within
-    the kernels' int element counts, so a batch of any size works; one image
-    past the limit is refused by fits_int."""
-    fits_int(FAMILY, *per_image)
-    step = max(1, gemm._INT_MAX // max(1, *per_image))
+    half the kernels' int range, so a batch of any size works. Half: the
+    gathers form int offsets of window origins, which can reach past a
+    tensor's end by the padding before their bounds check. One image past
+    the limit is refused."""
+    limit = gemm._INT_MAX // 2
+    if max(per_image) > limit:
+        raise ValueError(f"{FAMILY} kernels: one image's tensor holds {max(per_image)} elements, "
+                         f"more than {limit} (half of 2**31 - 1, the kernels' int range)")
+    step = max(1, limit // max(1, *per_image))
     for n0 in range(0, g.N, step):
         n1 = min(g.N, n0 + step)
         yield n0, n1, dataclasses.replace(g, N=n1 - n0)
