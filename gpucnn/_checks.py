@@ -17,8 +17,10 @@ def _is_int(v) -> bool:
 
 
 def pair(name: str, v, *, minimum: int | None = None) -> tuple[int, int]:
-    """An int or a pair of ints, as torch's ``_pair``."""
+    """An int, a one-element tuple or a pair of ints, as torch's ``_pair``."""
     vals = (v, v) if _is_int(v) else tuple(v) if isinstance(v, (tuple, list)) else None
+    if vals is not None and len(vals) == 1:
+        vals = vals * 2
     if vals is None or len(vals) != 2 or not all(_is_int(a) for a in vals):
         raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
     vals = (int(vals[0]), int(vals[1]))
@@ -38,7 +40,8 @@ def padding(name: str, v, *, four: bool = True) -> tuple[int, int, int, int]:
         try:
             ph, pw = pair(name, v)
         except TypeError:
-            what = "an int, a pair or four ints (top, bottom, left, right)" if four else "an int or a pair"
+            what = ("an int, a pair or four ints (top, bottom, left, right)" if four
+                    else "an int or a pair")
             raise TypeError(f"{name} must be {what}, got {v!r}") from None
         t, b, l, r = ph, ph, pw, pw
     if min(t, b, l, r) < 0:
@@ -90,6 +93,28 @@ def _from_dlpack(name: str, a):
     except (BufferError, RuntimeError, ValueError) as e:  # e.g. a torch tensor requiring grad
         raise TypeError(f"{what} could not be taken through DLPack: {e}") from e
     raise TypeError(f"{what} lives on DLPack device type {device}; only CPU and CUDA arrays are taken")
+
+
+def batched(name: str, a):
+    """A (C, H, W) or (N, C, H, W) array as (N, C, H, W), and whether it came
+    unbatched (a batch of one is added, as torch does for unbatched inputs)."""
+    a = array(name, a, (3, 4))
+    return (a[None], True) if a.ndim == 3 else (a, False)
+
+
+def like(name: str, a, unbatched: bool):
+    """An array that must be batched exactly when x is, as (N, ...)."""
+    want = 3 if unbatched else 4
+    a = array(name, a)
+    if a.ndim != want:
+        raise ValueError(f"{name} must be {want}-D, since x is {'un' if unbatched else ''}batched "
+                         f"({want}-D), got shape {tuple(a.shape)}")
+    return a[None] if unbatched else a
+
+
+def unbatch(a, unbatched: bool):
+    """Drop the batch axis that ``batched`` added (a may be None)."""
+    return a[0] if unbatched and a is not None else a
 
 
 def same_dtype(**arrays) -> None:

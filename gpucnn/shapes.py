@@ -18,6 +18,16 @@ def conv_out(size: int, k: int, s: int, pad_lo: int, pad_hi: int, d: int) -> int
     return (size + pad_lo + pad_hi - d * (k - 1) - 1) // s + 1
 
 
+def same_padding(size: int, k: int, s: int, d: int) -> tuple[int, int]:
+    """``padding="same"`` along one axis: (before, after) so that the output
+    has ceil(size / s) positions, as TensorFlow pads: the smallest total
+    padding that lets the last window start there, the odd one after
+    (bottom/right). With stride 1 this is PyTorch's "same"."""
+    out = -(-size // s)
+    total = max((out - 1) * s + d * (k - 1) + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
 def pool_out(size: int, k: int, s: int, pad_lo: int, pad_hi: int, d: int, ceil_mode: bool) -> int:
     """Output length of a pooling window along one axis (torch's rule).
 

@@ -5,12 +5,13 @@
 // size HxW (input) or PxQ (pooled); the geometry comes from gpucnn/shapes.py:
 //   max_pool2d_forward_T (const T* x, T* y, long long* idx, G)         x: (NC,H,W)  y, idx: (NC,P,Q)
 //   max_pool2d_backward_T(const T* dy, const long long* idx, T* dx, G) dy, idx: (NC,P,Q)  dx: (NC,H,W)
-//   avg_pool2d_forward_T (const T* x, T* y, G, int pb, int pr, int count_include_pad)
-//   avg_pool2d_backward_T(const T* dy, T* dx, G, int pb, int pr, int count_include_pad)
+//   avg_pool2d_forward_T (const T* x, T* y, G, int pb, int pr, int count_include_pad, int divisor_override)
+//   avg_pool2d_backward_T(const T* dy, T* dx, G, int pb, int pr, int count_include_pad, int divisor_override)
 //   max_unpool2d_T       (const T* y, const long long* idx, T* x, long long n, long long PQ, long long HoWo)
 //                          y, idx: (NC,P,Q)  x: (NC,Ho,Wo), zeroed by the caller (GPUCNN_INOUT)
 // where G = long long NC, int H, int W, int P, int Q, int kh, int kw, int sh, int sw,
 //           int pt, int pl, int dh, int dw   (pt, pl: top and left padding).
+// A nonzero divisor_override divides every window (torch's avg_pool2d option).
 //
 // Backward passes gather: one thread per input element sums the gradients of
 // the windows that hold it, in a fixed order, so results are bitwise identical
@@ -94,7 +95,7 @@ __device__ __forceinline__ int avg_divisor(int p, int q, int H, int W, int kh, i
 
 template <typename T>
 __device__ void avg_fwd(const T* __restrict__ x, T* __restrict__ y, POOL_GEOMETRY, int pb, int pr,
-                        int include_pad) {
+                        int include_pad, int divisor) {
     GRID_STRIDE_LOOP(o, NC * P * Q) {
         const int q = (int)(o % Q), p = (int)((o / Q) % P);
         const T* plane = x + (o / ((long long)P * Q)) * H * W;
@@ -102,13 +103,14 @@ __device__ void avg_fwd(const T* __restrict__ x, T* __restrict__ y, POOL_GEOMETR
         T acc = T(0);
         for (int h = max(h0, 0); h < min(h0 + kh, H); ++h)
             for (int w = max(w0, 0); w < min(w0 + kw, W); ++w) acc += plane[h * W + w];
-        y[o] = acc / T(avg_divisor(p, q, H, W, kh, kw, sh, sw, pt, pl, pb, pr, include_pad));
+        y[o] = acc / T(divisor ? divisor
+                               : avg_divisor(p, q, H, W, kh, kw, sh, sw, pt, pl, pb, pr, include_pad));
     }
 }
 
 template <typename T>
 __device__ void avg_bwd(const T* __restrict__ dy, T* __restrict__ dx, POOL_GEOMETRY, int pb, int pr,
-                        int include_pad) {
+                        int include_pad, int divisor) {
     GRID_STRIDE_LOOP(e, NC * H * W) {
         const int w = (int)(e % W), h = (int)((e / W) % H);
         const T* g = dy + (e / ((long long)H * W)) * P * Q;
@@ -120,7 +122,8 @@ __device__ void avg_bwd(const T* __restrict__ dy, T* __restrict__ dx, POOL_GEOME
                 const int q = window_of(w, j, sw, pl, 1, Q);
                 if (q < 0) continue;
                 acc += g[p * Q + q] /
-                       T(avg_divisor(p, q, H, W, kh, kw, sh, sw, pt, pl, pb, pr, include_pad));
+                       T(divisor ? divisor
+                                 : avg_divisor(p, q, H, W, kh, kw, sh, sw, pt, pl, pb, pr, include_pad));
             }
         }
         dx[e] = acc;
@@ -144,12 +147,14 @@ extern "C" __global__ void max_pool2d_forward_f64(const double* __restrict__ x, 
     max_fwd(x, y, idx, POOL_ARGS);
 }
 extern "C" __global__ void avg_pool2d_forward_f32(const float* __restrict__ x, float* __restrict__ y,
-                                                  POOL_GEOMETRY, int pb, int pr, int include_pad) {
-    avg_fwd(x, y, POOL_ARGS, pb, pr, include_pad);
+                                                  POOL_GEOMETRY, int pb, int pr, int include_pad,
+                                                  int divisor_override) {
+    avg_fwd(x, y, POOL_ARGS, pb, pr, include_pad, divisor_override);
 }
 extern "C" __global__ void avg_pool2d_forward_f64(const double* __restrict__ x, double* __restrict__ y,
-                                                  POOL_GEOMETRY, int pb, int pr, int include_pad) {
-    avg_fwd(x, y, POOL_ARGS, pb, pr, include_pad);
+                                                  POOL_GEOMETRY, int pb, int pr, int include_pad,
+                                                  int divisor_override) {
+    avg_fwd(x, y, POOL_ARGS, pb, pr, include_pad, divisor_override);
 }
 extern "C" __global__ void max_unpool2d_f32(const float* __restrict__ y, const long long* __restrict__ idx,
                                             float* GPUCNN_INOUT __restrict__ x, long long n, long long PQ,
@@ -173,10 +178,12 @@ extern "C" __global__ void max_pool2d_backward_f64(const double* __restrict__ dy
     max_bwd(dy, idx, dx, POOL_ARGS);
 }
 extern "C" __global__ void avg_pool2d_backward_f32(const float* __restrict__ dy, float* __restrict__ dx,
-                                                   POOL_GEOMETRY, int pb, int pr, int include_pad) {
-    avg_bwd(dy, dx, POOL_ARGS, pb, pr, include_pad);
+                                                   POOL_GEOMETRY, int pb, int pr, int include_pad,
+                                                   int divisor_override) {
+    avg_bwd(dy, dx, POOL_ARGS, pb, pr, include_pad, divisor_override);
 }
 extern "C" __global__ void avg_pool2d_backward_f64(const double* __restrict__ dy, double* __restrict__ dx,
-                                                   POOL_GEOMETRY, int pb, int pr, int include_pad) {
-    avg_bwd(dy, dx, POOL_ARGS, pb, pr, include_pad);
+                                                   POOL_GEOMETRY, int pb, int pr, int include_pad,
+                                                   int divisor_override) {
+    avg_bwd(dy, dx, POOL_ARGS, pb, pr, include_pad, divisor_override);
 }

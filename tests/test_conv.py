@@ -251,7 +251,11 @@ def _bad_conv_calls():
     xt, wt = np.zeros((1, 4, 3, 3), f4), np.zeros((4, 2, 3, 3), f4)
     conv = gpucnn.conv2d
     return [  # (call, error type, regex naming the argument)
-        ("x ndim", lambda: conv(x[0], w), ValueError, r"\bx must be 4-D"),
+        ("x ndim", lambda: conv(x[0, 0], w), ValueError, r"\bx must be 3-D or 4-D"),
+        ("dy batched, x not", lambda: gpucnn.conv2d_backward(dy, x[0], w), ValueError, r"\bdy must be 3-D"),
+        ("padding string", lambda: conv(x, w, padding="full"), ValueError, r"\bpadding must be 'same'"),
+        ("transpose padding string", lambda: gpucnn.conv_transpose2d(xt, wt, padding="same"), TypeError,
+         r"\bpadding must be an int"),
         ("w ndim", lambda: conv(x, w[0]), ValueError, r"\bw must be 4-D"),
         ("channel mismatch", lambda: conv(x, w[:, :3]), ValueError, r"channels"),
         ("groups vs C", lambda: conv(x[:, :3], w[:, :1], groups=2), ValueError, r"groups"),
@@ -283,7 +287,8 @@ def _bad_conv_calls():
         ("transpose dy shape", lambda: gpucnn.conv_transpose2d_backward(np.zeros((1, 2, 4, 4), f4), xt, wt),
          ValueError, r"\bdy must have shape"),
         ("im2col kernel", lambda: gpucnn.im2col(x, 6), ValueError, r"kernel .*larger"),
-        ("im2col ndim", lambda: gpucnn.im2col(x[0], 2), ValueError, r"\bx must be 4-D"),
+        ("im2col ndim", lambda: gpucnn.im2col(x[0, 0], 2), ValueError, r"\bx must be 3-D or 4-D"),
+        ("col2im ndim", lambda: gpucnn.col2im(np.zeros(4, f4), (3, 3), 2), ValueError, r"\bcols must be 2-D or 3-D"),
         ("im2col kernel_size 0", lambda: gpucnn.im2col(x, 0), ValueError, r"kernel_size"),
         ("col2im length", lambda: gpucnn.col2im(np.zeros((1, 4, 5), f4), (3, 3), 2), ValueError, r"\bcols\b"),
         ("col2im rows", lambda: gpucnn.col2im(np.zeros((1, 5, 4), f4), (3, 3), 2), ValueError, r"\bcols\b"),

@@ -91,8 +91,12 @@ DY = np.zeros((1, 2, 3, 3), np.float32)
 IDX = np.zeros((1, 2, 3, 3), np.int64)
 
 BAD = [
-    ("ndim", lambda: gpucnn.max_pool2d(X[0], 2), ValueError, "x must be 4-D"),
-    ("ndim avg", lambda: gpucnn.avg_pool2d(X[0, 0], 2), ValueError, "x must be 4-D"),
+    ("ndim", lambda: gpucnn.max_pool2d(X[0, 0], 2), ValueError, "x must be 3-D or 4-D"),
+    ("ndim avg", lambda: gpucnn.avg_pool2d(X[0, 0, 0], 2), ValueError, "x must be 3-D or 4-D"),
+    ("dy unbatched, x not", lambda: gpucnn.avg_pool2d_backward(DY[0], X, 2), ValueError, "dy must be 4-D"),
+    ("divisor_override 0", lambda: gpucnn.avg_pool2d(X, 2, divisor_override=0), ValueError, "divisor_override"),
+    ("divisor_override float", lambda: gpucnn.avg_pool2d_backward(DY, X, 2, divisor_override=2.0), TypeError,
+     "divisor_override"),
     ("kernel too big", lambda: gpucnn.max_pool2d(X, 7), ValueError, "kernel"),
     ("dilated kernel too big", lambda: gpucnn.max_pool2d(X, 3, dilation=3), ValueError, "kernel"),
     ("avg kernel too big", lambda: gpucnn.avg_pool2d(X, (2, 9), padding=(0, 1)), ValueError, "kernel"),
@@ -118,7 +122,7 @@ BAD = [
     ("unpool indices shape", lambda: gpucnn.max_unpool2d(DY, IDX[..., :2], 2), ValueError, "indices"),
     ("unpool indices dtype", lambda: gpucnn.max_unpool2d(DY, IDX.astype(np.float64), 2), TypeError, "indices"),
     ("unpool indices range", lambda: gpucnn.max_unpool2d(DY, IDX + 36, 2), ValueError, "indices"),
-    ("unpool ndim", lambda: gpucnn.max_unpool2d(DY[0], IDX[0], 2), ValueError, "y must be 4-D"),
+    ("unpool ndim", lambda: gpucnn.max_unpool2d(DY[0, 0], IDX[0, 0], 2), ValueError, "y must be 3-D or 4-D"),
     ("unpool int y", lambda: gpucnn.max_unpool2d(IDX, IDX, 2), TypeError, "y must be float"),
     ("unpool output_size too big", lambda: gpucnn.max_unpool2d(DY, IDX, 2, output_size=(8, 6)),
      ValueError, "output_size"),

@@ -34,22 +34,24 @@ def max_pool2d_backward(rt, dy, idx, win):
     return dx
 
 
-def _avg(rt, base, src, out_hw, win, count_include_pad):
-    """Average pooling forward (src = x, out (P, Q)) or backward (src = dy, out (H, W))."""
+def _avg(rt, base, src, out_hw, win, count_include_pad, divisor_override):
+    """Average pooling forward (src = x, out (P, Q)) or backward (src = dy, out (H, W));
+    a nonzero divisor_override replaces every window's divisor."""
     src = contiguous(rt.xp, src)
     N, C = src.shape[:2]
     out = rt.xp.empty((N, C, *out_hw), dtype=src.dtype)
-    extra = (np.int32(win.pad[1]), np.int32(win.pad[3]), np.int32(bool(count_include_pad)))
+    extra = (np.int32(win.pad[1]), np.int32(win.pad[3]), np.int32(bool(count_include_pad)),
+             np.int32(divisor_override))
     launch(rt, FAMILY, base, src.dtype, out.size, (src, out, *_geometry(N * C, win), *extra))
     return out
 
 
-def avg_pool2d_forward(rt, x, win, count_include_pad):
-    return _avg(rt, "avg_pool2d_forward", x, (win.P, win.Q), win, count_include_pad)
+def avg_pool2d_forward(rt, x, win, count_include_pad, divisor_override=0):
+    return _avg(rt, "avg_pool2d_forward", x, (win.P, win.Q), win, count_include_pad, divisor_override)
 
 
-def avg_pool2d_backward(rt, dy, win, count_include_pad):
-    return _avg(rt, "avg_pool2d_backward", dy, (win.H, win.W), win, count_include_pad)
+def avg_pool2d_backward(rt, dy, win, count_include_pad, divisor_override=0):
+    return _avg(rt, "avg_pool2d_backward", dy, (win.H, win.W), win, count_include_pad, divisor_override)
 
 
 def max_unpool2d(rt, y, idx, Ho, Wo):

@@ -22,14 +22,27 @@ def _check_groups(groups) -> None:
         raise ValueError(f"groups must be >= 1, got {groups}")
 
 
-def _conv_geometry(x_shape, w_shape, stride, padding, dilation, groups, *, four=True, what="conv2d"):
+def _conv_padding(padding, hw, kernel, stride, dilation):
+    """(top, bottom, left, right) from ints, or from "valid" (none) or "same"
+    (output ceil(H/stride) x ceil(W/stride), see ``shapes.same_padding``)."""
+    if not isinstance(padding, str):
+        return chk.padding("padding", padding)
+    if padding == "valid":
+        return 0, 0, 0, 0
+    if padding == "same":
+        return tuple(p for n, k, s, d in zip(hw, kernel, stride, dilation)
+                     for p in shapes.same_padding(n, k, s, d))
+    raise ValueError(f"padding must be 'same', 'valid', an int, a pair or four ints, got {padding!r}")
+
+
+def _conv_geometry(x_shape, w_shape, stride, padding, dilation, groups, *, what="conv2d"):
     """Check a convolution's arguments against x (N,C,H,W) and w (K,C/g,kh,kw)."""
     stride = chk.pair("stride", stride, minimum=1)
     dilation = chk.pair("dilation", dilation, minimum=1)
-    pad = chk.padding("padding", padding, four=four)
     _check_groups(groups)
     N, C, H, W = x_shape
     K, Cg, kh, kw = w_shape
+    pad = _conv_padding(padding, (H, W), (kh, kw), stride, dilation)
     if C % groups or K % groups:
         raise ValueError(f"{what}: groups={groups} must divide the input channels C={C} and the "
                          f"filters K={K} (x shape {tuple(x_shape)}, w shape {tuple(w_shape)})")
@@ -54,16 +67,33 @@ def _bias(b, K, x):
 
 
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
-    """y = x * w + b for x (N,C,H,W), w (K,C/groups,kh,kw) -> y (N,K,P,Q)."""
-    x, w = chk.array("x", x, 4), chk.array("w", w, 4)
+    """2-D convolution (cross-correlation, as torch.nn.functional.conv2d).
+
+    x: (N, C, H, W), or (C, H, W) unbatched; w: (K, C/groups, kh, kw);
+    b: (K,) or None. stride, dilation: an int or a pair (one-element tuples
+    too). padding: an int, a pair (ph, pw), four ints (top, bottom, left,
+    right), "valid" (none) or "same": output ceil(H/sh) x ceil(W/sw) for any
+    stride, the odd padding on the bottom/right (TensorFlow's rule; with
+    stride 1 it is torch's "same"). groups divides C and K.
+    Returns y: (N, K, P, Q), or (K, P, Q) for an unbatched x; x's dtype.
+    """
+    x, unbatched = chk.batched("x", x)
+    w = chk.array("w", w, 4)
     chk.same_dtype(x=x, w=w)
     g = _conv_geometry(x.shape, w.shape, stride, padding, dilation, groups)
-    return call("conv", "conv2d_forward", x, w, _bias(b, g.K, x), g)
+    return chk.unbatch(call("conv", "conv2d_forward", x, w, _bias(b, g.K, x), g), unbatched)
 
 
 def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, bias=True):
-    """(dx, dw, db) of conv2d for the output gradient dy; db is None when bias is False."""
-    dy, x, w = chk.array("dy", dy, 4), chk.array("x", x, 4), chk.array("w", w, 4)
+    """Gradients of conv2d with respect to x, w and b, for the output gradient dy.
+
+    dy: conv2d's output shape, (N, K, P, Q), or (K, P, Q) when x is
+    unbatched (C, H, W); the other arguments as for conv2d (padding
+    "same"/"valid" included). Returns (dx, dw, db): dx shaped as x, dw as w,
+    db (K,), or None when bias is False.
+    """
+    x, unbatched = chk.batched("x", x)
+    dy, w = chk.like("dy", dy, unbatched), chk.array("w", w, 4)
     chk.same_dtype(dy=dy, x=x, w=w)
     bias = chk.flag("bias", bias)
     g = _conv_geometry(x.shape, w.shape, stride, padding, dilation, groups)
@@ -71,7 +101,7 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, bias=Tr
     dx = call("conv", "conv2d_backward_data", dy, w, g)
     dw = call("conv", "conv2d_backward_filter", dy, x, g)
     db = call("conv", "conv2d_backward_bias", dy) if bias else None
-    return dx, dw, db
+    return chk.unbatch(dx, unbatched), dw, db
 
 
 def _transpose_geometry(x_shape, w_shape, stride, padding, output_padding, groups, dilation):
@@ -80,6 +110,9 @@ def _transpose_geometry(x_shape, w_shape, stride, padding, output_padding, group
     x (N, Cin, H, W) plays the convolution's dy, w (Cin, Cout/groups, kh, kw)
     its filters, and the output (N, Cout, Ho, Wo) its input.
     """
+    if isinstance(padding, str):
+        raise TypeError(f"conv_transpose2d: padding must be an int or a pair, got {padding!r} "
+                        f"(as in torch, a transposed convolution takes no string padding)")
     stride = chk.pair("stride", stride, minimum=1)
     dilation = chk.pair("dilation", dilation, minimum=1)
     pad = chk.pair("padding", padding, minimum=0)
@@ -112,21 +145,37 @@ def _transpose_geometry(x_shape, w_shape, stride, padding, output_padding, group
 
 
 def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
-    """Transposed convolution, x (N,Cin,H,W), w (Cin,Cout/groups,kh,kw) -> (N,Cout,Ho,Wo)."""
-    x, w = chk.array("x", x, 4), chk.array("w", w, 4)
+    """Transposed convolution (torch.nn.functional.conv_transpose2d): the
+    gradient of conv2d with respect to its input, as an op.
+
+    x: (N, Cin, H, W), or (Cin, H, W) unbatched; w: (Cin, Cout/groups, kh, kw);
+    b: (Cout,) or None. stride, padding, output_padding, dilation: an int or
+    a pair (one-element tuples too); like torch, no string padding.
+    output_padding (< stride or < dilation) adds rows/columns at the
+    bottom/right. Returns (N, Cout, Ho, Wo) (unbatched: (Cout, Ho, Wo)) with
+    Ho = (H-1)*sh - 2*ph + dh*(kh-1) + oph + 1, and Wo likewise.
+    """
+    x, unbatched = chk.batched("x", x)
+    w = chk.array("w", w, 4)
     chk.same_dtype(x=x, w=w)
     g = _transpose_geometry(x.shape, w.shape, stride, padding, output_padding, groups, dilation)
     b = _bias(b, g.C, x)
     y = call("conv", "conv2d_backward_data", x, w, g)
     if b is not None:
         y = y + b.reshape(1, -1, 1, 1)
-    return y
+    return chk.unbatch(y, unbatched)
 
 
 def conv_transpose2d_backward(dy, x, w, stride=1, padding=0, output_padding=0, groups=1,
                               dilation=1, bias=True):
-    """(dx, dw, db) of conv_transpose2d; db is None when bias is False."""
-    dy, x, w = chk.array("dy", dy, 4), chk.array("x", x, 4), chk.array("w", w, 4)
+    """Gradients of conv_transpose2d with respect to x, w and b.
+
+    dy: its output's shape, (N, Cout, Ho, Wo), or (Cout, Ho, Wo) when x is
+    unbatched; the other arguments as for conv_transpose2d. Returns
+    (dx, dw, db): dx shaped as x, dw as w, db (Cout,), or None when bias is False.
+    """
+    x, unbatched = chk.batched("x", x)
+    dy, w = chk.like("dy", dy, unbatched), chk.array("w", w, 4)
     chk.same_dtype(dy=dy, x=x, w=w)
     bias = chk.flag("bias", bias)
     g = _transpose_geometry(x.shape, w.shape, stride, padding, output_padding, groups, dilation)
@@ -134,7 +183,7 @@ def conv_transpose2d_backward(dy, x, w, stride=1, padding=0, output_padding=0, g
     dx = call("conv", "conv2d_forward", dy, w, None, g)
     dw = call("conv", "conv2d_backward_filter", x, dy, g)
     db = call("conv", "conv2d_backward_bias", dy) if bias else None
-    return dx, dw, db
+    return chk.unbatch(dx, unbatched), dw, db
 
 
 def _im2col_window(x_shape, kernel_size, stride, padding, dilation):
@@ -147,25 +196,38 @@ def _im2col_window(x_shape, kernel_size, stride, padding, dilation):
 
 
 def im2col(x, kernel_size, stride=1, padding=0, dilation=1):
-    """The seed's phi(x), laid out as torch.nn.functional.unfold: (N, C*kh*kw, P*Q)."""
-    x = chk.array("x", x, 4)
+    """The seed's phi(x), laid out as torch.nn.functional.unfold.
+
+    x: (N, C, H, W), or (C, H, W) unbatched; kernel_size, stride, padding,
+    dilation: an int or a pair (one-element tuples too). Returns
+    (N, C*kh*kw, P*Q), or (C*kh*kw, P*Q) for an unbatched x: row c*kh*kw +
+    i*kw + j holds tap (i, j) of channel c at every window position.
+    """
+    x, unbatched = chk.batched("x", x)
     win = _im2col_window(x.shape, kernel_size, stride, padding, dilation)
-    return call("conv", "im2col", x, win)
+    return chk.unbatch(call("conv", "im2col", x, win), unbatched)
 
 
 def col2im(cols, output_size, kernel_size, stride=1, padding=0, dilation=1):
-    """The reverse of phi, summing overlaps, as torch.nn.functional.fold: (N, C, H, W)."""
-    cols = chk.array("cols", cols, 3)
+    """The reverse of phi, summing overlaps, as torch.nn.functional.fold.
+
+    cols: (N, C*kh*kw, L), or (C*kh*kw, L) unbatched, with L the number of
+    window positions over output_size (H, W); the other arguments as for
+    im2col. Returns (N, C, H, W), or (C, H, W) for unbatched cols.
+    """
+    cols = chk.array("cols", cols, (2, 3))
+    unbatched = cols.ndim == 2
+    cols = cols[None] if unbatched else cols
     H, W = chk.pair("output_size", output_size, minimum=1)
     kernel = chk.pair("kernel_size", kernel_size, minimum=1)
     N, CKK, L = cols.shape
     if CKK % (kernel[0] * kernel[1]):
-        raise ValueError(f"col2im: cols.shape[1]={CKK} must be a multiple of kh*kw="
+        raise ValueError(f"col2im: cols.shape[-2]={CKK} must be a multiple of kh*kw="
                          f"{kernel[0] * kernel[1]} (cols shape {tuple(cols.shape)})")
     C = CKK // (kernel[0] * kernel[1])
     win = _im2col_window((N, C, H, W), kernel, stride, padding, dilation)
     if L != win.P * win.Q:
-        raise ValueError(f"col2im: cols.shape[2]={L} must equal the number of window positions "
+        raise ValueError(f"col2im: cols.shape[-1]={L} must equal the number of window positions "
                          f"{win.P}x{win.Q}={win.P * win.Q} for output_size {(H, W)} "
                          f"(cols shape {tuple(cols.shape)})")
-    return call("conv", "col2im", cols, C, win)
+    return chk.unbatch(call("conv", "col2im", cols, C, win), unbatched)

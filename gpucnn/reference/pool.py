@@ -186,11 +186,13 @@ def _max_pool_backward_planes(dy: np.ndarray, idx: np.ndarray, win: Window, dx: 
         np.add.at(out, target.reshape(-1), g.reshape(-1))
 
 
-def _avg_divisor(win: Window, count_include_pad: bool) -> np.ndarray:
-    """Torch's divisor per window (P, Q): the window clipped to the padded
-    extent [-top, H+bottom) x [-left, W+right) with count_include_pad (so a
-    ceil-mode overhang past the padding is not counted), else clipped to the
-    input itself."""
+def _avg_divisor(win: Window, count_include_pad: bool, divisor_override: int = 0) -> np.ndarray:
+    """Torch's divisor per window (P, Q): divisor_override when nonzero; else
+    the window clipped to the padded extent [-top, H+bottom) x [-left, W+right)
+    with count_include_pad (so a ceil-mode overhang past the padding is not
+    counted), else clipped to the input itself."""
+    if divisor_override:
+        return np.full((win.P, win.Q), divisor_override)
     pt, pb, pl, pr = win.pad
     hb, wb = _starts(win)
     h1, w1 = np.minimum(hb + win.kh, win.H + pb), np.minimum(wb + win.kw, win.W + pr)
@@ -202,35 +204,39 @@ def _avg_divisor(win: Window, count_include_pad: bool) -> np.ndarray:
     return rows[:, None] * cols[None, :]
 
 
-def avg_pool2d_forward(x: np.ndarray, win: Window, count_include_pad: bool) -> np.ndarray:
-    """Average pooling (§5), a chunk of planes at a time."""
-    return _by_planes(lambda xc, yc: _avg_pool_planes(xc, win, count_include_pad, yc), [x],
+def avg_pool2d_forward(x: np.ndarray, win: Window, count_include_pad: bool,
+                       divisor_override: int = 0) -> np.ndarray:
+    """Average pooling (§5), a chunk of planes at a time; divisor_override,
+    when nonzero, divides every window instead of torch's divisor."""
+    div = _avg_divisor(win, count_include_pad, divisor_override).astype(x.dtype)
+    return _by_planes(lambda xc, yc: _avg_pool_planes(xc, win, div, yc), [x],
                       [(x.dtype, (win.P, win.Q))], win)[0]
 
 
-def _avg_pool_planes(x: np.ndarray, win: Window, count_include_pad: bool, y: np.ndarray) -> None:
+def _avg_pool_planes(x: np.ndarray, win: Window, div: np.ndarray, y: np.ndarray) -> None:
     """Average pooling (§5) into y: each window's sum over its in-plane taps,
-    in raster order as torch adds them, divided by torch's divisor."""
+    in raster order as torch adds them, divided by its divisor div (P, Q)."""
     y.fill(0)
     # inf + -inf is NaN and big sums overflow, as in the kernels: IEEE
     # results, not warnings.
     with np.errstate(invalid="ignore", over="ignore"):
         for _, _, ps, qs, hs, ws in _taps(win):
             np.add(y[:, :, ps, qs], x[:, :, hs, ws], out=y[:, :, ps, qs])
-        y /= _avg_divisor(win, count_include_pad).astype(x.dtype)
+        y /= div
 
 
-def avg_pool2d_backward(dy: np.ndarray, win: Window, count_include_pad: bool) -> np.ndarray:
+def avg_pool2d_backward(dy: np.ndarray, win: Window, count_include_pad: bool,
+                        divisor_override: int = 0) -> np.ndarray:
     """Reverse of average pooling (§6), a chunk of planes at a time."""
-    return _by_planes(lambda d, o: _avg_pool_backward_planes(d, win, count_include_pad, o), [dy],
+    div = _avg_divisor(win, count_include_pad, divisor_override).astype(dy.dtype)
+    return _by_planes(lambda d, o: _avg_pool_backward_planes(d, win, div, o), [dy],
                       [(dy.dtype, (win.H, win.W))], win)[0]
 
 
-def _avg_pool_backward_planes(dy: np.ndarray, win: Window, count_include_pad: bool,
-                              dx: np.ndarray) -> None:
+def _avg_pool_backward_planes(dy: np.ndarray, win: Window, div: np.ndarray, dx: np.ndarray) -> None:
     """Reverse of average pooling (§6) into dx: each output's gradient, divided
-    by its window's divisor, is added to every in-plane tap of that window."""
-    g = dy / _avg_divisor(win, count_include_pad).astype(dy.dtype)
+    by its window's divisor div (P, Q), is added to every in-plane tap of that window."""
+    g = dy / div
     dx.fill(0)
     # Within one tap the positions p*s + off are distinct, so each in-place
     # add touches every dx element at most once; overlaps come from other taps.
