@@ -6,13 +6,21 @@ from gpucnn.backend import call
 
 
 def relu(x, negative_slope=0.0):
-    """max(x, 0), or leaky ReLU with ``negative_slope`` (torch's relu / leaky_relu)."""
+    """max(x, 0) elementwise, or leaky ReLU: x where x > 0, else
+    negative_slope * x (torch's relu / leaky_relu).
+
+    x: an array of any shape, float32 or float64; negative_slope: a real
+    number. Returns an array of x's shape and dtype.
+    """
     x = chk.array("x", x)
     return call("relu", "relu_forward", x, chk.number("negative_slope", negative_slope))
 
 
 def relu_backward(dy, x, negative_slope=0.0):
-    """dx = dy where x > 0, else dy * negative_slope."""
+    """Gradient of relu with respect to x: dy where x > 0, else dy * negative_slope.
+
+    dy, x: arrays of one shape and dtype (x is relu's input). Returns dx, shaped as x.
+    """
     dy, x = chk.array("dy", dy), chk.array("x", x)
     chk.same_dtype(dy=dy, x=x)
     chk.shape_is("dy", dy, x.shape, "the shape of x")
@@ -29,7 +37,11 @@ def _linear_args(x, w):
 
 
 def linear(x, w, b=None):
-    """y = x w^T + b for x (*, in), w (out, in), b (out,)."""
+    """Fully connected layer, y = x w^T + b (torch.nn.functional.linear).
+
+    x: (*, in), any number of leading axes; w: (out, in); b: (out,) or None.
+    Returns y: (*, out), x's dtype.
+    """
     x, w = _linear_args(x, w)
     if b is not None:
         b = chk.array("b", b, 1)
@@ -39,7 +51,12 @@ def linear(x, w, b=None):
 
 
 def linear_backward(dy, x, w, bias=True):
-    """(dx, dw, db) of linear; db is None when bias is False."""
+    """Gradients of linear with respect to x, w and b.
+
+    dy: linear's output shape (*, out); x: (*, in); w: (out, in). Returns
+    (dx, dw, db): dx shaped as x, dw as w, db (out,) summed over every
+    leading axis, or None when bias is False.
+    """
     x, w = _linear_args(x, w)
     dy = chk.array("dy", dy)
     chk.same_dtype(dy=dy, x=x)
@@ -61,7 +78,13 @@ def _labels(labels, n, classes):
 
 
 def softmax_cross_entropy(logits, labels):
-    """Mean softmax cross-entropy over the batch and its gradient: (loss, dlogits)."""
+    """Mean softmax cross-entropy over the batch and its gradient.
+
+    logits: (N, classes), non-empty; labels: (N,) integer class ids in
+    [0, classes). Returns (loss, dlogits): the mean over the N rows of
+    -log softmax(logits)[label] (a 0-d array of logits' dtype) and its
+    gradient with respect to logits, (N, classes).
+    """
     logits = chk.array("logits", logits, 2)
     if logits.shape[0] == 0 or logits.shape[1] == 0:
         raise ValueError(f"logits must be non-empty, got shape {tuple(logits.shape)}")
@@ -70,7 +93,12 @@ def softmax_cross_entropy(logits, labels):
 
 
 def squared_error(pred, target):
-    """The seed's Eq. 6, z = ||t - x||^2, averaged over the batch: (loss, dpred)."""
+    """The seed's Eq. 6, z = ||t - x||^2 per sample, averaged over the batch.
+
+    pred, target: arrays of one shape (N, ...) and dtype, N >= 1. Returns
+    (loss, dpred): the mean over axis 0 of the summed squared differences,
+    and its gradient with respect to pred, shaped as pred.
+    """
     pred, target = chk.array("pred", pred), chk.array("target", target)
     chk.same_dtype(pred=pred, target=target)
     chk.shape_is("target", target, pred.shape, "the shape of pred")

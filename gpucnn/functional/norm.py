@@ -70,8 +70,11 @@ def batch_norm2d(x, gamma, beta, running_mean=None, running_var=None, training=T
     torch does: (1 - momentum) * running + momentum * batch statistic, with
     the unbiased variance. training=False normalizes with the running
     statistics, which are then required. gamma and beta may be None (1 and 0).
-    Returns (y, saved), a ``BatchNormSaved`` whose running_mean and
-    running_var are the updated statistics; no argument is modified.
+    x: (N, C, H, W); gamma, beta, running_mean, running_var: (C,) arrays of
+    x's dtype; momentum in [0, 1]; eps > 0.
+    Returns (y, saved): y shaped as x, and a ``BatchNormSaved`` whose
+    running_mean and running_var are the updated statistics; no argument
+    is modified.
     """
     x = chk.array("x", x, 4)
     gamma, beta = _per_channel("gamma", gamma, x), _per_channel("beta", beta, x)
@@ -104,10 +107,15 @@ def batch_norm2d(x, gamma, beta, running_mean=None, running_var=None, training=T
 
 
 def batch_norm2d_backward(dy, x, gamma, saved, eps=1e-5):
-    """(dx, dgamma, dbeta) of batch_norm2d for the output gradient dy, given
-    the forward's x, gamma (None for 1) and saved. ``eps`` is checked but
-    changes nothing: saved.invstd already holds the forward's (as torch's
-    native_batch_norm_backward, which takes it too)."""
+    """Gradients of batch_norm2d with respect to x, gamma and beta.
+
+    dy, x: (N, C, H, W), x the forward's input; gamma: (C,) or None (for 1);
+    saved: the ``BatchNormSaved`` the forward returned (with batch
+    statistics, the gradient flows through them too). ``eps`` is checked
+    but changes nothing: saved.invstd already holds the forward's (as
+    torch's native_batch_norm_backward, which takes it too).
+    Returns (dx, dgamma, dbeta): dx shaped as x, dgamma and dbeta (C,).
+    """
     dy, x = chk.array("dy", dy, 4), chk.array("x", x, 4)
     chk.same_dtype(dy=dy, x=x)
     chk.shape_is("dy", dy, x.shape, "the shape of x")
