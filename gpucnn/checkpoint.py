@@ -69,16 +69,24 @@ def _section(arrays, prefix):
     return {k[len(prefix):]: arrays[k] for k in arrays if k.startswith(prefix)}
 
 
-def load(path, model, optimizer=None, scheduler=None) -> dict:
-    """Restore what ``save`` wrote into ``model`` (and the optimizer and schedule
-    when given) on the model's device; returns the JSON record."""
+def read(path) -> tuple[dict, dict]:
+    """Every array of checkpoint ``path`` and its JSON record, read in full
+    (so a truncated or corrupted file fails here), never unpickling."""
     with np.load(path, allow_pickle=False) as f:
         arrays = {k: f[k] for k in f.files}
     if _META not in arrays:
         raise ValueError(f"{path} is not a gpucnn checkpoint (no {_META!r} record)")
     record = json.loads(str(arrays[_META]))
-    if record.get("format") != FORMAT:
-        raise ValueError(f"{path}: checkpoint format {record.get('format')!r}, expected {FORMAT}")
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        fmt = record.get("format") if isinstance(record, dict) else None
+        raise ValueError(f"{path}: checkpoint format {fmt!r}, expected {FORMAT}")
+    return arrays, record
+
+
+def load(path, model, optimizer=None, scheduler=None) -> dict:
+    """Restore what ``save`` wrote into ``model`` (and the optimizer and schedule
+    when given) on the model's device; returns the JSON record."""
+    arrays, record = read(path)
     params, buffers = model.params(), model.buffers()
     _check(path, "parameter", _section(arrays, _PARAM), params)
     _check(path, "buffer", _section(arrays, _BUFFER), buffers)

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from gpucnn import checkpoint, data
+from gpucnn import checkpoint, data, runs
 from gpucnn.backend import use_backend
-from gpucnn.nn import MODELS, SGD, CosineAnnealingLR, CrossEntropyLoss
+from gpucnn.nn import MODELS, SGD, CrossEntropyLoss
 from gpucnn.nn._array import to_device
+from gpucnn.runtime.loader import on_compile
 
 DEVICES = ("cpu", "cuda", "emulator")
 
@@ -35,6 +36,7 @@ class Config:
     seed: int = 0
     out: str = "runs/train"
     resume: bool = False
+    overwrite: bool = False
     plot: bool = False
     progress: bool = True
 
@@ -48,6 +50,7 @@ class Progress:
         self.stream = stream if stream is not None else sys.stderr
         self.live = enabled and getattr(self.stream, "isatty", lambda: False)()
         self.t0 = self.last = time.perf_counter()
+        self.state = (0, 0.0, 0.0)  # (done, loss, acc) of the last update
 
     def _line(self, done, loss, acc):
         filled = int(30 * done / max(self.total, 1))
@@ -55,11 +58,23 @@ class Progress:
                 f"loss {loss:.4f} acc {acc:.4f} {time.perf_counter() - self.t0:.1f}s")
 
     def update(self, done, loss, acc):
+        self.state = (done, loss, acc)
         now = time.perf_counter()
         if self.live and (now - self.last > 0.1 or done == self.total):
             self.stream.write("\r" + self._line(done, loss, acc))
             self.stream.flush()
             self.last = now
+
+    def note(self, text):
+        """Show ``text`` after the bar until the next redraw (on a terminal),
+        else on a line of its own: what a long pause is spent on."""
+        if not self.enabled:
+            return
+        if self.live:
+            self.stream.write(f"\r{self._line(*self.state)} | {text}\x1b[K")
+        else:
+            self.stream.write(f"{self.label}: {text}\n")
+        self.stream.flush()
 
     def close(self, done, loss, acc, extra=""):
         if self.enabled:
@@ -97,14 +112,9 @@ def run_epoch(model, loss_fn, x, y, batch_size, device, optimizer=None, rng=None
 
 
 def _restore(cfg, out, model, optimizer, scheduler, ckpt):
-    """Resume from OUT/checkpoint.npz: (first epoch to run, training seconds so far)."""
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}; run without --resume first")
-    record = checkpoint.load(ckpt, model, optimizer, scheduler)
-    for key in ("model", "dataset", "seed"):
-        if record["config"][key] != getattr(cfg, key):
-            raise ValueError(f"--resume: the checkpoint was made with {key}={record['config'][key]!r}, "
-                             f"not {getattr(cfg, key)!r}")
+    """Resume from OUT/checkpoint.npz (checked by runs.preflight): (first
+    epoch to run, training seconds so far)."""
+    record = runs.restore(ckpt, model, optimizer, scheduler, cfg.epochs)
     # Drop metrics of epochs after the checkpoint (a crash between the two writes).
     metrics = out / "metrics.jsonl"
     if metrics.is_file():
@@ -117,24 +127,28 @@ def _restore(cfg, out, model, optimizer, scheduler, ckpt):
 def fit(cfg: Config, log=None) -> list[dict]:
     """Train as ``cfg`` says; returns the metrics of the epochs run."""
     log = log if log is not None else (lambda s: print(s, file=sys.stderr))
-    ds = data.load(cfg.dataset, cfg.data_dir, seed=cfg.seed)
+    if runs.finished(runs.preflight(cfg), cfg):
+        log(f"{cfg.out}: the run has done all its {cfg.epochs} epochs; nothing left to do "
+            f"(--resume with a larger --epochs extends it)")
+        return []
+    ds = runs.load_data(cfg)
     model = MODELS[cfg.model](ds.input_shape, ds.classes, rng=np.random.default_rng(cfg.seed))
     if cfg.device == "cuda":
         model.to("cuda")
     loss_fn = CrossEntropyLoss()
     optimizer = SGD(model, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                     nesterov=cfg.momentum > 0)
-    scheduler = CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    scheduler = runs.CosineSchedule(optimizer, cfg.epochs)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint.npz"
     first, seconds = (_restore(cfg, out, model, optimizer, scheduler, ckpt) if cfg.resume else (1, 0.0))
     if not cfg.resume:
-        (out / "metrics.jsonl").write_text("")
+        runs.start_fresh(out)
     log(f"{cfg.model} on {cfg.dataset}: {len(ds.x_train)} training, {len(ds.x_test)} held-out "
         f"images {tuple(ds.input_shape)}, device {cfg.device}, epochs {first}..{cfg.epochs}")
     history = []
-    with _backend_for(cfg.device):
+    with _backend_for(cfg.device), on_compile(lambda text: bar.note(text)):
         for epoch in range(first, cfg.epochs + 1):
             bar = Progress(len(ds.x_train), f"epoch {epoch}/{cfg.epochs}", enabled=cfg.progress)
             t0 = time.perf_counter()

@@ -199,7 +199,7 @@ def test_resume_after_a_crash_continues_exactly(tmp_path, monkeypatch):
             np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(ln)["epoch"] for ln in lines] == [1, 2]
-    with pytest.raises(ValueError, match="seed=0"):
+    with pytest.raises(ValueError, match="--seed 0, not 3"):
         train.fit(_cfg(tmp_path, out=str(tmp_path / "b"), resume=True, seed=3), log=lambda s: None)
 
 

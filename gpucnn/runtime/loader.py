@@ -7,6 +7,7 @@ and the emulator's reports name the original file and line.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 from pathlib import Path
@@ -53,9 +54,31 @@ def source(family: str) -> str:
     return "\n".join(_inline(path, ())) + "\n"
 
 
+_listeners: list = []
+
+
+@contextlib.contextmanager
+def on_compile(callback):
+    """Inside the block, ``callback(text)`` is called before a kernel module
+    is compiled (the first use of a family, minutes on the emulator), so a
+    progress line can say what the pause is spent on."""
+    _listeners.append(callback)
+    try:
+        yield
+    finally:
+        _listeners.remove(callback)
+
+
+def _announce(text: str) -> None:
+    for callback in list(_listeners):
+        callback(text)
+
+
 @functools.lru_cache(maxsize=None)
 def _cupy_module(device_id: int, family: str, options: tuple):
     import cupy
+    # CuPy's own disk cache may make this quick; NVRTC runs otherwise.
+    _announce(f"compiling the {family} kernels for the GPU (first use)")
     with cupy.cuda.Device(device_id):
         mod = cupy.RawModule(code=source(family), options=NVRTC_OPTIONS + options)
         mod.compile()  # raises cupy's CompileException carrying NVRTC's log
@@ -71,5 +94,7 @@ def cupy_module(family: str, options: tuple = ()):
 @functools.lru_cache(maxsize=None)
 def emulator_module(family: str, options: tuple = ()):
     """The same text built for the CPU emulator."""
-    from gpucnn.runtime.emulator import EmuModule
+    from gpucnn.runtime.emulator import EmuModule, build
+    if not build.cached(source(family), tuple(options)):
+        _announce(f"compiling the {family} kernels for the emulator (first use, then cached)")
     return EmuModule(source(family), tuple(options))

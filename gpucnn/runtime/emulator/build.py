@@ -133,14 +133,29 @@ def _runtime_objects(cxx: str, cdir: Path, base_key: str) -> list[Path]:
     return objs
 
 
+def _key(cxx: str, code: str, defines: list[str]) -> tuple[str, str]:
+    """(the cache key of a module, the key of everything but its text)."""
+    base_key = _base_key(cxx, _ucontext())
+    return _digest(base_key, code, *defines), base_key
+
+
+def cached(code: str, options: tuple = ()) -> bool:
+    """Whether ``build(code, options)`` would run no compiler (loaded, or on disk)."""
+    cxx = compiler()
+    if not available()[0] or cxx is None:
+        return True  # build() fails at once: nothing to announce
+    key = _key(cxx, code, _defines(options))[0]
+    out = cache_dir() / key[:32]
+    return key in _loaded or ((out / "meta.json").exists() and (out / "module.so").exists())
+
+
 def build(code: str, options: tuple = ()) -> Library:
     ok, why = available()
     if not ok:
         raise KernelBuildError(why)
     cxx = compiler()
     defines = _defines(options)
-    base_key = _base_key(cxx, _ucontext())
-    key = _digest(base_key, code, *defines)
+    key, base_key = _key(cxx, code, defines)
     with _lock:
         if key in _loaded:
             stats["cache_hits"] += 1
