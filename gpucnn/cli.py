@@ -182,7 +182,8 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the traceback of an error (also GPUCNN_DEBUG=1)")
     top = _Parser(prog="gpucnn", description=DESCRIPTION, parents=[common], **_HELP)
-    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser,
+                             help="what to do; gpucnn COMMAND --help describes its options")
     _add_train(sub, common)
     _add_bench(sub, common)
     _add_demo(sub, common)
