@@ -67,7 +67,8 @@ def test_resuming_an_extension_follows_its_plan(data, tmp_path, monkeypatch):
 
 def test_overwrite_replaces_the_run(data, tmp_path):
     out = tmp_path / "run"
-    train.fit(_cfg(data, out, plot=True), log=lambda s: None)
+    train.fit(_cfg(data, out), log=lambda s: None)
+    (out / "metrics.png").write_bytes(b"an old plot")
     with pytest.raises(UsageError, match="already holds a run"):
         train.fit(_cfg(data, out, epochs=1), log=lambda s: None)
     train.fit(_cfg(data, out, epochs=1, overwrite=True), log=lambda s: None)
