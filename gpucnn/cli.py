@@ -54,13 +54,29 @@ def _number(kind, lo=None, lo_open=False, hi=None):
     return parse
 
 
+def _say(prefix: str):
+    """A compile notice for commands without a progress bar: a line on stderr."""
+    from gpucnn.runtime.loader import on_compile
+    return on_compile(lambda text: print(f"{prefix}: {text}", file=sys.stderr, flush=True))
+
+
 def _demo(args) -> int:
     import gpucnn
     from gpucnn import demo
     _check_backend(args.backend)
-    with gpucnn.use_backend(args.backend):
+    with gpucnn.use_backend(args.backend), _say("demo"):
         acc = demo.run(steps=args.steps, lr=args.lr, seed=args.seed)
     return 0 if acc > 0.9 else 1
+
+
+def _check_environment() -> None:
+    """GPUCNN_BACKEND, when set, names a backend."""
+    import os
+
+    from gpucnn.backend import BACKENDS
+    name = os.environ.get("GPUCNN_BACKEND")
+    if name and name not in BACKENDS:
+        raise UsageError(f"GPUCNN_BACKEND must be one of {', '.join(BACKENDS)}, got {name!r}")
 
 
 def _check_backend(name: str) -> None:
@@ -98,9 +114,8 @@ def _train(args) -> int:
 
 def _bench(args) -> int:
     from gpucnn.bench import check, report, run
-    from gpucnn.runtime.loader import on_compile
     device, backends = check.arguments(args.device, args.backends, args.only, args.small)
-    with on_compile(lambda text: print(f"bench: {text}", file=sys.stderr, flush=True)):
+    with _say("bench"):
         res = run.run(device, backends=backends, small=args.small, only=args.only, budget_s=args.budget,
                       threads=args.threads, train=not args.no_train, progress=args.progress)
     paths = report.save(res, args.out)
@@ -197,6 +212,7 @@ def main(argv=None) -> int:
     debug = debug_wanted(argv)
     try:
         args = parser().parse_args(argv)
+        _check_environment()
         return args.func(args)
     except KeyboardInterrupt:
         if debug:

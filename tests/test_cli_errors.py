@@ -117,6 +117,7 @@ def _cases(tmp: Path, run: Path, data: Path):
         ("demo steps 0", ["demo", "--steps", "0"], {}, "--steps: must be >= 1"),
         ("demo lr < 0", ["demo", "--lr", "-0.1"], {}, "--lr: must be > 0"),
         ("demo unknown backend", ["demo", "--backend", "tpu"], {}, "--backend: invalid choice"),
+        ("unknown GPUCNN_BACKEND", ["demo"], {"GPUCNN_BACKEND": "tpu"}, "GPUCNN_BACKEND must be one of"),
     ]
     if not HAVE_GPU:
         cases += [("device cuda unavailable", [*t, *out, "--overwrite", "--device", "cuda"], {},
