@@ -113,6 +113,26 @@ class AvgPool2D(_Pool):
         return F.avg_pool2d_backward(dy, self._load("x"), **self._geom)
 
 
+class AdaptiveAvgPool2D(Module):
+    """torch.nn.AdaptiveAvgPool2d: (N, C, H, W) -> (N, C, *output_size) by
+    ``gpucnn.adaptive_avg_pool2d``; output_size 1 is global average pooling.
+    backward(dy) returns dx (N, C, H, W); there are no parameters."""
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = output_size
+
+    def forward(self, x):
+        self._save(x=x)
+        return F.adaptive_avg_pool2d(x, self.output_size)
+
+    def backward(self, dy):
+        return F.adaptive_avg_pool2d_backward(dy, self._load("x"))
+
+    def __repr__(self):
+        return f"AdaptiveAvgPool2D(output_size={self.output_size})"
+
+
 class ReLU(Module):
     def __init__(self, negative_slope=0.0):
         super().__init__()
