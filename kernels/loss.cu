@@ -101,7 +101,9 @@ __device__ void ce_rows(const T* __restrict__ z, Target tgt, const T* __restrict
         for (int c = 0; c < C; ++c) {
             const T ws = w[c] * tgt.share(r, base + c * S, c, C, eps);
             sum_a += ws;
-            sum_loss -= ws * (z[base + c * S] - l);
+            // A class the target does not weigh adds nothing, even where its
+            // log-probability is -inf in T (0 * inf would make the row NaN).
+            if (ws != T(0)) sum_loss -= ws * (z[base + c * S] - l);
         }
         lse[r] = l, a[r] = sum_a, loss[r] = sum_loss, den[r] = tgt.den(r, w);
     }

@@ -72,11 +72,15 @@ def cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothi
     if target.dtype.kind in "iu":
         t = target.reshape(-1)
         keep = t != ignore_index
-        y = np.where(keep, t, 0)
+        # An id out of range (which the functional API refuses unless told
+        # not to check) makes its row NaN, as in the kernels.
+        invalid = keep & ((t < 0) | (t >= C))
+        y = np.where(keep & ~invalid, t, 0)
         share = eps / C * np.ones_like(z)
         share[np.arange(len(y)), y] += 1 - eps
         share *= keep[:, None]
-        denom = (w[y] * keep).sum()
+        share[invalid] = np.nan
+        denom = (w[y] * keep + np.where(invalid, np.nan, 0)).sum()
     else:
         keep = np.ones(len(z), bool)
         share = _rows(target.astype(np.float64)) * (1 - eps) + eps / C
@@ -85,8 +89,8 @@ def cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothi
     # d(row loss)/dz = (sum_c w_c share_c) softmax - w * share
     drow = (share * w).sum(axis=1, keepdims=True) * np.exp(logp) - share * w
     if reduction == "mean":
-        loss = per_row.sum() / denom if denom else np.float64(np.nan)
-        drow = drow / denom if denom else drow * keep[:, None] * np.nan
+        loss = per_row.sum() / denom if denom != 0 else np.float64(np.nan)
+        drow = drow / denom if denom != 0 else drow * keep[:, None] * np.nan
     elif reduction == "sum":
         loss = per_row.sum()
     else:
