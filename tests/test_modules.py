@@ -210,3 +210,24 @@ def test_resnet20_adam_checkpoint_resumes_to_the_same_step(tmp_path):
         assert list(a) == list(b)
         for k in a:
             np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_resnet20_steps_on_the_emulator_match_numpy():
+    import gpucnn
+    if not gpucnn.backend.available("emulator")[0]:
+        pytest.skip("emulator unavailable")
+    rng = np.random.default_rng(7)
+    batches = [(rng.standard_normal((2, 3, 8, 8)), rng.integers(0, 4, 2)) for _ in range(2)]
+    runs = []
+    for name in ("numpy", "emulator"):
+        model = nn.resnet20((3, 8, 8), 4, rng=np.random.default_rng(0), dtype=F64)
+        opt, loss_fn, losses = nn.AdamW(model.parameters(), lr=1e-2), nn.CrossEntropyLoss(), []
+        with gpucnn.use_backend(name):
+            for x, y in batches:
+                losses.append(float(loss_fn.forward(model.forward(x), y)))
+                model.backward(loss_fn.backward())
+                opt.step()
+        runs.append((losses, model.state_dict()))
+    np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-12)
+    for k, v in runs[0][1].items():
+        np.testing.assert_allclose(runs[1][1][k], v, rtol=1e-9, atol=1e-12, err_msg=k)
