@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from crosscheck import directional_fd
-from test_nn import torch_twin
+from test_nn import torch_twin, train_both
 
 from gpucnn import nn
 
@@ -156,25 +156,6 @@ def test_resnet20_architecture():
     assert model.forward(np.zeros((2, 3, 32, 32), np.float32)).shape == (2, 10)
 
 
-def _steps(model, twin, opt, topt, batches):
-    torch = pytest.importorskip("torch")
-    loss_fn, worst = nn.CrossEntropyLoss(), 0.0
-    for x, y in batches:
-        loss = loss_fn.forward(model.forward(x), y)
-        model.backward(loss_fn.backward())
-        opt.step()
-        topt.zero_grad()
-        tloss = torch.nn.functional.cross_entropy(twin(torch.from_numpy(x)), torch.from_numpy(y))
-        tloss.backward()
-        topt.step()
-        worst = max(worst, abs(float(loss) - tloss.item()) / abs(tloss.item()))
-    state = {k: v.numpy() for k, v in twin.state_dict().items()}
-    for k, v in model.state_dict().items():
-        scale = max(np.abs(state[k]).max(), 1e-300)
-        worst = max(worst, float(np.abs(v - state[k]).max() / scale))
-    return worst
-
-
 @pytest.mark.parametrize("opt_name,hyper", [("SGD", dict(lr=0.05, momentum=0.9, weight_decay=5e-4)),
                                             ("Adam", dict(lr=2e-3, weight_decay=1e-4))], ids=["sgd", "adam"])
 def test_resnet20_twenty_steps_match_torch(opt_name, hyper):
@@ -183,7 +164,7 @@ def test_resnet20_twenty_steps_match_torch(opt_name, hyper):
     twin = torch_model(model)
     rng = np.random.default_rng(1)
     batches = [(rng.standard_normal((2, 3, 8, 8)), rng.integers(0, 4, 2)) for _ in range(20)]
-    worst = _steps(model, twin, getattr(nn, opt_name)(model.parameters(), **hyper),
+    worst = train_both(model, twin, getattr(nn, opt_name)(model.parameters(), **hyper),
                    getattr(torch.optim, opt_name)(twin.parameters(), **hyper), batches)
     assert worst < 1e-6, worst
 

@@ -12,6 +12,7 @@ kernels, compiled for the CPU, update in place.
 from __future__ import annotations
 
 import collections
+import ctypes
 
 import numpy as np
 
@@ -35,7 +36,7 @@ def _upload(rt, host: np.ndarray):
     staged = np.frombuffer(pinned, host.dtype, host.size)
     staged[...] = host
     dev = cupy.empty(host.shape, host.dtype)
-    dev.data.copy_from_host_async(staged.ctypes.data, host.nbytes, cupy.cuda.get_current_stream())
+    dev.data.copy_from_host_async(ctypes.c_void_p(staged.ctypes.data), host.nbytes, cupy.cuda.get_current_stream())
     return dev, pinned  # the pinned buffer must outlive the copy: kept with the table
 
 

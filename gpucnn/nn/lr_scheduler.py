@@ -14,16 +14,20 @@ class _Schedule:
         self.epoch = 0
 
     def lr_at(self, epoch: int) -> float:
+        """The learning rate after ``epoch`` epochs."""
         raise NotImplementedError
 
     def step(self):
+        """One epoch done: set optimizer.lr for the next."""
         self.epoch += 1
         self.optimizer.lr = self.lr_at(self.epoch)
 
     def state_dict(self) -> dict:
+        """The epoch count and base learning rate (JSON-able)."""
         return {"epoch": self.epoch, "base_lr": self.base_lr}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore state_dict() and set optimizer.lr to match it."""
         self.epoch, self.base_lr = int(state["epoch"]), float(state["base_lr"])
         self.optimizer.lr = self.lr_at(self.epoch)
 

@@ -53,9 +53,13 @@ class Module:
         return self.forward(x)
 
     def forward(self, x):
+        """The layer's output for x; keeps what backward needs."""
         raise NotImplementedError
 
     def backward(self, dy):
+        """For dy, the gradient of the loss with respect to the last forward's
+        output (same shape), return dx, the gradient with respect to its
+        input, and *set* the gradients of the parameters (replacing any)."""
         raise NotImplementedError
 
     def children(self):
@@ -164,9 +168,11 @@ class Module:
         table[name] = value
 
     def set_param(self, name: str, value) -> None:
+        """Replace parameter ``name`` ("3.weight") with the array ``value`` (as is: no cast, no copy)."""
         self._set("_params", name, value)
 
     def set_buffer(self, name: str, value) -> None:
+        """Replace buffer ``name`` ("1.running_mean") with the array ``value``."""
         self._set("_buffers", name, value)
 
     def rng_states(self) -> dict:
@@ -177,6 +183,7 @@ class Module:
         return out
 
     def set_rng_states(self, states: dict) -> None:
+        """Restore what rng_states() returned."""
         children = dict(self.children())
         for name, state in states.items():
             head, _, rest = name.partition(".")
@@ -186,12 +193,14 @@ class Module:
             child.set_rng_states({rest: state})
 
     def train(self, mode: bool = True):
+        """Training mode (batch statistics, dropout) or, with mode=False, evaluation; returns self."""
         self.training = bool(mode)
         for _, child in self.children():
             child.train(mode)
         return self
 
     def eval(self):
+        """Evaluation mode (running statistics, no dropout); returns self."""
         return self.train(False)
 
     def to(self, device: str):
@@ -208,7 +217,9 @@ class Module:
 
 
 class Sequential(Module):
-    """Layers applied in order; backward runs them in reverse (the chain rule, Eq. 4)."""
+    """Layers applied in order; backward runs them in reverse (the chain rule,
+    Eq. 4), each setting its parameters' gradients, and returns the first
+    layer's dx. Parameters are named "<index>.<name>", as torch's."""
 
     def __init__(self, *layers: Module):
         super().__init__()
@@ -218,9 +229,11 @@ class Sequential(Module):
         return [(str(i), layer) for i, layer in enumerate(self.layers)]
 
     def __getitem__(self, i):
+        """The i-th layer."""
         return self.layers[i]
 
     def __len__(self):
+        """The number of layers."""
         return len(self.layers)
 
     def forward(self, x):

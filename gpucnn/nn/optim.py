@@ -86,6 +86,7 @@ class Optimizer:
 
     @property
     def lr(self) -> float:
+        """The learning rate; setting it also writes the copy the kernels read."""
         return self._lr
 
     @lr.setter

@@ -24,6 +24,7 @@ class Parameter:
 
     @property
     def data(self):
+        """The parameter's array in its module."""
         return self._module._params[self._key]
 
     @data.setter
@@ -32,6 +33,7 @@ class Parameter:
 
     @property
     def grad(self):
+        """The gradient the module's last backward set, or None."""
         return self._module._grads.get(self._key)
 
     @grad.setter
@@ -43,10 +45,12 @@ class Parameter:
 
     @property
     def shape(self) -> tuple:
+        """The array's shape."""
         return tuple(self.data.shape)
 
     @property
     def dtype(self):
+        """The array's dtype."""
         return self.data.dtype
 
     def __repr__(self):
