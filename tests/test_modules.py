@@ -45,7 +45,7 @@ def torch_model(model):
     if isinstance(model, nn.Sequential):
         return tnn.Sequential(*(torch_model(m) for m in model.layers))
     if isinstance(model, nn.Residual):
-        return TorchResidual(torch_model(model.block), model.shortcut and torch_model(model.shortcut))
+        return TorchResidual(torch_model(model.block), None if model.shortcut is None else torch_model(model.shortcut))
     if isinstance(model, nn.AdaptiveAvgPool2D):
         return tnn.AdaptiveAvgPool2d(model.output_size)
     if isinstance(model, nn.Dropout):
