@@ -1,5 +1,5 @@
-"""Checkpoints: a model's parameters and buffers, the optimizer's momentum
-buffers, and a JSON record (epoch, learning rate, schedule, random generator
+"""Checkpoints: a model's parameters and buffers, the optimizer's state
+(SGD's momentum buffers, Adam's moments, the step count), and a JSON record (epoch, learning rate, schedule, random generator
 states, anything else the caller adds) in one ``.npz`` file.
 
 The file is written to a temporary name in the same directory and renamed
@@ -31,6 +31,7 @@ def save(path, model, optimizer=None, scheduler=None, **meta) -> Path:
     if optimizer is not None:
         arrays.update({_OPTIM + k: to_host(v) for k, v in optimizer.state_dict().items()})
         record["lr"] = optimizer.lr
+        record["optimizer"] = type(optimizer).__name__
     if scheduler is not None:
         record["scheduler"] = scheduler.state_dict()
     arrays[_META] = np.array(json.dumps(record))
@@ -95,6 +96,9 @@ def load(path, model, optimizer=None, scheduler=None) -> dict:
             setter(k, to_device(v.astype(current[k].dtype, copy=False), model.device))
     model.set_rng_states(record["rng_states"])
     if optimizer is not None:
+        saved = record.get("optimizer", "SGD")  # checkpoints before Adam hold SGD's state
+        if saved != type(optimizer).__name__:
+            raise ValueError(f"checkpoint {path} holds the state of {saved}, not of {type(optimizer).__name__}")
         optimizer.load_state_dict(_section(arrays, _OPTIM))
         optimizer.lr = record["lr"]
     if scheduler is not None and "scheduler" in record:

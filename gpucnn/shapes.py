@@ -96,3 +96,10 @@ class Conv:
     K: int
     groups: int
     win: Window
+
+
+def adaptive_bins(size: int, out: int) -> list[tuple[int, int]]:
+    """Adaptive pooling's ``out`` windows over ``size`` samples, as torch:
+    window i spans [floor(i*size/out), ceil((i+1)*size/out)); they cover the
+    input and overlap where out does not divide size."""
+    return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]

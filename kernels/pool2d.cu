@@ -187,3 +187,74 @@ extern "C" __global__ void avg_pool2d_backward_f64(const double* __restrict__ dy
                                                    int divisor_override) {
     avg_bwd(dy, dx, POOL_ARGS, pb, pr, include_pad, divisor_override);
 }
+
+// ---- adaptive average pooling (torch.nn.functional.adaptive_avg_pool2d)
+//   adaptive_avg_pool2d_forward_T (const T* x, T* y, long long NC, int H, int W, int P, int Q)
+//                                  x: (NC,H,W)  y: (NC,P,Q)
+//   adaptive_avg_pool2d_backward_T(const T* dy, T* dx, long long NC, int H, int W, int P, int Q)
+//                                  dy: (NC,P,Q)  dx: (NC,H,W)
+// Output p of P over n inputs averages [floor(p*n/P), ceil((p+1)*n/P)).
+// The backward gathers: input h lies in the windows p with
+// floor(h*P/n) <= p <= ceil((h+1)*P/n) - 1 (from start_p <= h < end_p), each
+// scanned in order and checked, so the sum is deterministic.
+__device__ __forceinline__ int adaptive_start(int p, int n, int P) {
+    return (int)(((long long)p * n) / P);
+}
+__device__ __forceinline__ int adaptive_end(int p, int n, int P) {
+    return (int)(((long long)(p + 1) * n + P - 1) / P);
+}
+
+template <typename T>
+__device__ void adaptive_avg_fwd(const T* __restrict__ x, T* __restrict__ y, long long NC, int H, int W,
+                                 int P, int Q) {
+    GRID_STRIDE_LOOP(o, NC * P * Q) {
+        const int q = (int)(o % Q), p = (int)((o / Q) % P);
+        const T* plane = x + (o / ((long long)P * Q)) * H * W;
+        const int h0 = adaptive_start(p, H, P), h1 = adaptive_end(p, H, P);
+        const int w0 = adaptive_start(q, W, Q), w1 = adaptive_end(q, W, Q);
+        T acc = T(0);
+        for (int h = h0; h < h1; ++h)
+            for (int w = w0; w < w1; ++w) acc += plane[(long long)h * W + w];
+        y[o] = acc / T((h1 - h0) * (w1 - w0));
+    }
+}
+
+template <typename T>
+__device__ void adaptive_avg_bwd(const T* __restrict__ dy, T* __restrict__ dx, long long NC, int H, int W,
+                                 int P, int Q) {
+    GRID_STRIDE_LOOP(e, NC * H * W) {
+        const int w = (int)(e % W), h = (int)((e / W) % H);
+        const T* g = dy + (e / ((long long)H * W)) * P * Q;
+        const int p_lo = (int)(((long long)h * P) / H), p_hi = min(P, adaptive_end(h, P, H));
+        const int q_lo = (int)(((long long)w * Q) / W), q_hi = min(Q, adaptive_end(w, Q, W));
+        T acc = T(0);
+        for (int p = p_lo; p < p_hi; ++p) {
+            const int h0 = adaptive_start(p, H, P), h1 = adaptive_end(p, H, P);
+            if (h < h0 || h >= h1) continue;
+            for (int q = q_lo; q < q_hi; ++q) {
+                const int w0 = adaptive_start(q, W, Q), w1 = adaptive_end(q, W, Q);
+                if (w < w0 || w >= w1) continue;
+                acc += g[(long long)p * Q + q] / T((h1 - h0) * (w1 - w0));
+            }
+        }
+        dx[e] = acc;
+    }
+}
+
+extern "C" __global__ void adaptive_avg_pool2d_forward_f32(const float* __restrict__ x, float* __restrict__ y,
+                                                           long long NC, int H, int W, int P, int Q) {
+    adaptive_avg_fwd(x, y, NC, H, W, P, Q);
+}
+extern "C" __global__ void adaptive_avg_pool2d_forward_f64(const double* __restrict__ x, double* __restrict__ y,
+                                                           long long NC, int H, int W, int P, int Q) {
+    adaptive_avg_fwd(x, y, NC, H, W, P, Q);
+}
+extern "C" __global__ void adaptive_avg_pool2d_backward_f32(const float* __restrict__ dy, float* __restrict__ dx,
+                                                            long long NC, int H, int W, int P, int Q) {
+    adaptive_avg_bwd(dy, dx, NC, H, W, P, Q);
+}
+extern "C" __global__ void adaptive_avg_pool2d_backward_f64(const double* __restrict__ dy,
+                                                            double* __restrict__ dx, long long NC, int H, int W,
+                                                            int P, int Q) {
+    adaptive_avg_bwd(dy, dx, NC, H, W, P, Q);
+}

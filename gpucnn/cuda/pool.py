@@ -7,7 +7,8 @@ from gpucnn.cuda.launch import contiguous, i64, launch
 
 FAMILY = "pool2d"
 KERNELS = ("max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
-           "avg_pool2d_backward", "max_unpool2d")
+           "avg_pool2d_backward", "max_unpool2d", "adaptive_avg_pool2d_forward",
+           "adaptive_avg_pool2d_backward")
 
 
 def _geometry(NC, win):
@@ -61,3 +62,21 @@ def max_unpool2d(rt, y, idx, Ho, Wo):
     launch(rt, FAMILY, "max_unpool2d", y.dtype, y.size,
            (y, idx, x, i64(y.size), i64(P * Q), i64(Ho * Wo)))
     return x
+
+
+def _adaptive(rt, base, src, out_hw, H, W, P, Q):
+    src = contiguous(rt.xp, src)
+    N, C = src.shape[:2]
+    out = rt.xp.empty((N, C, *out_hw), dtype=src.dtype)
+    launch(rt, FAMILY, base, src.dtype, out.size, (src, out, i64(N * C), *(np.int32(v) for v in (H, W, P, Q))))
+    return out
+
+
+def adaptive_avg_pool2d_forward(rt, x, P, Q):
+    H, W = x.shape[2:]
+    return _adaptive(rt, "adaptive_avg_pool2d_forward", x, (P, Q), H, W, P, Q)
+
+
+def adaptive_avg_pool2d_backward(rt, dy, H, W):
+    P, Q = dy.shape[2:]
+    return _adaptive(rt, "adaptive_avg_pool2d_backward", dy, (H, W), H, W, P, Q)

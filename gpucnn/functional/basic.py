@@ -1,4 +1,4 @@
-"""ReLU, the fully connected layer and the losses: argument checks and dispatch."""
+"""ReLU and the fully connected layer: argument checks and dispatch."""
 from __future__ import annotations
 
 from gpucnn import _checks as chk
@@ -62,46 +62,3 @@ def linear_backward(dy, x, w, bias=True):
     chk.same_dtype(dy=dy, x=x)
     chk.shape_is("dy", dy, (*x.shape[:-1], w.shape[0]), "the shape of linear's output")
     return call("linear", "linear_backward", dy, x, w, chk.flag("bias", bias))
-
-
-def _labels(labels, n, classes):
-    if not hasattr(labels, "dtype") or labels.dtype.kind not in "iu":
-        raise TypeError(f"labels must be an integer array of class ids, got "
-                        f"{getattr(labels, 'dtype', type(labels).__name__)}")
-    chk.shape_is("labels", labels, (n,), "one class id per row of logits")
-    if n:
-        lo, hi = int(labels.min()), int(labels.max())
-        if lo < 0 or hi >= classes:
-            raise ValueError(f"labels must lie in [0, {classes}), got values in [{lo}, {hi}] "
-                             f"(labels shape {tuple(labels.shape)})")
-    return labels.astype("int64", copy=False)
-
-
-def softmax_cross_entropy(logits, labels):
-    """Mean softmax cross-entropy over the batch and its gradient.
-
-    logits: (N, classes), non-empty; labels: (N,) integer class ids in
-    [0, classes). Returns (loss, dlogits): the mean over the N rows of
-    -log softmax(logits)[label] (a 0-d array of logits' dtype) and its
-    gradient with respect to logits, (N, classes).
-    """
-    logits = chk.array("logits", logits, 2)
-    if logits.shape[0] == 0 or logits.shape[1] == 0:
-        raise ValueError(f"logits must be non-empty, got shape {tuple(logits.shape)}")
-    labels = _labels(labels, *logits.shape)
-    return call("loss", "softmax_cross_entropy", logits, labels)
-
-
-def squared_error(pred, target):
-    """The seed's Eq. 6, z = ||t - x||^2 per sample, averaged over the batch.
-
-    pred, target: arrays of one shape (N, ...) and dtype, N >= 1. Returns
-    (loss, dpred): the mean over axis 0 of the summed squared differences,
-    and its gradient with respect to pred, shaped as pred.
-    """
-    pred, target = chk.array("pred", pred), chk.array("target", target)
-    chk.same_dtype(pred=pred, target=target)
-    chk.shape_is("target", target, pred.shape, "the shape of pred")
-    if pred.ndim == 0 or pred.shape[0] == 0:
-        raise ValueError(f"pred must have a non-empty batch axis, got shape {tuple(pred.shape)}")
-    return call("loss", "squared_error", pred, target)

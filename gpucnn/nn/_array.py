@@ -9,6 +9,7 @@ DEVICES = ("cpu", "cuda")
 
 
 def is_cupy(a) -> bool:
+    """Whether ``a`` is a CuPy array (checked without importing CuPy)."""
     return type(a).__module__.split(".")[0] == "cupy"
 
 
@@ -33,4 +34,5 @@ def to_device(a, device: str):
 
 
 def to_host(a) -> np.ndarray:
+    """``a`` as a NumPy array (a copy from the GPU for a CuPy array)."""
     return to_device(a, "cpu")

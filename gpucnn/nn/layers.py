@@ -48,6 +48,12 @@ class _Affine(Module):
 
 
 class Conv2D(_Affine):
+    """torch.nn.Conv2d through ``gpucnn.conv2d``: x (N, in_channels, H, W) ->
+    y (N, out_channels, P, Q) with weight (out_channels, in_channels/groups,
+    kh, kw) and bias (out_channels,) (when bias=True); stride, padding
+    (int, pair or (top, bottom, left, right)), dilation and groups as torch's.
+    backward(dy) with dy shaped like y returns dx shaped like x and sets the
+    gradients of weight and bias."""
     _fwd, _bwd = staticmethod(F.conv2d), staticmethod(F.conv2d_backward)
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
@@ -58,6 +64,10 @@ class Conv2D(_Affine):
 
 
 class ConvTranspose2D(_Affine):
+    """torch.nn.ConvTranspose2d through ``gpucnn.conv_transpose2d``: x
+    (N, in_channels, H, W) -> y (N, out_channels, P, Q), weight stored as
+    torch's (in_channels, out_channels/groups, kh, kw), bias (out_channels,).
+    backward(dy) returns dx shaped like x and sets the weight and bias gradients."""
     _fwd, _bwd = staticmethod(F.conv_transpose2d), staticmethod(F.conv_transpose2d_backward)
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
@@ -70,6 +80,9 @@ class ConvTranspose2D(_Affine):
 
 
 class Linear(_Affine):
+    """torch.nn.Linear: x (*, in_features) -> y = x weight^T + bias, (*, out_features),
+    weight (out_features, in_features), bias (out_features,). backward(dy)
+    returns dx shaped like x and sets the weight and bias gradients."""
     _fwd, _bwd = staticmethod(F.linear), staticmethod(F.linear_backward)
 
     def __init__(self, in_features, out_features, bias=True, *, rng=None, dtype=np.float32):
@@ -77,6 +90,8 @@ class Linear(_Affine):
 
 
 class _Pool(Module):
+    """A window over each (H, W) plane, its geometry passed on to the functional op."""
+
     def __init__(self, **geom):
         super().__init__()
         self._geom = geom
@@ -86,6 +101,9 @@ class _Pool(Module):
 
 
 class MaxPool2D(_Pool):
+    """torch.nn.MaxPool2d through ``gpucnn.max_pool2d``: (N, C, H, W) ->
+    (N, C, P, Q); forward keeps the argmax, and backward(dy) routes each
+    gradient to it, returning dx (N, C, H, W). No parameters."""
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
         super().__init__(kernel_size=kernel_size, stride=stride, padding=padding,
                          dilation=dilation, ceil_mode=ceil_mode)
@@ -101,6 +119,9 @@ class MaxPool2D(_Pool):
 
 
 class AvgPool2D(_Pool):
+    """torch.nn.AvgPool2d through ``gpucnn.avg_pool2d``: (N, C, H, W) ->
+    (N, C, P, Q); backward(dy) spreads each gradient over its window and
+    returns dx (N, C, H, W). No parameters."""
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
         super().__init__(kernel_size=kernel_size, stride=stride, padding=padding,
                          ceil_mode=ceil_mode, count_include_pad=count_include_pad)
@@ -113,7 +134,29 @@ class AvgPool2D(_Pool):
         return F.avg_pool2d_backward(dy, self._load("x"), **self._geom)
 
 
+class AdaptiveAvgPool2D(Module):
+    """torch.nn.AdaptiveAvgPool2d: (N, C, H, W) -> (N, C, *output_size) by
+    ``gpucnn.adaptive_avg_pool2d``; output_size 1 is global average pooling.
+    backward(dy) returns dx (N, C, H, W); there are no parameters."""
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = output_size
+
+    def forward(self, x):
+        self._save(x=x)
+        return F.adaptive_avg_pool2d(x, self.output_size)
+
+    def backward(self, dy):
+        return F.adaptive_avg_pool2d_backward(dy, self._load("x"))
+
+    def __repr__(self):
+        return f"AdaptiveAvgPool2D(output_size={self.output_size})"
+
+
 class ReLU(Module):
+    """torch.nn.ReLU (or LeakyReLU with negative_slope): elementwise, any shape;
+    backward(dy) returns dy where the forward's x > 0, else negative_slope * dy."""
     def __init__(self, negative_slope=0.0):
         super().__init__()
         self.negative_slope = negative_slope
@@ -130,7 +173,8 @@ class ReLU(Module):
 
 
 class Flatten(Module):
-    """(N, C, H, W) -> (N, C*H*W), in torch's row-major order."""
+    """(N, C, H, W) -> (N, C*H*W), in torch's row-major order; backward(dy)
+    reshapes dy back to the forward's input shape."""
 
     def forward(self, x):
         self._save(shape=x.shape)

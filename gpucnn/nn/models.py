@@ -1,12 +1,17 @@
 """Small CNNs for the ``gpucnn train`` command, sized from the input shape so
-one definition serves 8x8 digits, 28x28 MNIST and 32x32 CIFAR-10."""
+one definition serves 8x8 digits, 28x28 MNIST and 32x32 CIFAR-10.
+
+Every builder is ``builder(input_shape, classes, *, rng=None, dtype=np.float32)
+-> Sequential`` with input_shape (C, H, W); ``rng`` (np.random.Generator)
+seeds torch's default initialization."""
 from __future__ import annotations
 
 import numpy as np
 
-from gpucnn.nn.layers import Conv2D, Flatten, Linear, MaxPool2D, ReLU
+from gpucnn.nn.layers import AdaptiveAvgPool2D, Conv2D, Flatten, Linear, MaxPool2D, ReLU
 from gpucnn.nn.module import Sequential
 from gpucnn.nn.regularization import BatchNorm2D, Dropout
+from gpucnn.nn.residual import Residual
 
 
 def _features_out(features: Sequential, input_shape, dtype) -> int:
@@ -55,4 +60,36 @@ def vgg_small(input_shape, classes, *, rng=None, dtype=np.float32) -> Sequential
     return _head(features, input_shape, (256,), classes, rng, dtype, dropout=0.5)
 
 
-MODELS = {"lenet": lenet, "vgg-small": vgg_small}
+def _conv_bn(cin, cout, k, stride, rng, dtype):
+    return [Conv2D(cin, cout, k, stride, padding=k // 2, bias=False, rng=rng, dtype=dtype),
+            BatchNorm2D(cout, dtype=dtype)]
+
+
+def _basic_block(cin, cout, stride, rng, dtype) -> Residual:
+    """conv3-BN-ReLU-conv3-BN plus the shortcut: the identity, or a 1x1 strided
+    convolution with batch norm where the shape changes (He et al.'s option B)."""
+    block = Sequential(*_conv_bn(cin, cout, 3, stride, rng, dtype), ReLU(), *_conv_bn(cout, cout, 3, 1, rng, dtype))
+    shortcut = None if stride == 1 and cin == cout else Sequential(*_conv_bn(cin, cout, 1, stride, rng, dtype))
+    return Residual(block, shortcut)
+
+
+def resnet20(input_shape, classes, *, rng=None, dtype=np.float32) -> Sequential:
+    """He et al.'s CIFAR ResNet-20 (2016, §4.2): conv3(16)-BN-ReLU, three stages
+    of three basic blocks (16, 32, 64 channels; the 2nd and 3rd stages start
+    with stride 2), each block followed by ReLU, then global average pooling
+    and one linear layer. Layers are named as a torch ``nn.Sequential`` of the
+    same modules would name them ("3.block.0.weight", "9.shortcut.1.running_mean")."""
+    rng = rng if rng is not None else np.random.default_rng()
+    c = input_shape[0]
+    layers = [*_conv_bn(c, 16, 3, 1, rng, dtype), ReLU()]
+    c = 16
+    for stage, width in enumerate((16, 32, 64)):
+        for i in range(3):
+            stride = 2 if stage > 0 and i == 0 else 1
+            layers += [_basic_block(c, width, stride, rng, dtype), ReLU()]
+            c = width
+    layers += [AdaptiveAvgPool2D(1), Flatten(), Linear(c, classes, rng=rng, dtype=dtype)]
+    return Sequential(*layers)
+
+
+MODELS = {"lenet": lenet, "vgg-small": vgg_small, "resnet20": resnet20}

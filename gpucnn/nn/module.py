@@ -2,25 +2,43 @@
 
 A layer computes ``forward(x)`` and, for the output gradient of that same
 call, ``backward(dy) -> dx``; backward *sets* (does not accumulate) the
-gradients of its parameters, so one backward per optimizer step needs no
-zero_grad. Parameters, their gradients and buffers (state that is not
-trained, such as batch-norm running statistics) are named as in torch's
-state_dict ("0.weight", "3.running_mean"), so that weights can be copied to
-and from torch and checkpoints name what they hold.
+gradients of its parameters: each backward replaces ``.grad`` with the
+gradient of that call alone, so one backward per optimizer step needs no
+``zero_grad`` (which sets the gradients to None, torch's default).
+Parameters, their gradients and buffers (state that is not trained, such as
+batch-norm running statistics) are named as in torch's state_dict
+("0.weight", "3.running_mean"), so that weights can be copied to and from
+torch and checkpoints name what they hold.
 """
 from __future__ import annotations
 
-from gpucnn.nn._array import to_device
+from typing import NamedTuple
+
+import numpy as np
+
+from gpucnn.nn._array import is_cupy, to_device
+from gpucnn.nn.parameter import Parameter
 
 _KINDS = ("_params", "_grads", "_buffers")
 
 
+class IncompatibleKeys(NamedTuple):
+    """What ``load_state_dict`` returns: the names it did not find and those it did not use."""
+    missing_keys: list
+    unexpected_keys: list
+
+
 class Module:
+    """Base of every layer. Subclasses fill ``_params`` (trainable arrays),
+    ``_buffers`` (other state) and, in backward, ``_grads``; containers
+    override ``children()``."""
+
     def __init__(self):
         self.training = True
         self.device = "cpu"
         self._params, self._grads, self._buffers = {}, {}, {}
         self._saved = {}
+        self._handles = {}  # Parameter objects by key, so that each has one identity
 
     def __getattr__(self, name):
         # Reached only when normal lookup fails: expose params and buffers as
@@ -35,9 +53,13 @@ class Module:
         return self.forward(x)
 
     def forward(self, x):
+        """The layer's output for x; keeps what backward needs."""
         raise NotImplementedError
 
     def backward(self, dy):
+        """For dy, the gradient of the loss with respect to the last forward's
+        output (same shape), return dx, the gradient with respect to its
+        input, and *set* the gradients of the parameters (replacing any)."""
         raise NotImplementedError
 
     def children(self):
@@ -68,7 +90,69 @@ class Module:
         return self._named("_grads")
 
     def buffers(self) -> dict:
+        """Arrays that are state but not trained (batch-norm statistics), by name."""
         return self._named("_buffers")
+
+    def named_parameters(self, prefix: str = ""):
+        """Yield (name, Parameter) for every parameter, in state_dict order."""
+        for key in self._params:
+            if key not in self._handles:
+                self._handles[key] = Parameter(self, key)
+            yield prefix + key, self._handles[key]
+        for cname, child in self.children():
+            yield from child.named_parameters(f"{prefix}{cname}.")
+
+    def parameters(self):
+        """Yield every Parameter (``.data``, ``.grad``), as torch's ``Module.parameters()``."""
+        for _, p in self.named_parameters():
+            yield p
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget the gradients: None (the default) or, with set_to_none=False,
+        zeros in place. Since backward sets gradients rather than adding to
+        them, neither is needed between steps."""
+        for p in self.parameters():
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad[...] = 0
+
+    def _state_items(self, prefix: str = ""):
+        # torch's order: a module's parameters, then its buffers, then its children.
+        for kind in ("_params", "_buffers"):
+            for k, v in getattr(self, kind).items():
+                yield prefix + k, v, self, kind, k
+        for cname, child in self.children():
+            yield from child._state_items(f"{prefix}{cname}.")
+
+    def state_dict(self) -> dict:
+        """Parameters and buffers by torch's names ("0.weight", "1.running_mean"), the arrays themselves."""
+        return {name: v for name, v, *_ in self._state_items()}
+
+    def load_state_dict(self, state: dict, strict: bool = True) -> IncompatibleKeys:
+        """Copy ``state`` (name -> array: NumPy, CuPy or anything ``np.asarray``
+        takes, such as a torch CPU tensor) into the module, each array cast to
+        the dtype and device of the one it replaces. With strict, any missing
+        or unexpected name is a ValueError; a shape that differs always is.
+        Returns the missing and unexpected names."""
+        slots = {name: (module, kind, k, v) for name, v, module, kind, k in self._state_items()}
+        missing = [k for k in slots if k not in state]
+        unexpected = [k for k in state if k not in slots]
+        problems = [f"missing keys {missing}"] if strict and missing else []
+        problems += [f"unexpected keys {unexpected}"] if strict and unexpected else []
+        for name in (k for k in state if k in slots):
+            have = tuple(slots[name][3].shape)
+            if tuple(np.shape(state[name])) != have:
+                problems.append(f"{name!r} has shape {tuple(np.shape(state[name]))} in the state_dict but "
+                                f"{have} in the module")
+        if problems:
+            raise ValueError(f"load_state_dict into {type(self).__name__}: " + "; ".join(problems))
+        for name in (k for k in state if k in slots):
+            module, kind, k, old = slots[name]
+            v = state[name]
+            v = v if is_cupy(v) else np.asarray(v)
+            getattr(module, kind)[k] = to_device(v, module.device).astype(old.dtype, copy=True)
+        return IncompatibleKeys(missing, unexpected)
 
     def _set(self, kind: str, name: str, value) -> None:
         head, _, rest = name.partition(".")
@@ -84,9 +168,11 @@ class Module:
         table[name] = value
 
     def set_param(self, name: str, value) -> None:
+        """Replace parameter ``name`` ("3.weight") with the array ``value`` (as is: no cast, no copy)."""
         self._set("_params", name, value)
 
     def set_buffer(self, name: str, value) -> None:
+        """Replace buffer ``name`` ("1.running_mean") with the array ``value``."""
         self._set("_buffers", name, value)
 
     def rng_states(self) -> dict:
@@ -97,6 +183,7 @@ class Module:
         return out
 
     def set_rng_states(self, states: dict) -> None:
+        """Restore what rng_states() returned."""
         children = dict(self.children())
         for name, state in states.items():
             head, _, rest = name.partition(".")
@@ -106,12 +193,14 @@ class Module:
             child.set_rng_states({rest: state})
 
     def train(self, mode: bool = True):
+        """Training mode (batch statistics, dropout) or, with mode=False, evaluation; returns self."""
         self.training = bool(mode)
         for _, child in self.children():
             child.train(mode)
         return self
 
     def eval(self):
+        """Evaluation mode (running statistics, no dropout); returns self."""
         return self.train(False)
 
     def to(self, device: str):
@@ -128,7 +217,9 @@ class Module:
 
 
 class Sequential(Module):
-    """Layers applied in order; backward runs them in reverse (the chain rule, Eq. 4)."""
+    """Layers applied in order; backward runs them in reverse (the chain rule,
+    Eq. 4), each setting its parameters' gradients, and returns the first
+    layer's dx. Parameters are named "<index>.<name>", as torch's."""
 
     def __init__(self, *layers: Module):
         super().__init__()
@@ -138,9 +229,11 @@ class Sequential(Module):
         return [(str(i), layer) for i, layer in enumerate(self.layers)]
 
     def __getitem__(self, i):
+        """The i-th layer."""
         return self.layers[i]
 
     def __len__(self):
+        """The number of layers."""
         return len(self.layers)
 
     def forward(self, x):

@@ -15,7 +15,12 @@ class BatchNorm2D(Module):
     biased variance and update running_mean / running_var (the unbiased
     variance) by running = (1 - momentum) * running + momentum * batch; in
     eval mode, normalize with the running statistics. The functional op
-    returns the updated statistics; the layer stores them as its buffers."""
+    returns the updated statistics; the layer stores them as its buffers.
+
+    x (N, num_features, H, W) -> y of the same shape; parameters weight and
+    bias (num_features,) (gamma, beta), buffers running_mean, running_var
+    (num_features,) and num_batches_tracked (int64, 0-d). backward(dy)
+    returns dx (N, C, H, W) and sets the gradients of weight and bias."""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, *, dtype=np.float32):
         super().__init__()
@@ -57,7 +62,9 @@ class Dropout(Module):
     probability p and scale the rest by 1/(1-p); identity in eval mode.
 
     The mask is drawn on the host from one seeded generator whatever the
-    device, so a run is reproducible and the same on every backend."""
+    device, so a run is reproducible and the same on every backend.
+    Any shape; backward(dy) returns dy times the forward's mask (dy itself
+    in eval mode). No parameters."""
 
     def __init__(self, p=0.5, *, rng=None):
         super().__init__()
@@ -82,6 +89,7 @@ class Dropout(Module):
         return dy if mask is None else dy * mask
 
     def rng_states(self) -> dict:
+        """The generator's state (JSON-able), so that a resumed run draws the same masks."""
         return {"": self.rng.bit_generator.state}
 
     def set_rng_states(self, states: dict) -> None:

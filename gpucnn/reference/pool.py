@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from gpucnn.reference import workspace
-from gpucnn.shapes import Window
+from gpucnn.shapes import Window, adaptive_bins
 
 
 def _span(n_out: int, size: int, s: int, off: int) -> tuple[int, int]:
@@ -260,3 +260,22 @@ def max_unpool2d(y: np.ndarray, idx: np.ndarray, Ho: int, Wo: int) -> np.ndarray
     x = np.zeros(N * C * plane, dtype=y.dtype)
     x[target.ravel()] = y.ravel()
     return x.reshape(N, C, Ho, Wo)
+
+
+def adaptive_avg_pool2d_forward(x: np.ndarray, P: int, Q: int) -> np.ndarray:
+    """Mean of each adaptive window (gpucnn.shapes.adaptive_bins) of x (N,C,H,W): y (N,C,P,Q)."""
+    y = np.empty((*x.shape[:2], P, Q), x.dtype)
+    for p, (h0, h1) in enumerate(adaptive_bins(x.shape[2], P)):
+        for q, (w0, w1) in enumerate(adaptive_bins(x.shape[3], Q)):
+            y[:, :, p, q] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
+    return y
+
+
+def adaptive_avg_pool2d_backward(dy: np.ndarray, H: int, W: int) -> np.ndarray:
+    """dx (N,C,H,W): each output's gradient spread evenly over its window, overlaps summed."""
+    P, Q = dy.shape[2:]
+    dx = np.zeros((*dy.shape[:2], H, W), dy.dtype)
+    for p, (h0, h1) in enumerate(adaptive_bins(H, P)):
+        for q, (w0, w1) in enumerate(adaptive_bins(W, Q)):
+            dx[:, :, h0:h1, w0:w1] += (dy[:, :, p, q] / ((h1 - h0) * (w1 - w0)))[:, :, None, None]
+    return dx
