@@ -2,7 +2,8 @@
 (``mpiexec -n N python tests/distributed_worker.py MODE OUT [options]``).
 
   steps  train a small net for a few momentum-SGD steps through
-         gpucnn.distributed and write this rank's weights to OUT/rank<r>.npz
+         gpucnn.distributed, enter evaluation, and write this rank's
+         parameters and buffers to OUT/rank<r>.npz
   fit    ``train.fit`` on the digits set; ``--fail raise|exit`` makes rank 1
          raise or exit mid-epoch, ``--crash-epoch E`` makes every rank stop
          in epoch E (a crash to resume from)
@@ -52,10 +53,14 @@ def train_steps(model, batches):
     return model
 
 
+def state(model) -> dict:
+    return {**model.params(), **{f"buffer.{k}": v for k, v in model.buffers().items()}}
+
+
 def reference_steps(kind, dtype):
-    """One process on the whole batches: the answer the ranks must give."""
+    """One process on the whole batches: the parameters and buffers the ranks must give."""
     x, y = examples(dtype)
-    return train_steps(small_net(kind, dtype), data.batches(x, y, BATCH, np.random.default_rng(SEED))).params()
+    return state(train_steps(small_net(kind, dtype), data.batches(x, y, BATCH, np.random.default_rng(SEED))))
 
 
 def _steps(args):
@@ -65,8 +70,8 @@ def _steps(args):
     x, y = examples(dtype)
     with gpucnn.use_backend(args.backend):
         train_steps(model, dist.batches(x, y, BATCH, np.random.default_rng(SEED)))
-    world = dist.current()
-    np.savez(Path(args.out) / f"rank{world.rank}.npz", **model.params())
+    model.eval()  # rank 0's buffers go to every rank
+    np.savez(Path(args.out) / f"rank{dist.current().rank}.npz", **state(model))
 
 
 def _fit(args):

@@ -6,6 +6,7 @@ the 1-rank NCCL run needs a GPU."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,9 @@ from gpucnn import distributed as dist
 from gpucnn.distributed import comm, launch, layers, parallel
 from gpucnn.distributed.launch import World
 from gpucnn.distributed.reducer import GradReducer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from distributed_worker import train_steps as _train_steps  # noqa: E402
 
 pytestmark = pytest.mark.family("norm")
 
@@ -70,27 +74,17 @@ def _bn_net(seed=0):
                          nn.Linear(3 * 4 * 4, 3, rng=rng, dtype=np.float64))
 
 
-def _train(model, batches):
-    opt = nn.SGD(model, 0.1, momentum=0.9, nesterov=True)
-    loss_fn = nn.CrossEntropyLoss()
-    for xb, yb in batches:
-        loss_fn.forward(model.forward(xb), yb)
-        model.backward(loss_fn.backward())
-        opt.step()
-    return model
-
-
 def test_data_parallel_in_a_world_of_one_is_the_plain_model(backend):
     """The wrapper, the sync-BN and sharded-dropout layers and the sampler with
     one rank: the same training, on every backend (the sync-BN forward applies
     the batch-norm kernel), to rounding."""
     rng = np.random.default_rng(1)
     x, y = rng.standard_normal((24, 2, 4, 4)), rng.integers(0, 3, 24)
-    plain = _train(_bn_net(), data.batches(x, y, 8, np.random.default_rng(2)))
+    plain = _train_steps(_bn_net(), data.batches(x, y, 8, np.random.default_rng(2)))
     world = World()
     model = dist.DataParallel(_bn_net(), world, sync_bn=True)
     assert type(model.module[1]) is layers.SyncBatchNorm2D and type(model.module[4]) is layers.ShardedDropout
-    _train(model, parallel.batches(world, x, y, 8, np.random.default_rng(2)))
+    _train_steps(model, parallel.batches(world, x, y, 8, np.random.default_rng(2)))
     for k, v in {**plain.params(), **plain.buffers()}.items():
         np.testing.assert_allclose({**model.params(), **model.buffers()}[k], v, rtol=1e-12, atol=1e-13, err_msg=k)
     assert model.module.rng_states() == plain.rng_states()
@@ -164,14 +158,14 @@ def test_one_rank_nccl_on_the_gpu_is_the_plain_gpu_training():
 
     def on_gpu(batches):
         return ((to_device(a, "cuda"), to_device(b, "cuda")) for a, b in batches)
-    host = _train(_bn_net(), data.batches(x, y, 8, np.random.default_rng(2))).params()
-    plain = _train(_bn_net().to("cuda"), on_gpu(data.batches(x, y, 8, np.random.default_rng(2)))).params()
+    host = _train_steps(_bn_net(), data.batches(x, y, 8, np.random.default_rng(2))).params()
+    plain = _train_steps(_bn_net().to("cuda"), on_gpu(data.batches(x, y, 8, np.random.default_rng(2)))).params()
     dist.reset()
     world = launch.init("cuda", nccl=True)
     try:
         for sync_bn in (False, True):
             model = dist.DataParallel(_bn_net().to("cuda"), world, sync_bn=sync_bn)
-            _train(model, on_gpu(parallel.batches(world, x, y, 8, np.random.default_rng(2))))
+            _train_steps(model, on_gpu(parallel.batches(world, x, y, 8, np.random.default_rng(2))))
             for k, v in plain.items():
                 got = to_host(model.params()[k])
                 if not sync_bn:
