@@ -5,8 +5,8 @@
          gpucnn.distributed, enter evaluation, and write this rank's
          parameters and buffers to OUT/rank<r>.npz
   fit    ``train.fit`` on the digits set; ``--fail raise|exit`` makes rank 1
-         raise or exit mid-epoch, ``--crash-epoch E`` makes every rank stop
-         in epoch E (a crash to resume from)
+         raise or exit mid-epoch, ``--crash-epoch E`` interrupts rank 0 as
+         epoch E starts (after it wrote epoch E-1: a crash to resume from)
 The single-process answers are computed by the tests with ``reference_steps``.
 """
 from __future__ import annotations
@@ -91,7 +91,7 @@ def _fit(args):
 
     def crashing_epoch(*a, **k):  # train.fit runs a training pass, then an evaluation, per epoch
         epochs.append(1)
-        if args.crash_epoch and len(epochs) == 2 * args.crash_epoch - 1:
+        if world.rank == 0 and args.crash_epoch and len(epochs) == 2 * args.crash_epoch - 1:
             raise KeyboardInterrupt
         return real_epoch(*a, **k)
     train.run_epoch = crashing_epoch

@@ -125,7 +125,7 @@ def test_cli_under_mpiexec_resumes_bitwise(tmp_path):
     assert p.returncode == 0, p.stderr
     assert p.stdout.count("held-out accuracy") == 1 and p.stderr.count("lenet on digits") == 1
     crash, _ = _run([sys.executable, WORKER, "fit", str(b), "--crash-epoch", "2"])
-    assert crash.returncode != 0 and "of 2 failed (KeyboardInterrupt" in crash.stderr
+    assert crash.returncode != 0 and "rank 0 of 2 failed (KeyboardInterrupt" in crash.stderr
     assert [json.loads(ln)["epoch"] for ln in (b / "metrics.jsonl").read_text().splitlines()] == [1]
     p, _ = _run([sys.executable, *_train_argv(b), "--resume"])
     assert p.returncode == 0, p.stderr
