@@ -139,8 +139,11 @@ def _cuda_nccl_ready():
     ok, why = backend.available("cuda")
     if not ok:
         return why
-    from cupy.cuda import nccl
-    return None if nccl.available else "CuPy has no NCCL here"
+    try:
+        from cupy.cuda import nccl
+    except ImportError as e:
+        return f"cupy.cuda.nccl does not import: {e}"
+    return None if nccl.available else "CuPy finds no NCCL library here"
 
 
 @pytest.mark.gpu

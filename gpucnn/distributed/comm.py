@@ -125,9 +125,8 @@ class NCCLComm:
         import cupy
         from cupy.cuda import nccl
         if not nccl.available:
-            raise RuntimeError("CuPy was built or installed without NCCL; install NCCL for CuPy "
-                               "(pip install nvidia-nccl-cu12, or python -m cupyx.tools.install_library "
-                               "--library nccl)")
+            raise RuntimeError("CuPy finds no NCCL library, which training on several GPUs needs: see "
+                               "'Additional CUDA Libraries' in CuPy's installation guide")
         os.environ.setdefault("NCCL_ALGO", "Ring")  # a fixed reduction order (see the module doc)
         self.cupy, self.nccl = cupy, nccl
         self.rank, self.size = host.rank, host.size
