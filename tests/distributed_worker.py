@@ -7,6 +7,7 @@
   fit    ``train.fit`` on the digits set; ``--fail raise|exit`` makes rank 1
          raise or exit mid-epoch, ``--crash-epoch E`` interrupts rank 0 as
          epoch E starts (after it wrote epoch E-1: a crash to resume from)
+  allreduce  all-reduce ``rank_buffer(rank)`` and write the sum to OUT/rank<r>.npy
 The single-process answers are computed by the tests with ``reference_steps``.
 """
 from __future__ import annotations
@@ -74,6 +75,19 @@ def _steps(args):
     np.savez(Path(args.out) / f"rank{dist.current().rank}.npz", **state(model))
 
 
+def rank_buffer(rank: int) -> np.ndarray:
+    """Values of very different magnitudes, so that another order of the sum
+    would round differently; 1001 splits unevenly into 2 or 3 chunks."""
+    rng = np.random.default_rng(rank)
+    return rng.standard_normal(1001) * 10.0 ** rng.integers(-8, 9, 1001)
+
+
+def _allreduce(args):
+    world = dist.init("cpu")
+    out = world.host.allreduce_sum(rank_buffer(world.rank))
+    np.save(Path(args.out) / f"rank{world.rank}.npy", out)
+
+
 def _fit(args):
     from gpucnn import train
     world = dist.init("cpu")
@@ -101,7 +115,7 @@ def _fit(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=("steps", "fit"))
+    p.add_argument("mode", choices=("steps", "fit", "allreduce"))
     p.add_argument("out")
     p.add_argument("--model", default="lenet", choices=("lenet", "bn"))
     p.add_argument("--dtype", default="float64")
@@ -111,7 +125,7 @@ def main():
     p.add_argument("--crash-epoch", type=int)
     p.add_argument("--epochs", type=int, default=2)
     args = p.parse_args()
-    (_steps if args.mode == "steps" else _fit)(args)
+    {"steps": _steps, "fit": _fit, "allreduce": _allreduce}[args.mode](args)
 
 
 if __name__ == "__main__":

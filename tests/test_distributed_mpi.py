@@ -66,6 +66,24 @@ _problem = _mpi_start_problem()
 pytestmark = pytest.mark.skipif(_problem is not None, reason=f"MPI cannot start: {_problem}")
 
 
+@pytest.mark.parametrize("n", [2, 3])
+def test_allreduce_adds_in_rank_order_on_every_rank(tmp_path, n):
+    """The MPI all-reduce is ((b0 + b1) + b2) + ..., bitwise, on every rank, for a
+    buffer that does not split evenly; another order would round differently."""
+    p, _ = _run([sys.executable, WORKER, "allreduce", str(tmp_path)], n=n)
+    assert p.returncode == 0, p.stderr
+    want = worker.rank_buffer(0)
+    for r in range(1, n):
+        want = want + worker.rank_buffer(r)
+    reordered = worker.rank_buffer(n - 1)
+    for r in range(n - 2, -1, -1):
+        reordered = reordered + worker.rank_buffer(r)
+    if n > 2:  # a + b == b + a in IEEE arithmetic; with three ranks the order shows
+        assert not np.array_equal(want, reordered)
+    for r in range(n):
+        np.testing.assert_array_equal(np.load(tmp_path / f"rank{r}.npy"), want, err_msg=f"rank {r}")
+
+
 def _weights(out):
     return [dict(np.load(out / f"rank{r}.npz")) for r in (0, 1)]
 

@@ -41,8 +41,10 @@ def timeout_s() -> float:
 
 
 def _poll(done, what: str, rank: int, timeout: float) -> None:
-    """Wait until done() is true: spin for the first 10 ms (a step's collectives
-    are short), then sleep between polls so a long wait leaves the core free."""
+    """Wait until done() is true. Each poll also moves MPI's transfer on, so for
+    the first second (a step's collectives, a rank finishing its backward) poll
+    without pause, only yielding the core; a longer wait (rank 0 writing a
+    checkpoint) sleeps 1 ms between polls and leaves the core free."""
     t0 = time.monotonic()
     while not done():
         waited = time.monotonic() - t0
@@ -50,8 +52,7 @@ def _poll(done, what: str, rank: int, timeout: float) -> None:
             raise DistributedError(
                 f"rank {rank}: no answer from the other ranks for {timeout:.0f} s in {what}; a rank "
                 f"died, failed or hangs (the deadline is GPUCNN_DIST_TIMEOUT seconds)")
-        if waited > 0.01:
-            time.sleep(0.0005)
+        time.sleep(0.001 if waited > 1.0 else 0)
 
 
 class SelfComm:
@@ -88,16 +89,19 @@ class MPIComm:
         if n == 1:
             return buf
         chunk = -(-len(buf) // n)
-        send = np.zeros(n * chunk, buf.dtype)
-        send[:len(buf)] = buf
-        recv = np.empty_like(send)
+        send = buf  # a buffer that splits evenly travels as it is; else a zero-padded copy
+        if n * chunk != len(buf):
+            send = np.zeros(n * chunk, buf.dtype)
+            send[:len(buf)] = buf
+        recv = np.empty(n * chunk, buf.dtype)
         self._wait(self.comm.Ialltoall(send, recv), "all-to-all of the all-reduce")
         parts = recv.reshape(n, chunk)
-        acc = parts[0].copy()
-        for r in range(1, n):  # the fixed order: rank 0's chunk, plus rank 1's, plus ...
+        acc = parts[0] + parts[1]
+        for r in range(2, n):  # the fixed order: rank 0's chunk, plus rank 1's, plus ...
             acc += parts[r]
         self._wait(self.comm.Iallgather(acc, send), "all-gather of the all-reduce")
-        buf[:] = send[:len(buf)]
+        if send is not buf:
+            buf[:] = send[:len(buf)]
         return buf
 
     def bcast(self, arr, root=0):
