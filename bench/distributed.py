@@ -6,9 +6,11 @@ Each rank trains its share of a global batch of random images (MNIST-sized for
 lenet, CIFAR-sized for vgg-small) on the NumPy backend; rank 0 prints one JSON
 line: the median step (forward, backward, all-reduce, SGD update), the mean
 all-reduce time per step inside the steps (which includes waiting for the
-slowest rank to finish its backward), the median of back-to-back all-reduces
-of the same buffer (the communication alone), and the bytes all-reduced per
-step. With one rank the all-reduce moves nothing (its time is ~0).
+slowest rank to finish its backward), the median of all-reduces of the same
+buffer started together after a barrier (the communication alone), the same
+for MPI's own MPI_Allreduce (whose order of summation is MPI's: the price of
+the fixed order), and the bytes all-reduced per step. With one rank the
+all-reduce moves nothing (its time is ~0).
 """
 from __future__ import annotations
 
@@ -53,16 +55,23 @@ def main():
         if i >= 2:
             times.append(time.perf_counter() - t0)
             reduce_s.append(model.reducer.seconds - before)
-    alone = []
-    for _ in range(args.steps):  # ranks are in step after each collective, so this times the transfer
-        t0 = time.perf_counter()
-        model.reducer.reduce(model.module.grads())
-        alone.append(time.perf_counter() - t0)
+    alone = {"allreduce_alone_ms": [], "mpi_allreduce_ms": []}
+    if world.size > 1:
+        from mpi4py import MPI
+        comm, flat = world.host.comm, model.reducer.flat
+        for _ in range(args.steps):
+            for key, reduce in (("allreduce_alone_ms", world.host.allreduce_sum),
+                                ("mpi_allreduce_ms", lambda b: comm.Allreduce(MPI.IN_PLACE, b))):
+                buf = flat.copy()
+                comm.Barrier()
+                t0 = time.perf_counter()
+                reduce(buf)
+                alone[key].append(time.perf_counter() - t0)
     if world.is_main:
         print(json.dumps({"model": args.model, "ranks": world.size, "global_batch": args.batch,
                           "step_ms": round(1e3 * statistics.median(times), 2),
                           "allreduce_in_step_ms": round(1e3 * statistics.mean(reduce_s), 3),
-                          "allreduce_alone_ms": round(1e3 * statistics.median(alone), 3),
+                          **{k: round(1e3 * statistics.median(v), 3) for k, v in alone.items() if v},
                           "allreduce_bytes": int(model.reducer.flat.nbytes)}))
 
 
