@@ -105,7 +105,8 @@ def _train(args) -> int:
     from gpucnn import train
     cfg = train.Config(**{f.name: getattr(args, f.name) for f in dataclasses.fields(train.Config)})
     history = train.fit(cfg)
-    if history:
+    from gpucnn import distributed
+    if history and distributed.current().is_main:
         last = history[-1]
         print(f"epoch {last['epoch']}: held-out accuracy {last['test_acc']:.4f} after "
               f"{last['seconds']:.1f} s of training; metrics in {cfg.out}/metrics.jsonl")
@@ -177,6 +178,8 @@ def _add_train(sub, common) -> None:
     p.add_argument("--plot", action="store_true", help="write OUT/metrics.png (needs matplotlib)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar on stderr (by default one, redrawn in place on a terminal)")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="under mpirun/mpiexec: batch-norm statistics of the global batch, not each rank's")
     p.set_defaults(func=_train)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from gpucnn import checkpoint, data, runs
+from gpucnn import distributed as dist
 from gpucnn.backend import use_backend
 from gpucnn.nn import MODELS, SGD, CrossEntropyLoss
 from gpucnn.nn._array import to_device
@@ -39,6 +40,7 @@ class Config:
     overwrite: bool = False
     plot: bool = False
     progress: bool = True
+    sync_bn: bool = False
 
 
 class Progress:
@@ -96,7 +98,7 @@ def run_epoch(model, loss_fn, x, y, batch_size, device, optimizer=None, rng=None
     """One pass over (x, y): training steps when an optimizer is given, else
     evaluation. Returns (mean loss, accuracy) over the samples."""
     total_loss, correct, seen = 0.0, 0, 0
-    for xb, yb in data.batches(x, y, batch_size, rng):
+    for xb, yb in dist.batches(x, y, batch_size, rng):
         xb, yb = _place(xb, device), _place(yb, device)
         logits = model.forward(xb)
         loss = float(loss_fn.forward(logits, yb))
@@ -107,7 +109,8 @@ def run_epoch(model, loss_fn, x, y, batch_size, device, optimizer=None, rng=None
         correct += int((logits.argmax(axis=1) == yb).sum())
         seen += len(xb)
         if progress is not None:
-            progress.update(seen, total_loss / seen, correct / seen)
+            progress.update(dist.global_seen(seen), total_loss / seen, correct / seen)
+    total_loss, correct, seen = dist.sum_over_ranks(total_loss, correct, seen)
     return total_loss / seen, correct / seen
 
 
@@ -117,40 +120,51 @@ def _restore(cfg, out, model, optimizer, scheduler, ckpt):
     record = runs.restore(ckpt, model, optimizer, scheduler, cfg.epochs)
     # Drop metrics of epochs after the checkpoint (a crash between the two writes).
     metrics = out / "metrics.jsonl"
-    if metrics.is_file():
+    if metrics.is_file() and dist.current().is_main:
         lines = [ln for ln in metrics.read_text().splitlines()
                  if ln.strip() and json.loads(ln)["epoch"] <= record["epoch"]]
         metrics.write_text("".join(ln + "\n" for ln in lines))
     return record["epoch"] + 1, record["seconds"]
 
 
+@dist.guarded
 def fit(cfg: Config, log=None) -> list[dict]:
-    """Train as ``cfg`` says; returns the metrics of the epochs run."""
+    """Train as ``cfg`` says; returns the metrics of the epochs run. Under an MPI
+    launcher the ranks train together and only rank 0 prints and writes."""
+    record = runs.preflight(cfg)
+    main = dist.init(cfg.device).is_main
     log = log if log is not None else (lambda s: print(s, file=sys.stderr))
-    if runs.finished(runs.preflight(cfg), cfg):
+    log = log if main else (lambda s: None)
+    if record is not None:
+        dist.check_resume(record)
+    if runs.finished(record, cfg):
         log(f"{cfg.out}: the run has done all its {cfg.epochs} epochs; nothing left to do "
             f"(--resume with a larger --epochs extends it)")
         return []
+    # Every rank has checked OUT before rank 0 writes to it.
+    dist.barrier()
     ds = runs.load_data(cfg)
     model = MODELS[cfg.model](ds.input_shape, ds.classes, rng=np.random.default_rng(cfg.seed))
     if cfg.device == "cuda":
         model.to("cuda")
+    model = dist.wrap(model, cfg.sync_bn)
     loss_fn = CrossEntropyLoss()
     optimizer = SGD(model, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                     nesterov=cfg.momentum > 0)
     scheduler = runs.CosineSchedule(optimizer, cfg.epochs)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint.npz"
     first, seconds = (_restore(cfg, out, model, optimizer, scheduler, ckpt) if cfg.resume else (1, 0.0))
-    if not cfg.resume:
+    if main and not cfg.resume:
         runs.start_fresh(out)
     log(f"{cfg.model} on {cfg.dataset}: {len(ds.x_train)} training, {len(ds.x_test)} held-out "
         f"images {tuple(ds.input_shape)}, device {cfg.device}, epochs {first}..{cfg.epochs}")
     history = []
     with _backend_for(cfg.device), on_compile(lambda text: bar.note(text)):
         for epoch in range(first, cfg.epochs + 1):
-            bar = Progress(len(ds.x_train), f"epoch {epoch}/{cfg.epochs}", enabled=cfg.progress)
+            bar = Progress(len(ds.x_train), f"epoch {epoch}/{cfg.epochs}", enabled=cfg.progress and main)
             t0 = time.perf_counter()
             # The shuffling depends on (seed, epoch) only, so a resumed run sees the same batches.
             train_loss, train_acc = run_epoch(model.train(), loss_fn, ds.x_train, ds.y_train, cfg.batch_size,
@@ -161,12 +175,13 @@ def fit(cfg: Config, log=None) -> list[dict]:
             row = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, test_loss=test_loss,
                        test_acc=test_acc, seconds=round(seconds, 3), lr=optimizer.lr)
             scheduler.step()
-            checkpoint.save(ckpt, model, optimizer, scheduler, epoch=epoch, seconds=seconds,
-                            config=dataclasses.asdict(cfg))
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
+            if main:
+                checkpoint.save(ckpt, model, optimizer, scheduler, epoch=epoch, seconds=seconds,
+                                config=dataclasses.asdict(cfg), **dist.checkpoint_meta())
+                with open(out / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(row) + "\n")
             history.append(row)
-    if cfg.plot:
+    if cfg.plot and main:
         log(f"plot: {plot(out / 'metrics.jsonl', out / 'metrics.png')}")
     return history
 

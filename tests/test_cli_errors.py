@@ -47,7 +47,7 @@ def _prepare(tmp: Path, run: Path) -> None:
     # The run's own record (model lenet, same data and seed) over another network's weights.
     record = checkpoint.read(ck)[1]
     other = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
-    meta = {k: v for k, v in record.items() if k not in ("format", "rng_states", "lr", "scheduler")}
+    meta = {k: v for k, v in record.items() if k not in ("format", "rng_states", "lr", "optimizer", "scheduler")}
     opt = nn.SGD(other, 0.1)
     sched = runs.CosineSchedule(opt, 2)
     sched.load_state_dict(record["scheduler"])

@@ -32,8 +32,9 @@ _SCALARS = ("step", "beta1_power", "beta2_power")  # scal[1:4] in checkpoints
 
 
 def _collect(who: str, params_or_model) -> tuple[list, list]:
-    """(names, Parameters) from a Module, parameters() or named_parameters()."""
-    if isinstance(params_or_model, Module):
+    """(names, Parameters) from a Module (or a wrapper of one, such as
+    gpucnn.distributed's DataParallel), parameters() or named_parameters()."""
+    if isinstance(params_or_model, Module) or callable(getattr(params_or_model, "named_parameters", None)):
         items = list(params_or_model.named_parameters())
     elif isinstance(params_or_model, (Parameter, dict, str)) or not hasattr(params_or_model, "__iter__") \
             or hasattr(params_or_model, "shape"):
