@@ -3,6 +3,7 @@
 Imports with NumPy alone; CuPy is imported only when a model is moved to
 "cuda" or given CuPy arrays.
 """
+from gpucnn.nn.graph import CaptureError, CompiledStep, compile_step
 from gpucnn.nn.layers import AvgPool2D, Conv2D, ConvTranspose2D, Flatten, Linear, MaxPool2D, ReLU
 from gpucnn.nn.losses import CrossEntropyLoss, SquaredErrorLoss
 from gpucnn.nn.models import MODELS, lenet, vgg_small
@@ -12,4 +13,5 @@ from gpucnn.nn.regularization import BatchNorm2D, Dropout
 
 __all__ = ["Module", "Sequential", "Conv2D", "ConvTranspose2D", "Linear", "MaxPool2D", "AvgPool2D",
            "ReLU", "Flatten", "BatchNorm2D", "Dropout", "CrossEntropyLoss", "SquaredErrorLoss",
-           "SGD", "StepLR", "CosineAnnealingLR", "lenet", "vgg_small", "MODELS"]
+           "SGD", "StepLR", "CosineAnnealingLR", "lenet", "vgg_small", "MODELS",
+           "compile_step", "CompiledStep", "CaptureError"]

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from gpucnn import functional as F
-from gpucnn.nn._array import to_device, xp_of
+from gpucnn.nn._array import to_device, to_host, xp_of
+from gpucnn.runtime import capture
 from gpucnn.nn.module import Module
 
 
@@ -37,10 +38,21 @@ class BatchNorm2D(Module):
         y, saved = F.batch_norm2d(x, self.weight, self.bias, b["running_mean"], b["running_var"],
                                   self.training, self.momentum, self.eps)
         if self.training:
-            b["running_mean"], b["running_var"] = saved.running_mean, saved.running_var
-            b["num_batches_tracked"] = b["num_batches_tracked"] + 1
+            # In place, so that a captured step keeps updating the buffers the layer holds.
+            capture.copy_into(b["running_mean"], saved.running_mean)
+            capture.copy_into(b["running_var"], saved.running_var)
+            capture.host_effect(self._count_batch)
         self._save(x=x, saved=saved)
         return y
+
+    def _count_batch(self):
+        # A host counter: incrementing it needs no launch, in a graph or out of it.
+        self._buffers["num_batches_tracked"] = np.asarray(to_host(self._buffers["num_batches_tracked"]) + 1)
+
+    def to(self, device):
+        super().to(device)
+        self._buffers["num_batches_tracked"] = to_host(self._buffers["num_batches_tracked"])
+        return self
 
     def backward(self, dy):
         x, saved = self._load("x", "saved")
@@ -70,6 +82,8 @@ class Dropout(Module):
         if not self.training or self.p == 0:
             self._save(mask=None)
             return x
+        capture.forbid("Dropout", f"it draws its mask on the host (p={self.p}); use p=0 or no dropout "
+                       "in a captured step")
         keep = self.rng.random(x.shape) >= self.p
         mask = (keep / (1 - self.p)).astype(x.dtype)
         if xp_of(x) is not np:

@@ -1,0 +1,162 @@
+"""Whole-step capture (gpucnn.nn.compile_step): replayed steps equal eager
+steps bitwise on the emulator, and what cannot be captured is named.
+
+The loss and optimizer here are stand-ins built from kernels that exist
+(ReLU and the fully connected layer), so the capture runs end to end on
+the emulator whatever loss and optimizer kernels the library has.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gpucnn
+from gpucnn import backend
+from gpucnn import functional as F
+from gpucnn.nn import SGD, BatchNorm2D, CaptureError, Conv2D, CrossEntropyLoss, Dropout, Flatten, Linear
+from gpucnn.nn import MaxPool2D, ReLU, Sequential, compile_step
+from gpucnn.runtime import capture
+
+SHAPE, CLASSES, BATCH = (1, 8, 8), 3, 4
+
+
+@pytest.fixture(autouse=True)
+def emulator():
+    ok, why = backend.available("emulator")
+    if not ok:
+        pytest.skip(f"emulator unavailable: {why}")
+    with gpucnn.use_backend("emulator"):
+        yield
+
+
+class ReluSumLoss:
+    """loss = sum(relu(pred)) through kernels: relu, then a (1, n) x (n,) product."""
+
+    def forward(self, pred, target):
+        self.pred = pred
+        flat = F.relu(pred).reshape(1, -1)
+        return F.linear(flat, np.ones((1, flat.shape[1]), pred.dtype)).reshape(())
+
+    def backward(self):
+        return F.relu_backward(np.ones_like(self.pred), self.pred)
+
+
+class KernelSGD:
+    """p <- p - lr * g with the fully connected kernel (y = x w^T + b with
+    x = [[-lr]], w = g as a column, b = p) and a runtime copy back into p."""
+    capturable = True
+
+    def __init__(self, model, lr):
+        self.model, self.lr = model, lr
+
+    def step(self):
+        grads = self.model.grads()
+        for name, p in self.model.params().items():
+            g = grads[name]
+            new = F.linear(np.full((1, 1), -self.lr, p.dtype), g.reshape(-1, 1), p.reshape(-1))
+            capture.copy_into(p, new.reshape(p.shape))
+
+
+def _model(seed=0, dropout=False):
+    rng = np.random.default_rng(seed)
+    layers = [Conv2D(1, 4, 3, padding=1, bias=False, rng=rng), BatchNorm2D(4), ReLU(), MaxPool2D(2),
+              Flatten(), Linear(4 * 4 * 4, CLASSES, rng=rng)]
+    if dropout:
+        layers.insert(-1, Dropout(0.5, rng=rng))
+    return Sequential(*layers)
+
+
+def _batches(n):
+    rng = np.random.default_rng(1)
+    return [(rng.standard_normal((BATCH, *SHAPE)).astype(np.float32), rng.integers(0, CLASSES, BATCH))
+            for _ in range(n)]
+
+
+def _eager_step(model, loss, opt, x, y):
+    value = loss.forward(model.forward(x), y)
+    model.backward(loss.backward())
+    opt.step()
+    return value.copy()
+
+
+def _state(model):
+    return {**model.params(), **{k: np.asarray(v) for k, v in model.buffers().items()}}
+
+
+def test_replayed_steps_equal_eager_steps_bitwise():
+    batches = _batches(3)
+    eager, graphed = _model(), _model()
+    e_loss, e_opt = ReluSumLoss(), KernelSGD(eager, 0.05)
+    g_opt = KernelSGD(graphed, 0.05)
+    step = compile_step(graphed, ReluSumLoss(), g_opt, *batches[0])
+    # Capturing records the step and runs nothing: the weights are untouched.
+    for k, v in _state(eager).items():
+        assert np.array_equal(v, _state(graphed)[k]), k
+    for i, (x, y) in enumerate(batches):
+        want = _eager_step(eager, e_loss, e_opt, x, y)
+        got = step(x, y)
+        assert got.shape == () and got.tobytes() == want.tobytes(), (i, got, want)
+        for k, v in _state(eager).items():
+            assert np.array_equal(v, _state(graphed)[k]), (i, k)
+    assert _state(graphed)["1.num_batches_tracked"] == 3
+    assert not np.array_equal(_state(graphed)["0.weight"], _model().params()["0.weight"])
+
+
+def test_a_new_learning_rate_captures_again():
+    (x, y), = _batches(1)
+    model = _model()
+    opt = KernelSGD(model, 0.05)
+    step = compile_step(model, ReluSumLoss(), opt, x, y)
+    step(x, y)
+    assert step.captures == 1
+    opt.lr = 0.01
+    reference = _model()
+    ref_opt = KernelSGD(reference, 0.05)
+    _eager_step(reference, ReluSumLoss(), ref_opt, x, y)
+    ref_opt.lr = 0.01
+    _eager_step(reference, ReluSumLoss(), ref_opt, x, y)
+    step(x, y)
+    assert step.captures == 2
+    assert np.array_equal(model.params()["5.weight"], reference.params()["5.weight"])
+
+
+def test_an_optimizer_that_is_not_capturable_is_named():
+    (x, y), = _batches(1)
+    model = _model()
+    with pytest.raises(CaptureError, match=r"SGD\.step"):
+        compile_step(model, ReluSumLoss(), SGD(model, 0.1), x, y)
+
+
+def test_dropout_is_named():
+    (x, y), = _batches(1)
+    model = _model(dropout=True)
+    with pytest.raises(CaptureError, match="Dropout"):
+        compile_step(model, ReluSumLoss(), KernelSGD(model, 0.1), x, y)
+
+
+def test_an_op_without_kernels_is_named(monkeypatch):
+    real = backend._kernel_op
+    monkeypatch.setattr(backend, "_kernel_op", lambda family, op: None if family == "relu" else real(family, op))
+    (x, y), = _batches(1)
+    model = _model()
+    before = model.params()["5.weight"].copy()
+    with pytest.raises(CaptureError, match=r"relu\.relu_forward .*NumPy reference"):
+        compile_step(model, CrossEntropyLoss(), KernelSGD(model, 0.1), x, y)
+    assert np.array_equal(model.params()["5.weight"], before)
+
+
+def test_the_batch_must_match_the_example():
+    (x, y), = _batches(1)
+    model = _model()
+    step = compile_step(model, ReluSumLoss(), KernelSGD(model, 0.1), x, y)
+    with pytest.raises(ValueError, match=r"x must be .* shape \(4, 1, 8, 8\).*got .* shape \(3, 1, 8, 8\)"):
+        step(x[:3], y[:3])
+    with pytest.raises(ValueError, match="y must be .* dtype int64"):
+        step(x, y.astype(np.int32))
+
+
+def test_the_numpy_backend_has_nothing_to_capture():
+    (x, y), = _batches(1)
+    model = _model()
+    with gpucnn.use_backend("numpy"), pytest.raises(CaptureError, match="emulator"):
+        compile_step(model, ReluSumLoss(), KernelSGD(model, 0.1), x, y)
