@@ -71,6 +71,16 @@ def _add_bench(sub) -> None:
     p.set_defaults(func=_bench)
 
 
+def _add_train_step_options(p, d) -> None:
+    """What one training step is: the optimizer, its learning rate, how much data."""
+    from gpucnn.train import DEFAULT_LR, OPTIMIZERS
+    p.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS)
+    p.add_argument("--lr", type=float, default=d.lr,
+                   help="learning rate (default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_LR.items()) + ")")
+    p.add_argument("--limit", type=int, default=d.limit, metavar="N",
+                   help="train on the first N training examples and evaluate on the first N held-out ones")
+
+
 def _add_train(sub) -> None:
     # Defaults come from train.Config, so the CLI and the API cannot disagree.
     from gpucnn.nn.models import MODELS
@@ -83,7 +93,7 @@ def _add_train(sub) -> None:
     p.add_argument("--data-dir", default=d.data_dir, help="where MNIST/Fashion-MNIST/CIFAR-10 files are")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
+    _add_train_step_options(p, d)
     p.add_argument("--momentum", type=float, default=d.momentum)
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument("--device", default=d.device, choices=DEVICES)

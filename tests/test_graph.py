@@ -1,10 +1,6 @@
 """Whole-step capture (gpucnn.nn.compile_step): replayed steps equal eager
 steps bitwise on the emulator, and what cannot be captured is named.
-
-The loss and optimizer here are stand-ins built from kernels that exist
-(ReLU and the fully connected layer), so the capture runs end to end on
-the emulator whatever loss and optimizer kernels the library has.
-"""
+The loss and optimizer are the kernel-only stand-ins of capturable.py."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,10 +8,9 @@ import pytest
 
 import gpucnn
 from gpucnn import backend
-from gpucnn import functional as F
 from gpucnn.nn import SGD, BatchNorm2D, CaptureError, Conv2D, CrossEntropyLoss, Dropout, Flatten, Linear
 from gpucnn.nn import MaxPool2D, ReLU, Sequential, compile_step
-from gpucnn.runtime import capture
+from capturable import KernelSGD, ReluSumLoss
 
 SHAPE, CLASSES, BATCH = (1, 8, 8), 3, 4
 
@@ -27,34 +22,6 @@ def emulator():
         pytest.skip(f"emulator unavailable: {why}")
     with gpucnn.use_backend("emulator"):
         yield
-
-
-class ReluSumLoss:
-    """loss = sum(relu(pred)) through kernels: relu, then a (1, n) x (n,) product."""
-
-    def forward(self, pred, target):
-        self.pred = pred
-        flat = F.relu(pred).reshape(1, -1)
-        return F.linear(flat, np.ones((1, flat.shape[1]), pred.dtype)).reshape(())
-
-    def backward(self):
-        return F.relu_backward(np.ones_like(self.pred), self.pred)
-
-
-class KernelSGD:
-    """p <- p - lr * g with the fully connected kernel (y = x w^T + b with
-    x = [[-lr]], w = g as a column, b = p) and a runtime copy back into p."""
-    capturable = True
-
-    def __init__(self, model, lr):
-        self.model, self.lr = model, lr
-
-    def step(self):
-        grads = self.model.grads()
-        for name, p in self.model.params().items():
-            g = grads[name]
-            new = F.linear(np.full((1, 1), -self.lr, p.dtype), g.reshape(-1, 1), p.reshape(-1))
-            capture.copy_into(p, new.reshape(p.shape))
 
 
 def _model(seed=0, dropout=False):
