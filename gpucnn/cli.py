@@ -48,7 +48,8 @@ def _bench(args) -> int:
         device = "cuda" if cupy_runtime.gpu_available()[0] else "cpu"
     backends = args.backends.split(",") if args.backends else None
     res = run.run(device, backends=backends, small=args.small, only=args.only, budget_s=args.budget,
-                  threads=args.threads, train=not args.no_train, progress=args.progress)
+                  threads=args.threads, train=not args.no_train, progress=args.progress,
+                  steps_only=args.steps_only, compile_torch=args.torch_compile)
     paths = report.save(res, args.out)
     print(report.table(res))
     print(f"wrote {paths['json']}, {paths['table']}"
@@ -66,6 +67,9 @@ def _add_bench(sub) -> None:
     p.add_argument("--budget", type=float, help="seconds of timed runs per case and pass (default 1)")
     p.add_argument("--threads", type=int, help="CPU threads for NumPy's BLAS, PyTorch and gpucnn")
     p.add_argument("--no-train", action="store_true", help="skip the training-step benchmark")
+    p.add_argument("--steps-only", action="store_true", help="only the training-step benchmark")
+    p.add_argument("--no-torch-compile", dest="torch_compile", action="store_false",
+                   help="leave torch.compile out of the training-step benchmark")
     p.add_argument("--out", default="bench/results", help="directory for the JSON, table and chart")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=_bench)

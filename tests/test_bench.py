@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gpucnn import cli
-from gpucnn.bench import cases, ops, report, run, timing
+from gpucnn.bench import cases, ops, report, run, steps, timing
 
 
 def _case(name, kind=cases.ConvCase):
@@ -132,11 +132,30 @@ def test_geomeans():
     assert run.geomeans(rows, ["ours", "p"]) == {"conv forward": {"p": pytest.approx(4.0)}}
 
 
-def test_training_step_images_per_second():
-    steps = run.train_steps("cpu", small=True, budget_s=0.01, clk=timing.CpuClock())
-    assert [s["model"] for s in steps] == [m for m, *_ in cases.TRAIN]
-    for s in steps:
-        assert s["images_per_s"] == pytest.approx(s["batch"] / s["ms"] * 1e3)
+def test_training_step_rows():
+    have_torch = run._have_torch("cpu")
+    rows = steps.run_steps("cpu", small=True, budget_s=0.01, clk=timing.CpuClock(), have_torch=have_torch)
+    assert [r["model"] for r in rows] == [m for m, *_ in cases.STEPS]
+    ran = [r for r in rows if "error" not in r]
+    assert {r["model"] for r in ran} >= {"lenet", "vgg-small"}
+    for r in ran:
+        ours = r["ours"]
+        assert ours["images_per_s"] == pytest.approx(r["batch"] / ours["ms"] * 1e3)
+        assert ours["graph"] is False and ours["peak_bytes"] is None  # the NumPy backend: eager, no device
+        assert set(r["results"]) == ({"torch-cpu"} if have_torch else set())
+        for p, e in r["results"].items():
+            assert r["ratio"][p] == pytest.approx(ours["images_per_s"] / e["images_per_s"])
+    text = "\n".join(report.step_table(rows, "gpucnn-numpy"))
+    assert "| lenet | 1x12x12 | 4 |" in text
+
+
+def test_step_rows_only(tmp_path, capsys):
+    assert cli.main(["bench", "--device", "cpu", "--small", "--steps-only", "--backends", "gpucnn-numpy",
+                     "--no-progress", "--out", str(tmp_path)]) == 0
+    (js,) = tmp_path.glob("bench-cpu-*.json")
+    res = json.loads(js.read_text())
+    assert res["rows"] == [] and [r["model"] for r in res["train"]] == [m for m, *_ in cases.STEPS]
+    assert "training step" in capsys.readouterr().out
 
 
 def test_cli_bench_writes_json_and_table(tmp_path, capsys):
