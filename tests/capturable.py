@@ -3,9 +3,8 @@ fully connected layer) and runtime copies, so that whole-step capture runs
 end to end on the emulator whatever loss and optimizer kernels the library has."""
 from __future__ import annotations
 
-import numpy as np
-
 from gpucnn import functional as F
+from gpucnn.nn._array import xp_of
 from gpucnn.runtime import capture
 
 
@@ -15,10 +14,10 @@ class ReluSumLoss:
     def forward(self, pred, target):
         self.pred = pred
         flat = F.relu(pred).reshape(1, -1)
-        return F.linear(flat, np.ones((1, flat.shape[1]), pred.dtype)).reshape(())
+        return F.linear(flat, xp_of(pred).ones((1, flat.shape[1]), pred.dtype)).reshape(())
 
     def backward(self):
-        return F.relu_backward(np.ones_like(self.pred), self.pred)
+        return F.relu_backward(xp_of(self.pred).ones_like(self.pred), self.pred)
 
 
 class KernelSGD:
@@ -33,5 +32,5 @@ class KernelSGD:
         grads = self.model.grads()
         for name, p in self.model.params().items():
             g = grads[name]
-            new = F.linear(np.full((1, 1), -self.lr, p.dtype), g.reshape(-1, 1), p.reshape(-1))
+            new = F.linear(xp_of(p).full((1, 1), -self.lr, p.dtype), g.reshape(-1, 1), p.reshape(-1))
             capture.copy_into(p, new.reshape(p.shape))

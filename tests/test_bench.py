@@ -166,3 +166,21 @@ def test_cli_bench_writes_json_and_table(tmp_path, capsys):
     (js,) = tmp_path.glob("bench-cpu-*.json")
     res = json.loads(js.read_text())
     assert {r["op"] for r in res["rows"]} == {"relu"} and res["backends"] == ["gpucnn-numpy"]
+
+
+@pytest.mark.parametrize("name", [m for m, *_ in cases.STEPS])
+def test_torch_model_is_the_same_network(name):
+    """The PyTorch side of the step rows computes what the gpucnn model computes."""
+    torch = pytest.importorskip("torch")
+    from gpucnn.bench import torch_models
+    from gpucnn.nn import MODELS
+    if name not in MODELS:
+        pytest.skip(f"{name} is not in gpucnn.nn.MODELS yet")
+    shape = (1, 12, 12) if name == "lenet" else (3, 12, 12)
+    model = MODELS[name](shape, 10, rng=np.random.default_rng(0), dtype=np.float64).eval()
+    net = torch_models.from_gpucnn(model).eval()
+    x = np.random.default_rng(1).standard_normal((2, *shape))
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model.forward(x), want, rtol=1e-10, atol=1e-12)
+    assert sum(p.numel() for p in net.parameters()) == sum(v.size for v in model.params().values())

@@ -127,3 +127,23 @@ def test_the_numpy_backend_has_nothing_to_capture():
     model = _model()
     with gpucnn.use_backend("numpy"), pytest.raises(CaptureError, match="emulator"):
         compile_step(model, ReluSumLoss(), KernelSGD(model, 0.1), x, y)
+
+
+@pytest.mark.gpu
+def test_replayed_steps_equal_eager_steps_on_a_gpu():
+    if not backend.available("cuda")[0]:
+        pytest.skip("no CUDA GPU")
+    import cupy
+    batches = [(cupy.asarray(x), cupy.asarray(y)) for x, y in _batches(3)]
+    eager, graphed = _model().to("cuda"), _model().to("cuda")
+    e_loss, e_opt = ReluSumLoss(), KernelSGD(eager, 0.05)
+    step = compile_step(graphed, ReluSumLoss(), KernelSGD(graphed, 0.05), *batches[0])
+    assert step.runtime == "cuda" and step.pool_bytes > 0
+    for x, y in batches:
+        want = _eager_step(eager, e_loss, e_opt, x, y)
+        got = step(x, y)
+        cupy.testing.assert_allclose(got, want, rtol=1e-6, atol=0)
+    for k, v in {**eager.params(), "1.running_mean": eager.buffers()["1.running_mean"]}.items():
+        cupy.testing.assert_allclose({**graphed.params(), **graphed.buffers()}[k], v, rtol=1e-5, atol=1e-7,
+                                     err_msg=k)
+    assert int(graphed.buffers()["1.num_batches_tracked"]) == 3

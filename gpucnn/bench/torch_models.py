@@ -65,8 +65,9 @@ def build(layer):
 def from_gpucnn(model):
     """``build(model)`` holding model's parameters and buffers (torch and gpucnn name them alike)."""
     import torch
-    module = build(model)
     state = {k: torch.from_numpy(np.array(to_host(v))) for k, v in {**model.params(), **model.buffers()}.items()}
+    dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
+    module = build(model).to(dtype=dtypes.pop() if len(dtypes) == 1 else None)
     missing, unexpected = module.load_state_dict(state, strict=False)
     if unexpected:
         raise ValueError(f"gpucnn state that the PyTorch model lacks: {unexpected}")
