@@ -62,7 +62,7 @@ def _add_bench(sub) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--backends", help="comma-separated, ours first, from gpucnn-cuda, gpucnn-numpy, "
                    "torch-cudnn, torch-cpu (default: all that run here)")
-    p.add_argument("--only", help="run the cases whose label contains this")
+    p.add_argument("--only", help="run the cases whose label contains this (with --steps-only: the models)")
     p.add_argument("--small", action="store_true", help="tiny shapes: checks the harness, not speed")
     p.add_argument("--budget", type=float, help="seconds of timed runs per case and pass (default 1)")
     p.add_argument("--threads", type=int, help="CPU threads for NumPy's BLAS, PyTorch and gpucnn")

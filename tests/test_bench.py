@@ -146,16 +146,20 @@ def test_training_step_rows():
         for p, e in r["results"].items():
             assert r["ratio"][p] == pytest.approx(ours["images_per_s"] / e["images_per_s"])
     text = "\n".join(report.step_table(rows, "gpucnn-numpy"))
-    assert "| lenet | 1x12x12 | 4 |" in text
+    assert "| lenet | 1x8x8 | 4 |" in text
 
 
 def test_step_rows_only(tmp_path, capsys):
     assert cli.main(["bench", "--device", "cpu", "--small", "--steps-only", "--backends", "gpucnn-numpy",
                      "--no-progress", "--out", str(tmp_path)]) == 0
-    (js,) = tmp_path.glob("bench-cpu-*.json")
+    (js,) = tmp_path.glob("bench-cpu-steps-*.json")
     res = json.loads(js.read_text())
     assert res["rows"] == [] and [r["model"] for r in res["train"]] == [m for m, *_ in cases.STEPS]
     assert "training step" in capsys.readouterr().out
+    assert cli.main(["bench", "--device", "cpu", "--small", "--steps-only", "--only", "lenet", "--backends",
+                     "gpucnn-numpy", "--no-progress", "--out", str(tmp_path / "one")]) == 0
+    (js,) = (tmp_path / "one").glob("bench-cpu-steps-*.json")
+    assert [r["model"] for r in json.loads(js.read_text())["train"]] == ["lenet"]
 
 
 def test_cli_bench_writes_json_and_table(tmp_path, capsys):

@@ -120,7 +120,8 @@ def roofline(res, path) -> Path | None:
 
 
 def _stem(res):
-    return f"bench-{res['device']}-{res['date'][:10]}"
+    """bench-DEVICE-DATE, or bench-DEVICE-steps-DATE for a run of the step rows only (so both fit one folder)."""
+    return f"bench-{res['device']}{'-steps' if res.get('steps_only') else ''}-{res['date'][:10]}"
 
 
 def save(res, out_dir) -> dict:

@@ -155,7 +155,8 @@ def _run(device, backends, small, only, budget_s, threads, train, progress, step
         {"copy_bytes": 8 * 2**20, "n": 256, "reps": 2} if small else {}))
     todo = [] if steps_only else [(c, full_n, d) for c, full_n in cases.suite(device, small=small, only=only)
                                   for d in cases.PASSES[c.kind]]
-    bar = Bar(len(todo) + (len(cases.STEPS) if train else 0), enabled=progress)
+    step_models = steps.models(only if steps_only else None) if train else []
+    bar = Bar(len(todo) + len(step_models), enabled=progress)
     rows = []
     for case, full_n, direction in todo:
         copies = 1 if small else _copies(case, device)
@@ -167,11 +168,13 @@ def _run(device, backends, small, only, budget_s, threads, train, progress, step
     step_rows = []
     if train:
         step_rows = steps.run_steps(device, small, budget_s, clocks[names[0]], compile_torch=compile_torch,
-                                    have_torch=_have_torch(device), progress=bar.step)
+                                    have_torch=any(BACKENDS[n][0] == "torch" for n in names),
+                                    progress=bar.step, only=only if steps_only else None)
     return {"schema": SCHEMA, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "device": device, "machine": machine(device), "versions": versions(),
             "threads": thread_counts, "omp_wait_policy": omp_policy, "load_average": _loadavg(), "backends": names, "ours": names[0],
-            "limits": lim, "rows": rows, "geomean_ratio": geomeans(rows, names), "train": step_rows}
+            "limits": lim, "rows": rows, "geomean_ratio": geomeans(rows, names), "train": step_rows,
+            "steps_only": steps_only}
 
 
 def _loadavg():

@@ -136,14 +136,19 @@ def step_row(name, shape, classes, batch, device, peers, clk, budget_s, min_reps
     return row
 
 
-def run_steps(device, small, budget_s, clk, compile_torch=True, have_torch=True, progress=None):
-    """The rows of every model of ``cases.STEPS`` (tiny shapes with ``small``)."""
+def models(only=None):
+    """The entries of ``cases.STEPS`` whose model name contains ``only`` (all without it)."""
+    return [m for m in cases.STEPS if only is None or only in m[0]]
+
+
+def run_steps(device, small, budget_s, clk, compile_torch=True, have_torch=True, progress=None, only=None):
+    """The rows of the models of ``cases.STEPS`` (tiny shapes with ``small``; see ``models``)."""
     peers = _peers(device, compile_torch) if have_torch else []
     rows = []
-    for name, shape, classes, batch in cases.STEPS:
+    for name, shape, classes, batch in models(only):
         if small:
-            batch, shape = 4, (shape[0], 12, 12)
-        rows.append(step_row(name, shape, classes, batch, device, peers, clk, budget_s))
+            batch, shape = 4, (shape[0], 8, 8)
+        rows.append(step_row(name, shape, classes, batch, device, peers, clk, budget_s, 1 if small else 3))
         if progress is not None:
             progress(f"training step {name}")
     return rows
