@@ -1,14 +1,14 @@
 """Batch normalization, through the functional ops batch_norm2d and its
 backward (the kernels of kernels/batchnorm.cu on a GPU or the emulator), and
-dropout, element-wise array arithmetic through the input's array module."""
+dropout, through dropout and its backward (kernels/dropout.cu)."""
 from __future__ import annotations
 
 import numpy as np
 
 from gpucnn import functional as F
-from gpucnn.nn._array import to_device, to_host, xp_of
-from gpucnn.runtime import capture
+from gpucnn.nn._array import to_device, to_host
 from gpucnn.nn.module import Module
+from gpucnn.runtime import capture
 
 
 class BatchNorm2D(Module):
@@ -68,38 +68,46 @@ class Dropout(Module):
     """Inverted dropout as torch.nn.Dropout: in training, zero each element with
     probability p and scale the rest by 1/(1-p); identity in eval mode.
 
-    The mask is drawn on the host from one seeded generator whatever the
-    device, so a run is reproducible and the same on every backend."""
+    The mask comes from a counter-based generator on the array's device
+    (``F.dropout``) seeded once from ``rng``: a run is reproducible and the
+    same on every backend, and a captured step draws a new mask each replay."""
 
     def __init__(self, p=0.5, *, rng=None):
         super().__init__()
         if not 0 <= p < 1:
             raise ValueError(f"dropout probability must lie in [0, 1), got {p}")
         self.p = p
-        self.rng = rng if rng is not None else np.random.default_rng()
+        rng = rng if rng is not None else np.random.default_rng()
+        self.state = F.dropout_state(int(rng.integers(2**63)))
 
     def forward(self, x):
         if not self.training or self.p == 0:
             self._save(mask=None)
             return x
-        capture.forbid("Dropout", f"it draws its mask on the host (p={self.p}); use p=0 or no dropout "
-                       "in a captured step")
-        keep = self.rng.random(x.shape) >= self.p
-        mask = (keep / (1 - self.p)).astype(x.dtype)
-        if xp_of(x) is not np:
-            mask = to_device(mask, "cuda")
+        y, mask = F.dropout(x, self.p, self.state)
         self._save(mask=mask)
-        return x * mask
+        return y
 
     def backward(self, dy):
         mask = self._load("mask")
-        return dy if mask is None else dy * mask
+        return dy if mask is None else F.dropout_backward(dy, mask)
+
+    def to(self, device):
+        super().to(device)
+        self.state = to_device(self.state, device)
+        return self
 
     def rng_states(self) -> dict:
-        return {"": self.rng.bit_generator.state}
+        seed, offset = (int(v) for v in to_host(self.state))
+        return {"": {"seed": seed, "offset": offset}}
 
     def set_rng_states(self, states: dict) -> None:
-        self.rng.bit_generator.state = states[""]
+        st = states[""]
+        if not isinstance(st, dict) or set(st) != {"seed", "offset"}:
+            raise ValueError(f"dropout generator state must be {{'seed', 'offset'}}, got {st!r} (a checkpoint "
+                             f"from before dropout drew its masks on the device?)")
+        # In place: a captured step keeps reading the same state array.
+        self.state[...] = to_device(np.array([st["seed"], st["offset"]], np.uint64), self.device)
 
     def __repr__(self):
         return f"Dropout(p={self.p})"
