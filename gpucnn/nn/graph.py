@@ -9,6 +9,18 @@ with kernels, its state exists before the capture and nothing it computes
 on the host changes from step to step); an op that would stop on the host
 raises ``CaptureError`` naming it when the step is compiled.
 
+What stopped a step on the host, and what happens now: an op without
+kernels runs on the NumPy reference through a host copy (the losses, until
+they have kernels): CaptureError names it (``backend.call``); SGD's array
+expressions and lazily created momentum: CaptureError unless the optimizer
+is capturable; the range checks of class labels and max-pool indices read
+values back: skipped while capturing (the indices come from our own
+kernel); batch norm rebound its running statistics to new arrays: now
+copied in place, and num_batches_tracked is a host counter bumped after
+each replay; batch norm in eval mode: CaptureError; dropout drew its mask on
+the host: now on the device. Every op allocates its outputs: during the
+capture from the graph's pool, never during a replay.
+
 Hyper-parameters are frozen into the graph: when ``optimizer.lr`` changes (a
 schedule), the next call captures the step again. So does nothing else:
 load a checkpoint or move the model *before* compiling.
@@ -29,6 +41,9 @@ def _runtime_of(x) -> str:
     if is_cupy(x):
         return "cuda"
     name = backend.current()
+    if name == "cuda":
+        raise CaptureError("compile_step on the GPU needs the model and the example batch there: "
+                           "model.to('cuda') and CuPy arrays (NumPy arrays would be copied every step)")
     if name == "numpy":
         raise CaptureError("compile_step needs kernels to capture: give CuPy arrays (a model on 'cuda') or "
                            "select the emulator (gpucnn.use_backend('emulator')); the NumPy backend "
