@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gpucnn import checkpoint, data
+from gpucnn import checkpoint, data, nn
 from gpucnn.backend import use_backend
-from gpucnn import nn
 from gpucnn.nn import MODELS, CaptureError, CosineAnnealingLR, CrossEntropyLoss, compile_step
 from gpucnn.nn._array import to_device, xp_of
 
