@@ -1,7 +1,12 @@
 """Whole-step capture (gpucnn.nn.compile_step): replayed steps equal eager
-steps bitwise on the emulator, and what cannot be captured is named.
-The loss and optimizer are the kernel-only stand-ins of capturable.py."""
+steps bitwise on the emulator, what cannot be captured is named, and the GPU
+path's control flow (with a stand-in CuPy). The loss and optimizer are the
+kernel-only stand-ins of capturable.py."""
 from __future__ import annotations
+
+import contextlib
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -10,6 +15,8 @@ import gpucnn
 from gpucnn import backend
 from gpucnn.nn import SGD, BatchNorm2D, CaptureError, Conv2D, CrossEntropyLoss, Dropout, Flatten, Linear
 from gpucnn.nn import MaxPool2D, ReLU, Sequential, compile_step
+from gpucnn.runtime import capture
+
 from capturable import KernelSGD, ReluSumLoss
 
 SHAPE, CLASSES, BATCH = (1, 8, 8), 3, 4
@@ -142,3 +149,79 @@ def test_replayed_steps_equal_eager_steps_on_a_gpu():
         cupy.testing.assert_allclose({**graphed.params(), **graphed.buffers()}[k], v, rtol=1e-5, atol=1e-7,
                                      err_msg=k)
     assert int(graphed.buffers()["1.num_batches_tracked"]) == 3
+
+
+class _FakeCupy:
+    """Just enough of CuPy's stream-capture API to follow capture's control flow without a GPU."""
+
+    def __init__(self, fail_with=None):
+        self.log, self.fail_with = [], fail_with
+        fake = self
+
+        class Stream:
+            def __init__(self, non_blocking=False):
+                fake.log.append(("stream", non_blocking))
+
+            def __enter__(self):
+                fake.log.append("stream current")
+
+            def __exit__(self, *exc):
+                fake.log.append("stream restored")
+
+            def begin_capture(self):
+                fake.log.append("begin")
+
+            def end_capture(self):
+                fake.log.append("end")
+                return types.SimpleNamespace(launch=lambda: fake.log.append("launch"))
+
+        class MemoryPool:
+            def malloc(self, n):
+                raise AssertionError("not called here")
+
+            def total_bytes(self):
+                return 4096
+
+        @contextlib.contextmanager
+        def using_allocator(alloc):
+            fake.log.append("private pool")
+            yield
+            fake.log.append("default pool")
+
+        self.cuda = types.SimpleNamespace(Stream=Stream, MemoryPool=MemoryPool, using_allocator=using_allocator)
+
+
+class CUDARuntimeError(RuntimeError):
+    pass
+
+
+CUDARuntimeError.__module__ = "cupy_backends.cuda.api.runtime"
+
+
+def test_cuda_capture_control_flow(monkeypatch):
+    fake = _FakeCupy()
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    effects = []
+
+    def body():
+        fake.log.append("body")
+        capture.host_effect(lambda: effects.append("counted"))
+        return "out"
+    graph, out = capture.capture("cuda", body)
+    assert out == "out" and graph.pool_bytes == 4096 and effects == []
+    assert fake.log == [("stream", True), "stream current", "private pool", "begin", "body", "end",
+                        "default pool", "stream restored"]
+    graph.replay()
+    assert fake.log[-1] == "launch" and effects == ["counted"]
+
+
+def test_a_cuda_error_while_capturing_names_the_op(monkeypatch):
+    fake = _FakeCupy()
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+
+    def body():
+        capture.note_op("pool.max_pool2d_backward")
+        raise CUDARuntimeError("cudaErrorStreamCaptureUnsupported: operation not permitted when stream is capturing")
+    with pytest.raises(capture.CaptureError, match=r"pool\.max_pool2d_backward cannot be captured.*not permitted"):
+        capture.capture("cuda", body)
+    assert fake.log.count("end") == 1 and fake.log[-1] == "stream restored"

@@ -103,8 +103,9 @@ class EmulatorGraph:
 class CudaGraph:
     """A CUDA graph with the private pool that owns its buffers."""
 
-    def __init__(self, graph, pool, rec: _Recording):
-        self.graph, self.pool, self.host_effects = graph, pool, rec.host_effects
+    def __init__(self, graph, pool, stream, rec: _Recording):
+        # The stream is kept with the pool: CuPy files the pool's free blocks under it.
+        self.graph, self.pool, self.stream, self.host_effects = graph, pool, stream, rec.host_effects
 
     def replay(self) -> None:
         self.graph.launch()  # on the current stream, after whatever the caller queued there
@@ -160,4 +161,4 @@ def _capture_cuda(fn):
                 raise CaptureError(f"{rec.op} cannot be captured into a step graph: {e}") from e
             raise
         graph = stream.end_capture()
-    return CudaGraph(graph, pool, rec), out
+    return CudaGraph(graph, pool, stream, rec), out
