@@ -14,7 +14,7 @@ import pytest
 import gpucnn
 from gpucnn import backend
 from gpucnn.nn import SGD, BatchNorm2D, CaptureError, Conv2D, CrossEntropyLoss, Dropout, Flatten, Linear
-from gpucnn.nn import MaxPool2D, ReLU, Sequential, compile_step
+from gpucnn.nn import MODELS, MaxPool2D, ReLU, Sequential, compile_step
 from gpucnn.runtime import capture
 
 from capturable import KernelSGD, ReluSumLoss
@@ -76,6 +76,24 @@ def test_replayed_steps_equal_eager_steps_bitwise():
     # Each replay drew a new dropout mask: the generator moved on by three batches of features.
     assert graphed.layers[5].state[1] == eager.layers[5].state[1] == 3 * BATCH * 4 * 4 * 4
     assert not np.array_equal(_state(graphed)["0.weight"], _model().params()["0.weight"])
+
+
+@pytest.mark.parametrize("name", ["lenet", "vgg-small", "resnet20"])
+def test_every_model_replays_like_eager(name):
+    """A model whose step computes anything outside kernels and runtime copies
+    (an array expression) replays stale values on the emulator: this catches it."""
+    if name not in MODELS:
+        pytest.skip(f"{name} is not in gpucnn.nn.MODELS yet")
+    rng = np.random.default_rng(3)
+    shape = (1, 8, 8) if name == "lenet" else (3, 8, 8)
+    batches = [(rng.standard_normal((2, *shape)).astype(np.float32), rng.integers(0, 10, 2)) for _ in range(2)]
+    eager, graphed = (MODELS[name](shape, 10, rng=np.random.default_rng(0)) for _ in range(2))
+    e_loss, e_opt = ReluSumLoss(), KernelSGD(eager, 0.01)
+    step = compile_step(graphed, ReluSumLoss(), KernelSGD(graphed, 0.01), *batches[0])
+    for x, y in batches:
+        assert step(x, y).tobytes() == _eager_step(eager, e_loss, e_opt, x, y).tobytes()
+    for k, v in {**eager.params(), **eager.buffers()}.items():
+        assert np.array_equal({**graphed.params(), **graphed.buffers()}[k], v), k
 
 
 def test_a_new_learning_rate_captures_again():
