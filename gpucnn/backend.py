@@ -107,10 +107,13 @@ def call(family: str, op: str, *args):
     ref = getattr(importlib.import_module(f"gpucnn.reference.{family}"), op)
     if name == "numpy":
         return ref(*args)
-    from gpucnn.runtime import runtime_for
+    from gpucnn.runtime import capture, runtime_for
     rt = runtime_for(name)
     fn = _kernel_op(family, op)
+    capture.note_op(f"{family}.{op}")
     if fn is None:
+        capture.forbid(f"{family}.{op}", "it has no kernel yet and runs on the NumPy reference "
+                       "(a copy to the host and back)")
         out = ref(*(rt.to_host(a) for a in args))
         return rt.from_host_like(out, args)
     out = fn(rt, *(rt.to_device(a) for a in args))

@@ -115,10 +115,11 @@ def _train(args) -> int:
 
 def _bench(args) -> int:
     from gpucnn.bench import check, report, run
-    device, backends = check.arguments(args.device, args.backends, args.only, args.small)
+    device, backends = check.arguments(args.device, args.backends, args.only, args.small, args.steps_only)
     with _say("bench"):
         res = run.run(device, backends=backends, small=args.small, only=args.only, budget_s=args.budget,
-                      threads=args.threads, train=not args.no_train, progress=args.progress)
+                      threads=args.threads, train=not args.no_train, progress=args.progress,
+                      steps_only=args.steps_only, compile_torch=args.torch_compile)
     paths = report.save(res, args.out)
     print(report.table(res))
     print(f"wrote {paths['json']}, {paths['table']}"
@@ -134,16 +135,33 @@ def _add_bench(sub, common) -> None:
                    help="where to time: auto is cuda when CuPy sees a GPU, else cpu")
     p.add_argument("--backends", help="comma-separated, ours first, from gpucnn-cuda, gpucnn-numpy, "
                    "torch-cudnn, torch-cpu (default: all that run here)")
-    p.add_argument("--only", help="run only the cases whose label contains this (default: every case)")
+    p.add_argument("--only", help="run only the cases whose label contains this (with --steps-only: the "
+                   "models whose name does; default: every case)")
     p.add_argument("--small", action="store_true", help="tiny shapes: checks the harness, not speed")
     p.add_argument("--budget", type=_number(float, 0, lo_open=True),
                    help="seconds of timed runs per case and pass (default: 1, or 0.05 with --small)")
     p.add_argument("--threads", type=_number(int, 1),
                    help="CPU threads for NumPy's BLAS, PyTorch and gpucnn (default: GPUCNN_THREADS or all cores)")
     p.add_argument("--no-train", action="store_true", help="skip the training-step benchmark")
+    p.add_argument("--steps-only", action="store_true", help="only the training-step benchmark")
+    p.add_argument("--no-torch-compile", dest="torch_compile", action="store_false",
+                   help="leave torch.compile out of the training-step benchmark")
     p.add_argument("--out", default="bench/results", help="directory for the JSON, table and chart")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
     p.set_defaults(func=_bench)
+
+
+def _add_train_step_options(p, d) -> None:
+    """What one training step is: the optimizer, its learning rate, how much data."""
+    from gpucnn.train import DEFAULT_LR, OPTIMIZERS
+    p.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS,
+                   help="sgd (Nesterov momentum when --momentum > 0), adam or adamw (torch.optim's)")
+    p.add_argument("--lr", type=_number(float, 0, lo_open=True), default=d.lr,
+                   help="initial learning rate, annealed along a cosine to 0 over the epochs (default: "
+                   + ", ".join(f"{k} {v}" for k, v in DEFAULT_LR.items()) + ")")
+    p.add_argument("--limit", type=_number(int, 1), default=d.limit, metavar="N",
+                   help="train on the first N training examples and evaluate on the first N held-out ones "
+                   "(default: all)")
 
 
 def _add_train(sub, common) -> None:
@@ -162,8 +180,7 @@ def _add_train(sub, common) -> None:
     p.add_argument("--epochs", type=_number(int, 1), default=d.epochs,
                    help="epochs in all; with --resume, more than the run had extends it")
     p.add_argument("--batch-size", type=_number(int, 1), default=d.batch_size, help="images per SGD step")
-    p.add_argument("--lr", type=_number(float, 0, lo_open=True), default=d.lr,
-                   help="initial learning rate, annealed along a cosine to 0 over the epochs")
+    _add_train_step_options(p, d)
     p.add_argument("--momentum", type=_number(float, 0, hi=1), default=d.momentum,
                    help="Nesterov momentum in [0, 1); 0 for plain SGD")
     p.add_argument("--weight-decay", type=_number(float, 0), default=d.weight_decay, help="L2 weight decay")

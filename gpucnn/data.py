@@ -1,7 +1,8 @@
 """Data sets for training, read from local files only (nothing is downloaded):
 scikit-learn's bundled 8x8 digits, MNIST and Fashion-MNIST from their IDX
 files (gzipped or raw), CIFAR-10 from its official python batches. Also the
-seeded shuffling, mini-batches, held-out split and normalization."""
+seeded shuffling, mini-batches, held-out split and normalization, and the
+copy of a data set to the GPU that lets batches be gathered there."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,6 +12,8 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+
+from gpucnn.nn._array import is_cupy, xp_of
 
 IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
@@ -57,13 +60,45 @@ def normalize(ds: Dataset) -> Dataset:
 
 def batches(x, y, batch_size: int, rng: np.random.Generator | None = None):
     """Mini-batches (x, y) in a seeded random order, or in order without rng;
-    the last batch may be smaller."""
+    the last batch may be smaller.
+
+    For arrays on a GPU (``to_device``) the order is drawn from the same
+    seeded generator on the host, copied over once per pass, and each batch
+    is gathered on the device: the same batches, no image leaves the GPU."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     order = rng.permutation(len(x)) if rng is not None else np.arange(len(x))
+    if is_cupy(x):
+        order = xp_of(x).asarray(order)
     for i in range(0, len(x), batch_size):
         idx = order[i:i + batch_size]
         yield x[idx], y[idx]
+
+
+def head(ds: Dataset, n: int) -> Dataset:
+    """The first ``n`` training and the first ``n`` held-out examples (a quick run)."""
+    if n < 1:
+        raise ValueError(f"limit must be >= 1, got {n}")
+    return dataclasses.replace(ds, x_train=ds.x_train[:n], y_train=ds.y_train[:n], x_test=ds.x_test[:n],
+                               y_test=ds.y_test[:n])
+
+
+def nbytes(ds: Dataset) -> int:
+    return sum(a.nbytes for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test))
+
+
+def to_device(ds: Dataset, device: str, headroom: float = 0.5) -> Dataset:
+    """``ds`` with its arrays on ``device`` ("cuda": copied once; else as it is),
+    unless it would take more than ``headroom`` of the GPU's free memory, in
+    which case it stays on the host and each batch is copied over."""
+    if device != "cuda":
+        return ds
+    import cupy
+    free, _ = cupy.cuda.runtime.memGetInfo()
+    if nbytes(ds) > headroom * free:
+        return ds
+    return dataclasses.replace(ds, **{f: cupy.asarray(getattr(ds, f))
+                                      for f in ("x_train", "y_train", "x_test", "y_test")})
 
 
 def load_digits(seed: int = 0, test_fraction: float = 0.2) -> Dataset:

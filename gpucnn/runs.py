@@ -30,7 +30,9 @@ from gpucnn.usage import UsageError, missing_package, require_module
 RUN_FILES = ("checkpoint.npz", "metrics.jsonl", "metrics.png")
 # (field, lowest allowed, whether the lowest itself is allowed, highest excluded)
 _RANGES = (("epochs", 1, True, None), ("batch_size", 1, True, None), ("seed", 0, True, None),
-           ("lr", 0.0, False, None), ("momentum", 0.0, True, 1.0), ("weight_decay", 0.0, True, None))
+           ("lr", 0.0, False, None), ("momentum", 0.0, True, 1.0), ("weight_decay", 0.0, True, None),
+           ("limit", 1, True, None))
+_OPTIONAL = ("lr", "limit")  # None: the optimizer's default learning rate; all the data
 
 
 def _option(field: str) -> str:
@@ -40,9 +42,11 @@ def _option(field: str) -> str:
 def check_options(cfg) -> None:
     """Ranges and names of the options, before anything is loaded."""
     from gpucnn.nn.models import MODELS
-    from gpucnn.train import DEVICES
+    from gpucnn.train import DEVICES, OPTIMIZERS
     for field, lo, closed, hi in _RANGES:
         v = getattr(cfg, field)
+        if v is None and field in _OPTIONAL:
+            continue
         want_int = isinstance(lo, int)
         ok = (isinstance(v, int) and not isinstance(v, bool)) if want_int else \
             isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
@@ -51,7 +55,8 @@ def check_options(cfg) -> None:
             rng = f"{'>=' if closed else '>'} {lo}" + (f" and < {hi}" if hi is not None else "")
             kind = "an integer" if want_int else "a finite number"
             raise UsageError(f"{_option(field)} must be {kind} {rng}, got {v!r}")
-    for field, known in (("model", tuple(MODELS)), ("dataset", data.DATASETS), ("device", DEVICES)):
+    for field, known in (("model", tuple(MODELS)), ("dataset", data.DATASETS), ("device", DEVICES),
+                         ("optimizer", OPTIMIZERS)):
         if getattr(cfg, field) not in known:
             raise UsageError(f"{_option(field)} must be one of {', '.join(known)}; got {getattr(cfg, field)!r}")
 

@@ -1,7 +1,15 @@
-"""The training loop behind ``gpucnn train``: mini-batch SGD with a cosine
-schedule, a plain-text progress bar on stderr, one JSON line of metrics per
-epoch in OUT/metrics.jsonl, and a checkpoint per epoch (OUT/checkpoint.npz)
-from which ``resume`` continues exactly where the run stopped."""
+"""The training loop behind ``gpucnn train``: mini-batch SGD, Adam or AdamW
+with a cosine schedule, a plain-text progress bar on stderr, one JSON line of
+metrics per epoch in OUT/metrics.jsonl, and a checkpoint per epoch
+(OUT/checkpoint.npz) from which ``resume`` continues exactly where the run stopped.
+
+On "cuda" the data set is copied to the GPU once (``data.to_device``) and
+the training steps of full batches replay one captured graph
+(``gpucnn.nn.compile_step``; on "emulator" the same recorded launches); the
+last, partial batch of an epoch runs eagerly, so every example is seen each
+epoch. A step that cannot be captured (the error names the op) runs eagerly.
+Running loss and accuracy are summed on the device and read on the host only
+when the progress bar is redrawn and at the end of a pass."""
 from __future__ import annotations
 
 import contextlib
@@ -13,14 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-from gpucnn import checkpoint, data, runs
+from gpucnn import checkpoint, data, nn, runs
 from gpucnn import distributed as dist
 from gpucnn.backend import use_backend
-from gpucnn.nn import MODELS, SGD, CrossEntropyLoss
-from gpucnn.nn._array import to_device
+from gpucnn.nn import MODELS, CaptureError, CrossEntropyLoss, compile_step
+from gpucnn.nn._array import to_device, xp_of
 from gpucnn.runtime.loader import on_compile
 
 DEVICES = ("cpu", "cuda", "emulator")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3}
 
 
 @dataclasses.dataclass
@@ -30,7 +40,8 @@ class Config:
     data_dir: str = "data"
     epochs: int = 12
     batch_size: int = 32
-    lr: float = 0.05
+    optimizer: str = "sgd"
+    lr: float | None = None  # None: DEFAULT_LR of the optimizer
     momentum: float = 0.9
     weight_decay: float = 5e-4
     device: str = "cpu"
@@ -41,6 +52,7 @@ class Config:
     plot: bool = False
     progress: bool = True
     sync_bn: bool = False
+    limit: int | None = None  # the first N training and N held-out examples only
 
 
 class Progress:
@@ -59,13 +71,16 @@ class Progress:
         return (f"{self.label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total} "
                 f"loss {loss:.4f} acc {acc:.4f} {time.perf_counter() - self.t0:.1f}s")
 
+    def due(self, done) -> bool:
+        """Whether ``update`` would redraw now (so the caller reads its sums only then)."""
+        return self.live and (time.perf_counter() - self.last > 0.1 or done == self.total)
+
     def update(self, done, loss, acc):
         self.state = (done, loss, acc)
-        now = time.perf_counter()
-        if self.live and (now - self.last > 0.1 or done == self.total):
+        if self.due(done):
             self.stream.write("\r" + self._line(done, loss, acc))
             self.stream.flush()
-            self.last = now
+            self.last = time.perf_counter()
 
     def note(self, text):
         """Show ``text`` after the bar until the next redraw (on a terminal),
@@ -94,23 +109,64 @@ def _place(a, device):
     return to_device(a, "cuda") if device == "cuda" else a
 
 
-def run_epoch(model, loss_fn, x, y, batch_size, device, optimizer=None, rng=None, progress=None):
+def make_optimizer(cfg: Config, model):
+    """The optimizer ``cfg.optimizer`` names, with cfg's learning rate (or its default) and weight decay."""
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {cfg.optimizer!r}")
+    lr = DEFAULT_LR[cfg.optimizer] if cfg.lr is None else cfg.lr
+    if cfg.optimizer == "sgd":
+        return nn.SGD(model, lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0)
+    cls = getattr(nn, {"adam": "Adam", "adamw": "AdamW"}[cfg.optimizer], None)
+    if cls is None:
+        raise ValueError(f"optimizer {cfg.optimizer!r} is not in this version of gpucnn.nn")
+    return cls(model, lr=lr, weight_decay=cfg.weight_decay)
+
+
+def compile_training_step(model, loss_fn, optimizer, x, y, batch_size, device, log):
+    """A captured step for the full batches of (x, y) on "cuda" and "emulator",
+    or None (on "cpu", with no full batch, or when the step cannot be captured:
+    then every step runs eagerly, and ``log`` says why)."""
+    if device == "cpu" or len(x) < batch_size:
+        return None
+    xb, yb = _place(x[:batch_size], device), _place(y[:batch_size], device)
+    try:
+        return compile_step(model.train(), loss_fn, optimizer, xb, yb)
+    except CaptureError as e:
+        log(f"training steps run eagerly: {e}")
+        return None
+
+
+def _eager_step(model, loss_fn, optimizer, xb, yb):
+    logits = model.forward(xb)
+    loss = loss_fn.forward(logits, yb)
+    if optimizer is not None:
+        model.backward(loss_fn.backward())
+        optimizer.step()
+    return loss, logits
+
+
+def run_epoch(model, loss_fn, x, y, batch_size, device, optimizer=None, rng=None, progress=None, step=None):
     """One pass over (x, y): training steps when an optimizer is given, else
-    evaluation. Returns (mean loss, accuracy) over the samples."""
-    total_loss, correct, seen = 0.0, 0, 0
+    evaluation; batches shaped like ``step``'s replay it. Returns (mean loss,
+    accuracy) over the samples of all ranks. The sums stay on the device until read."""
+    total_loss = correct = None
+    seen = 0
     for xb, yb in dist.batches(x, y, batch_size, rng):
         xb, yb = _place(xb, device), _place(yb, device)
-        logits = model.forward(xb)
-        loss = float(loss_fn.forward(logits, yb))
-        if optimizer is not None:
-            model.backward(loss_fn.backward())
-            optimizer.step()
-        total_loss += loss * len(xb)
-        correct += int((logits.argmax(axis=1) == yb).sum())
+        if step is not None and xb.shape == step.x.shape:
+            loss, logits = step(xb, yb), step.output
+        else:
+            loss, logits = _eager_step(model, loss_fn, optimizer, xb, yb)
+        if total_loss is None:
+            xp = xp_of(logits)
+            total_loss, correct = xp.zeros((), np.float64), xp.zeros((), np.int64)
+        total_loss = total_loss + loss.astype(np.float64) * len(xb)  # float64 sums in 0-d arrays
+        correct = correct + (logits.argmax(axis=1) == yb).sum()
         seen += len(xb)
-        if progress is not None:
-            progress.update(dist.global_seen(seen), total_loss / seen, correct / seen)
-    total_loss, correct, seen = dist.sum_over_ranks(total_loss, correct, seen)
+        done = dist.global_seen(seen)
+        if progress is not None and progress.due(done):
+            progress.update(done, float(total_loss) / seen, int(correct) / seen)
+    total_loss, correct, seen = dist.sum_over_ranks(float(total_loss), int(correct), seen)
     return total_loss / seen, correct / seen
 
 
@@ -144,13 +200,15 @@ def fit(cfg: Config, log=None) -> list[dict]:
     # Every rank has checked OUT before rank 0 writes to it.
     dist.barrier()
     ds = runs.load_data(cfg)
+    if cfg.limit is not None:
+        ds = data.head(ds, cfg.limit)
+    ds = data.to_device(ds, cfg.device)
     model = MODELS[cfg.model](ds.input_shape, ds.classes, rng=np.random.default_rng(cfg.seed))
     if cfg.device == "cuda":
         model.to("cuda")
     model = dist.wrap(model, cfg.sync_bn)
     loss_fn = CrossEntropyLoss()
-    optimizer = SGD(model, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                    nesterov=cfg.momentum > 0)
+    optimizer = make_optimizer(cfg, model)
     scheduler = runs.CosineSchedule(optimizer, cfg.epochs)
     out = Path(cfg.out)
     if main:
@@ -162,13 +220,19 @@ def fit(cfg: Config, log=None) -> list[dict]:
     log(f"{cfg.model} on {cfg.dataset}: {len(ds.x_train)} training, {len(ds.x_test)} held-out "
         f"images {tuple(ds.input_shape)}, device {cfg.device}, epochs {first}..{cfg.epochs}")
     history = []
-    with _backend_for(cfg.device), on_compile(lambda text: bar.note(text)):
+    bar = None  # compiles before the first epoch's bar are logged
+    with _backend_for(cfg.device), on_compile(lambda text: bar.note(text) if bar is not None else log(text)):
+        # Ranks all-reduce their gradients between backward and update, which
+        # a captured graph cannot hold: under MPI every step runs eagerly.
+        step = None if dist.current().active else compile_training_step(
+            model, loss_fn, optimizer, ds.x_train, ds.y_train, cfg.batch_size, cfg.device, log)
         for epoch in range(first, cfg.epochs + 1):
             bar = Progress(len(ds.x_train), f"epoch {epoch}/{cfg.epochs}", enabled=cfg.progress and main)
             t0 = time.perf_counter()
             # The shuffling depends on (seed, epoch) only, so a resumed run sees the same batches.
             train_loss, train_acc = run_epoch(model.train(), loss_fn, ds.x_train, ds.y_train, cfg.batch_size,
-                                              cfg.device, optimizer, np.random.default_rng([cfg.seed, epoch]), bar)
+                                              cfg.device, optimizer, np.random.default_rng([cfg.seed, epoch]), bar,
+                                              step)
             seconds += time.perf_counter() - t0
             test_loss, test_acc = run_epoch(model.eval(), loss_fn, ds.x_test, ds.y_test, 256, cfg.device)
             bar.close(len(ds.x_train), train_loss, train_acc, f" | held-out loss {test_loss:.4f} acc {test_acc:.4f}")

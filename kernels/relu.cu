@@ -1,8 +1,10 @@
-// relu.cu: the ReLU layer (seed §7) and its leaky variant.
+// relu.cu: the ReLU layer (seed §7) and its leaky variant, and the elementwise
+// sum of a residual connection (same memory-bound map).
 //
 // Kernels (T = float as _f32, double as _f64; n = number of elements):
 //   relu_forward_T (const T* x, T* y, long long n, T slope)            x, y: (n,)
 //   relu_backward_T(const T* dy, const T* x, T* dx, long long n, T slope)  dy, x, dx: (n,)
+//   add_T(const T* a, const T* b, T* out, long long n)                 a, b, out: (n,)
 //
 // y = x where x > 0, else slope * x; slope == 0 is torch.relu, which lets NaN
 // through and maps -inf to 0 (slope * -inf would be NaN). dx = dy where x > 0,
@@ -27,6 +29,10 @@ template <typename T> struct ReluBwd {
         if (slope == T(0)) return x <= T(0) ? T(0) : dy;
         return x > T(0) ? dy : dy * slope;
     }
+};
+
+template <typename T> struct Add {
+    __device__ __forceinline__ T operator()(T a, T b) const { return a + b; }
 };
 
 // out[i] = f(a[i], b[i]) for i < n: a 16-byte vector loop over the aligned
@@ -72,4 +78,15 @@ extern "C" __global__ void relu_backward_f32(const float* __restrict__ dy, const
 extern "C" __global__ void relu_backward_f64(const double* __restrict__ dy, const double* __restrict__ x,
                                              double* __restrict__ dx, long long n, double slope) {
     map2(dy, x, dx, n, ReluBwd<double>{slope});
+}
+
+// out = a + b: Residual's forward (block(x) + shortcut(x)) and backward (the
+// two branches' input gradients), so that a captured step holds it too.
+extern "C" __global__ void add_f32(const float* __restrict__ a, const float* __restrict__ b,
+                                   float* __restrict__ out, long long n) {
+    map2(a, b, out, n, Add<float>{});
+}
+extern "C" __global__ void add_f64(const double* __restrict__ a, const double* __restrict__ b,
+                                   double* __restrict__ out, long long n) {
+    map2(a, b, out, n, Add<double>{});
 }

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gpucnn import cli
-from gpucnn.bench import cases, ops, report, run, timing
+from gpucnn.bench import cases, ops, report, run, steps, timing
 
 
 def _case(name, kind=cases.ConvCase):
@@ -132,11 +132,34 @@ def test_geomeans():
     assert run.geomeans(rows, ["ours", "p"]) == {"conv forward": {"p": pytest.approx(4.0)}}
 
 
-def test_training_step_images_per_second():
-    steps = run.train_steps("cpu", small=True, budget_s=0.01, clk=timing.CpuClock())
-    assert [s["model"] for s in steps] == [m for m, *_ in cases.TRAIN]
-    for s in steps:
-        assert s["images_per_s"] == pytest.approx(s["batch"] / s["ms"] * 1e3)
+def test_training_step_rows():
+    have_torch = run._have_torch("cpu")
+    rows = steps.run_steps("cpu", small=True, budget_s=0.01, clk=timing.CpuClock(), have_torch=have_torch)
+    assert [r["model"] for r in rows] == [m for m, *_ in cases.STEPS]
+    ran = [r for r in rows if "error" not in r]
+    assert {r["model"] for r in ran} >= {"lenet", "vgg-small"}
+    for r in ran:
+        ours = r["ours"]
+        assert ours["images_per_s"] == pytest.approx(r["batch"] / ours["ms"] * 1e3)
+        assert ours["graph"] is False and ours["peak_bytes"] is None  # the NumPy backend: eager, no device
+        assert set(r["results"]) == ({"torch-cpu"} if have_torch else set())
+        for p, e in r["results"].items():
+            assert r["ratio"][p] == pytest.approx(ours["images_per_s"] / e["images_per_s"])
+    text = "\n".join(report.step_table(rows, "gpucnn-numpy"))
+    assert "| lenet | 1x8x8 | 4 |" in text
+
+
+def test_step_rows_only(tmp_path, capsys):
+    assert cli.main(["bench", "--device", "cpu", "--small", "--steps-only", "--backends", "gpucnn-numpy",
+                     "--no-progress", "--out", str(tmp_path)]) == 0
+    (js,) = tmp_path.glob("bench-cpu-steps-*.json")
+    res = json.loads(js.read_text())
+    assert res["rows"] == [] and [r["model"] for r in res["train"]] == [m for m, *_ in cases.STEPS]
+    assert "training step" in capsys.readouterr().out
+    assert cli.main(["bench", "--device", "cpu", "--small", "--steps-only", "--only", "lenet", "--backends",
+                     "gpucnn-numpy", "--no-progress", "--out", str(tmp_path / "one")]) == 0
+    (js,) = (tmp_path / "one").glob("bench-cpu-steps-*.json")
+    assert [r["model"] for r in json.loads(js.read_text())["train"]] == ["lenet"]
 
 
 def test_cli_bench_writes_json_and_table(tmp_path, capsys):
@@ -147,3 +170,21 @@ def test_cli_bench_writes_json_and_table(tmp_path, capsys):
     (js,) = tmp_path.glob("bench-cpu-*.json")
     res = json.loads(js.read_text())
     assert {r["op"] for r in res["rows"]} == {"relu"} and res["backends"] == ["gpucnn-numpy"]
+
+
+@pytest.mark.parametrize("name", [m for m, *_ in cases.STEPS])
+def test_torch_model_is_the_same_network(name):
+    """The PyTorch side of the step rows computes what the gpucnn model computes."""
+    torch = pytest.importorskip("torch")
+    from gpucnn.bench import torch_models
+    from gpucnn.nn import MODELS
+    if name not in MODELS:
+        pytest.skip(f"{name} is not in gpucnn.nn.MODELS yet")
+    shape = (1, 12, 12) if name == "lenet" else (3, 12, 12)
+    model = MODELS[name](shape, 10, rng=np.random.default_rng(0), dtype=np.float64).eval()
+    net = torch_models.from_gpucnn(model).eval()
+    x = np.random.default_rng(1).standard_normal((2, *shape))
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model.forward(x), want, rtol=1e-10, atol=1e-12)
+    assert sum(p.numel() for p in net.parameters()) == sum(v.size for v in model.params().values())

@@ -150,3 +150,24 @@ BAD = [
 def test_bad_input(backend, call, exc, msg):
     with pytest.raises(exc, match=msg):
         call()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(), (1,), (7,), (3, 5), (2, 3, 4, 5), (1031,)])
+def test_residual_add_vs_torch(backend, dtype, shape):
+    """The residual sum's kernel (vector bulk and scalar tail; offset views,
+    which break 16-byte alignment) against torch.add, special values included:
+    a float sum is one IEEE addition, so the comparison is bitwise."""
+    torch = torch_or_skip()
+    from gpucnn.backend import call
+    rng = np.random.default_rng(len(shape) * 100 + sum(shape))
+    if shape:
+        full = (shape[0] + 1,) + shape[1:]
+        a, b = _random(rng, dtype, full), _random(rng, dtype, full)
+        pairs = [(a[:-1], b[:-1]), (a[1:], b[:-1])]
+    else:
+        pairs = [(np.asarray(rng.standard_normal(), dtype), np.asarray(rng.standard_normal(), dtype))]
+    for x, y in pairs:
+        got = call("relu", "add", x, y)
+        np.testing.assert_array_equal(got, torch.add(to_torch(x), to_torch(y)).numpy())
+        assert got.shape == x.shape and got.dtype == x.dtype

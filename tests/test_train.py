@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from gpucnn import checkpoint, cli, data, nn, train
+from gpucnn import backend, checkpoint, cli, data, nn, train
 
 
 def _net(seed=0):
@@ -216,3 +216,94 @@ def test_progress_bar_plain_stream():
     bar.update(5, 0.5, 0.25)
     bar.close(10, 0.4, 0.5, " | done")
     assert s.getvalue().count("\n") == 1 and "10/10 loss 0.4000 acc 0.5000" in s.getvalue()
+
+
+# ---- training on the kernels: captured steps, device-resident data, options -----------------
+
+def _need_emulator():
+    ok, why = backend.available("emulator")
+    if not ok:
+        pytest.skip(f"emulator unavailable: {why}")
+
+
+def _emulator():
+    _need_emulator()
+    return backend.use_backend("emulator")
+
+
+def test_an_epoch_of_captured_steps_equals_an_eager_epoch():
+    from capturable import KernelSGD, ReluSumLoss
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((10, 1, 6, 6)).astype(np.float32), rng.integers(0, 4, 10)
+    with _emulator():
+        eager, graphed = _net(), _net()
+        want = train.run_epoch(eager, ReluSumLoss(), x, y, 4, "emulator", KernelSGD(eager, 0.01),
+                               np.random.default_rng(0))
+        opt = KernelSGD(graphed, 0.01)
+        step = train.compile_training_step(graphed, ReluSumLoss(), opt, x, y, 4, "emulator", print)
+        # Batches of 4, 4 and 2: two replays, then the partial batch eagerly.
+        got = train.run_epoch(graphed, ReluSumLoss(), x, y, 4, "emulator", opt, np.random.default_rng(0),
+                              step=step)
+    assert step is not None and got == want
+    for k, v in eager.params().items():
+        np.testing.assert_array_equal(graphed.params()[k], v, err_msg=k)
+
+
+def test_a_step_that_cannot_be_captured_runs_eagerly_and_says_why():
+    logged = []
+    with _emulator():
+        model = _net()
+        opt = nn.SGD(model, 0.1)
+        opt.capturable = False  # as an optimizer of host-side array expressions would be
+        step = train.compile_training_step(model, nn.CrossEntropyLoss(), opt,
+                                           np.zeros((8, 1, 6, 6), np.float32), np.zeros(8, np.int64), 4,
+                                           "emulator", logged.append)
+    assert step is None and "eagerly" in logged[0] and "SGD.step" in logged[0]
+
+
+@pytest.mark.parametrize("model", ["lenet", "resnet20"])
+def test_cli_train_on_the_emulator(tmp_path, capsys, model):
+    pytest.importorskip("sklearn")
+    if model not in nn.MODELS:
+        pytest.skip(f"{model} is not in gpucnn.nn.MODELS yet")
+    _need_emulator()
+    argv = ["train", "--model", model, "--device", "emulator", "--epochs", "1", "--limit", "16",
+            "--batch-size", "8", "--out", str(tmp_path / "run"), "--no-progress"]
+    assert cli.main(argv) == 0
+    row, = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert np.isfinite(row["train_loss"]) and 0 <= row["test_acc"] <= 1
+    assert "16 training, 16 held-out" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", train.OPTIMIZERS)
+def test_optimizer_option(name):
+    cls = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}[name]
+    if not hasattr(nn, cls):
+        pytest.skip(f"gpucnn.nn.{cls} is not there yet")
+    opt = train.make_optimizer(train.Config(optimizer=name), _net())
+    assert type(opt).__name__ == cls and opt.lr == train.DEFAULT_LR[name]
+    assert train.make_optimizer(train.Config(optimizer=name, lr=0.5), _net()).lr == 0.5
+
+
+def test_limit_and_device_data_off_the_gpu():
+    x, y = np.arange(40, dtype=np.float32).reshape(10, 1, 2, 2), np.arange(10)
+    ds = data.Dataset("t", x[:7], y[:7], x[7:], y[7:], classes=10)
+    small = data.head(ds, 2)
+    assert small.y_train.tolist() == [0, 1] and small.y_test.tolist() == [7, 8]
+    assert data.to_device(ds, "emulator") is ds and data.nbytes(ds) == x.nbytes + y.nbytes
+    with pytest.raises(ValueError, match="limit must be >= 1"):
+        data.head(ds, 0)
+
+
+@pytest.mark.gpu
+def test_device_batches_follow_the_host_order():
+    if not backend.available("cuda")[0]:
+        pytest.skip("no CUDA GPU")
+    x, y = np.arange(40, dtype=np.float32).reshape(10, 1, 2, 2), np.arange(10)
+    ds = data.to_device(data.Dataset("t", x, y, x, y, classes=10), "cuda")
+    assert type(ds.x_train).__module__.startswith("cupy")
+    host = list(data.batches(x, y, 4, np.random.default_rng(5)))
+    dev = list(data.batches(ds.x_train, ds.y_train, 4, np.random.default_rng(5)))
+    for (hx, hy), (dx, dy) in zip(host, dev):
+        np.testing.assert_array_equal(dx.get(), hx)
+        np.testing.assert_array_equal(dy.get(), hy)

@@ -151,7 +151,7 @@ PASSES = {"conv": ("forward", "backward_data", "backward_filter"),
           "mem": ("forward", "backward")}
 
 # The training step: (model, input shape (C, H, W), classes, batch).
-TRAIN = [("lenet", (1, 28, 28), 10, 64), ("vgg-small", (3, 32, 32), 10, 64)]
+STEPS = [("lenet", (1, 28, 28), 10, 128), ("vgg-small", (3, 32, 32), 10, 128), ("resnet20", (3, 32, 32), 10, 128)]
 
 # CPU budgets: a conv pass's flops, a memory-bound pass's bytes.
 CPU_FLOPS = 1.2e9

@@ -3,7 +3,7 @@ device that is there, known peers that can run here, an --only that
 matches a case."""
 from __future__ import annotations
 
-from gpucnn.bench import cases, run
+from gpucnn.bench import cases, run, steps
 from gpucnn.usage import UsageError
 
 
@@ -27,8 +27,9 @@ def _peer_available(name: str, device: str) -> str:
     return ""
 
 
-def arguments(device: str, backends: str | None, only: str | None, small: bool):
-    """(device, backend names or None for the default), or a UsageError."""
+def arguments(device: str, backends: str | None, only: str | None, small: bool, steps_only: bool = False):
+    """(device, backend names or None for the default), or a UsageError.
+    With ``steps_only``, ``only`` picks training-step models, not cases."""
     if device == "auto":
         device = "cuda" if _gpu()[0] else "cpu"
     elif device == "cuda":
@@ -46,7 +47,11 @@ def arguments(device: str, backends: str | None, only: str | None, small: bool):
                 raise UsageError(f"--backends {n} is not available here: {why}")
         if not names or run.BACKENDS[names[0]][0] != "gpucnn":
             raise UsageError(f"--backends must start with ours (gpucnn-cuda or gpucnn-numpy), got {backends!r}")
-    if only is not None and not cases.suite(device, small=small, only=only):
+    if only is not None and steps_only:
+        if not steps.models(only):
+            raise UsageError(f"--only {only!r} matches no model of the training-step rows; the models are: "
+                             f"{', '.join(m for m, *_ in cases.STEPS)}")
+    elif only is not None and not cases.suite(device, small=small, only=only):
         known = dict.fromkeys(c.label() for c, _ in cases.suite(device, small=small))
         raise UsageError(f"--only {only!r} matches no case; the cases are: {', '.join(known)}")
     return device, names

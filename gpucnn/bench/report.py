@@ -22,8 +22,9 @@ def table(res) -> str:
              f"threads {res['threads']}, OMP_WAIT_POLICY {res.get('omp_wait_policy')}; "
              f"load average at the end {res.get('load_average')}.",
              f"Times are medians; 'x peer' is {ours}'s time over the peer's (below 1 is faster). "
-             "A batch 'a of b' ran a of the suite's b images.", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+             "A batch 'a of b' ran a of the suite's b images."]
+    if res["rows"]:
+        lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in res["rows"]:
         batch = str(r["batch"]) if r["batch"] == r["full_batch"] else f"{r['batch']} of {r['full_batch']}"
         rate = f"{r['gflops']:.1f} GFLOP/s" if r["kind"] == "conv" else f"{r['gbps']:.1f} GB/s"
@@ -31,17 +32,45 @@ def table(res) -> str:
                  + [_fmt_ms(r["ms"][n]) for n in names] + [rate, f"{100 * r['fraction_of_limit']:.0f}%"]
                  + [f"{r['ratio'][p]:.2f}" for p in peers])
         lines.append("| " + " | ".join(cells) + " |")
-    if peers:
+    if peers and res["rows"]:
         lines += ["", "Geometric mean of the time ratio, " + ours + " over each peer:", "",
                   "| op and pass | " + " | ".join(peers) + " |", "|---|" + "---|" * len(peers)]
         for key, g in res["geomean_ratio"].items():
             lines.append(f"| {key} | " + " | ".join(f"{g[p]:.2f}" for p in peers) + " |")
     if res.get("train"):
-        lines += ["", "| training step | input | batch | ms | images/s |", "|---|---|---|---|---|"]
-        for t in res["train"]:
-            lines.append(f"| {t['model']} | {'x'.join(map(str, t['input']))} | {t['batch']} | "
-                         f"{_fmt_ms(t['ms'])} | {t['images_per_s']:.0f} |")
+        lines += step_table(res["train"], ours)
     return "\n".join(lines) + "\n"
+
+
+def _mib(b):
+    return "-" if b is None else f"{b / 2**20:.1f}"
+
+
+def step_table(rows, ours) -> list[str]:
+    """Lines of the training-step table: images/s of each, ours over each peer, peak memory, then notes."""
+    peers = list(dict.fromkeys(p for r in rows for p in r["results"]))
+    memory = any(r.get("ours", {}).get("peak_bytes") is not None for r in rows)
+    head = (["training step", "input", "batch", f"{ours} images/s"] + [f"{p} images/s" for p in peers]
+            + [f"x {p}" for p in peers] + ([f"{ours} peak MiB"] + [f"{p} peak MiB" for p in peers]) * memory)
+    lines = ["", f"One training step (forward, backward, SGD with momentum); 'x peer' is {ours}'s images/s "
+             "over the peer's (above 1 is faster).", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    notes = []
+    for r in rows:
+        if "error" in r:
+            notes.append(f"{r['model']}: {r['error']}")
+            continue
+        res = [r["ours"]] + [r["results"].get(p, {}) for p in peers]
+        graph = " (eager)" if r["ours"]["why"] else ""
+        cells = ([r["model"], "x".join(map(str, r["input"])), str(r["batch"])]
+                 + [f"{e['images_per_s']:.0f}" if "ms" in e else "-" for e in res]
+                 + [f"{r['ratio'][p]:.2f}" if p in r["ratio"] else "-" for p in peers]
+                 + [_mib(e.get("peak_bytes")) for e in res] * memory)
+        cells[3] += graph
+        lines.append("| " + " | ".join(cells) + " |")
+        if r["ours"]["why"]:
+            notes.append(f"{r['model']}: {ours} ran eagerly: {r['ours']['why']}")
+        notes += [f"{r['model']}: {p}: {e['error']}" for p, e in r["results"].items() if "error" in e]
+    return lines + ([""] + [f"- {n}" for n in notes] if notes else [])
 
 
 def write_json(res, path) -> Path:
@@ -91,7 +120,8 @@ def roofline(res, path) -> Path | None:
 
 
 def _stem(res):
-    return f"bench-{res['device']}-{res['date'][:10]}"
+    """bench-DEVICE-DATE, or bench-DEVICE-steps-DATE for a run of the step rows only (so both fit one folder)."""
+    return f"bench-{res['device']}{'-steps' if res.get('steps_only') else ''}-{res['date'][:10]}"
 
 
 def save(res, out_dir) -> dict:

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from gpucnn.bench import cases, limits, ops, timing
+from gpucnn.bench import cases, limits, ops, steps, timing
 
 # Backend names: what runs, and where. The first of a run is ours.
 BACKENDS = {"gpucnn-cuda": ("gpucnn", "cuda"), "gpucnn-numpy": ("gpucnn", "cpu"),
@@ -91,35 +91,6 @@ def geomeans(rows, names):
     return {k: {p: math.exp(sum(v) / len(v)) for p, v in d.items()} for k, d in groups.items()}
 
 
-def train_steps(device, small, budget_s, clk):
-    """Images per second of one SGD step (forward, backward, update) of each model."""
-    from gpucnn.nn import MODELS, SGD, CrossEntropyLoss
-    out = []
-    for model_name, shape, classes, batch in cases.TRAIN:
-        batch = 4 if small else batch
-        shape = (shape[0], 12, 12) if small else shape
-        rng = np.random.default_rng(0)
-        model = MODELS[model_name](shape, classes, rng=rng)
-        xs = [rng.standard_normal((batch, *shape), dtype=np.float32) for _ in range(2)]
-        ys = [rng.integers(0, classes, batch) for _ in range(2)]
-        if device == "cuda":
-            import cupy as cp
-            model.to("cuda")
-            xs, ys = [cp.asarray(x) for x in xs], [cp.asarray(y) for y in ys]
-        loss_fn, opt = CrossEntropyLoss(), SGD(model, 0.01, momentum=0.9)
-
-        def step(x, y):
-            loss_fn.forward(model.forward(x), y)
-            model.backward(loss_fn.backward())
-            opt.step()
-
-        r = timing.interleaved(clk, {"gpucnn": (step, list(zip(xs, ys)))}, budget_s=budget_s, min_reps=3)
-        ms = r["gpucnn"]["ms"]
-        out.append({"model": model_name, "input": list(shape), "batch": batch, "ms": ms,
-                    "images_per_s": batch / ms * 1e3})
-    return out
-
-
 class Bar:
     """A one-line progress bar on stderr, redrawn in place on a terminal."""
 
@@ -141,11 +112,13 @@ class Bar:
 
 
 def run(device="cpu", backends=None, small=False, only=None, budget_s=None, threads=None,
-        train=True, progress=True):
-    """Run the suite; see the module docstring. GPUCNN_THREADS is restored after."""
+        train=True, progress=True, steps_only=False, compile_torch=True):
+    """Run the suite; see the module docstring. GPUCNN_THREADS is restored after.
+    ``train``: also the training-step rows (``steps``); ``steps_only``: only those."""
     saved = os.environ.get("GPUCNN_THREADS")
     try:
-        return _run(device, backends, small, only, budget_s, threads, train, progress)
+        return _run(device, backends, small, only, budget_s, threads, train or steps_only, progress,
+                    steps_only, compile_torch)
     finally:
         if saved is None:
             os.environ.pop("GPUCNN_THREADS", None)
@@ -165,7 +138,7 @@ def _passive_omp() -> str | None:
     return os.environ.get("OMP_WAIT_POLICY")
 
 
-def _run(device, backends, small, only, budget_s, threads, train, progress):
+def _run(device, backends, small, only, budget_s, threads, train, progress, steps_only, compile_torch):
     omp_policy = _passive_omp()
     if threads is None:
         from gpucnn.reference import workspace
@@ -180,9 +153,10 @@ def _run(device, backends, small, only, budget_s, threads, train, progress):
     clocks = {n: timing.clock(BACKENDS[n][1]) for n in names}
     lim = limits.cuda() if device == "cuda" else limits.cpu(threads, **(
         {"copy_bytes": 8 * 2**20, "n": 256, "reps": 2} if small else {}))
-    todo = [(c, full_n, d) for c, full_n in cases.suite(device, small=small, only=only)
-            for d in cases.PASSES[c.kind]]
-    bar = Bar(len(todo) + (len(cases.TRAIN) if train else 0), enabled=progress)
+    todo = [] if steps_only else [(c, full_n, d) for c, full_n in cases.suite(device, small=small, only=only)
+                                  for d in cases.PASSES[c.kind]]
+    step_models = steps.models(only if steps_only else None) if train else []
+    bar = Bar(len(todo) + len(step_models), enabled=progress)
     rows = []
     for case, full_n, direction in todo:
         copies = 1 if small else _copies(case, device)
@@ -191,15 +165,16 @@ def _run(device, backends, small, only, budget_s, threads, train, progress):
         rows.append(_row(case, direction, res, full_n, lim, names))
         bar.step(f"{case.label()} {direction}")
         del runs
-    steps = []
+    step_rows = []
     if train:
-        steps = train_steps(device, small, budget_s, clocks[names[0]])
-        for _ in steps:
-            bar.step("training step")
+        step_rows = steps.run_steps(device, small, budget_s, clocks[names[0]], compile_torch=compile_torch,
+                                    have_torch=any(BACKENDS[n][0] == "torch" for n in names),
+                                    progress=bar.step, only=only if steps_only else None)
     return {"schema": SCHEMA, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "device": device, "machine": machine(device), "versions": versions(),
             "threads": thread_counts, "omp_wait_policy": omp_policy, "load_average": _loadavg(), "backends": names, "ours": names[0],
-            "limits": lim, "rows": rows, "geomean_ratio": geomeans(rows, names), "train": steps}
+            "limits": lim, "rows": rows, "geomean_ratio": geomeans(rows, names), "train": step_rows,
+            "steps_only": steps_only}
 
 
 def _loadavg():

@@ -12,6 +12,8 @@ import contextvars
 
 import numpy as np
 
+from gpucnn.runtime import capture
+
 BLOCK = 256
 MAX_BLOCKS = 65535
 _cap: contextvars.ContextVar[int] = contextvars.ContextVar("gpucnn_grid_cap", default=MAX_BLOCKS)
@@ -38,9 +40,17 @@ def kernel_name(base: str, dtype) -> str:
     return f"{base}_{_SUFFIX[np.dtype(dtype)]}"
 
 
+def copy_of(xp, a, dtype=None):
+    """A new C-contiguous array holding ``a`` (cast to ``dtype``), made by a runtime
+    copy, so that a captured step repeats the copy instead of keeping its first result."""
+    out = xp.empty(a.shape, a.dtype if dtype is None else dtype)
+    capture.copy_into(out, a)
+    return out
+
+
 def contiguous(xp, a):
-    """A C-contiguous array of the same shape (``ascontiguousarray`` makes 0-d arrays 1-d)."""
-    return a if a.flags.c_contiguous else xp.ascontiguousarray(a).reshape(a.shape)
+    """``a`` if it is C-contiguous, else a contiguous copy of the same shape."""
+    return a if a.flags.c_contiguous else copy_of(xp, a)
 
 
 def i64(v) -> np.int64:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpucnn.cuda.launch import contiguous, i64, launch, scalar
+from gpucnn.cuda.launch import contiguous, copy_of, i64, launch, scalar
 
 FAMILY = "batchnorm"
 KERNELS = ("batchnorm_stats", "batchnorm_forward", "batchnorm_backward_reduce",
@@ -26,8 +26,8 @@ def batch_norm_stats(rt, x, running_mean, running_var, momentum, eps):
     update = running_mean is not None
     # The kernel updates the running statistics in place: in copies, which are
     # returned. One block per channel: C * THREADS "elements" ask for C blocks.
-    rm = running_mean.astype(x.dtype, order="C", copy=True) if update else rt.xp.empty(int(C), x.dtype)
-    rv = running_var.astype(x.dtype, order="C", copy=True) if update else rt.xp.empty(int(C), x.dtype)
+    rm = copy_of(rt.xp, running_mean, x.dtype) if update else rt.xp.empty(int(C), x.dtype)
+    rv = copy_of(rt.xp, running_var, x.dtype) if update else rt.xp.empty(int(C), x.dtype)
     n = int(N) * int(HW)
     launch(rt, FAMILY, "batchnorm_stats", x.dtype, int(C) * THREADS,
            (x, mean, invstd, rm, rv, N, C, HW, np.float64(1 / n), np.float64(n / (n - 1)),

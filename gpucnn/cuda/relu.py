@@ -4,7 +4,7 @@ from __future__ import annotations
 from gpucnn.cuda.launch import contiguous, i64, launch, scalar
 
 FAMILY = "relu"
-KERNELS = ("relu_forward", "relu_backward")
+KERNELS = ("relu_forward", "relu_backward", "add")
 
 
 def relu_forward(rt, x, slope):
@@ -20,3 +20,10 @@ def relu_backward(rt, dy, x, slope):
     launch(rt, FAMILY, "relu_backward", x.dtype, x.size,
            (dy, x, dx, i64(x.size), scalar(x.dtype, slope)))
     return dx
+
+
+def add(rt, a, b):
+    a, b = contiguous(rt.xp, a), contiguous(rt.xp, b)
+    out = rt.xp.empty_like(a)
+    launch(rt, FAMILY, "add", a.dtype, a.size, (a, b, out, i64(a.size)))
+    return out

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gpucnn import functional as F
 from gpucnn.backend import call
 from gpucnn.functional.norm import BatchNormSaved
 from gpucnn.nn._array import xp_of
@@ -86,33 +87,23 @@ class SyncBatchNorm2D(BatchNorm2D):
         return (scale * (dy64 - _c(total[:c]) - xhat * _c(total[c:]))).astype(x.dtype)
 
 
-class _GlobalBatchRows:
-    """A generator whose ``random(shape)`` draws for the whole global batch and
-    returns this rank's rows of it."""
-
-    def __init__(self, rng, world):
-        self.rng, self.world = rng, world
-
-    def random(self, shape):
-        w = self.world
-        return self.rng.random((w.step.n_global, *shape[1:]))[w.rank::w.size]
-
-
 class ShardedDropout(Dropout):
     world = None  # set by convert
 
     def forward(self, x):
         if not self.training or self.p == 0:
             return super().forward(x)
-        if x.shape[0] != self.world.step.n_local:
+        w = self.world
+        if x.shape[0] != w.step.n_local:
             raise ValueError(f"ShardedDropout: a batch of {x.shape[0]} rows, but this rank's share of the "
-                             f"step is {self.world.step.n_local}; batches must come from the distributed sampler")
-        rng = self.rng
-        self.rng = _GlobalBatchRows(rng, self.world)
-        try:
-            return super().forward(x)
-        finally:
-            self.rng = rng
+                             f"step is {w.step.n_local}; batches must come from the distributed sampler")
+        # The mask of the whole global batch (the generator advances as in one
+        # process), of which this rank's rows are rank, rank + N, ...
+        xp = xp_of(x)
+        _, mask = F.dropout(xp.ones((w.step.n_global, *x.shape[1:]), x.dtype), self.p, self.state)
+        mask = xp.ascontiguousarray(mask[w.rank::w.size])
+        self._save(mask=mask)
+        return F.dropout_backward(x, mask)  # x * mask, as the single-process forward computes it
 
 
 def _modules(module):

@@ -6,6 +6,7 @@ import numbers
 
 from gpucnn import _checks as chk
 from gpucnn.backend import call
+from gpucnn.runtime import capture
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -15,9 +16,10 @@ def _class_ids(name, target, shape, classes, ignore_index, check):
         raise TypeError(f"{name} must be an integer array of class ids or a float array of class "
                         f"probabilities shaped like the logits, got dtype {target.dtype}")
     chk.shape_is(name, target, shape, "one class id per sample (and position) of the logits")
-    if check and target.size:
+    if check and target.size and not capture.active():
         # The one host read of a loss: a GPU caller that has validated its
-        # targets can skip it (an invalid id then makes its row NaN).
+        # targets can skip it (an invalid id then makes its row NaN), and a
+        # captured step skips it (reading values back would stop it on the host).
         bad = (target < 0) | (target >= classes)
         if ignore_index is not None:
             bad &= target != ignore_index

@@ -11,6 +11,7 @@ import numpy as np
 
 from gpucnn import _checks as chk
 from gpucnn.backend import _is_cupy, call
+from gpucnn.runtime import capture
 
 
 class BatchNormSaved(NamedTuple):
@@ -100,6 +101,8 @@ def batch_norm2d(x, gamma, beta, running_mean=None, running_var=None, training=T
         if running_mean is None:
             raise ValueError("batch_norm2d with training=False needs running_mean and running_var")
         mean, rm, rv = running_mean, running_mean, running_var
+        capture.forbid("batch_norm2d(training=False)", "it sets up invstd with array expressions, "
+                       "not kernels; capture training steps")
         # Per-channel set-up on C values, in float64, through the array's own methods.
         invstd = ((running_var.astype(np.float64) + eps) ** -0.5).astype(x.dtype)
     y = call("norm", "batch_norm_apply", x, mean, invstd, gamma, beta)

@@ -7,6 +7,7 @@ import numpy as np
 from gpucnn import _checks as chk
 from gpucnn import shapes
 from gpucnn.backend import call
+from gpucnn.runtime import capture
 
 
 def _pool_window(x_shape, kernel_size, stride, padding, dilation, ceil_mode, what):
@@ -43,7 +44,7 @@ def _indices(name, idx, shape, plane):
     if not hasattr(idx, "dtype") or idx.dtype.kind not in "iu":
         raise TypeError(f"{name} must be an integer array, got {getattr(idx, 'dtype', type(idx).__name__)}")
     chk.shape_is(name, idx, shape, "the shape of the pooled output")
-    if idx.size:
+    if idx.size and not capture.active():  # reading the values back would stop a captured step on the host
         lo, hi = int(idx.min()), int(idx.max())
         if lo < 0 or hi >= plane:
             raise ValueError(f"{name} must lie in [0, {plane}) (flat offsets into a plane), "

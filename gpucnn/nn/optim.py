@@ -75,6 +75,11 @@ def _kernel_runtime(a):
 class Optimizer:
     """Base of SGD and Adam: parameters, the flat state, lr and the step."""
     _kinds: tuple = ()  # names of the per-parameter state arrays, as in checkpoints
+    # A step is kernels only, reading lr and the step count from a device
+    # array: it can be captured into a step graph (gpucnn.nn.compile_step),
+    # and a change of lr needs no new capture.
+    capturable = True
+    lr_on_device = True
 
     def __init__(self, params_or_model, lr):
         who = type(self).__name__

@@ -1,13 +1,14 @@
 """Batch normalization, through the functional ops batch_norm2d and its
 backward (the kernels of kernels/batchnorm.cu on a GPU or the emulator), and
-dropout, element-wise array arithmetic through the input's array module."""
+dropout, through dropout and its backward (kernels/dropout.cu)."""
 from __future__ import annotations
 
 import numpy as np
 
 from gpucnn import functional as F
-from gpucnn.nn._array import to_device, xp_of
+from gpucnn.nn._array import to_device, to_host
 from gpucnn.nn.module import Module
+from gpucnn.runtime import capture
 
 
 class BatchNorm2D(Module):
@@ -42,10 +43,21 @@ class BatchNorm2D(Module):
         y, saved = F.batch_norm2d(x, self.weight, self.bias, b["running_mean"], b["running_var"],
                                   self.training, self.momentum, self.eps)
         if self.training:
-            b["running_mean"], b["running_var"] = saved.running_mean, saved.running_var
-            b["num_batches_tracked"] = b["num_batches_tracked"] + 1
+            # In place, so that a captured step keeps updating the buffers the layer holds.
+            capture.copy_into(b["running_mean"], saved.running_mean)
+            capture.copy_into(b["running_var"], saved.running_var)
+            capture.host_effect(self._count_batch)
         self._save(x=x, saved=saved)
         return y
+
+    def _count_batch(self):
+        # A host counter: incrementing it needs no launch, in a graph or out of it.
+        self._buffers["num_batches_tracked"] = np.asarray(to_host(self._buffers["num_batches_tracked"]) + 1)
+
+    def to(self, device):
+        super().to(device)
+        self._buffers["num_batches_tracked"] = to_host(self._buffers["num_batches_tracked"])
+        return self
 
     def backward(self, dy):
         x, saved = self._load("x", "saved")
@@ -61,8 +73,9 @@ class Dropout(Module):
     """Inverted dropout as torch.nn.Dropout: in training, zero each element with
     probability p and scale the rest by 1/(1-p); identity in eval mode.
 
-    The mask is drawn on the host from one seeded generator whatever the
-    device, so a run is reproducible and the same on every backend.
+    The mask comes from a counter-based generator on the array's device
+    (``F.dropout``) seeded once from ``rng``: a run is reproducible and the
+    same on every backend, and a captured step draws a new mask each replay.
     Any shape; backward(dy) returns dy times the forward's mask (dy itself
     in eval mode). No parameters."""
 
@@ -71,29 +84,37 @@ class Dropout(Module):
         if not 0 <= p < 1:
             raise ValueError(f"dropout probability must lie in [0, 1), got {p}")
         self.p = p
-        self.rng = rng if rng is not None else np.random.default_rng()
+        rng = rng if rng is not None else np.random.default_rng()
+        self.state = F.dropout_state(int(rng.integers(2**63)))
 
     def forward(self, x):
         if not self.training or self.p == 0:
             self._save(mask=None)
             return x
-        keep = self.rng.random(x.shape) >= self.p
-        mask = (keep / (1 - self.p)).astype(x.dtype)
-        if xp_of(x) is not np:
-            mask = to_device(mask, "cuda")
+        y, mask = F.dropout(x, self.p, self.state)
         self._save(mask=mask)
-        return x * mask
+        return y
 
     def backward(self, dy):
         mask = self._load("mask")
-        return dy if mask is None else dy * mask
+        return dy if mask is None else F.dropout_backward(dy, mask)
+
+    def to(self, device):
+        super().to(device)
+        self.state = to_device(self.state, device)
+        return self
 
     def rng_states(self) -> dict:
-        """The generator's state (JSON-able), so that a resumed run draws the same masks."""
-        return {"": self.rng.bit_generator.state}
+        seed, offset = (int(v) for v in to_host(self.state))
+        return {"": {"seed": seed, "offset": offset}}
 
     def set_rng_states(self, states: dict) -> None:
-        self.rng.bit_generator.state = states[""]
+        st = states[""]
+        if not isinstance(st, dict) or set(st) != {"seed", "offset"}:
+            raise ValueError(f"dropout generator state must be {{'seed', 'offset'}}, got {st!r} (a checkpoint "
+                             f"from before dropout drew its masks on the device?)")
+        # In place: a captured step keeps reading the same state array.
+        self.state[...] = to_device(np.array([st["seed"], st["offset"]], np.uint64), self.device)
 
     def __repr__(self):
         return f"Dropout(p={self.p})"

@@ -1,7 +1,15 @@
 """``Residual``: the skip connection of He et al.'s ResNets."""
 from __future__ import annotations
 
+from gpucnn import _checks as chk
+from gpucnn.backend import call
 from gpucnn.nn.module import Module
+
+
+def _add(a, b):
+    """a + b as a kernel on the GPU and the emulator, so a captured step repeats it."""
+    chk.same_dtype(a=a, b=b)
+    return call("relu", "add", a, b)
 
 
 class Residual(Module):
@@ -31,12 +39,12 @@ class Residual(Module):
             raise ValueError(f"Residual: block output {tuple(y.shape)} and shortcut output {tuple(s.shape)} "
                              f"differ (input {tuple(x.shape)})")
         self._save(ran=True)
-        return y + s
+        return _add(y, s)
 
     def backward(self, dy):
         self._load("ran")
         dx = self.block.backward(dy)
-        return dx + (dy if self.shortcut is None else self.shortcut.backward(dy))
+        return _add(dx, dy if self.shortcut is None else self.shortcut.backward(dy))
 
     def __repr__(self):
         inner = repr(self.block).replace("\n", "\n  ")

@@ -1,6 +1,8 @@
 """One kernel of an EmuModule: checks a launch, runs it, turns reports into exceptions."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import ctypes
 import functools
 import shutil
@@ -20,6 +22,19 @@ MAX_THREADS, MAX_BLOCK, MAX_GRID = 1024, (1024, 1024, 64), (2**31 - 1, 65535, 65
 MAX_SMEM = 48 * 1024
 _LOCK = threading.Lock()  # one launch at a time: the signal handlers are process-wide
 _OK, _FAULT, _BARRIER, _ARITH, _TRAP, _ASSERT = range(6)
+# gpucnn.runtime.capture records launches instead of running them (a CUDA graph's stream capture).
+_hook: contextvars.ContextVar = contextvars.ContextVar("gpucnn_emu_launch_hook", default=None)
+
+
+@contextlib.contextmanager
+def launch_hook(hook):
+    """Inside the block, a checked launch calls ``hook(kernel, grid, block, args, shared_mem)``
+    instead of running."""
+    token = _hook.set(hook)
+    try:
+        yield
+    finally:
+        _hook.reset(token)
 
 
 class _Spec(ctypes.Structure):
@@ -108,6 +123,10 @@ class EmuKernel:
                  enable_cooperative_groups: bool = False):
         g, b = self._config(grid, block, shared_mem)
         checked = argmod.check(self.name, self.params, self.types, args)
+        hook = _hook.get()
+        if hook is not None:
+            hook(self, grid, block, tuple(args), shared_mem)
+            return
         cfg = settings.current()
         bufs: dict[int, Guarded] = {}
         smem = None
