@@ -14,7 +14,10 @@ BITS = 24  # the generator's resolution: p is applied as ceil(p * 2**24) / 2**24
 
 
 def dropout_state(seed: int) -> np.ndarray:
-    """A generator state for ``dropout``: (seed, offset 0)."""
+    """A generator state for dropout from the int ``seed``.
+
+    Returns a uint64 array (seed mod 2**64, offset 0) of shape (2,).
+    """
     return np.array([int(seed) % 2**64, 0], np.uint64)
 
 
@@ -26,9 +29,14 @@ def _state(state):
 
 
 def dropout(x, p, state):
-    """(y, mask): each element of x kept with probability 1 - p and scaled by
-    1/(1 - p), else zeroed (torch.nn.functional.dropout in training);
-    y = x * mask. Advances ``state`` by x.size values."""
+    """Inverted dropout in training, as torch.nn.functional.dropout.
+
+    x: any shape, float32 or float64; p: the probability of zeroing an
+    element, in [0, 1); state: the generator's (seed, offset), a uint64 array
+    of shape (2,) from dropout_state, on x's device, advanced in place by
+    x.size values. Returns (y, mask), both shaped as x: mask is 1/(1 - p)
+    where the element is kept and 0 where it is dropped, y = x * mask.
+    """
     x, state = chk.array("x", x), _state(state)
     p = float(p)
     if not 0 <= p < 1:
@@ -41,7 +49,11 @@ def dropout(x, p, state):
 
 
 def dropout_backward(dy, mask):
-    """dx = dy * mask, the mask that dropout returned."""
+    """The input gradient of dropout.
+
+    dy: the output gradient; mask: what dropout returned, of dy's shape and
+    dtype. Returns dx = dy * mask.
+    """
     dy, mask = chk.array("dy", dy), chk.array("mask", mask)
     chk.same_dtype(dy=dy, mask=mask)
     chk.shape_is("mask", mask, dy.shape, "the shape of dy")
