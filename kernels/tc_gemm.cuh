@@ -248,7 +248,7 @@ template <int MODE, typename Tile> struct TcRun {
 // them under TC_AVAILABLE; the emulator compiles as sm_80): one block of
 // Tile::THREADS threads per tile.
 #define TC_AVAILABLE (__CUDA_ARCH__ >= 800)
-#define TC_KERNEL(Tile) extern "C" __global__ void __launch_bounds__(Tile::THREADS)
+#define TC_KERNEL(Tile) extern "C" __global__ void __launch_bounds__(Tile::THREADS, 1)
 // DEFINE(SUFFIX, MODE, Tile) for each math mode and tile: a family's kernels
 // NAME_tf32_128, NAME_tf32_64, NAME_3xtf32_128 and NAME_3xtf32_64.
 #define TC_VARIANTS(DEFINE)                                                          \
