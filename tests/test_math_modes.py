@@ -223,9 +223,11 @@ def test_default_mode_follows_compute_capability():
     assert tc.plan(rt, "linear_forward", np.float64, 100, 100, 1).name == "linear_forward_f64"
 
 
-@pytest.mark.parametrize("M,N,batches,sms,edge", [
-    (128, 128, 1, 132, 64), (4096, 4096, 1, 132, 128), (1408, 1536, 1, 132, 128), (1408, 1408, 1, 132, 64),
-    (64, 64, 132, 132, 128), (64, 64, 131, 132, 64), (100, 50000, 1, 108, 128), (1, 1, 1, 1, 128),
+@pytest.mark.parametrize("M,N,batches,sms,cc,edge", [
+    (128, 128, 1, 132, 90, 64), (4096, 4096, 1, 132, 90, 128), (1408, 1536, 1, 132, 90, 128),
+    (1408, 1408, 1, 132, 90, 64), (64, 64, 132, 132, 90, 128), (64, 64, 131, 132, 90, 64),
+    (100, 50000, 1, 108, 80, 128), (1, 1, 1, 1, 80, 128),
+    (4096, 4096, 1, 84, 86, 64), (4096, 4096, 1, 128, 89, 64),  # 99 KiB per block: the 104 KiB tile cannot run
 ])
-def test_tc_config_table(M, N, batches, sms, edge):
-    assert tc.tc_config(M, N, batches, sms) == edge
+def test_tc_config_table(M, N, batches, sms, cc, edge):
+    assert tc.tc_config(M, N, batches, sms, cc) == edge

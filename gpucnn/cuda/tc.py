@@ -40,12 +40,19 @@ def smem_bytes(edge: int) -> int:
     return STAGES * (2 * edge * TC_K * 4 + TC_K * KTAB_BYTES) + 2 * edge * HANDLE_BYTES
 
 
-def tc_config(M: int, N: int, batches: int, sm_count: int) -> int:
+# Compute capabilities whose blocks may have more than 99 KiB of shared memory
+# (sm_80, sm_87, sm_90, sm_100): the others (sm_86, sm_89, sm_120) cannot hold
+# the 128 x 128 tile's 104 KiB and use the 64 x 64 tile.
+_LARGE_SMEM_CCS = (80, 87, 90, 100, 103)
+
+
+def tc_config(M: int, N: int, batches: int, sm_count: int, cc: int = 90) -> int:
     """The tensor-core tile edge for an M x N GEMM repeated ``batches`` times
-    (groups, splits) on ``sm_count`` multiprocessors: 128 when its tiles fill
-    every SM at least once, else 64 (four times the blocks, for small problems)."""
+    (groups, splits) on ``sm_count`` multiprocessors of compute capability
+    ``cc``: 128 when its tiles fill every SM at least once and the device's
+    blocks can hold it, else 64 (four times the blocks, for small problems)."""
     large = -(-M // 128) * -(-N // 128) * batches
-    return 128 if large >= sm_count else 64
+    return 128 if large >= sm_count and cc in _LARGE_SMEM_CCS else 64
 
 
 @contextlib.contextmanager
@@ -66,6 +73,6 @@ def plan(rt, base: str, dtype, rows: int, cols: int, batches: int) -> Plan:
         cc, sms = rt.device()
         mode = mathmode.effective(cc)
         if mode != "fp32":
-            edge = _forced.get() or tc_config(rows, cols, batches, sms)
+            edge = _forced.get() or tc_config(rows, cols, batches, sms, cc)
             return Plan(f"{base}_{mode}_{edge}", edge, edge, TC_TILES[edge], TC_K, smem_bytes(edge))
     return Plan(kernel_name(base, dtype), gemm.TILE_M, gemm.TILE_N, gemm.THREADS, gemm.TILE_K)
