@@ -60,7 +60,8 @@ def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="time the kernels against the machine's limits and against PyTorch")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--backends", help="comma-separated, ours first, from gpucnn-cuda, gpucnn-numpy, "
-                   "torch-cudnn, torch-cpu (default: all that run here)")
+                   "torch-cudnn, torch-cpu and the math modes gpucnn-cuda-tf32, gpucnn-cuda-3xtf32, "
+                   "gpucnn-cuda-fp32, torch-cudnn-tf32 (default: all that run here)")
     p.add_argument("--only", help="run the cases whose label contains this")
     p.add_argument("--small", action="store_true", help="tiny shapes: checks the harness, not speed")
     p.add_argument("--budget", type=float, help="seconds of timed runs per case and pass (default 1)")
