@@ -47,6 +47,7 @@ template <typename T> struct FwdOp {
     FastDiv khkw, kw, PQ, Q;
     int sh, sw, pt, pl, dh, dw, g;
     enum { A_ALONG_K = 1, B_ALONG_K = 0 };  // w rows hold k; neighbouring pixels are neighbours in x
+    enum { A_RUNS = 1, B_RUNS = 0 };        // a filter's taps are contiguous (tc_gemm.cuh's TcRuns)
     typedef long long Row;  // offset of filter row g*Kg + m in w
     struct Col {
         const T* base;  // x[n, g*Cg, h0, w0] (channel 0 of the group; may lie outside x)
@@ -103,6 +104,7 @@ template <typename T> struct DataOp {
     FastDiv khkw, kw, sh, sw;
     int pt, pl, dh, dw, g;
     enum { A_ALONG_K = 1, B_ALONG_K = 0 };  // a filter's taps are neighbours in w; pixels in dy
+    enum { A_RUNS = 1, B_RUNS = 0 };        // taps contiguous within a filter, jumping forward between filters
     typedef int Row;  // c * kh * kw: tap 0 of channel c within a filter
     // The pixel in padded coordinates, (hp, wp) = (ph0*sh + rh, pq0*sw + rw)
     // with rh < sh, rw < sw; the tap's offset likewise r*dh = ah*sh + bh,
@@ -170,6 +172,7 @@ template <typename T> struct FilterOp {
     // k runs over pixels: contiguous in dy, stride sh in x, where the taps of
     // one pixel are scattered over channels and rows.
     enum { A_ALONG_K = 1, B_ALONG_K = 1 };
+    enum { A_RUNS = 1, B_RUNS = 0 };  // dy's pixels contiguous within an image, forward between images; x padded
     typedef const T* Row;  // dy[0, g*Kg + m]
     struct Col {
         const T* base;   // x[0, g*Cg + c, roff, soff] (may lie outside x)

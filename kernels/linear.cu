@@ -53,6 +53,7 @@ template <typename T, typename SA, typename SB> struct MatOp {
     SB sb;
     int M, N;
     enum { A_ALONG_K = SA::ALONG_K, B_ALONG_K = SB::ALONG_K };
+    enum { A_RUNS = SA::ALONG_K, B_RUNS = SB::ALONG_K };  // rows are contiguous (tc_gemm.cuh's TcRuns)
     typedef typename SA::H Row;
     typedef typename SB::H Col;
     __device__ Row row(int m) const { return sa.at(m); }

@@ -19,9 +19,11 @@
 //   - cp.async stores: an operand laid out along k is fetched one row of 32 k
 //     per warp (32 consecutive words of one row), the other one 8 rows x 4 k
 //     per warp (8 rows of one chunk: 8 distinct chunks): no bank conflicts.
-// Global -> shared is a 4-byte cp.async per element with zero-fill (src-size 0)
-// for padding, out-of-range rows and k past the end, since a gathered operand
-// (the im2col view of x) has no contiguous 16-byte runs in general.
+// Global -> shared: 16-byte cp.async where an operand along k has aligned runs
+// of 4 consecutive k (the filters, dy's rows, plain matrices: TcRuns), else a
+// 4-byte cp.async per element, with zero-fill (src-size 0) for padding,
+// out-of-range rows and k past the end (the im2col view of x has no
+// contiguous 16-byte runs along k in general).
 //
 // Pipeline, one barrier per step j: wait until this thread's copies of step j
 // landed, barrier (everyone's landed, and everyone finished computing step
@@ -108,6 +110,44 @@ __device__ __forceinline__ void tc_fetch(float* s, const H* hs, const E* tab, in
     }
 }
 
+// Whether an operand's gather may be copied in 16-byte runs: an Op declares
+// A_RUNS (B_RUNS) = 1 when that operand lies along k, its address is never
+// null (no padding) and the addresses of consecutive k are consecutive or
+// jump forward. Then 4 consecutive k form one run exactly when the 4th
+// address is the 1st plus 3, which two gathers decide.
+template <typename Op, typename = void> struct TcRuns { enum { A = 0, B = 0 }; };
+template <typename Op> struct TcRuns<Op, typename GemmVoid<decltype(Op::A_RUNS + Op::B_RUNS)>::type> {
+    enum { A = Op::A_RUNS, B = Op::B_RUNS };
+};
+
+// tc_fetch for a RUNS operand: each thread copies 16-byte chunks (8 threads
+// per row, so each quarter warp stores one row's 8 chunks: no bank
+// conflicts), falling back to 4-byte copies where a chunk is not one aligned
+// run or crosses the end of the matrix or the reduction.
+template <int ROWS, int THREADS, typename H, typename E, typename Get>
+__device__ __forceinline__ void tc_fetch_runs(float* s, const H* hs, const E* tab, int mn0, int limit, int k0,
+                                              int kend, Get get) {
+    const int t = threadIdx.x, kk = 4 * (t % 8);
+#pragma unroll
+    for (int i = 0; i < ROWS * TC_BK / 4 / THREADS; ++i) {
+        const int r = t / 8 + THREADS / 8 * i;
+        float* d = s + tc_swz(r, kk);
+        const bool row = mn0 + r < limit;
+        if (row && k0 + kk + 3 < kend) {
+            const float* p = get(hs[r], k0 + kk, tab[kk]);
+            if (get(hs[r], k0 + kk + 3, tab[kk + 3]) == p + 3 && aligned16(p)) {
+                cp_async<16>(d, p, 16);
+                continue;
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const float* p = row && k0 + kk + j < kend ? get(hs[r], k0 + kk + j, tab[kk + j]) : nullptr;
+            cp_async<4>(d + j, p ? p : tc_zero_src, p ? 4 : 0);
+        }
+    }
+}
+
 // The two TF32 parts the mode multiplies: hi = rna(x), lo = rna(x - hi) (3xTF32 only).
 template <int MODE> __device__ __forceinline__ void tc_split(unsigned x, unsigned& hi, unsigned& lo) {
     const float v = __uint_as_float(x);
@@ -178,8 +218,16 @@ __device__ void tc_tile(const Op& op, TcSmem<Tile, Op>& sm, int m0, int n0, int 
     const auto fetch = [&](int s) {  // step s into stage s % TC_STAGES, as one commit group
         if (s < steps) {
             const int k0 = kbeg + s * TC_BK, st = s % TC_STAGES;
-            tc_fetch<Op::A_ALONG_K, Tile::BM, Tile::THREADS>(sm.a[st], sm.rows, sm.ktab[st], m0, op.M, k0, kend, geta);
-            tc_fetch<Op::B_ALONG_K, Tile::BN, Tile::THREADS>(sm.b[st], sm.cols, sm.ktab[st], n0, op.N, k0, kend, getb);
+            if constexpr (TcRuns<Op>::A)
+                tc_fetch_runs<Tile::BM, Tile::THREADS>(sm.a[st], sm.rows, sm.ktab[st], m0, op.M, k0, kend, geta);
+            else
+                tc_fetch<Op::A_ALONG_K, Tile::BM, Tile::THREADS>(sm.a[st], sm.rows, sm.ktab[st], m0, op.M, k0, kend,
+                                                                 geta);
+            if constexpr (TcRuns<Op>::B)
+                tc_fetch_runs<Tile::BN, Tile::THREADS>(sm.b[st], sm.cols, sm.ktab[st], n0, op.N, k0, kend, getb);
+            else
+                tc_fetch<Op::B_ALONG_K, Tile::BN, Tile::THREADS>(sm.b[st], sm.cols, sm.ktab[st], n0, op.N, k0, kend,
+                                                                 getb);
         }
         cp_async_commit();  // possibly empty: wait_group counts groups
     };

@@ -151,6 +151,9 @@ TC_CONV = [  # id: x, w, stride, padding, dilation, groups
     # more than once), 2*13*11 = 286 pixels: every GEMM dimension crosses both tiles
     ("across_tiles", (2, 33, 13, 11), (130, 33, 3, 3), 1, 1, 1, 1),
     ("k_below_step", (2, 5, 6, 7), (3, 5, 1, 1), 1, 0, 1, 1),  # K = 5 < 32
+    # filter rows of 8*2*2 = 32 taps: 16-byte runs (aligned where the emulator's
+    # guard side leaves the buffer aligned, 4-byte copies otherwise)
+    ("runs", (2, 8, 10, 9), (12, 8, 2, 2), 1, 1, 1, 1),
     ("groups_dilation_asym_stride", (2, 6, 12, 11), (9, 2, 3, 2), (3, 2), (2, 0, 1, 3), (2, 1), 3),
 ]
 TC_LINEAR = [("across_tiles", (130, 200), 129), ("k_below_step", (3, 5), 2), ("many_stages", (2, 1000), 3)]
