@@ -203,7 +203,9 @@ void cp_async(void* dst, const void* src, int bytes, int src_bytes, const char* 
     Copy& c = s.copies[s.n++];
     c = Copy{dst, {}, bytes, s.committed, file, line};
     if (src_bytes) emu_access(c.data, src, (size_t)src_bytes, file, line);  // an out-of-range source faults here
-    for (int i = 0; i < bytes; ++i) static_cast<unsigned char*>(dst)[i] = kPending[i % 4];  // until the wait
+    unsigned char pending[16];
+    for (int i = 0; i < bytes; ++i) pending[i] = kPending[i % 4];
+    emu_access(dst, pending, (size_t)bytes, file, line);  // what the destination holds until the wait
 }
 
 void cp_async_commit() { ++my_async().committed; }
