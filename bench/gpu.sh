@@ -3,12 +3,12 @@
 # installed; no package registry), from the repository root:
 #   bash bench/gpu.sh [OUTDIR]        (default: $OUT, else bench/results/<date>)
 # Steps, in this order, each time-boxed and logged, a failing step never
-# stopping the next (about 8.5 minutes at most in all):
-#   1 device and versions                           15 s
-#   2 the tensor-core primitives on the GPU          60 s   (tests/test_mma_prims.py: layouts in seconds)
-#   3 the GPU test suite (pytest -m gpu)            170 s
-#   4 compute-sanitizer memcheck, racecheck          2 x 45 s  (bench/gpu_launches.py small)
-#   5 the benchmarks, math-mode rows included       150 s
+# stopping the next (520 s at most in all, plus the time-outs' 10 s grace):
+#   1 device and versions                           10 s
+#   2 the tensor-core primitives on the GPU          50 s   (tests/test_mma_prims.py: layouts in seconds)
+#   3 the GPU test suite (pytest -m gpu)            160 s
+#   4 compute-sanitizer memcheck, racecheck          2 x 55 s  (bench/gpu_launches.py small)
+#   5 the benchmarks, math-mode rows included       140 s
 #   6 ncu on the conv forward kernels of each mode   50 s   (bench/gpu_launches.py large)
 # The lending tool returns at most 8 files from $OUT: the logs go into one
 # tarball (logs.tar.gz) beside summary.txt and the benchmark's table and JSON.
@@ -30,12 +30,12 @@ step() {  # step NAME SECONDS COMMAND...: run it under timeout, log it, note its
     tail -n 3 "$logs/$name.log" | sed 's/^/    /' >> "$summary"
 }
 
-step 1-device 15 bash -c "nvidia-smi; $PY -c 'import cupy, numpy, torch; print(\"cupy\", cupy.__version__, \"numpy\", numpy.__version__, \"torch\", torch.__version__, \"cudnn\", torch.backends.cudnn.version())'; $PY -m gpucnn.cli info"
-step 2-primitives 60 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_mma_prims.py
-step 3-gpu-tests 170 "$PY" -m pytest -q -m gpu -p no:cacheprovider --maxfail=20 tests
-step 4a-memcheck 45 compute-sanitizer --tool memcheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
-step 4b-racecheck 45 compute-sanitizer --tool racecheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
-step 5-bench 150 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-progress --budget 0.15 --out "$logs/bench" \
+step 1-device 10 bash -c "nvidia-smi; $PY -c 'import cupy, numpy, torch; print(\"cupy\", cupy.__version__, \"numpy\", numpy.__version__, \"torch\", torch.__version__, \"cudnn\", torch.backends.cudnn.version())'; $PY -m gpucnn.cli info"
+step 2-primitives 50 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_mma_prims.py
+step 3-gpu-tests 160 "$PY" -m pytest -q -m gpu -p no:cacheprovider --maxfail=20 tests
+step 4a-memcheck 55 compute-sanitizer --tool memcheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
+step 4b-racecheck 55 compute-sanitizer --tool racecheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
+step 5-bench 140 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-progress --budget 0.15 --out "$logs/bench" \
     --backends gpucnn-cuda-3xtf32,torch-cudnn,torch-cudnn-tf32,gpucnn-cuda-tf32,gpucnn-cuda-fp32
 step 6-ncu 50 ncu --clock-control none --kernel-name regex:"conv2d_forward_(f32|tf32_128|3xtf32_128)" \
     --launch-count 3 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
