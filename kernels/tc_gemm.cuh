@@ -36,6 +36,19 @@
 // with big = rna(x), small = rna(x - big), and accumulates small*big, big*small
 // and big*big (the small*small term, ~2^-22 relative, is dropped): fp32-level
 // accuracy at a third of the tensor-core rate.
+//
+// Cost, written before any GPU run (bench/results/static-sm90.md has the
+// counts). Per step of the 128 tile a block does 128 x 128 x 32 MACs = 512
+// m16n8k8 MMAs (1536 in 3xTF32); an H100 SM retires about one per clock
+// (TF32 dense ~495 TFLOP/s over 132 SMs at 1.83 GHz), so 512 (1536) tensor
+// clocks. Its 8 warps issue per step about 24 ldmatrix, 64 (192) HMMA, 96
+// (288) TF32 conversions and subtractions and the fetch: 4 16-byte runs of A
+// and 16 gathered elements of B per thread, ~12 instructions each, in all
+// ~700 (1100) instructions per warp, 1400 (2200) issue clocks on 4
+// schedulers. So the tile is issue-bound, not tensor-bound: predicted ~35%
+// of the TF32 peak in tf32 (~170 TFLOP/s) and ~70% of the 3xTF32 rate
+// (~115 TFLOP/s of fp32-exact work, against FFMA's 67 peak) on large
+// convolutions; the B gather is the first thing to make cheaper.
 #pragma once
 #include "mma.cuh"
 

@@ -234,3 +234,14 @@ def test_default_mode_follows_compute_capability():
 ])
 def test_tc_config_table(M, N, batches, sms, cc, edge):
     assert tc.tc_config(M, N, batches, sms, cc) == edge
+
+
+def test_tc_variants_are_the_kernels_plan_names():
+    from gpucnn.runtime import runtime_for
+    rt = runtime_for("emulator")
+    names = set(tc.variants("conv2d_forward"))
+    assert len(names) == 4
+    for mode in MODES[1:]:
+        for edge in tc.TC_TILES:
+            with gpucnn.math_mode(mode), tc.force_tile(edge):
+                assert tc.plan(rt, "conv2d_forward", np.float32, 9, 9, 1).name in names

@@ -18,6 +18,7 @@ from gpucnn.cuda.launch import contiguous, i64, launch
 FAMILY = "conv2d"
 KERNELS = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter", "conv2d_sum_splits",
            "conv2d_backward_bias", "im2col", "col2im")
+TC_KERNELS = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter")  # float32, gpucnn.cuda.tc
 
 MAX_GRID_Z = 65535  # the tile kernels loop over z beyond it (a test lowers it)
 # The filter gradient splits its N*P*Q reduction until about this many blocks

@@ -15,6 +15,7 @@ from gpucnn.cuda.launch import contiguous, i64, launch
 FAMILY = "linear"
 KERNELS = ("linear_forward", "linear_backward_data", "linear_backward_weight", "linear_sum_splits",
            "linear_backward_bias")
+TC_KERNELS = ("linear_forward", "linear_backward_data", "linear_backward_weight")  # float32, gpucnn.cuda.tc
 
 MAX_GRID_Z = 65535  # the weight kernel loops over splits beyond it (a test lowers it)
 # As conv2d's filter gradient: split R until about TARGET_BLOCKS blocks run,

@@ -67,6 +67,11 @@ def force_tile(edge: int | None):
         _forced.reset(token)
 
 
+def variants(base: str) -> list[str]:
+    """The tensor-core kernels of ``base``: one per mode and tile (tc_gemm.cuh's TC_VARIANTS)."""
+    return [f"{base}_{mode}_{edge}" for mode in mathmode.MODES if mode != "fp32" for edge in TC_TILES]
+
+
 def plan(rt, base: str, dtype, rows: int, cols: int, batches: int) -> Plan:
     """The kernel for ``base`` over a rows x cols GEMM repeated ``batches`` times."""
     if np.dtype(dtype) == np.float32:

@@ -234,7 +234,8 @@ def kernel_modules() -> list:
 
 
 def check_kernel_names(arch: str = CHECK_ARCH) -> list[str]:
-    """Every kernel a ``gpucnn.cuda`` module names exists, once per dtype."""
+    """Every kernel a ``gpucnn.cuda`` module names exists: KERNELS once per
+    dtype, TC_KERNELS (tensor-core, sm_80 and newer) once per mode and tile."""
     out = []
     for mod in kernel_modules():
         if mod.FAMILY not in loader.families():
@@ -244,8 +245,10 @@ def check_kernel_names(arch: str = CHECK_ARCH) -> list[str]:
         if not result.compiled:
             out.append(f"{mod.__name__}: kernels/{mod.FAMILY}.cu does not compile for {arch}")
             continue
-        missing = [launch.kernel_name(base, dt) for base in mod.KERNELS for dt in (np.float32, np.float64)
-                   if launch.kernel_name(base, dt) not in result.entries]
+        from gpucnn.cuda import tc
+        names = [launch.kernel_name(base, dt) for base in mod.KERNELS for dt in (np.float32, np.float64)]
+        names += [n for base in getattr(mod, "TC_KERNELS", ()) for n in tc.variants(base)]
+        missing = [n for n in names if n not in result.entries]
         if missing:
             out.append(f"{mod.__name__}: kernels missing from {mod.FAMILY}.cu: {', '.join(missing)}")
     return out
