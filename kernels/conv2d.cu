@@ -324,15 +324,15 @@ extern "C" __global__ void col2im_f64(const double* __restrict__ cols, double* _
 // Tensor-core float kernels: the same bodies on tc_gemm.cuh's tiles (see TC_VARIANTS for the names).
 #if TC_AVAILABLE
 #define CONV2D_TC(SFX, MODE, TILE)                                                                              \
-    TC_KERNEL(TILE) conv2d_forward_##SFX(const float* __restrict__ x, const float* __restrict__ w,             \
+    TC_KERNEL(TILE, 2) conv2d_forward_##SFX(const float* __restrict__ x, const float* __restrict__ w,             \
                                          const float* __restrict__ b, float* __restrict__ y, GEOM) {            \
         conv_forward(TcRun<MODE, TILE>{}, x, w, b, y, GEOM_ARGS);                                               \
     }                                                                                                           \
-    TC_KERNEL(TILE) conv2d_backward_data_##SFX(const float* __restrict__ dy, const float* __restrict__ w,      \
+    TC_KERNEL(TILE, MODE == TC_TF32 ? 2 : 1) conv2d_backward_data_##SFX(const float* __restrict__ dy, const float* __restrict__ w,      \
                                                float* __restrict__ dx, GEOM) {                                  \
         conv_backward_data(TcRun<MODE, TILE>{}, dy, w, dx, GEOM_ARGS);                                          \
     }                                                                                                           \
-    TC_KERNEL(TILE) conv2d_backward_filter_##SFX(const float* __restrict__ dy, const float* __restrict__ x,    \
+    TC_KERNEL(TILE, 1) conv2d_backward_filter_##SFX(const float* __restrict__ dy, const float* __restrict__ x,    \
                                                  float* __restrict__ out, GEOM, int chunk, int splits) {        \
         conv_backward_filter(TcRun<MODE, TILE>{}, dy, x, out, GEOM_ARGS, chunk, splits);                        \
     }

@@ -153,15 +153,15 @@ linear_backward_bias_f64(const double* __restrict__ dy, double* __restrict__ db,
 // Tensor-core float kernels: the same bodies on tc_gemm.cuh's tiles (see TC_VARIANTS for the names).
 #if TC_AVAILABLE
 #define LINEAR_TC(SFX, MODE, TILE)                                                                              \
-    TC_KERNEL(TILE) linear_forward_##SFX(const float* __restrict__ x, const float* __restrict__ w,             \
+    TC_KERNEL(TILE, 2) linear_forward_##SFX(const float* __restrict__ x, const float* __restrict__ w,             \
                                          const float* __restrict__ b, float* __restrict__ y, DIMS) {            \
         linear_fwd(TcRun<MODE, TILE>{}, x, w, b, y, DIMS_ARGS);                                                 \
     }                                                                                                           \
-    TC_KERNEL(TILE) linear_backward_data_##SFX(const float* __restrict__ dy, const float* __restrict__ w,      \
+    TC_KERNEL(TILE, 2) linear_backward_data_##SFX(const float* __restrict__ dy, const float* __restrict__ w,      \
                                                float* __restrict__ dx, DIMS) {                                  \
         linear_bwd_data(TcRun<MODE, TILE>{}, dy, w, dx, DIMS_ARGS);                                             \
     }                                                                                                           \
-    TC_KERNEL(TILE) linear_backward_weight_##SFX(const float* __restrict__ dy, const float* __restrict__ x,    \
+    TC_KERNEL(TILE, 1) linear_backward_weight_##SFX(const float* __restrict__ dy, const float* __restrict__ x,    \
                                                  float* __restrict__ out, DIMS, int chunk, int splits) {        \
         linear_bwd_weight(TcRun<MODE, TILE>{}, dy, x, out, DIMS_ARGS, chunk, splits);                           \
     }

@@ -309,7 +309,12 @@ template <int MODE, typename Tile> struct TcRun {
 // them under TC_AVAILABLE; the emulator compiles as sm_80): one block of
 // Tile::THREADS threads per tile.
 #define TC_AVAILABLE (__CUDA_ARCH__ >= 800)
-#define TC_KERNEL(Tile) extern "C" __global__ void __launch_bounds__(Tile::THREADS, 1)
+// BLOCKS: the blocks per SM to fit registers for on sm_90 (2 caps them at 128:
+// 16 warps of the 128 tile on an SM, where the kernel fits without spilling;
+// 1 for those that would spill). Older architectures' ptxas spills at 128
+// registers, so they keep one block per SM.
+#define TC_KERNEL(Tile, BLOCKS) \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS, __CUDA_ARCH__ >= 900 ? (BLOCKS) : 1)
 // DEFINE(SUFFIX, MODE, Tile) for each math mode and tile: a family's kernels
 // NAME_tf32_128, NAME_tf32_64, NAME_3xtf32_128 and NAME_3xtf32_64.
 #define TC_VARIANTS(DEFINE)                                                          \
