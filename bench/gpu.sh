@@ -1,14 +1,52 @@
 #!/usr/bin/env bash
-# On a lent GPU machine (CuPy, PyTorch and pytest installed, no registry), from
-# the repository root: the GPU tests and the benchmarks in one go.
+# On a lent GPU machine (CuPy, PyTorch, pytest, ncu and compute-sanitizer
+# installed; no package registry), from the repository root:
 #   bash bench/gpu.sh [OUTDIR]        (default: $OUT, else bench/results/<date>)
-# `gpucnn bench` needs neither pytest-benchmark nor matplotlib: without the
-# latter it writes the JSON and the table and skips the chart.
+# Steps, in this order, each time-boxed and logged, a failing step never
+# stopping the next (525 s at most in all, plus the time-outs' 10 s grace):
+#   1 device and versions                           10 s
+#   2 the tensor-core primitives on the GPU          40 s   (tests/test_mma_prims.py: layouts in seconds)
+#   3 the GPU test suite (pytest -m gpu)            120 s
+#   4 compute-sanitizer memcheck, racecheck          2 x 45 s  (bench/gpu_launches.py small)
+#   5 the kernel benchmarks, math-mode rows         120 s
+#   6 the training-step rows (lenet, vgg-small,     100 s
+#     resnet20 at batch 128 against PyTorch eager and torch.compile)
+#   7 ncu on the conv forward kernels of each mode   45 s   (bench/gpu_launches.py large)
+# The lending tool returns at most 8 files from $OUT: the logs go into one
+# tarball (logs.tar.gz) beside summary.txt and the benchmarks' tables and JSON.
 set -u
 out=${1:-${OUT:-bench/results/$(date +%F)}}
 mkdir -p "$out"
+logs=$(mktemp -d)
 export PYTHONPATH=. PYTHONUNBUFFERED=1
-{ nvidia-smi; python -c "import cupy, numpy; print('cupy', cupy.__version__, 'numpy', numpy.__version__)"; } > "$out/device.txt" 2>&1
-python -m pytest -q -m gpu tests 2>&1 | tee "$out/gpu-tests.txt"
-python -m gpucnn.runtime.compile_check > "$out/ptxas.txt" 2>&1
-python -m gpucnn.cli bench --device cuda --out "$out" --no-progress 2>&1 | tee "$out/bench.txt"
+PY=${PYTHON:-python3}
+summary="$out/summary.txt"
+: > "$summary"
+
+step() {  # step NAME SECONDS COMMAND...: run it under timeout, log it, note its exit status
+    local name=$1 secs=$2 t0=$SECONDS
+    shift 2
+    timeout --kill-after=10 "$secs" "$@" > "$logs/$name.log" 2>&1
+    local rc=$?
+    echo "$name: exit $rc in $((SECONDS - t0)) s$([ $rc -eq 124 ] && echo ' (timed out)')" | tee -a "$summary"
+    tail -n 3 "$logs/$name.log" | sed 's/^/    /' >> "$summary"
+}
+
+step 1-device 10 bash -c "nvidia-smi; $PY -c 'import cupy, numpy, torch; print(\"cupy\", cupy.__version__, \"numpy\", numpy.__version__, \"torch\", torch.__version__, \"cudnn\", torch.backends.cudnn.version())'; $PY -m gpucnn.cli info"
+step 2-primitives 40 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_mma_prims.py
+step 3-gpu-tests 120 "$PY" -m pytest -q -m gpu -p no:cacheprovider --maxfail=20 tests
+step 4a-memcheck 45 compute-sanitizer --tool memcheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
+step 4b-racecheck 45 compute-sanitizer --tool racecheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
+step 5-bench 120 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-progress --budget 0.15 --out "$logs/bench" \
+    --backends gpucnn-cuda-3xtf32,torch-cudnn,torch-cudnn-tf32,gpucnn-cuda-tf32,gpucnn-cuda-fp32
+step 6-steps 100 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-progress --out "$logs/steps"
+step 7-ncu 45 ncu --clock-control none --kernel-name regex:"conv2d_forward_(f32|tf32_128|3xtf32_128)" \
+    --launch-count 3 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
+
+cp "$logs"/bench/*.md "$out/bench.md" 2>/dev/null
+cp "$logs"/bench/*.json "$out/bench.json" 2>/dev/null
+cp "$logs"/steps/*.md "$out/steps.md" 2>/dev/null
+cp "$logs"/steps/*.json "$out/steps.json" 2>/dev/null
+tar -czf "$out/logs.tar.gz" -C "$logs" .
+rm -rf "$logs"
+cat "$summary"

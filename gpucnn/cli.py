@@ -134,7 +134,8 @@ def _add_bench(sub, common) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="where to time: auto is cuda when CuPy sees a GPU, else cpu")
     p.add_argument("--backends", help="comma-separated, ours first, from gpucnn-cuda, gpucnn-numpy, "
-                   "torch-cudnn, torch-cpu (default: all that run here)")
+                   "torch-cudnn, torch-cpu and the math modes gpucnn-cuda-tf32, gpucnn-cuda-3xtf32, "
+                   "gpucnn-cuda-fp32, torch-cudnn-tf32 (default: all that run here)")
     p.add_argument("--only", help="run only the cases whose label contains this (with --steps-only: the "
                    "models whose name does; default: every case)")
     p.add_argument("--small", action="store_true", help="tiny shapes: checks the harness, not speed")

@@ -28,6 +28,7 @@
 // them in split order, so results are bitwise reproducible with no atomics.
 #include "common.cuh"
 #include "gemm.cuh"
+#include "tc_gemm.cuh"
 
 #define GEOM                                                                                 \
     int N, int C, int H, int W, int K, int P, int Q, int kh, int kw, int sh, int sw, int pt, \
@@ -46,6 +47,7 @@ template <typename T> struct FwdOp {
     FastDiv khkw, kw, PQ, Q;
     int sh, sw, pt, pl, dh, dw, g;
     enum { A_ALONG_K = 1, B_ALONG_K = 0 };  // w rows hold k; neighbouring pixels are neighbours in x
+    enum { A_RUNS = 1, B_RUNS = 0 };        // a filter's taps are contiguous (tc_gemm.cuh's TcRuns)
     typedef long long Row;  // offset of filter row g*Kg + m in w
     struct Col {
         const T* base;  // x[n, g*Cg, h0, w0] (channel 0 of the group; may lie outside x)
@@ -53,7 +55,8 @@ template <typename T> struct FwdOp {
     };
     typedef int4 KTab;  // tap k = (c, r, s): {c*H*W + r*dh*W + s*dw, r*dh, s*dw, unused}
     __device__ Row row(int m) const { return (long long)(g * M + m) * (Cg * khkw.d); }
-    __device__ T a(Row r, int k, const KTab&) const { return w[r + k]; }
+    __device__ const T* pa(Row r, int k, const KTab&) const { return w + r + k; }
+    __device__ T a(Row r, int k, const KTab& e) const { return *pa(r, k, e); }
     __device__ Col col(int n) const {
         int img, p;
         const int pq = PQ.divmod(n, img), q = Q.divmod(pq, p);
@@ -65,22 +68,24 @@ template <typename T> struct FwdOp {
         const int rs = khkw.divmod(k, c), s = kw.divmod(rs, r);
         return make_int4(c * H * W + r * dh * W + s * dw, r * dh, s * dw, 0);
     }
-    __device__ T b(const Col& cl, int, const KTab& e) const {
+    __device__ const T* pb(const Col& cl, int, const KTab& e) const {
         const int h = cl.h0 + e.y, ww = cl.w0 + e.z;
-        if ((unsigned)h >= (unsigned)H || (unsigned)ww >= (unsigned)W) return T(0);  // zero padding
-        return cl.base[e.x];
+        if ((unsigned)h >= (unsigned)H || (unsigned)ww >= (unsigned)W) return nullptr;  // zero padding
+        return cl.base + e.x;
     }
+    __device__ T b(const Col& cl, int k, const KTab& e) const { return gemm_deref(pb(cl, k, e)); }
 };
 
-template <typename T>
-__device__ void conv_forward(GemmSmem<T, int4>& sm, const T* __restrict__ x, const T* __restrict__ w,
+// run(op, kbeg, kend, store): the block tile, FFMA (GemmRun) or tensor-core (TcRun).
+template <typename T, typename Run>
+__device__ void conv_forward(Run run, const T* __restrict__ x, const T* __restrict__ w,
                              const T* __restrict__ b, T* __restrict__ y, GEOM) {
     const int Kg = K / G, Cg = C / G, PQ = P * Q;
     // Grid: x over output-pixel tiles, y over filter tiles, z over groups.
     for (int g = blockIdx.z; g < G; g += gridDim.z) {
         const FwdOp<T> op{x, w, Kg, N * PQ, C, H, W, Cg, kh * kw, kw, PQ, Q,
                           sh, sw, pt, pl, dh, dw, g};
-        gemm_block<T>(op, sm, 0, Cg * kh * kw, [&](int m, int n, T v) {
+        run(op, 0, Cg * kh * kw, [&](int m, int n, T v) {
             const int img = n / PQ, pq = n - img * PQ, k = g * Kg + m;
             y[((long long)img * K + k) * PQ + pq] = v + b[k];  // bias fused
         });
@@ -99,6 +104,7 @@ template <typename T> struct DataOp {
     FastDiv khkw, kw, sh, sw;
     int pt, pl, dh, dw, g;
     enum { A_ALONG_K = 1, B_ALONG_K = 0 };  // a filter's taps are neighbours in w; pixels in dy
+    enum { A_RUNS = 1, B_RUNS = 0 };        // taps contiguous within a filter, jumping forward between filters
     typedef int Row;  // c * kh * kw: tap 0 of channel c within a filter
     // The pixel in padded coordinates, (hp, wp) = (ph0*sh + rh, pq0*sw + rw)
     // with rh < sh, rw < sw; the tap's offset likewise r*dh = ah*sh + bh,
@@ -111,11 +117,12 @@ template <typename T> struct DataOp {
     };
     typedef int4 KTab;  // k = (f, r, s): {f*P*Q - ah*Q - aw, ah, aw, bh * sw + bw}
     __device__ Row row(int c) const { return c * khkw.d; }
-    __device__ T a(Row r, int k, const KTab&) const {  // W[g*Kg + k / khkw, c, tap k % khkw]
+    __device__ const T* pa(Row r, int k, const KTab&) const {  // W[g*Kg + k / khkw, c, tap k % khkw]
         int f;
         const int rs = khkw.divmod(k, f);
-        return w[(g * Kg + f) * Cg * khkw.d + r + rs];  // w's element count fits in int
+        return w + (g * Kg + f) * Cg * khkw.d + r + rs;  // w's element count fits in int
     }
+    __device__ T a(Row r, int k, const KTab& e) const { return *pa(r, k, e); }
     __device__ Col col(int n) const {
         int img, h, ph0, pq0;
         const int hw = HW.divmod(n, img), x = W.divmod(hw, h);
@@ -129,21 +136,22 @@ template <typename T> struct DataOp {
         const int bh = sh.divmod(r * dh, ah), bw = sw.divmod(s * dw, aw);
         return make_int4(f * P * Q - ah * Q - aw, ah, aw, bh * sw.d + bw);
     }
-    __device__ T b(const Col& cl, int, const KTab& e) const {  // dY[n, f, p, q] of the window whose tap (r, s) is here
+    __device__ const T* pb(const Col& cl, int, const KTab& e) const {  // dY[n, f, p, q] of the window whose tap (r, s) is here
         const int p = cl.ph0 - e.y, q = cl.pq0 - e.z;
-        if (cl.rhw != e.w || (unsigned)p >= (unsigned)P || (unsigned)q >= (unsigned)Q) return T(0);
-        return cl.base[e.x];
+        if (cl.rhw != e.w || (unsigned)p >= (unsigned)P || (unsigned)q >= (unsigned)Q) return nullptr;
+        return cl.base + e.x;
     }
+    __device__ T b(const Col& cl, int k, const KTab& e) const { return gemm_deref(pb(cl, k, e)); }
 };
 
-template <typename T>
-__device__ void conv_backward_data(GemmSmem<T, int4>& sm, const T* __restrict__ dy, const T* __restrict__ w,
+template <typename T, typename Run>
+__device__ void conv_backward_data(Run run, const T* __restrict__ dy, const T* __restrict__ w,
                                    T* __restrict__ dx, GEOM) {
     const int Kg = K / G, Cg = C / G, HW = H * W;
     for (int g = blockIdx.z; g < G; g += gridDim.z) {
         const DataOp<T> op{dy, w, Cg, N * HW, C, K, Cg, Kg, HW, W, P, Q, kh * kw, kw,
                            sh, sw, pt, pl, dh, dw, g};
-        gemm_block<T>(op, sm, 0, Kg * kh * kw, [&](int c, int n, T v) {
+        run(op, 0, Kg * kh * kw, [&](int c, int n, T v) {
             const int img = n / HW, hw = n - img * HW;
             dx[((long long)img * C + g * Cg + c) * HW + hw] = v;
         });
@@ -164,6 +172,7 @@ template <typename T> struct FilterOp {
     // k runs over pixels: contiguous in dy, stride sh in x, where the taps of
     // one pixel are scattered over channels and rows.
     enum { A_ALONG_K = 1, B_ALONG_K = 1 };
+    enum { A_RUNS = 1, B_RUNS = 0 };  // dy's pixels contiguous within an image, forward between images; x padded
     typedef const T* Row;  // dy[0, g*Kg + m]
     struct Col {
         const T* base;   // x[0, g*Cg + c, roff, soff] (may lie outside x)
@@ -172,7 +181,8 @@ template <typename T> struct FilterOp {
     // pixel k = (n, p, q): {n*C*H*W + p*sh*W + q*sw, p*sh, q*sw, n*K*P*Q + p*Q + q}
     typedef int4 KTab;
     __device__ Row row(int m) const { return dy + (long long)(g * M + m) * PQ.d; }
-    __device__ T a(Row r, int, const KTab& e) const { return r[e.w]; }
+    __device__ const T* pa(Row r, int, const KTab& e) const { return r + e.w; }
+    __device__ T a(Row r, int k, const KTab& e) const { return *pa(r, k, e); }
     __device__ Col col(int n) const {
         int c, r;
         const int rs = khkw.divmod(n, c), s = kw.divmod(rs, r);
@@ -184,17 +194,18 @@ template <typename T> struct FilterOp {
         const int pq = PQ.divmod(k, img), q = Q.divmod(pq, p);
         return make_int4(img * C * H * W + p * sh * W + q * sw, p * sh, q * sw, img * K * PQ.d + pq);
     }
-    __device__ T b(const Col& cl, int, const KTab& e) const {
+    __device__ const T* pb(const Col& cl, int, const KTab& e) const {
         const int h = e.y + cl.roff, ww = e.z + cl.soff;
-        if ((unsigned)h >= (unsigned)H || (unsigned)ww >= (unsigned)W) return T(0);
-        return cl.base[e.x];
+        if ((unsigned)h >= (unsigned)H || (unsigned)ww >= (unsigned)W) return nullptr;
+        return cl.base + e.x;
     }
+    __device__ T b(const Col& cl, int k, const KTab& e) const { return gemm_deref(pb(cl, k, e)); }
 };
 
 // Grid z runs over (split, group) pairs; split s reduces pixels
 // [s*chunk, min((s+1)*chunk, N*P*Q)) and writes out[s].
-template <typename T>
-__device__ void conv_backward_filter(GemmSmem<T, int4>& sm, const T* __restrict__ dy, const T* __restrict__ x,
+template <typename T, typename Run>
+__device__ void conv_backward_filter(Run run, const T* __restrict__ dy, const T* __restrict__ x,
                                      T* __restrict__ out, GEOM, int chunk, int splits) {
     const int Kg = K / G, Cg = C / G, PQ = P * Q, taps = Cg * kh * kw, NPQ = N * PQ;
     for (int z = blockIdx.z; z < G * splits; z += gridDim.z) {
@@ -203,7 +214,7 @@ __device__ void conv_backward_filter(GemmSmem<T, int4>& sm, const T* __restrict_
                              sh, sw, pt, pl, dh, dw, g};
         const int kbeg = split * chunk, kend = min(NPQ, kbeg + chunk);
         T* part = out + (long long)split * K * taps;
-        gemm_block<T>(op, sm, kbeg, kend, [&](int m, int n, T v) { part[(long long)(g * Kg + m) * taps + n] = v; });
+        run(op, kbeg, kend, [&](int m, int n, T v) { part[(long long)(g * Kg + m) * taps + n] = v; });
     }
 }
 
@@ -248,32 +259,32 @@ __device__ void col2im_k(const T* __restrict__ cols, T* __restrict__ x, long lon
 GEMM_KERNEL conv2d_forward_f32(const float* __restrict__ x, const float* __restrict__ w,
                                const float* __restrict__ b, float* __restrict__ y, GEOM) {
     __shared__ GemmSmem<float, int4> sm;
-    conv_forward(sm, x, w, b, y, GEOM_ARGS);
+    conv_forward(gemm_run<float>(sm), x, w, b, y, GEOM_ARGS);
 }
 GEMM_KERNEL conv2d_forward_f64(const double* __restrict__ x, const double* __restrict__ w,
                                const double* __restrict__ b, double* __restrict__ y, GEOM) {
     __shared__ GemmSmem<double, int4> sm;
-    conv_forward(sm, x, w, b, y, GEOM_ARGS);
+    conv_forward(gemm_run<double>(sm), x, w, b, y, GEOM_ARGS);
 }
 GEMM_KERNEL conv2d_backward_data_f32(const float* __restrict__ dy, const float* __restrict__ w,
                                      float* __restrict__ dx, GEOM) {
     __shared__ GemmSmem<float, int4> sm;
-    conv_backward_data(sm, dy, w, dx, GEOM_ARGS);
+    conv_backward_data(gemm_run<float>(sm), dy, w, dx, GEOM_ARGS);
 }
 GEMM_KERNEL conv2d_backward_data_f64(const double* __restrict__ dy, const double* __restrict__ w,
                                      double* __restrict__ dx, GEOM) {
     __shared__ GemmSmem<double, int4> sm;
-    conv_backward_data(sm, dy, w, dx, GEOM_ARGS);
+    conv_backward_data(gemm_run<double>(sm), dy, w, dx, GEOM_ARGS);
 }
 GEMM_KERNEL conv2d_backward_filter_f32(const float* __restrict__ dy, const float* __restrict__ x,
                                        float* __restrict__ out, GEOM, int chunk, int splits) {
     __shared__ GemmSmem<float, int4> sm;
-    conv_backward_filter(sm, dy, x, out, GEOM_ARGS, chunk, splits);
+    conv_backward_filter(gemm_run<float>(sm), dy, x, out, GEOM_ARGS, chunk, splits);
 }
 GEMM_KERNEL conv2d_backward_filter_f64(const double* __restrict__ dy, const double* __restrict__ x,
                                        double* __restrict__ out, GEOM, int chunk, int splits) {
     __shared__ GemmSmem<double, int4> sm;
-    conv_backward_filter(sm, dy, x, out, GEOM_ARGS, chunk, splits);
+    conv_backward_filter(gemm_run<double>(sm), dy, x, out, GEOM_ARGS, chunk, splits);
 }
 extern "C" __global__ void conv2d_sum_splits_f32(const float* __restrict__ part, float* __restrict__ dw,
                                                  long long n, int splits) {
@@ -309,3 +320,21 @@ extern "C" __global__ void col2im_f64(const double* __restrict__ cols, double* _
                                       long long NC, WIN) {
     col2im_k(cols, x, NC, WIN_ARGS);
 }
+
+// Tensor-core float kernels: the same bodies on tc_gemm.cuh's tiles (see TC_VARIANTS for the names).
+#if TC_AVAILABLE
+#define CONV2D_TC(SFX, MODE, TILE)                                                                              \
+    TC_KERNEL(TILE, 2) conv2d_forward_##SFX(const float* __restrict__ x, const float* __restrict__ w,             \
+                                         const float* __restrict__ b, float* __restrict__ y, GEOM) {            \
+        conv_forward(TcRun<MODE, TILE>{}, x, w, b, y, GEOM_ARGS);                                               \
+    }                                                                                                           \
+    TC_KERNEL(TILE, MODE == TC_TF32 ? 2 : 1) conv2d_backward_data_##SFX(const float* __restrict__ dy, const float* __restrict__ w,      \
+                                               float* __restrict__ dx, GEOM) {                                  \
+        conv_backward_data(TcRun<MODE, TILE>{}, dy, w, dx, GEOM_ARGS);                                          \
+    }                                                                                                           \
+    TC_KERNEL(TILE, 1) conv2d_backward_filter_##SFX(const float* __restrict__ dy, const float* __restrict__ x,    \
+                                                 float* __restrict__ out, GEOM, int chunk, int splits) {        \
+        conv_backward_filter(TcRun<MODE, TILE>{}, dy, x, out, GEOM_ARGS, chunk, splits);                        \
+    }
+TC_VARIANTS(CONV2D_TC)
+#endif

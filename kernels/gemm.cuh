@@ -84,6 +84,13 @@ template <typename T> struct GemmSmem<T, void> {
     __align__(16) T b[GEMM_BK][LD];
 };
 
+// An Op's gathers are written once as addresses, for both GEMMs: pa(row, k)
+// and pb(col, k) (with the k-table entry when the Op has one) give the
+// element's address, or null for a zero (padding; only B may have any), and
+// a()/b() read them for this tile while the tensor-core tile (tc_gemm.cuh)
+// copies them with cp.async.
+template <typename T> __device__ __forceinline__ T gemm_deref(const T* p) { return p ? *p : T(0); }
+
 // Whether Op gathers through a k-table: an Op may declare
 //   typedef ... KTab;                   what every element of reduction index k needs
 //   KTab op.ktab(int k)                 computed once per step for each of its GEMM_BK k
@@ -273,6 +280,20 @@ __device__ __forceinline__ void gemm_block(const Op& op, Sm& sm, int kbeg, int k
             if (n < op.N) store(m, n, acc[i][j]);
         }
     }
+}
+
+// gemm_block over the kernel's shared memory, as a callable run(op, kbeg,
+// kend, store): the kernels' GEMM bodies take either this or tc_gemm.cuh's
+// TcRun, so one body serves the FFMA and the tensor-core kernels.
+template <typename T, typename Sm> struct GemmRun {
+    Sm& sm;
+    template <typename Op, typename Store>
+    __device__ __forceinline__ void operator()(const Op& op, int kbeg, int kend, Store store) const {
+        gemm_block<T>(op, sm, kbeg, kend, store);
+    }
+};
+template <typename T, typename Sm> __device__ __forceinline__ GemmRun<T, Sm> gemm_run(Sm& sm) {
+    return GemmRun<T, Sm>{sm};
 }
 
 // ------------------------------------------------- deterministic reductions

@@ -21,6 +21,7 @@
 // linear_sum_splits: bitwise reproducible with no atomics, as conv2d's filter gradient.
 #include "common.cuh"
 #include "gemm.cuh"
+#include "tc_gemm.cuh"
 
 #define DIMS int R, int I, int O
 #define DIMS_ARGS R, I, O
@@ -32,7 +33,7 @@ template <typename T> struct AlongK {  // ... p[mn * ld + k]
     int ld;
     typedef long long H;
     __device__ H at(int m) const { return (long long)m * ld; }
-    __device__ T get(H h, int k) const { return p[h + k]; }
+    __device__ const T* at(H h, int k) const { return p + h + k; }
 };
 
 // ... or whose rows are mn: p[k * ld + mn].
@@ -42,7 +43,7 @@ template <typename T> struct AcrossK {
     int ld;
     typedef int H;
     __device__ H at(int m) const { return m; }
-    __device__ T get(H h, int k) const { return p[(long long)k * ld + h]; }
+    __device__ const T* at(H h, int k) const { return p + (long long)k * ld + h; }
 };
 
 // The GEMM of A (rows m) and B (columns n), each a plain row-major matrix
@@ -52,44 +53,48 @@ template <typename T, typename SA, typename SB> struct MatOp {
     SB sb;
     int M, N;
     enum { A_ALONG_K = SA::ALONG_K, B_ALONG_K = SB::ALONG_K };
+    enum { A_RUNS = SA::ALONG_K, B_RUNS = SB::ALONG_K };  // rows are contiguous (tc_gemm.cuh's TcRuns)
     typedef typename SA::H Row;
     typedef typename SB::H Col;
     __device__ Row row(int m) const { return sa.at(m); }
     __device__ Col col(int n) const { return sb.at(n); }
-    __device__ T a(Row r, int k) const { return sa.get(r, k); }
-    __device__ T b(Col c, int k) const { return sb.get(c, k); }
+    __device__ const T* pa(Row r, int k) const { return sa.at(r, k); }
+    __device__ const T* pb(Col c, int k) const { return sb.at(c, k); }
+    __device__ T a(Row r, int k) const { return *pa(r, k); }
+    __device__ T b(Col c, int k) const { return *pb(c, k); }
 };
 
 // ------------------------------------------------------------------- forward
 
-template <typename T>
-__device__ void linear_fwd(GemmSmem<T>& sm, const T* __restrict__ x, const T* __restrict__ w,
+// run(op, kbeg, kend, store): the block tile, FFMA (GemmRun) or tensor-core (TcRun).
+template <typename T, typename Run>
+__device__ void linear_fwd(Run run, const T* __restrict__ x, const T* __restrict__ w,
                            const T* __restrict__ b, T* __restrict__ y, DIMS) {
     // B[k, o] = W[o, k]: w's rows read along k, like x's.
     const MatOp<T, AlongK<T>, AlongK<T>> op{{x, I}, {w, I}, R, O};
-    gemm_block<T>(op, sm, 0, I, [&](int r, int o, T v) { y[(long long)r * O + o] = v + b[o]; });
+    run(op, 0, I, [&](int r, int o, T v) { y[(long long)r * O + o] = v + b[o]; });
 }
 
 // ------------------------------------------------------------------ backward
 
-template <typename T>
-__device__ void linear_bwd_data(GemmSmem<T>& sm, const T* __restrict__ dy, const T* __restrict__ w,
+template <typename T, typename Run>
+__device__ void linear_bwd_data(Run run, const T* __restrict__ dy, const T* __restrict__ w,
                                 T* __restrict__ dx, DIMS) {
     // B[k, i] = W[k, i] is w itself: neighbouring columns are neighbours.
     const MatOp<T, AlongK<T>, AcrossK<T>> op{{dy, O}, {w, I}, R, I};
-    gemm_block<T>(op, sm, 0, O, [&](int r, int i, T v) { dx[(long long)r * I + i] = v; });
+    run(op, 0, O, [&](int r, int i, T v) { dx[(long long)r * I + i] = v; });
 }
 
 // Grid z runs over splits; split s reduces rows [s*chunk, min((s+1)*chunk, R)) into out[s].
-template <typename T>
-__device__ void linear_bwd_weight(GemmSmem<T>& sm, const T* __restrict__ dy, const T* __restrict__ x,
+template <typename T, typename Run>
+__device__ void linear_bwd_weight(Run run, const T* __restrict__ dy, const T* __restrict__ x,
                                   T* __restrict__ out, DIMS, int chunk, int splits) {
     // A[o, r] = dY[r, o] and B[r, i] = x[r, i]: both read across k (rows of dy and x).
     const MatOp<T, AcrossK<T>, AcrossK<T>> op{{dy, O}, {x, I}, O, I};
     for (int s = blockIdx.z; s < splits; s += gridDim.z) {
         const int kbeg = s * chunk, kend = min(R, kbeg + chunk);
         T* part = out + (long long)s * O * I;
-        gemm_block<T>(op, sm, kbeg, kend, [&](int o, int i, T v) { part[(long long)o * I + i] = v; });
+        run(op, kbeg, kend, [&](int o, int i, T v) { part[(long long)o * I + i] = v; });
     }
 }
 
@@ -98,32 +103,32 @@ __device__ void linear_bwd_weight(GemmSmem<T>& sm, const T* __restrict__ dy, con
 GEMM_KERNEL linear_forward_f32(const float* __restrict__ x, const float* __restrict__ w,
                                const float* __restrict__ b, float* __restrict__ y, DIMS) {
     __shared__ GemmSmem<float> sm;
-    linear_fwd(sm, x, w, b, y, DIMS_ARGS);
+    linear_fwd(gemm_run<float>(sm), x, w, b, y, DIMS_ARGS);
 }
 GEMM_KERNEL linear_forward_f64(const double* __restrict__ x, const double* __restrict__ w,
                                const double* __restrict__ b, double* __restrict__ y, DIMS) {
     __shared__ GemmSmem<double> sm;
-    linear_fwd(sm, x, w, b, y, DIMS_ARGS);
+    linear_fwd(gemm_run<double>(sm), x, w, b, y, DIMS_ARGS);
 }
 GEMM_KERNEL linear_backward_data_f32(const float* __restrict__ dy, const float* __restrict__ w,
                                      float* __restrict__ dx, DIMS) {
     __shared__ GemmSmem<float> sm;
-    linear_bwd_data(sm, dy, w, dx, DIMS_ARGS);
+    linear_bwd_data(gemm_run<float>(sm), dy, w, dx, DIMS_ARGS);
 }
 GEMM_KERNEL linear_backward_data_f64(const double* __restrict__ dy, const double* __restrict__ w,
                                      double* __restrict__ dx, DIMS) {
     __shared__ GemmSmem<double> sm;
-    linear_bwd_data(sm, dy, w, dx, DIMS_ARGS);
+    linear_bwd_data(gemm_run<double>(sm), dy, w, dx, DIMS_ARGS);
 }
 GEMM_KERNEL linear_backward_weight_f32(const float* __restrict__ dy, const float* __restrict__ x,
                                        float* __restrict__ out, DIMS, int chunk, int splits) {
     __shared__ GemmSmem<float> sm;
-    linear_bwd_weight(sm, dy, x, out, DIMS_ARGS, chunk, splits);
+    linear_bwd_weight(gemm_run<float>(sm), dy, x, out, DIMS_ARGS, chunk, splits);
 }
 GEMM_KERNEL linear_backward_weight_f64(const double* __restrict__ dy, const double* __restrict__ x,
                                        double* __restrict__ out, DIMS, int chunk, int splits) {
     __shared__ GemmSmem<double> sm;
-    linear_bwd_weight(sm, dy, x, out, DIMS_ARGS, chunk, splits);
+    linear_bwd_weight(gemm_run<double>(sm), dy, x, out, DIMS_ARGS, chunk, splits);
 }
 extern "C" __global__ void linear_sum_splits_f32(const float* __restrict__ part, float* __restrict__ dw,
                                                  long long n, int splits) {
@@ -144,3 +149,21 @@ linear_backward_bias_f64(const double* __restrict__ dy, double* __restrict__ db,
     __shared__ double part[GEMM_THREADS];
     bias_grad(part, dy, db, R, O, 1);
 }
+
+// Tensor-core float kernels: the same bodies on tc_gemm.cuh's tiles (see TC_VARIANTS for the names).
+#if TC_AVAILABLE
+#define LINEAR_TC(SFX, MODE, TILE)                                                                              \
+    TC_KERNEL(TILE, 2) linear_forward_##SFX(const float* __restrict__ x, const float* __restrict__ w,             \
+                                         const float* __restrict__ b, float* __restrict__ y, DIMS) {            \
+        linear_fwd(TcRun<MODE, TILE>{}, x, w, b, y, DIMS_ARGS);                                                 \
+    }                                                                                                           \
+    TC_KERNEL(TILE, 2) linear_backward_data_##SFX(const float* __restrict__ dy, const float* __restrict__ w,      \
+                                               float* __restrict__ dx, DIMS) {                                  \
+        linear_bwd_data(TcRun<MODE, TILE>{}, dy, w, dx, DIMS_ARGS);                                             \
+    }                                                                                                           \
+    TC_KERNEL(TILE, 1) linear_backward_weight_##SFX(const float* __restrict__ dy, const float* __restrict__ x,    \
+                                                 float* __restrict__ out, DIMS, int chunk, int splits) {        \
+        linear_bwd_weight(TcRun<MODE, TILE>{}, dy, x, out, DIMS_ARGS, chunk, splits);                           \
+    }
+TC_VARIANTS(LINEAR_TC)
+#endif

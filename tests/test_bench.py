@@ -188,3 +188,24 @@ def test_torch_model_is_the_same_network(name):
         want = net(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(model.forward(x), want, rtol=1e-10, atol=1e-12)
     assert sum(p.numel() for p in net.parameters()) == sum(v.size for v in model.params().values())
+
+
+def test_math_mode_rows_and_geomeans():
+    """Each mode against its peer and ceiling; the geometric means the issue's targets read."""
+    from gpucnn.bench import modes
+    lim = {"matmul_gflops": 50_000.0, "tf32_matmul_gflops": 400_000.0, "copy_gbps": 4000.0}
+    ms = {"gpucnn-cuda-3xtf32": 2.0, "torch-cudnn": 4.0, "torch-cudnn-tf32": 1.0, "gpucnn-cuda-tf32": 1.5,
+          "gpucnn-cuda-fp32": 6.0}
+    rows = [{"case": f"c{i}", "pass": "forward", "flops": 2e9, "ms": {k: v * (i + 1) for k, v in ms.items()}}
+            for i in range(2)]
+    for r in rows:
+        r["modes"] = modes.row_modes(r, lim)
+    m = rows[0]["modes"]
+    assert m["tf32"]["ratio"] == 1.5 and m["3xtf32"]["ratio"] == 0.5 and m["fp32"]["ratio"] == 1.5
+    assert abs(m["tf32"]["tflops"] - 2e9 / 1.5e-3 / 1e12) < 1e-9
+    assert abs(m["3xtf32"]["of_ceiling"] - 2e9 / 2e-3 / 1e9 / 50_000) < 1e-12
+    g = modes.geomeans(rows)
+    assert abs(g["tf32"] - 1.5) < 1e-12 and abs(g["3xtf32"] - 0.5) < 1e-12
+    text = "\n".join(modes.table({"rows": rows, "limits": lim, "mode_geomeans": g}))
+    assert "tf32 1.50 (<= 1.5)" in text and "3xtf32 0.50 (<= 1.0)" in text
+    assert modes.row_modes({"flops": 1.0, "ms": {"gpucnn-cuda": 1.0}}, lim) == {}

@@ -75,3 +75,25 @@ def test_hot_loop_is_fma_with_128_bit_shared_loads(sass_rows):
 def test_tile_kernels_keep_two_blocks_per_sm(sass_rows):
     for row in sass_report.ptxas_rows():
         assert row["blocks_per_sm"] >= 2 and row["spill_stores"] == row["spill_loads"] == 0, row
+
+
+@pytest.fixture(scope="module")
+def tc_rows(sass_rows):
+    from gpucnn.runtime import sass_tc
+    return sass_tc.tc_rows(), sass_tc.tc_ptxas_rows()
+
+
+def test_tc_k_step_loop_is_mma_fed_by_cp_async_and_ldmatrix(tc_rows):
+    """Per warp and k-step of 32: (64 x 32 warp tile: 4 x 4 MMAs, 64 tile's
+    32 x 32: 2 x 4) x 4 k-slices, x3 in 3xTF32; ldmatrix.x4 per k-slice: one
+    per m16 tile and one per pair of n8 tiles; cp.async in the loop, one barrier."""
+    rows, ptxas = tc_rows
+    assert len(rows) == 24  # 2 families x 3 passes x 2 modes x 2 tiles
+    for row in rows:
+        edge = int(row["kernel"].rsplit("_", 1)[1])
+        mi, ni = (4, 4) if edge == 128 else (2, 4)
+        per_mma = 3 if "_3xtf32_" in row["kernel"] else 1
+        assert row["HMMA"] == mi * ni * 4 * per_mma, row
+        assert row["LDSM"] == (mi + ni // 2) * 4 and row["LDGSTS"] > 0 and row["BAR"] == 1, row
+    for row in ptxas:
+        assert row["blocks_per_sm"] >= 1 and row["spill_stores"] == row["spill_loads"] == row["stack"] == 0, row

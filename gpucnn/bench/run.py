@@ -12,12 +12,13 @@ import time
 
 import numpy as np
 
-from gpucnn.bench import cases, limits, ops, steps, timing
+from gpucnn.bench import cases, limits, modes, ops, steps, timing
 
 # Backend names: what runs, and where. The first of a run is ours.
 BACKENDS = {"gpucnn-cuda": ("gpucnn", "cuda"), "gpucnn-numpy": ("gpucnn", "cpu"),
-            "torch-cudnn": ("torch", "cuda"), "torch-cpu": ("torch", "cpu")}
-DEFAULT = {"cuda": ["gpucnn-cuda", "torch-cudnn", "torch-cpu", "gpucnn-numpy"],
+            "torch-cudnn": ("torch", "cuda"), "torch-cpu": ("torch", "cpu"), **modes.BACKENDS}
+DEFAULT = {"cuda": ["gpucnn-cuda", "torch-cudnn", "torch-cudnn-tf32", "gpucnn-cuda-tf32", "gpucnn-cuda-3xtf32",
+                    "gpucnn-cuda-fp32", "torch-cpu", "gpucnn-numpy"],
            "cpu": ["gpucnn-numpy", "torch-cpu"]}
 # Rotate inputs among enough copies to overflow the last-level cache.
 ROTATE_BYTES = {"cuda": 128 * 2**20, "cpu": 64 * 2**20}
@@ -78,6 +79,8 @@ def _row(case, direction, res, full_n, lim, names):
     row["fraction_of_limit"] = (row["gflops"] / lim["matmul_gflops"] if case.kind == "conv"
                                 else row["gbps"] / lim["copy_gbps"])
     row["ratio"] = {n: ms / res[n]["ms"] for n in names[1:]}
+    if case.kind == "conv":
+        row["modes"] = modes.row_modes(row, lim)
     return row
 
 
@@ -160,7 +163,10 @@ def _run(device, backends, small, only, budget_s, threads, train, progress, step
     rows = []
     for case, full_n, direction in todo:
         copies = 1 if small else _copies(case, device)
-        runs = {n: ops.build(case, direction, BACKENDS[n][0], BACKENDS[n][1], copies) for n in names}
+        runs = {}
+        for n in names:
+            fn, inputs = ops.build(case, direction, BACKENDS[n][0], BACKENDS[n][1], copies)
+            runs[n] = (modes.wrap(n, fn), inputs)
         res = timing.interleaved(clocks, runs, budget_s=budget_s, min_reps=3 if small else 5)
         rows.append(_row(case, direction, res, full_n, lim, names))
         bar.step(f"{case.label()} {direction}")
@@ -173,8 +179,8 @@ def _run(device, backends, small, only, budget_s, threads, train, progress, step
     return {"schema": SCHEMA, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "device": device, "machine": machine(device), "versions": versions(),
             "threads": thread_counts, "omp_wait_policy": omp_policy, "load_average": _loadavg(), "backends": names, "ours": names[0],
-            "limits": lim, "rows": rows, "geomean_ratio": geomeans(rows, names), "train": step_rows,
-            "steps_only": steps_only}
+            "limits": lim, "rows": rows, "geomean_ratio": geomeans(rows, names),
+            "mode_geomeans": modes.geomeans(rows), "train": step_rows, "steps_only": steps_only}
 
 
 def _loadavg():

@@ -11,13 +11,14 @@ import dataclasses
 
 import numpy as np
 
-from gpucnn.cuda import gemm
-from gpucnn.cuda.gemm import TILE_M, TILE_N, THREADS, cdiv, fits_int, launch_gemm, split_reduction
-from gpucnn.cuda.launch import contiguous, i64, kernel_name, launch
+from gpucnn.cuda import gemm, tc
+from gpucnn.cuda.gemm import THREADS, cdiv, fits_int, launch_gemm, split_reduction
+from gpucnn.cuda.launch import contiguous, i64, launch
 
 FAMILY = "conv2d"
 KERNELS = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter", "conv2d_sum_splits",
            "conv2d_backward_bias", "im2col", "col2im")
+TC_KERNELS = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter")  # float32, gpucnn.cuda.tc
 
 MAX_GRID_Z = 65535  # the tile kernels loop over z beyond it (a test lowers it)
 # The filter gradient splits its N*P*Q reduction until about this many blocks
@@ -61,9 +62,11 @@ def _win(win):
     return tuple(np.int32(v) for v in vals)
 
 
-def _gemm(rt, base, dtype, rows, cols, z, args):
-    """Launch a tile kernel over a rows x cols GEMM, repeated z times."""
-    launch_gemm(rt, FAMILY, kernel_name(base, dtype), rows, cols, z, MAX_GRID_Z, args)
+def _gemm(rt, base, dtype, rows, cols, z, args, plan=None):
+    """Launch a tile kernel over a rows x cols GEMM, repeated z times: FFMA or
+    tensor cores by the math mode (gpucnn.cuda.tc.plan)."""
+    plan = plan or tc.plan(rt, base, dtype, rows, cols, z)
+    launch_gemm(rt, FAMILY, plan, rows, cols, z, MAX_GRID_Z, args)
 
 
 def conv2d_forward(rt, x, w, b, g):
@@ -93,12 +96,14 @@ def conv2d_backward_data(rt, dy, w, g):
     return dx
 
 
-def filter_splits(g) -> tuple[int, int]:
+def filter_splits(g, plan=None) -> tuple[int, int]:
     """(chunk, splits): the filter gradient's N*P*Q reduction in ``splits``
-    chunks of ``chunk`` pixels (a multiple of TILE_K)."""
+    chunks of ``chunk`` pixels (a multiple of the k-step) for the tile of
+    ``plan`` (default: the FFMA tile)."""
+    bm, bn, step = (plan.bm, plan.bn, plan.k_step) if plan else (gemm.TILE_M, gemm.TILE_N, gemm.TILE_K)
     taps = g.C // g.groups * g.win.kh * g.win.kw
-    tiles = cdiv(g.K // g.groups, TILE_M) * cdiv(taps, TILE_N) * g.groups
-    return split_reduction(g.N * g.win.P * g.win.Q, tiles, TARGET_BLOCKS, MIN_SPLIT_STEPS)
+    tiles = cdiv(g.K // g.groups, bm) * cdiv(taps, bn) * g.groups
+    return split_reduction(g.N * g.win.P * g.win.Q, tiles, TARGET_BLOCKS, MIN_SPLIT_STEPS, step)
 
 
 def conv2d_backward_filter(rt, dy, x, g):
@@ -119,11 +124,12 @@ def _filter_gradient(rt, dy, x, g):
     win = g.win
     taps = g.C // g.groups * win.kh * win.kw
     dw = rt.xp.empty((g.K, g.C // g.groups, win.kh, win.kw), x.dtype)
-    chunk, splits = filter_splits(g)
+    plan = tc.plan(rt, "conv2d_backward_filter", x.dtype, g.K // g.groups, taps, g.groups)
+    chunk, splits = filter_splits(g, plan)
     out = dw if splits == 1 else rt.xp.empty((splits, *dw.shape), x.dtype)
     _fits_int(out.size)
     _gemm(rt, "conv2d_backward_filter", x.dtype, g.K // g.groups, taps, g.groups * splits,
-          (dy, x, out, *_geom(g), np.int32(chunk), np.int32(splits)))
+          (dy, x, out, *_geom(g), np.int32(chunk), np.int32(splits)), plan)
     if splits > 1:
         launch(rt, FAMILY, "conv2d_sum_splits", x.dtype, dw.size, (out, dw, i64(dw.size), np.int32(splits)))
     return dw

@@ -26,19 +26,23 @@ def fits_int(family: str, *counts) -> None:
                          "split the batch")
 
 
-def launch_gemm(rt, family: str, name: str, rows: int, cols: int, z: int, max_z: int, args: tuple) -> None:
-    """Launch tile kernel ``name`` over a rows x cols GEMM, repeated z times."""
-    grid = (cdiv(cols, TILE_N), cdiv(rows, TILE_M), min(z, max_z))
+def launch_gemm(rt, family: str, plan, rows: int, cols: int, z: int, max_z: int, args: tuple) -> None:
+    """Launch the tile kernel of ``plan`` (gpucnn.cuda.tc.Plan) over a rows x
+    cols GEMM, repeated z times."""
+    grid = (cdiv(cols, plan.bn), cdiv(rows, plan.bm), min(z, max_z))
     if grid[1] > MAX_GRID_Y:
         raise ValueError(f"{family} kernels: {rows} GEMM rows exceed {MAX_GRID_Y} tiles")
-    rt.function(family, name)(grid, (THREADS,), args)
+    fn = rt.function(family, plan.name)
+    if plan.smem > 48 * 1024 and fn.max_dynamic_shared_size_bytes < plan.smem:
+        fn.max_dynamic_shared_size_bytes = plan.smem  # opt in beyond the default 48 KiB
+    fn(grid, (plan.threads,), args, shared_mem=plan.smem)
 
 
-def split_reduction(k: int, tiles: int, target_blocks: int, min_steps: int) -> tuple[int, int]:
+def split_reduction(k: int, tiles: int, target_blocks: int, min_steps: int, step: int = TILE_K) -> tuple[int, int]:
     """(chunk, splits): a reduction over ``k`` indices in ``splits`` chunks of
-    ``chunk`` (a multiple of TILE_K), until about ``target_blocks`` blocks run
+    ``chunk`` (a multiple of ``step``), until about ``target_blocks`` blocks run
     over ``tiles`` output tiles, each reducing at least ``min_steps`` steps.
     Depends on the shapes only, so the summation order is fixed."""
-    splits = max(1, min(cdiv(target_blocks, tiles), cdiv(k, min_steps * TILE_K)))
-    chunk = cdiv(cdiv(k, splits), TILE_K) * TILE_K
+    splits = max(1, min(cdiv(target_blocks, tiles), cdiv(k, min_steps * step)))
+    chunk = cdiv(cdiv(k, splits), step) * step
     return chunk, max(1, cdiv(k, chunk))

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpucnn.cuda.gemm import TILE_M, TILE_N, THREADS, cdiv, fits_int, launch_gemm, split_reduction
-from gpucnn.cuda.launch import contiguous, i64, kernel_name, launch
+from gpucnn.cuda import gemm, tc
+from gpucnn.cuda.gemm import THREADS, cdiv, fits_int, launch_gemm, split_reduction
+from gpucnn.cuda.launch import contiguous, i64, launch
 
 FAMILY = "linear"
 KERNELS = ("linear_forward", "linear_backward_data", "linear_backward_weight", "linear_sum_splits",
            "linear_backward_bias")
+TC_KERNELS = ("linear_forward", "linear_backward_data", "linear_backward_weight")  # float32, gpucnn.cuda.tc
 
 MAX_GRID_Z = 65535  # the weight kernel loops over splits beyond it (a test lowers it)
 # As conv2d's filter gradient: split R until about TARGET_BLOCKS blocks run,
@@ -26,13 +28,17 @@ def _dims(R, I, O):
     return np.int32(R), np.int32(I), np.int32(O)
 
 
-def _gemm(rt, base, dtype, rows, cols, z, args):
-    launch_gemm(rt, FAMILY, kernel_name(base, dtype), rows, cols, z, MAX_GRID_Z, args)
+def _gemm(rt, base, dtype, rows, cols, z, args, plan=None):
+    """FFMA or tensor cores by the math mode (gpucnn.cuda.tc.plan)."""
+    plan = plan or tc.plan(rt, base, dtype, rows, cols, z)
+    launch_gemm(rt, FAMILY, plan, rows, cols, z, MAX_GRID_Z, args)
 
 
-def weight_splits(R: int, I: int, O: int) -> tuple[int, int]:
-    """(chunk, splits): the weight gradient's reduction over R rows."""
-    return split_reduction(R, cdiv(O, TILE_M) * cdiv(I, TILE_N), TARGET_BLOCKS, MIN_SPLIT_STEPS)
+def weight_splits(R: int, I: int, O: int, plan=None) -> tuple[int, int]:
+    """(chunk, splits): the weight gradient's reduction over R rows for the
+    tile of ``plan`` (default: the FFMA tile)."""
+    bm, bn, step = (plan.bm, plan.bn, plan.k_step) if plan else (gemm.TILE_M, gemm.TILE_N, gemm.TILE_K)
+    return split_reduction(R, cdiv(O, bm) * cdiv(I, bn), TARGET_BLOCKS, MIN_SPLIT_STEPS, step)
 
 
 def linear_forward(rt, x, w, b):
@@ -62,11 +68,12 @@ def linear_backward(rt, dy, x, w, bias: bool):
     if R == 0:  # no rows: nothing reaches the weights
         dw[...] = 0
     elif dw.size:
-        chunk, splits = weight_splits(R, I, O)
+        plan = tc.plan(rt, "linear_backward_weight", x.dtype, O, I, 1)
+        chunk, splits = weight_splits(R, I, O, plan)
         out = dw if splits == 1 else xp.empty((splits, O, I), x.dtype)
         fits_int(FAMILY, out.size)
         _gemm(rt, "linear_backward_weight", x.dtype, O, I, splits,
-              (dy, x, out, *dims, np.int32(chunk), np.int32(splits)))
+              (dy, x, out, *dims, np.int32(chunk), np.int32(splits)), plan)
         if splits > 1:
             launch(rt, FAMILY, "linear_sum_splits", x.dtype, dw.size, (out, dw, i64(dw.size), np.int32(splits)))
     db = None

@@ -17,8 +17,12 @@ class Runtime:
     and a ``module(family, options)`` that returns an object with CuPy's
     ``get_function(name)`` interface."""
 
-    def __init__(self, name, xp, module):
-        self.name, self.xp, self.module = name, xp, module
+    def __init__(self, name, xp, module, device):
+        self.name, self.xp, self.module, self._device = name, xp, module, device
+
+    def device(self) -> tuple[int, int]:
+        """(compute capability as major * 10 + minor, multiprocessor count) of the current device."""
+        return self._device()
 
     def function(self, family: str, kernel: str, options: tuple = ()):
         return self.module(family, options).get_function(kernel)
@@ -56,8 +60,11 @@ def runtime_for(name: str) -> Runtime:
     """The Runtime of backend "emulator" or "cuda"."""
     from gpucnn.runtime import loader
     if name == "emulator":
-        return Runtime(name, np, loader.emulator_module)
+        from gpucnn.runtime.emulator import settings
+        return Runtime(name, np, loader.emulator_module,
+                       lambda: (settings.current().compute_capability, settings.current().sm_count))
     if name == "cuda":
         import cupy
-        return Runtime(name, cupy, loader.cupy_module)
+        from gpucnn.runtime import cupy_runtime
+        return Runtime(name, cupy, loader.cupy_module, cupy_runtime.device)
     raise ValueError(f"no kernel runtime for backend {name!r}")

@@ -39,8 +39,22 @@ CHECK_ARCH = "sm_90"  # where spills, stack and occupancy are enforced
 PTXAS_OPTIONS = ("-Xptxas=-v", "-Xptxas=-warn-spills", "-Xptxas=-warn-lmem-usage")
 # kernel (full or base name) -> why it may keep a stack frame on sm_90
 ALLOWED_STACK: dict[str, str] = {}
-# family -> resident blocks per SM its kernels need on sm_90 (default 1)
+# family -> resident blocks per SM its kernels need on sm_90 (default 1); the
+# tensor-core kernels need one (8 warps and 104 KiB of a 128 x 128 tile, or
+# 4 warps of a 64 x 64 tile, each a full pipeline)
 MIN_BLOCKS_PER_SM: dict[str, int] = {"conv2d": 2, "linear": 2}
+_TC_KERNEL = re.compile(r"_(?:3x)?tf32_(\d+)$")
+
+
+def dynamic_smem(kernel: str) -> int:
+    """The dynamic shared memory a kernel is launched with (the tensor-core tiles')."""
+    from gpucnn.cuda import tc
+    m = _TC_KERNEL.search(kernel)
+    return tc.smem_bytes(int(m[1])) if m else 0
+
+
+def min_blocks(family: str, kernel: str) -> int:
+    return 1 if _TC_KERNEL.search(kernel) else MIN_BLOCKS_PER_SM.get(family, 1)
 
 
 class NvrtcUnavailable(ImportError):
@@ -197,16 +211,17 @@ def problems(family: str, result: Result) -> list[str]:
     out = [f"{where}: {e}" for e in result.errors] + [f"{where}: {w}" for w in warnings]
     if not result.compiled or result.arch != CHECK_ARCH:
         return out
-    need = MIN_BLOCKS_PER_SM.get(family, 1)
     for k in result.kernels.values():
+        need = min_blocks(family, k.name)
         if k.spill_stores or k.spill_loads:
             out.append(f"{where} {k.name}: spills ({k.spill_stores} B stores, {k.spill_loads} B loads)")
         if k.stack and not _allowed(k.name):
             out.append(f"{where} {k.name}: {k.stack} B stack frame (allow it in ALLOWED_STACK with a reason)")
-        occ = occupancy(k.registers, k.block, k.smem, SMS[result.arch])
+        smem = k.smem + dynamic_smem(k.name)
+        occ = occupancy(k.registers, k.block, smem, SMS[result.arch])
         if occ.blocks_per_sm < need:
             out.append(f"{where} {k.name}: {occ.blocks_per_sm} blocks/SM < {need} needed "
-                       f"({k.registers} registers x {k.block} threads, {k.smem} B smem; "
+                       f"({k.registers} registers x {k.block} threads, {smem} B smem; "
                        f"limited by {occ.limiter})")
     return out
 
@@ -219,7 +234,8 @@ def kernel_modules() -> list:
 
 
 def check_kernel_names(arch: str = CHECK_ARCH) -> list[str]:
-    """Every kernel a ``gpucnn.cuda`` module names exists, once per dtype."""
+    """Every kernel a ``gpucnn.cuda`` module names exists: KERNELS once per
+    dtype, TC_KERNELS (tensor-core, sm_80 and newer) once per mode and tile."""
     out = []
     for mod in kernel_modules():
         if mod.FAMILY not in loader.families():
@@ -229,8 +245,10 @@ def check_kernel_names(arch: str = CHECK_ARCH) -> list[str]:
         if not result.compiled:
             out.append(f"{mod.__name__}: kernels/{mod.FAMILY}.cu does not compile for {arch}")
             continue
-        missing = [launch.kernel_name(base, dt) for base in mod.KERNELS for dt in (np.float32, np.float64)
-                   if launch.kernel_name(base, dt) not in result.entries]
+        from gpucnn.cuda import tc
+        names = [launch.kernel_name(base, dt) for base in mod.KERNELS for dt in (np.float32, np.float64)]
+        names += [n for base in getattr(mod, "TC_KERNELS", ()) for n in tc.variants(base)]
+        missing = [n for n in names if n not in result.entries]
         if missing:
             out.append(f"{mod.__name__}: kernels missing from {mod.FAMILY}.cu: {', '.join(missing)}")
     return out
@@ -254,14 +272,14 @@ def rows(results: list[Result], arch: str) -> list[dict]:
         if r.arch != arch:
             continue
         for k in sorted(r.kernels.values(), key=lambda k: k.name):
-            occ = occupancy(k.registers, k.block, k.smem, SMS[arch])
-            out.append({"family": r.name.removesuffix(".cu"), **dataclasses.asdict(k),
+            occ = occupancy(k.registers, k.block, k.smem + dynamic_smem(k.name), SMS[arch])
+            out.append({"family": r.name.removesuffix(".cu"), **dataclasses.asdict(k), "dyn_smem": dynamic_smem(k.name),
                         "blocks_per_sm": occ.blocks_per_sm, "occupancy_pct": round(100 * occ.occupancy, 1),
                         "limiter": occ.limiter})
     return out
 
 
-_COLUMNS = ("family", "name", "block", "registers", "smem", "stack", "spill_stores", "spill_loads",
+_COLUMNS = ("family", "name", "block", "registers", "smem", "dyn_smem", "stack", "spill_stores", "spill_loads",
             "barriers", "blocks_per_sm", "occupancy_pct", "limiter")
 
 

@@ -1,6 +1,8 @@
 """CuPy is imported here and only when a GPU is asked for."""
 from __future__ import annotations
 
+import functools
+
 
 def gpu_available() -> tuple[bool, str]:
     """Whether CuPy is installed and sees a CUDA device, with the reason if not."""
@@ -13,6 +15,19 @@ def gpu_available() -> tuple[bool, str]:
     except Exception as e:  # CUDARuntimeError without a driver or device
         return False, f"CuPy sees no CUDA device ({e})"
     return (n > 0, "" if n > 0 else "CuPy sees no CUDA device")
+
+
+def device() -> tuple[int, int]:
+    """(compute capability as major * 10 + minor, multiprocessor count) of the current device."""
+    import cupy
+    return _device(cupy.cuda.Device().id)
+
+
+@functools.lru_cache(maxsize=None)
+def _device(i: int) -> tuple[int, int]:
+    import cupy
+    d = cupy.cuda.Device(i)
+    return int(d.compute_capability), int(d.attributes["MultiProcessorCount"])
 
 
 def _version(v: int) -> str:

@@ -44,6 +44,11 @@ def _inline(path: Path, seen: tuple) -> list[str]:
     return out
 
 
+def inline_file(path) -> str:
+    """Any kernel text (a test fixture, say) with the headers it includes inlined."""
+    return "\n".join(_inline(Path(path), ())) + "\n"
+
+
 @functools.lru_cache(maxsize=None)
 def source(family: str) -> str:
     """The text of kernel family ``family`` with its headers inlined."""
@@ -51,7 +56,7 @@ def source(family: str) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"no kernel family {family!r}: {path} does not exist "
                                 f"(families: {', '.join(families())})")
-    return "\n".join(_inline(path, ())) + "\n"
+    return inline_file(path)
 
 
 _listeners: list = []

@@ -155,6 +155,10 @@ def parse_sass(text: str) -> dict[str, list[Instr]]:
     return out
 
 
+def integer_op(base: str) -> bool:
+    return base in _INTEGER or (base.startswith("U") and base[1:] in _INTEGER)
+
+
 def classify(op: str) -> str:
     base, mods = op.split(".")[0], op.split(".")[1:]
     if base in ("FFMA", "DFMA"):
@@ -163,9 +167,7 @@ def classify(op: str) -> str:
         return "LDS.128" if "128" in mods else "LDS.64" if "64" in mods else "LDS.32"
     if base in ("STS", "LDG", "BAR"):
         return base
-    if base in _INTEGER or (base.startswith("U") and base[1:] in _INTEGER):
-        return "integer"
-    return "other"
+    return "integer" if integer_op(base) else "other"
 
 
 def loops(code: list[Instr]) -> list[tuple[int, int]]:
@@ -203,10 +205,16 @@ def gemm_kernels() -> dict[str, list[str]]:
     return out
 
 
+@functools.lru_cache(maxsize=None)
+def family_sass(family: str, arch: str = ARCH) -> dict[str, list[Instr]]:
+    """The instructions of every kernel of ``family`` (compiled and disassembled once)."""
+    return parse_sass(disassemble(cubin(family, arch)))
+
+
 def sass_rows(arch: str = ARCH) -> list[dict]:
     rows = []
     for family, names in gemm_kernels().items():
-        code = parse_sass(disassemble(cubin(family, arch)))
+        code = family_sass(family, arch)
         for name in sorted(names):
             if name not in code:
                 raise RuntimeError(f"{name} is not in the cubin of kernels/{family}.cu")
@@ -234,6 +242,7 @@ DATE_PREFIX = "Generated on "
 
 def report(arch: str = ARCH, date: str | None = None, sass: list[dict] | None = None) -> str:
     """The record's text: toolchain, ptxas rows, SASS counts (``sass``: sass_rows(arch), if at hand)."""
+    from gpucnn.runtime import sass_tc
     ver = versions()
     date = date or datetime.date.today().isoformat()
     sass = sass_rows(arch) if sass is None else sass
@@ -256,7 +265,8 @@ LEA, SHF, LOP3, ISETP and the like (the operands' index arithmetic); other is
 everything else (moves, conversions, predicates, branches).
 
 {markdown(sass, SASS_COLUMNS)}
-"""
+
+{sass_tc.section(arch)}"""
 
 
 def recorded_nvrtc(text: str) -> str | None:

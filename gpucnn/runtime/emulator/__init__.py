@@ -15,7 +15,13 @@ and ``__launch_bounds__``, out-of-bounds accesses (guard pages, exact on one
 side of each buffer, chosen by ``guard``), writes through ``const`` pointers,
 output elements never written (outputs are poisoned with NaN patterns; shared
 memory too, before each block), barriers that would hang or diverge, and warp
-collectives naming exited or diverged lanes.
+collectives naming exited or diverged lanes. The tensor-core primitives of
+kernels/mma.cuh (mma.sync TF32, ldmatrix, cp.async) run as the PTX ISA
+describes them (include/emu_mma.cpp): whole-warp collectives, alignment
+checks, and cp.async destinations that hold a NaN pattern until the
+wait_group covering them. The emulated device reports compute capability
+``compute_capability`` (80) and ``sm_count`` (132) multiprocessors
+(``emulation`` / ``configure``).
 
 Pointer parameters follow gpucnn's convention: ``const`` ones are inputs
 (mapped read-only), the others are outputs, poisoned before the launch and

@@ -25,9 +25,9 @@ from . import translate
 from .errors import KernelBuildError
 
 INCLUDE = Path(__file__).resolve().parent / "include"
-_RUNTIME = ("emu_sched.cpp", "emu_runtime.cpp")
-_HEADERS = ("cuda_emu.h", "emu_runtime.h", "emu_internal.h", *_RUNTIME)
-_VERSION = "3"
+_RUNTIME = ("emu_sched.cpp", "emu_runtime.cpp", "emu_mma.cpp")
+_HEADERS = ("cuda_emu.h", "emu_runtime.h", "emu_internal.h", "emu_mma.h", *_RUNTIME)
+_VERSION = "4"
 # -gdwarf-4: binutils 2.40's addr2line misreads relative #line file names in DWARF 5.
 # -fstack-clash-protection: frames larger than a page probe each page, so a fiber
 # stack overflow hits its guard page instead of the neighbouring fiber's stack.

@@ -19,7 +19,8 @@ from .errors import (BarrierError, ConstWriteError, KernelFaultError, LaunchConf
                      UnwrittenOutputError, EmulatorError)
 
 MAX_THREADS, MAX_BLOCK, MAX_GRID = 1024, (1024, 1024, 64), (2**31 - 1, 65535, 65535)
-MAX_SMEM = 48 * 1024
+MAX_SMEM = 48 * 1024  # per block without opting in (static, or dynamic by default)
+MAX_SMEM_OPTIN = 227 * 1024  # what max_dynamic_shared_size_bytes may allow (an H100's per-block limit)
 _LOCK = threading.Lock()  # one launch at a time: the signal handlers are process-wide
 _OK, _FAULT, _BARRIER, _ARITH, _TRAP, _ASSERT = range(6)
 # gpucnn.runtime.capture records launches instead of running them (a CUDA graph's stream capture).
@@ -96,6 +97,20 @@ class EmuKernel:
         smem = lib.lib.gpucnn_static_smem
         smem.restype, smem.argtypes = ctypes.c_uint64, [ctypes.c_int]
         self.static_shared_mem = int(smem(self._owner))
+        self._max_dynamic = MAX_SMEM - self.static_shared_mem
+
+    @property
+    def max_dynamic_shared_size_bytes(self) -> int:
+        """CuPy's Function attribute: the dynamic shared memory a launch may ask for."""
+        return self._max_dynamic
+
+    @max_dynamic_shared_size_bytes.setter
+    def max_dynamic_shared_size_bytes(self, n: int) -> None:
+        if not isinstance(n, (int, np.integer)) or n < 0 or self.static_shared_mem + n > MAX_SMEM_OPTIN:
+            raise LaunchConfigError(f"{self.name}: max_dynamic_shared_size_bytes={n!r} with {self.static_shared_mem} "
+                                    f"bytes of static shared memory exceeds the {MAX_SMEM_OPTIN}-byte limit",
+                                    kernel=self.name)
+        self._max_dynamic = int(n)
 
     def __repr__(self):
         return f"<EmuKernel {self.name}({', '.join(d for _, d in self.params)})>"
@@ -114,9 +129,10 @@ class EmuKernel:
                                     f"__launch_bounds__({self.launch_bounds})", kernel=k)
         if not isinstance(shared_mem, (int, np.integer)) or isinstance(shared_mem, bool) or shared_mem < 0:
             raise LaunchConfigError(f"{k}: shared_mem must be a non-negative int, got {shared_mem!r}", kernel=k)
-        if self.static_shared_mem + shared_mem > MAX_SMEM:
+        if shared_mem > self._max_dynamic:
             raise LaunchConfigError(f"{k}: {self.static_shared_mem} bytes of static and {shared_mem} bytes of "
-                                    f"dynamic shared memory exceed the {MAX_SMEM}-byte limit", kernel=k)
+                                    f"dynamic shared memory exceed the {self.static_shared_mem + self._max_dynamic}"
+                                    f"-byte limit (max_dynamic_shared_size_bytes={self._max_dynamic})", kernel=k)
         return g, b
 
     def __call__(self, grid, block, args, *, shared_mem: int = 0, stream=None,

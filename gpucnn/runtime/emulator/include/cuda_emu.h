@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "emu_mma.h"  // the bodies of kernels/mma.cuh
 #include "emu_runtime.h"
 
 #define __global__

@@ -34,6 +34,14 @@ enum State : int { RUNNABLE = 0, AT_SYNC = 1, AT_WARP = 2, EXITED = 3 };
 enum Op : int {
     OP_SYNC, OP_SYNC_COUNT, OP_SYNC_AND, OP_SYNC_OR,
     W_SYNCWARP, W_SHFL, W_SHFL_UP, W_SHFL_DOWN, W_SHFL_XOR, W_BALLOT, W_ANY, W_ALL,
+    // A whole-warp instruction (mma.sync, ldmatrix: emu_mma.cpp): val points at the
+    // lane's operands, arg at a CollectiveFn run once for the warp when all 32 lanes arrive.
+    W_COLLECTIVE,
+};
+// lanes[j]: lane j's operands (val); name: the instruction, for error messages.
+struct Collective {
+    void (*run)(void* const* lanes);
+    const char* name;
 };
 
 struct Fiber {

@@ -117,6 +117,9 @@ const char* op_name(int op) {
                                   "__any_sync()", "__all_sync()"};
     return op >= 0 && op <= W_ALL ? names[op] : "?";
 }
+const char* fiber_op(const Fiber* f) {
+    return f->op == W_COLLECTIVE ? reinterpret_cast<const Collective*>(f->arg)->name : op_name(f->op);
+}
 
 Msg barrier_msg(const Fiber* who) {
     g_rep->code = BARRIER;
@@ -131,18 +134,35 @@ bool same_site(const Fiber* a, const Fiber* b) {
     return a->op == b->op && a->line == b->line && (a->file == b->file || std::strcmp(a->file, b->file) == 0);
 }
 bool same_collective(const Fiber* a, const Fiber* b) {
+    if (a->op == W_COLLECTIVE && a->arg != b->arg) return false;  // two different instructions
     return a->op == b->op && (a->op == W_SYNCWARP || same_site(a, b));
 }
 
 int warp_error(const Fiber* f, unsigned lane, const Fiber* g) {
     Msg m = barrier_msg(f);
     m.add("thread (%u,%u,%u) (warp %u, lane %u) is at %s at %s:%d with mask 0x%08x, but lane %u = thread (%u,%u,%u) ",
-          f->tid.x, f->tid.y, f->tid.z, (unsigned)((f - g_fib) / 32), (unsigned)((f - g_fib) % 32), op_name(f->op),
+          f->tid.x, f->tid.y, f->tid.z, (unsigned)((f - g_fib) / 32), (unsigned)((f - g_fib) % 32), fiber_op(f),
           f->file, f->line, f->mask, lane, g->tid.x, g->tid.y, g->tid.z);
     if (g->state == EXITED) m.add("has exited; a warp collective must not name an exited lane");
-    else m.add("is at %s at %s:%d; the lanes named in the mask must meet at the same collective", op_name(g->op),
+    else m.add("is at %s at %s:%d; the lanes named in the mask must meet at the same collective", fiber_op(g),
                g->file, g->line);
     return -1;
+}
+
+// A whole-warp instruction in a warp of fewer than 32 threads (the missing
+// lanes do not exist, so the mask check cannot name one).
+int partial_warp(const Fiber* f, unsigned nl) {
+    Msg m = barrier_msg(f);
+    m.add("thread (%u,%u,%u) is at %s at %s:%d in a warp of %u threads; the instruction needs all 32 lanes",
+          f->tid.x, f->tid.y, f->tid.z, fiber_op(f), f->file, f->line, nl);
+    return -1;
+}
+
+void run_collective(Fiber* f, unsigned base) {
+    void* lanes[32];
+    for (unsigned j = 0; j < 32; ++j) lanes[j] = reinterpret_cast<void*>(g_fib[base + j].val);
+    reinterpret_cast<const Collective*>(f->arg)->run(lanes);
+    for (unsigned j = 0; j < 32; ++j) g_fib[base + j].result = 0;
 }
 
 // Lanes of the warp at `base` parked at the same collective as f.
@@ -208,7 +228,10 @@ int resolve_warps() {
         }
         for (unsigned m = at; m; m &= m - 1) {
             unsigned l = (unsigned)__builtin_ctz(m);
-            compute(&g_fib[base + l], base, l, grp[l]);
+            Fiber* f = &g_fib[base + l];
+            if (f->op != W_COLLECTIVE) compute(f, base, l, grp[l]);
+            else if (grp[l] != ~0u) return partial_warp(f, nl);
+            else if (l == (unsigned)__builtin_ctz(grp[l])) run_collective(f, base);
         }
         for (unsigned m = at; m; m &= m - 1) g_fib[base + __builtin_ctz(m)].state = RUNNABLE;
         progressed = 1;

@@ -1,0 +1,70 @@
+"""A few launches of the tensor-core and FFMA GEMM kernels on a GPU, for the
+tools of bench/gpu.sh that watch launches rather than time them.
+
+    python bench/gpu_launches.py small   every pass in every math mode on small
+                                         shapes, both tiles (compute-sanitizer)
+    python bench/gpu_launches.py large   one large 3x3 convolution forward per
+                                         mode (ncu)
+Checks each result against float64 NumPy so a tool's run also says "ok".
+"""
+from __future__ import annotations
+
+import sys
+
+import cupy as cp
+import numpy as np
+
+import gpucnn
+from gpucnn.cuda import tc
+
+MODES = ("fp32", "tf32", "3xtf32")
+TOL = {"fp32": 1e-5, "3xtf32": 1e-5, "tf32": 3e-3}  # relative to the result's largest element
+
+
+def _check(got, want, mode, what):
+    err = float(np.abs(cp.asnumpy(got) - want).max() / max(1e-30, np.abs(want).max()))
+    print(f"{what} {mode}: relative error {err:.2e}", "ok" if err <= TOL[mode] else "MISMATCH")
+    return err <= TOL[mode]
+
+
+def small() -> bool:
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal((2, 6, 9, 10)), rng.standard_normal((10, 3, 3, 3)), rng.standard_normal(10)
+    kw = dict(stride=(2, 1), padding=(1, 0, 2, 1), dilation=(1, 2), groups=2)
+    y64 = gpucnn.conv2d(x, w, b, **kw)
+    dy = rng.standard_normal(y64.shape)
+    want = (y64, *gpucnn.conv2d_backward(dy, x, w, **kw)[:2])
+    xl, wl = rng.standard_normal((70, 40)), rng.standard_normal((33, 40))
+    ok = True
+    for mode in MODES:
+        for edge in tc.TC_TILES:
+            with gpucnn.math_mode(mode), tc.force_tile(edge):
+                args = [cp.asarray(a.astype(np.float32)) for a in (x, w, b, dy)]
+                got = (gpucnn.conv2d(*args[:3], **kw), *gpucnn.conv2d_backward(args[3], *args[:2], **kw)[:2])
+                for name, g, wnt in zip(("conv y", "conv dx", "conv dw"), got, want):
+                    ok &= _check(g, wnt, mode, f"{name} tile {edge}")
+                yl = gpucnn.linear(cp.asarray(xl.astype(np.float32)), cp.asarray(wl.astype(np.float32)))
+                ok &= _check(yl, xl @ wl.T, mode, f"linear y tile {edge}")
+    return ok
+
+
+def large() -> bool:
+    rng = np.random.default_rng(1)
+    x = cp.asarray(rng.standard_normal((16, 64, 56, 56), dtype=np.float32))
+    w = cp.asarray(rng.standard_normal((64, 64, 3, 3), dtype=np.float32))
+    want = None
+    ok = True
+    for mode in MODES:
+        with gpucnn.math_mode(mode):
+            y = gpucnn.conv2d(x, w, padding=1)
+        cp.cuda.Device().synchronize()
+        if want is None:
+            want = y.astype(cp.float64)
+        err = float(cp.abs(y - want).max() / cp.abs(want).max())
+        print(f"resnet-3x3 forward {mode}: relative difference from fp32 {err:.2e}")
+        ok &= err < 3e-3
+    return ok
+
+
+if __name__ == "__main__":
+    sys.exit(0 if {"small": small, "large": large}[sys.argv[1]]() else 1)

@@ -1,0 +1,83 @@
+"""Which GEMM kernel a float32 convolution or linear pass launches: the FFMA
+tile (kernels/gemm.cuh) or a tensor-core tile (kernels/tc_gemm.cuh) in the
+math mode in force (gpucnn.mathmode), and which tensor-core tile.
+
+``tc_config`` is the pure per-shape choice (tested as a table); ``plan``
+applies it for a runtime's device; ``force_tile`` overrides it (tests and
+benchmarks).
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+
+import numpy as np
+
+from gpucnn import mathmode
+from gpucnn.cuda import gemm
+from gpucnn.cuda.launch import kernel_name
+
+TC_K, STAGES = 32, 3  # TC_BK, TC_STAGES
+HANDLE_BYTES, KTAB_BYTES = 24, 16  # TC_HANDLE_BYTES, TC_KTAB_BYTES
+TC_TILES = {128: 256, 64: 128}  # square tile edge -> threads per block (TcLarge, TcSmall)
+_forced: contextvars.ContextVar[int | None] = contextvars.ContextVar("gpucnn_tc_tile", default=None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The kernel of one GEMM launch and its tile."""
+    name: str
+    bm: int
+    bn: int
+    threads: int
+    k_step: int   # the reduction step (split chunks are multiples of it)
+    smem: int = 0  # dynamic shared memory per block
+
+
+def smem_bytes(edge: int) -> int:
+    """TcTile<edge, edge>::SMEM: pipeline stages, k-tables and handles."""
+    return STAGES * (2 * edge * TC_K * 4 + TC_K * KTAB_BYTES) + 2 * edge * HANDLE_BYTES
+
+
+# Compute capabilities whose blocks may have more than 99 KiB of shared memory
+# (sm_80, sm_87, sm_90, sm_100): the others (sm_86, sm_89, sm_120) cannot hold
+# the 128 x 128 tile's 104 KiB and use the 64 x 64 tile.
+_LARGE_SMEM_CCS = (80, 87, 90, 100, 103)
+
+
+def tc_config(M: int, N: int, batches: int, sm_count: int, cc: int = 90) -> int:
+    """The tensor-core tile edge for an M x N GEMM repeated ``batches`` times
+    (groups, splits) on ``sm_count`` multiprocessors of compute capability
+    ``cc``: 128 when its tiles fill every SM at least once and the device's
+    blocks can hold it, else 64 (four times the blocks, for small problems)."""
+    large = -(-M // 128) * -(-N // 128) * batches
+    return 128 if large >= sm_count and cc in _LARGE_SMEM_CCS else 64
+
+
+@contextlib.contextmanager
+def force_tile(edge: int | None):
+    """Use tensor-core tile ``edge`` (128 or 64) inside the block, whatever the shape."""
+    if edge is not None and edge not in TC_TILES:
+        raise ValueError(f"tensor-core tile must be one of {tuple(TC_TILES)} or None, got {edge!r}")
+    token = _forced.set(edge)
+    try:
+        yield
+    finally:
+        _forced.reset(token)
+
+
+def variants(base: str) -> list[str]:
+    """The tensor-core kernels of ``base``: one per mode and tile (tc_gemm.cuh's TC_VARIANTS)."""
+    return [f"{base}_{mode}_{edge}" for mode in mathmode.MODES if mode != "fp32" for edge in TC_TILES]
+
+
+def plan(rt, base: str, dtype, rows: int, cols: int, batches: int) -> Plan:
+    """The kernel for ``base`` over a rows x cols GEMM repeated ``batches`` times."""
+    if np.dtype(dtype) == np.float32:
+        cc, sms = rt.device()
+        mode = mathmode.effective(cc)
+        if mode != "fp32":
+            edge = _forced.get() or tc_config(rows, cols, batches, sms, cc)
+            return Plan(f"{base}_{mode}_{edge}", edge, edge, TC_TILES[edge], TC_K, smem_bytes(edge))
+    return Plan(kernel_name(base, dtype), gemm.TILE_M, gemm.TILE_N, gemm.THREADS, gemm.TILE_K)

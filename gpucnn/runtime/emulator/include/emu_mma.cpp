@@ -1,0 +1,228 @@
+// emu_mma.cpp: the emulator's bodies of kernels/mma.cuh's primitives (declared
+// in emu_mma.h), following the PTX ISA: "Warp-level matrix fragment layouts"
+// (mma.m16n8k8 with .tf32), ldmatrix, cp.async / commit_group / wait_group, and
+// cvt.rna.tf32.f32.
+#include "emu_mma.h"
+
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+
+#include "emu_internal.h"
+
+extern "C" [[noreturn]] void __assert_fail(const char* expr, const char* file, unsigned line, const char* fn);
+
+namespace gpucnn_emu {
+namespace {
+
+// Every byte these primitives read or write passes here: the one place where
+// race detection or access bookkeeping can be attached.
+inline void emu_access(void* dst, const void* src, size_t n, const char*, int) { std::memcpy(dst, src, n); }
+
+[[noreturn]] void fail(const char* file, int line, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+[[noreturn]] void fail(const char* file, int line, const char* fmt, ...) {
+    static char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    __assert_fail(msg, file, (unsigned)line, "a tensor-core primitive");  // reported as a kernel fault
+}
+
+void check_align(const void* p, unsigned n, const char* what, const char* file, int line) {
+    if ((uintptr_t)p % n) fail(file, line, "%s: address %p is not %u-byte aligned", what, p, n);
+}
+
+int lane_id() { return (int)(gpucnn_cur - rt::g_fib) % 32; }
+
+// Parks the lane at a whole-warp instruction; returns when the warp's
+// collective has run (it wrote this lane's results into *ops).
+void collective(const Collective& c, void* ops, const char* file, int line) {
+    Fiber* f = gpucnn_cur;
+    f->op = W_COLLECTIVE; f->mask = ~0u; f->val = (uint64_t)ops; f->arg = (long long)&c;
+    f->width = 32; f->file = file; f->line = line;
+    gpucnn_wait(AT_WARP);
+}
+
+// The TF32 value the tensor core reads from a 32-bit register: sign, exponent
+// and the 10 leading mantissa bits; the 13 low bits are ignored (truncation),
+// which is what an operand not passed through cvt.rna.tf32.f32 gets.
+double tf32_operand(uint32_t bits) {
+    float v;
+    if ((bits & 0x7F800000u) == 0x7F800000u) return std::memcpy(&v, &bits, 4), (double)v;  // Inf, NaN as is
+    bits &= 0xFFFFE000u;
+    std::memcpy(&v, &bits, 4);
+    return v;
+}
+
+struct MmaLane {
+    uint32_t a[4], b[2];
+    float c[4], d[4];
+};
+
+// Each product of two TF32 values is exact in double (11 x 11 significant bits)
+// and the sum of 8 products and C is formed in double and rounded once to
+// float. The PTX ISA leaves the tensor core's internal accumulation order and
+// rounding unspecified; this model is within the fp32 bound of any of them, and
+// exact (as the hardware is) when all partial sums are representable.
+void run_mma(void* const* lanes) {
+    double A[16][8], B[8][8], C[16][8];
+    for (int l = 0; l < 32; ++l) {
+        const MmaLane& x = *static_cast<const MmaLane*>(lanes[l]);
+        const int g = l / 4, t = l % 4;
+        A[g][t] = tf32_operand(x.a[0]); A[g + 8][t] = tf32_operand(x.a[1]);
+        A[g][t + 4] = tf32_operand(x.a[2]); A[g + 8][t + 4] = tf32_operand(x.a[3]);
+        B[t][g] = tf32_operand(x.b[0]); B[t + 4][g] = tf32_operand(x.b[1]);
+        C[g][2 * t] = x.c[0]; C[g][2 * t + 1] = x.c[1]; C[g + 8][2 * t] = x.c[2]; C[g + 8][2 * t + 1] = x.c[3];
+    }
+    for (int l = 0; l < 32; ++l) {
+        MmaLane& x = *static_cast<MmaLane*>(lanes[l]);
+        const int g = l / 4, t = l % 4;
+        for (int i = 0; i < 4; ++i) {
+            const int m = g + 8 * (i / 2), n = 2 * t + i % 2;
+            double s = C[m][n];
+            for (int k = 0; k < 8; ++k) s += A[m][k] * B[k][n];
+            x.d[i] = (float)s;
+        }
+    }
+}
+const Collective kMma{run_mma, "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32"};
+
+struct LdsmLane {
+    uint16_t row[8];  // the 8 b16 elements of the row this lane addressed (if any)
+    uint32_t r[4];
+    int count;
+    bool trans;
+};
+
+// Matrix i's row j comes from lane 8i + j. Without .trans, lane l receives
+// elements 2(l%4), 2(l%4)+1 of row l/4; with .trans, elements l/4 of rows
+// 2(l%4) and 2(l%4)+1 (the lower-numbered element in the low half).
+void run_ldsm(void* const* lanes) {
+    const LdsmLane& first = *static_cast<const LdsmLane*>(lanes[0]);
+    for (int l = 0; l < 32; ++l) {
+        LdsmLane& x = *static_cast<LdsmLane*>(lanes[l]);
+        for (int i = 0; i < first.count; ++i) {
+            uint16_t lo, hi;
+            auto row = [&](int j) -> const uint16_t* { return static_cast<const LdsmLane*>(lanes[8 * i + j])->row; };
+            if (!first.trans) {
+                lo = row(l / 4)[2 * (l % 4)];
+                hi = row(l / 4)[2 * (l % 4) + 1];
+            } else {
+                lo = row(2 * (l % 4))[l / 4];
+                hi = row(2 * (l % 4) + 1)[l / 4];
+            }
+            x.r[i] = (uint32_t)lo | (uint32_t)hi << 16;
+        }
+    }
+}
+const Collective kLdsm[2][3] = {
+    {{run_ldsm, "ldmatrix.sync.aligned.m8n8.x1.shared.b16"}, {run_ldsm, "ldmatrix.sync.aligned.m8n8.x2.shared.b16"},
+     {run_ldsm, "ldmatrix.sync.aligned.m8n8.x4.shared.b16"}},
+    {{run_ldsm, "ldmatrix.sync.aligned.m8n8.x1.trans.shared.b16"},
+     {run_ldsm, "ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16"},
+     {run_ldsm, "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16"}},
+};
+
+// cp.async: a thread's copies in issue order, each tagged with its group
+// (the number of commits before it); the data was read at issue.
+struct Copy {
+    void* dst;
+    unsigned char data[16];
+    int bytes;
+    long long group;
+    const char* file;
+    int line;
+};
+struct AsyncState {
+    Copy copies[192];
+    int n;
+    long long committed;  // groups committed so far
+    const void* block;    // the block (launch spec and index) the state belongs to
+    uint3 idx;
+};
+AsyncState g_async[rt::kMaxThreads];
+
+// A NaN pattern, distinct from shared memory's, that a premature read sees.
+constexpr unsigned char kPending[4] = {0xC3, 0xC3, 0xC1, 0x7F};
+
+AsyncState& my_async() {
+    AsyncState& s = g_async[gpucnn_cur - rt::g_fib];
+    const uint3 b = gpucnn_block_idx;
+    if (s.block != rt::g_spec || s.idx.x != b.x || s.idx.y != b.y || s.idx.z != b.z) {
+        s.n = 0;  // a new block (or launch): whatever an earlier thread left behind is gone
+        s.committed = 0;
+        s.block = rt::g_spec;
+        s.idx = b;
+    }
+    return s;
+}
+
+void land(AsyncState& s, long long upto) {  // copies of groups < upto arrive, in issue order
+    int keep = 0;
+    for (int i = 0; i < s.n; ++i) {
+        Copy& c = s.copies[i];
+        if (c.group < upto) emu_access(c.dst, c.data, c.bytes, c.file, c.line);
+        else s.copies[keep++] = c;
+    }
+    s.n = keep;
+}
+}  // namespace
+
+void mma_tf32_m16n8k8(float* d, const uint32_t* a, const uint32_t* b, const float* c, const char* file, int line) {
+    MmaLane x;
+    std::memcpy(x.a, a, sizeof x.a);
+    std::memcpy(x.b, b, sizeof x.b);
+    std::memcpy(x.c, c, sizeof x.c);
+    collective(kMma, &x, file, line);
+    std::memcpy(d, x.d, sizeof x.d);
+}
+
+void ldmatrix(uint32_t* r, int count, bool trans, const void* row, const char* file, int line) {
+    LdsmLane x{};
+    x.count = count;
+    x.trans = trans;
+    if (lane_id() < 8 * count) {  // only these lanes' addresses are read
+        check_align(row, 16, "ldmatrix row", file, line);
+        emu_access(x.row, row, 16, file, line);
+    }
+    collective(kLdsm[trans][count == 1 ? 0 : count == 2 ? 1 : 2], &x, file, line);
+    std::memcpy(r, x.r, 4 * (size_t)count);
+}
+
+void cp_async(void* dst, const void* src, int bytes, int src_bytes, const char* file, int line) {
+    if (bytes != 4 && bytes != 8 && bytes != 16) fail(file, line, "cp.async: cp-size %d is not 4, 8 or 16", bytes);
+    if (src_bytes < 0 || src_bytes > bytes)
+        fail(file, line, "cp.async: src-size %d is outside [0, cp-size %d]", src_bytes, bytes);
+    check_align(dst, (unsigned)bytes, "cp.async destination (shared)", file, line);
+    check_align(src, (unsigned)bytes, "cp.async source (global)", file, line);
+    AsyncState& s = my_async();
+    if (s.n == (int)(sizeof s.copies / sizeof s.copies[0]))
+        fail(file, line, "cp.async: more than %d copies of one thread are in flight (the emulator's limit)", s.n);
+    Copy& c = s.copies[s.n++];
+    c = Copy{dst, {}, bytes, s.committed, file, line};
+    if (src_bytes) emu_access(c.data, src, (size_t)src_bytes, file, line);  // an out-of-range source faults here
+    unsigned char pending[16];
+    for (int i = 0; i < bytes; ++i) pending[i] = kPending[i % 4];
+    emu_access(dst, pending, (size_t)bytes, file, line);  // what the destination holds until the wait
+}
+
+void cp_async_commit() { ++my_async().committed; }
+
+void cp_async_wait(int n) {
+    AsyncState& s = my_async();
+    land(s, s.committed - n);
+}
+
+// Round to nearest with ties away from zero at mantissa bit 13: adding half of
+// the dropped unit carries into the kept bits exactly when the dropped part is
+// at least half. NaN stays NaN; a value that rounds past the largest finite
+// TF32 becomes Inf, as cvt.rna (without .satfinite) does.
+uint32_t cvt_rna_tf32(float x) {
+    uint32_t bits;
+    std::memcpy(&bits, &x, 4);
+    if ((bits & 0x7F800000u) == 0x7F800000u) return (bits & 0x007FFFFFu) ? 0x7FFFFFFFu : bits;
+    return (bits + 0x1000u) & 0xFFFFE000u;
+}
+}  // namespace gpucnn_emu

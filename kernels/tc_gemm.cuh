@@ -1,0 +1,322 @@
+// tc_gemm.cuh: the tensor-core (TF32 mma.sync) block tile of the implicit-GEMM
+// kernel families, on the same Ops as gemm.cuh's FFMA tile (gemm.cuh describes
+// them) and the same epilogue: a kernel's store(m, n, v) receives each result.
+//
+// Layers (CUTLASS's, a tenth of the size): mma.cuh's primitives -> the warp
+// tile (fragments and MMAs, tc_warp_step) -> the block tile (cp.async pipeline
+// of TC_STAGES stages, shared-memory layout, tc_tile) -> the epilogue (tc_block).
+//
+// Block tile Tile::BM x Tile::BN, k-step TC_BK = 32, warps WARPS_M x WARPS_N,
+// each owning a (BM / WARPS_M) x (BN / WARPS_N) warp tile of m16n8k8 MMAs.
+// Both operands are stored k-contiguous, as[m][k] and bs[n][k], because
+// ldmatrix without .trans then yields the TF32 A and B fragments directly: on
+// 32-bit data an 8 x 8 b16 matrix is 8 rows of 4 words and lane l receives row
+// l/4, word l%4, which is A[g][t] (and B[n=g][k=t]) for lane l = 4g + t.
+// Rows are 128 bytes (8 chunks of 16 bytes); chunk c of row r is stored at
+// c ^ (r % 8) (an XOR swizzle), so that
+//   - ldmatrix (8 rows r..r+7 of one chunk per 8-lane phase) touches 8 distinct
+//     chunks = 32 distinct banks;
+//   - cp.async stores: an operand laid out along k is fetched one row of 32 k
+//     per warp (32 consecutive words of one row), the other one 8 rows x 4 k
+//     per warp (8 rows of one chunk: 8 distinct chunks): no bank conflicts.
+// Global -> shared: 16-byte cp.async where an operand along k has aligned runs
+// of 4 consecutive k (the filters, dy's rows, plain matrices: TcRuns), else a
+// 4-byte cp.async per element, with zero-fill (src-size 0) for padding,
+// out-of-range rows and k past the end (the im2col view of x has no
+// contiguous 16-byte runs along k in general).
+//
+// Pipeline, one barrier per step j: wait until this thread's copies of step j
+// landed, barrier (everyone's landed, and everyone finished computing step
+// j - 1), issue step j + STAGES - 1 into the stage step j - 1 used, compute
+// step j, then write the k-table of step j + STAGES into the buffer step j's
+// fetch used (read by the fetch issued after the next barrier).
+//
+// Math modes (the template parameter MODE): TC_TF32 rounds each fp32 operand to
+// TF32 (cvt.rna) and does one MMA per product; TC_3XTF32 splits x = big + small
+// with big = rna(x), small = rna(x - big), and accumulates small*big, big*small
+// and big*big (the small*small term, ~2^-22 relative, is dropped): fp32-level
+// accuracy at a third of the tensor-core rate.
+//
+// Cost, written before any GPU run (bench/results/static-sm90.md has the
+// counts). Per step of the 128 tile a block does 128 x 128 x 32 MACs = 512
+// m16n8k8 MMAs (1536 in 3xTF32); an H100 SM retires about one per clock
+// (TF32 dense ~495 TFLOP/s over 132 SMs at 1.83 GHz), so 512 (1536) tensor
+// clocks. Its 8 warps issue per step about 24 ldmatrix, 64 (192) HMMA, 96
+// (288) TF32 conversions and subtractions and the fetch: 4 16-byte runs of A
+// and 16 gathered elements of B per thread, ~12 instructions each, in all
+// ~700 (1100) instructions per warp, 1400 (2200) issue clocks on 4
+// schedulers. So the tile is issue-bound, not tensor-bound: predicted ~35%
+// of the TF32 peak in tf32 (~170 TFLOP/s) and ~70% of the 3xTF32 rate
+// (~115 TFLOP/s of fp32-exact work, against FFMA's 67 peak) on large
+// convolutions; the B gather is the first thing to make cheaper.
+#pragma once
+#include "mma.cuh"
+
+#define TC_BK 32
+#define TC_STAGES 3
+#define TC_TF32 1
+#define TC_3XTF32 3
+
+// An Op's row and column handles and k-table entries are at most this big:
+// the launch code (gpucnn/cuda/tc.py) asks for Tile::SMEM bytes of dynamic
+// shared memory without knowing the Op, and tc_smem checks the bound.
+#define TC_HANDLE_BYTES 24
+#define TC_KTAB_BYTES 16
+
+template <int BM_, int BN_, int WARPS_M_, int WARPS_N_> struct TcTile {
+    enum {
+        BM = BM_, BN = BN_, WARPS_M = WARPS_M_, WARPS_N = WARPS_N_, THREADS = 32 * WARPS_M_ * WARPS_N_,
+        MI = BM_ / WARPS_M_ / 16,  // m16 tiles per warp
+        NI = BN_ / WARPS_N_ / 8,   // n8 tiles per warp (even: B is loaded two tiles per ldmatrix.x4)
+        SMEM = TC_STAGES * ((BM_ + BN_) * TC_BK * 4 + TC_BK * TC_KTAB_BYTES) + (BM_ + BN_) * TC_HANDLE_BYTES
+    };
+};
+typedef TcTile<128, 128, 2, 4> TcLarge;  // 8 warps of 64 x 32
+typedef TcTile<64, 64, 2, 2> TcSmall;    // 4 warps of 32 x 32, for grids that would not fill the GPU
+
+// A valid global address for the source of a zero-filling cp.async (src-size 0 reads nothing).
+__device__ __align__(16) float tc_zero_src[4];
+
+// The block's shared memory (dynamic: 3 stages of a 128 x 128 tile exceed the
+// 48 KiB a static declaration may have). rows/cols: the Op's handles of the
+// tile's rows and columns; ktab: the k-table entries of TC_STAGES steps.
+template <typename Tile, typename Op> struct TcSmem {
+    typedef typename GemmKTabArg<typename GemmKTab<Op>::type>::type E;
+    __align__(16) float a[TC_STAGES][Tile::BM * TC_BK];
+    __align__(16) float b[TC_STAGES][Tile::BN * TC_BK];
+    __align__(16) E ktab[TC_STAGES][TC_BK];
+    typename Op::Row rows[Tile::BM];
+    typename Op::Col cols[Tile::BN];
+};
+
+// Word offset of (row, k) in a swizzled k-contiguous tile.
+__device__ __forceinline__ int tc_swz(int row, int k) { return row * TC_BK + (((k >> 2) ^ (row & 7)) << 2) + (k & 3); }
+
+// Element i of thread t's share of a ROWS x TC_BK operand tile: its row and k.
+template <bool ALONG_K, int ROWS, int THREADS> struct TcFetch {
+    enum { PER = ROWS * TC_BK / THREADS, WARPS = THREADS / 32 };
+    static __device__ __forceinline__ int row(int t, int i) {
+        if constexpr (ALONG_K) return t / 32 + WARPS * i;
+        const int c = i * WARPS + t / 32;  // chunk of 8 rows x 4 k
+        return (c % (ROWS / 8)) * 8 + t % 8;
+    }
+    static __device__ __forceinline__ int k(int t, int i) {
+        if constexpr (ALONG_K) return t % 32;
+        const int c = i * WARPS + t / 32;
+        return (c / (ROWS / 8)) * 4 + t % 32 / 8;
+    }
+};
+
+// Issues the copies of one operand's tile for the step at k0. get(handle, k,
+// entry) is the Op's address gather: the element's address, or null for a zero.
+template <bool ALONG_K, int ROWS, int THREADS, typename H, typename E, typename Get>
+__device__ __forceinline__ void tc_fetch(float* s, const H* hs, const E* tab, int mn0, int limit, int k0, int kend,
+                                         Get get) {
+    typedef TcFetch<ALONG_K, ROWS, THREADS> L;
+    const int t = threadIdx.x;
+#pragma unroll 4
+    for (int i = 0; i < L::PER; ++i) {
+        const int r = L::row(t, i), kk = L::k(t, i);
+        const float* p = nullptr;
+        if (mn0 + r < limit && k0 + kk < kend) p = get(hs[r], k0 + kk, tab[kk]);
+        cp_async<4>(s + tc_swz(r, kk), p ? p : tc_zero_src, p ? 4 : 0);
+    }
+}
+
+// Whether an operand's gather may be copied in 16-byte runs: an Op declares
+// A_RUNS (B_RUNS) = 1 when that operand lies along k, its address is never
+// null (no padding) and the addresses of consecutive k are consecutive or
+// jump forward. Then 4 consecutive k form one run exactly when the 4th
+// address is the 1st plus 3, which two gathers decide.
+template <typename Op, typename = void> struct TcRuns { enum { A = 0, B = 0 }; };
+template <typename Op> struct TcRuns<Op, typename GemmVoid<decltype(Op::A_RUNS + Op::B_RUNS)>::type> {
+    enum { A = Op::A_RUNS, B = Op::B_RUNS };
+};
+
+// tc_fetch for a RUNS operand: each thread copies 16-byte chunks (8 threads
+// per row, so each quarter warp stores one row's 8 chunks: no bank
+// conflicts), falling back to 4-byte copies where a chunk is not one aligned
+// run or crosses the end of the matrix or the reduction.
+template <int ROWS, int THREADS, typename H, typename E, typename Get>
+__device__ __forceinline__ void tc_fetch_runs(float* s, const H* hs, const E* tab, int mn0, int limit, int k0,
+                                              int kend, Get get) {
+    const int t = threadIdx.x, kk = 4 * (t % 8);
+#pragma unroll
+    for (int i = 0; i < ROWS * TC_BK / 4 / THREADS; ++i) {
+        const int r = t / 8 + THREADS / 8 * i;
+        float* d = s + tc_swz(r, kk);
+        const bool row = mn0 + r < limit;
+        if (row && k0 + kk + 3 < kend) {
+            const float* p = get(hs[r], k0 + kk, tab[kk]);
+            if (get(hs[r], k0 + kk + 3, tab[kk + 3]) == p + 3 && aligned16(p)) {
+                cp_async<16>(d, p, 16);
+                continue;
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const float* p = row && k0 + kk + j < kend ? get(hs[r], k0 + kk + j, tab[kk + j]) : nullptr;
+            cp_async<4>(d + j, p ? p : tc_zero_src, p ? 4 : 0);
+        }
+    }
+}
+
+// The two TF32 parts the mode multiplies: hi = rna(x), lo = rna(x - hi) (3xTF32 only).
+template <int MODE> __device__ __forceinline__ void tc_split(unsigned x, unsigned& hi, unsigned& lo) {
+    const float v = __uint_as_float(x);
+    hi = tf32_rna(v);
+    if constexpr (MODE == TC_3XTF32) lo = tf32_rna(v - __uint_as_float(hi));
+}
+
+// One k-step of the warp tile: 4 slices of k = 8, each MI x NI MMAs (x3 for 3xTF32).
+template <int MODE, typename Tile>
+__device__ __forceinline__ void tc_warp_step(const float* as, const float* bs, int wm0, int wn0,
+                                             float (&acc)[Tile::MI][Tile::NI][4]) {
+    const int lane = threadIdx.x % 32, q = lane / 8, r8 = lane % 8;
+#pragma unroll
+    for (int k8 = 0; k8 < TC_BK / 8; ++k8) {
+        unsigned ah[Tile::MI][4], al[Tile::MI][4], bh[Tile::NI][2], bl[Tile::NI][2];
+#pragma unroll
+        for (int mi = 0; mi < Tile::MI; ++mi) {  // matrices: rows +0/+8 (q % 2), k +0/+4 (q / 2)
+            unsigned r[4];
+            ldmatrix<4, false>(r, as + tc_swz(wm0 + mi * 16 + (q % 2) * 8 + r8, k8 * 8 + (q / 2) * 4));
+#pragma unroll
+            for (int j = 0; j < 4; ++j) tc_split<MODE>(r[j], ah[mi][j], al[mi][j]);
+        }
+#pragma unroll
+        for (int nj = 0; nj < Tile::NI / 2; ++nj) {  // matrices: n tile 2nj + q / 2, k +0/+4 (q % 2)
+            unsigned r[4];
+            ldmatrix<4, false>(r, bs + tc_swz(wn0 + (2 * nj + q / 2) * 8 + r8, k8 * 8 + (q % 2) * 4));
+#pragma unroll
+            for (int j = 0; j < 4; ++j) tc_split<MODE>(r[j], bh[2 * nj + j / 2][j % 2], bl[2 * nj + j / 2][j % 2]);
+        }
+#pragma unroll
+        for (int mi = 0; mi < Tile::MI; ++mi)
+#pragma unroll
+            for (int ni = 0; ni < Tile::NI; ++ni) {
+                if constexpr (MODE == TC_3XTF32) {  // small terms first, then the big one
+                    mma_tf32(acc[mi][ni], al[mi], bh[ni], acc[mi][ni]);
+                    mma_tf32(acc[mi][ni], ah[mi], bl[ni], acc[mi][ni]);
+                }
+                mma_tf32(acc[mi][ni], ah[mi], bh[ni], acc[mi][ni]);
+            }
+    }
+}
+
+// acc = the warp's part of op's GEMM over [kbeg, kend) for the tile at (m0, n0).
+// Every thread of the block calls it with the same arguments (uniform barriers).
+template <int MODE, typename Tile, typename Op>
+__device__ void tc_tile(const Op& op, TcSmem<Tile, Op>& sm, int m0, int n0, int kbeg, int kend,
+                        float (&acc)[Tile::MI][Tile::NI][4]) {
+    typedef GemmKTab<Op> KT;
+    typedef typename TcSmem<Tile, Op>::E E;
+    const int t = threadIdx.x, warp = t / 32;
+    const int wm0 = warp / Tile::WARPS_N * (Tile::BM / Tile::WARPS_M);
+    const int wn0 = warp % Tile::WARPS_N * (Tile::BN / Tile::WARPS_N);
+    const int steps = (kend - kbeg + TC_BK - 1) / TC_BK;
+    const auto geta = [&](const typename Op::Row& h, int k, const E& e) {
+        if constexpr (KT::USED) return op.pa(h, k, e);
+        else return op.pa(h, k);
+    };
+    const auto getb = [&](const typename Op::Col& h, int k, const E& e) {
+        if constexpr (KT::USED) return op.pb(h, k, e);
+        else return op.pb(h, k);
+    };
+    const auto ktab = [&](int s) {  // the k-table of step s, into buffer s % TC_STAGES
+        if constexpr (KT::USED) {
+            const int k = kbeg + s * TC_BK + t;
+            if (t < TC_BK && s < steps && k < kend) sm.ktab[s % TC_STAGES][t] = op.ktab(k);
+        }
+    };
+    const auto fetch = [&](int s) {  // step s into stage s % TC_STAGES, as one commit group
+        if (s < steps) {
+            const int k0 = kbeg + s * TC_BK, st = s % TC_STAGES;
+            if constexpr (TcRuns<Op>::A)
+                tc_fetch_runs<Tile::BM, Tile::THREADS>(sm.a[st], sm.rows, sm.ktab[st], m0, op.M, k0, kend, geta);
+            else
+                tc_fetch<Op::A_ALONG_K, Tile::BM, Tile::THREADS>(sm.a[st], sm.rows, sm.ktab[st], m0, op.M, k0, kend,
+                                                                 geta);
+            if constexpr (TcRuns<Op>::B)
+                tc_fetch_runs<Tile::BN, Tile::THREADS>(sm.b[st], sm.cols, sm.ktab[st], n0, op.N, k0, kend, getb);
+            else
+                tc_fetch<Op::B_ALONG_K, Tile::BN, Tile::THREADS>(sm.b[st], sm.cols, sm.ktab[st], n0, op.N, k0, kend,
+                                                                 getb);
+        }
+        cp_async_commit();  // possibly empty: wait_group counts groups
+    };
+
+#pragma unroll
+    for (int mi = 0; mi < Tile::MI; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < Tile::NI; ++ni)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) acc[mi][ni][j] = 0.0f;
+    for (int r = t; r < Tile::BM; r += Tile::THREADS) sm.rows[r] = op.row(m0 + r < op.M ? m0 + r : 0);
+    for (int c = t; c < Tile::BN; c += Tile::THREADS) sm.cols[c] = op.col(n0 + c < op.N ? n0 + c : 0);
+#pragma unroll
+    for (int s = 0; s < TC_STAGES; ++s) ktab(s);
+    __syncthreads();  // handles and the first k-tables are complete
+#pragma unroll
+    for (int s = 0; s < TC_STAGES - 1; ++s) fetch(s);
+    for (int j = 0; j < steps; ++j) {
+        cp_async_wait<TC_STAGES - 2>();  // this thread's copies of step j have landed
+        __syncthreads();  // everyone's have; everyone is done with step j - 1's stage
+        fetch(j + TC_STAGES - 1);
+        tc_warp_step<MODE, Tile>(sm.a[j % TC_STAGES], sm.b[j % TC_STAGES], wm0, wn0, acc);
+        ktab(j + TC_STAGES);
+    }
+    __syncthreads();  // the shared memory is free for the caller's next tile
+}
+
+// The block's tile of op's GEMM over [kbeg, kend), handed to store(m, n, v)
+// for m < op.M, n < op.N, as gemm_block does. Tiles run over grid x (columns)
+// and y (rows).
+template <int MODE, typename Tile, typename Op, typename Store>
+__device__ __forceinline__ void tc_block(const Op& op, TcSmem<Tile, Op>& sm, int kbeg, int kend, Store store) {
+    const int m0 = blockIdx.y * Tile::BM, n0 = blockIdx.x * Tile::BN;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int wm0 = m0 + warp / Tile::WARPS_N * (Tile::BM / Tile::WARPS_M) + lane / 4;
+    const int wn0 = n0 + warp % Tile::WARPS_N * (Tile::BN / Tile::WARPS_N) + 2 * (lane % 4);
+    float acc[Tile::MI][Tile::NI][4];
+    tc_tile<MODE, Tile>(op, sm, m0, n0, kbeg, kend, acc);
+#pragma unroll
+    for (int mi = 0; mi < Tile::MI; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < Tile::NI; ++ni)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {  // c[j] = C[g + 8 (j / 2)][2t + j % 2]
+                const int m = wm0 + mi * 16 + 8 * (j / 2), n = wn0 + ni * 8 + j % 2;
+                if (m < op.M && n < op.N) store(m, n, acc[mi][ni][j]);
+            }
+}
+
+// The kernels' shared memory: the dynamic buffer seen as TcSmem.
+template <typename Tile, typename Op> __device__ __forceinline__ TcSmem<Tile, Op>& tc_smem() {
+    static_assert(sizeof(TcSmem<Tile, Op>) <= Tile::SMEM, "an Op's handles exceed TC_HANDLE_BYTES or TC_KTAB_BYTES");
+    extern __shared__ __align__(16) unsigned char tc_dyn_smem[];
+    return *reinterpret_cast<TcSmem<Tile, Op>*>(tc_dyn_smem);
+}
+
+// tc_block as a callable run(op, kbeg, kend, store), the counterpart of gemm.cuh's GemmRun.
+template <int MODE, typename Tile> struct TcRun {
+    template <typename Op, typename Store>
+    __device__ __forceinline__ void operator()(const Op& op, int kbeg, int kend, Store store) const {
+        tc_block<MODE, Tile>(op, tc_smem<Tile, Op>(), kbeg, kend, store);
+    }
+};
+
+// The entry points of tensor-core kernels (sm_80 and newer: a family defines
+// them under TC_AVAILABLE; the emulator compiles as sm_80): one block of
+// Tile::THREADS threads per tile.
+#define TC_AVAILABLE (__CUDA_ARCH__ >= 800)
+// BLOCKS: the blocks per SM to fit registers for on sm_90 (2 caps them at 128:
+// 16 warps of the 128 tile on an SM, where the kernel fits without spilling;
+// 1 for those that would spill). Older architectures' ptxas spills at 128
+// registers, so they keep one block per SM.
+#define TC_KERNEL(Tile, BLOCKS) \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS, __CUDA_ARCH__ >= 900 ? (BLOCKS) : 1)
+// DEFINE(SUFFIX, MODE, Tile) for each math mode and tile: a family's kernels
+// NAME_tf32_128, NAME_tf32_64, NAME_3xtf32_128 and NAME_3xtf32_64.
+#define TC_VARIANTS(DEFINE)                                                          \
+    DEFINE(tf32_128, TC_TF32, TcLarge) DEFINE(tf32_64, TC_TF32, TcSmall)             \
+    DEFINE(3xtf32_128, TC_3XTF32, TcLarge) DEFINE(3xtf32_64, TC_3XTF32, TcSmall)

@@ -1,0 +1,247 @@
+"""Every convolution and linear case of test_conv.py, test_conv_kernels.py and
+test_linear_kernels.py in the math modes "fp32" and "tf32" on the emulator,
+in both resume orders ("3xtf32", the emulator's default on its compute
+capability 8.0, runs in those files themselves), plus edge cases of the
+tensor-core tiles in every mode and both tiles; and the math-mode API.
+
+Tolerances. "fp32" and "3xtf32": the float32 tolerance of conftest.TOL.
+"tf32": each element of every output is a sum y = sum_i a_i b_i over n terms
+(the bias counts as one), checked against the float64 reference with
+
+    |y_tf32 - y| <= ((1 + u)^2 (1 + g_n) - 1) * sum_i |a_i| |b_i|,
+    u = 2^-11,   g_n = n v / (1 - n v),   v = 2^-23,
+
+because each operand is rounded to TF32 (10 explicit mantissa bits, round to
+nearest: relative error <= u = 2^-11), the tensor core forms each product of
+two TF32 values exactly (22 significant bits fit in fp32), and the products
+are added in fp32 in some order: any summation tree of n terms is within
+g_n sum |terms| of the exact sum (Higham, Accuracy and Stability, 4.2), with
+v = 2^-23 covering an accumulator that truncates instead of rounding. The
+magnitudes sum |a_i| |b_i| are the same op on |inputs| in float64 (every op
+here is bilinear), and n is bounded by the largest tensor of the case (every
+reduction length is at most one of them).
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pytest
+from conftest import TOL
+from test_conv import TRANSPOSE, conv_cases
+from test_conv_kernels import CASES as CONV_KERNEL_CASES
+from test_linear_kernels import CASES as LINEAR_CASES
+
+import gpucnn
+from gpucnn import backend
+from gpucnn.cuda import tc
+from gpucnn.cuda.launch import small_grid
+
+U_TF32, U_ACC = 2.0**-11, 2.0**-23
+ORDERS = {"fwd": ("forward", "end", False), "rev": ("reverse", "start", True)}
+
+pytestmark = pytest.mark.skipif(not backend.available("emulator")[0], reason="emulator unavailable")
+
+
+def tf32_factor(n: int) -> float:
+    g = n * U_ACC / (1 - n * U_ACC)
+    return (1 + U_TF32) ** 2 * (1 + g) - 1
+
+
+@contextlib.contextmanager
+def emulated(mode, order, tile=None):
+    from gpucnn.runtime.emulator import emulation
+    resume, guard, shrink = ORDERS[order]
+    with gpucnn.use_backend("emulator"), emulation(resume_order=resume, guard=guard), gpucnn.math_mode(mode):
+        with small_grid(2) if shrink else contextlib.nullcontext(), tc.force_tile(tile):
+            yield
+
+
+def run_and_check(fn, args, mode, order, tile=None):
+    """fn(*args) -> tuple of arrays, in float32 on the emulator in ``mode``
+    against fn in float64 on NumPy, with the mode's tolerance."""
+    args32 = [a.astype(np.float32) for a in args]
+    with gpucnn.use_backend("numpy"):
+        want = fn(*(a.astype(np.float64) for a in args32))
+        mag = fn(*(np.abs(a.astype(np.float64)) for a in args32))
+    with emulated(mode, order, tile):
+        got = fn(*args32)
+    n = max(a.size for a in (*args32, *want)) + 1
+    for i, (g, w, m) in enumerate(zip(got, want, mag)):
+        assert g.dtype == np.float32 and g.shape == w.shape, (i, g.dtype, g.shape, w.shape)
+        err = np.abs(g.astype(np.float64) - w)
+        if mode == "tf32":
+            bound = tf32_factor(n) * m
+            worst = int(np.argmax(err - bound))
+            assert (err <= bound).all(), f"output {i}: error {err.flat[worst]:.3g} > bound {bound.flat[worst]:.3g}"
+        else:
+            t, scale = TOL[np.float32], float(np.abs(w).max(initial=0.0))
+            assert err.max(initial=0.0) <= t["atol"] + t["rtol"] * scale, f"output {i}: error {err.max():.3g}"
+
+
+def conv_fn(stride, padding, dilation, groups):
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+    def fn(x, w, b, dy):
+        return (gpucnn.conv2d(x, w, b, **kw), *gpucnn.conv2d_backward(dy, x, w, **kw))
+    return fn
+
+
+def conv_args(xs, ws, fn_kw, seed=0):
+    rng = np.random.default_rng([seed, *xs, *ws])
+    x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
+    with gpucnn.use_backend("numpy"):
+        y = gpucnn.conv2d(x, w, b, **fn_kw)
+    return x, w, b, rng.standard_normal(y.shape)
+
+
+def _conv_params():
+    out = []
+    for p in conv_cases():
+        case, _ = p.values
+        out.append(pytest.param(case["shape"], case["w"], case["stride"], case["padding"], case["dilation"],
+                                case["groups"], id=p.id))
+    out += [pytest.param(*c[1:], id=c[0]) for c in CONV_KERNEL_CASES]
+    return out
+
+
+MODE_ORDERS = [pytest.param(m, o, id=f"{m}-{o}") for m in ("fp32", "tf32") for o in ORDERS]
+
+
+@pytest.mark.parametrize("mode,order", MODE_ORDERS)
+@pytest.mark.parametrize("xs,ws,stride,padding,dilation,groups", _conv_params())
+def test_conv2d(mode, order, xs, ws, stride, padding, dilation, groups):
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    run_and_check(conv_fn(**kw), conv_args(xs, ws, kw), mode, order)
+
+
+@pytest.mark.parametrize("mode,order", MODE_ORDERS)
+@pytest.mark.parametrize("xs,ws,stride,padding,opad,groups,dilation,tags", TRANSPOSE)
+def test_conv_transpose2d(mode, order, xs, ws, stride, padding, opad, groups, dilation, tags):
+    args = (stride, padding, opad, groups, dilation)
+    rng = np.random.default_rng([*xs, *ws])
+    x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[1] * groups)
+    with gpucnn.use_backend("numpy"):
+        dy = rng.standard_normal(gpucnn.conv_transpose2d(x, w, b, *args).shape)
+
+    def fn(x, w, b, dy):
+        return (gpucnn.conv_transpose2d(x, w, b, *args), *gpucnn.conv_transpose2d_backward(dy, x, w, *args))
+    run_and_check(fn, (x, w, b, dy), mode, order)
+
+
+def linear_fn(x, w, b, dy):
+    return (gpucnn.linear(x, w, b), *gpucnn.linear_backward(dy, x, w))
+
+
+def linear_args(xs, out, seed=0):
+    rng = np.random.default_rng([seed, *xs, out])
+    return (rng.standard_normal(xs), rng.standard_normal((out, xs[-1])), rng.standard_normal(out),
+            rng.standard_normal((*xs[:-1], out)))
+
+
+@pytest.mark.parametrize("mode,order", MODE_ORDERS)
+@pytest.mark.parametrize("xs,out", [c[1:] for c in LINEAR_CASES], ids=[c[0] for c in LINEAR_CASES])
+def test_linear(mode, order, xs, out):
+    run_and_check(linear_fn, linear_args(xs, out), mode, order)
+
+
+# Edges of the tensor-core tiles (128 or 64 square, k-step 32, 3 stages).
+TC_CONV = [  # id: x, w, stride, padding, dilation, groups
+    # 130 filters and 33*9 = 297 reduction indices (10 steps, past every stage
+    # more than once), 2*13*11 = 286 pixels: every GEMM dimension crosses both tiles
+    ("across_tiles", (2, 33, 13, 11), (130, 33, 3, 3), 1, 1, 1, 1),
+    ("k_below_step", (2, 5, 6, 7), (3, 5, 1, 1), 1, 0, 1, 1),  # K = 5 < 32
+    # filter rows of 8*2*2 = 32 taps: 16-byte runs (aligned where the emulator's
+    # guard side leaves the buffer aligned, 4-byte copies otherwise)
+    ("runs", (2, 8, 10, 9), (12, 8, 2, 2), 1, 1, 1, 1),
+    ("groups_dilation_asym_stride", (2, 6, 12, 11), (9, 2, 3, 2), (3, 2), (2, 0, 1, 3), (2, 1), 3),
+]
+TC_LINEAR = [("across_tiles", (130, 200), 129), ("k_below_step", (3, 5), 2), ("many_stages", (2, 1000), 3)]
+MODES = ("fp32", "tf32", "3xtf32")
+TILE_MODES = [pytest.param(m, t, o, id=f"{m}-{t}-{o}") for m in MODES[1:] for t in tc.TC_TILES for o in ORDERS]
+
+
+@pytest.mark.parametrize("mode,tile,order", TILE_MODES)
+@pytest.mark.parametrize("xs,ws,stride,padding,dilation,groups", [c[1:] for c in TC_CONV],
+                         ids=[c[0] for c in TC_CONV])
+def test_conv2d_tc_tiles(mode, tile, order, xs, ws, stride, padding, dilation, groups):
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    run_and_check(conv_fn(**kw), conv_args(xs, ws, kw), mode, order, tile)
+
+
+@pytest.mark.parametrize("mode,tile,order", TILE_MODES)
+@pytest.mark.parametrize("xs,out", [c[1:] for c in TC_LINEAR], ids=[c[0] for c in TC_LINEAR])
+def test_linear_tc_tiles(mode, tile, order, xs, out):
+    run_and_check(linear_fn, linear_args(xs, out), mode, order, tile)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_results_are_bitwise_repeatable(mode):
+    args = [a.astype(np.float32) for a in linear_args((300, 70), 66, seed=3)]
+    with emulated(mode, "fwd"):
+        first, second = linear_fn(*args), linear_fn(*args)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_modes_give_different_bits_and_tf32_is_coarser():
+    """The modes really run different kernels: tf32 differs from the float64
+    answer by far more than fp32 and 3xtf32 do."""
+    args = [a.astype(np.float32) for a in linear_args((64, 300), 40, seed=4)]
+    with gpucnn.use_backend("numpy"):
+        want = gpucnn.linear(*(a.astype(np.float64) for a in args[:3]))
+    err = {}
+    for mode in MODES:
+        with emulated(mode, "fwd"):
+            err[mode] = float(np.abs(gpucnn.linear(*args[:3]) - want).max())
+    assert err["tf32"] > 20 * max(err["fp32"], err["3xtf32"]), err
+
+
+def test_math_mode_api():
+    assert gpucnn.get_math_mode() is None
+    with gpucnn.math_mode("tf32"):
+        assert gpucnn.get_math_mode() == "tf32"
+        with gpucnn.math_mode(None):
+            assert gpucnn.get_math_mode() is None
+        assert gpucnn.get_math_mode() == "tf32"
+    assert gpucnn.get_math_mode() is None
+    with pytest.raises(ValueError, match="math mode must be one of"):
+        gpucnn.set_math_mode("fp16")
+    with pytest.raises(ValueError, match="math mode must be one of"):
+        with gpucnn.math_mode("TF32"):
+            pass
+
+
+def test_default_mode_follows_compute_capability():
+    from gpucnn.mathmode import effective
+    from gpucnn.runtime import runtime_for
+    from gpucnn.runtime.emulator import emulation
+    assert effective(80) == "3xtf32" and effective(90) == "3xtf32" and effective(75) == "fp32"
+    with gpucnn.math_mode("tf32"):
+        assert effective(75) == "fp32"  # no TF32 tensor cores before sm_80
+    rt = runtime_for("emulator")
+    with emulation(compute_capability=75):
+        assert tc.plan(rt, "linear_forward", np.float32, 100, 100, 1).name == "linear_forward_f32"
+    assert tc.plan(rt, "linear_forward", np.float32, 100, 100, 1).name == "linear_forward_3xtf32_64"
+    assert tc.plan(rt, "linear_forward", np.float64, 100, 100, 1).name == "linear_forward_f64"
+
+
+@pytest.mark.parametrize("M,N,batches,sms,cc,edge", [
+    (128, 128, 1, 132, 90, 64), (4096, 4096, 1, 132, 90, 128), (1408, 1536, 1, 132, 90, 128),
+    (1408, 1408, 1, 132, 90, 64), (64, 64, 132, 132, 90, 128), (64, 64, 131, 132, 90, 64),
+    (100, 50000, 1, 108, 80, 128), (1, 1, 1, 1, 80, 128),
+    (4096, 4096, 1, 84, 86, 64), (4096, 4096, 1, 128, 89, 64),  # 99 KiB per block: the 104 KiB tile cannot run
+])
+def test_tc_config_table(M, N, batches, sms, cc, edge):
+    assert tc.tc_config(M, N, batches, sms, cc) == edge
+
+
+def test_tc_variants_are_the_kernels_plan_names():
+    from gpucnn.runtime import runtime_for
+    rt = runtime_for("emulator")
+    names = set(tc.variants("conv2d_forward"))
+    assert len(names) == 4
+    for mode in MODES[1:]:
+        for edge in tc.TC_TILES:
+            with gpucnn.math_mode(mode), tc.force_tile(edge):
+                assert tc.plan(rt, "conv2d_forward", np.float32, 9, 9, 1).name in names
