@@ -1,9 +1,11 @@
 """Launch code of kernels/conv2d.cu (same interface as gpucnn.reference.conv).
 
-The three convolution passes are implicit GEMMs tiled GEMM_BM x GEMM_BN per
-block (kernels/gemm.cuh): grid x runs over column tiles, y over row tiles and
-z over groups (and, for the filter gradient, over reduction splits); kernels
-loop over z, so the grid is capped at CUDA's 65535 there.
+gpucnn.cuda.algo chooses each pass's kernel per shape. The GEMM families are
+implicit GEMMs tiled GEMM_BM x GEMM_BN per block (kernels/gemm.cuh): grid x
+runs over column tiles, y over row tiles and z over groups (and reduction
+splits, or backward-data's stride phases); kernels loop over z, so the grid
+is capped at CUDA's 65535 there. The direct family is kernels/depthwise.cu
+(gpucnn.cuda.depthwise).
 """
 from __future__ import annotations
 
@@ -11,21 +13,16 @@ import dataclasses
 
 import numpy as np
 
-from gpucnn.cuda import gemm
-from gpucnn.cuda.gemm import TILE_M, TILE_N, THREADS, cdiv, fits_int, launch_gemm, split_reduction
+from gpucnn.cuda import algo, depthwise, gemm
+from gpucnn.cuda.gemm import THREADS, cdiv, fits_int, launch_gemm
 from gpucnn.cuda.launch import contiguous, i64, kernel_name, launch
 
 FAMILY = "conv2d"
-KERNELS = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter", "conv2d_sum_splits",
+KERNELS = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_data_phase", "conv2d_backward_filter",
+           "conv2d_sum_splits",
            "conv2d_backward_bias", "im2col", "col2im")
 
 MAX_GRID_Z = 65535  # the tile kernels loop over z beyond it (a test lowers it)
-# The filter gradient splits its N*P*Q reduction until about this many blocks
-# run, each reducing at least MIN_SPLIT_STEPS tiles of TILE_K pixels. Both
-# depend on the shapes only, so the summation order (and the bits) never
-# change from run to run.
-TARGET_BLOCKS = 512
-MIN_SPLIT_STEPS = 8
 
 
 def _fits_int(*counts) -> None:
@@ -66,17 +63,41 @@ def _gemm(rt, base, dtype, rows, cols, z, args):
     launch_gemm(rt, FAMILY, kernel_name(base, dtype), rows, cols, z, MAX_GRID_Z, args)
 
 
-def conv2d_forward(rt, x, w, b, g):
+def _choose(rt, g, pass_, dtype):
+    return algo.choose(g, pass_, dtype, sms=algo.sm_count(rt))
+
+
+def _split_gemm(rt, base, dtype, c, out, rows, cols, z, args):
+    """A GEMM whose reduction runs in ``c.splits`` parts over grid z, added in
+    split order into ``out``; ``args(dst)`` are the kernel's arguments writing dst."""
+    if c.splits == 1:
+        _gemm(rt, base, dtype, rows, cols, z, args(out))
+        return
+    part = rt.xp.empty((c.splits, *out.shape), dtype)
+    _gemm(rt, base, dtype, rows, cols, z * c.splits, args(part))
+    launch(rt, FAMILY, "conv2d_sum_splits", dtype, out.size, (part, out, i64(out.size), np.int32(c.splits)))
+
+
+def conv2d_forward(rt, x, w, b, g, relu=False):
+    """y = x * w + b, then ReLU when ``relu`` (the fused epilogue)."""
     xp = rt.xp
     x, w = contiguous(xp, x), contiguous(xp, w)
     b = xp.zeros(g.K, x.dtype) if b is None else contiguous(xp, b)
     win = g.win
     y = xp.empty((g.N, g.K, win.P, win.Q), x.dtype)
     _fits_int(w.size)
-    if y.size:
-        for n0, n1, gb in _batches(g, x[0].size, y[0].size):
-            _gemm(rt, "conv2d_forward", x.dtype, g.K // g.groups, gb.N * win.P * win.Q, g.groups,
-                  (x[n0:n1], w, b, y[n0:n1], *_geom(gb)))
+    for n0, n1, gb in _batches(g, x[0].size, y[0].size) if y.size else ():
+        c, geom, xs = _choose(rt, gb, "forward", x.dtype), _geom(gb), x[n0:n1]
+        if c.family == "direct":
+            depthwise.forward(rt, xs, w, b, y[n0:n1], geom, relu)
+            continue
+        # A split reduction adds its parts first; ReLU then runs as its own pass.
+        fused = relu and c.splits == 1
+        out = y[n0:n1] if fused or not relu else xp.empty_like(y[n0:n1])
+        _split_gemm(rt, "conv2d_forward", x.dtype, c, out, g.K // g.groups, gb.N * win.P * win.Q, g.groups,
+                    lambda dst: (xs, w, b, dst, *geom, np.int32(c.chunk), np.int32(c.splits), np.int32(fused)))
+        if relu and not fused:
+            launch(rt, "relu", "relu_forward", x.dtype, out.size, (out, y[n0:n1], i64(out.size), x.dtype.type(0)))
     return y
 
 
@@ -86,19 +107,19 @@ def conv2d_backward_data(rt, dy, w, g):
     win = g.win
     dx = xp.empty((g.N, g.C, win.H, win.W), dy.dtype)
     _fits_int(w.size)
-    if dx.size:
-        for n0, n1, gb in _batches(g, dy[0].size, dx[0].size):
-            _gemm(rt, "conv2d_backward_data", dy.dtype, g.C // g.groups, gb.N * win.H * win.W,
-                  g.groups, (dy[n0:n1], w, dx[n0:n1], *_geom(gb)))
+    for n0, n1, gb in _batches(g, dy[0].size, dx[0].size) if dx.size else ():
+        c, geom, dys = _choose(rt, gb, "backward_data", dy.dtype), _geom(gb), dy[n0:n1]
+        if c.family == "direct":
+            depthwise.backward_data(rt, dys, w, dx[n0:n1], gb, geom)
+        elif c.family == "phase":  # one dense GEMM per stride phase: columns of the largest phase
+            cols = gb.N * cdiv(win.H, win.sh) * cdiv(win.W, win.sw)
+            _gemm(rt, "conv2d_backward_data_phase", dy.dtype, g.C // g.groups, cols,
+                  g.groups * win.sh * win.sw, (dys, w, dx[n0:n1], *geom))
+        else:
+            _split_gemm(rt, "conv2d_backward_data", dy.dtype, c, dx[n0:n1], g.C // g.groups,
+                        gb.N * win.H * win.W, g.groups,
+                        lambda dst: (dys, w, dst, *geom, np.int32(c.chunk), np.int32(c.splits)))
     return dx
-
-
-def filter_splits(g) -> tuple[int, int]:
-    """(chunk, splits): the filter gradient's N*P*Q reduction in ``splits``
-    chunks of ``chunk`` pixels (a multiple of TILE_K)."""
-    taps = g.C // g.groups * g.win.kh * g.win.kw
-    tiles = cdiv(g.K // g.groups, TILE_M) * cdiv(taps, TILE_N) * g.groups
-    return split_reduction(g.N * g.win.P * g.win.Q, tiles, TARGET_BLOCKS, MIN_SPLIT_STEPS)
 
 
 def conv2d_backward_filter(rt, dy, x, g):
@@ -117,15 +138,14 @@ def conv2d_backward_filter(rt, dy, x, g):
 
 def _filter_gradient(rt, dy, x, g):
     win = g.win
+    c, geom = _choose(rt, g, "backward_filter", x.dtype), _geom(g)
+    if c.family == "direct":
+        return depthwise.backward_filter(rt, dy, x, g, geom, c)
     taps = g.C // g.groups * win.kh * win.kw
     dw = rt.xp.empty((g.K, g.C // g.groups, win.kh, win.kw), x.dtype)
-    chunk, splits = filter_splits(g)
-    out = dw if splits == 1 else rt.xp.empty((splits, *dw.shape), x.dtype)
-    _fits_int(out.size)
-    _gemm(rt, "conv2d_backward_filter", x.dtype, g.K // g.groups, taps, g.groups * splits,
-          (dy, x, out, *_geom(g), np.int32(chunk), np.int32(splits)))
-    if splits > 1:
-        launch(rt, FAMILY, "conv2d_sum_splits", x.dtype, dw.size, (out, dw, i64(dw.size), np.int32(splits)))
+    _fits_int(c.splits * dw.size)
+    _split_gemm(rt, "conv2d_backward_filter", x.dtype, c, dw, g.K // g.groups, taps, g.groups,
+                lambda dst: (dy, x, dst, *geom, np.int32(c.chunk), np.int32(c.splits)))
     return dw
 
 

@@ -1,0 +1,200 @@
+"""Which kernel runs a convolution pass, with which tile and how many splits
+(cuDNN's heuristics, Caffe's engine choice): the one place that decides.
+
+``choose(g, pass_, dtype, math, sms)`` is a pure function of the geometry
+``g`` (gpucnn.shapes.Conv), the pass ("forward", "backward_data",
+"backward_filter"), the dtype, the math mode and the device's SM count.
+Kernels never choose; the launch code in gpucnn.cuda.conv asks here.
+
+Families:
+  gemm    the implicit GEMM of kernels/conv2d.cu (64 x 64 x 16 tiles)
+  phase   backward-data only: the stride-decomposed implicit GEMM, one dense
+          sub-problem per phase of the input, so no tap meets a structural zero
+  direct  kernels/depthwise.cu: one thread per output element (forward,
+          backward-data) or a block per filter and pixel chunk with a fixed
+          tree (backward-filter), for groups so small that a 64-row tile
+          would be mostly empty (depthwise, small groups, stems with C <= 4)
+
+A GEMM whose tile grid is below about one wave splits its reduction into
+``splits`` chunks of ``chunk`` indices (a multiple of the tile's k depth);
+the parts are added in split order, so the bits depend on the shapes only.
+
+``GPUCNN_CONV_ALGO`` (or ``override``) forces a family, and optionally the
+split count, for every pass that family can run: ``direct``, ``gemm``,
+``gemm:4`` (4 splits), ``phase``. Passes the forced family cannot run keep
+the heuristic's choice.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import os
+
+import numpy as np
+
+PASSES = ("forward", "backward_data", "backward_filter")
+FAMILIES = {"forward": ("gemm", "direct"),
+            "backward_data": ("gemm", "phase", "direct"),
+            "backward_filter": ("gemm", "direct")}
+MATH_MODES = ("fp32",)
+TILE = (64, 64, 16)  # gemm.cuh's GEMM_BM, GEMM_BN, GEMM_BK (FFMA)
+GEMM_BLOCKS_PER_SM = 2  # __launch_bounds__(256, 2)
+DIRECT_BLOCKS_PER_SM = 8  # 256-thread blocks of depthwise.cu (no register cap hit)
+DIRECT_THREADS = 256
+SMALL_GROUP = 8  # direct when both Kg and Cg are at most this
+SMALL_C = 4      # backward-data direct for up to this many channels a group (stems)
+MIN_SPLIT_STEPS = 8    # a split reduces at least this many k-steps
+MAX_SPLITS = 64
+DEFAULT_SMS = 132  # H100 SXM; the emulator reports this unless told otherwise
+ENV = "GPUCNN_CONV_ALGO"
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    family: str
+    tile: tuple = ()   # (rows, columns, k depth) of a GEMM family's block tile
+    splits: int = 1    # reduction parts, added in split order
+    chunk: int = 0     # reduction indices per part (0: the whole reduction)
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _forced() -> tuple[str, int | None] | None:
+    spec = _override.get() or os.environ.get(ENV, "")
+    if not spec:
+        return None
+    family, _, splits = spec.partition(":")
+    if family not in {f for fs in FAMILIES.values() for f in fs}:
+        raise ValueError(f"{ENV}={spec!r}: the family must be one of gemm, phase, direct "
+                         "(optionally gemm:SPLITS)")
+    if splits and (not splits.isdigit() or int(splits) < 1):
+        raise ValueError(f"{ENV}={spec!r}: the split count must be a positive integer")
+    return family, int(splits) if splits else None
+
+
+_override: contextvars.ContextVar[str | None] = contextvars.ContextVar("gpucnn_conv_algo", default=None)
+
+
+@contextlib.contextmanager
+def override(spec: str | None):
+    """Force ``spec`` (as GPUCNN_CONV_ALGO) inside the block; None restores the heuristic."""
+    token = _override.set(spec)
+    try:
+        _forced()  # a bad spec fails here, not at the first convolution
+        yield
+    finally:
+        _override.reset(token)
+
+
+def gemm_shape(g, pass_: str) -> tuple[int, int, int]:
+    """(rows, columns, reduction) of one group's implicit GEMM for a pass."""
+    w = g.win
+    Kg, Cg, taps = g.K // g.groups, g.C // g.groups, w.kh * w.kw
+    if pass_ == "forward":
+        return Kg, g.N * w.P * w.Q, Cg * taps
+    if pass_ == "backward_data":
+        return Cg, g.N * w.H * w.W, Kg * taps
+    return Kg, Cg * taps, g.N * w.P * w.Q
+
+
+def _split(tiles: int, steps: int, slots: int, max_splits: int) -> int:
+    """The split count that minimises waves x (steps per part + 2): the +2
+    charges each part's partial tile, written and read back once."""
+    best, best_cost = 1, None
+    for s in range(1, max(1, min(max_splits, steps // MIN_SPLIT_STEPS)) + 1):
+        cost = cdiv(tiles * s, slots) * (cdiv(steps, s) + 2)
+        if best_cost is None or cost < best_cost:
+            best, best_cost = s, cost
+    return best
+
+
+def _gemm(g, pass_: str, sms: int, splits: int | None) -> Choice:
+    rows, cols, red = gemm_shape(g, pass_)
+    bm, bn, bk = TILE
+    tiles = cdiv(rows, bm) * cdiv(cols, bn) * g.groups
+    steps = cdiv(red, bk)
+    slots = sms * GEMM_BLOCKS_PER_SM
+    if splits is None:
+        # forward and backward-data split only below one wave: a full grid
+        # already keeps every SM busy, and a split costs a partial pass
+        small = pass_ == "backward_filter" or tiles < slots
+        splits = _split(tiles, steps, slots, MAX_SPLITS) if small else 1
+    return _parts(Choice("gemm", TILE), red, splits, bk)
+
+
+def _parts(c: Choice, red: int, splits: int, unit: int) -> Choice:
+    """Reduction ``red`` in at most ``splits`` chunks, each a multiple of ``unit``."""
+    splits = max(1, min(splits, cdiv(red, unit)))
+    chunk = cdiv(cdiv(max(red, 1), splits), unit) * unit
+    return dataclasses.replace(c, splits=max(1, cdiv(red, chunk)), chunk=chunk)
+
+
+def _direct_ok(g, pass_: str) -> bool:
+    Kg, Cg = g.K // g.groups, g.C // g.groups
+    if Kg <= SMALL_GROUP and Cg <= SMALL_GROUP:
+        return True
+    return pass_ == "backward_data" and Cg <= SMALL_C
+
+
+def _direct(g, pass_: str, sms: int, splits: int | None) -> Choice:
+    if pass_ != "backward_filter":
+        return Choice("direct")
+    # A block per filter and chunk of pixels: split the N*P*Q pixels until the
+    # blocks fill whole waves, each thread reducing at least MIN_SPLIT_STEPS pixels.
+    w = g.win
+    npq = g.N * w.P * w.Q
+    if splits is None:
+        splits = _split(g.K, cdiv(npq, DIRECT_THREADS), sms * DIRECT_BLOCKS_PER_SM, MAX_SPLITS)
+    return _parts(Choice("direct"), npq, splits, DIRECT_THREADS)
+
+
+def choose(g, pass_: str, dtype=np.float32, math: str = "fp32", sms: int = DEFAULT_SMS) -> Choice:
+    """The algorithm for one pass of convolution ``g`` (see the module docstring)."""
+    if pass_ not in PASSES:
+        raise ValueError(f"pass must be one of {PASSES}, got {pass_!r}")
+    if math not in MATH_MODES:
+        raise ValueError(f"math mode must be one of {MATH_MODES}, got {math!r}")
+    if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
+    if sms < 1:
+        raise ValueError(f"sms must be >= 1, got {sms}")
+    forced = _forced()
+    family, splits = forced if forced and forced[0] in FAMILIES[pass_] else (None, None)
+    if family is None:
+        if _direct_ok(g, pass_):
+            family = "direct"
+        elif pass_ == "backward_data" and g.win.sh * g.win.sw > 1:
+            family = "phase"
+        else:
+            family = "gemm"
+    if family == "direct":
+        return _direct(g, pass_, sms, splits)
+    if family == "phase":  # sh*sw phases already multiply the grid; its reduction is not split
+        return Choice("phase", TILE)
+    return _gemm(g, pass_, sms, splits)
+
+
+_emulated_sms: contextvars.ContextVar[int] = contextvars.ContextVar("gpucnn_emulated_sms", default=DEFAULT_SMS)
+
+
+@contextlib.contextmanager
+def emulated_sms(n: int):
+    """The SM count the emulator reports inside the block (tests of SM-aware splits)."""
+    if n < 1:
+        raise ValueError(f"emulated SM count must be >= 1, got {n}")
+    token = _emulated_sms.set(int(n))
+    try:
+        yield
+    finally:
+        _emulated_sms.reset(token)
+
+
+def sm_count(rt) -> int:
+    """The SM count of the runtime's device: CuPy's for a GPU, the configured one for the emulator."""
+    if rt.name != "cuda":
+        return _emulated_sms.get()
+    import cupy
+    return int(cupy.cuda.Device().attributes["MultiProcessorCount"])
