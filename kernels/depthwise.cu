@@ -23,11 +23,8 @@
 // conv2d_sum_splits, so the bits never depend on timing (no atomics).
 #include "common.cuh"
 #include "gemm.cuh"
+#include "conv.cuh"
 
-#define GEOM                                                                                 \
-    int N, int C, int H, int W, int K, int P, int Q, int kh, int kw, int sh, int sw, int pt, \
-        int pl, int dh, int dw, int G
-#define GEOM_ARGS N, C, H, W, K, P, Q, kh, kw, sh, sw, pt, pl, dh, dw, G
 #define DW_THREADS 256
 #define DW_CB 4  // channels of one group a backward-data thread computes
 #define DW_TB 8  // taps a backward-filter thread accumulates at once

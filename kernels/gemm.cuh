@@ -253,12 +253,6 @@ __device__ void gemm_tile(const Op& op, Sm& sm, int m0, int n0, int kbeg, int ke
     }
 }
 
-// The epilogue's activation: torch.relu's rule when relu is set (NaN passes,
-// everything not above zero becomes zero), else the value itself.
-template <typename T> __device__ __forceinline__ T relu_if(T v, int relu) {
-    return (relu && !(v > T(0)) && v == v) ? T(0) : v;
-}
-
 // The block's tile of op's GEMM over [kbeg, kend), handed element by element
 // to store(m, n, value) for m < op.M, n < op.N: the epilogue every GEMM kernel
 // shares, so that a kernel says only where its results go. Tiles run over grid

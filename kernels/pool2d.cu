@@ -25,6 +25,32 @@
     long long NC, int H, int W, int P, int Q, int kh, int kw, int sh, int sw, int pt, int pl, \
         int dh, int dw
 
+// Grid-stride loop over the NC planes of rows x cols elements: it.i is the
+// flat index, (it.plane, it.r, it.c) its coordinates, advanced by the stride
+// with carries instead of three 64-bit divisions per element (they run once
+// per thread, for the start and the stride).
+struct PlaneWalk {
+    long long i, plane, splane, stride;
+    int r, c, sr, sc;
+    __device__ PlaneWalk(int rows, int cols) {
+        const long long rc = (long long)rows * cols;
+        i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+        stride = (long long)blockDim.x * gridDim.x;
+        plane = i / rc, splane = stride / rc;
+        const int off = (int)(i - plane * rc), soff = (int)(stride - splane * rc);
+        r = off / cols, c = off - r * cols, sr = soff / cols, sc = soff - sr * cols;
+    }
+    __device__ __forceinline__ void next(int rows, int cols) {
+        i += stride;
+        c += sc;
+        r += sr + (c >= cols);
+        if (c >= cols) c -= cols;
+        plane += splane + (r >= rows);
+        if (r >= rows) r -= rows;  // r < 2*rows: sr < rows, plus one carry
+    }
+};
+#define PLANE_LOOP(it, rows, cols, n) for (PlaneWalk it(rows, cols); it.i < (n); it.next(rows, cols))
+
 // Window positions p whose tap i lands on row h: h = p*s - pad + i*d.
 // Returns -1 when no such p exists in [0, P).
 __device__ __forceinline__ int window_of(int h, int i, int s, int pad, int d, int P) {
@@ -37,9 +63,10 @@ __device__ __forceinline__ int window_of(int h, int i, int s, int pad, int d, in
 template <typename T>
 __device__ void max_fwd(const T* __restrict__ x, T* __restrict__ y, long long* __restrict__ idx,
                         POOL_GEOMETRY) {
-    GRID_STRIDE_LOOP(o, NC * P * Q) {
-        const int q = (int)(o % Q), p = (int)((o / Q) % P);
-        const T* plane = x + (o / ((long long)P * Q)) * H * W;
+    PLANE_LOOP(it, P, Q, NC * P * Q) {
+        const long long o = it.i;
+        const int q = it.c, p = it.r;
+        const T* plane = x + it.plane * H * W;
         const int h0 = p * sh - pt, w0 = q * sw - pl;
         T best = neg_inf<T>();
         long long arg = -1;
@@ -62,9 +89,10 @@ __device__ void max_fwd(const T* __restrict__ x, T* __restrict__ y, long long* _
 template <typename T>
 __device__ void max_bwd(const T* __restrict__ dy, const long long* __restrict__ idx,
                         T* __restrict__ dx, POOL_GEOMETRY) {
-    GRID_STRIDE_LOOP(e, NC * H * W) {
-        const int w = (int)(e % W), h = (int)((e / W) % H);
-        const long long base = (e / ((long long)H * W)) * P * Q;
+    PLANE_LOOP(it, H, W, NC * H * W) {
+        const long long e = it.i;
+        const int w = it.c, h = it.r;
+        const long long base = it.plane * P * Q;
         const long long self = (long long)h * W + w;
         T acc = T(0);
         for (int i = 0; i < kh; ++i) {
@@ -95,9 +123,10 @@ __device__ __forceinline__ int avg_divisor(int p, int q, int H, int W, int kh, i
 template <typename T>
 __device__ void avg_fwd(const T* __restrict__ x, T* __restrict__ y, POOL_GEOMETRY, int pb, int pr,
                         int include_pad) {
-    GRID_STRIDE_LOOP(o, NC * P * Q) {
-        const int q = (int)(o % Q), p = (int)((o / Q) % P);
-        const T* plane = x + (o / ((long long)P * Q)) * H * W;
+    PLANE_LOOP(it, P, Q, NC * P * Q) {
+        const long long o = it.i;
+        const int q = it.c, p = it.r;
+        const T* plane = x + it.plane * H * W;
         const int h0 = p * sh - pt, w0 = q * sw - pl;
         T acc = T(0);
         for (int h = max(h0, 0); h < min(h0 + kh, H); ++h)
@@ -109,9 +138,10 @@ __device__ void avg_fwd(const T* __restrict__ x, T* __restrict__ y, POOL_GEOMETR
 template <typename T>
 __device__ void avg_bwd(const T* __restrict__ dy, T* __restrict__ dx, POOL_GEOMETRY, int pb, int pr,
                         int include_pad) {
-    GRID_STRIDE_LOOP(e, NC * H * W) {
-        const int w = (int)(e % W), h = (int)((e / W) % H);
-        const T* g = dy + (e / ((long long)H * W)) * P * Q;
+    PLANE_LOOP(it, H, W, NC * H * W) {
+        const long long e = it.i;
+        const int w = it.c, h = it.r;
+        const T* g = dy + it.plane * P * Q;
         T acc = T(0);
         for (int i = 0; i < kh; ++i) {
             const int p = window_of(h, i, sh, pt, 1, P);

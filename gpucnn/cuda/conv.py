@@ -5,7 +5,8 @@ implicit GEMMs tiled GEMM_BM x GEMM_BN per block (kernels/gemm.cuh): grid x
 runs over column tiles, y over row tiles and z over groups (and reduction
 splits, or backward-data's stride phases); kernels loop over z, so the grid
 is capped at CUDA's 65535 there. The direct family is kernels/depthwise.cu
-(gpucnn.cuda.depthwise).
+(gpucnn.cuda.depthwise), the phase family kernels/conv2d_phase.cu
+(gpucnn.cuda.phase).
 """
 from __future__ import annotations
 
@@ -13,14 +14,13 @@ import dataclasses
 
 import numpy as np
 
-from gpucnn.cuda import algo, depthwise, gemm
-from gpucnn.cuda.gemm import THREADS, cdiv, fits_int, launch_gemm
+from gpucnn.cuda import algo, depthwise, gemm, norm, phase
+from gpucnn.cuda.gemm import fits_int, launch_gemm
 from gpucnn.cuda.launch import contiguous, i64, kernel_name, launch
 
 FAMILY = "conv2d"
-KERNELS = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_data_phase", "conv2d_backward_filter",
-           "conv2d_sum_splits",
-           "conv2d_backward_bias", "im2col", "col2im")
+KERNELS = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter", "conv2d_sum_splits",
+           "conv2d_bias_partial", "conv2d_bias_finalize", "im2col", "col2im")
 
 MAX_GRID_Z = 65535  # the tile kernels loop over z beyond it (a test lowers it)
 
@@ -111,10 +111,8 @@ def conv2d_backward_data(rt, dy, w, g):
         c, geom, dys = _choose(rt, gb, "backward_data", dy.dtype), _geom(gb), dy[n0:n1]
         if c.family == "direct":
             depthwise.backward_data(rt, dys, w, dx[n0:n1], gb, geom)
-        elif c.family == "phase":  # one dense GEMM per stride phase: columns of the largest phase
-            cols = gb.N * cdiv(win.H, win.sh) * cdiv(win.W, win.sw)
-            _gemm(rt, "conv2d_backward_data_phase", dy.dtype, g.C // g.groups, cols,
-                  g.groups * win.sh * win.sw, (dys, w, dx[n0:n1], *geom))
+        elif c.family == "phase":
+            phase.backward_data(rt, dys, w, dx[n0:n1], gb, geom, MAX_GRID_Z)
         else:
             _split_gemm(rt, "conv2d_backward_data", dy.dtype, c, dx[n0:n1], g.C // g.groups,
                         gb.N * win.H * win.W, g.groups,
@@ -150,17 +148,16 @@ def _filter_gradient(rt, dy, x, g):
 
 
 def conv2d_backward_bias(rt, dy):
+    """db = dy summed over images and pixels, per channel (kernels/channel.cuh's two levels)."""
     dy = contiguous(rt.xp, dy)
     N, K, P, Q = dy.shape
-    _fits_int(dy[0].size)
-    step, db = max(1, gemm._INT_MAX // max(1, dy[0].size)), None
-    for n0 in range(0, max(N, 1), step):  # runs of images, summed in batch order
-        part = rt.xp.empty(K, dy.dtype)
-        # One block per channel: K * THREADS "elements" asks grid_for for K blocks.
-        launch(rt, FAMILY, "conv2d_backward_bias", dy.dtype, K * THREADS,
-               (dy[n0:n0 + step], part, np.int32(min(step, N - n0)), np.int32(K), np.int32(P * Q)),
-               block=THREADS)
-        db = part if db is None else db + part
+    n = N * P * Q
+    chunk, chunks = norm.channel_chunks(K, n)
+    part = rt.xp.empty((K, chunks), np.float64)
+    db = rt.xp.empty(K, dy.dtype)
+    launch(rt, FAMILY, "conv2d_bias_partial", dy.dtype, K * chunks * norm.THREADS,
+           (dy, part, np.int32(N), np.int32(K), i64(P * Q), i64(chunk), np.int32(chunks)), block=norm.THREADS)
+    launch(rt, FAMILY, "conv2d_bias_finalize", dy.dtype, K, (part, db, np.int32(K), np.int32(chunks)))
     return db
 
 

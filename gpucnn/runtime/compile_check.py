@@ -40,7 +40,7 @@ PTXAS_OPTIONS = ("-Xptxas=-v", "-Xptxas=-warn-spills", "-Xptxas=-warn-lmem-usage
 # kernel (full or base name) -> why it may keep a stack frame on sm_90
 ALLOWED_STACK: dict[str, str] = {}
 # family -> resident blocks per SM its kernels need on sm_90 (default 1)
-MIN_BLOCKS_PER_SM: dict[str, int] = {"conv2d": 2, "linear": 2}
+MIN_BLOCKS_PER_SM: dict[str, int] = {"conv2d": 2, "conv2d_phase": 2, "linear": 2}
 
 
 class NvrtcUnavailable(ImportError):
