@@ -11,6 +11,7 @@ and from torch and checkpoints name what they hold.
 from __future__ import annotations
 
 from gpucnn.nn._array import to_device
+from gpucnn.nn.fusion import fused_forward
 
 _KINDS = ("_params", "_grads", "_buffers")
 
@@ -144,8 +145,10 @@ class Sequential(Module):
         return len(self.layers)
 
     def forward(self, x):
-        for layer in self.layers:
-            x = layer.forward(x)
+        i = 0
+        while i < len(self.layers):  # a Conv2D or BatchNorm2D and its ReLU run fused (gpucnn.nn.fusion)
+            y = fused_forward(self.layers[i], self.layers[i + 1], x) if i + 1 < len(self.layers) else None
+            x, i = (self.layers[i].forward(x), i + 1) if y is None else (y, i + 2)
         return x
 
     def backward(self, dy):
