@@ -47,8 +47,10 @@ def _bench(args) -> int:
         from gpucnn.runtime import cupy_runtime
         device = "cuda" if cupy_runtime.gpu_available()[0] else "cpu"
     backends = args.backends.split(",") if args.backends else None
-    res = run.run(device, backends=backends, small=args.small, only=args.only, budget_s=args.budget,
-                  threads=args.threads, train=not args.no_train, progress=args.progress)
+    from gpucnn.cuda import algo
+    with algo.override(args.algo):
+        res = run.run(device, backends=backends, small=args.small, only=args.only, budget_s=args.budget,
+                      threads=args.threads, train=not args.no_train, progress=args.progress)
     paths = report.save(res, args.out)
     print(report.table(res))
     print(f"wrote {paths['json']}, {paths['table']}"
@@ -66,6 +68,8 @@ def _add_bench(sub) -> None:
     p.add_argument("--budget", type=float, help="seconds of timed runs per case and pass (default 1)")
     p.add_argument("--threads", type=int, help="CPU threads for NumPy's BLAS, PyTorch and gpucnn")
     p.add_argument("--no-train", action="store_true", help="skip the training-step benchmark")
+    p.add_argument("--algo", help="force the convolution algorithm as GPUCNN_CONV_ALGO does: direct, "
+                   "phase, gemm or gemm:SPLITS (default: gpucnn.cuda.algo's choice per shape)")
     p.add_argument("--out", default="bench/results", help="directory for the JSON, table and chart")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=_bench)

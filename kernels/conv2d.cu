@@ -73,6 +73,29 @@ template <typename T> struct FwdOp {
     }
 };
 
+// Where a (split, group) part of a forward or backward-data GEMM goes: row m
+// of group g is plane g*Mg + m of each image's Planes planes of PQ pixels,
+// column n is pixel n % PQ of image n / PQ; with bias (forward, split 0) and
+// relu (forward, unsplit) applied on the way.
+template <typename T> struct PlaneEpi {
+    T* out;
+    const T* bias;  // null: none
+    FastDiv PQ;
+    int Planes, base, relu;  // base = g * Mg, the group's first plane
+    bool vec;
+    __device__ PlaneEpi(T* o, const T* b, int pq, int planes, int g0, int r)
+        : out(o), bias(b), PQ(pq), Planes(planes), base(g0), relu(r),
+          vec(pq % Vec16<T>::n == 0 && aligned16(o)) {}
+    __device__ __forceinline__ long long at(int m, int n) const {
+        int img;
+        const int pq = PQ.divmod(n, img);
+        return ((long long)img * Planes + base + m) * PQ.d + pq;
+    }
+    __device__ __forceinline__ T value(int m, int, T v) const {
+        return relu_if(bias ? v + bias[base + m] : v, relu);
+    }
+};
+
 // Grid z runs over (split, group) pairs; split s reduces taps
 // [s*chunk, min((s+1)*chunk, Cg*kh*kw)) and writes y + s*N*K*P*Q; split 0
 // adds the bias, and relu applies only to an unsplit reduction (the launch
@@ -81,17 +104,12 @@ template <typename T>
 __device__ void conv_forward(GemmSmem<T, int4>& sm, const T* __restrict__ x, const T* __restrict__ w,
                              const T* __restrict__ b, T* __restrict__ y, GEOM, int chunk, int splits, int relu) {
     const int Kg = K / G, Cg = C / G, PQ = P * Q, red = Cg * kh * kw;
-    const FastDiv fPQ(PQ);
     for (int z = blockIdx.z; z < G * splits; z += gridDim.z) {
         const int g = z % G, split = z / G, kbeg = split * chunk, kend = min(red, kbeg + chunk);
         const FwdOp<T> op{x, w, Kg, N * PQ, C, H, W, Cg, kh * kw, kw, PQ, Q,
                           sh, sw, pt, pl, dh, dw, g};
-        T* out = y + (long long)split * N * K * PQ;
-        gemm_block<T>(op, sm, kbeg, kend, [&](int m, int n, T v) {
-            int img;
-            const int pq = fPQ.divmod(n, img), k = g * Kg + m;
-            out[((long long)img * K + k) * PQ + pq] = relu_if(split == 0 ? v + b[k] : v, relu);  // bias fused
-        });
+        const PlaneEpi<T> epi(y + (long long)split * N * K * PQ, split == 0 ? b : nullptr, PQ, K, g * Kg, relu);
+        gemm_block_epilogue<T>(op, sm, kbeg, kend, epi);  // bias and relu fused
     }
 }
 
@@ -149,17 +167,12 @@ template <typename T>
 __device__ void conv_backward_data(GemmSmem<T, int4>& sm, const T* __restrict__ dy, const T* __restrict__ w,
                                    T* __restrict__ dx, GEOM, int chunk, int splits) {
     const int Kg = K / G, Cg = C / G, HW = H * W, red = Kg * kh * kw;
-    const FastDiv fHW(HW);
     for (int z = blockIdx.z; z < G * splits; z += gridDim.z) {
         const int g = z % G, split = z / G, kbeg = split * chunk, kend = min(red, kbeg + chunk);
         const DataOp<T> op{dy, w, Cg, N * HW, C, K, Cg, Kg, HW, W, P, Q, kh * kw, kw,
                            sh, sw, pt, pl, dh, dw, g};
-        T* out = dx + (long long)split * N * C * HW;
-        gemm_block<T>(op, sm, kbeg, kend, [&](int c, int n, T v) {
-            int img;
-            const int hw = fHW.divmod(n, img);
-            out[((long long)img * C + g * Cg + c) * HW + hw] = v;
-        });
+        const PlaneEpi<T> epi(dx + (long long)split * N * C * HW, nullptr, HW, C, g * Cg, 0);
+        gemm_block_epilogue<T>(op, sm, kbeg, kend, epi);
     }
 }
 

@@ -275,6 +275,46 @@ __device__ __forceinline__ void gemm_block(const Op& op, Sm& sm, int kbeg, int k
     }
 }
 
+// The same tile stored through an epilogue object, by 16-byte vectors where the
+// layout allows (conv2d's NCHW outputs whose planes hold whole vectors):
+//   T* epi.out                    where results go
+//   bool epi.vec                  every run of V = Vec16<T>::n columns starting at a multiple
+//                                 of V lies contiguous and 16-byte aligned in out (then op.N % V == 0)
+//   long long epi.at(m, n)        the offset of (m, n) in out
+//   T epi.value(m, n, v)          what is stored for the sum v (bias, activation)
+// A thread's micro-tile columns come in runs of V (gemm_micro), so each run is
+// one vector store and one offset computation (the index division) instead of V.
+template <typename T, typename Op, typename Sm, typename Epi>
+__device__ __forceinline__ void gemm_block_epilogue(const Op& op, Sm& sm, int kbeg, int kend, const Epi& epi) {
+    typedef typename Vec16<T>::type V;
+    const int L = Vec16<T>::n;
+    const int m0 = blockIdx.y * GEMM_BM, n0 = blockIdx.x * GEMM_BN;
+    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    T acc[GEMM_TM][GEMM_TN];
+    gemm_tile<T>(op, sm, m0, n0, kbeg, kend, acc);
+#pragma unroll
+    for (int i = 0; i < GEMM_TM; ++i) {
+        const int m = m0 + gemm_micro<T>(ty, i);
+        if (m >= op.M) continue;
+#pragma unroll
+        for (int j = 0; j < GEMM_TN; j += L) {
+            const int n = n0 + gemm_micro<T>(tx, j);
+            if (n >= op.N) continue;
+            if (epi.vec) {
+                V r;
+                T* e = reinterpret_cast<T*>(&r);
+#pragma unroll
+                for (int k = 0; k < L; ++k) e[k] = epi.value(m, n + k, acc[i][j + k]);
+                *reinterpret_cast<V*>(epi.out + epi.at(m, n)) = r;
+            } else {
+#pragma unroll
+                for (int k = 0; k < L; ++k)
+                    if (n + k < op.N) epi.out[epi.at(m, n + k)] = epi.value(m, n + k, acc[i][j + k]);
+            }
+        }
+    }
+}
+
 // ------------------------------------------------- deterministic reductions
 
 // dst[i] = part[0][i] + part[1][i] + ... in split order: a GEMM whose reduction

@@ -147,3 +147,16 @@ def test_cli_bench_writes_json_and_table(tmp_path, capsys):
     (js,) = tmp_path.glob("bench-cpu-*.json")
     res = json.loads(js.read_text())
     assert {r["op"] for r in res["rows"]} == {"relu"} and res["backends"] == ["gpucnn-numpy"]
+
+
+def test_cli_bench_algo_argument(tmp_path, monkeypatch):
+    """--algo forces the convolution algorithm for the run (checked before any timing)."""
+    from gpucnn.cuda import algo
+    seen = []
+    monkeypatch.setattr("gpucnn.bench.run.run", lambda *a, **k: seen.append(algo._forced()) or {})
+    monkeypatch.setattr("gpucnn.bench.report.save", lambda res, out: {"json": "j", "table": "t", "png": None})
+    monkeypatch.setattr("gpucnn.bench.report.table", lambda res: "")
+    assert cli.main(["bench", "--device", "cpu", "--algo", "gemm:2", "--no-progress"]) == 0
+    assert seen == [("gemm", 2)] and algo._forced() is None
+    with pytest.raises(ValueError, match="GPUCNN_CONV_ALGO"):
+        cli.main(["bench", "--device", "cpu", "--algo", "winograd", "--no-progress"])

@@ -148,6 +148,7 @@ TORCH_CASES = [  # (x shape, w shape, stride, padding, dilation, groups): the fa
     ((1, 1, 12, 17), (4, 1, 5, 6), 2, 0, 1, 1),      # C = 1, wide kernel, stride 2
     ((2, 5, 10, 9), (7, 5, 3, 3), (2, 3), 1, 2, 1),  # stride phases with dilation
     ((1, 9, 8, 8), (6, 9, 1, 1), 2, 0, 1, 1),        # 1x1 / 2
+    ((2, 5, 8, 8), (6, 5, 3, 3), 1, 1, 1, 1),        # 8x8 planes: the GEMM epilogues' vector stores
 ]
 
 
