@@ -16,17 +16,21 @@
 #define CH_THREADS 256
 #define CH_UNROLL 4
 
-// (img, off) of a channel's element i (0 <= i < N*HW), advanced by a fixed stride.
+// (img, off) of a channel's element i (0 <= i < N*HW), advanced by a fixed
+// stride; 32-bit, since img < N and off < HW (a plane fits in int: the
+// launch code checks), so a step costs a few integer instructions.
 struct ChannelWalk {
-    long long img, off, simg, soff;
-    __device__ ChannelWalk(long long i, long long stride, long long HW)
-        : img(i / HW), off(i % HW), simg(stride / HW), soff(stride % HW) {}
-    __device__ __forceinline__ void next(long long HW) {
+    int img, off, simg, soff;
+    __device__ ChannelWalk(long long i, int stride, int HW)
+        : img((int)(i / HW)), off((int)(i % HW)), simg(stride / HW), soff(stride % HW) {}
+    __device__ __forceinline__ void next(int HW) {
         img += simg;
         off += soff;
         if (off >= HW) off -= HW, ++img;
     }
-    __device__ __forceinline__ long long at(int c, int C, long long HW) const { return (img * C + c) * HW + off; }
+    __device__ __forceinline__ long long at(int c, int C, int HW) const {
+        return ((long long)img * C + c) * HW + off;
+    }
 };
 
 // part[s][0] = the sum of v[s] over the block, by a fixed tree; every thread
@@ -52,7 +56,8 @@ template <int S, typename Term>
 __device__ void channel_partials(double (*part)[CH_THREADS], double* __restrict__ out, int N, int C, long long HW,
                                  long long chunk, int chunks, Term term) {
     const int t = threadIdx.x;
-    const long long n = (long long)N * HW, step = (long long)CH_THREADS * CH_UNROLL;
+    const long long n = (long long)N * HW;
+    const int step = CH_THREADS * CH_UNROLL, hw = (int)HW;
     for (long long z = blockIdx.x; z < (long long)C * chunks; z += gridDim.x) {  // uniform per block
         const int c = (int)(z % C), j = (int)(z / C);
         const long long beg = j * chunk, end = min(n, beg + chunk);
@@ -61,15 +66,26 @@ __device__ void channel_partials(double (*part)[CH_THREADS], double* __restrict_
         for (int u = 0; u < CH_UNROLL; ++u)
 #pragma unroll
             for (int s = 0; s < S; ++s) acc[u][s] = 0.0;
-        if (beg + t < end) {
-            ChannelWalk w[CH_UNROLL] = {ChannelWalk(beg + t, step, HW), ChannelWalk(beg + t + CH_THREADS, step, HW),
-                                        ChannelWalk(beg + t + 2 * CH_THREADS, step, HW),
-                                        ChannelWalk(beg + t + 3 * CH_THREADS, step, HW)};
+        if (hw >= step) {  // planes of a block step or more: walk each image's part of the chunk
+            for (int img = (int)(beg / hw); img < N && (long long)img * hw < end; ++img) {
+                const long long first = (long long)img * hw;
+                const int lo = (int)(max(beg, first) - first), hi = (int)(min(end, first + hw) - first);
+                const long long at = ((long long)img * C + c) * hw;
+                for (int o = lo + t; o < hi; o += step) {
+#pragma unroll
+                    for (int u = 0; u < CH_UNROLL; ++u)  // independent loads: all in flight at once
+                        if (o + u * CH_THREADS < hi) term(at + o + u * CH_THREADS, c, acc[u]);
+                }
+            }
+        } else if (beg + t < end) {  // small planes: walk (img, off) with carries
+            ChannelWalk w[CH_UNROLL] = {ChannelWalk(beg + t, step, hw), ChannelWalk(beg + t + CH_THREADS, step, hw),
+                                        ChannelWalk(beg + t + 2 * CH_THREADS, step, hw),
+                                        ChannelWalk(beg + t + 3 * CH_THREADS, step, hw)};
             for (long long i = beg + t; i < end; i += step) {
 #pragma unroll
-                for (int u = 0; u < CH_UNROLL; ++u) {  // independent loads: all in flight at once
-                    if (i + u * CH_THREADS < end) term(w[u].at(c, C, HW), c, acc[u]);
-                    w[u].next(HW);
+                for (int u = 0; u < CH_UNROLL; ++u) {
+                    if (i + u * CH_THREADS < end) term(w[u].at(c, C, hw), c, acc[u]);
+                    w[u].next(hw);
                 }
             }
         }
@@ -93,19 +109,18 @@ template <int S> __device__ __forceinline__ void channel_total(const double* __r
 }
 
 // f(i, c) for every i < count of an (N, C, HW) layout, c the channel of i:
-// a grid-stride loop that carries c along instead of dividing i per element.
+// a grid-stride loop that carries c along instead of dividing i per element
+// (HW < 2^31, as ChannelWalk).
 template <typename F> __device__ __forceinline__ void channel_map(long long count, int C, long long HW, F f) {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     const long long s = (long long)blockDim.x * gridDim.x;
-    long long off = i % HW;
-    int c = (int)((i / HW) % C);
-    const long long soff = s % HW;
-    const int sc = (int)((s / HW) % C);
+    const int hw = (int)HW, soff = (int)(s % HW), sc = (int)((s / HW) % C);
+    int off = (int)(i % HW), c = (int)((i / HW) % C);
     for (; i < count; i += s) {
         f(i, c);
         off += soff;
         c += sc;
-        if (off >= HW) off -= HW, ++c;
+        if (off >= hw) off -= hw, ++c;
         if (c >= C) c -= C;  // c < 2C: sc < C, plus one carry
     }
 }

@@ -160,7 +160,7 @@ __device__ void avg_bwd(const T* __restrict__ dy, T* __restrict__ dx, POOL_GEOME
 template <typename T>
 __device__ void unpool(const T* __restrict__ y, const long long* __restrict__ idx, T* GPUCNN_INOUT __restrict__ x,
                        long long n, long long PQ, long long HoWo) {
-    GRID_STRIDE_LOOP(o, n) { x[(o / PQ) * HoWo + idx[o]] = y[o]; }
+    PLANE_LOOP(it, 1, (int)PQ, n) { x[it.plane * HoWo + idx[it.i]] = y[it.i]; }  // a plane fits in int
 }
 
 #define POOL_ARGS NC, H, W, P, Q, kh, kw, sh, sw, pt, pl, dh, dw

@@ -1,6 +1,7 @@
 """The memory-bound reductions' two levels (kernels/channel.cuh): batch-norm
 statistics and backward sums and the conv bias gradient split into many
-(channel, chunk) blocks, chunks that end inside an image and at odd offsets,
+(channel, chunk) blocks, chunks that end inside an image and at odd offsets, planes below and above
+one block step (the two walks of channel_partials),
 against float64 sums; and the same bits on every run.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ def chunking(request, monkeypatch):
     return unit
 
 
-@pytest.mark.parametrize("shape", [(3, 5, 7, 9), (2, 2, 1, 1), (1, 1, 1, 2), (2, 3, 16, 16)])
+@pytest.mark.parametrize("shape", [(3, 5, 7, 9), (2, 2, 1, 1), (1, 1, 1, 2), (2, 3, 16, 16), (3, 2, 33, 32)])
 @pytest.mark.parametrize("dtype", (np.float32, np.float64))
 def test_batch_norm_sums(backend, chunking, shape, dtype):
     rng = np.random.default_rng(list(shape))
@@ -44,11 +45,12 @@ def test_batch_norm_sums(backend, chunking, shape, dtype):
                                atol=tol(dtype)["atol"] * x.size)
 
 
+@pytest.mark.parametrize("hw", [(11, 5), (40, 27)], ids=["small-planes", "planes-over-a-block-step"])
 @pytest.mark.parametrize("dtype", (np.float32, np.float64))
-def test_bias_gradient(backend, chunking, dtype):
+def test_bias_gradient(backend, chunking, dtype, hw):
     rng = np.random.default_rng(8)
-    dy = rng.standard_normal((3, 6, 11, 5)).astype(dtype)
-    x = rng.standard_normal((3, 2, 11, 5)).astype(dtype)
+    dy = rng.standard_normal((3, 6, *hw)).astype(dtype)
+    x = rng.standard_normal((3, 2, *hw)).astype(dtype)
     w = rng.standard_normal((6, 2, 1, 1)).astype(dtype)
     db = gpucnn.conv2d_backward(dy, x, w)[2]
     np.testing.assert_allclose(db, dy.astype(np.float64).sum(axis=(0, 2, 3)), **tol(dtype))

@@ -75,3 +75,22 @@ def test_hot_loop_is_fma_with_128_bit_shared_loads(sass_rows):
 def test_tile_kernels_keep_two_blocks_per_sm(sass_rows):
     for row in sass_report.ptxas_rows():
         assert row["blocks_per_sm"] >= 2 and row["spill_stores"] == row["spill_loads"] == 0, row
+
+
+def test_memory_bound_loops_divide_nothing_per_element():
+    """The recorded main loops (sass_stream's table, kept current above) of the
+    direct and memory-bound kernels call no division subroutine, and ReLU's
+    moves 16-byte vectors. avg_pool2d_backward divides each window's gradient
+    by its divisor, a float division (its CALL), not index arithmetic."""
+    text = sass_report.RECORD.read_text()
+    section = text[text.index("## Direct and memory-bound kernels"):]
+    head, *rows = [ln for ln in section.splitlines() if ln.startswith("| ") and "---" not in ln]
+    cols = [c.strip() for c in head.strip("|").split("|")]
+    table = {r[0]: dict(zip(cols, r)) for r in ([c.strip() for c in ln.strip("|").split("|")] for ln in rows)}
+    assert {"depthwise_forward_f32", "batchnorm_stats_partial_f32", "max_pool2d_forward_f32",
+            "conv2d_bias_partial_f32", "relu_forward_f32"} <= table.keys()
+    for name, row in table.items():
+        if not name.startswith("avg_pool2d_backward"):
+            assert row["CALL"] == "0", row
+    for name in ("relu_forward_f32", "relu_backward_f32", "relu_forward_f64", "relu_backward_f64"):
+        assert int(table[name]["LDG.128"]) > 0 and int(table[name]["STG.128"]) > 0

@@ -151,6 +151,7 @@ def conv2d_backward_bias(rt, dy):
     """db = dy summed over images and pixels, per channel (kernels/channel.cuh's two levels)."""
     dy = contiguous(rt.xp, dy)
     N, K, P, Q = dy.shape
+    _fits_int(N, K, P * Q)  # channel.cuh walks images and planes in int
     n = N * P * Q
     chunk, chunks = norm.channel_chunks(K, n)
     part = rt.xp.empty((K, chunks), np.float64)

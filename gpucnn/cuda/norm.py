@@ -24,8 +24,8 @@ _INT_MAX = 2**31 - 1
 
 def _dims(x):
     N, C, H, W = x.shape
-    if max(N, C) > _INT_MAX:
-        raise ValueError(f"batch norm: N and C must fit in int32, got shape {tuple(x.shape)}")
+    if max(N, C, H * W) > _INT_MAX:
+        raise ValueError(f"batch norm: N, C and H*W must fit in int32, got shape {tuple(x.shape)}")
     return np.int32(N), np.int32(C), i64(H * W)
 
 

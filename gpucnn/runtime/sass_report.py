@@ -234,6 +234,7 @@ DATE_PREFIX = "Generated on "
 
 def report(arch: str = ARCH, date: str | None = None, sass: list[dict] | None = None) -> str:
     """The record's text: toolchain, ptxas rows, SASS counts (``sass``: sass_rows(arch), if at hand)."""
+    from gpucnn.runtime import sass_stream
     ver = versions()
     date = date or datetime.date.today().isoformat()
     sass = sass_rows(arch) if sass is None else sass
@@ -256,7 +257,8 @@ LEA, SHF, LOP3, ISETP and the like (the operands' index arithmetic); other is
 everything else (moves, conversions, predicates, branches).
 
 {markdown(sass, SASS_COLUMNS)}
-"""
+
+{sass_stream.section(arch)}"""
 
 
 def recorded_nvrtc(text: str) -> str | None:
