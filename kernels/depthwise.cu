@@ -26,7 +26,8 @@
 #include "conv.cuh"
 
 #define DW_THREADS 256
-#define DW_CB 4  // channels of one group a backward-data thread computes
+#define DW_CB 4   // channels of one group a backward-data thread computes
+#define DW_PIX 4  // pixels of one stride phase of a row a backward-data thread computes
 #define DW_TB 8  // taps a backward-filter thread accumulates at once
 
 // ------------------------------------------------------------------- forward
@@ -64,20 +65,30 @@ __device__ void dw_forward(const T* __restrict__ x, const T* __restrict__ w, con
 
 // dx[n, c, h, w] = sum over filters f of c's group and taps (r, s) with
 // h + pt - r*dh = p*sh (and likewise w) of w[f, c, r, s] dy[n, f, p, q].
-// Thread i owns pixel (h, w) of channels c0 .. c0 + DW_CB - 1 of group g in image n.
+// Thread i owns DW_PIX pixels of row h in one phase of the w stride,
+// w_j = start + (wb*DW_PIX + j)*sw (j < DW_PIX), for channels c0 .. c0 + DW_CB - 1
+// of group g in image n: the pixels share every tap's validity and read
+// consecutive dy values q0 + j, so each tap costs DW_PIX + DW_CB loads for
+// DW_PIX * DW_CB FMAs. Threads run phase-major within a row (i = (((n*G + g)*CB + cb)*H + h)*sw + b)*WB + wb).
 template <typename T>
 __device__ void dw_backward_data(const T* __restrict__ dy, const T* __restrict__ w, T* __restrict__ dx, GEOM) {
     const int Kg = K / G, Cg = C / G, HW = H * W, PQ = P * Q, khkw = kh * kw;
-    const int blocks = (Cg + DW_CB - 1) / DW_CB;
-    const FastDiv fW(W), fH(H), fB(blocks), fG(G), fsh(sh), fsw(sw);
-    GRID_STRIDE_LOOP(i, (long long)N * G * blocks * HW) {  // i = ((n*G + g)*blocks + cb)*HW + h*W + w
-        int rest, hrest, ngb, n;
-        const int xw = fW.divmod((int)i, hrest), h = fH.divmod(hrest, rest);
-        const int cb = fB.divmod(rest, ngb), g = fG.divmod(ngb, n);
+    const int blocks = (Cg + DW_CB - 1) / DW_CB, WB = ((W + sw - 1) / sw + DW_PIX - 1) / DW_PIX;
+    const int bias = (kw * dw + sw - 1) / sw;  // keeps w + pl - s*dw + bias*sw >= 0 for the division
+    const FastDiv fWB(WB), fsw(sw), fH(H), fB(blocks), fG(G), fsh(sh);
+    GRID_STRIDE_LOOP(i, (long long)N * G * blocks * H * sw * WB) {
+        int rest, hrest, ngb, n, phase_row;
+        const int wb = fWB.divmod((int)i, phase_row), b = fsw.divmod(phase_row, hrest);
+        const int h = fH.divmod(hrest, rest), cb = fB.divmod(rest, ngb), g = fG.divmod(ngb, n);
+        const int start = ((b - pl) % sw + sw) % sw, w0 = start + wb * DW_PIX * sw;  // (w0 + pl) % sw == b
+        if (w0 >= W) continue;  // a phase with fewer pixels than the widest
         const int c0 = g * Cg + cb * DW_CB, nc = min(DW_CB, Cg - cb * DW_CB);
-        T acc[DW_CB];
+        const int npix = min(DW_PIX, (W - 1 - w0) / sw + 1);
+        T acc[DW_PIX][DW_CB];
 #pragma unroll
-        for (int j = 0; j < DW_CB; ++j) acc[j] = T(0);
+        for (int j = 0; j < DW_PIX; ++j)
+#pragma unroll
+            for (int k = 0; k < DW_CB; ++k) acc[j][k] = T(0);
         const T* dyn = dy + ((long long)n * K + (long long)g * Kg) * PQ;
         const T* wc = w + ((long long)g * Kg * Cg + (c0 - g * Cg)) * khkw;
         for (int r = 0; r < kh; ++r) {
@@ -86,25 +97,33 @@ __device__ void dw_backward_data(const T* __restrict__ dy, const T* __restrict__
             int p;
             if (fsh.divmod(th, p) != 0 || p >= P) continue;  // a tap the stride skips
             for (int s = 0; s < kw; ++s) {
-                const int tw = xw + pl - s * dw;
-                if (tw < 0) break;
-                int q;
-                if (fsw.divmod(tw, q) != 0 || q >= Q) continue;
-                const T* d = dyn + p * Q + q;
+                int q0;
+                if (fsw.divmod(w0 + pl - s * dw + bias * sw, q0) != 0) continue;  // the same for all DW_PIX pixels
+                q0 -= bias;
+                bool ok[DW_PIX];
+#pragma unroll
+                for (int j = 0; j < DW_PIX; ++j) ok[j] = j < npix && (unsigned)(q0 + j) < (unsigned)Q;
+                const T* d = dyn + p * Q + q0;
                 const T* wf = wc + r * kw + s;
                 for (int f = 0; f < Kg; ++f) {
-                    const T v = d[(long long)f * PQ];
-                    const T* wj = wf + (long long)f * Cg * khkw;
+                    T v[DW_PIX], wk[DW_CB];
 #pragma unroll
-                    for (int j = 0; j < DW_CB; ++j)
-                        if (j < nc) acc[j] += wj[j * khkw] * v;
+                    for (int j = 0; j < DW_PIX; ++j) v[j] = ok[j] ? d[(long long)f * PQ + j] : T(0);
+#pragma unroll
+                    for (int k = 0; k < DW_CB; ++k) wk[k] = k < nc ? wf[(long long)f * Cg * khkw + k * khkw] : T(0);
+#pragma unroll
+                    for (int j = 0; j < DW_PIX; ++j)
+#pragma unroll
+                        for (int k = 0; k < DW_CB; ++k) acc[j][k] += wk[k] * v[j];
                 }
             }
         }
-        T* out = dx + ((long long)n * C + c0) * HW + (long long)h * W + xw;
+        T* out = dx + ((long long)n * C + c0) * HW + (long long)h * W + w0;
 #pragma unroll
-        for (int j = 0; j < DW_CB; ++j)
-            if (j < nc) out[(long long)j * HW] = acc[j];
+        for (int k = 0; k < DW_CB; ++k)
+#pragma unroll
+            for (int j = 0; j < DW_PIX; ++j)
+                if (k < nc && j < npix) out[(long long)k * HW + j * sw] = acc[j][k];
     }
 }
 

@@ -44,8 +44,10 @@ DIRECT_BLOCKS_PER_SM = 8  # 256-thread blocks of depthwise.cu (no register cap h
 DIRECT_THREADS = 256
 SMALL_GROUP = 8  # direct when both Kg and Cg are at most this
 SMALL_C = 4      # backward-data direct for up to this many channels a group (stems)
+DIRECT_FILTER_USE = 0.4  # backward-filter direct when the GEMM's tiles are less full than this
 MIN_SPLIT_STEPS = 8    # a split reduces at least this many k-steps
-MAX_SPLITS = 64
+MAX_SPLITS = 16  # forward and backward-data: each part writes a whole output
+MAX_FILTER_SPLITS = 1024  # filter gradients: parts are filter-sized, and stems' few tiles need many
 DEFAULT_SMS = 132  # H100 SXM; the emulator reports this unless told otherwise
 ENV = "GPUCNN_CONV_ALGO"
 
@@ -120,8 +122,10 @@ def _gemm(g, pass_: str, sms: int, splits: int | None) -> Choice:
     if splits is None:
         # forward and backward-data split only below one wave: a full grid
         # already keeps every SM busy, and a split costs a partial pass
-        small = pass_ == "backward_filter" or tiles < slots
-        splits = _split(tiles, steps, slots, MAX_SPLITS) if small else 1
+        if pass_ == "backward_filter":
+            splits = _split(tiles, steps, slots, MAX_FILTER_SPLITS)
+        else:
+            splits = _split(tiles, steps, slots, MAX_SPLITS) if tiles < slots else 1
     return _parts(Choice("gemm", TILE), red, splits, bk)
 
 
@@ -132,10 +136,20 @@ def _parts(c: Choice, red: int, splits: int, unit: int) -> Choice:
     return dataclasses.replace(c, splits=max(1, cdiv(red, chunk)), chunk=chunk)
 
 
+def tile_use(rows: int, cols: int) -> float:
+    """The fraction of 64 x 64 tiles a rows x cols GEMM output fills."""
+    bm, bn, _ = TILE
+    return rows / (cdiv(rows, bm) * bm) * cols / (cdiv(cols, bn) * bn)
+
+
 def _direct_ok(g, pass_: str) -> bool:
     Kg, Cg = g.K // g.groups, g.C // g.groups
     if Kg <= SMALL_GROUP and Cg <= SMALL_GROUP:
         return True
+    if pass_ == "backward_filter":
+        # The direct kernel makes about one L1 load per FMA; the FFMA GEMM
+        # runs its tiles at ~4x that rate, so it wins only while it fills them.
+        return tile_use(Kg, Cg * g.win.kh * g.win.kw) < DIRECT_FILTER_USE
     return pass_ == "backward_data" and Cg <= SMALL_C
 
 
@@ -147,7 +161,7 @@ def _direct(g, pass_: str, sms: int, splits: int | None) -> Choice:
     w = g.win
     npq = g.N * w.P * w.Q
     if splits is None:
-        splits = _split(g.K, cdiv(npq, DIRECT_THREADS), sms * DIRECT_BLOCKS_PER_SM, MAX_SPLITS)
+        splits = _split(g.K, cdiv(npq, DIRECT_THREADS), sms * DIRECT_BLOCKS_PER_SM, MAX_FILTER_SPLITS)
     return _parts(Choice("direct"), npq, splits, DIRECT_THREADS)
 
 

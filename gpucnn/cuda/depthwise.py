@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from gpucnn.cuda.gemm import fits_int
 from gpucnn.cuda.launch import i64, launch
 
 FAMILY = "depthwise"
 KERNELS = ("depthwise_forward", "depthwise_backward_data", "depthwise_backward_filter")
 THREADS = 256  # DW_THREADS
 CHANNEL_BLOCK = 4  # DW_CB: channels of one group a backward-data thread computes
+PIXELS = 4  # DW_PIX: pixels of a row's stride phase a backward-data thread computes
 
 
 def forward(rt, x, w, b, y, geom, relu: bool = False) -> None:
@@ -22,11 +24,13 @@ def forward(rt, x, w, b, y, geom, relu: bool = False) -> None:
 
 
 def backward_data(rt, dy, w, dx, g, geom) -> None:
-    """dx from dy: one thread per input pixel and block of CHANNEL_BLOCK channels of a group."""
-    Cg = g.C // g.groups
-    blocks = -(-Cg // CHANNEL_BLOCK)
-    launch(rt, FAMILY, "depthwise_backward_data", dy.dtype, g.N * g.groups * blocks * g.win.H * g.win.W,
-           (dy, w, dx, *geom))
+    """dx from dy: one thread per PIXELS pixels of a row's stride phase and
+    CHANNEL_BLOCK channels of a group."""
+    win, Cg = g.win, g.C // g.groups
+    blocks, wb = -(-Cg // CHANNEL_BLOCK), -(-(-(-win.W // win.sw)) // PIXELS)
+    threads = g.N * g.groups * blocks * win.H * win.sw * wb
+    fits_int("depthwise", threads)
+    launch(rt, FAMILY, "depthwise_backward_data", dy.dtype, threads, (dy, w, dx, *geom))
 
 
 def backward_filter(rt, dy, x, g, geom, choice):
