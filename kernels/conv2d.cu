@@ -8,7 +8,7 @@
 //                             dy: (N,K,P,Q)  w: (K,Cg,kh,kw)  dx: (splits,N,C,H,W)
 //   conv2d_backward_filter_T(const T* dy, const T* x, T* out, GEOM, int chunk, int splits)
 //                             out: (splits,K,Cg,kh,kw), partial sums over pixel chunks
-//   conv2d_sum_splits_T     (const T* part, T* dw, long long n, int splits)
+//   conv2d_sum_splits_T     (const T* part, T* dw, long long n, int splits, int relu)
 //                             part: (splits,n)  dw: (n,)
 //   conv2d_bias_partial_T   (const T* dy, double* part, int N, int K, long long PQ, long long chunk, int chunks)
 //   conv2d_bias_finalize_T  (const double* part, T* db, int K, int chunks)  part: (K,chunks)  db: (K,)
@@ -98,8 +98,8 @@ template <typename T> struct PlaneEpi {
 
 // Grid z runs over (split, group) pairs; split s reduces taps
 // [s*chunk, min((s+1)*chunk, Cg*kh*kw)) and writes y + s*N*K*P*Q; split 0
-// adds the bias, and relu applies only to an unsplit reduction (the launch
-// code applies it after adding the parts).
+// adds the bias, and relu applies only to an unsplit reduction
+// (conv2d_sum_splits applies it after adding the parts).
 template <typename T>
 __device__ void conv_forward(GemmSmem<T, int4>& sm, const T* __restrict__ x, const T* __restrict__ w,
                              const T* __restrict__ b, T* __restrict__ y, GEOM, int chunk, int splits, int relu) {
@@ -324,12 +324,12 @@ GEMM_KERNEL conv2d_backward_filter_f64(const double* __restrict__ dy, const doub
     conv_backward_filter(sm, dy, x, out, GEOM_ARGS, chunk, splits);
 }
 extern "C" __global__ void conv2d_sum_splits_f32(const float* __restrict__ part, float* __restrict__ dw,
-                                                 long long n, int splits) {
-    sum_splits(part, dw, n, splits);
+                                                 long long n, int splits, int relu) {
+    sum_splits(part, dw, n, splits, relu);
 }
 extern "C" __global__ void conv2d_sum_splits_f64(const double* __restrict__ part, double* __restrict__ dw,
-                                                 long long n, int splits) {
-    sum_splits(part, dw, n, splits);
+                                                 long long n, int splits, int relu) {
+    sum_splits(part, dw, n, splits, relu);
 }
 extern "C" __global__ void __launch_bounds__(CH_THREADS)
 conv2d_bias_partial_f32(const float* __restrict__ dy, double* __restrict__ part, int N, int K, long long PQ,

@@ -321,11 +321,11 @@ __device__ __forceinline__ void gemm_block_epilogue(const Op& op, Sm& sm, int kb
 // was split over blocks adds its partial tiles here, and the fixed order makes
 // the result the same bits on every run.
 template <typename T>
-__device__ void sum_splits(const T* __restrict__ part, T* __restrict__ dst, long long n, int splits) {
+__device__ void sum_splits(const T* __restrict__ part, T* __restrict__ dst, long long n, int splits, int relu = 0) {
     GRID_STRIDE_LOOP(i, n) {
         T acc = part[i];
         for (int s = 1; s < splits; ++s) acc += part[(long long)s * n + i];
-        dst[i] = acc;
+        dst[i] = relu_if(acc, relu);  // a split GEMM's fused activation, after the whole sum
     }
 }
 

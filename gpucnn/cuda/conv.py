@@ -67,15 +67,17 @@ def _choose(rt, g, pass_, dtype):
     return algo.choose(g, pass_, dtype, sms=algo.sm_count(rt))
 
 
-def _split_gemm(rt, base, dtype, c, out, rows, cols, z, args):
+def _split_gemm(rt, base, dtype, c, out, rows, cols, z, args, relu=False):
     """A GEMM whose reduction runs in ``c.splits`` parts over grid z, added in
-    split order into ``out``; ``args(dst)`` are the kernel's arguments writing dst."""
+    split order into ``out`` (then ReLU when ``relu``); ``args(dst, relu)`` are
+    the kernel's arguments writing dst."""
     if c.splits == 1:
-        _gemm(rt, base, dtype, rows, cols, z, args(out))
+        _gemm(rt, base, dtype, rows, cols, z, args(out, relu))
         return
     part = rt.xp.empty((c.splits, *out.shape), dtype)
-    _gemm(rt, base, dtype, rows, cols, z * c.splits, args(part))
-    launch(rt, FAMILY, "conv2d_sum_splits", dtype, out.size, (part, out, i64(out.size), np.int32(c.splits)))
+    _gemm(rt, base, dtype, rows, cols, z * c.splits, args(part, False))
+    launch(rt, FAMILY, "conv2d_sum_splits", dtype, out.size,
+           (part, out, i64(out.size), np.int32(c.splits), np.int32(relu)))
 
 
 def conv2d_forward(rt, x, w, b, g, relu=False):
@@ -91,13 +93,10 @@ def conv2d_forward(rt, x, w, b, g, relu=False):
         if c.family == "direct":
             depthwise.forward(rt, xs, w, b, y[n0:n1], geom, relu)
             continue
-        # A split reduction adds its parts first; ReLU then runs as its own pass.
-        fused = relu and c.splits == 1
-        out = y[n0:n1] if fused or not relu else xp.empty_like(y[n0:n1])
-        _split_gemm(rt, "conv2d_forward", x.dtype, c, out, g.K // g.groups, gb.N * win.P * win.Q, g.groups,
-                    lambda dst: (xs, w, b, dst, *geom, np.int32(c.chunk), np.int32(c.splits), np.int32(fused)))
-        if relu and not fused:
-            launch(rt, "relu", "relu_forward", x.dtype, out.size, (out, y[n0:n1], i64(out.size), x.dtype.type(0)))
+        # A split reduction applies the ReLU where it adds its parts.
+        _split_gemm(rt, "conv2d_forward", x.dtype, c, y[n0:n1], g.K // g.groups, gb.N * win.P * win.Q,
+                    g.groups, lambda dst, act: (xs, w, b, dst, *geom, np.int32(c.chunk), np.int32(c.splits),
+                                                np.int32(act)), relu)
     return y
 
 
@@ -116,7 +115,7 @@ def conv2d_backward_data(rt, dy, w, g):
         else:
             _split_gemm(rt, "conv2d_backward_data", dy.dtype, c, dx[n0:n1], g.C // g.groups,
                         gb.N * win.H * win.W, g.groups,
-                        lambda dst: (dys, w, dst, *geom, np.int32(c.chunk), np.int32(c.splits)))
+                        lambda dst, _: (dys, w, dst, *geom, np.int32(c.chunk), np.int32(c.splits)))
     return dx
 
 
@@ -143,7 +142,7 @@ def _filter_gradient(rt, dy, x, g):
     dw = rt.xp.empty((g.K, g.C // g.groups, win.kh, win.kw), x.dtype)
     _fits_int(c.splits * dw.size)
     _split_gemm(rt, "conv2d_backward_filter", x.dtype, c, dw, g.K // g.groups, taps, g.groups,
-                lambda dst: (dy, x, dst, *geom, np.int32(c.chunk), np.int32(c.splits)))
+                lambda dst, _: (dy, x, dst, *geom, np.int32(c.chunk), np.int32(c.splits)))
     return dw
 
 

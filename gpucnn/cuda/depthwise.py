@@ -45,6 +45,6 @@ def backward_filter(rt, dy, x, g, geom, choice):
            (dy, x, out, *geom, np.int32(choice.chunk), np.int32(choice.splits)), block=THREADS)
     if choice.splits > 1:
         launch(rt, "conv2d", "conv2d_sum_splits", x.dtype, dw.size,
-               (out, dw, i64(dw.size), np.int32(choice.splits)))
+               (out, dw, i64(dw.size), np.int32(choice.splits), np.int32(0)))
     return dw
 
