@@ -10,14 +10,19 @@ Families:
   gemm    the implicit GEMM of kernels/conv2d.cu (64 x 64 x 16 tiles)
   phase   backward-data only: the stride-decomposed implicit GEMM, one dense
           sub-problem per phase of the input, so no tap meets a structural zero
-  direct  kernels/depthwise.cu: one thread per output element (forward,
-          backward-data) or a block per filter and pixel chunk with a fixed
-          tree (backward-filter), for groups so small that a 64-row tile
-          would be mostly empty (depthwise, small groups, stems with C <= 4)
+  direct  kernels/depthwise.cu: a thread per output element (forward), per
+          4 pixels x 4 channels (backward-data), or a block per filter and
+          pixel chunk with a fixed tree (backward-filter), for groups so
+          small that a 64-row tile would be mostly empty (depthwise, small
+          groups, backward-data with C <= 4, filter gradients that would
+          fill under DIRECT_FILTER_USE of their GEMM tiles)
 
-A GEMM whose tile grid is below about one wave splits its reduction into
-``splits`` chunks of ``chunk`` indices (a multiple of the tile's k depth);
-the parts are added in split order, so the bits depend on the shapes only.
+A forward or backward-data GEMM whose tile grid is below one wave splits its
+reduction into ``splits`` chunks of ``chunk`` indices (a multiple of the
+tile's k depth), and a filter gradient always may, the count minimising
+waves x work per part on ``sms`` SMs; the parts are added in split order, so
+the bits depend on the shapes (and SM count) only. ``math`` is the math mode
+(only "fp32" so far: the tensor-core modes bring their own tile choice).
 
 ``GPUCNN_CONV_ALGO`` (or ``override``) forces a family, and optionally the
 split count, for every pass that family can run: ``direct``, ``gemm``,
