@@ -116,7 +116,8 @@ def _train(args) -> int:
 def _bench(args) -> int:
     from gpucnn.bench import check, report, run
     device, backends = check.arguments(args.device, args.backends, args.only, args.small, args.steps_only)
-    with _say("bench"):
+    from gpucnn.cuda import algo
+    with _say("bench"), algo.override(args.algo):
         res = run.run(device, backends=backends, small=args.small, only=args.only, budget_s=args.budget,
                       threads=args.threads, train=not args.no_train, progress=args.progress,
                       steps_only=args.steps_only, compile_torch=args.torch_compile)
@@ -147,6 +148,8 @@ def _add_bench(sub, common) -> None:
     p.add_argument("--steps-only", action="store_true", help="only the training-step benchmark")
     p.add_argument("--no-torch-compile", dest="torch_compile", action="store_false",
                    help="leave torch.compile out of the training-step benchmark")
+    p.add_argument("--algo", help="force the convolution algorithm as GPUCNN_CONV_ALGO does: direct, "
+                   "phase, gemm or gemm:SPLITS (default: gpucnn.cuda.algo's choice per shape)")
     p.add_argument("--out", default="bench/results", help="directory for the JSON, table and chart")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
     p.set_defaults(func=_bench)

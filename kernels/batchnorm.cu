@@ -1,27 +1,34 @@
 // batchnorm.cu: 2-D batch normalization (Ioffe & Szegedy 2015, Algorithm 1 and
-// the gradients of §3), per channel c of x (N, C, H, W) over its n = N*H*W values.
+// the gradients of §3), per channel c of x (N, C, H, W) over its n = N*H*W
+// values, optionally followed by a fused ReLU.
 //
-// Kernels (T = float as _f32, double as _f64; HW = H*W; count = N*C*HW):
-//   batchnorm_stats_T   (const T* x, T* mean, T* invstd, T* GPUCNN_INOUT run_mean,
-//                        T* GPUCNN_INOUT run_var, int N, int C, long long HW, double inv_n,
-//                        double unbias, double eps, double momentum, int update)
-//                        x: (N,C,HW)  mean, invstd, run_mean, run_var: (C,)
-//   batchnorm_forward_T (const T* x, const T* mean, const T* invstd, const T* gamma,
-//                        const T* beta, T* y, long long count, int C, long long HW)
-//                        x, y: (N,C,HW)  mean, invstd, gamma, beta: (C,)
-//   batchnorm_backward_reduce_T(const T* dy, const T* x, const T* mean, const T* invstd,
-//                        T* dgamma, T* dbeta, int N, int C, long long HW)
-//                        dy, x: (N,C,HW)  the rest: (C,)
-//   batchnorm_backward_data_T(const T* dy, const T* x, const T* mean, const T* invstd,
-//                        const T* gamma, const T* dgamma, const T* dbeta, T* dx,
-//                        long long count, int C, long long HW, T inv_n, int batch_stats)
+// Kernels (T = float as _f32, double as _f64; HW = H*W; count = N*C*HW;
+// part: (C, chunks, 2) doubles, the per-chunk sums of channel.cuh):
+//   batchnorm_stats_partial_T (const T* x, double* part, int N, int C, long long HW,
+//                              long long chunk, int chunks)
+//   batchnorm_stats_finalize_T(const double* part, const T* x, T* mean, T* invstd,
+//                              T* GPUCNN_INOUT run_mean, T* GPUCNN_INOUT run_var, int C,
+//                              long long HW, int chunks, double inv_n, double unbias,
+//                              double eps, double momentum, int update)
+//                              mean, invstd, run_mean, run_var: (C,)
+//   batchnorm_forward_T       (const T* x, const T* mean, const T* invstd, const T* gamma,
+//                              const T* beta, T* y, long long count, int C, long long HW, int relu)
+//                              x, y: (N,C,HW)  mean, invstd, gamma, beta: (C,)
+//   batchnorm_backward_partial_T(const T* dy, const T* x, const T* y, const T* mean, double* part,
+//                              int N, int C, long long HW, long long chunk, int chunks, int relu)
+//   batchnorm_backward_finalize_T(const double* part, const T* invstd, T* dgamma, T* dbeta,
+//                              int C, int chunks)
+//   batchnorm_backward_data_T (const T* dy, const T* x, const T* y, const T* mean,
+//                              const T* invstd, const T* gamma, const T* dgamma, const T* dbeta,
+//                              T* dx, long long count, int C, long long HW, T inv_n,
+//                              int batch_stats, int relu)
 //
-// Statistics: one block per channel (block-stride over channels), each thread
-// summing a strided share of the channel's n values, then a fixed-order tree
-// over the block in shared memory: no atomics, the same bits on every run.
-// Sums are accumulated in double for both dtypes, and the variance takes a
-// second pass over x, sum((x - mean)^2) / n, rather than E[x^2] - mean^2,
-// which cancels catastrophically when |mean| >> std.
+// Statistics: channel.cuh's two-level reduction (channel x chunk blocks, 4
+// loads in flight per thread, fixed trees, double accumulation) of the
+// shifted sums S1 = sum(x - k), S2 = sum((x - k)^2), with k = x[0, c, 0],
+// one of the channel's own values: var = S2/n - (S1/n)^2 then loses only
+// about (mean - k)^2 / var of double's 53 bits, where E[x^2] - mean^2 (k = 0)
+// cancels catastrophically when |mean| >> std; and x is read once.
 // The running statistics, when update != 0, are updated in place in copies
 // the caller made (torch's rule: running = (1 - momentum) * running +
 // momentum * batch, with the unbiased variance unbias * var, unbias = n/(n-1)).
@@ -29,61 +36,73 @@
 // double): a double division or sqrt is a subroutine call whose saved
 // registers spill to the stack.
 //
-// Backward with xhat = (x - mean) * invstd (the forward's saved statistics):
+// Backward with xhat = (x - mean) * invstd (the forward's saved statistics),
+// and with relu, dy first masked by the fused output (dy where y > 0 or NaN, else 0):
 //   dbeta = sum dy,  dgamma = sum dy * xhat,
 //   dx = gamma * invstd * (dy - dbeta/n - xhat * dgamma/n)   with batch statistics,
 //   dx = gamma * invstd * dy                                   with running ones (constants).
+// The element-wise kernels carry the channel along their grid-stride loop
+// (channel_map) and move 16-byte vectors when HW is a multiple of one and the
+// pointers are aligned: no 64-bit division per element.
 #include "common.cuh"
+#include "channel.cuh"
 
-#define BN_THREADS 256
+// dy as the ReLU that followed the normalization passes it back (torch's threshold_backward on y).
+template <typename T> __device__ __forceinline__ T relu_grad(T dy, T y, int relu) {
+    return (relu && y <= T(0)) ? T(0) : dy;
+}
 
-// Block sum of v over BN_THREADS threads through part (BN_THREADS doubles): a
-// fixed tree, so the order of additions never depends on timing. Every
-// thread returns the total; part may be reused after the call.
-__device__ __forceinline__ double block_sum(double* part, double v) {
-    const int t = threadIdx.x;
-    part[t] = v;
-    __syncthreads();
-    for (int s = BN_THREADS / 2; s > 0; s >>= 1) {
-        if (t < s) part[t] += part[t + s];
-        __syncthreads();
+// out[i] = f(a[i], b[i], d[i], c) over an (N, C, HW) layout, c the channel of
+// i: by 16-byte vectors when HW is a multiple of one (a vector never
+// straddles two channels) and every pointer is aligned, else element by element.
+template <typename T, typename F>
+__device__ __forceinline__ void channel_apply(const T* __restrict__ a, const T* __restrict__ b,
+                                              const T* __restrict__ d, T* __restrict__ out, long long count,
+                                              int C, long long HW, F f) {
+    typedef typename Vec16<T>::type V;
+    const int L = Vec16<T>::n;
+    if (HW % L == 0 && aligned16(a) && aligned16(b) && aligned16(d) && aligned16(out)) {
+        channel_map(count / L, C, HW / L, [&](long long i, int c) {
+            V va = reinterpret_cast<const V*>(a)[i], vb = reinterpret_cast<const V*>(b)[i];
+            V vd = reinterpret_cast<const V*>(d)[i], r;
+            const T *ea = reinterpret_cast<const T*>(&va), *eb = reinterpret_cast<const T*>(&vb);
+            const T* ed = reinterpret_cast<const T*>(&vd);
+            T* er = reinterpret_cast<T*>(&r);
+#pragma unroll
+            for (int k = 0; k < L; ++k) er[k] = f(ea[k], eb[k], ed[k], c);
+            reinterpret_cast<V*>(out)[i] = r;
+        });
+    } else {
+        channel_map(count, C, HW, [&](long long i, int c) { out[i] = f(a[i], b[i], d[i], c); });
     }
-    const double total = part[0];
-    __syncthreads();  // every thread has read part[0] before the next sum overwrites it
-    return total;
-}
-
-// x's element i (0 <= i < N*HW) of channel c: image i / HW, offset i % HW.
-template <typename T>
-__device__ __forceinline__ T channel_at(const T* __restrict__ x, long long i, int c, int C, long long HW) {
-    const long long img = i / HW;
-    return x[(img * C + c) * HW + (i - img * HW)];
 }
 
 template <typename T>
-__device__ void stats(double* part, const T* __restrict__ x, T* __restrict__ mean, T* __restrict__ invstd,
-                      T* __restrict__ run_mean, T* __restrict__ run_var, int N, int C, long long HW,
-                      double inv_n, double unbias, double eps, double momentum, int update) {
-    const int t = threadIdx.x;
-    const long long n = (long long)N * HW;
-    for (int c = blockIdx.x; c < C; c += gridDim.x) {  // uniform per block: barriers are safe
-        double acc = 0.0;
-        for (long long i = t; i < n; i += BN_THREADS) acc += (double)channel_at(x, i, c, C, HW);
-        const double mu = block_sum(part, acc) * inv_n;
-        acc = 0.0;
-        for (long long i = t; i < n; i += BN_THREADS) {
-            const double d = (double)channel_at(x, i, c, C, HW) - mu;
-            acc += d * d;
-        }
-        const double var = block_sum(part, acc) * inv_n;  // biased: the one that normalizes
-        if (t == 0) {
-            mean[c] = (T)mu;
-            invstd[c] = (T)rsqrt(var + eps);
-            if (update) {
-                const double m = momentum;
-                run_mean[c] = (T)((1.0 - m) * (double)run_mean[c] + m * mu);
-                run_var[c] = (T)((1.0 - m) * (double)run_var[c] + m * var * unbias);
-            }
+__device__ void stats_partial(double (*part)[CH_THREADS], const T* __restrict__ x, double* __restrict__ out,
+                              int N, int C, long long HW, long long chunk, int chunks) {
+    channel_partials<2>(part, out, N, C, HW, chunk, chunks, [&](long long e, int c, double(&acc)[2]) {
+        const double d = (double)x[e] - (double)x[(long long)c * HW];  // shifted by the channel's first value
+        acc[0] += d;
+        acc[1] += d * d;
+    });
+}
+
+template <typename T>
+__device__ void stats_finalize(const double* __restrict__ part, const T* __restrict__ x, T* __restrict__ mean,
+                               T* __restrict__ invstd, T* __restrict__ run_mean, T* __restrict__ run_var, int C,
+                               long long HW, int chunks, double inv_n, double unbias, double eps,
+                               double momentum, int update) {
+    GRID_STRIDE_LOOP(c, C) {
+        double s[2];
+        channel_total<2>(part, (int)c, chunks, s);
+        const double d = s[0] * inv_n, mu = (double)x[c * HW] + d;
+        const double var = max(s[1] * inv_n - d * d, 0.0);  // biased: the one that normalizes
+        mean[c] = (T)mu;
+        invstd[c] = (T)rsqrt(var + eps);
+        if (update) {
+            const double m = momentum;
+            run_mean[c] = (T)((1.0 - m) * (double)run_mean[c] + m * mu);
+            run_var[c] = (T)((1.0 - m) * (double)run_var[c] + m * var * unbias);
         }
     }
 }
@@ -91,114 +110,129 @@ __device__ void stats(double* part, const T* __restrict__ x, T* __restrict__ mea
 template <typename T>
 __device__ void forward(const T* __restrict__ x, const T* __restrict__ mean, const T* __restrict__ invstd,
                         const T* __restrict__ gamma, const T* __restrict__ beta, T* __restrict__ y,
-                        long long count, int C, long long HW) {
-    GRID_STRIDE_LOOP(i, count) {
-        const int c = (int)((i / HW) % C);
-        y[i] = (x[i] - mean[c]) * (invstd[c] * gamma[c]) + beta[c];
+                        long long count, int C, long long HW, int relu) {
+    channel_apply(x, x, x, y, count, C, HW, [&](T v, T, T, int c) {
+        return relu_if((v - mean[c]) * (invstd[c] * gamma[c]) + beta[c], relu);
+    });
+}
+
+template <typename T>
+__device__ void backward_partial(double (*part)[CH_THREADS], const T* __restrict__ dy, const T* __restrict__ x,
+                                 const T* __restrict__ y, const T* __restrict__ mean, double* __restrict__ out,
+                                 int N, int C, long long HW, long long chunk, int chunks, int relu) {
+    channel_partials<2>(part, out, N, C, HW, chunk, chunks, [&](long long e, int c, double(&acc)[2]) {
+        const double g = (double)relu_grad(dy[e], y[e], relu);
+        acc[0] += g;                                   // sum dy
+        acc[1] += g * ((double)x[e] - (double)mean[c]);  // sum dy * (x - mean)
+    });
+}
+
+template <typename T>
+__device__ void backward_finalize(const double* __restrict__ part, const T* __restrict__ invstd,
+                                  T* __restrict__ dgamma, T* __restrict__ dbeta, int C, int chunks) {
+    GRID_STRIDE_LOOP(c, C) {
+        double s[2];
+        channel_total<2>(part, (int)c, chunks, s);
+        dbeta[c] = (T)s[0];
+        dgamma[c] = (T)(s[1] * (double)invstd[c]);
     }
 }
 
 template <typename T>
-__device__ void backward_reduce(double* part, const T* __restrict__ dy, const T* __restrict__ x,
-                                const T* __restrict__ mean, const T* __restrict__ invstd,
-                                T* __restrict__ dgamma, T* __restrict__ dbeta, int N, int C, long long HW) {
-    const int t = threadIdx.x;
-    const long long n = (long long)N * HW;
-    for (int c = blockIdx.x; c < C; c += gridDim.x) {  // uniform per block: barriers are safe
-        const double mu = (double)mean[c];
-        double sdy = 0.0, sdyx = 0.0;  // sum dy and sum dy * (x - mean)
-        for (long long i = t; i < n; i += BN_THREADS) {
-            const double g = (double)channel_at(dy, i, c, C, HW);
-            sdy += g;
-            sdyx += g * ((double)channel_at(x, i, c, C, HW) - mu);
-        }
-        sdy = block_sum(part, sdy);
-        sdyx = block_sum(part, sdyx);
-        if (t == 0) {
-            dbeta[c] = (T)sdy;
-            dgamma[c] = (T)(sdyx * (double)invstd[c]);
-        }
-    }
-}
-
-template <typename T>
-__device__ void backward_data(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ mean,
-                              const T* __restrict__ invstd, const T* __restrict__ gamma,
+__device__ void backward_data(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ y,
+                              const T* __restrict__ mean, const T* __restrict__ invstd, const T* __restrict__ gamma,
                               const T* __restrict__ dgamma, const T* __restrict__ dbeta, T* __restrict__ dx,
-                              long long count, int C, long long HW, T inv_n, int batch_stats) {
-    GRID_STRIDE_LOOP(i, count) {
-        const int c = (int)((i / HW) % C);
+                              long long count, int C, long long HW, T inv_n, int batch_stats, int relu) {
+    channel_apply(dy, x, y, dx, count, C, HW, [&](T g, T xv, T yv, int c) {
+        g = relu_grad(g, yv, relu);
         const T k = gamma[c] * invstd[c];
-        if (batch_stats) {
-            // xhat * dgamma/n = (x - mean) * (invstd * dgamma/n)
-            const T b = invstd[c] * dgamma[c] * inv_n;
-            dx[i] = k * (dy[i] - dbeta[c] * inv_n - (x[i] - mean[c]) * b);
-        } else {
-            dx[i] = k * dy[i];
-        }
-    }
+        if (!batch_stats) return k * g;
+        // xhat * dgamma/n = (x - mean) * (invstd * dgamma/n)
+        const T b = invstd[c] * dgamma[c] * inv_n;
+        return k * (g - dbeta[c] * inv_n - (xv - mean[c]) * b);
+    });
 }
 
 // ------------------------------------------------------------------ forward
 
-extern "C" __global__ void __launch_bounds__(BN_THREADS)
-batchnorm_stats_f32(const float* __restrict__ x, float* __restrict__ mean, float* __restrict__ invstd,
-                    float* GPUCNN_INOUT __restrict__ run_mean, float* GPUCNN_INOUT __restrict__ run_var,
-                    int N, int C, long long HW, double inv_n, double unbias, double eps, double momentum,
-                    int update) {
-    __shared__ double part[BN_THREADS];
-    stats(part, x, mean, invstd, run_mean, run_var, N, C, HW, inv_n, unbias, eps, momentum, update);
+extern "C" __global__ void __launch_bounds__(CH_THREADS)
+batchnorm_stats_partial_f32(const float* __restrict__ x, double* __restrict__ part, int N, int C, long long HW,
+                           long long chunk, int chunks) {
+    __shared__ double sm[2][CH_THREADS];
+    stats_partial(sm, x, part, N, C, HW, chunk, chunks);
 }
-extern "C" __global__ void __launch_bounds__(BN_THREADS)
-batchnorm_stats_f64(const double* __restrict__ x, double* __restrict__ mean, double* __restrict__ invstd,
-                    double* GPUCNN_INOUT __restrict__ run_mean, double* GPUCNN_INOUT __restrict__ run_var,
-                    int N, int C, long long HW, double inv_n, double unbias, double eps, double momentum,
-                    int update) {
-    __shared__ double part[BN_THREADS];
-    stats(part, x, mean, invstd, run_mean, run_var, N, C, HW, inv_n, unbias, eps, momentum, update);
+extern "C" __global__ void batchnorm_stats_finalize_f32(const double* __restrict__ part, const float* __restrict__ x,
+                                                     float* __restrict__ mean, float* __restrict__ invstd,
+                                                     float* GPUCNN_INOUT __restrict__ run_mean,
+                                                     float* GPUCNN_INOUT __restrict__ run_var, int C, long long HW,
+                                                     int chunks, double inv_n, double unbias, double eps,
+                                                     double momentum, int update) {
+    stats_finalize(part, x, mean, invstd, run_mean, run_var, C, HW, chunks, inv_n, unbias, eps, momentum, update);
 }
-
 extern "C" __global__ void batchnorm_forward_f32(const float* __restrict__ x, const float* __restrict__ mean,
-                                                 const float* __restrict__ invstd, const float* __restrict__ gamma,
-                                                 const float* __restrict__ beta, float* __restrict__ y,
-                                                 long long count, int C, long long HW) {
-    forward(x, mean, invstd, gamma, beta, y, count, C, HW);
+                                              const float* __restrict__ invstd, const float* __restrict__ gamma,
+                                              const float* __restrict__ beta, float* __restrict__ y, long long count,
+                                              int C, long long HW, int relu) {
+    forward(x, mean, invstd, gamma, beta, y, count, C, HW, relu);
+}
+extern "C" __global__ void __launch_bounds__(CH_THREADS)
+batchnorm_stats_partial_f64(const double* __restrict__ x, double* __restrict__ part, int N, int C, long long HW,
+                           long long chunk, int chunks) {
+    __shared__ double sm[2][CH_THREADS];
+    stats_partial(sm, x, part, N, C, HW, chunk, chunks);
+}
+extern "C" __global__ void batchnorm_stats_finalize_f64(const double* __restrict__ part, const double* __restrict__ x,
+                                                     double* __restrict__ mean, double* __restrict__ invstd,
+                                                     double* GPUCNN_INOUT __restrict__ run_mean,
+                                                     double* GPUCNN_INOUT __restrict__ run_var, int C, long long HW,
+                                                     int chunks, double inv_n, double unbias, double eps,
+                                                     double momentum, int update) {
+    stats_finalize(part, x, mean, invstd, run_mean, run_var, C, HW, chunks, inv_n, unbias, eps, momentum, update);
 }
 extern "C" __global__ void batchnorm_forward_f64(const double* __restrict__ x, const double* __restrict__ mean,
-                                                 const double* __restrict__ invstd, const double* __restrict__ gamma,
-                                                 const double* __restrict__ beta, double* __restrict__ y,
-                                                 long long count, int C, long long HW) {
-    forward(x, mean, invstd, gamma, beta, y, count, C, HW);
+                                              const double* __restrict__ invstd, const double* __restrict__ gamma,
+                                              const double* __restrict__ beta, double* __restrict__ y, long long count,
+                                              int C, long long HW, int relu) {
+    forward(x, mean, invstd, gamma, beta, y, count, C, HW, relu);
 }
 
 // ----------------------------------------------------------------- backward
 
-extern "C" __global__ void __launch_bounds__(BN_THREADS)
-batchnorm_backward_reduce_f32(const float* __restrict__ dy, const float* __restrict__ x,
-                              const float* __restrict__ mean, const float* __restrict__ invstd,
-                              float* __restrict__ dgamma, float* __restrict__ dbeta, int N, int C, long long HW) {
-    __shared__ double part[BN_THREADS];
-    backward_reduce(part, dy, x, mean, invstd, dgamma, dbeta, N, C, HW);
+extern "C" __global__ void __launch_bounds__(CH_THREADS)
+batchnorm_backward_partial_f32(const float* __restrict__ dy, const float* __restrict__ x, const float* __restrict__ y,
+                              const float* __restrict__ mean, double* __restrict__ part, int N, int C,
+                              long long HW, long long chunk, int chunks, int relu) {
+    __shared__ double sm[2][CH_THREADS];
+    backward_partial(sm, dy, x, y, mean, part, N, C, HW, chunk, chunks, relu);
 }
-extern "C" __global__ void __launch_bounds__(BN_THREADS)
-batchnorm_backward_reduce_f64(const double* __restrict__ dy, const double* __restrict__ x,
-                              const double* __restrict__ mean, const double* __restrict__ invstd,
-                              double* __restrict__ dgamma, double* __restrict__ dbeta, int N, int C, long long HW) {
-    __shared__ double part[BN_THREADS];
-    backward_reduce(part, dy, x, mean, invstd, dgamma, dbeta, N, C, HW);
+extern "C" __global__ void batchnorm_backward_finalize_f32(const double* __restrict__ part,
+                                                        const float* __restrict__ invstd, float* __restrict__ dgamma,
+                                                        float* __restrict__ dbeta, int C, int chunks) {
+    backward_finalize(part, invstd, dgamma, dbeta, C, chunks);
 }
-
 extern "C" __global__ void batchnorm_backward_data_f32(
-    const float* __restrict__ dy, const float* __restrict__ x, const float* __restrict__ mean,
+    const float* __restrict__ dy, const float* __restrict__ x, const float* __restrict__ y, const float* __restrict__ mean,
     const float* __restrict__ invstd, const float* __restrict__ gamma, const float* __restrict__ dgamma,
     const float* __restrict__ dbeta, float* __restrict__ dx, long long count, int C, long long HW, float inv_n,
-    int batch_stats) {
-    backward_data(dy, x, mean, invstd, gamma, dgamma, dbeta, dx, count, C, HW, inv_n, batch_stats);
+    int batch_stats, int relu) {
+    backward_data(dy, x, y, mean, invstd, gamma, dgamma, dbeta, dx, count, C, HW, inv_n, batch_stats, relu);
+}
+extern "C" __global__ void __launch_bounds__(CH_THREADS)
+batchnorm_backward_partial_f64(const double* __restrict__ dy, const double* __restrict__ x, const double* __restrict__ y,
+                              const double* __restrict__ mean, double* __restrict__ part, int N, int C,
+                              long long HW, long long chunk, int chunks, int relu) {
+    __shared__ double sm[2][CH_THREADS];
+    backward_partial(sm, dy, x, y, mean, part, N, C, HW, chunk, chunks, relu);
+}
+extern "C" __global__ void batchnorm_backward_finalize_f64(const double* __restrict__ part,
+                                                        const double* __restrict__ invstd, double* __restrict__ dgamma,
+                                                        double* __restrict__ dbeta, int C, int chunks) {
+    backward_finalize(part, invstd, dgamma, dbeta, C, chunks);
 }
 extern "C" __global__ void batchnorm_backward_data_f64(
-    const double* __restrict__ dy, const double* __restrict__ x, const double* __restrict__ mean,
+    const double* __restrict__ dy, const double* __restrict__ x, const double* __restrict__ y, const double* __restrict__ mean,
     const double* __restrict__ invstd, const double* __restrict__ gamma, const double* __restrict__ dgamma,
     const double* __restrict__ dbeta, double* __restrict__ dx, long long count, int C, long long HW, double inv_n,
-    int batch_stats) {
-    backward_data(dy, x, mean, invstd, gamma, dgamma, dbeta, dx, count, C, HW, inv_n, batch_stats);
+    int batch_stats, int relu) {
+    backward_data(dy, x, y, mean, invstd, gamma, dgamma, dbeta, dx, count, C, HW, inv_n, batch_stats, relu);
 }

@@ -32,3 +32,9 @@ template <> struct Vec16<double> { typedef double2 type; enum { n = 2 }; };
 __device__ __forceinline__ bool aligned16(const void* p) {
     return (reinterpret_cast<unsigned long long>(p) & 15ULL) == 0;
 }
+
+// A fused epilogue's activation: torch.relu's rule when relu is set (NaN
+// passes, everything not above zero becomes zero), else the value itself.
+template <typename T> __device__ __forceinline__ T relu_if(T v, int relu) {
+    return (relu && !(v > T(0)) && !is_nan(v)) ? T(0) : v;
+}

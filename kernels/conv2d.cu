@@ -2,18 +2,19 @@
 // im2col / col2im (seed §6's φ and its reverse).
 //
 // Kernels (T = float as _f32, double as _f64; G = groups, Cg = C/G, Kg = K/G):
-//   conv2d_forward_T        (const T* x, const T* w, const T* b, T* y, GEOM)
-//                             x: (N,C,H,W)  w: (K,Cg,kh,kw)  b: (K,)  y: (N,K,P,Q)
-//   conv2d_backward_data_T  (const T* dy, const T* w, T* dx, GEOM)
-//                             dy: (N,K,P,Q)  w: (K,Cg,kh,kw)  dx: (N,C,H,W)
+//   conv2d_forward_T        (const T* x, const T* w, const T* b, T* y, GEOM, int chunk, int splits, int relu)
+//                             x: (N,C,H,W)  w: (K,Cg,kh,kw)  b: (K,)  y: (splits,N,K,P,Q)
+//   conv2d_backward_data_T  (const T* dy, const T* w, T* dx, GEOM, int chunk, int splits)
+//                             dy: (N,K,P,Q)  w: (K,Cg,kh,kw)  dx: (splits,N,C,H,W)
 //   conv2d_backward_filter_T(const T* dy, const T* x, T* out, GEOM, int chunk, int splits)
 //                             out: (splits,K,Cg,kh,kw), partial sums over pixel chunks
-//   conv2d_sum_splits_T     (const T* part, T* dw, long long n, int splits)
+//   conv2d_sum_splits_T     (const T* part, T* dw, long long n, int splits, int relu)
 //                             part: (splits,n)  dw: (n,)
-//   conv2d_backward_bias_T  (const T* dy, T* db, int N, int K, int PQ)   db: (K,)
+//   conv2d_bias_partial_T   (const T* dy, double* part, int N, int K, long long PQ, long long chunk, int chunks)
+//   conv2d_bias_finalize_T  (const double* part, T* db, int K, int chunks)  part: (K,chunks)  db: (K,)
 //   im2col_T                (const T* x, T* cols, long long NC, WIN)     cols: (N,C*kh*kw,P*Q)
 //   col2im_T                (const T* cols, T* x, long long NC, WIN)     x: (N,C,H,W)
-// where GEOM = int N, C, H, W, K, P, Q, kh, kw, sh, sw, pt, pl, dh, dw, G and
+// where GEOM = int N, C, H, W, K, P, Q, kh, kw, sh, sw, pt, pl, dh, dw, G (conv.cuh) and
 //       WIN  = int H, W, P, Q, kh, kw, sh, sw, pt, pl, dh, dw (pt, pl: top, left pad).
 // Element counts fit in int (checked by gpucnn/cuda/conv.py); memory offsets are 64-bit.
 //
@@ -23,17 +24,17 @@
 //                 where h = p*sh - pt + r*dh (and likewise w): a tap contributes only
 //                 when h + pt - r*dh is a multiple of sh, the reverse of φ written as a gather
 //   backward-filter dW[k, (c,r,s)] = sum over (n,p,q) of dY[k, (n,p,q)] φ(x)[(c,r,s), (n,p,q)]
-// The filter gradient's reduction over N*P*Q is split into chunks run by
-// separate blocks; each writes its own partial tile and conv2d_sum_splits adds
-// them in split order, so results are bitwise reproducible with no atomics.
+// Each GEMM's reduction may be split into chunks run by separate blocks (the
+// filter gradient's over N*P*Q always can be; forward and backward-data when
+// their tile grid is below a wave, gpucnn/cuda/algo.py decides): each writes
+// its own partial tile and conv2d_sum_splits adds them in split order, so
+// results are bitwise reproducible with no atomics.
 #include "common.cuh"
 #include "gemm.cuh"
 #include "tc_gemm.cuh"
+#include "channel.cuh"
+#include "conv.cuh"
 
-#define GEOM                                                                                 \
-    int N, int C, int H, int W, int K, int P, int Q, int kh, int kw, int sh, int sw, int pt, \
-        int pl, int dh, int dw, int G
-#define GEOM_ARGS N, C, H, W, K, P, Q, kh, kw, sh, sw, pt, pl, dh, dw, G
 #define WIN int H, int W, int P, int Q, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw
 #define WIN_ARGS H, W, P, Q, kh, kw, sh, sw, pt, pl, dh, dw
 
@@ -76,19 +77,47 @@ template <typename T> struct FwdOp {
     __device__ T b(const Col& cl, int k, const KTab& e) const { return gemm_deref(pb(cl, k, e)); }
 };
 
-// run(op, kbeg, kend, store): the block tile, FFMA (GemmRun) or tensor-core (TcRun).
+// Where a (split, group) part of a forward or backward-data GEMM goes: row m
+// of group g is plane g*Mg + m of each image's Planes planes of PQ pixels,
+// column n is pixel n % PQ of image n / PQ; with bias (forward, split 0) and
+// relu (forward, unsplit) applied on the way.
+template <typename T> struct PlaneEpi {
+    T* out;
+    const T* bias;  // null: none
+    FastDiv PQ;
+    int Planes, base, relu;  // base = g * Mg, the group's first plane
+    bool vec;
+    __device__ PlaneEpi(T* o, const T* b, int pq, int planes, int g0, int r)
+        : out(o), bias(b), PQ(pq), Planes(planes), base(g0), relu(r),
+          vec(pq % Vec16<T>::n == 0 && aligned16(o)) {}
+    __device__ __forceinline__ long long at(int m, int n) const {
+        int img;
+        const int pq = PQ.divmod(n, img);
+        return ((long long)img * Planes + base + m) * PQ.d + pq;
+    }
+    __device__ __forceinline__ T value(int m, int, T v) const {
+        return relu_if(bias ? v + bias[base + m] : v, relu);
+    }
+    // As a store(m, n, v) callable (the tensor-core tile's epilogue): one element.
+    __device__ __forceinline__ void operator()(int m, int n, T v) const { out[at(m, n)] = value(m, n, v); }
+};
+
+// Grid z runs over (split, group) pairs; split s reduces taps
+// [s*chunk, min((s+1)*chunk, Cg*kh*kw)) and writes y + s*N*K*P*Q; split 0
+// adds the bias, and relu applies only to an unsplit reduction
+// (conv2d_sum_splits applies it after adding the parts). run(op, kbeg, kend,
+// epi): the block tile, FFMA (GemmRun: by vectors through the epilogue object)
+// or tensor-core (TcRun: element by element).
 template <typename T, typename Run>
 __device__ void conv_forward(Run run, const T* __restrict__ x, const T* __restrict__ w,
-                             const T* __restrict__ b, T* __restrict__ y, GEOM) {
-    const int Kg = K / G, Cg = C / G, PQ = P * Q;
-    // Grid: x over output-pixel tiles, y over filter tiles, z over groups.
-    for (int g = blockIdx.z; g < G; g += gridDim.z) {
+                             const T* __restrict__ b, T* __restrict__ y, GEOM, int chunk, int splits, int relu) {
+    const int Kg = K / G, Cg = C / G, PQ = P * Q, red = Cg * kh * kw;
+    for (int z = blockIdx.z; z < G * splits; z += gridDim.z) {
+        const int g = z % G, split = z / G, kbeg = split * chunk, kend = min(red, kbeg + chunk);
         const FwdOp<T> op{x, w, Kg, N * PQ, C, H, W, Cg, kh * kw, kw, PQ, Q,
                           sh, sw, pt, pl, dh, dw, g};
-        run(op, 0, Cg * kh * kw, [&](int m, int n, T v) {
-            const int img = n / PQ, pq = n - img * PQ, k = g * Kg + m;
-            y[((long long)img * K + k) * PQ + pq] = v + b[k];  // bias fused
-        });
+        const PlaneEpi<T> epi(y + (long long)split * N * K * PQ, split == 0 ? b : nullptr, PQ, K, g * Kg, relu);
+        run(op, kbeg, kend, epi);  // bias and relu fused
     }
 }
 
@@ -144,17 +173,17 @@ template <typename T> struct DataOp {
     __device__ T b(const Col& cl, int k, const KTab& e) const { return gemm_deref(pb(cl, k, e)); }
 };
 
+// Grid z over (split, group) pairs as in conv_forward; split s writes dx + s*N*C*H*W.
 template <typename T, typename Run>
 __device__ void conv_backward_data(Run run, const T* __restrict__ dy, const T* __restrict__ w,
-                                   T* __restrict__ dx, GEOM) {
-    const int Kg = K / G, Cg = C / G, HW = H * W;
-    for (int g = blockIdx.z; g < G; g += gridDim.z) {
+                                   T* __restrict__ dx, GEOM, int chunk, int splits) {
+    const int Kg = K / G, Cg = C / G, HW = H * W, red = Kg * kh * kw;
+    for (int z = blockIdx.z; z < G * splits; z += gridDim.z) {
+        const int g = z % G, split = z / G, kbeg = split * chunk, kend = min(red, kbeg + chunk);
         const DataOp<T> op{dy, w, Cg, N * HW, C, K, Cg, Kg, HW, W, P, Q, kh * kw, kw,
                            sh, sw, pt, pl, dh, dw, g};
-        run(op, 0, Kg * kh * kw, [&](int c, int n, T v) {
-            const int img = n / HW, hw = n - img * HW;
-            dx[((long long)img * C + g * Cg + c) * HW + hw] = v;
-        });
+        const PlaneEpi<T> epi(dx + (long long)split * N * C * HW, nullptr, HW, C, g * Cg, 0);
+        run(op, kbeg, kend, epi);
     }
 }
 
@@ -218,6 +247,26 @@ __device__ void conv_backward_filter(Run run, const T* __restrict__ dy, const T*
     }
 }
 
+// ------------------------------------------------------------ bias gradient
+
+// db[k] = sum of dy[:, k]: channel.cuh's two-level reduction (channel x chunk
+// blocks, then the chunks in order), accumulated in double.
+template <typename T>
+__device__ void bias_partial(double (*sm)[CH_THREADS], const T* __restrict__ dy, double* __restrict__ part, int N,
+                             int K, long long PQ, long long chunk, int chunks) {
+    channel_partials<1>(sm, part, N, K, PQ, chunk, chunks,
+                        [&](long long e, int, double(&acc)[1]) { acc[0] += (double)dy[e]; });
+}
+
+template <typename T>
+__device__ void bias_finalize(const double* __restrict__ part, T* __restrict__ db, int K, int chunks) {
+    GRID_STRIDE_LOOP(k, K) {
+        double s[1];
+        channel_total<1>(part, (int)k, chunks, s);
+        db[k] = (T)s[0];
+    }
+}
+
 // ------------------------------------------------------------ im2col, col2im
 
 template <typename T>
@@ -257,24 +306,26 @@ __device__ void col2im_k(const T* __restrict__ cols, T* __restrict__ x, long lon
 // ------------------------------------------------------------ entry points
 
 GEMM_KERNEL conv2d_forward_f32(const float* __restrict__ x, const float* __restrict__ w,
-                               const float* __restrict__ b, float* __restrict__ y, GEOM) {
+                               const float* __restrict__ b, float* __restrict__ y, GEOM, int chunk,
+                               int splits, int relu) {
     __shared__ GemmSmem<float, int4> sm;
-    conv_forward(gemm_run<float>(sm), x, w, b, y, GEOM_ARGS);
+    conv_forward(gemm_run<float>(sm), x, w, b, y, GEOM_ARGS, chunk, splits, relu);
 }
 GEMM_KERNEL conv2d_forward_f64(const double* __restrict__ x, const double* __restrict__ w,
-                               const double* __restrict__ b, double* __restrict__ y, GEOM) {
+                               const double* __restrict__ b, double* __restrict__ y, GEOM, int chunk,
+                               int splits, int relu) {
     __shared__ GemmSmem<double, int4> sm;
-    conv_forward(gemm_run<double>(sm), x, w, b, y, GEOM_ARGS);
+    conv_forward(gemm_run<double>(sm), x, w, b, y, GEOM_ARGS, chunk, splits, relu);
 }
 GEMM_KERNEL conv2d_backward_data_f32(const float* __restrict__ dy, const float* __restrict__ w,
-                                     float* __restrict__ dx, GEOM) {
+                                     float* __restrict__ dx, GEOM, int chunk, int splits) {
     __shared__ GemmSmem<float, int4> sm;
-    conv_backward_data(gemm_run<float>(sm), dy, w, dx, GEOM_ARGS);
+    conv_backward_data(gemm_run<float>(sm), dy, w, dx, GEOM_ARGS, chunk, splits);
 }
 GEMM_KERNEL conv2d_backward_data_f64(const double* __restrict__ dy, const double* __restrict__ w,
-                                     double* __restrict__ dx, GEOM) {
+                                     double* __restrict__ dx, GEOM, int chunk, int splits) {
     __shared__ GemmSmem<double, int4> sm;
-    conv_backward_data(gemm_run<double>(sm), dy, w, dx, GEOM_ARGS);
+    conv_backward_data(gemm_run<double>(sm), dy, w, dx, GEOM_ARGS, chunk, splits);
 }
 GEMM_KERNEL conv2d_backward_filter_f32(const float* __restrict__ dy, const float* __restrict__ x,
                                        float* __restrict__ out, GEOM, int chunk, int splits) {
@@ -287,22 +338,32 @@ GEMM_KERNEL conv2d_backward_filter_f64(const double* __restrict__ dy, const doub
     conv_backward_filter(gemm_run<double>(sm), dy, x, out, GEOM_ARGS, chunk, splits);
 }
 extern "C" __global__ void conv2d_sum_splits_f32(const float* __restrict__ part, float* __restrict__ dw,
-                                                 long long n, int splits) {
-    sum_splits(part, dw, n, splits);
+                                                 long long n, int splits, int relu) {
+    sum_splits(part, dw, n, splits, relu);
 }
 extern "C" __global__ void conv2d_sum_splits_f64(const double* __restrict__ part, double* __restrict__ dw,
-                                                 long long n, int splits) {
-    sum_splits(part, dw, n, splits);
+                                                 long long n, int splits, int relu) {
+    sum_splits(part, dw, n, splits, relu);
 }
-extern "C" __global__ void __launch_bounds__(GEMM_THREADS)
-conv2d_backward_bias_f32(const float* __restrict__ dy, float* __restrict__ db, int N, int K, int PQ) {
-    __shared__ float part[GEMM_THREADS];
-    bias_grad(part, dy, db, N, K, PQ);
+extern "C" __global__ void __launch_bounds__(CH_THREADS)
+conv2d_bias_partial_f32(const float* __restrict__ dy, double* __restrict__ part, int N, int K, long long PQ,
+                        long long chunk, int chunks) {
+    __shared__ double sm[1][CH_THREADS];
+    bias_partial(sm, dy, part, N, K, PQ, chunk, chunks);
 }
-extern "C" __global__ void __launch_bounds__(GEMM_THREADS)
-conv2d_backward_bias_f64(const double* __restrict__ dy, double* __restrict__ db, int N, int K, int PQ) {
-    __shared__ double part[GEMM_THREADS];
-    bias_grad(part, dy, db, N, K, PQ);
+extern "C" __global__ void __launch_bounds__(CH_THREADS)
+conv2d_bias_partial_f64(const double* __restrict__ dy, double* __restrict__ part, int N, int K, long long PQ,
+                        long long chunk, int chunks) {
+    __shared__ double sm[1][CH_THREADS];
+    bias_partial(sm, dy, part, N, K, PQ, chunk, chunks);
+}
+extern "C" __global__ void conv2d_bias_finalize_f32(const double* __restrict__ part, float* __restrict__ db, int K,
+                                                    int chunks) {
+    bias_finalize(part, db, K, chunks);
+}
+extern "C" __global__ void conv2d_bias_finalize_f64(const double* __restrict__ part, double* __restrict__ db, int K,
+                                                    int chunks) {
+    bias_finalize(part, db, K, chunks);
 }
 extern "C" __global__ void im2col_f32(const float* __restrict__ x, float* __restrict__ cols,
                                       long long NC, WIN) {
@@ -324,13 +385,14 @@ extern "C" __global__ void col2im_f64(const double* __restrict__ cols, double* _
 // Tensor-core float kernels: the same bodies on tc_gemm.cuh's tiles (see TC_VARIANTS for the names).
 #if TC_AVAILABLE
 #define CONV2D_TC(SFX, MODE, TILE)                                                                              \
-    TC_KERNEL(TILE, 2) conv2d_forward_##SFX(const float* __restrict__ x, const float* __restrict__ w,             \
-                                         const float* __restrict__ b, float* __restrict__ y, GEOM) {            \
-        conv_forward(TcRun<MODE, TILE>{}, x, w, b, y, GEOM_ARGS);                                               \
+    TC_KERNEL(TILE, MODE == TC_TF32 ? 2 : 1) conv2d_forward_##SFX(const float* __restrict__ x, const float* __restrict__ w,             \
+                                         const float* __restrict__ b, float* __restrict__ y, GEOM, int chunk,   \
+                                         int splits, int relu) {                                                \
+        conv_forward(TcRun<MODE, TILE>{}, x, w, b, y, GEOM_ARGS, chunk, splits, relu);                          \
     }                                                                                                           \
     TC_KERNEL(TILE, MODE == TC_TF32 ? 2 : 1) conv2d_backward_data_##SFX(const float* __restrict__ dy, const float* __restrict__ w,      \
-                                               float* __restrict__ dx, GEOM) {                                  \
-        conv_backward_data(TcRun<MODE, TILE>{}, dy, w, dx, GEOM_ARGS);                                          \
+                                               float* __restrict__ dx, GEOM, int chunk, int splits) {           \
+        conv_backward_data(TcRun<MODE, TILE>{}, dy, w, dx, GEOM_ARGS, chunk, splits);                           \
     }                                                                                                           \
     TC_KERNEL(TILE, 1) conv2d_backward_filter_##SFX(const float* __restrict__ dy, const float* __restrict__ x,    \
                                                  float* __restrict__ out, GEOM, int chunk, int splits) {        \

@@ -282,14 +282,65 @@ __device__ __forceinline__ void gemm_block(const Op& op, Sm& sm, int kbeg, int k
     }
 }
 
+// The same tile stored through an epilogue object, by 16-byte vectors where the
+// layout allows (conv2d's NCHW outputs whose planes hold whole vectors):
+//   T* epi.out                    where results go
+//   bool epi.vec                  every run of V = Vec16<T>::n columns starting at a multiple
+//                                 of V lies contiguous and 16-byte aligned in out (then op.N % V == 0)
+//   long long epi.at(m, n)        the offset of (m, n) in out
+//   T epi.value(m, n, v)          what is stored for the sum v (bias, activation)
+// A thread's micro-tile columns come in runs of V (gemm_micro), so each run is
+// one vector store and one offset computation (the index division) instead of V.
+template <typename T, typename Op, typename Sm, typename Epi>
+__device__ __forceinline__ void gemm_block_epilogue(const Op& op, Sm& sm, int kbeg, int kend, const Epi& epi) {
+    typedef typename Vec16<T>::type V;
+    const int L = Vec16<T>::n;
+    const int m0 = blockIdx.y * GEMM_BM, n0 = blockIdx.x * GEMM_BN;
+    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    T acc[GEMM_TM][GEMM_TN];
+    gemm_tile<T>(op, sm, m0, n0, kbeg, kend, acc);
+#pragma unroll
+    for (int i = 0; i < GEMM_TM; ++i) {
+        const int m = m0 + gemm_micro<T>(ty, i);
+        if (m >= op.M) continue;
+#pragma unroll
+        for (int j = 0; j < GEMM_TN; j += L) {
+            const int n = n0 + gemm_micro<T>(tx, j);
+            if (n >= op.N) continue;
+            if (epi.vec) {
+                V r;
+                T* e = reinterpret_cast<T*>(&r);
+#pragma unroll
+                for (int k = 0; k < L; ++k) e[k] = epi.value(m, n + k, acc[i][j + k]);
+                *reinterpret_cast<V*>(epi.out + epi.at(m, n)) = r;
+            } else {
+#pragma unroll
+                for (int k = 0; k < L; ++k)
+                    if (n + k < op.N) epi.out[epi.at(m, n + k)] = epi.value(m, n + k, acc[i][j + k]);
+            }
+        }
+    }
+}
+
 // gemm_block over the kernel's shared memory, as a callable run(op, kbeg,
 // kend, store): the kernels' GEMM bodies take either this or tc_gemm.cuh's
-// TcRun, so one body serves the FFMA and the tensor-core kernels.
+// TcRun, so one body serves the FFMA and the tensor-core kernels. A store that
+// is an epilogue object (with at() and value(), see gemm_block_epilogue) goes
+// through the vector epilogue; a plain store(m, n, v) callable through gemm_block.
 template <typename T, typename Sm> struct GemmRun {
     Sm& sm;
+    template <typename Op, typename Epi>
+    __device__ __forceinline__ auto pick(const Op& op, int kbeg, int kend, const Epi& epi, int) const
+        -> decltype(epi.at(0, 0), void()) {
+        gemm_block_epilogue<T>(op, sm, kbeg, kend, epi);
+    }
     template <typename Op, typename Store>
-    __device__ __forceinline__ void operator()(const Op& op, int kbeg, int kend, Store store) const {
+    __device__ __forceinline__ void pick(const Op& op, int kbeg, int kend, const Store& store, long) const {
         gemm_block<T>(op, sm, kbeg, kend, store);
+    }
+    template <typename Op, typename Store>
+    __device__ __forceinline__ void operator()(const Op& op, int kbeg, int kend, const Store& store) const {
+        pick(op, kbeg, kend, store, 0);
     }
 };
 template <typename T, typename Sm> __device__ __forceinline__ GemmRun<T, Sm> gemm_run(Sm& sm) {
@@ -302,11 +353,11 @@ template <typename T, typename Sm> __device__ __forceinline__ GemmRun<T, Sm> gem
 // was split over blocks adds its partial tiles here, and the fixed order makes
 // the result the same bits on every run.
 template <typename T>
-__device__ void sum_splits(const T* __restrict__ part, T* __restrict__ dst, long long n, int splits) {
+__device__ void sum_splits(const T* __restrict__ part, T* __restrict__ dst, long long n, int splits, int relu = 0) {
     GRID_STRIDE_LOOP(i, n) {
         T acc = part[i];
         for (int s = 1; s < splits; ++s) acc += part[(long long)s * n + i];
-        dst[i] = acc;
+        dst[i] = relu_if(acc, relu);  // a split GEMM's fused activation, after the whole sum
     }
 }
 

@@ -26,6 +26,32 @@
     long long NC, int H, int W, int P, int Q, int kh, int kw, int sh, int sw, int pt, int pl, \
         int dh, int dw
 
+// Grid-stride loop over the NC planes of rows x cols elements: it.i is the
+// flat index, (it.plane, it.r, it.c) its coordinates, advanced by the stride
+// with carries instead of three 64-bit divisions per element (they run once
+// per thread, for the start and the stride).
+struct PlaneWalk {
+    long long i, plane, splane, stride;
+    int r, c, sr, sc;
+    __device__ PlaneWalk(int rows, int cols) {
+        const long long rc = (long long)rows * cols;
+        i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+        stride = (long long)blockDim.x * gridDim.x;
+        plane = i / rc, splane = stride / rc;
+        const int off = (int)(i - plane * rc), soff = (int)(stride - splane * rc);
+        r = off / cols, c = off - r * cols, sr = soff / cols, sc = soff - sr * cols;
+    }
+    __device__ __forceinline__ void next(int rows, int cols) {
+        i += stride;
+        c += sc;
+        r += sr + (c >= cols);
+        if (c >= cols) c -= cols;
+        plane += splane + (r >= rows);
+        if (r >= rows) r -= rows;  // r < 2*rows: sr < rows, plus one carry
+    }
+};
+#define PLANE_LOOP(it, rows, cols, n) for (PlaneWalk it(rows, cols); it.i < (n); it.next(rows, cols))
+
 // Window positions p whose tap i lands on row h: h = p*s - pad + i*d.
 // Returns -1 when no such p exists in [0, P).
 __device__ __forceinline__ int window_of(int h, int i, int s, int pad, int d, int P) {
@@ -38,9 +64,10 @@ __device__ __forceinline__ int window_of(int h, int i, int s, int pad, int d, in
 template <typename T>
 __device__ void max_fwd(const T* __restrict__ x, T* __restrict__ y, long long* __restrict__ idx,
                         POOL_GEOMETRY) {
-    GRID_STRIDE_LOOP(o, NC * P * Q) {
-        const int q = (int)(o % Q), p = (int)((o / Q) % P);
-        const T* plane = x + (o / ((long long)P * Q)) * H * W;
+    PLANE_LOOP(it, P, Q, NC * P * Q) {
+        const long long o = it.i;
+        const int q = it.c, p = it.r;
+        const T* plane = x + it.plane * H * W;
         const int h0 = p * sh - pt, w0 = q * sw - pl;
         T best = neg_inf<T>();
         long long arg = -1;
@@ -63,9 +90,10 @@ __device__ void max_fwd(const T* __restrict__ x, T* __restrict__ y, long long* _
 template <typename T>
 __device__ void max_bwd(const T* __restrict__ dy, const long long* __restrict__ idx,
                         T* __restrict__ dx, POOL_GEOMETRY) {
-    GRID_STRIDE_LOOP(e, NC * H * W) {
-        const int w = (int)(e % W), h = (int)((e / W) % H);
-        const long long base = (e / ((long long)H * W)) * P * Q;
+    PLANE_LOOP(it, H, W, NC * H * W) {
+        const long long e = it.i;
+        const int w = it.c, h = it.r;
+        const long long base = it.plane * P * Q;
         const long long self = (long long)h * W + w;
         T acc = T(0);
         for (int i = 0; i < kh; ++i) {
@@ -96,9 +124,10 @@ __device__ __forceinline__ int avg_divisor(int p, int q, int H, int W, int kh, i
 template <typename T>
 __device__ void avg_fwd(const T* __restrict__ x, T* __restrict__ y, POOL_GEOMETRY, int pb, int pr,
                         int include_pad, int divisor) {
-    GRID_STRIDE_LOOP(o, NC * P * Q) {
-        const int q = (int)(o % Q), p = (int)((o / Q) % P);
-        const T* plane = x + (o / ((long long)P * Q)) * H * W;
+    PLANE_LOOP(it, P, Q, NC * P * Q) {
+        const long long o = it.i;
+        const int q = it.c, p = it.r;
+        const T* plane = x + it.plane * H * W;
         const int h0 = p * sh - pt, w0 = q * sw - pl;
         T acc = T(0);
         for (int h = max(h0, 0); h < min(h0 + kh, H); ++h)
@@ -111,9 +140,10 @@ __device__ void avg_fwd(const T* __restrict__ x, T* __restrict__ y, POOL_GEOMETR
 template <typename T>
 __device__ void avg_bwd(const T* __restrict__ dy, T* __restrict__ dx, POOL_GEOMETRY, int pb, int pr,
                         int include_pad, int divisor) {
-    GRID_STRIDE_LOOP(e, NC * H * W) {
-        const int w = (int)(e % W), h = (int)((e / W) % H);
-        const T* g = dy + (e / ((long long)H * W)) * P * Q;
+    PLANE_LOOP(it, H, W, NC * H * W) {
+        const long long e = it.i;
+        const int w = it.c, h = it.r;
+        const T* g = dy + it.plane * P * Q;
         T acc = T(0);
         for (int i = 0; i < kh; ++i) {
             const int p = window_of(h, i, sh, pt, 1, P);
@@ -133,7 +163,7 @@ __device__ void avg_bwd(const T* __restrict__ dy, T* __restrict__ dx, POOL_GEOME
 template <typename T>
 __device__ void unpool(const T* __restrict__ y, const long long* __restrict__ idx, T* GPUCNN_INOUT __restrict__ x,
                        long long n, long long PQ, long long HoWo) {
-    GRID_STRIDE_LOOP(o, n) { x[(o / PQ) * HoWo + idx[o]] = y[o]; }
+    PLANE_LOOP(it, 1, (int)PQ, n) { x[it.plane * HoWo + idx[it.i]] = y[it.i]; }  // a plane fits in int
 }
 
 #define POOL_ARGS NC, H, W, P, Q, kh, kw, sh, sw, pt, pl, dh, dw
@@ -196,37 +226,34 @@ extern "C" __global__ void avg_pool2d_backward_f64(const double* __restrict__ dy
 // Output p of P over n inputs averages [floor(p*n/P), ceil((p+1)*n/P)).
 // The backward gathers: input h lies in the windows p with
 // floor(h*P/n) <= p <= ceil((h+1)*P/n) - 1 (from start_p <= h < end_p), each
-// scanned in order and checked, so the sum is deterministic.
-__device__ __forceinline__ int adaptive_start(int p, int n, int P) {
-    return (int)(((long long)p * n) / P);
-}
-__device__ __forceinline__ int adaptive_end(int p, int n, int P) {
-    return (int)(((long long)(p + 1) * n + P - 1) / P);
-}
+// scanned in order and checked, so the sum is deterministic. Bounds are int
+// arithmetic: the launch code keeps (n + 1) * P within the int range.
+__device__ __forceinline__ int adaptive_start(int p, int n, int P) { return p * n / P; }
+__device__ __forceinline__ int adaptive_end(int p, int n, int P) { return ((p + 1) * n + P - 1) / P; }
 
 template <typename T>
 __device__ void adaptive_avg_fwd(const T* __restrict__ x, T* __restrict__ y, long long NC, int H, int W,
                                  int P, int Q) {
-    GRID_STRIDE_LOOP(o, NC * P * Q) {
-        const int q = (int)(o % Q), p = (int)((o / Q) % P);
-        const T* plane = x + (o / ((long long)P * Q)) * H * W;
+    PLANE_LOOP(it, P, Q, NC * P * Q) {
+        const int p = it.r, q = it.c;
+        const T* plane = x + it.plane * H * W;
         const int h0 = adaptive_start(p, H, P), h1 = adaptive_end(p, H, P);
         const int w0 = adaptive_start(q, W, Q), w1 = adaptive_end(q, W, Q);
         T acc = T(0);
         for (int h = h0; h < h1; ++h)
             for (int w = w0; w < w1; ++w) acc += plane[(long long)h * W + w];
-        y[o] = acc / T((h1 - h0) * (w1 - w0));
+        y[it.i] = acc / T((h1 - h0) * (w1 - w0));  // a division, as torch's: the same rounding
     }
 }
 
 template <typename T>
 __device__ void adaptive_avg_bwd(const T* __restrict__ dy, T* __restrict__ dx, long long NC, int H, int W,
                                  int P, int Q) {
-    GRID_STRIDE_LOOP(e, NC * H * W) {
-        const int w = (int)(e % W), h = (int)((e / W) % H);
-        const T* g = dy + (e / ((long long)H * W)) * P * Q;
-        const int p_lo = (int)(((long long)h * P) / H), p_hi = min(P, adaptive_end(h, P, H));
-        const int q_lo = (int)(((long long)w * Q) / W), q_hi = min(Q, adaptive_end(w, Q, W));
+    PLANE_LOOP(it, H, W, NC * H * W) {
+        const int h = it.r, w = it.c;
+        const T* g = dy + it.plane * P * Q;
+        const int p_lo = h * P / H, p_hi = min(P, adaptive_end(h, P, H));
+        const int q_lo = w * Q / W, q_hi = min(Q, adaptive_end(w, Q, W));
         T acc = T(0);
         for (int p = p_lo; p < p_hi; ++p) {
             const int h0 = adaptive_start(p, H, P), h1 = adaptive_end(p, H, P);
@@ -237,7 +264,7 @@ __device__ void adaptive_avg_bwd(const T* __restrict__ dy, T* __restrict__ dx, l
                 acc += g[(long long)p * Q + q] / T((h1 - h0) * (w1 - w0));
             }
         }
-        dx[e] = acc;
+        dx[it.i] = acc;
     }
 }
 

@@ -209,3 +209,16 @@ def test_math_mode_rows_and_geomeans():
     text = "\n".join(modes.table({"rows": rows, "limits": lim, "mode_geomeans": g}))
     assert "tf32 1.50 (<= 1.5)" in text and "3xtf32 0.50 (<= 1.0)" in text
     assert modes.row_modes({"flops": 1.0, "ms": {"gpucnn-cuda": 1.0}}, lim) == {}
+
+
+def test_cli_bench_algo_argument(tmp_path, monkeypatch):
+    """--algo forces the convolution algorithm for the run (checked before any timing)."""
+    from gpucnn.cuda import algo
+    seen = []
+    monkeypatch.setattr("gpucnn.bench.run.run", lambda *a, **k: seen.append(algo._forced()) or {})
+    monkeypatch.setattr("gpucnn.bench.report.save", lambda res, out: {"json": "j", "table": "t", "png": None})
+    monkeypatch.setattr("gpucnn.bench.report.table", lambda res: "")
+    assert cli.main(["bench", "--device", "cpu", "--algo", "gemm:2", "--no-progress"]) == 0
+    assert seen == [("gemm", 2)] and algo._forced() is None
+    with pytest.raises(ValueError, match="GPUCNN_CONV_ALGO"):
+        cli.main(["bench", "--device", "cpu", "--algo", "winograd", "--no-progress"])

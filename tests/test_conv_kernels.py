@@ -10,6 +10,7 @@ import pytest
 from conftest import TOL
 
 import gpucnn
+from gpucnn.cuda import algo
 from gpucnn.cuda import conv as cuda_conv
 from gpucnn.cuda import gemm as cuda_gemm
 
@@ -116,41 +117,44 @@ def test_backward_matches_reference(backend, case, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_backward_is_bitwise_reproducible(backend, dtype, monkeypatch):
-    # Small splits: the filter gradient's reduction runs in several chunks.
-    monkeypatch.setattr(cuda_conv, "MIN_SPLIT_STEPS", 1)
+@pytest.mark.parametrize("spec", ["gemm:4", "direct:3"])
+def test_backward_is_bitwise_reproducible(backend, dtype, spec):
+    # Small splits: the reductions run in several chunks.
     rng, x, w, _, kw = _data(CASES[CASE_IDS.index("odd_asym_pad")], dtype, seed=1)
     dy = rng.standard_normal(gpucnn.conv2d(x, w, **kw).shape).astype(dtype)
-    first = gpucnn.conv2d_backward(dy, x, w, **kw)
-    second = gpucnn.conv2d_backward(dy, x, w, **kw)
+    with algo.override(spec):
+        first = gpucnn.conv2d_backward(dy, x, w, **kw)
+        second = gpucnn.conv2d_backward(dy, x, w, **kw)
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("steps", [1, 2, 1000])
-def test_filter_gradient_splits(backend, dtype, steps, monkeypatch):
+@pytest.mark.parametrize("spec", ["gemm:1", "gemm:2", "gemm:1000", "direct:2", "direct:1000"])
+def test_filter_gradient_splits(backend, dtype, spec):
     """Any split of the N*P*Q reduction gives the reference's filter gradient,
     including chunks that end inside a tile and a last chunk shorter than the rest."""
-    monkeypatch.setattr(cuda_conv, "MIN_SPLIT_STEPS", steps)
     case = ("split", (3, 4, 9, 7), (6, 2, 2, 3), 1, (1, 0, 0, 2), 1, 2)
     rng, x, w, _, kw = _data(case, dtype)
     dy = rng.standard_normal(gpucnn.conv2d(x, w, **kw).shape).astype(dtype)
-    _, dw, _ = gpucnn.conv2d_backward(dy, x, w, **kw)
+    with algo.override(spec):
+        _, dw, _ = gpucnn.conv2d_backward(dy, x, w, **kw)
     with gpucnn.use_backend("numpy"):
         want = gpucnn.conv2d_backward(dy.astype(np.float64), x.astype(np.float64), w.astype(np.float64), **kw)[1]
-    close(dw, want, dtype, f"dw, MIN_SPLIT_STEPS={steps}")
+    close(dw, want, dtype, f"dw, {spec}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_grid_z_smaller_than_groups_times_splits(backend, dtype, monkeypatch):
-    """The tile kernels loop over groups (and splits) past grid z's cap."""
+@pytest.mark.parametrize("spec", ["gemm:2", "phase"])
+def test_grid_z_smaller_than_groups_times_splits(backend, dtype, monkeypatch, spec):
+    """The tile kernels loop over groups (and splits, and phases) past grid z's cap."""
     monkeypatch.setattr(cuda_conv, "MAX_GRID_Z", 2)
-    monkeypatch.setattr(cuda_conv, "MIN_SPLIT_STEPS", 1)
     rng, x, w, b, kw = _data(CASES[CASE_IDS.index("groups3_odd")], dtype)
-    y = gpucnn.conv2d(x, w, b, **kw)
-    dy = rng.standard_normal(y.shape).astype(dtype)
-    got = [y, *gpucnn.conv2d_backward(dy, x, w, **kw)]
+    kw["stride"] = (2, 1)
+    with algo.override(spec):
+        y = gpucnn.conv2d(x, w, b, **kw)
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        got = [y, *gpucnn.conv2d_backward(dy, x, w, **kw)]
     with gpucnn.use_backend("numpy"):
         x64, w64, b64, dy64 = (a.astype(np.float64) for a in (x, w, b, dy))
         want = [gpucnn.conv2d(x64, w64, b64, **kw), *gpucnn.conv2d_backward(dy64, x64, w64, **kw)]
@@ -162,9 +166,11 @@ def test_filter_splits_cover_the_reduction():
     from gpucnn.shapes import Conv, window
     for N, C, K, H in [(1, 1, 1, 1), (2, 3, 5, 9), (32, 64, 64, 56), (1, 512, 512, 7)]:
         g = Conv(N, C, K, 1, window(H, H, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)))
-        chunk, splits = cuda_conv.filter_splits(g)
+        c = algo.choose(g, "backward_filter")
+        chunk, splits = c.chunk, c.splits
         npq = N * H * H
-        assert chunk % cuda_gemm.TILE_K == 0 and splits >= 1
+        unit = cuda_gemm.TILE_K if c.family == "gemm" else algo.DIRECT_THREADS
+        assert chunk % unit == 0 and splits >= 1
         assert (splits - 1) * chunk < npq <= splits * chunk
 
 

@@ -97,3 +97,22 @@ def test_tc_k_step_loop_is_mma_fed_by_cp_async_and_ldmatrix(tc_rows):
         assert row["LDSM"] == (mi + ni // 2) * 4 and row["LDGSTS"] > 0 and row["BAR"] == 1, row
     for row in ptxas:
         assert row["blocks_per_sm"] >= 1 and row["spill_stores"] == row["spill_loads"] == row["stack"] == 0, row
+
+
+def test_memory_bound_loops_divide_nothing_per_element():
+    """The recorded main loops (sass_stream's table, kept current above) of the
+    direct and memory-bound kernels call no division subroutine, and ReLU's
+    moves 16-byte vectors. avg_pool2d_backward and adaptive pooling divide by
+    each window's size, a float division as torch's (its CALL), not index arithmetic."""
+    text = sass_report.RECORD.read_text()
+    section = text[text.index("## Direct and memory-bound kernels"):]
+    head, *rows = [ln for ln in section.splitlines() if ln.startswith("| ") and "---" not in ln]
+    cols = [c.strip() for c in head.strip("|").split("|")]
+    table = {r[0]: dict(zip(cols, r)) for r in ([c.strip() for c in ln.strip("|").split("|")] for ln in rows)}
+    assert {"depthwise_forward_f32", "batchnorm_stats_partial_f32", "max_pool2d_forward_f32",
+            "conv2d_bias_partial_f32", "relu_forward_f32"} <= table.keys()
+    for name, row in table.items():
+        if not name.startswith(("avg_pool2d_backward", "adaptive_avg_pool2d")):
+            assert row["CALL"] == "0", row
+    for name in ("relu_forward_f32", "relu_backward_f32", "relu_forward_f64", "relu_backward_f64"):
+        assert int(table[name]["LDG.128"]) > 0 and int(table[name]["STG.128"]) > 0

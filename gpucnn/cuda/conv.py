@@ -1,9 +1,12 @@
 """Launch code of kernels/conv2d.cu (same interface as gpucnn.reference.conv).
 
-The three convolution passes are implicit GEMMs tiled GEMM_BM x GEMM_BN per
-block (kernels/gemm.cuh): grid x runs over column tiles, y over row tiles and
-z over groups (and, for the filter gradient, over reduction splits); kernels
-loop over z, so the grid is capped at CUDA's 65535 there.
+gpucnn.cuda.algo chooses each pass's kernel per shape. The GEMM families are
+implicit GEMMs tiled GEMM_BM x GEMM_BN per block (kernels/gemm.cuh): grid x
+runs over column tiles, y over row tiles and z over groups (and reduction
+splits, or backward-data's stride phases); kernels loop over z, so the grid
+is capped at CUDA's 65535 there. The direct family is kernels/depthwise.cu
+(gpucnn.cuda.depthwise), the phase family kernels/conv2d_phase.cu
+(gpucnn.cuda.phase).
 """
 from __future__ import annotations
 
@@ -11,22 +14,17 @@ import dataclasses
 
 import numpy as np
 
-from gpucnn.cuda import gemm, tc
-from gpucnn.cuda.gemm import THREADS, cdiv, fits_int, launch_gemm, split_reduction
+from gpucnn import mathmode
+from gpucnn.cuda import algo, depthwise, gemm, norm, phase, tc
+from gpucnn.cuda.gemm import fits_int, launch_gemm
 from gpucnn.cuda.launch import contiguous, i64, launch
 
 FAMILY = "conv2d"
 KERNELS = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter", "conv2d_sum_splits",
-           "conv2d_backward_bias", "im2col", "col2im")
+           "conv2d_bias_partial", "conv2d_bias_finalize", "im2col", "col2im")
 TC_KERNELS = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter")  # float32, gpucnn.cuda.tc
 
 MAX_GRID_Z = 65535  # the tile kernels loop over z beyond it (a test lowers it)
-# The filter gradient splits its N*P*Q reduction until about this many blocks
-# run, each reducing at least MIN_SPLIT_STEPS tiles of TILE_K pixels. Both
-# depend on the shapes only, so the summation order (and the bits) never
-# change from run to run.
-TARGET_BLOCKS = 512
-MIN_SPLIT_STEPS = 8
 
 
 def _fits_int(*counts) -> None:
@@ -62,24 +60,48 @@ def _win(win):
     return tuple(np.int32(v) for v in vals)
 
 
-def _gemm(rt, base, dtype, rows, cols, z, args, plan=None):
-    """Launch a tile kernel over a rows x cols GEMM, repeated z times: FFMA or
-    tensor cores by the math mode (gpucnn.cuda.tc.plan)."""
-    plan = plan or tc.plan(rt, base, dtype, rows, cols, z)
+def _gemm(rt, base, dtype, c, rows, cols, z, args):
+    """Launch the tile kernel of choice ``c`` (FFMA or tensor cores, by its
+    math mode and tile) over a rows x cols GEMM, repeated z times."""
+    plan = tc.plan_for(base, dtype, c.math, c.tile[0] if c.math != "fp32" else None)
     launch_gemm(rt, FAMILY, plan, rows, cols, z, MAX_GRID_Z, args)
 
 
-def conv2d_forward(rt, x, w, b, g):
+def _choose(rt, g, pass_, dtype):
+    cc, sms = rt.device()
+    return algo.choose(g, pass_, dtype, math=mathmode.effective(cc), sms=sms, cc=cc)
+
+
+def _split_gemm(rt, base, dtype, c, out, rows, cols, z, args, relu=False):
+    """A GEMM whose reduction runs in ``c.splits`` parts over grid z, added in
+    split order into ``out`` (then ReLU when ``relu``); ``args(dst, relu)`` are
+    the kernel's arguments writing dst."""
+    if c.splits == 1:
+        _gemm(rt, base, dtype, c, rows, cols, z, args(out, relu))
+        return
+    part = rt.xp.empty((c.splits, *out.shape), dtype)
+    _gemm(rt, base, dtype, c, rows, cols, z * c.splits, args(part, False))
+    launch(rt, FAMILY, "conv2d_sum_splits", dtype, out.size,
+           (part, out, i64(out.size), np.int32(c.splits), np.int32(relu)))
+
+
+def conv2d_forward(rt, x, w, b, g, relu=False):
+    """y = x * w + b, then ReLU when ``relu`` (the fused epilogue)."""
     xp = rt.xp
     x, w = contiguous(xp, x), contiguous(xp, w)
     b = xp.zeros(g.K, x.dtype) if b is None else contiguous(xp, b)
     win = g.win
     y = xp.empty((g.N, g.K, win.P, win.Q), x.dtype)
     _fits_int(w.size)
-    if y.size:
-        for n0, n1, gb in _batches(g, x[0].size, y[0].size):
-            _gemm(rt, "conv2d_forward", x.dtype, g.K // g.groups, gb.N * win.P * win.Q, g.groups,
-                  (x[n0:n1], w, b, y[n0:n1], *_geom(gb)))
+    for n0, n1, gb in _batches(g, x[0].size, y[0].size) if y.size else ():
+        c, geom, xs = _choose(rt, gb, "forward", x.dtype), _geom(gb), x[n0:n1]
+        if c.family == "direct":
+            depthwise.forward(rt, xs, w, b, y[n0:n1], geom, relu)
+            continue
+        # A split reduction applies the ReLU where it adds its parts.
+        _split_gemm(rt, "conv2d_forward", x.dtype, c, y[n0:n1], g.K // g.groups, gb.N * win.P * win.Q,
+                    g.groups, lambda dst, act: (xs, w, b, dst, *geom, np.int32(c.chunk), np.int32(c.splits),
+                                                np.int32(act)), relu)
     return y
 
 
@@ -89,21 +111,17 @@ def conv2d_backward_data(rt, dy, w, g):
     win = g.win
     dx = xp.empty((g.N, g.C, win.H, win.W), dy.dtype)
     _fits_int(w.size)
-    if dx.size:
-        for n0, n1, gb in _batches(g, dy[0].size, dx[0].size):
-            _gemm(rt, "conv2d_backward_data", dy.dtype, g.C // g.groups, gb.N * win.H * win.W,
-                  g.groups, (dy[n0:n1], w, dx[n0:n1], *_geom(gb)))
+    for n0, n1, gb in _batches(g, dy[0].size, dx[0].size) if dx.size else ():
+        c, geom, dys = _choose(rt, gb, "backward_data", dy.dtype), _geom(gb), dy[n0:n1]
+        if c.family == "direct":
+            depthwise.backward_data(rt, dys, w, dx[n0:n1], gb, geom)
+        elif c.family == "phase":
+            phase.backward_data(rt, dys, w, dx[n0:n1], gb, geom, MAX_GRID_Z)
+        else:
+            _split_gemm(rt, "conv2d_backward_data", dy.dtype, c, dx[n0:n1], g.C // g.groups,
+                        gb.N * win.H * win.W, g.groups,
+                        lambda dst, _: (dys, w, dst, *geom, np.int32(c.chunk), np.int32(c.splits)))
     return dx
-
-
-def filter_splits(g, plan=None) -> tuple[int, int]:
-    """(chunk, splits): the filter gradient's N*P*Q reduction in ``splits``
-    chunks of ``chunk`` pixels (a multiple of the k-step) for the tile of
-    ``plan`` (default: the FFMA tile)."""
-    bm, bn, step = (plan.bm, plan.bn, plan.k_step) if plan else (gemm.TILE_M, gemm.TILE_N, gemm.TILE_K)
-    taps = g.C // g.groups * g.win.kh * g.win.kw
-    tiles = cdiv(g.K // g.groups, bm) * cdiv(taps, bn) * g.groups
-    return split_reduction(g.N * g.win.P * g.win.Q, tiles, TARGET_BLOCKS, MIN_SPLIT_STEPS, step)
 
 
 def conv2d_backward_filter(rt, dy, x, g):
@@ -122,31 +140,29 @@ def conv2d_backward_filter(rt, dy, x, g):
 
 def _filter_gradient(rt, dy, x, g):
     win = g.win
+    c, geom = _choose(rt, g, "backward_filter", x.dtype), _geom(g)
+    if c.family == "direct":
+        return depthwise.backward_filter(rt, dy, x, g, geom, c)
     taps = g.C // g.groups * win.kh * win.kw
     dw = rt.xp.empty((g.K, g.C // g.groups, win.kh, win.kw), x.dtype)
-    plan = tc.plan(rt, "conv2d_backward_filter", x.dtype, g.K // g.groups, taps, g.groups)
-    chunk, splits = filter_splits(g, plan)
-    out = dw if splits == 1 else rt.xp.empty((splits, *dw.shape), x.dtype)
-    _fits_int(out.size)
-    _gemm(rt, "conv2d_backward_filter", x.dtype, g.K // g.groups, taps, g.groups * splits,
-          (dy, x, out, *_geom(g), np.int32(chunk), np.int32(splits)), plan)
-    if splits > 1:
-        launch(rt, FAMILY, "conv2d_sum_splits", x.dtype, dw.size, (out, dw, i64(dw.size), np.int32(splits)))
+    _fits_int(c.splits * dw.size)
+    _split_gemm(rt, "conv2d_backward_filter", x.dtype, c, dw, g.K // g.groups, taps, g.groups,
+                lambda dst, _: (dy, x, dst, *geom, np.int32(c.chunk), np.int32(c.splits)))
     return dw
 
 
 def conv2d_backward_bias(rt, dy):
+    """db = dy summed over images and pixels, per channel (kernels/channel.cuh's two levels)."""
     dy = contiguous(rt.xp, dy)
     N, K, P, Q = dy.shape
-    _fits_int(dy[0].size)
-    step, db = max(1, gemm._INT_MAX // max(1, dy[0].size)), None
-    for n0 in range(0, max(N, 1), step):  # runs of images, summed in batch order
-        part = rt.xp.empty(K, dy.dtype)
-        # One block per channel: K * THREADS "elements" asks grid_for for K blocks.
-        launch(rt, FAMILY, "conv2d_backward_bias", dy.dtype, K * THREADS,
-               (dy[n0:n0 + step], part, np.int32(min(step, N - n0)), np.int32(K), np.int32(P * Q)),
-               block=THREADS)
-        db = part if db is None else db + part
+    _fits_int(N, K, P * Q)  # channel.cuh walks images and planes in int
+    n = N * P * Q
+    chunk, chunks = norm.channel_chunks(K, n)
+    part = rt.xp.empty((K, chunks), np.float64)
+    db = rt.xp.empty(K, dy.dtype)
+    launch(rt, FAMILY, "conv2d_bias_partial", dy.dtype, K * chunks * norm.THREADS,
+           (dy, part, np.int32(N), np.int32(K), i64(P * Q), i64(chunk), np.int32(chunks)), block=norm.THREADS)
+    launch(rt, FAMILY, "conv2d_bias_finalize", dy.dtype, K, (part, db, np.int32(K), np.int32(chunks)))
     return db
 
 

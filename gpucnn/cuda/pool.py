@@ -65,6 +65,10 @@ def max_unpool2d(rt, y, idx, Ho, Wo):
 
 
 def _adaptive(rt, base, src, out_hw, H, W, P, Q):
+    # The kernels form window bounds as (p + 1) * n with p < P in int.
+    if max((H + 1) * P, (P + 1) * H, (W + 1) * Q, (Q + 1) * W) > 2**31 - 1:
+        raise ValueError(f"adaptive_avg_pool2d kernels: sizes {H}x{W} to {P}x{Q} exceed their int range "
+                         f"((size + 1) * output size must stay below 2**31)")
     src = contiguous(rt.xp, src)
     N, C = src.shape[:2]
     out = rt.xp.empty((N, C, *out_hw), dtype=src.dtype)

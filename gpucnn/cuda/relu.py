@@ -7,17 +7,23 @@ FAMILY = "relu"
 KERNELS = ("relu_forward", "relu_backward", "add")
 
 
+def _threads(x) -> int:
+    """One thread per 16-byte vector (map2's bulk loop); the scalar tail
+    loop strides over the same grid, so any count is correct."""
+    return -(-x.size // (16 // x.itemsize))
+
+
 def relu_forward(rt, x, slope):
     x = contiguous(rt.xp, x)
     y = rt.xp.empty_like(x)
-    launch(rt, FAMILY, "relu_forward", x.dtype, x.size, (x, y, i64(x.size), scalar(x.dtype, slope)))
+    launch(rt, FAMILY, "relu_forward", x.dtype, _threads(x), (x, y, i64(x.size), scalar(x.dtype, slope)))
     return y
 
 
 def relu_backward(rt, dy, x, slope):
     dy, x = contiguous(rt.xp, dy), contiguous(rt.xp, x)
     dx = rt.xp.empty_like(x)
-    launch(rt, FAMILY, "relu_backward", x.dtype, x.size,
+    launch(rt, FAMILY, "relu_backward", x.dtype, _threads(x),
            (dy, x, dx, i64(x.size), scalar(x.dtype, slope)))
     return dx
 

@@ -72,12 +72,24 @@ def variants(base: str) -> list[str]:
     return [f"{base}_{mode}_{edge}" for mode in mathmode.MODES if mode != "fp32" for edge in TC_TILES]
 
 
+def tile_edge(M: int, N: int, batches: int, sm_count: int, cc: int) -> int:
+    """``tc_config``'s edge, or the one ``force_tile`` sets."""
+    return _forced.get() or tc_config(M, N, batches, sm_count, cc)
+
+
+def plan_for(base: str, dtype, mode: str, edge: int | None = None) -> Plan:
+    """The kernel of ``base`` in math ``mode`` ("fp32": the FFMA tile; else the
+    tensor-core tile of ``edge``) for ``dtype`` (float64: always FFMA)."""
+    if np.dtype(dtype) == np.float32 and mode != "fp32":
+        return Plan(f"{base}_{mode}_{edge}", edge, edge, TC_TILES[edge], TC_K, smem_bytes(edge))
+    return Plan(kernel_name(base, dtype), gemm.TILE_M, gemm.TILE_N, gemm.THREADS, gemm.TILE_K)
+
+
 def plan(rt, base: str, dtype, rows: int, cols: int, batches: int) -> Plan:
     """The kernel for ``base`` over a rows x cols GEMM repeated ``batches`` times."""
     if np.dtype(dtype) == np.float32:
         cc, sms = rt.device()
         mode = mathmode.effective(cc)
         if mode != "fp32":
-            edge = _forced.get() or tc_config(rows, cols, batches, sms, cc)
-            return Plan(f"{base}_{mode}_{edge}", edge, edge, TC_TILES[edge], TC_K, smem_bytes(edge))
-    return Plan(kernel_name(base, dtype), gemm.TILE_M, gemm.TILE_N, gemm.THREADS, gemm.TILE_K)
+            return plan_for(base, dtype, mode, tile_edge(rows, cols, batches, sms, cc))
+    return plan_for(base, dtype, "fp32")

@@ -3,6 +3,8 @@ Semantics of ``torch.nn.functional.batch_norm``, with one difference: the
 running statistics are returned as new arrays instead of updated in place."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import numbers
 from typing import NamedTuple
@@ -62,6 +64,22 @@ def _full(x, value):
     return xp.full(x.shape[1], value, x.dtype)
 
 
+# Set by ``relu_epilogue``: batch_norm2d then applies a ReLU in its element-wise pass.
+_relu_epilogue: contextvars.ContextVar[bool] = contextvars.ContextVar("gpucnn_bn_relu", default=False)
+
+
+@contextlib.contextmanager
+def relu_epilogue():
+    """Inside the block, batch_norm2d returns relu(y) from its one element-wise
+    pass: how ``Sequential`` fuses a BatchNorm2D and the ReLU after it without
+    changing the layer (gpucnn.nn.module)."""
+    token = _relu_epilogue.set(True)
+    try:
+        yield
+    finally:
+        _relu_epilogue.reset(token)
+
+
 def batch_norm2d(x, gamma, beta, running_mean=None, running_var=None, training=True, momentum=0.1,
                  eps=1e-5):
     """y = gamma * (x - mean) / sqrt(var + eps) + beta per channel of x (N, C, H, W).
@@ -105,23 +123,29 @@ def batch_norm2d(x, gamma, beta, running_mean=None, running_var=None, training=T
                        "not kernels; capture training steps")
         # Per-channel set-up on C values, in float64, through the array's own methods.
         invstd = ((running_var.astype(np.float64) + eps) ** -0.5).astype(x.dtype)
-    y = call("norm", "batch_norm_apply", x, mean, invstd, gamma, beta)
+    y = call("norm", "batch_norm_apply", x, mean, invstd, gamma, beta, _relu_epilogue.get())
     return y, BatchNormSaved(mean, invstd, training, rm, rv)
 
 
-def batch_norm2d_backward(dy, x, gamma, saved, eps=1e-5):
+def batch_norm2d_backward(dy, x, gamma, saved, eps=1e-5, y=None):
     """Gradients of batch_norm2d with respect to x, gamma and beta.
 
     dy, x: (N, C, H, W), x the forward's input; gamma: (C,) or None (for 1);
     saved: the ``BatchNormSaved`` the forward returned (with batch
     statistics, the gradient flows through them too). ``eps`` is checked
     but changes nothing: saved.invstd already holds the forward's (as
-    torch's native_batch_norm_backward, which takes it too).
+    torch's native_batch_norm_backward, which takes it too). ``y``, the
+    output of batch_norm2d_relu, makes it that op's backward: dy is masked
+    where y <= 0 inside the same passes.
     Returns (dx, dgamma, dbeta): dx shaped as x, dgamma and dbeta (C,).
     """
     dy, x = chk.array("dy", dy, 4), chk.array("x", x, 4)
     chk.same_dtype(dy=dy, x=x)
     chk.shape_is("dy", dy, x.shape, "the shape of x")
+    if y is not None:
+        y = chk.array("y", y, 4)
+        chk.same_dtype(dy=dy, y=y)
+        chk.shape_is("y", y, x.shape, "the shape of x")
     gamma = _per_channel("gamma", gamma, x)
     if not isinstance(saved, BatchNormSaved):
         raise TypeError(f"saved must be the BatchNormSaved that batch_norm2d returned, got "
@@ -133,4 +157,4 @@ def batch_norm2d_backward(dy, x, gamma, saved, eps=1e-5):
         raise ValueError(f"batch_norm2d_backward with batch statistics needs more than one value per "
                          f"channel, got x shape {tuple(x.shape)}")
     gamma = _full(x, 1) if gamma is None else gamma
-    return call("norm", "batch_norm_backward", dy, x, mean, invstd, gamma, batch_stats)
+    return call("norm", "batch_norm_backward", dy, x, mean, invstd, gamma, batch_stats, y)

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from gpucnn.nn._array import is_cupy, to_device
+from gpucnn.nn.fusion import fused_forward
 from gpucnn.nn.parameter import Parameter
 
 _KINDS = ("_params", "_grads", "_buffers")
@@ -237,8 +238,10 @@ class Sequential(Module):
         return len(self.layers)
 
     def forward(self, x):
-        for layer in self.layers:
-            x = layer.forward(x)
+        i = 0
+        while i < len(self.layers):  # a Conv2D or BatchNorm2D and its ReLU run fused (gpucnn.nn.fusion)
+            y = fused_forward(self.layers[i], self.layers[i + 1], x) if i + 1 < len(self.layers) else None
+            x, i = (self.layers[i].forward(x), i + 1) if y is None else (y, i + 2)
         return x
 
     def backward(self, dy):

@@ -26,6 +26,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from gpucnn.reference import depthwise, workspace
+from gpucnn.reference.relu import relu_forward
 
 
 def _pad(x, pad):
@@ -99,9 +100,14 @@ def col2im(cols, C, win):
     return np.ascontiguousarray(_crop(xp, win))
 
 
-def conv2d_forward(x, w, b, g):
+def conv2d_forward(x, w, b, g, relu=False):
     """y = φ(x) F per group (§4.4): x (N, C, H, W), w (K, C/groups, kh, kw),
-    b (K,) or None -> y (N, K, P, Q)."""
+    b (K,) or None -> y (N, K, P, Q); then max(y, 0) (torch.relu) when ``relu``."""
+    y = _forward(x, w, b, g)
+    return relu_forward(y, 0.0) if relu else y
+
+
+def _forward(x, w, b, g):
     win, G, K = g.win, g.groups, g.K
     if G == g.C == K:
         y = depthwise.depthwise(x, w, g, "forward")

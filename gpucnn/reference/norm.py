@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from gpucnn.reference.relu import relu_backward, relu_forward
+
 _AXES = (0, 2, 3)
 
 
@@ -48,16 +50,19 @@ def batch_norm_stats(x, running_mean, running_var, momentum, eps):
     return mean.astype(x.dtype), invstd.astype(x.dtype), rm, rv
 
 
-def batch_norm_apply(x, mean, invstd, gamma, beta):
-    """y = gamma * (x - mean) * invstd + beta, per channel."""
-    y = _c(gamma) * (x.astype(np.float64) - _c(mean)) * _c(invstd) + _c(beta)
-    return y.astype(x.dtype)
+def batch_norm_apply(x, mean, invstd, gamma, beta, relu=False):
+    """y = gamma * (x - mean) * invstd + beta, per channel; then torch.relu when ``relu``."""
+    y = (_c(gamma) * (x.astype(np.float64) - _c(mean)) * _c(invstd) + _c(beta)).astype(x.dtype)
+    return relu_forward(y, 0.0) if relu else y
 
 
-def batch_norm_backward(dy, x, mean, invstd, gamma, batch_stats):
+def batch_norm_backward(dy, x, mean, invstd, gamma, batch_stats, y=None):
     """(dx, dgamma, dbeta) given the forward's per-channel mean and invstd;
     ``batch_stats`` says whether they were the batch's (functions of x) or
-    the running statistics (constants)."""
+    the running statistics (constants). With ``y``, the output of batch norm
+    followed by ReLU, dy first goes back through the ReLU (masked where y <= 0)."""
+    if y is not None:
+        dy = relu_backward(dy, y, 0.0)
     dy64, xc = dy.astype(np.float64), x.astype(np.float64) - _c(mean)
     s = _c(invstd)
     dbeta = dy64.sum(axis=_AXES)

@@ -242,7 +242,7 @@ DATE_PREFIX = "Generated on "
 
 def report(arch: str = ARCH, date: str | None = None, sass: list[dict] | None = None) -> str:
     """The record's text: toolchain, ptxas rows, SASS counts (``sass``: sass_rows(arch), if at hand)."""
-    from gpucnn.runtime import sass_tc
+    from gpucnn.runtime import sass_stream, sass_tc
     ver = versions()
     date = date or datetime.date.today().isoformat()
     sass = sass_rows(arch) if sass is None else sass
@@ -266,7 +266,9 @@ everything else (moves, conversions, predicates, branches).
 
 {markdown(sass, SASS_COLUMNS)}
 
-{sass_tc.section(arch)}"""
+{sass_tc.section(arch)}
+
+{sass_stream.section(arch)}"""
 
 
 def recorded_nvrtc(text: str) -> str | None:

@@ -1,0 +1,208 @@
+"""Which kernel runs a convolution pass, with which tile and how many splits
+(cuDNN's heuristics, Caffe's engine choice): the one place that decides.
+
+``choose(g, pass_, dtype, math, sms)`` is a pure function of the geometry
+``g`` (gpucnn.shapes.Conv), the pass ("forward", "backward_data",
+"backward_filter"), the dtype, the math mode and the device's SM count.
+Kernels never choose; the launch code in gpucnn.cuda.conv asks here.
+
+Families:
+  gemm    the implicit GEMM of kernels/conv2d.cu (64 x 64 x 16 tiles)
+  phase   backward-data only: the stride-decomposed implicit GEMM, one dense
+          sub-problem per phase of the input, so no tap meets a structural zero
+  direct  kernels/depthwise.cu: a thread per output element (forward), per
+          4 pixels x 4 channels (backward-data), or a block per filter and
+          pixel chunk with a fixed tree (backward-filter), for groups so
+          small that a 64-row tile would be mostly empty (depthwise, small
+          groups, backward-data with C <= 4, filter gradients that would
+          fill under DIRECT_FILTER_USE of their GEMM tiles)
+
+A forward or backward-data GEMM whose tile grid is below one wave splits its
+reduction into ``splits`` chunks of ``chunk`` indices (a multiple of the
+tile's k depth), and a filter gradient always may, the count minimising
+waves x work per part on ``sms`` SMs; the parts are added in split order, so
+the bits depend on the shapes (and SM count) only. ``math`` is the math mode
+(gpucnn.mathmode): in "tf32" and "3xtf32" a float32 GEMM takes the
+tensor-core tile that gpucnn.cuda.tc.tc_config picks for the shape and the
+compute capability ``cc`` (128 x 128 or 64 x 64, k depth 32), and its splits
+are counted on that tile; the direct and phase families run FFMA in every mode.
+
+``GPUCNN_CONV_ALGO`` (or ``override``) forces a family, and optionally the
+split count, for every pass that family can run: ``direct``, ``gemm``,
+``gemm:4`` (4 splits), ``phase``. Passes the forced family cannot run keep
+the heuristic's choice.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import os
+
+import numpy as np
+
+PASSES = ("forward", "backward_data", "backward_filter")
+FAMILIES = {"forward": ("gemm", "direct"),
+            "backward_data": ("gemm", "phase", "direct"),
+            "backward_filter": ("gemm", "direct")}
+MATH_MODES = ("fp32", "tf32", "3xtf32")
+TILE = (64, 64, 16)  # gemm.cuh's GEMM_BM, GEMM_BN, GEMM_BK (FFMA)
+GEMM_BLOCKS_PER_SM = 2  # __launch_bounds__(256, 2)
+TC_BLOCKS_PER_SM = 1  # the tensor-core kernels are sized for one block per SM (tc_gemm.cuh's TC_KERNEL)
+DIRECT_BLOCKS_PER_SM = 8  # 256-thread blocks of depthwise.cu (no register cap hit)
+DIRECT_THREADS = 256
+SMALL_GROUP = 8  # direct when both Kg and Cg are at most this
+SMALL_C = 4      # backward-data direct for up to this many channels a group (stems)
+DIRECT_FILTER_USE = 0.4  # backward-filter direct when the GEMM's tiles are less full than this
+MIN_SPLIT_STEPS = 8    # a split reduces at least this many k-steps
+MAX_SPLITS = 16  # forward and backward-data: each part writes a whole output
+MAX_FILTER_SPLITS = 1024  # filter gradients: parts are filter-sized, and stems' few tiles need many
+DEFAULT_SMS = 132  # H100 SXM; the emulator reports this unless told otherwise
+ENV = "GPUCNN_CONV_ALGO"
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    family: str
+    tile: tuple = ()   # (rows, columns, k depth) of a GEMM family's block tile
+    splits: int = 1    # reduction parts, added in split order
+    chunk: int = 0     # reduction indices per part (0: the whole reduction)
+    math: str = "fp32"  # the gemm family's kernels: FFMA, or tensor cores in "tf32"/"3xtf32"
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _forced() -> tuple[str, int | None] | None:
+    spec = _override.get() or os.environ.get(ENV, "")
+    if not spec:
+        return None
+    family, _, splits = spec.partition(":")
+    if family not in {f for fs in FAMILIES.values() for f in fs}:
+        raise ValueError(f"{ENV}={spec!r}: the family must be one of gemm, phase, direct "
+                         "(optionally gemm:SPLITS)")
+    if splits and (not splits.isdigit() or int(splits) < 1):
+        raise ValueError(f"{ENV}={spec!r}: the split count must be a positive integer")
+    return family, int(splits) if splits else None
+
+
+_override: contextvars.ContextVar[str | None] = contextvars.ContextVar("gpucnn_conv_algo", default=None)
+
+
+@contextlib.contextmanager
+def override(spec: str | None):
+    """Force ``spec`` (as GPUCNN_CONV_ALGO) inside the block; None restores the heuristic."""
+    token = _override.set(spec)
+    try:
+        _forced()  # a bad spec fails here, not at the first convolution
+        yield
+    finally:
+        _override.reset(token)
+
+
+def gemm_shape(g, pass_: str) -> tuple[int, int, int]:
+    """(rows, columns, reduction) of one group's implicit GEMM for a pass."""
+    w = g.win
+    Kg, Cg, taps = g.K // g.groups, g.C // g.groups, w.kh * w.kw
+    if pass_ == "forward":
+        return Kg, g.N * w.P * w.Q, Cg * taps
+    if pass_ == "backward_data":
+        return Cg, g.N * w.H * w.W, Kg * taps
+    return Kg, Cg * taps, g.N * w.P * w.Q
+
+
+def _split(tiles: int, steps: int, slots: int, max_splits: int) -> int:
+    """The split count that minimises waves x (steps per part + 2): the +2
+    charges each part's partial tile, written and read back once."""
+    best, best_cost = 1, None
+    for s in range(1, max(1, min(max_splits, steps // MIN_SPLIT_STEPS)) + 1):
+        cost = cdiv(tiles * s, slots) * (cdiv(steps, s) + 2)
+        if best_cost is None or cost < best_cost:
+            best, best_cost = s, cost
+    return best
+
+
+def _gemm(g, pass_: str, sms: int, splits: int | None, math: str = "fp32", cc: int = 90) -> Choice:
+    rows, cols, red = gemm_shape(g, pass_)
+    if math == "fp32":
+        tile, per_sm = TILE, GEMM_BLOCKS_PER_SM
+    else:
+        from gpucnn.cuda import tc
+        edge = tc.tile_edge(rows, cols, g.groups, sms, cc)
+        tile, per_sm = (edge, edge, tc.TC_K), TC_BLOCKS_PER_SM
+    bm, bn, bk = tile
+    tiles = cdiv(rows, bm) * cdiv(cols, bn) * g.groups
+    steps = cdiv(red, bk)
+    slots = sms * per_sm
+    if splits is None:
+        # forward and backward-data split only below one wave: a full grid
+        # already keeps every SM busy, and a split costs a partial pass
+        if pass_ == "backward_filter":
+            splits = _split(tiles, steps, slots, MAX_FILTER_SPLITS)
+        else:
+            splits = _split(tiles, steps, slots, MAX_SPLITS) if tiles < slots else 1
+    return _parts(Choice("gemm", tile, math=math), red, splits, bk)
+
+
+def _parts(c: Choice, red: int, splits: int, unit: int) -> Choice:
+    """Reduction ``red`` in at most ``splits`` chunks, each a multiple of ``unit``."""
+    splits = max(1, min(splits, cdiv(red, unit)))
+    chunk = cdiv(cdiv(max(red, 1), splits), unit) * unit
+    return dataclasses.replace(c, splits=max(1, cdiv(red, chunk)), chunk=chunk)
+
+
+def tile_use(rows: int, cols: int) -> float:
+    """The fraction of 64 x 64 tiles a rows x cols GEMM output fills."""
+    bm, bn, _ = TILE
+    return rows / (cdiv(rows, bm) * bm) * cols / (cdiv(cols, bn) * bn)
+
+
+def _direct_ok(g, pass_: str) -> bool:
+    Kg, Cg = g.K // g.groups, g.C // g.groups
+    if Kg <= SMALL_GROUP and Cg <= SMALL_GROUP:
+        return True
+    if pass_ == "backward_filter":
+        # The direct kernel makes about one L1 load per FMA; the FFMA GEMM
+        # runs its tiles at ~4x that rate, so it wins only while it fills them.
+        return tile_use(Kg, Cg * g.win.kh * g.win.kw) < DIRECT_FILTER_USE
+    return pass_ == "backward_data" and Cg <= SMALL_C
+
+
+def _direct(g, pass_: str, sms: int, splits: int | None) -> Choice:
+    if pass_ != "backward_filter":
+        return Choice("direct")
+    # A block per filter and chunk of pixels: split the N*P*Q pixels until the
+    # blocks fill whole waves, each thread reducing at least MIN_SPLIT_STEPS pixels.
+    w = g.win
+    npq = g.N * w.P * w.Q
+    if splits is None:
+        splits = _split(g.K, cdiv(npq, DIRECT_THREADS), sms * DIRECT_BLOCKS_PER_SM, MAX_FILTER_SPLITS)
+    return _parts(Choice("direct"), npq, splits, DIRECT_THREADS)
+
+
+def choose(g, pass_: str, dtype=np.float32, math: str = "fp32", sms: int = DEFAULT_SMS, cc: int = 90) -> Choice:
+    """The algorithm for one pass of convolution ``g`` (see the module docstring);
+    ``math`` applies to float32 only (float64 runs the FFMA tile in every mode)."""
+    if pass_ not in PASSES:
+        raise ValueError(f"pass must be one of {PASSES}, got {pass_!r}")
+    if math not in MATH_MODES:
+        raise ValueError(f"math mode must be one of {MATH_MODES}, got {math!r}")
+    if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
+    if sms < 1:
+        raise ValueError(f"sms must be >= 1, got {sms}")
+    forced = _forced()
+    family, splits = forced if forced and forced[0] in FAMILIES[pass_] else (None, None)
+    if family is None:
+        if _direct_ok(g, pass_):
+            family = "direct"
+        elif pass_ == "backward_data" and g.win.sh * g.win.sw > 1:
+            family = "phase"
+        else:
+            family = "gemm"
+    if family == "direct":
+        return _direct(g, pass_, sms, splits)
+    if family == "phase":  # sh*sw phases already multiply the grid; its reduction is not split
+        return Choice("phase", TILE)
+    return _gemm(g, pass_, sms, splits, math if np.dtype(dtype) == np.float32 else "fp32", cc)

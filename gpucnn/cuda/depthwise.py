@@ -1,0 +1,50 @@
+"""Launch code of kernels/depthwise.cu: the direct convolution kernels that
+gpucnn.cuda.algo chooses for small groups (depthwise, Kg and Cg of a few
+channels, stems' backward-data). gpucnn.cuda.conv calls them per run of
+images, with outputs it has allocated and ``geom``, conv2d.cu's GEOM
+arguments (gpucnn.cuda.conv._geom).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from gpucnn.cuda.gemm import fits_int
+from gpucnn.cuda.launch import i64, launch
+
+FAMILY = "depthwise"
+KERNELS = ("depthwise_forward", "depthwise_backward_data", "depthwise_backward_filter")
+THREADS = 256  # DW_THREADS
+CHANNEL_BLOCK = 4  # DW_CB: channels of one group a backward-data thread computes
+PIXELS = 4  # DW_PIX: pixels of a row's stride phase a backward-data thread computes
+
+
+def forward(rt, x, w, b, y, geom, relu: bool = False) -> None:
+    """y = x * w + b (then ReLU when ``relu``): one thread per output element."""
+    launch(rt, FAMILY, "depthwise_forward", x.dtype, y.size, (x, w, b, y, *geom, np.int32(relu)))
+
+
+def backward_data(rt, dy, w, dx, g, geom) -> None:
+    """dx from dy: one thread per PIXELS pixels of a row's stride phase and
+    CHANNEL_BLOCK channels of a group."""
+    win, Cg = g.win, g.C // g.groups
+    blocks, wb = -(-Cg // CHANNEL_BLOCK), -(-(-(-win.W // win.sw)) // PIXELS)
+    threads = g.N * g.groups * blocks * win.H * win.sw * wb
+    fits_int("depthwise", threads)
+    launch(rt, FAMILY, "depthwise_backward_data", dy.dtype, threads, (dy, w, dx, *geom))
+
+
+def backward_filter(rt, dy, x, g, geom, choice):
+    """dw from dy and x: a block per (filter, pixel chunk), ``choice.splits``
+    chunks added in split order by conv2d_sum_splits."""
+    win = g.win
+    shape = (g.K, g.C // g.groups, win.kh, win.kw)
+    dw = rt.xp.empty(shape, x.dtype)
+    out = dw if choice.splits == 1 else rt.xp.empty((choice.splits, *shape), x.dtype)
+    # One block per (filter, chunk): K*splits*THREADS "elements" asks grid_for for that many blocks.
+    launch(rt, FAMILY, "depthwise_backward_filter", x.dtype, g.K * choice.splits * THREADS,
+           (dy, x, out, *geom, np.int32(choice.chunk), np.int32(choice.splits)), block=THREADS)
+    if choice.splits > 1:
+        launch(rt, "conv2d", "conv2d_sum_splits", x.dtype, dw.size,
+               (out, dw, i64(dw.size), np.int32(choice.splits), np.int32(0)))
+    return dw
+

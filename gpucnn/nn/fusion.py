@@ -1,0 +1,30 @@
+"""The layer pairs ``Sequential`` runs as one fused op: a Conv2D or a
+BatchNorm2D followed by a plain ReLU (gpucnn.functional.fused), so the
+pre-activation never makes a round trip through memory. The layers' results
+and their backward passes do not change: the ReLU saves its output instead of
+its input, and y > 0 exactly where the input is, so its backward masks the
+same elements.
+"""
+from __future__ import annotations
+
+from gpucnn import functional as F
+from gpucnn.functional.norm import relu_epilogue
+
+
+def fused_forward(layer, nxt, x):
+    """relu(layer(x)) in one pass when (layer, nxt) fuse, with both layers'
+    saved state as their own forwards would leave it; None otherwise."""
+    from gpucnn.nn.layers import Conv2D, ReLU
+    from gpucnn.nn.regularization import BatchNorm2D
+    if type(nxt) is not ReLU or nxt.negative_slope != 0:
+        return None
+    if type(layer) is Conv2D:
+        layer._save(x=x)
+        y = F.conv2d_bias_relu(x, layer.weight, layer._params.get("bias"), **layer._geom)
+    elif type(layer) is BatchNorm2D:
+        with relu_epilogue():
+            y = layer.forward(x)
+    else:
+        return None
+    nxt._save(x=y)
+    return y

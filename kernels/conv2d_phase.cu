@@ -1,0 +1,121 @@
+// conv2d_phase.cu: the stride-decomposed backward-data of a convolution, for
+// strides above 1 (gpucnn/cuda/algo.py chooses it; conv2d.cu has the rest).
+//
+// Kernels (T = float as _f32, double as _f64; G = groups, Cg = C/G, Kg = K/G):
+//   conv2d_backward_data_phase_T(const T* dy, const T* w, T* dx, GEOM)
+//                                dy: (N,K,P,Q)  w: (K,Cg,kh,kw)  dx: (N,C,H,W)
+// GEOM as conv2d.cu (conv.cuh). Element counts fit in int (checked by
+// gpucnn/cuda/conv.py); memory offsets are 64-bit.
+//
+// Cost: the FMAs of the dense backward-data, 2*N*C*H*W*Kg*kh*kw/(sh*sw)
+// (conv2d.cu's DataOp multiplies the (sh*sw - 1)/(sh*sw) structural zeros
+// too), in the same 64 x 64 x 16 tiles (gemm.cuh) with the same hot loop.
+#include "common.cuh"
+#include "gemm.cuh"
+#include "conv.cuh"
+
+// The stride-decomposed backward-data: input pixels h with (h + pt) % sh == a
+// (phase a) receive only taps r with r*dh % sh == a, which form the
+// progression r0 + j*step, step = sh / gcd(sh, dh). Each phase pair (a, b) is
+// a dense GEMM over only its valid taps, so no tap meets a structural zero:
+// 1/(sh*sw) of DataOp's reduction. Along one axis (size, pad, stride s, taps
+// k, dilation d), phase a holds pixels start + i*s for i < count, whose
+// window row is ph0 = i + m, and a valid tap r = r0 + j*step lands at
+// p = ph0 - (r*d - a)/s = ph0 - (a0 + j*da), since step*d = lcm(s, d) = da*s.
+struct PhaseAxis {
+    int start, count, m, r0, step, taps, a0, da;
+    __device__ PhaseAxis(int a, int size, int pad, int s, int k, int d) {
+        start = ((a - pad) % s + s) % s;
+        count = start < size ? (size - start + s - 1) / s : 0;
+        m = (start + pad - a) / s;
+        int x = s, y = d;  // gcd(s, d)
+        while (y) { const int t = x % y; x = y; y = t; }
+        step = s / x;
+        r0 = 0;
+        while (r0 < step && r0 * d % s != a) ++r0;
+        taps = r0 < min(step, k) ? (k - r0 + step - 1) / step : 0;
+        a0 = (r0 * d - a) / s;
+        da = step * d / s;
+    }
+};
+
+template <typename T> struct PhaseOp {
+    const T* dy;
+    const T* w;
+    PhaseAxis axh, axw;
+    int M, N;           // GEMM rows (channels of the group) and columns (pixels of the phase)
+    FastDiv pix, cols;  // the phase's pixels per image and per row (at least 1)
+    FastDiv taps, tw;   // its valid taps and those along w (at least 1)
+    int P, Q, kw, khkw;
+    int wbase, CgKHKW;  // w[g*Kg, 0, 0, 0] and the stride of w's filters
+    int dybase, img_dy; // dy[0, g*Kg, 0, 0] and K*P*Q (one image of dy fits in int)
+    enum { A_ALONG_K = 1, B_ALONG_K = 0 };  // as DataOp
+    typedef int Row;  // w[g*Kg, c, 0, 0]
+    struct Col {
+        const T* base;  // dy[n, g*Kg, ph0, pq0] (may lie outside dy)
+        int ph0, pq0;
+    };
+    // k = (f, jr, js): {f*P*Q - ah*Q - aw, ah, aw, unused}; A decomposes k itself (as
+    // DataOp), since its k-table entry would be a 32-bit shared load of its own.
+    typedef int4 KTab;
+    __device__ PhaseOp(const T* dy_, const T* w_, GEOM, int g, int a, int b)
+        : dy(dy_), w(w_), axh(a, H, pt, sh, kh, dh), axw(b, W, pl, sw, kw, dw), M(C / G),
+          N(N * axh.count * axw.count), pix(max(1, axh.count * axw.count)), cols(max(1, axw.count)), taps(max(1, axh.taps * axw.taps)),
+          tw(max(1, axw.taps)), P(P), Q(Q), kw(kw), khkw(kh * kw),
+          wbase(g * (K / G) * (C / G) * kh * kw), CgKHKW((C / G) * kh * kw), dybase(g * (K / G) * P * Q),
+          img_dy(K * P * Q) {}
+    __device__ Row row(int c) const { return wbase + c * khkw; }
+    __device__ T a(Row r, int k, const KTab&) const {  // w[g*Kg + f, c, r0 + jr*step, s0 + js*step]
+        int f, jr;
+        const int js = tw.divmod(taps.divmod(k, f), jr);
+        return w[r + f * CgKHKW + (axh.r0 + jr * axh.step) * kw + axw.r0 + js * axw.step];
+    }
+    __device__ Col col(int n) const {
+        int img, i;
+        const int j = cols.divmod(pix.divmod(n, img), i);
+        const int ph0 = i + axh.m, pq0 = j + axw.m;
+        return Col{dy + (long long)img * img_dy + dybase + ph0 * Q + pq0, ph0, pq0};
+    }
+    __device__ KTab ktab(int k) const {
+        int f, jr;
+        const int js = tw.divmod(taps.divmod(k, f), jr);
+        const int ah = axh.a0 + jr * axh.da, aw = axw.a0 + js * axw.da;
+        return make_int4(f * P * Q - ah * Q - aw, ah, aw, 0);
+    }
+    __device__ T b(const Col& cl, int, const KTab& e) const {
+        const int p = cl.ph0 - e.y, q = cl.pq0 - e.z;
+        if ((unsigned)p >= (unsigned)P || (unsigned)q >= (unsigned)Q) return T(0);
+        return cl.base[e.x];
+    }
+};
+
+// Grid z over (phase, group) pairs; column tiles past the phase's pixels return at once.
+template <typename T>
+__device__ void conv_backward_data_phase(GemmSmem<T, int4>& sm, const T* __restrict__ dy,
+                                         const T* __restrict__ w, T* __restrict__ dx, GEOM) {
+    const int Cg = C / G, HW = H * W;
+    for (int z = blockIdx.z; z < G * sh * sw; z += gridDim.z) {
+        const int g = z % G, phase = z / G;
+        const PhaseOp<T> op(dy, w, GEOM_ARGS, g, phase / sw, phase % sw);
+        if (blockIdx.x * GEMM_BN >= op.N) continue;  // uniform per block: no barrier is skipped by some
+        gemm_block<T>(op, sm, 0, op.axh.taps * op.axw.taps * (K / G), [&](int c, int n, T v) {
+            int img, i;
+            const int j = op.cols.divmod(op.pix.divmod(n, img), i);
+            const int h = op.axh.start + i * sh, x = op.axw.start + j * sw;
+            dx[((long long)img * C + g * Cg + c) * HW + (long long)h * W + x] = v;
+        });
+    }
+}
+
+// ------------------------------------------------------------ entry points
+
+GEMM_KERNEL conv2d_backward_data_phase_f32(const float* __restrict__ dy, const float* __restrict__ w,
+                                           float* __restrict__ dx, GEOM) {
+    __shared__ GemmSmem<float, int4> sm;
+    conv_backward_data_phase(sm, dy, w, dx, GEOM_ARGS);
+}
+GEMM_KERNEL conv2d_backward_data_phase_f64(const double* __restrict__ dy, const double* __restrict__ w,
+                                           double* __restrict__ dx, GEOM) {
+    __shared__ GemmSmem<double, int4> sm;
+    conv_backward_data_phase(sm, dy, w, dx, GEOM_ARGS);
+}

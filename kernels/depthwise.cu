@@ -1,0 +1,220 @@
+// depthwise.cu: direct grouped convolution for small groups (depthwise,
+// Kg and Cg of a few channels, and the backward-data of stems with C <= 4),
+// where conv2d.cu's 64 x 64 GEMM tile would be mostly empty rows.
+//
+// Kernels (T = float as _f32, double as _f64; G = groups, Cg = C/G, Kg = K/G):
+//   depthwise_forward_T        (const T* x, const T* w, const T* b, T* y, GEOM, int relu)
+//                                x: (N,C,H,W)  w: (K,Cg,kh,kw)  b: (K,)  y: (N,K,P,Q)
+//   depthwise_backward_data_T  (const T* dy, const T* w, T* dx, GEOM)
+//                                dy: (N,K,P,Q)  dx: (N,C,H,W)
+//   depthwise_backward_filter_T(const T* dy, const T* x, T* out, GEOM, int chunk, int splits)
+//                                out: (splits,K,Cg,kh,kw), partial sums over pixel chunks
+// where GEOM = int N, C, H, W, K, P, Q, kh, kw, sh, sw, pt, pl, dh, dw, G (as conv2d.cu).
+// Element counts fit in int (checked by gpucnn/cuda/conv.py); memory offsets are 64-bit.
+//
+// Cost per output element (forward): Cg*kh*kw FMAs and as many loads, almost
+// all L1 hits (neighbouring threads share a window's taps); compulsory bytes
+// are x, w and y once. backward-data gathers, for up to DW_CB channels of a
+// group at once, the dy pixels whose windows covered the input pixel: each dy
+// load feeds DW_CB FMAs, and the taps are walked so that a tap a stride skips
+// costs one test rather than Kg FMAs. backward-filter: a block per (filter,
+// pixel chunk) reduces DW_TB taps at a time over its pixels, then a fixed
+// tree over the block's threads; chunks are added in split order by
+// conv2d_sum_splits, so the bits never depend on timing (no atomics).
+#include "common.cuh"
+#include "gemm.cuh"
+#include "conv.cuh"
+
+#define DW_THREADS 256
+#define DW_CB 4   // channels of one group a backward-data thread computes
+#define DW_PIX 4  // pixels of one stride phase of a row a backward-data thread computes
+#define DW_TB 8  // taps a backward-filter thread accumulates at once
+
+// ------------------------------------------------------------------- forward
+
+template <typename T>
+__device__ void dw_forward(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
+                           T* __restrict__ y, GEOM, int relu) {
+    const int Kg = K / G, Cg = C / G, HW = H * W;
+    const FastDiv fQ(Q), fP(P), fK(K), fKg(Kg);
+    GRID_STRIDE_LOOP(i, (long long)N * K * P * Q) {  // i = ((n*K + k)*P + p)*Q + q
+        int nkp, nk, n;
+        const int q = fQ.divmod((int)i, nkp), p = fP.divmod(nkp, nk), k = fK.divmod(nk, n);
+        const int g = fKg.div(k), h0 = p * sh - pt, w0 = q * sw - pl;
+        const T* xg = x + ((long long)n * C + (long long)g * Cg) * HW;
+        const T* wk = w + (long long)k * Cg * kh * kw;
+        T acc = T(0);
+        for (int c = 0; c < Cg; ++c) {
+            for (int r = 0; r < kh; ++r) {
+                const int h = h0 + r * dh;
+                if ((unsigned)h >= (unsigned)H) continue;  // zero padding
+                const T* row = xg + (long long)c * HW + (long long)h * W;
+                const T* wr = wk + (c * kh + r) * kw;
+#pragma unroll 3  // 3x3 filters in one piece; ptxas spills this loop fully unrolled for sm_80-89
+                for (int s = 0; s < kw; ++s) {
+                    const int ww = w0 + s * dw;
+                    if ((unsigned)ww < (unsigned)W) acc += wr[s] * row[ww];
+                }
+            }
+        }
+        y[i] = relu_if(acc + b[k], relu);
+    }
+}
+
+// ------------------------------------------------------------- backward data
+
+// dx[n, c, h, w] = sum over filters f of c's group and taps (r, s) with
+// h + pt - r*dh = p*sh (and likewise w) of w[f, c, r, s] dy[n, f, p, q].
+// Thread i owns DW_PIX pixels of row h in one phase of the w stride,
+// w_j = start + (wb*DW_PIX + j)*sw (j < DW_PIX), for channels c0 .. c0 + DW_CB - 1
+// of group g in image n: the pixels share every tap's validity and read
+// consecutive dy values q0 + j, so each tap costs DW_PIX + DW_CB loads for
+// DW_PIX * DW_CB FMAs. Threads run phase-major within a row (i = (((n*G + g)*CB + cb)*H + h)*sw + b)*WB + wb).
+template <typename T>
+__device__ void dw_backward_data(const T* __restrict__ dy, const T* __restrict__ w, T* __restrict__ dx, GEOM) {
+    const int Kg = K / G, Cg = C / G, HW = H * W, PQ = P * Q, khkw = kh * kw;
+    const int blocks = (Cg + DW_CB - 1) / DW_CB, WB = ((W + sw - 1) / sw + DW_PIX - 1) / DW_PIX;
+    const int bias = (kw * dw + sw - 1) / sw;  // keeps w + pl - s*dw + bias*sw >= 0 for the division
+    const FastDiv fWB(WB), fsw(sw), fH(H), fB(blocks), fG(G), fsh(sh);
+    GRID_STRIDE_LOOP(i, (long long)N * G * blocks * H * sw * WB) {
+        int rest, hrest, ngb, n, phase_row;
+        const int wb = fWB.divmod((int)i, phase_row), b = fsw.divmod(phase_row, hrest);
+        const int h = fH.divmod(hrest, rest), cb = fB.divmod(rest, ngb), g = fG.divmod(ngb, n);
+        const int start = ((b - pl) % sw + sw) % sw, w0 = start + wb * DW_PIX * sw;  // (w0 + pl) % sw == b
+        if (w0 >= W) continue;  // a phase with fewer pixels than the widest
+        const int c0 = g * Cg + cb * DW_CB, nc = min(DW_CB, Cg - cb * DW_CB);
+        const int npix = min(DW_PIX, (W - 1 - w0) / sw + 1);
+        T acc[DW_PIX][DW_CB];
+#pragma unroll
+        for (int j = 0; j < DW_PIX; ++j)
+#pragma unroll
+            for (int k = 0; k < DW_CB; ++k) acc[j][k] = T(0);
+        const T* dyn = dy + ((long long)n * K + (long long)g * Kg) * PQ;
+        const T* wc = w + ((long long)g * Kg * Cg + (c0 - g * Cg)) * khkw;
+        for (int r = 0; r < kh; ++r) {
+            const int th = h + pt - r * dh;
+            if (th < 0) break;  // th falls with r
+            int p;
+            if (fsh.divmod(th, p) != 0 || p >= P) continue;  // a tap the stride skips
+            for (int s = 0; s < kw; ++s) {
+                int q0;
+                if (fsw.divmod(w0 + pl - s * dw + bias * sw, q0) != 0) continue;  // the same for all DW_PIX pixels
+                q0 -= bias;
+                bool ok[DW_PIX];
+#pragma unroll
+                for (int j = 0; j < DW_PIX; ++j) ok[j] = j < npix && (unsigned)(q0 + j) < (unsigned)Q;
+                const T* d = dyn + p * Q + q0;
+                const T* wf = wc + r * kw + s;
+                for (int f = 0; f < Kg; ++f) {
+                    T v[DW_PIX], wk[DW_CB];
+#pragma unroll
+                    for (int j = 0; j < DW_PIX; ++j) v[j] = ok[j] ? d[(long long)f * PQ + j] : T(0);
+#pragma unroll
+                    for (int k = 0; k < DW_CB; ++k) wk[k] = k < nc ? wf[(long long)f * Cg * khkw + k * khkw] : T(0);
+#pragma unroll
+                    for (int j = 0; j < DW_PIX; ++j)
+#pragma unroll
+                        for (int k = 0; k < DW_CB; ++k) acc[j][k] += wk[k] * v[j];
+                }
+            }
+        }
+        T* out = dx + ((long long)n * C + c0) * HW + (long long)h * W + w0;
+#pragma unroll
+        for (int k = 0; k < DW_CB; ++k)
+#pragma unroll
+            for (int j = 0; j < DW_PIX; ++j)
+                if (k < nc && j < npix) out[(long long)k * HW + j * sw] = acc[j][k];
+    }
+}
+
+// ----------------------------------------------------------- backward filter
+
+// Block z (blocks stride over K*splits, so any grid works) reduces filter
+// k = z % K over pixels [split*chunk, min((split+1)*chunk, N*P*Q)) of its
+// group, split = z / K, and writes out[split, k, :].
+template <typename T>
+__device__ void dw_backward_filter(T (*part)[DW_THREADS], const T* __restrict__ dy, const T* __restrict__ x,
+                                   T* __restrict__ out, GEOM, int chunk, int splits) {
+    const int Kg = K / G, Cg = C / G, HW = H * W, PQ = P * Q, khkw = kh * kw, taps = Cg * khkw;
+    const int t = threadIdx.x, npq = N * PQ;
+    const FastDiv fPQ(PQ), fQ(Q), fkhkw(khkw), fkw(kw);
+    for (int z = blockIdx.x; z < K * splits; z += gridDim.x) {  // uniform per block: barriers are safe
+        const int k = z % K, split = z / K, g = k / Kg;
+        const int beg = split * chunk, end = min(npq, beg + chunk);
+        const T* dyk = dy + (long long)k * PQ;
+        const T* xg = x + (long long)g * Cg * HW;
+        for (int tb = 0; tb < taps; tb += DW_TB) {
+            int off[DW_TB], rd[DW_TB], sd[DW_TB];  // tap j: its offset in x, r*dh, s*dw
+#pragma unroll
+            for (int j = 0; j < DW_TB; ++j) {
+                int c, r;
+                const int s = fkw.divmod(fkhkw.divmod(min(tb + j, taps - 1), c), r);
+                off[j] = c * HW + r * dh * W + s * dw;
+                rd[j] = tb + j < taps ? r * dh : -(1 << 30);  // a tap past the end never lands in x
+                sd[j] = s * dw;
+            }
+            T acc[DW_TB];
+#pragma unroll
+            for (int j = 0; j < DW_TB; ++j) acc[j] = T(0);
+            for (int e = beg + t; e < end; e += DW_THREADS) {
+                int n, p;
+                const int q = fQ.divmod(fPQ.divmod(e, n), p), pq = p * Q + q;
+                const T d = dyk[(long long)n * K * PQ + pq];
+                const int h0 = p * sh - pt, w0 = q * sw - pl;
+                const long long base = (long long)n * C * HW + (long long)h0 * W + w0;
+#pragma unroll
+                for (int j = 0; j < DW_TB; ++j) {
+                    const int h = h0 + rd[j], ww = w0 + sd[j];
+                    if ((unsigned)h < (unsigned)H && (unsigned)ww < (unsigned)W) acc[j] += d * xg[base + off[j]];
+                }
+            }
+#pragma unroll
+            for (int j = 0; j < DW_TB; ++j) part[j][t] = acc[j];
+            __syncthreads();
+#pragma unroll
+            for (int s = DW_THREADS / 2; s > 0; s >>= 1) {  // fixed tree: the same order every run
+                if (t < s)
+#pragma unroll
+                    for (int j = 0; j < DW_TB; ++j) part[j][t] += part[j][t + s];
+                __syncthreads();
+            }
+            if (t < DW_TB && tb + t < taps) out[((long long)split * K + k) * taps + tb + t] = part[t][0];
+            __syncthreads();  // part is read before the next taps overwrite it
+        }
+    }
+}
+
+// ------------------------------------------------------------ entry points
+
+extern "C" __global__ void __launch_bounds__(DW_THREADS)
+depthwise_forward_f32(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ b,
+                      float* __restrict__ y, GEOM, int relu) {
+    dw_forward(x, w, b, y, GEOM_ARGS, relu);
+}
+extern "C" __global__ void __launch_bounds__(DW_THREADS)
+depthwise_forward_f64(const double* __restrict__ x, const double* __restrict__ w, const double* __restrict__ b,
+                      double* __restrict__ y, GEOM, int relu) {
+    dw_forward(x, w, b, y, GEOM_ARGS, relu);
+}
+extern "C" __global__ void __launch_bounds__(DW_THREADS)
+depthwise_backward_data_f32(const float* __restrict__ dy, const float* __restrict__ w, float* __restrict__ dx,
+                            GEOM) {
+    dw_backward_data(dy, w, dx, GEOM_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(DW_THREADS)
+depthwise_backward_data_f64(const double* __restrict__ dy, const double* __restrict__ w,
+                            double* __restrict__ dx, GEOM) {
+    dw_backward_data(dy, w, dx, GEOM_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(DW_THREADS)
+depthwise_backward_filter_f32(const float* __restrict__ dy, const float* __restrict__ x, float* __restrict__ out,
+                              GEOM, int chunk, int splits) {
+    __shared__ float part[DW_TB][DW_THREADS];
+    dw_backward_filter(part, dy, x, out, GEOM_ARGS, chunk, splits);
+}
+extern "C" __global__ void __launch_bounds__(DW_THREADS)
+depthwise_backward_filter_f64(const double* __restrict__ dy, const double* __restrict__ x,
+                              double* __restrict__ out, GEOM, int chunk, int splits) {
+    __shared__ double part[DW_TB][DW_THREADS];
+    dw_backward_filter(part, dy, x, out, GEOM_ARGS, chunk, splits);
+}

@@ -1,0 +1,179 @@
+"""The per-shape algorithm choice (gpucnn.cuda.algo) as a table, and every
+algorithm it can choose (direct, stride-phase GEMM, split GEMMs) forced on the
+boundary cases of tests/test_conv_kernels.py, against the float64 reference
+on every backend and against PyTorch.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_conv_kernels import CASE_IDS, CASES, _data, close
+
+import gpucnn
+from gpucnn.bench.cases import CONV
+from gpucnn.cuda import algo
+from gpucnn.functional.conv import _conv_geometry
+from gpucnn.runtime.emulator import emulation
+
+pytestmark = pytest.mark.family("conv")
+
+
+def _geometry(case):
+    return _conv_geometry((case.N, case.C, case.H, case.W), (case.K, case.C // case.groups, case.R, case.S),
+                          case.stride, case.pad, case.dilation, case.groups)
+
+
+# bench case -> (family, splits) for forward, backward-data, backward-filter on 132 SMs.
+# Splits minimise waves x (k-steps per part + 2) over 264 GEMM slots (2 blocks per SM)
+# or 1056 direct slots (8 per SM); e.g. resnet-7x7x512 forward: 104 tiles of 288
+# steps, 5 parts = 520 blocks = 2 waves of 58 + 2 steps. Filter gradients go
+# direct where a GEMM would fill under 40% of its tiles (mnist-1: 32 x 25 taps
+# fill 20%; deepspeech 32 x 100 fill 39%; cifar-stem 64 x 27 fill 42%).
+TABLE = {
+    "mnist-1": (("gemm", 1), ("direct", 1), ("direct", 22)),
+    "mnist-2": (("gemm", 4), ("gemm", 4), ("gemm", 20)),
+    "cifar-stem": (("gemm", 1), ("direct", 1), ("gemm", 256)),
+    "cifar-resnet": (("gemm", 1), ("gemm", 1), ("gemm", 29)),
+    "cifar-resnet-s2": (("gemm", 1), ("phase", 1), ("gemm", 11)),
+    "resnet-stem": (("gemm", 1), ("direct", 1), ("gemm", 88)),
+    "resnet-3x3": (("gemm", 1), ("gemm", 1), ("gemm", 29)),
+    "resnet-1x1": (("gemm", 1), ("gemm", 1), ("gemm", 66)),
+    "resnet-7x7x512": (("gemm", 5), ("gemm", 5), ("gemm", 5)),
+    "vgg": (("gemm", 1), ("gemm", 1), ("gemm", 44)),
+    "1x1-s2": (("gemm", 1), ("phase", 1), ("gemm", 33)),
+    "deepspeech": (("gemm", 1), ("direct", 1), ("direct", 33)),
+    "depthwise": (("direct", 1), ("direct", 1), ("direct", 4)),
+    "dilated": (("gemm", 1), ("gemm", 1), ("gemm", 29)),
+}
+
+
+@pytest.mark.parametrize("case", CONV, ids=[c.name for c in CONV])
+def test_choice_table(case):
+    g = _geometry(case)
+    got = tuple((c.family, c.splits) for c in (algo.choose(g, p) for p in algo.PASSES))
+    assert got == TABLE[case.name]
+
+
+@pytest.mark.parametrize("case", CONV, ids=[c.name for c in CONV])
+@pytest.mark.parametrize("sms", [1, 8, 132, 1000])
+def test_parts_cover_the_reduction(case, sms):
+    g = _geometry(case)
+    for p in algo.PASSES:
+        c = algo.choose(g, p, sms=sms)
+        red = algo.gemm_shape(g, p)[2] if c.family == "gemm" else g.N * g.win.P * g.win.Q
+        if c.splits > 1:
+            assert (c.splits - 1) * c.chunk < red <= c.splits * c.chunk, (p, c)
+        if c.family == "gemm":
+            assert c.chunk % algo.TILE[2] == 0 and c.tile == algo.TILE
+
+
+def test_split_count_follows_the_sm_count():
+    g = _geometry(next(c for c in CONV if c.name == "cifar-resnet"))
+    # 9 tiles: on one SM (2 slots) 2 parts fill 9 whole waves where 1 part leaves
+    # a half-empty fifth; 132 SMs (264 slots) take 29 parts, 261 blocks.
+    assert [algo.choose(g, "backward_filter", sms=s).splits for s in (1, 132)] == [2, 29]
+    g = _geometry(next(c for c in CONV if c.name == "resnet-7x7x512"))
+    assert algo.choose(g, "forward", sms=1000).splits > algo.choose(g, "forward", sms=132).splits
+    assert algo.choose(g, "forward", sms=8).splits == 1  # 104 tiles fill 16 slots many times
+
+
+def test_override(monkeypatch):
+    g = _geometry(next(c for c in CONV if c.name == "depthwise"))
+    with algo.override("gemm:3"):
+        assert [algo.choose(g, p).family for p in algo.PASSES] == ["gemm"] * 3
+        assert algo.choose(g, "backward_filter").splits == 3  # forward: 9 taps, one k-step, one part
+        assert algo.choose(g, "forward").splits == 1
+    monkeypatch.setenv(algo.ENV, "phase")
+    assert [algo.choose(g, p).family for p in algo.PASSES] == ["direct", "phase", "direct"]
+    for bad in ("winograd", "gemm:0", "gemm:x"):
+        with pytest.raises(ValueError, match=algo.ENV):
+            with algo.override(bad):
+                pass
+    with pytest.raises(ValueError, match="math mode"):
+        algo.choose(g, "forward", math="tf32x")
+    with pytest.raises(ValueError, match="pass"):
+        algo.choose(g, "sideways")
+
+
+FORCED = ["direct", "phase", "gemm:3"]
+# Boundary cases for every forced algorithm: one image, one channel, stride
+# larger than the kernel, asymmetric padding, dilation with stride, groups,
+# and tile crossings.
+FORCED_CASES = [c for c in CASES if c[0] in ("n1c1k1", "1x1_stride2", "stride_gt_kernel_pad", "dilation3",
+                                            "depthwise_x2", "odd_asym_pad", "groups3_odd", "medium")]
+
+
+# 70 x 70 channels ("medium") is the GEMM tiles' case; direct, its emulation takes seconds.
+FORCED_PAIRS = [pytest.param(c, s, id=f"{c[0]}-{s}") for c in FORCED_CASES for s in FORCED
+                if not (s == "direct" and c[0] == "medium")]
+
+
+@pytest.mark.parametrize("dtype", (np.float32, np.float64))
+@pytest.mark.parametrize("case,spec", FORCED_PAIRS)
+def test_forced_algorithm_matches_reference(backend, case, dtype, spec):
+    rng, x, w, b, kw = _data(case, dtype, seed=3)
+    with algo.override(spec):
+        y = gpucnn.conv2d(x, w, b, **kw)
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        got = (y, *gpucnn.conv2d_backward(dy, x, w, **kw)[:2])
+    with gpucnn.use_backend("numpy"):
+        x64, w64, b64, dy64 = (a.astype(np.float64) for a in (x, w, b, dy))
+        want = (gpucnn.conv2d(x64, w64, b64, **kw), *gpucnn.conv2d_backward(dy64, x64, w64, **kw)[:2])
+    for name, g, wnt in zip(("y", "dx", "dw"), got, want):
+        close(g, wnt, dtype, f"{name} {spec}")
+
+
+@pytest.mark.parametrize("spec", ["gemm:3", "direct:3"])
+def test_split_reductions_are_bitwise_repeatable(backend, spec):
+    rng, x, w, b, kw = _data(CASES[CASE_IDS.index("medium" if spec.startswith("gemm") else "odd_asym_pad")],
+                             np.float32, seed=4)
+    dy = rng.standard_normal(gpucnn.conv2d(x, w, **kw).shape).astype(np.float32)
+    with algo.override(spec):
+        runs = [(gpucnn.conv2d(x, w, b, **kw), *gpucnn.conv2d_backward(dy, x, w, **kw)) for _ in range(2)]
+    for a, c in zip(*runs):
+        np.testing.assert_array_equal(a, c)
+
+
+def test_sm_count_changes_filter_splits_not_results():
+    """Filter gradients with the splits of 1 and of 64 emulated SMs both match the reference."""
+    if not gpucnn.backend.available("emulator")[0]:
+        pytest.skip("emulator unavailable")
+    case = CASES[CASE_IDS.index("medium")]
+    rng, x, w, _, kw = _data(case, np.float64, seed=5)
+    dy = rng.standard_normal(gpucnn.conv2d(x, w, **kw).shape)
+    want = gpucnn.conv2d_backward(dy, x, w, **kw)[1]
+    g = _conv_geometry(x.shape, w.shape, kw["stride"], kw["padding"], kw["dilation"], kw["groups"])
+    assert algo.choose(g, "backward_filter", sms=1).splits != algo.choose(g, "backward_filter", sms=64).splits
+    for sms in (1, 64):
+        with gpucnn.use_backend("emulator"), emulation(sm_count=sms):
+            close(gpucnn.conv2d_backward(dy, x, w, **kw)[1], want, np.float64, f"dw on {sms} SMs")
+
+
+TORCH_CASES = [  # (x shape, w shape, stride, padding, dilation, groups): the families' target shapes, small
+    ((2, 8, 9, 11), (8, 1, 3, 3), 1, 1, 1, 8),      # depthwise
+    ((1, 6, 7, 6), (12, 2, 3, 2), 2, (1, 0), 1, 3),  # small groups, stride 2
+    ((2, 3, 15, 13), (8, 3, 7, 7), 2, 3, 1, 1),      # stem: C = 3, 7x7 / 2
+    ((1, 1, 12, 17), (4, 1, 5, 6), 2, 0, 1, 1),      # C = 1, wide kernel, stride 2
+    ((2, 5, 10, 9), (7, 5, 3, 3), (2, 3), 1, 2, 1),  # stride phases with dilation
+    ((1, 9, 8, 8), (6, 9, 1, 1), 2, 0, 1, 1),        # 1x1 / 2
+    ((2, 5, 8, 8), (6, 5, 3, 3), 1, 1, 1, 1),        # 8x8 planes: the GEMM epilogues' vector stores
+]
+
+
+@pytest.mark.parametrize("spec", [None] + FORCED)
+@pytest.mark.parametrize("case", TORCH_CASES, ids=[f"t{i}" for i in range(len(TORCH_CASES))])
+def test_against_torch(backend, case, spec):
+    torch = pytest.importorskip("torch")
+    xs, ws, stride, padding, dilation, groups = case
+    rng = np.random.default_rng(list(xs) + list(ws))
+    x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.conv2d(tx, tw, tb, **kw)
+    dy = rng.standard_normal(tuple(ty.shape))
+    ty.backward(torch.tensor(dy))
+    with algo.override(spec):
+        y = gpucnn.conv2d(x, w, b, **kw)
+        dx, dw, db = gpucnn.conv2d_backward(dy, x, w, **kw)
+    for got, want in ((y, ty), (dx, tx.grad), (dw, tw.grad), (db, tb.grad)):
+        np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-10, atol=1e-12)
