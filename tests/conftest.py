@@ -72,6 +72,10 @@ def pytest_terminal_summary(terminalreporter, config):
 def pytest_configure(config):
     config.addinivalue_line("markers", "family(name): the op family a test module exercises")
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU through CuPy")
+    # Every emulated launch of the suite checks for data races, misaligned
+    # accesses and undefined integer arithmetic (the instrumented build).
+    from gpucnn.runtime.emulator import configure
+    configure(race_check=True, sanitize=True)
 
 
 def pytest_generate_tests(metafunc):

@@ -43,15 +43,17 @@ Not modelled (a kernel can pass here and still be wrong on a GPU):
 from __future__ import annotations
 
 from . import build as _build
+from . import settings as _settings
 from .errors import (BarrierError, ConstWriteError, EmulatorError, KernelArgumentError, KernelBuildError,
-                     KernelFaultError, KernelNotFoundError, LaunchConfigError, OutOfBoundsError,
-                     UnwrittenOutputError)
+                     KernelFaultError, KernelNotFoundError, LaunchConfigError, MisalignedAccessError,
+                     OutOfBoundsError, RaceError, UndefinedBehaviorError, UnwrittenOutputError)
 from .launch import EmuKernel
 from .settings import Settings, configure, emulation
 
 __all__ = ["EmuModule", "EmuKernel", "emulation", "configure", "emulator_available", "Settings",
            "EmulatorError", "KernelBuildError", "KernelArgumentError", "LaunchConfigError", "OutOfBoundsError",
-           "ConstWriteError", "BarrierError", "UnwrittenOutputError", "KernelNotFoundError", "KernelFaultError"]
+           "ConstWriteError", "BarrierError", "UnwrittenOutputError", "KernelNotFoundError", "KernelFaultError",
+           "RaceError", "MisalignedAccessError", "UndefinedBehaviorError"]
 
 
 def emulator_available() -> tuple[bool, str]:
@@ -66,7 +68,9 @@ class EmuModule:
         if not isinstance(code, str):
             raise TypeError(f"code must be a str, not {type(code).__name__}")
         self.code, self.options = code, tuple(options)
-        self._lib = _build.build(code, self.options)
+        checked = _settings.current().checks != 0
+        self._libs = {checked: _build.build(code, self.options, checked)}  # plain and checked builds
+        self._lib = self._libs[checked]
         self._meta = {k["name"]: k for k in self._lib.kernels}
         self._kernels: dict[str, EmuKernel] = {}
 
@@ -82,6 +86,12 @@ class EmuModule:
                                           f"module (kernels: {have})", kernel=name)
             self._kernels[name] = EmuKernel(self, self._lib, self._meta[name])
         return self._kernels[name]
+
+    def library(self, checked: bool):
+        """The plain or the instrumented build of this module (compiled, or read from the cache, on first use)."""
+        if checked not in self._libs:
+            self._libs[checked] = _build.build(self.code, self.options, checked)
+        return self._libs[checked]
 
     def compile(self) -> None:
         """CuPy's RawModule.compile(): building already happened in the constructor."""

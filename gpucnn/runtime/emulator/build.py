@@ -25,15 +25,21 @@ from . import translate
 from .errors import KernelBuildError
 
 INCLUDE = Path(__file__).resolve().parent / "include"
-_RUNTIME = ("emu_sched.cpp", "emu_runtime.cpp")
-_HEADERS = ("cuda_emu.h", "emu_runtime.h", "emu_internal.h", *_RUNTIME)
-_VERSION = "3"
+_RUNTIME = ("emu_sched.cpp", "emu_runtime.cpp", "emu_check.cpp", "emu_ubsan.cpp")
+_HEADERS = ("cuda_emu.h", "emu_runtime.h", "emu_internal.h", "emu_race.h", *_RUNTIME)
+_VERSION = "4"
 # -gdwarf-4: binutils 2.40's addr2line misreads relative #line file names in DWARF 5.
 # -fstack-clash-protection: frames larger than a page probe each page, so a fiber
 # stack overflow hits its guard page instead of the neighbouring fiber's stack.
 CXXFLAGS = ("-std=c++20", "-O2", "-g", "-gdwarf-4", "-fstack-clash-protection", "-fPIC", "-fvisibility=hidden", "-U_FORTIFY_SOURCE",
-            "-fno-strict-aliasing", "-fwrapv", "-fno-omit-frame-pointer",
-            "-Wno-unknown-pragmas", "-Wno-attributes")
+            "-fno-strict-aliasing", "-fno-omit-frame-pointer", "-Wno-unknown-pragmas", "-Wno-attributes")
+# Plain builds wrap signed overflow as a GPU does; checked builds (race_check,
+# misalign, sanitize) instead instrument every load and store (ThreadSanitizer's
+# interface, served by emu_check.cpp) and misaligned or undefined arithmetic
+# (UBSan's, served by emu_ubsan.cpp); no sanitizer runtime is linked.
+PLAIN_FLAGS = ("-fwrapv",)
+CHECKED_FLAGS = ("-fsanitize=thread", "--param=tsan-instrument-func-entry-exit=0",
+                 "-fsanitize=alignment,signed-integer-overflow,shift", "-DGPUCNN_EMU_CHECKED=1")
 # What NVRTC predefines for device code (kernels may test them in #if), and the
 # marker of in-out pointer parameters (kernels define GPUCNN_INOUT empty for NVRTC).
 _PREDEFINED = ("-D__CUDACC__", "-D__CUDACC_RTC__", "-D__CUDA_ARCH__=800", "-DGPUCNN_EMULATOR=1",
@@ -126,21 +132,22 @@ def _runtime_objects(cxx: str, cdir: Path, base_key: str) -> list[Path]:
         if not obj.exists():
             tmp = cdir / f".{obj.name}.{os.getpid()}-{threading.get_ident()}.tmp"
             flags = ["-DGPUCNN_EMU_UCONTEXT"] if _ucontext() else []
-            _run([cxx, *CXXFLAGS, *flags, "-c", str(INCLUDE / src), "-o", str(tmp)],
+            _run([cxx, *CXXFLAGS, *PLAIN_FLAGS, *flags, "-c", str(INCLUDE / src), "-o", str(tmp)],
                  "building the emulator runtime")
             os.replace(tmp, obj)
         objs.append(obj)
     return objs
 
 
-def build(code: str, options: tuple = ()) -> Library:
+def build(code: str, options: tuple = (), checked: bool = False) -> Library:
+    """The library of ``code``: instrumented for the checks when ``checked``."""
     ok, why = available()
     if not ok:
         raise KernelBuildError(why)
     cxx = compiler()
     defines = _defines(options)
     base_key = _base_key(cxx, _ucontext())
-    key = _digest(base_key, code, *defines)
+    key = _digest(base_key, code, *defines, *(CHECKED_FLAGS if checked else ()))
     with _lock:
         if key in _loaded:
             stats["cache_hits"] += 1
@@ -151,14 +158,14 @@ def build(code: str, options: tuple = ()) -> Library:
         if meta_path.exists() and lib_path.exists():
             stats["cache_hits"] += 1
         else:
-            _compile(cxx, code, defines, cdir, out, base_key)
+            _compile(cxx, code, defines, cdir, out, base_key, checked)
         meta = json.loads(meta_path.read_text())
         lib = Library(lib_path, ctypes.CDLL(str(lib_path)), meta["kernels"])
         _loaded[key] = lib
         return lib
 
 
-def _compile(cxx: str, code: str, defines: list[str], cdir: Path, out: Path, base_key: str) -> None:
+def _compile(cxx: str, code: str, defines: list[str], cdir: Path, out: Path, base_key: str, checked: bool) -> None:
     stats["builds"] += 1
     cdir.mkdir(parents=True, exist_ok=True)
     runtime = _runtime_objects(cxx, cdir, base_key)
@@ -182,9 +189,14 @@ def _compile(cxx: str, code: str, defines: list[str], cdir: Path, out: Path, bas
         names = ", ".join(k.name for k in kernels) or "no extern \"C\" kernels"
         # Built inside tmp with tmp mapped away, so file names from #line come out
         # of addr2line as written ("relu.cu"), not glued to a directory.
-        _run([cxx, *CXXFLAGS, *flags, f"-fdebug-prefix-map={tmp}=", "-shared", "-I", str(INCLUDE),
-              "-include", "cuda_emu.h", *_PREDEFINED, *defines, str(cpp), *map(str, runtime), "-o", str(so),
-              "-ldl"], f"compiling the kernel source ({names}) for the emulator", cwd=tmp)
+        obj = tmp / "kernel.o"
+        mode = CHECKED_FLAGS if checked else PLAIN_FLAGS
+        _run([cxx, *CXXFLAGS, *mode, *flags, f"-fdebug-prefix-map={tmp}=", "-c", "-I", str(INCLUDE),
+              "-include", "cuda_emu.h", *_PREDEFINED, *defines, str(cpp), "-o", str(obj)],
+             f"compiling the kernel source ({names}) for the emulator", cwd=tmp)
+        # Linked without -fsanitize: the instrumentation's callbacks are the emulator's runtime.
+        _run([cxx, "-shared", "-Wl,-z,defs", str(obj), *map(str, runtime), "-o", str(so), "-ldl"],
+             f"linking the kernel source ({names}) for the emulator", cwd=tmp)
         meta = {"kernels": [{"name": k.name, "owner": k.owner, "launch_bounds": k.launch_bounds,
                              "params": [[p.name, p.decl] for p in k.params],
                              "inout": [p.inout for p in k.params]} for k in kernels]}

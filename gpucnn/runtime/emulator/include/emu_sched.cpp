@@ -211,6 +211,7 @@ int resolve_warps() {
             compute(&g_fib[base + l], base, l, grp[l]);
         }
         for (unsigned m = at; m; m &= m - 1) g_fib[base + __builtin_ctz(m)].state = RUNNABLE;
+        check_warp_sync(base / 32);  // the lanes' earlier accesses happen before their later ones
         progressed = 1;
     }
     return progressed;
@@ -252,6 +253,7 @@ int resolve_block() {
     uint64_t r = first->op == OP_SYNC_COUNT ? count : first->op == OP_SYNC_AND ? count == g_n
                : first->op == OP_SYNC_OR ? count != 0 : 0;
     for (unsigned i = 0; i < g_n; ++i) { g_fib[i].state = RUNNABLE; g_fib[i].result = r; }
+    check_barrier();
     return 1;
 }
 
