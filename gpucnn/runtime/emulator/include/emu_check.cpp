@@ -43,6 +43,8 @@ struct Live {
 };
 constexpr int kMaxLive = 256;
 Live g_live[kMaxLive];
+struct Span { uintptr_t lo, size; };
+Span g_span[kMaxLive];  // g_live's ranges, densely: every instrumented access scans them
 int g_nlive = 0;
 int g_checks = 0;
 void* g_arena = nullptr;
@@ -61,7 +63,9 @@ unsigned shift_of(unsigned granule) {
 }
 
 void add_live(uintptr_t lo, uintptr_t size, unsigned granule, unsigned flags, int arg, const char* name) {
-    if (g_nlive < kMaxLive && size) g_live[g_nlive++] = Live{lo, size, shift_of(granule), flags, arg, name, nullptr};
+    if (g_nlive == kMaxLive || !size) return;
+    g_span[g_nlive] = Span{lo, size};
+    g_live[g_nlive++] = Live{lo, size, shift_of(granule), flags, arg, name, nullptr};
 }
 
 uint32_t site_of_pc(const void* pc) { return (uint32_t)((uintptr_t)pc - 1 - g_base); }
@@ -87,20 +91,21 @@ void put_site(uint32_t site, char* out, size_t n, uint64_t* pc_off, int* has_pc)
     }
 }
 
-bool conflict(const Acc& prev, const Acc& cur, bool shared) {
+// Whether the earlier access prev and the current one cur race (see the top).
+inline __attribute__((always_inline)) bool conflict(const Acc& prev, const Acc& cur, bool shared) {
+    if (!prev.block) return false;
     // An atomic conflicts only with a plain write: a plain read of an atomically
     // updated word (a CAS loop's first guess) sees some value, whichever.
-    const unsigned f = prev.flags | cur.flags;
-    if (!prev.block || ((f & ACC_ATOMIC) && (prev.flags & cur.flags & ACC_WRITE) != ACC_WRITE) ||
-        (prev.flags & cur.flags & ACC_ATOMIC))
-        return false;
+    if ((prev.flags | cur.flags) & ACC_ATOMIC) {
+        if ((prev.flags & cur.flags & ACC_ATOMIC) || !(prev.flags & cur.flags & ACC_WRITE)) return false;
+    }
     if (prev.block != cur.block) return !shared;  // shared memory belongs to one block
-    if (prev.epoch != g_epoch || prev.tid == cur.tid) return false;
-    return prev.tid / 32 != cur.tid / 32 || prev.wepoch == g_wepoch[cur.tid / 32];
+    if (prev.epoch != cur.epoch || prev.tid == cur.tid) return false;
+    return prev.tid / 32 != cur.tid / 32 || prev.wepoch == cur.wepoch;
 }
 
-bool live(const Acc& a, const Acc& cur, bool shared) {
-    return a.block && (!shared || (a.block == cur.block && a.epoch == g_epoch));
+inline __attribute__((always_inline)) bool live(const Acc& a, const Acc& cur, bool shared) {
+    return a.block && (!shared || (a.block == cur.block && a.epoch == cur.epoch));
 }
 
 [[noreturn]] void race(const Live& r, uintptr_t addr, const Acc& prev, const Acc& cur, const void* pc) {
@@ -123,12 +128,13 @@ bool live(const Acc& a, const Acc& cur, bool shared) {
     check_fail(RACE);
 }
 
-void access(uintptr_t a, size_t n, unsigned flags, uint32_t site, const void* pc) {
-    if (!(g_checks & CHECK_RACE) || !g_in_fiber || !n) return;
-    for (int i = 0; i < g_nlive; ++i) {
+// Records an access of [a, a + n) to region i and reports its first race. Reads,
+// by far the most frequent, write the shadow only until a cell holds two live readers.
+__attribute__((noinline)) void access_in(int i, uintptr_t a, size_t n, unsigned flags, uint32_t site,
+                                         const void* pc) {
+    {
         Live& r = g_live[i];
         uintptr_t off = a - r.lo;
-        if (off >= r.size) continue;
         const bool shared = (r.flags & REGION_SHARED) != 0, inout = (r.flags & REGION_INOUT) != 0;
         const unsigned tid = cur_tid();
         const Acc cur{g_block, g_epoch, g_wepoch[tid / 32], site, (uint16_t)tid, (uint16_t)flags};
@@ -136,23 +142,33 @@ void access(uintptr_t a, size_t n, unsigned flags, uint32_t site, const void* pc
         for (uintptr_t g = off >> r.shift; g <= last >> r.shift; ++g) {
             Cell& c = r.cells[g];
             const uintptr_t word = r.lo + (g << r.shift);
+            if (conflict(c.w, cur, shared) && !(inout && (flags & ACC_WRITE) && (c.w.flags & ACC_WRITE)))
+                race(r, word, c.w, cur, pc);
             if (flags & ACC_WRITE) {
-                if (!(inout && (c.w.flags & ACC_WRITE)) && conflict(c.w, cur, shared)) race(r, word, c.w, cur, pc);
                 if (conflict(c.r1, cur, shared)) race(r, word, c.r1, cur, pc);
                 if (conflict(c.r2, cur, shared)) race(r, word, c.r2, cur, pc);
                 c.w = cur;
-            } else {
-                if (conflict(c.w, cur, shared)) race(r, word, c.w, cur, pc);
-                if (!live(c.r1, cur, shared) || (c.r1.block == cur.block && c.r1.tid == cur.tid)) c.r1 = cur;
-                else if (cur.block != c.r1.block || !live(c.r2, cur, shared) || c.r2.block == c.r1.block) c.r2 = cur;
+            } else if (!live(c.r1, cur, shared)) {
+                c.r1 = cur;
+            } else if (c.r1.block == cur.block && c.r1.tid == cur.tid) {
+                c.r1.site = site;
+            } else if (!live(c.r2, cur, shared) || (c.r2.block == c.r1.block && cur.block != c.r1.block)) {
+                c.r2 = cur;  // keep a reader other than r1, from another block if there is one
             }
         }
-        return;
     }
 }
 
-void on_pc(const void* p, size_t n, bool write, const void* pc) {
-    if (g_checks & CHECK_RACE) access((uintptr_t)p, n, write ? ACC_WRITE : 0, site_of_pc(pc), pc);
+// The accesses that matter fall in a tracked region; most (locals, inputs) fall in none.
+inline __attribute__((always_inline)) void access(uintptr_t a, size_t n, unsigned flags, uint32_t site,
+                                                  const void* pc) {
+    if (!g_in_fiber || !n) return;
+    for (int i = 0; i < g_nlive; ++i)
+        if (a - g_span[i].lo < g_span[i].size) return access_in(i, a, n, flags, site, pc);
+}
+
+inline __attribute__((always_inline)) void on_pc(const void* p, size_t n, bool write, const void* pc) {
+    if (g_checks & CHECK_RACE) access((uintptr_t)p, n, write ? ACC_WRITE : 0, (uint32_t)((uintptr_t)pc - 1 - g_base), pc);
 }
 }  // namespace
 

@@ -44,7 +44,7 @@ void overflow(const OverflowData* d, uintptr_t a, uintptr_t b, char op) {
     char x[32], y[32];
     int_text(d->type, a, x, sizeof x);
     int_text(d->type, b, y, sizeof y);
-    snprintf(g_rep->msg, sizeof g_rep->msg, "signed integer overflow: %s %c %s cannot be represented in type '%s'",
+    snprintf(g_rep->msg, sizeof g_rep->msg, "signed integer overflow: %s %c %s cannot be represented in type %s",
              x, op, y, d->type->name);
     undefined(d->loc, UNDEFINED);
 }
@@ -60,7 +60,7 @@ GPUCNN_HIDDEN void __ubsan_handle_negate_overflow(OverflowData* d, uintptr_t a) 
     if (!wanted(CHECK_UB)) return;
     char x[32];
     int_text(d->type, a, x, sizeof x);
-    snprintf(g_rep->msg, sizeof g_rep->msg, "signed integer overflow: -(%s) cannot be represented in type '%s'",
+    snprintf(g_rep->msg, sizeof g_rep->msg, "signed integer overflow: -(%s) cannot be represented in type %s",
              x, d->type->name);
     undefined(d->loc, UNDEFINED);
 }
@@ -72,7 +72,7 @@ GPUCNN_HIDDEN void __ubsan_handle_shift_out_of_bounds(ShiftData* d, uintptr_t a,
     int_text(d->rhs, b, y, sizeof y);
     unsigned bits = 1u << (d->lhs->info >> 1);
     snprintf(g_rep->msg, sizeof g_rep->msg, "shift out of range: %s << or >> %s with a %u-bit left operand of type "
-             "'%s' (the exponent must be in [0, %u), the result representable)", x, y, bits, d->lhs->name, bits);
+             "%s (the exponent must be in [0, %u), the result representable)", x, y, bits, d->lhs->name, bits);
     undefined(d->loc, UNDEFINED);
 }
 
@@ -84,7 +84,7 @@ GPUCNN_HIDDEN void __ubsan_handle_type_mismatch_v1(TypeMismatchData* d, uintptr_
     g_rep->addr = p;
     g_rep->align = 1ull << d->log_align;
     g_rep->is_write = d->check_kind == 1;
-    snprintf(g_rep->msg, sizeof g_rep->msg, "misaligned %s of type '%s'",
+    snprintf(g_rep->msg, sizeof g_rep->msg, "misaligned %s of type %s",
              d->check_kind < 12 ? kinds[d->check_kind] : "access", d->type->name);
     undefined(d->loc, MISALIGNED);
 }
