@@ -9,12 +9,19 @@ fixture; it then runs once per backend:
             guard pages after each buffer
   emu-rev   the same kernels, threads resumed in reverse, guard pages before
             each buffer, and at most two blocks per launch (grid-stride loops)
+  emu-shuf  the same kernels, threads resumed in a shuffled order (seeded by the
+            test's name), guard pages after each buffer, at most two blocks per
+            launch, and pointer arguments moved off each other's alignment
+            (misalign=True: vector paths must test every pointer they use)
+Every emulated launch also checks for data races, misaligned accesses and
+undefined integer arithmetic (race_check and sanitize, set in pytest_configure).
   cuda      the CUDA kernels on a GPU (only where CuPy sees one; marked gpu)
 """
 from __future__ import annotations
 
 import contextlib
 import importlib
+import zlib
 
 import numpy as np
 import pytest
@@ -52,7 +59,7 @@ def _backends_for(family: str | None):
     params = [pytest.param("numpy", id="numpy")]
     if family is None or not _has_kernels(family):
         return params
-    params += [pytest.param("emu-fwd", id="emu-fwd"), pytest.param("emu-rev", id="emu-rev")]
+    params += [pytest.param(name, id=name) for name in ("emu-fwd", "emu-rev", "emu-shuf")]
     if _backend.available("cuda")[0]:
         params.append(pytest.param("cuda", id="cuda", marks=pytest.mark.gpu))
     return params
@@ -86,12 +93,12 @@ def pytest_generate_tests(metafunc):
 
 
 @contextlib.contextmanager
-def _emulated(order: str, guard: str, shrink: bool):
+def _emulated(order: str, guard: str, shrink: bool, **more):
     ok, why = _backend.available("emulator")
     if not ok:
         pytest.skip(f"emulator unavailable: {why}")
     from gpucnn.runtime.emulator import emulation
-    with gpucnn.use_backend("emulator"), emulation(resume_order=order, guard=guard):
+    with gpucnn.use_backend("emulator"), emulation(resume_order=order, guard=guard, **more):
         with small_grid(2) if shrink else contextlib.nullcontext():
             yield
 
@@ -106,6 +113,9 @@ def backend(request):
         ctx = _emulated("forward", "end", shrink=False)
     elif name == "emu-rev":
         ctx = _emulated("reverse", "start", shrink=True)
+    elif name == "emu-shuf":
+        seed = zlib.crc32(request.node.nodeid.encode())
+        ctx = _emulated("shuffle", "end", shrink=True, seed=seed, misalign=True)
     else:
         ctx = gpucnn.use_backend("cuda")
     with ctx:
