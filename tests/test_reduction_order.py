@@ -74,11 +74,11 @@ def _im2col(x, kh, kw, pad):
 
 def test_filter_gradient_split_order(emulated):
     rng = np.random.default_rng(11)
-    x, w = rng.standard_normal((2, 3, 9, 9)), rng.standard_normal((4, 3, 3, 3))
-    dy = rng.standard_normal((2, 4, 9, 9))
+    x, w = rng.standard_normal((4, 3, 9, 9)), rng.standard_normal((4, 3, 3, 3))
+    dy = rng.standard_normal((4, 4, 9, 9))
     g = _conv_geometry(x.shape, w.shape, 1, 1, 1, 1)
     chunk, splits = cuda_conv.filter_splits(g)
-    assert splits == 2, "the shapes are chosen for a split reduction"
+    assert splits == 3, "two parts add alike in either order: three tell the order"
     _, dw, db = gpucnn.conv2d_backward(dy, x, w, padding=1)
     rows = dy.transpose(1, 0, 2, 3).reshape(4, -1)  # (K, N*P*Q) in pixel order
     terms = rows[:, None, :] * _im2col(x, 3, 3, 1)[None]  # (K, taps, N*P*Q)
