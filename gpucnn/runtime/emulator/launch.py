@@ -10,7 +10,7 @@ from . import args as argmod
 from . import settings
 from .buffers import Guarded
 from .errors import LaunchConfigError, OutOfBoundsError, UnwrittenOutputError, EmulatorError
-from .reports import Failure, Report, source_line  # noqa: F401 (source_line: kept importable from here)
+from .reports import Failure, Report
 
 MAX_THREADS, MAX_BLOCK, MAX_GRID = 1024, (1024, 1024, 64), (2**31 - 1, 65535, 65535)
 MAX_SMEM = 48 * 1024

@@ -11,6 +11,17 @@
 //     [p, p + bytes) of shared or global memory now, at file:line. Ranges in no
 //     argument buffer and no shared variable (locals, registers) are ignored.
 //   emu_check_align: p must be a multiple of `align` bytes (a power of two).
+//
+// cp.async, for example: at the issue, emu_check_align(src, n) and
+// emu_check_align(dst, n) with n the copy's size, and emu_note_read(src, n) (the
+// source is read from then on); the copy itself is kept and done at
+// cp.async.wait_group / wait_all by the issuing thread (the current fiber),
+// through a function the instrumentation does not see (a plain memcpy of a
+// constant size is inlined and instrumented, at the wait's line), followed by
+// emu_note_write(dst, n, issue_file, issue_line). Another thread's read of dst
+// before the barrier that follows the wait is then a RaceError naming both
+// lines; filling dst with the shared-memory poison at the issue (unnoted) makes
+// an early read by the issuing thread itself a NaN.
 #pragma once
 #include <cstddef>
 
