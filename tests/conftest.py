@@ -11,10 +11,10 @@ fixture; it then runs once per backend:
             each buffer, and at most two blocks per launch (grid-stride loops)
   emu-shuf  the same kernels, threads resumed in a shuffled order (seeded by the
             test's name), guard pages after each buffer, at most two blocks per
-            launch, and pointer arguments moved off each other's alignment
-            (misalign=True: vector paths must test every pointer they use)
-Every emulated launch also checks for data races, misaligned accesses and
-undefined integer arithmetic (race_check and sanitize, set in pytest_configure).
+            launch, pointer arguments moved off each other's alignment
+            (misalign=True: vector paths must test every pointer they use) and
+            misaligned accesses, signed overflow and bad shifts reported (sanitize)
+Every emulated launch checks for data races (race_check, set in pytest_configure).
   cuda      the CUDA kernels on a GPU (only where CuPy sees one; marked gpu)
 """
 from __future__ import annotations
@@ -79,10 +79,9 @@ def pytest_terminal_summary(terminalreporter, config):
 def pytest_configure(config):
     config.addinivalue_line("markers", "family(name): the op family a test module exercises")
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU through CuPy")
-    # Every emulated launch of the suite checks for data races, misaligned
-    # accesses and undefined integer arithmetic (the instrumented build).
+    # Every emulated launch of the suite checks for data races (an instrumented build).
     from gpucnn.runtime.emulator import configure
-    configure(race_check=True, sanitize=True)
+    configure(race_check=True)
 
 
 def pytest_generate_tests(metafunc):
@@ -115,7 +114,7 @@ def backend(request):
         ctx = _emulated("reverse", "start", shrink=True)
     elif name == "emu-shuf":
         seed = zlib.crc32(request.node.nodeid.encode())
-        ctx = _emulated("shuffle", "end", shrink=True, seed=seed, misalign=True)
+        ctx = _emulated("shuffle", "end", shrink=True, seed=seed, misalign=True, sanitize=True)
     else:
         ctx = gpucnn.use_backend("cuda")
     with ctx:

@@ -179,6 +179,6 @@ def test_deferred_copy_notes_and_alignment_checks():
             with pytest.raises(RaceError) as e:
                 k(1, 64, (x, y, np.int32(0)))
         assert _locations(e) == {line_of("checks", "OK: cp.async lands"), line_of("checks", "BUG: without the barrier")}
-    with emulation(race_check=True), pytest.raises(MisalignedAccessError) as e:
+    with emulation(sanitize=True), pytest.raises(MisalignedAccessError) as e:
         kernel("checks", "check_align_api")(1, 32, (x, y))
     assert e.value.location.endswith(line_of("checks", "BUG: x + 1")) and e.value.alignment == 16

@@ -25,9 +25,10 @@ scatter into a zeroed array) is declared with the marker ``GPUCNN_INOUT``
 with ``#ifndef GPUCNN_INOUT``): it is copied in and neither poisoned nor
 checked. ``emulation(poison=False)`` does the same for every argument.
 
-Checked launches (``race_check``, ``misalign`` or ``sanitize`` on) run a second
-build of the module whose every load and store is instrumented (GCC's
--fsanitize=thread interface, served by the emulator, include/emu_check.cpp):
+Checked launches (``race_check``, ``misalign`` or ``sanitize`` on) run another
+build of the module, instrumented by the compiler (GCC's -fsanitize=thread and
+-fsanitize=alignment,signed-integer-overflow,shift interfaces, served by the
+emulator's include/emu_check.cpp and emu_ubsan.cpp):
   * ``race_check``: a shadow record per element of every non-const argument and
     every shared variable. In shared memory, two accesses to a word by different
     threads of a block, at least one a write, with no ``__syncthreads()`` between
@@ -42,7 +43,7 @@ build of the module whose every load and store is instrumented (GCC's
     i elements off the alignment of the array it copies (the first keeps it, so
     an offset view such as ``x[1:]`` keeps its offset), and every access through
     a pointer not aligned to its type is a ``MisalignedAccessError`` (also
-    checked, without moving pointers, under ``race_check`` and ``sanitize``).
+    checked, without moving pointers, under ``sanitize``).
   * ``sanitize``: signed integer overflow and out-of-range shifts are an
     ``UndefinedBehaviorError`` with file:line (a plain build wraps, as a GPU).
   * ``blocks=(...)``: only these blocks run (ints, negative from the last block,
@@ -109,9 +110,8 @@ class EmuModule:
         if not isinstance(code, str):
             raise TypeError(f"code must be a str, not {type(code).__name__}")
         self.code, self.options = code, tuple(options)
-        checked = _settings.current().checks != 0
-        self._libs = {checked: _build.build(code, self.options, checked)}  # plain and checked builds
-        self._lib = self._libs[checked]
+        self._libs: dict[tuple, _build.Library] = {}  # by build flags: plain and checked builds
+        self._lib = self.library(_settings.current().checks)
         self._meta = {k["name"]: k for k in self._lib.kernels}
         self._kernels: dict[str, EmuKernel] = {}
 
@@ -128,11 +128,12 @@ class EmuModule:
             self._kernels[name] = EmuKernel(self, self._lib, self._meta[name])
         return self._kernels[name]
 
-    def library(self, checked: bool):
-        """The plain or the instrumented build of this module (compiled, or read from the cache, on first use)."""
-        if checked not in self._libs:
-            self._libs[checked] = _build.build(self.code, self.options, checked)
-        return self._libs[checked]
+    def library(self, checks: int):
+        """The build of this module serving the CHECK_* bits ``checks`` (compiled, or read from the cache, on first use)."""
+        flags = _build.variant_flags(checks)
+        if flags not in self._libs:
+            self._libs[flags] = _build.build(self.code, self.options, flags)
+        return self._libs[flags]
 
     def compile(self) -> None:
         """CuPy's RawModule.compile(): building already happened in the constructor."""

@@ -33,13 +33,22 @@ _VERSION = "4"
 # stack overflow hits its guard page instead of the neighbouring fiber's stack.
 CXXFLAGS = ("-std=c++20", "-O2", "-g", "-gdwarf-4", "-fstack-clash-protection", "-fPIC", "-fvisibility=hidden", "-U_FORTIFY_SOURCE",
             "-fno-strict-aliasing", "-fno-omit-frame-pointer", "-Wno-unknown-pragmas", "-Wno-attributes")
-# Plain builds wrap signed overflow as a GPU does; checked builds (race_check,
-# misalign, sanitize) instead instrument every load and store (ThreadSanitizer's
-# interface, served by emu_check.cpp) and misaligned or undefined arithmetic
-# (UBSan's, served by emu_ubsan.cpp); no sanitizer runtime is linked.
+# Plain builds wrap signed overflow as a GPU does. Checked builds instrument,
+# for race_check, every load and store (ThreadSanitizer's interface, served by
+# emu_check.cpp) and, for misalign or sanitize, misaligned accesses and
+# undefined arithmetic (UBSan's, served by emu_ubsan.cpp); no sanitizer runtime
+# is linked. Each set of checks is its own build: the alignment checks alone
+# double a kernel's time, so race checks do not pay for them.
 PLAIN_FLAGS = ("-fwrapv",)
-CHECKED_FLAGS = ("-fsanitize=thread", "--param=tsan-instrument-func-entry-exit=0",
-                 "-fsanitize=alignment,signed-integer-overflow,shift", "-DGPUCNN_EMU_CHECKED=1")
+RACE_FLAGS = ("-fsanitize=thread", "--param=tsan-instrument-func-entry-exit=0", "-DGPUCNN_EMU_CHECKED=1")
+UB_FLAGS = ("-fsanitize=alignment,signed-integer-overflow,shift",)
+
+
+def variant_flags(checks: int) -> tuple[str, ...]:
+    """The compiler flags of the build that serves the CHECK_* bits ``checks`` (settings.py)."""
+    from .settings import CHECK_ALIGN, CHECK_RACE, CHECK_UB
+    flags = (RACE_FLAGS if checks & CHECK_RACE else ()) + (UB_FLAGS if checks & (CHECK_ALIGN | CHECK_UB) else ())
+    return flags or PLAIN_FLAGS
 # What NVRTC predefines for device code (kernels may test them in #if), and the
 # marker of in-out pointer parameters (kernels define GPUCNN_INOUT empty for NVRTC).
 _PREDEFINED = ("-D__CUDACC__", "-D__CUDACC_RTC__", "-D__CUDA_ARCH__=800", "-DGPUCNN_EMULATOR=1",
@@ -139,15 +148,15 @@ def _runtime_objects(cxx: str, cdir: Path, base_key: str) -> list[Path]:
     return objs
 
 
-def build(code: str, options: tuple = (), checked: bool = False) -> Library:
-    """The library of ``code``: instrumented for the checks when ``checked``."""
+def build(code: str, options: tuple = (), flags: tuple = PLAIN_FLAGS) -> Library:
+    """The library of ``code`` built with ``flags`` (PLAIN_FLAGS, or variant_flags of some checks)."""
     ok, why = available()
     if not ok:
         raise KernelBuildError(why)
     cxx = compiler()
     defines = _defines(options)
     base_key = _base_key(cxx, _ucontext())
-    key = _digest(base_key, code, *defines, *(CHECKED_FLAGS if checked else ()))
+    key = _digest(base_key, code, *defines, *(flags if flags != PLAIN_FLAGS else ()))
     with _lock:
         if key in _loaded:
             stats["cache_hits"] += 1
@@ -158,14 +167,14 @@ def build(code: str, options: tuple = (), checked: bool = False) -> Library:
         if meta_path.exists() and lib_path.exists():
             stats["cache_hits"] += 1
         else:
-            _compile(cxx, code, defines, cdir, out, base_key, checked)
+            _compile(cxx, code, defines, cdir, out, base_key, flags)
         meta = json.loads(meta_path.read_text())
         lib = Library(lib_path, ctypes.CDLL(str(lib_path)), meta["kernels"])
         _loaded[key] = lib
         return lib
 
 
-def _compile(cxx: str, code: str, defines: list[str], cdir: Path, out: Path, base_key: str, checked: bool) -> None:
+def _compile(cxx: str, code: str, defines: list[str], cdir: Path, out: Path, base_key: str, mode: tuple) -> None:
     stats["builds"] += 1
     cdir.mkdir(parents=True, exist_ok=True)
     runtime = _runtime_objects(cxx, cdir, base_key)
@@ -190,7 +199,6 @@ def _compile(cxx: str, code: str, defines: list[str], cdir: Path, out: Path, bas
         # Built inside tmp with tmp mapped away, so file names from #line come out
         # of addr2line as written ("relu.cu"), not glued to a directory.
         obj = tmp / "kernel.o"
-        mode = CHECKED_FLAGS if checked else PLAIN_FLAGS
         _run([cxx, *CXXFLAGS, *mode, *flags, f"-fdebug-prefix-map={tmp}=", "-c", "-I", str(INCLUDE),
               "-include", "cuda_emu.h", *_PREDEFINED, *defines, str(cpp), "-o", str(obj)],
              f"compiling the kernel source ({names}) for the emulator", cwd=tmp)

@@ -85,9 +85,9 @@ class EmuKernel:
     def __repr__(self):
         return f"<EmuKernel {self.name}({', '.join(d for _, d in self.params)})>"
 
-    def _entry(self, checked: bool):
-        """(library, entry shim) of the plain or the checked build (built on first use)."""
-        lib = self.module.library(checked)
+    def _entry(self, checks: int):
+        """(library, entry shim) of the build serving ``checks`` (built on first use)."""
+        lib = self.module.library(checks)
         if id(lib) not in self._shims:
             self._shims[id(lib)] = ctypes.cast(getattr(lib.lib, f"gpucnn_shim_{self.name}"), ctypes.c_void_p).value
         return lib, self._shims[id(lib)]
@@ -115,7 +115,7 @@ class EmuKernel:
         g, b = self._config(grid, block, shared_mem)
         checked = argmod.check(self.name, self.params, self.types, args)
         cfg = settings.current()
-        lib, shim = self._entry(cfg.checks != 0)
+        lib, shim = self._entry(cfg.checks)
         blocks = _linear_blocks(self.name, cfg.blocks, g)
         bufs: dict[int, Guarded] = {}
         smem = None

@@ -161,6 +161,6 @@ class Failure:
             return KernelFaultError(f"{k}: stack overflow (256 KiB per emulated thread) in {self.who}{self.at}",
                                     **self.kw)
         hint = (" A general-protection fault reports address 0x0: a misaligned vector access does that; run with "
-                "misalign=True or race_check=True to have it checked." if addr == 0 else "")
+                "misalign=True or sanitize=True to have it checked." if addr == 0 else "")
         return OutOfBoundsError(f"{k}: invalid {access} of address {addr:#x}, which is in no argument buffer "
                                 f"(null or stray pointer?) in {self.who}{self.at}.{hint}", **self.kw)

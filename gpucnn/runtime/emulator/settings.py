@@ -18,13 +18,13 @@ class Settings:
     poison: bool = True            # poison outputs and report unwritten elements
     race_check: bool = False       # shadow every shared and global word: RaceError
     misalign: bool = False         # shift pointer arguments off 16-byte alignment
-    sanitize: bool = False         # signed overflow, bad shifts, misalignment: errors
+    sanitize: bool = False         # signed overflow, bad shifts, misaligned accesses: errors
     blocks: tuple | None = None    # run only these blocks (ints, negative from the end, or (x, y, z))
 
     @property
     def checks(self) -> int:
-        """CHECK_* bits; non-zero launches run the instrumented ("checked") build."""
-        align = self.race_check or self.misalign or self.sanitize
+        """CHECK_* bits; non-zero launches run an instrumented ("checked") build."""
+        align = self.misalign or self.sanitize
         return (CHECK_RACE * self.race_check) | (CHECK_ALIGN * align) | (CHECK_UB * self.sanitize)
 
 

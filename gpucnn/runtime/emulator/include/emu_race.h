@@ -5,8 +5,9 @@
 // Every plain load and store of kernel code is already reported by the
 // compiler's instrumentation (-fsanitize=thread, callbacks in emu_check.cpp).
 // Code that copies memory behind the compiler's back, or whose effect must be
-// attributed to another moment, calls these instead; each is a no-op outside a
-// checked launch, and an error ends the launch (the call does not return).
+// attributed to another moment, calls these instead; each is a no-op unless
+// the launch runs its check (notes: race_check; alignment: misalign or
+// sanitize), and an error ends the launch (the call does not return).
 //   emu_note_read / emu_note_write: the current thread reads / writes bytes
 //     [p, p + bytes) of shared or global memory now, at file:line. Ranges in no
 //     argument buffer and no shared variable (locals, registers) are ignored.

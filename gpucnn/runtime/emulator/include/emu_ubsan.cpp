@@ -1,9 +1,9 @@
 // emu_ubsan.cpp: the handlers that GCC's -fsanitize=alignment,
 // signed-integer-overflow,shift instrumentation calls (recoverable variants,
 // the data layouts of GCC's and LLVM's ubsan runtime). A misaligned access is
-// reported when the launch checks alignment (misalign, race_check or sanitize),
-// undefined arithmetic when it runs with sanitize; otherwise they return and the
-// kernel goes on with the wrapped result, as a GPU would.
+// reported when the launch checks alignment (misalign or sanitize), undefined
+// arithmetic when it runs with sanitize; otherwise they return and the kernel
+// goes on with the wrapped result, as a GPU would.
 #include <cinttypes>
 #include <cstdio>
 
