@@ -9,12 +9,24 @@ fixture; it then runs once per backend:
             guard pages after each buffer
   emu-rev   the same kernels, threads resumed in reverse, guard pages before
             each buffer, and at most two blocks per launch (grid-stride loops)
+  emu-shuf  the same kernels, threads resumed in a shuffled order (seeded by the
+            test's name), guard pages after each buffer, at most two blocks per
+            launch, pointer arguments moved off each other's alignment
+            (misalign=True: vector paths must test every pointer they use) and
+            misaligned accesses, signed overflow, bad shifts (sanitize) and data
+            races (race_check) reported
   cuda      the CUDA kernels on a GPU (only where CuPy sees one; marked gpu)
+The race checks cost a kernel most of its speed (every load and store calls
+the checker) and find the same races whatever the order (they follow the
+barriers, not the schedule), so one configuration carries them; emulated
+launches outside these backends check races too (race_check is the suite's
+default, set in pytest_configure).
 """
 from __future__ import annotations
 
 import contextlib
 import importlib
+import zlib
 
 import numpy as np
 import pytest
@@ -52,7 +64,7 @@ def _backends_for(family: str | None):
     params = [pytest.param("numpy", id="numpy")]
     if family is None or not _has_kernels(family):
         return params
-    params += [pytest.param("emu-fwd", id="emu-fwd"), pytest.param("emu-rev", id="emu-rev")]
+    params += [pytest.param(name, id=name) for name in ("emu-fwd", "emu-rev", "emu-shuf")]
     if _backend.available("cuda")[0]:
         params.append(pytest.param("cuda", id="cuda", marks=pytest.mark.gpu))
     return params
@@ -72,6 +84,9 @@ def pytest_terminal_summary(terminalreporter, config):
 def pytest_configure(config):
     config.addinivalue_line("markers", "family(name): the op family a test module exercises")
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU through CuPy")
+    # Every emulated launch of the suite checks for data races (an instrumented build).
+    from gpucnn.runtime.emulator import configure
+    configure(race_check=True)
 
 
 def pytest_generate_tests(metafunc):
@@ -82,12 +97,12 @@ def pytest_generate_tests(metafunc):
 
 
 @contextlib.contextmanager
-def _emulated(order: str, guard: str, shrink: bool):
+def _emulated(order: str, guard: str, shrink: bool, **more):
     ok, why = _backend.available("emulator")
     if not ok:
         pytest.skip(f"emulator unavailable: {why}")
     from gpucnn.runtime.emulator import emulation
-    with gpucnn.use_backend("emulator"), emulation(resume_order=order, guard=guard):
+    with gpucnn.use_backend("emulator"), emulation(resume_order=order, guard=guard, **more):
         with small_grid(2) if shrink else contextlib.nullcontext():
             yield
 
@@ -99,9 +114,12 @@ def backend(request):
     if name == "numpy":
         ctx = gpucnn.use_backend("numpy")
     elif name == "emu-fwd":
-        ctx = _emulated("forward", "end", shrink=False)
+        ctx = _emulated("forward", "end", shrink=False, race_check=False)
     elif name == "emu-rev":
-        ctx = _emulated("reverse", "start", shrink=True)
+        ctx = _emulated("reverse", "start", shrink=True, race_check=False)
+    elif name == "emu-shuf":
+        seed = zlib.crc32(request.node.nodeid.encode())
+        ctx = _emulated("shuffle", "end", shrink=True, seed=seed, race_check=True, misalign=True, sanitize=True)
     else:
         ctx = gpucnn.use_backend("cuda")
     with ctx:

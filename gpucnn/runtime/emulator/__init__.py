@@ -31,33 +31,77 @@ scatter into a zeroed array) is declared with the marker ``GPUCNN_INOUT``
 with ``#ifndef GPUCNN_INOUT``): it is copied in and neither poisoned nor
 checked. ``emulation(poison=False)`` does the same for every argument.
 
+Checked launches (``race_check``, ``misalign`` or ``sanitize`` on) run another
+build of the module, instrumented by the compiler (GCC's -fsanitize=thread and
+-fsanitize=alignment,signed-integer-overflow,shift interfaces, served by the
+emulator's include/emu_check.cpp and emu_ubsan.cpp):
+  * ``race_check``: a shadow record per element of every non-const argument and
+    every shared variable. In shared memory, two accesses to a word by different
+    threads of a block, at least one a write, with no ``__syncthreads()`` between
+    them (for two lanes of a warp, no ``__syncwarp()`` or warp collective either)
+    are a ``RaceError`` naming both threads and both file:lines; in global memory,
+    so are two such accesses by different blocks of the launch. Atomics race
+    only with plain writes; ``GPUCNN_INOUT`` arguments may be written twice (a
+    scatter whose duplicate indices let one value win), not read and written.
+    Races are found whatever the resume order: the checks follow the barriers,
+    not the schedule.
+  * ``misalign``: pointer argument i (counting pointer arguments from 0) moves
+    i elements off the alignment of the array it copies (the first keeps it, so
+    an offset view such as ``x[1:]`` keeps its offset), and every access through
+    a pointer not aligned to its type is a ``MisalignedAccessError`` (also
+    checked, without moving pointers, under ``sanitize``).
+  * ``sanitize``: signed integer overflow and out-of-range shifts are an
+    ``UndefinedBehaviorError`` with file:line (a plain build wraps, as a GPU).
+  * ``blocks=(...)``: only these blocks run (ints, negative from the last block,
+    or (x, y, z)); arguments are mapped lazily, only the pages the launch touches
+    cost memory, outputs are not poisoned and unwritten elements are not reported.
+Emulated primitives that move memory out of the instrumentation's sight
+(cp.async's deferred copies) note their accesses with include/emu_race.h.
+
 Not modelled (a kernel can pass here and still be wrong on a GPU):
-  * races between blocks: blocks run one after another, in order, and atomics
-    are trivially atomic, so inter-block races and missing atomics go unseen;
+  * races the checks cannot see: accesses inside const inputs (mapped
+    read-only, so never written), races between two launches or streams,
+    accesses to memory outside the arguments and shared variables, and
+    conflicts lost because a shadow cell keeps one writer and two readers (a
+    third reader is forgotten; a race with it goes unreported). Shadow cells
+    are one element of the argument's dtype; in shared memory the element of
+    the declared type (a class type: its alignment, at most 4 bytes), 2 bytes
+    in dynamic shared memory, so threads writing neighbouring bytes of one cell
+    are reported as racing. Blocks that hand data to each other through
+    ``__threadfence()`` and an atomic flag (a last-block reduction) are reported
+    as racing too. Plain launches check no races at all;
   * memory fences and the memory model: ``__threadfence*`` only orders the
-    compiler, and every write is visible to every later read at once;
+    compiler, every write is visible to every later read at once, and a race
+    is reported on the order of the accesses, not on their visibility;
   * the GPU's numerics: fast-math intrinsics (``__expf``, ``__fdividef``...)
     are exact libm calls, no FMA contraction, no flush-to-zero; results agree
     with the GPU only to rounding;
   * the warp-scheduling model: threads of a warp are not in lockstep between
     collectives (each runs alone until it blocks), so code relying on implicit
-    warp-synchronous execution without ``__syncwarp`` is not reproduced;
+    warp-synchronous execution without ``__syncwarp`` is not reproduced (the
+    race checks report its shared-memory exchanges);
+  * undefined behaviour other than signed overflow, shifts and misalignment
+    (uninitialized registers, infinite loops, integer conversions that wrap);
   * out-of-bounds accesses within static or dynamic shared memory arrays other
     than past the end of dynamic shared memory, and reads of another buffer's
-    memory far outside an argument (they fault as stray pointers or go unseen).
+    memory far outside an argument (they fault as stray pointers or go unseen);
+    with ``misalign``, reads up to 15 bytes past the end of a moved argument
+    (its end no longer touches the guard page; writes there are still found).
 """
 from __future__ import annotations
 
 from . import build as _build
+from . import settings as _settings
 from .errors import (BarrierError, ConstWriteError, EmulatorError, KernelArgumentError, KernelBuildError,
-                     KernelFaultError, KernelNotFoundError, LaunchConfigError, OutOfBoundsError,
-                     UnwrittenOutputError)
+                     KernelFaultError, KernelNotFoundError, LaunchConfigError, MisalignedAccessError,
+                     OutOfBoundsError, RaceError, UndefinedBehaviorError, UnwrittenOutputError)
 from .launch import EmuKernel
 from .settings import Settings, configure, emulation
 
 __all__ = ["EmuModule", "EmuKernel", "emulation", "configure", "emulator_available", "Settings",
            "EmulatorError", "KernelBuildError", "KernelArgumentError", "LaunchConfigError", "OutOfBoundsError",
-           "ConstWriteError", "BarrierError", "UnwrittenOutputError", "KernelNotFoundError", "KernelFaultError"]
+           "ConstWriteError", "BarrierError", "UnwrittenOutputError", "KernelNotFoundError", "KernelFaultError",
+           "RaceError", "MisalignedAccessError", "UndefinedBehaviorError"]
 
 
 def emulator_available() -> tuple[bool, str]:
@@ -72,7 +116,8 @@ class EmuModule:
         if not isinstance(code, str):
             raise TypeError(f"code must be a str, not {type(code).__name__}")
         self.code, self.options = code, tuple(options)
-        self._lib = _build.build(code, self.options)
+        self._libs: dict[tuple, _build.Library] = {}  # by build flags: plain and checked builds
+        self._lib = self.library(_settings.current().checks)
         self._meta = {k["name"]: k for k in self._lib.kernels}
         self._kernels: dict[str, EmuKernel] = {}
 
@@ -88,6 +133,13 @@ class EmuModule:
                                           f"module (kernels: {have})", kernel=name)
             self._kernels[name] = EmuKernel(self, self._lib, self._meta[name])
         return self._kernels[name]
+
+    def library(self, checks: int):
+        """The build of this module serving the CHECK_* bits ``checks`` (compiled, or read from the cache, on first use)."""
+        flags = _build.variant_flags(checks)
+        if flags not in self._libs:
+            self._libs[flags] = _build.build(self.code, self.options, flags)
+        return self._libs[flags]
 
     def compile(self) -> None:
         """CuPy's RawModule.compile(): building already happened in the constructor."""

@@ -5,6 +5,13 @@ The data sit flush against one guard page (the upper one for guard="end", the
 lower for "start") so an access just past that edge faults at once; the slack
 on the other side is filled with a poison pattern and checked after the launch.
 Mappings are pooled by size: launches are frequent and mmap/mprotect are not free.
+
+``residue`` places the data pointer at that address modulo 16 (as near the
+exact guard as it allows), so that a launch can reproduce or vary the
+alignment a GPU pointer would have. A ``lazy`` buffer (huge tensors, of which a
+launch with ``blocks`` touches a few pages) is mapped without reserving memory
+and moves only the pages that are resident: copying in, those of the source
+array; copying out, those the kernel touched.
 """
 from __future__ import annotations
 
@@ -16,8 +23,9 @@ import numpy as np
 
 PAGE = mmap.PAGESIZE
 _PROT_NONE, _PROT_READ, _PROT_RW = 0, 1, 3
-_MAP_PRIVATE_ANON = 0x02 | 0x20
+_MAP_PRIVATE_ANON = 0x02 | 0x20 | 0x4000  # MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE
 _libc = ctypes.CDLL(None, use_errno=True)
+_libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
 _libc.mmap.restype = ctypes.c_void_p
 _libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
 _libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
@@ -43,13 +51,32 @@ def _protect(addr: int, n: int, prot: int) -> None:
         raise OSError(ctypes.get_errno(), "mprotect failed")
 
 
+def resident_runs(addr: int, nbytes: int) -> list[tuple[int, int]]:
+    """(offset, length) runs of [addr, addr + nbytes) whose pages are in memory (mincore)."""
+    if nbytes <= 0:
+        return []
+    lo = addr - addr % PAGE
+    pages = -(-(addr + nbytes - lo) // PAGE)
+    vec = np.zeros(pages, np.uint8)
+    if _libc.mincore(lo, pages * PAGE, vec.ctypes.data) != 0:
+        return [(0, nbytes)]  # not a mapping mincore understands: copy everything
+    on = np.flatnonzero(np.diff(np.concatenate(([0], vec & 1, [0])).astype(np.int8)))
+    runs = []
+    for a, b in zip(on[::2], on[1::2]):
+        start, end = max(addr, lo + int(a) * PAGE), min(addr + nbytes, lo + int(b) * PAGE)
+        runs.append((start - addr, end - start))
+    return runs
+
+
 class Guarded:
-    def __init__(self, nbytes: int, at_end: bool, elem: np.dtype, name: str):
-        self.nbytes, self.elem, self.name, self.readonly = nbytes, np.dtype(elem), name, False
-        self.data_pages = max(1, -(-nbytes // PAGE))
+    def __init__(self, nbytes: int, at_end: bool, elem: np.dtype, name: str, residue: int | None = None,
+                 lazy: bool = False):
+        self.nbytes, self.elem, self.name, self.readonly, self.lazy = nbytes, np.dtype(elem), name, False, lazy
+        room = nbytes + (15 if residue is not None else 0)
+        self.data_pages = max(1, -(-room // PAGE))
         self.total = (self.data_pages + 2) * PAGE
         with _pool_lock:
-            spare = _POOL.get(self.data_pages)
+            spare = None if lazy else _POOL.get(self.data_pages)
             base = spare.pop() if spare else None
             if base is not None:
                 _POOL_BYTES[0] -= self.total
@@ -63,6 +90,9 @@ class Guarded:
         self.lo = base + PAGE
         self.hi = self.lo + self.data_pages * PAGE
         self.ptr = self.hi - nbytes if at_end else self.lo
+        if residue is not None:
+            residue -= residue % min(self.elem.itemsize, 16)  # the pointer stays element-aligned
+            self.ptr = self.ptr - (self.ptr - residue) % 16 if at_end else self.lo + residue
         # Element view of all data pages: the data pointer is element-aligned
         # within them, so the slack holds whole elements too.
         self.u, self.pat = poison_value(self.elem)
@@ -77,8 +107,9 @@ class Guarded:
         return self.elems[self.first:self.first + self.count]
 
     def load(self, arr: np.ndarray) -> None:
-        if self.nbytes:
-            ctypes.memmove(self.ptr, arr.ctypes.data, self.nbytes)
+        src = arr.ctypes.data
+        for off, n in resident_runs(src, self.nbytes) if self.lazy else [(0, self.nbytes)]:
+            ctypes.memmove(self.ptr + off, src + off, n)
 
     def poison_data(self) -> None:
         self.data()[:] = self.pat
@@ -100,8 +131,9 @@ class Guarded:
         return count, int(np.argmax(hits)) if count else -1
 
     def copy_to(self, arr: np.ndarray) -> None:
-        if self.nbytes:
-            ctypes.memmove(arr.ctypes.data, self.ptr, self.nbytes)
+        dst = arr.ctypes.data
+        for off, n in resident_runs(self.ptr, self.nbytes) if self.lazy else [(0, self.nbytes)]:
+            ctypes.memmove(dst + off, self.ptr + off, n)
 
     def contains(self, addr: int) -> bool:
         return self.base <= addr < self.base + self.total
@@ -114,7 +146,7 @@ class Guarded:
         if self.readonly:
             _protect(base + PAGE, self.data_pages * PAGE, _PROT_RW)
         with _pool_lock:
-            keep = _POOL_BYTES[0] + self.total <= _POOL_LIMIT
+            keep = not self.lazy and _POOL_BYTES[0] + self.total <= _POOL_LIMIT
             if keep:
                 _POOL.setdefault(self.data_pages, []).append(base)
                 _POOL_BYTES[0] += self.total

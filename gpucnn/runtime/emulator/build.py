@@ -25,15 +25,30 @@ from . import translate
 from .errors import KernelBuildError
 
 INCLUDE = Path(__file__).resolve().parent / "include"
-_RUNTIME = ("emu_sched.cpp", "emu_runtime.cpp", "emu_mma.cpp")
-_HEADERS = ("cuda_emu.h", "emu_runtime.h", "emu_internal.h", "emu_mma.h", *_RUNTIME)
-_VERSION = "4"
+_RUNTIME = ("emu_sched.cpp", "emu_runtime.cpp", "emu_mma.cpp", "emu_check.cpp", "emu_ubsan.cpp")
+_HEADERS = ("cuda_emu.h", "emu_runtime.h", "emu_internal.h", "emu_mma.h", "emu_race.h", *_RUNTIME)
+_VERSION = "5"
 # -gdwarf-4: binutils 2.40's addr2line misreads relative #line file names in DWARF 5.
 # -fstack-clash-protection: frames larger than a page probe each page, so a fiber
 # stack overflow hits its guard page instead of the neighbouring fiber's stack.
 CXXFLAGS = ("-std=c++20", "-O2", "-g", "-gdwarf-4", "-fstack-clash-protection", "-fPIC", "-fvisibility=hidden", "-U_FORTIFY_SOURCE",
-            "-fno-strict-aliasing", "-fwrapv", "-fno-omit-frame-pointer",
-            "-Wno-unknown-pragmas", "-Wno-attributes")
+            "-fno-strict-aliasing", "-fno-omit-frame-pointer", "-Wno-unknown-pragmas", "-Wno-attributes")
+# Plain builds wrap signed overflow as a GPU does. Checked builds instrument,
+# for race_check, every load and store (ThreadSanitizer's interface, served by
+# emu_check.cpp) and, for misalign or sanitize, misaligned accesses and
+# undefined arithmetic (UBSan's, served by emu_ubsan.cpp); no sanitizer runtime
+# is linked. Each set of checks is its own build: the alignment checks alone
+# double a kernel's time, so race checks do not pay for them.
+PLAIN_FLAGS = ("-fwrapv",)
+RACE_FLAGS = ("-fsanitize=thread", "--param=tsan-instrument-func-entry-exit=0", "-DGPUCNN_EMU_CHECKED=1")
+UB_FLAGS = ("-fsanitize=alignment,signed-integer-overflow,shift",)
+
+
+def variant_flags(checks: int) -> tuple[str, ...]:
+    """The compiler flags of the build that serves the CHECK_* bits ``checks`` (settings.py)."""
+    from .settings import CHECK_ALIGN, CHECK_RACE, CHECK_UB
+    flags = (RACE_FLAGS if checks & CHECK_RACE else ()) + (UB_FLAGS if checks & (CHECK_ALIGN | CHECK_UB) else ())
+    return flags or PLAIN_FLAGS
 # What NVRTC predefines for device code (kernels may test them in #if), and the
 # marker of in-out pointer parameters (kernels define GPUCNN_INOUT empty for NVRTC).
 _PREDEFINED = ("-D__CUDACC__", "-D__CUDACC_RTC__", "-D__CUDA_ARCH__=800", "-DGPUCNN_EMULATOR=1",
@@ -126,36 +141,37 @@ def _runtime_objects(cxx: str, cdir: Path, base_key: str) -> list[Path]:
         if not obj.exists():
             tmp = cdir / f".{obj.name}.{os.getpid()}-{threading.get_ident()}.tmp"
             flags = ["-DGPUCNN_EMU_UCONTEXT"] if _ucontext() else []
-            _run([cxx, *CXXFLAGS, *flags, "-c", str(INCLUDE / src), "-o", str(tmp)],
+            _run([cxx, *CXXFLAGS, *PLAIN_FLAGS, *flags, "-c", str(INCLUDE / src), "-o", str(tmp)],
                  "building the emulator runtime")
             os.replace(tmp, obj)
         objs.append(obj)
     return objs
 
 
-def _key(cxx: str, code: str, defines: list[str]) -> tuple[str, str]:
+def _key(cxx: str, code: str, defines: list[str], flags: tuple = PLAIN_FLAGS) -> tuple[str, str]:
     """(the cache key of a module, the key of everything but its text)."""
     base_key = _base_key(cxx, _ucontext())
-    return _digest(base_key, code, *defines), base_key
+    return _digest(base_key, code, *defines, *(flags if flags != PLAIN_FLAGS else ())), base_key
 
 
-def cached(code: str, options: tuple = ()) -> bool:
-    """Whether ``build(code, options)`` would run no compiler (loaded, or on disk)."""
+def cached(code: str, options: tuple = (), flags: tuple = PLAIN_FLAGS) -> bool:
+    """Whether ``build(code, options, flags)`` would run no compiler (loaded, or on disk)."""
     cxx = compiler()
     if not available()[0] or cxx is None:
         return True  # build() fails at once: nothing to announce
-    key = _key(cxx, code, _defines(options))[0]
+    key = _key(cxx, code, _defines(options), flags)[0]
     out = cache_dir() / key[:32]
     return key in _loaded or ((out / "meta.json").exists() and (out / "module.so").exists())
 
 
-def build(code: str, options: tuple = ()) -> Library:
+def build(code: str, options: tuple = (), flags: tuple = PLAIN_FLAGS) -> Library:
+    """The library of ``code`` built with ``flags`` (PLAIN_FLAGS, or variant_flags of some checks)."""
     ok, why = available()
     if not ok:
         raise KernelBuildError(why)
     cxx = compiler()
     defines = _defines(options)
-    key, base_key = _key(cxx, code, defines)
+    key, base_key = _key(cxx, code, defines, flags)
     with _lock:
         if key in _loaded:
             stats["cache_hits"] += 1
@@ -166,14 +182,14 @@ def build(code: str, options: tuple = ()) -> Library:
         if meta_path.exists() and lib_path.exists():
             stats["cache_hits"] += 1
         else:
-            _compile(cxx, code, defines, cdir, out, base_key)
+            _compile(cxx, code, defines, cdir, out, base_key, flags)
         meta = json.loads(meta_path.read_text())
         lib = Library(lib_path, ctypes.CDLL(str(lib_path)), meta["kernels"])
         _loaded[key] = lib
         return lib
 
 
-def _compile(cxx: str, code: str, defines: list[str], cdir: Path, out: Path, base_key: str) -> None:
+def _compile(cxx: str, code: str, defines: list[str], cdir: Path, out: Path, base_key: str, mode: tuple) -> None:
     stats["builds"] += 1
     cdir.mkdir(parents=True, exist_ok=True)
     runtime = _runtime_objects(cxx, cdir, base_key)
@@ -197,9 +213,13 @@ def _compile(cxx: str, code: str, defines: list[str], cdir: Path, out: Path, bas
         names = ", ".join(k.name for k in kernels) or "no extern \"C\" kernels"
         # Built inside tmp with tmp mapped away, so file names from #line come out
         # of addr2line as written ("relu.cu"), not glued to a directory.
-        _run([cxx, *CXXFLAGS, *flags, f"-fdebug-prefix-map={tmp}=", "-shared", "-I", str(INCLUDE),
-              "-include", "cuda_emu.h", *_PREDEFINED, *defines, str(cpp), *map(str, runtime), "-o", str(so),
-              "-ldl"], f"compiling the kernel source ({names}) for the emulator", cwd=tmp)
+        obj = tmp / "kernel.o"
+        _run([cxx, *CXXFLAGS, *mode, *flags, f"-fdebug-prefix-map={tmp}=", "-c", "-I", str(INCLUDE),
+              "-include", "cuda_emu.h", *_PREDEFINED, *defines, str(cpp), "-o", str(obj)],
+             f"compiling the kernel source ({names}) for the emulator", cwd=tmp)
+        # Linked without -fsanitize: the instrumentation's callbacks are the emulator's runtime.
+        _run([cxx, "-shared", "-Wl,-z,defs", str(obj), *map(str, runtime), "-o", str(so), "-ldl"],
+             f"linking the kernel source ({names}) for the emulator", cwd=tmp)
         meta = {"kernels": [{"name": k.name, "owner": k.owner, "launch_bounds": k.launch_bounds,
                              "params": [[p.name, p.decl] for p in k.params],
                              "inout": [p.inout for p in k.params]} for k in kernels]}

@@ -51,3 +51,28 @@ class BarrierError(EmulatorError):
 
 class UnwrittenOutputError(EmulatorError):
     """Elements of an output (non-const pointer) argument that the launch never wrote."""
+
+
+class RaceError(EmulatorError):
+    """Two threads access a word, at least one writing, with nothing ordering them: a data race.
+    ``block``/``thread``/``location`` name the later access, ``other_block``/``other_thread``/
+    ``other_location`` the earlier one; ``address`` is the word's address in the emulator."""
+
+    def __init__(self, message: str, *, other_block=None, other_thread=None, other_location=None,
+                 address: int | None = None, **kw):
+        super().__init__(message, **kw)
+        self.other_block, self.other_thread, self.other_location = other_block, other_thread, other_location
+        self.address = address
+
+
+class MisalignedAccessError(KernelFaultError):
+    """A load or store through a pointer that is not a multiple of its type's alignment
+    (``address``, ``alignment``): a misaligned address error on a GPU."""
+
+    def __init__(self, message: str, *, address: int | None = None, alignment: int | None = None, **kw):
+        super().__init__(message, **kw)
+        self.address, self.alignment = address, alignment
+
+
+class UndefinedBehaviorError(KernelFaultError):
+    """Undefined integer arithmetic found by ``sanitize``: signed overflow, a shift out of range."""

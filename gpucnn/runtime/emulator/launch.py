@@ -4,9 +4,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import ctypes
-import functools
-import shutil
-import subprocess
 import threading
 
 import numpy as np
@@ -14,15 +11,22 @@ import numpy as np
 from . import args as argmod
 from . import settings
 from .buffers import Guarded
-from .build import INCLUDE
-from .errors import (BarrierError, ConstWriteError, KernelFaultError, LaunchConfigError, OutOfBoundsError,
-                     UnwrittenOutputError, EmulatorError)
+from .errors import LaunchConfigError, OutOfBoundsError, UnwrittenOutputError, EmulatorError
+from .reports import Failure, Report
 
 MAX_THREADS, MAX_BLOCK, MAX_GRID = 1024, (1024, 1024, 64), (2**31 - 1, 65535, 65535)
 MAX_SMEM = 48 * 1024  # per block without opting in (static, or dynamic by default)
 MAX_SMEM_OPTIN = 227 * 1024  # what max_dynamic_shared_size_bytes may allow (an H100's per-block limit)
 _LOCK = threading.Lock()  # one launch at a time: the signal handlers are process-wide
-_OK, _FAULT, _BARRIER, _ARITH, _TRAP, _ASSERT = range(6)
+_OK = 0
+_INOUT = 1  # emu_internal.h REGION_INOUT
+
+
+class _Region(ctypes.Structure):
+    _fields_ = [("lo", ctypes.c_uint64), ("size", ctypes.c_uint64), ("granule", ctypes.c_uint32),
+                ("flags", ctypes.c_uint32), ("arg", ctypes.c_int32), ("unused", ctypes.c_uint32)]
+
+
 # gpucnn.runtime.capture records launches instead of running them (a CUDA graph's stream capture).
 _hook: contextvars.ContextVar = contextvars.ContextVar("gpucnn_emu_launch_hook", default=None)
 
@@ -38,34 +42,29 @@ def launch_hook(hook):
         _hook.reset(token)
 
 
+_stacks = None  # the fiber stacks every module launches on (emu_internal.h LaunchSpec.stacks)
+
+
+def _fiber_stacks(lib) -> int:
+    """One region of fiber stacks for the process, mapped by the first module
+    that launches: each module mapping its own would cost 2 * kMaxThreads
+    entries of the kernel's map count (guard pages) per module loaded."""
+    global _stacks
+    if _stacks is None:
+        fn = lib.gpucnn_map_fiber_stacks
+        fn.restype, fn.argtypes = ctypes.c_void_p, []
+        _stacks = fn()
+        if not _stacks:
+            raise EmulatorError("the emulator could not map its fiber stacks")
+    return _stacks
+
+
 class _Spec(ctypes.Structure):
     _fields_ = [("shim", ctypes.c_void_p), ("args", ctypes.c_void_p), ("grid", ctypes.c_uint * 3),
                 ("block", ctypes.c_uint * 3), ("dyn_size", ctypes.c_uint64), ("dyn_ptr", ctypes.c_void_p),
-                ("owner", ctypes.c_int), ("order", ctypes.c_int), ("seed", ctypes.c_uint64)]
-
-
-class _Report(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_int), ("sig", ctypes.c_int), ("has_thread", ctypes.c_int),
-                ("is_write", ctypes.c_int), ("block", ctypes.c_uint * 3), ("thread", ctypes.c_uint * 3),
-                ("addr", ctypes.c_uint64), ("pc", ctypes.c_uint64), ("pc_off", ctypes.c_uint64),
-                ("obj", ctypes.c_char * 512), ("msg", ctypes.c_char * 4096)]
-
-
-@functools.lru_cache(maxsize=4096)
-def source_line(lib: str, offset: int) -> str | None:
-    """file:line of a code offset in ``lib`` (innermost inlined frame first), via addr2line."""
-    tool = shutil.which("addr2line")
-    if not tool:
-        return None
-    out = subprocess.run([tool, "-f", "-i", "-C", "-e", lib, hex(offset)], capture_output=True, text=True).stdout
-    # Every other line is a location, innermost inlined frame first. The entry
-    # shim and cuda_emu.h's call helper appear in every report: leave them out.
-    locs = [loc.split(" (discriminator")[0] for loc in out.strip().splitlines()[1::2]]
-    locs = [loc for loc in locs if not loc.startswith("??") and "<gpucnn-emulator-shims>" not in loc
-            and not loc.startswith(str(INCLUDE))]
-    if not locs:
-        return None
-    return locs[0] + (f" (called from {', '.join(locs[1:])})" if len(locs) > 1 else "")
+                ("owner", ctypes.c_int), ("order", ctypes.c_int), ("seed", ctypes.c_uint64),
+                ("regions", ctypes.c_void_p), ("nregions", ctypes.c_int), ("checks", ctypes.c_int),
+                ("blocks", ctypes.c_void_p), ("nblocks", ctypes.c_uint64), ("stacks", ctypes.c_void_p)]
 
 
 def _dims(what: str, v, kernel: str) -> tuple[int, int, int]:
@@ -79,13 +78,33 @@ def _dims(what: str, v, kernel: str) -> tuple[int, int, int]:
     return t
 
 
+def _linear_blocks(kernel: str, wanted, g) -> list[int] | None:
+    """``blocks`` as linear block indices (x fastest, as CUDA numbers blocks), in the order given."""
+    if wanted is None:
+        return None
+    total, out = g[0] * g[1] * g[2], []
+    for b in wanted:
+        if isinstance(b, tuple):
+            t = tuple(d + n if d < 0 else d for d, n in zip(b + (0,) * (3 - len(b)), g))
+            ok = all(0 <= d < n for d, n in zip(t, g))
+            lin = t[0] + g[0] * (t[1] + g[1] * t[2])
+        else:
+            lin = b + total if b < 0 else b
+            ok = 0 <= lin < total
+        if not ok:
+            raise LaunchConfigError(f"{kernel}: blocks= names block {b!r}, which is outside the grid {g}", kernel=kernel)
+        if lin not in out:
+            out.append(lin)
+    return out
+
+
 class EmuKernel:
     def __init__(self, module, lib, meta: dict):
         self.module, self._lib, self.name = module, lib, meta["name"]
         self.params = [tuple(p) for p in meta["params"]]
         self._owner = meta["owner"]
         self.inout = {i for i, flag in enumerate(meta.get("inout", ())) if flag}
-        self._shim = ctypes.cast(getattr(lib.lib, f"gpucnn_shim_{self.name}"), ctypes.c_void_p).value
+        self._shims: dict[int, int] = {}
         types = getattr(lib.lib, f"gpucnn_types_{self.name}")
         types.restype = ctypes.POINTER(ctypes.c_uint32)
         codes = types()
@@ -115,6 +134,12 @@ class EmuKernel:
     def __repr__(self):
         return f"<EmuKernel {self.name}({', '.join(d for _, d in self.params)})>"
 
+    def _entry(self, checks: int):
+        """(library, entry shim) of the build serving ``checks`` (built on first use)."""
+        lib = self.module.library(checks)
+        if id(lib) not in self._shims:
+            self._shims[id(lib)] = ctypes.cast(getattr(lib.lib, f"gpucnn_shim_{self.name}"), ctypes.c_void_p).value
+        return lib, self._shims[id(lib)]
     def _config(self, grid, block, shared_mem):
         k = self.name
         g, b = _dims("grid", grid, k), _dims("block", block, k)
@@ -144,19 +169,13 @@ class EmuKernel:
             hook(self, grid, block, tuple(args), shared_mem)
             return
         cfg = settings.current()
+        lib, shim = self._entry(cfg.checks)
+        blocks = _linear_blocks(self.name, cfg.blocks, g)
         bufs: dict[int, Guarded] = {}
         smem = None
         try:
-            for i, arr in checked.arrays.items():
-                p = self.types[i]
-                elem = p.dtype if p.dtype is not None else np.dtype(np.uint8)
-                buf = bufs[i] = Guarded(arr.nbytes, cfg.guard == "end", elem, self.params[i][0])
-                if p.const or not cfg.poison or i in self.inout:
-                    buf.load(arr)
-                else:
-                    buf.poison_data()
-                if p.const:
-                    buf.make_readonly()
+            for n, (i, arr) in enumerate(checked.arrays.items()):
+                bufs[i] = self._buffer(i, n, arr, cfg, lazy=blocks is not None)
             smem = Guarded(-(-int(shared_mem) // 16) * 16, True, np.dtype(np.float32), "<dynamic shared memory>")
             holders = [None] * len(self.params)
             for i, buf in bufs.items():
@@ -164,21 +183,52 @@ class EmuKernel:
             for i, raw in checked.scalars.items():
                 holders[i] = raw
             argv = (ctypes.c_void_p * max(1, len(holders)))(*[ctypes.addressof(h) for h in holders])
-            spec = _Spec(self._shim, ctypes.addressof(argv), (ctypes.c_uint * 3)(*g), (ctypes.c_uint * 3)(*b),
-                         smem.nbytes, smem.ptr, self._owner, settings.ORDERS[cfg.resume_order], cfg.seed)
-            rep = _Report()
+            regions = self._regions(bufs) if cfg.race_check else []
+            reg = (_Region * max(1, len(regions)))(*regions)
+            ids = (ctypes.c_uint64 * max(1, len(blocks or ())))(*(blocks or ()))
+            spec = _Spec(shim, ctypes.addressof(argv), (ctypes.c_uint * 3)(*g), (ctypes.c_uint * 3)(*b),
+                         smem.nbytes, smem.ptr, self._owner, settings.ORDERS[cfg.resume_order], cfg.seed,
+                         ctypes.addressof(reg), len(regions), cfg.checks,
+                         ctypes.addressof(ids) if blocks is not None else None, len(blocks or ()),
+                         _fiber_stacks(lib.lib))
+            rep = Report()
             with _LOCK:
-                rc = self._lib.lib.gpucnn_launch(ctypes.byref(spec), ctypes.byref(rep))
+                rc = lib.lib.gpucnn_launch(ctypes.byref(spec), ctypes.byref(rep))
             if rc != _OK:
-                raise self._error(rep, bufs, smem, g, b, shared_mem)
-            self._check_outputs(checked, bufs, g, b, cfg)
+                lo, hi = ctypes.c_uint64(), ctypes.c_uint64()
+                lib.lib.gpucnn_stack_region(ctypes.byref(lo), ctypes.byref(hi))
+                launch = dict(shared_mem=shared_mem, block=b, misalign=cfg.misalign, stack=(lo.value, hi.value))
+                raise Failure(self.name, str(lib.path), rep, bufs, smem, launch).error()
+            self._check_outputs(checked, bufs, g, b, cfg, blocks is None)
         finally:
             for buf in bufs.values():
                 buf.free()
             if smem is not None:
                 smem.free()
 
-    def _check_outputs(self, checked, bufs, g, b, cfg):
+    def _buffer(self, i: int, n: int, arr: np.ndarray, cfg, lazy: bool) -> Guarded:
+        """The guarded copy of pointer argument i, the n-th pointer argument."""
+        p = self.types[i]
+        elem = p.dtype if p.dtype is not None else np.dtype(np.uint8)
+        residue = None
+        if cfg.misalign:  # the n-th pointer moves n elements off the alignment of the array it copies
+            residue = (arr.ctypes.data + n * (p.size * p.lanes if p.kind != "x" else elem.itemsize)) % 16
+        buf = Guarded(arr.nbytes, cfg.guard == "end", elem, self.params[i][0], residue, lazy)
+        if p.const or not cfg.poison or i in self.inout:
+            buf.load(arr)
+        elif not lazy:  # a lazy output stays unmapped zeros wherever the chosen blocks do not write
+            buf.poison_data()
+        if p.const:
+            buf.make_readonly()
+        return buf
+
+    def _regions(self, bufs: dict) -> list:
+        """The race checks' shadowed ranges: every argument the kernel may write."""
+        return [_Region(buf.ptr, buf.nbytes, buf.elem.itemsize, _INOUT if i in self.inout else 0, i, 0)
+                for i, buf in bufs.items() if not self.types[i].const and buf.nbytes]
+
+    def _check_outputs(self, checked, bufs, g, b, cfg, whole: bool):
+        """Slack damage, unwritten elements (not when only some blocks ran), then copy the outputs back."""
         k = self.name
         for i, buf in bufs.items():
             off = buf.slack_damage()
@@ -190,7 +240,7 @@ class EmuKernel:
                     f"try guard={'start' if cfg.guard == 'end' else 'end'!r} to catch it as it happens)",
                     kernel=k, argument=buf.name)
         for i, buf in bufs.items():
-            if self.types[i].const or not cfg.poison or i in self.inout:
+            if self.types[i].const or not cfg.poison or i in self.inout or not whole:
                 continue
             count, first = buf.unwritten()
             if count:
@@ -203,46 +253,3 @@ class EmuKernel:
         for i, buf in bufs.items():
             if not self.types[i].const:
                 buf.copy_to(checked.arrays[i])
-
-    def _error(self, rep, bufs, smem, g, b, shared_mem) -> EmulatorError:
-        k = self.name
-        blk = tuple(rep.block)
-        thr = tuple(rep.thread) if rep.has_thread else None
-        who = f"block {blk}" + (f" thread {thr}" if thr else "")
-        loc = None
-        if rep.pc:
-            obj = rep.obj.decode(errors="replace")
-            loc = source_line(obj, rep.pc_off) if obj == str(self._lib.path) else None
-            loc = loc or f"{obj}+{rep.pc_off:#x}"
-        kw = dict(kernel=k, block=blk, thread=thr, location=loc)
-        at = f" at {loc}" if loc else ""
-        if rep.code == _BARRIER:
-            return BarrierError(f"{k}: {rep.msg.decode(errors='replace')}", **kw)
-        if rep.code == _ASSERT:
-            return KernelFaultError(f"{k}: {who}: {rep.msg.decode(errors='replace')}", **kw)
-        if rep.code == _ARITH:
-            return KernelFaultError(f"{k}: arithmetic exception (integer division by zero?) in {who}{at}", **kw)
-        if rep.code == _TRAP:
-            return KernelFaultError(f"{k}: __trap() or illegal instruction in {who}{at}", **kw)
-        if rep.code != _FAULT:
-            return EmulatorError(f"{k}: internal emulator fault (signal {rep.sig}) outside kernel code{at}", **kw)
-        access = "write" if rep.is_write else "read"
-        addr = rep.addr
-        for i, buf in list(bufs.items()) + [(None, smem)]:
-            if not buf.contains(addr):
-                continue
-            what = f"argument #{i} '{buf.name}'" if i is not None else f"dynamic shared memory ({shared_mem} bytes)"
-            rel = addr - buf.ptr
-            item = buf.elem.itemsize
-            if 0 <= rel < buf.nbytes and rep.is_write and buf.readonly:
-                return ConstWriteError(f"{k}: write through const pointer {what} at byte offset {rel} "
-                                       f"(element {rel // item}) in {who}{at}", argument=buf.name, **kw)
-            side = (f"{-rel} bytes before the start" if rel < 0 else f"{rel - buf.nbytes} bytes past the end")
-            return OutOfBoundsError(f"{k}: out-of-bounds {access} {side} of {what} (size {buf.nbytes} bytes, "
-                                    f"element index {rel // item}) in {who}{at}", argument=buf.name, **kw)
-        lo, hi = ctypes.c_uint64(), ctypes.c_uint64()
-        self._lib.lib.gpucnn_stack_region(ctypes.byref(lo), ctypes.byref(hi))
-        if lo.value - (1 << 20) <= addr < hi.value:  # a big frame may land below the lowest guard
-            return KernelFaultError(f"{k}: stack overflow (256 KiB per emulated thread) in {who}{at}", **kw)
-        return OutOfBoundsError(f"{k}: invalid {access} of address {addr:#x}, which is in no argument buffer "
-                                f"(null or stray pointer?) in {who}{at}", **kw)

@@ -239,8 +239,8 @@ def translate(text: str) -> tuple[str, list[Kernel]]:
             new = ""
             for typ, name, dims in decls:
                 tag += 1
-                new += (f"struct gpucnn_smem_tag_{tag}; auto& {name} = gpucnn_emu::SmemSlot<{typ} {dims}, "
-                        f"gpucnn_smem_tag_{tag}, {owner}>::get(); ")
+                new += (f"struct gpucnn_smem_tag_{tag} {{ static const char* name() {{ return \"{name}\"; }} }}; "
+                        f"auto& {name} = gpucnn_emu::SmemSlot<{typ} {dims}, gpucnn_smem_tag_{tag}, {owner}>::get(); ")
         lo, hi = toks[a].start, toks[b].end
         edits.append((lo, hi, new + "\n" * text.count("\n", lo, hi)))
         i = b + 1

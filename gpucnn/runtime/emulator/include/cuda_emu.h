@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "emu_race.h"
 #include "emu_mma.h"  // the bodies of kernels/mma.cuh
 #include "emu_runtime.h"
 
@@ -177,26 +178,39 @@ inline void __nanosleep(unsigned) {}
 #define __trap() __builtin_trap()
 
 // ---- atomics: no preemption between fibers, so read-modify-write is atomic.
-#define GPUCNN_ATOMIC_RW(T)                                                                  \
-    inline T atomicAdd(T* a, T v) { T o = *a; *a = (T)(o + v); return o; }                  \
-    inline T atomicSub(T* a, T v) { T o = *a; *a = (T)(o - v); return o; }                  \
-    inline T atomicExch(T* a, T v) { T o = *a; *a = v; return o; }                           \
-    inline T atomicMax(T* a, T v) { T o = *a; *a = o < v ? v : o; return o; }                \
-    inline T atomicMin(T* a, T v) { T o = *a; *a = v < o ? v : o; return o; }
-#define GPUCNN_ATOMIC_INT(T)                                                                 \
-    inline T atomicCAS(T* a, T c, T v) { T o = *a; if (o == c) *a = v; return o; }           \
-    inline T atomicAnd(T* a, T v) { T o = *a; *a = o & v; return o; }                        \
-    inline T atomicOr(T* a, T v) { T o = *a; *a = o | v; return o; }                         \
-    inline T atomicXor(T* a, T v) { T o = *a; *a = o ^ v; return o; }
+// Checked builds leave them out of the access instrumentation and note them
+// as atomics instead, which race only with plain accesses.
+#ifdef GPUCNN_EMU_CHECKED
+#define GPUCNN_ATOMIC_FN inline __attribute__((noinline, no_sanitize("thread")))
+#define GPUCNN_ATOMIC_NOTE(a) gpucnn_note_atomic((a), sizeof *(a), __builtin_return_address(0))
+#else
+#define GPUCNN_ATOMIC_FN inline
+#define GPUCNN_ATOMIC_NOTE(a) (void)0
+#endif
+#define GPUCNN_ATOMIC_RW(T)                                                                                  \
+    GPUCNN_ATOMIC_FN T atomicAdd(T* a, T v) { GPUCNN_ATOMIC_NOTE(a); T o = *a; *a = (T)(o + v); return o; }  \
+    GPUCNN_ATOMIC_FN T atomicSub(T* a, T v) { GPUCNN_ATOMIC_NOTE(a); T o = *a; *a = (T)(o - v); return o; }  \
+    GPUCNN_ATOMIC_FN T atomicExch(T* a, T v) { GPUCNN_ATOMIC_NOTE(a); T o = *a; *a = v; return o; }           \
+    GPUCNN_ATOMIC_FN T atomicMax(T* a, T v) { GPUCNN_ATOMIC_NOTE(a); T o = *a; *a = o < v ? v : o; return o; } \
+    GPUCNN_ATOMIC_FN T atomicMin(T* a, T v) { GPUCNN_ATOMIC_NOTE(a); T o = *a; *a = v < o ? v : o; return o; }
+#define GPUCNN_ATOMIC_INT(T)                                                                                 \
+    GPUCNN_ATOMIC_FN T atomicCAS(T* a, T c, T v) { GPUCNN_ATOMIC_NOTE(a); T o = *a; if (o == c) *a = v; return o; } \
+    GPUCNN_ATOMIC_FN T atomicAnd(T* a, T v) { GPUCNN_ATOMIC_NOTE(a); T o = *a; *a = o & v; return o; }        \
+    GPUCNN_ATOMIC_FN T atomicOr(T* a, T v) { GPUCNN_ATOMIC_NOTE(a); T o = *a; *a = o | v; return o; }         \
+    GPUCNN_ATOMIC_FN T atomicXor(T* a, T v) { GPUCNN_ATOMIC_NOTE(a); T o = *a; *a = o ^ v; return o; }
 GPUCNN_ATOMIC_RW(int) GPUCNN_ATOMIC_RW(unsigned) GPUCNN_ATOMIC_RW(long long)
 GPUCNN_ATOMIC_RW(unsigned long long) GPUCNN_ATOMIC_RW(float) GPUCNN_ATOMIC_RW(double)
 GPUCNN_ATOMIC_INT(int) GPUCNN_ATOMIC_INT(unsigned) GPUCNN_ATOMIC_INT(long long)
 GPUCNN_ATOMIC_INT(unsigned long long)
-inline unsigned short atomicCAS(unsigned short* a, unsigned short c, unsigned short v) {
-    unsigned short o = *a; if (o == c) *a = v; return o;
+GPUCNN_ATOMIC_FN unsigned short atomicCAS(unsigned short* a, unsigned short c, unsigned short v) {
+    GPUCNN_ATOMIC_NOTE(a); unsigned short o = *a; if (o == c) *a = v; return o;
 }
-inline unsigned atomicInc(unsigned* a, unsigned v) { unsigned o = *a; *a = o >= v ? 0u : o + 1u; return o; }
-inline unsigned atomicDec(unsigned* a, unsigned v) { unsigned o = *a; *a = (o == 0u || o > v) ? v : o - 1u; return o; }
+GPUCNN_ATOMIC_FN unsigned atomicInc(unsigned* a, unsigned v) {
+    GPUCNN_ATOMIC_NOTE(a); unsigned o = *a; *a = o >= v ? 0u : o + 1u; return o;
+}
+GPUCNN_ATOMIC_FN unsigned atomicDec(unsigned* a, unsigned v) {
+    GPUCNN_ATOMIC_NOTE(a); unsigned o = *a; *a = (o == 0u || o > v) ? v : o - 1u; return o;
+}
 #define atomicAdd_block atomicAdd
 #define atomicAdd_system atomicAdd
 #define atomicMax_block atomicMax
@@ -236,9 +250,17 @@ inline int block_sync(int op, bool pred, const char* file, int line) {
 // Static __shared__ storage: one slot per declaration (per template
 // instantiation, through the local tag type), registered at load time so the
 // scheduler can poison it before each block and size it for the 48 KiB check.
+// The race checks keep one shadow cell per element: a scalar's size, or for a
+// class type its alignment up to 4 bytes (a __half struct: 2).
+template <class T> constexpr unsigned smem_granule() {
+    using E = std::remove_all_extents_t<T>;
+    if constexpr (std::is_arithmetic_v<E> || std::is_pointer_v<E>) return sizeof(E) < 8 ? sizeof(E) : 8;
+    else return alignof(E) < 4 ? alignof(E) : 4;
+}
 template <class T, class Tag, int Owner> struct SmemSlot {
     alignas(alignof(T) > 16 ? alignof(T) : 16) static inline T storage;
-    static inline int reg = gpucnn_register_smem((void*)&storage, sizeof(T), Owner);
+    static inline int reg = gpucnn_register_smem_named((void*)&storage, sizeof(T), Owner, smem_granule<T>(),
+                                                       Tag::name());
     static T& get() { (void)&reg; return storage; }
 };
 // File-scope `extern __shared__ T name[]`: the base moves with each launch.

@@ -10,15 +10,26 @@
 #include <cstring>
 
 #include "emu_internal.h"
+#include "emu_race.h"
 
 extern "C" [[noreturn]] void __assert_fail(const char* expr, const char* file, unsigned line, const char* fn);
 
 namespace gpucnn_emu {
 namespace {
 
-// Every byte these primitives read or write passes here: the one place where
-// race detection or access bookkeeping can be attached.
-inline void emu_access(void* dst, const void* src, size_t n, const char*, int) { std::memcpy(dst, src, n); }
+// Every byte these primitives read or write passes here, and the race detector
+// (emu_race.h; a no-op unless the launch checks races) hears of the kernel
+// memory it touches: a read of the source (cp.async's global bytes,
+// ldmatrix's shared row) or a write of the destination (cp.async's landing, at
+// the wait, attributed to the issuing thread and line). Copies into the
+// primitives' own buffers, and the poison cp.async leaves until the wait, are
+// not the kernel's accesses and are not noted.
+enum Note { kQuiet, kReadsSource, kWritesDestination };
+inline void emu_access(void* dst, const void* src, size_t n, const char* file, int line, Note note) {
+    if (note == kReadsSource) gpucnn_emu::emu_note_read(src, n, file, line);
+    std::memcpy(dst, src, n);
+    if (note == kWritesDestination) gpucnn_emu::emu_note_write(dst, n, file, line);
+}
 
 [[noreturn]] void fail(const char* file, int line, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
 [[noreturn]] void fail(const char* file, int line, const char* fmt, ...) {
@@ -163,7 +174,7 @@ void land(AsyncState& s, long long upto) {  // copies of groups < upto arrive, i
     int keep = 0;
     for (int i = 0; i < s.n; ++i) {
         Copy& c = s.copies[i];
-        if (c.group < upto) emu_access(c.dst, c.data, c.bytes, c.file, c.line);
+        if (c.group < upto) emu_access(c.dst, c.data, c.bytes, c.file, c.line, kWritesDestination);
         else s.copies[keep++] = c;
     }
     s.n = keep;
@@ -185,7 +196,7 @@ void ldmatrix(uint32_t* r, int count, bool trans, const void* row, const char* f
     x.trans = trans;
     if (lane_id() < 8 * count) {  // only these lanes' addresses are read
         check_align(row, 16, "ldmatrix row", file, line);
-        emu_access(x.row, row, 16, file, line);
+        emu_access(x.row, row, 16, file, line, kReadsSource);
     }
     collective(kLdsm[trans][count == 1 ? 0 : count == 2 ? 1 : 2], &x, file, line);
     std::memcpy(r, x.r, 4 * (size_t)count);
@@ -202,10 +213,10 @@ void cp_async(void* dst, const void* src, int bytes, int src_bytes, const char* 
         fail(file, line, "cp.async: more than %d copies of one thread are in flight (the emulator's limit)", s.n);
     Copy& c = s.copies[s.n++];
     c = Copy{dst, {}, bytes, s.committed, file, line};
-    if (src_bytes) emu_access(c.data, src, (size_t)src_bytes, file, line);  // an out-of-range source faults here
+    if (src_bytes) emu_access(c.data, src, (size_t)src_bytes, file, line, kReadsSource);  // an out-of-range source faults here
     unsigned char pending[16];
     for (int i = 0; i < bytes; ++i) pending[i] = kPending[i % 4];
-    emu_access(dst, pending, (size_t)bytes, file, line);  // what the destination holds until the wait
+    emu_access(dst, pending, (size_t)bytes, file, line, kQuiet);  // what the destination holds until the wait
 }
 
 void cp_async_commit() { ++my_async().committed; }

@@ -13,6 +13,11 @@
 using namespace gpucnn_emu;
 using namespace gpucnn_emu::rt;
 
+namespace gpucnn_emu::rt {
+SmemEntry g_smem[4096];
+int g_nsmem = 0;
+}
+
 extern "C" {
 GPUCNN_HIDDEN Fiber* gpucnn_cur = nullptr;
 GPUCNN_HIDDEN uint3 gpucnn_block_idx;
@@ -32,9 +37,6 @@ struct sigaction g_old_act[4];
 stack_t g_old_stack;
 alignas(16) char g_altstack[64 * 1024];
 
-struct SmemEntry { void* p; size_t n; int owner; };
-SmemEntry g_smem[4096];
-int g_nsmem = 0;
 
 void poison(void* p, size_t n) {
     auto* b = static_cast<unsigned char*>(p);
@@ -84,10 +86,21 @@ void note_thread() {
 }
 }  // namespace
 
+namespace gpucnn_emu::rt {
+[[noreturn]] void check_fail(int code) {
+    g_rep->code = code;
+    note_thread();
+    siglongjmp(g_launch_jb, 1);
+}
+}  // namespace gpucnn_emu::rt
+
 extern "C" {
-GPUCNN_HIDDEN int gpucnn_register_smem(void* p, size_t n, int owner) {
-    if (g_nsmem < (int)(sizeof g_smem / sizeof g_smem[0])) g_smem[g_nsmem++] = SmemEntry{p, n, owner};
+GPUCNN_HIDDEN int gpucnn_register_smem_named(void* p, size_t n, int owner, unsigned elem, const char* name) {
+    if (g_nsmem < (int)(sizeof g_smem / sizeof g_smem[0])) g_smem[g_nsmem++] = SmemEntry{p, n, owner, elem, name};
     return 0;
+}
+GPUCNN_HIDDEN int gpucnn_register_smem(void* p, size_t n, int owner) {
+    return gpucnn_register_smem_named(p, n, owner, 4, "a __shared__ variable");
 }
 
 // glibc's assert() calls this; the hidden definition wins inside this library,
@@ -106,6 +119,9 @@ GPUCNN_EXPORT uint64_t gpucnn_static_smem(int owner) {
         if (g_smem[i].owner == 0 || g_smem[i].owner == owner) total += (g_smem[i].n + 15) / 16 * 16;
     return total;
 }
+
+// A region of fiber stacks for LaunchSpec.stacks, shared by the modules that launch on it.
+GPUCNN_EXPORT char* gpucnn_map_fiber_stacks() { return map_stacks(); }
 
 GPUCNN_EXPORT void gpucnn_stack_region(uint64_t* lo, uint64_t* hi) {
     *lo = (uint64_t)g_stacks;
@@ -131,9 +147,15 @@ GPUCNN_EXPORT int gpucnn_launch(const LaunchSpec* s, Report* r) {
         f.tid = uint3{i % s->block[0], i / s->block[0] % s->block[1], i / (s->block[0] * s->block[1])};
         f.stack_top = g_stacks + (i + 1) * (kStack + kPage) - 64;
     }
+    if (!check_begin(s)) {
+        r->code = INTERNAL;
+        snprintf(r->msg, sizeof r->msg, "could not map the shadow memory of the race checks");
+        return r->code;
+    }
     install_handlers();
     if (sigsetjmp(g_launch_jb, 1)) {
         restore_handlers();
+        check_end();
         note_thread();
         g_in_fiber = 0;
         r->block[0] = gpucnn_block_idx.x; r->block[1] = gpucnn_block_idx.y; r->block[2] = gpucnn_block_idx.z;
@@ -145,23 +167,27 @@ GPUCNN_EXPORT int gpucnn_launch(const LaunchSpec* s, Report* r) {
         return r->code;
     }
     int rc = OK;
-    for (unsigned z = 0; z < s->grid[2] && rc == OK; ++z)
-        for (unsigned y = 0; y < s->grid[1] && rc == OK; ++y)
-            for (unsigned x = 0; x < s->grid[0] && rc == OK; ++x) {
-                gpucnn_block_idx = uint3{x, y, z};
-                for (int i = 0; i < g_nsmem; ++i)
-                    if (g_smem[i].owner == 0 || g_smem[i].owner == s->owner) poison(g_smem[i].p, g_smem[i].n);
-                poison(s->dyn_ptr, s->dyn_size);
-                for (unsigned i = 0; i < g_n; ++i) {
-                    g_fib[i].state = RUNNABLE;
-                    g_fib[i].started = false;
-                    g_fib[i].val = 0;
-                }
-                rc = run_block();
-                if (rc != OK) {
-                    r->block[0] = x; r->block[1] = y; r->block[2] = z;
-                }
-            }
+    const uint64_t total = (uint64_t)s->grid[0] * s->grid[1] * s->grid[2];
+    const uint64_t count = s->blocks ? s->nblocks : total;
+    for (uint64_t k = 0; k < count && rc == OK; ++k) {
+        const uint64_t b = s->blocks ? s->blocks[k] : k;  // x fastest, as CUDA numbers blocks
+        gpucnn_block_idx = uint3{(unsigned)(b % s->grid[0]), (unsigned)(b / s->grid[0] % s->grid[1]),
+                                 (unsigned)(b / ((uint64_t)s->grid[0] * s->grid[1]))};
+        check_block((uint32_t)b);
+        for (int i = 0; i < g_nsmem; ++i)
+            if (g_smem[i].owner == 0 || g_smem[i].owner == s->owner) poison(g_smem[i].p, g_smem[i].n);
+        poison(s->dyn_ptr, s->dyn_size);
+        for (unsigned i = 0; i < g_n; ++i) {
+            g_fib[i].state = RUNNABLE;
+            g_fib[i].started = false;
+            g_fib[i].val = 0;
+        }
+        rc = run_block();
+        if (rc != OK) {
+            r->block[0] = gpucnn_block_idx.x; r->block[1] = gpucnn_block_idx.y; r->block[2] = gpucnn_block_idx.z;
+        }
+    }
+    check_end();
     restore_handlers();
     return rc;
 }

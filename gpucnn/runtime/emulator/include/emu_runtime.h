@@ -74,4 +74,6 @@ GPUCNN_HIDDEN extern unsigned char* gpucnn_dyn_smem;
 GPUCNN_HIDDEN void gpucnn_wait(int state);
 GPUCNN_HIDDEN unsigned gpucnn_activemask(void);
 GPUCNN_HIDDEN int gpucnn_register_smem(void* p, size_t n, int owner);
+// The same with the element size (the granule of race checks) and the variable's name.
+GPUCNN_HIDDEN int gpucnn_register_smem_named(void* p, size_t n, int owner, unsigned elem, const char* name);
 }

@@ -34,14 +34,19 @@ uint64_t rng_next() {  // xorshift64*: reproducible per seed, good enough for or
 }
 }  // namespace
 
-bool ensure_stacks() {
-    if (g_stacks) return true;
+char* map_stacks() {
     size_t per = kStack + kPage, total = per * kMaxThreads;
     void* m = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (m == MAP_FAILED) return false;
-    g_stacks = static_cast<char*>(m);
-    for (size_t i = 0; i < kMaxThreads; ++i) mprotect(g_stacks + i * per, kPage, PROT_NONE);  // overflow guard
-    return true;
+    if (m == MAP_FAILED) return nullptr;
+    char* stacks = static_cast<char*>(m);
+    for (size_t i = 0; i < kMaxThreads; ++i) mprotect(stacks + i * per, kPage, PROT_NONE);  // overflow guard
+    return stacks;
+}
+
+bool ensure_stacks() {
+    if (g_spec && g_spec->stacks) g_stacks = g_spec->stacks;
+    if (!g_stacks) g_stacks = map_stacks();
+    return g_stacks != nullptr;
 }
 
 namespace {
@@ -234,6 +239,7 @@ int resolve_warps() {
             else if (l == (unsigned)__builtin_ctz(grp[l])) run_collective(f, base);
         }
         for (unsigned m = at; m; m &= m - 1) g_fib[base + __builtin_ctz(m)].state = RUNNABLE;
+        check_warp_sync(base / 32);  // the lanes' earlier accesses happen before their later ones
         progressed = 1;
     }
     return progressed;
@@ -275,6 +281,7 @@ int resolve_block() {
     uint64_t r = first->op == OP_SYNC_COUNT ? count : first->op == OP_SYNC_AND ? count == g_n
                : first->op == OP_SYNC_OR ? count != 0 : 0;
     for (unsigned i = 0; i < g_n; ++i) { g_fib[i].state = RUNNABLE; g_fib[i].result = r; }
+    check_barrier();
     return 1;
 }
 
