@@ -18,14 +18,15 @@ strided view of the padded input. Groups split F and φ into block-diagonal
 parts that run as one batched matmul, so depthwise convolution is not a
 Python loop over channels. φ repeats each pixel kh*kw times, so the
 convolutions build it a chunk of images (or of output rows) at a time within
-``workspace.get_limit()`` bytes.
+``workspace.get_limit()`` bytes, in per-thread scratch, and the chunks run on
+the workspace threads (``conv_algo`` chooses the algorithm and the chunks).
 """
 from __future__ import annotations
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from gpucnn.reference import depthwise, workspace
+from gpucnn.reference import conv_algo, depthwise, workspace
 
 
 def _pad(x, pad):
@@ -68,20 +69,6 @@ def _crop(xp, win):
     return xp[..., t:t + win.H, l:l + win.W]
 
 
-def _blocks(N, C, win, itemsize):
-    """Yield (n0, n1, [(p0, p1), ...]): whole images while a chunk of φ fits in
-    the workspace, else one image at a time in bands of output rows."""
-    row = C * win.kh * win.kw * win.Q * itemsize
-    limit = workspace.get_limit()
-    if row * win.P <= limit:
-        step, band = max(1, min(N, limit // (row * win.P))), win.P
-    else:
-        step, band = 1, max(1, limit // row)
-    rows = [(p0, min(win.P, p0 + band)) for p0 in range(0, win.P, band)]
-    for n0 in range(0, N, step):
-        yield n0, min(N, n0 + step), rows
-
-
 def im2col(x, win):
     """x (N, C, H, W) -> φ(x)ᵀ (N, C*kh*kw, P*Q), as torch.nn.functional.unfold."""
     N, C = x.shape[:2]
@@ -99,94 +86,134 @@ def col2im(cols, C, win):
     return np.ascontiguousarray(_crop(xp, win))
 
 
+def _padded(x, pad):
+    """x zero-padded by (top, bottom, left, right) into per-thread scratch
+    (only the border zeroed), or x itself without padding."""
+    t, b, l, r = pad
+    if not (t or b or l or r):
+        return x
+    n, c, h, w = x.shape
+    xp = workspace.scratch("conv.xp", (n, c, h + t + b, w + l + r), x.dtype)
+    xp[:, :, :t] = 0
+    xp[:, :, t + h:] = 0
+    xp[:, :, t:t + h, :l] = 0
+    xp[:, :, t:t + h, l + w:] = 0
+    xp[:, :, t:t + h, l:l + w] = x
+    return xp
+
+
+def _phi(xp, win, p0, p1, G):
+    """φ of the images of xp for output rows p0..p1 in unfold's layout, as
+    (n, G, C/G*kh*kw, (p1-p0)*Q), copied into per-thread scratch."""
+    v = _taps(xp, win, p0, p1)
+    phi = workspace.scratch("conv.phi", v.shape, xp.dtype)
+    np.copyto(phi, v)
+    return phi.reshape(xp.shape[0], G, -1, (p1 - p0) * win.Q)
+
+
+def _by_chunks(g, itemsize, fn):
+    """``fn(n0, n1, rows)`` over ``conv_algo.plan``'s chunks of images, on the
+    workspace threads (each calling a one-thread BLAS)."""
+    spans, rows = conv_algo.plan(g.N, g.C, g.win, itemsize)
+    workspace.run_spans(lambda n0, n1: fn(n0, n1, rows), spans, blas=True)
+
+
+def _grouped(a, G, p0=0, p1=None):
+    """Rows p0..p1 of a (n, G*m, P, Q) chunk as (n, G, m, (p1-p0)*Q); a view
+    for whole rows of a contiguous array."""
+    a = a[:, :, p0:p1]
+    return a.reshape(a.shape[0], G, a.shape[1] // G, -1)
+
+
 def conv2d_forward(x, w, b, g):
     """y = φ(x) F per group (§4.4): x (N, C, H, W), w (K, C/groups, kh, kw),
     b (K,) or None -> y (N, K, P, Q)."""
     win, G, K = g.win, g.groups, g.K
-    if G == g.C == K:
+    algo = conv_algo.choose(g)
+    if algo == conv_algo.DEPTHWISE:
         y = depthwise.depthwise(x, w, g, "forward")
         if b is not None:
             y += b.reshape(1, K, 1, 1)
         return y
-    ck = g.C // G * win.kh * win.kw
-    f = w.reshape(G, K // G, ck)
+    f = w.reshape(G, K // G, -1)
     y = np.empty((g.N, K, win.P, win.Q), x.dtype)
-    for n0, n1, rows in _blocks(g.N, g.C, win, x.itemsize):
-        xp = _pad(x[n0:n1], win.pad)
+
+    def chunk(n0, n1, rows):
+        xp = None if algo == conv_algo.POINTWISE else _padded(x[n0:n1], win.pad)
         for p0, p1 in rows:
-            if G == 1:
-                # φ channel-major (ck, n*p*Q): one BLAS call for the chunk, not
-                # one per image; a broadcast matmul makes n small threaded
-                # GEMMs, each paying OpenBLAS's thread hand-off (seconds on a
-                # loaded 2-core machine), and the output transpose costs less.
-                phi = np.ascontiguousarray(_taps(xp, win, p0, p1).transpose(1, 2, 3, 0, 4, 5))
-                out = np.matmul(f[0], phi.reshape(ck, -1)).reshape(K, n1 - n0, p1 - p0, win.Q)
-                y[n0:n1, :, p0:p1] = out.transpose(1, 0, 2, 3)
-                continue
-            # Unfold's layout keeps each image's columns together, so the
-            # product (G, K/G, ck) @ (n, G, ck, pQ) lands in y's own layout.
-            phi = np.ascontiguousarray(_taps(xp, win, p0, p1)).reshape(n1 - n0, G, ck, -1)
-            y[n0:n1, :, p0:p1] = np.matmul(f, phi).reshape(n1 - n0, K, p1 - p0, win.Q)
-    if b is not None:
-        y += b.reshape(1, K, 1, 1)
+            phi = _grouped(x[n0:n1], G, p0, p1) if xp is None else _phi(xp, win, p0, p1, G)
+            if p1 - p0 == win.P:
+                # Products land in y's own layout: no transposed copy.
+                np.matmul(f, phi, out=_grouped(y[n0:n1], G))
+            else:
+                y[n0:n1, :, p0:p1] = np.matmul(f, phi).reshape(n1 - n0, K, p1 - p0, win.Q)
+        if b is not None:
+            y[n0:n1] += b.reshape(1, K, 1, 1)
+
+    _by_chunks(g, x.itemsize, chunk)
     return y
-
-
-def _dy_rows(dy, n0, n1, p0, p1, G):
-    """dY of a chunk as (G, K/G, n*p*Q): channels first, so that one matmul
-    per group covers every image of the chunk."""
-    d = np.ascontiguousarray(dy[n0:n1, :, p0:p1].transpose(1, 0, 2, 3))
-    return d.reshape(G, dy.shape[1] // G, -1)
 
 
 def conv2d_backward_data(dy, w, g):
     """dx from dy (N, K, P, Q) (§4.8): dφ = dY Fᵀ per group, then the
     reverse of φ sums dφ back onto the input pixels (§6)."""
     win, G, C = g.win, g.groups, g.C
-    if G == C == g.K:
+    algo = conv_algo.choose(g)
+    if algo == conv_algo.DEPTHWISE:
         return depthwise.depthwise(dy, w, g, "backward_data")
-    ck = C // G * win.kh * win.kw
-    ft = w.reshape(G, g.K // G, ck).transpose(0, 2, 1)
+    ft = w.reshape(G, g.K // G, -1).transpose(0, 2, 1)
     t, b, l, r = win.pad
     dx = np.empty((g.N, C, win.H, win.W), dy.dtype)
-    for n0, n1, rows in _blocks(g.N, C, win, dy.itemsize):
+
+    def chunk(n0, n1, rows):
         n = n1 - n0
-        # Channel-major scratch: dφ comes out of the matmul as (C, kh, kw, n, p, Q).
-        dxp = np.zeros((C, n, win.H + t + b, win.W + l + r), dy.dtype)
+        if algo == conv_algo.POINTWISE:
+            np.matmul(ft, _grouped(dy[n0:n1], G), out=_grouped(dx[n0:n1], G))
+            return
+        padded = t or b or l or r
+        dxp = workspace.scratch("conv.dxp", (n, C, win.H + t + b, win.W + l + r), dy.dtype) if padded \
+            else dx[n0:n1]
+        dxp[...] = 0
         for p0, p1 in rows:
-            d = _dy_rows(dy, n0, n1, p0, p1, G)
-            # One filter a group (depthwise): the product has inner size 1, so
-            # it is an exact broadcast multiply, without G tiny BLAS calls.
-            dphi = ft * d if g.K == G else np.matmul(ft, d)
-            dphi = dphi.reshape(C, win.kh, win.kw, n, p1 - p0, win.Q).transpose(0, 3, 1, 2, 4, 5)
-            _fold(dxp, dphi, win, p0)
-        dx[n0:n1] = _crop(dxp, win).transpose(1, 0, 2, 3)
+            d = _grouped(dy[n0:n1], G, p0, p1)
+            dphi = workspace.scratch("conv.dphi", (n, G, ft.shape[1], d.shape[-1]), dy.dtype)
+            # One filter a group: the product has inner size 1, so it is an
+            # exact broadcast multiply, without tiny BLAS calls.
+            (np.multiply if g.K == G else np.matmul)(ft, d, out=dphi)
+            _fold(dxp, dphi.reshape(n, C, win.kh, win.kw, p1 - p0, win.Q), win, p0)
+        if padded:
+            dx[n0:n1] = _crop(dxp, win)
+
+    _by_chunks(g, dy.itemsize, chunk)
     return dx
 
 
 def conv2d_backward_filter(dy, x, g):
     """dF = φ(x)ᵀ dY (§4.6), summed over the batch: dw (K, C/groups, kh, kw),
-    computed as its transpose dYᵀ φ(x), which is dw's own layout."""
+    computed as its transpose dYᵀ φ(x), which is dw's own layout. Each chunk
+    of images sums its own part; the parts are added in chunk order, so the
+    result does not depend on the thread count."""
     win, G, K = g.win, g.groups, g.K
-    if G == g.C == K:
+    algo = conv_algo.choose(g)
+    if algo == conv_algo.DEPTHWISE:
         return depthwise.depthwise(dy, x, g, "backward_filter")
-    cg = g.C // G
-    ck = cg * win.kh * win.kw
-    dw = np.zeros((G, K // G, ck), x.dtype)
-    for n0, n1, rows in _blocks(g.N, g.C, win, x.itemsize):
-        xp = _pad(x[n0:n1], win.pad)
+    parts = {}
+
+    def chunk(n0, n1, rows):
+        xp = None if algo == conv_algo.POINTWISE else _padded(x[n0:n1], win.pad)
+        acc = 0
         for p0, p1 in rows:
-            # φ channel-major, (C*kh*kw, n*p*Q): the batch sum becomes the inner
-            # dimension of one product. With dY as (K, n*p*Q) both operands keep
-            # it innermost and BLAS takes φ transposed as it is (an NT product):
-            # no transposed copy of dY, which cost more than the product.
-            phi = np.ascontiguousarray(_taps(xp, win, p0, p1).transpose(1, 2, 3, 0, 4, 5))
-            d = _dy_rows(dy, n0, n1, p0, p1, G)
-            if G == 1:
-                dw[0] += d[0] @ phi.reshape(ck, -1).T
-            else:
-                dw += np.matmul(d, phi.reshape(G, ck, -1).transpose(0, 2, 1))
-    return dw.reshape(K, cg, win.kh, win.kw)
+            phi = _grouped(x[n0:n1], G, p0, p1) if xp is None else _phi(xp, win, p0, p1, G)
+            # (n, G, K/G, pQ) @ (n, G, pQ, ck): both operands keep the pixels
+            # innermost and BLAS reads φ transposed as it is.
+            acc = acc + np.matmul(_grouped(dy[n0:n1], G, p0, p1), phi.transpose(0, 1, 3, 2)).sum(axis=0)
+        parts[n0] = acc
+
+    _by_chunks(g, x.itemsize, chunk)
+    dw = np.zeros((G, K // G, g.C // G * win.kh * win.kw), x.dtype)
+    for n0 in sorted(parts):
+        dw += parts[n0]
+    return dw.reshape(K, g.C // G, win.kh, win.kw)
 
 
 def conv2d_backward_bias(dy):

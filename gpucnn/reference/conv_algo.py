@@ -1,0 +1,50 @@
+"""The NumPy backend's choice of convolution algorithm and work split, per
+shape, in one place (the GPU kernels' choice is gpucnn/cuda/algo.py).
+
+* ``DEPTHWISE`` (groups == C == K): the direct sum over taps of
+  ``gpucnn.reference.depthwise``; im2col would make G products of inner size 1.
+* ``POINTWISE`` (1x1 kernel, unit stride, no padding): φ(x) is x itself, so
+  the products read x and write dx directly, with no unfold and no fold.
+* ``UNFOLD``: everything else, φ(x) unfolded a chunk of images at a time into
+  per-thread scratch, then one product per image of the chunk.
+
+The work is cut into chunks of whole images (bands of output rows when one
+image's φ exceeds the workspace limit) that the workspace threads take from
+one queue. The chunk size depends on the shape only, not on the thread
+count, so the sums come out the same on any number of threads.
+"""
+from __future__ import annotations
+
+from gpucnn.reference import workspace
+
+DEPTHWISE, POINTWISE, UNFOLD = "depthwise", "pointwise", "unfold"
+
+# φ bytes a chunk: small enough that a chunk's φ, written by the unfold and
+# read back by the products, stays in a core's L2 (1 MiB on the 2-core EPYC
+# measured), and that a batch makes several chunks a thread to share out.
+CHUNK_BYTES = 2**20
+
+
+def choose(g) -> str:
+    """The algorithm for the convolution ``g`` (a ``shapes.Conv``)."""
+    win = g.win
+    if g.groups == g.C == g.K:
+        return DEPTHWISE
+    if (win.kh, win.kw, win.sh, win.sw) == (1, 1, 1, 1) and not any(win.pad):
+        return POINTWISE
+    return UNFOLD
+
+
+def plan(N, C, win, itemsize):
+    """(spans, rows): the chunks of images [(n0, n1), ...] and the bands of
+    output rows [(p0, p1), ...] each chunk runs over, so that one band of one
+    chunk never holds more than ``workspace.get_limit()`` bytes of φ (at
+    least one output row of one image)."""
+    row = C * win.kh * win.kw * win.Q * itemsize
+    limit = workspace.get_limit()
+    if row * win.P <= limit:
+        step, band = max(1, min(N, limit // (row * win.P), CHUNK_BYTES // (row * win.P))), win.P
+    else:
+        step, band = 1, max(1, limit // row)
+    rows = [(p0, min(win.P, p0 + band)) for p0 in range(0, win.P, band)]
+    return [(n0, min(N, n0 + step)) for n0 in range(0, N, step)], rows
