@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from gpucnn import shapes
 from gpucnn.reference import conv_algo, depthwise, workspace
 
 
@@ -154,20 +155,34 @@ def conv2d_forward(x, w, b, g):
     return y
 
 
-def conv2d_backward_data(dy, w, g):
+def _backward_data_transposed(dy, w, g):
+    """dx as the forward convolution of dy with each group's filters flipped
+    and their in and out channels swapped (``conv_algo.TRANSPOSED``, unit stride)."""
+    win, G, C, K = g.win, g.groups, g.C, g.K
+    wt = w.reshape(G, K // G, C // G, win.kh, win.kw)[..., ::-1, ::-1].transpose(0, 2, 1, 3, 4)
+    wt = np.ascontiguousarray(wt).reshape(C, K // G, win.kh, win.kw)
+    win2 = shapes.window(win.P, win.Q, (win.kh, win.kw), (1, 1), conv_algo.transposed(g), (win.dh, win.dw))
+    return conv2d_forward(dy, wt, None, shapes.Conv(g.N, K, C, G, win2))
+
+
+def conv2d_backward_data(dy, w, g, algo=None):
     """dx from dy (N, K, P, Q) (§4.8): dφ = dY Fᵀ per group, then the
-    reverse of φ sums dφ back onto the input pixels (§6)."""
+    reverse of φ sums dφ back onto the input pixels (§6); or the same sums
+    gathered, as a forward convolution (``conv_algo.choose_backward_data``;
+    ``algo`` forces FOLD or TRANSPOSED)."""
     win, G, C = g.win, g.groups, g.C
-    algo = conv_algo.choose(g)
-    if algo == conv_algo.DEPTHWISE:
+    kind = conv_algo.choose(g)
+    if kind == conv_algo.DEPTHWISE:
         return depthwise.depthwise(dy, w, g, "backward_data")
+    if kind == conv_algo.UNFOLD and (algo or conv_algo.choose_backward_data(g)) == conv_algo.TRANSPOSED:
+        return _backward_data_transposed(dy, w, g)
     ft = w.reshape(G, g.K // G, -1).transpose(0, 2, 1)
     t, b, l, r = win.pad
     dx = np.empty((g.N, C, win.H, win.W), dy.dtype)
 
     def chunk(n0, n1, rows):
         n = n1 - n0
-        if algo == conv_algo.POINTWISE:
+        if kind == conv_algo.POINTWISE:
             np.matmul(ft, _grouped(dy[n0:n1], G), out=_grouped(dx[n0:n1], G))
             return
         padded = t or b or l or r
