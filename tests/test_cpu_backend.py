@@ -42,6 +42,9 @@ def test_algorithm_choice():
     assert conv_algo.choose(geo((2, 4, 8, 8), (6, 4, 1, 1))) == conv_algo.POINTWISE
     assert conv_algo.choose(geo((2, 4, 8, 8), (6, 4, 1, 1), s=2)) == conv_algo.UNFOLD
     assert conv_algo.choose_backward_data(geo((2, 4, 8, 8), (6, 4, 3, 3), s=2, p=1)) == conv_algo.FOLD
+    assert conv_algo.choose_backward_data(geo((2, 4, 8, 8), (6, 4, 3, 3), p=1)) == conv_algo.TRANSPOSED
+    # A first layer: few input channels, many filters.
+    assert conv_algo.choose_backward_data(geo((2, 3, 8, 8), (16, 3, 3, 3), p=1)) == conv_algo.FOLD
     # Padding beyond the kernel's extent: the transposed convolution would need negative padding.
     assert conv_algo.choose_backward_data(geo((2, 4, 8, 8), (6, 4, 3, 3), p=3)) == conv_algo.FOLD
 
