@@ -65,6 +65,30 @@ def _fold(dst, cols, win, p0):
             dst[:, :, r:r + win.sh * (p - 1) + 1:win.sh, c:c + win.sw * (Q - 1) + 1:win.sw] += cols[:, :, i, j]
 
 
+def _widened(d, win, p):
+    """d (n, G, m, p*Q) at unit stride as (n, G, m, p*Wp): rows as wide as
+    the padded input, zeros past Q."""
+    Wp = win.Q + (win.kw - 1) * win.dw
+    out = workspace.scratch("conv.dyw", (*d.shape[:3], p, Wp), d.dtype)
+    out[..., win.Q:] = 0
+    out[..., :win.Q] = d.reshape(*d.shape[:3], p, win.Q)
+    return out.reshape(*d.shape[:3], p * Wp)
+
+
+def _fold_wide(flat, dphi, win, p0, Wp):
+    """``_fold`` at unit stride: dphi (n, C, kh, kw, p*Wp) in rows Wp wide,
+    zeros past Q (``_widened``), onto flat (n, C, Hp*Wp + slack) padded
+    planes, from output row p0. Tap (i, j) of output (p, q) lands on padded
+    pixel (p + i*dh, q + j*dw): in a flat plane Wp wide the whole tap is one
+    contiguous run from (p0 + i*dh)*Wp + j*dw, not p0..p1 rows of Q. The
+    columns past Q add their zeros onto the next row's start or the slack."""
+    L = dphi.shape[-1]
+    for i in range(win.kh):
+        for j in range(win.kw):
+            off = (p0 + i * win.dh) * Wp + j * win.dw
+            flat[:, :, off:off + L] += dphi[:, :, i, j]
+
+
 def _crop(xp, win):
     t, _, l, _ = win.pad
     return xp[..., t:t + win.H, l:l + win.W]
@@ -178,6 +202,11 @@ def conv2d_backward_data(dy, w, g, algo=None):
         return _backward_data_transposed(dy, w, g)
     ft = w.reshape(G, g.K // G, -1).transpose(0, 2, 1)
     t, b, l, r = win.pad
+    Hp, Wp = win.H + t + b, win.W + l + r
+    # At unit stride the taps of a row of dφ land on one run of a plane Wp
+    # wide (``_fold_wide``); a non-finite filter would spread NaN through
+    # the extra columns, so it takes the plain fold.
+    wide = win.sh == win.sw == 1 and bool(np.isfinite(w).all())
     dx = np.empty((g.N, C, win.H, win.W), dy.dtype)
 
     def chunk(n0, n1, rows):
@@ -186,17 +215,26 @@ def conv2d_backward_data(dy, w, g, algo=None):
             np.matmul(ft, _grouped(dy[n0:n1], G), out=_grouped(dx[n0:n1], G))
             return
         padded = t or b or l or r
-        dxp = workspace.scratch("conv.dxp", (n, C, win.H + t + b, win.W + l + r), dy.dtype) if padded \
-            else dx[n0:n1]
+        if wide:
+            dxp = workspace.scratch("conv.dxp", (n, C, Hp * Wp + (win.kw - 1) * win.dw), dy.dtype)
+        else:
+            dxp = workspace.scratch("conv.dxp", (n, C, Hp, Wp), dy.dtype) if padded else dx[n0:n1]
         dxp[...] = 0
         for p0, p1 in rows:
             d = _grouped(dy[n0:n1], G, p0, p1)
+            d = _widened(d, win, p1 - p0) if wide else d
             dphi = workspace.scratch("conv.dphi", (n, G, ft.shape[1], d.shape[-1]), dy.dtype)
             # One filter a group: the product has inner size 1, so it is an
             # exact broadcast multiply, without tiny BLAS calls.
             (np.multiply if g.K == G else np.matmul)(ft, d, out=dphi)
-            _fold(dxp, dphi.reshape(n, C, win.kh, win.kw, p1 - p0, win.Q), win, p0)
-        if padded:
+            dphi = dphi.reshape(n, C, win.kh, win.kw, -1)
+            if wide:
+                _fold_wide(dxp, dphi, win, p0, Wp)
+            else:
+                _fold(dxp, dphi.reshape(*dphi.shape[:-1], p1 - p0, win.Q), win, p0)
+        if wide:
+            dx[n0:n1] = _crop(dxp[..., :Hp * Wp].reshape(n, C, Hp, Wp), win)
+        elif padded:
             dx[n0:n1] = _crop(dxp, win)
 
     _by_chunks(g, dy.itemsize, chunk)
