@@ -19,16 +19,19 @@ from gpucnn.reference import workspace
 # Flops of one chunk of a product. A product split by BLAS over two threads
 # hands half of it to a thread that a busy core may not run for
 # milliseconds (lenet's 64x1568 by 1568x120 layer: 0.4 ms on one thread,
-# 60 ms on two on a loaded 2-core machine); chunks of rows taken from one
-# queue by the workspace threads, each on a one-thread BLAS, are not held up.
-CHUNK_FLOPS = 2**23
+# 60 ms on two on a loaded 2-core machine); chunks taken from one queue by
+# the workspace threads, each on a one-thread BLAS, are not held up. Chunks
+# are cut along the product's output features, so that each reads its own
+# part of the weights once (cut along the batch, every chunk of
+# vgg-small's 64x4096 by 4096x256 layer read all of W: 5x slower).
+CHUNK_FLOPS = 2**25
 
 
-def _by_rows(fn, rows, flops_per_row):
-    """fn(a, b) over chunks of [0, rows) of about CHUNK_FLOPS each; one chunk
+def _split(fn, n, flops_per_item):
+    """fn(a, b) over chunks of [0, n) of about CHUNK_FLOPS each; one chunk
     runs on a one-thread BLAS too."""
-    step = max(1, CHUNK_FLOPS // max(1, flops_per_row))
-    spans = [(a, min(rows, a + step)) for a in range(0, rows, step)]
+    step = max(1, CHUNK_FLOPS // max(1, flops_per_item))
+    spans = [(a, min(n, a + step)) for a in range(0, n, step)]
     with workspace.blas_threads(1) if len(spans) == 1 and workspace.threads() > 1 else contextlib.nullcontext():
         workspace.run_spans(fn, spans, blas=True)
 
@@ -46,11 +49,11 @@ def linear_forward(x, w, b):
     y = np.empty((x2.shape[0], out), np.result_type(x, w))
 
     def chunk(a, c):
-        np.matmul(x2[a:c], w.T, out=y[a:c])
+        np.matmul(x2, w[a:c].T, out=y[:, a:c])
         if b is not None:
-            y[a:c] += b
+            y[:, a:c] += b[a:c]
 
-    _by_rows(chunk, x2.shape[0], 2 * out * k)
+    _split(chunk, out, 2 * x2.shape[0] * k)
     return y.reshape(*x.shape[:-1], out)
 
 
@@ -58,12 +61,13 @@ def linear_backward(dy, x, w, bias: bool):
     """dy (*, out) -> (dx (*, in), dw (out, in), db (out,) or None)."""
     out, k = w.shape
     dy2, x2 = _rows(dy, out), _rows(x, k)
-    dx = np.empty((dy2.shape[0], k), np.result_type(dy, w))
-    _by_rows(lambda a, c: np.matmul(dy2[a:c], w, out=dx[a:c]), dy2.shape[0], 2 * out * k)
+    rows = dy2.shape[0]
+    dx = np.empty((rows, k), np.result_type(dy, w))
+    _split(lambda a, c: np.matmul(dy2, w[:, a:c], out=dx[:, a:c]), k, 2 * rows * out)
     # Every leading axis is a batch axis: dW = dYᵀ x is one product over the
     # flattened rows, cut by rows of dW (each chunk the whole sum: the
     # result does not depend on the thread count).
     dw = np.empty((out, k), np.result_type(dy, x))
-    _by_rows(lambda a, c: np.matmul(dy2[:, a:c].T, x2, out=dw[a:c]), out, 2 * dy2.shape[0] * k)
+    _split(lambda a, c: np.matmul(dy2[:, a:c].T, x2, out=dw[a:c]), out, 2 * rows * k)
     db = dy2.sum(axis=0) if bias else None
     return dx.reshape(*x.shape[:-1], k), dw, db
