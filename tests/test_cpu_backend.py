@@ -36,6 +36,23 @@ def test_transposed_backward_data_is_the_fold(case):
     np.testing.assert_allclose(gathered, folded, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("kernel,stride,groups", [(3, 1, 1), (3, 2, 2), (1, 1, 1), (1, 2, 1)])
+def test_side_by_side_products_match_per_image_ones(monkeypatch, kernel, stride, groups):
+    # The forward and the filter gradient with the images side by side (one
+    # product a chunk) and one product an image: the same sums, in float64.
+    rng = np.random.default_rng(9)
+    x, w = randn(rng, (5, 4, 11, 10), np.float64), randn(rng, (6, 4 // groups, kernel, kernel), np.float64)
+    g = _conv_geometry(x.shape, w.shape, stride, kernel // 2, 1, groups)
+    dy = randn(rng, (5, 6, g.win.P, g.win.Q), np.float64)
+    got = []
+    for pixels in (0, 10**9):
+        monkeypatch.setattr(conv_algo, "SIDE_BY_SIDE_PIXELS", pixels)
+        assert conv_algo.side_by_side(g) == bool(pixels)
+        got.append((conv.conv2d_forward(x, w, None, g), conv.conv2d_backward_filter(dy, x, g)))
+    for a, b in zip(*got):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
 def test_algorithm_choice():
     geo = lambda xs, ws, s=1, p=0, d=1, gr=1: _conv_geometry(xs, ws, s, p, d, gr)  # noqa: E731
     assert conv_algo.choose(geo((2, 4, 8, 8), (4, 1, 3, 3), gr=4)) == conv_algo.DEPTHWISE

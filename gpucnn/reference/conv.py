@@ -127,13 +127,27 @@ def _padded(x, pad):
     return xp
 
 
-def _phi(xp, win, p0, p1, G):
-    """φ of the images of xp for output rows p0..p1 in unfold's layout, as
-    (n, G, C/G*kh*kw, (p1-p0)*Q), copied into per-thread scratch."""
+def _phi(xp, win, p0, p1, G, side_by_side=False):
+    """φ of the images of xp for output rows p0..p1, copied into per-thread
+    scratch: in unfold's layout, (n, G, C/G*kh*kw, (p1-p0)*Q), or with
+    ``side_by_side`` channel-major, (G, C/G*kh*kw, n*(p1-p0)*Q)."""
     v = _taps(xp, win, p0, p1)
+    if side_by_side:
+        v = v.transpose(1, 2, 3, 0, 4, 5)
     phi = workspace.scratch("conv.phi", v.shape, xp.dtype)
     np.copyto(phi, v)
+    if side_by_side:
+        return phi.reshape(G, -1, xp.shape[0] * (p1 - p0) * win.Q)
     return phi.reshape(xp.shape[0], G, -1, (p1 - p0) * win.Q)
+
+
+def _dy_side_by_side(dy, n0, n1, p0, p1, G):
+    """Rows p0..p1 of dy's images n0..n1 channel-major, (G, K/G, n*(p1-p0)*Q),
+    copied into per-thread scratch."""
+    d = dy[n0:n1, :, p0:p1].transpose(1, 0, 2, 3)
+    dt = workspace.scratch("conv.dyt", d.shape, dy.dtype)
+    np.copyto(dt, d)
+    return dt.reshape(G, dy.shape[1] // G, -1)
 
 
 def _by_chunks(g, itemsize, fn):
@@ -163,11 +177,16 @@ def conv2d_forward(x, w, b, g):
     f = w.reshape(G, K // G, -1)
     y = np.empty((g.N, K, win.P, win.Q), x.dtype)
 
+    sbs = algo == conv_algo.UNFOLD and conv_algo.side_by_side(g)
+
     def chunk(n0, n1, rows):
         xp = None if algo == conv_algo.POINTWISE else _padded(x[n0:n1], win.pad)
         for p0, p1 in rows:
-            phi = _grouped(x[n0:n1], G, p0, p1) if xp is None else _phi(xp, win, p0, p1, G)
-            if p1 - p0 == win.P:
+            phi = _grouped(x[n0:n1], G, p0, p1) if xp is None else _phi(xp, win, p0, p1, G, sbs)
+            if sbs:
+                out = np.matmul(f, phi).reshape(K, n1 - n0, p1 - p0, win.Q)
+                y[n0:n1, :, p0:p1] = out.transpose(1, 0, 2, 3)
+            elif p1 - p0 == win.P:
                 # Products land in y's own layout: no transposed copy.
                 np.matmul(f, phi, out=_grouped(y[n0:n1], G))
             else:
@@ -247,19 +266,26 @@ def conv2d_backward_filter(dy, x, g):
     of images sums its own part; the parts are added in chunk order, so the
     result does not depend on the thread count."""
     win, G, K = g.win, g.groups, g.K
-    algo = conv_algo.choose(g)
-    if algo == conv_algo.DEPTHWISE:
+    if conv_algo.choose(g) == conv_algo.DEPTHWISE:
         return depthwise.depthwise(dy, x, g, "backward_filter")
     parts = {}
+    sbs = conv_algo.side_by_side(g)
+    pointwise = conv_algo.choose(g) == conv_algo.POINTWISE and not sbs
 
     def chunk(n0, n1, rows):
-        xp = None if algo == conv_algo.POINTWISE else _padded(x[n0:n1], win.pad)
+        xp = _padded(x[n0:n1], win.pad)
         acc = 0
         for p0, p1 in rows:
-            phi = _grouped(x[n0:n1], G, p0, p1) if xp is None else _phi(xp, win, p0, p1, G)
-            # (n, G, K/G, pQ) @ (n, G, pQ, ck): both operands keep the pixels
-            # innermost and BLAS reads φ transposed as it is.
-            acc = acc + np.matmul(_grouped(dy[n0:n1], G, p0, p1), phi.transpose(0, 1, 3, 2)).sum(axis=0)
+            phi = _grouped(x[n0:n1], G, p0, p1) if pointwise else _phi(xp, win, p0, p1, G, sbs)
+            if sbs:
+                # The batch sum is the inner dimension of one product.
+                d = _dy_side_by_side(dy, n0, n1, p0, p1, G)
+                acc = acc + np.matmul(d, phi.transpose(0, 2, 1))
+            else:
+                # (n, G, K/G, pQ) @ (n, G, pQ, ck): both operands keep the
+                # pixels innermost and BLAS reads φ transposed as it is.
+                d = _grouped(dy[n0:n1], G, p0, p1)
+                acc = acc + np.matmul(d, phi.transpose(0, 1, 3, 2)).sum(axis=0)
         parts[n0] = acc
 
     _by_chunks(g, x.itemsize, chunk)
