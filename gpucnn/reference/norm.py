@@ -50,19 +50,28 @@ def _sums(x, dy, shift):
     parts = {}
     k = _c(shift)
 
+    k_x = k.astype(x.dtype)
+
     def block(a, b):
-        # Into per-thread scratch: a fresh float64 block each time is
-        # mapped and page-faulted in again by malloc.
-        d = workspace.scratch("bn_x", x[a:b].shape, np.float64)
+        # Into per-thread scratch: a fresh block each time is mapped and
+        # page-faulted in again by malloc.
+        if dy is not None:
+            # The gradient's sums: the products in x's dtype, summed
+            # pairwise along each plane, the planes' sums added in float64
+            # (float64 accumulators over float32 blocks).
+            xc = workspace.scratch("bn_x", x[a:b].shape, x.dtype)
+            np.subtract(x[a:b], k_x, out=xc)
+            xc *= dy[a:b]
+            planes = (b - a, x.shape[1], -1)
+            parts[a] = (dy[a:b].reshape(planes).sum(axis=2).astype(np.float64).sum(axis=0),
+                        xc.reshape(planes).sum(axis=2).astype(np.float64).sum(axis=0))
+            return
+        # The statistics: every value in float64, to float64-level accuracy.
+        d = workspace.scratch("bn_x64", x[a:b].shape, np.float64)
         np.subtract(x[a:b], k, out=d)
         d = d.reshape(b - a, x.shape[1], 1, -1)
-        if dy is not None:
-            g = workspace.scratch("bn_dy", d.shape, np.float64)
-            np.copyto(g, dy[a:b].reshape(d.shape))
-        else:
-            g = d
         # Per-channel dot products as a batch of (1, hw) @ (hw, 1) products.
-        parts[a] = g.sum(axis=(0, 2, 3)), np.matmul(g, d.transpose(0, 1, 3, 2)).sum(axis=(0, 2, 3))
+        parts[a] = d.sum(axis=(0, 2, 3)), np.matmul(d, d.transpose(0, 1, 3, 2)).sum(axis=(0, 2, 3))
 
     workspace.chunked(block, x.shape[0], _image_bytes(x))
     s1, s2 = np.zeros(x.shape[1]), np.zeros(x.shape[1])
