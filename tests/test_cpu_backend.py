@@ -45,12 +45,15 @@ def test_side_by_side_products_match_per_image_ones(monkeypatch, kernel, stride,
     g = _conv_geometry(x.shape, w.shape, stride, kernel // 2, 1, groups)
     dy = randn(rng, (5, 6, g.win.P, g.win.Q), np.float64)
     got = []
-    for pixels in (0, 10**9):
+    # Each layout, and the filter gradient's product in either order.
+    for pixels, filters in [(0, 0), (0, 10**9), (10**9, 0), (10**9, 10**9)]:
         monkeypatch.setattr(conv_algo, "SIDE_BY_SIDE_PIXELS", pixels)
-        assert conv_algo.side_by_side(g) == bool(pixels)
+        monkeypatch.setattr(conv_algo, "FEW_FILTERS", filters)
+        assert conv_algo.side_by_side(g) == bool(pixels) and conv_algo.few_filters(g) == bool(filters)
         got.append((conv.conv2d_forward(x, w, None, g), conv.conv2d_backward_filter(dy, x, g)))
-    for a, b in zip(*got):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    for other in got[1:]:
+        for a, b in zip(got[0], other):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
 def test_algorithm_choice():

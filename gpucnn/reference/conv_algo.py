@@ -37,6 +37,7 @@ FOLD, TRANSPOSED = "fold", "transposed"
 CHUNK_BYTES = 4 * 2**20
 MIN_CHUNKS = 8
 SIDE_BY_SIDE_PIXELS = 256
+FEW_FILTERS = 128
 
 
 def choose(g) -> str:
@@ -83,6 +84,12 @@ def side_by_side(g) -> bool:
     size 49 were 1.6x slower; at 32x32 the transposed copies cost more (2x
     for a 3-channel first layer)."""
     return g.win.P * g.win.Q < SIDE_BY_SIDE_PIXELS
+
+
+def few_filters(g) -> bool:
+    """Whether a group's filters are few enough (under FEW_FILTERS) that the
+    filter gradient's product puts them second, as its narrow dimension."""
+    return g.K // g.groups < FEW_FILTERS
 
 
 def plan(N, C, win, itemsize):
