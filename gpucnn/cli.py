@@ -54,6 +54,15 @@ def _number(kind, lo=None, lo_open=False, hi=None):
     return parse
 
 
+def _int_list(text):
+    """An argparse type: comma-separated integers >= 1, e.g. "1,2"."""
+    one = _number(int, 1)
+    try:
+        return [one(t) for t in text.split(",")]
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 1, got {text!r} ({e})") from None
+
+
 def _say(prefix: str):
     """A compile notice for commands without a progress bar: a line on stderr."""
     from gpucnn.runtime.loader import on_compile
@@ -120,7 +129,8 @@ def _bench(args) -> int:
     with _say("bench"), algo.override(args.algo):
         res = run.run(device, backends=backends, small=args.small, only=args.only, budget_s=args.budget,
                       threads=args.threads, train=not args.no_train, progress=args.progress,
-                      steps_only=args.steps_only, compile_torch=args.torch_compile)
+                      steps_only=args.steps_only, compile_torch=args.torch_compile,
+                      step_threads=args.step_threads, busy=args.busy)
     paths = report.save(res, args.out)
     print(report.table(res))
     print(f"wrote {paths['json']}, {paths['table']}"
@@ -150,6 +160,10 @@ def _add_bench(sub, common) -> None:
                    help="leave torch.compile out of the training-step benchmark")
     p.add_argument("--algo", help="force the convolution algorithm as GPUCNN_CONV_ALGO does: direct, "
                    "phase, gemm or gemm:SPLITS (default: gpucnn.cuda.algo's choice per shape)")
+    p.add_argument("--step-threads", type=_int_list, help="on a CPU, the thread counts of the training-step "
+                   "rows, same on both sides, e.g. 1,2 (default: 1 and 2, within the usable cores)")
+    p.add_argument("--no-busy", dest="busy", action="store_false", help="on a CPU, skip timing the training "
+                   "step again with one core kept busy by a competing process")
     p.add_argument("--out", default="bench/results", help="directory for the JSON, table and chart")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
     p.set_defaults(func=_bench)

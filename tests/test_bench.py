@@ -3,12 +3,14 @@ right thing, not how fast anything is."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
 
 from gpucnn import cli
-from gpucnn.bench import cases, ops, report, run, steps, timing
+from gpucnn.usage import UsageError
+from gpucnn.bench import cases, cpu_steps, ops, report, run, steps, timing
 
 
 def _case(name, kind=cases.ConvCase):
@@ -82,7 +84,8 @@ def test_interleaved_alternates_rotates_and_takes_medians():
     a = make("a", [0, 0, 100] + [1, 2, 9, 3, 4])   # 2 warm-ups, first timing, 5 reps
     b = make("b", [0, 0, 100] + [5, 5, 5, 7, 1])
     res = timing.interleaved(clk, {"a": (a, [(0,), (1,)]), "b": (b, [(0,), (1,)])}, warmup=2, reps=5)
-    assert res == {"a": {"ms": 3, "samples": 5}, "b": {"ms": 5, "samples": 5}}
+    # Quartiles as statistics.quantiles' default: sorted a = 1 2 3 4 9, positions 1.5 and 4.5.
+    assert res == {"a": {"ms": 3, "q1": 1.5, "q3": 6.5, "samples": 5}, "b": {"ms": 5, "q1": 3.0, "q3": 6.0, "samples": 5}}
     timed = seen[6:]
     assert [n for n, _ in timed] == ["a", "b", "b", "a", "a", "b", "b", "a", "a", "b"]
     assert [i for n, i in timed if n == "a"] == [0, 1, 0, 1, 0]
@@ -132,21 +135,45 @@ def test_geomeans():
     assert run.geomeans(rows, ["ours", "p"]) == {"conv forward": {"p": pytest.approx(4.0)}}
 
 
+def _models(rows):
+    return list(dict.fromkeys(r["model"] for r in rows))
+
+
 def test_training_step_rows():
     have_torch = run._have_torch("cpu")
     rows = steps.run_steps("cpu", small=True, budget_s=0.01, clk=timing.CpuClock(), have_torch=have_torch)
-    assert [r["model"] for r in rows] == [m for m, *_ in cases.STEPS]
+    assert _models(rows) == [m for m, *_ in cases.STEPS]
     ran = [r for r in rows if "error" not in r]
     assert {r["model"] for r in ran} >= {"lenet", "vgg-small"}
+    counts = [t for t in (1, 2) if t <= cpu_steps.cores()]
     for r in ran:
         ours = r["ours"]
         assert ours["images_per_s"] == pytest.approx(r["batch"] / ours["ms"] * 1e3)
+        assert ours["q1"] <= ours["ms"] <= ours["q3"]
         assert ours["graph"] is False and ours["peak_bytes"] is None  # the NumPy backend: eager, no device
         assert set(r["results"]) == ({"torch-cpu"} if have_torch else set())
         for p, e in r["results"].items():
             assert r["ratio"][p] == pytest.approx(ours["images_per_s"] / e["images_per_s"])
+        # One row a thread count, quiet only in a --small run, each against its model's 1-thread step.
+        same = [q for q in ran if q["model"] == r["model"]]
+        assert [q["threads"] for q in same] == counts and not any(q["busy"] for q in same)
+        assert r["vs_one_thread"] == pytest.approx(ours["ms"] / same[0]["ours"]["ms"])
     text = "\n".join(report.step_table(rows, "gpucnn-numpy"))
-    assert "| lenet | 1x8x8 | 4 |" in text
+    assert "| lenet | 1x8x8 | 4 | 1 | no |" in text
+
+
+def test_busy_core_starts_and_stops_its_process():
+    with cpu_steps.busy_core() as pid:
+        os.kill(pid, 0)  # running
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_step_threads_flag():
+    args = cli.parser().parse_args(["bench", "--step-threads", "1,2", "--no-busy"])
+    assert args.step_threads == [1, 2] and args.busy is False
+    with pytest.raises(UsageError, match="step-threads"):
+        cli.parser().parse_args(["bench", "--step-threads", "1,0"])
 
 
 def test_step_rows_only(tmp_path, capsys):
@@ -154,12 +181,12 @@ def test_step_rows_only(tmp_path, capsys):
                      "--no-progress", "--out", str(tmp_path)]) == 0
     (js,) = tmp_path.glob("bench-cpu-steps-*.json")
     res = json.loads(js.read_text())
-    assert res["rows"] == [] and [r["model"] for r in res["train"]] == [m for m, *_ in cases.STEPS]
+    assert res["rows"] == [] and _models(res["train"]) == [m for m, *_ in cases.STEPS]
     assert "training step" in capsys.readouterr().out
     assert cli.main(["bench", "--device", "cpu", "--small", "--steps-only", "--only", "lenet", "--backends",
                      "gpucnn-numpy", "--no-progress", "--out", str(tmp_path / "one")]) == 0
     (js,) = (tmp_path / "one").glob("bench-cpu-steps-*.json")
-    assert [r["model"] for r in json.loads(js.read_text())["train"]] == ["lenet"]
+    assert _models(json.loads(js.read_text())["train"]) == ["lenet"]
 
 
 def test_cli_bench_writes_json_and_table(tmp_path, capsys):

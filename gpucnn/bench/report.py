@@ -52,8 +52,11 @@ def step_table(rows, ours) -> list[str]:
     """Lines of the training-step table: images/s of each, ours over each peer, peak memory, then notes."""
     peers = list(dict.fromkeys(p for r in rows for p in r["results"]))
     memory = any(r.get("ours", {}).get("peak_bytes") is not None for r in rows)
-    head = (["training step", "input", "batch", f"{ours} images/s"] + [f"{p} images/s" for p in peers]
-            + [f"x {p}" for p in peers] + ([f"{ours} peak MiB"] + [f"{p} peak MiB" for p in peers]) * memory)
+    cpu = any("threads" in r for r in rows)
+    head = (["training step", "input", "batch"] + ["threads", "busy core"] * cpu + [f"{ours} images/s"]
+            + [f"{p} images/s" for p in peers] + [f"x {p}" for p in peers]
+            + [f"{ours} ms (q1-q3)", f"{ours} vs 1 thread"] * cpu
+            + ([f"{ours} peak MiB"] + [f"{p} peak MiB" for p in peers]) * memory)
     lines = ["", f"One training step (forward, backward, SGD with momentum); 'x peer' is {ours}'s images/s "
              "over the peer's (above 1 is faster).", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     notes = []
@@ -63,16 +66,22 @@ def step_table(rows, ours) -> list[str]:
             continue
         res = [r["ours"]] + [r["results"].get(p, {}) for p in peers]
         graph = " (eager)" if r["ours"]["why"] else ""
-        cells = ([r["model"], "x".join(map(str, r["input"])), str(r["batch"])]
+        cells = ([r["model"], "x".join(map(str, r["input"])), str(r["batch"])] + _cpu_cells(r) * cpu
                  + [f"{e['images_per_s']:.0f}" if "ms" in e else "-" for e in res]
                  + [f"{r['ratio'][p]:.2f}" if p in r["ratio"] else "-" for p in peers]
+                 + [f"{r['ours']['ms']:.1f} ({r['ours']['q1']:.1f}-{r['ours']['q3']:.1f})",
+                    f"{r['vs_one_thread']:.2f}"] * cpu
                  + [_mib(e.get("peak_bytes")) for e in res] * memory)
-        cells[3] += graph
+        cells[3 + 2 * cpu] += graph
         lines.append("| " + " | ".join(cells) + " |")
         if r["ours"]["why"]:
             notes.append(f"{r['model']}: {ours} ran eagerly: {r['ours']['why']}")
         notes += [f"{r['model']}: {p}: {e['error']}" for p, e in r["results"].items() if "error" in e]
     return lines + ([""] + [f"- {n}" for n in notes] if notes else [])
+
+
+def _cpu_cells(r):
+    return [str(r.get("threads", "-")), "yes" if r.get("busy") else "no"]
 
 
 def write_json(res, path) -> Path:

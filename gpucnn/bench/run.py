@@ -115,13 +115,15 @@ class Bar:
 
 
 def run(device="cpu", backends=None, small=False, only=None, budget_s=None, threads=None,
-        train=True, progress=True, steps_only=False, compile_torch=True):
+        train=True, progress=True, steps_only=False, compile_torch=True, step_threads=None, busy=True):
     """Run the suite; see the module docstring. GPUCNN_THREADS is restored after.
-    ``train``: also the training-step rows (``steps``); ``steps_only``: only those."""
+    ``train``: also the training-step rows (``steps``); ``steps_only``: only those;
+    on a CPU ``step_threads`` (default 1 and 2) and ``busy`` choose the step rows'
+    thread counts and whether they are timed again with one core busy."""
     saved = os.environ.get("GPUCNN_THREADS")
     try:
         return _run(device, backends, small, only, budget_s, threads, train or steps_only, progress,
-                    steps_only, compile_torch)
+                    steps_only, compile_torch, step_threads, busy)
     finally:
         if saved is None:
             os.environ.pop("GPUCNN_THREADS", None)
@@ -141,7 +143,8 @@ def _passive_omp() -> str | None:
     return os.environ.get("OMP_WAIT_POLICY")
 
 
-def _run(device, backends, small, only, budget_s, threads, train, progress, steps_only, compile_torch):
+def _run(device, backends, small, only, budget_s, threads, train, progress, steps_only, compile_torch,
+         step_threads=None, busy=True):
     omp_policy = _passive_omp()
     if threads is None:
         from gpucnn.reference import workspace
@@ -175,7 +178,8 @@ def _run(device, backends, small, only, budget_s, threads, train, progress, step
     if train:
         step_rows = steps.run_steps(device, small, budget_s, clocks[names[0]], compile_torch=compile_torch,
                                     have_torch=any(BACKENDS[n][0] == "torch" for n in names),
-                                    progress=bar.step, only=only if steps_only else None)
+                                    progress=bar.step, only=only if steps_only else None,
+                                    thread_counts=step_threads, busy=busy)
     return {"schema": SCHEMA, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "device": device, "machine": machine(device), "versions": versions(),
             "threads": thread_counts, "omp_wait_policy": omp_policy, "load_average": _loadavg(), "backends": names, "ours": names[0],

@@ -9,7 +9,8 @@ compiles). Peak device memory: for ours the CuPy pool's bytes (parameters,
 gradients, optimizer state and inputs in the default pool, which keeps
 every block it ever held, plus the graph's private pool: a high-water mark
 of memory held, not just in use), for PyTorch torch.cuda.max_memory_allocated.
-On a CPU: the NumPy backend against PyTorch CPU eager, no memory figures.
+On a CPU: the NumPy backend against PyTorch CPU eager at 1 and 2 threads,
+quiet and with one core busy, no memory figures (``cpu_steps``).
 """
 from __future__ import annotations
 
@@ -141,13 +142,18 @@ def models(only=None):
     return [m for m in cases.STEPS if only is None or only in m[0]]
 
 
-def run_steps(device, small, budget_s, clk, compile_torch=True, have_torch=True, progress=None, only=None):
-    """The rows of the models of ``cases.STEPS`` (tiny shapes with ``small``; see ``models``)."""
+def run_steps(device, small, budget_s, clk, compile_torch=True, have_torch=True, progress=None, only=None,
+              thread_counts=None, busy=True):
+    """The rows of the models of ``cases.STEPS`` (tiny shapes with ``small``; see ``models``).
+    On a CPU, ``cpu_steps``' rows: one per model, thread count (``thread_counts``,
+    default 1 and 2) and, with ``busy``, also with one core kept busy."""
+    entries = [(n, (s[0], 8, 8) if small else s, c, 4 if small else b) for n, s, c, b in models(only)]
+    if device != "cuda":
+        from gpucnn.bench import cpu_steps
+        return cpu_steps.run_cpu_steps(entries, have_torch, budget_s, small, thread_counts, busy, progress)
     peers = _peers(device, compile_torch) if have_torch else []
     rows = []
-    for name, shape, classes, batch in models(only):
-        if small:
-            batch, shape = 4, (shape[0], 8, 8)
+    for name, shape, classes, batch in entries:
         rows.append(step_row(name, shape, classes, batch, device, peers, clk, budget_s, 1 if small else 3))
         if progress is not None:
             progress(f"training step {name}")

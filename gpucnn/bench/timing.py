@@ -57,7 +57,8 @@ def interleaved(clk, runs: dict, *, warmup=2, reps=None, budget_s=1.0, min_reps=
     After ``warmup`` calls of each (compilation, caches, allocator), the
     number of repetitions is ``reps`` or as many as fit ``budget_s`` for all
     backends together, within [min_reps, max_reps]. Repetition i passes
-    ``inputs[i % len(inputs)]``. Returns {name: {"ms", "samples"}}.
+    ``inputs[i % len(inputs)]``. Returns {name: {"ms", "q1", "q3",
+    "samples"}}: the median and the quartiles, the spread.
     """
     names = list(runs)
     clocks = clk if isinstance(clk, dict) else dict.fromkeys(names, clk)
@@ -78,4 +79,13 @@ def interleaved(clk, runs: dict, *, warmup=2, reps=None, budget_s=1.0, min_reps=
             fn, inputs = runs[name]
             clocks[name].sync()
             samples[name].append(clocks[name].time(fn, inputs[i % len(inputs)]))
-    return {name: {"ms": statistics.median(s), "samples": len(s)} for name, s in samples.items()}
+    return {name: {"ms": statistics.median(s), "q1": _quartiles(s)[0], "q3": _quartiles(s)[1], "samples": len(s)}
+            for name, s in samples.items()}
+
+
+def _quartiles(s):
+    """(first, third) quartile of the samples s (the sample itself when alone)."""
+    if len(s) < 2:
+        return s[0], s[0]
+    q = statistics.quantiles(s, n=4)
+    return q[0], q[2]

@@ -18,14 +18,16 @@ strided view of the padded input. Groups split F and φ into block-diagonal
 parts that run as one batched matmul, so depthwise convolution is not a
 Python loop over channels. φ repeats each pixel kh*kw times, so the
 convolutions build it a chunk of images (or of output rows) at a time within
-``workspace.get_limit()`` bytes.
+``workspace.get_limit()`` bytes, in per-thread scratch, and the chunks run on
+the workspace threads (``conv_algo`` chooses the algorithm and the chunks).
 """
 from __future__ import annotations
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from gpucnn.reference import depthwise, workspace
+from gpucnn import shapes
+from gpucnn.reference import conv_algo, depthwise, workspace
 from gpucnn.reference.relu import relu_forward
 
 
@@ -64,23 +66,33 @@ def _fold(dst, cols, win, p0):
             dst[:, :, r:r + win.sh * (p - 1) + 1:win.sh, c:c + win.sw * (Q - 1) + 1:win.sw] += cols[:, :, i, j]
 
 
+def _widened(d, win, p):
+    """d (n, G, m, p*Q) at unit stride as (n, G, m, p*Wp): rows as wide as
+    the padded input, zeros past Q."""
+    Wp = win.Q + (win.kw - 1) * win.dw
+    out = workspace.scratch("conv.dyw", (*d.shape[:3], p, Wp), d.dtype)
+    out[..., win.Q:] = 0
+    out[..., :win.Q] = d.reshape(*d.shape[:3], p, win.Q)
+    return out.reshape(*d.shape[:3], p * Wp)
+
+
+def _fold_wide(flat, dphi, win, p0, Wp):
+    """``_fold`` at unit stride: dphi (n, C, kh, kw, p*Wp) in rows Wp wide,
+    zeros past Q (``_widened``), onto flat (n, C, Hp*Wp + slack) padded
+    planes, from output row p0. Tap (i, j) of output (p, q) lands on padded
+    pixel (p + i*dh, q + j*dw): in a flat plane Wp wide the whole tap is one
+    contiguous run from (p0 + i*dh)*Wp + j*dw, not p0..p1 rows of Q. The
+    columns past Q add their zeros onto the next row's start or the slack."""
+    L = dphi.shape[-1]
+    for i in range(win.kh):
+        for j in range(win.kw):
+            off = (p0 + i * win.dh) * Wp + j * win.dw
+            flat[:, :, off:off + L] += dphi[:, :, i, j]
+
+
 def _crop(xp, win):
     t, _, l, _ = win.pad
     return xp[..., t:t + win.H, l:l + win.W]
-
-
-def _blocks(N, C, win, itemsize):
-    """Yield (n0, n1, [(p0, p1), ...]): whole images while a chunk of φ fits in
-    the workspace, else one image at a time in bands of output rows."""
-    row = C * win.kh * win.kw * win.Q * itemsize
-    limit = workspace.get_limit()
-    if row * win.P <= limit:
-        step, band = max(1, min(N, limit // (row * win.P))), win.P
-    else:
-        step, band = 1, max(1, limit // row)
-    rows = [(p0, min(win.P, p0 + band)) for p0 in range(0, win.P, band)]
-    for n0 in range(0, N, step):
-        yield n0, min(N, n0 + step), rows
 
 
 def im2col(x, win):
@@ -100,6 +112,59 @@ def col2im(cols, C, win):
     return np.ascontiguousarray(_crop(xp, win))
 
 
+def _padded(x, pad):
+    """x zero-padded by (top, bottom, left, right) into per-thread scratch
+    (only the border zeroed), or x itself without padding."""
+    t, b, l, r = pad
+    if not (t or b or l or r):
+        return x
+    n, c, h, w = x.shape
+    xp = workspace.scratch("conv.xp", (n, c, h + t + b, w + l + r), x.dtype)
+    xp[:, :, :t] = 0
+    xp[:, :, t + h:] = 0
+    xp[:, :, t:t + h, :l] = 0
+    xp[:, :, t:t + h, l + w:] = 0
+    xp[:, :, t:t + h, l:l + w] = x
+    return xp
+
+
+def _phi(xp, win, p0, p1, G, side_by_side=False):
+    """φ of the images of xp for output rows p0..p1, copied into per-thread
+    scratch: in unfold's layout, (n, G, C/G*kh*kw, (p1-p0)*Q), or with
+    ``side_by_side`` channel-major, (G, C/G*kh*kw, n*(p1-p0)*Q)."""
+    v = _taps(xp, win, p0, p1)
+    if side_by_side:
+        v = v.transpose(1, 2, 3, 0, 4, 5)
+    phi = workspace.scratch("conv.phi", v.shape, xp.dtype)
+    np.copyto(phi, v)
+    if side_by_side:
+        return phi.reshape(G, -1, xp.shape[0] * (p1 - p0) * win.Q)
+    return phi.reshape(xp.shape[0], G, -1, (p1 - p0) * win.Q)
+
+
+def _dy_side_by_side(dy, n0, n1, p0, p1, G):
+    """Rows p0..p1 of dy's images n0..n1 channel-major, (G, K/G, n*(p1-p0)*Q),
+    copied into per-thread scratch."""
+    d = dy[n0:n1, :, p0:p1].transpose(1, 0, 2, 3)
+    dt = workspace.scratch("conv.dyt", d.shape, dy.dtype)
+    np.copyto(dt, d)
+    return dt.reshape(G, dy.shape[1] // G, -1)
+
+
+def _by_chunks(g, itemsize, fn):
+    """``fn(n0, n1, rows)`` over ``conv_algo.plan``'s chunks of images, on the
+    workspace threads (each calling a one-thread BLAS)."""
+    spans, rows = conv_algo.plan(g.N, g.C, g.win, itemsize)
+    workspace.run_spans(lambda n0, n1: fn(n0, n1, rows), spans, blas=True)
+
+
+def _grouped(a, G, p0=0, p1=None):
+    """Rows p0..p1 of a (n, G*m, P, Q) chunk as (n, G, m, (p1-p0)*Q); a view
+    for whole rows of a contiguous array."""
+    a = a[:, :, p0:p1]
+    return a.reshape(a.shape[0], G, a.shape[1] // G, -1)
+
+
 def conv2d_forward(x, w, b, g, relu=False):
     """y = φ(x) F per group (§4.4): x (N, C, H, W), w (K, C/groups, kh, kw),
     b (K,) or None -> y (N, K, P, Q); then max(y, 0) (torch.relu) when ``relu``."""
@@ -109,90 +174,137 @@ def conv2d_forward(x, w, b, g, relu=False):
 
 def _forward(x, w, b, g):
     win, G, K = g.win, g.groups, g.K
-    if G == g.C == K:
+    algo = conv_algo.choose(g)
+    if algo == conv_algo.DEPTHWISE:
         y = depthwise.depthwise(x, w, g, "forward")
         if b is not None:
             y += b.reshape(1, K, 1, 1)
         return y
-    ck = g.C // G * win.kh * win.kw
-    f = w.reshape(G, K // G, ck)
+    f = w.reshape(G, K // G, -1)
     y = np.empty((g.N, K, win.P, win.Q), x.dtype)
-    for n0, n1, rows in _blocks(g.N, g.C, win, x.itemsize):
-        xp = _pad(x[n0:n1], win.pad)
+
+    sbs = algo == conv_algo.UNFOLD and conv_algo.side_by_side(g)
+
+    def chunk(n0, n1, rows):
+        xp = None if algo == conv_algo.POINTWISE else _padded(x[n0:n1], win.pad)
         for p0, p1 in rows:
-            if G == 1:
-                # φ channel-major (ck, n*p*Q): one BLAS call for the chunk, not
-                # one per image; a broadcast matmul makes n small threaded
-                # GEMMs, each paying OpenBLAS's thread hand-off (seconds on a
-                # loaded 2-core machine), and the output transpose costs less.
-                phi = np.ascontiguousarray(_taps(xp, win, p0, p1).transpose(1, 2, 3, 0, 4, 5))
-                out = np.matmul(f[0], phi.reshape(ck, -1)).reshape(K, n1 - n0, p1 - p0, win.Q)
+            phi = _grouped(x[n0:n1], G, p0, p1) if xp is None else _phi(xp, win, p0, p1, G, sbs)
+            if sbs:
+                out = np.matmul(f, phi).reshape(K, n1 - n0, p1 - p0, win.Q)
                 y[n0:n1, :, p0:p1] = out.transpose(1, 0, 2, 3)
-                continue
-            # Unfold's layout keeps each image's columns together, so the
-            # product (G, K/G, ck) @ (n, G, ck, pQ) lands in y's own layout.
-            phi = np.ascontiguousarray(_taps(xp, win, p0, p1)).reshape(n1 - n0, G, ck, -1)
-            y[n0:n1, :, p0:p1] = np.matmul(f, phi).reshape(n1 - n0, K, p1 - p0, win.Q)
-    if b is not None:
-        y += b.reshape(1, K, 1, 1)
+            elif p1 - p0 == win.P:
+                # Products land in y's own layout: no transposed copy.
+                np.matmul(f, phi, out=_grouped(y[n0:n1], G))
+            else:
+                y[n0:n1, :, p0:p1] = np.matmul(f, phi).reshape(n1 - n0, K, p1 - p0, win.Q)
+        if b is not None:
+            y[n0:n1] += b.reshape(1, K, 1, 1)
+
+    _by_chunks(g, x.itemsize, chunk)
     return y
 
 
-def _dy_rows(dy, n0, n1, p0, p1, G):
-    """dY of a chunk as (G, K/G, n*p*Q): channels first, so that one matmul
-    per group covers every image of the chunk."""
-    d = np.ascontiguousarray(dy[n0:n1, :, p0:p1].transpose(1, 0, 2, 3))
-    return d.reshape(G, dy.shape[1] // G, -1)
+def _backward_data_transposed(dy, w, g):
+    """dx as the forward convolution of dy with each group's filters flipped
+    and their in and out channels swapped (``conv_algo.TRANSPOSED``, unit stride)."""
+    win, G, C, K = g.win, g.groups, g.C, g.K
+    wt = w.reshape(G, K // G, C // G, win.kh, win.kw)[..., ::-1, ::-1].transpose(0, 2, 1, 3, 4)
+    wt = np.ascontiguousarray(wt).reshape(C, K // G, win.kh, win.kw)
+    win2 = shapes.window(win.P, win.Q, (win.kh, win.kw), (1, 1), conv_algo.transposed(g), (win.dh, win.dw))
+    return conv2d_forward(dy, wt, None, shapes.Conv(g.N, K, C, G, win2))
 
 
-def conv2d_backward_data(dy, w, g):
+def conv2d_backward_data(dy, w, g, algo=None):
     """dx from dy (N, K, P, Q) (§4.8): dφ = dY Fᵀ per group, then the
-    reverse of φ sums dφ back onto the input pixels (§6)."""
+    reverse of φ sums dφ back onto the input pixels (§6); or the same sums
+    gathered, as a forward convolution (``conv_algo.choose_backward_data``;
+    ``algo`` forces FOLD or TRANSPOSED)."""
     win, G, C = g.win, g.groups, g.C
-    if G == C == g.K:
+    kind = conv_algo.choose(g)
+    if kind == conv_algo.DEPTHWISE:
         return depthwise.depthwise(dy, w, g, "backward_data")
-    ck = C // G * win.kh * win.kw
-    ft = w.reshape(G, g.K // G, ck).transpose(0, 2, 1)
+    if kind == conv_algo.UNFOLD and (algo or conv_algo.choose_backward_data(g)) == conv_algo.TRANSPOSED:
+        return _backward_data_transposed(dy, w, g)
+    ft = w.reshape(G, g.K // G, -1).transpose(0, 2, 1)
     t, b, l, r = win.pad
+    Hp, Wp = win.H + t + b, win.W + l + r
+    # At unit stride the taps of a row of dφ land on one run of a plane Wp
+    # wide (``_fold_wide``); a non-finite filter would spread NaN through
+    # the extra columns, so it takes the plain fold.
+    wide = win.sh == win.sw == 1 and bool(np.isfinite(w).all())
     dx = np.empty((g.N, C, win.H, win.W), dy.dtype)
-    for n0, n1, rows in _blocks(g.N, C, win, dy.itemsize):
+
+    def chunk(n0, n1, rows):
         n = n1 - n0
-        # Channel-major scratch: dφ comes out of the matmul as (C, kh, kw, n, p, Q).
-        dxp = np.zeros((C, n, win.H + t + b, win.W + l + r), dy.dtype)
+        if kind == conv_algo.POINTWISE:
+            np.matmul(ft, _grouped(dy[n0:n1], G), out=_grouped(dx[n0:n1], G))
+            return
+        padded = t or b or l or r
+        if wide:
+            dxp = workspace.scratch("conv.dxp", (n, C, Hp * Wp + (win.kw - 1) * win.dw), dy.dtype)
+        else:
+            dxp = workspace.scratch("conv.dxp", (n, C, Hp, Wp), dy.dtype) if padded else dx[n0:n1]
+        dxp[...] = 0
         for p0, p1 in rows:
-            d = _dy_rows(dy, n0, n1, p0, p1, G)
-            # One filter a group (depthwise): the product has inner size 1, so
-            # it is an exact broadcast multiply, without G tiny BLAS calls.
-            dphi = ft * d if g.K == G else np.matmul(ft, d)
-            dphi = dphi.reshape(C, win.kh, win.kw, n, p1 - p0, win.Q).transpose(0, 3, 1, 2, 4, 5)
-            _fold(dxp, dphi, win, p0)
-        dx[n0:n1] = _crop(dxp, win).transpose(1, 0, 2, 3)
+            d = _grouped(dy[n0:n1], G, p0, p1)
+            d = _widened(d, win, p1 - p0) if wide else d
+            dphi = workspace.scratch("conv.dphi", (n, G, ft.shape[1], d.shape[-1]), dy.dtype)
+            # One filter a group: the product has inner size 1, so it is an
+            # exact broadcast multiply, without tiny BLAS calls.
+            (np.multiply if g.K == G else np.matmul)(ft, d, out=dphi)
+            dphi = dphi.reshape(n, C, win.kh, win.kw, -1)
+            if wide:
+                _fold_wide(dxp, dphi, win, p0, Wp)
+            else:
+                _fold(dxp, dphi.reshape(*dphi.shape[:-1], p1 - p0, win.Q), win, p0)
+        if wide:
+            dx[n0:n1] = _crop(dxp[..., :Hp * Wp].reshape(n, C, Hp, Wp), win)
+        elif padded:
+            dx[n0:n1] = _crop(dxp, win)
+
+    _by_chunks(g, dy.itemsize, chunk)
     return dx
 
 
 def conv2d_backward_filter(dy, x, g):
     """dF = φ(x)ᵀ dY (§4.6), summed over the batch: dw (K, C/groups, kh, kw),
-    computed as its transpose dYᵀ φ(x), which is dw's own layout."""
+    computed per group as dYᵀ φ(x), dw's own layout, or for few filters
+    (``conv_algo.few_filters``) as its transpose φ(x) dYᵀ: with 16 to 64
+    filters a group BLAS ran dYᵀ φ(x) 1.3-1.6x slower, with 512 φ(x) dYᵀ 2x
+    slower. Each chunk of images sums its own part; the parts are added in
+    chunk order, so the result does not depend on the thread count."""
     win, G, K = g.win, g.groups, g.K
-    if G == g.C == K:
+    if conv_algo.choose(g) == conv_algo.DEPTHWISE:
         return depthwise.depthwise(dy, x, g, "backward_filter")
-    cg = g.C // G
-    ck = cg * win.kh * win.kw
-    dw = np.zeros((G, K // G, ck), x.dtype)
-    for n0, n1, rows in _blocks(g.N, g.C, win, x.itemsize):
-        xp = _pad(x[n0:n1], win.pad)
+    parts = {}
+    sbs = conv_algo.side_by_side(g)
+    pointwise = conv_algo.choose(g) == conv_algo.POINTWISE and not sbs
+    few = conv_algo.few_filters(g)
+
+    def product(a, b):
+        # Both operands keep the pixels innermost; BLAS reads the second
+        # transposed as it is.
+        return np.matmul(b, a.swapaxes(-1, -2)) if few else np.matmul(a, b.swapaxes(-1, -2))
+
+    def chunk(n0, n1, rows):
+        xp = _padded(x[n0:n1], win.pad)
+        acc = 0
         for p0, p1 in rows:
-            # φ channel-major, (C*kh*kw, n*p*Q): the batch sum becomes the inner
-            # dimension of one product. With dY as (K, n*p*Q) both operands keep
-            # it innermost and BLAS takes φ transposed as it is (an NT product):
-            # no transposed copy of dY, which cost more than the product.
-            phi = np.ascontiguousarray(_taps(xp, win, p0, p1).transpose(1, 2, 3, 0, 4, 5))
-            d = _dy_rows(dy, n0, n1, p0, p1, G)
-            if G == 1:
-                dw[0] += d[0] @ phi.reshape(ck, -1).T
+            phi = _grouped(x[n0:n1], G, p0, p1) if pointwise else _phi(xp, win, p0, p1, G, sbs)
+            if sbs:
+                # The batch sum is the inner dimension of one product.
+                acc = acc + product(_dy_side_by_side(dy, n0, n1, p0, p1, G), phi)
             else:
-                dw += np.matmul(d, phi.reshape(G, ck, -1).transpose(0, 2, 1))
-    return dw.reshape(K, cg, win.kh, win.kw)
+                acc = acc + product(_grouped(dy[n0:n1], G, p0, p1), phi).sum(axis=0)
+        parts[n0] = acc
+
+    _by_chunks(g, x.itemsize, chunk)
+    dw = np.zeros(parts[min(parts)].shape if parts else (G, K // G, g.C // G * win.kh * win.kw), x.dtype)
+    for n0 in sorted(parts):
+        dw += parts[n0]
+    if few and parts:
+        dw = np.ascontiguousarray(dw.swapaxes(-1, -2))
+    return dw.reshape(K, g.C // G, win.kh, win.kw)
 
 
 def conv2d_backward_bias(dy):

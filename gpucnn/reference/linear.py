@@ -10,25 +10,64 @@ torch.nn.functional.linear.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
+
+from gpucnn.reference import workspace
+
+# Flops of one chunk of a product. A product split by BLAS over two threads
+# hands half of it to a thread that a busy core may not run for
+# milliseconds (lenet's 64x1568 by 1568x120 layer: 0.4 ms on one thread,
+# 60 ms on two on a loaded 2-core machine); chunks taken from one queue by
+# the workspace threads, each on a one-thread BLAS, are not held up. Chunks
+# are cut along the product's output features, so that each reads its own
+# part of the weights once (cut along the batch, every chunk of
+# vgg-small's 64x4096 by 4096x256 layer read all of W: 5x slower).
+CHUNK_FLOPS = 2**25
+
+
+def _split(fn, n, flops_per_item):
+    """fn(a, b) over chunks of [0, n) of about CHUNK_FLOPS each; one chunk
+    runs on a one-thread BLAS too."""
+    step = max(1, CHUNK_FLOPS // max(1, flops_per_item))
+    spans = [(a, min(n, a + step)) for a in range(0, n, step)]
+    with workspace.blas_threads(1) if len(spans) == 1 and workspace.threads() > 1 else contextlib.nullcontext():
+        workspace.run_spans(fn, spans, blas=True)
+
+
+def _rows(a, n):
+    """a (*, n) as a 2-D (rows, n) array (rows counted explicitly: reshape(-1, 0)
+    is ambiguous when a size is 0)."""
+    return a.reshape(int(np.prod(a.shape[:-1])), n)
 
 
 def linear_forward(x, w, b):
     """x (*, in), w (out, in), b (out,) or None -> y (*, out) = x wᵀ + b."""
-    y = np.matmul(x, w.T)
-    if b is not None:
-        y += b
-    return y
+    out, k = w.shape
+    x2 = _rows(x, k)
+    y = np.empty((x2.shape[0], out), np.result_type(x, w))
+
+    def chunk(a, c):
+        np.matmul(x2, w[a:c].T, out=y[:, a:c])
+        if b is not None:
+            y[:, a:c] += b[a:c]
+
+    _split(chunk, out, 2 * x2.shape[0] * k)
+    return y.reshape(*x.shape[:-1], out)
 
 
 def linear_backward(dy, x, w, bias: bool):
     """dy (*, out) -> (dx (*, in), dw (out, in), db (out,) or None)."""
-    dx = np.matmul(dy, w)
-    # Every leading axis is a batch axis; flattening them makes dW one product
-    # (rows counted explicitly: reshape(-1, 0) is ambiguous when a size is 0).
-    rows = int(np.prod(x.shape[:-1]))
-    dy2 = dy.reshape(rows, w.shape[0])
-    x2 = x.reshape(rows, w.shape[1])
-    dw = dy2.T @ x2
+    out, k = w.shape
+    dy2, x2 = _rows(dy, out), _rows(x, k)
+    rows = dy2.shape[0]
+    dx = np.empty((rows, k), np.result_type(dy, w))
+    _split(lambda a, c: np.matmul(dy2, w[:, a:c], out=dx[:, a:c]), k, 2 * rows * out)
+    # Every leading axis is a batch axis: dW = dYᵀ x is one product over the
+    # flattened rows, cut by rows of dW (each chunk the whole sum: the
+    # result does not depend on the thread count).
+    dw = np.empty((out, k), np.result_type(dy, x))
+    _split(lambda a, c: np.matmul(dy2[:, a:c].T, x2, out=dw[a:c]), out, 2 * rows * k)
     db = dy2.sum(axis=0) if bias else None
-    return dx, dw, db
+    return dx.reshape(*x.shape[:-1], k), dw, db

@@ -11,6 +11,8 @@ else 256 MiB.
 """
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import threading
 
@@ -65,6 +67,7 @@ PLANES_CHUNK_BYTES = 4 * 2**20
 MIN_PARALLEL_BYTES = 2 * 2**20
 
 _executor = None
+_blas_libs = None
 _local = threading.local()
 
 
@@ -74,7 +77,8 @@ def scratch(key: str, shape, dtype) -> np.ndarray:
     to the OS by malloc and fault their pages in again (1,700 page faults a
     call for 4 MiB chunks of max pooling, doubling its time)."""
     dtype = np.dtype(dtype)
-    n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    # math.prod, not np.prod: this runs a few thousand times a training step.
+    n = math.prod(shape) * dtype.itemsize
     bufs = _local.__dict__.setdefault("bufs", {})
     b = bufs.get(key)
     if b is None or b.size < n:
@@ -98,18 +102,56 @@ def chunked(fn, n: int, item_bytes: int, chunk_bytes: int | None = None) -> None
     (default ``CHUNK_BYTES``; at least one item each), on ``threads()``
     threads when the whole job is big enough to pay for them. The chunks
     must write disjoint outputs."""
-    global _executor
     step = max(1, (chunk_bytes or CHUNK_BYTES) // max(1, item_bytes))
     spans = [(a, min(n, a + step)) for a in range(0, n, step)]
+    run_spans(fn, spans, parallel=n * item_bytes >= MIN_PARALLEL_BYTES)
+
+
+def _blas():
+    """The BLAS libraries NumPy (and anything else loaded) calls, through
+    threadpoolctl; none without it."""
+    global _blas_libs
+    if _blas_libs is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _blas_libs = ThreadpoolController().select(user_api="blas").lib_controllers
+        except Exception:  # not installed, or a library it cannot drive: BLAS keeps its threads
+            _blas_libs = []
+    return _blas_libs
+
+
+@contextlib.contextmanager
+def blas_threads(n: int):
+    """BLAS limited to ``n`` threads inside the block (restored after): our
+    threads each call a one-thread BLAS rather than every call splitting in
+    fixed halves that wait on the slower (busier) core."""
+    libs = _blas()
+    saved = [lib.get_num_threads() for lib in libs]
+    for lib in libs:
+        lib.set_num_threads(n)
+    try:
+        yield
+    finally:
+        for lib, k in zip(libs, saved):
+            lib.set_num_threads(k)
+
+
+def run_spans(fn, spans, parallel: bool = True, blas: bool = False) -> None:
+    """Call ``fn(a, b)`` for each (a, b) of ``spans``, on ``threads()``
+    threads when ``parallel``: dynamic scheduling, every thread taking the
+    next span from one queue, so a thread slowed by another process on its
+    core takes fewer spans instead of holding the others up. ``blas``: fn
+    calls BLAS, which then runs one thread per caller."""
+    global _executor
     nt = min(threads(), len(spans))
-    if nt <= 1 or n * item_bytes < MIN_PARALLEL_BYTES:
+    if nt <= 1 or not parallel:
         for a, b in spans:
             fn(a, b)
         return
     if _executor is None or _executor._max_workers < nt - 1:
         from concurrent.futures import ThreadPoolExecutor
         _executor = ThreadPoolExecutor(max_workers=nt - 1, thread_name_prefix="gpucnn")
-    # One task a thread, each pulling chunks from a shared iterator (next() on
+    # One task a thread, each pulling spans from a shared iterator (next() on
     # it is atomic under the GIL): a task a chunk paid the executor's hand-off
     # per chunk, 20-40 us under the GIL, which made 64 KiB chunks 4x slower.
     it = iter(spans)
@@ -118,13 +160,14 @@ def chunked(fn, n: int, item_bytes: int, chunk_bytes: int | None = None) -> None
         for a, b in it:
             fn(a, b)
 
-    futures = [_executor.submit(worker) for _ in range(nt - 1)]
-    try:
-        worker()
-    finally:
-        # Wait for every chunk before returning (or raising): the outputs
-        # must not be written after the caller sees them.
-        for f in futures:
-            f.exception()
+    with blas_threads(1) if blas else contextlib.nullcontext():
+        futures = [_executor.submit(worker) for _ in range(nt - 1)]
+        try:
+            worker()
+        finally:
+            # Wait for every span before returning (or raising): the outputs
+            # must not be written after the caller sees them.
+            for f in futures:
+                f.exception()
     for f in futures:
         f.result()

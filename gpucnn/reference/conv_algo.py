@@ -1,0 +1,113 @@
+"""The NumPy backend's choice of convolution algorithm and work split, per
+shape, in one place (the GPU kernels' choice is gpucnn/cuda/algo.py).
+
+* ``DEPTHWISE`` (groups == C == K): the direct sum over taps of
+  ``gpucnn.reference.depthwise``; im2col would make G products of inner size 1.
+* ``POINTWISE`` (1x1 kernel, unit stride, no padding): φ(x) is x itself, so
+  the products read x and write dx directly, with no unfold and no fold.
+* ``UNFOLD``: everything else, φ(x) unfolded a chunk of images at a time into
+  per-thread scratch, then one product per image of the chunk.
+
+The input gradient of an ``UNFOLD`` convolution is either ``FOLD``: dφ = dY Fᵀ
+and the reverse of φ (§6), kh*kw strided adds into the input; or, at unit
+stride, ``TRANSPOSED``: the forward convolution of dY with the filters
+flipped and their in and out channels swapped, padded so that the output has
+the input's size (the reverse operator written as a gather rather than a
+scatter: one unfold copy instead of kh*kw adds, 1.4-2.4x faster on
+resnet20's 3x3 layers where K = C). Both stay; the tests check one against
+the other.
+
+The work is cut into chunks of whole images (bands of output rows when one
+image's φ exceeds the workspace limit) that the workspace threads take from
+one queue. The chunk size depends on the shape only, not on the thread
+count, so the sums come out the same on any number of threads.
+"""
+from __future__ import annotations
+
+from gpucnn.reference import workspace
+
+DEPTHWISE, POINTWISE, UNFOLD = "depthwise", "pointwise", "unfold"
+FOLD, TRANSPOSED = "fold", "transposed"
+
+# φ bytes a chunk, and the fewest chunks a batch is cut into (when it has
+# that many images), so that two threads have several chunks each to share
+# out. 4 MiB measured 5-10% faster than 1 MiB (fewer NumPy calls a batch) and
+# no slower than 8 MiB on resnet20's and lenet's layers (2-core EPYC, 1 MiB
+# L2 a core, 32 MiB L3).
+CHUNK_BYTES = 4 * 2**20
+MIN_CHUNKS = 8
+SIDE_BY_SIDE_PIXELS = 256
+FEW_FILTERS = 128
+
+
+def choose(g) -> str:
+    """The algorithm for the convolution ``g`` (a ``shapes.Conv``)."""
+    win = g.win
+    if g.groups == g.C == g.K:
+        return DEPTHWISE
+    if (win.kh, win.kw, win.sh, win.sw) == (1, 1, 1, 1) and not any(win.pad):
+        return POINTWISE
+    return UNFOLD
+
+
+def choose_backward_data(g) -> str:
+    """How an ``UNFOLD`` convolution's input gradient is computed: TRANSPOSED
+    at unit stride where the transposed convolution's padding is nowhere
+    negative (no side's padding exceeds the kernel's extent) and dy has no
+    more channels than x, else FOLD. The gather unfolds dy's K channels, the
+    scatter adds into x's C: for a first layer (C = 1 or 3, K = 16 or 32) the
+    fold was 2.5-4.5x faster, at K = 2C even at batch 64 and 1.6x faster for
+    one 112x112 image, at K = C the gather 1.4-1.6x faster (batch 64)."""
+    if (g.win.sh, g.win.sw) == (1, 1) and g.K <= g.C and min(transposed(g)) >= 0:
+        return TRANSPOSED
+    return FOLD
+
+
+def transposed(g):
+    """The padding (top, bottom, left, right) of the forward convolution
+    that is ``g``'s input gradient at unit stride: the kernel's extent minus
+    ``g``'s padding at the top and left, and at the bottom and right what
+    makes the output the input's size (rows and columns that no window
+    reads, as a transposed convolution's output padding makes, get zeros)."""
+    win = g.win
+    eh, ew = (win.kh - 1) * win.dh, (win.kw - 1) * win.dw
+    top, left = eh - win.pad[0], ew - win.pad[2]
+    return top, win.H - win.P + eh - top, left, win.W - win.Q + ew - left
+
+
+def side_by_side(g) -> bool:
+    """Whether the products of an UNFOLD convolution's forward and filter
+    gradient take a chunk's images side by side (φ channel-major, one product
+    a chunk, inner or outer size n*P*Q) rather than one product an image (in
+    the images' own layout, no transposed copies). Side by side where an
+    image has few output pixels: 7x7 layers' per-image products of inner
+    size 49 were 1.6x slower; at 32x32 the transposed copies cost more (2x
+    for a 3-channel first layer)."""
+    return g.win.P * g.win.Q < SIDE_BY_SIDE_PIXELS
+
+
+def few_filters(g) -> bool:
+    """Whether a group's filters are few enough (under FEW_FILTERS) that the
+    filter gradient's product puts them second, as its narrow dimension."""
+    return g.K // g.groups < FEW_FILTERS
+
+
+def plan(N, C, win, itemsize):
+    """(spans, rows): the chunks of images [(n0, n1), ...] and the bands of
+    output rows [(p0, p1), ...] each chunk runs over, so that one band of one
+    chunk never holds more than ``workspace.get_limit()`` bytes of φ (at
+    least one output row of one image)."""
+    row = C * win.kh * win.kw * win.Q * itemsize
+    limit = workspace.get_limit()
+    if row * win.P <= limit:
+        # Side by side, a chunk's product is n*P*Q wide: at least
+        # SIDE_BY_SIDE_PIXELS, even if that makes fewer than MIN_CHUNKS chunks
+        # (one 512x4608 by 4608x49 product an image of a 7x7 layer was 1.2x
+        # slower than one for four images).
+        fewest = max(-(-N // MIN_CHUNKS), -(-SIDE_BY_SIDE_PIXELS // max(1, win.P * win.Q)))
+        step = min(N, limit // (row * win.P), CHUNK_BYTES // (row * win.P), fewest)
+        step, band = max(1, step), win.P
+    else:
+        step, band = 1, max(1, limit // row)
+    rows = [(p0, min(win.P, p0 + band)) for p0 in range(0, win.P, band)]
+    return [(n0, min(N, n0 + step)) for n0 in range(0, N, step)], rows

@@ -1,0 +1,117 @@
+"""The NumPy backend's own choices (gpucnn.reference.conv_algo, the workspace
+threads): each algorithm against another, and results that do not depend on
+the thread count or on a busy BLAS."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gpucnn
+from gpucnn.functional.conv import _conv_geometry
+from gpucnn.reference import conv, conv_algo, linear, norm, workspace
+
+from crosscheck import randn  # noqa: E402
+
+# (x shape, w shape, stride, padding, dilation, groups): 3x3 and 5x5, dilation,
+# asymmetric padding, groups, zero padding; all at unit stride.
+TRANSPOSED_CASES = [((3, 6, 9, 8), (4, 6, 3, 3), 1, 1, 1, 1),
+                    ((2, 6, 10, 7), (4, 3, 5, 3), 1, (2, 0, 1, 2), (1, 2), 2),
+                    ((2, 4, 7, 7), (4, 4, 3, 2), 1, 0, 1, 1),
+                    ((1, 3, 12, 11), (3, 3, 3, 3), 1, 2, 2, 1)]
+
+
+@pytest.mark.parametrize("case", TRANSPOSED_CASES, ids=lambda c: "x{}w{}".format(*c[:2]))
+def test_transposed_backward_data_is_the_fold(case):
+    # The gather (a forward convolution of dy) and the scatter (§6's reverse
+    # operator), two computations of the same sums, in float64.
+    xs, ws, stride, padding, dilation, groups = case
+    g = _conv_geometry(xs, ws, stride, padding, dilation, groups)
+    assert conv_algo.choose(g) == conv_algo.UNFOLD
+    assert conv_algo.choose_backward_data(g) == conv_algo.TRANSPOSED
+    rng = np.random.default_rng(5)
+    w, dy = randn(rng, ws, np.float64), randn(rng, (xs[0], ws[0], g.win.P, g.win.Q), np.float64)
+    gathered = conv.conv2d_backward_data(dy, w, g, conv_algo.TRANSPOSED)
+    folded = conv.conv2d_backward_data(dy, w, g, conv_algo.FOLD)
+    assert gathered.shape == xs
+    np.testing.assert_allclose(gathered, folded, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel,stride,groups", [(3, 1, 1), (3, 2, 2), (1, 1, 1), (1, 2, 1)])
+def test_side_by_side_products_match_per_image_ones(monkeypatch, kernel, stride, groups):
+    # The forward and the filter gradient with the images side by side (one
+    # product a chunk) and one product an image: the same sums, in float64.
+    rng = np.random.default_rng(9)
+    x, w = randn(rng, (5, 4, 11, 10), np.float64), randn(rng, (6, 4 // groups, kernel, kernel), np.float64)
+    g = _conv_geometry(x.shape, w.shape, stride, kernel // 2, 1, groups)
+    dy = randn(rng, (5, 6, g.win.P, g.win.Q), np.float64)
+    got = []
+    # Each layout, and the filter gradient's product in either order.
+    for pixels, filters in [(0, 0), (0, 10**9), (10**9, 0), (10**9, 10**9)]:
+        monkeypatch.setattr(conv_algo, "SIDE_BY_SIDE_PIXELS", pixels)
+        monkeypatch.setattr(conv_algo, "FEW_FILTERS", filters)
+        assert conv_algo.side_by_side(g) == bool(pixels) and conv_algo.few_filters(g) == bool(filters)
+        got.append((conv.conv2d_forward(x, w, None, g), conv.conv2d_backward_filter(dy, x, g)))
+    for other in got[1:]:
+        for a, b in zip(got[0], other):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_algorithm_choice():
+    geo = lambda xs, ws, s=1, p=0, d=1, gr=1: _conv_geometry(xs, ws, s, p, d, gr)  # noqa: E731
+    assert conv_algo.choose(geo((2, 4, 8, 8), (4, 1, 3, 3), gr=4)) == conv_algo.DEPTHWISE
+    assert conv_algo.choose(geo((2, 4, 8, 8), (6, 4, 1, 1))) == conv_algo.POINTWISE
+    assert conv_algo.choose(geo((2, 4, 8, 8), (6, 4, 1, 1), s=2)) == conv_algo.UNFOLD
+    assert conv_algo.choose_backward_data(geo((2, 4, 8, 8), (6, 4, 3, 3), s=2, p=1)) == conv_algo.FOLD
+    assert conv_algo.choose_backward_data(geo((2, 4, 8, 8), (4, 4, 3, 3), p=1)) == conv_algo.TRANSPOSED
+    # A first layer: few input channels, many filters.
+    assert conv_algo.choose_backward_data(geo((2, 3, 8, 8), (16, 3, 3, 3), p=1)) == conv_algo.FOLD
+    # Padding beyond the kernel's extent: the transposed convolution would need negative padding.
+    assert conv_algo.choose_backward_data(geo((2, 4, 8, 8), (4, 4, 3, 3), p=3)) == conv_algo.FOLD
+
+
+def _step_ops(rng):
+    x, w = randn(rng, (16, 8, 12, 12), np.float32), randn(rng, (8, 8, 3, 3), np.float32)
+    y = gpucnn.conv2d(x, w, padding=1)
+    dy = randn(rng, y.shape, np.float32)
+    yb, saved = gpucnn.batch_norm2d(x, np.ones(8, np.float32), np.zeros(8, np.float32))
+    lw = randn(rng, (10, 8 * 144), np.float32)
+    return (y, *gpucnn.conv2d_backward(dy, x, w, padding=1), yb, saved.mean, saved.invstd,
+            *gpucnn.batch_norm2d_backward(dy, x, np.ones(8, np.float32), saved),
+            *linear.linear_backward(dy[:, :1, 0, :10].reshape(16, 10), x.reshape(16, -1), lw, True))
+
+
+def test_results_do_not_depend_on_the_thread_count(monkeypatch):
+    # Chunks are cut by shape, not by thread count, and partial sums are added
+    # in chunk order: bit for bit the same on 1 and 3 threads. Small chunks
+    # so that every op makes several.
+    monkeypatch.setattr(conv_algo, "CHUNK_BYTES", 4096)
+    monkeypatch.setattr(workspace, "CHUNK_BYTES", 4096)
+    monkeypatch.setattr(workspace, "MIN_PARALLEL_BYTES", 0)
+    monkeypatch.setattr(linear, "CHUNK_FLOPS", 2**14)
+    runs = []
+    for threads in ("1", "3"):
+        monkeypatch.setenv("GPUCNN_THREADS", threads)
+        with gpucnn.use_backend("numpy"):
+            runs.append(_step_ops(np.random.default_rng(11)))
+    for a, b in zip(*runs):
+        assert np.array_equal(a, b)
+
+
+def test_blas_threads_restored():
+    libs = workspace._blas()
+    before = [lib.get_num_threads() for lib in libs]
+    with workspace.blas_threads(1):
+        assert all(lib.get_num_threads() == 1 for lib in libs)
+    assert [lib.get_num_threads() for lib in libs] == before
+
+
+def test_batch_norm_sums_are_blocked_float64():
+    # Offsets 1e4 times the spread: float32 sums, or float64 E[x^2] - mean^2
+    # without the shift, would lose the variance; a float64 reference keeps it.
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((40, 3, 9, 9)) * 0.1 + np.array([1e3, -2e3, 0.5]).reshape(1, 3, 1, 1))
+    x = x.astype(np.float32)
+    x64 = x.astype(np.float64)
+    mean, invstd, _, _ = norm.batch_norm_stats(x, None, None, 0.1, 1e-5)
+    np.testing.assert_allclose(mean, x64.mean(axis=(0, 2, 3)), rtol=2.5e-7)
+    np.testing.assert_allclose(invstd, 1 / np.sqrt(x64.var(axis=(0, 2, 3)) + 1e-5), rtol=2.5e-7)
