@@ -260,12 +260,13 @@ __device__ void gemm_tile(const Op& op, Sm& sm, int m0, int n0, int kbeg, int ke
     }
 }
 
-// The block's tile of op's GEMM over [kbeg, kend), handed element by element
-// to store(m, n, value) for m < op.M, n < op.N: the epilogue every GEMM kernel
-// shares, so that a kernel says only where its results go. Tiles run over grid
-// x (columns) and y (rows).
-template <typename T, typename Op, typename Sm, typename Store>
-__device__ __forceinline__ void gemm_block(const Op& op, Sm& sm, int kbeg, int kend, Store store) {
+// The block's tile of op's GEMM over [kbeg, kend), handed to run(m, n, v)
+// in runs of RUN columns (v: the RUN sums of columns n..n+RUN-1, some past
+// op.N when the run crosses it) for m < op.M, n < op.N. A thread's micro-tile
+// columns come in runs of Vec16<T>::n (gemm_micro), so RUN may be 1 or that.
+// Tiles run over grid x (columns) and y (rows).
+template <typename T, int RUN, typename Op, typename Sm, typename Run>
+__device__ __forceinline__ void gemm_block_runs(const Op& op, Sm& sm, int kbeg, int kend, Run run) {
     const int m0 = blockIdx.y * GEMM_BM, n0 = blockIdx.x * GEMM_BN;
     const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
     T acc[GEMM_TM][GEMM_TN];
@@ -275,11 +276,18 @@ __device__ __forceinline__ void gemm_block(const Op& op, Sm& sm, int kbeg, int k
         const int m = m0 + gemm_micro<T>(ty, i);
         if (m >= op.M) continue;
 #pragma unroll
-        for (int j = 0; j < GEMM_TN; ++j) {
+        for (int j = 0; j < GEMM_TN; j += RUN) {
             const int n = n0 + gemm_micro<T>(tx, j);
-            if (n < op.N) store(m, n, acc[i][j]);
+            if (n < op.N) run(m, n, &acc[i][j]);
         }
     }
+}
+
+// The tile handed element by element to store(m, n, value): the epilogue
+// every GEMM kernel shares, so that a kernel says only where its results go.
+template <typename T, typename Op, typename Sm, typename Store>
+__device__ __forceinline__ void gemm_block(const Op& op, Sm& sm, int kbeg, int kend, Store store) {
+    gemm_block_runs<T, 1>(op, sm, kbeg, kend, [&](int m, int n, const T* v) { store(m, n, v[0]); });
 }
 
 // The same tile stored through an epilogue object, by 16-byte vectors where the
@@ -289,37 +297,25 @@ __device__ __forceinline__ void gemm_block(const Op& op, Sm& sm, int kbeg, int k
 //                                 of V lies contiguous and 16-byte aligned in out (then op.N % V == 0)
 //   long long epi.at(m, n)        the offset of (m, n) in out
 //   T epi.value(m, n, v)          what is stored for the sum v (bias, activation)
-// A thread's micro-tile columns come in runs of V (gemm_micro), so each run is
-// one vector store and one offset computation (the index division) instead of V.
+// Each run of V columns is one vector store and one offset computation (the
+// index division) instead of V.
 template <typename T, typename Op, typename Sm, typename Epi>
 __device__ __forceinline__ void gemm_block_epilogue(const Op& op, Sm& sm, int kbeg, int kend, const Epi& epi) {
     typedef typename Vec16<T>::type V;
     const int L = Vec16<T>::n;
-    const int m0 = blockIdx.y * GEMM_BM, n0 = blockIdx.x * GEMM_BN;
-    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-    T acc[GEMM_TM][GEMM_TN];
-    gemm_tile<T>(op, sm, m0, n0, kbeg, kend, acc);
+    gemm_block_runs<T, Vec16<T>::n>(op, sm, kbeg, kend, [&](int m, int n, const T* v) {
+        if (epi.vec) {
+            V r;
+            T* e = reinterpret_cast<T*>(&r);
 #pragma unroll
-    for (int i = 0; i < GEMM_TM; ++i) {
-        const int m = m0 + gemm_micro<T>(ty, i);
-        if (m >= op.M) continue;
+            for (int k = 0; k < L; ++k) e[k] = epi.value(m, n + k, v[k]);
+            *reinterpret_cast<V*>(epi.out + epi.at(m, n)) = r;
+        } else {
 #pragma unroll
-        for (int j = 0; j < GEMM_TN; j += L) {
-            const int n = n0 + gemm_micro<T>(tx, j);
-            if (n >= op.N) continue;
-            if (epi.vec) {
-                V r;
-                T* e = reinterpret_cast<T*>(&r);
-#pragma unroll
-                for (int k = 0; k < L; ++k) e[k] = epi.value(m, n + k, acc[i][j + k]);
-                *reinterpret_cast<V*>(epi.out + epi.at(m, n)) = r;
-            } else {
-#pragma unroll
-                for (int k = 0; k < L; ++k)
-                    if (n + k < op.N) epi.out[epi.at(m, n + k)] = epi.value(m, n + k, acc[i][j + k]);
-            }
+            for (int k = 0; k < L; ++k)
+                if (n + k < op.N) epi.out[epi.at(m, n + k)] = epi.value(m, n + k, v[k]);
         }
-    }
+    });
 }
 
 // gemm_block over the kernel's shared memory, as a callable run(op, kbeg,

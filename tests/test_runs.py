@@ -9,7 +9,7 @@ import math
 import re
 
 import pytest
-from test_train import _fake_mnist
+from test_train import _fake_mnist, crash_fit
 
 from gpucnn import runs, train
 from gpucnn.runtime import loader
@@ -49,18 +49,8 @@ def test_resuming_an_extension_follows_its_plan(data, tmp_path, monkeypatch):
     for out in (whole, cut):
         train.fit(_cfg(data, out), log=lambda s: None)
     train.fit(_cfg(data, whole, epochs=4, resume=True), log=lambda s: None)
-    real = train.run_epoch
-    calls = []
-
-    def crash_in_epoch_four(*a, **k):  # epoch 3 trains and evaluates, then epoch 4 crashes
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-    monkeypatch.setattr(train, "run_epoch", crash_in_epoch_four)
-    with pytest.raises(KeyboardInterrupt):
-        train.fit(_cfg(data, cut, epochs=4, resume=True), log=lambda s: None)
-    monkeypatch.setattr(train, "run_epoch", real)
+    # Epoch 3 trains and evaluates, then epoch 4 crashes as it starts.
+    crash_fit(monkeypatch, _cfg(data, cut, epochs=4, resume=True), 3)
     train.fit(_cfg(data, cut, epochs=4, resume=True), log=lambda s: None)
     assert _lrs(cut) == _lrs(whole)
 

@@ -176,19 +176,25 @@ def test_cli_train_writes_metrics_and_checkpoint(tmp_path, capsys):
     assert "held-out accuracy" in capsys.readouterr().out
 
 
-def test_resume_after_a_crash_continues_exactly(tmp_path, monkeypatch):
-    whole = train.fit(_cfg(tmp_path, out=str(tmp_path / "a")), log=lambda s: None)
+def crash_fit(monkeypatch, cfg, at_pass: int) -> None:
+    """train.fit(cfg) interrupted (KeyboardInterrupt) as it starts pass ``at_pass``
+    of run_epoch (passes alternate: training epoch 1, its evaluation, ...)."""
     calls, real = [], train.run_epoch
 
-    def crash_in_epoch_two(*a, **k):  # training epoch 1, evaluation 1, then training epoch 2
+    def crash(*a, **k):
         calls.append(1)
-        if len(calls) == 3:
+        if len(calls) == at_pass:
             raise KeyboardInterrupt
         return real(*a, **k)
-    monkeypatch.setattr(train, "run_epoch", crash_in_epoch_two)
+    monkeypatch.setattr(train, "run_epoch", crash)
     with pytest.raises(KeyboardInterrupt):
-        train.fit(_cfg(tmp_path, out=str(tmp_path / "b")), log=lambda s: None)
+        train.fit(cfg, log=lambda s: None)
     monkeypatch.setattr(train, "run_epoch", real)
+
+
+def test_resume_after_a_crash_continues_exactly(tmp_path, monkeypatch):
+    whole = train.fit(_cfg(tmp_path, out=str(tmp_path / "a")), log=lambda s: None)
+    crash_fit(monkeypatch, _cfg(tmp_path, out=str(tmp_path / "b")), 3)  # as training epoch 2 starts
     resumed = train.fit(_cfg(tmp_path, out=str(tmp_path / "b"), resume=True), log=lambda s: None)
     assert [r["epoch"] for r in resumed] == [2]
     for key in ("train_loss", "train_acc", "test_loss", "test_acc"):
