@@ -140,7 +140,7 @@ def _eager_step(model, loss_fn, optimizer, xb, yb):
     logits = model.forward(xb)
     loss = loss_fn.forward(logits, yb)
     if optimizer is not None:
-        model.backward(loss_fn.backward())
+        model.backward_params(loss_fn.backward())
         optimizer.step()
     return loss, logits
 

@@ -289,6 +289,32 @@ def test_module_protocol():
     assert np.abs(model[0].weight).max() <= 1 / 3 and np.abs(model[5].weight).max() <= 1 / 8
 
 
+def test_backward_params_skips_only_the_first_input_gradient(monkeypatch):
+    """backward_params sets the same gradients as backward, bit for bit, and
+    never computes the first convolution's input gradient (its only
+    backward-data call would be the first layer's)."""
+    rng = np.random.default_rng(3)
+    model, x = _small_net(rng, batchnorm=True), rng.standard_normal((2, 1, 8, 8))
+    dy = rng.standard_normal(model.forward(x).shape)
+    model.backward(dy)
+    full = {k: v.copy() for k, v in model.grads().items()}
+    from gpucnn.functional import conv as fconv
+    calls, real = [], fconv.call
+    monkeypatch.setattr(fconv, "call", lambda fam, op, *a: calls.append(op) or real(fam, op, *a))
+    model.forward(x)
+    model.backward_params(dy)
+    assert "conv2d_backward_data" not in calls and "conv2d_backward_filter" in calls
+    assert full.keys() == model.grads().keys()
+    for k, v in model.grads().items():
+        np.testing.assert_array_equal(v, full[k], err_msg=k)
+    dyc = rng.standard_normal((2, 4, 8, 8))
+    whole = gpucnn.conv2d_backward(dyc, x, model[0].weight, padding=1)
+    part = gpucnn.conv2d_backward(dyc, x, model[0].weight, padding=1, input_grad=False)
+    assert part[0] is None and whole[0].shape == x.shape
+    np.testing.assert_array_equal(part[1], whole[1])
+    np.testing.assert_array_equal(part[2], whole[2])
+
+
 def test_to_cuda_without_gpu_says_so():
     if gpucnn.backend.available("cuda")[0]:
         pytest.skip("a GPU is present")

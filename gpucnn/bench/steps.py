@@ -45,7 +45,7 @@ def _ours(model, xs, ys, device):
 
     def eager(x, y):
         loss_fn.forward(model.forward(x), y)
-        model.backward(loss_fn.backward())
+        model.backward_params(loss_fn.backward())
         opt.step()
     return eager, list(zip(xs, ys)), notes
 

@@ -79,10 +79,17 @@ class DataParallel:
         return self.module.forward(x)
 
     def backward(self, dy):
+        return self._reduced(self.module.backward, dy)
+
+    def backward_params(self, dy) -> None:
+        self._reduced(self.module.backward_params, dy)
+
+    def _reduced(self, backward, dy):
+        """backward(dy) of the local batch, then the gradients averaged over the world."""
         step = self.world.step
         if step.n_local * self.world.size != step.n_global:
             dy = dy * (step.n_local * self.world.size / step.n_global)
-        dx = self.module.backward(dy)
+        dx = backward(dy)
         self._grads = self.reducer.reduce(self.module.grads())
         # The optimizers read each Parameter's .grad: make it the average.
         for name, p in self.module.named_parameters():

@@ -84,7 +84,7 @@ class CompiledStep:
     def _body(self):
         out = self.model.forward(self.x)
         value = self.loss.forward(out, self.y)
-        self.model.backward(self.loss.backward())
+        self.model.backward_params(self.loss.backward())
         self.optimizer.step()
         return value, out
 

@@ -63,6 +63,14 @@ class Module:
         input, and *set* the gradients of the parameters (replacing any)."""
         raise NotImplementedError
 
+    def backward_params(self, dy) -> None:
+        """Set the parameters' gradients for dy as ``backward`` does, when
+        nobody needs the input's gradient: a model's first layer, whose input
+        is data (PyTorch skips it when the input does not require grad).
+        Layers that can skip computing dx override this; by default it is
+        backward(dy) with dx dropped."""
+        self.backward(dy)
+
     def children(self):
         """(name, module) pairs of the sub-layers; none for a plain layer."""
         return []
@@ -248,6 +256,12 @@ class Sequential(Module):
         for layer in reversed(self.layers):
             dy = layer.backward(dy)
         return dy
+
+    def backward_params(self, dy) -> None:
+        for layer in reversed(self.layers[1:]):
+            dy = layer.backward(dy)
+        if self.layers:
+            self.layers[0].backward_params(dy)
 
     def __repr__(self):
         inner = "".join(f"\n  ({i}) {layer!r}" for i, layer in enumerate(self.layers))
