@@ -326,22 +326,27 @@ def test_workspace_chunks_give_the_same_results(backend, workspace_limit, limit)
 def test_workspace_bound_is_kept(monkeypatch, workspace_limit):
     from gpucnn.reference import conv
     seen = []
-    taps = conv._taps
 
-    def spy(xp, win, p0, p1):
-        v = taps(xp, win, p0, p1)
-        seen.append(v.size * v.itemsize)
-        return v
+    def spy(build):
+        def spied(xp, win, p0, p1):
+            v = build(xp, win, p0, p1)
+            seen.append(v.size * v.itemsize)
+            return v
+        return spied
 
-    monkeypatch.setattr(conv, "_taps", spy)
-    x, w = np.ones((8, 3, 10, 10)), np.ones((4, 3, 3, 3))
+    # φ in unfold's layout (``_taps``) or as im2row rows (``_rows``).
+    for name in ("_taps", "_rows"):
+        monkeypatch.setattr(conv, name, spy(getattr(conv, name)))
+    # 7 filters for 3 channels: the input gradient folds (conv_algo.FOLD), so
+    # every φ built is x's.
+    x, w = np.ones((8, 3, 10, 10)), np.ones((7, 3, 3, 3))
     row = 3 * 9 * 8 * 8            # bytes of one output row of φ
     for limit, most in [(row * 8 * 3, row * 8 * 3), (row * 3, row * 3), (1, row)]:
         workspace_limit(limit)
         seen.clear()
         with gpucnn.use_backend("numpy"):
             gpucnn.conv2d(x, w)
-            gpucnn.conv2d_backward(np.ones((8, 4, 8, 8)), x, w)
+            gpucnn.conv2d_backward(np.ones((8, 7, 8, 8)), x, w)
         assert seen and max(seen) <= most
 
 

@@ -36,20 +36,24 @@ def test_transposed_backward_data_is_the_fold(case):
     np.testing.assert_allclose(gathered, folded, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("kernel,stride,groups", [(3, 1, 1), (3, 2, 2), (1, 1, 1), (1, 2, 1)])
-def test_side_by_side_products_match_per_image_ones(monkeypatch, kernel, stride, groups):
+@pytest.mark.parametrize("kernel,stride,groups", [(3, 1, 1), (3, 2, 2), (1, 1, 1), (1, 2, 1), (3, 2, 1)])
+def test_product_layouts_agree(monkeypatch, kernel, stride, groups):
     # The forward and the filter gradient with the images side by side (one
-    # product a chunk) and one product an image: the same sums, in float64.
+    # product a chunk), one product an image, and (no groups) φ as im2row
+    # rows: the same sums, in float64.
     rng = np.random.default_rng(9)
     x, w = randn(rng, (5, 4, 11, 10), np.float64), randn(rng, (6, 4 // groups, kernel, kernel), np.float64)
     g = _conv_geometry(x.shape, w.shape, stride, kernel // 2, 1, groups)
     dy = randn(rng, (5, 6, g.win.P, g.win.Q), np.float64)
     got = []
     # Each layout, and the filter gradient's product in either order.
-    for pixels, filters in [(0, 0), (0, 10**9), (10**9, 0), (10**9, 10**9)]:
+    big = 10**9
+    for pixels, filters, rows in [(0, 0, 0), (0, big, 0), (big, 0, 0), (big, big, 0), (0, 0, big)]:
         monkeypatch.setattr(conv_algo, "SIDE_BY_SIDE_PIXELS", pixels)
         monkeypatch.setattr(conv_algo, "FEW_FILTERS", filters)
+        monkeypatch.setattr(conv_algo, "ROWS_PIXELS", rows)
         assert conv_algo.side_by_side(g) == bool(pixels) and conv_algo.few_filters(g) == bool(filters)
+        assert conv_algo.as_rows(g) == (bool(rows) and groups == 1)
         got.append((conv.conv2d_forward(x, w, None, g), conv.conv2d_backward_filter(dy, x, g)))
     for other in got[1:]:
         for a, b in zip(got[0], other):
@@ -65,6 +69,9 @@ def test_algorithm_choice():
     assert conv_algo.choose_backward_data(geo((2, 4, 8, 8), (4, 4, 3, 3), p=1)) == conv_algo.TRANSPOSED
     # A first layer: few input channels, many filters.
     assert conv_algo.choose_backward_data(geo((2, 3, 8, 8), (16, 3, 3, 3), p=1)) == conv_algo.FOLD
+    # Twice as many filters as channels: the gather for small images (im2row rows), else the fold.
+    assert conv_algo.choose_backward_data(geo((2, 8, 16, 16), (16, 8, 3, 3), p=1)) == conv_algo.TRANSPOSED
+    assert conv_algo.choose_backward_data(geo((2, 8, 17, 16), (16, 8, 3, 3), p=1)) == conv_algo.FOLD
     # Padding beyond the kernel's extent: the transposed convolution would need negative padding.
     assert conv_algo.choose_backward_data(geo((2, 4, 8, 8), (4, 4, 3, 3), p=3)) == conv_algo.FOLD
 

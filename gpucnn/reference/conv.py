@@ -142,6 +142,34 @@ def _phi(xp, win, p0, p1, G, side_by_side=False):
     return phi.reshape(xp.shape[0], G, -1, (p1 - p0) * win.Q)
 
 
+def _channels_last(x, pad):
+    """x (n, C, H, W) zero-padded by (top, bottom, left, right) and
+    channels-last, (n, Hp, Wp, C), in per-thread scratch."""
+    t, b, l, r = pad
+    n, c, h, w = x.shape
+    xl = workspace.scratch("conv.xl", (n, h + t + b, w + l + r, c), x.dtype)
+    xl[:, :t] = 0
+    xl[:, t + h:] = 0
+    xl[:, t:t + h, :l] = 0
+    xl[:, t:t + h, l + w:] = 0
+    xl[:, t:t + h, l:l + w] = x.transpose(0, 2, 3, 1)
+    return xl
+
+
+def _rows(xl, win, p0, p1):
+    """φ of a channels-last padded chunk xl (``_channels_last``) for output
+    rows p0..p1 as the seed's im2row rows: (n*(p1-p0)*Q, kh*kw*C), row
+    (image, p, q), column (i*kw + j)*C + c, in per-thread scratch. Each row is
+    kh runs of kw*C contiguous values of xl (at unit dilation)."""
+    sn, sy, sx, sc = xl.strides
+    n, C = xl.shape[0], xl.shape[3]
+    v = as_strided(xl[:, p0 * win.sh:], (n, p1 - p0, win.Q, win.kh, win.kw, C),
+                   (sn, win.sh * sy, win.sw * sx, win.dh * sy, win.dw * sx, sc), writeable=False)
+    r = workspace.scratch("conv.rows", v.shape, xl.dtype)
+    np.copyto(r, v)
+    return r.reshape(-1, win.kh * win.kw * C)
+
+
 def _dy_side_by_side(dy, n0, n1, p0, p1, G):
     """Rows p0..p1 of dy's images n0..n1 channel-major, (G, K/G, n*(p1-p0)*Q),
     copied into per-thread scratch."""
@@ -182,6 +210,9 @@ def _forward(x, w, b, g):
         return y
     f = w.reshape(G, K // G, -1)
     y = np.empty((g.N, K, win.P, win.Q), x.dtype)
+    if algo == conv_algo.UNFOLD and conv_algo.as_rows(g):
+        _by_chunks(g, x.itemsize, lambda n0, n1, rows: _forward_rows(x, w, b, g, y, n0, n1, rows))
+        return y
 
     sbs = algo == conv_algo.UNFOLD and conv_algo.side_by_side(g)
 
@@ -202,6 +233,21 @@ def _forward(x, w, b, g):
 
     _by_chunks(g, x.itemsize, chunk)
     return y
+
+
+def _forward_rows(x, w, b, g, y, n0, n1, rows):
+    """Images n0..n1 of y = φ(x) F with φ(x) as im2row rows
+    (``conv_algo.as_rows``, no groups): the product pixel-major, (pixels, K),
+    then copied into y's channel-major layout."""
+    win, K = g.win, g.K
+    fr = np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(K, -1)  # columns in rows' order
+    xl = _channels_last(x[n0:n1], win.pad)
+    for p0, p1 in rows:
+        yt = workspace.scratch("conv.yt", (n1 - n0, p1 - p0, win.Q, K), x.dtype)
+        np.matmul(_rows(xl, win, p0, p1), fr.T, out=yt.reshape(-1, K))
+        y[n0:n1, :, p0:p1] = yt.transpose(0, 3, 1, 2)
+    if b is not None:
+        y[n0:n1] += b.reshape(1, K, 1, 1)
 
 
 def _backward_data_transposed(dy, w, g):
@@ -266,17 +312,32 @@ def conv2d_backward_data(dy, w, g, algo=None):
     return dx
 
 
+def _chunk_sum(g, itemsize, part):
+    """The sum over ``conv_algo.plan``'s chunks of ``part(n0, n1, rows)``,
+    added in chunk order (the bits do not depend on the thread count); None
+    for an empty batch."""
+    parts = {}
+    _by_chunks(g, itemsize, lambda n0, n1, rows: parts.__setitem__(n0, part(n0, n1, rows)))
+    total = None
+    for n0 in sorted(parts):
+        total = parts[n0] if total is None else total + parts[n0]
+    return total
+
+
 def conv2d_backward_filter(dy, x, g):
     """dF = φ(x)ᵀ dY (§4.6), summed over the batch: dw (K, C/groups, kh, kw),
     computed per group as dYᵀ φ(x), dw's own layout, or for few filters
     (``conv_algo.few_filters``) as its transpose φ(x) dYᵀ: with 16 to 64
     filters a group BLAS ran dYᵀ φ(x) 1.3-1.6x slower, with 512 φ(x) dYᵀ 2x
-    slower. Each chunk of images sums its own part; the parts are added in
-    chunk order, so the result does not depend on the thread count."""
+    slower; for small images (``conv_algo.as_rows``) as φ(x)ᵀ dY with φ(x)
+    as im2row rows, taps and channels innermost. Each chunk of images sums
+    its own part; the parts are added in chunk order, so the result does not
+    depend on the thread count."""
     win, G, K = g.win, g.groups, g.K
     if conv_algo.choose(g) == conv_algo.DEPTHWISE:
         return depthwise.depthwise(dy, x, g, "backward_filter")
-    parts = {}
+    if conv_algo.as_rows(g):
+        return _backward_filter_rows(dy, x, g)
     sbs = conv_algo.side_by_side(g)
     pointwise = conv_algo.choose(g) == conv_algo.POINTWISE and not sbs
     few = conv_algo.few_filters(g)
@@ -286,7 +347,7 @@ def conv2d_backward_filter(dy, x, g):
         # transposed as it is.
         return np.matmul(b, a.swapaxes(-1, -2)) if few else np.matmul(a, b.swapaxes(-1, -2))
 
-    def chunk(n0, n1, rows):
+    def part(n0, n1, rows):
         xp = _padded(x[n0:n1], win.pad)
         acc = 0
         for p0, p1 in rows:
@@ -296,15 +357,36 @@ def conv2d_backward_filter(dy, x, g):
                 acc = acc + product(_dy_side_by_side(dy, n0, n1, p0, p1, G), phi)
             else:
                 acc = acc + product(_grouped(dy[n0:n1], G, p0, p1), phi).sum(axis=0)
-        parts[n0] = acc
+        return acc
 
-    _by_chunks(g, x.itemsize, chunk)
-    dw = np.zeros(parts[min(parts)].shape if parts else (G, K // G, g.C // G * win.kh * win.kw), x.dtype)
-    for n0 in sorted(parts):
-        dw += parts[n0]
-    if few and parts:
+    dw = _chunk_sum(g, x.itemsize, part)
+    if dw is None:
+        return np.zeros((K, g.C // G, win.kh, win.kw), x.dtype)
+    if few:
         dw = np.ascontiguousarray(dw.swapaxes(-1, -2))
     return dw.reshape(K, g.C // G, win.kh, win.kw)
+
+
+def _backward_filter_rows(dy, x, g):
+    """dF = φ(x)ᵀ dY with φ(x) as im2row rows (``conv_algo.as_rows``, no
+    groups): one product a band of a chunk, the pixels its inner dimension."""
+    win, K = g.win, g.K
+
+    def part(n0, n1, rows):
+        xl = _channels_last(x[n0:n1], win.pad)
+        acc = 0
+        for p0, p1 in rows:
+            d = dy[n0:n1, :, p0:p1].transpose(0, 2, 3, 1)
+            dt = workspace.scratch("conv.dyt", d.shape, dy.dtype)
+            np.copyto(dt, d)
+            acc = acc + np.matmul(_rows(xl, win, p0, p1).T, dt.reshape(-1, K))
+        return acc
+
+    dw = _chunk_sum(g, x.itemsize, part)
+    if dw is None:
+        return np.zeros((K, g.C, win.kh, win.kw), x.dtype)
+    # (kh*kw*C, K), taps and channels in rows' order, to (K, C, kh, kw).
+    return np.ascontiguousarray(dw.T.reshape(K, win.kh, win.kw, g.C).transpose(0, 3, 1, 2))
 
 
 def conv2d_backward_bias(dy):

@@ -6,7 +6,10 @@ shape, in one place (the GPU kernels' choice is gpucnn/cuda/algo.py).
 * ``POINTWISE`` (1x1 kernel, unit stride, no padding): φ(x) is x itself, so
   the products read x and write dx directly, with no unfold and no fold.
 * ``UNFOLD``: everything else, φ(x) unfolded a chunk of images at a time into
-  per-thread scratch, then one product per image of the chunk.
+  per-thread scratch, then one product per image of the chunk; for small
+  images (``as_rows``) φ is built the seed's way, as im2row rows (one row a
+  output pixel, taps and channels innermost) from a pixel-major copy of the
+  chunk, and the products run pixel-major.
 
 The input gradient of an ``UNFOLD`` convolution is either ``FOLD``: dφ = dY Fᵀ
 and the reverse of φ (§6), kh*kw strided adds into the input; or, at unit
@@ -38,6 +41,7 @@ CHUNK_BYTES = 4 * 2**20
 MIN_CHUNKS = 8
 SIDE_BY_SIDE_PIXELS = 256
 FEW_FILTERS = 128
+ROWS_PIXELS = 256
 
 
 def choose(g) -> str:
@@ -54,13 +58,17 @@ def choose_backward_data(g) -> str:
     """How an ``UNFOLD`` convolution's input gradient is computed: TRANSPOSED
     at unit stride where the transposed convolution's padding is nowhere
     negative (no side's padding exceeds the kernel's extent) and dy has no
-    more channels than x, else FOLD. The gather unfolds dy's K channels, the
-    scatter adds into x's C: for a first layer (C = 1 or 3, K = 16 or 32) the
-    fold was 2.5-4.5x faster, at K = 2C even at batch 64 and 1.6x faster for
-    one 112x112 image, at K = C the gather 1.4-1.6x faster (batch 64)."""
-    if (g.win.sh, g.win.sw) == (1, 1) and g.K <= g.C and min(transposed(g)) >= 0:
-        return TRANSPOSED
-    return FOLD
+    more channels than x (up to twice as many for images small enough that
+    the transposed convolution builds im2row rows, ``as_rows``), else FOLD.
+    The gather unfolds dy's K channels, the scatter adds into x's C: for a
+    first layer (C = 1 or 3, K = 16 or 32) the fold was 2.5-4.5x faster, at
+    K = 2C even at batch 64 and 1.6x faster for one 112x112 image, at K = C
+    the gather 1.4-1.6x faster (batch 64); with rows, at K = 2C (14x14x16 to
+    32 5x5, 8x8x32 to 64 3x3) the gather 1.4-1.5x faster, at C = 3 slower."""
+    if (g.win.sh, g.win.sw) != (1, 1) or min(transposed(g)) < 0:
+        return FOLD
+    rows = g.groups == 1 and g.win.H * g.win.W <= ROWS_PIXELS
+    return TRANSPOSED if g.K <= (2 * g.C if rows else g.C) else FOLD
 
 
 def transposed(g):
@@ -84,6 +92,18 @@ def side_by_side(g) -> bool:
     size 49 were 1.6x slower; at 32x32 the transposed copies cost more (2x
     for a 3-channel first layer)."""
     return g.win.P * g.win.Q < SIDE_BY_SIDE_PIXELS
+
+
+def as_rows(g) -> bool:
+    """Whether an ungrouped UNFOLD convolution builds φ as im2row rows from
+    a channels-last copy of the chunk: for images of at most ROWS_PIXELS
+    output pixels. Their φ in unfold's layout is copied in runs of Q (8 or
+    16) values, in rows a run of kw*C (96 to 192); the pixel-major products
+    then also run faster in OpenBLAS (its narrow side is the filters, not
+    the pixels). Per chunk of a batch-64 step, 1 thread: forward and filter
+    gradient 24-33% faster at 16x16x32 and 8x8x64, no faster at 32x32 (the
+    channels-last copy of a 32x32x16 chunk costs what the products gain)."""
+    return g.groups == 1 and g.win.P * g.win.Q <= ROWS_PIXELS
 
 
 def few_filters(g) -> bool:
