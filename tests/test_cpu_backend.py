@@ -60,6 +60,21 @@ def test_product_layouts_agree(monkeypatch, kernel, stride, groups):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
+def test_column_blocks_match_whole_products(monkeypatch):
+    # 16 filters over 16x3x3 taps on 17x17 images: the forward's product
+    # runs in column blocks (conv_algo.column_block), here of 100 pixels with
+    # a ragged last one, against one product an image, in float64.
+    rng = np.random.default_rng(4)
+    x, w = randn(rng, (3, 16, 17, 17), np.float64), randn(rng, (16, 16, 3, 3), np.float64)
+    g = _conv_geometry(x.shape, w.shape, 1, 1, 1, 1)
+    got = []
+    for block in (100, 10**9):
+        monkeypatch.setattr(conv_algo, "COLUMN_BLOCK", block)
+        assert conv_algo.column_block(g) == (block if block < 289 else None)
+        got.append(conv.conv2d_forward(x, w, None, g))
+    np.testing.assert_allclose(got[0], got[1], rtol=1e-12, atol=1e-12)
+
+
 def test_algorithm_choice():
     geo = lambda xs, ws, s=1, p=0, d=1, gr=1: _conv_geometry(xs, ws, s, p, d, gr)  # noqa: E731
     assert conv_algo.choose(geo((2, 4, 8, 8), (4, 1, 3, 3), gr=4)) == conv_algo.DEPTHWISE

@@ -225,7 +225,10 @@ def _forward(x, w, b, g):
                 y[n0:n1, :, p0:p1] = out.transpose(1, 0, 2, 3)
             elif p1 - p0 == win.P:
                 # Products land in y's own layout: no transposed copy.
-                np.matmul(f, phi, out=_grouped(y[n0:n1], G))
+                out = _grouped(y[n0:n1], G)
+                step = conv_algo.column_block(g) or out.shape[-1]
+                for c in range(0, out.shape[-1], step):
+                    np.matmul(f, phi[..., c:c + step], out=out[..., c:c + step])
             else:
                 y[n0:n1, :, p0:p1] = np.matmul(f, phi).reshape(n1 - n0, K, p1 - p0, win.Q)
         if b is not None:

@@ -42,6 +42,7 @@ MIN_CHUNKS = 8
 SIDE_BY_SIDE_PIXELS = 256
 FEW_FILTERS = 128
 ROWS_PIXELS = 256
+COLUMN_BLOCK = 256
 
 
 def choose(g) -> str:
@@ -104,6 +105,20 @@ def as_rows(g) -> bool:
     gradient 24-33% faster at 16x16x32 and 8x8x64, no faster at 32x32 (the
     channels-last copy of a 32x32x16 chunk costs what the products gain)."""
     return g.groups == 1 and g.win.P * g.win.Q <= ROWS_PIXELS
+
+
+def column_block(g):
+    """Pixels a product of an UNFOLD forward takes at a time (None: the whole
+    image), where OpenBLAS (SkylakeX kernels, on the 2-core Zen 4 VM this was
+    measured on) runs a thin product faster in column blocks: F (K x CRS) by
+    φ (CRS x 1024), 1 thread, GFLOP/s whole / in blocks of 256 pixels:
+    K=16: CRS=72 42/82, 144 50/93, 288 47/45; K=24: 72 64/89, 144 62/100,
+    288 58/56; K=32: 72 74/99, 144 62/59; K=8 or CRS=27 slower in blocks;
+    K=64 no change. Each output stays one dot product over CRS (bitwise
+    the same on that machine). So: 16 <= K <= 32 filters and 72 <= CRS <= 144."""
+    kg, crs = g.K // g.groups, g.C // g.groups * g.win.kh * g.win.kw
+    big = g.win.P * g.win.Q > COLUMN_BLOCK
+    return COLUMN_BLOCK if big and 16 <= kg <= 32 and 72 <= crs <= 144 else None
 
 
 def few_filters(g) -> bool:
