@@ -42,10 +42,13 @@ def _ours(pkg, name, shape, xs, ys):
     nn = __import__(f"{pkg}.nn", fromlist=["MODELS"])
     model = nn.MODELS[name](shape, 10, rng=np.random.default_rng(0))
     loss_fn, opt = nn.CrossEntropyLoss(), nn.SGD(model, steps.LR, momentum=steps.MOMENTUM)
+    # What each checkout's training loop runs: without backward_params (before
+    # 2026-11-28's second session) the first layer's input gradient too.
+    backward = getattr(model, "backward_params", model.backward)
 
     def step(x, y):
         loss_fn.forward(model.forward(x), y)
-        model.backward(loss_fn.backward())
+        backward(loss_fn.backward())
         opt.step()
     return step, model
 
