@@ -52,8 +52,9 @@ def test_product_layouts_agree(monkeypatch, kernel, stride, groups):
         monkeypatch.setattr(conv_algo, "SIDE_BY_SIDE_PIXELS", pixels)
         monkeypatch.setattr(conv_algo, "FEW_FILTERS", filters)
         monkeypatch.setattr(conv_algo, "ROWS_PIXELS", rows)
+        monkeypatch.setattr(conv_algo, "ROWS_MIN_CHANNELS", 10**9)
         assert conv_algo.side_by_side(g) == bool(pixels) and conv_algo.few_filters(g) == bool(filters)
-        assert conv_algo.as_rows(g) == (bool(rows) and groups == 1)
+        assert conv_algo.as_rows(g) == conv_algo.as_rows(g, forward=True) == (bool(rows) and groups == 1)
         got.append((conv.conv2d_forward(x, w, None, g), conv.conv2d_backward_filter(dy, x, g)))
     for other in got[1:]:
         for a, b in zip(got[0], other):
@@ -75,6 +76,19 @@ def test_column_blocks_match_whole_products(monkeypatch):
     np.testing.assert_allclose(got[0], got[1], rtol=1e-12, atol=1e-12)
 
 
+def test_rows_of_wide_channels_match_unfold(monkeypatch):
+    # 32 channels and filters on 16x32 float64 images: planes 4 KiB apart
+    # (the channels-last copy goes through a padded copy), forward as rows
+    # against unfold's layout.
+    rng = np.random.default_rng(6)
+    x, w = randn(rng, (2, 32, 16, 32), np.float64), randn(rng, (32, 32, 3, 3), np.float64)
+    g = _conv_geometry(x.shape, w.shape, 1, 1, 1, 1)
+    assert conv_algo.as_rows(g, forward=True) and not conv_algo.as_rows(g)
+    rows = conv.conv2d_forward(x, w, None, g)
+    monkeypatch.setattr(conv_algo, "ROWS_MIN_CHANNELS", 10**9)
+    np.testing.assert_allclose(rows, conv.conv2d_forward(x, w, None, g), rtol=1e-12, atol=1e-12)
+
+
 def test_algorithm_choice():
     geo = lambda xs, ws, s=1, p=0, d=1, gr=1: _conv_geometry(xs, ws, s, p, d, gr)  # noqa: E731
     assert conv_algo.choose(geo((2, 4, 8, 8), (4, 1, 3, 3), gr=4)) == conv_algo.DEPTHWISE
@@ -84,6 +98,10 @@ def test_algorithm_choice():
     assert conv_algo.choose_backward_data(geo((2, 4, 8, 8), (4, 4, 3, 3), p=1)) == conv_algo.TRANSPOSED
     # A first layer: few input channels, many filters.
     assert conv_algo.choose_backward_data(geo((2, 3, 8, 8), (16, 3, 3, 3), p=1)) == conv_algo.FOLD
+    # Larger images: im2row rows in the forward with 32 channels and filters or more.
+    assert not conv_algo.as_rows(geo((2, 32, 17, 16), (32, 32, 3, 3), p=1))
+    assert conv_algo.as_rows(geo((2, 32, 17, 16), (32, 32, 3, 3), p=1), forward=True)
+    assert not conv_algo.as_rows(geo((2, 16, 17, 16), (32, 16, 3, 3), p=1), forward=True)
     # Twice as many filters as channels: the gather for small images (im2row rows), else the fold.
     assert conv_algo.choose_backward_data(geo((2, 8, 16, 16), (16, 8, 3, 3), p=1)) == conv_algo.TRANSPOSED
     assert conv_algo.choose_backward_data(geo((2, 8, 17, 16), (16, 8, 3, 3), p=1)) == conv_algo.FOLD

@@ -42,6 +42,7 @@ MIN_CHUNKS = 8
 SIDE_BY_SIDE_PIXELS = 256
 FEW_FILTERS = 128
 ROWS_PIXELS = 256
+ROWS_MIN_CHANNELS = 32
 COLUMN_BLOCK = 256
 
 
@@ -95,16 +96,24 @@ def side_by_side(g) -> bool:
     return g.win.P * g.win.Q < SIDE_BY_SIDE_PIXELS
 
 
-def as_rows(g) -> bool:
+def as_rows(g, forward: bool = False) -> bool:
     """Whether an ungrouped UNFOLD convolution builds φ as im2row rows from
     a channels-last copy of the chunk: for images of at most ROWS_PIXELS
-    output pixels. Their φ in unfold's layout is copied in runs of Q (8 or
-    16) values, in rows a run of kw*C (96 to 192); the pixel-major products
-    then also run faster in OpenBLAS (its narrow side is the filters, not
-    the pixels). Per chunk of a batch-64 step, 1 thread: forward and filter
-    gradient 24-33% faster at 16x16x32 and 8x8x64, no faster at 32x32 (the
-    channels-last copy of a 32x32x16 chunk costs what the products gain)."""
-    return g.groups == 1 and g.win.P * g.win.Q <= ROWS_PIXELS
+    output pixels, and in the ``forward`` product also for larger ones with
+    ROWS_MIN_CHANNELS channels and filters or more. Small images' φ in
+    unfold's layout is copied in runs of Q (8 or 16) values, in rows a run of
+    kw*C (96 to 192); the pixel-major products then also run faster in
+    OpenBLAS (its narrow side is the filters, not the pixels). Per chunk of
+    a batch-64 step, 1 thread: forward and filter gradient 24-33% faster at
+    16x16x32 and 8x8x64. At 32x32 the channels-last copies cost about what
+    the products gain: forward 32 -> 32 channels 12% faster (22.8 -> 20.0
+    ms), 16 -> 32 the same, 16 -> 16 slower (6.1 -> 7.9 ms, against the
+    column blocks), the filter gradients 15-35% slower."""
+    if g.groups != 1:
+        return False
+    if g.win.P * g.win.Q <= ROWS_PIXELS:
+        return True
+    return forward and min(g.C, g.K) >= ROWS_MIN_CHANNELS
 
 
 def column_block(g):
