@@ -290,6 +290,22 @@ def test_fused_functions_compute_what_they_claim(case, name):
     assert 0 < (want > 0).mean() < 1  # the ReLU had something to clip
 
 
+def test_fused_runs_of_each_mode_and_peer():
+    """Every run a GPU's rows would interleave (each mode fused and separate, each peer), on the CPU's arrays."""
+    pytest.importorskip("torch")
+    case = next(c for c, _ in fused.suite("cpu", small=True) if c.name == "cifar-resnet")
+    chosen = fused.plan(case, ["gpucnn-cuda-tf32", "gpucnn-cuda-3xtf32"], ["torch-cudnn", "torch-cudnn-tf32"])
+    runs = fused.runs(case, chosen, "cpu", copies=2)
+    assert list(runs) == ["gpucnn-cuda-tf32 fused", "gpucnn-cuda-tf32 separate", "gpucnn-cuda-3xtf32 fused",
+                          "gpucnn-cuda-3xtf32 separate", "torch-cudnn-tf32", "torch-cudnn"]
+    outs = {k: fn(*inputs[1]) for k, (fn, inputs) in runs.items() if len(inputs) == 2}
+    want = outs.pop("torch-cudnn").numpy()
+    for k, y in outs.items():
+        np.testing.assert_allclose(y if isinstance(y, np.ndarray) else y.numpy(), want, rtol=1e-4, atol=1e-4,
+                                   err_msg=k)
+    assert len(outs) == 5
+
+
 def test_fused_only_from_the_cli(tmp_path, capsys):
     out = tmp_path / "all"
     assert cli.main(["bench", "--device", "cpu", "--small", "--fused-only", "--no-progress", "--out", str(out)]) == 0
