@@ -8,12 +8,15 @@
 #   2 the tensor-core primitives on the GPU          40 s   (tests/test_mma_prims.py: layouts in seconds)
 #   3 the GPU test suite (pytest -m gpu)            120 s
 #   4 compute-sanitizer memcheck, racecheck          2 x 45 s  (bench/gpu_launches.py small)
-#   5 the kernel benchmarks, math-mode rows         120 s
+#   5 the kernel benchmarks, math-mode rows          95 s   (120 s before the fused rows took 25 s of it)
+#   5b the fused rows (conv+bias+ReLU, batch norm    25 s   (after 5, whose compiled kernels CuPy's
+#     + ReLU) against the separate passes                   disk cache keeps)
 #   6 the training-step rows (lenet, vgg-small,     100 s
 #     resnet20 at batch 128 against PyTorch eager and torch.compile)
 #   7 ncu on the conv forward kernels of each mode   45 s   (bench/gpu_launches.py large)
 # The lending tool returns at most 8 files from $OUT: the logs go into one
-# tarball (logs.tar.gz) beside summary.txt and the benchmarks' tables and JSON.
+# tarball (logs.tar.gz) beside summary.txt and the benchmarks' tables and JSON
+# (bench, fused, steps: 8 files, the limit).
 set -u
 out=${1:-${OUT:-bench/results/$(date +%F)}}
 mkdir -p "$out"
@@ -37,14 +40,19 @@ step 2-primitives 40 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_mm
 step 3-gpu-tests 120 "$PY" -m pytest -q -m gpu -p no:cacheprovider --maxfail=20 tests
 step 4a-memcheck 45 compute-sanitizer --tool memcheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
 step 4b-racecheck 45 compute-sanitizer --tool racecheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
-step 5-bench 120 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-progress --budget 0.15 --out "$logs/bench" \
-    --backends gpucnn-cuda-3xtf32,torch-cudnn,torch-cudnn-tf32,gpucnn-cuda-tf32,gpucnn-cuda-fp32
+modes=gpucnn-cuda-3xtf32,torch-cudnn,torch-cudnn-tf32,gpucnn-cuda-tf32,gpucnn-cuda-fp32
+step 5-bench 95 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
+    --out "$logs/bench" --backends "$modes"
+step 5b-fused 25 "$PY" -m gpucnn.cli bench --device cuda --fused-only --no-progress --budget 0.3 \
+    --out "$logs/fused" --backends "$modes"
 step 6-steps 100 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-progress --out "$logs/steps"
 step 7-ncu 45 ncu --clock-control none --kernel-name regex:"conv2d_forward_(f32|tf32_128|3xtf32_128)" \
     --launch-count 3 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
 
 cp "$logs"/bench/*.md "$out/bench.md" 2>/dev/null
 cp "$logs"/bench/*.json "$out/bench.json" 2>/dev/null
+cp "$logs"/fused/*.md "$out/fused.md" 2>/dev/null
+cp "$logs"/fused/*.json "$out/fused.json" 2>/dev/null
 cp "$logs"/steps/*.md "$out/steps.md" 2>/dev/null
 cp "$logs"/steps/*.json "$out/steps.json" 2>/dev/null
 tar -czf "$out/logs.tar.gz" -C "$logs" .

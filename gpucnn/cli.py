@@ -124,13 +124,15 @@ def _train(args) -> int:
 
 def _bench(args) -> int:
     from gpucnn.bench import check, report, run
-    device, backends = check.arguments(args.device, args.backends, args.only, args.small, args.steps_only)
+    device, backends = check.arguments(args.device, args.backends, args.only, args.small, args.steps_only,
+                                        args.fused_only)
     from gpucnn.cuda import algo
     with _say("bench"), algo.override(args.algo):
         res = run.run(device, backends=backends, small=args.small, only=args.only, budget_s=args.budget,
                       threads=args.threads, train=not args.no_train, progress=args.progress,
                       steps_only=args.steps_only, compile_torch=args.torch_compile,
-                      step_threads=args.step_threads, busy=args.busy)
+                      step_threads=args.step_threads, busy=args.busy, with_fused=args.fused,
+                      fused_only=args.fused_only)
     paths = report.save(res, args.out)
     print(report.table(res))
     print(f"wrote {paths['json']}, {paths['table']}"
@@ -148,7 +150,7 @@ def _add_bench(sub, common) -> None:
                    "torch-cudnn, torch-cpu and the math modes gpucnn-cuda-tf32, gpucnn-cuda-3xtf32, "
                    "gpucnn-cuda-fp32, torch-cudnn-tf32 (default: all that run here)")
     p.add_argument("--only", help="run only the cases whose label contains this (with --steps-only: the "
-                   "models whose name does; default: every case)")
+                   "models whose name does; with --fused-only: the fused rows' cases; default: every case)")
     p.add_argument("--small", action="store_true", help="tiny shapes: checks the harness, not speed")
     p.add_argument("--budget", type=_number(float, 0, lo_open=True),
                    help="seconds of timed runs per case and pass (default: 1, or 0.05 with --small)")
@@ -156,6 +158,9 @@ def _add_bench(sub, common) -> None:
                    help="CPU threads for NumPy's BLAS, PyTorch and gpucnn (default: GPUCNN_THREADS or all cores)")
     p.add_argument("--no-train", action="store_true", help="skip the training-step benchmark")
     p.add_argument("--steps-only", action="store_true", help="only the training-step benchmark")
+    p.add_argument("--fused-only", action="store_true", help="only the fused rows: conv2d_bias_relu and "
+                   "batch_norm2d_relu against the separate passes and PyTorch's unfused pair")
+    p.add_argument("--no-fused", dest="fused", action="store_false", help="skip the fused rows")
     p.add_argument("--no-torch-compile", dest="torch_compile", action="store_false",
                    help="leave torch.compile out of the training-step benchmark")
     p.add_argument("--algo", help="force the convolution algorithm as GPUCNN_CONV_ALGO does: direct, "

@@ -10,7 +10,8 @@ import pytest
 
 from gpucnn import cli
 from gpucnn.usage import UsageError
-from gpucnn.bench import cases, cpu_steps, ops, report, run, steps, timing
+from gpucnn import backend
+from gpucnn.bench import cases, cpu_steps, fused, ops, report, run, steps, timing
 
 
 def _case(name, kind=cases.ConvCase):
@@ -123,6 +124,7 @@ def test_cpu_run_end_to_end(tmp_path):
         for p in names[1:]:
             assert r["ratio"][p] == pytest.approx(ms / r["ms"][p])
         assert r["batch"] == 1 and r["full_batch"] == 64
+    assert [(f["name"], f["ours"]) for f in res["fused"]] == [("mnist-2", names[0])]  # the fused rows --only picks
     paths = report.save(res, tmp_path)
     assert json.loads(paths["json"].read_text()) == json.loads(json.dumps(res))
     assert "1 of 64" in paths["table"].read_text()
@@ -249,3 +251,91 @@ def test_cli_bench_algo_argument(tmp_path, monkeypatch):
     assert seen == [("gemm", 2)] and algo._forced() is None
     with pytest.raises(ValueError, match="GPUCNN_CONV_ALGO"):
         cli.main(["bench", "--device", "cpu", "--algo", "winograd", "--no-progress"])
+
+
+def test_fused_suite_and_pairs():
+    """mnist-2 and cifar-resnet, batch norm on cifar-resnet's output (>= 25 MB), each mode against its peer."""
+    gpu = fused.suite("cuda")
+    assert [c.name for c, _ in gpu] == ["mnist-2", "cifar-resnet", "batchnorm"]
+    conv, bn = gpu[1][0], gpu[2][0]
+    assert (bn.N, bn.C, bn.H, bn.W) == (conv.N, conv.K, *conv.out_hw()) == (128, 64, 32, 32)
+    assert 4 * 128 * 64 * 32 * 32 >= 25e6
+    assert [c.N for c, _ in fused.suite("cpu")] == [cases.cpu_batch(c) for c, _ in gpu]
+    ours, peers = ["gpucnn-cuda-tf32", "gpucnn-cuda-3xtf32"], ["torch-cudnn", "torch-cudnn-tf32"]
+    assert fused.plan(conv, ours, peers) == {"gpucnn-cuda-tf32": "torch-cudnn-tf32",
+                                             "gpucnn-cuda-3xtf32": "torch-cudnn"}
+    assert fused.plan(bn, ours, peers) == {"gpucnn-cuda-tf32": "torch-cudnn"}  # no math mode in batch norm
+    assert fused.plan(conv, ["gpucnn-numpy"], []) == {"gpucnn-numpy": None}
+
+
+@pytest.mark.parametrize("name", ["numpy", "emulator"])
+@pytest.mark.parametrize("case", [c for c, _ in fused.suite("cpu", small=True)], ids=lambda c: c.label())
+def test_fused_functions_compute_what_they_claim(case, name):
+    """Fused equals separate bit for bit (fused.py's promise), both equal the
+    NumPy reference's and PyTorch's unfused pair, which the rows time as the peer."""
+    torch = pytest.importorskip("torch")
+    if not backend.available(name)[0]:
+        pytest.skip(f"{name}: {backend.available(name)[1]}")
+    a = fused.arrays(case, np.random.default_rng(0))
+    f, s = fused.functions(case)
+
+    def on(b):
+        with backend.use_backend(b):
+            return f(a), s(a)
+    (got_f, got_s), (ref, _) = on(name), on("numpy")
+    want = ops.no_grad(fused.torch_function(case))({k: torch.from_numpy(v.copy()) for k, v in a.items()}).numpy()
+    np.testing.assert_array_equal(got_f, got_s)
+    np.testing.assert_allclose(got_f, ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got_f, want, rtol=1e-4, atol=1e-4)
+    assert 0 < (want > 0).mean() < 1  # the ReLU had something to clip
+
+
+def test_fused_runs_of_each_mode_and_peer():
+    """Every run a GPU's rows would interleave (each mode fused and separate, each peer), on the CPU's arrays."""
+    pytest.importorskip("torch")
+    case = next(c for c, _ in fused.suite("cpu", small=True) if c.name == "cifar-resnet")
+    chosen = fused.plan(case, ["gpucnn-cuda-tf32", "gpucnn-cuda-3xtf32"], ["torch-cudnn", "torch-cudnn-tf32"])
+    runs = fused.runs(case, chosen, "cpu", copies=2)
+    assert list(runs) == ["gpucnn-cuda-tf32 fused", "gpucnn-cuda-tf32 separate", "gpucnn-cuda-3xtf32 fused",
+                          "gpucnn-cuda-3xtf32 separate", "torch-cudnn-tf32", "torch-cudnn"]
+    outs = {k: fn(*inputs[1]) for k, (fn, inputs) in runs.items() if len(inputs) == 2}
+    want = outs.pop("torch-cudnn").numpy()
+    for k, y in outs.items():
+        np.testing.assert_allclose(y if isinstance(y, np.ndarray) else y.numpy(), want, rtol=1e-4, atol=1e-4,
+                                   err_msg=k)
+    assert len(outs) == 5
+
+
+def test_fused_only_from_the_cli(tmp_path, capsys):
+    out = tmp_path / "all"
+    assert cli.main(["bench", "--device", "cpu", "--small", "--fused-only", "--no-progress", "--out", str(out)]) == 0
+    (js,) = out.glob("bench-cpu-fused-*.json")
+    res = json.loads(js.read_text())
+    assert res["rows"] == [] and res["train"] == [] and res["fused_only"]
+    assert [(r["op"], r["name"]) for r in res["fused"]] == [
+        ("conv2d_bias_relu", "mnist-2"), ("conv2d_bias_relu", "cifar-resnet"), ("batch_norm2d_relu", "batchnorm")]
+    for r in res["fused"]:
+        assert r["ours"] == "gpucnn-numpy" and r["speedup"] == pytest.approx(r["separate_ms"] / r["fused_ms"])
+        if r["peer"]:
+            assert r["peer"] == "torch-cpu" and r["vs_peer"] == pytest.approx(r["fused_ms"] / r["peer_ms"])
+    text = capsys.readouterr().out
+    assert "| conv2d_bias_relu | mnist-2 1x8x14x14 K8 5x5/1 p2 | 1 of 64 | gpucnn-numpy |" in text
+    assert "batch_norm2d_relu: fused 3" not in text and "the NumPy backend" in text  # the CPU's pass count
+    assert cli.main(["bench", "--device", "cpu", "--small", "--fused-only", "--only", "batchnorm", "--backends",
+                     "gpucnn-numpy", "--no-progress", "--out", str(tmp_path / "bn")]) == 0
+    (js,) = (tmp_path / "bn").glob("bench-cpu-fused-*.json")
+    (r,) = json.loads(js.read_text())["fused"]
+    assert r["op"] == "batch_norm2d_relu" and r["peer"] is None
+    assert "| batch_norm2d_relu | batchnorm 1x4x16x24 | 1 of 128 | gpucnn-numpy |" in capsys.readouterr().out
+
+
+def test_fused_table_on_a_gpu_run():
+    """The CUDA pass counts and a mode's row, from a result a GPU run would write."""
+    row = {"case": "mnist-2 64x32x14x14 K64 5x5/1 p2", "op": "conv2d_bias_relu", "ours": "gpucnn-cuda-tf32",
+           "batch": 64, "full_batch": 64, "output_bytes": 3_211_264, "fused_ms": 0.05, "separate_ms": 0.08,
+           "speedup": 1.6, "peer": "torch-cudnn-tf32", "peer_ms": 0.04, "vs_peer": 1.25}
+    text = "\n".join(fused.table({"device": "cuda", "fused": [row]}))
+    assert ("| conv2d_bias_relu | mnist-2 64x32x14x14 K64 5x5/1 p2 | 64 | gpucnn-cuda-tf32 | 0.050 | 0.080 | 1.60 "
+            "| torch-cudnn-tf32 | 0.040 | 1.25 |") in text
+    assert "conv2d_bias_relu: fused 1" in text and "separate 3" in text and "3.21 MB" in text
+    assert fused.table({"device": "cuda", "fused": []}) == []

@@ -167,12 +167,13 @@ def cpu_batch(case) -> int:
     return N
 
 
-def suite(device: str, small: bool = False, only: str | None = None):
-    """[(case to run, the suite's batch)]: full batch on a GPU, cpu_batch on a
-    CPU; ``small`` shrinks every case to batch 1 and at most 16x24 (for tests
-    of the measurement code); ``only`` keeps cases whose label contains it."""
+def suite(device: str, small: bool = False, only: str | None = None, of=None):
+    """[(case to run, the suite's batch)] of the cases ``of`` (default: CONV
+    and MEM): full batch on a GPU, cpu_batch on a CPU; ``small`` shrinks every
+    case to batch 1 and at most 16x24 (for tests of the measurement code);
+    ``only`` keeps cases whose label contains it."""
     out = []
-    for full in CONV + MEM:
+    for full in (CONV + MEM if of is None else of):
         case = full
         if small:
             case = _shrink(case)

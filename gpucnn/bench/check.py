@@ -3,7 +3,7 @@ device that is there, known peers that can run here, an --only that
 matches a case."""
 from __future__ import annotations
 
-from gpucnn.bench import cases, run, steps
+from gpucnn.bench import cases, fused, run, steps
 from gpucnn.usage import UsageError
 
 
@@ -27,9 +27,13 @@ def _peer_available(name: str, device: str) -> str:
     return ""
 
 
-def arguments(device: str, backends: str | None, only: str | None, small: bool, steps_only: bool = False):
+def arguments(device: str, backends: str | None, only: str | None, small: bool, steps_only: bool = False,
+              fused_only: bool = False):
     """(device, backend names or None for the default), or a UsageError.
-    With ``steps_only``, ``only`` picks training-step models, not cases."""
+    With ``steps_only``, ``only`` picks training-step models, not cases; with
+    ``fused_only``, cases of the fused rows."""
+    if steps_only and fused_only:
+        raise UsageError("--steps-only and --fused-only exclude each other: give one (or neither, for all rows)")
     if device == "auto":
         device = "cuda" if _gpu()[0] else "cpu"
     elif device == "cuda":
@@ -51,7 +55,10 @@ def arguments(device: str, backends: str | None, only: str | None, small: bool, 
         if not steps.models(only):
             raise UsageError(f"--only {only!r} matches no model of the training-step rows; the models are: "
                              f"{', '.join(m for m, *_ in cases.STEPS)}")
-    elif only is not None and not cases.suite(device, small=small, only=only):
-        known = dict.fromkeys(c.label() for c, _ in cases.suite(device, small=small))
-        raise UsageError(f"--only {only!r} matches no case; the cases are: {', '.join(known)}")
+    elif only is not None:
+        suites = [fused.suite] if fused_only else [cases.suite, fused.suite]
+        if not any(s(device, small=small, only=only) for s in suites):
+            known = dict.fromkeys(c.label() for s in suites for c, _ in s(device, small=small))
+            raise UsageError(f"--only {only!r} matches no case{' of the fused rows' * fused_only}; "
+                             f"the cases are: {', '.join(known)}")
     return device, names

@@ -35,7 +35,8 @@ def _arrays(case, direction, rng):
     return {"x": x, "dy": r(c.N, c.C, P, Q)}
 
 
-def _to(a, backend_name, device):
+def to_backend(a, backend_name, device):
+    """NumPy array a as the backend takes it: a tensor for torch, a CuPy array for ours on a GPU."""
     if backend_name == "torch":
         import torch
         return torch.from_numpy(a).to(device)
@@ -54,7 +55,7 @@ def _inputs(case, direction, backend_name, device, copies, seed):
             from gpucnn.reference.pool import max_pool2d_forward
             _, idx = max_pool2d_forward(a["x"], _win(case))
             a["idx"] = idx
-        sets.append({k: _to(v, backend_name, device) for k, v in a.items()})
+        sets.append({k: to_backend(v, backend_name, device) for k, v in a.items()})
     return sets
 
 
@@ -112,11 +113,14 @@ def build(case, direction, backend_name, device="cpu", copies=1, seed=0):
     """(fn, inputs) for one backend; the same seed gives every backend the same data."""
     fn = (_torch_fn if backend_name == "torch" else _gpucnn_fn)(case, direction)
     sets = _inputs(case, direction, backend_name, device, copies, seed)
-    if backend_name == "torch":
-        import torch
-        inner = fn
+    return (no_grad(fn) if backend_name == "torch" else fn), [(a,) for a in sets]
 
-        def fn(a):
-            with torch.no_grad():
-                return inner(a)
-    return fn, [(a,) for a in sets]
+
+def no_grad(fn):
+    """fn run under torch.no_grad: the peers time inference, no autograd graph."""
+    import torch
+
+    def run(*args):
+        with torch.no_grad():
+            return fn(*args)
+    return run

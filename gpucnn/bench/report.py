@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 
-def _fmt_ms(ms):
+def fmt_ms(ms):
     return f"{ms:.3f}" if ms < 10 else f"{ms:.1f}"
 
 
@@ -29,7 +29,7 @@ def table(res) -> str:
         batch = str(r["batch"]) if r["batch"] == r["full_batch"] else f"{r['batch']} of {r['full_batch']}"
         rate = f"{r['gflops']:.1f} GFLOP/s" if r["kind"] == "conv" else f"{r['gbps']:.1f} GB/s"
         cells = ([r["case"], batch, r["pass"]]
-                 + [_fmt_ms(r["ms"][n]) for n in names] + [rate, f"{100 * r['fraction_of_limit']:.0f}%"]
+                 + [fmt_ms(r["ms"][n]) for n in names] + [rate, f"{100 * r['fraction_of_limit']:.0f}%"]
                  + [f"{r['ratio'][p]:.2f}" for p in peers])
         lines.append("| " + " | ".join(cells) + " |")
     if peers and res["rows"]:
@@ -37,8 +37,8 @@ def table(res) -> str:
                   "| op and pass | " + " | ".join(peers) + " |", "|---|" + "---|" * len(peers)]
         for key, g in res["geomean_ratio"].items():
             lines.append(f"| {key} | " + " | ".join(f"{g[p]:.2f}" for p in peers) + " |")
-    from gpucnn.bench import modes
-    lines += modes.table(res)
+    from gpucnn.bench import fused, modes
+    lines += modes.table(res) + fused.table(res)
     if res.get("train"):
         lines += step_table(res["train"], ours)
     return "\n".join(lines) + "\n"
@@ -131,8 +131,10 @@ def roofline(res, path) -> Path | None:
 
 
 def _stem(res):
-    """bench-DEVICE-DATE, or bench-DEVICE-steps-DATE for a run of the step rows only (so both fit one folder)."""
-    return f"bench-{res['device']}{'-steps' if res.get('steps_only') else ''}-{res['date'][:10]}"
+    """bench-DEVICE-DATE, or bench-DEVICE-steps-DATE (-fused-) for a run of the step (fused) rows only,
+    so that they fit one folder."""
+    only = "-steps" if res.get("steps_only") else "-fused" if res.get("fused_only") else ""
+    return f"bench-{res['device']}{only}-{res['date'][:10]}"
 
 
 def save(res, out_dir) -> dict:

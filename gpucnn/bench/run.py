@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from gpucnn.bench import cases, limits, modes, ops, steps, timing
+from gpucnn.bench import cases, fused, limits, modes, ops, steps, timing
 
 # Backend names: what runs, and where. The first of a run is ours.
 BACKENDS = {"gpucnn-cuda": ("gpucnn", "cuda"), "gpucnn-numpy": ("gpucnn", "cpu"),
@@ -115,15 +115,18 @@ class Bar:
 
 
 def run(device="cpu", backends=None, small=False, only=None, budget_s=None, threads=None,
-        train=True, progress=True, steps_only=False, compile_torch=True, step_threads=None, busy=True):
+        train=True, progress=True, steps_only=False, compile_torch=True, step_threads=None, busy=True,
+        with_fused=True, fused_only=False):
     """Run the suite; see the module docstring. GPUCNN_THREADS is restored after.
     ``train``: also the training-step rows (``steps``); ``steps_only``: only those;
     on a CPU ``step_threads`` (default 1 and 2) and ``busy`` choose the step rows'
-    thread counts and whether they are timed again with one core busy."""
+    thread counts and whether they are timed again with one core busy.
+    ``with_fused``: also the fused rows (``fused``); ``fused_only``: only those."""
     saved = os.environ.get("GPUCNN_THREADS")
     try:
-        return _run(device, backends, small, only, budget_s, threads, train or steps_only, progress,
-                    steps_only, compile_torch, step_threads, busy)
+        return _run(device, backends, small, only, budget_s, threads, (train or steps_only) and not fused_only,
+                    progress, steps_only, compile_torch, step_threads, busy,
+                    (with_fused or fused_only) and not steps_only, fused_only)
     finally:
         if saved is None:
             os.environ.pop("GPUCNN_THREADS", None)
@@ -144,7 +147,7 @@ def _passive_omp() -> str | None:
 
 
 def _run(device, backends, small, only, budget_s, threads, train, progress, steps_only, compile_torch,
-         step_threads=None, busy=True):
+         step_threads=None, busy=True, with_fused=True, fused_only=False):
     omp_policy = _passive_omp()
     if threads is None:
         from gpucnn.reference import workspace
@@ -159,10 +162,11 @@ def _run(device, backends, small, only, budget_s, threads, train, progress, step
     clocks = {n: timing.clock(BACKENDS[n][1]) for n in names}
     lim = limits.cuda() if device == "cuda" else limits.cpu(threads, **(
         {"copy_bytes": 8 * 2**20, "n": 256, "reps": 2} if small else {}))
-    todo = [] if steps_only else [(c, full_n, d) for c, full_n in cases.suite(device, small=small, only=only)
-                                  for d in cases.PASSES[c.kind]]
+    todo = [] if steps_only or fused_only else [
+        (c, full_n, d) for c, full_n in cases.suite(device, small=small, only=only) for d in cases.PASSES[c.kind]]
     step_models = steps.models(only if steps_only else None) if train else []
-    bar = Bar(len(todo) + len(step_models), enabled=progress)
+    fused_todo = fused.suite(device, small=small, only=only) if with_fused else []
+    bar = Bar(len(todo) + len(fused_todo) + len(step_models), enabled=progress)
     rows = []
     for case, full_n, direction in todo:
         copies = 1 if small else _copies(case, device)
@@ -174,6 +178,7 @@ def _run(device, backends, small, only, budget_s, threads, train, progress, step
         rows.append(_row(case, direction, res, full_n, lim, names))
         bar.step(f"{case.label()} {direction}")
         del runs
+    fused_rows = _fused_rows(fused_todo, names, device, small, budget_s, bar)
     step_rows = []
     if train:
         step_rows = steps.run_steps(device, small, budget_s, clocks[names[0]], compile_torch=compile_torch,
@@ -184,7 +189,24 @@ def _run(device, backends, small, only, budget_s, threads, train, progress, step
             "device": device, "machine": machine(device), "versions": versions(),
             "threads": thread_counts, "omp_wait_policy": omp_policy, "load_average": _loadavg(), "backends": names, "ours": names[0],
             "limits": lim, "rows": rows, "geomean_ratio": geomeans(rows, names),
-            "mode_geomeans": modes.geomeans(rows), "train": step_rows, "steps_only": steps_only}
+            "mode_geomeans": modes.geomeans(rows), "fused": fused_rows, "train": step_rows, "steps_only": steps_only,
+            "fused_only": fused_only}
+
+
+def _fused_rows(todo, names, device, small, budget_s, bar):
+    """The fused rows of ``todo`` ([(case, full batch)]): ours and the peers that run on ``device``."""
+    ours = [n for n in names if BACKENDS[n] == ("gpucnn", device)]
+    peers = [n for n in names if BACKENDS[n] == ("torch", device)]
+    clk, out = timing.clock(device), []
+    for case, full_n in todo:
+        chosen = fused.plan(case, ours, peers)
+        if chosen:
+            runs = fused.runs(case, chosen, device, 1 if small else _copies(case, device))
+            res = timing.interleaved(clk, runs, budget_s=budget_s, min_reps=3 if small else 5)
+            out += fused.rows(case, full_n, res, chosen)
+            del runs
+        bar.step(f"{case.label()} fused")
+    return out
 
 
 def _loadavg():

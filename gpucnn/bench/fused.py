@@ -1,0 +1,192 @@
+"""The fused rows of ``gpucnn bench``: each fused op (one call) against what
+the unfused layers run for the same result (gpucnn.nn.fusion), and against
+PyTorch's unfused pair for reference, timed side by side.
+
+  conv2d_bias_relu   fused: conv2d_forward(x, w, b, relu=True)
+                     separate: conv2d_forward(x, w, b), then relu_forward
+                     peer: F.conv2d(x, w, b), then torch.relu
+  batch_norm2d_relu  fused: batch_norm_stats, batch_norm_apply(relu=True)
+                     separate: batch_norm_stats, batch_norm_apply, then relu_forward
+                     peer: F.batch_norm(training=True), then torch.relu
+
+Issue 11's target is separate / fused >= 1.2 for conv2d_bias_relu on mnist-2
+and cifar-resnet. Batch norm runs on cifar-resnet's output (128x64x32x32,
+33.6 MB in float32). A convolution row is timed in each of our math modes
+the run has, against the peer of that mode (``modes.PAIRS``); batch norm,
+which no math mode changes, in the run's first of ours only.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from gpucnn import backend
+from gpucnn.bench import cases, modes, ops
+from gpucnn.bench.report import fmt_ms
+from gpucnn.functional.conv import _conv_geometry
+
+CONV_CASES = ("mnist-2", "cifar-resnet")
+BN_OF = "cifar-resnet"
+MOMENTUM, EPS = 0.1, 1e-5  # BatchNorm2D's defaults
+OP = {"conv": "conv2d_bias_relu", "bn": "batch_norm2d_relu"}
+
+# Passes over a tensor of the output's size, (fused, separate), counted from
+# the launch code (gpucnn/cuda/conv.py, norm.py, relu.py) and the reference.
+PASSES = {
+    "cuda": ["conv2d_bias_relu: fused 1 (the GEMM's epilogue adds the bias, applies the ReLU and writes y), "
+             "separate 3 (the GEMM writes y; relu_forward reads it and writes a second tensor); a split "
+             "reduction adds the same passes to both sides (its parts, written, then read by conv2d_sum_splits)",
+             "batch_norm2d_relu: fused 3 (the statistics read x; the apply reads x and writes y), separate 5 "
+             "(the same, then relu_forward reads y and writes a second tensor)"],
+    "cpu": ["the NumPy backend: the reference's fused option runs relu_forward after the op, so both sides "
+            "make the same passes (conv2d_bias_relu 3, batch_norm2d_relu 5), the separate side through one "
+            "more dispatch; the saving in passes is the CUDA kernels'"],
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class BnCase:
+    """Batch norm in training (running statistics given) then ReLU on (N, C, H, W) float32."""
+
+    name: str
+    N: int
+    C: int
+    H: int
+    W: int
+    kind = "bn"
+
+    def nbytes(self, direction="forward", N=None):
+        """x read and y written once, either direction (cases.cpu_batch's budget of a memory-bound op)."""
+        N = self.N if N is None else N
+        return 2 * cases.F32 * N * self.C * self.H * self.W
+
+    def with_batch(self, N):
+        return dataclasses.replace(self, N=N)
+
+    def label(self):
+        return f"{self.name} {self.N}x{self.C}x{self.H}x{self.W}"
+
+
+def suite(device: str, small: bool = False, only: str | None = None):
+    """[(case, the suite's batch)], scaled for the device as cases.suite scales the rest."""
+    convs = [c for c in cases.CONV if c.name in CONV_CASES]
+    src = next(c for c in convs if c.name == BN_OF)
+    bn = BnCase("batchnorm", src.N, src.K, *src.out_hw())
+    return cases.suite(device, small, only, of=convs + [bn])
+
+
+def plan(case, ours: list[str], peers: list[str]) -> dict:
+    """{our backend: its peer or None}: of ours, every math mode for a
+    convolution and the first only for batch norm; the peer of the tf32
+    mode is cuDNN with TF32 allowed, every other one's the strict peer."""
+    strict = [p for p in peers if p != "torch-cudnn-tf32"]
+    out = {}
+    for n in ours if case.kind == "conv" else ours[:1]:
+        tf32 = case.kind == "conv" and modes.MODE_OF.get(n) == "tf32" and "torch-cudnn-tf32" in peers
+        out[n] = "torch-cudnn-tf32" if tf32 else (strict[0] if strict else None)
+    return out
+
+
+def functions(case):
+    """(fused, separate) of ours, each fn(a) on a dict of inputs, through the internal dispatch."""
+    call = backend.call
+    if case.kind == "conv":
+        g = _conv_geometry((case.N, case.C, case.H, case.W), (case.K, case.C // case.groups, case.R, case.S),
+                           case.stride, case.pad, case.dilation, case.groups)
+
+        def first(a, relu):
+            return call("conv", "conv2d_forward", a["x"], a["w"], a["b"], g, relu)
+    else:
+        def first(a, relu):
+            mean, invstd, _, _ = call("norm", "batch_norm_stats", a["x"], a["running_mean"], a["running_var"],
+                                      MOMENTUM, EPS)
+            return call("norm", "batch_norm_apply", a["x"], mean, invstd, a["gamma"], a["beta"], relu)
+    return (lambda a: first(a, True)), (lambda a: call("relu", "relu_forward", first(a, False), 0.0))
+
+
+def torch_function(case):
+    """PyTorch's unfused pair for the case, fn(a) on a dict of tensors."""
+    import torch
+    F = torch.nn.functional
+    if case.kind == "conv":
+        s, p, d = [case.stride] * 2, [case.pad] * 2, [case.dilation] * 2
+        return lambda a: torch.relu(F.conv2d(a["x"], a["w"], a["b"], s, p, d, case.groups))
+    return lambda a: torch.relu(F.batch_norm(a["x"], a["running_mean"], a["running_var"], a["gamma"], a["beta"],
+                                             True, MOMENTUM, EPS))
+
+
+def arrays(case, rng) -> dict:
+    """NumPy float32 inputs of one call."""
+    def r(*shape):
+        return rng.standard_normal(shape, dtype=np.float32)
+
+    c = case
+    if c.kind == "conv":
+        return {"x": r(c.N, c.C, c.H, c.W), "w": r(c.K, c.C // c.groups, c.R, c.S), "b": r(c.K)}
+    return {"x": r(c.N, c.C, c.H, c.W), "gamma": r(c.C), "beta": r(c.C),
+            "running_mean": np.zeros(c.C, np.float32), "running_var": np.ones(c.C, np.float32)}
+
+
+def runs(case, chosen: dict, device: str, copies: int, seed=0) -> dict:
+    """{run name: (fn, inputs)} for ``timing.interleaved``: "<ours> fused" and
+    "<ours> separate" in each of ours' math modes, then each peer once;
+    every run sees the same ``copies`` input sets (rotated between calls)."""
+    rng = np.random.default_rng(seed)
+    sets = [arrays(case, rng) for _ in range(copies)]
+
+    def inputs(lib):
+        # Copies: F.batch_norm updates the running statistics in place, and
+        # torch.from_numpy would share them with ours on a CPU.
+        return [({k: ops.to_backend(v.copy(), lib, device) for k, v in a.items()},) for a in sets]
+
+    out = {}
+    fused, separate = functions(case)
+    ours = inputs("gpucnn")
+    for n in chosen:
+        out[f"{n} fused"], out[f"{n} separate"] = (modes.wrap(n, fused), ours), (modes.wrap(n, separate), ours)
+    for p in dict.fromkeys(p for p in chosen.values() if p):
+        out[p] = (modes.wrap(p, ops.no_grad(torch_function(case))), inputs("torch"))
+    return out
+
+
+def rows(case, full_n: int, res: dict, chosen: dict) -> list[dict]:
+    """One row per backend of ours: the medians of ``res`` (timing.interleaved's) and their ratios."""
+    out = []
+    for n, peer in chosen.items():
+        f, s = res[f"{n} fused"]["ms"], res[f"{n} separate"]["ms"]
+        row = {"case": case.label(), "name": case.name, "op": OP[case.kind], "ours": n, "batch": case.N,
+               "full_batch": full_n, "output_bytes": _output_bytes(case), "fused_ms": f, "separate_ms": s,
+               "speedup": s / f, "peer": peer, "peer_ms": None, "vs_peer": None,
+               "reps": res[f"{n} fused"]["samples"]}
+        if peer:
+            row["peer_ms"] = res[peer]["ms"]
+            row["vs_peer"] = f / row["peer_ms"]
+        out.append(row)
+    return out
+
+
+def _output_bytes(case):
+    P, Q = case.out_hw() if case.kind == "conv" else (case.H, case.W)
+    return cases.F32 * case.N * (case.K if case.kind == "conv" else case.C) * P * Q
+
+
+def table(res) -> list[str]:
+    """Markdown lines of the fused table and its notes (empty when no fused row ran)."""
+    rows = res.get("fused")
+    if not rows:
+        return []
+    head = ["op", "case", "batch", "ours", "fused ms", "separate ms", "separate / fused", "peer (unfused)",
+            "peer ms", "fused / peer"]
+    lines = ["", "Fused ops: ours as one op (fused) and as the unfused layers run it (separate), and PyTorch's "
+             "unfused pair; 'separate / fused' above 1 is the fusion's gain (issue 11's target: >= 1.2 for "
+             "conv2d_bias_relu on mnist-2 and cifar-resnet), 'fused / peer' below 1 is faster than the peer.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        batch = str(r["batch"]) if r["batch"] == r["full_batch"] else f"{r['batch']} of {r['full_batch']}"
+        peer = ([r["peer"], fmt_ms(r["peer_ms"]), f"{r['vs_peer']:.2f}"] if r["peer"] else ["-"] * 3)
+        lines.append("| " + " | ".join([r["op"], r["case"], batch, r["ours"], fmt_ms(r["fused_ms"]),
+                                          fmt_ms(r["separate_ms"]), f"{r['speedup']:.2f}"] + peer) + " |")
+    sizes = ", ".join(dict.fromkeys(f"{r['case']}: {r['output_bytes'] / 1e6:.3g} MB" for r in rows))
+    notes = [f"Passes over a tensor of the output's size ({sizes}):"] + PASSES[res["device"]]
+    return lines + ["", notes[0]] + [f"- {n}" for n in notes[1:]]
