@@ -28,6 +28,8 @@ ReLU's mask of a fused batch norm + ReLU applied inside the same blocks.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from gpucnn.reference import workspace
@@ -44,18 +46,26 @@ def _image(v, x, dtype=None):
 
 
 def _blocks(fn, x):
-    """fn(a, b) over blocks of x's images (``relu.chunk_bytes``) on
-    ``workspace`` threads, BLAS on one thread a caller (its products then do
-    not depend on the thread count)."""
-    with workspace.blas_threads(1):
-        workspace.chunked(fn, x.shape[0], x.itemsize * (x.size // max(1, x.shape[0])), chunk_bytes())
+    """fn(a, b) over blocks of x's images (``relu.chunk_bytes``) on ``workspace`` threads."""
+    workspace.chunked(fn, x.shape[0], x.itemsize * (x.size // max(1, x.shape[0])), chunk_bytes())
+
+
+def _one_blas_thread(fn):
+    """fn with BLAS on one thread a caller, set once a call (3 us a switch):
+    the per-plane products then do not depend on the thread count, and our
+    threads do not share the cores with BLAS's."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        with workspace.blas_threads(1):
+            return fn(*args, **kwargs)
+    return run
 
 
 def _plane_sums(a, b=None):
     """Per-channel float64 sums of a block a (n, C, H, W), or of a * b: each
     plane's in a's dtype by BLAS (a product with ones, a batch of dots: 13 us
     a MiB against 45 for NumPy's pairwise sum, 111 on 8x8 planes), the
-    planes' in float64."""
+    planes' in float64. BLAS on one thread (``_one_blas_thread``)."""
     rows = a.reshape(a.shape[0] * a.shape[1], -1)
     if b is None:
         s = rows @ np.ones(rows.shape[1], a.dtype)
@@ -81,14 +91,15 @@ def _summed(x, block):
     return sums
 
 
+@_one_blas_thread
 def channel_sums(x):
     """Per-channel float64 sums of x (N, C, H, W) (a bias gradient), in one
     BLAS call on one thread: blocks on two threads took 1.5x longer
     (64x16x32x32: 0.075 ms in one call, 0.110 in blocks)."""
-    with workspace.blas_threads(1):
-        return _plane_sums(x)
+    return _plane_sums(x)
 
 
+@_one_blas_thread
 def batch_norm_stats(x, running_mean, running_var, momentum, eps):
     """(mean, invstd, new running_mean, new running_var) of x's channels; the
     running pair is None when not given. Inputs are never modified."""
@@ -138,6 +149,7 @@ def batch_norm_apply(x, mean, invstd, gamma, beta, relu=False):
     return y
 
 
+@_one_blas_thread
 def batch_norm_backward(dy, x, mean, invstd, gamma, batch_stats, y=None):
     """(dx, dgamma, dbeta) given the forward's per-channel mean and invstd;
     ``batch_stats`` says whether they were the batch's (functions of x) or
