@@ -13,6 +13,7 @@ of the repetitions.
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import sys
 from pathlib import Path
@@ -130,6 +131,9 @@ def main(argv=None):
         sides["base"] = _ours("gpucnn_base")
     counts = [t for t in (1, 2) if t <= cpu_steps.cores()]
     names = list(sides) + ["torch"]
+    print(f"median ms of interleaved calls; {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
+          f"{cpu_steps.cores()} CPUs, load average {os.getloadavg()[0]:.2f}, numpy {np.__version__}, "
+          f"torch {torch.__version__}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     print(f"{'op':18} {'shape':16} thr " + " ".join(f"{n:>7}" for n in names) + "  ours/torch")
     for op, shape in _cases(args.only):
         a, t = _arrays(shape)
