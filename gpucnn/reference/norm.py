@@ -67,11 +67,12 @@ def _plane_sums(a, b=None):
     against 45 for NumPy's pairwise sum along each plane, 111 on 8x8 planes;
     a batch of dots), the planes' in float64. BLAS on one thread
     (``_one_blas_thread``)."""
-    rows = a.reshape(a.shape[0] * a.shape[1], -1)
+    n, C, H, W = a.shape
+    rows = a.reshape(n * C, H * W)
     if b is None:
-        s = rows @ np.ones(rows.shape[1], a.dtype)
+        s = rows @ np.ones(H * W, a.dtype)
     else:
-        s = np.matmul(rows[:, None, :], b.reshape(len(rows), -1, 1)).reshape(-1)
+        s = np.matmul(rows[:, None, :], b.reshape(n * C, H * W, 1)).reshape(-1)
     return s.reshape(a.shape[:2]).astype(np.float64).sum(axis=0)
 
 
