@@ -155,3 +155,16 @@ def test_batch_norm_sums_are_blocked_float64():
     mean, invstd, _, _ = norm.batch_norm_stats(x, None, None, 0.1, 1e-5)
     np.testing.assert_allclose(mean, x64.mean(axis=(0, 2, 3)), rtol=2.5e-7)
     np.testing.assert_allclose(invstd, 1 / np.sqrt(x64.var(axis=(0, 2, 3)) + 1e-5), rtol=2.5e-7)
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 4, 4), (2, 3, 0, 5), (2, 3, 1, 1)])
+def test_bias_gradient_and_batch_norm_sums_of_any_size(shape):
+    # Plane sums by BLAS: empty batches and planes, and 1x1 planes, too.
+    dy = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+    db = conv.conv2d_backward_bias(dy)
+    assert db.dtype == np.float32
+    np.testing.assert_array_equal(db, dy.astype(np.float64).sum(axis=(0, 2, 3)))
+    dx, dgamma, dbeta = norm.batch_norm_backward(dy, dy, np.zeros(3, np.float32), np.ones(3, np.float32),
+                                                 np.ones(3, np.float32), False)
+    np.testing.assert_array_equal(dx, dy)
+    np.testing.assert_array_equal(dbeta, db)
