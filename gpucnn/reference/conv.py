@@ -28,7 +28,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from gpucnn import shapes
 from gpucnn.reference import conv_algo, depthwise, workspace
-from gpucnn.reference.relu import relu_forward
+from gpucnn.reference.relu import relu_into
 
 
 def _pad(x, pad):
@@ -201,23 +201,19 @@ def _grouped(a, G, p0=0, p1=None):
 
 def conv2d_forward(x, w, b, g, relu=False):
     """y = φ(x) F per group (§4.4): x (N, C, H, W), w (K, C/groups, kh, kw),
-    b (K,) or None -> y (N, K, P, Q); then max(y, 0) (torch.relu) when ``relu``."""
-    y = _forward(x, w, b, g)
-    return relu_forward(y, 0.0) if relu else y
-
-
-def _forward(x, w, b, g):
+    b (K,) or None -> y (N, K, P, Q); then max(y, 0) (torch.relu) when
+    ``relu``, each chunk of images while it is in cache (one pass over y, no
+    second array)."""
     win, G, K = g.win, g.groups, g.K
     algo = conv_algo.choose(g)
     if algo == conv_algo.DEPTHWISE:
         y = depthwise.depthwise(x, w, g, "forward")
-        if b is not None:
-            y += b.reshape(1, K, 1, 1)
+        _epilogue(y, b, relu)
         return y
     f = w.reshape(G, K // G, -1)
     y = np.empty((g.N, K, win.P, win.Q), x.dtype)
     if algo == conv_algo.UNFOLD and conv_algo.as_rows(g, forward=True):
-        _by_chunks(g, x.itemsize, lambda n0, n1, rows: _forward_rows(x, w, b, g, y, n0, n1, rows))
+        _by_chunks(g, x.itemsize, lambda n0, n1, rows: _forward_rows(x[n0:n1], w, b, g, y[n0:n1], rows, relu))
         return y
 
     sbs = algo == conv_algo.UNFOLD and conv_algo.side_by_side(g)
@@ -237,26 +233,32 @@ def _forward(x, w, b, g):
                     np.matmul(f, phi[..., c:c + step], out=out[..., c:c + step])
             else:
                 y[n0:n1, :, p0:p1] = np.matmul(f, phi).reshape(n1 - n0, K, p1 - p0, win.Q)
-        if b is not None:
-            y[n0:n1] += b.reshape(1, K, 1, 1)
+        _epilogue(y[n0:n1], b, relu)
 
     _by_chunks(g, x.itemsize, chunk)
     return y
 
 
-def _forward_rows(x, w, b, g, y, n0, n1, rows):
-    """Images n0..n1 of y = φ(x) F with φ(x) as im2row rows
-    (``conv_algo.as_rows``, no groups): the product pixel-major, (pixels, K),
-    then copied into y's channel-major layout."""
+def _epilogue(yc, b, relu):
+    """Bias and ReLU on a chunk yc (n, K, P, Q) of the output, in place."""
+    if b is not None:
+        yc += b.reshape(1, -1, 1, 1)
+    if relu:
+        relu_into(yc, yc)
+
+
+def _forward_rows(xc, w, b, g, yc, rows, relu):
+    """A chunk yc of y = φ(x) F for the chunk xc of x, with φ(x) as im2row
+    rows (``conv_algo.as_rows``, no groups): the product pixel-major,
+    (pixels, K), then copied into y's channel-major layout."""
     win, K = g.win, g.K
     fr = np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(K, -1)  # columns in rows' order
-    xl = _channels_last(x[n0:n1], win.pad)
+    xl = _channels_last(xc, win.pad)
     for p0, p1 in rows:
-        yt = workspace.scratch("conv.yt", (n1 - n0, p1 - p0, win.Q, K), x.dtype)
+        yt = workspace.scratch("conv.yt", (len(xc), p1 - p0, win.Q, K), xc.dtype)
         np.matmul(_rows(xl, win, p0, p1), fr.T, out=yt.reshape(-1, K))
-        y[n0:n1, :, p0:p1] = yt.transpose(0, 3, 1, 2)
-    if b is not None:
-        y[n0:n1] += b.reshape(1, K, 1, 1)
+        yc[:, :, p0:p1] = yt.transpose(0, 3, 1, 2)
+    _epilogue(yc, b, relu)
 
 
 def _backward_data_transposed(dy, w, g):
