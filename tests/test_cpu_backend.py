@@ -36,7 +36,7 @@ def test_transposed_backward_data_is_the_fold(case):
     np.testing.assert_allclose(gathered, folded, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("kernel,stride,groups", [(3, 1, 1), (3, 2, 2), (1, 1, 1), (1, 2, 1), (3, 2, 1)])
+@pytest.mark.parametrize("kernel,stride,groups", [(3, 1, 1), (3, 2, 2), (1, 1, 1), (1, 2, 1), (3, 2, 1), (2, 1, 1)])
 def test_product_layouts_agree(monkeypatch, kernel, stride, groups):
     # The forward and the filter gradient with the images side by side (one
     # product a chunk), one product an image, and (no groups) φ as im2row
@@ -54,7 +54,8 @@ def test_product_layouts_agree(monkeypatch, kernel, stride, groups):
         monkeypatch.setattr(conv_algo, "ROWS_PIXELS", rows)
         monkeypatch.setattr(conv_algo, "ROWS_MIN_CHANNELS", 10**9)
         assert conv_algo.side_by_side(g) == bool(pixels) and conv_algo.few_filters(g) == bool(filters)
-        assert conv_algo.as_rows(g) == conv_algo.as_rows(g, forward=True) == (bool(rows) and groups == 1)
+        assert conv_algo.as_rows(g) == conv_algo.as_rows(g, forward=True) == (bool(rows) and groups == 1
+                                                                              and kernel > 1)
         got.append((conv.conv2d_forward(x, w, None, g), conv.conv2d_backward_filter(dy, x, g)))
     for other in got[1:]:
         for a, b in zip(got[0], other):
@@ -102,6 +103,11 @@ def test_algorithm_choice():
     assert not conv_algo.as_rows(geo((2, 32, 17, 16), (32, 32, 3, 3), p=1))
     assert conv_algo.as_rows(geo((2, 32, 17, 16), (32, 32, 3, 3), p=1), forward=True)
     assert not conv_algo.as_rows(geo((2, 16, 17, 16), (32, 16, 3, 3), p=1), forward=True)
+    assert not conv_algo.as_rows(geo((2, 32, 33, 32), (32, 32, 3, 3), p=1), forward=True)  # over 1024 pixels
+    # 1x1 kernels and rows of over ROWS_MAX_TAPS values: never.
+    assert not conv_algo.as_rows(geo((2, 32, 8, 8), (32, 32, 1, 1), s=2))
+    assert not conv_algo.as_rows(geo((2, 512, 7, 7), (512, 512, 3, 3), p=1))
+    assert conv_algo.as_rows(geo((2, 256, 7, 7), (512, 256, 3, 3), p=1))
     # Twice as many filters as channels: the gather for small images (im2row rows), else the fold.
     assert conv_algo.choose_backward_data(geo((2, 8, 16, 16), (16, 8, 3, 3), p=1)) == conv_algo.TRANSPOSED
     assert conv_algo.choose_backward_data(geo((2, 8, 17, 16), (16, 8, 3, 3), p=1)) == conv_algo.FOLD

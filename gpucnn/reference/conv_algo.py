@@ -42,7 +42,9 @@ MIN_CHUNKS = 8
 SIDE_BY_SIDE_PIXELS = 256
 FEW_FILTERS = 128
 ROWS_PIXELS = 256
+ROWS_FORWARD_PIXELS = 1024
 ROWS_MIN_CHANNELS = 32
+ROWS_MAX_TAPS = 2304
 COLUMN_BLOCK = 256
 
 
@@ -69,7 +71,7 @@ def choose_backward_data(g) -> str:
     32 5x5, 8x8x32 to 64 3x3) the gather 1.4-1.5x faster, at C = 3 slower."""
     if (g.win.sh, g.win.sw) != (1, 1) or min(transposed(g)) < 0:
         return FOLD
-    rows = g.groups == 1 and g.win.H * g.win.W <= ROWS_PIXELS
+    rows = _rows_fit(g.groups, g.K, g.win) and g.win.H * g.win.W <= ROWS_PIXELS
     return TRANSPOSED if g.K <= (2 * g.C if rows else g.C) else FOLD
 
 
@@ -96,24 +98,35 @@ def side_by_side(g) -> bool:
     return g.win.P * g.win.Q < SIDE_BY_SIDE_PIXELS
 
 
+def _rows_fit(groups, channels, win) -> bool:
+    """Whether im2row rows can pay for a convolution of ``channels`` input
+    channels: no groups, a kernel larger than 1x1 (a 1x1 kernel's φ is the
+    input itself, or a strided sample of it, in either layout) and rows of
+    at most ROWS_MAX_TAPS values (4x512x7x7 to 512 3x3, rows of 4608: the
+    forward 1.1x, the filter gradient 1.75x slower as rows)."""
+    return groups == 1 and win.kh * win.kw > 1 and channels * win.kh * win.kw <= ROWS_MAX_TAPS
+
+
 def as_rows(g, forward: bool = False) -> bool:
-    """Whether an ungrouped UNFOLD convolution builds φ as im2row rows from
-    a channels-last copy of the chunk: for images of at most ROWS_PIXELS
-    output pixels, and in the ``forward`` product also for larger ones with
-    ROWS_MIN_CHANNELS channels and filters or more. Small images' φ in
-    unfold's layout is copied in runs of Q (8 or 16) values, in rows a run of
-    kw*C (96 to 192); the pixel-major products then also run faster in
-    OpenBLAS (its narrow side is the filters, not the pixels). Per chunk of
-    a batch-64 step, 1 thread: forward and filter gradient 24-33% faster at
-    16x16x32 and 8x8x64. At 32x32 the channels-last copies cost about what
-    the products gain: forward 32 -> 32 channels 12% faster (22.8 -> 20.0
-    ms), 16 -> 32 the same, 16 -> 16 slower (6.1 -> 7.9 ms, against the
-    column blocks), the filter gradients 15-35% slower."""
-    if g.groups != 1:
+    """Whether an UNFOLD convolution builds φ as im2row rows from a
+    channels-last copy of the chunk (where ``_rows_fit``): for images of at
+    most ROWS_PIXELS output pixels, and in the ``forward`` product also up to
+    ROWS_FORWARD_PIXELS with ROWS_MIN_CHANNELS channels and filters or more.
+    Small images' φ in unfold's layout is copied in runs of Q (8 or 16)
+    values, in rows a run of kw*C (96 to 192); the pixel-major products then
+    also run faster in OpenBLAS (its narrow side is the filters, not the
+    pixels). Per chunk of a batch-64 step, 1 thread: forward and filter
+    gradient 24-33% faster at 16x16x32 and 8x8x64, 10-20% at 8x8x128 to 256.
+    At 32x32 the channels-last copies cost about what the products gain:
+    forward 32 -> 32 channels 12-18% faster, 64 -> 64 12%, 16 -> 32 the
+    same, 16 -> 16 slower (6.1 -> 7.9 ms, against the column blocks), the
+    filter gradients 15-35% slower; at 56x56 and 112x112 both 5-15% slower."""
+    if not _rows_fit(g.groups, g.C, g.win):
         return False
-    if g.win.P * g.win.Q <= ROWS_PIXELS:
+    pixels = g.win.P * g.win.Q
+    if pixels <= ROWS_PIXELS:
         return True
-    return forward and min(g.C, g.K) >= ROWS_MIN_CHANNELS
+    return forward and pixels <= ROWS_FORWARD_PIXELS and min(g.C, g.K) >= ROWS_MIN_CHANNELS
 
 
 def column_block(g):
