@@ -334,9 +334,10 @@ def test_workspace_bound_is_kept(monkeypatch, workspace_limit):
             return v
         return spied
 
-    # φ in unfold's layout (``_taps``) or as im2row rows (``_rows``).
-    for name in ("_taps", "_rows"):
-        monkeypatch.setattr(conv, name, spy(getattr(conv, name)))
+    # φ in unfold's layout (conv._taps) or as im2row rows (im2row.rows).
+    from gpucnn.reference import im2row
+    monkeypatch.setattr(conv, "_taps", spy(conv._taps))
+    monkeypatch.setattr(im2row, "rows", spy(im2row.rows))
     # 7 filters for 3 channels: the input gradient folds (conv_algo.FOLD), so
     # every φ built is x's.
     x, w = np.ones((8, 3, 10, 10)), np.ones((7, 3, 3, 3))

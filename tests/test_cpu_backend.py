@@ -90,6 +90,18 @@ def test_rows_of_wide_channels_match_unfold(monkeypatch):
     np.testing.assert_allclose(rows, conv.conv2d_forward(x, w, None, g), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("rows", [0, 10**9])
+def test_empty_batch_in_either_layout(monkeypatch, rows):
+    # No images: y and dx empty, dw and db zeros of x's dtype, as torch gives.
+    monkeypatch.setattr(conv_algo, "ROWS_PIXELS", rows)
+    x, w = np.zeros((0, 4, 8, 8), np.float32), np.ones((6, 4, 3, 3), np.float32)
+    g = _conv_geometry(x.shape, w.shape, 1, 1, 1, 1)
+    assert conv_algo.as_rows(g) == bool(rows)
+    assert conv.conv2d_forward(x, w, None, g).shape == (0, 6, 8, 8)
+    dw = conv.conv2d_backward_filter(np.zeros((0, 6, 8, 8), np.float32), x, g)
+    assert dw.dtype == np.float32 and dw.shape == w.shape and not dw.any()
+
+
 def test_algorithm_choice():
     geo = lambda xs, ws, s=1, p=0, d=1, gr=1: _conv_geometry(xs, ws, s, p, d, gr)  # noqa: E731
     assert conv_algo.choose(geo((2, 4, 8, 8), (4, 1, 3, 3), gr=4)) == conv_algo.DEPTHWISE

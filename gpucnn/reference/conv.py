@@ -14,7 +14,8 @@ Kronecker product" turns vec(φ(x) F) into a matrix product in either factor):
 
 We store φ transposed, in torch.nn.functional.unfold's layout
 (row c*kh*kw + i*kw + j, column p*Q + q), and build it with one copy from a
-strided view of the padded input. Groups split F and φ into block-diagonal
+strided view of the padded input (or, for small images, as the seed's own
+im2row rows: ``gpucnn.reference.im2row``). Groups split F and φ into block-diagonal
 parts that run as one batched matmul, so depthwise convolution is not a
 Python loop over channels. φ repeats each pixel kh*kw times, so the
 convolutions build it a chunk of images (or of output rows) at a time within
@@ -27,7 +28,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from gpucnn import shapes
-from gpucnn.reference import conv_algo, depthwise, workspace
+from gpucnn.reference import conv_algo, depthwise, im2row, workspace
 from gpucnn.reference.relu import relu_into
 
 
@@ -112,22 +113,6 @@ def col2im(cols, C, win):
     return np.ascontiguousarray(_crop(xp, win))
 
 
-def _padded(x, pad):
-    """x zero-padded by (top, bottom, left, right) into per-thread scratch
-    (only the border zeroed), or x itself without padding."""
-    t, b, l, r = pad
-    if not (t or b or l or r):
-        return x
-    n, c, h, w = x.shape
-    xp = workspace.scratch("conv.xp", (n, c, h + t + b, w + l + r), x.dtype)
-    xp[:, :, :t] = 0
-    xp[:, :, t + h:] = 0
-    xp[:, :, t:t + h, :l] = 0
-    xp[:, :, t:t + h, l + w:] = 0
-    xp[:, :, t:t + h, l:l + w] = x
-    return xp
-
-
 def _phi(xp, win, p0, p1, G, side_by_side=False):
     """φ of the images of xp for output rows p0..p1, copied into per-thread
     scratch: in unfold's layout, (n, G, C/G*kh*kw, (p1-p0)*Q), or with
@@ -140,40 +125,6 @@ def _phi(xp, win, p0, p1, G, side_by_side=False):
     if side_by_side:
         return phi.reshape(G, -1, xp.shape[0] * (p1 - p0) * win.Q)
     return phi.reshape(xp.shape[0], G, -1, (p1 - p0) * win.Q)
-
-
-def _channels_last(x, pad):
-    """x (n, C, H, W) zero-padded by (top, bottom, left, right) and
-    channels-last, (n, Hp, Wp, C), in per-thread scratch."""
-    t, b, l, r = pad
-    n, c, h, w = x.shape
-    xl = workspace.scratch("conv.xl", (n, h + t + b, w + l + r, c), x.dtype)
-    if (t or b or l or r) and h * w * x.itemsize % 4096 == 0:
-        # Planes a multiple of 4 KiB apart alias in the L1 cache when read
-        # across channels: transposed from a padded copy, whose planes are
-        # not, 3x faster (3x32x32x32 float32: 0.18 -> 0.06 ms).
-        np.copyto(xl, _padded(x, pad).transpose(0, 2, 3, 1))
-        return xl
-    xl[:, :t] = 0
-    xl[:, t + h:] = 0
-    xl[:, t:t + h, :l] = 0
-    xl[:, t:t + h, l + w:] = 0
-    xl[:, t:t + h, l:l + w] = x.transpose(0, 2, 3, 1)
-    return xl
-
-
-def _rows(xl, win, p0, p1):
-    """φ of a channels-last padded chunk xl (``_channels_last``) for output
-    rows p0..p1 as the seed's im2row rows: (n*(p1-p0)*Q, kh*kw*C), row
-    (image, p, q), column (i*kw + j)*C + c, in per-thread scratch. Each row is
-    kh runs of kw*C contiguous values of xl (at unit dilation)."""
-    sn, sy, sx, sc = xl.strides
-    n, C = xl.shape[0], xl.shape[3]
-    v = as_strided(xl[:, p0 * win.sh:], (n, p1 - p0, win.Q, win.kh, win.kw, C),
-                   (sn, win.sh * sy, win.sw * sx, win.dh * sy, win.dw * sx, sc), writeable=False)
-    r = workspace.scratch("conv.rows", v.shape, xl.dtype)
-    np.copyto(r, v)
-    return r.reshape(-1, win.kh * win.kw * C)
 
 
 def _dy_side_by_side(dy, n0, n1, p0, p1, G):
@@ -210,16 +161,22 @@ def conv2d_forward(x, w, b, g, relu=False):
         y = depthwise.depthwise(x, w, g, "forward")
         _epilogue(y, b, relu)
         return y
-    f = w.reshape(G, K // G, -1)
     y = np.empty((g.N, K, win.P, win.Q), x.dtype)
     if algo == conv_algo.UNFOLD and conv_algo.as_rows(g, forward=True):
-        _by_chunks(g, x.itemsize, lambda n0, n1, rows: _forward_rows(x[n0:n1], w, b, g, y[n0:n1], rows, relu))
+        fr = im2row.filters(w)
+
+        def rows_chunk(n0, n1, rows):
+            im2row.forward(x[n0:n1], fr, g.win, y[n0:n1], rows)
+            _epilogue(y[n0:n1], b, relu)
+
+        _by_chunks(g, x.itemsize, rows_chunk)
         return y
+    f = w.reshape(G, K // G, -1)
 
     sbs = algo == conv_algo.UNFOLD and conv_algo.side_by_side(g)
 
     def chunk(n0, n1, rows):
-        xp = None if algo == conv_algo.POINTWISE else _padded(x[n0:n1], win.pad)
+        xp = None if algo == conv_algo.POINTWISE else im2row.padded(x[n0:n1], win.pad)
         for p0, p1 in rows:
             phi = _grouped(x[n0:n1], G, p0, p1) if xp is None else _phi(xp, win, p0, p1, G, sbs)
             if sbs:
@@ -245,20 +202,6 @@ def _epilogue(yc, b, relu):
         yc += b.reshape(1, -1, 1, 1)
     if relu:
         relu_into(yc, yc)
-
-
-def _forward_rows(xc, w, b, g, yc, rows, relu):
-    """A chunk yc of y = φ(x) F for the chunk xc of x, with φ(x) as im2row
-    rows (``conv_algo.as_rows``, no groups): the product pixel-major,
-    (pixels, K), then copied into y's channel-major layout."""
-    win, K = g.win, g.K
-    fr = np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(K, -1)  # columns in rows' order
-    xl = _channels_last(xc, win.pad)
-    for p0, p1 in rows:
-        yt = workspace.scratch("conv.yt", (len(xc), p1 - p0, win.Q, K), xc.dtype)
-        np.matmul(_rows(xl, win, p0, p1), fr.T, out=yt.reshape(-1, K))
-        yc[:, :, p0:p1] = yt.transpose(0, 3, 1, 2)
-    _epilogue(yc, b, relu)
 
 
 def _backward_data_transposed(dy, w, g):
@@ -348,7 +291,8 @@ def conv2d_backward_filter(dy, x, g):
     if conv_algo.choose(g) == conv_algo.DEPTHWISE:
         return depthwise.depthwise(dy, x, g, "backward_filter")
     if conv_algo.as_rows(g):
-        return _backward_filter_rows(dy, x, g)
+        dw = _chunk_sum(g, x.itemsize, lambda n0, n1, rows: im2row.filter_part(dy[n0:n1], x[n0:n1], g.win, rows))
+        return im2row.filter_gradient(dw, g, x.dtype)
     sbs = conv_algo.side_by_side(g)
     pointwise = conv_algo.choose(g) == conv_algo.POINTWISE and not sbs
     few = conv_algo.few_filters(g)
@@ -359,7 +303,7 @@ def conv2d_backward_filter(dy, x, g):
         return np.matmul(b, a.swapaxes(-1, -2)) if few else np.matmul(a, b.swapaxes(-1, -2))
 
     def part(n0, n1, rows):
-        xp = _padded(x[n0:n1], win.pad)
+        xp = im2row.padded(x[n0:n1], win.pad)
         acc = 0
         for p0, p1 in rows:
             phi = _grouped(x[n0:n1], G, p0, p1) if pointwise else _phi(xp, win, p0, p1, G, sbs)
@@ -376,28 +320,6 @@ def conv2d_backward_filter(dy, x, g):
     if few:
         dw = np.ascontiguousarray(dw.swapaxes(-1, -2))
     return dw.reshape(K, g.C // G, win.kh, win.kw)
-
-
-def _backward_filter_rows(dy, x, g):
-    """dF = φ(x)ᵀ dY with φ(x) as im2row rows (``conv_algo.as_rows``, no
-    groups): one product a band of a chunk, the pixels its inner dimension."""
-    win, K = g.win, g.K
-
-    def part(n0, n1, rows):
-        xl = _channels_last(x[n0:n1], win.pad)
-        acc = 0
-        for p0, p1 in rows:
-            d = dy[n0:n1, :, p0:p1].transpose(0, 2, 3, 1)
-            dt = workspace.scratch("conv.dyt", d.shape, dy.dtype)
-            np.copyto(dt, d)
-            acc = acc + np.matmul(_rows(xl, win, p0, p1).T, dt.reshape(-1, K))
-        return acc
-
-    dw = _chunk_sum(g, x.itemsize, part)
-    if dw is None:
-        return np.zeros((K, g.C, win.kh, win.kw), x.dtype)
-    # (kh*kw*C, K), taps and channels in rows' order, to (K, C, kh, kw).
-    return np.ascontiguousarray(dw.T.reshape(K, win.kh, win.kw, g.C).transpose(0, 3, 1, 2))
 
 
 def conv2d_backward_bias(dy):
