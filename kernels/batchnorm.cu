@@ -153,86 +153,47 @@ __device__ void backward_data(const T* __restrict__ dy, const T* __restrict__ x,
     });
 }
 
-// ------------------------------------------------------------------ forward
+// The entry points, one set a dtype; the partial sums are double for both.
+#define BATCHNORM_KERNELS(T, SUF)                                                                            \
+    extern "C" __global__ void __launch_bounds__(CH_THREADS)                                                 \
+    batchnorm_stats_partial_##SUF(const T* __restrict__ x, double* __restrict__ part, int N, int C,            \
+                                  long long HW, long long chunk, int chunks) {                                \
+        __shared__ double sm[2][CH_THREADS];                                                                 \
+        stats_partial(sm, x, part, N, C, HW, chunk, chunks);                                                 \
+    }                                                                                                        \
+    extern "C" __global__ void batchnorm_stats_finalize_##SUF(                                               \
+        const double* __restrict__ part, const T* __restrict__ x, T* __restrict__ mean, T* __restrict__ invstd,   \
+        T* GPUCNN_INOUT __restrict__ run_mean, T* GPUCNN_INOUT __restrict__ run_var, int C, long long HW,      \
+        int chunks, double inv_n, double unbias, double eps, double momentum, int update) {                  \
+        stats_finalize(part, x, mean, invstd, run_mean, run_var, C, HW, chunks, inv_n, unbias, eps, momentum,   \
+                       update);                                                                              \
+    }                                                                                                        \
+    extern "C" __global__ void batchnorm_forward_##SUF(const T* __restrict__ x, const T* __restrict__ mean,    \
+                                                       const T* __restrict__ invstd, const T* __restrict__ gamma, \
+                                                       const T* __restrict__ beta, T* __restrict__ y,          \
+                                                       long long count, int C, long long HW, int relu) {       \
+        forward(x, mean, invstd, gamma, beta, y, count, C, HW, relu);                                        \
+    }                                                                                                        \
+    extern "C" __global__ void __launch_bounds__(CH_THREADS)                                                 \
+    batchnorm_backward_partial_##SUF(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ y, \
+                                     const T* __restrict__ mean, double* __restrict__ part, int N, int C,      \
+                                     long long HW, long long chunk, int chunks, int relu) {                   \
+        __shared__ double sm[2][CH_THREADS];                                                                 \
+        backward_partial(sm, dy, x, y, mean, part, N, C, HW, chunk, chunks, relu);                           \
+    }                                                                                                        \
+    extern "C" __global__ void batchnorm_backward_finalize_##SUF(const double* __restrict__ part,             \
+                                                                 const T* __restrict__ invstd,                 \
+                                                                 T* __restrict__ dgamma, T* __restrict__ dbeta, \
+                                                                 int C, int chunks) {                          \
+        backward_finalize(part, invstd, dgamma, dbeta, C, chunks);                                           \
+    }                                                                                                        \
+    extern "C" __global__ void batchnorm_backward_data_##SUF(                                                \
+        const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ y, const T* __restrict__ mean,   \
+        const T* __restrict__ invstd, const T* __restrict__ gamma, const T* __restrict__ dgamma,              \
+        const T* __restrict__ dbeta, T* __restrict__ dx, long long count, int C, long long HW, T inv_n,        \
+        int batch_stats, int relu) {                                                                         \
+        backward_data(dy, x, y, mean, invstd, gamma, dgamma, dbeta, dx, count, C, HW, inv_n, batch_stats, relu); \
+    }
 
-extern "C" __global__ void __launch_bounds__(CH_THREADS)
-batchnorm_stats_partial_f32(const float* __restrict__ x, double* __restrict__ part, int N, int C, long long HW,
-                           long long chunk, int chunks) {
-    __shared__ double sm[2][CH_THREADS];
-    stats_partial(sm, x, part, N, C, HW, chunk, chunks);
-}
-extern "C" __global__ void batchnorm_stats_finalize_f32(const double* __restrict__ part, const float* __restrict__ x,
-                                                     float* __restrict__ mean, float* __restrict__ invstd,
-                                                     float* GPUCNN_INOUT __restrict__ run_mean,
-                                                     float* GPUCNN_INOUT __restrict__ run_var, int C, long long HW,
-                                                     int chunks, double inv_n, double unbias, double eps,
-                                                     double momentum, int update) {
-    stats_finalize(part, x, mean, invstd, run_mean, run_var, C, HW, chunks, inv_n, unbias, eps, momentum, update);
-}
-extern "C" __global__ void batchnorm_forward_f32(const float* __restrict__ x, const float* __restrict__ mean,
-                                              const float* __restrict__ invstd, const float* __restrict__ gamma,
-                                              const float* __restrict__ beta, float* __restrict__ y, long long count,
-                                              int C, long long HW, int relu) {
-    forward(x, mean, invstd, gamma, beta, y, count, C, HW, relu);
-}
-extern "C" __global__ void __launch_bounds__(CH_THREADS)
-batchnorm_stats_partial_f64(const double* __restrict__ x, double* __restrict__ part, int N, int C, long long HW,
-                           long long chunk, int chunks) {
-    __shared__ double sm[2][CH_THREADS];
-    stats_partial(sm, x, part, N, C, HW, chunk, chunks);
-}
-extern "C" __global__ void batchnorm_stats_finalize_f64(const double* __restrict__ part, const double* __restrict__ x,
-                                                     double* __restrict__ mean, double* __restrict__ invstd,
-                                                     double* GPUCNN_INOUT __restrict__ run_mean,
-                                                     double* GPUCNN_INOUT __restrict__ run_var, int C, long long HW,
-                                                     int chunks, double inv_n, double unbias, double eps,
-                                                     double momentum, int update) {
-    stats_finalize(part, x, mean, invstd, run_mean, run_var, C, HW, chunks, inv_n, unbias, eps, momentum, update);
-}
-extern "C" __global__ void batchnorm_forward_f64(const double* __restrict__ x, const double* __restrict__ mean,
-                                              const double* __restrict__ invstd, const double* __restrict__ gamma,
-                                              const double* __restrict__ beta, double* __restrict__ y, long long count,
-                                              int C, long long HW, int relu) {
-    forward(x, mean, invstd, gamma, beta, y, count, C, HW, relu);
-}
-
-// ----------------------------------------------------------------- backward
-
-extern "C" __global__ void __launch_bounds__(CH_THREADS)
-batchnorm_backward_partial_f32(const float* __restrict__ dy, const float* __restrict__ x, const float* __restrict__ y,
-                              const float* __restrict__ mean, double* __restrict__ part, int N, int C,
-                              long long HW, long long chunk, int chunks, int relu) {
-    __shared__ double sm[2][CH_THREADS];
-    backward_partial(sm, dy, x, y, mean, part, N, C, HW, chunk, chunks, relu);
-}
-extern "C" __global__ void batchnorm_backward_finalize_f32(const double* __restrict__ part,
-                                                        const float* __restrict__ invstd, float* __restrict__ dgamma,
-                                                        float* __restrict__ dbeta, int C, int chunks) {
-    backward_finalize(part, invstd, dgamma, dbeta, C, chunks);
-}
-extern "C" __global__ void batchnorm_backward_data_f32(
-    const float* __restrict__ dy, const float* __restrict__ x, const float* __restrict__ y, const float* __restrict__ mean,
-    const float* __restrict__ invstd, const float* __restrict__ gamma, const float* __restrict__ dgamma,
-    const float* __restrict__ dbeta, float* __restrict__ dx, long long count, int C, long long HW, float inv_n,
-    int batch_stats, int relu) {
-    backward_data(dy, x, y, mean, invstd, gamma, dgamma, dbeta, dx, count, C, HW, inv_n, batch_stats, relu);
-}
-extern "C" __global__ void __launch_bounds__(CH_THREADS)
-batchnorm_backward_partial_f64(const double* __restrict__ dy, const double* __restrict__ x, const double* __restrict__ y,
-                              const double* __restrict__ mean, double* __restrict__ part, int N, int C,
-                              long long HW, long long chunk, int chunks, int relu) {
-    __shared__ double sm[2][CH_THREADS];
-    backward_partial(sm, dy, x, y, mean, part, N, C, HW, chunk, chunks, relu);
-}
-extern "C" __global__ void batchnorm_backward_finalize_f64(const double* __restrict__ part,
-                                                        const double* __restrict__ invstd, double* __restrict__ dgamma,
-                                                        double* __restrict__ dbeta, int C, int chunks) {
-    backward_finalize(part, invstd, dgamma, dbeta, C, chunks);
-}
-extern "C" __global__ void batchnorm_backward_data_f64(
-    const double* __restrict__ dy, const double* __restrict__ x, const double* __restrict__ y, const double* __restrict__ mean,
-    const double* __restrict__ invstd, const double* __restrict__ gamma, const double* __restrict__ dgamma,
-    const double* __restrict__ dbeta, double* __restrict__ dx, long long count, int C, long long HW, double inv_n,
-    int batch_stats, int relu) {
-    backward_data(dy, x, y, mean, invstd, gamma, dgamma, dbeta, dx, count, C, HW, inv_n, batch_stats, relu);
-}
+BATCHNORM_KERNELS(float, f32)
+BATCHNORM_KERNELS(double, f64)

@@ -19,10 +19,8 @@ def _rng(rng) -> np.random.Generator:
 
 class _Affine(Module):
     """A layer y = fwd(x, w, b, **geom) whose backward is bwd(dy, x, w, **geom, bias) -> (dx, dw, db):
-    convolution, transposed convolution and the fully connected layer differ only in these.
-    ``_bwd_skips_dx``: bwd takes input_grad=False and then skips dx."""
+    convolution, transposed convolution and the fully connected layer differ only in these."""
     _fwd = _bwd = None
-    _bwd_skips_dx = False
 
     def __init__(self, weight_shape, n_bias, bias, rng, dtype, **geom):
         super().__init__()
@@ -37,14 +35,12 @@ class _Affine(Module):
         return type(self)._fwd(x, self.weight, self._params.get("bias"), **self._geom)
 
     def backward(self, dy):
-        return self._backward(dy, {})
+        return self._backward(dy)
 
-    def backward_params(self, dy) -> None:
-        self._backward(dy, {"input_grad": False} if self._bwd_skips_dx else {})
-
-    def _backward(self, dy, skip):
+    def _backward(self, dy, **flags):
+        """bwd's (dx, dw, db): sets the gradients, returns dx; ``flags`` go to bwd."""
         has_bias = "bias" in self._params
-        dx, dw, db = type(self)._bwd(dy, self._load("x"), self.weight, **self._geom, bias=has_bias, **skip)
+        dx, dw, db = type(self)._bwd(dy, self._load("x"), self.weight, **self._geom, bias=has_bias, **flags)
         self._grads["weight"] = dw
         if has_bias:
             self._grads["bias"] = db
@@ -63,13 +59,15 @@ class Conv2D(_Affine):
     backward(dy) with dy shaped like y returns dx shaped like x and sets the
     gradients of weight and bias."""
     _fwd, _bwd = staticmethod(F.conv2d), staticmethod(F.conv2d_backward)
-    _bwd_skips_dx = True
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=True, *, rng=None, dtype=np.float32):
         kh, kw = (kernel_size, kernel_size) if np.isscalar(kernel_size) else kernel_size
         super().__init__((out_channels, in_channels // groups, kh, kw), out_channels, bias, rng,
                          dtype, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+    def backward_params(self, dy) -> None:
+        self._backward(dy, input_grad=False)  # conv2d_backward then skips dx
 
 
 class ConvTranspose2D(_Affine):
