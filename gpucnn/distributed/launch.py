@@ -7,12 +7,14 @@ import dataclasses
 import functools
 import os
 import sys
+import time
 import traceback
 
 from gpucnn.distributed.comm import DistributedError, MPIComm, NCCLComm, SelfComm
 
 # What MPI launchers put in each rank's environment: MPICH's and Intel MPI's
 # hydra (PMI_*), Open MPI (OMPI_*), PMIx launchers, MVAPICH.
+ABORT_GRACE_S = 0.5
 _LAUNCHER_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE")
 _LAUNCHER_VARS = _LAUNCHER_SIZE_VARS + ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK")
 
@@ -138,10 +140,18 @@ def guarded(fn):
         except BaseException as e:
             world = current()
             if world.size > 1:
-                if not isinstance(e, (DistributedError, KeyboardInterrupt)):
-                    traceback.print_exc()
+                # The one line first: on a loaded machine another rank's
+                # abort can end this process while the traceback is written.
                 print(f"gpucnn.distributed: rank {world.rank} of {world.size} failed ({type(e).__name__}: "
                       f"{e}); aborting all ranks", file=sys.stderr, flush=True)
+                if not isinstance(e, (DistributedError, KeyboardInterrupt)):
+                    traceback.print_exc()
+                    sys.stderr.flush()
+                # MPICH's launcher forwards the ranks' stderr through a pipe
+                # and stops forwarding when the job is aborted: without a
+                # moment's grace the line above was lost in 2 of 6 runs of
+                # tests/test_distributed_mpi.py on a loaded 2-core machine.
+                time.sleep(ABORT_GRACE_S)
                 world.abort(1)
             raise
     return run
