@@ -8,7 +8,7 @@ import pytest
 
 import gpucnn
 from gpucnn.functional.conv import _conv_geometry
-from gpucnn.reference import conv, conv_algo, linear, norm, workspace
+from gpucnn.reference import conv, conv_algo, linear, norm, products, workspace
 
 from crosscheck import randn  # noqa: E402
 
@@ -186,3 +186,35 @@ def test_bias_gradient_and_batch_norm_sums_of_any_size(shape):
                                                  np.ones(3, np.float32), False)
     np.testing.assert_array_equal(dx, dy)
     np.testing.assert_array_equal(dbeta, db)
+
+
+@pytest.mark.parametrize("small", [False, True])
+def test_small_product_blocks_match_whole_products(monkeypatch, small):
+    # OpenBLAS's small-kernel blocks (gpucnn.reference.products), forced on
+    # or off whatever this machine's BLAS: 300 rows in blocks of 128 and a
+    # ragged 44, and the filter gradient's summed partial products, against
+    # one whole product in float64; then the convolutions that use them
+    # (rows forward, gathered input gradient, rows filter gradient) against
+    # unfold's layout, which never does.
+    monkeypatch.setattr(products, "_small", small)
+    assert (products.rows_block(40, 16) == 128) == small
+    assert products.rows_block(1000, 64) == (8 if small else None)
+    assert products.rows_block(3000, 100) is None
+    rng = np.random.default_rng(12)
+    a, b, d = randn(rng, (300, 40), np.float64), randn(rng, (40, 16), np.float64), randn(rng, (300, 16), np.float64)
+    out = np.empty((300, 16))
+    products.matmul_rows(a, b, out)
+    np.testing.assert_allclose(out, a @ b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(products.inner_rows(a, d), a.T @ d, rtol=1e-12, atol=1e-12)
+    x, w = randn(rng, (6, 8, 9, 9), np.float64), randn(rng, (12, 8, 3, 3), np.float64)
+    g = _conv_geometry(x.shape, w.shape, 1, 1, 1, 1)
+    dy = randn(rng, (6, 12, 9, 9), np.float64)
+    rows = (conv.conv2d_forward(x, w, None, g), conv.conv2d_backward_data(dy, w, g),
+            conv.conv2d_backward_filter(dy, x, g))
+    assert conv_algo.as_rows(g) and conv_algo.choose_backward_data(g) == conv_algo.TRANSPOSED
+    monkeypatch.setattr(conv_algo, "ROWS_PIXELS", 0)
+    monkeypatch.setattr(conv_algo, "ROWS_MIN_CHANNELS", 10**9)
+    unfold = (conv.conv2d_forward(x, w, None, g), conv.conv2d_backward_data(dy, w, g, conv_algo.FOLD),
+              conv.conv2d_backward_filter(dy, x, g))
+    for got, want in zip(rows, unfold):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from gpucnn.reference import workspace
+from gpucnn.reference import products, workspace
 
 
 def padded(x, pad):
@@ -70,19 +70,21 @@ def rows(xl, win, p0, p1):
 
 
 def filters(w):
-    """The filter bank w (K, C, kh, kw) as (K, kh*kw*C), columns in rows' order."""
-    return np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(w.shape[0], -1)
+    """The filter bank w (K, C, kh, kw) as F, (kh*kw*C, K), rows in rows'
+    column order, contiguous (``products.matmul_rows`` wants it so)."""
+    return np.ascontiguousarray(w.transpose(2, 3, 1, 0)).reshape(-1, w.shape[0])
 
 
-def forward(xc, fr, win, yc, bands):
-    """yc (n, K, P, Q) = φ(xc) F for a chunk xc of images and the filters fr
+def forward(xc, f, win, yc, bands):
+    """yc (n, K, P, Q) = φ(xc) F for a chunk xc of images and the filters f
     (``filters``), over the bands of output rows [(p0, p1), ...]: each
-    product pixel-major, (pixels, K), then copied into yc's channel-major layout."""
-    K = fr.shape[0]
+    product pixel-major, (pixels, K), in OpenBLAS's small blocks
+    (``products``), then copied into yc's channel-major layout."""
+    K = f.shape[1]
     xl = channels_last(xc, win.pad)
     for p0, p1 in bands:
         yt = workspace.scratch("conv.yt", (len(xc), p1 - p0, win.Q, K), xc.dtype)
-        np.matmul(rows(xl, win, p0, p1), fr.T, out=yt.reshape(-1, K))
+        products.matmul_rows(rows(xl, win, p0, p1), f, yt.reshape(-1, K))
         yc[:, :, p0:p1] = yt.transpose(0, 3, 1, 2)
 
 
@@ -96,7 +98,7 @@ def filter_part(dyc, xc, win, bands):
         d = dyc[:, :, p0:p1].transpose(0, 2, 3, 1)
         dt = workspace.scratch("conv.dyt", d.shape, dyc.dtype)
         np.copyto(dt, d)
-        acc = acc + np.matmul(rows(xl, win, p0, p1).T, dt.reshape(-1, K))
+        acc = acc + products.inner_rows(rows(xl, win, p0, p1), dt.reshape(-1, K))
     return acc
 
 
