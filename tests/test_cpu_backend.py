@@ -218,3 +218,47 @@ def test_small_product_blocks_match_whole_products(monkeypatch, small):
               conv.conv2d_backward_filter(dy, x, g))
     for got, want in zip(rows, unfold):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+STRIPS_CASES = [((3, 5, 9, 8), (4, 5, 3, 3), 1, 1),
+                ((2, 4, 7, 10), (6, 4, 2, 3), (1, 0, 2, 1), (2, 1)),
+                ((2, 3, 6, 6), (3, 3, 3, 1), 0, 1),
+                ((1, 2, 5, 4), (2, 2, 1, 3), (0, 0, 2, 2), (1, 2))]
+
+
+@pytest.mark.parametrize("case", STRIPS_CASES, ids=lambda c: "x{}w{}".format(*c[:2]))
+def test_strips_match_unfold(monkeypatch, case):
+    # φ a kernel row at a time (gpucnn.reference.strips), forced on, against
+    # φ whole in unfold's layout, in float64: the forward with bias and ReLU,
+    # the gathered input gradient (a forward convolution) and the filter
+    # gradient; dilation, asymmetric padding, no padding, kh != kw.
+    xs, ws, padding, dilation = case
+    g = _conv_geometry(xs, ws, 1, padding, dilation, 1)
+    rng = np.random.default_rng(13)
+    x, w, b = randn(rng, xs, np.float64), randn(rng, ws, np.float64), randn(rng, (ws[0],), np.float64)
+    dy = randn(rng, (xs[0], ws[0], g.win.P, g.win.Q), np.float64)
+    monkeypatch.setattr(conv_algo, "ROWS_PIXELS", 0)
+    monkeypatch.setattr(conv_algo, "ROWS_MIN_CHANNELS", 10**9)
+    monkeypatch.setattr(products, "_small", True)
+    got = []
+    for width in (0, 10**9):
+        monkeypatch.setattr(conv_algo, "STRIPS_MIN_WIDTH", width)
+        assert conv_algo.as_strips(g) == (width == 0)
+        got.append((conv.conv2d_forward(x, w, b, g, relu=True), conv.conv2d_backward_filter(dy, x, g),
+                    conv.conv2d_backward_data(dy, w, g, conv_algo.TRANSPOSED)))
+    for a, c in zip(*got):
+        np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-12)
+
+
+def test_strips_where_they_pay(monkeypatch):
+    # resnet20's 32x32x16 layers take strips with OpenBLAS's small kernels;
+    # 3-channel stems, rows layers and products past the small kernels do not.
+    monkeypatch.setattr(products, "_small", True)
+    geo = lambda c, k, h: _conv_geometry((64, c, h, h), (k, c, 3, 3), 1, 1, 1, 1)  # noqa: E731
+    assert conv_algo.as_strips(geo(16, 16, 32))
+    assert not conv_algo.as_strips(geo(3, 16, 32))
+    assert not conv_algo.as_strips(geo(32, 32, 16)) and conv_algo.as_rows(geo(32, 32, 16))
+    assert not conv_algo.as_strips(geo(16, 64, 32)) and not conv_algo.as_rows(geo(16, 64, 32), forward=True)
+    assert not conv_algo.as_strips(_conv_geometry((64, 16, 32, 32), (16, 16, 3, 3), 2, 1, 1, 1))
+    monkeypatch.setattr(products, "_small", False)
+    assert not conv_algo.as_strips(geo(16, 16, 32))

@@ -28,7 +28,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from gpucnn import shapes
-from gpucnn.reference import conv_algo, depthwise, im2row, workspace
+from gpucnn.reference import conv_algo, depthwise, im2row, strips, workspace
 from gpucnn.reference.relu import relu_into
 
 
@@ -171,6 +171,15 @@ def conv2d_forward(x, w, b, g, relu=False):
 
         _by_chunks(g, x.itemsize, rows_chunk)
         return y
+    if algo == conv_algo.UNFOLD and conv_algo.as_strips(g):
+        fs = strips.filters(w)
+
+        def strips_chunk(n0, n1, rows):
+            strips.forward(x[n0:n1], fs, g.win, y[n0:n1])
+            _epilogue(y[n0:n1], b, relu)
+
+        _by_chunks(g, x.itemsize, strips_chunk)
+        return y
     f = w.reshape(G, K // G, -1)
 
     sbs = algo == conv_algo.UNFOLD and conv_algo.side_by_side(g)
@@ -293,6 +302,9 @@ def conv2d_backward_filter(dy, x, g):
     if conv_algo.as_rows(g):
         dw = _chunk_sum(g, x.itemsize, lambda n0, n1, rows: im2row.filter_part(dy[n0:n1], x[n0:n1], g.win, rows))
         return im2row.filter_gradient(dw, g, x.dtype)
+    if conv_algo.as_strips(g):
+        dw = _chunk_sum(g, x.itemsize, lambda n0, n1, rows: strips.filter_part(dy[n0:n1], x[n0:n1], g.win))
+        return strips.filter_gradient(dw, g, x.dtype)
     sbs = conv_algo.side_by_side(g)
     pointwise = conv_algo.choose(g) == conv_algo.POINTWISE and not sbs
     few = conv_algo.few_filters(g)

@@ -19,14 +19,15 @@ from numpy.lib.stride_tricks import as_strided
 from gpucnn.reference import products, workspace
 
 
-def padded(x, pad):
-    """x zero-padded by (top, bottom, left, right) into per-thread scratch
-    (only the border zeroed), or x itself without padding."""
+def padded(x, pad, out=None):
+    """x zero-padded by (top, bottom, left, right) into ``out`` or else
+    per-thread scratch (only the border zeroed), or x itself without
+    padding when no ``out`` is given."""
     t, b, l, r = pad
-    if not (t or b or l or r):
+    if out is None and not (t or b or l or r):
         return x
     n, c, h, w = x.shape
-    xp = workspace.scratch("conv.xp", (n, c, h + t + b, w + l + r), x.dtype)
+    xp = workspace.scratch("conv.xp", (n, c, h + t + b, w + l + r), x.dtype) if out is None else out
     xp[:, :, :t] = 0
     xp[:, :, t + h:] = 0
     xp[:, :, t:t + h, :l] = 0
