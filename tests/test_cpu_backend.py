@@ -193,7 +193,8 @@ def test_small_product_blocks_match_whole_products(monkeypatch, small):
     # OpenBLAS's small-kernel blocks (gpucnn.reference.products), forced on
     # or off whatever this machine's BLAS: 300 rows in blocks of 128 and a
     # ragged 44, and the filter gradient's summed partial products, against
-    # one whole product in float64; then the convolutions that use them
+    # one whole product in float64 (and 300 columns of aᵀ b in blocks of 128
+    # and a ragged 44); then the convolutions that use them
     # (rows forward, gathered input gradient, rows filter gradient) against
     # unfold's layout, which never does.
     monkeypatch.setattr(products, "_small", small)
@@ -205,7 +206,9 @@ def test_small_product_blocks_match_whole_products(monkeypatch, small):
     out = np.empty((300, 16))
     products.matmul_rows(a, b, out)
     np.testing.assert_allclose(out, a @ b, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(products.inner_rows(a, d), a.T @ d, rtol=1e-12, atol=1e-12)
+    a2, d2 = randn(rng, (60, 300), np.float64), randn(rng, (60, 16), np.float64)
+    assert (products.rows_block(60, 16) == 128) == small
+    np.testing.assert_allclose(products.inner_cols(a2, d2), a2.T @ d2, rtol=1e-12, atol=1e-12)
     x, w = randn(rng, (6, 8, 9, 9), np.float64), randn(rng, (12, 8, 3, 3), np.float64)
     g = _conv_geometry(x.shape, w.shape, 1, 1, 1, 1)
     dy = randn(rng, (6, 12, 9, 9), np.float64)

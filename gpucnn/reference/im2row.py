@@ -99,7 +99,7 @@ def filter_part(dyc, xc, win, bands):
         d = dyc[:, :, p0:p1].transpose(0, 2, 3, 1)
         dt = workspace.scratch("conv.dyt", d.shape, dyc.dtype)
         np.copyto(dt, d)
-        acc = acc + products.inner_rows(rows(xl, win, p0, p1), dt.reshape(-1, K))
+        acc = acc + products.inner_cols(rows(xl, win, p0, p1), dt.reshape(-1, K))
     return acc
 
 
