@@ -265,3 +265,26 @@ def test_strips_where_they_pay(monkeypatch):
     assert not conv_algo.as_strips(_conv_geometry((64, 16, 32, 32), (16, 16, 3, 3), 2, 1, 1, 1))
     monkeypatch.setattr(products, "_small", False)
     assert not conv_algo.as_strips(geo(16, 16, 32))
+
+
+def test_output_pool_reuses_only_unreferenced_arrays():
+    # workspace.empty hands an array out again only once nothing but the pool
+    # references it: not while the caller, a view of it or another output holds it.
+    shape = (3, 256, 257)
+    a = workspace.empty(shape, np.float32)
+    address = a.ctypes.data
+    b = workspace.empty(shape, np.float32)
+    assert not np.shares_memory(a, b)
+    view = a[1:]
+    del a
+    c = workspace.empty(shape, np.float32)  # a is still referenced by the view
+    assert address not in (b.ctypes.data, c.ctypes.data)
+    del view
+    again = workspace.empty(shape, np.float32)
+    assert again.ctypes.data == address and again.shape == shape
+    # Small arrays are never pooled; release keeps only the arrays in use.
+    assert workspace.empty((4,), np.float32) is not workspace.empty((4,), np.float32)
+    del again
+    workspace.release()
+    held = workspace._pool[(shape, "<f4")]
+    assert len(held) == 2 and all(any(x is h for h in held) for x in (b, c))

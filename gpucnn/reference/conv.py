@@ -161,7 +161,7 @@ def conv2d_forward(x, w, b, g, relu=False):
         y = depthwise.depthwise(x, w, g, "forward")
         _epilogue(y, b, relu)
         return y
-    y = np.empty((g.N, K, win.P, win.Q), x.dtype)
+    y = workspace.empty((g.N, K, win.P, win.Q), x.dtype)
     if algo == conv_algo.UNFOLD and conv_algo.as_rows(g, forward=True):
         fr = im2row.filters(w)
 
@@ -241,7 +241,7 @@ def conv2d_backward_data(dy, w, g, algo=None):
     # wide (``_fold_wide``); a non-finite filter would spread NaN through
     # the extra columns, so it takes the plain fold.
     wide = win.sh == win.sw == 1 and bool(np.isfinite(w).all())
-    dx = np.empty((g.N, C, win.H, win.W), dy.dtype)
+    dx = workspace.empty((g.N, C, win.H, win.W), dy.dtype)
 
     def chunk(n0, n1, rows):
         n = n1 - n0

@@ -137,7 +137,7 @@ def batch_norm_apply(x, mean, invstd, gamma, beta, relu=False):
     """y = gamma * (x - mean) * invstd + beta, per channel; then torch.relu when ``relu``."""
     scale = np.asarray(gamma, np.float64) * np.asarray(invstd, np.float64)
     m, s, o = _image(mean, x), _image(scale, x), _image(beta, x)
-    y = np.empty(x.shape, x.dtype)
+    y = workspace.empty(x.shape, x.dtype)
 
     def block(a, b):
         yb = y[a:b]
@@ -160,11 +160,11 @@ def batch_norm_backward(dy, x, mean, invstd, gamma, batch_stats, y=None):
     s = np.asarray(invstd, np.float64)
     gs = np.asarray(gamma, np.float64) * s
     m = _image(mean, x)
-    dx = np.empty(x.shape, x.dtype)
+    dx = workspace.empty(x.shape, x.dtype)
     # dy masked by the ReLU, kept in dx until the second pass overwrites it;
     # x - mean, kept from the sums for the second pass (in dx when dx is free).
     g = dy if y is None else dx
-    xc = dx if y is None else np.empty(x.shape, x.dtype)
+    xc = dx if y is None else workspace.empty(x.shape, x.dtype)
 
     def sums(a, b):
         if y is not None:

@@ -62,7 +62,7 @@ def _by_planes(fn, ins, outs, win: Window, scratch: int = 0):
     fn writes its chunk of each in place, using ``scratch`` more bytes a plane."""
     N, C = ins[0].shape[:2]
     flat = [a.reshape(1, N * C, *a.shape[2:]) for a in ins]
-    res = [np.empty((1, N * C, *shape), dtype) for dtype, shape in outs]
+    res = [workspace.empty((1, N * C, *shape), dtype) for dtype, shape in outs]
 
     def run(a, b):
         fn(*(f[:, a:b] for f in flat), *(r[:, a:b] for r in res))
