@@ -42,10 +42,13 @@ _small: bool | None = None
 
 def small_kernels() -> bool:
     """Whether the BLAS NumPy calls is an OpenBLAS running SkylakeX-family
-    kernels (threadpoolctl's report), which have the small-product path."""
+    kernels (threadpoolctl's report), which have the small-product path:
+    the BLAS NumPy's wheels ship (under numpy's folder), else every BLAS
+    loaded, as other packages may load their own."""
     global _small
     if _small is None:
         libs = workspace._blas()
+        libs = [lib for lib in libs if "numpy" in str(getattr(lib, "filepath", ""))] or libs
         _small = bool(libs) and all(
             getattr(lib, "internal_api", "") == "openblas"
             and str(getattr(lib, "architecture", "")).lower() in SMALL_ARCHS for lib in libs)
