@@ -24,14 +24,17 @@ def _geometry(case):
 
 
 # bench case -> (family, splits) for forward, backward-data, backward-filter on 132 SMs.
-# Splits minimise waves x (k-steps per part + 2) over 264 GEMM slots (2 blocks per SM)
-# or 1056 direct slots (8 per SM); e.g. resnet-7x7x512 forward: 104 tiles of 288
-# steps, 5 parts = 520 blocks = 2 waves of 58 + 2 steps. Filter gradients go
-# direct where a GEMM would fill under 40% of its tiles (mnist-1: 32 x 25 taps
-# fill 20%; deepspeech 32 x 100 fill 39%; cifar-stem 64 x 27 fill 42%).
+# Splits minimise waves x (k-steps per part + 2) over 264 GEMM slots (2 blocks per SM),
+# 528 for the 32-row tile (4 per SM), or 1056 direct slots (8 per SM); e.g.
+# resnet-7x7x512 forward: 104 tiles of 288 steps, 5 parts = 520 blocks = 2 waves
+# of 58 + 2 steps. GEMMs of at most 32 rows take the 32 x 64 tile (mnist-1 and
+# deepspeech forward, mnist-2 backward-data: 196 tiles of 100 steps, 5 parts =
+# 980 blocks in 2 waves of 20 + 2 steps). Filter gradients go direct where a
+# GEMM would fill under 40% of its tiles (mnist-1: 32 x 25 taps fill 39% of a
+# 32 x 64 tile; cifar-stem 64 x 27 fill 42%; deepspeech 32 x 100 fill 78%).
 TABLE = {
     "mnist-1": (("gemm", 1), ("direct", 1), ("direct", 22)),
-    "mnist-2": (("gemm", 4), ("gemm", 4), ("gemm", 20)),
+    "mnist-2": (("gemm", 4), ("gemm", 5), ("gemm", 20)),
     "cifar-stem": (("gemm", 1), ("direct", 1), ("gemm", 256)),
     "cifar-resnet": (("gemm", 1), ("gemm", 1), ("gemm", 29)),
     "cifar-resnet-s2": (("gemm", 1), ("phase", 1), ("gemm", 11)),
@@ -41,7 +44,7 @@ TABLE = {
     "resnet-7x7x512": (("gemm", 5), ("gemm", 5), ("gemm", 5)),
     "vgg": (("gemm", 1), ("gemm", 1), ("gemm", 44)),
     "1x1-s2": (("gemm", 1), ("phase", 1), ("gemm", 33)),
-    "deepspeech": (("gemm", 1), ("direct", 1), ("direct", 33)),
+    "deepspeech": (("gemm", 1), ("direct", 1), ("gemm", 262)),
     "depthwise": (("direct", 1), ("direct", 1), ("direct", 4)),
     "dilated": (("gemm", 1), ("gemm", 1), ("gemm", 29)),
 }
@@ -64,7 +67,7 @@ def test_parts_cover_the_reduction(case, sms):
         if c.splits > 1:
             assert (c.splits - 1) * c.chunk < red <= c.splits * c.chunk, (p, c)
         if c.family == "gemm":
-            assert c.chunk % algo.TILE[2] == 0 and c.tile == algo.TILE
+            assert c.chunk % algo.TILE[2] == 0 and c.tile == algo.ffma_tile(algo.gemm_shape(g, p)[0])
 
 
 def test_split_count_follows_the_sm_count():
@@ -83,9 +86,16 @@ def test_override(monkeypatch):
         assert [algo.choose(g, p).family for p in algo.PASSES] == ["gemm"] * 3
         assert algo.choose(g, "backward_filter").splits == 3  # forward: 9 taps, one k-step, one part
         assert algo.choose(g, "forward").splits == 1
+    g = _geometry(next(c for c in CONV if c.name == "resnet-3x3"))
+    with algo.override("gemm32:2"):  # the 32-row tile forced on 64 filters: two row tiles
+        assert [algo.choose(g, p).tile for p in algo.PASSES] == [algo.NARROW_TILE] * 3
+        assert algo.choose(g, "forward", math="tf32").tile == (128, 128, 32)  # tensor cores keep theirs
+    with algo.override("gemm64"):
+        assert algo.choose(_geometry(next(c for c in CONV if c.name == "deepspeech")), "forward").tile == algo.TILE
+    g = _geometry(next(c for c in CONV if c.name == "depthwise"))
     monkeypatch.setenv(algo.ENV, "phase")
     assert [algo.choose(g, p).family for p in algo.PASSES] == ["direct", "phase", "direct"]
-    for bad in ("winograd", "gemm:0", "gemm:x"):
+    for bad in ("winograd", "gemm:0", "gemm:x", "gemm16"):
         with pytest.raises(ValueError, match=algo.ENV):
             with algo.override(bad):
                 pass
@@ -95,7 +105,7 @@ def test_override(monkeypatch):
         algo.choose(g, "sideways")
 
 
-FORCED = ["direct", "phase", "gemm:3"]
+FORCED = ["direct", "phase", "gemm64:3", "gemm32:3"]  # both FFMA tiles on every case, split
 # Boundary cases for every forced algorithm: one image, one channel, stride
 # larger than the kernel, asymmetric padding, dilation with stride, groups,
 # and tile crossings.
