@@ -12,34 +12,37 @@
 // and out-of-range elements are zeros, so no remainder needs a special case.
 //
 // Two shapes, one loop: GemmWide (64 x 64, 256 threads, 2 blocks per SM) and
-// GemmNarrow (32 x 64, 128 threads, 4 blocks per SM, 3 in double) for GEMMs of at most 32
-// rows (the filters of a narrow layer), which would leave half of every wide
-// tile empty. Both give a thread the same 4 x 4 micro-tile, so the inner loop,
-// its registers and its shared-memory traffic per FMA are the same; the
-// narrow tile only fetches 1.5x the operand elements per FMA (96 per 2048
-// instead of 128 per 4096), and 4 blocks of 4 warps keep the 16 warps per SM
-// of 2 wide blocks. (256 threads with 4 x 2 micro-tiles would instead read
-// 3 shared-memory wavefronts per 8 FMAs, not per 16, and bound the loop by
+// GemmNarrow (32 x 64, 128 threads, 4 blocks per SM; 3 in double) for GEMMs of
+// at most 32 rows (a narrow layer's filters), which would leave half of every
+// wide tile empty. Both give a thread the same 4 x 4 micro-tile, so the inner
+// loop and its shared-memory traffic per FMA are the same, and 4 narrow blocks
+// of 4 warps keep the 16 warps per SM of 2 wide ones. The narrow tile fetches
+// 1.5x the operand elements per FMA (96 per 2048 instead of 128 per 4096): 12
+// registers of fetched elements a thread instead of 8, and 1.5x the loads in
+// flight per SM. (256 threads with 4 x 2 micro-tiles would keep 8 fetches a
+// thread but read 3 shared-memory wavefronts per 8 FMA instructions of a warp
+// instead of per 16: 3 cycles of shared memory per 2 of FMA, a loop bound by
 // shared memory.)
 //
-// Global -> shared: each thread fetches BM * GEMM_BK / THREADS elements of A and
-// BN * GEMM_BK / THREADS of B per step of GEMM_BK reduction indices. An operand
-// laid out along k (A_ALONG_K) is read with 16 consecutive threads on 16
-// consecutive k of one row, otherwise with BM (or BN) consecutive threads on as
-// many consecutive rows of one k: neighbouring threads
-// read neighbouring addresses either way. Both tiles are stored k-major,
-// sm[k][m], so that the inner loop reads them along m and n.
+// Global -> shared: each thread fetches BM * GEMM_BK / THREADS elements of A
+// and BN * GEMM_BK / THREADS of B per step of GEMM_BK reduction indices. An
+// operand laid out along k (A_ALONG_K) is read with 16 (wide) or 8 (narrow)
+// consecutive threads on as many consecutive k of one row (GemmFetch),
+// otherwise with BM (or BN) consecutive threads on as many consecutive rows of
+// one k: neighbouring threads read neighbouring addresses either way. Both
+// tiles are stored k-major, sm[k][m], so that the inner loop reads them along
+// m and n.
 //
 // Register blocking: thread (ty, tx) = (t / 16, t % 16) owns a 4 x 4 micro-tile
 // made of 16-byte vectors, V = Vec16<T>::n elements each (one float4, or two
 // double2): rows V*ty + v (v < V) of every band of BM / 4 vectors, and columns
 // likewise with tx in bands of 16 vectors (gemm_micro). Each step of the inner
-// loop is then one 128-bit shared
-// load per vector of A and of B and 16 FMAs. A quarter warp (8 threads, the
-// 128 bytes of one LDS.128 wavefront) reads 8 consecutive vectors of B: no
-// bank conflicts; a warp reads just 2 vectors of A (broadcast). One stage of
-// software pipelining: a thread loads the next step's elements into registers
-// while it multiplies the current step from shared memory (two barriers per step).
+// loop is then one 128-bit shared load per vector of A and of B and 16 FMAs. A
+// quarter warp (8 threads, the 128 bytes of one LDS.128 wavefront) reads 8
+// consecutive vectors of B: no bank conflicts; a warp reads just 2 vectors of A
+// (broadcast). One stage of software pipelining: a thread loads the next step's
+// elements into registers while it multiplies the current step from shared
+// memory (two barriers per step).
 //
 // bench/results/static-sm90.md records the resulting machine code (python -m
 // gpucnn.runtime.sass_report --write; tests/test_sass.py keeps it current).
@@ -51,7 +54,8 @@
 #define GEMM_TN 4  // micro-tile columns per thread
 
 // A block tile of BM x BN outputs, a 4 x 4 micro-tile per thread, 16 threads
-// along n; BLOCKS resident blocks per SM cap registers at 128 a thread.
+// along n; BLOCKS resident blocks per SM cap registers at 128 a thread
+// (65536 / (BLOCKS * THREADS)).
 template <int BM_, int BN_> struct GemmShape {
     enum { BM = BM_, BN = BN_, TX = BN / GEMM_TN, TY = BM / GEMM_TM, THREADS = TX * TY, BLOCKS = 512 / THREADS };
     static_assert(TX == 16, "gemm_tile's thread coordinates are (t / 16, t % 16)");
@@ -209,7 +213,8 @@ __device__ __forceinline__ void gemm_stash(T (*s)[LD], const T (&r)[L::LOADS]) {
 }
 
 // out[i] = row[gemm_micro(tc, i)] by 16-byte vectors.
-template <int THREADS_ALONG, typename T> __device__ __forceinline__ void gemm_lds(const T* row, int tc, T (&out)[GEMM_TM]) {
+template <int THREADS_ALONG, typename T>
+__device__ __forceinline__ void gemm_lds(const T* row, int tc, T (&out)[GEMM_TM]) {
     typedef typename Vec16<T>::type V;
     const int L = Vec16<T>::n;
 #pragma unroll

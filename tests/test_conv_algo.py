@@ -12,6 +12,7 @@ from test_conv_kernels import CASE_IDS, CASES, _data, close
 import gpucnn
 from gpucnn.bench.cases import CONV
 from gpucnn.cuda import algo
+from gpucnn.cuda import conv as cuda_conv
 from gpucnn.functional.conv import _conv_geometry
 from gpucnn.runtime.emulator import emulation
 
@@ -131,6 +132,24 @@ def test_forced_algorithm_matches_reference(backend, case, dtype, spec):
         want = (gpucnn.conv2d(x64, w64, b64, **kw), *gpucnn.conv2d_backward(dy64, x64, w64, **kw)[:2])
     for name, g, wnt in zip(("y", "dx", "dw"), got, want):
         close(g, wnt, dtype, f"{name} {spec}")
+
+
+@pytest.mark.parametrize("spec,kernels,threads",
+                         [("gemm32", "_m32_f64", 128), ("gemm64", "_f64", 256), (None, "_m32_f64", 128)])
+def test_the_chosen_tile_is_the_one_launched(monkeypatch, spec, kernels, threads):
+    """Every pass launches the FFMA tile its Choice names (24 filters, 9
+    channels: the 32-row tile by the heuristic), with that tile's block."""
+    if not gpucnn.backend.available("emulator")[0]:
+        pytest.skip("emulator unavailable")
+    launched, real = [], cuda_conv.launch_gemm
+    monkeypatch.setattr(cuda_conv, "launch_gemm", lambda rt, family, plan, *rest: (
+        launched.append((plan.name, plan.threads)), real(rt, family, plan, *rest)))
+    rng = np.random.default_rng(6)
+    x, w = rng.standard_normal((2, 9, 7, 5)), rng.standard_normal((24, 9, 2, 3))  # GEMMs in every pass
+    with gpucnn.use_backend("emulator"), algo.override(spec):
+        gpucnn.conv2d_backward(gpucnn.conv2d(x, w, padding=1), x, w, padding=1)
+    passes = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter")
+    assert launched == [(p + kernels, threads) for p in passes]
 
 
 @pytest.mark.parametrize("spec", ["gemm:3", "direct:3"])

@@ -8,11 +8,13 @@ Kernels never choose; the launch code in gpucnn.cuda.conv asks here.
 
 Families:
   gemm    the implicit GEMM of kernels/conv2d.cu: 64 x 64 x 16 FFMA tiles, or
-          32 x 64 x 16 (gemm.cuh's GemmNarrow, 4 blocks of 128 threads per SM)
-          where the GEMM has at most 32 rows (filters in the forward and filter
-          passes, channels in backward-data): there a 64-row tile would be at
-          least half empty, and the narrow tile does the same FMAs per thread
-          at the same occupancy, so it wins whenever its rows fit
+          32 x 64 x 16 (gemm.cuh's GemmNarrow, 4 blocks of 128 threads per SM,
+          3 in float64) where the GEMM has at most 32 rows (filters in the
+          forward and filter passes, channels in backward-data): there a
+          64-row tile wastes at least half its FMAs, while the narrow one runs
+          the same 4 x 4 micro-tile loop at the same occupancy and fetches
+          only 1.5x the operands per FMA. Above 32 rows the wide tile stays
+          (33 to 64 rows fill both alike)
   phase   backward-data only: the stride-decomposed implicit GEMM, one dense
           sub-problem per phase of the input, so no tap meets a structural zero
   direct  kernels/depthwise.cu: a thread per output element (forward), per
@@ -61,7 +63,11 @@ DIRECT_BLOCKS_PER_SM = 8  # 256-thread blocks of depthwise.cu (no register cap h
 DIRECT_THREADS = 256
 SMALL_GROUP = 8  # direct when both Kg and Cg are at most this
 SMALL_C = 4      # backward-data direct for up to this many channels a group (stems)
-DIRECT_FILTER_USE = 0.4  # backward-filter direct when the GEMM's tiles are less full than this
+# backward-filter direct when the GEMM's tiles are less full than this. The
+# static model (FFMA GEMM ~30 TFLOP/s at full tiles; the direct kernel ~13 on
+# deepspeech, 3.4x cuDNN's 45) breaks even near 0.44; with the 32-row tile
+# deepspeech fills 0.78 and goes GEMM, mnist-1 fills 0.39 and stays direct.
+DIRECT_FILTER_USE = 0.4
 MIN_SPLIT_STEPS = 8    # a split reduces at least this many k-steps
 MAX_SPLITS = 16  # forward and backward-data: each part writes a whole output
 MAX_FILTER_SPLITS = 1024  # filter gradients: parts are filter-sized, and stems' few tiles need many
