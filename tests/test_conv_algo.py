@@ -152,7 +152,7 @@ def test_the_chosen_tile_is_the_one_launched(monkeypatch, spec, kernels, threads
     assert launched == [(p + kernels, threads) for p in passes]
 
 
-@pytest.mark.parametrize("spec", ["gemm:3", "direct:3"])
+@pytest.mark.parametrize("spec", ["gemm:3", "gemm32:3", "direct:3"])
 def test_split_reductions_are_bitwise_repeatable(backend, spec):
     rng, x, w, b, kw = _data(CASES[CASE_IDS.index("medium" if spec.startswith("gemm") else "odd_asym_pad")],
                              np.float32, seed=4)
