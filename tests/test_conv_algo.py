@@ -152,6 +152,27 @@ def test_the_chosen_tile_is_the_one_launched(monkeypatch, spec, kernels, threads
     assert launched == [(p + kernels, threads) for p in passes]
 
 
+@pytest.mark.parametrize("C,groups,kernel", [(1, 1, "depthwise_backward_data_c1_f64"),
+                                              (6, 6, "depthwise_backward_data_c1_f64"),
+                                              (3, 1, "depthwise_backward_data_f64")])
+def test_groups_of_one_channel_take_the_one_channel_kernel(monkeypatch, C, groups, kernel):
+    """The direct backward-data of groups of one channel (C = 1 stems,
+    depthwise) launches depthwise.cu's _c1 kernel; wider groups the 4-channel one."""
+    if not gpucnn.backend.available("emulator")[0]:
+        pytest.skip("emulator unavailable")
+    from gpucnn.cuda import depthwise
+    launched, real = [], depthwise.launch
+    monkeypatch.setattr(depthwise, "launch", lambda rt, family, base, dtype, *rest, **kw: (
+        launched.append(f"{base}_f64"), real(rt, family, base, dtype, *rest, **kw)))
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal((1, C, 9, 14)), rng.standard_normal((6, C // groups, 3, 5))
+    with gpucnn.use_backend("emulator"):
+        dx = gpucnn.conv2d_backward(np.ones((1, 6, 4, 5)), x, w, stride=2, groups=groups)[0]
+    with gpucnn.use_backend("numpy"):
+        close(dx, gpucnn.conv2d_backward(np.ones((1, 6, 4, 5)), x, w, stride=2, groups=groups)[0], np.float64, "dx")
+    assert kernel in launched
+
+
 @pytest.mark.parametrize("spec", ["gemm:3", "gemm32:3", "direct:3"])
 def test_split_reductions_are_bitwise_repeatable(backend, spec):
     rng, x, w, b, kw = _data(CASES[CASE_IDS.index("medium" if spec.startswith("gemm") else "odd_asym_pad")],

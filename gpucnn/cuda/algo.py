@@ -18,8 +18,9 @@ Families:
   phase   backward-data only: the stride-decomposed implicit GEMM, one dense
           sub-problem per phase of the input, so no tap meets a structural zero
   direct  kernels/depthwise.cu: a thread per output element (forward), per
-          4 pixels x 4 channels (backward-data), or a block per filter and
-          pixel chunk with a fixed tree (backward-filter), for groups so
+          4 pixels x 4 channels (backward-data; x 1 channel for groups of
+          one), or a block per filter and pixel chunk with a fixed tree
+          (backward-filter), for groups so
           small that a 64-row tile would be mostly empty (depthwise, small
           groups, backward-data with C <= 4, filter gradients that would
           fill under DIRECT_FILTER_USE of their GEMM tiles, narrow or wide)
