@@ -8,6 +8,8 @@
 //                             dy: (N,K,P,Q)  w: (K,Cg,kh,kw)  dx: (splits,N,C,H,W)
 //   conv2d_backward_filter_T(const T* dy, const T* x, T* out, GEOM, int chunk, int splits)
 //                             out: (splits,K,Cg,kh,kw), partial sums over pixel chunks
+//   conv2d_forward_m32_T, conv2d_backward_data_m32_T, conv2d_backward_filter_m32_T
+//                           the same on gemm.cuh's 32 x 64 tile (GEMMs of at most 32 rows)
 //   conv2d_sum_splits_T     (const T* part, T* dw, long long n, int splits, int relu)
 //                             part: (splits,n)  dw: (n,)
 //   conv2d_bias_partial_T   (const T* dy, double* part, int N, int K, long long PQ, long long chunk, int chunks)
@@ -305,38 +307,29 @@ __device__ void col2im_k(const T* __restrict__ cols, T* __restrict__ x, long lon
 
 // ------------------------------------------------------------ entry points
 
-GEMM_KERNEL conv2d_forward_f32(const float* __restrict__ x, const float* __restrict__ w,
-                               const float* __restrict__ b, float* __restrict__ y, GEOM, int chunk,
-                               int splits, int relu) {
-    __shared__ GemmSmem<float, int4> sm;
-    conv_forward(gemm_run<float>(sm), x, w, b, y, GEOM_ARGS, chunk, splits, relu);
-}
-GEMM_KERNEL conv2d_forward_f64(const double* __restrict__ x, const double* __restrict__ w,
-                               const double* __restrict__ b, double* __restrict__ y, GEOM, int chunk,
-                               int splits, int relu) {
-    __shared__ GemmSmem<double, int4> sm;
-    conv_forward(gemm_run<double>(sm), x, w, b, y, GEOM_ARGS, chunk, splits, relu);
-}
-GEMM_KERNEL conv2d_backward_data_f32(const float* __restrict__ dy, const float* __restrict__ w,
-                                     float* __restrict__ dx, GEOM, int chunk, int splits) {
-    __shared__ GemmSmem<float, int4> sm;
-    conv_backward_data(gemm_run<float>(sm), dy, w, dx, GEOM_ARGS, chunk, splits);
-}
-GEMM_KERNEL conv2d_backward_data_f64(const double* __restrict__ dy, const double* __restrict__ w,
-                                     double* __restrict__ dx, GEOM, int chunk, int splits) {
-    __shared__ GemmSmem<double, int4> sm;
-    conv_backward_data(gemm_run<double>(sm), dy, w, dx, GEOM_ARGS, chunk, splits);
-}
-GEMM_KERNEL conv2d_backward_filter_f32(const float* __restrict__ dy, const float* __restrict__ x,
-                                       float* __restrict__ out, GEOM, int chunk, int splits) {
-    __shared__ GemmSmem<float, int4> sm;
-    conv_backward_filter(gemm_run<float>(sm), dy, x, out, GEOM_ARGS, chunk, splits);
-}
-GEMM_KERNEL conv2d_backward_filter_f64(const double* __restrict__ dy, const double* __restrict__ x,
-                                       double* __restrict__ out, GEOM, int chunk, int splits) {
-    __shared__ GemmSmem<double, int4> sm;
-    conv_backward_filter(gemm_run<double>(sm), dy, x, out, GEOM_ARGS, chunk, splits);
-}
+// The FFMA tile kernels of shape S (gemm.cuh): GemmWide as conv2d_*_T,
+// GemmNarrow (at most 32 GEMM rows, gpucnn/cuda/algo.py) as conv2d_*_m32_T.
+#define CONV2D_FFMA(S, T, SFX)                                                                                  \
+    GEMM_ENTRY(S, T) conv2d_forward_##SFX(const T* __restrict__ x, const T* __restrict__ w,                      \
+                                          const T* __restrict__ b, T* __restrict__ y, GEOM, int chunk,          \
+                                          int splits, int relu) {                                               \
+        __shared__ GemmSmem<T, int4, S> sm;                                                                     \
+        conv_forward(gemm_run<T>(sm), x, w, b, y, GEOM_ARGS, chunk, splits, relu);                              \
+    }                                                                                                           \
+    GEMM_ENTRY(S, T) conv2d_backward_data_##SFX(const T* __restrict__ dy, const T* __restrict__ w,                \
+                                                T* __restrict__ dx, GEOM, int chunk, int splits) {              \
+        __shared__ GemmSmem<T, int4, S> sm;                                                                     \
+        conv_backward_data(gemm_run<T>(sm), dy, w, dx, GEOM_ARGS, chunk, splits);                               \
+    }                                                                                                           \
+    GEMM_ENTRY(S, T) conv2d_backward_filter_##SFX(const T* __restrict__ dy, const T* __restrict__ x,             \
+                                                  T* __restrict__ out, GEOM, int chunk, int splits) {           \
+        __shared__ GemmSmem<T, int4, S> sm;                                                                     \
+        conv_backward_filter(gemm_run<T>(sm), dy, x, out, GEOM_ARGS, chunk, splits);                            \
+    }
+CONV2D_FFMA(GemmWide, float, f32)
+CONV2D_FFMA(GemmWide, double, f64)
+CONV2D_FFMA(GemmNarrow, float, m32_f32)
+CONV2D_FFMA(GemmNarrow, double, m32_f64)
 extern "C" __global__ void conv2d_sum_splits_f32(const float* __restrict__ part, float* __restrict__ dw,
                                                  long long n, int splits, int relu) {
     sum_splits(part, dw, n, splits, relu);

@@ -97,7 +97,7 @@ __device__ void conv_backward_data_phase(GemmSmem<T, int4>& sm, const T* __restr
     for (int z = blockIdx.z; z < G * sh * sw; z += gridDim.z) {
         const int g = z % G, phase = z / G;
         const PhaseOp<T> op(dy, w, GEOM_ARGS, g, phase / sw, phase % sw);
-        if (blockIdx.x * GEMM_BN >= op.N) continue;  // uniform per block: no barrier is skipped by some
+        if (blockIdx.x * GemmWide::BN >= op.N) continue;  // uniform per block: no barrier is skipped by some
         gemm_block<T>(op, sm, 0, op.axh.taps * op.axw.taps * (K / G), [&](int c, int n, T v) {
             int img, i;
             const int j = op.cols.divmod(op.pix.divmod(n, img), i);

@@ -5,7 +5,7 @@
 // Kernels (T = float as _f32, double as _f64; G = groups, Cg = C/G, Kg = K/G):
 //   depthwise_forward_T        (const T* x, const T* w, const T* b, T* y, GEOM, int relu)
 //                                x: (N,C,H,W)  w: (K,Cg,kh,kw)  b: (K,)  y: (N,K,P,Q)
-//   depthwise_backward_data_T  (const T* dy, const T* w, T* dx, GEOM)
+//   depthwise_backward_data_T  (const T* dy, const T* w, T* dx, GEOM)   (and _c1_T: groups of one channel)
 //                                dy: (N,K,P,Q)  dx: (N,C,H,W)
 //   depthwise_backward_filter_T(const T* dy, const T* x, T* out, GEOM, int chunk, int splits)
 //                                out: (splits,K,Cg,kh,kw), partial sums over pixel chunks
@@ -66,14 +66,15 @@ __device__ void dw_forward(const T* __restrict__ x, const T* __restrict__ w, con
 // dx[n, c, h, w] = sum over filters f of c's group and taps (r, s) with
 // h + pt - r*dh = p*sh (and likewise w) of w[f, c, r, s] dy[n, f, p, q].
 // Thread i owns DW_PIX pixels of row h in one phase of the w stride,
-// w_j = start + (wb*DW_PIX + j)*sw (j < DW_PIX), for channels c0 .. c0 + DW_CB - 1
+// w_j = start + (wb*DW_PIX + j)*sw (j < DW_PIX), for channels c0 .. c0 + CB - 1
 // of group g in image n: the pixels share every tap's validity and read
-// consecutive dy values q0 + j, so each tap costs DW_PIX + DW_CB loads for
-// DW_PIX * DW_CB FMAs. Threads run phase-major within a row (i = (((n*G + g)*CB + cb)*H + h)*sw + b)*WB + wb).
-template <typename T>
+// consecutive dy values q0 + j, so each tap costs DW_PIX + CB loads for
+// DW_PIX * CB FMAs. CB = DW_CB, or 1 for groups of one channel (stems with
+// C = 1, depthwise), where DW_CB would issue 4 FMAs per useful one. Threads run phase-major within a row (i = (((n*G + g)*CB + cb)*H + h)*sw + b)*WB + wb).
+template <typename T, int CB>
 __device__ void dw_backward_data(const T* __restrict__ dy, const T* __restrict__ w, T* __restrict__ dx, GEOM) {
     const int Kg = K / G, Cg = C / G, HW = H * W, PQ = P * Q, khkw = kh * kw;
-    const int blocks = (Cg + DW_CB - 1) / DW_CB, WB = ((W + sw - 1) / sw + DW_PIX - 1) / DW_PIX;
+    const int blocks = (Cg + CB - 1) / CB, WB = ((W + sw - 1) / sw + DW_PIX - 1) / DW_PIX;
     const int bias = (kw * dw + sw - 1) / sw;  // keeps w + pl - s*dw + bias*sw >= 0 for the division
     const FastDiv fWB(WB), fsw(sw), fH(H), fB(blocks), fG(G), fsh(sh);
     GRID_STRIDE_LOOP(i, (long long)N * G * blocks * H * sw * WB) {
@@ -82,13 +83,13 @@ __device__ void dw_backward_data(const T* __restrict__ dy, const T* __restrict__
         const int h = fH.divmod(hrest, rest), cb = fB.divmod(rest, ngb), g = fG.divmod(ngb, n);
         const int start = ((b - pl) % sw + sw) % sw, w0 = start + wb * DW_PIX * sw;  // (w0 + pl) % sw == b
         if (w0 >= W) continue;  // a phase with fewer pixels than the widest
-        const int c0 = g * Cg + cb * DW_CB, nc = min(DW_CB, Cg - cb * DW_CB);
+        const int c0 = g * Cg + cb * CB, nc = min(CB, Cg - cb * CB);
         const int npix = min(DW_PIX, (W - 1 - w0) / sw + 1);
-        T acc[DW_PIX][DW_CB];
+        T acc[DW_PIX][CB];
 #pragma unroll
         for (int j = 0; j < DW_PIX; ++j)
 #pragma unroll
-            for (int k = 0; k < DW_CB; ++k) acc[j][k] = T(0);
+            for (int k = 0; k < CB; ++k) acc[j][k] = T(0);
         const T* dyn = dy + ((long long)n * K + (long long)g * Kg) * PQ;
         const T* wc = w + ((long long)g * Kg * Cg + (c0 - g * Cg)) * khkw;
         for (int r = 0; r < kh; ++r) {
@@ -105,22 +106,25 @@ __device__ void dw_backward_data(const T* __restrict__ dy, const T* __restrict__
                 for (int j = 0; j < DW_PIX; ++j) ok[j] = j < npix && (unsigned)(q0 + j) < (unsigned)Q;
                 const T* d = dyn + p * Q + q0;
                 const T* wf = wc + r * kw + s;
+// Unrolled 4 times only for one float channel: the one-channel double kernel
+// spills on sm_86 and sm_89 when unrolled, and 4 channels gain nothing.
+#pragma unroll(CB == 1 && sizeof(T) == 4 ? 4 : 1)
                 for (int f = 0; f < Kg; ++f) {
-                    T v[DW_PIX], wk[DW_CB];
+                    T v[DW_PIX], wk[CB];
 #pragma unroll
                     for (int j = 0; j < DW_PIX; ++j) v[j] = ok[j] ? d[(long long)f * PQ + j] : T(0);
 #pragma unroll
-                    for (int k = 0; k < DW_CB; ++k) wk[k] = k < nc ? wf[(long long)f * Cg * khkw + k * khkw] : T(0);
+                    for (int k = 0; k < CB; ++k) wk[k] = k < nc ? wf[(long long)f * Cg * khkw + k * khkw] : T(0);
 #pragma unroll
                     for (int j = 0; j < DW_PIX; ++j)
 #pragma unroll
-                        for (int k = 0; k < DW_CB; ++k) acc[j][k] += wk[k] * v[j];
+                        for (int k = 0; k < CB; ++k) acc[j][k] += wk[k] * v[j];
                 }
             }
         }
         T* out = dx + ((long long)n * C + c0) * HW + (long long)h * W + w0;
 #pragma unroll
-        for (int k = 0; k < DW_CB; ++k)
+        for (int k = 0; k < CB; ++k)
 #pragma unroll
             for (int j = 0; j < DW_PIX; ++j)
                 if (k < nc && j < npix) out[(long long)k * HW + j * sw] = acc[j][k];
@@ -196,16 +200,15 @@ depthwise_forward_f64(const double* __restrict__ x, const double* __restrict__ w
                       double* __restrict__ y, GEOM, int relu) {
     dw_forward(x, w, b, y, GEOM_ARGS, relu);
 }
-extern "C" __global__ void __launch_bounds__(DW_THREADS)
-depthwise_backward_data_f32(const float* __restrict__ dy, const float* __restrict__ w, float* __restrict__ dx,
-                            GEOM) {
-    dw_backward_data(dy, w, dx, GEOM_ARGS);
-}
-extern "C" __global__ void __launch_bounds__(DW_THREADS)
-depthwise_backward_data_f64(const double* __restrict__ dy, const double* __restrict__ w,
-                            double* __restrict__ dx, GEOM) {
-    dw_backward_data(dy, w, dx, GEOM_ARGS);
-}
+#define DW_BACKWARD_DATA(T, SFX, CB)                                                                         \
+    extern "C" __global__ void __launch_bounds__(DW_THREADS)                                                 \
+    depthwise_backward_data_##SFX(const T* __restrict__ dy, const T* __restrict__ w, T* __restrict__ dx, GEOM) { \
+        dw_backward_data<T, CB>(dy, w, dx, GEOM_ARGS);                                                       \
+    }
+DW_BACKWARD_DATA(float, f32, DW_CB)
+DW_BACKWARD_DATA(double, f64, DW_CB)
+DW_BACKWARD_DATA(float, c1_f32, 1)
+DW_BACKWARD_DATA(double, c1_f64, 1)
 extern "C" __global__ void __launch_bounds__(DW_THREADS)
 depthwise_backward_filter_f32(const float* __restrict__ dy, const float* __restrict__ x, float* __restrict__ out,
                               GEOM, int chunk, int splits) {

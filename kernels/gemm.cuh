@@ -1,8 +1,8 @@
 // gemm.cuh: the shared-memory tile loop of the implicit-GEMM kernel families
 // (conv2d.cu, linear.cu), and the two deterministic reductions they share.
 //
-// One block of GEMM_THREADS threads computes a GEMM_BM x GEMM_BN tile of
-// C = A B over the reduction range [kbeg, kend). Neither operand need exist in
+// One block computes a BM x BN tile (a GemmShape) of C = A B over the
+// reduction range [kbeg, kend). Neither operand need exist in
 // memory as a matrix: an Op gathers each element from the tensors on the fly
 //   Op::Row op.row(m)               what A's row m needs, computed once per tile
 //   Op::Col op.col(n)               what B's column n needs, computed once per tile
@@ -11,37 +11,68 @@
 //   Op::A_ALONG_K, Op::B_ALONG_K    whether consecutive k are neighbours in memory
 // and out-of-range elements are zeros, so no remainder needs a special case.
 //
-// Global -> shared: each thread fetches 4 elements of each operand per step of
-// GEMM_BK reduction indices. An operand laid out along k (A_ALONG_K) is read
-// with 16 consecutive threads on 16 consecutive k of one row, otherwise with 64
-// consecutive threads on 64 consecutive rows of one k: neighbouring threads
-// read neighbouring addresses either way. Both tiles are stored k-major,
-// sm[k][m], so that the inner loop reads them along m and n.
+// Two shapes, one loop: GemmWide (64 x 64, 256 threads, 2 blocks per SM) and
+// GemmNarrow (32 x 64, 128 threads, 4 blocks per SM; 3 in double) for GEMMs of
+// at most 32 rows (a narrow layer's filters), which would leave half of every
+// wide tile empty. Both give a thread the same 4 x 4 micro-tile, so the inner
+// loop and its shared-memory traffic per FMA are the same, and 4 narrow blocks
+// of 4 warps keep the 16 warps per SM of 2 wide ones. The narrow tile fetches
+// 1.5x the operand elements per FMA (96 per 2048 instead of 128 per 4096): 12
+// registers of fetched elements a thread instead of 8, and 1.5x the loads in
+// flight per SM. (256 threads with 4 x 2 micro-tiles would keep 8 fetches a
+// thread but read 3 shared-memory wavefronts per 8 FMA instructions of a warp
+// instead of per 16: 3 cycles of shared memory per 2 of FMA, a loop bound by
+// shared memory.)
+//
+// Global -> shared: each thread fetches BM * GEMM_BK / THREADS elements of A
+// and BN * GEMM_BK / THREADS of B per step of GEMM_BK reduction indices. An
+// operand laid out along k (A_ALONG_K) is read with 16 (wide) or 8 (narrow)
+// consecutive threads on as many consecutive k of one row (GemmFetch),
+// otherwise with BM (or BN) consecutive threads on as many consecutive rows of
+// one k: neighbouring threads read neighbouring addresses either way. Both
+// tiles are stored k-major, sm[k][m], so that the inner loop reads them along
+// m and n.
 //
 // Register blocking: thread (ty, tx) = (t / 16, t % 16) owns a 4 x 4 micro-tile
 // made of 16-byte vectors, V = Vec16<T>::n elements each (one float4, or two
-// double2): rows V*ty + v (v < V) of every 16V-row band, and columns likewise
-// with tx (gemm_micro). Each step of the inner loop is then one 128-bit shared
-// load per vector of A and of B and 16 FMAs. A quarter warp (8 threads, the
-// 128 bytes of one LDS.128 wavefront) reads 8 consecutive vectors of B: no
-// bank conflicts; a warp reads just 2 vectors of A (broadcast). One stage of
-// software pipelining: a thread loads the next step's elements into registers
-// while it multiplies the current step from shared memory (two barriers per step).
+// double2): rows V*ty + v (v < V) of every band of BM / 4 vectors, and columns
+// likewise with tx in bands of 16 vectors (gemm_micro). Each step of the inner
+// loop is then one 128-bit shared load per vector of A and of B and 16 FMAs. A
+// quarter warp (8 threads, the 128 bytes of one LDS.128 wavefront) reads 8
+// consecutive vectors of B: no bank conflicts; a warp reads just 2 vectors of A
+// (broadcast). One stage of software pipelining: a thread loads the next step's
+// elements into registers while it multiplies the current step from shared
+// memory (two barriers per step).
 //
 // bench/results/static-sm90.md records the resulting machine code (python -m
 // gpucnn.runtime.sass_report --write; tests/test_sass.py keeps it current).
 #pragma once
 
-#define GEMM_BM 64
-#define GEMM_BN 64
 #define GEMM_BK 16
-#define GEMM_THREADS 256
-#define GEMM_TM 4  // micro-tile rows per thread: GEMM_BM / 16
-#define GEMM_TN 4  // micro-tile columns per thread: GEMM_BN / 16
-#define GEMM_LOADS 4  // elements per operand a thread fetches per step: 64 * 16 / 256
+#define GEMM_THREADS 256  // GemmWide's block (and bias_grad's)
+#define GEMM_TM 4  // micro-tile rows per thread
+#define GEMM_TN 4  // micro-tile columns per thread
 
-// The entry points of tile kernels: 2 blocks per SM caps registers at 128.
-#define GEMM_KERNEL extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 2)
+// A block tile of BM x BN outputs, a 4 x 4 micro-tile per thread, 16 threads
+// along n; BLOCKS resident blocks per SM cap registers at 128 a thread
+// (65536 / (BLOCKS * THREADS)).
+template <int BM_, int BN_> struct GemmShape {
+    enum { BM = BM_, BN = BN_, TX = BN / GEMM_TN, TY = BM / GEMM_TM, THREADS = TX * TY, BLOCKS = 512 / THREADS };
+    static_assert(TX == 16, "gemm_tile's thread coordinates are (t / 16, t % 16)");
+};
+typedef GemmShape<64, 64> GemmWide;
+typedef GemmShape<32, 64> GemmNarrow;
+
+// Resident blocks per SM a tile kernel of shape S on T asks for: the narrow
+// tile's double kernels 3 (168 registers), since at 128 the filter gradient's
+// 12 fetched doubles (and its handles) spill.
+template <typename S, typename T> struct GemmBlocks {
+    enum { n = S::BLOCKS > 2 && sizeof(T) == 8 ? 3 : S::BLOCKS };
+};
+
+// The entry points of tile kernels of shape S on T; GEMM_KERNEL: the wide tile's.
+#define GEMM_ENTRY(S, T) extern "C" __global__ void __launch_bounds__(S::THREADS, (GemmBlocks<S, T>::n))
+#define GEMM_KERNEL extern "C" __global__ void __launch_bounds__(GemmWide::THREADS, GemmWide::BLOCKS)
 
 // n / d for 0 <= n < 2^31 by a multiply-high and a shift (Granlund and
 // Montgomery, "Division by invariant integers using multiplication", 1994):
@@ -68,21 +99,20 @@ struct FastDiv {
 // the emulator charges a __shared__ declared in a device function to every
 // kernel of the module, which would put each kernel over the 48 KiB limit.
 // E (when not void) is the Op's k-table entry (Op::KTab): two buffers of one
-// entry per k of the step, see gemm_tile.
-template <typename T, typename E = void> struct GemmSmem {
-    // Rows padded by one 16-byte vector: rows stay 16-byte aligned for the
-    // vector loads, and the 16 threads that store one k-column each (ALONG_K
-    // fetch) land on 16 different banks in pairs instead of all on one.
-    enum { LD = GEMM_BM + Vec16<T>::n };
-    __align__(16) T a[GEMM_BK][LD];
-    __align__(16) T b[GEMM_BK][LD];
+// entry per k of the step, see gemm_tile. S, the tile's shape, travels with it.
+// Rows padded by one 16-byte vector: rows stay 16-byte aligned for the
+// vector loads, and the 16 threads that store one k-column each (ALONG_K
+// fetch) land on 16 different banks in pairs instead of all on one.
+template <typename T, typename S> struct GemmTiles {
+    typedef S Shape;
+    enum { LDA = S::BM + Vec16<T>::n, LDB = S::BN + Vec16<T>::n };
+    __align__(16) T a[GEMM_BK][LDA];
+    __align__(16) T b[GEMM_BK][LDB];
+};
+template <typename T, typename E = void, typename S = GemmWide> struct GemmSmem : GemmTiles<T, S> {
     __align__(16) E ktab[2][GEMM_BK];
 };
-template <typename T> struct GemmSmem<T, void> {
-    enum { LD = GEMM_BM + Vec16<T>::n };
-    __align__(16) T a[GEMM_BK][LD];
-    __align__(16) T b[GEMM_BK][LD];
-};
+template <typename T, typename S> struct GemmSmem<T, void, S> : GemmTiles<T, S> {};
 
 // An Op's gathers are written once as addresses, for both GEMMs: pa(row, k)
 // and pb(col, k) (with the k-table entry when the Op has one) give the
@@ -107,27 +137,36 @@ template <typename Op> struct GemmKTab<Op, typename GemmVoid<typename Op::KTab>:
 template <typename E> struct GemmKTabArg { typedef E type; };
 template <> struct GemmKTabArg<void> { typedef int type; };
 
-// Where thread t's fetched element i (i < GEMM_LOADS) lies in the BK x 64 tile:
+// Where thread t's fetched element i (i < LOADS) lies in the GEMM_BK x EXT
+// tile of one operand (EXT: BM for A, BN for B) that THREADS threads fetch:
 // its k, its row or column (mn), and which precomputed Row/Col handle it uses.
-template <bool ALONG_K> struct GemmFetch;
-template <> struct GemmFetch<true> {  // 16 threads per row, 4 rows per thread
-    enum { HANDLES = GEMM_LOADS };
-    static __device__ __forceinline__ int k(int t, int) { return t % GEMM_BK; }
-    static __device__ __forceinline__ int mn(int t, int i) { return t / GEMM_BK + (GEMM_THREADS / GEMM_BK) * i; }
-    static __device__ __forceinline__ int handle(int i) { return i; }
+// Along k, a thread fetches KP = 256 / THREADS k of each of its rows (16 / KP
+// threads per row): the narrow tile's B (8 elements a thread) keeps 4 handles
+// instead of 8, which the filter gradient would spill, and both operands of a
+// tile read the same KP k-table entries, one shared load each for the two.
+template <bool ALONG_K, int EXT, int THREADS> struct GemmFetch;
+template <int EXT, int THREADS> struct GemmFetch<true, EXT, THREADS> {
+    enum { LOADS = EXT * GEMM_BK / THREADS, KP = GEMM_THREADS / THREADS, HANDLES = LOADS / KP,
+           PER_ROW = GEMM_BK / KP };
+    static_assert(HANDLES * KP == LOADS, "a thread fetches whole runs of KP k");
+    static __device__ __forceinline__ int k(int t, int i) { return t % PER_ROW + PER_ROW * (i % KP); }
+    static __device__ __forceinline__ int mn(int t, int i) { return t / PER_ROW + (THREADS / PER_ROW) * (i / KP); }
+    static __device__ __forceinline__ int handle(int i) { return i / KP; }
 };
-template <> struct GemmFetch<false> {  // 64 threads per k, one row per thread
-    enum { HANDLES = 1 };
-    static __device__ __forceinline__ int k(int t, int i) { return t / GEMM_BM + (GEMM_THREADS / GEMM_BM) * i; }
-    static __device__ __forceinline__ int mn(int t, int) { return t % GEMM_BM; }
+template <int EXT, int THREADS> struct GemmFetch<false, EXT, THREADS> {  // EXT threads per k, one row each
+    enum { LOADS = EXT * GEMM_BK / THREADS, KP = LOADS, HANDLES = 1 };
+    static_assert(THREADS % EXT == 0, "a thread fetches one row or column of the tile");
+    static __device__ __forceinline__ int k(int t, int i) { return t / EXT + (THREADS / EXT) * i; }
+    static __device__ __forceinline__ int mn(int t, int) { return t % EXT; }
     static __device__ __forceinline__ int handle(int) { return 0; }
 };
 
 // Row (or column) of the tile that micro-tile index i of thread coordinate
-// tc (ty or tx) stands for: vectors of GEMM_V neighbours, bands of 16 vectors.
-template <typename T> __device__ __forceinline__ int gemm_micro(int tc, int i) {
+// tc (ty or tx, of THREADS_ALONG threads) stands for: vectors of V
+// neighbours, bands of THREADS_ALONG vectors.
+template <typename T, int THREADS_ALONG> __device__ __forceinline__ int gemm_micro(int tc, int i) {
     const int V = Vec16<T>::n;
-    return (i / V) * (16 * V) + V * tc + i % V;
+    return (i / V) * (THREADS_ALONG * V) + V * tc + i % V;
 }
 
 // One operand's handles: Row or Col structs for the rows it fetches, and
@@ -137,13 +176,11 @@ template <typename H, int N> struct GemmHandles {
     bool ok[N];
 };
 
-template <bool ALONG_K, typename H, typename F>
-__device__ __forceinline__ void gemm_handles(GemmHandles<H, GemmFetch<ALONG_K>::HANDLES>& hs, int mn0,
-                                             int limit, F make) {
-    typedef GemmFetch<ALONG_K> L;
+template <typename L, typename H, typename F>
+__device__ __forceinline__ void gemm_handles(GemmHandles<H, L::HANDLES>& hs, int mn0, int limit, F make) {
 #pragma unroll
     for (int i = 0; i < L::HANDLES; ++i) {
-        const int m = mn0 + L::mn(threadIdx.x, i);
+        const int m = mn0 + L::mn(threadIdx.x, i * L::KP);  // handle i serves elements i*KP .. i*KP + KP-1
         hs.ok[i] = m < limit;
         hs.h[i] = make(hs.ok[i] ? m : 0);
     }
@@ -152,38 +189,37 @@ __device__ __forceinline__ void gemm_handles(GemmHandles<H, GemmFetch<ALONG_K>::
 // r[i] = the operand's element i for the step starting at k0 (zero outside);
 // get(handle, k, e) with e = tab[k - k0], the k-table entry (tab: the step's
 // buffer, or null for an Op without one). The entries are read unconditionally
-// once per step for an operand laid out along k (one k for all its elements),
-// so that the entry is one 128-bit shared load for both operands.
-template <bool ALONG_K, bool TAB, typename T, typename H, typename E, typename Get>
-__device__ __forceinline__ void gemm_fetch(const GemmHandles<H, GemmFetch<ALONG_K>::HANDLES>& hs, int k0,
-                                           int kend, const E* tab, Get get, T (&r)[GEMM_LOADS]) {
-    typedef GemmFetch<ALONG_K> L;
-    E e[GEMM_LOADS];
+// once per step for an operand laid out along k (KP k for all its elements),
+// so that an entry is one 128-bit shared load for both operands.
+template <bool ALONG_K, bool TAB, typename L, typename T, typename H, typename E, typename Get>
+__device__ __forceinline__ void gemm_fetch(const GemmHandles<H, L::HANDLES>& hs, int k0, int kend, const E* tab,
+                                           Get get, T (&r)[L::LOADS]) {
+    E e[L::LOADS];
 #pragma unroll
-    for (int i = 0; i < GEMM_LOADS; ++i)
-        if constexpr (TAB && ALONG_K) e[i] = i > 0 ? e[0] : tab[L::k(threadIdx.x, i)];
+    for (int i = 0; i < L::LOADS; ++i)
+        if constexpr (TAB && ALONG_K) e[i] = i >= L::KP ? e[i % L::KP] : tab[L::k(threadIdx.x, i)];
 #pragma unroll
-    for (int i = 0; i < GEMM_LOADS; ++i) {
+    for (int i = 0; i < L::LOADS; ++i) {
         const int k = k0 + L::k(threadIdx.x, i);
         if constexpr (TAB && !ALONG_K) e[i] = tab[L::k(threadIdx.x, i)];
         r[i] = (hs.ok[L::handle(i)] && k < kend) ? get(hs.h[L::handle(i)], k, e[i]) : T(0);
     }
 }
 
-template <bool ALONG_K, typename T>
-__device__ __forceinline__ void gemm_stash(T (*s)[GemmSmem<T>::LD], const T (&r)[GEMM_LOADS]) {
-    typedef GemmFetch<ALONG_K> L;
+template <typename L, typename T, int LD>
+__device__ __forceinline__ void gemm_stash(T (*s)[LD], const T (&r)[L::LOADS]) {
 #pragma unroll
-    for (int i = 0; i < GEMM_LOADS; ++i) s[L::k(threadIdx.x, i)][L::mn(threadIdx.x, i)] = r[i];
+    for (int i = 0; i < L::LOADS; ++i) s[L::k(threadIdx.x, i)][L::mn(threadIdx.x, i)] = r[i];
 }
 
 // out[i] = row[gemm_micro(tc, i)] by 16-byte vectors.
-template <typename T> __device__ __forceinline__ void gemm_lds(const T* row, int tc, T (&out)[GEMM_TM]) {
+template <int THREADS_ALONG, typename T>
+__device__ __forceinline__ void gemm_lds(const T* row, int tc, T (&out)[GEMM_TM]) {
     typedef typename Vec16<T>::type V;
     const int L = Vec16<T>::n;
 #pragma unroll
     for (int v = 0; v < GEMM_TM / L; ++v) {
-        const V x = *reinterpret_cast<const V*>(row + gemm_micro<T>(tc, v * L));
+        const V x = *reinterpret_cast<const V*>(row + gemm_micro<T, THREADS_ALONG>(tc, v * L));
         const T* e = reinterpret_cast<const T*>(&x);
 #pragma unroll
         for (int j = 0; j < L; ++j) out[v * L + j] = e[j];
@@ -199,9 +235,12 @@ template <typename T> __device__ __forceinline__ void gemm_lds(const T* row, int
 template <typename T, typename Op, typename Sm>
 __device__ void gemm_tile(const Op& op, Sm& sm, int m0, int n0, int kbeg, int kend,
                           T (&acc)[GEMM_TM][GEMM_TN]) {
+    typedef typename Sm::Shape S;
+    typedef GemmFetch<Op::A_ALONG_K, S::BM, S::THREADS> LA;
+    typedef GemmFetch<Op::B_ALONG_K, S::BN, S::THREADS> LB;
     typedef GemmKTab<Op> KT;
     typedef typename KT::type E;
-    const int t = threadIdx.x, tx = t % 16, ty = t / 16;
+    const int t = threadIdx.x, tx = t % S::TX, ty = t / S::TX;
     typedef typename GemmKTabArg<E>::type EA;  // int (unused) for an Op without a k-table
     int buf = 0;
     const auto tab = [&]() -> const EA* {
@@ -216,10 +255,10 @@ __device__ void gemm_tile(const Op& op, Sm& sm, int m0, int n0, int kbeg, int ke
         if constexpr (KT::USED) return op.b(c, k, e);
         else return op.b(c, k);
     };
-    GemmHandles<typename Op::Row, GemmFetch<Op::A_ALONG_K>::HANDLES> rows;
-    GemmHandles<typename Op::Col, GemmFetch<Op::B_ALONG_K>::HANDLES> cols;
-    gemm_handles<Op::A_ALONG_K>(rows, m0, op.M, [&op](int m) { return op.row(m); });
-    gemm_handles<Op::B_ALONG_K>(cols, n0, op.N, [&op](int n) { return op.col(n); });
+    GemmHandles<typename Op::Row, LA::HANDLES> rows;
+    GemmHandles<typename Op::Col, LB::HANDLES> cols;
+    gemm_handles<LA>(rows, m0, op.M, [&op](int m) { return op.row(m); });
+    gemm_handles<LB>(cols, n0, op.N, [&op](int n) { return op.col(n); });
 
 #pragma unroll
     for (int i = 0; i < GEMM_TM; ++i)
@@ -230,12 +269,12 @@ __device__ void gemm_tile(const Op& op, Sm& sm, int m0, int n0, int kbeg, int ke
         if (t < GEMM_BK && kbeg + t < kend) sm.ktab[0][t] = op.ktab(kbeg + t);
         __syncthreads();  // uniform: every thread reaches it
     }
-    T ra[GEMM_LOADS], rb[GEMM_LOADS];
-    gemm_fetch<Op::A_ALONG_K, KT::USED>(rows, kbeg, kend, tab(), geta, ra);
-    gemm_fetch<Op::B_ALONG_K, KT::USED>(cols, kbeg, kend, tab(), getb, rb);
+    T ra[LA::LOADS], rb[LB::LOADS];
+    gemm_fetch<Op::A_ALONG_K, KT::USED, LA>(rows, kbeg, kend, tab(), geta, ra);
+    gemm_fetch<Op::B_ALONG_K, KT::USED, LB>(cols, kbeg, kend, tab(), getb, rb);
     for (int k0 = kbeg; k0 < kend; k0 += GEMM_BK) {
-        gemm_stash<Op::A_ALONG_K>(sm.a, ra);
-        gemm_stash<Op::B_ALONG_K>(sm.b, rb);
+        gemm_stash<LA>(sm.a, ra);
+        gemm_stash<LB>(sm.b, rb);
         if constexpr (KT::USED) {
             const int k = k0 + GEMM_BK + t;
             if (t < GEMM_BK && k < kend) sm.ktab[buf ^ 1][t] = op.ktab(k);
@@ -243,14 +282,14 @@ __device__ void gemm_tile(const Op& op, Sm& sm, int m0, int n0, int kbeg, int ke
         __syncthreads();  // the tile (and the next step's k-table) is complete before anyone reads it
         if (k0 + GEMM_BK < kend) {  // uniform: the same for every thread of the block
             buf ^= 1;
-            gemm_fetch<Op::A_ALONG_K, KT::USED>(rows, k0 + GEMM_BK, kend, tab(), geta, ra);
-            gemm_fetch<Op::B_ALONG_K, KT::USED>(cols, k0 + GEMM_BK, kend, tab(), getb, rb);
+            gemm_fetch<Op::A_ALONG_K, KT::USED, LA>(rows, k0 + GEMM_BK, kend, tab(), geta, ra);
+            gemm_fetch<Op::B_ALONG_K, KT::USED, LB>(cols, k0 + GEMM_BK, kend, tab(), getb, rb);
         }
 #pragma unroll
         for (int kk = 0; kk < GEMM_BK; ++kk) {
             T a[GEMM_TM], b[GEMM_TN];
-            gemm_lds(sm.a[kk], ty, a);
-            gemm_lds(sm.b[kk], tx, b);
+            gemm_lds<S::TY>(sm.a[kk], ty, a);
+            gemm_lds<S::TX>(sm.b[kk], tx, b);
 #pragma unroll
             for (int i = 0; i < GEMM_TM; ++i)
 #pragma unroll
@@ -267,17 +306,18 @@ __device__ void gemm_tile(const Op& op, Sm& sm, int m0, int n0, int kbeg, int ke
 // Tiles run over grid x (columns) and y (rows).
 template <typename T, int RUN, typename Op, typename Sm, typename Run>
 __device__ __forceinline__ void gemm_block_runs(const Op& op, Sm& sm, int kbeg, int kend, Run run) {
-    const int m0 = blockIdx.y * GEMM_BM, n0 = blockIdx.x * GEMM_BN;
-    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    typedef typename Sm::Shape S;
+    const int m0 = blockIdx.y * S::BM, n0 = blockIdx.x * S::BN;
+    const int tx = threadIdx.x % S::TX, ty = threadIdx.x / S::TX;
     T acc[GEMM_TM][GEMM_TN];
     gemm_tile<T>(op, sm, m0, n0, kbeg, kend, acc);
 #pragma unroll
     for (int i = 0; i < GEMM_TM; ++i) {
-        const int m = m0 + gemm_micro<T>(ty, i);
+        const int m = m0 + gemm_micro<T, S::TY>(ty, i);
         if (m >= op.M) continue;
 #pragma unroll
         for (int j = 0; j < GEMM_TN; j += RUN) {
-            const int n = n0 + gemm_micro<T>(tx, j);
+            const int n = n0 + gemm_micro<T, S::TX>(tx, j);
             if (n < op.N) run(m, n, &acc[i][j]);
         }
     }

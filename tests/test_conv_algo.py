@@ -12,6 +12,7 @@ from test_conv_kernels import CASE_IDS, CASES, _data, close
 import gpucnn
 from gpucnn.bench.cases import CONV
 from gpucnn.cuda import algo
+from gpucnn.cuda import conv as cuda_conv
 from gpucnn.functional.conv import _conv_geometry
 from gpucnn.runtime.emulator import emulation
 
@@ -24,14 +25,17 @@ def _geometry(case):
 
 
 # bench case -> (family, splits) for forward, backward-data, backward-filter on 132 SMs.
-# Splits minimise waves x (k-steps per part + 2) over 264 GEMM slots (2 blocks per SM)
-# or 1056 direct slots (8 per SM); e.g. resnet-7x7x512 forward: 104 tiles of 288
-# steps, 5 parts = 520 blocks = 2 waves of 58 + 2 steps. Filter gradients go
-# direct where a GEMM would fill under 40% of its tiles (mnist-1: 32 x 25 taps
-# fill 20%; deepspeech 32 x 100 fill 39%; cifar-stem 64 x 27 fill 42%).
+# Splits minimise waves x (k-steps per part + 2) over 264 GEMM slots (2 blocks per SM),
+# 528 for the 32-row tile (4 per SM), or 1056 direct slots (8 per SM); e.g.
+# resnet-7x7x512 forward: 104 tiles of 288 steps, 5 parts = 520 blocks = 2 waves
+# of 58 + 2 steps. GEMMs of at most 32 rows take the 32 x 64 tile (mnist-1 and
+# deepspeech forward, mnist-2 backward-data: 196 tiles of 100 steps, 5 parts =
+# 980 blocks in 2 waves of 20 + 2 steps). Filter gradients go direct where a
+# GEMM would fill under 40% of its tiles (mnist-1: 32 x 25 taps fill 39% of a
+# 32 x 64 tile; cifar-stem 64 x 27 fill 42%; deepspeech 32 x 100 fill 78%).
 TABLE = {
     "mnist-1": (("gemm", 1), ("direct", 1), ("direct", 22)),
-    "mnist-2": (("gemm", 4), ("gemm", 4), ("gemm", 20)),
+    "mnist-2": (("gemm", 4), ("gemm", 5), ("gemm", 20)),
     "cifar-stem": (("gemm", 1), ("direct", 1), ("gemm", 256)),
     "cifar-resnet": (("gemm", 1), ("gemm", 1), ("gemm", 29)),
     "cifar-resnet-s2": (("gemm", 1), ("phase", 1), ("gemm", 11)),
@@ -41,7 +45,7 @@ TABLE = {
     "resnet-7x7x512": (("gemm", 5), ("gemm", 5), ("gemm", 5)),
     "vgg": (("gemm", 1), ("gemm", 1), ("gemm", 44)),
     "1x1-s2": (("gemm", 1), ("phase", 1), ("gemm", 33)),
-    "deepspeech": (("gemm", 1), ("direct", 1), ("direct", 33)),
+    "deepspeech": (("gemm", 1), ("direct", 1), ("gemm", 262)),
     "depthwise": (("direct", 1), ("direct", 1), ("direct", 4)),
     "dilated": (("gemm", 1), ("gemm", 1), ("gemm", 29)),
 }
@@ -64,7 +68,7 @@ def test_parts_cover_the_reduction(case, sms):
         if c.splits > 1:
             assert (c.splits - 1) * c.chunk < red <= c.splits * c.chunk, (p, c)
         if c.family == "gemm":
-            assert c.chunk % algo.TILE[2] == 0 and c.tile == algo.TILE
+            assert c.chunk % algo.TILE[2] == 0 and c.tile == algo.ffma_tile(algo.gemm_shape(g, p)[0])
 
 
 def test_split_count_follows_the_sm_count():
@@ -83,9 +87,16 @@ def test_override(monkeypatch):
         assert [algo.choose(g, p).family for p in algo.PASSES] == ["gemm"] * 3
         assert algo.choose(g, "backward_filter").splits == 3  # forward: 9 taps, one k-step, one part
         assert algo.choose(g, "forward").splits == 1
+    g = _geometry(next(c for c in CONV if c.name == "resnet-3x3"))
+    with algo.override("gemm32:2"):  # the 32-row tile forced on 64 filters: two row tiles
+        assert [algo.choose(g, p).tile for p in algo.PASSES] == [algo.NARROW_TILE] * 3
+        assert algo.choose(g, "forward", math="tf32").tile == (128, 128, 32)  # tensor cores keep theirs
+    with algo.override("gemm64"):
+        assert algo.choose(_geometry(next(c for c in CONV if c.name == "deepspeech")), "forward").tile == algo.TILE
+    g = _geometry(next(c for c in CONV if c.name == "depthwise"))
     monkeypatch.setenv(algo.ENV, "phase")
     assert [algo.choose(g, p).family for p in algo.PASSES] == ["direct", "phase", "direct"]
-    for bad in ("winograd", "gemm:0", "gemm:x"):
+    for bad in ("winograd", "gemm:0", "gemm:x", "gemm16"):
         with pytest.raises(ValueError, match=algo.ENV):
             with algo.override(bad):
                 pass
@@ -95,7 +106,7 @@ def test_override(monkeypatch):
         algo.choose(g, "sideways")
 
 
-FORCED = ["direct", "phase", "gemm:3"]
+FORCED = ["direct", "phase", "gemm64:3", "gemm32:3"]  # both FFMA tiles on every case, split
 # Boundary cases for every forced algorithm: one image, one channel, stride
 # larger than the kernel, asymmetric padding, dilation with stride, groups,
 # and tile crossings.
@@ -123,7 +134,46 @@ def test_forced_algorithm_matches_reference(backend, case, dtype, spec):
         close(g, wnt, dtype, f"{name} {spec}")
 
 
-@pytest.mark.parametrize("spec", ["gemm:3", "direct:3"])
+@pytest.mark.parametrize("spec,kernels,threads",
+                         [("gemm32", "_m32_f64", 128), ("gemm64", "_f64", 256), (None, "_m32_f64", 128)])
+def test_the_chosen_tile_is_the_one_launched(monkeypatch, spec, kernels, threads):
+    """Every pass launches the FFMA tile its Choice names (24 filters, 9
+    channels: the 32-row tile by the heuristic), with that tile's block."""
+    if not gpucnn.backend.available("emulator")[0]:
+        pytest.skip("emulator unavailable")
+    launched, real = [], cuda_conv.launch_gemm
+    monkeypatch.setattr(cuda_conv, "launch_gemm", lambda rt, family, plan, *rest: (
+        launched.append((plan.name, plan.threads)), real(rt, family, plan, *rest)))
+    rng = np.random.default_rng(6)
+    x, w = rng.standard_normal((2, 9, 7, 5)), rng.standard_normal((24, 9, 2, 3))  # GEMMs in every pass
+    with gpucnn.use_backend("emulator"), algo.override(spec):
+        gpucnn.conv2d_backward(gpucnn.conv2d(x, w, padding=1), x, w, padding=1)
+    passes = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter")
+    assert launched == [(p + kernels, threads) for p in passes]
+
+
+@pytest.mark.parametrize("C,groups,kernel", [(1, 1, "depthwise_backward_data_c1_f64"),
+                                              (6, 6, "depthwise_backward_data_c1_f64"),
+                                              (3, 1, "depthwise_backward_data_f64")])
+def test_groups_of_one_channel_take_the_one_channel_kernel(monkeypatch, C, groups, kernel):
+    """The direct backward-data of groups of one channel (C = 1 stems,
+    depthwise) launches depthwise.cu's _c1 kernel; wider groups the 4-channel one."""
+    if not gpucnn.backend.available("emulator")[0]:
+        pytest.skip("emulator unavailable")
+    from gpucnn.cuda import depthwise
+    launched, real = [], depthwise.launch
+    monkeypatch.setattr(depthwise, "launch", lambda rt, family, base, dtype, *rest, **kw: (
+        launched.append(f"{base}_f64"), real(rt, family, base, dtype, *rest, **kw)))
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal((1, C, 9, 14)), rng.standard_normal((6, C // groups, 3, 5))
+    with gpucnn.use_backend("emulator"):
+        dx = gpucnn.conv2d_backward(np.ones((1, 6, 4, 5)), x, w, stride=2, groups=groups)[0]
+    with gpucnn.use_backend("numpy"):
+        close(dx, gpucnn.conv2d_backward(np.ones((1, 6, 4, 5)), x, w, stride=2, groups=groups)[0], np.float64, "dx")
+    assert kernel in launched
+
+
+@pytest.mark.parametrize("spec", ["gemm:3", "gemm32:3", "direct:3"])
 def test_split_reductions_are_bitwise_repeatable(backend, spec):
     rng, x, w, b, kw = _data(CASES[CASE_IDS.index("medium" if spec.startswith("gemm") else "odd_asym_pad")],
                              np.float32, seed=4)

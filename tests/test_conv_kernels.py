@@ -145,7 +145,7 @@ def test_filter_gradient_splits(backend, dtype, spec):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("spec", ["gemm:2", "phase"])
+@pytest.mark.parametrize("spec", ["gemm64:2", "gemm32:2", "phase"])
 def test_grid_z_smaller_than_groups_times_splits(backend, dtype, monkeypatch, spec):
     """The tile kernels loop over groups (and splits, and phases) past grid z's cap."""
     monkeypatch.setattr(cuda_conv, "MAX_GRID_Z", 2)

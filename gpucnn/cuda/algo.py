@@ -7,15 +7,23 @@
 Kernels never choose; the launch code in gpucnn.cuda.conv asks here.
 
 Families:
-  gemm    the implicit GEMM of kernels/conv2d.cu (64 x 64 x 16 tiles)
+  gemm    the implicit GEMM of kernels/conv2d.cu: 64 x 64 x 16 FFMA tiles, or
+          32 x 64 x 16 (gemm.cuh's GemmNarrow, 4 blocks of 128 threads per SM,
+          3 in float64) where the GEMM has at most 32 rows (filters in the
+          forward and filter passes, channels in backward-data): there a
+          64-row tile wastes at least half its FMAs, while the narrow one runs
+          the same 4 x 4 micro-tile loop at the same occupancy and fetches
+          only 1.5x the operands per FMA. Above 32 rows the wide tile stays
+          (33 to 64 rows fill both alike)
   phase   backward-data only: the stride-decomposed implicit GEMM, one dense
           sub-problem per phase of the input, so no tap meets a structural zero
   direct  kernels/depthwise.cu: a thread per output element (forward), per
-          4 pixels x 4 channels (backward-data), or a block per filter and
-          pixel chunk with a fixed tree (backward-filter), for groups so
+          4 pixels x 4 channels (backward-data; x 1 channel for groups of
+          one), or a block per filter and pixel chunk with a fixed tree
+          (backward-filter), for groups so
           small that a 64-row tile would be mostly empty (depthwise, small
           groups, backward-data with C <= 4, filter gradients that would
-          fill under DIRECT_FILTER_USE of their GEMM tiles)
+          fill under DIRECT_FILTER_USE of their GEMM tiles, narrow or wide)
 
 A forward or backward-data GEMM whose tile grid is below one wave splits its
 reduction into ``splits`` chunks of ``chunk`` indices (a multiple of the
@@ -29,8 +37,9 @@ are counted on that tile; the direct and phase families run FFMA in every mode.
 
 ``GPUCNN_CONV_ALGO`` (or ``override``) forces a family, and optionally the
 split count, for every pass that family can run: ``direct``, ``gemm``,
-``gemm:4`` (4 splits), ``phase``. Passes the forced family cannot run keep
-the heuristic's choice.
+``gemm:4`` (4 splits), ``phase``; ``gemm64`` and ``gemm32`` (``gemm32:4``)
+also force the FFMA tile's rows (the tensor-core modes keep their tiles).
+Passes the forced family cannot run keep the heuristic's choice.
 """
 from __future__ import annotations
 
@@ -46,14 +55,20 @@ FAMILIES = {"forward": ("gemm", "direct"),
             "backward_data": ("gemm", "phase", "direct"),
             "backward_filter": ("gemm", "direct")}
 MATH_MODES = ("fp32", "tf32", "3xtf32")
-TILE = (64, 64, 16)  # gemm.cuh's GEMM_BM, GEMM_BN, GEMM_BK (FFMA)
-GEMM_BLOCKS_PER_SM = 2  # __launch_bounds__(256, 2)
+TILE = (64, 64, 16)  # gemm.cuh's GemmWide: BM, BN, GEMM_BK (FFMA)
+NARROW_TILE = (32, 64, 16)  # GemmNarrow
+# (tile rows, element bytes) -> gemm.cuh's GemmBlocks: __launch_bounds__(256, 2), (128, 4), (128, 3)
+GEMM_BLOCKS_PER_SM = {(64, 4): 2, (64, 8): 2, (32, 4): 4, (32, 8): 3}
 TC_BLOCKS_PER_SM = 1  # the tensor-core kernels are sized for one block per SM (tc_gemm.cuh's TC_KERNEL)
 DIRECT_BLOCKS_PER_SM = 8  # 256-thread blocks of depthwise.cu (no register cap hit)
 DIRECT_THREADS = 256
 SMALL_GROUP = 8  # direct when both Kg and Cg are at most this
 SMALL_C = 4      # backward-data direct for up to this many channels a group (stems)
-DIRECT_FILTER_USE = 0.4  # backward-filter direct when the GEMM's tiles are less full than this
+# backward-filter direct when the GEMM's tiles are less full than this. The
+# static model (FFMA GEMM ~30 TFLOP/s at full tiles; the direct kernel ~13 on
+# deepspeech, 3.4x cuDNN's 45) breaks even near 0.44; with the 32-row tile
+# deepspeech fills 0.78 and goes GEMM, mnist-1 fills 0.39 and stays direct.
+DIRECT_FILTER_USE = 0.4
 MIN_SPLIT_STEPS = 8    # a split reduces at least this many k-steps
 MAX_SPLITS = 16  # forward and backward-data: each part writes a whole output
 MAX_FILTER_SPLITS = 1024  # filter gradients: parts are filter-sized, and stems' few tiles need many
@@ -74,17 +89,23 @@ def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _forced() -> tuple[str, int | None] | None:
+_FORCED_TILES = {"gemm64": TILE, "gemm32": NARROW_TILE}
+
+
+def _forced() -> tuple[str, int | None, tuple | None] | None:
+    """(family, splits or None, FFMA tile or None) of the override in force."""
     spec = _override.get() or os.environ.get(ENV, "")
     if not spec:
         return None
     family, _, splits = spec.partition(":")
+    tile = _FORCED_TILES.get(family)
+    family = "gemm" if tile else family
     if family not in {f for fs in FAMILIES.values() for f in fs}:
-        raise ValueError(f"{ENV}={spec!r}: the family must be one of gemm, phase, direct "
+        raise ValueError(f"{ENV}={spec!r}: the family must be one of gemm, gemm64, gemm32, phase, direct "
                          "(optionally gemm:SPLITS)")
     if splits and (not splits.isdigit() or int(splits) < 1):
         raise ValueError(f"{ENV}={spec!r}: the split count must be a positive integer")
-    return family, int(splits) if splits else None
+    return family, int(splits) if splits else None, tile
 
 
 _override: contextvars.ContextVar[str | None] = contextvars.ContextVar("gpucnn_conv_algo", default=None)
@@ -123,10 +144,17 @@ def _split(tiles: int, steps: int, slots: int, max_splits: int) -> int:
     return best
 
 
-def _gemm(g, pass_: str, sms: int, splits: int | None, math: str = "fp32", cc: int = 90) -> Choice:
+def ffma_tile(rows: int) -> tuple[int, int, int]:
+    """The FFMA tile for a GEMM of ``rows`` rows: the narrow one where they fit it."""
+    return NARROW_TILE if rows <= NARROW_TILE[0] else TILE
+
+
+def _gemm(g, pass_: str, sms: int, splits: int | None, math: str = "fp32", cc: int = 90,
+          tile: tuple | None = None, itemsize: int = 4) -> Choice:
     rows, cols, red = gemm_shape(g, pass_)
     if math == "fp32":
-        tile, per_sm = TILE, GEMM_BLOCKS_PER_SM
+        tile = tile or ffma_tile(rows)
+        per_sm = GEMM_BLOCKS_PER_SM[tile[0], itemsize]
     else:
         from gpucnn.cuda import tc
         edge = tc.tile_edge(rows, cols, g.groups, sms, cc)
@@ -153,8 +181,8 @@ def _parts(c: Choice, red: int, splits: int, unit: int) -> Choice:
 
 
 def tile_use(rows: int, cols: int) -> float:
-    """The fraction of 64 x 64 tiles a rows x cols GEMM output fills."""
-    bm, bn, _ = TILE
+    """The fraction of its FFMA tiles (ffma_tile) a rows x cols GEMM output fills."""
+    bm, bn, _ = ffma_tile(rows)
     return rows / (cdiv(rows, bm) * bm) * cols / (cdiv(cols, bn) * bn)
 
 
@@ -193,7 +221,7 @@ def choose(g, pass_: str, dtype=np.float32, math: str = "fp32", sms: int = DEFAU
     if sms < 1:
         raise ValueError(f"sms must be >= 1, got {sms}")
     forced = _forced()
-    family, splits = forced if forced and forced[0] in FAMILIES[pass_] else (None, None)
+    family, splits, tile = forced if forced and forced[0] in FAMILIES[pass_] else (None, None, None)
     if family is None:
         if _direct_ok(g, pass_):
             family = "direct"
@@ -205,4 +233,5 @@ def choose(g, pass_: str, dtype=np.float32, math: str = "fp32", sms: int = DEFAU
         return _direct(g, pass_, sms, splits)
     if family == "phase":  # sh*sw phases already multiply the grid; its reduction is not split
         return Choice("phase", TILE)
-    return _gemm(g, pass_, sms, splits, math if np.dtype(dtype) == np.float32 else "fp32", cc)
+    f32 = np.dtype(dtype) == np.float32
+    return _gemm(g, pass_, sms, splits, math if f32 else "fp32", cc, tile, np.dtype(dtype).itemsize)

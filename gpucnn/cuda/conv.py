@@ -1,7 +1,7 @@
 """Launch code of kernels/conv2d.cu (same interface as gpucnn.reference.conv).
 
-gpucnn.cuda.algo chooses each pass's kernel per shape. The GEMM families are
-implicit GEMMs tiled GEMM_BM x GEMM_BN per block (kernels/gemm.cuh): grid x
+gpucnn.cuda.algo chooses each pass's kernel per shape, and the GEMM's tile. The
+GEMM families are implicit GEMMs tiled BM x BN per block (kernels/gemm.cuh): grid x
 runs over column tiles, y over row tiles and z over groups (and reduction
 splits, or backward-data's stride phases); kernels loop over z, so the grid
 is capped at CUDA's 65535 there. The direct family is kernels/depthwise.cu
@@ -21,7 +21,8 @@ from gpucnn.cuda.launch import contiguous, i64, launch
 
 FAMILY = "conv2d"
 KERNELS = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter", "conv2d_sum_splits",
-           "conv2d_bias_partial", "conv2d_bias_finalize", "im2col", "col2im")
+           "conv2d_bias_partial", "conv2d_bias_finalize", "im2col", "col2im",
+           "conv2d_forward_m32", "conv2d_backward_data_m32", "conv2d_backward_filter_m32")  # m32: 32-row tile
 TC_KERNELS = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter")  # float32, gpucnn.cuda.tc
 
 MAX_GRID_Z = 65535  # the tile kernels loop over z beyond it (a test lowers it)
@@ -63,7 +64,7 @@ def _win(win):
 def _gemm(rt, base, dtype, c, rows, cols, z, args):
     """Launch the tile kernel of choice ``c`` (FFMA or tensor cores, by its
     math mode and tile) over a rows x cols GEMM, repeated z times."""
-    plan = tc.plan_for(base, dtype, c.math, c.tile[0] if c.math != "fp32" else None)
+    plan = tc.plan_for(base, dtype, c.math, c.tile[0])
     launch_gemm(rt, FAMILY, plan, rows, cols, z, MAX_GRID_Z, args)
 
 

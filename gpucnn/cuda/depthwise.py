@@ -12,7 +12,8 @@ from gpucnn.cuda.gemm import fits_int
 from gpucnn.cuda.launch import i64, launch
 
 FAMILY = "depthwise"
-KERNELS = ("depthwise_forward", "depthwise_backward_data", "depthwise_backward_filter")
+KERNELS = ("depthwise_forward", "depthwise_backward_data", "depthwise_backward_filter",
+           "depthwise_backward_data_c1")  # c1: groups of one channel, one channel a thread
 THREADS = 256  # DW_THREADS
 CHANNEL_BLOCK = 4  # DW_CB: channels of one group a backward-data thread computes
 PIXELS = 4  # DW_PIX: pixels of a row's stride phase a backward-data thread computes
@@ -25,12 +26,14 @@ def forward(rt, x, w, b, y, geom, relu: bool = False) -> None:
 
 def backward_data(rt, dy, w, dx, g, geom) -> None:
     """dx from dy: one thread per PIXELS pixels of a row's stride phase and
-    CHANNEL_BLOCK channels of a group."""
+    CHANNEL_BLOCK channels of a group, or the one channel of a group of one
+    (the _c1 kernel: no FMAs on absent channels)."""
     win, Cg = g.win, g.C // g.groups
-    blocks, wb = -(-Cg // CHANNEL_BLOCK), -(-(-(-win.W // win.sw)) // PIXELS)
+    cb, base = (1, "depthwise_backward_data_c1") if Cg == 1 else (CHANNEL_BLOCK, "depthwise_backward_data")
+    blocks, wb = -(-Cg // cb), -(-(-(-win.W // win.sw)) // PIXELS)
     threads = g.N * g.groups * blocks * win.H * win.sw * wb
     fits_int("depthwise", threads)
-    launch(rt, FAMILY, "depthwise_backward_data", dy.dtype, threads, (dy, w, dx, *geom))
+    launch(rt, FAMILY, base, dy.dtype, threads, (dy, w, dx, *geom))
 
 
 def backward_filter(rt, dy, x, g, geom, choice):

@@ -1,7 +1,7 @@
 """Launch shapes of the tiled GEMM kernels (kernels/gemm.cuh), shared by the
 families built on it (conv2d, linear).
 
-A block computes a TILE_M x TILE_N tile of a GEMM: grid x runs over column
+A block computes a BM x BN tile of a GEMM (FFMA_TILES, or a tensor-core tile): grid x runs over column
 tiles, y over row tiles and z over repeats (groups, reduction splits); the
 kernels loop over z, so the grid is capped at ``max_z`` there. A reduction
 that is long next to its tile count is split over z: each split writes its
@@ -10,7 +10,10 @@ never depend on timing.
 """
 from __future__ import annotations
 
-TILE_M, TILE_N, TILE_K, THREADS = 64, 64, 16, 256  # GEMM_BM, GEMM_BN, GEMM_BK, GEMM_THREADS
+TILE_M, TILE_N, TILE_K, THREADS = 64, 64, 16, 256  # GemmWide's BM, BN, GEMM_BK, THREADS
+# tile rows -> (BM, BN, threads, kernel-name suffix): gemm.cuh's GemmWide and
+# GemmNarrow (conv2d.cu's conv2d_*_m32_T entry points; linear uses the wide one)
+FFMA_TILES = {64: (TILE_M, TILE_N, THREADS, ""), 32: (32, 64, 128, "_m32")}
 MAX_GRID_Y = 65535
 _INT_MAX = 2**31 - 1
 

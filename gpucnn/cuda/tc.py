@@ -78,11 +78,13 @@ def tile_edge(M: int, N: int, batches: int, sm_count: int, cc: int) -> int:
 
 
 def plan_for(base: str, dtype, mode: str, edge: int | None = None) -> Plan:
-    """The kernel of ``base`` in math ``mode`` ("fp32": the FFMA tile; else the
-    tensor-core tile of ``edge``) for ``dtype`` (float64: always FFMA)."""
+    """The kernel of ``base`` in math ``mode`` for ``dtype``: in "tf32" and
+    "3xtf32" (float32 only) the tensor-core tile of ``edge``; else the FFMA tile
+    of ``edge`` rows (gemm.FFMA_TILES; None: the 64-row one)."""
     if np.dtype(dtype) == np.float32 and mode != "fp32":
         return Plan(f"{base}_{mode}_{edge}", edge, edge, TC_TILES[edge], TC_K, smem_bytes(edge))
-    return Plan(kernel_name(base, dtype), gemm.TILE_M, gemm.TILE_N, gemm.THREADS, gemm.TILE_K)
+    bm, bn, threads, suffix = gemm.FFMA_TILES[edge or gemm.TILE_M]
+    return Plan(kernel_name(base + suffix, dtype), bm, bn, threads, gemm.TILE_K)
 
 
 def plan(rt, base: str, dtype, rows: int, cols: int, batches: int) -> Plan:

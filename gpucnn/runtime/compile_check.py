@@ -32,7 +32,8 @@ import numpy as np
 
 from gpucnn.cuda import launch
 from gpucnn.runtime import loader
-from gpucnn.runtime.ptxas_report import SMS, Kernel, diagnostics, occupancy, parse_ptxas, ptx_entries
+from gpucnn.runtime.ptxas_report import (SMS, Kernel, diagnostics, occupancy, parse_ptxas, ptx_entries,
+                                         ptx_min_blocks)
 
 ARCHS = ("sm_75", "sm_80", "sm_86", "sm_89", "sm_90")
 CHECK_ARCH = "sm_90"  # where spills, stack and occupancy are enforced
@@ -44,6 +45,7 @@ ALLOWED_STACK: dict[str, str] = {}
 # 4 warps of a 64 x 64 tile, each a full pipeline)
 MIN_BLOCKS_PER_SM: dict[str, int] = {"conv2d": 2, "conv2d_phase": 2, "linear": 2}
 _TC_KERNEL = re.compile(r"_(?:3x)?tf32_(\d+)$")
+_NARROW_BLOCKS = {"_m32_f32": 4, "_m32_f64": 3}  # gemm.cuh's GemmNarrow kernels: GemmBlocks
 
 
 def dynamic_smem(kernel: str) -> int:
@@ -53,8 +55,16 @@ def dynamic_smem(kernel: str) -> int:
     return tc.smem_bytes(int(m[1])) if m else 0
 
 
+def tensor_core(kernel: str) -> bool:
+    """Whether ``kernel`` is a tensor-core variant (tc_gemm.cuh's TC_VARIANTS)."""
+    return bool(_TC_KERNEL.search(kernel))
+
+
 def min_blocks(family: str, kernel: str) -> int:
-    return 1 if _TC_KERNEL.search(kernel) else MIN_BLOCKS_PER_SM.get(family, 1)
+    if tensor_core(kernel):
+        return 1
+    narrow = [n for sfx, n in _NARROW_BLOCKS.items() if kernel.endswith(sfx)]
+    return narrow[0] if narrow else MIN_BLOCKS_PER_SM.get(family, 1)
 
 
 class NvrtcUnavailable(ImportError):
@@ -158,6 +168,7 @@ class Result:
     warnings: list[str] = field(default_factory=list)
     kernels: dict[str, Kernel] = field(default_factory=dict)  # entries, from ptxas -v
     entries: dict[str, int | None] = field(default_factory=dict)  # PTX entries -> launch bounds
+    min_ctas: dict[str, int] = field(default_factory=dict)  # PTX entries -> launch bounds' minimum blocks per SM
 
     @property
     def ok(self) -> bool:
@@ -180,7 +191,7 @@ def compile_source(src: str, name: str, arch: str = CHECK_ARCH) -> Result:
     kernels = parse_ptxas(log)
     for k in kernels.values():
         k.block = entries.get(k.name) or launch.BLOCK
-    return Result(name, arch, ok, log, errors, warnings, kernels, entries)
+    return Result(name, arch, ok, log, errors, warnings, kernels, entries, ptx_min_blocks(ptx))
 
 
 @functools.lru_cache(maxsize=None)

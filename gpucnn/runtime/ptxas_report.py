@@ -139,6 +139,20 @@ def ptx_entries(ptx: str) -> dict[str, int | None]:
     return out
 
 
+_MIN_CTAS = re.compile(r"\.minnctapersm\s+(\d+)")
+
+
+def ptx_min_blocks(ptx: str) -> dict[str, int]:
+    """Entry names in PTX whose ``__launch_bounds__`` ask for a minimum of
+    resident blocks per SM (``.minnctapersm``), each with that minimum."""
+    out: dict[str, int] = {}
+    for m in _PTX_ENTRY.finditer(ptx):
+        mc = _MIN_CTAS.search(ptx[m.end():ptx.find("{", m.end())])
+        if mc:
+            out[m[1]] = int(mc[1])
+    return out
+
+
 _NVRTC_DIAG = re.compile(r"^(?P<where>\S.*?\(\d+\)): (?P<kind>warning|error)\b", re.I)
 _PTXAS_DIAG = re.compile(r"^(?:ptxas|nvlink|nvrtc)\s+(?P<kind>warning|error|fatal)\b", re.I)
 
