@@ -1,8 +1,30 @@
 // conv.cuh: the geometry arguments every convolution kernel takes (conv2d.cu,
-// conv2d_phase.cu, depthwise.cu), in the order gpucnn/cuda/conv.py's _geom passes them.
+// conv2d_phase.cu, depthwise.cu), in the order gpucnn/cuda/conv.py's _geom
+// passes them, and the division their gathers use.
 #pragma once
 
 #define GEOM                                                                                 \
     int N, int C, int H, int W, int K, int P, int Q, int kh, int kw, int sh, int sw, int pt, \
         int pl, int dh, int dw, int G
 #define GEOM_ARGS N, C, H, W, K, P, Q, kh, kw, sh, sw, pt, pl, dh, dw, G
+
+// n / d for 0 <= n < 2^31 by a multiply-high and a shift (Granlund and
+// Montgomery, "Division by invariant integers using multiplication", 1994):
+// the Ops' gathers divide indices by run-time sizes on every step, and a GPU,
+// having no integer divider, spends about 20 instructions on each division. With
+// l = ceil(log2 d) and m = floor(2^32 (2^l - d) / d) + 1, floor(n / d) =
+// (umulhi(n, m) + n) >> l, where the sum cannot overflow because n < 2^31.
+struct FastDiv {
+    int d;
+    unsigned m;
+    int l;
+    __device__ FastDiv(int divisor) : d(divisor), l(32 - __clz(divisor - 1)) {  // d = 1: l = 0, m = 1
+        m = (unsigned)((((1ULL << l) - (unsigned)divisor) << 32) / (unsigned)divisor + 1);
+    }
+    __device__ __forceinline__ int div(int n) const { return (int)((__umulhi((unsigned)n, m) + (unsigned)n) >> l); }
+    // q = n / d and returns n - q * d
+    __device__ __forceinline__ int divmod(int n, int& q) const {
+        q = div(n);
+        return n - q * d;
+    }
+};

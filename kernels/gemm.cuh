@@ -74,27 +74,6 @@ template <typename S, typename T> struct GemmBlocks {
 #define GEMM_ENTRY(S, T) extern "C" __global__ void __launch_bounds__(S::THREADS, (GemmBlocks<S, T>::n))
 #define GEMM_KERNEL extern "C" __global__ void __launch_bounds__(GemmWide::THREADS, GemmWide::BLOCKS)
 
-// n / d for 0 <= n < 2^31 by a multiply-high and a shift (Granlund and
-// Montgomery, "Division by invariant integers using multiplication", 1994):
-// the Ops' gathers divide indices by run-time sizes on every step, and a GPU,
-// having no integer divider, spends about 20 instructions on each division. With
-// l = ceil(log2 d) and m = floor(2^32 (2^l - d) / d) + 1, floor(n / d) =
-// (umulhi(n, m) + n) >> l, where the sum cannot overflow because n < 2^31.
-struct FastDiv {
-    int d;
-    unsigned m;
-    int l;
-    __device__ FastDiv(int divisor) : d(divisor), l(32 - __clz(divisor - 1)) {  // d = 1: l = 0, m = 1
-        m = (unsigned)((((1ULL << l) - (unsigned)divisor) << 32) / (unsigned)divisor + 1);
-    }
-    __device__ __forceinline__ int div(int n) const { return (int)((__umulhi((unsigned)n, m) + (unsigned)n) >> l); }
-    // q = n / d and returns n - q * d
-    __device__ __forceinline__ int divmod(int n, int& q) const {
-        q = div(n);
-        return n - q * d;
-    }
-};
-
 // The block's tiles, declared __shared__ in each kernel's body and passed in:
 // the emulator charges a __shared__ declared in a device function to every
 // kernel of the module, which would put each kernel over the 48 KiB limit.
