@@ -288,3 +288,13 @@ def test_output_pool_reuses_only_unreferenced_arrays():
     workspace.release()
     held = workspace._pool[(shape, "<f4")]
     assert len(held) == 2 and all(any(x is h for h in held) for x in (b, c))
+
+
+@pytest.mark.parametrize("c,hw,k,chunks", [(1, 28, 5, 2), (3, 32, 3, 2), (64, 8, 3, 4), (32, 16, 3, 8), (16, 32, 3, 10)])
+def test_small_layers_take_fewer_chunks(c, hw, k, chunks):
+    # Batch 64: 8 chunks, halved while a chunk of φ would hold under 2 MiB
+    # (lenet's first layer 5 MB, a 3-channel stem 7 MB, 8x8x64 9.4 MB); a
+    # 32x32x16 layer's 37.7 MB is capped by CHUNK_BYTES instead (7 images a chunk).
+    g = _conv_geometry((64, c, hw, hw), (16, c, k, k), 1, k // 2, 1, 1)
+    spans, rows = conv_algo.plan(64, c, g.win, 4)
+    assert len(spans) == chunks and spans[-1][1] == 64 and rows == [(0, g.win.P)]
