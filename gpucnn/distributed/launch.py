@@ -14,9 +14,10 @@ from gpucnn.distributed.comm import DistributedError, MPIComm, NCCLComm, SelfCom
 
 # What MPI launchers put in each rank's environment: MPICH's and Intel MPI's
 # hydra (PMI_*), Open MPI (OMPI_*), PMIx launchers, MVAPICH.
-ABORT_GRACE_S = 0.5
 _LAUNCHER_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE")
 _LAUNCHER_VARS = _LAUNCHER_SIZE_VARS + ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK")
+# Seconds a failing rank waits between saying so and aborting (see guarded).
+ABORT_GRACE_S = 0.5
 
 
 @dataclasses.dataclass

@@ -67,19 +67,9 @@ def _fold(dst, cols, win, p0):
             dst[:, :, r:r + win.sh * (p - 1) + 1:win.sh, c:c + win.sw * (Q - 1) + 1:win.sw] += cols[:, :, i, j]
 
 
-def _widened(d, win, p):
-    """d (n, G, m, p*Q) at unit stride as (n, G, m, p*Wp): rows as wide as
-    the padded input, zeros past Q."""
-    Wp = win.Q + (win.kw - 1) * win.dw
-    out = workspace.scratch("conv.dyw", (*d.shape[:3], p, Wp), d.dtype)
-    out[..., win.Q:] = 0
-    out[..., :win.Q] = d.reshape(*d.shape[:3], p, win.Q)
-    return out.reshape(*d.shape[:3], p * Wp)
-
-
 def _fold_wide(flat, dphi, win, p0, Wp):
     """``_fold`` at unit stride: dphi (n, C, kh, kw, p*Wp) in rows Wp wide,
-    zeros past Q (``_widened``), onto flat (n, C, Hp*Wp + slack) padded
+    zeros past Q (``strips.widened``), onto flat (n, C, Hp*Wp + slack) padded
     planes, from output row p0. Tap (i, j) of output (p, q) lands on padded
     pixel (p + i*dh, q + j*dw): in a flat plane Wp wide the whole tap is one
     contiguous run from (p0 + i*dh)*Wp + j*dw, not p0..p1 rows of Q. The
@@ -256,7 +246,7 @@ def conv2d_backward_data(dy, w, g, algo=None):
         dxp[...] = 0
         for p0, p1 in rows:
             d = _grouped(dy[n0:n1], G, p0, p1)
-            d = _widened(d, win, p1 - p0) if wide else d
+            d = strips.widened(d, win, p1 - p0) if wide else d
             dphi = workspace.scratch("conv.dphi", (n, G, ft.shape[1], d.shape[-1]), dy.dtype)
             # One filter a group: the product has inner size 1, so it is an
             # exact broadcast multiply, without tiny BLAS calls.

@@ -84,7 +84,6 @@ def matmul_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
         np.matmul(a[whole:], b, out=out[whole:])
 
 
-
 def inner_cols(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """aᵀ @ b, (k, n), for a (m, k) and b (m, n) C-contiguous, in blocks of
     a's columns (``rows_block`` of the (k x m) by (m x n) product, at least

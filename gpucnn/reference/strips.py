@@ -42,6 +42,21 @@ def expanded(xc, win):
     return X.reshape(n, C * win.kw, T)
 
 
+def width(win):
+    """Wp: the padded input's width, over which a unit-stride output row is computed."""
+    return win.Q + (win.kw - 1) * win.dw
+
+
+def widened(d, win, p):
+    """d (n, G, m, p*Q) at unit stride as (n, G, m, p*Wp) in per-thread
+    scratch: rows as wide as the padded input, zeros past Q."""
+    Wp = width(win)
+    out = workspace.scratch("conv.dyw", (*d.shape[:3], p, Wp), d.dtype)
+    out[..., win.Q:] = 0
+    out[..., :win.Q] = d.reshape(*d.shape[:3], p, win.Q)
+    return out.reshape(*d.shape[:3], p * Wp)
+
+
 def _window(X, win, i, Wp):
     """φ_i: the output positions' window of X for kernel row i, (n, C*kw, P*Wp)."""
     off = i * win.dh * Wp
@@ -57,7 +72,7 @@ def filters(w):
 def forward(xc, fs, win, yc):
     """yc (n, K, P, Q) = Σ_i F_i φ_i for a chunk xc and ``filters`` fs."""
     n, K = xc.shape[0], fs.shape[1]
-    Wp = win.Q + (win.kw - 1) * win.dw
+    Wp = width(win)
     X = expanded(xc, win)
     acc = workspace.scratch("conv.strips_y", (n, K, win.P * Wp), xc.dtype)
     part = workspace.scratch("conv.strips_t", acc.shape, xc.dtype)
@@ -72,12 +87,9 @@ def filter_part(dyc, xc, win):
     """A chunk's part of dF as (kh, K, C*kw) (``filter_gradient`` reorders it):
     per kernel row, dY (widened to Wp columns) times φ_iᵀ, summed over the chunk."""
     n, K = dyc.shape[:2]
-    Wp = win.Q + (win.kw - 1) * win.dw
+    Wp = width(win)
     X = expanded(xc, win)
-    d = workspace.scratch("conv.strips_dy", (n, K, win.P, Wp), dyc.dtype)
-    d[..., win.Q:] = 0
-    d[..., :win.Q] = dyc
-    d = d.reshape(n, K, win.P * Wp)
+    d = widened(dyc.reshape(n, 1, K, -1), win, win.P).reshape(n, K, win.P * Wp)
     return np.stack([np.matmul(d, _window(X, win, i, Wp).transpose(0, 2, 1)).sum(axis=0)
                      for i in range(win.kh)])
 
