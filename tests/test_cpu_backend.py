@@ -263,6 +263,11 @@ def test_strips_where_they_pay(monkeypatch):
     assert not conv_algo.as_strips(geo(32, 32, 16)) and conv_algo.as_rows(geo(32, 32, 16))
     assert not conv_algo.as_strips(geo(16, 64, 32)) and not conv_algo.as_rows(geo(16, 64, 32), forward=True)
     assert not conv_algo.as_strips(_conv_geometry((64, 16, 32, 32), (16, 16, 3, 3), 2, 1, 1, 1))
+    # A workspace limit below one image's φ cuts images into bands of rows,
+    # which strips do not take.
+    monkeypatch.setattr(workspace, "_limit", 16 * 9 * 32 * 32 * 8 - 1)
+    assert not conv_algo.as_strips(geo(16, 16, 32)) and len(conv_algo.plan(64, 16, geo(16, 16, 32).win, 8)[1]) > 1
+    monkeypatch.setattr(workspace, "_limit", None)
     monkeypatch.setattr(products, "_small", False)
     assert not conv_algo.as_strips(geo(16, 16, 32))
 

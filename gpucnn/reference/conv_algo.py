@@ -145,7 +145,10 @@ def as_strips(g) -> bool:
     if g.groups != 1 or (win.sh, win.sw) != (1, 1) or win.kh * win.kw == 1 or as_rows(g, forward=True):
         return False
     width, columns = g.C * win.kw, win.P * (win.Q + (win.kw - 1) * win.dw)
-    return (products.small_kernels() and width >= STRIPS_MIN_WIDTH
+    # Strips take whole images: only where ``plan`` never cuts one into
+    # bands of rows (one image's φ within the workspace limit, at 8 bytes a value).
+    whole = g.C * win.kh * win.kw * win.P * win.Q * 8 <= workspace.get_limit()
+    return (products.small_kernels() and whole and width >= STRIPS_MIN_WIDTH
             and g.K * width * columns <= products.SMALL_MNK)
 
 
