@@ -84,7 +84,8 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     return chk.unbatch(call("conv", "conv2d_forward", x, w, _bias(b, g.K, x), g), unbatched)
 
 
-def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, bias=True, input_grad=True):
+def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, bias=True, input_grad=True,
+                    weight_grad=True):
     """Gradients of conv2d with respect to x, w and b, for the output gradient dy.
 
     dy: conv2d's output shape, (N, K, P, Q), or (K, P, Q) when x is
@@ -92,17 +93,18 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, bias=Tr
     "same"/"valid" included). Returns (dx, dw, db): dx shaped as x, dw as w,
     db (K,), or None when bias is False; dx is None, and not computed, when
     input_grad is False (a network's first layer: torch's convolution_backward
-    with output_mask[0] False).
+    with output_mask[0] False), dw and db when weight_grad is False.
     """
     x, unbatched = chk.batched("x", x)
     dy, w = chk.like("dy", dy, unbatched), chk.array("w", w, 4)
     chk.same_dtype(dy=dy, x=x, w=w)
     bias, input_grad = chk.flag("bias", bias), chk.flag("input_grad", input_grad)
+    weight_grad = chk.flag("weight_grad", weight_grad)
     g = _conv_geometry(x.shape, w.shape, stride, padding, dilation, groups)
     chk.shape_is("dy", dy, (g.N, g.K, g.win.P, g.win.Q), "the shape of conv2d's output")
     dx = chk.unbatch(call("conv", "conv2d_backward_data", dy, w, g), unbatched) if input_grad else None
-    dw = call("conv", "conv2d_backward_filter", dy, x, g)
-    db = call("conv", "conv2d_backward_bias", dy) if bias else None
+    dw = call("conv", "conv2d_backward_filter", dy, x, g) if weight_grad else None
+    db = call("conv", "conv2d_backward_bias", dy) if bias and weight_grad else None
     return dx, dw, db
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from gpucnn import backend
 from gpucnn import functional as F
 from gpucnn.nn import init
 from gpucnn.nn.module import Module
+from gpucnn.reference import workspace
 
 
 def _rng(rng) -> np.random.Generator:
@@ -21,6 +23,7 @@ class _Affine(Module):
     """A layer y = fwd(x, w, b, **geom) whose backward is bwd(dy, x, w, **geom, bias) -> (dx, dw, db):
     convolution, transposed convolution and the fully connected layer differ only in these."""
     _fwd = _bwd = None
+    _defer_weights = False
 
     def __init__(self, weight_shape, n_bias, bias, rng, dtype, **geom):
         super().__init__()
@@ -38,9 +41,25 @@ class _Affine(Module):
         return self._backward(dy)
 
     def _backward(self, dy, **flags):
-        """bwd's (dx, dw, db): sets the gradients, returns dx; ``flags`` go to bwd."""
+        """bwd's (dx, dw, db): sets the gradients, returns dx; ``flags`` go to bwd.
+        Where the class allows (``_defer_weights``) and the NumPy backend
+        runs it, dw and db are deferred (``workspace.defer``): no later layer
+        of the backward pass reads them, so they are computed beside the
+        input gradients of the layers below, and set before the outermost
+        backward returns (gpucnn.nn.module)."""
         has_bias = "bias" in self._params
-        dx, dw, db = type(self)._bwd(dy, self._load("x"), self.weight, **self._geom, bias=has_bias, **flags)
+        x, w, bwd = self._load("x"), self.weight, type(self)._bwd
+
+        def weights():
+            _, dw, db = bwd(dy, x, w, **self._geom, bias=has_bias, input_grad=False)
+            self._grads["weight"] = dw
+            if has_bias:
+                self._grads["bias"] = db
+
+        if (self._defer_weights and flags.get("input_grad", True) and isinstance(dy, np.ndarray)
+                and backend.current() == "numpy" and workspace.defer(weights)):
+            return bwd(dy, x, w, **self._geom, bias=False, weight_grad=False)[0]
+        dx, dw, db = bwd(dy, x, w, **self._geom, bias=has_bias, **flags)
         self._grads["weight"] = dw
         if has_bias:
             self._grads["bias"] = db
@@ -59,6 +78,7 @@ class Conv2D(_Affine):
     backward(dy) with dy shaped like y returns dx shaped like x and sets the
     gradients of weight and bias."""
     _fwd, _bwd = staticmethod(F.conv2d), staticmethod(F.conv2d_backward)
+    _defer_weights = True
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=True, *, rng=None, dtype=np.float32):

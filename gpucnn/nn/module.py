@@ -12,6 +12,7 @@ torch and checkpoints name what they hold.
 """
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -19,6 +20,7 @@ import numpy as np
 from gpucnn.nn._array import is_cupy, to_device
 from gpucnn.nn.fusion import fused_forward
 from gpucnn.nn.parameter import Parameter
+from gpucnn.reference import scheduler, workspace
 
 _KINDS = ("_params", "_grads", "_buffers")
 
@@ -29,10 +31,30 @@ class IncompatibleKeys(NamedTuple):
     unexpected_keys: list
 
 
+def _deferring(method):
+    """``backward`` (or ``backward_params``) run in a workspace.deferring()
+    block: what a layer defers (a convolution's filter gradient, on the
+    NumPy backend) is done, and its gradients set, when the outermost call
+    returns."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        if scheduler.active():
+            return method(self, *args, **kwargs)
+        with workspace.deferring():
+            return method(self, *args, **kwargs)
+    return run
+
+
 class Module:
     """Base of every layer. Subclasses fill ``_params`` (trainable arrays),
     ``_buffers`` (other state) and, in backward, ``_grads``; containers
     override ``children()``."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in ("backward", "backward_params"):
+            if name in vars(cls):
+                setattr(cls, name, _deferring(vars(cls)[name]))
 
     def __init__(self):
         self.training = True

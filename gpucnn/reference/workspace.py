@@ -19,6 +19,8 @@ import threading
 
 import numpy as np
 
+from gpucnn.reference import scheduler
+
 DEFAULT_BYTES = 256 * 2**20
 
 _limit: int | None = None
@@ -67,7 +69,6 @@ CHUNK_BYTES = 2**20
 PLANES_CHUNK_BYTES = 4 * 2**20
 MIN_PARALLEL_BYTES = 2 * 2**20
 
-_executor = None
 _blas_libs = None
 _local = threading.local()
 
@@ -196,36 +197,34 @@ def blas_threads(n: int):
 
 def run_spans(fn, spans, parallel: bool = True, blas: bool = False) -> None:
     """Call ``fn(a, b)`` for each (a, b) of ``spans``, on ``threads()``
-    threads when ``parallel``: dynamic scheduling, every thread taking the
-    next span from one queue, so a thread slowed by another process on its
-    core takes fewer spans instead of holding the others up. ``blas``: fn
-    calls BLAS, which then runs one thread per caller."""
-    global _executor
+    threads when ``parallel`` (``scheduler.run``: dynamic scheduling, so a
+    thread slowed by another process on its core takes fewer spans instead
+    of holding the others up); serially from inside another call's span.
+    ``blas``: fn calls BLAS, which then runs one thread per caller."""
     nt = min(threads(), len(spans))
-    if nt <= 1 or not parallel:
+    # Memory-bound ops (no BLAS) leave the other threads to deferred work:
+    # two threads gain them little (they share the memory bandwidth).
+    if nt <= 1 or not parallel or scheduler.nested() or (not blas and scheduler.busy()):
         for a, b in spans:
             fn(a, b)
         return
-    if _executor is None or _executor._max_workers < nt - 1:
-        from concurrent.futures import ThreadPoolExecutor
-        _executor = ThreadPoolExecutor(max_workers=nt - 1, thread_name_prefix="gpucnn")
-    # One task a thread, each pulling spans from a shared iterator (next() on
-    # it is atomic under the GIL): a task a chunk paid the executor's hand-off
-    # per chunk, 20-40 us under the GIL, which made 64 KiB chunks 4x slower.
-    it = iter(spans)
-
-    def worker():
-        for a, b in it:
-            fn(a, b)
-
     with blas_threads(1) if blas else contextlib.nullcontext():
-        futures = [_executor.submit(worker) for _ in range(nt - 1)]
-        try:
-            worker()
-        finally:
-            # Wait for every span before returning (or raising): the outputs
-            # must not be written after the caller sees them.
-            for f in futures:
-                f.exception()
-    for f in futures:
-        f.result()
+        scheduler.run(fn, spans, nt)
+
+
+def defer(fn) -> bool:
+    """Queue fn() to run before the enclosing ``deferring()`` block ends
+    (``scheduler.defer``); False, with nothing queued, where it cannot."""
+    return scheduler.defer(fn, threads())
+
+
+@contextlib.contextmanager
+def deferring():
+    """A block at whose (outermost) end every ``defer``red fn has run; BLAS
+    on one thread inside, since deferred work calls it beside the caller's
+    (and the results then do not depend on which thread ran what)."""
+    if scheduler.active():
+        yield
+        return
+    with blas_threads(1) if threads() > 1 else contextlib.nullcontext(), scheduler.deferring():
+        yield
