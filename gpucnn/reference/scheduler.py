@@ -117,15 +117,21 @@ def _help(critical_only: bool = False) -> bool:
     return False
 
 
+def _serve(until) -> None:
+    """Help jobs (critical first), else run queued tasks, else wait, until
+    ``until()`` holds (call with _cv held)."""
+    while not until():
+        if _help():
+            continue
+        if _tasks:
+            _tasks.popleft().run()
+            continue
+        _cv.wait()
+
+
 def _worker() -> None:
     with _cv:
-        while True:
-            if _help():
-                continue
-            if _tasks:
-                _tasks.popleft().run()
-                continue
-            _cv.wait()
+        _serve(lambda: False)
 
 
 def _start(n: int) -> None:
@@ -208,13 +214,7 @@ def defer(fn, nthreads: int) -> bool:
 def _finish(tasks) -> None:
     """Wait for ``tasks``, running queued tasks and helping jobs meanwhile."""
     with _cv:
-        while not all(t.finished for t in tasks):
-            if _help():
-                continue
-            if _tasks:
-                _tasks.popleft().run()
-                continue
-            _cv.wait()
+        _serve(lambda: all(t.finished for t in tasks))
 
 
 @contextlib.contextmanager
