@@ -7,6 +7,8 @@
 //                                x: (N,C,H,W)  w: (K,Cg,kh,kw)  b: (K,)  y: (N,K,P,Q)
 //   depthwise_backward_data_T  (const T* dy, const T* w, T* dx, GEOM)   (and _c1_T: groups of one channel)
 //                                dy: (N,K,P,Q)  dx: (N,C,H,W)
+//   depthwise_backward_data_window_T(const T* dy, const T* w, T* dx, GEOM, int strip)   (C = G only)
+//                                dynamic shared memory: the bank, K*kh*sw*strip elements
 //   depthwise_backward_filter_T(const T* dy, const T* x, T* out, GEOM, int chunk, int splits)
 //                                out: (splits,K,Cg,kh,kw), partial sums over pixel chunks
 // where GEOM = int N, C, H, W, K, P, Q, kh, kw, sh, sw, pt, pl, dh, dw, G (as conv2d.cu).
@@ -17,8 +19,11 @@
 // are x, w and y once. backward-data gathers, for up to DW_CB channels of a
 // group at once, the dy pixels whose windows covered the input pixel: each dy
 // load feeds DW_CB FMAs, and the taps are walked so that a tap a stride skips
-// costs one test rather than Kg FMAs. backward-filter: a block per (filter,
-// pixel chunk) reduces DW_TB taps at a time over its pixels, then a fixed
+// costs one test rather than Kg FMAs. The window kernel (groups of one
+// channel with many taps a stride phase) reuses each dy load: in float, per
+// window and filter, 4 LDG.128, and 3 LDS per row feeding 40 FMAs, for up to
+// 3 rows (120 FFMA in ~185 issued instructions on sm_90). backward-filter: a
+// block per (filter, pixel chunk) reduces DW_TB taps at a time over its pixels, then a fixed
 // tree over the block's threads; chunks are added in split order by
 // conv2d_sum_splits, so the bits never depend on timing (no atomics).
 #include "common.cuh"
@@ -143,15 +148,17 @@ __device__ void dw_backward_data(const T* __restrict__ dy, const T* __restrict__
 // (L = lcm(sw, dw)) meet taps s = s0 + t*ss at q = q(b, k) - t*qs (ss =
 // sw/gcd, qs = dw/gcd), so pixels k..k+DWW_PIX-1 and taps t..t+DWW_TB-1 read
 // one run of DWW_PIX + DWW_TB - 1 dy values: per filter, DWW_PIX*DWW_TB FMAs
-// from that window (4 LDG.128 in float) and the chunk's weights (3 LDS.128
-// broadcasts). Rows h + i*Lh (i < ROWS, Lh = lcm(sh, dh)) meet the same dy row
+// from that window (4 LDG.128 in float) and the chunk's weights (3 broadcast
+// LDS). Rows h + i*Lh (i < ROWS, Lh = lcm(sh, dh)) meet the same dy row
 // at taps r + i*rs (rs = sh/gcd), so one window feeds up to ROWS rows. A warp
 // owns one (image, channel, row group, phase, tile of 32*DWW_PIX pixels):
-// every branch is uniform and every weight load a broadcast. Lane stride is
-// 16 bytes, so each window load of a warp is 512 contiguous bytes.
+// every branch but dww_load's edge test is uniform and every weight load a
+// broadcast. Lanes are 16 bytes apart in float, so each window load of a warp
+// is 512 contiguous bytes.
 // bank: (K, kh, sw, strip), phase rho's taps of (f, r), t = chunk*DWW_TB + u at
 // chunk*DWW_TBP + u, zero past the phase's taps; strip = chunks*DWW_TBP.
 template <typename T> struct DwwWin {
+    // NV vectors hold LEN values from any offset a < VN in the first
     enum { VN = Vec16<T>::n, LEN = DWW_PIX + DWW_TB - 1, NV = (LEN + 2 * (VN - 1)) / VN };
     T v[NV * VN];
 };
