@@ -230,8 +230,10 @@ __device__ void dw_backward_data_window(T* bank, const T* __restrict__ dy, const
                                         T* __restrict__ dx, GEOM, int strip) {
     const int gw = gcd(sw, dw), ss = sw / gw, qs = dw / gw, L = sw * qs;
     const int rs = sh / gcd(sh, dh), Lh = rs * dh, Kg = K / G;
+    const FastDiv fS(strip), fsw(sw);
     for (int e = threadIdx.x; e < K * kh * sw * strip; e += blockDim.x) {
-        const int slot = e % strip, rho = e / strip % sw, fr = e / (strip * sw);  // fr = f*kh + r
+        int fr, rest;  // fr = f*kh + r
+        const int slot = fS.divmod(e, rest), rho = fsw.divmod(rest, fr);
         const int u = slot % DWW_TBP, s0 = dww_first_tap(rho, ss, sw, dw);
         const int s = s0 + (slot / DWW_TBP * DWW_TB + u) * ss;
         bank[e] = s0 >= 0 && u < DWW_TB && s < kw ? w[fr * kw + s] : T(0);

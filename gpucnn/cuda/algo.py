@@ -30,13 +30,15 @@ Families:
           whose filter bank fits WINDOW_SMEM of shared memory. A lane owns 4
           pixels of a phase in each of 3 rows; per filter, one run of 13 dy
           values (4 LDG.128 of 512 contiguous bytes a warp) feeds up to 3 x 40
-          FMAs. Model (H100, an L1 wavefront per 128 bytes a clock, 4 FFMA
-          issues a clock per SM): deepspeech needs 0.6 windows (~19.5
-          wavefronts) and 3 LDS.128 per row-tap and filter, ~15 wavefronts for
-          40 useful FMAs, ~80-95 us against cuDNN's ~61 (1.3-1.6x); the direct
-          kernel's 4 dy loads of 4 wavefronts per 4 FMAs put it at 2.3-4.8x.
-          Below WINDOW_MIN_TAPS (depthwise 3x3: 3 taps a phase) most of the
-          10 tap slots a window computes would be zero, so direct stays
+          FMAs. Model (H100, 132 SMs at 1.755-1.98 GHz, 4 instructions issued
+          and one 128-byte L1 wavefront a clock per SM; sm_90 SASS: a window
+          issues ~51 instructions plus ~45 per live row, 40 of them FFMA):
+          deepspeech reads 0.6 windows per row tap and filter, and is
+          issue-bound at ~89-101 us against cuDNN's ~61 us (45 TFLOP/s):
+          1.45-1.65x; the direct kernel (155 instructions per 4 filters of a
+          tap, 16 FFMA) at ~400-450 us, 6.5-7.4x. Depthwise 3x3 stays direct: 3 taps a
+          phase fill 3 of a window's 10 tap slots, and each block would fill
+          a bank of all K filters to use one
 
 A forward or backward-data GEMM whose tile grid is below one wave splits its
 reduction into ``splits`` chunks of ``chunk`` indices (a multiple of the
