@@ -96,6 +96,12 @@ def test_override(monkeypatch):
     with algo.override("gemm64"):
         assert algo.choose(_geometry(next(c for c in CONV if c.name == "deepspeech")), "forward").tile == algo.TILE
     g = _geometry(next(c for c in CONV if c.name == "depthwise"))
+    with algo.override("window"):  # its bank of 256 x 3 x 12 taps: 36 KiB in float, 72 KiB in double
+        assert algo.choose(g, "backward_data").family == "window"
+        assert algo.choose(g, "backward_data", np.float64).family == "direct"
+        assert algo.choose(g, "forward").family == "direct"
+        stem = _geometry(next(c for c in CONV if c.name == "resnet-stem"))  # C = 3: no window kernel
+        assert algo.choose(stem, "backward_data").family == "direct"
     monkeypatch.setenv(algo.ENV, "phase")
     assert [algo.choose(g, p).family for p in algo.PASSES] == ["direct", "phase", "direct"]
     for bad in ("winograd", "gemm:0", "gemm:x", "gemm16"):
