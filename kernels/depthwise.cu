@@ -239,7 +239,8 @@ __device__ void dw_backward_data_window(T* bank, const T* __restrict__ dy, const
         bank[e] = s0 >= 0 && u < DWW_TB && s < kw ? w[fr * kw + s] : T(0);
     }
     __syncthreads();  // the bank is whole before any warp reads it
-    const int rows = ((H + Lh - 1) / Lh + ROWS - 1) / ROWS, tiles = ((W + L - 1) / L + 32 * DWW_PIX - 1) / (32 * DWW_PIX);
+    const int rows = ((H + Lh - 1) / Lh + ROWS - 1) / ROWS;  // row groups of each of the Lh row phases
+    const int tiles = ((W + L - 1) / L + 32 * DWW_PIX - 1) / (32 * DWW_PIX);  // warp tiles of each of the L phases
     const int lane = threadIdx.x % 32, warps = blockDim.x / 32 * gridDim.x;  // blockDim.x: a multiple of 32
     const FastDiv fT(tiles), fL(L), fR(rows), fLh(Lh);
     // A grid-stride loop over warps: each warp takes whole work items.
@@ -264,6 +265,7 @@ __device__ void dw_backward_data_window(T* bank, const T* __restrict__ dy, const
 #pragma unroll
             for (int i = 0; i < ROWS; ++i)
                 live |= (r + i * rs >= 0 && r + i * rs < kh && h0 + i * Lh < H) << i;
+            if (!live) continue;  // taps past both ends of the filter (rs > kh), or rows past H
             for (int f = c * Kg; f < (c + 1) * Kg; ++f) {
                 const T* d = dy + ((long long)(n * K + f) * P + th / sh) * Q;
                 const T* wrow = bank + ((f * kh + r) * sw + rho) * strip;  // row 0's strip; row i is i*rs*sw*strip on
