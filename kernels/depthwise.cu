@@ -7,6 +7,8 @@
 //                                x: (N,C,H,W)  w: (K,Cg,kh,kw)  b: (K,)  y: (N,K,P,Q)
 //   depthwise_backward_data_T  (const T* dy, const T* w, T* dx, GEOM)   (and _c1_T: groups of one channel)
 //                                dy: (N,K,P,Q)  dx: (N,C,H,W)
+//   depthwise_backward_data_window_T(const T* dy, const T* w, T* dx, GEOM, int strip)   (C = G only)
+//                                dynamic shared memory: the bank, K*kh*sw*strip elements
 //   depthwise_backward_filter_T(const T* dy, const T* x, T* out, GEOM, int chunk, int splits)
 //                                out: (splits,K,Cg,kh,kw), partial sums over pixel chunks
 // where GEOM = int N, C, H, W, K, P, Q, kh, kw, sh, sw, pt, pl, dh, dw, G (as conv2d.cu).
@@ -17,8 +19,11 @@
 // are x, w and y once. backward-data gathers, for up to DW_CB channels of a
 // group at once, the dy pixels whose windows covered the input pixel: each dy
 // load feeds DW_CB FMAs, and the taps are walked so that a tap a stride skips
-// costs one test rather than Kg FMAs. backward-filter: a block per (filter,
-// pixel chunk) reduces DW_TB taps at a time over its pixels, then a fixed
+// costs one test rather than Kg FMAs. The window kernel (groups of one
+// channel with many taps a stride phase) reuses each dy load: in float, per
+// window and filter, 4 LDG.128, and 3 LDS per row feeding 40 FMAs, for up to
+// 3 rows (120 FFMA in ~185 issued instructions on sm_90). backward-filter: a
+// block per (filter, pixel chunk) reduces DW_TB taps at a time over its pixels, then a fixed
 // tree over the block's threads; chunks are added in split order by
 // conv2d_sum_splits, so the bits never depend on timing (no atomics).
 #include "common.cuh"
@@ -29,6 +34,10 @@
 #define DW_CB 4   // channels of one group a backward-data thread computes
 #define DW_PIX 4  // pixels of one stride phase of a row a backward-data thread computes
 #define DW_TB 8  // taps a backward-filter thread accumulates at once
+#define DWW_PIX 4    // window kernel: pixels of a phase a lane owns (one 16-byte float vector: lanes 16 bytes apart)
+#define DWW_TB 10    // taps a window covers: a + DWW_TB + 3 <= 16 for every offset a < 4, 4 LDG.128 in float
+#define DWW_TBP 12   // a chunk's weights in the bank, padded to whole 16-byte vectors
+#define DWW_ROWS 3   // rows (Lh apart) a lane owns: each dy window feeds up to 3 of them (4 spills on sm_75, sm_80)
 
 // ------------------------------------------------------------------- forward
 
@@ -131,6 +140,158 @@ __device__ void dw_backward_data(const T* __restrict__ dy, const T* __restrict__
     }
 }
 
+// ---------------------------------------------- backward data, dy windows
+
+// Groups of one channel (C = G) with many taps per stride phase (wide, strided
+// stems as deepspeech): lanes along pixels, the filter bank in shared memory
+// and a sliding window of dy in registers. Pixels w = b + k*L of phase b
+// (L = lcm(sw, dw)) meet taps s = s0 + t*ss at q = q(b, k) - t*qs (ss =
+// sw/gcd, qs = dw/gcd), so pixels k..k+DWW_PIX-1 and taps t..t+DWW_TB-1 read
+// one run of DWW_PIX + DWW_TB - 1 dy values: per filter, DWW_PIX*DWW_TB FMAs
+// from that window (4 LDG.128 in float) and the chunk's weights (3 broadcast
+// LDS). Rows h + i*Lh (i < ROWS, Lh = lcm(sh, dh)) meet the same dy row
+// at taps r + i*rs (rs = sh/gcd), so one window feeds up to ROWS rows. A warp
+// owns one (image, channel, row group, phase, tile of 32*DWW_PIX pixels):
+// every branch but dww_load's edge test is uniform and every weight load a
+// broadcast. Lanes are 16 bytes apart in float, so each window load of a warp
+// is 512 contiguous bytes.
+// bank: (K, kh, sw, strip), phase rho's taps of (f, r), t = chunk*DWW_TB + u at
+// chunk*DWW_TBP + u, zero past the phase's taps; strip = chunks*DWW_TBP.
+template <typename T> struct DwwWin {
+    // NV vectors hold LEN values from any offset a < VN in the first
+    enum { VN = Vec16<T>::n, LEN = DWW_PIX + DWW_TB - 1, NV = (LEN + 2 * (VN - 1)) / VN };
+    T v[NV * VN];
+};
+
+__device__ __forceinline__ void unpack(const float4& x, float* o) { o[0] = x.x, o[1] = x.y, o[2] = x.z, o[3] = x.w; }
+__device__ __forceinline__ void unpack(const double2& x, double* o) { o[0] = x.x, o[1] = x.y; }
+
+__device__ __forceinline__ int gcd(int a, int b) {
+    while (b) {
+        const int t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+// The first tap s (< ss) of phase rho, where s*dw = rho (mod sw); -1 if none.
+__device__ __forceinline__ int dww_first_tap(int rho, int ss, int sw, int dw) {
+    for (int s = 0; s < ss; ++s)
+        if ((s * dw - rho) % sw == 0) return s;
+    return -1;
+}
+
+// win.v[a + m] = dy row d at q = qw + m*qs (m < LEN), zero outside [0, Q);
+// returns a: 16-byte vectors where the run is contiguous, aligned and inside
+// the row (a = the run's offset in its first vector), else scalar loads (a = 0).
+template <typename T> __device__ __forceinline__ int dww_load(DwwWin<T>& win, const T* d, int qw, int qs, int Q) {
+    typedef typename Vec16<T>::type V;
+    const int VN = DwwWin<T>::VN, NV = DwwWin<T>::NV;
+    const unsigned long long at = reinterpret_cast<unsigned long long>(d + qw);
+    const int a = (int)(at & 15) / (int)sizeof(T);
+    if (qs == 1 && at % sizeof(T) == 0 && qw - a >= 0 && qw - a + NV * VN <= Q) {
+        const V* src = reinterpret_cast<const V*>(d + qw - a);
+#pragma unroll
+        for (int i = 0; i < NV; ++i) unpack(src[i], win.v + i * VN);
+        return a;
+    }
+#pragma unroll
+    for (int m = 0; m < DwwWin<T>::LEN; ++m) {
+        const int q = qw + m * qs;
+        win.v[m] = (unsigned)q < (unsigned)Q ? d[q] : T(0);
+    }
+    return 0;
+}
+
+// acc[i][j] += w(row i, tap u) * window(j - u + DWW_TB - 1) for the rows whose
+// tap is in the filter (live bit i); A: the window's offset, compile-time so
+// that v stays in registers.
+template <typename T, int ROWS, int A>
+__device__ __forceinline__ void dww_fma(T (&acc)[ROWS][DWW_PIX], const DwwWin<T>& win, const T* wrow, int wstep,
+                                        int live) {
+    typedef typename Vec16<T>::type V;
+#pragma unroll
+    for (int i = 0; i < ROWS; ++i) {
+        if (!(live >> i & 1)) continue;
+        T wk[DWW_TBP];
+#pragma unroll
+        for (int e = 0; e < DWW_TBP / Vec16<T>::n; ++e)
+            unpack(reinterpret_cast<const V*>(wrow + i * wstep)[e], wk + e * Vec16<T>::n);
+#pragma unroll
+        for (int u = 0; u < DWW_TB; ++u)
+#pragma unroll
+            for (int j = 0; j < DWW_PIX; ++j) acc[i][j] += wk[u] * win.v[A + j - u + DWW_TB - 1];
+    }
+}
+
+template <typename T, int ROWS>
+__device__ void dw_backward_data_window(T* bank, const T* __restrict__ dy, const T* __restrict__ w,
+                                        T* __restrict__ dx, GEOM, int strip) {
+    const int gw = gcd(sw, dw), ss = sw / gw, qs = dw / gw, L = sw * qs;
+    const int rs = sh / gcd(sh, dh), Lh = rs * dh, Kg = K / G;
+    const FastDiv fS(strip), fsw(sw);
+    for (int e = threadIdx.x; e < K * kh * sw * strip; e += blockDim.x) {
+        int fr, rest;  // fr = f*kh + r
+        const int slot = fS.divmod(e, rest), rho = fsw.divmod(rest, fr);
+        const int u = slot % DWW_TBP, s0 = dww_first_tap(rho, ss, sw, dw);
+        const int s = s0 + (slot / DWW_TBP * DWW_TB + u) * ss;
+        bank[e] = s0 >= 0 && u < DWW_TB && s < kw ? w[fr * kw + s] : T(0);
+    }
+    __syncthreads();  // the bank is whole before any warp reads it
+    const int rows = ((H + Lh - 1) / Lh + ROWS - 1) / ROWS;  // row groups of each of the Lh row phases
+    const int tiles = ((W + L - 1) / L + 32 * DWW_PIX - 1) / (32 * DWW_PIX);  // warp tiles of each of the L phases
+    const int lane = threadIdx.x % 32, warps = blockDim.x / 32 * gridDim.x;  // blockDim.x: a multiple of 32
+    const FastDiv fT(tiles), fL(L), fR(rows), fLh(Lh);
+    // A grid-stride loop over warps: each warp takes whole work items.
+    for (int it = (blockIdx.x * blockDim.x + threadIdx.x) / 32; it < N * C * Lh * rows * L * tiles; it += warps) {
+        int r1, r2, r3, nc;
+        const int tile = fT.divmod(it, r1), b = fL.divmod(r1, r2), grp = fR.divmod(r2, r3), rh = fLh.divmod(r3, nc);
+        const int rho = (b + pl) % sw, s0 = dww_first_tap(rho, ss, sw, dw);
+        const int chunks = s0 < 0 ? 0 : ((kw - s0 + ss - 1) / ss + DWW_TB - 1) / DWW_TB;
+        const int h0 = rh + grp * ROWS * Lh, w0 = b + (tile * 32 + lane) * DWW_PIX * L;
+        const int qb = (w0 + pl - s0 * dw) / sw;  // exact: (w0 + pl - s0*dw) % sw == 0
+        const int c = nc % C, n = nc / C;
+        T acc[ROWS][DWW_PIX];
+#pragma unroll
+        for (int i = 0; i < ROWS; ++i)
+#pragma unroll
+            for (int j = 0; j < DWW_PIX; ++j) acc[i][j] = T(0);
+        for (int r = -(ROWS - 1) * rs; r < kh && chunks; ++r) {  // row i meets dy row p at tap r + i*rs
+            const int th = h0 + pt - r * dh;
+            if (th < 0) break;  // th falls with r
+            if (th % sh || th / sh >= P) continue;
+            int live = 0;
+#pragma unroll
+            for (int i = 0; i < ROWS; ++i)
+                live |= (r + i * rs >= 0 && r + i * rs < kh && h0 + i * Lh < H) << i;
+            if (!live) continue;  // taps past both ends of the filter (rs > kh), or rows past H
+            for (int f = c * Kg; f < (c + 1) * Kg; ++f) {
+                const T* d = dy + ((long long)(n * K + f) * P + th / sh) * Q;
+                const T* wrow = bank + ((f * kh + r) * sw + rho) * strip;  // row 0's strip; row i is i*rs*sw*strip on
+                for (int ch = 0; ch < chunks; ++ch) {
+                    DwwWin<T> win;
+                    const int a = dww_load(win, d, qb - (ch * DWW_TB + DWW_TB - 1) * qs, qs, Q);
+                    const T* wr = wrow + ch * DWW_TBP;
+                    const int step = rs * sw * strip;
+                    switch (a) {  // a < Vec16<T>::n; the cases past it never run for double
+                    case 0: dww_fma<T, ROWS, 0>(acc, win, wr, step, live); break;
+                    case 1: dww_fma<T, ROWS, 1>(acc, win, wr, step, live); break;
+                    case 2: dww_fma<T, ROWS, 2 % DwwWin<T>::VN>(acc, win, wr, step, live); break;
+                    default: dww_fma<T, ROWS, 3 % DwwWin<T>::VN>(acc, win, wr, step, live); break;
+                    }
+                }
+            }
+        }
+        T* out = dx + (long long)nc * H * W;
+#pragma unroll
+        for (int i = 0; i < ROWS; ++i)
+#pragma unroll
+            for (int j = 0; j < DWW_PIX; ++j)
+                if (h0 + i * Lh < H && w0 + j * L < W) out[(long long)(h0 + i * Lh) * W + w0 + j * L] = acc[i][j];
+    }
+}
+
 // ----------------------------------------------------------- backward filter
 
 // Block z (blocks stride over K*splits, so any grid works) reduces filter
@@ -209,6 +370,15 @@ DW_BACKWARD_DATA(float, f32, DW_CB)
 DW_BACKWARD_DATA(double, f64, DW_CB)
 DW_BACKWARD_DATA(float, c1_f32, 1)
 DW_BACKWARD_DATA(double, c1_f64, 1)
+#define DW_BACKWARD_DATA_WINDOW(T, SFX)                                                                    \
+    extern "C" __global__ void __launch_bounds__(DW_THREADS)                                              \
+    depthwise_backward_data_window_##SFX(const T* __restrict__ dy, const T* __restrict__ w, T* __restrict__ dx, \
+                                         GEOM, int strip) {                                               \
+        extern __shared__ __align__(16) unsigned char dww_bank[];                                         \
+        dw_backward_data_window<T, DWW_ROWS>(reinterpret_cast<T*>(dww_bank), dy, w, dx, GEOM_ARGS, strip); \
+    }
+DW_BACKWARD_DATA_WINDOW(float, f32)
+DW_BACKWARD_DATA_WINDOW(double, f64)
 extern "C" __global__ void __launch_bounds__(DW_THREADS)
 depthwise_backward_filter_f32(const float* __restrict__ dy, const float* __restrict__ x, float* __restrict__ out,
                               GEOM, int chunk, int splits) {

@@ -33,8 +33,10 @@ def _geometry(case):
 # 980 blocks in 2 waves of 20 + 2 steps). Filter gradients go direct where a
 # GEMM would fill under 40% of its tiles (mnist-1: 32 x 25 taps fill 39% of a
 # 32 x 64 tile; cifar-stem 64 x 27 fill 42%; deepspeech 32 x 100 fill 78%).
+# Backward-data of one channel goes to the dy-window kernel where a stride
+# phase keeps at least 5 taps of a filter row (deepspeech 10, mnist-1 5).
 TABLE = {
-    "mnist-1": (("gemm", 1), ("direct", 1), ("direct", 22)),
+    "mnist-1": (("gemm", 1), ("window", 1), ("direct", 22)),
     "mnist-2": (("gemm", 4), ("gemm", 5), ("gemm", 20)),
     "cifar-stem": (("gemm", 1), ("direct", 1), ("gemm", 256)),
     "cifar-resnet": (("gemm", 1), ("gemm", 1), ("gemm", 29)),
@@ -45,7 +47,7 @@ TABLE = {
     "resnet-7x7x512": (("gemm", 5), ("gemm", 5), ("gemm", 5)),
     "vgg": (("gemm", 1), ("gemm", 1), ("gemm", 44)),
     "1x1-s2": (("gemm", 1), ("phase", 1), ("gemm", 33)),
-    "deepspeech": (("gemm", 1), ("direct", 1), ("gemm", 262)),
+    "deepspeech": (("gemm", 1), ("window", 1), ("gemm", 262)),
     "depthwise": (("direct", 1), ("direct", 1), ("direct", 4)),
     "dilated": (("gemm", 1), ("gemm", 1), ("gemm", 29)),
 }
@@ -94,6 +96,12 @@ def test_override(monkeypatch):
     with algo.override("gemm64"):
         assert algo.choose(_geometry(next(c for c in CONV if c.name == "deepspeech")), "forward").tile == algo.TILE
     g = _geometry(next(c for c in CONV if c.name == "depthwise"))
+    with algo.override("window"):  # its bank of 256 x 3 x 12 taps: 36 KiB in float, 72 KiB in double
+        assert algo.choose(g, "backward_data").family == "window"
+        assert algo.choose(g, "backward_data", np.float64).family == "direct"
+        assert algo.choose(g, "forward").family == "direct"
+        stem = _geometry(next(c for c in CONV if c.name == "resnet-stem"))  # C = 3: no window kernel
+        assert algo.choose(stem, "backward_data").family == "direct"
     monkeypatch.setenv(algo.ENV, "phase")
     assert [algo.choose(g, p).family for p in algo.PASSES] == ["direct", "phase", "direct"]
     for bad in ("winograd", "gemm:0", "gemm:x", "gemm16"):
@@ -114,9 +122,23 @@ FORCED_CASES = [c for c in CASES if c[0] in ("n1c1k1", "1x1_stride2", "stride_gt
                                             "depthwise_x2", "odd_asym_pad", "groups3_odd", "medium")]
 
 
+# The window kernel's cases (groups of one channel): a tap chunk of 10 wider
+# and narrower than the phase's taps, stride phases without taps (stride >
+# kernel), dilation along and across the window, padding, W < 4 pixels, rows
+# past the last group of 3, and 16-byte dy loads (runs of 16 inside a row).
+WINDOW_CASES = [c for c in CASES if c[0] in ("n1c1k1", "depthwise_x2")] + [
+    ("wide_s2", (2, 1, 9, 75), (3, 1, 3, 20), 2, 0, 1, 1),
+    ("wide_s1_3chunks", (1, 1, 4, 70), (2, 1, 2, 24), 1, (0, 3), 1, 1),
+    ("wide_dil_groups", (1, 2, 8, 50), (4, 1, 4, 9), (2, 3), (1, 2), (2, 1), 2),
+    ("dil_across_stride", (1, 1, 5, 40), (2, 1, 2, 9), 2, 1, (1, 3), 1),
+    ("stride_gt_kernel_tiny", (1, 1, 2, 3), (2, 1, 1, 2), 3, (0, 1), 1, 1),
+]
+
+
 # 70 x 70 channels ("medium") is the GEMM tiles' case; direct, its emulation takes seconds.
 FORCED_PAIRS = [pytest.param(c, s, id=f"{c[0]}-{s}") for c in FORCED_CASES for s in FORCED
                 if not (s == "direct" and c[0] == "medium")]
+FORCED_PAIRS += [pytest.param(c, "window", id=f"{c[0]}-window") for c in WINDOW_CASES]
 
 
 @pytest.mark.parametrize("dtype", (np.float32, np.float64))
@@ -152,12 +174,15 @@ def test_the_chosen_tile_is_the_one_launched(monkeypatch, spec, kernels, threads
     assert launched == [(p + kernels, threads) for p in passes]
 
 
-@pytest.mark.parametrize("C,groups,kernel", [(1, 1, "depthwise_backward_data_c1_f64"),
-                                              (6, 6, "depthwise_backward_data_c1_f64"),
-                                              (3, 1, "depthwise_backward_data_f64")])
-def test_groups_of_one_channel_take_the_one_channel_kernel(monkeypatch, C, groups, kernel):
+@pytest.mark.parametrize("C,groups,kw,kernel", [(1, 1, 5, "depthwise_backward_data_c1_f64"),
+                                                 (6, 6, 5, "depthwise_backward_data_c1_f64"),
+                                                 (3, 1, 5, "depthwise_backward_data_f64"),
+                                                 (1, 1, 10, "depthwise_backward_data_window_f64"),
+                                                 (3, 1, 10, "depthwise_backward_data_f64")])
+def test_groups_of_one_channel_take_the_one_channel_kernel(monkeypatch, C, groups, kw, kernel):
     """The direct backward-data of groups of one channel (C = 1 stems,
-    depthwise) launches depthwise.cu's _c1 kernel; wider groups the 4-channel one."""
+    depthwise) launches depthwise.cu's _c1 kernel, or the dy-window kernel
+    where a stride phase keeps 5 taps of a row; wider groups the 4-channel one."""
     if not gpucnn.backend.available("emulator")[0]:
         pytest.skip("emulator unavailable")
     from gpucnn.cuda import depthwise
@@ -165,11 +190,12 @@ def test_groups_of_one_channel_take_the_one_channel_kernel(monkeypatch, C, group
     monkeypatch.setattr(depthwise, "launch", lambda rt, family, base, dtype, *rest, **kw: (
         launched.append(f"{base}_f64"), real(rt, family, base, dtype, *rest, **kw)))
     rng = np.random.default_rng(7)
-    x, w = rng.standard_normal((1, C, 9, 14)), rng.standard_normal((6, C // groups, 3, 5))
+    x, w = rng.standard_normal((1, C, 9, 14)), rng.standard_normal((6, C // groups, 3, kw))
+    dy = np.ones((1, 6, 4, (14 - kw) // 2 + 1))
     with gpucnn.use_backend("emulator"):
-        dx = gpucnn.conv2d_backward(np.ones((1, 6, 4, 5)), x, w, stride=2, groups=groups)[0]
+        dx = gpucnn.conv2d_backward(dy, x, w, stride=2, groups=groups)[0]
     with gpucnn.use_backend("numpy"):
-        close(dx, gpucnn.conv2d_backward(np.ones((1, 6, 4, 5)), x, w, stride=2, groups=groups)[0], np.float64, "dx")
+        close(dx, gpucnn.conv2d_backward(dy, x, w, stride=2, groups=groups)[0], np.float64, "dx")
     assert kernel in launched
 
 
@@ -207,6 +233,7 @@ TORCH_CASES = [  # (x shape, w shape, stride, padding, dilation, groups): the fa
     ((2, 5, 10, 9), (7, 5, 3, 3), (2, 3), 1, 2, 1),  # stride phases with dilation
     ((1, 9, 8, 8), (6, 9, 1, 1), 2, 0, 1, 1),        # 1x1 / 2
     ((2, 5, 8, 8), (6, 5, 3, 3), 1, 1, 1, 1),        # 8x8 planes: the GEMM epilogues' vector stores
+    ((2, 1, 11, 90), (4, 1, 5, 20), 2, 0, 1, 1),     # deepspeech, small: backward-data by dy windows
 ]
 
 

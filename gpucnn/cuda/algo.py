@@ -24,6 +24,21 @@ Families:
           small that a 64-row tile would be mostly empty (depthwise, small
           groups, backward-data with C <= 4, filter gradients that would
           fill under DIRECT_FILTER_USE of their GEMM tiles, narrow or wide)
+  window  backward-data only: depthwise.cu's dy-window kernel, for groups of
+          one channel whose stride phases keep at least WINDOW_MIN_TAPS taps
+          of a row (wide strided stems: deepspeech keeps 10 of its 20) and
+          whose filter bank fits WINDOW_SMEM of shared memory. A lane owns 4
+          pixels of a phase in each of 3 rows; per filter, one run of 13 dy
+          values (4 LDG.128 of 512 contiguous bytes a warp) feeds up to 3 x 40
+          FMAs. Model (H100, 132 SMs at 1.755-1.98 GHz, 4 instructions issued
+          and one 128-byte L1 wavefront a clock per SM; sm_90 SASS: a window
+          issues ~51 instructions plus ~45 per live row, 40 of them FFMA):
+          deepspeech reads 0.6 windows per row tap and filter, and is
+          issue-bound at ~89-101 us against cuDNN's ~61 us (45 TFLOP/s):
+          1.45-1.65x; the direct kernel (155 instructions per 4 filters of a
+          tap, 16 FFMA) at ~400-450 us, 6.5-7.4x. Depthwise 3x3 stays direct: 3 taps a
+          phase fill 3 of a window's 10 tap slots, and each block would fill
+          a bank of all K filters to use one
 
 A forward or backward-data GEMM whose tile grid is below one wave splits its
 reduction into ``splits`` chunks of ``chunk`` indices (a multiple of the
@@ -37,7 +52,7 @@ are counted on that tile; the direct and phase families run FFMA in every mode.
 
 ``GPUCNN_CONV_ALGO`` (or ``override``) forces a family, and optionally the
 split count, for every pass that family can run: ``direct``, ``gemm``,
-``gemm:4`` (4 splits), ``phase``; ``gemm64`` and ``gemm32`` (``gemm32:4``)
+``gemm:4`` (4 splits), ``phase``, ``window``; ``gemm64`` and ``gemm32`` (``gemm32:4``)
 also force the FFMA tile's rows (the tensor-core modes keep their tiles).
 Passes the forced family cannot run keep the heuristic's choice.
 """
@@ -46,13 +61,14 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import math
 import os
 
 import numpy as np
 
 PASSES = ("forward", "backward_data", "backward_filter")
 FAMILIES = {"forward": ("gemm", "direct"),
-            "backward_data": ("gemm", "phase", "direct"),
+            "backward_data": ("gemm", "phase", "direct", "window"),
             "backward_filter": ("gemm", "direct")}
 MATH_MODES = ("fp32", "tf32", "3xtf32")
 TILE = (64, 64, 16)  # gemm.cuh's GemmWide: BM, BN, GEMM_BK (FFMA)
@@ -69,6 +85,9 @@ SMALL_C = 4      # backward-data direct for up to this many channels a group (st
 # deepspeech, 3.4x cuDNN's 45) breaks even near 0.44; with the 32-row tile
 # deepspeech fills 0.78 and goes GEMM, mnist-1 fills 0.39 and stays direct.
 DIRECT_FILTER_USE = 0.4
+WINDOW_TAPS, WINDOW_SLOTS = 10, 12  # depthwise.cu's DWW_TB, DWW_TBP: a window's taps, their slots in the bank
+WINDOW_MIN_TAPS = 5  # a window's 10 tap slots at least half used
+WINDOW_SMEM = 48 * 1024  # the bank in shared memory without an opt-in
 MIN_SPLIT_STEPS = 8    # a split reduces at least this many k-steps
 MAX_SPLITS = 16  # forward and backward-data: each part writes a whole output
 MAX_FILTER_SPLITS = 1024  # filter gradients: parts are filter-sized, and stems' few tiles need many
@@ -101,7 +120,7 @@ def _forced() -> tuple[str, int | None, tuple | None] | None:
     tile = _FORCED_TILES.get(family)
     family = "gemm" if tile else family
     if family not in {f for fs in FAMILIES.values() for f in fs}:
-        raise ValueError(f"{ENV}={spec!r}: the family must be one of gemm, gemm64, gemm32, phase, direct "
+        raise ValueError(f"{ENV}={spec!r}: the family must be one of gemm, gemm64, gemm32, phase, direct, window "
                          "(optionally gemm:SPLITS)")
     if splits and (not splits.isdigit() or int(splits) < 1):
         raise ValueError(f"{ENV}={spec!r}: the split count must be a positive integer")
@@ -197,6 +216,28 @@ def _direct_ok(g, pass_: str) -> bool:
     return pass_ == "backward_data" and Cg <= SMALL_C
 
 
+def phase_taps(g) -> int:
+    """The most taps of a filter row that one stride phase of the input meets:
+    taps s*dw = phase (mod sw) come every sw / gcd(sw, dw)."""
+    w = g.win
+    return cdiv(w.kw, w.sw // math.gcd(w.sw, w.dw))
+
+
+def window_strip(g) -> int:
+    """Bank slots per (filter, row tap, phase) of the window kernel: whole chunks of WINDOW_SLOTS."""
+    return cdiv(phase_taps(g), WINDOW_TAPS) * WINDOW_SLOTS
+
+
+def window_bank_bytes(g, dtype) -> int:
+    w = g.win
+    return g.K * w.kh * w.sw * window_strip(g) * np.dtype(dtype).itemsize
+
+
+def _window_ok(g, dtype) -> bool:
+    """Whether the window kernel can run ``g``: groups of one channel, the bank in shared memory."""
+    return g.C == g.groups and window_bank_bytes(g, dtype) <= WINDOW_SMEM
+
+
 def _direct(g, pass_: str, sms: int, splits: int | None) -> Choice:
     if pass_ != "backward_filter":
         return Choice("direct")
@@ -221,16 +262,19 @@ def choose(g, pass_: str, dtype=np.float32, math: str = "fp32", sms: int = DEFAU
     if sms < 1:
         raise ValueError(f"sms must be >= 1, got {sms}")
     forced = _forced()
-    family, splits, tile = forced if forced and forced[0] in FAMILIES[pass_] else (None, None, None)
+    runs = forced and forced[0] in FAMILIES[pass_] and (forced[0] != "window" or _window_ok(g, dtype))
+    family, splits, tile = forced if runs else (None, None, None)
     if family is None:
         if _direct_ok(g, pass_):
             family = "direct"
+            if pass_ == "backward_data" and phase_taps(g) >= WINDOW_MIN_TAPS and _window_ok(g, dtype):
+                family = "window"
         elif pass_ == "backward_data" and g.win.sh * g.win.sw > 1:
             family = "phase"
         else:
             family = "gemm"
-    if family == "direct":
-        return _direct(g, pass_, sms, splits)
+    if family in ("direct", "window"):
+        return dataclasses.replace(_direct(g, pass_, sms, splits), family=family)
     if family == "phase":  # sh*sw phases already multiply the grid; its reduction is not split
         return Choice("phase", TILE)
     f32 = np.dtype(dtype) == np.float32

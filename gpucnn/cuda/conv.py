@@ -4,8 +4,8 @@ gpucnn.cuda.algo chooses each pass's kernel per shape, and the GEMM's tile. The
 GEMM families are implicit GEMMs tiled BM x BN per block (kernels/gemm.cuh): grid x
 runs over column tiles, y over row tiles and z over groups (and reduction
 splits, or backward-data's stride phases); kernels loop over z, so the grid
-is capped at CUDA's 65535 there. The direct family is kernels/depthwise.cu
-(gpucnn.cuda.depthwise), the phase family kernels/conv2d_phase.cu
+is capped at CUDA's 65535 there. The direct and window families are
+kernels/depthwise.cu (gpucnn.cuda.depthwise), the phase family kernels/conv2d_phase.cu
 (gpucnn.cuda.phase).
 """
 from __future__ import annotations
@@ -116,6 +116,8 @@ def conv2d_backward_data(rt, dy, w, g):
         c, geom, dys = _choose(rt, gb, "backward_data", dy.dtype), _geom(gb), dy[n0:n1]
         if c.family == "direct":
             depthwise.backward_data(rt, dys, w, dx[n0:n1], gb, geom)
+        elif c.family == "window":
+            depthwise.backward_data_window(rt, dys, w, dx[n0:n1], gb, geom)
         elif c.family == "phase":
             phase.backward_data(rt, dys, w, dx[n0:n1], gb, geom, MAX_GRID_Z)
         else:

@@ -6,17 +6,23 @@ arguments (gpucnn.cuda.conv._geom).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from gpucnn.cuda import algo
 from gpucnn.cuda.gemm import fits_int
 from gpucnn.cuda.launch import i64, launch
 
 FAMILY = "depthwise"
 KERNELS = ("depthwise_forward", "depthwise_backward_data", "depthwise_backward_filter",
-           "depthwise_backward_data_c1")  # c1: groups of one channel, one channel a thread
+           "depthwise_backward_data_c1",  # c1: groups of one channel, one channel a thread
+           "depthwise_backward_data_window")  # groups of one channel, dy windows in registers
 THREADS = 256  # DW_THREADS
 CHANNEL_BLOCK = 4  # DW_CB: channels of one group a backward-data thread computes
 PIXELS = 4  # DW_PIX: pixels of a row's stride phase a backward-data thread computes
+WINDOW_PIXELS, WINDOW_ROWS = 4, 3  # DWW_PIX, DWW_ROWS: a window kernel lane's pixels of a phase, and rows
+WARP = 32
 
 
 def forward(rt, x, w, b, y, geom, relu: bool = False) -> None:
@@ -34,6 +40,23 @@ def backward_data(rt, dy, w, dx, g, geom) -> None:
     threads = g.N * g.groups * blocks * win.H * win.sw * wb
     fits_int("depthwise", threads)
     launch(rt, FAMILY, base, dy.dtype, threads, (dy, w, dx, *geom))
+
+
+def backward_data_window(rt, dy, w, dx, g, geom) -> None:
+    """dx from dy for groups of one channel (gpucnn.cuda.algo's window family):
+    a warp per (image, channel, group of WINDOW_ROWS rows of one row phase,
+    stride phase, tile of WARP*WINDOW_PIXELS pixels), the filter bank
+    (algo.window_strip slots per filter, row tap and phase) in shared memory."""
+    win = g.win
+    gw = math.gcd(win.sw, win.dw)
+    L, Lh = win.sw * win.dw // gw, win.sh * win.dh // math.gcd(win.sh, win.dh)  # the phases' periods
+    rows = -(-(-(-win.H // Lh)) // WINDOW_ROWS)
+    tiles = -(-(-(-win.W // L)) // (WARP * WINDOW_PIXELS))
+    threads = g.N * g.C * Lh * rows * L * tiles * WARP
+    fits_int("depthwise", threads)
+    strip = algo.window_strip(g)
+    launch(rt, FAMILY, "depthwise_backward_data_window", dy.dtype, threads, (dy, w, dx, *geom, np.int32(strip)),
+           shared_mem=algo.window_bank_bytes(g, dy.dtype))
 
 
 def backward_filter(rt, dy, x, g, geom, choice):
