@@ -14,6 +14,7 @@
 #   6 the training-step rows (lenet, vgg-small,     100 s
 #     resnet20 at batch 128 against PyTorch eager and torch.compile)
 #   7 ncu on the conv forward kernels of each mode   45 s   (bench/gpu_launches.py large)
+#     and deepspeech's backward-data window kernel
 # The lending tool returns at most 8 files from $OUT: the logs go into one
 # tarball (logs.tar.gz) beside summary.txt and the benchmarks' tables and JSON
 # (bench, fused, steps: 8 files, the limit).
@@ -46,8 +47,9 @@ step 5-bench 95 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --
 step 5b-fused 25 "$PY" -m gpucnn.cli bench --device cuda --fused-only --no-progress --budget 0.3 \
     --out "$logs/fused" --backends "$modes"
 step 6-steps 100 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-progress --out "$logs/steps"
-step 7-ncu 45 ncu --clock-control none --kernel-name regex:"conv2d_forward_(f32|tf32_128|3xtf32_128)" \
-    --launch-count 3 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
+step 7-ncu 45 ncu --clock-control none \
+    --kernel-name regex:"conv2d_forward_(f32|tf32_128|3xtf32_128)|depthwise_backward_data_window_f32" \
+    --launch-count 4 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
 
 cp "$logs"/bench/*.md "$out/bench.md" 2>/dev/null
 cp "$logs"/bench/*.json "$out/bench.json" 2>/dev/null

@@ -2,9 +2,11 @@
 tools of bench/gpu.sh that watch launches rather than time them.
 
     python bench/gpu_launches.py small   every pass in every math mode on small
-                                         shapes, both tiles (compute-sanitizer)
+                                         shapes, both tiles, then each FFMA
+                                         family forced (compute-sanitizer)
     python bench/gpu_launches.py large   one large 3x3 convolution forward per
-                                         mode (ncu)
+                                         mode, and deepspeech's backward-data
+                                         by the window kernel (ncu)
 Checks each result against float64 NumPy so a tool's run also says "ok".
 """
 from __future__ import annotations
@@ -15,7 +17,7 @@ import cupy as cp
 import numpy as np
 
 import gpucnn
-from gpucnn.cuda import tc
+from gpucnn.cuda import algo, tc
 
 MODES = ("fp32", "tf32", "3xtf32")
 TOL = {"fp32": 1e-5, "3xtf32": 1e-5, "tf32": 3e-3}  # relative to the result's largest element
@@ -45,6 +47,30 @@ def small() -> bool:
                     ok &= _check(g, wnt, mode, f"{name} tile {edge}")
                 yl = gpucnn.linear(cp.asarray(xl.astype(np.float32)), cp.asarray(wl.astype(np.float32)))
                 ok &= _check(yl, xl @ wl.T, mode, f"linear y tile {edge}")
+    return ok & _families(rng)
+
+
+# The FFMA families forced on a one-channel strided stem (deepspeech's shape,
+# small: the window kernel's shared-memory bank and its barrier) and on a
+# depthwise layer; a family that cannot run a pass keeps the heuristic's.
+FAMILIES = ("window", "direct", "phase", "gemm32", "gemm64:2")
+FAMILY_CASES = (((2, 1, 13, 44), (4, 1, 3, 12), dict(stride=2)),
+                ((2, 6, 9, 9), (6, 1, 3, 3), dict(stride=2, padding=1, groups=6)))
+
+
+def _families(rng) -> bool:
+    ok = True
+    for xs, ws, kw in FAMILY_CASES:
+        x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+        y64 = gpucnn.conv2d(x, w, **kw)
+        dy = rng.standard_normal(y64.shape)
+        want = (y64, *gpucnn.conv2d_backward(dy, x, w, bias=False, **kw)[:2])
+        for spec in FAMILIES:
+            with gpucnn.math_mode("fp32"), algo.override(spec):
+                args = [cp.asarray(a.astype(np.float32)) for a in (x, w, dy)]
+                got = (gpucnn.conv2d(*args[:2], **kw), *gpucnn.conv2d_backward(args[2], *args[:2], bias=False, **kw)[:2])
+            for name, g, wnt in zip(("conv y", "conv dx", "conv dw"), got, want):
+                ok &= _check(g, wnt, "fp32", f"{name} {spec} x{xs}")
     return ok
 
 
@@ -63,7 +89,17 @@ def large() -> bool:
         err = float(cp.abs(y - want).max() / cp.abs(want).max())
         print(f"resnet-3x3 forward {mode}: relative difference from fp32 {err:.2e}")
         ok &= err < 3e-3
-    return ok
+    # deepspeech (bench/gpucnn/bench/cases.py): the window kernel against the direct one.
+    x = cp.asarray(rng.standard_normal((16, 1, 161, 700), dtype=np.float32))
+    w = cp.asarray(rng.standard_normal((32, 1, 5, 20), dtype=np.float32))
+    dy = cp.asarray(rng.standard_normal((16, 32, 79, 341), dtype=np.float32))
+    dx = {}
+    for spec in ("window", "direct"):
+        with gpucnn.math_mode("fp32"), algo.override(spec):
+            dx[spec] = gpucnn.conv2d_backward(dy, x, w, stride=2, bias=False)[0]
+    err = float(cp.abs(dx["window"] - dx["direct"]).max() / cp.abs(dx["direct"]).max())
+    print(f"deepspeech backward-data window: relative difference from direct {err:.2e}")
+    return ok & (err < 1e-5)
 
 
 if __name__ == "__main__":
