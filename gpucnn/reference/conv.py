@@ -28,7 +28,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from gpucnn import shapes
-from gpucnn.reference import conv_algo, depthwise, im2row, strips, workspace
+from gpucnn.reference import conv_algo, depthwise, im2row, layout, strips, workspace
 from gpucnn.reference.relu import relu_into
 
 
@@ -144,19 +144,21 @@ def conv2d_forward(x, w, b, g, relu=False):
     """y = φ(x) F per group (§4.4): x (N, C, H, W), w (K, C/groups, kh, kw),
     b (K,) or None -> y (N, K, P, Q); then max(y, 0) (torch.relu) when
     ``relu``, each chunk of images while it is in cache (one pass over y, no
-    second array)."""
+    second array). As im2row rows, y is a view of NHWC memory (``layout``)."""
     win, G, K = g.win, g.groups, g.K
     algo = conv_algo.choose(g)
     if algo == conv_algo.DEPTHWISE:
         y = depthwise.depthwise(x, w, g, "forward")
         _epilogue(y, b, relu)
         return y
-    y = workspace.empty((g.N, K, win.P, win.Q), x.dtype)
-    if algo == conv_algo.UNFOLD and conv_algo.as_rows(g, forward=True):
+    rows_path = algo == conv_algo.UNFOLD and conv_algo.as_rows(g, forward=True)
+    y = layout.empty((g.N, K, win.P, win.Q), x.dtype, rows_path)
+    if rows_path:
         fr = im2row.filters(w)
+        yl = y.transpose(0, 2, 3, 1)
 
         def rows_chunk(n0, n1, rows):
-            im2row.forward(x[n0:n1], fr, g.win, y[n0:n1], rows)
+            im2row.forward(x[n0:n1], fr, g.win, yl[n0:n1], rows)
             _epilogue(y[n0:n1], b, relu)
 
         _by_chunks(g, x.itemsize, rows_chunk)

@@ -26,6 +26,10 @@ plane in x's dtype by BLAS, the planes' sums added in float64; the
 backward in the paper's dvar / dmean form, its per-channel coefficients in
 float64, applied as dx = a*dy + b*(x - mean) + c in x's dtype, with the
 ReLU's mask of a fused batch norm + ReLU applied inside the same blocks.
+On views of NHWC memory (``layout``) the blocks run in that memory's order
+and the output keeps it; a plane's sum is then an image's per-channel sum
+(at most 1024 pixels: NHWC activations come from the im2row-rows
+convolutions).
 """
 from __future__ import annotations
 
@@ -33,16 +37,8 @@ import functools
 
 import numpy as np
 
-from gpucnn.reference import workspace
+from gpucnn.reference import layout, workspace
 from gpucnn.reference.relu import chunk_bytes, relu_into, threshold_backward
-
-
-def _image(v, x, dtype=None):
-    """Per-channel values v spread over one image of x, (C, H, W), in x's
-    dtype (or ``dtype``): a contiguous operand, with which NumPy runs its
-    fast loop over whole images, where a (1, C, 1, 1) broadcast runs its
-    strided one (1 MiB of float32 in cache: 44 against 80 us a multiply)."""
-    return np.repeat(np.asarray(v, dtype or x.dtype), x.shape[2] * x.shape[3]).reshape(x.shape[1:])
 
 
 def _blocks(fn, x):
@@ -61,12 +57,15 @@ def _one_blas_thread(fn):
     return run
 
 
-def _plane_sums(a, b=None):
+def _plane_sums(a, b=None, last=False):
     """Per-channel float64 sums of a block a (n, C, H, W), or of a * b: each
     plane's in a's dtype by BLAS (a product with ones: 13 us a MiB of float32
     against 45 for NumPy's pairwise sum along each plane, 111 on 8x8 planes;
     a batch of dots), the planes' in float64. BLAS on one thread
-    (``_one_blas_thread``)."""
+    (``_one_blas_thread``). ``last``: a and b are blocks of NHWC memory
+    (n, H, W, C), summed an image at a time (``_image_sums``)."""
+    if last:
+        return _image_sums(a, b)
     n, C, H, W = a.shape
     rows = a.reshape(n * C, H * W)
     if b is None:
@@ -74,6 +73,17 @@ def _plane_sums(a, b=None):
     else:
         s = np.matmul(rows[:, None, :], b.reshape(n * C, H * W, 1)).reshape(-1)
     return s.reshape(a.shape[:2]).astype(np.float64).sum(axis=0)
+
+
+def _image_sums(a, b=None):
+    """``_plane_sums`` of NHWC blocks (n, H, W, C): each image's per-channel
+    sums in a's dtype, by BLAS (a product of ones with the image's (H*W, C)
+    pixels; a * b first multiplied into per-thread scratch), added in float64."""
+    n, H, W, C = a.shape
+    if b is not None:
+        a = np.multiply(a, b, out=workspace.scratch("bn_prod", a.shape, a.dtype))
+    s = np.matmul(np.ones((1, H * W), a.dtype), a.reshape(n, H * W, C))
+    return s.reshape(n, C).astype(np.float64).sum(axis=0)
 
 
 def _summed(x, block):
@@ -98,7 +108,8 @@ def channel_sums(x):
     """Per-channel float64 sums of x (N, C, H, W) (a bias gradient), in one
     BLAS call on one thread: blocks on two threads took 1.5x longer
     (64x16x32x32: 0.075 ms in one call, 0.110 in blocks)."""
-    return _plane_sums(x)
+    last = layout.channels_last(x)
+    return _plane_sums(layout.ordered(x, last), last=last)
 
 
 @_one_blas_thread
@@ -109,18 +120,26 @@ def batch_norm_stats(x, running_mean, running_var, momentum, eps):
     # One sample per channel as the shift: the shifted sums are of the
     # spread's size, not of the offset's.
     shift = x[0, :, 0, 0].astype(np.float64) if x.size else np.zeros(x.shape[1])
-    k = _image(shift, x, np.float64)
+    k = layout.image(shift, x, np.float64)
+    last = layout.channels_last(x)
+    xm = layout.ordered(x, last)
 
     def block(a, b):
         # Every value in float64, to float64-level statistics: a block's
         # float64 copy, in per-thread scratch (a fresh one is page-faulted
         # in again each time).
-        d = workspace.scratch("bn_x64", x[a:b].shape, np.float64)
+        d = workspace.scratch("bn_x64", xm[a:b].shape, np.float64)
         # Cast, then subtract: 1.3x faster than a float32 - float64
         # subtraction, which casts through a buffer.
-        np.copyto(d, x[a:b])
+        np.copyto(d, xm[a:b])
         d -= k
-        return _plane_sums(d), _plane_sums(d, d)
+        if not last:
+            return _plane_sums(d), _plane_sums(d, d)
+        # Squared in place once summed: NHWC images have no batch of
+        # per-plane dots, and a product into more scratch cost 1.25x as
+        # much (64x16x16x32: 105 against 84 us).
+        s1 = _image_sums(d)
+        return s1, _image_sums(np.square(d, out=d))
 
     s1, s2 = _summed(x, block)
     mean = shift + s1 / n
@@ -136,12 +155,14 @@ def batch_norm_stats(x, running_mean, running_var, momentum, eps):
 def batch_norm_apply(x, mean, invstd, gamma, beta, relu=False):
     """y = gamma * (x - mean) * invstd + beta, per channel; then torch.relu when ``relu``."""
     scale = np.asarray(gamma, np.float64) * np.asarray(invstd, np.float64)
-    m, s, o = _image(mean, x), _image(scale, x), _image(beta, x)
-    y = workspace.empty(x.shape, x.dtype)
+    m, s, o = layout.image(mean, x), layout.image(scale, x), layout.image(beta, x)
+    last = layout.channels_last(x)
+    y = layout.empty_like(x)
+    xm, ym = layout.ordered(x, last), layout.ordered(y, last)
 
     def block(a, b):
-        yb = y[a:b]
-        np.subtract(x[a:b], m, out=yb)
+        yb = ym[a:b]
+        np.subtract(xm[a:b], m, out=yb)
         yb *= s
         yb += o
         if relu:
@@ -159,29 +180,33 @@ def batch_norm_backward(dy, x, mean, invstd, gamma, batch_stats, y=None):
     followed by ReLU, dy first goes back through the ReLU (masked where y <= 0)."""
     s = np.asarray(invstd, np.float64)
     gs = np.asarray(gamma, np.float64) * s
-    m = _image(mean, x)
-    dx = workspace.empty(x.shape, x.dtype)
+    m = layout.image(mean, x)
+    last = layout.channels_last(x)
+    dx = layout.empty_like(x)
+    # All operands in x's memory order (``layout.ordered``).
+    xm, dxm, dym = (layout.ordered(a, last) for a in (x, dx, dy))
+    ym = None if y is None else layout.ordered(y, last)
     # dy masked by the ReLU, kept in dx until the second pass overwrites it;
     # x - mean, kept from the sums for the second pass (in dx when dx is free).
-    g = dy if y is None else dx
-    xc = dx if y is None else workspace.empty(x.shape, x.dtype)
+    g = dym if y is None else dxm
+    xc = dxm if y is None else workspace.empty(xm.shape, x.dtype)
 
     def sums(a, b):
         if y is not None:
-            threshold_backward(dy[a:b], y[a:b], dx[a:b])
-        np.subtract(x[a:b], m, out=xc[a:b])
-        return _plane_sums(g[a:b]), _plane_sums(g[a:b], xc[a:b])
+            threshold_backward(dym[a:b], ym[a:b], dxm[a:b])
+        np.subtract(xm[a:b], m, out=xc[a:b])
+        return _plane_sums(g[a:b], last=last), _plane_sums(g[a:b], xc[a:b], last)
 
     dbeta, dyxc = _summed(x, sums)
-    a_dy = _image(gs, x)
+    a_dy = layout.image(gs, x)
     if batch_stats:
         n = x.size // x.shape[1]
         dvar = gs * dyxc * -0.5 * s ** 2        # sum(dxhat * xc) * -(var + eps)^(-3/2) / 2
         dmean = -gs * dbeta                     # -sum(dxhat) / sqrt(var + eps)
-        a_xc, a_1 = _image(dvar * 2 / n, x), _image(dmean / n, x)
+        a_xc, a_1 = layout.image(dvar * 2 / n, x), layout.image(dmean / n, x)
 
     def apply(a, b):
-        dxb = dx[a:b]
+        dxb = dxm[a:b]
         if not batch_stats:
             np.multiply(g[a:b], a_dy, out=dxb)
             return

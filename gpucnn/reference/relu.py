@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpucnn.reference import workspace
+from gpucnn.reference import layout, workspace
 
 
 def chunk_bytes() -> int:
@@ -30,11 +30,16 @@ def chunk_bytes() -> int:
 
 
 def _flat_chunks(arrays, fn):
-    """Run fn on matching chunks of contiguous arrays (see workspace.chunked);
-    False if they are not all contiguous, for the caller's one-shot path."""
-    if not all(a.flags.c_contiguous for a in arrays):
+    """Run fn on matching chunks of arrays contiguous in one layout, C order
+    or all views of NHWC memory (``layout``), each flattened in its memory's
+    order (see workspace.chunked); False otherwise, for the caller's
+    one-shot path."""
+    if len({layout.channels_last(a) for a in arrays}) > 1:
         return False
-    flat = [a.reshape(-1) for a in arrays]
+    mem = [layout.memory(a) for a in arrays]
+    if not all(m.flags.c_contiguous for m in mem):
+        return False
+    flat = [m.reshape(-1) for m in mem]
     workspace.chunked(lambda lo, hi: fn(*(f[lo:hi] for f in flat)), flat[0].size, flat[0].itemsize,
                       chunk_bytes())
     return True
@@ -50,7 +55,7 @@ def relu_into(x: np.ndarray, out: np.ndarray) -> None:
 
 def relu_forward(x: np.ndarray, slope: float) -> np.ndarray:
     if slope == 0.0:
-        y = workspace.empty(x.shape, x.dtype)
+        y = layout.empty_like(x)
         if not _flat_chunks((x, y), relu_into):
             relu_into(x, y)
         return y
@@ -68,7 +73,7 @@ def relu_backward(dy: np.ndarray, x: np.ndarray, slope: float) -> np.ndarray:
     # No np.where: it is 20x slower than a pass of arithmetic on a mask that
     # is true at random.
     if slope == 0.0:
-        dx = workspace.empty(dy.shape, dy.dtype)
+        dx = layout.empty(dy.shape, dy.dtype, layout.channels_last(x) and layout.channels_last(dy))
         if not _flat_chunks((dy, x, dx), threshold_backward):
             threshold_backward(dy, x, dx)
         return dx
@@ -99,6 +104,8 @@ def threshold_backward(dy, x, dx):
         return
     # [x <= 0] - 1 in int8: 0 where blocked, -1 (all ones) where dy passes.
     m = workspace.scratch("relu.mask", x.shape, np.int8)
+    if layout.channels_last(x):
+        m = m.reshape(layout.memory(x).shape).transpose(0, 3, 1, 2)
     np.less_equal(x, 0, out=m.view(bool))
     m -= 1
     bits = np.dtype(f"i{dx.itemsize}")
@@ -108,7 +115,11 @@ def threshold_backward(dy, x, dx):
 
 
 def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a + b, elementwise (Residual's sums); inf + -inf is NaN, as in the kernel."""
-    out = workspace.empty(np.broadcast_shapes(a.shape, b.shape), np.result_type(a, b))
+    """a + b, elementwise (Residual's sums); inf + -inf is NaN, as in the kernel.
+    In NHWC memory (``layout``) where either is a view of it: a residual
+    block's sum then stays channels-last where its shortcut is not (a
+    strided 1x1 convolution), and so do the blocks after it."""
+    last = a.shape == b.shape and (layout.channels_last(a) or layout.channels_last(b))
+    out = layout.empty(np.broadcast_shapes(a.shape, b.shape), np.result_type(a, b), last)
     with np.errstate(invalid="ignore", over="ignore"):
         return np.add(a, b, out=out)
