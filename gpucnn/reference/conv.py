@@ -152,7 +152,7 @@ def conv2d_forward(x, w, b, g, relu=False):
         _epilogue(y, b, relu)
         return y
     rows_path = algo == conv_algo.UNFOLD and conv_algo.as_rows(g, forward=True)
-    y = layout.empty((g.N, K, win.P, win.Q), x.dtype, rows_path)
+    y = layout.empty((g.N, K, win.P, win.Q), x.dtype, rows_path and conv_algo.channels_last_output(g))
     if rows_path:
         fr = im2row.filters(w)
         yl = y.transpose(0, 2, 3, 1)

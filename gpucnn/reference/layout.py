@@ -9,6 +9,13 @@ without a transposing copy (``im2row.channels_last``). Per layer, batch 64,
 The memory-bound ops between them (batch norm, ReLU, the residual add) work
 on the memory as it lies and give their outputs the same layout
 (``empty_like``); every other op reads such a view through NumPy's strides.
+
+Where layouts meet (a strided 1x1 shortcut, a max pool's gradient): the
+residual add gives NHWC if either operand is; ReLU's and batch norm's
+backward give x's layout, dy copied into it first (``like``). Only rows
+convolutions of at most ``conv_algo.ROWS_PIXELS`` outputs write NHWC
+(``conv_algo.channels_last_output``). Training step, batch 64, A/B against
+all-NCHW: resnet20 0.97 (1 thread) and 0.96 (2 threads), vgg-small 0.98.
 """
 from __future__ import annotations
 
@@ -59,3 +66,14 @@ def ordered(a, last: bool):
     several operands run all of them in one memory order, their output's
     (strided, and still correct, for an operand in the other layout)."""
     return a.transpose(0, 2, 3, 1) if last else a
+
+
+def like(a, ref):
+    """a itself where it is in ref's layout, else a copy in that layout
+    (``workspace.empty``'s pool): an op over both then runs its passes in
+    one memory order."""
+    if channels_last(a) == channels_last(ref):
+        return a
+    out = empty_like(ref, a.dtype)
+    np.copyto(out, a)
+    return out

@@ -183,7 +183,11 @@ def batch_norm_backward(dy, x, mean, invstd, gamma, batch_stats, y=None):
     m = layout.image(mean, x)
     last = layout.channels_last(x)
     dx = layout.empty_like(x)
-    # All operands in x's memory order (``layout.ordered``).
+    # All operands in x's memory order (``layout.ordered``), dy and y
+    # copied into it first where they are in the other layout: strided
+    # passes over them cost more than the copy (64x32x32x32, 1 thread:
+    # 7.9 against 2.6 ms with dy channel-major and x channels-last).
+    dy, y = (None if a is None else layout.like(a, x) for a in (dy, y))
     xm, dxm, dym = (layout.ordered(a, last) for a in (x, dx, dy))
     ym = None if y is None else layout.ordered(y, last)
     # dy masked by the ReLU, kept in dx until the second pass overwrites it;
