@@ -14,8 +14,10 @@ Where layouts meet (a strided 1x1 shortcut, a max pool's gradient): the
 residual add gives NHWC if either operand is; ReLU's and batch norm's
 backward give x's layout, dy copied into it first (``like``). Only rows
 convolutions of at most ``conv_algo.ROWS_PIXELS`` outputs write NHWC
-(``conv_algo.channels_last_output``). Training step, batch 64, A/B against
-all-NCHW: resnet20 0.97 (1 thread) and 0.96 (2 threads), vgg-small 0.98.
+(``conv_algo.channels_last_output``). Training step, batch 64, in-process
+A/B against all-NCHW outputs (medians of 14-16 steps): resnet20 0.97-0.98
+at 1 thread (one noisy run 1.01) and 0.96-0.97 at 2, vgg-small 0.97-0.98
+and 0.98-0.99, lenet 1.00 and 0.98-1.02.
 """
 from __future__ import annotations
 
