@@ -73,10 +73,11 @@ def test_rows_convolutions_write_nhwc(rng):
         y = gpucnn.conv2d(x, w, padding=1)
         dx = gpucnn.conv2d_backward(nhwc(y), x, w, padding=1)[0]
     assert layout.channels_last(y) and layout.channels_last(dx)
-    # A rows forward of over ROWS_PIXELS outputs (32x32x32) stays channel-major.
+    # A rows forward of over ROWS_PIXELS outputs (32x32x32, dilated: not
+    # lowered) stays channel-major.
     with gpucnn.use_backend("numpy"):
         big = gpucnn.conv2d(randn(rng, (1, 32, 32, 32), np.float32), randn(rng, (32, 32, 3, 3), np.float32),
-                            padding=1)
+                            padding=2, dilation=2)
     assert big.flags.c_contiguous
     torch = pytest.importorskip("torch")
     want = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=1).numpy()

@@ -15,7 +15,9 @@ Kronecker product" turns vec(φ(x) F) into a matrix product in either factor):
 We store φ transposed, in torch.nn.functional.unfold's layout
 (row c*kh*kw + i*kw + j, column p*Q + q), and build it with one copy from a
 strided view of the padded input (or, for small images, as the seed's own
-im2row rows: ``gpucnn.reference.im2row``). Groups split F and φ into block-diagonal
+im2row rows: ``gpucnn.reference.im2row``; or reads it in place from the
+input copied once per kernel column: ``gpucnn.reference.lowered``). Groups
+split F and φ into block-diagonal
 parts that run as one batched matmul, so depthwise convolution is not a
 Python loop over channels. φ repeats each pixel kh*kw times, so the
 convolutions build it a chunk of images (or of output rows) at a time within
@@ -28,7 +30,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from gpucnn import shapes
-from gpucnn.reference import conv_algo, depthwise, im2row, layout, strips, workspace
+from gpucnn.reference import conv_algo, depthwise, im2row, layout, lowered, strips, workspace
 from gpucnn.reference.relu import relu_into
 
 
@@ -144,21 +146,24 @@ def conv2d_forward(x, w, b, g, relu=False):
     """y = φ(x) F per group (§4.4): x (N, C, H, W), w (K, C/groups, kh, kw),
     b (K,) or None -> y (N, K, P, Q); then max(y, 0) (torch.relu) when
     ``relu``, each chunk of images while it is in cache (one pass over y, no
-    second array). As im2row rows, y is a view of NHWC memory (``layout``)."""
+    second array). As im2row rows (of at most ``conv_algo.ROWS_PIXELS``
+    outputs) or lowered, y is a view of NHWC memory (``layout``)."""
     win, G, K = g.win, g.groups, g.K
     algo = conv_algo.choose(g)
     if algo == conv_algo.DEPTHWISE:
         y = depthwise.depthwise(x, w, g, "forward")
         _epilogue(y, b, relu)
         return y
-    rows_path = algo == conv_algo.UNFOLD and conv_algo.as_rows(g, forward=True)
-    y = layout.empty((g.N, K, win.P, win.Q), x.dtype, rows_path and conv_algo.channels_last_output(g))
+    low = algo == conv_algo.UNFOLD and conv_algo.as_lowered(g, forward=True)
+    rows_path = low or algo == conv_algo.UNFOLD and conv_algo.as_rows(g, forward=True)
+    y = layout.empty((g.N, K, win.P, win.Q), x.dtype, low or rows_path and conv_algo.channels_last_output(g))
     if rows_path:
         fr = im2row.filters(w)
         yl = y.transpose(0, 2, 3, 1)
+        product = lowered.forward if low else im2row.forward
 
         def rows_chunk(n0, n1, rows):
-            im2row.forward(x[n0:n1], fr, g.win, yl[n0:n1], rows)
+            product(x[n0:n1], fr, g.win, yl[n0:n1], rows)
             _epilogue(y[n0:n1], b, relu)
 
         _by_chunks(g, x.itemsize, rows_chunk)
@@ -285,12 +290,17 @@ def conv2d_backward_filter(dy, x, g):
     (``conv_algo.few_filters``) as its transpose φ(x) dYᵀ: with 16 to 64
     filters a group BLAS ran dYᵀ φ(x) 1.3-1.6x slower, with 512 φ(x) dYᵀ 2x
     slower; for small images (``conv_algo.as_rows``) as φ(x)ᵀ dY with φ(x)
-    as im2row rows, taps and channels innermost. Each chunk of images sums
+    as im2row rows, taps and channels innermost, or read from the input
+    lowered a kernel column at a time (``conv_algo.as_lowered``, the same
+    order). Each chunk of images sums
     its own part; the parts are added in chunk order, so the result does not
     depend on the thread count."""
     win, G, K = g.win, g.groups, g.K
     if conv_algo.choose(g) == conv_algo.DEPTHWISE:
         return depthwise.depthwise(dy, x, g, "backward_filter")
+    if conv_algo.as_lowered(g):
+        dw = _chunk_sum(g, x.itemsize, lambda n0, n1, rows: lowered.filter_part(dy[n0:n1], x[n0:n1], g.win))
+        return im2row.filter_gradient(dw, g, x.dtype)
     if conv_algo.as_rows(g):
         dw = _chunk_sum(g, x.itemsize, lambda n0, n1, rows: im2row.filter_part(dy[n0:n1], x[n0:n1], g.win, rows))
         return im2row.filter_gradient(dw, g, x.dtype)

@@ -9,7 +9,10 @@ shape, in one place (the GPU kernels' choice is gpucnn/cuda/algo.py).
   per-thread scratch, then one product per image of the chunk; for small
   images (``as_rows``) φ is built the seed's way, as im2row rows (one row a
   output pixel, taps and channels innermost) from a pixel-major copy of the
-  chunk, and the products run pixel-major.
+  chunk, and the products run pixel-major. Where OpenBLAS's small kernels
+  take the products (``as_lowered``), the input is instead lowered a kernel
+  column at a time (``gpucnn.reference.lowered``), and the products read φ
+  from that copy in place.
 
 The input gradient of an ``UNFOLD`` convolution is either ``FOLD``: dφ = dY Fᵀ
 and the reverse of φ (§6), kh*kw strided adds into the input; or, at unit
@@ -48,6 +51,10 @@ ROWS_MIN_CHANNELS = 32
 ROWS_MAX_TAPS = 2304
 COLUMN_BLOCK = 256
 STRIPS_MIN_WIDTH = 32
+LOWERED_MIN_WIDTH = 16
+LOWERED_WIDE_FILTERS = 64
+LOWERED_PACKED_MIN_Q = 48
+LOWERED_MIN_PIXELS = 2
 
 
 def choose(g) -> str:
@@ -161,6 +168,50 @@ def as_strips(g) -> bool:
     whole = g.C * win.kh * win.kw * win.P * win.Q * 8 <= workspace.get_limit()
     return (products.small_kernels() and whole and width >= STRIPS_MIN_WIDTH
             and g.K * width * columns <= products.SMALL_MNK)
+
+
+def as_lowered(g, forward: bool = False) -> bool:
+    """Whether an UNFOLD convolution's forward (or, ``forward`` False, its
+    filter gradient) lowers its input a kernel column at a time
+    (``gpucnn.reference.lowered``); its forward then writes NHWC memory
+    (``layout``), as the rows forward does. Measured against the paths it
+    replaces (2-core Zen 4, OpenBLAS SkylakeX kernels, 1 thread, batch 64
+    unless said; channels-last inputs where the layer before writes them):
+
+    * forward, 0.74-0.97x where one output row's product fits the small
+      kernels (Q*kh*kw*C*K <= SMALL_MNK): resnet20's 32x32x16 3.83 against
+      5.21 ms, 16x16x32 0.93x, 8x8x64 0.97x, vgg-small's 32x32x32 0.81x,
+      lenet's 14x14x16 5x5 0.85x, a 128x3x32x32 stem to 64 filters 0.61x;
+      past them (packed), only for wide rows, Q >= LOWERED_PACKED_MIN_Q:
+      4x3x224x224 7x7/2 0.94x, 1x64x112x112 0.93x, where 32 or fewer
+      columns lost 1.2-3x (8x64x32x32 to 64 filters, 7x7x512). Unit
+      dilation down the rows (L's rows must be contiguous).
+    * filter gradient, 0.69-0.96x at unit stride down the rows where an
+      image's pixels are at least twice the strip's width (P*Q >=
+      LOWERED_MIN_PIXELS*kw*C):
+      resnet20's 32x32x16 3.95 against 5.71 ms, vgg-small's 32x32x32 0.70x,
+      8x64x32x32 0.88x, 4x64x56x56 0.97x; below that it lost (8x8x64
+      1.02x, 14x14x32 5x5 to 64 1.09x).
+    * both need kw*C >= LOWERED_MIN_WIDTH: 3-channel 3x3 stems (9 wide)
+      lost 1.26x (forward to 16 filters) and 1.3-1.4x (filter gradient),
+      except a forward to LOWERED_WIDE_FILTERS or more filters (0.61x above);
+      one channel (lenet's first layer) gained nothing.
+
+    In a training step (in-process A/B, medians of 12 steps): resnet20
+    0.93-0.95x at 1 thread, 0.92-0.93x at 2; vgg-small 0.94-0.96x and
+    0.96-0.99x; lenet 0.93-0.94x and 0.95-0.97x."""
+    win = g.win
+    if g.groups != 1 or win.kh * win.kw == 1 or not products.small_kernels():
+        return False
+    if g.C * win.kw < LOWERED_MIN_WIDTH and not (forward and g.K >= LOWERED_WIDE_FILTERS):
+        return False
+    if forward:
+        small = win.Q * win.kh * win.kw * g.C * g.K <= products.SMALL_MNK
+        return win.dh == 1 and (small or win.Q >= LOWERED_PACKED_MIN_Q)
+    # Whole images, as ``plan`` never cuts them into bands of rows (one
+    # image's φ within the workspace limit, at 8 bytes a value).
+    whole = g.C * win.kh * win.kw * win.P * win.Q * 8 <= workspace.get_limit()
+    return win.sh == 1 and whole and win.P * win.Q >= LOWERED_MIN_PIXELS * g.C * win.kw
 
 
 def column_block(g):

@@ -100,12 +100,19 @@ def filter_part(dyc, xc, win, bands):
     xl = channels_last(xc, win.pad)
     acc = 0
     for p0, p1 in bands:
-        d = dyc[:, :, p0:p1].transpose(0, 2, 3, 1)
-        dt = d if d.flags.c_contiguous else workspace.scratch("conv.dyt", d.shape, dyc.dtype)
-        if dt is not d:
-            np.copyto(dt, d)
-        acc = acc + products.inner_cols(rows(xl, win, p0, p1), dt.reshape(-1, K))
+        acc = acc + products.inner_cols(rows(xl, win, p0, p1), pixel_major(dyc[:, :, p0:p1]).reshape(-1, K))
     return acc
+
+
+def pixel_major(d):
+    """d (n, K, p, Q) as C-contiguous (n, p, Q, K): itself where it is a view
+    of such memory (``layout``), else copied into per-thread scratch."""
+    t = d.transpose(0, 2, 3, 1)
+    if t.flags.c_contiguous:
+        return t
+    out = workspace.scratch("conv.dyt", t.shape, d.dtype)
+    np.copyto(out, t)
+    return out
 
 
 def filter_gradient(dw, g, dtype):
