@@ -11,7 +11,7 @@ import gpucnn
 from gpucnn.nn import MODELS
 from gpucnn.nn.losses import CrossEntropyLoss
 from gpucnn import shapes
-from gpucnn.reference import conv, layout, norm, pool, relu
+from gpucnn.reference import conv, layout, norm, pool, relu, workspace
 
 from crosscheck import randn  # noqa: E402
 
@@ -169,6 +169,42 @@ def test_other_ops_on_nhwc_views(rng):
     np.testing.assert_allclose(pool.adaptive_avg_pool2d_forward(nhwc(x), 3, 3),
                                pool.adaptive_avg_pool2d_forward(x, 3, 3), rtol=1e-6, atol=1e-6)
     same(pool.adaptive_avg_pool2d_backward(nhwc(dy), 8, 8), pool.adaptive_avg_pool2d_backward(dy, 8, 8))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_pooling_keeps_nhwc(monkeypatch, seed):
+    # Pooling runs NHWC inputs in their memory's order, in chunks of whole
+    # images (two a chunk here), and keeps the layout: the values, the
+    # argmax and the routed gradient bit for bit those of the NCHW arrays,
+    # over random windows (overlaps, dilation, ceil mode, padding) with
+    # ties, NaN and -inf; mixed layouts take the plane path.
+    from test_pool import _geometry
+    rng = np.random.default_rng(seed)
+    shape, g = _geometry(rng, asym=True)
+    shape = (5, 3) + shape[2:]
+    if shape[2] * shape[3] == 1:
+        shape = shape[:2] + (2, 3)
+    kh, kw = g["kernel_size"]
+    stride = g["kernel_size"] if g["stride"] is None else g["stride"]
+    win = shapes.window(*shape[2:], (kh, kw), stride, g["padding"], g["dilation"], g["ceil_mode"], pool=True)
+    x = rng.integers(-2, 3, shape).astype(np.float32)
+    x.flat[rng.integers(0, x.size, 3)] = [np.nan, -np.inf, np.inf]
+    monkeypatch.setattr(workspace, "PLANES_CHUNK_BYTES", 2 * x[0].nbytes * 4)
+    monkeypatch.setattr(workspace, "MIN_PARALLEL_BYTES", 0)
+    big = win.P * win.Q > 1
+    y, idx = pool.max_pool2d_forward(x, win)
+    yl, idxl = pool.max_pool2d_forward(nhwc(x), win)
+    same(yl, y, big or None)
+    same(idxl, idx, big or None)
+    dy = rng.integers(-3, 4, y.shape).astype(np.float32)
+    want = pool.max_pool2d_backward(dy, idx, win)
+    if big:
+        same(pool.max_pool2d_backward(nhwc(dy), nhwc(idx), win), want, True)
+        same(pool.max_pool2d_backward(nhwc(dy), idx, win), want, False)
+    for cip in (True, False):
+        same(pool.avg_pool2d_forward(nhwc(x), win, cip), pool.avg_pool2d_forward(x, win, cip), big or None)
+        if big:
+            same(pool.avg_pool2d_backward(nhwc(dy), win, cip), pool.avg_pool2d_backward(dy, win, cip), True)
 
 
 def _step(name, monkeypatch, nchw):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpucnn.reference import workspace
+from gpucnn.reference import layout, workspace
 from gpucnn.shapes import Window, adaptive_bins
 
 
@@ -59,17 +59,36 @@ def _by_planes(fn, ins, outs, win: Window, scratch: int = 0):
     """Run ``fn(*in_chunks, *out_chunks)`` over chunks of the N*C planes
     (see ``workspace.chunked``): every plane is independent, and a chunk's
     several passes then stay in cache. ``outs`` are (dtype, plane shape);
-    fn writes its chunk of each in place, using ``scratch`` more bytes a plane."""
+    fn writes its chunk of each in place, using ``scratch`` more bytes a plane.
+    Inputs that are all views of NHWC memory (``layout``) run in chunks of
+    whole images instead, in that memory's order, and the outputs keep it:
+    reshaping them into planes would copy each (at 64x32x32x32, 2x2 max
+    pooling took 4.6 ms on the view, 2.7 on NCHW)."""
     N, C = ins[0].shape[:2]
-    flat = [a.reshape(1, N * C, *a.shape[2:]) for a in ins]
-    res = [workspace.empty((1, N * C, *shape), dtype) for dtype, shape in outs]
+    if all(layout.channels_last(a) for a in ins):
+        res = [layout.empty((N, C, *shape), dtype, True) for dtype, shape in outs]
+        arrays = ins + res
+        run = lambda a, b: fn(*(r[a:b] for r in arrays))  # noqa: E731
+        count, per = N, C
+    else:
+        arrays = [a.reshape(1, N * C, *a.shape[2:]) for a in ins]
+        arrays += [workspace.empty((1, N * C, *shape), dtype) for dtype, shape in outs]
+        run = lambda a, b: fn(*(r[:, a:b] for r in arrays))  # noqa: E731
+        count, per = N * C, 1
+    plane = scratch + sum(a.itemsize * np.prod(a.shape[2:], dtype=int) for a in arrays)
+    workspace.chunked(run, count, per * plane, workspace.PLANES_CHUNK_BYTES)
+    return [r.reshape(N, C, *r.shape[2:]) for r in arrays[len(ins):]]
 
-    def run(a, b):
-        fn(*(f[:, a:b] for f in flat), *(r[:, a:b] for r in res))
 
-    plane = scratch + sum(f.itemsize * np.prod(f.shape[2:], dtype=int) for f in flat + res)
-    workspace.chunked(run, N * C, plane, workspace.PLANES_CHUNK_BYTES)
-    return [r.reshape(N, C, *r.shape[2:]) for r in res]
+def _scratch(key: str, shape, dtype, like: np.ndarray) -> np.ndarray:
+    """Per-thread scratch of shape (..., n, C, P, Q) in the layout of
+    ``like`` (n, C, P, Q): NCHW-shaped views of NHWC memory where it is one,
+    so that every pass over them runs in one memory order."""
+    if not layout.channels_last(like):
+        return workspace.scratch(key, shape, dtype)
+    lead = len(shape) - 4
+    a = workspace.scratch(key, (*shape[:lead], shape[lead], *shape[lead + 2:], shape[lead + 1]), dtype)
+    return np.moveaxis(a, -1, lead + 1)
 
 
 def max_pool2d_forward(x: np.ndarray, win: Window) -> tuple[np.ndarray, np.ndarray]:
@@ -101,7 +120,7 @@ def _max_pool_planes(x: np.ndarray, win: Window, y: np.ndarray, idx: np.ndarray)
     # Each tap gathered once into a contiguous plane, -inf where it falls in
     # the padding: the strided tap views cost a slow non-SIMD pass each time
     # they are read, and they are read twice (max, then argmax).
-    buf = workspace.scratch("pool.taps", (len(taps), *y.shape), x.dtype)
+    buf = _scratch("pool.taps", (len(taps), *y.shape), x.dtype, y)
     for t, (*_, ps, qs, hs, ws) in zip(buf, taps):
         if (ps.start, ps.stop, qs.start, qs.stop) != (0, win.P, 0, win.Q):
             t.fill(-np.inf)
@@ -117,10 +136,10 @@ def _max_pool_planes(x: np.ndarray, win: Window, y: np.ndarray, idx: np.ndarray)
 
     K = win.kh * win.kw
     sdt = np.min_scalar_type(K)
-    score = workspace.scratch("pool.score", y.shape, sdt)
+    score = _scratch("pool.score", y.shape, sdt, y)
     score.fill(0)
-    hit = workspace.scratch("pool.hit", y.shape, bool)
-    prod = workspace.scratch("pool.prod", y.shape, sdt)
+    hit = _scratch("pool.hit", y.shape, bool, y)
+    prod = _scratch("pool.prod", y.shape, sdt, y)
     # bool viewed as bytes keeps the product in one uint8 loop (no cast).
     hit_as = hit.view(np.uint8) if sdt == np.uint8 else hit
     for t, (i, j, ps, qs, hs, ws) in zip(buf, taps):
@@ -150,7 +169,9 @@ def _max_pool_planes(x: np.ndarray, win: Window, y: np.ndarray, idx: np.ndarray)
     # the window's corner.
     ii, jj = np.divmod(K - np.arange(K + 1, dtype=np.int64), win.kw)
     # mode="clip" (no index is out of range): "raise" buffers out, 9x slower.
-    np.take(ii * win.dh * win.W + jj * win.dw, score, out=idx, mode="clip")
+    # In memory order (contiguous for NHWC chunks too): np.take writes a
+    # strided out through a buffer, 3.4x slower.
+    np.take(ii * win.dh * win.W + jj * win.dw, layout.memory(score), out=layout.memory(idx), mode="clip")
     idx += hb[:, None] * win.W + wb[None, :]
 
 
@@ -170,8 +191,14 @@ def _max_pool_backward_planes(dy: np.ndarray, idx: np.ndarray, win: Window, dx: 
     """
     N, C = dy.shape[:2]
     plane = win.H * win.W
-    flat = idx.reshape(N * C, win.P * win.Q)
-    g = dy.reshape(N * C, win.P * win.Q)
+    last = layout.channels_last(dx)
+    if last:
+        # NHWC memory, in its order (n, p, q, c): plane element k of channel c
+        # of image n lies at (n*plane + k)*C + c, and for each target the
+        # outputs still come in raster order.
+        flat, g = idx.transpose(0, 2, 3, 1), dy.transpose(0, 2, 3, 1)
+    else:
+        flat, g = idx.reshape(N * C, win.P * win.Q), dy.reshape(N * C, win.P * win.Q)
     if flat.size and (flat.min() < 0 or flat.max() >= plane):
         keep = (flat >= 0) & (flat < plane)
         g = np.where(keep, g, 0)
@@ -179,8 +206,12 @@ def _max_pool_backward_planes(dy: np.ndarray, idx: np.ndarray, win: Window, dx: 
     # One unbuffered add over all planes at once: plane k owns [k*plane, (k+1)*plane).
     # NumPy 2's ufunc.at is 19x faster here than np.bincount, which sums in
     # float64 and needs a cast back.
-    target = flat + (np.arange(N * C, dtype=np.int64) * plane)[:, None]
-    out = dx.reshape(-1)
+    if last:
+        target = flat * C + ((np.arange(N, dtype=np.int64) * (plane * C))[:, None, None, None] + np.arange(C))
+        out = dx.transpose(0, 2, 3, 1).reshape(-1)
+    else:
+        target = flat + (np.arange(N * C, dtype=np.int64) * plane)[:, None]
+        out = dx.reshape(-1)
     out.fill(0)
     with np.errstate(invalid="ignore", over="ignore"):
         np.add.at(out, target.reshape(-1), g.reshape(-1))
