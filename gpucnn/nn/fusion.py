@@ -3,7 +3,9 @@ BatchNorm2D followed by a plain ReLU (gpucnn.functional.fused), so the
 pre-activation never makes a round trip through memory. The layers' results
 and their backward passes do not change: the ReLU saves its output instead of
 its input, and y > 0 exactly where the input is, so its backward masks the
-same elements.
+same elements. Backward, a fused BatchNorm2D and ReLU run as batch norm's
+backward with the ReLU's mask applied inside its passes
+(batch_norm2d_relu_backward), not as a separate pass over dy.
 """
 from __future__ import annotations
 
@@ -26,5 +28,15 @@ def fused_forward(layer, nxt, x):
             y = layer.forward(x)
     else:
         return None
-    nxt._save(x=y)
+    nxt._save(x=y, after=layer)
     return y
+
+
+def fused_backward(layer, nxt, dy):
+    """layer's backward through the ReLU nxt in one op, where the last
+    forward fused them and layer has such a backward (batch norm); None
+    otherwise (then each layer's own backward runs)."""
+    from gpucnn.nn.regularization import BatchNorm2D
+    if type(layer) is not BatchNorm2D or nxt._saved.get("after") is not layer:
+        return None
+    return layer.backward_through_relu(dy, nxt._load("x"))

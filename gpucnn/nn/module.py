@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from gpucnn.nn._array import is_cupy, to_device
-from gpucnn.nn.fusion import fused_forward
+from gpucnn.nn.fusion import fused_backward, fused_forward
 from gpucnn.nn.parameter import Parameter
 from gpucnn.reference import scheduler, workspace
 
@@ -274,16 +274,21 @@ class Sequential(Module):
             x, i = (self.layers[i].forward(x), i + 1) if y is None else (y, i + 2)
         return x
 
-    def backward(self, dy):
-        for layer in reversed(self.layers):
-            dy = layer.backward(dy)
+    def _backward_from(self, dy, first: int):
+        """dy through layers[first:] in reverse; a pair the forward fused
+        backward in one op where it can (gpucnn.nn.fusion)."""
+        i = len(self.layers) - 1
+        while i >= first:
+            dx = fused_backward(self.layers[i - 1], self.layers[i], dy) if i > first else None
+            dy, i = (self.layers[i].backward(dy), i - 1) if dx is None else (dx, i - 2)
         return dy
 
+    def backward(self, dy):
+        return self._backward_from(dy, 0)
+
     def backward_params(self, dy) -> None:
-        for layer in reversed(self.layers[1:]):
-            dy = layer.backward(dy)
         if self.layers:
-            self.layers[0].backward_params(dy)
+            self.layers[0].backward_params(self._backward_from(dy, 1))
 
     def __repr__(self):
         inner = "".join(f"\n  ({i}) {layer!r}" for i, layer in enumerate(self.layers))

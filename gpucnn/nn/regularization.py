@@ -60,9 +60,15 @@ class BatchNorm2D(Module):
         return self
 
     def backward(self, dy):
+        return self.backward_through_relu(dy, None)
+
+    def backward_through_relu(self, dy, y):
+        """backward for dy given at the output y of a ReLU that followed this
+        layer (fused in the forward, gpucnn.nn.fusion): the ReLU's mask y > 0
+        inside batch norm's passes. y None: plain backward."""
         x, saved = self._load("x", "saved")
         dx, self._grads["weight"], self._grads["bias"] = F.batch_norm2d_backward(
-            dy, x, self.weight, saved, self.eps)
+            dy, x, self.weight, saved, self.eps, y)
         return dx
 
     def __repr__(self):

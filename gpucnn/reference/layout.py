@@ -1,23 +1,27 @@
 """Channels-last activations of the NumPy backend.
 
-The im2row-rows convolutions (``conv_algo.as_rows``) multiply pixel-major,
-so their product comes out as (images, P, Q, K): NHWC memory. They return
-it as is, an (N, K, P, Q)-shaped view of that memory, instead of copying it
-back to NCHW; the next rows convolution then reads its channels-last input
-without a transposing copy (``im2row.channels_last``). Per layer, batch 64,
-1 thread: forward 4.20 -> 3.69 ms at 16x16x32, 3.41 -> 3.15 ms at 8x8x64.
-The memory-bound ops between them (batch norm, ReLU, the residual add) work
-on the memory as it lies and give their outputs the same layout
-(``empty_like``); every other op reads such a view through NumPy's strides.
+The im2row-rows convolutions (``conv_algo.as_rows``) and the lowered ones
+(``conv_algo.as_lowered``) multiply pixel-major, so their product comes out
+as (images, P, Q, K): NHWC memory. They return it as is, an (N, K, P,
+Q)-shaped view of that memory, instead of copying it back to NCHW; the
+next such convolution then reads its channels-last input without a
+transposing copy (``im2row.channels_last``). Per layer, batch 64, 1 thread:
+forward 4.20 -> 3.69 ms at 16x16x32, 3.41 -> 3.15 ms at 8x8x64 (rows).
+The memory-bound ops between them (batch norm, ReLU, the residual add,
+pooling) work on the memory as it lies and give their outputs the same
+layout (``empty_like``); every other op reads such a view through NumPy's
+strides.
 
-Where layouts meet (a strided 1x1 shortcut, a max pool's gradient): the
-residual add gives NHWC if either operand is; ReLU's and batch norm's
-backward give x's layout, dy copied into it first (``like``). Only rows
-convolutions of at most ``conv_algo.ROWS_PIXELS`` outputs write NHWC
-(``conv_algo.channels_last_output``). Training step, batch 64, in-process
-A/B against all-NCHW outputs (medians of 14-16 steps): resnet20 0.97-0.98
-at 1 thread (one noisy run 1.01) and 0.96-0.97 at 2, vgg-small 0.97-0.98
-and 0.98-0.99, lenet 1.00 and 0.98-1.02.
+Where layouts meet (a strided 1x1 shortcut, a gradient from a channel-major
+op): the residual add gives NHWC if either operand is; ReLU's and batch
+norm's backward give x's layout, dy copied into it first (``like``);
+pooling runs the planes' path (and copies) unless all its inputs are NHWC.
+Rows convolutions write NHWC only for at most ``conv_algo.ROWS_PIXELS``
+outputs (``conv_algo.channels_last_output``), lowered ones always.
+Training step, batch 64, in-process A/B against all-NCHW outputs (rows
+convolutions only; medians of 14-16 steps): resnet20 0.97-0.98 at 1 thread
+(one noisy run 1.01) and 0.96-0.97 at 2, vgg-small 0.97-0.98 and
+0.98-0.99, lenet 1.00 and 0.98-1.02.
 """
 from __future__ import annotations
 
