@@ -30,7 +30,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from gpucnn import shapes
-from gpucnn.reference import conv_algo, depthwise, im2row, layout, lowered, strips, workspace
+from gpucnn.reference import conv_algo, depthwise, im2row, layout, lowered, phases, strips, workspace
 from gpucnn.reference.relu import relu_into
 
 
@@ -220,17 +220,36 @@ def _backward_data_transposed(dy, w, g):
     return conv2d_forward(dy, wt, None, shapes.Conv(g.N, K, C, G, win2))
 
 
+def _backward_data_phases(dy, w, g):
+    """dx as one forward convolution of dy per stride phase of x
+    (``conv_algo.PHASES``), each written into dx's strided view of its
+    phase; dx in dy's layout."""
+    win = g.win
+    dx = layout.empty((g.N, g.C, win.H, win.W), dy.dtype, layout.channels_last(dy))
+    parts = list(phases.problems(dy, w, g))
+    if any(d is None for _, _, d, _, _ in parts):
+        dx[...] = 0  # one pass, where each strided view's fill is a slow one
+    for a, b, d, wp, sub in parts:
+        if d is not None:
+            dx[:, :, a::win.sh, b::win.sw] = conv2d_forward(d, wp, None, sub)
+    return dx
+
+
 def conv2d_backward_data(dy, w, g, algo=None):
     """dx from dy (N, K, P, Q) (§4.8): dφ = dY Fᵀ per group, then the
     reverse of φ sums dφ back onto the input pixels (§6); or the same sums
-    gathered, as a forward convolution (``conv_algo.choose_backward_data``;
-    ``algo`` forces FOLD or TRANSPOSED)."""
+    gathered, as a forward convolution (at unit stride) or one per stride
+    phase of x (``conv_algo.choose_backward_data``; ``algo`` forces FOLD,
+    TRANSPOSED or PHASES)."""
     win, G, C = g.win, g.groups, g.C
     kind = conv_algo.choose(g)
     if kind == conv_algo.DEPTHWISE:
         return depthwise.depthwise(dy, w, g, "backward_data")
-    if kind == conv_algo.UNFOLD and (algo or conv_algo.choose_backward_data(g)) == conv_algo.TRANSPOSED:
+    algo = algo or conv_algo.choose_backward_data(g)
+    if kind == conv_algo.UNFOLD and algo == conv_algo.TRANSPOSED:
         return _backward_data_transposed(dy, w, g)
+    if kind == conv_algo.UNFOLD and algo == conv_algo.PHASES:
+        return _backward_data_phases(dy, w, g)
     ft = w.reshape(G, g.K // G, -1).transpose(0, 2, 1)
     t, b, l, r = win.pad
     Hp, Wp = win.H + t + b, win.W + l + r

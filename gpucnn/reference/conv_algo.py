@@ -20,8 +20,10 @@ stride, ``TRANSPOSED``: the forward convolution of dY with the filters
 flipped and their in and out channels swapped, padded so that the output has
 the input's size (the reverse operator written as a gather rather than a
 scatter: one unfold copy instead of kh*kw adds, 1.4-2.4x faster on
-resnet20's 3x3 layers where K = C). Both stay; the tests check one against
-the other.
+resnet20's 3x3 layers where K = C); or, strided, ``PHASES``: one dense
+forward convolution per stride phase of x (``gpucnn.reference.phases``),
+no tap multiplying a structural zero. All stay; the tests check each
+against the fold.
 
 The work is cut into chunks of whole images (bands of output rows when one
 image's φ exceeds the workspace limit) that the workspace threads take from
@@ -33,7 +35,7 @@ from __future__ import annotations
 from gpucnn.reference import products, workspace
 
 DEPTHWISE, POINTWISE, UNFOLD = "depthwise", "pointwise", "unfold"
-FOLD, TRANSPOSED = "fold", "transposed"
+FOLD, TRANSPOSED, PHASES = "fold", "transposed", "phases"
 
 # φ bytes a chunk, and the fewest chunks a batch is cut into (when it has
 # that many images), so that two threads have several chunks each to share
@@ -55,6 +57,7 @@ LOWERED_MIN_WIDTH = 16
 LOWERED_WIDE_FILTERS = 64
 LOWERED_PACKED_MIN_Q = 48
 LOWERED_MIN_PIXELS = 2
+PHASES_MIN_CHANNELS = 16
 
 
 def choose(g) -> str:
@@ -78,10 +81,29 @@ def choose_backward_data(g) -> str:
     K = 2C even at batch 64 and 1.6x faster for one 112x112 image, at K = C
     the gather 1.4-1.6x faster (batch 64); with rows, at K = 2C (14x14x16 to
     32 5x5, 8x8x32 to 64 3x3) the gather 1.4-1.5x faster, at C = 3 slower."""
-    if (g.win.sh, g.win.sw) != (1, 1) or min(transposed(g)) < 0:
+    if (g.win.sh, g.win.sw) != (1, 1):
+        return PHASES if phases_pay(g) else FOLD
+    if min(transposed(g)) < 0:
         return FOLD
     rows = _rows_fit(g.groups, g.K, g.win) and g.win.H * g.win.W <= ROWS_PIXELS
     return TRANSPOSED if g.K <= (2 * g.C if rows else g.C) else FOLD
+
+
+def phases_pay(g) -> bool:
+    """Whether a strided convolution's input gradient runs as one dense
+    convolution per stride phase (``gpucnn.reference.phases``) rather than
+    the fold: at unit dilation, no groups, kernels over 1x1 and
+    PHASES_MIN_CHANNELS input channels or more. Batch 64 unless said, 1
+    thread, channels-last dy: resnet20's 3x3 stride-2 layers 16x32x32 to 32
+    5.73 -> 3.94 ms and 32x16x16 to 64 4.45 -> 2.49, 16x128x16x16 to 256
+    10.8 -> 10.0; where it lost: 3-channel 7x7 and 1-channel 5x20 stems
+    2.8x and 6.6x (the phases' products are C wide); a 1x1 stride-2
+    convolution (one phase has a tap) 0.93x at 16x256x56x56 but 1.2-1.3x
+    on resnet20's shortcuts, and no faster a step for the layout it keeps.
+    In resnet20's step: 0.99x at 1 thread, 0.98x at 2."""
+    win = g.win
+    return (g.groups == 1 and win.dh == win.dw == 1 and win.kh * win.kw > 1
+            and g.C >= PHASES_MIN_CHANNELS)
 
 
 def transposed(g):
