@@ -29,6 +29,7 @@ def _lowered(monkeypatch, on: bool):
     monkeypatch.setattr(conv_algo, "LOWERED_WIDE_FILTERS", 10**9)
     monkeypatch.setattr(conv_algo, "LOWERED_PACKED_MIN_Q", 0)
     monkeypatch.setattr(conv_algo, "LOWERED_MIN_PIXELS", 0)
+    monkeypatch.setattr(conv_algo, "LOWERED_MIN_CHUNKS", 0)
 
 
 def _passes(x, w, b, dy, g):
@@ -97,9 +98,11 @@ def test_lowered_where_it_pays(monkeypatch):
     assert not conv_algo.as_lowered(geo(3, 16, 32), forward=True) and not conv_algo.as_lowered(geo(3, 16, 32))
     assert conv_algo.as_lowered(geo(3, 64, 32), forward=True) and not conv_algo.as_lowered(geo(3, 64, 32))
     assert not conv_algo.as_lowered(geo(1, 32, 28, kernel=5), forward=True)
-    # Past the small kernels, the forward only for rows of 48 outputs or more.
+    # Past the small kernels, the forward only for rows of 48 outputs or
+    # more; a filter gradient of one chunk (one image) not at all.
     assert not conv_algo.as_lowered(geo(64, 64, 32, n=8), forward=True)
     assert conv_algo.as_lowered(geo(64, 128, 112, n=1), forward=True)
+    assert not conv_algo.as_lowered(geo(64, 128, 112, n=1)) and conv_algo.as_lowered(geo(64, 128, 112, n=2))
     # Dilation down the rows: the filter gradient only.
     assert not conv_algo.as_lowered(geo(16, 16, 32, dilation=2), forward=True)
     assert conv_algo.as_lowered(geo(16, 16, 32, dilation=2))

@@ -128,11 +128,17 @@ def _dy_side_by_side(dy, n0, n1, p0, p1, G):
     return dt.reshape(G, dy.shape[1] // G, -1)
 
 
-def _by_chunks(g, itemsize, fn):
+def _by_chunks(g, itemsize, fn, bands: bool = False):
     """``fn(n0, n1, rows)`` over ``conv_algo.plan``'s chunks of images, on the
-    workspace threads (each calling a one-thread BLAS)."""
+    workspace threads (each calling a one-thread BLAS); with ``bands``, a
+    batch of few chunks is also cut into bands of output rows
+    (``conv_algo.split_bands``), each a call with one band."""
     spans, rows = conv_algo.plan(g.N, g.C, g.win, itemsize)
-    workspace.run_spans(lambda n0, n1: fn(n0, n1, rows), spans, blas=True)
+    if not bands:
+        workspace.run_spans(lambda n0, n1: fn(n0, n1, rows), spans, blas=True)
+        return
+    work = [(n0, n1, [band]) for n0, n1 in spans for band in conv_algo.split_bands(rows, len(spans))]
+    workspace.run_spans(lambda i, _: fn(*work[i]), [(i, i + 1) for i in range(len(work))], blas=True)
 
 
 def _grouped(a, G, p0=0, p1=None):
@@ -164,9 +170,10 @@ def conv2d_forward(x, w, b, g, relu=False):
 
         def rows_chunk(n0, n1, rows):
             product(x[n0:n1], fr, g.win, yl[n0:n1], rows)
-            _epilogue(y[n0:n1], b, relu)
+            for p0, p1 in rows:
+                _epilogue(y[n0:n1, :, p0:p1], b, relu)
 
-        _by_chunks(g, x.itemsize, rows_chunk)
+        _by_chunks(g, x.itemsize, rows_chunk, bands=low)
         return y
     if algo == conv_algo.UNFOLD and conv_algo.as_strips(g):
         fs = strips.filters(w)
@@ -222,16 +229,25 @@ def _backward_data_transposed(dy, w, g):
 
 def _backward_data_phases(dy, w, g):
     """dx as one forward convolution of dy per stride phase of x
-    (``conv_algo.PHASES``), each written into dx's strided view of its
-    phase; dx in dy's layout."""
+    (``conv_algo.PHASES``), each lowered (``gpucnn.reference.lowered``) and
+    written by its products straight into dx's strided view of its phase;
+    a chunk of images at a time, all its phases, on the workspace threads
+    (a task a phase and chunk cost too much Python set-up under the GIL:
+    two threads ran no faster than one). dx NHWC memory (``layout``)."""
     win = g.win
-    dx = layout.empty((g.N, g.C, win.H, win.W), dy.dtype, layout.channels_last(dy))
-    parts = list(phases.problems(dy, w, g))
-    if any(d is None for _, _, d, _, _ in parts):
-        dx[...] = 0  # one pass, where each strided view's fill is a slow one
-    for a, b, d, wp, sub in parts:
-        if d is not None:
-            dx[:, :, a::win.sh, b::win.sw] = conv2d_forward(d, wp, None, sub)
+    dx = layout.empty((g.N, g.C, win.H, win.W), dy.dtype, True)
+    dxl = dx.transpose(0, 2, 3, 1)
+    parts = [(a, b, d, im2row.filters(wp), sub.win) for a, b, d, wp, sub in phases.problems(dy, w, g)
+             if d is not None]
+    zeros = len(parts) < win.sh * win.sw
+
+    def chunk(n0, n1, rows):
+        if zeros:
+            dxl[n0:n1] = 0  # one pass, where each strided view's fill is a slow one
+        for a, b, d, f, sub in parts:
+            lowered.forward(d[n0:n1], f, sub, dxl[n0:n1, a::win.sh, b::win.sw], [(0, sub.P)])
+
+    _by_chunks(g, dy.itemsize, chunk)
     return dx
 
 

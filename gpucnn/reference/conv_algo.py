@@ -44,6 +44,7 @@ FOLD, TRANSPOSED, PHASES = "fold", "transposed", "phases"
 # L2 a core, 32 MiB L3).
 CHUNK_BYTES = 4 * 2**20
 MIN_CHUNKS = 8
+MIN_BAND_ROWS = 4
 SMALL_CHUNK_BYTES = 2 * 2**20
 SIDE_BY_SIDE_PIXELS = 256
 FEW_FILTERS = 128
@@ -57,6 +58,7 @@ LOWERED_MIN_WIDTH = 16
 LOWERED_WIDE_FILTERS = 64
 LOWERED_PACKED_MIN_Q = 48
 LOWERED_MIN_PIXELS = 2
+LOWERED_MIN_CHUNKS = 2
 PHASES_MIN_CHANNELS = 16
 
 
@@ -91,19 +93,24 @@ def choose_backward_data(g) -> str:
 
 def phases_pay(g) -> bool:
     """Whether a strided convolution's input gradient runs as one dense
-    convolution per stride phase (``gpucnn.reference.phases``) rather than
-    the fold: at unit dilation, no groups, kernels over 1x1 and
-    PHASES_MIN_CHANNELS input channels or more. Batch 64 unless said, 1
-    thread, channels-last dy: resnet20's 3x3 stride-2 layers 16x32x32 to 32
-    5.73 -> 3.94 ms and 32x16x16 to 64 4.45 -> 2.49, 16x128x16x16 to 256
-    10.8 -> 10.0; where it lost: 3-channel 7x7 and 1-channel 5x20 stems
-    2.8x and 6.6x (the phases' products are C wide); a 1x1 stride-2
-    convolution (one phase has a tap) 0.93x at 16x256x56x56 but 1.2-1.3x
-    on resnet20's shortcuts, and no faster a step for the layout it keeps.
-    In resnet20's step: 0.99x at 1 thread, 0.98x at 2."""
+    convolution per stride phase (``gpucnn.reference.phases``), each
+    lowered (``as_lowered``'s forward rule for the largest phase: its
+    products in OpenBLAS's small kernels, or rows of LOWERED_PACKED_MIN_Q
+    columns or more), rather than the fold: at unit dilation, no groups,
+    kernels over 1x1 and PHASES_MIN_CHANNELS input channels or more.
+    Channels-last dy, batch 64, 1 / 2 threads: resnet20's 3x3 stride-2
+    layers 16x32x32 to 32 0.61x / 0.75x, 32x16x16 to 64 0.58x / 0.68x,
+    32x64x16x16 to 128 0.70x / 0.82x. Where it lost: 16x128x16x16 to 256
+    1.2x / 1.5x (8-column rows of 1024 taps: packed products), 3-channel
+    7x7 and 1-channel 5x20 stems 2.8x and 6.6x (1 thread; the phases'
+    products are C wide), 1x1 kernels (one phase has a tap) 1.2-1.3x on
+    resnet20's shortcuts, and no step faster for the layout it keeps."""
     win = g.win
-    return (g.groups == 1 and win.dh == win.dw == 1 and win.kh * win.kw > 1
-            and g.C >= PHASES_MIN_CHANNELS)
+    if (g.groups != 1 or (win.dh, win.dw) != (1, 1) or win.kh * win.kw == 1 or g.C < PHASES_MIN_CHANNELS
+            or not products.small_kernels()):
+        return False
+    taps, cols = -(-win.kh // win.sh) * -(-win.kw // win.sw), -(-win.W // win.sw)
+    return cols * taps * g.K * g.C <= products.SMALL_MNK or cols >= LOWERED_PACKED_MIN_Q
 
 
 def transposed(g):
@@ -231,9 +238,12 @@ def as_lowered(g, forward: bool = False) -> bool:
         small = win.Q * win.kh * win.kw * g.C * g.K <= products.SMALL_MNK
         return win.dh == 1 and (small or win.Q >= LOWERED_PACKED_MIN_Q)
     # Whole images, as ``plan`` never cuts them into bands of rows (one
-    # image's φ within the workspace limit, at 8 bytes a value).
+    # image's φ within the workspace limit, at 8 bytes a value), and two
+    # chunks or more: one (vgg's 1x64x112x112) ran on one thread, 16.5
+    # against 13.9 ms for the unfold path's product on two BLAS threads.
     whole = g.C * win.kh * win.kw * win.P * win.Q * 8 <= workspace.get_limit()
-    return win.sh == 1 and whole and win.P * win.Q >= LOWERED_MIN_PIXELS * g.C * win.kw
+    return (win.sh == 1 and whole and win.P * win.Q >= LOWERED_MIN_PIXELS * g.C * win.kw
+            and len(plan(g.N, g.C, win, 4)[0]) >= LOWERED_MIN_CHUNKS)
 
 
 def column_block(g):
@@ -269,6 +279,21 @@ def _chunk_count(total: int) -> int:
     while n > 2 and total < n * SMALL_CHUNK_BYTES:
         n //= 2
     return n
+
+
+def split_bands(bands, chunks: int):
+    """``bands`` of output rows [(p0, p1), ...] for a batch of ``chunks``
+    chunks of images, each cut further into up to ceil(MIN_CHUNKS / chunks)
+    bands of at least MIN_BAND_ROWS rows: a batch of one image (vgg's
+    1x64x112x112) otherwise runs on one thread, 21.7 against 12.8 ms for
+    the unfold path's one product on two BLAS threads. Bands need no sums
+    across them, so the results do not change."""
+    k = -(-MIN_CHUNKS // max(1, chunks))
+    out = []
+    for p0, p1 in bands:
+        step = max(MIN_BAND_ROWS, -(-(p1 - p0) // k))
+        out += [(a, min(p1, a + step)) for a in range(p0, p1, step)]
+    return out
 
 
 def plan(N, C, win, itemsize):

@@ -57,10 +57,14 @@ def forward(xc, f, win, yl, bands):
     """yl (n, P, Q, K), channels-last, = φ(xc) F for a chunk xc of images
     and the filters f (``im2row.filters``), over the bands of output rows
     [(p0, p1), ...]: one product an output row of each image, each (Q,
-    kh*kw*C) by (kh*kw*C, K), in one NumPy call a band."""
-    xl = im2row.channels_last(xc, win.pad)
+    kh*kw*C) by (kh*kw*C, K), in one NumPy call a band. Each band pads and
+    lowers only the input rows it reads."""
+    t, _, l, r = win.pad
+    H = xc.shape[2]
     for p0, p1 in bands:
-        L = lowered(xl, win, True, p0 * win.sh, (p1 - p0 - 1) * win.sh + win.kh)
+        h0, h1 = p0 * win.sh - t, (p1 - 1) * win.sh + win.kh - t   # unpadded rows read
+        xl = im2row.channels_last(xc[:, :, max(0, h0):min(H, h1)], (max(0, -h0), max(0, h1 - H), l, r))
+        L = lowered(xl, win, True)
         n, Q, _, kw, C = L.shape
         sn, sq, sh = L.strides[:3]
         phi = as_strided(L, (n, p1 - p0, Q, win.kh * kw * C), (sn, win.sh * sh, sq, L.itemsize), writeable=False)
