@@ -5,6 +5,7 @@
 //   relu_forward_T (const T* x, T* y, long long n, T slope)            x, y: (n,)
 //   relu_backward_T(const T* dy, const T* x, T* dx, long long n, T slope)  dy, x, dx: (n,)
 //   add_T(const T* a, const T* b, T* out, long long n)                 a, b, out: (n,)
+//   add_relu_T(const T* a, const T* b, T* out, long long n)            a, b, out: (n,)
 //
 // y = x where x > 0, else slope * x; slope == 0 is torch.relu, which lets NaN
 // through and maps -inf to 0 (slope * -inf would be NaN). dx = dy where x > 0,
@@ -33,6 +34,11 @@ template <typename T> struct ReluBwd {
 
 template <typename T> struct Add {
     __device__ __forceinline__ T operator()(T a, T b) const { return a + b; }
+};
+
+// torch.relu(a + b): a residual block's sum and the ReLU after it in one pass.
+template <typename T> struct AddRelu {
+    __device__ __forceinline__ T operator()(T a, T b) const { return ReluFwd<T>{T(0)}(a + b, T(0)); }
 };
 
 // out[i] = f(a[i], b[i]) for i < n: a 16-byte vector loop over the aligned
@@ -89,4 +95,15 @@ extern "C" __global__ void add_f32(const float* __restrict__ a, const float* __r
 extern "C" __global__ void add_f64(const double* __restrict__ a, const double* __restrict__ b,
                                    double* __restrict__ out, long long n) {
     map2(a, b, out, n, Add<double>{});
+}
+
+// out = relu(a + b): a residual block's sum and the ReLU that follows it
+// (Sequential fuses the pair), one pass instead of two.
+extern "C" __global__ void add_relu_f32(const float* __restrict__ a, const float* __restrict__ b,
+                                        float* __restrict__ out, long long n) {
+    map2(a, b, out, n, AddRelu<float>{});
+}
+extern "C" __global__ void add_relu_f64(const double* __restrict__ a, const double* __restrict__ b,
+                                        double* __restrict__ out, long long n) {
+    map2(a, b, out, n, AddRelu<double>{});
 }

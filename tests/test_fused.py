@@ -134,3 +134,29 @@ def test_sequential_fuses_without_changing_results(backend, monkeypatch):
         np.testing.assert_array_equal(va, vb)
     for (na, va), (nb, vb) in zip(sorted(a.buffers().items()), sorted(b.buffers().items())):
         np.testing.assert_array_equal(va, vb)
+
+
+def test_residual_and_relu_fuse(backend, monkeypatch):
+    """A Residual followed by a ReLU runs its sum and the ReLU in one pass;
+    outputs and gradients are those of the layers run one by one."""
+    def model():
+        rng = np.random.default_rng(5)
+        block = nn.Sequential(nn.Conv2D(4, 4, 3, padding=1, rng=rng, dtype=np.float64),
+                              nn.BatchNorm2D(4, dtype=np.float64))
+        return nn.Sequential(nn.Residual(block), nn.ReLU(), nn.Flatten())
+
+    rng = np.random.default_rng(6)
+    x, dy = rng.standard_normal((2, 4, 5, 5)), rng.standard_normal((2, 100))
+    a, b = model(), model()
+    relu_forward, ran = nn.ReLU.forward, []
+    monkeypatch.setattr(nn.ReLU, "forward", lambda self, v: ran.append(self) or relu_forward(self, v))
+    ya = a.forward(x)
+    assert not ran
+    yb = x
+    for layer in b.layers:
+        yb = layer.forward(yb)
+    np.testing.assert_array_equal(ya, yb)
+    np.testing.assert_array_equal(a.backward(dy), b.backward(dy))
+    for (na, va), (nb, vb) in zip(sorted(a.grads().items()), sorted(b.grads().items())):
+        assert na == nb
+        np.testing.assert_array_equal(va, vb)

@@ -171,3 +171,7 @@ def test_residual_add_vs_torch(backend, dtype, shape):
         got = call("relu", "add", x, y)
         np.testing.assert_array_equal(got, torch.add(to_torch(x), to_torch(y)).numpy())
         assert got.shape == x.shape and got.dtype == x.dtype
+        # With the ReLU after it (a fused Residual + ReLU): torch.relu of the sum.
+        got = call("relu", "add", x, y, True)
+        np.testing.assert_array_equal(got, torch.relu(torch.add(to_torch(x), to_torch(y))).numpy())
+        assert got.shape == x.shape and got.dtype == x.dtype

@@ -4,7 +4,7 @@ from __future__ import annotations
 from gpucnn.cuda.launch import contiguous, i64, launch, scalar
 
 FAMILY = "relu"
-KERNELS = ("relu_forward", "relu_backward", "add")
+KERNELS = ("relu_forward", "relu_backward", "add", "add_relu")
 
 
 def _threads(x) -> int:
@@ -28,8 +28,8 @@ def relu_backward(rt, dy, x, slope):
     return dx
 
 
-def add(rt, a, b):
+def add(rt, a, b, relu=False):
     a, b = contiguous(rt.xp, a), contiguous(rt.xp, b)
     out = rt.xp.empty_like(a)
-    launch(rt, FAMILY, "add", a.dtype, a.size, (a, b, out, i64(a.size)))
+    launch(rt, FAMILY, "add_relu" if relu else "add", a.dtype, _threads(a), (a, b, out, i64(a.size)))
     return out

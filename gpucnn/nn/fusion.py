@@ -1,5 +1,6 @@
-"""The layer pairs ``Sequential`` runs as one fused op: a Conv2D or a
-BatchNorm2D followed by a plain ReLU (gpucnn.functional.fused), so the
+"""The layer pairs ``Sequential`` runs as one fused op: a Conv2D, a
+BatchNorm2D or a Residual followed by a plain ReLU (gpucnn.functional.fused;
+the residual sum's ReLU in the add's pass), so the
 pre-activation never makes a round trip through memory. The layers' results
 and their backward passes do not change: the ReLU saves its output instead of
 its input, and y > 0 exactly where the input is, so its backward masks the
@@ -18,9 +19,12 @@ def fused_forward(layer, nxt, x):
     saved state as their own forwards would leave it; None otherwise."""
     from gpucnn.nn.layers import Conv2D, ReLU
     from gpucnn.nn.regularization import BatchNorm2D
+    from gpucnn.nn.residual import Residual
     if type(nxt) is not ReLU or nxt.negative_slope != 0:
         return None
-    if type(layer) is Conv2D:
+    if type(layer) is Residual:
+        y = layer.forward_relu(x)
+    elif type(layer) is Conv2D:
         layer._save(x=x)
         y = F.conv2d_bias_relu(x, layer.weight, layer._params.get("bias"), **layer._geom)
     elif type(layer) is BatchNorm2D:

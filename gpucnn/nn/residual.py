@@ -6,10 +6,11 @@ from gpucnn.backend import call
 from gpucnn.nn.module import Module
 
 
-def _add(a, b):
-    """a + b as a kernel on the GPU and the emulator, so a captured step repeats it."""
+def _add(a, b, relu=False):
+    """a + b (relu: torch.relu of it) as a kernel on the GPU and the
+    emulator, so a captured step repeats it."""
     chk.same_dtype(a=a, b=b)
-    return call("relu", "add", a, b)
+    return call("relu", "add", a, b, relu)
 
 
 class Residual(Module):
@@ -33,13 +34,18 @@ class Residual(Module):
         return [("block", self.block)] + ([("shortcut", self.shortcut)] if self.shortcut is not None else [])
 
     def forward(self, x):
+        return self.forward_relu(x, False)
+
+    def forward_relu(self, x, relu=True):
+        """forward, then torch.relu of the sum in the same pass (``relu``):
+        how Sequential fuses a Residual and the ReLU after it."""
         y = self.block.forward(x)
         s = x if self.shortcut is None else self.shortcut.forward(x)
         if y.shape != s.shape:
             raise ValueError(f"Residual: block output {tuple(y.shape)} and shortcut output {tuple(s.shape)} "
                              f"differ (input {tuple(x.shape)})")
         self._save(ran=True)
-        return _add(y, s)
+        return _add(y, s, relu)
 
     def backward(self, dy):
         self._load("ran")

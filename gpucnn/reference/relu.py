@@ -122,12 +122,21 @@ def threshold_backward(dy, x, dx):
     np.bitwise_and(dy.view(bits), mask, out=mask)
 
 
-def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def add(a: np.ndarray, b: np.ndarray, relu: bool = False) -> np.ndarray:
     """a + b, elementwise (Residual's sums); inf + -inf is NaN, as in the kernel.
     In NHWC memory (``layout``) where either is a view of it: a residual
     block's sum then stays channels-last where its shortcut is not (a
-    strided 1x1 convolution), and so do the blocks after it."""
+    strided 1x1 convolution), and so do the blocks after it. ``relu``:
+    torch.relu of the sum, each chunk while it is in cache."""
     last = a.shape == b.shape and (layout.channels_last(a) or layout.channels_last(b))
     out = layout.empty(np.broadcast_shapes(a.shape, b.shape), np.result_type(a, b), last)
+
+    def run(x, y, o):
+        np.add(x, y, out=o)
+        if relu:
+            relu_into(o, o)
+
     with np.errstate(invalid="ignore", over="ignore"):
-        return np.add(a, b, out=out)
+        if not (relu and a.shape == b.shape and _flat_chunks((a, b, out), run)):
+            run(a, b, out)
+    return out
