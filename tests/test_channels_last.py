@@ -152,10 +152,12 @@ def test_elementwise_ops_on_nhwc_views(rng):
     same(relu.add(nhwc(x), nhwc(dy)), relu.add(x, dy), last=True)
     same(relu.add(nhwc(x), dy), relu.add(x, dy), last=True)
     same(relu.add(x, dy[:1]), relu.add(nhwc(x), dy[:1]))
-    # Each plane's float32 sum in another order: within float32 rounding of the float64 truth.
-    truth, bound = dy.astype(np.float64).sum(axis=(0, 2, 3)), 1e-6 * np.abs(dy).sum(axis=(0, 2, 3))
-    for got in (norm.channel_sums(nhwc(dy)), norm.channel_sums(dy)):
-        assert np.all(np.abs(got - truth) <= bound)
+    # Float32 sums in another order (NHWC: over whole images, and over image
+    # rows of 64 x 8 values): within float32 rounding of the float64 truth.
+    for g in (dy, randn(rng, (3, 64, 5, 8), np.float32)):
+        truth, bound = g.astype(np.float64).sum(axis=(0, 2, 3)), 1e-6 * np.abs(g).sum(axis=(0, 2, 3))
+        for got in (norm.channel_sums(nhwc(g)), norm.channel_sums(g)):
+            assert np.all(np.abs(got - truth) <= bound)
 
 
 def test_other_ops_on_nhwc_views(rng):
