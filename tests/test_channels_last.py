@@ -90,7 +90,9 @@ def _bn_args(rng, shape):
     return x, randn(rng, shape, np.float32), randn(rng, (C,), np.float32), randn(rng, (C,), np.float32)
 
 
-@pytest.mark.parametrize("shape", [(4, 16, 8, 8), (3, 5, 7, 6)])
+# NHWC sums over whole images (rows under norm.ROW_VALUES values) and over
+# image rows (64 x 8 = 512 values).
+@pytest.mark.parametrize("shape", [(4, 16, 8, 8), (3, 5, 7, 6), (3, 64, 5, 8)])
 def test_batch_norm_on_nhwc_views(rng, shape):
     x, dy, gamma, beta = _bn_args(rng, shape)
     rm, rv = np.zeros(shape[1], np.float32), np.ones(shape[1], np.float32)
@@ -118,12 +120,15 @@ def test_batch_norm_on_nhwc_views(rng, shape):
             np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5 * np.abs(b).max())
 
 
-def test_nhwc_statistics_accuracy(rng):
+@pytest.mark.parametrize("shape", [(64, 8, 32, 32), (32, 16, 32, 32)], ids=["images", "rows"])
+def test_nhwc_statistics_accuracy(rng, shape):
     # As test_batchnorm's large-offset case: a couple of float32 ulps of the
-    # float64 truth, with offsets of 1e3 and spreads of 1e-2.
-    off = np.array([0, 1e3, -1e3, 5, 300, -0.5, 1e2, 2.0]).reshape(1, -1, 1, 1)
-    spread = np.array([1, 1, 1e-2, 3, 0.1, 1, 1e-1, 0.5]).reshape(1, -1, 1, 1)
-    x = (rng.standard_normal((64, 8, 32, 32)) * spread + off).astype(np.float32)
+    # float64 truth, with offsets of 1e3 and spreads of 1e-2; summed over
+    # whole images (8 x 32 values a row) and over image rows (16 x 32).
+    reps = (1, shape[1] // 8, 1, 1)
+    off = np.tile(np.array([0, 1e3, -1e3, 5, 300, -0.5, 1e2, 2.0]).reshape(1, -1, 1, 1), reps)
+    spread = np.tile(np.array([1, 1, 1e-2, 3, 0.1, 1, 1e-1, 0.5]).reshape(1, -1, 1, 1), reps)
+    x = (rng.standard_normal(shape) * spread + off).astype(np.float32)
     x64 = x.astype(np.float64)
     mean, invstd = norm.batch_norm_stats(nhwc(x), None, None, 0.1, 1e-5)[:2]
     np.testing.assert_allclose(mean, x64.mean(axis=(0, 2, 3)), rtol=2.5e-7, atol=0)
@@ -148,10 +153,12 @@ def test_elementwise_ops_on_nhwc_views(rng):
     same(relu.add(nhwc(x), nhwc(dy)), relu.add(x, dy), last=True)
     same(relu.add(nhwc(x), dy), relu.add(x, dy), last=True)
     same(relu.add(x, dy[:1]), relu.add(nhwc(x), dy[:1]))
-    # Each plane's float32 sum in another order: within float32 rounding of the float64 truth.
-    truth, bound = dy.astype(np.float64).sum(axis=(0, 2, 3)), 1e-6 * np.abs(dy).sum(axis=(0, 2, 3))
-    for got in (norm.channel_sums(nhwc(dy)), norm.channel_sums(dy)):
-        assert np.all(np.abs(got - truth) <= bound)
+    # Float32 sums in another order (NHWC: over whole images, and over image
+    # rows of 64 x 8 values): within float32 rounding of the float64 truth.
+    for g in (dy, randn(rng, (3, 64, 5, 8), np.float32)):
+        truth, bound = g.astype(np.float64).sum(axis=(0, 2, 3)), 1e-6 * np.abs(g).sum(axis=(0, 2, 3))
+        for got in (norm.channel_sums(nhwc(g)), norm.channel_sums(g)):
+            assert np.all(np.abs(got - truth) <= bound)
 
 
 def test_other_ops_on_nhwc_views(rng):

@@ -27,9 +27,8 @@ backward in the paper's dvar / dmean form, its per-channel coefficients in
 float64, applied as dx = a*dy + b*(x - mean) + c in x's dtype, with the
 ReLU's mask of a fused batch norm + ReLU applied inside the same blocks.
 On views of NHWC memory (``layout``) the blocks run in that memory's order
-and the output keeps it; a plane's sum is then an image's per-channel sum
-(at most 1024 pixels: NHWC activations come from the im2row-rows
-convolutions).
+and the output keeps it; the per-channel sums then run over rows of whole
+pixels (``_row_sums``).
 """
 from __future__ import annotations
 
@@ -39,6 +38,10 @@ import numpy as np
 
 from gpucnn.reference import layout, workspace
 from gpucnn.reference.relu import chunk_bytes, relu_into, threshold_backward
+
+
+# NHWC sums run over rows of at least this many values (``_row_sums``).
+ROW_VALUES = 512
 
 
 def _blocks(fn, x):
@@ -63,9 +66,9 @@ def _plane_sums(a, b=None, last=False):
     against 45 for NumPy's pairwise sum along each plane, 111 on 8x8 planes;
     a batch of dots), the planes' in float64. BLAS on one thread
     (``_one_blas_thread``). ``last``: a and b are blocks of NHWC memory
-    (n, H, W, C), summed an image at a time (``_image_sums``)."""
+    (n, H, W, C) (``_row_sums``)."""
     if last:
-        return _image_sums(a, b)
+        return _row_sums(a, b)
     n, C, H, W = a.shape
     rows = a.reshape(n * C, H * W)
     if b is None:
@@ -75,15 +78,29 @@ def _plane_sums(a, b=None, last=False):
     return s.reshape(a.shape[:2]).astype(np.float64).sum(axis=0)
 
 
-def _image_sums(a, b=None):
-    """``_plane_sums`` of NHWC blocks (n, H, W, C): each image's per-channel
-    sums in a's dtype, by BLAS (a product of ones with the image's (H*W, C)
-    pixels; a * b first multiplied into per-thread scratch), added in float64."""
+def _row_sums(a, b=None):
+    """``_plane_sums`` of NHWC blocks (n, H, W, C): per-channel float64
+    sums of a, or of a * b, over rows of whole pixels: image rows, or whole
+    images where a row holds under ``ROW_VALUES`` values. Each row
+    position's sum over the block's rows in a's dtype (at most 1024 rows in
+    a 2 MiB block, else the block's images), by BLAS (a product of ones
+    with the rows) or for a * b by einsum (one pass that writes no
+    product), then folded to channels in float64. A 2 MiB block of
+    32x32x16 images, 1 thread: a * b's sums 74 us by einsum, 102
+    multiplied into scratch and summed by BLAS (NCHW's batch of per-plane
+    dots: 56); a's 31 over image rows, 40 over each image's pixels. An
+    image row's sums stay in L1 where a whole image's do not (einsum with
+    L2 flushed: 85 against 92 us); with 28x28x6 images (rows of 168
+    values) whole images are the faster (74 against 86 us)."""
     n, H, W, C = a.shape
-    if b is not None:
-        a = np.multiply(a, b, out=workspace.scratch("bn_prod", a.shape, a.dtype))
-    s = np.matmul(np.ones((1, H * W), a.dtype), a.reshape(n, H * W, C))
-    return s.reshape(n, C).astype(np.float64).sum(axis=0)
+    L = W * C if W * C >= ROW_VALUES else H * W * C
+    rows = a.reshape(-1, L)
+    if b is None:
+        s = np.ones(rows.shape[0], a.dtype) @ rows
+    else:
+        s = np.einsum("ij,ij->j", rows, b.reshape(-1, L))
+    s = s.astype(np.float64).reshape(-1, C)
+    return np.ones(s.shape[0]) @ s
 
 
 def _summed(x, block):
@@ -107,7 +124,9 @@ def _summed(x, block):
 def channel_sums(x):
     """Per-channel float64 sums of x (N, C, H, W) (a bias gradient), in one
     BLAS call on one thread: blocks on two threads took 1.5x longer
-    (64x16x32x32: 0.075 ms in one call, 0.110 in blocks)."""
+    (64x16x32x32: 0.075 ms in one call, 0.110 in blocks). On NHWC views the
+    float32 sums run over all N*H image rows (2048 at 64x16x32x32: 0.068
+    ms, 0.081 image by image)."""
     last = layout.channels_last(x)
     return _plane_sums(layout.ordered(x, last), last=last)
 
@@ -133,13 +152,7 @@ def batch_norm_stats(x, running_mean, running_var, momentum, eps):
         # subtraction, which casts through a buffer.
         np.copyto(d, xm[a:b])
         d -= k
-        if not last:
-            return _plane_sums(d), _plane_sums(d, d)
-        # Squared in place once summed: NHWC images have no batch of
-        # per-plane dots, and a product into more scratch cost 1.25x as
-        # much (64x16x16x32: 105 against 84 us).
-        s1 = _image_sums(d)
-        return s1, _image_sums(np.square(d, out=d))
+        return _plane_sums(d, last=last), _plane_sums(d, d, last)
 
     s1, s2 = _summed(x, block)
     mean = shift + s1 / n
