@@ -204,15 +204,19 @@ def batch_norm_backward(dy, x, mean, invstd, gamma, batch_stats, y=None):
     xm, dxm, dym = (layout.ordered(a, last) for a in (x, dx, dy))
     ym = None if y is None else layout.ordered(y, last)
     # dy masked by the ReLU, kept in dx until the second pass overwrites it;
-    # x - mean, kept from the sums for the second pass (in dx when dx is free).
+    # x - mean, kept from the sums for the second pass in dx when dx is
+    # free, else (masked dy in dx) recomputed there: a whole second array
+    # for it cost a pass over memory more than the recomputation.
     g = dym if y is None else dxm
-    xc = dxm if y is None else workspace.empty(xm.shape, x.dtype)
+
+    def centered(a, b):
+        out = dxm[a:b] if y is None else workspace.scratch("bn_xc", xm[a:b].shape, x.dtype)
+        return np.subtract(xm[a:b], m, out=out)
 
     def sums(a, b):
         if y is not None:
             threshold_backward(dym[a:b], ym[a:b], dxm[a:b])
-        np.subtract(xm[a:b], m, out=xc[a:b])
-        return _plane_sums(g[a:b], last=last), _plane_sums(g[a:b], xc[a:b], last)
+        return _plane_sums(g[a:b], last=last), _plane_sums(g[a:b], centered(a, b), last)
 
     dbeta, dyxc = _summed(x, sums)
     a_dy = layout.image(gs, x)
@@ -227,7 +231,7 @@ def batch_norm_backward(dy, x, mean, invstd, gamma, batch_stats, y=None):
         if not batch_stats:
             np.multiply(g[a:b], a_dy, out=dxb)
             return
-        t = xc[a:b]
+        t = dxb if y is None else centered(a, b)
         t *= a_xc
         t += a_1
         g_a = dxb if y is not None else workspace.scratch("bn_dy", dxb.shape, dxb.dtype)
