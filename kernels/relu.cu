@@ -86,24 +86,22 @@ extern "C" __global__ void relu_backward_f64(const double* __restrict__ dy, cons
     map2(dy, x, dx, n, ReluBwd<double>{slope});
 }
 
+// out[i] = F(a[i], b[i]): the float and double entry points of a map with no
+// parameter.
+#define MAP2_KERNELS(name, F)                                                                 \
+    extern "C" __global__ void name##_f32(const float* __restrict__ a, const float* __restrict__ b, \
+                                          float* __restrict__ out, long long n) {              \
+        map2(a, b, out, n, F<float>{});                                                        \
+    }                                                                                          \
+    extern "C" __global__ void name##_f64(const double* __restrict__ a, const double* __restrict__ b, \
+                                          double* __restrict__ out, long long n) {             \
+        map2(a, b, out, n, F<double>{});                                                       \
+    }
+
 // out = a + b: Residual's forward (block(x) + shortcut(x)) and backward (the
 // two branches' input gradients), so that a captured step holds it too.
-extern "C" __global__ void add_f32(const float* __restrict__ a, const float* __restrict__ b,
-                                   float* __restrict__ out, long long n) {
-    map2(a, b, out, n, Add<float>{});
-}
-extern "C" __global__ void add_f64(const double* __restrict__ a, const double* __restrict__ b,
-                                   double* __restrict__ out, long long n) {
-    map2(a, b, out, n, Add<double>{});
-}
+MAP2_KERNELS(add, Add)
 
 // out = relu(a + b): a residual block's sum and the ReLU that follows it
 // (Sequential fuses the pair), one pass instead of two.
-extern "C" __global__ void add_relu_f32(const float* __restrict__ a, const float* __restrict__ b,
-                                        float* __restrict__ out, long long n) {
-    map2(a, b, out, n, AddRelu<float>{});
-}
-extern "C" __global__ void add_relu_f64(const double* __restrict__ a, const double* __restrict__ b,
-                                        double* __restrict__ out, long long n) {
-    map2(a, b, out, n, AddRelu<double>{});
-}
+MAP2_KERNELS(add_relu, AddRelu)
