@@ -30,7 +30,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from gpucnn import shapes
-from gpucnn.reference import conv_algo, depthwise, im2row, layout, lowered, phases, strips, workspace
+from gpucnn.reference import chunks, conv_algo, depthwise, im2row, layout, lowered, phases, strips, workspace
 from gpucnn.reference.relu import relu_into
 
 
@@ -128,19 +128,6 @@ def _dy_side_by_side(dy, n0, n1, p0, p1, G):
     return dt.reshape(G, dy.shape[1] // G, -1)
 
 
-def _by_chunks(g, itemsize, fn, bands: bool = False):
-    """``fn(n0, n1, rows)`` over ``conv_algo.plan``'s chunks of images, on the
-    workspace threads (each calling a one-thread BLAS); with ``bands``, a
-    batch of few chunks is also cut into bands of output rows
-    (``conv_algo.split_bands``), each a call with one band."""
-    spans, rows = conv_algo.plan(g.N, g.C, g.win, itemsize)
-    if not bands:
-        workspace.run_spans(lambda n0, n1: fn(n0, n1, rows), spans, blas=True)
-        return
-    work = [(n0, n1, [band]) for n0, n1 in spans for band in conv_algo.split_bands(rows, len(spans))]
-    workspace.run_spans(lambda i, _: fn(*work[i]), [(i, i + 1) for i in range(len(work))], blas=True)
-
-
 def _grouped(a, G, p0=0, p1=None):
     """Rows p0..p1 of a (n, G*m, P, Q) chunk as (n, G, m, (p1-p0)*Q); a view
     for whole rows of a contiguous array."""
@@ -173,7 +160,7 @@ def conv2d_forward(x, w, b, g, relu=False):
             for p0, p1 in rows:
                 _epilogue(y[n0:n1, :, p0:p1], b, relu)
 
-        _by_chunks(g, x.itemsize, rows_chunk, bands=low)
+        chunks.run(g, x.itemsize, rows_chunk, bands=low)
         return y
     if algo == conv_algo.UNFOLD and conv_algo.as_strips(g):
         fs = strips.filters(w)
@@ -182,7 +169,7 @@ def conv2d_forward(x, w, b, g, relu=False):
             strips.forward(x[n0:n1], fs, g.win, y[n0:n1])
             _epilogue(y[n0:n1], b, relu)
 
-        _by_chunks(g, x.itemsize, strips_chunk)
+        chunks.run(g, x.itemsize, strips_chunk)
         return y
     f = w.reshape(G, K // G, -1)
 
@@ -205,7 +192,7 @@ def conv2d_forward(x, w, b, g, relu=False):
                 y[n0:n1, :, p0:p1] = np.matmul(f, phi).reshape(n1 - n0, K, p1 - p0, win.Q)
         _epilogue(y[n0:n1], b, relu)
 
-    _by_chunks(g, x.itemsize, chunk)
+    chunks.run(g, x.itemsize, chunk)
     return y
 
 
@@ -227,30 +214,6 @@ def _backward_data_transposed(dy, w, g):
     return conv2d_forward(dy, wt, None, shapes.Conv(g.N, K, C, G, win2))
 
 
-def _backward_data_phases(dy, w, g):
-    """dx as one forward convolution of dy per stride phase of x
-    (``conv_algo.PHASES``), each lowered (``gpucnn.reference.lowered``) and
-    written by its products straight into dx's strided view of its phase;
-    a chunk of images at a time, all its phases, on the workspace threads
-    (a task a phase and chunk cost too much Python set-up under the GIL:
-    two threads ran no faster than one). dx NHWC memory (``layout``)."""
-    win = g.win
-    dx = layout.empty((g.N, g.C, win.H, win.W), dy.dtype, True)
-    dxl = dx.transpose(0, 2, 3, 1)
-    parts = [(a, b, d, im2row.filters(wp), sub.win) for a, b, d, wp, sub in phases.problems(dy, w, g)
-             if d is not None]
-    zeros = len(parts) < win.sh * win.sw
-
-    def chunk(n0, n1, rows):
-        if zeros:
-            dxl[n0:n1] = 0  # one pass, where each strided view's fill is a slow one
-        for a, b, d, f, sub in parts:
-            lowered.forward(d[n0:n1], f, sub, dxl[n0:n1, a::win.sh, b::win.sw], [(0, sub.P)])
-
-    _by_chunks(g, dy.itemsize, chunk)
-    return dx
-
-
 def conv2d_backward_data(dy, w, g, algo=None):
     """dx from dy (N, K, P, Q) (§4.8): dφ = dY Fᵀ per group, then the
     reverse of φ sums dφ back onto the input pixels (§6); or the same sums
@@ -265,7 +228,7 @@ def conv2d_backward_data(dy, w, g, algo=None):
     if kind == conv_algo.UNFOLD and algo == conv_algo.TRANSPOSED:
         return _backward_data_transposed(dy, w, g)
     if kind == conv_algo.UNFOLD and algo == conv_algo.PHASES:
-        return _backward_data_phases(dy, w, g)
+        return phases.backward_data(dy, w, g)
     ft = w.reshape(G, g.K // G, -1).transpose(0, 2, 1)
     t, b, l, r = win.pad
     Hp, Wp = win.H + t + b, win.W + l + r
@@ -303,20 +266,8 @@ def conv2d_backward_data(dy, w, g, algo=None):
         elif padded:
             dx[n0:n1] = _crop(dxp, win)
 
-    _by_chunks(g, dy.itemsize, chunk)
+    chunks.run(g, dy.itemsize, chunk)
     return dx
-
-
-def _chunk_sum(g, itemsize, part):
-    """The sum over ``conv_algo.plan``'s chunks of ``part(n0, n1, rows)``,
-    added in chunk order (the bits do not depend on the thread count); None
-    for an empty batch."""
-    parts = {}
-    _by_chunks(g, itemsize, lambda n0, n1, rows: parts.__setitem__(n0, part(n0, n1, rows)))
-    total = None
-    for n0 in sorted(parts):
-        total = parts[n0] if total is None else total + parts[n0]
-    return total
 
 
 def conv2d_backward_filter(dy, x, g):
@@ -334,13 +285,13 @@ def conv2d_backward_filter(dy, x, g):
     if conv_algo.choose(g) == conv_algo.DEPTHWISE:
         return depthwise.depthwise(dy, x, g, "backward_filter")
     if conv_algo.as_lowered(g):
-        dw = _chunk_sum(g, x.itemsize, lambda n0, n1, rows: lowered.filter_part(dy[n0:n1], x[n0:n1], g.win))
+        dw = chunks.summed(g, x.itemsize, lambda n0, n1, rows: lowered.filter_part(dy[n0:n1], x[n0:n1], g.win))
         return im2row.filter_gradient(dw, g, x.dtype)
     if conv_algo.as_rows(g):
-        dw = _chunk_sum(g, x.itemsize, lambda n0, n1, rows: im2row.filter_part(dy[n0:n1], x[n0:n1], g.win, rows))
+        dw = chunks.summed(g, x.itemsize, lambda n0, n1, rows: im2row.filter_part(dy[n0:n1], x[n0:n1], g.win, rows))
         return im2row.filter_gradient(dw, g, x.dtype)
     if conv_algo.as_strips(g):
-        dw = _chunk_sum(g, x.itemsize, lambda n0, n1, rows: strips.filter_part(dy[n0:n1], x[n0:n1], g.win))
+        dw = chunks.summed(g, x.itemsize, lambda n0, n1, rows: strips.filter_part(dy[n0:n1], x[n0:n1], g.win))
         return strips.filter_gradient(dw, g, x.dtype)
     sbs = conv_algo.side_by_side(g)
     pointwise = conv_algo.choose(g) == conv_algo.POINTWISE and not sbs
@@ -363,7 +314,7 @@ def conv2d_backward_filter(dy, x, g):
                 acc = acc + product(_grouped(dy[n0:n1], G, p0, p1), phi).sum(axis=0)
         return acc
 
-    dw = _chunk_sum(g, x.itemsize, part)
+    dw = chunks.summed(g, x.itemsize, part)
     if dw is None:
         return np.zeros((K, g.C // G, win.kh, win.kw), x.dtype)
     if few:

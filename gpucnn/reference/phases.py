@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from gpucnn import shapes
+from gpucnn.reference import chunks, im2row, layout, lowered
 
 
 def _taps(k: int, s: int, pad: int, a: int):
@@ -58,3 +59,27 @@ def problems(dy, w, g):
             wp = np.ascontiguousarray(w[:, :, ti[::-1]][:, :, :, tj[::-1]].transpose(1, 0, 2, 3))
             sub = shapes.window(h1 - h0, w1 - w0, (len(ti), len(tj)), (1, 1), (pt, pb, pl, pr), (1, 1))
             yield a, b, dy[:, :, h0:h1, w0:w1], wp, shapes.Conv(N, K, g.C, 1, sub)
+
+
+def backward_data(dy, w, g):
+    """dx as one forward convolution of dy per stride phase of x
+    (``conv_algo.PHASES``), each lowered (``gpucnn.reference.lowered``) and
+    written by its products straight into dx's strided view of its phase;
+    a chunk of images at a time, all its phases, on the workspace threads
+    (a task a phase and chunk cost too much Python set-up under the GIL:
+    two threads ran no faster than one). dx NHWC memory (``layout``)."""
+    win = g.win
+    dx = layout.empty((g.N, g.C, win.H, win.W), dy.dtype, True)
+    dxl = dx.transpose(0, 2, 3, 1)
+    parts = [(a, b, d, im2row.filters(wp), sub.win) for a, b, d, wp, sub in problems(dy, w, g)
+             if d is not None]
+    zeros = len(parts) < win.sh * win.sw
+
+    def chunk(n0, n1, rows):
+        if zeros:
+            dxl[n0:n1] = 0  # one pass, where each strided view's fill is a slow one
+        for a, b, d, f, sub in parts:
+            lowered.forward(d[n0:n1], f, sub, dxl[n0:n1, a::win.sh, b::win.sw], [(0, sub.P)])
+
+    chunks.run(g, dy.itemsize, chunk)
+    return dx
