@@ -109,8 +109,8 @@ def phases_pay(g) -> bool:
     if (g.groups != 1 or (win.dh, win.dw) != (1, 1) or win.kh * win.kw == 1 or g.C < PHASES_MIN_CHANNELS
             or not products.small_kernels()):
         return False
-    taps, cols = -(-win.kh // win.sh) * -(-win.kw // win.sw), -(-win.W // win.sw)
-    return cols * taps * g.K * g.C <= products.SMALL_MNK or cols >= LOWERED_PACKED_MIN_Q
+    taps = -(-win.kh // win.sh) * -(-win.kw // win.sw)
+    return _lowered_rows_pay(-(-win.W // win.sw), taps * g.K, g.C)
 
 
 def transposed(g):
@@ -192,11 +192,23 @@ def as_strips(g) -> bool:
     if g.groups != 1 or (win.sh, win.sw) != (1, 1) or win.kh * win.kw == 1 or as_rows(g, forward=True):
         return False
     width, columns = g.C * win.kw, win.P * (win.Q + (win.kw - 1) * win.dw)
-    # Strips take whole images: only where ``plan`` never cuts one into
-    # bands of rows (one image's φ within the workspace limit, at 8 bytes a value).
-    whole = g.C * win.kh * win.kw * win.P * win.Q * 8 <= workspace.get_limit()
-    return (products.small_kernels() and whole and width >= STRIPS_MIN_WIDTH
+    return (products.small_kernels() and _whole_images(g) and width >= STRIPS_MIN_WIDTH
             and g.K * width * columns <= products.SMALL_MNK)
+
+
+def _whole_images(g) -> bool:
+    """Whether ``plan`` never cuts an image of ``g`` into bands of rows (one
+    image's φ within the workspace limit, at 8 bytes a value): the strips'
+    and the lowered filter gradient's products take whole images."""
+    win = g.win
+    return g.C * win.kh * win.kw * win.P * win.Q * 8 <= workspace.get_limit()
+
+
+def _lowered_rows_pay(columns: int, taps: int, filters: int) -> bool:
+    """Whether a lowered forward's per-row products, (columns x taps) by
+    (taps x filters), pay (``as_lowered``): within OpenBLAS's small kernels,
+    or packed for rows of LOWERED_PACKED_MIN_Q columns or more."""
+    return columns * taps * filters <= products.SMALL_MNK or columns >= LOWERED_PACKED_MIN_Q
 
 
 def as_lowered(g, forward: bool = False) -> bool:
@@ -235,14 +247,11 @@ def as_lowered(g, forward: bool = False) -> bool:
     if g.C * win.kw < LOWERED_MIN_WIDTH and not (forward and g.K >= LOWERED_WIDE_FILTERS):
         return False
     if forward:
-        small = win.Q * win.kh * win.kw * g.C * g.K <= products.SMALL_MNK
-        return win.dh == 1 and (small or win.Q >= LOWERED_PACKED_MIN_Q)
-    # Whole images, as ``plan`` never cuts them into bands of rows (one
-    # image's φ within the workspace limit, at 8 bytes a value), and two
-    # chunks or more: one (vgg's 1x64x112x112) ran on one thread, 16.5
-    # against 13.9 ms for the unfold path's product on two BLAS threads.
-    whole = g.C * win.kh * win.kw * win.P * win.Q * 8 <= workspace.get_limit()
-    return (win.sh == 1 and whole and win.P * win.Q >= LOWERED_MIN_PIXELS * g.C * win.kw
+        return win.dh == 1 and _lowered_rows_pay(win.Q, win.kh * win.kw * g.C, g.K)
+    # Whole images, and two chunks or more (of float32): one (vgg's
+    # 1x64x112x112) ran on one thread, 16.5 against 13.9 ms for the unfold
+    # path's product on two BLAS threads.
+    return (win.sh == 1 and _whole_images(g) and win.P * win.Q >= LOWERED_MIN_PIXELS * g.C * win.kw
             and len(plan(g.N, g.C, win, 4)[0]) >= LOWERED_MIN_CHUNKS)
 
 

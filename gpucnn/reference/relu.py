@@ -128,7 +128,8 @@ def add(a: np.ndarray, b: np.ndarray, relu: bool = False) -> np.ndarray:
     block's sum then stays channels-last where its shortcut is not (a
     strided 1x1 convolution), and so do the blocks after it. ``relu``:
     torch.relu of the sum, each chunk while it is in cache."""
-    last = a.shape == b.shape and (layout.channels_last(a) or layout.channels_last(b))
+    same = a.shape == b.shape
+    last = same and (layout.channels_last(a) or layout.channels_last(b))
     out = layout.empty(np.broadcast_shapes(a.shape, b.shape), np.result_type(a, b), last)
 
     def run(x, y, o):
@@ -137,6 +138,6 @@ def add(a: np.ndarray, b: np.ndarray, relu: bool = False) -> np.ndarray:
             relu_into(o, o)
 
     with np.errstate(invalid="ignore", over="ignore"):
-        if not (relu and a.shape == b.shape and _flat_chunks((a, b, out), run)):
+        if not (relu and same and _flat_chunks((a, b, out), run)):
             run(a, b, out)
     return out
