@@ -10,6 +10,9 @@
 //                             out: (splits,K,Cg,kh,kw), partial sums over pixel chunks
 //   conv2d_forward_m32_T, conv2d_backward_data_m32_T, conv2d_backward_filter_m32_T
 //                           the same on gemm.cuh's 32 x 64 tile (GEMMs of at most 32 rows)
+//   conv2d_backward_filter_t_m32_T
+//                           the filter gradient's transposed GEMM (rows: taps, columns: filters) on
+//                           the 32 x 64 tile, for few taps and many filters (stems); same arguments
 //   conv2d_sum_splits_T     (const T* part, T* dw, long long n, int splits, int relu)
 //                             part: (splits,n)  dw: (n,)
 //   conv2d_bias_partial_T   (const T* dy, double* part, int N, int K, long long PQ, long long chunk, int chunks)
@@ -234,8 +237,9 @@ template <typename T> struct FilterOp {
 };
 
 // Grid z runs over (split, group) pairs; split s reduces pixels
-// [s*chunk, min((s+1)*chunk, N*P*Q)) and writes out[s].
-template <typename T, typename Run>
+// [s*chunk, min((s+1)*chunk, N*P*Q)) and writes out[s]. SWAP: the transposed
+// GEMM (rows are the taps, columns the filters; gemm.cuh's GemmTransposed).
+template <bool SWAP = false, typename T, typename Run>
 __device__ void conv_backward_filter(Run run, const T* __restrict__ dy, const T* __restrict__ x,
                                      T* __restrict__ out, GEOM, int chunk, int splits) {
     const int Kg = K / G, Cg = C / G, PQ = P * Q, taps = Cg * kh * kw, NPQ = N * PQ;
@@ -245,7 +249,11 @@ __device__ void conv_backward_filter(Run run, const T* __restrict__ dy, const T*
                              sh, sw, pt, pl, dh, dw, g};
         const int kbeg = split * chunk, kend = min(NPQ, kbeg + chunk);
         T* part = out + (long long)split * K * taps;
-        run(op, kbeg, kend, [&](int m, int n, T v) { part[(long long)(g * Kg + m) * taps + n] = v; });
+        if constexpr (SWAP)
+            run(GemmTransposed<T, FilterOp<T>>{op, taps, Kg}, kbeg, kend,
+                [&](int m, int n, T v) { part[(long long)(g * Kg + n) * taps + m] = v; });
+        else
+            run(op, kbeg, kend, [&](int m, int n, T v) { part[(long long)(g * Kg + m) * taps + n] = v; });
     }
 }
 
@@ -321,15 +329,20 @@ __device__ void col2im_k(const T* __restrict__ cols, T* __restrict__ x, long lon
         __shared__ GemmSmem<T, int4, S> sm;                                                                     \
         conv_backward_data(gemm_run<T>(sm), dy, w, dx, GEOM_ARGS, chunk, splits);                               \
     }                                                                                                           \
-    GEMM_ENTRY(S, T) conv2d_backward_filter_##SFX(const T* __restrict__ dy, const T* __restrict__ x,             \
-                                                  T* __restrict__ out, GEOM, int chunk, int splits) {           \
+    CONV2D_FILTER(S, T, conv2d_backward_filter_##SFX, false)
+#define CONV2D_FILTER(S, T, NAME, SWAP)                                                                         \
+    GEMM_ENTRY(S, T) NAME(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ out, GEOM,         \
+                          int chunk, int splits) {                                                              \
         __shared__ GemmSmem<T, int4, S> sm;                                                                     \
-        conv_backward_filter(gemm_run<T>(sm), dy, x, out, GEOM_ARGS, chunk, splits);                            \
+        conv_backward_filter<SWAP>(gemm_run<T>(sm), dy, x, out, GEOM_ARGS, chunk, splits);                      \
     }
 CONV2D_FFMA(GemmWide, float, f32)
 CONV2D_FFMA(GemmWide, double, f64)
 CONV2D_FFMA(GemmNarrow, float, m32_f32)
 CONV2D_FFMA(GemmNarrow, double, m32_f64)
+// The transposed filter gradient on the 32 x 64 tile (taps as rows; gpucnn/cuda/algo.py's swap).
+CONV2D_FILTER(GemmNarrow, float, conv2d_backward_filter_t_m32_f32, true)
+CONV2D_FILTER(GemmNarrow, double, conv2d_backward_filter_t_m32_f64, true)
 extern "C" __global__ void conv2d_sum_splits_f32(const float* __restrict__ part, float* __restrict__ dw,
                                                  long long n, int splits, int relu) {
     sum_splits(part, dw, n, splits, relu);

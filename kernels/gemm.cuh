@@ -116,6 +116,25 @@ template <typename Op> struct GemmKTab<Op, typename GemmVoid<typename Op::KTab>:
 template <typename E> struct GemmKTabArg { typedef E type; };
 template <> struct GemmKTabArg<void> { typedef int type; };
 
+// The transposed GEMM of Op, C^T = B^T A^T: its rows are Op's columns and its
+// columns Op's rows, read through Op's own gathers and k-table (Op must have
+// one). For a GEMM whose columns, not its rows, fit the narrow tile's 32: a
+// stem's filter gradient, 64 filters x 27 taps, fills 42% of a 64 x 64 tile
+// and 84% of a 32 x 64 one once the taps are its rows (gpucnn/cuda/algo.py).
+template <typename T, typename Op> struct GemmTransposed {
+    Op op;
+    int M, N;  // op.N and op.M
+    enum { A_ALONG_K = Op::B_ALONG_K, B_ALONG_K = Op::A_ALONG_K };
+    typedef typename Op::Col Row;
+    typedef typename Op::Row Col;
+    typedef typename Op::KTab KTab;
+    __device__ Row row(int m) const { return op.col(m); }
+    __device__ Col col(int n) const { return op.row(n); }
+    __device__ KTab ktab(int k) const { return op.ktab(k); }
+    __device__ T a(const Row& r, int k, const KTab& e) const { return op.b(r, k, e); }
+    __device__ T b(const Col& c, int k, const KTab& e) const { return op.a(c, k, e); }
+};
+
 // Where thread t's fetched element i (i < LOADS) lies in the GEMM_BK x EXT
 // tile of one operand (EXT: BM for A, BN for B) that THREADS threads fetch:
 // its k, its row or column (mn), and which precomputed Row/Col handle it uses.

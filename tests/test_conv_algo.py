@@ -32,13 +32,16 @@ def _geometry(case):
 # deepspeech forward, mnist-2 backward-data: 196 tiles of 100 steps, 5 parts =
 # 980 blocks in 2 waves of 20 + 2 steps). Filter gradients go direct where a
 # GEMM would fill under 40% of its tiles (mnist-1: 32 x 25 taps fill 39% of a
-# 32 x 64 tile; cifar-stem 64 x 27 fill 42%; deepspeech 32 x 100 fill 78%).
+# 32 x 64 tile; deepspeech 32 x 100 fill 78%), and run transposed where that
+# fills their tiles twice as well (cifar-stem: 64 filters x 27 taps fill 42% of
+# a 64 x 64 tile, 84% of the 32 x 64 tile as 27 x 64: 8192 steps in 512 parts
+# of 16 over 528 slots).
 # Backward-data of one channel goes to the dy-window kernel where a stride
 # phase keeps at least 5 taps of a filter row (deepspeech 10, mnist-1 5).
 TABLE = {
     "mnist-1": (("gemm", 1), ("window", 1), ("direct", 22)),
     "mnist-2": (("gemm", 4), ("gemm", 5), ("gemm", 20)),
-    "cifar-stem": (("gemm", 1), ("direct", 1), ("gemm", 256)),
+    "cifar-stem": (("gemm", 1), ("direct", 1), ("gemm", 512)),
     "cifar-resnet": (("gemm", 1), ("gemm", 1), ("gemm", 29)),
     "cifar-resnet-s2": (("gemm", 1), ("phase", 1), ("gemm", 11)),
     "resnet-stem": (("gemm", 1), ("direct", 1), ("gemm", 88)),
@@ -70,7 +73,22 @@ def test_parts_cover_the_reduction(case, sms):
         if c.splits > 1:
             assert (c.splits - 1) * c.chunk < red <= c.splits * c.chunk, (p, c)
         if c.family == "gemm":
-            assert c.chunk % algo.TILE[2] == 0 and c.tile == algo.ffma_tile(algo.gemm_shape(g, p)[0])
+            rows = algo.gemm_shape(g, p)[1 if c.swap else 0]
+            assert c.chunk % algo.TILE[2] == 0 and c.tile == algo.ffma_tile(rows)
+            assert c.swap == (case.name == "cifar-stem" and p == "backward_filter")
+
+
+@pytest.mark.parametrize("Kg,taps,want", [
+    (64, 27, (27 / 32, True)),               # 3-channel 3x3 stem: 42% of a 64 x 64 tile, 84% of 32 x 64 swapped
+    (48, 9, (9 / 32 * 48 / 64, True)),       # 1-channel 3x3: 10.5% plain, 21% swapped
+    (80, 32, (80 / 128, True)),              # 31% plain (2 row tiles of 64), 62.5% swapped (2 column tiles)
+    (33, 1, (1 / 32 * 33 / 64, True)),       # the smallest of each side that swaps
+    (32, 25, (25 / 64, False)),              # both sides fit 32: the orientations fill alike
+    (64, 33, (33 / 64, False)),              # 33 taps do not fit the narrow tile's rows
+])
+def test_filter_orientation(Kg, taps, want):
+    use, swap = algo.filter_orientation(Kg, taps)
+    assert (round(use, 12), swap) == (round(want[0], 12), want[1])
 
 
 def test_split_count_follows_the_sm_count():
@@ -114,7 +132,8 @@ def test_override(monkeypatch):
         algo.choose(g, "sideways")
 
 
-FORCED = ["direct", "phase", "gemm64:3", "gemm32:3"]  # both FFMA tiles on every case, split
+# both FFMA tiles on every case, split, and the transposed filter gradient
+FORCED = ["direct", "phase", "gemm64:3", "gemm32:3", "gemm32t:3"]
 # Boundary cases for every forced algorithm: one image, one channel, stride
 # larger than the kernel, asymmetric padding, dilation with stride, groups,
 # and tile crossings.
@@ -139,13 +158,19 @@ WINDOW_CASES = [c for c in CASES if c[0] in ("n1c1k1", "depthwise_x2")] + [
 FORCED_PAIRS = [pytest.param(c, s, id=f"{c[0]}-{s}") for c in FORCED_CASES for s in FORCED
                 if not (s == "direct" and c[0] == "medium")]
 FORCED_PAIRS += [pytest.param(c, "window", id=f"{c[0]}-window") for c in WINDOW_CASES]
+# The transposed filter gradient where the heuristic takes it: a 3-channel
+# stem, 27 taps of 40 filters (a partial column tile), stride 2, padding.
+FORCED_PAIRS += [pytest.param(("stem_k40", (3, 3, 11, 9), (40, 3, 3, 3), 2, 1, 1, 1), s, id=f"stem_k40-{s}")
+                 for s in ("gemm32t", "gemm32t:5", "gemm32")]
+FFMA_SPECS = ("gemm64", "gemm32", "gemm32t")  # they name FFMA tiles: float32 runs them in math mode fp32
 
 
 @pytest.mark.parametrize("dtype", (np.float32, np.float64))
 @pytest.mark.parametrize("case,spec", FORCED_PAIRS)
 def test_forced_algorithm_matches_reference(backend, case, dtype, spec):
     rng, x, w, b, kw = _data(case, dtype, seed=3)
-    with algo.override(spec):
+    mode = "fp32" if spec.partition(":")[0] in FFMA_SPECS else gpucnn.get_math_mode()
+    with algo.override(spec), gpucnn.math_mode(mode):
         y = gpucnn.conv2d(x, w, b, **kw)
         dy = rng.standard_normal(y.shape).astype(dtype)
         got = (y, *gpucnn.conv2d_backward(dy, x, w, **kw)[:2])
@@ -156,9 +181,15 @@ def test_forced_algorithm_matches_reference(backend, case, dtype, spec):
         close(g, wnt, dtype, f"{name} {spec}")
 
 
-@pytest.mark.parametrize("spec,kernels,threads",
-                         [("gemm32", "_m32_f64", 128), ("gemm64", "_f64", 256), (None, "_m32_f64", 128)])
-def test_the_chosen_tile_is_the_one_launched(monkeypatch, spec, kernels, threads):
+M32, T32, W64 = ("_m32_f64", 128), ("_t_m32_f64", 128), ("_f64", 256)  # kernel suffix, block
+
+
+@pytest.mark.parametrize("spec,filters,channels,kernels", [
+    ("gemm32", 24, 9, (M32, M32, M32)), ("gemm64", 24, 9, (W64, W64, W64)), (None, 24, 9, (M32, M32, M32)),
+    ("gemm32t", 24, 9, (M32, M32, T32)),  # the other passes keep the heuristic's tile
+    (None, 64, 3, (W64, M32, T32)),       # a stem: 18 taps as the narrow tile's rows
+])
+def test_the_chosen_tile_is_the_one_launched(monkeypatch, spec, filters, channels, kernels):
     """Every pass launches the FFMA tile its Choice names (24 filters, 9
     channels: the 32-row tile by the heuristic), with that tile's block."""
     if not gpucnn.backend.available("emulator")[0]:
@@ -167,11 +198,13 @@ def test_the_chosen_tile_is_the_one_launched(monkeypatch, spec, kernels, threads
     monkeypatch.setattr(cuda_conv, "launch_gemm", lambda rt, family, plan, *rest: (
         launched.append((plan.name, plan.threads)), real(rt, family, plan, *rest)))
     rng = np.random.default_rng(6)
-    x, w = rng.standard_normal((2, 9, 7, 5)), rng.standard_normal((24, 9, 2, 3))  # GEMMs in every pass
+    x, w = rng.standard_normal((2, channels, 7, 5)), rng.standard_normal((filters, channels, 2, 3))
     with gpucnn.use_backend("emulator"), algo.override(spec):
         gpucnn.conv2d_backward(gpucnn.conv2d(x, w, padding=1), x, w, padding=1)
     passes = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter")
-    assert launched == [(p + kernels, threads) for p in passes]
+    if channels <= algo.SMALL_C:  # backward-data of a stem runs direct
+        passes, kernels = passes[::2], kernels[::2]
+    assert launched == [(p + k, threads) for p, (k, threads) in zip(passes, kernels)]
 
 
 @pytest.mark.parametrize("C,groups,kw,kernel", [(1, 1, 5, "depthwise_backward_data_c1_f64"),
@@ -199,12 +232,13 @@ def test_groups_of_one_channel_take_the_one_channel_kernel(monkeypatch, C, group
     assert kernel in launched
 
 
-@pytest.mark.parametrize("spec", ["gemm:3", "gemm32:3", "direct:3"])
+@pytest.mark.parametrize("spec", ["gemm:3", "gemm32:3", "gemm32t:3", "direct:3"])
 def test_split_reductions_are_bitwise_repeatable(backend, spec):
     rng, x, w, b, kw = _data(CASES[CASE_IDS.index("medium" if spec.startswith("gemm") else "odd_asym_pad")],
                              np.float32, seed=4)
     dy = rng.standard_normal(gpucnn.conv2d(x, w, **kw).shape).astype(np.float32)
-    with algo.override(spec):
+    mode = "fp32" if spec.partition(":")[0] in FFMA_SPECS else gpucnn.get_math_mode()
+    with algo.override(spec), gpucnn.math_mode(mode):
         runs = [(gpucnn.conv2d(x, w, b, **kw), *gpucnn.conv2d_backward(dy, x, w, **kw)) for _ in range(2)]
     for a, c in zip(*runs):
         np.testing.assert_array_equal(a, c)

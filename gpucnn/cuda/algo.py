@@ -14,7 +14,10 @@ Families:
           64-row tile wastes at least half its FMAs, while the narrow one runs
           the same 4 x 4 micro-tile loop at the same occupancy and fetches
           only 1.5x the operands per FMA. Above 32 rows the wide tile stays
-          (33 to 64 rows fill both alike)
+          (33 to 64 rows fill both alike). A filter gradient of at most 32
+          taps (Cg*kh*kw) and many filters may run transposed (Choice.swap:
+          taps as rows, filters as columns) on the narrow tile, which fills
+          twice as much of it (filter_orientation: 3-channel stems)
   phase   backward-data only: the stride-decomposed implicit GEMM, one dense
           sub-problem per phase of the input, so no tap meets a structural zero
   direct  kernels/depthwise.cu: a thread per output element (forward), per
@@ -53,7 +56,8 @@ are counted on that tile; the direct and phase families run FFMA in every mode.
 ``GPUCNN_CONV_ALGO`` (or ``override``) forces a family, and optionally the
 split count, for every pass that family can run: ``direct``, ``gemm``,
 ``gemm:4`` (4 splits), ``phase``, ``window``; ``gemm64`` and ``gemm32`` (``gemm32:4``)
-also force the FFMA tile's rows (the tensor-core modes keep their tiles).
+also force the FFMA tile's rows (the tensor-core modes keep their tiles), and
+``gemm32t`` the transposed filter gradient on the narrow tile.
 Passes the forced family cannot run keep the heuristic's choice.
 """
 from __future__ import annotations
@@ -102,29 +106,32 @@ class Choice:
     splits: int = 1    # reduction parts, added in split order
     chunk: int = 0     # reduction indices per part (0: the whole reduction)
     math: str = "fp32"  # the gemm family's kernels: FFMA, or tensor cores in "tf32"/"3xtf32"
+    swap: bool = False  # backward-filter FFMA only: the transposed GEMM, taps as rows and filters as columns
 
 
 def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-_FORCED_TILES = {"gemm64": TILE, "gemm32": NARROW_TILE}
+# forced spec -> (FFMA tile, swap): gemm32t is the narrow tile on the filter
+# gradient's transposed GEMM (the other passes take the heuristic's choice)
+_FORCED_TILES = {"gemm64": (TILE, False), "gemm32": (NARROW_TILE, False), "gemm32t": (NARROW_TILE, True)}
 
 
-def _forced() -> tuple[str, int | None, tuple | None] | None:
-    """(family, splits or None, FFMA tile or None) of the override in force."""
+def _forced() -> tuple[str, int | None, tuple | None, bool] | None:
+    """(family, splits or None, FFMA tile or None, swap) of the override in force."""
     spec = _override.get() or os.environ.get(ENV, "")
     if not spec:
         return None
     family, _, splits = spec.partition(":")
-    tile = _FORCED_TILES.get(family)
+    tile, swap = _FORCED_TILES.get(family, (None, False))
     family = "gemm" if tile else family
     if family not in {f for fs in FAMILIES.values() for f in fs}:
-        raise ValueError(f"{ENV}={spec!r}: the family must be one of gemm, gemm64, gemm32, phase, direct, window "
-                         "(optionally gemm:SPLITS)")
+        raise ValueError(f"{ENV}={spec!r}: the family must be one of gemm, gemm64, gemm32, gemm32t, phase, direct, "
+                         "window (optionally gemm:SPLITS)")
     if splits and (not splits.isdigit() or int(splits) < 1):
         raise ValueError(f"{ENV}={spec!r}: the split count must be a positive integer")
-    return family, int(splits) if splits else None, tile
+    return family, int(splits) if splits else None, tile, swap
 
 
 _override: contextvars.ContextVar[str | None] = contextvars.ContextVar("gpucnn_conv_algo", default=None)
@@ -169,9 +176,15 @@ def ffma_tile(rows: int) -> tuple[int, int, int]:
 
 
 def _gemm(g, pass_: str, sms: int, splits: int | None, math: str = "fp32", cc: int = 90,
-          tile: tuple | None = None, itemsize: int = 4) -> Choice:
+          tile: tuple | None = None, itemsize: int = 4, swap: bool | None = None) -> Choice:
+    """``swap``: None lets the filter gradient pick its orientation (filter_orientation)."""
     rows, cols, red = gemm_shape(g, pass_)
     if math == "fp32":
+        if pass_ != "backward_filter":
+            swap = False
+        elif swap is None:
+            swap = filter_orientation(rows, cols)[1]
+        rows, cols = (cols, rows) if swap else (rows, cols)
         tile = tile or ffma_tile(rows)
         per_sm = GEMM_BLOCKS_PER_SM[tile[0], itemsize]
     else:
@@ -189,7 +202,7 @@ def _gemm(g, pass_: str, sms: int, splits: int | None, math: str = "fp32", cc: i
             splits = _split(tiles, steps, slots, MAX_FILTER_SPLITS)
         else:
             splits = _split(tiles, steps, slots, MAX_SPLITS) if tiles < slots else 1
-    return _parts(Choice("gemm", tile, math=math), red, splits, bk)
+    return _parts(Choice("gemm", tile, math=math, swap=bool(swap) and math == "fp32"), red, splits, bk)
 
 
 def _parts(c: Choice, red: int, splits: int, unit: int) -> Choice:
@@ -205,6 +218,21 @@ def tile_use(rows: int, cols: int) -> float:
     return rows / (cdiv(rows, bm) * bm) * cols / (cdiv(cols, bn) * bn)
 
 
+def filter_orientation(Kg: int, taps: int) -> tuple[float, bool]:
+    """(tile use, swap): the filter gradient's Kg x taps GEMM in the FFMA
+    orientation that fills its tiles best. With at most 32 taps and more than
+    32 filters, the plain GEMM runs the 64 x 64 tile with taps / 64 of its
+    columns live; swapped (taps as rows) it runs the 32 x 64 tile with taps /
+    32 of its rows live, the same filter columns: twice the fill (a 3-channel
+    3x3 stem's 64 x 27: 42% -> 84%) for 1.08x the loop instructions per FMA
+    (513 against the wide tile's 476 for the 256 FFMA of a step on sm_90,
+    bench/results/static-sm90.md): predicted 1.85x faster.
+    With both sides at most 32 the two fill alike and the plain one stays."""
+    if taps <= NARROW_TILE[0] < Kg:
+        return tile_use(taps, Kg), True
+    return tile_use(Kg, taps), False
+
+
 def _direct_ok(g, pass_: str) -> bool:
     Kg, Cg = g.K // g.groups, g.C // g.groups
     if Kg <= SMALL_GROUP and Cg <= SMALL_GROUP:
@@ -212,7 +240,7 @@ def _direct_ok(g, pass_: str) -> bool:
     if pass_ == "backward_filter":
         # The direct kernel makes about one L1 load per FMA; the FFMA GEMM
         # runs its tiles at ~4x that rate, so it wins only while it fills them.
-        return tile_use(Kg, Cg * g.win.kh * g.win.kw) < DIRECT_FILTER_USE
+        return filter_orientation(Kg, Cg * g.win.kh * g.win.kw)[0] < DIRECT_FILTER_USE
     return pass_ == "backward_data" and Cg <= SMALL_C
 
 
@@ -262,8 +290,9 @@ def choose(g, pass_: str, dtype=np.float32, math: str = "fp32", sms: int = DEFAU
     if sms < 1:
         raise ValueError(f"sms must be >= 1, got {sms}")
     forced = _forced()
-    runs = forced and forced[0] in FAMILIES[pass_] and (forced[0] != "window" or _window_ok(g, dtype))
-    family, splits, tile = forced if runs else (None, None, None)
+    runs = (forced and forced[0] in FAMILIES[pass_] and (forced[0] != "window" or _window_ok(g, dtype))
+            and (not forced[3] or pass_ == "backward_filter"))
+    family, splits, tile, swap = forced if runs else (None, None, None, None)
     if family is None:
         if _direct_ok(g, pass_):
             family = "direct"
@@ -278,4 +307,5 @@ def choose(g, pass_: str, dtype=np.float32, math: str = "fp32", sms: int = DEFAU
     if family == "phase":  # sh*sw phases already multiply the grid; its reduction is not split
         return Choice("phase", TILE)
     f32 = np.dtype(dtype) == np.float32
-    return _gemm(g, pass_, sms, splits, math if f32 else "fp32", cc, tile, np.dtype(dtype).itemsize)
+    return _gemm(g, pass_, sms, splits, math if f32 else "fp32", cc, tile, np.dtype(dtype).itemsize,
+                 swap if tile else None)

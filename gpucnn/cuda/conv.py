@@ -22,7 +22,8 @@ from gpucnn.cuda.launch import contiguous, i64, launch
 FAMILY = "conv2d"
 KERNELS = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter", "conv2d_sum_splits",
            "conv2d_bias_partial", "conv2d_bias_finalize", "im2col", "col2im",
-           "conv2d_forward_m32", "conv2d_backward_data_m32", "conv2d_backward_filter_m32")  # m32: 32-row tile
+           "conv2d_forward_m32", "conv2d_backward_data_m32", "conv2d_backward_filter_m32",  # m32: 32-row tile
+           "conv2d_backward_filter_t_m32")  # the transposed filter GEMM (algo.Choice.swap)
 TC_KERNELS = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter")  # float32, gpucnn.cuda.tc
 
 MAX_GRID_Z = 65535  # the tile kernels loop over z beyond it (a test lowers it)
@@ -146,10 +147,11 @@ def _filter_gradient(rt, dy, x, g):
     c, geom = _choose(rt, g, "backward_filter", x.dtype), _geom(g)
     if c.family == "direct":
         return depthwise.backward_filter(rt, dy, x, g, geom, c)
-    taps = g.C // g.groups * win.kh * win.kw
+    taps, Kg = g.C // g.groups * win.kh * win.kw, g.K // g.groups
     dw = rt.xp.empty((g.K, g.C // g.groups, win.kh, win.kw), x.dtype)
     _fits_int(c.splits * dw.size)
-    _split_gemm(rt, "conv2d_backward_filter", x.dtype, c, dw, g.K // g.groups, taps, g.groups,
+    base, rows, cols = ("conv2d_backward_filter_t", taps, Kg) if c.swap else ("conv2d_backward_filter", Kg, taps)
+    _split_gemm(rt, base, x.dtype, c, dw, rows, cols, g.groups,
                 lambda dst, _: (dy, x, dst, *geom, np.int32(c.chunk), np.int32(c.splits)))
     return dw
 
