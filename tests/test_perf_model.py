@@ -132,3 +132,18 @@ def test_generated_file_is_current(key):
     """Regenerate with: python -m gpucnn.bench.model --write"""
     written = model_report.path(key).read_text()
     assert model_report.without_date(written) == model_report.without_date(model_report.text(key))
+
+
+def test_gpu_rows_carry_the_prediction_and_the_report_compares():
+    full = {"kind": "conv", "name": "vgg", "pass": "forward", "batch": 16, "full_batch": 16,
+            "case": "vgg 16x64x112x112", "ms": {"gpucnn-cuda-fp32": 2.104, "gpucnn-cuda-tf32": 0.5}}
+    scaled = {**full, "batch": 1, "ms": {}}
+    pool = {"kind": "mem", "name": "relu", "pass": "forward", "batch": 32, "full_batch": 32}
+    model.attach([full, scaled, pool], "NVIDIA H100 80GB HBM3")
+    assert "predicted_us" not in scaled and "predicted_us" not in pool
+    assert full["predicted_us"]["fp32"] == pytest.approx(model.predicted_us("vgg", "forward", "fp32", "h100"))
+    text = "\n".join(model_report.calibration({"rows": [full, scaled, pool]}))
+    us = full["predicted_us"]["fp32"]
+    assert f"| vgg 16x64x112x112 | forward | fp32 | {us:.1f} | 2104.0 | {2104.0 / us:.2f} |" in text
+    assert "| forward | 3xtf32 |" not in text  # not timed in this run: no row
+    assert model_report.calibration({"rows": [pool]}) == []

@@ -227,6 +227,20 @@ def predicted_us(case_name: str, pass_: str, math_: str, dev_key: str = "h200") 
     return ours_us(case, pass_, choice(case, pass_, math_, dev), dev, K.MID, model_static.load())["us"]
 
 
+def device_key(gpu_name: str) -> str:
+    """The model's device for a GPU's name (an H100 by name, else the H200)."""
+    return "h100" if "H100" in gpu_name else "h200"
+
+
+def attach(rows: list[dict], gpu_name: str) -> None:
+    """Give a GPU run's full-batch conv rows ``predicted_us``: {math mode: the
+    central prediction}, so that the run calibrates the model."""
+    key = device_key(gpu_name)
+    for r in rows:
+        if r.get("kind") == "conv" and r["batch"] == r["full_batch"]:
+            r["predicted_us"] = {m: predicted_us(r["name"], r["pass"], m, key) for m in MODES}
+
+
 def describe(c) -> str:
     if c.family in ("gemm", "phase"):
         tile = "x".join(map(str, c.tile))

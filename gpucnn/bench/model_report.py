@@ -98,6 +98,24 @@ def text(dev_key: str, date: str | None = None, rec=None) -> str:
                      + constants_section(dev))
 
 
+def calibration(res) -> list[str]:
+    """Markdown lines for a GPU run (report.table): each conv row's measured time in
+    each of our math modes beside the model's prediction (empty without predictions)."""
+    from gpucnn.bench import modes
+    body = []
+    for r in res["rows"]:
+        for m, us in r.get("predicted_us", {}).items():
+            ours = modes.PAIRS[m][0]
+            if ours in r["ms"]:
+                got = 1e3 * r["ms"][ours]
+                body.append([r["case"], r["pass"], m, f"{us:.1f}", f"{got:.1f}", f"{got / us:.2f}"])
+    if not body:
+        return []
+    return (["", "Measured against the static model's central prediction (gpucnn.bench.model; "
+             "bench/results/predicted-*.md): 'measured / predicted' calibrates its constants.", ""]
+            + _table(["case", "pass", "math", "predicted us", "measured us", "measured / predicted"], body))
+
+
 def without_date(t: str) -> str:
     return "\n".join(ln for ln in t.splitlines() if not ln.startswith(DATE_PREFIX))
 
