@@ -170,7 +170,7 @@ def fused_rows(dev, rec=None) -> list[dict]:
     out = []
     for case in (c for c in cases.CONV if c.name in fused.CONV_CASES):
         P, Q = case.out_hw()
-        relu = map_stream("relu forward", case.label(), "relu_forward_f32", case.N * case.K * P * Q, 1, rec)
+        relu = relu_over(case.label(), case.N * case.K * P * Q, rec)
         for m in model.MODES:
             c = model.choice(case, "forward", m, dev)
             f = [model.ours_us(case, "forward", c, dev, s, rec, bias_given=True)["us"] for s in K.SCENARIOS]
@@ -179,3 +179,26 @@ def fused_rows(dev, rec=None) -> list[dict]:
             out.append({"case": case.name, "math": m, "choice": c, "fused_us": f, "separate_us": sep,
                         "gain": gain, "verdict": model.verdict(min(gain), max(gain), K.TARGET_FUSED, below=False)})
     return out
+
+
+def bn_row(dev, rec=None) -> dict:
+    """fused.py's batch_norm2d_relu row: fused = batch_norm_stats (two copies of the
+    running statistics, the partial sums, the finalize) then batch_norm_apply with the
+    ReLU, two op calls; separate adds relu_forward over y. ``fraction``: the bytes those
+    kernels must move (x read twice, y written) over the fused time, against the copy rate."""
+    rec = rec or model_static.load()
+    by_op = {st.op: st for st in streams(rec)}
+    stats, apply = by_op["batchnorm stats"], by_op["batchnorm forward"]
+    relu = relu_over(apply.shape, int(apply.write // 4), rec)
+    copies = 2  # norm.batch_norm_stats: copy_of(running_mean), copy_of(running_var)
+    f = [device_us(stats, dev, s, rec) + device_us(apply, dev, s, rec) + copies * K.LAUNCH_US.at(s)
+         + 2 * K.HOST_MEM_US.at(s) for s in K.SCENARIOS]
+    sep = [x + device_us(relu, dev, s, rec) + K.HOST_MEM_US.at(s) for s, x in zip(K.SCENARIOS, f)]
+    moved = stats.read + apply.read + apply.write
+    return {"shape": apply.shape, "fused_us": f, "separate_us": sep, "gain": [b / a for a, b in zip(f, sep)],
+            "bytes": moved, "fraction": [model.bw_us(moved, dev) / t for t in f]}
+
+
+def relu_over(shape: str, n: int, rec) -> Stream:
+    """The separate side's relu_forward over an output of n float32 values."""
+    return map_stream("relu forward", shape, "relu_forward_f32", n, 1, rec)

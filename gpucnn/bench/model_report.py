@@ -31,16 +31,19 @@ def conv_section(dev, rec) -> list[str]:
     rows = model.conv_rows(dev, rec)
     body = [[r["case"], r["pass"], r["math"], model.describe(r["choice"]), r["ours"][K.MID]["kernel"],
              f"{r['flops'] / 1e9:.2f}", f"{r['ours'][K.MID]['executed_flops'] / r['flops']:.2f}",
-             _rng(r["us"]), f"{r['cudnn_us']:.1f}", _rng(r["ratio"], "{:.2f}"), r["verdict"]] for r in rows]
+             _rng(r["us"]), f"{r['cudnn_us']:.1f}", _rng(r["ratio"], "{:.2f}"), r["verdict"],
+             _rng(r["kernels_ratio"], "{:.2f}")] for r in rows]
     tally = {m: {v: sum(r["math"] == m and r["verdict"] == v for r in rows) for v in ("pass", "open", "FAIL")}
              for m in model.MODES}
     return (["## Convolutions: our time against cuDNN's (target: at most 3x in every pass)", "",
              "FLOPs are the case's (cases.ConvCase.flops); 'run' is the FLOPs our kernel executes over "
              "them (tile fill, empty channel or tap slots). Times in us, the central prediction with "
              "the fast-slow range of our constants; cuDNN at its central constants. 'pass': under 3x "
-             "over the whole range; 'FAIL': over it; 'open': the range straddles it.", ""]
+             "over the whole range; 'FAIL': over it; 'open': the range straddles it. Both times include "
+             "the host's launch path (HOST_US, CUDNN_HOST_US), which the bench's CUDA events bracket; "
+             "'kernels only' is the ratio without it.", ""]
             + _table(["case", "pass", "math", "algorithm", "kernel", "GFLOP", "run", "ours us", "cuDNN us",
-                      "ours / cuDNN", "3x"], body)
+                      "ours / cuDNN", "3x", "kernels only"], body)
             + ["", "Verdicts per math mode: " + "; ".join(
                 f"{m}: " + ", ".join(f"{n} {v}" for v, n in t.items()) for m, t in tally.items()), ""])
 
@@ -67,11 +70,18 @@ def mem_section(dev, rec) -> list[str]:
 def fused_section(dev, rec) -> list[str]:
     body = [[r["case"], r["math"], model.describe(r["choice"]), _rng(r["fused_us"]), _rng(r["separate_us"]),
              _rng(r["gain"], "{:.2f}"), r["verdict"]] for r in model_mem.fused_rows(dev, rec)]
+    bn = model_mem.bn_row(dev, rec)
+    body.append([bn["shape"], "-", "batch_norm2d_relu: stats + apply", _rng(bn["fused_us"]),
+                 _rng(bn["separate_us"]), _rng(bn["gain"], "{:.2f}"), "-"])
+    frac = [100 * f for f in bn["fraction"]]
     return (["## Fused conv2d_bias_relu against the separate passes (target: separate / fused >= 1.2)", "",
              "Fused: the forward GEMM with the bias and ReLU in its epilogue. Separate (gpucnn/bench/fused.py): "
              "the same GEMM, then relu_forward over y, one more op call (HOST_MEM_US) and launch.", ""]
             + _table(["case", "math", "algorithm", "fused us", "separate us", "separate / fused", "1.2x"], body)
-            + [""])
+            + ["", f"Batch-norm forward as fused.py times it (statistics, then the apply with the ReLU: "
+               f"{bn['bytes'] / 1e6:.1f} MB moved, x read twice and y written): {_rng(frac, '{:.0f}%')} of "
+               f"the copy bandwidth; issue 11's target {100 * K.TARGET_MAP:.0f}%, verdict "
+               f"{model.verdict(min(frac), max(frac), 100 * K.TARGET_MAP, below=False)}.", ""])
 
 
 def constants_section(dev) -> list[str]:
