@@ -19,7 +19,9 @@ gpucnn.cuda.conv._choose asks it, never re-derived):
                gets the whole SM (fast) or only its share (slow); mid is the mean
   direct,      useful FMAs (plus a thread's empty channel or window slots) x
   window       the loop's instructions per FMA, at the issue rate / efficiency
-then max(that, compulsory bytes / copy bandwidth) + a split's partial pass
+Shared-memory wavefronts are not modelled: a 64x64 FFMA k-step's 36 LDS.128
+a warp (1-2 wavefronts each, broadcasts) stay under its 462 issue slots.
+Then max(that, compulsory bytes / copy bandwidth) + a split's partial pass
 + launches x LAUNCH_US + HOST_US (the bench's events bracket the host's launch
 path). cuDNN: max(FLOPs / rate, bytes / bandwidth) + launch + host, the rate
 of the bench's pairing (gpucnn.bench.modes: 3xtf32 and fp32 against cuDNN
