@@ -34,7 +34,7 @@ import dataclasses
 
 import numpy as np
 
-from gpucnn.bench import cases, model_static
+from gpucnn.bench import cases, model_static, modes
 from gpucnn.bench import model_consts as K
 from gpucnn.cuda import algo, depthwise, gemm
 from gpucnn.functional.conv import _conv_geometry
@@ -58,7 +58,8 @@ def choice(case, pass_, math_, dev):
 @dataclasses.dataclass(frozen=True)
 class Work:
     """A launch's work as the model sees it: groups of (blocks, k-steps) on one
-    kernel, the cycles of one block's k-step (before efficiency) and the SM slots."""
+    kernel, the SM clocks of one block's k-step (efficiency included), the
+    blocks resident on an SM (ptxas) and the FLOPs the tiles execute."""
     kernel: str
     groups: tuple          # ((blocks, steps), ...)
     step_cycles: float
@@ -88,7 +89,7 @@ def tile_step_cycles(r: dict, threads: int, dev, s: int) -> float:
     if "HMMA" in r:
         per_clock = dev.tf32_tflops * 1e12 / (dev.sms * dev.clock_ghz * 1e9) * K.MMA_SYNC_OF_PEAK.at(s)
         return max(issue, warps * r["HMMA"] * K.HMMA_FLOPS.mid / per_clock) / K.EFF_TC.at(s)
-    return max(issue, warps * r["FMA"] / 4) / K.EFF_FFMA.at(s)
+    return max(issue, warps * r["FMA"] / K.FFMA_PER_CLOCK.mid) / K.EFF_FFMA.at(s)
 
 
 def gemm_work(g, pass_, c, rec, dev, s) -> Work:
@@ -192,8 +193,10 @@ def ours_us(case, pass_, c, dev, s, rec, bias_given: bool = False) -> dict:
 
 
 def cudnn_us(case, math_, dev) -> float:
-    rate = (dev.tf32_tflops * K.CUDNN_TF32_OF_PEAK.mid if math_ == "tf32"
-            else dev.fp32_tflops * K.CUDNN_FP32_OF_PEAK.mid)
+    """The peer the bench pairs with ``math_`` (modes.PAIRS): cuDNN with TF32 for
+    "tf32", without it for "3xtf32" and "fp32"."""
+    tf32 = modes.PAIRS[math_][1] == "torch-cudnn-tf32"
+    rate = dev.tf32_tflops * K.CUDNN_TF32_OF_PEAK.mid if tf32 else dev.fp32_tflops * K.CUDNN_FP32_OF_PEAK.mid
     return (max(case.flops() / (rate * 1e6), bw_us(case.nbytes(), dev)) + K.LAUNCH_US.mid
             + K.CUDNN_HOST_US.mid)
 

@@ -55,7 +55,9 @@ DEVICES = {
 }
 
 ISSUE_PER_CLOCK = fixed(4, "warp-instructions / SM clock", "Hopper SM: 4 sub-partitions, each issuing one "
-                        "warp-instruction a clock (FFMA pipe: 4 x 32 lanes, so FFMA never outruns issue)")
+                        "warp-instruction a clock")
+FFMA_PER_CLOCK = fixed(4, "warp-FFMA / SM clock", "128 FP32 lanes an SM (66.9 TFLOP/s = 132 x 1.98 GHz x 128 x 2): "
+                       "FFMA never outruns issue")
 HMMA_FLOPS = fixed(2048, "FLOP / HMMA", "mma.sync m16n8k8 TF32: 2 x 16 x 8 x 8 (static-sm90.md's HMMA)")
 COPY_OF_HBM = fixed(0.9, "of HBM", "KINDS.md: a 8.6 GB device copy through PyTorch on an H200 moved 4.3 TB/s "
                     "of the datasheet's 4.8 (same fraction assumed on the H100)")
