@@ -185,8 +185,12 @@ def _run(device, backends, small, only, budget_s, threads, train, progress, step
                                     have_torch=any(BACKENDS[n][0] == "torch" for n in names),
                                     progress=bar.step, only=only if steps_only else None,
                                     thread_counts=step_threads, busy=busy)
+    box = machine(device)
+    if device == "cuda":
+        from gpucnn.bench import model
+        model.attach(rows, box.get("gpu", ""))
     return {"schema": SCHEMA, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            "device": device, "machine": machine(device), "versions": versions(),
+            "device": device, "machine": box, "versions": versions(),
             "threads": thread_counts, "omp_wait_policy": omp_policy, "load_average": _loadavg(), "backends": names, "ours": names[0],
             "limits": lim, "rows": rows, "geomean_ratio": geomeans(rows, names),
             "mode_geomeans": modes.geomeans(rows), "fused": fused_rows, "train": step_rows, "steps_only": steps_only,

@@ -1,0 +1,274 @@
+"""A static performance model of the convolution kernels: PREDICTIONS, not
+measurements, for an H200 or H100, derived from the committed static record
+(bench/results/static-sm90.md: ptxas occupancy, SASS hot-loop counts) and the
+constants of gpucnn.bench.model_consts; no GPU and no compiler needed.
+
+    python -m gpucnn.bench.model [--device h200|h100] [--write]
+
+prints the tables (``--write``: bench/results/predicted-<device>.md;
+tests/test_perf_model.py checks that those files are current). The first GPU
+run (bash bench/gpu.sh) compares: bench.json's conv rows carry the central
+prediction as ``predicted_us``.
+
+A conv pass, per family of gpucnn.cuda.algo.choose (asked exactly as
+gpucnn.cuda.conv._choose asks it, never re-derived):
+  gemm, phase  block tiles of the record's kernel: a k-step of one block takes
+               max(warps x loop instructions / 4, its FFMA or HMMA pipe time)
+               / efficiency SM clocks; the tiles' wasted fill counts. Blocks
+               run in waves of SMs x blocks_per_sm: a block alone on an SM
+               gets the whole SM (fast) or only its share (slow); mid is the mean
+  direct,      useful FMAs (plus a thread's empty channel or window slots) x
+  window       the loop's instructions per FMA, at the issue rate / efficiency
+Shared-memory wavefronts are not modelled: a 64x64 FFMA k-step's 36 LDS.128
+a warp (1-2 wavefronts each, broadcasts) stay under its 462 issue slots.
+Then max(that, compulsory bytes / copy bandwidth) + a split's partial pass
++ launches x LAUNCH_US + HOST_US (the bench's events bracket the host's launch
+path). cuDNN: max(FLOPs / rate, bytes / bandwidth) + launch + host, the rate
+of the bench's pairing (gpucnn.bench.modes: 3xtf32 and fp32 against cuDNN
+without TF32).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import numpy as np
+
+from gpucnn.bench import cases, model_static, modes
+from gpucnn.bench import model_consts as K
+from gpucnn.cuda import algo, depthwise, gemm
+from gpucnn.functional.conv import _conv_geometry
+
+cdiv = algo.cdiv
+F32 = cases.F32
+MODES = algo.MATH_MODES
+
+
+def geometry(case):
+    """The bench's geometry of a ConvCase (gpucnn.bench.ops._gpucnn_fn builds it so)."""
+    return _conv_geometry((case.N, case.C, case.H, case.W), (case.K, case.C // case.groups, case.R, case.S),
+                          case.stride, case.pad, case.dilation, case.groups)
+
+
+def choice(case, pass_, math_, dev):
+    """gpucnn.cuda.conv._choose's call, with the device's SM count and sm_90."""
+    return algo.choose(geometry(case), pass_, np.float32, math=math_, sms=dev.sms, cc=90)
+
+
+@dataclasses.dataclass(frozen=True)
+class Work:
+    """A launch's work as the model sees it: groups of (blocks, k-steps) on one
+    kernel, the SM clocks of one block's k-step (efficiency included), the
+    blocks resident on an SM (ptxas) and the FLOPs the tiles execute."""
+    kernel: str
+    groups: tuple          # ((blocks, steps), ...)
+    step_cycles: float
+    per_sm: int
+    executed_flops: float
+
+
+def _gemm_kernel(pass_, c, rec):
+    """(record name, row) of the tile kernel of choice ``c`` (swap: the transposed
+    filter GEMM's ``_t`` kernel, or the plain one until the record has it)."""
+    base = f"conv2d_{pass_}"
+    if c.math == "fp32":
+        tail = ("_m32" if c.tile[0] == 32 else "") + "_f32"
+    else:
+        tail = f"_{c.math}_{c.tile[0]}"
+    names = [base + tail]
+    if getattr(c, "swap", False):
+        names.insert(0, base + "_t" + tail)
+    return model_static.row(rec, *names)
+
+
+def tile_step_cycles(r: dict, threads: int, dev, s: int) -> float:
+    """SM clocks of one block's k-step: its warps' loop instructions at the
+    issue rate, or its FFMA / HMMA pipe time if longer, over the efficiency."""
+    warps = threads / 32
+    issue = warps * r["instructions"] / K.ISSUE_PER_CLOCK.mid
+    if "HMMA" in r:
+        per_clock = dev.tf32_tflops * 1e12 / (dev.sms * dev.clock_ghz * 1e9) * K.MMA_SYNC_OF_PEAK.at(s)
+        return max(issue, warps * r["HMMA"] * K.HMMA_FLOPS.mid / per_clock) / K.EFF_TC.at(s)
+    return max(issue, warps * r["FMA"] / K.FFMA_PER_CLOCK.mid) / K.EFF_FFMA.at(s)
+
+
+def gemm_work(g, pass_, c, rec, dev, s) -> Work:
+    rows, cols, red = algo.gemm_shape(g, pass_)
+    if getattr(c, "swap", False):
+        rows, cols = cols, rows
+    bm, bn, bk = c.tile
+    name, r = _gemm_kernel(pass_, c, rec)
+    threads = r.get("block") or gemm.FFMA_TILES[bm][2]
+    blocks = cdiv(rows, bm) * cdiv(cols, bn) * g.groups * c.splits
+    steps = cdiv(c.chunk or red, bk)
+    return Work(name, ((blocks, steps),), tile_step_cycles(r, threads, dev, s), r["blocks_per_sm"],
+                2.0 * blocks * bm * bn * bk * steps)
+
+
+def phase_taps_of(size_k: int, stride: int, pad: int, dil: int, phase: int) -> int:
+    """Taps i < size_k that stride phase ``phase`` of the input meets: (phase + pad - i*dil) % stride == 0."""
+    return sum((phase + pad - i * dil) % stride == 0 for i in range(size_k))
+
+
+def phase_work(g, rec, dev, s) -> Work:
+    """conv2d_phase.cu: one dense FFMA GEMM per stride phase (gpucnn.cuda.phase's grid)."""
+    w = g.win
+    bm, bn, bk = algo.TILE
+    name, r = model_static.row(rec, "conv2d_backward_data_phase_f32")
+    tiles = cdiv(g.C // g.groups, bm) * cdiv(g.N * cdiv(w.H, w.sh) * cdiv(w.W, w.sw), bn) * g.groups
+    pt, _, pl, _ = w.pad
+    groups = tuple((tiles, cdiv(g.K // g.groups * phase_taps_of(w.kh, w.sh, pt, w.dh, a)
+                                * phase_taps_of(w.kw, w.sw, pl, w.dw, b), bk))
+                   for a in range(w.sh) for b in range(w.sw))
+    flops = sum(2.0 * n * bm * bn * bk * st for n, st in groups)
+    return Work(name, groups, tile_step_cycles(r, gemm.THREADS, dev, s), r["blocks_per_sm"], flops)
+
+
+def tile_cycles(work: Work, dev, s) -> float:
+    """SM clocks of a tiled launch. fast: the busiest SM's blocks at the whole SM's
+    rate; slow: full waves of per_sm blocks sharing an SM; mid: their mean."""
+    blocks = sum(n for n, _ in work.groups)
+    longest = max(st for _, st in work.groups)
+    mean = sum(n * st for n, st in work.groups) / blocks
+    fast = max(cdiv(blocks, dev.sms) * mean, longest) * work.step_cycles
+    slow = cdiv(blocks, dev.sms * work.per_sm) * work.per_sm * longest * work.step_cycles
+    return (fast, (fast + slow) / 2, slow)[s]
+
+
+def direct_fill(g, pass_, c) -> tuple[str, float]:
+    """(record name, FMAs run per useful FMA) of the direct and window kernels."""
+    Cg = g.C // g.groups
+    if c.family == "window":
+        taps = algo.phase_taps(g)  # a window runs whole chunks of WINDOW_TAPS tap slots
+        return "depthwise_backward_data_window_f32", cdiv(taps, algo.WINDOW_TAPS) * algo.WINDOW_TAPS / taps
+    if pass_ == "backward_data":
+        if Cg == 1:
+            return "depthwise_backward_data_c1_f32", 1.0
+        return "depthwise_backward_data_f32", cdiv(Cg, depthwise.CHANNEL_BLOCK) * depthwise.CHANNEL_BLOCK / Cg
+    return f"depthwise_{pass_}_f32", 1.0
+
+
+def direct_us(case, g, pass_, c, rec, dev, s) -> tuple[str, float, float]:
+    """(kernel, executed FLOPs, us): the record loop's instructions per FMA at the issue rate."""
+    name, waste = direct_fill(g, pass_, c)
+    name, r = model_static.row(rec, name)
+    fmas = case.flops() / 2 * waste
+    warp_instr = fmas * r["instructions"] / r["FMA"] / 32
+    cycles = warp_instr / (K.ISSUE_PER_CLOCK.mid * dev.sms) / K.EFF_DIRECT.at(s)
+    if pass_ == "backward_filter":  # a block per (filter, chunk): few blocks, so whole waves count
+        blocks, slots = case.K * c.splits, dev.sms * r["blocks_per_sm"]
+        cycles *= (1.0, 1.0, cdiv(blocks, slots) * slots / blocks)[s]
+    return name, 2 * fmas, cycles / (dev.clock_ghz * 1e3)
+
+
+def out_elems(case, pass_) -> int:
+    P, Q = case.out_hw()
+    return {"forward": case.N * case.K * P * Q, "backward_data": case.N * case.C * case.H * case.W,
+            "backward_filter": case.K * case.C // case.groups * case.R * case.S}[pass_]
+
+
+def bw_us(nbytes: float, dev) -> float:
+    return nbytes / (dev.copy_tbs * 1e6)
+
+
+def ours_us(case, pass_, c, dev, s, rec, bias_given: bool = False) -> dict:
+    """Our predicted time in scenario ``s`` and how it splits (``bias_given``: the
+    fused rows pass a bias, so the forward launches no xp.zeros for it)."""
+    g = geometry(case)
+    if c.family in ("gemm", "phase"):
+        work = gemm_work(g, pass_, c, rec, dev, s) if c.family == "gemm" else phase_work(g, rec, dev, s)
+        kernel, flops = work.kernel, work.executed_flops
+        compute = tile_cycles(work, dev, s) / (dev.clock_ghz * 1e3)
+    else:
+        kernel, flops, compute = direct_us(case, g, pass_, c, rec, dev, s)
+    # Split parts are written whole (S - 1 outputs beyond the compulsory one),
+    # then conv2d_sum_splits reads the S parts and writes the sum.
+    out_bytes = out_elems(case, pass_) * F32
+    memory = bw_us(case.nbytes() + (c.splits - 1) * out_bytes, dev)
+    split = bw_us((c.splits + 1) * out_bytes, dev) if c.splits > 1 else 0.0
+    launches = 1 + (c.splits > 1) + (pass_ == "forward" and not bias_given)  # forward: xp.zeros of the bias
+    kernels = max(compute, memory) + split + launches * K.LAUNCH_US.at(s)
+    return {"kernel": kernel, "executed_flops": flops, "compute_us": compute, "memory_us": memory,
+            "split_us": split, "kernels_us": kernels, "us": kernels + K.HOST_US.at(s)}
+
+
+def cudnn_us(case, math_, dev) -> float:
+    """The peer the bench pairs with ``math_`` (modes.PAIRS): cuDNN with TF32 for
+    "tf32", without it for "3xtf32" and "fp32"."""
+    tf32 = modes.PAIRS[math_][1] == "torch-cudnn-tf32"
+    rate = dev.tf32_tflops * K.CUDNN_TF32_OF_PEAK.mid if tf32 else dev.fp32_tflops * K.CUDNN_FP32_OF_PEAK.mid
+    return (max(case.flops() / (rate * 1e6), bw_us(case.nbytes(), dev)) + K.LAUNCH_US.mid
+            + K.CUDNN_HOST_US.mid)
+
+
+def verdict(lo: float, hi: float, target: float, below: bool = True) -> str:
+    """pass / fail / open (the range straddles the target); ``below``: smaller is better."""
+    ok_all, ok_none = (hi <= target, lo > target) if below else (lo >= target, hi < target)
+    return "pass" if ok_all else "FAIL" if ok_none else "open"
+
+
+def conv_rows(dev, rec=None) -> list[dict]:
+    rec = rec or model_static.load()
+    out = []
+    for case in cases.CONV:
+        for pass_ in algo.PASSES:
+            for m in MODES:
+                c = choice(case, pass_, m, dev)
+                ours = [ours_us(case, pass_, c, dev, s, rec) for s in K.SCENARIOS]
+                peer = cudnn_us(case, m, dev)
+                ratio = [o["us"] / peer for o in ours]
+                # the kernels alone, without either side's host launch path
+                alone = [o["kernels_us"] / (peer - K.CUDNN_HOST_US.mid) for o in ours]
+                out.append({"case": case.name, "pass": pass_, "math": m, "choice": c, "flops": case.flops(),
+                            "ours": ours, "us": [o["us"] for o in ours], "cudnn_us": peer, "ratio": ratio,
+                            "kernels_ratio": alone, "verdict": verdict(min(ratio), max(ratio), K.TARGET_RATIO)})
+    return out
+
+
+def predicted_us(case_name: str, pass_: str, math_: str, dev_key: str = "h200") -> float | None:
+    """The central prediction for a bench row (None for a case the suite does not have)."""
+    case = next((c for c in cases.CONV if c.name == case_name), None)
+    if case is None or pass_ not in algo.PASSES:
+        return None
+    dev = K.DEVICES[dev_key]
+    return ours_us(case, pass_, choice(case, pass_, math_, dev), dev, K.MID, model_static.load())["us"]
+
+
+def device_key(gpu_name: str) -> str:
+    """The model's device for a GPU's name (an H100 by name, else the H200)."""
+    return "h100" if "H100" in gpu_name else "h200"
+
+
+def attach(rows: list[dict], gpu_name: str) -> None:
+    """Give a GPU run's full-batch conv rows ``predicted_us``: {math mode: the
+    central prediction}, so that the run calibrates the model."""
+    key = device_key(gpu_name)
+    for r in rows:
+        if r.get("kind") == "conv" and r["batch"] == r["full_batch"]:
+            r["predicted_us"] = {m: predicted_us(r["name"], r["pass"], m, key) for m in MODES}
+
+
+def describe(c) -> str:
+    if c.family in ("gemm", "phase"):
+        tile = "x".join(map(str, c.tile))
+        swap = " swap" if getattr(c, "swap", False) else ""
+        return f"{c.family} {tile}" + (f" /{c.splits}" if c.splits > 1 else "") + swap
+    return c.family + (f" /{c.splits}" if c.splits > 1 else "")
+
+
+def main(argv=None) -> int:
+    from gpucnn.bench import model_report
+    ap = argparse.ArgumentParser(prog="python -m gpucnn.bench.model", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", choices=sorted(K.DEVICES), default="h200")
+    ap.add_argument("--write", action="store_true", help="write bench/results/predicted-<device>.md for both devices")
+    args = ap.parse_args(argv)
+    if args.write:
+        for key in K.DEVICES:
+            print(f"wrote {model_report.write(key)}")
+    else:
+        print(model_report.text(args.device))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

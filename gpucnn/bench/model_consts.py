@@ -1,0 +1,100 @@
+"""The devices and constants of the static performance model (gpucnn.bench.model).
+
+Every number the model uses is here, named, with its source. A constant the
+first GPU run must calibrate is a ``Const`` of three values: the one giving
+the shortest time (``fast``), the central one (``mid``) and the one giving the
+longest (``slow``); the model's ranges come from these alone.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Const:
+    fast: float
+    mid: float
+    slow: float
+    unit: str
+    source: str
+
+    def at(self, s: int) -> float:
+        """The value in scenario ``s`` (FAST, MID, SLOW)."""
+        return (self.fast, self.mid, self.slow)[s]
+
+
+FAST, MID, SLOW = 0, 1, 2
+SCENARIOS = (FAST, MID, SLOW)
+
+
+def fixed(v: float, unit: str, source: str) -> Const:
+    return Const(v, v, v, unit, source)
+
+
+@dataclasses.dataclass(frozen=True)
+class Device:
+    key: str
+    name: str
+    sms: int
+    clock_ghz: float       # boost clock
+    hbm_tbs: float         # datasheet HBM bandwidth
+    fp32_tflops: float     # FFMA peak
+    tf32_tflops: float     # dense TF32 tensor-core peak (wgmma)
+    l2_mb: int
+
+    @property
+    def copy_tbs(self) -> float:
+        """The copy bandwidth (read + write) a large device copy reaches."""
+        return self.hbm_tbs * COPY_OF_HBM.mid
+
+
+_DATASHEET = "NVIDIA datasheet, as /work/.library/device/H200.md quotes it (H200: H100's arithmetic, 4.8 TB/s)"
+DEVICES = {
+    "h200": Device("h200", "H200 SXM", 132, 1.98, 4.8, 66.9, 494.7, 50),
+    "h100": Device("h100", "H100 SXM", 132, 1.98, 3.35, 66.9, 494.7, 50),
+}
+
+ISSUE_PER_CLOCK = fixed(4, "warp-instructions / SM clock", "Hopper SM: 4 sub-partitions, each issuing one "
+                        "warp-instruction a clock")
+FFMA_PER_CLOCK = fixed(4, "warp-FFMA / SM clock", "128 FP32 lanes an SM (66.9 TFLOP/s = 132 x 1.98 GHz x 128 x 2): "
+                       "FFMA never outruns issue")
+HMMA_FLOPS = fixed(2048, "FLOP / HMMA", "mma.sync m16n8k8 TF32: 2 x 16 x 8 x 8 (static-sm90.md's HMMA)")
+COPY_OF_HBM = fixed(0.9, "of HBM", "KINDS.md: a 8.6 GB device copy through PyTorch on an H200 moved 4.3 TB/s "
+                    "of the datasheet's 4.8 (same fraction assumed on the H100)")
+EFF_FFMA = Const(0.9, 0.8, 0.65, "of issue rate", "FFMA tile kernels (gemm, phase): barriers, LDG and LDS "
+                 "latency not hidden by 8-16 warps; no measurement (calibrate: bench.json predicted_us)")
+EFF_TC = Const(0.9, 0.75, 0.6, "of issue/HMMA rate", "mma.sync tile kernels: cp.async waits, one block per "
+               "SM for the 3xTF32 128 tile; no measurement")
+EFF_DIRECT = Const(0.85, 0.7, 0.55, "of issue rate", "depthwise.cu's direct and window kernels; algo.py's "
+                   "window model took 0.6-0.7 (deepspeech 89-101 us); no measurement")
+MMA_SYNC_OF_PEAK = Const(0.65, 0.5, 0.4, "of dense TF32 peak", "HOPPER.md: HMMA-only code is 'on a slower "
+                         "path' than wgmma (no figure); microbenchmarks (Luo et al. 2025, arXiv 2501.12084) put "
+                         "mma.sync near half of wgmma's rate")
+LATENCY_NS = Const(600, 700, 800, "ns", "loaded HBM latency on Hopper, the brief's 600-800 ns (no measurement)")
+L1_HIT_NS = fixed(30, "ns", "an L1 hit, ~60 cycles at 1.98 GHz (pooling's second tap of a row)")
+LAUNCH_US = Const(1, 2, 4, "us per kernel", "the device-side gap between back-to-back kernels (no measurement)")
+HOST_US = Const(20, 40, 70, "us per op call", "our launch path before its first kernel, timed on the project's "
+                "2-core VM with a no-op runtime (bench/model: 29-53 us for conv passes, 160 us for cifar-stem "
+                "backward-filter, whose algo._split loops over 1024 counts; 16 us for relu), plus CuPy's "
+                "allocation and launch; the bench's CUDA events bracket it (timing.CudaClock)")
+HOST_MEM_US = Const(10, 20, 30, "us per op call", "the same, for the short memory-bound ops (16 us relu)")
+EMPTY_BLOCK_NS = Const(0.2, 0.4, 0.8, "ns per block (whole GPU)", "scheduling a block with no work: "
+                       "~0.5 ms per million empty blocks is the usual order (no measurement)")
+TREE_US = Const(0.1, 0.2, 0.4, "us per block", "channel.cuh's 8-level block tree: 9 barriers and shared "
+                "double adds (no measurement)")
+CUDNN_FP32_OF_PEAK = fixed(0.75, "of FP32 peak", "the brief: cuDNN without TF32 at about 0.75 of the FFMA peak")
+CUDNN_TF32_OF_PEAK = fixed(0.5, "of dense TF32 peak", "cuDNN with TF32 on these mid-sized convolutions; "
+                           "KINDS.md's bf16 matmul reached 788 of 990 TFLOP/s on 8192^3, convolutions of "
+                           "this size far less (assumed)")
+CUDNN_HOST_US = fixed(12, "us per call", "PyTorch's dispatch to cuDNN (F.conv2d, aten.convolution_backward); "
+                      "assumed, the same bracket as ours")
+TARGET_RATIO = 3.0       # issue 11: no conv pass slower than 3x cuDNN
+TARGET_MAP = 0.85        # issue 11: ReLU, pooling forward, batch-norm forward at >= 85% of copy bandwidth
+TARGET_REDUCTION = 0.70  # issue 11: the batch-norm and bias reductions at >= 70%
+TARGET_FUSED = 1.2       # issue 11: separate / fused >= 1.2 for conv2d_bias_relu
+TARGET_MIN_BYTES = 25e6  # issue 11: the bandwidth targets apply to tensors of 25 MB or more
+
+
+def constants() -> dict[str, Const]:
+    """{name: constant} of this module, for the generated file's list."""
+    return {k: v for k, v in globals().items() if isinstance(v, Const)}

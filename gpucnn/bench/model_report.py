@@ -1,0 +1,136 @@
+"""The generated record of the static performance model:
+bench/results/predicted-<device>.md (``python -m gpucnn.bench.model --write``).
+Its text depends only on the code and bench/results/static-sm90.md, except
+the date line, which tests/test_perf_model.py leaves out of its comparison."""
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+from gpucnn.bench import model, model_mem, model_static
+from gpucnn.bench import model_consts as K
+
+DATE_PREFIX = "Generated on "
+
+
+def path(dev_key: str) -> Path:
+    return model_static.RECORD.parent / f"predicted-{dev_key}.md"
+
+
+def _rng(v, fmt="{:.1f}") -> str:
+    """mid (lowest-highest) of a three-scenario list."""
+    lo, hi = min(v), max(v)
+    return f"{fmt.format(v[K.MID])} ({fmt.format(lo)}-{fmt.format(hi)})"
+
+
+def _table(head, rows) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def conv_section(dev, rec) -> list[str]:
+    rows = model.conv_rows(dev, rec)
+    body = [[r["case"], r["pass"], r["math"], model.describe(r["choice"]), r["ours"][K.MID]["kernel"],
+             f"{r['flops'] / 1e9:.2f}", f"{r['ours'][K.MID]['executed_flops'] / r['flops']:.2f}",
+             _rng(r["us"]), f"{r['cudnn_us']:.1f}", _rng(r["ratio"], "{:.2f}"), r["verdict"],
+             _rng(r["kernels_ratio"], "{:.2f}")] for r in rows]
+    tally = {m: {v: sum(r["math"] == m and r["verdict"] == v for r in rows) for v in ("pass", "open", "FAIL")}
+             for m in model.MODES}
+    return (["## Convolutions: our time against cuDNN's (target: at most 3x in every pass)", "",
+             "FLOPs are the case's (cases.ConvCase.flops); 'run' is the FLOPs our kernel executes over "
+             "them (tile fill, empty channel or tap slots). Times in us, the central prediction with "
+             "the fast-slow range of our constants; cuDNN at its central constants. 'pass': under 3x "
+             "over the whole range; 'FAIL': over it; 'open': the range straddles it. Both times include "
+             "the host's launch path (HOST_US, CUDNN_HOST_US), which the bench's CUDA events bracket; "
+             "'kernels only' is the ratio without it.", ""]
+            + _table(["case", "pass", "math", "algorithm", "kernel", "GFLOP", "run", "ours us", "cuDNN us",
+                      "ours / cuDNN", "3x", "kernels only"], body)
+            + ["", "Verdicts per math mode: " + "; ".join(
+                f"{m}: " + ", ".join(f"{n} {v}" for v, n in t.items()) for m, t in tally.items()), ""])
+
+
+def mem_section(dev, rec) -> list[str]:
+    body = []
+    for r in model_mem.mem_rows(dev, rec):
+        st = r["stream"]
+        body.append([st.op, st.shape, st.kernel, f"{r['bytes'] / 1e6:.1f}",
+                     f"{r['have'] / 1024:.1f} / {r['need'] / 1024:.1f}", _rng(r["device_us"]),
+                     _rng([100 * f for f in r["device_frac"]], "{:.0f}%"),
+                     _rng([100 * f for f in r["bench_frac"]], "{:.0f}%"),
+                     f">= {100 * st.target:.0f}%" if st.target else "-", r["verdict"]])
+    return (["## Memory-bound kernels: fraction of the copy bandwidth", "",
+             f"Copy bandwidth {dev.copy_tbs:.2f} TB/s (COPY_OF_HBM x {dev.hbm_tbs} TB/s). 'in flight / needed': "
+             "KiB of DRAM reads a SM keeps in flight (blocks_per_sm x 256 threads x bytes a thread) against "
+             "read share x bandwidth x latency / SMs (Little's law, at the central latency). 'device': the "
+             "kernels alone; 'as timed': plus HOST_MEM_US, the host's launch path inside the bench's CUDA "
+             "events, which the issue's targets are measured with. Verdicts on tensors of 25 MB or more.", ""]
+            + _table(["op", "shape", "kernel", "MB moved", "in flight / needed KiB", "device us",
+                      "device fraction", "as timed", "target", "verdict"], body) + [""])
+
+
+def fused_section(dev, rec) -> list[str]:
+    body = [[r["case"], r["math"], model.describe(r["choice"]), _rng(r["fused_us"]), _rng(r["separate_us"]),
+             _rng(r["gain"], "{:.2f}"), r["verdict"]] for r in model_mem.fused_rows(dev, rec)]
+    bn = model_mem.bn_row(dev, rec)
+    body.append([bn["shape"], "-", "batch_norm2d_relu: stats + apply", _rng(bn["fused_us"]),
+                 _rng(bn["separate_us"]), _rng(bn["gain"], "{:.2f}"), "-"])
+    frac = [100 * f for f in bn["fraction"]]
+    return (["## Fused conv2d_bias_relu against the separate passes (target: separate / fused >= 1.2)", "",
+             "Fused: the forward GEMM with the bias and ReLU in its epilogue. Separate (gpucnn/bench/fused.py): "
+             "the same GEMM, then relu_forward over y, one more op call (HOST_MEM_US) and launch.", ""]
+            + _table(["case", "math", "algorithm", "fused us", "separate us", "separate / fused", "1.2x"], body)
+            + ["", f"Batch-norm forward as fused.py times it (statistics, then the apply with the ReLU: "
+               f"{bn['bytes'] / 1e6:.1f} MB moved, x read twice and y written): {_rng(frac, '{:.0f}%')} of "
+               f"the copy bandwidth; issue 11's target {100 * K.TARGET_MAP:.0f}%, verdict "
+               f"{model.verdict(min(frac), max(frac), 100 * K.TARGET_MAP, below=False)}.", ""])
+
+
+def constants_section(dev) -> list[str]:
+    d = [f"{dev.name}: {dev.sms} SMs at {dev.clock_ghz} GHz, HBM {dev.hbm_tbs} TB/s, FP32 {dev.fp32_tflops} "
+         f"TFLOP/s, TF32 dense {dev.tf32_tflops} TFLOP/s, L2 {dev.l2_mb} MB ({K._DATASHEET})."]
+    body = [[name, f"{c.fast:g}", f"{c.mid:g}", f"{c.slow:g}", c.unit, c.source]
+            for name, c in K.constants().items()]
+    return (["## Device and constants", ""] + d + [""]
+            + _table(["constant", "fast", "mid", "slow", "unit", "source"], body) + [""])
+
+
+def text(dev_key: str, date: str | None = None, rec=None) -> str:
+    dev = K.DEVICES[dev_key]
+    rec = rec or model_static.load()
+    date = date or datetime.date.today().isoformat()
+    head = [f"# Predicted kernel times on the {dev.name}: a static model, not measurements", "",
+            f"{DATE_PREFIX}{date} by `python -m gpucnn.bench.model --write`; tests/test_perf_model.py checks "
+            "it is current.",
+            "PREDICTIONS from bench/results/static-sm90.md (ptxas occupancy, SASS hot-loop counts) and the "
+            "constants listed at the end (gpucnn/bench/model_consts.py); no GPU has run these kernels. "
+            "The first GPU run (bash bench/gpu.sh) calibrates them: its bench.json conv rows carry "
+            "`predicted_us` (the central value) beside the measurement.", ""]
+    return "\n".join(head + conv_section(dev, rec) + mem_section(dev, rec) + fused_section(dev, rec)
+                     + constants_section(dev))
+
+
+def calibration(res) -> list[str]:
+    """Markdown lines for a GPU run (report.table): each conv row's measured time in
+    each of our math modes beside the model's prediction (empty without predictions)."""
+    from gpucnn.bench import modes
+    body = []
+    for r in res["rows"]:
+        for m, us in r.get("predicted_us", {}).items():
+            ours = modes.PAIRS[m][0]
+            if ours in r["ms"]:
+                got = 1e3 * r["ms"][ours]
+                body.append([r["case"], r["pass"], m, f"{us:.1f}", f"{got:.1f}", f"{got / us:.2f}"])
+    if not body:
+        return []
+    return (["", "Measured against the static model's central prediction (gpucnn.bench.model; "
+             "bench/results/predicted-*.md): 'measured / predicted' calibrates its constants.", ""]
+            + _table(["case", "pass", "math", "predicted us", "measured us", "measured / predicted"], body))
+
+
+def without_date(t: str) -> str:
+    return "\n".join(ln for ln in t.splitlines() if not ln.startswith(DATE_PREFIX))
+
+
+def write(dev_key: str) -> Path:
+    p = path(dev_key)
+    p.write_text(text(dev_key))
+    return p

@@ -1,0 +1,149 @@
+"""The static performance model (gpucnn.bench.model): hand-worked figures from
+the committed record (bench/results/static-sm90.md), its choices against
+gpucnn.cuda.algo, and the generated predicted-*.md files being current."""
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+
+from gpucnn.bench import cases, model, model_mem, model_report, model_static
+from gpucnn.bench import model_consts as K
+from gpucnn.cuda import algo
+from gpucnn.functional.conv import _conv_geometry
+
+H200 = K.DEVICES["h200"]
+
+
+@pytest.fixture(scope="module")
+def rec():
+    return model_static.load()
+
+
+def case(name):
+    return next(c for c in cases.CONV if c.name == name)
+
+
+def test_record_rows_merge_ptxas_and_loop_tables(rec):
+    # static-sm90.md: conv2d_forward_f32 has 113 registers, 2 blocks/SM (ptxas) and a 462-instruction loop with 256 FFMA
+    r = rec["conv2d_forward_f32"]
+    assert (r["registers"], r["blocks_per_sm"], r["instructions"], r["FMA"]) == (113, 2, 462, 256)
+    t = rec["conv2d_forward_tf32_128"]  # the tensor-core tables: block 256, 2 blocks/SM, 982 instructions, 64 HMMA
+    assert (t["block"], t["blocks_per_sm"], t["instructions"], t["HMMA"]) == (256, 2, 982, 64)
+
+
+def test_parser_takes_new_kernel_rows():
+    text = model_static.RECORD.read_text().replace(
+        "| conv2d_backward_filter_m32_f32 | 573 |",
+        "| conv2d_backward_filter_t_m32_f32 | 500 | 256 | 34 | 0 | 0 | 13 | 12 | 2 | 171 | 12 |\n"
+        "| conv2d_backward_filter_m32_f32 | 573 |")
+    rows = model_static.kernels(text)
+    assert rows["conv2d_backward_filter_t_m32_f32"]["instructions"] == 500
+    assert model_static.row(rows, "nope_f32", "conv2d_backward_filter_t_m32_f32")[0] == \
+        "conv2d_backward_filter_t_m32_f32"
+    with pytest.raises(KeyError):
+        model_static.row(rows, "nope_f32")
+
+
+@pytest.mark.parametrize("mode", algo.MATH_MODES)
+def test_choice_is_algo_choose_for_every_case(mode):
+    for c in cases.CONV:
+        g = _conv_geometry((c.N, c.C, c.H, c.W), (c.K, c.C // c.groups, c.R, c.S), c.stride, c.pad,
+                           c.dilation, c.groups)
+        for p in algo.PASSES:
+            assert model.choice(c, p, mode, H200) == algo.choose(g, p, np.float32, math=mode, sms=132, cc=90)
+
+
+def test_wave_quantisation_by_hand(rec):
+    # 1x1-s2 forward, fp32: GEMM rows Kg = 128, columns N*P*Q = 16*28*28 = 12544, reduction C = 256.
+    # 64x64x16 tiles: 2 x 196 = 392 blocks of 256/16 = 16 k-steps; 2 blocks/SM -> 264 slots, so 2 waves.
+    # A k-step: 8 warps x 462 instructions / 4 a clock = 924 clocks, / EFF_FFMA 0.8 = 1155.
+    # slow: 2 waves x 2 blocks sharing an SM x 16 steps = 64 steps; fast: ceil(392/132) = 3 blocks on the
+    # busiest SM x 16 = 48 steps; mid: 56 steps = 64680 clocks = 32.67 us at 1.98 GHz.
+    c = case("1x1-s2")
+    ch = model.choice(c, "forward", "fp32", H200)
+    assert (ch.family, ch.tile, ch.splits) == ("gemm", (64, 64, 16), 1)
+    w = model.gemm_work(model.geometry(c), "forward", ch, rec, H200, K.MID)
+    assert w.groups == ((392, 16),) and w.step_cycles == pytest.approx(1155)
+    fast, mid, slow = (model.tile_cycles(w, H200, s) for s in K.SCENARIOS)
+    assert (fast, mid, slow) == pytest.approx((48 * 1155, 56 * 1155, 64 * 1155))
+    assert mid / (1.98e3) == pytest.approx(32.67, abs=0.01)
+
+
+def test_sass_issue_bound_by_hand(rec):
+    # conv2d_forward_tf32_128: 8 warps x 982 instructions / 4 = 1964 clocks of issue a k-step; its HMMA:
+    # 8 x 64 x 2048 FLOP at half (MMA_SYNC_OF_PEAK) of 494.7e12 / (132 x 1.98e9) = 1892.6 FLOP/clock
+    # = 1108 clocks. Issue-bound: 1964 / EFF_TC 0.75 = 2618.7 clocks.
+    r = rec["conv2d_forward_tf32_128"]
+    assert model.tile_step_cycles(r, 256, H200, K.MID) == pytest.approx(1964 / 0.75)
+    # FFMA m32: 4 warps x 536 / 4 = 536 clocks, over 0.8 -> 670
+    assert model.tile_step_cycles(rec["conv2d_forward_m32_f32"], 128, H200, K.MID) == pytest.approx(670)
+
+
+def test_swap_exchanges_rows_and_columns(rec):
+    # mnist-2 backward-filter: rows Kg = 64, columns Cg*kh*kw = 800; swapped, 800 rows -> 13 x 1 tiles, not 1 x 13.
+    c = case("mnist-2")
+    ch = model.choice(c, "backward_filter", "fp32", H200)
+    plain = model.gemm_work(model.geometry(c), "backward_filter", ch, rec, H200, K.MID)
+    swapped = types.SimpleNamespace(**{f: getattr(ch, f) for f in ("family", "tile", "splits", "chunk", "math")},
+                                    swap=True)
+    w = model.gemm_work(model.geometry(c), "backward_filter", swapped, rec, H200, K.MID)
+    assert plain.groups[0][0] == 1 * 13 * ch.splits and w.groups[0][0] == 13 * 1 * ch.splits
+    assert w.kernel == plain.kernel == "conv2d_backward_filter_f32"  # no _t row recorded yet: the plain one
+    with_t = {**rec, "conv2d_backward_filter_t_f32": rec["conv2d_backward_filter_f32"]}
+    assert model.gemm_work(model.geometry(c), "backward_filter", swapped, with_t, H200, K.MID).kernel == \
+        "conv2d_backward_filter_t_f32"
+
+
+def test_littles_law_by_hand(rec):
+    # relu forward, 32x64x112x112: 8 blocks/SM x 256 threads x one 16-byte vector = 32768 bytes in flight a SM;
+    # needed: half the bytes are reads, 0.5 x 4.32e12 B/s x 700 ns / 132 SMs = 11454.5 bytes.
+    st = next(s for s in model_mem.streams(rec) if s.op == "relu forward" and "112" in s.shape)
+    assert model_mem.in_flight(st, H200, K.MID, rec) == pytest.approx((32768, 11454.5), rel=1e-4)
+
+
+def test_reduction_waves_by_hand(rec):
+    # batch-norm statistics on 128x64x32x32: norm.channel_chunks gives 32 chunks of 4096 per channel, so
+    # 64 x 32 = 2048 blocks (524288 threads), 16 values a thread in 4 rounds of 4 loads (CH_UNROLL).
+    # 5 blocks/SM -> 168960 threads a wave: 3 full waves + a tail. A wave: max(168960 x 64 B / 4.32 TB/s
+    # = 2.50 us, 4 x 700 ns + 0.2 us tree = 3.0 us, issue 0.79 us) = 3.0 us; the tail also 3.0 us.
+    # 4 waves x 3.0 + 2 launches x 2 us = 16.0 us; 33.55 MB / 4.32 TB/s = 7.77 us: 48.5% of the copy rate.
+    st = next(s for s in model_mem.streams(rec) if s.op == "batchnorm stats")
+    assert (st.threads, st.rounds) == (524288, 4)
+    assert model_mem.device_us(st, H200, K.MID, rec) == pytest.approx(16.0)
+    row = next(r for r in model_mem.mem_rows(H200, rec) if r["stream"].op == st.op)
+    assert row["device_frac"][K.MID] == pytest.approx(0.4855, abs=5e-4)
+
+
+def test_verdicts():
+    assert model.verdict(1.5, 2.9, 3.0) == "pass" and model.verdict(3.1, 4, 3.0) == "FAIL"
+    assert model.verdict(2, 4, 3.0) == "open" and model.verdict(0.9, 1.0, 0.85, below=False) == "pass"
+
+
+def test_predicted_us_for_bench_rows():
+    vgg = next(r for r in model.conv_rows(H200) if (r["case"], r["pass"], r["math"]) == ("vgg", "forward", "fp32"))
+    assert model.predicted_us("vgg", "forward", "fp32") == pytest.approx(vgg["us"][K.MID])
+    assert model.predicted_us("not-a-case", "forward", "fp32") is None
+
+
+@pytest.mark.parametrize("key", sorted(K.DEVICES))
+def test_generated_file_is_current(key):
+    """Regenerate with: python -m gpucnn.bench.model --write"""
+    written = model_report.path(key).read_text()
+    assert model_report.without_date(written) == model_report.without_date(model_report.text(key))
+
+
+def test_gpu_rows_carry_the_prediction_and_the_report_compares():
+    full = {"kind": "conv", "name": "vgg", "pass": "forward", "batch": 16, "full_batch": 16,
+            "case": "vgg 16x64x112x112", "ms": {"gpucnn-cuda-fp32": 2.104, "gpucnn-cuda-tf32": 0.5}}
+    scaled = {**full, "batch": 1, "ms": {}}
+    pool = {"kind": "mem", "name": "relu", "pass": "forward", "batch": 32, "full_batch": 32}
+    model.attach([full, scaled, pool], "NVIDIA H100 80GB HBM3")
+    assert "predicted_us" not in scaled and "predicted_us" not in pool
+    assert full["predicted_us"]["fp32"] == pytest.approx(model.predicted_us("vgg", "forward", "fp32", "h100"))
+    text = "\n".join(model_report.calibration({"rows": [full, scaled, pool]}))
+    us = full["predicted_us"]["fp32"]
+    assert f"| vgg 16x64x112x112 | forward | fp32 | {us:.1f} | 2104.0 | {2104.0 / us:.2f} |" in text
+    assert "| forward | 3xtf32 |" not in text  # not timed in this run: no row
+    assert model_report.calibration({"rows": [pool]}) == []
