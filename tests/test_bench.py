@@ -248,7 +248,7 @@ def test_cli_bench_algo_argument(tmp_path, monkeypatch):
     monkeypatch.setattr("gpucnn.bench.report.save", lambda res, out: {"json": "j", "table": "t", "png": None})
     monkeypatch.setattr("gpucnn.bench.report.table", lambda res: "")
     assert cli.main(["bench", "--device", "cpu", "--algo", "gemm:2", "--no-progress"]) == 0
-    assert seen == [("gemm", 2, None)] and algo._forced() is None
+    assert seen == [("gemm", 2, None, False)] and algo._forced() is None
     with pytest.raises(ValueError, match="GPUCNN_CONV_ALGO"):
         cli.main(["bench", "--device", "cpu", "--algo", "winograd", "--no-progress"])
 

@@ -36,12 +36,12 @@ def test_record_rows_merge_ptxas_and_loop_tables(rec):
 def test_parser_takes_new_kernel_rows():
     text = model_static.RECORD.read_text().replace(
         "| conv2d_backward_filter_m32_f32 | 573 |",
-        "| conv2d_backward_filter_t_m32_f32 | 500 | 256 | 34 | 0 | 0 | 13 | 12 | 2 | 171 | 12 |\n"
+        "| conv2d_backward_filter_x_m32_f32 | 500 | 256 | 34 | 0 | 0 | 13 | 12 | 2 | 171 | 12 |\n"
         "| conv2d_backward_filter_m32_f32 | 573 |")
     rows = model_static.kernels(text)
-    assert rows["conv2d_backward_filter_t_m32_f32"]["instructions"] == 500
-    assert model_static.row(rows, "nope_f32", "conv2d_backward_filter_t_m32_f32")[0] == \
-        "conv2d_backward_filter_t_m32_f32"
+    assert rows["conv2d_backward_filter_x_m32_f32"]["instructions"] == 500
+    assert model_static.row(rows, "nope_f32", "conv2d_backward_filter_x_m32_f32")[0] == \
+        "conv2d_backward_filter_x_m32_f32"
     with pytest.raises(KeyError):
         model_static.row(rows, "nope_f32")
 
