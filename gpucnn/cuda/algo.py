@@ -65,6 +65,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import math
 import os
 
@@ -280,7 +281,19 @@ def _direct(g, pass_: str, sms: int, splits: int | None) -> Choice:
 
 def choose(g, pass_: str, dtype=np.float32, math: str = "fp32", sms: int = DEFAULT_SMS, cc: int = 90) -> Choice:
     """The algorithm for one pass of convolution ``g`` (see the module docstring);
-    ``math`` applies to float32 only (float64 runs the FFMA tile in every mode)."""
+    ``math`` applies to float32 only (float64 runs the FFMA tile in every mode).
+    Memoised on everything it reads, the overrides in force included: the
+    split search alone took 40-260 us of host time a call (a filter gradient's
+    up to 1024 candidate counts), longer than the kernels of the small cases."""
+    from gpucnn.cuda import tc
+    spec = _override.get() or os.environ.get(ENV, "")
+    return _choose(g, pass_, np.dtype(dtype), math, sms, cc, spec, tc.forced_tile())
+
+
+@functools.lru_cache(maxsize=4096)
+def _choose(g, pass_: str, dtype, math: str, sms: int, cc: int, spec: str, tc_tile) -> Choice:
+    """choose's answer; ``spec`` and ``tc_tile`` (the overrides, read below
+    through _forced and tc.tile_edge) are only the memo's key."""
     if pass_ not in PASSES:
         raise ValueError(f"pass must be one of {PASSES}, got {pass_!r}")
     if math not in MATH_MODES:

@@ -72,6 +72,11 @@ def variants(base: str) -> list[str]:
     return [f"{base}_{mode}_{edge}" for mode in mathmode.MODES if mode != "fp32" for edge in TC_TILES]
 
 
+def forced_tile() -> int | None:
+    """The edge ``force_tile`` sets, or None."""
+    return _forced.get()
+
+
 def tile_edge(M: int, N: int, batches: int, sm_count: int, cc: int) -> int:
     """``tc_config``'s edge, or the one ``force_tile`` sets."""
     return _forced.get() or tc_config(M, N, batches, sm_count, cc)
