@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import importlib
 import os
 
@@ -88,13 +89,20 @@ def resolve(args) -> str:
     return name
 
 
-def _kernel_op(family: str, op: str):
-    """The CUDA launch function for ``op``, or None while its kernels are not written."""
+@functools.lru_cache(maxsize=None)
+def _module(name: str):
+    """The module ``name``, or None if there is none, imported once: the
+    lookups cost ~5 us of host time a call."""
     try:
-        mod = importlib.import_module(f"gpucnn.cuda.{family}")
+        return importlib.import_module(name)
     except ModuleNotFoundError:
         return None
-    return getattr(mod, op, None)
+
+
+def _kernel_op(family: str, op: str):
+    """The CUDA launch function for ``op``, or None while its kernels are not written."""
+    mod = _module(f"gpucnn.cuda.{family}")
+    return None if mod is None else getattr(mod, op, None)
 
 
 def call(family: str, op: str, *args):
@@ -104,7 +112,7 @@ def call(family: str, op: str, *args):
     backend (CuPy arrays are copied to the host and back).
     """
     name = resolve(args)
-    ref = getattr(importlib.import_module(f"gpucnn.reference.{family}"), op)
+    ref = getattr(_module(f"gpucnn.reference.{family}"), op)
     if name == "numpy":
         return ref(*args)
     from gpucnn.runtime import capture, runtime_for
