@@ -58,16 +58,17 @@ def test_cpu_scales_large_cases_by_batch_only():
 
 
 class FakeClock:
-    """Each call "takes" the time its fn returns, and the call order is logged."""
+    """Each call "takes" the time its fn returns; a sample of ``calls`` calls
+    their mean, as timing.CudaClock's back-to-back calls."""
 
-    def __init__(self):
-        self.log = []
+    def __init__(self, calls=1):
+        self.log, self.calls = [], calls
 
     def sync(self):
         pass
 
-    def time(self, fn, args):
-        return fn(*args)
+    def time(self, fn, arg_list):
+        return sum(fn(*args) for args in arg_list) / len(arg_list)
 
 
 def test_interleaved_alternates_rotates_and_takes_medians():
@@ -90,6 +91,24 @@ def test_interleaved_alternates_rotates_and_takes_medians():
     timed = seen[6:]
     assert [n for n, _ in timed] == ["a", "b", "b", "a", "a", "b", "b", "a", "a", "b"]
     assert [i for n, i in timed if n == "a"] == [0, 1, 0, 1, 0]
+
+
+def test_a_sample_of_several_calls_cycles_the_input_copies():
+    """A clock of 2 calls a sample (the GPU's back-to-back calls) averages
+    them, walks the 3 input copies in turn, and counts both calls in the
+    budget (a 2 ms first call, 2 calls a sample: 4 ms a repetition, 6 in 24 ms)."""
+    seen = []
+
+    def fn(i):
+        seen.append(i)
+        return [2, 4, 9][i]
+    res = timing.interleaved(FakeClock(calls=2), {"a": (fn, [(0,), (1,), (2,)])}, warmup=1, reps=3)
+    assert seen[2:] == [0, 1, 2, 0, 1, 2]  # after a warm-up and the single-call first timing
+    assert res["a"]["ms"] == 5.5 and res["a"]["samples"] == 3  # samples (2+4)/2, (9+2)/2, (4+9)/2
+    seen.clear()
+    # budget 0.024 s over a 2 ms first call times 2 calls: 6 repetitions
+    assert timing.interleaved(FakeClock(calls=2), {"a": (fn, [(0,)])}, warmup=0, budget_s=0.024,
+                              min_reps=1)["a"]["samples"] == 6
 
 
 @pytest.mark.parametrize("case", [c for c, _ in cases.suite("cpu", small=True)], ids=lambda c: c.label())

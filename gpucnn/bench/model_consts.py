@@ -73,11 +73,13 @@ MMA_SYNC_OF_PEAK = Const(0.65, 0.5, 0.4, "of dense TF32 peak", "HOPPER.md: HMMA-
 LATENCY_NS = Const(600, 700, 800, "ns", "loaded HBM latency on Hopper, the brief's 600-800 ns (no measurement)")
 L1_HIT_NS = fixed(30, "ns", "an L1 hit, ~60 cycles at 1.98 GHz (pooling's second tap of a row)")
 LAUNCH_US = Const(1, 2, 4, "us per kernel", "the device-side gap between back-to-back kernels (no measurement)")
-HOST_US = Const(20, 40, 70, "us per op call", "our launch path before its first kernel, timed on the project's "
-                "2-core VM with a no-op runtime (bench/model: 29-53 us for conv passes, 160 us for cifar-stem "
-                "backward-filter, whose algo._split loops over 1024 counts; 16 us for relu), plus CuPy's "
-                "allocation and launch; the bench's CUDA events bracket it (timing.CudaClock)")
-HOST_MEM_US = Const(10, 20, 30, "us per op call", "the same, for the short memory-bound ops (16 us relu)")
+HOST_US = Const(12, 20, 30, "us per op call", "our launch path before its first kernel: gpucnn.conv2d with a "
+                "null runtime (a pool allocator, no-op launches) took 17-25 us on the project's loaded 2-core VM "
+                "after the host-path memoisation (29 us before it; 29-53 us for the launch layer alone and 160 "
+                "us for cifar-stem's backward-filter while algo._split ran on every call), plus CuPy's launch "
+                "(~5 us, assumed); the bench's CUDA events bracket it (timing.CudaClock)")
+HOST_MEM_US = Const(8, 12, 20, "us per op call", "the same for the short memory-bound ops: gpucnn.relu 6-8 us "
+                    "with the null runtime, plus CuPy's launch")
 EMPTY_BLOCK_NS = Const(0.2, 0.4, 0.8, "ns per block (whole GPU)", "scheduling a block with no work: "
                        "~0.5 ms per million empty blocks is the usual order (no measurement)")
 TREE_US = Const(0.1, 0.2, 0.4, "us per block", "channel.cuh's 8-level block tree: 9 barriers and shared "

@@ -49,10 +49,15 @@ _LARGE_SMEM_CCS = (80, 87, 90, 100, 103)
 def tc_config(M: int, N: int, batches: int, sm_count: int, cc: int = 90) -> int:
     """The tensor-core tile edge for an M x N GEMM repeated ``batches`` times
     (groups, splits) on ``sm_count`` multiprocessors of compute capability
-    ``cc``: 128 when its tiles fill every SM at least once and the device's
-    blocks can hold it, else 64 (four times the blocks, for small problems)."""
+    ``cc``: 128 when its tiles fill every SM at least once, both sides are
+    longer than 64 and the device's blocks can hold it, else 64 (four times
+    the blocks, for small problems). A side of at most 64 (a 64-filter
+    layer's forward) leaves half of every 128 tile empty: there its loop
+    issues 982 instructions per 64 HMMA of which 32 count, against the 64
+    tile's 817 per 32 (tf32 forward; 3xtf32 1578 per 192 against 1215 per
+    96; bench/results/static-sm90.md), so the 64 tile is 1.2-1.3x faster."""
     large = -(-M // 128) * -(-N // 128) * batches
-    return 128 if large >= sm_count and cc in _LARGE_SMEM_CCS else 64
+    return 128 if large >= sm_count and min(M, N) > 64 and cc in _LARGE_SMEM_CCS else 64
 
 
 @contextlib.contextmanager
