@@ -85,11 +85,15 @@ DIRECT_BLOCKS_PER_SM = 8  # 256-thread blocks of depthwise.cu (no register cap h
 DIRECT_THREADS = 256
 SMALL_GROUP = 8  # direct when both Kg and Cg are at most this
 SMALL_C = 4      # backward-data direct for up to this many channels a group (stems)
-# backward-filter direct when the GEMM's tiles are less full than this. The
-# static model (FFMA GEMM ~30 TFLOP/s at full tiles; the direct kernel ~13 on
-# deepspeech, 3.4x cuDNN's 45) breaks even near 0.44; with the 32-row tile
-# deepspeech fills 0.78 and goes GEMM, mnist-1 fills 0.39 and stays direct.
-DIRECT_FILTER_USE = 0.4
+# backward-filter direct when the GEMM's tiles are less full than this. By
+# the sm_90 SASS (bench/results/static-sm90.md) the direct kernel's loop
+# issues 125 instructions per 8 FFMA (15.6 a FMA), the narrow tile's 573 per
+# 256 (2.24; the wide tile's 476, 1.86): the GEMM wins above ~0.14 of its
+# tiles filled. (This was 0.4, from an estimate of the direct kernel at ~13
+# TFLOP/s that the SASS count does not bear out: 4.3 at full issue.) mnist-1
+# (32 filters x 25 taps, 0.39) goes GEMM; depthwise (1 x 9 taps a group,
+# 0.004) and small groups (SMALL_GROUP) stay direct.
+DIRECT_FILTER_USE = 0.15
 WINDOW_TAPS, WINDOW_SLOTS = 10, 12  # depthwise.cu's DWW_TB, DWW_TBP: a window's taps, their slots in the bank
 WINDOW_MIN_TAPS = 5  # a window's 10 tap slots at least half used
 WINDOW_SMEM = 48 * 1024  # the bank in shared memory without an opt-in
@@ -239,8 +243,8 @@ def _direct_ok(g, pass_: str) -> bool:
     if Kg <= SMALL_GROUP and Cg <= SMALL_GROUP:
         return True
     if pass_ == "backward_filter":
-        # The direct kernel makes about one L1 load per FMA; the FFMA GEMM
-        # runs its tiles at ~4x that rate, so it wins only while it fills them.
+        # The FFMA GEMM issues ~7x fewer instructions per FMA than the direct
+        # kernel, so it wins unless its tiles are nearly empty (DIRECT_FILTER_USE).
         return filter_orientation(Kg, Cg * g.win.kh * g.win.kw)[0] < DIRECT_FILTER_USE
     return pass_ == "backward_data" and Cg <= SMALL_C
 
