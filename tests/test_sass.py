@@ -116,3 +116,16 @@ def test_memory_bound_loops_divide_nothing_per_element():
             assert row["CALL"] == "0", row
     for name in ("relu_forward_f32", "relu_backward_f32", "relu_forward_f64", "relu_backward_f64"):
         assert int(table[name]["LDG.128"]) > 0 and int(table[name]["STG.128"]) > 0
+
+
+def test_tc_blocks_table_is_the_records():
+    """gpucnn.cuda.tc's blocks per SM (the split search's slots) are the
+    recorded ptxas occupancy of each conv2d tensor-core kernel on sm_90."""
+    from gpucnn.bench import model_static
+    from gpucnn.cuda import tc
+    rows = model_static.kernels(model_static.RECORD.read_text())
+    for (pass_, mode, edge), blocks in tc._BLOCKS_SM90.items():
+        assert rows[f"conv2d_{pass_}_{mode}_{edge}"]["blocks_per_sm"] == blocks, (pass_, mode, edge)
+        assert tc.blocks_per_sm(pass_, mode, edge, 90) == blocks
+    assert tc.blocks_per_sm("forward", "3xtf32", 64, 86) == 1  # 53760 + 1024 bytes of sm_86's 100 KiB
+    assert tc.blocks_per_sm("backward_data", "3xtf32", 64, 80) == 3  # 164 KiB: 3 blocks, not 4

@@ -80,7 +80,6 @@ TILE = (64, 64, 16)  # gemm.cuh's GemmWide: BM, BN, GEMM_BK (FFMA)
 NARROW_TILE = (32, 64, 16)  # GemmNarrow
 # (tile rows, element bytes) -> gemm.cuh's GemmBlocks: __launch_bounds__(256, 2), (128, 4), (128, 3)
 GEMM_BLOCKS_PER_SM = {(64, 4): 2, (64, 8): 2, (32, 4): 4, (32, 8): 3}
-TC_BLOCKS_PER_SM = 1  # the tensor-core kernels are sized for one block per SM (tc_gemm.cuh's TC_KERNEL)
 DIRECT_BLOCKS_PER_SM = 8  # 256-thread blocks of depthwise.cu (no register cap hit)
 DIRECT_THREADS = 256
 SMALL_GROUP = 8  # direct when both Kg and Cg are at most this
@@ -195,7 +194,7 @@ def _gemm(g, pass_: str, sms: int, splits: int | None, math: str = "fp32", cc: i
     else:
         from gpucnn.cuda import tc
         edge = tc.tile_edge(rows, cols, g.groups, sms, cc)
-        tile, per_sm = (edge, edge, tc.TC_K), TC_BLOCKS_PER_SM
+        tile, per_sm = (edge, edge, tc.TC_K), tc.blocks_per_sm(pass_, math, edge, cc)
     bm, bn, bk = tile
     tiles = cdiv(rows, bm) * cdiv(cols, bn) * g.groups
     steps = cdiv(red, bk)

@@ -77,6 +77,31 @@ def variants(base: str) -> list[str]:
     return [f"{base}_{mode}_{edge}" for mode in mathmode.MODES if mode != "fp32" for edge in TC_TILES]
 
 
+# Resident blocks per SM of the convolution tensor-core kernels on sm_90:
+# ptxas's registers with the tile's dynamic shared memory
+# (bench/results/static-sm90.md; tests/test_sass.py checks this table
+# against it). The split search counts its slots with them: at one block
+# per SM it would leave a 64 tile kernel that fits 3 or 4 on a third of them.
+_BLOCKS_SM90 = {  # (pass, mode, edge) -> blocks
+    ("forward", "tf32", 128): 2, ("forward", "tf32", 64): 2,
+    ("forward", "3xtf32", 128): 1, ("forward", "3xtf32", 64): 3,
+    ("backward_data", "tf32", 128): 2, ("backward_data", "tf32", 64): 2,
+    ("backward_data", "3xtf32", 128): 1, ("backward_data", "3xtf32", 64): 4,
+    ("backward_filter", "tf32", 128): 1, ("backward_filter", "tf32", 64): 3,
+    ("backward_filter", "3xtf32", 128): 1, ("backward_filter", "3xtf32", 64): 3,
+}
+# Shared memory per SM (KiB) by compute capability, 1 KiB of it reserved per
+# block (CUDA C Programming Guide, compute capabilities table).
+_SMEM_PER_SM_KIB = {80: 164, 86: 100, 87: 164, 89: 100, 90: 228, 100: 228, 103: 228}
+
+
+def blocks_per_sm(pass_: str, mode: str, edge: int, cc: int) -> int:
+    """Resident blocks per SM of conv2d's ``pass_`` kernel in ``mode`` on the
+    ``edge`` tile: sm_90's, capped by the shared memory of compute capability ``cc``."""
+    by_smem = _SMEM_PER_SM_KIB.get(cc, 100) * 1024 // (smem_bytes(edge) + 1024)
+    return max(1, min(_BLOCKS_SM90[pass_, mode, edge], by_smem))
+
+
 def forced_tile() -> int | None:
     """The edge ``force_tile`` sets, or None."""
     return _forced.get()
