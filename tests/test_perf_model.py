@@ -147,3 +147,12 @@ def test_gpu_rows_carry_the_prediction_and_the_report_compares():
     assert f"| vgg 16x64x112x112 | forward | fp32 | {us:.1f} | 2104.0 | {2104.0 / us:.2f} |" in text
     assert "| forward | 3xtf32 |" not in text  # not timed in this run: no row
     assert model_report.calibration({"rows": [pool]}) == []
+
+
+def test_timed_is_the_slower_side_plus_the_faster_once_a_sample():
+    """8 calls queued back to back (timing.CALLS): a 50 us kernel behind a 12 us
+    launch path reads 50 + 12 / 8; a 5 us kernel behind 20 us, 20 + 5 / 8."""
+    from gpucnn.bench import model_consts, timing
+    assert timing.CALLS == 8
+    assert model_consts.timed(50.0, 12.0) == 51.5
+    assert model_consts.timed(5.0, 20.0) == 20.625

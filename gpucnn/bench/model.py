@@ -22,8 +22,10 @@ gpucnn.cuda.conv._choose asks it, never re-derived):
 Shared-memory wavefronts are not modelled: a 64x64 FFMA k-step's 36 LDS.128
 a warp (1-2 wavefronts each, broadcasts) stay under its 462 issue slots.
 Then max(that, compulsory bytes / copy bandwidth) + a split's partial pass
-+ launches x LAUNCH_US + HOST_US (the bench's events bracket the host's launch
-path). cuDNN: max(FLOPs / rate, bytes / bandwidth) + launch + host, the rate
++ launches x LAUNCH_US, against HOST_US of host launch path a call as the
+bench times them (model_consts.timed: calls queued back to back, so the
+slower of the two shows). cuDNN: max(FLOPs / rate, bytes / bandwidth) +
+launch, against CUDNN_HOST_US likewise, the rate
 of the bench's pairing (gpucnn.bench.modes: 3xtf32 and fp32 against cuDNN
 without TF32).
 """
@@ -189,16 +191,20 @@ def ours_us(case, pass_, c, dev, s, rec, bias_given: bool = False) -> dict:
     launches = 1 + (c.splits > 1) + (pass_ == "forward" and not bias_given)  # forward: xp.zeros of the bias
     kernels = max(compute, memory) + split + launches * K.LAUNCH_US.at(s)
     return {"kernel": kernel, "executed_flops": flops, "compute_us": compute, "memory_us": memory,
-            "split_us": split, "kernels_us": kernels, "us": kernels + K.HOST_US.at(s)}
+            "split_us": split, "kernels_us": kernels, "us": K.timed(kernels, K.HOST_US.at(s))}
+
+
+def cudnn_kernels_us(case, math_, dev) -> float:
+    """The device time of the peer the bench pairs with ``math_`` (modes.PAIRS):
+    cuDNN with TF32 for "tf32", without it for "3xtf32" and "fp32"."""
+    tf32 = modes.PAIRS[math_][1] == "torch-cudnn-tf32"
+    rate = dev.tf32_tflops * K.CUDNN_TF32_OF_PEAK.mid if tf32 else dev.fp32_tflops * K.CUDNN_FP32_OF_PEAK.mid
+    return max(case.flops() / (rate * 1e6), bw_us(case.nbytes(), dev)) + K.LAUNCH_US.mid
 
 
 def cudnn_us(case, math_, dev) -> float:
-    """The peer the bench pairs with ``math_`` (modes.PAIRS): cuDNN with TF32 for
-    "tf32", without it for "3xtf32" and "fp32"."""
-    tf32 = modes.PAIRS[math_][1] == "torch-cudnn-tf32"
-    rate = dev.tf32_tflops * K.CUDNN_TF32_OF_PEAK.mid if tf32 else dev.fp32_tflops * K.CUDNN_FP32_OF_PEAK.mid
-    return (max(case.flops() / (rate * 1e6), bw_us(case.nbytes(), dev)) + K.LAUNCH_US.mid
-            + K.CUDNN_HOST_US.mid)
+    """cudnn_kernels_us as the bench times it, with PyTorch's host path."""
+    return K.timed(cudnn_kernels_us(case, math_, dev), K.CUDNN_HOST_US.mid)
 
 
 def verdict(lo: float, hi: float, target: float, below: bool = True) -> str:
@@ -218,7 +224,7 @@ def conv_rows(dev, rec=None) -> list[dict]:
                 peer = cudnn_us(case, m, dev)
                 ratio = [o["us"] / peer for o in ours]
                 # the kernels alone, without either side's host launch path
-                alone = [o["kernels_us"] / (peer - K.CUDNN_HOST_US.mid) for o in ours]
+                alone = [o["kernels_us"] / cudnn_kernels_us(case, m, dev) for o in ours]
                 out.append({"case": case.name, "pass": pass_, "math": m, "choice": c, "flops": case.flops(),
                             "ours": ours, "us": [o["us"] for o in ours], "cudnn_us": peer, "ratio": ratio,
                             "kernels_ratio": alone, "verdict": verdict(min(ratio), max(ratio), K.TARGET_RATIO)})

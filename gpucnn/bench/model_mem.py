@@ -9,7 +9,7 @@ max(its bytes / copy bandwidth, its round trips, its instructions at the
 issue rate). In steady state that is the fraction
 min(1, bytes in flight per SM / (read share x bandwidth x latency / SMs)).
 Then empty blocks (grids sized by elements over vector loops), launches,
-and the host's launch path, which the bench's CUDA events bracket.
+and the host's launch path as the bench reads it (model_consts.timed).
 """
 from __future__ import annotations
 
@@ -155,7 +155,7 @@ def mem_rows(dev, rec=None) -> list[dict]:
     for st in streams(rec):
         ideal = model.bw_us(st.read + st.write, dev)
         dev_us = [device_us(st, dev, s, rec) for s in K.SCENARIOS]
-        bench_us = [d + K.HOST_MEM_US.at(s) for s, d in zip(K.SCENARIOS, dev_us)]
+        bench_us = [K.timed(d, K.HOST_MEM_US.at(s)) for s, d in zip(K.SCENARIOS, dev_us)]
         frac = [ideal / t for t in bench_us]
         have, need = in_flight(st, dev, K.MID, rec)
         judged = st.target is not None and max(st.read, st.write) >= K.TARGET_MIN_BYTES
@@ -176,8 +176,10 @@ def fused_rows(dev, rec=None) -> list[dict]:
         relu = relu_over(case.label(), case.N * case.K * P * Q, rec)
         for m in model.MODES:
             c = model.choice(case, "forward", m, dev)
-            f = [model.ours_us(case, "forward", c, dev, s, rec, bias_given=True)["us"] for s in K.SCENARIOS]
-            sep = [x + device_us(relu, dev, s, rec) + K.HOST_MEM_US.at(s) for s, x in zip(K.SCENARIOS, f)]
+            conv = [model.ours_us(case, "forward", c, dev, s, rec, bias_given=True)["kernels_us"] for s in K.SCENARIOS]
+            f = [K.timed(x, K.HOST_US.at(s)) for s, x in zip(K.SCENARIOS, conv)]
+            sep = [K.timed(x + device_us(relu, dev, s, rec), K.HOST_US.at(s) + K.HOST_MEM_US.at(s))
+                   for s, x in zip(K.SCENARIOS, conv)]
             gain = [b / a for a, b in zip(f, sep)]
             out.append({"case": case.name, "math": m, "choice": c, "fused_us": f, "separate_us": sep,
                         "gain": gain, "verdict": model.verdict(min(gain), max(gain), K.TARGET_FUSED, below=False)})
@@ -194,9 +196,10 @@ def bn_row(dev, rec=None) -> dict:
     stats, apply = by_op["batchnorm stats"], by_op["batchnorm forward"]
     relu = relu_over(apply.shape, int(apply.write // 4), rec)
     copies = 2  # norm.batch_norm_stats: copy_of(running_mean), copy_of(running_var)
-    f = [device_us(stats, dev, s, rec) + device_us(apply, dev, s, rec) + copies * K.LAUNCH_US.at(s)
-         + 2 * K.HOST_MEM_US.at(s) for s in K.SCENARIOS]
-    sep = [x + device_us(relu, dev, s, rec) + K.HOST_MEM_US.at(s) for s, x in zip(K.SCENARIOS, f)]
+    dev_f = [device_us(stats, dev, s, rec) + device_us(apply, dev, s, rec) + copies * K.LAUNCH_US.at(s)
+             for s in K.SCENARIOS]
+    f = [K.timed(x, 2 * K.HOST_MEM_US.at(s)) for s, x in zip(K.SCENARIOS, dev_f)]
+    sep = [K.timed(x + device_us(relu, dev, s, rec), 3 * K.HOST_MEM_US.at(s)) for s, x in zip(K.SCENARIOS, dev_f)]
     moved = stats.read + apply.read + apply.write
     return {"shape": apply.shape, "fused_us": f, "separate_us": sep, "gain": [b / a for a, b in zip(f, sep)],
             "bytes": moved, "fraction": [model.bw_us(moved, dev) / t for t in f]}

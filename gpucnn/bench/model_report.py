@@ -39,9 +39,10 @@ def conv_section(dev, rec) -> list[str]:
              "FLOPs are the case's (cases.ConvCase.flops); 'run' is the FLOPs our kernel executes over "
              "them (tile fill, empty channel or tap slots). Times in us, the central prediction with "
              "the fast-slow range of our constants; cuDNN at its central constants. 'pass': under 3x "
-             "over the whole range; 'FAIL': over it; 'open': the range straddles it. Both times include "
-             "the host's launch path (HOST_US, CUDNN_HOST_US), which the bench's CUDA events bracket; "
-             "'kernels only' is the ratio without it.", ""]
+             "over the whole range; 'FAIL': over it; 'open': the range straddles it. Both times are as "
+             "the bench reads them (gpucnn.bench.timing: calls queued back to back, so a call takes the "
+             "slower of its kernels and its host launch path, HOST_US or CUDNN_HOST_US, plus the faster "
+             "over CALLS); 'kernels only' is the ratio of the device times.", ""]
             + _table(["case", "pass", "math", "algorithm", "kernel", "GFLOP", "run", "ours us", "cuDNN us",
                       "ours / cuDNN", "3x", "kernels only"], body)
             + ["", "Verdicts per math mode: " + "; ".join(
@@ -61,8 +62,9 @@ def mem_section(dev, rec) -> list[str]:
              f"Copy bandwidth {dev.copy_tbs:.2f} TB/s (COPY_OF_HBM x {dev.hbm_tbs} TB/s). 'in flight / needed': "
              "KiB of DRAM reads a SM keeps in flight (blocks_per_sm x 256 threads x bytes a thread) against "
              "read share x bandwidth x latency / SMs (Little's law, at the central latency). 'device': the "
-             "kernels alone; 'as timed': plus HOST_MEM_US, the host's launch path inside the bench's CUDA "
-             "events, which the issue's targets are measured with. Verdicts on tensors of 25 MB or more.", ""]
+             "kernels alone; 'as timed': as the bench reads them, with HOST_MEM_US of host launch path a call "
+             "(model_consts.timed), which the issue's targets are measured with. Verdicts on tensors of 25 "
+             "MB or more.", ""]
             + _table(["op", "shape", "kernel", "MB moved", "in flight / needed KiB", "device us",
                       "device fraction", "as timed", "target", "verdict"], body) + [""])
 
@@ -76,7 +78,8 @@ def fused_section(dev, rec) -> list[str]:
     frac = [100 * f for f in bn["fraction"]]
     return (["## Fused conv2d_bias_relu against the separate passes (target: separate / fused >= 1.2)", "",
              "Fused: the forward GEMM with the bias and ReLU in its epilogue. Separate (gpucnn/bench/fused.py): "
-             "the same GEMM, then relu_forward over y, one more op call (HOST_MEM_US) and launch.", ""]
+             "the same GEMM, then relu_forward over y, one more op call (HOST_MEM_US) and launch; both as "
+             "the bench reads them (model_consts.timed).", ""]
             + _table(["case", "math", "algorithm", "fused us", "separate us", "separate / fused", "1.2x"], body)
             + ["", f"Batch-norm forward as fused.py times it (statistics, then the apply with the ReLU: "
                f"{bn['bytes'] / 1e6:.1f} MB moved, x read twice and y written): {_rng(frac, '{:.0f}%')} of "
