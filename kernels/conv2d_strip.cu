@@ -31,6 +31,7 @@
 #define STRIP_PIX 8  // pixels of one stride phase a thread owns
 #define STRIP_TB 4   // taps of a chunk: a chunk's weights are CB whole 16-byte vectors in float
 #define STRIP_WIN (STRIP_PIX + STRIP_TB - 1)  // dy values a chunk reads
+#define STRIP_SM90 (__CUDA_ARCH__ >= 900)
 
 // acc[j][c] += w(c, tap t) * dy(qlo + (j - t + STRIP_TB - 1)*qs) over the
 // group's filters: d and wr point at the first filter's dy run and bank chunk;
@@ -45,11 +46,13 @@ __device__ __forceinline__ void strip_filters(T (&acc)[STRIP_PIX][CB], const T* 
     T v[STRIP_WIN];
 #pragma unroll
     for (int m = 0; m < STRIP_WIN; ++m) v[m] = T(0);
-// Two filters a trip in float with qs = 1 (1.46 -> 1.26 issued instructions
-// per FMA for 3 channels on sm_90: the ok tests serve both); not in double
-// (it spills), nor with qs > 1 (dilated stems: rare, and its 64-bit address
-// per value costs more than the unrolling saves).
-#pragma unroll(sizeof(T) == 4 && UNIT ? 2 : 1)
+// Two filters a trip in float with qs = 1 on sm_90: the ok tests serve both.
+// For 3 channels, sm_90 SASS: one filter a trip with v zeroed each filter,
+// 140 instructions a 96 FFMA (1.46 an FMA); two a trip, 260 a 192 (1.35);
+// and v zeroed once, 244 a 192 (1.27). Not in double (it spills), nor with
+// qs > 1 (dilated: rare, a 64-bit address per value), nor before sm_90,
+// whose ptxas spills it at 128 registers (the emulator compiles as sm_80).
+#pragma unroll(sizeof(T) == 4 && UNIT && STRIP_SM90 ? 2 : 1)
     for (int f = 0; f < Kg; ++f, d += dstep, wr += wstep) {
         T wk[STRIP_TB * CB];
 #pragma unroll
@@ -139,18 +142,21 @@ __device__ void strip_backward_data(T* bank, const T* __restrict__ dy, const T* 
 
 // ------------------------------------------------------------ entry points
 
-#define STRIP_BACKWARD_DATA(T, SFX, CB)                                                                     \
-    extern "C" __global__ void __launch_bounds__(STRIP_THREADS)                                            \
+// BLOCKS: the blocks per SM to fit registers for on sm_90 (2: 128 registers,
+// where the float kernels fit without spilling; double needs up to 172).
+// Older architectures keep one: their ptxas spills at 128 registers.
+#define STRIP_BACKWARD_DATA(T, SFX, CB, BLOCKS)                                                             \
+    extern "C" __global__ void __launch_bounds__(STRIP_THREADS, STRIP_SM90 ? (BLOCKS) : 1)                \
     conv2d_strip_backward_data_c##CB##_##SFX(const T* __restrict__ dy, const T* __restrict__ w,           \
                                              T* __restrict__ dx, GEOM, int strip) {                        \
         extern __shared__ __align__(16) unsigned char strip_bank[];                                        \
         strip_backward_data<T, CB>(reinterpret_cast<T*>(strip_bank), dy, w, dx, GEOM_ARGS, strip);        \
     }
-STRIP_BACKWARD_DATA(float, f32, 1)
-STRIP_BACKWARD_DATA(float, f32, 2)
-STRIP_BACKWARD_DATA(float, f32, 3)
-STRIP_BACKWARD_DATA(float, f32, 4)
-STRIP_BACKWARD_DATA(double, f64, 1)
-STRIP_BACKWARD_DATA(double, f64, 2)
-STRIP_BACKWARD_DATA(double, f64, 3)
-STRIP_BACKWARD_DATA(double, f64, 4)
+STRIP_BACKWARD_DATA(float, f32, 1, 2)
+STRIP_BACKWARD_DATA(float, f32, 2, 2)
+STRIP_BACKWARD_DATA(float, f32, 3, 2)
+STRIP_BACKWARD_DATA(float, f32, 4, 2)
+STRIP_BACKWARD_DATA(double, f64, 1, 1)
+STRIP_BACKWARD_DATA(double, f64, 2, 1)
+STRIP_BACKWARD_DATA(double, f64, 3, 1)
+STRIP_BACKWARD_DATA(double, f64, 4, 1)

@@ -236,6 +236,21 @@ def test_the_chosen_tile_is_the_one_launched(monkeypatch, spec, filters, channel
     assert launched == [(p + k, threads) for p, (k, threads) in zip(passes, kernels)]
 
 
+def _launched_backward_data(monkeypatch, module, dy, x, w, **kw) -> list[str]:
+    """The kernels ``module`` launches for float64 dx on the emulator, whose
+    dx is checked against the reference (skips without the emulator)."""
+    if not gpucnn.backend.available("emulator")[0]:
+        pytest.skip("emulator unavailable")
+    launched, real = [], module.launch
+    monkeypatch.setattr(module, "launch", lambda rt, family, base, dtype, *rest, **opts: (
+        launched.append(f"{base}_f64"), real(rt, family, base, dtype, *rest, **opts)))
+    with gpucnn.use_backend("emulator"):
+        dx = gpucnn.conv2d_backward(dy, x, w, **kw)[0]
+    with gpucnn.use_backend("numpy"):
+        close(dx, gpucnn.conv2d_backward(dy, x, w, **kw)[0], np.float64, "dx")
+    return launched
+
+
 @pytest.mark.parametrize("C,groups,kw,kernel", [(1, 1, 5, "depthwise_backward_data_c1_f64"),
                                                  (6, 6, 5, "depthwise_backward_data_c1_f64"),
                                                  (3, 1, 5, "depthwise_backward_data_f64"),
@@ -245,20 +260,11 @@ def test_groups_of_one_channel_take_the_one_channel_kernel(monkeypatch, C, group
     """The direct backward-data of groups of one channel (C = 1 stems,
     depthwise) launches depthwise.cu's _c1 kernel, or the dy-window kernel
     where a stride phase keeps 5 taps of a row; wider groups the 4-channel one."""
-    if not gpucnn.backend.available("emulator")[0]:
-        pytest.skip("emulator unavailable")
     from gpucnn.cuda import depthwise
-    launched, real = [], depthwise.launch
-    monkeypatch.setattr(depthwise, "launch", lambda rt, family, base, dtype, *rest, **kw: (
-        launched.append(f"{base}_f64"), real(rt, family, base, dtype, *rest, **kw)))
     rng = np.random.default_rng(7)
     x, w = rng.standard_normal((1, C, 9, 14)), rng.standard_normal((6, C // groups, 3, kw))
     dy = np.ones((1, 6, 4, (14 - kw) // 2 + 1))
-    with gpucnn.use_backend("emulator"):
-        dx = gpucnn.conv2d_backward(dy, x, w, stride=2, groups=groups)[0]
-    with gpucnn.use_backend("numpy"):
-        close(dx, gpucnn.conv2d_backward(dy, x, w, stride=2, groups=groups)[0], np.float64, "dx")
-    assert kernel in launched
+    assert kernel in _launched_backward_data(monkeypatch, depthwise, dy, x, w, stride=2, groups=groups)
 
 
 @pytest.mark.parametrize("C,groups,kernel", [(1, 1, "conv2d_strip_backward_data_c1_f64"),
@@ -269,19 +275,11 @@ def test_groups_of_one_channel_take_the_one_channel_kernel(monkeypatch, C, group
 def test_small_channel_groups_take_the_strip_kernel(monkeypatch, C, groups, kernel):
     """Backward-data of 1 to 4 channels a group and 9 filters a group
     launches the strip kernel of its channel count; 5 channels do not."""
-    if not gpucnn.backend.available("emulator")[0]:
-        pytest.skip("emulator unavailable")
     from gpucnn.cuda import strip
-    launched, real = [], strip.launch
-    monkeypatch.setattr(strip, "launch", lambda rt, family, base, dtype, *rest, **kw: (
-        launched.append(f"{base}_f64"), real(rt, family, base, dtype, *rest, **kw)))
     rng = np.random.default_rng(8)
     x, w = rng.standard_normal((2, C, 6, 9)), rng.standard_normal((9 * groups, C // groups, 3, 3))
     dy = rng.standard_normal((2, 9 * groups, 6, 9))
-    with gpucnn.use_backend("emulator"):
-        dx = gpucnn.conv2d_backward(dy, x, w, padding=1, groups=groups)[0]
-    with gpucnn.use_backend("numpy"):
-        close(dx, gpucnn.conv2d_backward(dy, x, w, padding=1, groups=groups)[0], np.float64, "dx")
+    launched = _launched_backward_data(monkeypatch, strip, dy, x, w, padding=1, groups=groups)
     assert launched == ([kernel] if kernel else [])
 
 

@@ -52,15 +52,17 @@ Families:
           the chunk's weights from shared memory (3 LDS.128 for 3 channels):
           96 FFMA in 122 issued instructions (sm_90 SASS, two filters a trip,
           bench/results/static-sm90.md), 1.27 an FMA. Phases with fewer taps run
-          zero weights: cifar-stem's 3 of 4 (1.69 an useful FMA), resnet-stem's
+          zero weights: cifar-stem's 3 of 4 (1.69 a useful FMA), resnet-stem's
           7 of 8 (1.45). Predicted on the H200 (gpucnn.bench.model, kernels
-          alone): cifar-stem ~22 us (was ~72), resnet-stem ~120 us (was ~550).
-          Groups of at most SMALL_GROUP filters stay direct (depthwise, small
-          groups): each (row tap, chunk) pays ~50 instructions of bounds tests
-          and addresses outside the filter loop, which the loop count leaves out
-          and which few filters do not amortise; one channel takes the window
-          kernel first where a phase keeps WINDOW_MIN_TAPS taps (its 40 FFMA in
-          ~45 instructions beat the strip's 64 in 126)
+          alone, central): cifar-stem 18 us (was 67 direct; dy is 8 us of
+          copy bandwidth), resnet-stem 119 us (was 546); 1.7x and 1.5x cuDNN
+          without TF32. Groups of at most SMALL_GROUP filters stay direct
+          (depthwise, small groups): each (row tap, chunk) pays ~50
+          instructions of bounds tests and addresses outside the filter loop,
+          which the model's loop count leaves out and few filters do not
+          amortise; one channel takes the window kernel first where a phase
+          keeps WINDOW_MIN_TAPS taps (its 40 FFMA in ~45 instructions a live
+          row beat the strip's 64 in 126)
 
 A forward or backward-data GEMM whose tile grid is below one wave splits its
 reduction into ``splits`` chunks of ``chunk`` indices (a multiple of the
