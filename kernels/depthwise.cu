@@ -1,6 +1,7 @@
 // depthwise.cu: direct grouped convolution for small groups (depthwise,
-// Kg and Cg of a few channels, and the backward-data of stems with C <= 4),
-// where conv2d.cu's 64 x 64 GEMM tile would be mostly empty rows.
+// Kg and Cg of a few channels, and the backward-data of stems with C <= 4
+// that conv2d_strip.cu does not take), where conv2d.cu's 64 x 64 GEMM tile
+// would be mostly empty rows.
 //
 // Kernels (T = float as _f32, double as _f64; G = groups, Cg = C/G, Kg = K/G):
 //   depthwise_forward_T        (const T* x, const T* w, const T* b, T* y, GEOM, int relu)

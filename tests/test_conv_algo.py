@@ -169,8 +169,8 @@ WINDOW_CASES = [c for c in CASES if c[0] in ("n1c1k1", "depthwise_x2")] + [
 # and 2 (7x7, two phases of 4 and 3 taps), 4 channels at stride 3 with
 # asymmetric padding (phases without taps), one channel with dilation along
 # the strip (qs = 2), 2 channels a group of 3 groups with strides (2, 3) and
-# dilation (2, 1), W of one pixel, and 4 * 22 * 5 strips = 440 threads (two
-# blocks, one on emu-shuf's grid of 2) with rows wider than a strip of 8.
+# dilation (2, 1), W of one pixel, and 8 * 22 * 5 strips = 880 threads (four
+# blocks: two passes of emu-shuf's grid of 2) with rows wider than a strip of 8.
 STRIP_CASES = [
     ("stem_c3_s1", (2, 3, 9, 11), (12, 3, 3, 3), 1, 1, 1, 1),
     ("stem_c3_7x7_s2", (1, 3, 15, 13), (10, 3, 7, 7), 2, 3, 1, 1),
@@ -178,7 +178,7 @@ STRIP_CASES = [
     ("c1_dil_along", (2, 1, 5, 12), (10, 1, 2, 3), 1, 1, (1, 2), 1),
     ("c2_groups3_dil", (1, 6, 13, 10), (27, 2, 5, 4), (2, 3), (1, 2), (2, 1), 3),
     ("w1_tiny", (1, 2, 3, 1), (9, 2, 2, 1), 1, (1, 0), 1, 1),
-    ("multi_block", (4, 3, 22, 37), (9, 3, 3, 2), 1, (1, 1, 0, 1), 1, 1),
+    ("multi_block", (8, 3, 22, 37), (9, 3, 3, 2), 1, (1, 1, 0, 1), 1, 1),
 ]
 
 

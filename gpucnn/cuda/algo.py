@@ -25,8 +25,9 @@ Families:
           one), or a block per filter and pixel chunk with a fixed tree
           (backward-filter), for groups so
           small that a 64-row tile would be mostly empty (depthwise, small
-          groups, backward-data with C <= 4, filter gradients that would
-          fill under DIRECT_FILTER_USE of their GEMM tiles, narrow or wide)
+          groups, backward-data with C <= 4 that the strip kernel does not
+          take, filter gradients that would fill under DIRECT_FILTER_USE of
+          their GEMM tiles, narrow or wide)
   window  backward-data only: depthwise.cu's dy-window kernel, for groups of
           one channel whose stride phases keep at least WINDOW_MIN_TAPS taps
           of a row (wide strided stems: deepspeech keeps 10 of its 20) and
