@@ -1,6 +1,8 @@
 // conv.cuh: the geometry arguments every convolution kernel takes (conv2d.cu,
-// conv2d_phase.cu, depthwise.cu), in the order gpucnn/cuda/conv.py's _geom
-// passes them, and the division their gathers use.
+// conv2d_phase.cu, depthwise.cu, conv2d_strip.cu), in the order
+// gpucnn/cuda/conv.py's _geom passes them, the division their gathers use,
+// and the stride phases' first taps (depthwise.cu's and conv2d_strip.cu's
+// backward-data).
 #pragma once
 
 #define GEOM                                                                                 \
@@ -28,3 +30,20 @@ struct FastDiv {
         return n - q * d;
     }
 };
+
+__device__ __forceinline__ int gcd(int a, int b) {
+    while (b) {
+        const int t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+// The first tap s (< ss = sw / gcd(sw, dw)) of stride phase rho, where
+// s*dw = rho (mod sw); -1 if none (taps then repeat every ss).
+__device__ __forceinline__ int phase_first_tap(int rho, int ss, int sw, int dw) {
+    for (int s = 0; s < ss; ++s)
+        if ((s * dw - rho) % sw == 0) return s;
+    return -1;
+}

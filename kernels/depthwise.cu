@@ -1,6 +1,7 @@
 // depthwise.cu: direct grouped convolution for small groups (depthwise,
-// Kg and Cg of a few channels, and the backward-data of stems with C <= 4),
-// where conv2d.cu's 64 x 64 GEMM tile would be mostly empty rows.
+// Kg and Cg of a few channels, and the backward-data of stems with C <= 4
+// that conv2d_strip.cu does not take), where conv2d.cu's 64 x 64 GEMM tile
+// would be mostly empty rows.
 //
 // Kernels (T = float as _f32, double as _f64; G = groups, Cg = C/G, Kg = K/G):
 //   depthwise_forward_T        (const T* x, const T* w, const T* b, T* y, GEOM, int relu)
@@ -166,22 +167,6 @@ template <typename T> struct DwwWin {
 __device__ __forceinline__ void unpack(const float4& x, float* o) { o[0] = x.x, o[1] = x.y, o[2] = x.z, o[3] = x.w; }
 __device__ __forceinline__ void unpack(const double2& x, double* o) { o[0] = x.x, o[1] = x.y; }
 
-__device__ __forceinline__ int gcd(int a, int b) {
-    while (b) {
-        const int t = a % b;
-        a = b;
-        b = t;
-    }
-    return a;
-}
-
-// The first tap s (< ss) of phase rho, where s*dw = rho (mod sw); -1 if none.
-__device__ __forceinline__ int dww_first_tap(int rho, int ss, int sw, int dw) {
-    for (int s = 0; s < ss; ++s)
-        if ((s * dw - rho) % sw == 0) return s;
-    return -1;
-}
-
 // win.v[a + m] = dy row d at q = qw + m*qs (m < LEN), zero outside [0, Q);
 // returns a: 16-byte vectors where the run is contiguous, aligned and inside
 // the row (a = the run's offset in its first vector), else scalar loads (a = 0).
@@ -234,7 +219,7 @@ __device__ void dw_backward_data_window(T* bank, const T* __restrict__ dy, const
     for (int e = threadIdx.x; e < K * kh * sw * strip; e += blockDim.x) {
         int fr, rest;  // fr = f*kh + r
         const int slot = fS.divmod(e, rest), rho = fsw.divmod(rest, fr);
-        const int u = slot % DWW_TBP, s0 = dww_first_tap(rho, ss, sw, dw);
+        const int u = slot % DWW_TBP, s0 = phase_first_tap(rho, ss, sw, dw);
         const int s = s0 + (slot / DWW_TBP * DWW_TB + u) * ss;
         bank[e] = s0 >= 0 && u < DWW_TB && s < kw ? w[fr * kw + s] : T(0);
     }
@@ -247,7 +232,7 @@ __device__ void dw_backward_data_window(T* bank, const T* __restrict__ dy, const
     for (int it = (blockIdx.x * blockDim.x + threadIdx.x) / 32; it < N * C * Lh * rows * L * tiles; it += warps) {
         int r1, r2, r3, nc;
         const int tile = fT.divmod(it, r1), b = fL.divmod(r1, r2), grp = fR.divmod(r2, r3), rh = fLh.divmod(r3, nc);
-        const int rho = (b + pl) % sw, s0 = dww_first_tap(rho, ss, sw, dw);
+        const int rho = (b + pl) % sw, s0 = phase_first_tap(rho, ss, sw, dw);
         const int chunks = s0 < 0 ? 0 : ((kw - s0 + ss - 1) / ss + DWW_TB - 1) / DWW_TB;
         const int h0 = rh + grp * ROWS * Lh, w0 = b + (tile * 32 + lane) * DWW_PIX * L;
         const int qb = (w0 + pl - s0 * dw) / sw;  // exact: (w0 + pl - s0*dw) % sw == 0

@@ -38,14 +38,17 @@ def _geometry(case):
 # a 64 x 64 tile, 84% of the 32 x 64 tile as 27 x 64: 8192 steps in 512 parts
 # of 16 over 528 slots).
 # Backward-data of one channel goes to the dy-window kernel where a stride
-# phase keeps at least 5 taps of a filter row (deepspeech 10, mnist-1 5).
+# phase keeps at least 5 taps of a filter row (deepspeech 10, mnist-1 5);
+# of 1 to 4 channels a group and more than 8 filters to the strip kernel
+# (cifar-stem, resnet-stem: 3 channels, 64 filters); depthwise (one filter a
+# group) stays direct.
 TABLE = {
     "mnist-1": (("gemm", 1), ("window", 1), ("gemm", 392)),
     "mnist-2": (("gemm", 4), ("gemm", 5), ("gemm", 20)),
-    "cifar-stem": (("gemm", 1), ("direct", 1), ("gemm", 512)),
+    "cifar-stem": (("gemm", 1), ("strip", 1), ("gemm", 512)),
     "cifar-resnet": (("gemm", 1), ("gemm", 1), ("gemm", 29)),
     "cifar-resnet-s2": (("gemm", 1), ("phase", 1), ("gemm", 11)),
-    "resnet-stem": (("gemm", 1), ("direct", 1), ("gemm", 88)),
+    "resnet-stem": (("gemm", 1), ("strip", 1), ("gemm", 88)),
     "resnet-3x3": (("gemm", 1), ("gemm", 1), ("gemm", 29)),
     "resnet-1x1": (("gemm", 1), ("gemm", 1), ("gemm", 66)),
     "resnet-7x7x512": (("gemm", 5), ("gemm", 5), ("gemm", 5)),
@@ -120,7 +123,14 @@ def test_override(monkeypatch):
         assert algo.choose(g, "backward_data", np.float64).family == "direct"
         assert algo.choose(g, "forward").family == "direct"
         stem = _geometry(next(c for c in CONV if c.name == "resnet-stem"))  # C = 3: no window kernel
-        assert algo.choose(stem, "backward_data").family == "direct"
+        assert algo.choose(stem, "backward_data").family == "strip"
+    with algo.override("strip"):  # resnet-stem's bank of 64 x 7 x 2 x 8 x 3 taps: 42 KiB in float, 84 in double
+        assert algo.choose(stem, "backward_data").family == "strip"
+        assert algo.choose(stem, "backward_data", np.float64).family == "direct"
+        assert algo.choose(g, "backward_data").family == "strip"  # depthwise: one channel a group
+        assert [algo.choose(stem, p).family for p in algo.PASSES[::2]] == ["gemm", "gemm"]
+        vgg = _geometry(next(c for c in CONV if c.name == "vgg"))  # 64 channels a group: no strip kernel
+        assert algo.choose(vgg, "backward_data").family == "gemm"
     monkeypatch.setenv(algo.ENV, "phase")
     assert [algo.choose(g, p).family for p in algo.PASSES] == ["direct", "phase", "direct"]
     for bad in ("winograd", "gemm:0", "gemm:x", "gemm16"):
@@ -134,7 +144,7 @@ def test_override(monkeypatch):
 
 
 # both FFMA tiles on every case, split, and the transposed filter gradient
-FORCED = ["direct", "phase", "gemm64:3", "gemm32:3", "gemm32t:3"]
+FORCED = ["direct", "phase", "gemm64:3", "gemm32:3", "gemm32t:3", "strip"]
 # Boundary cases for every forced algorithm: one image, one channel, stride
 # larger than the kernel, asymmetric padding, dilation with stride, groups,
 # and tile crossings.
@@ -155,10 +165,29 @@ WINDOW_CASES = [c for c in CASES if c[0] in ("n1c1k1", "depthwise_x2")] + [
 ]
 
 
+# The strip kernel's cases (1 to 4 channels a group; FORCED_CASES add stride
+# (4, 3), dilation 3 and groups of 2 and 3): stems of 3 channels at strides 1
+# and 2 (7x7, two phases of 4 and 3 taps), 4 channels at stride 3 with
+# asymmetric padding (phases without taps), one channel with dilation along
+# the strip (qs = 2), 2 channels a group of 3 groups with strides (2, 3) and
+# dilation (2, 1), W of one pixel, and 8 * 22 * 5 strips = 880 threads (four
+# blocks: two passes of emu-shuf's grid of 2) with rows wider than a strip of 8.
+STRIP_CASES = [
+    ("stem_c3_s1", (2, 3, 9, 11), (12, 3, 3, 3), 1, 1, 1, 1),
+    ("stem_c3_7x7_s2", (1, 3, 15, 13), (10, 3, 7, 7), 2, 3, 1, 1),
+    ("c4_s3_asym", (1, 4, 7, 11), (9, 4, 3, 5), 3, (0, 2, 1, 3), 1, 1),
+    ("c1_dil_along", (2, 1, 5, 12), (10, 1, 2, 3), 1, 1, (1, 2), 1),
+    ("c2_groups3_dil", (1, 6, 13, 10), (27, 2, 5, 4), (2, 3), (1, 2), (2, 1), 3),
+    ("w1_tiny", (1, 2, 3, 1), (9, 2, 2, 1), 1, (1, 0), 1, 1),
+    ("multi_block", (8, 3, 22, 37), (9, 3, 3, 2), 1, (1, 1, 0, 1), 1, 1),
+]
+
+
 # 70 x 70 channels ("medium") is the GEMM tiles' case; direct, its emulation takes seconds.
 FORCED_PAIRS = [pytest.param(c, s, id=f"{c[0]}-{s}") for c in FORCED_CASES for s in FORCED
-                if not (s == "direct" and c[0] == "medium")]
+                if not (s in ("direct", "strip") and c[0] == "medium")]
 FORCED_PAIRS += [pytest.param(c, "window", id=f"{c[0]}-window") for c in WINDOW_CASES]
+FORCED_PAIRS += [pytest.param(c, "strip", id=f"{c[0]}-strip") for c in STRIP_CASES]
 # The transposed filter gradient where the heuristic takes it: a 3-channel
 # stem, 27 taps of 40 filters (a partial column tile), stride 2, padding.
 FORCED_PAIRS += [pytest.param(("stem_k40", (3, 3, 11, 9), (40, 3, 3, 3), 2, 1, 1, 1), s, id=f"stem_k40-{s}")
@@ -203,9 +232,24 @@ def test_the_chosen_tile_is_the_one_launched(monkeypatch, spec, filters, channel
     with gpucnn.use_backend("emulator"), algo.override(spec):
         gpucnn.conv2d_backward(gpucnn.conv2d(x, w, padding=1), x, w, padding=1)
     passes = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter")
-    if channels <= algo.SMALL_C:  # backward-data of a stem runs direct
+    if channels <= algo.SMALL_C:  # backward-data of a stem runs the strip kernel
         passes, kernels = passes[::2], kernels[::2]
     assert launched == [(p + k, threads) for p, (k, threads) in zip(passes, kernels)]
+
+
+def _launched_backward_data(monkeypatch, module, dy, x, w, **kw) -> list[str]:
+    """The kernels ``module`` launches for float64 dx on the emulator, whose
+    dx is checked against the reference (skips without the emulator)."""
+    if not gpucnn.backend.available("emulator")[0]:
+        pytest.skip("emulator unavailable")
+    launched, real = [], module.launch
+    monkeypatch.setattr(module, "launch", lambda rt, family, base, dtype, *rest, **opts: (
+        launched.append(f"{base}_f64"), real(rt, family, base, dtype, *rest, **opts)))
+    with gpucnn.use_backend("emulator"):
+        dx = gpucnn.conv2d_backward(dy, x, w, **kw)[0]
+    with gpucnn.use_backend("numpy"):
+        close(dx, gpucnn.conv2d_backward(dy, x, w, **kw)[0], np.float64, "dx")
+    return launched
 
 
 @pytest.mark.parametrize("C,groups,kw,kernel", [(1, 1, 5, "depthwise_backward_data_c1_f64"),
@@ -217,20 +261,35 @@ def test_groups_of_one_channel_take_the_one_channel_kernel(monkeypatch, C, group
     """The direct backward-data of groups of one channel (C = 1 stems,
     depthwise) launches depthwise.cu's _c1 kernel, or the dy-window kernel
     where a stride phase keeps 5 taps of a row; wider groups the 4-channel one."""
-    if not gpucnn.backend.available("emulator")[0]:
-        pytest.skip("emulator unavailable")
     from gpucnn.cuda import depthwise
-    launched, real = [], depthwise.launch
-    monkeypatch.setattr(depthwise, "launch", lambda rt, family, base, dtype, *rest, **kw: (
-        launched.append(f"{base}_f64"), real(rt, family, base, dtype, *rest, **kw)))
     rng = np.random.default_rng(7)
     x, w = rng.standard_normal((1, C, 9, 14)), rng.standard_normal((6, C // groups, 3, kw))
     dy = np.ones((1, 6, 4, (14 - kw) // 2 + 1))
-    with gpucnn.use_backend("emulator"):
-        dx = gpucnn.conv2d_backward(dy, x, w, stride=2, groups=groups)[0]
-    with gpucnn.use_backend("numpy"):
-        close(dx, gpucnn.conv2d_backward(dy, x, w, stride=2, groups=groups)[0], np.float64, "dx")
-    assert kernel in launched
+    assert kernel in _launched_backward_data(monkeypatch, depthwise, dy, x, w, stride=2, groups=groups)
+
+
+@pytest.mark.parametrize("C,groups,kernel", [(1, 1, "conv2d_strip_backward_data_c1_f64"),
+                                             (4, 2, "conv2d_strip_backward_data_c2_f64"),
+                                             (3, 1, "conv2d_strip_backward_data_c3_f64"),
+                                             (8, 2, "conv2d_strip_backward_data_c4_f64"),
+                                             (10, 2, None)])
+def test_small_channel_groups_take_the_strip_kernel(monkeypatch, C, groups, kernel):
+    """Backward-data of 1 to 4 channels a group and 9 filters a group
+    launches the strip kernel of its channel count; 5 channels do not."""
+    from gpucnn.cuda import strip
+    rng = np.random.default_rng(8)
+    x, w = rng.standard_normal((2, C, 6, 9)), rng.standard_normal((9 * groups, C // groups, 3, 3))
+    dy = rng.standard_normal((2, 9 * groups, 6, 9))
+    launched = _launched_backward_data(monkeypatch, strip, dy, x, w, padding=1, groups=groups)
+    assert launched == ([kernel] if kernel else [])
+
+
+@pytest.mark.parametrize("case,want", [("cifar-stem", 4 / 3), ("resnet-stem", 8 / 7), ("depthwise", 4 / 3)])
+def test_strip_fill(case, want):
+    """The strip kernel's FMAs per useful FMA (the model's waste): 3 taps a
+    phase in chunks of 4; 7x7 / 2 has phases of 4 and 3 taps, 112 pixels each."""
+    from gpucnn.cuda import strip
+    assert strip.fill(_geometry(next(c for c in CONV if c.name == case))) == pytest.approx(want, rel=1e-12)
 
 
 @pytest.mark.parametrize("spec", ["gemm:3", "gemm32:3", "gemm32t:3", "direct:3"])

@@ -17,8 +17,9 @@ gpucnn.cuda.conv._choose asks it, never re-derived):
                / efficiency SM clocks; the tiles' wasted fill counts. Blocks
                run in waves of SMs x blocks_per_sm: a block alone on an SM
                gets the whole SM (fast) or only its share (slow); mid is the mean
-  direct,      useful FMAs (plus a thread's empty channel or window slots) x
-  window       the loop's instructions per FMA, at the issue rate / efficiency
+  direct,      useful FMAs (plus a thread's empty channel or window slots,
+  window,      or the strip kernel's zero taps and partial strips) x
+  strip        the loop's instructions per FMA, at the issue rate / efficiency
 Shared-memory wavefronts are not modelled: a 64x64 FFMA k-step's 36 LDS.128
 a warp (1-2 wavefronts each, broadcasts) stay under its 462 issue slots.
 Then max(that, compulsory bytes / copy bandwidth) + a split's partial pass
@@ -38,7 +39,7 @@ import numpy as np
 
 from gpucnn.bench import cases, model_static, modes
 from gpucnn.bench import model_consts as K
-from gpucnn.cuda import algo, depthwise, gemm
+from gpucnn.cuda import algo, depthwise, gemm, strip
 from gpucnn.functional.conv import _conv_geometry
 
 cdiv = algo.cdiv
@@ -140,6 +141,8 @@ def tile_cycles(work: Work, dev, s) -> float:
 def direct_fill(g, pass_, c) -> tuple[str, float]:
     """(record name, FMAs run per useful FMA) of the direct and window kernels."""
     Cg = g.C // g.groups
+    if c.family == "strip":  # conv2d_strip.cu: whole strips of pixels, whole chunks of taps
+        return f"conv2d_strip_backward_data_c{Cg}_f32", strip.fill(g)
     if c.family == "window":
         taps = algo.phase_taps(g)  # a window runs whole chunks of WINDOW_TAPS tap slots
         return "depthwise_backward_data_window_f32", cdiv(taps, algo.WINDOW_TAPS) * algo.WINDOW_TAPS / taps

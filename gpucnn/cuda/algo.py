@@ -25,8 +25,9 @@ Families:
           one), or a block per filter and pixel chunk with a fixed tree
           (backward-filter), for groups so
           small that a 64-row tile would be mostly empty (depthwise, small
-          groups, backward-data with C <= 4, filter gradients that would
-          fill under DIRECT_FILTER_USE of their GEMM tiles, narrow or wide)
+          groups, backward-data with C <= 4 that the strip kernel does not
+          take, filter gradients that would fill under DIRECT_FILTER_USE of
+          their GEMM tiles, narrow or wide)
   window  backward-data only: depthwise.cu's dy-window kernel, for groups of
           one channel whose stride phases keep at least WINDOW_MIN_TAPS taps
           of a row (wide strided stems: deepspeech keeps 10 of its 20) and
@@ -42,6 +43,27 @@ Families:
           tap, 16 FFMA) at ~400-450 us, 6.5-7.4x. Depthwise 3x3 stays direct: 3 taps a
           phase fill 3 of a window's 10 tap slots, and each block would fill
           a bank of all K filters to use one
+  strip   backward-data only: kernels/conv2d_strip.cu, for groups of 1 to 4
+          channels (SMALL_C) and more than SMALL_GROUP filters (3-channel
+          stems) whose filter bank fits STRIP_SMEM, where the direct kernel
+          spends ~5 instructions an FMA (81 a trip for 16 FFMA on sm_90) and
+          wastes a quarter of them on a fourth channel. A thread owns 8 pixels
+          of a row's stride phase for all Cg channels; per filter and row tap,
+          a chunk of STRIP_TAPS taps reads 11 dy values once into registers and
+          the chunk's weights from shared memory (3 LDS.128 for 3 channels):
+          96 FFMA in 122 issued instructions (sm_90 SASS, two filters a trip,
+          bench/results/static-sm90.md), 1.27 an FMA. Phases with fewer taps run
+          zero weights: cifar-stem's 3 of 4 (1.69 a useful FMA), resnet-stem's
+          7 of 8 (1.45). Predicted on the H200 (gpucnn.bench.model, kernels
+          alone, central): cifar-stem 18 us (was 67 direct; dy is 8 us of
+          copy bandwidth), resnet-stem 119 us (was 546); 1.7x and 1.5x cuDNN
+          without TF32. Groups of at most SMALL_GROUP filters stay direct
+          (depthwise, small groups): each (row tap, chunk) pays ~50
+          instructions of bounds tests and addresses outside the filter loop,
+          which the model's loop count leaves out and few filters do not
+          amortise; one channel takes the window kernel first where a phase
+          keeps WINDOW_MIN_TAPS taps (its 40 FFMA in ~45 instructions a live
+          row beat the strip's 64 in 126)
 
 A forward or backward-data GEMM whose tile grid is below one wave splits its
 reduction into ``splits`` chunks of ``chunk`` indices (a multiple of the
@@ -55,7 +77,7 @@ are counted on that tile; the direct and phase families run FFMA in every mode.
 
 ``GPUCNN_CONV_ALGO`` (or ``override``) forces a family, and optionally the
 split count, for every pass that family can run: ``direct``, ``gemm``,
-``gemm:4`` (4 splits), ``phase``, ``window``; ``gemm64`` and ``gemm32`` (``gemm32:4``)
+``gemm:4`` (4 splits), ``phase``, ``window``, ``strip``; ``gemm64`` and ``gemm32`` (``gemm32:4``)
 also force the FFMA tile's rows (the tensor-core modes keep their tiles), and
 ``gemm32t`` the transposed filter gradient on the narrow tile.
 Passes the forced family cannot run keep the heuristic's choice.
@@ -73,7 +95,7 @@ import numpy as np
 
 PASSES = ("forward", "backward_data", "backward_filter")
 FAMILIES = {"forward": ("gemm", "direct"),
-            "backward_data": ("gemm", "phase", "direct", "window"),
+            "backward_data": ("gemm", "phase", "direct", "window", "strip"),
             "backward_filter": ("gemm", "direct")}
 MATH_MODES = ("fp32", "tf32", "3xtf32")
 TILE = (64, 64, 16)  # gemm.cuh's GemmWide: BM, BN, GEMM_BK (FFMA)
@@ -96,6 +118,8 @@ DIRECT_FILTER_USE = 0.15
 WINDOW_TAPS, WINDOW_SLOTS = 10, 12  # depthwise.cu's DWW_TB, DWW_TBP: a window's taps, their slots in the bank
 WINDOW_MIN_TAPS = 5  # a window's 10 tap slots at least half used
 WINDOW_SMEM = 48 * 1024  # the bank in shared memory without an opt-in
+STRIP_TAPS = 4  # conv2d_strip.cu's STRIP_TB: a chunk's taps (its weights: whole 16-byte vectors)
+STRIP_SMEM = WINDOW_SMEM  # resnet-stem's bank: 64 x 7 x 2 x 8 x 3 floats, 42 KiB (84 KiB in double: direct)
 MIN_SPLIT_STEPS = 8    # a split reduces at least this many k-steps
 MAX_SPLITS = 16  # forward and backward-data: each part writes a whole output
 MAX_FILTER_SPLITS = 1024  # filter gradients: parts are filter-sized, and stems' few tiles need many
@@ -132,7 +156,7 @@ def _forced() -> tuple[str, int | None, tuple | None, bool] | None:
     family = "gemm" if tile else family
     if family not in {f for fs in FAMILIES.values() for f in fs}:
         raise ValueError(f"{ENV}={spec!r}: the family must be one of gemm, gemm64, gemm32, gemm32t, phase, direct, "
-                         "window (optionally gemm:SPLITS)")
+                         "window, strip (optionally gemm:SPLITS)")
     if splits and (not splits.isdigit() or int(splits) < 1):
         raise ValueError(f"{ENV}={spec!r}: the split count must be a positive integer")
     return family, int(splits) if splits else None, tile, swap
@@ -270,6 +294,21 @@ def _window_ok(g, dtype) -> bool:
     return g.C == g.groups and window_bank_bytes(g, dtype) <= WINDOW_SMEM
 
 
+def strip_slots(g) -> int:
+    """Bank slots per (filter, row tap, phase) of the strip kernel: whole chunks of STRIP_TAPS."""
+    return cdiv(phase_taps(g), STRIP_TAPS) * STRIP_TAPS
+
+
+def strip_bank_bytes(g, dtype) -> int:
+    w = g.win
+    return g.K * w.kh * w.sw * strip_slots(g) * (g.C // g.groups) * np.dtype(dtype).itemsize
+
+
+def _strip_ok(g, dtype) -> bool:
+    """Whether the strip kernel can run ``g``: 1 to SMALL_C channels a group, the bank in shared memory."""
+    return g.C // g.groups <= SMALL_C and strip_bank_bytes(g, dtype) <= STRIP_SMEM
+
+
 def _direct(g, pass_: str, sms: int, splits: int | None) -> Choice:
     if pass_ != "backward_filter":
         return Choice("direct")
@@ -307,18 +346,20 @@ def _choose(g, pass_: str, dtype, math: str, sms: int, cc: int, spec: str, tc_ti
         raise ValueError(f"sms must be >= 1, got {sms}")
     forced = _forced()
     runs = (forced and forced[0] in FAMILIES[pass_] and (forced[0] != "window" or _window_ok(g, dtype))
-            and (not forced[3] or pass_ == "backward_filter"))
+            and (forced[0] != "strip" or _strip_ok(g, dtype)) and (not forced[3] or pass_ == "backward_filter"))
     family, splits, tile, swap = forced if runs else (None, None, None, None)
     if family is None:
         if _direct_ok(g, pass_):
             family = "direct"
             if pass_ == "backward_data" and phase_taps(g) >= WINDOW_MIN_TAPS and _window_ok(g, dtype):
                 family = "window"
+            elif pass_ == "backward_data" and g.K // g.groups > SMALL_GROUP and _strip_ok(g, dtype):
+                family = "strip"
         elif pass_ == "backward_data" and g.win.sh * g.win.sw > 1:
             family = "phase"
         else:
             family = "gemm"
-    if family in ("direct", "window"):
+    if family in ("direct", "window", "strip"):
         return dataclasses.replace(_direct(g, pass_, sms, splits), family=family)
     if family == "phase":  # sh*sw phases already multiply the grid; its reduction is not split
         return Choice("phase", TILE)

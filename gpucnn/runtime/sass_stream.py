@@ -12,7 +12,7 @@ from collections import Counter
 from gpucnn.runtime import compile_check, sass_report
 
 # family -> kernel-name prefixes reported (None: all of the family's kernels)
-FAMILIES = {"depthwise": None, "batchnorm": None, "relu": None, "pool2d": None,
+FAMILIES = {"depthwise": None, "conv2d_strip": None, "batchnorm": None, "relu": None, "pool2d": None,
             "conv2d": ("conv2d_bias_",)}
 COLUMNS = ("kernel", "registers", "blocks_per_sm", "instructions", "LDG.128", "LDG", "STG.128", "STG",
            "FMA", "integer", "CALL")
