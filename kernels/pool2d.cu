@@ -89,14 +89,14 @@ __device__ __forceinline__ void scan_window(const T* __restrict__ plane, int h0,
             int off[R][S];
 #pragma unroll
             for (int a = 0; a < R; ++a) {
-                const int h = h0 + (i0 + a) * dh, row_off = h0 * W + w0 + a * W;
+                const int h = h0 + (i0 + a) * dh;
                 const bool row = Inside || (i0 + a < kh && (unsigned)h < (unsigned)H);
-                const T* rp = plane + row_off;
 #pragma unroll
                 for (int b = 0; b < S; ++b) {
-                    if (Inside) {
+                    if constexpr (Inside) {
+                        const int row_off = (h0 + a) * W + w0;
                         off[a][b] = row_off + b;
-                        v[a][b] = rp[b];
+                        v[a][b] = (plane + row_off)[b];
                     } else {
                         const int w = w0 + (j0 + b) * dw;
                         const bool in = row && j0 + b < kw && (unsigned)w < (unsigned)W;
