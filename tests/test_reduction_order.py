@@ -32,14 +32,18 @@ THREADS = 256  # CH_THREADS (channel.cuh)
 SMS = 132  # the emulator's sm_count, which the launch code chunks for
 
 
-@pytest.fixture(params=["forward", "reverse", "shuffle"])
+@pytest.fixture(params=["forward", "reverse", "shuffle-misaligned"])
 def emulated(request):
-    """The kernels on the emulator, threads resumed in each order (the bits must not depend on it)."""
+    """The kernels on the emulator, threads resumed in each order, the last with
+    pointers off 16-byte alignment (channel.cuh's groups then load one value at a
+    time): the bits must depend on neither."""
     ok, why = _backend.available("emulator")
     if not ok:
         pytest.skip(f"emulator unavailable: {why}")
     from gpucnn.runtime.emulator import emulation
-    with gpucnn.use_backend("emulator"), emulation(resume_order=request.param, seed=5):
+    order = request.param.split("-")[0]
+    with gpucnn.use_backend("emulator"), emulation(resume_order=order, seed=5,
+                                                   misalign=request.param.endswith("misaligned")):
         yield request.param
 
 
