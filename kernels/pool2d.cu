@@ -79,7 +79,8 @@ __device__ __forceinline__ int window_of(int h, int i, int s, int pad, int d, in
 // Groups of several rows (R > 1) need S >= kw, so that they stay in raster
 // order. Inside: the window is R x S, undilated and inside the input (see
 // inside()), so no tap is tested and a row's taps are one pointer plus
-// constant offsets: the 3x3 max's taps take 84 instructions instead of 153.
+// constant offsets: the 3x3 max's group takes 49 instructions instead of 156
+// (sm_90 SASS; about 130 an output with the set-up and the stores).
 template <int R, int S, bool Inside, typename T, typename F>
 __device__ __forceinline__ void scan_window(const T* __restrict__ plane, int h0, int w0, int H, int W, int kh,
                                             int kw, int dh, int dw, F f) {

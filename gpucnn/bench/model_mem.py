@@ -71,8 +71,11 @@ def pool_stream(case, rec) -> Stream:
     warp's 4-byte loads sw*4 bytes apart bring sw*4 new bytes a thread a row,
     all k rows in flight together. Instructions: the record's loop (the group
     of a window touching the padding, each tap tested) per tap, times the taps;
-    the untested group of the windows inside the input is shorter (84 against
-    156 for 3x3, SASS), the per-output set-up and stores (~80) are not counted.
+    the untested group of the windows inside the input is shorter (49 against
+    156 for 3x3, SASS) but the per-output set-up and stores (~80) are not
+    counted: an output runs ~130 (3x3) and ~100 (2x2) in all, against the
+    156 and 69 counted; issue stays under the bandwidth time either way (the
+    MEM cases: ~25 us against 42 for 3x3/2, ~38 against 83 for 2x2/2).
     PlaneWalk's set-up divides in 32 bits (no CALL) once a thread, here once
     an output, as the grid (cdiv(outputs, 256) blocks, under the 65535 cap)
     gives each thread one."""
