@@ -23,8 +23,8 @@
 //                              T* dx, long long count, int C, long long HW, T inv_n,
 //                              int batch_stats, int relu)
 //
-// Statistics: channel.cuh's two-level reduction (channel x chunk blocks, 4
-// loads in flight per thread, fixed trees, double accumulation) of the
+// Statistics: channel.cuh's two-level reduction (channel x chunk blocks, 16-byte
+// groups in flight per thread, fixed trees, double accumulation) of the
 // shifted sums S1 = sum(x - k), S2 = sum((x - k)^2), with k = x[0, c, 0],
 // one of the channel's own values: var = S2/n - (S1/n)^2 then loses only
 // about (mean - k)^2 / var of double's 53 bits, where E[x^2] - mean^2 (k = 0)
@@ -77,14 +77,30 @@ __device__ __forceinline__ void channel_apply(const T* __restrict__ a, const T* 
     }
 }
 
+// The statistics' terms (x - k, (x - k)^2), k = x[0, c, 0] read once a block.
+template <typename T> struct StatsTerm {
+    typedef T type;
+    const T* x;
+    long long HW;
+    double k;
+    __device__ StatsTerm channel(int c) const { return {x, HW, (double)x[(long long)c * HW]}; }
+    __device__ bool aligned() const { return aligned16(x); }
+    template <int G, bool Vec> __device__ __forceinline__ void add(long long g, double (&acc)[2]) const {
+        T v[G];
+        load_group<G, Vec>(x, g, v);
+#pragma unroll
+        for (int e = 0; e < G; ++e) {
+            const double d = (double)v[e] - k;  // shifted by the channel's first value
+            acc[0] += d;
+            acc[1] += d * d;
+        }
+    }
+};
+
 template <typename T>
 __device__ void stats_partial(double (*part)[CH_THREADS], const T* __restrict__ x, double* __restrict__ out,
                               int N, int C, long long HW, long long chunk, int chunks) {
-    channel_partials<2>(part, out, N, C, HW, chunk, chunks, [&](long long e, int c, double(&acc)[2]) {
-        const double d = (double)x[e] - (double)x[(long long)c * HW];  // shifted by the channel's first value
-        acc[0] += d;
-        acc[1] += d * d;
-    });
+    channel_partials<2, CH_UNROLL>(part, out, N, C, HW, chunk, chunks, StatsTerm<T>{x, HW, 0.0});
 }
 
 template <typename T>
@@ -116,15 +132,34 @@ __device__ void forward(const T* __restrict__ x, const T* __restrict__ mean, con
     });
 }
 
+// The backward sums' terms (g, g * (x - mean)), g = dy masked by the fused
+// ReLU's output y (read only with relu), mean[c] read once a block.
+template <typename T> struct BackwardTerm {
+    typedef T type;
+    const T *dy, *x, *y, *mean;
+    int relu;
+    double m;
+    __device__ BackwardTerm channel(int c) const { return {dy, x, y, mean, relu, (double)mean[c]}; }
+    __device__ bool aligned() const { return aligned16(dy) && aligned16(x) && aligned16(y); }
+    template <int G, bool Vec> __device__ __forceinline__ void add(long long g, double (&acc)[2]) const {
+        T d[G], v[G], r[G] = {};
+        load_group<G, Vec>(dy, g, d);
+        load_group<G, Vec>(x, g, v);
+        if (relu) load_group<G, Vec>(y, g, r);
+#pragma unroll
+        for (int e = 0; e < G; ++e) {
+            const double gr = (double)relu_grad(d[e], r[e], relu);
+            acc[0] += gr;                          // sum dy
+            acc[1] += gr * ((double)v[e] - m);     // sum dy * (x - mean)
+        }
+    }
+};
+
 template <typename T>
 __device__ void backward_partial(double (*part)[CH_THREADS], const T* __restrict__ dy, const T* __restrict__ x,
                                  const T* __restrict__ y, const T* __restrict__ mean, double* __restrict__ out,
                                  int N, int C, long long HW, long long chunk, int chunks, int relu) {
-    channel_partials<2>(part, out, N, C, HW, chunk, chunks, [&](long long e, int c, double(&acc)[2]) {
-        const double g = (double)relu_grad(dy[e], y[e], relu);
-        acc[0] += g;                                   // sum dy
-        acc[1] += g * ((double)x[e] - (double)mean[c]);  // sum dy * (x - mean)
-    });
+    channel_partials<2, CH_UNROLL_BWD>(part, out, N, C, HW, chunk, chunks, BackwardTerm<T>{dy, x, y, mean, relu, 0.0});
 }
 
 template <typename T>
@@ -155,7 +190,7 @@ __device__ void backward_data(const T* __restrict__ dy, const T* __restrict__ x,
 
 // The entry points, one set a dtype; the partial sums are double for both.
 #define BATCHNORM_KERNELS(T, SUF)                                                                            \
-    extern "C" __global__ void __launch_bounds__(CH_THREADS)                                                 \
+    extern "C" __global__ void __launch_bounds__(CH_THREADS, CH_BLOCKS)                                      \
     batchnorm_stats_partial_##SUF(const T* __restrict__ x, double* __restrict__ part, int N, int C,            \
                                   long long HW, long long chunk, int chunks) {                                \
         __shared__ double sm[2][CH_THREADS];                                                                 \
@@ -174,7 +209,7 @@ __device__ void backward_data(const T* __restrict__ dy, const T* __restrict__ x,
                                                        long long count, int C, long long HW, int relu) {       \
         forward(x, mean, invstd, gamma, beta, y, count, C, HW, relu);                                        \
     }                                                                                                        \
-    extern "C" __global__ void __launch_bounds__(CH_THREADS)                                                 \
+    extern "C" __global__ void __launch_bounds__(CH_THREADS, CH_BLOCKS)                                      \
     batchnorm_backward_partial_##SUF(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ y, \
                                      const T* __restrict__ mean, double* __restrict__ part, int N, int C,      \
                                      long long HW, long long chunk, int chunks, int relu) {                   \

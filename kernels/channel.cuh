@@ -3,35 +3,59 @@
 //
 // Reductions run on a 2-D grid of (channel, chunk) blocks: block z covers
 // chunk j = z / C of channel c = z % C (blocks stride over C*chunks, so any
-// grid works), each thread keeping CH_UNROLL independent loads in flight
-// (Little's law: one load per thread reaches a few percent of HBM bandwidth),
-// with double accumulators. Level one is a fixed tree over the block into
-// part[(c*chunks + j)*S + s]; level two (channel_total) adds a channel's
-// chunks in chunk order. No atomics: the same bits on every run.
-// Element (img, off) of channel c is at (img*C + c)*HW + off; a thread walks
+// grid works), with double accumulators. Level one is a fixed tree over the
+// block into part[(c*chunks + j)*S + s]; level two (channel_total) adds a
+// channel's chunks in chunk order. No atomics: the same bits on every run.
+// A thread reads groups of G elements: G = 4 floats or 2 doubles (16 bytes)
+// when HW is a multiple of that, else G = 1; a group is one 16-byte load
+// when the term's pointers are aligned, else G loads in the same order, so
+// the bits follow the shape alone. Each thread keeps U groups of each stream
+// in flight: Little's law on the H200 needs ~22 KiB of reads in flight per SM
+// (4.3 TB/s x 700 ns / 132); 4 blocks x 256 threads hold 64 KiB with U = 4
+// and one stream (16 bytes a thread before: 4 scalar loads), 64-96 KiB with
+// U = 2 and the backward sums' 2 or 3 (CH_BLOCKS' 64 registers hold no more).
+// Group (img, off) of channel c is at (img*C + c)*(HW/G) + off; a thread walks
 // it by a fixed stride with a compare and a carry, so no 64-bit division runs
-// per element (one per thread, at its start).
+// per group (one per thread, at its start).
 #pragma once
 
 #define CH_THREADS 256
-#define CH_UNROLL 4
+#define CH_UNROLL 4      // U for one stream: the statistics, the bias gradient
+#define CH_UNROLL_BWD 2  // U for the batch-norm backward sums' 2 or 3 streams
+#define CH_BLOCKS 4  // resident blocks per SM the reductions are built for (__launch_bounds__; norm.py's waves)
 
-// (img, off) of a channel's element i (0 <= i < N*HW), advanced by a fixed
-// stride; 32-bit, since img < N and off < HW (a plane fits in int: the
+// (img, off) of a channel's group i (0 <= i < N*hw), advanced by a fixed
+// stride; 32-bit, since img < N and off < hw (a plane fits in int: the
 // launch code checks), so a step costs a few integer instructions.
 struct ChannelWalk {
     int img, off, simg, soff;
-    __device__ ChannelWalk(long long i, int stride, int HW)
-        : img((int)(i / HW)), off((int)(i % HW)), simg(stride / HW), soff(stride % HW) {}
-    __device__ __forceinline__ void next(int HW) {
+    __device__ ChannelWalk(long long i, int stride, int hw)
+        : img((int)(i / hw)), off((int)(i % hw)), simg(stride / hw), soff(stride % hw) {}
+    __device__ __forceinline__ void next(int hw) {
         img += simg;
         off += soff;
-        if (off >= HW) off -= HW, ++img;
+        if (off >= hw) off -= hw, ++img;
     }
-    __device__ __forceinline__ long long at(int c, int C, int HW) const {
-        return ((long long)img * C + c) * HW + off;
+    __device__ __forceinline__ long long at(int c, int C, int hw) const {
+        return ((long long)img * C + c) * hw + off;
     }
 };
+
+// v = the G elements of group g of p: one 16-byte load when Vec (G elements
+// are 16 bytes and p is aligned), else G loads.
+template <int G, bool Vec, typename T>
+__device__ __forceinline__ void load_group(const T* __restrict__ p, long long g, T (&v)[G]) {
+    if constexpr (Vec) {
+        typedef typename Vec16<T>::type V;
+        const V t = reinterpret_cast<const V*>(p)[g];
+        const T* e = reinterpret_cast<const T*>(&t);
+#pragma unroll
+        for (int k = 0; k < G; ++k) v[k] = e[k];
+    } else {
+#pragma unroll
+        for (int k = 0; k < G; ++k) v[k] = p[g * G + k];
+    }
+}
 
 // part[s][0] = the sum of v[s] over the block, by a fixed tree; every thread
 // must call it (it has barriers), and part may be reused once it returns.
@@ -49,21 +73,23 @@ template <int S> __device__ __forceinline__ void channel_block_sum(double (*part
     }
 }
 
-// Level one: out[(c*chunks + j)*S + s] = sum over the chunk's elements e of
-// channel c of term(e, c)[s], where e is the element's offset in the tensors
-// and term adds its S values into acc. chunk is a multiple of CH_THREADS * CH_UNROLL.
-template <int S, typename Term>
-__device__ void channel_partials(double (*part)[CH_THREADS], double* __restrict__ out, int N, int C, long long HW,
-                                 long long chunk, int chunks, Term term) {
+// One (channel, chunk) block's walk over groups of G: thread t's accumulator
+// u adds the groups t + 256u, t + 256u + 256U, ... of the chunk (of each
+// plane's part of it when a plane holds a block step of 256U groups or more),
+// each group's elements in order; then (a0 + a1) (+ a2) + a3 and the block's tree.
+template <int S, int U, int G, bool Vec, typename Term>
+__device__ void channel_walk(double (*part)[CH_THREADS], double* __restrict__ out, int N, int C, long long HW,
+                             long long chunk, int chunks, const Term& term) {
     const int t = threadIdx.x;
-    const long long n = (long long)N * HW;
-    const int step = CH_THREADS * CH_UNROLL, hw = (int)HW;
+    const int hw = (int)(HW / G), step = CH_THREADS * U;
+    const long long n = (long long)N * hw, cg = chunk / G;  // groups a channel, a chunk (chunk % G == 0)
     for (long long z = blockIdx.x; z < (long long)C * chunks; z += gridDim.x) {  // uniform per block
         const int c = (int)(z % C), j = (int)(z / C);
-        const long long beg = j * chunk, end = min(n, beg + chunk);
-        double acc[CH_UNROLL][S];
+        const auto tc = term.channel(c);
+        const long long beg = j * cg, end = min(n, beg + cg);
+        double acc[U][S];
 #pragma unroll
-        for (int u = 0; u < CH_UNROLL; ++u)
+        for (int u = 0; u < U; ++u)
 #pragma unroll
             for (int s = 0; s < S; ++s) acc[u][s] = 0.0;
         if (hw >= step) {  // planes of a block step or more: walk each image's part of the chunk
@@ -73,29 +99,50 @@ __device__ void channel_partials(double (*part)[CH_THREADS], double* __restrict_
                 const long long at = ((long long)img * C + c) * hw;
                 for (int o = lo + t; o < hi; o += step) {
 #pragma unroll
-                    for (int u = 0; u < CH_UNROLL; ++u)  // independent loads: all in flight at once
-                        if (o + u * CH_THREADS < hi) term(at + o + u * CH_THREADS, c, acc[u]);
+                    for (int u = 0; u < U; ++u)  // independent loads: all in flight at once
+                        if (o + u * CH_THREADS < hi) tc.template add<G, Vec>(at + o + u * CH_THREADS, acc[u]);
                 }
             }
-        } else if (beg + t < end) {  // small planes: walk (img, off) with carries
-            ChannelWalk w[CH_UNROLL] = {ChannelWalk(beg + t, step, hw), ChannelWalk(beg + t + CH_THREADS, step, hw),
-                                        ChannelWalk(beg + t + 2 * CH_THREADS, step, hw),
-                                        ChannelWalk(beg + t + 3 * CH_THREADS, step, hw)};
+        } else if (beg + t < end) {  // small planes: one (img, off) walk by 256 groups, carried
+            ChannelWalk w(beg + t, CH_THREADS, hw);
             for (long long i = beg + t; i < end; i += step) {
 #pragma unroll
-                for (int u = 0; u < CH_UNROLL; ++u) {
-                    if (i + u * CH_THREADS < end) term(w[u].at(c, C, hw), c, acc[u]);
-                    w[u].next(hw);
+                for (int u = 0; u < U; ++u) {
+                    if (i + u * CH_THREADS < end) tc.template add<G, Vec>(w.at(c, C, hw), acc[u]);
+                    w.next(hw);
                 }
             }
         }
         double v[S];
 #pragma unroll
-        for (int s = 0; s < S; ++s) v[s] = ((acc[0][s] + acc[1][s]) + acc[2][s]) + acc[3][s];
+        for (int s = 0; s < S; ++s) {
+            v[s] = acc[0][s];
+#pragma unroll
+            for (int u = 1; u < U; ++u) v[s] += acc[u][s];
+        }
         channel_block_sum<S>(part, v);
         if (t < S) out[((long long)c * chunks + j) * S + t] = part[t][0];
         __syncthreads();  // part is read before the next block's sums overwrite it
     }
+}
+
+// Level one: out[(c*chunks + j)*S + s] = the sum over chunk j of channel c of
+// the term's S values, U groups of each stream in flight a thread. Term (of
+// element type Term::type): channel(c) gives the channel's term (its
+// per-channel constants read once), whose add<G, Vec>(g, acc) adds group g's
+// elements, loading them with load_group<G, Vec>; aligned() says whether its
+// pointers are all 16-byte aligned. chunk is a multiple of 4 (norm.py), so a
+// chunk holds whole groups.
+template <int S, int U, typename Term>
+__device__ void channel_partials(double (*part)[CH_THREADS], double* __restrict__ out, int N, int C, long long HW,
+                                 long long chunk, int chunks, const Term& term) {
+    constexpr int L = Vec16<typename Term::type>::n;
+    if (HW % L != 0)
+        channel_walk<S, U, 1, false>(part, out, N, C, HW, chunk, chunks, term);
+    else if (term.aligned())
+        channel_walk<S, U, L, true>(part, out, N, C, HW, chunk, chunks, term);
+    else
+        channel_walk<S, U, L, false>(part, out, N, C, HW, chunk, chunks, term);
 }
 
 // Level two: tot[s] = the chunks of channel c added in chunk order.

@@ -261,11 +261,23 @@ __device__ void conv_backward_filter(Run run, const T* __restrict__ dy, const T*
 
 // db[k] = sum of dy[:, k]: channel.cuh's two-level reduction (channel x chunk
 // blocks, then the chunks in order), accumulated in double.
+template <typename T> struct BiasTerm {
+    typedef T type;
+    const T* dy;
+    __device__ BiasTerm channel(int) const { return *this; }
+    __device__ bool aligned() const { return aligned16(dy); }
+    template <int G, bool Vec> __device__ __forceinline__ void add(long long g, double (&acc)[1]) const {
+        T v[G];
+        load_group<G, Vec>(dy, g, v);
+#pragma unroll
+        for (int e = 0; e < G; ++e) acc[0] += (double)v[e];
+    }
+};
+
 template <typename T>
 __device__ void bias_partial(double (*sm)[CH_THREADS], const T* __restrict__ dy, double* __restrict__ part, int N,
                              int K, long long PQ, long long chunk, int chunks) {
-    channel_partials<1>(sm, part, N, K, PQ, chunk, chunks,
-                        [&](long long e, int, double(&acc)[1]) { acc[0] += (double)dy[e]; });
+    channel_partials<1, CH_UNROLL>(sm, part, N, K, PQ, chunk, chunks, BiasTerm<T>{dy});
 }
 
 template <typename T>
@@ -351,6 +363,9 @@ extern "C" __global__ void conv2d_sum_splits_f64(const double* __restrict__ part
                                                  long long n, int splits, int relu) {
     sum_splits(part, dw, n, splits, relu);
 }
+// No minimum of blocks in the launch bounds (sass_report reads conv2d's kernels
+// that have one as GEMM tiles): ptxas gives 64 and 60 registers, CH_BLOCKS = 4
+// blocks per SM as norm.channel_chunks assumes (tests/test_reductions.py checks).
 extern "C" __global__ void __launch_bounds__(CH_THREADS)
 conv2d_bias_partial_f32(const float* __restrict__ dy, double* __restrict__ part, int N, int K, long long PQ,
                         long long chunk, int chunks) {

@@ -179,6 +179,33 @@ def test_max_pool_vs_torch(backend, dtype, asym):
         np.testing.assert_array_equal(gpucnn.max_pool2d(x, **g), y, err_msg=f"{shape} {g}")
 
 
+# pool2d.cu's scan: undilated 2x2 and 3x3 windows inside the input load
+# their taps with no test, those touching the padding (and 3x2, 1x3) test
+# each tap, and wider windows go by 4-tap row segments; the 2x2 and 3x3 come
+# with and without padding, so with windows of both kinds. The first plane is all -inf (each window keeps its
+# first tap inside the input), the others hold NaN, +-inf and ties.
+WINDOWS = [((2, 2), 2, 0), ((2, 2), 1, 1), ((3, 3), 2, 1), ((3, 3), 1, 0), ((3, 2), 1, 1), ((1, 3), 2, 0),
+           ((4, 5), 2, 2), ((5, 5), 3, 2)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k, s, p", WINDOWS, ids=[f"{k[0]}x{k[1]}s{s}p{p}" for k, s, p in WINDOWS])
+def test_window_paths_vs_torch(backend, dtype, k, s, p):
+    rng = np.random.default_rng(k[0] * 100 + k[1] * 10 + s)
+    x = _specials(rng, (2, 3, 11, 13), dtype, p=0.3)
+    x[0, 0] = -np.inf
+    g = dict(kernel_size=k, stride=(s, s), padding=(p, min(p, k[1] // 2)), dilation=(1, 1), ceil_mode=False)
+    y, idx = gpucnn.max_pool2d(x, return_indices=True, **g)
+    ty, ti = _torch_max(x, g)
+    _record_exact("max_pool2d", y, ty)
+    _record_exact("max_pool2d indices", idx, ti)
+    x = rng.standard_normal(x.shape).astype(dtype)
+    g.pop("dilation")
+    for cip in (True, False):
+        _record("avg_pool2d", gpucnn.avg_pool2d(x, count_include_pad=cip, **g),
+                _torch_avg(x, g, cip).numpy(), dtype)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("asym", [False, True], ids=["sym", "asym"])
 def test_max_pool_backward_vs_torch(backend, dtype, asym):

@@ -6,10 +6,13 @@ result must carry the same bits:
   * the filter gradient (conv2d.cu, gemm.cuh): each split adds its pixels
     (n, p, q) in order from 0, then conv2d_sum_splits adds the splits in order;
   * the per-channel reductions of channel.cuh (the bias gradient, batch
-    norm's statistics and backward sums): in each (channel, chunk) block,
-    thread t's accumulator u adds the elements t + 256u, t + 256u + 1024, ...
-    of the chunk in order; a thread's four accumulators are added as
-    ((a0 + a1) + a2) + a3; a tree halves the 256 thread sums (s = 128, ..., 1);
+    norm's statistics and backward sums), over groups of G elements (G = 2
+    doubles when HW is even, else 1): in each (channel, chunk) block, thread
+    t's accumulator u adds the groups t + 256u, t + 256u + 256U, ... of the
+    chunk in order (of each image's part of it when a plane holds 256U groups
+    or more), a group's elements in order; a thread's U accumulators are added
+    as (a0 + a1) (+ a2) + a3 (U = 4 for the statistics and the bias, 2 for the
+    backward sums); a tree halves the 256 thread sums (s = 128, ..., 1);
     then the chunks are added in chunk order from +0.0 (channel_total).
     Batch norm's statistics are the shifted sums of x - x[0, c, 0] and its square.
 The emulator computes without FMA contraction, as NumPy does; a GPU may fuse,
@@ -25,18 +28,22 @@ from gpucnn import backend as _backend
 from gpucnn.cuda import algo, norm
 from gpucnn.functional.conv import _conv_geometry
 
-THREADS, UNROLL = 256, 4  # CH_THREADS, CH_UNROLL (channel.cuh)
-STEP = THREADS * UNROLL
+THREADS = 256  # CH_THREADS (channel.cuh)
+SMS = 132  # the emulator's sm_count, which the launch code chunks for
 
 
-@pytest.fixture(params=["forward", "reverse", "shuffle"])
+@pytest.fixture(params=["forward", "reverse", "shuffle-misaligned"])
 def emulated(request):
-    """The kernels on the emulator, threads resumed in each order (the bits must not depend on it)."""
+    """The kernels on the emulator, threads resumed in each order, the last with
+    pointers off 16-byte alignment (channel.cuh's groups then load one value at a
+    time): the bits must depend on neither."""
     ok, why = _backend.available("emulator")
     if not ok:
         pytest.skip(f"emulator unavailable: {why}")
     from gpucnn.runtime.emulator import emulation
-    with gpucnn.use_backend("emulator"), emulation(resume_order=request.param, seed=5):
+    order = request.param.split("-")[0]
+    with gpucnn.use_backend("emulator"), emulation(resume_order=order, seed=5,
+                                                   misalign=request.param.endswith("misaligned")):
         yield request.param
 
 
@@ -56,36 +63,46 @@ def _tree(part: np.ndarray) -> float:
     return float(part[0])
 
 
-def _chunk_sum(vals: np.ndarray, HW: int, beg: int, end: int) -> float:
+def _chunk_sum(vals: np.ndarray, HW: int, beg: int, end: int, U: int) -> float:
     """One (channel, chunk) block of channel_partials: ``vals`` a channel's
-    terms in (image, offset) order, the chunk [beg, end) of them."""
-    acc = np.zeros((THREADS, UNROLL))
-    if HW >= STEP:  # each image's part of the chunk, by block steps from its first element in the chunk
-        for first in range(beg - beg % HW, end, HW):
-            lo, hi = max(beg, first) - first, min(end, first + HW) - first
+    terms in (image, offset) order, the chunk [beg, end) of them, U groups in flight."""
+    G = 2 if HW % 2 == 0 else 1  # a double2 group when a plane holds whole ones
+    hw, beg, end, step = HW // G, beg // G, -(-end // G), THREADS * U
+    acc = np.zeros((THREADS, U))
+
+    def add(t, u, g):
+        for e in range(G):
+            acc[t, u] += vals[g * G + e]
+
+    if hw >= step:  # each image's part of the chunk, by block steps from its first group in the chunk
+        for first in range(beg - beg % hw, end, hw):
+            lo, hi = max(beg, first) - first, min(end, first + hw) - first
             for t in range(THREADS):
-                for o in range(lo + t, hi, STEP):
-                    for u in range(UNROLL):
+                for o in range(lo + t, hi, step):
+                    for u in range(U):
                         if o + u * THREADS < hi:
-                            acc[t, u] += vals[first + o + u * THREADS]
+                            add(t, u, first + o + u * THREADS)
     else:
         for t in range(THREADS):
-            for i in range(beg + t, end, STEP):
-                for u in range(UNROLL):
+            for i in range(beg + t, end, step):
+                for u in range(U):
                     if i + u * THREADS < end:
-                        acc[t, u] += vals[i + u * THREADS]
-    return _tree(((acc[:, 0] + acc[:, 1]) + acc[:, 2]) + acc[:, 3])
+                        add(t, u, i + u * THREADS)
+    total = acc[:, 0]
+    for u in range(1, U):
+        total = total + acc[:, u]
+    return _tree(total)
 
 
-def _channel_sums(terms: np.ndarray, HW: int) -> np.ndarray:
+def _channel_sums(terms: np.ndarray, HW: int, U: int = norm.UNROLL) -> np.ndarray:
     """channel_partials then channel_total for terms (C, N*HW), as the launch code chunks them."""
     C, n = terms.shape
-    chunk, chunks = norm.channel_chunks(C, n)
+    chunk, chunks = norm.channel_chunks(C, n, SMS)
     out = np.empty(C)
     for c in range(C):
         total = 0.0
         for j in range(chunks):
-            total += _chunk_sum(terms[c], HW, j * chunk, min(n, (j + 1) * chunk))
+            total += _chunk_sum(terms[c], HW, j * chunk, min(n, (j + 1) * chunk), U)
         out[c] = total
     return out
 
@@ -128,7 +145,7 @@ def test_batch_norm_sums_order(emulated, shape):
     x, dy = rng.standard_normal(shape) * 3 + 1, rng.standard_normal(shape)
     C, HW = shape[1], shape[2] * shape[3]
     if shape[3] == 82:
-        assert norm.channel_chunks(C, shape[0] * HW)[1] == 3
+        assert norm.channel_chunks(C, shape[0] * HW, SMS)[1] == 3
     y, saved = gpucnn.batch_norm2d(x, None, None, training=True, eps=1e-5)
     _, dgamma, dbeta = gpucnn.batch_norm2d_backward(dy, x, None, saved)
     v = x.transpose(1, 0, 2, 3).reshape(C, -1)  # channel c's values in (n, h, w) order
@@ -141,6 +158,7 @@ def test_batch_norm_sums_order(emulated, shape):
     np.testing.assert_array_equal(saved.mean.view(np.int64), mean.view(np.int64))
     np.testing.assert_array_equal(saved.invstd.view(np.int64), (1.0 / np.sqrt(var + 1e-5)).view(np.int64))
     g = dy.transpose(1, 0, 2, 3).reshape(C, -1)
-    np.testing.assert_array_equal(dbeta.view(np.int64), _channel_sums(g, HW).view(np.int64))
-    sdyx = _channel_sums(g * (v - saved.mean[:, None]), HW)
+    U = norm.UNROLL_BACKWARD
+    np.testing.assert_array_equal(dbeta.view(np.int64), _channel_sums(g, HW, U).view(np.int64))
+    sdyx = _channel_sums(g * (v - saved.mean[:, None]), HW, U)
     np.testing.assert_array_equal(dgamma.view(np.int64), (sdyx * saved.invstd).view(np.int64))

@@ -16,16 +16,18 @@ from gpucnn.cuda import norm as cuda_norm
 pytestmark = pytest.mark.family("norm")
 
 
-@pytest.fixture(params=[(7, 1), (1024, 4)], ids=["chunks-of-7", "default"])
+@pytest.fixture(params=[7, cuda_norm.MIN_CHUNK], ids=["small-chunks", "default"])
 def chunking(request, monkeypatch):
-    """(UNIT, MIN_CHUNK_STEPS): chunks of 7 values cut images at odd places."""
-    unit, steps = request.param
-    monkeypatch.setattr(cuda_norm, "UNIT", unit)
-    monkeypatch.setattr(cuda_norm, "MIN_CHUNK_STEPS", steps)
-    return unit
+    """MIN_CHUNK: chunks of 8 values (7 rounded to a whole 16-byte group) cut
+    images at odd places, and a channel into up to sms * BLOCKS_PER_SM / C chunks."""
+    monkeypatch.setattr(cuda_norm, "MIN_CHUNK", request.param)
+    return request.param
 
 
-@pytest.mark.parametrize("shape", [(3, 5, 7, 9), (2, 2, 1, 1), (1, 1, 1, 2), (2, 3, 16, 16), (3, 2, 33, 32)])
+# HW 1056: float4 groups, planes under a block step (1024 groups of U = 4);
+# HW 4160 past it; HW 1089: single values past it.
+@pytest.mark.parametrize("shape", [(3, 5, 7, 9), (2, 2, 1, 1), (1, 1, 1, 2), (2, 3, 16, 16), (3, 2, 33, 32),
+                                   (2, 2, 64, 65), (1, 2, 33, 33)])
 @pytest.mark.parametrize("dtype", (np.float32, np.float64))
 def test_batch_norm_sums(backend, chunking, shape, dtype):
     rng = np.random.default_rng(list(shape))
@@ -45,7 +47,8 @@ def test_batch_norm_sums(backend, chunking, shape, dtype):
                                atol=tol(dtype)["atol"] * x.size)
 
 
-@pytest.mark.parametrize("hw", [(11, 5), (40, 27)], ids=["small-planes", "planes-over-a-block-step"])
+@pytest.mark.parametrize("hw", [(11, 5), (40, 27), (64, 65)],
+                         ids=["small-planes", "float4-groups-under-a-step", "float4-groups-over-a-step"])
 @pytest.mark.parametrize("dtype", (np.float32, np.float64))
 def test_bias_gradient(backend, chunking, dtype, hw):
     rng = np.random.default_rng(8)
@@ -57,10 +60,24 @@ def test_bias_gradient(backend, chunking, dtype, hw):
 
 
 def test_chunks_cover_each_channel():
-    for C, n in [(1, 1), (3, 5000), (64, 401408), (1000, 49), (2, 10**7)]:
-        chunk, chunks = cuda_norm.channel_chunks(C, n)
-        assert chunk % cuda_norm.UNIT == 0 and (chunks - 1) * chunk < n <= chunks * chunk
-        assert C * chunks <= max(C, cuda_norm.TARGET_BLOCKS + C)
+    for C, n, sms in [(1, 1, 132), (3, 5000, 132), (64, 131072, 132), (64, 401408, 114), (1000, 49, 132),
+                      (2, 10**7, 132), (7, 10**6, 1)]:
+        chunk, chunks = cuda_norm.channel_chunks(C, n, sms)
+        assert chunk % cuda_norm.ALIGN == 0 and (chunks - 1) * chunk < n <= chunks * chunk
+        wave = sms * cuda_norm.BLOCKS_PER_SM
+        assert C * chunks <= max(C, wave)  # one wave of resident blocks, or one chunk a channel
+        assert chunks <= -(-n // cuda_norm.MIN_CHUNK)
+    assert cuda_norm.channel_chunks(64, 131072, 132) == (16384, 8)  # 512 of 528 slots, 4 block steps each
+
+
+def test_reductions_are_resident_as_chunked():
+    """channel_chunks puts one wave of sms * BLOCKS_PER_SM blocks: every level-one
+    kernel must keep that many resident (static-sm90.md, which test_sass keeps current)."""
+    from gpucnn.bench import model_static
+    rec = model_static.load()
+    for name in ("batchnorm_stats_partial", "batchnorm_backward_partial", "conv2d_bias_partial"):
+        for suffix in ("f32", "f64"):
+            assert model_static.row(rec, f"{name}_{suffix}")[1]["blocks_per_sm"] == cuda_norm.BLOCKS_PER_SM, name
 
 
 def test_many_chunks_are_bitwise_repeatable(backend, chunking):

@@ -8,7 +8,7 @@ a thread keeps ``inflight`` bytes of DRAM reads outstanding and needs
 max(its bytes / copy bandwidth, its round trips, its instructions at the
 issue rate). In steady state that is the fraction
 min(1, bytes in flight per SM / (read share x bandwidth x latency / SMs)).
-Then empty blocks (grids sized by elements over vector loops), launches,
+Then empty blocks (a grid larger than its threads with work), launches,
 and the host's launch path as the bench reads it (model_consts.timed).
 """
 from __future__ import annotations
@@ -17,12 +17,11 @@ import dataclasses
 
 from gpucnn.bench import cases, fused, model, model_static
 from gpucnn.bench import model_consts as K
-from gpucnn.cuda import launch, norm
+from gpucnn.cuda import algo, launch, norm
 
 BLOCK = launch.BLOCK
 GRID_CAP = launch.MAX_BLOCKS * BLOCK  # grid_for's cap, in threads
-VEC = 16  # bytes of a float4: map2's and channel_apply's vector
-CH_UNROLL = norm.UNIT // norm.THREADS  # channel.cuh's independent loads per thread
+VEC = 16  # bytes of a float4: map2's, channel_apply's and channel.cuh's vector (group)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +33,7 @@ class Stream:
     read: float        # compulsory bytes read
     write: float       # bytes written
     threads: int       # threads with work
-    launched: int      # threads launched (the grid may be sized by elements, the loop by vectors)
+    launched: int      # threads launched (at least those with work)
     inflight: float    # DRAM bytes a thread keeps in flight
     rounds: float      # dependent DRAM round trips per thread
     instr: float       # instructions per thread (from the record's loop)
@@ -49,10 +48,10 @@ def _per(row: dict, loads: str, per_item: int) -> float:
     return row["instructions"] * per_item / max(1, row[loads])
 
 
-def map_stream(op, shape, kernel, n, reads, rec, grid_by_elements=False, loads_per_vec=None,
-               target=K.TARGET_MAP) -> Stream:
+def map_stream(op, shape, kernel, n, reads, rec, loads_per_vec=None, target=K.TARGET_MAP) -> Stream:
     """A 16-byte vector map over n float32 elements (relu.cu's map2, batchnorm.cu's
-    channel_apply): one vector a thread (the grid covers them), ``reads`` input streams."""
+    channel_apply): one vector a thread (launch.vector_threads: the grid covers
+    them), ``reads`` input streams."""
     _, r = model_static.row(rec, kernel)
     vectors = -(-n // 4)
     threads = min(vectors, GRID_CAP)
@@ -61,45 +60,54 @@ def map_stream(op, shape, kernel, n, reads, rec, grid_by_elements=False, loads_p
         instr = _per(r, "LDG.128", reads) * iters
     else:  # the record's loop is the scalar fallback: its instructions per element, 4 a vector
         instr = _per(r, "LDG", loads_per_vec) * 4 * iters
-    launched = min(n, GRID_CAP) if grid_by_elements else threads
-    return Stream(op, shape, kernel, 4.0 * n * reads, 4.0 * n, threads, launched, VEC * reads, iters, instr,
+    return Stream(op, shape, kernel, 4.0 * n * reads, 4.0 * n, threads, threads, VEC * reads, iters, instr,
                   target=target)
 
 
 def pool_stream(case, rec) -> Stream:
-    """Pooling forward: a thread per output, a window row a round trip (pool2d.cu's
-    tap loop for kw < 4 runs the unrolled loop's remainder: max compares each LDG
-    before the next issues, its later taps L1 hits; avg issues a row's LDGs
-    together, then adds). A warp's 4-byte loads sw*4 bytes apart bring sw*4 new
-    bytes a thread a row. Not counted: PlaneWalk's set-up (two 64-bit divisions,
-    CALLs outside the loop), which runs once a thread, here once an output, as
-    the grid (cdiv(outputs, 256) blocks, under the 65535 cap) gives each thread one."""
+    """Pooling forward: a thread per output, whose window's taps pool2d.cu's scan
+    loads as one group before it compares or adds any (2x2 and 3x3 whole: one
+    round trip; wider windows by 4-tap row segments, a round trip each). A
+    warp's 4-byte loads sw*4 bytes apart bring sw*4 new bytes a thread a row,
+    all k rows in flight together. Instructions: the record's loop (the group
+    of a window touching the padding, each tap tested) per tap, times the taps;
+    the untested group of the windows inside the input is shorter (49 against
+    156 for 3x3, SASS) but the per-output set-up and stores (~80) are not
+    counted: an output runs ~130 (3x3) and ~100 (2x2) in all, against the
+    156 and 69 counted; issue stays under the bandwidth time either way (the
+    MEM cases: ~25 us against 42 for 3x3/2, ~38 against 83 for 2x2/2).
+    PlaneWalk's set-up divides in 32 bits (no CALL) once a thread, here once
+    an output, as the grid (cdiv(outputs, 256) blocks, under the 65535 cap)
+    gives each thread one."""
     _, r = model_static.row(rec, f"{case.op}2d_forward_f32")
     P, Q = case.out_hw()
     outs = case.N * case.C * P * Q
     taps = case.k * case.k
+    groups = 1 if case.k <= 3 else case.k * -(-case.k // 4)
     write = (4 + (8 if case.op == "max_pool" else 0)) * outs
     return Stream(f"{case.op} forward", case.label(), f"{case.op}2d_forward_f32", 4.0 * case.N * case.C * case.H
-                  * case.W, write, outs, outs, 4.0 * case.stride, case.k, _per(r, "LDG", 1) * taps,
-                  l1_rounds=case.k * (case.k - 1) if case.op == "max_pool" else 0)
+                  * case.W, write, outs, outs, 4.0 * case.stride * case.k, groups, _per(r, "LDG", 1) * taps)
 
 
-def reduce_stream(op, shape, kernel, N, C, HW, streams, loads_per_elem, rec) -> Stream:
-    """channel.cuh's (channel, chunk) blocks: CH_UNROLL loads of each stream in flight a thread."""
+def reduce_stream(op, shape, kernel, N, C, HW, streams, loads_per_elem, rec, sms, unroll=norm.UNROLL) -> Stream:
+    """channel.cuh's (channel, chunk) blocks, one wave of them (norm.channel_chunks):
+    ``unroll`` 16-byte groups of each stream in flight a thread (float4 groups:
+    HW % 4 == 0 here), a round trip per block step."""
     _, r = model_static.row(rec, kernel)
-    chunk, chunks = norm.channel_chunks(C, N * HW)
+    chunk, chunks = norm.channel_chunks(C, N * HW, sms)
     per_thread = chunk / norm.THREADS
+    group = 4 if HW % 4 == 0 else 1
     threads = C * chunks * norm.THREADS
     read = 4.0 * N * C * HW * streams
-    return Stream(op, shape, kernel, read, 0.0, threads, threads, 4.0 * CH_UNROLL * streams,
-                  per_thread / CH_UNROLL, _per(r, "LDG", loads_per_elem) * per_thread, tree=True, kernels=2,
+    return Stream(op, shape, kernel, read, 0.0, threads, threads, 4.0 * group * unroll * streams,
+                  per_thread / (group * unroll), _per(r, "LDG", loads_per_elem) * per_thread, tree=True, kernels=2,
                   target=K.TARGET_REDUCTION)
 
 
-def streams(rec=None) -> list[Stream]:
+def streams(rec=None, sms: int = algo.DEFAULT_SMS) -> list[Stream]:
     """The suite's memory-bound launches: MEM's ReLU and pooling forward cases,
     and on fused.py's batch-norm row (cifar-resnet's output) batch norm, the
-    bias gradient and the residual add+ReLU."""
+    bias gradient and the residual add+ReLU; the reductions chunked for ``sms`` SMs."""
     rec = rec or model_static.load()
     out = []
     for c in cases.MEM:
@@ -112,15 +120,16 @@ def streams(rec=None) -> list[Stream]:
     bn = next(case for case, _ in fused.suite("cuda") if case.kind == "bn")
     N, C, HW, n = bn.N, bn.C, bn.H * bn.W, bn.N * bn.C * bn.H * bn.W
     shape = bn.label()
-    # batchnorm.cu's element-wise kernels are launched over x.size threads (norm.py) but loop over vectors;
-    # a vector's own loads: x (forward), dy and x (backward), and the channel's 4 or 5 parameters.
+    # batchnorm.cu's element-wise kernels: one thread a vector (HW % 4 == 0); a vector's own loads: x (forward),
+    # dy and x (backward), and the channel's 4 or 5 parameters. The reductions' loads an element: x (the shift
+    # is read once a block), dy and x and the fused ReLU's y (mean once a block), dy.
     out += [map_stream("add_relu", shape, "add_relu_f32", n, 2, rec, target=None),
-            map_stream("batchnorm forward", shape, "batchnorm_forward_f32", n, 1, rec, True, 5),
-            reduce_stream("batchnorm stats", shape, "batchnorm_stats_partial_f32", N, C, HW, 1, 2, rec),
+            map_stream("batchnorm forward", shape, "batchnorm_forward_f32", n, 1, rec, 5),
+            reduce_stream("batchnorm stats", shape, "batchnorm_stats_partial_f32", N, C, HW, 1, 1, rec, sms),
             reduce_stream("batchnorm backward reduction", shape, "batchnorm_backward_partial_f32", N, C, HW, 2,
-                          4, rec),
-            map_stream("batchnorm backward data", shape, "batchnorm_backward_data_f32", n, 2, rec, True, 8, None),
-            reduce_stream("conv2d bias gradient", shape, "conv2d_bias_partial_f32", N, C, HW, 1, 1, rec)]
+                          3, rec, sms, norm.UNROLL_BACKWARD),
+            map_stream("batchnorm backward data", shape, "batchnorm_backward_data_f32", n, 2, rec, 8, None),
+            reduce_stream("conv2d bias gradient", shape, "conv2d_bias_partial_f32", N, C, HW, 1, 1, rec, sms)]
     return out
 
 
@@ -152,7 +161,7 @@ def in_flight(st: Stream, dev, s: int, rec) -> tuple[float, float]:
 def mem_rows(dev, rec=None) -> list[dict]:
     rec = rec or model_static.load()
     out = []
-    for st in streams(rec):
+    for st in streams(rec, dev.sms):
         ideal = model.bw_us(st.read + st.write, dev)
         dev_us = [device_us(st, dev, s, rec) for s in K.SCENARIOS]
         bench_us = [K.timed(d, K.HOST_MEM_US.at(s)) for s, d in zip(K.SCENARIOS, dev_us)]
@@ -192,7 +201,7 @@ def bn_row(dev, rec=None) -> dict:
     ReLU, two op calls; separate adds relu_forward over y. ``fraction``: the bytes those
     kernels must move (x read twice, y written) over the fused time, against the copy rate."""
     rec = rec or model_static.load()
-    by_op = {st.op: st for st in streams(rec)}
+    by_op = {st.op: st for st in streams(rec, dev.sms)}
     stats, apply = by_op["batchnorm stats"], by_op["batchnorm forward"]
     relu = relu_over(apply.shape, int(apply.write // 4), rec)
     copies = 2  # norm.batch_norm_stats: copy_of(running_mean), copy_of(running_var)

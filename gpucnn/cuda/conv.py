@@ -170,7 +170,7 @@ def conv2d_backward_bias(rt, dy):
     N, K, P, Q = dy.shape
     _fits_int(N, K, P * Q)  # channel.cuh walks images and planes in int
     n = N * P * Q
-    chunk, chunks = norm.channel_chunks(K, n)
+    chunk, chunks = norm.channel_chunks(K, n, rt.device()[1])
     part = rt.xp.empty((K, chunks), np.float64)
     db = rt.xp.empty(K, dy.dtype)
     launch(rt, FAMILY, "conv2d_bias_partial", dy.dtype, K * chunks * norm.THREADS,

@@ -35,6 +35,14 @@ def small_grid(max_blocks: int = 2):
         _cap.reset(token)
 
 
+def vector_threads(n: int, dtype) -> int:
+    """Threads for a map whose loop walks 16-byte vectors (relu.cu's map2,
+    batchnorm.cu's channel_apply): one a vector, so no block of a grid sized
+    by elements idles (three quarters of them for float4); the loops' scalar
+    paths stride over the same grid, so any count stays correct."""
+    return -(-int(n) // (16 // np.dtype(dtype).itemsize))
+
+
 def kernel_name(base: str, dtype) -> str:
     """Kernels come one per dtype: ``relu_forward_f32``, ``relu_forward_f64``."""
     return f"{base}_{_SUFFIX[np.dtype(dtype)]}"
