@@ -35,8 +35,8 @@
 // fetch used (read by the fetch issued after the next barrier).
 //
 // Math modes (the template parameter MODE): TC_TF32 rounds each fp32 operand to
-// TF32 (cvt.rna) and does one MMA per product; TC_3XTF32 splits x = big + small
-// with big = rna(x), small = rna(x - big), and accumulates small*big, big*small
+// TF32 (cvt.rn, ties to even; cvt.rna before sm_90) and does one MMA per product;
+// TC_3XTF32 splits x = big + small with big = rn(x), small = rn(x - big), and accumulates small*big, big*small
 // and big*big (the small*small term, ~2^-22 relative, is dropped): fp32-level
 // accuracy at a third of the tensor-core rate.
 //
@@ -214,11 +214,12 @@ template <typename Op> __device__ __forceinline__ typename Op::Col tc_col(const 
     return op.col(n < op.N ? n : 0);
 }
 
-// The two TF32 parts the mode multiplies: hi = rna(x), lo = rna(x - hi) (3xTF32 only).
+// The two TF32 parts the mode multiplies: hi = rn(x), lo = rn(x - hi) (3xTF32 only). Round to
+// nearest (tf32_rn: one instruction on sm_90, half of cvt.rna's two), so |x - hi| <= 2^-11 |x|.
 template <int MODE> __device__ __forceinline__ void tc_split(unsigned x, unsigned& hi, unsigned& lo) {
     const float v = __uint_as_float(x);
-    hi = tf32_rna(v);
-    if constexpr (MODE == TC_3XTF32) lo = tf32_rna(v - __uint_as_float(hi));
+    hi = tf32_rn(v);
+    if constexpr (MODE == TC_3XTF32) lo = tf32_rn(v - __uint_as_float(hi));
 }
 
 // One k-step of the warp tile: 4 slices of k = 8, each MI x NI MMAs (x3 for 3xTF32).
