@@ -42,8 +42,10 @@
 
 #define WIN int H, int W, int P, int Q, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw
 #define WIN_ARGS H, W, P, Q, kh, kw, sh, sw, pt, pl, dh, dw
-// INT_MIN (NVRTC has no <climits>): a none column's window origin, which no tap offset in [0, 2^31) brings
-// back into [0, H): (unsigned)(CONV_FAR + off) >= 2^31 > H.
+// INT_MIN (NVRTC has no <climits>): the coordinate of a none column or k-table entry (tc_gemm.cuh's
+// B_NONE), whose gathers are all zeros: added (as unsigned) to a real coordinate c in (-pad, H), it gives
+// 2^31 + c >= H (pad + H fits in int, or no output size would). Two of them add up to 0, so a none
+// column and a none entry put it in different coordinates: one stays far.
 #define CONV_FAR (-2147483647 - 1)
 
 // ------------------------------------------------------------------- forward
@@ -74,15 +76,16 @@ template <typename T> struct FwdOp {
         return Col{x + ((long long)img * C + (long long)g * Cg) * H * W + (long long)h0 * W + w0, h0, w0,
                    -(h0 * W + w0)};
     }
-    // A column past N whose every gather is a zero at x (tc_gemm.cuh's B_NONE): h0 + r*dh is negative.
-    __device__ Col col_none() const { return Col{x, CONV_FAR, 0, 0}; }
+    // A column past N and an entry past kend whose gathers are zeros at x (tc_gemm.cuh's B_NONE)
+    __device__ Col col_none() const { return Col{x, CONV_FAR, CONV_FAR, 0}; }
+    __device__ KTab ktab_none() const { return make_int4(0, CONV_FAR, 0, 0); }
     __device__ KTab ktab(int k) const {
         int c, r;
         const int rs = khkw.divmod(k, c), s = kw.divmod(rs, r);
         return make_int4(c * H * W + r * dh * W + s * dw, r * dh, s * dw, 0);
     }
     __device__ GemmAt<T> pb(const Col& cl, int, const KTab& e) const {  // not ok: zero padding
-        const bool ok = (unsigned)(cl.h0 + e.y) < (unsigned)H && (unsigned)(cl.w0 + e.z) < (unsigned)W;
+        const bool ok = (unsigned)cl.h0 + e.y < (unsigned)H && (unsigned)cl.w0 + e.z < (unsigned)W;
         return GemmAt<T>{cl.base + (ok ? e.x : cl.back), ok};
     }
     __device__ bool a_runs() const { return Cg * khkw.d % 4 == 0 && aligned16(w); }
@@ -173,7 +176,9 @@ template <typename T> struct DataOp {
         return Col{dy + ((long long)img * K + (long long)g * Kg) * P * Q + (long long)ph0 * Q + pq0, ph0, pq0,
                    rh * sw.d + rw, -(ph0 * Q + pq0)};
     }
-    __device__ Col col_none() const { return Col{dy, -1, 0, 0, 0}; }  // a column past N: ph0 - ah < 0
+    // A column past N and an entry past kend whose gathers are zeros at dy (B_NONE; A's offset 0 is an element)
+    __device__ Col col_none() const { return Col{dy, -1, 0, 0, 0}; }
+    __device__ KTab ktab_none() const { return KTab{0, CONV_FAR, 0, 0, 0, 0}; }
     __device__ KTab ktab(int k) const {
         int f, r, ah, aw;
         const int rs = khkw.divmod(k, f), s = kw.divmod(rs, r);
@@ -182,8 +187,7 @@ template <typename T> struct DataOp {
     }
     // dY[n, f, p, q] of the window whose tap (r, s) is here; not ok: no window has it
     __device__ GemmAt<T> pb(const Col& cl, int, const KTab& e) const {
-        const bool ok = cl.rhw == e.bhw && (unsigned)(cl.ph0 - e.ah) < (unsigned)P &&
-                        (unsigned)(cl.pq0 - e.aw) < (unsigned)Q;
+        const bool ok = cl.rhw == e.bhw && (unsigned)cl.ph0 - e.ah < (unsigned)P && (unsigned)cl.pq0 - e.aw < (unsigned)Q;
         return GemmAt<T>{cl.base + (ok ? e.x : cl.back), ok};
     }
     __device__ bool a_runs() const { return khkw.d % 4 == 0 && aligned16(w); }
@@ -236,14 +240,16 @@ template <typename T> struct FilterOp {
         const int roff = r * dh - pt, soff = s * dw - pl;
         return Col{x + (long long)(g * Cg + c) * H * W + (long long)roff * W + soff, roff, soff};
     }
-    __device__ Col col_none() const { return Col{x, CONV_FAR, 0}; }  // a tap past N: p*sh + roff is negative
+    // A tap past N and a pixel past kend whose gathers are zeros at x (B_NONE; A's offset 0 is an element)
+    __device__ Col col_none() const { return Col{x, CONV_FAR, 0}; }
+    __device__ KTab ktab_none() const { return make_int4(0, CONV_FAR, CONV_FAR, 0); }
     __device__ KTab ktab(int k) const {
         int img, p;
         const int pq = PQ.divmod(k, img), q = Q.divmod(pq, p);
         return make_int4(img * C * H * W + p * sh * W + q * sw, p * sh, q * sw, img * K * PQ.d + pq);
     }
     __device__ GemmAt<T> pb(const Col& cl, int, const KTab& e) const {  // not ok: zero padding
-        const bool ok = (unsigned)(e.y + cl.roff) < (unsigned)H && (unsigned)(e.z + cl.soff) < (unsigned)W;
+        const bool ok = (unsigned)e.y + cl.roff < (unsigned)H && (unsigned)e.z + cl.soff < (unsigned)W;
         // x for a zero: a 4th int in Col (base's offset back to x) spills the FFMA f64 filter kernel (16 bytes)
         return GemmAt<T>{ok ? cl.base + e.x : x, ok};
     }

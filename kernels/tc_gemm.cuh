@@ -111,6 +111,12 @@ __device__ __forceinline__ int tc_swz(int row, int k) { return row * TC_BK + (((
 // swizzle arithmetic is constant per thread (static-sm90.md: the forward
 // tile's B gather went from ~46 instructions an element, re-deriving the
 // element's row and k in a 4-times-unrolled inner loop, to ~7).
+// k-table entries a thread reads before issuing their copies: ptxas puts 3
+// idle slots (@!PT LDS RZ) before the first cp.async after a shared load, so
+// reading 2 entries, then copying their 4 elements, pays them 4 times a step
+// instead of 8 (conv2d_forward_tf32_128: 633 -> 597 instructions a k-step;
+// 4 entries, 591, spill the backward-data 128 tile at 128 registers).
+#define TC_GATHER_Q 2
 template <int ROWS, int THREADS> struct TcGather {
     enum { WARPS = THREADS / 32, HANDLES = ROWS / 8 / WARPS };
     static_assert(HANDLES * WARPS * 8 == ROWS, "8-row blocks split evenly over the warps");
@@ -123,11 +129,11 @@ __device__ __forceinline__ GemmAt<float> tc_at(const float* p) { return GemmAt<f
 __device__ __forceinline__ GemmAt<float> tc_at(GemmAt<float> a) { return a; }
 
 // Issues one operand's gathered copies for the step at k0. get(handle, k,
-// entry) is the Op's gather. A row past limit keeps the handle the tile gave
-// it (tc_tile: the Op's none handle when NONE, whose every gather is a zero,
-// else row 0's, then tested here) and a k past kend reads row k0 and the
-// entry of kend - 1 (tc_tile's ktab), so every address is an element and only
-// the zero-fill (src-size 0) differs. Shared-memory addresses: a thread's
+// entry) is the Op's gather. NONE: rows past limit and k past kend have the
+// Op's none handles and entries (tc_tile), whose gathers are zeros; else a
+// row past limit has row 0's handle, a k past kend reads k0 with the entry
+// tc_ktab_past gives, and both are tested here. Every address is an element
+// and only the zero-fill (src-size 0) differs. Shared-memory addresses: a thread's
 // elements of one q lie HANDLES * WARPS * 8 rows apart (immediate offsets)
 // in chunk q ^ (lane % 8), one XOR per q.
 template <bool NONE, int ROWS, int THREADS, typename H, typename E, typename Get>
@@ -144,15 +150,26 @@ __device__ __forceinline__ void tc_gather(float* s, const H* hs, const E* tab, i
     }
     const int base = tc_swz(L::row(0), lane / 8);  // word offset of (row 0, k = lane / 8): chunk lane % 8
 #pragma unroll
-    for (int q = 0; q < TC_BK / 4; ++q) {
-        const int kk = 4 * q + lane / 8;
-        const bool kin = k0 + kk < kend;
-        const E e = tab[kk];
-        float* d = s + (base ^ (q << 2));  // chunk q ^ (row % 8) of the same row
+    for (int q0 = 0; q0 < TC_BK / 4; q0 += TC_GATHER_Q) {
+        E e[TC_GATHER_Q];
 #pragma unroll
-        for (int j = 0; j < L::HANDLES; ++j) {
-            const GemmAt<float> a = tc_at(get(h[j], kin ? k0 + kk : k0, e));
-            cp_async<4>(d + j * L::WARPS * 8 * TC_BK, a.p, kin && in[j] && a.ok ? 4 : 0);
+        for (int q = 0; q < TC_GATHER_Q; ++q) e[q] = tab[4 * (q0 + q) + lane / 8];
+        GemmAt<float> a[TC_GATHER_Q][L::HANDLES];
+#pragma unroll
+        for (int q = 0; q < TC_GATHER_Q; ++q) {
+            const int k = k0 + 4 * (q0 + q) + lane / 8;
+            const bool kin = k < kend;
+#pragma unroll
+            for (int j = 0; j < L::HANDLES; ++j) {
+                a[q][j] = tc_at(get(h[j], kin ? k : k0, e[q]));
+                a[q][j].ok = a[q][j].ok && (NONE || (kin && in[j]));
+            }
+        }
+#pragma unroll
+        for (int q = 0; q < TC_GATHER_Q; ++q) {
+            float* d = s + (base ^ ((q0 + q) << 2));  // chunk (q0 + q) ^ (row % 8) of the same row
+#pragma unroll
+            for (int j = 0; j < L::HANDLES; ++j) cp_async<4>(d + j * L::WARPS * 8 * TC_BK, a[q][j].p, a[q][j].ok ? 4 : 0);
         }
     }
 }
@@ -188,10 +205,14 @@ __device__ __forceinline__ void tc_runs(float* s, const H* hs, const E* tab, int
     const int t = threadIdx.x, kk = 4 * (t % 8);
     const bool kin = k0 + kk < kend;
     const E e = tab[kin ? kk : 0];
+    enum { N = ROWS * TC_BK / 4 / THREADS };
+    const float* p[N];  // all handles read before the first copy (see TC_GATHER_Q)
 #pragma unroll
-    for (int i = 0; i < ROWS * TC_BK / 4 / THREADS; ++i) {
+    for (int i = 0; i < N; ++i) p[i] = tc_at(get(hs[t / 8 + THREADS / 8 * i], kin ? k0 + kk : k0, e)).p;
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
         const int r = t / 8 + THREADS / 8 * i;
-        cp_async<16>(s + tc_swz(r, kk), tc_at(get(hs[r], kin ? k0 + kk : k0, e)).p, kin && mn0 + r < limit ? 16 : 0);
+        cp_async<16>(s + tc_swz(r, kk), p[i], kin && mn0 + r < limit ? 16 : 0);
     }
 }
 
@@ -204,10 +225,17 @@ __device__ __forceinline__ void tc_fetch(bool runs, float* s, const H* hs, const
     else tc_gather<NONE, ROWS, THREADS>(s, hs, tab, mn0, limit, k0, kend, get);
 }
 
-// Whether Op gives B columns past N a handle whose every gather is a zero
-// (enum B_NONE = 1 and Col op.col_none()): then the gather needs no row test.
+// Whether Op gives B columns past N a handle and k past kend a k-table entry
+// whose every B gather is a zero (enum B_NONE = 1, Col op.col_none(), KTab
+// op.ktab_none()): then B's gather needs neither a row nor a k test.
 template <typename Op, typename = void> struct TcNone { enum { B = 0 }; };
 template <typename Op> struct TcNone<Op, typename GemmVoid<decltype(Op::B_NONE)>::type> { enum { B = Op::B_NONE }; };
+// The k-table entry of a k past kend: the Op's none entry where it has one
+// (its B gathers are zeros, its A gathers elements), else kend - 1's.
+template <typename Op> __device__ __forceinline__ typename GemmKTab<Op>::type tc_ktab_past(const Op& op, int kend) {
+    if constexpr (TcNone<Op>::B) return op.ktab_none();
+    else return op.ktab(kend - 1);
+}
 template <typename Op> __device__ __forceinline__ typename Op::Col tc_col(const Op& op, int n) {
     if constexpr (TcNone<Op>::B)
         if (n >= op.N) return op.col_none();
@@ -278,10 +306,10 @@ __device__ void tc_tile(const Op& op, TcSmem<Tile, Op>& sm, int m0, int n0, int 
     };
     // 16-byte runs need every 4-k chunk inside or outside [kbeg, kend) whole
     const bool whole = kbeg % 4 == 0 && kend % 4 == 0, runs_a = whole && tc_runs_a(op), runs_b = whole && tc_runs_b(op);
-    const auto ktab = [&](int s) {  // the k-table of step s into buffer s % TC_STAGES; k past kend: kend - 1's entry
+    const auto ktab = [&](int s) {  // the k-table of step s into buffer s % TC_STAGES
         if constexpr (KT::USED) {
             const int k = kbeg + s * TC_BK + t;
-            if (t < TC_BK && s < steps) sm.ktab[s % TC_STAGES][t] = op.ktab(k < kend ? k : kend - 1);
+            if (t < TC_BK && s < steps) sm.ktab[s % TC_STAGES][t] = k < kend ? op.ktab(k) : tc_ktab_past(op, kend);
         }
     };
     const auto fetch = [&](int s) {  // step s into stage s % TC_STAGES, as one commit group
