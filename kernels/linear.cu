@@ -155,6 +155,8 @@ linear_backward_bias_f64(const double* __restrict__ dy, double* __restrict__ db,
 
 // Tensor-core float kernels: the same bodies on tc_gemm.cuh's tiles (see TC_VARIANTS for the names).
 #if TC_AVAILABLE
+// Blocks per SM (TC_KERNEL): 3xTF32's 128 tile spills at 2 (128 registers); the weight gradient's 64 tile
+// asks for 3 (170 registers: its tf32 kernel fits in 168, where unbounded it took 176 and 2 blocks).
 #define LINEAR_TC(SFX, MODE, TILE)                                                                              \
     TC_KERNEL(TILE, MODE == TC_TF32 ? 2 : 1) linear_forward_##SFX(const float* __restrict__ x, const float* __restrict__ w,             \
                                          const float* __restrict__ b, float* __restrict__ y, DIMS) {            \
@@ -164,7 +166,7 @@ linear_backward_bias_f64(const double* __restrict__ dy, double* __restrict__ db,
                                                float* __restrict__ dx, DIMS) {                                  \
         linear_bwd_data(TcRun<MODE, TILE>{}, dy, w, dx, DIMS_ARGS);                                             \
     }                                                                                                           \
-    TC_KERNEL(TILE, 1) linear_backward_weight_##SFX(const float* __restrict__ dy, const float* __restrict__ x,    \
+    TC_KERNEL(TILE, TILE::THREADS == 128 ? 3 : 1) linear_backward_weight_##SFX(const float* __restrict__ dy, const float* __restrict__ x,    \
                                                  float* __restrict__ out, DIMS, int chunk, int splits) {        \
         linear_bwd_weight(TcRun<MODE, TILE>{}, dy, x, out, DIMS_ARGS, chunk, splits);                           \
     }
