@@ -167,7 +167,8 @@ template <typename T> struct DataOp {
         int x, ah, aw, bhw, a, unused;
     };
     __device__ Row row(int c) const { return c * khkw.d; }
-    __device__ const T* pa(Row r, int, const KTab& e) const { return w + e.a + r; }  // w's size fits in int
+    // one int add, then one IMAD.WIDE (w's size fits in int); w + e.a + r added the ints to the pointer one by one
+    __device__ const T* pa(Row r, int, const KTab& e) const { return w + (e.a + r); }
     __device__ T a(Row r, int k, const KTab& e) const { return *pa(r, k, e); }
     __device__ Col col(int n) const {
         int img, h, ph0, pq0;

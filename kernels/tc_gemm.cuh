@@ -45,18 +45,19 @@
 // m16n8k8 MMAs (1536 in 3xTF32); an H100 SM retires about one per clock
 // (TF32 dense ~495 TFLOP/s over 132 SMs at 1.83 GHz), so 512 (1536) tensor
 // clocks. Its 8 warps issue per step about 24 ldmatrix, 64 (192) HMMA, 96
-// (288) TF32 conversions and subtractions and the fetch: per thread 4
-// 16-byte runs of A (~5 instructions each: IMAD.WIDE of the row pointer, the
-// predicate, the copy) and 16 gathered elements of B (~8-10 each: the
-// padding test, SEL of a zero's address, IMAD.WIDE, the copy, with the
-// handle and k-table loads shared by 2 handles x 8 k). The forward's k-step
-// went from 982 SASS instructions a warp (plus 3 more passes of a 184-
-// instruction inner gather loop, ~1530 issued) to ~750, both copy paths of
-// A included (only one runs): still issue-bound in tf32 (8 x 750 / 4 = 1500
-// issue clocks against ~1100 of mma.sync at half the TF32 peak) and
-// tensor-bound in 3xTF32. The next cuts: the padding test as one LOP3 of
-// per-column tap masks (kh + kw <= 30), and no SEL where src-size 0 is
-// trusted not to read.
+// (288) TF32 conversions (tf32_rn: one F2FP each on sm_90) and subtractions
+// and the fetch: per thread 4 16-byte runs of A (~5 instructions each:
+// IMAD.WIDE of the row pointer, the predicate, the copy) and 16 gathered
+// elements of B (~7-9 each: the padding test, SEL of a zero's address,
+// IMAD.WIDE, the copy, with handle and k-table loads shared by 2 handles x 8
+// k). static-sm90.md: the forward's k-step went from 982 SASS instructions a
+// warp (plus 3 more passes of a 184-instruction inner gather loop, ~1530
+// issued; cvt.rna as 2 instructions each) to 597, both copy paths of A
+// included (only one runs): 8 x 597 / 4 = 1194 issue clocks against ~1100
+// of mma.sync at half the TF32 peak, so tf32 is about at the tensor rate
+// and 3xTF32 tensor-bound. The next cuts: the padding test as one LOP3 of
+// per-column tap masks (kh + kw <= 30, with a compare-based instantiation
+// for wider filters), and no SEL where src-size 0 is trusted not to read.
 #pragma once
 #include "mma.cuh"
 
