@@ -42,6 +42,11 @@
 
 #define WIN int H, int W, int P, int Q, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw
 #define WIN_ARGS H, W, P, Q, kh, kw, sh, sw, pt, pl, dh, dw
+// INT_MIN (NVRTC has no <climits>): the coordinate of a none column or k-table entry (tc_gemm.cuh's
+// B_NONE), whose gathers are all zeros: added (as unsigned) to a real coordinate c in (-pad, H), it gives
+// 2^31 + c >= H (pad + H fits in int, or no output size would). Two of them add up to 0, so a none
+// column and a none entry put it in different coordinates: one stays far.
+#define CONV_FAR (-2147483647 - 1)
 
 // ------------------------------------------------------------------- forward
 
@@ -53,32 +58,37 @@ template <typename T> struct FwdOp {
     FastDiv khkw, kw, PQ, Q;
     int sh, sw, pt, pl, dh, dw, g;
     enum { A_ALONG_K = 1, B_ALONG_K = 0 };  // w rows hold k; neighbouring pixels are neighbours in x
-    enum { A_RUNS = 1, B_RUNS = 0 };        // a filter's taps are contiguous (tc_gemm.cuh's TcRuns)
-    typedef long long Row;  // offset of filter row g*Kg + m in w
+    enum { A_RUNS = 1, B_RUNS = 0, B_NONE = 1 };  // a filter's taps are contiguous (tc_gemm.cuh's TcRuns)
+    typedef const T* Row;  // filter row g*Kg + m of w (a pointer: the tensor-core tile adds k with one IMAD.WIDE)
     struct Col {
         const T* base;  // x[n, g*Cg, h0, w0] (channel 0 of the group; may lie outside x)
         int h0, w0;     // top-left tap of the window in x
+        int back;       // base + back = x[n, g*Cg, 0, 0], an element (a zero's address, GemmAt)
     };
     typedef int4 KTab;  // tap k = (c, r, s): {c*H*W + r*dh*W + s*dw, r*dh, s*dw, unused}
-    __device__ Row row(int m) const { return (long long)(g * M + m) * (Cg * khkw.d); }
-    __device__ const T* pa(Row r, int k, const KTab&) const { return w + r + k; }
+    __device__ Row row(int m) const { return w + (long long)(g * M + m) * (Cg * khkw.d); }
+    __device__ const T* pa(Row r, int k, const KTab&) const { return r + k; }
     __device__ T a(Row r, int k, const KTab& e) const { return *pa(r, k, e); }
     __device__ Col col(int n) const {
         int img, p;
         const int pq = PQ.divmod(n, img), q = Q.divmod(pq, p);
         const int h0 = p * sh - pt, w0 = q * sw - pl;
-        return Col{x + ((long long)img * C + (long long)g * Cg) * H * W + (long long)h0 * W + w0, h0, w0};
+        return Col{x + ((long long)img * C + (long long)g * Cg) * H * W + (long long)h0 * W + w0, h0, w0,
+                   -(h0 * W + w0)};
     }
+    // A column past N and an entry past kend whose gathers are zeros at x (tc_gemm.cuh's B_NONE)
+    __device__ Col col_none() const { return Col{x, CONV_FAR, CONV_FAR, 0}; }
+    __device__ KTab ktab_none() const { return make_int4(0, CONV_FAR, 0, 0); }
     __device__ KTab ktab(int k) const {
         int c, r;
         const int rs = khkw.divmod(k, c), s = kw.divmod(rs, r);
         return make_int4(c * H * W + r * dh * W + s * dw, r * dh, s * dw, 0);
     }
-    __device__ const T* pb(const Col& cl, int, const KTab& e) const {
-        const int h = cl.h0 + e.y, ww = cl.w0 + e.z;
-        if ((unsigned)h >= (unsigned)H || (unsigned)ww >= (unsigned)W) return nullptr;  // zero padding
-        return cl.base + e.x;
+    __device__ GemmAt<T> pb(const Col& cl, int, const KTab& e) const {  // not ok: zero padding
+        const bool ok = (unsigned)cl.h0 + e.y < (unsigned)H && (unsigned)cl.w0 + e.z < (unsigned)W;
+        return GemmAt<T>{cl.base + (ok ? e.x : cl.back), ok};
     }
+    __device__ bool a_runs() const { return Cg * khkw.d % 4 == 0 && aligned16(w); }
     __device__ T b(const Col& cl, int k, const KTab& e) const { return gemm_deref(pb(cl, k, e)); }
 };
 
@@ -138,7 +148,7 @@ template <typename T> struct DataOp {
     FastDiv khkw, kw, sh, sw;
     int pt, pl, dh, dw, g;
     enum { A_ALONG_K = 1, B_ALONG_K = 0 };  // a filter's taps are neighbours in w; pixels in dy
-    enum { A_RUNS = 1, B_RUNS = 0 };        // taps contiguous within a filter, jumping forward between filters
+    enum { A_RUNS = 1, B_RUNS = 0, B_NONE = 1 };  // runs when kh*kw % 4 == 0 (a_runs), as taps of one filter
     typedef int Row;  // c * kh * kw: tap 0 of channel c within a filter
     // The pixel in padded coordinates, (hp, wp) = (ph0*sh + rh, pq0*sw + rw)
     // with rh < sh, rw < sw; the tap's offset likewise r*dh = ah*sh + bh,
@@ -148,33 +158,40 @@ template <typename T> struct DataOp {
         const T* base;  // dy[n, g*Kg, ph0, pq0] (may lie outside dy)
         int ph0, pq0;
         int rhw;        // rh * sw + rw
+        int back;       // base + back = dy[n, g*Kg, 0, 0], an element (a zero's address, GemmAt)
     };
-    typedef int4 KTab;  // k = (f, r, s): {f*P*Q - ah*Q - aw, ah, aw, bh * sw + bw}
+    // k = (f, r, s): x = f*P*Q - ah*Q - aw, ah, aw, bhw = bh * sw + bw, and a = (g*Kg + f)*Cg*kh*kw + r*kw + s
+    // (W[g*Kg + f, c, r, s] is w + a + c*kh*kw: no division per element of A). 24 bytes, 8-aligned: three
+    // 64-bit shared loads; a 16-aligned 32 would not fit the 64 x 64 tensor-core tile's TcTile::SMEM.
+    struct __align__(8) KTab {
+        int x, ah, aw, bhw, a, unused;
+    };
     __device__ Row row(int c) const { return c * khkw.d; }
-    __device__ const T* pa(Row r, int k, const KTab&) const {  // W[g*Kg + k / khkw, c, tap k % khkw]
-        int f;
-        const int rs = khkw.divmod(k, f);
-        return w + (g * Kg + f) * Cg * khkw.d + r + rs;  // w's element count fits in int
-    }
+    // one int add, then one IMAD.WIDE (w's size fits in int); w + e.a + r added the ints to the pointer one by one
+    __device__ const T* pa(Row r, int, const KTab& e) const { return w + (e.a + r); }
     __device__ T a(Row r, int k, const KTab& e) const { return *pa(r, k, e); }
     __device__ Col col(int n) const {
         int img, h, ph0, pq0;
         const int hw = HW.divmod(n, img), x = W.divmod(hw, h);
         const int rh = sh.divmod(h + pt, ph0), rw = sw.divmod(x + pl, pq0);
         return Col{dy + ((long long)img * K + (long long)g * Kg) * P * Q + (long long)ph0 * Q + pq0, ph0, pq0,
-                   rh * sw.d + rw};
+                   rh * sw.d + rw, -(ph0 * Q + pq0)};
     }
+    // A column past N and an entry past kend whose gathers are zeros at dy (B_NONE; A's offset 0 is an element)
+    __device__ Col col_none() const { return Col{dy, -1, 0, 0, 0}; }
+    __device__ KTab ktab_none() const { return KTab{0, CONV_FAR, 0, 0, 0, 0}; }
     __device__ KTab ktab(int k) const {
         int f, r, ah, aw;
         const int rs = khkw.divmod(k, f), s = kw.divmod(rs, r);
         const int bh = sh.divmod(r * dh, ah), bw = sw.divmod(s * dw, aw);
-        return make_int4(f * P * Q - ah * Q - aw, ah, aw, bh * sw.d + bw);
+        return KTab{f * P * Q - ah * Q - aw, ah, aw, bh * sw.d + bw, (g * Kg + f) * Cg * khkw.d + rs, 0};
     }
-    __device__ const T* pb(const Col& cl, int, const KTab& e) const {  // dY[n, f, p, q] of the window whose tap (r, s) is here
-        const int p = cl.ph0 - e.y, q = cl.pq0 - e.z;
-        if (cl.rhw != e.w || (unsigned)p >= (unsigned)P || (unsigned)q >= (unsigned)Q) return nullptr;
-        return cl.base + e.x;
+    // dY[n, f, p, q] of the window whose tap (r, s) is here; not ok: no window has it
+    __device__ GemmAt<T> pb(const Col& cl, int, const KTab& e) const {
+        const bool ok = cl.rhw == e.bhw && (unsigned)cl.ph0 - e.ah < (unsigned)P && (unsigned)cl.pq0 - e.aw < (unsigned)Q;
+        return GemmAt<T>{cl.base + (ok ? e.x : cl.back), ok};
     }
+    __device__ bool a_runs() const { return khkw.d % 4 == 0 && aligned16(w); }
     __device__ T b(const Col& cl, int k, const KTab& e) const { return gemm_deref(pb(cl, k, e)); }
 };
 
@@ -206,7 +223,8 @@ template <typename T> struct FilterOp {
     // k runs over pixels: contiguous in dy, stride sh in x, where the taps of
     // one pixel are scattered over channels and rows.
     enum { A_ALONG_K = 1, B_ALONG_K = 1 };
-    enum { A_RUNS = 1, B_RUNS = 0 };  // dy's pixels contiguous within an image, forward between images; x padded
+    // dy's pixels contiguous within an image, forward between images (runs when P*Q % 4 == 0); x padded
+    enum { A_RUNS = 1, B_RUNS = 0, B_NONE = 1 };
     typedef const T* Row;  // dy[0, g*Kg + m]
     struct Col {
         const T* base;   // x[0, g*Cg + c, roff, soff] (may lie outside x)
@@ -223,16 +241,20 @@ template <typename T> struct FilterOp {
         const int roff = r * dh - pt, soff = s * dw - pl;
         return Col{x + (long long)(g * Cg + c) * H * W + (long long)roff * W + soff, roff, soff};
     }
+    // A tap past N and a pixel past kend whose gathers are zeros at x (B_NONE; A's offset 0 is an element)
+    __device__ Col col_none() const { return Col{x, CONV_FAR, 0}; }
+    __device__ KTab ktab_none() const { return make_int4(0, CONV_FAR, CONV_FAR, 0); }
     __device__ KTab ktab(int k) const {
         int img, p;
         const int pq = PQ.divmod(k, img), q = Q.divmod(pq, p);
         return make_int4(img * C * H * W + p * sh * W + q * sw, p * sh, q * sw, img * K * PQ.d + pq);
     }
-    __device__ const T* pb(const Col& cl, int, const KTab& e) const {
-        const int h = e.y + cl.roff, ww = e.z + cl.soff;
-        if ((unsigned)h >= (unsigned)H || (unsigned)ww >= (unsigned)W) return nullptr;
-        return cl.base + e.x;
+    __device__ GemmAt<T> pb(const Col& cl, int, const KTab& e) const {  // not ok: zero padding
+        const bool ok = (unsigned)e.y + cl.roff < (unsigned)H && (unsigned)e.z + cl.soff < (unsigned)W;
+        // x for a zero: a 4th int in Col (base's offset back to x) spills the FFMA f64 filter kernel (16 bytes)
+        return GemmAt<T>{ok ? cl.base + e.x : x, ok};
     }
+    __device__ bool a_runs() const { return PQ.d % 4 == 0 && aligned16(dy); }
     __device__ T b(const Col& cl, int k, const KTab& e) const { return gemm_deref(pb(cl, k, e)); }
 };
 
@@ -338,7 +360,7 @@ __device__ void col2im_k(const T* __restrict__ cols, T* __restrict__ x, long lon
     }                                                                                                           \
     GEMM_ENTRY(S, T) conv2d_backward_data_##SFX(const T* __restrict__ dy, const T* __restrict__ w,                \
                                                 T* __restrict__ dx, GEOM, int chunk, int splits) {              \
-        __shared__ GemmSmem<T, int4, S> sm;                                                                     \
+        __shared__ GemmSmem<T, typename DataOp<T>::KTab, S> sm;                                                 \
         conv_backward_data(gemm_run<T>(sm), dy, w, dx, GEOM_ARGS, chunk, splits);                               \
     }                                                                                                           \
     CONV2D_FILTER(S, T, conv2d_backward_filter_##SFX, false)

@@ -95,10 +95,16 @@ template <typename T, typename S> struct GemmSmem<T, void, S> : GemmTiles<T, S> 
 
 // An Op's gathers are written once as addresses, for both GEMMs: pa(row, k)
 // and pb(col, k) (with the k-table entry when the Op has one) give the
-// element's address, or null for a zero (padding; only B may have any), and
-// a()/b() read them for this tile while the tensor-core tile (tc_gemm.cuh)
-// copies them with cp.async.
-template <typename T> __device__ __forceinline__ T gemm_deref(const T* p) { return p ? *p : T(0); }
+// element's address, or for an operand with padding (only B may have any) a
+// GemmAt: an address and whether the element exists, the address an element
+// of the tensor even for a zero (padding), so that the tensor-core tile
+// (tc_gemm.cuh) hands it to a zero-filling cp.async with no test of its own.
+// a()/b() read them for this tile.
+template <typename T> struct GemmAt {
+    const T* p;
+    bool ok;
+};
+template <typename T> __device__ __forceinline__ T gemm_deref(GemmAt<T> a) { return a.ok ? *a.p : T(0); }
 
 // Whether Op gathers through a k-table: an Op may declare
 //   typedef ... KTab;                   what every element of reduction index k needs

@@ -31,9 +31,10 @@ template <typename T> struct AlongK {  // ... p[mn * ld + k]
     enum { ALONG_K = 1 };
     const T* p;
     int ld;
-    typedef long long H;
-    __device__ H at(int m) const { return (long long)m * ld; }
-    __device__ const T* at(H h, int k) const { return p + h + k; }
+    typedef const T* H;  // row m (a pointer: the tensor-core tile adds k with one IMAD.WIDE)
+    __device__ H at(int m) const { return p + (long long)m * ld; }
+    __device__ const T* at(H h, int k) const { return h + k; }
+    __device__ bool runs() const { return ld % 4 == 0 && aligned16(p); }  // tc_gemm.cuh's TcRuns
 };
 
 // ... or whose rows are mn: p[k * ld + mn].
@@ -60,6 +61,8 @@ template <typename T, typename SA, typename SB> struct MatOp {
     __device__ Col col(int n) const { return sb.at(n); }
     __device__ const T* pa(Row r, int k) const { return sa.at(r, k); }
     __device__ const T* pb(Col c, int k) const { return sb.at(c, k); }
+    __device__ bool a_runs() const { return sa.runs(); }  // called only where A_RUNS
+    __device__ bool b_runs() const { return sb.runs(); }
     __device__ T a(Row r, int k) const { return *pa(r, k); }
     __device__ T b(Col c, int k) const { return *pb(c, k); }
 };
@@ -152,16 +155,18 @@ linear_backward_bias_f64(const double* __restrict__ dy, double* __restrict__ db,
 
 // Tensor-core float kernels: the same bodies on tc_gemm.cuh's tiles (see TC_VARIANTS for the names).
 #if TC_AVAILABLE
+// Blocks per SM (TC_KERNEL): 3xTF32's 128 tile spills at 2 (128 registers); the weight gradient's 64 tile
+// asks for 3 (170 registers: its tf32 kernel fits in 168, where unbounded it took 176 and 2 blocks).
 #define LINEAR_TC(SFX, MODE, TILE)                                                                              \
-    TC_KERNEL(TILE, 2) linear_forward_##SFX(const float* __restrict__ x, const float* __restrict__ w,             \
+    TC_KERNEL(TILE, MODE == TC_TF32 ? 2 : 1) linear_forward_##SFX(const float* __restrict__ x, const float* __restrict__ w,             \
                                          const float* __restrict__ b, float* __restrict__ y, DIMS) {            \
         linear_fwd(TcRun<MODE, TILE>{}, x, w, b, y, DIMS_ARGS);                                                 \
     }                                                                                                           \
-    TC_KERNEL(TILE, 2) linear_backward_data_##SFX(const float* __restrict__ dy, const float* __restrict__ w,      \
+    TC_KERNEL(TILE, MODE == TC_TF32 ? 2 : 1) linear_backward_data_##SFX(const float* __restrict__ dy, const float* __restrict__ w,      \
                                                float* __restrict__ dx, DIMS) {                                  \
         linear_bwd_data(TcRun<MODE, TILE>{}, dy, w, dx, DIMS_ARGS);                                             \
     }                                                                                                           \
-    TC_KERNEL(TILE, 1) linear_backward_weight_##SFX(const float* __restrict__ dy, const float* __restrict__ x,    \
+    TC_KERNEL(TILE, TILE::THREADS == 128 ? 3 : 1) linear_backward_weight_##SFX(const float* __restrict__ dy, const float* __restrict__ x,    \
                                                  float* __restrict__ out, DIMS, int chunk, int splits) {        \
         linear_bwd_weight(TcRun<MODE, TILE>{}, dy, x, out, DIMS_ARGS, chunk, splits);                           \
     }

@@ -11,6 +11,11 @@
 //                              A register not converted by tf32_rna is read with its 13 low
 //                              mantissa bits ignored (truncation to TF32).
 //   tf32_rna(x)                cvt.rna.tf32.f32: round to nearest, ties away from zero
+//   tf32_rn(x)                 cvt.rn.tf32.f32 (sm_90 and newer): round to nearest, ties to even.
+//                              One F2FP.TF32 on sm_90, where ptxas emulates cvt.rna with two
+//                              instructions (FSETP |x| < Inf, IADD 0x1000): 96 of the tf32 128
+//                              tile's k-step (static-sm90.md). Before sm_90 (no cvt.rn.tf32) it
+//                              is cvt.rna: the same bound, half a TF32 ulp, with ties away.
 //   ldmatrix_x{1,2,4}[_trans]  ldmatrix.sync.aligned.m8n8.x{1,2,4}[.trans].shared.b16: lanes
 //                              8i..8i+7 give the 16-byte-aligned rows of matrix i; lane l gets
 //                              row l/4, b16 elements 2(l%4), 2(l%4)+1 (.trans: column l/4 of
@@ -28,6 +33,7 @@ __device__ __forceinline__ void mma_tf32(float (&d)[4], const unsigned (&a)[4], 
     gpucnn_emu::mma_tf32_m16n8k8(d, a, b, c);
 }
 __device__ __forceinline__ unsigned tf32_rna(float x) { return gpucnn_emu::cvt_rna_tf32(x); }
+__device__ __forceinline__ unsigned tf32_rn(float x) { return gpucnn_emu::cvt_rn_tf32(x); }  // sm_90's
 template <int COUNT, bool TRANS> __device__ __forceinline__ void ldmatrix(unsigned (&r)[COUNT], const void* row) {
     gpucnn_emu::ldmatrix(r, COUNT, TRANS, row);
 }
@@ -51,6 +57,15 @@ __device__ __forceinline__ unsigned tf32_rna(float x) {
     unsigned r;
     asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
     return r;
+}
+__device__ __forceinline__ unsigned tf32_rn(float x) {
+#if __CUDA_ARCH__ >= 900
+    unsigned r;
+    asm("cvt.rn.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
+    return r;
+#else
+    return tf32_rna(x);
+#endif
 }
 __device__ __forceinline__ unsigned smem_addr(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
 

@@ -20,10 +20,13 @@
 //     per warp (32 consecutive words of one row), the other one 8 rows x 4 k
 //     per warp (8 rows of one chunk: 8 distinct chunks): no bank conflicts.
 // Global -> shared: 16-byte cp.async where an operand along k has aligned runs
-// of 4 consecutive k (the filters, dy's rows, plain matrices: TcRuns), else a
-// 4-byte cp.async per element, with zero-fill (src-size 0) for padding,
-// out-of-range rows and k past the end (the im2col view of x has no
-// contiguous 16-byte runs along k in general).
+// of 4 consecutive k (the filters, dy's rows, plain matrices: TcRuns, decided
+// once per launch by the Op's a_runs()/b_runs()), else a 4-byte cp.async per
+// element (tc_gather), with zero-fill (src-size 0, the copy's predicate) for
+// padding, out-of-range rows and k past the end (the im2col view of x has no
+// contiguous 16-byte runs along k in general). Every copy's source is an
+// element of the tensor even when it copies nothing (GemmAt, the Ops' none
+// handles, tc_tile's clamped k-table), so no address is ever tested.
 //
 // Pipeline, one barrier per step j: wait until this thread's copies of step j
 // landed, barrier (everyone's landed, and everyone finished computing step
@@ -32,8 +35,8 @@
 // fetch used (read by the fetch issued after the next barrier).
 //
 // Math modes (the template parameter MODE): TC_TF32 rounds each fp32 operand to
-// TF32 (cvt.rna) and does one MMA per product; TC_3XTF32 splits x = big + small
-// with big = rna(x), small = rna(x - big), and accumulates small*big, big*small
+// TF32 (cvt.rn, ties to even; cvt.rna before sm_90) and does one MMA per product;
+// TC_3XTF32 splits x = big + small with big = rn(x), small = rn(x - big), and accumulates small*big, big*small
 // and big*big (the small*small term, ~2^-22 relative, is dropped): fp32-level
 // accuracy at a third of the tensor-core rate.
 //
@@ -42,13 +45,19 @@
 // m16n8k8 MMAs (1536 in 3xTF32); an H100 SM retires about one per clock
 // (TF32 dense ~495 TFLOP/s over 132 SMs at 1.83 GHz), so 512 (1536) tensor
 // clocks. Its 8 warps issue per step about 24 ldmatrix, 64 (192) HMMA, 96
-// (288) TF32 conversions and subtractions and the fetch: 4 16-byte runs of A
-// and 16 gathered elements of B per thread, ~12 instructions each, in all
-// ~700 (1100) instructions per warp, 1400 (2200) issue clocks on 4
-// schedulers. So the tile is issue-bound, not tensor-bound: predicted ~35%
-// of the TF32 peak in tf32 (~170 TFLOP/s) and ~70% of the 3xTF32 rate
-// (~115 TFLOP/s of fp32-exact work, against FFMA's 67 peak) on large
-// convolutions; the B gather is the first thing to make cheaper.
+// (288) TF32 conversions (tf32_rn: one F2FP each on sm_90) and subtractions
+// and the fetch: per thread 4 16-byte runs of A (~5 instructions each:
+// IMAD.WIDE of the row pointer, the predicate, the copy) and 16 gathered
+// elements of B (~7-9 each: the padding test, SEL of a zero's address,
+// IMAD.WIDE, the copy, with handle and k-table loads shared by 2 handles x 8
+// k). static-sm90.md: the forward's k-step went from 982 SASS instructions a
+// warp (plus 3 more passes of a 184-instruction inner gather loop, ~1530
+// issued; cvt.rna as 2 instructions each) to 597, both copy paths of A
+// included (only one runs): 8 x 597 / 4 = 1194 issue clocks against ~1100
+// of mma.sync at half the TF32 peak, so tf32 is about at the tensor rate
+// and 3xTF32 tensor-bound. The next cuts: the padding test as one LOP3 of
+// per-column tap masks (kh + kw <= 30, with a compare-based instantiation
+// for wider filters), and no SEL where src-size 0 is trusted not to read.
 #pragma once
 #include "mma.cuh"
 
@@ -92,80 +101,154 @@ template <typename Tile, typename Op> struct TcSmem {
 // Word offset of (row, k) in a swizzled k-contiguous tile.
 __device__ __forceinline__ int tc_swz(int row, int k) { return row * TC_BK + (((k >> 2) ^ (row & 7)) << 2) + (k & 3); }
 
-// Element i of thread t's share of a ROWS x TC_BK operand tile: its row and k.
-template <bool ALONG_K, int ROWS, int THREADS> struct TcFetch {
-    enum { PER = ROWS * TC_BK / THREADS, WARPS = THREADS / 32 };
-    static __device__ __forceinline__ int row(int t, int i) {
-        if constexpr (ALONG_K) return t / 32 + WARPS * i;
-        const int c = i * WARPS + t / 32;  // chunk of 8 rows x 4 k
-        return (c % (ROWS / 8)) * 8 + t % 8;
-    }
-    static __device__ __forceinline__ int k(int t, int i) {
-        if constexpr (ALONG_K) return t % 32;
-        const int c = i * WARPS + t / 32;
-        return (c / (ROWS / 8)) * 4 + t % 32 / 8;
-    }
+// The gathered copy (4 bytes an element, for operands with padding or without
+// aligned 16-byte runs): thread t's 16 elements of a ROWS x TC_BK tile are
+// HANDLES = ROWS / 8 / WARPS rows (8 rows apart by warp) times the 8 k
+// 4 q + lane / 8, q < 8: a warp-instruction stores 8 rows of one 4-k chunk,
+// 8 distinct swizzled chunks (no bank conflicts). A thread reads its HANDLES
+// handles and 8 k-table entries from shared memory once per step and each
+// entry serves all its handles, where the old layout (one row per element)
+// re-read a handle and an entry per element; fully unrolled, so the k and
+// swizzle arithmetic is constant per thread (static-sm90.md: the forward
+// tile's B gather went from ~46 instructions an element, re-deriving the
+// element's row and k in a 4-times-unrolled inner loop, to ~7).
+// k-table entries a thread reads before issuing their copies: ptxas puts 3
+// idle slots (@!PT LDS RZ) before the first cp.async after a shared load, so
+// reading 2 entries, then copying their 4 elements, pays them 4 times a step
+// instead of 8 (conv2d_forward_tf32_128: 633 -> 597 instructions a k-step;
+// 4 entries, 591, spill the backward-data 128 tile at 128 registers).
+#define TC_GATHER_Q 2
+template <int ROWS, int THREADS> struct TcGather {
+    enum { WARPS = THREADS / 32, HANDLES = ROWS / 8 / WARPS };
+    static_assert(HANDLES * WARPS * 8 == ROWS, "8-row blocks split evenly over the warps");
+    static __device__ __forceinline__ int row(int j) { return (j * WARPS + threadIdx.x / 32) * 8 + threadIdx.x % 8; }
 };
 
-// Issues the copies of one operand's tile for the step at k0. get(handle, k,
-// entry) is the Op's address gather: the element's address, or null for a zero.
-template <bool ALONG_K, int ROWS, int THREADS, typename H, typename E, typename Get>
-__device__ __forceinline__ void tc_fetch(float* s, const H* hs, const E* tab, int mn0, int limit, int k0, int kend,
-                                         Get get) {
-    typedef TcFetch<ALONG_K, ROWS, THREADS> L;
-    const int t = threadIdx.x;
-#pragma unroll 4
-    for (int i = 0; i < L::PER; ++i) {
-        const int r = L::row(t, i), kk = L::k(t, i);
-        const float* p = nullptr;
-        if (mn0 + r < limit && k0 + kk < kend) p = get(hs[r], k0 + kk, tab[kk]);
-        cp_async<4>(s + tc_swz(r, kk), p ? p : tc_zero_src, p ? 4 : 0);
+// An Op's gather as an address that is valid even for a zero (GemmAt): a
+// plain pointer (an operand without padding) is always an element.
+__device__ __forceinline__ GemmAt<float> tc_at(const float* p) { return GemmAt<float>{p, true}; }
+__device__ __forceinline__ GemmAt<float> tc_at(GemmAt<float> a) { return a; }
+
+// Issues one operand's gathered copies for the step at k0. get(handle, k,
+// entry) is the Op's gather. NONE: rows past limit and k past kend have the
+// Op's none handles and entries (tc_tile), whose gathers are zeros; else a
+// row past limit has row 0's handle, a k past kend reads k0 with the entry
+// tc_ktab_past gives, and both are tested here. Every address is an element
+// and only the zero-fill (src-size 0) differs. Shared-memory addresses: a thread's
+// elements of one q lie HANDLES * WARPS * 8 rows apart (immediate offsets)
+// in chunk q ^ (lane % 8), one XOR per q.
+template <bool NONE, int ROWS, int THREADS, typename H, typename E, typename Get>
+__device__ __forceinline__ void tc_gather(float* s, const H* hs, const E* tab, int mn0, int limit, int k0, int kend,
+                                          Get get) {
+    typedef TcGather<ROWS, THREADS> L;
+    const int lane = threadIdx.x % 32;
+    H h[L::HANDLES];
+    bool in[L::HANDLES];
+#pragma unroll
+    for (int j = 0; j < L::HANDLES; ++j) {
+        h[j] = hs[L::row(j)];
+        in[j] = NONE || mn0 + L::row(j) < limit;
+    }
+    const int base = tc_swz(L::row(0), lane / 8);  // word offset of (row 0, k = lane / 8): chunk lane % 8
+#pragma unroll
+    for (int q0 = 0; q0 < TC_BK / 4; q0 += TC_GATHER_Q) {
+        E e[TC_GATHER_Q];
+#pragma unroll
+        for (int q = 0; q < TC_GATHER_Q; ++q) e[q] = tab[4 * (q0 + q) + lane / 8];
+        GemmAt<float> a[TC_GATHER_Q][L::HANDLES];
+#pragma unroll
+        for (int q = 0; q < TC_GATHER_Q; ++q) {
+            const int k = k0 + 4 * (q0 + q) + lane / 8;
+            const bool kin = k < kend;
+#pragma unroll
+            for (int j = 0; j < L::HANDLES; ++j) {
+                a[q][j] = tc_at(get(h[j], kin ? k : k0, e[q]));
+                a[q][j].ok = a[q][j].ok && (NONE || (kin && in[j]));
+            }
+        }
+#pragma unroll
+        for (int q = 0; q < TC_GATHER_Q; ++q) {
+            float* d = s + (base ^ ((q0 + q) << 2));  // chunk (q0 + q) ^ (row % 8) of the same row
+#pragma unroll
+            for (int j = 0; j < L::HANDLES; ++j) cp_async<4>(d + j * L::WARPS * 8 * TC_BK, a[q][j].p, a[q][j].ok ? 4 : 0);
+        }
     }
 }
 
 // Whether an operand's gather may be copied in 16-byte runs: an Op declares
-// A_RUNS (B_RUNS) = 1 when that operand lies along k, its address is never
-// null (no padding) and the addresses of consecutive k are consecutive or
-// jump forward. Then 4 consecutive k form one run exactly when the 4th
-// address is the 1st plus 3, which two gathers decide.
+// A_RUNS (B_RUNS) = 1 when that operand lies along k and has no padding, and
+// then a_runs() (b_runs()), uniform over the launch: every 4 consecutive k
+// from a multiple of 4 are one 16-byte-aligned run of one row (e.g. a
+// filter's Cg*kh*kw taps when that is a multiple of 4 and w is aligned).
 template <typename Op, typename = void> struct TcRuns { enum { A = 0, B = 0 }; };
 template <typename Op> struct TcRuns<Op, typename GemmVoid<decltype(Op::A_RUNS + Op::B_RUNS)>::type> {
     enum { A = Op::A_RUNS, B = Op::B_RUNS };
 };
 
-// tc_fetch for a RUNS operand: each thread copies 16-byte chunks (8 threads
-// per row, so each quarter warp stores one row's 8 chunks: no bank
-// conflicts), falling back to 4-byte copies where a chunk is not one aligned
-// run or crosses the end of the matrix or the reduction.
+template <typename Op> __device__ __forceinline__ bool tc_runs_a(const Op& op) {
+    if constexpr (TcRuns<Op>::A) return op.a_runs();
+    else return false;
+}
+template <typename Op> __device__ __forceinline__ bool tc_runs_b(const Op& op) {
+    if constexpr (TcRuns<Op>::B) return op.b_runs();
+    else return false;
+}
+
+// The 16-byte copy of a RUNS operand (kbeg and kend multiples of 4, tc_tile's
+// runs): each thread copies one 4-k chunk of ROWS / (THREADS / 8) rows (8
+// threads per row, so each quarter warp stores one row's 8 chunks: no bank
+// conflicts); a chunk past kend or a row past limit copies nothing from row
+// k0's (aligned) address: whole chunks, so the zero-fill is the predicate of
+// the copy and not a size folded into the address.
 template <int ROWS, int THREADS, typename H, typename E, typename Get>
-__device__ __forceinline__ void tc_fetch_runs(float* s, const H* hs, const E* tab, int mn0, int limit, int k0,
-                                              int kend, Get get) {
+__device__ __forceinline__ void tc_runs(float* s, const H* hs, const E* tab, int mn0, int limit, int k0, int kend,
+                                        Get get) {
     const int t = threadIdx.x, kk = 4 * (t % 8);
+    const bool kin = k0 + kk < kend;
+    const E e = tab[kin ? kk : 0];
+    enum { N = ROWS * TC_BK / 4 / THREADS };
+    const float* p[N];  // all handles read before the first copy (see TC_GATHER_Q)
 #pragma unroll
-    for (int i = 0; i < ROWS * TC_BK / 4 / THREADS; ++i) {
+    for (int i = 0; i < N; ++i) p[i] = tc_at(get(hs[t / 8 + THREADS / 8 * i], kin ? k0 + kk : k0, e)).p;
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
         const int r = t / 8 + THREADS / 8 * i;
-        float* d = s + tc_swz(r, kk);
-        const bool row = mn0 + r < limit;
-        if (row && k0 + kk + 3 < kend) {
-            const float* p = get(hs[r], k0 + kk, tab[kk]);
-            if (get(hs[r], k0 + kk + 3, tab[kk + 3]) == p + 3 && aligned16(p)) {
-                cp_async<16>(d, p, 16);
-                continue;
-            }
-        }
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            const float* p = row && k0 + kk + j < kend ? get(hs[r], k0 + kk + j, tab[kk + j]) : nullptr;
-            cp_async<4>(d + j, p ? p : tc_zero_src, p ? 4 : 0);
-        }
+        cp_async<16>(s + tc_swz(r, kk), p[i], kin && mn0 + r < limit ? 16 : 0);
     }
 }
 
-// The two TF32 parts the mode multiplies: hi = rna(x), lo = rna(x - hi) (3xTF32 only).
+// One operand's copies for the step at k0: 16-byte runs where the Op has
+// them (runs: uniform, see tc_tile), else gathered.
+template <bool RUNS, bool NONE, int ROWS, int THREADS, typename H, typename E, typename Get>
+__device__ __forceinline__ void tc_fetch(bool runs, float* s, const H* hs, const E* tab, int mn0, int limit, int k0,
+                                         int kend, Get get) {
+    if (RUNS && runs) tc_runs<ROWS, THREADS>(s, hs, tab, mn0, limit, k0, kend, get);
+    else tc_gather<NONE, ROWS, THREADS>(s, hs, tab, mn0, limit, k0, kend, get);
+}
+
+// Whether Op gives B columns past N a handle and k past kend a k-table entry
+// whose every B gather is a zero (enum B_NONE = 1, Col op.col_none(), KTab
+// op.ktab_none()): then B's gather needs neither a row nor a k test.
+template <typename Op, typename = void> struct TcNone { enum { B = 0 }; };
+template <typename Op> struct TcNone<Op, typename GemmVoid<decltype(Op::B_NONE)>::type> { enum { B = Op::B_NONE }; };
+// The k-table entry of a k past kend: the Op's none entry where it has one
+// (its B gathers are zeros, its A gathers elements), else kend - 1's.
+template <typename Op> __device__ __forceinline__ typename GemmKTab<Op>::type tc_ktab_past(const Op& op, int kend) {
+    if constexpr (TcNone<Op>::B) return op.ktab_none();
+    else return op.ktab(kend - 1);
+}
+template <typename Op> __device__ __forceinline__ typename Op::Col tc_col(const Op& op, int n) {
+    if constexpr (TcNone<Op>::B)
+        if (n >= op.N) return op.col_none();
+    return op.col(n < op.N ? n : 0);
+}
+
+// The two TF32 parts the mode multiplies: hi = rn(x), lo = rn(x - hi) (3xTF32 only). Round to
+// nearest (tf32_rn: one instruction on sm_90, half of cvt.rna's two), so |x - hi| <= 2^-11 |x|.
 template <int MODE> __device__ __forceinline__ void tc_split(unsigned x, unsigned& hi, unsigned& lo) {
     const float v = __uint_as_float(x);
-    hi = tf32_rna(v);
-    if constexpr (MODE == TC_3XTF32) lo = tf32_rna(v - __uint_as_float(hi));
+    hi = tf32_rn(v);
+    if constexpr (MODE == TC_3XTF32) lo = tf32_rn(v - __uint_as_float(hi));
 }
 
 // One k-step of the warp tile: 4 slices of k = 8, each MI x NI MMAs (x3 for 3xTF32).
@@ -222,25 +305,21 @@ __device__ void tc_tile(const Op& op, TcSmem<Tile, Op>& sm, int m0, int n0, int 
         if constexpr (KT::USED) return op.pb(h, k, e);
         else return op.pb(h, k);
     };
-    const auto ktab = [&](int s) {  // the k-table of step s, into buffer s % TC_STAGES
+    // 16-byte runs need every 4-k chunk inside or outside [kbeg, kend) whole
+    const bool whole = kbeg % 4 == 0 && kend % 4 == 0, runs_a = whole && tc_runs_a(op), runs_b = whole && tc_runs_b(op);
+    const auto ktab = [&](int s) {  // the k-table of step s into buffer s % TC_STAGES
         if constexpr (KT::USED) {
             const int k = kbeg + s * TC_BK + t;
-            if (t < TC_BK && s < steps && k < kend) sm.ktab[s % TC_STAGES][t] = op.ktab(k);
+            if (t < TC_BK && s < steps) sm.ktab[s % TC_STAGES][t] = k < kend ? op.ktab(k) : tc_ktab_past(op, kend);
         }
     };
     const auto fetch = [&](int s) {  // step s into stage s % TC_STAGES, as one commit group
         if (s < steps) {
             const int k0 = kbeg + s * TC_BK, st = s % TC_STAGES;
-            if constexpr (TcRuns<Op>::A)
-                tc_fetch_runs<Tile::BM, Tile::THREADS>(sm.a[st], sm.rows, sm.ktab[st], m0, op.M, k0, kend, geta);
-            else
-                tc_fetch<Op::A_ALONG_K, Tile::BM, Tile::THREADS>(sm.a[st], sm.rows, sm.ktab[st], m0, op.M, k0, kend,
-                                                                 geta);
-            if constexpr (TcRuns<Op>::B)
-                tc_fetch_runs<Tile::BN, Tile::THREADS>(sm.b[st], sm.cols, sm.ktab[st], n0, op.N, k0, kend, getb);
-            else
-                tc_fetch<Op::B_ALONG_K, Tile::BN, Tile::THREADS>(sm.b[st], sm.cols, sm.ktab[st], n0, op.N, k0, kend,
-                                                                 getb);
+            tc_fetch<TcRuns<Op>::A, false, Tile::BM, Tile::THREADS>(runs_a, sm.a[st], sm.rows, sm.ktab[st], m0, op.M, k0,
+                                                             kend, geta);
+            tc_fetch<TcRuns<Op>::B, TcNone<Op>::B, Tile::BN, Tile::THREADS>(runs_b, sm.b[st], sm.cols, sm.ktab[st], n0, op.N, k0,
+                                                             kend, getb);
         }
         cp_async_commit();  // possibly empty: wait_group counts groups
     };
@@ -252,7 +331,7 @@ __device__ void tc_tile(const Op& op, TcSmem<Tile, Op>& sm, int m0, int n0, int 
 #pragma unroll
             for (int j = 0; j < 4; ++j) acc[mi][ni][j] = 0.0f;
     for (int r = t; r < Tile::BM; r += Tile::THREADS) sm.rows[r] = op.row(m0 + r < op.M ? m0 + r : 0);
-    for (int c = t; c < Tile::BN; c += Tile::THREADS) sm.cols[c] = op.col(n0 + c < op.N ? n0 + c : 0);
+    for (int c = t; c < Tile::BN; c += Tile::THREADS) sm.cols[c] = tc_col(op, n0 + c);
 #pragma unroll
     for (int s = 0; s < TC_STAGES; ++s) ktab(s);
     __syncthreads();  // handles and the first k-tables are complete

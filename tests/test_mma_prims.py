@@ -108,6 +108,37 @@ def test_cvt_rna_tf32(run):
     assert np.isnan(nan.view(np.float32)[0])
 
 
+def _rn(x):
+    """cvt.rn.tf32.f32 by hand: nearest, ties to even (the kept last bit), on the magnitude."""
+    b = np.asarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    return ((b + 0xFFF + ((b >> 13) & 1)) & 0xFFFFE000).astype(np.uint32)
+
+
+def _cc(run):
+    if run.runtime != "cuda":
+        return 90  # the emulator's tf32_rn is sm_90's
+    import cupy
+    return int(cupy.cuda.Device().compute_capability)
+
+
+def test_cvt_rn_tf32(run):
+    ulp = 2.0**-10
+    x = np.array([1.0, 1 + ulp / 2, 1 + 1.5 * ulp, 1 + ulp / 2 + 2.0**-23, -(1 + 1.5 * ulp), 3.0e-39, -0.0,
+                  np.inf, -np.inf, np.finfo(np.float32).max], np.float32)
+    y = run("cvt_tf32_rn", (x, np.empty(x.size, np.uint32), np.int32(x.size)))[1]
+    want = _rn(x) if _cc(run) >= 90 else _rna(x)  # before sm_90 tf32_rn is cvt.rna (mma.cuh)
+    want[7:9] = x[7:9].view(np.uint32)  # infinities stay
+    want[9] = np.float32(np.inf).view(np.uint32)  # rounds past the largest finite TF32
+    np.testing.assert_array_equal(y, want)
+    if _cc(run) >= 90:
+        assert y[1] == np.float32(1).view(np.uint32)  # a tie goes to the even neighbour: down ...
+        assert y[2] == np.float32(1 + 2 * ulp).view(np.uint32)  # ... or up
+        assert y[4] == np.float32(-(1 + 2 * ulp)).view(np.uint32)
+    assert y[3] == np.float32(1 + ulp).view(np.uint32)  # just above a tie: up
+    nan = run("cvt_tf32_rn", (np.array([np.nan], np.float32), np.empty(1, np.uint32), np.int32(1)))[1]
+    assert np.isnan(nan.view(np.float32)[0])
+
+
 def _ldsm_want(m, count, trans):
     """m: (4, 8, 8) b16 matrices -> (32, 4) registers by the PTX ISA's ldmatrix table."""
     out = np.zeros((32, 4), np.uint32)

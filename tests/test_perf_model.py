@@ -26,18 +26,18 @@ def case(name):
 
 
 def test_record_rows_merge_ptxas_and_loop_tables(rec):
-    # static-sm90.md: conv2d_forward_f32 has 113 registers, 2 blocks/SM (ptxas) and a 462-instruction loop with 256 FFMA
+    # static-sm90.md: conv2d_forward_f32 has 112 registers, 2 blocks/SM (ptxas) and a 448-instruction loop with 256 FFMA
     r = rec["conv2d_forward_f32"]
-    assert (r["registers"], r["blocks_per_sm"], r["instructions"], r["FMA"]) == (113, 2, 462, 256)
-    t = rec["conv2d_forward_tf32_128"]  # the tensor-core tables: block 256, 2 blocks/SM, 982 instructions, 64 HMMA
-    assert (t["block"], t["blocks_per_sm"], t["instructions"], t["HMMA"]) == (256, 2, 982, 64)
+    assert (r["registers"], r["blocks_per_sm"], r["instructions"], r["FMA"]) == (112, 2, 448, 256)
+    t = rec["conv2d_forward_tf32_128"]  # the tensor-core tables: block 256, 2 blocks/SM, 597 instructions, 64 HMMA
+    assert (t["block"], t["blocks_per_sm"], t["instructions"], t["HMMA"]) == (256, 2, 597, 64)
 
 
 def test_parser_takes_new_kernel_rows():
     text = model_static.RECORD.read_text().replace(
-        "| conv2d_backward_filter_m32_f32 | 573 |",
+        "| conv2d_backward_filter_m32_f32 | 507 |",
         "| conv2d_backward_filter_x_m32_f32 | 500 | 256 | 34 | 0 | 0 | 13 | 12 | 2 | 171 | 12 |\n"
-        "| conv2d_backward_filter_m32_f32 | 573 |")
+        "| conv2d_backward_filter_m32_f32 | 507 |")
     rows = model_static.kernels(text)
     assert rows["conv2d_backward_filter_x_m32_f32"]["instructions"] == 500
     assert model_static.row(rows, "nope_f32", "conv2d_backward_filter_x_m32_f32")[0] == \
@@ -58,27 +58,27 @@ def test_choice_is_algo_choose_for_every_case(mode):
 def test_wave_quantisation_by_hand(rec):
     # 1x1-s2 forward, fp32: GEMM rows Kg = 128, columns N*P*Q = 16*28*28 = 12544, reduction C = 256.
     # 64x64x16 tiles: 2 x 196 = 392 blocks of 256/16 = 16 k-steps; 2 blocks/SM -> 264 slots, so 2 waves.
-    # A k-step: 8 warps x 462 instructions / 4 a clock = 924 clocks, / EFF_FFMA 0.8 = 1155.
+    # A k-step: 8 warps x 448 instructions / 4 a clock = 896 clocks, / EFF_FFMA 0.8 = 1120.
     # slow: 2 waves x 2 blocks sharing an SM x 16 steps = 64 steps; fast: ceil(392/132) = 3 blocks on the
-    # busiest SM x 16 = 48 steps; mid: 56 steps = 64680 clocks = 32.67 us at 1.98 GHz.
+    # busiest SM x 16 = 48 steps; mid: 56 steps = 62720 clocks = 31.68 us at 1.98 GHz.
     c = case("1x1-s2")
     ch = model.choice(c, "forward", "fp32", H200)
     assert (ch.family, ch.tile, ch.splits) == ("gemm", (64, 64, 16), 1)
     w = model.gemm_work(model.geometry(c), "forward", ch, rec, H200, K.MID)
-    assert w.groups == ((392, 16),) and w.step_cycles == pytest.approx(1155)
+    assert w.groups == ((392, 16),) and w.step_cycles == pytest.approx(1120)
     fast, mid, slow = (model.tile_cycles(w, H200, s) for s in K.SCENARIOS)
-    assert (fast, mid, slow) == pytest.approx((48 * 1155, 56 * 1155, 64 * 1155))
-    assert mid / (1.98e3) == pytest.approx(32.67, abs=0.01)
+    assert (fast, mid, slow) == pytest.approx((48 * 1120, 56 * 1120, 64 * 1120))
+    assert mid / (1.98e3) == pytest.approx(31.68, abs=0.01)
 
 
 def test_sass_issue_bound_by_hand(rec):
-    # conv2d_forward_tf32_128: 8 warps x 982 instructions / 4 = 1964 clocks of issue a k-step; its HMMA:
+    # conv2d_forward_tf32_128: 8 warps x 597 instructions / 4 = 1194 clocks of issue a k-step; its HMMA:
     # 8 x 64 x 2048 FLOP at half (MMA_SYNC_OF_PEAK) of 494.7e12 / (132 x 1.98e9) = 1892.6 FLOP/clock
-    # = 1108 clocks. Issue-bound: 1964 / EFF_TC 0.75 = 2618.7 clocks.
+    # = 1108 clocks. Issue-bound: 1194 / EFF_TC 0.75 = 1592 clocks.
     r = rec["conv2d_forward_tf32_128"]
-    assert model.tile_step_cycles(r, 256, H200, K.MID) == pytest.approx(1964 / 0.75)
-    # FFMA m32: 4 warps x 536 / 4 = 536 clocks, over 0.8 -> 670
-    assert model.tile_step_cycles(rec["conv2d_forward_m32_f32"], 128, H200, K.MID) == pytest.approx(670)
+    assert model.tile_step_cycles(r, 256, H200, K.MID) == pytest.approx(1194 / 0.75)
+    # FFMA m32: 4 warps x 503 / 4 = 503 clocks, over 0.8 -> 628.75
+    assert model.tile_step_cycles(rec["conv2d_forward_m32_f32"], 128, H200, K.MID) == pytest.approx(628.75)
 
 
 def test_strip_issue_bound_by_hand(rec):

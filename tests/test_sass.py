@@ -69,7 +69,10 @@ def test_hot_loop_is_fma_with_128_bit_shared_loads(sass_rows):
     for row in sass_rows:
         others = {c: row[c] for c in sass_report.CLASSES if c != "FMA"}
         assert row["FMA"] > max(others.values()), row
-        assert row["LDS.128"] > 0 and row["LDS.64"] == row["LDS.32"] == 0, row
+        # conv2d's backward data reads a 24-byte k-table entry (DataOp::KTab, 8-aligned: a 16-aligned 32
+        # bytes would not fit the 64 x 64 tensor-core tile's TcTile::SMEM) with 64- and 32-bit loads
+        narrow = row["kernel"].startswith("conv2d_backward_data_") and "phase" not in row["kernel"]
+        assert row["LDS.128"] > 0 and (narrow or row["LDS.64"] == row["LDS.32"] == 0), row
 
 
 def test_tile_kernels_keep_two_blocks_per_sm(sass_rows):

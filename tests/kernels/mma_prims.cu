@@ -27,6 +27,11 @@ extern "C" __global__ void cvt_tf32(const float* __restrict__ x, unsigned* __res
     for (int i = threadIdx.x; i < n; i += blockDim.x) y[i] = tf32_rna(x[i]);
 }
 
+// tf32_rn of each element.
+extern "C" __global__ void cvt_tf32_rn(const float* __restrict__ x, unsigned* __restrict__ y, int n) {
+    for (int i = threadIdx.x; i < n; i += blockDim.x) y[i] = tf32_rn(x[i]);
+}
+
 // m: 4 matrices of 8 x 8 b16 (8 rows of 4 words each). They are stored in
 // shared memory rows 48 bytes apart (not contiguous), and out[l * 4 + i]
 // receives lane l's register i.

@@ -236,4 +236,15 @@ uint32_t cvt_rna_tf32(float x) {
     if ((bits & 0x7F800000u) == 0x7F800000u) return (bits & 0x007FFFFFu) ? 0x7FFFFFFFu : bits;
     return (bits + 0x1000u) & 0xFFFFE000u;
 }
+
+// Round to nearest with ties to even at mantissa bit 13: adding one less than
+// half the dropped unit, plus the kept last bit, carries exactly when the
+// dropped part is above half, or half with an odd last kept bit. NaN, Inf and
+// overflow as cvt_rna_tf32.
+uint32_t cvt_rn_tf32(float x) {
+    uint32_t bits;
+    std::memcpy(&bits, &x, 4);
+    if ((bits & 0x7F800000u) == 0x7F800000u) return (bits & 0x007FFFFFu) ? 0x7FFFFFFFu : bits;
+    return (bits + 0x0FFFu + ((bits >> 13) & 1u)) & 0xFFFFE000u;
+}
 }  // namespace gpucnn_emu

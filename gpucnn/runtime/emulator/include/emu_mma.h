@@ -32,4 +32,6 @@ void cp_async_commit();
 void cp_async_wait(int n);
 // cvt.rna.tf32.f32: round to nearest, ties away from zero, to 10 mantissa bits.
 uint32_t cvt_rna_tf32(float x);
+// cvt.rn.tf32.f32: round to nearest, ties to even, to 10 mantissa bits (low 13 bits zero).
+uint32_t cvt_rn_tf32(float x);
 }  // namespace gpucnn_emu
