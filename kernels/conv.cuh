@@ -47,3 +47,9 @@ __device__ __forceinline__ int phase_first_tap(int rho, int ss, int sw, int dw) 
         if ((s * dw - rho) % sw == 0) return s;
     return -1;
 }
+
+// INT_MIN (NVRTC has no <climits>): the coordinate of a none column or k-table entry (tc_gemm.cuh's
+// B_NONE), whose gathers are all zeros: added (as unsigned) to a real coordinate c in (-pad, H), it gives
+// 2^31 + c >= H (pad + H fits in int, or no output size would). Two of them add up to 0, so a none
+// column and a none entry put it in different coordinates: one stays far.
+#define CONV_FAR (-2147483647 - 1)

@@ -42,11 +42,6 @@
 
 #define WIN int H, int W, int P, int Q, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw
 #define WIN_ARGS H, W, P, Q, kh, kw, sh, sw, pt, pl, dh, dw
-// INT_MIN (NVRTC has no <climits>): the coordinate of a none column or k-table entry (tc_gemm.cuh's
-// B_NONE), whose gathers are all zeros: added (as unsigned) to a real coordinate c in (-pad, H), it gives
-// 2^31 + c >= H (pad + H fits in int, or no output size would). Two of them add up to 0, so a none
-// column and a none entry put it in different coordinates: one stays far.
-#define CONV_FAR (-2147483647 - 1)
 
 // ------------------------------------------------------------------- forward
 

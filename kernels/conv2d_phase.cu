@@ -7,11 +7,14 @@
 // GEOM as conv2d.cu (conv.cuh). Element counts fit in int (checked by
 // gpucnn/cuda/conv.py); memory offsets are 64-bit.
 //
+//   conv2d_backward_data_phase_{tf32,3xtf32}_{128,64}: the same in float on tensor cores
 // Cost: the FMAs of the dense backward-data, 2*N*C*H*W*Kg*kh*kw/(sh*sw)
 // (conv2d.cu's DataOp multiplies the (sh*sw - 1)/(sh*sw) structural zeros
-// too), in the same 64 x 64 x 16 tiles (gemm.cuh) with the same hot loop.
+// too), in the same tiles (gemm.cuh's 64 x 64 x 16, or tc_gemm.cuh's) with
+// the same hot loop.
 #include "common.cuh"
 #include "gemm.cuh"
+#include "tc_gemm.cuh"
 #include "conv.cuh"
 
 // The stride-decomposed backward-data: input pixels h with (h + pt) % sh == a
@@ -50,13 +53,15 @@ template <typename T> struct PhaseOp {
     int wbase, CgKHKW;  // w[g*Kg, 0, 0, 0] and the stride of w's filters
     int dybase, img_dy; // dy[0, g*Kg, 0, 0] and K*P*Q (one image of dy fits in int)
     enum { A_ALONG_K = 1, B_ALONG_K = 0 };  // as DataOp
+    enum { A_RUNS = 0, B_RUNS = 0, B_NONE = 1 };  // a phase's taps stride w by step: no 16-byte runs
     typedef int Row;  // w[g*Kg, c, 0, 0]
     struct Col {
         const T* base;  // dy[n, g*Kg, ph0, pq0] (may lie outside dy)
         int ph0, pq0;
+        int back;       // base + back = dy[n, g*Kg, 0, 0], an element (a zero's address, GemmAt)
     };
-    // k = (f, jr, js): {f*P*Q - ah*Q - aw, ah, aw, unused}; A decomposes k itself (as
-    // DataOp), since its k-table entry would be a 32-bit shared load of its own.
+    // k = (f, jr, js): {f*P*Q - ah*Q - aw, ah, aw, a} with a = f*Cg*kh*kw + (r0 + jr*step)*kw + s0 + js*step,
+    // A's offset from its row (no division per element of A)
     typedef int4 KTab;
     __device__ PhaseOp(const T* dy_, const T* w_, GEOM, int g, int a, int b)
         : dy(dy_), w(w_), axh(a, H, pt, sh, kh, dh), axw(b, W, pl, sw, kw, dw), M(C / G),
@@ -65,40 +70,45 @@ template <typename T> struct PhaseOp {
           wbase(g * (K / G) * (C / G) * kh * kw), CgKHKW((C / G) * kh * kw), dybase(g * (K / G) * P * Q),
           img_dy(K * P * Q) {}
     __device__ Row row(int c) const { return wbase + c * khkw; }
-    __device__ T a(Row r, int k, const KTab&) const {  // w[g*Kg + f, c, r0 + jr*step, s0 + js*step]
-        int f, jr;
-        const int js = tw.divmod(taps.divmod(k, f), jr);
-        return w[r + f * CgKHKW + (axh.r0 + jr * axh.step) * kw + axw.r0 + js * axw.step];
-    }
+    __device__ const T* pa(Row r, int, const KTab& e) const { return w + (e.w + r); }
+    __device__ T a(Row r, int k, const KTab& e) const { return *pa(r, k, e); }
     __device__ Col col(int n) const {
         int img, i;
         const int j = cols.divmod(pix.divmod(n, img), i);
         const int ph0 = i + axh.m, pq0 = j + axw.m;
-        return Col{dy + (long long)img * img_dy + dybase + ph0 * Q + pq0, ph0, pq0};
+        return Col{dy + (long long)img * img_dy + dybase + ph0 * Q + pq0, ph0, pq0, -(ph0 * Q + pq0)};
     }
+    // A column past N and an entry past kend whose gathers are zeros at dy (B_NONE; ah >= 0, so ph0 = -1
+    // meets no row; A's offset 0 is an element)
+    __device__ Col col_none() const { return Col{dy + dybase, -1, 0, 0}; }
+    __device__ KTab ktab_none() const { return make_int4(0, CONV_FAR, 0, 0); }
     __device__ KTab ktab(int k) const {
         int f, jr;
         const int js = tw.divmod(taps.divmod(k, f), jr);
         const int ah = axh.a0 + jr * axh.da, aw = axw.a0 + js * axw.da;
-        return make_int4(f * P * Q - ah * Q - aw, ah, aw, 0);
+        return make_int4(f * P * Q - ah * Q - aw, ah, aw,
+                         f * CgKHKW + (axh.r0 + jr * axh.step) * kw + axw.r0 + js * axw.step);
     }
-    __device__ T b(const Col& cl, int, const KTab& e) const {
-        const int p = cl.ph0 - e.y, q = cl.pq0 - e.z;
-        if ((unsigned)p >= (unsigned)P || (unsigned)q >= (unsigned)Q) return T(0);
-        return cl.base[e.x];
+    __device__ GemmAt<T> pb(const Col& cl, int, const KTab& e) const {  // not ok: the window is outside dy
+        const bool ok = (unsigned)cl.ph0 - e.y < (unsigned)P && (unsigned)cl.pq0 - e.z < (unsigned)Q;
+        return GemmAt<T>{cl.base + (ok ? e.x : cl.back), ok};
     }
+    __device__ T b(const Col& cl, int k, const KTab& e) const { return gemm_deref(pb(cl, k, e)); }
 };
 
-// Grid z over (phase, group) pairs; column tiles past the phase's pixels return at once.
-template <typename T>
-__device__ void conv_backward_data_phase(GemmSmem<T, int4>& sm, const T* __restrict__ dy,
-                                         const T* __restrict__ w, T* __restrict__ dx, GEOM) {
+// Grid z over (phase, group) pairs; run(op, kbeg, kend, store) is the block
+// tile, FFMA (GemmRun) or tensor-core (TcRun). FFMA column tiles past the
+// phase's pixels return at once (BN: the tile's columns; 0 keeps them, as the
+// tensor-core tile does: its columns past op.N gather zeros and store nothing).
+template <int BN, typename T, typename Run>
+__device__ void conv_backward_data_phase(Run run, const T* __restrict__ dy, const T* __restrict__ w,
+                                         T* __restrict__ dx, GEOM) {
     const int Cg = C / G, HW = H * W;
     for (int z = blockIdx.z; z < G * sh * sw; z += gridDim.z) {
         const int g = z % G, phase = z / G;
         const PhaseOp<T> op(dy, w, GEOM_ARGS, g, phase / sw, phase % sw);
-        if (blockIdx.x * GemmWide::BN >= op.N) continue;  // uniform per block: no barrier is skipped by some
-        gemm_block<T>(op, sm, 0, op.axh.taps * op.axw.taps * (K / G), [&](int c, int n, T v) {
+        if (BN && blockIdx.x * BN >= op.N) continue;  // uniform per block: no barrier is skipped by some
+        run(op, 0, op.axh.taps * op.axw.taps * (K / G), [&](int c, int n, T v) {
             int img, i;
             const int j = op.cols.divmod(op.pix.divmod(n, img), i);
             const int h = op.axh.start + i * sh, x = op.axw.start + j * sw;
@@ -112,10 +122,22 @@ __device__ void conv_backward_data_phase(GemmSmem<T, int4>& sm, const T* __restr
 GEMM_KERNEL conv2d_backward_data_phase_f32(const float* __restrict__ dy, const float* __restrict__ w,
                                            float* __restrict__ dx, GEOM) {
     __shared__ GemmSmem<float, int4> sm;
-    conv_backward_data_phase(sm, dy, w, dx, GEOM_ARGS);
+    conv_backward_data_phase<GemmWide::BN>(gemm_run<float>(sm), dy, w, dx, GEOM_ARGS);
 }
 GEMM_KERNEL conv2d_backward_data_phase_f64(const double* __restrict__ dy, const double* __restrict__ w,
                                            double* __restrict__ dx, GEOM) {
     __shared__ GemmSmem<double, int4> sm;
-    conv_backward_data_phase(sm, dy, w, dx, GEOM_ARGS);
+    conv_backward_data_phase<GemmWide::BN>(gemm_run<double>(sm), dy, w, dx, GEOM_ARGS);
 }
+
+// Tensor-core float kernels (tc_gemm.cuh's TC_VARIANTS names): in the math
+// modes "tf32" and "3xtf32" the phases' dense GEMMs run on tensor cores, as
+// conv2d.cu's backward-data does, instead of FFMA.
+#if TC_AVAILABLE
+#define CONV2D_PHASE_TC(SFX, MODE, TILE)                                                                        \
+    TC_KERNEL(TILE, MODE == TC_TF32 ? 2 : 1) conv2d_backward_data_phase_##SFX(                                  \
+        const float* __restrict__ dy, const float* __restrict__ w, float* __restrict__ dx, GEOM) {              \
+        conv_backward_data_phase<0>(TcRun<MODE, TILE>{}, dy, w, dx, GEOM_ARGS);                                 \
+    }
+TC_VARIANTS(CONV2D_PHASE_TC)
+#endif

@@ -348,3 +348,31 @@ def test_against_torch(backend, case, spec):
         dx, dw, db = gpucnn.conv2d_backward(dy, x, w, **kw)
     for got, want in ((y, ty), (dx, tx.grad), (dw, tw.grad), (db, tb.grad)):
         np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_phases_take_tensor_cores_in_the_tensor_core_modes(monkeypatch):
+    """Stride phases run the tensor-core tile in "tf32" and "3xtf32" (float32),
+    the FFMA tile in "fp32" and float64, and the kernel launched is the one chosen."""
+    g = _geometry(next(c for c in CONV if c.name == "cifar-resnet-s2"))
+    for math in ("tf32", "3xtf32"):
+        c = algo.choose(g, "backward_data", math=math)
+        assert (c.family, c.math, c.tile) == ("phase", math, (128, 128, 32)), c
+    assert algo.choose(g, "backward_data", math="fp32") == algo.Choice("phase", algo.TILE)
+    assert algo.choose(g, "backward_data", np.float64, math="tf32") == algo.Choice("phase", algo.TILE)
+    if not gpucnn.backend.available("emulator")[0]:
+        pytest.skip("emulator unavailable")
+    from gpucnn.cuda import phase
+    launched, real = [], phase.launch_gemm
+    monkeypatch.setattr(phase, "launch_gemm", lambda rt, family, plan, *rest: (
+        launched.append(plan.name), real(rt, family, plan, *rest)))
+    rng = np.random.default_rng(8)
+    x, w = rng.standard_normal((2, 16, 9, 11)).astype(np.float32), rng.standard_normal((12, 16, 3, 3))
+    dy = rng.standard_normal((2, 12, 5, 6)).astype(np.float32)
+    want = gpucnn.conv2d_backward(dy.astype(np.float64), x.astype(np.float64), w, stride=2, padding=1)[0]
+    for math, kernel in (("tf32", "conv2d_backward_data_phase_tf32_64"),
+                         ("3xtf32", "conv2d_backward_data_phase_3xtf32_64")):
+        with gpucnn.use_backend("emulator"), gpucnn.math_mode(math):
+            dx = gpucnn.conv2d_backward(dy, x, w.astype(np.float32), stride=2, padding=1)[0]
+        assert launched[-1] == kernel
+        tol = 2e-3 if math == "tf32" else 1e-5  # tf32: 10-bit operands (test_math_modes bounds each element)
+        np.testing.assert_allclose(dx, want, rtol=tol, atol=tol * np.abs(want).max())

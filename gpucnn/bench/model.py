@@ -113,18 +113,21 @@ def phase_taps_of(size_k: int, stride: int, pad: int, dil: int, phase: int) -> i
     return sum((phase + pad - i * dil) % stride == 0 for i in range(size_k))
 
 
-def phase_work(g, rec, dev, s) -> Work:
-    """conv2d_phase.cu: one dense FFMA GEMM per stride phase (gpucnn.cuda.phase's grid)."""
+def phase_work(g, c, rec, dev, s) -> Work:
+    """conv2d_phase.cu: one dense GEMM per stride phase (gpucnn.cuda.phase's grid) on
+    choice ``c``'s tile, FFMA or tensor-core."""
     w = g.win
-    bm, bn, bk = algo.TILE
-    name, r = model_static.row(rec, "conv2d_backward_data_phase_f32")
+    bm, bn, bk = c.tile
+    tail = "_f32" if c.math == "fp32" else f"_{c.math}_{bm}"
+    name, r = model_static.row(rec, "conv2d_backward_data_phase" + tail)
     tiles = cdiv(g.C // g.groups, bm) * cdiv(g.N * cdiv(w.H, w.sh) * cdiv(w.W, w.sw), bn) * g.groups
     pt, _, pl, _ = w.pad
     groups = tuple((tiles, cdiv(g.K // g.groups * phase_taps_of(w.kh, w.sh, pt, w.dh, a)
                                 * phase_taps_of(w.kw, w.sw, pl, w.dw, b), bk))
                    for a in range(w.sh) for b in range(w.sw))
     flops = sum(2.0 * n * bm * bn * bk * st for n, st in groups)
-    return Work(name, groups, tile_step_cycles(r, gemm.THREADS, dev, s), r["blocks_per_sm"], flops)
+    threads = r.get("block") or gemm.FFMA_TILES[bm][2]
+    return Work(name, groups, tile_step_cycles(r, threads, dev, s), r["blocks_per_sm"], flops)
 
 
 def tile_cycles(work: Work, dev, s) -> float:
@@ -181,7 +184,7 @@ def ours_us(case, pass_, c, dev, s, rec, bias_given: bool = False) -> dict:
     fused rows pass a bias, so the forward launches no xp.zeros for it)."""
     g = geometry(case)
     if c.family in ("gemm", "phase"):
-        work = gemm_work(g, pass_, c, rec, dev, s) if c.family == "gemm" else phase_work(g, rec, dev, s)
+        work = gemm_work(g, pass_, c, rec, dev, s) if c.family == "gemm" else phase_work(g, c, rec, dev, s)
         kernel, flops = work.kernel, work.executed_flops
         compute = tile_cycles(work, dev, s) / (dev.clock_ghz * 1e3)
     else:

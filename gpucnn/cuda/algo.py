@@ -73,7 +73,9 @@ the bits depend on the shapes (and SM count) only. ``math`` is the math mode
 (gpucnn.mathmode): in "tf32" and "3xtf32" a float32 GEMM takes the
 tensor-core tile that gpucnn.cuda.tc.tc_config picks for the shape and the
 compute capability ``cc`` (128 x 128 or 64 x 64, k depth 32), and its splits
-are counted on that tile; the direct and phase families run FFMA in every mode.
+are counted on that tile; the phase family takes the tensor-core tile of its
+largest phase's GEMM likewise (_phase); the direct, window and strip
+families run FFMA in every mode.
 
 ``GPUCNN_CONV_ALGO`` (or ``override``) forces a family, and optionally the
 split count, for every pass that family can run: ``direct``, ``gemm``,
@@ -272,6 +274,19 @@ def _direct_ok(g, pass_: str) -> bool:
     return pass_ == "backward_data" and Cg <= SMALL_C
 
 
+def _phase(g, math: str, sms: int, cc: int) -> Choice:
+    """The phase family's tile: the FFMA one in fp32 (and float64), else the
+    tensor-core tile tc.tile_edge picks for the largest phase's GEMM, repeated
+    over groups and phases."""
+    if math == "fp32":
+        return Choice("phase", TILE)
+    from gpucnn.cuda import tc
+    w = g.win
+    cols = g.N * cdiv(w.H, w.sh) * cdiv(w.W, w.sw)
+    edge = tc.tile_edge(g.C // g.groups, cols, g.groups * w.sh * w.sw, sms, cc)
+    return Choice("phase", (edge, edge, tc.TC_K), math=math)
+
+
 def phase_taps(g) -> int:
     """The most taps of a filter row that one stride phase of the input meets:
     taps s*dw = phase (mod sw) come every sw / gcd(sw, dw)."""
@@ -362,7 +377,7 @@ def _choose(g, pass_: str, dtype, math: str, sms: int, cc: int, spec: str, tc_ti
     if family in ("direct", "window", "strip"):
         return dataclasses.replace(_direct(g, pass_, sms, splits), family=family)
     if family == "phase":  # sh*sw phases already multiply the grid; its reduction is not split
-        return Choice("phase", TILE)
+        return _phase(g, math if np.dtype(dtype) == np.float32 else "fp32", sms, cc)
     f32 = np.dtype(dtype) == np.float32
     return _gemm(g, pass_, sms, splits, math if f32 else "fp32", cc, tile, np.dtype(dtype).itemsize,
                  swap if tile else None)

@@ -128,7 +128,7 @@ def conv2d_backward_data(rt, dy, w, g):
         elif c.family == "strip":
             strip.backward_data(rt, dys, w, dx[n0:n1], gb, geom)
         elif c.family == "phase":
-            phase.backward_data(rt, dys, w, dx[n0:n1], gb, geom, MAX_GRID_Z)
+            phase.backward_data(rt, dys, w, dx[n0:n1], gb, geom, MAX_GRID_Z, c)
         else:
             _split_gemm(rt, "conv2d_backward_data", dy.dtype, c, dx[n0:n1], g.C // g.groups,
                         gb.N * win.H * win.W, g.groups,

@@ -38,7 +38,7 @@ def k_step_loop(code: list[Instr]) -> list[Instr]:
 def tc_kernels(arch: str = ARCH) -> dict[str, list[str]]:
     """family -> its tensor-core kernels, by name in the cubin."""
     out = {}
-    for family in ("conv2d", "linear"):
+    for family in ("conv2d", "conv2d_phase", "linear"):
         names = sorted(n for n in family_sass(family, arch) if compile_check.dynamic_smem(n))
         if names:
             out[family] = names
