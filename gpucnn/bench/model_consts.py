@@ -77,7 +77,7 @@ HOST_US = Const(12, 20, 30, "us per op call", "our launch path before its first 
                 "null runtime (a pool allocator, no-op launches) took 17-25 us on the project's loaded 2-core VM "
                 "after the host-path memoisation (29 us before it; 29-53 us for the launch layer alone and 160 "
                 "us for cifar-stem's backward-filter while algo._split ran on every call), plus CuPy's launch "
-                "(~5 us, assumed); the bench's CUDA events bracket it (timing.CudaClock)")
+                "(~5 us, assumed); the bench's samples overlap it with the device's work (timed below)")
 HOST_MEM_US = Const(8, 12, 20, "us per op call", "the same for the short memory-bound ops: gpucnn.relu 6-8 us "
                     "with the null runtime, plus CuPy's launch")
 EMPTY_BLOCK_NS = Const(0.2, 0.4, 0.8, "ns per block (whole GPU)", "scheduling a block with no work: "
