@@ -217,8 +217,9 @@ def _gemm(g, pass_: str, sms: int, splits: int | None, math: str = "fp32", cc: i
         rows, cols = (cols, rows) if swap else (rows, cols)
         tile = tile or ffma_tile(rows)
         per_sm = GEMM_BLOCKS_PER_SM[tile[0], itemsize]
-    else:
+    else:  # the tensor-core tiles run the plain orientation
         from gpucnn.cuda import tc
+        swap = False
         edge = tc.tile_edge(rows, cols, g.groups, sms, cc)
         tile, per_sm = (edge, edge, tc.TC_K), tc.blocks_per_sm(pass_, math, edge, cc)
     bm, bn, bk = tile
@@ -232,7 +233,7 @@ def _gemm(g, pass_: str, sms: int, splits: int | None, math: str = "fp32", cc: i
             splits = _split(tiles, steps, slots, MAX_FILTER_SPLITS)
         else:
             splits = _split(tiles, steps, slots, MAX_SPLITS) if tiles < slots else 1
-    return _parts(Choice("gemm", tile, math=math, swap=bool(swap) and math == "fp32"), red, splits, bk)
+    return _parts(Choice("gemm", tile, math=math, swap=swap), red, splits, bk)
 
 
 def _parts(c: Choice, red: int, splits: int, unit: int) -> Choice:

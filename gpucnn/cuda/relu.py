@@ -26,5 +26,6 @@ def relu_backward(rt, dy, x, slope):
 def add(rt, a, b, relu=False):
     a, b = contiguous(rt.xp, a), contiguous(rt.xp, b)
     out = rt.xp.empty_like(a)
-    launch(rt, FAMILY, "add_relu" if relu else "add", a.dtype, vector_threads(a.size, a.dtype), (a, b, out, i64(a.size)))
+    launch(rt, FAMILY, "add_relu" if relu else "add", a.dtype, vector_threads(a.size, a.dtype),
+           (a, b, out, i64(a.size)))
     return out
