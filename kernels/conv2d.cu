@@ -420,7 +420,8 @@ extern "C" __global__ void col2im_f64(const double* __restrict__ cols, double* _
     col2im_k(cols, x, NC, WIN_ARGS);
 }
 
-// Tensor-core float kernels: the same bodies on tc_gemm.cuh's tiles (see TC_VARIANTS for the names).
+// Tensor-core float kernels: the same bodies on tc_gemm.cuh's tiles (see TC_VARIANTS and
+// TC_NARROW_VARIANTS for the names).
 #if TC_AVAILABLE
 #define CONV2D_TC(SFX, MODE, TILE)                                                                              \
     TC_KERNEL(TILE, MODE == TC_TF32 ? 2 : 1) conv2d_forward_##SFX(const float* __restrict__ x, const float* __restrict__ w,             \
@@ -437,4 +438,5 @@ extern "C" __global__ void col2im_f64(const double* __restrict__ cols, double* _
         conv_backward_filter(TcRun<MODE, TILE>{}, dy, x, out, GEOM_ARGS, chunk, splits);                        \
     }
 TC_VARIANTS(CONV2D_TC)
+TC_NARROW_VARIANTS(CONV2D_TC)
 #endif

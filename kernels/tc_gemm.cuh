@@ -70,7 +70,7 @@
 // the launch code (gpucnn/cuda/tc.py) asks for Tile::SMEM bytes of dynamic
 // shared memory without knowing the Op, and tc_smem checks the bound.
 #define TC_HANDLE_BYTES 24
-#define TC_KTAB_BYTES 16
+#define TC_KTAB_BYTES 24  // DataOp's KTab: 6 ints
 
 template <int BM_, int BN_, int WARPS_M_, int WARPS_N_> struct TcTile {
     enum {
@@ -82,6 +82,10 @@ template <int BM_, int BN_, int WARPS_M_, int WARPS_N_> struct TcTile {
 };
 typedef TcTile<128, 128, 2, 4> TcLarge;  // 8 warps of 64 x 32
 typedef TcTile<64, 64, 2, 2> TcSmall;    // 4 warps of 32 x 32, for grids that would not fill the GPU
+// 4 warps of 32 x 32 side by side, for GEMMs of at most 32 rows (32 filters:
+// deepspeech, mnist): TcSmall would leave its lower two warps' rows empty.
+// A is one 8-row block per warp (TcGather HANDLES 1), B four.
+typedef TcTile<32, 128, 1, 4> TcNarrow;
 
 // A valid global address for the source of a zero-filling cp.async (src-size 0 reads nothing).
 __device__ __align__(16) float tc_zero_src[4];
@@ -399,3 +403,6 @@ template <int MODE, typename Tile> struct TcRun {
 #define TC_VARIANTS(DEFINE)                                                          \
     DEFINE(tf32_128, TC_TF32, TcLarge) DEFINE(tf32_64, TC_TF32, TcSmall)             \
     DEFINE(3xtf32_128, TC_3XTF32, TcLarge) DEFINE(3xtf32_64, TC_3XTF32, TcSmall)
+// The 32-row tile's kernels, NAME_tf32_32 and NAME_3xtf32_32, for the
+// families whose GEMMs have few rows (gpucnn/cuda/tc.py's NARROW).
+#define TC_NARROW_VARIANTS(DEFINE) DEFINE(tf32_32, TC_TF32, TcNarrow) DEFINE(3xtf32_32, TC_3XTF32, TcNarrow)

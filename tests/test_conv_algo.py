@@ -350,6 +350,23 @@ def test_against_torch(backend, case, spec):
         np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-10, atol=1e-12)
 
 
+# bench case -> its tensor-core GEMM passes on the 32 x 128 tile (tc.tc_config's
+# narrow rule: at most 32 rows, more than 64 columns); the others keep 64 or 128.
+NARROW_TC = {"mnist-1": {"forward"}, "mnist-2": {"backward_data"},
+             "deepspeech": {"forward", "backward_filter"}}
+
+
+@pytest.mark.parametrize("case", CONV, ids=[c.name for c in CONV])
+def test_gemms_of_few_rows_take_the_32_row_tensor_core_tile(case):
+    g = _geometry(case)
+    for math in ("tf32", "3xtf32"):
+        narrow = {p for p in algo.PASSES if algo.choose(g, p, math=math).tile[:2] == (32, 128)}
+        assert narrow == NARROW_TC.get(case.name, set()), math
+        for p in narrow:
+            rows, cols, _ = algo.gemm_shape(g, p)
+            assert rows <= 32 < 64 < cols
+
+
 def test_phases_take_tensor_cores_in_the_tensor_core_modes(monkeypatch):
     """Stride phases run the tensor-core tile in "tf32" and "3xtf32" (float32),
     the FFMA tile in "fp32" and float64, and the kernel launched is the one chosen."""

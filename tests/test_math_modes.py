@@ -159,6 +159,8 @@ TC_CONV = [  # id: x, w, stride, padding, dilation, groups
 TC_LINEAR = [("across_tiles", (130, 200), 129), ("k_below_step", (3, 5), 2), ("many_stages", (2, 1000), 3)]
 MODES = ("fp32", "tf32", "3xtf32")
 TILE_MODES = [pytest.param(m, t, o, id=f"{m}-{t}-{o}") for m in MODES[1:] for t in tc.TC_TILES for o in ORDERS]
+# linear has no 32-row tile (tc.NARROW): forcing it would run the 64 one again
+LINEAR_TILE_MODES = [p for p in TILE_MODES if p.values[1] != tc.NARROW_ROWS]
 
 
 @pytest.mark.parametrize("mode,tile,order", TILE_MODES)
@@ -169,7 +171,7 @@ def test_conv2d_tc_tiles(mode, tile, order, xs, ws, stride, padding, dilation, g
     run_and_check(conv_fn(**kw), conv_args(xs, ws, kw), mode, order, tile)
 
 
-@pytest.mark.parametrize("mode,tile,order", TILE_MODES)
+@pytest.mark.parametrize("mode,tile,order", LINEAR_TILE_MODES)
 @pytest.mark.parametrize("xs,out", [c[1:] for c in TC_LINEAR], ids=[c[0] for c in TC_LINEAR])
 def test_linear_tc_tiles(mode, tile, order, xs, out):
     run_and_check(linear_fn, linear_args(xs, out), mode, order, tile)
@@ -235,13 +237,31 @@ def test_default_mode_follows_compute_capability():
 ])
 def test_tc_config_table(M, N, batches, sms, cc, edge):
     assert tc.tc_config(M, N, batches, sms, cc) == edge
+    assert tc.tc_config(M, N, batches, sms, cc, narrow=True) == edge  # over 32 rows: no 32-row tile
+
+
+@pytest.mark.parametrize("M,N,narrow,edge", [
+    (32, 65, True, 32), (32, 64, True, 64), (33, 100000, True, 64), (1, 100000, True, 32),
+    (32, 431000, False, 64),  # a kernel without the 32-row tile (linear, phase)
+])
+def test_tc_config_narrow(M, N, narrow, edge):
+    assert tc.tc_config(M, N, 1, 132, 90, narrow) == edge
+
+
+def test_forced_narrow_tile_falls_back_where_absent():
+    from gpucnn.runtime import runtime_for
+    rt = runtime_for("emulator")
+    with gpucnn.math_mode("tf32"), tc.force_tile(32):
+        assert tc.plan(rt, "linear_forward", np.float32, 9, 900, 1).name == "linear_forward_tf32_64"
+        p = tc.plan(rt, "conv2d_forward", np.float32, 9, 900, 1)
+    assert (p.name, p.bm, p.bn, p.threads, p.smem) == ("conv2d_forward_tf32_32", 32, 128, 128, tc.smem_bytes(32))
 
 
 def test_tc_variants_are_the_kernels_plan_names():
     from gpucnn.runtime import runtime_for
     rt = runtime_for("emulator")
     names = set(tc.variants("conv2d_forward"))
-    assert len(names) == 4
+    assert len(names) == 6 and len(tc.variants("linear_forward")) == 4
     for mode in MODES[1:]:
         for edge in tc.TC_TILES:
             with gpucnn.math_mode(mode), tc.force_tile(edge):

@@ -88,11 +88,13 @@ def tc_rows(sass_rows):
 
 
 def test_tc_k_step_loop_is_mma_fed_by_cp_async_and_ldmatrix(tc_rows):
-    """Per warp and k-step of 32: (64 x 32 warp tile: 4 x 4 MMAs, 64 tile's
-    32 x 32: 2 x 4) x 4 k-slices, x3 in 3xTF32; ldmatrix.x4 per k-slice: one
-    per m16 tile and one per pair of n8 tiles; cp.async in the loop, one barrier."""
+    """Per warp and k-step of 32: (64 x 32 warp tile: 4 x 4 MMAs, the 64 and
+    32-row tiles' 32 x 32: 2 x 4) x 4 k-slices, x3 in 3xTF32; ldmatrix.x4 per
+    k-slice: one per m16 tile and one per pair of n8 tiles; cp.async in the
+    loop, one barrier."""
     rows, ptxas = tc_rows
-    assert len(rows) == 28  # (2 families x 3 passes + the stride phases' backward-data) x 2 modes x 2 tiles
+    # (2 families x 3 passes + the stride phases' backward-data) x 2 modes x 2 tiles, + conv2d's 32-row tile
+    assert len(rows) == 28 + 3 * 2
     for row in rows:
         edge = int(row["kernel"].rsplit("_", 1)[1])
         mi, ni = (4, 4) if edge == 128 else (2, 4)

@@ -72,7 +72,7 @@ waves x work per part on ``sms`` SMs; the parts are added in split order, so
 the bits depend on the shapes (and SM count) only. ``math`` is the math mode
 (gpucnn.mathmode): in "tf32" and "3xtf32" a float32 GEMM takes the
 tensor-core tile that gpucnn.cuda.tc.tc_config picks for the shape and the
-compute capability ``cc`` (128 x 128 or 64 x 64, k depth 32), and its splits
+compute capability ``cc`` (128 x 128, 64 x 64, or 32 x 128 for at most 32 rows; k depth 32), and its splits
 are counted on that tile; the phase family takes the tensor-core tile of its
 largest phase's GEMM likewise (_phase); the direct, window and strip
 families run FFMA in every mode.
@@ -220,8 +220,8 @@ def _gemm(g, pass_: str, sms: int, splits: int | None, math: str = "fp32", cc: i
     else:  # the tensor-core tiles run the plain orientation
         from gpucnn.cuda import tc
         swap = False
-        edge = tc.tile_edge(rows, cols, g.groups, sms, cc)
-        tile, per_sm = (edge, edge, tc.TC_K), tc.blocks_per_sm(pass_, math, edge, cc)
+        edge = tc.tile_edge(rows, cols, g.groups, sms, cc, narrow=True)
+        tile, per_sm = tc.TC_TILES[edge][:2] + (tc.TC_K,), tc.blocks_per_sm(pass_, math, edge, cc)
     bm, bn, bk = tile
     tiles = cdiv(rows, bm) * cdiv(cols, bn) * g.groups
     steps = cdiv(red, bk)
@@ -285,7 +285,7 @@ def _phase(g, math: str, sms: int, cc: int) -> Choice:
     w = g.win
     cols = g.N * cdiv(w.H, w.sh) * cdiv(w.W, w.sw)
     edge = tc.tile_edge(g.C // g.groups, cols, g.groups * w.sh * w.sw, sms, cc)
-    return Choice("phase", (edge, edge, tc.TC_K), math=math)
+    return Choice("phase", tc.TC_TILES[edge][:2] + (tc.TC_K,), math=math)
 
 
 def phase_taps(g) -> int:
