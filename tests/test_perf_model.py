@@ -71,6 +71,19 @@ def test_wave_quantisation_by_hand(rec):
     assert mid / (1.98e3) == pytest.approx(31.68, abs=0.01)
 
 
+def test_list_schedule_by_hand():
+    # one group: whole waves (392 blocks of 16 steps on 264 slots: 2 waves, 32)
+    assert model.list_schedule(((392, 16),), 264) == 32
+    # cifar-resnet-s2's phases on the 128 tile: 4 x 64 blocks of 32, 16, 16, 8 steps on 264 slots fit
+    # one wave side by side: the longest phase, 32 (the old bound charged every block the longest)
+    assert model.list_schedule(((64, 32), (64, 16), (64, 16), (64, 8)), 264) == 32
+    # 1x1-s2: one live phase of 784 blocks x 8 steps (3 waves of 264: 24), three of no taps after it
+    assert model.list_schedule(((784, 8), (784, 0), (784, 0), (784, 0)), 264) == 24
+    # 3 slots: a, a, a | b (on the first slot free, at 2) | b at 2, b at 2: 2 + 3 = 5
+    assert model.list_schedule(((3, 2), (3, 3)), 3) == 5
+    assert model.list_schedule(((4, 2), (1, 3)), 3) == 5  # the 4th a at 2 on slot 0, b at 2: 5
+
+
 def test_sass_issue_bound_by_hand(rec):
     # conv2d_forward_tf32_128: 8 warps x 597 instructions / 4 = 1194 clocks of issue a k-step; its HMMA:
     # 8 x 64 x 2048 FLOP at half (MMA_SYNC_OF_PEAK) of 494.7e12 / (132 x 1.98e9) = 1892.6 FLOP/clock

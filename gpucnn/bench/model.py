@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import heapq
 
 import numpy as np
 
@@ -130,14 +131,34 @@ def phase_work(g, c, rec, dev, s) -> Work:
     return Work(name, groups, tile_step_cycles(r, threads, dev, s), r["blocks_per_sm"], flops)
 
 
+def list_schedule(groups, slots: int) -> int:
+    """The makespan, in block-steps, of groups of (blocks, steps) issued in
+    order (grid z: the phase family's stride phases one after another) to
+    ``slots`` identical slots, each block to the slot that frees first. With
+    one group it is whole waves of its steps; 1x1-s2's backward-data
+    phases of no taps take no time after its one live phase, and
+    cifar-resnet-s2's four phases (4, 2, 2, 1 taps) share one wave."""
+    free = [0] * slots  # a heap of the slots' free times
+    for n, steps in groups:
+        if steps == 0:
+            continue
+        whole, rest = divmod(n, slots)  # whole rounds of every slot: the heap's order is unchanged
+        if whole:
+            free = [t + whole * steps for t in free]
+        for _ in range(rest):
+            heapq.heapreplace(free, free[0] + steps)
+    return max(free)
+
+
 def tile_cycles(work: Work, dev, s) -> float:
     """SM clocks of a tiled launch. fast: the busiest SM's blocks at the whole SM's
-    rate; slow: full waves of per_sm blocks sharing an SM; mid: their mean."""
+    rate; slow: per_sm blocks sharing an SM, each block issued in grid order
+    to the first free slot (list_schedule); mid: their mean."""
     blocks = sum(n for n, _ in work.groups)
     longest = max(st for _, st in work.groups)
     mean = sum(n * st for n, st in work.groups) / blocks
     fast = max(cdiv(blocks, dev.sms) * mean, longest) * work.step_cycles
-    slow = cdiv(blocks, dev.sms * work.per_sm) * work.per_sm * longest * work.step_cycles
+    slow = list_schedule(work.groups, dev.sms * work.per_sm) * work.per_sm * work.step_cycles
     return (fast, (fast + slow) / 2, slow)[s]
 
 
