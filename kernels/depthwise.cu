@@ -6,6 +6,8 @@
 // Kernels (T = float as _f32, double as _f64; G = groups, Cg = C/G, Kg = K/G):
 //   depthwise_forward_T        (const T* x, const T* w, const T* b, T* y, GEOM, int relu)
 //                                x: (N,C,H,W)  w: (K,Cg,kh,kw)  b: (K,)  y: (N,K,P,Q)
+//   depthwise_forward_k3_T, depthwise_forward_k5_T: the same for stride and dilation 1 along
+//                                rows and kw = 3 or 5 (a row's inputs in registers)
 //   depthwise_backward_data_T  (const T* dy, const T* w, T* dx, GEOM)   (and _c1_T: groups of one channel)
 //                                dy: (N,K,P,Q)  dx: (N,C,H,W)
 //   depthwise_backward_data_window_T(const T* dy, const T* w, T* dx, GEOM, int strip)   (C = G only)
@@ -15,9 +17,10 @@
 // where GEOM = int N, C, H, W, K, P, Q, kh, kw, sh, sw, pt, pl, dh, dw, G (as conv2d.cu).
 // Element counts fit in int (checked by gpucnn/cuda/conv.py); memory offsets are 64-bit.
 //
-// Cost per output element (forward): Cg*kh*kw FMAs and as many loads, almost
-// all L1 hits (neighbouring threads share a window's taps); compulsory bytes
-// are x, w and y once. backward-data gathers, for up to DW_CB channels of a
+// Cost per output element (forward): Cg*kh*kw FMAs; a thread computes DW_OUT
+// outputs of a row, so each weight load serves DW_OUT FMAs and, at stride
+// and dilation 1 with 3- or 5-wide filters, each input load up to kw; the
+// loads are L1 hits but for the compulsory bytes (x, w and y once). backward-data gathers, for up to DW_CB channels of a
 // group at once, the dy pixels whose windows covered the input pixel: each dy
 // load feeds DW_CB FMAs, and the taps are walked so that a tap a stride skips
 // costs one test rather than Kg FMAs. The window kernel (groups of one
@@ -32,6 +35,7 @@
 #include "conv.cuh"
 
 #define DW_THREADS 256
+#define DW_OUT 4  // forward: consecutive outputs of a row a thread computes
 #define DW_CB 4   // channels of one group a backward-data thread computes
 #define DW_PIX 4  // pixels of one stride phase of a row a backward-data thread computes
 #define DW_TB 8  // taps a backward-filter thread accumulates at once
@@ -42,32 +46,77 @@
 
 // ------------------------------------------------------------------- forward
 
-template <typename T>
-__device__ void dw_forward(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
-                           T* __restrict__ y, GEOM, int relu) {
-    const int Kg = K / G, Cg = C / G, HW = H * W;
-    const FastDiv fQ(Q), fP(P), fK(K), fKg(Kg);
-    GRID_STRIDE_LOOP(i, (long long)N * K * P * Q) {  // i = ((n*K + k)*P + p)*Q + q
-        int nkp, nk, n;
-        const int q = fQ.divmod((int)i, nkp), p = fP.divmod(nkp, nk), k = fK.divmod(nk, n);
-        const int g = fKg.div(k), h0 = p * sh - pt, w0 = q * sw - pl;
-        const T* xg = x + ((long long)n * C + (long long)g * Cg) * HW;
-        const T* wk = w + (long long)k * Cg * kh * kw;
-        T acc = T(0);
-        for (int c = 0; c < Cg; ++c) {
-            for (int r = 0; r < kh; ++r) {
-                const int h = h0 + r * dh;
-                if ((unsigned)h >= (unsigned)H) continue;  // zero padding
-                const T* row = xg + (long long)c * HW + (long long)h * W;
-                const T* wr = wk + (c * kh + r) * kw;
-#pragma unroll 3  // 3x3 filters in one piece; ptxas spills this loop fully unrolled for sm_80-89
-                for (int s = 0; s < kw; ++s) {
-                    const int ww = w0 + s * dw;
-                    if ((unsigned)ww < (unsigned)W) acc += wr[s] * row[ww];
-                }
+// acc[j] += one filter row's taps for the outputs w0 + j*sw, j < DW_OUT, of
+// input row ``row``. KW > 0 (stride and dilation 1, kw == KW): the DW_OUT +
+// KW - 1 inputs are loaded once each into registers and every FMA's operands
+// are registers (a window's taps were one load each per output, 13 issued
+// instructions an FMA on sm_90, bench/results/static-sm90.md); KW == 0, any
+// stride, dilation and width: one load per tap and output. A padded input
+// reads as zero (as the GEMM kernels' gathers: w * 0 is added).
+template <int KW, typename T>
+__device__ __forceinline__ void dw_forward_row(T (&acc)[DW_OUT], const T* row, const T* wr, int w0, int W, int kw,
+                                               int sw, int dw) {
+    if constexpr (KW > 0) {
+        enum { SPAN = DW_OUT + KW - 1 };
+        const bool inside = w0 >= 0 && w0 + SPAN <= W;  // uniform over the row: no test per input
+        T v[SPAN];
+#pragma unroll
+        for (int i = 0; i < SPAN; ++i) v[i] = inside || (unsigned)(w0 + i) < (unsigned)W ? row[w0 + i] : T(0);
+#pragma unroll
+        for (int s = 0; s < KW; ++s) {
+            const T ws = wr[s];
+#pragma unroll
+            for (int j = 0; j < DW_OUT; ++j) acc[j] += ws * v[j + s];
+        }
+    } else {
+#pragma unroll 1
+        for (int s = 0; s < kw; ++s) {
+            const T ws = wr[s];
+#pragma unroll
+            for (int j = 0; j < DW_OUT; ++j) {
+                const int ww = w0 + j * sw + s * dw;
+                acc[j] += ws * ((unsigned)ww < (unsigned)W ? row[ww] : T(0));
             }
         }
-        y[i] = relu_if(acc + b[k], relu);
+    }
+}
+
+// acc[j] = the window sums of outputs j < DW_OUT of one row: channels c of
+// the group (xg: its channel 0), filter rows r, each row by dw_forward_row.
+template <int KW, typename T>
+__device__ __forceinline__ void dw_forward_out(T (&acc)[DW_OUT], const T* xg, const T* wk, int Cg, int H, int W,
+                                               int kh, int kw, int h0, int w0, int sw, int dh, int dw) {
+    for (int c = 0; c < Cg; ++c)
+        for (int r = 0; r < kh; ++r) {
+            const int h = h0 + r * dh;
+            if ((unsigned)h >= (unsigned)H) continue;  // a padded row: its taps add nothing
+            dw_forward_row<KW>(acc, xg + ((long long)c * H + h) * W, wk + (c * kh + r) * kw, w0, W, kw, sw, dw);
+        }
+}
+
+// A thread per DW_OUT consecutive outputs of a row (the last of a row may
+// hold fewer): the filter row's weights are loaded once for all of them and,
+// for KW > 0 (the launch code's choice: stride and dilation 1, kw == KW),
+// each input once (3x3: 6 loads for 12 FMAs a row).
+template <int KW, typename T>
+__device__ void dw_forward(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
+                           T* __restrict__ y, GEOM, int relu) {
+    const int Kg = K / G, Cg = C / G, QB = (Q + DW_OUT - 1) / DW_OUT;
+    const FastDiv fQB(QB), fP(P), fK(K), fKg(Kg);
+    GRID_STRIDE_LOOP(i, (long long)N * K * P * QB) {  // i = ((n*K + k)*P + p)*QB + qb
+        int nkp, nk, n;
+        const int qb = fQB.divmod((int)i, nkp), p = fP.divmod(nkp, nk), k = fK.divmod(nk, n);
+        const int q0 = qb * DW_OUT, h0 = p * sh - pt, w0 = q0 * sw - pl;
+        const T* xg = x + ((long long)n * C + (long long)fKg.div(k) * Cg) * H * W;
+        const T* wk = w + (long long)k * Cg * kh * kw;
+        T acc[DW_OUT];
+#pragma unroll
+        for (int j = 0; j < DW_OUT; ++j) acc[j] = T(0);
+        dw_forward_out<KW>(acc, xg, wk, Cg, H, W, kh, kw, h0, w0, sw, dh, dw);
+        T* yr = y + ((long long)nk * P + p) * Q + q0;
+#pragma unroll
+        for (int j = 0; j < DW_OUT; ++j)
+            if (q0 + j < Q) yr[j] = relu_if(acc[j] + b[k], relu);
     }
 }
 
@@ -336,16 +385,18 @@ __device__ void dw_backward_filter(T (*part)[DW_THREADS], const T* __restrict__ 
 
 // ------------------------------------------------------------ entry points
 
-extern "C" __global__ void __launch_bounds__(DW_THREADS)
-depthwise_forward_f32(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ b,
-                      float* __restrict__ y, GEOM, int relu) {
-    dw_forward(x, w, b, y, GEOM_ARGS, relu);
-}
-extern "C" __global__ void __launch_bounds__(DW_THREADS)
-depthwise_forward_f64(const double* __restrict__ x, const double* __restrict__ w, const double* __restrict__ b,
-                      double* __restrict__ y, GEOM, int relu) {
-    dw_forward(x, w, b, y, GEOM_ARGS, relu);
-}
+#define DW_FORWARD(T, SFX, KW)                                                                               \
+    extern "C" __global__ void __launch_bounds__(DW_THREADS)                                                 \
+    depthwise_forward_##SFX(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,        \
+                            T* __restrict__ y, GEOM, int relu) {                                             \
+        dw_forward<KW>(x, w, b, y, GEOM_ARGS, relu);                                                         \
+    }
+DW_FORWARD(float, f32, 0)
+DW_FORWARD(double, f64, 0)
+DW_FORWARD(float, k3_f32, 3)
+DW_FORWARD(double, k3_f64, 3)
+DW_FORWARD(float, k5_f32, 5)
+DW_FORWARD(double, k5_f64, 5)
 #define DW_BACKWARD_DATA(T, SFX, CB)                                                                         \
     extern "C" __global__ void __launch_bounds__(DW_THREADS)                                                 \
     depthwise_backward_data_##SFX(const T* __restrict__ dy, const T* __restrict__ w, T* __restrict__ dx, GEOM) { \

@@ -183,11 +183,24 @@ STRIP_CASES = [
 ]
 
 
+# The direct forward's register rows (depthwise.cu's dw_forward_row: 4
+# outputs a thread; stride and dilation 1 with 3- and 5-wide filters hold a
+# row's inputs in registers, the rest load per tap): Q not a multiple of 4,
+# rows narrower than a thread's 6 or 8 inputs, padding on one side only,
+# two channels a group, and a 7-wide filter at stride 1 (the per-tap path).
+DIRECT_FORWARD_CASES = [
+    ("dw_k5_q13", (1, 4, 6, 13), (4, 1, 5, 5), 1, 2, 1, 4),
+    ("dw_k3_narrow", (2, 3, 3, 2), (6, 1, 3, 3), 1, (1, 1, 0, 2), 1, 3),
+    ("dw_k3_cg2_right_pad", (1, 4, 5, 11), (6, 2, 3, 3), 1, (0, 1, 0, 3), 1, 2),
+    ("dw_k7_s1", (1, 2, 4, 10), (2, 1, 2, 7), 1, (0, 3), 1, 2),
+]
+
 # 70 x 70 channels ("medium") is the GEMM tiles' case; direct, its emulation takes seconds.
 FORCED_PAIRS = [pytest.param(c, s, id=f"{c[0]}-{s}") for c in FORCED_CASES for s in FORCED
                 if not (s in ("direct", "strip") and c[0] == "medium")]
 FORCED_PAIRS += [pytest.param(c, "window", id=f"{c[0]}-window") for c in WINDOW_CASES]
 FORCED_PAIRS += [pytest.param(c, "strip", id=f"{c[0]}-strip") for c in STRIP_CASES]
+FORCED_PAIRS += [pytest.param(c, "direct", id=f"{c[0]}-direct") for c in DIRECT_FORWARD_CASES]
 # The transposed filter gradient where the heuristic takes it: a 3-channel
 # stem, 27 taps of 40 filters (a partial column tile), stride 2, padding.
 FORCED_PAIRS += [pytest.param(("stem_k40", (3, 3, 11, 9), (40, 3, 3, 3), 2, 1, 1, 1), s, id=f"stem_k40-{s}")

@@ -174,6 +174,8 @@ def direct_fill(g, pass_, c) -> tuple[str, float]:
         if Cg == 1:
             return "depthwise_backward_data_c1_f32", 1.0
         return "depthwise_backward_data_f32", cdiv(Cg, depthwise.CHANNEL_BLOCK) * depthwise.CHANNEL_BLOCK / Cg
+    if pass_ == "forward":
+        return depthwise.forward_kernel(g) + "_f32", 1.0
     return f"depthwise_{pass_}_f32", 1.0
 
 

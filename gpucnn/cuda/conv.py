@@ -104,7 +104,7 @@ def conv2d_forward(rt, x, w, b, g, relu=False):
     for n0, n1, gb in _batches(g, x[0].size, y[0].size) if y.size else ():
         c, geom, xs = _choose(rt, gb, "forward", x.dtype), _geom(gb), x[n0:n1]
         if c.family == "direct":
-            depthwise.forward(rt, xs, w, b, y[n0:n1], geom, relu)
+            depthwise.forward(rt, xs, w, b, y[n0:n1], g, geom, relu)
             continue
         # A split reduction applies the ReLU where it adds its parts.
         _split_gemm(rt, "conv2d_forward", x.dtype, c, y[n0:n1], g.K // g.groups, gb.N * win.P * win.Q,

@@ -16,18 +16,31 @@ from gpucnn.cuda.launch import i64, launch
 
 FAMILY = "depthwise"
 KERNELS = ("depthwise_forward", "depthwise_backward_data", "depthwise_backward_filter",
+           "depthwise_forward_k3", "depthwise_forward_k5",  # a row's inputs in registers (forward_kernel)
            "depthwise_backward_data_c1",  # c1: groups of one channel, one channel a thread
            "depthwise_backward_data_window")  # groups of one channel, dy windows in registers
 THREADS = 256  # DW_THREADS
+OUTPUTS = 4  # DW_OUT: consecutive outputs of a row a forward thread computes
+ROW_WIDTHS = (3, 5)  # filter widths of the depthwise_forward_kK kernels
 CHANNEL_BLOCK = 4  # DW_CB: channels of one group a backward-data thread computes
 PIXELS = 4  # DW_PIX: pixels of a row's stride phase a backward-data thread computes
 WINDOW_PIXELS, WINDOW_ROWS = 4, 3  # DWW_PIX, DWW_ROWS: a window kernel lane's pixels of a phase, and rows
 WARP = 32
 
 
-def forward(rt, x, w, b, y, geom, relu: bool = False) -> None:
-    """y = x * w + b (then ReLU when ``relu``): one thread per output element."""
-    launch(rt, FAMILY, "depthwise_forward", x.dtype, y.size, (x, w, b, y, *geom, np.int32(relu)))
+def forward_kernel(g) -> str:
+    """The forward kernel for geometry ``g``: stride and dilation 1 along rows
+    with a 3- or 5-wide filter take the one that holds a row's inputs in
+    registers (depthwise.cu's dw_forward_row), the rest the per-tap one."""
+    win = g.win
+    unit = win.sw == 1 and win.dw == 1 and win.kw in ROW_WIDTHS
+    return f"depthwise_forward_k{win.kw}" if unit else "depthwise_forward"
+
+
+def forward(rt, x, w, b, y, g, geom, relu: bool = False) -> None:
+    """y = x * w + b (then ReLU when ``relu``): one thread per OUTPUTS outputs of a row."""
+    rows, Q = y.size // y.shape[-1], y.shape[-1]
+    launch(rt, FAMILY, forward_kernel(g), x.dtype, rows * -(-Q // OUTPUTS), (x, w, b, y, *geom, np.int32(relu)))
 
 
 def backward_data(rt, dy, w, dx, g, geom) -> None:
