@@ -58,10 +58,15 @@ __device__ __forceinline__ void dw_forward_row(T (&acc)[DW_OUT], const T* row, c
                                                int sw, int dw) {
     if constexpr (KW > 0) {
         enum { SPAN = DW_OUT + KW - 1 };
-        const bool inside = w0 >= 0 && w0 + SPAN <= W;  // uniform over the row: no test per input
+        const T* in = row + w0;
         T v[SPAN];
+        if (w0 >= 0 && w0 + SPAN <= W) {  // the whole span inside the row: no test per input
 #pragma unroll
-        for (int i = 0; i < SPAN; ++i) v[i] = inside || (unsigned)(w0 + i) < (unsigned)W ? row[w0 + i] : T(0);
+            for (int i = 0; i < SPAN; ++i) v[i] = in[i];
+        } else {
+#pragma unroll
+            for (int i = 0; i < SPAN; ++i) v[i] = (unsigned)(w0 + i) < (unsigned)W ? in[i] : T(0);
+        }
 #pragma unroll
         for (int s = 0; s < KW; ++s) {
             const T ws = wr[s];
