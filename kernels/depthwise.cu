@@ -14,6 +14,9 @@
 //                                dynamic shared memory: the bank, K*kh*sw*strip elements
 //   depthwise_backward_filter_T(const T* dy, const T* x, T* out, GEOM, int chunk, int splits)
 //                                out: (splits,K,Cg,kh,kw), partial sums over pixel chunks
+//   depthwise_backward_filter_k3_T, _k5_T: the same for 3x3 and 5x5 filters of groups of one
+//                                channel at stride and dilation 1 along rows; chunks of
+//                                DW_OUT-output row units (gpucnn/cuda/algo.py's filter_rows)
 // where GEOM = int N, C, H, W, K, P, Q, kh, kw, sh, sw, pt, pl, dh, dw, G (as conv2d.cu).
 // Element counts fit in int (checked by gpucnn/cuda/conv.py); memory offsets are 64-bit.
 //
@@ -46,6 +49,19 @@
 
 // ------------------------------------------------------------------- forward
 
+// v[i] = row[w0 + i], zero outside [0, W) (padding): SPAN inputs of a row.
+template <int SPAN, typename T>
+__device__ __forceinline__ void dw_row_span(T (&v)[SPAN], const T* row, int w0, int W) {
+    const T* in = row + w0;
+    if (w0 >= 0 && w0 + SPAN <= W) {  // the whole span inside the row: no test per input
+#pragma unroll
+        for (int i = 0; i < SPAN; ++i) v[i] = in[i];
+    } else {
+#pragma unroll
+        for (int i = 0; i < SPAN; ++i) v[i] = (unsigned)(w0 + i) < (unsigned)W ? in[i] : T(0);
+    }
+}
+
 // acc[j] += one filter row's taps for the outputs w0 + j*sw, j < DW_OUT, of
 // input row ``row``. KW > 0 (stride and dilation 1, kw == KW): the DW_OUT +
 // KW - 1 inputs are loaded once each into registers and every FMA's operands
@@ -57,16 +73,8 @@ template <int KW, typename T>
 __device__ __forceinline__ void dw_forward_row(T (&acc)[DW_OUT], const T* row, const T* wr, int w0, int W, int kw,
                                                int sw, int dw) {
     if constexpr (KW > 0) {
-        enum { SPAN = DW_OUT + KW - 1 };
-        const T* in = row + w0;
-        T v[SPAN];
-        if (w0 >= 0 && w0 + SPAN <= W) {  // the whole span inside the row: no test per input
-#pragma unroll
-            for (int i = 0; i < SPAN; ++i) v[i] = in[i];
-        } else {
-#pragma unroll
-            for (int i = 0; i < SPAN; ++i) v[i] = (unsigned)(w0 + i) < (unsigned)W ? in[i] : T(0);
-        }
+        T v[DW_OUT + KW - 1];
+        dw_row_span(v, row, w0, W);
 #pragma unroll
         for (int s = 0; s < KW; ++s) {
             const T ws = wr[s];
@@ -333,6 +341,25 @@ __device__ void dw_backward_data_window(T* bank, const T* __restrict__ dy, const
 
 // ----------------------------------------------------------- backward filter
 
+// out[j] = the block's sum of its threads' v[j], j < n <= DW_TB, by a fixed
+// tree (the same order every run); part: DW_TB x DW_THREADS of shared memory.
+template <typename T>
+__device__ __forceinline__ void dw_block_sum(T (*part)[DW_THREADS], const T* v, int n, T* __restrict__ out) {
+    const int t = threadIdx.x;
+#pragma unroll
+    for (int j = 0; j < DW_TB; ++j) part[j][t] = j < n ? v[j] : T(0);  // v has n values
+    __syncthreads();
+#pragma unroll
+    for (int s = DW_THREADS / 2; s > 0; s >>= 1) {
+        if (t < s)
+#pragma unroll
+            for (int j = 0; j < DW_TB; ++j) part[j][t] += part[j][t + s];
+        __syncthreads();
+    }
+    if (t < n) out[t] = part[t][0];
+    __syncthreads();  // part is read before the next sums overwrite it
+}
+
 // Block z (blocks stride over K*splits, so any grid works) reduces filter
 // k = z % K over pixels [split*chunk, min((split+1)*chunk, N*P*Q)) of its
 // group, split = z / K, and writes out[split, k, :].
@@ -372,19 +399,57 @@ __device__ void dw_backward_filter(T (*part)[DW_THREADS], const T* __restrict__ 
                     if ((unsigned)h < (unsigned)H && (unsigned)ww < (unsigned)W) acc[j] += d * xg[base + off[j]];
                 }
             }
-#pragma unroll
-            for (int j = 0; j < DW_TB; ++j) part[j][t] = acc[j];
-            __syncthreads();
-#pragma unroll
-            for (int s = DW_THREADS / 2; s > 0; s >>= 1) {  // fixed tree: the same order every run
-                if (t < s)
-#pragma unroll
-                    for (int j = 0; j < DW_TB; ++j) part[j][t] += part[j][t + s];
-                __syncthreads();
-            }
-            if (t < DW_TB && tb + t < taps) out[((long long)split * K + k) * taps + tb + t] = part[t][0];
-            __syncthreads();  // part is read before the next taps overwrite it
+            dw_block_sum(part, acc, min(DW_TB, taps - tb), out + ((long long)split * K + k) * taps + tb);
         }
+    }
+}
+
+// The rows kernel of the filter gradient (KS x KS filters of groups of one
+// channel, stride and dilation 1 along rows: algo.filter_rows): block z
+// reduces filter k = z % K over units [split*chunk, ...) of N*P*QB, a unit
+// being DW_OUT consecutive outputs of a row (QB = ceil(Q / DW_OUT)); per
+// unit and filter row, the DW_OUT dy values and the row's DW_OUT + KS - 1
+// inputs are loaded once and feed KS * DW_OUT FMAs (the per-tap kernel above
+// loads an input per FMA and re-derives the pixel per DW_TB taps: 125
+// instructions per 8 FFMA on sm_90, and 3x3's 9 taps took two passes).
+template <int KS, typename T>
+__device__ void dw_backward_filter_rows(T (*part)[DW_THREADS], const T* __restrict__ dy, const T* __restrict__ x,
+                                        T* __restrict__ out, GEOM, int chunk, int splits) {
+    const int Kg = K / G, QB = (Q + DW_OUT - 1) / DW_OUT, units = N * P * QB, t = threadIdx.x;
+    const FastDiv fQB(QB), fP(P);
+    for (int z = blockIdx.x; z < K * splits; z += gridDim.x) {  // uniform per block: barriers are safe
+        const int k = z % K, split = z / K, g = k / Kg;
+        const int beg = split * chunk, end = min(units, beg + chunk);
+        T acc[KS * KS];
+#pragma unroll
+        for (int j = 0; j < KS * KS; ++j) acc[j] = T(0);
+        for (int e = beg + t; e < end; e += DW_THREADS) {
+            int np, n;
+            const int qb = fQB.divmod(e, np), p = fP.divmod(np, n), q0 = qb * DW_OUT;
+            const T* dyr = dy + (((long long)n * K + k) * P + p) * Q + q0;
+            const T* xc = x + ((long long)n * C + g) * H * W;
+            // a row's last unit may hold fewer outputs: their dy are zeros and their inputs
+            // are not multiplied (an input no output pairs with stays out, inf or not)
+            const bool whole = q0 + DW_OUT <= Q;
+            T d[DW_OUT];
+#pragma unroll
+            for (int j = 0; j < DW_OUT; ++j) d[j] = whole || q0 + j < Q ? dyr[j] : T(0);
+#pragma unroll
+            for (int r = 0; r < KS; ++r) {
+                const int h = p * sh - pt + r * dh;
+                if ((unsigned)h >= (unsigned)H) continue;  // a padded row: its taps add nothing
+                T v[DW_OUT + KS - 1];
+                dw_row_span(v, xc + (long long)h * W, q0 - pl, W);
+#pragma unroll
+                for (int s = 0; s < KS; ++s)
+#pragma unroll
+                    for (int j = 0; j < DW_OUT; ++j)
+                        if (whole || q0 + j < Q) acc[r * KS + s] += d[j] * v[j + s];
+            }
+        }
+#pragma unroll
+        for (int j0 = 0; j0 < KS * KS; j0 += DW_TB)  // the block's sums DW_TB taps at a time
+            dw_block_sum(part, acc + j0, min(DW_TB, KS * KS - j0), out + ((long long)split * K + k) * KS * KS + j0);
     }
 }
 
@@ -420,6 +485,17 @@ DW_BACKWARD_DATA(double, c1_f64, 1)
     }
 DW_BACKWARD_DATA_WINDOW(float, f32)
 DW_BACKWARD_DATA_WINDOW(double, f64)
+#define DW_BACKWARD_FILTER_ROWS(T, SFX, KS)                                                                  \
+    extern "C" __global__ void __launch_bounds__(DW_THREADS)                                                 \
+    depthwise_backward_filter_##SFX(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ out,  \
+                                    GEOM, int chunk, int splits) {                                           \
+        __shared__ T part[DW_TB][DW_THREADS];                                                                \
+        dw_backward_filter_rows<KS>(part, dy, x, out, GEOM_ARGS, chunk, splits);                             \
+    }
+DW_BACKWARD_FILTER_ROWS(float, k3_f32, 3)
+DW_BACKWARD_FILTER_ROWS(double, k3_f64, 3)
+DW_BACKWARD_FILTER_ROWS(float, k5_f32, 5)
+DW_BACKWARD_FILTER_ROWS(double, k5_f64, 5)
 extern "C" __global__ void __launch_bounds__(DW_THREADS)
 depthwise_backward_filter_f32(const float* __restrict__ dy, const float* __restrict__ x, float* __restrict__ out,
                               GEOM, int chunk, int splits) {

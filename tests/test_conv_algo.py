@@ -73,13 +73,28 @@ def test_parts_cover_the_reduction(case, sms):
     g = _geometry(case)
     for p in algo.PASSES:
         c = algo.choose(g, p, sms=sms)
-        red = algo.gemm_shape(g, p)[2] if c.family == "gemm" else g.N * g.win.P * g.win.Q
+        red = algo.gemm_shape(g, p)[2] if c.family == "gemm" else algo.direct_filter_units(g)
         if c.splits > 1:
             assert (c.splits - 1) * c.chunk < red <= c.splits * c.chunk, (p, c)
         if c.family == "gemm":
             rows = algo.gemm_shape(g, p)[1 if c.swap else 0]
             assert c.chunk % algo.TILE[2] == 0 and c.tile == algo.ffma_tile(rows)
             assert c.swap == (case.name == "cifar-stem" and p == "backward_filter")
+
+
+@pytest.mark.parametrize("xs,ws,stride,dilation,groups,ks,units", [
+    ((16, 256, 56, 56), (256, 1, 3, 3), 1, 1, 256, 3, 16 * 54 * 14),  # 3x3 without padding: 54 = 13.5 units
+    ((1, 4, 20, 13), (8, 1, 5, 5), (2, 1), (3, 1), 4, 5, 1 * 4 * 3),  # across rows anything; Q = 9: 3 units
+    ((1, 4, 6, 13), (4, 1, 3, 3), (1, 2), 1, 4, 0, 1 * 4 * 6),         # stride along rows: per tap, pixels
+    ((1, 4, 6, 13), (4, 1, 3, 3), 1, (1, 2), 4, 0, 1 * 4 * 9),         # dilation along rows
+    ((1, 4, 6, 13), (4, 2, 3, 3), 1, 1, 2, 0, 1 * 4 * 11),             # two channels a group
+    ((1, 4, 6, 13), (4, 1, 3, 5), 1, 1, 4, 0, 1 * 4 * 9),              # not square
+    ((1, 4, 9, 13), (4, 1, 7, 7), 1, 1, 4, 0, 1 * 3 * 7),              # 7 x 7
+])
+def test_filter_rows(xs, ws, stride, dilation, groups, ks, units):
+    from gpucnn.functional.conv import _conv_geometry
+    g = _conv_geometry(xs, ws, stride, 0, dilation, groups)
+    assert (algo.filter_rows(g), algo.direct_filter_units(g)) == (ks, units)
 
 
 @pytest.mark.parametrize("Kg,taps,want", [
@@ -183,16 +198,19 @@ STRIP_CASES = [
 ]
 
 
-# The direct forward's register rows (depthwise.cu's dw_forward_row: 4
-# outputs a thread; stride and dilation 1 with 3- and 5-wide filters hold a
-# row's inputs in registers, the rest load per tap): Q not a multiple of 4,
-# rows narrower than a thread's 6 or 8 inputs, padding on one side only,
-# two channels a group, and a 7-wide filter at stride 1 (the per-tap path).
-DIRECT_FORWARD_CASES = [
+# The direct kernels' register rows (depthwise.cu's dw_forward_row and the
+# filter gradient's rows kernel: 4 outputs of a row a thread; stride and
+# dilation 1 along rows with 3- and 5-wide filters hold a row's inputs in
+# registers, the rest load per tap): Q not a multiple of 4, rows narrower
+# than a thread's 6 or 8 inputs, padding on one side only, two channels a
+# group (per tap), a 7-wide filter at stride 1 (per tap), and two filters a
+# channel with stride and dilation across rows only (rows kernels).
+DIRECT_ROWS_CASES = [
     ("dw_k5_q13", (1, 4, 6, 13), (4, 1, 5, 5), 1, 2, 1, 4),
     ("dw_k3_narrow", (2, 3, 3, 2), (6, 1, 3, 3), 1, (1, 1, 0, 2), 1, 3),
     ("dw_k3_cg2_right_pad", (1, 4, 5, 11), (6, 2, 3, 3), 1, (0, 1, 0, 3), 1, 2),
     ("dw_k7_s1", (1, 2, 4, 10), (2, 1, 2, 7), 1, (0, 3), 1, 2),
+    ("dw_k3_mult2_sh2_dh2", (2, 3, 9, 10), (6, 1, 3, 3), (2, 1), 1, (2, 1), 3),
 ]
 
 # 70 x 70 channels ("medium") is the GEMM tiles' case; direct, its emulation takes seconds.
@@ -200,7 +218,7 @@ FORCED_PAIRS = [pytest.param(c, s, id=f"{c[0]}-{s}") for c in FORCED_CASES for s
                 if not (s in ("direct", "strip") and c[0] == "medium")]
 FORCED_PAIRS += [pytest.param(c, "window", id=f"{c[0]}-window") for c in WINDOW_CASES]
 FORCED_PAIRS += [pytest.param(c, "strip", id=f"{c[0]}-strip") for c in STRIP_CASES]
-FORCED_PAIRS += [pytest.param(c, "direct", id=f"{c[0]}-direct") for c in DIRECT_FORWARD_CASES]
+FORCED_PAIRS += [pytest.param(c, s, id=f"{c[0]}-{s}") for c in DIRECT_ROWS_CASES for s in ("direct", "direct:3")]
 # The transposed filter gradient where the heuristic takes it: a 3-channel
 # stem, 27 taps of 40 filters (a partial column tile), stride 2, padding.
 FORCED_PAIRS += [pytest.param(("stem_k40", (3, 3, 11, 9), (40, 3, 3, 3), 2, 1, 1, 1), s, id=f"stem_k40-{s}")

@@ -176,7 +176,7 @@ def direct_fill(g, pass_, c) -> tuple[str, float]:
         return "depthwise_backward_data_f32", cdiv(Cg, depthwise.CHANNEL_BLOCK) * depthwise.CHANNEL_BLOCK / Cg
     if pass_ == "forward":
         return depthwise.forward_kernel(g) + "_f32", 1.0
-    return f"depthwise_{pass_}_f32", 1.0
+    return depthwise.filter_kernel(g) + "_f32", 1.0
 
 
 def direct_us(case, g, pass_, c, rec, dev, s) -> tuple[str, float, float]:

@@ -20,10 +20,12 @@ Families:
           twice as much of it (filter_orientation: 3-channel stems)
   phase   backward-data only: the stride-decomposed implicit GEMM, one dense
           sub-problem per phase of the input, so no tap meets a structural zero
-  direct  kernels/depthwise.cu: a thread per output element (forward), per
+  direct  kernels/depthwise.cu: a thread per 4 outputs of a row (forward), per
           4 pixels x 4 channels (backward-data; x 1 channel for groups of
           one), or a block per filter and pixel chunk with a fixed tree
-          (backward-filter), for groups so
+          (backward-filter; for 3x3 and 5x5 filters of one channel a group
+          at stride and dilation 1 along rows, chunks of 4-output row units
+          whose inputs are loaded once a filter row: filter_rows), for groups so
           small that a 64-row tile would be mostly empty (depthwise, small
           groups, backward-data with C <= 4 that the strip kernel does not
           take, filter gradients that would fill under DIRECT_FILTER_USE of
@@ -106,6 +108,8 @@ NARROW_TILE = (32, 64, 16)  # GemmNarrow
 GEMM_BLOCKS_PER_SM = {(64, 4): 2, (64, 8): 2, (32, 4): 4, (32, 8): 3}
 DIRECT_BLOCKS_PER_SM = 8  # 256-thread blocks of depthwise.cu (no register cap hit)
 DIRECT_THREADS = 256
+ROW_OUTPUTS = 4  # depthwise.cu's DW_OUT: outputs of a row a rows-kernel thread takes
+ROW_FILTERS = (3, 5)  # the filter sizes of depthwise.cu's rows kernels (filter_rows)
 SMALL_GROUP = 8  # direct when both Kg and Cg are at most this
 SMALL_C = 4      # backward-data direct for up to this many channels a group (stems)
 # backward-filter direct when the GEMM's tiles are less full than this. By
@@ -325,16 +329,31 @@ def _strip_ok(g, dtype) -> bool:
     return g.C // g.groups <= SMALL_C and strip_bank_bytes(g, dtype) <= STRIP_SMEM
 
 
+def filter_rows(g) -> int:
+    """KS where the direct filter gradient runs depthwise.cu's rows kernel
+    (KS x KS filters, ROW_FILTERS, of groups of one channel at stride and
+    dilation 1 along rows: depthwise 3x3 and 5x5), else 0."""
+    w = g.win
+    one = g.C == g.groups and w.sw == 1 and w.dw == 1 and w.kh == w.kw
+    return w.kw if one and w.kw in ROW_FILTERS else 0
+
+
+def direct_filter_units(g) -> int:
+    """The units the direct filter gradient splits: pixels, or for the rows
+    kernel runs of ROW_OUTPUTS outputs of a row (N * P * ceil(Q / ROW_OUTPUTS))."""
+    w = g.win
+    return g.N * w.P * (cdiv(w.Q, ROW_OUTPUTS) if filter_rows(g) else w.Q)
+
+
 def _direct(g, pass_: str, sms: int, splits: int | None) -> Choice:
     if pass_ != "backward_filter":
         return Choice("direct")
-    # A block per filter and chunk of pixels: split the N*P*Q pixels until the
-    # blocks fill whole waves, each thread reducing at least MIN_SPLIT_STEPS pixels.
-    w = g.win
-    npq = g.N * w.P * w.Q
+    # A block per filter and chunk of units: split them until the blocks fill
+    # whole waves, each thread reducing at least MIN_SPLIT_STEPS units.
+    units = direct_filter_units(g)
     if splits is None:
-        splits = _split(g.K, cdiv(npq, DIRECT_THREADS), sms * DIRECT_BLOCKS_PER_SM, MAX_FILTER_SPLITS)
-    return _parts(Choice("direct"), npq, splits, DIRECT_THREADS)
+        splits = _split(g.K, cdiv(units, DIRECT_THREADS), sms * DIRECT_BLOCKS_PER_SM, MAX_FILTER_SPLITS)
+    return _parts(Choice("direct"), units, splits, DIRECT_THREADS)
 
 
 def choose(g, pass_: str, dtype=np.float32, math: str = "fp32", sms: int = DEFAULT_SMS, cc: int = 90) -> Choice:

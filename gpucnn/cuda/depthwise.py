@@ -17,11 +17,12 @@ from gpucnn.cuda.launch import i64, launch
 FAMILY = "depthwise"
 KERNELS = ("depthwise_forward", "depthwise_backward_data", "depthwise_backward_filter",
            "depthwise_forward_k3", "depthwise_forward_k5",  # a row's inputs in registers (forward_kernel)
+           "depthwise_backward_filter_k3", "depthwise_backward_filter_k5",  # rows kernels (filter_kernel)
            "depthwise_backward_data_c1",  # c1: groups of one channel, one channel a thread
            "depthwise_backward_data_window")  # groups of one channel, dy windows in registers
 THREADS = 256  # DW_THREADS
-OUTPUTS = 4  # DW_OUT: consecutive outputs of a row a forward thread computes
-ROW_WIDTHS = (3, 5)  # filter widths of the depthwise_forward_kK kernels
+OUTPUTS = algo.ROW_OUTPUTS  # DW_OUT: consecutive outputs of a row a forward or rows-kernel thread computes
+ROW_WIDTHS = algo.ROW_FILTERS  # filter widths of the depthwise_forward_kK kernels
 CHANNEL_BLOCK = 4  # DW_CB: channels of one group a backward-data thread computes
 PIXELS = 4  # DW_PIX: pixels of a row's stride phase a backward-data thread computes
 WINDOW_PIXELS, WINDOW_ROWS = 4, 3  # DWW_PIX, DWW_ROWS: a window kernel lane's pixels of a phase, and rows
@@ -35,6 +36,13 @@ def forward_kernel(g) -> str:
     win = g.win
     unit = win.sw == 1 and win.dw == 1 and win.kw in ROW_WIDTHS
     return f"depthwise_forward_k{win.kw}" if unit else "depthwise_forward"
+
+
+def filter_kernel(g) -> str:
+    """The filter-gradient kernel: the rows kernel of KS x KS filters where
+    algo.filter_rows takes it (its chunks count row units), else per tap."""
+    ks = algo.filter_rows(g)
+    return f"depthwise_backward_filter_k{ks}" if ks else "depthwise_backward_filter"
 
 
 def forward(rt, x, w, b, y, g, geom, relu: bool = False) -> None:
@@ -80,7 +88,7 @@ def backward_filter(rt, dy, x, g, geom, choice):
     dw = rt.xp.empty(shape, x.dtype)
     out = dw if choice.splits == 1 else rt.xp.empty((choice.splits, *shape), x.dtype)
     # One block per (filter, chunk): K*splits*THREADS "elements" asks grid_for for that many blocks.
-    launch(rt, FAMILY, "depthwise_backward_filter", x.dtype, g.K * choice.splits * THREADS,
+    launch(rt, FAMILY, filter_kernel(g), x.dtype, g.K * choice.splits * THREADS,
            (dy, x, out, *geom, np.int32(choice.chunk), np.int32(choice.splits)), block=THREADS)
     if choice.splits > 1:
         launch(rt, "conv2d", "conv2d_sum_splits", x.dtype, dw.size,
