@@ -31,41 +31,9 @@ Families:
           take, filter gradients that would fill under DIRECT_FILTER_USE of
           their GEMM tiles, narrow or wide)
   window  backward-data only: depthwise.cu's dy-window kernel, for groups of
-          one channel whose stride phases keep at least WINDOW_MIN_TAPS taps
-          of a row (wide strided stems: deepspeech keeps 10 of its 20) and
-          whose filter bank fits WINDOW_SMEM of shared memory. A lane owns 4
-          pixels of a phase in each of 3 rows; per filter, one run of 13 dy
-          values (4 LDG.128 of 512 contiguous bytes a warp) feeds up to 3 x 40
-          FMAs. Model (H100, 132 SMs at 1.755-1.98 GHz, 4 instructions issued
-          and one 128-byte L1 wavefront a clock per SM; sm_90 SASS: a window
-          issues ~51 instructions plus ~45 per live row, 40 of them FFMA):
-          deepspeech reads 0.6 windows per row tap and filter, and is
-          issue-bound at ~89-101 us against cuDNN's ~61 us (45 TFLOP/s):
-          1.45-1.65x; the direct kernel (155 instructions per 4 filters of a
-          tap, 16 FFMA) at ~400-450 us, 6.5-7.4x. Depthwise 3x3 stays direct: 3 taps a
-          phase fill 3 of a window's 10 tap slots, and each block would fill
-          a bank of all K filters to use one
+          one channel with wide stride phases (deepspeech): algo_direct
   strip   backward-data only: kernels/conv2d_strip.cu, for groups of 1 to 4
-          channels (SMALL_C) and more than SMALL_GROUP filters (3-channel
-          stems) whose filter bank fits STRIP_SMEM, where the direct kernel
-          spends ~5 instructions an FMA (81 a trip for 16 FFMA on sm_90) and
-          wastes a quarter of them on a fourth channel. A thread owns 8 pixels
-          of a row's stride phase for all Cg channels; per filter and row tap,
-          a chunk of STRIP_TAPS taps reads 11 dy values once into registers and
-          the chunk's weights from shared memory (3 LDS.128 for 3 channels):
-          96 FFMA in 122 issued instructions (sm_90 SASS, two filters a trip,
-          bench/results/static-sm90.md), 1.27 an FMA. Phases with fewer taps run
-          zero weights: cifar-stem's 3 of 4 (1.69 a useful FMA), resnet-stem's
-          7 of 8 (1.45). Predicted on the H200 (gpucnn.bench.model, kernels
-          alone, central): cifar-stem 18 us (was 67 direct; dy is 8 us of
-          copy bandwidth), resnet-stem 119 us (was 546); 1.7x and 1.5x cuDNN
-          without TF32. Groups of at most SMALL_GROUP filters stay direct
-          (depthwise, small groups): each (row tap, chunk) pays ~50
-          instructions of bounds tests and addresses outside the filter loop,
-          which the model's loop count leaves out and few filters do not
-          amortise; one channel takes the window kernel first where a phase
-          keeps WINDOW_MIN_TAPS taps (its 40 FFMA in ~45 instructions a live
-          row beat the strip's 64 in 126)
+          channels and more than SMALL_GROUP filters (3-channel stems): algo_direct
 
 A forward or backward-data GEMM whose tile grid is below one wave splits its
 reduction into ``splits`` chunks of ``chunk`` indices (a multiple of the
@@ -92,10 +60,14 @@ import contextlib
 import contextvars
 import dataclasses
 import functools
-import math
 import os
 
 import numpy as np
+
+from gpucnn.cuda.algo_direct import (  # noqa: F401 (algo is where callers ask: re-exported)
+    DIRECT_BLOCKS_PER_SM, DIRECT_THREADS, ROW_FILTERS, ROW_OUTPUTS, SMALL_C, SMALL_GROUP, STRIP_SMEM, STRIP_TAPS,
+    WINDOW_MIN_TAPS, WINDOW_SMEM, WINDOW_SLOTS, WINDOW_TAPS, cdiv, direct_filter_units, filter_rows, phase_taps,
+    strip_bank_bytes, strip_ok, strip_slots, window_bank_bytes, window_ok, window_strip)
 
 PASSES = ("forward", "backward_data", "backward_filter")
 FAMILIES = {"forward": ("gemm", "direct"),
@@ -106,12 +78,6 @@ TILE = (64, 64, 16)  # gemm.cuh's GemmWide: BM, BN, GEMM_BK (FFMA)
 NARROW_TILE = (32, 64, 16)  # GemmNarrow
 # (tile rows, element bytes) -> gemm.cuh's GemmBlocks: __launch_bounds__(256, 2), (128, 4), (128, 3)
 GEMM_BLOCKS_PER_SM = {(64, 4): 2, (64, 8): 2, (32, 4): 4, (32, 8): 3}
-DIRECT_BLOCKS_PER_SM = 8  # 256-thread blocks of depthwise.cu (no register cap hit)
-DIRECT_THREADS = 256
-ROW_OUTPUTS = 4  # depthwise.cu's DW_OUT: outputs of a row a rows-kernel thread takes
-ROW_FILTERS = (3, 5)  # the filter sizes of depthwise.cu's rows kernels (filter_rows)
-SMALL_GROUP = 8  # direct when both Kg and Cg are at most this
-SMALL_C = 4      # backward-data direct for up to this many channels a group (stems)
 # backward-filter direct when the GEMM's tiles are less full than this. By
 # the sm_90 SASS (bench/results/static-sm90.md) the direct kernel's loop
 # issues 125 instructions per 8 FFMA (15.6 a FMA), the narrow tile's 573 per
@@ -121,11 +87,6 @@ SMALL_C = 4      # backward-data direct for up to this many channels a group (st
 # (32 filters x 25 taps, 0.39) goes GEMM; depthwise (1 x 9 taps a group,
 # 0.004) and small groups (SMALL_GROUP) stay direct.
 DIRECT_FILTER_USE = 0.15
-WINDOW_TAPS, WINDOW_SLOTS = 10, 12  # depthwise.cu's DWW_TB, DWW_TBP: a window's taps, their slots in the bank
-WINDOW_MIN_TAPS = 5  # a window's 10 tap slots at least half used
-WINDOW_SMEM = 48 * 1024  # the bank in shared memory without an opt-in
-STRIP_TAPS = 4  # conv2d_strip.cu's STRIP_TB: a chunk's taps (its weights: whole 16-byte vectors)
-STRIP_SMEM = WINDOW_SMEM  # resnet-stem's bank: 64 x 7 x 2 x 8 x 3 floats, 42 KiB (84 KiB in double: direct)
 MIN_SPLIT_STEPS = 8    # a split reduces at least this many k-steps
 MAX_SPLITS = 16  # forward and backward-data: each part writes a whole output
 MAX_FILTER_SPLITS = 1024  # filter gradients: parts are filter-sized, and stems' few tiles need many
@@ -141,10 +102,6 @@ class Choice:
     chunk: int = 0     # reduction indices per part (0: the whole reduction)
     math: str = "fp32"  # the gemm family's kernels: FFMA, or tensor cores in "tf32"/"3xtf32"
     swap: bool = False  # backward-filter FFMA only: the transposed GEMM, taps as rows and filters as columns
-
-
-def cdiv(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 # forced spec -> (FFMA tile, swap): gemm32t is the narrow tile on the filter
@@ -292,59 +249,6 @@ def _phase(g, math: str, sms: int, cc: int) -> Choice:
     return Choice("phase", tc.TC_TILES[edge][:2] + (tc.TC_K,), math=math)
 
 
-def phase_taps(g) -> int:
-    """The most taps of a filter row that one stride phase of the input meets:
-    taps s*dw = phase (mod sw) come every sw / gcd(sw, dw)."""
-    w = g.win
-    return cdiv(w.kw, w.sw // math.gcd(w.sw, w.dw))
-
-
-def window_strip(g) -> int:
-    """Bank slots per (filter, row tap, phase) of the window kernel: whole chunks of WINDOW_SLOTS."""
-    return cdiv(phase_taps(g), WINDOW_TAPS) * WINDOW_SLOTS
-
-
-def window_bank_bytes(g, dtype) -> int:
-    w = g.win
-    return g.K * w.kh * w.sw * window_strip(g) * np.dtype(dtype).itemsize
-
-
-def _window_ok(g, dtype) -> bool:
-    """Whether the window kernel can run ``g``: groups of one channel, the bank in shared memory."""
-    return g.C == g.groups and window_bank_bytes(g, dtype) <= WINDOW_SMEM
-
-
-def strip_slots(g) -> int:
-    """Bank slots per (filter, row tap, phase) of the strip kernel: whole chunks of STRIP_TAPS."""
-    return cdiv(phase_taps(g), STRIP_TAPS) * STRIP_TAPS
-
-
-def strip_bank_bytes(g, dtype) -> int:
-    w = g.win
-    return g.K * w.kh * w.sw * strip_slots(g) * (g.C // g.groups) * np.dtype(dtype).itemsize
-
-
-def _strip_ok(g, dtype) -> bool:
-    """Whether the strip kernel can run ``g``: 1 to SMALL_C channels a group, the bank in shared memory."""
-    return g.C // g.groups <= SMALL_C and strip_bank_bytes(g, dtype) <= STRIP_SMEM
-
-
-def filter_rows(g) -> int:
-    """KS where the direct filter gradient runs depthwise.cu's rows kernel
-    (KS x KS filters, ROW_FILTERS, of groups of one channel at stride and
-    dilation 1 along rows: depthwise 3x3 and 5x5), else 0."""
-    w = g.win
-    one = g.C == g.groups and w.sw == 1 and w.dw == 1 and w.kh == w.kw
-    return w.kw if one and w.kw in ROW_FILTERS else 0
-
-
-def direct_filter_units(g) -> int:
-    """The units the direct filter gradient splits: pixels, or for the rows
-    kernel runs of ROW_OUTPUTS outputs of a row (N * P * ceil(Q / ROW_OUTPUTS))."""
-    w = g.win
-    return g.N * w.P * (cdiv(w.Q, ROW_OUTPUTS) if filter_rows(g) else w.Q)
-
-
 def _direct(g, pass_: str, sms: int, splits: int | None) -> Choice:
     if pass_ != "backward_filter":
         return Choice("direct")
@@ -380,15 +284,15 @@ def _choose(g, pass_: str, dtype, math: str, sms: int, cc: int, spec: str, tc_ti
     if sms < 1:
         raise ValueError(f"sms must be >= 1, got {sms}")
     forced = _forced()
-    runs = (forced and forced[0] in FAMILIES[pass_] and (forced[0] != "window" or _window_ok(g, dtype))
-            and (forced[0] != "strip" or _strip_ok(g, dtype)) and (not forced[3] or pass_ == "backward_filter"))
+    runs = (forced and forced[0] in FAMILIES[pass_] and (forced[0] != "window" or window_ok(g, dtype))
+            and (forced[0] != "strip" or strip_ok(g, dtype)) and (not forced[3] or pass_ == "backward_filter"))
     family, splits, tile, swap = forced if runs else (None, None, None, None)
     if family is None:
         if _direct_ok(g, pass_):
             family = "direct"
-            if pass_ == "backward_data" and phase_taps(g) >= WINDOW_MIN_TAPS and _window_ok(g, dtype):
+            if pass_ == "backward_data" and phase_taps(g) >= WINDOW_MIN_TAPS and window_ok(g, dtype):
                 family = "window"
-            elif pass_ == "backward_data" and g.K // g.groups > SMALL_GROUP and _strip_ok(g, dtype):
+            elif pass_ == "backward_data" and g.K // g.groups > SMALL_GROUP and strip_ok(g, dtype):
                 family = "strip"
         elif pass_ == "backward_data" and g.win.sh * g.win.sw > 1:
             family = "phase"
