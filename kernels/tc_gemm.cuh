@@ -86,6 +86,11 @@ typedef TcTile<64, 64, 2, 2> TcSmall;    // 4 warps of 32 x 32, for grids that w
 // deepspeech, mnist): TcSmall would leave its lower two warps' rows empty.
 // A is one 8-row block per warp (TcGather HANDLES 1), B four.
 typedef TcTile<32, 128, 1, 4> TcNarrow;
+// 4 warps of 32 x 64, for GEMMs of 33 to 64 rows and many columns (64-filter
+// layers): TcSmall's 32 x 32 warp tiles issue ~16 loop instructions per
+// HMMA (ldmatrix, conversions and the fetch shared by 8 HMMA a k-slice),
+// a 32 x 64 warp tile 16 HMMA a k-slice for half as many A fragments.
+typedef TcTile<64, 128, 2, 2> TcWide;
 
 // A valid global address for the source of a zero-filling cp.async (src-size 0 reads nothing).
 __device__ __align__(16) float tc_zero_src[4];
@@ -405,4 +410,5 @@ template <int MODE, typename Tile> struct TcRun {
     DEFINE(3xtf32_128, TC_3XTF32, TcLarge) DEFINE(3xtf32_64, TC_3XTF32, TcSmall)
 // The 32-row tile's kernels, NAME_tf32_32 and NAME_3xtf32_32, for the
 // families whose GEMMs have few rows (gpucnn/cuda/tc.py's NARROW).
-#define TC_NARROW_VARIANTS(DEFINE) DEFINE(tf32_32, TC_TF32, TcNarrow) DEFINE(3xtf32_32, TC_3XTF32, TcNarrow)
+#define TC_NARROW_VARIANTS(DEFINE) DEFINE(tf32_32, TC_TF32, TcNarrow) DEFINE(3xtf32_32, TC_3XTF32, TcNarrow) \
+    DEFINE(tf32_64w, TC_TF32, TcWide) DEFINE(3xtf32_64w, TC_3XTF32, TcWide)

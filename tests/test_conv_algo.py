@@ -398,6 +398,24 @@ def test_gemms_of_few_rows_take_the_32_row_tensor_core_tile(case):
             assert rows <= 32 < 64 < cols
 
 
+# bench case -> its passes on the wide 64 x 128 tile in tf32 (tc.tc_config:
+# 33 to 64 rows, the wide tile counted at most 0.85 of the 64 tile); 3xtf32 keeps 64.
+WIDE_TC = {"mnist-2": {"forward", "backward_filter"}, "cifar-stem": {"forward"},
+           "cifar-resnet": set(algo.PASSES), "resnet-stem": {"forward"}, "resnet-3x3": {"backward_filter"},
+           "vgg": {"backward_data"}, "dilated": {"backward_filter"}}
+
+
+@pytest.mark.parametrize("case", CONV, ids=[c.name for c in CONV])
+def test_wide_tensor_core_tile_in_tf32(case):
+    g = _geometry(case)
+    wide = {math: {p for p in algo.PASSES if algo.choose(g, p, math=math).tile[:2] == (64, 128)}
+            for math in ("tf32", "3xtf32")}
+    assert wide == {"tf32": WIDE_TC.get(case.name, set()), "3xtf32": set()}
+    for p in wide["tf32"]:
+        rows, cols, _ = algo.gemm_shape(g, p)
+        assert 32 < rows <= 64 < cols
+
+
 def test_phases_take_tensor_cores_in_the_tensor_core_modes(monkeypatch):
     """Stride phases run the tensor-core tile in "tf32" and "3xtf32" (float32),
     the FFMA tile in "fp32" and float64, and the kernel launched is the one chosen."""

@@ -159,8 +159,8 @@ TC_CONV = [  # id: x, w, stride, padding, dilation, groups
 TC_LINEAR = [("across_tiles", (130, 200), 129), ("k_below_step", (3, 5), 2), ("many_stages", (2, 1000), 3)]
 MODES = ("fp32", "tf32", "3xtf32")
 TILE_MODES = [pytest.param(m, t, o, id=f"{m}-{t}-{o}") for m in MODES[1:] for t in tc.TC_TILES for o in ORDERS]
-# linear has no 32-row tile (tc.NARROW): forcing it would run the 64 one again
-LINEAR_TILE_MODES = [p for p in TILE_MODES if p.values[1] != tc.NARROW_ROWS]
+# linear has no 32-row or wide tile (tc.NARROW): forcing them would run the 64 one again
+LINEAR_TILE_MODES = [p for p in TILE_MODES if p.values[1] not in tc.CONV_TILES]
 
 
 @pytest.mark.parametrize("mode,tile,order", TILE_MODES)
@@ -237,15 +237,23 @@ def test_default_mode_follows_compute_capability():
 ])
 def test_tc_config_table(M, N, batches, sms, cc, edge):
     assert tc.tc_config(M, N, batches, sms, cc) == edge
-    assert tc.tc_config(M, N, batches, sms, cc, narrow=True) == edge  # over 32 rows: no 32-row tile
+    if M > 64 or N <= 64:  # the 32-row and wide tiles take only GEMMs of at most 64 rows and over 64 columns
+        assert tc.tc_config(M, N, batches, sms, cc, narrow=True) == edge
 
 
-@pytest.mark.parametrize("M,N,narrow,edge", [
-    (32, 65, True, 32), (32, 64, True, 64), (33, 100000, True, 64), (1, 100000, True, 32),
-    (32, 431000, False, 64),  # a kernel without the 32-row tile (linear, phase)
+@pytest.mark.parametrize("M,N,narrow,mode,edge", [
+    (32, 65, True, "tf32", 32), (32, 64, True, "tf32", 64), (1, 100000, True, "3xtf32", 32),
+    (32, 431000, False, "tf32", 64),  # a kernel without the 32-row tile (linear, phase)
+    # 64 rows: the wide tile in tf32 where it counts at most 0.85 of the 64 tile: 1024 wide tiles in
+    # 4 waves of 264 x 2 x 8192 x 0.69 against 2048 in 6 of 396 x 3 x 4096 (0.61)
+    (64, 131072, True, "tf32", "64w"), (64, 131072, True, "3xtf32", 64), (64, 131072, False, "tf32", 64),
+    (33, 100000, True, "tf32", "64w"),  # 3 waves x 2 x 8192 x 0.69 against 4 x 3 x 4096 (0.69)
+    (64, 50176, True, "tf32", 64),  # resnet-3x3 forward: 2 waves of each, 0.92
+    (64, 147, True, "tf32", 64),  # resnet-stem's filter gradient: 147 columns fill 2 wide tiles 57%: 0.92
+    (64, 65, True, "tf32", "64w"),  # one tile of each below a wave: 8192 x 0.69 against 2 x 4096
 ])
-def test_tc_config_narrow(M, N, narrow, edge):
-    assert tc.tc_config(M, N, 1, 132, 90, narrow) == edge
+def test_tc_config_narrow(M, N, narrow, mode, edge):
+    assert tc.tc_config(M, N, 1, 132, 90, narrow, mode) == edge
 
 
 def test_forced_narrow_tile_falls_back_where_absent():
@@ -261,7 +269,7 @@ def test_tc_variants_are_the_kernels_plan_names():
     from gpucnn.runtime import runtime_for
     rt = runtime_for("emulator")
     names = set(tc.variants("conv2d_forward"))
-    assert len(names) == 6 and len(tc.variants("linear_forward")) == 4
+    assert len(names) == 8 and len(tc.variants("linear_forward")) == 4
     for mode in MODES[1:]:
         for edge in tc.TC_TILES:
             with gpucnn.math_mode(mode), tc.force_tile(edge):

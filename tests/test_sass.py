@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from gpucnn.cuda import tc
 from gpucnn.runtime import sass_report
 
 EXCERPT = """
@@ -93,11 +94,13 @@ def test_tc_k_step_loop_is_mma_fed_by_cp_async_and_ldmatrix(tc_rows):
     k-slice: one per m16 tile and one per pair of n8 tiles; cp.async in the
     loop, one barrier."""
     rows, ptxas = tc_rows
-    # (2 families x 3 passes + the stride phases' backward-data) x 2 modes x 2 tiles, + conv2d's 32-row tile
-    assert len(rows) == 28 + 3 * 2
+    # (2 families x 3 passes + the stride phases' backward-data) x 2 modes x 2 tiles, + conv2d's 32-row
+    # and wide tiles
+    assert len(rows) == 28 + 3 * 2 * 2
     for row in rows:
-        edge = int(row["kernel"].rsplit("_", 1)[1])
-        mi, ni = (4, 4) if edge == 128 else (2, 4)
+        suffix = row["kernel"].rsplit("_", 1)[1]
+        bm, bn, wm, wn = tc.TC_TILES[int(suffix) if suffix.isdigit() else suffix]
+        mi, ni = bm // wm // 16, bn // wn // 8
         per_mma = 3 if "_3xtf32_" in row["kernel"] else 1
         assert row["HMMA"] == mi * ni * 4 * per_mma, row
         assert row["LDSM"] == (mi + ni // 2) * 4 and row["LDGSTS"] > 0 and row["BAR"] == 1, row
@@ -128,7 +131,6 @@ def test_tc_blocks_table_is_the_records():
     """gpucnn.cuda.tc's blocks per SM (the split search's slots) are the
     recorded ptxas occupancy of each conv2d tensor-core kernel on sm_90."""
     from gpucnn.bench import model_static
-    from gpucnn.cuda import tc
     rows = model_static.kernels(model_static.RECORD.read_text())
     for (pass_, mode, edge), blocks in tc._BLOCKS_SM90.items():
         assert rows[f"conv2d_{pass_}_{mode}_{edge}"]["blocks_per_sm"] == blocks, (pass_, mode, edge)

@@ -40,7 +40,7 @@ import numpy as np
 
 from gpucnn.bench import cases, model_static, modes
 from gpucnn.bench import model_consts as K
-from gpucnn.cuda import algo, depthwise, gemm, strip
+from gpucnn.cuda import algo, depthwise, gemm, strip, tc
 from gpucnn.functional.conv import _conv_geometry
 
 cdiv = algo.cdiv
@@ -78,7 +78,7 @@ def _gemm_kernel(pass_, c, rec):
     if c.math == "fp32":
         tail = ("_m32" if c.tile[0] == 32 else "") + "_f32"
     else:
-        tail = f"_{c.math}_{c.tile[0]}"
+        tail = f"_{c.math}_{tc.tile_key(c.tile)}"
     names = [base + tail]
     if getattr(c, "swap", False):
         names.insert(0, base + "_t" + tail)
@@ -119,7 +119,7 @@ def phase_work(g, c, rec, dev, s) -> Work:
     choice ``c``'s tile, FFMA or tensor-core."""
     w = g.win
     bm, bn, bk = c.tile
-    tail = "_f32" if c.math == "fp32" else f"_{c.math}_{bm}"
+    tail = "_f32" if c.math == "fp32" else f"_{c.math}_{tc.tile_key(c.tile)}"
     name, r = model_static.row(rec, "conv2d_backward_data_phase" + tail)
     tiles = cdiv(g.C // g.groups, bm) * cdiv(g.N * cdiv(w.H, w.sh) * cdiv(w.W, w.sw), bn) * g.groups
     pt, _, pl, _ = w.pad

@@ -181,7 +181,7 @@ def _gemm(g, pass_: str, sms: int, splits: int | None, math: str = "fp32", cc: i
     else:  # the tensor-core tiles run the plain orientation
         from gpucnn.cuda import tc
         swap = False
-        edge = tc.tile_edge(rows, cols, g.groups, sms, cc, narrow=True)
+        edge = tc.tile_edge(rows, cols, g.groups, sms, cc, narrow=True, mode=math)
         tile, per_sm = tc.TC_TILES[edge][:2] + (tc.TC_K,), tc.blocks_per_sm(pass_, math, edge, cc)
     bm, bn, bk = tile
     tiles = cdiv(rows, bm) * cdiv(cols, bn) * g.groups

@@ -71,7 +71,7 @@ def _win(win):
 def _gemm(rt, base, dtype, c, rows, cols, z, args):
     """Launch the tile kernel of choice ``c`` (FFMA or tensor cores, by its
     math mode and tile) over a rows x cols GEMM, repeated z times."""
-    plan = tc.plan_for(base, dtype, c.math, c.tile[0])
+    plan = tc.plan_of(base, dtype, c)
     launch_gemm(rt, FAMILY, plan, rows, cols, z, MAX_GRID_Z, args)
 
 

@@ -17,5 +17,5 @@ def backward_data(rt, dy, w, dx, g, geom, max_z: int, c) -> None:
     choice ``c`` (gpucnn.cuda.algo: FFMA, or tensor cores in "tf32"/"3xtf32")."""
     win = g.win
     cols = g.N * cdiv(win.H, win.sh) * cdiv(win.W, win.sw)
-    launch_gemm(rt, FAMILY, tc.plan_for("conv2d_backward_data_phase", dy.dtype, c.math, c.tile[0]),
+    launch_gemm(rt, FAMILY, tc.plan_of("conv2d_backward_data_phase", dy.dtype, c),
                 g.C // g.groups, cols, g.groups * win.sh * win.sw, max_z, (dy, w, dx, *geom))

@@ -2,8 +2,9 @@
 tile (kernels/gemm.cuh) or a tensor-core tile (kernels/tc_gemm.cuh) in the
 math mode in force (gpucnn.mathmode), and which tensor-core tile.
 
-Tiles are named by their rows: 128 (TcLarge, 128 x 128), 64 (TcSmall,
-64 x 64) and 32 (TcNarrow, 32 x 128, conv2d's kernels only: NARROW).
+Tiles are named by their kernels' suffixes: 128 (TcLarge, 128 x 128), 64
+(TcSmall, 64 x 64), and for conv2d's kernels only (NARROW) 32 (TcNarrow,
+32 x 128) and "64w" (TcWide, 64 x 128).
 
 ``tc_config`` is the pure per-shape choice (tested as a table); ``plan``
 applies it for a runtime's device; ``force_tile`` overrides it (tests and
@@ -23,11 +24,23 @@ from gpucnn.cuda.launch import kernel_name
 
 TC_K, STAGES = 32, 3  # TC_BK, TC_STAGES
 HANDLE_BYTES, KTAB_BYTES = 24, 24  # TC_HANDLE_BYTES, TC_KTAB_BYTES
-# tile (its rows) -> (rows, columns, threads per block): TcLarge, TcSmall, TcNarrow
-TC_TILES = {128: (128, 128, 256), 64: (64, 64, 128), 32: (32, 128, 128)}
-NARROW_ROWS = 32
-# the kernels that have the 32-row tile (kernels/conv2d.cu's TC_NARROW_VARIANTS)
+# tile (its kernels' suffix) -> (rows, columns, warps along rows, warps along columns):
+# TcLarge, TcSmall, TcNarrow, TcWide
+TC_TILES = {128: (128, 128, 2, 4), 64: (64, 64, 2, 2), 32: (32, 128, 1, 4), "64w": (64, 128, 2, 2)}
+NARROW_ROWS, WIDE = 32, "64w"
+# the kernels that have the 32-row and wide tiles (kernels/conv2d.cu's TC_NARROW_VARIANTS)
 NARROW = frozenset({"conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter"})
+CONV_TILES = (NARROW_ROWS, WIDE)  # the tiles only NARROW kernels have
+
+
+def block_threads(edge) -> int:
+    """Threads per block of tile ``edge``."""
+    return 32 * TC_TILES[edge][2] * TC_TILES[edge][3]
+
+
+def tile_key(tile) -> int | str:
+    """The TC_TILES key of a (rows, columns, ...) tile (algo.Choice.tile)."""
+    return next(k for k, v in TC_TILES.items() if v[:2] == tuple(tile[:2]))
 _forced: contextvars.ContextVar[int | None] = contextvars.ContextVar("gpucnn_tc_tile", default=None)
 
 
@@ -44,7 +57,7 @@ class Plan:
 
 def smem_bytes(edge: int) -> int:
     """TcTile<rows, columns>::SMEM of tile ``edge``: pipeline stages, k-tables and handles."""
-    bm, bn, _ = TC_TILES[edge]
+    bm, bn = TC_TILES[edge][:2]
     return STAGES * ((bm + bn) * TC_K * 4 + TC_K * KTAB_BYTES) + (bm + bn) * HANDLE_BYTES
 
 
@@ -54,7 +67,32 @@ def smem_bytes(edge: int) -> int:
 _LARGE_SMEM_CCS = (80, 87, 90, 100, 103)
 
 
-def tc_config(M: int, N: int, batches: int, sm_count: int, cc: int = 90, narrow: bool = False) -> int:
+def _cost(M: int, N: int, batches: int, sm_count: int, edge, per_sm: int, per_mac: float) -> float:
+    """Relative time of an M x N GEMM (x batches) on tile ``edge``: whole waves of
+    its tiles, per_sm sharing an SM, at ``per_mac`` issue per MAC; below a wave
+    the reduction is split to fill one (gpucnn.cuda.algo), so the waves are
+    fractional there."""
+    bm, bn = TC_TILES[edge][:2]
+    tiles, slots = -(-M // bm) * -(-N // bn) * batches, sm_count * per_sm
+    waves = -(-tiles // slots) if tiles >= slots else tiles / slots
+    return waves * per_sm * bm * bn * per_mac
+
+
+# The wide tile in tf32: its warps' k-step issues ~740 SASS instructions for
+# 64 HMMA where the 64 tile's issue ~540 for 32 (bench/results/static-sm90.md,
+# conv2d_*_tf32_64w and _64): 0.69 of the issue per MAC, at 2 blocks per SM
+# (shared memory) against 3. It is taken where that counts at most
+# WIDE_MARGIN of the 64 tile's time: the model's slow scenario (waves of
+# blocks sharing an SM) turns smaller gains into losses (resnet-3x3 forward:
+# 0.92 by this count, 2.13x -> 2.03x cuDNN central but 2.86x -> 3.03x slow).
+# In 3xTF32 the 64 tile stays: the tensor pipe, not issue, bounds both there,
+# and the wide tile's 2 blocks against 3-4 lose (mnist-2 forward 1.12x ->
+# 1.37x, resnet-stem filter gradient 1.13x -> 1.46x by the model).
+WIDE_ISSUE, WIDE_MARGIN = 0.69, 0.85
+
+
+def tc_config(M: int, N: int, batches: int, sm_count: int, cc: int = 90, narrow: bool = False,
+              mode: str = "tf32") -> int | str:
     """The tensor-core tile for an M x N GEMM repeated ``batches`` times
     (groups, splits) on ``sm_count`` multiprocessors of compute capability
     ``cc``: 128 when its tiles fill every SM at least once, both sides are
@@ -64,22 +102,29 @@ def tc_config(M: int, N: int, batches: int, sm_count: int, cc: int = 90, narrow:
     issues 982 instructions per 64 HMMA of which 32 count, against the 64
     tile's 817 per 32 (tf32 forward; 3xtf32 1578 per 192 against 1215 per
     96; bench/results/static-sm90.md), so the 64 tile is 1.2-1.3x faster.
-    With ``narrow`` (the kernel has the 32-row tile, NARROW) and at most 32
-    rows but more than 64 columns (32 filters: deepspeech, mnist), 32: the
-    64 tile's lower two warps would multiply empty rows, half its HMMA; the
-    32 x 128 tile's four warps all hold live rows at the same 32 x 32 warp
-    tile, its fetch a quarter larger a step (B's 128 columns gathered
-    against 64, A's 32 rows against 64)."""
-    if narrow and M <= NARROW_ROWS < 64 < N:
-        return NARROW_ROWS
+    With ``narrow`` (the kernel has the 32-row and wide tiles, NARROW) and
+    more than 64 columns: at most 32 rows (32 filters: deepspeech, mnist)
+    take 32: the 64 tile's lower two warps would multiply empty rows, half
+    its HMMA; the 32 x 128 tile's four warps all hold live rows at the same
+    32 x 32 warp tile, its fetch a quarter larger a step (B's 128 columns
+    gathered against 64, A's 32 rows against 64). 33 to 64 rows (64-filter
+    layers) in ``mode`` "tf32" take "64w", 64 x 128 in four 32 x 64 warp
+    tiles (per HMMA half the A fragments and ldmatrix of the 64 tile's
+    32 x 32 warp tiles), where _cost counts it WIDE_MARGIN of the 64 tile's."""
+    if narrow and N > 64 and M <= 64:
+        if M <= NARROW_ROWS:
+            return NARROW_ROWS
+        wide = _cost(M, N, batches, sm_count, WIDE, 2, WIDE_ISSUE)
+        if mode == "tf32" and wide <= WIDE_MARGIN * _cost(M, N, batches, sm_count, 64, 3, 1.0):
+            return WIDE
     large = -(-M // 128) * -(-N // 128) * batches
     return 128 if large >= sm_count and min(M, N) > 64 and cc in _LARGE_SMEM_CCS else 64
 
 
 @contextlib.contextmanager
 def force_tile(edge: int | None):
-    """Use tensor-core tile ``edge`` (128, 64 or 32) inside the block, whatever the
-    shape; kernels without the 32-row tile (not in NARROW) take 64 for 32."""
+    """Use tensor-core tile ``edge`` (a TC_TILES key) inside the block, whatever the
+    shape; kernels without the 32-row and wide tiles (not in NARROW) take 64 for them."""
     if edge is not None and edge not in TC_TILES:
         raise ValueError(f"tensor-core tile must be one of {tuple(TC_TILES)} or None, got {edge!r}")
     token = _forced.set(edge)
@@ -93,7 +138,7 @@ def variants(base: str) -> list[str]:
     """The tensor-core kernels of ``base``: one per mode and tile (tc_gemm.cuh's
     TC_VARIANTS, and TC_NARROW_VARIANTS for NARROW)."""
     return [f"{base}_{mode}_{edge}" for mode in mathmode.MODES if mode != "fp32" for edge in TC_TILES
-            if edge != NARROW_ROWS or base in NARROW]
+            if edge not in CONV_TILES or base in NARROW]
 
 
 # Resident blocks per SM of the convolution tensor-core kernels on sm_90:
@@ -112,6 +157,10 @@ _BLOCKS_SM90 = {  # (pass, mode, edge) -> blocks
     ("forward", "tf32", 32): 3, ("forward", "3xtf32", 32): 3,
     ("backward_data", "tf32", 32): 3, ("backward_data", "3xtf32", 32): 3,
     ("backward_filter", "tf32", 32): 3, ("backward_filter", "3xtf32", 32): 3,
+    # the wide tile: 79 KiB of shared memory, 2 blocks (3 would need 246 KiB)
+    ("forward", "tf32", "64w"): 2, ("forward", "3xtf32", "64w"): 2,
+    ("backward_data", "tf32", "64w"): 2, ("backward_data", "3xtf32", "64w"): 2,
+    ("backward_filter", "tf32", "64w"): 2, ("backward_filter", "3xtf32", "64w"): 2,
 }
 # Shared memory per SM (KiB) by compute capability, 1 KiB of it reserved per
 # block (CUDA C Programming Guide, compute capabilities table).
@@ -130,12 +179,13 @@ def forced_tile() -> int | None:
     return _forced.get()
 
 
-def tile_edge(M: int, N: int, batches: int, sm_count: int, cc: int, narrow: bool = False) -> int:
-    """``tc_config``'s tile, or the one ``force_tile`` sets (64 for 32 without ``narrow``)."""
+def tile_edge(M: int, N: int, batches: int, sm_count: int, cc: int, narrow: bool = False,
+              mode: str = "tf32") -> int | str:
+    """``tc_config``'s tile, or the one ``force_tile`` sets (64 for CONV_TILES without ``narrow``)."""
     forced = _forced.get()
     if forced:
-        return 64 if forced == NARROW_ROWS and not narrow else forced
-    return tc_config(M, N, batches, sm_count, cc, narrow)
+        return 64 if forced in CONV_TILES and not narrow else forced
+    return tc_config(M, N, batches, sm_count, cc, narrow, mode)
 
 
 def plan_for(base: str, dtype, mode: str, edge: int | None = None) -> Plan:
@@ -143,10 +193,16 @@ def plan_for(base: str, dtype, mode: str, edge: int | None = None) -> Plan:
     "3xtf32" (float32 only) the tensor-core tile of ``edge``; else the FFMA tile
     of ``edge`` rows (gemm.FFMA_TILES; None: the 64-row one)."""
     if np.dtype(dtype) == np.float32 and mode != "fp32":
-        bm, bn, threads = TC_TILES[edge]
-        return Plan(f"{base}_{mode}_{edge}", bm, bn, threads, TC_K, smem_bytes(edge))
+        bm, bn = TC_TILES[edge][:2]
+        return Plan(f"{base}_{mode}_{edge}", bm, bn, block_threads(edge), TC_K, smem_bytes(edge))
     bm, bn, threads, suffix = gemm.FFMA_TILES[edge or gemm.TILE_M]
     return Plan(kernel_name(base + suffix, dtype), bm, bn, threads, gemm.TILE_K)
+
+
+def plan_of(base: str, dtype, c) -> Plan:
+    """The kernel of ``base`` for gpucnn.cuda.algo's choice ``c``: its math mode and tile."""
+    core = np.dtype(dtype) == np.float32 and c.math != "fp32"
+    return plan_for(base, dtype, c.math, tile_key(c.tile) if core else c.tile[0])
 
 
 def plan(rt, base: str, dtype, rows: int, cols: int, batches: int) -> Plan:
@@ -155,5 +211,5 @@ def plan(rt, base: str, dtype, rows: int, cols: int, batches: int) -> Plan:
         cc, sms = rt.device()
         mode = mathmode.effective(cc)
         if mode != "fp32":
-            return plan_for(base, dtype, mode, tile_edge(rows, cols, batches, sms, cc, base in NARROW))
+            return plan_for(base, dtype, mode, tile_edge(rows, cols, batches, sms, cc, base in NARROW, mode))
     return plan_for(base, dtype, "fp32")
