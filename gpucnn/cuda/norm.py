@@ -5,19 +5,21 @@ splits each channel's n = N*H*W values into chunks, one (channel, chunk)
 block each, so that all the blocks are resident at once on the device's SMs
 (one wave, no tail: 128x64x32x32's 2048 blocks of 4096 values were 3.1 waves
 of 660, the last a tenth full); each thread keeps UNROLL 16-byte groups of
-each stream in flight, and a second kernel adds a channel's chunk sums in
-chunk order. The shape and the SM count decide the chunks, so the bits never
-change from run to run on one device.
+each stream in flight, and the block that finishes a channel's last chunk
+adds its chunk sums in chunk order, in the same launch (one launch a
+reduction: the second kernel's ~2 us gap saved; ``counters`` holds the
+per-channel counts that elect that block). The shape and the SM count decide
+the chunks, so the bits never change from run to run on one device.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from gpucnn.cuda.launch import contiguous, copy_of, i64, launch, scalar, vector_threads
+from gpucnn.runtime import capture
 
 FAMILY = "batchnorm"
-KERNELS = ("batchnorm_stats_partial", "batchnorm_stats_finalize", "batchnorm_forward",
-           "batchnorm_backward_partial", "batchnorm_backward_finalize", "batchnorm_backward_data")
+KERNELS = ("batchnorm_stats", "batchnorm_forward", "batchnorm_backward_sums", "batchnorm_backward_data")
 THREADS = 256  # CH_THREADS: the reductions' block
 UNROLL, UNROLL_BACKWARD = 4, 2  # CH_UNROLL, CH_UNROLL_BWD: groups in flight a thread, per stream
 BLOCKS_PER_SM = 4  # CH_BLOCKS: the reductions' __launch_bounds__ minimum (64 registers; compile_check: 4)
@@ -58,6 +60,26 @@ def channel_chunks(C: int, n: int, sms: int) -> tuple[int, int]:
     return chunk, -(-max(n, 1) // chunk)
 
 
+_counters: dict = {}
+
+
+def counters(rt, C: int):
+    """channel_reduce's per-channel counters (uint32, at least C): zeros before
+    a launch and zeros after it (each channel's last chunk wraps its counter
+    back to 0), so one buffer serves every launch of a runtime, device and
+    stream in turn; a zeroing launch per call would cost the gap the one-launch
+    reduction saves. Inside a capture the buffer is the graph's own (its
+    zeroing is a node of the graph, repeated at each replay)."""
+    xp = rt.xp
+    if capture.active():
+        return xp.zeros(max(C, 1), np.uint32)
+    key = (rt.name,) if xp is np else (rt.name, xp.cuda.Device().id, xp.cuda.get_current_stream().ptr)
+    buf = _counters.get(key)
+    if buf is None or buf.size < C:
+        buf = _counters[key] = xp.zeros(max(C, 64), np.uint32)
+    return buf
+
+
 def batch_norm_stats(rt, x, running_mean, running_var, momentum, eps):
     x = contiguous(rt.xp, x)
     N, C, HW = _dims(x)
@@ -69,11 +91,10 @@ def batch_norm_stats(rt, x, running_mean, running_var, momentum, eps):
     n = int(N) * int(HW)
     chunk, chunks = channel_chunks(int(C), n, rt.device()[1])
     part = rt.xp.empty((int(C), chunks, 2), np.float64)
-    launch(rt, FAMILY, "batchnorm_stats_partial", x.dtype, int(C) * chunks * THREADS,
-           (x, part, N, C, HW, i64(chunk), np.int32(chunks)), block=THREADS)
-    launch(rt, FAMILY, "batchnorm_stats_finalize", x.dtype, int(C),
-           (part, x, mean, invstd, rm, rv, C, HW, np.int32(chunks), np.float64(1 / n), np.float64(n / (n - 1)),
-            np.float64(eps), np.float64(momentum), np.int32(update)))
+    launch(rt, FAMILY, "batchnorm_stats", x.dtype, int(C) * chunks * THREADS,
+           (x, part, counters(rt, int(C)), mean, invstd, rm, rv, N, C, HW, i64(chunk), np.int32(chunks),
+            np.float64(1 / n), np.float64(n / (n - 1)), np.float64(eps), np.float64(momentum), np.int32(update)),
+           block=THREADS)
     return mean, invstd, (rm if update else None), (rv if update else None)
 
 
@@ -97,11 +118,10 @@ def batch_norm_backward(rt, dy, x, mean, invstd, gamma, batch_stats, y=None):
     n = int(N) * int(HW)
     chunk, chunks = channel_chunks(int(C), n, rt.device()[1])
     part = rt.xp.empty((int(C), chunks, 2), np.float64)
-    launch(rt, FAMILY, "batchnorm_backward_partial", x.dtype, int(C) * chunks * THREADS,
-           (dy, x, y, mean, part, N, C, HW, i64(chunk), np.int32(chunks), np.int32(relu)), block=THREADS)
     dgamma, dbeta = rt.xp.empty(int(C), x.dtype), rt.xp.empty(int(C), x.dtype)
-    launch(rt, FAMILY, "batchnorm_backward_finalize", x.dtype, int(C),
-           (part, invstd, dgamma, dbeta, C, np.int32(chunks)))
+    launch(rt, FAMILY, "batchnorm_backward_sums", x.dtype, int(C) * chunks * THREADS,
+           (dy, x, y, mean, invstd, part, counters(rt, int(C)), dgamma, dbeta, N, C, HW, i64(chunk),
+            np.int32(chunks), np.int32(relu)), block=THREADS)
     dx = rt.xp.empty_like(x)
     launch(rt, FAMILY, "batchnorm_backward_data", x.dtype, _map_threads(x, HW),
            (dy, x, y, mean, invstd, gamma, dgamma, dbeta, dx, i64(x.size), C, HW,
