@@ -6,10 +6,11 @@
 // part: (C, chunks, 2) doubles, the per-chunk sums of channel.cuh; counters:
 // (C,) zeros, zeros again after the launch):
 //   batchnorm_stats_T         (const T* x, double* part, unsigned* GPUCNN_INOUT counters, T* mean,
-//                              T* invstd, T* GPUCNN_INOUT run_mean, T* GPUCNN_INOUT run_var, int N,
-//                              int C, long long HW, long long chunk, int chunks, double inv_n,
+//                              T* invstd, const T* run_mean, const T* run_var,
+//                              T* GPUCNN_INOUT new_mean, T* GPUCNN_INOUT new_var, int N, int C,
+//                              long long HW, long long chunk, int chunks, double inv_n,
 //                              double unbias, double eps, double momentum, int update)
-//                              mean, invstd, run_mean, run_var: (C,)
+//                              mean, invstd, run_mean, run_var, new_mean, new_var: (C,)
 //   batchnorm_forward_T       (const T* x, const T* mean, const T* invstd, const T* gamma,
 //                              const T* beta, T* y, long long count, int C, long long HW, int relu)
 //                              x, y: (N,C,HW)  mean, invstd, gamma, beta: (C,)
@@ -28,9 +29,12 @@
 // one of the channel's own values: var = S2/n - (S1/n)^2 then loses only
 // about (mean - k)^2 / var of double's 53 bits, where E[x^2] - mean^2 (k = 0)
 // cancels catastrophically when |mean| >> std; and x is read once.
-// The running statistics, when update != 0, are updated in place in copies
-// the caller made (torch's rule: running = (1 - momentum) * running +
-// momentum * batch, with the unbiased variance unbias * var, unbias = n/(n-1)).
+// The running statistics, when update != 0, go to new arrays (torch's rule:
+// new = (1 - momentum) * running + momentum * batch, with the unbiased
+// variance unbias * var, unbias = n/(n-1)); written only then (GPUCNN_INOUT:
+// left as they are without update). Read from run_* and written to new_*
+// rather than updated in copies: two device copies (launches) and their
+// host calls less a training call.
 // The host passes 1/n and n/(n-1), and invstd comes from rsqrt (1 ulp in
 // double): a double division or sqrt is a subroutine call whose saved
 // registers spill to the stack.
@@ -106,17 +110,18 @@ template <typename T> struct StatsTerm {
 // shifted sums).
 template <typename T>
 __device__ __forceinline__ void stats_channel(int c, const double (&s)[2], const T* __restrict__ x, T* __restrict__ mean,
-                                           T* __restrict__ invstd, T* __restrict__ run_mean, T* __restrict__ run_var,
-                                           long long HW, double inv_n, double unbias, double eps, double momentum,
-                                           int update) {
+                                           T* __restrict__ invstd, const T* __restrict__ run_mean,
+                                           const T* __restrict__ run_var, T* __restrict__ new_mean,
+                                           T* __restrict__ new_var, long long HW, double inv_n, double unbias,
+                                           double eps, double momentum, int update) {
     const double d = s[0] * inv_n, mu = (double)x[c * HW] + d;
     const double var = max(s[1] * inv_n - d * d, 0.0);  // biased: the one that normalizes
     mean[c] = (T)mu;
     invstd[c] = (T)rsqrt(var + eps);
     if (update) {
         const double m = momentum;
-        run_mean[c] = (T)((1.0 - m) * (double)run_mean[c] + m * mu);
-        run_var[c] = (T)((1.0 - m) * (double)run_var[c] + m * var * unbias);
+        new_mean[c] = (T)((1.0 - m) * (double)run_mean[c] + m * mu);
+        new_var[c] = (T)((1.0 - m) * (double)run_var[c] + m * var * unbias);
     }
 }
 
@@ -124,13 +129,15 @@ __device__ __forceinline__ void stats_channel(int c, const double (&s)[2], const
 // (channel_reduce's fin, once a channel).
 template <typename T>
 __device__ void stats(double (*sm)[CH_THREADS], const T* __restrict__ x, double* part, unsigned* counters,
-                      T* __restrict__ mean, T* __restrict__ invstd, T* __restrict__ run_mean, T* __restrict__ run_var,
-                      int N, int C, long long HW, long long chunk, int chunks, double inv_n, double unbias,
-                      double eps, double momentum, int update) {
+                      T* __restrict__ mean, T* __restrict__ invstd, const T* __restrict__ run_mean,
+                      const T* __restrict__ run_var, T* __restrict__ new_mean, T* __restrict__ new_var, int N, int C,
+                      long long HW, long long chunk, int chunks, double inv_n, double unbias, double eps,
+                      double momentum, int update) {
     constexpr int U = sizeof(T) == 8 ? CH_UNROLL_STATS_F64 : CH_UNROLL;
     channel_reduce<2, U>(sm, part, counters, N, C, HW, chunk, chunks, StatsTerm<T>{x, HW, 0.0},
                          [&](int c, const double (&s)[2]) {
-        stats_channel(c, s, x, mean, invstd, run_mean, run_var, HW, inv_n, unbias, eps, momentum, update);
+        stats_channel(c, s, x, mean, invstd, run_mean, run_var, new_mean, new_var, HW, inv_n, unbias, eps, momentum,
+                      update);
     });
 }
 
@@ -206,12 +213,13 @@ __device__ void backward_data(const T* __restrict__ dy, const T* __restrict__ x,
 #define BATCHNORM_KERNELS(T, SUF, STATS_BLOCKS)                                                              \
     extern "C" __global__ void __launch_bounds__(CH_THREADS, STATS_BLOCKS)                                   \
     batchnorm_stats_##SUF(const T* __restrict__ x, double* part, unsigned* GPUCNN_INOUT counters,             \
-                          T* __restrict__ mean, T* __restrict__ invstd, T* GPUCNN_INOUT __restrict__ run_mean, \
-                          T* GPUCNN_INOUT __restrict__ run_var, int N, int C, long long HW, long long chunk,   \
+                          T* __restrict__ mean, T* __restrict__ invstd, const T* __restrict__ run_mean,        \
+                          const T* __restrict__ run_var, T* GPUCNN_INOUT __restrict__ new_mean,                \
+                          T* GPUCNN_INOUT __restrict__ new_var, int N, int C, long long HW, long long chunk,   \
                           int chunks, double inv_n, double unbias, double eps, double momentum, int update) {  \
         __shared__ double sm[2][CH_THREADS];                                                                 \
-        stats(sm, x, part, counters, mean, invstd, run_mean, run_var, N, C, HW, chunk, chunks, inv_n, unbias, \
-              eps, momentum, update);                                                                        \
+        stats(sm, x, part, counters, mean, invstd, run_mean, run_var, new_mean, new_var, N, C, HW, chunk, chunks, \
+              inv_n, unbias, eps, momentum, update);                                                         \
     }                                                                                                        \
     extern "C" __global__ void batchnorm_forward_##SUF(const T* __restrict__ x, const T* __restrict__ mean,    \
                                                        const T* __restrict__ invstd, const T* __restrict__ gamma, \

@@ -13,6 +13,8 @@ the chunks, so the bits never change from run to run on one device.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from gpucnn.cuda.launch import contiguous, copy_of, i64, launch, scalar, vector_threads
@@ -54,7 +56,13 @@ def channel_chunks(C: int, n: int, sms: int) -> tuple[int, int]:
     chunk per MIN_CHUNK values. One wave keeps enough in flight: 128x64x32x32
     gets 8 chunks, 512 blocks x 256 threads x 64 bytes = 8 MiB of reads
     against Little's 2.9 MiB (4.3 TB/s x 700 ns)."""
-    chunks = max(1, min(sms * BLOCKS_PER_SM // max(C, 1), -(-n // MIN_CHUNK)))
+    return _chunks(C, n, sms, MIN_CHUNK)  # MIN_CHUNK read here: tests lower it
+
+
+@functools.lru_cache(maxsize=1024)
+def _chunks(C: int, n: int, sms: int, min_chunk: int) -> tuple[int, int]:
+    """channel_chunks, memoised: a layer's shape repeats call after call."""
+    chunks = max(1, min(sms * BLOCKS_PER_SM // max(C, 1), -(-n // min_chunk)))
     chunk = -(-max(n, 1) // chunks)
     chunk = -(-chunk // ALIGN) * ALIGN
     return chunk, -(-max(n, 1) // chunk)
@@ -73,26 +81,34 @@ def counters(rt, C: int):
     xp = rt.xp
     if capture.active():
         return xp.zeros(max(C, 1), np.uint32)
-    key = (rt.name,) if xp is np else (rt.name, xp.cuda.Device().id, xp.cuda.get_current_stream().ptr)
+    key = (rt.name,) if rt.name != "cuda" else (rt.name, xp.cuda.Device().id, xp.cuda.get_current_stream().ptr)
     buf = _counters.get(key)
     if buf is None or buf.size < C:
         buf = _counters[key] = xp.zeros(max(C, 64), np.uint32)
     return buf
 
 
+def _running(xp, a, dtype):
+    """A running statistic as the kernel reads it: contiguous, of x's dtype."""
+    return contiguous(xp, a) if a.dtype == dtype else copy_of(xp, a, dtype)
+
+
 def batch_norm_stats(rt, x, running_mean, running_var, momentum, eps):
-    x = contiguous(rt.xp, x)
+    xp = rt.xp
+    x = contiguous(xp, x)
     N, C, HW = _dims(x)
-    mean, invstd = rt.xp.empty(int(C), x.dtype), rt.xp.empty(int(C), x.dtype)
+    c = int(C)
+    mean, invstd = xp.empty(c, x.dtype), xp.empty(c, x.dtype)
+    # The kernel reads the running statistics and writes the updated ones to
+    # new arrays (no copies first: each was a device copy and ~5 us of host).
     update = running_mean is not None
-    # The kernel updates the running statistics in place: in copies, which are returned.
-    rm = copy_of(rt.xp, running_mean, x.dtype) if update else rt.xp.empty(int(C), x.dtype)
-    rv = copy_of(rt.xp, running_var, x.dtype) if update else rt.xp.empty(int(C), x.dtype)
+    rm, rv = xp.empty(c, x.dtype), xp.empty(c, x.dtype)
+    rm_in, rv_in = (_running(xp, running_mean, x.dtype), _running(xp, running_var, x.dtype)) if update else (x, x)
     n = int(N) * int(HW)
-    chunk, chunks = channel_chunks(int(C), n, rt.device()[1])
-    part = rt.xp.empty((int(C), chunks, 2), np.float64)
-    launch(rt, FAMILY, "batchnorm_stats", x.dtype, int(C) * chunks * THREADS,
-           (x, part, counters(rt, int(C)), mean, invstd, rm, rv, N, C, HW, i64(chunk), np.int32(chunks),
+    chunk, chunks = channel_chunks(c, n, rt.device()[1])
+    part = xp.empty((c, chunks, 2), np.float64)
+    launch(rt, FAMILY, "batchnorm_stats", x.dtype, c * chunks * THREADS,
+           (x, part, counters(rt, c), mean, invstd, rm_in, rv_in, rm, rv, N, C, HW, i64(chunk), np.int32(chunks),
             np.float64(1 / n), np.float64(n / (n - 1)), np.float64(eps), np.float64(momentum), np.int32(update)),
            block=THREADS)
     return mean, invstd, (rm if update else None), (rv if update else None)
