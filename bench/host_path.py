@@ -4,7 +4,9 @@ and between its kernels, with a null runtime (model_consts.HOST_MEM_US).
 The null runtime is the launch code's Runtime with a pool allocator (an
 array of a shape and dtype is made once and handed out again, as CuPy's pool
 does) and kernels that return at once, so a call's time is the argument
-checks, the dispatch, the launch set-up and the argument packing alone. Each
+checks, the dispatch, the launch set-up and the argument packing alone
+(CuPy's own launch of a kernel or a device copy is not in it: the launches
+and copies a call makes are counted instead). Each
 op runs ``--calls`` times a sample; the medians of ``--samples`` samples
 are printed in us a call. The machine is shared: pin it (taskset -c 1) and
 interleave the runs being compared.
@@ -59,9 +61,14 @@ class _Pool(types.SimpleNamespace):
         return a
 
 
+_launches = [0]
+
+
 class _Module:
     def get_function(self, name):
-        return lambda grid, block, args, shared_mem=0: None
+        def run(grid, block, args, shared_mem=0):
+            _launches[0] += 1
+        return run
 
 
 def null_runtime() -> Runtime:
@@ -94,26 +101,35 @@ def ops(shape=SHAPE):
     }
 
 
-def measure(calls: int, samples: int) -> dict[str, float]:
+def measure(calls: int, samples: int) -> dict[str, tuple[float, int]]:
+    """{op: (median us a call, launches a call)}."""
+    from gpucnn.runtime import capture
     rt = null_runtime()
-    real = gpucnn.runtime.runtime_for
+    real, copy = gpucnn.runtime.runtime_for, capture.copy_into
     gpucnn.runtime.runtime_for = lambda name: rt
+
+    def counted_copy(dst, src):  # a device copy is one more operation on the stream
+        _launches[0] += 1
+        copy(dst, src)
+    capture.copy_into = counted_copy
     try:
         with gpucnn.use_backend("emulator"):
             table = ops()
             out = {}
             for name, f in table.items():
+                _launches[0] = 0
                 f()
+                launches = _launches[0]
                 per = []
                 for _ in range(samples):
                     t0 = time.perf_counter()
                     for _ in range(calls):
                         f()
                     per.append((time.perf_counter() - t0) / calls * 1e6)
-                out[name] = statistics.median(per)
+                out[name] = statistics.median(per), launches
             return out
     finally:
-        gpucnn.runtime.runtime_for = real
+        gpucnn.runtime.runtime_for, capture.copy_into = real, copy
 
 
 def main(argv=None) -> None:
@@ -121,8 +137,8 @@ def main(argv=None) -> None:
     p.add_argument("--calls", type=int, default=200)
     p.add_argument("--samples", type=int, default=15)
     a = p.parse_args(argv)
-    for name, us in measure(a.calls, a.samples).items():
-        print(f"{name:24s} {us:7.2f} us")
+    for name, (us, launches) in measure(a.calls, a.samples).items():
+        print(f"{name:26s} {us:7.2f} us  {launches} launches and copies")
 
 
 if __name__ == "__main__":
