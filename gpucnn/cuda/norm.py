@@ -103,7 +103,9 @@ def counters(rt, C: int):
     back to 0), so one buffer serves every launch of a runtime, device and
     stream in turn; a zeroing launch per call would cost the gap the one-launch
     reduction saves. Inside a capture the buffer is the graph's own (its
-    zeroing is a node of the graph, repeated at each replay)."""
+    zeroing is a node of the graph, repeated at each replay). A launch that
+    runs only some blocks (the emulator's ``blocks=``) leaves counts behind
+    in the shared buffer: clear ``_counters`` after one."""
     xp = rt.xp
     if capture.active():
         return xp.zeros(max(C, 1), np.uint32)
