@@ -3,35 +3,38 @@
 // values, optionally followed by a fused ReLU.
 //
 // Kernels (T = float as _f32, double as _f64; HW = H*W; count = N*C*HW;
-// part: (C, chunks, 2) doubles, the per-chunk sums of channel.cuh):
-//   batchnorm_stats_partial_T (const T* x, double* part, int N, int C, long long HW,
-//                              long long chunk, int chunks)
-//   batchnorm_stats_finalize_T(const double* part, const T* x, T* mean, T* invstd,
-//                              T* GPUCNN_INOUT run_mean, T* GPUCNN_INOUT run_var, int C,
-//                              long long HW, int chunks, double inv_n, double unbias,
-//                              double eps, double momentum, int update)
-//                              mean, invstd, run_mean, run_var: (C,)
+// part: (C, chunks, 2) doubles, the per-chunk sums of channel.cuh; counters:
+// (C,) zeros, zeros again after the launch):
+//   batchnorm_stats_T         (const T* x, double* part, unsigned* GPUCNN_INOUT counters, T* mean,
+//                              T* invstd, const T* run_mean, const T* run_var,
+//                              T* GPUCNN_INOUT new_mean, T* GPUCNN_INOUT new_var, int N, int C,
+//                              long long HW, long long chunk, int chunks, double inv_n,
+//                              double unbias, double eps, double momentum, int update)
+//                              mean, invstd, run_mean, run_var, new_mean, new_var: (C,)
 //   batchnorm_forward_T       (const T* x, const T* mean, const T* invstd, const T* gamma,
 //                              const T* beta, T* y, long long count, int C, long long HW, int relu)
 //                              x, y: (N,C,HW)  mean, invstd, gamma, beta: (C,)
-//   batchnorm_backward_partial_T(const T* dy, const T* x, const T* y, const T* mean, double* part,
+//   batchnorm_backward_sums_T (const T* dy, const T* x, const T* y, const T* mean, const T* invstd,
+//                              double* part, unsigned* GPUCNN_INOUT counters, T* dgamma, T* dbeta,
 //                              int N, int C, long long HW, long long chunk, int chunks, int relu)
-//   batchnorm_backward_finalize_T(const double* part, const T* invstd, T* dgamma, T* dbeta,
-//                              int C, int chunks)
 //   batchnorm_backward_data_T (const T* dy, const T* x, const T* y, const T* mean,
 //                              const T* invstd, const T* gamma, const T* dgamma, const T* dbeta,
 //                              T* dx, long long count, int C, long long HW, T inv_n,
 //                              int batch_stats, int relu)
 //
-// Statistics: channel.cuh's two-level reduction (channel x chunk blocks, 16-byte
-// groups in flight per thread, fixed trees, double accumulation) of the
+// Statistics: channel.cuh's two-level reduction in one launch (channel x chunk
+// blocks, 16-byte groups in flight per thread, fixed trees, double
+// accumulation, the channel's last chunk to finish adding the chunks) of the
 // shifted sums S1 = sum(x - k), S2 = sum((x - k)^2), with k = x[0, c, 0],
 // one of the channel's own values: var = S2/n - (S1/n)^2 then loses only
 // about (mean - k)^2 / var of double's 53 bits, where E[x^2] - mean^2 (k = 0)
 // cancels catastrophically when |mean| >> std; and x is read once.
-// The running statistics, when update != 0, are updated in place in copies
-// the caller made (torch's rule: running = (1 - momentum) * running +
-// momentum * batch, with the unbiased variance unbias * var, unbias = n/(n-1)).
+// The running statistics, when update != 0, go to new arrays (torch's rule:
+// new = (1 - momentum) * running + momentum * batch, with the unbiased
+// variance unbias * var, unbias = n/(n-1)); written only then (GPUCNN_INOUT:
+// left as they are without update). Read from run_* and written to new_*
+// rather than updated in copies: two device copies (launches) and their
+// host calls less a training call.
 // The host passes 1/n and n/(n-1), and invstd comes from rsqrt (1 ulp in
 // double): a double division or sqrt is a subroutine call whose saved
 // registers spill to the stack.
@@ -78,6 +81,12 @@ __device__ __forceinline__ void channel_apply(const T* __restrict__ a, const T* 
 }
 
 // The statistics' terms (x - k, (x - k)^2), k = x[0, c, 0] read once a block.
+// The statistics' groups in flight a thread in double: 3 groups of 2. With 4,
+// the walk and the last block's election (channel_done) spilled 20 bytes on
+// sm_90 at CH_BLOCKS' 64 registers (ptxas); 3 x 16 B x 256 threads x 4
+// blocks = 48 KiB in flight an SM, still over Little's 22.
+#define CH_UNROLL_STATS_F64 3
+
 template <typename T> struct StatsTerm {
     typedef T type;
     const T* x;
@@ -97,30 +106,39 @@ template <typename T> struct StatsTerm {
     }
 };
 
+// Channel c's mean, invstd and running statistics from its totals s (the
+// shifted sums).
 template <typename T>
-__device__ void stats_partial(double (*part)[CH_THREADS], const T* __restrict__ x, double* __restrict__ out,
-                              int N, int C, long long HW, long long chunk, int chunks) {
-    channel_partials<2, CH_UNROLL>(part, out, N, C, HW, chunk, chunks, StatsTerm<T>{x, HW, 0.0});
+__device__ __forceinline__ void stats_channel(int c, const double (&s)[2], const T* __restrict__ x, T* __restrict__ mean,
+                                           T* __restrict__ invstd, const T* __restrict__ run_mean,
+                                           const T* __restrict__ run_var, T* __restrict__ new_mean,
+                                           T* __restrict__ new_var, long long HW, double inv_n, double unbias,
+                                           double eps, double momentum, int update) {
+    const double d = s[0] * inv_n, mu = (double)x[c * HW] + d;
+    const double var = max(s[1] * inv_n - d * d, 0.0);  // biased: the one that normalizes
+    mean[c] = (T)mu;
+    invstd[c] = (T)rsqrt(var + eps);
+    if (update) {
+        const double m = momentum;
+        new_mean[c] = (T)((1.0 - m) * (double)run_mean[c] + m * mu);
+        new_var[c] = (T)((1.0 - m) * (double)run_var[c] + m * var * unbias);
+    }
 }
 
+// Both levels of the statistics; the channel's totals give its statistics
+// (channel_reduce's fin, once a channel).
 template <typename T>
-__device__ void stats_finalize(const double* __restrict__ part, const T* __restrict__ x, T* __restrict__ mean,
-                               T* __restrict__ invstd, T* __restrict__ run_mean, T* __restrict__ run_var, int C,
-                               long long HW, int chunks, double inv_n, double unbias, double eps,
-                               double momentum, int update) {
-    GRID_STRIDE_LOOP(c, C) {
-        double s[2];
-        channel_total<2>(part, (int)c, chunks, s);
-        const double d = s[0] * inv_n, mu = (double)x[c * HW] + d;
-        const double var = max(s[1] * inv_n - d * d, 0.0);  // biased: the one that normalizes
-        mean[c] = (T)mu;
-        invstd[c] = (T)rsqrt(var + eps);
-        if (update) {
-            const double m = momentum;
-            run_mean[c] = (T)((1.0 - m) * (double)run_mean[c] + m * mu);
-            run_var[c] = (T)((1.0 - m) * (double)run_var[c] + m * var * unbias);
-        }
-    }
+__device__ void stats(double (*sm)[CH_THREADS], const T* __restrict__ x, double* part, unsigned* counters,
+                      T* __restrict__ mean, T* __restrict__ invstd, const T* __restrict__ run_mean,
+                      const T* __restrict__ run_var, T* __restrict__ new_mean, T* __restrict__ new_var, int N, int C,
+                      long long HW, long long chunk, int chunks, double inv_n, double unbias, double eps,
+                      double momentum, int update) {
+    constexpr int U = sizeof(T) == 8 ? CH_UNROLL_STATS_F64 : CH_UNROLL;
+    channel_reduce<2, U>(sm, part, counters, N, C, HW, chunk, chunks, StatsTerm<T>{x, HW, 0.0},
+                         [&](int c, const double (&s)[2]) {
+        stats_channel(c, s, x, mean, invstd, run_mean, run_var, new_mean, new_var, HW, inv_n, unbias, eps, momentum,
+                      update);
+    });
 }
 
 template <typename T>
@@ -156,21 +174,15 @@ template <typename T> struct BackwardTerm {
 };
 
 template <typename T>
-__device__ void backward_partial(double (*part)[CH_THREADS], const T* __restrict__ dy, const T* __restrict__ x,
-                                 const T* __restrict__ y, const T* __restrict__ mean, double* __restrict__ out,
-                                 int N, int C, long long HW, long long chunk, int chunks, int relu) {
-    channel_partials<2, CH_UNROLL_BWD>(part, out, N, C, HW, chunk, chunks, BackwardTerm<T>{dy, x, y, mean, relu, 0.0});
-}
-
-template <typename T>
-__device__ void backward_finalize(const double* __restrict__ part, const T* __restrict__ invstd,
-                                  T* __restrict__ dgamma, T* __restrict__ dbeta, int C, int chunks) {
-    GRID_STRIDE_LOOP(c, C) {
-        double s[2];
-        channel_total<2>(part, (int)c, chunks, s);
+__device__ void backward_sums(double (*sm)[CH_THREADS], const T* __restrict__ dy, const T* __restrict__ x,
+                              const T* __restrict__ y, const T* __restrict__ mean, const T* __restrict__ invstd,
+                              double* part, unsigned* counters, T* __restrict__ dgamma, T* __restrict__ dbeta, int N,
+                              int C, long long HW, long long chunk, int chunks, int relu) {
+    channel_reduce<2, CH_UNROLL_BWD>(sm, part, counters, N, C, HW, chunk, chunks,
+                                     BackwardTerm<T>{dy, x, y, mean, relu, 0.0}, [&](int c, const double (&s)[2]) {
         dbeta[c] = (T)s[0];
         dgamma[c] = (T)(s[1] * (double)invstd[c]);
-    }
+    });
 }
 
 template <typename T>
@@ -189,8 +201,8 @@ __device__ void backward_data(const T* __restrict__ dy, const T* __restrict__ x,
 }
 
 // The entry points, one set a dtype; the partial sums are double for both.
-// STATS_BLOCKS: the statistics' resident blocks. In double, the 4 groups of 2
-// in flight fit CH_BLOCKS' 64 registers on sm_90 only: older ptxas spills 8
+// STATS_BLOCKS: the statistics' resident blocks. In double, 4 groups of 2
+// in flight fit CH_BLOCKS' 64 registers on sm_90 only: older ptxas spilled 8
 // bytes there, so those get 3 blocks (85 registers; 48 KiB in flight, still
 // over Little's 22).
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
@@ -200,17 +212,14 @@ __device__ void backward_data(const T* __restrict__ dy, const T* __restrict__ x,
 #endif
 #define BATCHNORM_KERNELS(T, SUF, STATS_BLOCKS)                                                              \
     extern "C" __global__ void __launch_bounds__(CH_THREADS, STATS_BLOCKS)                                   \
-    batchnorm_stats_partial_##SUF(const T* __restrict__ x, double* __restrict__ part, int N, int C,            \
-                                  long long HW, long long chunk, int chunks) {                                \
+    batchnorm_stats_##SUF(const T* __restrict__ x, double* part, unsigned* GPUCNN_INOUT counters,             \
+                          T* __restrict__ mean, T* __restrict__ invstd, const T* __restrict__ run_mean,        \
+                          const T* __restrict__ run_var, T* GPUCNN_INOUT __restrict__ new_mean,                \
+                          T* GPUCNN_INOUT __restrict__ new_var, int N, int C, long long HW, long long chunk,   \
+                          int chunks, double inv_n, double unbias, double eps, double momentum, int update) {  \
         __shared__ double sm[2][CH_THREADS];                                                                 \
-        stats_partial(sm, x, part, N, C, HW, chunk, chunks);                                                 \
-    }                                                                                                        \
-    extern "C" __global__ void batchnorm_stats_finalize_##SUF(                                               \
-        const double* __restrict__ part, const T* __restrict__ x, T* __restrict__ mean, T* __restrict__ invstd,   \
-        T* GPUCNN_INOUT __restrict__ run_mean, T* GPUCNN_INOUT __restrict__ run_var, int C, long long HW,      \
-        int chunks, double inv_n, double unbias, double eps, double momentum, int update) {                  \
-        stats_finalize(part, x, mean, invstd, run_mean, run_var, C, HW, chunks, inv_n, unbias, eps, momentum,   \
-                       update);                                                                              \
+        stats(sm, x, part, counters, mean, invstd, run_mean, run_var, new_mean, new_var, N, C, HW, chunk, chunks, \
+              inv_n, unbias, eps, momentum, update);                                                         \
     }                                                                                                        \
     extern "C" __global__ void batchnorm_forward_##SUF(const T* __restrict__ x, const T* __restrict__ mean,    \
                                                        const T* __restrict__ invstd, const T* __restrict__ gamma, \
@@ -219,17 +228,12 @@ __device__ void backward_data(const T* __restrict__ dy, const T* __restrict__ x,
         forward(x, mean, invstd, gamma, beta, y, count, C, HW, relu);                                        \
     }                                                                                                        \
     extern "C" __global__ void __launch_bounds__(CH_THREADS, CH_BLOCKS)                                      \
-    batchnorm_backward_partial_##SUF(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ y, \
-                                     const T* __restrict__ mean, double* __restrict__ part, int N, int C,      \
-                                     long long HW, long long chunk, int chunks, int relu) {                   \
+    batchnorm_backward_sums_##SUF(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ y,  \
+                                  const T* __restrict__ mean, const T* __restrict__ invstd, double* part,      \
+                                  unsigned* GPUCNN_INOUT counters, T* __restrict__ dgamma, T* __restrict__ dbeta, \
+                                  int N, int C, long long HW, long long chunk, int chunks, int relu) {        \
         __shared__ double sm[2][CH_THREADS];                                                                 \
-        backward_partial(sm, dy, x, y, mean, part, N, C, HW, chunk, chunks, relu);                           \
-    }                                                                                                        \
-    extern "C" __global__ void batchnorm_backward_finalize_##SUF(const double* __restrict__ part,             \
-                                                                 const T* __restrict__ invstd,                 \
-                                                                 T* __restrict__ dgamma, T* __restrict__ dbeta, \
-                                                                 int C, int chunks) {                          \
-        backward_finalize(part, invstd, dgamma, dbeta, C, chunks);                                           \
+        backward_sums(sm, dy, x, y, mean, invstd, part, counters, dgamma, dbeta, N, C, HW, chunk, chunks, relu); \
     }                                                                                                        \
     extern "C" __global__ void batchnorm_backward_data_##SUF(                                                \
         const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ y, const T* __restrict__ mean,   \

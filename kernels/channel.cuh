@@ -5,7 +5,20 @@
 // chunk j = z / C of channel c = z % C (blocks stride over C*chunks, so any
 // grid works), with double accumulators. Level one is a fixed tree over the
 // block into part[(c*chunks + j)*S + s]; level two (channel_total) adds a
-// channel's chunks in chunk order. No atomics: the same bits on every run.
+// channel's chunks in chunk order, in the same launch: thread 0 of each
+// (channel, chunk) block stores its sums, fences and counts the chunk in on
+// the channel's counter (atomicInc, which wraps to 0 at the last chunk: the
+// counters are zero again for the next launch), and the one that counts the
+// last chunk fences again and adds the channel's chunks (the PTX release and
+// acquire patterns; the emulator's race check follows them). The atomic only
+// elects the block; the float sums' order is fixed, so the bits never depend
+// on which block finishes last. One launch instead of two saves the second
+// kernel's launch gap and its own ramp (LAUNCH_US ~2 us, model_consts) on a
+// ~8 us read; the price is a fence and an L2 atomic a block (thread 0, after
+// the tree) and one channel's total (chunks x S L2 loads) in the last block.
+// A counter a channel, not one a launch: the last block then totals one
+// channel, not all C (C = 2048 channels of one chunk each would be 8 loads in
+// a row for each of its threads; here none, as one chunk needs no count).
 // A thread reads groups of G elements: G = 4 floats or 2 doubles (16 bytes)
 // when HW is a multiple of that, else G = 1; a group is one 16-byte load
 // when the term's pointers are aligned, else G loads in the same order, so
@@ -73,13 +86,48 @@ template <int S> __device__ __forceinline__ void channel_block_sum(double (*part
     }
 }
 
+// Level two: tot[s] = the chunks of channel c added in chunk order. __ldcg:
+// other blocks wrote them during this launch (L2, never a stale L1 line).
+// Unrolled by 4: 4 chunks' loads in flight (8 chunks, 128x64x32x32's: two L2
+// round trips), and its loop holds fewer loads than the walk's, which
+// sass_stream reports as the kernel's hot loop (ptxas unrolled it by 16).
+template <int S> __device__ __forceinline__ void channel_total(const double* part, int c, int chunks,
+                                                             double (&tot)[S]) {
+#pragma unroll
+    for (int s = 0; s < S; ++s) tot[s] = 0.0;
+#pragma unroll 4
+    for (int j = 0; j < chunks; ++j)
+#pragma unroll
+        for (int s = 0; s < S; ++s) tot[s] += __ldcg(part + ((long long)c * chunks + j) * S + s);
+}
+
+// Thread 0 of block (c, j), its sums in part[s][0]: store them; if chunk j is
+// the channel's last to finish (or its only one), fin(c, tot) with the
+// channel's totals. The fence before the count makes this block's sums
+// visible before the count says they are there (release); the fence after it
+// makes the last block's loads see every chunk the count has seen (acquire).
+template <int S, typename Fin>
+__device__ __forceinline__ void channel_done(double (*part)[CH_THREADS], double* out, unsigned* count, int c, int j,
+                                             int chunks, const Fin& fin) {
+#pragma unroll
+    for (int s = 0; s < S; ++s) out[((long long)c * chunks + j) * S + s] = part[s][0];
+    if (chunks > 1) {
+        __threadfence();
+        if (atomicInc(count + c, (unsigned)chunks - 1) != (unsigned)chunks - 1) return;
+        __threadfence();
+    }
+    double tot[S];
+    channel_total<S>(out, c, chunks, tot);
+    fin(c, tot);
+}
+
 // One (channel, chunk) block's walk over groups of G: thread t's accumulator
 // u adds the groups t + 256u, t + 256u + 256U, ... of the chunk (of each
 // plane's part of it when a plane holds a block step of 256U groups or more),
 // each group's elements in order; then (a0 + a1) (+ a2) + a3 and the block's tree.
-template <int S, int U, int G, bool Vec, typename Term>
-__device__ void channel_walk(double (*part)[CH_THREADS], double* __restrict__ out, int N, int C, long long HW,
-                             long long chunk, int chunks, const Term& term) {
+template <int S, int U, int G, bool Vec, typename Term, typename Fin>
+__device__ void channel_walk(double (*part)[CH_THREADS], double* out, unsigned* count, int N, int C, long long HW,
+                             long long chunk, int chunks, const Term& term, const Fin& fin) {
     const int t = threadIdx.x;
     const int hw = (int)(HW / G), step = CH_THREADS * U;
     const long long n = (long long)N * hw, cg = chunk / G;  // groups a channel, a chunk (chunk % G == 0)
@@ -121,38 +169,30 @@ __device__ void channel_walk(double (*part)[CH_THREADS], double* __restrict__ ou
             for (int u = 1; u < U; ++u) v[s] += acc[u][s];
         }
         channel_block_sum<S>(part, v);
-        if (t < S) out[((long long)c * chunks + j) * S + t] = part[t][0];
+        if (t == 0) channel_done<S>(part, out, count, c, j, chunks, fin);
         __syncthreads();  // part is read before the next block's sums overwrite it
     }
 }
 
-// Level one: out[(c*chunks + j)*S + s] = the sum over chunk j of channel c of
-// the term's S values, U groups of each stream in flight a thread. Term (of
-// element type Term::type): channel(c) gives the channel's term (its
+// The reduction, both levels in one launch: out[(c*chunks + j)*S + s] = the
+// sum over chunk j of channel c of the term's S values, U groups of each
+// stream in flight a thread, then fin(c, tot) once a channel with its totals
+// (channel_done; count: C counters, zero before the launch and after it).
+// Term (of element type Term::type): channel(c) gives the channel's term (its
 // per-channel constants read once), whose add<G, Vec>(g, acc) adds group g's
 // elements, loading them with load_group<G, Vec>; aligned() says whether its
 // pointers are all 16-byte aligned. chunk is a multiple of 4 (norm.py), so a
 // chunk holds whole groups.
-template <int S, int U, typename Term>
-__device__ void channel_partials(double (*part)[CH_THREADS], double* __restrict__ out, int N, int C, long long HW,
-                                 long long chunk, int chunks, const Term& term) {
+template <int S, int U, typename Term, typename Fin>
+__device__ void channel_reduce(double (*part)[CH_THREADS], double* out, unsigned* count, int N, int C, long long HW,
+                               long long chunk, int chunks, const Term& term, const Fin& fin) {
     constexpr int L = Vec16<typename Term::type>::n;
     if (HW % L != 0)
-        channel_walk<S, U, 1, false>(part, out, N, C, HW, chunk, chunks, term);
+        channel_walk<S, U, 1, false>(part, out, count, N, C, HW, chunk, chunks, term, fin);
     else if (term.aligned())
-        channel_walk<S, U, L, true>(part, out, N, C, HW, chunk, chunks, term);
+        channel_walk<S, U, L, true>(part, out, count, N, C, HW, chunk, chunks, term, fin);
     else
-        channel_walk<S, U, L, false>(part, out, N, C, HW, chunk, chunks, term);
-}
-
-// Level two: tot[s] = the chunks of channel c added in chunk order.
-template <int S> __device__ __forceinline__ void channel_total(const double* __restrict__ part, int c, int chunks,
-                                                             double (&tot)[S]) {
-#pragma unroll
-    for (int s = 0; s < S; ++s) tot[s] = 0.0;
-    for (int j = 0; j < chunks; ++j)
-#pragma unroll
-        for (int s = 0; s < S; ++s) tot[s] += part[((long long)c * chunks + j) * S + s];
+        channel_walk<S, U, L, false>(part, out, count, N, C, HW, chunk, chunks, term, fin);
 }
 
 // f(i, c) for every i < count of an (N, C, HW) layout, c the channel of i:

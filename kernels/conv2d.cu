@@ -15,8 +15,8 @@
 //                           the 32 x 64 tile, for few taps and many filters (stems); same arguments
 //   conv2d_sum_splits_T     (const T* part, T* dw, long long n, int splits, int relu)
 //                             part: (splits,n)  dw: (n,)
-//   conv2d_bias_partial_T   (const T* dy, double* part, int N, int K, long long PQ, long long chunk, int chunks)
-//   conv2d_bias_finalize_T  (const double* part, T* db, int K, int chunks)  part: (K,chunks)  db: (K,)
+//   conv2d_bias_grad_T      (const T* dy, double* part, unsigned* GPUCNN_INOUT counters, T* db, int N, int K,
+//                            long long PQ, long long chunk, int chunks)  part: (K,chunks)  counters, db: (K,)
 //   im2col_T                (const T* x, T* cols, long long NC, WIN)     cols: (N,C*kh*kw,P*Q)
 //   col2im_T                (const T* cols, T* x, long long NC, WIN)     x: (N,C,H,W)
 // where GEOM = int N, C, H, W, K, P, Q, kh, kw, sh, sw, pt, pl, dh, dw, G (conv.cuh) and
@@ -276,8 +276,9 @@ __device__ void conv_backward_filter(Run run, const T* __restrict__ dy, const T*
 
 // ------------------------------------------------------------ bias gradient
 
-// db[k] = sum of dy[:, k]: channel.cuh's two-level reduction (channel x chunk
-// blocks, then the chunks in order), accumulated in double.
+// db[k] = sum of dy[:, k]: channel.cuh's two-level reduction in one launch
+// (channel x chunk blocks, then the chunks in order by the channel's last
+// chunk to finish), accumulated in double.
 template <typename T> struct BiasTerm {
     typedef T type;
     const T* dy;
@@ -292,18 +293,10 @@ template <typename T> struct BiasTerm {
 };
 
 template <typename T>
-__device__ void bias_partial(double (*sm)[CH_THREADS], const T* __restrict__ dy, double* __restrict__ part, int N,
-                             int K, long long PQ, long long chunk, int chunks) {
-    channel_partials<1, CH_UNROLL>(sm, part, N, K, PQ, chunk, chunks, BiasTerm<T>{dy});
-}
-
-template <typename T>
-__device__ void bias_finalize(const double* __restrict__ part, T* __restrict__ db, int K, int chunks) {
-    GRID_STRIDE_LOOP(k, K) {
-        double s[1];
-        channel_total<1>(part, (int)k, chunks, s);
-        db[k] = (T)s[0];
-    }
+__device__ void bias_grad(double (*sm)[CH_THREADS], const T* __restrict__ dy, double* part, unsigned* counters,
+                          T* __restrict__ db, int N, int K, long long PQ, long long chunk, int chunks) {
+    channel_reduce<1, CH_UNROLL>(sm, part, counters, N, K, PQ, chunk, chunks, BiasTerm<T>{dy},
+                                 [&](int k, const double (&s)[1]) { db[k] = (T)s[0]; });
 }
 
 // ------------------------------------------------------------ im2col, col2im
@@ -384,24 +377,16 @@ extern "C" __global__ void conv2d_sum_splits_f64(const double* __restrict__ part
 // that have one as GEMM tiles): ptxas gives 64 and 60 registers, CH_BLOCKS = 4
 // blocks per SM as norm.channel_chunks assumes (tests/test_reductions.py checks).
 extern "C" __global__ void __launch_bounds__(CH_THREADS)
-conv2d_bias_partial_f32(const float* __restrict__ dy, double* __restrict__ part, int N, int K, long long PQ,
-                        long long chunk, int chunks) {
+conv2d_bias_grad_f32(const float* __restrict__ dy, double* part, unsigned* GPUCNN_INOUT counters,
+                     float* __restrict__ db, int N, int K, long long PQ, long long chunk, int chunks) {
     __shared__ double sm[1][CH_THREADS];
-    bias_partial(sm, dy, part, N, K, PQ, chunk, chunks);
+    bias_grad(sm, dy, part, counters, db, N, K, PQ, chunk, chunks);
 }
 extern "C" __global__ void __launch_bounds__(CH_THREADS)
-conv2d_bias_partial_f64(const double* __restrict__ dy, double* __restrict__ part, int N, int K, long long PQ,
-                        long long chunk, int chunks) {
+conv2d_bias_grad_f64(const double* __restrict__ dy, double* part, unsigned* GPUCNN_INOUT counters,
+                     double* __restrict__ db, int N, int K, long long PQ, long long chunk, int chunks) {
     __shared__ double sm[1][CH_THREADS];
-    bias_partial(sm, dy, part, N, K, PQ, chunk, chunks);
-}
-extern "C" __global__ void conv2d_bias_finalize_f32(const double* __restrict__ part, float* __restrict__ db, int K,
-                                                    int chunks) {
-    bias_finalize(part, db, K, chunks);
-}
-extern "C" __global__ void conv2d_bias_finalize_f64(const double* __restrict__ part, double* __restrict__ db, int K,
-                                                    int chunks) {
-    bias_finalize(part, db, K, chunks);
+    bias_grad(sm, dy, part, counters, db, N, K, PQ, chunk, chunks);
 }
 extern "C" __global__ void im2col_f32(const float* __restrict__ x, float* __restrict__ cols,
                                       long long NC, WIN) {

@@ -12,6 +12,7 @@ from conftest import tol
 
 import gpucnn
 from gpucnn.cuda import norm as cuda_norm
+from gpucnn.cuda.launch import small_grid
 
 pytestmark = pytest.mark.family("norm")
 
@@ -75,7 +76,7 @@ def test_reductions_are_resident_as_chunked():
     kernel must keep that many resident (static-sm90.md, which test_sass keeps current)."""
     from gpucnn.bench import model_static
     rec = model_static.load()
-    for name in ("batchnorm_stats_partial", "batchnorm_backward_partial", "conv2d_bias_partial"):
+    for name in ("batchnorm_stats", "batchnorm_backward_sums", "conv2d_bias_grad"):
         for suffix in ("f32", "f64"):
             assert model_static.row(rec, f"{name}_{suffix}")[1]["blocks_per_sm"] == cuda_norm.BLOCKS_PER_SM, name
 
@@ -90,3 +91,60 @@ def test_many_chunks_are_bitwise_repeatable(backend, chunking):
         runs.append((y, saved.mean, saved.invstd, *gpucnn.batch_norm2d_backward(dy, x, None, saved)))
     for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", (np.float32, np.float64))
+def test_one_launch_election_with_a_small_grid_twice(backend, dtype, monkeypatch):
+    """channel.cuh's last-chunk election: 2 blocks walk all 5 x 8 (channel,
+    chunk) pairs (small_grid), so one block finishes many chunks and elects
+    itself for some channels; a second launch finds the counters the first
+    wrapped back to 0 and gives the same bits. Against float64 NumPy."""
+    monkeypatch.setattr(cuda_norm, "MIN_CHUNK", 64)  # 2 x 16 x 16 values a channel: 8 chunks of 64
+    rng = np.random.default_rng(10)
+    x = (rng.standard_normal((2, 5, 16, 16)) * 2 + 7).astype(dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    w = rng.standard_normal((5, 5, 1, 1)).astype(dtype)
+    rm, rv = np.zeros(5, dtype), np.ones(5, dtype)
+    runs = []
+    with small_grid(2):
+        for _ in range(2):
+            y, saved = gpucnn.batch_norm2d(x, None, None, rm, rv)
+            dx, dgamma, dbeta = gpucnn.batch_norm2d_backward(dy, x, None, saved)
+            runs.append((saved.mean, saved.invstd, saved.running_mean, saved.running_var, dgamma, dbeta,
+                         gpucnn.conv2d_backward(dy, x, w)[2]))
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+    x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
+    mean, var = x64.mean(axis=(0, 2, 3)), x64.var(axis=(0, 2, 3))
+    n = x[:, 0].size
+    xhat = (x64 - mean.reshape(1, -1, 1, 1)) / np.sqrt(var.reshape(1, -1, 1, 1) + 1e-5)
+    want = (mean, 1 / np.sqrt(var + 1e-5), 0.1 * mean, 0.9 + 0.1 * var * n / (n - 1),
+            (dy64 * xhat).sum(axis=(0, 2, 3)), dy64.sum(axis=(0, 2, 3)), dy64.sum(axis=(0, 2, 3)))
+    for k, (got, w64) in enumerate(zip(runs[0], want)):  # the last three: sums of n terms
+        atol = tol(dtype)["atol"] * (n if k >= 4 else 1)
+        np.testing.assert_allclose(got, w64, rtol=tol(dtype)["rtol"], atol=atol)
+    assert all(not c.any() for c in cuda_norm._counters.values())  # zeros again for the next launch
+
+
+@pytest.mark.parametrize("dtype", (np.float32, np.float64))
+def test_election_is_race_free_with_a_block_per_chunk(dtype, monkeypatch):
+    """The whole grid under the race check (emu-shuf runs two blocks, where an
+    earlier item's fence already orders most chunks): each channel's last chunk
+    is a block of its own, so only its fences order the other chunks' sums
+    before its loads; dropping either fence of channel_done is a RaceError here."""
+    ok, why = gpucnn.backend.available("emulator")
+    if not ok:
+        pytest.skip(f"emulator unavailable: {why}")
+    from gpucnn.runtime.emulator import emulation
+    monkeypatch.setattr(cuda_norm, "MIN_CHUNK", 64)  # 8 chunks a channel, 24 blocks
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 3, 16, 16)).astype(dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    with gpucnn.use_backend("emulator"), emulation(race_check=True, resume_order="shuffle", seed=4):
+        _, saved = gpucnn.batch_norm2d(x, None, None)
+        _, dgamma, dbeta = gpucnn.batch_norm2d_backward(dy, x, None, saved)
+        db = gpucnn.conv2d_backward(dy, x, rng.standard_normal((3, 3, 1, 1)).astype(dtype))[2]
+    x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
+    np.testing.assert_allclose(saved.mean, x64.mean(axis=(0, 2, 3)), **tol(dtype))
+    np.testing.assert_allclose(dbeta, dy64.sum(axis=(0, 2, 3)), rtol=tol(dtype)["rtol"], atol=tol(dtype)["atol"] * 512)
+    np.testing.assert_array_equal(db, dbeta)  # the same sums in the same order

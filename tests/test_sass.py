@@ -118,8 +118,8 @@ def test_memory_bound_loops_divide_nothing_per_element():
     head, *rows = [ln for ln in section.splitlines() if ln.startswith("| ") and "---" not in ln]
     cols = [c.strip() for c in head.strip("|").split("|")]
     table = {r[0]: dict(zip(cols, r)) for r in ([c.strip() for c in ln.strip("|").split("|")] for ln in rows)}
-    assert {"depthwise_forward_f32", "batchnorm_stats_partial_f32", "max_pool2d_forward_f32",
-            "conv2d_bias_partial_f32", "relu_forward_f32"} <= table.keys()
+    assert {"depthwise_forward_f32", "batchnorm_stats_f32", "max_pool2d_forward_f32",
+            "conv2d_bias_grad_f32", "relu_forward_f32"} <= table.keys()
     for name, row in table.items():
         if not name.startswith(("avg_pool2d_backward", "adaptive_avg_pool2d")):
             assert row["CALL"] == "0", row

@@ -39,7 +39,8 @@ class Stream:
     instr: float       # instructions per thread (from the record's loop)
     l1_rounds: float = 0.0
     tree: bool = False  # a block-wide fixed tree at the end (the reductions)
-    kernels: int = 1    # launches (a reduction's finalize)
+    elect: bool = False  # the reductions' last-chunk election and channel total (ELECT_US)
+    kernels: int = 1    # launches
     target: float | None = K.TARGET_MAP  # issue 11's fraction of copy bandwidth (None: no target)
 
 
@@ -92,7 +93,8 @@ def pool_stream(case, rec) -> Stream:
 def reduce_stream(op, shape, kernel, N, C, HW, streams, loads_per_elem, rec, sms, unroll=norm.UNROLL) -> Stream:
     """channel.cuh's (channel, chunk) blocks, one wave of them (norm.channel_chunks):
     ``unroll`` 16-byte groups of each stream in flight a thread (float4 groups:
-    HW % 4 == 0 here), a round trip per block step."""
+    HW % 4 == 0 here), a round trip per block step; one launch, the channel's
+    last chunk to finish adding its chunks (ELECT_US after the last tree)."""
     _, r = model_static.row(rec, kernel)
     chunk, chunks = norm.channel_chunks(C, N * HW, sms)
     per_thread = chunk / norm.THREADS
@@ -100,7 +102,7 @@ def reduce_stream(op, shape, kernel, N, C, HW, streams, loads_per_elem, rec, sms
     threads = C * chunks * norm.THREADS
     read = 4.0 * N * C * HW * streams
     return Stream(op, shape, kernel, read, 0.0, threads, threads, 4.0 * group * unroll * streams,
-                  per_thread / (group * unroll), _per(r, "LDG", loads_per_elem) * per_thread, tree=True, kernels=2,
+                  per_thread / (group * unroll), _per(r, "LDG", loads_per_elem) * per_thread, tree=True, elect=True,
                   target=K.TARGET_REDUCTION)
 
 
@@ -125,11 +127,11 @@ def streams(rec=None, sms: int = algo.DEFAULT_SMS) -> list[Stream]:
     # is read once a block), dy and x and the fused ReLU's y (mean once a block), dy.
     out += [map_stream("add_relu", shape, "add_relu_f32", n, 2, rec, target=None),
             map_stream("batchnorm forward", shape, "batchnorm_forward_f32", n, 1, rec, 5),
-            reduce_stream("batchnorm stats", shape, "batchnorm_stats_partial_f32", N, C, HW, 1, 1, rec, sms),
-            reduce_stream("batchnorm backward reduction", shape, "batchnorm_backward_partial_f32", N, C, HW, 2,
+            reduce_stream("batchnorm stats", shape, "batchnorm_stats_f32", N, C, HW, 1, 1, rec, sms),
+            reduce_stream("batchnorm backward reduction", shape, "batchnorm_backward_sums_f32", N, C, HW, 2,
                           3, rec, sms, norm.UNROLL_BACKWARD),
             map_stream("batchnorm backward data", shape, "batchnorm_backward_data_f32", n, 2, rec, 8, None),
-            reduce_stream("conv2d bias gradient", shape, "conv2d_bias_partial_f32", N, C, HW, 1, 1, rec, sms)]
+            reduce_stream("conv2d bias gradient", shape, "conv2d_bias_grad_f32", N, C, HW, 1, 1, rec, sms)]
     return out
 
 
@@ -147,7 +149,7 @@ def device_us(st: Stream, dev, s: int, rec) -> float:
     full, tail = divmod(st.threads, slots)
     empty = -(-st.launched // BLOCK) - (-(-st.threads // BLOCK))
     return (full * wave(slots) + wave(tail) + empty * K.EMPTY_BLOCK_NS.at(s) / 1e3
-            + st.kernels * K.LAUNCH_US.at(s))
+            + st.kernels * K.LAUNCH_US.at(s) + st.elect * K.ELECT_US.at(s))  # the election: once, after the last wave
 
 
 def in_flight(st: Stream, dev, s: int, rec) -> tuple[float, float]:
@@ -196,17 +198,16 @@ def fused_rows(dev, rec=None) -> list[dict]:
 
 
 def bn_row(dev, rec=None) -> dict:
-    """fused.py's batch_norm2d_relu row: fused = batch_norm_stats (two copies of the
-    running statistics, the partial sums, the finalize) then batch_norm_apply with the
-    ReLU, two op calls; separate adds relu_forward over y. ``fraction``: the bytes those
-    kernels must move (x read twice, y written) over the fused time, against the copy rate."""
+    """fused.py's batch_norm2d_relu row: fused = batch_norm_stats (one launch: the
+    sums, the running statistics read and the new ones written by the kernel) then
+    batch_norm_apply with the ReLU, two op calls; separate adds relu_forward over y.
+    ``fraction``: the bytes those kernels must move (x read twice, y written) over
+    the fused time, against the copy rate."""
     rec = rec or model_static.load()
     by_op = {st.op: st for st in streams(rec, dev.sms)}
     stats, apply = by_op["batchnorm stats"], by_op["batchnorm forward"]
     relu = relu_over(apply.shape, int(apply.write // 4), rec)
-    copies = 2  # norm.batch_norm_stats: copy_of(running_mean), copy_of(running_var)
-    dev_f = [device_us(stats, dev, s, rec) + device_us(apply, dev, s, rec) + copies * K.LAUNCH_US.at(s)
-             for s in K.SCENARIOS]
+    dev_f = [device_us(stats, dev, s, rec) + device_us(apply, dev, s, rec) for s in K.SCENARIOS]
     f = [K.timed(x, 2 * K.HOST_MEM_US.at(s)) for s, x in zip(K.SCENARIOS, dev_f)]
     sep = [K.timed(x + device_us(relu, dev, s, rec), 3 * K.HOST_MEM_US.at(s)) for s, x in zip(K.SCENARIOS, dev_f)]
     moved = stats.read + apply.read + apply.write

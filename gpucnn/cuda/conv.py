@@ -22,7 +22,7 @@ from gpucnn.cuda.launch import contiguous, i64, launch
 
 FAMILY = "conv2d"
 KERNELS = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter", "conv2d_sum_splits",
-           "conv2d_bias_partial", "conv2d_bias_finalize", "im2col", "col2im",
+           "conv2d_bias_grad", "im2col", "col2im",
            "conv2d_forward_m32", "conv2d_backward_data_m32", "conv2d_backward_filter_m32",  # m32: 32-row tile
            "conv2d_backward_filter_t_m32")  # the transposed filter GEMM (algo.Choice.swap)
 TC_KERNELS = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter")  # float32, gpucnn.cuda.tc
@@ -165,7 +165,7 @@ def _filter_gradient(rt, dy, x, g):
 
 
 def conv2d_backward_bias(rt, dy):
-    """db = dy summed over images and pixels, per channel (kernels/channel.cuh's two levels)."""
+    """db = dy summed over images and pixels, per channel (kernels/channel.cuh's two levels, one launch)."""
     dy = contiguous(rt.xp, dy)
     N, K, P, Q = dy.shape
     _fits_int(N, K, P * Q)  # channel.cuh walks images and planes in int
@@ -173,9 +173,9 @@ def conv2d_backward_bias(rt, dy):
     chunk, chunks = norm.channel_chunks(K, n, rt.device()[1])
     part = rt.xp.empty((K, chunks), np.float64)
     db = rt.xp.empty(K, dy.dtype)
-    launch(rt, FAMILY, "conv2d_bias_partial", dy.dtype, K * chunks * norm.THREADS,
-           (dy, part, np.int32(N), np.int32(K), i64(P * Q), i64(chunk), np.int32(chunks)), block=norm.THREADS)
-    launch(rt, FAMILY, "conv2d_bias_finalize", dy.dtype, K, (part, db, np.int32(K), np.int32(chunks)))
+    launch(rt, FAMILY, "conv2d_bias_grad", dy.dtype, K * chunks * norm.THREADS,
+           (dy, part, norm.counters(rt, K), db, np.int32(N), np.int32(K), i64(P * Q), i64(chunk), np.int32(chunks)),
+           block=norm.THREADS)
     return db
 
 

@@ -5,19 +5,24 @@ splits each channel's n = N*H*W values into chunks, one (channel, chunk)
 block each, so that all the blocks are resident at once on the device's SMs
 (one wave, no tail: 128x64x32x32's 2048 blocks of 4096 values were 3.1 waves
 of 660, the last a tenth full); each thread keeps UNROLL 16-byte groups of
-each stream in flight, and a second kernel adds a channel's chunk sums in
-chunk order. The shape and the SM count decide the chunks, so the bits never
-change from run to run on one device.
+each stream in flight, and the block that finishes a channel's last chunk
+adds its chunk sums in chunk order, in the same launch (one launch a
+reduction: the second kernel's ~2 us gap saved; ``counters`` holds the
+per-channel counts that elect that block). The shape and the SM count decide
+the chunks, so the bits never change from run to run on one device.
 """
 from __future__ import annotations
+
+import functools
+from typing import NamedTuple
 
 import numpy as np
 
 from gpucnn.cuda.launch import contiguous, copy_of, i64, launch, scalar, vector_threads
+from gpucnn.runtime import capture
 
 FAMILY = "batchnorm"
-KERNELS = ("batchnorm_stats_partial", "batchnorm_stats_finalize", "batchnorm_forward",
-           "batchnorm_backward_partial", "batchnorm_backward_finalize", "batchnorm_backward_data")
+KERNELS = ("batchnorm_stats", "batchnorm_forward", "batchnorm_backward_sums", "batchnorm_backward_data")
 THREADS = 256  # CH_THREADS: the reductions' block
 UNROLL, UNROLL_BACKWARD = 4, 2  # CH_UNROLL, CH_UNROLL_BWD: groups in flight a thread, per stream
 BLOCKS_PER_SM = 4  # CH_BLOCKS: the reductions' __launch_bounds__ minimum (64 registers; compile_check: 4)
@@ -28,21 +33,46 @@ MIN_CHUNK = THREADS * UNROLL * 4
 _INT_MAX = 2**31 - 1
 
 
-def _dims(x):
-    N, C, H, W = x.shape
+class Geometry(NamedTuple):
+    """The launch set-up of one shape (``_geometry``): the grid sizes and the
+    kernels' scalar arguments, made once a shape rather than once a call."""
+    C: int
+    reduce_threads: int  # the reductions' C * chunks blocks of THREADS
+    map_threads: int     # the element-wise kernels' (_map_threads)
+    dims: tuple          # (N, C, HW) as the kernels take them
+    chunking: tuple      # (chunk, chunks) as the reductions take them
+    size: np.int64       # N*C*HW
+    inv_n: np.float64    # 1/n, n = N*HW (nan when n = 0)
+    unbias: np.float64   # n/(n-1) (nan when n < 2: training refuses those)
+    inv_n_t: object      # 1/max(n, 1) in x's dtype
+
+
+def _geometry(x, sms: int) -> Geometry:
+    return _shape_geometry(x.shape, x.dtype, sms, MIN_CHUNK)  # MIN_CHUNK read here: tests lower it
+
+
+@functools.lru_cache(maxsize=256)
+def _shape_geometry(shape: tuple, dtype, sms: int, min_chunk: int) -> Geometry:
+    """Memoised: a layer's shape repeats call after call, and the ~15 scalars
+    and the chunking cost ~3 us a call (null runtime)."""
+    N, C, H, W = shape
     if max(N, C, H * W) > _INT_MAX:
-        raise ValueError(f"batch norm: N, C and H*W must fit in int32, got shape {tuple(x.shape)}")
-    return np.int32(N), np.int32(C), i64(H * W)
+        raise ValueError(f"batch norm: N, C and H*W must fit in int32, got shape {tuple(shape)}")
+    n, size = N * H * W, N * C * H * W
+    chunk, chunks = _chunks(C, n, sms, min_chunk)
+    return Geometry(C, C * chunks * THREADS, _map_threads(size, H * W, dtype), (np.int32(N), np.int32(C), i64(H * W)),
+                    (i64(chunk), np.int32(chunks)), i64(size), np.float64(1 / n if n else np.nan),
+                    np.float64(n / (n - 1) if n > 1 else np.nan), scalar(dtype, 1.0 / max(n, 1)))
 
 
-def _map_threads(x, HW) -> int:
+def _map_threads(size: int, HW: int, dtype) -> int:
     """Threads of an element-wise kernel (channel_apply): one a 16-byte vector
     when HW is a multiple of one (its vector loop; the 128x64x32x32 case
     launched x.size threads, 3/4 of its 32768 blocks empty), else one an
     element (the scalar loop, one load in flight a thread: a grid a quarter
     the size would leave each thread four loads in a row)."""
-    per_vec = 16 // x.itemsize
-    return vector_threads(x.size, x.dtype) if int(HW) % per_vec == 0 else x.size
+    per_vec = 16 // np.dtype(dtype).itemsize
+    return vector_threads(size, dtype) if HW % per_vec == 0 else size
 
 
 def channel_chunks(C: int, n: int, sms: int) -> tuple[int, int]:
@@ -52,58 +82,88 @@ def channel_chunks(C: int, n: int, sms: int) -> tuple[int, int]:
     chunk per MIN_CHUNK values. One wave keeps enough in flight: 128x64x32x32
     gets 8 chunks, 512 blocks x 256 threads x 64 bytes = 8 MiB of reads
     against Little's 2.9 MiB (4.3 TB/s x 700 ns)."""
-    chunks = max(1, min(sms * BLOCKS_PER_SM // max(C, 1), -(-n // MIN_CHUNK)))
+    return _chunks(C, n, sms, MIN_CHUNK)  # MIN_CHUNK read here: tests lower it
+
+
+@functools.lru_cache(maxsize=1024)
+def _chunks(C: int, n: int, sms: int, min_chunk: int) -> tuple[int, int]:
+    """channel_chunks, memoised: a layer's shape repeats call after call."""
+    chunks = max(1, min(sms * BLOCKS_PER_SM // max(C, 1), -(-n // min_chunk)))
     chunk = -(-max(n, 1) // chunks)
     chunk = -(-chunk // ALIGN) * ALIGN
     return chunk, -(-max(n, 1) // chunk)
 
 
+_counters: dict = {}
+
+
+def counters(rt, C: int):
+    """channel_reduce's per-channel counters (uint32, at least C): zeros before
+    a launch and zeros after it (each channel's last chunk wraps its counter
+    back to 0), so one buffer serves every launch of a runtime, device and
+    stream in turn; a zeroing launch per call would cost the gap the one-launch
+    reduction saves. Inside a capture the buffer is the graph's own (its
+    zeroing is a node of the graph, repeated at each replay). A launch that
+    runs only some blocks (the emulator's ``blocks=``) leaves counts behind
+    in the shared buffer: clear ``_counters`` after one."""
+    xp = rt.xp
+    if capture.active():
+        return xp.zeros(max(C, 1), np.uint32)
+    key = (rt.name,) if rt.name != "cuda" else (rt.name, xp.cuda.Device().id, xp.cuda.get_current_stream().ptr)
+    buf = _counters.get(key)
+    if buf is None or buf.size < C:
+        buf = _counters[key] = xp.zeros(max(C, 64), np.uint32)
+    return buf
+
+
+def _running(xp, a, dtype):
+    """A running statistic as the kernel reads it: contiguous, of x's dtype."""
+    return contiguous(xp, a) if a.dtype == dtype else copy_of(xp, a, dtype)
+
+
 def batch_norm_stats(rt, x, running_mean, running_var, momentum, eps):
-    x = contiguous(rt.xp, x)
-    N, C, HW = _dims(x)
-    mean, invstd = rt.xp.empty(int(C), x.dtype), rt.xp.empty(int(C), x.dtype)
+    xp = rt.xp
+    x = contiguous(xp, x)
+    g = _geometry(x, rt.device()[1])
+    mean, invstd = xp.empty(g.C, x.dtype), xp.empty(g.C, x.dtype)
+    # The kernel reads the running statistics and writes the updated ones to
+    # new arrays (no copies first: each was a device copy and ~5 us of host).
     update = running_mean is not None
-    # The kernel updates the running statistics in place: in copies, which are returned.
-    rm = copy_of(rt.xp, running_mean, x.dtype) if update else rt.xp.empty(int(C), x.dtype)
-    rv = copy_of(rt.xp, running_var, x.dtype) if update else rt.xp.empty(int(C), x.dtype)
-    n = int(N) * int(HW)
-    chunk, chunks = channel_chunks(int(C), n, rt.device()[1])
-    part = rt.xp.empty((int(C), chunks, 2), np.float64)
-    launch(rt, FAMILY, "batchnorm_stats_partial", x.dtype, int(C) * chunks * THREADS,
-           (x, part, N, C, HW, i64(chunk), np.int32(chunks)), block=THREADS)
-    launch(rt, FAMILY, "batchnorm_stats_finalize", x.dtype, int(C),
-           (part, x, mean, invstd, rm, rv, C, HW, np.int32(chunks), np.float64(1 / n), np.float64(n / (n - 1)),
-            np.float64(eps), np.float64(momentum), np.int32(update)))
+    rm, rv = xp.empty(g.C, x.dtype), xp.empty(g.C, x.dtype)
+    rm_in, rv_in = (_running(xp, running_mean, x.dtype), _running(xp, running_var, x.dtype)) if update else (x, x)
+    part = xp.empty((g.C, int(g.chunking[1]), 2), np.float64)
+    launch(rt, FAMILY, "batchnorm_stats", x.dtype, g.reduce_threads,
+           (x, part, counters(rt, g.C), mean, invstd, rm_in, rv_in, rm, rv, *g.dims, *g.chunking, g.inv_n, g.unbias,
+            np.float64(eps), np.float64(momentum), np.int32(update)), block=THREADS)
     return mean, invstd, (rm if update else None), (rv if update else None)
 
 
 def batch_norm_apply(rt, x, mean, invstd, gamma, beta, relu=False):
     """y = gamma * (x - mean) * invstd + beta, then ReLU when ``relu`` (the fused epilogue)."""
-    x, mean, invstd, gamma, beta = (contiguous(rt.xp, a) for a in (x, mean, invstd, gamma, beta))
-    _, C, HW = _dims(x)
-    y = rt.xp.empty_like(x)
-    launch(rt, FAMILY, "batchnorm_forward", x.dtype, _map_threads(x, HW),
-           (x, mean, invstd, gamma, beta, y, i64(x.size), C, HW, np.int32(relu)))
+    xp = rt.xp
+    x, mean, invstd, gamma, beta = (contiguous(xp, a) for a in (x, mean, invstd, gamma, beta))
+    g = _geometry(x, rt.device()[1])
+    y = xp.empty_like(x)
+    launch(rt, FAMILY, "batchnorm_forward", x.dtype, g.map_threads,
+           (x, mean, invstd, gamma, beta, y, g.size, *g.dims[1:], np.int32(relu)))
     return y
 
 
 def batch_norm_backward(rt, dy, x, mean, invstd, gamma, batch_stats, y=None):
     """(dx, dgamma, dbeta); with ``y``, the output of a fused batch norm + ReLU,
     dy is first masked where y <= 0."""
-    dy, x, mean, invstd, gamma = (contiguous(rt.xp, a) for a in (dy, x, mean, invstd, gamma))
+    xp = rt.xp
+    dy, x, mean, invstd, gamma = (contiguous(xp, a) for a in (dy, x, mean, invstd, gamma))
     relu = y is not None
-    y = contiguous(rt.xp, y) if relu else dy  # unread without relu
-    N, C, HW = _dims(x)
-    n = int(N) * int(HW)
-    chunk, chunks = channel_chunks(int(C), n, rt.device()[1])
-    part = rt.xp.empty((int(C), chunks, 2), np.float64)
-    launch(rt, FAMILY, "batchnorm_backward_partial", x.dtype, int(C) * chunks * THREADS,
-           (dy, x, y, mean, part, N, C, HW, i64(chunk), np.int32(chunks), np.int32(relu)), block=THREADS)
-    dgamma, dbeta = rt.xp.empty(int(C), x.dtype), rt.xp.empty(int(C), x.dtype)
-    launch(rt, FAMILY, "batchnorm_backward_finalize", x.dtype, int(C),
-           (part, invstd, dgamma, dbeta, C, np.int32(chunks)))
-    dx = rt.xp.empty_like(x)
-    launch(rt, FAMILY, "batchnorm_backward_data", x.dtype, _map_threads(x, HW),
-           (dy, x, y, mean, invstd, gamma, dgamma, dbeta, dx, i64(x.size), C, HW,
-            scalar(x.dtype, 1.0 / max(n, 1)), np.int32(bool(batch_stats)), np.int32(relu)))
+    y = contiguous(xp, y) if relu else dy  # unread without relu
+    g = _geometry(x, rt.device()[1])
+    part = xp.empty((g.C, int(g.chunking[1]), 2), np.float64)
+    dgamma, dbeta = xp.empty(g.C, x.dtype), xp.empty(g.C, x.dtype)
+    launch(rt, FAMILY, "batchnorm_backward_sums", x.dtype, g.reduce_threads,
+           (dy, x, y, mean, invstd, part, counters(rt, g.C), dgamma, dbeta, *g.dims, *g.chunking, np.int32(relu)),
+           block=THREADS)
+    dx = xp.empty_like(x)
+    launch(rt, FAMILY, "batchnorm_backward_data", x.dtype, g.map_threads,
+           (dy, x, y, mean, invstd, gamma, dgamma, dbeta, dx, g.size, *g.dims[1:], g.inv_n_t,
+            np.int32(bool(batch_stats)), np.int32(relu)))
     return dx, dgamma, dbeta

@@ -39,6 +39,8 @@ def _per_channel(name, v, x):
     """None, or a (C,) array of x's dtype."""
     if v is None:
         return None
+    if type(v) is type(x) and v.dtype == x.dtype and v.shape == x.shape[1:2]:
+        return v  # what the checks below pass unchanged, in one test (~2 us a parameter less)
     v = chk.array(name, v, 1)
     chk.same_dtype(x=x, **{name: v})
     chk.shape_is(name, v, (x.shape[1],), f"one value per channel of x {tuple(x.shape)}")
@@ -46,7 +48,8 @@ def _per_channel(name, v, x):
 
 
 def _real(name, v, lo, hi, lo_open):
-    if not isinstance(v, numbers.Real) or isinstance(v, (bool, np.bool_)):
+    # type(v) is float first: the ABC check alone costs ~1 us
+    if type(v) is not float and (not isinstance(v, numbers.Real) or isinstance(v, (bool, np.bool_))):
         raise TypeError(f"{name} must be a real number, got {v!r}")
     v = float(v)
     if not (math.isfinite(v) and (v > lo if lo_open else v >= lo) and v <= hi):

@@ -71,6 +71,39 @@ def test_inter_block_race_and_atomics():
     assert out[0] == 36
 
 
+def _last_block_sum(mode, blocks=4, **cfg):
+    x = np.arange(blocks * 32, dtype=np.float32)
+    count = np.zeros(1, np.uint32)
+    out = np.empty(32, np.float32)
+    with emulation(**cfg):
+        kernel("checks", "last_block_sum")(blocks, 32, (x, np.empty_like(x), count, out, np.int32(mode)))
+    return out, count, x.reshape(blocks, 32).sum(axis=0)
+
+
+def test_last_block_reduction_ordered_by_release_and_acquire():
+    for order in ORDERS:  # the fences order the partials before the last block's reads: no race
+        for _ in range(2):  # the atomicInc wrapped the count: a second launch elects its last block again
+            out, count, want = _last_block_sum(0, race_check=True, **order)
+            np.testing.assert_array_equal(out, want)
+            assert count[0] == 0
+
+
+@pytest.mark.parametrize("mode", [1, 2, 3, 4], ids=["no-release-fence", "no-acquire-fence", "write-after-fence",
+                                                    "read-before-barrier"])
+def test_last_block_reduction_without_release_or_acquire_races(mode):
+    out, _, want = _last_block_sum(mode, **PLAIN)
+    np.testing.assert_array_equal(out, want)  # blocks run one after another: a plain launch adds up right
+    for order in ORDERS:
+        with pytest.raises(RaceError) as e:
+            _last_block_sum(mode, race_check=True, **order)
+        msg = str(e.value)
+        assert "argument #1 'part'" in msg and "different blocks" in msg
+        assert e.value.block == (3, 0, 0) and e.value.other_block != (3, 0, 0)
+        write = "BUG: after the fence" if mode == 3 else "OK: partial write"
+        read = "BUG: before the barrier" if mode == 4 else "OK: the last block's read"
+        assert _locations(e) == {line_of("checks", write), line_of("checks", read)}
+
+
 def test_read_of_another_blocks_write():
     with emulation(race_check=True), pytest.raises(RaceError) as e:
         kernel("checks", "read_neighbour_block")(4, 32, (np.empty(4, np.float32),))

@@ -44,7 +44,15 @@ emulator's include/emu_check.cpp and emu_ubsan.cpp):
     only with plain writes; ``GPUCNN_INOUT`` arguments may be written twice (a
     scatter whose duplicate indices let one value win), not read and written.
     Races are found whatever the resume order: the checks follow the barriers,
-    not the schedule.
+    not the schedule. Two blocks' accesses are ordered, as in the PTX memory
+    model, by a release (a ``__threadfence()`` then an atomic on a word, in one
+    thread) and an acquire (a later atomic on that word, then a fence, in one
+    thread of another block): what the releasing block did before its fence
+    (that thread's accesses, and every thread's before a ``__syncthreads()``
+    it passed) happens before what the acquiring block does after its fence
+    (that thread's, and every thread's after a ``__syncthreads()`` that
+    follows); the last-block reduction of kernels/channel.cuh, where a missing
+    fence on either side is still a race (include/emu_check.cpp).
   * ``misalign``: pointer argument i (counting pointer arguments from 0) moves
     i elements off the alignment of the array it copies (the first keeps it, so
     an offset view such as ``x[1:]`` keeps its offset), and every access through
@@ -67,12 +75,13 @@ Not modelled (a kernel can pass here and still be wrong on a GPU):
     are one element of the argument's dtype; in shared memory the element of
     the declared type (a class type: its alignment, at most 4 bytes), 2 bytes
     in dynamic shared memory, so threads writing neighbouring bytes of one cell
-    are reported as racing. Blocks that hand data to each other through
-    ``__threadfence()`` and an atomic flag (a last-block reduction) are reported
-    as racing too. Plain launches check no races at all;
-  * memory fences and the memory model: ``__threadfence*`` only orders the
-    compiler, every write is visible to every later read at once, and a race
-    is reported on the order of the accesses, not on their visibility;
+    are reported as racing. Hand-offs in chains (block A to B to C orders
+    nothing from A to C here), through block-scoped atomics (``atomicAdd_block``
+    orders as ``atomicAdd``) or through ``__syncwarp`` alone are not modelled.
+    Plain launches check no races at all;
+  * the memory model's visibility: every write is visible to every later read
+    at once (blocks run one at a time), and a race is reported on the order
+    of the accesses and the fences, not on what a read could have seen;
   * the GPU's numerics: fast-math intrinsics (``__expf``, ``__fdividef``...)
     are exact libm calls, no FMA contraction, no flush-to-zero; results agree
     with the GPU only to rounding;

@@ -118,3 +118,34 @@ extern "C" __global__ void check_align_api(const float* __restrict__ x, float* _
     gpucnn_emu::emu_check_align(x + 1, 16, __FILE__, __LINE__);  // BUG: x + 1 is 4 bytes off
     y[threadIdx.x] = x[threadIdx.x];
 }
+
+// A last-block reduction (CUDA's threadFenceReduction): every thread of a block
+// writes a partial, thread 0 counts the block in with an atomicInc (which wraps
+// the count back to 0 for the next launch) and the block that sees the count at
+// gridDim.x - 1 adds up every block's partials. mode 0 does it right: the
+// partials before a barrier, thread 0's fence before its atomic (release), its
+// fence after the atomic and a barrier before the reads (acquire). mode 1 drops
+// the release fence, mode 2 the acquire fence, mode 3 writes the partials after
+// the release fence (unordered), mode 4 reads before the acquire's barrier.
+extern "C" __global__ void last_block_sum(const float* __restrict__ x, float* __restrict__ part,
+                                          unsigned* GPUCNN_INOUT count, float* __restrict__ out, int mode) {
+    __shared__ int last;
+    const int t = threadIdx.x, n = blockDim.x;
+    if (mode != 3) part[blockIdx.x * n + t] = x[blockIdx.x * n + t];  // OK: partial write
+    __syncthreads();
+    if (t == 0) {
+        if (mode != 1) __threadfence();  // BUG: mode 1 has no release fence
+        if (mode == 3)
+            for (int k = 0; k < n; ++k) part[blockIdx.x * n + k] = x[blockIdx.x * n + k];  // BUG: after the fence
+        last = atomicInc(count, gridDim.x - 1) == gridDim.x - 1;
+        if (mode != 2) __threadfence();  // BUG: mode 2 has no acquire fence
+    }
+    float early = 0.0f;
+    if (mode == 4 && t > 0 && blockIdx.x == gridDim.x - 1) early = part[t];  // BUG: before the barrier
+    __syncthreads();
+    if (last) {
+        float s = early - early;
+        for (unsigned b = 0; b < gridDim.x; ++b) s += part[b * n + t];  // OK: the last block's read
+        out[t] = s;
+    }
+}

@@ -169,10 +169,18 @@ template <class T> inline void __stcg(T* p, T v) { *p = v; }
 template <class T> inline void __stcs(T* p, T v) { *p = v; }
 template <class T> inline void __stwb(T* p, T v) { *p = v; }
 // Blocks run one at a time on one OS thread: fences only need to stop the
-// compiler from moving memory accesses.
-inline void __threadfence() { asm volatile("" ::: "memory"); }
+// compiler from moving memory accesses. Checked builds also note the device-
+// and system-scope fences: with the atomics around them they are the PTX
+// memory model's release and acquire patterns that order accesses of two
+// blocks (emu_check.cpp). A block-scope fence orders nothing across blocks.
+#ifdef GPUCNN_EMU_CHECKED
+#define GPUCNN_FENCE_NOTE() gpucnn_note_fence()
+#else
+#define GPUCNN_FENCE_NOTE() (void)0
+#endif
+inline void __threadfence() { asm volatile("" ::: "memory"); GPUCNN_FENCE_NOTE(); }
 inline void __threadfence_block() { asm volatile("" ::: "memory"); }
-inline void __threadfence_system() { asm volatile("" ::: "memory"); }
+inline void __threadfence_system() { asm volatile("" ::: "memory"); GPUCNN_FENCE_NOTE(); }
 inline long long clock64() { return (long long)__builtin_ia32_rdtsc(); }
 inline void __nanosleep(unsigned) {}
 #define __trap() __builtin_trap()

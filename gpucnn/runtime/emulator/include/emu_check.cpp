@@ -14,12 +14,30 @@
 //   * global memory: different blocks of the launch, or as in shared memory.
 // Atomics conflict only with plain writes; GPUCNN_INOUT arguments allow
 // write-write conflicts (a scatter where duplicate indices let one value win).
+//
+// Two blocks' accesses do not conflict when the PTX memory model orders them
+// by a release and an acquire pattern (PTX ISA, "Memory Consistency Model"):
+// thread T of block B runs a __threadfence() F and later an atomic on a word
+// X (the release); thread T' of the running block B' runs an atomic on X
+// after it (its read-modify-write reads the last value of X: every earlier
+// atomic on X is in the release sequence it reads from, as blocks run one at
+// a time) and later a __threadfence() F' (the acquire). F synchronizes with
+// F', so an access of B before F (T's own, program order: a fence-time stamp
+// below F's; any thread's before a __syncthreads() that T passed before F:
+// an earlier barrier epoch) happens before an access of B' after F' (T''s own
+// from F' on; any thread's after a __syncthreads() that follows F'). Without
+// either fence, or with the atomic on another word, there is no order and the
+// accesses race as before. Not modelled: chains (B -> B' -> B'' is not an
+// order from B to B''; reported as a race), the atomics' scope (atomicAdd_block
+// orders as atomicAdd does), and orders through __syncwarp alone.
 #include <dlfcn.h>
 #include <sys/mman.h>
 
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <unordered_map>
+#include <vector>
 
 #include "emu_internal.h"
 #include "emu_race.h"
@@ -31,6 +49,7 @@ namespace {
 enum { ACC_WRITE = 1, ACC_ATOMIC = 2 };
 struct Acc {
     uint32_t block, epoch, wepoch, site;  // block: linear index + 1 (0: no access yet)
+    uint32_t time;                        // fences run so far in the launch (g_time)
     uint16_t tid, flags;
 };
 struct Cell { Acc w, r1, r2; };
@@ -50,7 +69,23 @@ int g_checks = 0;
 void* g_arena = nullptr;
 size_t g_arena_size = 0;
 uintptr_t g_base = 0;  // load address of this module: sites are code offsets from it
-uint32_t g_block = 0, g_epoch = 0, g_wepoch[kMaxThreads / 32];
+uint32_t g_block = 0, g_epoch = 0, g_wepoch[kMaxThreads / 32], g_time = 0;
+
+// A release: thread tid of block `block` fenced at (epoch, time) before an atomic.
+// It covers that block's accesses of earlier epochs, and tid's before the fence.
+struct Rel { uint32_t block, epoch, time, tid; };
+// An acquire of the running block: thread tid fenced at (epoch, time) after
+// atomics that read from the releases rels. It covers the block's accesses of
+// later epochs, and tid's from the fence on.
+struct Acq { uint32_t epoch, time, tid; std::vector<Rel> rels; };
+struct ThreadSync {
+    uint32_t block = 0;          // the block these belong to (stale when not the running one)
+    uint32_t epoch = 0, time = 0;  // the thread's last fence (time 0: none yet in this block)
+    std::vector<Rel> pending;    // releases read by its atomics since that fence
+};
+ThreadSync g_sync_thread[kMaxThreads];
+std::unordered_map<uintptr_t, std::vector<Rel>> g_sync_word;  // an atomic word's release sequence
+std::vector<Acq> g_acquired;                                  // the running block's acquires
 struct Site { const char* file; int line; };
 constexpr uint32_t kExplicit = 0x80000000u;
 Site g_sites[4096];
@@ -91,6 +126,18 @@ void put_site(uint32_t site, char* out, size_t n, uint64_t* pc_off, int* has_pc)
     }
 }
 
+// Whether a release and an acquire order prev (another block's) before cur (the running block's).
+bool ordered(const Acc& prev, const Acc& cur) {
+    for (const Acq& a : g_acquired) {
+        if (!(cur.epoch > a.epoch || (cur.epoch == a.epoch && cur.tid == a.tid && cur.time >= a.time))) continue;
+        for (const Rel& r : a.rels)
+            if (r.block == prev.block &&
+                (prev.epoch < r.epoch || (prev.epoch == r.epoch && prev.tid == r.tid && prev.time < r.time)))
+                return true;
+    }
+    return false;
+}
+
 // Whether the earlier access prev and the current one cur race (see the top).
 inline __attribute__((always_inline)) bool conflict(const Acc& prev, const Acc& cur, bool shared) {
     if (!prev.block) return false;
@@ -99,7 +146,7 @@ inline __attribute__((always_inline)) bool conflict(const Acc& prev, const Acc& 
     if ((prev.flags | cur.flags) & ACC_ATOMIC) {
         if ((prev.flags & cur.flags & ACC_ATOMIC) || !(prev.flags & cur.flags & ACC_WRITE)) return false;
     }
-    if (prev.block != cur.block) return !shared;  // shared memory belongs to one block
+    if (prev.block != cur.block) return !shared && !ordered(prev, cur);  // shared memory belongs to one block
     if (prev.epoch != cur.epoch || prev.tid == cur.tid) return false;
     return prev.tid / 32 != cur.tid / 32 || prev.wepoch == cur.wepoch;
 }
@@ -137,7 +184,7 @@ __attribute__((noinline)) void access_in(int i, uintptr_t a, size_t n, unsigned 
         uintptr_t off = a - r.lo;
         const bool shared = (r.flags & REGION_SHARED) != 0, inout = (r.flags & REGION_INOUT) != 0;
         const unsigned tid = cur_tid();
-        const Acc cur{g_block, g_epoch, g_wepoch[tid / 32], site, (uint16_t)tid, (uint16_t)flags};
+        const Acc cur{g_block, g_epoch, g_wepoch[tid / 32], site, g_time, (uint16_t)tid, (uint16_t)flags};
         uintptr_t last = off + n - 1 < r.size ? off + n - 1 : r.size - 1;
         for (uintptr_t g = off >> r.shift; g <= last >> r.shift; ++g) {
             Cell& c = r.cells[g];
@@ -176,6 +223,10 @@ namespace gpucnn_emu::rt {
 bool check_begin(const LaunchSpec* s) {
     g_checks = s->checks;
     g_nlive = 0;
+    g_time = 0;
+    g_sync_word.clear();
+    g_acquired.clear();
+    for (ThreadSync& t : g_sync_thread) t.block = 0, t.pending.clear();
     if (!(g_checks & CHECK_RACE)) return true;
     Dl_info info;
     g_base = dladdr((void*)&check_begin, &info) ? (uintptr_t)info.dli_fbase : 0;
@@ -207,11 +258,14 @@ bool check_begin(const LaunchSpec* s) {
 void check_block(uint32_t linear_block) {
     g_block = linear_block + 1;
     ++g_epoch;
+    g_acquired.clear();
 }
 void check_barrier() { ++g_epoch; }
 void check_warp_sync(unsigned warp) { ++g_wepoch[warp]; }
 
 void check_end() {
+    g_sync_word.clear();
+    g_acquired.clear();
     if (g_arena) munmap(g_arena, g_arena_size);
     g_arena = nullptr;
     g_checks = 0;
@@ -225,8 +279,41 @@ GPUCNN_HIDDEN void gpucnn_note_access(const void* p, size_t bytes, int is_write,
     if (g_checks & CHECK_RACE) access((uintptr_t)p, bytes, is_write ? ACC_WRITE : 0, site_of(file, line), nullptr);
 }
 
+// The calling thread's sync record, emptied when it belongs to an earlier block.
+static ThreadSync& sync_thread() {
+    ThreadSync& t = g_sync_thread[cur_tid()];
+    if (t.block != g_block) t.block = g_block, t.time = 0, t.pending.clear();
+    return t;
+}
+
+// Adds r to a list of releases; r supersedes its thread's earlier one (it covers more).
+static void add_release(std::vector<Rel>& rels, const Rel& r) {
+    for (Rel& q : rels)
+        if (q.block == r.block && q.tid == r.tid) {
+            q = r;
+            return;
+        }
+    rels.push_back(r);
+}
+
 GPUCNN_HIDDEN void gpucnn_note_atomic(const void* p, size_t bytes, const void* pc) {
-    if (g_checks & CHECK_RACE) access((uintptr_t)p, bytes, ACC_WRITE | ACC_ATOMIC, site_of_pc(pc), pc);
+    if (!(g_checks & CHECK_RACE) || !g_in_fiber) return;
+    access((uintptr_t)p, bytes, ACC_WRITE | ACC_ATOMIC, site_of_pc(pc), pc);
+    ThreadSync& t = sync_thread();
+    std::vector<Rel>& seq = g_sync_word[(uintptr_t)p];
+    for (const Rel& r : seq) add_release(t.pending, r);  // what an acquire fence after it will see
+    if (t.time) add_release(seq, Rel{g_block, t.epoch, t.time, cur_tid()});  // a fence before it: a release
+}
+
+GPUCNN_HIDDEN void gpucnn_note_fence() {
+    if (!(g_checks & CHECK_RACE) || !g_in_fiber) return;
+    ThreadSync& t = sync_thread();
+    t.epoch = g_epoch;
+    t.time = ++g_time;  // the thread's accesses before it have a smaller time, after it this one
+    if (!t.pending.empty()) {
+        g_acquired.push_back(Acq{g_epoch, g_time, cur_tid(), std::move(t.pending)});
+        t.pending.clear();
+    }
 }
 
 GPUCNN_HIDDEN void gpucnn_check_align(const void* p, size_t align, const char* file, int line) {

@@ -33,6 +33,9 @@ GPUCNN_HIDDEN void gpucnn_note_access(const void* p, size_t bytes, int is_write,
 GPUCNN_HIDDEN void gpucnn_check_align(const void* p, size_t align, const char* file, int line);
 // An atomic read-modify-write: exempt from races with other atomics, not with plain accesses.
 GPUCNN_HIDDEN void gpucnn_note_atomic(const void* p, size_t bytes, const void* pc);
+// A device- or system-scope fence (__threadfence): with a later atomic of the same
+// thread a release, with an earlier one an acquire (emu_check.cpp).
+GPUCNN_HIDDEN void gpucnn_note_fence();
 }
 
 namespace gpucnn_emu {
