@@ -256,20 +256,31 @@ template <int MODE, typename Tile>
 __device__ __forceinline__ void tc_warp_step(const float* as, const float* bs, int wm0, int wn0,
                                              float (&acc)[Tile::MI][Tile::NI][4]) {
     const int lane = threadIdx.x % 32, q = lane / 8, r8 = lane % 8;
+    // Byte offsets of this lane's ldmatrix rows in slice k8 = 0. Rows start at multiples of 8 (wm0, wn0 too),
+    // so row % 8 = r8 and tc_swz(row, 8 k8 + 4 c) = (32 row + 4 (c ^ r8)) ^ 8 k8 words: slice k8 is the
+    // offset XOR (k8 << 5), one LOP3 an ldmatrix, whose address is then [offset + stage] (was ~2, re-deriving
+    // the swizzle: static-sm90.md).
+    int oa[Tile::MI], ob[Tile::NI / 2];
+#pragma unroll
+    for (int mi = 0; mi < Tile::MI; ++mi) oa[mi] = 4 * tc_swz(wm0 + mi * 16 + (q % 2) * 8 + r8, (q / 2) * 4);
+#pragma unroll
+    for (int nj = 0; nj < Tile::NI / 2; ++nj) ob[nj] = 4 * tc_swz(wn0 + (2 * nj + q / 2) * 8 + r8, (q % 2) * 4);
+    const char* const ab = reinterpret_cast<const char*>(as);
+    const char* const bb = reinterpret_cast<const char*>(bs);
 #pragma unroll
     for (int k8 = 0; k8 < TC_BK / 8; ++k8) {
         unsigned ah[Tile::MI][4], al[Tile::MI][4], bh[Tile::NI][2], bl[Tile::NI][2];
 #pragma unroll
         for (int mi = 0; mi < Tile::MI; ++mi) {  // matrices: rows +0/+8 (q % 2), k +0/+4 (q / 2)
             unsigned r[4];
-            ldmatrix<4, false>(r, as + tc_swz(wm0 + mi * 16 + (q % 2) * 8 + r8, k8 * 8 + (q / 2) * 4));
+            ldmatrix<4, false>(r, ab + (oa[mi] ^ (k8 << 5)));
 #pragma unroll
             for (int j = 0; j < 4; ++j) tc_split<MODE>(r[j], ah[mi][j], al[mi][j]);
         }
 #pragma unroll
         for (int nj = 0; nj < Tile::NI / 2; ++nj) {  // matrices: n tile 2nj + q / 2, k +0/+4 (q % 2)
             unsigned r[4];
-            ldmatrix<4, false>(r, bs + tc_swz(wn0 + (2 * nj + q / 2) * 8 + r8, k8 * 8 + (q % 2) * 4));
+            ldmatrix<4, false>(r, bb + (ob[nj] ^ (k8 << 5)));
 #pragma unroll
             for (int j = 0; j < 4; ++j) tc_split<MODE>(r[j], bh[2 * nj + j / 2][j % 2], bl[2 * nj + j / 2][j % 2]);
         }
