@@ -68,14 +68,15 @@ __device__ __forceinline__ int phase_first_tap(int rho, int ss, int sw, int dw) 
 // B_NONE). Exact for kh + kw <= 31 (conv_masked, decided once per launch);
 // wider filters keep the compare-based test (the Ops' MASK = false).
 #define CONV_MISS_NONE (1u << 31)
-// The tensor-core kernels instantiate each pass's part twice and branch (uniformly) per (split, group) of
-// the launch: masks where conv_masked, else compares. (The branch at the entry point instead spills the
-// stride phases' 128 tile: 128 registers and 216 bytes of stack; per part, 128 and none, as with one.)
+// The tensor-core kernels instantiate each pass twice, masks and compares, and branch uniformly on
+// conv_masked: conv2d.cu's at the entry point, conv2d_phase.cu's per (phase, group). The other way round,
+// the stride phases' 128 tile spills at its entry (128 registers, 216 bytes of stack; per part, none)
+// and conv2d's forward 128 tile loses uniform registers per part (its k-step 553 -> 580 instructions).
 __device__ __forceinline__ bool conv_masked(int kh, int kw) { return kh + kw <= 31; }
 __device__ __forceinline__ unsigned conv_tap_bits(int r, int s, int kh) { return (1u << r) | (1u << (kh + s)); }
 // Bits i < k of the taps whose coordinate lo + i*d lies outside [0, size), at bit shift. Not unrolled: the
 // filter gradient's k-table computes it per pixel in the k-step loop (one warp; conv2d_backward_filter_tf32_128:
-// unrolled by 4, 641 instructions a k-step, against 581 with the compares; not unrolled, see static-sm90.md).
+// unrolled by 4, 641 instructions a k-step, against 581 with the compares; not unrolled, 552).
 __device__ __forceinline__ unsigned conv_miss(int lo, int d, int k, int size, int shift) {
     unsigned m = 0;
 #pragma unroll 1

@@ -251,8 +251,11 @@ template <typename T, bool MASK = false> struct FilterOp {
         int c, r;
         const int rs = khkw.divmod(n, c), s = kw.divmod(rs, r);
         const int roff = r * dh - pt, soff = s * dw - pl;
-        const int off = (g * Cg + c) * H * W + roff * W + soff;  // an element's offset, or one pad before it
-        return Col{x + off, roff, soff, MASK ? conv_tap_bits(r, s, kh) : 0u, -off};
+        const T* base = x + (long long)(g * Cg + c) * H * W + (long long)roff * W + soff;
+        if constexpr (MASK)  // x's offset from base fits in int (x's per-image size does)
+            return Col{base, roff, soff, conv_tap_bits(r, s, kh), (g * Cg + c) * -H * W - roff * W - soff};
+        else
+            return Col{base, roff, soff, 0u, 0};
     }
     // A tap past N and a pixel past kend whose gathers are zeros at x (B_NONE; A's offset 0 is an element)
     __device__ Col col_none() const { return Col{x, CONV_FAR, 0, CONV_MISS_NONE, 0}; }

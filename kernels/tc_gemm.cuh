@@ -48,16 +48,20 @@
 // (288) TF32 conversions (tf32_rn: one F2FP each on sm_90) and subtractions
 // and the fetch: per thread 4 16-byte runs of A (~5 instructions each:
 // IMAD.WIDE of the row pointer, the predicate, the copy) and 16 gathered
-// elements of B (~7-9 each: the padding test, SEL of a zero's address,
-// IMAD.WIDE, the copy, with handle and k-table loads shared by 2 handles x 8
-// k). static-sm90.md: the forward's k-step went from 982 SASS instructions a
-// warp (plus 3 more passes of a 184-instruction inner gather loop, ~1530
-// issued; cvt.rna as 2 instructions each) to 597, both copy paths of A
-// included (only one runs): 8 x 597 / 4 = 1194 issue clocks against ~1100
-// of mma.sync at half the TF32 peak, so tf32 is about at the tensor rate
-// and 3xTF32 tensor-bound. The next cuts: the padding test as one LOP3 of
-// per-column tap masks (kh + kw <= 30, with a compare-based instantiation
-// for wider filters), and no SEL where src-size 0 is trusted not to read.
+// elements of B (4 each for the convolutions: the padding test as one LOP3
+// of tap masks, conv.cuh, the SEL of a zero's address, IMAD.WIDE, the copy;
+// 7-9 with the test as compares, kept for filters with kh + kw > 31), with
+// handle and k-table loads shared by 2 handles x 8 k. static-sm90.md: the
+// forward's k-step went from 982 SASS instructions a warp (plus 3 more
+// passes of a 184-instruction inner gather loop, ~1530 issued; cvt.rna as 2
+// instructions each) to 597, then 499 (tap masks: 553; ldmatrix addresses
+// as one XOR a slice, tc_warp_step: 499), both copy paths of A included
+// (only one runs): 8 x 499 / 4 = 998 issue clocks against ~1100 of mma.sync
+// at half the TF32 peak, so tf32 is at the tensor rate and 3xTF32
+// tensor-bound. The SEL stays: the PTX ISA says a cp.async with src-size 0
+// (or ignore-src) copies zeros and reads no data, but not that its source
+// address may lie outside the allocation (its addressing rules still apply),
+// so every source stays an element of the tensor (below).
 #pragma once
 #include "mma.cuh"
 
@@ -111,7 +115,8 @@ __device__ __forceinline__ int tc_swz(int row, int k) { return row * TC_BK + (((
 // re-read a handle and an entry per element; fully unrolled, so the k and
 // swizzle arithmetic is constant per thread (static-sm90.md: the forward
 // tile's B gather went from ~46 instructions an element, re-deriving the
-// element's row and k in a 4-times-unrolled inner loop, to ~7).
+// element's row and k in a 4-times-unrolled inner loop, to ~7; 4 with the
+// convolutions' padding test by tap masks, conv.cuh).
 // k-table entries a thread reads before issuing their copies: ptxas puts 3
 // idle slots (@!PT LDS RZ) before the first cp.async after a shared load, so
 // reading 2 entries, then copying their 4 elements, pays them 4 times a step
