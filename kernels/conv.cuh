@@ -53,3 +53,47 @@ __device__ __forceinline__ int phase_first_tap(int rho, int ss, int sw, int dw) 
 // 2^31 + c >= H (pad + H fits in int, or no output size would). Two of them add up to 0, so a none
 // column and a none entry put it in different coordinates: one stays far.
 #define CONV_FAR (-2147483647 - 1)
+
+// Tap masks: the padding test of a gather as one AND (the tensor-core tile's,
+// tc_gemm.cuh: ~4 instructions an element before, two adds and two unsigned
+// compares, against one LOP3 with a predicate out). A tap (r, s) of a filter
+// of kh x kw is the bits r and kh + s of a word (conv_tap_bits); a window (the
+// column of the forward or backward-data GEMM, or the pixel of the filter
+// gradient's k) is the mask of the tap rows and columns it misses
+// (conv_miss), plus CONV_MISS_NONE. The tap lies outside the window exactly
+// when the two share a bit, because a tap is inside when both its row and its
+// column are (the padding is separable). CONV_MISS_NONE is in every window's
+// mask and no tap's bits: an entry of only that bit misses every window, and a
+// window of all bits every tap (the none columns and entries of tc_gemm.cuh's
+// B_NONE). Exact for kh + kw <= 31 (conv_masked, decided once per launch);
+// wider filters keep the compare-based test (the Ops' MASK = false).
+#define CONV_MISS_NONE (1u << 31)
+// The tensor-core kernels instantiate each pass twice, masks and compares, and branch uniformly on
+// conv_masked: conv2d.cu's at the entry point, conv2d_phase.cu's per (phase, group). The other way round,
+// the stride phases' 128 tile spills at its entry (128 registers, 216 bytes of stack; per part, none)
+// and conv2d's forward 128 tile loses uniform registers per part (its k-step 553 -> 580 instructions).
+__device__ __forceinline__ bool conv_masked(int kh, int kw) { return kh + kw <= 31; }
+__device__ __forceinline__ unsigned conv_tap_bits(int r, int s, int kh) { return (1u << r) | (1u << (kh + s)); }
+// Bits i < k of the taps whose coordinate lo + i*d lies outside [0, size), at bit shift. Not unrolled: the
+// filter gradient's k-table computes it per pixel in the k-step loop (one warp; conv2d_backward_filter_tf32_128:
+// unrolled by 4, 641 instructions a k-step, against 581 with the compares; not unrolled, 552).
+__device__ __forceinline__ unsigned conv_miss(int lo, int d, int k, int size, int shift) {
+    unsigned m = 0;
+#pragma unroll 1
+    for (int i = 0; i < k; ++i) m |= (unsigned)((unsigned)(lo + i * d) >= (unsigned)size) << (shift + i);
+    return m;
+}
+// The same for the backward-data's windows: tap i reaches padded coordinate hp
+// (= coordinate + pad) from window p = (hp - i*d) / s when that divides and
+// 0 <= p < size; the bits (at shift) of the taps i < k that no window holds.
+__device__ __forceinline__ unsigned conv_miss_strided(int hp, int d, int k, const FastDiv& s, int size, int shift) {
+    unsigned m = 0;
+#pragma unroll 1
+    for (int i = 0; i < k; ++i) {
+        const int t = hp - i * d;
+        int p = -1;
+        if (t >= 0 && s.divmod(t, p) != 0) p = -1;
+        m |= (unsigned)((unsigned)p >= (unsigned)size) << (shift + i);
+    }
+    return m;
+}

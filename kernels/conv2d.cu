@@ -45,13 +45,14 @@
 
 // ------------------------------------------------------------------- forward
 
-template <typename T> struct FwdOp {
+// MASK (every Op below): the padding test by tap masks (conv.cuh), for kh + kw <= 31; else by compares.
+template <typename T, bool MASK = false> struct FwdOp {
     const T* x;
     const T* w;
     int M, N;  // GEMM rows (filters of the group) and columns (output pixels)
     int C, H, W, Cg;
     FastDiv khkw, kw, PQ, Q;
-    int sh, sw, pt, pl, dh, dw, g;
+    int sh, sw, pt, pl, dh, dw, g, kh;
     enum { A_ALONG_K = 1, B_ALONG_K = 0 };  // w rows hold k; neighbouring pixels are neighbours in x
     enum { A_RUNS = 1, B_RUNS = 0, B_NONE = 1 };  // a filter's taps are contiguous (tc_gemm.cuh's TcRuns)
     typedef const T* Row;  // filter row g*Kg + m of w (a pointer: the tensor-core tile adds k with one IMAD.WIDE)
@@ -59,8 +60,10 @@ template <typename T> struct FwdOp {
         const T* base;  // x[n, g*Cg, h0, w0] (channel 0 of the group; may lie outside x)
         int h0, w0;     // top-left tap of the window in x
         int back;       // base + back = x[n, g*Cg, 0, 0], an element (a zero's address, GemmAt)
+        unsigned miss;  // MASK: the tap rows and columns the window misses (conv_miss)
     };
-    typedef int4 KTab;  // tap k = (c, r, s): {c*H*W + r*dh*W + s*dw, r*dh, s*dw, unused}
+    // tap k = (c, r, s): {c*H*W + r*dh*W + s*dw, r*dh (MASK: conv_tap_bits), s*dw, unused}
+    typedef int4 KTab;
     __device__ Row row(int m) const { return w + (long long)(g * M + m) * (Cg * khkw.d); }
     __device__ const T* pa(Row r, int k, const KTab&) const { return r + k; }
     __device__ T a(Row r, int k, const KTab& e) const { return *pa(r, k, e); }
@@ -68,19 +71,22 @@ template <typename T> struct FwdOp {
         int img, p;
         const int pq = PQ.divmod(n, img), q = Q.divmod(pq, p);
         const int h0 = p * sh - pt, w0 = q * sw - pl;
+        const unsigned miss = MASK ? CONV_MISS_NONE | conv_miss(h0, dh, kh, H, 0) | conv_miss(w0, dw, kw.d, W, kh) : 0;
         return Col{x + ((long long)img * C + (long long)g * Cg) * H * W + (long long)h0 * W + w0, h0, w0,
-                   -(h0 * W + w0)};
+                   -(h0 * W + w0), miss};
     }
     // A column past N and an entry past kend whose gathers are zeros at x (tc_gemm.cuh's B_NONE)
-    __device__ Col col_none() const { return Col{x, CONV_FAR, CONV_FAR, 0}; }
-    __device__ KTab ktab_none() const { return make_int4(0, CONV_FAR, 0, 0); }
+    __device__ Col col_none() const { return Col{x, CONV_FAR, CONV_FAR, 0, ~0u}; }
+    __device__ KTab ktab_none() const { return make_int4(0, MASK ? (int)CONV_MISS_NONE : CONV_FAR, 0, 0); }
     __device__ KTab ktab(int k) const {
         int c, r;
         const int rs = khkw.divmod(k, c), s = kw.divmod(rs, r);
-        return make_int4(c * H * W + r * dh * W + s * dw, r * dh, s * dw, 0);
+        return make_int4(c * H * W + r * dh * W + s * dw, MASK ? (int)conv_tap_bits(r, s, kh) : r * dh, s * dw, 0);
     }
     __device__ GemmAt<T> pb(const Col& cl, int, const KTab& e) const {  // not ok: zero padding
-        const bool ok = (unsigned)cl.h0 + e.y < (unsigned)H && (unsigned)cl.w0 + e.z < (unsigned)W;
+        bool ok;
+        if constexpr (MASK) ok = !(cl.miss & (unsigned)e.y);
+        else ok = (unsigned)cl.h0 + e.y < (unsigned)H && (unsigned)cl.w0 + e.z < (unsigned)W;
         return GemmAt<T>{cl.base + (ok ? e.x : cl.back), ok};
     }
     __device__ bool a_runs() const { return Cg * khkw.d % 4 == 0 && aligned16(w); }
@@ -117,15 +123,15 @@ template <typename T> struct PlaneEpi {
 // adds the bias, and relu applies only to an unsplit reduction
 // (conv2d_sum_splits applies it after adding the parts). run(op, kbeg, kend,
 // epi): the block tile, FFMA (GemmRun: by vectors through the epilogue object)
-// or tensor-core (TcRun: element by element).
-template <typename T, typename Run>
+// or tensor-core (TcRun: element by element). MASK: FwdOp's.
+template <bool MASK = false, typename T, typename Run>
 __device__ void conv_forward(Run run, const T* __restrict__ x, const T* __restrict__ w,
                              const T* __restrict__ b, T* __restrict__ y, GEOM, int chunk, int splits, int relu) {
     const int Kg = K / G, Cg = C / G, PQ = P * Q, red = Cg * kh * kw;
     for (int z = blockIdx.z; z < G * splits; z += gridDim.z) {
         const int g = z % G, split = z / G, kbeg = split * chunk, kend = min(red, kbeg + chunk);
-        const FwdOp<T> op{x, w, Kg, N * PQ, C, H, W, Cg, kh * kw, kw, PQ, Q,
-                          sh, sw, pt, pl, dh, dw, g};
+        const FwdOp<T, MASK> op{x, w, Kg, N * PQ, C, H, W, Cg, kh * kw, kw, PQ, Q,
+                                sh, sw, pt, pl, dh, dw, g, kh};
         const PlaneEpi<T> epi(y + (long long)split * N * K * PQ, split == 0 ? b : nullptr, PQ, K, g * Kg, relu);
         run(op, kbeg, kend, epi);  // bias and relu fused
     }
@@ -133,7 +139,7 @@ __device__ void conv_forward(Run run, const T* __restrict__ x, const T* __restri
 
 // ------------------------------------------------------------- backward data
 
-template <typename T> struct DataOp {
+template <typename T, bool MASK = false> struct DataOp {
     const T* dy;
     const T* w;
     int M, N;  // GEMM rows (channels of the group) and columns (input pixels)
@@ -141,7 +147,7 @@ template <typename T> struct DataOp {
     FastDiv HW, W;
     int P, Q;
     FastDiv khkw, kw, sh, sw;
-    int pt, pl, dh, dw, g;
+    int pt, pl, dh, dw, g, kh;
     enum { A_ALONG_K = 1, B_ALONG_K = 0 };  // a filter's taps are neighbours in w; pixels in dy
     enum { A_RUNS = 1, B_RUNS = 0, B_NONE = 1 };  // runs when kh*kw % 4 == 0 (a_runs), as taps of one filter
     typedef int Row;  // c * kh * kw: tap 0 of channel c within a filter
@@ -152,14 +158,16 @@ template <typename T> struct DataOp {
     struct Col {
         const T* base;  // dy[n, g*Kg, ph0, pq0] (may lie outside dy)
         int ph0, pq0;
-        int rhw;        // rh * sw + rw
+        int rhw;        // rh * sw + rw; MASK: the taps no window holds (conv_miss_strided), as int
         int back;       // base + back = dy[n, g*Kg, 0, 0], an element (a zero's address, GemmAt)
     };
-    // k = (f, r, s): x = f*P*Q - ah*Q - aw, ah, aw, bhw = bh * sw + bw, and a = (g*Kg + f)*Cg*kh*kw + r*kw + s
+    // k = (f, r, s): x = f*P*Q - ah*Q - aw, ah, aw, bhw = bh * sw + bw, a = (g*Kg + f)*Cg*kh*kw + r*kw + s,
+    // and bits = conv_tap_bits(r, s, kh) (MASK)
     // (W[g*Kg + f, c, r, s] is w + a + c*kh*kw: no division per element of A). 24 bytes, 8-aligned: three
     // 64-bit shared loads; a 16-aligned 32 would not fit the 64 x 64 tensor-core tile's TcTile::SMEM.
     struct __align__(8) KTab {
-        int x, ah, aw, bhw, a, unused;
+        int x, ah, aw, bhw, a;
+        unsigned bits;
     };
     __device__ Row row(int c) const { return c * khkw.d; }
     // one int add, then one IMAD.WIDE (w's size fits in int); w + e.a + r added the ints to the pointer one by one
@@ -169,21 +177,27 @@ template <typename T> struct DataOp {
         int img, h, ph0, pq0;
         const int hw = HW.divmod(n, img), x = W.divmod(hw, h);
         const int rh = sh.divmod(h + pt, ph0), rw = sw.divmod(x + pl, pq0);
-        return Col{dy + ((long long)img * K + (long long)g * Kg) * P * Q + (long long)ph0 * Q + pq0, ph0, pq0,
-                   rh * sw.d + rw, -(ph0 * Q + pq0)};
+        const int key = MASK ? (int)(CONV_MISS_NONE | conv_miss_strided(h + pt, dh, kh, sh, P, 0) |
+                                     conv_miss_strided(x + pl, dw, kw.d, sw, Q, kh))
+                             : rh * sw.d + rw;
+        return Col{dy + ((long long)img * K + (long long)g * Kg) * P * Q + (long long)ph0 * Q + pq0, ph0, pq0, key,
+                   -(ph0 * Q + pq0)};
     }
     // A column past N and an entry past kend whose gathers are zeros at dy (B_NONE; A's offset 0 is an element)
-    __device__ Col col_none() const { return Col{dy, -1, 0, 0, 0}; }
-    __device__ KTab ktab_none() const { return KTab{0, CONV_FAR, 0, 0, 0, 0}; }
+    __device__ Col col_none() const { return Col{dy, -1, 0, MASK ? -1 : 0, 0}; }
+    __device__ KTab ktab_none() const { return KTab{0, CONV_FAR, 0, 0, 0, CONV_MISS_NONE}; }
     __device__ KTab ktab(int k) const {
         int f, r, ah, aw;
         const int rs = khkw.divmod(k, f), s = kw.divmod(rs, r);
         const int bh = sh.divmod(r * dh, ah), bw = sw.divmod(s * dw, aw);
-        return KTab{f * P * Q - ah * Q - aw, ah, aw, bh * sw.d + bw, (g * Kg + f) * Cg * khkw.d + rs, 0};
+        return KTab{f * P * Q - ah * Q - aw, ah, aw, bh * sw.d + bw, (g * Kg + f) * Cg * khkw.d + rs,
+                    MASK ? conv_tap_bits(r, s, kh) : 0u};
     }
     // dY[n, f, p, q] of the window whose tap (r, s) is here; not ok: no window has it
     __device__ GemmAt<T> pb(const Col& cl, int, const KTab& e) const {
-        const bool ok = cl.rhw == e.bhw && (unsigned)cl.ph0 - e.ah < (unsigned)P && (unsigned)cl.pq0 - e.aw < (unsigned)Q;
+        bool ok;
+        if constexpr (MASK) ok = !((unsigned)cl.rhw & e.bits);
+        else ok = cl.rhw == e.bhw && (unsigned)cl.ph0 - e.ah < (unsigned)P && (unsigned)cl.pq0 - e.aw < (unsigned)Q;
         return GemmAt<T>{cl.base + (ok ? e.x : cl.back), ok};
     }
     __device__ bool a_runs() const { return khkw.d % 4 == 0 && aligned16(w); }
@@ -191,14 +205,14 @@ template <typename T> struct DataOp {
 };
 
 // Grid z over (split, group) pairs as in conv_forward; split s writes dx + s*N*C*H*W.
-template <typename T, typename Run>
+template <bool MASK = false, typename T, typename Run>
 __device__ void conv_backward_data(Run run, const T* __restrict__ dy, const T* __restrict__ w,
                                    T* __restrict__ dx, GEOM, int chunk, int splits) {
     const int Kg = K / G, Cg = C / G, HW = H * W, red = Kg * kh * kw;
     for (int z = blockIdx.z; z < G * splits; z += gridDim.z) {
         const int g = z % G, split = z / G, kbeg = split * chunk, kend = min(red, kbeg + chunk);
-        const DataOp<T> op{dy, w, Cg, N * HW, C, K, Cg, Kg, HW, W, P, Q, kh * kw, kw,
-                           sh, sw, pt, pl, dh, dw, g};
+        const DataOp<T, MASK> op{dy, w, Cg, N * HW, C, K, Cg, Kg, HW, W, P, Q, kh * kw, kw,
+                                 sh, sw, pt, pl, dh, dw, g, kh};
         const PlaneEpi<T> epi(dx + (long long)split * N * C * HW, nullptr, HW, C, g * Cg, 0);
         run(op, kbeg, kend, epi);
     }
@@ -206,7 +220,7 @@ __device__ void conv_backward_data(Run run, const T* __restrict__ dy, const T* _
 
 // ----------------------------------------------------------- backward filter
 
-template <typename T> struct FilterOp {
+template <typename T, bool MASK = false> struct FilterOp {
     const T* dy;
     const T* x;
     int M, N;  // GEMM rows (filters of the group) and columns (taps c, r, s)
@@ -214,7 +228,7 @@ template <typename T> struct FilterOp {
     FastDiv PQ, Q;
     int Cg;
     FastDiv khkw, kw;
-    int sh, sw, pt, pl, dh, dw, g;
+    int sh, sw, pt, pl, dh, dw, g, kh;
     // k runs over pixels: contiguous in dy, stride sh in x, where the taps of
     // one pixel are scattered over channels and rows.
     enum { A_ALONG_K = 1, B_ALONG_K = 1 };
@@ -224,8 +238,11 @@ template <typename T> struct FilterOp {
     struct Col {
         const T* base;   // x[0, g*Cg + c, roff, soff] (may lie outside x)
         int roff, soff;  // the tap's offset from the window's origin p*sh, q*sw
+        unsigned bits;   // MASK: conv_tap_bits of the tap
+        int back;        // MASK: base + back = x, an element (a zero's address, GemmAt)
     };
-    // pixel k = (n, p, q): {n*C*H*W + p*sh*W + q*sw, p*sh, q*sw, n*K*P*Q + p*Q + q}
+    // pixel k = (n, p, q): {n*C*H*W + p*sh*W + q*sw, p*sh (MASK: the taps the window misses, conv_miss),
+    // q*sw, n*K*P*Q + p*Q + q}
     typedef int4 KTab;
     __device__ Row row(int m) const { return dy + (long long)(g * M + m) * PQ.d; }
     __device__ const T* pa(Row r, int, const KTab& e) const { return r + e.w; }
@@ -234,20 +251,31 @@ template <typename T> struct FilterOp {
         int c, r;
         const int rs = khkw.divmod(n, c), s = kw.divmod(rs, r);
         const int roff = r * dh - pt, soff = s * dw - pl;
-        return Col{x + (long long)(g * Cg + c) * H * W + (long long)roff * W + soff, roff, soff};
+        const T* base = x + (long long)(g * Cg + c) * H * W + (long long)roff * W + soff;
+        if constexpr (MASK)  // x's offset from base fits in int (x's per-image size does)
+            return Col{base, roff, soff, conv_tap_bits(r, s, kh), (g * Cg + c) * -H * W - roff * W - soff};
+        else
+            return Col{base, roff, soff, 0u, 0};
     }
     // A tap past N and a pixel past kend whose gathers are zeros at x (B_NONE; A's offset 0 is an element)
-    __device__ Col col_none() const { return Col{x, CONV_FAR, 0}; }
-    __device__ KTab ktab_none() const { return make_int4(0, CONV_FAR, CONV_FAR, 0); }
+    __device__ Col col_none() const { return Col{x, CONV_FAR, 0, CONV_MISS_NONE, 0}; }
+    __device__ KTab ktab_none() const { return make_int4(0, MASK ? -1 : CONV_FAR, CONV_FAR, 0); }
     __device__ KTab ktab(int k) const {
         int img, p;
         const int pq = PQ.divmod(k, img), q = Q.divmod(pq, p);
-        return make_int4(img * C * H * W + p * sh * W + q * sw, p * sh, q * sw, img * K * PQ.d + pq);
+        const int y = MASK ? (int)(CONV_MISS_NONE | conv_miss(p * sh - pt, dh, kh, H, 0) |
+                                   conv_miss(q * sw - pl, dw, kw.d, W, kh))
+                           : p * sh;
+        return make_int4(img * C * H * W + p * sh * W + q * sw, y, q * sw, img * K * PQ.d + pq);
     }
     __device__ GemmAt<T> pb(const Col& cl, int, const KTab& e) const {  // not ok: zero padding
-        const bool ok = (unsigned)e.y + cl.roff < (unsigned)H && (unsigned)e.z + cl.soff < (unsigned)W;
-        // x for a zero: a 4th int in Col (base's offset back to x) spills the FFMA f64 filter kernel (16 bytes)
-        return GemmAt<T>{ok ? cl.base + e.x : x, ok};
+        if constexpr (MASK) {  // one SEL of the offset, as FwdOp: x as a zero's address costs 2 moves a copy
+            const bool ok = !((unsigned)e.y & cl.bits);
+            return GemmAt<T>{cl.base + (ok ? e.x : cl.back), ok};
+        } else {  // x for a zero: back in the FFMA f64 filter kernel's registers spills it (16 bytes)
+            const bool ok = (unsigned)e.y + cl.roff < (unsigned)H && (unsigned)e.z + cl.soff < (unsigned)W;
+            return GemmAt<T>{ok ? cl.base + e.x : x, ok};
+        }
     }
     __device__ bool a_runs() const { return PQ.d % 4 == 0 && aligned16(dy); }
     __device__ T b(const Col& cl, int k, const KTab& e) const { return gemm_deref(pb(cl, k, e)); }
@@ -256,18 +284,18 @@ template <typename T> struct FilterOp {
 // Grid z runs over (split, group) pairs; split s reduces pixels
 // [s*chunk, min((s+1)*chunk, N*P*Q)) and writes out[s]. SWAP: the transposed
 // GEMM (rows are the taps, columns the filters; gemm.cuh's GemmTransposed).
-template <bool SWAP = false, typename T, typename Run>
+template <bool SWAP = false, bool MASK = false, typename T, typename Run>
 __device__ void conv_backward_filter(Run run, const T* __restrict__ dy, const T* __restrict__ x,
                                      T* __restrict__ out, GEOM, int chunk, int splits) {
     const int Kg = K / G, Cg = C / G, PQ = P * Q, taps = Cg * kh * kw, NPQ = N * PQ;
     for (int z = blockIdx.z; z < G * splits; z += gridDim.z) {
         const int g = z % G, split = z / G;
-        const FilterOp<T> op{dy, x, Kg, taps, C, K, H, W, PQ, Q, Cg, kh * kw, kw,
-                             sh, sw, pt, pl, dh, dw, g};
+        const FilterOp<T, MASK> op{dy, x, Kg, taps, C, K, H, W, PQ, Q, Cg, kh * kw, kw,
+                                   sh, sw, pt, pl, dh, dw, g, kh};
         const int kbeg = split * chunk, kend = min(NPQ, kbeg + chunk);
         T* part = out + (long long)split * K * taps;
         if constexpr (SWAP)
-            run(GemmTransposed<T, FilterOp<T>>{op, taps, Kg}, kbeg, kend,
+            run(GemmTransposed<T, FilterOp<T, MASK>>{op, taps, Kg}, kbeg, kend,
                 [&](int m, int n, T v) { part[(long long)(g * Kg + n) * taps + m] = v; });
         else
             run(op, kbeg, kend, [&](int m, int n, T v) { part[(long long)(g * Kg + m) * taps + n] = v; });
@@ -408,19 +436,26 @@ extern "C" __global__ void col2im_f64(const double* __restrict__ cols, double* _
 // Tensor-core float kernels: the same bodies on tc_gemm.cuh's tiles (see TC_VARIANTS and
 // TC_NARROW_VARIANTS for the names).
 #if TC_AVAILABLE
+// The padding test by tap masks where kh + kw <= 31, else by compares (conv.cuh's conv_masked): a uniform
+// branch at the entry, between two instantiations of the pass.
 #define CONV2D_TC(SFX, MODE, TILE)                                                                              \
     TC_KERNEL(TILE, MODE == TC_TF32 ? 2 : 1) conv2d_forward_##SFX(const float* __restrict__ x, const float* __restrict__ w,             \
                                          const float* __restrict__ b, float* __restrict__ y, GEOM, int chunk,   \
                                          int splits, int relu) {                                                \
-        conv_forward(TcRun<MODE, TILE>{}, x, w, b, y, GEOM_ARGS, chunk, splits, relu);                          \
+        if (conv_masked(kh, kw)) conv_forward<true>(TcRun<MODE, TILE>{}, x, w, b, y, GEOM_ARGS, chunk, splits, relu); \
+        else conv_forward<false>(TcRun<MODE, TILE>{}, x, w, b, y, GEOM_ARGS, chunk, splits, relu);              \
     }                                                                                                           \
     TC_KERNEL(TILE, MODE == TC_TF32 ? 2 : 1) conv2d_backward_data_##SFX(const float* __restrict__ dy, const float* __restrict__ w,      \
                                                float* __restrict__ dx, GEOM, int chunk, int splits) {           \
-        conv_backward_data(TcRun<MODE, TILE>{}, dy, w, dx, GEOM_ARGS, chunk, splits);                           \
+        if (conv_masked(kh, kw)) conv_backward_data<true>(TcRun<MODE, TILE>{}, dy, w, dx, GEOM_ARGS, chunk, splits); \
+        else conv_backward_data<false>(TcRun<MODE, TILE>{}, dy, w, dx, GEOM_ARGS, chunk, splits);               \
     }                                                                                                           \
     TC_KERNEL(TILE, 1) conv2d_backward_filter_##SFX(const float* __restrict__ dy, const float* __restrict__ x,    \
                                                  float* __restrict__ out, GEOM, int chunk, int splits) {        \
-        conv_backward_filter(TcRun<MODE, TILE>{}, dy, x, out, GEOM_ARGS, chunk, splits);                        \
+        if (conv_masked(kh, kw))                                                                                \
+            conv_backward_filter<false, true>(TcRun<MODE, TILE>{}, dy, x, out, GEOM_ARGS, chunk, splits);       \
+        else                                                                                                    \
+            conv_backward_filter<false, false>(TcRun<MODE, TILE>{}, dy, x, out, GEOM_ARGS, chunk, splits);      \
     }
 TC_VARIANTS(CONV2D_TC)
 TC_NARROW_VARIANTS(CONV2D_TC)

@@ -42,7 +42,8 @@ struct PhaseAxis {
     }
 };
 
-template <typename T> struct PhaseOp {
+// MASK: the padding test by tap masks (conv.cuh; a phase's taps jr, js as a filter's r, s), else by compares.
+template <typename T, bool MASK = false> struct PhaseOp {
     const T* dy;
     const T* w;
     PhaseAxis axh, axw;
@@ -59,8 +60,10 @@ template <typename T> struct PhaseOp {
         const T* base;  // dy[n, g*Kg, ph0, pq0] (may lie outside dy)
         int ph0, pq0;
         int back;       // base + back = dy[n, g*Kg, 0, 0], an element (a zero's address, GemmAt)
+        unsigned miss;  // MASK: the taps jr, js whose window row or column is outside dy (conv_miss)
     };
-    // k = (f, jr, js): {f*P*Q - ah*Q - aw, ah, aw, a} with a = f*Cg*kh*kw + (r0 + jr*step)*kw + s0 + js*step,
+    // k = (f, jr, js): {f*P*Q - ah*Q - aw, ah (MASK: conv_tap_bits(jr, js, axh.taps)), aw, a} with
+    // a = f*Cg*kh*kw + (r0 + jr*step)*kw + s0 + js*step,
     // A's offset from its row (no division per element of A)
     typedef int4 KTab;
     __device__ PhaseOp(const T* dy_, const T* w_, GEOM, int g, int a, int b)
@@ -76,21 +79,26 @@ template <typename T> struct PhaseOp {
         int img, i;
         const int j = cols.divmod(pix.divmod(n, img), i);
         const int ph0 = i + axh.m, pq0 = j + axw.m;
-        return Col{dy + (long long)img * img_dy + dybase + ph0 * Q + pq0, ph0, pq0, -(ph0 * Q + pq0)};
+        const unsigned miss = MASK ? CONV_MISS_NONE | conv_miss(ph0 - axh.a0, -axh.da, axh.taps, P, 0) |
+                                         conv_miss(pq0 - axw.a0, -axw.da, axw.taps, Q, axh.taps)
+                                   : 0;
+        return Col{dy + (long long)img * img_dy + dybase + ph0 * Q + pq0, ph0, pq0, -(ph0 * Q + pq0), miss};
     }
     // A column past N and an entry past kend whose gathers are zeros at dy (B_NONE; ah >= 0, so ph0 = -1
     // meets no row; A's offset 0 is an element)
-    __device__ Col col_none() const { return Col{dy + dybase, -1, 0, 0}; }
-    __device__ KTab ktab_none() const { return make_int4(0, CONV_FAR, 0, 0); }
+    __device__ Col col_none() const { return Col{dy + dybase, -1, 0, 0, ~0u}; }
+    __device__ KTab ktab_none() const { return make_int4(0, MASK ? (int)CONV_MISS_NONE : CONV_FAR, 0, 0); }
     __device__ KTab ktab(int k) const {
         int f, jr;
         const int js = tw.divmod(taps.divmod(k, f), jr);
         const int ah = axh.a0 + jr * axh.da, aw = axw.a0 + js * axw.da;
-        return make_int4(f * P * Q - ah * Q - aw, ah, aw,
+        return make_int4(f * P * Q - ah * Q - aw, MASK ? (int)conv_tap_bits(jr, js, axh.taps) : ah, aw,
                          f * CgKHKW + (axh.r0 + jr * axh.step) * kw + axw.r0 + js * axw.step);
     }
     __device__ GemmAt<T> pb(const Col& cl, int, const KTab& e) const {  // not ok: the window is outside dy
-        const bool ok = (unsigned)cl.ph0 - e.y < (unsigned)P && (unsigned)cl.pq0 - e.z < (unsigned)Q;
+        bool ok;
+        if constexpr (MASK) ok = !(cl.miss & (unsigned)e.y);
+        else ok = (unsigned)cl.ph0 - e.y < (unsigned)P && (unsigned)cl.pq0 - e.z < (unsigned)Q;
         return GemmAt<T>{cl.base + (ok ? e.x : cl.back), ok};
     }
     __device__ T b(const Col& cl, int k, const KTab& e) const { return gemm_deref(pb(cl, k, e)); }
@@ -100,21 +108,26 @@ template <typename T> struct PhaseOp {
 // tile, FFMA (GemmRun) or tensor-core (TcRun). FFMA column tiles past the
 // phase's pixels return at once (BN: the tile's columns; 0 keeps them, as the
 // tensor-core tile does: its columns past op.N gather zeros and store nothing).
-template <int BN, typename T, typename Run>
+template <int BN, bool MASK, typename T, typename Run>
+__device__ __forceinline__ void phase_part(Run run, const T* __restrict__ dy, const T* __restrict__ w,
+                                           T* __restrict__ dx, GEOM, int z) {
+    const int Cg = C / G, HW = H * W, g = z % G, phase = z / G;
+    const PhaseOp<T, MASK> op(dy, w, GEOM_ARGS, g, phase / sw, phase % sw);
+    if (BN && blockIdx.x * BN >= op.N) return;  // uniform per block: no barrier is skipped by some
+    run(op, 0, op.axh.taps * op.axw.taps * (K / G), [&](int c, int n, T v) {
+        int img, i;
+        const int j = op.cols.divmod(op.pix.divmod(n, img), i);
+        const int h = op.axh.start + i * sh, x = op.axw.start + j * sw;
+        dx[((long long)img * C + g * Cg + c) * HW + (long long)h * W + x] = v;
+    });
+}
+// MASKS: the padding test by tap masks where they are exact (conv.cuh's conv_masked; the tensor-core kernels).
+template <int BN, bool MASKS = false, typename T, typename Run>
 __device__ void conv_backward_data_phase(Run run, const T* __restrict__ dy, const T* __restrict__ w,
                                          T* __restrict__ dx, GEOM) {
-    const int Cg = C / G, HW = H * W;
-    for (int z = blockIdx.z; z < G * sh * sw; z += gridDim.z) {
-        const int g = z % G, phase = z / G;
-        const PhaseOp<T> op(dy, w, GEOM_ARGS, g, phase / sw, phase % sw);
-        if (BN && blockIdx.x * BN >= op.N) continue;  // uniform per block: no barrier is skipped by some
-        run(op, 0, op.axh.taps * op.axw.taps * (K / G), [&](int c, int n, T v) {
-            int img, i;
-            const int j = op.cols.divmod(op.pix.divmod(n, img), i);
-            const int h = op.axh.start + i * sh, x = op.axw.start + j * sw;
-            dx[((long long)img * C + g * Cg + c) * HW + (long long)h * W + x] = v;
-        });
-    }
+    for (int z = blockIdx.z; z < G * sh * sw; z += gridDim.z)
+        if (MASKS && conv_masked(kh, kw)) phase_part<BN, MASKS>(run, dy, w, dx, GEOM_ARGS, z);
+        else phase_part<BN, false>(run, dy, w, dx, GEOM_ARGS, z);
 }
 
 // ------------------------------------------------------------ entry points
@@ -137,7 +150,7 @@ GEMM_KERNEL conv2d_backward_data_phase_f64(const double* __restrict__ dy, const 
 #define CONV2D_PHASE_TC(SFX, MODE, TILE)                                                                        \
     TC_KERNEL(TILE, MODE == TC_TF32 ? 2 : 1) conv2d_backward_data_phase_##SFX(                                  \
         const float* __restrict__ dy, const float* __restrict__ w, float* __restrict__ dx, GEOM) {              \
-        conv_backward_data_phase<0>(TcRun<MODE, TILE>{}, dy, w, dx, GEOM_ARGS);                                 \
+        conv_backward_data_phase<0, true>(TcRun<MODE, TILE>{}, dy, w, dx, GEOM_ARGS);                           \
     }
 TC_VARIANTS(CONV2D_PHASE_TC)
 #endif

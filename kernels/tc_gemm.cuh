@@ -48,16 +48,20 @@
 // (288) TF32 conversions (tf32_rn: one F2FP each on sm_90) and subtractions
 // and the fetch: per thread 4 16-byte runs of A (~5 instructions each:
 // IMAD.WIDE of the row pointer, the predicate, the copy) and 16 gathered
-// elements of B (~7-9 each: the padding test, SEL of a zero's address,
-// IMAD.WIDE, the copy, with handle and k-table loads shared by 2 handles x 8
-// k). static-sm90.md: the forward's k-step went from 982 SASS instructions a
-// warp (plus 3 more passes of a 184-instruction inner gather loop, ~1530
-// issued; cvt.rna as 2 instructions each) to 597, both copy paths of A
-// included (only one runs): 8 x 597 / 4 = 1194 issue clocks against ~1100
-// of mma.sync at half the TF32 peak, so tf32 is about at the tensor rate
-// and 3xTF32 tensor-bound. The next cuts: the padding test as one LOP3 of
-// per-column tap masks (kh + kw <= 30, with a compare-based instantiation
-// for wider filters), and no SEL where src-size 0 is trusted not to read.
+// elements of B (4 each for the convolutions: the padding test as one LOP3
+// of tap masks, conv.cuh, the SEL of a zero's address, IMAD.WIDE, the copy;
+// 7-9 with the test as compares, kept for filters with kh + kw > 31), with
+// handle and k-table loads shared by 2 handles x 8 k. static-sm90.md: the
+// forward's k-step went from 982 SASS instructions a warp (plus 3 more
+// passes of a 184-instruction inner gather loop, ~1530 issued; cvt.rna as 2
+// instructions each) to 597, then 499 (tap masks: 553; ldmatrix addresses
+// as one XOR a slice, tc_warp_step: 499), both copy paths of A included
+// (only one runs): 8 x 499 / 4 = 998 issue clocks against ~1100 of mma.sync
+// at half the TF32 peak, so tf32 is at the tensor rate and 3xTF32
+// tensor-bound. The SEL stays: the PTX ISA says a cp.async with src-size 0
+// (or ignore-src) copies zeros and reads no data, but not that its source
+// address may lie outside the allocation (its addressing rules still apply),
+// so every source stays an element of the tensor (below).
 #pragma once
 #include "mma.cuh"
 
@@ -120,7 +124,8 @@ __device__ __forceinline__ int tc_swz(int row, int k) { return row * TC_BK + (((
 // re-read a handle and an entry per element; fully unrolled, so the k and
 // swizzle arithmetic is constant per thread (static-sm90.md: the forward
 // tile's B gather went from ~46 instructions an element, re-deriving the
-// element's row and k in a 4-times-unrolled inner loop, to ~7).
+// element's row and k in a 4-times-unrolled inner loop, to ~7; 4 with the
+// convolutions' padding test by tap masks, conv.cuh).
 // k-table entries a thread reads before issuing their copies: ptxas puts 3
 // idle slots (@!PT LDS RZ) before the first cp.async after a shared load, so
 // reading 2 entries, then copying their 4 elements, pays them 4 times a step
@@ -265,20 +270,31 @@ template <int MODE, typename Tile>
 __device__ __forceinline__ void tc_warp_step(const float* as, const float* bs, int wm0, int wn0,
                                              float (&acc)[Tile::MI][Tile::NI][4]) {
     const int lane = threadIdx.x % 32, q = lane / 8, r8 = lane % 8;
+    // Byte offsets of this lane's ldmatrix rows in slice k8 = 0. Rows start at multiples of 8 (wm0, wn0 too),
+    // so row % 8 = r8 and tc_swz(row, 8 k8 + 4 c) = (32 row + 4 (c ^ r8)) ^ 8 k8 words: slice k8 is the
+    // offset XOR (k8 << 5), one LOP3 an ldmatrix, whose address is then [offset + stage] (was ~2, re-deriving
+    // the swizzle: static-sm90.md).
+    int oa[Tile::MI], ob[Tile::NI / 2];
+#pragma unroll
+    for (int mi = 0; mi < Tile::MI; ++mi) oa[mi] = 4 * tc_swz(wm0 + mi * 16 + (q % 2) * 8 + r8, (q / 2) * 4);
+#pragma unroll
+    for (int nj = 0; nj < Tile::NI / 2; ++nj) ob[nj] = 4 * tc_swz(wn0 + (2 * nj + q / 2) * 8 + r8, (q % 2) * 4);
+    const char* const ab = reinterpret_cast<const char*>(as);
+    const char* const bb = reinterpret_cast<const char*>(bs);
 #pragma unroll
     for (int k8 = 0; k8 < TC_BK / 8; ++k8) {
         unsigned ah[Tile::MI][4], al[Tile::MI][4], bh[Tile::NI][2], bl[Tile::NI][2];
 #pragma unroll
         for (int mi = 0; mi < Tile::MI; ++mi) {  // matrices: rows +0/+8 (q % 2), k +0/+4 (q / 2)
             unsigned r[4];
-            ldmatrix<4, false>(r, as + tc_swz(wm0 + mi * 16 + (q % 2) * 8 + r8, k8 * 8 + (q / 2) * 4));
+            ldmatrix<4, false>(r, ab + (oa[mi] ^ (k8 << 5)));
 #pragma unroll
             for (int j = 0; j < 4; ++j) tc_split<MODE>(r[j], ah[mi][j], al[mi][j]);
         }
 #pragma unroll
         for (int nj = 0; nj < Tile::NI / 2; ++nj) {  // matrices: n tile 2nj + q / 2, k +0/+4 (q % 2)
             unsigned r[4];
-            ldmatrix<4, false>(r, bs + tc_swz(wn0 + (2 * nj + q / 2) * 8 + r8, k8 * 8 + (q % 2) * 4));
+            ldmatrix<4, false>(r, bb + (ob[nj] ^ (k8 << 5)));
 #pragma unroll
             for (int j = 0; j < 4; ++j) tc_split<MODE>(r[j], bh[2 * nj + j / 2][j % 2], bl[2 * nj + j / 2][j % 2]);
         }

@@ -171,6 +171,34 @@ def test_conv2d_tc_tiles(mode, tile, order, xs, ws, stride, padding, dilation, g
     run_and_check(conv_fn(**kw), conv_args(xs, ws, kw), mode, order, tile)
 
 
+# The tensor-core kernels' padding test by tap masks (kernels/conv.cuh: a tap's row and column bits
+# against a window's missed rows and columns; exact for kh + kw <= 31, compares beyond) at its edges,
+# in every pass (stride phases included) and math mode ("fp32": the FFMA kernels, always by compares).
+TAP_MASKS = [  # id: x, w, stride, padding (top, bottom, left, right), dilation, groups
+    ("kh_kw_31", (1, 2, 6, 5), (3, 2, 15, 16), 1, (7, 9, 8, 6), 1, 1),  # the widest masked filter
+    ("kh_kw_32", (1, 2, 6, 5), (3, 2, 16, 16), 1, (8, 7, 8, 9), 1, 1),  # the narrowest by compares
+    ("kh_kw_32_stride", (1, 2, 9, 8), (2, 2, 16, 16), (2, 3), 8, 1, 1),  # its stride phases too
+    ("taps_32", (2, 3, 7, 9), (5, 3, 4, 8), 1, (3, 1, 2, 5), 1, 1),
+    ("taps_33", (2, 3, 7, 9), (5, 3, 3, 11), 1, (0, 2, 6, 4), 1, 1),
+    # padding wider than the filter: whole windows, and whole stride phases, in the padding only
+    ("all_padding_windows", (1, 2, 3, 3), (4, 2, 3, 3), 1, 4, 1, 1),
+    ("all_padding_phases", (1, 2, 3, 4), (3, 2, 3, 2), (3, 2), (5, 4, 3, 6), 1, 1),
+    ("dilation", (2, 3, 9, 8), (4, 3, 3, 3), 1, (4, 1, 0, 3), (3, 2), 1),
+    # dilation a multiple of the stride: each phase holds every tap of an axis (the mask's widest use)
+    ("stride_dilation", (2, 4, 11, 10), (6, 2, 5, 3), (2, 3), (3, 1, 0, 2), (2, 3), 2),
+    ("stem_7x7", (1, 3, 12, 11), (6, 3, 7, 7), 2, 3, 1, 1),
+]
+MASK_MODES = [pytest.param(m, o, id=f"{m}-{o}") for m in MODES for o in ORDERS]
+
+
+@pytest.mark.parametrize("mode,order", MASK_MODES)
+@pytest.mark.parametrize("xs,ws,stride,padding,dilation,groups", [c[1:] for c in TAP_MASKS],
+                         ids=[c[0] for c in TAP_MASKS])
+def test_conv2d_tap_masks(mode, order, xs, ws, stride, padding, dilation, groups):
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    run_and_check(conv_fn(**kw), conv_args(xs, ws, kw), mode, order)
+
+
 @pytest.mark.parametrize("mode,tile,order", LINEAR_TILE_MODES)
 @pytest.mark.parametrize("xs,out", [c[1:] for c in TC_LINEAR], ids=[c[0] for c in TC_LINEAR])
 def test_linear_tc_tiles(mode, tile, order, xs, out):

@@ -78,9 +78,10 @@ def _cost(M: int, N: int, batches: int, sm_count: int, edge, per_sm: int, per_ma
     return waves * per_sm * bm * bn * per_mac
 
 
-# The wide tile in tf32: its warps' k-step issues ~740 SASS instructions for
-# 64 HMMA where the 64 tile's issue ~540 for 32 (bench/results/static-sm90.md,
-# conv2d_*_tf32_64w and _64): 0.69 of the issue per MAC, at 2 blocks per SM
+# The wide tile in tf32: its warps' k-step issues 566-610 SASS instructions
+# for 64 HMMA where the 64 tile's issue 407-457 for 32 (bench/results/
+# static-sm90.md, conv2d_*_tf32_64w and _64; 740 against 540 before the tap
+# masks): 0.67-0.70 of the issue per MAC, at 2 blocks per SM
 # (shared memory) against 3. It is taken where that counts at most
 # WIDE_MARGIN of the 64 tile's time: the model's slow scenario (waves of
 # blocks sharing an SM) turns smaller gains into losses (resnet-3x3 forward:

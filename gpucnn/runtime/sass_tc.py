@@ -25,13 +25,19 @@ def tc_classify(op: str) -> str:
 
 
 def k_step_loop(code: list[Instr]) -> list[Instr]:
-    """The smallest loop holding the most HMMA: one step of TC_BK = 32 (the
-    cp.async fetch loops nested in it included)."""
+    """The smallest loop holding the most HMMA and no other loop with HMMA: one
+    step of TC_BK = 32 (the cp.async fetch loops nested in it included). The
+    convolutions' kernels hold two, one per instantiation of a pass's part
+    (kernels/conv.cuh: the padding test by tap masks, or by compares for
+    filters with kh + kw > 31), inside one loop over (split, group) that
+    holds the HMMA of both; the smaller is the masks' (the bench's filters)."""
     spans = loops(code)
-    if not spans:
-        return []
     hmma = lambda s: sum(ins.op.startswith("HMMA") for ins in code[s[0]:s[1] + 1])  # noqa: E731
-    first, last = max(spans, key=lambda s: (hmma(s), -(s[1] - s[0])))
+    inner = [s for s in spans if hmma(s) and not any(
+        o != s and s[0] <= o[0] and o[1] <= s[1] and hmma(o) for o in spans)]
+    if not inner:
+        return []
+    first, last = max(inner, key=lambda s: (hmma(s), -(s[1] - s[0])))
     return code[first:last + 1]
 
 
