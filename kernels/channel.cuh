@@ -73,17 +73,7 @@ __device__ __forceinline__ void load_group(const T* __restrict__ p, long long g,
 // part[s][0] = the sum of v[s] over the block, by a fixed tree; every thread
 // must call it (it has barriers), and part may be reused once it returns.
 template <int S> __device__ __forceinline__ void channel_block_sum(double (*part)[CH_THREADS], const double (&v)[S]) {
-    const int t = threadIdx.x;
-#pragma unroll
-    for (int s = 0; s < S; ++s) part[s][t] = v[s];
-    __syncthreads();
-#pragma unroll
-    for (int h = CH_THREADS / 2; h > 0; h >>= 1) {
-        if (t < h)
-#pragma unroll
-            for (int s = 0; s < S; ++s) part[s][t] += part[s][t + h];
-        __syncthreads();
-    }
+    block_tree_sum<S, CH_THREADS>(part, v, S);
 }
 
 // Level two: tot[s] = the chunks of channel c added in chunk order. __ldcg:

@@ -38,3 +38,22 @@ __device__ __forceinline__ bool aligned16(const void* p) {
 template <typename T> __device__ __forceinline__ T relu_if(T v, int relu) {
     return (relu && !(v > T(0)) && !is_nan(v)) ? T(0) : v;
 }
+
+// part[j][0] = the sum of v[j] over the block's THREADS threads, j < N, by a
+// fixed tree (the same order every run: deterministic without atomics); v has
+// n <= N values, the rest count as zeros. Every thread calls it (barriers);
+// part is free again only after the caller's next barrier.
+template <int N, int THREADS, typename T>
+__device__ __forceinline__ void block_tree_sum(T (*part)[THREADS], const T* v, int n) {
+    const int t = threadIdx.x;
+#pragma unroll
+    for (int j = 0; j < N; ++j) part[j][t] = j < n ? v[j] : T(0);
+    __syncthreads();
+#pragma unroll
+    for (int h = THREADS / 2; h > 0; h >>= 1) {
+        if (t < h)
+#pragma unroll
+            for (int j = 0; j < N; ++j) part[j][t] += part[j][t + h];
+        __syncthreads();
+    }
+}

@@ -345,17 +345,8 @@ __device__ void dw_backward_data_window(T* bank, const T* __restrict__ dy, const
 // tree (the same order every run); part: DW_TB x DW_THREADS of shared memory.
 template <typename T>
 __device__ __forceinline__ void dw_block_sum(T (*part)[DW_THREADS], const T* v, int n, T* __restrict__ out) {
+    block_tree_sum<DW_TB, DW_THREADS>(part, v, n);
     const int t = threadIdx.x;
-#pragma unroll
-    for (int j = 0; j < DW_TB; ++j) part[j][t] = j < n ? v[j] : T(0);  // v has n values
-    __syncthreads();
-#pragma unroll
-    for (int s = DW_THREADS / 2; s > 0; s >>= 1) {
-        if (t < s)
-#pragma unroll
-            for (int j = 0; j < DW_TB; ++j) part[j][t] += part[j][t + s];
-        __syncthreads();
-    }
     if (t < n) out[t] = part[t][0];
     __syncthreads();  // part is read before the next sums overwrite it
 }
