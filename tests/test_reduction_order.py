@@ -11,8 +11,8 @@ result must carry the same bits:
     t's accumulator u adds the groups t + 256u, t + 256u + 256U, ... of the
     chunk in order (of each image's part of it when a plane holds 256U groups
     or more), a group's elements in order; a thread's U accumulators are added
-    as (a0 + a1) (+ a2) + a3 (U = 4 for the statistics and the bias, 2 for the
-    backward sums); a tree halves the 256 thread sums (s = 128, ..., 1);
+    as (a0 + a1) (+ a2) + a3 (U = 4 for the statistics and the bias, 3 for the
+    float64 statistics, 2 for the backward sums); a tree halves the 256 thread sums (s = 128, ..., 1);
     then the chunks are added in chunk order from +0.0 (channel_total).
     Batch norm's statistics are the shifted sums of x - x[0, c, 0] and its square.
 The emulator computes without FMA contraction, as NumPy does; a GPU may fuse,
@@ -151,7 +151,7 @@ def test_batch_norm_sums_order(emulated, shape):
     v = x.transpose(1, 0, 2, 3).reshape(C, -1)  # channel c's values in (n, h, w) order
     n = v.shape[1]
     d = v - v[:, :1]  # shifted by the channel's first value, x[0, c, 0]
-    s0, s1 = _channel_sums(d, HW), _channel_sums(d * d, HW)
+    s0, s1 = _channel_sums(d, HW, norm.UNROLL_STATS_F64), _channel_sums(d * d, HW, norm.UNROLL_STATS_F64)
     m = s0 * (1 / n)
     mean = v[:, 0] + m
     var = np.maximum(s1 * (1 / n) - m * m, 0.0)

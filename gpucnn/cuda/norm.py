@@ -25,6 +25,7 @@ FAMILY = "batchnorm"
 KERNELS = ("batchnorm_stats", "batchnorm_forward", "batchnorm_backward_sums", "batchnorm_backward_data")
 THREADS = 256  # CH_THREADS: the reductions' block
 UNROLL, UNROLL_BACKWARD = 4, 2  # CH_UNROLL, CH_UNROLL_BWD: groups in flight a thread, per stream
+UNROLL_STATS_F64 = 3  # batchnorm.cu's CH_UNROLL_STATS_F64: the float64 statistics' (4 spill at 64 registers)
 BLOCKS_PER_SM = 4  # CH_BLOCKS: the reductions' __launch_bounds__ minimum (64 registers; compile_check: 4)
 ALIGN = 4  # a chunk holds whole 16-byte groups (4 floats, 2 doubles)
 # A block's least work: one step of its threads over float4 groups (4096 values,
