@@ -97,6 +97,19 @@ def test_filter_rows(xs, ws, stride, dilation, groups, ks, units):
     assert (algo.filter_rows(g), algo.direct_filter_units(g)) == (ks, units)
 
 
+@pytest.mark.parametrize("ws,stride,dilation,groups,kw", [
+    ((4, 1, 3, 3), 1, 1, 4, 3), ((4, 1, 2, 5), (2, 1), (3, 1), 4, 5),  # across rows anything
+    ((4, 2, 3, 3), 1, 1, 2, 3),  # two channels a group: the forward loops over them
+    ((4, 1, 3, 3), (1, 2), 1, 4, 0), ((4, 1, 3, 3), 1, (1, 2), 4, 0), ((4, 1, 3, 7), 1, 1, 4, 0),
+])
+def test_forward_rows(ws, stride, dilation, groups, kw):
+    from gpucnn.cuda import depthwise
+    from gpucnn.functional.conv import _conv_geometry
+    g = _conv_geometry((1, 4, 20, 30), ws, stride, 0, dilation, groups)
+    assert algo.forward_rows(g) == kw
+    assert depthwise.forward_kernel(g) == (f"depthwise_forward_k{kw}" if kw else "depthwise_forward")
+
+
 @pytest.mark.parametrize("Kg,taps,want", [
     (64, 27, (27 / 32, True)),               # 3-channel 3x3 stem: 42% of a 64 x 64 tile, 84% of 32 x 64 swapped
     (48, 9, (9 / 32 * 48 / 64, True)),       # 1-channel 3x3: 10.5% plain, 21% swapped

@@ -66,7 +66,8 @@ import numpy as np
 
 from gpucnn.cuda.algo_direct import (  # noqa: F401 (algo is where callers ask: re-exported)
     DIRECT_BLOCKS_PER_SM, DIRECT_THREADS, ROW_FILTERS, ROW_OUTPUTS, SMALL_C, SMALL_GROUP, STRIP_SMEM, STRIP_TAPS,
-    WINDOW_MIN_TAPS, WINDOW_SMEM, WINDOW_SLOTS, WINDOW_TAPS, cdiv, direct_filter_units, filter_rows, phase_taps,
+    WINDOW_MIN_TAPS, WINDOW_SMEM, WINDOW_SLOTS, WINDOW_TAPS, cdiv, direct_filter_units, filter_rows, forward_rows,
+    phase_taps,
     strip_bank_bytes, strip_ok, strip_slots, window_bank_bytes, window_ok, window_strip)
 
 PASSES = ("forward", "backward_data", "backward_filter")

@@ -101,6 +101,14 @@ def strip_ok(g, dtype) -> bool:
     return g.C // g.groups <= SMALL_C and strip_bank_bytes(g, dtype) <= STRIP_SMEM
 
 
+def forward_rows(g) -> int:
+    """KW where the direct forward runs depthwise.cu's register-row kernel
+    (KW-wide filters, ROW_FILTERS, at stride and dilation 1 along rows: a
+    row's inputs loaded once), else 0 (the per-tap kernel)."""
+    w = g.win
+    return w.kw if w.sw == 1 and w.dw == 1 and w.kw in ROW_FILTERS else 0
+
+
 def filter_rows(g) -> int:
     """KS where the direct filter gradient runs depthwise.cu's rows kernel
     (KS x KS filters, ROW_FILTERS, of groups of one channel at stride and

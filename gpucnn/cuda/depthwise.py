@@ -22,7 +22,6 @@ KERNELS = ("depthwise_forward", "depthwise_backward_data", "depthwise_backward_f
            "depthwise_backward_data_window")  # groups of one channel, dy windows in registers
 THREADS = 256  # DW_THREADS
 OUTPUTS = algo.ROW_OUTPUTS  # DW_OUT: consecutive outputs of a row a forward or rows-kernel thread computes
-ROW_WIDTHS = algo.ROW_FILTERS  # filter widths of the depthwise_forward_kK kernels
 CHANNEL_BLOCK = 4  # DW_CB: channels of one group a backward-data thread computes
 PIXELS = 4  # DW_PIX: pixels of a row's stride phase a backward-data thread computes
 WINDOW_PIXELS, WINDOW_ROWS = 4, 3  # DWW_PIX, DWW_ROWS: a window kernel lane's pixels of a phase, and rows
@@ -30,12 +29,11 @@ WARP = 32
 
 
 def forward_kernel(g) -> str:
-    """The forward kernel for geometry ``g``: stride and dilation 1 along rows
-    with a 3- or 5-wide filter take the one that holds a row's inputs in
-    registers (depthwise.cu's dw_forward_row), the rest the per-tap one."""
-    win = g.win
-    unit = win.sw == 1 and win.dw == 1 and win.kw in ROW_WIDTHS
-    return f"depthwise_forward_k{win.kw}" if unit else "depthwise_forward"
+    """The forward kernel for geometry ``g``: the one that holds a row's inputs
+    in registers (depthwise.cu's dw_forward_row) where algo.forward_rows takes
+    it, else the per-tap one."""
+    kw = algo.forward_rows(g)
+    return f"depthwise_forward_k{kw}" if kw else "depthwise_forward"
 
 
 def filter_kernel(g) -> str:

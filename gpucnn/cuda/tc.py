@@ -41,7 +41,9 @@ def block_threads(edge) -> int:
 def tile_key(tile) -> int | str:
     """The TC_TILES key of a (rows, columns, ...) tile (algo.Choice.tile)."""
     return next(k for k, v in TC_TILES.items() if v[:2] == tuple(tile[:2]))
-_forced: contextvars.ContextVar[int | None] = contextvars.ContextVar("gpucnn_tc_tile", default=None)
+
+
+_forced: contextvars.ContextVar[int | str | None] = contextvars.ContextVar("gpucnn_tc_tile", default=None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,15 +117,16 @@ def tc_config(M: int, N: int, batches: int, sm_count: int, cc: int = 90, narrow:
     if narrow and N > 64 and M <= 64:
         if M <= NARROW_ROWS:
             return NARROW_ROWS
-        wide = _cost(M, N, batches, sm_count, WIDE, 2, WIDE_ISSUE)
-        if mode == "tf32" and wide <= WIDE_MARGIN * _cost(M, N, batches, sm_count, 64, 3, 1.0):
+        blocks = {e: blocks_per_sm("forward", "tf32", e, cc) for e in (WIDE, 64)}
+        wide = _cost(M, N, batches, sm_count, WIDE, blocks[WIDE], WIDE_ISSUE)
+        if mode == "tf32" and wide <= WIDE_MARGIN * _cost(M, N, batches, sm_count, 64, blocks[64], 1.0):
             return WIDE
     large = -(-M // 128) * -(-N // 128) * batches
     return 128 if large >= sm_count and min(M, N) > 64 and cc in _LARGE_SMEM_CCS else 64
 
 
 @contextlib.contextmanager
-def force_tile(edge: int | None):
+def force_tile(edge: int | str | None):
     """Use tensor-core tile ``edge`` (a TC_TILES key) inside the block, whatever the
     shape; kernels without the 32-row and wide tiles (not in NARROW) take 64 for them."""
     if edge is not None and edge not in TC_TILES:
@@ -175,7 +178,7 @@ def blocks_per_sm(pass_: str, mode: str, edge: int, cc: int) -> int:
     return max(1, min(_BLOCKS_SM90[pass_, mode, edge], by_smem))
 
 
-def forced_tile() -> int | None:
+def forced_tile() -> int | str | None:
     """The edge ``force_tile`` sets, or None."""
     return _forced.get()
 
