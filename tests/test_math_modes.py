@@ -265,7 +265,9 @@ def test_default_mode_follows_compute_capability():
 ])
 def test_tc_config_table(M, N, batches, sms, cc, edge):
     assert tc.tc_config(M, N, batches, sms, cc) == edge
-    if M > 64 or N <= 64:  # the 32-row and wide tiles take only GEMMs of at most 64 rows and over 64 columns
+    # the 32-row tile takes only GEMMs of over 64 columns, the wide one only in tf32
+    assert tc.tc_config(M, N, batches, sms, cc, narrow=True, mode="3xtf32") == edge or M <= 32 < 64 < N
+    if N <= 64:
         assert tc.tc_config(M, N, batches, sms, cc, narrow=True) == edge
 
 
@@ -279,6 +281,12 @@ def test_tc_config_table(M, N, batches, sms, cc, edge):
     (64, 50176, True, "tf32", 64),  # resnet-3x3 forward: 2 waves of each, 0.92
     (64, 147, True, "tf32", 64),  # resnet-stem's filter gradient: 147 columns fill 2 wide tiles 57%: 0.92
     (64, 65, True, "tf32", "64w"),  # one tile of each below a wave: 8192 x 0.69 against 2 x 4096
+    # over 64 rows where the 128 tile is not taken: cifar-resnet-s2's forward, 256 wide tiles in one
+    # wave of 264 x 2 x 8192 x 0.69 against 512 in 2 of 396 x 3 x 4096 (0.47; 128 tiles of 128 < 132 SMs)
+    (256, 8192, True, "tf32", "64w"), (256, 8192, True, "3xtf32", 64), (256, 8192, False, "tf32", 64),
+    (512, 784, True, "tf32", "64w"),  # resnet-7x7x512's forward: 56 wide tiles against 104, both split
+    (256, 50176, True, "tf32", 128),  # 392 tiles of 128 fill the SMs: 128 first
+    (131072, 64, True, "tf32", 64),  # 64 columns: half of each wide tile empty
 ])
 def test_tc_config_narrow(M, N, narrow, mode, edge):
     assert tc.tc_config(M, N, 1, 132, 90, narrow, mode) == edge

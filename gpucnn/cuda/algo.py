@@ -42,8 +42,8 @@ waves x work per part on ``sms`` SMs; the parts are added in split order, so
 the bits depend on the shapes (and SM count) only. ``math`` is the math mode
 (gpucnn.mathmode): in "tf32" and "3xtf32" a float32 GEMM takes the
 tensor-core tile that gpucnn.cuda.tc.tc_config picks for the shape and the
-compute capability ``cc`` (128 x 128, 64 x 64, or 32 x 128 for at most 32 rows; k depth 32), and its splits
-are counted on that tile; the phase family takes the tensor-core tile of its
+compute capability ``cc`` (128 x 128, 64 x 64, 32 x 128 for at most 32
+rows, or 64 x 128 in tf32; k depth 32), and its splits are counted on that tile; the phase family takes the tensor-core tile of its
 largest phase's GEMM likewise (_phase); the direct, window and strip
 families run FFMA in every mode.
 

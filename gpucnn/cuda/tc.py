@@ -110,19 +110,25 @@ def tc_config(M: int, N: int, batches: int, sm_count: int, cc: int = 90, narrow:
     take 32: the 64 tile's lower two warps would multiply empty rows, half
     its HMMA; the 32 x 128 tile's four warps all hold live rows at the same
     32 x 32 warp tile, its fetch a quarter larger a step (B's 128 columns
-    gathered against 64, A's 32 rows against 64). 33 to 64 rows (64-filter
-    layers) in ``mode`` "tf32" take "64w", 64 x 128 in four 32 x 64 warp
-    tiles (per HMMA half the A fragments and ldmatrix of the 64 tile's
-    32 x 32 warp tiles), where _cost counts it WIDE_MARGIN of the 64 tile's."""
-    if narrow and N > 64 and M <= 64:
-        if M <= NARROW_ROWS:
-            return NARROW_ROWS
+    gathered against 64, A's 32 rows against 64). Where the 128 tile is not
+    taken, a GEMM of more than 32 rows and 64 columns in ``mode`` "tf32"
+    takes "64w", 64 x 128 in four 32 x 64 warp tiles (per HMMA half the A
+    fragments and ldmatrix of the 64 tile's 32 x 32 warp tiles), where
+    _cost counts it WIDE_MARGIN of the 64 tile's: 64-filter layers, and
+    grids too small for the 128 tile (cifar-resnet-s2's 256 x 8192
+    forward: 128 tiles of 128 against 132 SMs, 256 wide tiles in one wave
+    of 264 slots against 512 of 64 in two of 396)."""
+    if narrow and N > 64 and M <= NARROW_ROWS:
+        return NARROW_ROWS
+    large = -(-M // 128) * -(-N // 128) * batches
+    if large >= sm_count and min(M, N) > 64 and cc in _LARGE_SMEM_CCS:
+        return 128
+    if narrow and N > 64 and mode == "tf32":
         blocks = {e: blocks_per_sm("forward", "tf32", e, cc) for e in (WIDE, 64)}
         wide = _cost(M, N, batches, sm_count, WIDE, blocks[WIDE], WIDE_ISSUE)
-        if mode == "tf32" and wide <= WIDE_MARGIN * _cost(M, N, batches, sm_count, 64, blocks[64], 1.0):
+        if wide <= WIDE_MARGIN * _cost(M, N, batches, sm_count, 64, blocks[64], 1.0):
             return WIDE
-    large = -(-M // 128) * -(-N // 128) * batches
-    return 128 if large >= sm_count and min(M, N) > 64 and cc in _LARGE_SMEM_CCS else 64
+    return 64
 
 
 @contextlib.contextmanager
