@@ -39,6 +39,13 @@ template <typename T> __device__ __forceinline__ T relu_if(T v, int relu) {
     return (relu && !(v > T(0)) && !is_nan(v)) ? T(0) : v;
 }
 
+// The forward convolutions' epilogue flags (int epi; gpucnn/cuda/conv.py's
+// EPI_RELU, EPI_BIAS): ReLU after the sum, and a bias to add. Without
+// EPI_BIAS the bias pointer is any valid one and never read, so a layer
+// without bias launches no zero-filled bias array.
+#define EPI_RELU 1
+#define EPI_BIAS 2
+
 // part[j][0] = the sum of v[j] over the block's THREADS threads, j < N, by a
 // fixed tree (the same order every run: deterministic without atomics); v has
 // n <= N values, the rest count as zeros. Every thread calls it (barriers);

@@ -2,8 +2,9 @@
 // im2col / col2im (seed §6's φ and its reverse).
 //
 // Kernels (T = float as _f32, double as _f64; G = groups, Cg = C/G, Kg = K/G):
-//   conv2d_forward_T        (const T* x, const T* w, const T* b, T* y, GEOM, int chunk, int splits, int relu)
-//                             x: (N,C,H,W)  w: (K,Cg,kh,kw)  b: (K,)  y: (splits,N,K,P,Q)
+//   conv2d_forward_T        (const T* x, const T* w, const T* b, T* y, GEOM, int chunk, int splits, int epi)
+//                             x: (N,C,H,W)  w: (K,Cg,kh,kw)  b: (K,), read with EPI_BIAS (common.cuh)
+//                             y: (splits,N,K,P,Q)
 //   conv2d_backward_data_T  (const T* dy, const T* w, T* dx, GEOM, int chunk, int splits)
 //                             dy: (N,K,P,Q)  w: (K,Cg,kh,kw)  dx: (splits,N,C,H,W)
 //   conv2d_backward_filter_T(const T* dy, const T* x, T* out, GEOM, int chunk, int splits)
@@ -95,16 +96,16 @@ template <typename T, bool MASK = false> struct FwdOp {
 
 // Where a (split, group) part of a forward or backward-data GEMM goes: row m
 // of group g is plane g*Mg + m of each image's Planes planes of PQ pixels,
-// column n is pixel n % PQ of image n / PQ; with bias (forward, split 0) and
-// relu (forward, unsplit) applied on the way.
+// column n is pixel n % PQ of image n / PQ; with bias (EPI_BIAS: forward,
+// split 0) and relu (EPI_RELU: forward, unsplit) applied on the way.
 template <typename T> struct PlaneEpi {
     T* out;
-    const T* bias;  // null: none
+    const T* bias;  // read only with EPI_BIAS
     FastDiv PQ;
-    int Planes, base, relu;  // base = g * Mg, the group's first plane
+    int Planes, base, flags;  // base = g * Mg, the group's first plane; flags: common.cuh's EPI_*
     bool vec;
-    __device__ PlaneEpi(T* o, const T* b, int pq, int planes, int g0, int r)
-        : out(o), bias(b), PQ(pq), Planes(planes), base(g0), relu(r),
+    __device__ PlaneEpi(T* o, const T* b, int pq, int planes, int g0, int f)
+        : out(o), bias(b), PQ(pq), Planes(planes), base(g0), flags(f),
           vec(pq % Vec16<T>::n == 0 && aligned16(o)) {}
     __device__ __forceinline__ long long at(int m, int n) const {
         int img;
@@ -112,7 +113,7 @@ template <typename T> struct PlaneEpi {
         return ((long long)img * Planes + base + m) * PQ.d + pq;
     }
     __device__ __forceinline__ T value(int m, int, T v) const {
-        return relu_if(bias ? v + bias[base + m] : v, relu);
+        return relu_if((flags & EPI_BIAS) ? v + bias[base + m] : v, flags & EPI_RELU);
     }
     // As a store(m, n, v) callable (the tensor-core tile's epilogue): one element.
     __device__ __forceinline__ void operator()(int m, int n, T v) const { out[at(m, n)] = value(m, n, v); }
@@ -120,19 +121,20 @@ template <typename T> struct PlaneEpi {
 
 // Grid z runs over (split, group) pairs; split s reduces taps
 // [s*chunk, min((s+1)*chunk, Cg*kh*kw)) and writes y + s*N*K*P*Q; split 0
-// adds the bias, and relu applies only to an unsplit reduction
+// adds the bias (with EPI_BIAS), and relu (EPI_RELU) applies only to an unsplit reduction
 // (conv2d_sum_splits applies it after adding the parts). run(op, kbeg, kend,
 // epi): the block tile, FFMA (GemmRun: by vectors through the epilogue object)
 // or tensor-core (TcRun: element by element). MASK: FwdOp's.
 template <bool MASK = false, typename T, typename Run>
 __device__ void conv_forward(Run run, const T* __restrict__ x, const T* __restrict__ w,
-                             const T* __restrict__ b, T* __restrict__ y, GEOM, int chunk, int splits, int relu) {
+                             const T* __restrict__ b, T* __restrict__ y, GEOM, int chunk, int splits, int flags) {
     const int Kg = K / G, Cg = C / G, PQ = P * Q, red = Cg * kh * kw;
     for (int z = blockIdx.z; z < G * splits; z += gridDim.z) {
         const int g = z % G, split = z / G, kbeg = split * chunk, kend = min(red, kbeg + chunk);
         const FwdOp<T, MASK> op{x, w, Kg, N * PQ, C, H, W, Cg, kh * kw, kw, PQ, Q,
                                 sh, sw, pt, pl, dh, dw, g, kh};
-        const PlaneEpi<T> epi(y + (long long)split * N * K * PQ, split == 0 ? b : nullptr, PQ, K, g * Kg, relu);
+        const PlaneEpi<T> epi(y + (long long)split * N * K * PQ, b, PQ, K, g * Kg,
+                              split == 0 ? flags : flags & ~EPI_BIAS);
         run(op, kbeg, kend, epi);  // bias and relu fused
     }
 }
@@ -370,9 +372,9 @@ __device__ void col2im_k(const T* __restrict__ cols, T* __restrict__ x, long lon
 #define CONV2D_FFMA(S, T, SFX)                                                                                  \
     GEMM_ENTRY(S, T) conv2d_forward_##SFX(const T* __restrict__ x, const T* __restrict__ w,                      \
                                           const T* __restrict__ b, T* __restrict__ y, GEOM, int chunk,          \
-                                          int splits, int relu) {                                               \
+                                          int splits, int epi) {                                                \
         __shared__ GemmSmem<T, int4, S> sm;                                                                     \
-        conv_forward(gemm_run<T>(sm), x, w, b, y, GEOM_ARGS, chunk, splits, relu);                              \
+        conv_forward(gemm_run<T>(sm), x, w, b, y, GEOM_ARGS, chunk, splits, epi);                               \
     }                                                                                                           \
     GEMM_ENTRY(S, T) conv2d_backward_data_##SFX(const T* __restrict__ dy, const T* __restrict__ w,                \
                                                 T* __restrict__ dx, GEOM, int chunk, int splits) {              \
@@ -441,9 +443,9 @@ extern "C" __global__ void col2im_f64(const double* __restrict__ cols, double* _
 #define CONV2D_TC(SFX, MODE, TILE)                                                                              \
     TC_KERNEL(TILE, MODE == TC_TF32 ? 2 : 1) conv2d_forward_##SFX(const float* __restrict__ x, const float* __restrict__ w,             \
                                          const float* __restrict__ b, float* __restrict__ y, GEOM, int chunk,   \
-                                         int splits, int relu) {                                                \
-        if (conv_masked(kh, kw)) conv_forward<true>(TcRun<MODE, TILE>{}, x, w, b, y, GEOM_ARGS, chunk, splits, relu); \
-        else conv_forward<false>(TcRun<MODE, TILE>{}, x, w, b, y, GEOM_ARGS, chunk, splits, relu);              \
+                                         int splits, int epi) {                                                 \
+        if (conv_masked(kh, kw)) conv_forward<true>(TcRun<MODE, TILE>{}, x, w, b, y, GEOM_ARGS, chunk, splits, epi); \
+        else conv_forward<false>(TcRun<MODE, TILE>{}, x, w, b, y, GEOM_ARGS, chunk, splits, epi);               \
     }                                                                                                           \
     TC_KERNEL(TILE, MODE == TC_TF32 ? 2 : 1) conv2d_backward_data_##SFX(const float* __restrict__ dy, const float* __restrict__ w,      \
                                                float* __restrict__ dx, GEOM, int chunk, int splits) {           \

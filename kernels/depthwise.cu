@@ -4,7 +4,7 @@
 // would be mostly empty rows.
 //
 // Kernels (T = float as _f32, double as _f64; G = groups, Cg = C/G, Kg = K/G):
-//   depthwise_forward_T        (const T* x, const T* w, const T* b, T* y, GEOM, int relu)
+//   depthwise_forward_T        (const T* x, const T* w, const T* b, T* y, GEOM, int epi)  epi: common.cuh's EPI_*
 //                                x: (N,C,H,W)  w: (K,Cg,kh,kw)  b: (K,)  y: (N,K,P,Q)
 //   depthwise_forward_k3_T, depthwise_forward_k5_T: the same for stride and dilation 1 along
 //                                rows and kw = 3 or 5 (a row's inputs in registers)
@@ -113,9 +113,11 @@ __device__ __forceinline__ void dw_forward_out(T (&acc)[DW_OUT], const T* xg, co
 // each input once (3x3: 6 loads for 12 FMAs a row).
 template <int KW, typename T>
 __device__ void dw_forward(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
-                           T* __restrict__ y, GEOM, int relu) {
+                           T* __restrict__ y, GEOM, int epi) {
     const int Kg = K / G, Cg = C / G, QB = (Q + DW_OUT - 1) / DW_OUT;
     const FastDiv fQB(QB), fP(P), fK(K), fKg(Kg);
+    const bool bias = epi & EPI_BIAS;
+    const int relu = epi & EPI_RELU;
     GRID_STRIDE_LOOP(i, (long long)N * K * P * QB) {  // i = ((n*K + k)*P + p)*QB + qb
         int nkp, nk, n;
         const int qb = fQB.divmod((int)i, nkp), p = fP.divmod(nkp, nk), k = fK.divmod(nk, n);
@@ -127,9 +129,14 @@ __device__ void dw_forward(const T* __restrict__ x, const T* __restrict__ w, con
         for (int j = 0; j < DW_OUT; ++j) acc[j] = T(0);
         dw_forward_out<KW>(acc, xg, wk, Cg, H, W, kh, kw, h0, w0, sw, dh, dw);
         T* yr = y + ((long long)nk * P + p) * Q + q0;
+        if (bias) {
+            const T bk = b[k];
+#pragma unroll
+            for (int j = 0; j < DW_OUT; ++j) acc[j] += bk;
+        }
 #pragma unroll
         for (int j = 0; j < DW_OUT; ++j)
-            if (q0 + j < Q) yr[j] = relu_if(acc[j] + b[k], relu);
+            if (q0 + j < Q) yr[j] = relu_if(acc[j], relu);
     }
 }
 
@@ -449,8 +456,8 @@ __device__ void dw_backward_filter_rows(T (*part)[DW_THREADS], const T* __restri
 #define DW_FORWARD(T, SFX, KW)                                                                               \
     extern "C" __global__ void __launch_bounds__(DW_THREADS)                                                 \
     depthwise_forward_##SFX(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,        \
-                            T* __restrict__ y, GEOM, int relu) {                                             \
-        dw_forward<KW>(x, w, b, y, GEOM_ARGS, relu);                                                         \
+                            T* __restrict__ y, GEOM, int epi) {                                              \
+        dw_forward<KW>(x, w, b, y, GEOM_ARGS, epi);                                                          \
     }
 DW_FORWARD(float, f32, 0)
 DW_FORWARD(double, f64, 0)

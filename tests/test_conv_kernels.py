@@ -103,6 +103,30 @@ def test_forward_matches_einsum(backend, case, dtype):
     close(gpucnn.conv2d(x, w, None, **kw), want - b.reshape(1, -1, 1, 1), dtype, "conv2d no bias")
 
 
+@pytest.mark.skipif(not gpucnn.backend.available("emulator")[0], reason="emulator unavailable")
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("math", ["fp32", "tf32"])
+@pytest.mark.parametrize("spec", ["gemm:1", "gemm:3", "direct"])
+def test_forward_reads_the_bias_only_when_told(monkeypatch, spec, math, relu):
+    """The forward kernels read b only with EPI_BIAS set (kernels/common.cuh),
+    which is how a bias-less layer passes w in its place and launches no
+    zeros: with the flag withheld, a NaN bias changes nothing, in the
+    unsplit and split GEMM epilogues (FFMA and tensor-core) and the direct kernel."""
+    _, x, w, b, kw = _data(CASES[CASE_IDS.index("depthwise" if spec == "direct" else "odd_asym_pad")], np.float32)
+    want = einsum_conv(x, w, None, _pair(kw["stride"]), _pad4(kw["padding"]), _pair(kw["dilation"]), kw["groups"])
+    want = np.maximum(want, 0) if relu else want
+    g = gpucnn.functional.conv._conv_geometry(x.shape, w.shape, kw["stride"], kw["padding"], kw["dilation"],
+                                               kw["groups"])
+    with gpucnn.use_backend("emulator"), gpucnn.math_mode(math), algo.override(spec):
+        assert algo.choose(g, "forward", math=math).family == spec.split(":")[0]
+        first = gpucnn.backend.call("conv", "conv2d_forward", x, w, None, g, relu)
+        monkeypatch.setattr(cuda_conv, "EPI_BIAS", 0)
+        y = gpucnn.backend.call("conv", "conv2d_forward", x, w, np.full_like(b, np.nan), g, relu)
+    if math == "fp32":  # tf32 rounds the operands: its bound is test_math_modes'
+        close(first, want, np.float32, "no bias")
+    np.testing.assert_array_equal(y, first, "a NaN bias with the flag withheld")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_backward_matches_reference(backend, case, dtype):

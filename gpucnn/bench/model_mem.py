@@ -187,7 +187,7 @@ def fused_rows(dev, rec=None) -> list[dict]:
         relu = relu_over(case.label(), case.N * case.K * P * Q, rec)
         for m in model.MODES:
             c = model.choice(case, "forward", m, dev)
-            conv = [model.ours_us(case, "forward", c, dev, s, rec, bias_given=True)["kernels_us"] for s in K.SCENARIOS]
+            conv = [model.ours_us(case, "forward", c, dev, s, rec)["kernels_us"] for s in K.SCENARIOS]
             f = [K.timed(x, K.HOST_US.at(s)) for s, x in zip(K.SCENARIOS, conv)]
             sep = [K.timed(x + device_us(relu, dev, s, rec), K.HOST_US.at(s) + K.HOST_MEM_US.at(s))
                    for s, x in zip(K.SCENARIOS, conv)]

@@ -43,10 +43,11 @@ def filter_kernel(g) -> str:
     return f"depthwise_backward_filter_k{ks}" if ks else "depthwise_backward_filter"
 
 
-def forward(rt, x, w, b, y, g, geom, relu: bool = False) -> None:
-    """y = x * w + b (then ReLU when ``relu``): one thread per OUTPUTS outputs of a row."""
+def forward(rt, x, w, b, y, g, geom, epi: int = 0) -> None:
+    """y = x * w (+ b, then ReLU, by ``epi``'s flags: gpucnn.cuda.conv's EPI_*):
+    one thread per OUTPUTS outputs of a row."""
     rows, Q = y.size // y.shape[-1], y.shape[-1]
-    launch(rt, FAMILY, forward_kernel(g), x.dtype, rows * -(-Q // OUTPUTS), (x, w, b, y, *geom, np.int32(relu)))
+    launch(rt, FAMILY, forward_kernel(g), x.dtype, rows * -(-Q // OUTPUTS), (x, w, b, y, *geom, np.int32(epi)))
 
 
 def backward_data(rt, dy, w, dx, g, geom) -> None:
