@@ -1,21 +1,29 @@
-"""The host path of the memory-bound ops: what a call costs the CPU before
-and between its kernels, with a null runtime (model_consts.HOST_MEM_US).
+"""The host path of an op as the GPU bench calls it: what a call costs the
+CPU before and between its kernels, with a null runtime
+(model_consts.HOST_US and HOST_MEM_US).
 
-The null runtime is the launch code's Runtime with a pool allocator (an
-array of a shape and dtype is made once and handed out again, as CuPy's pool
-does) and kernels that return at once, so a call's time is the argument
-checks, the dispatch, the launch set-up and the argument packing alone
-(CuPy's own launch of a kernel or a device copy is not in it: the launches
-and copies a call makes are counted instead). Each
-op runs ``--calls`` times a sample; the medians of ``--samples`` samples
-are printed in us a call. The machine is shared: pin it (taskset -c 1) and
-interleave the runs being compared.
+The bench passes CuPy arrays (gpucnn.bench.ops), so backend.call resolves
+"cuda" and hands them to the launch code as they are. Here the arrays are
+NumPy arrays of a type whose module is "cupy" (``DeviceArray``), so the same
+dispatch runs: resolve picks "cuda", whose runtime is the null one, and
+from_device_like sees CuPy-like arguments. The null runtime is the launch
+code's Runtime named "cuda" with a pool allocator (an array of a shape and
+dtype is made once and handed out again, as CuPy's pool does; its arrays are
+DeviceArrays too) and kernels that return at once, so a call's time is the
+argument checks, the dispatch, the launch set-up and the argument packing
+alone. CuPy's own work is not in it (its launch of a kernel or a device
+copy, its Device() and stream queries, its allocator): the launches and
+copies a call makes are counted instead. Each op runs ``--calls`` times a
+sample; the medians of ``--samples`` samples are printed in us a call. The
+machine is shared: pin it (taskset -c 1) and interleave the runs being
+compared.
 
     PYTHONPATH=. taskset -c 1 python bench/host_path.py
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 import types
@@ -24,16 +32,34 @@ import numpy as np
 
 import gpucnn
 import gpucnn.runtime
+from gpucnn import mathmode
+from gpucnn.bench.cases import CONV
 from gpucnn.runtime import Runtime
 
 SHAPE = (128, 64, 32, 32)  # fused.py's batch-norm row (cifar-resnet's output)
+CONV_ROWS = ("mnist-1", "cifar-resnet")  # a host-bound small case and a mid-sized one (bench/results/predicted-*.md)
+MODES = ("tf32", "3xtf32")
+
+
+class DeviceArray(np.ndarray):
+    """A NumPy array whose type's module says "cupy", as backend.resolve and
+    Runtime.from_device_like test for (type(a).__module__)."""
+
+
+DeviceArray.__module__ = "cupy._core.core"
+
+
+def device_array(a) -> DeviceArray:
+    return np.ascontiguousarray(a).view(DeviceArray)
 
 
 class _Pool(types.SimpleNamespace):
-    """numpy with empty/empty_like/zeros/full served from a cache by (shape, dtype)."""
+    """cupy with empty/empty_like/zeros/full served from a cache by (shape, dtype)."""
 
     def __init__(self):
-        super().__init__(cache={})
+        stream = types.SimpleNamespace(ptr=0)
+        super().__init__(cache={}, cuda=types.SimpleNamespace(  # norm.counters' key on the real path
+            Device=lambda: types.SimpleNamespace(id=0), get_current_stream=lambda: stream))
 
     def __getattr__(self, name):
         return getattr(np, name)
@@ -42,7 +68,7 @@ class _Pool(types.SimpleNamespace):
         shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
         key = (shape, np.dtype(dtype))
         if key not in self.cache:
-            self.cache[key] = np.zeros(shape, dtype)
+            self.cache[key] = device_array(np.zeros(shape, dtype))
         return self.cache[key]
 
     def empty(self, shape, dtype=np.float64):
@@ -74,21 +100,19 @@ class _Module:
 
 def null_runtime() -> Runtime:
     module = _Module()
-    return Runtime("null", _Pool(), lambda family, options=(): module, lambda: (90, 132))
+    return Runtime("cuda", _Pool(), lambda family, options=(): module, lambda: (90, 132))
 
 
-def ops(shape=SHAPE):
+def mem_ops(shape=SHAPE):
+    """The memory-bound ops: public ones, then the internal ones the bench's rows call (gpucnn.bench.fused)."""
     rng = np.random.default_rng(0)
-    x = rng.standard_normal(shape).astype(np.float32)
-    dy = rng.standard_normal(shape).astype(np.float32)
+    x, dy = (device_array(rng.standard_normal(shape, dtype=np.float32)) for _ in range(2))
     C = shape[1]
-    g, b = np.ones(C, np.float32), np.zeros(C, np.float32)
-    rm, rv = np.zeros(C, np.float32), np.ones(C, np.float32)
+    g, b, rm, rv = (device_array(np.full(C, v, np.float32)) for v in (1, 0, 0, 1))
     _, saved = gpucnn.batch_norm2d(x, g, b, rm, rv)
-    w = rng.standard_normal((C, C, 1, 1)).astype(np.float32)
     from gpucnn.backend import call
     m, s = saved.mean, saved.invstd
-    return {  # the public ops, then the internal ones that the bench's rows call (gpucnn.bench.fused)
+    return {
         "batch_norm2d training": lambda: gpucnn.batch_norm2d(x, g, b, rm, rv),
         "batch_norm2d eval": lambda: gpucnn.batch_norm2d(x, g, b, rm, rv, training=False),
         "batch_norm2d_backward": lambda: gpucnn.batch_norm2d_backward(dy, x, g, saved),
@@ -102,8 +126,39 @@ def ops(shape=SHAPE):
     }
 
 
-def measure(calls: int, samples: int) -> dict[str, tuple[float, int]]:
-    """{op: (median us a call, launches a call)}."""
+def conv_ops(name: str):
+    """Case ``name`` of gpucnn.bench.cases: its three passes as the bench calls
+    them (gpucnn.bench.ops, backend.call), then the public conv2d and conv2d_backward."""
+    from gpucnn.bench.ops import _gpucnn_fn
+    c = next(c for c in CONV if c.name == name)
+    rng = np.random.default_rng(0)
+    P, Q = c.out_hw()
+    a = {k: device_array(rng.standard_normal(s, dtype=np.float32)) for k, s in
+         (("x", (c.N, c.C, c.H, c.W)), ("w", (c.K, c.C // c.groups, c.R, c.S)), ("dy", (c.N, c.K, P, Q)))}
+    args = (c.stride, c.pad, c.dilation, c.groups)
+    rows = {f"{name} {p}": (lambda f: lambda: f(a))(_gpucnn_fn(c, p))
+            for p in ("forward", "backward_data", "backward_filter")}
+    rows[f"{name} gpucnn.conv2d"] = lambda: gpucnn.conv2d(a["x"], a["w"], None, *args)
+    rows[f"{name} gpucnn.conv2d_backward"] = lambda: gpucnn.conv2d_backward(a["dy"], a["x"], a["w"], *args)
+    return rows
+
+
+def _time(f, calls: int, samples: int) -> tuple[float, int]:
+    _launches[0] = 0
+    f()  # the first call fills the memos and the pool; its launches are counted
+    launches = _launches[0]
+    per = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            f()
+        per.append((time.perf_counter() - t0) / calls * 1e6)
+    return statistics.median(per), launches
+
+
+@contextlib.contextmanager
+def null_cuda():
+    """backend "cuda" served by the null runtime; device copies counted as launches."""
     from gpucnn.runtime import capture
     rt = null_runtime()
     real, copy = gpucnn.runtime.runtime_for, capture.copy_into
@@ -114,23 +169,23 @@ def measure(calls: int, samples: int) -> dict[str, tuple[float, int]]:
         copy(dst, src)
     capture.copy_into = counted_copy
     try:
-        with gpucnn.use_backend("emulator"):
-            table = ops()
-            out = {}
-            for name, f in table.items():
-                _launches[0] = 0
-                f()
-                launches = _launches[0]
-                per = []
-                for _ in range(samples):
-                    t0 = time.perf_counter()
-                    for _ in range(calls):
-                        f()
-                    per.append((time.perf_counter() - t0) / calls * 1e6)
-                out[name] = statistics.median(per), launches
-            return out
+        yield rt
     finally:
         gpucnn.runtime.runtime_for, capture.copy_into = real, copy
+
+
+def measure(calls: int, samples: int, convs=CONV_ROWS, modes=MODES) -> dict[str, tuple[float, int]]:
+    """{op: (median us a call, launches and copies a call)}."""
+    out = {}
+    with null_cuda():
+        for name, f in mem_ops().items():
+            out[name] = _time(f, calls, samples)
+        for mode in modes:
+            with mathmode.math_mode(mode):
+                for case in convs:
+                    for name, f in conv_ops(case).items():
+                        out[f"{name} {mode}"] = _time(f, calls, samples)
+    return out
 
 
 def main(argv=None) -> None:
@@ -139,7 +194,7 @@ def main(argv=None) -> None:
     p.add_argument("--samples", type=int, default=15)
     a = p.parse_args(argv)
     for name, (us, launches) in measure(a.calls, a.samples).items():
-        print(f"{name:26s} {us:7.2f} us  {launches} launches and copies")
+        print(f"{name:44s} {us:7.2f} us  {launches} launches and copies")
 
 
 if __name__ == "__main__":
