@@ -65,11 +65,18 @@ class _Pool(types.SimpleNamespace):
         return getattr(np, name)
 
     def _get(self, shape, dtype):
-        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-        key = (shape, np.dtype(dtype))
-        if key not in self.cache:
-            self.cache[key] = device_array(np.zeros(shape, dtype))
-        return self.cache[key]
+        """The array for (shape, dtype), found first under the key as given
+        (the allocator's own cost is CuPy's, not the launch path's)."""
+        hashable = not isinstance(shape, list)
+        a = self.cache.get((shape, dtype)) if hashable else None
+        if a is None:
+            norm = ((shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)), np.dtype(dtype)
+            a = self.cache.get(norm)
+            if a is None:
+                a = self.cache[norm] = device_array(np.zeros(*norm))
+            if hashable:
+                self.cache[shape, dtype] = a
+        return a
 
     def empty(self, shape, dtype=np.float64):
         return self._get(shape, dtype)
@@ -90,17 +97,26 @@ class _Pool(types.SimpleNamespace):
 _launches = [0]
 
 
-class _Module:
+class NullModule:
+    """CuPy's RawModule interface; its kernels count their launches and, given
+    a list ``log``, append (name, grid, block, shared_mem) to it."""
+
+    def __init__(self, log: list | None = None):
+        self.log = log
+
     def get_function(self, name):
         def run(grid, block, args, shared_mem=0):
             _launches[0] += 1
+            if self.log is not None:
+                self.log.append((name, grid, block, shared_mem))
         run.max_dynamic_shared_size_bytes = 227 * 1024  # sm_90's opt-in limit, as if set once
         return run
 
 
-def null_runtime() -> Runtime:
-    module = _Module()
-    return Runtime("cuda", _Pool(), lambda family, options=(): module, lambda: (90, 132))
+def null_runtime(module=None, device=(90, 132)) -> Runtime:
+    """The "cuda" Runtime on the pool, its kernels ``module``'s (a NullModule by default)."""
+    module = NullModule() if module is None else module
+    return Runtime("cuda", _Pool(), lambda family, options=(): module, lambda: device)
 
 
 def mem_ops(shape=SHAPE):
@@ -157,10 +173,10 @@ def _time(f, calls: int, samples: int) -> tuple[float, int]:
 
 
 @contextlib.contextmanager
-def null_cuda():
-    """backend "cuda" served by the null runtime; device copies counted as launches."""
+def null_cuda(rt=None):
+    """backend "cuda" served by ``rt`` (the null runtime by default); device copies counted as launches."""
     from gpucnn.runtime import capture
-    rt = null_runtime()
+    rt = null_runtime() if rt is None else rt
     real, copy = gpucnn.runtime.runtime_for, capture.copy_into
     gpucnn.runtime.runtime_for = lambda name: rt
 

@@ -28,8 +28,10 @@ class Runtime:
     def function(self, family: str, kernel: str, options: tuple = ()):
         """The kernel ``kernel`` of the module that ``module(family, options)``
         gives now (CuPy's is per device), remembered per module: CuPy's
-        get_function makes a new Function, and asks the driver, at each call.
-        The entry holds its module, so an id is not reused while it is kept."""
+        RawModule.get_function builds a new RawKernel and looks its function
+        up at each call, and a new RawKernel's max_dynamic_shared_size_bytes
+        is a driver query (gemm.launch_gemm reads it). An entry holds its
+        module, so the module's id is not reused while the entry is kept."""
         module = self.module(family, options)
         hit = self._functions.get((id(module), kernel))
         if hit is not None and hit[0] is module:
