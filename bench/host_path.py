@@ -33,7 +33,7 @@ import numpy as np
 import gpucnn
 import gpucnn.runtime
 from gpucnn import mathmode
-from gpucnn.bench.cases import CONV
+from gpucnn.bench.cases import CONV, MEM, PASSES
 from gpucnn.runtime import Runtime
 
 SHAPE = (128, 64, 32, 32)  # fused.py's batch-norm row (cifar-resnet's output)
@@ -142,18 +142,25 @@ def mem_ops(shape=SHAPE):
     }
 
 
-def conv_ops(name: str):
-    """Case ``name`` of gpucnn.bench.cases: its three passes as the bench calls
-    them (gpucnn.bench.ops, backend.call), then the public conv2d and conv2d_backward."""
+def _inputs(case, direction) -> dict:
+    from gpucnn.bench import ops
+    return {k: device_array(v) for k, v in ops._inputs(case, direction, "gpucnn", "cpu", 1, 0)[0].items()}
+
+
+def bench_rows(case) -> dict:
+    """Case ``case`` of gpucnn.bench.cases, each pass as the bench calls it
+    (gpucnn.bench.ops: backend.call on its inputs), named "<name> <pass>"."""
     from gpucnn.bench.ops import _gpucnn_fn
+    return {f"{case.name} {p}": (lambda f, a: lambda: f(a))(_gpucnn_fn(case, p), _inputs(case, p))
+            for p in PASSES[case.kind]}
+
+
+def conv_ops(name: str):
+    """Conv case ``name``: its three passes as the bench calls them, then the
+    public conv2d and conv2d_backward (dx, dw and db)."""
     c = next(c for c in CONV if c.name == name)
-    rng = np.random.default_rng(0)
-    P, Q = c.out_hw()
-    a = {k: device_array(rng.standard_normal(s, dtype=np.float32)) for k, s in
-         (("x", (c.N, c.C, c.H, c.W)), ("w", (c.K, c.C // c.groups, c.R, c.S)), ("dy", (c.N, c.K, P, Q)))}
+    rows, a = bench_rows(c), _inputs(c, "forward")
     args = (c.stride, c.pad, c.dilation, c.groups)
-    rows = {f"{name} {p}": (lambda f: lambda: f(a))(_gpucnn_fn(c, p))
-            for p in ("forward", "backward_data", "backward_filter")}
     rows[f"{name} gpucnn.conv2d"] = lambda: gpucnn.conv2d(a["x"], a["w"], None, *args)
     rows[f"{name} gpucnn.conv2d_backward"] = lambda: gpucnn.conv2d_backward(a["dy"], a["x"], a["w"], *args)
     return rows
@@ -194,7 +201,8 @@ def measure(calls: int, samples: int, convs=CONV_ROWS, modes=MODES) -> dict[str,
     """{op: (median us a call, launches and copies a call)}."""
     out = {}
     with null_cuda():
-        for name, f in mem_ops().items():
+        pools = [c for c in MEM if c.op != "relu" and c.N * c.C * c.H * c.W < 2**21]  # the small ones: shape-free cost
+        for name, f in [*mem_ops().items(), *(r for c in pools for r in bench_rows(c).items())]:
             out[name] = _time(f, calls, samples)
         for mode in modes:
             with mathmode.math_mode(mode):
