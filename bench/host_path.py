@@ -201,8 +201,8 @@ def measure(calls: int, samples: int, convs=CONV_ROWS, modes=MODES) -> dict[str,
     """{op: (median us a call, launches and copies a call)}."""
     out = {}
     with null_cuda():
-        pools = [c for c in MEM if c.op != "relu" and c.N * c.C * c.H * c.W < 2**21]  # the small ones: shape-free cost
-        for name, f in [*mem_ops().items(), *(r for c in pools for r in bench_rows(c).items())]:
+        small = [c for c in MEM if c.N * c.C * c.H * c.W < 2**21]  # the small ones: the host path is shape-free
+        for name, f in [*mem_ops().items(), *(r for c in small for r in bench_rows(c).items())]:
             out[name] = _time(f, calls, samples)
         for mode in modes:
             with mathmode.math_mode(mode):
