@@ -1,21 +1,41 @@
-"""The host path of the memory-bound ops: what a call costs the CPU before
-and between its kernels, with a null runtime (model_consts.HOST_MEM_US).
+"""The host path of an op as the GPU bench calls it: what a call costs the
+CPU before and between its kernels, with a null runtime
+(model_consts.HOST_US and HOST_MEM_US).
 
-The null runtime is the launch code's Runtime with a pool allocator (an
-array of a shape and dtype is made once and handed out again, as CuPy's pool
-does) and kernels that return at once, so a call's time is the argument
-checks, the dispatch, the launch set-up and the argument packing alone
-(CuPy's own launch of a kernel or a device copy is not in it: the launches
-and copies a call makes are counted instead). Each
-op runs ``--calls`` times a sample; the medians of ``--samples`` samples
-are printed in us a call. The machine is shared: pin it (taskset -c 1) and
-interleave the runs being compared.
+The bench passes CuPy arrays (gpucnn.bench.ops), so backend.call resolves
+"cuda" and hands them to the launch code as they are. Here the arrays are
+NumPy arrays of a type whose module is "cupy" (``DeviceArray``), so the same
+dispatch runs: resolve picks "cuda", whose runtime is the null one, and
+from_device_like sees CuPy-like arguments. The null runtime is the launch
+code's Runtime named "cuda" with a pool allocator (an array of a shape and
+dtype is made once and handed out again, as CuPy's pool does; its arrays are
+DeviceArrays too) and kernels that return at once, so a call's time is the
+argument checks, the dispatch, the launch set-up and the argument packing
+alone. CuPy's own work is not in it (its launch of a kernel or a device
+copy, its Device() and stream queries, its allocator): the launches and
+copies a call makes are counted instead. Each op runs ``--calls`` times a
+sample; the medians of ``--samples`` samples are printed in us a call. The
+machine is shared: pin it (taskset -c 1) and interleave the runs being
+compared.
+
+Measured on the project's 2-core VM (least of 3 interleaved runs, us a
+call), before -> after backend.call's CuPy fast path, the memos of
+Runtime.function and tc.plan_of and the leaner checks: the bench's conv
+passes forward 15.8-16.0 -> 9.8-10.1, backward-data 13.2-15.2 -> 9.0-10.2,
+backward-filter 18.4-18.6 -> 12.0-12.3 (two launches); gpucnn.conv2d
+19.2 -> 11.4-11.9, conv2d_backward 44.6-47.0 -> 30.1-31.8; relu_forward
+6.5 -> 4.1, batch_norm_stats 10.2 -> 7.0, batch_norm_apply 8.7 -> 4.9,
+conv2d_backward_bias 8.6 -> 5.9, pooling 10.2-11.2 -> 7.3-8.8. What is
+left is mostly the launch modules' own bodies (cProfile): conv2d_forward's
+slices, batch generator and int32 arguments (~5 us), pool._geometry's 13
+np.int32 a call (~2 us), batch_norm_stats' five allocations.
 
     PYTHONPATH=. taskset -c 1 python bench/host_path.py
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 import types
@@ -24,26 +44,51 @@ import numpy as np
 
 import gpucnn
 import gpucnn.runtime
+from gpucnn import mathmode
+from gpucnn.bench.cases import CONV, MEM, PASSES
 from gpucnn.runtime import Runtime
 
 SHAPE = (128, 64, 32, 32)  # fused.py's batch-norm row (cifar-resnet's output)
+CONV_ROWS = ("mnist-1", "cifar-resnet")  # a host-bound small case and a mid-sized one (bench/results/predicted-*.md)
+MODES = ("tf32", "3xtf32")
+
+
+class DeviceArray(np.ndarray):
+    """A NumPy array whose type's module says "cupy", as backend.resolve and
+    Runtime.from_device_like test for (type(a).__module__)."""
+
+
+DeviceArray.__module__ = "cupy._core.core"
+
+
+def device_array(a) -> DeviceArray:
+    return np.ascontiguousarray(a).view(DeviceArray)
 
 
 class _Pool(types.SimpleNamespace):
-    """numpy with empty/empty_like/zeros/full served from a cache by (shape, dtype)."""
+    """cupy with empty/empty_like/zeros/full served from a cache by (shape, dtype)."""
 
     def __init__(self):
-        super().__init__(cache={})
+        stream = types.SimpleNamespace(ptr=0)
+        super().__init__(cache={}, cuda=types.SimpleNamespace(  # norm.counters' key on the real path
+            Device=lambda: types.SimpleNamespace(id=0), get_current_stream=lambda: stream))
 
     def __getattr__(self, name):
         return getattr(np, name)
 
     def _get(self, shape, dtype):
-        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-        key = (shape, np.dtype(dtype))
-        if key not in self.cache:
-            self.cache[key] = np.zeros(shape, dtype)
-        return self.cache[key]
+        """The array for (shape, dtype), found first under the key as given
+        (the allocator's own cost is CuPy's, not the launch path's)."""
+        hashable = not isinstance(shape, list)
+        a = self.cache.get((shape, dtype)) if hashable else None
+        if a is None:
+            norm = ((shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)), np.dtype(dtype)
+            a = self.cache.get(norm)
+            if a is None:
+                a = self.cache[norm] = device_array(np.zeros(*norm))
+            if hashable:
+                self.cache[shape, dtype] = a
+        return a
 
     def empty(self, shape, dtype=np.float64):
         return self._get(shape, dtype)
@@ -64,31 +109,38 @@ class _Pool(types.SimpleNamespace):
 _launches = [0]
 
 
-class _Module:
+class NullModule:
+    """CuPy's RawModule interface; its kernels count their launches and, given
+    a list ``log``, append (name, grid, block, shared_mem) to it."""
+
+    def __init__(self, log: list | None = None):
+        self.log = log
+
     def get_function(self, name):
         def run(grid, block, args, shared_mem=0):
             _launches[0] += 1
+            if self.log is not None:
+                self.log.append((name, grid, block, shared_mem))
         run.max_dynamic_shared_size_bytes = 227 * 1024  # sm_90's opt-in limit, as if set once
         return run
 
 
-def null_runtime() -> Runtime:
-    module = _Module()
-    return Runtime("null", _Pool(), lambda family, options=(): module, lambda: (90, 132))
+def null_runtime(module=None, device=(90, 132)) -> Runtime:
+    """The "cuda" Runtime on the pool, its kernels ``module``'s (a NullModule by default)."""
+    module = NullModule() if module is None else module
+    return Runtime("cuda", _Pool(), lambda family, options=(): module, lambda: device)
 
 
-def ops(shape=SHAPE):
+def mem_ops(shape=SHAPE):
+    """The memory-bound ops: public ones, then the internal ones the bench's rows call (gpucnn.bench.fused)."""
     rng = np.random.default_rng(0)
-    x = rng.standard_normal(shape).astype(np.float32)
-    dy = rng.standard_normal(shape).astype(np.float32)
+    x, dy = (device_array(rng.standard_normal(shape, dtype=np.float32)) for _ in range(2))
     C = shape[1]
-    g, b = np.ones(C, np.float32), np.zeros(C, np.float32)
-    rm, rv = np.zeros(C, np.float32), np.ones(C, np.float32)
+    g, b, rm, rv = (device_array(np.full(C, v, np.float32)) for v in (1, 0, 0, 1))
     _, saved = gpucnn.batch_norm2d(x, g, b, rm, rv)
-    w = rng.standard_normal((C, C, 1, 1)).astype(np.float32)
     from gpucnn.backend import call
     m, s = saved.mean, saved.invstd
-    return {  # the public ops, then the internal ones that the bench's rows call (gpucnn.bench.fused)
+    return {
         "batch_norm2d training": lambda: gpucnn.batch_norm2d(x, g, b, rm, rv),
         "batch_norm2d eval": lambda: gpucnn.batch_norm2d(x, g, b, rm, rv, training=False),
         "batch_norm2d_backward": lambda: gpucnn.batch_norm2d_backward(dy, x, g, saved),
@@ -102,10 +154,48 @@ def ops(shape=SHAPE):
     }
 
 
-def measure(calls: int, samples: int) -> dict[str, tuple[float, int]]:
-    """{op: (median us a call, launches a call)}."""
+def _inputs(case, direction) -> dict:
+    from gpucnn.bench import ops
+    return {k: device_array(v) for k, v in ops._inputs(case, direction, "gpucnn", "cpu", 1, 0)[0].items()}
+
+
+def bench_rows(case) -> dict:
+    """Case ``case`` of gpucnn.bench.cases, each pass as the bench calls it
+    (gpucnn.bench.ops: backend.call on its inputs), named "<name> <pass>"."""
+    from gpucnn.bench.ops import _gpucnn_fn
+    return {f"{case.name} {p}": (lambda f, a: lambda: f(a))(_gpucnn_fn(case, p), _inputs(case, p))
+            for p in PASSES[case.kind]}
+
+
+def conv_ops(name: str):
+    """Conv case ``name``: its three passes as the bench calls them, then the
+    public conv2d and conv2d_backward (dx, dw and db)."""
+    c = next(c for c in CONV if c.name == name)
+    rows, a = bench_rows(c), _inputs(c, "forward")
+    args = (c.stride, c.pad, c.dilation, c.groups)
+    rows[f"{name} gpucnn.conv2d"] = lambda: gpucnn.conv2d(a["x"], a["w"], None, *args)
+    rows[f"{name} gpucnn.conv2d_backward"] = lambda: gpucnn.conv2d_backward(a["dy"], a["x"], a["w"], *args)
+    return rows
+
+
+def _time(f, calls: int, samples: int) -> tuple[float, int]:
+    _launches[0] = 0
+    f()  # the first call fills the memos and the pool; its launches are counted
+    launches = _launches[0]
+    per = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            f()
+        per.append((time.perf_counter() - t0) / calls * 1e6)
+    return statistics.median(per), launches
+
+
+@contextlib.contextmanager
+def null_cuda(rt=None):
+    """backend "cuda" served by ``rt`` (the null runtime by default); device copies counted as launches."""
     from gpucnn.runtime import capture
-    rt = null_runtime()
+    rt = null_runtime() if rt is None else rt
     real, copy = gpucnn.runtime.runtime_for, capture.copy_into
     gpucnn.runtime.runtime_for = lambda name: rt
 
@@ -114,23 +204,24 @@ def measure(calls: int, samples: int) -> dict[str, tuple[float, int]]:
         copy(dst, src)
     capture.copy_into = counted_copy
     try:
-        with gpucnn.use_backend("emulator"):
-            table = ops()
-            out = {}
-            for name, f in table.items():
-                _launches[0] = 0
-                f()
-                launches = _launches[0]
-                per = []
-                for _ in range(samples):
-                    t0 = time.perf_counter()
-                    for _ in range(calls):
-                        f()
-                    per.append((time.perf_counter() - t0) / calls * 1e6)
-                out[name] = statistics.median(per), launches
-            return out
+        yield rt
     finally:
         gpucnn.runtime.runtime_for, capture.copy_into = real, copy
+
+
+def measure(calls: int, samples: int, convs=CONV_ROWS, modes=MODES) -> dict[str, tuple[float, int]]:
+    """{op: (median us a call, launches and copies a call)}."""
+    out = {}
+    with null_cuda():
+        small = [c for c in MEM if c.N * c.C * c.H * c.W < 2**21]  # the small ones: the host path is shape-free
+        for name, f in [*mem_ops().items(), *(r for c in small for r in bench_rows(c).items())]:
+            out[name] = _time(f, calls, samples)
+        for mode in modes:
+            with mathmode.math_mode(mode):
+                for case in convs:
+                    for name, f in conv_ops(case).items():
+                        out[f"{name} {mode}"] = _time(f, calls, samples)
+    return out
 
 
 def main(argv=None) -> None:
@@ -139,7 +230,7 @@ def main(argv=None) -> None:
     p.add_argument("--samples", type=int, default=15)
     a = p.parse_args(argv)
     for name, (us, launches) in measure(a.calls, a.samples).items():
-        print(f"{name:26s} {us:7.2f} us  {launches} launches and copies")
+        print(f"{name:44s} {us:7.2f} us  {launches} launches and copies")
 
 
 if __name__ == "__main__":

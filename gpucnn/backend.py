@@ -73,20 +73,50 @@ def _arrays(args):
     return [a for a in args if hasattr(a, "shape") and hasattr(a, "dtype")]
 
 
-def resolve(args) -> str:
-    """The backend for a call on ``args``: CuPy arrays pick "cuda"; NumPy
-    and CuPy arrays may not be mixed in one call."""
-    arrays = _arrays(args)
-    kinds = {_is_cupy(a) for a in arrays}
-    if len(kinds) > 1:
-        desc = ", ".join(f"{type(a).__module__}.{type(a).__name__} {tuple(a.shape)}" for a in arrays)
+# Types that are never arrays (the scalars, flags and geometries of an op's
+# arguments): their two failed hasattr cost ~0.5 us an argument.
+_NOT_ARRAYS = frozenset({type(None), bool, int, float, str, tuple})
+_KINDS: dict[type, bool] = {}  # array type -> whether it is CuPy's
+
+
+def _kind(a) -> bool | None:
+    """True for a CuPy array, False for another array (NumPy), None for a
+    non-array. Remembered by type where shape and dtype are the type's own
+    attributes (NumPy's and CuPy's descriptors), so every instance has them."""
+    t = type(a)
+    kind = _KINDS.get(t)
+    if kind is not None:
+        return kind
+    if t in _NOT_ARRAYS or not (hasattr(a, "shape") and hasattr(a, "dtype")):
+        return None
+    kind = _is_cupy(a)
+    if hasattr(t, "shape") and hasattr(t, "dtype"):
+        _KINDS[t] = kind
+    return kind
+
+
+def _resolve(args) -> tuple[str, bool]:
+    """(backend, whether CuPy arrays chose it), in one pass over ``args``."""
+    cupy = numpy = False
+    for a in args:
+        kind = _kind(a)
+        if kind is not None:
+            cupy, numpy = cupy or kind, numpy or not kind
+    if cupy and numpy:
+        desc = ", ".join(f"{type(a).__module__}.{type(a).__name__} {tuple(a.shape)}" for a in _arrays(args))
         raise TypeError(f"arrays of one call must all be NumPy or all CuPy, got {desc}")
-    if kinds == {True}:
-        return "cuda"
+    if cupy:
+        return "cuda", True
     name = current()
     if name != "numpy" and _selected.get() is None:
         require(name)  # selected by the environment variable: check once it is used
-    return name
+    return name, False
+
+
+def resolve(args) -> str:
+    """The backend for a call on ``args``: CuPy arrays pick "cuda"; NumPy
+    and CuPy arrays may not be mixed in one call."""
+    return _resolve(args)[0]
 
 
 @functools.lru_cache(maxsize=None)
@@ -99,24 +129,31 @@ def _module(name: str):
         return None
 
 
+@functools.lru_cache(maxsize=None)
+def _family(family: str):
+    """(the reference module, the CUDA launch module or None) of ``family``."""
+    return _module(f"gpucnn.reference.{family}"), _module(f"gpucnn.cuda.{family}")
+
+
 def _kernel_op(family: str, op: str):
     """The CUDA launch function for ``op``, or None while its kernels are not written."""
-    mod = _module(f"gpucnn.cuda.{family}")
-    return None if mod is None else getattr(mod, op, None)
+    kernels = _family(family)[1]
+    return None if kernels is None else getattr(kernels, op, None)
 
 
 def call(family: str, op: str, *args):
     """Run internal op ``family.op`` on the backend that ``args`` choose.
 
     Ops whose kernels are not written yet run on the NumPy reference on every
-    backend (CuPy arrays are copied to the host and back).
+    backend (CuPy arrays are copied to the host and back). The functions are
+    looked up at each call (tests replace them); the modules once.
     """
-    name = resolve(args)
-    ref = getattr(_module(f"gpucnn.reference.{family}"), op)
+    name, on_device = _resolve(args)
+    ref = getattr(_family(family)[0], op)
     if name == "numpy":
         return ref(*args)
-    from gpucnn.runtime import capture, runtime_for
-    rt = runtime_for(name)
+    runtime, capture = _module("gpucnn.runtime"), _module("gpucnn.runtime.capture")
+    rt = runtime.runtime_for(name)
     fn = _kernel_op(family, op)
     capture.note_op(f"{family}.{op}")
     if fn is None:
@@ -124,5 +161,7 @@ def call(family: str, op: str, *args):
                        "(a copy to the host and back)")
         out = ref(*(rt.to_host(a) for a in args))
         return rt.from_host_like(out, args)
+    if on_device:  # CuPy arrays: to_device and from_device_like would hand every argument and result back as is
+        return fn(rt, *args)
     out = fn(rt, *(rt.to_device(a) for a in args))
     return rt.from_device_like(out, args)

@@ -73,13 +73,21 @@ MMA_SYNC_OF_PEAK = Const(0.65, 0.5, 0.4, "of dense TF32 peak", "HOPPER.md: HMMA-
 LATENCY_NS = Const(600, 700, 800, "ns", "loaded HBM latency on Hopper, the brief's 600-800 ns (no measurement)")
 L1_HIT_NS = fixed(30, "ns", "an L1 hit, ~60 cycles at 1.98 GHz (pooling's second tap of a row)")
 LAUNCH_US = Const(1, 2, 4, "us per kernel", "the device-side gap between back-to-back kernels (no measurement)")
-HOST_US = Const(12, 20, 30, "us per op call", "our launch path before its first kernel: gpucnn.conv2d with a "
-                "null runtime (a pool allocator, no-op launches) took 17-25 us on the project's loaded 2-core VM "
-                "after the host-path memoisation (29 us before it; 29-53 us for the launch layer alone and 160 "
-                "us for cifar-stem's backward-filter while algo._split ran on every call), plus CuPy's launch "
-                "(~5 us, assumed); the bench's samples overlap it with the device's work (timed below)")
-HOST_MEM_US = Const(8, 12, 20, "us per op call", "the same for the short memory-bound ops: gpucnn.relu 6-8 us "
-                    "with the null runtime, plus CuPy's launch")
+HOST_US = Const(11, 15, 22, "us per op call", "our launch path before its first kernel, as the bench calls a "
+                "pass (backend.call on CuPy arrays): bench/host_path.py's null CuPy runtime (a pool allocator, "
+                "no-op launches) on the project's loaded 2-core VM, least of 3 interleaved runs (taskset -c 1), "
+                "mnist-1 and cifar-resnet in tf32 and 3xtf32: forward 9.8-10.1 us, backward-data 9.0-10.2, "
+                "backward-filter 12.0-12.3 (its GEMM and the split sum: two launches), after the CuPy fast path "
+                "and the memos (15.8-16.0, 13.2-15.2 and 18.4-18.6 before them); plus CuPy's launch, ~5 us a "
+                "launch assumed (CuPy's allocator not counted): fast the quickest pass with 2 us of CuPy, mid the "
+                "passes' middle (10 us) with 5, slow backward-filter with 5 for each of its two launches; the "
+                "bench's samples overlap it with the device's work (timed below)")
+HOST_MEM_US = Const(6, 12, 19, "us per op call", "the same for the bench's memory-bound ops: relu forward 4.0 us, "
+                    "backward 4.2, batch-norm apply 4.9, conv2d bias gradient 5.9, batch-norm statistics 7.0, "
+                    "pooling forward and backward 7.3-8.8, batch-norm backward 9.1 (two launches); before the fast "
+                    "path 6.4, 7.0, 8.7, 8.6, 10.2, 10.2-11.2 and 13.3. This was (8, 12, 20) from relu alone: with "
+                    "every op the middle (7 us) plus CuPy's launch stays 12; fast relu with 2 us of CuPy, slow "
+                    "batch-norm backward with 5 for each of its two launches")
 EMPTY_BLOCK_NS = Const(0.2, 0.4, 0.8, "ns per block (whole GPU)", "scheduling a block with no work: "
                        "~0.5 ms per million empty blocks is the usual order (no measurement)")
 TREE_US = Const(0.1, 0.2, 0.4, "us per block", "channel.cuh's 8-level block tree: 9 barriers and shared "

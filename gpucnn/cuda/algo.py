@@ -64,6 +64,7 @@ import os
 
 import numpy as np
 
+from gpucnn.cuda import tc
 from gpucnn.cuda.algo_direct import (  # noqa: F401 (algo is where callers ask: re-exported)
     DIRECT_BLOCKS_PER_SM, DIRECT_THREADS, ROW_FILTERS, ROW_OUTPUTS, SMALL_C, SMALL_GROUP, STRIP_SMEM, STRIP_TAPS,
     WINDOW_MIN_TAPS, WINDOW_SMEM, WINDOW_SLOTS, WINDOW_TAPS, cdiv, direct_filter_units, filter_rows, forward_rows,
@@ -180,7 +181,6 @@ def _gemm(g, pass_: str, sms: int, splits: int | None, math: str = "fp32", cc: i
         tile = tile or ffma_tile(rows)
         per_sm = GEMM_BLOCKS_PER_SM[tile[0], itemsize]
     else:  # the tensor-core tiles run the plain orientation
-        from gpucnn.cuda import tc
         swap = False
         edge = tc.tile_edge(rows, cols, g.groups, sms, cc, narrow=True, mode=math)
         tile, per_sm = tc.TC_TILES[edge][:2] + (tc.TC_K,), tc.blocks_per_sm(pass_, math, edge, cc)
@@ -243,7 +243,6 @@ def _phase(g, math: str, sms: int, cc: int) -> Choice:
     over groups and phases."""
     if math == "fp32":
         return Choice("phase", TILE)
-    from gpucnn.cuda import tc
     w = g.win
     cols = g.N * cdiv(w.H, w.sh) * cdiv(w.W, w.sw)
     edge = tc.tile_edge(g.C // g.groups, cols, g.groups * w.sh * w.sw, sms, cc)
@@ -267,9 +266,9 @@ def choose(g, pass_: str, dtype=np.float32, math: str = "fp32", sms: int = DEFAU
     Memoised on everything it reads, the overrides in force included: the
     split search alone took 40-260 us of host time a call (a filter gradient's
     up to 1024 candidate counts), longer than the kernels of the small cases."""
-    from gpucnn.cuda import tc
-    spec = _override.get() or os.environ.get(ENV, "")
-    return _choose(g, pass_, np.dtype(dtype), math, sms, cc, spec, tc.forced_tile())
+    spec = _override.get() or os.environ.get(ENV, "")  # 0.7 us of the ~1.5 left: the variable may change any time
+    dtype = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
+    return _choose(g, pass_, dtype, math, sms, cc, spec, tc.forced_tile())
 
 
 @functools.lru_cache(maxsize=4096)

@@ -41,6 +41,9 @@ def _conv_geometry(x_shape, w_shape, stride, padding, dilation, groups, *, what=
     Memoised where every argument is a plain int, str or sequence of ints (so
     that 2.0 or True never meets the answer for 2 or 1): the checks took
     ~10-30 us of host time a call, as long as a small kernel on a GPU."""
+    if type(stride) is int and type(padding) in (int, str) and type(dilation) is int and type(groups) is int:
+        # the usual call (ints, or a padding string) without the generic walk below: 1.4 -> 0.5 us
+        return _conv_geometry_memo(tuple(x_shape), tuple(w_shape), stride, padding, dilation, groups, what)
     args = (stride, padding, dilation, groups)
     if all(_plain(a) for a in args):
         return _conv_geometry_memo(tuple(x_shape), tuple(w_shape),

@@ -19,13 +19,26 @@ class Runtime:
 
     def __init__(self, name, xp, module, device):
         self.name, self.xp, self.module, self._device = name, xp, module, device
+        self._functions: dict[tuple, tuple] = {}  # (id(module), kernel) -> (module, function)
 
     def device(self) -> tuple[int, int]:
         """(compute capability as major * 10 + minor, multiprocessor count) of the current device."""
         return self._device()
 
     def function(self, family: str, kernel: str, options: tuple = ()):
-        return self.module(family, options).get_function(kernel)
+        """The kernel ``kernel`` of the module that ``module(family, options)``
+        gives now (CuPy's is per device), remembered per module: CuPy's
+        RawModule.get_function builds a new RawKernel and looks its function
+        up at each call, and a new RawKernel's max_dynamic_shared_size_bytes
+        is a driver query (gemm.launch_gemm reads it). An entry holds its
+        module, so the module's id is not reused while the entry is kept."""
+        module = self.module(family, options)
+        hit = self._functions.get((id(module), kernel))
+        if hit is not None and hit[0] is module:
+            return hit[1]
+        fn = module.get_function(kernel)
+        self._functions[id(module), kernel] = (module, fn)
+        return fn
 
     def _map(self, f, out):
         if isinstance(out, tuple):

@@ -1,0 +1,209 @@
+"""The host launch path as the GPU bench calls it (bench/host_path.py's null
+CuPy runtime): CuPy arrays take backend.call's fast path with the results the
+generic path gives, and every override still takes effect after a call has
+filled the memos (algo, tc, Runtime.function)."""
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+
+import numpy as np
+import pytest
+
+import gpucnn
+import gpucnn.runtime
+from gpucnn import backend, mathmode
+from gpucnn.cuda import algo, tc
+from gpucnn.cuda import conv as cuda_conv
+from gpucnn.cuda.launch import small_grid
+from gpucnn.functional.conv import _conv_geometry
+from gpucnn.reference import conv as ref_conv
+from gpucnn.reference import relu as ref_relu
+
+from conftest import tol
+
+_spec = importlib.util.spec_from_file_location(
+    "host_path", pathlib.Path(__file__).resolve().parents[1] / "bench" / "host_path.py")
+hp = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(hp)
+
+MNIST1 = ((64, 1, 28, 28), (32, 1, 5, 5), 1, 2)  # gpucnn.bench.cases' mnist-1: x, w, stride, pad
+
+
+def _conv_args(x_shape, w_shape, stride, pad, seed=0):
+    rng = np.random.default_rng(seed)
+    g = _conv_geometry(x_shape, w_shape, stride, pad, 1, 1)
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal(w_shape)
+    dy = rng.standard_normal((g.N, g.K, g.win.P, g.win.Q))
+    return g, x, w, dy
+
+
+@pytest.fixture
+def logged():
+    """(log, runtime): the null "cuda" runtime serving backend "cuda", its launches appended to log."""
+    log = []
+    rt = hp.null_runtime(hp.NullModule(log))
+    with hp.null_cuda(rt):
+        yield log, rt
+
+
+def _generic(rt, family, op, *args):
+    """What backend.call returned before its CuPy fast path: the to_device / from_device_like walk."""
+    fn = getattr(backend._module(f"gpucnn.cuda.{family}"), op)
+    return rt.from_device_like(fn(rt, *(rt.to_device(a) for a in args)), args)
+
+
+def test_device_arrays_resolve_cuda_and_mixing_is_refused():
+    a = hp.device_array(np.zeros(3, np.float32))
+    assert backend.resolve((a, 0.5, None)) == "cuda"
+    with pytest.raises(TypeError, match="must all be NumPy or all CuPy"):
+        backend.resolve((a, np.zeros(3, np.float32)))
+
+
+def test_array_kind_is_not_remembered_for_instance_attributes():
+    """An object is an array by its instance's shape and dtype: a type whose
+    instances may lack them is asked each time, not remembered."""
+    class Maybe:
+        pass
+    arr, plain = Maybe(), Maybe()
+    arr.shape, arr.dtype = (2,), np.dtype(np.float32)
+    fake = hp.device_array(np.zeros(2, np.float32))
+    with pytest.raises(TypeError, match="must all be NumPy or all CuPy"):
+        backend.resolve((fake, arr))
+    assert backend.resolve((fake, plain)) == "cuda"
+    assert Maybe not in backend._KINDS
+
+
+def test_fast_path_returns_what_the_generic_path_returns(logged):
+    """Same objects (the pool's), so the same kinds and values: one output,
+    a tuple with None in it, a GEMM convolution and a split filter gradient."""
+    _, rt = logged
+    g, x, w, dy = (a if i == 0 else hp.device_array(a.astype(np.float32))
+                   for i, a in enumerate(_conv_args(*MNIST1)))
+    rm, rv = (hp.device_array(np.full(32, v, np.float32)) for v in (0, 1))
+    calls = [("relu", "relu_forward", x, 0.0), ("norm", "batch_norm_stats", dy, None, None, 0.1, 1e-5),
+             ("norm", "batch_norm_stats", dy, rm, rv, 0.1, 1e-5), ("conv", "conv2d_forward", x, w, None, g),
+             ("conv", "conv2d_backward_filter", dy, x, g), ("conv", "conv2d_backward_bias", dy)]
+    for family, op, *args in calls:
+        got, want = backend.call(family, op, *args), _generic(rt, family, op, *args)
+        pairs = zip(got, want) if isinstance(want, tuple) else [(got, want)]
+        assert type(got) is type(want) and all(a is b for a, b in pairs), (family, op)
+
+
+@pytest.mark.parametrize("family", ["relu", "conv"])
+def test_fast_path_values_on_the_emulator(family, monkeypatch):
+    """CuPy-typed arrays (misaligned views included) through the fast path run
+    the kernels on the emulator and match the float64 reference and the NumPy path's bits."""
+    if not backend.available("emulator")[0]:
+        pytest.skip("emulator unavailable")
+    emu = gpucnn.runtime.runtime_for("emulator")
+    g, x, w, _ = _conv_args((2, 3, 7, 9), (5, 3, 3, 3), 2, 1, seed=1)
+    x32 = np.empty(x.size + 1, np.float32)[1:].reshape(x.shape)  # off 16-byte alignment
+    x32[...] = x
+    if family == "relu":
+        op, args, want = "relu_forward", (x32, 0.0), ref_relu.relu_forward(x, 0.0)
+    else:
+        op, args, want = "conv2d_forward", (x32, w.astype(np.float32), None, g), ref_conv.conv2d_forward(x, w, None, g)
+    with gpucnn.use_backend("emulator"), mathmode.math_mode("fp32"):
+        numpy_path = backend.call(family, op, *args)
+    monkeypatch.setattr(gpucnn.runtime, "runtime_for", lambda name: emu)
+    with mathmode.math_mode("fp32"):
+        fast = backend.call(family, op, *(hp.device_array(a) if isinstance(a, np.ndarray) else a for a in args))
+    np.testing.assert_array_equal(fast, numpy_path)
+    np.testing.assert_allclose(fast, want, **tol(np.float32))
+
+
+def _forward(g, x, w):
+    return backend.call("conv", "conv2d_forward", x, w, None, g)
+
+
+def _mnist1():
+    g, x, w, dy = _conv_args(*MNIST1)
+    return g, hp.device_array(x.astype(np.float32)), hp.device_array(w.astype(np.float32)), \
+        hp.device_array(dy.astype(np.float32))
+
+
+def _names(log, f):
+    del log[:]
+    f()
+    return [entry[0] for entry in log]
+
+
+def test_forced_tile_and_math_mode_after_a_memoised_call(logged):
+    log, _ = logged
+    g, x, w, _ = _mnist1()
+    with mathmode.math_mode("tf32"):
+        chosen = _names(log, lambda: _forward(g, x, w))
+        assert chosen == ["conv2d_forward_tf32_32"]  # 32 filters: tc_config's narrow tile
+        with tc.force_tile(64):
+            assert _names(log, lambda: _forward(g, x, w)) == ["conv2d_forward_tf32_64"]
+        assert _names(log, lambda: _forward(g, x, w)) == chosen
+        with mathmode.math_mode("3xtf32"):
+            assert _names(log, lambda: _forward(g, x, w)) == ["conv2d_forward_3xtf32_32"]
+
+
+@pytest.mark.parametrize("how", ["override", "environment"])
+def test_algorithm_override_after_a_memoised_call(logged, how, monkeypatch):
+    log, _ = logged
+    g, x, w, _ = _mnist1()
+    with mathmode.math_mode("tf32"):
+        chosen = _names(log, lambda: _forward(g, x, w))
+        if how == "override":
+            with algo.override("direct"):
+                forced = _names(log, lambda: _forward(g, x, w))
+        else:
+            monkeypatch.setenv(algo.ENV, "direct")
+            forced = _names(log, lambda: _forward(g, x, w))
+            monkeypatch.delenv(algo.ENV)
+        assert chosen == ["conv2d_forward_tf32_32"] and len(forced) == 1 and "tf32" not in forced[0]
+        assert _names(log, lambda: _forward(g, x, w)) == chosen
+
+
+def test_small_grid_and_max_grid_z_after_a_memoised_call(logged, monkeypatch):
+    log, _ = logged
+    g, x, w, dy = _mnist1()
+    backend.call("relu", "relu_forward", x, 0.0)
+    full = log[-1][1][0]
+    with small_grid(2):
+        backend.call("relu", "relu_forward", x, 0.0)
+    assert full > 2 and log[-1][1] == (2,)
+    with mathmode.math_mode("tf32"):
+        _names(log, lambda: backend.call("conv", "conv2d_backward_filter", dy, x, g))
+        splits = log[0][1][2]
+        monkeypatch.setattr(cuda_conv, "MAX_GRID_Z", 2)
+        _names(log, lambda: backend.call("conv", "conv2d_backward_filter", dy, x, g))
+    assert splits > 2 and log[0][1][2] == 2
+
+
+def test_device_changes_the_launch_after_a_memoised_call():
+    """The SM count is part of every memo: a smaller device splits the filter gradient differently."""
+    g, x, w, dy = _mnist1()
+    grids = []
+    for sms in (132, 8):
+        log = []
+        with hp.null_cuda(hp.null_runtime(hp.NullModule(log), device=(90, sms))), mathmode.math_mode("tf32"):
+            backend.call("conv", "conv2d_backward_filter", dy, x, g)
+        grids.append(log[0][1])
+    assert grids[0] != grids[1]
+
+
+def test_functions_follow_the_module_in_force():
+    """Runtime.function remembers per module: CuPy's module is per device."""
+    logs = {0: [], 1: []}
+    modules = {d: hp.NullModule(logs[d]) for d in logs}
+    current = [0]
+    rt = gpucnn.runtime.Runtime("cuda", hp._Pool(), lambda family, options=(): modules[current[0]], lambda: (90, 132))
+    x = hp.device_array(np.ones(64, np.float32))
+    with hp.null_cuda(rt):
+        backend.call("relu", "relu_forward", x, 0.0)
+        current[0] = 1
+        backend.call("relu", "relu_forward", x, 0.0)
+    assert [len(logs[0]), len(logs[1])] == [1, 1]
+
+
+def test_measure_times_every_row():
+    rows = hp.measure(calls=2, samples=1, convs=("mnist-1",), modes=("tf32",))
+    assert {"relu.relu_forward", "mnist-1 forward tf32", "mnist-1 gpucnn.conv2d_backward tf32"} <= set(rows)
+    assert all(us > 0 and launches >= 1 for us, launches in rows.values())
+    assert rows["mnist-1 gpucnn.conv2d_backward tf32"][1] >= 3  # dx, dw and db
