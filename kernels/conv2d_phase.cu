@@ -7,7 +7,7 @@
 // GEOM as conv2d.cu (conv.cuh). Element counts fit in int (checked by
 // gpucnn/cuda/conv.py); memory offsets are 64-bit.
 //
-//   conv2d_backward_data_phase_{tf32,3xtf32}_{128,64}: the same in float on tensor cores
+//   conv2d_backward_data_phase_{tf32,3xtf32}_{128,64,32,64w}: the same in float on tensor cores
 // Cost: the FMAs of the dense backward-data, 2*N*C*H*W*Kg*kh*kw/(sh*sw)
 // (conv2d.cu's DataOp multiplies the (sh*sw - 1)/(sh*sw) structural zeros
 // too), in the same tiles (gemm.cuh's 64 x 64 x 16, or tc_gemm.cuh's) with
@@ -143,9 +143,10 @@ GEMM_KERNEL conv2d_backward_data_phase_f64(const double* __restrict__ dy, const 
     conv_backward_data_phase<GemmWide::BN>(gemm_run<double>(sm), dy, w, dx, GEOM_ARGS);
 }
 
-// Tensor-core float kernels (tc_gemm.cuh's TC_VARIANTS names): in the math
-// modes "tf32" and "3xtf32" the phases' dense GEMMs run on tensor cores, as
-// conv2d.cu's backward-data does, instead of FFMA.
+// Tensor-core float kernels (tc_gemm.cuh's TC_VARIANTS and TC_NARROW_VARIANTS
+// names): in the math modes "tf32" and "3xtf32" the phases' dense GEMMs run
+// on tensor cores, as conv2d.cu's backward-data does, instead of FFMA, on
+// the tile gpucnn.cuda.tc.tc_config picks for the largest phase.
 #if TC_AVAILABLE
 #define CONV2D_PHASE_TC(SFX, MODE, TILE)                                                                        \
     TC_KERNEL(TILE, MODE == TC_TF32 ? 2 : 1) conv2d_backward_data_phase_##SFX(                                  \
@@ -153,4 +154,5 @@ GEMM_KERNEL conv2d_backward_data_phase_f64(const double* __restrict__ dy, const 
         conv_backward_data_phase<0, true>(TcRun<MODE, TILE>{}, dy, w, dx, GEOM_ARGS);                           \
     }
 TC_VARIANTS(CONV2D_PHASE_TC)
+TC_NARROW_VARIANTS(CONV2D_PHASE_TC)
 #endif

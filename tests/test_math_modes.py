@@ -155,6 +155,9 @@ TC_CONV = [  # id: x, w, stride, padding, dilation, groups
     # guard side leaves the buffer aligned, 4-byte copies otherwise)
     ("runs", (2, 8, 10, 9), (12, 8, 2, 2), 1, 1, 1, 1),
     ("groups_dilation_asym_stride", (2, 6, 12, 11), (9, 2, 3, 2), (3, 2), (2, 0, 1, 3), (2, 1), 3),
+    # stride 2 with 40 channels: backward-data on conv2d_phase.cu's tiles (40 rows across the
+    # 32-row tile, 2*10*9 = 180 pixels a phase across 128 columns, phases of 4, 2, 2 and 1 taps)
+    ("stride2_phases", (2, 40, 19, 18), (70, 40, 3, 3), 2, 1, 1, 1),
 ]
 TC_LINEAR = [("across_tiles", (130, 200), 129), ("k_below_step", (3, 5), 2), ("many_stages", (2, 1000), 3)]
 MODES = ("fp32", "tf32", "3xtf32")

@@ -94,9 +94,9 @@ def test_tc_k_step_loop_is_mma_fed_by_cp_async_and_ldmatrix(tc_rows):
     k-slice: one per m16 tile and one per pair of n8 tiles; cp.async in the
     loop, one barrier."""
     rows, ptxas = tc_rows
-    # (2 families x 3 passes + the stride phases' backward-data) x 2 modes x 2 tiles, + conv2d's 32-row
-    # and wide tiles
-    assert len(rows) == 28 + 3 * 2 * 2
+    # (2 families x 3 passes + the stride phases' backward-data) x 2 modes x 2 tiles, + the 32-row
+    # and wide tiles of conv2d's 3 passes and the phases' backward-data (tc.NARROW)
+    assert len(rows) == 28 + len(tc.NARROW) * 2 * 2
     for row in rows:
         suffix = row["kernel"].rsplit("_", 1)[1]
         bm, bn, wm, wn = tc.TC_TILES[int(suffix) if suffix.isdigit() else suffix]

@@ -109,11 +109,6 @@ def gemm_work(g, pass_, c, rec, dev, s) -> Work:
                 2.0 * blocks * bm * bn * bk * steps)
 
 
-def phase_taps_of(size_k: int, stride: int, pad: int, dil: int, phase: int) -> int:
-    """Taps i < size_k that stride phase ``phase`` of the input meets: (phase + pad - i*dil) % stride == 0."""
-    return sum((phase + pad - i * dil) % stride == 0 for i in range(size_k))
-
-
 def phase_work(g, c, rec, dev, s) -> Work:
     """conv2d_phase.cu: one dense GEMM per stride phase (gpucnn.cuda.phase's grid) on
     choice ``c``'s tile, FFMA or tensor-core."""
@@ -122,10 +117,7 @@ def phase_work(g, c, rec, dev, s) -> Work:
     tail = "_f32" if c.math == "fp32" else f"_{c.math}_{tc.tile_key(c.tile)}"
     name, r = model_static.row(rec, "conv2d_backward_data_phase" + tail)
     tiles = cdiv(g.C // g.groups, bm) * cdiv(g.N * cdiv(w.H, w.sh) * cdiv(w.W, w.sw), bn) * g.groups
-    pt, _, pl, _ = w.pad
-    groups = tuple((tiles, cdiv(g.K // g.groups * phase_taps_of(w.kh, w.sh, pt, w.dh, a)
-                                * phase_taps_of(w.kw, w.sw, pl, w.dw, b), bk))
-                   for a in range(w.sh) for b in range(w.sw))
+    groups = tuple((tiles, cdiv(g.K // g.groups * taps, bk)) for taps in algo.phase_tap_grid(g))
     flops = sum(2.0 * n * bm * bn * bk * st for n, st in groups)
     threads = r.get("block") or gemm.FFMA_TILES[bm][2]
     return Work(name, groups, tile_step_cycles(r, threads, dev, s), r["blocks_per_sm"], flops)

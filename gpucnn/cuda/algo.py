@@ -67,8 +67,8 @@ import numpy as np
 from gpucnn.cuda import tc
 from gpucnn.cuda.algo_direct import (  # noqa: F401 (algo is where callers ask: re-exported)
     DIRECT_BLOCKS_PER_SM, DIRECT_THREADS, ROW_FILTERS, ROW_OUTPUTS, SMALL_C, SMALL_GROUP, STRIP_SMEM, STRIP_TAPS,
-    WINDOW_MIN_TAPS, WINDOW_SMEM, WINDOW_SLOTS, WINDOW_TAPS, cdiv, direct_filter_units, filter_rows, forward_rows,
-    phase_taps,
+    WINDOW_MIN_TAPS, WINDOW_SMEM, WINDOW_SLOTS, WINDOW_TAPS, axis_phase_taps, cdiv, direct_filter_units, filter_rows,
+    forward_rows, phase_tap_grid, phase_taps,
     strip_bank_bytes, strip_ok, strip_slots, window_bank_bytes, window_ok, window_strip)
 
 PASSES = ("forward", "backward_data", "backward_filter")
@@ -240,12 +240,19 @@ def _direct_ok(g, pass_: str) -> bool:
 def _phase(g, math: str, sms: int, cc: int) -> Choice:
     """The phase family's tile: the FFMA one in fp32 (and float64), else the
     tensor-core tile tc.tile_edge picks for the largest phase's GEMM, repeated
-    over groups and phases."""
+    over groups and the phases holding the most taps. The others finish
+    sooner, so they count as filling no wave of their own: with all the
+    phases counted, cifar-resnet-s2's (4, 2, 2, 1 taps) took the 128 tile on
+    256 tiles, where by the model (bench/results/predicted-h200.md) its
+    64 tiles with 4-tap reductions set a slow end of 3.5x cuDNN in tf32;
+    counted so, it takes the wide tile (1.60x, slow end 2.72x, against
+    1.79x and 3.53x), and 64 in 3xtf32 (0.91x against 0.98x)."""
     if math == "fp32":
         return Choice("phase", TILE)
     w = g.win
     cols = g.N * cdiv(w.H, w.sh) * cdiv(w.W, w.sw)
-    edge = tc.tile_edge(g.C // g.groups, cols, g.groups * w.sh * w.sw, sms, cc)
+    taps = phase_tap_grid(g)
+    edge = tc.tile_edge(g.C // g.groups, cols, g.groups * taps.count(max(taps)), sms, cc, narrow=True, mode=math)
     return Choice("phase", tc.TC_TILES[edge][:2] + (tc.TC_K,), math=math)
 
 

@@ -71,6 +71,21 @@ def phase_taps(g) -> int:
     return cdiv(w.kw, w.sw // math.gcd(w.sw, w.dw))
 
 
+def axis_phase_taps(size_k: int, stride: int, pad: int, dil: int) -> tuple[int, ...]:
+    """Per stride phase a < stride of an input axis, the taps i < size_k it
+    meets: (a + pad - i*dil) % stride == 0 (each tap belongs to one phase)."""
+    return tuple(sum((a + pad - i * dil) % stride == 0 for i in range(size_k)) for a in range(stride))
+
+
+def phase_tap_grid(g) -> tuple[int, ...]:
+    """The taps of each (row, column) stride phase of the input, row phases outer
+    (kernels/conv2d_phase.cu's grid z order within a group)."""
+    w = g.win
+    pt, _, pl, _ = w.pad
+    rows, cols = axis_phase_taps(w.kh, w.sh, pt, w.dh), axis_phase_taps(w.kw, w.sw, pl, w.dw)
+    return tuple(a * b for a in rows for b in cols)
+
+
 def window_strip(g) -> int:
     """Bank slots per (filter, row tap, phase) of the window kernel: whole chunks of WINDOW_SLOTS."""
     return cdiv(phase_taps(g), WINDOW_TAPS) * WINDOW_SLOTS

@@ -29,8 +29,9 @@ HANDLE_BYTES, KTAB_BYTES = 24, 24  # TC_HANDLE_BYTES, TC_KTAB_BYTES
 # TcLarge, TcSmall, TcNarrow, TcWide
 TC_TILES = {128: (128, 128, 2, 4), 64: (64, 64, 2, 2), 32: (32, 128, 1, 4), "64w": (64, 128, 2, 2)}
 NARROW_ROWS, WIDE = 32, "64w"
-# the kernels that have the 32-row and wide tiles (kernels/conv2d.cu's TC_NARROW_VARIANTS)
-NARROW = frozenset({"conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter"})
+# the kernels that have the 32-row and wide tiles (TC_NARROW_VARIANTS: kernels/conv2d.cu, conv2d_phase.cu)
+NARROW = frozenset({"conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter",
+                    "conv2d_backward_data_phase"})
 CONV_TILES = (NARROW_ROWS, WIDE)  # the tiles only NARROW kernels have
 
 
