@@ -263,14 +263,15 @@ def test_relu_and_batch_norm_scalars_follow_their_arguments(logged):
     momentum and whether the running statistics update."""
     log, _ = logged
     for dtype in (np.float32, np.float64):
-        for n, slope in ((1000, 0.0), (1000, 0.25), (8, 0.25)):
+        for n, slope in ((1000, 0.0), (1000, 0.25), (1000, -0.0), (8, 0.25)):  # -0.0 == 0.0: the sign is a key too
             x = hp.device_array(np.zeros(n, dtype))
             grid, args = _last(log, lambda: backend.call("relu", "relu_forward", x, slope))
-            assert (int(args[2]), args[3], type(args[3])) == (n, slope, dtype)
+            assert (int(args[2]), args[3], type(args[3]), np.signbit(args[3])) == (n, slope, dtype, np.signbit(slope))
             assert grid == (-(-n // (16 // np.dtype(dtype).itemsize) // 256),)
     x = hp.device_array(np.zeros((2, 3, 4, 4), np.float32))
     rm, rv = (hp.device_array(np.full(3, v, np.float32)) for v in (0, 1))
-    for r, momentum, eps in ((rm, 0.1, 1e-5), (rm, 0.3, 1e-3), (None, 0.3, 1e-3)):
+    for r, momentum, eps in ((rm, 0.1, 1e-5), (rm, 0.3, 1e-3), (None, 0.3, 1e-3), (rm, 0.0, 1e-3), (rm, -0.0, 1e-3)):
         _, args = _last(log, lambda: backend.call("norm", "batch_norm_stats", x, r, None if r is None else rv,
                                                   momentum, eps))
         assert [float(v) for v in args[-3:]] == [eps, momentum, r is not None]
+        assert np.signbit(args[-2]) == np.signbit(momentum)

@@ -14,6 +14,7 @@ the chunks, so the bits never change from run to run on one device.
 from __future__ import annotations
 
 import functools
+from math import copysign
 from typing import NamedTuple
 
 import numpy as np
@@ -125,9 +126,11 @@ def _running(xp, a, dtype):
 
 
 @functools.lru_cache(maxsize=64)
-def _stats_scalars(eps, momentum, update: bool) -> tuple:
+def _stats_scalars(eps, momentum, sign, update: bool) -> tuple:
     """batchnorm_stats' last arguments, memoised: a layer's eps and momentum
-    repeat call after call (three NumPy scalars, ~0.4 us; the cache ~0.1)."""
+    repeat call after call (three NumPy scalars, ~0.4 us; the cache ~0.1).
+    ``sign`` (copysign(1, momentum)) is only a key: momentum -0.0 == 0.0 would
+    share an entry, and the update's momentum * statistic keeps the zero's sign."""
     return np.float64(eps), np.float64(momentum), _FLAG[update]
 
 
@@ -144,7 +147,7 @@ def batch_norm_stats(rt, x, running_mean, running_var, momentum, eps):
     part = xp.empty(g.part, np.float64)
     launch(rt, FAMILY, "batchnorm_stats", x.dtype, g.reduce_threads,
            (x, part, counters(rt, g.C), mean, invstd, rm_in, rv_in, rm, rv, *g.dims, *g.chunking, g.inv_n, g.unbias,
-            *_stats_scalars(eps, momentum, update)), block=THREADS)
+            *_stats_scalars(eps, momentum, copysign(1.0, momentum), update)), block=THREADS)
     return mean, invstd, (rm if update else None), (rv if update else None)
 
 

@@ -10,6 +10,7 @@ in it: launch.grid_for sizes it at each call, so small_grid stays in force.
 from __future__ import annotations
 
 import functools
+from math import copysign
 
 import numpy as np
 
@@ -20,8 +21,10 @@ KERNELS = ("relu_forward", "relu_backward", "add", "add_relu")
 
 
 @functools.lru_cache(maxsize=256)
-def _sizes(n: int, dtype: np.dtype, slope=None) -> tuple:
-    """(threads, the kernel's size and slope arguments) for n elements of ``dtype``."""
+def _sizes(n: int, dtype: np.dtype, slope=None, sign=None) -> tuple:
+    """(threads, the kernel's size and slope arguments) for n elements of ``dtype``.
+    ``sign`` (copysign(1, slope)) is only a key: -0.0 == 0.0 would share an
+    entry, and the kernel's slope * x keeps the zero's sign."""
     args = (i64(n),) if slope is None else (i64(n), scalar(dtype, slope))
     return vector_threads(n, dtype), args
 
@@ -29,7 +32,7 @@ def _sizes(n: int, dtype: np.dtype, slope=None) -> tuple:
 def relu_forward(rt, x, slope):
     x = contiguous(rt.xp, x)
     y = rt.xp.empty_like(x)
-    threads, sizes = _sizes(x.size, x.dtype, slope)
+    threads, sizes = _sizes(x.size, x.dtype, slope, copysign(1.0, slope))
     launch(rt, FAMILY, "relu_forward", x.dtype, threads, (x, y, *sizes))
     return y
 
@@ -37,7 +40,7 @@ def relu_forward(rt, x, slope):
 def relu_backward(rt, dy, x, slope):
     dy, x = contiguous(rt.xp, dy), contiguous(rt.xp, x)
     dx = rt.xp.empty_like(x)
-    threads, sizes = _sizes(x.size, x.dtype, slope)
+    threads, sizes = _sizes(x.size, x.dtype, slope, copysign(1.0, slope))
     launch(rt, FAMILY, "relu_backward", x.dtype, threads, (dy, x, dx, *sizes))
     return dx
 
