@@ -1,6 +1,6 @@
 """The host path of an op as the GPU bench calls it: what a call costs the
 CPU before and between its kernels, with a null runtime
-(model_consts.HOST_US and HOST_MEM_US).
+(model_consts.HOST_US, and the memory-bound rows' HOST_*_US).
 
 The bench passes CuPy arrays (gpucnn.bench.ops), so backend.call resolves
 "cuda" and hands them to the launch code as they are. Here the arrays are
@@ -29,6 +29,20 @@ conv2d_backward_bias 8.6 -> 5.9, pooling 10.2-11.2 -> 7.3-8.8. What is
 left is mostly the launch modules' own bodies (cProfile): conv2d_forward's
 slices, batch generator and int32 arguments (~5 us), pool._geometry's 13
 np.int32 a call (~2 us), batch_norm_stats' five allocations.
+
+Then the memory-bound launch code's per-shape memos (pool's arguments on
+(planes, window, options), the bias gradient's chunking and sizes, relu's
+sizes and slope, batch norm's part shape, scalars and flags), least of 3
+interleaved runs before -> after: max_pool forward 7.54 -> 4.02, backward
+7.25 -> 3.78, avg_pool forward 8.27 -> 3.88, backward 8.23 -> 3.87, relu
+forward 3.93 -> 3.09, backward 4.19 -> 3.32, relu.add_relu 3.74 -> 3.20,
+batch_norm_apply 4.75 -> 4.18, batch_norm_stats 6.95 -> 6.46,
+batch_norm_backward 8.99 -> 7.86, conv2d_backward_bias 5.90 -> 4.10
+(model_consts' HOST_*_US). The slowest of the 3 runs over the least: 1.0-1.25
+for most rows, 1.8 for one outlier run (model_consts.HOST_SPEED's slow end).
+Carving batch_norm_stats' four (C,) results out of one (4, C) allocation was
+slower here (its body 4.9 -> 5.5-5.8 us: four row views of the array
+subclass against three pool look-ups), so it stays five allocations.
 
     PYTHONPATH=. taskset -c 1 python bench/host_path.py
 """
@@ -111,7 +125,7 @@ _launches = [0]
 
 class NullModule:
     """CuPy's RawModule interface; its kernels count their launches and, given
-    a list ``log``, append (name, grid, block, shared_mem) to it."""
+    a list ``log``, append (name, grid, block, shared_mem, args) to it."""
 
     def __init__(self, log: list | None = None):
         self.log = log
@@ -120,7 +134,7 @@ class NullModule:
         def run(grid, block, args, shared_mem=0):
             _launches[0] += 1
             if self.log is not None:
-                self.log.append((name, grid, block, shared_mem))
+                self.log.append((name, grid, block, shared_mem, args))
         run.max_dynamic_shared_size_bytes = 227 * 1024  # sm_90's opt-in limit, as if set once
         return run
 
@@ -151,6 +165,7 @@ def mem_ops(shape=SHAPE):
         "norm.batch_norm_backward": lambda: call("norm", "batch_norm_backward", dy, x, m, s, g, True, None),
         "conv.conv2d_backward_bias": lambda: call("conv", "conv2d_backward_bias", dy),
         "relu.relu_forward": lambda: call("relu", "relu_forward", x, 0.0),
+        "relu.add_relu": lambda: call("relu", "add", x, dy, True),  # the residual add+ReLU (model_mem's add_relu row)
     }
 
 

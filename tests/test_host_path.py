@@ -207,3 +207,71 @@ def test_measure_times_every_row():
     assert {"relu.relu_forward", "mnist-1 forward tf32", "mnist-1 gpucnn.conv2d_backward tf32"} <= set(rows)
     assert all(us > 0 and launches >= 1 for us, launches in rows.values())
     assert rows["mnist-1 gpucnn.conv2d_backward tf32"][1] >= 3  # dx, dw and db
+
+
+def _last(log, f):
+    """(grid, args) of the last launch ``f`` makes."""
+    f()
+    return log[-1][1], log[-1][4]
+
+
+def test_pool_arguments_follow_the_window_and_options(logged):
+    """pool's memos key on (planes, window) and average pooling's two options:
+    each call's scalars are its own window's, the grid follows small_grid."""
+    from gpucnn.shapes import window
+    log, _ = logged
+    x = hp.device_array(np.zeros((2, 3, 9, 8), np.float32))
+    a = window(9, 8, (3, 3), (2, 2), (1, 0, 1, 1), (1, 1), pool=True)
+    b = window(9, 8, (2, 1), (1, 2), (0, 1, 0, 0), (2, 1), pool=True)
+    for win in (a, b, a):
+        geometry = [6, 9, 8, win.P, win.Q, win.kh, win.kw, win.sh, win.sw, win.pad[0], win.pad[2], win.dh, win.dw]
+        grid, args = _last(log, lambda: backend.call("pool", "max_pool2d_forward", x, win))
+        assert [int(v) for v in args[3:]] == geometry and grid == (1,)
+        for cip, div in ((True, 0), (False, 0), (True, -3)):
+            with small_grid(1):
+                grid, args = _last(log, lambda: backend.call("pool", "avg_pool2d_forward", x, win, cip, div))
+            assert [int(v) for v in args[2:]] == geometry + [win.pad[1], win.pad[3], cip, div] and grid == (1,)
+    assert all(isinstance(v, np.int32) for v in args[3:]) and isinstance(args[2], np.int64)
+
+
+def test_bias_gradient_memo_follows_sms_min_chunk_and_small_grid(monkeypatch):
+    """conv._bias_geometry keys on dy's shape, the SM count and MIN_CHUNK;
+    the grid is sized at each call (small_grid)."""
+    from gpucnn.cuda import norm
+    dy = hp.device_array(np.zeros((2, 6, 16, 16), np.float32))
+    seen = []
+    for sms, min_chunk, cap in ((132, norm.MIN_CHUNK, None), (132, 64, None), (1, 64, None), (132, 64, 2),
+                                (132, norm.MIN_CHUNK, None)):
+        monkeypatch.setattr(norm, "MIN_CHUNK", min_chunk)
+        log = []
+        with hp.null_cuda(hp.null_runtime(hp.NullModule(log), device=(90, sms))):
+            if cap is None:
+                grid, args = _last(log, lambda: backend.call("conv", "conv2d_backward_bias", dy))
+            else:
+                with small_grid(cap):
+                    grid, args = _last(log, lambda: backend.call("conv", "conv2d_backward_bias", dy))
+        chunk, chunks = norm.channel_chunks(6, 2 * 256, sms)
+        assert [int(v) for v in args[4:]] == [2, 6, 256, chunk, chunks] and args[1].shape == (6, chunks)
+        assert grid == ((6 * chunks) if cap is None else cap,)
+        seen.append(chunks)
+    # 512 values a channel: one chunk at MIN_CHUNK's 4096; 8 of 64 at 64; one SM's 4 blocks for 6 channels: 1
+    assert seen == [1, 8, 1, 8, 1]
+
+
+def test_relu_and_batch_norm_scalars_follow_their_arguments(logged):
+    """relu._sizes keys on size, dtype and slope; norm._stats_scalars on eps,
+    momentum and whether the running statistics update."""
+    log, _ = logged
+    for dtype in (np.float32, np.float64):
+        for n, slope in ((1000, 0.0), (1000, 0.25), (1000, -0.0), (8, 0.25)):  # -0.0 == 0.0: the sign is a key too
+            x = hp.device_array(np.zeros(n, dtype))
+            grid, args = _last(log, lambda: backend.call("relu", "relu_forward", x, slope))
+            assert (int(args[2]), args[3], type(args[3]), np.signbit(args[3])) == (n, slope, dtype, np.signbit(slope))
+            assert grid == (-(-n // (16 // np.dtype(dtype).itemsize) // 256),)
+    x = hp.device_array(np.zeros((2, 3, 4, 4), np.float32))
+    rm, rv = (hp.device_array(np.full(3, v, np.float32)) for v in (0, 1))
+    for r, momentum, eps in ((rm, 0.1, 1e-5), (rm, 0.3, 1e-3), (None, 0.3, 1e-3), (rm, 0.0, 1e-3), (rm, -0.0, 1e-3)):
+        _, args = _last(log, lambda: backend.call("norm", "batch_norm_stats", x, r, None if r is None else rv,
+                                                  momentum, eps))
+        assert [float(v) for v in args[-3:]] == [eps, momentum, r is not None]
+        assert np.signbit(args[-2]) == np.signbit(momentum)

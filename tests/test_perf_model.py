@@ -187,3 +187,33 @@ def test_timed_is_the_slower_side_plus_the_faster_once_a_sample():
     assert timing.CALLS == 8
     assert model_consts.timed(50.0, 12.0) == 51.5
     assert model_consts.timed(5.0, 20.0) == 20.625
+
+
+def test_every_memory_row_has_its_measured_host_time(rec):
+    """model_mem.HOST_BY_OP: every memory-bound row of the suite resolves to its
+    own measured host path (none to the HOST_MEM_US fallback), positive and
+    ordered fast <= mid <= slow; an unknown row takes the fallback."""
+    ops = {st.op for st in model_mem.streams(rec)}
+    assert ops == set(model_mem.HOST_BY_OP)
+    for op in ops:
+        h = [model_mem.host_us(op, s) for s in K.SCENARIOS]
+        assert 0 < h[K.FAST] <= h[K.MID] <= h[K.SLOW], op
+    assert [model_mem.host_us("not-a-row", s) for s in K.SCENARIOS] == [K.HOST_MEM_US.at(s) for s in K.SCENARIOS]
+    assert all(c.unit == "us per op call" for c in model_mem.HOST_BY_OP.values())
+
+
+def test_host_op_by_hand():
+    # batch-norm statistics, 6.5 us on the VM, one launch: fast 6.5 x 0.65 + 2 = 6.2 (6.225), mid 6.5 + 5 = 11.5,
+    # slow 6.5 x 1.3 + 5 = 13.45 (binary: just above, 13.5)
+    c = K.host_op(6.5, 1, "by hand")
+    assert (c.fast, c.mid, c.slow) == (6.2, 11.5, 13.5) and "6.5 us" in c.source
+    assert K.host_op(7.0, 2, "").mid == 17.0  # CuPy's launch counted a launch
+
+
+def test_memory_rows_are_timed_with_their_own_host_time(rec):
+    # the bias gradient (10.77 us on the device, mid) behind its 9.1 us host path reads 10.77 + 9.1 / 8 = 11.91;
+    # the statistics (same device time) behind 11.5: 11.5 + 10.77 / 8 = 12.85
+    rows = {r["stream"].op: r for r in model_mem.mem_rows(H200, rec)}
+    assert K.HOST_BIAS_GRAD_US.mid == 9.1 and K.HOST_BN_STATS_US.mid == 11.5
+    assert rows["conv2d bias gradient"]["bench_us"][K.MID] == pytest.approx(10.77 + 9.1 / 8, abs=0.01)
+    assert rows["batchnorm stats"]["bench_us"][K.MID] == pytest.approx(11.5 + 10.77 / 8, abs=0.01)

@@ -84,3 +84,18 @@ def test_unbatched_and_one_element_tuples_vs_torch(backend, dtype):
     dy = randn(rng, y.shape, dtype)
     yt.backward(to_torch(dy))
     check("avg_pool2d_backward", gpucnn.avg_pool2d_backward(dy, x, **a), xt.grad.numpy(), dtype, opts)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_options_alternate_on_one_shape_vs_torch(backend, dtype):
+    """pool._avg_geometry memoises the kernels' arguments per (planes, window,
+    count_include_pad, divisor_override): alternating the options, and the
+    window, on one input must give each call its own result, not the first's."""
+    rng = np.random.default_rng(33)
+    x = randn(rng, (2, 3, 7, 6), dtype)
+    for k, pad in ((3, (1, 0)), (2, (1, 1))):  # symmetric: the helper pads explicitly only for 4 pads
+        g = dict(kernel_size=k, stride=2, padding=pad, ceil_mode=True)
+        for cip, div in ((True, None), (False, None), (True, 3), (False, -2), (True, None)):
+            y = gpucnn.avg_pool2d(x, count_include_pad=cip, divisor_override=div, **g)
+            want = _torch_avg_override(to_torch(x), g, cip, div).numpy()
+            check("avg_pool2d(alternating options)", y, _crop(want, y), dtype, {"divisor_override"})

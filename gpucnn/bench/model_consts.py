@@ -82,12 +82,39 @@ HOST_US = Const(11, 15, 22, "us per op call", "our launch path before its first 
                 "launch assumed (CuPy's allocator not counted): fast the quickest pass with 2 us of CuPy, mid the "
                 "passes' middle (10 us) with 5, slow backward-filter with 5 for each of its two launches; the "
                 "bench's samples overlap it with the device's work (timed below)")
-HOST_MEM_US = Const(6, 12, 19, "us per op call", "the same for the bench's memory-bound ops: relu forward 4.0 us, "
-                    "backward 4.2, batch-norm apply 4.9, conv2d bias gradient 5.9, batch-norm statistics 7.0, "
-                    "pooling forward and backward 7.3-8.8, batch-norm backward 9.1 (two launches); before the fast "
-                    "path 6.4, 7.0, 8.7, 8.6, 10.2, 10.2-11.2 and 13.3. This was (8, 12, 20) from relu alone: with "
-                    "every op the middle (7 us) plus CuPy's launch stays 12; fast relu with 2 us of CuPy, slow "
-                    "batch-norm backward with 5 for each of its two launches")
+HOST_MEM_US = Const(6, 12, 19, "us per op call", "the fallback for a memory-bound row without its own host "
+                    "time (model_mem.HOST_BY_OP; every row of the suite has one): the memory-bound ops' null CuPy "
+                    "path before the per-op memos, relu forward 4.0 us to batch-norm backward 9.1 (two launches), "
+                    "the middle (7) plus CuPy's launch; fast relu with 2 us of CuPy, slow batch-norm backward with "
+                    "5 for each of its two launches")
+CUPY_LAUNCH_US = Const(2, 5, 5, "us per launch", "CuPy's own work a kernel launch, which the null runtime leaves "
+                       "out (RawKernel's argument packing and cuLaunchKernel; its Device() and stream queries): "
+                       "~5 us assumed, as in HOST_US, 2 on a fast host; CuPy's allocator not counted")
+HOST_SPEED = Const(0.65, 1.0, 1.3, "x the VM's null-runtime time", "the per-op host times below are bench/"
+                   "host_path.py's null CuPy path on the project's 2-core VM (AMD EPYC at 2.6 GHz, shared; least "
+                   "of 3 interleaved runs, taskset -c 1): fast, an unloaded H200 host core at ~3.8 GHz "
+                   "(2.6 / 3.8 = 0.7, less the VM's load); slow, the VM's noise: the slowest of the 3 runs over "
+                   "the least is 1.0-1.25 for most ops (one outlier run of 1.8)")
+
+
+def host_op(us: float, launches: int, source: str) -> Const:
+    """An op's host path a call: ``us`` measured (null runtime) x HOST_SPEED, plus CUPY_LAUNCH_US a launch."""
+    return Const(*(round(us * HOST_SPEED.at(s) + launches * CUPY_LAUNCH_US.at(s), 1) for s in SCENARIOS),
+                 "us per op call", f"null CuPy path {us} us a call, {launches} launch(es): {source}")
+
+
+# The memory-bound rows' host paths (model_mem.HOST_BY_OP), after the launch code's per-shape memos
+# (bench/host_path.py's rows; before them in brackets, the same runs of the previous launch code).
+HOST_RELU_FORWARD_US = host_op(3.1, 1, "the bench's relu forward row (3.9 before)")
+HOST_RELU_BACKWARD_US = host_op(3.3, 1, "the bench's relu backward row (4.2 before)")
+HOST_ADD_RELU_US = host_op(3.2, 1, "relu.add with relu=True, the residual add+ReLU (3.7 before)")
+HOST_MAX_POOL_US = host_op(4.0, 1, "the bench's max_pool forward row (7.5 before)")
+HOST_AVG_POOL_US = host_op(3.9, 1, "the bench's avg_pool forward row (8.3 before)")
+HOST_BN_APPLY_US = host_op(4.2, 1, "norm.batch_norm_apply (4.8 before)")
+HOST_BN_STATS_US = host_op(6.5, 1, "norm.batch_norm_stats (7.0 before; five allocations)")
+HOST_BN_BACKWARD_US = host_op(3.9, 1, "half of norm.batch_norm_backward, 7.9 us and two launches a call (9.0 "
+                              "before): the call's reduction and its data pass are a row each")
+HOST_BIAS_GRAD_US = host_op(4.1, 1, "conv.conv2d_backward_bias (5.9 before)")
 EMPTY_BLOCK_NS = Const(0.2, 0.4, 0.8, "ns per block (whole GPU)", "scheduling a block with no work: "
                        "~0.5 ms per million empty blocks is the usual order (no measurement)")
 TREE_US = Const(0.1, 0.2, 0.4, "us per block", "channel.cuh's 8-level block tree: 9 barriers and shared "

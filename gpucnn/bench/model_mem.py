@@ -9,7 +9,10 @@ max(its bytes / copy bandwidth, its round trips, its instructions at the
 issue rate). In steady state that is the fraction
 min(1, bytes in flight per SM / (read share x bandwidth x latency / SMs)).
 Then empty blocks (a grid larger than its threads with work), launches,
-and the host's launch path as the bench reads it (model_consts.timed).
+and the host's launch path as the bench reads it (model_consts.timed): each
+row's own op call (HOST_BY_OP: bench/host_path.py's null CuPy path for that
+op, 3.1-6.5 us, plus CuPy's launch), not one figure for all, so a fast op's
+row is not charged the slowest op's host path.
 """
 from __future__ import annotations
 
@@ -22,6 +25,21 @@ from gpucnn.cuda import algo, launch, norm
 BLOCK = launch.BLOCK
 GRID_CAP = launch.MAX_BLOCKS * BLOCK  # grid_for's cap, in threads
 VEC = 16  # bytes of a float4: map2's, channel_apply's and channel.cuh's vector (group)
+
+# Each memory row's op call on the host (model_consts' HOST_*_US, measured); a row not here takes HOST_MEM_US.
+# The batch-norm backward is one call of two launches: its reduction and data rows take half of it each.
+HOST_BY_OP = {
+    "relu forward": K.HOST_RELU_FORWARD_US, "relu backward": K.HOST_RELU_BACKWARD_US,
+    "add_relu": K.HOST_ADD_RELU_US, "max_pool forward": K.HOST_MAX_POOL_US, "avg_pool forward": K.HOST_AVG_POOL_US,
+    "batchnorm forward": K.HOST_BN_APPLY_US, "batchnorm stats": K.HOST_BN_STATS_US,
+    "batchnorm backward reduction": K.HOST_BN_BACKWARD_US, "batchnorm backward data": K.HOST_BN_BACKWARD_US,
+    "conv2d bias gradient": K.HOST_BIAS_GRAD_US,
+}
+
+
+def host_us(op: str, s: int) -> float:
+    """The host launch path of row ``op``'s call in scenario ``s``."""
+    return HOST_BY_OP.get(op, K.HOST_MEM_US).at(s)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,7 +184,7 @@ def mem_rows(dev, rec=None) -> list[dict]:
     for st in streams(rec, dev.sms):
         ideal = model.bw_us(st.read + st.write, dev)
         dev_us = [device_us(st, dev, s, rec) for s in K.SCENARIOS]
-        bench_us = [K.timed(d, K.HOST_MEM_US.at(s)) for s, d in zip(K.SCENARIOS, dev_us)]
+        bench_us = [K.timed(d, host_us(st.op, s)) for s, d in zip(K.SCENARIOS, dev_us)]
         frac = [ideal / t for t in bench_us]
         have, need = in_flight(st, dev, K.MID, rec)
         judged = st.target is not None and max(st.read, st.write) >= K.TARGET_MIN_BYTES
@@ -189,7 +207,7 @@ def fused_rows(dev, rec=None) -> list[dict]:
             c = model.choice(case, "forward", m, dev)
             conv = [model.ours_us(case, "forward", c, dev, s, rec)["kernels_us"] for s in K.SCENARIOS]
             f = [K.timed(x, K.HOST_US.at(s)) for s, x in zip(K.SCENARIOS, conv)]
-            sep = [K.timed(x + device_us(relu, dev, s, rec), K.HOST_US.at(s) + K.HOST_MEM_US.at(s))
+            sep = [K.timed(x + device_us(relu, dev, s, rec), K.HOST_US.at(s) + host_us(relu.op, s))
                    for s, x in zip(K.SCENARIOS, conv)]
             gain = [b / a for a, b in zip(f, sep)]
             out.append({"case": case.name, "math": m, "choice": c, "fused_us": f, "separate_us": sep,
@@ -208,8 +226,10 @@ def bn_row(dev, rec=None) -> dict:
     stats, apply = by_op["batchnorm stats"], by_op["batchnorm forward"]
     relu = relu_over(apply.shape, int(apply.write // 4), rec)
     dev_f = [device_us(stats, dev, s, rec) + device_us(apply, dev, s, rec) for s in K.SCENARIOS]
-    f = [K.timed(x, 2 * K.HOST_MEM_US.at(s)) for s, x in zip(K.SCENARIOS, dev_f)]
-    sep = [K.timed(x + device_us(relu, dev, s, rec), 3 * K.HOST_MEM_US.at(s)) for s, x in zip(K.SCENARIOS, dev_f)]
+    host = [host_us(stats.op, s) + host_us(apply.op, s) for s in K.SCENARIOS]
+    f = [K.timed(x, h) for x, h in zip(dev_f, host)]
+    sep = [K.timed(x + device_us(relu, dev, s, rec), h + host_us(relu.op, s))
+           for s, x, h in zip(K.SCENARIOS, dev_f, host)]
     moved = stats.read + apply.read + apply.write
     return {"shape": apply.shape, "fused_us": f, "separate_us": sep, "gain": [b / a for a, b in zip(f, sep)],
             "bytes": moved, "fraction": [model.bw_us(moved, dev) / t for t in f]}
