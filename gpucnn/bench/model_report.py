@@ -62,7 +62,8 @@ def mem_section(dev, rec) -> list[str]:
              f"Copy bandwidth {dev.copy_tbs:.2f} TB/s (COPY_OF_HBM x {dev.hbm_tbs} TB/s). 'in flight / needed': "
              "KiB of DRAM reads a SM keeps in flight (blocks_per_sm x 256 threads x bytes a thread) against "
              "read share x bandwidth x latency / SMs (Little's law, at the central latency). 'device': the "
-             "kernels alone; 'as timed': as the bench reads them, with HOST_MEM_US of host launch path a call "
+             "kernels alone; 'as timed': as the bench reads them, with the row's op's own host launch path "
+             "a call (model_mem.HOST_BY_OP; HOST_MEM_US for an op not measured) "
              "(model_consts.timed), which the issue's targets are measured with. Verdicts on tensors of 25 "
              "MB or more.", ""]
             + _table(["op", "shape", "kernel", "MB moved", "in flight / needed KiB", "device us",
@@ -78,7 +79,7 @@ def fused_section(dev, rec) -> list[str]:
     frac = [100 * f for f in bn["fraction"]]
     return (["## Fused conv2d_bias_relu against the separate passes (target: separate / fused >= 1.2)", "",
              "Fused: the forward GEMM with the bias and ReLU in its epilogue. Separate (gpucnn/bench/fused.py): "
-             "the same GEMM, then relu_forward over y, one more op call (HOST_MEM_US) and launch; both as "
+             "the same GEMM, then relu_forward over y, one more op call (HOST_RELU_FORWARD_US) and launch; both as "
              "the bench reads them (model_consts.timed).", ""]
             + _table(["case", "math", "algorithm", "fused us", "separate us", "separate / fused", "1.2x"], body)
             + ["", f"Batch-norm forward as fused.py times it (statistics, then the apply with the ReLU: "
