@@ -54,9 +54,11 @@ def small() -> bool:
 # (deepspeech's shape, small: the window and strip kernels' shared-memory
 # banks and their barriers), a depthwise layer and a 3-channel stem of 40
 # filters (the transposed filter GEMM); a family that cannot run a pass keeps
-# the heuristic's. The stride phases run on tensor cores in tf32 and 3xtf32.
+# the heuristic's. The stride phases run on tensor cores in tf32 and 3xtf32, on the
+# tile the shape picks and forced onto the 32-row and wide ones (spec, mode, tile).
 FAMILIES = (("window", "fp32"), ("strip", "fp32"), ("direct", "fp32"), ("phase", "fp32"), ("gemm32", "fp32"),
-            ("gemm64:2", "fp32"), ("gemm32t", "fp32"), ("phase", "tf32"), ("phase", "3xtf32"))
+            ("gemm64:2", "fp32"), ("gemm32t", "fp32"), ("phase", "tf32"), ("phase", "3xtf32"),
+            *(("phase", mode, edge) for mode in ("tf32", "3xtf32") for edge in tc.CONV_TILES))
 FAMILY_CASES = (((2, 1, 13, 44), (4, 1, 3, 12), dict(stride=2)),
                 ((2, 6, 9, 9), (6, 1, 3, 3), dict(stride=2, padding=1, groups=6)),
                 ((2, 3, 11, 9), (40, 3, 3, 3), dict(stride=2, padding=1)))
@@ -69,12 +71,12 @@ def _families(rng) -> bool:
         y64 = gpucnn.conv2d(x, w, **kw)
         dy = rng.standard_normal(y64.shape)
         want = (y64, *gpucnn.conv2d_backward(dy, x, w, bias=False, **kw)[:2])
-        for spec, mode in FAMILIES:
-            with gpucnn.math_mode(mode), algo.override(spec):
+        for spec, mode, *edge in FAMILIES:
+            with gpucnn.math_mode(mode), algo.override(spec), tc.force_tile(edge[0] if edge else None):
                 args = [cp.asarray(a.astype(np.float32)) for a in (x, w, dy)]
                 got = (gpucnn.conv2d(*args[:2], **kw), *gpucnn.conv2d_backward(args[2], *args[:2], bias=False, **kw)[:2])
             for name, g, wnt in zip(("conv y", "conv dx", "conv dw"), got, want):
-                ok &= _check(g, wnt, mode, f"{name} {spec} x{xs}")
+                ok &= _check(g, wnt, mode, f"{name} {spec}{' tile ' + str(edge[0]) if edge else ''} x{xs}")
     return ok
 
 
