@@ -5,8 +5,9 @@ tools of bench/gpu.sh that watch launches rather than time them.
                                          shapes, both tiles, then each FFMA
                                          family forced (compute-sanitizer)
     python bench/gpu_launches.py large   one large 3x3 convolution forward per
-                                         mode, and deepspeech's backward-data
-                                         by the window kernel (ncu)
+                                         mode (and tf32 on the wide tile), and
+                                         deepspeech's backward-data by the
+                                         window kernel (ncu)
 Checks each result against float64 NumPy so a tool's run also says "ok".
 """
 from __future__ import annotations
@@ -95,6 +96,13 @@ def large() -> bool:
         err = float(cp.abs(y - want).max() / cp.abs(want).max())
         print(f"resnet-3x3 forward {mode}: relative difference from fp32 {err:.2e}")
         ok &= err < 3e-3
+    # The same forward in tf32 forced onto the wide tile, beside the 64 tile tc_config picks for it
+    # (its count there is 0.92 of the 64 tile's, above WIDE_MARGIN): ncu sees both on one shape.
+    with gpucnn.math_mode("tf32"), tc.force_tile("64w"):
+        y = gpucnn.conv2d(x, w, padding=1)
+    err = float(cp.abs(y - want).max() / cp.abs(want).max())
+    print(f"resnet-3x3 forward tf32 tile 64w: relative difference from fp32 {err:.2e}")
+    ok &= err < 3e-3
     # deepspeech (bench/gpucnn/bench/cases.py): the window kernel against the direct one.
     x = cp.asarray(rng.standard_normal((16, 1, 161, 700), dtype=np.float32))
     w = cp.asarray(rng.standard_normal((32, 1, 5, 20), dtype=np.float32))
