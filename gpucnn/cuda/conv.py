@@ -54,6 +54,18 @@ def _batches(g, *per_image):
         yield n0, n1, dataclasses.replace(g, N=n1 - n0)
 
 
+def _per_image(a) -> int:
+    """Elements of one image of ``a`` (N first), without indexing it: a CuPy
+    view is made on the host at each index (the launch path made four a pass)."""
+    return a.size // a.shape[0]
+
+
+def _images(a, n0: int, n1: int):
+    """Images n0..n1 of ``a``: ``a`` itself when that is all of them (the
+    common case, one run of images), else a view."""
+    return a if n0 == 0 and n1 == a.shape[0] else a[n0:n1]
+
+
 @functools.lru_cache(maxsize=1024)
 def _geom(g):
     """The kernels' GEOM arguments (conv.cuh), memoised: building them cost ~5 us of host time a launch."""
@@ -105,13 +117,13 @@ def conv2d_forward(rt, x, w, b, g, relu=False):
     win = g.win
     y = xp.empty((g.N, g.K, win.P, win.Q), x.dtype)
     _fits_int(w.size)
-    for n0, n1, gb in _batches(g, x[0].size, y[0].size) if y.size else ():
-        c, geom, xs = _choose(rt, gb, "forward", x.dtype), _geom(gb), x[n0:n1]
+    for n0, n1, gb in _batches(g, _per_image(x), _per_image(y)) if y.size else ():
+        c, geom, xs, ys = _choose(rt, gb, "forward", x.dtype), _geom(gb), _images(x, n0, n1), _images(y, n0, n1)
         if c.family == "direct":
-            depthwise.forward(rt, xs, w, b, y[n0:n1], g, geom, bias | EPI_RELU * bool(relu))
+            depthwise.forward(rt, xs, w, b, ys, g, geom, bias | EPI_RELU * bool(relu))
             continue
         # A split reduction applies the ReLU where it adds its parts.
-        _split_gemm(rt, "conv2d_forward", x.dtype, c, y[n0:n1], g.K // g.groups, gb.N * win.P * win.Q,
+        _split_gemm(rt, "conv2d_forward", x.dtype, c, ys, g.K // g.groups, gb.N * win.P * win.Q,
                     g.groups, lambda dst, act: (xs, w, b, dst, *geom, np.int32(c.chunk), np.int32(c.splits),
                                                 np.int32(bias | EPI_RELU * bool(act))), relu)
     return y
@@ -123,18 +135,19 @@ def conv2d_backward_data(rt, dy, w, g):
     win = g.win
     dx = xp.empty((g.N, g.C, win.H, win.W), dy.dtype)
     _fits_int(w.size)
-    for n0, n1, gb in _batches(g, dy[0].size, dx[0].size) if dx.size else ():
-        c, geom, dys = _choose(rt, gb, "backward_data", dy.dtype), _geom(gb), dy[n0:n1]
+    for n0, n1, gb in _batches(g, _per_image(dy), _per_image(dx)) if dx.size else ():
+        c, geom, dys, dxs = (_choose(rt, gb, "backward_data", dy.dtype), _geom(gb), _images(dy, n0, n1),
+                             _images(dx, n0, n1))
         if c.family == "direct":
-            depthwise.backward_data(rt, dys, w, dx[n0:n1], gb, geom)
+            depthwise.backward_data(rt, dys, w, dxs, gb, geom)
         elif c.family == "window":
-            depthwise.backward_data_window(rt, dys, w, dx[n0:n1], gb, geom)
+            depthwise.backward_data_window(rt, dys, w, dxs, gb, geom)
         elif c.family == "strip":
-            strip.backward_data(rt, dys, w, dx[n0:n1], gb, geom)
+            strip.backward_data(rt, dys, w, dxs, gb, geom)
         elif c.family == "phase":
-            phase.backward_data(rt, dys, w, dx[n0:n1], gb, geom, MAX_GRID_Z, c)
+            phase.backward_data(rt, dys, w, dxs, gb, geom, MAX_GRID_Z, c)
         else:
-            _split_gemm(rt, "conv2d_backward_data", dy.dtype, c, dx[n0:n1], g.C // g.groups,
+            _split_gemm(rt, "conv2d_backward_data", dy.dtype, c, dxs, g.C // g.groups,
                         gb.N * win.H * win.W, g.groups,
                         lambda dst, _: (dys, w, dst, *geom, np.int32(c.chunk), np.int32(c.splits)))
     return dx
@@ -148,8 +161,8 @@ def conv2d_backward_filter(rt, dy, x, g):
         return xp.zeros((g.K, g.C // g.groups, win.kh, win.kw), x.dtype)
     dw = None
     # Runs of images are summed in batch order, so the bits stay fixed.
-    for n0, n1, gb in _batches(g, x[0].size, dy[0].size, win.P * win.Q):
-        part = _filter_gradient(rt, dy[n0:n1], x[n0:n1], gb)
+    for n0, n1, gb in _batches(g, _per_image(x), _per_image(dy), win.P * win.Q):
+        part = _filter_gradient(rt, _images(dy, n0, n1), _images(x, n0, n1), gb)
         dw = part if dw is None else dw + part
     return dw
 
