@@ -5,9 +5,9 @@
 # Steps, in this order, each time-boxed and logged, a failing step never
 # stopping the next (535 s at most in all, plus the time-outs' 10 s grace):
 #   1 device and versions                           10 s
-#   1b our host launch path on this host's CPU      10 s   (bench/host_path.py: calibrates model_consts'
-#                                                           HOST_SPEED, measured on a 2-core VM; ~3 s here)
 #   2 the tensor-core primitives on the GPU          40 s   (tests/test_mma_prims.py: layouts in seconds)
+#   2b our host launch path on this host's CPU      10 s   (bench/host_path.py: calibrates model_consts'
+#                                                           HOST_SPEED, measured on a 2-core VM; ~3 s here)
 #   3 the GPU test suite (pytest -m gpu)            120 s
 #   4 compute-sanitizer memcheck, racecheck          2 x 45 s  (bench/gpu_launches.py small)
 #   5 the kernel benchmarks, math-mode rows          95 s   (120 s before the fused rows took 25 s of it)
@@ -39,8 +39,8 @@ step() {  # step NAME SECONDS COMMAND...: run it under timeout, log it, note its
 }
 
 step 1-device 10 bash -c "nvidia-smi; $PY -c 'import cupy, numpy, torch; print(\"cupy\", cupy.__version__, \"numpy\", numpy.__version__, \"torch\", torch.__version__, \"cudnn\", torch.backends.cudnn.version())'; $PY -m gpucnn.cli info"
-step 1b-host 10 "$PY" bench/host_path.py --calls 100 --samples 3
 step 2-primitives 40 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_mma_prims.py
+step 2b-host 10 "$PY" bench/host_path.py --calls 100 --samples 3
 step 3-gpu-tests 120 "$PY" -m pytest -q -m gpu -p no:cacheprovider --maxfail=20 tests
 step 4a-memcheck 45 compute-sanitizer --tool memcheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
 step 4b-racecheck 45 compute-sanitizer --tool racecheck --error-exitcode 3 "$PY" bench/gpu_launches.py small

@@ -276,7 +276,7 @@ def test_tc_config_table(M, N, batches, sms, cc, edge):
 
 @pytest.mark.parametrize("M,N,narrow,mode,edge", [
     (32, 65, True, "tf32", 32), (32, 64, True, "tf32", 64), (1, 100000, True, "3xtf32", 32),
-    (32, 431000, False, "tf32", 64),  # a kernel without the 32-row tile (linear, phase)
+    (32, 431000, False, "tf32", 64),  # a kernel without the 32-row tile (linear)
     # 64 rows: the wide tile in tf32 where it counts at most 0.85 of the 64 tile: 1024 wide tiles in
     # 4 waves of 264 x 2 x 8192 x 0.69 against 2048 in 6 of 396 x 3 x 4096 (0.61)
     (64, 131072, True, "tf32", "64w"), (64, 131072, True, "3xtf32", 64), (64, 131072, False, "tf32", 64),

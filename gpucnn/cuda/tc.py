@@ -3,7 +3,7 @@ tile (kernels/gemm.cuh) or a tensor-core tile (kernels/tc_gemm.cuh) in the
 math mode in force (gpucnn.mathmode), and which tensor-core tile.
 
 Tiles are named by their kernels' suffixes: 128 (TcLarge, 128 x 128), 64
-(TcSmall, 64 x 64), and for conv2d's kernels only (NARROW) 32 (TcNarrow,
+(TcSmall, 64 x 64), and for the convolution kernels only (NARROW) 32 (TcNarrow,
 32 x 128) and "64w" (TcWide, 64 x 128).
 
 ``tc_config`` is the pure per-shape choice (tested as a table); ``plan``
