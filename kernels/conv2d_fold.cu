@@ -5,8 +5,8 @@
 // G = dY Fᵀ (a row per dy pixel, a column per (channel, tap)), then the
 // reverse operator φ⁻¹ (col2im: every dx pixel sums the G entries of the taps
 // whose windows held it). Here both run on chip: G is a tensor-core GEMM
-// whose columns are the Cg*kh*kw taps (147 for a 3-channel 7x7 stem: 19 of
-// 8-wide MMA tiles, 97% live), and φ⁻¹ adds G into a window of dx rows held in
+// whose columns are the Cg*kh*kw taps in pairs of 8-wide MMA tiles (147 for a
+// 3-channel 7x7 stem: 20 tiles, 92% live), and φ⁻¹ adds G into a window of dx rows held in
 // shared memory. The implicit GEMMs instead put the Cg channels on the MMA's
 // rows (3 of 16 live) and FFMA kernels (conv2d_strip.cu, depthwise.cu's
 // window) cannot reach cuDNN's TF32 rate.
@@ -15,7 +15,7 @@
 //   conv2d_fold_backward_data_tf32_n{NT}_f32(const float* dy, const float* w, float* dx, GEOM,
 //                                            int tw, int th, int bp, int wr, int sv, int rv)
 //        dy: (N,K,P,Q)  w: (K,Cg,kh,kw)  dx: (N,C,H,W); NT: the taps' 8-wide MMA tiles it holds
-//        (8, 16, 24: up to 64, 128, 192 taps). Dynamic shared memory: fold_smem_floats words
+//        (8, 16, 24: up to 64, 128, 192 taps). Dynamic shared memory: FoldSmem's total words
 //        (gpucnn/cuda/fold.py's smem_bytes mirrors it).
 //
 // A task is (image, group, segment of th dx rows, tile of tw dx columns); a
@@ -26,10 +26,13 @@
 //      8 warps, each 16 pixels (one m16 tile) x all tap tiles, k in chunks of
 //      FOLD_KC through a 2-stage cp.async pipeline (the next chunk, or the next
 //      band's first, is in flight during this one's MMAs and the fold); w is
-//      resident in shared memory for the task, rounded to TF32 once.
+//      resident in shared memory for the task, rounded to TF32 once. Two blocks
+//      an SM where registers and shared memory allow (8 and 16 tap tiles on
+//      sm_90): one's fold then runs beside the other's MMAs.
 //   2. Fold: each dx pixel of the window rows the band reaches adds the G
 //      entries of its taps (row offsets a band, column offsets a task, from
-//      tables), in a fixed order.
+//      tables, in bytes), all Cg channels at once (taps are (r, s, c), channel
+//      fastest), in a fixed order.
 //   3. The rows no later band reaches are stored and their window rows zeroed.
 // Redundant work: a tile's dy columns overlap its neighbours' by about
 // (kw - 1) * dw / sw, and a segment's first rows likewise; nothing else is
@@ -47,9 +50,36 @@
 #define FOLD_PIX 128  // dy pixels of a band: 8 warps x one m16 tile
 #define FOLD_KC 32    // k chunk: tc_swz's 32-word rows
 
+// A task's place: image n, group g, dx rows [h0, h1) and columns [w0, w0 + twe), and the dy rows
+// [plo, phi] and columns [qlo, qlo + qw) whose windows reach them, walked in bands of bpt rows;
+// hw: its next row to store, tend: the last row a band reached. Thread 0 keeps it in shared
+// memory, where the band's end reads it after a barrier: the fold and the stores then hold none
+// of it in registers across the MMAs (conv2d_fold_backward_data_tf32_n16's 128 registers for two
+// blocks an SM).
+struct FoldTask {
+    int n, g, h0, h1, w0, twe, plo, phi, qlo, qw, bpt, bands, hw, tend;
+    __device__ FoldTask(int task, GEOM, int tw, int th, int bp) {
+        const int tiles_w = (W + tw - 1) / tw, segs = (H + th - 1) / th, ct = task % tiles_w;
+        const int seg = task / tiles_w % segs;
+        g = task / tiles_w / segs % G;
+        n = task / tiles_w / segs / G;
+        h0 = seg * th, h1 = min(H, h0 + th), w0 = ct * tw, twe = min(W, w0 + tw) - w0;
+        // dy rows and columns whose windows reach the task's dx rows and columns (ceilings of
+        // possibly negative numerators made positive first)
+        plo = max(0, (h0 + pt - (kh - 1) * dh + sh - 1 + sh * kh * dh) / sh - kh * dh);
+        phi = min(P - 1, (h1 - 1 + pt) / sh);
+        qlo = max(0, (w0 + pl - (kw - 1) * dw + sw - 1 + sw * kw * dw) / sw - kw * dw);
+        qw = min(Q - 1, (w0 + twe - 1 + pl) / sw) - qlo + 1;
+        bpt = qw > 0 ? min(bp, FOLD_PIX / qw) : 1;
+        bands = qw > 0 && phi >= plo ? (phi - plo + bpt) / bpt : 0;
+        hw = h0, tend = h0 - 1;
+    }
+};
+#define FOLD_TASK_WORDS 16  // sizeof(FoldTask) / 4, rounded up
+
 // The shared-memory layout, in 4-byte words, from the launch's sizes (fold.py's smem_bytes mirrors it).
 struct FoldSmem {
-    int ws, ds, gs, win, coltab, rowtab, total;
+    int ws, ds, gs, win, coltab, rowtab, task, total;
     __device__ FoldSmem(int kch, int nr, int ldg, int Cg, int wr, int tw, int sv, int rv) {
         ws = 0;                                  // w: kch chunks x nr taps x FOLD_KC (tc_swz), TF32
         ds = ws + kch * nr * FOLD_KC;            // dy: 2 stages x FOLD_PIX pixels x FOLD_KC (tc_swz)
@@ -57,7 +87,8 @@ struct FoldSmem {
         win = gs + FOLD_PIX * ldg;               // window: Cg x wr rows x tw
         coltab = win + Cg * wr * tw;             // per column: count, then sv offsets (ints)
         rowtab = coltab + tw * (sv + 1);         // per window row of a band: count, then rv offsets
-        total = rowtab + wr * (rv + 1);
+        task = rowtab + wr * (rv + 1);           // the task (FoldTask) and the stores' progress
+        total = task + FOLD_TASK_WORDS;
     }
 };
 
@@ -76,47 +107,80 @@ __device__ __forceinline__ void fold_load_w(float* ws, const float* __restrict__
 
 // One step's dy chunk (filters k0 .. k0 + FOLD_KC of the band's pixels) into ds, as cp.async:
 // each copy instruction covers 8 pixels x 4 k of one 16-byte chunk (tc_gather's layout, no bank
-// conflicts); pixels past npx and k past Kg are zero-filled from dyg, an element.
+// conflicts); pixels past npx and k past Kg are zero-filled from a valid element. A lane copies
+// filters k0 + lane / 8 + 4 quad of two pixels: one source pointer each, stepped by 4 filters.
 __device__ __forceinline__ void fold_fetch(float* ds, const float* __restrict__ dyg, long long PQ, int Q, int pb,
                                            int qlo, const FastDiv& qw, int npx, int k0, int Kg) {
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, kq = lane / 8;
 #pragma unroll
     for (int j = 0; j < FOLD_PIX / 64; ++j) {
         const int px = (warp + 8 * j) * 8 + lane % 8;
         int pc = 0, pr = 0;
         if (px < npx) pc = qw.divmod(px, pr);
-        const float* src = dyg + (long long)(pb + pr) * Q + qlo + pc;
+        // quads below live copy: the pixel is in the band and the filter in the group
+        const int live = px < npx ? min(FOLD_KC / 4, (Kg - k0 - kq + 3) / 4) : 0;
+        const float* src = live > 0 ? dyg + (long long)(pb + pr) * Q + qlo + pc + (k0 + kq) * PQ : dyg;
+        float* dst = ds + px * FOLD_KC + kq;  // tc_swz(px, 4 quad + kq): chunk quad ^ (px % 8)
+        if (live == FOLD_KC / 4) {  // every copy live (Kg a multiple of FOLD_KC, the band's pixels)
 #pragma unroll
-        for (int quad = 0; quad < FOLD_KC / 4; ++quad) {
-            const int k = 4 * quad + lane / 8;
-            const bool ok = px < npx && k0 + k < Kg;
-            cp_async<4>(ds + tc_swz(px, k), ok ? src + (k0 + k) * PQ : dyg, ok ? 4 : 0);
+            for (int quad = 0; quad < FOLD_KC / 4; ++quad, src += 4 * PQ) cp_async<4>(dst + ((quad ^ (px & 7)) << 2), src, 4);
+        } else {
+#pragma unroll
+            for (int quad = 0; quad < FOLD_KC / 4; ++quad) {
+                cp_async<4>(dst + ((quad ^ (px & 7)) << 2), src, quad < live ? 4 : 0);
+                if (quad + 1 < live) src += 4 * PQ;  // stays an element: the last live copy's source
+            }
         }
     }
 }
 
-// acc[j] += dy's 16 pixels of this warp x w's tap tile j, over one chunk; tiles j < nt.
+// acc[j] += dy's 16 pixels of this warp x w's tap tile j, over one chunk, for the NP pairs of
+// tiles j < 2 NP.
+template <int NP, int NT>
+__device__ __forceinline__ void fold_mma_pairs(const float* ds, const float* wsk, float (&acc)[NT][4]) {
+    if constexpr (NP <= NT / 2) {
+        const int lane = threadIdx.x % 32, q = lane / 8, r8 = lane % 8;
+        const int oa = 4 * tc_swz(threadIdx.x / 32 * 16 + (q % 2) * 8 + r8, (q / 2) * 4);  // as tc_warp_step
+        const int ob = 4 * tc_swz(q / 2 * 8 + r8, (q % 2) * 4);
+        const char* const ab = reinterpret_cast<const char*>(ds);
+        const char* const bb = reinterpret_cast<const char*>(wsk);
+#pragma unroll
+        for (int k8 = 0; k8 < FOLD_KC / 8; ++k8) {
+            unsigned a[4];
+            ldmatrix<4, false>(a, ab + (oa ^ (k8 << 5)));
+#pragma unroll
+            for (int j = 0; j < 4; ++j) a[j] = tf32_rn(__uint_as_float(a[j]));
+#pragma unroll
+            for (int p = 0; p < NP; ++p) {  // pair p's rows lie 16 p further: bits above the swizzle's
+                unsigned b[4];
+                ldmatrix<4, false>(b, bb + (ob ^ (k8 << 5)) + p * 16 * FOLD_KC * 4);
+                const unsigned b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
+                mma_tf32(acc[2 * p], a, b0, acc[2 * p]);
+                mma_tf32(acc[2 * p + 1], a, b1, acc[2 * p + 1]);
+            }
+        }
+    }
+}
+
+// The same for the launch's nt tiles (even: w's rows past the taps are zeros), as one of NT / 2
+// unrolled loops chosen once a chunk: a test a pair and k-slice cost ~4 instructions (uniform
+// compare, predicate, branch, alignment NOP: 128 of the 16-tile kernel's 484 a step, sm_90),
+// a switch a k-slice ~30 (a jump table's dispatch).
 template <int NT>
 __device__ __forceinline__ void fold_mma(const float* ds, const float* wsk, int nt, float (&acc)[NT][4]) {
-    const int lane = threadIdx.x % 32, q = lane / 8, r8 = lane % 8;
-    const int oa = 4 * tc_swz(threadIdx.x / 32 * 16 + (q % 2) * 8 + r8, (q / 2) * 4);  // as tc_warp_step
-    const char* const ab = reinterpret_cast<const char*>(ds);
-    const char* const bb = reinterpret_cast<const char*>(wsk);
-#pragma unroll
-    for (int k8 = 0; k8 < FOLD_KC / 8; ++k8) {
-        unsigned a[4];
-        ldmatrix<4, false>(a, ab + (oa ^ (k8 << 5)));
-#pragma unroll
-        for (int j = 0; j < 4; ++j) a[j] = tf32_rn(__uint_as_float(a[j]));
-#pragma unroll
-        for (int nj = 0; nj < NT / 2; ++nj) {
-            if (2 * nj >= nt) break;  // uniform: nt is the launch's
-            unsigned b[4];            // matrices: tap tile 2nj + q / 2, k +0/+4 (q % 2)
-            ldmatrix<4, false>(b, bb + ((4 * tc_swz((2 * nj + q / 2) * 8 + r8, (q % 2) * 4)) ^ (k8 << 5)));
-            const unsigned b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
-            mma_tf32(acc[2 * nj], a, b0, acc[2 * nj]);
-            if (2 * nj + 1 < nt) mma_tf32(acc[2 * nj + 1], a, b1, acc[2 * nj + 1]);
-        }
+    switch (nt / 2) {  // uniform: nt is the launch's
+        case 12: fold_mma_pairs<12>(ds, wsk, acc); break;
+        case 11: fold_mma_pairs<11>(ds, wsk, acc); break;
+        case 10: fold_mma_pairs<10>(ds, wsk, acc); break;
+        case 9: fold_mma_pairs<9>(ds, wsk, acc); break;
+        case 8: fold_mma_pairs<8>(ds, wsk, acc); break;
+        case 7: fold_mma_pairs<7>(ds, wsk, acc); break;
+        case 6: fold_mma_pairs<6>(ds, wsk, acc); break;
+        case 5: fold_mma_pairs<5>(ds, wsk, acc); break;
+        case 4: fold_mma_pairs<4>(ds, wsk, acc); break;
+        case 3: fold_mma_pairs<3>(ds, wsk, acc); break;
+        case 2: fold_mma_pairs<2>(ds, wsk, acc); break;
+        default: fold_mma_pairs<1>(ds, wsk, acc);
     }
 }
 
@@ -135,87 +199,149 @@ __device__ __forceinline__ int fold_taps(int* out, int x, int pad, int k, int d,
     return n;
 }
 
+// v[c] += G[row offset + column offset + c] over a cell's taps (the tables hold byte offsets: one
+// add an address), column taps outer, in table order (fixed: the bits depend on the shapes only).
+// RV row taps (1 to 4: stems and deepspeech meet at most 4 a band) run unrolled with their
+// offsets in registers: a tap is an address add, then an LDS and an FADD a channel; more run the
+// same sums in a loop.
+template <int CB, int RV>
+__device__ __forceinline__ void fold_taps_rv(float (&v)[CB], const char* gs, const int* ct, int ncol, const int* rt) {
+    int ro[RV];
+#pragma unroll
+    for (int i = 0; i < RV; ++i) ro[i] = rt[i];
+    for (int j = 0; j < ncol; ++j) {
+        const char* gc = gs + ct[j];
+#pragma unroll
+        for (int i = 0; i < RV; ++i)
+#pragma unroll
+            for (int c = 0; c < CB; ++c) v[c] += reinterpret_cast<const float*>(gc + ro[i])[c];
+    }
+}
+template <int CB>
+__device__ __forceinline__ void fold_cell(float (&v)[CB], const char* gs, const int* ct, int ncol, const int* rt,
+                                          int nrow) {
+    switch (nrow) {  // uniform in a warp whose lanes share a row (tw >= 32)
+        case 0: return;
+        case 1: fold_taps_rv<CB, 1>(v, gs, ct, ncol, rt); return;
+        case 2: fold_taps_rv<CB, 2>(v, gs, ct, ncol, rt); return;
+        case 3: fold_taps_rv<CB, 3>(v, gs, ct, ncol, rt); return;
+        case 4: fold_taps_rv<CB, 4>(v, gs, ct, ncol, rt); return;
+    }
+    for (int j = 0; j < ncol; ++j) {
+        const char* gc = gs + ct[j];
+        for (int i = 0; i < nrow; ++i)
+#pragma unroll
+            for (int c = 0; c < CB; ++c) v[c] += reinterpret_cast<const float*>(gc + rt[i])[c];
+    }
+}
+
 // The fold of one band for the thread's column: window rows ht0 + r (r = hg, hg + groups_h, ...),
-// each of its CB channels adding G[row offset + column offset + c] over the row's and column's taps,
-// column taps outer, in table order (fixed: the bits depend on the shapes only).
+// each of its CB channels (fold_cell).
 template <int CB>
 __device__ __forceinline__ void fold_band(float* win, const float* gs, const int* ct, const int* rowtab, int rv,
                                           int ht0, int ht1, int hg, int groups_h, int wr, int tw, int wo) {
     const int ncol = ct[0];
     for (int r = hg; r <= ht1 - ht0; r += groups_h) {
         const int* rt = rowtab + r * (rv + 1);
-        const int nrow = rt[0];
         float* cell = win + ((ht0 + r) & (wr - 1)) * tw + wo;
         float v[CB];
 #pragma unroll
         for (int c = 0; c < CB; ++c) v[c] = cell[c * wr * tw];
-        for (int j = 0; j < ncol; ++j) {
-            const float* gc = gs + ct[1 + j];
-            for (int i = 0; i < nrow; ++i)
-#pragma unroll
-                for (int c = 0; c < CB; ++c) v[c] += gc[rt[1 + i] + c];
-        }
+        fold_cell<CB>(v, reinterpret_cast<const char*>(gs), ct + 1, ncol, rt + 1, rt[0]);
 #pragma unroll
         for (int c = 0; c < CB; ++c) cell[c * wr * tw] = v[c];
     }
 }
 
+// The end of band [pb, pe) of the task in shared memory: the band's window rows (those the task
+// owns) and their row taps, then the fold (its Cg channels), then the rows no later band reaches
+// stored and zeroed in the window. Every thread calls it (barriers).
+__device__ __forceinline__ void fold_band_end(float* sm, const FoldSmem& L, float* __restrict__ dx, GEOM, int tw,
+                                              int wr, int sv, int rv, int ldg, int pb, int pe) {
+    FoldTask* ts = reinterpret_cast<FoldTask*>(sm + L.task);
+    const FoldTask T = *ts;  // read before the barriers below, after which thread 0 updates it
+    const int Cg = C / G, t = threadIdx.x, wo = t % tw, hg = t / tw, groups_h = max(1, FOLD_THREADS / tw);
+    int* rowtab = reinterpret_cast<int*>(sm + L.rowtab);
+    float* win = sm + L.win;
+    const int ht0 = max(T.hw, pb * sh - pt), ht1 = min(T.h1 - 1, (pe - 1) * sh - pt + (kh - 1) * dh);
+    for (int r = t; r <= ht1 - ht0; r += FOLD_THREADS) {
+        int* rt_ = rowtab + r * (rv + 1);
+        rt_[0] = fold_taps(rt_ + 1, ht0 + r, pt, kh, dh, sh, pb, pe - 1, 4 * T.qw * ldg, 4 * kw * Cg, rv);
+    }
+    __syncthreads();
+    const bool mine = hg < groups_h && wo < T.twe;
+    if (mine) {
+        const float* gs = sm + L.gs;
+        const int* ct = reinterpret_cast<const int*>(sm + L.coltab) + wo * (sv + 1);
+        switch (Cg) {  // uniform
+            case 1: fold_band<1>(win, gs, ct, rowtab, rv, ht0, ht1, hg, groups_h, wr, tw, wo); break;
+            case 2: fold_band<2>(win, gs, ct, rowtab, rv, ht0, ht1, hg, groups_h, wr, tw, wo); break;
+            case 3: fold_band<3>(win, gs, ct, rowtab, rv, ht0, ht1, hg, groups_h, wr, tw, wo); break;
+            default: fold_band<4>(win, gs, ct, rowtab, rv, ht0, ht1, hg, groups_h, wr, tw, wo);
+        }
+    }
+    const int tend = max(T.tend, ht1);
+    __syncthreads();
+    // rows below pe*sh - pt are complete: no later band reaches them
+    const bool last = pb + T.bpt > T.phi;  // the task's last band
+    const int hnew = last ? T.h1 : min(T.h1, max(T.hw, pe * sh - pt));
+    if (mine) {
+        float* dxg = dx + ((long long)T.n * C + T.g * Cg) * H * W + T.w0 + wo;
+        for (int c = 0; c < Cg; ++c)
+            for (int h = T.hw + hg; h < hnew; h += groups_h) {
+                float* cell = win + (c * wr + (h & (wr - 1))) * tw + wo;
+                const bool held = h <= tend;
+                dxg[(long long)c * H * W + (long long)h * W] = held ? *cell : 0.f;
+                if (held) *cell = 0.f;
+            }
+    }
+    if (t == 0) ts->hw = hnew, ts->tend = tend;  // read again after the next band's barriers
+}
+
 template <int NT>
 __device__ void fold_backward_data(float* sm, const float* __restrict__ dy, const float* __restrict__ w,
                                    float* __restrict__ dx, GEOM, int tw, int th, int bp, int wr, int sv, int rv) {
-    const int Cg = C / G, Kg = K / G, taps = Cg * kh * kw, khkw = kh * kw;  // taps: G's columns
-    const int nt = (taps + 7) / 8, nr = (nt + 1) / 2 * 16, ldg = nt * 8 + 1;  // ldg odd: the fold's lanes spread
+    const int Cg = C / G, Kg = K / G, taps = Cg * kh * kw;  // taps: G's columns
+    const int nt = (taps + 15) / 16 * 2, nr = nt * 8, ldg = nr + 1;  // tap tiles, even; ldg odd: the fold's lanes spread
     const int kch = (Kg + FOLD_KC - 1) / FOLD_KC;
     const FoldSmem L(kch, nr, ldg, Cg, wr, tw, sv, rv);
-    float *ws = sm + L.ws, *ds = sm + L.ds, *gs = sm + L.gs, *win = sm + L.win;
-    int *coltab = reinterpret_cast<int*>(sm + L.coltab), *rowtab = reinterpret_cast<int*>(sm + L.rowtab);
+    float *ws = sm + L.ws, *ds = sm + L.ds, *gs = sm + L.gs;
     const int t = threadIdx.x, warp = t / 32, lane = t % 32;
-    const int tiles_w = (W + tw - 1) / tw, segs = (H + th - 1) / th;
-    const int groups_h = max(1, FOLD_THREADS / tw), wo = t % tw, hg = t / tw;  // the fold's and stores' threads
-    const long long PQ = (long long)P * Q, HW = (long long)H * W;
-    for (int task = blockIdx.x; task < N * G * segs * tiles_w; task += gridDim.x) {
-        const int ct = task % tiles_w, seg = task / tiles_w % segs, g = task / tiles_w / segs % G,
-                  n = task / tiles_w / segs / G;
-        const int h0 = seg * th, h1 = min(H, h0 + th), w0 = ct * tw, w1 = min(W, w0 + tw), twe = w1 - w0;
-        // dy rows and columns whose windows reach the task's dx rows and columns
-        const int plo = max(0, (h0 + pt - (kh - 1) * dh + sh - 1 + sh * kh * dh) / sh - kh * dh);
-        const int phi = min(P - 1, (h1 - 1 + pt) / sh);
-        const int qlo = max(0, (w0 + pl - (kw - 1) * dw + sw - 1 + sw * kw * dw) / sw - kw * dw);
-        const int qhi = min(Q - 1, (w1 - 1 + pl) / sw);
-        const int qw = qhi - qlo + 1, bpt = qw > 0 ? min(bp, FOLD_PIX / qw) : 1;
-        const int bands = qw > 0 && phi >= plo ? (phi - plo + bpt) / bpt : 0, steps = bands * kch;
-        const FastDiv qdiv(max(qw, 1));
-        const float* dyg = dy + ((long long)n * K + g * Kg) * PQ;
-        float* dxg = dx + ((long long)n * C + g * Cg) * HW;
-        __syncthreads();  // the previous task's last stores read win
-        fold_load_w(ws, w, g, Kg, kch, Cg, khkw, nr);
-        for (int e = t; e < Cg * wr * tw; e += FOLD_THREADS) win[e] = 0.f;
-        for (int x = t; x < twe; x += FOLD_THREADS) {
-            int* ct_ = coltab + x * (sv + 1);
-            ct_[0] = fold_taps(ct_ + 1, w0 + x, pl, kw, dw, sw, qlo, qhi, ldg, Cg, sv);
+    const long long PQ = (long long)P * Q;
+    for (int task = blockIdx.x; task < N * G * ((H + th - 1) / th) * ((W + tw - 1) / tw); task += gridDim.x) {
+        const FoldTask T(task, GEOM_ARGS, tw, th, bp);
+        const int steps = T.bands * kch;
+        const FastDiv qdiv(max(T.qw, 1));
+        const float* dyg = dy + ((long long)T.n * K + T.g * Kg) * PQ;
+        __syncthreads();  // the previous task's last stores read the window and the task
+        if (t == 0) *reinterpret_cast<FoldTask*>(sm + L.task) = T;
+        fold_load_w(ws, w, T.g, Kg, kch, Cg, kh * kw, nr);
+        for (int e = t; e < Cg * wr * tw; e += FOLD_THREADS) sm[L.win + e] = 0.f;
+        for (int x = t; x < T.twe; x += FOLD_THREADS) {
+            int* ct = reinterpret_cast<int*>(sm + L.coltab) + x * (sv + 1);
+            ct[0] = fold_taps(ct + 1, T.w0 + x, pl, kw, dw, sw, T.qlo, T.qlo + T.qw - 1, 4 * ldg, 4 * Cg, sv);  // bytes
         }
         if (steps > 0) {
-            fold_fetch(ds, dyg, PQ, Q, plo, qlo, qdiv, min(bpt, phi - plo + 1) * qw, 0, Kg);
+            fold_fetch(ds, dyg, PQ, Q, T.plo, T.qlo, qdiv, min(T.bpt, T.phi - T.plo + 1) * T.qw, 0, Kg);
             cp_async_commit();
         }
-        int hw = h0, tend = h0 - 1;  // next row to store; last row any band reached
-        float acc[NT][4];
-        for (int s = 0; s < steps; ++s) {
-            const int band = s / kch, kc = s % kch, pb = plo + band * bpt, pe = min(phi + 1, pb + bpt);
-            if (kc == 0)
+        for (int band = 0; band < T.bands; ++band) {
+            const int pb = T.plo + band * T.bpt, pe = min(T.phi + 1, pb + T.bpt), npx = (pe - pb) * T.qw;
+            float acc[NT][4];  // scoped to the band: dead during the fold, whose registers it leaves free
 #pragma unroll
-                for (int j = 0; j < NT; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
-            cp_async_wait<0>();
-            __syncthreads();  // step s landed for all; step s - 1's MMAs and the last fold are done
-            if (s + 1 < steps) {
-                const int nb = (s + 1) / kch, pn = plo + nb * bpt;
-                fold_fetch(ds + ((s + 1) % 2) * FOLD_PIX * FOLD_KC, dyg, PQ, Q, pn, qlo, qdiv,
-                           (min(phi + 1, pn + bpt) - pn) * qw, (s + 1) % kch * FOLD_KC, Kg);
-                cp_async_commit();
+            for (int j = 0; j < NT; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+            for (int kc = 0; kc < kch; ++kc) {
+                const int s = band * kch + kc;
+                cp_async_wait<0>();
+                __syncthreads();  // step s landed for all; step s - 1's MMAs and the last band's end are done
+                if (s + 1 < steps) {  // the next step: this band's next chunk, or the next band's first
+                    const int pn = kc + 1 < kch ? pb : pb + T.bpt;
+                    fold_fetch(ds + ((s + 1) % 2) * FOLD_PIX * FOLD_KC, dyg, PQ, Q, pn, T.qlo, qdiv,
+                               (min(T.phi + 1, pn + T.bpt) - pn) * T.qw, kc + 1 < kch ? (kc + 1) * FOLD_KC : 0, Kg);
+                    cp_async_commit();
+                }
+                if (warp * 16 < npx) fold_mma<NT>(ds + (s % 2) * FOLD_PIX * FOLD_KC, ws + kc * nr * FOLD_KC, nt, acc);
             }
-            const int npx = (pe - pb) * qw;
-            if (warp * 16 < npx) fold_mma<NT>(ds + (s % 2) * FOLD_PIX * FOLD_KC, ws + kc * nr * FOLD_KC, nt, acc);
-            if (kc + 1 < kch) continue;
             // G: acc[j] = rows g, g + 8 of the warp's pixels, taps 8j + 2(lane % 4) + {0, 1}
             if (warp * 16 < npx) {
                 float* gw = gs + (warp * 16 + lane / 4) * ldg + 2 * (lane % 4);
@@ -228,50 +354,37 @@ __device__ void fold_backward_data(float* sm, const float* __restrict__ dy, cons
                         gw[8 * j + 8 * ldg + 1] = acc[j][3];
                     }
             }
-            // the band's window rows (those the task owns) and their row taps
-            const int ht0 = max(hw, pb * sh - pt), ht1 = min(h1 - 1, (pe - 1) * sh - pt + (kh - 1) * dh);
-            for (int r = t; r <= ht1 - ht0; r += FOLD_THREADS) {
-                int* rt_ = rowtab + r * (rv + 1);
-                rt_[0] = fold_taps(rt_ + 1, ht0 + r, pt, kh, dh, sh, pb, pe - 1, qw * ldg, kw * Cg, rv);
-            }
-            __syncthreads();
-            if (hg < groups_h && wo < twe) switch (Cg) {  // uniform
-                case 1: fold_band<1>(win, gs, coltab + wo * (sv + 1), rowtab, rv, ht0, ht1, hg, groups_h, wr, tw, wo); break;
-                case 2: fold_band<2>(win, gs, coltab + wo * (sv + 1), rowtab, rv, ht0, ht1, hg, groups_h, wr, tw, wo); break;
-                case 3: fold_band<3>(win, gs, coltab + wo * (sv + 1), rowtab, rv, ht0, ht1, hg, groups_h, wr, tw, wo); break;
-                default: fold_band<4>(win, gs, coltab + wo * (sv + 1), rowtab, rv, ht0, ht1, hg, groups_h, wr, tw, wo);
-            }
-            tend = max(tend, ht1);
-            __syncthreads();
-            // rows below pe*sh - pt are complete: no later band reaches them
-            const int hnew = band + 1 == bands ? h1 : min(h1, max(hw, pe * sh - pt));
-            if (hg < groups_h && wo < twe)
-                for (int c = 0; c < Cg; ++c)
-                    for (int h = hw + hg; h < hnew; h += groups_h) {
-                        float* cell = win + (c * wr + (h & (wr - 1))) * tw + wo;
-                        const bool held = h <= tend;
-                        dxg[c * HW + (long long)h * W + w0 + wo] = held ? *cell : 0.f;
-                        if (held) *cell = 0.f;
-                    }
-            hw = hnew;
+            fold_band_end(sm, L, dx, GEOM_ARGS, tw, wr, sv, rv, ldg, pb, pe);
         }
-        if (steps == 0 && hg < groups_h && wo < twe)  // no dy pixel reaches the task: zeros
+        if (steps == 0 && t / tw < max(1, FOLD_THREADS / tw) && t % tw < T.twe)  // no dy pixel reaches the task
             for (int c = 0; c < Cg; ++c)
-                for (int h = h0 + hg; h < h1; h += groups_h) dxg[c * HW + (long long)h * W + w0 + wo] = 0.f;
+                for (int h = T.h0 + t / tw; h < T.h1; h += max(1, FOLD_THREADS / tw))
+                    dx[((long long)T.n * C + T.g * Cg + c) * H * W + (long long)h * W + T.w0 + t % tw] = 0.f;
     }
 }
 
 // ------------------------------------------------------------ entry points
 
+// Before sm_80 (no TF32 mma.sync) the entry points exist and trap: gpucnn.cuda.fold.ok never
+// launches them there (compute capability < 80).
 #if TC_AVAILABLE
-#define CONV2D_FOLD(NT)                                                                                          \
-    extern "C" __global__ void __launch_bounds__(FOLD_THREADS, 1) conv2d_fold_backward_data_tf32_n##NT##_f32(   \
-        const float* __restrict__ dy, const float* __restrict__ w, float* __restrict__ dx, GEOM, int tw, int th, \
-        int bp, int wr, int sv, int rv) {                                                                        \
-        extern __shared__ __align__(16) unsigned char fold_smem[];                                              \
-        fold_backward_data<NT>(reinterpret_cast<float*>(fold_smem), dy, w, dx, GEOM_ARGS, tw, th, bp, wr, sv, rv); \
-    }
-CONV2D_FOLD(8)
-CONV2D_FOLD(16)
-CONV2D_FOLD(24)
+#define FOLD_BODY(NT) \
+    fold_backward_data<NT>(reinterpret_cast<float*>(fold_smem), dy, w, dx, GEOM_ARGS, tw, th, bp, wr, sv, rv);
+#else
+#define FOLD_BODY(NT) __trap();
 #endif
+#define CONV2D_FOLD(NT, BLOCKS)                                                                                  \
+    extern "C" __global__ void __launch_bounds__(FOLD_THREADS, __CUDA_ARCH__ >= 900 ? (BLOCKS) : 1)            \
+    conv2d_fold_backward_data_tf32_n##NT##_f32(const float* __restrict__ dy, const float* __restrict__ w,       \
+                                               float* __restrict__ dx, GEOM, int tw, int th, int bp, int wr,   \
+                                               int sv, int rv) {                                               \
+        extern __shared__ __align__(16) unsigned char fold_smem[];                                              \
+        FOLD_BODY(NT)                                                                                           \
+    }
+// BLOCKS an SM to fit registers for on sm_90 (gpucnn/cuda/fold.py's REG_BLOCKS): two where the taps'
+// accumulators (4 NT registers) leave room under 128 registers (16 tiles: 64, with no spill), so one
+// block's MMAs run beside the other's fold where the shared memory holds both (deepspeech: 2 x 105
+// KiB). sm_80's ptxas spills at 128 registers: one there, as tc_gemm.cuh's TC_KERNEL.
+CONV2D_FOLD(8, 2)
+CONV2D_FOLD(16, 2)
+CONV2D_FOLD(24, 1)

@@ -181,15 +181,15 @@ def test_conv2d_tc_tiles(mode, tile, order, xs, ws, stride, padding, dilation, g
 
 # kernels/conv2d_fold.cu (the fold family: tf32 backward-data of 1 to 4 channels a group), forced,
 # with its layout forced too where given (tw dx columns a tile, th rows a segment): 40 filters (two
-# k-chunks of 32) of a 7x7 / 2 stem (147 taps: the 24-tile kernel) walked in 3 bands of 7 dy rows
-# (29 columns: 18 dy columns a band), then in 3 x 4 tiles and segments (dy columns and rows computed
+# k-chunks of 32) of a 7x7 / 2 stem (147 taps: the 24-tile kernel) walked in 3 bands of 11 dy rows
+# (tiles of 16 and 13 columns: 11 dy columns a band), then in 3 x 4 tiles and segments (dy columns and rows computed
 # twice where they meet, a last segment of 3 rows); one channel with 5 x 20 taps at stride 2 (the
 # 16-tile kernel, 10 column taps a pixel) in one task and in tiles of 20; 70 filters (three
 # k-chunks) of a 3x3 stride-1 stem in 4 bands of 3 rows; groups with stride (2, 3), dilation (2, 1)
 # and padding; stride 3 past 3 x 5 taps (dx rows and columns no tap reaches: zeros, between bands
 # too with bands of one row); a 1 x 2 filter at stride 3 (rows without taps); one-pixel-wide images.
 FOLD_CASES = [  # id: x, w, stride, padding, dilation, groups, (tw, th) or None
-    ("stem_7x7_bands", (2, 3, 30, 29), (40, 3, 7, 7), 2, 3, 1, 1, (29, 30)),
+    ("stem_7x7_bands", (2, 3, 50, 29), (40, 3, 7, 7), 2, 3, 1, 1, (16, 50)),
     ("stem_7x7_tiles", (2, 3, 30, 29), (40, 3, 7, 7), 2, 3, 1, 1, (10, 9)),
     ("c1_wide_s2", (2, 1, 13, 60), (12, 1, 5, 20), 2, 0, 1, 1, None),
     ("c1_wide_s2_tiles", (2, 1, 13, 60), (12, 1, 5, 20), 2, 0, 1, 1, (20, 5)),

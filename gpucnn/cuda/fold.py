@@ -10,12 +10,18 @@ segment of ``th`` dx rows, tile of ``tw`` dx columns); its tile needs at most
 ``qw`` dy columns (the tile's plus (kw - 1)*dw / sw on the left, computed
 twice where tiles meet) and walks its segment's dy rows in bands of
 ``bp = PIX // qw`` rows. The tile and segment are chosen by ``cost``: whole
-waves of tasks (one block an SM) x a task's band count x (the MMAs of a band
-+ its fold), so tiles stay wide (little overlap) while the tasks still fill
-the SMs: resnet-stem (224 x 224, 7x7 / 2, 16 images) takes 2 tiles of 112
-columns (59 dy columns, 2 rows a band) and 4 segments of 56 rows: 128 tasks
-for 132 SMs; deepspeech (161 x 700, 5x20 / 2) 3 tiles of 234 columns (126
-dy columns, a row a band) and 3 segments.
+waves of tasks (blocks_per_sm an SM) x a task's band count x band_sm_clocks
+(the MMAs of a band, its fold, and on an SM holding two blocks one's fold
+beside the other's MMAs), so tiles stay wide (little overlap) and bands tall
+(each window row is visited by fewer bands) while the tasks still fill the
+SMs. resnet-stem (16 x 3 x 224 x 224, 64 filters 7x7 / 2; the 24-tile kernel,
+one block an SM): 4 tiles of 56 columns (31 dy columns, 4 rows a band: 124 of
+128 pixels) and 2 segments of 112 rows, 128 tasks of 15 bands for 132 SMs;
+the MMAs run 5.03 GFLOP for the pass's 3.78 (tap tiles 147 of 160 columns,
+pixels 124 of 128, the tiles' overlap 28 of 31 columns, the segments' 56 of
+59 rows). deepspeech (16 x 1 x 161 x 700, 32 filters 5x20 / 2; the 16-tile
+kernel, two blocks an SM): 16 tiles of 44 columns (32 dy columns, 4 rows a
+band) and one segment, 256 tasks of 20 bands.
 """
 from __future__ import annotations
 
@@ -33,17 +39,29 @@ from gpucnn.cuda.launch import launch_tasks
 FAMILY = "conv2d_fold"
 KERNELS = ()
 F32_KERNELS = tuple(f"conv2d_fold_backward_data_tf32_n{nt}_f32" for nt in (8, 16, 24))  # float only
-THREADS, PIX, KC = 256, 128, 32  # FOLD_THREADS, FOLD_PIX, FOLD_KC
+THREADS, PIX, KC, TASK_WORDS = 256, 128, 32, 16  # FOLD_THREADS, FOLD_PIX, FOLD_KC, FOLD_TASK_WORDS
 TAP_TILES = (8, 16, 24)  # the kernels' NT: 8-wide MMA tiles of taps they hold (accumulators: 4 NT registers)
+REG_BLOCKS = {8: 2, 16: 2, 24: 1}  # CONV2D_FOLD's BLOCKS: blocks an SM their registers allow (__launch_bounds__)
+SM_SMEM, BLOCK_RESERVED = 233472, 1024  # shared memory of an sm_80/sm_90 SM, and what each block reserves
 MAX_TW = THREADS  # a fold thread owns one column of the tile
 # dynamic shared memory a block may opt in to, by compute capability (bytes)
 SMEM_LIMIT = {80: 166912, 87: 166912, 90: 232448, 100: 232448, 103: 232448}
 SMEM_DEFAULT = 101376
 MMA_CLOCKS = 2.0  # SM clocks a block's m16n8k8 takes at mma.sync's ~half rate (gpucnn.bench.model_consts)
-# The fold's lane-instructions (sm_90 SASS of fold_band<3>, bench/results/static-sm90.md): its tap
-# loop issues 50 instructions for 12 FADD (4 taps x 3 channels: a row offset's LDS, address
-# arithmetic, 3 LDS and 3 FADD a tap); a window cell visit (loads, stores, tables, loop) about 24.
-ADD_ISSUE, CELL_ISSUE = 4.2, 24
+# The fold's lane-instructions (sm_90 SASS of conv2d_fold_backward_data_tf32_n24_f32, fold_cell's
+# loops with the row offsets in registers, 1 to 4 row taps): per channel added, 3.4-3.9 with one
+# channel a group (an address add, an LDS and an FADD a tap), 2.8-3.4 with two, 2.5-2.9 with three,
+# 2.4-2.9 with four; per window cell visit (all its channels) about 48: ~20 to load the window's
+# values and the tables' counts, ~6 for the switch over the row taps, ~10 to set up its case, ~9
+# to store the values and loop.
+ADD_ISSUE = {1: 3.8, 2: 3.1, 3: 2.8, 4: 2.6}
+CELL_ISSUE = 48
+# A step's instructions a warp (the same kernel's k-step loop, sm_90): the fetch of 16 copies in
+# two runs of 8 (every copy live: Kg a multiple of KC), its set-up, the wait and the barrier,
+# ~190, issued by all 8 warps; the MMAs of NP pairs of tap tiles, ~33 + 12 NP (4 k-slices of an
+# ldmatrix of dy, 4 conversions to TF32, and per pair an ldmatrix of w and 2 HMMA: 45 for 1 pair,
+# 81 for 4, 120 for 7, 137 for 8), by the warps holding pixels.
+STEP_FETCH_ISSUE, STEP_MMA_ISSUE, PAIR_ISSUE = 190, 33, 12
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,40 +96,68 @@ def span(size: int, k: int, stride: int, dil: int) -> int:
 def smem_bytes(g, tw: int, wr: int, sv: int, rv: int) -> int:
     """FoldSmem's total (kernels/conv2d_fold.cu), in bytes."""
     Cg, Kg, w = g.C // g.groups, g.K // g.groups, g.win
-    nt = cdiv(Cg * w.kh * w.kw, 8)
-    nr, ldg = cdiv(nt, 2) * 16, nt * 8 + 1
-    words = cdiv(Kg, KC) * nr * KC + 2 * PIX * KC + PIX * ldg + Cg * wr * tw + tw * (sv + 1) + wr * (rv + 1)
+    nr = tap_tiles(g) * 8
+    ldg = nr + 1
+    words = cdiv(Kg, KC) * nr * KC + 2 * PIX * KC + PIX * ldg + Cg * wr * tw + tw * (sv + 1) + wr * (rv + 1) + TASK_WORDS
     return 4 * words
+
+
+def tap_tiles(g) -> int:
+    """The 8-wide MMA tiles of the kernels' taps: Cg*kh*kw in whole pairs (fold_mma's ldmatrix.x4 of B)."""
+    return 2 * cdiv(g.C // g.groups * g.win.kh * g.win.kw, 16)
+
+
+def band_step_issue(g, p: Plan) -> float:
+    """Warp-instructions a block issues for a band's MMA steps (STEP_*_ISSUE)."""
+    warps = cdiv(min(PIX, p.bp * p.qw), 16)
+    steps = cdiv(g.K // g.groups, KC)
+    return steps * (THREADS // 32 * STEP_FETCH_ISSUE + warps * (STEP_MMA_ISSUE + PAIR_ISSUE * tap_tiles(g) // 2))
 
 
 def band_mmas(g, p: Plan) -> int:
     """m16n8k8 MMAs a block runs a band: its warps with pixels x k-slices x tap tiles."""
-    Cg, w = g.C // g.groups, g.win
-    return cdiv(min(PIX, p.bp * p.qw), 16) * cdiv(g.K // g.groups, KC) * KC // 8 * cdiv(Cg * w.kh * w.kw, 8)
+    return cdiv(min(PIX, p.bp * p.qw), 16) * cdiv(g.K // g.groups, KC) * KC // 8 * tap_tiles(g)
 
 
 def band_fold_issue(g, p: Plan) -> float:
     """Lane-instructions of a band's fold: each window cell the band reaches (a
-    channel, a row, a column) costs CELL_ISSUE, each tap added ADD_ISSUE; a
-    band completes bp*sh rows, whose pixels hold kh*kw / (sh*sw) taps each on
-    average."""
+    row and a column, all Cg channels) costs CELL_ISSUE, each channel's tap
+    added ADD_ISSUE; a band completes bp*sh rows, whose pixels hold
+    kh*kw / (sh*sw) taps each on average."""
     w, Cg = g.win, g.C // g.groups
     rows = (p.bp - 1) * w.sh + (w.kh - 1) * w.dh + 1
     adds = p.bp * w.sh * w.kh * w.kw / (w.sh * w.sw)
-    return Cg * p.tw * (rows * CELL_ISSUE + adds * ADD_ISSUE)
+    return p.tw * (rows * CELL_ISSUE + Cg * adds * ADD_ISSUE[Cg])
+
+
+def blocks_per_sm(p: Plan) -> int:
+    """Blocks of plan ``p`` an SM holds: its kernel's registers (REG_BLOCKS) and its shared memory."""
+    return max(1, min(REG_BLOCKS[p.nt], SM_SMEM // (p.smem + BLOCK_RESERVED)))
+
+
+def band_sm_clocks(mma: float, fold: float, per_sm: int, mma_issue: float = 0.0) -> float:
+    """SM clocks for per_sm blocks to each run a band of ``mma`` tensor-pipe
+    clocks (``mma_issue`` of them issuing) then ``fold`` issue clocks: a block's
+    own band takes mma + fold (barriers order them), and the SM's tensor pipe
+    and issue slots are shared, so one block's fold runs beside another's MMAs."""
+    return max(per_sm * mma, per_sm * (mma_issue + fold), mma + fold)
 
 
 def cost(g, p: Plan, sms: int) -> float:
-    """Relative SM clocks of plan ``p``: whole waves of tasks (one block an SM)
-    x a task's bands x (the band's MMAs at MMA_CLOCKS + its fold at 4
-    warp-instructions a clock)."""
-    return cdiv(p.tasks, sms) * p.bands * (band_mmas(g, p) * MMA_CLOCKS + band_fold_issue(g, p) / 32 / 4)
+    """Relative SM clocks of plan ``p``: whole waves of tasks (blocks_per_sm an
+    SM) x a task's bands x band_sm_clocks (the band's MMAs at MMA_CLOCKS, its
+    fold at 4 warp-instructions a clock)."""
+    per_sm = blocks_per_sm(p)
+    clocks = band_sm_clocks(band_mmas(g, p) * MMA_CLOCKS, band_fold_issue(g, p) / 32 / 4, per_sm,
+                            band_step_issue(g, p) / 4)
+    return cdiv(p.tasks, sms * per_sm) * p.bands * clocks
 
 
 def ok(g, cc: int = 90) -> bool:
-    """Whether the fold kernels can run ``g``: 1 to SMALL_C channels a group,
-    at most 192 taps, and a plan whose shared memory fits."""
-    return g.C // g.groups <= SMALL_C and g.C // g.groups * g.win.kh * g.win.kw <= 8 * TAP_TILES[-1] \
+    """Whether the fold kernels can run ``g`` on compute capability ``cc``:
+    tensor cores (sm_80 and newer), 1 to SMALL_C channels a group, at most 192
+    taps, and a plan whose shared memory fits."""
+    return cc >= 80 and g.C // g.groups <= SMALL_C and g.C // g.groups * g.win.kh * g.win.kw <= 8 * TAP_TILES[-1] \
         and plan(g, 132, cc) is not None
 
 

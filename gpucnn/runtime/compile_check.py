@@ -56,8 +56,8 @@ def dynamic_smem(kernel: str) -> int:
 
 
 def tensor_core(kernel: str) -> bool:
-    """Whether ``kernel`` is a tensor-core variant (tc_gemm.cuh's TC_VARIANTS)."""
-    return bool(_TC_KERNEL.search(kernel))
+    """Whether ``kernel`` is a tensor-core variant (tc_gemm.cuh's TC_VARIANTS, conv2d_fold.cu's kernels)."""
+    return bool(_TC_KERNEL.search(kernel)) or kernel.startswith("conv2d_fold_")
 
 
 def min_blocks(family: str, kernel: str) -> int:
