@@ -5,8 +5,8 @@
 // G = dY Fᵀ (a row per dy pixel, a column per (channel, tap)), then the
 // reverse operator φ⁻¹ (col2im: every dx pixel sums the G entries of the taps
 // whose windows held it). Here both run on chip: G is a tensor-core GEMM
-// whose columns are the Cg*kh*kw taps in pairs of 8-wide MMA tiles (147 for a
-// 3-channel 7x7 stem: 20 tiles, 92% live), and φ⁻¹ adds G into a window of dx rows held in
+// whose columns are the Cg*kh*kw taps in 8-wide MMA tiles (147 for a 3-channel
+// 7x7 stem: 19 tiles, 97% live), and φ⁻¹ adds G into a window of dx rows held in
 // shared memory. The implicit GEMMs instead put the Cg channels on the MMA's
 // rows (3 of 16 live) and FFMA kernels (conv2d_strip.cu, depthwise.cu's
 // window) cannot reach cuDNN's TF32 rate.
@@ -135,8 +135,9 @@ __device__ __forceinline__ void fold_fetch(float* ds, const float* __restrict__ 
 }
 
 // acc[j] += dy's 16 pixels of this warp x w's tap tile j, over one chunk, for the NP pairs of
-// tiles j < 2 NP.
-template <int NP, int NT>
+// tiles j < 2 NP, the last pair's second tile left out when ODD (its ldmatrix.x2: lanes 0-15's
+// addresses, matrices k +0/+4 of the pair's first tile, as the x4's first two).
+template <int NP, bool ODD, int NT>
 __device__ __forceinline__ void fold_mma_pairs(const float* ds, const float* wsk, float (&acc)[NT][4]) {
     if constexpr (NP <= NT / 2) {
         const int lane = threadIdx.x % 32, q = lane / 8, r8 = lane % 8;
@@ -152,35 +153,35 @@ __device__ __forceinline__ void fold_mma_pairs(const float* ds, const float* wsk
             for (int j = 0; j < 4; ++j) a[j] = tf32_rn(__uint_as_float(a[j]));
 #pragma unroll
             for (int p = 0; p < NP; ++p) {  // pair p's rows lie 16 p further: bits above the swizzle's
-                unsigned b[4];
-                ldmatrix<4, false>(b, bb + (ob ^ (k8 << 5)) + p * 16 * FOLD_KC * 4);
-                const unsigned b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
-                mma_tf32(acc[2 * p], a, b0, acc[2 * p]);
-                mma_tf32(acc[2 * p + 1], a, b1, acc[2 * p + 1]);
+                const char* row = bb + (ob ^ (k8 << 5)) + p * 16 * FOLD_KC * 4;
+                if (ODD && p == NP - 1) {
+                    unsigned b0[2];
+                    ldmatrix<2, false>(b0, row);
+                    mma_tf32(acc[2 * p], a, b0, acc[2 * p]);
+                } else {
+                    unsigned b[4];
+                    ldmatrix<4, false>(b, row);
+                    const unsigned b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
+                    mma_tf32(acc[2 * p], a, b0, acc[2 * p]);
+                    mma_tf32(acc[2 * p + 1], a, b1, acc[2 * p + 1]);
+                }
             }
         }
     }
 }
 
-// The same for the launch's nt tiles (even: w's rows past the taps are zeros), as one of NT / 2
-// unrolled loops chosen once a chunk: a test a pair and k-slice cost ~4 instructions (uniform
-// compare, predicate, branch, alignment NOP: 128 of the 16-tile kernel's 484 a step, sm_90),
-// a switch a k-slice ~30 (a jump table's dispatch).
+// The same for the launch's nt tiles, as one of NT unrolled loops chosen once a chunk: a test a
+// pair and k-slice cost ~4 instructions (uniform compare, predicate, branch, alignment NOP: 128
+// of the 16-tile kernel's 484 a step, sm_90), a switch a k-slice ~30 (a jump table's dispatch).
+#define FOLD_TILES_CASE(NP)                                   \
+    case 2 * NP: fold_mma_pairs<NP, false>(ds, wsk, acc); break; \
+    case 2 * NP - 1: fold_mma_pairs<NP, true>(ds, wsk, acc); break;
 template <int NT>
 __device__ __forceinline__ void fold_mma(const float* ds, const float* wsk, int nt, float (&acc)[NT][4]) {
-    switch (nt / 2) {  // uniform: nt is the launch's
-        case 12: fold_mma_pairs<12>(ds, wsk, acc); break;
-        case 11: fold_mma_pairs<11>(ds, wsk, acc); break;
-        case 10: fold_mma_pairs<10>(ds, wsk, acc); break;
-        case 9: fold_mma_pairs<9>(ds, wsk, acc); break;
-        case 8: fold_mma_pairs<8>(ds, wsk, acc); break;
-        case 7: fold_mma_pairs<7>(ds, wsk, acc); break;
-        case 6: fold_mma_pairs<6>(ds, wsk, acc); break;
-        case 5: fold_mma_pairs<5>(ds, wsk, acc); break;
-        case 4: fold_mma_pairs<4>(ds, wsk, acc); break;
-        case 3: fold_mma_pairs<3>(ds, wsk, acc); break;
-        case 2: fold_mma_pairs<2>(ds, wsk, acc); break;
-        default: fold_mma_pairs<1>(ds, wsk, acc);
+    switch (nt) {  // uniform: nt is the launch's
+        FOLD_TILES_CASE(12) FOLD_TILES_CASE(11) FOLD_TILES_CASE(10) FOLD_TILES_CASE(9) FOLD_TILES_CASE(8)
+        FOLD_TILES_CASE(7) FOLD_TILES_CASE(6) FOLD_TILES_CASE(5) FOLD_TILES_CASE(4) FOLD_TILES_CASE(3)
+        FOLD_TILES_CASE(2) FOLD_TILES_CASE(1)
     }
 }
 
@@ -209,6 +210,7 @@ __device__ __forceinline__ void fold_taps_rv(float (&v)[CB], const char* gs, con
     int ro[RV];
 #pragma unroll
     for (int i = 0; i < RV; ++i) ro[i] = rt[i];
+#pragma unroll 1  // a stem's 3 or 4 column taps: unrolled by 4, ptxas's remainder ladder cost more than the loop
     for (int j = 0; j < ncol; ++j) {
         const char* gc = gs + ct[j];
 #pragma unroll
@@ -302,7 +304,7 @@ template <int NT>
 __device__ void fold_backward_data(float* sm, const float* __restrict__ dy, const float* __restrict__ w,
                                    float* __restrict__ dx, GEOM, int tw, int th, int bp, int wr, int sv, int rv) {
     const int Cg = C / G, Kg = K / G, taps = Cg * kh * kw;  // taps: G's columns
-    const int nt = (taps + 15) / 16 * 2, nr = nt * 8, ldg = nr + 1;  // tap tiles, even; ldg odd: the fold's lanes spread
+    const int nt = (taps + 7) / 8, nr = (nt + 1) / 2 * 16, ldg = nr + 1;  // w's rows: whole pairs; ldg odd: the fold's lanes spread
     const int kch = (Kg + FOLD_KC - 1) / FOLD_KC;
     const FoldSmem L(kch, nr, ldg, Cg, wr, tw, sv, rv);
     float *ws = sm + L.ws, *ds = sm + L.ds, *gs = sm + L.gs;

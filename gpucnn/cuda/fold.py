@@ -17,7 +17,7 @@ beside the other's MMAs), so tiles stay wide (little overlap) and bands tall
 SMs. resnet-stem (16 x 3 x 224 x 224, 64 filters 7x7 / 2; the 24-tile kernel,
 one block an SM): 4 tiles of 56 columns (31 dy columns, 4 rows a band: 124 of
 128 pixels) and 2 segments of 112 rows, 128 tasks of 15 bands for 132 SMs;
-the MMAs run 5.03 GFLOP for the pass's 3.78 (tap tiles 147 of 160 columns,
+the MMAs run 4.78 GFLOP for the pass's 3.78 (tap tiles 147 of 152 columns,
 pixels 124 of 128, the tiles' overlap 28 of 31 columns, the segments' 56 of
 59 rows). deepspeech (16 x 1 x 161 x 700, 32 filters 5x20 / 2; the 16-tile
 kernel, two blocks an SM): 16 tiles of 44 columns (32 dy columns, 4 rows a
@@ -48,14 +48,13 @@ MAX_TW = THREADS  # a fold thread owns one column of the tile
 SMEM_LIMIT = {80: 166912, 87: 166912, 90: 232448, 100: 232448, 103: 232448}
 SMEM_DEFAULT = 101376
 MMA_CLOCKS = 2.0  # SM clocks a block's m16n8k8 takes at mma.sync's ~half rate (gpucnn.bench.model_consts)
-# The fold's lane-instructions (sm_90 SASS of conv2d_fold_backward_data_tf32_n24_f32, fold_cell's
-# loops with the row offsets in registers, 1 to 4 row taps): per channel added, 3.4-3.9 with one
-# channel a group (an address add, an LDS and an FADD a tap), 2.8-3.4 with two, 2.5-2.9 with three,
-# 2.4-2.9 with four; per window cell visit (all its channels) about 48: ~20 to load the window's
-# values and the tables' counts, ~6 for the switch over the row taps, ~10 to set up its case, ~9
-# to store the values and loop.
-ADD_ISSUE = {1: 3.8, 2: 3.1, 3: 2.8, 4: 2.6}
-CELL_ISSUE = 48
+# The fold's lane-instructions (sm_90 SASS of conv2d_fold_backward_data_tf32_n24_f32 and _n16,
+# fold_cell with 1 to 4 row taps in registers, the column taps' loop not unrolled): a column tap
+# costs 6 + RV (1 + 2 Cg) for RV row taps and Cg channels (an address add, then an LDS and an
+# FADD a channel, a row tap: 9-18 with one channel, 13-34 with three); a window cell visit about
+# 40 (its channels' loads and stores, the row table's count and offsets, the switch over RV, the
+# loop).
+CELL_ISSUE, COLUMN_TAP_ISSUE = 40, 6
 # A step's instructions a warp (the same kernel's k-step loop, sm_90): the fetch of 16 copies in
 # two runs of 8 (every copy live: Kg a multiple of KC), its set-up, the wait and the barrier,
 # ~190, issued by all 8 warps; the MMAs of NP pairs of tap tiles, ~33 + 12 NP (4 k-slices of an
@@ -96,22 +95,22 @@ def span(size: int, k: int, stride: int, dil: int) -> int:
 def smem_bytes(g, tw: int, wr: int, sv: int, rv: int) -> int:
     """FoldSmem's total (kernels/conv2d_fold.cu), in bytes."""
     Cg, Kg, w = g.C // g.groups, g.K // g.groups, g.win
-    nr = tap_tiles(g) * 8
+    nr = cdiv(tap_tiles(g), 2) * 16
     ldg = nr + 1
     words = cdiv(Kg, KC) * nr * KC + 2 * PIX * KC + PIX * ldg + Cg * wr * tw + tw * (sv + 1) + wr * (rv + 1) + TASK_WORDS
     return 4 * words
 
 
 def tap_tiles(g) -> int:
-    """The 8-wide MMA tiles of the kernels' taps: Cg*kh*kw in whole pairs (fold_mma's ldmatrix.x4 of B)."""
-    return 2 * cdiv(g.C // g.groups * g.win.kh * g.win.kw, 16)
+    """The 8-wide MMA tiles of the kernels' Cg*kh*kw taps (w's rows in shared memory: whole pairs)."""
+    return cdiv(g.C // g.groups * g.win.kh * g.win.kw, 8)
 
 
 def band_step_issue(g, p: Plan) -> float:
     """Warp-instructions a block issues for a band's MMA steps (STEP_*_ISSUE)."""
     warps = cdiv(min(PIX, p.bp * p.qw), 16)
     steps = cdiv(g.K // g.groups, KC)
-    return steps * (THREADS // 32 * STEP_FETCH_ISSUE + warps * (STEP_MMA_ISSUE + PAIR_ISSUE * tap_tiles(g) // 2))
+    return steps * (THREADS // 32 * STEP_FETCH_ISSUE + warps * (STEP_MMA_ISSUE + PAIR_ISSUE * cdiv(tap_tiles(g), 2)))
 
 
 def band_mmas(g, p: Plan) -> int:
@@ -120,14 +119,16 @@ def band_mmas(g, p: Plan) -> int:
 
 
 def band_fold_issue(g, p: Plan) -> float:
-    """Lane-instructions of a band's fold: each window cell the band reaches (a
-    row and a column, all Cg channels) costs CELL_ISSUE, each channel's tap
-    added ADD_ISSUE; a band completes bp*sh rows, whose pixels hold
-    kh*kw / (sh*sw) taps each on average."""
+    """Lane-instructions of a band's fold, per column of the tile: each window
+    cell the band reaches (a row, all Cg channels) costs CELL_ISSUE and walks
+    the column's taps (kw / (sw / gcd(sw, dw)) on average, COLUMN_TAP_ISSUE
+    each), each (row tap, column tap) pair 1 + 2 Cg; a band completes bp*sh
+    rows, whose pixels hold kh*kw / (sh*sw) taps each on average."""
     w, Cg = g.win, g.C // g.groups
     rows = (p.bp - 1) * w.sh + (w.kh - 1) * w.dh + 1
-    adds = p.bp * w.sh * w.kh * w.kw / (w.sh * w.sw)
-    return p.tw * (rows * CELL_ISSUE + Cg * adds * ADD_ISSUE[Cg])
+    columns = w.kw / (w.sw // math.gcd(w.sw, w.dw))
+    taps = p.bp * w.sh * w.kh * w.kw / (w.sh * w.sw)
+    return p.tw * (rows * (CELL_ISSUE + columns * COLUMN_TAP_ISSUE) + taps * (1 + 2 * Cg))
 
 
 def blocks_per_sm(p: Plan) -> int:
