@@ -31,16 +31,16 @@ import dataclasses
 import functools
 import math
 
-from gpucnn.cuda.algo_direct import SMALL_C, cdiv
 import numpy as np
 
+from gpucnn.cuda.algo_direct import SMALL_C, cdiv
 from gpucnn.cuda.launch import launch_tasks
 
 FAMILY = "conv2d_fold"
-KERNELS = ()
-F32_KERNELS = tuple(f"conv2d_fold_backward_data_tf32_n{nt}_f32" for nt in (8, 16, 24))  # float only
 THREADS, PIX, KC, TASK_WORDS = 256, 128, 32, 16  # FOLD_THREADS, FOLD_PIX, FOLD_KC, FOLD_TASK_WORDS
 TAP_TILES = (8, 16, 24)  # the kernels' NT: 8-wide MMA tiles of taps they hold (accumulators: 4 NT registers)
+KERNELS = ()
+F32_KERNELS = tuple(f"conv2d_fold_backward_data_tf32_n{nt}_f32" for nt in TAP_TILES)  # float only
 REG_BLOCKS = {8: 2, 16: 2, 24: 1}  # CONV2D_FOLD's BLOCKS: blocks an SM their registers allow (__launch_bounds__)
 SM_SMEM, BLOCK_RESERVED = 233472, 1024  # shared memory of an sm_80/sm_90 SM, and what each block reserves
 MAX_TW = THREADS  # a fold thread owns one column of the tile
