@@ -255,6 +255,22 @@ __device__ __forceinline__ void fold_band(float* win, const float* gs, const int
     }
 }
 
+// The task's dx rows [from, to) in this thread's column (wo = t % tw, rows hg = t / tw apart by
+// groups_h): the window's value for rows a band reached (h <= tend), zeroed after, zero for the rest.
+__device__ __forceinline__ void fold_store_rows(float* __restrict__ dx, float* win, const FoldTask& T, int from,
+                                                int to, int tend, GEOM, int tw, int wr) {
+    const int Cg = C / G, wo = threadIdx.x % tw, hg = threadIdx.x / tw, groups_h = max(1, FOLD_THREADS / tw);
+    if (hg >= groups_h || wo >= T.twe) return;
+    float* dxg = dx + ((long long)T.n * C + T.g * Cg) * H * W + T.w0 + wo;
+    for (int c = 0; c < Cg; ++c)
+        for (int h = from + hg; h < to; h += groups_h) {
+            float* cell = win + (c * wr + (h & (wr - 1))) * tw + wo;
+            const bool held = h <= tend;
+            dxg[(long long)c * H * W + (long long)h * W] = held ? *cell : 0.f;
+            if (held) *cell = 0.f;
+        }
+}
+
 // The end of band [pb, pe) of the task in shared memory: the band's window rows (those the task
 // owns) and their row taps, then the fold (its Cg channels), then the rows no later band reaches
 // stored and zeroed in the window. Every thread calls it (barriers).
@@ -271,8 +287,7 @@ __device__ __forceinline__ void fold_band_end(float* sm, const FoldSmem& L, floa
         rt_[0] = fold_taps(rt_ + 1, ht0 + r, pt, kh, dh, sh, pb, pe - 1, 4 * T.qw * ldg, 4 * kw * Cg, rv);
     }
     __syncthreads();
-    const bool mine = hg < groups_h && wo < T.twe;
-    if (mine) {
+    if (hg < groups_h && wo < T.twe) {
         const float* gs = sm + L.gs;
         const int* ct = reinterpret_cast<const int*>(sm + L.coltab) + wo * (sv + 1);
         switch (Cg) {  // uniform
@@ -287,16 +302,7 @@ __device__ __forceinline__ void fold_band_end(float* sm, const FoldSmem& L, floa
     // rows below pe*sh - pt are complete: no later band reaches them
     const bool last = pb + T.bpt > T.phi;  // the task's last band
     const int hnew = last ? T.h1 : min(T.h1, max(T.hw, pe * sh - pt));
-    if (mine) {
-        float* dxg = dx + ((long long)T.n * C + T.g * Cg) * H * W + T.w0 + wo;
-        for (int c = 0; c < Cg; ++c)
-            for (int h = T.hw + hg; h < hnew; h += groups_h) {
-                float* cell = win + (c * wr + (h & (wr - 1))) * tw + wo;
-                const bool held = h <= tend;
-                dxg[(long long)c * H * W + (long long)h * W] = held ? *cell : 0.f;
-                if (held) *cell = 0.f;
-            }
-    }
+    fold_store_rows(dx, win, T, T.hw, hnew, tend, GEOM_ARGS, tw, wr);
     if (t == 0) ts->hw = hnew, ts->tend = tend;  // read again after the next band's barriers
 }
 
@@ -358,10 +364,8 @@ __device__ void fold_backward_data(float* sm, const float* __restrict__ dy, cons
             }
             fold_band_end(sm, L, dx, GEOM_ARGS, tw, wr, sv, rv, ldg, pb, pe);
         }
-        if (steps == 0 && t / tw < max(1, FOLD_THREADS / tw) && t % tw < T.twe)  // no dy pixel reaches the task
-            for (int c = 0; c < Cg; ++c)
-                for (int h = T.h0 + t / tw; h < T.h1; h += max(1, FOLD_THREADS / tw))
-                    dx[((long long)T.n * C + T.g * Cg + c) * H * W + (long long)h * W + T.w0 + t % tw] = 0.f;
+        if (steps == 0)  // no dy pixel reaches the task: zeros
+            fold_store_rows(dx, sm + L.win, T, T.h0, T.h1, T.h0 - 1, GEOM_ARGS, tw, wr);
     }
 }
 

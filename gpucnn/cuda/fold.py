@@ -33,7 +33,7 @@ import math
 
 import numpy as np
 
-from gpucnn.cuda.algo_direct import SMALL_C, cdiv
+from gpucnn.cuda.algo_direct import SMALL_C, axis_taps, cdiv
 from gpucnn.cuda.launch import launch_tasks
 
 FAMILY = "conv2d_fold"
@@ -82,11 +82,6 @@ class Plan:
         return f"conv2d_fold_backward_data_tf32_n{self.nt}"
 
 
-def axis_taps(k: int, stride: int, dil: int) -> int:
-    """The most taps of k that one coordinate meets along an axis: every stride / gcd(stride, dil)-th."""
-    return cdiv(k, stride // math.gcd(stride, dil))
-
-
 def span(size: int, k: int, stride: int, dil: int) -> int:
     """The most dy coordinates whose windows reach ``size`` consecutive dx coordinates."""
     return (size - 1 + (k - 1) * dil) // stride + 1
@@ -106,16 +101,20 @@ def tap_tiles(g) -> int:
     return cdiv(g.C // g.groups * g.win.kh * g.win.kw, 8)
 
 
+def _mma_warps(p: Plan) -> int:
+    """The warps holding a band's pixels (one m16 tile each)."""
+    return cdiv(min(PIX, p.bp * p.qw), 16)
+
+
 def band_step_issue(g, p: Plan) -> float:
     """Warp-instructions a block issues for a band's MMA steps (STEP_*_ISSUE)."""
-    warps = cdiv(min(PIX, p.bp * p.qw), 16)
-    steps = cdiv(g.K // g.groups, KC)
-    return steps * (THREADS // 32 * STEP_FETCH_ISSUE + warps * (STEP_MMA_ISSUE + PAIR_ISSUE * cdiv(tap_tiles(g), 2)))
+    per_warp = STEP_MMA_ISSUE + PAIR_ISSUE * cdiv(tap_tiles(g), 2)
+    return cdiv(g.K // g.groups, KC) * (THREADS // 32 * STEP_FETCH_ISSUE + _mma_warps(p) * per_warp)
 
 
 def band_mmas(g, p: Plan) -> int:
     """m16n8k8 MMAs a block runs a band: its warps with pixels x k-slices x tap tiles."""
-    return cdiv(min(PIX, p.bp * p.qw), 16) * cdiv(g.K // g.groups, KC) * KC // 8 * tap_tiles(g)
+    return _mma_warps(p) * cdiv(g.K // g.groups, KC) * KC // 8 * tap_tiles(g)
 
 
 def band_fold_issue(g, p: Plan) -> float:
@@ -156,10 +155,9 @@ def cost(g, p: Plan, sms: int) -> float:
 
 def ok(g, cc: int = 90) -> bool:
     """Whether the fold kernels can run ``g`` on compute capability ``cc``:
-    tensor cores (sm_80 and newer), 1 to SMALL_C channels a group, at most 192
-    taps, and a plan whose shared memory fits."""
-    return cc >= 80 and g.C // g.groups <= SMALL_C and g.C // g.groups * g.win.kh * g.win.kw <= 8 * TAP_TILES[-1] \
-        and plan(g, 132, cc) is not None
+    tensor cores (sm_80 and newer) and a plan (1 to SMALL_C channels a group,
+    at most 192 taps, shared memory that fits; the SM count only weighs plans)."""
+    return cc >= 80 and plan(g, 132, cc) is not None
 
 
 def _sizes(n: int) -> list[int]:

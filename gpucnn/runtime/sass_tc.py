@@ -45,7 +45,7 @@ def tc_kernels(arch: str = ARCH) -> dict[str, list[str]]:
     """family -> its tensor-core kernels, by name in the cubin."""
     out = {}
     for family in ("conv2d", "conv2d_phase", "linear", "conv2d_fold"):
-        names = sorted(n for n in family_sass(family, arch) if compile_check.dynamic_smem(n) or family == "conv2d_fold")
+        names = sorted(n for n in family_sass(family, arch) if compile_check.tensor_core(n))
         if names:
             out[family] = names
     return out
@@ -60,7 +60,6 @@ def tc_rows(arch: str = ARCH) -> list[dict]:
             c = Counter(tc_classify(ins.op) for ins in body)
             rows.append({"kernel": name, "instructions": len(body), **{k: c.get(k, 0) for k in TC_CLASSES}})
     return rows
-
 
 
 def tc_ptxas_rows(arch: str = ARCH) -> list[dict]:
