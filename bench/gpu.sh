@@ -5,7 +5,8 @@
 # Steps, in this order, each time-boxed and logged, a failing step never
 # stopping the next (535 s at most in all, plus the time-outs' 10 s grace):
 #   1 device and versions                           10 s
-#   2 the tensor-core primitives on the GPU          40 s   (tests/test_mma_prims.py: layouts in seconds)
+#   2 the tensor-core primitives on the GPU          40 s   (tests/test_mma_prims.py, test_wgmma_prims.py:
+#                                                           layouts and descriptors in seconds)
 #   2b our host launch path on this host's CPU      10 s   (bench/host_path.py: calibrates model_consts'
 #                                                           HOST_SPEED, measured on a 2-core VM; ~3 s here)
 #   3 the GPU test suite (pytest -m gpu)            120 s
@@ -17,6 +18,7 @@
 #     resnet20 at batch 128 against PyTorch eager and torch.compile)
 #   7 ncu on the conv forward kernels of each mode   45 s   (bench/gpu_launches.py large)
 #     (the tile each picks, and tf32's wide tile) and deepspeech's backward-data window and fold kernels
+#     (mma.sync and, forced, wgmma)
 # The lending tool returns at most 8 files from $OUT: the logs go into one
 # tarball (logs.tar.gz) beside summary.txt and the benchmarks' tables and JSON
 # (bench, fused, steps: 8 files, the limit).
@@ -39,7 +41,7 @@ step() {  # step NAME SECONDS COMMAND...: run it under timeout, log it, note its
 }
 
 step 1-device 10 bash -c "nvidia-smi; $PY -c 'import cupy, numpy, torch; print(\"cupy\", cupy.__version__, \"numpy\", numpy.__version__, \"torch\", torch.__version__, \"cudnn\", torch.backends.cudnn.version())'; $PY -m gpucnn.cli info"
-step 2-primitives 40 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_mma_prims.py
+step 2-primitives 40 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_mma_prims.py tests/test_wgmma_prims.py
 step 2b-host 10 "$PY" bench/host_path.py --calls 100 --samples 3
 step 3-gpu-tests 120 "$PY" -m pytest -q -m gpu -p no:cacheprovider --maxfail=20 tests
 step 4a-memcheck 45 compute-sanitizer --tool memcheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
@@ -52,7 +54,7 @@ step 5b-fused 25 "$PY" -m gpucnn.cli bench --device cuda --fused-only --no-progr
 step 6-steps 100 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-progress --out "$logs/steps"
 step 7-ncu 45 ncu --clock-control none \
     --kernel-name regex:"conv2d_forward_(f32|tf32_|3xtf32_)|depthwise_backward_data_window_f32|conv2d_fold_" \
-    --launch-count 6 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
+    --launch-count 7 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
 
 cp "$logs"/bench/*.md "$out/bench.md" 2>/dev/null
 cp "$logs"/bench/*.json "$out/bench.json" 2>/dev/null

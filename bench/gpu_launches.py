@@ -7,7 +7,8 @@ tools of bench/gpu.sh that watch launches rather than time them.
     python bench/gpu_launches.py large   one large 3x3 convolution forward per
                                          mode (and tf32 on the wide tile), and
                                          deepspeech's backward-data by the
-                                         window and fold kernels (ncu)
+                                         window and fold kernels, the fold
+                                         of each MMA kind (ncu)
 Checks each result against float64 NumPy so a tool's run also says "ok".
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ import cupy as cp
 import numpy as np
 
 import gpucnn
-from gpucnn.cuda import algo, tc
+from gpucnn.cuda import algo, fold, tc
 
 MODES = ("fp32", "tf32", "3xtf32")
 TOL = {"fp32": 1e-5, "3xtf32": 1e-5, "tf32": 3e-3}  # relative to the result's largest element
@@ -81,6 +82,12 @@ def _families(rng) -> bool:
                 got = (gpucnn.conv2d(*args[:2], **kw), *gpucnn.conv2d_backward(args[2], *args[:2], bias=False, **kw)[:2])
             for name, g, wnt in zip(("conv y", "conv dx", "conv dw"), got, want):
                 ok &= _check(g, wnt, mode, f"{name} {spec}{' tile ' + str(edge[0]) if edge else ''} x{xs}")
+        # the fold kernels of each MMA kind (wgmma on sm_90a only: fold.force_mma keeps mma.sync elsewhere)
+        for kind in fold.MMAS:
+            with gpucnn.math_mode("tf32"), algo.override("fold"), fold.force_mma(kind):
+                dx = gpucnn.conv2d_backward(cp.asarray(dy.astype(np.float32)), cp.asarray(x.astype(np.float32)),
+                                            cp.asarray(w.astype(np.float32)), bias=False, **kw)[0]
+            ok &= _check(dx, want[1], "tf32", f"conv dx fold {kind} x{xs}")
     return ok
 
 
@@ -115,7 +122,9 @@ def large() -> bool:
     for spec, mode in (("window", "fp32"), ("direct", "fp32"), ("fold", "tf32")):
         with gpucnn.math_mode(mode), algo.override(spec):
             dx[spec] = gpucnn.conv2d_backward(dy, x, w, stride=2, bias=False)[0]
-    for spec, tol in (("window", 1e-5), ("fold", 3e-3)):
+    with gpucnn.math_mode("tf32"), algo.override("fold"), fold.force_mma("wgmma"):  # the kind cost did not take
+        dx["fold wgmma"] = gpucnn.conv2d_backward(dy, x, w, stride=2, bias=False)[0]
+    for spec, tol in (("window", 1e-5), ("fold", 3e-3), ("fold wgmma", 3e-3)):
         err = float(cp.abs(dx[spec] - dx["direct"]).max() / cp.abs(dx["direct"]).max())
         print(f"deepspeech backward-data {spec}: relative difference from direct {err:.2e}")
         ok &= err < tol

@@ -17,6 +17,9 @@
 //        dy: (N,K,P,Q)  w: (K,Cg,kh,kw)  dx: (N,C,H,W); NT: the taps' 8-wide MMA tiles it holds
 //        (8, 16, 24: up to 64, 128, 192 taps). Dynamic shared memory: FoldSmem's total words
 //        (gpucnn/cuda/fold.py's smem_bytes mirrors it).
+//   conv2d_fold_backward_data_wgmma_n{NT}_f32(the same arguments)
+//        The same on sm_90a with Hopper's warpgroup MMA (fold_wgmma: two warpgroups of 64 pixels,
+//        wgmma m64nNk8 from shared memory) instead of mma.sync; 1024 more bytes of shared memory.
 //
 // A task is (image, group, segment of th dx rows, tile of tw dx columns); a
 // block loops over tasks (any grid is correct). For its tile the task needs dy
@@ -109,7 +112,7 @@ __device__ __forceinline__ void fold_load_w(float* ws, const float* __restrict__
 // each copy instruction covers 8 pixels x 4 k of one 16-byte chunk (tc_gather's layout, no bank
 // conflicts); pixels past npx and k past Kg are zero-filled from a valid element. A lane copies
 // filters k0 + lane / 8 + 4 quad of two pixels: one source pointer each, stepped by 4 filters.
-__device__ __forceinline__ void fold_fetch(float* ds, const float* __restrict__ dyg, long long PQ, int Q, int pb,
+__device__ __forceinline__ void fold_fetch(float* ds, const float* __restrict__ dyg, int PQ, int Q, int pb,
                                            int qlo, const FastDiv& qw, int npx, int k0, int Kg) {
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, kq = lane / 8;
 #pragma unroll
@@ -119,7 +122,7 @@ __device__ __forceinline__ void fold_fetch(float* ds, const float* __restrict__ 
         if (px < npx) pc = qw.divmod(px, pr);
         // quads below live copy: the pixel is in the band and the filter in the group
         const int live = px < npx ? min(FOLD_KC / 4, (Kg - k0 - kq + 3) / 4) : 0;
-        const float* src = live > 0 ? dyg + (long long)(pb + pr) * Q + qlo + pc + (k0 + kq) * PQ : dyg;
+        const float* src = live > 0 ? dyg + (long long)(pb + pr) * Q + qlo + pc + (long long)(k0 + kq) * PQ : dyg;
         float* dst = ds + px * FOLD_KC + kq;  // tc_swz(px, 4 quad + kq): chunk quad ^ (px % 8)
         if (live == FOLD_KC / 4) {  // every copy live (Kg a multiple of FOLD_KC, the band's pixels)
 #pragma unroll
@@ -183,6 +186,57 @@ __device__ __forceinline__ void fold_mma(const float* ds, const float* wsk, int 
         FOLD_TILES_CASE(7) FOLD_TILES_CASE(6) FOLD_TILES_CASE(5) FOLD_TILES_CASE(4) FOLD_TILES_CASE(3)
         FOLD_TILES_CASE(2) FOLD_TILES_CASE(1)
     }
+}
+
+// The same on Hopper's warpgroup MMA (sm_90a): warpgroup wg (warps 4 wg .. 4 wg + 3) takes the
+// chunk's pixels 64 wg .. 64 wg + 63 against all nt tap tiles, in chunks of up to 8 tiles (one
+// wgmma m64nNk8, N = 64 or the tail's 8 nt'), for each of the chunk's 4 k-slices; dy and w are read
+// from shared memory through descriptors (their tc_swz rows are the 128-byte swizzle's layout, the
+// stages and w's chunks 1024-byte aligned: FoldSmem on an aligned base). Warp w's accumulators of
+// tile j are the same registers as fold_mma's acc[j] (mma.cuh's table: d[4j + i] of a chunk). The
+// operands must be TF32 in shared memory (wgmma drops an fp32 value's 13 low bits): w is rounded
+// at its load, dy by fold_round_stage. Waits for its own wgmma before returning.
+template <int NT>
+__device__ __forceinline__ void fold_wgmma(const float* ds, const float* wsk, int nt, float (&acc)[NT][4]) {
+    // 32-bit shared addresses, a chunk's descriptors built from them (four 64-bit descriptors held
+    // across the chunks cost the 16-tile kernel a spill at 128 registers; built at each wgmma, 14
+    // instructions apiece)
+    const unsigned sa = smem_addr(ds + threadIdx.x / 128 * 64 * FOLD_KC), sb = smem_addr(wsk);
+    float(&flat)[NT * 4] = *reinterpret_cast<float(*)[NT * 4]>(&acc[0][0]);
+    wgmma_fence();
+#pragma unroll
+    for (int c = 0; c < NT / 8; ++c) {
+        float(&d)[32] = *reinterpret_cast<float(*)[32]>(&acc[8 * c][0]);
+        // chunk c: 64 tap rows (8 KiB) further
+        const unsigned long long da = wgmma_desc_sw128_at(sa), db = wgmma_desc_sw128_at(sb + c * 64 * FOLD_KC * 4);
+        // its 4 k-slices (32 bytes into each row apiece) under one switch over its tile count
+#define FOLD_WG(T)                                                                                      \
+    case T:                                                                                             \
+        for (int k8 = 0; k8 < FOLD_KC / 8; ++k8)  /* +2: 32 bytes, in the descriptors' address field */ \
+            wgmma_tf32<8 * T>(*reinterpret_cast<float(*)[4 * T]>(&d[0]), da + 2 * k8, db + 2 * k8, 1);  \
+        break;
+        switch (min(8, nt - 8 * c)) {  // tiles left: uniform
+            FOLD_WG(8) FOLD_WG(7) FOLD_WG(6) FOLD_WG(5) FOLD_WG(4) FOLD_WG(3) FOLD_WG(2) FOLD_WG(1)
+            default: break;
+        }
+#undef FOLD_WG
+    }
+    wgmma_commit();
+    wgmma_wait<0>(flat);
+}
+
+// dy's stage rounded to TF32 in place (cvt.rn, as fold_mma rounds its fragments), 16-byte words a
+// thread at a time, then made visible to the wgmma's reads (the caller's barrier follows).
+__device__ __forceinline__ void fold_round_stage(float* ds) {
+    float4* v = reinterpret_cast<float4*>(ds);
+#pragma unroll 1  // a vector at a time: the accumulators of the band's earlier chunks are live here
+    for (int i = 0; i < FOLD_PIX * FOLD_KC / 4 / FOLD_THREADS; ++i) {
+        float4 x = v[threadIdx.x + i * FOLD_THREADS];
+        x.x = __uint_as_float(tf32_rn(x.x)), x.y = __uint_as_float(tf32_rn(x.y));
+        x.z = __uint_as_float(tf32_rn(x.z)), x.w = __uint_as_float(tf32_rn(x.w));
+        v[threadIdx.x + i * FOLD_THREADS] = x;
+    }
+    fence_proxy_async();
 }
 
 // Offsets into G of the valid taps of one coordinate x of dx along an axis: taps i < k with
@@ -306,7 +360,7 @@ __device__ __forceinline__ void fold_band_end(float* sm, const FoldSmem& L, floa
     if (t == 0) ts->hw = hnew, ts->tend = tend;  // read again after the next band's barriers
 }
 
-template <int NT>
+template <int NT, bool WG>
 __device__ void fold_backward_data(float* sm, const float* __restrict__ dy, const float* __restrict__ w,
                                    float* __restrict__ dx, GEOM, int tw, int th, int bp, int wr, int sv, int rv) {
     const int Cg = C / G, Kg = K / G, taps = Cg * kh * kw;  // taps: G's columns
@@ -315,12 +369,12 @@ __device__ void fold_backward_data(float* sm, const float* __restrict__ dy, cons
     const FoldSmem L(kch, nr, ldg, Cg, wr, tw, sv, rv);
     float *ws = sm + L.ws, *ds = sm + L.ds, *gs = sm + L.gs;
     const int t = threadIdx.x, warp = t / 32, lane = t % 32;
-    const long long PQ = (long long)P * Q;
+    const int PQ = P * Q;  // fits: conv.py checks element counts against int
     for (int task = blockIdx.x; task < N * G * ((H + th - 1) / th) * ((W + tw - 1) / tw); task += gridDim.x) {
         const FoldTask T(task, GEOM_ARGS, tw, th, bp);
         const int steps = T.bands * kch;
         const FastDiv qdiv(max(T.qw, 1));
-        const float* dyg = dy + ((long long)T.n * K + T.g * Kg) * PQ;
+        const float* dyg = dy + ((long long)T.n * K + T.g * Kg) * (long long)PQ;
         __syncthreads();  // the previous task's last stores read the window and the task
         if (t == 0) *reinterpret_cast<FoldTask*>(sm + L.task) = T;
         fold_load_w(ws, w, T.g, Kg, kch, Cg, kh * kw, nr);
@@ -342,13 +396,21 @@ __device__ void fold_backward_data(float* sm, const float* __restrict__ dy, cons
                 const int s = band * kch + kc;
                 cp_async_wait<0>();
                 __syncthreads();  // step s landed for all; step s - 1's MMAs and the last band's end are done
+                if (WG) {
+                    fold_round_stage(ds + (s % 2) * FOLD_PIX * FOLD_KC);
+                    __syncthreads();
+                }
                 if (s + 1 < steps) {  // the next step: this band's next chunk, or the next band's first
                     const int pn = kc + 1 < kch ? pb : pb + T.bpt;
                     fold_fetch(ds + ((s + 1) % 2) * FOLD_PIX * FOLD_KC, dyg, PQ, Q, pn, T.qlo, qdiv,
                                (min(T.phi + 1, pn + T.bpt) - pn) * T.qw, kc + 1 < kch ? (kc + 1) * FOLD_KC : 0, Kg);
                     cp_async_commit();
                 }
-                if (warp * 16 < npx) fold_mma<NT>(ds + (s % 2) * FOLD_PIX * FOLD_KC, ws + kc * nr * FOLD_KC, nt, acc);
+                if (WG) {
+                    if (warp / 4 * 64 < npx) fold_wgmma<NT>(ds + (s % 2) * FOLD_PIX * FOLD_KC, ws + kc * nr * FOLD_KC, nt, acc);
+                } else if (warp * 16 < npx) {
+                    fold_mma<NT>(ds + (s % 2) * FOLD_PIX * FOLD_KC, ws + kc * nr * FOLD_KC, nt, acc);
+                }
             }
             // G: acc[j] = rows g, g + 8 of the warp's pixels, taps 8j + 2(lane % 4) + {0, 1}
             if (warp * 16 < npx) {
@@ -372,25 +434,38 @@ __device__ void fold_backward_data(float* sm, const float* __restrict__ dy, cons
 // ------------------------------------------------------------ entry points
 
 // Before sm_80 (no TF32 mma.sync) the entry points exist and trap: gpucnn.cuda.fold.ok never
-// launches them there (compute capability < 80).
+// launches them there (compute capability < 80); the wgmma ones likewise everywhere but sm_90a
+// (gpucnn.runtime.loader builds this family for sm_90a on compute capability 9.0, fold.plan takes
+// them there). Their shared memory starts at the first 1024-byte boundary of the dynamic shared
+// memory (wgmma's swizzle is of shared-window addresses; fold.py's smem_bytes adds the 1024).
 #if TC_AVAILABLE
 #define FOLD_BODY(NT) \
-    fold_backward_data<NT>(reinterpret_cast<float*>(fold_smem), dy, w, dx, GEOM_ARGS, tw, th, bp, wr, sv, rv);
+    fold_backward_data<NT, false>(reinterpret_cast<float*>(fold_smem), dy, w, dx, GEOM_ARGS, tw, th, bp, wr, sv, rv);
 #else
 #define FOLD_BODY(NT) __trap();
 #endif
-#define CONV2D_FOLD(NT, BLOCKS)                                                                                  \
+#if WGMMA_AVAILABLE
+#define FOLD_WG_BODY(NT)                                                                                        \
+    fold_backward_data<NT, true>(reinterpret_cast<float*>(fold_smem + (1024 - smem_addr(fold_smem) % 1024) % 1024), \
+                                 dy, w, dx, GEOM_ARGS, tw, th, bp, wr, sv, rv);
+#else
+#define FOLD_WG_BODY(NT) __trap();
+#endif
+#define CONV2D_FOLD(NAME, BODY, NT, BLOCKS)                                                                       \
     extern "C" __global__ void __launch_bounds__(FOLD_THREADS, __CUDA_ARCH__ >= 900 ? (BLOCKS) : 1)            \
-    conv2d_fold_backward_data_tf32_n##NT##_f32(const float* __restrict__ dy, const float* __restrict__ w,       \
-                                               float* __restrict__ dx, GEOM, int tw, int th, int bp, int wr,   \
-                                               int sv, int rv) {                                               \
+    conv2d_fold_backward_data_##NAME##_n##NT##_f32(const float* __restrict__ dy, const float* __restrict__ w,   \
+                                                   float* __restrict__ dx, GEOM, int tw, int th, int bp, int wr, \
+                                                   int sv, int rv) {                                           \
         extern __shared__ __align__(16) unsigned char fold_smem[];                                              \
-        FOLD_BODY(NT)                                                                                           \
+        BODY(NT)                                                                                                \
     }
 // BLOCKS an SM to fit registers for on sm_90 (gpucnn/cuda/fold.py's REG_BLOCKS): two where the taps'
 // accumulators (4 NT registers) leave room under 128 registers (16 tiles: 64, with no spill), so one
 // block's MMAs run beside the other's fold where the shared memory holds both (deepspeech: 2 x 105
 // KiB). sm_80's ptxas spills at 128 registers: one there, as tc_gemm.cuh's TC_KERNEL.
-CONV2D_FOLD(8, 2)
-CONV2D_FOLD(16, 2)
-CONV2D_FOLD(24, 1)
+CONV2D_FOLD(tf32, FOLD_BODY, 8, 2)
+CONV2D_FOLD(tf32, FOLD_BODY, 16, 2)
+CONV2D_FOLD(tf32, FOLD_BODY, 24, 1)
+CONV2D_FOLD(wgmma, FOLD_WG_BODY, 8, 2)
+CONV2D_FOLD(wgmma, FOLD_WG_BODY, 16, 2)
+CONV2D_FOLD(wgmma, FOLD_WG_BODY, 24, 1)

@@ -24,6 +24,30 @@
 //                              aligned to BYTES; bytes past src_bytes are zero-filled (0: none read)
 //   cp_async_commit()          cp.async.commit_group
 //   cp_async_wait<N>()         cp.async.wait_group N: all but the N most recent groups landed
+//
+// Hopper's warpgroup MMA (sm_90a: WGMMA_AVAILABLE; elsewhere the bodies trap), 4 warps together:
+//   wgmma_tf32<N>(d, adesc, bdesc, scale_d)
+//                              wgmma.mma_async.sync.aligned.m64nNk8.f32.tf32.tf32 (N = 8, 16, ..., 64):
+//                              D = A B + (scale_d ? D : 0), A (64 x 8) and B (N x 8) both K-major
+//                              in shared memory, read through descriptors (wgmma_desc_sw128);
+//                              warp w of the warpgroup, lane = 4g + t, holds
+//                              d[4j + 2h + e] = D[16w + g + 8h][8j + 2t + e] (N / 2 registers).
+//                              Asynchronous: d and the operands' shared memory belong to the
+//                              tensor core from the instruction until the wgmma_wait covering it.
+//   wgmma_desc_sw128(tile)     the descriptor of a tile of rows of 128 bytes (32 words: tc_swz's
+//                              layout), 16-byte chunk c of row r at chunk c ^ (r % 8), the tile
+//                              1024-byte aligned in the shared window: the 128-byte swizzle,
+//                              8-row groups 1024 bytes apart (SBO); +2 (32 bytes) a step of k8.
+//                              wgmma_desc_sw128_at(addr): the same of a shared-window address.
+//   wgmma_fence()              wgmma.fence.sync.aligned: before the first wgmma, and after any
+//                              other write of its accumulators
+//   wgmma_commit()             wgmma.commit_group.sync.aligned
+//   wgmma_wait<N>(d)           wgmma.wait_group.sync.aligned N: all but the N most recent groups
+//                              done; d (the accumulators) fenced so no use moves above the wait
+//   fence_proxy_async()        fence.proxy.async.shared::cta: this thread's shared-memory writes
+//                              made visible to wgmma's reads (then a barrier for the others')
+//   smem_addr(p)               the shared-window address of p (the emulator: its offset in the
+//                              block's dynamic shared memory, where wgmma operands must lie)
 #pragma once
 
 #ifdef GPUCNN_EMULATOR  // emu_mma.h, force-included with cuda_emu.h, declares the bodies
@@ -42,6 +66,17 @@ template <int BYTES> __device__ __forceinline__ void cp_async(void* dst, const v
 }
 __device__ __forceinline__ void cp_async_commit() { gpucnn_emu::cp_async_commit(); }
 template <int N> __device__ __forceinline__ void cp_async_wait() { gpucnn_emu::cp_async_wait(N); }
+#define WGMMA_AVAILABLE 1
+__device__ __forceinline__ unsigned smem_addr(const void* p) { return gpucnn_emu::smem_offset(p); }
+template <int N> __device__ __forceinline__ void wgmma_tf32(float (&d)[N / 2], unsigned long long adesc,
+                                                            unsigned long long bdesc, int scale_d) {
+    static_assert(N % 8 == 0 && N >= 8 && N <= 64, "wgmma_tf32: N is 8, 16, ..., 64");
+    gpucnn_emu::wgmma_tf32(d, N, adesc, bdesc, scale_d);
+}
+__device__ __forceinline__ void wgmma_fence() {}  // the emulator's accumulators are memory: nothing to order
+__device__ __forceinline__ void wgmma_commit() { gpucnn_emu::wgmma_commit(); }
+template <int N, int R> __device__ __forceinline__ void wgmma_wait(float (&)[R]) { gpucnn_emu::wgmma_wait(N); }
+__device__ __forceinline__ void fence_proxy_async() {}  // one proxy: the wait reads what is there
 
 #else  // NVRTC: the instructions themselves (sm_80 and newer)
 
@@ -118,4 +153,62 @@ template <int BYTES> __device__ __forceinline__ void cp_async(void* dst, const v
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)  // sm_90a: the architecture-specific features, wgmma among them
+#define WGMMA_AVAILABLE 1
+#define WGMMA_F4(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3])
+#define WGMMA_F8(i) WGMMA_F4(i), WGMMA_F4(i + 4)
+#define WGMMA_F16(i) WGMMA_F8(i), WGMMA_F8(i + 8)
+// scale-d as a predicate set from a register: D = A B where it is 0 (the first step of a sum)
+#define WGMMA_TF32(N, REGS, A, B, S, ...)                                                               \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, " S ", 0;\n"                                         \
+                 "wgmma.mma_async.sync.aligned.m64n" #N "k8.f32.tf32.tf32 " REGS ", " A ", " B ", p, 1, 1;\n}\n" \
+                 : __VA_ARGS__ : "l"(adesc), "l"(bdesc), "r"(scale_d))
+template <int N> struct Wgmma;  // N / 2 accumulators: one "+f" operand each, then the descriptors and scale-d
+#define WGMMA_N(N, REGS, A, B, S, ...)                                                                   \
+    template <> struct Wgmma<N> {                                                                        \
+        static __device__ __forceinline__ void run(float (&d)[N / 2], unsigned long long adesc,          \
+                                                   unsigned long long bdesc, int scale_d) {               \
+            WGMMA_TF32(N, REGS, A, B, S, __VA_ARGS__);                                                   \
+        }                                                                                                \
+    };
+WGMMA_N(8, "{%0, %1, %2, %3}", "%4", "%5", "%6", WGMMA_F4(0))
+WGMMA_N(16, "{%0, %1, %2, %3, %4, %5, %6, %7}", "%8", "%9", "%10", WGMMA_F8(0))
+WGMMA_N(24, "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11}", "%12", "%13", "%14", WGMMA_F8(0), WGMMA_F4(8))
+WGMMA_N(32, "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}", "%16", "%17", "%18", WGMMA_F16(0))
+WGMMA_N(40, "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19}", "%20", "%21", "%22", WGMMA_F16(0), WGMMA_F4(16))
+WGMMA_N(48, "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23}", "%24", "%25", "%26", WGMMA_F16(0), WGMMA_F8(16))
+WGMMA_N(56, "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27}", "%28", "%29", "%30", WGMMA_F16(0), WGMMA_F8(16), WGMMA_F4(24))
+WGMMA_N(64, "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}", "%32", "%33", "%34", WGMMA_F16(0), WGMMA_F16(16))
+template <int N> __device__ __forceinline__ void wgmma_tf32(float (&d)[N / 2], unsigned long long adesc,
+                                                            unsigned long long bdesc, int scale_d) {
+    Wgmma<N>::run(d, adesc, bdesc, scale_d);
+}
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N, int R> __device__ __forceinline__ void wgmma_wait(float (&d)[R]) {
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+#pragma unroll
+    for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");  // no use of d moves above the wait
+}
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+#else  // no wgmma before sm_90a: kernels test WGMMA_AVAILABLE and never call these
+template <int N> __device__ __forceinline__ void wgmma_tf32(float (&)[N / 2], unsigned long long, unsigned long long,
+                                                            int) { __trap(); }
+__device__ __forceinline__ void wgmma_fence() { __trap(); }
+__device__ __forceinline__ void wgmma_commit() { __trap(); }
+template <int N, int R> __device__ __forceinline__ void wgmma_wait(float (&)[R]) { __trap(); }
+__device__ __forceinline__ void fence_proxy_async() { __trap(); }
 #endif
+
+#endif
+
+// The 128-byte-swizzle descriptor of a K-major tile (both bodies; layout in the table above): start
+// address / 16 in bits 0-13, the leading offset (unused by this layout; 1 as CUTLASS sets it) in
+// 16-29, the 8-row groups' stride / 16 (1024 bytes) in 32-45, base offset 0 (the tile 1024-aligned)
+// in 49-51, swizzle mode 1 (128 bytes) in 62-63.
+__device__ __forceinline__ unsigned long long wgmma_desc_sw128_at(unsigned addr) {  // addr: smem_addr's
+    return (unsigned long long)((addr & 0x3FFFF) >> 4) | 1ull << 16 | (1024ull >> 4) << 32 | 1ull << 62;
+}
+__device__ __forceinline__ unsigned long long wgmma_desc_sw128(const void* tile) {
+    return wgmma_desc_sw128_at(smem_addr(tile));
+}

@@ -500,3 +500,31 @@ def test_fold_plan_bounds(case, sms):
     assert max(min(w.Q - 1, (min(w.W, x0 + p.tw) - 1 + pl) // w.sw) - max(0, -(-(x0 + pl - (w.kw - 1) * w.dw) // w.sw)) + 1
                for x0 in range(0, w.W, p.tw)) <= p.qw
     assert p.tasks == g.N * g.groups * tiles * -(-w.H // p.th)
+
+
+@pytest.mark.parametrize("cc", [80, 87, 90, 100])  # those whose shared memory holds its plan
+def test_fold_takes_wgmma_only_where_the_build_has_it(cc):
+    """The fold plan may run the wgmma kernels only where the loader builds the
+    family for sm_90a (compute capability 9.0), with the 1024 bytes of shared
+    memory their alignment may take; forced elsewhere, it keeps mma.sync's."""
+    from gpucnn.cuda import fold
+    from gpucnn.runtime import loader
+    g = _geometry(next(c for c in CONV if c.name == "resnet-stem"))
+    with fold.force_mma("wgmma"):
+        p = fold.plan(g, 132, cc)
+    assert p.wg == (cc == 90) == bool(loader.arch_options(fold.FAMILY, cc))
+    assert p.kernel == f"conv2d_fold_backward_data_{'wgmma' if p.wg else 'tf32'}_n{p.nt}"
+    assert p.smem == fold.smem_bytes(g, p.tw, p.wr, p.sv, p.rv) + fold.WG_ALIGN * p.wg
+    with fold.force_mma("tf32"):
+        assert not fold.plan(g, 132, cc).wg
+
+
+# On sm_90 the fold plan weighs both MMA kinds by fold.cost: resnet-stem's
+# 19 tap tiles at one block an SM are MMA-bound (wgmma's rate pays); deepspeech's
+# 13 at two blocks an SM are bound by the steps' and the fold's instructions,
+# which wgmma's rounding of dy in shared memory and its descriptors add to.
+@pytest.mark.parametrize("name,wg", [("resnet-stem", True), ("deepspeech", False)])
+def test_fold_mma_kind_by_cost(name, wg):
+    from gpucnn.cuda import fold
+    g = _geometry(next(c for c in CONV if c.name == name))
+    assert fold.plan(g, 132, 90).wg == wg

@@ -34,6 +34,54 @@ def test_unknown_family_names_the_families():
         loader.source("no_such_family")
 
 
+@pytest.mark.parametrize("cc,extra", [(80, ()), (89, ()), (90, ("-arch=sm_90a",)), (100, ())])
+def test_cupy_module_builds_arch_specific_families_for_sm_90a(monkeypatch, cc, extra):
+    """On compute capability 9.0 the families of ARCH_SPECIFIC (wgmma) get -arch=sm_90a
+    among their options (CuPy adds its own -arch after them); the rest, and other devices, not."""
+    import types
+    built = []
+
+    class RawModule:
+        def __init__(self, code, options):
+            built.append(options)
+
+        def compile(self):
+            pass
+
+    class Device:
+        def __init__(self, device_id=None):
+            self.id, self.compute_capability = 0, str(cc)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(RawModule=RawModule,
+                                                                   cuda=types.SimpleNamespace(Device=Device)))
+    loader._cupy_module.cache_clear()
+    try:
+        loader.cupy_module("conv2d_fold")
+        loader.cupy_module("relu")
+    finally:
+        loader._cupy_module.cache_clear()
+    assert built == [loader.NVRTC_OPTIONS + extra, loader.NVRTC_OPTIONS]
+
+
+def test_nvrtc_builds_sm_90a_with_cupys_arch_after_ours():
+    """loader.ARCH_SPECIFIC's premise: NVRTC given our -arch=sm_90a and then CuPy's
+    -arch=sm_90 compiles for sm_90a (the architecture-specific features defined)."""
+    from gpucnn.runtime import compile_check
+    try:
+        run = compile_check.ctypes_backend()
+    except RuntimeError as e:
+        pytest.skip(f"no NVRTC here: {e}")
+    src = 'extern "C" __global__ void k(int* o) {\n#if defined(__CUDA_ARCH_FEAT_SM90_ALL)\no[0] = 7;\n#endif\n}\n'
+    ok, log, ptx = run(src, "k.cu", ("-std=c++17", "-arch=sm_90a", "-arch=sm_90"))
+    assert ok, log
+    assert ".target sm_90a" in ptx and "7;" in ptx
+
+
 @pytest.mark.skipif(shutil.which("g++") is None and shutil.which("cc") is None, reason="no compiler")
 def test_wheel_ships_kernels_and_installed_package_finds_them(tmp_path):
     """`pip install .` (not only editable) ships the .cu files, and the

@@ -11,28 +11,17 @@ import numpy as np
 import pytest
 
 from gpucnn import backend
-from gpucnn.runtime import loader
+
+import prims
 
 _SRC = Path(__file__).resolve().parent / "kernels" / "mma_prims.cu"
 _RUNTIMES = [pytest.param("emulator", id="emu")]
 if backend.available("cuda")[0]:
     _RUNTIMES.append(pytest.param("cuda", id="cuda", marks=pytest.mark.gpu))
-_modules: dict = {}
 
 
 def _module(name: str):
-    if name not in _modules:
-        text = loader.inline_file(_SRC)
-        if name == "emulator":
-            ok, why = backend.available("emulator")
-            if not ok:
-                pytest.skip(f"emulator unavailable: {why}")
-            from gpucnn.runtime.emulator import EmuModule
-            _modules[name] = EmuModule(text)
-        else:
-            import cupy
-            _modules[name] = cupy.RawModule(code=text, options=loader.NVRTC_OPTIONS)
-    return _modules[name]
+    return prims.module(_SRC, name)
 
 
 @pytest.fixture(params=_RUNTIMES)

@@ -102,12 +102,21 @@ def test_tc_k_step_loop_is_mma_fed_by_cp_async_and_ldmatrix(tc_rows):
     # conv2d_fold.cu's step loop holds one unrolled k-step per count of tap tiles (2 NP and
     # 2 NP - 1 for NP = 1 to NT / 2, fold_mma's switch): per k-slice an ldmatrix of dy and NP of w,
     # 2 NP HMMA (one fewer for the odd count); the fetch's 16 copies on each of its two paths; one barrier
+    # Its wgmma kernels (sm_90a): per chunk of 8 tap tiles a switch over the chunk's tile count, each
+    # case 4 k-slices of one wgmma (32 HGMMA a chunk; ptxas adds one HGMMA.64x8x16.F16 of its own at
+    # the loop's end), no ldmatrix; the same fetch; two barriers (dy's stage rounded in between).
     from gpucnn.cuda import fold
-    assert sorted(int(r["kernel"].split("_n")[1].split("_")[0]) for r in folds) == sorted(fold.TAP_TILES)
+    nt = lambda r: int(r["kernel"].split("_n")[1].split("_")[0])  # noqa: E731
+    for kind in fold.MMAS:
+        assert sorted(nt(r) for r in folds if f"_{kind}_" in r["kernel"]) == sorted(fold.TAP_TILES)
     for row in folds:
-        pairs = range(1, int(row["kernel"].split("_n")[1].split("_")[0]) // 2 + 1)
+        if "_wgmma_" in row["kernel"]:
+            assert 32 * nt(row) // 8 <= row["HGMMA"] <= 32 * nt(row) // 8 + 1 and row["HMMA"] == row["LDSM"] == 0, row
+            assert row["LDGSTS"] == 32 and row["BAR"] == 2, row
+            continue
+        pairs = range(1, nt(row) // 2 + 1)
         assert row["HMMA"] == sum(16 * p - 4 for p in pairs) and row["LDSM"] == sum(8 * (1 + p) for p in pairs), row
-        assert row["LDGSTS"] == 32 and row["BAR"] == 1, row
+        assert row["LDGSTS"] == 32 and row["BAR"] == 1 and row["HGMMA"] == 0, row
     for row in rows:
         suffix = row["kernel"].rsplit("_", 1)[1]
         bm, bn, wm, wn = tc.TC_TILES[int(suffix) if suffix.isdigit() else suffix]

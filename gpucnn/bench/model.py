@@ -174,12 +174,14 @@ def direct_fill(g, pass_, c) -> tuple[str, float]:
 def fold_us(g, rec, dev, s) -> tuple[str, float, float]:
     """(kernel, executed FLOPs, us) of kernels/conv2d_fold.cu on gpucnn.cuda.fold's plan: whole
     waves of tasks (fold.blocks_per_sm an SM), a task's bands one after another, each its MMAs
-    at mma.sync's rate (their steps' instructions, fold.band_step_issue, issuing beside them) and then its fold at the
+    at mma.sync's rate, or wgmma's where the plan takes those kernels (WGMMA_OF_PEAK), (their steps'
+    instructions, fold.band_step_issue, issuing beside them) and then its fold at the
     issue rate; blocks sharing an SM overlap one's fold with another's MMAs (fold.band_sm_clocks)."""
     p = fold.plan(g, dev.sms)
     name, r = model_static.row(rec, p.kernel + "_f32")
     per_sm = min(r["blocks_per_sm"], fold.blocks_per_sm(p))
-    per_clock = dev.tf32_tflops * 1e12 / (dev.sms * dev.clock_ghz * 1e9) * K.MMA_SYNC_OF_PEAK.at(s)
+    rate = (K.WGMMA_OF_PEAK if p.wg else K.MMA_SYNC_OF_PEAK).at(s)
+    per_clock = dev.tf32_tflops * 1e12 / (dev.sms * dev.clock_ghz * 1e9) * rate
     mma = fold.band_mmas(g, p) * K.HMMA_FLOPS.mid / per_clock / K.EFF_TC.at(s)
     mma_issue = fold.band_step_issue(g, p) / K.ISSUE_PER_CLOCK.mid / K.EFF_TC.at(s)
     issue = fold.band_fold_issue(g, p) / 32 / K.ISSUE_PER_CLOCK.mid / K.EFF_DIRECT.at(s)

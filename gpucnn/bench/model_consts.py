@@ -70,6 +70,10 @@ EFF_DIRECT = Const(0.85, 0.7, 0.55, "of issue rate", "depthwise.cu's direct and 
 MMA_SYNC_OF_PEAK = Const(0.65, 0.5, 0.4, "of dense TF32 peak", "HOPPER.md: HMMA-only code is 'on a slower "
                          "path' than wgmma (no figure); microbenchmarks (Luo et al. 2025, arXiv 2501.12084) put "
                          "mma.sync near half of wgmma's rate")
+WGMMA_OF_PEAK = Const(1.0, 0.9, 0.75, "of dense TF32 peak", "Hopper's warpgroup MMA (wgmma, sm_90a): the "
+                      "tensor cores' own path (HOPPER.md); Luo et al. 2025 put mma.sync near half of its rate, so "
+                      "about twice MMA_SYNC_OF_PEAK, capped at the peak and the slow end kept under it (no "
+                      "measurement; the fold family's wgmma kernels only)")
 LATENCY_NS = Const(600, 700, 800, "ns", "loaded HBM latency on Hopper, the brief's 600-800 ns (no measurement)")
 L1_HIT_NS = fixed(30, "ns", "an L1 hit, ~60 cycles at 1.98 GHz (pooling's second tap of a row)")
 LAUNCH_US = Const(1, 2, 4, "us per kernel", "the device-side gap between back-to-back kernels (no measurement)")

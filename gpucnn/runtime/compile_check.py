@@ -169,6 +169,7 @@ class Result:
     kernels: dict[str, Kernel] = field(default_factory=dict)  # entries, from ptxas -v
     entries: dict[str, int | None] = field(default_factory=dict)  # PTX entries -> launch bounds
     min_ctas: dict[str, int] = field(default_factory=dict)  # PTX entries -> launch bounds' minimum blocks per SM
+    ptx: str = ""
 
     @property
     def ok(self) -> bool:
@@ -180,9 +181,16 @@ def options_for(arch: str) -> tuple[str, ...]:
     return loader.NVRTC_OPTIONS + std + (f"-arch={arch}",) + PTXAS_OPTIONS
 
 
-def compile_source(src: str, name: str, arch: str = CHECK_ARCH) -> Result:
-    """Compile CUDA text ``src`` (reported as file ``name``) for ``arch``."""
-    ok, log, ptx = backend()(src, name, options_for(arch))
+def target(family: str, arch: str) -> str:
+    """The architecture the loader builds ``family`` for on an ``arch`` device: sm_90a for
+    loader.ARCH_SPECIFIC's families on sm_90 (wgmma), else ``arch``."""
+    return arch + "a" if loader.arch_options(family, int(arch.removeprefix("sm_"))) else arch
+
+
+def compile_source(src: str, name: str, arch: str = CHECK_ARCH, build: str | None = None) -> Result:
+    """Compile CUDA text ``src`` (reported as file ``name``) for ``arch`` (as ``build``, an
+    architecture-specific target of it, where given)."""
+    ok, log, ptx = backend()(src, name, options_for(build or arch))
     log = log.replace("\x00", "")
     errors, warnings = diagnostics(log)
     if not ok and not errors:  # keep the reason even where the log's shape is new to us
@@ -191,13 +199,13 @@ def compile_source(src: str, name: str, arch: str = CHECK_ARCH) -> Result:
     kernels = parse_ptxas(log)
     for k in kernels.values():
         k.block = entries.get(k.name) or launch.BLOCK
-    return Result(name, arch, ok, log, errors, warnings, kernels, entries, ptx_min_blocks(ptx))
+    return Result(name, arch, ok, log, errors, warnings, kernels, entries, ptx_min_blocks(ptx), ptx)
 
 
 @functools.lru_cache(maxsize=None)
 def compile_family(family: str, arch: str = CHECK_ARCH) -> Result:
-    """Compile kernel family ``family`` exactly as the loader hands it out."""
-    return compile_source(loader.source(family), f"{family}.cu", arch)
+    """Compile kernel family ``family`` exactly as the loader hands it out (and builds it: target)."""
+    return compile_source(loader.source(family), f"{family}.cu", arch, target(family, arch))
 
 
 # -------------------------------------------------------------------- checks

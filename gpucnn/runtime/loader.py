@@ -14,6 +14,15 @@ from pathlib import Path
 
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$')
 NVRTC_OPTIONS = ("-std=c++17",)
+# Families built for the architecture-specific target (sm_90a: wgmma) on the compute capability
+# given. CuPy adds its own -arch=sm_90 after ours; NVRTC (13.x, the nvidia-cuda-nvrtc wheel, checked
+# in either order) then builds for sm_90a, a target whose code runs on compute capability 9.0 only.
+ARCH_SPECIFIC = {"conv2d_fold": 90}
+
+
+def arch_options(family: str, cc: int) -> tuple[str, ...]:
+    """The extra NVRTC options of ``family`` on compute capability ``cc``."""
+    return (f"-arch=sm_{cc}a",) if ARCH_SPECIFIC.get(family) == cc else ()
 
 
 def kernel_dir() -> Path:
@@ -93,7 +102,8 @@ def _cupy_module(device_id: int, family: str, options: tuple):
 def cupy_module(family: str, options: tuple = ()):
     """A compiled ``cupy.RawModule`` of ``family`` for the current device."""
     import cupy
-    return _cupy_module(cupy.cuda.Device().id, family, tuple(options))
+    dev = cupy.cuda.Device()
+    return _cupy_module(dev.id, family, tuple(options) + arch_options(family, int(dev.compute_capability)))
 
 
 @functools.lru_cache(maxsize=None)

@@ -94,16 +94,19 @@ def _nvrtc():
 
 def cubin(family: str, arch: str = ARCH) -> bytes:
     """Kernel family ``family`` as the loader hands it out, compiled by NVRTC
-    with compile_check's options to a cubin for ``arch``."""
+    with compile_check's options to a cubin for ``arch`` (as the loader builds it: compile_check.target)."""
+    return cubin_of(loader.source(family), f"{family}.cu", compile_check.target(family, arch))
+
+
+def cubin_of(text: str, name: str, arch: str = ARCH) -> bytes:
+    """CUDA text ``text`` (reported as file ``name``) compiled as ``cubin`` does."""
     lib, prog = _nvrtc(), ctypes.c_void_p()
-    if lib.nvrtcCreateProgram(ctypes.byref(prog), loader.source(family).encode(), f"{family}.cu".encode(),
-                              0, None, None):
+    if lib.nvrtcCreateProgram(ctypes.byref(prog), text.encode(), name.encode(), 0, None, None):
         raise RuntimeError("nvrtcCreateProgram failed")
     try:
         opts = [o.encode() for o in compile_check.options_for(arch)]
         if lib.nvrtcCompileProgram(prog, len(opts), (ctypes.c_char_p * len(opts))(*opts)):
-            raise RuntimeError(f"kernels/{family}.cu does not compile for {arch}: run "
-                               "python -m gpucnn.runtime.compile_check")
+            raise RuntimeError(f"{name} does not compile for {arch}: run python -m gpucnn.runtime.compile_check")
         size = ctypes.c_size_t()
         lib.nvrtcGetCUBINSize(prog, ctypes.byref(size))
         buf = ctypes.create_string_buffer(size.value)

@@ -11,7 +11,8 @@ from collections import Counter
 from gpucnn.runtime import compile_check
 from gpucnn.runtime.sass_report import ARCH, Instr, family_sass, integer_op, loops, markdown
 
-TC_CLASSES = ("HMMA", "LDSM", "LDGSTS", "BAR", "LDS", "STS", "LDG", "integer", "other")
+TC_CLASSES = ("HMMA", "HGMMA", "LDSM", "LDGSTS", "BAR", "LDS", "STS", "LDG", "integer", "other")
+MMA_OPS = ("HMMA", "HGMMA")  # mma.sync, and wgmma (sm_90a)
 TC_COLUMNS = ("kernel", "instructions") + TC_CLASSES
 TC_PTXAS_COLUMNS = ("name", "block", "registers", "dyn_smem", "stack", "spill_stores", "spill_loads",
                     "blocks_per_sm", "occupancy_pct", "limiter")
@@ -25,14 +26,14 @@ def tc_classify(op: str) -> str:
 
 
 def k_step_loop(code: list[Instr]) -> list[Instr]:
-    """The smallest loop holding the most HMMA and no other loop with HMMA: one
+    """The smallest loop holding the most HMMA (or HGMMA) and no other loop with them: one
     step of TC_BK = 32 (the cp.async fetch loops nested in it included). The
     convolutions' kernels hold two, one per instantiation of a pass's part
     (kernels/conv.cuh: the padding test by tap masks, or by compares for
     filters with kh + kw > 31), inside one loop over (split, group) that
     holds the HMMA of both; the smaller is the masks' (the bench's filters)."""
     spans = loops(code)
-    hmma = lambda s: sum(ins.op.startswith("HMMA") for ins in code[s[0]:s[1] + 1])  # noqa: E731
+    hmma = lambda s: sum(ins.op.startswith(MMA_OPS) for ins in code[s[0]:s[1] + 1])  # noqa: E731
     inner = [s for s in spans if hmma(s) and not any(
         o != s and s[0] <= o[0] and o[1] <= s[1] and hmma(o) for o in spans)]
     if not inner:
@@ -85,7 +86,10 @@ the one barrier per step. The fold kernels (kernels/conv2d_fold.cu; their
 dynamic shared memory is per shape, gpucnn.cuda.fold.plan, so `dyn_smem` is 0
 and blocks_per_sm counts registers only) hold one step of FOLD_KC = 32 filters
 in their step loop: 4 k-slices x NT tap tiles of HMMA, and, counted once, the
-band's end (G's stores, the row tables and the fold's loops).
+band's end (G's stores, the row tables and the fold's loops); their wgmma
+kernels (built for sm_90a, as the loader builds the family on sm_90) 4
+k-slices x chunks of up to 8 tap tiles of HGMMA (wgmma m64nNk8 TF32: each
+chunk's N a case of a switch, all counted).
 
 {markdown(tc_rows(arch), TC_COLUMNS)}
 """

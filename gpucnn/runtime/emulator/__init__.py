@@ -16,10 +16,15 @@ side of each buffer, chosen by ``guard``), writes through ``const`` pointers,
 output elements never written (outputs are poisoned with NaN patterns; shared
 memory too, before each block), barriers that would hang or diverge, and warp
 collectives naming exited or diverged lanes. The tensor-core primitives of
-kernels/mma.cuh (mma.sync TF32, ldmatrix, cp.async) run as the PTX ISA
-describes them (include/emu_mma.cpp): whole-warp collectives, alignment
-checks, and cp.async destinations that hold a NaN pattern until the
-wait_group covering them. The emulated device reports compute capability
+kernels/mma.cuh (mma.sync TF32, ldmatrix, cp.async, wgmma TF32) run as the
+PTX ISA describes them (include/emu_mma.cpp): whole-warp collectives,
+alignment checks, cp.async destinations that hold a NaN pattern until the
+wait_group covering them, and wgmma deferred to its wgmma.wait_group (its
+accumulators a NaN pattern until then, its shared-memory operands read then
+through the descriptor's 128-byte swizzle: an overwrite in between shows).
+Each warp of a warpgroup computes its own 16 rows of a wgmma; that all four
+take part, and wgmma.fence's ordering of other writes to the accumulators,
+are not checked. The emulated device reports compute capability
 ``compute_capability`` (80) and ``sm_count`` (132) multiprocessors
 (``emulation`` / ``configure``).
 

@@ -1,7 +1,8 @@
 // emu_mma.cpp: the emulator's bodies of kernels/mma.cuh's primitives (declared
 // in emu_mma.h), following the PTX ISA: "Warp-level matrix fragment layouts"
-// (mma.m16n8k8 with .tf32), ldmatrix, cp.async / commit_group / wait_group, and
-// cvt.rna.tf32.f32.
+// (mma.m16n8k8 with .tf32), ldmatrix, cp.async / commit_group / wait_group,
+// cvt.rna.tf32.f32, and wgmma (m64nNk8 .tf32, shared-memory descriptors; "Asynchronous
+// Warpgroup Level Matrix Multiply-Accumulate Instructions").
 #include "emu_mma.h"
 
 #include <cmath>
@@ -224,6 +225,155 @@ void cp_async_commit() { ++my_async().committed; }
 void cp_async_wait(int n) {
     AsyncState& s = my_async();
     land(s, s.committed - n);
+}
+
+// ------------------------------------------------------------------ wgmma
+namespace {
+
+// A lane's wgmma, deferred to the wait that covers it: its accumulators (in the lane's frame,
+// alive until that wait in a correct kernel), their value at issue (the C of D = A B + C; a
+// wgmma on accumulators still in flight chains on its predecessor's result instead), and the
+// group it was committed in.
+constexpr int kMaxWgmma = 32, kMaxAcc = 32;  // wgmma in flight a thread (~6 MB for 1024 threads); N / 2 accumulators (N <= 64)
+struct WgOp {
+    float* d;
+    float c[kMaxAcc];
+    int n, scale_d;
+    bool chained;
+    uint64_t adesc, bdesc;
+    long long group;
+    const char* file;
+    int line;
+};
+struct WgState {
+    WgOp ops[kMaxWgmma];
+    int n;
+    long long committed;
+    const void* block;
+    uint3 idx;
+};
+WgState g_wg[rt::kMaxThreads];
+
+WgState& my_wg() {
+    WgState& s = g_wg[gpucnn_cur - rt::g_fib];
+    const uint3 b = gpucnn_block_idx;
+    if (s.block != rt::g_spec || s.idx.x != b.x || s.idx.y != b.y || s.idx.z != b.z) {
+        s.n = 0;
+        s.committed = 0;
+        s.block = rt::g_spec;
+        s.idx = b;
+    }
+    return s;
+}
+
+// The shared-memory bytes of element k (0-7: 4 bytes each, TF32) of row r of a descriptor's
+// matrix: the 128-byte swizzle's canonical K-major layout (PTX ISA, "Shared Memory Matrix
+// Layout"): rows of 128 bytes, 8-row groups SBO apart from the start address, and address bits
+// 4-6 (the 16-byte chunk) XORed with bits 7-9 (the row in its group) of the resulting address.
+const float* wg_element(uint64_t desc, int r, int k, const char* what, const char* file, int line) {
+    const uint64_t start = (desc & 0x3FFF) << 4, sbo = ((desc >> 32) & 0x3FFF) << 4;
+    const unsigned base = (unsigned)(desc >> 49) & 7, mode = (unsigned)(desc >> 62);
+    if (mode != 1 || base != 0)
+        fail(file, line, "wgmma %s descriptor: swizzle mode %u, base offset %u: the emulator implements the "
+             "128-byte swizzle (mode 1) with base offset 0 only", what, mode, base);
+    uint64_t a = start + (uint64_t)(r / 8) * sbo + (uint64_t)(r % 8) * 128 + 4 * (uint64_t)k;
+    a ^= ((a >> 7) & 7) << 4;
+    if (a + 4 > rt::g_spec->dyn_size)
+        fail(file, line, "wgmma %s: row %d, k %d at shared byte %llu, past the %llu bytes of dynamic shared memory",
+             what, r, k, (unsigned long long)a, (unsigned long long)rt::g_spec->dyn_size);
+    const float* p = reinterpret_cast<const float*>(gpucnn_dyn_smem + a);
+    emu_note_read(p, 4, file, line);
+    return p;
+}
+
+double wg_operand(const float* p) {
+    uint32_t bits;
+    std::memcpy(&bits, p, 4);
+    return tf32_operand(bits);
+}
+
+struct WgWaitLane {
+    WgState* s;
+    long long upto;  // groups below it are done at this wait
+    int thread;
+};
+
+// One deferred wgmma for the whole warp: rows 16 (warp % 4) + 0..15 of D = A B + C.
+void wg_run(void* const* lanes, int i) {
+    const WgWaitLane& first = *static_cast<const WgWaitLane*>(lanes[0]);
+    const WgOp& op = first.s->ops[i];
+    for (int l = 1; l < 32; ++l) {
+        const WgOp& o = static_cast<const WgWaitLane*>(lanes[l])->s->ops[i];
+        if (o.n != op.n || o.adesc != op.adesc || o.bdesc != op.bdesc || o.scale_d != op.scale_d)
+            fail(op.file, op.line, "wgmma: lane %d's operands differ from lane 0's (n, descriptors, scale-d must be "
+                 "the warpgroup's)", l);
+    }
+    const int w = first.thread / 32 % 4, n = op.n;
+    double A[16][8], B[64][8];
+    for (int r = 0; r < 16; ++r)
+        for (int k = 0; k < 8; ++k) A[r][k] = wg_operand(wg_element(op.adesc, 16 * w + r, k, "A", op.file, op.line));
+    for (int c = 0; c < n; ++c)
+        for (int k = 0; k < 8; ++k) B[c][k] = wg_operand(wg_element(op.bdesc, c, k, "B", op.file, op.line));
+    for (int l = 0; l < 32; ++l) {
+        const WgOp& o = static_cast<const WgWaitLane*>(lanes[l])->s->ops[i];
+        const int g = l / 4, t = l % 4;
+        for (int v = 0; v < n / 2; ++v) {
+            const int row = g + 8 * (v / 2 % 2), col = 8 * (v / 4) + 2 * t + v % 2;
+            double acc = o.scale_d ? (o.chained ? o.d[v] : o.c[v]) : 0.0;
+            for (int k = 0; k < 8; ++k) acc += A[row][k] * B[col][k];  // products exact; one rounding
+            o.d[v] = (float)acc;
+        }
+    }
+}
+
+void run_wgmma_wait(void* const* lanes) {
+    const WgWaitLane& first = *static_cast<const WgWaitLane*>(lanes[0]);
+    int due = 0;
+    while (due < first.s->n && first.s->ops[due].group < first.upto) ++due;
+    for (int l = 1; l < 32; ++l) {
+        const WgWaitLane& x = *static_cast<const WgWaitLane*>(lanes[l]);
+        int mine = 0;
+        while (mine < x.s->n && x.s->ops[mine].group < x.upto) ++mine;
+        if (mine != due) fail(__FILE__, __LINE__, "wgmma.wait_group: lane %d has %d wgmma due, lane 0 %d", l, mine, due);
+    }
+    for (int i = 0; i < due; ++i) wg_run(lanes, i);
+    for (int l = 0; l < 32; ++l) {
+        WgState& s = *static_cast<const WgWaitLane*>(lanes[l])->s;
+        std::memmove(s.ops, s.ops + due, sizeof(WgOp) * (size_t)(s.n - due));
+        s.n -= due;
+    }
+}
+const Collective kWgmmaWait{run_wgmma_wait, "wgmma.wait_group.sync.aligned"};
+
+// A NaN pattern, distinct from cp.async's and shared memory's, in accumulators in flight.
+constexpr uint32_t kWgPending = 0x7FC0C3C3u;
+}  // namespace
+
+void wgmma_tf32(float* d, int n, uint64_t adesc, uint64_t bdesc, int scale_d, const char* file, int line) {
+    if (n % 8 || n < 8 || n > 64) fail(file, line, "wgmma: N = %d is not 8, 16, ..., 64", n);
+    WgState& s = my_wg();
+    if (s.n == kMaxWgmma) fail(file, line, "wgmma: more than %d of one thread in flight (the emulator's limit)", s.n);
+    WgOp& op = s.ops[s.n];
+    op = WgOp{d, {}, n, scale_d, false, adesc, bdesc, s.committed, file, line};
+    for (int i = 0; i < s.n; ++i) op.chained |= s.ops[i].d == d;  // accumulates on an earlier one's result
+    if (!op.chained) std::memcpy(op.c, d, sizeof(float) * (size_t)(n / 2));
+    ++s.n;
+    for (int v = 0; v < n / 2; ++v) std::memcpy(d + v, &kWgPending, 4);
+}
+
+void wgmma_commit() { ++my_wg().committed; }
+
+void wgmma_wait(int n, const char* file, int line) {
+    WgState& s = my_wg();
+    WgWaitLane x{&s, s.committed - n, (int)(gpucnn_cur - rt::g_fib)};
+    collective(kWgmmaWait, &x, file, line);
+}
+
+unsigned smem_offset(const void* p, const char* file, int line) {
+    const unsigned char* c = static_cast<const unsigned char*>(p);
+    if (!rt::g_spec || c < gpucnn_dyn_smem || c >= gpucnn_dyn_smem + rt::g_spec->dyn_size)
+        fail(file, line, "shared address of %p: the emulator gives one only inside the dynamic shared memory", p);
+    return (unsigned)(c - gpucnn_dyn_smem);
 }
 
 // Round to nearest with ties away from zero at mantissa bit 13: adding half of

@@ -1,5 +1,5 @@
 // emu_mma.h: the emulator's bodies of kernels/mma.cuh's hardware primitives
-// (mma.sync m16n8k8 TF32, ldmatrix, cp.async, cvt.rna.tf32.f32). Included by
+// (mma.sync m16n8k8 TF32, ldmatrix, cp.async, cvt.rna.tf32.f32, wgmma m64nNk8 TF32). Included by
 // mma.cuh when GPUCNN_EMULATOR is defined; implemented in emu_mma.cpp, which
 // is linked into every module like the scheduler.
 //
@@ -30,6 +30,20 @@ void cp_async(void* dst, const void* src, int bytes, int src_bytes,
 void cp_async_commit();
 // cp.async.wait_group n: every committed group but the n most recent has landed.
 void cp_async_wait(int n);
+// wgmma.mma_async.sync.aligned.m64n{n}k8.f32.tf32.tf32 d, adesc, bdesc, scale_d, 1, 1 for this
+// lane's warp of its warpgroup (warp % 4: rows 16 (warp % 4) .. + 15 of D). Deferred to the
+// wgmma_wait that covers it: d holds poison meanwhile, and the operands are read from shared
+// memory then (an overwrite before the wait changes the result, as it races on a GPU). Only
+// the 128-byte-swizzle K-major descriptors of mma.cuh's wgmma_desc_sw128 are implemented.
+void wgmma_tf32(float* d, int n, uint64_t adesc, uint64_t bdesc, int scale_d,
+                const char* file = __builtin_FILE(), int line = __builtin_LINE());
+void wgmma_commit();
+// wgmma.wait_group n: a warp collective that runs the lane's deferred wgmma of every group but
+// the n most recent, in issue order.
+void wgmma_wait(int n, const char* file = __builtin_FILE(), int line = __builtin_LINE());
+// The emulated shared-window address of p: its offset in the block's dynamic shared memory
+// (the base counts as 1024-byte aligned); anything else faults.
+unsigned smem_offset(const void* p, const char* file = __builtin_FILE(), int line = __builtin_LINE());
 // cvt.rna.tf32.f32: round to nearest, ties away from zero, to 10 mantissa bits.
 uint32_t cvt_rna_tf32(float x);
 // cvt.rn.tf32.f32: round to nearest, ties to even, to 10 mantissa bits (low 13 bits zero).

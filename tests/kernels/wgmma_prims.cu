@@ -1,0 +1,122 @@
+// Test fixtures of kernels/mma.cuh's warpgroup MMA (wgmma), one warpgroup (128 threads) each: the
+// same text runs on the emulator (tests/test_wgmma_prims.py) and, compiled for sm_90a, on a GPU.
+#include "../../kernels/mma.cuh"
+
+// Word offset of (row, k) in a tile of 32-word rows with the 128-byte swizzle: 16-byte chunk k / 4
+// of row r at chunk (k / 4) ^ (r % 8) (tc_gemm.cuh's tc_swz, written out here on its own).
+__device__ __forceinline__ int swz(int r, int k) { return r * 32 + (((k >> 2) ^ (r & 7)) << 2) + (k & 3); }
+
+// D = A Bᵀ + C (scale_d = 1) or A Bᵀ (0): A (64, 32), B (N, 32), C and D (64, N) row-major in global
+// memory. A and B are stored in dynamic shared memory rows of 32 words in swz's layout, A's tile at the first 1024-byte boundary and
+// B's 8 KiB after it; ksteps wgmma of k8 each (1 to 4) step the descriptors by 32 bytes, all in one
+// commit group. C and D move through the accumulator fragments of mma.cuh's table. Dynamic shared
+// memory: 1024 + 8192 + N * 128 bytes.
+template <int N>
+__device__ void wgmma_gemm(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ C,
+                           float* __restrict__ D, int ksteps, int scale_d, unsigned char* smem) {
+#if WGMMA_AVAILABLE
+    const int t = threadIdx.x, lane = t % 32, w = t / 32, g = lane / 4, q = lane % 4;
+    float* sa = reinterpret_cast<float*>(smem + ((1024 - smem_addr(smem) % 1024) % 1024));
+    float* sb = sa + 64 * 32;
+    for (int e = t; e < 64 * 32; e += 128) sa[swz(e / 32, e % 32)] = A[e];
+    for (int e = t; e < N * 32; e += 128) sb[swz(e / 32, e % 32)] = B[e];
+    fence_proxy_async();
+    __syncthreads();
+    float d[N / 2];
+#pragma unroll
+    for (int v = 0; v < N / 2; ++v) d[v] = C[(16 * w + g + 8 * (v / 2 % 2)) * N + 8 * (v / 4) + 2 * q + v % 2];
+    const unsigned long long da = wgmma_desc_sw128(sa), db = wgmma_desc_sw128(sb);
+    wgmma_fence();
+    for (int s = 0; s < ksteps; ++s) wgmma_tf32<N>(d, da + 2 * s, db + 2 * s, s > 0 || scale_d);
+    wgmma_commit();
+    wgmma_wait<0>(d);
+#pragma unroll
+    for (int v = 0; v < N / 2; ++v) D[(16 * w + g + 8 * (v / 2 % 2)) * N + 8 * (v / 4) + 2 * q + v % 2] = d[v];
+#else
+    __trap();
+#endif
+}
+
+#define WGMMA_GEMM(N)                                                                                    \
+    extern "C" __global__ void __launch_bounds__(128) wgmma_m64n##N##k8(                                 \
+        const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ C,           \
+        float* __restrict__ D, int ksteps, int scale_d) {                                                \
+        extern __shared__ __align__(16) unsigned char wgmma_smem[];                                      \
+        wgmma_gemm<N>(A, B, C, D, ksteps, scale_d, wgmma_smem);                                          \
+    }
+WGMMA_GEMM(8)
+WGMMA_GEMM(16)
+WGMMA_GEMM(24)
+WGMMA_GEMM(32)
+WGMMA_GEMM(40)
+WGMMA_GEMM(48)
+WGMMA_GEMM(56)
+WGMMA_GEMM(64)
+
+// Two commit groups in flight: D1 = A B1ᵀ (group 1), D2 = A B2ᵀ (group 2, B2 = B's rows 8-15);
+// wait_group 1 finishes group 1 only: D1 is stored, then D2 after wait_group 0 (N = 8, 1 k-step).
+// out: D1 (64 x 8) then D2 (64 x 8).
+extern "C" __global__ void __launch_bounds__(128) wgmma_two_groups(const float* __restrict__ A,
+                                                                   const float* __restrict__ B,
+                                                                   float* __restrict__ out) {
+#if WGMMA_AVAILABLE
+    extern __shared__ __align__(16) unsigned char wgmma_smem[];
+    const int t = threadIdx.x, lane = t % 32, w = t / 32, g = lane / 4, q = lane % 4;
+    float* sa = reinterpret_cast<float*>(wgmma_smem + ((1024 - smem_addr(wgmma_smem) % 1024) % 1024));
+    float* sb = sa + 64 * 32;
+    for (int e = t; e < 64 * 32; e += 128) sa[swz(e / 32, e % 32)] = A[e];
+    for (int e = t; e < 16 * 32; e += 128) sb[swz(e / 32, e % 32)] = B[e];
+    fence_proxy_async();
+    __syncthreads();
+    float d1[4] = {}, d2[4] = {};
+    wgmma_fence();
+    wgmma_tf32<8>(d1, wgmma_desc_sw128(sa), wgmma_desc_sw128(sb), 0);
+    wgmma_commit();
+    wgmma_tf32<8>(d2, wgmma_desc_sw128(sa), wgmma_desc_sw128(sb + 8 * 32), 0);  // rows 8-15: the next 8-row group
+    wgmma_commit();
+    wgmma_wait<1>(d1);
+    for (int v = 0; v < 4; ++v) out[(16 * w + g + 8 * (v / 2)) * 8 + 2 * q + v % 2] = d1[v];
+    wgmma_wait<0>(d2);
+    for (int v = 0; v < 4; ++v) out[512 + (16 * w + g + 8 * (v / 2)) * 8 + 2 * q + v % 2] = d2[v];
+#else
+    __trap();
+#endif
+}
+
+// Misuse the emulator reports: the accumulators read before the wait (they hold poison).
+extern "C" __global__ void __launch_bounds__(128) wgmma_early_read(const float* __restrict__ A, float* __restrict__ out) {
+#if WGMMA_AVAILABLE
+    extern __shared__ __align__(16) unsigned char wgmma_smem[];
+    float* sa = reinterpret_cast<float*>(wgmma_smem + ((1024 - smem_addr(wgmma_smem) % 1024) % 1024));
+    for (int e = threadIdx.x; e < 64 * 32; e += 128) sa[swz(e / 32, e % 32)] = A[e];
+    fence_proxy_async();
+    __syncthreads();
+    float d[4] = {};
+    wgmma_fence();
+    wgmma_tf32<8>(d, wgmma_desc_sw128(sa), wgmma_desc_sw128(sa), 0);
+    wgmma_commit();
+    out[threadIdx.x] = d[0];  // a race on a GPU: no wait yet
+    wgmma_wait<0>(d);
+#else
+    __trap();
+#endif
+}
+
+// Misuse the emulator reports: B's descriptor 9 KiB past A's, beyond the launch's 9 KiB of shared memory.
+extern "C" __global__ void __launch_bounds__(128) wgmma_past_end(float* __restrict__ out) {
+#if WGMMA_AVAILABLE
+    extern __shared__ __align__(16) unsigned char wgmma_smem[];
+    float* sa = reinterpret_cast<float*>(wgmma_smem + ((1024 - smem_addr(wgmma_smem) % 1024) % 1024));
+    for (int e = threadIdx.x; e < 64 * 32; e += 128) sa[e] = 1.f;
+    fence_proxy_async();
+    __syncthreads();
+    float d[4] = {};
+    wgmma_fence();
+    wgmma_tf32<8>(d, wgmma_desc_sw128(sa), wgmma_desc_sw128(sa) + (9216 >> 4), 0);
+    wgmma_commit();
+    wgmma_wait<0>(d);
+    out[threadIdx.x] = d[0];
+#else
+    __trap();
+#endif
+}
