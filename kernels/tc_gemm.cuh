@@ -245,6 +245,18 @@ __device__ __forceinline__ void tc_fetch(bool runs, float* s, const H* hs, const
 // op.ktab_none()): then B's gather needs neither a row nor a k test.
 template <typename Op, typename = void> struct TcNone { enum { B = 0 }; };
 template <typename Op> struct TcNone<Op, typename GemmVoid<decltype(Op::B_NONE)>::type> { enum { B = Op::B_NONE }; };
+// Whether an Op's k-table is built by warp s % WARPS at step s (enum KTAB_ROTATE = 1) rather than by
+// warp 0: for entries that cost many instructions (the filter gradient's, FilterOp::ktab). On warp 0 every
+// step, conv2d_backward_filter_tf32_64 on resnet-stem issued 282 instructions a k-step on warps 1-3 and
+// 461 on warp 0 (with conv_miss's loops), and the block waits for its slowest warp at each step's
+// barrier; where warps share the SM's 4 sub-partitions by warp index, the resident blocks' warps 0 share
+// one too. Rotating (and filter_miss), the warps issue 287, plus 92 for the step's builder: 310 each on
+// average (sm_90 SASS of the k-step, per region). The cheap entries stay on warp 0: the rotation's warp
+// index, held through the loop, spills conv2d_backward_data_tf32_128 at its 128 registers (16 bytes).
+template <typename Op, typename = void> struct TcRotate { enum { KTAB = 0 }; };
+template <typename Op> struct TcRotate<Op, typename GemmVoid<decltype(Op::KTAB_ROTATE)>::type> {
+    enum { KTAB = Op::KTAB_ROTATE };
+};
 // The k-table entry of a k past kend: the Op's none entry where it has one
 // (its B gathers are zeros, its A gathers elements), else kend - 1's.
 template <typename Op> __device__ __forceinline__ typename GemmKTab<Op>::type tc_ktab_past(const Op& op, int kend) {
@@ -332,10 +344,14 @@ __device__ void tc_tile(const Op& op, TcSmem<Tile, Op>& sm, int m0, int n0, int 
     };
     // 16-byte runs need every 4-k chunk inside or outside [kbeg, kend) whole
     const bool whole = kbeg % 4 == 0 && kend % 4 == 0, runs_a = whole && tc_runs_a(op), runs_b = whole && tc_runs_b(op);
-    const auto ktab = [&](int s) {  // the k-table of step s into buffer s % TC_STAGES
+    // The k-table of step s into buffer s % TC_STAGES, one entry a lane of warp 0, or of warp s % WARPS
+    // where the Op's entries are costly (TcRotate).
+    static_assert(TC_BK == 32, "a warp builds a step's k-table, one entry a lane");
+    const auto ktab = [&](int s) {
         if constexpr (KT::USED) {
-            const int k = kbeg + s * TC_BK + t;
-            if (t < TC_BK && s < steps) sm.ktab[s % TC_STAGES][t] = k < kend ? op.ktab(k) : tc_ktab_past(op, kend);
+            const int i = TcRotate<Op>::KTAB ? t % 32 : t, k = kbeg + s * TC_BK + i;  // entry i of the step
+            if ((TcRotate<Op>::KTAB ? warp == s % (Tile::THREADS / 32) : t < TC_BK) && s < steps)
+                sm.ktab[s % TC_STAGES][i] = k < kend ? op.ktab(k) : tc_ktab_past(op, kend);
         }
     };
     const auto fetch = [&](int s) {  // step s into stage s % TC_STAGES, as one commit group
