@@ -256,6 +256,10 @@ template <typename T, bool MASK = false> struct FilterOp {
     // 92 instructions a step's entries (two FastDiv divisions of the pixel, two filter_miss; a quarter of
     // the 64 tile's k-step): built by the warps in turn (tc_gemm.cuh's TcRotate)
     enum { KTAB_ROTATE = 1 };
+    // 4 k-table entries read before their copies (tc_gemm.cuh's TcGatherQ): 3 idle issue slots after
+    // the reads paid 4 times a step instead of 8, conv2d_backward_filter_tf32_64's k-step 470 -> 457
+    // instructions (the 32 tile 495 -> 482, 128 550 -> 538, 64w 611 -> 602), no spills
+    enum { GATHER_Q = 4 };
     typedef const T* Row;  // dy[0, g*Kg + m]
     struct Col {
         const T* base;   // x[0, g*Cg + c, roff, soff] (may lie outside x)

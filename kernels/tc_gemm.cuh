@@ -130,8 +130,14 @@ __device__ __forceinline__ int tc_swz(int row, int k) { return row * TC_BK + (((
 // idle slots (@!PT LDS RZ) before the first cp.async after a shared load, so
 // reading 2 entries, then copying their 4 elements, pays them 4 times a step
 // instead of 8 (conv2d_forward_tf32_128: 633 -> 597 instructions a k-step;
-// 4 entries, 591, spill the backward-data 128 tile at 128 registers).
+// 4 entries, 591, spill the backward-data 128 tile at 128 registers). An Op
+// may ask for more (enum GATHER_Q, TcGatherQ): the filter gradient's kernels,
+// whose registers allow it, take 4.
 #define TC_GATHER_Q 2
+template <typename Op, typename = void> struct TcGatherQ { enum { Q = TC_GATHER_Q }; };
+template <typename Op> struct TcGatherQ<Op, typename GemmVoid<decltype(Op::GATHER_Q)>::type> {
+    enum { Q = Op::GATHER_Q };
+};
 template <int ROWS, int THREADS> struct TcGather {
     enum { WARPS = THREADS / 32, HANDLES = ROWS / 8 / WARPS };
     static_assert(HANDLES * WARPS * 8 == ROWS, "8-row blocks split evenly over the warps");
@@ -150,8 +156,8 @@ __device__ __forceinline__ GemmAt<float> tc_at(GemmAt<float> a) { return a; }
 // tc_ktab_past gives, and both are tested here. Every address is an element
 // and only the zero-fill (src-size 0) differs. Shared-memory addresses: a thread's
 // elements of one q lie HANDLES * WARPS * 8 rows apart (immediate offsets)
-// in chunk q ^ (lane % 8), one XOR per q.
-template <bool NONE, int ROWS, int THREADS, typename H, typename E, typename Get>
+// in chunk q ^ (lane % 8), one XOR per q. Q: the entries read before their copies (TcGatherQ).
+template <int Q, bool NONE, int ROWS, int THREADS, typename H, typename E, typename Get>
 __device__ __forceinline__ void tc_gather(float* s, const H* hs, const E* tab, int mn0, int limit, int k0, int kend,
                                           Get get) {
     typedef TcGather<ROWS, THREADS> L;
@@ -165,13 +171,13 @@ __device__ __forceinline__ void tc_gather(float* s, const H* hs, const E* tab, i
     }
     const int base = tc_swz(L::row(0), lane / 8);  // word offset of (row 0, k = lane / 8): chunk lane % 8
 #pragma unroll
-    for (int q0 = 0; q0 < TC_BK / 4; q0 += TC_GATHER_Q) {
-        E e[TC_GATHER_Q];
+    for (int q0 = 0; q0 < TC_BK / 4; q0 += Q) {
+        E e[Q];
 #pragma unroll
-        for (int q = 0; q < TC_GATHER_Q; ++q) e[q] = tab[4 * (q0 + q) + lane / 8];
-        GemmAt<float> a[TC_GATHER_Q][L::HANDLES];
+        for (int q = 0; q < Q; ++q) e[q] = tab[4 * (q0 + q) + lane / 8];
+        GemmAt<float> a[Q][L::HANDLES];
 #pragma unroll
-        for (int q = 0; q < TC_GATHER_Q; ++q) {
+        for (int q = 0; q < Q; ++q) {
             const int k = k0 + 4 * (q0 + q) + lane / 8;
             const bool kin = k < kend;
 #pragma unroll
@@ -181,7 +187,7 @@ __device__ __forceinline__ void tc_gather(float* s, const H* hs, const E* tab, i
             }
         }
 #pragma unroll
-        for (int q = 0; q < TC_GATHER_Q; ++q) {
+        for (int q = 0; q < Q; ++q) {
             float* d = s + (base ^ ((q0 + q) << 2));  // chunk (q0 + q) ^ (row % 8) of the same row
 #pragma unroll
             for (int j = 0; j < L::HANDLES; ++j) cp_async<4>(d + j * L::WARPS * 8 * TC_BK, a[q][j].p, a[q][j].ok ? 4 : 0);
@@ -233,11 +239,11 @@ __device__ __forceinline__ void tc_runs(float* s, const H* hs, const E* tab, int
 
 // One operand's copies for the step at k0: 16-byte runs where the Op has
 // them (runs: uniform, see tc_tile), else gathered.
-template <bool RUNS, bool NONE, int ROWS, int THREADS, typename H, typename E, typename Get>
+template <bool RUNS, int Q, bool NONE, int ROWS, int THREADS, typename H, typename E, typename Get>
 __device__ __forceinline__ void tc_fetch(bool runs, float* s, const H* hs, const E* tab, int mn0, int limit, int k0,
                                          int kend, Get get) {
     if (RUNS && runs) tc_runs<ROWS, THREADS>(s, hs, tab, mn0, limit, k0, kend, get);
-    else tc_gather<NONE, ROWS, THREADS>(s, hs, tab, mn0, limit, k0, kend, get);
+    else tc_gather<Q, NONE, ROWS, THREADS>(s, hs, tab, mn0, limit, k0, kend, get);
 }
 
 // Whether Op gives B columns past N a handle and k past kend a k-table entry
@@ -357,9 +363,9 @@ __device__ void tc_tile(const Op& op, TcSmem<Tile, Op>& sm, int m0, int n0, int 
     const auto fetch = [&](int s) {  // step s into stage s % TC_STAGES, as one commit group
         if (s < steps) {
             const int k0 = kbeg + s * TC_BK, st = s % TC_STAGES;
-            tc_fetch<TcRuns<Op>::A, false, Tile::BM, Tile::THREADS>(runs_a, sm.a[st], sm.rows, sm.ktab[st], m0, op.M, k0,
+            tc_fetch<TcRuns<Op>::A, TcGatherQ<Op>::Q, false, Tile::BM, Tile::THREADS>(runs_a, sm.a[st], sm.rows, sm.ktab[st], m0, op.M, k0,
                                                              kend, geta);
-            tc_fetch<TcRuns<Op>::B, TcNone<Op>::B, Tile::BN, Tile::THREADS>(runs_b, sm.b[st], sm.cols, sm.ktab[st], n0, op.N, k0,
+            tc_fetch<TcRuns<Op>::B, TcGatherQ<Op>::Q, TcNone<Op>::B, Tile::BN, Tile::THREADS>(runs_b, sm.b[st], sm.cols, sm.ktab[st], n0, op.N, k0,
                                                              kend, getb);
         }
         cp_async_commit();  // possibly empty: wait_group counts groups
