@@ -229,7 +229,7 @@ __device__ void conv_backward_data(Run run, const T* __restrict__ dy, const T* _
 // sm_90 k-step the k-table's code was 77 instructions around conv_miss's two loops (8 and 9 a trip), so
 // the warp building it issued 77 + 6*8 + 6*9 = 179 a step for resnet-stem's 7 x 7 filter and
 // 77 + 4*8 + 19*9 = 280 for deepspeech's 5 x 20 (the static count, bench/results/static-sm90.md, has each
-// loop once); in closed form it is 92 for any filter. k <= 30 (conv_masked), so no shift reaches 32.
+// loop once); in closed form it is 91 for any filter. k <= 30 (conv_masked), so no shift reaches 32.
 __device__ __forceinline__ unsigned filter_miss(int lo, const FastDiv& d, int k, int size, int shift) {
     const int first = lo >= 0 ? 0 : min(k, d.div(d.d - 1 - lo));
     const int last = lo >= size ? -1 : min(k - 1, d.div(size - 1 - lo));
@@ -253,7 +253,7 @@ template <typename T, bool MASK = false> struct FilterOp {
     enum { A_ALONG_K = 1, B_ALONG_K = 1 };
     // dy's pixels contiguous within an image, forward between images (runs when P*Q % 4 == 0); x padded
     enum { A_RUNS = 1, B_RUNS = 0, B_NONE = 1 };
-    // 92 instructions a step's entries (two FastDiv divisions of the pixel, two filter_miss; a quarter of
+    // 91 instructions a step's entries (two FastDiv divisions of the pixel, two filter_miss; a fifth of
     // the 64 tile's k-step): built by the warps in turn (tc_gemm.cuh's TcRotate)
     enum { KTAB_ROTATE = 1 };
     // 4 k-table entries read before their copies (tc_gemm.cuh's TcGatherQ): 3 idle issue slots after

@@ -256,8 +256,9 @@ template <typename Op> struct TcNone<Op, typename GemmVoid<decltype(Op::B_NONE)>
 // step, conv2d_backward_filter_tf32_64 on resnet-stem issued 282 instructions a k-step on warps 1-3 and
 // 461 on warp 0 (with conv_miss's loops), and the block waits for its slowest warp at each step's
 // barrier; where warps share the SM's 4 sub-partitions by warp index, the resident blocks' warps 0 share
-// one too. Rotating (and filter_miss), the warps issue 287, plus 92 for the step's builder: 310 each on
-// average (sm_90 SASS of the k-step, per region). The cheap entries stay on warp 0: the rotation's warp
+// one too. Rotating (with filter_miss and FilterOp's GATHER_Q), the warps issue 281, plus 91 for the
+// step's builder: 304 each on average (sm_90 SASS of the k-step, counted per region with the loops' trips;
+// bench/results/static-sm90.md's count, 450 -> 457, has each loop body once and the k-table on every warp). The cheap entries stay on warp 0: the rotation's warp
 // index, held through the loop, spills conv2d_backward_data_tf32_128 at its 128 registers (16 bytes).
 template <typename Op, typename = void> struct TcRotate { enum { KTAB = 0 }; };
 template <typename Op> struct TcRotate<Op, typename GemmVoid<decltype(Op::KTAB_ROTATE)>::type> {
