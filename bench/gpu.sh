@@ -16,7 +16,7 @@
 #   6 the training-step rows (lenet, vgg-small,     100 s
 #     resnet20 at batch 128 against PyTorch eager and torch.compile)
 #   7 ncu on the conv forward kernels of each mode   45 s   (bench/gpu_launches.py large)
-#     (the tile each picks, and tf32's wide tile) and deepspeech's backward-data window kernel
+#     (the tile each picks, and tf32's wide tile) and deepspeech's backward-data window and fold kernels
 # The lending tool returns at most 8 files from $OUT: the logs go into one
 # tarball (logs.tar.gz) beside summary.txt and the benchmarks' tables and JSON
 # (bench, fused, steps: 8 files, the limit).
@@ -51,8 +51,8 @@ step 5b-fused 25 "$PY" -m gpucnn.cli bench --device cuda --fused-only --no-progr
     --out "$logs/fused" --backends "$modes"
 step 6-steps 100 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-progress --out "$logs/steps"
 step 7-ncu 45 ncu --clock-control none \
-    --kernel-name regex:"conv2d_forward_(f32|tf32_|3xtf32_)|depthwise_backward_data_window_f32" \
-    --launch-count 5 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
+    --kernel-name regex:"conv2d_forward_(f32|tf32_|3xtf32_)|depthwise_backward_data_window_f32|conv2d_fold_" \
+    --launch-count 6 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
 
 cp "$logs"/bench/*.md "$out/bench.md" 2>/dev/null
 cp "$logs"/bench/*.json "$out/bench.json" 2>/dev/null

@@ -459,3 +459,44 @@ def test_phases_take_tensor_cores_in_the_tensor_core_modes(monkeypatch):
         assert launched[-1] == kernel
         tol = 2e-3 if math == "tf32" else 1e-5  # tf32: 10-bit operands (test_math_modes bounds each element)
         np.testing.assert_allclose(dx, want, rtol=tol, atol=tol * np.abs(want).max())
+
+
+# The fold family (kernels/conv2d_fold.cu) takes the tf32 backward-data that
+# the window and strip kernels would run in FFMA (stems, deepspeech); the
+# other modes and float64 keep them, and the passes they never run keep theirs.
+@pytest.mark.parametrize("case", CONV, ids=[c.name for c in CONV])
+def test_fold_takes_the_tf32_backward_data_of_few_channels(case):
+    g = _geometry(case)
+    ffma = algo.choose(g, "backward_data").family
+    assert algo.choose(g, "backward_data", math="tf32").family == ("fold" if ffma in ("window", "strip") else ffma)
+    for math in ("3xtf32", "fp32"):
+        assert algo.choose(g, "backward_data", math=math).family == ffma
+    assert algo.choose(g, "backward_data", np.float64, math="tf32").family == algo.choose(g, "backward_data",
+                                                                                          np.float64).family
+    for p in ("forward", "backward_filter"):
+        assert algo.choose(g, p, math="tf32").family != "fold"
+
+
+@pytest.mark.parametrize("case", CONV, ids=[c.name for c in CONV])
+@pytest.mark.parametrize("sms", [1, 132])
+def test_fold_plan_bounds(case, sms):
+    """Every plan the fold kernels get keeps their bounds: at most PIX dy
+    pixels a band, THREADS columns a tile, a window of whole bands (a power
+    of two), tables as long as the most taps any dx row or column meets
+    (counted here by brute force), and its shared memory within sm_90's."""
+    from gpucnn.cuda import fold
+    g = _geometry(case)
+    p = fold.plan(g, sms)
+    if p is None:
+        assert g.C // g.groups > algo.SMALL_C
+        return
+    w = g.win
+    pt, _, pl, _ = w.pad
+    assert p.bp * p.qw <= fold.PIX and p.tw <= fold.MAX_TW and p.smem <= fold.SMEM_LIMIT[90]
+    assert p.wr & (p.wr - 1) == 0 and p.wr >= p.bp * w.sh + (w.kh - 1) * w.dh
+    assert p.sv >= max(sum((x + pl - s * w.dw) % w.sw == 0 for s in range(w.kw)) for x in range(w.W))
+    assert p.rv >= max(sum((y + pt - r * w.dh) % w.sh == 0 for r in range(w.kh)) for y in range(w.H))
+    tiles = -(-w.W // p.tw)
+    assert max(min(w.Q - 1, (min(w.W, x0 + p.tw) - 1 + pl) // w.sw) - max(0, -(-(x0 + pl - (w.kw - 1) * w.dw) // w.sw)) + 1
+               for x0 in range(0, w.W, p.tw)) <= p.qw
+    assert p.tasks == g.N * g.groups * tiles * -(-w.H // p.th)

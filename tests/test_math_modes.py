@@ -34,11 +34,14 @@ from test_linear_kernels import CASES as LINEAR_CASES
 
 import gpucnn
 from gpucnn import backend
-from gpucnn.cuda import tc
+from gpucnn.cuda import algo, fold, tc
 from gpucnn.cuda.launch import small_grid
 
 U_TF32, U_ACC = 2.0**-11, 2.0**-23
 ORDERS = {"fwd": ("forward", "end", False), "rev": ("reverse", "start", True)}
+# "shuf" (test_conv2d_fold only): threads resumed shuffled on a grid of 2, with the race,
+# misalignment and sanitizer checks (conftest's emu-shuf)
+SHUFFLED, SHUFFLED_CHECKS = ("shuffle", "end", True), dict(seed=9, race_check=True, misalign=True, sanitize=True)
 
 pytestmark = pytest.mark.skipif(not backend.available("emulator")[0], reason="emulator unavailable")
 
@@ -51,8 +54,10 @@ def tf32_factor(n: int) -> float:
 @contextlib.contextmanager
 def emulated(mode, order, tile=None):
     from gpucnn.runtime.emulator import emulation
-    resume, guard, shrink = ORDERS[order]
-    with gpucnn.use_backend("emulator"), emulation(resume_order=resume, guard=guard), gpucnn.math_mode(mode):
+    resume, guard, shrink = ORDERS.get(order, SHUFFLED)
+    checks = {} if order in ORDERS else SHUFFLED_CHECKS
+    with gpucnn.use_backend("emulator"), emulation(resume_order=resume, guard=guard, **checks), \
+            gpucnn.math_mode(mode):
         with small_grid(2) if shrink else contextlib.nullcontext(), tc.force_tile(tile):
             yield
 
@@ -177,6 +182,51 @@ LINEAR_TILE_MODES = [p for p in TILE_MODES if p.values[1] not in tc.CONV_TILES]
 def test_conv2d_tc_tiles(mode, tile, order, xs, ws, stride, padding, dilation, groups):
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     run_and_check(conv_fn(**kw), conv_args(xs, ws, kw), mode, order, tile)
+
+
+# kernels/conv2d_fold.cu (the fold family: tf32 backward-data of 1 to 4 channels a group), forced,
+# with its layout forced too where given (tw dx columns a tile, th rows a segment): 40 filters (two
+# k-chunks of 32) of a 7x7 / 2 stem (147 taps: the 24-tile kernel) walked in 3 bands of 11 dy rows
+# (tiles of 16 and 13 columns: 11 dy columns a band), then in 3 x 4 tiles and segments (dy columns and rows computed
+# twice where they meet, a last segment of 3 rows); one channel with 5 x 20 taps at stride 2 (the
+# 16-tile kernel, 10 column taps a pixel) in one task and in tiles of 20; 70 filters (three
+# k-chunks) of a 3x3 stride-1 stem in 4 bands of 3 rows; groups with stride (2, 3), dilation (2, 1)
+# and padding; stride 3 past 3 x 5 taps (dx rows and columns no tap reaches: zeros, between bands
+# too with bands of one row); a 1 x 2 filter at stride 3 (rows without taps); one-pixel-wide images.
+FOLD_CASES = [  # id: x, w, stride, padding, dilation, groups, (tw, th) or None
+    ("stem_7x7_bands", (2, 3, 50, 29), (40, 3, 7, 7), 2, 3, 1, 1, (16, 50)),
+    ("stem_7x7_tiles", (2, 3, 30, 29), (40, 3, 7, 7), 2, 3, 1, 1, (10, 9)),
+    ("c1_wide_s2", (2, 1, 13, 60), (12, 1, 5, 20), 2, 0, 1, 1, None),
+    ("c1_wide_s2_tiles", (2, 1, 13, 60), (12, 1, 5, 20), 2, 0, 1, 1, (20, 5)),
+    ("c3_s1_k70", (1, 3, 12, 40), (70, 3, 3, 3), 1, 1, 1, 1, (40, 12)),
+    ("c2_groups3_dil", (1, 6, 13, 10), (27, 2, 5, 4), (2, 3), (1, 2), (2, 1), 3, None),
+    ("c4_s3_asym", (1, 4, 7, 11), (9, 4, 3, 5), 3, (0, 2, 1, 3), 1, 1, (4, 2)),
+    ("stride_gt_kernel", (1, 1, 8, 9), (10, 1, 1, 2), 3, (0, 1), 1, 1, (9, 8)),
+    ("w1_tiny", (1, 2, 3, 1), (9, 2, 2, 1), 1, (1, 0), 1, 1, None),
+]
+FOLD_ORDERS = [pytest.param(o, id=o) for o in (*ORDERS, "shuf")]
+
+
+@pytest.mark.parametrize("order", FOLD_ORDERS)
+@pytest.mark.parametrize("xs,ws,stride,padding,dilation,groups,layout", [c[1:] for c in FOLD_CASES],
+                         ids=[c[0] for c in FOLD_CASES])
+def test_conv2d_fold(order, xs, ws, stride, padding, dilation, groups, layout):
+    """dx by the fold kernels within the tf32 bound, in both resume orders (reverse on a grid
+    of 2 blocks: several tasks a block), and shuffled with the emulator's race, misalignment
+    and sanitizer checks on (the barriers between the MMAs, the fold and the stores)."""
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    x, w, _, dy = conv_args(xs, ws, kw)
+    launched, real = [], fold.launch_tasks
+
+    def fn(x, w, dy):
+        return gpucnn.conv2d_backward(dy, x, w, **kw)[:1]
+    with pytest.MonkeyPatch.context() as mp, algo.override("fold"), \
+            fold.force_layout(*layout) if layout else contextlib.nullcontext():
+        mp.setattr(fold, "launch_tasks", lambda rt, family, base, *a, **k: (
+            launched.append(base), real(rt, family, base, *a, **k)))
+        run_and_check(fn, (x, w, dy), "tf32", order)
+    taps = ws[1] * ws[2] * ws[3]
+    assert launched == [f"conv2d_fold_backward_data_tf32_n{next(n for n in fold.TAP_TILES if 8 * n >= taps)}"]
 
 
 # The tensor-core kernels' padding test by tap masks (kernels/conv.cuh: a tap's row and column bits

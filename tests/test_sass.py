@@ -94,9 +94,20 @@ def test_tc_k_step_loop_is_mma_fed_by_cp_async_and_ldmatrix(tc_rows):
     k-slice: one per m16 tile and one per pair of n8 tiles; cp.async in the
     loop, one barrier."""
     rows, ptxas = tc_rows
+    folds = [r for r in rows if r["kernel"].startswith("conv2d_fold_")]
+    rows = [r for r in rows if r not in folds]
     # (2 families x 3 passes + the stride phases' backward-data) x 2 modes x 2 tiles, + the 32-row
     # and wide tiles of conv2d's 3 passes and the phases' backward-data (tc.NARROW)
     assert len(rows) == 28 + len(tc.NARROW) * 2 * 2
+    # conv2d_fold.cu's step loop holds one unrolled k-step per count of tap tiles (2 NP and
+    # 2 NP - 1 for NP = 1 to NT / 2, fold_mma's switch): per k-slice an ldmatrix of dy and NP of w,
+    # 2 NP HMMA (one fewer for the odd count); the fetch's 16 copies on each of its two paths; one barrier
+    from gpucnn.cuda import fold
+    assert sorted(int(r["kernel"].split("_n")[1].split("_")[0]) for r in folds) == sorted(fold.TAP_TILES)
+    for row in folds:
+        pairs = range(1, int(row["kernel"].split("_n")[1].split("_")[0]) // 2 + 1)
+        assert row["HMMA"] == sum(16 * p - 4 for p in pairs) and row["LDSM"] == sum(8 * (1 + p) for p in pairs), row
+        assert row["LDGSTS"] == 32 and row["BAR"] == 1, row
     for row in rows:
         suffix = row["kernel"].rsplit("_", 1)[1]
         bm, bn, wm, wn = tc.TC_TILES[int(suffix) if suffix.isdigit() else suffix]

@@ -40,7 +40,7 @@ import numpy as np
 
 from gpucnn.bench import cases, model_static, modes
 from gpucnn.bench import model_consts as K
-from gpucnn.cuda import algo, depthwise, gemm, strip, tc
+from gpucnn.cuda import algo, depthwise, fold, gemm, strip, tc
 from gpucnn.functional.conv import _conv_geometry
 
 cdiv = algo.cdiv
@@ -171,6 +171,25 @@ def direct_fill(g, pass_, c) -> tuple[str, float]:
     return depthwise.filter_kernel(g) + "_f32", 1.0
 
 
+def fold_us(g, rec, dev, s) -> tuple[str, float, float]:
+    """(kernel, executed FLOPs, us) of kernels/conv2d_fold.cu on gpucnn.cuda.fold's plan: whole
+    waves of tasks (fold.blocks_per_sm an SM), a task's bands one after another, each its MMAs
+    at mma.sync's rate (their steps' instructions, fold.band_step_issue, issuing beside them) and then its fold at the
+    issue rate; blocks sharing an SM overlap one's fold with another's MMAs (fold.band_sm_clocks)."""
+    p = fold.plan(g, dev.sms)
+    name, r = model_static.row(rec, p.kernel + "_f32")
+    per_sm = min(r["blocks_per_sm"], fold.blocks_per_sm(p))
+    per_clock = dev.tf32_tflops * 1e12 / (dev.sms * dev.clock_ghz * 1e9) * K.MMA_SYNC_OF_PEAK.at(s)
+    mma = fold.band_mmas(g, p) * K.HMMA_FLOPS.mid / per_clock / K.EFF_TC.at(s)
+    mma_issue = fold.band_step_issue(g, p) / K.ISSUE_PER_CLOCK.mid / K.EFF_TC.at(s)
+    issue = fold.band_fold_issue(g, p) / 32 / K.ISSUE_PER_CLOCK.mid / K.EFF_DIRECT.at(s)
+    slots = dev.sms * per_sm
+    waves = (p.tasks / slots, (p.tasks / slots + cdiv(p.tasks, slots)) / 2, cdiv(p.tasks, slots))[s]
+    cycles = waves * p.bands * fold.band_sm_clocks(mma, issue, per_sm, mma_issue)
+    flops = K.HMMA_FLOPS.mid * fold.band_mmas(g, p) * p.bands * p.tasks
+    return name, flops, cycles / (dev.clock_ghz * 1e3)
+
+
 def direct_us(case, g, pass_, c, rec, dev, s) -> tuple[str, float, float]:
     """(kernel, executed FLOPs, us): the record loop's instructions per FMA at the issue rate."""
     name, waste = direct_fill(g, pass_, c)
@@ -203,6 +222,8 @@ def ours_us(case, pass_, c, dev, s, rec) -> dict:
         work = gemm_work(g, pass_, c, rec, dev, s) if c.family == "gemm" else phase_work(g, c, rec, dev, s)
         kernel, flops = work.kernel, work.executed_flops
         compute = tile_cycles(work, dev, s) / (dev.clock_ghz * 1e3)
+    elif c.family == "fold":
+        kernel, flops, compute = fold_us(g, rec, dev, s)
     else:
         kernel, flops, compute = direct_us(case, g, pass_, c, rec, dev, s)
     # Split parts are written whole (S - 1 outputs beyond the compulsory one),

@@ -34,6 +34,10 @@ Families:
           one channel with wide stride phases (deepspeech): algo_direct
   strip   backward-data only: kernels/conv2d_strip.cu, for groups of 1 to 4
           channels and more than SMALL_GROUP filters (3-channel stems): algo_direct
+  fold    backward-data only, float32 in the math mode "tf32": kernels/conv2d_fold.cu
+          (gpucnn.cuda.fold) where the window or strip kernel would run FFMA:
+          G = dY Fᵀ on tensor cores with the Cg*kh*kw taps as MMA columns, then
+          φ⁻¹ in shared memory
 
 A forward or backward-data GEMM whose tile grid is below one wave splits its
 reduction into ``splits`` chunks of ``chunk`` indices (a multiple of the
@@ -51,7 +55,8 @@ families run FFMA in every mode.
 split count, for every pass that family can run: ``direct``, ``gemm``,
 ``gemm:4`` (4 splits), ``phase``, ``window``, ``strip``; ``gemm64`` and ``gemm32`` (``gemm32:4``)
 also force the FFMA tile's rows (the tensor-core modes keep their tiles), and
-``gemm32t`` the transposed filter gradient on the narrow tile.
+``gemm32t`` the transposed filter gradient on the narrow tile, ``fold`` the
+tensor-core fold kernels (float32, rounding to TF32 in every mode).
 Passes the forced family cannot run keep the heuristic's choice.
 """
 from __future__ import annotations
@@ -64,7 +69,7 @@ import os
 
 import numpy as np
 
-from gpucnn.cuda import tc
+from gpucnn.cuda import fold, tc
 from gpucnn.cuda.algo_direct import (  # noqa: F401 (algo is where callers ask: re-exported)
     DIRECT_BLOCKS_PER_SM, DIRECT_THREADS, ROW_FILTERS, ROW_OUTPUTS, SMALL_C, SMALL_GROUP, STRIP_SMEM, STRIP_TAPS,
     WINDOW_MIN_TAPS, WINDOW_SMEM, WINDOW_SLOTS, WINDOW_TAPS, axis_phase_taps, cdiv, direct_filter_units, filter_rows,
@@ -73,7 +78,7 @@ from gpucnn.cuda.algo_direct import (  # noqa: F401 (algo is where callers ask: 
 
 PASSES = ("forward", "backward_data", "backward_filter")
 FAMILIES = {"forward": ("gemm", "direct"),
-            "backward_data": ("gemm", "phase", "direct", "window", "strip"),
+            "backward_data": ("gemm", "phase", "direct", "window", "strip", "fold"),
             "backward_filter": ("gemm", "direct")}
 MATH_MODES = ("fp32", "tf32", "3xtf32")
 TILE = (64, 64, 16)  # gemm.cuh's GemmWide: BM, BN, GEMM_BK (FFMA)
@@ -121,7 +126,7 @@ def _forced() -> tuple[str, int | None, tuple | None, bool] | None:
     family = "gemm" if tile else family
     if family not in {f for fs in FAMILIES.values() for f in fs}:
         raise ValueError(f"{ENV}={spec!r}: the family must be one of gemm, gemm64, gemm32, gemm32t, phase, direct, "
-                         "window, strip (optionally gemm:SPLITS)")
+                         "window, strip, fold (optionally gemm:SPLITS)")
     if splits and (not splits.isdigit() or int(splits) < 1):
         raise ValueError(f"{ENV}={spec!r}: the split count must be a positive integer")
     return family, int(splits) if splits else None, tile, swap
@@ -292,6 +297,7 @@ def _choose(g, pass_: str, dtype, math: str, sms: int, cc: int, spec: str, tc_ti
         raise ValueError(f"sms must be >= 1, got {sms}")
     forced = _forced()
     runs = (forced and forced[0] in FAMILIES[pass_] and (forced[0] != "window" or window_ok(g, dtype))
+            and (forced[0] != "fold" or (np.dtype(dtype) == np.float32 and fold.ok(g, cc)))
             and (forced[0] != "strip" or strip_ok(g, dtype)) and (not forced[3] or pass_ == "backward_filter"))
     family, splits, tile, swap = forced if runs else (None, None, None, None)
     if family is None:
@@ -301,10 +307,14 @@ def _choose(g, pass_: str, dtype, math: str, sms: int, cc: int, spec: str, tc_ti
                 family = "window"
             elif pass_ == "backward_data" and g.K // g.groups > SMALL_GROUP and strip_ok(g, dtype):
                 family = "strip"
+            if family != "direct" and math == "tf32" and dtype == np.float32 and fold.ok(g, cc):
+                family = "fold"  # the window and strip kernels' FFMA against cuDNN's TF32
         elif pass_ == "backward_data" and g.win.sh * g.win.sw > 1:
             family = "phase"
         else:
             family = "gemm"
+    if family == "fold":  # tensor cores in TF32 whatever the mode: a forced fold is a tf32 pass
+        return Choice("fold", math="tf32")
     if family in ("direct", "window", "strip"):
         return dataclasses.replace(_direct(g, pass_, sms, splits), family=family)
     if family == "phase":  # sh*sw phases already multiply the grid; its reduction is not split

@@ -64,11 +64,16 @@ def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def axis_taps(k: int, stride: int, dil: int) -> int:
+    """The most taps of k along an axis that one input coordinate (one stride
+    phase) meets: taps i*dil = phase (mod stride) come every stride / gcd(stride, dil)."""
+    return cdiv(k, stride // math.gcd(stride, dil))
+
+
 def phase_taps(g) -> int:
-    """The most taps of a filter row that one stride phase of the input meets:
-    taps s*dw = phase (mod sw) come every sw / gcd(sw, dw)."""
+    """The most taps of a filter row that one stride phase of the input meets (axis_taps)."""
     w = g.win
-    return cdiv(w.kw, w.sw // math.gcd(w.sw, w.dw))
+    return axis_taps(w.kw, w.sw, w.dw)
 
 
 def axis_phase_taps(size_k: int, stride: int, pad: int, dil: int) -> tuple[int, ...]:

@@ -6,7 +6,8 @@ runs over column tiles, y over row tiles and z over groups (and reduction
 splits, or backward-data's stride phases); kernels loop over z, so the grid
 is capped at CUDA's 65535 there. The direct and window families are
 kernels/depthwise.cu (gpucnn.cuda.depthwise), the phase family kernels/conv2d_phase.cu
-(gpucnn.cuda.phase), the strip family kernels/conv2d_strip.cu (gpucnn.cuda.strip).
+(gpucnn.cuda.phase), the strip family kernels/conv2d_strip.cu (gpucnn.cuda.strip), the fold
+family kernels/conv2d_fold.cu (gpucnn.cuda.fold).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import functools
 import numpy as np
 
 from gpucnn import mathmode
-from gpucnn.cuda import algo, depthwise, gemm, norm, phase, strip, tc
+from gpucnn.cuda import algo, depthwise, fold, gemm, norm, phase, strip, tc
 from gpucnn.cuda.gemm import fits_int, launch_gemm
 from gpucnn.cuda.launch import contiguous, i64, launch
 
@@ -144,6 +145,9 @@ def conv2d_backward_data(rt, dy, w, g):
             depthwise.backward_data_window(rt, dys, w, dxs, gb, geom)
         elif c.family == "strip":
             strip.backward_data(rt, dys, w, dxs, gb, geom)
+        elif c.family == "fold":
+            cc, sms = rt.device()
+            fold.backward_data(rt, dys, w, dxs, gb, geom, fold.plan(gb, sms, cc))
         elif c.family == "phase":
             phase.backward_data(rt, dys, w, dxs, gb, geom, MAX_GRID_Z, c)
         else:

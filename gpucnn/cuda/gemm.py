@@ -10,6 +10,8 @@ never depend on timing.
 """
 from __future__ import annotations
 
+from gpucnn.cuda.launch import opt_in
+
 TILE_M, TILE_N, TILE_K, THREADS = 64, 64, 16, 256  # GemmWide's BM, BN, GEMM_BK, THREADS
 # tile rows -> (BM, BN, threads, kernel-name suffix): gemm.cuh's GemmWide and
 # GemmNarrow (conv2d.cu's conv2d_*_m32_T entry points; linear uses the wide one)
@@ -36,8 +38,7 @@ def launch_gemm(rt, family: str, plan, rows: int, cols: int, z: int, max_z: int,
     if grid[1] > MAX_GRID_Y:
         raise ValueError(f"{family} kernels: {rows} GEMM rows exceed {MAX_GRID_Y} tiles")
     fn = rt.function(family, plan.name)
-    if plan.smem > 48 * 1024 and fn.max_dynamic_shared_size_bytes < plan.smem:
-        fn.max_dynamic_shared_size_bytes = plan.smem  # opt in beyond the default 48 KiB
+    opt_in(fn, plan.smem)
     fn(grid, (plan.threads,), args, shared_mem=plan.smem)
 
 

@@ -70,6 +70,24 @@ def scalar(dtype, v):
     return np.dtype(dtype).type(v)
 
 
+def opt_in(fn, shared_mem: int) -> None:
+    """Let ``fn`` take ``shared_mem`` bytes of dynamic shared memory: beyond
+    the default 48 KiB a kernel must opt in (CUDA's MaxDynamicSharedMemorySize)."""
+    if shared_mem > 48 * 1024 and fn.max_dynamic_shared_size_bytes < shared_mem:
+        fn.max_dynamic_shared_size_bytes = shared_mem
+
+
+def launch_tasks(rt, family: str, base: str, dtype, tasks: int, block: int, args: tuple, shared_mem: int) -> None:
+    """Launch ``base``'s kernel for ``dtype`` with a block per task, at most the
+    grid cap (its blocks loop over tasks by grid stride, as GRID_STRIDE_LOOP
+    does over elements)."""
+    if tasks == 0:
+        return
+    fn = rt.function(family, kernel_name(base, dtype))
+    opt_in(fn, shared_mem)
+    fn(grid_for(tasks * block, block), (block,), args, shared_mem=shared_mem)
+
+
 def launch(rt, family: str, base: str, dtype, n: int, args: tuple, block: int = BLOCK,
            shared_mem: int = 0) -> None:
     """Launch ``base``'s kernel for ``dtype`` over ``n`` elements."""

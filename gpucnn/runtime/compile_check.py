@@ -56,8 +56,8 @@ def dynamic_smem(kernel: str) -> int:
 
 
 def tensor_core(kernel: str) -> bool:
-    """Whether ``kernel`` is a tensor-core variant (tc_gemm.cuh's TC_VARIANTS)."""
-    return bool(_TC_KERNEL.search(kernel))
+    """Whether ``kernel`` is a tensor-core variant (tc_gemm.cuh's TC_VARIANTS, conv2d_fold.cu's kernels)."""
+    return bool(_TC_KERNEL.search(kernel)) or kernel.startswith("conv2d_fold_")
 
 
 def min_blocks(family: str, kernel: str) -> int:
@@ -246,7 +246,8 @@ def kernel_modules() -> list:
 
 def check_kernel_names(arch: str = CHECK_ARCH) -> list[str]:
     """Every kernel a ``gpucnn.cuda`` module names exists: KERNELS once per
-    dtype, TC_KERNELS (tensor-core, sm_80 and newer) once per mode and tile."""
+    dtype, TC_KERNELS (tensor-core, sm_80 and newer) once per mode and tile,
+    F32_KERNELS as named."""
     out = []
     for mod in kernel_modules():
         if mod.FAMILY not in loader.families():
@@ -259,6 +260,7 @@ def check_kernel_names(arch: str = CHECK_ARCH) -> list[str]:
         from gpucnn.cuda import tc
         names = [launch.kernel_name(base, dt) for base in mod.KERNELS for dt in (np.float32, np.float64)]
         names += [n for base in getattr(mod, "TC_KERNELS", ()) for n in tc.variants(base)]
+        names += list(getattr(mod, "F32_KERNELS", ()))  # float-only entry points, full names
         missing = [n for n in names if n not in result.entries]
         if missing:
             out.append(f"{mod.__name__}: kernels missing from {mod.FAMILY}.cu: {', '.join(missing)}")

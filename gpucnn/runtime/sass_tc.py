@@ -44,8 +44,8 @@ def k_step_loop(code: list[Instr]) -> list[Instr]:
 def tc_kernels(arch: str = ARCH) -> dict[str, list[str]]:
     """family -> its tensor-core kernels, by name in the cubin."""
     out = {}
-    for family in ("conv2d", "conv2d_phase", "linear"):
-        names = sorted(n for n in family_sass(family, arch) if compile_check.dynamic_smem(n))
+    for family in ("conv2d", "conv2d_phase", "linear", "conv2d_fold"):
+        names = sorted(n for n in family_sass(family, arch) if compile_check.tensor_core(n))
         if names:
             out[family] = names
     return out
@@ -81,7 +81,11 @@ fetch loops included): HMMA is mma.sync m16n8k8 TF32 (per warp: 16 per k-slice
 of 8 for the 64 x 32 warp tile of the 128 tile, 8 for the 32 x 32 warp tile of
 the 64 tile, x3 in 3xTF32), LDSM is ldmatrix.x4, LDGSTS is cp.async (4-byte,
 zero-filling; those in the nested fetch loops count once per loop body), BAR
-the one barrier per step.
+the one barrier per step. The fold kernels (kernels/conv2d_fold.cu; their
+dynamic shared memory is per shape, gpucnn.cuda.fold.plan, so `dyn_smem` is 0
+and blocks_per_sm counts registers only) hold one step of FOLD_KC = 32 filters
+in their step loop: 4 k-slices x NT tap tiles of HMMA, and, counted once, the
+band's end (G's stores, the row tables and the fold's loops).
 
 {markdown(tc_rows(arch), TC_COLUMNS)}
 """
