@@ -58,10 +58,13 @@
 // as one XOR a slice, tc_warp_step: 499), both copy paths of A included
 // (only one runs): 8 x 499 / 4 = 998 issue clocks against ~1100 of mma.sync
 // at half the TF32 peak, so tf32 is at the tensor rate and 3xTF32
-// tensor-bound. The SEL stays: the PTX ISA says a cp.async with src-size 0
-// (or ignore-src) copies zeros and reads no data, but not that its source
-// address may lie outside the allocation (its addressing rules still apply),
-// so every source stays an element of the tensor (below).
+// tensor-bound. By region (gpucnn.runtime.sass_tc, 496 listed now) a warp
+// issues 340 common + 33 (runs) or 89 (gathers) + 34 / 8 of warp 0's
+// k-table: 377-433 a step, 754-867 issue clocks. The SEL stays: the PTX
+// ISA says a cp.async with src-size 0 (or ignore-src) copies zeros and
+// reads no data, but not that its source address may lie outside the
+// allocation (its addressing rules still apply), so every source stays an
+// element of the tensor (below).
 #pragma once
 #include "mma.cuh"
 
@@ -257,8 +260,9 @@ template <typename Op> struct TcNone<Op, typename GemmVoid<decltype(Op::B_NONE)>
 // 461 on warp 0 (with conv_miss's loops), and the block waits for its slowest warp at each step's
 // barrier; where warps share the SM's 4 sub-partitions by warp index, the resident blocks' warps 0 share
 // one too. Rotating (with filter_miss and FilterOp's GATHER_Q), the warps issue 281, plus 91 for the
-// step's builder: 304 each on average (sm_90 SASS of the k-step, counted per region with the loops' trips;
-// bench/results/static-sm90.md's count, 450 -> 457, has each loop body once and the k-table on every warp). The cheap entries stay on warp 0: the rotation's warp
+// step's builder: 304 each on average (bench/results/static-sm90.md's regions of the k-step, sass_tc:
+// 245 common, 36 for dy's 16-byte runs or 85 gathered, 91 the builder's; the loop with every branch once,
+// 457, charged each warp the k-table and both copies). The cheap entries stay on warp 0: the rotation's warp
 // index, held through the loop, spills conv2d_backward_data_tf32_128 at its 128 registers (16 bytes).
 template <typename Op, typename = void> struct TcRotate { enum { KTAB = 0 }; };
 template <typename Op> struct TcRotate<Op, typename GemmVoid<decltype(Op::KTAB_ROTATE)>::type> {
