@@ -168,10 +168,11 @@ def test_tc_k_step_split_sums_to_the_loop_and_charges_the_builder_a_warp_share(t
     rows, _ = tc_rows
     for row in rows:
         parts = row["common"] + row["builder"] + row["runs"] + row["gather"]
-        assert parts == row["listed"] and row["nested"] == 0, row
+        assert parts == row["listed"], row
         if row["kernel"].startswith("conv2d_fold_"):
             assert row["instructions"] == row["listed"] == row["common"], row
             continue
+        assert row["nested"] == 0, row  # the k-tables' loops (conv_miss) are gone: none counts once
         suffix = row["kernel"].rsplit("_", 1)[1]
         warps = tc.block_threads(int(suffix) if suffix.isdigit() else suffix) // 32
         assert row["instructions"] == pytest.approx(row["common"] + row["builder"] / warps + row["gather"], abs=0.005)

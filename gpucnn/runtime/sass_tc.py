@@ -91,7 +91,7 @@ def regions(body: list[Instr]) -> list[str]:
                 for (lo, hi), w in zip(sides, has_wide):
                     label[lo:hi] = ["runs" if w else "gather"] * (hi - lo)
         elif (_has(body, i + 1, j, lambda op: op.startswith("STS"))
-              and not _has(body, i + 1, j, lambda op: op.startswith(("LDGSTS", "HMMA", "BAR")))):
+              and not _has(body, i + 1, j, lambda op: op.startswith(("LDGSTS", "HMMA", "HGMMA", "BAR")))):
             label[i + 1:j] = ["builder"] * (j - i - 1)
     return label
 
@@ -106,14 +106,14 @@ def tc_kernels(arch: str = ARCH) -> dict[str, list[str]]:
     return out
 
 
-def k_step(body: list[Instr], warps: int) -> dict:
+def k_step(body: list[Instr], warps: int, split: bool = True) -> dict:
     """The k-step's regions (``regions``) in instructions, and what a warp issues on average a step
     (``instructions``): the common code, the builder's 1/warps share (one warp of ``warps`` builds a
     step's k-table), and the gathered copy where an if/else chooses the copy (the model,
     gpucnn.bench.model_static.tc_issue, swaps in ``runs`` for a launch whose A has 16-byte runs).
     ``listed`` is the loop's length, each instruction once (the record's count before the split):
-    common + builder + runs + gather."""
-    c = Counter(regions(body))
+    common + builder + runs + gather. ``split`` False: all of it common (a loop that is not tc_tile's)."""
+    c = Counter(regions(body) if split else ["common"] * len(body))
     issue = c["common"] + c["builder"] / warps + c["gather"]
     return {"instructions": round(issue, 2) if c["builder"] % warps else int(issue), "listed": len(body),
             "common": c["common"], "builder": c["builder"], "runs": c["runs"], "gather": c["gather"],
@@ -128,7 +128,10 @@ def tc_rows(arch: str = ARCH) -> list[dict]:
         for name in names:
             body = k_step_loop(code[name])
             c = Counter(tc_classify(ins.op) for ins in body)
-            rows.append({"kernel": name, **k_step(body, threads[name] // 32), **{k: c.get(k, 0) for k in TC_CLASSES}})
+            # the fold kernels' step loop is not tc_tile's: no copy choice, no k-table
+            split = family != "conv2d_fold"
+            rows.append({"kernel": name, **k_step(body, threads[name] // 32, split),
+                         **{k: c.get(k, 0) for k in TC_CLASSES}})
     return rows
 
 
@@ -166,8 +169,8 @@ runs), BAR the one barrier per step. The fold kernels
 gpucnn.cuda.fold.plan, so `dyn_smem` is 0 and blocks_per_sm counts registers
 only) hold one step of FOLD_KC = 32 filters in their step loop: 4 k-slices x
 NT tap tiles of HMMA, and, counted once, the band's end (G's stores, the row
-tables and the fold's loops); their branches are no copy choice or k-table,
-so all of it is `common`.
+tables and the fold's loops); their loop is not tc_tile's (no copy choice,
+no k-table), so all of it is `common`.
 
 {markdown(tc_rows(arch), TC_COLUMNS)}
 """
