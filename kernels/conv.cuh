@@ -60,7 +60,8 @@ __device__ __forceinline__ int phase_first_tap(int rho, int ss, int sw, int dw) 
 // of kh x kw is the bits r and kh + s of a word (conv_tap_bits); a window (the
 // column of the forward or backward-data GEMM, or the pixel of the filter
 // gradient's k) is the mask of the tap rows and columns it misses
-// (conv_miss), plus CONV_MISS_NONE. The tap lies outside the window exactly
+// (conv_miss; the filter gradient's pixels by conv2d.cu's filter_miss), plus
+// CONV_MISS_NONE. The tap lies outside the window exactly
 // when the two share a bit, because a tap is inside when both its row and its
 // column are (the padding is separable). CONV_MISS_NONE is in every window's
 // mask and no tap's bits: an entry of only that bit misses every window, and a
@@ -74,9 +75,13 @@ __device__ __forceinline__ int phase_first_tap(int rho, int ss, int sw, int dw) 
 // and conv2d's forward 128 tile loses uniform registers per part (its k-step 553 -> 580 instructions).
 __device__ __forceinline__ bool conv_masked(int kh, int kw) { return kh + kw <= 31; }
 __device__ __forceinline__ unsigned conv_tap_bits(int r, int s, int kh) { return (1u << r) | (1u << (kh + s)); }
-// Bits i < k of the taps whose coordinate lo + i*d lies outside [0, size), at bit shift. Not unrolled: the
-// filter gradient's k-table computes it per pixel in the k-step loop (one warp; conv2d_backward_filter_tf32_128:
-// unrolled by 4, 641 instructions a k-step, against 581 with the compares; not unrolled, 552).
+// Bits i < k of the taps whose coordinate lo + i*d lies outside [0, size), at bit shift: a loop of k trips,
+// for the windows of the columns' handles (conv2d.cu's FwdOp::col, conv2d_phase.cu's), which a tile computes
+// once before its k-step loop. Not unrolled: ptxas's unroll by 4 adds a remainder ladder for a filter's few
+// taps (when the filter gradient's k-table called it per pixel in the k-step loop, the sm_90 k-step of
+// conv2d_backward_filter_tf32_128 went 552 -> 641 instructions unrolled). That k-table now uses conv2d.cu's
+// filter_miss, the same bits in closed form (91 instructions a step's entries for any filter, where these
+// loops, 8 and 9 instructions a trip, cost its building warp 179 for a 7 x 7 filter and 280 for a 5 x 20).
 __device__ __forceinline__ unsigned conv_miss(int lo, int d, int k, int size, int shift) {
     unsigned m = 0;
 #pragma unroll 1

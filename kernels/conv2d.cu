@@ -222,6 +222,21 @@ __device__ void conv_backward_data(Run run, const T* __restrict__ dy, const T* _
 
 // ----------------------------------------------------------- backward filter
 
+// Bits i < k (at shift) of the taps whose coordinate lo + i*d lies outside [0, size): conv.cuh's conv_miss
+// in closed form, for the filter gradient's k-table, which the tensor-core tile builds per pixel in its
+// k-step loop. The taps inside are the run first..last, first = ceil(-lo / d) and last = floor((size - 1 -
+// lo) / d) clamped to [0, k): two FastDiv divisions and the run's mask. In conv2d_backward_filter_tf32_64's
+// sm_90 k-step the k-table's code was 77 instructions around conv_miss's two loops (8 and 9 a trip), so
+// the warp building it issued 77 + 6*8 + 6*9 = 179 a step for resnet-stem's 7 x 7 filter and
+// 77 + 4*8 + 19*9 = 280 for deepspeech's 5 x 20 (the static count, bench/results/static-sm90.md, has each
+// loop once); in closed form it is 91 for any filter. k <= 30 (conv_masked), so no shift reaches 32.
+__device__ __forceinline__ unsigned filter_miss(int lo, const FastDiv& d, int k, int size, int shift) {
+    const int first = lo >= 0 ? 0 : min(k, d.div(d.d - 1 - lo));
+    const int last = lo >= size ? -1 : min(k - 1, d.div(size - 1 - lo));
+    const unsigned in = last >= first ? (2u << last) - (1u << first) : 0u;
+    return (((1u << k) - 1) & ~in) << shift;
+}
+
 template <typename T, bool MASK = false> struct FilterOp {
     const T* dy;
     const T* x;
@@ -230,12 +245,21 @@ template <typename T, bool MASK = false> struct FilterOp {
     FastDiv PQ, Q;
     int Cg;
     FastDiv khkw, kw;
-    int sh, sw, pt, pl, dh, dw, g, kh;
+    int sh, sw, pt, pl;
+    FastDiv dh, dw;  // the dilations: filter_miss divides by them
+    int g, kh;
     // k runs over pixels: contiguous in dy, stride sh in x, where the taps of
     // one pixel are scattered over channels and rows.
     enum { A_ALONG_K = 1, B_ALONG_K = 1 };
     // dy's pixels contiguous within an image, forward between images (runs when P*Q % 4 == 0); x padded
     enum { A_RUNS = 1, B_RUNS = 0, B_NONE = 1 };
+    // 91 instructions a step's entries (two FastDiv divisions of the pixel, two filter_miss; a fifth of
+    // the 64 tile's k-step): built by the warps in turn (tc_gemm.cuh's TcRotate)
+    enum { KTAB_ROTATE = 1 };
+    // 4 k-table entries read before their copies (tc_gemm.cuh's TcGatherQ): 3 idle issue slots after
+    // the reads paid 4 times a step instead of 8, conv2d_backward_filter_tf32_64's k-step 470 -> 457
+    // instructions (the 32 tile 495 -> 482, 128 550 -> 538, 64w 611 -> 602), no spills
+    enum { GATHER_Q = 4 };
     typedef const T* Row;  // dy[0, g*Kg + m]
     struct Col {
         const T* base;   // x[0, g*Cg + c, roff, soff] (may lie outside x)
@@ -243,7 +267,7 @@ template <typename T, bool MASK = false> struct FilterOp {
         unsigned bits;   // MASK: conv_tap_bits of the tap
         int back;        // MASK: base + back = x, an element (a zero's address, GemmAt)
     };
-    // pixel k = (n, p, q): {n*C*H*W + p*sh*W + q*sw, p*sh (MASK: the taps the window misses, conv_miss),
+    // pixel k = (n, p, q): {n*C*H*W + p*sh*W + q*sw, p*sh (MASK: the taps the window misses, filter_miss),
     // q*sw, n*K*P*Q + p*Q + q}
     typedef int4 KTab;
     __device__ Row row(int m) const { return dy + (long long)(g * M + m) * PQ.d; }
@@ -252,7 +276,7 @@ template <typename T, bool MASK = false> struct FilterOp {
     __device__ Col col(int n) const {
         int c, r;
         const int rs = khkw.divmod(n, c), s = kw.divmod(rs, r);
-        const int roff = r * dh - pt, soff = s * dw - pl;
+        const int roff = r * dh.d - pt, soff = s * dw.d - pl;
         const T* base = x + (long long)(g * Cg + c) * H * W + (long long)roff * W + soff;
         if constexpr (MASK)  // x's offset from base fits in int (x's per-image size does)
             return Col{base, roff, soff, conv_tap_bits(r, s, kh), (g * Cg + c) * -H * W - roff * W - soff};
@@ -265,8 +289,8 @@ template <typename T, bool MASK = false> struct FilterOp {
     __device__ KTab ktab(int k) const {
         int img, p;
         const int pq = PQ.divmod(k, img), q = Q.divmod(pq, p);
-        const int y = MASK ? (int)(CONV_MISS_NONE | conv_miss(p * sh - pt, dh, kh, H, 0) |
-                                   conv_miss(q * sw - pl, dw, kw.d, W, kh))
+        const int y = MASK ? (int)(CONV_MISS_NONE | filter_miss(p * sh - pt, dh, kh, H, 0) |
+                                   filter_miss(q * sw - pl, dw, kw.d, W, kh))
                            : p * sh;
         return make_int4(img * C * H * W + p * sh * W + q * sw, y, q * sw, img * K * PQ.d + pq);
     }

@@ -58,10 +58,13 @@
 // as one XOR a slice, tc_warp_step: 499), both copy paths of A included
 // (only one runs): 8 x 499 / 4 = 998 issue clocks against ~1100 of mma.sync
 // at half the TF32 peak, so tf32 is at the tensor rate and 3xTF32
-// tensor-bound. The SEL stays: the PTX ISA says a cp.async with src-size 0
-// (or ignore-src) copies zeros and reads no data, but not that its source
-// address may lie outside the allocation (its addressing rules still apply),
-// so every source stays an element of the tensor (below).
+// tensor-bound. By region (gpucnn.runtime.sass_tc, 496 listed now) a warp
+// issues 340 common + 33 (runs) or 89 (gathers) + 34 / 8 of warp 0's
+// k-table: 377-433 a step, 754-867 issue clocks. The SEL stays: the PTX
+// ISA says a cp.async with src-size 0 (or ignore-src) copies zeros and
+// reads no data, but not that its source address may lie outside the
+// allocation (its addressing rules still apply), so every source stays an
+// element of the tensor (below).
 #pragma once
 #include "mma.cuh"
 
@@ -130,8 +133,14 @@ __device__ __forceinline__ int tc_swz(int row, int k) { return row * TC_BK + (((
 // idle slots (@!PT LDS RZ) before the first cp.async after a shared load, so
 // reading 2 entries, then copying their 4 elements, pays them 4 times a step
 // instead of 8 (conv2d_forward_tf32_128: 633 -> 597 instructions a k-step;
-// 4 entries, 591, spill the backward-data 128 tile at 128 registers).
+// 4 entries, 591, spill the backward-data 128 tile at 128 registers). An Op
+// may ask for more (enum GATHER_Q, TcGatherQ): the filter gradient's kernels,
+// whose registers allow it, take 4.
 #define TC_GATHER_Q 2
+template <typename Op, typename = void> struct TcGatherQ { enum { Q = TC_GATHER_Q }; };
+template <typename Op> struct TcGatherQ<Op, typename GemmVoid<decltype(Op::GATHER_Q)>::type> {
+    enum { Q = Op::GATHER_Q };
+};
 template <int ROWS, int THREADS> struct TcGather {
     enum { WARPS = THREADS / 32, HANDLES = ROWS / 8 / WARPS };
     static_assert(HANDLES * WARPS * 8 == ROWS, "8-row blocks split evenly over the warps");
@@ -150,8 +159,8 @@ __device__ __forceinline__ GemmAt<float> tc_at(GemmAt<float> a) { return a; }
 // tc_ktab_past gives, and both are tested here. Every address is an element
 // and only the zero-fill (src-size 0) differs. Shared-memory addresses: a thread's
 // elements of one q lie HANDLES * WARPS * 8 rows apart (immediate offsets)
-// in chunk q ^ (lane % 8), one XOR per q.
-template <bool NONE, int ROWS, int THREADS, typename H, typename E, typename Get>
+// in chunk q ^ (lane % 8), one XOR per q. Q: the entries read before their copies (TcGatherQ).
+template <int Q, bool NONE, int ROWS, int THREADS, typename H, typename E, typename Get>
 __device__ __forceinline__ void tc_gather(float* s, const H* hs, const E* tab, int mn0, int limit, int k0, int kend,
                                           Get get) {
     typedef TcGather<ROWS, THREADS> L;
@@ -165,13 +174,13 @@ __device__ __forceinline__ void tc_gather(float* s, const H* hs, const E* tab, i
     }
     const int base = tc_swz(L::row(0), lane / 8);  // word offset of (row 0, k = lane / 8): chunk lane % 8
 #pragma unroll
-    for (int q0 = 0; q0 < TC_BK / 4; q0 += TC_GATHER_Q) {
-        E e[TC_GATHER_Q];
+    for (int q0 = 0; q0 < TC_BK / 4; q0 += Q) {
+        E e[Q];
 #pragma unroll
-        for (int q = 0; q < TC_GATHER_Q; ++q) e[q] = tab[4 * (q0 + q) + lane / 8];
-        GemmAt<float> a[TC_GATHER_Q][L::HANDLES];
+        for (int q = 0; q < Q; ++q) e[q] = tab[4 * (q0 + q) + lane / 8];
+        GemmAt<float> a[Q][L::HANDLES];
 #pragma unroll
-        for (int q = 0; q < TC_GATHER_Q; ++q) {
+        for (int q = 0; q < Q; ++q) {
             const int k = k0 + 4 * (q0 + q) + lane / 8;
             const bool kin = k < kend;
 #pragma unroll
@@ -181,7 +190,7 @@ __device__ __forceinline__ void tc_gather(float* s, const H* hs, const E* tab, i
             }
         }
 #pragma unroll
-        for (int q = 0; q < TC_GATHER_Q; ++q) {
+        for (int q = 0; q < Q; ++q) {
             float* d = s + (base ^ ((q0 + q) << 2));  // chunk (q0 + q) ^ (row % 8) of the same row
 #pragma unroll
             for (int j = 0; j < L::HANDLES; ++j) cp_async<4>(d + j * L::WARPS * 8 * TC_BK, a[q][j].p, a[q][j].ok ? 4 : 0);
@@ -233,11 +242,11 @@ __device__ __forceinline__ void tc_runs(float* s, const H* hs, const E* tab, int
 
 // One operand's copies for the step at k0: 16-byte runs where the Op has
 // them (runs: uniform, see tc_tile), else gathered.
-template <bool RUNS, bool NONE, int ROWS, int THREADS, typename H, typename E, typename Get>
+template <bool RUNS, int Q, bool NONE, int ROWS, int THREADS, typename H, typename E, typename Get>
 __device__ __forceinline__ void tc_fetch(bool runs, float* s, const H* hs, const E* tab, int mn0, int limit, int k0,
                                          int kend, Get get) {
     if (RUNS && runs) tc_runs<ROWS, THREADS>(s, hs, tab, mn0, limit, k0, kend, get);
-    else tc_gather<NONE, ROWS, THREADS>(s, hs, tab, mn0, limit, k0, kend, get);
+    else tc_gather<Q, NONE, ROWS, THREADS>(s, hs, tab, mn0, limit, k0, kend, get);
 }
 
 // Whether Op gives B columns past N a handle and k past kend a k-table entry
@@ -245,6 +254,20 @@ __device__ __forceinline__ void tc_fetch(bool runs, float* s, const H* hs, const
 // op.ktab_none()): then B's gather needs neither a row nor a k test.
 template <typename Op, typename = void> struct TcNone { enum { B = 0 }; };
 template <typename Op> struct TcNone<Op, typename GemmVoid<decltype(Op::B_NONE)>::type> { enum { B = Op::B_NONE }; };
+// Whether an Op's k-table is built by warp s % WARPS at step s (enum KTAB_ROTATE = 1) rather than by
+// warp 0: for entries that cost many instructions (the filter gradient's, FilterOp::ktab). On warp 0 every
+// step, conv2d_backward_filter_tf32_64 on resnet-stem issued 282 instructions a k-step on warps 1-3 and
+// 461 on warp 0 (with conv_miss's loops), and the block waits for its slowest warp at each step's
+// barrier; where warps share the SM's 4 sub-partitions by warp index, the resident blocks' warps 0 share
+// one too. Rotating (with filter_miss and FilterOp's GATHER_Q), the warps issue 281, plus 91 for the
+// step's builder: 304 each on average (bench/results/static-sm90.md's regions of the k-step, sass_tc:
+// 245 common, 36 for dy's 16-byte runs or 85 gathered, 91 the builder's; the loop with every branch once,
+// 457, charged each warp the k-table and both copies). The cheap entries stay on warp 0: the rotation's warp
+// index, held through the loop, spills conv2d_backward_data_tf32_128 at its 128 registers (16 bytes).
+template <typename Op, typename = void> struct TcRotate { enum { KTAB = 0 }; };
+template <typename Op> struct TcRotate<Op, typename GemmVoid<decltype(Op::KTAB_ROTATE)>::type> {
+    enum { KTAB = Op::KTAB_ROTATE };
+};
 // The k-table entry of a k past kend: the Op's none entry where it has one
 // (its B gathers are zeros, its A gathers elements), else kend - 1's.
 template <typename Op> __device__ __forceinline__ typename GemmKTab<Op>::type tc_ktab_past(const Op& op, int kend) {
@@ -332,18 +355,22 @@ __device__ void tc_tile(const Op& op, TcSmem<Tile, Op>& sm, int m0, int n0, int 
     };
     // 16-byte runs need every 4-k chunk inside or outside [kbeg, kend) whole
     const bool whole = kbeg % 4 == 0 && kend % 4 == 0, runs_a = whole && tc_runs_a(op), runs_b = whole && tc_runs_b(op);
-    const auto ktab = [&](int s) {  // the k-table of step s into buffer s % TC_STAGES
+    // The k-table of step s into buffer s % TC_STAGES, one entry a lane of warp 0, or of warp s % WARPS
+    // where the Op's entries are costly (TcRotate).
+    static_assert(TC_BK == 32, "a warp builds a step's k-table, one entry a lane");
+    const auto ktab = [&](int s) {
         if constexpr (KT::USED) {
-            const int k = kbeg + s * TC_BK + t;
-            if (t < TC_BK && s < steps) sm.ktab[s % TC_STAGES][t] = k < kend ? op.ktab(k) : tc_ktab_past(op, kend);
+            const int i = TcRotate<Op>::KTAB ? t % 32 : t, k = kbeg + s * TC_BK + i;  // entry i of the step
+            if ((TcRotate<Op>::KTAB ? warp == s % (Tile::THREADS / 32) : t < TC_BK) && s < steps)
+                sm.ktab[s % TC_STAGES][i] = k < kend ? op.ktab(k) : tc_ktab_past(op, kend);
         }
     };
     const auto fetch = [&](int s) {  // step s into stage s % TC_STAGES, as one commit group
         if (s < steps) {
             const int k0 = kbeg + s * TC_BK, st = s % TC_STAGES;
-            tc_fetch<TcRuns<Op>::A, false, Tile::BM, Tile::THREADS>(runs_a, sm.a[st], sm.rows, sm.ktab[st], m0, op.M, k0,
+            tc_fetch<TcRuns<Op>::A, TcGatherQ<Op>::Q, false, Tile::BM, Tile::THREADS>(runs_a, sm.a[st], sm.rows, sm.ktab[st], m0, op.M, k0,
                                                              kend, geta);
-            tc_fetch<TcRuns<Op>::B, TcNone<Op>::B, Tile::BN, Tile::THREADS>(runs_b, sm.b[st], sm.cols, sm.ktab[st], n0, op.N, k0,
+            tc_fetch<TcRuns<Op>::B, TcGatherQ<Op>::Q, TcNone<Op>::B, Tile::BN, Tile::THREADS>(runs_b, sm.b[st], sm.cols, sm.ktab[st], n0, op.N, k0,
                                                              kend, getb);
         }
         cp_async_commit();  // possibly empty: wait_group counts groups

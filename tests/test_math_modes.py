@@ -163,6 +163,11 @@ TC_CONV = [  # id: x, w, stride, padding, dilation, groups
     # stride 2 with 40 channels: backward-data on conv2d_phase.cu's tiles (40 rows across the
     # 32-row tile, 2*10*9 = 180 pixels a phase across 128 columns, phases of 4, 2, 2 and 1 taps)
     ("stride2_phases", (2, 40, 19, 18), (70, 40, 3, 3), 2, 1, 1, 1),
+    # the filter gradient's k-table (FilterOp::ktab's filter_miss, built by the warps in turn): 2*12*11 =
+    # 264 pixels, 9 steps, so every warp of the 128 tile's 8 builds one; dilation (2, 3) with padding
+    # (5, 2, 4, 6) wider than the dilated taps reach, so rows and columns of windows miss every tap
+    # (the first tap inside past the filter) and others miss taps at both ends
+    ("filter_ktab_dilated", (2, 3, 9, 10), (12, 3, 3, 4), 1, (5, 2, 4, 6), (2, 3), 1),
 ]
 TC_LINEAR = [("across_tiles", (130, 200), 129), ("k_below_step", (3, 5), 2), ("many_stages", (2, 1000), 3)]
 MODES = ("fp32", "tf32", "3xtf32")

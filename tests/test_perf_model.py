@@ -29,8 +29,9 @@ def test_record_rows_merge_ptxas_and_loop_tables(rec):
     # static-sm90.md: conv2d_forward_f32 has 112 registers, 2 blocks/SM (ptxas) and a 448-instruction loop with 256 FFMA
     r = rec["conv2d_forward_f32"]
     assert (r["registers"], r["blocks_per_sm"], r["instructions"], r["FMA"]) == (112, 2, 448, 256)
-    t = rec["conv2d_forward_tf32_128"]  # the tensor-core tables: block 256, 2 blocks/SM, 496 instructions, 64 HMMA
-    assert (t["block"], t["blocks_per_sm"], t["instructions"], t["HMMA"]) == (256, 2, 496, 64)
+    t = rec["conv2d_forward_tf32_128"]  # the tensor-core tables: block 256, 2 blocks/SM, a 496-instruction loop,
+    assert (t["block"], t["blocks_per_sm"], t["listed"], t["HMMA"]) == (256, 2, 496, 64)  # 64 HMMA
+    assert isinstance(t["instructions"], float)  # a warp's average (sass_tc.k_step): 433.25
 
 
 def test_parser_takes_new_kernel_rows():
@@ -85,7 +86,7 @@ def test_list_schedule_by_hand():
 
 
 def test_sass_issue_bound_by_hand(rec):
-    # conv2d_forward_tf32_128: 8 warps x 499 instructions / 4 = 998 clocks of issue a k-step; its HMMA:
+    # conv2d_forward_tf32_128: 8 warps x 433.25 instructions / 4 = 866.5 clocks of issue a k-step; its HMMA:
     # 8 x 64 x 2048 FLOP at half (MMA_SYNC_OF_PEAK) of 494.7e12 / (132 x 1.98e9) = 946.4 FLOP/clock
     # = 1108 clocks. Tensor-bound: 1108 / EFF_TC 0.75 = 1477 clocks.
     r = rec["conv2d_forward_tf32_128"]
@@ -94,6 +95,26 @@ def test_sass_issue_bound_by_hand(rec):
     assert model.tile_step_cycles(r, 256, H200, K.MID) == pytest.approx(mma_clocks / 0.75)
     # FFMA m32: 4 warps x 503 / 4 = 503 clocks, over 0.8 -> 628.75
     assert model.tile_step_cycles(rec["conv2d_forward_m32_f32"], 128, H200, K.MID) == pytest.approx(628.75)
+
+
+@pytest.mark.parametrize("name,runs", [("resnet-stem", True), ("deepspeech", False)])
+def test_tc_k_step_issue_by_hand(rec, name, runs):
+    # The filter gradient in tf32. resnet-stem: the 64 tile (4 warps), dy's P*Q = 112 x 112 pixels in
+    # 16-byte runs: a warp's k-step 245 common + 91 / 4 (the k-table: one warp a step) + 36 (the runs'
+    # copy) = 303.75 instructions (the loop with every branch once: 457), 4 x 303.75 / 4 = 303.75 issue
+    # clocks against 4 x 32 HMMA x 2048 / 946.4 = 277.0 of mma.sync at half the peak: issue-bound,
+    # / EFF_TC 0.75 = 405 clocks. deepspeech: the 32 tile, P*Q = 79 x 341 (odd): the gathered copy.
+    c = case(name)
+    g, ch = model.geometry(c), model.choice(c, "backward_filter", "tf32", H200)
+    assert model.a_runs(g, "backward_filter") == runs
+    w = model.gemm_work(g, "backward_filter", ch, rec, H200, K.MID)
+    r = rec[w.kernel]
+    warps = r["block"] // 32
+    issue = r["common"] + r["builder"] / warps + (r["runs"] if runs else r["gather"])
+    assert model_static.tc_issue(r, runs) == pytest.approx(issue)
+    mma = warps * r["HMMA"] * 2048 / (494.7e12 / (132 * 1.98e9) / 2)
+    assert w.step_cycles == pytest.approx(max(warps * issue / 4, mma) / 0.75)
+    assert model_static.tc_issue(rec["conv2d_forward_f32"], True) == rec["conv2d_forward_f32"]["instructions"]
 
 
 def test_strip_issue_bound_by_hand(rec):

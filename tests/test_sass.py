@@ -37,6 +37,47 @@ def test_parser_finds_the_innermost_loop():
     assert (c["FMA"], c["LDS.128"], c["integer"], c["other"]) == (1, 1, 1, 1)
 
 
+# A k-step loop (0x10-0xe0) as tc_tile's: the fetch's guard (s < steps), the copy's if/else (gathered
+# 0x40-0x60 with the then-side's jump, 16-byte runs 0x70-0x80), the MMA, the k-table builder's branch
+# (0xc0-0xd0: an entry's arithmetic and its store)
+TC_EXCERPT = """
+\t\tFunction : k_tf32_64
+        /*0000*/                   MOV R1, c[0x0][0x28] ;                       /* 0x0 */
+        /*0010*/                   BAR.SYNC.DEFER_BLOCKING 0x0 ;                 /* 0x0 */
+        /*0020*/              @!P2 BRA 0xa0 ;                                    /* 0x0 */
+        /*0030*/               @P1 BRA 0x70 ;                                    /* 0x0 */
+        /*0040*/                   LDS.64 R2, [R3] ;                             /* 0x0 */
+        /*0050*/                   LDGSTS.E [R4], desc[UR4][R6.64] ;             /* 0x0 */
+        /*0060*/                   BRA 0x90 ;                                    /* 0x0 */
+        /*0070*/                   LEA R5, P0, R2, R5, 0x2 ;                     /* 0x0 */
+        /*0080*/                   LDGSTS.E.BYPASS.128 [R4], desc[UR4][R6.64] ;  /* 0x0 */
+        /*0090*/                   LDGDEPBAR ;                                   /* 0x0 */
+        /*00a0*/                   HMMA.1688.F32.TF32 R8, R12, R14, R8 ;         /* 0x0 */
+        /*00b0*/               @P3 BRA 0xe0 ;                                    /* 0x0 */
+        /*00c0*/                   IMAD.HI.U32 R9, R9, R10, RZ ;                 /* 0x0 */
+        /*00d0*/                   STS.128 [R10], R12 ;                          /* 0x0 */
+        /*00e0*/              @!P4 BRA 0x10 ;                                    /* 0x0 */
+        /*00f0*/                   EXIT ;                                        /* 0x0 */
+"""
+
+
+def test_k_step_regions_from_the_branches():
+    from gpucnn.runtime import sass_tc
+    code = sass_report.parse_sass(TC_EXCERPT)["k_tf32_64"]
+    assert [i.guarded for i in code[1:4]] == [False, True, True] and not code[6].guarded
+    body = sass_tc.k_step_loop(code)
+    assert (body[0].addr, body[-1].addr) == (0x10, 0xe0)
+    labels = dict(zip((i.addr for i in body), sass_tc.regions(body)))
+    assert [a for a, r in labels.items() if r == "gather"] == [0x40, 0x50, 0x60]
+    assert [a for a, r in labels.items() if r == "runs"] == [0x70, 0x80]
+    assert [a for a, r in labels.items() if r == "builder"] == [0xc0, 0xd0]
+    assert [a for a, r in labels.items() if r == "common"] == [0x10, 0x20, 0x30, 0x90, 0xa0, 0xb0, 0xe0]
+    # 4 warps: 7 common + 2 / 4 of the builder + the gathered side's 3; the parts make the whole loop's 14
+    row = sass_tc.k_step(body, 4)
+    assert row == {"instructions": 10.5, "listed": 14, "common": 7, "builder": 2, "runs": 2, "gather": 3,
+                   "nested": 0}
+
+
 @pytest.mark.parametrize("op,cls", [("FFMA", "FMA"), ("DFMA.RM", "FMA"), ("LDS.U.128", "LDS.128"),
                                     ("LDS.64", "LDS.64"), ("LDS", "LDS.32"), ("LDG.E.128.CONSTANT", "LDG"),
                                     ("IADD3.X", "integer"), ("UIMAD.WIDE", "integer"), ("VIADD", "integer"),
@@ -126,6 +167,27 @@ def test_tc_k_step_loop_is_mma_fed_by_cp_async_and_ldmatrix(tc_rows):
         assert row["LDSM"] == (mi + ni // 2) * 4 and row["LDGSTS"] > 0 and row["BAR"] == 1, row
     for row in ptxas:
         assert row["blocks_per_sm"] >= 1 and row["spill_stores"] == row["spill_loads"] == row["stack"] == 0, row
+
+
+def test_tc_k_step_split_sums_to_the_loop_and_charges_the_builder_a_warp_share(tc_rows):
+    """Every tensor-core kernel's k-step (sass_tc.regions): the regions add up to the loop's length
+    (the count before the split); a warp's average charges the k-table builder 1 / WARPS and the
+    gathered copy. The conv2d passes each build a k-table and choose the copy of A (16-byte runs or
+    gathers; the stride phases' A has no runs); the fold kernels have neither."""
+    rows, _ = tc_rows
+    for row in rows:
+        parts = row["common"] + row["builder"] + row["runs"] + row["gather"]
+        assert parts == row["listed"], row
+        if row["kernel"].startswith("conv2d_fold_"):
+            assert row["instructions"] == row["listed"] == row["common"], row
+            continue
+        assert row["nested"] == 0, row  # the k-tables' loops (conv_miss) are gone: none counts once
+        suffix = row["kernel"].rsplit("_", 1)[1]
+        warps = tc.block_threads(int(suffix) if suffix.isdigit() else suffix) // 32
+        assert row["instructions"] == pytest.approx(row["common"] + row["builder"] / warps + row["gather"], abs=0.005)
+        if row["kernel"].startswith("conv2d_"):
+            phase = "_phase_" in row["kernel"]
+            assert row["builder"] > 0 and (row["runs"] == 0) == (row["gather"] == 0) == phase, row
 
 
 def test_memory_bound_loops_divide_nothing_per_element():

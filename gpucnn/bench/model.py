@@ -14,7 +14,13 @@ A conv pass, per family of gpucnn.cuda.algo.choose (asked exactly as
 gpucnn.cuda.conv._choose asks it, never re-derived):
   gemm, phase  block tiles of the record's kernel: a k-step of one block takes
                max(warps x loop instructions / 4, its FFMA or HMMA pipe time)
-               / efficiency SM clocks; the tiles' wasted fill counts. Blocks
+               / efficiency SM clocks; the tiles' wasted fill counts. A
+               tensor-core warp's loop instructions are its average a step
+               (model_static.tc_issue): the common code, 1/WARPS of the
+               k-table one warp a step builds, and the copy path of A the
+               launch takes (a_runs): conv2d_backward_filter_tf32_64 on
+               resnet-stem 245 + 91 / 4 + 36 = 303.75, not the 457 of the
+               loop with every branch once. Blocks
                run in waves of SMs x blocks_per_sm: a block alone on an SM
                gets the whole SM (fast) or only its share (slow); mid is the mean
   direct,      useful FMAs (plus a thread's empty channel or window slots,
@@ -85,11 +91,21 @@ def _gemm_kernel(pass_, c, rec):
     return model_static.row(rec, *names)
 
 
-def tile_step_cycles(r: dict, threads: int, dev, s: int) -> float:
+def a_runs(g, pass_) -> bool:
+    """Whether the tensor-core tile copies A in 16-byte runs (kernels/conv2d.cu's Ops' a_runs(), the
+    bench's fresh tensors aligned; a split's chunks are whole k-steps): the filters' Cg*kh*kw taps
+    (forward) or kh*kw (backward-data), dy's P*Q pixels (filter gradient) in multiples of 4."""
+    w = g.win
+    along_k = {"forward": g.C // g.groups * w.kh * w.kw, "backward_data": w.kh * w.kw, "backward_filter": w.P * w.Q}
+    return along_k[pass_] % 4 == 0
+
+
+def tile_step_cycles(r: dict, threads: int, dev, s: int, runs: bool = False) -> float:
     """SM clocks of one block's k-step: its warps' loop instructions at the
-    issue rate, or its FFMA / HMMA pipe time if longer, over the efficiency."""
+    issue rate (model_static.tc_issue: a warp's average a step, the copy's
+    side ``runs`` takes), or its FFMA / HMMA pipe time if longer, over the efficiency."""
     warps = threads / 32
-    issue = warps * r["instructions"] / K.ISSUE_PER_CLOCK.mid
+    issue = warps * model_static.tc_issue(r, runs) / K.ISSUE_PER_CLOCK.mid
     if "HMMA" in r:
         per_clock = dev.tf32_tflops * 1e12 / (dev.sms * dev.clock_ghz * 1e9) * K.MMA_SYNC_OF_PEAK.at(s)
         return max(issue, warps * r["HMMA"] * K.HMMA_FLOPS.mid / per_clock) / K.EFF_TC.at(s)
@@ -105,7 +121,8 @@ def gemm_work(g, pass_, c, rec, dev, s) -> Work:
     threads = r.get("block") or gemm.FFMA_TILES[bm][2]
     blocks = cdiv(rows, bm) * cdiv(cols, bn) * g.groups * c.splits
     steps = cdiv(c.chunk or red, bk)
-    return Work(name, ((blocks, steps),), tile_step_cycles(r, threads, dev, s), r["blocks_per_sm"],
+    runs = c.math != "fp32" and not getattr(c, "swap", False) and a_runs(g, pass_)
+    return Work(name, ((blocks, steps),), tile_step_cycles(r, threads, dev, s, runs), r["blocks_per_sm"],
                 2.0 * blocks * bm * bn * bk * steps)
 
 

@@ -66,6 +66,17 @@ def load(path: str | None = None) -> dict[str, dict]:
     return kernels(Path(path or RECORD).read_text())
 
 
+def tc_issue(r: dict, a_runs: bool = False) -> float:
+    """A warp's instructions a k-step on average (a tensor-core row: gpucnn.runtime.sass_tc.k_step's
+    ``instructions``, the common code, 1/WARPS of the k-table builder and the gathered copy), with
+    the 16-byte copy's side of the if/else instead where the launch's A has runs (``a_runs``); any
+    other row's ``instructions``. conv2d_backward_filter_tf32_64: 245 common + 91 / 4 + 85 gathered
+    = 352.75, or 303.75 with runs (36), where the loop's length, each instruction once, is 457."""
+    if a_runs and r.get("runs"):
+        return r["instructions"] - r["gather"] + r["runs"]
+    return r["instructions"]
+
+
 def row(record: dict, name: str, *fallbacks: str) -> tuple[str, dict]:
     """(the name found, its row): ``name``, else the first of ``fallbacks`` recorded
     (a kernel added to the code before the record was regenerated)."""

@@ -135,10 +135,11 @@ class Instr:
     addr: int
     op: str          # opcode with its modifiers, without the predicate: "LDS.128"
     target: int | None = None  # a branch's destination
+    guarded: bool = False  # under a predicate (@P0, @!P2): a guarded branch may fall through
 
 
 _FUNCTION = re.compile(r"^\s*Function\s*:\s*(\S+)")
-_INSTR = re.compile(r"^\s*/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z][\w.]*)([^;]*);")
+_INSTR = re.compile(r"^\s*/\*([0-9a-f]{4,})\*/\s+(@!?U?P\w+\s+)?([A-Z][\w.]*)([^;]*);")
 _TARGET = re.compile(r"0x([0-9a-f]+)")
 
 
@@ -151,9 +152,11 @@ def parse_sass(text: str) -> dict[str, list[Instr]]:
             current = out.setdefault(m[1], [])
         elif current is not None and (m := _INSTR.match(line)):
             target = None
-            if m[2].split(".")[0] == "BRA" and (t := _TARGET.search(m[3])):
+            if m[3].split(".")[0] == "BRA" and (t := _TARGET.search(m[4])):
                 target = int(t[1], 16)
-            current.append(Instr(int(m[1], 16), m[2], target))
+            # @PT is always true (ptxas writes @!PT for a slot it leaves idle, which never runs)
+            guarded = m[2] is not None and m[2].strip() not in ("@PT", "@UPT")
+            current.append(Instr(int(m[1], 16), m[3], target, guarded))
     return out
 
 
