@@ -319,9 +319,11 @@ def test_default_mode_follows_compute_capability():
 
 
 @pytest.mark.parametrize("M,N,batches,sms,cc,edge", [
-    (128, 128, 1, 132, 90, 64), (4096, 4096, 1, 132, 90, 128), (1408, 1536, 1, 132, 90, 128),
-    (1408, 1408, 1, 132, 90, 64), (65, 65, 132, 132, 90, 128), (65, 65, 131, 132, 90, 64),
-    (100, 50000, 1, 108, 80, 128), (65, 65, 1, 1, 80, 128),
+    (128, 128, 1, 132, 90, 64), (4096, 4096, 1, 132, 90, 128), (2816, 1536, 1, 132, 90, 128),
+    (1408, 1536, 1, 132, 90, 64),  # 132 tiles of 128: one an SM, under the two tc_config asks
+    (1408, 1408, 1, 132, 90, 64), (65, 65, 264, 132, 90, 128), (65, 65, 263, 132, 90, 64),
+    (512, 4608, 1, 132, 90, 64),  # resnet-7x7x512's filter gradient: 144 tiles of 128
+    (100, 50000, 1, 108, 80, 128), (65, 65, 2, 1, 80, 128), (65, 65, 1, 1, 80, 64),
     (64, 131072, 1, 132, 90, 64), (131072, 64, 1, 132, 90, 64),  # a side of 64: half of each 128 tile empty
     (4096, 4096, 1, 84, 86, 64), (4096, 4096, 1, 128, 89, 64),  # 99 KiB per block: the 104 KiB tile cannot run
 ])
@@ -347,7 +349,7 @@ def test_tc_config_table(M, N, batches, sms, cc, edge):
     # wave of 264 x 2 x 8192 x 0.69 against 512 in 2 of 396 x 3 x 4096 (0.47; 128 tiles of 128 < 132 SMs)
     (256, 8192, True, "tf32", "64w"), (256, 8192, True, "3xtf32", 64), (256, 8192, False, "tf32", 64),
     (512, 784, True, "tf32", "64w"),  # resnet-7x7x512's forward: 56 wide tiles against 104, both split
-    (256, 50176, True, "tf32", 128),  # 392 tiles of 128 fill the SMs: 128 first
+    (256, 50176, True, "tf32", 128),  # 392 tiles of 128 fill the SMs twice: 128 first
     (131072, 64, True, "tf32", 64),  # 64 columns: half of each wide tile empty
 ])
 def test_tc_config_narrow(M, N, narrow, mode, edge):

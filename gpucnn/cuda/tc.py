@@ -100,9 +100,15 @@ def tc_config(M: int, N: int, batches: int, sm_count: int, cc: int = 90, narrow:
               mode: str = "tf32") -> int | str:
     """The tensor-core tile for an M x N GEMM repeated ``batches`` times
     (groups, splits) on ``sm_count`` multiprocessors of compute capability
-    ``cc``: 128 when its tiles fill every SM at least once, both sides are
+    ``cc``: 128 when its tiles fill every SM at least twice, both sides are
     longer than 64 and the device's blocks can hold it, else 64 (four times
-    the blocks, for small problems). A side of at most 64 (a 64-filter
+    the blocks, for small problems). Twice: between one and two tiles an SM
+    the 128 tile's last wave runs mostly empty, or (the filter gradient) its
+    splits' waves do at one or two blocks an SM, where the 64 tile's three
+    or four an SM quantize finer (resnet-7x7x512's filter gradient, 144
+    tiles of 128 for 132 SMs: 2.25 (1.59-3.33) x cuDNN on 128 / 3 splits,
+    2.18 (1.79-2.82) on 64 / 2; 1x1-s2's backward-data phases likewise, the
+    model's H200 figures; no row slower at its centre or slow end). A side of at most 64 (a 64-filter
     layer's forward) leaves half of every 128 tile empty: there its loop
     issues 982 instructions per 64 HMMA of which 32 count, against the 64
     tile's 817 per 32 (tf32 forward; 3xtf32 1578 per 192 against 1215 per
@@ -123,7 +129,7 @@ def tc_config(M: int, N: int, batches: int, sm_count: int, cc: int = 90, narrow:
     if narrow and N > 64 and M <= NARROW_ROWS:
         return NARROW_ROWS
     large = -(-M // 128) * -(-N // 128) * batches
-    if large >= sm_count and min(M, N) > 64 and cc in _LARGE_SMEM_CCS:
+    if large >= 2 * sm_count and min(M, N) > 64 and cc in _LARGE_SMEM_CCS:
         return 128
     if narrow and N > 64 and mode == "tf32":
         blocks = {e: blocks_per_sm("forward", "tf32", e, cc) for e in (WIDE, 64)}
