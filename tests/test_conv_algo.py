@@ -512,7 +512,7 @@ def test_fold_takes_wgmma_only_where_the_build_has_it(cc):
     g = _geometry(next(c for c in CONV if c.name == "resnet-stem"))
     with fold.force_mma("wgmma"):
         p = fold.plan(g, 132, cc)
-    assert p.wg == (cc == 90) == bool(loader.arch_options(fold.FAMILY, cc))
+    assert p.wg == (cc == 90) == fold.wgmma_built(cc) == bool(loader.arch_options(fold.FAMILY, cc))
     assert p.kernel == f"conv2d_fold_backward_data_{'wgmma' if p.wg else 'tf32'}_n{p.nt}"
     assert p.smem == fold.smem_bytes(g, p.tw, p.wr, p.sv, p.rv) + fold.WG_ALIGN * p.wg
     with fold.force_mma("tf32"):

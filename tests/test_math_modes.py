@@ -215,7 +215,7 @@ def test_conv2d_fold(cc, order, xs, ws, stride, padding, dilation, groups, layou
     """dx by the fold kernels within the tf32 bound, in both resume orders (reverse on a grid
     of 2 blocks: several tasks a block), and shuffled with the emulator's race, misalignment
     and sanitizer checks on (the barriers between the MMAs, the fold and the stores); on an
-    emulated sm_80 (mma.sync) and sm_90 (the wgmma kernels, fold.WGMMA_CC)."""
+    emulated sm_80 (mma.sync) and sm_90 (the wgmma kernels, fold.wgmma_built)."""
     from gpucnn.runtime.emulator import emulation
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     x, w, _, dy = conv_args(xs, ws, kw)
@@ -224,12 +224,12 @@ def test_conv2d_fold(cc, order, xs, ws, stride, padding, dilation, groups, layou
     def fn(x, w, dy):
         return gpucnn.conv2d_backward(dy, x, w, **kw)[:1]
     with pytest.MonkeyPatch.context() as mp, algo.override("fold"), emulation(compute_capability=cc), \
-            fold.force_mma(fold.MMAS[cc in fold.WGMMA_CC]), \
+            fold.force_mma(fold.MMAS[fold.wgmma_built(cc)]), \
             fold.force_layout(*layout) if layout else contextlib.nullcontext():
         mp.setattr(fold, "launch_tasks", lambda rt, family, base, *a, **k: (
             launched.append(base), real(rt, family, base, *a, **k)))
         run_and_check(fn, (x, w, dy), "tf32", order)
-    taps, mma = ws[1] * ws[2] * ws[3], fold.MMAS[cc in fold.WGMMA_CC]
+    taps, mma = ws[1] * ws[2] * ws[3], fold.MMAS[fold.wgmma_built(cc)]
     assert launched == [f"conv2d_fold_backward_data_{mma}_n{next(n for n in fold.TAP_TILES if 8 * n >= taps)}"]
 
 

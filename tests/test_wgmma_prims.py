@@ -65,7 +65,7 @@ def _ints(rng, shape, bound=64):
 @pytest.mark.parametrize("n", [8, 16, 24, 32, 40, 48, 56, 64])
 @pytest.mark.parametrize("ksteps", [1, 4])
 @pytest.mark.parametrize("scale_d", [0, 1])
-def test_wgmma_layout_distinct_integers(run, n, ksteps, scale_d):
+def test_wgmma_layout_small_integers(run, n, ksteps, scale_d):
     rng = np.random.default_rng(n * 10 + ksteps)
     A, B, C = _ints(rng, (64, 32)), _ints(rng, (n, 32)), _ints(rng, (64, n), 2**16)
     D = np.full((64, n), np.nan, np.float32)
@@ -73,6 +73,21 @@ def test_wgmma_layout_distinct_integers(run, n, ksteps, scale_d):
     k = 8 * ksteps
     want = A[:, :k].astype(np.float64) @ B[:, :k].T.astype(np.float64) + (C if scale_d else 0)
     np.testing.assert_array_equal(D, want)
+
+
+@pytest.mark.parametrize("n", [8, 40, 64])
+def test_wgmma_layout_distinct_elements(run, n):
+    """Every element of A, B and C distinct (A's and B's integers of magnitude up to 2^10, exact in
+    TF32), so a misplaced operand or accumulator shows by far more than rounding: within fp32's
+    bound for a sum of 32 products and C in any order, (32 + 1) 2^-24 (|A| |B|ᵀ + |C|)."""
+    rng = np.random.default_rng(n)
+    A = (rng.permutation(2048) - 1024).reshape(64, 32).astype(np.float32)
+    B = (rng.permutation(2048)[:n * 32] - 1024).reshape(n, 32).astype(np.float32)
+    C = ((rng.permutation(64 * n) - 32 * n) * 3.0).reshape(64, n).astype(np.float32)
+    D = run(f"wgmma_m64n{n}k8", (A, B, C, np.full((64, n), np.nan, np.float32), np.int32(4), np.int32(1)))[3]
+    A64, B64, C64 = A.astype(np.float64), B.astype(np.float64), C.astype(np.float64)
+    err = np.abs(D - (A64 @ B64.T + C64))
+    assert (err <= 33 * 2.0**-24 * (np.abs(A64) @ np.abs(B64).T + np.abs(C64))).all(), err.max()
 
 
 def test_wgmma_operands_are_tf32(run):

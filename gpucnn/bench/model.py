@@ -100,6 +100,11 @@ def a_runs(g, pass_) -> bool:
     return along_k[pass_] % 4 == 0
 
 
+def mma_flops_per_clock(dev, of_peak: float) -> float:
+    """An SM's TF32 tensor-core FLOPs a clock at ``of_peak`` of the dense peak."""
+    return dev.tf32_tflops * 1e12 / (dev.sms * dev.clock_ghz * 1e9) * of_peak
+
+
 def tile_step_cycles(r: dict, threads: int, dev, s: int, runs: bool = False) -> float:
     """SM clocks of one block's k-step: its warps' loop instructions at the
     issue rate (model_static.tc_issue: a warp's average a step, the copy's
@@ -107,7 +112,7 @@ def tile_step_cycles(r: dict, threads: int, dev, s: int, runs: bool = False) -> 
     warps = threads / 32
     issue = warps * model_static.tc_issue(r, runs) / K.ISSUE_PER_CLOCK.mid
     if "HMMA" in r:
-        per_clock = dev.tf32_tflops * 1e12 / (dev.sms * dev.clock_ghz * 1e9) * K.MMA_SYNC_OF_PEAK.at(s)
+        per_clock = mma_flops_per_clock(dev, K.MMA_SYNC_OF_PEAK.at(s))
         return max(issue, warps * r["HMMA"] * K.HMMA_FLOPS.mid / per_clock) / K.EFF_TC.at(s)
     return max(issue, warps * r["FMA"] / K.FFMA_PER_CLOCK.mid) / K.EFF_FFMA.at(s)
 
@@ -197,8 +202,7 @@ def fold_us(g, rec, dev, s) -> tuple[str, float, float]:
     p = fold.plan(g, dev.sms)
     name, r = model_static.row(rec, p.kernel + "_f32")
     per_sm = min(r["blocks_per_sm"], fold.blocks_per_sm(p))
-    rate = (K.WGMMA_OF_PEAK if p.wg else K.MMA_SYNC_OF_PEAK).at(s)
-    per_clock = dev.tf32_tflops * 1e12 / (dev.sms * dev.clock_ghz * 1e9) * rate
+    per_clock = mma_flops_per_clock(dev, (K.WGMMA_OF_PEAK if p.wg else K.MMA_SYNC_OF_PEAK).at(s))
     mma = fold.band_mmas(g, p) * K.HMMA_FLOPS.mid / per_clock / K.EFF_TC.at(s)
     mma_issue = fold.band_step_issue(g, p) / K.ISSUE_PER_CLOCK.mid / K.EFF_TC.at(s)
     issue = fold.band_fold_issue(g, p) / 32 / K.ISSUE_PER_CLOCK.mid / K.EFF_DIRECT.at(s)

@@ -23,7 +23,7 @@ pixels 124 of 128, the tiles' overlap 28 of 31 columns, the segments' 56 of
 kernel, two blocks an SM): 16 tiles of 44 columns (32 dy columns, 4 rows a
 band) and one segment, 256 tasks of 20 bands.
 
-On compute capability 9.0 (WGMMA_CC: the loader builds the family for sm_90a)
+On compute capability 9.0 (wgmma_built: the loader builds the family for sm_90a)
 the plan also weighs the wgmma kernels (Hopper's warpgroup MMA, twice
 mma.sync's rate by the model's constants, but dy rounded to TF32 in shared
 memory and a descriptor's set-up a wgmma) and takes the cheaper: resnet-stem's
@@ -43,15 +43,15 @@ import numpy as np
 
 from gpucnn.cuda.algo_direct import SMALL_C, axis_taps, cdiv
 from gpucnn.cuda.launch import launch_tasks
+from gpucnn.runtime import loader
 
 FAMILY = "conv2d_fold"
 THREADS, PIX, KC, TASK_WORDS = 256, 128, 32, 16  # FOLD_THREADS, FOLD_PIX, FOLD_KC, FOLD_TASK_WORDS
 TAP_TILES = (8, 16, 24)  # the kernels' NT: 8-wide MMA tiles of taps they hold (accumulators: 4 NT registers)
 KERNELS = ()
-# mma.sync ("tf32") and, on sm_90a only, Hopper's warpgroup MMA ("wgmma"; WGMMA_CC): float only
+# mma.sync ("tf32") and, on sm_90a only, Hopper's warpgroup MMA ("wgmma"; wgmma_built): float only
 MMAS = ("tf32", "wgmma")
 F32_KERNELS = tuple(f"conv2d_fold_backward_data_{m}_n{nt}_f32" for m in MMAS for nt in TAP_TILES)
-WGMMA_CC = (90,)  # compute capabilities whose build (gpucnn.runtime.loader: sm_90a) has wgmma
 WG_ALIGN = 1024  # the wgmma kernels' shared memory starts at a 1024-byte boundary: up to this much more
 REG_BLOCKS = {8: 2, 16: 2, 24: 1}  # CONV2D_FOLD's BLOCKS: blocks an SM their registers allow (__launch_bounds__)
 SM_SMEM, BLOCK_RESERVED = 233472, 1024  # shared memory of an sm_80/sm_90 SM, and what each block reserves
@@ -122,6 +122,12 @@ def tap_tiles(g) -> int:
     return cdiv(g.C // g.groups * g.win.kh * g.win.kw, 8)
 
 
+def wgmma_built(cc: int) -> bool:
+    """Whether the family's build for compute capability ``cc`` has the wgmma kernels
+    (gpucnn.runtime.loader builds it for the architecture-specific sm_90a on 9.0)."""
+    return bool(loader.arch_options(FAMILY, cc))
+
+
 def _mma_warps(p: Plan) -> int:
     """The warps holding a band's pixels (one m16 tile each; wgmma: whole warpgroups of 4)."""
     warps = cdiv(min(PIX, p.bp * p.qw), 16)
@@ -173,7 +179,8 @@ def cost(g, p: Plan, sms: int) -> float:
     SM) x a task's bands x band_sm_clocks (the band's MMAs at MMA_CLOCKS, its
     fold at 4 warp-instructions a clock)."""
     per_sm = blocks_per_sm(p)
-    clocks = band_sm_clocks(band_mmas(g, p) * (MMA_CLOCKS_WG if p.wg else MMA_CLOCKS), band_fold_issue(g, p) / 32 / 4, per_sm,
+    mma = band_mmas(g, p) * (MMA_CLOCKS_WG if p.wg else MMA_CLOCKS)
+    clocks = band_sm_clocks(mma, band_fold_issue(g, p) / 32 / 4, per_sm,
                             band_step_issue(g, p) / 4)
     return cdiv(p.tasks, sms * per_sm) * p.bands * clocks
 
@@ -218,7 +225,7 @@ def force_mma(kind: str):
 def plan(g, sms: int, cc: int = 90) -> Plan | None:
     """The cheapest layout (``cost``) whose shared memory fits, with the
     cheaper of the MMA kinds the build has (mma.sync everywhere, wgmma on
-    WGMMA_CC), or None; the forced layout (force_layout) and kind (force_mma)
+    wgmma_built), or None; the forced layout (force_layout) and kind (force_mma)
     where they can run."""
     return _plan(g, sms, cc, _forced.get().get("layout"), _forced.get().get("mma"))
 
@@ -233,7 +240,7 @@ def _plan(g, sms: int, cc: int, forced: tuple | None, mma: str | None = None) ->
     sv, rv = axis_taps(w.kw, w.sw, w.dw), axis_taps(w.kh, w.sh, w.dh)
     limit = SMEM_LIMIT.get(cc, SMEM_DEFAULT)
     best, best_cost = None, None
-    kinds = (False, True) if cc in WGMMA_CC else (False,)  # mma.sync's kernels run on sm_90a too
+    kinds = (False, True) if wgmma_built(cc) else (False,)  # mma.sync's kernels run on sm_90a too
     if mma is not None:
         kinds = tuple(k for k in kinds if MMAS[k] == mma) or kinds
     for wg, tw in itertools.product(kinds, [min(forced[0], w.W)] if forced else _sizes(w.W)):

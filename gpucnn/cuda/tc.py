@@ -108,8 +108,9 @@ def tc_config(M: int, N: int, batches: int, sm_count: int, cc: int = 90, narrow:
     or four an SM quantize finer (resnet-7x7x512's filter gradient, 144
     tiles of 128 for 132 SMs: 2.25 (1.59-3.33) x cuDNN on 128 / 3 splits,
     2.18 (1.79-2.82) on 64 / 2; 1x1-s2's backward-data phases likewise, the
-    model's H200 figures; no row slower at its centre or slow end). A side of at most 64 (a 64-filter
-    layer's forward) leaves half of every 128 tile empty: there its loop
+    model's H200 figures; no row slower at its centre or slow end). A side
+    of at most 64 (a 64-filter layer's forward) leaves half of every 128
+    tile empty: there its loop
     issues 982 instructions per 64 HMMA of which 32 count, against the 64
     tile's 817 per 32 (tf32 forward; 3xtf32 1578 per 192 against 1215 per
     96; bench/results/static-sm90.md), so the 64 tile is 1.2-1.3x faster.

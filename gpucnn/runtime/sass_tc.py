@@ -76,8 +76,9 @@ def regions(body: list[Instr]) -> list[str]:
       "common"          the rest, issued by every warp each step: the barrier, the MMAs, and the
                         fetch, which a guard skips only on the last TC_STAGES - 1 steps.
     Structure, not offsets: an if/else is a guarded branch whose target follows an unguarded
-    forward branch (the then-side's jump over the else-side). Loops nested in the k-step
-    (main's conv_miss, in the k-table) count once, as the whole-loop count did (``nested``)."""
+    forward branch (the then-side's jump over the else-side). A loop nested in the k-step (none
+    now; conv.cuh's conv_miss once had two in the filter gradient's k-table) counts once, as the
+    whole-loop count did (``nested``)."""
     label = ["common"] * len(body)
     branches = _forward_branches(body)
     jumps = {i: t for i, t, guarded in branches if not guarded}
@@ -92,7 +93,7 @@ def regions(body: list[Instr]) -> list[str]:
                 for (lo, hi), w in zip(sides, has_wide):
                     label[lo:hi] = ["runs" if w else "gather"] * (hi - lo)
         elif (_has(body, i + 1, j, lambda op: op.startswith("STS"))
-              and not _has(body, i + 1, j, lambda op: op.startswith(("LDGSTS", "HMMA", "HGMMA", "BAR")))):
+              and not _has(body, i + 1, j, lambda op: op.startswith(("LDGSTS", "BAR") + MMA_OPS))):
             label[i + 1:j] = ["builder"] * (j - i - 1)
     return label
 

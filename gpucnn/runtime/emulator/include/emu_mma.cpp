@@ -296,6 +296,8 @@ struct WgWaitLane {
     WgState* s;
     long long upto;  // groups below it are done at this wait
     int thread;
+    const char* file;  // the wait's, for a report
+    int line;
 };
 
 // One deferred wgmma for the whole warp: rows 16 (warp % 4) + 0..15 of D = A B + C.
@@ -334,7 +336,8 @@ void run_wgmma_wait(void* const* lanes) {
         const WgWaitLane& x = *static_cast<const WgWaitLane*>(lanes[l]);
         int mine = 0;
         while (mine < x.s->n && x.s->ops[mine].group < x.upto) ++mine;
-        if (mine != due) fail(__FILE__, __LINE__, "wgmma.wait_group: lane %d has %d wgmma due, lane 0 %d", l, mine, due);
+        if (mine != due)
+            fail(first.file, first.line, "wgmma.wait_group: lane %d has %d wgmma due, lane 0 %d", l, mine, due);
     }
     for (int i = 0; i < due; ++i) wg_run(lanes, i);
     for (int l = 0; l < 32; ++l) {
@@ -365,7 +368,7 @@ void wgmma_commit() { ++my_wg().committed; }
 
 void wgmma_wait(int n, const char* file, int line) {
     WgState& s = my_wg();
-    WgWaitLane x{&s, s.committed - n, (int)(gpucnn_cur - rt::g_fib)};
+    WgWaitLane x{&s, s.committed - n, (int)(gpucnn_cur - rt::g_fib), file, line};
     collective(kWgmmaWait, &x, file, line);
 }
 
