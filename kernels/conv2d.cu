@@ -463,7 +463,9 @@ extern "C" __global__ void col2im_f64(const double* __restrict__ cols, double* _
 // TC_NARROW_VARIANTS for the names).
 #if TC_AVAILABLE
 // The padding test by tap masks where kh + kw <= 31, else by compares (conv.cuh's conv_masked): a uniform
-// branch at the entry, between two instantiations of the pass.
+// branch at the entry, between two instantiations of the pass. Blocks per SM (TC_KERNEL): the filter
+// gradient asks for 1 (its k-table builder's registers), but 2 on the warpgroup tile, which fits
+// 120 registers (134 when asked for 1: one block an SM).
 #define CONV2D_TC(SFX, MODE, TILE)                                                                              \
     TC_KERNEL(TILE, MODE == TC_TF32 ? 2 : 1) conv2d_forward_##SFX(const float* __restrict__ x, const float* __restrict__ w,             \
                                          const float* __restrict__ b, float* __restrict__ y, GEOM, int chunk,   \
@@ -476,7 +478,7 @@ extern "C" __global__ void col2im_f64(const double* __restrict__ cols, double* _
         if (conv_masked(kh, kw)) conv_backward_data<true>(TcRun<MODE, TILE>{}, dy, w, dx, GEOM_ARGS, chunk, splits); \
         else conv_backward_data<false>(TcRun<MODE, TILE>{}, dy, w, dx, GEOM_ARGS, chunk, splits);               \
     }                                                                                                           \
-    TC_KERNEL(TILE, 1) conv2d_backward_filter_##SFX(const float* __restrict__ dy, const float* __restrict__ x,    \
+    TC_KERNEL(TILE, TILE::WG ? 2 : 1) conv2d_backward_filter_##SFX(const float* __restrict__ dy, const float* __restrict__ x,    \
                                                  float* __restrict__ out, GEOM, int chunk, int splits) {        \
         if (conv_masked(kh, kw))                                                                                \
             conv_backward_filter<false, true>(TcRun<MODE, TILE>{}, dy, x, out, GEOM_ARGS, chunk, splits);       \
@@ -485,4 +487,5 @@ extern "C" __global__ void col2im_f64(const double* __restrict__ cols, double* _
     }
 TC_VARIANTS(CONV2D_TC)
 TC_NARROW_VARIANTS(CONV2D_TC)
+TC_WG_VARIANTS(CONV2D_TC)
 #endif

@@ -225,17 +225,10 @@ __device__ __forceinline__ void fold_wgmma(const float* ds, const float* wsk, in
     wgmma_wait<0>(flat);
 }
 
-// dy's stage rounded to TF32 in place (cvt.rn, as fold_mma rounds its fragments), 16-byte words a
-// thread at a time, then made visible to the wgmma's reads (the caller's barrier follows).
+// dy's stage rounded to TF32 in place (tc_round_words), then made visible to the wgmma's reads
+// (the caller's barrier follows).
 __device__ __forceinline__ void fold_round_stage(float* ds) {
-    float4* v = reinterpret_cast<float4*>(ds);
-#pragma unroll 1  // a vector at a time: the accumulators of the band's earlier chunks are live here
-    for (int i = 0; i < FOLD_PIX * FOLD_KC / 4 / FOLD_THREADS; ++i) {
-        float4 x = v[threadIdx.x + i * FOLD_THREADS];
-        x.x = __uint_as_float(tf32_rn(x.x)), x.y = __uint_as_float(tf32_rn(x.y));
-        x.z = __uint_as_float(tf32_rn(x.z)), x.w = __uint_as_float(tf32_rn(x.w));
-        v[threadIdx.x + i * FOLD_THREADS] = x;
-    }
+    tc_round_words<FOLD_PIX * FOLD_KC, FOLD_THREADS, 1>(ds);  // a vector at a time: the band's accumulators are live
     fence_proxy_async();
 }
 

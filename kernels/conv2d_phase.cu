@@ -148,11 +148,15 @@ GEMM_KERNEL conv2d_backward_data_phase_f64(const double* __restrict__ dy, const 
 // on tensor cores, as conv2d.cu's backward-data does, instead of FFMA, on
 // the tile gpucnn.cuda.tc.tc_config picks for the largest phase.
 #if TC_AVAILABLE
+// Blocks per SM (TC_KERNEL): 2 in tf32, but 1 on the 128 warpgroup tile, which spills at 128 registers
+// (16 bytes; the stage's rounding unrolled, tc_round_words).
 #define CONV2D_PHASE_TC(SFX, MODE, TILE)                                                                        \
-    TC_KERNEL(TILE, MODE == TC_TF32 ? 2 : 1) conv2d_backward_data_phase_##SFX(                                  \
+    TC_KERNEL(TILE, MODE == TC_TF32 && !(TILE::WG && TILE::THREADS == 256) ? 2 : 1)                            \
+    conv2d_backward_data_phase_##SFX(                                                                           \
         const float* __restrict__ dy, const float* __restrict__ w, float* __restrict__ dx, GEOM) {              \
         conv_backward_data_phase<0, true>(TcRun<MODE, TILE>{}, dy, w, dx, GEOM_ARGS);                           \
     }
 TC_VARIANTS(CONV2D_PHASE_TC)
 TC_NARROW_VARIANTS(CONV2D_PHASE_TC)
+TC_WG_VARIANTS(CONV2D_PHASE_TC)
 #endif

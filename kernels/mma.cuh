@@ -192,6 +192,7 @@ template <int N, int R> __device__ __forceinline__ void wgmma_wait(float (&d)[R]
 }
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 #else  // no wgmma before sm_90a: kernels test WGMMA_AVAILABLE and never call these
+#define WGMMA_AVAILABLE 0
 template <int N> __device__ __forceinline__ void wgmma_tf32(float (&)[N / 2], unsigned long long, unsigned long long,
                                                             int) { __trap(); }
 __device__ __forceinline__ void wgmma_fence() { __trap(); }

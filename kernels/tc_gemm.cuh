@@ -33,6 +33,11 @@
 // j - 1), issue step j + STAGES - 1 into the stage step j - 1 used, compute
 // step j, then write the k-table of step j + STAGES into the buffer step j's
 // fetch used (read by the fetch issued after the next barrier).
+// The warpgroup tiles (TcLargeWg, TcWideWg: wgmma on sm_90a) compute step j
+// as: round its stage to TF32 in place (each thread 16-byte words of it),
+// fence.proxy.async, a second barrier, issue the warpgroup's wgmma
+// (tc_wg_issue), write the k-table, wait for the wgmma: so by the next
+// step's first barrier every read of stage j is done, as above.
 //
 // Math modes (the template parameter MODE): TC_TF32 rounds each fp32 operand to
 // TF32 (cvt.rn, ties to even; cvt.rna before sm_90) and does one MMA per product;
@@ -65,6 +70,12 @@
 // reads no data, but not that its source address may lie outside the
 // allocation (its addressing rules still apply), so every source stays an
 // element of the tensor (below).
+// The warpgroup tile of the same shape (conv2d_forward_tf32_128g, sm_90a)
+// issues 264 common + 34 or 109 + 34 / 8: 321-377 a step, 642-754 issue
+// clocks (the stage's rounding, ~60 a warp, in place of ldmatrix, fragment
+// conversions and HMMA), against ~615 tensor clocks for its 8 wgmma
+// m64n64k8 a warpgroup at 0.9 of the peak: issue-bound, by ~1.5x fewer
+// clocks than mma.sync's tile at half the peak (model_consts).
 #pragma once
 #include "mma.cuh"
 
@@ -79,13 +90,20 @@
 #define TC_HANDLE_BYTES 24
 #define TC_KTAB_BYTES 24  // DataOp's KTab: 6 ints
 
-template <int BM_, int BN_, int WARPS_M_, int WARPS_N_> struct TcTile {
+// WG_ = 1: a warpgroup tile (tc_wg_issue): warps of 16 rows x BN (WARPS_N 1), 4 to a warpgroup
+// of 64 rows, whose accumulators are acc[0][NI][4] in the m16n8 layout tc_block stores; its
+// shared memory starts at a 1024-byte boundary (tc_smem: 1024 bytes more), wgmma's swizzle
+// being of shared-window addresses.
+template <int BM_, int BN_, int WARPS_M_, int WARPS_N_, int WG_ = 0> struct TcTile {
     enum {
-        BM = BM_, BN = BN_, WARPS_M = WARPS_M_, WARPS_N = WARPS_N_, THREADS = 32 * WARPS_M_ * WARPS_N_,
+        BM = BM_, BN = BN_, WARPS_M = WARPS_M_, WARPS_N = WARPS_N_, THREADS = 32 * WARPS_M_ * WARPS_N_, WG = WG_,
         MI = BM_ / WARPS_M_ / 16,  // m16 tiles per warp
         NI = BN_ / WARPS_N_ / 8,   // n8 tiles per warp (even: B is loaded two tiles per ldmatrix.x4)
-        SMEM = TC_STAGES * ((BM_ + BN_) * TC_BK * 4 + TC_BK * TC_KTAB_BYTES) + (BM_ + BN_) * TC_HANDLE_BYTES
+        SMEM = TC_STAGES * ((BM_ + BN_) * TC_BK * 4 + TC_BK * TC_KTAB_BYTES) + (BM_ + BN_) * TC_HANDLE_BYTES +
+               (WG_ ? 1024 : 0)
     };
+    static_assert(!WG_ || (WARPS_M_ * 16 == BM_ && WARPS_N_ == 1 && BN_ % 64 == 0),
+                  "a warpgroup tile: warps of 16 rows and every column, 64-column wgmma");
 };
 typedef TcTile<128, 128, 2, 4> TcLarge;  // 8 warps of 64 x 32
 typedef TcTile<64, 64, 2, 2> TcSmall;    // 4 warps of 32 x 32, for grids that would not fill the GPU
@@ -98,6 +116,13 @@ typedef TcTile<32, 128, 1, 4> TcNarrow;
 // HMMA (ldmatrix, conversions and the fetch shared by 8 HMMA a k-slice),
 // a 32 x 64 warp tile 16 HMMA a k-slice for half as many A fragments.
 typedef TcTile<64, 128, 2, 2> TcWide;
+// Hopper's warpgroup MMA (wgmma, sm_90a) on the 128 and wide tiles' shapes: two warpgroups of
+// 64 x 128, and one. A warp's k-step issues no ldmatrix, conversion of fragments or HMMA: 8
+// wgmma m64n64k8 (4 k-slices x 2 column halves) read both operands from the stage, after the
+// stage is rounded to TF32 in place (tc_round_words). tf32 only (3xTF32 would need each
+// operand's small part in shared memory too).
+typedef TcTile<128, 128, 8, 1, 1> TcLargeWg;
+typedef TcTile<64, 128, 4, 1, 1> TcWideWg;
 
 // A valid global address for the source of a zero-filling cp.async (src-size 0 reads nothing).
 __device__ __align__(16) float tc_zero_src[4];
@@ -288,6 +313,47 @@ template <int MODE> __device__ __forceinline__ void tc_split(unsigned x, unsigne
     if constexpr (MODE == TC_3XTF32) lo = tf32_rn(v - __uint_as_float(hi));
 }
 
+// Rounds WORDS words at p (a multiple of 4 THREADS, 16-byte aligned) to TF32 in place (cvt.rn, as
+// tc_split rounds the mma.sync fragments: wgmma reads an fp32 word with its 13 low bits dropped,
+// truncation, twice the error bound), 16 bytes a thread at a time, loops of UNROLL vectors (the
+// warpgroup tiles: all, 4 or 8, so the k-step holds no loop and its SASS count is what a warp
+// issues; the fold: 1, whose accumulators leave no registers for more). wgmma reads them once the
+// caller's fence.proxy.async and barrier have passed.
+template <int WORDS, int THREADS, int UNROLL> __device__ __forceinline__ void tc_round_words(float* p) {
+    enum { COUNT = WORDS / 4 / THREADS };
+    static_assert(COUNT * 4 * THREADS == WORDS && COUNT % UNROLL == 0, "whole 16-byte words a thread");
+    float4* v = reinterpret_cast<float4*>(p) + threadIdx.x;
+#pragma unroll 1
+    for (int i0 = 0; i0 < COUNT; i0 += UNROLL) {
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            float4 x = v[(i0 + u) * THREADS];
+            x.x = __uint_as_float(tf32_rn(x.x)), x.y = __uint_as_float(tf32_rn(x.y));
+            x.z = __uint_as_float(tf32_rn(x.z)), x.w = __uint_as_float(tf32_rn(x.w));
+            v[(i0 + u) * THREADS] = x;
+        }
+    }
+}
+
+// One k-step of a warpgroup tile (Tile::WG): warpgroup g = warp / 4 multiplies A's rows 64 g ..
+// 64 g + 63 by all BN columns of B, 4 k-slices x BN / 64 wgmma m64n64k8 (B's 64-row halves 8 KiB
+// apart), from the stage's tc_swz rows (the 128-byte swizzle's layout, each stage 1024-byte
+// aligned: tc_smem), issued and committed as one group: the caller waits (wgmma_wait) before the
+// accumulators or the stage are used again. Warp w's part of half h is acc[0][8 h .. 8 h + 7]
+// (mma.cuh's table: d[4 j + i] is the m16n8 tile j's c[i]), so tc_block stores it as the warp tiles'.
+template <typename Tile>
+__device__ __forceinline__ void tc_wg_issue(const float* as, const float* bs, float (&acc)[1][Tile::NI][4]) {
+    const unsigned sa = smem_addr(as + threadIdx.x / 128 * 64 * TC_BK), sb = smem_addr(bs);
+    wgmma_fence();
+#pragma unroll
+    for (int k8 = 0; k8 < TC_BK / 8; ++k8)  // +2 a slice: 32 bytes, in the descriptors' address field
+#pragma unroll
+        for (int h = 0; h < Tile::BN / 64; ++h)
+            wgmma_tf32<64>(*reinterpret_cast<float(*)[32]>(&acc[0][8 * h][0]), wgmma_desc_sw128_at(sa) + 2 * k8,
+                           wgmma_desc_sw128_at(sb + h * 64 * TC_BK * 4) + 2 * k8, 1);
+    wgmma_commit();
+}
+
 // One k-step of the warp tile: 4 slices of k = 8, each MI x NI MMAs (x3 for 3xTF32).
 template <int MODE, typename Tile>
 __device__ __forceinline__ void tc_warp_step(const float* as, const float* bs, int wm0, int wn0,
@@ -393,8 +459,22 @@ __device__ void tc_tile(const Op& op, TcSmem<Tile, Op>& sm, int m0, int n0, int 
         cp_async_wait<TC_STAGES - 2>();  // this thread's copies of step j have landed
         __syncthreads();  // everyone's have; everyone is done with step j - 1's stage
         fetch(j + TC_STAGES - 1);
-        tc_warp_step<MODE, Tile>(sm.a[j % TC_STAGES], sm.b[j % TC_STAGES], wm0, wn0, acc);
-        ktab(j + TC_STAGES);
+        if constexpr (Tile::WG) {
+            static_assert(MODE == TC_TF32, "the warpgroup tiles are tf32's");
+            // step j's stage rounded (a second barrier: every thread's words), its wgmma issued,
+            // the next k-table written while they run, then waited for: the next step's barrier
+            // frees the stage for the fetch that follows it
+            tc_round_words<Tile::BM * TC_BK, Tile::THREADS, Tile::BM * TC_BK / 4 / Tile::THREADS>(sm.a[j % TC_STAGES]);
+            tc_round_words<Tile::BN * TC_BK, Tile::THREADS, Tile::BN * TC_BK / 4 / Tile::THREADS>(sm.b[j % TC_STAGES]);
+            fence_proxy_async();  // the rounded words visible to wgmma (the async proxy)
+            __syncthreads();
+            tc_wg_issue<Tile>(sm.a[j % TC_STAGES], sm.b[j % TC_STAGES], acc);
+            ktab(j + TC_STAGES);
+            wgmma_wait<0>(*reinterpret_cast<float(*)[Tile::NI * 4]>(&acc[0][0][0]));
+        } else {
+            tc_warp_step<MODE, Tile>(sm.a[j % TC_STAGES], sm.b[j % TC_STAGES], wm0, wn0, acc);
+            ktab(j + TC_STAGES);
+        }
     }
     __syncthreads();  // the shared memory is free for the caller's next tile
 }
@@ -422,17 +502,21 @@ __device__ __forceinline__ void tc_block(const Op& op, TcSmem<Tile, Op>& sm, int
 }
 
 // The kernels' shared memory: the dynamic buffer seen as TcSmem.
+// A warpgroup tile's starts at the first 1024-byte boundary (TcTile: its SMEM counts the 1024).
 template <typename Tile, typename Op> __device__ __forceinline__ TcSmem<Tile, Op>& tc_smem() {
-    static_assert(sizeof(TcSmem<Tile, Op>) <= Tile::SMEM, "an Op's handles exceed TC_HANDLE_BYTES or TC_KTAB_BYTES");
+    static_assert(sizeof(TcSmem<Tile, Op>) + (Tile::WG ? 1024 : 0) <= Tile::SMEM,
+                  "an Op's handles exceed TC_HANDLE_BYTES or TC_KTAB_BYTES");
     extern __shared__ __align__(16) unsigned char tc_dyn_smem[];
-    return *reinterpret_cast<TcSmem<Tile, Op>*>(tc_dyn_smem);
+    const unsigned skip = Tile::WG ? (1024 - smem_addr(tc_dyn_smem) % 1024) % 1024 : 0;
+    return *reinterpret_cast<TcSmem<Tile, Op>*>(tc_dyn_smem + skip);
 }
 
 // tc_block as a callable run(op, kbeg, kend, store), the counterpart of gemm.cuh's GemmRun.
 template <int MODE, typename Tile> struct TcRun {
     template <typename Op, typename Store>
     __device__ __forceinline__ void operator()(const Op& op, int kbeg, int kend, Store store) const {
-        tc_block<MODE, Tile>(op, tc_smem<Tile, Op>(), kbeg, kend, store);
+        if constexpr (Tile::WG && !WGMMA_AVAILABLE) __trap();  // built, never launched (TC_WG_VARIANTS)
+        else tc_block<MODE, Tile>(op, tc_smem<Tile, Op>(), kbeg, kend, store);
     }
 };
 
@@ -455,3 +539,7 @@ template <int MODE, typename Tile> struct TcRun {
 // families whose GEMMs have few rows (gpucnn/cuda/tc.py's NARROW).
 #define TC_NARROW_VARIANTS(DEFINE) DEFINE(tf32_32, TC_TF32, TcNarrow) DEFINE(3xtf32_32, TC_3XTF32, TcNarrow) \
     DEFINE(tf32_64w, TC_TF32, TcWide) DEFINE(3xtf32_64w, TC_3XTF32, TcWide)
+// The warpgroup tiles' kernels, NAME_tf32_128g and NAME_tf32_64g, for the same families: the
+// loader builds them for sm_90a on compute capability 9.0 (loader.ARCH_SPECIFIC), where
+// gpucnn.cuda.tc may pick them; on any other target their bodies trap (TcRun).
+#define TC_WG_VARIANTS(DEFINE) DEFINE(tf32_128g, TC_TF32, TcLargeWg) DEFINE(tf32_64g, TC_TF32, TcWideWg)

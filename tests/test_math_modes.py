@@ -34,7 +34,7 @@ from test_linear_kernels import CASES as LINEAR_CASES
 
 import gpucnn
 from gpucnn import backend
-from gpucnn.cuda import algo, fold, tc
+from gpucnn.cuda import algo, conv, fold, tc
 from gpucnn.cuda.launch import small_grid
 
 U_TF32, U_ACC = 2.0**-11, 2.0**-23
@@ -51,13 +51,19 @@ def tf32_factor(n: int) -> float:
     return (1 + U_TF32) ** 2 * (1 + g) - 1
 
 
+def tile_cc(tile) -> int:
+    """The emulated compute capability a forced tile runs on: 9.0 for the warpgroup tiles (built for
+    sm_90a there only: tc.wg_built), else the emulator's default 8.0."""
+    return 90 if tile in tc.WG_TILES else 80
+
+
 @contextlib.contextmanager
 def emulated(mode, order, tile=None):
     from gpucnn.runtime.emulator import emulation
     resume, guard, shrink = ORDERS.get(order, SHUFFLED)
     checks = {} if order in ORDERS else SHUFFLED_CHECKS
     with gpucnn.use_backend("emulator"), emulation(resume_order=resume, guard=guard, **checks), \
-            gpucnn.math_mode(mode):
+            emulation(compute_capability=tile_cc(tile)), gpucnn.math_mode(mode):
         with small_grid(2) if shrink else contextlib.nullcontext(), tc.force_tile(tile):
             yield
 
@@ -171,8 +177,12 @@ TC_CONV = [  # id: x, w, stride, padding, dilation, groups
 ]
 TC_LINEAR = [("across_tiles", (130, 200), 129), ("k_below_step", (3, 5), 2), ("many_stages", (2, 1000), 3)]
 MODES = ("fp32", "tf32", "3xtf32")
-TILE_MODES = [pytest.param(m, t, o, id=f"{m}-{t}-{o}") for m in MODES[1:] for t in tc.TC_TILES for o in ORDERS]
-# linear has no 32-row or wide tile (tc.NARROW): forcing them would run the 64 one again
+# the warpgroup tiles (tc.WG_TILES) are tf32's, and run shuffled too, with the emulator's race checks
+# (their second barrier, between the stage's rounding and the wgmma that read it)
+TILE_MODES = [pytest.param(m, t, o, id=f"{m}-{t}-{o}") for m in MODES[1:] for t in tc.TC_TILES for o in ORDERS
+              if t not in tc.WG_TILES]
+TILE_MODES += [pytest.param("tf32", t, o, id=f"tf32-{t}-{o}") for t in tc.WG_TILES for o in (*ORDERS, "shuf")]
+# linear has no 32-row, wide or warpgroup tile (tc.NARROW): forcing them would run the 64 one again
 LINEAR_TILE_MODES = [p for p in TILE_MODES if p.values[1] not in tc.CONV_TILES]
 
 
@@ -182,6 +192,29 @@ LINEAR_TILE_MODES = [p for p in TILE_MODES if p.values[1] not in tc.CONV_TILES]
 def test_conv2d_tc_tiles(mode, tile, order, xs, ws, stride, padding, dilation, groups):
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     run_and_check(conv_fn(**kw), conv_args(xs, ws, kw), mode, order, tile)
+
+
+# TF32 operands rounded to nearest, not truncated, on every tensor-core tile (the mma.sync tiles
+# round fragments, tc_split; the warpgroup tiles the stage in shared memory, tc_round_words): x = w
+# = dy = 1 + 7 * 2^-13 lie 7/8 of a TF32 ulp (2^-10) above 1, so round to nearest makes them
+# 1 + 2^-10 and truncation (an operand reaching the tensor core unrounded loses its 13 low bits) 1.
+# Every reduction of the three passes has 8 terms of (1 + 2^-10)^2 = 1 + 2^-9 + 2^-20, whose
+# partial sums are exact in fp32, so each output is exactly 8 (1 + 2^-10)^2, against 8 truncated
+# (the tolerance of run_and_check cannot tell them apart on random data: it bounds the error of
+# both operands rounded, and one operand truncated passes it).
+@pytest.mark.parametrize("tile", list(tc.TC_TILES))
+def test_tf32_operands_round_to_nearest(tile, monkeypatch):
+    v = np.float32(1 + 7 * 2.0**-13)
+    x, w = np.full((2, 8, 2, 2), v, np.float32), np.full((8, 8, 1, 1), v, np.float32)
+    launched, real = [], conv.launch_gemm
+    monkeypatch.setattr(conv, "launch_gemm", lambda rt, fam, plan, *a: (launched.append(plan.name),
+                                                                        real(rt, fam, plan, *a)))
+    with emulated("tf32", "fwd", tile), algo.override("gemm"):
+        y = gpucnn.conv2d(x, w)
+        dx, dw = gpucnn.conv2d_backward(x, x, w)[:2]  # dy = x: the same values
+    for out in (y, dx, dw):
+        np.testing.assert_array_equal(out, np.full_like(out, 8 * (1 + 2.0**-10) ** 2))
+    assert sorted(launched) == [f"conv2d_{p}_tf32_{tile}" for p in ("backward_data", "backward_filter", "forward")]
 
 
 # kernels/conv2d_fold.cu (the fold family: tf32 backward-data of 1 to 4 channels a group), forced,
@@ -354,6 +387,42 @@ def test_tc_config_table(M, N, batches, sms, cc, edge):
 ])
 def test_tc_config_narrow(M, N, narrow, mode, edge):
     assert tc.tc_config(M, N, 1, 132, 90, narrow, mode) == edge
+
+
+# With the warpgroup tiles built (sm_90a, tc.wg_built) in tf32, the 128 and wide tiles' shapes run
+# on wgmma; the choice between the wide shape and 64 counts WG_ISSUE (0.68) for the wide one.
+@pytest.mark.parametrize("M,N,edge", [
+    (4096, 4096, "128g"), (256, 50176, "128g"),
+    (64, 131072, "64g"), (256, 8192, "64g"), (512, 784, "64g"),
+    (64, 50176, 64),  # resnet-3x3's forward: 2 waves of each, 0.91
+    (128, 128, "64g"),  # below a wave: 2 wide tiles at 2 an SM against 4 of 64 at 3, 0.68 of its cost
+    (32, 65, 32), (131072, 64, 64),
+])
+def test_tc_config_warpgroup(M, N, edge):
+    assert tc.tc_config(M, N, 1, 132, 90, narrow=True, mode="tf32", wg=True) == edge
+    # never in 3xtf32, nor for kernels without them (linear), nor where they are not built
+    no_wg = tc.tc_config(M, N, 1, 132, 90, narrow=True, mode="tf32")
+    assert no_wg == tc.WG_TILES.get(edge, edge)
+    assert tc.tc_config(M, N, 1, 132, 90, narrow=True, mode="3xtf32", wg=True) not in tc.WG_TILES
+    assert tc.tc_config(M, N, 1, 132, 90, narrow=False, mode="tf32", wg=True) not in tc.WG_TILES
+
+
+def test_warpgroup_tiles_only_where_built():
+    """sm_90a's build only (the loader's, on compute capability 9.0); a forced warpgroup tile runs
+    its mma.sync shape elsewhere, in 3xtf32, and for kernels without it."""
+    from gpucnn.runtime import runtime_for
+    from gpucnn.runtime.emulator import emulation
+    assert tc.wg_built(90) and not tc.wg_built(80) and not tc.wg_built(100)
+    rt = runtime_for("emulator")
+    for cc, mode, want in [(90, "tf32", "conv2d_forward_tf32_128g"), (80, "tf32", "conv2d_forward_tf32_128"),
+                           (90, "3xtf32", "conv2d_forward_3xtf32_128")]:
+        with gpucnn.math_mode(mode), tc.force_tile("128g"), emulation(compute_capability=cc):
+            assert tc.plan(rt, "conv2d_forward", np.float32, 900, 900, 1).name == want
+            assert tc.plan(rt, "linear_forward", np.float32, 900, 900, 1).name == f"linear_forward_{mode}_128"
+    with gpucnn.math_mode("tf32"), tc.force_tile("64g"), emulation(compute_capability=90):
+        p = tc.plan(rt, "conv2d_backward_data_phase", np.float32, 64, 900, 1)
+    assert (p.name, p.bm, p.bn, p.threads, p.smem) == ("conv2d_backward_data_phase_tf32_64g", 64, 128, 128,
+                                                       tc.smem_bytes("64w") + 1024)
 
 
 def test_forced_narrow_tile_falls_back_where_absent():

@@ -122,6 +122,15 @@ def test_emulator_rejects_operands_outside_dynamic_shared_memory():
         mod.get_function("wgmma_past_end")((1,), (128,), (np.empty(128, np.float32),), shared_mem=1024 + 8192)
 
 
+def test_emulator_reports_an_operand_written_in_flight():
+    """The race checks see a wgmma's operand reads (noted at its issue): another warp's write to
+    its A between the issue and the wait, with no barrier, is a race."""
+    from gpucnn.runtime.emulator import RaceError, emulation
+    mod = _module("emulator")
+    with emulation(race_check=True), pytest.raises(RaceError, match="earlier read by .* thread \\(0, 0, 0\\)"):
+        mod.get_function("wgmma_operand_race")((1,), (128,), (np.empty(128, np.float32),), shared_mem=SMEM)
+
+
 def test_sm90a_build_has_hgmma():
     """ptxas takes the wgmma PTX for sm_90a without a warning, and the SASS runs HGMMA."""
     from gpucnn.runtime import sass_report

@@ -84,7 +84,7 @@ def _gemm_kernel(pass_, c, rec):
     if c.math == "fp32":
         tail = ("_m32" if c.tile[0] == 32 else "") + "_f32"
     else:
-        tail = f"_{c.math}_{tc.tile_key(c.tile)}"
+        tail = f"_{c.math}_{c.edge}"
     names = [base + tail]
     if getattr(c, "swap", False):
         names.insert(0, base + "_t" + tail)
@@ -111,6 +111,9 @@ def tile_step_cycles(r: dict, threads: int, dev, s: int, runs: bool = False) -> 
     side ``runs`` takes), or its FFMA / HMMA pipe time if longer, over the efficiency."""
     warps = threads / 32
     issue = warps * model_static.tc_issue(r, runs) / K.ISSUE_PER_CLOCK.mid
+    if r.get("HGMMA"):  # a warpgroup tile: each warpgroup's wgmma, issued by its 4 warps
+        per_clock = mma_flops_per_clock(dev, K.WGMMA_OF_PEAK.at(s))
+        return max(issue, warps / 4 * r["HGMMA"] * K.HGMMA_FLOPS.mid / per_clock) / K.EFF_TC.at(s)
     if "HMMA" in r:
         per_clock = mma_flops_per_clock(dev, K.MMA_SYNC_OF_PEAK.at(s))
         return max(issue, warps * r["HMMA"] * K.HMMA_FLOPS.mid / per_clock) / K.EFF_TC.at(s)
@@ -136,7 +139,7 @@ def phase_work(g, c, rec, dev, s) -> Work:
     choice ``c``'s tile, FFMA or tensor-core."""
     w = g.win
     bm, bn, bk = c.tile
-    tail = "_f32" if c.math == "fp32" else f"_{c.math}_{tc.tile_key(c.tile)}"
+    tail = "_f32" if c.math == "fp32" else f"_{c.math}_{c.edge}"
     name, r = model_static.row(rec, "conv2d_backward_data_phase" + tail)
     tiles = cdiv(g.C // g.groups, bm) * cdiv(g.N * cdiv(w.H, w.sh) * cdiv(w.W, w.sw), bn) * g.groups
     groups = tuple((tiles, cdiv(g.K // g.groups * taps, bk)) for taps in algo.phase_tap_grid(g))
@@ -322,7 +325,7 @@ def attach(rows: list[dict], gpu_name: str) -> None:
 
 def describe(c) -> str:
     if c.family in ("gemm", "phase"):
-        tile = "x".join(map(str, c.tile))
+        tile = "x".join(map(str, c.tile)) + (" wgmma" if c.edge in tc.WG_TILES else "")
         swap = " swap" if getattr(c, "swap", False) else ""
         return f"{c.family} {tile}" + (f" /{c.splits}" if c.splits > 1 else "") + swap
     return c.family + (f" /{c.splits}" if c.splits > 1 else "")

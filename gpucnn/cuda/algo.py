@@ -109,6 +109,7 @@ class Choice:
     chunk: int = 0     # reduction indices per part (0: the whole reduction)
     math: str = "fp32"  # the gemm family's kernels: FFMA, or tensor cores in "tf32"/"3xtf32"
     swap: bool = False  # backward-filter FFMA only: the transposed GEMM, taps as rows and filters as columns
+    edge: int | str | None = None  # a tensor-core tile's gpucnn.cuda.tc.TC_TILES key (its kernels' suffix)
 
 
 # forced spec -> (FFMA tile, swap): gemm32t is the narrow tile on the filter
@@ -183,7 +184,7 @@ def _gemm(g, pass_: str, sms: int, splits: int | None, math: str = "fp32", cc: i
         elif swap is None:
             swap = filter_orientation(rows, cols)[1]
         rows, cols = (cols, rows) if swap else (rows, cols)
-        tile = tile or ffma_tile(rows)
+        edge, tile = None, tile or ffma_tile(rows)
         per_sm = GEMM_BLOCKS_PER_SM[tile[0], itemsize]
     else:  # the tensor-core tiles run the plain orientation
         swap = False
@@ -200,7 +201,7 @@ def _gemm(g, pass_: str, sms: int, splits: int | None, math: str = "fp32", cc: i
             splits = _split(tiles, steps, slots, MAX_FILTER_SPLITS)
         else:
             splits = _split(tiles, steps, slots, MAX_SPLITS) if tiles < slots else 1
-    return _parts(Choice("gemm", tile, math=math, swap=swap), red, splits, bk)
+    return _parts(Choice("gemm", tile, math=math, swap=swap, edge=edge), red, splits, bk)
 
 
 def _parts(c: Choice, red: int, splits: int, unit: int) -> Choice:
@@ -258,7 +259,7 @@ def _phase(g, math: str, sms: int, cc: int) -> Choice:
     cols = g.N * cdiv(w.H, w.sh) * cdiv(w.W, w.sw)
     taps = phase_tap_grid(g)
     edge = tc.tile_edge(g.C // g.groups, cols, g.groups * taps.count(max(taps)), sms, cc, narrow=True, mode=math)
-    return Choice("phase", tc.TC_TILES[edge][:2] + (tc.TC_K,), math=math)
+    return Choice("phase", tc.TC_TILES[edge][:2] + (tc.TC_K,), math=math, edge=edge)
 
 
 def _direct(g, pass_: str, sms: int, splits: int | None) -> Choice:

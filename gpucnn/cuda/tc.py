@@ -4,7 +4,9 @@ math mode in force (gpucnn.mathmode), and which tensor-core tile.
 
 Tiles are named by their kernels' suffixes: 128 (TcLarge, 128 x 128), 64
 (TcSmall, 64 x 64), and for the convolution kernels only (NARROW) 32 (TcNarrow,
-32 x 128) and "64w" (TcWide, 64 x 128).
+32 x 128) and "64w" (TcWide, 64 x 128), and on sm_90a in tf32 the warpgroup
+(wgmma) tiles "128g" and "64g" (TcLargeWg, TcWideWg: the 128 and wide tiles'
+shapes).
 
 ``tc_config`` is the pure per-shape choice (tested as a table); ``plan``
 applies it for a runtime's device; ``force_tile`` overrides it (tests and
@@ -22,27 +24,35 @@ import numpy as np
 from gpucnn import mathmode
 from gpucnn.cuda import gemm
 from gpucnn.cuda.launch import kernel_name
+from gpucnn.runtime import loader
 
 TC_K, STAGES = 32, 3  # TC_BK, TC_STAGES
 HANDLE_BYTES, KTAB_BYTES = 24, 24  # TC_HANDLE_BYTES, TC_KTAB_BYTES
 # tile (its kernels' suffix) -> (rows, columns, warps along rows, warps along columns):
-# TcLarge, TcSmall, TcNarrow, TcWide
-TC_TILES = {128: (128, 128, 2, 4), 64: (64, 64, 2, 2), 32: (32, 128, 1, 4), "64w": (64, 128, 2, 2)}
+# TcLarge, TcSmall, TcNarrow, TcWide, TcLargeWg, TcWideWg
+TC_TILES = {128: (128, 128, 2, 4), 64: (64, 64, 2, 2), 32: (32, 128, 1, 4), "64w": (64, 128, 2, 2),
+            "128g": (128, 128, 8, 1), "64g": (64, 128, 4, 1)}
 NARROW_ROWS, WIDE = 32, "64w"
-# the kernels that have the 32-row and wide tiles (TC_NARROW_VARIANTS: kernels/conv2d.cu, conv2d_phase.cu)
+# the warpgroup tiles (tf32 only, TC_WG_VARIANTS) -> the mma.sync tile of their shape, which
+# replaces them where they are not built
+WG_TILES = {"128g": 128, "64g": WIDE}
+# the kernels that have the 32-row, wide and warpgroup tiles (TC_NARROW_VARIANTS, TC_WG_VARIANTS:
+# kernels/conv2d.cu, conv2d_phase.cu)
 NARROW = frozenset({"conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter",
                     "conv2d_backward_data_phase"})
-CONV_TILES = (NARROW_ROWS, WIDE)  # the tiles only NARROW kernels have
+CONV_TILES = (NARROW_ROWS, WIDE, *WG_TILES)  # the tiles only NARROW kernels have
+WG_FAMILIES = ("conv2d", "conv2d_phase")  # NARROW's families
+
+
+def wg_built(cc: int) -> bool:
+    """Whether NARROW's families are built with the warpgroup tiles' wgmma on compute capability
+    ``cc`` (the loader's sm_90a build on 9.0: loader.ARCH_SPECIFIC); elsewhere they trap."""
+    return all(loader.arch_options(f, cc) for f in WG_FAMILIES)
 
 
 def block_threads(edge) -> int:
     """Threads per block of tile ``edge``."""
     return 32 * TC_TILES[edge][2] * TC_TILES[edge][3]
-
-
-def tile_key(tile) -> int | str:
-    """The TC_TILES key of a (rows, columns, ...) tile (algo.Choice.tile)."""
-    return next(k for k, v in TC_TILES.items() if v[:2] == tuple(tile[:2]))
 
 
 _forced: contextvars.ContextVar[int | str | None] = contextvars.ContextVar("gpucnn_tc_tile", default=None)
@@ -60,9 +70,11 @@ class Plan:
 
 
 def smem_bytes(edge: int) -> int:
-    """TcTile<rows, columns>::SMEM of tile ``edge``: pipeline stages, k-tables and handles."""
+    """TcTile<rows, columns>::SMEM of tile ``edge``: pipeline stages, k-tables and handles (and a
+    warpgroup tile's 1024 bytes for the alignment of wgmma's operands, tc_smem)."""
     bm, bn = TC_TILES[edge][:2]
-    return STAGES * ((bm + bn) * TC_K * 4 + TC_K * KTAB_BYTES) + (bm + bn) * HANDLE_BYTES
+    return (STAGES * ((bm + bn) * TC_K * 4 + TC_K * KTAB_BYTES) + (bm + bn) * HANDLE_BYTES
+            + (1024 if edge in WG_TILES else 0))
 
 
 # Compute capabilities whose blocks may have more than 99 KiB of shared memory
@@ -94,10 +106,17 @@ def _cost(M: int, N: int, batches: int, sm_count: int, edge, per_sm: int, per_ma
 # and the wide tile's 2 blocks against 3-4 lose (mnist-2 forward 1.12x ->
 # 1.37x, resnet-stem filter gradient 1.13x -> 1.46x by the model).
 WIDE_ISSUE, WIDE_MARGIN = 0.69, 0.85
+# The wide warpgroup tile ("64g"): its warps' k-step issues 478-505 SASS instructions (the wgmma
+# and the stage's rounding in place of ldmatrix, conversions and HMMA) for 64 x 128 x 32 MACs,
+# where the 64 tile's issue 349-379 for 64 x 64 x 32 (static-sm90.md: forward 477.5 against
+# 2 x 348.75, backward-data 505.25 against 2 x 379, filter gradient 480.75 against 2 x 352.75):
+# 0.67-0.68 of the issue per MAC, as the wide tile's; its MMAs at wgmma's rate besides
+# (model_consts.WGMMA_OF_PEAK), which this issue count does not credit.
+WG_ISSUE = 0.68
 
 
 def tc_config(M: int, N: int, batches: int, sm_count: int, cc: int = 90, narrow: bool = False,
-              mode: str = "tf32") -> int | str:
+              mode: str = "tf32", wg: bool = False) -> int | str:
     """The tensor-core tile for an M x N GEMM repeated ``batches`` times
     (groups, splits) on ``sm_count`` multiprocessors of compute capability
     ``cc``: 128 when its tiles fill every SM at least twice, both sides are
@@ -126,17 +145,23 @@ def tc_config(M: int, N: int, batches: int, sm_count: int, cc: int = 90, narrow:
     _cost counts it WIDE_MARGIN of the 64 tile's: 64-filter layers, and
     grids too small for the 128 tile (cifar-resnet-s2's 256 x 8192
     forward: 128 tiles of 128 against 132 SMs, 256 wide tiles in one wave
-    of 264 slots against 512 of 64 in two of 396)."""
+    of 264 slots against 512 of 64 in two of 396).
+
+    With ``wg`` (the warpgroup tiles built: wg_built) in tf32, the 128 and
+    wide tiles' shapes run on wgmma ("128g", "64g"), which the wide one's
+    comparison counts at WG_ISSUE of the 64 tile's issue per MAC."""
     if narrow and N > 64 and M <= NARROW_ROWS:
         return NARROW_ROWS
+    wg = wg and narrow and mode == "tf32"
     large = -(-M // 128) * -(-N // 128) * batches
     if large >= 2 * sm_count and min(M, N) > 64 and cc in _LARGE_SMEM_CCS:
-        return 128
+        return "128g" if wg else 128
     if narrow and N > 64 and mode == "tf32":
-        blocks = {e: blocks_per_sm("forward", "tf32", e, cc) for e in (WIDE, 64)}
-        wide = _cost(M, N, batches, sm_count, WIDE, blocks[WIDE], WIDE_ISSUE)
+        wide_edge, issue = ("64g", WG_ISSUE) if wg else (WIDE, WIDE_ISSUE)
+        blocks = {e: blocks_per_sm("forward", "tf32", e, cc) for e in (wide_edge, 64)}
+        wide = _cost(M, N, batches, sm_count, wide_edge, blocks[wide_edge], issue)
         if wide <= WIDE_MARGIN * _cost(M, N, batches, sm_count, 64, blocks[64], 1.0):
-            return WIDE
+            return wide_edge
     return 64
 
 
@@ -155,9 +180,9 @@ def force_tile(edge: int | str | None):
 
 def variants(base: str) -> list[str]:
     """The tensor-core kernels of ``base``: one per mode and tile (tc_gemm.cuh's
-    TC_VARIANTS, and TC_NARROW_VARIANTS for NARROW)."""
+    TC_VARIANTS, and TC_NARROW_VARIANTS and TC_WG_VARIANTS (tf32) for NARROW)."""
     return [f"{base}_{mode}_{edge}" for mode in mathmode.MODES if mode != "fp32" for edge in TC_TILES
-            if edge not in CONV_TILES or base in NARROW]
+            if (edge not in CONV_TILES or base in NARROW) and (edge not in WG_TILES or mode == "tf32")]
 
 
 # Resident blocks per SM of the convolution tensor-core kernels on sm_90:
@@ -180,6 +205,10 @@ _BLOCKS_SM90 = {  # (pass, mode, edge) -> blocks
     ("forward", "tf32", "64w"): 2, ("forward", "3xtf32", "64w"): 2,
     ("backward_data", "tf32", "64w"): 2, ("backward_data", "3xtf32", "64w"): 2,
     ("backward_filter", "tf32", "64w"): 2, ("backward_filter", "3xtf32", "64w"): 2,
+    # the warpgroup tiles (tf32): 2 of the 128 shape (106 KiB of shared memory, <= 128 registers),
+    # 2 of the wide one (81 KiB)
+    ("forward", "tf32", "128g"): 2, ("backward_data", "tf32", "128g"): 2, ("backward_filter", "tf32", "128g"): 2,
+    ("forward", "tf32", "64g"): 2, ("backward_data", "tf32", "64g"): 2, ("backward_filter", "tf32", "64g"): 2,
 }
 # Shared memory per SM (KiB) by compute capability, 1 KiB of it reserved per
 # block (CUDA C Programming Guide, compute capabilities table).
@@ -200,11 +229,15 @@ def forced_tile() -> int | str | None:
 
 def tile_edge(M: int, N: int, batches: int, sm_count: int, cc: int, narrow: bool = False,
               mode: str = "tf32") -> int | str:
-    """``tc_config``'s tile, or the one ``force_tile`` sets (64 for CONV_TILES without ``narrow``)."""
+    """``tc_config``'s tile, or the one ``force_tile`` sets (64 for CONV_TILES without ``narrow``;
+    a warpgroup tile's mma.sync shape outside tf32 or where it is not built)."""
+    wg = wg_built(cc)
     forced = _forced.get()
     if forced:
+        if forced in WG_TILES and not (narrow and wg and mode == "tf32"):
+            forced = WG_TILES[forced]
         return 64 if forced in CONV_TILES and not narrow else forced
-    return tc_config(M, N, batches, sm_count, cc, narrow, mode)
+    return tc_config(M, N, batches, sm_count, cc, narrow, mode, wg)
 
 
 def plan_for(base: str, dtype, mode: str, edge: int | None = None) -> Plan:
@@ -228,7 +261,7 @@ def _plan_of(base: str, dtype, c) -> Plan:
     """plan_of, memoised: a pure function of its arguments (force_tile acts
     through ``c``'s tile), and ~3 us of host time a launch."""
     core = dtype == np.float32 and c.math != "fp32"
-    return plan_for(base, dtype, c.math, tile_key(c.tile) if core else c.tile[0])
+    return plan_for(base, dtype, c.math, c.edge if core else c.tile[0])
 
 
 def plan(rt, base: str, dtype, rows: int, cols: int, batches: int) -> Plan:

@@ -44,7 +44,7 @@ ALLOWED_STACK: dict[str, str] = {}
 # tensor-core kernels need one (8 warps and 104 KiB of a 128 x 128 tile, or
 # 4 warps of a 64 x 64 tile, each a full pipeline)
 MIN_BLOCKS_PER_SM: dict[str, int] = {"conv2d": 2, "conv2d_phase": 2, "linear": 2}
-_TC_KERNEL = re.compile(r"_(?:3x)?tf32_(\d+w?)$")
+_TC_KERNEL = re.compile(r"_(?:3x)?tf32_(\d+[wg]?)$")
 _NARROW_BLOCKS = {"_m32_f32": 4, "_m32_f64": 3}  # gemm.cuh's GemmNarrow kernels: GemmBlocks
 
 

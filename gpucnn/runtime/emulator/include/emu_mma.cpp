@@ -281,9 +281,21 @@ const float* wg_element(uint64_t desc, int r, int k, const char* what, const cha
     if (a + 4 > rt::g_spec->dyn_size)
         fail(file, line, "wgmma %s: row %d, k %d at shared byte %llu, past the %llu bytes of dynamic shared memory",
              what, r, k, (unsigned long long)a, (unsigned long long)rt::g_spec->dyn_size);
-    const float* p = reinterpret_cast<const float*>(gpucnn_dyn_smem + a);
-    emu_note_read(p, 4, file, line);
-    return p;
+    return reinterpret_cast<const float*>(gpucnn_dyn_smem + a);
+}
+
+// The race checks' record of a wgmma's operand reads, noted at its issue by each lane of the warp
+// (a 32nd of its rows 16 w .. 16 w + 15 of A and n rows of B each): the instruction reads them
+// between its issue and its wait_group, and the collective that runs it (wg_run, at the wait) is
+// outside every thread, where no access is noted. So a write to an operand by another thread
+// between the barrier before the issue and the one after the wait (another warp rounding a stage,
+// a fetch into it) is a RaceError, as a plain read's would be.
+void wg_note_reads(uint64_t adesc, uint64_t bdesc, int n, const char* file, int line) {
+    const int thread = (int)(gpucnn_cur - rt::g_fib), lane = thread % 32, w = thread / 32 % 4;
+    for (int e = lane; e < 16 * 8; e += 32) emu_note_read(wg_element(adesc, 16 * w + e / 8, e % 8, "A", file, line), 4,
+                                                          file, line);
+    for (int e = lane; e < n * 8; e += 32) emu_note_read(wg_element(bdesc, e / 8, e % 8, "B", file, line), 4, file,
+                                                         line);
 }
 
 double wg_operand(const float* p) {
@@ -356,6 +368,7 @@ void wgmma_tf32(float* d, int n, uint64_t adesc, uint64_t bdesc, int scale_d, co
     if (n % 8 || n < 8 || n > 64) fail(file, line, "wgmma: N = %d is not 8, 16, ..., 64", n);
     WgState& s = my_wg();
     if (s.n == kMaxWgmma) fail(file, line, "wgmma: more than %d of one thread in flight (the emulator's limit)", s.n);
+    wg_note_reads(adesc, bdesc, n, file, line);
     WgOp& op = s.ops[s.n];
     op = WgOp{d, {}, n, scale_d, false, adesc, bdesc, s.committed, file, line};
     for (int i = 0; i < s.n; ++i) op.chained |= s.ops[i].d == d;  // accumulates on an earlier one's result
