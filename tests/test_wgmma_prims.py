@@ -119,7 +119,8 @@ def test_emulator_rejects_operands_outside_dynamic_shared_memory():
     from gpucnn.runtime.emulator import KernelFaultError
     mod = _module("emulator")
     with pytest.raises(KernelFaultError, match="wgmma B: row 0, k 0 at shared byte 9216, past the 9216 bytes"):
-        mod.get_function("wgmma_past_end")((1,), (128,), (np.empty(128, np.float32),), shared_mem=1024 + 8192)
+        mod.get_function("wgmma_misuse")((1,), (128,), (np.empty(128, np.float32), np.int32(9216), np.int32(0)),
+                                         shared_mem=1024 + 8192)
 
 
 def test_emulator_reports_an_operand_written_in_flight():
@@ -128,7 +129,8 @@ def test_emulator_reports_an_operand_written_in_flight():
     from gpucnn.runtime.emulator import RaceError, emulation
     mod = _module("emulator")
     with emulation(race_check=True), pytest.raises(RaceError, match="earlier read by .* thread \\(0, 0, 0\\)"):
-        mod.get_function("wgmma_operand_race")((1,), (128,), (np.empty(128, np.float32),), shared_mem=SMEM)
+        mod.get_function("wgmma_misuse")((1,), (128,), (np.empty(128, np.float32), np.int32(0), np.int32(1)),
+                                         shared_mem=SMEM)
 
 
 def test_sm90a_build_has_hgmma():

@@ -102,8 +102,11 @@ extern "C" __global__ void __launch_bounds__(128) wgmma_early_read(const float* 
 #endif
 }
 
-// Misuse the emulator reports: B's descriptor 9 KiB past A's, beyond the launch's 9 KiB of shared memory.
-extern "C" __global__ void __launch_bounds__(128) wgmma_past_end(float* __restrict__ out) {
+// Misuse the emulator reports, on A all ones at the first 1024-byte boundary and B at b_bytes past it:
+// b_bytes 9216, B beyond the launch's 9 KiB of shared memory; race 1, after the issue and before the
+// wait warp 3 writes a word of A that warp 0's wgmma reads (row 0) with no barrier between (wgmma
+// reads its operands at any time up to its wait_group), which the race checks report.
+extern "C" __global__ void __launch_bounds__(128) wgmma_misuse(float* __restrict__ out, int b_bytes, int race) {
 #if WGMMA_AVAILABLE
     extern __shared__ __align__(16) unsigned char wgmma_smem[];
     float* sa = reinterpret_cast<float*>(wgmma_smem + ((1024 - smem_addr(wgmma_smem) % 1024) % 1024));
@@ -112,30 +115,9 @@ extern "C" __global__ void __launch_bounds__(128) wgmma_past_end(float* __restri
     __syncthreads();
     float d[4] = {};
     wgmma_fence();
-    wgmma_tf32<8>(d, wgmma_desc_sw128(sa), wgmma_desc_sw128(sa) + (9216 >> 4), 0);
+    wgmma_tf32<8>(d, wgmma_desc_sw128(sa), wgmma_desc_sw128(sa) + (b_bytes >> 4), 0);
     wgmma_commit();
-    wgmma_wait<0>(d);
-    out[threadIdx.x] = d[0];
-#else
-    __trap();
-#endif
-}
-
-// Misuse the emulator's race checks report: after the issue and before the wait, warp 3 writes a
-// word of A that warp 0's wgmma reads (row 0), with no barrier between (wgmma reads its operands
-// at any time up to its wait_group).
-extern "C" __global__ void __launch_bounds__(128) wgmma_operand_race(float* __restrict__ out) {
-#if WGMMA_AVAILABLE
-    extern __shared__ __align__(16) unsigned char wgmma_smem[];
-    float* sa = reinterpret_cast<float*>(wgmma_smem + ((1024 - smem_addr(wgmma_smem) % 1024) % 1024));
-    for (int e = threadIdx.x; e < 64 * 32; e += 128) sa[e] = 1.f;
-    fence_proxy_async();
-    __syncthreads();
-    float d[4] = {};
-    wgmma_fence();
-    wgmma_tf32<8>(d, wgmma_desc_sw128(sa), wgmma_desc_sw128(sa), 0);
-    wgmma_commit();
-    if (threadIdx.x == 96) sa[0] = 2.f;
+    if (race && threadIdx.x == 96) sa[0] = 2.f;
     wgmma_wait<0>(d);
     out[threadIdx.x] = d[0];
 #else
