@@ -17,7 +17,7 @@
 #   6 the training-step rows (lenet, vgg-small,     100 s
 #     resnet20 at batch 128 against PyTorch eager and torch.compile)
 #   7 ncu on the conv forward kernels of each mode   45 s   (bench/gpu_launches.py large)
-#     (the tile each picks, and tf32's wide tile) and deepspeech's backward-data window and fold kernels
+#     (the tile each picks, and tf32's wide warpgroup tile) and deepspeech's backward-data window and fold kernels
 #     (mma.sync and, forced, wgmma)
 # The lending tool returns at most 8 files from $OUT: the logs go into one
 # tarball (logs.tar.gz) beside summary.txt and the benchmarks' tables and JSON

@@ -2,11 +2,12 @@
 tools of bench/gpu.sh that watch launches rather than time them.
 
     python bench/gpu_launches.py small   every pass in every math mode on small
-                                         shapes, both tiles, then each FFMA
+                                         shapes, every tile, then each FFMA
                                          family forced (compute-sanitizer)
     python bench/gpu_launches.py large   one large 3x3 convolution forward per
-                                         mode (and tf32 on the wide tile), and
-                                         deepspeech's backward-data by the
+                                         mode (and tf32 on the wide warpgroup
+                                         tile), and deepspeech's
+                                         backward-data by the
                                          window and fold kernels, the fold
                                          of each MMA kind (ncu)
 Checks each result against float64 NumPy so a tool's run also says "ok".
@@ -106,12 +107,13 @@ def large() -> bool:
         err = float(cp.abs(y - want).max() / cp.abs(want).max())
         print(f"resnet-3x3 forward {mode}: relative difference from fp32 {err:.2e}")
         ok &= err < 3e-3
-    # The same forward in tf32 forced onto the wide tile, beside the 64 tile tc_config picks for it
-    # (its count there is 0.92 of the 64 tile's, above WIDE_MARGIN): ncu sees both on one shape.
-    with gpucnn.math_mode("tf32"), tc.force_tile("64w"):
+    # The same forward in tf32 forced onto the wide warpgroup tile (wgmma: "64g" on compute
+    # capability 9.0, the wide mma.sync tile elsewhere), beside the 64 tile tc_config picks for it
+    # (its count there is 0.91 of the 64 tile's, above WIDE_MARGIN): ncu sees both on one shape.
+    with gpucnn.math_mode("tf32"), tc.force_tile("64g"):
         y = gpucnn.conv2d(x, w, padding=1)
     err = float(cp.abs(y - want).max() / cp.abs(want).max())
-    print(f"resnet-3x3 forward tf32 tile 64w: relative difference from fp32 {err:.2e}")
+    print(f"resnet-3x3 forward tf32 tile 64g: relative difference from fp32 {err:.2e}")
     ok &= err < 3e-3
     # deepspeech (bench/gpucnn/bench/cases.py): the window kernel and, in tf32, the fold kernel
     # (kernels/conv2d_fold.cu) against the direct one.

@@ -228,7 +228,7 @@ __device__ __forceinline__ void fold_wgmma(const float* ds, const float* wsk, in
 // dy's stage rounded to TF32 in place (tc_round_words), then made visible to the wgmma's reads
 // (the caller's barrier follows).
 __device__ __forceinline__ void fold_round_stage(float* ds) {
-    tc_round_words<FOLD_PIX * FOLD_KC, FOLD_THREADS, 1>(ds);  // a vector at a time: the band's accumulators are live
+    tc_round_words<TC_TF32, FOLD_PIX * FOLD_KC, FOLD_THREADS, 1>(ds);  // a vector at a time: the band's accumulators are live
     fence_proxy_async();
 }
 

@@ -75,7 +75,10 @@
 // clocks (the stage's rounding, ~60 a warp, in place of ldmatrix, fragment
 // conversions and HMMA), against ~615 tensor clocks for its 8 wgmma
 // m64n64k8 a warpgroup at 0.9 of the peak: issue-bound, by ~1.5x fewer
-// clocks than mma.sync's tile at half the peak (model_consts).
+// clocks than mma.sync's tile at half the peak (model_consts). In 3xTF32
+// (conv2d_forward_3xtf32_128g) 467 a warp (the split writes the small parts
+// too), 933 issue clocks, against 1845 tensor clocks for its 24 wgmma:
+// tensor-bound, as mma.sync's 3xTF32 tile (3324 at half the peak).
 #pragma once
 #include "mma.cuh"
 
@@ -90,17 +93,19 @@
 #define TC_HANDLE_BYTES 24
 #define TC_KTAB_BYTES 24  // DataOp's KTab: 6 ints
 
-// WG_ = 1: a warpgroup tile (tc_wg_issue): warps of 16 rows x BN (WARPS_N 1), 4 to a warpgroup
-// of 64 rows, whose accumulators are acc[0][NI][4] in the m16n8 layout tc_block stores; its
-// shared memory starts at a 1024-byte boundary (tc_smem: 1024 bytes more), wgmma's swizzle
-// being of shared-window addresses.
+// WG_ = TC_TF32 or TC_3XTF32: a warpgroup tile of that math mode (tc_wg_issue): warps of 16 rows x
+// BN (WARPS_N 1), 4 to a warpgroup of 64 rows, whose accumulators are acc[0][NI][4] in the m16n8
+// layout tc_block stores; its shared memory starts at a 1024-byte boundary (tc_smem: 1024 bytes
+// more), wgmma's swizzle being of shared-window addresses; in 3xTF32 the current stage's small
+// parts follow at the next 1024-byte boundary (tc_lo: LO bytes, and 1024 for the rounding up).
 template <int BM_, int BN_, int WARPS_M_, int WARPS_N_, int WG_ = 0> struct TcTile {
     enum {
         BM = BM_, BN = BN_, WARPS_M = WARPS_M_, WARPS_N = WARPS_N_, THREADS = 32 * WARPS_M_ * WARPS_N_, WG = WG_,
         MI = BM_ / WARPS_M_ / 16,  // m16 tiles per warp
         NI = BN_ / WARPS_N_ / 8,   // n8 tiles per warp (even: B is loaded two tiles per ldmatrix.x4)
+        LO = WG_ == TC_3XTF32 ? (BM_ + BN_) * TC_BK * 4 : 0,
         SMEM = TC_STAGES * ((BM_ + BN_) * TC_BK * 4 + TC_BK * TC_KTAB_BYTES) + (BM_ + BN_) * TC_HANDLE_BYTES +
-               (WG_ ? 1024 : 0)
+               (WG_ ? 1024 : 0) + (LO ? LO + 1024 : 0)
     };
     static_assert(!WG_ || (WARPS_M_ * 16 == BM_ && WARPS_N_ == 1 && BN_ % 64 == 0),
                   "a warpgroup tile: warps of 16 rows and every column, 64-column wgmma");
@@ -118,11 +123,13 @@ typedef TcTile<32, 128, 1, 4> TcNarrow;
 typedef TcTile<64, 128, 2, 2> TcWide;
 // Hopper's warpgroup MMA (wgmma, sm_90a) on the 128 and wide tiles' shapes: two warpgroups of
 // 64 x 128, and one. A warp's k-step issues no ldmatrix, conversion of fragments or HMMA: 8
-// wgmma m64n64k8 (4 k-slices x 2 column halves) read both operands from the stage, after the
-// stage is rounded to TF32 in place (tc_round_words). tf32 only (3xTF32 would need each
-// operand's small part in shared memory too).
-typedef TcTile<128, 128, 8, 1, 1> TcLargeWg;
-typedef TcTile<64, 128, 4, 1, 1> TcWideWg;
+// wgmma m64n64k8 (4 k-slices x 2 column halves; 24 in 3xTF32) read both operands from the
+// stage, after the stage is rounded to TF32 in place (tc_round_stage; in 3xTF32 split, its
+// small parts written beside it).
+typedef TcTile<128, 128, 8, 1, TC_TF32> TcLargeWg;
+typedef TcTile<64, 128, 4, 1, TC_TF32> TcWideWg;
+typedef TcTile<128, 128, 8, 1, TC_3XTF32> TcLargeWg3;
+typedef TcTile<64, 128, 4, 1, TC_3XTF32> TcWideWg3;
 
 // A valid global address for the source of a zero-filling cp.async (src-size 0 reads nothing).
 __device__ __align__(16) float tc_zero_src[4];
@@ -313,44 +320,72 @@ template <int MODE> __device__ __forceinline__ void tc_split(unsigned x, unsigne
     if constexpr (MODE == TC_3XTF32) lo = tf32_rn(v - __uint_as_float(hi));
 }
 
-// Rounds WORDS words at p (a multiple of 4 THREADS, 16-byte aligned) to TF32 in place (cvt.rn, as
-// tc_split rounds the mma.sync fragments: wgmma reads an fp32 word with its 13 low bits dropped,
-// truncation, twice the error bound), 16 bytes a thread at a time, loops of UNROLL vectors (the
-// warpgroup tiles: all, 4 or 8, so the k-step holds no loop and its SASS count is what a warp
-// issues; the fold: 1, whose accumulators leave no registers for more). wgmma reads them once the
-// caller's fence.proxy.async and barrier have passed.
-template <int WORDS, int THREADS, int UNROLL> __device__ __forceinline__ void tc_round_words(float* p) {
+// Rounds WORDS words at p (a multiple of 4 THREADS, 16-byte aligned) to TF32 in place (tc_split's
+// cvt.rn, as the mma.sync fragments are: wgmma reads an fp32 word with its 13 low bits dropped,
+// truncation, twice the error bound); in 3xTF32 (MODE) each word's small part to the same word of
+// lo. 16 bytes a thread at a time, loops of UNROLL vectors (the warpgroup tiles: all, 4 or 8, so
+// the k-step holds no loop and its SASS count is what a warp issues; the fold: 1, whose
+// accumulators leave no registers for more). wgmma reads them once the caller's
+// fence.proxy.async and barrier have passed.
+template <int MODE, int WORDS, int THREADS, int UNROLL>
+__device__ __forceinline__ void tc_round_words(float* p, float* lo = nullptr) {
     enum { COUNT = WORDS / 4 / THREADS };
     static_assert(COUNT * 4 * THREADS == WORDS && COUNT % UNROLL == 0, "whole 16-byte words a thread");
-    float4* v = reinterpret_cast<float4*>(p) + threadIdx.x;
+    uint4* v = reinterpret_cast<uint4*>(p) + threadIdx.x;
+    uint4* vl = reinterpret_cast<uint4*>(lo) + threadIdx.x;
 #pragma unroll 1
     for (int i0 = 0; i0 < COUNT; i0 += UNROLL) {
 #pragma unroll
         for (int u = 0; u < UNROLL; ++u) {
-            float4 x = v[(i0 + u) * THREADS];
-            x.x = __uint_as_float(tf32_rn(x.x)), x.y = __uint_as_float(tf32_rn(x.y));
-            x.z = __uint_as_float(tf32_rn(x.z)), x.w = __uint_as_float(tf32_rn(x.w));
+            uint4 x = v[(i0 + u) * THREADS], l;
+            tc_split<MODE>(x.x, x.x, l.x), tc_split<MODE>(x.y, x.y, l.y);
+            tc_split<MODE>(x.z, x.z, l.z), tc_split<MODE>(x.w, x.w, l.w);
             v[(i0 + u) * THREADS] = x;
+            if constexpr (MODE == TC_3XTF32) vl[(i0 + u) * THREADS] = l;
         }
     }
+}
+
+// A warpgroup tile's 3xTF32 small parts of the current stage: A's BM rows of TC_BK words, then B's
+// BN, at the first 1024-byte boundary past the TcSmem (which starts at one: tc_smem).
+template <typename Tile, typename Op> __device__ __forceinline__ float* tc_lo(TcSmem<Tile, Op>& sm) {
+    return reinterpret_cast<float*>(reinterpret_cast<unsigned char*>(&sm) + (sizeof(sm) + 1023) / 1024 * 1024);
+}
+
+// The stage's operands rounded (split) for the warpgroup's wgmma: every word of A's and B's tiles.
+template <int MODE, typename Tile> __device__ __forceinline__ void tc_round_stage(float* as, float* bs, float* lo) {
+    enum { A = Tile::BM * TC_BK, B = Tile::BN * TC_BK };
+    tc_round_words<MODE, A, Tile::THREADS, A / 4 / Tile::THREADS>(as, lo);
+    tc_round_words<MODE, B, Tile::THREADS, B / 4 / Tile::THREADS>(bs, lo + A);
 }
 
 // One k-step of a warpgroup tile (Tile::WG): warpgroup g = warp / 4 multiplies A's rows 64 g ..
 // 64 g + 63 by all BN columns of B, 4 k-slices x BN / 64 wgmma m64n64k8 (B's 64-row halves 8 KiB
 // apart), from the stage's tc_swz rows (the 128-byte swizzle's layout, each stage 1024-byte
 // aligned: tc_smem), issued and committed as one group: the caller waits (wgmma_wait) before the
-// accumulators or the stage are used again. Warp w's part of half h is acc[0][8 h .. 8 h + 7]
-// (mma.cuh's table: d[4 j + i] is the m16n8 tile j's c[i]), so tc_block stores it as the warp tiles'.
-template <typename Tile>
-__device__ __forceinline__ void tc_wg_issue(const float* as, const float* bs, float (&acc)[1][Tile::NI][4]) {
-    const unsigned sa = smem_addr(as + threadIdx.x / 128 * 64 * TC_BK), sb = smem_addr(bs);
+// accumulators or the stage are used again. In 3xTF32 (MODE) each is three, small terms first as
+// tc_warp_step's: A's small parts by B, A by B's small parts (both from lo, tc_round_stage's),
+// then A by B. Warp w's part of half h is acc[0][8 h .. 8 h + 7] (mma.cuh's table: d[4 j + i] is
+// the m16n8 tile j's c[i]), so tc_block stores it as the warp tiles'.
+template <int MODE, typename Tile>
+__device__ __forceinline__ void tc_wg_issue(const float* as, const float* bs, const float* lo,
+                                            float (&acc)[1][Tile::NI][4]) {
+    const int row0 = threadIdx.x / 128 * 64 * TC_BK;  // the warpgroup's A rows
+    const unsigned sa = smem_addr(as + row0), sb = smem_addr(bs);
     wgmma_fence();
 #pragma unroll
     for (int k8 = 0; k8 < TC_BK / 8; ++k8)  // +2 a slice: 32 bytes, in the descriptors' address field
 #pragma unroll
-        for (int h = 0; h < Tile::BN / 64; ++h)
-            wgmma_tf32<64>(*reinterpret_cast<float(*)[32]>(&acc[0][8 * h][0]), wgmma_desc_sw128_at(sa) + 2 * k8,
-                           wgmma_desc_sw128_at(sb + h * 64 * TC_BK * 4) + 2 * k8, 1);
+        for (int h = 0; h < Tile::BN / 64; ++h) {
+            float(&d)[32] = *reinterpret_cast<float(*)[32]>(&acc[0][8 * h][0]);
+            const unsigned bh = h * 64 * TC_BK * 4;  // B's half h
+            if constexpr (MODE == TC_3XTF32) {
+                const unsigned la = smem_addr(lo + row0), lb = smem_addr(lo + Tile::BM * TC_BK);
+                wgmma_tf32<64>(d, wgmma_desc_sw128_at(la) + 2 * k8, wgmma_desc_sw128_at(sb + bh) + 2 * k8, 1);
+                wgmma_tf32<64>(d, wgmma_desc_sw128_at(sa) + 2 * k8, wgmma_desc_sw128_at(lb + bh) + 2 * k8, 1);
+            }
+            wgmma_tf32<64>(d, wgmma_desc_sw128_at(sa) + 2 * k8, wgmma_desc_sw128_at(sb + bh) + 2 * k8, 1);
+        }
     wgmma_commit();
 }
 
@@ -460,15 +495,14 @@ __device__ void tc_tile(const Op& op, TcSmem<Tile, Op>& sm, int m0, int n0, int 
         __syncthreads();  // everyone's have; everyone is done with step j - 1's stage
         fetch(j + TC_STAGES - 1);
         if constexpr (Tile::WG) {
-            static_assert(MODE == TC_TF32, "the warpgroup tiles are tf32's");
+            static_assert(MODE == Tile::WG, "a warpgroup tile runs its own math mode");
             // step j's stage rounded (a second barrier: every thread's words), its wgmma issued,
             // the next k-table written while they run, then waited for: the next step's barrier
-            // frees the stage for the fetch that follows it
-            tc_round_words<Tile::BM * TC_BK, Tile::THREADS, Tile::BM * TC_BK / 4 / Tile::THREADS>(sm.a[j % TC_STAGES]);
-            tc_round_words<Tile::BN * TC_BK, Tile::THREADS, Tile::BN * TC_BK / 4 / Tile::THREADS>(sm.b[j % TC_STAGES]);
+            // frees the stage (and the small parts) for the fetch (and the rounding) that follow it
+            tc_round_stage<MODE, Tile>(sm.a[j % TC_STAGES], sm.b[j % TC_STAGES], tc_lo(sm));
             fence_proxy_async();  // the rounded words visible to wgmma (the async proxy)
             __syncthreads();
-            tc_wg_issue<Tile>(sm.a[j % TC_STAGES], sm.b[j % TC_STAGES], acc);
+            tc_wg_issue<MODE, Tile>(sm.a[j % TC_STAGES], sm.b[j % TC_STAGES], tc_lo(sm), acc);
             ktab(j + TC_STAGES);
             wgmma_wait<0>(*reinterpret_cast<float(*)[Tile::NI * 4]>(&acc[0][0][0]));
         } else {
@@ -504,7 +538,8 @@ __device__ __forceinline__ void tc_block(const Op& op, TcSmem<Tile, Op>& sm, int
 // The kernels' shared memory: the dynamic buffer seen as TcSmem.
 // A warpgroup tile's starts at the first 1024-byte boundary (TcTile: its SMEM counts the 1024).
 template <typename Tile, typename Op> __device__ __forceinline__ TcSmem<Tile, Op>& tc_smem() {
-    static_assert(sizeof(TcSmem<Tile, Op>) + (Tile::WG ? 1024 : 0) <= Tile::SMEM,
+    static_assert((Tile::LO ? (sizeof(TcSmem<Tile, Op>) + 1023) / 1024 * 1024 + Tile::LO : sizeof(TcSmem<Tile, Op>)) +
+                      (Tile::WG ? 1024 : 0) <= Tile::SMEM,
                   "an Op's handles exceed TC_HANDLE_BYTES or TC_KTAB_BYTES");
     extern __shared__ __align__(16) unsigned char tc_dyn_smem[];
     const unsigned skip = Tile::WG ? (1024 - smem_addr(tc_dyn_smem) % 1024) % 1024 : 0;
@@ -539,7 +574,9 @@ template <int MODE, typename Tile> struct TcRun {
 // families whose GEMMs have few rows (gpucnn/cuda/tc.py's NARROW).
 #define TC_NARROW_VARIANTS(DEFINE) DEFINE(tf32_32, TC_TF32, TcNarrow) DEFINE(3xtf32_32, TC_3XTF32, TcNarrow) \
     DEFINE(tf32_64w, TC_TF32, TcWide) DEFINE(3xtf32_64w, TC_3XTF32, TcWide)
-// The warpgroup tiles' kernels, NAME_tf32_128g and NAME_tf32_64g, for the same families: the
+// The warpgroup tiles' kernels, NAME_tf32_128g, NAME_tf32_64g, NAME_3xtf32_128g and
+// NAME_3xtf32_64g, for the same families: the
 // loader builds them for sm_90a on compute capability 9.0 (loader.ARCH_SPECIFIC), where
 // gpucnn.cuda.tc may pick them; on any other target their bodies trap (TcRun).
-#define TC_WG_VARIANTS(DEFINE) DEFINE(tf32_128g, TC_TF32, TcLargeWg) DEFINE(tf32_64g, TC_TF32, TcWideWg)
+#define TC_WG_VARIANTS(DEFINE) DEFINE(tf32_128g, TC_TF32, TcLargeWg) DEFINE(tf32_64g, TC_TF32, TcWideWg) \
+    DEFINE(3xtf32_128g, TC_3XTF32, TcLargeWg3) DEFINE(3xtf32_64g, TC_3XTF32, TcWideWg3)

@@ -11,7 +11,7 @@ from test_conv_kernels import CASE_IDS, CASES, _data, close
 
 import gpucnn
 from gpucnn.bench.cases import CONV
-from gpucnn.cuda import algo
+from gpucnn.cuda import algo, tc
 from gpucnn.cuda import conv as cuda_conv
 from gpucnn.functional.conv import _conv_geometry
 from gpucnn.runtime.emulator import emulation
@@ -413,21 +413,33 @@ def test_gemms_of_few_rows_take_the_32_row_tensor_core_tile(case):
 
 # bench case -> its passes on the wide 64 x 128 tile in tf32 (tc.tc_config:
 # over 32 rows and 64 columns where the 128 tile is not taken, the wide tile
-# counted at most 0.85 of the 64 tile); 3xtf32 keeps 64.
+# counted at most 0.85 of the 64 tile); 3xtf32 keeps 64 on mma.sync (sm_80).
+# On sm_90 (the warpgroup tiles built) the same passes take the warpgroup tile
+# of that shape ("64g") in tf32, and in 3xtf32 those of WIDE3_TC (its tensor
+# time counted at WG3_COST of the 64 tile's).
 WIDE_TC = {"mnist-2": {"forward", "backward_filter"}, "cifar-stem": {"forward"},
            "cifar-resnet": set(algo.PASSES), "cifar-resnet-s2": set(algo.PASSES),
            "resnet-stem": {"forward"}, "resnet-3x3": {"backward_filter"},
            "resnet-7x7x512": {"forward", "backward_data"}, "vgg": {"backward_data", "backward_filter"},
            "1x1-s2": {"forward", "backward_filter"}, "dilated": {"backward_filter"}}
+WIDE3_TC = {"mnist-2": {"forward", "backward_filter"}, "cifar-stem": {"forward"},
+            "cifar-resnet": set(algo.PASSES), "cifar-resnet-s2": set(algo.PASSES),
+            "resnet-stem": {"forward", "backward_filter"}, "resnet-3x3": set(algo.PASSES),
+            "resnet-1x1": {"backward_data"}, "resnet-7x7x512": set(algo.PASSES),
+            "vgg": {"backward_data", "backward_filter"}, "1x1-s2": set(algo.PASSES), "dilated": set(algo.PASSES)}
 
 
+@pytest.mark.parametrize("cc", [80, 90])
 @pytest.mark.parametrize("case", CONV, ids=[c.name for c in CONV])
-def test_wide_tensor_core_tile_in_tf32(case):
+def test_wide_tensor_core_tile_in_tf32(case, cc):
     g = _geometry(case)
-    wide = {math: {p for p in algo.PASSES if algo.choose(g, p, math=math).tile[:2] == (64, 128)}
-            for math in ("tf32", "3xtf32")}
-    assert wide == {"tf32": WIDE_TC.get(case.name, set()), "3xtf32": set()}
-    for p in wide["tf32"]:
+    choices = {math: {p: algo.choose(g, p, math=math, cc=cc) for p in algo.PASSES} for math in ("tf32", "3xtf32")}
+    wide = {math: {p for p, c in by.items() if c.tile[:2] == (64, 128)} for math, by in choices.items()}
+    want3 = WIDE3_TC.get(case.name, set()) if cc == 90 else set()
+    assert wide == {"tf32": WIDE_TC.get(case.name, set()), "3xtf32": want3}
+    for math, passes in wide.items():
+        assert {choices[math][p].edge for p in passes} <= {"64g" if cc == 90 else "64w"}
+    for p in wide["tf32"] | wide["3xtf32"]:
         rows, cols, _ = algo.gemm_shape(g, p)
         assert rows > 32 and cols > 64
 
@@ -437,9 +449,10 @@ def test_phases_take_tensor_cores_in_the_tensor_core_modes(monkeypatch):
     the FFMA tile in "fp32" and float64, and the kernel launched is the one chosen."""
     g = _geometry(next(c for c in CONV if c.name == "cifar-resnet-s2"))
     # its largest phase (4 of 9 taps) alone fills 64 of the 128 tiles (algo._phase): wide in tf32, 64 in 3xtf32
-    for math, tile in (("tf32", (64, 128, 32)), ("3xtf32", (64, 64, 32))):
-        c = algo.choose(g, "backward_data", math=math)
-        assert (c.family, c.math, c.tile) == ("phase", math, tile), c
+    # on sm_80; the wide warpgroup tile in both on sm_90
+    for math, cc, edge in (("tf32", 80, "64w"), ("3xtf32", 80, 64), ("tf32", 90, "64g"), ("3xtf32", 90, "64g")):
+        c = algo.choose(g, "backward_data", math=math, cc=cc)
+        assert (c.family, c.math, c.edge, c.tile) == ("phase", math, edge, tc.TC_TILES[edge][:2] + (32,)), c
     assert algo.choose(g, "backward_data", math="fp32") == algo.Choice("phase", algo.TILE)
     assert algo.choose(g, "backward_data", np.float64, math="tf32") == algo.Choice("phase", algo.TILE)
     if not gpucnn.backend.available("emulator")[0]:

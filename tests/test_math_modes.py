@@ -51,10 +51,13 @@ def tf32_factor(n: int) -> float:
     return (1 + U_TF32) ** 2 * (1 + g) - 1
 
 
-def tile_cc(tile) -> int:
-    """The emulated compute capability a forced tile runs on: 9.0 for the warpgroup tiles (built for
-    sm_90a there only: tc.wg_built), else the emulator's default 8.0."""
-    return 90 if tile in tc.WG_TILES else 80
+def on_tile_cc(tile):
+    """The warpgroup tiles' emulated compute capability, 9.0 (their kernels are built for sm_90a
+    there only: tc.wg_built); the caller's for any other tile."""
+    if tile not in tc.WG_TILES:
+        return contextlib.nullcontext()
+    from gpucnn.runtime.emulator import emulation
+    return emulation(compute_capability=90)
 
 
 @contextlib.contextmanager
@@ -63,7 +66,7 @@ def emulated(mode, order, tile=None):
     resume, guard, shrink = ORDERS.get(order, SHUFFLED)
     checks = {} if order in ORDERS else SHUFFLED_CHECKS
     with gpucnn.use_backend("emulator"), emulation(resume_order=resume, guard=guard, **checks), \
-            emulation(compute_capability=tile_cc(tile)), gpucnn.math_mode(mode):
+            on_tile_cc(tile), gpucnn.math_mode(mode):
         with small_grid(2) if shrink else contextlib.nullcontext(), tc.force_tile(tile):
             yield
 
@@ -177,11 +180,12 @@ TC_CONV = [  # id: x, w, stride, padding, dilation, groups
 ]
 TC_LINEAR = [("across_tiles", (130, 200), 129), ("k_below_step", (3, 5), 2), ("many_stages", (2, 1000), 3)]
 MODES = ("fp32", "tf32", "3xtf32")
-# the warpgroup tiles (tc.WG_TILES) are tf32's, and run shuffled too, with the emulator's race checks
-# (their second barrier, between the stage's rounding and the wgmma that read it)
+# the warpgroup tiles (tc.WG_TILES) run shuffled too, with the emulator's race checks (their second
+# barrier, between the stage's rounding and the wgmma that read it)
 TILE_MODES = [pytest.param(m, t, o, id=f"{m}-{t}-{o}") for m in MODES[1:] for t in tc.TC_TILES for o in ORDERS
               if t not in tc.WG_TILES]
-TILE_MODES += [pytest.param("tf32", t, o, id=f"tf32-{t}-{o}") for t in tc.WG_TILES for o in (*ORDERS, "shuf")]
+TILE_MODES += [pytest.param(m, t, o, id=f"{m}-{t}-{o}") for m in MODES[1:] for t in tc.WG_TILES
+               for o in (*ORDERS, "shuf")]
 # linear has no 32-row, wide or warpgroup tile (tc.NARROW): forcing them would run the 64 one again
 LINEAR_TILE_MODES = [p for p in TILE_MODES if p.values[1] not in tc.CONV_TILES]
 
@@ -389,33 +393,34 @@ def test_tc_config_narrow(M, N, narrow, mode, edge):
     assert tc.tc_config(M, N, 1, 132, 90, narrow, mode) == edge
 
 
-# With the warpgroup tiles built (sm_90a, tc.wg_built) in tf32, the 128 and wide tiles' shapes run
-# on wgmma; the choice between the wide shape and 64 counts WG_ISSUE (0.68) for the wide one.
-@pytest.mark.parametrize("M,N,edge", [
-    (4096, 4096, "128g"), (256, 50176, "128g"),
-    (64, 131072, "64g"), (256, 8192, "64g"), (512, 784, "64g"),
-    (64, 50176, 64),  # resnet-3x3's forward: 2 waves of each, 0.91
-    (128, 128, "64g"),  # below a wave: 2 wide tiles at 2 an SM against 4 of 64 at 3, 0.68 of its cost
-    (32, 65, 32), (131072, 64, 64),
+# With the warpgroup tiles built (sm_90a, tc.wg_built), the 128 tile's shape runs on wgmma, and
+# the wide one's where it counts less than 0.85 of the 64 tile: in tf32 at WG_ISSUE (0.68) of its
+# issue per MAC, in 3xtf32 at WG3_COST (0.56) of its tensor time.
+@pytest.mark.parametrize("M,N,mode,edge", [
+    (4096, 4096, "tf32", "128g"), (256, 50176, "tf32", "128g"), (4096, 4096, "3xtf32", "128g"),
+    (64, 131072, "tf32", "64g"), (256, 8192, "tf32", "64g"), (512, 784, "tf32", "64g"),
+    (64, 50176, "tf32", 64),  # resnet-3x3's forward: 2 waves of each, 0.91
+    (64, 50176, "3xtf32", "64g"),  # the same in 3xtf32: 0.75
+    (128, 128, "tf32", "64g"),  # below a wave: 2 wide tiles at 2 an SM against 4 of 64 at 3, 0.68 of its cost
+    (32, 65, "tf32", 32), (131072, 64, "tf32", 64), (131072, 64, "3xtf32", 64),
 ])
-def test_tc_config_warpgroup(M, N, edge):
-    assert tc.tc_config(M, N, 1, 132, 90, narrow=True, mode="tf32", wg=True) == edge
-    # never in 3xtf32, nor for kernels without them (linear), nor where they are not built
-    no_wg = tc.tc_config(M, N, 1, 132, 90, narrow=True, mode="tf32")
-    assert no_wg == tc.WG_TILES.get(edge, edge)
-    assert tc.tc_config(M, N, 1, 132, 90, narrow=True, mode="3xtf32", wg=True) not in tc.WG_TILES
-    assert tc.tc_config(M, N, 1, 132, 90, narrow=False, mode="tf32", wg=True) not in tc.WG_TILES
+def test_tc_config_warpgroup(M, N, mode, edge):
+    assert tc.tc_config(M, N, 1, 132, 90, narrow=True, mode=mode, wg=True) == edge
+    # the mma.sync tile of the same shape where they are not built; never for kernels without them (linear)
+    no_wg = tc.tc_config(M, N, 1, 132, 90, narrow=True, mode=mode)
+    assert no_wg == tc.WG_TILES.get(edge, edge) or (mode, edge, no_wg) == ("3xtf32", "64g", 64)
+    assert tc.tc_config(M, N, 1, 132, 90, narrow=False, mode=mode, wg=True) not in tc.WG_TILES
 
 
 def test_warpgroup_tiles_only_where_built():
     """sm_90a's build only (the loader's, on compute capability 9.0); a forced warpgroup tile runs
-    its mma.sync shape elsewhere, in 3xtf32, and for kernels without it."""
+    its mma.sync shape elsewhere and for kernels without it."""
     from gpucnn.runtime import runtime_for
     from gpucnn.runtime.emulator import emulation
     assert tc.wg_built(90) and not tc.wg_built(80) and not tc.wg_built(100)
     rt = runtime_for("emulator")
     for cc, mode, want in [(90, "tf32", "conv2d_forward_tf32_128g"), (80, "tf32", "conv2d_forward_tf32_128"),
-                           (90, "3xtf32", "conv2d_forward_3xtf32_128")]:
+                           (90, "3xtf32", "conv2d_forward_3xtf32_128g")]:
         with gpucnn.math_mode(mode), tc.force_tile("128g"), emulation(compute_capability=cc):
             assert tc.plan(rt, "conv2d_forward", np.float32, 900, 900, 1).name == want
             assert tc.plan(rt, "linear_forward", np.float32, 900, 900, 1).name == f"linear_forward_{mode}_128"
@@ -437,9 +442,11 @@ def test_forced_narrow_tile_falls_back_where_absent():
 def test_tc_variants_are_the_kernels_plan_names():
     from gpucnn.runtime import runtime_for
     rt = runtime_for("emulator")
+    from gpucnn.runtime.emulator import emulation
     names = set(tc.variants("conv2d_forward"))
-    assert len(names) == 8 and len(tc.variants("linear_forward")) == 4
+    assert len(names) == 2 * len(tc.TC_TILES) and len(tc.variants("linear_forward")) == 4
     for mode in MODES[1:]:
         for edge in tc.TC_TILES:
-            with gpucnn.math_mode(mode), tc.force_tile(edge):
-                assert tc.plan(rt, "conv2d_forward", np.float32, 9, 9, 1).name in names
+            for cc in (80, 90):  # the warpgroup tiles are built on 9.0 only
+                with gpucnn.math_mode(mode), tc.force_tile(edge), emulation(compute_capability=cc):
+                    assert tc.plan(rt, "conv2d_forward", np.float32, 9, 9, 1).name in names

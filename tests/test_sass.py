@@ -139,8 +139,8 @@ def test_tc_k_step_loop_is_mma_fed_by_cp_async_and_ldmatrix(tc_rows):
     rows = [r for r in rows if r not in folds]
     # (2 families x 3 passes + the stride phases' backward-data) x 2 modes x 2 tiles, + the 32-row
     # and wide tiles of conv2d's 3 passes and the phases' backward-data (tc.NARROW), + their two
-    # warpgroup tiles in tf32
-    assert len(rows) == 28 + len(tc.NARROW) * 2 * 2 + len(tc.NARROW) * len(tc.WG_TILES)
+    # warpgroup tiles, in both modes too
+    assert len(rows) == 28 + len(tc.NARROW) * 2 * 2 + len(tc.NARROW) * len(tc.WG_TILES) * 2
     # conv2d_fold.cu's step loop holds one unrolled k-step per count of tap tiles (2 NP and
     # 2 NP - 1 for NP = 1 to NT / 2, fold_mma's switch): per k-slice an ldmatrix of dy and NP of w,
     # 2 NP HMMA (one fewer for the odd count); the fetch's 16 copies on each of its two paths; one barrier
@@ -160,16 +160,17 @@ def test_tc_k_step_loop_is_mma_fed_by_cp_async_and_ldmatrix(tc_rows):
         assert row["HMMA"] == sum(16 * p - 4 for p in pairs) and row["LDSM"] == sum(8 * (1 + p) for p in pairs), row
         assert row["LDGSTS"] == 32 and row["BAR"] == 1 and row["HGMMA"] == 0, row
     # The warpgroup tiles (sm_90a): per warp 4 k-slices x 2 wgmma m64n64k8 (BN = 128 in halves of
-    # 64), no ldmatrix or HMMA; two barriers (the stage's rounding, tc_round_words, between them).
+    # 64), x3 in 3xTF32, no ldmatrix or HMMA; two barriers (the stage's rounding, tc_round_stage,
+    # between them).
     for row in rows:
         suffix = row["kernel"].rsplit("_", 1)[1]
+        per_mma = 3 if "_3xtf32_" in row["kernel"] else 1
         if suffix in tc.WG_TILES:
-            assert row["HGMMA"] == 4 * tc.TC_TILES[suffix][1] // 64 and row["HMMA"] == row["LDSM"] == 0, row
+            assert row["HGMMA"] == 4 * tc.TC_TILES[suffix][1] // 64 * per_mma and row["HMMA"] == row["LDSM"] == 0, row
             assert row["LDGSTS"] > 0 and row["BAR"] == 2, row
             continue
         bm, bn, wm, wn = tc.TC_TILES[int(suffix) if suffix.isdigit() else suffix]
         mi, ni = bm // wm // 16, bn // wn // 8
-        per_mma = 3 if "_3xtf32_" in row["kernel"] else 1
         assert row["HMMA"] == mi * ni * 4 * per_mma, row
         assert row["LDSM"] == (mi + ni // 2) * 4 and row["LDGSTS"] > 0 and row["BAR"] == 1, row
         assert row["HGMMA"] == 0, row

@@ -4,9 +4,9 @@ math mode in force (gpucnn.mathmode), and which tensor-core tile.
 
 Tiles are named by their kernels' suffixes: 128 (TcLarge, 128 x 128), 64
 (TcSmall, 64 x 64), and for the convolution kernels only (NARROW) 32 (TcNarrow,
-32 x 128) and "64w" (TcWide, 64 x 128), and on sm_90a in tf32 the warpgroup
-(wgmma) tiles "128g" and "64g" (TcLargeWg, TcWideWg: the 128 and wide tiles'
-shapes).
+32 x 128) and "64w" (TcWide, 64 x 128), and on sm_90a the warpgroup (wgmma)
+tiles "128g" and "64g" (TcLargeWg, TcWideWg and their 3xTF32 TcLargeWg3,
+TcWideWg3: the 128 and wide tiles' shapes).
 
 ``tc_config`` is the pure per-shape choice (tested as a table); ``plan``
 applies it for a runtime's device; ``force_tile`` overrides it (tests and
@@ -33,8 +33,8 @@ HANDLE_BYTES, KTAB_BYTES = 24, 24  # TC_HANDLE_BYTES, TC_KTAB_BYTES
 TC_TILES = {128: (128, 128, 2, 4), 64: (64, 64, 2, 2), 32: (32, 128, 1, 4), "64w": (64, 128, 2, 2),
             "128g": (128, 128, 8, 1), "64g": (64, 128, 4, 1)}
 NARROW_ROWS, WIDE = 32, "64w"
-# the warpgroup tiles (tf32 only, TC_WG_VARIANTS) -> the mma.sync tile of their shape, which
-# replaces them where they are not built
+# the warpgroup tiles (TC_WG_VARIANTS) -> the mma.sync tile of their shape, which replaces them
+# where they are not built
 WG_TILES = {"128g": 128, "64g": WIDE}
 # the kernels that have the 32-row, wide and warpgroup tiles (TC_NARROW_VARIANTS, TC_WG_VARIANTS:
 # kernels/conv2d.cu, conv2d_phase.cu)
@@ -69,12 +69,14 @@ class Plan:
     smem: int = 0  # dynamic shared memory per block
 
 
-def smem_bytes(edge: int) -> int:
+def smem_bytes(edge: int, mode: str = "tf32") -> int:
     """TcTile<rows, columns>::SMEM of tile ``edge``: pipeline stages, k-tables and handles (and a
-    warpgroup tile's 1024 bytes for the alignment of wgmma's operands, tc_smem)."""
+    warpgroup tile's 1024 bytes for the alignment of wgmma's operands, tc_smem, and in 3xtf32 its
+    stage's small parts and 1024 more for their alignment, tc_lo)."""
     bm, bn = TC_TILES[edge][:2]
+    lo = (bm + bn) * TC_K * 4 + 1024 if edge in WG_TILES and mode == "3xtf32" else 0
     return (STAGES * ((bm + bn) * TC_K * 4 + TC_K * KTAB_BYTES) + (bm + bn) * HANDLE_BYTES
-            + (1024 if edge in WG_TILES else 0))
+            + (1024 if edge in WG_TILES else 0) + lo)
 
 
 # Compute capabilities whose blocks may have more than 99 KiB of shared memory
@@ -113,6 +115,11 @@ WIDE_ISSUE, WIDE_MARGIN = 0.69, 0.85
 # 0.67-0.68 of the issue per MAC, as the wide tile's; its MMAs at wgmma's rate besides
 # (model_consts.WGMMA_OF_PEAK), which this issue count does not credit.
 WG_ISSUE = 0.68
+# In 3xTF32 the 64 tile and the wide warpgroup tile are both bound by their tensor time (the 64
+# tile's 96 HMMA a warp a step at mma.sync's half of the peak, against its 581-612 instructions;
+# model_consts.MMA_SYNC_OF_PEAK), so the wide warpgroup tile counts wgmma's 0.9 of the peak
+# against mma.sync's 0.5 (WGMMA_OF_PEAK's and MMA_SYNC_OF_PEAK's centres): 0.56 of the time a MAC.
+WG3_COST = 0.56
 
 
 def tc_config(M: int, N: int, batches: int, sm_count: int, cc: int = 90, narrow: bool = False,
@@ -147,19 +154,20 @@ def tc_config(M: int, N: int, batches: int, sm_count: int, cc: int = 90, narrow:
     forward: 128 tiles of 128 against 132 SMs, 256 wide tiles in one wave
     of 264 slots against 512 of 64 in two of 396).
 
-    With ``wg`` (the warpgroup tiles built: wg_built) in tf32, the 128 and
-    wide tiles' shapes run on wgmma ("128g", "64g"), which the wide one's
-    comparison counts at WG_ISSUE of the 64 tile's issue per MAC."""
+    With ``wg`` (the warpgroup tiles built: wg_built), the 128 tile's shape
+    runs on wgmma ("128g"), and the wide one's ("64g") where the comparison
+    counts it, in tf32 at WG_ISSUE of the 64 tile's issue per MAC, in 3xtf32
+    at WG3_COST of its tensor time per MAC."""
     if narrow and N > 64 and M <= NARROW_ROWS:
         return NARROW_ROWS
-    wg = wg and narrow and mode == "tf32"
+    wg = wg and narrow
     large = -(-M // 128) * -(-N // 128) * batches
     if large >= 2 * sm_count and min(M, N) > 64 and cc in _LARGE_SMEM_CCS:
         return "128g" if wg else 128
-    if narrow and N > 64 and mode == "tf32":
-        wide_edge, issue = ("64g", WG_ISSUE) if wg else (WIDE, WIDE_ISSUE)
-        blocks = {e: blocks_per_sm("forward", "tf32", e, cc) for e in (wide_edge, 64)}
-        wide = _cost(M, N, batches, sm_count, wide_edge, blocks[wide_edge], issue)
+    if narrow and N > 64 and (mode == "tf32" or wg):
+        wide_edge, per_mac = ("64g", WG_ISSUE if mode == "tf32" else WG3_COST) if wg else (WIDE, WIDE_ISSUE)
+        blocks = {e: blocks_per_sm("forward", mode, e, cc) for e in (wide_edge, 64)}
+        wide = _cost(M, N, batches, sm_count, wide_edge, blocks[wide_edge], per_mac)
         if wide <= WIDE_MARGIN * _cost(M, N, batches, sm_count, 64, blocks[64], 1.0):
             return wide_edge
     return 64
@@ -180,9 +188,9 @@ def force_tile(edge: int | str | None):
 
 def variants(base: str) -> list[str]:
     """The tensor-core kernels of ``base``: one per mode and tile (tc_gemm.cuh's
-    TC_VARIANTS, and TC_NARROW_VARIANTS and TC_WG_VARIANTS (tf32) for NARROW)."""
+    TC_VARIANTS, and TC_NARROW_VARIANTS and TC_WG_VARIANTS for NARROW)."""
     return [f"{base}_{mode}_{edge}" for mode in mathmode.MODES if mode != "fp32" for edge in TC_TILES
-            if (edge not in CONV_TILES or base in NARROW) and (edge not in WG_TILES or mode == "tf32")]
+            if edge not in CONV_TILES or base in NARROW]
 
 
 # Resident blocks per SM of the convolution tensor-core kernels on sm_90:
@@ -205,10 +213,13 @@ _BLOCKS_SM90 = {  # (pass, mode, edge) -> blocks
     ("forward", "tf32", "64w"): 2, ("forward", "3xtf32", "64w"): 2,
     ("backward_data", "tf32", "64w"): 2, ("backward_data", "3xtf32", "64w"): 2,
     ("backward_filter", "tf32", "64w"): 2, ("backward_filter", "3xtf32", "64w"): 2,
-    # the warpgroup tiles (tf32): 2 of the 128 shape (106 KiB of shared memory, <= 128 registers),
-    # 2 of the wide one (81 KiB)
+    # the warpgroup tiles: in tf32 2 of the 128 shape (106 KiB of shared memory, <= 128 registers),
+    # 2 of the wide one (81 KiB); in 3xtf32, with the small parts, 1 (138 KiB) and 2 (105 KiB)
     ("forward", "tf32", "128g"): 2, ("backward_data", "tf32", "128g"): 2, ("backward_filter", "tf32", "128g"): 2,
     ("forward", "tf32", "64g"): 2, ("backward_data", "tf32", "64g"): 2, ("backward_filter", "tf32", "64g"): 2,
+    ("forward", "3xtf32", "128g"): 1, ("backward_data", "3xtf32", "128g"): 1,
+    ("backward_filter", "3xtf32", "128g"): 1, ("forward", "3xtf32", "64g"): 2,
+    ("backward_data", "3xtf32", "64g"): 2, ("backward_filter", "3xtf32", "64g"): 2,
 }
 # Shared memory per SM (KiB) by compute capability, 1 KiB of it reserved per
 # block (CUDA C Programming Guide, compute capabilities table).
@@ -218,7 +229,7 @@ _SMEM_PER_SM_KIB = {80: 164, 86: 100, 87: 164, 89: 100, 90: 228, 100: 228, 103: 
 def blocks_per_sm(pass_: str, mode: str, edge: int, cc: int) -> int:
     """Resident blocks per SM of conv2d's ``pass_`` kernel in ``mode`` on the
     ``edge`` tile: sm_90's, capped by the shared memory of compute capability ``cc``."""
-    by_smem = _SMEM_PER_SM_KIB.get(cc, 100) * 1024 // (smem_bytes(edge) + 1024)
+    by_smem = _SMEM_PER_SM_KIB.get(cc, 100) * 1024 // (smem_bytes(edge, mode) + 1024)
     return max(1, min(_BLOCKS_SM90[pass_, mode, edge], by_smem))
 
 
@@ -230,11 +241,11 @@ def forced_tile() -> int | str | None:
 def tile_edge(M: int, N: int, batches: int, sm_count: int, cc: int, narrow: bool = False,
               mode: str = "tf32") -> int | str:
     """``tc_config``'s tile, or the one ``force_tile`` sets (64 for CONV_TILES without ``narrow``;
-    a warpgroup tile's mma.sync shape outside tf32 or where it is not built)."""
+    a warpgroup tile's mma.sync shape where it is not built)."""
     wg = wg_built(cc)
     forced = _forced.get()
     if forced:
-        if forced in WG_TILES and not (narrow and wg and mode == "tf32"):
+        if forced in WG_TILES and not (narrow and wg):
             forced = WG_TILES[forced]
         return 64 if forced in CONV_TILES and not narrow else forced
     return tc_config(M, N, batches, sm_count, cc, narrow, mode, wg)
@@ -246,7 +257,7 @@ def plan_for(base: str, dtype, mode: str, edge: int | None = None) -> Plan:
     of ``edge`` rows (gemm.FFMA_TILES; None: the 64-row one)."""
     if np.dtype(dtype) == np.float32 and mode != "fp32":
         bm, bn = TC_TILES[edge][:2]
-        return Plan(f"{base}_{mode}_{edge}", bm, bn, block_threads(edge), TC_K, smem_bytes(edge))
+        return Plan(f"{base}_{mode}_{edge}", bm, bn, block_threads(edge), TC_K, smem_bytes(edge, mode))
     bm, bn, threads, suffix = gemm.FFMA_TILES[edge or gemm.TILE_M]
     return Plan(kernel_name(base + suffix, dtype), bm, bn, threads, gemm.TILE_K)
 

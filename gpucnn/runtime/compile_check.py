@@ -52,7 +52,9 @@ def dynamic_smem(kernel: str) -> int:
     """The dynamic shared memory a kernel is launched with (the tensor-core tiles')."""
     from gpucnn.cuda import tc
     m = _TC_KERNEL.search(kernel)
-    return tc.smem_bytes(int(m[1]) if m[1].isdigit() else m[1]) if m else 0
+    if not m:
+        return 0
+    return tc.smem_bytes(int(m[1]) if m[1].isdigit() else m[1], "3xtf32" if "_3xtf32_" in kernel else "tf32")
 
 
 def tensor_core(kernel: str) -> bool:
