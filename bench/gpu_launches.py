@@ -1,6 +1,8 @@
 """A few launches of the tensor-core and FFMA GEMM kernels on a GPU, for the
 tools of bench/gpu.sh that watch launches rather than time them.
 
+    python bench/gpu_launches.py compile every kernel family built for this GPU
+                                         in parallel (CuPy's disk cache)
     python bench/gpu_launches.py small   every pass in every math mode on small
                                          shapes, every tile, then each FFMA
                                          family forced (compute-sanitizer)
@@ -14,13 +16,18 @@ Checks each result against float64 NumPy so a tool's run also says "ok".
 """
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
 import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
 
 import cupy as cp
 import numpy as np
 
 import gpucnn
 from gpucnn.cuda import algo, fold, tc
+from gpucnn.runtime import loader
 
 MODES = ("fp32", "tf32", "3xtf32")
 TOL = {"fp32": 1e-5, "3xtf32": 1e-5, "tf32": 3e-3}  # relative to the result's largest element
@@ -133,5 +140,22 @@ def large() -> bool:
     return ok
 
 
+def _compile(family: str) -> float:
+    t = time.perf_counter()
+    loader.cupy_module(family)
+    return time.perf_counter() - t
+
+
+def compile_all() -> bool:
+    """Every kernel family built for this GPU, a process a family (NVRTC's compile of one family
+    runs on one core; conv2d's ~60 s on the project's VM), so CuPy's disk cache holds them all
+    for the later steps' processes."""
+    families = loader.families()
+    with ProcessPoolExecutor(min(len(families), os.cpu_count() or 1), mp_context=mp.get_context("spawn")) as pool:
+        for family, secs in sorted(zip(families, pool.map(_compile, families)), key=lambda fs: -fs[1]):
+            print(f"{family}: {secs:.1f} s")
+    return True
+
+
 if __name__ == "__main__":
-    sys.exit(0 if {"small": small, "large": large}[sys.argv[1]]() else 1)
+    sys.exit(0 if {"small": small, "large": large, "compile": compile_all}[sys.argv[1]]() else 1)
