@@ -439,8 +439,8 @@ __device__ void fold_backward_data(float* sm, const float* __restrict__ dy, cons
 #endif
 #if WGMMA_AVAILABLE
 #define FOLD_WG_BODY(NT)                                                                                        \
-    fold_backward_data<NT, true>(reinterpret_cast<float*>(fold_smem + (1024 - smem_addr(fold_smem) % 1024) % 1024), \
-                                 dy, w, dx, GEOM_ARGS, tw, th, bp, wr, sv, rv);
+    fold_backward_data<NT, true>(reinterpret_cast<float*>(wgmma_align(fold_smem)), dy, w, dx, GEOM_ARGS, tw, th, \
+                                 bp, wr, sv, rv);
 #else
 #define FOLD_WG_BODY(NT) __trap();
 #endif

@@ -39,6 +39,7 @@
 //                              1024-byte aligned in the shared window: the 128-byte swizzle,
 //                              8-row groups 1024 bytes apart (SBO); +2 (32 bytes) a step of k8.
 //                              wgmma_desc_sw128_at(addr): the same of a shared-window address.
+//                              wgmma_align(p): the first 1024-byte boundary at or after p.
 //   wgmma_fence()              wgmma.fence.sync.aligned: before the first wgmma, and after any
 //                              other write of its accumulators
 //   wgmma_commit()             wgmma.commit_group.sync.aligned
@@ -212,4 +213,9 @@ __device__ __forceinline__ unsigned long long wgmma_desc_sw128_at(unsigned addr)
 }
 __device__ __forceinline__ unsigned long long wgmma_desc_sw128(const void* tile) {
     return wgmma_desc_sw128_at(smem_addr(tile));
+}
+// The first 1024-byte boundary of the shared window at or after p (a block's dynamic shared
+// memory): where wgmma's swizzled tiles start, the swizzle being of shared-window addresses.
+__device__ __forceinline__ unsigned char* wgmma_align(unsigned char* p) {
+    return p + (1024 - smem_addr(p) % 1024) % 1024;
 }

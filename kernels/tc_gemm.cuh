@@ -542,8 +542,7 @@ template <typename Tile, typename Op> __device__ __forceinline__ TcSmem<Tile, Op
                       (Tile::WG ? 1024 : 0) <= Tile::SMEM,
                   "an Op's handles exceed TC_HANDLE_BYTES or TC_KTAB_BYTES");
     extern __shared__ __align__(16) unsigned char tc_dyn_smem[];
-    const unsigned skip = Tile::WG ? (1024 - smem_addr(tc_dyn_smem) % 1024) % 1024 : 0;
-    return *reinterpret_cast<TcSmem<Tile, Op>*>(tc_dyn_smem + skip);
+    return *reinterpret_cast<TcSmem<Tile, Op>*>(Tile::WG ? wgmma_align(tc_dyn_smem) : tc_dyn_smem);
 }
 
 // tc_block as a callable run(op, kbeg, kend, store), the counterpart of gemm.cuh's GemmRun.

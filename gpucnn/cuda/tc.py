@@ -242,10 +242,10 @@ def tile_edge(M: int, N: int, batches: int, sm_count: int, cc: int, narrow: bool
               mode: str = "tf32") -> int | str:
     """``tc_config``'s tile, or the one ``force_tile`` sets (64 for CONV_TILES without ``narrow``;
     a warpgroup tile's mma.sync shape where it is not built)."""
-    wg = wg_built(cc)
+    wg = narrow and wg_built(cc)  # only NARROW's kernels have them (and linear's plan runs a call)
     forced = _forced.get()
     if forced:
-        if forced in WG_TILES and not (narrow and wg):
+        if forced in WG_TILES and not wg:
             forced = WG_TILES[forced]
         return 64 if forced in CONV_TILES and not narrow else forced
     return tc_config(M, N, batches, sm_count, cc, narrow, mode, wg)
