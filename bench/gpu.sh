@@ -5,26 +5,27 @@
 # Steps, in this order, each time-boxed and logged, a failing step never
 # stopping the next (540 s at most in all, plus the time-outs' 10 s grace). The first run, on an
 # H200 on 2026-11-29 (bench/results/gpu-2026-11-29), took 5 s for step 2 and 112 s for the conv2d
-# family's NVRTC compile, which then starved every later step (2c was 60 s): hence 2c's 150 s:
+# family's NVRTC compile, which then starved every later step; the loader now builds conv2d and
+# conv2d_phase a part at a time (loader.PARTED: 3 s or less a part on the VM):
 #   1 device and versions                           10 s
 #   2 the tensor-core primitives on the GPU          15 s   (tests/test_mma_prims.py, test_wgmma_prims.py:
 #                                                           layouts and descriptors in seconds)
 #   2b our host launch path on this host's CPU      10 s   (bench/host_path.py: calibrates model_consts'
 #                                                           HOST_SPEED, measured on a 2-core VM; ~3 s here)
-#   2c every kernel family compiled, in parallel    150 s   (bench/gpu_launches.py compile: a process a
-#                                                           family fills CuPy's disk cache, which the
-#                                                           later steps read; conv2d took 112 s on the
-#                                                           H200's host, the others were cached by then)
-#   3 the GPU test suite (pytest -m gpu)            65 s
-#   4 compute-sanitizer memcheck, racecheck          2 x 35 s  (bench/gpu_launches.py small)
-#   5 the kernel benchmarks, math-mode rows          90 s   (GPU backends only: with the default ones,
+#   2c every kernel module compiled, in parallel    45 s    (bench/gpu_launches.py compile: a process a
+#                                                           family or part fills CuPy's disk cache, which
+#                                                           the later steps read; 36 modules, 35 s on the
+#                                                           VM's 2 cores, the longest 5 s)
+#   3 the GPU test suite (pytest -m gpu)            90 s
+#   4 compute-sanitizer memcheck, racecheck          2 x 45 s  (bench/gpu_launches.py small)
+#   5 the kernel benchmarks, math-mode rows          120 s  (GPU backends only: with the default ones,
 #                                                           CPU peers included, it had not finished
 #                                                           after 185 s on the H200)
-#   5b the fused rows (conv+bias+ReLU, batch norm    25 s   (after 5, whose compiled kernels CuPy's
+#   5b the fused rows (conv+bias+ReLU, batch norm    30 s   (after 5, whose compiled kernels CuPy's
 #     + ReLU) against the separate passes                   disk cache keeps)
-#   6 the training-step rows (lenet, vgg-small,     65 s
+#   6 the training-step rows (lenet, vgg-small,     80 s
 #     resnet20 at batch 128 against PyTorch eager; torch.compile's own compile left out for time)
-#   7 ncu on the conv forward kernels of each mode   40 s   (bench/gpu_launches.py large)
+#   7 ncu on the conv forward kernels of each mode   50 s   (bench/gpu_launches.py large)
 #     (the tile each picks, and tf32's wide warpgroup tile) and deepspeech's backward-data window and fold kernels
 #     (mma.sync and, forced, wgmma)
 # The lending tool returns at most 8 files from $OUT: the logs go into one
@@ -51,18 +52,18 @@ step() {  # step NAME SECONDS COMMAND...: run it under timeout, log it, note its
 step 1-device 10 bash -c "nvidia-smi; $PY -c 'import cupy, numpy, torch; print(\"cupy\", cupy.__version__, \"numpy\", numpy.__version__, \"torch\", torch.__version__, \"cudnn\", torch.backends.cudnn.version())'; $PY -m gpucnn.cli info"
 step 2-primitives 15 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_mma_prims.py tests/test_wgmma_prims.py
 step 2b-host 10 "$PY" bench/host_path.py --calls 100 --samples 3
-step 2c-compile 150 "$PY" bench/gpu_launches.py compile
-step 3-gpu-tests 65 "$PY" -m pytest -q -m gpu -p no:cacheprovider --maxfail=20 tests
-step 4a-memcheck 35 compute-sanitizer --tool memcheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
-step 4b-racecheck 35 compute-sanitizer --tool racecheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
+step 2c-compile 45 "$PY" bench/gpu_launches.py compile
+step 3-gpu-tests 90 "$PY" -m pytest -q -m gpu -p no:cacheprovider --maxfail=20 tests
+step 4a-memcheck 45 compute-sanitizer --tool memcheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
+step 4b-racecheck 45 compute-sanitizer --tool racecheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
 modes=gpucnn-cuda-3xtf32,torch-cudnn,torch-cudnn-tf32,gpucnn-cuda-tf32,gpucnn-cuda-fp32
-step 5-bench 90 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
+step 5-bench 120 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
     --out "$logs/bench" --backends "$modes"
-step 5b-fused 25 "$PY" -m gpucnn.cli bench --device cuda --fused-only --no-progress --budget 0.3 \
+step 5b-fused 30 "$PY" -m gpucnn.cli bench --device cuda --fused-only --no-progress --budget 0.3 \
     --out "$logs/fused" --backends "$modes"
-step 6-steps 65 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-torch-compile --no-progress \
+step 6-steps 80 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-torch-compile --no-progress \
     --out "$logs/steps"
-step 7-ncu 40 ncu --clock-control none \
+step 7-ncu 50 ncu --clock-control none \
     --kernel-name regex:"conv2d_forward_(f32|tf32_|3xtf32_)|depthwise_backward_data_window_f32|conv2d_fold_" \
     --launch-count 7 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
 

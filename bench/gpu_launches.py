@@ -142,20 +142,35 @@ def large() -> bool:
     return ok
 
 
-def _compile(family: str) -> float:
+def _compile(job: tuple) -> float:
     t = time.perf_counter()
-    loader.cupy_module(family)
+    loader.cupy_module(*job)
     return time.perf_counter() - t
 
 
+def _compile_jobs() -> list[tuple]:
+    """(family, options, a kernel of the part) for every part the loader builds on a GPU:
+    loader.PARTED's families a part each (the kernels without tensor cores, then a tile's, named
+    by a kernel of it), the others whole."""
+    jobs = []
+    for family in loader.families():
+        if family in loader.PARTED:
+            jobs.append((family, (), f"{family}_f32"))
+            jobs += [(family, (), f"{family}_{mode}_{edge}") for mode in ("tf32", "3xtf32") for edge in tc.TC_TILES]
+        else:
+            jobs.append((family, (), None))
+    return jobs
+
+
 def compile_all() -> bool:
-    """Every kernel family built for this GPU, a process a family (NVRTC's compile of one family
-    runs on one core; conv2d's ~60 s on the project's VM), so CuPy's disk cache holds them all
-    for the later steps' processes."""
-    families = loader.families()
-    with ProcessPoolExecutor(min(len(families), os.cpu_count() or 1), mp_context=mp.get_context("spawn")) as pool:
-        for family, secs in sorted(zip(families, pool.map(_compile, families)), key=lambda fs: -fs[1]):
-            print(f"{family}: {secs:.1f} s")
+    """Every kernel family built for this GPU, a process a part (NVRTC's compile of one module
+    runs on one core; conv2d whole took 112 s on the H200's host), so CuPy's disk cache holds them
+    all for the later steps' processes."""
+    jobs = _compile_jobs()
+    with ProcessPoolExecutor(min(len(jobs), os.cpu_count() or 1), mp_context=mp.get_context("spawn")) as pool:
+        for job, secs in sorted(zip(jobs, pool.map(_compile, jobs)), key=lambda js: -js[1]):
+            part = loader.part(job[0], job[2]) if job[2] else ""
+            print(f"{job[0]}{f' ({part})' if part else ''}: {secs:.1f} s")
     return True
 
 

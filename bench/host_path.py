@@ -144,7 +144,7 @@ class NullModule:
 def null_runtime(module=None, device=(90, 132)) -> Runtime:
     """The "cuda" Runtime on the pool, its kernels ``module``'s (a NullModule by default)."""
     module = NullModule() if module is None else module
-    return Runtime("cuda", _Pool(), lambda family, options=(): module, lambda: device)
+    return Runtime("cuda", _Pool(), lambda family, options=(), kernel=None: module, lambda: device)
 
 
 def mem_ops(shape=SHAPE):

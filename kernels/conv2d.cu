@@ -391,6 +391,8 @@ __device__ void col2im_k(const T* __restrict__ cols, T* __restrict__ x, long lon
 
 // ------------------------------------------------------------ entry points
 
+// The kernels without tensor cores: one part on a GPU (tc_gemm.cuh's TC_PART_BASE).
+#if TC_PART_BASE
 // The FFMA tile kernels of shape S (gemm.cuh): GemmWide as conv2d_*_T,
 // GemmNarrow (at most 32 GEMM rows, gpucnn/cuda/algo.py) as conv2d_*_m32_T.
 #define CONV2D_FFMA(S, T, SFX)                                                                                  \
@@ -458,6 +460,7 @@ extern "C" __global__ void col2im_f64(const double* __restrict__ cols, double* _
                                       long long NC, WIN) {
     col2im_k(cols, x, NC, WIN_ARGS);
 }
+#endif
 
 // Tensor-core float kernels: the same bodies on tc_gemm.cuh's tiles (see TC_VARIANTS and
 // TC_NARROW_VARIANTS for the names).

@@ -132,6 +132,7 @@ __device__ void conv_backward_data_phase(Run run, const T* __restrict__ dy, cons
 
 // ------------------------------------------------------------ entry points
 
+#if TC_PART_BASE  // the kernels without tensor cores: one part on a GPU (tc_gemm.cuh)
 GEMM_KERNEL conv2d_backward_data_phase_f32(const float* __restrict__ dy, const float* __restrict__ w,
                                            float* __restrict__ dx, GEOM) {
     __shared__ GemmSmem<float, int4> sm;
@@ -142,6 +143,7 @@ GEMM_KERNEL conv2d_backward_data_phase_f64(const double* __restrict__ dy, const 
     __shared__ GemmSmem<double, int4> sm;
     conv_backward_data_phase<GemmWide::BN>(gemm_run<double>(sm), dy, w, dx, GEOM_ARGS);
 }
+#endif
 
 // Tensor-core float kernels (tc_gemm.cuh's TC_VARIANTS and TC_NARROW_VARIANTS
 // names): in the math modes "tf32" and "3xtf32" the phases' dense GEMMs run

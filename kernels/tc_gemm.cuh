@@ -564,18 +564,47 @@ template <int MODE, typename Tile> struct TcRun {
 // registers, so they keep one block per SM.
 #define TC_KERNEL(Tile, BLOCKS) \
     extern "C" __global__ void __launch_bounds__(Tile::THREADS, __CUDA_ARCH__ >= 900 ? (BLOCKS) : 1)
+// A family's parts (gpucnn/runtime/loader.py's PARTED): on a GPU the loader compiles conv2d and
+// conv2d_phase a part at a time, each on its first use, so a user waits for the kernels that the
+// shapes in use pick and no others (conv2d whole: 44 s of NVRTC and ptxas on the VM, 112 s on the
+// H200's host; its kernels without tensor cores 3 s, a tile's 3 kernels about 3 s more). The loader
+// defines GPUCNN_PART and GPUCNN_PART_base (the kernels without tensor cores, which such a family
+// keeps under #if TC_PART_BASE) or GPUCNN_PART_<SUFFIX> (a tile's kernels, NAME_<SUFFIX>); with no
+// GPUCNN_PART (the emulator, the compile checks), every kernel is built.
+#if !defined(GPUCNN_PART) || defined(GPUCNN_PART_base)
+#define TC_PART_BASE 1
+#else
+#define TC_PART_BASE 0
+#endif
+#define TC_CAT(a, b) TC_CAT_(a, b)
+#define TC_CAT_(a, b) a##b
+#define TC_SECOND(a, b, ...) b
+#define TC_SECOND_OF(...) TC_SECOND(__VA_ARGS__)
+#define TC_PROBE_1 ~, 1
+// 1 where the macro M is defined as 1, else 0: TC_PROBE_1's comma moves the 1 into second place.
+#define TC_IS_1(M) TC_SECOND_OF(TC_CAT(TC_PROBE_, M), 0, ~)
+#define TC_DEFINE_IF_1(DEFINE, SFX, MODE, TILE) DEFINE(SFX, MODE, TILE)
+#define TC_DEFINE_IF_0(DEFINE, SFX, MODE, TILE)
+// DEFINE(SFX, MODE, TILE), unless a part without the tile is being built.
+#ifdef GPUCNN_PART
+#define TC_TILE(DEFINE, SFX, MODE, TILE) TC_CAT(TC_DEFINE_IF_, TC_IS_1(GPUCNN_PART_##SFX))(DEFINE, SFX, MODE, TILE)
+#else
+#define TC_TILE(DEFINE, SFX, MODE, TILE) DEFINE(SFX, MODE, TILE)
+#endif
 // DEFINE(SUFFIX, MODE, Tile) for each math mode and tile: a family's kernels
 // NAME_tf32_128, NAME_tf32_64, NAME_3xtf32_128 and NAME_3xtf32_64.
-#define TC_VARIANTS(DEFINE)                                                          \
-    DEFINE(tf32_128, TC_TF32, TcLarge) DEFINE(tf32_64, TC_TF32, TcSmall)             \
-    DEFINE(3xtf32_128, TC_3XTF32, TcLarge) DEFINE(3xtf32_64, TC_3XTF32, TcSmall)
+#define TC_VARIANTS(DEFINE)                                                                         \
+    TC_TILE(DEFINE, tf32_128, TC_TF32, TcLarge) TC_TILE(DEFINE, tf32_64, TC_TF32, TcSmall)           \
+    TC_TILE(DEFINE, 3xtf32_128, TC_3XTF32, TcLarge) TC_TILE(DEFINE, 3xtf32_64, TC_3XTF32, TcSmall)
 // The 32-row tile's kernels, NAME_tf32_32 and NAME_3xtf32_32, for the
 // families whose GEMMs have few rows (gpucnn/cuda/tc.py's NARROW).
-#define TC_NARROW_VARIANTS(DEFINE) DEFINE(tf32_32, TC_TF32, TcNarrow) DEFINE(3xtf32_32, TC_3XTF32, TcNarrow) \
-    DEFINE(tf32_64w, TC_TF32, TcWide) DEFINE(3xtf32_64w, TC_3XTF32, TcWide)
+#define TC_NARROW_VARIANTS(DEFINE)                                                                  \
+    TC_TILE(DEFINE, tf32_32, TC_TF32, TcNarrow) TC_TILE(DEFINE, 3xtf32_32, TC_3XTF32, TcNarrow)      \
+    TC_TILE(DEFINE, tf32_64w, TC_TF32, TcWide) TC_TILE(DEFINE, 3xtf32_64w, TC_3XTF32, TcWide)
 // The warpgroup tiles' kernels, NAME_tf32_128g, NAME_tf32_64g, NAME_3xtf32_128g and
 // NAME_3xtf32_64g, for the same families: the
 // loader builds them for sm_90a on compute capability 9.0 (loader.ARCH_SPECIFIC), where
 // gpucnn.cuda.tc may pick them; on any other target their bodies trap (TcRun).
-#define TC_WG_VARIANTS(DEFINE) DEFINE(tf32_128g, TC_TF32, TcLargeWg) DEFINE(tf32_64g, TC_TF32, TcWideWg) \
-    DEFINE(3xtf32_128g, TC_3XTF32, TcLargeWg3) DEFINE(3xtf32_64g, TC_3XTF32, TcWideWg3)
+#define TC_WG_VARIANTS(DEFINE)                                                                      \
+    TC_TILE(DEFINE, tf32_128g, TC_TF32, TcLargeWg) TC_TILE(DEFINE, tf32_64g, TC_TF32, TcWideWg)      \
+    TC_TILE(DEFINE, 3xtf32_128g, TC_3XTF32, TcLargeWg3) TC_TILE(DEFINE, 3xtf32_64g, TC_3XTF32, TcWideWg3)

@@ -59,6 +59,20 @@ def test_family_fits_sm90(nvrtc, family):
     assert cc.problems(family, r) == []
 
 
+@pytest.mark.parametrize("kernel", ["conv2d_backward_data_phase_f32", "conv2d_backward_data_phase_3xtf32_64g"])
+def test_a_part_compiles_to_its_kernels(nvrtc, kernel):
+    """A part of a family (loader.PARTED) as the loader builds it on sm_90 compiles without
+    warnings to the kernels of that part and no others (tests/test_loader.py checks every
+    part's contents through the emulator's preprocessor)."""
+    family = "conv2d_phase"
+    r = cc.compile_source(loader.source(family), f"{family}.cu", "sm_90", cc.target(family, "sm_90"),
+                          loader.part_options(family, kernel))
+    assert r.compiled and r.errors == [] and r.warnings == [], r.log
+    whole = cc.compile_family(family, "sm_90").entries
+    part = loader.part(family, kernel)
+    assert kernel in r.entries and sorted(r.entries) == sorted(k for k in whole if loader.part(family, k) == part)
+
+
 def test_kernel_names(nvrtc):
     assert cc.check_kernel_names() == []
 

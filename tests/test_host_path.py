@@ -193,7 +193,7 @@ def test_functions_follow_the_module_in_force():
     logs = {0: [], 1: []}
     modules = {d: hp.NullModule(logs[d]) for d in logs}
     current = [0]
-    rt = gpucnn.runtime.Runtime("cuda", hp._Pool(), lambda family, options=(): modules[current[0]], lambda: (90, 132))
+    rt = gpucnn.runtime.Runtime("cuda", hp._Pool(), lambda family, options=(), kernel=None: modules[current[0]], lambda: (90, 132))
     x = hp.device_array(np.ones(64, np.float32))
     with hp.null_cuda(rt):
         backend.call("relu", "relu_forward", x, 0.0)

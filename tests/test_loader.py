@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import gpucnn.runtime
 from gpucnn.runtime import loader
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +35,36 @@ def test_unknown_family_names_the_families():
         loader.source("no_such_family")
 
 
+@pytest.mark.parametrize("family", loader.PARTED)
+def test_parts_hold_their_kernels(family):
+    """Each part of a family that the loader compiles a part at a time on a GPU (the kernels
+    without tensor cores, a tile's) defines exactly the kernels loader.part assigns to it: the
+    parts cover the family and do not overlap. Read through the emulator's preprocessor."""
+    from gpucnn.runtime.emulator import build
+    if not build.available()[0]:
+        pytest.skip("no emulator here")
+    src = loader.source(family)
+    whole = build.kernel_names(src)
+    parts = {loader.part(family, k) for k in whole}
+    assert {"base", "tf32_128", "3xtf32_64", "tf32_128g", "3xtf32_64g", "tf32_32", "3xtf32_64w"} <= parts
+    held = []
+    for name in sorted(parts):
+        kernels = build.kernel_names(src, loader.part_options(family, f"x_{name}" if name != "base" else "x_f32"))
+        assert kernels and kernels == [k for k in whole if loader.part(family, k) == name], name
+        held += kernels
+    assert sorted(held) == sorted(whole)
+
+
+def test_part_names():
+    assert loader.part("conv2d", "conv2d_forward_tf32_128g") == "tf32_128g"
+    assert loader.part("conv2d", "conv2d_backward_filter_3xtf32_64w") == "3xtf32_64w"
+    assert loader.part("conv2d", "conv2d_backward_filter_t_m32_f32") == "base"
+    assert loader.part("conv2d_phase", "conv2d_backward_data_phase_f64") == "base"
+    assert loader.part("linear", "linear_forward_tf32_128") == ""
+    assert loader.part_options("relu", "relu_forward_f32") == ()
+    assert loader.part_options("conv2d", "conv2d_forward_3xtf32_64") == ("-DGPUCNN_PART=1", "-DGPUCNN_PART_3xtf32_64=1")
+
+
 @pytest.mark.parametrize("cc,extra", [(80, ()), (89, ()), (90, ("-arch=sm_90a",)), (100, ())])
 def test_cupy_module_builds_arch_specific_families_for_sm_90a(monkeypatch, cc, extra):
     """On compute capability 9.0 the families of ARCH_SPECIFIC (wgmma) get -arch=sm_90a
@@ -47,6 +78,9 @@ def test_cupy_module_builds_arch_specific_families_for_sm_90a(monkeypatch, cc, e
 
         def compile(self):
             pass
+
+        def get_function(self, name):
+            return name
 
     class Device:
         def __init__(self, device_id=None):
@@ -63,9 +97,17 @@ def test_cupy_module_builds_arch_specific_families_for_sm_90a(monkeypatch, cc, e
     try:
         loader.cupy_module("conv2d_fold")
         loader.cupy_module("relu")
+        # a kernel of a family built a part at a time: that part only
+        rt = gpucnn.runtime.Runtime("cuda", None, loader.cupy_module, lambda: (cc, 132))
+        assert rt.function("conv2d", "conv2d_forward_3xtf32_128g") == "conv2d_forward_3xtf32_128g"
+        rt.function("conv2d", "conv2d_sum_splits_f32")
+        rt.function("conv2d", "conv2d_sum_splits_f32")  # built once
+        rt.function("relu", "relu_forward_f32")  # whole, as built above
     finally:
         loader._cupy_module.cache_clear()
-    assert built == [loader.NVRTC_OPTIONS + extra, loader.NVRTC_OPTIONS]
+    assert built == [loader.NVRTC_OPTIONS + extra, loader.NVRTC_OPTIONS,
+                     loader.NVRTC_OPTIONS + ("-DGPUCNN_PART=1", "-DGPUCNN_PART_3xtf32_128g=1") + extra,
+                     loader.NVRTC_OPTIONS + ("-DGPUCNN_PART=1", "-DGPUCNN_PART_base=1") + extra]
 
 
 def test_nvrtc_builds_sm_90a_with_cupys_arch_after_ours():

@@ -84,11 +84,11 @@ def test_compile_notice_reaches_the_progress_line(monkeypatch):
     stream = io.StringIO()
     bar = train.Progress(10, "epoch 1/1", stream=stream)
     with loader.on_compile(bar.note):
-        loader.emulator_module.__wrapped__("relu")
+        loader._emulator_module.__wrapped__("relu")
     assert stream.getvalue() == "epoch 1/1: compiling the relu kernels for the emulator (first use, then cached)\n"
     monkeypatch.setattr(build, "cached", lambda code, options=(): True)
     with loader.on_compile(bar.note):
-        loader.emulator_module.__wrapped__("relu")
+        loader._emulator_module.__wrapped__("relu")
     assert stream.getvalue().count("\n") == 1  # nothing compiled, nothing said
 
 

@@ -32,7 +32,7 @@ class Runtime:
         up at each call, and a new RawKernel's max_dynamic_shared_size_bytes
         is a driver query (gemm.launch_gemm reads it). An entry holds its
         module, so the module's id is not reused while the entry is kept."""
-        module = self.module(family, options)
+        module = self.module(family, options, kernel)
         hit = self._functions.get((id(module), kernel))
         if hit is not None and hit[0] is module:
             return hit[1]

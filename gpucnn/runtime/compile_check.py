@@ -189,10 +189,11 @@ def target(family: str, arch: str) -> str:
     return arch + "a" if loader.arch_options(family, int(arch.removeprefix("sm_"))) else arch
 
 
-def compile_source(src: str, name: str, arch: str = CHECK_ARCH, build: str | None = None) -> Result:
+def compile_source(src: str, name: str, arch: str = CHECK_ARCH, build: str | None = None,
+                   options: tuple = ()) -> Result:
     """Compile CUDA text ``src`` (reported as file ``name``) for ``arch`` (as ``build``, an
-    architecture-specific target of it, where given)."""
-    ok, log, ptx = backend()(src, name, options_for(build or arch))
+    architecture-specific target of it, where given), with ``options`` (-D...) besides."""
+    ok, log, ptx = backend()(src, name, options_for(build or arch) + tuple(options))
     log = log.replace("\x00", "")
     errors, warnings = diagnostics(log)
     if not ok and not errors:  # keep the reason even where the log's shape is new to us

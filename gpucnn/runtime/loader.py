@@ -21,6 +21,29 @@ NVRTC_OPTIONS = ("-std=c++17",)
 ARCH_SPECIFIC = {"conv2d_fold": 90, "conv2d": 90, "conv2d_phase": 90}
 
 
+# Families compiled a part at a time on a GPU, each part on its first use (tc_gemm.cuh's
+# TC_PART_BASE and TC_TILE): conv2d's NVRTC took 112 s whole on the H200's host, where a user of
+# one tile waits for its kernels and the ones without tensor cores, a tenth of that.
+PARTED = ("conv2d", "conv2d_phase")
+_TILE_SUFFIX = re.compile(r"_((?:3x)?tf32_[0-9a-z]+)$")
+
+
+@functools.lru_cache(maxsize=None)
+def part(family: str, kernel: str) -> str:
+    """The part of ``family`` that holds ``kernel``: its tile's suffix (NAME_tf32_128g: "tf32_128g")
+    for a tensor-core kernel, "base" for the others; "" for a family built whole."""
+    if family not in PARTED:
+        return ""
+    m = _TILE_SUFFIX.search(kernel)
+    return m.group(1) if m else "base"
+
+
+def part_options(family: str, kernel: str) -> tuple[str, ...]:
+    """The NVRTC options that build the part of ``family`` holding ``kernel`` and no more."""
+    name = part(family, kernel)
+    return ("-DGPUCNN_PART=1", f"-DGPUCNN_PART_{name}=1") if name else ()
+
+
 def arch_options(family: str, cc: int) -> tuple[str, ...]:
     """The extra NVRTC options of ``family`` on compute capability ``cc``."""
     return (f"-arch=sm_{cc}a",) if ARCH_SPECIFIC.get(family) == cc else ()
@@ -90,26 +113,34 @@ def _announce(text: str) -> None:
 
 
 @functools.lru_cache(maxsize=None)
-def _cupy_module(device_id: int, family: str, options: tuple):
+def _cupy_module(device_id: int, family: str, options: tuple, part_name: str = ""):
     import cupy
     # CuPy's own disk cache may make this quick; NVRTC runs otherwise.
-    _announce(f"compiling the {family} kernels for the GPU (first use)")
+    _announce(f"compiling the {family} kernels{f' ({part_name} part)' if part_name else ''} for the GPU (first use)")
     with cupy.cuda.Device(device_id):
         mod = cupy.RawModule(code=source(family), options=NVRTC_OPTIONS + options)
         mod.compile()  # raises cupy's CompileException carrying NVRTC's log
     return mod
 
 
-def cupy_module(family: str, options: tuple = ()):
-    """A compiled ``cupy.RawModule`` of ``family`` for the current device."""
+def cupy_module(family: str, options: tuple = (), kernel: str | None = None):
+    """A compiled ``cupy.RawModule`` of ``family`` for the current device: the part that holds
+    ``kernel`` where one is named, else the whole family."""
     import cupy
     dev = cupy.cuda.Device()
-    return _cupy_module(dev.id, family, tuple(options) + arch_options(family, int(dev.compute_capability)))
+    name = part(family, kernel) if kernel else ""
+    extra = part_options(family, kernel) if name else ()
+    return _cupy_module(dev.id, family, tuple(options) + extra + arch_options(family, int(dev.compute_capability)), name)
+
+
+def emulator_module(family: str, options: tuple = (), kernel: str | None = None):
+    """The same text built for the CPU emulator: the whole family, whatever ``kernel`` (one
+    build serves every kernel; tests/test_loader.py checks the parts' contents instead)."""
+    return _emulator_module(family, tuple(options))
 
 
 @functools.lru_cache(maxsize=None)
-def emulator_module(family: str, options: tuple = ()):
-    """The same text built for the CPU emulator."""
+def _emulator_module(family: str, options: tuple = ()):
     from gpucnn.runtime.emulator import EmuModule, build
     if not build.cached(source(family), tuple(options)):
         _announce(f"compiling the {family} kernels for the emulator (first use, then cached)")

@@ -189,6 +189,20 @@ def build(code: str, options: tuple = (), flags: tuple = PLAIN_FLAGS) -> Library
         return lib
 
 
+def kernel_names(code: str, options: tuple = ()) -> list[str]:
+    """The extern "C" kernels that ``code`` defines under ``options`` (-D...), by preprocessing
+    it as a build would, without compiling: what a part of a family holds (loader.PARTED)."""
+    ok, why = available()
+    if not ok:
+        raise KernelBuildError(why)
+    with tempfile.TemporaryDirectory(prefix="gpucnn-names-") as tmp:
+        src, pre = Path(tmp) / "source.cu", Path(tmp) / "pre.cpp"
+        src.write_text(code)
+        _run([compiler(), "-E", "-x", "c++", "-std=c++20", *_PREDEFINED, *_defines(options), str(src), "-o", str(pre)],
+             "preprocessing the kernel source")
+        return [k.name for k in translate.kernels_in(pre.read_text())]
+
+
 def _compile(cxx: str, code: str, defines: list[str], cdir: Path, out: Path, base_key: str, mode: tuple) -> None:
     stats["builds"] += 1
     cdir.mkdir(parents=True, exist_ok=True)

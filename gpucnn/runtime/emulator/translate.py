@@ -215,6 +215,12 @@ def _declarators(toks: list[Tok]) -> list[tuple[str, str, str]]:
     return out
 
 
+def kernels_in(text: str) -> list[Kernel]:
+    """The extern "C" kernels that preprocessed ``text`` defines."""
+    toks = lex(text)
+    return find_kernels(text, toks, *_scopes(toks))
+
+
 def translate(text: str) -> tuple[str, list[Kernel]]:
     toks = lex(text)
     in_func, in_c = _scopes(toks)
