@@ -2,7 +2,9 @@
 
   "fp32"    the FFMA kernels: strict fp32 products and sums;
   "3xtf32"  tensor cores with each operand split into a TF32 high part and a
-            TF32 remainder, three MMAs per product: fp32-level accuracy;
+            TF32 remainder, three MMAs per product: fp32-level accuracy (a
+            convolution GEMM that fills the FFMA tile far better takes it:
+            gpucnn.cuda.algo.TC3_OVER_FFMA);
   "tf32"    tensor cores, one MMA per product on operands rounded to TF32
             (what PyTorch does by default for cuDNN convolutions).
 

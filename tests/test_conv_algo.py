@@ -429,6 +429,26 @@ WIDE3_TC = {"mnist-2": {"forward", "backward_filter"}, "cifar-stem": {"forward"}
             "vgg": {"backward_data", "backward_filter"}, "1x1-s2": set(algo.PASSES), "dilated": set(algo.PASSES)}
 
 
+# bench case -> its passes that run the FFMA tile in 3xtf32 (algo.TC3_OVER_FFMA): the filter
+# gradients whose GEMM fills the 64 tensor-core tile at most half as well as the FFMA tile
+# (mnist-1: 32 x 25, 0.20 against the 32 x 64 tile's 0.39; cifar-stem: 64 x 27, 0.42 against the
+# transposed 32 x 64 tile's 0.84).
+FFMA3 = {"mnist-1": {"backward_filter"}, "cifar-stem": {"backward_filter"}}
+
+
+@pytest.mark.parametrize("cc", [80, 90])
+@pytest.mark.parametrize("case", CONV, ids=[c.name for c in CONV])
+def test_3xtf32_takes_the_ffma_tile_where_it_fills_far_better(case, cc):
+    g = _geometry(case)
+    choices = {p: algo.choose(g, p, math="3xtf32", cc=cc) for p in algo.PASSES}
+    ffma = {p for p, c in choices.items() if c.family == "gemm" and c.math == "fp32"}
+    assert ffma == FFMA3.get(case.name, set())
+    for p in ffma:  # the fp32 mode's own choice, and a forced tensor-core tile still runs one
+        assert choices[p] == algo.choose(g, p, math="fp32", cc=cc)
+        with tc.force_tile(64):
+            assert algo.choose(g, p, math="3xtf32", cc=cc).math == "3xtf32"
+
+
 @pytest.mark.parametrize("cc", [80, 90])
 @pytest.mark.parametrize("case", CONV, ids=[c.name for c in CONV])
 def test_wide_tensor_core_tile_in_tf32(case, cc):

@@ -94,6 +94,14 @@ GEMM_BLOCKS_PER_SM = {(64, 4): 2, (64, 8): 2, (32, 4): 4, (32, 8): 3}
 # (32 filters x 25 taps, 0.39) goes GEMM; depthwise (1 x 9 taps a group,
 # 0.004) and small groups (SMALL_GROUP) stay direct.
 DIRECT_FILTER_USE = 0.15
+# In 3xTF32 a GEMM runs the FFMA tile instead where that tile's fill is more than this times the
+# tensor-core tile's: three MMAs a product at mma.sync's half of the dense TF32 peak (H200: 0.5 x
+# 495 / 3 = 82 TFLOP/s of products) against FFMA at 0.8 of its peak (53.5), bench/gpucnn/
+# model_consts's MMA_SYNC_OF_PEAK and EFF_FFMA centres; a warpgroup tile's wgmma at 0.9 of the peak
+# (WGMMA_OF_PEAK) 1.8 times that. The FFMA kernels are fp32-exact, the accuracy 3xTF32 promises.
+# Taken by a GEMM of at most 32 rows and 64 columns (the 64 tensor-core tile with half its rows
+# empty, the narrow FFMA tile full): mnist-1's filter gradient (32 filters x 25 taps).
+TC3_OVER_FFMA = {"mma": 1.54, "wgmma": 2.77}
 MIN_SPLIT_STEPS = 8    # a split reduces at least this many k-steps
 MAX_SPLITS = 16  # forward and backward-data: each part writes a whole output
 MAX_FILTER_SPLITS = 1024  # filter gradients: parts are filter-sized, and stems' few tiles need many
@@ -187,8 +195,10 @@ def _gemm(g, pass_: str, sms: int, splits: int | None, math: str = "fp32", cc: i
         edge, tile = None, tile or ffma_tile(rows)
         per_sm = GEMM_BLOCKS_PER_SM[tile[0], itemsize]
     else:  # the tensor-core tiles run the plain orientation
-        swap = False
         edge = tc.tile_edge(rows, cols, g.groups, sms, cc, narrow=True, mode=math)
+        if math == "3xtf32" and tc.forced_tile() is None and _ffma_fills(rows, cols, pass_, edge):
+            return _gemm(g, pass_, sms, splits, "fp32", cc, tile, itemsize, swap)
+        swap = False
         tile, per_sm = tc.TC_TILES[edge][:2] + (tc.TC_K,), tc.blocks_per_sm(pass_, math, edge, cc)
     bm, bn, bk = tile
     tiles = cdiv(rows, bm) * cdiv(cols, bn) * g.groups
@@ -215,6 +225,15 @@ def tile_use(rows: int, cols: int) -> float:
     """The fraction of its FFMA tiles (ffma_tile) a rows x cols GEMM output fills."""
     bm, bn, _ = ffma_tile(rows)
     return rows / (cdiv(rows, bm) * bm) * cols / (cdiv(cols, bn) * bn)
+
+
+def _ffma_fills(rows: int, cols: int, pass_: str, edge) -> bool:
+    """Whether a 3xTF32 GEMM runs faster on the FFMA tile than on tensor-core tile ``edge``
+    (TC3_OVER_FFMA)."""
+    bm, bn = tc.TC_TILES[edge][:2]
+    tc_fill = rows / (cdiv(rows, bm) * bm) * cols / (cdiv(cols, bn) * bn)
+    ffma_fill = filter_orientation(rows, cols)[0] if pass_ == "backward_filter" else tile_use(rows, cols)
+    return ffma_fill > TC3_OVER_FFMA["wgmma" if edge in tc.WG_TILES else "mma"] * tc_fill
 
 
 def filter_orientation(Kg: int, taps: int) -> tuple[float, bool]:
