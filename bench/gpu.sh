@@ -67,6 +67,9 @@ step 7-ncu 50 ncu --clock-control none \
     --kernel-name regex:"conv2d_forward_(f32|tf32_|3xtf32_)|depthwise_backward_data_window_f32|conv2d_fold_" \
     --launch-count 7 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
 
+for d in bench fused steps; do  # a bench cut short keeps the rows it timed (gpucnn bench's partial.jsonl)
+    [ -f "$logs/$d/partial.jsonl" ] && echo "$d: cut short; $(wc -l < "$logs/$d/partial.jsonl") rows timed, in logs.tar.gz's $d/partial.jsonl" | tee -a "$summary"
+done
 cp "$logs"/bench/*.md "$out/bench.md" 2>/dev/null
 cp "$logs"/bench/*.json "$out/bench.json" 2>/dev/null
 cp "$logs"/fused/*.md "$out/fused.md" 2>/dev/null

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import sys
+from pathlib import Path
 
 from gpucnn.usage import EXIT_USAGE, UsageError, debug_wanted, explain, one_line
 
@@ -127,13 +129,19 @@ def _bench(args) -> int:
     device, backends = check.arguments(args.device, args.backends, args.only, args.small, args.steps_only,
                                         args.fused_only)
     from gpucnn.cuda import algo
-    with _say("bench"), algo.override(args.algo):
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    # Each row as it is timed, so a run cut short (a lent GPU's time-box) keeps what it measured.
+    with _say("bench"), algo.override(args.algo), open(Path(args.out) / "partial.jsonl", "w") as partial:
+        def on_row(section, row):
+            partial.write(json.dumps({"section": section, **row}, default=str) + "\n")
+            partial.flush()
         res = run.run(device, backends=backends, small=args.small, only=args.only, budget_s=args.budget,
                       threads=args.threads, train=not args.no_train, progress=args.progress,
                       steps_only=args.steps_only, compile_torch=args.torch_compile,
                       step_threads=args.step_threads, busy=args.busy, with_fused=args.fused,
-                      fused_only=args.fused_only)
+                      fused_only=args.fused_only, on_row=on_row)
     paths = report.save(res, args.out)
+    (Path(args.out) / "partial.jsonl").unlink()  # the run finished: its JSON holds every row
     print(report.table(res))
     print(f"wrote {paths['json']}, {paths['table']}"
           + (f", {paths['png']}" if paths["png"] else " (no chart: matplotlib is not installed)"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -218,6 +219,25 @@ def test_cli_bench_writes_json_and_table(tmp_path, capsys):
     (js,) = tmp_path.glob("bench-cpu-*.json")
     res = json.loads(js.read_text())
     assert {r["op"] for r in res["rows"]} == {"relu"} and res["backends"] == ["gpucnn-numpy"]
+
+
+def test_cli_bench_streams_rows_as_they_are_timed(tmp_path, monkeypatch):
+    """partial.jsonl holds each row as soon as it is timed (a run cut short, as by a lent GPU's
+    time-box, keeps them), and goes once the run's JSON is written."""
+    from gpucnn.bench import report
+    save, streamed = report.save, []
+
+    def spy(res, out):  # what partial.jsonl holds when the run is over, before its JSON
+        streamed.append([json.loads(line) for line in (Path(out) / "partial.jsonl").read_text().splitlines()])
+        return save(res, out)
+    monkeypatch.setattr(report, "save", spy)
+    assert cli.main(["bench", "--device", "cpu", "--small", "--only", "relu", "--no-train", "--no-fused",
+                     "--backends", "gpucnn-numpy", "--no-progress", "--out", str(tmp_path)]) == 0
+    (js,) = tmp_path.glob("bench-cpu-2*.json")
+    res = json.loads(js.read_text())
+    assert [r["section"] for r in streamed[0]] == ["rows"] * len(res["rows"]) and res["rows"]
+    assert [{k: v for k, v in r.items() if k != "section"} for r in streamed[0]] == res["rows"]
+    assert not (tmp_path / "partial.jsonl").exists()
 
 
 @pytest.mark.parametrize("name", [m for m, *_ in cases.STEPS])

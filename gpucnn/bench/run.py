@@ -116,17 +116,19 @@ class Bar:
 
 def run(device="cpu", backends=None, small=False, only=None, budget_s=None, threads=None,
         train=True, progress=True, steps_only=False, compile_torch=True, step_threads=None, busy=True,
-        with_fused=True, fused_only=False):
+        with_fused=True, fused_only=False, on_row=None):
     """Run the suite; see the module docstring. GPUCNN_THREADS is restored after.
     ``train``: also the training-step rows (``steps``); ``steps_only``: only those;
     on a CPU ``step_threads`` (default 1 and 2) and ``busy`` choose the step rows'
     thread counts and whether they are timed again with one core busy.
-    ``with_fused``: also the fused rows (``fused``); ``fused_only``: only those."""
+    ``with_fused``: also the fused rows (``fused``); ``fused_only``: only those.
+    ``on_row(section, row)`` is called as each row is timed ("rows", "fused", "train"), so
+    that a run cut short keeps what it measured (the CLI's partial.jsonl)."""
     saved = os.environ.get("GPUCNN_THREADS")
     try:
         return _run(device, backends, small, only, budget_s, threads, (train or steps_only) and not fused_only,
                     progress, steps_only, compile_torch, step_threads, busy,
-                    (with_fused or fused_only) and not steps_only, fused_only)
+                    (with_fused or fused_only) and not steps_only, fused_only, on_row or (lambda section, row: None))
     finally:
         if saved is None:
             os.environ.pop("GPUCNN_THREADS", None)
@@ -147,7 +149,7 @@ def _passive_omp() -> str | None:
 
 
 def _run(device, backends, small, only, budget_s, threads, train, progress, steps_only, compile_torch,
-         step_threads=None, busy=True, with_fused=True, fused_only=False):
+         step_threads=None, busy=True, with_fused=True, fused_only=False, on_row=lambda section, row: None):
     omp_policy = _passive_omp()
     if threads is None:
         from gpucnn.reference import workspace
@@ -176,15 +178,16 @@ def _run(device, backends, small, only, budget_s, threads, train, progress, step
             runs[n] = (modes.wrap(n, fn), inputs)
         res = timing.interleaved(clocks, runs, budget_s=budget_s, min_reps=3 if small else 5)
         rows.append(_row(case, direction, res, full_n, lim, names))
+        on_row("rows", rows[-1])
         bar.step(f"{case.label()} {direction}")
         del runs
-    fused_rows = _fused_rows(fused_todo, names, device, small, budget_s, bar)
+    fused_rows = _fused_rows(fused_todo, names, device, small, budget_s, bar, on_row)
     step_rows = []
     if train:
         step_rows = steps.run_steps(device, small, budget_s, clocks[names[0]], compile_torch=compile_torch,
                                     have_torch=any(BACKENDS[n][0] == "torch" for n in names),
                                     progress=bar.step, only=only if steps_only else None,
-                                    thread_counts=step_threads, busy=busy)
+                                    thread_counts=step_threads, busy=busy, on_row=lambda row: on_row("train", row))
     box = machine(device)
     if device == "cuda":
         from gpucnn.bench import model
@@ -197,7 +200,7 @@ def _run(device, backends, small, only, budget_s, threads, train, progress, step
             "fused_only": fused_only}
 
 
-def _fused_rows(todo, names, device, small, budget_s, bar):
+def _fused_rows(todo, names, device, small, budget_s, bar, on_row=lambda section, row: None):
     """The fused rows of ``todo`` ([(case, full batch)]): ours and the peers that run on ``device``."""
     ours = [n for n in names if BACKENDS[n] == ("gpucnn", device)]
     peers = [n for n in names if BACKENDS[n] == ("torch", device)]
@@ -207,7 +210,9 @@ def _fused_rows(todo, names, device, small, budget_s, bar):
         if chosen:
             runs = fused.runs(case, chosen, device, 1 if small else _copies(case, device))
             res = timing.interleaved(clk, runs, budget_s=budget_s, min_reps=3 if small else 5)
-            out += fused.rows(case, full_n, res, chosen)
+            for row in fused.rows(case, full_n, res, chosen):
+                out.append(row)
+                on_row("fused", row)
             del runs
         bar.step(f"{case.label()} fused")
     return out

@@ -143,10 +143,11 @@ def models(only=None):
 
 
 def run_steps(device, small, budget_s, clk, compile_torch=True, have_torch=True, progress=None, only=None,
-              thread_counts=None, busy=True):
+              thread_counts=None, busy=True, on_row=None):
     """The rows of the models of ``cases.STEPS`` (tiny shapes with ``small``; see ``models``).
     On a CPU, ``cpu_steps``' rows: one per model, thread count (``thread_counts``,
-    default 1 and 2) and, with ``busy``, also with one core kept busy."""
+    default 1 and 2) and, with ``busy``, also with one core kept busy. On a GPU
+    ``on_row(row)`` is called with each row as it is timed."""
     entries = [(n, (s[0], 8, 8) if small else s, c, 4 if small else b) for n, s, c, b in models(only)]
     if device != "cuda":
         from gpucnn.bench import cpu_steps
@@ -155,6 +156,8 @@ def run_steps(device, small, budget_s, clk, compile_torch=True, have_torch=True,
     rows = []
     for name, shape, classes, batch in entries:
         rows.append(step_row(name, shape, classes, batch, device, peers, clk, budget_s, 1 if small else 3))
+        if on_row is not None:
+            on_row(rows[-1])
         if progress is not None:
             progress(f"training step {name}")
     return rows
