@@ -128,9 +128,16 @@ def cupy_module(family: str, options: tuple = (), kernel: str | None = None):
     ``kernel`` where one is named, else the whole family."""
     import cupy
     dev = cupy.cuda.Device()
+    extra, name = _extra_options(family, kernel, int(dev.compute_capability))
+    return _cupy_module(dev.id, family, tuple(options) + extra, name)
+
+
+@functools.lru_cache(maxsize=None)
+def _extra_options(family: str, kernel: str | None, cc: int) -> tuple[tuple, str]:
+    """(the options cupy_module adds for ``kernel``'s part and compute capability ``cc``, the part's
+    name): worked out once, as cupy_module runs at every launch."""
     name = part(family, kernel) if kernel else ""
-    extra = part_options(family, kernel) if name else ()
-    return _cupy_module(dev.id, family, tuple(options) + extra + arch_options(family, int(dev.compute_capability)), name)
+    return (part_options(family, kernel) if name else ()) + arch_options(family, cc), name
 
 
 def emulator_module(family: str, options: tuple = (), kernel: str | None = None):
