@@ -61,7 +61,7 @@ import numpy as np
 import gpucnn
 import gpucnn.runtime
 from gpucnn import mathmode
-from gpucnn.bench.cases import CONV, MEM, PASSES
+from gpucnn.bench.cases import CONV, MEM, passes
 from gpucnn.runtime import Runtime
 
 SHAPE = (128, 64, 32, 32)  # fused.py's batch-norm row (cifar-resnet's output)
@@ -181,7 +181,7 @@ def bench_rows(case) -> dict:
     (gpucnn.bench.ops: backend.call on its inputs), named "<name> <pass>"."""
     from gpucnn.bench.ops import _gpucnn_fn
     return {f"{case.name} {p}": (lambda f, a: lambda: f(a))(_gpucnn_fn(case, p), _inputs(case, p))
-            for p in PASSES[case.kind]}
+            for p in passes(case)}
 
 
 def conv_ops(name: str):

@@ -25,7 +25,7 @@ def pytest_generate_tests(metafunc):
     device = _device(metafunc.config)
     only = metafunc.config.getoption("--bench-only")
     params = [pytest.param(c, d, b, device, id=f"{c.label()} {d} {b}")
-              for c, _ in cases.suite(device, only=only) for d in cases.PASSES[c.kind]
+              for c, _ in cases.suite(device, only=only) for d in cases.passes(c)
               for b in run.DEFAULT[device] if b.startswith("gpucnn") or run._have_torch(run.BACKENDS[b][1])]
     metafunc.parametrize("case,direction,backend,device", params)
 

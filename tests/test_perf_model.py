@@ -233,8 +233,8 @@ def test_host_op_by_hand():
 
 def test_memory_rows_are_timed_with_their_own_host_time(rec):
     # the bias gradient (10.77 us on the device, mid) behind its 9.1 us host path reads 10.77 + 9.1 / 8 = 11.91;
-    # the statistics (same device time) behind 11.5: 11.5 + 10.77 / 8 = 12.85
-    rows = {r["stream"].op: r for r in model_mem.mem_rows(H200, rec)}
+    # the statistics (same device time) behind 11.5: 11.5 + 10.77 / 8 = 12.85 (cifar-resnet's output)
+    rows = {r["stream"].op: r for r in model_mem.mem_rows(H200, rec) if r["stream"].shape.endswith("128x64x32x32")}
     assert K.HOST_BIAS_GRAD_US.mid == 9.1 and K.HOST_BN_STATS_US.mid == 11.5
     assert rows["conv2d bias gradient"]["bench_us"][K.MID] == pytest.approx(10.77 + 9.1 / 8, abs=0.01)
     assert rows["batchnorm stats"]["bench_us"][K.MID] == pytest.approx(11.5 + 10.77 / 8, abs=0.01)

@@ -1,7 +1,7 @@
 """The benchmark suite: every shape, once, with the work each case must do.
 
 Convolutions are (N, C, H, W, K, (R, S), stride, pad[, dilation, groups]);
-pooling and ReLU are an input shape and a window. The work counted is the
+pooling, ReLU, batch norm and the bias gradient are an input shape (and a window). The work counted is the
 minimum an op must do, so GFLOP/s and GB/s compare across backends:
 
 * convolution, each pass: 2*N*K*P*Q*(C/groups)*R*S flops (one multiply and
@@ -9,10 +9,16 @@ minimum an op must do, so GFLOP/s and GB/s compare across backends:
 * ReLU forward reads x and writes y; backward reads dy and x, writes dx;
 * pooling forward reads x and writes y (and, for max, the argmax as int64,
   which training needs); backward reads dy (and, for max, the argmax) and
-  writes dx.
+  writes dx;
+* batch norm (training): its statistics ("stats") read x; the forward (the
+  apply, given the statistics) reads x and writes y; the backward reads dy
+  and x for its per-channel sums and again for dx, which it writes; the
+  per-channel vectors are left out;
+* a convolution's bias gradient ("bias_grad", backward only) reads dy.
 
 For the roofline only, a memory-bound op counts one operation per input
-element (ReLU) or per window tap (a compare or an add in pooling).
+element (ReLU, batch norm, the bias gradient) or per window tap (a compare
+or an add in pooling).
 
 On a CPU the large shapes are scaled down by batch (``cpu_batch``) so the
 whole suite runs in minutes; the table and the JSON give the batch used.
@@ -26,6 +32,7 @@ from gpucnn import shapes
 
 F32 = 4
 I64 = 8
+ELEMENTWISE = ("relu", "batchnorm", "bias_grad")  # the memory-bound ops with no window: output shape = input's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +81,8 @@ class ConvCase:
 
 @dataclasses.dataclass(frozen=True)
 class MemCase:
-    """ReLU or pooling: op is "relu", "max_pool" or "avg_pool"."""
+    """A memory-bound op: "relu", "max_pool", "avg_pool", "batchnorm" or "bias_grad"
+    (its passes: ``passes``)."""
 
     name: str
     op: str
@@ -88,7 +96,7 @@ class MemCase:
     kind = "mem"
 
     def out_hw(self):
-        if self.op == "relu":
+        if self.op in ELEMENTWISE:
             return self.H, self.W
         P = shapes.pool_out(self.H, self.k, self.stride, self.pad, self.pad, 1, False)
         Q = shapes.pool_out(self.W, self.k, self.stride, self.pad, self.pad, 1, False)
@@ -101,13 +109,15 @@ class MemCase:
         y = N * self.C * math.prod(self.out_hw())
         if self.op == "relu":
             return (2 if direction == "forward" else 3) * F32 * x
+        if self.op in ELEMENTWISE:
+            return F32 * x * {"stats": 1, "forward": 2, "backward": 5 if self.op == "batchnorm" else 1}[direction]
         idx = I64 * y if self.op == "max_pool" else 0
         return F32 * (x + y) + idx
 
     def flops(self, N=None):
         """Operations for the roofline: see the module docstring."""
         N = self.N if N is None else N
-        if self.op == "relu":
+        if self.op in ELEMENTWISE:
             return N * self.C * self.H * self.W
         return N * self.C * math.prod(self.out_hw()) * self.k * self.k
 
@@ -115,7 +125,7 @@ class MemCase:
         return dataclasses.replace(self, N=N)
 
     def label(self):
-        if self.op == "relu":
+        if self.op in ELEMENTWISE:
             return f"{self.name} {self.N}x{self.C}x{self.H}x{self.W}"
         return f"{self.name} {self.N}x{self.C}x{self.H}x{self.W} {self.k}x{self.k}/{self.stride} p{self.pad}"
 
@@ -145,10 +155,23 @@ MEM = [
     MemCase("avg_pool", "avg_pool", 64, 32, 28, 28, 2, 2, 0),
     MemCase("relu", "relu", 32, 64, 112, 112),
     MemCase("relu", "relu", 64, 32, 28, 28),
+    # cifar-resnet's output (33.6 MB, fused.py's batch-norm row) and the ResNet stem's (102.8 MB,
+    # as the ReLU row): issue 11's batch-norm and bias-gradient targets
+    MemCase("batchnorm", "batchnorm", 128, 64, 32, 32),
+    MemCase("batchnorm", "batchnorm", 32, 64, 112, 112),
+    MemCase("bias_grad", "bias_grad", 128, 64, 32, 32),
+    MemCase("bias_grad", "bias_grad", 32, 64, 112, 112),
 ]
 
 PASSES = {"conv": ("forward", "backward_data", "backward_filter"),
           "mem": ("forward", "backward")}
+# the memory-bound ops whose passes are not PASSES["mem"]'s
+MEM_PASSES = {"batchnorm": ("stats", "forward", "backward"), "bias_grad": ("backward",)}
+
+
+def passes(case) -> tuple[str, ...]:
+    """The passes the bench times of ``case``."""
+    return MEM_PASSES.get(case.op, PASSES["mem"]) if case.kind == "mem" else PASSES[case.kind]
 
 # The training step: (model, input shape (C, H, W), classes, batch).
 STEPS = [("lenet", (1, 28, 28), 10, 128), ("vgg-small", (3, 32, 32), 10, 128), ("resnet20", (3, 32, 32), 10, 128)]

@@ -125,31 +125,32 @@ def reduce_stream(op, shape, kernel, N, C, HW, streams, loads_per_elem, rec, sms
 
 
 def streams(rec=None, sms: int = algo.DEFAULT_SMS) -> list[Stream]:
-    """The suite's memory-bound launches: MEM's ReLU and pooling forward cases,
-    and on fused.py's batch-norm row (cifar-resnet's output) batch norm, the
-    bias gradient and the residual add+ReLU; the reductions chunked for ``sms`` SMs."""
+    """The suite's memory-bound launches: MEM's ReLU, pooling forward, batch-norm and bias-gradient
+    cases, and the residual add+ReLU on fused.py's batch-norm row (cifar-resnet's output); the
+    reductions chunked for ``sms`` SMs."""
     rec = rec or model_static.load()
     out = []
     for c in cases.MEM:
-        n = c.N * c.C * c.H * c.W
+        n, shape, N, C, HW = c.N * c.C * c.H * c.W, c.label(), c.N, c.C, c.H * c.W
         if c.op == "relu":
-            out.append(map_stream("relu forward", c.label(), "relu_forward_f32", n, 1, rec))
-            out.append(map_stream("relu backward", c.label(), "relu_backward_f32", n, 2, rec))
+            out.append(map_stream("relu forward", shape, "relu_forward_f32", n, 1, rec))
+            out.append(map_stream("relu backward", shape, "relu_backward_f32", n, 2, rec))
+        elif c.op == "batchnorm":
+            # batchnorm.cu's element-wise kernels: one thread a vector (HW % 4 == 0); a vector's own loads:
+            # x (forward), dy and x (backward), and the channel's 4 or 5 parameters. The reductions' loads
+            # an element: x (the shift is read once a block), dy and x and the fused ReLU's y (mean once a block).
+            out += [map_stream("batchnorm forward", shape, "batchnorm_forward_f32", n, 1, rec, 5),
+                    reduce_stream("batchnorm stats", shape, "batchnorm_stats_f32", N, C, HW, 1, 1, rec, sms),
+                    reduce_stream("batchnorm backward reduction", shape, "batchnorm_backward_sums_f32", N, C, HW,
+                                  2, 3, rec, sms, norm.UNROLL_BACKWARD),
+                    map_stream("batchnorm backward data", shape, "batchnorm_backward_data_f32", n, 2, rec, 8, None)]
+        elif c.op == "bias_grad":  # a load an element: dy
+            out.append(reduce_stream("conv2d bias gradient", shape, "conv2d_bias_grad_f32", N, C, HW, 1, 1, rec,
+                                     sms))
         else:
             out.append(pool_stream(c, rec))
     bn = next(case for case, _ in fused.suite("cuda") if case.kind == "bn")
-    N, C, HW, n = bn.N, bn.C, bn.H * bn.W, bn.N * bn.C * bn.H * bn.W
-    shape = bn.label()
-    # batchnorm.cu's element-wise kernels: one thread a vector (HW % 4 == 0); a vector's own loads: x (forward),
-    # dy and x (backward), and the channel's 4 or 5 parameters. The reductions' loads an element: x (the shift
-    # is read once a block), dy and x and the fused ReLU's y (mean once a block), dy.
-    out += [map_stream("add_relu", shape, "add_relu_f32", n, 2, rec, target=None),
-            map_stream("batchnorm forward", shape, "batchnorm_forward_f32", n, 1, rec, 5),
-            reduce_stream("batchnorm stats", shape, "batchnorm_stats_f32", N, C, HW, 1, 1, rec, sms),
-            reduce_stream("batchnorm backward reduction", shape, "batchnorm_backward_sums_f32", N, C, HW, 2,
-                          3, rec, sms, norm.UNROLL_BACKWARD),
-            map_stream("batchnorm backward data", shape, "batchnorm_backward_data_f32", n, 2, rec, 8, None),
-            reduce_stream("conv2d bias gradient", shape, "conv2d_bias_grad_f32", N, C, HW, 1, 1, rec, sms)]
+    out.append(map_stream("add_relu", bn.label(), "add_relu_f32", bn.N * bn.C * bn.H * bn.W, 2, rec, target=None))
     return out
 
 
@@ -222,7 +223,8 @@ def bn_row(dev, rec=None) -> dict:
     ``fraction``: the bytes those kernels must move (x read twice, y written) over
     the fused time, against the copy rate."""
     rec = rec or model_static.load()
-    by_op = {st.op: st for st in streams(rec, dev.sms)}
+    shape = next(case for case, _ in fused.suite("cuda") if case.kind == "bn").label()
+    by_op = {st.op: st for st in streams(rec, dev.sms) if st.shape == shape}
     stats, apply = by_op["batchnorm stats"], by_op["batchnorm forward"]
     relu = relu_over(apply.shape, int(apply.write // 4), rec)
     dev_f = [device_us(stats, dev, s, rec) + device_us(apply, dev, s, rec) for s in K.SCENARIOS]

@@ -32,7 +32,13 @@ def _arrays(case, direction, rng):
                 "dy": r(c.N, c.K, P, Q)}
     x = r(c.N, c.C, c.H, c.W)
     P, Q = c.out_hw()
-    return {"x": x, "dy": r(c.N, c.C, P, Q)}
+    a = {"x": x, "dy": r(c.N, c.C, P, Q)}
+    if c.op == "batchnorm":  # the statistics of x, the affine pair, running statistics to update
+        var = x.var((0, 2, 3), dtype=np.float64)
+        a.update(mean=x.mean((0, 2, 3), dtype=np.float64).astype(np.float32), var=var.astype(np.float32),
+                 invstd=(1 / np.sqrt(var + EPS)).astype(np.float32), gamma=r(c.C), beta=r(c.C),
+                 running_mean=np.zeros(c.C, np.float32), running_var=np.ones(c.C, np.float32))
+    return a
 
 
 def to_backend(a, backend_name, device):
@@ -63,6 +69,9 @@ def _win(case):
     return _pool_window((case.N, case.C, case.H, case.W), case.k, case.stride, case.pad, 1, False, "bench")
 
 
+MOMENTUM, EPS = 0.1, 1e-5  # BatchNorm2D's defaults
+
+
 def _gpucnn_fn(case, direction):
     call = backend.call
     if case.kind == "conv":
@@ -75,6 +84,15 @@ def _gpucnn_fn(case, direction):
     if case.op == "relu":
         return {"forward": lambda a: call("relu", "relu_forward", a["x"], 0.0),
                 "backward": lambda a: call("relu", "relu_backward", a["dy"], a["x"], 0.0)}[direction]
+    if case.op == "batchnorm":
+        return {"stats": lambda a: call("norm", "batch_norm_stats", a["x"], a["running_mean"], a["running_var"],
+                                        MOMENTUM, EPS)[:2],
+                "forward": lambda a: call("norm", "batch_norm_apply", a["x"], a["mean"], a["invstd"], a["gamma"],
+                                          a["beta"]),
+                "backward": lambda a: call("norm", "batch_norm_backward", a["dy"], a["x"], a["mean"], a["invstd"],
+                                           a["gamma"], True)}[direction]
+    if case.op == "bias_grad":
+        return {"backward": lambda a: call("conv", "conv2d_backward_bias", a["dy"])}[direction]
     win = _win(case)
     if case.op == "max_pool":
         return {"forward": lambda a: call("pool", "max_pool2d_forward", a["x"], win),
@@ -99,6 +117,18 @@ def _torch_fn(case, direction):
     if c.op == "relu":
         return {"forward": lambda a: torch.relu(a["x"]),
                 "backward": lambda a: aten.threshold_backward(a["dy"], a["x"], 0.0)}[direction]
+    if c.op == "batchnorm":
+        def stats(a):  # one reduction, as batch norm's training forward starts (no running update)
+            var, mean = torch.var_mean(a["x"], (0, 2, 3), correction=0)
+            return mean, torch.rsqrt(var + EPS)
+        return {"stats": stats,
+                "forward": lambda a: torch.nn.functional.batch_norm(a["x"], a["mean"], a["var"], a["gamma"],
+                                                                    a["beta"], False, 0.0, EPS),
+                "backward": lambda a: aten.native_batch_norm_backward(
+                    a["dy"], a["x"], a["gamma"], a["running_mean"], a["running_var"], a["mean"], a["invstd"],
+                    True, EPS, [True, True, True])}[direction]
+    if c.op == "bias_grad":
+        return {"backward": lambda a: a["dy"].sum((0, 2, 3))}[direction]
     k, st, pd = [c.k] * 2, [c.stride] * 2, [c.pad] * 2
     if c.op == "max_pool":
         return {"forward": lambda a: aten.max_pool2d_with_indices(a["x"], k, st, pd, [1, 1], False),

@@ -165,7 +165,7 @@ def _run(device, backends, small, only, budget_s, threads, train, progress, step
     lim = limits.cuda() if device == "cuda" else limits.cpu(threads, **(
         {"copy_bytes": 8 * 2**20, "n": 256, "reps": 2} if small else {}))
     todo = [] if steps_only or fused_only else [
-        (c, full_n, d) for c, full_n in cases.suite(device, small=small, only=only) for d in cases.PASSES[c.kind]]
+        (c, full_n, d) for c, full_n in cases.suite(device, small=small, only=only) for d in cases.passes(c)]
     step_models = steps.models(only if steps_only else None) if train else []
     fused_todo = fused.suite(device, small=small, only=only) if with_fused else []
     bar = Bar(len(todo) + len(fused_todo) + len(step_models), enabled=progress)
