@@ -163,6 +163,21 @@ def test_blas_threads_restored():
     assert [lib.get_num_threads() for lib in libs] == before
 
 
+@pytest.mark.parametrize("threads,spans", [("1", 4), ("2", 1), ("2", 4)])
+def test_blas_spans_run_on_a_one_thread_blas(monkeypatch, threads, spans):
+    """Every span that calls BLAS runs on a one-thread BLAS, on the serial paths too (one thread,
+    one span): OpenBLAS's products on one thread and on two differ in their last bits on some
+    CPUs, which made a one-thread backward differ from a three-thread one."""
+    libs = workspace._blas()
+    if not libs:
+        pytest.skip("threadpoolctl finds no BLAS to drive here")
+    monkeypatch.setenv("GPUCNN_THREADS", threads)
+    seen = []
+    workspace.run_spans(lambda a, b: seen.append([lib.get_num_threads() for lib in libs]),
+                        [(i, i + 1) for i in range(spans)], blas=True)
+    assert len(seen) == spans and all(n == [1] * len(libs) for n in seen)
+
+
 def test_batch_norm_sums_are_blocked_float64():
     # Offsets 1e4 times the spread: float32 sums, or float64 E[x^2] - mean^2
     # without the shift, would lose the variance; a float64 reference keeps it.

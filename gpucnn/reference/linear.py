@@ -10,8 +10,6 @@ torch.nn.functional.linear.
 """
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 
 from gpucnn.reference import workspace
@@ -32,8 +30,7 @@ def _split(fn, n, flops_per_item):
     runs on a one-thread BLAS too."""
     step = max(1, CHUNK_FLOPS // max(1, flops_per_item))
     spans = [(a, min(n, a + step)) for a in range(0, n, step)]
-    with workspace.blas_threads(1) if len(spans) == 1 and workspace.threads() > 1 else contextlib.nullcontext():
-        workspace.run_spans(fn, spans, blas=True)
+    workspace.run_spans(fn, spans, blas=True)
 
 
 def _rows(a, n):

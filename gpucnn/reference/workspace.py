@@ -200,15 +200,19 @@ def run_spans(fn, spans, parallel: bool = True, blas: bool = False) -> None:
     threads when ``parallel`` (``scheduler.run``: dynamic scheduling, so a
     thread slowed by another process on its core takes fewer spans instead
     of holding the others up); serially from inside another call's span.
-    ``blas``: fn calls BLAS, which then runs one thread per caller."""
+    ``blas``: fn calls BLAS, which then runs one thread per caller, serially
+    too: OpenBLAS's products on one thread and on two differ in their last
+    bits on some CPUs (AMD EPYC, OpenBLAS 0.3.31: every shape tried), so a
+    BLAS left at its own thread count on a serial path would make the
+    results depend on GPUCNN_THREADS."""
     nt = min(threads(), len(spans))
-    # Memory-bound ops (no BLAS) leave the other threads to deferred work:
-    # two threads gain them little (they share the memory bandwidth).
-    if nt <= 1 or not parallel or scheduler.nested() or (not blas and scheduler.busy()):
-        for a, b in spans:
-            fn(a, b)
-        return
     with blas_threads(1) if blas else contextlib.nullcontext():
+        # Memory-bound ops (no BLAS) leave the other threads to deferred work:
+        # two threads gain them little (they share the memory bandwidth).
+        if nt <= 1 or not parallel or scheduler.nested() or (not blas and scheduler.busy()):
+            for a, b in spans:
+                fn(a, b)
+            return
         scheduler.run(fn, spans, nt)
 
 
@@ -226,5 +230,5 @@ def deferring():
     if scheduler.active():
         yield
         return
-    with blas_threads(1) if threads() > 1 else contextlib.nullcontext(), scheduler.deferring():
+    with blas_threads(1), scheduler.deferring():
         yield
