@@ -6,7 +6,7 @@
 # stopping the next (540 s at most in all, plus the time-outs' 10 s grace). The first run, on an
 # H200 on 2026-11-29 (bench/results/gpu-2026-11-29), took 5 s for step 2 and 112 s for the conv2d
 # family's NVRTC compile, which then starved every later step; the loader now builds conv2d and
-# conv2d_phase a part at a time (loader.PARTED: 3 s or less a part on the VM):
+# conv2d_phase (and linear) a part at a time (loader.PARTED: 4 s or less a part on the VM):
 #   1 device and versions                           10 s
 #   2 the tensor-core primitives on the GPU          15 s   (tests/test_mma_prims.py, test_wgmma_prims.py:
 #                                                           layouts and descriptors in seconds)
@@ -14,7 +14,7 @@
 #                                                           HOST_SPEED, measured on a 2-core VM; ~3 s here)
 #   2c every kernel module compiled, in parallel    45 s    (bench/gpu_launches.py compile: a process a
 #                                                           family or part fills CuPy's disk cache, which
-#                                                           the later steps read; 36 modules, 35 s on the
+#                                                           the later steps read; 40 modules, 35 s on the
 #                                                           VM's 2 cores, the longest 5 s)
 #   3 the GPU test suite (pytest -m gpu)            90 s
 #   4 compute-sanitizer memcheck, racecheck          2 x 45 s  (bench/gpu_launches.py small)

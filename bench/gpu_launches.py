@@ -156,7 +156,8 @@ def _compile_jobs() -> list[tuple]:
     for family in loader.families():
         if family in loader.PARTED:
             jobs.append((family, (), f"{family}_f32"))
-            jobs += [(family, (), f"{family}_{mode}_{edge}") for mode in ("tf32", "3xtf32") for edge in tc.TC_TILES]
+            edges = [e for e in tc.TC_TILES if family in tc.WG_FAMILIES or e not in tc.CONV_TILES]
+            jobs += [(family, (), f"{family}_{mode}_{edge}") for mode in ("tf32", "3xtf32") for edge in edges]
         else:
             jobs.append((family, (), None))
     return jobs

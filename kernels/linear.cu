@@ -103,6 +103,7 @@ __device__ void linear_bwd_weight(Run run, const T* __restrict__ dy, const T* __
 
 // ------------------------------------------------------------ entry points
 
+#if TC_PART_BASE  // the kernels without tensor cores: one part on a GPU (tc_gemm.cuh)
 GEMM_KERNEL linear_forward_f32(const float* __restrict__ x, const float* __restrict__ w,
                                const float* __restrict__ b, float* __restrict__ y, DIMS) {
     __shared__ GemmSmem<float> sm;
@@ -152,6 +153,7 @@ linear_backward_bias_f64(const double* __restrict__ dy, double* __restrict__ db,
     __shared__ double part[GEMM_THREADS];
     bias_grad(part, dy, db, R, O, 1);
 }
+#endif
 
 // Tensor-core float kernels: the same bodies on tc_gemm.cuh's tiles (see TC_VARIANTS for the names).
 #if TC_AVAILABLE

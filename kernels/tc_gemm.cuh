@@ -564,10 +564,10 @@ template <int MODE, typename Tile> struct TcRun {
 // registers, so they keep one block per SM.
 #define TC_KERNEL(Tile, BLOCKS) \
     extern "C" __global__ void __launch_bounds__(Tile::THREADS, __CUDA_ARCH__ >= 900 ? (BLOCKS) : 1)
-// A family's parts (gpucnn/runtime/loader.py's PARTED): on a GPU the loader compiles conv2d and
-// conv2d_phase a part at a time, each on its first use, so a user waits for the kernels that the
-// shapes in use pick and no others (conv2d whole: 44 s of NVRTC and ptxas on the VM, 112 s on the
-// H200's host; its kernels without tensor cores 3 s, a tile's 3 kernels about 3 s more). The loader
+// A family's parts (gpucnn/runtime/loader.py's PARTED): on a GPU the loader compiles conv2d,
+// conv2d_phase and linear a part at a time, each on its first use, so a user waits for the kernels
+// that the shapes in use pick and no others (conv2d whole: 44 s of NVRTC and ptxas on the VM, 112 s
+// on the H200's host; its kernels without tensor cores 3 s, a tile's 3 kernels about 3 s more). The loader
 // defines GPUCNN_PART and GPUCNN_PART_base (the kernels without tensor cores, which such a family
 // keeps under #if TC_PART_BASE) or GPUCNN_PART_<SUFFIX> (a tile's kernels, NAME_<SUFFIX>); with no
 // GPUCNN_PART (the emulator, the compile checks), every kernel is built.
