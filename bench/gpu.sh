@@ -18,19 +18,21 @@
 #                                                           VM's 2 cores, the longest 5 s)
 #   3 the GPU test suite (pytest -m gpu)            90 s
 #   4 compute-sanitizer memcheck, racecheck          2 x 45 s  (bench/gpu_launches.py small)
-#   5 the kernel benchmarks, math-mode rows          120 s  (GPU backends only: with the default ones,
+#   5a the memory-bound rows (ReLU, pooling, batch   30 s   (the model's open verdicts: measured first)
+#     norm, bias gradient)
+#   5 the convolution rows, in each math mode        95 s   (GPU backends only: with the default ones,
 #                                                           CPU peers included, it had not finished
 #                                                           after 185 s on the H200)
 #   5b the fused rows (conv+bias+ReLU, batch norm    30 s   (after 5, whose compiled kernels CuPy's
 #     + ReLU) against the separate passes                   disk cache keeps)
-#   6 the training-step rows (lenet, vgg-small,     80 s
+#   6 the training-step rows (lenet, vgg-small,     75 s
 #     resnet20 at batch 128 against PyTorch eager; torch.compile's own compile left out for time)
 #   7 ncu on the conv forward kernels of each mode   50 s   (bench/gpu_launches.py large)
 #     (the tile each picks, and tf32's wide warpgroup tile) and deepspeech's backward-data window and fold kernels
 #     (mma.sync and, forced, wgmma)
-# The lending tool returns at most 8 files from $OUT: the logs go into one
-# tarball (logs.tar.gz) beside summary.txt and the benchmarks' tables and JSON
-# (bench, fused, steps: 8 files, the limit).
+# The lending tool returns at most 8 files from $OUT: the logs and tables go into one
+# tarball (logs.tar.gz) beside summary.txt and the benchmarks' JSON (mem, bench, fused,
+# steps: 6 files).
 set -u
 out=${1:-${OUT:-bench/results/$(date +%F)}}
 mkdir -p "$out"
@@ -57,25 +59,25 @@ step 3-gpu-tests 90 "$PY" -m pytest -q -m gpu -p no:cacheprovider --maxfail=20 t
 step 4a-memcheck 45 compute-sanitizer --tool memcheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
 step 4b-racecheck 45 compute-sanitizer --tool racecheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
 modes=gpucnn-cuda-3xtf32,torch-cudnn,torch-cudnn-tf32,gpucnn-cuda-tf32,gpucnn-cuda-fp32
-step 5-bench 120 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
-    --out "$logs/bench" --backends "$modes"
+convs=$("$PY" -c 'from gpucnn.bench.cases import CONV; print(",".join(c.name for c in CONV))')
+step 5a-mem 30 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
+    --out "$logs/mem" --backends gpucnn-cuda,torch-cudnn --only relu,pool,batchnorm,bias_grad
+step 5-bench 95 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
+    --out "$logs/bench" --backends "$modes" --only "$convs"
 step 5b-fused 30 "$PY" -m gpucnn.cli bench --device cuda --fused-only --no-progress --budget 0.3 \
     --out "$logs/fused" --backends "$modes"
-step 6-steps 80 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-torch-compile --no-progress \
+step 6-steps 75 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-torch-compile --no-progress \
     --out "$logs/steps"
 step 7-ncu 50 ncu --clock-control none \
     --kernel-name regex:"conv2d_forward_(f32|tf32_|3xtf32_)|depthwise_backward_data_window_f32|conv2d_fold_" \
     --launch-count 7 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
 
-for d in bench fused steps; do  # a bench cut short keeps the rows it timed (gpucnn bench's partial.jsonl)
+for d in mem bench fused steps; do  # a bench cut short keeps the rows it timed (gpucnn bench's partial.jsonl)
     [ -f "$logs/$d/partial.jsonl" ] && echo "$d: cut short; $(wc -l < "$logs/$d/partial.jsonl") rows timed, in logs.tar.gz's $d/partial.jsonl" | tee -a "$summary"
 done
-cp "$logs"/bench/*.md "$out/bench.md" 2>/dev/null
-cp "$logs"/bench/*.json "$out/bench.json" 2>/dev/null
-cp "$logs"/fused/*.md "$out/fused.md" 2>/dev/null
-cp "$logs"/fused/*.json "$out/fused.json" 2>/dev/null
-cp "$logs"/steps/*.md "$out/steps.md" 2>/dev/null
-cp "$logs"/steps/*.json "$out/steps.json" 2>/dev/null
+for d in mem bench fused steps; do  # the tables (.md) stay in the tarball, which every run's JSON can remake
+    cp "$logs"/$d/*.json "$out/$d.json" 2>/dev/null
+done
 tar -czf "$out/logs.tar.gz" -C "$logs" .
 rm -rf "$logs"
 cat "$summary"

@@ -157,8 +157,9 @@ def _add_bench(sub, common) -> None:
     p.add_argument("--backends", help="comma-separated, ours first, from gpucnn-cuda, gpucnn-numpy, "
                    "torch-cudnn, torch-cpu and the math modes gpucnn-cuda-tf32, gpucnn-cuda-3xtf32, "
                    "gpucnn-cuda-fp32, torch-cudnn-tf32 (default: all that run here)")
-    p.add_argument("--only", help="run only the cases whose label contains this (with --steps-only: the "
-                   "models whose name does; with --fused-only: the fused rows' cases; default: every case)")
+    p.add_argument("--only", help="run only the cases whose label contains this, or one of its comma-separated "
+                   "parts (with --steps-only: the models whose name does; with --fused-only: the fused rows' "
+                   "cases; default: every case)")
     p.add_argument("--small", action="store_true", help="tiny shapes: checks the harness, not speed")
     p.add_argument("--budget", type=_number(float, 0, lo_open=True),
                    help="seconds of timed runs per case and pass (default: 1, or 0.05 with --small)")

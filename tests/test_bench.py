@@ -206,6 +206,16 @@ def test_step_threads_flag():
         cli.parser().parse_args(["bench", "--step-threads", "1,0"])
 
 
+def test_only_keeps_any_of_its_comma_separated_parts():
+    mem = [c.label() for c, _ in cases.suite("cuda", only="relu,pool,batchnorm,bias_grad")]
+    assert mem == [c.label() for c in cases.MEM]
+    conv = [c.name for c, _ in cases.suite("cuda", only=",".join(c.name for c in cases.CONV))]
+    assert conv == [c.name for c in cases.CONV]
+    assert [c.name for c, _ in cases.suite("cuda", only="mnist-1,vgg")] == ["mnist-1", "vgg"]
+    assert [m for m, *_ in steps.models("lenet,resnet20")] == ["lenet", "resnet20"]
+    assert cases.matches(None, "anything") and not cases.matches("pool,vgg", "relu 1x2x3x4")
+
+
 def test_step_rows_only(tmp_path, capsys):
     assert cli.main(["bench", "--device", "cpu", "--small", "--steps-only", "--backends", "gpucnn-numpy",
                      "--no-progress", "--out", str(tmp_path)]) == 0

@@ -190,11 +190,17 @@ def cpu_batch(case) -> int:
     return N
 
 
+def matches(only: str | None, label: str) -> bool:
+    """Whether ``label`` is kept by --only ``only``: it contains ``only``, or one of its
+    comma-separated parts (all kept without it)."""
+    return only is None or any(part in label for part in only.split(","))
+
+
 def suite(device: str, small: bool = False, only: str | None = None, of=None):
     """[(case to run, the suite's batch)] of the cases ``of`` (default: CONV
     and MEM): full batch on a GPU, cpu_batch on a CPU; ``small`` shrinks every
     case to batch 1 and at most 16x24 (for tests of the measurement code);
-    ``only`` keeps cases whose label contains it."""
+    ``only`` keeps cases whose label contains it (or one of its comma-separated parts: matches)."""
     out = []
     for full in (CONV + MEM if of is None else of):
         case = full
@@ -202,7 +208,7 @@ def suite(device: str, small: bool = False, only: str | None = None, of=None):
             case = _shrink(case)
         elif device == "cpu":
             case = case.with_batch(cpu_batch(case))
-        if only is None or only in case.label():
+        if matches(only, case.label()):
             out.append((case, full.N))
     return out
 

@@ -138,8 +138,8 @@ def step_row(name, shape, classes, batch, device, peers, clk, budget_s, min_reps
 
 
 def models(only=None):
-    """The entries of ``cases.STEPS`` whose model name contains ``only`` (all without it)."""
-    return [m for m in cases.STEPS if only is None or only in m[0]]
+    """The entries of ``cases.STEPS`` whose model name ``only`` keeps (cases.matches; all without it)."""
+    return [m for m in cases.STEPS if cases.matches(only, m[0])]
 
 
 def run_steps(device, small, budget_s, clk, compile_torch=True, have_torch=True, progress=None, only=None,
