@@ -27,9 +27,11 @@
 #     + ReLU) against the separate passes                   disk cache keeps)
 #   6 the training-step rows (lenet, vgg-small,     75 s
 #     resnet20 at batch 128 against PyTorch eager; torch.compile's own compile left out for time)
-#   7 ncu on the conv forward kernels of each mode   50 s   (bench/gpu_launches.py large)
+#   7 ncu on the conv forward kernels of each mode   45 s   (bench/gpu_launches.py large)
 #     (the tile each picks, and tf32's wide warpgroup tile) and deepspeech's backward-data window and fold kernels
 #     (mma.sync and, forced, wgmma)
+#   8 issue 11's targets read off steps 5a-5b's JSON  5 s    (gpucnn.bench.targets; the table goes into
+#                                                           summary.txt)
 # The lending tool returns at most 8 files from $OUT: the logs and tables go into one
 # tarball (logs.tar.gz) beside summary.txt and the benchmarks' JSON (mem, bench, fused,
 # steps: 6 files).
@@ -68,9 +70,12 @@ step 5b-fused 30 "$PY" -m gpucnn.cli bench --device cuda --fused-only --no-progr
     --out "$logs/fused" --backends "$modes"
 step 6-steps 75 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-torch-compile --no-progress \
     --out "$logs/steps"
-step 7-ncu 50 ncu --clock-control none \
+step 7-ncu 45 ncu --clock-control none \
     --kernel-name regex:"conv2d_forward_(f32|tf32_|3xtf32_)|depthwise_backward_data_window_f32|conv2d_fold_" \
     --launch-count 7 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
+
+step 8-targets 5 bash -c "$PY -m gpucnn.bench.targets $logs/{mem,bench,fused}/*.json $logs/{mem,bench,fused}/partial.jsonl"
+cat "$logs/8-targets.log" >> "$summary"
 
 for d in mem bench fused steps; do  # a bench cut short keeps the rows it timed (gpucnn bench's partial.jsonl)
     [ -f "$logs/$d/partial.jsonl" ] && echo "$d: cut short; $(wc -l < "$logs/$d/partial.jsonl") rows timed, in logs.tar.gz's $d/partial.jsonl" | tee -a "$summary"

@@ -133,7 +133,7 @@ def _bench(args) -> int:
     # Each row as it is timed, so a run cut short (a lent GPU's time-box) keeps what it measured.
     with _say("bench"), algo.override(args.algo), open(Path(args.out) / "partial.jsonl", "w") as partial:
         def on_row(section, row):
-            partial.write(json.dumps({"section": section, **row}, default=str) + "\n")
+            partial.write(json.dumps({"section": section, "device": device, **row}, default=str) + "\n")
             partial.flush()
         res = run.run(device, backends=backends, small=args.small, only=args.only, budget_s=args.budget,
                       threads=args.threads, train=not args.no_train, progress=args.progress,

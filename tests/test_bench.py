@@ -237,6 +237,8 @@ def test_cli_bench_writes_json_and_table(tmp_path, capsys):
     (js,) = tmp_path.glob("bench-cpu-*.json")
     res = json.loads(js.read_text())
     assert {r["op"] for r in res["rows"]} == {"relu"} and res["backends"] == ["gpucnn-numpy"]
+    # the input's size, on which the issue's bandwidth targets are stated: ReLU moves it twice forward, thrice backward
+    assert [r["bytes"] // r["tensor_bytes"] for r in res["rows"]] == [2, 3] * (len(res["rows"]) // 2)
 
 
 def test_cli_bench_streams_rows_as_they_are_timed(tmp_path, monkeypatch):
@@ -254,7 +256,8 @@ def test_cli_bench_streams_rows_as_they_are_timed(tmp_path, monkeypatch):
     (js,) = tmp_path.glob("bench-cpu-2*.json")
     res = json.loads(js.read_text())
     assert [r["section"] for r in streamed[0]] == ["rows"] * len(res["rows"]) and res["rows"]
-    assert [{k: v for k, v in r.items() if k != "section"} for r in streamed[0]] == res["rows"]
+    assert [{k: v for k, v in r.items() if k not in ("section", "device")} for r in streamed[0]] == res["rows"]
+    assert {r["device"] for r in streamed[0]} == {"cpu"}
     assert not (tmp_path / "partial.jsonl").exists()
 
 
@@ -396,3 +399,46 @@ def test_fused_table_on_a_gpu_run():
             "| torch-cudnn-tf32 | 0.040 | 1.25 |") in text
     assert "conv2d_bias_relu: fused 1" in text and "separate 3" in text and "3.21 MB" in text
     assert fused.table({"device": "cuda", "fused": []}) == []
+
+
+def test_issue_targets_read_off_a_gpu_run(tmp_path, capsys):
+    """gpucnn.bench.targets: each conv pass against cuDNN in its own mode (<= 3), the memory-bound
+    rows on tensors of 25 MB or more against the copy bandwidth (85%, the reductions 70%), the
+    fused rows (>= 1.2); a CPU run's rows, a scaled-down case and a small tensor are not judged."""
+    from gpucnn.bench import targets
+    conv = {"kind": "conv", "case": "vgg", "pass": "forward", "batch": 16, "full_batch": 16,
+            "ms": {"gpucnn-cuda-3xtf32": 2.0, "torch-cudnn": 1.0, "gpucnn-cuda-tf32": 1.6, "torch-cudnn-tf32": 0.5}}
+
+    def mem(op, pass_, frac, nbytes, batch=32):
+        return {"kind": "mem", "op": op, "case": f"{op} x", "pass": pass_, "batch": batch, "full_batch": 32,
+                "fraction_of_limit": frac, "tensor_bytes": nbytes, "ms": {"gpucnn-cuda": 1.0, "torch-cudnn": 0.9}}
+    rows = [conv, mem("relu", "forward", 0.90, 102.8e6), mem("batchnorm", "stats", 0.69, 33.6e6),
+            mem("batchnorm", "forward", 0.84, 33.6e6), mem("bias_grad", "backward", 0.71, 33.6e6),
+            mem("relu", "forward", 0.30, 6.4e6), mem("max_pool", "backward", 0.5, 102.8e6),
+            mem("relu", "backward", 0.2, 102.8e6, batch=4)]
+    fused_rows = [{"op": "conv2d_bias_relu", "name": "mnist-2", "case": "mnist-2 x", "ours": "gpucnn-cuda-3xtf32",
+                   "speedup": 1.19, "batch": 64, "full_batch": 64},
+                  {"op": "conv2d_bias_relu", "name": "cifar-resnet", "case": "cifar-resnet x", "ours": "gpucnn-cuda-tf32",
+                   "speedup": 1.4, "batch": 128, "full_batch": 128},
+                  {"op": "batch_norm2d_relu", "name": "batchnorm", "case": "bn", "ours": "gpucnn-cuda", "speedup": 2.0,
+                   "batch": 128, "full_batch": 128}]
+    res = {"device": "cuda", "ours": "gpucnn-cuda", "rows": rows, "fused": fused_rows}
+    got = [(v["kind"], v["case"], v["pass"], v["mode"], v["ok"]) for v in targets.verdicts(res)]
+    assert got == [("conv", "vgg", "forward", "tf32", False), ("conv", "vgg", "forward", "3xtf32", True),
+                   ("mem", "relu x", "forward", "gpucnn-cuda", True), ("mem", "batchnorm x", "stats", "gpucnn-cuda", False),
+                   ("mem", "batchnorm x", "forward", "gpucnn-cuda", False), ("mem", "bias_grad x", "backward", "gpucnn-cuda", True),
+                   ("fused", "mnist-2 x", "forward", "3xtf32", False), ("fused", "cifar-resnet x", "forward", "tf32", True)]
+    lines = targets.table(targets.verdicts(res))
+    assert "| conv | vgg | forward | tf32 | 3.20 | 3.00 | FAIL |" in lines
+    assert "| mem | batchnorm x | stats | gpucnn-cuda | 69% | 70% | FAIL |" in lines
+    assert lines[-1] == "conv: 1 of 2 pass; mem: 2 of 4 pass; fused: 1 of 2 pass"
+    assert targets.verdicts({**res, "device": "cpu"}) == [] and targets.table([]) == []
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(res))
+    assert targets.main([str(path), str(tmp_path / "none.json")]) == 0
+    out = capsys.readouterr().out
+    assert "mem: 2 of 4 pass" in out and "not found (a step that wrote nothing): " + str(tmp_path / "none.json") in out
+    # a run cut short: the rows its partial.jsonl kept
+    partial = tmp_path / "partial.jsonl"
+    partial.write_text("".join(json.dumps({"section": "rows", "device": "cuda", **r}) + "\n" for r in rows[:2]))
+    assert [v["kind"] for v in targets.verdicts(targets.load(str(partial)))] == ["conv", "conv", "mem"]

@@ -78,6 +78,8 @@ def _row(case, direction, res, full_n, lim, names):
            "gflops": flops / ms / 1e6, "gbps": nbytes / ms / 1e6}
     row["fraction_of_limit"] = (row["gflops"] / lim["matmul_gflops"] if case.kind == "conv"
                                 else row["gbps"] / lim["copy_gbps"])
+    if case.kind == "mem":  # the input's size, which the bandwidth targets are stated on
+        row["tensor_bytes"] = cases.F32 * case.N * case.C * case.H * case.W
     row["ratio"] = {n: ms / res[n]["ms"] for n in names[1:]}
     if case.kind == "conv":
         row["modes"] = modes.row_modes(row, lim)
