@@ -74,8 +74,9 @@ step 7-ncu 45 ncu --clock-control none \
     --kernel-name regex:"conv2d_forward_(f32|tf32_|3xtf32_)|depthwise_backward_data_window_f32|conv2d_fold_" \
     --launch-count 7 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
 
-step 8-targets 5 bash -c "$PY -m gpucnn.bench.targets $logs/{mem,bench,fused}/*.json $logs/{mem,bench,fused}/partial.jsonl"
-cat "$logs/8-targets.log" >> "$summary"
+echo "8-targets:" >> "$summary"  # the whole table, into the summary
+timeout 5 "$PY" -m gpucnn.bench.targets "$logs"/{mem,bench,fused}/*.json "$logs"/{mem,bench,fused}/partial.jsonl \
+    >> "$summary" 2>&1
 
 for d in mem bench fused steps; do  # a bench cut short keeps the rows it timed (gpucnn bench's partial.jsonl)
     [ -f "$logs/$d/partial.jsonl" ] && echo "$d: cut short; $(wc -l < "$logs/$d/partial.jsonl") rows timed, in logs.tar.gz's $d/partial.jsonl" | tee -a "$summary"

@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     runs = {p: load(p) for p in paths}
     missing = [p for p, res in runs.items() if res is None]
     found = [v for res in runs.values() if res is not None for v in verdicts(res)]
-    print("\n".join(table(found)) if found else "no target measured in " + ", ".join(paths))
+    print("\n".join(table(found)) if found else "no target measured")
     if missing:
         print("not found (a step that wrote nothing): " + ", ".join(missing))
     return 0
