@@ -1,8 +1,9 @@
 """The benchmark suite: every shape, once, with the work each case must do.
 
 Convolutions are (N, C, H, W, K, (R, S), stride, pad[, dilation, groups]);
-pooling, ReLU, batch norm and the bias gradient are an input shape (and a window). The work counted is the
-minimum an op must do, so GFLOP/s and GB/s compare across backends:
+pooling, ReLU, batch norm and the bias gradient are an input shape (and,
+for pooling, a window). The work counted is the minimum an op must do, so
+GFLOP/s and GB/s compare across backends:
 
 * convolution, each pass: 2*N*K*P*Q*(C/groups)*R*S flops (one multiply and
   one add per tap; the bias and its gradient are left out);

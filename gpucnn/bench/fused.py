@@ -28,7 +28,7 @@ from gpucnn.functional.conv import _conv_geometry
 
 CONV_CASES = ("mnist-2", "cifar-resnet")
 BN_OF = "cifar-resnet"
-MOMENTUM, EPS = 0.1, 1e-5  # BatchNorm2D's defaults
+MOMENTUM, EPS = ops.MOMENTUM, ops.EPS  # BatchNorm2D's defaults
 OP = {"conv": "conv2d_bias_relu", "bn": "batch_norm2d_relu"}
 
 # Passes over a tensor of the output's size, (fused, separate), counted from
