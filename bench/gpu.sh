@@ -20,12 +20,14 @@
 #   4 compute-sanitizer memcheck, racecheck          2 x 45 s  (bench/gpu_launches.py small)
 #   5a the memory-bound rows (ReLU, pooling, batch   30 s   (the model's open verdicts: measured first)
 #     norm, bias gradient)
-#   5 the convolution rows, in each math mode        95 s   (GPU backends only: with the default ones,
+#   5 the convolution rows, in each math mode        85 s   (GPU backends only: with the default ones,
 #                                                           CPU peers included, it had not finished
 #                                                           after 185 s on the H200)
 #   5b the fused rows (conv+bias+ReLU, batch norm    30 s   (after 5, whose compiled kernels CuPy's
 #     + ReLU) against the separate passes                   disk cache keeps)
-#   6 the training-step rows (lenet, vgg-small,     75 s
+#   5c five convolution cases autotuned (--algo      20 s   (where the tuned time beats step 5's, the
+#     autotune), 3xtf32 and tf32                            heuristic guessed wrong)
+#   6 the training-step rows (lenet, vgg-small,     65 s
 #     resnet20 at batch 128 against PyTorch eager; torch.compile's own compile left out for time)
 #   7 ncu on the conv forward kernels of each mode   45 s   (bench/gpu_launches.py large)
 #     (the tile each picks, and tf32's wide warpgroup tile) and deepspeech's backward-data window and fold kernels
@@ -34,7 +36,7 @@
 #                                                           summary.txt)
 # The lending tool returns at most 8 files from $OUT: the logs and tables go into one
 # tarball (logs.tar.gz) beside summary.txt and the benchmarks' JSON (mem, bench, fused,
-# steps: 6 files).
+# tuned, steps: 7 files).
 set -u
 out=${1:-${OUT:-bench/results/$(date +%F)}}
 mkdir -p "$out"
@@ -64,11 +66,14 @@ modes=gpucnn-cuda-3xtf32,torch-cudnn,torch-cudnn-tf32,gpucnn-cuda-tf32,gpucnn-cu
 convs=$("$PY" -c 'from gpucnn.bench.cases import CONV; print(",".join(c.name for c in CONV))')
 step 5a-mem 30 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
     --out "$logs/mem" --backends gpucnn-cuda,torch-cudnn --only relu,pool,batchnorm,bias_grad
-step 5-bench 95 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
+step 5-bench 85 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
     --out "$logs/bench" --backends "$modes" --only "$convs"
 step 5b-fused 30 "$PY" -m gpucnn.cli bench --device cuda --fused-only --no-progress --budget 0.3 \
     --out "$logs/fused" --backends "$modes"
-step 6-steps 75 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-torch-compile --no-progress \
+step 5c-autotune 20 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
+    --out "$logs/tuned" --backends gpucnn-cuda-3xtf32,torch-cudnn,torch-cudnn-tf32,gpucnn-cuda-tf32 --algo autotune \
+    --only mnist-2,cifar-resnet,resnet-3x3,resnet-7x7x512,vgg
+step 6-steps 65 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-torch-compile --no-progress \
     --out "$logs/steps"
 step 7-ncu 45 ncu --clock-control none \
     --kernel-name regex:"conv2d_forward_(f32|tf32_|3xtf32_)|depthwise_backward_data_window_f32|conv2d_fold_" \
@@ -78,10 +83,10 @@ echo "8-targets:" >> "$summary"  # the whole table, into the summary
 timeout 5 "$PY" -m gpucnn.bench.targets "$logs"/{mem,bench,fused}/*.json "$logs"/{mem,bench,fused}/partial.jsonl \
     >> "$summary" 2>&1
 
-for d in mem bench fused steps; do  # a bench cut short keeps the rows it timed (gpucnn bench's partial.jsonl)
+for d in mem bench fused tuned steps; do  # a bench cut short keeps the rows it timed (gpucnn bench's partial.jsonl)
     [ -f "$logs/$d/partial.jsonl" ] && echo "$d: cut short; $(wc -l < "$logs/$d/partial.jsonl") rows timed, in logs.tar.gz's $d/partial.jsonl" | tee -a "$summary"
 done
-for d in mem bench fused steps; do  # the tables (.md) stay in the tarball, which every run's JSON can remake
+for d in mem bench fused tuned steps; do  # the tables (.md) stay in the tarball, which every run's JSON can remake
     cp "$logs"/$d/*.json "$out/$d.json" 2>/dev/null
 done
 tar -czf "$out/logs.tar.gz" -C "$logs" .

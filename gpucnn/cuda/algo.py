@@ -58,6 +58,8 @@ also force the FFMA tile's rows (the tensor-core modes keep their tiles), and
 ``gemm32t`` the transposed filter gradient on the narrow tile, ``fold`` the
 tensor-core fold kernels (float32, rounding to TF32 in every mode).
 Passes the forced family cannot run keep the heuristic's choice.
+``autotune`` times the candidates on a pass's first call of a geometry and keeps the fastest
+(gpucnn.cuda.autotune).
 """
 from __future__ import annotations
 
@@ -107,6 +109,7 @@ MAX_SPLITS = 16  # forward and backward-data: each part writes a whole output
 MAX_FILTER_SPLITS = 1024  # filter gradients: parts are filter-sized, and stems' few tiles need many
 DEFAULT_SMS = 132  # H100 SXM; the emulator reports this unless told otherwise
 ENV = "GPUCNN_CONV_ALGO"
+AUTOTUNE = "autotune"  # the override that times the candidates instead (gpucnn.cuda.autotune)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,19 +128,38 @@ class Choice:
 _FORCED_TILES = {"gemm64": (TILE, False), "gemm32": (NARROW_TILE, False), "gemm32t": (NARROW_TILE, True)}
 
 
+# os.environ's own table, read without its Mapping.get (0.58 us a missing key, a KeyError raised
+# and caught; 0.03 this way): every convolution call reads the variable twice (autotune.tuned and
+# choose), since it may change at any time. CPython's os._Environ; os.environ.get where it differs.
+_ENV_TABLE = getattr(os.environ, "_data", None)
+_ENV_KEY = os.environ.encodekey(ENV) if hasattr(os.environ, "encodekey") else None
+
+
+def spec() -> str:
+    """The override in force (``override``, else GPUCNN_CONV_ALGO; "" for none)."""
+    forced = _override.get()
+    if forced:
+        return forced
+    if _ENV_TABLE is None or _ENV_KEY is None:
+        return os.environ.get(ENV, "")
+    value = _ENV_TABLE.get(_ENV_KEY)
+    return "" if value is None else os.environ.decodevalue(value)
+
+
 def _forced() -> tuple[str, int | None, tuple | None, bool] | None:
-    """(family, splits or None, FFMA tile or None, swap) of the override in force."""
-    spec = _override.get() or os.environ.get(ENV, "")
-    if not spec:
+    """(family, splits or None, FFMA tile or None, swap) of the override in force (None for none
+    and for "autotune", which gpucnn.cuda.autotune serves)."""
+    spec_ = spec()
+    if not spec_ or spec_ == AUTOTUNE:
         return None
-    family, _, splits = spec.partition(":")
+    family, _, splits = spec_.partition(":")
     tile, swap = _FORCED_TILES.get(family, (None, False))
     family = "gemm" if tile else family
     if family not in {f for fs in FAMILIES.values() for f in fs}:
-        raise ValueError(f"{ENV}={spec!r}: the family must be one of gemm, gemm64, gemm32, gemm32t, phase, direct, "
-                         "window, strip, fold (optionally gemm:SPLITS)")
+        raise ValueError(f"{ENV}={spec_!r}: the family must be one of gemm, gemm64, gemm32, gemm32t, phase, direct, "
+                         "window, strip, fold (optionally gemm:SPLITS), or autotune")
     if splits and (not splits.isdigit() or int(splits) < 1):
-        raise ValueError(f"{ENV}={spec!r}: the split count must be a positive integer")
+        raise ValueError(f"{ENV}={spec_!r}: the split count must be a positive integer")
     return family, int(splits) if splits else None, tile, swap
 
 
@@ -251,7 +273,8 @@ def filter_orientation(Kg: int, taps: int) -> tuple[float, bool]:
     return tile_use(Kg, taps), False
 
 
-def _direct_ok(g, pass_: str) -> bool:
+def direct_ok(g, pass_: str) -> bool:
+    """Whether the direct kernels are the plausible family for this pass (small groups, nearly empty tiles)."""
     Kg, Cg = g.K // g.groups, g.C // g.groups
     if Kg <= SMALL_GROUP and Cg <= SMALL_GROUP:
         return True
@@ -298,9 +321,9 @@ def choose(g, pass_: str, dtype=np.float32, math: str = "fp32", sms: int = DEFAU
     Memoised on everything it reads, the overrides in force included: the
     split search alone took 40-260 us of host time a call (a filter gradient's
     up to 1024 candidate counts), longer than the kernels of the small cases."""
-    spec = _override.get() or os.environ.get(ENV, "")  # 0.7 us of the ~1.5 left: the variable may change any time
+    spec_ = spec()  # 0.7 us of the ~1.5 left: the variable may change any time
     dtype = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
-    return _choose(g, pass_, dtype, math, sms, cc, spec, tc.forced_tile())
+    return _choose(g, pass_, dtype, math, sms, cc, spec_, tc.forced_tile())
 
 
 @functools.lru_cache(maxsize=4096)
@@ -321,7 +344,7 @@ def _choose(g, pass_: str, dtype, math: str, sms: int, cc: int, spec: str, tc_ti
             and (forced[0] != "strip" or strip_ok(g, dtype)) and (not forced[3] or pass_ == "backward_filter"))
     family, splits, tile, swap = forced if runs else (None, None, None, None)
     if family is None:
-        if _direct_ok(g, pass_):
+        if direct_ok(g, pass_):
             family = "direct"
             if pass_ == "backward_data" and phase_taps(g) >= WINDOW_MIN_TAPS and window_ok(g, dtype):
                 family = "window"

@@ -17,7 +17,7 @@ import functools
 import numpy as np
 
 from gpucnn import mathmode
-from gpucnn.cuda import algo, depthwise, fold, gemm, norm, phase, strip, tc
+from gpucnn.cuda import algo, autotune, depthwise, fold, gemm, norm, phase, strip, tc
 from gpucnn.cuda.gemm import fits_int, launch_gemm
 from gpucnn.cuda.launch import contiguous, i64, launch
 
@@ -90,6 +90,10 @@ def _gemm(rt, base, dtype, c, rows, cols, z, args):
 
 
 def _choose(rt, g, pass_, dtype):
+    """The algorithm of the pass: the one autotune is running it on, else the heuristic's."""
+    c = autotune.trial(g, pass_)
+    if c is not None:
+        return c
     cc, sms = rt.device()
     return algo.choose(g, pass_, dtype, math=mathmode.effective(cc), sms=sms, cc=cc)
 
@@ -111,6 +115,10 @@ def conv2d_forward(rt, x, w, b, g, relu=False):
     """y = x * w + b, then ReLU when ``relu`` (the fused epilogue). Without a
     bias the kernels are told so (EPI_BIAS clear) and never read it: w stands
     in for its pointer, so no zero-filled array is allocated and launched."""
+    return autotune.tuned(rt, g, "forward", x.dtype, lambda: _forward(rt, x, w, b, g, relu))
+
+
+def _forward(rt, x, w, b, g, relu):
     xp = rt.xp
     x, w = contiguous(xp, x), contiguous(xp, w)
     bias = EPI_BIAS if b is not None else 0
@@ -131,6 +139,10 @@ def conv2d_forward(rt, x, w, b, g, relu=False):
 
 
 def conv2d_backward_data(rt, dy, w, g):
+    return autotune.tuned(rt, g, "backward_data", dy.dtype, lambda: _backward_data(rt, dy, w, g))
+
+
+def _backward_data(rt, dy, w, g):
     xp = rt.xp
     dy, w = contiguous(xp, dy), contiguous(xp, w)
     win = g.win
@@ -158,6 +170,10 @@ def conv2d_backward_data(rt, dy, w, g):
 
 
 def conv2d_backward_filter(rt, dy, x, g):
+    return autotune.tuned(rt, g, "backward_filter", x.dtype, lambda: _backward_filter(rt, dy, x, g))
+
+
+def _backward_filter(rt, dy, x, g):
     xp = rt.xp
     dy, x = contiguous(xp, dy), contiguous(xp, x)
     win = g.win

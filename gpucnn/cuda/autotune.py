@@ -1,0 +1,110 @@
+"""Autotuning of the convolution passes (cuDNN's benchmark mode, ``torch.backends.cudnn.benchmark``).
+
+With ``GPUCNN_CONV_ALGO=autotune`` (or ``algo.override("autotune")``, or ``gpucnn bench --algo
+autotune``), the first call of a pass on a geometry times every candidate algorithm
+(``candidates``) on that call's own inputs and keeps the fastest for every later call with the same
+geometry, pass, dtype, math mode and device; the call itself then runs it. The heuristic
+(gpucnn.cuda.algo) rests on a static model that no GPU has calibrated yet: on a GPU, tuning
+finds where it guessed wrong, at the price of each candidate's run once a shape.
+
+Candidates are the heuristic's choice, then every family and tensor-core tile that
+gpucnn.cuda.algo can force for the pass, in the math mode in force and in "fp32" (the FFMA
+kernels, at least as accurate as any mode): never a less accurate one, so "fold" (TF32 in every
+mode) only in "tf32", and "direct" only where the heuristic counts it plausible (small groups,
+nearly empty tiles), as its loop is many times slower per FMA elsewhere.
+
+Nothing is timed while a step graph is being captured (gpucnn.runtime.capture): a pass tuned
+before runs its choice, any other the heuristic's. A pass whose images the launch code cuts
+into batches (int limits) runs the heuristic's choice.
+"""
+from __future__ import annotations
+
+import contextvars
+import statistics
+import time
+
+import numpy as np
+
+from gpucnn import mathmode
+from gpucnn.cuda import algo, tc
+from gpucnn.runtime import capture
+
+REPS = 3  # timed runs a candidate, after one warm-up: their median counts
+_cache: dict[tuple, algo.Choice] = {}
+_trial: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("gpucnn_conv_trial", default=None)
+
+
+def clear() -> None:
+    """Forget every tuned choice."""
+    _cache.clear()
+
+
+def candidates(g, pass_: str, dtype, math: str, sms: int, cc: int) -> list[algo.Choice]:
+    """The heuristic's choice of ``algo.choose``, then each other distinct choice (see the module docstring)."""
+    dtype = np.dtype(dtype)
+    heuristic = algo.choose(g, pass_, dtype, math, sms, cc)
+    specs = [None, *algo.FAMILIES[pass_], "gemm64", "gemm32"] + (["gemm32t"] if pass_ == "backward_filter" else [])
+    specs = [s for s in specs if (s != "fold" or math == "tf32")
+             and (s != "direct" or heuristic.family == "direct" or algo.direct_ok(g, pass_))]
+    out = [heuristic]
+    for mode in dict.fromkeys((math, "fp32")):
+        edges = [None, *tc.TC_TILES] if mode != "fp32" and dtype == np.float32 else [None]
+        for spec in specs:
+            for edge in edges:
+                with algo.override(spec), tc.force_tile(edge):
+                    c = algo.choose(g, pass_, dtype, mode, sms, cc)
+                if c not in out:
+                    out.append(c)
+    return out
+
+
+def trial(g, pass_: str) -> algo.Choice | None:
+    """The choice that ``tuned`` runs for (g, pass_) now, if any (gpucnn.cuda.conv asks first)."""
+    t = _trial.get()
+    return t[2] if t is not None and t[0] == g and t[1] == pass_ else None
+
+
+def _running(g, pass_: str, c: algo.Choice, run):
+    token = _trial.set((g, pass_, c))
+    try:
+        return run()
+    finally:
+        _trial.reset(token)
+
+
+def _time(rt, fn) -> float:
+    """Seconds of one call of fn: the median of REPS after a warm-up (CUDA events on a GPU)."""
+    fn()
+    samples = []
+    for _ in range(REPS):
+        if rt.name == "cuda":
+            import cupy
+            start, end = cupy.cuda.Event(), cupy.cuda.Event()
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            samples.append(cupy.cuda.get_elapsed_time(start, end) / 1e3)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
+def tuned(rt, g, pass_: str, dtype, run):
+    """run() (a pass of geometry ``g`` on runtime ``rt``), on the fastest candidate where tuning
+    is on: timed now at the geometry's first call, remembered after."""
+    if algo.spec() != algo.AUTOTUNE or _trial.get() is not None:
+        return run()
+    cc, sms = rt.device()
+    math = mathmode.effective(cc)
+    key = (rt.name, cc, sms, g, pass_, np.dtype(dtype).str, math)
+    best = _cache.get(key)
+    if best is None:
+        if capture.active():
+            return run()
+        cands = candidates(g, pass_, dtype, math, sms, cc)
+        times = [_time(rt, lambda c=c: _running(g, pass_, c, run)) for c in cands]
+        best = _cache[key] = cands[times.index(min(times))]
+    return _running(g, pass_, best, run)
