@@ -31,7 +31,7 @@
 #     resnet20 at batch 128 against PyTorch eager; torch.compile's own compile left out for time)
 #   7 ncu on the conv forward kernels of each mode   45 s   (bench/gpu_launches.py large)
 #     (the tile each picks, and tf32's wide warpgroup tile) and deepspeech's backward-data window and fold kernels
-#     (mma.sync and, forced, wgmma)
+#     (mma.sync and, forced, wgmma), and batch norm's statistics and the bias gradient on 33.6 MB
 #   8 issue 11's targets read off steps 5a-5b's JSON  5 s    (gpucnn.bench.targets; the table goes into
 #                                                           summary.txt)
 # The lending tool returns at most 8 files from $OUT: the logs and tables go into one
@@ -76,8 +76,8 @@ step 5c-autotune 20 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fuse
 step 6-steps 65 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-torch-compile --no-progress \
     --out "$logs/steps"
 step 7-ncu 45 ncu --clock-control none \
-    --kernel-name regex:"conv2d_forward_(f32|tf32_|3xtf32_)|depthwise_backward_data_window_f32|conv2d_fold_" \
-    --launch-count 7 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
+    --kernel-name regex:"conv2d_forward_(f32|tf32_|3xtf32_)|depthwise_backward_data_window_f32|conv2d_fold_|batchnorm_stats_f32|conv2d_bias_grad_f32" \
+    --launch-count 9 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
 
 echo "8-targets:" >> "$summary"  # the whole table, into the summary
 timeout 5 "$PY" -m gpucnn.bench.targets "$logs"/{mem,bench,fused}/*.json "$logs"/{mem,bench,fused}/partial.jsonl \

@@ -1,8 +1,9 @@
 """A few launches of the tensor-core and FFMA GEMM kernels on a GPU, for the
 tools of bench/gpu.sh that watch launches rather than time them.
 
-    python bench/gpu_launches.py compile every kernel family built for this GPU
-                                         in parallel (CuPy's disk cache)
+    python bench/gpu_launches.py compile every kernel module built for this GPU
+                                         in parallel, a process a family or
+                                         part (CuPy's disk cache)
     python bench/gpu_launches.py small   every pass in every math mode on small
                                          shapes, every tile, then each FFMA
                                          family forced (compute-sanitizer)
@@ -11,7 +12,9 @@ tools of bench/gpu.sh that watch launches rather than time them.
                                          tile), and deepspeech's
                                          backward-data by the
                                          window and fold kernels, the fold
-                                         of each MMA kind (ncu)
+                                         of each MMA kind, then batch norm's
+                                         statistics and a bias gradient on
+                                         33.6 MB (ncu)
 Checks each result against float64 NumPy so a tool's run also says "ok".
 """
 from __future__ import annotations
@@ -26,6 +29,7 @@ import cupy as cp
 import numpy as np
 
 import gpucnn
+from gpucnn import backend
 from gpucnn.cuda import algo, fold, tc
 from gpucnn.runtime import loader
 
@@ -139,6 +143,17 @@ def large() -> bool:
         err = float(cp.abs(dx[spec] - dx["direct"]).max() / cp.abs(dx["direct"]).max())
         print(f"deepspeech backward-data {spec}: relative difference from direct {err:.2e}")
         ok &= err < tol
+    # The reductions whose bandwidth the model leaves open on cifar-resnet's output (33.6 MB):
+    # batch norm's statistics and a bias gradient, for ncu's DRAM throughput beside the bench's rows.
+    x = cp.asarray(rng.standard_normal((128, 64, 32, 32), dtype=np.float32) + 3)
+    mean = backend.call("norm", "batch_norm_stats", x, cp.zeros(64, cp.float32), cp.ones(64, cp.float32), 0.1,
+                        1e-5)[0]
+    db = backend.call("conv", "conv2d_backward_bias", x)
+    x64 = x.astype(cp.float64)
+    for name, got, want in (("batch-norm mean", mean, x64.mean((0, 2, 3))), ("bias gradient", db, x64.sum((0, 2, 3)))):
+        err = float(cp.abs(got - want).max() / cp.abs(want).max())
+        print(f"cifar-resnet output {name}: relative difference from float64 {err:.2e}")
+        ok &= err < 1e-6
     return ok
 
 
