@@ -98,7 +98,7 @@ GEMM_BLOCKS_PER_SM = {(64, 4): 2, (64, 8): 2, (32, 4): 4, (32, 8): 3}
 DIRECT_FILTER_USE = 0.15
 # In 3xTF32 a GEMM runs the FFMA tile instead where that tile's fill is more than this times the
 # tensor-core tile's: three MMAs a product at mma.sync's half of the dense TF32 peak (H200: 0.5 x
-# 495 / 3 = 82 TFLOP/s of products) against FFMA at 0.8 of its peak (53.5), bench/gpucnn/
+# 495 / 3 = 82 TFLOP/s of products) against FFMA at 0.8 of its peak (53.5), gpucnn/bench/
 # model_consts's MMA_SYNC_OF_PEAK and EFF_FFMA centres; a warpgroup tile's wgmma at 0.9 of the peak
 # (WGMMA_OF_PEAK) 1.8 times that. The FFMA kernels are fp32-exact, the accuracy 3xTF32 promises.
 # Taken by a GEMM of at most 32 rows and 64 columns (the 64 tensor-core tile with half its rows
