@@ -56,10 +56,10 @@ step() {  # step NAME SECONDS COMMAND...: run it under timeout, log it, note its
 }
 
 step 1-device 10 bash -c "nvidia-smi; $PY -c 'import cupy, numpy, torch; print(\"cupy\", cupy.__version__, \"numpy\", numpy.__version__, \"torch\", torch.__version__, \"cudnn\", torch.backends.cudnn.version())'; $PY -m gpucnn.cli info"
-step 2-primitives 15 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_mma_prims.py tests/test_wgmma_prims.py
+step 2-primitives 15 "$PY" -m pytest -v -m gpu -p no:cacheprovider tests/test_mma_prims.py tests/test_wgmma_prims.py
 step 2b-host 10 "$PY" bench/host_path.py --calls 100 --samples 3
 step 2c-compile 45 "$PY" bench/gpu_launches.py compile
-step 3-gpu-tests 90 "$PY" -m pytest -q -m gpu -p no:cacheprovider --maxfail=20 tests
+step 3-gpu-tests 90 "$PY" -m pytest -v -m gpu -p no:cacheprovider --maxfail=20 tests
 step 4a-memcheck 45 compute-sanitizer --tool memcheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
 step 4b-racecheck 45 compute-sanitizer --tool racecheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
 modes=gpucnn-cuda-3xtf32,torch-cudnn,torch-cudnn-tf32,gpucnn-cuda-tf32,gpucnn-cuda-fp32

@@ -442,3 +442,19 @@ def test_issue_targets_read_off_a_gpu_run(tmp_path, capsys):
     partial = tmp_path / "partial.jsonl"
     partial.write_text("".join(json.dumps({"section": "rows", "device": "cuda", **r}) + "\n" for r in rows[:2]))
     assert [v["kind"] for v in targets.verdicts(targets.load(str(partial)))] == ["conv", "conv", "mem"]
+
+
+def test_gpu_script_fits_its_time_box():
+    """bench/gpu.sh, run in one call on a lent GPU, must end within 9 minutes (540 s of steps,
+    leaving the rest of the device time for one rerun): its steps' time-outs, the targets'
+    included, add up to at most that, and bash parses it."""
+    import re
+    import shutil
+    import subprocess
+    script = Path(__file__).resolve().parent.parent / "bench" / "gpu.sh"
+    text = script.read_text()
+    steps = [int(s) for s in re.findall(r"^step \S+ (\d+) ", text, re.M)]
+    extra = [int(s) for s in re.findall(r"^timeout (\d+) ", text, re.M)]
+    assert len(steps) >= 10 and sum(steps) + sum(extra) <= 540, (steps, extra)
+    if shutil.which("bash"):
+        assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
