@@ -407,7 +407,8 @@ def test_issue_targets_read_off_a_gpu_run(tmp_path, capsys):
     fused rows (>= 1.2); a CPU run's rows, a scaled-down case and a small tensor are not judged."""
     from gpucnn.bench import targets
     conv = {"kind": "conv", "case": "vgg", "pass": "forward", "batch": 16, "full_batch": 16,
-            "ms": {"gpucnn-cuda-3xtf32": 2.0, "torch-cudnn": 1.0, "gpucnn-cuda-tf32": 1.6, "torch-cudnn-tf32": 0.5}}
+            "ms": {"gpucnn-cuda-3xtf32": 2.0, "torch-cudnn": 1.0, "gpucnn-cuda-tf32": 1.6, "torch-cudnn-tf32": 0.5},
+            "algo": {"gpucnn-cuda-tf32": "gemm 128x128x32 wgmma"}}
 
     def mem(op, pass_, frac, nbytes, batch=32):
         return {"kind": "mem", "op": op, "case": f"{op} x", "pass": pass_, "batch": batch, "full_batch": 32,
@@ -429,8 +430,8 @@ def test_issue_targets_read_off_a_gpu_run(tmp_path, capsys):
                    ("mem", "batchnorm x", "forward", "gpucnn-cuda", False), ("mem", "bias_grad x", "backward", "gpucnn-cuda", True),
                    ("fused", "mnist-2 x", "forward", "3xtf32", False), ("fused", "cifar-resnet x", "forward", "tf32", True)]
     lines = targets.table(targets.verdicts(res))
-    assert "| conv | vgg | forward | tf32 | 3.20 | 3.00 | FAIL |" in lines
-    assert "| mem | batchnorm x | stats | gpucnn-cuda | 69% | 70% | FAIL |" in lines
+    assert "| conv | vgg | forward | tf32 | gemm 128x128x32 wgmma | 3.20 | 3.00 | FAIL |" in lines
+    assert "| mem | batchnorm x | stats | gpucnn-cuda | - | 69% | 70% | FAIL |" in lines
     assert lines[-1] == "conv: 1 of 2 pass; mem: 2 of 4 pass; fused: 1 of 2 pass"
     assert targets.verdicts({**res, "device": "cpu"}) == [] and targets.table([]) == []
     path = tmp_path / "run.json"
@@ -458,3 +459,21 @@ def test_gpu_script_fits_its_time_box():
     assert len(steps) >= 10 and sum(steps) + sum(extra) <= 540, (steps, extra)
     if shutil.which("bash"):
         assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+
+
+def test_gpu_rows_name_the_algorithm_each_mode_ran(monkeypatch):
+    """A GPU run's conv rows say which algorithm each of our modes ran: the heuristic's (the
+    model's table, bench/results/predicted-h200.md), or the one autotuning kept."""
+    from gpucnn.bench import model
+    from gpucnn.cuda import algo, autotune, tc
+    case = next(c for c in cases.CONV if c.name == "cifar-resnet")
+    names = ["gpucnn-cuda-3xtf32", "torch-cudnn", "gpucnn-cuda-tf32", "gpucnn-cuda-fp32"]
+    got = run.chosen(case, "forward", names, (90, 132))
+    assert got == {"gpucnn-cuda-3xtf32": "gemm 64x128x32 wgmma", "gpucnn-cuda-tf32": "gemm 64x128x32 wgmma",
+                   "gpucnn-cuda-fp32": "gemm 64x64x16"}
+    g = model.geometry(case)
+    with algo.override("gemm64"), tc.force_tile(64):
+        forced = algo.choose(g, "forward", np.float32, "tf32", 132, 90)
+    monkeypatch.setattr(autotune, "_cache", {("cuda", 90, 132, g, "forward", "<f4", "tf32"): forced})
+    assert run.chosen(case, "forward", names, (90, 132))["gpucnn-cuda-tf32"] == "gemm 64x64x32"
+    assert run.chosen(case, "forward", names, (90, 132))["gpucnn-cuda-3xtf32"] == "gemm 64x128x32 wgmma"

@@ -83,7 +83,28 @@ def _row(case, direction, res, full_n, lim, names):
     row["ratio"] = {n: ms / res[n]["ms"] for n in names[1:]}
     if case.kind == "conv":
         row["modes"] = modes.row_modes(row, lim)
+        if BACKENDS[ours] == ("gpucnn", "cuda"):
+            from gpucnn.runtime import cupy_runtime
+            row["algo"] = chosen(case, direction, names, cupy_runtime.device())
     return row
+
+
+def chosen(case, direction, names, device) -> dict:
+    """{our GPU backend: the algorithm its pass ran on ``device`` ((compute capability, SMs)):
+    the one autotuning kept where it tuned the pass (--algo autotune), else the heuristic's}."""
+    from gpucnn import mathmode
+    from gpucnn.bench import model
+    from gpucnn.cuda import algo, autotune
+    cc, sms = device
+    g, out = model.geometry(case), {}
+    for n in names:
+        if BACKENDS[n] != ("gpucnn", "cuda"):
+            continue
+        with mathmode.math_mode(modes.MODE_OF.get(n)):
+            math = mathmode.effective(cc)
+        c = autotune.tuned_choice(g, direction, math) or algo.choose(g, direction, np.float32, math, sms, cc)
+        out[n] = model.describe(c)
+    return out
 
 
 def geomeans(rows, names):

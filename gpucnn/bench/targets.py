@@ -37,16 +37,17 @@ def verdicts(res: dict) -> list[dict]:
     if res.get("device") != "cuda":
         return out  # the targets are a GPU's
 
-    def add(kind, r, pass_, mode, value, goal, at_least):
+    def add(kind, r, pass_, mode, value, goal, at_least, algo=""):
         out.append({"kind": kind, "case": r["case"], "pass": pass_, "mode": mode, "value": value, "goal": goal,
-                    "ok": value >= goal if at_least else value <= goal})
+                    "ok": value >= goal if at_least else value <= goal, "algo": algo})
     for r in res.get("rows", []):
         if r["batch"] != r["full_batch"]:
             continue  # a scaled-down case (a CPU run) is not the suite's
         if r["kind"] == "conv":
             for mode, (ours, peer, _) in modes.PAIRS.items():
                 if ours in r["ms"] and peer in r["ms"]:
-                    add("conv", r, r["pass"], mode, r["ms"][ours] / r["ms"][peer], K.TARGET_RATIO, False)
+                    add("conv", r, r["pass"], mode, r["ms"][ours] / r["ms"][peer], K.TARGET_RATIO, False,
+                        r.get("algo", {}).get(ours, ""))
         elif (r["op"], r["pass"]) in MEM_TARGETS and r.get("tensor_bytes", 0) >= K.TARGET_MIN_BYTES:
             ours = next(iter(r["ms"]))  # the run's first backend
             add("mem", r, r["pass"], ours, r["fraction_of_limit"], MEM_TARGETS[r["op"], r["pass"]], True)
@@ -62,12 +63,12 @@ def table(found: list[dict]) -> list[str]:
         return []
     lines = ["", "Issue 11's targets, measured (conv: our time over cuDNN's in the same mode, at most the goal; "
              "mem: the fraction of the copy bandwidth, fused: separate / fused, at least the goal):", "",
-             "| target | case | pass | mode | measured | goal | verdict |", "|---|---|---|---|---|---|---|"]
+             "| target | case | pass | mode | algorithm | measured | goal | verdict |", "|---|---|---|---|---|---|---|---|"]
     for v in found:
         value = f"{100 * v['value']:.0f}%" if v["kind"] == "mem" else f"{v['value']:.2f}"
         goal = f"{100 * v['goal']:.0f}%" if v["kind"] == "mem" else f"{v['goal']:.2f}"
-        lines.append(f"| {v['kind']} | {v['case']} | {v['pass']} | {v['mode']} | {value} | {goal} | "
-                     f"{'pass' if v['ok'] else 'FAIL'} |")
+        lines.append(f"| {v['kind']} | {v['case']} | {v['pass']} | {v['mode']} | {v['algo'] or '-'} | {value} | "
+                     f"{goal} | {'pass' if v['ok'] else 'FAIL'} |")
     kinds = dict.fromkeys(v["kind"] for v in found)
     counts = [f"{k}: {sum(v['ok'] for v in found if v['kind'] == k)} of {sum(v['kind'] == k for v in found)} pass"
               for k in kinds]

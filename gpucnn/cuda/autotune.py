@@ -58,6 +58,11 @@ def candidates(g, pass_: str, dtype, math: str, sms: int, cc: int) -> list[algo.
     return out
 
 
+def tuned_choice(g, pass_: str, math: str) -> algo.Choice | None:
+    """The choice tuning kept for (g, pass_) in ``math`` on this process's device, if any."""
+    return next((c for k, c in _cache.items() if k[3] == g and k[4] == pass_ and k[6] == math), None)
+
+
 def trial(g, pass_: str) -> algo.Choice | None:
     """The choice that ``tuned`` runs for (g, pass_) now, if any (gpucnn.cuda.conv asks first)."""
     t = _trial.get()
