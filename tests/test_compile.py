@@ -59,12 +59,13 @@ def test_family_fits_sm90(nvrtc, family):
     assert cc.problems(family, r) == []
 
 
-@pytest.mark.parametrize("kernel", ["conv2d_backward_data_phase_f32", "conv2d_backward_data_phase_3xtf32_64g"])
-def test_a_part_compiles_to_its_kernels(nvrtc, kernel):
+@pytest.mark.parametrize("family,kernel", [("conv2d_phase", "conv2d_backward_data_phase_f32"),
+                                           ("conv2d_phase", "conv2d_backward_data_phase_3xtf32_64g"),
+                                           ("linear", "linear_forward_f64"), ("linear", "linear_forward_tf32_128")])
+def test_a_part_compiles_to_its_kernels(nvrtc, family, kernel):
     """A part of a family (loader.PARTED) as the loader builds it on sm_90 compiles without
     warnings to the kernels of that part and no others (tests/test_loader.py checks every
     part's contents through the emulator's preprocessor)."""
-    family = "conv2d_phase"
     r = cc.compile_source(loader.source(family), f"{family}.cu", "sm_90", cc.target(family, "sm_90"),
                           loader.part_options(family, kernel))
     assert r.compiled and r.errors == [] and r.warnings == [], r.log
