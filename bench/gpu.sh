@@ -25,7 +25,7 @@
 #                                                           after 185 s on the H200)
 #   5b the fused rows (conv+bias+ReLU, batch norm    30 s   (after 5, whose compiled kernels CuPy's
 #     + ReLU) against the separate passes                   disk cache keeps)
-#   5c five convolution cases autotuned (--algo      20 s   (where the tuned time beats step 5's, the
+#   5c six convolution cases autotuned (--algo       20 s   (where the tuned time beats step 5's, the
 #     autotune), 3xtf32 and tf32                            heuristic guessed wrong)
 #   6 the training-step rows (lenet, vgg-small,     65 s
 #     resnet20 at batch 128 against PyTorch eager; torch.compile's own compile left out for time)
@@ -72,7 +72,7 @@ step 5b-fused 30 "$PY" -m gpucnn.cli bench --device cuda --fused-only --no-progr
     --out "$logs/fused" --backends "$modes"
 step 5c-autotune 20 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
     --out "$logs/tuned" --backends gpucnn-cuda-3xtf32,torch-cudnn,torch-cudnn-tf32,gpucnn-cuda-tf32 --algo autotune \
-    --only mnist-2,cifar-resnet,resnet-3x3,resnet-7x7x512,vgg
+    --only mnist-1,mnist-2,cifar-resnet,resnet-3x3,resnet-7x7x512,vgg
 step 6-steps 65 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-torch-compile --no-progress \
     --out "$logs/steps"
 step 7-ncu 45 ncu --clock-control none \

@@ -46,6 +46,22 @@ def test_candidates(case, cc):
                 assert any(c.family == "phase" for c in cands) and any(c.family == "gemm" for c in cands)
 
 
+def test_split_gemms_are_tried_with_fewer_parts():
+    """A split GEMM candidate also runs with a half and a quarter of its parts, on the same tile."""
+    g = _geometry(next(c for c in CONV if c.name == "mnist-1"))
+    for math in ("fp32", "3xtf32"):
+        cands = autotune.candidates(g, "backward_filter", np.float32, math, 132, 90)
+        groups = {}
+        for c in cands:
+            if c.family == "gemm":
+                groups.setdefault((c.tile, c.edge, c.math, c.swap), set()).add(c.splits)
+        for key, splits in groups.items():  # about s, s / 2 and s / 4 (chunks rounded to the tile's k depth)
+            assert max(splits) <= 3 or len(splits) >= 3, (key, splits)
+        heuristic = cands[0]
+        assert heuristic.splits == 392 and {196, 98} <= {d.splits for d in cands if d.tile == heuristic.tile
+                                                        and d.math == heuristic.math and not d.swap}
+
+
 @pytest.fixture
 def emulator():
     ok, why = _backend.available("emulator")

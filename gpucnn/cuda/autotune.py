@@ -9,7 +9,8 @@ finds where it guessed wrong, at the price of each candidate's run once a shape.
 
 Candidates are the heuristic's choice, then every family and tensor-core tile that
 gpucnn.cuda.algo can force for the pass, in the math mode in force and in "fp32" (the FFMA
-kernels, at least as accurate as any mode): never a less accurate one, so "fold" (TF32 in every
+kernels, at least as accurate as any mode), each split GEMM also with a half and a quarter of
+its parts: never a less accurate one, so "fold" (TF32 in every
 mode) only in "tf32", and "direct" only where the heuristic counts it plausible (small groups,
 nearly empty tiles), as its loop is many times slower per FMA elsewhere.
 
@@ -55,7 +56,23 @@ def candidates(g, pass_: str, dtype, math: str, sms: int, cc: int) -> list[algo.
                     c = algo.choose(g, pass_, dtype, mode, sms, cc)
                 if c not in out:
                     out.append(c)
+    # Each GEMM choice of split reduction also with a half and a quarter of its parts: algo's split
+    # count charges a part 2 k-steps of overhead, a guess no GPU has checked.
+    for c in [c for c in out if c.family == "gemm" and c.splits > 1]:
+        for splits in dict.fromkeys((c.splits // 2, c.splits // 4)):
+            if splits >= 1:
+                with algo.override(f"{_gemm_spec(c)}:{splits}"), tc.force_tile(c.edge):
+                    v = algo.choose(g, pass_, dtype, c.math, sms, cc)
+                if v not in out:
+                    out.append(v)
     return out
+
+
+def _gemm_spec(c: algo.Choice) -> str:
+    """The override that forces GEMM choice ``c``'s tile (a tensor-core tile's edge is forced apart)."""
+    if c.edge is not None:
+        return "gemm"
+    return {algo.TILE: "gemm64", algo.NARROW_TILE: "gemm32t" if c.swap else "gemm32"}[c.tile]
 
 
 def tuned_choice(g, pass_: str, math: str) -> algo.Choice | None:
