@@ -163,6 +163,11 @@ def _compile(job: tuple) -> float:
     return time.perf_counter() - t
 
 
+# a pass kernel of each of loader.PARTED's families: its tiles (tc.variants) are the family's
+PARTED_BASES = {"conv2d": "conv2d_forward", "conv2d_phase": "conv2d_backward_data_phase",
+                "linear": "linear_forward"}
+
+
 def _compile_jobs() -> list[tuple]:
     """(family, options, a kernel of the part) for every part the loader builds on a GPU:
     loader.PARTED's families a part each (the kernels without tensor cores, then a tile's, named
@@ -170,9 +175,8 @@ def _compile_jobs() -> list[tuple]:
     jobs = []
     for family in loader.families():
         if family in loader.PARTED:
-            jobs.append((family, (), f"{family}_f32"))
-            edges = [e for e in tc.TC_TILES if family in tc.WG_FAMILIES or e not in tc.CONV_TILES]
-            jobs += [(family, (), f"{family}_{mode}_{edge}") for mode in ("tf32", "3xtf32") for edge in edges]
+            base = PARTED_BASES[family]
+            jobs += [(family, (), k) for k in (f"{base}_f32", *tc.variants(base))]
         else:
             jobs.append((family, (), None))
     return jobs

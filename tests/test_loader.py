@@ -57,6 +57,9 @@ def test_parts_hold_their_kernels(family):
 
 
 def test_part_names():
+    assert loader.tile_of("conv2d_forward_3xtf32_64g") == ("3xtf32", "64g")
+    assert loader.tile_of("linear_forward_tf32_128") == ("tf32", 128)
+    assert loader.tile_of("conv2d_fold_backward_data_tf32_n8_f32") is None and loader.tile_of("relu_f32") is None
     assert loader.part("conv2d", "conv2d_forward_tf32_128g") == "tf32_128g"
     assert loader.part("conv2d", "conv2d_backward_filter_3xtf32_64w") == "3xtf32_64w"
     assert loader.part("conv2d", "conv2d_backward_filter_t_m32_f32") == "base"

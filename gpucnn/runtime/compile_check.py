@@ -44,22 +44,19 @@ ALLOWED_STACK: dict[str, str] = {}
 # tensor-core kernels need one (8 warps and 104 KiB of a 128 x 128 tile, or
 # 4 warps of a 64 x 64 tile, each a full pipeline)
 MIN_BLOCKS_PER_SM: dict[str, int] = {"conv2d": 2, "conv2d_phase": 2, "linear": 2}
-_TC_KERNEL = re.compile(r"_(?:3x)?tf32_(\d+[wg]?)$")
 _NARROW_BLOCKS = {"_m32_f32": 4, "_m32_f64": 3}  # gemm.cuh's GemmNarrow kernels: GemmBlocks
 
 
 def dynamic_smem(kernel: str) -> int:
     """The dynamic shared memory a kernel is launched with (the tensor-core tiles')."""
     from gpucnn.cuda import tc
-    m = _TC_KERNEL.search(kernel)
-    if not m:
-        return 0
-    return tc.smem_bytes(int(m[1]) if m[1].isdigit() else m[1], "3xtf32" if "_3xtf32_" in kernel else "tf32")
+    tile = loader.tile_of(kernel)
+    return tc.smem_bytes(tile[1], tile[0]) if tile else 0
 
 
 def tensor_core(kernel: str) -> bool:
     """Whether ``kernel`` is a tensor-core variant (tc_gemm.cuh's TC_VARIANTS, conv2d_fold.cu's kernels)."""
-    return bool(_TC_KERNEL.search(kernel)) or kernel.startswith("conv2d_fold_")
+    return loader.tile_of(kernel) is not None or kernel.startswith("conv2d_fold_")
 
 
 def min_blocks(family: str, kernel: str) -> int:

@@ -27,7 +27,14 @@ ARCH_SPECIFIC = {"conv2d_fold": 90, "conv2d": 90, "conv2d_phase": 90}
 # training step in 3xtf32 compiles conv2d's base, 3xtf32_32 and 3xtf32_64g parts and conv2d_phase's
 # 3xtf32_32: 11 s on the VM, against 57 s for the two families whole.
 PARTED = ("conv2d", "conv2d_phase", "linear")
-_TILE_SUFFIX = re.compile(r"_((?:3x)?tf32_[0-9a-z]+)$")
+_TILE_SUFFIX = re.compile(r"_((?:3x)?tf32)_(\d+[wg]?)$")
+
+
+def tile_of(kernel: str) -> tuple[str, int | str] | None:
+    """(math mode, tile) of a tensor-core tile kernel's name (tc_gemm.cuh's variants:
+    NAME_3xtf32_64g -> ("3xtf32", "64g"), NAME_tf32_128 -> ("tf32", 128)); None for the others."""
+    m = _TILE_SUFFIX.search(kernel)
+    return (m[1], int(m[2]) if m[2].isdigit() else m[2]) if m else None
 
 
 @functools.lru_cache(maxsize=None)
@@ -36,8 +43,8 @@ def part(family: str, kernel: str) -> str:
     for a tensor-core kernel, "base" for the others; "" for a family built whole."""
     if family not in PARTED:
         return ""
-    m = _TILE_SUFFIX.search(kernel)
-    return m.group(1) if m else "base"
+    tile = tile_of(kernel)
+    return f"{tile[0]}_{tile[1]}" if tile else "base"
 
 
 def part_options(family: str, kernel: str) -> tuple[str, ...]:
