@@ -212,8 +212,27 @@ def fused_rows(dev, rec=None) -> list[dict]:
                    for s, x in zip(K.SCENARIOS, conv)]
             gain = [b / a for a, b in zip(f, sep)]
             out.append({"case": case.name, "math": m, "choice": c, "fused_us": f, "separate_us": sep,
-                        "gain": gain, "verdict": model.verdict(min(gain), max(gain), K.TARGET_FUSED, below=False)})
+                        "gain": gain, "verdict": model.verdict(min(gain), max(gain), K.TARGET_FUSED, below=False),
+                        "bound": {"peak": fused_bound(case, relu, dev, rec, _peak_us(case, m, dev)),
+                                  "cudnn": fused_bound(case, relu, dev, rec, model.cudnn_kernels_us(case, m, dev))}})
     return out
+
+
+def _peak_us(case, math_, dev) -> float:
+    """The forward's device time at math mode ``math_``'s arithmetic peak (FFMA for fp32,
+    dense TF32 for tf32, a third of it for 3xtf32's three MMAs a product) or at the copy
+    rate, whichever is slower, and one launch: no kernel of that mode runs faster."""
+    rate = {"fp32": dev.fp32_tflops, "tf32": dev.tf32_tflops, "3xtf32": dev.tf32_tflops / 3}[math_]
+    return max(case.flops() / (rate * 1e6), model.bw_us(case.nbytes(), dev)) + K.LAUNCH_US.mid
+
+
+def fused_bound(case, relu: Stream, dev, rec, conv_us: float) -> float:
+    """separate / fused, central constants, for a forward GEMM of device time ``conv_us``:
+    what fusing the ReLU saves (its pass and op call) over that GEMM as the bench times it.
+    The saving does not grow with the GEMM's speed, so the ratio falls as the GEMM slows:
+    at the mode's peak (_peak_us) it is the most any kernel could reach."""
+    fused_t = K.timed(conv_us, K.HOST_US.mid)
+    return K.timed(conv_us + device_us(relu, dev, K.MID, rec), K.HOST_US.mid + host_us(relu.op, K.MID)) / fused_t
 
 
 def bn_row(dev, rec=None) -> dict:
