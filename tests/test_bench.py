@@ -12,7 +12,7 @@ import pytest
 from gpucnn import cli
 from gpucnn.usage import UsageError
 from gpucnn import backend
-from gpucnn.bench import cases, cpu_steps, fused, ops, report, run, steps, timing
+from gpucnn.bench import cases, cpu_steps, fused, limits, ops, report, run, steps, timing
 
 
 def _case(name, kind=cases.ConvCase):
@@ -158,6 +158,25 @@ def test_cpu_run_end_to_end(tmp_path):
     assert "1 of 64" in paths["table"].read_text()
     pytest.importorskip("matplotlib")
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_memory_rows_time_a_copy_of_their_tensor():
+    """A memory-bound row carries a copy of its input tensor timed in the same loop: its time, its
+    rate (bytes read and written) and the row's rate over it; the copy is no backend (no ratio)."""
+    res = run.run("cpu", small=True, only="relu", train=False, with_fused=False, progress=False)
+    assert [r["op"] for r in res["rows"]] == ["relu"] * 4
+    for r in res["rows"]:
+        assert r["copy_ms"] > 0 and run.COPY not in r["ms"] and run.COPY not in r["ratio"]
+        assert r["copy_gbps"] == pytest.approx(2 * r["tensor_bytes"] / r["copy_ms"] / 1e6)
+        assert r["fraction_of_same_copy"] == pytest.approx(r["gbps"] / r["copy_gbps"])
+    assert f"% ({100 * res['rows'][0]['fraction_of_same_copy']:.0f}%) |" in report.table(res)
+
+
+def test_copier_copies():
+    (dst, src), = limits.copy_pairs("cpu", 4 * 1000, 1)
+    src[:] = np.arange(1000, dtype=np.float32)
+    limits.copier("cpu")(dst, src)
+    np.testing.assert_array_equal(dst, src)
 
 
 def test_geomeans():
@@ -413,7 +432,8 @@ def test_issue_targets_read_off_a_gpu_run(tmp_path, capsys):
     def mem(op, pass_, frac, nbytes, batch=32):
         return {"kind": "mem", "op": op, "case": f"{op} x", "pass": pass_, "batch": batch, "full_batch": 32,
                 "fraction_of_limit": frac, "tensor_bytes": nbytes, "ms": {"gpucnn-cuda": 1.0, "torch-cudnn": 0.9}}
-    rows = [conv, mem("relu", "forward", 0.90, 102.8e6), mem("batchnorm", "stats", 0.69, 33.6e6),
+    rows = [conv, {**mem("relu", "forward", 0.90, 102.8e6), "fraction_of_same_copy": 0.95},
+            mem("batchnorm", "stats", 0.69, 33.6e6),
             mem("batchnorm", "forward", 0.84, 33.6e6), mem("bias_grad", "backward", 0.71, 33.6e6),
             mem("relu", "forward", 0.30, 6.4e6), mem("max_pool", "backward", 0.5, 102.8e6),
             mem("relu", "backward", 0.2, 102.8e6, batch=4)]
@@ -432,6 +452,7 @@ def test_issue_targets_read_off_a_gpu_run(tmp_path, capsys):
     lines = targets.table(targets.verdicts(res))
     assert "| conv | vgg | forward | tf32 | gemm 128x128x32 wgmma | 3.20 | 3.00 | FAIL |" in lines
     assert "| mem | batchnorm x | stats | gpucnn-cuda | - | 69% | 70% | FAIL |" in lines
+    assert "| mem | relu x | forward | gpucnn-cuda | - | 90% (95% of a same-size copy) | 85% | pass |" in lines
     assert lines[-1] == "conv: 1 of 2 pass; mem: 2 of 4 pass; fused: 1 of 2 pass"
     assert targets.verdicts({**res, "device": "cpu"}) == [] and targets.table([]) == []
     path = tmp_path / "run.json"

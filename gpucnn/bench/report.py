@@ -22,14 +22,16 @@ def table(res) -> str:
              f"threads {res['threads']}, OMP_WAIT_POLICY {res.get('omp_wait_policy')}; "
              f"load average at the end {res.get('load_average')}.",
              f"Times are medians; 'x peer' is {ours}'s time over the peer's (below 1 is faster). "
-             "A batch 'a of b' ran a of the suite's b images."]
+             "A batch 'a of b' ran a of the suite's b images. A memory-bound row's 'of limit' is "
+             "followed by its fraction of a copy of its input tensor timed beside it (the fixed costs "
+             "at that size), in brackets."]
     if res["rows"]:
         lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in res["rows"]:
         batch = str(r["batch"]) if r["batch"] == r["full_batch"] else f"{r['batch']} of {r['full_batch']}"
         rate = f"{r['gflops']:.1f} GFLOP/s" if r["kind"] == "conv" else f"{r['gbps']:.1f} GB/s"
         cells = ([r["case"], batch, r["pass"]]
-                 + [fmt_ms(r["ms"][n]) for n in names] + [rate, f"{100 * r['fraction_of_limit']:.0f}%"]
+                 + [fmt_ms(r["ms"][n]) for n in names] + [rate, of_limit(r)]
                  + [f"{r['ratio'][p]:.2f}" for p in peers])
         lines.append("| " + " | ".join(cells) + " |")
     if peers and res["rows"]:
@@ -43,6 +45,12 @@ def table(res) -> str:
     if res.get("train"):
         lines += step_table(res["train"], ours)
     return "\n".join(lines) + "\n"
+
+
+def of_limit(r) -> str:
+    """A row's fraction of the run's limit; a memory-bound row's also of its same-size copy, in brackets."""
+    same = r.get("fraction_of_same_copy")
+    return f"{100 * r['fraction_of_limit']:.0f}%" + ("" if same is None else f" ({100 * same:.0f}%)")
 
 
 def _mib(b):

@@ -20,6 +20,8 @@ BACKENDS = {"gpucnn-cuda": ("gpucnn", "cuda"), "gpucnn-numpy": ("gpucnn", "cpu")
 DEFAULT = {"cuda": ["gpucnn-cuda", "torch-cudnn", "torch-cudnn-tf32", "gpucnn-cuda-tf32", "gpucnn-cuda-3xtf32",
                     "gpucnn-cuda-fp32", "torch-cpu", "gpucnn-numpy"],
            "cpu": ["gpucnn-numpy", "torch-cpu"]}
+# A memory-bound row's copy of its input tensor, timed beside it (not a backend: no ratio).
+COPY = "copy"
 # Rotate inputs among enough copies to overflow the last-level cache.
 ROTATE_BYTES = {"cuda": 128 * 2**20, "cpu": 64 * 2**20}
 SCHEMA = 1
@@ -66,6 +68,11 @@ def _copies(case, device):
                                                               if case.kind == "mem" else case.nbytes()))))
 
 
+def case_tensor_bytes(case) -> int:
+    """A memory-bound case's input tensor, in bytes."""
+    return cases.F32 * case.N * case.C * case.H * case.W
+
+
 def _row(case, direction, res, full_n, lim, names):
     ours = names[0]
     ms = res[ours]["ms"]
@@ -79,7 +86,11 @@ def _row(case, direction, res, full_n, lim, names):
     row["fraction_of_limit"] = (row["gflops"] / lim["matmul_gflops"] if case.kind == "conv"
                                 else row["gbps"] / lim["copy_gbps"])
     if case.kind == "mem":  # the input's size, which the issue's bandwidth targets are stated on
-        row["tensor_bytes"] = cases.F32 * case.N * case.C * case.H * case.W
+        row["tensor_bytes"] = case_tensor_bytes(case)
+        if COPY in res:  # a copy of that tensor, timed in the same loop: the fixed costs at this size
+            row["copy_ms"] = res[COPY]["ms"]
+            row["copy_gbps"] = 2 * row["tensor_bytes"] / row["copy_ms"] / 1e6
+            row["fraction_of_same_copy"] = row["gbps"] / row["copy_gbps"]
     row["ratio"] = {n: ms / res[n]["ms"] for n in names[1:]}
     if case.kind == "conv":
         row["modes"] = modes.row_modes(row, lim)
@@ -199,7 +210,10 @@ def _run(device, backends, small, only, budget_s, threads, train, progress, step
         for n in names:
             fn, inputs = ops.build(case, direction, BACKENDS[n][0], BACKENDS[n][1], copies)
             runs[n] = (modes.wrap(n, fn), inputs)
-        res = timing.interleaved(clocks, runs, budget_s=budget_s, min_reps=3 if small else 5)
+        if case.kind == "mem":
+            runs[COPY] = (limits.copier(device), limits.copy_pairs(device, case_tensor_bytes(case), copies))
+        res = timing.interleaved({**clocks, COPY: clocks[names[0]]}, runs, budget_s=budget_s,
+                                 min_reps=3 if small else 5)
         rows.append(_row(case, direction, res, full_n, lim, names))
         on_row("rows", rows[-1])
         bar.step(f"{case.label()} {direction}")
