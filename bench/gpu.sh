@@ -37,6 +37,8 @@
 # The lending tool returns at most 8 files from $OUT: the logs and tables go into one
 # tarball (logs.tar.gz) beside summary.txt and the benchmarks' JSON (mem, bench, fused,
 # tuned, steps: 7 files).
+# Without a GPU, tests/test_standin_gpu.py runs this script's Python steps on a stand-in CuPy
+# (bench/standin_gpu.py: PYTHON a wrapper that runs it, GPU_SH_SKIP the steps that need the device).
 set -u
 out=${1:-${OUT:-bench/results/$(date +%F)}}
 mkdir -p "$out"
@@ -49,6 +51,7 @@ summary="$out/summary.txt"
 step() {  # step NAME SECONDS COMMAND...: run it under timeout, log it, note its exit status
     local name=$1 secs=$2 t0=$SECONDS
     shift 2
+    case " ${GPU_SH_SKIP:-} " in *" $name "*) echo "$name: skipped (GPU_SH_SKIP)" | tee -a "$summary"; return;; esac
     timeout --kill-after=10 "$secs" "$@" > "$logs/$name.log" 2>&1
     local rc=$?
     echo "$name: exit $rc in $((SECONDS - t0)) s$([ $rc -eq 124 ] && echo ' (timed out)')" | tee -a "$summary"
@@ -62,16 +65,18 @@ step 2c-compile 45 "$PY" bench/gpu_launches.py compile
 step 3-gpu-tests 90 "$PY" -m pytest -v -m gpu -p no:cacheprovider --maxfail=20 tests
 step 4a-memcheck 45 compute-sanitizer --tool memcheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
 step 4b-racecheck 45 compute-sanitizer --tool racecheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
-modes=gpucnn-cuda-3xtf32,torch-cudnn,torch-cudnn-tf32,gpucnn-cuda-tf32,gpucnn-cuda-fp32
+peers=${GPU_SH_PEERS-torch-cudnn,torch-cudnn-tf32}  # PyTorch's cuDNN, strict then TF32 (the stand-in has no CUDA PyTorch: empty)
+strict=${peers%%,*}
+modes=gpucnn-cuda-3xtf32${peers:+,$peers},gpucnn-cuda-tf32,gpucnn-cuda-fp32
 convs=$("$PY" -c 'from gpucnn.bench.cases import CONV; print(",".join(c.name for c in CONV))')
 step 5a-mem 30 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
-    --out "$logs/mem" --backends gpucnn-cuda,torch-cudnn --only relu,pool,batchnorm,bias_grad
+    --out "$logs/mem" --backends "gpucnn-cuda${strict:+,$strict}" --only relu,pool,batchnorm,bias_grad
 step 5-bench 85 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
     --out "$logs/bench" --backends "$modes" --only "$convs"
 step 5b-fused 30 "$PY" -m gpucnn.cli bench --device cuda --fused-only --no-progress --budget 0.3 \
     --out "$logs/fused" --backends "$modes"
 step 5c-autotune 20 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
-    --out "$logs/tuned" --backends gpucnn-cuda-3xtf32,torch-cudnn,torch-cudnn-tf32,gpucnn-cuda-tf32 --algo autotune \
+    --out "$logs/tuned" --backends "gpucnn-cuda-3xtf32${peers:+,$peers},gpucnn-cuda-tf32" --algo autotune \
     --only mnist-1,mnist-2,cifar-resnet,resnet-3x3,resnet-7x7x512,vgg
 step 6-steps 65 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-torch-compile --no-progress \
     --out "$logs/steps"
@@ -80,8 +85,12 @@ step 7-ncu 45 ncu --clock-control none \
     --launch-count 9 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
 
 echo "8-targets:" >> "$summary"  # the whole table, into the summary
-timeout 5 "$PY" -m gpucnn.bench.targets "$logs"/{mem,bench,fused}/*.json "$logs"/{mem,bench,fused}/partial.jsonl \
-    >> "$summary" 2>&1
+runs=()  # each step's JSON, or the rows a step cut short kept (its partial.jsonl)
+for d in mem bench fused; do
+    f=$(ls "$logs/$d"/*.json 2>/dev/null | head -n 1)
+    runs+=("${f:-$logs/$d/partial.jsonl}")
+done
+timeout 5 "$PY" -m gpucnn.bench.targets "${runs[@]}" >> "$summary" 2>&1
 
 for d in mem bench fused tuned steps; do  # a bench cut short keeps the rows it timed (gpucnn bench's partial.jsonl)
     [ -f "$logs/$d/partial.jsonl" ] && echo "$d: cut short; $(wc -l < "$logs/$d/partial.jsonl") rows timed, in logs.tar.gz's $d/partial.jsonl" | tee -a "$summary"

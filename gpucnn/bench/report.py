@@ -78,8 +78,8 @@ def step_table(rows, ours) -> list[str]:
         cells = ([r["model"], "x".join(map(str, r["input"])), str(r["batch"])] + _cpu_cells(r) * cpu
                  + [f"{e['images_per_s']:.0f}" if "ms" in e else "-" for e in res]
                  + [f"{r['ratio'][p]:.2f}" if p in r["ratio"] else "-" for p in peers]
-                 + [f"{r['ours']['ms']:.1f} ({r['ours']['q1']:.1f}-{r['ours']['q3']:.1f})",
-                    f"{r['vs_one_thread']:.2f}"] * cpu
+                 + ([f"{r['ours']['ms']:.1f} ({r['ours']['q1']:.1f}-{r['ours']['q3']:.1f})",
+                     f"{r['vs_one_thread']:.2f}"] if cpu else [])  # a GPU row has neither
                  + [_mib(e.get("peak_bytes")) for e in res] * memory)
         cells[3 + 2 * cpu] += graph
         lines.append("| " + " | ".join(cells) + " |")

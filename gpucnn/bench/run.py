@@ -196,8 +196,8 @@ def _run(device, backends, small, only, budget_s, threads, train, progress, step
     if "torch-cudnn" in names:
         _torch_cuda_setup()
     clocks = {n: timing.clock(BACKENDS[n][1]) for n in names}
-    lim = limits.cuda() if device == "cuda" else limits.cpu(threads, **(
-        {"copy_bytes": 8 * 2**20, "n": 256, "reps": 2} if small else {}))
+    small_limits = {"copy_bytes": 8 * 2**20, "n": 256, "reps": 2} if small else {}
+    lim = limits.cuda(**small_limits) if device == "cuda" else limits.cpu(threads, **small_limits)
     todo = [] if steps_only or fused_only else [
         (c, full_n, d) for c, full_n in cases.suite(device, small=small, only=only) for d in cases.passes(c)]
     step_models = steps.models(only if steps_only else None) if train else []

@@ -94,10 +94,11 @@ def _fresh_memory(device):
     cupy.get_default_memory_pool().free_all_blocks()
     try:
         import torch
+    except ImportError:
+        return
+    if torch.cuda.is_available():  # a CPU build of torch has no peak to reset (AttributeError)
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    except ImportError:
-        pass
 
 
 def _torch_entry(model, xs, ys, device, peer, clk, budget_s, min_reps):

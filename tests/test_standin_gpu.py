@@ -1,0 +1,105 @@
+"""bench/gpu.sh's Python, run without a GPU on bench/standin_gpu.py's stand-in CuPy.
+
+A lent GPU gives a session minutes, and gpu.sh's bench, autotuning, step and
+targets code had never run before one: a Python error there (the step table
+of a GPU run read CPU-only fields) costs a step's rows. Here the script's
+Python steps run on the stand-in: bench/gpu_launches.py's small launches
+through the "cuda" backend on the emulator's kernels, each result checked
+against float64; the whole script with null kernels (its device steps
+skipped), whose JSON and targets table must come out; and ncu's kernel
+filter against the launches it watches."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("standin_gpu", ROOT / "bench" / "standin_gpu.py")
+sg = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sg)
+
+DEVICE_STEPS = "1-device 2-primitives 2c-compile 3-gpu-tests 4a-memcheck 4b-racecheck 7-ncu"
+
+
+def test_the_stand_in_serves_backend_cuda():
+    import gpucnn
+    from gpucnn import backend
+    with sg.gpu("emulator") as rt:
+        import cupy
+        x = cupy.asarray(np.arange(-3, 3, dtype=np.float32))
+        assert backend.resolve((x,)) == "cuda" and rt.device() == (90, 132)
+        y = gpucnn.relu(x)
+        assert type(y) is sg.StandinArray and y.get().tolist() == [0, 0, 0, 0, 1, 2]
+    assert sys.modules.get("cupy") is not cupy
+
+
+def test_gpu_launches_small_is_right_through_the_cuda_backend(capsys):
+    """gpu.sh's compute-sanitizer steps run gpu_launches.py small: every pass in every math mode on
+    every tile, then each family forced, each checked against float64 (on the emulator's kernels at
+    compute capability 9.0, so the warpgroup tiles too)."""
+    with sg.gpu("emulator"):
+        ok = sg._script("gpu_launches").small()
+    out = capsys.readouterr().out
+    assert ok and "MISMATCH" not in out
+    assert "tile 64g" in out and "fold wgmma" in out and out.count(" ok") >= 100
+
+
+def test_ncu_profiles_the_launches_it_names(capsys):
+    """gpu.sh's ncu step: its kernel-name filter over gpu_launches.py large's launches matches exactly
+    its launch count, and those are the kernels the step names: the conv forward in each mode and on
+    the wide warpgroup tile, the window kernel, the fold of each MMA kind, batch norm's statistics and
+    the bias gradient."""
+    text = (ROOT / "bench" / "gpu.sh").read_text()
+    rx = re.search(r'--kernel-name regex:"([^"]+)"', text).group(1)
+    count = int(re.search(r"--launch-count (\d+)", text).group(1))
+    log = []
+    with sg.gpu("null") as rt, np.errstate(all="ignore"):
+        null = sg.host_path.NullModule(log)
+        rt.module = lambda family, options=(), kernel=None: null
+        sg._script("gpu_launches").large()
+    hit = [name for name, *_ in log if re.search(rx, name)]
+    assert len(hit) == count, hit
+    prefixes = ["conv2d_forward_f32", "conv2d_forward_tf32_", "conv2d_forward_3xtf32_", "conv2d_forward_tf32_64g",
+                "depthwise_backward_data_window_f32", "conv2d_fold_backward_data_tf32", "conv2d_fold_backward_data_wgmma",
+                "batchnorm_stats_f32", "conv2d_bias_grad_f32"]
+    assert all(any(h.startswith(p) for h in hit) for p in prefixes), hit
+
+
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash and timeout")
+def test_gpu_script_runs_its_python_steps(tmp_path):
+    """The whole of gpu.sh with PYTHON running the stand-in (null kernels, no CUDA PyTorch: no
+    peers), its device steps skipped: every other step exits 0, the JSON of each bench step comes
+    back, and the targets table judges every memory-bound row of 25 MB or more and every fused row."""
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{ROOT / "bench" / "standin_gpu.py"}" --kernels null '
+                       'python "$@"\n')
+    wrapper.chmod(0o755)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHON": str(wrapper), "GPU_SH_SKIP": DEVICE_STEPS, "GPU_SH_PEERS": ""}
+    run = subprocess.run(["bash", "bench/gpu.sh", str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=600)
+    summary = (out / "summary.txt").read_text()
+    exits = dict(re.findall(r"^(\S+): exit (\d+)", summary, re.M))
+    assert set(exits) == {"2b-host", "5a-mem", "5-bench", "5b-fused", "5c-autotune", "6-steps"}, run.stdout
+    assert set(exits.values()) == {"0"}, summary
+    assert all(f"{s}: skipped" in summary for s in DEVICE_STEPS.split())
+    for name in ("mem", "bench", "fused", "tuned", "steps"):
+        assert json.loads((out / f"{name}.json").read_text())["device"] == "cuda"
+    from gpucnn.bench import cases, fused, targets
+    rows = json.loads((out / "mem.json").read_text())["rows"]
+    judged = sum((r["op"], r["pass"]) in targets.MEM_TARGETS and r["tensor_bytes"] >= 25e6 for r in rows)
+    assert judged >= 10 and all(r["copy_ms"] > 0 for r in rows)
+    # the verdicts are the host's times here, not the device's: only that each target was judged
+    assert re.search(rf"^mem: \d+ of {judged} pass; fused: \d+ of {len(fused.CONV_CASES) * 3} pass$", summary, re.M)
+    assert summary.count("of a same-size copy)") == judged
+    steps = json.loads((out / "steps.json").read_text())["train"]
+    assert [r["model"] for r in steps] == [m for m, *_ in cases.STEPS] and all(r["ours"]["graph"] for r in steps)
