@@ -10,12 +10,13 @@ runs on the CPU before a GPU ever sees it:
 
 * ``module()``: a ``cupy`` module whose arrays are NumPy arrays of a type
   that says "cupy" (so backend.resolve picks "cuda"), with ``.get()``; its
-  events read the host's clock, its graphs run nothing on replay, its
-  device reports compute capability 9.0 and 132 SMs (an H200);
+  events read the host's clock, its device reports compute capability 9.0
+  and 132 SMs (an H200);
 * ``gpu(kernels)``: that module installed as ``cupy`` and backend "cuda"
   served by a Runtime whose kernels are the emulator's (``"emulator"``: real
-  results, as slow as the emulator) or bench/host_path.py's null ones
-  (``"null"``: no results, any size).
+  results, as slow as the emulator; a step graph records the emulator's
+  launches and replays them, as on the emulator) or bench/host_path.py's
+  null ones (``"null"``: no results, any size; a step graph replays nothing).
 
 The emulator reports compute capability 9.0 inside ``gpu("emulator")``, so
 the warpgroup tiles run as on an H200. What this cannot show: anything of
@@ -95,7 +96,7 @@ class Event:
 
 
 class Graph:
-    """What a stand-in capture returns: its replays count and run nothing."""
+    """What a stand-in capture on null kernels returns: its replays count and run nothing."""
 
     def __init__(self):
         self.launches = 0
@@ -159,7 +160,8 @@ def module() -> types.ModuleType:
     cp.asnumpy = lambda a: np.array(a)
     cp.get_array_module = lambda *args: cp
     device = types.SimpleNamespace(id=0, compute_capability=str(DEVICE[0]),
-                                   attributes={"MultiProcessorCount": DEVICE[1]}, synchronize=lambda: None)
+                                   attributes={"MultiProcessorCount": DEVICE[1]}, synchronize=lambda: None,
+                                   use=lambda: None)
     stream, pool = Stream(), MemoryPool()
     cp.get_default_memory_pool = lambda: pool
     cp.get_default_pinned_memory_pool = lambda: pool
@@ -188,7 +190,7 @@ def gpu(kernels: str = "emulator"):
     """``cupy`` is the stand-in and backend "cuda" runs ``kernels``' kernels ("emulator" or "null")."""
     from gpucnn.bench import limits
     from gpucnn.cuda import norm, optim
-    from gpucnn.runtime import Runtime, cupy_runtime, loader
+    from gpucnn.runtime import Runtime, capture, cupy_runtime, loader
     from gpucnn.runtime.emulator import settings
     cp = module()
     source = {"emulator": loader.emulator_module, "null": lambda family, options=(), kernel=None: null}[kernels]
@@ -197,7 +199,9 @@ def gpu(kernels: str = "emulator"):
     saved = sys.modules.get("cupy")
     sys.modules["cupy"] = cp
     cupy_runtime._device.cache_clear()
-    real_limits = limits.cuda
+    real_limits, real_capture = limits.cuda, capture._capture_cuda
+    if kernels == "emulator":  # a step graph records the emulator's launches and replays them
+        capture._capture_cuda = functools.partial(capture.capture, "emulator")
     # The device's limits mean nothing here: measured on a small copy and product (1 GiB and
     # 8192^3 would take NumPy minutes).
     limits.cuda = functools.partial(real_limits, copy_bytes=8 << 20, n=256, reps=2)
@@ -205,7 +209,7 @@ def gpu(kernels: str = "emulator"):
         with settings.emulation(compute_capability=DEVICE[0], sm_count=DEVICE[1]), host_path.null_cuda(rt):
             yield rt
     finally:
-        limits.cuda = real_limits
+        limits.cuda, capture._capture_cuda = real_limits, real_capture
         cupy_runtime._device.cache_clear()
         # the stand-in's arrays kept by the launch code for the "cuda" runtime: counters, address rings
         for cache in (norm._counters, optim._rings):

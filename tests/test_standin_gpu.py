@@ -6,8 +6,9 @@ of a GPU run read CPU-only fields) costs a step's rows. Here the script's
 Python steps run on the stand-in: bench/gpu_launches.py's small launches
 through the "cuda" backend on the emulator's kernels, each result checked
 against float64; the whole script with null kernels (its device steps
-skipped), whose JSON and targets table must come out; and ncu's kernel
-filter against the launches it watches."""
+skipped), whose JSON and targets table must come out; ncu's kernel
+filter against the launches it watches; and ``gpucnn train --device cuda``,
+the project's main job on a GPU, against the emulator's."""
 from __future__ import annotations
 
 import importlib.util
@@ -103,3 +104,28 @@ def test_gpu_script_runs_its_python_steps(tmp_path):
     assert summary.count("of a same-size copy)") == judged
     steps = json.loads((out / "steps.json").read_text())["train"]
     assert [r["model"] for r in steps] == [m for m, *_ in cases.STEPS] and all(r["ours"]["graph"] for r in steps)
+
+
+def _metrics(path):
+    """metrics.jsonl's epochs without their wall-clock seconds."""
+    rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+def test_gpu_training_command_trains_as_the_emulator_does(tmp_path, capsys):
+    """``gpucnn train --device cuda`` (data copied to the device, the step graph captured and
+    replayed, the checkpoint read back from device arrays) on the stand-in, whose kernels are the
+    emulator's: the same epochs, bit for bit, as ``--device emulator``; and two epochs straight
+    equal one epoch, then a resume to two."""
+    from gpucnn import cli
+    common = ["train", "--limit", "128", "--no-progress", "--overwrite"]
+    assert cli.main([*common, "--device", "emulator", "--epochs", "2", "--out", str(tmp_path / "emu")]) == 0
+    with sg.gpu("emulator"):
+        assert cli.main([*common, "--device", "cuda", "--epochs", "2", "--out", str(tmp_path / "gpu")]) == 0
+        assert cli.main([*common, "--device", "cuda", "--epochs", "1", "--out", str(tmp_path / "resumed")]) == 0
+        assert cli.main(["train", "--limit", "128", "--no-progress", "--device", "cuda", "--epochs", "2", "--resume",
+                         "--out", str(tmp_path / "resumed")]) == 0
+    emu = _metrics(tmp_path / "emu")
+    assert len(emu) == 2 and emu[1]["train_loss"] < emu[0]["train_loss"]
+    assert _metrics(tmp_path / "gpu") == emu and _metrics(tmp_path / "resumed") == emu
+    assert "device cuda, epochs 2..2" in capsys.readouterr().err  # the resume's header
