@@ -129,3 +129,18 @@ def test_gpu_training_command_trains_as_the_emulator_does(tmp_path, capsys):
     assert len(emu) == 2 and emu[1]["train_loss"] < emu[0]["train_loss"]
     assert _metrics(tmp_path / "gpu") == emu and _metrics(tmp_path / "resumed") == emu
     assert "device cuda, epochs 2..2" in capsys.readouterr().err  # the resume's header
+
+
+def test_gpu_suite_passes_on_the_stand_in():
+    """gpu.sh's step 3, ``pytest -m gpu``, on the stand-in with the emulator's kernels: the "cuda"
+    cases of the backend-parametrized tests run the CuPy-array paths (dispatch, results handed back
+    as device arrays) that no CPU backend takes. Left out: the primitives' tests, which compile
+    their own kernels with CuPy (RawModule), and a graph's pool size, which only CUDA's allocator has."""
+    cmd = [sys.executable, str(ROOT / "bench" / "standin_gpu.py"), "python", "-m", "pytest", "-m", "gpu", "-q",
+           "-p", "no:cacheprovider", "tests", "--deselect", "tests/test_mma_prims.py", "--deselect",
+           "tests/test_wgmma_prims.py", "--deselect", "tests/test_graph.py::test_replayed_steps_equal_eager_steps_on_a_gpu"]
+    run = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                         timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:]
+    passed = int(re.search(r"(\d+) passed", run.stdout).group(1))
+    assert passed >= 800  # 899 on 2026-11-29: every "cuda" case, none skipped for want of a GPU
