@@ -222,7 +222,7 @@ def _run(device, backends, small, only, budget_s, threads, train, progress, step
     step_rows = []
     if train:
         step_rows = steps.run_steps(device, small, budget_s, clocks[names[0]], compile_torch=compile_torch,
-                                    have_torch=any(BACKENDS[n][0] == "torch" for n in names),
+                                    have_torch=any(BACKENDS[n] == ("torch", device) for n in names),
                                     progress=bar.step, only=only if steps_only else None,
                                     thread_counts=step_threads, busy=busy, on_row=lambda row: on_row("train", row))
     box = machine(device)
