@@ -23,10 +23,11 @@
 #   5 the convolution rows, in each math mode        85 s   (GPU backends only: with the default ones,
 #                                                           CPU peers included, it had not finished
 #                                                           after 185 s on the H200)
-#   5b the fused rows (conv+bias+ReLU, batch norm    30 s   (after 5, whose compiled kernels CuPy's
+#   5b the fused rows (conv+bias+ReLU, batch norm    25 s   (after 5, whose compiled kernels CuPy's
 #     + ReLU) against the separate passes                   disk cache keeps)
-#   5c six convolution cases autotuned (--algo       20 s   (where the tuned time beats step 5's, the
-#     autotune), 3xtf32 and tf32                            heuristic guessed wrong)
+#   5c eight convolution cases autotuned (--algo     25 s   (where the tuned time beats step 5's, the
+#     autotune), 3xtf32 and tf32                            heuristic guessed wrong; the model's rivals,
+#                                                           predicted-h200.md, among them)
 #   6 the training-step rows (lenet, vgg-small,     65 s
 #     resnet20 at batch 128 against PyTorch eager; torch.compile's own compile left out for time)
 #   7 ncu on the conv forward kernels of each mode   45 s   (bench/gpu_launches.py large)
@@ -73,11 +74,11 @@ step 5a-mem 30 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --n
     --out "$logs/mem" --backends "gpucnn-cuda${strict:+,$strict}" --only relu,pool,batchnorm,bias_grad
 step 5-bench 85 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
     --out "$logs/bench" --backends "$modes" --only "$convs"
-step 5b-fused 30 "$PY" -m gpucnn.cli bench --device cuda --fused-only --no-progress --budget 0.3 \
+step 5b-fused 25 "$PY" -m gpucnn.cli bench --device cuda --fused-only --no-progress --budget 0.3 \
     --out "$logs/fused" --backends "$modes"
-step 5c-autotune 20 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
+step 5c-autotune 25 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
     --out "$logs/tuned" --backends "gpucnn-cuda-3xtf32${peers:+,$peers},gpucnn-cuda-tf32" --algo autotune \
-    --only mnist-1,mnist-2,cifar-resnet,resnet-3x3,resnet-7x7x512,vgg
+    --only mnist-1,mnist-2,cifar-resnet,cifar-resnet-s2,resnet-3x3,resnet-7x7x512,vgg,depthwise
 step 6-steps 65 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-torch-compile --no-progress \
     --out "$logs/steps"
 step 7-ncu 45 ncu --clock-control none \

@@ -300,6 +300,30 @@ def conv_rows(dev, rec=None) -> list[dict]:
     return out
 
 
+RIVAL_MARGIN = 0.9  # a candidate the model puts under this fraction of the heuristic's kernel time
+
+
+def rivals(dev, rec=None) -> list[dict]:
+    """Where the model disagrees with the heuristic: each case, pass and mode for which one of
+    autotuning's candidates (gpucnn.cuda.autotune.candidates) has a central kernel time under
+    RIVAL_MARGIN of the heuristic's choice's, with the fastest such. The heuristic and the model
+    are two guesses; gpu.sh's autotuning step times the candidates on the GPU."""
+    from gpucnn.cuda import autotune
+    rec = rec or model_static.load()
+    out = []
+    for case in cases.CONV:
+        g = geometry(case)
+        for pass_ in algo.PASSES:
+            for m in MODES:
+                timed = [(ours_us(case, pass_, c, dev, K.MID, rec)["kernels_us"], i, c)
+                         for i, c in enumerate(autotune.candidates(g, pass_, np.float32, m, dev.sms, 90))]
+                best = min(timed)
+                if best[0] < RIVAL_MARGIN * timed[0][0]:
+                    out.append({"case": case.name, "pass": pass_, "math": m, "heuristic": timed[0][2],
+                                "heuristic_us": timed[0][0], "rival": best[2], "rival_us": best[0]})
+    return out
+
+
 def predicted_us(case_name: str, pass_: str, math_: str, dev_key: str = "h200") -> float | None:
     """The central prediction for a bench row (None for a case the suite does not have)."""
     case = next((c for c in cases.CONV if c.name == case_name), None)

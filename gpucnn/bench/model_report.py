@@ -95,6 +95,22 @@ def fused_section(dev, rec) -> list[str]:
                f"{model.verdict(min(frac), max(frac), 100 * K.TARGET_MAP, below=False)}.", ""])
 
 
+def rivals_section(dev, rec) -> list[str]:
+    body = [[r["case"], r["pass"], r["math"], model.describe(r["heuristic"]), f"{r['heuristic_us']:.1f}",
+             model.describe(r["rival"]) + ("" if r["rival"].math == r["math"] else f" ({r['rival'].math})"),
+             f"{r['rival_us']:.1f}", f"{r['heuristic_us'] / r['rival_us']:.2f}"] for r in model.rivals(dev, rec)]
+    return (["## Where the model prefers another algorithm", "",
+             "The heuristic (gpucnn.cuda.algo) chooses without this model; here each case, pass and mode "
+             f"for which one of autotuning's candidates has a central kernel time under {model.RIVAL_MARGIN} "
+             "of the heuristic's choice's, with the fastest (model.rivals). Two guesses that disagree: "
+             "bench/gpu.sh's autotuning step (--algo autotune) times the candidates of these cases on the GPU. "
+             "The direct, window and strip kernels' times count their hot loops alone: one whose loop runs "
+             "few times a thread (the strip kernel's on a depthwise layer, one filter a group) spends more "
+             "outside it than the model sees.",
+             ""] + _table(["case", "pass", "math", "heuristic", "kernel us", "model's fastest", "kernel us",
+                           "heuristic / fastest"], body) + [""])
+
+
 def constants_section(dev) -> list[str]:
     d = [f"{dev.name}: {dev.sms} SMs at {dev.clock_ghz} GHz, HBM {dev.hbm_tbs} TB/s, FP32 {dev.fp32_tflops} "
          f"TFLOP/s, TF32 dense {dev.tf32_tflops} TFLOP/s, L2 {dev.l2_mb} MB ({K._DATASHEET})."]
@@ -116,7 +132,7 @@ def text(dev_key: str, date: str | None = None, rec=None) -> str:
             "The first GPU run (bash bench/gpu.sh) calibrates them: its bench.json conv rows carry "
             "`predicted_us` (the central value) beside the measurement.", ""]
     return "\n".join(head + conv_section(dev, rec) + mem_section(dev, rec) + fused_section(dev, rec)
-                     + constants_section(dev))
+                     + rivals_section(dev, rec) + constants_section(dev))
 
 
 def calibration(res) -> list[str]:
