@@ -144,3 +144,24 @@ def test_gpu_suite_passes_on_the_stand_in():
     assert run.returncode == 0, run.stdout[-3000:]
     passed = int(re.search(r"(\d+) passed", run.stdout).group(1))
     assert passed >= 800  # 899 on 2026-11-29: every "cuda" case, none skipped for want of a GPU
+
+
+def test_gpu_bench_with_its_default_peers(tmp_path):
+    """``gpucnn bench --device cuda`` as the README gives it, every default backend that this machine
+    has (our GPU modes on the emulator's kernels, then the CPU peers timed on the CPU's clock), on the
+    scaled-down suite (its step rows: test_gpu_script_runs_its_python_steps): each row has every
+    backend's time, and the fused rows come out."""
+    from gpucnn import cli
+    from gpucnn.bench import run
+    with sg.gpu("emulator"):
+        assert cli.main(["bench", "--device", "cuda", "--small", "--no-progress", "--only", "mnist-2,relu",
+                         "--no-train", "--out", str(tmp_path)]) == 0
+    (js,) = tmp_path.glob("bench-cuda-*.json")
+    res = json.loads(js.read_text())
+    want = [n for n in run.DEFAULT["cuda"] if run.BACKENDS[n][0] != "torch" or run._have_torch(run.BACKENDS[n][1])]
+    assert res["backends"] == want and "gpucnn-numpy" in want
+    assert [r["name"] for r in res["rows"]] == ["mnist-2"] * 3 + ["relu"] * 4
+    for r in res["rows"]:
+        assert set(r["ms"]) == set(want) and all(v > 0 for v in r["ms"].values())
+        assert all(r["ratio"][p] == pytest.approx(r["ms"][want[0]] / r["ms"][p]) for p in want[1:])
+    assert {f["ours"] for f in res["fused"]} >= {"gpucnn-cuda-tf32", "gpucnn-cuda-fp32"}
