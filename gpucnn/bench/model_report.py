@@ -7,7 +7,9 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
-from gpucnn.bench import model, model_mem, model_static
+import numpy as np
+
+from gpucnn.bench import cases, model, model_mem, model_static
 from gpucnn.bench import model_consts as K
 
 DATE_PREFIX = "Generated on "
@@ -95,7 +97,17 @@ def fused_section(dev, rec) -> list[str]:
                f"{model.verdict(min(frac), max(frac), 100 * K.TARGET_MAP, below=False)}.", ""])
 
 
+def _strip_bank(name: str) -> tuple[float, int, float]:
+    """(KiB of filters a block of the strip kernel loads, its blocks, MB loaded in all) on case ``name``."""
+    from gpucnn.cuda import algo, launch, strip
+    g = model.geometry(next(c for c in cases.CONV if c.name == name))
+    blocks = -(-strip.threads(g) // launch.BLOCK)
+    bank = algo.strip_bank_bytes(g, np.float32)
+    return bank / 1024, blocks, bank * blocks / 1e6
+
+
 def rivals_section(dev, rec) -> list[str]:
+    kib, blocks, mb = _strip_bank("depthwise")
     body = [[r["case"], r["pass"], r["math"], model.describe(r["heuristic"]), f"{r['heuristic_us']:.1f}",
              model.describe(r["rival"]) + ("" if r["rival"].math == r["math"] else f" ({r['rival'].math})"),
              f"{r['rival_us']:.1f}", f"{r['heuristic_us'] / r['rival_us']:.2f}"] for r in model.rivals(dev, rec)]
@@ -107,7 +119,7 @@ def rivals_section(dev, rec) -> list[str]:
              "The direct, window and strip kernels' times count their hot loops alone: one whose loop runs "
              "few times a thread spends more outside it than the model sees. The strip kernel on depthwise "
              "is such a case: one filter a group, and each block first loads every group's filters into "
-             "shared memory (12 KiB a block, 77 MB of L2 reads over its 6272 blocks).",
+             f"shared memory ({kib:.0f} KiB a block, {mb:.0f} MB of L2 reads over its {blocks} blocks).",
              ""] + _table(["case", "pass", "math", "heuristic", "kernel us", "model's fastest", "kernel us",
                            "heuristic / fastest"], body) + [""])
 

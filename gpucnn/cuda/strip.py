@@ -30,14 +30,20 @@ def period(win) -> int:
     return win.sw * win.dw // math.gcd(win.sw, win.dw)
 
 
-def backward_data(rt, dy, w, dx, g, geom) -> None:
-    """dx from dy: one thread per (image, group, row, phase of L, strip of PIXELS)."""
-    win, Cg = g.win, g.C // g.groups
+def threads(g) -> int:
+    """The kernel's threads: one per (image, group, row, phase of L, strip of PIXELS)."""
+    win = g.win
     L = period(win)
     strips = -(-(-(-win.W // L)) // PIXELS)  # of the widest phase
-    threads = g.N * g.groups * win.H * L * strips
-    fits_int("conv2d_strip", threads)
-    launch(rt, FAMILY, f"conv2d_strip_backward_data_c{Cg}", dy.dtype, threads,
+    return g.N * g.groups * win.H * L * strips
+
+
+def backward_data(rt, dy, w, dx, g, geom) -> None:
+    """dx from dy (``threads``)."""
+    Cg = g.C // g.groups
+    n = threads(g)
+    fits_int("conv2d_strip", n)
+    launch(rt, FAMILY, f"conv2d_strip_backward_data_c{Cg}", dy.dtype, n,
            (dy, w, dx, *geom, np.int32(algo.strip_slots(g))), shared_mem=algo.strip_bank_bytes(g, dy.dtype))
 
 
