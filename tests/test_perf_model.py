@@ -201,6 +201,16 @@ def test_gpu_rows_carry_the_prediction_and_the_report_compares():
     assert model_report.calibration({"rows": [pool]}) == []
 
 
+def test_fixed_costs_read_off_the_same_size_copies():
+    """A 33.6 MB tensor copied in 18.0 us where the run's large copy moves 4000 GB/s: its 67.1 MB
+    read and written take 16.8 us at that rate, 1.2 us is the call's fixed cost; one line a case."""
+    row = {"kind": "mem", "case": "relu 128x64x32x32", "tensor_bytes": 33554432, "copy_ms": 0.018}
+    res = {"limits": {"copy_gbps": 4000.0}, "rows": [row, {**row, "pass": "backward"}]}
+    text = model_report.fixed_costs(res)
+    assert text[-1] == "| relu 128x64x32x32 | 33.6 | 18.0 | 16.8 | 1.2 |" and len(text) == 6
+    assert model_report.fixed_costs({"rows": [row]}) == [] and model_report.fixed_costs({**res, "rows": []}) == []
+
+
 def test_timed_is_the_slower_side_plus_the_faster_once_a_sample():
     """8 calls queued back to back (timing.CALLS): a 50 us kernel behind a 12 us
     launch path reads 50 + 12 / 8; a 5 us kernel behind 20 us, 20 + 5 / 8."""

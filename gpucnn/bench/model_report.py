@@ -166,6 +166,27 @@ def calibration(res) -> list[str]:
             + _table(["case", "pass", "math", "predicted us", "measured us", "measured / predicted"], body))
 
 
+def fixed_costs(res) -> list[str]:
+    """Markdown lines for a GPU run: each memory-bound case's same-size copy against the time its
+    bytes take at the run's large-copy rate. The difference is the fixed cost of one call at
+    that size, which model_consts.LAUNCH_US guesses (empty without such rows)."""
+    lim = res.get("limits", {}).get("copy_gbps")
+    seen, body = set(), []
+    for r in res["rows"]:
+        if r["kind"] != "mem" or "copy_ms" not in r or r["case"] in seen or not lim:
+            continue
+        seen.add(r["case"])
+        got, ideal = 1e3 * r["copy_ms"], 2 * r["tensor_bytes"] / (lim * 1e3)
+        body.append([r["case"], f"{r['tensor_bytes'] / 1e6:.1f}", f"{got:.1f}", f"{ideal:.1f}", f"{got - ideal:.1f}"])
+    if not body:
+        return []
+    return (["", "Fixed costs at each memory-bound row's size: a copy of its input tensor, timed beside it, "
+             f"against its bytes (read and written) at the run's large-copy rate ({lim:.0f} GB/s). The "
+             f"difference calibrates model_consts.LAUNCH_US ({K.LAUNCH_US.fast:g}-{K.LAUNCH_US.slow:g} us, "
+             "never measured) plus the copy's own host path where that is the slower.", ""]
+            + _table(["case", "MB", "copy us", "at the large copy's rate us", "difference us"], body))
+
+
 def without_date(t: str) -> str:
     return "\n".join(ln for ln in t.splitlines() if not ln.startswith(DATE_PREFIX))
 

@@ -40,7 +40,7 @@ def table(res) -> str:
         for key, g in res["geomean_ratio"].items():
             lines.append(f"| {key} | " + " | ".join(f"{g[p]:.2f}" for p in peers) + " |")
     from gpucnn.bench import fused, model_report, modes, targets
-    lines += (modes.table(res) + model_report.calibration(res) + fused.table(res)
+    lines += (modes.table(res) + model_report.calibration(res) + model_report.fixed_costs(res) + fused.table(res)
               + targets.table(targets.verdicts(res)))
     if res.get("train"):
         lines += step_table(res["train"], ours)
