@@ -193,8 +193,8 @@ def gpu(kernels: str = "emulator"):
     from gpucnn.runtime import Runtime, capture, cupy_runtime, loader
     from gpucnn.runtime.emulator import settings
     cp = module()
-    source = {"emulator": loader.emulator_module, "null": lambda family, options=(), kernel=None: null}[kernels]
     null = host_path.NullModule()
+    source = {"emulator": loader.emulator_module, "null": lambda family, options=(), kernel=None: null}[kernels]
     rt = Runtime("cuda", cp, source, lambda: DEVICE)
     saved = sys.modules.get("cupy")
     sys.modules["cupy"] = cp

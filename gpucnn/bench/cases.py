@@ -103,6 +103,10 @@ class MemCase:
         Q = shapes.pool_out(self.W, self.k, self.stride, self.pad, self.pad, 1, False)
         return P, Q
 
+    def tensor_bytes(self):
+        """The input tensor's bytes, which the issue's bandwidth targets are stated on."""
+        return F32 * self.N * self.C * self.H * self.W
+
     def nbytes(self, direction, N=None):
         """Bytes a pass must move: see the module docstring."""
         N = self.N if N is None else N

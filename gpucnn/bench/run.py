@@ -68,11 +68,6 @@ def _copies(case, device):
                                                               if case.kind == "mem" else case.nbytes()))))
 
 
-def case_tensor_bytes(case) -> int:
-    """A memory-bound case's input tensor, in bytes."""
-    return cases.F32 * case.N * case.C * case.H * case.W
-
-
 def _row(case, direction, res, full_n, lim, names):
     ours = names[0]
     ms = res[ours]["ms"]
@@ -86,7 +81,7 @@ def _row(case, direction, res, full_n, lim, names):
     row["fraction_of_limit"] = (row["gflops"] / lim["matmul_gflops"] if case.kind == "conv"
                                 else row["gbps"] / lim["copy_gbps"])
     if case.kind == "mem":  # the input's size, which the issue's bandwidth targets are stated on
-        row["tensor_bytes"] = case_tensor_bytes(case)
+        row["tensor_bytes"] = case.tensor_bytes()
         if COPY in res:  # a copy of that tensor, timed in the same loop: the fixed costs at this size
             row["copy_ms"] = res[COPY]["ms"]
             row["copy_gbps"] = 2 * row["tensor_bytes"] / row["copy_ms"] / 1e6
@@ -211,7 +206,7 @@ def _run(device, backends, small, only, budget_s, threads, train, progress, step
             fn, inputs = ops.build(case, direction, BACKENDS[n][0], BACKENDS[n][1], copies)
             runs[n] = (modes.wrap(n, fn), inputs)
         if case.kind == "mem":
-            runs[COPY] = (limits.copier(device), limits.copy_pairs(device, case_tensor_bytes(case), copies))
+            runs[COPY] = (limits.copier(device), limits.copy_pairs(device, case.tensor_bytes(), copies))
         res = timing.interleaved({**clocks, COPY: clocks[names[0]]}, runs, budget_s=budget_s,
                                  min_reps=3 if small else 5)
         rows.append(_row(case, direction, res, full_n, lim, names))
