@@ -190,9 +190,10 @@ def test_gpu_rows_carry_the_prediction_and_the_report_compares():
     full = {"kind": "conv", "name": "vgg", "pass": "forward", "batch": 16, "full_batch": 16,
             "case": "vgg 16x64x112x112", "ms": {"gpucnn-cuda-fp32": 2.104, "gpucnn-cuda-tf32": 0.5}}
     scaled = {**full, "batch": 1, "ms": {}}
-    pool = {"kind": "mem", "name": "relu", "pass": "forward", "batch": 32, "full_batch": 32}
+    pool = {"kind": "mem", "name": "relu", "op": "relu", "case": "relu 32x64x112x112", "pass": "forward",
+            "batch": 32, "full_batch": 32}
     model.attach([full, scaled, pool], "NVIDIA H100 80GB HBM3")
-    assert "predicted_us" not in scaled and "predicted_us" not in pool
+    assert "predicted_us" not in scaled and "predicted_us" not in pool and "predicted" in pool
     assert full["predicted_us"]["fp32"] == pytest.approx(model.predicted_us("vgg", "forward", "fp32", "h100"))
     text = "\n".join(model_report.calibration({"rows": [full, scaled, pool]}))
     us = full["predicted_us"]["fp32"]
@@ -207,8 +208,37 @@ def test_fixed_costs_read_off_the_same_size_copies():
     row = {"kind": "mem", "case": "relu 128x64x32x32", "tensor_bytes": 33554432, "copy_ms": 0.018}
     res = {"limits": {"copy_gbps": 4000.0}, "rows": [row, {**row, "pass": "backward"}]}
     text = model_report.fixed_costs(res)
-    assert text[-1] == "| relu 128x64x32x32 | 33.6 | 18.0 | 16.8 | 1.2 |" and len(text) == 6
+    assert text[-1] == "| relu 128x64x32x32 | 33.6 | 16.8 | 18.0 | - | 1.2 | - |" and len(text) == 6
+    # replayed from a CUDA graph in 17.3 us: 0.5 us of it is the device's own, the rest the host's
+    graph = {**row, "graph": {"ms": 0.02, "copy_ms": 0.0173}}
+    assert model_report.fixed_costs({**res, "rows": [graph]})[-1] == (
+        "| relu 128x64x32x32 | 33.6 | 16.8 | 18.0 | 17.3 | 1.2 | 0.5 |")
     assert model_report.fixed_costs({"rows": [row]}) == [] and model_report.fixed_costs({**res, "rows": []}) == []
+
+
+def test_memory_rows_calibrate_the_model():
+    """model.attach gives a GPU run's full-batch memory rows the model's central device and timed
+    times (batch norm's backward: its two kernels and two halves of its host path summed);
+    model_report.mem_calibration sets them beside the row's graph and as-called times."""
+    dev = K.DEVICES["h200"]
+
+    def row(op, pass_, case, batch=32):
+        return {"kind": "mem", "op": op, "pass": pass_, "case": case, "batch": batch, "full_batch": 32,
+                "ms": {"gpucnn-cuda": 0.03}, "graph": {"ms": 0.02}}
+    stats, back = row("batchnorm", "stats", "batchnorm 128x64x32x32"), row("batchnorm", "backward", "batchnorm 128x64x32x32")
+    pool_back, scaled = row("max_pool", "backward", "max_pool 64x32x28x28 2x2/2 p0"), row("relu", "forward", "relu 32x64x112x112", 4)
+    model.attach([stats, back, pool_back, scaled], "NVIDIA H200")
+    assert "predicted" not in pool_back and "predicted" not in scaled  # no model row; scaled down
+    parts = [r for r in model_mem.mem_rows(dev) if r["stream"].shape == "batchnorm 128x64x32x32"
+             and r["stream"].op.startswith("batchnorm backward")]
+    assert len(parts) == 2 and back["predicted"]["device_us"] == pytest.approx(sum(p["device_us"][K.MID] for p in parts))
+    host = 2 * model_mem.host_us("batchnorm backward reduction", K.MID)
+    assert back["predicted"]["timed_us"] == pytest.approx(K.timed(back["predicted"]["device_us"], host))
+    p = stats["predicted"]
+    text = model_report.mem_calibration({"ours": "gpucnn-cuda", "rows": [stats, pool_back]})
+    assert text[-1] == (f"| batchnorm 128x64x32x32 | stats | {p['device_us']:.1f} | 20.0 | {20 / p['device_us']:.2f} | "
+                        f"{p['timed_us']:.1f} | 30.0 | {30 / p['timed_us']:.2f} |")
+    assert model_report.mem_calibration({"ours": "gpucnn-cuda", "rows": [pool_back]}) == []
 
 
 def test_timed_is_the_slower_side_plus_the_faster_once_a_sample():

@@ -98,10 +98,10 @@ def test_gpu_script_runs_its_python_steps(tmp_path):
     from gpucnn.bench import cases, fused, targets
     rows = json.loads((out / "mem.json").read_text())["rows"]
     judged = sum((r["op"], r["pass"]) in targets.MEM_TARGETS and r["tensor_bytes"] >= 25e6 for r in rows)
-    assert judged >= 10 and all(r["copy_ms"] > 0 for r in rows)
+    assert judged >= 10 and all(r["copy_ms"] > 0 and r["graph"]["ms"] > 0 and r["graph"]["copy_ms"] > 0 for r in rows)
     # the verdicts are the host's times here, not the device's: only that each target was judged
     assert re.search(rf"^mem: \d+ of {judged} pass; fused: \d+ of {len(fused.CONV_CASES) * 3} pass$", summary, re.M)
-    assert summary.count("of a same-size copy)") == judged
+    assert summary.count("of a same-size copy); in a graph ") == judged
     steps = json.loads((out / "steps.json").read_text())["train"]
     assert [r["model"] for r in steps] == [m for m, *_ in cases.STEPS] and all(r["ours"]["graph"] for r in steps)
 
@@ -165,3 +165,31 @@ def test_gpu_bench_with_its_default_peers(tmp_path):
         assert set(r["ms"]) == set(want) and all(v > 0 for v in r["ms"].values())
         assert all(r["ratio"][p] == pytest.approx(r["ms"][want[0]] / r["ms"][p]) for p in want[1:])
     assert {f["ours"] for f in res["fused"]} >= {"gpucnn-cuda-tf32", "gpucnn-cuda-fp32"}
+    # the ReLU rows replayed from CUDA graphs too (on the emulator's capture): the device's time alone
+    assert all(r["graph"]["ms"] > 0 and r["graph"]["copy_ms"] > 0 for r in res["rows"] if r["kind"] == "mem")
+
+
+def test_graph_clock_replays_the_captured_calls():
+    """timing.GraphClock (the memory rows' device time) captures a list of calls once and replays
+    it: on the stand-in's emulator, each replay recomputes the captured ReLUs from what their inputs
+    hold then, and the Python op is not called again; another list of calls is captured anew."""
+    from gpucnn import backend
+    from gpucnn.bench import timing
+    x_host = np.random.default_rng(3).standard_normal((2, 3, 5, 7)).astype(np.float32)
+    with sg.gpu("emulator"):
+        import cupy as cp
+        x, x2 = cp.asarray(x_host), cp.asarray(2 * x_host)
+        outs = []
+
+        def relu(a):
+            outs.append(backend.call("relu", "relu_forward", a, 0.0))
+        clk = timing.GraphClock(calls=2)
+        assert clk.time(relu, [(x,), (x2,)]) > 0  # captured, then replayed once
+        np.testing.assert_array_equal(outs[0].get(), np.maximum(x_host, 0))
+        np.testing.assert_array_equal(outs[1].get(), np.maximum(2 * x_host, 0))
+        x[...] = -x_host
+        clk.time(relu, [(x,), (x2,)])
+        np.testing.assert_array_equal(outs[0].get(), np.maximum(-x_host, 0))
+        assert len(outs) == 2 and len(clk.graphs) == 1
+        clk.time(relu, [(x2,)])
+        assert len(outs) == 3 and len(clk.graphs) == 2

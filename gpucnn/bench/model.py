@@ -340,11 +340,17 @@ def device_key(gpu_name: str) -> str:
 
 def attach(rows: list[dict], gpu_name: str) -> None:
     """Give a GPU run's full-batch conv rows ``predicted_us``: {math mode: the
-    central prediction}, so that the run calibrates the model."""
+    central prediction}, and its memory-bound rows the model has ``predicted``:
+    {"device_us", "timed_us"} (model_mem.predicted), so that the run calibrates the model."""
+    from gpucnn.bench import model_mem
     key = device_key(gpu_name)
     for r in rows:
-        if r.get("kind") == "conv" and r["batch"] == r["full_batch"]:
+        if r["batch"] != r["full_batch"]:
+            continue
+        if r.get("kind") == "conv":
             r["predicted_us"] = {m: predicted_us(r["name"], r["pass"], m, key) for m in MODES}
+        elif (p := model_mem.predicted(r["op"], r["pass"], r["case"], K.DEVICES[key])) is not None:
+            r["predicted"] = p
 
 
 def describe(c) -> str:

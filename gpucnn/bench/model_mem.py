@@ -259,3 +259,24 @@ def bn_row(dev, rec=None) -> dict:
 def relu_over(shape: str, n: int, rec) -> Stream:
     """The separate side's relu_forward over an output of n float32 values."""
     return map_stream("relu forward", shape, "relu_forward_f32", n, 1, rec)
+
+
+# A bench row's (op, pass) -> the model's streams its one call launches (batch norm's backward: two).
+BENCH_STREAMS = {("relu", "forward"): ("relu forward",), ("relu", "backward"): ("relu backward",),
+                 ("max_pool", "forward"): ("max_pool forward",), ("avg_pool", "forward"): ("avg_pool forward",),
+                 ("batchnorm", "forward"): ("batchnorm forward",), ("batchnorm", "stats"): ("batchnorm stats",),
+                 ("batchnorm", "backward"): ("batchnorm backward reduction", "batchnorm backward data"),
+                 ("bias_grad", "backward"): ("conv2d bias gradient",)}
+
+
+def predicted(op: str, pass_: str, shape: str, dev, rec=None) -> dict | None:
+    """The central prediction for a memory-bound bench row (the op ``op``'s pass ``pass_`` on the
+    case labelled ``shape``): {"device_us": its kernels, "timed_us": as the bench reads the call},
+    or None for a row the model does not have."""
+    names = BENCH_STREAMS.get((op, pass_), ())
+    rec = rec or model_static.load()
+    sts = [st for st in streams(rec, dev.sms) if st.op in names and st.shape == shape]
+    if not sts:
+        return None
+    device = sum(device_us(st, dev, K.MID, rec) for st in sts)
+    return {"device_us": device, "timed_us": K.timed(device, sum(host_us(st.op, K.MID) for st in sts))}

@@ -168,23 +168,51 @@ def calibration(res) -> list[str]:
 
 def fixed_costs(res) -> list[str]:
     """Markdown lines for a GPU run: each memory-bound case's same-size copy against the time its
-    bytes take at the run's large-copy rate. The difference is the fixed cost of one call at
-    that size, which model_consts.LAUNCH_US guesses (empty without such rows)."""
+    bytes take at the run's large-copy rate, called and replayed from a CUDA graph. The difference
+    is the fixed cost of one call at that size, which model_consts.LAUNCH_US guesses (empty
+    without such rows)."""
     lim = res.get("limits", {}).get("copy_gbps")
     seen, body = set(), []
     for r in res["rows"]:
         if r["kind"] != "mem" or "copy_ms" not in r or r["case"] in seen or not lim:
             continue
         seen.add(r["case"])
-        got, ideal = 1e3 * r["copy_ms"], 2 * r["tensor_bytes"] / (lim * 1e3)
-        body.append([r["case"], f"{r['tensor_bytes'] / 1e6:.1f}", f"{got:.1f}", f"{ideal:.1f}", f"{got - ideal:.1f}"])
+        ideal = 2 * r["tensor_bytes"] / (lim * 1e3)
+        got = [1e3 * r["copy_ms"], 1e3 * r["graph"]["copy_ms"] if "copy_ms" in r.get("graph", {}) else None]
+        body.append([r["case"], f"{r['tensor_bytes'] / 1e6:.1f}", f"{ideal:.1f}"]
+                    + [f"{t:.1f}" if t is not None else "-" for t in got]
+                    + [f"{t - ideal:.1f}" if t is not None else "-" for t in got])
     if not body:
         return []
     return (["", "Fixed costs at each memory-bound row's size: a copy of its input tensor, timed beside it, "
-             f"against its bytes (read and written) at the run's large-copy rate ({lim:.0f} GB/s). The "
-             f"difference calibrates model_consts.LAUNCH_US ({K.LAUNCH_US.fast:g}-{K.LAUNCH_US.slow:g} us, "
-             "never measured) plus the copy's own host path where that is the slower.", ""]
-            + _table(["case", "MB", "copy us", "at the large copy's rate us", "difference us"], body))
+             f"against its bytes (read and written) at the run's large-copy rate ({lim:.0f} GB/s), called "
+             "and replayed from a CUDA graph. The difference in a graph is the device's own cost a launch, "
+             f"which model_consts.LAUNCH_US guesses ({K.LAUNCH_US.fast:g}-{K.LAUNCH_US.slow:g} us, never "
+             "measured); called, plus the copy's host path where that is the slower.", ""]
+            + _table(["case", "MB", "at the large copy's rate us", "copy us", "in a graph us", "difference us",
+                      "in a graph, difference us"], body))
+
+
+def mem_calibration(res) -> list[str]:
+    """Markdown lines for a GPU run: each memory-bound row the model has (``predicted``, from
+    model.attach) against its measured times: the kernels alone (replayed from a CUDA graph)
+    against the model's device time, and the call as the bench reads it against the model's."""
+    body = []
+    for r in res["rows"]:
+        p, g = r.get("predicted"), r.get("graph", {})
+        if p is None:
+            continue
+        got = 1e3 * r["ms"][res["ours"]]
+        graph = [f"{1e3 * g['ms']:.1f}", f"{1e3 * g['ms'] / p['device_us']:.2f}"] if "ms" in g else ["-", "-"]
+        body.append([r["case"], r["pass"], f"{p['device_us']:.1f}", *graph, f"{p['timed_us']:.1f}", f"{got:.1f}",
+                     f"{got / p['timed_us']:.2f}"])
+    if not body:
+        return []
+    return (["", "Memory-bound rows against the static model's central prediction (model_mem.predicted): "
+             "the kernels alone, replayed from a CUDA graph, against its device time (waves, launches, "
+             "LAUNCH_US); the call as timed against its host path and device time (model_consts.timed).", ""]
+            + _table(["case", "pass", "predicted device us", "in a graph us", "graph / predicted",
+                      "predicted as timed us", "measured us", "measured / predicted"], body))
 
 
 def without_date(t: str) -> str:

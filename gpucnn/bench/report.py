@@ -24,7 +24,9 @@ def table(res) -> str:
              f"Times are medians; 'x peer' is {ours}'s time over the peer's (below 1 is faster). "
              "A batch 'a of b' ran a of the suite's b images. A memory-bound row's 'of limit' is "
              "followed by its fraction of a copy of its input tensor timed beside it (the fixed costs "
-             "at that size), in brackets."]
+             "at that size), in brackets; on a GPU, after 'graph', the same two with the op's calls "
+             "and the copy's each replayed from a CUDA graph, as a training step runs them: the device's "
+             "time without the host's launch path."]
     if res["rows"]:
         lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in res["rows"]:
@@ -34,13 +36,16 @@ def table(res) -> str:
                  + [fmt_ms(r["ms"][n]) for n in names] + [rate, of_limit(r)]
                  + [f"{r['ratio'][p]:.2f}" for p in peers])
         lines.append("| " + " | ".join(cells) + " |")
+    lines += [f"- {r['case']} {r['pass']}: no graph: {r['graph']['why']}" for r in res["rows"]
+              if "why" in r.get("graph", {})]
     if peers and res["rows"]:
         lines += ["", "Geometric mean of the time ratio, " + ours + " over each peer:", "",
                   "| op and pass | " + " | ".join(peers) + " |", "|---|" + "---|" * len(peers)]
         for key, g in res["geomean_ratio"].items():
             lines.append(f"| {key} | " + " | ".join(f"{g[p]:.2f}" for p in peers) + " |")
     from gpucnn.bench import fused, model_report, modes, targets
-    lines += (modes.table(res) + model_report.calibration(res) + model_report.fixed_costs(res) + fused.table(res)
+    lines += (modes.table(res) + model_report.calibration(res) + model_report.mem_calibration(res)
+              + model_report.fixed_costs(res) + fused.table(res)
               + targets.table(targets.verdicts(res)))
     if res.get("train"):
         lines += step_table(res["train"], ours)
@@ -48,7 +53,12 @@ def table(res) -> str:
 
 
 def of_limit(r) -> str:
-    """A row's fraction of the run's limit; a memory-bound row's also of its same-size copy, in brackets."""
+    """A row's fraction of the run's limit; a memory-bound row's also of its same-size copy, in
+    brackets, and on a GPU both again with the calls replayed from a CUDA graph."""
+    return _fractions(r) + (f"; graph {_fractions(r['graph'])}" if "ms" in r.get("graph", {}) else "")
+
+
+def _fractions(r) -> str:
     same = r.get("fraction_of_same_copy")
     return f"{100 * r['fraction_of_limit']:.0f}%" + ("" if same is None else f" ({100 * same:.0f}%)")
 

@@ -95,6 +95,22 @@ def _row(case, direction, res, full_n, lim, names):
     return row
 
 
+def _in_graph(runs, ours, row, lim, budget_s, small) -> dict:
+    """A GPU memory row's op and its same-size copy, each captured with its CALLS calls into
+    a CUDA graph and replayed (timing.GraphClock), side by side: the device's time without the
+    host's launch path. {"ms", "copy_ms", "fraction_of_limit", "fraction_of_same_copy"}, or
+    {"why"} where a capture failed (the row keeps its eager times: a GPU run is too rare to lose)."""
+    try:
+        res = timing.interleaved(timing.GraphClock(), {ours: runs[ours], COPY: runs[COPY]}, budget_s=budget_s,
+                                 min_reps=3 if small else 5)
+    except Exception as e:  # noqa: BLE001 - named in the row and the report, never swallowed silently
+        return {"why": f"{type(e).__name__}: {e}"}
+    ms, copy_ms = res[ours]["ms"], res[COPY]["ms"]
+    gbps = row["bytes"] / ms / 1e6
+    return {"ms": ms, "copy_ms": copy_ms, "fraction_of_limit": gbps / lim["copy_gbps"],
+            "fraction_of_same_copy": gbps / (2 * row["tensor_bytes"] / copy_ms / 1e6)}
+
+
 def chosen(case, direction, names, device) -> dict:
     """{our GPU backend: the algorithm its pass ran on ``device`` ((compute capability, SMs)):
     the one autotuning kept where it tuned the pass (--algo autotune), else the heuristic's}."""
@@ -210,6 +226,8 @@ def _run(device, backends, small, only, budget_s, threads, train, progress, step
         res = timing.interleaved({**clocks, COPY: clocks[names[0]]}, runs, budget_s=budget_s,
                                  min_reps=3 if small else 5)
         rows.append(_row(case, direction, res, full_n, lim, names))
+        if case.kind == "mem" and device == "cuda" and BACKENDS[names[0]] == ("gpucnn", "cuda"):
+            rows[-1]["graph"] = _in_graph(runs, names[0], rows[-1], lim, budget_s, small)
         on_row("rows", rows[-1])
         bar.step(f"{case.label()} {direction}")
         del runs
