@@ -171,16 +171,16 @@ def mem_ops(shape=SHAPE):
     }
 
 
-def _inputs(case, direction) -> dict:
+def _inputs(case) -> dict:
     from gpucnn.bench import ops
-    return {k: device_array(v) for k, v in ops._inputs(case, direction, "gpucnn", "cpu", 1, 0)[0].items()}
+    return {k: device_array(v) for k, v in ops._inputs(case, "gpucnn", "cpu", 1, 0)[0].items()}
 
 
 def bench_rows(case) -> dict:
     """Case ``case`` of gpucnn.bench.cases, each pass as the bench calls it
     (gpucnn.bench.ops: backend.call on its inputs), named "<name> <pass>"."""
     from gpucnn.bench.ops import _gpucnn_fn
-    return {f"{case.name} {p}": (lambda f, a: lambda: f(a))(_gpucnn_fn(case, p), _inputs(case, p))
+    return {f"{case.name} {p}": (lambda f, a: lambda: f(a))(_gpucnn_fn(case, p), _inputs(case))
             for p in passes(case)}
 
 
@@ -188,7 +188,7 @@ def conv_ops(name: str):
     """Conv case ``name``: its three passes as the bench calls them, then the
     public conv2d and conv2d_backward (dx, dw and db)."""
     c = next(c for c in CONV if c.name == name)
-    rows, a = bench_rows(c), _inputs(c, "forward")
+    rows, a = bench_rows(c), _inputs(c)
     args = (c.stride, c.pad, c.dilation, c.groups)
     rows[f"{name} gpucnn.conv2d"] = lambda: gpucnn.conv2d(a["x"], a["w"], None, *args)
     rows[f"{name} gpucnn.conv2d_backward"] = lambda: gpucnn.conv2d_backward(a["dy"], a["x"], a["w"], *args)

@@ -134,6 +134,28 @@ def test_peers_compute_the_same_thing(case):
                                        rtol=1e-4, atol=1e-4, err_msg=f"{case.label()} {d}")
 
 
+def test_inputs_are_drawn_once_a_case_and_never_shared():
+    """ops.build draws a case's input sets once for all its passes and backends: each backend gets
+    the same values in arrays of its own (PyTorch updates batch norm's running statistics in
+    place), and the copies of a case differ from one another."""
+    torch = pytest.importorskip("torch")
+    case = next(c for c, _ in cases.suite("cpu", small=True) if getattr(c, "op", None) == "batchnorm")
+    ops._host_sets.cache_clear()
+    _, ours = ops.build(case, "stats", "gpucnn", "cpu", copies=2)
+    _, back = ops.build(case, "backward", "gpucnn", "cpu", copies=2)
+    _, theirs = ops.build(case, "stats", "torch", "cpu", copies=2)
+    info = ops._host_sets.cache_info()
+    assert (info.misses, info.hits) == (1, 2)
+    for k in ours[0][0]:
+        np.testing.assert_array_equal(ours[0][0][k], back[0][0][k])
+        np.testing.assert_array_equal(ours[0][0][k], theirs[0][0][k].numpy())
+    assert not np.array_equal(ours[0][0]["x"], ours[1][0]["x"])
+    theirs[0][0]["running_mean"] += 1
+    ours[0][0]["x"][...] = 0
+    assert not ours[0][0]["running_mean"].any() and back[0][0]["x"].any()
+    assert not torch.equal(theirs[0][0]["running_mean"], torch.from_numpy(back[0][0]["running_mean"]))
+
+
 def test_cpu_run_end_to_end(tmp_path):
     res = run.run("cpu", small=True, only="mnist-2", train=False, progress=False)
     assert res["schema"] == run.SCHEMA and res["device"] == "cpu"
@@ -418,6 +440,14 @@ def test_fused_table_on_a_gpu_run():
             "| torch-cudnn-tf32 | 0.040 | 1.25 |") in text
     assert "conv2d_bias_relu: fused 1" in text and "separate 3" in text and "3.21 MB" in text
     assert fused.table({"device": "cuda", "fused": []}) == []
+    # with the calls replayed from CUDA graphs: three more columns; a capture that failed, named
+    graph = {**row, "graph": {"fused_ms": 0.03, "separate_ms": 0.045, "speedup": 1.5}}
+    failed = {**row, "ours": "gpucnn-cuda-fp32", "graph": {"why": "CaptureError: x"}}
+    text = "\n".join(fused.table({"device": "cuda", "fused": [graph, failed]}))
+    assert ("| gpucnn-cuda-tf32 | 0.050 | 0.080 | 1.60 | 0.030 | 0.045 | 1.50 | torch-cudnn-tf32 | 0.040 | 1.25 |"
+            in text)
+    assert "| gpucnn-cuda-fp32 | 0.050 | 0.080 | 1.60 | - | - | - | torch-cudnn-tf32 |" in text
+    assert "- mnist-2 64x32x14x14 K64 5x5/1 p2 gpucnn-cuda-fp32: no graph: CaptureError: x" in text
 
 
 def test_issue_targets_read_off_a_gpu_run(tmp_path, capsys):

@@ -165,8 +165,9 @@ def test_gpu_bench_with_its_default_peers(tmp_path):
         assert set(r["ms"]) == set(want) and all(v > 0 for v in r["ms"].values())
         assert all(r["ratio"][p] == pytest.approx(r["ms"][want[0]] / r["ms"][p]) for p in want[1:])
     assert {f["ours"] for f in res["fused"]} >= {"gpucnn-cuda-tf32", "gpucnn-cuda-fp32"}
-    # the ReLU rows replayed from CUDA graphs too (on the emulator's capture): the device's time alone
+    # the ReLU rows and the fused ones replayed from CUDA graphs too (on the emulator's capture)
     assert all(r["graph"]["ms"] > 0 and r["graph"]["copy_ms"] > 0 for r in res["rows"] if r["kind"] == "mem")
+    assert all(f["graph"]["speedup"] > 0 for f in res["fused"])
 
 
 def test_graph_clock_replays_the_captured_calls():

@@ -151,8 +151,10 @@ def runs(case, chosen: dict, device: str, copies: int, seed=0) -> dict:
     return out
 
 
-def rows(case, full_n: int, res: dict, chosen: dict) -> list[dict]:
-    """One row per backend of ours: the medians of ``res`` (timing.interleaved's) and their ratios."""
+def rows(case, full_n: int, res: dict, chosen: dict, graph: dict | None = None) -> list[dict]:
+    """One row per backend of ours: the medians of ``res`` (timing.interleaved's) and their ratios;
+    on a GPU, ``graph``: the same two of ours replayed from CUDA graphs (the device's time
+    alone; {"why"} where a capture failed), as the row's "graph"."""
     out = []
     for n, peer in chosen.items():
         f, s = res[f"{n} fused"]["ms"], res[f"{n} separate"]["ms"]
@@ -160,6 +162,10 @@ def rows(case, full_n: int, res: dict, chosen: dict) -> list[dict]:
                "full_batch": full_n, "output_bytes": _output_bytes(case), "fused_ms": f, "separate_ms": s,
                "speedup": s / f, "peer": peer, "peer_ms": None, "vs_peer": None,
                "reps": res[f"{n} fused"]["samples"]}
+        if graph is not None:
+            row["graph"] = dict(graph) if "why" in graph else {
+                "fused_ms": graph[f"{n} fused"]["ms"], "separate_ms": graph[f"{n} separate"]["ms"],
+                "speedup": graph[f"{n} separate"]["ms"] / graph[f"{n} fused"]["ms"]}
         if peer:
             row["peer_ms"] = res[peer]["ms"]
             row["vs_peer"] = f / row["peer_ms"]
@@ -177,17 +183,25 @@ def table(res) -> list[str]:
     rows = res.get("fused")
     if not rows:
         return []
-    head = ["op", "case", "batch", "ours", "fused ms", "separate ms", "separate / fused", "peer (unfused)",
-            "peer ms", "fused / peer"]
+    graphs = any("graph" in r for r in rows)
+    head = (["op", "case", "batch", "ours", "fused ms", "separate ms", "separate / fused"]
+            + ["in a graph: fused ms", "separate ms", "separate / fused"] * graphs
+            + ["peer (unfused)", "peer ms", "fused / peer"])
     lines = ["", "Fused ops: ours as one op (fused) and as the unfused layers run it (separate), and PyTorch's "
              "unfused pair; 'separate / fused' above 1 is the fusion's gain (issue 11's target: >= 1.2 for "
-             "conv2d_bias_relu on mnist-2 and cifar-resnet), 'fused / peer' below 1 is faster than the peer.", "",
+             "conv2d_bias_relu on mnist-2 and cifar-resnet), 'fused / peer' below 1 is faster than the peer."
+             + (" 'In a graph': ours with its calls replayed from a CUDA graph, the device's time alone "
+                "(the target is on the calls)." if graphs else ""), "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         batch = str(r["batch"]) if r["batch"] == r["full_batch"] else f"{r['batch']} of {r['full_batch']}"
         peer = ([r["peer"], fmt_ms(r["peer_ms"]), f"{r['vs_peer']:.2f}"] if r["peer"] else ["-"] * 3)
+        g = r.get("graph", {})
+        in_graph = ([fmt_ms(g["fused_ms"]), fmt_ms(g["separate_ms"]), f"{g['speedup']:.2f}"] if "speedup" in g
+                    else ["-"] * 3) * graphs
         lines.append("| " + " | ".join([r["op"], r["case"], batch, r["ours"], fmt_ms(r["fused_ms"]),
-                                          fmt_ms(r["separate_ms"]), f"{r['speedup']:.2f}"] + peer) + " |")
+                                          fmt_ms(r["separate_ms"]), f"{r['speedup']:.2f}"] + in_graph + peer) + " |")
+    notes = [f"{r['case']} {r['ours']}: no graph: {r['graph']['why']}" for r in rows if "why" in r.get("graph", {})]
     sizes = ", ".join(dict.fromkeys(f"{r['case']}: {r['output_bytes'] / 1e6:.3g} MB" for r in rows))
-    notes = [f"Passes over a tensor of the output's size ({sizes}):"] + PASSES[res["device"]]
-    return lines + ["", notes[0]] + [f"- {n}" for n in notes[1:]]
+    passes = [f"Passes over a tensor of the output's size ({sizes}):"] + PASSES[res["device"]]
+    return lines + [f"- {n}" for n in notes] + ["", passes[0]] + [f"- {n}" for n in passes[1:]]

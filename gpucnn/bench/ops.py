@@ -13,6 +13,8 @@ from cache. Backends:
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from gpucnn import backend
@@ -20,7 +22,7 @@ from gpucnn.functional.conv import _conv_geometry
 from gpucnn.functional.pool import _pool_window
 
 
-def _arrays(case, direction, rng):
+def _arrays(case, rng):
     """NumPy float32 inputs of one call: a dict of named arrays."""
     def r(*shape):
         return rng.standard_normal(shape, dtype=np.float32)
@@ -52,17 +54,25 @@ def to_backend(a, backend_name, device):
     return a
 
 
-def _inputs(case, direction, backend_name, device, copies, seed):
+@functools.lru_cache(maxsize=1)
+def _host_sets(case, copies, seed):
+    """The NumPy input sets of a case, made once for all its passes and backends (the bench
+    times one case at a time): drawing 100 MB tensors took most of a memory-bound step's time
+    (gpu.sh's 5a), and each backend of each pass drew the same ones again."""
     rng = np.random.default_rng(seed)
-    sets = []
-    for _ in range(copies):
-        a = _arrays(case, direction, rng)
-        if case.kind == "mem" and case.op == "max_pool" and direction == "backward":
-            from gpucnn.reference.pool import max_pool2d_forward
-            _, idx = max_pool2d_forward(a["x"], _win(case))
-            a["idx"] = idx
-        sets.append({k: to_backend(v, backend_name, device) for k, v in a.items()})
+    sets = [_arrays(case, rng) for _ in range(copies)]
+    if case.kind == "mem" and case.op == "max_pool":  # the backward's argmax
+        from gpucnn.reference.pool import max_pool2d_forward
+        for a in sets:
+            a["idx"] = max_pool2d_forward(a["x"], _win(case))[1]
     return sets
+
+
+def _inputs(case, backend_name, device, copies, seed):
+    # A copy of each array on the CPU: backends must not share one (PyTorch updates batch norm's
+    # running statistics in place, and torch.from_numpy shares the memory).
+    return [{k: to_backend(v.copy() if device == "cpu" else v, backend_name, device) for k, v in a.items()}
+            for a in _host_sets(case, copies, seed)]
 
 
 def _win(case):
@@ -142,7 +152,7 @@ def _torch_fn(case, direction):
 def build(case, direction, backend_name, device="cpu", copies=1, seed=0):
     """(fn, inputs) for one backend; the same seed gives every backend the same data."""
     fn = (_torch_fn if backend_name == "torch" else _gpucnn_fn)(case, direction)
-    sets = _inputs(case, direction, backend_name, device, copies, seed)
+    sets = _inputs(case, backend_name, device, copies, seed)
     return (no_grad(fn) if backend_name == "torch" else fn), [(a,) for a in sets]
 
 

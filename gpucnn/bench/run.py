@@ -99,16 +99,25 @@ def _in_graph(runs, ours, row, lim, budget_s, small) -> dict:
     """A GPU memory row's op and its same-size copy, each captured with its CALLS calls into
     a CUDA graph and replayed (timing.GraphClock), side by side: the device's time without the
     host's launch path. {"ms", "copy_ms", "fraction_of_limit", "fraction_of_same_copy"}, or
-    {"why"} where a capture failed (the row keeps its eager times: a GPU run is too rare to lose)."""
-    try:
-        res = timing.interleaved(timing.GraphClock(), {ours: runs[ours], COPY: runs[COPY]}, budget_s=budget_s,
-                                 min_reps=3 if small else 5)
-    except Exception as e:  # noqa: BLE001 - named in the row and the report, never swallowed silently
-        return {"why": f"{type(e).__name__}: {e}"}
+    {"why"} where a capture failed."""
+    res = _graph_times(runs, [ours, COPY], budget_s, small)
+    if "why" in res:
+        return res
     ms, copy_ms = res[ours]["ms"], res[COPY]["ms"]
     gbps = row["bytes"] / ms / 1e6
     return {"ms": ms, "copy_ms": copy_ms, "fraction_of_limit": gbps / lim["copy_gbps"],
             "fraction_of_same_copy": gbps / (2 * row["tensor_bytes"] / copy_ms / 1e6)}
+
+
+def _graph_times(runs, names, budget_s, small) -> dict:
+    """timing.interleaved's medians of ``runs[name]`` for each of ``names``, each run's calls
+    replayed from a CUDA graph (timing.GraphClock); {"why"} where a capture failed (the rows
+    keep their eager times: a GPU run is too rare to lose to one op that cannot be captured)."""
+    try:
+        return timing.interleaved(timing.GraphClock(), {n: runs[n] for n in names}, budget_s=budget_s,
+                                  min_reps=3 if small else 5)
+    except Exception as e:  # noqa: BLE001 - named in the row and the report, never swallowed silently
+        return {"why": f"{type(e).__name__}: {e}"}
 
 
 def chosen(case, direction, names, device) -> dict:
@@ -260,7 +269,9 @@ def _fused_rows(todo, names, device, small, budget_s, bar, on_row=lambda section
         if chosen:
             runs = fused.runs(case, chosen, device, 1 if small else _copies(case, device))
             res = timing.interleaved(clk, runs, budget_s=budget_s, min_reps=3 if small else 5)
-            for row in fused.rows(case, full_n, res, chosen):
+            graph = (_graph_times(runs, [f"{n} {side}" for n in chosen for side in ("fused", "separate")],
+                                  budget_s, small) if device == "cuda" else None)
+            for row in fused.rows(case, full_n, res, chosen, graph):
                 out.append(row)
                 on_row("fused", row)
             del runs
