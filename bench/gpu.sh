@@ -12,7 +12,7 @@
 #                                                           layouts and descriptors in seconds)
 #   2b our host launch path on this host's CPU      10 s   (bench/host_path.py: calibrates model_consts'
 #                                                           HOST_SPEED, measured on a 2-core VM; ~3 s here)
-#   2c every kernel module compiled, in parallel    45 s    (bench/gpu_launches.py compile: a process a
+#   2c every kernel module compiled, in parallel    40 s    (bench/gpu_launches.py compile: a process a
 #                                                           family or part fills CuPy's disk cache, which
 #                                                           the later steps read; 40 modules, 35 s on the
 #                                                           VM's 2 cores, the longest 5 s)
@@ -35,6 +35,8 @@
 #     (mma.sync and, forced, wgmma), and batch norm's statistics and the bias gradient on 33.6 MB
 #   8 issue 11's targets read off steps 5a-5b's JSON  5 s    (gpucnn.bench.targets; the table goes into
 #                                                           summary.txt)
+#   8b step 5c's candidates: the heuristic's choice    5 s    (gpucnn.bench.tuning, into summary.txt)
+#     and the model's pick against the fastest, and the model's measured / predicted by algorithm
 # The lending tool returns at most 8 files from $OUT: the logs and tables go into one
 # tarball (logs.tar.gz) beside summary.txt and the benchmarks' JSON (mem, bench, fused,
 # tuned, steps: 7 files).
@@ -62,7 +64,7 @@ step() {  # step NAME SECONDS COMMAND...: run it under timeout, log it, note its
 step 1-device 10 bash -c "nvidia-smi; $PY -c 'import cupy, numpy, torch; print(\"cupy\", cupy.__version__, \"numpy\", numpy.__version__, \"torch\", torch.__version__, \"cudnn\", torch.backends.cudnn.version())'; $PY -m gpucnn.cli info"
 step 2-primitives 15 "$PY" -m pytest -v -m gpu -p no:cacheprovider tests/test_mma_prims.py tests/test_wgmma_prims.py
 step 2b-host 10 "$PY" bench/host_path.py --calls 100 --samples 3
-step 2c-compile 45 "$PY" bench/gpu_launches.py compile
+step 2c-compile 40 "$PY" bench/gpu_launches.py compile
 step 3-gpu-tests 90 "$PY" -m pytest -v -m gpu -p no:cacheprovider --maxfail=20 tests
 step 4a-memcheck 45 compute-sanitizer --tool memcheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
 step 4b-racecheck 45 compute-sanitizer --tool racecheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
@@ -92,6 +94,9 @@ for d in mem bench fused; do
     runs+=("${f:-$logs/$d/partial.jsonl}")
 done
 timeout 5 "$PY" -m gpucnn.bench.targets "${runs[@]}" >> "$summary" 2>&1
+echo "8b-tuning:" >> "$summary"  # step 5c's candidates against the heuristic and the model
+f=$(ls "$logs"/tuned/*.json 2>/dev/null | head -n 1)
+timeout 5 "$PY" -m gpucnn.bench.tuning "${f:-$logs/tuned/partial.jsonl}" >> "$summary" 2>&1
 
 for d in mem bench fused tuned steps; do  # a bench cut short keeps the rows it timed (gpucnn bench's partial.jsonl)
     [ -f "$logs/$d/partial.jsonl" ] && echo "$d: cut short; $(wc -l < "$logs/$d/partial.jsonl") rows timed, in logs.tar.gz's $d/partial.jsonl" | tee -a "$summary"

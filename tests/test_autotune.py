@@ -114,6 +114,9 @@ def test_the_fastest_is_taken_and_remembered(emulator, monkeypatch, mode):
         y = gpucnn.conv2d(x, w, padding=1)
         assert ran == cands + [fastest]  # each candidate timed once, then the call on the fastest
         assert list(autotune._cache.values()) == [fastest]
+        # every candidate's time is kept (the bench's tuning table), the heuristic's first
+        assert autotune.timings(g, "forward", mode) == [(c, 1.0 if c == fastest else 2.0) for c in cands]
+        assert autotune.timings(g, "backward_data", mode) is None
         launched, function = [], gpucnn.runtime.Runtime.function
         monkeypatch.setattr(gpucnn.runtime.Runtime, "function",
                             lambda rt, family, kernel, options=(): launched.append(kernel) or function(rt, family, kernel,

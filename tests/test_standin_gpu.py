@@ -102,6 +102,12 @@ def test_gpu_script_runs_its_python_steps(tmp_path):
     # the verdicts are the host's times here, not the device's: only that each target was judged
     assert re.search(rf"^mem: \d+ of {judged} pass; fused: \d+ of {len(fused.CONV_CASES) * 3} pass$", summary, re.M)
     assert summary.count("of a same-size copy); in a graph ") == judged
+    # step 8b: every tuned pass of step 5c, in each of its two modes, against the heuristic and the model
+    tuned = json.loads((out / "tuned.json").read_text())["rows"]
+    assert len(tuned) == 24 and all(len(r["tuning"]) == 2 for r in tuned)
+    tuning_table = summary.split("8b-tuning:")[1]
+    assert sum(line.startswith(f"| {r['case']} | {r['pass']} |") for r in tuned for line in
+               tuning_table.splitlines()) == 48
     steps = json.loads((out / "steps.json").read_text())["train"]
     assert [r["model"] for r in steps] == [m for m, *_ in cases.STEPS] and all(r["ours"]["graph"] for r in steps)
 

@@ -43,8 +43,8 @@ def table(res) -> str:
                   "| op and pass | " + " | ".join(peers) + " |", "|---|" + "---|" * len(peers)]
         for key, g in res["geomean_ratio"].items():
             lines.append(f"| {key} | " + " | ".join(f"{g[p]:.2f}" for p in peers) + " |")
-    from gpucnn.bench import fused, model_report, modes, targets
-    lines += (modes.table(res) + model_report.calibration(res) + model_report.mem_calibration(res)
+    from gpucnn.bench import fused, model_report, modes, targets, tuning
+    lines += (modes.table(res) + model_report.calibration(res) + tuning.table(res) + model_report.mem_calibration(res)
               + model_report.fixed_costs(res) + fused.table(res)
               + targets.table(targets.verdicts(res)))
     if res.get("train"):

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from gpucnn.bench import cases, fused, limits, modes, ops, steps, timing
+from gpucnn.bench import cases, fused, limits, modes, ops, steps, timing, tuning
 
 # Backend names: what runs, and where. The first of a run is ours.
 BACKENDS = {"gpucnn-cuda": ("gpucnn", "cuda"), "gpucnn-numpy": ("gpucnn", "cpu"),
@@ -223,7 +223,9 @@ def _run(device, backends, small, only, budget_s, threads, train, progress, step
     step_models = steps.models(only if steps_only else None) if train else []
     fused_todo = fused.suite(device, small=small, only=only) if with_fused else []
     bar = Bar(len(todo) + len(fused_todo) + len(step_models), enabled=progress)
-    rows = []
+    rows, box = [], machine(device)
+    from gpucnn.bench import model
+    model_key = model.device_key(box.get("gpu", ""))  # the static model's device, on a GPU
     for case, full_n, direction in todo:
         copies = 1 if small else _copies(case, device)
         runs = {}
@@ -237,6 +239,9 @@ def _run(device, backends, small, only, budget_s, threads, train, progress, step
         rows.append(_row(case, direction, res, full_n, lim, names))
         if case.kind == "mem" and device == "cuda" and BACKENDS[names[0]] == ("gpucnn", "cuda"):
             rows[-1]["graph"] = _in_graph(runs, names[0], rows[-1], lim, budget_s, small)
+        if case.kind == "conv" and device == "cuda":  # every candidate, where --algo autotune timed them
+            from gpucnn.runtime import cupy_runtime
+            tuning.attach(rows[-1], case, direction, names, cupy_runtime.device(), model_key)
         on_row("rows", rows[-1])
         bar.step(f"{case.label()} {direction}")
         del runs
@@ -247,9 +252,7 @@ def _run(device, backends, small, only, budget_s, threads, train, progress, step
                                     have_torch=any(BACKENDS[n] == ("torch", device) for n in names),
                                     progress=bar.step, only=only if steps_only else None,
                                     thread_counts=step_threads, busy=busy, on_row=lambda row: on_row("train", row))
-    box = machine(device)
     if device == "cuda":
-        from gpucnn.bench import model
         model.attach(rows, box.get("gpu", ""))
     return {"schema": SCHEMA, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "device": device, "machine": box, "versions": versions(),

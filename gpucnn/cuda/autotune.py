@@ -30,14 +30,16 @@ from gpucnn import mathmode
 from gpucnn.cuda import algo, tc
 from gpucnn.runtime import capture
 
-REPS = 3  # timed runs a candidate, after one warm-up: their median counts
+REPS = 3  # timed runs a candidate, after one warm-up
 _cache: dict[tuple, algo.Choice] = {}
+_timings: dict[tuple, list[tuple[algo.Choice, float]]] = {}  # each candidate and its seconds, as tuning timed them
 _trial: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("gpucnn_conv_trial", default=None)
 
 
 def clear() -> None:
     """Forget every tuned choice."""
     _cache.clear()
+    _timings.clear()
 
 
 def candidates(g, pass_: str, dtype, math: str, sms: int, cc: int) -> list[algo.Choice]:
@@ -80,6 +82,11 @@ def tuned_choice(g, pass_: str, math: str) -> algo.Choice | None:
     return next((c for k, c in _cache.items() if k[3] == g and k[4] == pass_ and k[6] == math), None)
 
 
+def timings(g, pass_: str, math: str) -> list[tuple[algo.Choice, float]] | None:
+    """[(candidate, seconds a call)] as tuning timed (g, pass_) in ``math``, the heuristic's first; None if untuned."""
+    return next((t for k, t in _timings.items() if k[3] == g and k[4] == pass_ and k[6] == math), None)
+
+
 def trial(g, pass_: str) -> algo.Choice | None:
     """The choice that ``tuned`` runs for (g, pass_) now, if any (gpucnn.cuda.conv asks first)."""
     t = _trial.get()
@@ -95,22 +102,27 @@ def _running(g, pass_: str, c: algo.Choice, run):
 
 
 def _time(rt, fn) -> float:
-    """Seconds of one call of fn: the median of REPS after a warm-up (CUDA events on a GPU)."""
+    """Seconds of one call of fn after a warm-up. On a GPU, REPS calls queued back to back between
+    two CUDA events, over REPS (as gpucnn.bench.timing's samples): the host queues the next call
+    while the device runs this one, so the host's launch path (~10 us) counts once in the REPS and
+    not in every call, where it would hide the difference between small candidates. On the CPU
+    (the emulator), the median of REPS calls."""
     fn()
+    if rt.name == "cuda":
+        import cupy
+        cupy.cuda.Device().synchronize()
+        start, end = cupy.cuda.Event(), cupy.cuda.Event()
+        start.record()
+        for _ in range(REPS):
+            fn()
+        end.record()
+        end.synchronize()
+        return cupy.cuda.get_elapsed_time(start, end) / 1e3 / REPS
     samples = []
     for _ in range(REPS):
-        if rt.name == "cuda":
-            import cupy
-            start, end = cupy.cuda.Event(), cupy.cuda.Event()
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            samples.append(cupy.cuda.get_elapsed_time(start, end) / 1e3)
-        else:
-            t0 = time.perf_counter()
-            fn()
-            samples.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
     return statistics.median(samples)
 
 
@@ -128,5 +140,6 @@ def tuned(rt, g, pass_: str, dtype, run):
             return run()
         cands = candidates(g, pass_, dtype, math, sms, cc)
         times = [_time(rt, lambda c=c: _running(g, pass_, c, run)) for c in cands]
+        _timings[key] = list(zip(cands, times))
         best = _cache[key] = cands[times.index(min(times))]
     return _running(g, pass_, best, run)

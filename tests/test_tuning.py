@@ -1,0 +1,68 @@
+"""gpucnn.bench.tuning: what autotuning timed, against the heuristic and the static model."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from gpucnn.bench import cases, model, model_static, tuning
+from gpucnn.bench import model_consts as K
+from gpucnn.cuda import algo, autotune
+
+
+def test_attach_lists_every_candidate_with_the_models_prediction(monkeypatch):
+    """A GPU conv row gets, for each of our GPU backends whose pass tuning timed, every candidate in
+    tuning's order (the heuristic's first), its time a call in us, and the model's central device
+    time of that very choice; a backend not tuned, or a peer, gets nothing."""
+    case = next(c for c in cases.CONV if c.name == "cifar-resnet")
+    g = model.geometry(case)
+    cands = autotune.candidates(g, "forward", np.float32, "tf32", 132, 90)[:3]
+    monkeypatch.setattr(autotune, "_timings", {("cuda", 90, 132, g, "forward", "<f4", "tf32"):
+                                               [(c, 1e-5 * (i + 1)) for i, c in enumerate(cands)]})
+    row = {}
+    tuning.attach(row, case, "forward", ["gpucnn-cuda-tf32", "torch-cudnn", "gpucnn-cuda-3xtf32"], (90, 132), "h200")
+    (got,) = row["tuning"].values()
+    assert list(row["tuning"]) == ["gpucnn-cuda-tf32"]
+    assert [c["algo"] for c in got] == [model.describe(c) for c in cands]
+    assert got[0]["algo"] == model.describe(algo.choose(g, "forward", np.float32, "tf32", 132, 90))
+    assert [c["us"] for c in got] == pytest.approx([10.0, 20.0, 30.0])
+    rec = model_static.load()
+    assert [c["predicted_us"] for c in got] == pytest.approx(
+        [model.ours_us(case, "forward", c, K.DEVICES["h200"], K.MID, rec)["kernels_us"] for c in cands])
+    assert [c["math"] for c in got] == [c.math for c in cands]
+    empty = {}
+    tuning.attach(empty, case, "backward_data", ["gpucnn-cuda-tf32"], (90, 132), "h200")
+    assert empty == {}
+
+
+def _cand(algo_, math, us, predicted):
+    return {"algo": algo_, "math": math, "us": us, "predicted_us": predicted}
+
+
+def test_table_by_hand(tmp_path, capsys):
+    """Two tuned passes worked by hand: the heuristic lost 30/20 = 1.50 on the first and nothing on
+    the second; the model's pick (least predicted) lost 25/20 = 1.25 and 1.00; by kind (splits
+    dropped, math kept) the measured / predicted ratios 30/15, 36/12 -> median 2.50 of 2."""
+    rows = [{"case": "a", "pass": "forward", "tuning": {"gpucnn-cuda-tf32": [
+                _cand("gemm 64x64x32", "tf32", 30.0, 15.0), _cand("gemm 64x128x32 wgmma", "tf32", 20.0, 11.0),
+                _cand("gemm 64x64x16 /2", "fp32", 25.0, 10.0)]}},
+            {"case": "b", "pass": "backward_data", "tuning": {"gpucnn-cuda-3xtf32": [
+                _cand("gemm 64x64x32 /4", "tf32", 36.0, 12.0), _cand("direct", "fp32", 40.0, 50.0)]}},
+            {"case": "c", "pass": "forward"}]
+    lines = tuning.table({"rows": rows})
+    assert ("| a | forward | tf32 | gemm 64x64x32 | 30.0 | gemm 64x128x32 wgmma | 20.0 | 1.50 | gemm 64x64x16 /2 | "
+            "1.25 |") in lines
+    assert ("| b | backward_data | 3xtf32 | gemm 64x64x32 /4 | 36.0 | gemm 64x64x32 /4 | 36.0 | 1.00 | "
+            "gemm 64x64x32 /4 | 1.00 |") in lines
+    assert "| gemm 64x64x32 (tf32) | 2 | 2.50 | 2.00 | 3.00 |" in lines
+    assert "| gemm 64x64x16 (fp32) | 1 | 2.50 | 2.50 | 2.50 |" in lines
+    assert "| direct (fp32) | 1 | 0.80 | 0.80 | 0.80 |" in lines
+    assert tuning.table({"rows": rows[2:]}) == []
+    path = tmp_path / "tuned.json"
+    path.write_text(json.dumps({"device": "cuda", "rows": rows}))
+    assert tuning.main([str(path), str(tmp_path / "none.json")]) == 0
+    out = capsys.readouterr().out
+    assert "| a | forward | tf32 |" in out and "not found (a step that wrote nothing): " in out
+    assert tuning.main([str(tmp_path / "none.json")]) == 0
+    assert capsys.readouterr().out.startswith("no tuned pass")
