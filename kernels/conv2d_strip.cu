@@ -3,9 +3,10 @@
 // FMAs per issued instruction (gpucnn/cuda/algo.py's "strip" family).
 //
 // Kernels (T = float as _f32, double as _f64; G = groups, Cg = C/G = CB, Kg = K/G):
-//   conv2d_strip_backward_data_c{CB}_T(const T* dy, const T* w, T* dx, GEOM, int strip)   CB = 1 .. 4
-//                                dy: (N,K,P,Q)  w: (K,Cg,kh,kw)  dx: (N,C,H,W)
-//                                dynamic shared memory: the bank, K*kh*sw*strip*CB elements
+//   conv2d_strip_backward_data_c{CB}_T(const T* dy, const T* w, T* dx, GEOM, int strip, int groups)
+//                                CB = 1 .. 4;  dy: (N,K,P,Q)  w: (K,Cg,kh,kw)  dx: (N,C,H,W)
+//                                dynamic shared memory: the bank, (groups ? groups*Kg : K)*kh*sw*strip*CB
+//                                elements (strip_fill_bank)
 // GEOM as conv2d.cu (conv.cuh). Element counts fit in int (checked by
 // gpucnn/cuda/strip.py); memory offsets are 64-bit.
 //
@@ -22,8 +23,8 @@
 // carry zero weights (cifar-stem's 3 taps a row: 3/4 of the FMAs useful,
 // resnet-stem's 4 + 3 taps of 7x7 / 2: 7/8). The loop over the group's filters
 // is innermost, so each chunk's dy bounds are tested once for all of them.
-// Compulsory bytes: dy, w and dx once; the bank (K*kh*sw*strip*CB elements)
-// is read from w by every block.
+// Compulsory bytes: dy, w and dx once; the bank (the filters of the groups
+// a block meets, strip_fill_bank) is read from w by every block.
 #include "common.cuh"
 #include "conv.cuh"
 
@@ -72,17 +73,26 @@ __device__ __forceinline__ void strip_filters(T (&acc)[STRIP_PIX][CB], const T* 
     }
 }
 
-// bank: (K, kh, sw, strip, CB): phase rho's taps of filter row (f, r), tap
-// t = chunk*STRIP_TB + u at slot t, zero past the phase's taps; strip is whole
-// chunks (algo.strip_slots).
+// bank: (bank filters, kh, sw, strip, CB): phase rho's taps of filter row
+// (f, r), tap t = chunk*STRIP_TB + u at slot t, zero past the phase's taps;
+// strip is whole chunks (algo.strip_slots). With groups = 0 the bank holds all
+// K filters, filter f at f; else it holds the Kg filters of each of ``groups``
+// (< G) slots, slot j those of group (g0 + j) % G: a block's threads meet only
+// the (image, group) pairs ng0 .. ng0 + groups - 1, g0 = ng0 % G
+// (algo.strip_bank_groups), and a bank of every group's filters (depthwise:
+// 256 groups, 12 KiB) would be read from L2 by every block to use one or two.
 template <typename T, int CB>
 __device__ void strip_fill_bank(T* bank, const T* __restrict__ w, int K, int kh, int kw, int sw, int dw,
-                                int strip) {
-    const int ss = sw / gcd(sw, dw);
-    const FastDiv fS(strip), fsw(sw), fkh(kh);
-    for (int e = threadIdx.x; e < K * kh * sw * strip * CB; e += blockDim.x) {
-        int rest, fr, f;
+                                int strip, int groups, int Kg, int G, int g0) {
+    const int ss = sw / gcd(sw, dw), filters = groups ? groups * Kg : K;
+    const FastDiv fS(strip), fsw(sw), fkh(kh), fKg(Kg);
+    for (int e = threadIdx.x; e < filters * kh * sw * strip * CB; e += blockDim.x) {
+        int rest, fr, f, j;
         const int c = e % CB, slot = fS.divmod(e / CB, rest), rho = fsw.divmod(rest, fr), r = fkh.divmod(fr, f);
+        if (groups) {  // slot j's filter k of group (g0 + j) % G (j < groups < G): a filter of w
+            const int k = fKg.divmod(f, j), g = g0 + j;
+            f = (g < G ? g : g - G) * Kg + k;
+        }
         const int s0 = phase_first_tap(rho, ss, sw, dw), s = s0 + slot * ss;
         bank[e] = s0 >= 0 && s < kw ? w[((f * CB + c) * kh + r) * kw + s] : T(0);
     }
@@ -90,20 +100,36 @@ __device__ void strip_fill_bank(T* bank, const T* __restrict__ w, int K, int kh,
 
 template <typename T, int CB>
 __device__ void strip_backward_data(T* bank, const T* __restrict__ dy, const T* __restrict__ w,
-                                    T* __restrict__ dx, GEOM, int strip) {
-    strip_fill_bank<T, CB>(bank, w, K, kh, kw, sw, dw, strip);
-    __syncthreads();  // the bank is whole before any thread reads it
+                                    T* __restrict__ dx, GEOM, int strip, int groups) {
     const int gw = gcd(sw, dw), ss = sw / gw, qs = dw / gw, L = sw * qs, Kg = K / G, HW = H * W, PQ = P * Q;
     const int WB = ((W + L - 1) / L + STRIP_PIX - 1) / STRIP_PIX;  // strips of the widest phase
     const int wstep = kh * sw * strip * CB;                        // one filter on in the bank
-    const FastDiv fWB(WB), fL(L), fH(H), fG(G), fsh(sh);
+    const int n_threads = N * G * H * L * WB;  // fits int (gpucnn/cuda/strip.py)
+    const FastDiv fWB(WB), fL(L), fH(H), fG(G), fsh(sh), fNG(H * L * WB);
+    if (!groups) {  // every group's filters, once for all the block's passes
+        strip_fill_bank<T, CB>(bank, w, K, kh, kw, sw, dw, strip, 0, Kg, G, 0);
+        __syncthreads();  // the bank is whole before any thread reads it
+    }
     // i = (((n*G + g)*H + h)*L + b)*WB + wb: neighbouring threads share h, so
-    // they take the same row taps and read neighbouring dy runs.
-    GRID_STRIDE_LOOP(i, (long long)N * G * H * L * WB) {
+    // they take the same row taps and read neighbouring dy runs. The loop runs
+    // whole blocks (base: the block's first i), so that all its threads meet
+    // the barriers around each pass's bank.
+    for (long long base = (long long)blockIdx.x * blockDim.x; base < n_threads;
+         base += (long long)blockDim.x * gridDim.x) {
+        const int ng0 = fNG.div((int)base);  // the pass's first (image, group)
+        if (groups) {
+            int n0;
+            __syncthreads();  // the previous pass is done with the bank
+            strip_fill_bank<T, CB>(bank, w, K, kh, kw, sw, dw, strip, groups, Kg, G, fG.divmod(ng0, n0));
+            __syncthreads();
+        }
+        const long long i = base + threadIdx.x;
+        if (i >= n_threads) continue;
         int r1, r2, ng, n;
         const int wb = fWB.divmod((int)i, r1), b = fL.divmod(r1, r2), h = fH.divmod(r2, ng), g = fG.divmod(ng, n);
         const int w0 = b + wb * STRIP_PIX * L;
         if (w0 >= W) continue;  // a phase with fewer pixels than the widest
+        const int slot = groups ? ng - ng0 : g;  // the group's filters in the bank
         const int rho = (b + pl) % sw, s0 = phase_first_tap(rho, ss, sw, dw);
         const int chunks = s0 < 0 ? 0 : ((kw - s0 + ss - 1) / ss + STRIP_TB - 1) / STRIP_TB;
         const int qb = (w0 + pl - s0 * dw) / sw;  // exact: (w0 + pl - s0*dw) % sw == 0
@@ -124,7 +150,7 @@ __device__ void strip_backward_data(T* bank, const T* __restrict__ dy, const T* 
 #pragma unroll
                 for (int m = 0; m < STRIP_WIN; ++m) ok |= (unsigned)((unsigned)(qlo + m * qs) < (unsigned)Q) << m;
                 const T* d = dyn + p * Q + qlo;  // dereferenced only at the ok bits
-                const T* wr = bank + (((g * Kg * kh + r) * sw + rho) * strip + ch * STRIP_TB) * CB;
+                const T* wr = bank + (((slot * Kg * kh + r) * sw + rho) * strip + ch * STRIP_TB) * CB;
                 if (qs == 1)  // the same branch for the whole launch
                     strip_filters<T, CB, true>(acc, d, wr, 1, ok, Kg, PQ, wstep);
                 else
@@ -148,9 +174,9 @@ __device__ void strip_backward_data(T* bank, const T* __restrict__ dy, const T* 
 #define STRIP_BACKWARD_DATA(T, SFX, CB, BLOCKS)                                                             \
     extern "C" __global__ void __launch_bounds__(STRIP_THREADS, STRIP_SM90 ? (BLOCKS) : 1)                \
     conv2d_strip_backward_data_c##CB##_##SFX(const T* __restrict__ dy, const T* __restrict__ w,           \
-                                             T* __restrict__ dx, GEOM, int strip) {                        \
+                                             T* __restrict__ dx, GEOM, int strip, int groups) {             \
         extern __shared__ __align__(16) unsigned char strip_bank[];                                        \
-        strip_backward_data<T, CB>(reinterpret_cast<T*>(strip_bank), dy, w, dx, GEOM_ARGS, strip);        \
+        strip_backward_data<T, CB>(reinterpret_cast<T*>(strip_bank), dy, w, dx, GEOM_ARGS, strip, groups); \
     }
 STRIP_BACKWARD_DATA(float, f32, 1, 2)
 STRIP_BACKWARD_DATA(float, f32, 2, 2)

@@ -200,7 +200,14 @@ WINDOW_CASES = [c for c in CASES if c[0] in ("n1c1k1", "depthwise_x2")] + [
 # the strip (qs = 2), 2 channels a group of 3 groups with strides (2, 3) and
 # dilation (2, 1), W of one pixel, and 8 * 22 * 5 strips = 880 threads (four
 # blocks: two passes of emu-shuf's grid of 2) with rows wider than a strip of 8.
+# Banks of the groups a block meets (algo.strip_bank_groups < G): 40 groups of
+# one filter, 12 threads a pair (23 slots, blocks crossing from the first
+# image's last groups to the next image's first), two filters a group at
+# stride 2, and 16 groups of 2 channels and 10 filters (8 slots).
 STRIP_CASES = [
+    ("dw_bank_slots", (2, 40, 6, 9), (40, 1, 3, 3), 1, 1, 1, 40),
+    ("dw_mult2_s2_slots", (2, 24, 7, 17), (48, 1, 3, 3), 2, 1, 1, 24),
+    ("c2_g16_slots", (1, 32, 20, 10), (160, 2, 3, 3), 1, 1, 1, 16),
     ("stem_c3_s1", (2, 3, 9, 11), (12, 3, 3, 3), 1, 1, 1, 1),
     ("stem_c3_7x7_s2", (1, 3, 15, 13), (10, 3, 7, 7), 2, 3, 1, 1),
     ("c4_s3_asym", (1, 4, 7, 11), (9, 4, 3, 5), 3, (0, 2, 1, 3), 1, 1),

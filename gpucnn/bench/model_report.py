@@ -97,17 +97,18 @@ def fused_section(dev, rec) -> list[str]:
                f"{model.verdict(min(frac), max(frac), 100 * K.TARGET_MAP, below=False)}.", ""])
 
 
-def _strip_bank(name: str) -> tuple[float, int, float]:
-    """(KiB of filters a block of the strip kernel loads, its blocks, MB loaded in all) on case ``name``."""
-    from gpucnn.cuda import algo, launch, strip
+def _strip_bank(name: str) -> tuple[int, int, int, float]:
+    """(bytes of filters a block of the strip kernel loads, the groups they are, its blocks, MB
+    loaded in all) on case ``name``."""
+    from gpucnn.cuda import algo, strip
     g = model.geometry(next(c for c in cases.CONV if c.name == name))
-    blocks = -(-strip.threads(g) // launch.BLOCK)
+    blocks = -(-strip.threads(g) // algo.STRIP_THREADS)
     bank = algo.strip_bank_bytes(g, np.float32)
-    return bank / 1024, blocks, bank * blocks / 1e6
+    return bank, algo.strip_bank_groups(g) or g.groups, blocks, bank * blocks / 1e6
 
 
 def rivals_section(dev, rec) -> list[str]:
-    kib, blocks, mb = _strip_bank("depthwise")
+    bank, groups, blocks, mb = _strip_bank("depthwise")
     body = [[r["case"], r["pass"], r["math"], model.describe(r["heuristic"]), f"{r['heuristic_us']:.1f}",
              model.describe(r["rival"]) + ("" if r["rival"].math == r["math"] else f" ({r['rival'].math})"),
              f"{r['rival_us']:.1f}", f"{r['heuristic_us'] / r['rival_us']:.2f}"] for r in model.rivals(dev, rec)]
@@ -118,8 +119,9 @@ def rivals_section(dev, rec) -> list[str]:
              "bench/gpu.sh's autotuning step (--algo autotune) times the candidates of these cases on the GPU. "
              "The direct, window and strip kernels' times count their hot loops alone: one whose loop runs "
              "few times a thread spends more outside it than the model sees. The strip kernel on depthwise "
-             "is such a case: one filter a group, and each block first loads every group's filters into "
-             f"shared memory ({kib:.0f} KiB a block, {mb:.0f} MB of L2 reads over its {blocks} blocks).",
+             "is such a case: one filter a group, so each thread runs its loop once per row tap. Each block "
+             f"first loads the filters of the groups its threads meet into shared memory ({groups} groups, "
+             f"{bank} bytes a block, {mb:.1f} MB of L2 reads over its {blocks} blocks; algo.strip_bank_groups).",
              ""] + _table(["case", "pass", "math", "heuristic", "kernel us", "model's fastest", "kernel us",
                            "heuristic / fastest"], body) + [""])
 

@@ -73,10 +73,10 @@ import numpy as np
 
 from gpucnn.cuda import fold, tc
 from gpucnn.cuda.algo_direct import (  # noqa: F401 (algo is where callers ask: re-exported)
-    DIRECT_BLOCKS_PER_SM, DIRECT_THREADS, ROW_FILTERS, ROW_OUTPUTS, SMALL_C, SMALL_GROUP, STRIP_SMEM, STRIP_TAPS,
-    WINDOW_MIN_TAPS, WINDOW_SMEM, WINDOW_SLOTS, WINDOW_TAPS, axis_phase_taps, cdiv, direct_filter_units, filter_rows,
-    forward_rows, phase_tap_grid, phase_taps,
-    strip_bank_bytes, strip_ok, strip_slots, window_bank_bytes, window_ok, window_strip)
+    DIRECT_BLOCKS_PER_SM, DIRECT_THREADS, ROW_FILTERS, ROW_OUTPUTS, SMALL_C, SMALL_GROUP, STRIP_PIXELS, STRIP_SMEM,
+    STRIP_TAPS, STRIP_THREADS, WINDOW_MIN_TAPS, WINDOW_SMEM, WINDOW_SLOTS, WINDOW_TAPS, axis_phase_taps, cdiv,
+    direct_filter_units, filter_rows, forward_rows, phase_tap_grid, phase_taps, strip_bank_bytes, strip_bank_groups,
+    strip_ok, strip_pair_threads, strip_period, strip_slots, window_bank_bytes, window_ok, window_strip)
 
 PASSES = ("forward", "backward_data", "backward_filter")
 FAMILIES = {"forward": ("gemm", "direct"),

@@ -39,7 +39,7 @@ Families (backward-data):
           which the model's loop count leaves out and few filters do not
           amortise; one channel takes the window kernel first where a phase
           keeps WINDOW_MIN_TAPS taps (its 40 FFMA in ~45 instructions a live
-          row beat the strip's 64 in 126)
+          row beat the strip's 64 in 128)
 """
 from __future__ import annotations
 
@@ -111,9 +111,35 @@ def strip_slots(g) -> int:
     return cdiv(phase_taps(g), STRIP_TAPS) * STRIP_TAPS
 
 
+STRIP_THREADS = 256  # conv2d_strip.cu's block
+STRIP_PIXELS = 8  # STRIP_PIX: pixels of one stride phase a thread owns
+
+
+def strip_period(win) -> int:
+    """L = lcm(sw, dw): a strip thread's pixels are L apart, so they meet the same taps."""
+    return win.sw * win.dw // math.gcd(win.sw, win.dw)
+
+
+def strip_pair_threads(g) -> int:
+    """The strip kernel's threads of one (image, group) pair: a row, a phase of L and a strip of
+    STRIP_PIXELS each (the kernel's thread index runs over pairs, then rows, phases and strips)."""
+    win = g.win
+    L = strip_period(win)
+    return win.H * L * -(-(-(-win.W // L)) // STRIP_PIXELS)
+
+
+def strip_bank_groups(g) -> int:
+    """The groups whose filters each block of the strip kernel loads, one slot each: the (image,
+    group) pairs that STRIP_THREADS consecutive threads can meet, ceil(255 / pair threads) + 1;
+    0 where that is not fewer than G: then the bank holds every group's filters, by group."""
+    span = -(-(STRIP_THREADS - 1) // strip_pair_threads(g)) + 1
+    return span if span < g.groups else 0
+
+
 def strip_bank_bytes(g, dtype) -> int:
     w = g.win
-    return g.K * w.kh * w.sw * strip_slots(g) * (g.C // g.groups) * np.dtype(dtype).itemsize
+    filters = strip_bank_groups(g) * (g.K // g.groups) or g.K
+    return filters * w.kh * w.sw * strip_slots(g) * (g.C // g.groups) * np.dtype(dtype).itemsize
 
 
 def strip_ok(g, dtype) -> bool:

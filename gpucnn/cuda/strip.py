@@ -11,8 +11,6 @@ tap and phase; phases with fewer taps carry zero weights).
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from gpucnn.cuda import algo
@@ -21,30 +19,24 @@ from gpucnn.cuda.launch import launch
 
 FAMILY = "conv2d_strip"
 KERNELS = tuple(f"conv2d_strip_backward_data_c{cb}" for cb in range(1, algo.SMALL_C + 1))  # one per Cg
-PIXELS = 8  # STRIP_PIX: pixels of one stride phase a thread owns
+PIXELS = algo.STRIP_PIXELS  # STRIP_PIX: pixels of one stride phase a thread owns
 TAPS = algo.STRIP_TAPS  # STRIP_TB
-
-
-def period(win) -> int:
-    """L = lcm(sw, dw): a thread's pixels are L apart, so they meet the same taps."""
-    return win.sw * win.dw // math.gcd(win.sw, win.dw)
+period = algo.strip_period
 
 
 def threads(g) -> int:
     """The kernel's threads: one per (image, group, row, phase of L, strip of PIXELS)."""
-    win = g.win
-    L = period(win)
-    strips = -(-(-(-win.W // L)) // PIXELS)  # of the widest phase
-    return g.N * g.groups * win.H * L * strips
+    return g.N * g.groups * algo.strip_pair_threads(g)
 
 
 def backward_data(rt, dy, w, dx, g, geom) -> None:
-    """dx from dy (``threads``)."""
+    """dx from dy (``threads``), each block's bank the filters of the groups it meets (algo.strip_bank_groups)."""
     Cg = g.C // g.groups
     n = threads(g)
     fits_int("conv2d_strip", n)
     launch(rt, FAMILY, f"conv2d_strip_backward_data_c{Cg}", dy.dtype, n,
-           (dy, w, dx, *geom, np.int32(algo.strip_slots(g))), shared_mem=algo.strip_bank_bytes(g, dy.dtype))
+           (dy, w, dx, *geom, np.int32(algo.strip_slots(g)), np.int32(algo.strip_bank_groups(g))),
+           block=algo.STRIP_THREADS, shared_mem=algo.strip_bank_bytes(g, dy.dtype))
 
 
 def fill(g) -> float:
