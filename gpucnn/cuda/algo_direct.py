@@ -33,11 +33,14 @@ Families (backward-data):
           7 of 8 (1.45). Predicted on the H200 (gpucnn.bench.model, kernels
           alone, central): cifar-stem 18 us (was 67 direct; dy is 8 us of
           copy bandwidth), resnet-stem 119 us (was 546); 1.7x and 1.5x cuDNN
-          without TF32. Groups of at most SMALL_GROUP filters stay direct
+          without TF32. A block's bank holds the filters of the groups its
+          threads meet (strip_bank_groups: depthwise's 2 of 256, 96 bytes).
+          Groups of at most SMALL_GROUP filters stay direct
           (depthwise, small groups): each (row tap, chunk) pays ~50
           instructions of bounds tests and addresses outside the filter loop,
           which the model's loop count leaves out and few filters do not
-          amortise; one channel takes the window kernel first where a phase
+          amortise (bench/gpu.sh's autotuning step times both on depthwise);
+          one channel takes the window kernel first where a phase
           keeps WINDOW_MIN_TAPS taps (its 40 FFMA in ~45 instructions a live
           row beat the strip's 64 in 128)
 """
