@@ -25,7 +25,8 @@ def _rng(v, fmt="{:.1f}") -> str:
     return f"{fmt.format(v[K.MID])} ({fmt.format(lo)}-{fmt.format(hi)})"
 
 
-def _table(head, rows) -> list[str]:
+def md_table(head, rows) -> list[str]:
+    """Markdown lines of a table: its head, the rule, a line a row (cells already text)."""
     return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
@@ -45,7 +46,7 @@ def conv_section(dev, rec) -> list[str]:
              "the bench reads them (gpucnn.bench.timing: calls queued back to back, so a call takes the "
              "slower of its kernels and its host launch path, HOST_US or CUDNN_HOST_US, plus the faster "
              "over CALLS); 'kernels only' is the ratio of the device times.", ""]
-            + _table(["case", "pass", "math", "algorithm", "kernel", "GFLOP", "run", "ours us", "cuDNN us",
+            + md_table(["case", "pass", "math", "algorithm", "kernel", "GFLOP", "run", "ours us", "cuDNN us",
                       "ours / cuDNN", "3x", "kernels only"], body)
             + ["", "Verdicts per math mode: " + "; ".join(
                 f"{m}: " + ", ".join(f"{n} {v}" for v, n in t.items()) for m, t in tally.items()), ""])
@@ -68,7 +69,7 @@ def mem_section(dev, rec) -> list[str]:
              "a call (model_mem.HOST_BY_OP; HOST_MEM_US for an op not measured) "
              "(model_consts.timed), which the issue's targets are measured with. Verdicts on tensors of 25 "
              "MB or more.", ""]
-            + _table(["op", "shape", "kernel", "MB moved", "in flight / needed KiB", "device us",
+            + md_table(["op", "shape", "kernel", "MB moved", "in flight / needed KiB", "device us",
                       "device fraction", "as timed", "target", "verdict"], body) + [""])
 
 
@@ -89,7 +90,7 @@ def fused_section(dev, rec) -> list[str]:
              "peak' with it at the mode's arithmetic peak (FFMA for fp32, dense TF32 for tf32, a third of it for "
              "3xtf32) plus a launch (model_mem.fused_bound; central constants): no kernel of that mode reaches "
              "a higher ratio.", ""]
-            + _table(["case", "math", "algorithm", "fused us", "separate us", "separate / fused",
+            + md_table(["case", "math", "algorithm", "fused us", "separate us", "separate / fused",
                       "at cuDNN's rate", "at the peak", "1.2x"], body)
             + ["", f"Batch-norm forward as fused.py times it (statistics, then the apply with the ReLU: "
                f"{bn['bytes'] / 1e6:.1f} MB moved, x read twice and y written): {_rng(frac, '{:.0f}%')} of "
@@ -122,7 +123,7 @@ def rivals_section(dev, rec) -> list[str]:
              "is such a case: one filter a group, so each thread runs its loop once per row tap. Each block "
              f"first loads the filters of the groups its threads meet into shared memory ({groups} groups, "
              f"{bank} bytes a block, {mb:.1f} MB of L2 reads over its {blocks} blocks; algo.strip_bank_groups).",
-             ""] + _table(["case", "pass", "math", "heuristic", "kernel us", "model's fastest", "kernel us",
+             ""] + md_table(["case", "pass", "math", "heuristic", "kernel us", "model's fastest", "kernel us",
                            "heuristic / fastest"], body) + [""])
 
 
@@ -132,7 +133,7 @@ def constants_section(dev) -> list[str]:
     body = [[name, f"{c.fast:g}", f"{c.mid:g}", f"{c.slow:g}", c.unit, c.source]
             for name, c in K.constants().items()]
     return (["## Device and constants", ""] + d + [""]
-            + _table(["constant", "fast", "mid", "slow", "unit", "source"], body) + [""])
+            + md_table(["constant", "fast", "mid", "slow", "unit", "source"], body) + [""])
 
 
 def text(dev_key: str, date: str | None = None, rec=None) -> str:
@@ -165,7 +166,7 @@ def calibration(res) -> list[str]:
         return []
     return (["", "Measured against the static model's central prediction (gpucnn.bench.model; "
              "bench/results/predicted-*.md): 'measured / predicted' calibrates its constants.", ""]
-            + _table(["case", "pass", "math", "predicted us", "measured us", "measured / predicted"], body))
+            + md_table(["case", "pass", "math", "predicted us", "measured us", "measured / predicted"], body))
 
 
 def fixed_costs(res) -> list[str]:
@@ -191,7 +192,7 @@ def fixed_costs(res) -> list[str]:
              "and replayed from a CUDA graph. The difference in a graph is the device's own cost a launch, "
              f"which model_consts.LAUNCH_US guesses ({K.LAUNCH_US.fast:g}-{K.LAUNCH_US.slow:g} us, never "
              "measured); called, plus the copy's host path where that is the slower.", ""]
-            + _table(["case", "MB", "at the large copy's rate us", "copy us", "in a graph us", "difference us",
+            + md_table(["case", "MB", "at the large copy's rate us", "copy us", "in a graph us", "difference us",
                       "in a graph, difference us"], body))
 
 
@@ -213,7 +214,7 @@ def mem_calibration(res) -> list[str]:
     return (["", "Memory-bound rows against the static model's central prediction (model_mem.predicted): "
              "the kernels alone, replayed from a CUDA graph, against its device time (waves, launches, "
              "LAUNCH_US); the call as timed against its host path and device time (model_consts.timed).", ""]
-            + _table(["case", "pass", "predicted device us", "in a graph us", "graph / predicted",
+            + md_table(["case", "pass", "predicted device us", "in a graph us", "graph / predicted",
                       "predicted as timed us", "measured us", "measured / predicted"], body))
 
 

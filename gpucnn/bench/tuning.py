@@ -48,6 +48,7 @@ def table(res: dict) -> list[str]:
     """Markdown lines: each tuned pass's heuristic against its fastest candidate, then measured /
     predicted by kind of algorithm (empty where no row was tuned)."""
     from gpucnn.bench import modes
+    from gpucnn.bench.model_report import md_table
     body, ratios = [], {}
     for r in res.get("rows", []):
         for n, cands in r.get("tuning", {}).items():
@@ -65,16 +66,11 @@ def table(res: dict) -> list[str]:
     return (["", "Autotuning: each tuned pass's candidates timed on the device (a call, calls queued back to "
              "back); 'heuristic / fastest' above 1 is what the heuristic (gpucnn.cuda.algo) lost there, 'model's "
              "pick / fastest' what choosing by the static model's prediction would have lost.", ""]
-            + _md(["case", "pass", "math", "heuristic", "us", "fastest", "us", "heuristic / fastest",
+            + md_table(["case", "pass", "math", "heuristic", "us", "fastest", "us", "heuristic / fastest",
                    "model's pick", "model's pick / fastest"], body)
             + ["", "Measured / predicted (the model's central device time) by kind of algorithm, over every "
                "candidate timed: the correction each kind's constants need.", ""]
-            + _md(["algorithm", "candidates", "median", "min", "max"], kinds))
-
-
-def _md(head, body) -> list[str]:
-    return (["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-            + ["| " + " | ".join(row) + " |" for row in body])
+            + md_table(["algorithm", "candidates", "median", "min", "max"], kinds))
 
 
 def main(argv=None) -> int:
