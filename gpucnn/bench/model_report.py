@@ -47,7 +47,7 @@ def conv_section(dev, rec) -> list[str]:
              "slower of its kernels and its host launch path, HOST_US or CUDNN_HOST_US, plus the faster "
              "over CALLS); 'kernels only' is the ratio of the device times.", ""]
             + md_table(["case", "pass", "math", "algorithm", "kernel", "GFLOP", "run", "ours us", "cuDNN us",
-                      "ours / cuDNN", "3x", "kernels only"], body)
+                        "ours / cuDNN", "3x", "kernels only"], body)
             + ["", "Verdicts per math mode: " + "; ".join(
                 f"{m}: " + ", ".join(f"{n} {v}" for v, n in t.items()) for m, t in tally.items()), ""])
 
@@ -70,7 +70,7 @@ def mem_section(dev, rec) -> list[str]:
              "(model_consts.timed), which the issue's targets are measured with. Verdicts on tensors of 25 "
              "MB or more.", ""]
             + md_table(["op", "shape", "kernel", "MB moved", "in flight / needed KiB", "device us",
-                      "device fraction", "as timed", "target", "verdict"], body) + [""])
+                        "device fraction", "as timed", "target", "verdict"], body) + [""])
 
 
 def fused_section(dev, rec) -> list[str]:
@@ -91,7 +91,7 @@ def fused_section(dev, rec) -> list[str]:
              "3xtf32) plus a launch (model_mem.fused_bound; central constants): no kernel of that mode reaches "
              "a higher ratio.", ""]
             + md_table(["case", "math", "algorithm", "fused us", "separate us", "separate / fused",
-                      "at cuDNN's rate", "at the peak", "1.2x"], body)
+                        "at cuDNN's rate", "at the peak", "1.2x"], body)
             + ["", f"Batch-norm forward as fused.py times it (statistics, then the apply with the ReLU: "
                f"{bn['bytes'] / 1e6:.1f} MB moved, x read twice and y written): {_rng(frac, '{:.0f}%')} of "
                f"the copy bandwidth; issue 11's target {100 * K.TARGET_MAP:.0f}%, verdict "
@@ -124,7 +124,7 @@ def rivals_section(dev, rec) -> list[str]:
              f"first loads the filters of the groups its threads meet into shared memory ({groups} groups, "
              f"{bank} bytes a block, {mb:.1f} MB of L2 reads over its {blocks} blocks; algo.strip_bank_groups).",
              ""] + md_table(["case", "pass", "math", "heuristic", "kernel us", "model's fastest", "kernel us",
-                           "heuristic / fastest"], body) + [""])
+                             "heuristic / fastest"], body) + [""])
 
 
 def constants_section(dev) -> list[str]:
@@ -193,7 +193,7 @@ def fixed_costs(res) -> list[str]:
              f"which model_consts.LAUNCH_US guesses ({K.LAUNCH_US.fast:g}-{K.LAUNCH_US.slow:g} us, never "
              "measured); called, plus the copy's host path where that is the slower.", ""]
             + md_table(["case", "MB", "at the large copy's rate us", "copy us", "in a graph us", "difference us",
-                      "in a graph, difference us"], body))
+                        "in a graph, difference us"], body))
 
 
 def mem_calibration(res) -> list[str]:
@@ -215,7 +215,7 @@ def mem_calibration(res) -> list[str]:
              "the kernels alone, replayed from a CUDA graph, against its device time (waves, launches, "
              "LAUNCH_US); the call as timed against its host path and device time (model_consts.timed).", ""]
             + md_table(["case", "pass", "predicted device us", "in a graph us", "graph / predicted",
-                      "predicted as timed us", "measured us", "measured / predicted"], body))
+                        "predicted as timed us", "measured us", "measured / predicted"], body))
 
 
 def without_date(t: str) -> str:

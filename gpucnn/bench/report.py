@@ -55,10 +55,11 @@ def table(res) -> str:
 def of_limit(r) -> str:
     """A row's fraction of the run's limit; a memory-bound row's also of its same-size copy, in
     brackets, and on a GPU both again with the calls replayed from a CUDA graph."""
-    return _fractions(r) + (f"; graph {_fractions(r['graph'])}" if "ms" in r.get("graph", {}) else "")
+    return fractions(r) + (f"; graph {fractions(r['graph'])}" if "ms" in r.get("graph", {}) else "")
 
 
-def _fractions(r) -> str:
+def fractions(r) -> str:
+    """"X% (Y%)": a memory-bound row's (or its graph's) fraction of the run's limit, and of its same-size copy."""
     same = r.get("fraction_of_same_copy")
     return f"{100 * r['fraction_of_limit']:.0f}%" + ("" if same is None else f" ({100 * same:.0f}%)")
 

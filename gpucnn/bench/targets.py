@@ -23,7 +23,7 @@ import json
 import sys
 from pathlib import Path
 
-from gpucnn.bench import fused, modes
+from gpucnn.bench import fused, modes, report
 from gpucnn.bench import model_consts as K
 
 # (memory-bound op, pass) -> the fraction of the copy bandwidth the issue asks
@@ -76,9 +76,7 @@ def table(found: list[dict]) -> list[str]:
         if v.get("same_copy") is not None:
             value += f" ({100 * v['same_copy']:.0f}% of a same-size copy)"
         if v.get("graph") is not None:
-            g = v["graph"]
-            value += (f"; in a graph {100 * g['fraction_of_limit']:.0f}% "
-                      f"({100 * g['fraction_of_same_copy']:.0f}%)")
+            value += f"; in a graph {report.fractions(v['graph'])}"
         goal = f"{100 * v['goal']:.0f}%" if v["kind"] == "mem" else f"{v['goal']:.2f}"
         lines.append(f"| {v['kind']} | {v['case']} | {v['pass']} | {v['mode']} | {v['algo'] or '-'} | {value} | "
                      f"{goal} | {'pass' if v['ok'] else 'FAIL'} |")

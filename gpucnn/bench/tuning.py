@@ -67,7 +67,7 @@ def table(res: dict) -> list[str]:
              "back); 'heuristic / fastest' above 1 is what the heuristic (gpucnn.cuda.algo) lost there, 'model's "
              "pick / fastest' what choosing by the static model's prediction would have lost.", ""]
             + md_table(["case", "pass", "math", "heuristic", "us", "fastest", "us", "heuristic / fastest",
-                   "model's pick", "model's pick / fastest"], body)
+                        "model's pick", "model's pick / fastest"], body)
             + ["", "Measured / predicted (the model's central device time) by kind of algorithm, over every "
                "candidate timed: the correction each kind's constants need.", ""]
             + md_table(["algorithm", "candidates", "median", "min", "max"], kinds))

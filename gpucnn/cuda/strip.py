@@ -21,7 +21,6 @@ FAMILY = "conv2d_strip"
 KERNELS = tuple(f"conv2d_strip_backward_data_c{cb}" for cb in range(1, algo.SMALL_C + 1))  # one per Cg
 PIXELS = algo.STRIP_PIXELS  # STRIP_PIX: pixels of one stride phase a thread owns
 TAPS = algo.STRIP_TAPS  # STRIP_TB
-period = algo.strip_period
 
 
 def threads(g) -> int:
@@ -44,7 +43,7 @@ def fill(g) -> float:
     phase b's pixels in whole strips of PIXELS, its taps in whole chunks of TAPS
     (cifar-stem: 4/3; resnet-stem's 7x7 / 2: phases of 3 and 4 taps, 8/7)."""
     win = g.win
-    L, pl = period(win), win.pad[2]
+    L, pl = algo.strip_period(win), win.pad[2]
     run = use = 0
     for b in range(min(L, win.W)):
         pixels = -(-(win.W - b) // L)
