@@ -11,7 +11,9 @@ runs on the CPU before a GPU ever sees it:
 * ``module()``: a ``cupy`` module whose arrays are NumPy arrays of a type
   that says "cupy" (so backend.resolve picks "cuda"), with ``.get()``; its
   events read the host's clock, its device reports compute capability 9.0
-  and 132 SMs (an H200);
+  and 132 SMs (an H200); while a step graph is captured it refuses to copy
+  host data in (``asarray``, ``copy_from_host_async``), as CuPy does (the
+  first GPU run of step 6 stopped there: bench/results/gpu-2026-11-30);
 * ``gpu(kernels)``: that module installed as ``cupy`` and backend "cuda"
   served by a Runtime whose kernels are the emulator's (``"emulator"``: real
   results, as slow as the emulator; a step graph records the emulator's
@@ -61,7 +63,20 @@ class Memory:
         self.ptr = a.ctypes.data
 
     def copy_from_host_async(self, src, nbytes, stream=None):
+        _no_copy_in()
         ctypes.memmove(self.ptr, src, nbytes)
+
+
+def _memcpy_async(dst: int, src: int, nbytes: int, kind: int, stream: int) -> None:
+    """cupy.cuda.runtime.memcpyAsync: CUDA's copy, which a capture records (from pinned memory)."""
+    ctypes.memmove(dst, src, nbytes)
+
+
+def _no_copy_in() -> None:
+    """CuPy's refusal of a host-to-device copy while a stream captures (a step graph), as CuPy words it."""
+    from gpucnn.runtime import capture
+    if capture.active():
+        raise RuntimeError("the current stream is capturing, so H2D transfers are disallowed")
 
 
 class StandinArray(host_path.DeviceArray):
@@ -154,6 +169,8 @@ def module() -> types.ModuleType:
     cp.ndarray = StandinArray
 
     def asarray(a, dtype=None):  # CuPy's: a device array of that dtype as it is, anything else copied
+        if not isinstance(a, StandinArray):
+            _no_copy_in()
         same = isinstance(a, StandinArray) and (dtype is None or np.dtype(dtype) == a.dtype)
         return a if same else _wrap(np.array(a, dtype))
     cp.asarray = asarray
@@ -171,6 +188,7 @@ def module() -> types.ModuleType:
         using_allocator=lambda alloc=None: contextlib.nullcontext(),
         alloc_pinned_memory=lambda nbytes: memoryview(bytearray(nbytes)),
         runtime=types.SimpleNamespace(getDeviceCount=lambda: 1, memGetInfo=lambda: (64 << 30, 80 << 30),
+                                      memcpyHostToDevice=1, memcpyAsync=_memcpy_async,
                                       getDeviceProperties=lambda i: {"name": b"stand-in GPU (NumPy)"},
                                       runtimeGetVersion=lambda: 13000, driverGetVersion=lambda: 13000))
     cp.random = types.SimpleNamespace(

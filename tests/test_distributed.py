@@ -134,6 +134,16 @@ def test_launched_by_mpi_without_mpi4py_says_what_to_install(monkeypatch):
     assert dist.current().size == 1
 
 
+@pytest.mark.parametrize("uid", [bytes(range(200, 256)) + bytes(72), tuple(range(-128, 0))],
+                         ids=["cupy14-bytes", "tuple-of-ints"])
+def test_the_nccl_unique_id_crosses_the_json_broadcast_as_it_was(uid):
+    """NCCL's unique id, through the JSON that bcast_json sends, comes back as rank 0's CuPy gave it:
+    bytes in CuPy 14 (NcclCommunicator refused the tuple the first GPU run passed), ints before."""
+    import json
+    back = comm.unique_id(json.loads(json.dumps(comm.unique_id_message(uid))))
+    assert type(back) is type(uid) and back == uid
+
+
 def _cuda_nccl_ready():
     from gpucnn import backend
     ok, why = backend.available("cuda")

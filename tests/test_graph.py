@@ -205,6 +205,31 @@ def test_replayed_steps_equal_eager_steps_on_a_gpu():
     assert int(graphed.buffers()["1.num_batches_tracked"]) == 3
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("make_opt", [
+    lambda m: SGD(m, 0.05, momentum=0.9, weight_decay=1e-3, nesterov=True),
+    lambda m: Adam(m.parameters(), lr=1e-2, weight_decay=1e-3, amsgrad=True),
+], ids=["sgd-nesterov", "adam-amsgrad"])
+def test_the_library_optimizers_capture_first_on_a_gpu(make_opt):
+    """compile_step with an optimizer that has never stepped (as the bench's step rows and the
+    training command do): its state is made before the capture, which may not copy from the
+    host (the first GPU run's step 6 stopped there), and replays equal eager steps."""
+    if not backend.available("cuda")[0]:
+        pytest.skip("no CUDA GPU")
+    import cupy
+    rng = np.random.default_rng(4)
+    batches = [(cupy.asarray(rng.standard_normal((2, 1, 8, 8)).astype(np.float32)),
+                cupy.asarray(rng.integers(0, 10, 2))) for _ in range(3)]
+    eager, graphed = (MODELS["lenet"]((1, 8, 8), 10, rng=np.random.default_rng(0)).to("cuda") for _ in range(2))
+    e_loss, e_opt = CrossEntropyLoss(), make_opt(eager)
+    step = compile_step(graphed, CrossEntropyLoss(), make_opt(graphed), *batches[0])
+    for x, y in batches:
+        want = _eager_step(eager, e_loss, e_opt, x, y)
+        cupy.testing.assert_allclose(step(x, y), want, rtol=1e-6, atol=0)
+    for k, v in eager.params().items():
+        cupy.testing.assert_allclose(graphed.params()[k], v, rtol=1e-5, atol=1e-7, err_msg=k)
+
+
 class _FakeCupy:
     """Just enough of CuPy's stream-capture API to follow capture's control flow without a GPU."""
 

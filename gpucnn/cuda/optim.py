@@ -7,7 +7,9 @@ device row: a step whose arrays have not moved (as in a replayed CUDA graph)
 finds its slot and uploads nothing; a new set of addresses is written into a
 free (or the least recently used) slot and copied asynchronously on the
 current stream. On a GPU the staging rows are pinned, so the copy neither
-synchronizes nor breaks stream capture; a slot written during a capture is
+synchronizes nor breaks stream capture (CUDA's cudaMemcpyAsync: CuPy's own
+copy refuses every host-to-device copy while capturing: bench/results/
+gpu-2026-11-30, step 6); a slot written during a capture is
 read again by every replay, so it is never reused. No step allocates once the
 ring exists. On the emulator the addresses are those of the NumPy arrays,
 which the kernels, compiled for the CPU, update in place.
@@ -15,7 +17,6 @@ which the kernels, compiled for the CPU, update in place.
 from __future__ import annotations
 
 import collections
-import ctypes
 
 import numpy as np
 
@@ -75,9 +76,11 @@ class _Ring:
             self.dev[slot] = self.host[slot]
             return
         import cupy
-        stream = cupy.cuda.get_current_stream()
+        stream, rt = cupy.cuda.get_current_stream(), cupy.cuda.runtime
         row = self.host[slot]
-        self.dev[slot].data.copy_from_host_async(ctypes.c_void_p(row.ctypes.data), row.nbytes, stream)
+        # CUDA's own call: CuPy's copy_from_host_async refuses any host-to-device copy while the stream
+        # captures (whatever the memory); from pinned memory CUDA records it as a graph node.
+        rt.memcpyAsync(self.dev[slot].data.ptr, row.ctypes.data, row.nbytes, rt.memcpyHostToDevice, stream.ptr)
         if stream.is_capturing():
             self.frozen.add(slot)
             self.events[slot] = None

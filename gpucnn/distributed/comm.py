@@ -121,6 +121,17 @@ class MPIComm:
         self.comm.Abort(code)
 
 
+def unique_id_message(uid) -> dict:
+    """NCCL's unique id as JSON for the host broadcast: CuPy 14 gives it as bytes and takes bytes
+    (bench/results/gpu-2026-11-30, a tuple was refused), earlier CuPy a tuple of ints."""
+    return {"bytes": isinstance(uid, (bytes, bytearray)), "id": [int(v) for v in uid]}
+
+
+def unique_id(message: dict):
+    """The unique id of ``unique_id_message``, as the type rank 0's CuPy gave it."""
+    return bytes(message["id"]) if message["bytes"] else tuple(message["id"])
+
+
 class NCCLComm:
     """Collectives on CuPy arrays through NCCL; the unique id travels over ``host``
     (an MPIComm, or a SelfComm for a communicator of one)."""
@@ -135,8 +146,8 @@ class NCCLComm:
         self.cupy, self.nccl = cupy, nccl
         self.rank, self.size = host.rank, host.size
         self.timeout = timeout_s() if timeout is None else timeout
-        uid = host.bcast_json(list(nccl.get_unique_id()) if host.rank == 0 else None)
-        self.comm = nccl.NcclCommunicator(self.size, tuple(uid), self.rank)
+        uid = host.bcast_json(unique_id_message(nccl.get_unique_id()) if host.rank == 0 else None)
+        self.comm = nccl.NcclCommunicator(self.size, unique_id(uid), self.rank)
         self._types = {np.dtype(np.float32): nccl.NCCL_FLOAT32, np.dtype(np.float64): nccl.NCCL_FLOAT64,
                        np.dtype(np.int64): nccl.NCCL_INT64}
 

@@ -5,8 +5,9 @@ replays it after copying the batch into the step's own input buffers.
 
 What a step may contain: kernel launches and device copies only. The
 optimizer must say so (``capturable = True``: it updates parameters in place
-with kernels, its state exists before the capture and nothing it computes
-on the host changes from step to step); an op that would stop on the host
+with kernels, its state exists before the capture, made by its ``prepare()``
+where it has one, and nothing it computes on the host changes from step to
+step); an op that would stop on the host
 raises ``CaptureError`` naming it when the step is compiled.
 
 What stopped a step on the host, and what happens now: an op without
@@ -79,6 +80,8 @@ class CompiledStep:
         self.runtime = _runtime_of(x_example)
         self.x, self.y = _copy(x_example), _copy(y_example)
         self.captures = 0
+        if hasattr(optimizer, "prepare"):
+            optimizer.prepare()  # its state before the capture: no host-to-device copy inside it
         self._capture()
 
     def _body(self):

@@ -146,6 +146,12 @@ class Optimizer:
         total, dtype = int(self._offsets[-1]), params[0].dtype
         self._flat = {k: xp.zeros(total if k in self._active_kinds() else 0, dtype) for k in self._kinds}
 
+    def prepare(self) -> None:
+        """Make the state (the device scalars and the flat buffers) on the parameters' device now, as
+        the first step would. A step graph's capture calls it first (gpucnn.nn.graph): creating the
+        scalars copies from the host, which CUDA forbids while a stream is capturing."""
+        self._ensure_state([p.data for p in self._params])
+
     def step(self) -> None:
         """One update of every parameter from its current gradient."""
         params, grads = self._arrays()
