@@ -73,6 +73,44 @@ def table(res: dict) -> list[str]:
             + md_table(["algorithm", "candidates", "median", "min", "max"], kinds))
 
 
+def replay(res: dict, device: tuple[int, int] = (90, 132)) -> list[dict]:
+    """The heuristic as the code stands now (gpucnn.cuda.algo), replayed on a tuned run's timings:
+    per tuned pass {case, pass, math, algo (its choice now), us (as tuning timed that choice; None
+    where it was not a candidate), fastest_us}. ``device``: the run's (compute capability, SMs)."""
+    import numpy as np
+    from gpucnn.bench import cases, model, modes
+    from gpucnn.cuda import algo
+    by_name, out = {c.name: c for c in cases.CONV}, []
+    for r in res.get("rows", []):
+        case = by_name.get(r.get("name"))
+        for n, cands in r.get("tuning", {}).items():
+            if case is None:
+                continue
+            math = modes.MODE_OF.get(n, n)
+            c = algo.choose(model.geometry(case.with_batch(r["batch"])), r["pass"], np.float32, math, device[1],
+                            device[0])
+            timed = {(x["algo"], x["math"]): x["us"] for x in cands}
+            out.append({"case": r["case"], "pass": r["pass"], "math": math, "algo": model.describe(c),
+                        "us": timed.get((model.describe(c), c.math)), "fastest_us": min(timed.values())})
+    return out
+
+
+def replay_table(res: dict) -> list[str]:
+    """Markdown lines: ``replay``'s choices against the fastest candidate, and their geometric mean."""
+    from gpucnn.bench.model_report import md_table
+    rows = replay(res)
+    if not rows:
+        return []
+    lost = [r["us"] / r["fastest_us"] for r in rows if r["us"] is not None]
+    body = [[r["case"], r["pass"], r["math"], r["algo"], "not timed" if r["us"] is None else f"{r['us']:.1f}",
+             f"{r['fastest_us']:.1f}", "-" if r["us"] is None else f"{r['us'] / r['fastest_us']:.2f}"] for r in rows]
+    mean = statistics.geometric_mean(lost) if lost else float("nan")
+    return (["", f"The heuristic as the code stands now, replayed on these timings: geometric mean of its "
+             f"choice / the fastest {mean:.3f} over {len(lost)} passes ({len(rows) - len(lost)} choices not "
+             f"among the candidates timed).", ""]
+            + md_table(["case", "pass", "math", "heuristic now", "us", "fastest us", "now / fastest"], body))
+
+
 def main(argv=None) -> int:
     paths = sys.argv[1:] if argv is None else argv
     if not paths:
@@ -80,7 +118,7 @@ def main(argv=None) -> int:
         return 2
     from gpucnn.bench import targets
     runs = {p: targets.load(p) for p in paths}  # a run cut short: the rows its partial.jsonl kept
-    lines = [ln for res in runs.values() if res is not None for ln in table(res)]
+    lines = [ln for res in runs.values() if res is not None for ln in table(res) + replay_table(res)]
     print("\n".join(lines) if lines else "no tuned pass")
     missing = [p for p, res in runs.items() if res is None]
     if missing:

@@ -76,7 +76,8 @@ from gpucnn.cuda.algo_direct import (  # noqa: F401 (algo is where callers ask: 
     DIRECT_BLOCKS_PER_SM, DIRECT_THREADS, ROW_FILTERS, ROW_OUTPUTS, SMALL_C, SMALL_GROUP, STRIP_PIXELS, STRIP_SMEM,
     STRIP_TAPS, STRIP_THREADS, WINDOW_MIN_TAPS, WINDOW_SMEM, WINDOW_SLOTS, WINDOW_TAPS, axis_phase_taps, cdiv,
     direct_filter_units, filter_rows, forward_rows, phase_tap_grid, phase_taps, strip_bank_bytes, strip_bank_groups,
-    strip_ok, strip_pair_threads, strip_period, strip_slots, window_bank_bytes, window_ok, window_strip)
+    strip_ok, strip_pair_threads, strip_period, strip_slots, window_bank_bytes, window_busy_lanes, window_fills,
+    window_grid, window_ok, window_periods, window_strip, WINDOW_MIN_LANES, WINDOW_PIXELS, WINDOW_ROWS)
 
 PASSES = ("forward", "backward_data", "backward_filter")
 FAMILIES = {"forward": ("gemm", "direct"),
@@ -346,7 +347,8 @@ def _choose(g, pass_: str, dtype, math: str, sms: int, cc: int, spec: str, tc_ti
     if family is None:
         if direct_ok(g, pass_):
             family = "direct"
-            if pass_ == "backward_data" and phase_taps(g) >= WINDOW_MIN_TAPS and window_ok(g, dtype):
+            if (pass_ == "backward_data" and phase_taps(g) >= WINDOW_MIN_TAPS and window_ok(g, dtype)
+                    and window_fills(g, sms)):
                 family = "window"
             elif pass_ == "backward_data" and g.K // g.groups > SMALL_GROUP and strip_ok(g, dtype):
                 family = "strip"

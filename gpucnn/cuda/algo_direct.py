@@ -6,8 +6,9 @@ banks.
 Families (backward-data):
   window  backward-data only: depthwise.cu's dy-window kernel, for groups of
           one channel whose stride phases keep at least WINDOW_MIN_TAPS taps
-          of a row (wide strided stems: deepspeech keeps 10 of its 20) and
-          whose filter bank fits WINDOW_SMEM of shared memory. A lane owns 4
+          of a row (wide strided stems: deepspeech keeps 10 of its 20),
+          whose filter bank fits WINDOW_SMEM of shared memory and whose grid
+          keeps WINDOW_MIN_LANES busy lanes an SM (window_fills). A lane owns 4
           pixels of a phase in each of 3 rows; per filter, one run of 13 dy
           values (4 LDG.128 of 512 contiguous bytes a warp) feeds up to 3 x 40
           FMAs. Model (H100, 132 SMs at 1.755-1.98 GHz, 4 instructions issued
@@ -41,8 +42,9 @@ Families (backward-data):
           which the model's loop count leaves out and few filters do not
           amortise (bench/gpu.sh's autotuning step times both on depthwise);
           one channel takes the window kernel first where a phase
-          keeps WINDOW_MIN_TAPS taps (its 40 FFMA in ~45 instructions a live
-          row beat the strip's 64 in 128)
+          keeps WINDOW_MIN_TAPS taps and the window's grid fills the SMs
+          (window_fills; its 40 FFMA in ~45 instructions a live row beat the
+          strip's 64 in 128)
 """
 from __future__ import annotations
 
@@ -59,6 +61,13 @@ SMALL_C = 4      # backward-data direct for up to this many channels a group (st
 WINDOW_TAPS, WINDOW_SLOTS = 10, 12  # depthwise.cu's DWW_TB, DWW_TBP: a window's taps, their slots in the bank
 WINDOW_MIN_TAPS = 5  # a window's 10 tap slots at least half used
 WINDOW_SMEM = 48 * 1024  # the bank in shared memory without an opt-in
+WINDOW_PIXELS, WINDOW_ROWS, WARP = 4, 3, 32  # DWW_PIX, DWW_ROWS: a window lane's pixels of a phase, and rows
+# The window kernel's lanes that own pixels, at least this many an SM (8 warps' worth, 2 a
+# scheduler), or it leaves backward-data to the strip kernel. On an H200 (bench/results/
+# gpu-2026-11-30) mnist-1's 4480 busy lanes (34 an SM: a row of 28 pixels fills 7 of a warp's
+# 32 lanes) took 211 us a call against cuDNN's 32 us (6.6x), and lost 2.5x to the strip
+# kernel in autotuning; deepspeech's ~152000 (1150 an SM) took 1.31x cuDNN's time.
+WINDOW_MIN_LANES = 256
 STRIP_TAPS = 4  # conv2d_strip.cu's STRIP_TB: a chunk's taps (its weights: whole 16-byte vectors)
 STRIP_SMEM = WINDOW_SMEM  # resnet-stem's bank: 64 x 7 x 2 x 8 x 3 floats, 42 KiB (84 KiB in double: direct)
 
@@ -109,6 +118,32 @@ def window_ok(g, dtype) -> bool:
     return g.C == g.groups and window_bank_bytes(g, dtype) <= WINDOW_SMEM
 
 
+def window_periods(win) -> tuple[int, int]:
+    """(Lh, L): the row and column stride phases' periods, lcm(stride, dilation) along each axis."""
+    return math.lcm(win.sh, win.dh), strip_period(win)
+
+
+def window_grid(g) -> tuple[int, int]:
+    """(row groups, pixel tiles) of one (image, channel, row phase, column phase) in the window
+    kernel's grid: WINDOW_ROWS rows and WARP x WINDOW_PIXELS pixels of a phase each."""
+    win = g.win
+    Lh, L = window_periods(win)
+    return cdiv(cdiv(win.H, Lh), WINDOW_ROWS), cdiv(cdiv(win.W, L), WARP * WINDOW_PIXELS)
+
+
+def window_busy_lanes(g) -> int:
+    """The window kernel's lanes that own at least one pixel (a row's last tile may leave most idle)."""
+    win = g.win
+    Lh, L = window_periods(win)
+    rows, _ = window_grid(g)
+    return g.N * g.C * Lh * rows * L * cdiv(cdiv(win.W, L), WINDOW_PIXELS)
+
+
+def window_fills(g, sms: int) -> bool:
+    """Whether the window kernel keeps WINDOW_MIN_LANES busy lanes an SM on ``sms`` SMs."""
+    return window_busy_lanes(g) >= WINDOW_MIN_LANES * sms
+
+
 def strip_slots(g) -> int:
     """Bank slots per (filter, row tap, phase) of the strip kernel: whole chunks of STRIP_TAPS."""
     return cdiv(phase_taps(g), STRIP_TAPS) * STRIP_TAPS
@@ -120,7 +155,7 @@ STRIP_PIXELS = 8  # STRIP_PIX: pixels of one stride phase a thread owns
 
 def strip_period(win) -> int:
     """L = lcm(sw, dw): a strip thread's pixels are L apart, so they meet the same taps."""
-    return win.sw * win.dw // math.gcd(win.sw, win.dw)
+    return math.lcm(win.sw, win.dw)
 
 
 def strip_pair_threads(g) -> int:

@@ -30,7 +30,8 @@ from gpucnn import mathmode
 from gpucnn.cuda import algo, tc
 from gpucnn.runtime import capture
 
-REPS = 3  # timed runs a candidate, after one warm-up
+REPS = 3  # timed runs a candidate, after one warm-up (on a GPU: the first of _time's counts)
+MIN_TIMED_S, MAX_REPS = 2e-3, 192  # on a GPU, a candidate's calls are timed until they take this long
 _cache: dict[tuple, algo.Choice] = {}
 _timings: dict[tuple, list[tuple[algo.Choice, float]]] = {}  # each candidate and its seconds, as tuning timed them
 _trial: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("gpucnn_conv_trial", default=None)
@@ -102,22 +103,29 @@ def _running(g, pass_: str, c: algo.Choice, run):
 
 
 def _time(rt, fn) -> float:
-    """Seconds of one call of fn after a warm-up. On a GPU, REPS calls queued back to back between
-    two CUDA events, over REPS (as gpucnn.bench.timing's samples): the host queues the next call
-    while the device runs this one, so the host's launch path (~10 us) counts once in the REPS and
-    not in every call, where it would hide the difference between small candidates. On the CPU
-    (the emulator), the median of REPS calls."""
+    """Seconds of one call of fn after a warm-up. On a GPU, calls queued back to back between two
+    CUDA events, over their count (as gpucnn.bench.timing's samples): the host queues the next call
+    while the device runs this one, so the host's launch path (~10-20 us) counts once and not in
+    every call. REPS calls are timed, then 4 times as many until they take MIN_TIMED_S or MAX_REPS
+    calls ran (timeit's autorange; the short rounds warm the long one up). Timing 3 calls only, the H200
+    run of bench/results/gpu-2026-11-30 timed mnist-1's forward at 71 us on the tile that the
+    bench's long samples put at 40 us. On the CPU (the emulator), the median of REPS calls."""
     fn()
     if rt.name == "cuda":
         import cupy
-        cupy.cuda.Device().synchronize()
-        start, end = cupy.cuda.Event(), cupy.cuda.Event()
-        start.record()
-        for _ in range(REPS):
-            fn()
-        end.record()
-        end.synchronize()
-        return cupy.cuda.get_elapsed_time(start, end) / 1e3 / REPS
+        n = REPS
+        while True:
+            cupy.cuda.Device().synchronize()
+            start, end = cupy.cuda.Event(), cupy.cuda.Event()
+            start.record()
+            for _ in range(n):
+                fn()
+            end.record()
+            end.synchronize()
+            seconds = cupy.cuda.get_elapsed_time(start, end) / 1e3
+            if seconds >= MIN_TIMED_S or n >= MAX_REPS:
+                return seconds / n
+            n = min(4 * n, MAX_REPS)
     samples = []
     for _ in range(REPS):
         t0 = time.perf_counter()

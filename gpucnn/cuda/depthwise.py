@@ -6,8 +6,6 @@ arguments (gpucnn.cuda.conv._geom).
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from gpucnn.cuda import algo
@@ -24,7 +22,6 @@ THREADS = 256  # DW_THREADS
 OUTPUTS = algo.ROW_OUTPUTS  # DW_OUT: consecutive outputs of a row a forward or rows-kernel thread computes
 CHANNEL_BLOCK = 4  # DW_CB: channels of one group a backward-data thread computes
 PIXELS = 4  # DW_PIX: pixels of a row's stride phase a backward-data thread computes
-WINDOW_PIXELS, WINDOW_ROWS = 4, 3  # DWW_PIX, DWW_ROWS: a window kernel lane's pixels of a phase, and rows
 WARP = 32
 
 
@@ -64,14 +61,11 @@ def backward_data(rt, dy, w, dx, g, geom) -> None:
 
 def backward_data_window(rt, dy, w, dx, g, geom) -> None:
     """dx from dy for groups of one channel (gpucnn.cuda.algo's window family):
-    a warp per (image, channel, group of WINDOW_ROWS rows of one row phase,
-    stride phase, tile of WARP*WINDOW_PIXELS pixels), the filter bank
+    a warp per (image, channel, group of algo.WINDOW_ROWS rows of one row phase,
+    stride phase, tile of WARP*algo.WINDOW_PIXELS pixels: algo.window_grid), the filter bank
     (algo.window_strip slots per filter, row tap and phase) in shared memory."""
-    win = g.win
-    gw = math.gcd(win.sw, win.dw)
-    L, Lh = win.sw * win.dw // gw, win.sh * win.dh // math.gcd(win.sh, win.dh)  # the phases' periods
-    rows = -(-(-(-win.H // Lh)) // WINDOW_ROWS)
-    tiles = -(-(-(-win.W // L)) // (WARP * WINDOW_PIXELS))
+    Lh, L = algo.window_periods(g.win)
+    rows, tiles = algo.window_grid(g)
     threads = g.N * g.C * Lh * rows * L * tiles * WARP
     fits_int("depthwise", threads)
     strip = algo.window_strip(g)

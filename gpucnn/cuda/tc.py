@@ -108,18 +108,16 @@ def _cost(M: int, N: int, batches: int, sm_count: int, edge, per_sm: int, per_ma
 # and the wide tile's 2 blocks against 3-4 lose (mnist-2 forward 1.12x ->
 # 1.37x, resnet-stem filter gradient 1.13x -> 1.46x by the model).
 WIDE_ISSUE, WIDE_MARGIN = 0.69, 0.85
-# The wide warpgroup tile ("64g"): its warps' k-step issues 478-505 SASS instructions (the wgmma
-# and the stage's rounding in place of ldmatrix, conversions and HMMA) for 64 x 128 x 32 MACs,
-# where the 64 tile's issue 349-379 for 64 x 64 x 32 (static-sm90.md: forward 477.5 against
-# 2 x 348.75, backward-data 505.25 against 2 x 379, filter gradient 480.75 against 2 x 352.75):
-# 0.67-0.68 of the issue per MAC, as the wide tile's; its MMAs at wgmma's rate besides
-# (model_consts.WGMMA_OF_PEAK), which this issue count does not credit.
-WG_ISSUE = 0.68
-# In 3xTF32 the 64 tile and the wide warpgroup tile are both bound by their tensor time (the 64
-# tile's 96 HMMA a warp a step at mma.sync's half of the peak, against its 581-612 instructions;
-# model_consts.MMA_SYNC_OF_PEAK), so the wide warpgroup tile counts wgmma's 0.9 of the peak
-# against mma.sync's 0.5 (WGMMA_OF_PEAK's and MMA_SYNC_OF_PEAK's centres): 0.56 of the time a MAC.
-WG3_COST = 0.56
+# The warpgroup tiles, measured on an H200 (bench/results/gpu-2026-11-30: autotuning's candidates,
+# 8 cases x 3 passes x 2 modes), time of the mma.sync tile over the wgmma tile of the same shape
+# and split count: wide 64 x 128 ("64g"), median 0.87 in 3xtf32 and 0.90 in tf32 (98 of 104 pairs
+# faster on mma.sync, the phase family's included); 128 x 128 ("128g"), median 1.04 in 3xtf32 and
+# 0.94 in tf32. The static counts had put them ahead (the wide one at 0.68 of the 64 tile's issue
+# per MAC in tf32, and at wgmma's 0.9 of the peak against mma.sync's 0.5 in 3xtf32); ncu found the
+# wide one at 11-12% achieved occupancy (148-184 registers a thread, one warpgroup a block),
+# latency-bound. Replayed on those timings (gpucnn.bench.tuning.replay), taking "128g" in 3xtf32
+# only and never "64g" cut the heuristic's loss to the fastest candidate from a geometric mean of
+# 1.249 to 1.142.
 
 
 def tc_config(M: int, N: int, batches: int, sm_count: int, cc: int = 90, narrow: bool = False,
@@ -155,21 +153,21 @@ def tc_config(M: int, N: int, batches: int, sm_count: int, cc: int = 90, narrow:
     of 264 slots against 512 of 64 in two of 396).
 
     With ``wg`` (the warpgroup tiles built: wg_built), the 128 tile's shape
-    runs on wgmma ("128g"), and the wide one's ("64g") where the comparison
-    counts it, in tf32 at WG_ISSUE of the 64 tile's issue per MAC, in 3xtf32
-    at WG3_COST of its tensor time per MAC."""
+    runs on wgmma ("128g") in 3xtf32, where an H200 timed it a little ahead
+    of mma.sync (the comment above). The wide warpgroup tile ("64g") is not
+    chosen: it lost to the mma.sync wide tile in 98 of 104 timed pairs.
+    Forced (force_tile) or autotuned, every tile still runs."""
     if narrow and N > 64 and M <= NARROW_ROWS:
         return NARROW_ROWS
     wg = wg and narrow
     large = -(-M // 128) * -(-N // 128) * batches
     if large >= 2 * sm_count and min(M, N) > 64 and cc in _LARGE_SMEM_CCS:
-        return "128g" if wg else 128
-    if narrow and N > 64 and (mode == "tf32" or wg):
-        wide_edge, per_mac = ("64g", WG_ISSUE if mode == "tf32" else WG3_COST) if wg else (WIDE, WIDE_ISSUE)
-        blocks = {e: blocks_per_sm("forward", mode, e, cc) for e in (wide_edge, 64)}
-        wide = _cost(M, N, batches, sm_count, wide_edge, blocks[wide_edge], per_mac)
+        return "128g" if wg and mode == "3xtf32" else 128
+    if narrow and N > 64 and mode == "tf32":
+        blocks = {e: blocks_per_sm("forward", mode, e, cc) for e in (WIDE, 64)}
+        wide = _cost(M, N, batches, sm_count, WIDE, blocks[WIDE], WIDE_ISSUE)
         if wide <= WIDE_MARGIN * _cost(M, N, batches, sm_count, 64, blocks[64], 1.0):
-            return wide_edge
+            return WIDE
     return 64
 
 
