@@ -42,8 +42,11 @@
 // launch code checks), so a step costs a few integer instructions.
 struct ChannelWalk {
     int img, off, simg, soff;
-    __device__ ChannelWalk(long long i, int stride, int hw)
-        : img((int)(i / hw)), off((int)(i % hw)), simg(stride / hw), soff(stride % hw) {}
+    __device__ ChannelWalk(long long i, int stride, int hw) : simg(stride / hw), soff(stride % hw) {
+        long long r;
+        img = (int)div_rem(i, hw, r);
+        off = (int)r;
+    }
     __device__ __forceinline__ void next(int hw) {
         img += simg;
         off += soff;
@@ -122,7 +125,8 @@ __device__ void channel_walk(double (*part)[CH_THREADS], double* out, unsigned* 
     const int hw = (int)(HW / G), step = CH_THREADS * U;
     const long long n = (long long)N * hw, cg = chunk / G;  // groups a channel, a chunk (chunk % G == 0)
     for (long long z = blockIdx.x; z < (long long)C * chunks; z += gridDim.x) {  // uniform per block
-        const int c = (int)(z % C), j = (int)(z / C);
+        long long zc;
+        const int j = (int)div_rem(z, C, zc), c = (int)zc;
         const auto tc = term.channel(c);
         const long long beg = j * cg, end = min(n, beg + cg);
         double acc[U][S];
@@ -187,17 +191,32 @@ __device__ void channel_reduce(double (*part)[CH_THREADS], double* out, unsigned
 
 // f(i, c) for every i < count of an (N, C, HW) layout, c the channel of i:
 // a grid-stride loop that carries c along instead of dividing i per element
-// (HW < 2^31, as ChannelWalk).
+// (HW < 2^31, as ChannelWalk). The launch code gives a thread a vector
+// (launch.vector_threads), so the set-up is paid a 16-byte vector: the
+// start's two divisions, and the stride's two only in a thread that has a
+// second item (four before, ~25 instructions each on the 32-bit path that
+// the compiler puts in front of a 64-bit division: about 170 instructions a
+// thread down to about 120 on batch norm's apply, which reached 76% of the
+// copy bandwidth on the H200 where ReLU's map, ~30 a thread, reached 91%:
+// bench/results/gpu-2026-11-30).
 template <typename F> __device__ __forceinline__ void channel_map(long long count, int C, long long HW, F f) {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= count) return;
+    long long r, rc;
+    div_rem(div_rem(i, HW, r), C, rc);
+    const int hw = (int)HW;
+    int off = (int)r, c = (int)rc;
+    f(i, c);
     const long long s = (long long)blockDim.x * gridDim.x;
-    const int hw = (int)HW, soff = (int)(s % HW), sc = (int)((s / HW) % C);
-    int off = (int)(i % HW), c = (int)((i / HW) % C);
-    for (; i < count; i += s) {
-        f(i, c);
+    if (count - i <= s) return;
+    long long sr, src;
+    div_rem(div_rem(s, HW, sr), C, src);
+    const int soff = (int)sr, sc = (int)src;
+    for (i += s; i < count; i += s) {
         off += soff;
         c += sc;
         if (off >= hw) off -= hw, ++c;
         if (c >= C) c -= C;  // c < 2C: sc < C, plus one carry
+        f(i, c);
     }
 }

@@ -26,33 +26,30 @@
     long long NC, int H, int W, int P, int Q, int kh, int kw, int sh, int sw, int pt, int pl, \
         int dh, int dw
 
-// a / b and a % b (a >= 0, b > 0) in 32 bits when both fit: about 20 inline
-// instructions where a 64-bit division is a CALL of ~70; a thread's set-up
-// runs once an output when the grid covers the outputs.
-__device__ __forceinline__ long long div_rem(long long a, long long b, long long& rem) {
-    const long long q = ((unsigned long long)a | (unsigned long long)b) >> 32 == 0
-                            ? (long long)((unsigned)a / (unsigned)b) : a / b;
-    rem = a - q * b;
-    return q;
-}
-
 // Grid-stride loop over the NC planes of rows x cols elements: it.i is the
 // flat index, (it.plane, it.r, it.c) its coordinates, advanced by the stride
-// with carries instead of three divisions per element (they run once per
-// thread, for the start and the stride).
+// with carries instead of three divisions per element. The start's divisions
+// run once a thread; the stride's only in a thread that has a second element
+// (none where the grid covers the elements, as launch sizes it: a thread an
+// output, whose ~40 instructions of set-up the stride's would double).
 struct PlaneWalk {
-    long long i, plane, splane, stride;
-    int r, c, sr, sc;
+    long long i, plane, splane = -1, stride;
+    int r, c, sr = 0, sc = 0;
     __device__ PlaneWalk(int rows, int cols) {
-        const long long rc = (long long)rows * cols;
-        long long off, soff;
+        long long off;
         i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
         stride = (long long)blockDim.x * gridDim.x;
-        plane = div_rem(i, rc, off), splane = div_rem(stride, rc, soff);
-        r = (int)off / cols, c = (int)off - r * cols, sr = (int)soff / cols, sc = (int)soff - sr * cols;
+        plane = div_rem(i, (long long)rows * cols, off);
+        r = (int)off / cols, c = (int)off - r * cols;
     }
-    __device__ __forceinline__ void next(int rows, int cols) {
+    __device__ __forceinline__ void next(int rows, int cols, long long n) {
         i += stride;
+        if (i >= n) return;
+        if (splane < 0) {
+            long long soff;
+            splane = div_rem(stride, (long long)rows * cols, soff);
+            sr = (int)soff / cols, sc = (int)soff - sr * cols;
+        }
         c += sc;
         r += sr + (c >= cols);
         if (c >= cols) c -= cols;
@@ -60,7 +57,7 @@ struct PlaneWalk {
         if (r >= rows) r -= rows;  // r < 2*rows: sr < rows, plus one carry
     }
 };
-#define PLANE_LOOP(it, rows, cols, n) for (PlaneWalk it(rows, cols); it.i < (n); it.next(rows, cols))
+#define PLANE_LOOP(it, rows, cols, n) for (PlaneWalk it(rows, cols); it.i < (n); it.next(rows, cols, (n)))
 
 // Window positions p whose tap i lands on row h: h = p*s - pad + i*d.
 // Returns -1 when no such p exists in [0, P).
