@@ -3,40 +3,43 @@
 # installed; no package registry), from the repository root:
 #   bash bench/gpu.sh [OUTDIR]        (default: $OUT, else bench/results/<date>)
 # Steps, in this order, each time-boxed and logged, a failing step never
-# stopping the next (540 s at most in all, plus the time-outs' 10 s grace). The first run, on an
+# stopping the next (490 s at most in all, plus the time-outs' 10 s grace). The first run, on an
 # H200 on 2026-11-29 (bench/results/gpu-2026-11-29), took 5 s for step 2 and 112 s for the conv2d
 # family's NVRTC compile, which then starved every later step; the loader now builds conv2d and
-# conv2d_phase (and linear) a part at a time (loader.PARTED: 4 s or less a part on the VM):
-#   1 device and versions                           10 s
-#   2 the tensor-core primitives on the GPU          15 s   (tests/test_mma_prims.py, test_wgmma_prims.py:
+# conv2d_phase (and linear) a part at a time (loader.PARTED: 4 s or less a part on the VM). The
+# second (bench/results/gpu-2026-11-30) ran every step in 171 s; its times are in brackets below,
+# and the boxes were cut where it had room to give 5c all the cases and 7 two more kernels:
+#   1 device and versions                           10 s   [7]
+#   2 the tensor-core primitives on the GPU          15 s   [3] (tests/test_mma_prims.py, test_wgmma_prims.py:
 #                                                           layouts and descriptors in seconds)
-#   2b our host launch path on this host's CPU      10 s   (bench/host_path.py: calibrates model_consts'
-#                                                           HOST_SPEED, measured on a 2-core VM; ~3 s here)
-#   2c every kernel module compiled, in parallel    40 s    (bench/gpu_launches.py compile: a process a
+#   2b our host launch path on this host's CPU      10 s   [2] (bench/host_path.py: calibrates model_consts'
+#                                                           HOST_SPEED, measured on a 2-core VM)
+#   2c every kernel module compiled, in parallel    25 s   [16] (bench/gpu_launches.py compile: a process a
 #                                                           family or part fills CuPy's disk cache, which
-#                                                           the later steps read; 40 modules, 35 s on the
-#                                                           VM's 2 cores, the longest 5 s)
-#   3 the GPU test suite (pytest -m gpu)            90 s
-#   4 compute-sanitizer memcheck, racecheck          2 x 45 s  (bench/gpu_launches.py small)
-#   5a the memory-bound rows (ReLU, pooling, batch   30 s   (the model's open verdicts: measured first)
+#                                                           the later steps read; 40 modules)
+#   3 the GPU test suite (pytest -m gpu)            60 s   [23]
+#   4 compute-sanitizer memcheck, racecheck          2 x 30 s  [2, 12] (bench/gpu_launches.py small)
+#   5a the memory-bound rows (ReLU, pooling, batch   30 s   [20] (the model's open verdicts: measured first)
 #     norm, bias gradient)
-#   5 the convolution rows, in each math mode        85 s   (GPU backends only: with the default ones,
+#   5 the convolution rows, in each math mode        70 s   [34] (GPU backends only: with the default ones,
 #                                                           CPU peers included, it had not finished
 #                                                           after 185 s on the H200)
-#   5b the fused rows (conv+bias+ReLU, batch norm    25 s   (after 5, whose compiled kernels CuPy's
+#   5b the fused rows (conv+bias+ReLU, batch norm    25 s   [9] (after 5, whose compiled kernels CuPy's
 #     + ReLU) against the separate passes                   disk cache keeps)
-#   5c eight convolution cases autotuned (--algo     25 s   (where the tuned time beats step 5's, the
-#     autotune), 3xtf32 and tf32                            heuristic guessed wrong; the model's rivals,
-#                                                           predicted-h200.md, among them)
-#   6 the training-step rows (lenet, vgg-small,     65 s
+#   5c every convolution case autotuned (--algo      60 s   [19 for 8 cases] (where the tuned time beats
+#     autotune), 3xtf32 and tf32                            step 5's, the heuristic guessed wrong; each
+#                                                           candidate timed until 2 ms, autotune._time)
+#   6 the training-step rows (lenet, vgg-small,     65 s   [12: failed, fixed since]
 #     resnet20 at batch 128 against PyTorch eager; torch.compile's own compile left out for time)
-#   7 ncu on the conv forward kernels of each mode   45 s   (bench/gpu_launches.py large)
+#   7 ncu on the conv forward kernels of each mode   60 s   [10] (bench/gpu_launches.py large)
 #     (the tile each picks, and tf32's wide warpgroup tile) and deepspeech's backward-data window and fold kernels
-#     (mma.sync and, forced, wgmma), and batch norm's statistics and the bias gradient on 33.6 MB
+#     (mma.sync and, forced, wgmma), batch norm's statistics and the bias gradient on 33.6 MB, and
+#     max pooling 3x3/2 and batch norm's apply on 102.8 MB
 #   8 issue 11's targets read off steps 5a-5b's JSON  5 s    (gpucnn.bench.targets; the table goes into
 #                                                           summary.txt)
 #   8b step 5c's candidates: the heuristic's choice    5 s    (gpucnn.bench.tuning, into summary.txt)
-#     and the model's pick against the fastest, and the model's measured / predicted by algorithm
+#     and the model's pick against the fastest, the model's measured / predicted by algorithm, and
+#     the heuristic as the code stands replayed on those timings
 # The lending tool returns at most 8 files from $OUT: the logs and tables go into one
 # tarball (logs.tar.gz) beside summary.txt and the benchmarks' JSON (mem, bench, fused,
 # tuned, steps: 7 files).
@@ -64,28 +67,28 @@ step() {  # step NAME SECONDS COMMAND...: run it under timeout, log it, note its
 step 1-device 10 bash -c "nvidia-smi; $PY -c 'import cupy, numpy, torch; print(\"cupy\", cupy.__version__, \"numpy\", numpy.__version__, \"torch\", torch.__version__, \"cudnn\", torch.backends.cudnn.version())'; $PY -m gpucnn.cli info"
 step 2-primitives 15 "$PY" -m pytest -v -m gpu -p no:cacheprovider tests/test_mma_prims.py tests/test_wgmma_prims.py
 step 2b-host 10 "$PY" bench/host_path.py --calls 100 --samples 3
-step 2c-compile 40 "$PY" bench/gpu_launches.py compile
-step 3-gpu-tests 90 "$PY" -m pytest -v -m gpu -p no:cacheprovider --maxfail=20 tests
-step 4a-memcheck 45 compute-sanitizer --tool memcheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
-step 4b-racecheck 45 compute-sanitizer --tool racecheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
+step 2c-compile 25 "$PY" bench/gpu_launches.py compile
+step 3-gpu-tests 60 "$PY" -m pytest -v -m gpu -p no:cacheprovider --maxfail=20 tests
+step 4a-memcheck 30 compute-sanitizer --tool memcheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
+step 4b-racecheck 30 compute-sanitizer --tool racecheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
 peers=${GPU_SH_PEERS-torch-cudnn,torch-cudnn-tf32}  # PyTorch's cuDNN, strict then TF32 (the stand-in has no CUDA PyTorch: empty)
 strict=${peers%%,*}
 modes=gpucnn-cuda-3xtf32${peers:+,$peers},gpucnn-cuda-tf32,gpucnn-cuda-fp32
 convs=$("$PY" -c 'from gpucnn.bench.cases import CONV; print(",".join(c.name for c in CONV))')
 step 5a-mem 30 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
     --out "$logs/mem" --backends "gpucnn-cuda${strict:+,$strict}" --only relu,pool,batchnorm,bias_grad
-step 5-bench 85 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
+step 5-bench 70 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
     --out "$logs/bench" --backends "$modes" --only "$convs"
 step 5b-fused 25 "$PY" -m gpucnn.cli bench --device cuda --fused-only --no-progress --budget 0.3 \
     --out "$logs/fused" --backends "$modes"
-step 5c-autotune 25 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
+step 5c-autotune 60 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
     --out "$logs/tuned" --backends "gpucnn-cuda-3xtf32${peers:+,$peers},gpucnn-cuda-tf32" --algo autotune \
-    --only mnist-1,mnist-2,cifar-resnet,cifar-resnet-s2,resnet-3x3,resnet-7x7x512,vgg,depthwise
+    --only "$convs"
 step 6-steps 65 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-torch-compile --no-progress \
     --out "$logs/steps"
-step 7-ncu 45 ncu --clock-control none \
-    --kernel-name regex:"conv2d_forward_(f32|tf32_|3xtf32_)|depthwise_backward_data_window_f32|conv2d_fold_|batchnorm_stats_f32|conv2d_bias_grad_f32" \
-    --launch-count 9 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
+step 7-ncu 60 ncu --clock-control none \
+    --kernel-name regex:"conv2d_forward_(f32|tf32_|3xtf32_)|depthwise_backward_data_window_f32|conv2d_fold_|batchnorm_(stats|forward)_f32|conv2d_bias_grad_f32|max_pool2d_forward_f32" \
+    --launch-count 11 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
 
 echo "8-targets:" >> "$summary"  # the whole table, into the summary
 runs=()  # each step's JSON, or the rows a step cut short kept (its partial.jsonl)

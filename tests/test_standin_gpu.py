@@ -58,7 +58,7 @@ def test_ncu_profiles_the_launches_it_names(capsys):
     """gpu.sh's ncu step: its kernel-name filter over gpu_launches.py large's launches matches exactly
     its launch count, and those are the kernels the step names: the conv forward in each mode and on
     the wide warpgroup tile, the window kernel, the fold of each MMA kind, batch norm's statistics and
-    the bias gradient."""
+    apply, the bias gradient and max pooling."""
     text = (ROOT / "bench" / "gpu.sh").read_text()
     rx = re.search(r'--kernel-name regex:"([^"]+)"', text).group(1)
     count = int(re.search(r"--launch-count (\d+)", text).group(1))
@@ -71,7 +71,7 @@ def test_ncu_profiles_the_launches_it_names(capsys):
     assert len(hit) == count, hit
     prefixes = ["conv2d_forward_f32", "conv2d_forward_tf32_", "conv2d_forward_3xtf32_", "conv2d_forward_tf32_64g",
                 "depthwise_backward_data_window_f32", "conv2d_fold_backward_data_tf32", "conv2d_fold_backward_data_wgmma",
-                "batchnorm_stats_f32", "conv2d_bias_grad_f32"]
+                "batchnorm_stats_f32", "conv2d_bias_grad_f32", "max_pool2d_forward_f32", "batchnorm_forward_f32"]
     assert all(any(h.startswith(p) for h in hit) for p in prefixes), hit
 
 
@@ -104,11 +104,11 @@ def test_gpu_script_runs_its_python_steps(tmp_path):
     assert summary.count("of a same-size copy); in a graph ") == judged
     # step 8b: every tuned pass of step 5c, in each of its two modes, against the heuristic and the model
     tuned = json.loads((out / "tuned.json").read_text())["rows"]
-    assert len(tuned) == 24 and all(len(r["tuning"]) == 2 for r in tuned)
+    assert len(tuned) == 3 * len(cases.CONV) and all(len(r["tuning"]) == 2 for r in tuned)
     tuning_table = summary.split("8b-tuning:")[1]
     # each twice: against the heuristic that ran, then against the heuristic as the code stands (replay)
     assert sum(line.startswith(f"| {r['case']} | {r['pass']} |") for r in tuned for line in
-               tuning_table.splitlines()) == 2 * 48
+               tuning_table.splitlines()) == 2 * 2 * len(tuned)
     assert "The heuristic as the code stands now, replayed on these timings" in tuning_table
     steps = json.loads((out / "steps.json").read_text())["train"]
     assert [r["model"] for r in steps] == [m for m, *_ in cases.STEPS] and all(r["ours"]["graph"] for r in steps)
