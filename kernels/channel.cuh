@@ -194,10 +194,10 @@ __device__ void channel_reduce(double (*part)[CH_THREADS], double* out, unsigned
 // (HW < 2^31, as ChannelWalk). The launch code gives a thread a vector
 // (launch.vector_threads), so the set-up is paid a 16-byte vector: the
 // start's two divisions, and the stride's two only in a thread that has a
-// second item (four before, ~25 instructions each on the 32-bit path that
-// the compiler puts in front of a 64-bit division: about 170 instructions a
-// thread down to about 120 on batch norm's apply, which reached 76% of the
-// copy bandwidth on the H200 where ReLU's map, ~30 a thread, reached 91%:
+// second item (four before: two fewer of ~25 instructions each on the 32-bit
+// path that the compiler puts in front of a 64-bit division, of very roughly
+// 170 a thread on batch norm's apply, which reached 76% of the copy
+// bandwidth on the H200 where ReLU's map, ~30 a thread, reached 91%:
 // bench/results/gpu-2026-11-30).
 template <typename F> __device__ __forceinline__ void channel_map(long long count, int C, long long HW, F f) {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;

@@ -28,28 +28,21 @@
 
 // Grid-stride loop over the NC planes of rows x cols elements: it.i is the
 // flat index, (it.plane, it.r, it.c) its coordinates, advanced by the stride
-// with carries instead of three divisions per element. The start's divisions
-// run once a thread; the stride's only in a thread that has a second element
-// (none where the grid covers the elements, as launch sizes it: a thread an
-// output, whose ~40 instructions of set-up the stride's would double).
+// with carries instead of three divisions per element (they run once per
+// thread, for the start and the stride).
 struct PlaneWalk {
-    long long i, plane, splane = -1, stride;
-    int r, c, sr = 0, sc = 0;
+    long long i, plane, splane, stride;
+    int r, c, sr, sc;
     __device__ PlaneWalk(int rows, int cols) {
-        long long off;
+        const long long rc = (long long)rows * cols;
+        long long off, soff;
         i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
         stride = (long long)blockDim.x * gridDim.x;
-        plane = div_rem(i, (long long)rows * cols, off);
-        r = (int)off / cols, c = (int)off - r * cols;
+        plane = div_rem(i, rc, off), splane = div_rem(stride, rc, soff);
+        r = (int)off / cols, c = (int)off - r * cols, sr = (int)soff / cols, sc = (int)soff - sr * cols;
     }
-    __device__ __forceinline__ void next(int rows, int cols, long long n) {
+    __device__ __forceinline__ void next(int rows, int cols) {
         i += stride;
-        if (i >= n) return;
-        if (splane < 0) {
-            long long soff;
-            splane = div_rem(stride, (long long)rows * cols, soff);
-            sr = (int)soff / cols, sc = (int)soff - sr * cols;
-        }
         c += sc;
         r += sr + (c >= cols);
         if (c >= cols) c -= cols;
@@ -57,7 +50,7 @@ struct PlaneWalk {
         if (r >= rows) r -= rows;  // r < 2*rows: sr < rows, plus one carry
     }
 };
-#define PLANE_LOOP(it, rows, cols, n) for (PlaneWalk it(rows, cols); it.i < (n); it.next(rows, cols, (n)))
+#define PLANE_LOOP(it, rows, cols, n) for (PlaneWalk it(rows, cols); it.i < (n); it.next(rows, cols))
 
 // Window positions p whose tap i lands on row h: h = p*s - pad + i*d.
 // Returns -1 when no such p exists in [0, P).
