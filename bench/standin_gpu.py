@@ -72,6 +72,13 @@ def _memcpy_async(dst: int, src: int, nbytes: int, kind: int, stream: int) -> No
     ctypes.memmove(dst, src, nbytes)
 
 
+def _no_copy_out() -> None:
+    """A device-to-host read while a step graph is captured: CUDA refuses the synchronous copy."""
+    from gpucnn.runtime import capture
+    if capture.active():
+        raise RuntimeError("a device-to-host copy while the stream is capturing (cudaErrorStreamCaptureUnsupported)")
+
+
 def _no_copy_in() -> None:
     """CuPy's refusal of a host-to-device copy while a stream captures (a step graph), as CuPy words it."""
     from gpucnn.runtime import capture
@@ -80,10 +87,29 @@ def _no_copy_in() -> None:
 
 
 class StandinArray(host_path.DeviceArray):
-    """A NumPy array that passes for a CuPy one, with CuPy's ``get()`` and ``data.ptr``."""
+    """A NumPy array that passes for a CuPy one, with CuPy's ``get()`` and ``data.ptr``. Reading it
+    back to the host (``get``, ``item``, ``float``, ``int``, ``bool``) while a step graph is captured
+    raises, as on a GPU, where the copy would wait on the capturing stream."""
 
     def get(self):
+        _no_copy_out()
         return np.array(self)
+
+    def item(self, *args):
+        _no_copy_out()
+        return super().item(*args)
+
+    def __float__(self):
+        _no_copy_out()
+        return super().__float__()
+
+    def __int__(self):
+        _no_copy_out()
+        return super().__int__()
+
+    def __bool__(self):
+        _no_copy_out()
+        return super().__bool__()
 
     @property
     def data(self):
