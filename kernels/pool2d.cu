@@ -61,6 +61,46 @@ __device__ __forceinline__ int window_of(int h, int i, int s, int pad, int d, in
     return p < P ? p : -1;
 }
 
+// The windows p (0 <= p < P) along an undilated axis whose taps hold input
+// position h: p*s - pad <= h < p*s - pad + k, so lo = ceil((h + pad - k + 1) / s)
+// and hi = floor((h + pad) / s), clipped (lo > hi: none). Two divisions an
+// axis, where window_of divides for every tap it tests.
+__device__ __forceinline__ void window_range(int h, int k, int s, int pad, int P, int& lo, int& hi) {
+    const int top = h + pad, first = top - k + 1;  // top >= 0
+    hi = min(P - 1, top / s);
+    lo = first <= 0 ? 0 : (first + s - 1) / s;
+}
+
+// f(p, q) for every window (p, q) whose taps hold input (h, w), in the order
+// of their taps' raster order (i, then j, rising: p, then q, falling), so a
+// gather adds its terms in one fixed order whichever path runs. Undilated:
+// the windows' ranges (window_range); dilated: each tap tested (window_of),
+// as a dilated tap can fall between two windows' strides. The backward passes
+// gather with it. On sm_90, max pooling's backward loops over a window row in
+// 93 instructions (32 a window pair) where the tap tests took 513 (the
+// dilated path keeps them; bench/results/static-sm90.md reports that loop,
+// the first of the two with the most loads).
+template <typename F>
+__device__ __forceinline__ void for_windows(int h, int w, int P, int Q, int kh, int kw, int sh, int sw, int pt,
+                                            int pl, int dh, int dw, F f) {
+    if (dh == 1 && dw == 1) {
+        int p0, p1, q0, q1;
+        window_range(h, kh, sh, pt, P, p0, p1);
+        window_range(w, kw, sw, pl, Q, q0, q1);
+        for (int p = p1; p >= p0; --p)
+            for (int q = q1; q >= q0; --q) f(p, q);
+        return;
+    }
+    for (int i = 0; i < kh; ++i) {
+        const int p = window_of(h, i, sh, pt, dh, P);
+        if (p < 0) continue;
+        for (int j = 0; j < kw; ++j) {
+            const int q = window_of(w, j, sw, pl, dw, Q);
+            if (q >= 0) f(p, q);
+        }
+    }
+}
+
 // f(v, off) for the taps of the window at (h0, w0) that lie inside the
 // input, in raster order (off: the tap's offset in its plane), R x S taps at a
 // time: a group's loads all issue before f sees the first, so a 3x3 window
@@ -167,16 +207,10 @@ __device__ void max_bwd(const T* __restrict__ dy, const long long* __restrict__ 
         const long long base = it.plane * P * Q;
         const long long self = (long long)h * W + w;
         T acc = T(0);
-        for (int i = 0; i < kh; ++i) {
-            const int p = window_of(h, i, sh, pt, dh, P);
-            if (p < 0) continue;
-            for (int j = 0; j < kw; ++j) {
-                const int q = window_of(w, j, sw, pl, dw, Q);
-                if (q < 0) continue;
-                const long long o = base + (long long)p * Q + q;
-                if (idx[o] == self) acc += dy[o];
-            }
-        }
+        for_windows(h, w, P, Q, kh, kw, sh, sw, pt, pl, dh, dw, [&](int p, int q) {
+            const long long o = base + (long long)p * Q + q;
+            if (idx[o] == self) acc += dy[o];
+        });
         dx[e] = acc;
     }
 }
@@ -212,17 +246,10 @@ __device__ void avg_bwd(const T* __restrict__ dy, T* __restrict__ dx, POOL_GEOME
         const int w = it.c, h = it.r;
         const T* g = dy + it.plane * P * Q;
         T acc = T(0);
-        for (int i = 0; i < kh; ++i) {
-            const int p = window_of(h, i, sh, pt, 1, P);
-            if (p < 0) continue;
-            for (int j = 0; j < kw; ++j) {
-                const int q = window_of(w, j, sw, pl, 1, Q);
-                if (q < 0) continue;
-                acc += g[p * Q + q] /
-                       T(divisor ? divisor
-                                 : avg_divisor(p, q, H, W, kh, kw, sh, sw, pt, pl, pb, pr, include_pad));
-            }
-        }
+        for_windows(h, w, P, Q, kh, kw, sh, sw, pt, pl, 1, 1, [&](int p, int q) {
+            acc += g[p * Q + q] /
+                   T(divisor ? divisor : avg_divisor(p, q, H, W, kh, kw, sh, sw, pt, pl, pb, pr, include_pad));
+        });
         dx[e] = acc;
     }
 }
