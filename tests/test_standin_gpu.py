@@ -58,7 +58,7 @@ def test_ncu_profiles_the_launches_it_names(capsys):
     """gpu.sh's ncu step: its kernel-name filter over gpu_launches.py large's launches matches exactly
     its launch count, and those are the kernels the step names: the conv forward in each mode and on
     the wide warpgroup tile, the window kernel, the fold of each MMA kind, batch norm's statistics and
-    apply, the bias gradient and max pooling."""
+    apply, the bias gradient and max pooling, forward and backward."""
     text = (ROOT / "bench" / "gpu.sh").read_text()
     rx = re.search(r'--kernel-name regex:"([^"]+)"', text).group(1)
     count = int(re.search(r"--launch-count (\d+)", text).group(1))
@@ -71,7 +71,8 @@ def test_ncu_profiles_the_launches_it_names(capsys):
     assert len(hit) == count, hit
     prefixes = ["conv2d_forward_f32", "conv2d_forward_tf32_", "conv2d_forward_3xtf32_", "conv2d_forward_tf32_64g",
                 "depthwise_backward_data_window_f32", "conv2d_fold_backward_data_tf32", "conv2d_fold_backward_data_wgmma",
-                "batchnorm_stats_f32", "conv2d_bias_grad_f32", "max_pool2d_forward_f32", "batchnorm_forward_f32"]
+                "batchnorm_stats_f32", "conv2d_bias_grad_f32", "max_pool2d_forward_f32", "max_pool2d_backward_f32",
+                "batchnorm_forward_f32"]
     assert all(any(h.startswith(p) for h in hit) for p in prefixes), hit
 
 
