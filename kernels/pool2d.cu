@@ -172,6 +172,53 @@ __device__ __forceinline__ void scan(const T* __restrict__ plane, int h0, int w0
         scan_window<1, 4, false>(plane, h0, w0, H, W, kh, kw, dh, dw, f);
 }
 
+// Whether some window of the launch crosses the input's border (padding, or
+// ceil_mode's last windows): the same answer in every thread.
+__device__ __forceinline__ bool clipped(int H, int W, int P, int Q, int kh, int kw, int sh, int sw, int pt, int pl) {
+    return pt > 0 || pl > 0 || (P - 1) * sh - pt + kh > H || (Q - 1) * sw - pl + kw > W;
+}
+
+// The K x K window at (h0, w0), undilated, with its taps clamped into the
+// input: f(v, off) in raster order, v the clamped tap's value (Dup) or zero
+// where the tap lies outside (!Dup), off the clamped tap's offset. One path
+// for every window of a launch that has border windows, where scan's inside
+// and border paths split a warp that holds both (3x3/2 p1's 56-wide rows: most
+// warps hold a row's first window, and ran both: ~130 and ~240 instructions an
+// output with the set-up and stores, sm_90). The 3x3 max takes ~125 from its
+// branch to the stores (sm_90 SASS), every window alike. Clamped taps repeat
+// taps of the same window (every window holds an input element), so a max and
+// its first-of-equals or last-NaN argmax are unchanged; a sum adds zeros for
+// them (exact: it starts from +0). Not timed yet (the H200 run of 2026-11-30
+// had 3x3/2 p1 at 38% of the copy bandwidth, cuDNN at 41%).
+template <int K, bool Dup, typename T, typename F>
+__device__ __forceinline__ void scan_clamped(const T* __restrict__ plane, int h0, int w0, int H, int W, F f) {
+    int rows[K], cols[K];
+    bool rin[K], cin[K];
+#pragma unroll
+    for (int a = 0; a < K; ++a) {
+        rin[a] = (unsigned)(h0 + a) < (unsigned)H;
+        cin[a] = (unsigned)(w0 + a) < (unsigned)W;
+        rows[a] = min(max(h0 + a, 0), H - 1) * W;
+        cols[a] = min(max(w0 + a, 0), W - 1);
+    }
+    T v[K][K];
+#pragma unroll
+    for (int a = 0; a < K; ++a)
+#pragma unroll
+        for (int b = 0; b < K; ++b) v[a][b] = plane[rows[a] + cols[b]];
+#pragma unroll
+    for (int a = 0; a < K; ++a)
+#pragma unroll
+        for (int b = 0; b < K; ++b) f(Dup || (rin[a] && cin[b]) ? v[a][b] : T(0), rows[a] + cols[b]);
+}
+
+// The window size that scan_clamped serves for a launch (2 or 3: square and
+// undilated, with border windows), else 0 (scan).
+__device__ __forceinline__ int clamped_size(POOL_GEOMETRY) {
+    return dh == 1 && dw == 1 && kh == kw && (kh == 2 || kh == 3) && clipped(H, W, P, Q, kh, kw, sh, sw, pt, pl)
+               ? kh : 0;
+}
+
 // The first i < k with 0 <= x0 + i*d < X, or -1.
 __device__ __forceinline__ int first_in(int x0, int d, int k, int X) {
     for (int i = 0; i < k; ++i)
@@ -190,13 +237,25 @@ __device__ __forceinline__ int first_tap(int h0, int w0, int H, int W, int kh, i
 template <typename T>
 __device__ void max_fwd(const T* __restrict__ x, T* __restrict__ y, long long* __restrict__ idx,
                         POOL_GEOMETRY) {
+    const int K = clamped_size(NC, H, W, P, Q, kh, kw, sh, sw, pt, pl, dh, dw);
     PLANE_LOOP(it, P, Q, NC * P * Q) {
         const int h0 = it.r * sh - pt, w0 = it.c * sw - pl;
-        int arg = first_tap(h0, w0, H, W, kh, kw, dh, dw);
+        const T* plane = x + it.plane * H * W;
         T best = neg_inf<T>();
-        scan(x + it.plane * H * W, h0, w0, H, W, kh, kw, dh, dw, [&](T v, int off) {
+        const auto take = [&](T v, int off, int& arg) {
             if (v > best || is_nan(v)) best = v, arg = off;
-        });
+        };
+        int arg;
+        if (K == 3) {
+            arg = max(h0, 0) * W + max(w0, 0);  // the first tap, clamped: first_tap's answer undilated
+            scan_clamped<3, true>(plane, h0, w0, H, W, [&](T v, int off) { take(v, off, arg); });
+        } else if (K == 2) {
+            arg = max(h0, 0) * W + max(w0, 0);
+            scan_clamped<2, true>(plane, h0, w0, H, W, [&](T v, int off) { take(v, off, arg); });
+        } else {
+            arg = first_tap(h0, w0, H, W, kh, kw, dh, dw);
+            scan(plane, h0, w0, H, W, kh, kw, dh, dw, [&](T v, int off) { take(v, off, arg); });
+        }
         y[it.i] = best;
         idx[it.i] = arg;
     }
@@ -233,10 +292,18 @@ __device__ __forceinline__ int avg_divisor(int p, int q, int H, int W, int kh, i
 template <typename T>
 __device__ void avg_fwd(const T* __restrict__ x, T* __restrict__ y, POOL_GEOMETRY, int pb, int pr,
                         int include_pad, int divisor) {
+    const int K = clamped_size(NC, H, W, P, Q, kh, kw, sh, sw, pt, pl, 1, 1);
     PLANE_LOOP(it, P, Q, NC * P * Q) {
-        const int q = it.c, p = it.r;
+        const int q = it.c, p = it.r, h0 = p * sh - pt, w0 = q * sw - pl;
+        const T* plane = x + it.plane * H * W;
         T acc = T(0);
-        scan(x + it.plane * H * W, p * sh - pt, q * sw - pl, H, W, kh, kw, 1, 1, [&](T v, int) { acc += v; });
+        const auto add = [&](T v, int) { acc += v; };
+        if (K == 3)
+            scan_clamped<3, false>(plane, h0, w0, H, W, add);
+        else if (K == 2)
+            scan_clamped<2, false>(plane, h0, w0, H, W, add);
+        else
+            scan(plane, h0, w0, H, W, kh, kw, 1, 1, add);
         y[it.i] = acc / T(divisor ? divisor
                                   : avg_divisor(p, q, H, W, kh, kw, sh, sw, pt, pl, pb, pr, include_pad));
     }
