@@ -88,7 +88,7 @@ step 6-steps 65 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-torch-
     --out "$logs/steps"
 step 7-ncu 60 ncu --clock-control none \
     --kernel-name regex:"conv2d_forward_(f32|tf32_|3xtf32_)|depthwise_backward_data_window_f32|conv2d_fold_|batchnorm_(stats|forward)_f32|conv2d_bias_grad_f32|max_pool2d_(forward|backward)_f32" \
-    --launch-count 12 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
+    --launch-count 13 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
 
 echo "8-targets:" >> "$summary"  # the whole table, into the summary
 runs=()  # each step's JSON, or the rows a step cut short kept (its partial.jsonl)
