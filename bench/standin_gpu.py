@@ -13,7 +13,8 @@ runs on the CPU before a GPU ever sees it:
   events read the host's clock, its device reports compute capability 9.0
   and 132 SMs (an H200); while a step graph is captured it refuses to copy
   host data in (``asarray``, ``copy_from_host_async``), as CuPy does (the
-  first GPU run of step 6 stopped there: bench/results/gpu-2026-11-30);
+  first GPU run of step 6 stopped there: bench/results/gpu-2026-11-30), and
+  to read an array back (``get``, ``item``, ``float``, ``int``, ``bool``);
 * ``gpu(kernels)``: that module installed as ``cupy`` and backend "cuda"
   served by a Runtime whose kernels are the emulator's (``"emulator"``: real
   results, as slow as the emulator; a step graph records the emulator's
@@ -72,18 +73,19 @@ def _memcpy_async(dst: int, src: int, nbytes: int, kind: int, stream: int) -> No
     ctypes.memmove(dst, src, nbytes)
 
 
-def _no_copy_out() -> None:
-    """A device-to-host read while a step graph is captured: CUDA refuses the synchronous copy."""
+def _refuse_while_capturing(what: str) -> None:
+    """A host-device copy while a step graph is captured: CuPy refuses one into the device, CUDA one out of it."""
     from gpucnn.runtime import capture
     if capture.active():
-        raise RuntimeError("a device-to-host copy while the stream is capturing (cudaErrorStreamCaptureUnsupported)")
+        raise RuntimeError(what)
+
+
+def _no_copy_out() -> None:
+    _refuse_while_capturing("a device-to-host copy while the stream is capturing (cudaErrorStreamCaptureUnsupported)")
 
 
 def _no_copy_in() -> None:
-    """CuPy's refusal of a host-to-device copy while a stream captures (a step graph), as CuPy words it."""
-    from gpucnn.runtime import capture
-    if capture.active():
-        raise RuntimeError("the current stream is capturing, so H2D transfers are disallowed")
+    _refuse_while_capturing("the current stream is capturing, so H2D transfers are disallowed")  # CuPy's words
 
 
 class StandinArray(host_path.DeviceArray):

@@ -219,6 +219,20 @@ __device__ __forceinline__ int clamped_size(POOL_GEOMETRY) {
                ? kh : 0;
 }
 
+// The window at (h0, w0) through scan_clamped where clamped_size gave the
+// launch K = 2 or 3 (Dup as there), else through scan: forward pooling's one
+// dispatch.
+template <bool Dup, typename T, typename F>
+__device__ __forceinline__ void scan_any(int K, const T* __restrict__ plane, int h0, int w0, int H, int W, int kh,
+                                         int kw, int dh, int dw, F f) {
+    if (K == 3)
+        scan_clamped<3, Dup>(plane, h0, w0, H, W, f);
+    else if (K == 2)
+        scan_clamped<2, Dup>(plane, h0, w0, H, W, f);
+    else
+        scan(plane, h0, w0, H, W, kh, kw, dh, dw, f);
+}
+
 // The first i < k with 0 <= x0 + i*d < X, or -1.
 __device__ __forceinline__ int first_in(int x0, int d, int k, int X) {
     for (int i = 0; i < k; ++i)
@@ -240,22 +254,12 @@ __device__ void max_fwd(const T* __restrict__ x, T* __restrict__ y, long long* _
     const int K = clamped_size(NC, H, W, P, Q, kh, kw, sh, sw, pt, pl, dh, dw);
     PLANE_LOOP(it, P, Q, NC * P * Q) {
         const int h0 = it.r * sh - pt, w0 = it.c * sw - pl;
-        const T* plane = x + it.plane * H * W;
+        // the first tap: clamped, first_tap's answer for an undilated window
+        int arg = K ? max(h0, 0) * W + max(w0, 0) : first_tap(h0, w0, H, W, kh, kw, dh, dw);
         T best = neg_inf<T>();
-        const auto take = [&](T v, int off, int& arg) {
+        scan_any<true>(K, x + it.plane * H * W, h0, w0, H, W, kh, kw, dh, dw, [&](T v, int off) {
             if (v > best || is_nan(v)) best = v, arg = off;
-        };
-        int arg;
-        if (K == 3) {
-            arg = max(h0, 0) * W + max(w0, 0);  // the first tap, clamped: first_tap's answer undilated
-            scan_clamped<3, true>(plane, h0, w0, H, W, [&](T v, int off) { take(v, off, arg); });
-        } else if (K == 2) {
-            arg = max(h0, 0) * W + max(w0, 0);
-            scan_clamped<2, true>(plane, h0, w0, H, W, [&](T v, int off) { take(v, off, arg); });
-        } else {
-            arg = first_tap(h0, w0, H, W, kh, kw, dh, dw);
-            scan(plane, h0, w0, H, W, kh, kw, dh, dw, [&](T v, int off) { take(v, off, arg); });
-        }
+        });
         y[it.i] = best;
         idx[it.i] = arg;
     }
@@ -294,16 +298,10 @@ __device__ void avg_fwd(const T* __restrict__ x, T* __restrict__ y, POOL_GEOMETR
                         int include_pad, int divisor) {
     const int K = clamped_size(NC, H, W, P, Q, kh, kw, sh, sw, pt, pl, 1, 1);
     PLANE_LOOP(it, P, Q, NC * P * Q) {
-        const int q = it.c, p = it.r, h0 = p * sh - pt, w0 = q * sw - pl;
-        const T* plane = x + it.plane * H * W;
+        const int q = it.c, p = it.r;
         T acc = T(0);
-        const auto add = [&](T v, int) { acc += v; };
-        if (K == 3)
-            scan_clamped<3, false>(plane, h0, w0, H, W, add);
-        else if (K == 2)
-            scan_clamped<2, false>(plane, h0, w0, H, W, add);
-        else
-            scan(plane, h0, w0, H, W, kh, kw, 1, 1, add);
+        scan_any<false>(K, x + it.plane * H * W, p * sh - pt, q * sw - pl, H, W, kh, kw, 1, 1,
+                        [&](T v, int) { acc += v; });
         y[it.i] = acc / T(divisor ? divisor
                                   : avg_divisor(p, q, H, W, kh, kw, sh, sw, pt, pl, pb, pr, include_pad));
     }

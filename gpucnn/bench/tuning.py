@@ -83,15 +83,15 @@ def replay(res: dict, device: tuple[int, int] = (90, 132)) -> list[dict]:
     by_name, out = {c.name: c for c in cases.CONV}, []
     for r in res.get("rows", []):
         case = by_name.get(r.get("name"))
-        for n, cands in r.get("tuning", {}).items():
-            if case is None:
-                continue
+        if case is None or not r.get("tuning"):
+            continue
+        g = model.geometry(case.with_batch(r["batch"]))
+        for n, cands in r["tuning"].items():
             math = modes.MODE_OF.get(n, n)
-            c = algo.choose(model.geometry(case.with_batch(r["batch"])), r["pass"], np.float32, math, device[1],
-                            device[0])
-            timed = {(x["algo"], x["math"]): x["us"] for x in cands}
-            out.append({"case": r["case"], "pass": r["pass"], "math": math, "algo": model.describe(c),
-                        "us": timed.get((model.describe(c), c.math)), "fastest_us": min(timed.values())})
+            c = algo.choose(g, r["pass"], np.float32, math, device[1], device[0])
+            name, timed = model.describe(c), {(x["algo"], x["math"]): x["us"] for x in cands}
+            out.append({"case": r["case"], "pass": r["pass"], "math": math, "algo": name,
+                        "us": timed.get((name, c.math)), "fastest_us": min(timed.values())})
     return out
 
 
