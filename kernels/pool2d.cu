@@ -7,6 +7,8 @@
 //   max_pool2d_backward_T(const T* dy, const long long* idx, T* dx, G) dy, idx: (NC,P,Q)  dx: (NC,H,W)
 //   avg_pool2d_forward_T (const T* x, T* y, G, int pb, int pr, int count_include_pad, int divisor_override)
 //   avg_pool2d_backward_T(const T* dy, T* dx, G, int pb, int pr, int count_include_pad, int divisor_override)
+//   max_pool2d_forward_s2_T, avg_pool2d_forward_s2_T: the forward kernels' arguments, for
+//                          stride-2 2x2 and 3x3 windows (a thread a pair of outputs; see scan_pair)
 //   max_unpool2d_T       (const T* y, const long long* idx, T* x, long long n, long long PQ, long long HoWo)
 //                          y, idx: (NC,P,Q)  x: (NC,Ho,Wo), zeroed by the caller (GPUCNN_INOUT)
 // where G = long long NC, int H, int W, int P, int Q, int kh, int kw, int sh, int sw,
@@ -323,6 +325,153 @@ __device__ void avg_bwd(const T* __restrict__ dy, T* __restrict__ dx, POOL_GEOME
     }
 }
 
+// ---- stride-2 pairs: the forward kernels' fast path (max_pool2d_forward_s2,
+// avg_pool2d_forward_s2; pool.py's pairs() picks them) for square K x K windows,
+// K = 2 or 3, stride 2, undilated, each pad at most K / 2: the ResNet and VGG
+// poolings. A thread takes two outputs of a row, (p, 2m) and (p, 2m + 1),
+// whose windows span the K + 2 columns c0 .. c0 + K + 1 (c0 = 4m - pl) of K
+// rows. Columns 4m .. 4m + 3 come in one 16-byte load a row (two for double)
+// where W % 4 == 0 and x is aligned, the one column left over (4m - 1 with
+// pl = 1, 4m + 4 for 3x3 with pl = 0) in a scalar one: two 3x3/2 p1 outputs
+// take 6 loads where scan took 18, two 2x2/2 outputs 2 where it took 8, and
+// the thread's set-up (PlaneWalk's divisions, ~120 instructions) and its
+// stores (8- and 16-byte where Q is even) serve two outputs or, where the
+// launch is large (pool.PAIR_WAVES), four. By the sm_90 SASS a pair takes
+// ~204 instructions in 3x3 max (the 16-byte path, set-up aside: ~102 an
+// output, against ~125 for scan_clamped's window alone) and ~118 in 2x2 max.
+// Rows and columns are clamped as in scan_clamped (Dup: a clamped tap repeats
+// one of the same window, so a max and its argmax are unchanged; !Dup: it
+// counts zero), so the loads stay inside the input whatever the geometry,
+// and each output's taps go to f in raster order, as scan's: the bits are the
+// same. Not timed yet: the H200 ran the one-output kernels at 38% (3x3/2 p1)
+// and 51-64% (2x2/2) of the copy bandwidth (bench/results/gpu-2026-11-30);
+// bench/ab_mem.py times the two side by side (gpu.sh's step 5d).
+
+// v[0..3] = p[0..3], p 16-byte aligned: one float4 or two double2 loads.
+template <typename T> __device__ __forceinline__ void load4(const T* __restrict__ p, T (&v)[4]) {
+    typedef typename Vec16<T>::type V;
+    constexpr int L = Vec16<T>::n;
+#pragma unroll
+    for (int g = 0; g < 4 / L; ++g) {
+        const V t = reinterpret_cast<const V*>(p)[g];
+        const T* e = reinterpret_cast<const T*>(&t);
+#pragma unroll
+        for (int k = 0; k < L; ++k) v[g * L + k] = e[k];
+    }
+}
+
+// f(o, v, off) for output o = 0, 1 of the pair (row h0, pair m), each
+// output's K x K taps in raster order (v and off as scan_clamped's).
+// vec: W % 4 == 0 and the plane 16-byte aligned (the same in every thread).
+template <int K, int PL, bool Dup, typename T, typename F>
+__device__ __forceinline__ void scan_pair(const T* __restrict__ plane, int h0, int m, int H, int W, bool vec, F f) {
+    constexpr int J = K + 2;  // the pair's columns, c0 + j
+    const int c0 = 4 * m - PL;
+    int rows[K], cols[J];
+    bool rin[K], cin[J];
+#pragma unroll
+    for (int a = 0; a < K; ++a) {
+        rin[a] = (unsigned)(h0 + a) < (unsigned)H;
+        rows[a] = min(max(h0 + a, 0), H - 1) * W;
+    }
+#pragma unroll
+    for (int j = 0; j < J; ++j) {
+        cin[j] = (unsigned)(c0 + j) < (unsigned)W;
+        cols[j] = min(max(c0 + j, 0), W - 1);
+    }
+    T v[K][J];
+    if (vec && 4 * m + 4 <= W) {  // columns 4m .. 4m + 3 inside the row: a 16-byte load a row, all in flight
+#pragma unroll
+        for (int a = 0; a < K; ++a) {
+            T q[4];
+            load4(plane + rows[a] + 4 * m, q);
+#pragma unroll
+            for (int j = 0; j < J; ++j) {  // column 4m + j - PL: in q, or the column left over
+                const int k = j - PL;
+                v[a][j] = k >= 0 && k < 4 ? q[k < 0 ? 0 : k > 3 ? 3 : k] : plane[rows[a] + cols[j]];
+            }
+        }
+    } else {
+#pragma unroll
+        for (int a = 0; a < K; ++a)
+#pragma unroll
+            for (int j = 0; j < J; ++j) v[a][j] = plane[rows[a] + cols[j]];
+    }
+#pragma unroll
+    for (int o = 0; o < 2; ++o)
+#pragma unroll
+        for (int a = 0; a < K; ++a)
+#pragma unroll
+            for (int b = 0; b < K; ++b)
+                f(o, Dup || (rin[a] && cin[2 * o + b]) ? v[a][2 * o + b] : T(0), rows[a] + cols[2 * o + b]);
+}
+
+// Two adjacent outputs at p (p[1] only when two): one 8- or 16-byte store
+// where vec (Q even, so p is a pair's first, and the array 16-byte aligned),
+// else scalar stores.
+template <typename T> struct Pair2;
+template <> struct Pair2<float> { typedef float2 type; };
+template <> struct Pair2<double> { typedef double2 type; };
+template <> struct Pair2<long long> { typedef longlong2 type; };
+template <typename T> __device__ __forceinline__ void store_pair(T* __restrict__ p, bool vec, bool two, T a, T b) {
+    if (vec) {
+        typename Pair2<T>::type t;
+        t.x = a, t.y = b;
+        *reinterpret_cast<typename Pair2<T>::type*>(p) = t;
+    } else {
+        p[0] = a;
+        if (two) p[1] = b;
+    }
+}
+
+// The pair loop: g(plane, p, m, o0, two) for every pair (p, m) of the NC
+// planes' P x ceil(Q/2) pairs, o0 the flat index of its first output.
+template <typename G> __device__ __forceinline__ void for_pairs(long long NC, int P, int Q, G g) {
+    const int M = (Q + 1) / 2;
+    PLANE_LOOP(it, P, M, NC * P * M) g(it.plane, it.r, it.c, (it.plane * P + it.r) * Q + 2 * it.c, 2 * it.c + 1 < Q);
+}
+
+template <int K, int PL, typename T>
+__device__ void max_pairs(const T* __restrict__ x, T* __restrict__ y, long long* __restrict__ idx, POOL_GEOMETRY) {
+    const bool vin = (W & 3) == 0 && aligned16(x), vout = (Q & 1) == 0 && aligned16(y) && aligned16(idx);
+    for_pairs(NC, P, Q, [&](long long plane, int p, int m, long long o0, bool two) {
+        const int h0 = 2 * p - pt;
+        T best[2] = {neg_inf<T>(), neg_inf<T>()};
+        int arg[2];  // the first tap, clamped (an all -inf window keeps it)
+#pragma unroll
+        for (int o = 0; o < 2; ++o) arg[o] = max(h0, 0) * W + max(4 * m - PL + 2 * o, 0);
+        scan_pair<K, PL, true>(x + plane * H * W, h0, m, H, W, vin, [&](int o, T v, int off) {
+            if (v > best[o] || is_nan(v)) best[o] = v, arg[o] = off;
+        });
+        store_pair(y + o0, vout, two, best[0], best[1]);
+        store_pair(idx + o0, vout, two, (long long)arg[0], (long long)arg[1]);
+    });
+}
+
+template <int K, int PL, typename T>
+__device__ void avg_pairs(const T* __restrict__ x, T* __restrict__ y, POOL_GEOMETRY, int pb, int pr,
+                          int include_pad, int divisor) {
+    const bool vin = (W & 3) == 0 && aligned16(x), vout = (Q & 1) == 0 && aligned16(y);
+    for_pairs(NC, P, Q, [&](long long plane, int p, int m, long long o0, bool two) {
+        T acc[2] = {T(0), T(0)};
+        scan_pair<K, PL, false>(x + plane * H * W, 2 * p - pt, m, H, W, vin, [&](int o, T v, int) { acc[o] += v; });
+        T r[2];
+#pragma unroll
+        for (int o = 0; o < 2; ++o)
+            r[o] = acc[o] / T(divisor ? divisor
+                                      : avg_divisor(p, 2 * m + o, H, W, kh, kw, sh, sw, pt, pl, pb, pr, include_pad));
+        store_pair(y + o0, vout, two, r[0], r[1]);
+    });
+}
+
+// The pair kernels' bodies for the launch's K and left pad (pool.py's pairs():
+// kh == kw == K, 2 or 3, stride 2, undilated, pads at most K / 2).
+#define POOL_PAIRS(body, ...)                                                \
+    if (kh == 3)                                                             \
+        pl ? body<3, 1>(__VA_ARGS__) : body<3, 0>(__VA_ARGS__);              \
+    else                                                                     \
+        pl ? body<2, 1>(__VA_ARGS__) : body<2, 0>(__VA_ARGS__)
+
 template <typename T>
 __device__ void unpool(const T* __restrict__ y, const long long* __restrict__ idx, T* GPUCNN_INOUT __restrict__ x,
                        long long n, long long PQ, long long HoWo) {
@@ -348,6 +497,24 @@ extern "C" __global__ void avg_pool2d_forward_f64(const double* __restrict__ x, 
                                                   POOL_GEOMETRY, int pb, int pr, int include_pad,
                                                   int divisor_override) {
     avg_fwd(x, y, POOL_ARGS, pb, pr, include_pad, divisor_override);
+}
+extern "C" __global__ void max_pool2d_forward_s2_f32(const float* __restrict__ x, float* __restrict__ y,
+                                                     long long* __restrict__ idx, POOL_GEOMETRY) {
+    POOL_PAIRS(max_pairs, x, y, idx, POOL_ARGS);
+}
+extern "C" __global__ void max_pool2d_forward_s2_f64(const double* __restrict__ x, double* __restrict__ y,
+                                                     long long* __restrict__ idx, POOL_GEOMETRY) {
+    POOL_PAIRS(max_pairs, x, y, idx, POOL_ARGS);
+}
+extern "C" __global__ void avg_pool2d_forward_s2_f32(const float* __restrict__ x, float* __restrict__ y,
+                                                     POOL_GEOMETRY, int pb, int pr, int include_pad,
+                                                     int divisor_override) {
+    POOL_PAIRS(avg_pairs, x, y, POOL_ARGS, pb, pr, include_pad, divisor_override);
+}
+extern "C" __global__ void avg_pool2d_forward_s2_f64(const double* __restrict__ x, double* __restrict__ y,
+                                                     POOL_GEOMETRY, int pb, int pr, int include_pad,
+                                                     int divisor_override) {
+    POOL_PAIRS(avg_pairs, x, y, POOL_ARGS, pb, pr, include_pad, divisor_override);
 }
 extern "C" __global__ void max_unpool2d_f32(const float* __restrict__ y, const long long* __restrict__ idx,
                                             float* GPUCNN_INOUT __restrict__ x, long long n, long long PQ,

@@ -16,6 +16,9 @@ import pytest
 from crosscheck import close as _record, note, specials as _specials, to_torch, torch_or_skip
 
 import gpucnn
+from gpucnn.cuda import pool as cuda_pool
+from gpucnn.runtime.emulator import emulation
+from gpucnn.shapes import window
 
 pytestmark = pytest.mark.family("pool")
 
@@ -204,6 +207,58 @@ def test_window_paths_vs_torch(backend, dtype, k, s, p):
     for cip in (True, False):
         _record("avg_pool2d", gpucnn.avg_pool2d(x, count_include_pad=cip, **g),
                 _torch_avg(x, g, cip).numpy(), dtype)
+
+
+# pool2d.cu's pair kernels (pool.pairs: stride 2, square 2x2 and 3x3, pads up
+# to half): a thread two outputs of a row. Widths 8 and 12 take the 16-byte
+# loads (Q even and odd), 13 the scalar ones, an input one element into its
+# buffer the unaligned ones, and ceil mode's last pair may start past the
+# last whole group of a row; the stores pair up where Q is even.
+PAIRS = [(2, 0, False), (2, 1, True), (3, 1, False), (3, 0, True), (3, 1, True)]
+PAIR_SHAPES = [(9, 8, 0), (8, 12, 0), (7, 13, 0), (6, 12, 1), (5, 4, 0), (3, 8, 0)]
+
+
+def _pair_cases(rng, dtype, k, p, ceil, N=2, C=3):
+    for H, W, off in PAIR_SHAPES:
+        x = _specials(rng, (N * C * H * W + off,), dtype, p=0.3)[off:].reshape(N, C, H, W)
+        x[0, 0, : H // 2] = -np.inf  # windows with nothing but -inf keep their first tap
+        yield x, dict(kernel_size=(k, k), stride=(2, 2), padding=(p, p), dilation=(1, 1), ceil_mode=ceil)
+
+
+def _check_pairs(x, g):
+    y, idx = gpucnn.max_pool2d(x, return_indices=True, **g)
+    ty, ti = _torch_max(x, g)
+    _record_exact("max_pool2d", y, ty)
+    _record_exact("max_pool2d indices", idx, ti)
+    x = np.where(np.isfinite(x), x, 0.5).astype(x.dtype)
+    g = {k: v for k, v in g.items() if k != "dilation"}
+    for cip in (True, False):
+        _record("avg_pool2d", gpucnn.avg_pool2d(x, count_include_pad=cip, **g), _torch_avg(x, g, cip).numpy(),
+                x.dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k, p, ceil", PAIRS, ids=[f"{k}x{k}s2p{p}{'ceil' if c else ''}" for k, p, c in PAIRS])
+def test_stride2_pairs_vs_torch(backend, dtype, k, p, ceil):
+    assert cuda_pool.pairs(window(8, 8, (k, k), (2, 2), (p, p, p, p), (1, 1), ceil, pool=True))
+    rng = np.random.default_rng(10 * k + p + 100 * ceil)
+    for x, g in _pair_cases(rng, dtype, k, p, ceil):
+        _check_pairs(x, g)
+
+
+def test_stride2_pairs_two_a_thread_vs_torch():
+    """On one emulated SM, 4x16x64x64's 32768 pairs (2x2/2, and 3x3/2 p1) fill
+    pool.PAIR_WAVES waves twice over, so a thread takes two pairs."""
+    if not gpucnn.backend.available("emulator")[0]:
+        pytest.skip("emulator unavailable")
+    rng = np.random.default_rng(7)
+    x = _specials(rng, (4, 16, 64, 64), np.float32)
+    for k, p in ((2, 0), (3, 1)):
+        win = window(64, 64, (k, k), (2, 2), (p, p, p, p), (1, 1), False, pool=True)
+        assert cuda_pool._forward(win, "max_pool2d_forward", 64, 1)[1] * 2 == 64 * win.P * win.Q // 2
+        with gpucnn.use_backend("emulator"), emulation(sm_count=1):
+            _check_pairs(x, dict(kernel_size=(k, k), stride=(2, 2), padding=(p, p), dilation=(1, 1),
+                                 ceil_mode=False))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

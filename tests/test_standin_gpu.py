@@ -71,9 +71,23 @@ def test_ncu_profiles_the_launches_it_names(capsys):
     assert len(hit) == count, hit
     prefixes = ["conv2d_forward_f32", "conv2d_forward_tf32_", "conv2d_forward_3xtf32_", "conv2d_forward_tf32_64g",
                 "depthwise_backward_data_window_f32", "conv2d_fold_backward_data_tf32", "conv2d_fold_backward_data_wgmma",
-                "batchnorm_stats_f32", "conv2d_bias_grad_f32", "max_pool2d_forward_f32", "max_pool2d_backward_f32",
+                "batchnorm_stats_f32", "conv2d_bias_grad_f32", "max_pool2d_forward_s2_f32", "max_pool2d_backward_f32",
                 "batchnorm_forward_f32"]
     assert all(any(h.startswith(p) for h in hit) for p in prefixes), hit
+
+
+def test_ab_mem_times_each_variant_on_its_own_kernels():
+    """bench/ab_mem.py (gpu.sh's 5d): the pair variant launches the stride-2 pair kernels and the
+    generic one the one-output-a-thread kernels, on every pooling case, called and in a graph."""
+    log = []
+    with sg.gpu("null") as rt, np.errstate(all="ignore"):
+        null = sg.host_path.NullModule(log)
+        rt.module = lambda family, options=(), kernel=None: null
+        rows = sg._script("ab_mem").rows(0.001, copies=1)
+    names = {name for name, *_ in log}
+    assert {"max_pool2d_forward_s2_f32", "max_pool2d_forward_f32", "avg_pool2d_forward_s2_f32",
+            "avg_pool2d_forward_f32"} <= names, names
+    assert {r["variant"] for r in rows} == {"pairs", "generic"} and all(r["ms"] > 0 for r in rows)
 
 
 @pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash and timeout")
@@ -91,7 +105,7 @@ def test_gpu_script_runs_its_python_steps(tmp_path):
                          timeout=600)
     summary = (out / "summary.txt").read_text()
     exits = dict(re.findall(r"^(\S+): exit (\d+)", summary, re.M))
-    assert set(exits) == {"2b-host", "5a-mem", "5-bench", "5b-fused", "5c-autotune", "6-steps"}, run.stdout
+    assert set(exits) == {"2b-host", "5a-mem", "5-bench", "5b-fused", "5c-autotune", "5d-ab", "6-steps"}, run.stdout
     assert set(exits.values()) == {"0"}, summary
     assert all(f"{s}: skipped" in summary for s in DEVICE_STEPS.split())
     for name in ("mem", "bench", "fused", "tuned", "steps"):
@@ -111,6 +125,10 @@ def test_gpu_script_runs_its_python_steps(tmp_path):
     assert sum(line.startswith(f"| {r['case']} | {r['pass']} |") for r in tuned for line in
                tuning_table.splitlines()) == 2 * 2 * len(tuned)
     assert "The heuristic as the code stands now, replayed on these timings" in tuning_table
+    # step 5d: each pooling case of the suite, the pair kernels and the generic ones
+    ab = summary.split("5d-ab table:")[1]
+    pools = [c.label() for c in cases.MEM if c.op in ("max_pool", "avg_pool")]
+    assert all(f"| {p} | forward | {v} |" in ab for p in pools for v in ("pairs", "generic")), ab
     steps = json.loads((out / "steps.json").read_text())["train"]
     assert [r["model"] for r in steps] == [m for m, *_ in cases.STEPS] and all(r["ours"]["graph"] for r in steps)
 

@@ -20,11 +20,13 @@ import dataclasses
 
 from gpucnn.bench import cases, fused, model, model_static
 from gpucnn.bench import model_consts as K
-from gpucnn.cuda import algo, launch, norm
+from gpucnn import shapes
+from gpucnn.cuda import algo, launch, norm, pool
 
 BLOCK = launch.BLOCK
 GRID_CAP = launch.MAX_BLOCKS * BLOCK  # grid_for's cap, in threads
 VEC = 16  # bytes of a float4: map2's, channel_apply's and channel.cuh's vector (group)
+SETUP_INSTR = 100  # PlaneWalk's set-up, once a thread (its divisions' 32-bit paths; sm_90 SASS, rough)
 
 # Each memory row's op call on the host (model_consts' HOST_*_US, measured); a row not here takes HOST_MEM_US.
 # The batch-norm backward is one call of two launches: its reduction and data rows take half of it each.
@@ -83,29 +85,26 @@ def map_stream(op, shape, kernel, n, reads, rec, loads_per_vec=None, target=K.TA
                   target=target)
 
 
-def pool_stream(case, rec) -> Stream:
-    """Pooling forward: a thread per output, whose window's taps pool2d.cu's scan
-    loads as one group before it compares or adds any (2x2 and 3x3 whole: one
-    round trip; wider windows by 4-tap row segments, a round trip each). A
-    warp's 4-byte loads sw*4 bytes apart bring sw*4 new bytes a thread a row,
-    all k rows in flight together. Instructions: the record's loop (the group
-    of a window touching the padding, each tap tested) per tap, times the taps;
-    the untested group of the windows inside the input is shorter (49 against
-    156 for 3x3, SASS) but the per-output set-up and stores (~80) are not
-    counted: an output runs ~130 (3x3) and ~100 (2x2) in all, against the
-    156 and 69 counted; issue stays under the bandwidth time either way (the
-    MEM cases: ~25 us against 42 for 3x3/2, ~38 against 83 for 2x2/2).
-    PlaneWalk's set-up divides in 32 bits (no CALL) once a thread, here once
-    an output, as the grid (cdiv(outputs, 256) blocks, under the 65535 cap)
-    gives each thread one."""
-    _, r = model_static.row(rec, f"{case.op}2d_forward_f32")
+def pool_stream(case, rec, sms: int) -> Stream:
+    """Pooling forward on pool2d.cu's pair kernels (pool.pairs: every MEM case is
+    2x2/2 or 3x3/2): a thread takes two outputs of a row, or two such pairs
+    where they fill pool.PAIR_WAVES waves twice over (pool._forward). A pair's
+    k rows come in one 16-byte load each, its four new columns (a 3x3's fifth
+    is the neighbour's, from L1 or L2), all in flight together: one round trip
+    a pair. Instructions: the record's loop, which holds both the 16-byte and
+    the scalar path (~290 for 3x3 against ~170 run on the first, sm_90 SASS),
+    plus PlaneWalk's set-up (~100, once a thread): an upper bound. Before the
+    pair kernels (one output a thread, 9 scalar loads) the H200 ran 3x3/2 p1
+    at 38% and 2x2/2 at 64% (bench/results/gpu-2026-11-30)."""
     P, Q = case.out_hw()
-    outs = case.N * case.C * P * Q
-    taps = case.k * case.k
-    groups = 1 if case.k <= 3 else case.k * -(-case.k // 4)
-    write = (4 + (8 if case.op == "max_pool" else 0)) * outs
-    return Stream(f"{case.op} forward", case.label(), f"{case.op}2d_forward_f32", 4.0 * case.N * case.C * case.H
-                  * case.W, write, outs, outs, 4.0 * case.stride * case.k, groups, _per(r, "LDG", 1) * taps)
+    win = shapes.window(case.H, case.W, (case.k,) * 2, (case.stride,) * 2, (case.pad,) * 4, (1, 1), False, pool=True)
+    base, threads = pool._forward(win, f"{case.op}2d_forward", case.N * case.C, sms)
+    per = case.N * case.C * P * -(-Q // 2) / threads  # pairs a thread
+    kernel = f"{base}_f32"
+    _, r = model_static.row(rec, kernel)
+    write = (4 + (8 if case.op == "max_pool" else 0)) * case.N * case.C * P * Q
+    return Stream(f"{case.op} forward", case.label(), kernel, 4.0 * case.N * case.C * case.H * case.W, write,
+                  threads, threads, VEC * case.k, per, r["instructions"] * per + SETUP_INSTR)
 
 
 def reduce_stream(op, shape, kernel, N, C, HW, streams, loads_per_elem, rec, sms, unroll=norm.UNROLL) -> Stream:
@@ -148,7 +147,7 @@ def streams(rec=None, sms: int = algo.DEFAULT_SMS) -> list[Stream]:
             out.append(reduce_stream("conv2d bias gradient", shape, "conv2d_bias_grad_f32", N, C, HW, 1, 1, rec,
                                      sms))
         else:
-            out.append(pool_stream(c, rec))
+            out.append(pool_stream(c, rec, sms))
     bn = next(case for case, _ in fused.suite("cuda") if case.kind == "bn")
     out.append(map_stream("add_relu", bn.label(), "add_relu_f32", bn.N * bn.C * bn.H * bn.W, 2, rec, target=None))
     return out

@@ -18,8 +18,8 @@ from gpucnn.cuda.launch import contiguous, i64, launch
 
 FAMILY = "pool2d"
 KERNELS = ("max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
-           "avg_pool2d_backward", "max_unpool2d", "adaptive_avg_pool2d_forward",
-           "adaptive_avg_pool2d_backward")
+           "avg_pool2d_backward", "max_pool2d_forward_s2", "avg_pool2d_forward_s2", "max_unpool2d",
+           "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward")
 
 
 @functools.lru_cache(maxsize=256)
@@ -31,12 +31,42 @@ def _geometry(NC: int, win) -> tuple:
     return (i64(NC), *(np.int32(v) for v in ints))
 
 
+@functools.lru_cache(maxsize=256)
+def pairs(win) -> bool:
+    """Whether the forward pass runs pool2d.cu's pair kernels (``_s2``: a thread
+    two outputs of a row, 16-byte loads): square 2x2 or 3x3 windows, stride 2,
+    undilated, each pad at most half the window (torch's rule, which keeps
+    every window's clamped taps inside it)."""
+    k = win.kh
+    return (k in (2, 3) and win.kw == k and win.sh == win.sw == 2 and win.dh == win.dw == 1
+            and max(win.pad) <= k // 2)
+
+
+# The pair kernels' threads take two pairs each where the pairs fill at least
+# PAIR_WAVES waves of whole SMs (2048 threads) twice over: a thread's set-up
+# (PlaneWalk's divisions, ~100 of the ~300 instructions of a 3x3 pair, sm_90
+# SASS) then serves four outputs, and ResNet's 3x3/2 p1 on 32x64x112x112
+# (3.2M pairs) still has 6 such waves. Smaller launches keep a thread a pair.
+PAIR_WAVES = 4
+USE_PAIRS = True  # False: the generic kernels for every window (bench/ab_mem.py times the two side by side)
+
+
+@functools.lru_cache(maxsize=256)
+def _forward(win, base: str, NC: int, sms: int, use_pairs: bool = True) -> tuple[str, int]:
+    """The forward kernel's name and thread count for NC planes on ``sms`` SMs (memoised)."""
+    if not (use_pairs and pairs(win)):
+        return base, NC * win.P * win.Q
+    n = NC * win.P * -(-win.Q // 2)
+    return f"{base}_s2", -(-n // 2) if n >= 2 * PAIR_WAVES * sms * 2048 else n
+
+
 def max_pool2d_forward(rt, x, win):
     x = contiguous(rt.xp, x)
     N, C = x.shape[:2]
     y = rt.xp.empty((N, C, win.P, win.Q), dtype=x.dtype)
     idx = rt.xp.empty((N, C, win.P, win.Q), dtype=np.int64)
-    launch(rt, FAMILY, "max_pool2d_forward", x.dtype, y.size, (x, y, idx, *_geometry(N * C, win)))
+    name, threads = _forward(win, "max_pool2d_forward", N * C, rt.device()[1], USE_PAIRS)
+    launch(rt, FAMILY, name, x.dtype, threads, (x, y, idx, *_geometry(N * C, win)))
     return y, idx
 
 
@@ -48,13 +78,14 @@ def max_pool2d_backward(rt, dy, idx, win):
     return dx
 
 
-def _avg(rt, base, src, out_hw, win, count_include_pad, divisor_override):
+def _avg(rt, base, src, out_hw, win, count_include_pad, divisor_override, forward=False):
     """Average pooling forward (src = x, out (P, Q)) or backward (src = dy, out (H, W));
     a nonzero divisor_override replaces every window's divisor."""
     src = contiguous(rt.xp, src)
     N, C = src.shape[:2]
     out = rt.xp.empty((N, C, *out_hw), dtype=src.dtype)
-    launch(rt, FAMILY, base, src.dtype, out.size,
+    name, threads = _forward(win, base, N * C, rt.device()[1], USE_PAIRS) if forward else (base, out.size)
+    launch(rt, FAMILY, name, src.dtype, threads,
            (src, out, *_avg_geometry(N * C, win, bool(count_include_pad), divisor_override)))
     return out
 
@@ -67,7 +98,7 @@ def _avg_geometry(NC: int, win, count_include_pad: bool, divisor_override) -> tu
 
 
 def avg_pool2d_forward(rt, x, win, count_include_pad, divisor_override=0):
-    return _avg(rt, "avg_pool2d_forward", x, (win.P, win.Q), win, count_include_pad, divisor_override)
+    return _avg(rt, "avg_pool2d_forward", x, (win.P, win.Q), win, count_include_pad, divisor_override, True)
 
 
 def avg_pool2d_backward(rt, dy, win, count_include_pad, divisor_override=0):
