@@ -5,10 +5,13 @@ copy of the same input tensor timed beside them as the run's own limit.
 
     python bench/ab_mem.py [--budget SECONDS]
 
-Variants (a module switch each, flipped around the call):
-  pool forward: pool2d.cu's stride-2 pair kernels (pool.USE_PAIRS, the
-  default) against the generic one-output-a-thread kernels, on the suite's
-  pooling cases (bench.cases.MEM).
+Variants (a module switch each, flipped around the call), on the suite's
+cases (bench.cases.MEM):
+  pooling forward: pool2d.cu's stride-2 pair kernels (pool.USE_PAIRS, the
+  default) against the generic one-output-a-thread kernels;
+  batch norm's statistics and backward, and the bias gradient: channel.cuh's
+  reductions chunked into one wave of resident blocks (norm.REDUCE_WAVES = 1,
+  the default) against four (smaller chunks, blocks out of step).
 
 Prints one row a case and variant: ms called and in a graph, GB/s of the
 pass's bytes (cases.nbytes), and the fraction of the copy's rate. bench/gpu.sh
@@ -20,7 +23,7 @@ import argparse
 import contextlib
 
 from gpucnn.bench import cases, limits, ops, timing
-from gpucnn.cuda import pool
+from gpucnn.cuda import norm, pool
 
 
 @contextlib.contextmanager
@@ -40,30 +43,30 @@ def _variant(fn, module, name, value):
     return run
 
 
-VARIANTS = {  # op -> {variant: (module, switch, value)}
-    "max_pool": {"pairs": (pool, "USE_PAIRS", True), "generic": (pool, "USE_PAIRS", False)},
-    "avg_pool": {"pairs": (pool, "USE_PAIRS", True), "generic": (pool, "USE_PAIRS", False)},
+POOL = {"pairs": (pool, "USE_PAIRS", True), "generic": (pool, "USE_PAIRS", False)}
+WAVES = {"1 wave": (norm, "REDUCE_WAVES", 1), "4 waves": (norm, "REDUCE_WAVES", 4)}
+VARIANTS = {  # (op, pass) -> {variant: (module, switch, value)}
+    ("max_pool", "forward"): POOL, ("avg_pool", "forward"): POOL,
+    ("batchnorm", "stats"): WAVES, ("batchnorm", "backward"): WAVES, ("bias_grad", "backward"): WAVES,
 }
-PASS = {"max_pool": "forward", "avg_pool": "forward"}
 
 
 def rows(budget: float, copies: int = 3) -> list[dict]:
     out = []
-    for case in (c for c in cases.MEM if c.op in VARIANTS):
-        direction = PASS[case.op]
-        fn, inputs = ops.build(case, direction, "gpucnn", "cuda", copies)
-        runs = {v: (_variant(fn, *spec), inputs) for v, spec in VARIANTS[case.op].items()}
-        nbytes = case.nbytes(direction)
-        copy_fn, copy_inputs = limits.copier("cuda"), limits.copy_pairs("cuda", case.tensor_bytes(), copies)
-        runs["copy"] = (copy_fn, copy_inputs)
-        called = timing.interleaved(timing.CudaClock(), runs, budget_s=budget)
-        graph = timing.interleaved(timing.GraphClock(), runs, budget_s=budget)
-        copy_rate = 2 * case.tensor_bytes() / (graph["copy"]["ms"] * 1e-3)  # read and written, in a graph
-        for v in VARIANTS[case.op]:
-            c, g = called[v]["ms"], graph[v]["ms"]
-            out.append({"case": case.label(), "pass": direction, "variant": v, "ms": c, "graph_ms": g,
-                        "gbps": nbytes / (c * 1e6), "graph_gbps": nbytes / (g * 1e6),
-                        "of_copy": nbytes / (g * 1e-3) / copy_rate})
+    for case in cases.MEM:  # a case's passes together: its inputs are drawn once (ops' memo)
+        for direction, variants in ((d, v) for (op, d), v in VARIANTS.items() if op == case.op):
+            fn, inputs = ops.build(case, direction, "gpucnn", "cuda", copies)
+            runs = {v: (_variant(fn, *spec), inputs) for v, spec in variants.items()}
+            runs["copy"] = (limits.copier("cuda"), limits.copy_pairs("cuda", case.tensor_bytes(), copies))
+            called = timing.interleaved(timing.CudaClock(), runs, budget_s=budget)
+            graph = timing.interleaved(timing.GraphClock(), runs, budget_s=budget)
+            copy_rate = 2 * case.tensor_bytes() / (graph["copy"]["ms"] * 1e-3)  # read and written, in a graph
+            nbytes = case.nbytes(direction)
+            for v in variants:
+                c, g = called[v]["ms"], graph[v]["ms"]
+                out.append({"case": case.label(), "pass": direction, "variant": v, "ms": c, "graph_ms": g,
+                            "gbps": nbytes / (c * 1e6), "graph_gbps": nbytes / (g * 1e6),
+                            "of_copy": nbytes / (g * 1e-3) / copy_rate})
     return out
 
 

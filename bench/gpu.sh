@@ -3,7 +3,7 @@
 # installed; no package registry), from the repository root:
 #   bash bench/gpu.sh [OUTDIR]        (default: $OUT, else bench/results/<date>)
 # Steps, in this order, each time-boxed and logged, a failing step never
-# stopping the next (510 s at most in all, plus the time-outs' 10 s grace). The first run, on an
+# stopping the next (520 s at most in all, plus the time-outs' 10 s grace). The first run, on an
 # H200 on 2026-11-29 (bench/results/gpu-2026-11-29), took 5 s for step 2 and 112 s for the conv2d
 # family's NVRTC compile, which then starved every later step; the loader now builds conv2d and
 # conv2d_phase (and linear) a part at a time (loader.PARTED: 4 s or less a part on the VM). The
@@ -29,9 +29,12 @@
 #   5c every convolution case autotuned (--algo      60 s   [19 for 8 cases] (where the tuned time beats
 #     autotune), 3xtf32 and tf32                            step 5's, the heuristic guessed wrong; each
 #                                                           candidate timed until 2 ms, autotune._time)
-#   5d A/B of memory-bound kernel variants:         20 s   (bench/ab_mem.py: pooling forward's stride-2
-#     side by side in one process, called and in           pair kernels against the generic ones, with
-#     a CUDA graph; the table goes into summary.txt        a same-size copy; new in session 16)
+#   5d A/B of memory-bound kernel variants:         30 s   (bench/ab_mem.py: pooling forward's stride-2
+#     side by side in one process, called and in           pair kernels against the generic ones; the
+#     a CUDA graph; the table goes into summary.txt        reductions (batch norm's statistics and
+#                                                           backward, the bias gradient) in one wave of
+#                                                           blocks and in four; each with a same-size
+#                                                           copy; new in session 16)
 #   6 the training-step rows (lenet, vgg-small,     65 s   [12: failed, fixed since]
 #     resnet20 at batch 128 against PyTorch eager; torch.compile's own compile left out for time)
 #   7 ncu on the conv forward kernels of each mode   60 s   [10] (bench/gpu_launches.py large)
@@ -87,7 +90,7 @@ step 5b-fused 25 "$PY" -m gpucnn.cli bench --device cuda --fused-only --no-progr
 step 5c-autotune 60 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
     --out "$logs/tuned" --backends "gpucnn-cuda-3xtf32${peers:+,$peers},gpucnn-cuda-tf32" --algo autotune \
     --only "$convs"
-step 5d-ab 20 "$PY" bench/ab_mem.py --budget 0.2
+step 5d-ab 30 "$PY" bench/ab_mem.py --budget 0.15
 step 6-steps 65 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-torch-compile --no-progress \
     --out "$logs/steps"
 step 7-ncu 60 ncu --clock-control none \

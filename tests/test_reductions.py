@@ -148,3 +148,35 @@ def test_election_is_race_free_with_a_block_per_chunk(dtype, monkeypatch):
     np.testing.assert_allclose(saved.mean, x64.mean(axis=(0, 2, 3)), **tol(dtype))
     np.testing.assert_allclose(dbeta, dy64.sum(axis=(0, 2, 3)), rtol=tol(dtype)["rtol"], atol=tol(dtype)["atol"] * 512)
     np.testing.assert_array_equal(db, dbeta)  # the same sums in the same order
+
+
+@pytest.mark.parametrize("dtype", (np.float32, np.float64))
+def test_four_waves_of_chunks_sum_alike(dtype, monkeypatch):
+    """norm.REDUCE_WAVES = 4 (bench/ab_mem.py's variant against the one wave): on one emulated
+    SM, 2 channels of 2 x 16 x 16 take 8 chunks each instead of 2; the statistics, the backward
+    sums and the bias gradient still match float64, and the chunking is as the waves say."""
+    ok, why = gpucnn.backend.available("emulator")
+    if not ok:
+        pytest.skip(f"emulator unavailable: {why}")
+    from gpucnn.runtime.emulator import emulation
+    monkeypatch.setattr(cuda_norm, "MIN_CHUNK", 8)
+    assert [cuda_norm._chunks(2, 512, 1, 8, w)[1] for w in (1, 4)] == [2, 8]
+    rng = np.random.default_rng(12)
+    x = (rng.standard_normal((2, 2, 16, 16)) * 2 + 7).astype(dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    w = rng.standard_normal((2, 2, 1, 1)).astype(dtype)
+    x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
+    mean, var = x64.mean(axis=(0, 2, 3)), x64.var(axis=(0, 2, 3))
+    xhat = (x64 - mean.reshape(1, -1, 1, 1)) / np.sqrt(var.reshape(1, -1, 1, 1) + 1e-5)
+    n = x[:, 0].size
+    for waves in (1, 4):
+        monkeypatch.setattr(cuda_norm, "REDUCE_WAVES", waves)
+        with gpucnn.use_backend("emulator"), emulation(sm_count=1):
+            _, saved = gpucnn.batch_norm2d(x, None, None)
+            _, dgamma, dbeta = gpucnn.batch_norm2d_backward(dy, x, None, saved)
+            db = gpucnn.conv2d_backward(dy, x, w)[2]
+        np.testing.assert_allclose(saved.mean, mean, **tol(dtype))
+        np.testing.assert_allclose(saved.invstd, 1 / np.sqrt(var + 1e-5), **tol(dtype))
+        for got, want in ((dgamma, (dy64 * xhat).sum(axis=(0, 2, 3))), (dbeta, dy64.sum(axis=(0, 2, 3))),
+                          (db, dy64.sum(axis=(0, 2, 3)))):
+            np.testing.assert_allclose(got, want, rtol=tol(dtype)["rtol"], atol=tol(dtype)["atol"] * n)

@@ -78,7 +78,8 @@ def test_ncu_profiles_the_launches_it_names(capsys):
 
 def test_ab_mem_times_each_variant_on_its_own_kernels():
     """bench/ab_mem.py (gpu.sh's 5d): the pair variant launches the stride-2 pair kernels and the
-    generic one the one-output-a-thread kernels, on every pooling case, called and in a graph."""
+    generic one the one-output-a-thread kernels, on every pooling case, and the reductions' variants
+    chunk into one wave of blocks and into four, called and in a graph."""
     log = []
     with sg.gpu("null") as rt, np.errstate(all="ignore"):
         null = sg.host_path.NullModule(log)
@@ -87,7 +88,10 @@ def test_ab_mem_times_each_variant_on_its_own_kernels():
     names = {name for name, *_ in log}
     assert {"max_pool2d_forward_s2_f32", "max_pool2d_forward_f32", "avg_pool2d_forward_s2_f32",
             "avg_pool2d_forward_f32"} <= names, names
-    assert {r["variant"] for r in rows} == {"pairs", "generic"} and all(r["ms"] > 0 for r in rows)
+    # the reductions in one wave of 132 x 4 blocks, and in four: 128x64x32x32's 64 channels in 8 chunks, then 32
+    grids = {grid for name, grid, *_ in log if name in ("batchnorm_stats_f32", "conv2d_bias_grad_f32")}
+    assert {(512,), (2048,)} <= grids, grids
+    assert {r["variant"] for r in rows} == {"pairs", "generic", "1 wave", "4 waves"} and all(r["ms"] > 0 for r in rows)
 
 
 @pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash and timeout")
@@ -125,10 +129,12 @@ def test_gpu_script_runs_its_python_steps(tmp_path):
     assert sum(line.startswith(f"| {r['case']} | {r['pass']} |") for r in tuned for line in
                tuning_table.splitlines()) == 2 * 2 * len(tuned)
     assert "The heuristic as the code stands now, replayed on these timings" in tuning_table
-    # step 5d: each pooling case of the suite, the pair kernels and the generic ones
+    # step 5d: each pooling case of the suite, the pair kernels and the generic ones; the reductions in 1 and 4 waves
     ab = summary.split("5d-ab table:")[1]
     pools = [c.label() for c in cases.MEM if c.op in ("max_pool", "avg_pool")]
     assert all(f"| {p} | forward | {v} |" in ab for p in pools for v in ("pairs", "generic")), ab
+    bns = [c.label() for c in cases.MEM if c.op == "batchnorm"]
+    assert all(f"| {b} | {d} | {v} |" in ab for b in bns for d in ("stats", "backward") for v in ("1 wave", "4 waves"))
     steps = json.loads((out / "steps.json").read_text())["train"]
     assert [r["model"] for r in steps] == [m for m, *_ in cases.STEPS] and all(r["ours"]["graph"] for r in steps)
 

@@ -205,7 +205,8 @@ def conv2d_backward_bias(rt, dy):
     """db = dy summed over images and pixels, per channel (kernels/channel.cuh's two levels, one launch)."""
     dy = contiguous(rt.xp, dy)
     K = dy.shape[1]
-    threads, part_shape, sizes = _bias_geometry(dy.shape, rt.device()[1], norm.MIN_CHUNK)  # tests lower MIN_CHUNK
+    threads, part_shape, sizes = _bias_geometry(dy.shape, rt.device()[1], norm.MIN_CHUNK,  # tests lower MIN_CHUNK
+                                                norm.REDUCE_WAVES)
     part = rt.xp.empty(part_shape, np.float64)
     db = rt.xp.empty(K, dy.dtype)
     launch(rt, FAMILY, "conv2d_bias_grad", dy.dtype, threads, (dy, part, norm.counters(rt, K), db, *sizes),
@@ -214,7 +215,7 @@ def conv2d_backward_bias(rt, dy):
 
 
 @functools.lru_cache(maxsize=256)
-def _bias_geometry(shape: tuple, sms: int, min_chunk: int) -> tuple:
+def _bias_geometry(shape: tuple, sms: int, min_chunk: int, waves: int = 1) -> tuple:
     """(threads, part's shape, the kernel's sizes) of conv2d_backward_bias for dy's
     shape, memoised on all it reads (made a call, the chunking and five NumPy
     scalars: host path 5.90 -> 4.10 us, bench/host_path.py's null runtime).
@@ -222,7 +223,7 @@ def _bias_geometry(shape: tuple, sms: int, min_chunk: int) -> tuple:
     stays in force)."""
     N, K, P, Q = shape
     _fits_int(N, K, P * Q)  # channel.cuh walks images and planes in int
-    chunk, chunks = norm._chunks(K, N * P * Q, sms, min_chunk)
+    chunk, chunks = norm._chunks(K, N * P * Q, sms, min_chunk, waves)
     return K * chunks * norm.THREADS, (K, chunks), (np.int32(N), np.int32(K), i64(P * Q), i64(chunk), np.int32(chunks))
 
 

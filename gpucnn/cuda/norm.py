@@ -32,6 +32,15 @@ ALIGN = 4  # a chunk holds whole 16-byte groups (4 floats, 2 doubles)
 # A block's least work: one step of its threads over float4 groups (4096 values,
 # 16 KiB); smaller chunks would spend more on the block's tree than on reading.
 MIN_CHUNK = THREADS * UNROLL * 4
+# Waves of sms * BLOCKS_PER_SM blocks the reductions' chunks make (at most;
+# MIN_CHUNK bounds them): 1, a block per resident slot, all in step. On the
+# H200 the one wave read 33.6 MB in 17.0 us (statistics) and 15.4 us (bias
+# gradient; half the double work, so not the arithmetic), 42-46% of DRAM's
+# rate with the SMs busy 77% of the time (ncu, bench/results/gpu-2026-11-30):
+# four bursts of loads a thread, the wave's threads in step. Several waves
+# (smaller chunks, blocks that start as others finish, out of step) are the
+# alternative bench/ab_mem.py times beside it (gpu.sh's step 5d).
+REDUCE_WAVES = 1
 _INT_MAX = 2**31 - 1
 _FLAG = (np.int32(0), np.int32(1))  # the kernels' int flags, made once (np.int32() is ~0.2 us a call)
 
@@ -52,18 +61,18 @@ class Geometry(NamedTuple):
 
 
 def _geometry(x, sms: int) -> Geometry:
-    return _shape_geometry(x.shape, x.dtype, sms, MIN_CHUNK)  # MIN_CHUNK read here: tests lower it
+    return _shape_geometry(x.shape, x.dtype, sms, MIN_CHUNK, REDUCE_WAVES)  # read here: tests and the A/B set them
 
 
 @functools.lru_cache(maxsize=256)
-def _shape_geometry(shape: tuple, dtype, sms: int, min_chunk: int) -> Geometry:
+def _shape_geometry(shape: tuple, dtype, sms: int, min_chunk: int, waves: int = 1) -> Geometry:
     """Memoised: a layer's shape repeats call after call, and the ~15 scalars
     and the chunking cost ~3 us a call (null runtime)."""
     N, C, H, W = shape
     if max(N, C, H * W) > _INT_MAX:
         raise ValueError(f"batch norm: N, C and H*W must fit in int32, got shape {tuple(shape)}")
     n, size = N * H * W, N * C * H * W
-    chunk, chunks = _chunks(C, n, sms, min_chunk)
+    chunk, chunks = _chunks(C, n, sms, min_chunk, waves)
     return Geometry(C, C * chunks * THREADS, _map_threads(size, H * W, dtype), (np.int32(N), np.int32(C), i64(H * W)),
                     (i64(chunk), np.int32(chunks)), (C, chunks, 2), i64(size), np.float64(1 / n if n else np.nan),
                     np.float64(n / (n - 1) if n > 1 else np.nan), scalar(dtype, 1.0 / max(n, 1)))
@@ -79,20 +88,21 @@ def _map_threads(size: int, HW: int, dtype) -> int:
     return vector_threads(size, dtype) if HW % per_vec == 0 else size
 
 
-def channel_chunks(C: int, n: int, sms: int) -> tuple[int, int]:
+def channel_chunks(C: int, n: int, sms: int, waves: int = 1) -> tuple[int, int]:
     """(chunk, chunks): each channel's n values in ``chunks`` chunks of
     ``chunk`` (a multiple of ALIGN), at most sms * BLOCKS_PER_SM blocks in
     all (one wave; C alone past it: one chunk a channel) and at most one
     chunk per MIN_CHUNK values. One wave keeps enough in flight: 128x64x32x32
     gets 8 chunks, 512 blocks x 256 threads x 64 bytes = 8 MiB of reads
-    against Little's 2.9 MiB (4.3 TB/s x 700 ns)."""
-    return _chunks(C, n, sms, MIN_CHUNK)  # MIN_CHUNK read here: tests lower it
+    against Little's 2.9 MiB (4.3 TB/s x 700 ns). ``waves``: at most that many
+    such waves (REDUCE_WAVES)."""
+    return _chunks(C, n, sms, MIN_CHUNK, waves)  # MIN_CHUNK read here: tests lower it
 
 
 @functools.lru_cache(maxsize=1024)
-def _chunks(C: int, n: int, sms: int, min_chunk: int) -> tuple[int, int]:
+def _chunks(C: int, n: int, sms: int, min_chunk: int, waves: int = 1) -> tuple[int, int]:
     """channel_chunks, memoised: a layer's shape repeats call after call."""
-    chunks = max(1, min(sms * BLOCKS_PER_SM // max(C, 1), -(-n // min_chunk)))
+    chunks = max(1, min(waves * sms * BLOCKS_PER_SM // max(C, 1), -(-n // min_chunk)))
     chunk = -(-max(n, 1) // chunks)
     chunk = -(-chunk // ALIGN) * ALIGN
     return chunk, -(-max(n, 1) // chunk)
