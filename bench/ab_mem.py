@@ -5,13 +5,9 @@ copy of the same input tensor timed beside them as the run's own limit.
 
     python bench/ab_mem.py [--budget SECONDS]
 
-Variants (a module switch each, flipped around the call), on the suite's
-cases (bench.cases.MEM):
-  pooling forward: pool2d.cu's stride-2 pair kernels (pool.USE_PAIRS, the
-  default) against the generic one-output-a-thread kernels;
-  batch norm's statistics and backward, and the bias gradient: channel.cuh's
-  reductions chunked into one wave of resident blocks (norm.REDUCE_WAVES = 1,
-  the default) against four (smaller chunks, blocks out of step).
+Variants: gpucnn.bench.variants (pooling forward's pair kernels against the
+generic ones; the channel reductions in one wave of blocks and in four; the
+statistics through shared memory too), on the suite's cases (bench.cases.MEM).
 
 Prints one row a case and variant: ms called and in a graph, GB/s of the
 pass's bytes (cases.nbytes), and the fraction of the copy's rate. bench/gpu.sh
@@ -20,35 +16,9 @@ runs it as step 5d; the stand-in CuPy (bench/standin_gpu.py) runs it in CI.
 from __future__ import annotations
 
 import argparse
-import contextlib
 
 from gpucnn.bench import cases, limits, ops, timing
-from gpucnn.cuda import norm, pool
-
-
-@contextlib.contextmanager
-def _switch(module, name: str, value):
-    saved = getattr(module, name)
-    setattr(module, name, value)
-    try:
-        yield
-    finally:
-        setattr(module, name, saved)
-
-
-def _variant(fn, module, name, value):
-    def run(*args):
-        with _switch(module, name, value):
-            return fn(*args)
-    return run
-
-
-POOL = {"pairs": (pool, "USE_PAIRS", True), "generic": (pool, "USE_PAIRS", False)}
-WAVES = {"1 wave": (norm, "REDUCE_WAVES", 1), "4 waves": (norm, "REDUCE_WAVES", 4)}
-VARIANTS = {  # (op, pass) -> {variant: (module, switch, value)}
-    ("max_pool", "forward"): POOL, ("avg_pool", "forward"): POOL,
-    ("batchnorm", "stats"): WAVES, ("batchnorm", "backward"): WAVES, ("bias_grad", "backward"): WAVES,
-}
+from gpucnn.bench.variants import VARIANTS, wrap
 
 
 def rows(budget: float, copies: int = 3) -> list[dict]:
@@ -56,7 +26,7 @@ def rows(budget: float, copies: int = 3) -> list[dict]:
     for case in cases.MEM:  # a case's passes together: its inputs are drawn once (ops' memo)
         for direction, variants in ((d, v) for (op, d), v in VARIANTS.items() if op == case.op):
             fn, inputs = ops.build(case, direction, "gpucnn", "cuda", copies)
-            runs = {v: (_variant(fn, *spec), inputs) for v, spec in variants.items()}
+            runs = {v: (wrap(fn, spec), inputs) for v, spec in variants.items()}
             runs["copy"] = (limits.copier("cuda"), limits.copy_pairs("cuda", case.tensor_bytes(), copies))
             called = timing.interleaved(timing.CudaClock(), runs, budget_s=budget)
             graph = timing.interleaved(timing.GraphClock(), runs, budget_s=budget)

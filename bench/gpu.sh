@@ -29,12 +29,14 @@
 #   5c every convolution case autotuned (--algo      60 s   [19 for 8 cases] (where the tuned time beats
 #     autotune), 3xtf32 and tf32                            step 5's, the heuristic guessed wrong; each
 #                                                           candidate timed until 2 ms, autotune._time)
-#   5d A/B of memory-bound kernel variants:         30 s   (bench/ab_mem.py: pooling forward's stride-2
-#     side by side in one process, called and in           pair kernels against the generic ones; the
-#     a CUDA graph; the table goes into summary.txt        reductions (batch norm's statistics and
-#                                                           backward, the bias gradient) in one wave of
-#                                                           blocks and in four; each with a same-size
-#                                                           copy; new in session 16)
+#   5d A/B of memory-bound kernel variants:         30 s   (bench/ab_mem.py, gpucnn.bench.variants:
+#     side by side in one process, called and in           pooling forward's stride-2 pair kernels
+#     a CUDA graph; the table goes into summary.txt        against the generic ones; the reductions
+#                                                           (batch norm's statistics and backward, the
+#                                                           bias gradient) in one wave of blocks and in
+#                                                           four; the statistics through a cp.async ring
+#                                                           too; each with a same-size copy; new in
+#                                                           session 16; step 4 runs them all, small)
 #   6 the training-step rows (lenet, vgg-small,     65 s   [12: failed, fixed since]
 #     resnet20 at batch 128 against PyTorch eager; torch.compile's own compile left out for time)
 #   7 ncu on the conv forward kernels of each mode   60 s   [10] (bench/gpu_launches.py large)

@@ -6,7 +6,9 @@ tools of bench/gpu.sh that watch launches rather than time them.
                                          part (CuPy's disk cache)
     python bench/gpu_launches.py small   every pass in every math mode on small
                                          shapes, every tile, then each FFMA
-                                         family forced (compute-sanitizer)
+                                         family forced, then the memory-bound
+                                         variants of gpucnn.bench.variants
+                                         (compute-sanitizer)
     python bench/gpu_launches.py large   one large 3x3 convolution forward per
                                          mode (and tf32 on the wide warpgroup
                                          tile), and deepspeech's
@@ -31,6 +33,7 @@ import numpy as np
 
 import gpucnn
 from gpucnn import backend
+from gpucnn.bench import variants
 from gpucnn.cuda import algo, fold, tc
 from gpucnn.runtime import loader
 
@@ -64,7 +67,7 @@ def small() -> bool:
                     ok &= _check(g, wnt, mode, f"{name} tile {edge}")
                 yl = gpucnn.linear(cp.asarray(xl.astype(np.float32)), cp.asarray(wl.astype(np.float32)))
                 ok &= _check(yl, xl @ wl.T, mode, f"linear y tile {edge}")
-    return ok & _families(rng)
+    return ok & _families(rng) & _memory_bound(rng)
 
 
 # The families forced (spec, math mode) on a one-channel strided stem
@@ -103,6 +106,35 @@ def _families(rng) -> bool:
                 dx = gpucnn.conv2d_backward(cp.asarray(dy.astype(np.float32)), cp.asarray(x.astype(np.float32)),
                                             cp.asarray(w.astype(np.float32)), bias=False, **kw)[0]
             ok &= _check(dx, want[1], "tf32", f"conv dx fold {kind} x{xs}")
+    return ok
+
+
+# gpucnn.bench.variants' kernels (bench/ab_mem.py times them): pooling's stride-2 pair kernels
+# (16-byte loads where W % 4 == 0, Q odd and even, the padding clamped) against the generic
+# ones, and batch norm's statistics by channel_walk and through the cp.async ring, in one
+# wave and in four, against float64 NumPy.
+POOL_CASES = (((2, 3, 9, 16), 3, 1), ((2, 3, 8, 13), 2, 0), ((1, 2, 7, 12), 3, 0), ((2, 2, 6, 8), 2, 1))
+STATS_CASES = ((4, 3, 16, 16), (2, 2, 64, 68), (3, 2, 5, 7))
+
+
+def _memory_bound(rng) -> bool:
+    ok = True
+    for shape, k, p in POOL_CASES:
+        x = rng.standard_normal(shape)
+        want = {"max_pool": gpucnn.max_pool2d(x, k, 2, p), "avg_pool": gpucnn.avg_pool2d(x, k, 2, p)}
+        xg = cp.asarray(x.astype(np.float32))
+        for name, settings in variants.POOL.items():
+            with variants.switches(settings):
+                got = {"max_pool": gpucnn.max_pool2d(xg, k, 2, p), "avg_pool": gpucnn.avg_pool2d(xg, k, 2, p)}
+            for op in got:
+                ok &= _check(got[op], want[op], "fp32", f"{op} {k}x{k}/2 p{p} {name} x{shape}")
+    for shape in STATS_CASES:
+        x = rng.standard_normal(shape) + 3
+        xg = cp.asarray(x.astype(np.float32))
+        for name, settings in variants.STATS.items():
+            with variants.switches(settings):
+                mean = backend.call("norm", "batch_norm_stats", xg, None, None, 0.1, 1e-5)[0]
+            ok &= _check(mean, x.mean((0, 2, 3)), "fp32", f"batch-norm mean {name} x{shape}")
     return ok
 
 

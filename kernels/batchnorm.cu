@@ -11,6 +11,8 @@
 //                              long long HW, long long chunk, int chunks, double inv_n,
 //                              double unbias, double eps, double momentum, int update)
 //                              mean, invstd, run_mean, run_var, new_mean, new_var: (C,)
+//   batchnorm_stats_async_f32 batchnorm_stats_f32's arguments and results, its loads through
+//                              shared memory (stats_walk_async; bench/ab_mem.py's A/B)
 //   batchnorm_forward_T       (const T* x, const T* mean, const T* invstd, const T* gamma,
 //                              const T* beta, T* y, long long count, int C, long long HW, int relu)
 //                              x, y: (N,C,HW)  mean, invstd, gamma, beta: (C,)
@@ -49,6 +51,7 @@
 // pointers are aligned: no 64-bit division per element.
 #include "common.cuh"
 #include "channel.cuh"
+#include "mma.cuh"
 
 // dy as the ReLU that followed the normalization passes it back (torch's threshold_backward on y).
 template <typename T> __device__ __forceinline__ T relu_grad(T dy, T y, int relu) {
@@ -97,6 +100,9 @@ template <typename T> struct StatsTerm {
     template <int G, bool Vec> __device__ __forceinline__ void add(long long g, double (&acc)[2]) const {
         T v[G];
         load_group<G, Vec>(x, g, v);
+        add_values(v, acc);
+    }
+    template <int G> __device__ __forceinline__ void add_values(const T (&v)[G], double (&acc)[2]) const {
 #pragma unroll
         for (int e = 0; e < G; ++e) {
             const double d = (double)v[e] - k;  // shifted by the channel's first value
@@ -125,20 +131,99 @@ __device__ __forceinline__ void stats_channel(int c, const double (&s)[2], const
     }
 }
 
+// The statistics' walk through shared memory (batchnorm_stats_async_f32,
+// bench/ab_mem.py's "async" against channel_walk): each thread copies its
+// groups into its own STATS_RING slots of 16 bytes with cp.async, STATS_RING - 1
+// ahead of the one it adds, so the loads stay in flight while it converts and
+// adds (and hold no register: 7 groups, 112 bytes a thread, 112 KiB an SM at
+// 4 blocks, against the walk's 64 bytes in a burst, then none while it adds).
+// The H200 ran channel_walk's one wave at 42% of DRAM's rate (ncu, 2026-11-30).
+// Only its own thread reads a slot (after the cp_async_wait that covers it,
+// and before compiler_fence and the next copy into the slot), so no barrier. The
+// order: thread t's accumulator u adds the groups t + 256u + 256Uk of the
+// chunk's flattened (image, offset) groups, for every plane size (channel_walk's
+// small-plane order; its per-image order for planes of a block step or more
+// differs, so those bits may too). 16-byte groups only (HW % 4 == 0, x
+// aligned); other launches take channel_walk. sm_80 and newer (cp.async).
+#define STATS_RING 8
+template <int U, typename Term, typename Fin>
+__device__ void stats_walk_async(float4 (*ring)[CH_THREADS], double (*part)[CH_THREADS], double* out,
+                                 unsigned* count, int N, int C, long long HW, long long chunk, int chunks,
+                                 const Term& term, const Fin& fin) {
+    const int t = threadIdx.x;
+    const int hw = (int)(HW / 4);
+    const long long n = (long long)N * hw, cg = chunk / 4;
+    const float4* x4 = reinterpret_cast<const float4*>(term.x);
+    for (long long z = blockIdx.x; z < (long long)C * chunks; z += gridDim.x) {  // uniform per block
+        long long zc;
+        const int j = (int)div_rem(z, C, zc), c = (int)zc;
+        const auto tc = term.channel(c);
+        const long long beg = j * cg, end = min(n, beg + cg);
+        double acc[U][2];
+#pragma unroll
+        for (int u = 0; u < U; ++u) acc[u][0] = acc[u][1] = 0.0;
+        if (beg + t < end) {
+            const int cnt = (int)((end - beg - t + CH_THREADS - 1) / CH_THREADS);  // this thread's groups
+            ChannelWalk w(beg + t, CH_THREADS, hw);  // the copies' walk, STATS_RING - 1 groups ahead
+#pragma unroll
+            for (int k = 0; k < STATS_RING - 1; ++k) {
+                if (k < cnt) cp_async<16>(&ring[k][t], x4 + w.at(c, C, hw), 16);
+                cp_async_commit();  // empty groups too: the wait below counts groups
+                w.next(hw);
+            }
+            for (int k0 = 0; k0 < cnt; k0 += U) {
+#pragma unroll
+                for (int u = 0; u < U; ++u) {
+                    const int k = k0 + u;
+                    cp_async_wait<STATS_RING - 2>();  // group k has landed
+                    float4 q;
+                    if (k < cnt) q = ring[k % STATS_RING][t];
+                    compiler_fence();                   // the read stays before the next copy into the slot
+                    const int kn = k + STATS_RING - 1;  // into the slot read one step ago
+                    if (kn < cnt) cp_async<16>(&ring[kn % STATS_RING][t], x4 + w.at(c, C, hw), 16);
+                    cp_async_commit();
+                    w.next(hw);
+                    const float v[4] = {q.x, q.y, q.z, q.w};
+                    if (k < cnt) tc.add_values(v, acc[u]);
+                }
+            }
+            cp_async_wait<0>();  // none left in flight past the block's work
+        }
+        double r[2];
+#pragma unroll
+        for (int s = 0; s < 2; ++s) {
+            r[s] = acc[0][s];
+#pragma unroll
+            for (int u = 1; u < U; ++u) r[s] += acc[u][s];
+        }
+        channel_block_sum<2>(part, r);
+        if (t == 0) channel_done<2>(part, out, count, c, j, chunks, fin);
+        __syncthreads();
+    }
+}
+
 // Both levels of the statistics; the channel's totals give its statistics
-// (channel_reduce's fin, once a channel).
+// (channel_reduce's fin, once a channel). With a ring (batchnorm_stats_async_f32:
+// float, sm_80 and newer), 16-byte groups walk through it (stats_walk_async).
 template <typename T>
-__device__ void stats(double (*sm)[CH_THREADS], const T* __restrict__ x, double* part, unsigned* counters,
-                      T* __restrict__ mean, T* __restrict__ invstd, const T* __restrict__ run_mean,
+__device__ void stats(double (*sm)[CH_THREADS], float4 (*ring)[CH_THREADS], const T* __restrict__ x, double* part,
+                      unsigned* counters, T* __restrict__ mean, T* __restrict__ invstd, const T* __restrict__ run_mean,
                       const T* __restrict__ run_var, T* __restrict__ new_mean, T* __restrict__ new_var, int N, int C,
                       long long HW, long long chunk, int chunks, double inv_n, double unbias, double eps,
                       double momentum, int update) {
     constexpr int U = sizeof(T) == 8 ? CH_UNROLL_STATS_F64 : CH_UNROLL;
-    channel_reduce<2, U>(sm, part, counters, N, C, HW, chunk, chunks, StatsTerm<T>{x, HW, 0.0},
-                         [&](int c, const double (&s)[2]) {
+    const StatsTerm<T> term{x, HW, 0.0};
+    const auto fin = [&](int c, const double (&s)[2]) {
         stats_channel(c, s, x, mean, invstd, run_mean, run_var, new_mean, new_var, HW, inv_n, unbias, eps, momentum,
                       update);
-    });
+    };
+    if constexpr (sizeof(T) == 4) {
+        if (ring && HW % 4 == 0 && aligned16(x)) {
+            stats_walk_async<U>(ring, sm, part, counters, N, C, HW, chunk, chunks, term, fin);
+            return;
+        }
+    }
+    channel_reduce<2, U>(sm, part, counters, N, C, HW, chunk, chunks, term, fin);
 }
 
 template <typename T>
@@ -218,8 +303,8 @@ __device__ void backward_data(const T* __restrict__ dy, const T* __restrict__ x,
                           T* GPUCNN_INOUT __restrict__ new_var, int N, int C, long long HW, long long chunk,   \
                           int chunks, double inv_n, double unbias, double eps, double momentum, int update) {  \
         __shared__ double sm[2][CH_THREADS];                                                                 \
-        stats(sm, x, part, counters, mean, invstd, run_mean, run_var, new_mean, new_var, N, C, HW, chunk, chunks, \
-              inv_n, unbias, eps, momentum, update);                                                         \
+        stats(sm, nullptr, x, part, counters, mean, invstd, run_mean, run_var, new_mean, new_var, N, C, HW, chunk, \
+              chunks, inv_n, unbias, eps, momentum, update);                                                 \
     }                                                                                                        \
     extern "C" __global__ void batchnorm_forward_##SUF(const T* __restrict__ x, const T* __restrict__ mean,    \
                                                        const T* __restrict__ invstd, const T* __restrict__ gamma, \
@@ -245,3 +330,22 @@ __device__ void backward_data(const T* __restrict__ dy, const T* __restrict__ x,
 
 BATCHNORM_KERNELS(float, f32, CH_BLOCKS)
 BATCHNORM_KERNELS(double, f64, CH_BLOCKS_STATS_F64)
+
+// The statistics through stats_walk_async's ring of cp.async copies, float
+// only (bench/ab_mem.py's "async" against batchnorm_stats_f32); before sm_80
+// (no cp.async) and for groups that are not 16-byte ones, channel_walk.
+extern "C" __global__ void __launch_bounds__(CH_THREADS, CH_BLOCKS)
+batchnorm_stats_async_f32(const float* __restrict__ x, double* part, unsigned* GPUCNN_INOUT counters,
+                          float* __restrict__ mean, float* __restrict__ invstd, const float* __restrict__ run_mean,
+                          const float* __restrict__ run_var, float* GPUCNN_INOUT __restrict__ new_mean,
+                          float* GPUCNN_INOUT __restrict__ new_var, int N, int C, long long HW, long long chunk,
+                          int chunks, double inv_n, double unbias, double eps, double momentum, int update) {
+    __shared__ double sm[2][CH_THREADS];
+#if __CUDA_ARCH__ >= 800
+    __shared__ float4 ring[STATS_RING][CH_THREADS];
+#else
+    float4 (*ring)[CH_THREADS] = nullptr;
+#endif
+    stats(sm, ring, x, part, counters, mean, invstd, run_mean, run_var, new_mean, new_var, N, C, HW, chunk, chunks,
+          inv_n, unbias, eps, momentum, update);
+}

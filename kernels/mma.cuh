@@ -24,6 +24,10 @@
 //                              aligned to BYTES; bytes past src_bytes are zero-filled (0: none read)
 //   cp_async_commit()          cp.async.commit_group
 //   cp_async_wait<N>()         cp.async.wait_group N: all but the N most recent groups landed
+//   compiler_fence()           no load or store moves across it in the compiler (no instruction:
+//                              a thread's shared-memory accesses issue in order), so a slot's
+//                              read stays before the cp_async that refills it (the emulator runs
+//                              each thread's statements in order: nothing to do)
 //
 // Hopper's warpgroup MMA (sm_90a: WGMMA_AVAILABLE; elsewhere the bodies trap), 4 warps together:
 //   wgmma_tf32<N>(d, adesc, bdesc, scale_d)
@@ -67,6 +71,7 @@ template <int BYTES> __device__ __forceinline__ void cp_async(void* dst, const v
 }
 __device__ __forceinline__ void cp_async_commit() { gpucnn_emu::cp_async_commit(); }
 template <int N> __device__ __forceinline__ void cp_async_wait() { gpucnn_emu::cp_async_wait(N); }
+__device__ __forceinline__ void compiler_fence() {}
 #define WGMMA_AVAILABLE 1
 __device__ __forceinline__ unsigned smem_addr(const void* p) { return gpucnn_emu::smem_offset(p); }
 template <int N> __device__ __forceinline__ void wgmma_tf32(float (&d)[N / 2], unsigned long long adesc,
@@ -153,6 +158,7 @@ template <int BYTES> __device__ __forceinline__ void cp_async(void* dst, const v
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+__device__ __forceinline__ void compiler_fence() { asm volatile("" ::: "memory"); }
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)  // sm_90a: the architecture-specific features, wgmma among them
 #define WGMMA_AVAILABLE 1

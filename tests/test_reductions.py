@@ -180,3 +180,28 @@ def test_four_waves_of_chunks_sum_alike(dtype, monkeypatch):
         for got, want in ((dgamma, (dy64 * xhat).sum(axis=(0, 2, 3))), (dbeta, dy64.sum(axis=(0, 2, 3))),
                           (db, dy64.sum(axis=(0, 2, 3)))):
             np.testing.assert_allclose(got, want, rtol=tol(dtype)["rtol"], atol=tol(dtype)["atol"] * n)
+
+
+# HW 1024 and 64: planes under a block step (1024 float4 groups); 4160, 4096: over it; 35: not float4 groups
+@pytest.mark.parametrize("shape", [(2, 3, 32, 32), (4, 5, 8, 8), (3, 2, 64, 65), (2, 2, 64, 64), (2, 3, 5, 7),
+                                   (1, 1, 1, 4)])
+def test_statistics_through_shared_memory(backend, chunking, shape, monkeypatch):
+    """batchnorm_stats_async_f32 (norm.STATS_ASYNC, bench/ab_mem.py's "async"): the cp.async ring
+    of stats_walk_async gives the float64 statistics, and channel_walk's very bits where the
+    planes are under a block step (the same order there); misaligned or not float4 groups, it
+    is channel_walk itself."""
+    rng = np.random.default_rng(list(shape))
+    x = (rng.standard_normal(shape) * 3 + 50).astype(np.float32)
+    rm, rv = np.zeros(shape[1], np.float32), np.ones(shape[1], np.float32)
+    runs = {}
+    for asy in (False, True):
+        monkeypatch.setattr(cuda_norm, "STATS_ASYNC", asy)
+        _, saved = gpucnn.batch_norm2d(x, None, None, rm, rv)
+        runs[asy] = (saved.mean, saved.invstd, saved.running_mean, saved.running_var)
+    x64 = x.astype(np.float64)
+    mean, var = x64.mean(axis=(0, 2, 3)), x64.var(axis=(0, 2, 3))
+    np.testing.assert_allclose(runs[True][0], mean, **tol(np.float32))
+    np.testing.assert_allclose(runs[True][1], 1 / np.sqrt(var + 1e-5), **tol(np.float32))
+    if shape[2] * shape[3] < 4096:
+        for a, b in zip(runs[True], runs[False]):
+            np.testing.assert_array_equal(a, b)

@@ -24,6 +24,8 @@ from gpucnn.runtime import capture
 
 FAMILY = "batchnorm"
 KERNELS = ("batchnorm_stats", "batchnorm_forward", "batchnorm_backward_sums", "batchnorm_backward_data")
+F32_KERNELS = ("batchnorm_stats_async_f32",)  # the statistics' loads through shared memory (bench/ab_mem.py)
+STATS_ASYNC = False  # True: batchnorm_stats_async_f32 for float32 (bench/ab_mem.py's "async" variant)
 THREADS = 256  # CH_THREADS: the reductions' block
 UNROLL, UNROLL_BACKWARD = 4, 2  # CH_UNROLL, CH_UNROLL_BWD: groups in flight a thread, per stream
 UNROLL_STATS_F64 = 3  # batchnorm.cu's CH_UNROLL_STATS_F64: the float64 statistics' (4 spill at 64 registers)
@@ -155,7 +157,8 @@ def batch_norm_stats(rt, x, running_mean, running_var, momentum, eps):
     rm, rv = xp.empty(g.C, x.dtype), xp.empty(g.C, x.dtype)
     rm_in, rv_in = (_running(xp, running_mean, x.dtype), _running(xp, running_var, x.dtype)) if update else (x, x)
     part = xp.empty(g.part, np.float64)
-    launch(rt, FAMILY, "batchnorm_stats", x.dtype, g.reduce_threads,
+    base = "batchnorm_stats_async" if STATS_ASYNC and x.dtype == np.float32 else "batchnorm_stats"
+    launch(rt, FAMILY, base, x.dtype, g.reduce_threads,
            (x, part, counters(rt, g.C), mean, invstd, rm_in, rv_in, rm, rv, *g.dims, *g.chunking, g.inv_n, g.unbias,
             *_stats_scalars(eps, momentum, copysign(1.0, momentum), update)), block=THREADS)
     return mean, invstd, (rm if update else None), (rv if update else None)

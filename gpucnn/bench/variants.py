@@ -1,0 +1,48 @@
+"""Kernel variants that a GPU run times side by side (bench/ab_mem.py, gpu.sh's
+step 5d) and runs under compute-sanitizer (bench/gpu_launches.py small): each a
+list of module switches, set around a call and restored after it.
+
+  pooling forward: pool2d.cu's stride-2 pair kernels (pool.USE_PAIRS, the
+  default) against the generic one-output-a-thread kernels;
+  batch norm's statistics and backward, and the bias gradient: channel.cuh's
+  reductions chunked into one wave of resident blocks (norm.REDUCE_WAVES = 1,
+  the default) against four (smaller chunks, blocks out of step); the
+  statistics also through batchnorm_stats_async_f32 (norm.STATS_ASYNC: the
+  loads as cp.async copies into shared memory, 7 groups ahead), in one wave
+  and in four.
+"""
+from __future__ import annotations
+
+import contextlib
+
+from gpucnn.cuda import norm, pool
+
+POOL = {"pairs": [(pool, "USE_PAIRS", True)], "generic": [(pool, "USE_PAIRS", False)]}
+WAVES = {"1 wave": [(norm, "REDUCE_WAVES", 1)], "4 waves": [(norm, "REDUCE_WAVES", 4)]}
+STATS = {**WAVES, "async": [(norm, "STATS_ASYNC", True)],
+         "async, 4 waves": [(norm, "STATS_ASYNC", True), (norm, "REDUCE_WAVES", 4)]}
+VARIANTS = {  # (op, pass) -> {variant: [(module, switch, value), ...]}
+    ("max_pool", "forward"): POOL, ("avg_pool", "forward"): POOL,
+    ("batchnorm", "stats"): STATS, ("batchnorm", "backward"): WAVES, ("bias_grad", "backward"): WAVES,
+}
+
+
+@contextlib.contextmanager
+def switches(settings):
+    """Each (module, name, value) of ``settings`` set, then restored."""
+    saved = [(m, n, getattr(m, n)) for m, n, _ in settings]
+    for m, n, v in settings:
+        setattr(m, n, v)
+    try:
+        yield
+    finally:
+        for m, n, v in saved:
+            setattr(m, n, v)
+
+
+def wrap(fn, settings):
+    """fn run with ``settings`` set."""
+    def run(*args):
+        with switches(settings):
+            return fn(*args)
+    return run
