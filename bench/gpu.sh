@@ -41,7 +41,8 @@
 #     resnet20 at batch 128 against PyTorch eager; torch.compile's own compile left out for time)
 #   7 ncu on the conv forward kernels of each mode   60 s   [10] (bench/gpu_launches.py large)
 #     (the tile each picks, and tf32's wide warpgroup tile) and deepspeech's backward-data window and fold kernels
-#     (mma.sync and, forced, wgmma), batch norm's statistics and the bias gradient on 33.6 MB, and
+#     (mma.sync and, forced, wgmma), batch norm's statistics (one wave, four, and the cp.async ring)
+#     and the bias gradient on 33.6 MB, and
 #     max pooling 3x3/2 (forward and backward) and batch norm's apply on 102.8 MB
 #   8 issue 11's targets read off steps 5a-5b's JSON  5 s    (gpucnn.bench.targets; the table goes into
 #                                                           summary.txt)
@@ -96,8 +97,8 @@ step 5d-ab 30 "$PY" bench/ab_mem.py --budget 0.15
 step 6-steps 65 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-torch-compile --no-progress \
     --out "$logs/steps"
 step 7-ncu 60 ncu --clock-control none \
-    --kernel-name regex:"conv2d_forward_(f32|tf32_|3xtf32_)|depthwise_backward_data_window_f32|conv2d_fold_|batchnorm_(stats|forward)_f32|conv2d_bias_grad_f32|max_pool2d_(forward_s2|backward)_f32" \
-    --launch-count 13 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
+    --kernel-name regex:"conv2d_forward_(f32|tf32_|3xtf32_)|depthwise_backward_data_window_f32|conv2d_fold_|batchnorm_(stats|stats_async|forward)_f32|conv2d_bias_grad_f32|max_pool2d_(forward_s2|backward)_f32" \
+    --launch-count 15 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
 
 echo "8-targets:" >> "$summary"  # the whole table, into the summary
 runs=()  # each step's JSON, or the rows a step cut short kept (its partial.jsonl)

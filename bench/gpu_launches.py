@@ -15,8 +15,9 @@ tools of bench/gpu.sh that watch launches rather than time them.
                                          backward-data by the
                                          window and fold kernels, the fold
                                          of each MMA kind, then batch norm's
-                                         statistics and a bias gradient on
-                                         33.6 MB (ncu)
+                                         statistics (and in four waves, and
+                                         through the cp.async ring) and a
+                                         bias gradient on 33.6 MB (ncu)
 Checks each result against float64 NumPy so a tool's run also says "ok".
 """
 from __future__ import annotations
@@ -183,7 +184,12 @@ def large() -> bool:
                         1e-5)[0]
     db = backend.call("conv", "conv2d_backward_bias", x)
     x64 = x.astype(cp.float64)
-    for name, got, want in (("batch-norm mean", mean, x64.mean((0, 2, 3))), ("bias gradient", db, x64.sum((0, 2, 3)))):
+    checks = [("batch-norm mean", mean, x64.mean((0, 2, 3))), ("bias gradient", db, x64.sum((0, 2, 3)))]
+    for name in ("4 waves", "async"):  # the statistics' variants that step 5d times (gpucnn.bench.variants)
+        with variants.switches(variants.STATS[name]):
+            got = backend.call("norm", "batch_norm_stats", x, None, None, 0.1, 1e-5)[0]
+        checks.append((f"batch-norm mean, {name}", got, x64.mean((0, 2, 3))))
+    for name, got, want in checks:
         err = float(cp.abs(got - want).max() / cp.abs(want).max())
         print(f"cifar-resnet output {name}: relative difference from float64 {err:.2e}")
         ok &= err < 1e-6

@@ -71,7 +71,8 @@ def test_ncu_profiles_the_launches_it_names(capsys):
     assert len(hit) == count, hit
     prefixes = ["conv2d_forward_f32", "conv2d_forward_tf32_", "conv2d_forward_3xtf32_", "conv2d_forward_tf32_64g",
                 "depthwise_backward_data_window_f32", "conv2d_fold_backward_data_tf32", "conv2d_fold_backward_data_wgmma",
-                "batchnorm_stats_f32", "conv2d_bias_grad_f32", "max_pool2d_forward_s2_f32", "max_pool2d_backward_f32",
+                "batchnorm_stats_f32", "batchnorm_stats_async_f32", "conv2d_bias_grad_f32", "max_pool2d_forward_s2_f32",
+                "max_pool2d_backward_f32",
                 "batchnorm_forward_f32"]
     assert all(any(h.startswith(p) for h in hit) for p in prefixes), hit
 
