@@ -152,54 +152,36 @@ __device__ void stats_walk_async(float4 (*ring)[CH_THREADS], double (*part)[CH_T
                                  const Term& term, const Fin& fin) {
     const int t = threadIdx.x;
     const int hw = (int)(HW / 4);
-    const long long n = (long long)N * hw, cg = chunk / 4;
     const float4* x4 = reinterpret_cast<const float4*>(term.x);
-    for (long long z = blockIdx.x; z < (long long)C * chunks; z += gridDim.x) {  // uniform per block
-        long long zc;
-        const int j = (int)div_rem(z, C, zc), c = (int)zc;
-        const auto tc = term.channel(c);
-        const long long beg = j * cg, end = min(n, beg + cg);
-        double acc[U][2];
+    channel_blocks<2, U>(part, out, count, C, (long long)N * hw, chunk / 4, chunks, term, fin,
+                         [&](const Term& tc, int c, long long beg, long long end, double (&acc)[U][2]) {
+        if (beg + t >= end) return;
+        const int cnt = (int)((end - beg - t + CH_THREADS - 1) / CH_THREADS);  // this thread's groups
+        ChannelWalk w(beg + t, CH_THREADS, hw);  // the copies' walk, STATS_RING - 1 groups ahead
 #pragma unroll
-        for (int u = 0; u < U; ++u) acc[u][0] = acc[u][1] = 0.0;
-        if (beg + t < end) {
-            const int cnt = (int)((end - beg - t + CH_THREADS - 1) / CH_THREADS);  // this thread's groups
-            ChannelWalk w(beg + t, CH_THREADS, hw);  // the copies' walk, STATS_RING - 1 groups ahead
+        for (int k = 0; k < STATS_RING - 1; ++k) {
+            if (k < cnt) cp_async<16>(&ring[k][t], x4 + w.at(c, C, hw), 16);
+            cp_async_commit();  // empty groups too: the wait below counts groups
+            w.next(hw);
+        }
+        for (int k0 = 0; k0 < cnt; k0 += U) {
 #pragma unroll
-            for (int k = 0; k < STATS_RING - 1; ++k) {
-                if (k < cnt) cp_async<16>(&ring[k][t], x4 + w.at(c, C, hw), 16);
-                cp_async_commit();  // empty groups too: the wait below counts groups
+            for (int u = 0; u < U; ++u) {
+                const int k = k0 + u;
+                cp_async_wait<STATS_RING - 2>();  // group k has landed
+                float4 q;
+                if (k < cnt) q = ring[k % STATS_RING][t];
+                compiler_fence();                   // the read stays before the next copy into the slot
+                const int kn = k + STATS_RING - 1;  // into the slot read one step ago
+                if (kn < cnt) cp_async<16>(&ring[kn % STATS_RING][t], x4 + w.at(c, C, hw), 16);
+                cp_async_commit();
                 w.next(hw);
+                const float v[4] = {q.x, q.y, q.z, q.w};
+                if (k < cnt) tc.add_values(v, acc[u]);
             }
-            for (int k0 = 0; k0 < cnt; k0 += U) {
-#pragma unroll
-                for (int u = 0; u < U; ++u) {
-                    const int k = k0 + u;
-                    cp_async_wait<STATS_RING - 2>();  // group k has landed
-                    float4 q;
-                    if (k < cnt) q = ring[k % STATS_RING][t];
-                    compiler_fence();                   // the read stays before the next copy into the slot
-                    const int kn = k + STATS_RING - 1;  // into the slot read one step ago
-                    if (kn < cnt) cp_async<16>(&ring[kn % STATS_RING][t], x4 + w.at(c, C, hw), 16);
-                    cp_async_commit();
-                    w.next(hw);
-                    const float v[4] = {q.x, q.y, q.z, q.w};
-                    if (k < cnt) tc.add_values(v, acc[u]);
-                }
-            }
-            cp_async_wait<0>();  // none left in flight past the block's work
         }
-        double r[2];
-#pragma unroll
-        for (int s = 0; s < 2; ++s) {
-            r[s] = acc[0][s];
-#pragma unroll
-            for (int u = 1; u < U; ++u) r[s] += acc[u][s];
-        }
-        channel_block_sum<2>(part, r);
-        if (t == 0) channel_done<2>(part, out, count, c, j, chunks, fin);
-        __syncthreads();
-    }
+        cp_async_wait<0>();  // none left in flight past the block's work
+    });
 }
 
 // Both levels of the statistics; the channel's totals give its statistics

@@ -114,26 +114,51 @@ __device__ __forceinline__ void channel_done(double (*part)[CH_THREADS], double*
     fin(c, tot);
 }
 
-// One (channel, chunk) block's walk over groups of G: thread t's accumulator
-// u adds the groups t + 256u, t + 256u + 256U, ... of the chunk (of each
-// plane's part of it when a plane holds a block step of 256U groups or more),
-// each group's elements in order; then (a0 + a1) (+ a2) + a3 and the block's tree.
-template <int S, int U, int G, bool Vec, typename Term, typename Fin>
-__device__ void channel_walk(double (*part)[CH_THREADS], double* out, unsigned* count, int N, int C, long long HW,
-                             long long chunk, int chunks, const Term& term, const Fin& fin) {
-    const int t = threadIdx.x;
-    const int hw = (int)(HW / G), step = CH_THREADS * U;
-    const long long n = (long long)N * hw, cg = chunk / G;  // groups a channel, a chunk (chunk % G == 0)
+// The (channel, chunk) blocks, both levels: block z takes chunk j = z / C of
+// channel c = z % C (blocks stride over C*chunks, so any grid works);
+// walk(tc, c, beg, end, acc) adds the chunk's groups [beg, end) of the
+// channel's n into U accumulators of S sums (tc: the channel's term); then
+// (a0 + a1) (+ a2) + a3, the block's tree and the channel's election
+// (channel_done). channel_walk and batchnorm.cu's stats_walk_async walk it.
+template <int S, int U, typename Term, typename Fin, typename Walk>
+__device__ __forceinline__ void channel_blocks(double (*part)[CH_THREADS], double* out, unsigned* count, int C,
+                                               long long n, long long cg, int chunks, const Term& term,
+                                               const Fin& fin, const Walk& walk) {
     for (long long z = blockIdx.x; z < (long long)C * chunks; z += gridDim.x) {  // uniform per block
         long long zc;
         const int j = (int)div_rem(z, C, zc), c = (int)zc;
-        const auto tc = term.channel(c);
         const long long beg = j * cg, end = min(n, beg + cg);
         double acc[U][S];
 #pragma unroll
         for (int u = 0; u < U; ++u)
 #pragma unroll
             for (int s = 0; s < S; ++s) acc[u][s] = 0.0;
+        walk(term.channel(c), c, beg, end, acc);
+        double v[S];
+#pragma unroll
+        for (int s = 0; s < S; ++s) {
+            v[s] = acc[0][s];
+#pragma unroll
+            for (int u = 1; u < U; ++u) v[s] += acc[u][s];
+        }
+        channel_block_sum<S>(part, v);
+        if (threadIdx.x == 0) channel_done<S>(part, out, count, c, j, chunks, fin);
+        __syncthreads();  // part is read before the next block's sums overwrite it
+    }
+}
+
+// One (channel, chunk) block's walk over groups of G: thread t's accumulator
+// u adds the groups t + 256u, t + 256u + 256U, ... of the chunk (of each
+// plane's part of it when a plane holds a block step of 256U groups or more),
+// each group's elements in order.
+template <int S, int U, int G, bool Vec, typename Term, typename Fin>
+__device__ void channel_walk(double (*part)[CH_THREADS], double* out, unsigned* count, int N, int C, long long HW,
+                             long long chunk, int chunks, const Term& term, const Fin& fin) {
+    const int t = threadIdx.x;
+    const int hw = (int)(HW / G), step = CH_THREADS * U;
+    const long long n = (long long)N * hw, cg = chunk / G;  // groups a channel, a chunk (chunk % G == 0)
+    channel_blocks<S, U>(part, out, count, C, n, cg, chunks, term, fin,
+                         [&](const Term& tc, int c, long long beg, long long end, double (&acc)[U][S]) {
         if (hw >= step) {  // planes of a block step or more: walk each image's part of the chunk
             for (int img = (int)(beg / hw); img < N && (long long)img * hw < end; ++img) {
                 const long long first = (long long)img * hw;
@@ -155,17 +180,7 @@ __device__ void channel_walk(double (*part)[CH_THREADS], double* out, unsigned* 
                 }
             }
         }
-        double v[S];
-#pragma unroll
-        for (int s = 0; s < S; ++s) {
-            v[s] = acc[0][s];
-#pragma unroll
-            for (int u = 1; u < U; ++u) v[s] += acc[u][s];
-        }
-        channel_block_sum<S>(part, v);
-        if (t == 0) channel_done<S>(part, out, count, c, j, chunks, fin);
-        __syncthreads();  // part is read before the next block's sums overwrite it
-    }
+    });
 }
 
 // The reduction, both levels in one launch: out[(c*chunks + j)*S + s] = the

@@ -192,16 +192,20 @@ __device__ __forceinline__ bool clipped(int H, int W, int P, int Q, int kh, int 
 // its first-of-equals or last-NaN argmax are unchanged; a sum adds zeros for
 // them (exact: it starts from +0). Not timed yet (the H200 run of 2026-11-30
 // had 3x3/2 p1 at 38% of the copy bandwidth, cuDNN at 41%).
+// x clamped into [0, X); in: whether it lay there already (the clamped taps' rule).
+__device__ __forceinline__ int clamp_tap(int x, int X, bool& in) {
+    in = (unsigned)x < (unsigned)X;
+    return min(max(x, 0), X - 1);
+}
+
 template <int K, bool Dup, typename T, typename F>
 __device__ __forceinline__ void scan_clamped(const T* __restrict__ plane, int h0, int w0, int H, int W, F f) {
     int rows[K], cols[K];
     bool rin[K], cin[K];
 #pragma unroll
     for (int a = 0; a < K; ++a) {
-        rin[a] = (unsigned)(h0 + a) < (unsigned)H;
-        cin[a] = (unsigned)(w0 + a) < (unsigned)W;
-        rows[a] = min(max(h0 + a, 0), H - 1) * W;
-        cols[a] = min(max(w0 + a, 0), W - 1);
+        rows[a] = clamp_tap(h0 + a, H, rin[a]) * W;
+        cols[a] = clamp_tap(w0 + a, W, cin[a]);
     }
     T v[K][K];
 #pragma unroll
@@ -370,15 +374,9 @@ __device__ __forceinline__ void scan_pair(const T* __restrict__ plane, int h0, i
     int rows[K], cols[J];
     bool rin[K], cin[J];
 #pragma unroll
-    for (int a = 0; a < K; ++a) {
-        rin[a] = (unsigned)(h0 + a) < (unsigned)H;
-        rows[a] = min(max(h0 + a, 0), H - 1) * W;
-    }
+    for (int a = 0; a < K; ++a) rows[a] = clamp_tap(h0 + a, H, rin[a]) * W;
 #pragma unroll
-    for (int j = 0; j < J; ++j) {
-        cin[j] = (unsigned)(c0 + j) < (unsigned)W;
-        cols[j] = min(max(c0 + j, 0), W - 1);
-    }
+    for (int j = 0; j < J; ++j) cols[j] = clamp_tap(c0 + j, W, cin[j]);
     T v[K][J];
     if (vec && 4 * m + 4 <= W) {  // columns 4m .. 4m + 3 inside the row: a 16-byte load a row, all in flight
 #pragma unroll
@@ -388,7 +386,7 @@ __device__ __forceinline__ void scan_pair(const T* __restrict__ plane, int h0, i
 #pragma unroll
             for (int j = 0; j < J; ++j) {  // column 4m + j - PL: in q, or the column left over
                 const int k = j - PL;
-                v[a][j] = k >= 0 && k < 4 ? q[k < 0 ? 0 : k > 3 ? 3 : k] : plane[rows[a] + cols[j]];
+                v[a][j] = k >= 0 && k < 4 ? q[k & 3] : plane[rows[a] + cols[j]];
             }
         }
     } else {

@@ -31,7 +31,6 @@ def _geometry(NC: int, win) -> tuple:
     return (i64(NC), *(np.int32(v) for v in ints))
 
 
-@functools.lru_cache(maxsize=256)
 def pairs(win) -> bool:
     """Whether the forward pass runs pool2d.cu's pair kernels (``_s2``: a thread
     two outputs of a row, 16-byte loads): square 2x2 or 3x3 windows, stride 2,
