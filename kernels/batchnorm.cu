@@ -46,9 +46,10 @@
 //   dbeta = sum dy,  dgamma = sum dy * xhat,
 //   dx = gamma * invstd * (dy - dbeta/n - xhat * dgamma/n)   with batch statistics,
 //   dx = gamma * invstd * dy                                   with running ones (constants).
-// The element-wise kernels carry the channel along their grid-stride loop
-// (channel_map) and move 16-byte vectors when HW is a multiple of one and the
-// pointers are aligned: no 64-bit division per element.
+// The element-wise kernels move 16-byte vectors, several a thread, when HW is
+// a multiple of one and the pointers are aligned, else elements along a
+// grid-stride loop; both carry the channel along (ChannelPos): no division
+// per element.
 #include "common.cuh"
 #include "channel.cuh"
 #include "mma.cuh"
@@ -58,28 +59,60 @@ template <typename T> __device__ __forceinline__ T relu_grad(T dy, T y, int relu
     return (relu && y <= T(0)) ? T(0) : dy;
 }
 
-// out[i] = f(a[i], b[i], d[i], c) over an (N, C, HW) layout, c the channel of
-// i: by 16-byte vectors when HW is a multiple of one (a vector never
-// straddles two channels) and every pointer is aligned, else element by element.
-template <typename T, typename F>
+// out[i] = f(a[i], b[i], d[i], coef(c)) over an (N, C, HW) layout, c the
+// channel of i and coef(c) its coefficients (read from the per-channel
+// arrays): by 16-byte vectors when HW is a multiple of one (a vector never
+// straddles two channels) and every pointer is aligned, else element by
+// element. The vector path gives a thread U vectors of each input,
+// blockDim apart (each load coalesced across the warp), their loads and their
+// channels' coefficients all issued before the first is used: the H200 ran
+// one vector a thread (40 registers, 6 blocks an SM: 24 KiB in flight an SM,
+// against ReLU's 32 at 8 blocks) at 82% of the copy rate in a graph, where
+// ReLU ran at 97% (bench/results/gpu-2026-11-30). Its grid-stride step keeps
+// any grid correct; the host launches one step (norm._map_threads). U: 4 for
+// the forward's one input (56 registers on sm_90, 4 blocks an SM: 64 KiB in
+// flight), 2 for backward's three (64 registers, 4 blocks: 96 KiB; with 4,
+// 106 registers and 2 blocks).
+#define CH_APPLY_VECS 4
+#define CH_APPLY_VECS_BWD 2
+template <int U, typename T, typename Coef, typename F>
 __device__ __forceinline__ void channel_apply(const T* __restrict__ a, const T* __restrict__ b,
                                               const T* __restrict__ d, T* __restrict__ out, long long count,
-                                              int C, long long HW, F f) {
+                                              int C, long long HW, Coef coef, F f) {
     typedef typename Vec16<T>::type V;
+    typedef decltype(coef(0)) K;
     const int L = Vec16<T>::n;
     if (HW % L == 0 && aligned16(a) && aligned16(b) && aligned16(d) && aligned16(out)) {
-        channel_map(count / L, C, HW / L, [&](long long i, int c) {
-            V va = reinterpret_cast<const V*>(a)[i], vb = reinterpret_cast<const V*>(b)[i];
-            V vd = reinterpret_cast<const V*>(d)[i], r;
-            const T *ea = reinterpret_cast<const T*>(&va), *eb = reinterpret_cast<const T*>(&vb);
-            const T* ed = reinterpret_cast<const T*>(&vd);
-            T* er = reinterpret_cast<T*>(&r);
+        const V *av = reinterpret_cast<const V*>(a), *bv = reinterpret_cast<const V*>(b);
+        const V* dv = reinterpret_cast<const V*>(d);
+        V* ov = reinterpret_cast<V*>(out);
+        const long long nv = count / L, HWv = HW / L, step = (long long)gridDim.x * blockDim.x * U;
+        const ChannelPos lane_step((long long)blockDim.x, C, HWv);
+        for (long long i0 = (long long)blockIdx.x * blockDim.x * U + threadIdx.x; i0 < nv; i0 += step) {
+            V va[U], vb[U], vd[U];
+            K k[U];
+            ChannelPos p(i0, C, HWv);
 #pragma unroll
-            for (int k = 0; k < L; ++k) er[k] = f(ea[k], eb[k], ed[k], c);
-            reinterpret_cast<V*>(out)[i] = r;
-        });
+            for (int u = 0; u < U; ++u) {
+                const long long i = i0 + (long long)u * blockDim.x;
+                if (i < nv) va[u] = av[i], vb[u] = bv[i], vd[u] = dv[i], k[u] = coef(p.c);
+                if (u + 1 < U) p.advance(lane_step, C, (int)HWv);
+            }
+#pragma unroll
+            for (int u = 0; u < U; ++u) {
+                const long long i = i0 + (long long)u * blockDim.x;
+                if (i >= nv) break;
+                const T *ea = reinterpret_cast<const T*>(&va[u]), *eb = reinterpret_cast<const T*>(&vb[u]);
+                const T* ed = reinterpret_cast<const T*>(&vd[u]);
+                V res;
+                T* er = reinterpret_cast<T*>(&res);
+#pragma unroll
+                for (int e = 0; e < L; ++e) er[e] = f(ea[e], eb[e], ed[e], k[u]);
+                ov[i] = res;
+            }
+        }
     } else {
-        channel_map(count, C, HW, [&](long long i, int c) { out[i] = f(a[i], b[i], d[i], c); });
+        channel_map(count, C, HW, [&](long long i, int c) { out[i] = f(a[i], b[i], d[i], coef(c)); });
     }
 }
 
@@ -212,9 +245,10 @@ template <typename T>
 __device__ void forward(const T* __restrict__ x, const T* __restrict__ mean, const T* __restrict__ invstd,
                         const T* __restrict__ gamma, const T* __restrict__ beta, T* __restrict__ y,
                         long long count, int C, long long HW, int relu) {
-    channel_apply(x, x, x, y, count, C, HW, [&](T v, T, T, int c) {
-        return relu_if((v - mean[c]) * (invstd[c] * gamma[c]) + beta[c], relu);
-    });
+    struct K { T mean, scale, beta; };
+    channel_apply<CH_APPLY_VECS>(
+        x, x, x, y, count, C, HW, [&](int c) { return K{mean[c], invstd[c] * gamma[c], beta[c]}; },
+        [&](T v, T, T, const K& k) { return relu_if((v - k.mean) * k.scale + k.beta, relu); });
 }
 
 // The backward sums' terms (g, g * (x - mean)), g = dy masked by the fused
@@ -257,14 +291,19 @@ __device__ void backward_data(const T* __restrict__ dy, const T* __restrict__ x,
                               const T* __restrict__ mean, const T* __restrict__ invstd, const T* __restrict__ gamma,
                               const T* __restrict__ dgamma, const T* __restrict__ dbeta, T* __restrict__ dx,
                               long long count, int C, long long HW, T inv_n, int batch_stats, int relu) {
-    channel_apply(dy, x, y, dx, count, C, HW, [&](T g, T xv, T yv, int c) {
-        g = relu_grad(g, yv, relu);
-        const T k = gamma[c] * invstd[c];
-        if (!batch_stats) return k * g;
-        // xhat * dgamma/n = (x - mean) * (invstd * dgamma/n)
-        const T b = invstd[c] * dgamma[c] * inv_n;
-        return k * (g - dbeta[c] * inv_n - (xv - mean[c]) * b);
-    });
+    // k = gamma * invstd; with batch statistics, xhat * dgamma/n = (x - mean) * (invstd * dgamma/n)
+    struct K { T k, mean, b, db; };
+    channel_apply<CH_APPLY_VECS_BWD>(
+        dy, x, y, dx, count, C, HW,
+        [&](int c) {
+            const T k = gamma[c] * invstd[c];
+            if (!batch_stats) return K{k, T(0), T(0), T(0)};
+            return K{k, mean[c], invstd[c] * dgamma[c] * inv_n, dbeta[c] * inv_n};
+        },
+        [&](T g, T xv, T yv, const K& k) {
+            g = relu_grad(g, yv, relu);
+            return batch_stats ? k.k * (g - k.db - (xv - k.mean) * k.b) : k.k * g;
+        });
 }
 
 // The entry points, one set a dtype; the partial sums are double for both.

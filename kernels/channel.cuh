@@ -204,34 +204,43 @@ __device__ void channel_reduce(double (*part)[CH_THREADS], double* out, unsigned
         channel_walk<S, U, L, false>(part, out, count, N, C, HW, chunk, chunks, term, fin);
 }
 
+// Where item i of an (N, C, HW) layout lies: its channel c and its offset in
+// its plane, carried along a walk by a fixed step rather than divided out at
+// each item (HW < 2^31, as ChannelWalk): two divisions to start, two for the
+// step, then a carry an item.
+struct ChannelPos {
+    int off, c;
+    __device__ __forceinline__ ChannelPos(long long i, int C, long long HW) {
+        long long r, rc;
+        div_rem(div_rem(i, HW, r), C, rc);
+        off = (int)r;
+        c = (int)rc;
+    }
+    // On by step (a ChannelPos of the step itself): c < 2C before the wrap,
+    // step.c < C plus one carry.
+    __device__ __forceinline__ void advance(const ChannelPos& step, int C, int hw) {
+        off += step.off;
+        c += step.c;
+        if (off >= hw) off -= hw, ++c;
+        if (c >= C) c -= C;
+    }
+};
+
 // f(i, c) for every i < count of an (N, C, HW) layout, c the channel of i:
-// a grid-stride loop that carries c along instead of dividing i per element
-// (HW < 2^31, as ChannelWalk). The launch code gives a thread a vector
-// (launch.vector_threads), so the set-up is paid a 16-byte vector: the
-// start's two divisions, and the stride's two only in a thread that has a
-// second item (four before: two fewer of ~25 instructions each on the 32-bit
-// path that the compiler puts in front of a 64-bit division, of very roughly
-// 170 a thread on batch norm's apply, which reached 76% of the copy
-// bandwidth on the H200 where ReLU's map, ~30 a thread, reached 91%:
-// bench/results/gpu-2026-11-30).
+// a grid-stride loop that carries c along (ChannelPos). The start's two
+// divisions are paid once a thread, and the stride's two only in a thread
+// that has a second item (four before: two fewer of ~25 instructions each on
+// the 32-bit path that the compiler puts in front of a 64-bit division).
 template <typename F> __device__ __forceinline__ void channel_map(long long count, int C, long long HW, F f) {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= count) return;
-    long long r, rc;
-    div_rem(div_rem(i, HW, r), C, rc);
-    const int hw = (int)HW;
-    int off = (int)r, c = (int)rc;
-    f(i, c);
+    ChannelPos p(i, C, HW);
+    f(i, p.c);
     const long long s = (long long)blockDim.x * gridDim.x;
     if (count - i <= s) return;
-    long long sr, src;
-    div_rem(div_rem(s, HW, sr), C, src);
-    const int soff = (int)sr, sc = (int)src;
+    const ChannelPos step(s, C, HW);
     for (i += s; i < count; i += s) {
-        off += soff;
-        c += sc;
-        if (off >= hw) off -= hw, ++c;
-        if (c >= C) c -= C;  // c < 2C: sc < C, plus one carry
-        f(i, c);
+        p.advance(step, C, (int)HW);
+        f(i, p.c);
     }
 }

@@ -62,6 +62,33 @@ def test_batch_norm_vs_torch(backend, dtype, training):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("shape", [(2, 3, 12, 12), (2, 3, 20, 60), (3, 5, 4, 4), (1, 2, 8, 130)])
+def test_planes_across_a_threads_vectors(backend, dtype, training, shape):
+    """batchnorm.cu's channel_apply gives a thread several 16-byte vectors
+    a block apart and carries their channel (ChannelPos): planes of 36, 300,
+    4 and 260 float4 vectors, so a block's step crosses 7 planes plus 4
+    vectors, less than one plane, 64 planes, or one plane with a carry; the
+    last threads' vectors run past the end. y, dx, dgamma, dbeta against
+    torch, with and without the fused ReLU."""
+    rng = np.random.default_rng(list(shape))
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    gamma, beta, rm, rv = _params(rng, shape[1], dtype)
+    want = _torch_batch_norm(x, dy, gamma, beta, rm, rv, training, 0.1, 1e-5)
+    y, saved = gpucnn.batch_norm2d(x, gamma, beta, rm, rv, training)
+    got = (y, *gpucnn.batch_norm2d_backward(dy, x, gamma, saved))
+    opts = ("train" if training else "eval", f"shape {shape}")
+    for name, g, w in zip(("y", "dx", "dgamma", "dbeta"), got, want):
+        check(f"batch_norm2d {name}", g, w, dtype, opts)
+    yr, saved_r = gpucnn.batch_norm2d_relu(x, gamma, beta, rm, rv, training)
+    np.testing.assert_array_equal(yr, np.maximum(y, 0))
+    dxr = gpucnn.batch_norm2d_relu_backward(dy, x, gamma, saved_r, yr)[0]
+    dx_masked = gpucnn.batch_norm2d_backward(np.where(y > 0, dy, 0).astype(dtype), x, gamma, saved)[0]
+    np.testing.assert_allclose(dxr, dx_masked, **tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_without_running_stats_or_affine(backend, dtype):
     torch = torch_or_skip()
     rng = np.random.default_rng(32)

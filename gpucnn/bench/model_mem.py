@@ -69,20 +69,20 @@ def _per(row: dict, loads: str, per_item: int) -> float:
     return row["instructions"] * per_item / max(1, row[loads])
 
 
-def map_stream(op, shape, kernel, n, reads, rec, loads_per_vec=None, target=K.TARGET_MAP) -> Stream:
+def map_stream(op, shape, kernel, n, reads, rec, loads_per_vec=None, target=K.TARGET_MAP, vecs=1) -> Stream:
     """A 16-byte vector map over n float32 elements (relu.cu's map2, batchnorm.cu's
-    channel_apply): one vector a thread (launch.vector_threads: the grid covers
-    them), ``reads`` input streams."""
+    channel_apply): ``vecs`` vectors a thread, loaded together (the grid covers
+    them: launch.vector_threads, norm._map_threads), ``reads`` input streams."""
     _, r = model_static.row(rec, kernel)
     vectors = -(-n // 4)
-    threads = min(vectors, GRID_CAP)
-    iters = -(-vectors // threads)
+    threads = min(-(-vectors // vecs), GRID_CAP)
+    per = -(-vectors // threads)  # vectors a thread
     if r["LDG.128"]:
-        instr = _per(r, "LDG.128", reads) * iters
+        instr = _per(r, "LDG.128", reads) * per
     else:  # the record's loop is the scalar fallback: its instructions per element, 4 a vector
-        instr = _per(r, "LDG", loads_per_vec) * 4 * iters
-    return Stream(op, shape, kernel, 4.0 * n * reads, 4.0 * n, threads, threads, VEC * reads, iters, instr,
-                  target=target)
+        instr = _per(r, "LDG", loads_per_vec) * 4 * per
+    return Stream(op, shape, kernel, 4.0 * n * reads, 4.0 * n, threads, threads, VEC * reads * min(per, vecs),
+                  -(-per // vecs), instr, target=target)
 
 
 def pool_stream(case, rec, sms: int) -> Stream:
@@ -135,14 +135,17 @@ def streams(rec=None, sms: int = algo.DEFAULT_SMS) -> list[Stream]:
             out.append(map_stream("relu forward", shape, "relu_forward_f32", n, 1, rec))
             out.append(map_stream("relu backward", shape, "relu_backward_f32", n, 2, rec))
         elif c.op == "batchnorm":
-            # batchnorm.cu's element-wise kernels: one thread a vector (HW % 4 == 0); a vector's own loads:
-            # x (forward), dy and x (backward), and the channel's 4 or 5 parameters. The reductions' loads
-            # an element: x (the shift is read once a block), dy and x and the fused ReLU's y (mean once a block).
-            out += [map_stream("batchnorm forward", shape, "batchnorm_forward_f32", n, 1, rec, 5),
+            # batchnorm.cu's element-wise kernels: 4 (forward) or 2 (backward) vectors a thread (HW % 4 == 0);
+            # a vector's own loads: x (forward), dy and x (backward), and the channel's 4 or 5 parameters. The
+            # reductions' loads an element: x (the shift is read once a block), dy and x and the fused ReLU's y
+            # (mean once a block).
+            out += [map_stream("batchnorm forward", shape, "batchnorm_forward_f32", n, 1, rec, 5,
+                               vecs=norm.APPLY_VECS),
                     reduce_stream("batchnorm stats", shape, "batchnorm_stats_f32", N, C, HW, 1, 1, rec, sms),
                     reduce_stream("batchnorm backward reduction", shape, "batchnorm_backward_sums_f32", N, C, HW,
                                   2, 3, rec, sms, norm.UNROLL_BACKWARD),
-                    map_stream("batchnorm backward data", shape, "batchnorm_backward_data_f32", n, 2, rec, 8, None)]
+                    map_stream("batchnorm backward data", shape, "batchnorm_backward_data_f32", n, 2, rec, 8, None,
+                               norm.APPLY_VECS_BWD)]
         elif c.op == "bias_grad":  # a load an element: dy
             out.append(reduce_stream("conv2d bias gradient", shape, "conv2d_bias_grad_f32", N, C, HW, 1, 1, rec,
                                      sms))

@@ -36,10 +36,11 @@ def small_grid(max_blocks: int = 2):
 
 
 def vector_threads(n: int, dtype) -> int:
-    """Threads for a map whose loop walks 16-byte vectors (relu.cu's map2,
-    batchnorm.cu's channel_apply): one a vector, so no block of a grid sized
-    by elements idles (three quarters of them for float4); the loops' scalar
-    paths stride over the same grid, so any count stays correct."""
+    """Threads for a map whose loop walks 16-byte vectors (relu.cu's map2;
+    batchnorm.cu's channel_apply, whose threads take several): one a vector,
+    so no block of a grid sized by elements idles (three quarters of them for
+    float4); the loops' scalar paths stride over the same grid, so any count
+    stays correct."""
     return -(-int(n) // (16 // np.dtype(dtype).itemsize))
 
 

@@ -28,6 +28,7 @@ F32_KERNELS = ("batchnorm_stats_async_f32",)  # the statistics' loads through sh
 STATS_ASYNC = False  # True: batchnorm_stats_async_f32 for float32 (bench/ab_mem.py's "async" variant)
 THREADS = 256  # CH_THREADS: the reductions' block
 UNROLL, UNROLL_BACKWARD = 4, 2  # CH_UNROLL, CH_UNROLL_BWD: groups in flight a thread, per stream
+APPLY_VECS, APPLY_VECS_BWD = 4, 2  # CH_APPLY_VECS(_BWD): forward's and backward's 16-byte vectors a thread
 UNROLL_STATS_F64 = 3  # batchnorm.cu's CH_UNROLL_STATS_F64: the float64 statistics' (4 spill at 64 registers)
 BLOCKS_PER_SM = 4  # CH_BLOCKS: the reductions' __launch_bounds__ minimum (64 registers; compile_check: 4)
 ALIGN = 4  # a chunk holds whole 16-byte groups (4 floats, 2 doubles)
@@ -52,7 +53,8 @@ class Geometry(NamedTuple):
     kernels' scalar arguments, made once a shape rather than once a call."""
     C: int
     reduce_threads: int  # the reductions' C * chunks blocks of THREADS
-    map_threads: int     # the element-wise kernels' (_map_threads)
+    apply_threads: int   # the element-wise kernels' (_map_threads): batchnorm_forward's
+    backward_threads: int  # and batchnorm_backward_data's
     dims: tuple          # (N, C, HW) as the kernels take them
     chunking: tuple      # (chunk, chunks) as the reductions take them
     part: tuple          # the reductions' (C, chunks, 2) float64 chunk sums
@@ -75,19 +77,21 @@ def _shape_geometry(shape: tuple, dtype, sms: int, min_chunk: int, waves: int = 
         raise ValueError(f"batch norm: N, C and H*W must fit in int32, got shape {tuple(shape)}")
     n, size = N * H * W, N * C * H * W
     chunk, chunks = _chunks(C, n, sms, min_chunk, waves)
-    return Geometry(C, C * chunks * THREADS, _map_threads(size, H * W, dtype), (np.int32(N), np.int32(C), i64(H * W)),
+    return Geometry(C, C * chunks * THREADS, _map_threads(size, H * W, dtype, APPLY_VECS),
+                    _map_threads(size, H * W, dtype, APPLY_VECS_BWD), (np.int32(N), np.int32(C), i64(H * W)),
                     (i64(chunk), np.int32(chunks)), (C, chunks, 2), i64(size), np.float64(1 / n if n else np.nan),
                     np.float64(n / (n - 1) if n > 1 else np.nan), scalar(dtype, 1.0 / max(n, 1)))
 
 
-def _map_threads(size: int, HW: int, dtype) -> int:
-    """Threads of an element-wise kernel (channel_apply): one a 16-byte vector
-    when HW is a multiple of one (its vector loop; the 128x64x32x32 case
-    launched x.size threads, 3/4 of its 32768 blocks empty), else one an
-    element (the scalar loop, one load in flight a thread: a grid a quarter
-    the size would leave each thread four loads in a row)."""
+def _map_threads(size: int, HW: int, dtype, vecs: int) -> int:
+    """Threads of an element-wise kernel (channel_apply): one a ``vecs``
+    16-byte vectors when HW is a multiple of one (its vector loop; the
+    128x64x32x32 case once launched x.size threads, 3/4 of its 32768 blocks
+    empty), else one an element (the scalar loop, one load in flight a
+    thread: a grid a quarter the size would leave each thread four loads in a
+    row)."""
     per_vec = 16 // np.dtype(dtype).itemsize
-    return vector_threads(size, dtype) if HW % per_vec == 0 else size
+    return -(-vector_threads(size, dtype) // vecs) if HW % per_vec == 0 else size
 
 
 def channel_chunks(C: int, n: int, sms: int, waves: int = 1) -> tuple[int, int]:
@@ -171,7 +175,7 @@ def batch_norm_apply(rt, x, mean, invstd, gamma, beta, relu=False):
                                     contiguous(xp, gamma), contiguous(xp, beta))  # no generator: ~0.4 us
     g = _geometry(x, rt.device()[1])
     y = xp.empty_like(x)
-    launch(rt, FAMILY, "batchnorm_forward", x.dtype, g.map_threads,
+    launch(rt, FAMILY, "batchnorm_forward", x.dtype, g.apply_threads,
            (x, mean, invstd, gamma, beta, y, g.size, *g.dims[1:], _FLAG[bool(relu)]))
     return y
 
@@ -191,7 +195,7 @@ def batch_norm_backward(rt, dy, x, mean, invstd, gamma, batch_stats, y=None):
            (dy, x, y, mean, invstd, part, counters(rt, g.C), dgamma, dbeta, *g.dims, *g.chunking, _FLAG[relu]),
            block=THREADS)
     dx = xp.empty_like(x)
-    launch(rt, FAMILY, "batchnorm_backward_data", x.dtype, g.map_threads,
+    launch(rt, FAMILY, "batchnorm_backward_data", x.dtype, g.backward_threads,
            (dy, x, y, mean, invstd, gamma, dgamma, dbeta, dx, g.size, *g.dims[1:], g.inv_n_t,
             _FLAG[bool(batch_stats)], _FLAG[relu]))
     return dx, dgamma, dbeta
