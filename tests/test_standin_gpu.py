@@ -23,6 +23,8 @@ import sys
 import numpy as np
 import pytest
 
+from gpucnn.bench.cases import passes
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("standin_gpu", ROOT / "bench" / "standin_gpu.py")
 sg = importlib.util.module_from_spec(_spec)
@@ -96,6 +98,29 @@ def test_ab_mem_times_each_variant_on_its_own_kernels():
     assert {(512,), (2048,)} <= {grid for name, grid, *_ in log if name == "batchnorm_stats_async_f32"}
     assert {r["variant"] for r in rows} == {"pairs", "generic", "1 wave", "4 waves", "async", "async, 4 waves"}
     assert all(r["ms"] > 0 for r in rows)
+
+
+def test_host_cupy_takes_each_ops_host_path_apart():
+    """bench/host_cupy.py (gpu.sh's 2d): for each memory-bound case of 40 MB or less, CuPy's
+    allocation and the bench's copy at its size, each launch of each of its passes re-issued alone
+    (the kernels the op launches, with their argument counts), and the op as the bench calls it;
+    cProfile's table names the op's launch code."""
+    with sg.gpu("null"), np.errstate(all="ignore"):
+        script = sg._script("host_cupy")
+        rows = dict(script.rows(calls=2, samples=1))
+        prof = script.profile(next(c for c in script.cases_timed() if c.op == "batchnorm"), "stats", calls=3)
+    timed = script.cases_timed()
+    assert {c.op for c in timed} == {"relu", "max_pool", "avg_pool", "batchnorm", "bias_grad"}
+    for c in timed:
+        assert f"{c.label()}: cupy.empty_like" in rows and f"{c.label()}: the bench's same-size copy" in rows
+        for p in passes(c):
+            assert f"{c.label()} {p}: the op as the bench calls it" in rows
+    bn = next(c for c in timed if c.op == "batchnorm").label()
+    launched = [k for k in rows if k.startswith(f"{bn} backward: launch")]
+    assert launched == [f"{bn} backward: launch batchnorm_backward_sums_f32 (15 arguments)",
+                        f"{bn} backward: launch batchnorm_backward_data_f32 (15 arguments)"], launched
+    assert all(us > 0 for us in rows.values())
+    assert "batch_norm_stats" in prof
 
 
 @pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash and timeout")

@@ -1,0 +1,145 @@
+"""The memory-bound ops' host path on real CuPy, taken apart (gpu.sh step 2d).
+
+bench/host_path.py times our launch code with a null runtime, so CuPy's own
+work is not in it. On the H200 (bench/results/gpu-2026-11-30) the calls were
+far slower than that null path plus the device's time:
+
+- relu forward on 6.4 MB: 29.4 us a call, 4.9 us replayed from a CUDA graph,
+  3.0 us of null path; a same-size CuPy copy: 9.6 us a call;
+- batch norm's statistics on 33.6 MB: 34.7 us a call, 17.6 in a graph, 6.6
+  us of null path; the 33.6 MB rows fail their targets by this.
+
+So ~20 us a call are CuPy's or the driver's, and nothing measured says where.
+This step times, on the host alone (CALLS calls queued with no sync between
+them, perf_counter around them; the median of SAMPLES samples, the device
+synchronized between samples), in microseconds a call:
+
+1. CuPy's parts: ``cupy.cuda.Device()``, the current stream, ``empty_like``
+   of the row's tensor, the bench's same-size copy (limits.copier);
+2. each kernel launch of each op, re-issued alone with the grid and
+   arguments the op passed (recorded on one call): CuPy's launch for that
+   kernel's argument list;
+3. our module lookup (Runtime.module: loader.cupy_module, which every
+   launch runs) and Runtime.function;
+4. each op as the bench calls it (gpucnn.bench.ops);
+
+then cProfile's top functions by own time over 200 calls of two ops.
+
+    PYTHONPATH=. python bench/host_cupy.py
+
+The stand-in CuPy (bench/standin_gpu.py) runs it in CI, its figures NumPy's.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import statistics
+import time
+
+from gpucnn.bench import cases, limits, ops
+from gpucnn.runtime import runtime_for
+
+CALLS, SAMPLES = 50, 5
+PROFILED = (("relu", "forward"), ("batchnorm", "stats"))  # one launch, one allocation; one launch, five
+
+
+def host_us(f, calls: int = CALLS, samples: int = SAMPLES) -> float:
+    """Median host microseconds of one f() over ``samples`` runs of ``calls`` calls queued back to back."""
+    import cupy
+    sync = cupy.cuda.Device().synchronize
+    f()
+    sync()
+    out = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            f()
+        out.append((time.perf_counter() - t0) / calls * 1e6)
+        sync()
+    return statistics.median(out)
+
+
+def launches_of(rt, f) -> list:
+    """The (kernel, function, grid, block, args, options) of each launch of one f() on ``rt``."""
+    log, real = [], rt.function
+
+    def recording(family, kernel, options=()):
+        fn = real(family, kernel, options)
+
+        def run(grid, block, args, **kw):
+            log.append((kernel, fn, grid, block, args, kw))
+            return fn(grid, block, args, **kw)
+        return run
+    rt.function = recording  # the instance's, over the method
+    try:
+        f()
+    finally:
+        del rt.function
+    return log
+
+
+def cases_timed():
+    """The suite's memory-bound cases of at most 33.6 MB (a host path does not grow with the tensor)."""
+    return [c for c in cases.MEM if c.tensor_bytes() <= 40e6]
+
+
+def rows(calls: int = CALLS, samples: int = SAMPLES) -> list[tuple[str, float]]:
+    import cupy
+    rt = runtime_for("cuda")
+    t = lambda f: host_us(f, calls, samples)  # noqa: E731
+    out = [("cupy.cuda.Device()", t(cupy.cuda.Device)),
+           ("cupy.cuda.get_current_stream()", t(cupy.cuda.get_current_stream)),
+           ("Runtime.module('relu', (), 'relu_forward_f32'): loader.cupy_module",
+            t(lambda: rt.module("relu", (), "relu_forward_f32"))),
+           ("Runtime.function('relu', 'relu_forward_f32')", t(lambda: rt.function("relu", "relu_forward_f32")))]
+    for case in cases_timed():
+        x = cupy.empty((case.N, case.C, case.H, case.W), cupy.float32)
+        out += [(f"{case.label()}: cupy.empty_like", t(lambda: cupy.empty_like(x)))]
+        copy, pairs = limits.copier("cuda"), limits.copy_pairs("cuda", case.tensor_bytes(), 1)
+        out += [(f"{case.label()}: the bench's same-size copy", t(lambda: copy(*pairs[0])))]
+        for direction in cases.passes(case):
+            fn, inputs = ops.build(case, direction, "gpucnn", "cuda", 1)
+            call = (lambda f, a: lambda: f(*a))(fn, inputs[0])
+            for kernel, k, grid, block, args, kw in launches_of(rt, call):
+                launch = (lambda k, g, b, a, kw: lambda: k(g, b, a, **kw))(k, grid, block, args, kw)
+                out.append((f"{case.label()} {direction}: launch {kernel} ({len(args)} arguments)", t(launch)))
+            out.append((f"{case.label()} {direction}: the op as the bench calls it", t(call)))
+    return out
+
+
+def profile(case, direction, calls: int = 200, top: int = 12) -> str:
+    """cProfile's ``top`` functions by own time over ``calls`` calls of one op."""
+    fn, inputs = ops.build(case, direction, "gpucnn", "cuda", 1)
+    fn(*inputs[0])
+    p = cProfile.Profile()
+    p.enable()
+    for _ in range(calls):
+        fn(*inputs[0])
+    p.disable()
+    s = io.StringIO()
+    pstats.Stats(p, stream=s).sort_stats("tottime").print_stats(top)
+    return s.getvalue()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--calls", type=int, default=CALLS)
+    ap.add_argument("--samples", type=int, default=SAMPLES)
+    ap.add_argument("--no-profile", action="store_true")
+    a = ap.parse_args(argv)
+    print("| host path, real CuPy | us a call |")
+    print("|---|---|")
+    for name, us in rows(a.calls, a.samples):
+        print(f"| {name} | {us:.2f} |")
+    if not a.no_profile:
+        for op, direction in PROFILED:
+            case = next(c for c in cases_timed() if c.op == op)
+            print(f"\ncProfile, {case.label()} {direction}, 200 calls:")
+            print(profile(case, direction))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
