@@ -3,7 +3,7 @@
 # installed; no package registry), from the repository root:
 #   bash bench/gpu.sh [OUTDIR]        (default: $OUT, else bench/results/<date>)
 # Steps, in this order, each time-boxed and logged, a failing step never
-# stopping the next (540 s at most in all, plus the time-outs' 10 s grace). The first run, on an
+# stopping the next (530 s at most in all, plus the time-outs' 10 s grace). The first run, on an
 # H200 on 2026-11-29 (bench/results/gpu-2026-11-29), took 5 s for step 2 and 112 s for the conv2d
 # family's NVRTC compile, which then starved every later step; the loader now builds conv2d and
 # conv2d_phase (and linear) a part at a time (loader.PARTED: 4 s or less a part on the VM). The
@@ -17,7 +17,7 @@
 #   2c every kernel module compiled, in parallel    25 s   [16] (bench/gpu_launches.py compile: a process a
 #                                                           family or part fills CuPy's disk cache, which
 #                                                           the later steps read; 40 modules)
-#   2d the memory-bound ops' host path on CuPy,     20 s   (bench/host_cupy.py, new in session 17: the
+#   2d the memory-bound ops' host path on CuPy,     10 s   (bench/host_cupy.py, new in session 17: the
 #     taken apart: CuPy's allocation, copy and            calls ran ~20 us a call over the null path
 #     launch, our module lookup, each op; cProfile        and the device; the table goes into
 #                                                           summary.txt; after 2c, whose
@@ -82,7 +82,7 @@ step 1-device 10 bash -c "nvidia-smi; $PY -c 'import cupy, numpy, torch; print(\
 step 2-primitives 15 "$PY" -m pytest -v -m gpu -p no:cacheprovider tests/test_mma_prims.py tests/test_wgmma_prims.py
 step 2b-host 10 "$PY" bench/host_path.py --calls 100 --samples 3
 step 2c-compile 25 "$PY" bench/gpu_launches.py compile
-step 2d-host-cupy 20 "$PY" bench/host_cupy.py
+step 2d-host-cupy 10 "$PY" bench/host_cupy.py
 step 3-gpu-tests 60 "$PY" -m pytest -v -m gpu -p no:cacheprovider --maxfail=20 tests
 step 4a-memcheck 30 compute-sanitizer --tool memcheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
 step 4b-racecheck 30 compute-sanitizer --tool racecheck --error-exitcode 3 "$PY" bench/gpu_launches.py small

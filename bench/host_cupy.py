@@ -14,8 +14,10 @@ This step times, on the host alone (CALLS calls queued with no sync between
 them, perf_counter around them; the median of SAMPLES samples, the device
 synchronized between samples), in microseconds a call:
 
-1. CuPy's parts: ``cupy.cuda.Device()``, the current stream, ``empty_like``
-   of the row's tensor, the bench's same-size copy (limits.copier);
+1. CuPy's parts: ``cupy.cuda.Device()``, the current stream, a per-channel
+   result's allocation against a row view of one array (the statistics make
+   five allocations), ``empty_like`` of the row's tensor, the bench's
+   same-size copy (limits.copier);
 2. each kernel launch of each op, re-issued alone with the grid and
    arguments the op passed (recorded on one call): CuPy's launch for that
    kernel's argument list;
@@ -89,11 +91,14 @@ def rows(calls: int = CALLS, samples: int = SAMPLES) -> list[tuple[str, float]]:
     import cupy
     rt = runtime_for("cuda")
     t = lambda f: host_us(f, calls, samples)  # noqa: E731
+    four = cupy.empty((4, 64), cupy.float32)  # batch norm's statistics make four (C,) results: one array's rows?
     out = [("cupy.cuda.Device()", t(cupy.cuda.Device)),
            ("cupy.cuda.get_current_stream()", t(cupy.cuda.get_current_stream)),
            ("Runtime.module('relu', (), 'relu_forward_f32'): loader.cupy_module",
             t(lambda: rt.module("relu", (), "relu_forward_f32"))),
-           ("Runtime.function('relu', 'relu_forward_f32')", t(lambda: rt.function("relu", "relu_forward_f32")))]
+           ("Runtime.function('relu', 'relu_forward_f32')", t(lambda: rt.function("relu", "relu_forward_f32"))),
+           ("cupy.empty(64, float32): a per-channel result", t(lambda: cupy.empty(64, cupy.float32))),
+           ("a row of a (4, 64) array: a[1]", t(lambda: four[1]))]
     for case in cases_timed():
         x = cupy.empty((case.N, case.C, case.H, case.W), cupy.float32)
         out += [(f"{case.label()}: cupy.empty_like", t(lambda: cupy.empty_like(x)))]

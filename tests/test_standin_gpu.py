@@ -138,7 +138,8 @@ def test_gpu_script_runs_its_python_steps(tmp_path):
                          timeout=600)
     summary = (out / "summary.txt").read_text()
     exits = dict(re.findall(r"^(\S+): exit (\d+)", summary, re.M))
-    assert set(exits) == {"2b-host", "5a-mem", "5-bench", "5b-fused", "5c-autotune", "5d-ab", "6-steps"}, run.stdout
+    assert set(exits) == {"2b-host", "2d-host-cupy", "5a-mem", "5-bench", "5b-fused", "5c-autotune", "5d-ab",
+                          "6-steps"}, run.stdout
     assert set(exits.values()) == {"0"}, summary
     assert all(f"{s}: skipped" in summary for s in DEVICE_STEPS.split())
     for name in ("mem", "bench", "fused", "tuned", "steps"):
