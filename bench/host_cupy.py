@@ -37,10 +37,8 @@ import argparse
 import cProfile
 import io
 import pstats
-import statistics
-import time
 
-from gpucnn.bench import cases, limits, ops
+from gpucnn.bench import cases, limits, ops, timing
 from gpucnn.runtime import runtime_for
 
 CALLS, SAMPLES = 50, 5
@@ -48,19 +46,13 @@ PROFILED = (("relu", "forward"), ("batchnorm", "stats"))  # one launch, one allo
 
 
 def host_us(f, calls: int = CALLS, samples: int = SAMPLES) -> float:
-    """Median host microseconds of one f() over ``samples`` runs of ``calls`` calls queued back to back."""
+    """Median host microseconds of one f() (timing.host_us), the device synchronized before and
+    between the samples."""
     import cupy
     sync = cupy.cuda.Device().synchronize
     f()
     sync()
-    out = []
-    for _ in range(samples):
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            f()
-        out.append((time.perf_counter() - t0) / calls * 1e6)
-        sync()
-    return statistics.median(out)
+    return timing.host_us(f, calls, samples, sync)
 
 
 def launches_of(rt, f) -> list:

@@ -52,8 +52,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import statistics
-import time
 import types
 
 import numpy as np
@@ -61,6 +59,7 @@ import numpy as np
 import gpucnn
 import gpucnn.runtime
 from gpucnn import mathmode
+from gpucnn.bench import timing
 from gpucnn.bench.cases import CONV, MEM, passes
 from gpucnn.runtime import Runtime
 
@@ -199,13 +198,7 @@ def _time(f, calls: int, samples: int) -> tuple[float, int]:
     _launches[0] = 0
     f()  # the first call fills the memos and the pool; its launches are counted
     launches = _launches[0]
-    per = []
-    for _ in range(samples):
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            f()
-        per.append((time.perf_counter() - t0) / calls * 1e6)
-    return statistics.median(per), launches
+    return timing.host_us(f, calls, samples), launches
 
 
 @contextlib.contextmanager

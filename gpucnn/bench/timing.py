@@ -87,6 +87,21 @@ class GraphClock(CudaClock):
         return self._between_events(self.graphs[key][0].replay) / len(arg_list)
 
 
+def host_us(f, calls: int, samples: int, sync=None) -> float:
+    """Median host microseconds of one f() over ``samples`` runs of ``calls``
+    calls back to back, perf_counter around each run and ``sync()`` (when
+    given) after it: the host's side alone (bench/host_path.py, host_cupy.py)."""
+    per = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            f()
+        per.append((time.perf_counter() - t0) / calls * 1e6)
+        if sync is not None:
+            sync()
+    return statistics.median(per)
+
+
 def _calls(fn, arg_list) -> None:
     for args in arg_list:
         fn(*args)
