@@ -257,8 +257,8 @@ def gpu(kernels: str = "emulator"):
     finally:
         limits.cuda, capture._capture_cuda = real_limits, real_capture
         cupy_runtime._device.cache_clear()
-        # the stand-in's arrays kept by the launch code for the "cuda" runtime: counters, address rings
-        for cache in (norm._counters, optim._rings):
+        # the stand-in's arrays kept by the launch code for the "cuda" runtime: reductions' scratch, address rings
+        for cache in (norm._scratch, optim._rings):
             for key in [k for k in cache if k[0] == "cuda"]:
                 del cache[key]
         if saved is None:

@@ -4,7 +4,8 @@
 //
 // Kernels (T = float as _f32, double as _f64; HW = H*W; count = N*C*HW;
 // part: (C, chunks, 2) doubles, the per-chunk sums of channel.cuh; counters:
-// (C,) zeros, zeros again after the launch):
+// (C,) zeros or more, zeros again after the launch; both scratch that the
+// host keeps from launch to launch, norm.scratch):
 //   batchnorm_stats_T         (const T* x, double* part, unsigned* GPUCNN_INOUT counters, T* mean,
 //                              T* invstd, const T* run_mean, const T* run_var,
 //                              T* GPUCNN_INOUT new_mean, T* GPUCNN_INOUT new_var, int N, int C,

@@ -17,7 +17,7 @@
 //   conv2d_sum_splits_T     (const T* part, T* dw, long long n, int splits, int relu)
 //                             part: (splits,n)  dw: (n,)
 //   conv2d_bias_grad_T      (const T* dy, double* part, unsigned* GPUCNN_INOUT counters, T* db, int N, int K,
-//                            long long PQ, long long chunk, int chunks)  part: (K,chunks)  counters, db: (K,)
+//                            long long PQ, long long chunk, int chunks)  part: (K,chunks)  counters: (K,)+  db: (K,)
 //   im2col_T                (const T* x, T* cols, long long NC, WIN)     cols: (N,C*kh*kw,P*Q)
 //   col2im_T                (const T* cols, T* x, long long NC, WIN)     x: (N,C,H,W)
 // where GEOM = int N, C, H, W, K, P, Q, kh, kw, sh, sw, pt, pl, dh, dw, G (conv.cuh) and

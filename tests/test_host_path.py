@@ -251,7 +251,7 @@ def test_bias_gradient_memo_follows_sms_min_chunk_and_small_grid(monkeypatch):
                 with small_grid(cap):
                     grid, args = _last(log, lambda: backend.call("conv", "conv2d_backward_bias", dy))
         chunk, chunks = norm.channel_chunks(6, 2 * 256, sms)
-        assert [int(v) for v in args[4:]] == [2, 6, 256, chunk, chunks] and args[1].shape == (6, chunks)
+        assert [int(v) for v in args[4:]] == [2, 6, 256, chunk, chunks] and args[1].shape == (6 * chunks,)
         assert grid == ((6 * chunks) if cap is None else cap,)
         seen.append(chunks)
     # 512 values a channel: one chunk at MIN_CHUNK's 4096; 8 of 64 at 64; one SM's 4 blocks for 6 channels: 1

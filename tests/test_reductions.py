@@ -123,7 +123,7 @@ def test_one_launch_election_with_a_small_grid_twice(backend, dtype, monkeypatch
     for k, (got, w64) in enumerate(zip(runs[0], want)):  # the last three: sums of n terms
         atol = tol(dtype)["atol"] * (n if k >= 4 else 1)
         np.testing.assert_allclose(got, w64, rtol=tol(dtype)["rtol"], atol=atol)
-    assert all(not c.any() for c in cuda_norm._counters.values())  # zeros again for the next launch
+    assert all(not c.any() for _, c in cuda_norm._scratch.values())  # zeros again for the next launch
 
 
 @pytest.mark.parametrize("dtype", (np.float32, np.float64))

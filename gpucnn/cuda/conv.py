@@ -205,18 +205,17 @@ def conv2d_backward_bias(rt, dy):
     """db = dy summed over images and pixels, per channel (kernels/channel.cuh's two levels, one launch)."""
     dy = contiguous(rt.xp, dy)
     K = dy.shape[1]
-    threads, part_shape, sizes = _bias_geometry(dy.shape, rt.device()[1], norm.MIN_CHUNK,  # tests lower MIN_CHUNK
-                                                norm.REDUCE_WAVES)
-    part = rt.xp.empty(part_shape, np.float64)
+    threads, parts, sizes = _bias_geometry(dy.shape, rt.device()[1], norm.MIN_CHUNK,  # tests lower MIN_CHUNK
+                                           norm.REDUCE_WAVES)
     db = rt.xp.empty(K, dy.dtype)
-    launch(rt, FAMILY, "conv2d_bias_grad", dy.dtype, threads, (dy, part, norm.counters(rt, K), db, *sizes),
+    launch(rt, FAMILY, "conv2d_bias_grad", dy.dtype, threads, (dy, *norm.scratch(rt, K, parts), db, *sizes),
            block=norm.THREADS)
     return db
 
 
 @functools.lru_cache(maxsize=256)
 def _bias_geometry(shape: tuple, sms: int, min_chunk: int, waves: int = 1) -> tuple:
-    """(threads, part's shape, the kernel's sizes) of conv2d_backward_bias for dy's
+    """(threads, its chunk sums' count, the kernel's sizes) of conv2d_backward_bias for dy's
     shape, memoised on all it reads (made a call, the chunking and five NumPy
     scalars: host path 5.90 -> 4.10 us, bench/host_path.py's null runtime).
     The grid is not in it: launch.grid_for sizes it at each call (small_grid
@@ -224,7 +223,7 @@ def _bias_geometry(shape: tuple, sms: int, min_chunk: int, waves: int = 1) -> tu
     N, K, P, Q = shape
     _fits_int(N, K, P * Q)  # channel.cuh walks images and planes in int
     chunk, chunks = norm._chunks(K, N * P * Q, sms, min_chunk, waves)
-    return K * chunks * norm.THREADS, (K, chunks), (np.int32(N), np.int32(K), i64(P * Q), i64(chunk), np.int32(chunks))
+    return K * chunks * norm.THREADS, K * chunks, (np.int32(N), np.int32(K), i64(P * Q), i64(chunk), np.int32(chunks))
 
 
 def im2col(rt, x, win):

@@ -57,7 +57,7 @@ class Geometry(NamedTuple):
     backward_threads: int  # and batchnorm_backward_data's
     dims: tuple          # (N, C, HW) as the kernels take them
     chunking: tuple      # (chunk, chunks) as the reductions take them
-    part: tuple          # the reductions' (C, chunks, 2) float64 chunk sums
+    parts: int           # the reductions' C * chunks * 2 float64 chunk sums (scratch)
     size: np.int64       # N*C*HW
     inv_n: np.float64    # 1/n, n = N*HW (nan when n = 0)
     unbias: np.float64   # n/(n-1) (nan when n < 2: training refuses those)
@@ -79,7 +79,7 @@ def _shape_geometry(shape: tuple, dtype, sms: int, min_chunk: int, waves: int = 
     chunk, chunks = _chunks(C, n, sms, min_chunk, waves)
     return Geometry(C, C * chunks * THREADS, _map_threads(size, H * W, dtype, APPLY_VECS),
                     _map_threads(size, H * W, dtype, APPLY_VECS_BWD), (np.int32(N), np.int32(C), i64(H * W)),
-                    (i64(chunk), np.int32(chunks)), (C, chunks, 2), i64(size), np.float64(1 / n if n else np.nan),
+                    (i64(chunk), np.int32(chunks)), C * chunks * 2, i64(size), np.float64(1 / n if n else np.nan),
                     np.float64(n / (n - 1) if n > 1 else np.nan), scalar(dtype, 1.0 / max(n, 1)))
 
 
@@ -114,26 +114,34 @@ def _chunks(C: int, n: int, sms: int, min_chunk: int, waves: int = 1) -> tuple[i
     return chunk, -(-max(n, 1) // chunk)
 
 
-_counters: dict = {}
+_scratch: dict = {}
 
 
-def counters(rt, C: int):
-    """channel_reduce's per-channel counters (uint32, at least C): zeros before
-    a launch and zeros after it (each channel's last chunk wraps its counter
-    back to 0), so one buffer serves every launch of a runtime, device and
-    stream in turn; a zeroing launch per call would cost the gap the one-launch
-    reduction saves. Inside a capture the buffer is the graph's own (its
-    zeroing is a node of the graph, repeated at each replay). A launch that
-    runs only some blocks (the emulator's ``blocks=``) leaves counts behind
-    in the shared buffer: clear ``_counters`` after one."""
+def scratch(rt, C: int, parts: int) -> tuple:
+    """channel_reduce's scratch, (part, counters): its ``parts`` chunk sums
+    (float64, flat; the kernels index their (C, chunks, S) layout and write
+    every one, which the emulator checks), and its per-channel counters
+    (uint32, at least C), zeros before a launch and zeros after it (each
+    channel's last chunk wraps its counter back to 0). One pair a runtime,
+    device, stream and size serves every such launch in turn: a launch writes
+    each chunk sum before its channel's last chunk reads it, so none is read
+    by a later launch; a zeroing launch a call would cost the gap the
+    one-launch reduction saves, and an allocation a call the host's time (the
+    H200's 33.6 MB reductions are bound by their calls' host path,
+    bench/results/gpu-2026-11-30). Inside a capture both are the graph's own
+    (the counters' zeroing a node of the graph, repeated at each replay). A
+    launch that runs only some blocks (the emulator's ``blocks=``) leaves
+    counts behind in the shared counters: clear ``_scratch`` after one."""
     xp = rt.xp
     if capture.active():
-        return xp.zeros(max(C, 1), np.uint32)
-    key = (rt.name,) if rt.name != "cuda" else (rt.name, xp.cuda.Device().id, xp.cuda.get_current_stream().ptr)
-    buf = _counters.get(key)
-    if buf is None or buf.size < C:
-        buf = _counters[key] = xp.zeros(max(C, 64), np.uint32)
-    return buf
+        return xp.empty(parts, np.float64), xp.zeros(max(C, 1), np.uint32)
+    key = ((rt.name, parts) if rt.name != "cuda"
+           else (rt.name, xp.cuda.Device().id, xp.cuda.get_current_stream().ptr, parts))
+    hit = _scratch.get(key)
+    if hit is None or hit[1].size < C:
+        part = xp.empty(parts, np.float64) if hit is None else hit[0]
+        hit = _scratch[key] = (part, xp.zeros(max(C, 64), np.uint32))
+    return hit
 
 
 def _running(xp, a, dtype):
@@ -160,10 +168,9 @@ def batch_norm_stats(rt, x, running_mean, running_var, momentum, eps):
     update = running_mean is not None
     rm, rv = xp.empty(g.C, x.dtype), xp.empty(g.C, x.dtype)
     rm_in, rv_in = (_running(xp, running_mean, x.dtype), _running(xp, running_var, x.dtype)) if update else (x, x)
-    part = xp.empty(g.part, np.float64)
     base = "batchnorm_stats_async" if STATS_ASYNC and x.dtype == np.float32 else "batchnorm_stats"
     launch(rt, FAMILY, base, x.dtype, g.reduce_threads,
-           (x, part, counters(rt, g.C), mean, invstd, rm_in, rv_in, rm, rv, *g.dims, *g.chunking, g.inv_n, g.unbias,
+           (x, *scratch(rt, g.C, g.parts), mean, invstd, rm_in, rv_in, rm, rv, *g.dims, *g.chunking, g.inv_n, g.unbias,
             *_stats_scalars(eps, momentum, copysign(1.0, momentum), update)), block=THREADS)
     return mean, invstd, (rm if update else None), (rv if update else None)
 
@@ -189,10 +196,9 @@ def batch_norm_backward(rt, dy, x, mean, invstd, gamma, batch_stats, y=None):
     relu = y is not None
     y = contiguous(xp, y) if relu else dy  # unread without relu
     g = _geometry(x, rt.device()[1])
-    part = xp.empty(g.part, np.float64)
     dgamma, dbeta = xp.empty(g.C, x.dtype), xp.empty(g.C, x.dtype)
     launch(rt, FAMILY, "batchnorm_backward_sums", x.dtype, g.reduce_threads,
-           (dy, x, y, mean, invstd, part, counters(rt, g.C), dgamma, dbeta, *g.dims, *g.chunking, _FLAG[relu]),
+           (dy, x, y, mean, invstd, *scratch(rt, g.C, g.parts), dgamma, dbeta, *g.dims, *g.chunking, _FLAG[relu]),
            block=THREADS)
     dx = xp.empty_like(x)
     launch(rt, FAMILY, "batchnorm_backward_data", x.dtype, g.backward_threads,
