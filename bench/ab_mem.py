@@ -7,7 +7,8 @@ copy of the same input tensor timed beside them as the run's own limit.
 
 Variants: gpucnn.bench.variants (pooling forward's pair kernels against the
 generic ones; the channel reductions in one wave of blocks and in four; the
-statistics through shared memory too), on the suite's cases (bench.cases.MEM).
+statistics through shared memory too, and with their four results in one
+allocation), on the suite's cases (bench.cases.MEM).
 
 Prints one row a case and variant: ms called and in a graph, GB/s of the
 pass's bytes (cases.nbytes), and the fraction of the copy's rate. bench/gpu.sh

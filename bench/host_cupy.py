@@ -16,8 +16,9 @@ synchronized between samples), in microseconds a call:
 
 1. CuPy's parts: ``cupy.cuda.Device()``, the current stream, a per-channel
    result's allocation against a row view of one array (the statistics make
-   five allocations), ``empty_like`` of the row's tensor, the bench's
-   same-size copy (limits.copier);
+   four allocations; step 5d times the variant that makes one),
+   ``empty_like`` of the row's tensor, the bench's same-size copy
+   (limits.copier);
 2. each kernel launch of each op, re-issued alone with the grid and
    arguments the op passed (recorded on one call): CuPy's launch for that
    kernel's argument list;
@@ -42,7 +43,7 @@ from gpucnn.bench import cases, limits, ops, timing
 from gpucnn.runtime import runtime_for
 
 CALLS, SAMPLES = 50, 5
-PROFILED = (("relu", "forward"), ("batchnorm", "stats"))  # one launch, one allocation; one launch, five
+PROFILED = (("relu", "forward"), ("batchnorm", "stats"))  # one launch, one allocation; one launch, four
 
 
 def host_us(f, calls: int = CALLS, samples: int = SAMPLES) -> float:

@@ -89,6 +89,25 @@ def test_planes_across_a_threads_vectors(backend, dtype, training, shape):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_statistics_in_one_allocation_alike(backend, dtype, monkeypatch):
+    """norm.STATS_ONE_ALLOCATION (bench/ab_mem.py's "one allocation" variant): the mean, invstd
+    and updated running statistics as the rows of one array, bit for bit the four arrays', and
+    each row of its channel count."""
+    from gpucnn.cuda import norm as cuda_norm
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((3, 5, 6, 4)) * 2 + 1).astype(dtype)
+    gamma, beta, rm, rv = _params(rng, 5, dtype)
+    runs = []
+    for one in (False, True):
+        monkeypatch.setattr(cuda_norm, "STATS_ONE_ALLOCATION", one)
+        y, saved = gpucnn.batch_norm2d(x, gamma, beta, rm, rv, True, 0.1, 1e-5)
+        runs.append((y, saved.mean, saved.invstd, saved.running_mean, saved.running_var))
+    for a, b in zip(*runs):
+        assert b.shape == a.shape
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_without_running_stats_or_affine(backend, dtype):
     torch = torch_or_skip()
     rng = np.random.default_rng(32)

@@ -9,7 +9,9 @@ list of module switches, set around a call and restored after it.
   the default) against four (smaller chunks, blocks out of step); the
   statistics also through batchnorm_stats_async_f32 (norm.STATS_ASYNC: the
   loads as cp.async copies into shared memory, 7 groups ahead), in one wave
-  and in four.
+  and in four, and with its four per-channel results made by one allocation
+  (norm.STATS_ONE_ALLOCATION: the host path of a call, which bounds the
+  33.6 MB rows).
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from gpucnn.cuda import norm, pool
 POOL = {"pairs": [(pool, "USE_PAIRS", True)], "generic": [(pool, "USE_PAIRS", False)]}
 WAVES = {"1 wave": [(norm, "REDUCE_WAVES", 1)], "4 waves": [(norm, "REDUCE_WAVES", 4)]}
 STATS = {**WAVES, "async": [(norm, "STATS_ASYNC", True)],
-         "async, 4 waves": [(norm, "STATS_ASYNC", True), (norm, "REDUCE_WAVES", 4)]}
+         "async, 4 waves": [(norm, "STATS_ASYNC", True), (norm, "REDUCE_WAVES", 4)],
+         "one allocation": [(norm, "STATS_ONE_ALLOCATION", True)]}
 VARIANTS = {  # (op, pass) -> {variant: [(module, switch, value), ...]}
     ("max_pool", "forward"): POOL, ("avg_pool", "forward"): POOL,
     ("batchnorm", "stats"): STATS, ("batchnorm", "backward"): WAVES, ("bias_grad", "backward"): WAVES,

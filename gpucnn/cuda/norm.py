@@ -26,6 +26,11 @@ FAMILY = "batchnorm"
 KERNELS = ("batchnorm_stats", "batchnorm_forward", "batchnorm_backward_sums", "batchnorm_backward_data")
 F32_KERNELS = ("batchnorm_stats_async_f32",)  # the statistics' loads through shared memory (bench/ab_mem.py)
 STATS_ASYNC = False  # True: batchnorm_stats_async_f32 for float32 (bench/ab_mem.py's "async" variant)
+# True: the statistics' four (C,) results as the rows of one (4, C) allocation
+# (bench/ab_mem.py's "one allocation" variant): on the null runtime the rows
+# cost more than the pool look-ups (bench/host_path.py's docstring), and on
+# CuPy an allocation's cost against a view's is for gpu.sh's 2d and 5d to say.
+STATS_ONE_ALLOCATION = False
 THREADS = 256  # CH_THREADS: the reductions' block
 UNROLL, UNROLL_BACKWARD = 4, 2  # CH_UNROLL, CH_UNROLL_BWD: groups in flight a thread, per stream
 APPLY_VECS, APPLY_VECS_BWD = 4, 2  # CH_APPLY_VECS(_BWD): forward's and backward's 16-byte vectors a thread
@@ -162,11 +167,13 @@ def batch_norm_stats(rt, x, running_mean, running_var, momentum, eps):
     xp = rt.xp
     x = contiguous(xp, x)
     g = _geometry(x, rt.device()[1])
-    mean, invstd = xp.empty(g.C, x.dtype), xp.empty(g.C, x.dtype)
     # The kernel reads the running statistics and writes the updated ones to
     # new arrays (no copies first: each was a device copy and ~5 us of host).
     update = running_mean is not None
-    rm, rv = xp.empty(g.C, x.dtype), xp.empty(g.C, x.dtype)
+    if STATS_ONE_ALLOCATION:
+        mean, invstd, rm, rv = xp.empty((4, g.C), x.dtype)
+    else:
+        mean, invstd, rm, rv = (xp.empty(g.C, x.dtype) for _ in range(4))
     rm_in, rv_in = (_running(xp, running_mean, x.dtype), _running(xp, running_var, x.dtype)) if update else (x, x)
     base = "batchnorm_stats_async" if STATS_ASYNC and x.dtype == np.float32 else "batchnorm_stats"
     launch(rt, FAMILY, base, x.dtype, g.reduce_threads,
