@@ -89,10 +89,10 @@ def _shape_geometry(shape: tuple, dtype, sms: int, min_chunk: int, waves: int = 
 
 
 def _map_threads(size: int, HW: int, dtype, vecs: int) -> int:
-    """Threads of an element-wise kernel (channel_apply): one a ``vecs``
-    16-byte vectors when HW is a multiple of one (its vector loop; the
-    128x64x32x32 case once launched x.size threads, 3/4 of its 32768 blocks
-    empty), else one an element (the scalar loop, one load in flight a
+    """Threads of an element-wise kernel (channel_apply): one for every
+    ``vecs`` 16-byte vectors when HW is a multiple of one (its vector loop;
+    the 128x64x32x32 case once launched x.size threads, 3/4 of its 32768
+    blocks empty), else one an element (the scalar loop, one load in flight a
     thread: a grid a quarter the size would leave each thread four loads in a
     row)."""
     per_vec = 16 // np.dtype(dtype).itemsize
