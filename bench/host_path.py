@@ -85,7 +85,7 @@ class _Pool(types.SimpleNamespace):
 
     def __init__(self):
         stream = types.SimpleNamespace(ptr=0)
-        super().__init__(cache={}, cuda=types.SimpleNamespace(  # norm.counters' key on the real path
+        super().__init__(cache={}, cuda=types.SimpleNamespace(  # norm.scratch's key on the real path
             Device=lambda: types.SimpleNamespace(id=0), get_current_stream=lambda: stream))
 
     def __getattr__(self, name):
