@@ -44,7 +44,10 @@ batch_norm_backward 8.99 -> 7.86, conv2d_backward_bias 5.90 -> 4.10
 for most rows, 1.8 for one outlier run (model_consts.HOST_SPEED's slow end).
 Carving batch_norm_stats' four (C,) results out of one (4, C) allocation was
 slower here (its body 4.9 -> 5.5-5.8 us: four row views of the array
-subclass against three pool look-ups), so it stays five allocations.
+subclass against three pool look-ups), so the four stay four allocations
+by default (the chunk sums, the fifth, are now norm.scratch's, kept from
+call to call); on real CuPy, gpu.sh's step 5d times the one-allocation
+variant (norm.STATS_ONE_ALLOCATION) beside them.
 
     PYTHONPATH=. taskset -c 1 python bench/host_path.py
 """
