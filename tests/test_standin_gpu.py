@@ -30,7 +30,7 @@ _spec = importlib.util.spec_from_file_location("standin_gpu", ROOT / "bench" / "
 sg = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(sg)
 
-DEVICE_STEPS = "1-device 2-primitives 2c-compile 3-gpu-tests 4a-memcheck 4b-racecheck 7-ncu"
+DEVICE_STEPS = "1-device 2-primitives 2c-compile 3-gpu-tests 4a-memcheck 4b-racecheck 7-ncu 7b-ncu-full"
 
 
 def test_the_stand_in_serves_backend_cuda():
@@ -56,27 +56,41 @@ def test_gpu_launches_small_is_right_through_the_cuda_backend(capsys):
     assert "tile 64g" in out and "fold wgmma" in out and out.count(" ok") >= 100
 
 
-def test_ncu_profiles_the_launches_it_names(capsys):
-    """gpu.sh's ncu step: its kernel-name filter over gpu_launches.py large's launches matches exactly
-    its launch count, and those are the kernels the step names: the conv forward in each mode and on
-    the wide warpgroup tile, the window kernel, the fold of each MMA kind, batch norm's statistics and
-    apply, the bias gradient and max pooling, forward and backward."""
+def _ncu_hits() -> list[tuple[list[str], int]]:
+    """For each of gpu.sh's ncu steps, the launches of gpu_launches.py large its kernel-name filter
+    matches (ncu searches the name), and its launch count."""
     text = (ROOT / "bench" / "gpu.sh").read_text()
-    rx = re.search(r'--kernel-name regex:"([^"]+)"', text).group(1)
-    count = int(re.search(r"--launch-count (\d+)", text).group(1))
+    rxs = re.findall(r'--kernel-name regex:"([^"]+)"', text)
+    counts = [int(n) for n in re.findall(r"--launch-count (\d+)", text)]
+    assert len(rxs) == len(counts) == 2, (rxs, counts)
     log = []
     with sg.gpu("null") as rt, np.errstate(all="ignore"):
         null = sg.host_path.NullModule(log)
         rt.module = lambda family, options=(), kernel=None: null
         sg._script("gpu_launches").large()
-    hit = [name for name, *_ in log if re.search(rx, name)]
+    return [([name for name, *_ in log if re.search(rx, name)], n) for rx, n in zip(rxs, counts)]
+
+
+def test_ncu_profiles_the_launches_it_names(capsys):
+    """gpu.sh's ncu steps: each kernel-name filter over gpu_launches.py large's launches matches
+    exactly its launch count, and those are the kernels the step names. Step 7: the conv forward in
+    each mode and on the wide warpgroup and mma.sync tiles, the window kernel, the fold of each MMA
+    kind, batch norm's statistics and apply, the bias gradient and max pooling, forward and
+    backward. Step 7b (the full set): the tf32 and 3xtf32 64 tiles, the wide tf32 tile, the
+    statistics in one wave and four, max pooling's pair kernel and batch norm's apply."""
+    (hit, count), (full, full_count) = _ncu_hits()
     assert len(hit) == count, hit
     prefixes = ["conv2d_forward_f32", "conv2d_forward_tf32_", "conv2d_forward_3xtf32_", "conv2d_forward_tf32_64g",
+                "conv2d_forward_tf32_64w",
                 "depthwise_backward_data_window_f32", "conv2d_fold_backward_data_tf32", "conv2d_fold_backward_data_wgmma",
                 "batchnorm_stats_f32", "batchnorm_stats_async_f32", "conv2d_bias_grad_f32", "max_pool2d_forward_s2_f32",
                 "max_pool2d_backward_f32",
                 "batchnorm_forward_f32"]
     assert all(any(h.startswith(p) for h in hit) for p in prefixes), hit
+    assert len(full) == full_count and set(full) <= set(hit), full
+    assert sorted(set(full)) == ["batchnorm_forward_f32", "batchnorm_stats_f32", "conv2d_forward_3xtf32_64",
+                                 "conv2d_forward_tf32_64", "conv2d_forward_tf32_64w", "max_pool2d_forward_s2_f32"]
+    assert full.count("batchnorm_stats_f32") == 2, full  # one wave and four
 
 
 def test_ab_mem_times_each_variant_on_its_own_kernels():
