@@ -68,6 +68,9 @@ emulator's include/emu_check.cpp and emu_ubsan.cpp):
   * ``blocks=(...)``: only these blocks run (ints, negative from the last block,
     or (x, y, z)); arguments are mapped lazily, only the pages the launch touches
     cost memory, outputs are not poisoned and unwritten elements are not reported.
+``traffic`` (``traffic.profile()``) runs the race checks' instrumented build to
+count instead of check: each launch's warp requests per code site, as global
+sectors and shared-memory wavefronts against the ideal (gpucnn.runtime.emulator.traffic).
 Emulated primitives that move memory out of the instrumentation's sight
 (cp.async's deferred copies) note their accesses with include/emu_race.h.
 

@@ -25,7 +25,7 @@ from . import translate
 from .errors import KernelBuildError
 
 INCLUDE = Path(__file__).resolve().parent / "include"
-_RUNTIME = ("emu_sched.cpp", "emu_runtime.cpp", "emu_mma.cpp", "emu_check.cpp", "emu_ubsan.cpp")
+_RUNTIME = ("emu_sched.cpp", "emu_runtime.cpp", "emu_mma.cpp", "emu_check.cpp", "emu_traffic.cpp", "emu_ubsan.cpp")
 _HEADERS = ("cuda_emu.h", "emu_runtime.h", "emu_internal.h", "emu_mma.h", "emu_race.h", *_RUNTIME)
 _VERSION = "5"
 # -gdwarf-4: binutils 2.40's addr2line misreads relative #line file names in DWARF 5.
@@ -34,20 +34,25 @@ _VERSION = "5"
 CXXFLAGS = ("-std=c++20", "-O2", "-g", "-gdwarf-4", "-fstack-clash-protection", "-fPIC", "-fvisibility=hidden", "-U_FORTIFY_SOURCE",
             "-fno-strict-aliasing", "-fno-omit-frame-pointer", "-Wno-unknown-pragmas", "-Wno-attributes")
 # Plain builds wrap signed overflow as a GPU does. Checked builds instrument,
-# for race_check, every load and store (ThreadSanitizer's interface, served by
-# emu_check.cpp) and, for misalign or sanitize, misaligned accesses and
+# for race_check and traffic, every load and store (ThreadSanitizer's interface,
+# served by emu_check.cpp; the traffic counts by emu_traffic.cpp) and, for misalign or sanitize, misaligned accesses and
 # undefined arithmetic (UBSan's, served by emu_ubsan.cpp); no sanitizer runtime
 # is linked. Each set of checks is its own build: the alignment checks alone
 # double a kernel's time, so race checks do not pay for them.
 PLAIN_FLAGS = ("-fwrapv",)
 RACE_FLAGS = ("-fsanitize=thread", "--param=tsan-instrument-func-entry-exit=0", "-DGPUCNN_EMU_CHECKED=1")
 UB_FLAGS = ("-fsanitize=alignment,signed-integer-overflow,shift",)
+# The traffic counts' build: without scalar replacement of aggregates, which splits a vector's
+# copy (a float4 loaded through a cast pointer) into its elements' loads, where a GPU loads it whole.
+TRAFFIC_FLAGS = ("-fno-tree-sra",)
 
 
 def variant_flags(checks: int) -> tuple[str, ...]:
     """The compiler flags of the build that serves the CHECK_* bits ``checks`` (settings.py)."""
-    from .settings import CHECK_ALIGN, CHECK_RACE, CHECK_UB
-    flags = (RACE_FLAGS if checks & CHECK_RACE else ()) + (UB_FLAGS if checks & (CHECK_ALIGN | CHECK_UB) else ())
+    from .settings import CHECK_ALIGN, CHECK_RACE, CHECK_TRAFFIC, CHECK_UB
+    flags = ((RACE_FLAGS if checks & (CHECK_RACE | CHECK_TRAFFIC) else ()) +
+             (TRAFFIC_FLAGS if checks & CHECK_TRAFFIC else ()) +
+             (UB_FLAGS if checks & (CHECK_ALIGN | CHECK_UB) else ()))
     return flags or PLAIN_FLAGS
 # What NVRTC predefines for device code (kernels may test them in #if), and the
 # marker of in-out pointer parameters (kernels define GPUCNN_INOUT empty for NVRTC).

@@ -9,7 +9,7 @@ import threading
 import numpy as np
 
 from . import args as argmod
-from . import settings
+from . import settings, traffic
 from .buffers import Guarded
 from .errors import LaunchConfigError, OutOfBoundsError, UnwrittenOutputError, EmulatorError
 from .reports import Failure, Report
@@ -19,7 +19,7 @@ MAX_SMEM = 48 * 1024  # per block without opting in (static, or dynamic by defau
 MAX_SMEM_OPTIN = 227 * 1024  # what max_dynamic_shared_size_bytes may allow (an H100's per-block limit)
 _LOCK = threading.Lock()  # one launch at a time: the signal handlers are process-wide
 _OK = 0
-_INOUT = 1  # emu_internal.h REGION_INOUT
+_INOUT, _CONST = 1, 4  # emu_internal.h REGION_INOUT, REGION_CONST
 
 
 class _Region(ctypes.Structure):
@@ -183,7 +183,7 @@ class EmuKernel:
             for i, raw in checked.scalars.items():
                 holders[i] = raw
             argv = (ctypes.c_void_p * max(1, len(holders)))(*[ctypes.addressof(h) for h in holders])
-            regions = self._regions(bufs) if cfg.race_check else []
+            regions = self._regions(bufs, cfg.traffic) if cfg.race_check or cfg.traffic else []
             reg = (_Region * max(1, len(regions)))(*regions)
             ids = (ctypes.c_uint64 * max(1, len(blocks or ())))(*(blocks or ()))
             spec = _Spec(shim, ctypes.addressof(argv), (ctypes.c_uint * 3)(*g), (ctypes.c_uint * 3)(*b),
@@ -200,6 +200,9 @@ class EmuKernel:
                 launch = dict(shared_mem=shared_mem, block=b, misalign=cfg.misalign, stack=(lo.value, hi.value))
                 raise Failure(self.name, str(lib.path), rep, bufs, smem, launch).error()
             self._check_outputs(checked, bufs, g, b, cfg, blocks is None)
+            if cfg.traffic:
+                total = g[0] * g[1] * g[2]
+                traffic.collect(lib, self.name, self.params, len(blocks) if blocks is not None else total, total)
         finally:
             for buf in bufs.values():
                 buf.free()
@@ -222,10 +225,13 @@ class EmuKernel:
             buf.make_readonly()
         return buf
 
-    def _regions(self, bufs: dict) -> list:
-        """The race checks' shadowed ranges: every argument the kernel may write."""
-        return [_Region(buf.ptr, buf.nbytes, buf.elem.itemsize, _INOUT if i in self.inout else 0, i, 0)
-                for i, buf in bufs.items() if not self.types[i].const and buf.nbytes]
+    def _regions(self, bufs: dict, inputs: bool) -> list:
+        """The race checks' shadowed ranges, every argument the kernel may write; with ``inputs``
+        (the traffic counts) the const ones too, marked for the race checks to skip."""
+        def flags(i):
+            return (_INOUT if i in self.inout else 0) | (_CONST if self.types[i].const else 0)
+        return [_Region(buf.ptr, buf.nbytes, buf.elem.itemsize, flags(i), i, 0)
+                for i, buf in bufs.items() if (inputs or not self.types[i].const) and buf.nbytes]
 
     def _check_outputs(self, checked, bufs, g, b, cfg, whole: bool):
         """Slack damage, unwritten elements (not when only some blocks ran), then copy the outputs back."""

@@ -7,7 +7,7 @@ import dataclasses
 
 ORDERS = {"forward": 0, "reverse": 1, "shuffle": 2}
 GUARDS = ("end", "start")
-CHECK_RACE, CHECK_ALIGN, CHECK_UB = 1, 2, 4  # emu_internal.h
+CHECK_RACE, CHECK_ALIGN, CHECK_UB, CHECK_TRAFFIC = 1, 2, 4, 8  # emu_internal.h
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,13 +21,15 @@ class Settings:
     race_check: bool = False       # shadow every shared and global word: RaceError
     misalign: bool = False         # shift pointer arguments off 16-byte alignment
     sanitize: bool = False         # signed overflow, bad shifts, misaligned accesses: errors
+    traffic: bool = False          # count each launch's memory requests (gpucnn.runtime.emulator.traffic)
     blocks: tuple | None = None    # run only these blocks (ints, negative from the end, or (x, y, z))
 
     @property
     def checks(self) -> int:
         """CHECK_* bits; non-zero launches run an instrumented ("checked") build."""
         align = self.misalign or self.sanitize
-        return (CHECK_RACE * self.race_check) | (CHECK_ALIGN * align) | (CHECK_UB * self.sanitize)
+        return ((CHECK_RACE * self.race_check) | (CHECK_ALIGN * align) | (CHECK_UB * self.sanitize) |
+                (CHECK_TRAFFIC * self.traffic))
 
 
 _global = Settings()
@@ -70,7 +72,7 @@ def _merge(base: Settings, changes: dict) -> Settings:
         v = getattr(s, name)
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{name} must be a positive int, not {v!r}")
-    for flag in ("poison", "race_check", "misalign", "sanitize"):
+    for flag in ("poison", "race_check", "misalign", "sanitize", "traffic"):
         if not isinstance(getattr(s, flag), bool):
             raise ValueError(f"{flag} must be a bool, not {getattr(s, flag)!r}")
     return s

@@ -216,6 +216,7 @@ inline __attribute__((always_inline)) void access(uintptr_t a, size_t n, unsigne
 
 inline __attribute__((always_inline)) void on_pc(const void* p, size_t n, bool write, const void* pc) {
     if (g_checks & CHECK_RACE) access((uintptr_t)p, n, write ? ACC_WRITE : 0, (uint32_t)((uintptr_t)pc - 1 - g_base), pc);
+    if (g_checks & CHECK_TRAFFIC) traffic_note((uintptr_t)p, n, write, site_of_pc(pc));
 }
 }  // namespace
 
@@ -227,12 +228,13 @@ bool check_begin(const LaunchSpec* s) {
     g_sync_word.clear();
     g_acquired.clear();
     for (ThreadSync& t : g_sync_thread) t.block = 0, t.pending.clear();
-    if (!(g_checks & CHECK_RACE)) return true;
     Dl_info info;
     g_base = dladdr((void*)&check_begin, &info) ? (uintptr_t)info.dli_fbase : 0;
+    traffic_begin(s);
+    if (!(g_checks & CHECK_RACE)) return true;
     for (int i = 0; i < s->nregions; ++i) {
         const Region& r = s->regions[i];
-        add_live(r.lo, r.size, r.granule, r.flags & REGION_INOUT, r.arg, nullptr);
+        if (!(r.flags & REGION_CONST)) add_live(r.lo, r.size, r.granule, r.flags & REGION_INOUT, r.arg, nullptr);
     }
     for (int i = 0; i < g_nsmem; ++i)
         if (g_smem[i].owner == 0 || g_smem[i].owner == s->owner)
@@ -256,6 +258,7 @@ bool check_begin(const LaunchSpec* s) {
 }
 
 void check_block(uint32_t linear_block) {
+    traffic_block();  // the block before this one
     g_block = linear_block + 1;
     ++g_epoch;
     g_acquired.clear();
@@ -264,6 +267,7 @@ void check_barrier() { ++g_epoch; }
 void check_warp_sync(unsigned warp) { ++g_wepoch[warp]; }
 
 void check_end() {
+    traffic_block();
     g_sync_word.clear();
     g_acquired.clear();
     if (g_arena) munmap(g_arena, g_arena_size);
@@ -277,6 +281,17 @@ void check_end() {
 extern "C" {
 GPUCNN_HIDDEN void gpucnn_note_access(const void* p, size_t bytes, int is_write, const char* file, int line) {
     if (g_checks & CHECK_RACE) access((uintptr_t)p, bytes, is_write ? ACC_WRITE : 0, site_of(file, line), nullptr);
+    if (g_checks & CHECK_TRAFFIC) traffic_note((uintptr_t)p, bytes, is_write != 0, site_of(file, line));
+}
+
+// A code site of the traffic counts: file:line into out for an explicit one (a note's), else
+// nothing and its code offset (launch.py asks addr2line).
+GPUCNN_EXPORT uint64_t gpucnn_site_text(uint32_t site, char* out, int n) {
+    uint64_t off = 0;
+    int has = 0;
+    out[0] = 0;
+    put_site(site, out, (size_t)n, &off, &has);
+    return has ? off : 0;
 }
 
 // The calling thread's sync record, emptied when it belongs to an earlier block.

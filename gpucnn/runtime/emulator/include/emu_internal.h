@@ -32,8 +32,9 @@ struct Region {
     int32_t arg;
     uint32_t unused;
 };
-enum { REGION_INOUT = 1, REGION_SHARED = 2 };
-enum { CHECK_RACE = 1, CHECK_ALIGN = 2, CHECK_UB = 4 };
+// REGION_CONST: a const input, passed only for the traffic counts (the race checks skip it).
+enum { REGION_INOUT = 1, REGION_SHARED = 2, REGION_CONST = 4 };
+enum { CHECK_RACE = 1, CHECK_ALIGN = 2, CHECK_UB = 4, CHECK_TRAFFIC = 8 };
 
 enum Code { OK = 0, FAULT = 1, BARRIER = 2, ARITH = 3, TRAP = 4, ASSERTION = 5, INTERNAL = 6, RACE = 7,
             MISALIGNED = 8, UNDEFINED = 9 };
@@ -78,6 +79,12 @@ void check_block(uint32_t linear_block);
 void check_barrier();
 void check_warp_sync(unsigned warp);
 void check_end();
+// emu_traffic.cpp: the traffic counts of a launch (CHECK_TRAFFIC). traffic_begin takes the
+// launch's buffers (every pointer argument: launch.py) and shared variables, traffic_note an
+// access of the running thread at a code site, traffic_block scores the block that ran.
+void traffic_begin(const LaunchSpec* s);
+void traffic_note(uintptr_t a, size_t n, bool write, uint32_t site);
+void traffic_block();
 // Fills the report for an error found by a check and leaves the launch.
 [[noreturn]] void check_fail(int code);
 // Runs every thread of the current block to completion: OK or BARRIER (g_rep filled).

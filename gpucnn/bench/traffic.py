@@ -1,0 +1,141 @@
+"""The L1 traffic of the kernels that issue 11's targets wait on, counted on the CPU.
+
+    python -m gpucnn.bench.traffic [--write]     (--write: bench/results/static-traffic.md)
+
+Each case runs one op on the emulator with its traffic counts on
+(gpucnn.runtime.emulator.traffic), a few blocks of the launch the op makes on
+the benchmark's shape (or a smaller batch of it: a block's accesses depend on
+the plane and the tile, not on the batch), as an H200 would get it (compute
+capability 9.0, 132 SMs). Per kernel: each code site's global sectors and
+shared-memory wavefronts a warp request against the ideal, then the kernel's
+totals. The H200 run of 2026-11-30 found the tf32 tiles at 72% of the L1's
+throughput with the SMs at 36% (ncu), and the pooling and statistics kernels
+below their bandwidth targets: these tables say how much of that L1 work is
+excess (sectors a gather half fills, bank conflicts) rather than work.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import pathlib
+import sys
+
+import numpy as np
+
+import gpucnn
+from gpucnn import backend
+from gpucnn.cuda import tc
+from gpucnn.runtime.emulator import emulation, traffic
+
+OUT = pathlib.Path(__file__).resolve().parents[2] / "bench" / "results" / "static-traffic.md"
+
+
+def _conv(mode, tile, rng):
+    x = rng.standard_normal((16, 64, 56, 56), dtype=np.float32)
+    w = rng.standard_normal((64, 64, 3, 3), dtype=np.float32)
+    with gpucnn.math_mode(mode), tc.force_tile(tile):
+        gpucnn.conv2d(x, w, padding=1)
+
+
+def _pool(kernel, stride, padding, shape, rng):
+    x = rng.standard_normal(shape, dtype=np.float32)
+    (gpucnn.max_pool2d if kernel[0] == "max" else gpucnn.avg_pool2d)(x, kernel[1], stride, padding)
+
+
+def _stats(rng):
+    x = rng.standard_normal((128, 64, 32, 32), dtype=np.float32)
+    backend.call("norm", "batch_norm_stats", x, np.zeros(64, np.float32), np.ones(64, np.float32), 0.1, 1e-5)
+
+
+def _apply(rng):
+    x = rng.standard_normal((2, 64, 112, 112), dtype=np.float32)
+    mean, invstd = np.zeros(64, np.float32), np.ones(64, np.float32)
+    backend.call("norm", "batch_norm_apply", x, mean, invstd, np.ones(64, np.float32), np.zeros(64, np.float32))
+
+
+def _relu(rng):
+    gpucnn.relu(rng.standard_normal((2, 64, 112, 112), dtype=np.float32))
+
+
+# (label, what it runs, the blocks counted): a middle block of the convolutions (its taps
+# inside the image), the first blocks of the maps and reductions (every block alike).
+CASES = [
+    ("resnet-3x3 forward, tf32, 64 tile", lambda r: _conv("tf32", 64, r), (300,)),
+    ("resnet-3x3 forward, 3xtf32, 64 tile", lambda r: _conv("3xtf32", 64, r), (300,)),
+    ("resnet-3x3 forward, tf32, wide tile", lambda r: _conv("tf32", "64w", r), (150,)),
+    ("resnet-3x3 forward, fp32 (FFMA)", lambda r: _conv("fp32", None, r), (300,)),
+    ("max_pool 3x3/2 p1 (2x64x112x112)", lambda r: _pool(("max", 3), 2, 1, (2, 64, 112, 112), r), (0, 1)),
+    ("max_pool 2x2/2 (1x64x224x224)", lambda r: _pool(("max", 2), 2, 0, (1, 64, 224, 224), r), (0, 1)),
+    ("avg_pool 2x2/2 (1x64x224x224)", lambda r: _pool(("avg", 2), 2, 0, (1, 64, 224, 224), r), (0, 1)),
+    ("batch-norm statistics (128x64x32x32)", _stats, (0, 1)),
+    ("batch-norm apply (2x64x112x112)", _apply, (0, 1)),
+    ("relu forward (2x64x112x112)", _relu, (0, 1)),
+]
+
+
+def run(cases=CASES) -> dict[str, list]:
+    """{case label: its traffic rows}."""
+    out = {}
+    for label, fn, blocks in cases:
+        with gpucnn.use_backend("emulator"), emulation(compute_capability=90, sm_count=132, poison=False,
+                                                       blocks=blocks), traffic.profile() as rows:
+            fn(np.random.default_rng(0))
+        out[label] = rows
+    return out
+
+
+def totals(rows) -> dict[tuple[str, str], tuple[int, int, int, int, int]]:
+    """{(kernel, space): (requests, units, ideal, blocks counted, the launch's blocks)} over a
+    case's rows."""
+    t = collections.defaultdict(lambda: [0, 0, 0, 1, 1])
+    for r in rows:
+        s = t[r.kernel, r.space]
+        s[0] += r.requests
+        s[1] += r.units
+        s[2] += r.ideal
+        s[3], s[4] = r.blocks, r.grid_blocks
+    return {k: tuple(v) for k, v in t.items()}
+
+
+def _short(site: str) -> str:
+    return "/".join(site.split("/")[-2:])
+
+
+def report(results: dict) -> str:
+    lines = ["# L1 traffic of the kernels, counted on the emulator", "",
+             "Made by `python -m gpucnn.bench.traffic --write` (tests/emulator/test_emu_traffic.py keeps it "
+             "current). " + " ".join(__doc__.split("\n\n")[2].split()), "",
+             "A site's counts: its warp requests, and per request the lanes, the bytes they ask for, the "
+             "global sectors or shared wavefronts, the ideal (global: the distinct bytes in sectors; shared: "
+             "the bytes returned at 128 a wavefront, halved where lane pairs read alike), their ratio "
+             "(excess) and, for global memory, the 128-byte lines. The rules: "
+             "gpucnn/runtime/emulator/include/emu_traffic.cpp.", ""]
+    lines += ["## Totals", "",
+              "Global memory in 32-byte sectors, shared memory in wavefronts; a block's counts, and the "
+              "whole launch's as its blocks times the counted ones' mean (for ncu's sums: "
+              "l1tex__t_sectors_pipe_lsu_mem_global_op_ld.sum and the shared wavefronts of its memory tables).",
+              "", "| case | kernel | space | blocks counted / launched | requests a block | sectors or wavefronts a "
+              "block | ideal a block | excess | the launch's, scaled |", "|---|---|---|---|---|---|---|---|---|"]
+    for label, rows in results.items():
+        for (kernel, space), (req, units, ideal, nb, grid) in sorted(totals(rows).items()):
+            lines.append(f"| {label} | {kernel} | {space} | {nb} / {grid} | {req / nb:.0f} | {units / nb:.0f} | "
+                         f"{ideal / nb:.0f} | {units / ideal if ideal else 1:.2f} | {units * grid / nb:.3g} |")
+    for label, rows in results.items():
+        lines += ["", f"## {label}", ""]
+        lines.append(traffic.table([r.__class__(**{**r.__dict__, "site": _short(r.site)}) for r in rows]))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--write", action="store_true", help=f"write {OUT.relative_to(OUT.parents[2])}")
+    a = p.parse_args(argv)
+    text = report(run())
+    if a.write:
+        OUT.write_text(text)
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
