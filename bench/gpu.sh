@@ -44,17 +44,19 @@
 #                                                           session 16; step 4 runs them all, small)
 #   6 the training-step rows (lenet, vgg-small,     65 s   [12: failed, fixed since]
 #     resnet20 at batch 128 against PyTorch eager; torch.compile's own compile left out for time)
-#   7 ncu on the conv forward kernels of each mode   35 s   [10] (bench/gpu_launches.py large)
+#   7 ncu on the conv forward kernels of each mode   30 s   [10] (bench/gpu_launches.py large)
 #     (the tile each picks, and tf32's wide warpgroup and mma.sync tiles) and deepspeech's backward-data window
 #     and fold kernels (mma.sync and, forced, wgmma), batch norm's statistics (one wave, four, and the cp.async
 #     ring) and the bias gradient on 33.6 MB, and
 #     max pooling 3x3/2 (forward and backward) and batch norm's apply on 102.8 MB
-#   7b ncu's full set (stall reasons, L1 and shared   25 s   (new in session 18: the tf32 tiles ran at 18% of
+#   7b ncu's full set (stall reasons, L1 and shared   30 s   (new in session 18: the tf32 tiles ran at 18% of
 #     memory wavefronts by instruction, instruction        occupancy with L1 at 72% and the SMs at 36%, the
-#     mix) on 8 of step 7's launches: the 64 tile in       statistics at 42% of DRAM throughput, and the
-#     tf32 and 3xtf32, the wide tile in tf32, the          SpeedOfLight section cannot say what binds them;
-#     statistics (one wave and four), max pooling's        a step of its own, so a section this ncu lacks
-#     pair kernel and batch norm's apply                   costs only this step)
+#     mix) on 9 of step 7's launches: the FFMA tile,       statistics at 42% of DRAM throughput, and the
+#     the 64 tile in tf32 and 3xtf32, the wide tile in     SpeedOfLight section cannot say what binds them;
+#     tf32, the statistics (one wave and four), max        its sectors and wavefronts check the emulator's
+#     pooling's pair kernel and batch norm's apply         counts, bench/results/static-traffic.md; a step
+#                                                          of its own, so a section this ncu lacks costs
+#                                                          only this step)
 #   8 issue 11's targets read off steps 5a-5b's JSON  5 s    (gpucnn.bench.targets; the table goes into
 #                                                           summary.txt)
 #   8b step 5c's candidates: the heuristic's choice    5 s    (gpucnn.bench.tuning, into summary.txt)
@@ -108,12 +110,12 @@ step 5c-autotune 60 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fuse
 step 5d-ab 30 "$PY" bench/ab_mem.py --budget 0.15
 step 6-steps 65 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-torch-compile --no-progress \
     --out "$logs/steps"
-step 7-ncu 35 ncu --clock-control none \
+step 7-ncu 30 ncu --clock-control none \
     --kernel-name regex:"conv2d_forward_(f32|tf32_|3xtf32_)|depthwise_backward_data_window_f32|conv2d_fold_|batchnorm_(stats|stats_async|forward)_f32|conv2d_bias_grad_f32|max_pool2d_(forward_s2|backward)_f32" \
     --launch-count 16 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
-step 7b-ncu-full 25 ncu --clock-control none --set full \
-    --kernel-name regex:"conv2d_forward_(tf32|3xtf32)_64w?$|batchnorm_(stats|forward)_f32|max_pool2d_forward_s2_f32" \
-    --launch-count 8 "$PY" bench/gpu_launches.py large
+step 7b-ncu-full 30 ncu --clock-control none --set full \
+    --kernel-name regex:"conv2d_forward_(f32|(tf32|3xtf32)_64w?)$|batchnorm_(stats|forward)_f32|max_pool2d_forward_s2_f32" \
+    --launch-count 9 "$PY" bench/gpu_launches.py large
 
 echo "8-targets:" >> "$summary"  # the whole table, into the summary
 runs=()  # each step's JSON, or the rows a step cut short kept (its partial.jsonl)

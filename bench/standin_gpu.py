@@ -258,9 +258,9 @@ def gpu(kernels: str = "emulator"):
         limits.cuda, capture._capture_cuda = real_limits, real_capture
         cupy_runtime._device.cache_clear()
         # the stand-in's arrays kept by the launch code for the "cuda" runtime: reductions' scratch, address rings
-        for cache in (norm._scratch, optim._rings):
-            for key in [k for k in cache if k[0] == "cuda"]:
-                del cache[key]
+        norm.drop_scratch("cuda")
+        for key in [k for k in optim._rings if k[0] == "cuda"]:
+            del optim._rings[key]
         if saved is None:
             sys.modules.pop("cupy", None)
         else:

@@ -136,7 +136,7 @@ def scratch(rt, C: int, parts: int) -> tuple:
     bench/results/gpu-2026-11-30). Inside a capture both are the graph's own
     (the counters' zeroing a node of the graph, repeated at each replay). A
     launch that runs only some blocks (the emulator's ``blocks=``) leaves
-    counts behind in the shared counters: clear ``_scratch`` after one."""
+    counts behind in the shared counters: ``drop_scratch`` after one."""
     xp = rt.xp
     if capture.active():
         return xp.empty(parts, np.float64), xp.zeros(max(C, 1), np.uint32)
@@ -147,6 +147,13 @@ def scratch(rt, C: int, parts: int) -> tuple:
         part = xp.empty(parts, np.float64) if hit is None else hit[0]
         hit = _scratch[key] = (part, xp.zeros(max(C, 64), np.uint32))
     return hit
+
+
+def drop_scratch(runtime: str) -> None:
+    """Forget the scratch kept for runtime ``runtime`` (its next launch takes new, zeroed counters):
+    after launches that ran only some of their blocks, or arrays that must not outlive a stand-in."""
+    for key in [k for k in _scratch if k[0] == runtime]:
+        del _scratch[key]
 
 
 def _running(xp, a, dtype):

@@ -18,8 +18,8 @@ What it is for: a GPU's L1 throughput (ncu's "L1/TEX Cache Throughput") is
 spent in wavefronts and sectors; a gather that fills half of its sectors or a
 shared layout with two-way conflicts doubles it, and this shows which line
 does so, on the CPU, before a GPU is lent. Not modelled: cache hits (every
-request counts) and wgmma's operand reads (the emulator notes them a lane and
-an element at a time).
+request counts); wgmma's operand reads are left out (the tensor core reads its
+operands from shared memory through its own path).
 """
 from __future__ import annotations
 

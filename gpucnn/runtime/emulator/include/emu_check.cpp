@@ -284,6 +284,11 @@ GPUCNN_HIDDEN void gpucnn_note_access(const void* p, size_t bytes, int is_write,
     if (g_checks & CHECK_TRAFFIC) traffic_note((uintptr_t)p, bytes, is_write != 0, site_of(file, line));
 }
 
+GPUCNN_HIDDEN void gpucnn_note_access_unmetered(const void* p, size_t bytes, int is_write, const char* file,
+                                               int line) {
+    if (g_checks & CHECK_RACE) access((uintptr_t)p, bytes, is_write ? ACC_WRITE : 0, site_of(file, line), nullptr);
+}
+
 // A code site of the traffic counts: file:line into out for an explicit one (a note's), else
 // nothing and its code offset (launch.py asks addr2line).
 GPUCNN_EXPORT uint64_t gpucnn_site_text(uint32_t site, char* out, int n) {

@@ -289,13 +289,14 @@ const float* wg_element(uint64_t desc, int r, int k, const char* what, const cha
 // between its issue and its wait_group, and the collective that runs it (wg_run, at the wait) is
 // outside every thread, where no access is noted. So a write to an operand by another thread
 // between the barrier before the issue and the one after the wait (another warp rounding a stage,
-// a fetch into it) is a RaceError, as a plain read's would be.
+// a fetch into it) is a RaceError, as a plain read's would be. The traffic counts leave them out
+// (unmetered): the tensor core reads its operands from shared memory through its own path.
 void wg_note_reads(uint64_t adesc, uint64_t bdesc, int n, const char* file, int line) {
     const int thread = (int)(gpucnn_cur - rt::g_fib), lane = thread % 32, w = thread / 32 % 4;
-    for (int e = lane; e < 16 * 8; e += 32) emu_note_read(wg_element(adesc, 16 * w + e / 8, e % 8, "A", file, line), 4,
-                                                          file, line);
-    for (int e = lane; e < n * 8; e += 32) emu_note_read(wg_element(bdesc, e / 8, e % 8, "B", file, line), 4, file,
-                                                         line);
+    for (int e = lane; e < 16 * 8; e += 32)
+        emu_note_read_unmetered(wg_element(adesc, 16 * w + e / 8, e % 8, "A", file, line), 4, file, line);
+    for (int e = lane; e < n * 8; e += 32)
+        emu_note_read_unmetered(wg_element(bdesc, e / 8, e % 8, "B", file, line), 4, file, line);
 }
 
 double wg_operand(const float* p) {

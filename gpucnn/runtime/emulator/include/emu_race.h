@@ -30,6 +30,9 @@
 
 extern "C" {
 GPUCNN_HIDDEN void gpucnn_note_access(const void* p, size_t bytes, int is_write, const char* file, int line);
+// The same for the race checks only: an access the traffic counts leave out (wgmma's operand
+// reads, noted by element where the tensor core reads the operands through its own path).
+GPUCNN_HIDDEN void gpucnn_note_access_unmetered(const void* p, size_t bytes, int is_write, const char* file, int line);
 GPUCNN_HIDDEN void gpucnn_check_align(const void* p, size_t align, const char* file, int line);
 // An atomic read-modify-write: exempt from races with other atomics, not with plain accesses.
 GPUCNN_HIDDEN void gpucnn_note_atomic(const void* p, size_t bytes, const void* pc);
@@ -44,6 +47,9 @@ inline void emu_note_read(const void* p, size_t bytes, const char* file, int lin
 }
 inline void emu_note_write(const void* p, size_t bytes, const char* file, int line) {
     gpucnn_note_access(p, bytes, 1, file, line);
+}
+inline void emu_note_read_unmetered(const void* p, size_t bytes, const char* file, int line) {
+    gpucnn_note_access_unmetered(p, bytes, 0, file, line);
 }
 inline void emu_check_align(const void* p, size_t align, const char* file, int line) {
     gpucnn_check_align(p, align, file, line);

@@ -25,9 +25,9 @@
 //     over its ideal is its bank conflicts.
 // Per (site, direction, buffer) the counts add up over the launch's blocks.
 // Not modelled: the L1's hits (every request counts, cached or not), atomics
-// (counted as writes), and wgmma's operand reads, which the emulator notes
-// per element and per lane (emu_mma.cpp) where the hardware reads the
-// operands from shared memory through its own path.
+// (counted as writes), and wgmma's operand reads, left out (emu_mma.cpp notes
+// them for the race checks alone): the tensor core reads its operands from
+// shared memory through its own path, not in warp requests.
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
