@@ -30,11 +30,22 @@ from gpucnn.runtime.emulator import emulation, traffic
 OUT = pathlib.Path(__file__).resolve().parents[2] / "bench" / "results" / "static-traffic.md"
 
 
-def _conv(mode, tile, rng):
-    x = rng.standard_normal((16, 64, 56, 56), dtype=np.float32)
-    w = rng.standard_normal((64, 64, 3, 3), dtype=np.float32)
+def _conv(mode, tile, rng, x_shape=(16, 64, 56, 56), w_shape=(64, 64, 3, 3), padding=1, groups=1):
+    """conv2d's forward (resnet-3x3's by default) in ``mode`` on tensor-core tile ``tile`` (None: the heuristic's)."""
+    x = rng.standard_normal(x_shape, dtype=np.float32)
+    w = rng.standard_normal(w_shape, dtype=np.float32)
     with gpucnn.math_mode(mode), tc.force_tile(tile):
-        gpucnn.conv2d(x, w, padding=1)
+        gpucnn.conv2d(x, w, padding=padding, groups=groups)
+
+
+def _backward(x_shape, w_shape, mode, rng, stride=1, padding=1, groups=1):
+    """conv2d_backward (data and filter, no bias) on dy of the forward's output shape."""
+    x = rng.standard_normal(x_shape, dtype=np.float32)
+    w = rng.standard_normal(w_shape, dtype=np.float32)
+    P, Q = ((n + 2 * padding - k) // stride + 1 for n, k in zip(x_shape[2:], w_shape[2:]))
+    dy = rng.standard_normal((x_shape[0], w_shape[0], P, Q), dtype=np.float32)
+    with gpucnn.math_mode(mode):
+        gpucnn.conv2d_backward(dy, x, w, stride=stride, padding=padding, groups=groups, bias=False)
 
 
 def _pool(kernel, stride, padding, shape, rng):
@@ -57,14 +68,26 @@ def _relu(rng):
     gpucnn.relu(rng.standard_normal((2, 64, 112, 112), dtype=np.float32))
 
 
-# (label, what it runs, the blocks counted): a middle block of the convolutions (its taps
-# inside the image), the first blocks of the maps and reductions (every block alike).
+# (label, what it runs, the blocks counted): a middle block of resnet-3x3's forward (its taps
+# inside the image), block 1 of the other convolution passes (valid in each of their launches,
+# the filter gradient's sum of splits included), the first blocks of the maps and reductions
+# (every block alike).
 CASES = [
     ("resnet-3x3 forward, tf32, 64 tile", lambda r: _conv("tf32", 64, r), (300,)),
     ("resnet-3x3 forward, 3xtf32, 64 tile", lambda r: _conv("3xtf32", 64, r), (300,)),
     ("resnet-3x3 forward, tf32, wide tile", lambda r: _conv("tf32", "64w", r), (150,)),
     ("resnet-3x3 forward, tf32, wide warpgroup tile (wgmma)", lambda r: _conv("tf32", "64g", r), (150,)),
     ("resnet-3x3 forward, fp32 (FFMA)", lambda r: _conv("fp32", None, r), (300,)),
+    ("cifar-resnet backward (16x64x32x32), tf32", lambda r: _backward((16, 64, 32, 32), (64, 64, 3, 3), "tf32", r),
+     (1,)),
+    ("cifar-resnet-s2 backward (16x128x16x16, K256, stride 2), tf32",
+     lambda r: _backward((16, 128, 16, 16), (256, 128, 3, 3), "tf32", r, stride=2), (1,)),
+    ("mnist-2 forward (64x32x14x14, K64, 5x5), fp32 (FFMA)",
+     lambda r: _conv("fp32", None, r, (64, 32, 14, 14), (64, 32, 5, 5), 2), (1,)),
+    ("depthwise forward (4x256x56x56)", lambda r: _conv("fp32", None, r, (4, 256, 56, 56), (256, 1, 3, 3), 1, 256),
+     (1,)),
+    ("depthwise backward (4x256x56x56)",
+     lambda r: _backward((4, 256, 56, 56), (256, 1, 3, 3), "fp32", r, groups=256), (1,)),
     ("max_pool 3x3/2 p1 (2x64x112x112)", lambda r: _pool(("max", 3), 2, 1, (2, 64, 112, 112), r), (0, 1)),
     ("max_pool 2x2/2 (1x64x224x224)", lambda r: _pool(("max", 2), 2, 0, (1, 64, 224, 224), r), (0, 1)),
     ("avg_pool 2x2/2 (1x64x224x224)", lambda r: _pool(("avg", 2), 2, 0, (1, 64, 224, 224), r), (0, 1)),

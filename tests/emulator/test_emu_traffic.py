@@ -69,6 +69,21 @@ def test_shared_vector_loads_and_the_pair_rule(mode, wavefronts, ideal):
     assert (r.requests, r.units, r.ideal) == (1, wavefronts, ideal)
 
 
+def test_a_struct_wider_than_16_bytes_is_read_in_pieces():
+    """Lane l reads the 24-byte struct l (8-byte aligned): three 8-byte pieces, as NVCC would load
+    it, each its own request of 32 lanes in 2 phases of 16; together 768 bytes returned, 6 wavefronts
+    at the least, and exactly that (lane l's words 6l + 2p, 6l + 2p + 1 never share a bank within a
+    phase)."""
+    y = np.zeros(32, np.int64)
+    with traffic.profile() as rows:
+        kernel("traffic", "wide_struct")((1,), (32,), (y,))
+    np.testing.assert_array_equal(y, 6 * np.arange(32))
+    site = line_of("traffic", "TRAFFIC-STRUCT")
+    reads = [r for r in rows if r.site.endswith(site) and r.op == "read"]
+    assert sum(r.bytes for r in reads) == 768 and sum(r.requests for r in reads) == 3, reads
+    assert sum(r.units for r in reads) == sum(r.ideal for r in reads) == 6, reads
+
+
 def test_nothing_is_counted_outside_a_profile():
     y = np.zeros(32, np.float32)
     with traffic.profile() as rows:

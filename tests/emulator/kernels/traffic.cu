@@ -34,3 +34,15 @@ extern "C" __global__ void vec_pattern(float* __restrict__ y, int mode) {
     const float4 v = *reinterpret_cast<const float4*>(s + off);  // TRAFFIC-PATTERN
     y[t] = v.x + v.y + v.z + v.w;
 }
+
+// A 24-byte struct a lane, 8-byte aligned, read from shared memory: a GPU reads it as three
+// 8-byte loads (or 16 + 8), never one 24-byte access; lane l reads struct l.
+struct Triple { long long a, b, c; };
+extern "C" __global__ void wide_struct(long long* __restrict__ y) {
+    __shared__ Triple s[32];
+    const int t = threadIdx.x;
+    s[t] = Triple{t, 2 * t, 3 * t};
+    __syncthreads();
+    const Triple v = s[t];  // TRAFFIC-STRUCT
+    y[t] = v.a + v.b + v.c;
+}

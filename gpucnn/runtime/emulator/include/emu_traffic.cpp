@@ -46,7 +46,7 @@ struct Ev {
     uintptr_t addr;
     uint32_t site, seq;
     uint16_t tid, n;
-    uint8_t write;
+    uint8_t write, piece;  // piece: of an access wider than 16 bytes, split as a GPU's loads split it
     int16_t span;
 };
 struct Stat {
@@ -136,11 +136,12 @@ void score(const Ev* b, const Ev* e) {
 // Scores the block's requests and forgets its accesses.
 void flush() {
     std::sort(g_ev.begin(), g_ev.end(), [](const Ev& a, const Ev& b) {
-        return std::make_tuple(a.site, a.write, a.span, a.seq, a.tid / 32, a.tid) <
-               std::make_tuple(b.site, b.write, b.span, b.seq, b.tid / 32, b.tid);
+        return std::make_tuple(a.site, a.write, a.span, a.piece, a.seq, a.tid / 32, a.tid) <
+               std::make_tuple(b.site, b.write, b.span, b.piece, b.seq, b.tid / 32, b.tid);
     });
     const auto same = [](const Ev& a, const Ev& b) {
-        return a.site == b.site && a.write == b.write && a.span == b.span && a.seq == b.seq && a.tid / 32 == b.tid / 32;
+        return a.site == b.site && a.write == b.write && a.span == b.span && a.piece == b.piece && a.seq == b.seq &&
+               a.tid / 32 == b.tid / 32;
     };
     for (size_t i = 0; i < g_ev.size();) {
         size_t j = i + 1;
@@ -175,9 +176,15 @@ void traffic_note(uintptr_t a, size_t n, bool write, uint32_t site) {
     for (size_t i = 0; i < g_spans.size(); ++i) {
         if (a - g_spans[i].lo >= g_spans[i].size) continue;
         const unsigned tid = (unsigned)(gpucnn_cur - g_fib);
-        uint32_t& seq = g_seq[(uint64_t)tid << 33 | (uint64_t)site << 1 | (write ? 1 : 0)];
-        g_ev.push_back(Ev{a, site, seq++, (uint16_t)tid, (uint16_t)std::min<size_t>(n, 0xffff), (uint8_t)write,
-                          (int16_t)i});
+        const uint32_t seq = g_seq[(uint64_t)tid << 33 | (uint64_t)site << 1 | (write ? 1 : 0)]++;
+        // A GPU moves at most 16 bytes a lane an instruction: a wider copy (a struct) is several,
+        // each as wide as the type's alignment, which divides its size (n's lowest set bit, at most
+        // 16: a 24-byte struct is three 8-byte loads); each piece is its own request.
+        const size_t w = n > 16 ? std::min<size_t>(16, n & (~n + 1)) : n;
+        uint8_t piece = 0;
+        for (size_t off = 0; off < n; off += w, ++piece)
+            g_ev.push_back(Ev{a + off, site, seq, (uint16_t)tid, (uint16_t)std::min(w, n - off), (uint8_t)write,
+                              piece, (int16_t)i});
         return;
     }
 }
