@@ -35,9 +35,9 @@ CXXFLAGS = ("-std=c++20", "-O2", "-g", "-gdwarf-4", "-fstack-clash-protection", 
             "-fno-strict-aliasing", "-fno-omit-frame-pointer", "-Wno-unknown-pragmas", "-Wno-attributes")
 # Plain builds wrap signed overflow as a GPU does. Checked builds instrument,
 # for race_check and traffic, every load and store (ThreadSanitizer's interface,
-# served by emu_check.cpp; the traffic counts by emu_traffic.cpp) and, for misalign or sanitize, misaligned accesses and
-# undefined arithmetic (UBSan's, served by emu_ubsan.cpp); no sanitizer runtime
-# is linked. Each set of checks is its own build: the alignment checks alone
+# served by emu_check.cpp and, for the counts, emu_traffic.cpp) and, for
+# misalign or sanitize, misaligned accesses and undefined arithmetic (UBSan's,
+# served by emu_ubsan.cpp); no sanitizer runtime is linked. Each set of checks is its own build: the alignment checks alone
 # double a kernel's time, so race checks do not pay for them.
 PLAIN_FLAGS = ("-fwrapv",)
 RACE_FLAGS = ("-fsanitize=thread", "--param=tsan-instrument-func-entry-exit=0", "-DGPUCNN_EMU_CHECKED=1")

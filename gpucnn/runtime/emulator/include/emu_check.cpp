@@ -279,14 +279,14 @@ void check_end() {
 
 // ---- explicit notes (emu_race.h)
 extern "C" {
-GPUCNN_HIDDEN void gpucnn_note_access(const void* p, size_t bytes, int is_write, const char* file, int line) {
-    if (g_checks & CHECK_RACE) access((uintptr_t)p, bytes, is_write ? ACC_WRITE : 0, site_of(file, line), nullptr);
-    if (g_checks & CHECK_TRAFFIC) traffic_note((uintptr_t)p, bytes, is_write != 0, site_of(file, line));
-}
-
 GPUCNN_HIDDEN void gpucnn_note_access_unmetered(const void* p, size_t bytes, int is_write, const char* file,
                                                int line) {
     if (g_checks & CHECK_RACE) access((uintptr_t)p, bytes, is_write ? ACC_WRITE : 0, site_of(file, line), nullptr);
+}
+
+GPUCNN_HIDDEN void gpucnn_note_access(const void* p, size_t bytes, int is_write, const char* file, int line) {
+    gpucnn_note_access_unmetered(p, bytes, is_write, file, line);
+    if (g_checks & CHECK_TRAFFIC) traffic_note((uintptr_t)p, bytes, is_write != 0, site_of(file, line));
 }
 
 // A code site of the traffic counts: file:line into out for an explicit one (a note's), else
