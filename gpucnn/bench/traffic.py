@@ -23,7 +23,7 @@ import sys
 import numpy as np
 
 import gpucnn
-from gpucnn import backend
+from gpucnn import backend, shapes
 from gpucnn.cuda import norm, tc
 from gpucnn.runtime.emulator import emulation, traffic
 
@@ -42,7 +42,7 @@ def _backward(x_shape, w_shape, mode, rng, stride=1, padding=1, groups=1):
     """conv2d_backward (data and filter, no bias) on dy of the forward's output shape."""
     x = rng.standard_normal(x_shape, dtype=np.float32)
     w = rng.standard_normal(w_shape, dtype=np.float32)
-    P, Q = ((n + 2 * padding - k) // stride + 1 for n, k in zip(x_shape[2:], w_shape[2:]))
+    P, Q = (shapes.conv_out(n, k, stride, padding, padding, 1) for n, k in zip(x_shape[2:], w_shape[2:]))
     dy = rng.standard_normal((x_shape[0], w_shape[0], P, Q), dtype=np.float32)
     with gpucnn.math_mode(mode):
         gpucnn.conv2d_backward(dy, x, w, stride=stride, padding=padding, groups=groups, bias=False)

@@ -8,8 +8,11 @@
 // line). A warp's instruction is its lanes' accesses at one site and one
 // occurrence: the k-th access of each thread at a site (per direction) belongs
 // to the warp's k-th request there, which holds where the warp's control flow
-// at that site is uniform, as in the kernels' hot loops. At the end of each
-// block its requests are scored:
+// at that site is uniform, as in the kernels' hot loops. A copy wider than 16
+// bytes (a struct) is the loads NVCC would make of it, each its own request:
+// pieces as wide as the type's alignment, which divides its size (the size's
+// lowest set bit, at most 16). At the end of each block its requests are
+// scored:
 //   * global memory: 32-byte sectors and 128-byte lines touched, against the
 //     ideal, the sectors its distinct bytes would fill (ceil(bytes / 32));
 //   * shared memory: wavefronts, CUDA's bank rule: 32 banks of 4-byte words; a
