@@ -124,6 +124,23 @@ def totals(rows) -> dict[tuple[str, str], tuple[int, int, int, int, int]]:
     return {k: tuple(v) for k, v in t.items()}
 
 
+# The floor table's L1, an H200's as assumed (not measured): one shared-memory wavefront, or one
+# wavefront of 4 global sectors (128 bytes), a clock an SM; 132 SMs at 1.98 GHz, its boost clock.
+L1_SECTORS_A_CLOCK, H200_SMS, H200_GHZ = 4, 132, 1.98
+
+
+def l1_clocks(rows) -> dict[str, tuple[float, float]]:
+    """{kernel: (L1 clocks a block, the whole launch's L1 floor on the H200 in microseconds)}: its
+    shared wavefronts plus its global sectors / L1_SECTORS_A_CLOCK, a block's and scaled to the
+    launch, spread over H200_SMS SMs at H200_GHZ."""
+    out = {}
+    for (kernel, space), (_, units, _, nb, grid) in totals(rows).items():
+        clocks = units / (L1_SECTORS_A_CLOCK if space == "global" else 1) / nb
+        block, launch = out.get(kernel, (0.0, 0.0))
+        out[kernel] = (block + clocks, launch + clocks * grid / H200_SMS / (H200_GHZ * 1e3))
+    return out
+
+
 def _short(site: str) -> str:
     return "/".join(site.split("/")[-2:])
 
@@ -148,6 +165,17 @@ def report(results: dict) -> str:
         for (kernel, space), (req, units, ideal, nb, grid) in sorted(totals(rows).items()):
             lines.append(f"| {label} | {kernel} | {space} | {nb} / {grid} | {req / nb:.0f} | {units / nb:.0f} | "
                          f"{ideal / nb:.0f} | {units / ideal if ideal else 1:.2f} | {units * grid / nb:.3g} |")
+    lines += ["", "## The L1 floor", "",
+              f"The least time a launch's L1 work takes if the L1 serves one shared-memory wavefront or "
+              f"{L1_SECTORS_A_CLOCK} global sectors (128 bytes) a clock an SM, on {H200_SMS} SMs at "
+              f"{H200_GHZ} GHz (an H200's boost clock): assumptions, not measurements, which gpu.sh's step "
+              "7b checks (ncu's L1 throughput is this work over the kernel's time). On resnet-3x3's forward "
+              "the H200 run of 2026-11-30 (ncu) timed conv2d_forward_tf32_64 at 62.9 us with its L1 72% busy "
+              "(45 us) and conv2d_forward_f32 at 155.6 us with its L1 75.5% busy (117 us).", "",
+              "| case | kernel | L1 clocks a block | the launch's L1 floor, us |", "|---|---|---|---|"]
+    for label, rows in results.items():
+        for kernel, (block, launch) in sorted(l1_clocks(rows).items()):
+            lines.append(f"| {label} | {kernel} | {block:.0f} | {launch:.1f} |")
     for label, rows in results.items():
         lines += ["", f"## {label}", ""]
         lines.append(traffic.table([r.__class__(**{**r.__dict__, "site": _short(r.site)}) for r in rows]))

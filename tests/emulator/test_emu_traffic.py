@@ -127,6 +127,11 @@ def test_the_traffic_report_names_each_kernels_excess():
     for rows in results.values():
         tot = report.totals(rows)
         assert tot and all(units == ideal for _, units, ideal, _, _ in tot.values()), tot
+    # the floor: ReLU's block moves 256 vectors in and out, 2 x 256 x 16 bytes, 256 sectors: 64 clocks
+    relu = next(rows for label, rows in results.items() if label.startswith("relu"))
+    block, launch = report.l1_clocks(relu)["relu_forward_f32"]
+    assert block == 64 and launch == pytest.approx(64 * 1568 / 132 / 1980)
+    assert "## The L1 floor" in text
 
 
 def test_static_traffic_md_is_current():
