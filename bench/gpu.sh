@@ -51,11 +51,11 @@
 #     max pooling 3x3/2 (forward and backward) and batch norm's apply on 102.8 MB
 #   7b ncu's full set (stall reasons, L1 and shared   30 s   (new in session 18: the tf32 tiles ran at 18% of
 #     memory wavefronts by instruction, instruction        occupancy with L1 at 72% and the SMs at 36%, the
-#     mix) on 9 of step 7's launches: the FFMA tile,       statistics at 42% of DRAM throughput, and the
-#     the 64 tile in tf32 and 3xtf32, the wide tile in     SpeedOfLight section cannot say what binds them;
-#     tf32, the statistics (one wave and four), max        its sectors and wavefronts check the emulator's
-#     pooling's pair kernel and batch norm's apply         counts, bench/results/static-traffic.md; a step
-#                                                          of its own, so a section this ncu lacks costs
+#     mix) on 10 of step 7's launches: the FFMA tile,      statistics at 42% of DRAM throughput, and the
+#     the 64 tile in tf32 and 3xtf32, the wide mma.sync    SpeedOfLight section cannot say what binds them;
+#     and wgmma tiles in tf32, the statistics (one wave    its sectors and wavefronts check the emulator's
+#     and four), max pooling's pair kernel and batch       counts, bench/results/static-traffic.md; a step
+#     norm's apply                                         of its own, so a section this ncu lacks costs
 #                                                          only this step)
 #   8 issue 11's targets read off steps 5a-5b's JSON  5 s    (gpucnn.bench.targets; the table goes into
 #                                                           summary.txt)
@@ -114,8 +114,8 @@ step 7-ncu 30 ncu --clock-control none \
     --kernel-name regex:"conv2d_forward_(f32|tf32_|3xtf32_)|depthwise_backward_data_window_f32|conv2d_fold_|batchnorm_(stats|stats_async|forward)_f32|conv2d_bias_grad_f32|max_pool2d_(forward_s2|backward)_f32" \
     --launch-count 16 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
 step 7b-ncu-full 30 ncu --clock-control none --set full \
-    --kernel-name regex:"conv2d_forward_(f32|(tf32|3xtf32)_64w?)$|batchnorm_(stats|forward)_f32|max_pool2d_forward_s2_f32" \
-    --launch-count 9 "$PY" bench/gpu_launches.py large
+    --kernel-name regex:"conv2d_forward_(f32|(tf32|3xtf32)_64[wg]?)$|batchnorm_(stats|forward)_f32|max_pool2d_forward_s2_f32" \
+    --launch-count 10 "$PY" bench/gpu_launches.py large
 
 echo "8-targets:" >> "$summary"  # the whole table, into the summary
 runs=()  # each step's JSON, or the rows a step cut short kept (its partial.jsonl)
