@@ -20,9 +20,9 @@
 // 1.5x the operand elements per FMA (96 per 2048 instead of 128 per 4096): 12
 // registers of fetched elements a thread instead of 8, and 1.5x the loads in
 // flight per SM. (256 threads with 4 x 2 micro-tiles would keep 8 fetches a
-// thread but read 3 shared-memory wavefronts per 8 FMA instructions of a warp
-// instead of per 16: 3 cycles of shared memory per 2 of FMA, a loop bound by
-// shared memory.)
+// thread but load 3 vectors per 8 FMA of a thread instead of 2 per 16: at the
+// wavefronts counted below, 3 clocks of shared memory per 2 of FMA, a loop
+// bound by shared memory.)
 //
 // Global -> shared: each thread fetches BM * GEMM_BK / THREADS elements of A
 // and BN * GEMM_BK / THREADS of B per step of GEMM_BK reduction indices. An
@@ -33,14 +33,23 @@
 // tiles are stored k-major, sm[k][m], so that the inner loop reads them along
 // m and n.
 //
-// Register blocking: thread (ty, tx) = (t / 16, t % 16) owns a 4 x 4 micro-tile
+// Register blocking: thread (ty, tx) (gemm_thread) owns a 4 x 4 micro-tile
 // made of 16-byte vectors, V = Vec16<T>::n elements each (one float4, or two
 // double2): rows V*ty + v (v < V) of every band of BM / 4 vectors, and columns
 // likewise with tx in bands of 16 vectors (gemm_micro). Each step of the inner
-// loop is then one 128-bit shared load per vector of A and of B and 16 FMAs. A
-// quarter warp (8 threads, the 128 bytes of one LDS.128 wavefront) reads 8
-// consecutive vectors of B: no bank conflicts; a warp reads just 2 vectors of A
-// (broadcast). One stage of software pipelining: a thread loads the next step's
+// loop is then one 128-bit shared load per vector of A and of B and 16 FMAs.
+// A warp's lanes are 2 values of ty by 16 of tx, placed in float so that both
+// loads are "uniform" in NVIDIA's sense: lanes l and l ^ 1 share tx (B's vector),
+// l and l ^ 2 share ty (A's), and such a load returns its 32 lanes' 512 bytes
+// in 2 wavefronts of 128 instead of 4 (a wavefront returns one register a
+// lane; pairs of lanes alike share one: NVIDIA developer forum thread 77228).
+// The shared-memory path returns one wavefront a clock an SM, where the SM
+// issues 4 FFMA warp-instructions: so 4 wavefronts for a warp's 16 FFMA take
+// as long as the FFMA; with (t / 16, t % 16), B's lanes l and l + 16 alike,
+// they took 6 (bench/results/static-traffic.md, from the emulator's traffic
+// counts: the loop was bound by shared memory at two thirds of the FFMA rate;
+// the H200 run of 2026-11-30 found conv2d_forward_f32's L1 75% busy and its
+// SMs 63%). One stage of software pipelining: a thread loads the next step's
 // elements into registers while it multiplies the current step from shared
 // memory (two barriers per step).
 //
@@ -58,8 +67,22 @@
 // (65536 / (BLOCKS * THREADS)).
 template <int BM_, int BN_> struct GemmShape {
     enum { BM = BM_, BN = BN_, TX = BN / GEMM_TN, TY = BM / GEMM_TM, THREADS = TX * TY, BLOCKS = 512 / THREADS };
-    static_assert(TX == 16, "gemm_tile's thread coordinates are (t / 16, t % 16)");
+    static_assert(TX == 16, "gemm_thread's coordinates: 16 values of tx, 2 of ty a warp");
 };
+
+// Thread t's micro-tile (ty, tx): in float, lane l of warp w is (2 w + l % 2, l / 2) (the
+// header's uniform loads); in double (t / 16, t % 16), as before: its loop is bound by DFMA (half
+// the FFMA rate), and the float layout took conv2d_backward_filter_f64 past its 128 registers
+// (28 spilled stores, ptxas on sm_90), where the float kernels grew 3-9 registers under theirs.
+template <typename T> __device__ __forceinline__ void gemm_thread(int t, int& ty, int& tx) {
+    if constexpr (sizeof(T) == 4) {
+        ty = t / 32 * 2 + t % 2;
+        tx = t % 32 / 2;
+    } else {
+        ty = t / 16;
+        tx = t % 16;
+    }
+}
 typedef GemmShape<64, 64> GemmWide;
 typedef GemmShape<32, 64> GemmNarrow;
 
@@ -244,7 +267,9 @@ __device__ void gemm_tile(const Op& op, Sm& sm, int m0, int n0, int kbeg, int ke
     typedef GemmFetch<Op::B_ALONG_K, S::BN, S::THREADS> LB;
     typedef GemmKTab<Op> KT;
     typedef typename KT::type E;
-    const int t = threadIdx.x, tx = t % S::TX, ty = t / S::TX;
+    const int t = threadIdx.x;
+    int ty, tx;
+    gemm_thread<T>(t, ty, tx);
     typedef typename GemmKTabArg<E>::type EA;  // int (unused) for an Op without a k-table
     int buf = 0;
     const auto tab = [&]() -> const EA* {
@@ -312,7 +337,8 @@ template <typename T, int RUN, typename Op, typename Sm, typename Run>
 __device__ __forceinline__ void gemm_block_runs(const Op& op, Sm& sm, int kbeg, int kend, Run run) {
     typedef typename Sm::Shape S;
     const int m0 = blockIdx.y * S::BM, n0 = blockIdx.x * S::BN;
-    const int tx = threadIdx.x % S::TX, ty = threadIdx.x / S::TX;
+    int ty, tx;
+    gemm_thread<T>(threadIdx.x, ty, tx);
     T acc[GEMM_TM][GEMM_TN];
     gemm_tile<T>(op, sm, m0, n0, kbeg, kend, acc);
 #pragma unroll
