@@ -33,7 +33,7 @@
 // tiles are stored k-major, sm[k][m], so that the inner loop reads them along
 // m and n.
 //
-// Register blocking: thread (ty, tx) (gemm_thread) owns a 4 x 4 micro-tile
+// Register blocking: thread (ty, tx) (gemm_ty, gemm_tx) owns a 4 x 4 micro-tile
 // made of 16-byte vectors, V = Vec16<T>::n elements each (one float4, or two
 // double2): rows V*ty + v (v < V) of every band of BM / 4 vectors, and columns
 // likewise with tx in bands of 16 vectors (gemm_micro). Each step of the inner
@@ -67,21 +67,24 @@
 // (65536 / (BLOCKS * THREADS)).
 template <int BM_, int BN_> struct GemmShape {
     enum { BM = BM_, BN = BN_, TX = BN / GEMM_TN, TY = BM / GEMM_TM, THREADS = TX * TY, BLOCKS = 512 / THREADS };
-    static_assert(TX == 16, "gemm_thread's coordinates: 16 values of tx, 2 of ty a warp");
+    static_assert(TX == 16, "gemm_ty and gemm_tx: 16 values of tx, 2 of ty a warp");
 };
 
 // Thread t's micro-tile (ty, tx): in float, lane l of warp w is (2 w + l % 2, l / 2) (the
 // header's uniform loads); in double (t / 16, t % 16), as before: its loop is bound by DFMA (half
 // the FFMA rate), and the float layout took conv2d_backward_filter_f64 past its 128 registers
-// (28 spilled stores, ptxas on sm_90), where the float kernels grew 3-9 registers under theirs.
-template <typename T> __device__ __forceinline__ void gemm_thread(int t, int& ty, int& tx) {
-    if constexpr (sizeof(T) == 4) {
-        ty = t / 32 * 2 + t % 2;
-        tx = t % 32 / 2;
-    } else {
-        ty = t / 16;
-        tx = t % 16;
-    }
+// (28 spilled stores, ptxas on sm_90). The float kernels' registers moved by -2 to +3 (sm_90),
+// their blocks an SM not at all.
+// (t: the caller's thread index as it has it, int or threadIdx.x's unsigned: double's code must
+// stay as it was, whose backward filter kernel sits at its 128 registers on sm_80 and spilled 16
+// bytes when its epilogue's t % 16 became signed.)
+template <typename T, typename I> __device__ __forceinline__ int gemm_ty(I t) {
+    if constexpr (sizeof(T) == 4) return t / 32 * 2 + t % 2;
+    else return t / 16;
+}
+template <typename T, typename I> __device__ __forceinline__ int gemm_tx(I t) {
+    if constexpr (sizeof(T) == 4) return t % 32 / 2;
+    else return t % 16;
 }
 typedef GemmShape<64, 64> GemmWide;
 typedef GemmShape<32, 64> GemmNarrow;
@@ -267,9 +270,7 @@ __device__ void gemm_tile(const Op& op, Sm& sm, int m0, int n0, int kbeg, int ke
     typedef GemmFetch<Op::B_ALONG_K, S::BN, S::THREADS> LB;
     typedef GemmKTab<Op> KT;
     typedef typename KT::type E;
-    const int t = threadIdx.x;
-    int ty, tx;
-    gemm_thread<T>(t, ty, tx);
+    const int t = threadIdx.x, tx = gemm_tx<T>(t), ty = gemm_ty<T>(t);
     typedef typename GemmKTabArg<E>::type EA;  // int (unused) for an Op without a k-table
     int buf = 0;
     const auto tab = [&]() -> const EA* {
@@ -337,8 +338,7 @@ template <typename T, int RUN, typename Op, typename Sm, typename Run>
 __device__ __forceinline__ void gemm_block_runs(const Op& op, Sm& sm, int kbeg, int kend, Run run) {
     typedef typename Sm::Shape S;
     const int m0 = blockIdx.y * S::BM, n0 = blockIdx.x * S::BN;
-    int ty, tx;
-    gemm_thread<T>(threadIdx.x, ty, tx);
+    const int tx = gemm_tx<T>(threadIdx.x), ty = gemm_ty<T>(threadIdx.x);
     T acc[GEMM_TM][GEMM_TN];
     gemm_tile<T>(op, sm, m0, n0, kbeg, kend, acc);
 #pragma unroll
