@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import pathlib
 import sys
 
@@ -178,7 +179,7 @@ def report(results: dict) -> str:
             lines.append(f"| {label} | {kernel} | {block:.0f} | {launch:.1f} |")
     for label, rows in results.items():
         lines += ["", f"## {label}", ""]
-        lines.append(traffic.table([r.__class__(**{**r.__dict__, "site": _short(r.site)}) for r in rows]))
+        lines.append(traffic.table([dataclasses.replace(r, site=_short(r.site)) for r in rows]))
     return "\n".join(lines) + "\n"
 
 

@@ -69,16 +69,23 @@ def profile():
         _sink.reset(token)
 
 
+def _typed(lib_c):
+    """The library with its traffic functions' signatures declared (once a library)."""
+    if not getattr(lib_c, "_gpucnn_traffic_typed", False):
+        lib_c.gpucnn_traffic_count.restype = ctypes.c_int
+        lib_c.gpucnn_site_text.restype = ctypes.c_uint64
+        lib_c.gpucnn_site_text.argtypes = [ctypes.c_uint32, ctypes.c_char_p, ctypes.c_int]
+        lib_c._gpucnn_traffic_typed = True
+    return lib_c
+
+
 def collect(lib, kernel: str, params, blocks: int, grid_blocks: int) -> None:
     """After a launch that counted (settings' traffic) ``blocks`` of its ``grid_blocks``: its rows
     into the profile's list."""
     rows = _sink.get()
     if rows is None:
         return
-    lib_c = lib.lib
-    lib_c.gpucnn_traffic_count.restype = ctypes.c_int
-    lib_c.gpucnn_site_text.restype = ctypes.c_uint64
-    lib_c.gpucnn_site_text.argtypes = [ctypes.c_uint32, ctypes.c_char_p, ctypes.c_int]
+    lib_c = _typed(lib.lib)
     out, name, text = (ctypes.c_uint64 * 10)(), ctypes.create_string_buffer(256), ctypes.create_string_buffer(512)
     for i in range(lib_c.gpucnn_traffic_count()):
         lib_c.gpucnn_traffic_row(ctypes.c_int(i), out, name, ctypes.c_int(len(name)))

@@ -80,39 +80,40 @@ bool pairs_alike(const Ev* b, const Ev* e, unsigned x) {
     return true;
 }
 
+// The units of 2^shift bytes that event v's bytes touch, appended to out.
+void touched(const Ev& v, unsigned shift, std::vector<uint64_t>& out) {
+    for (uintptr_t u = v.addr >> shift; u <= (v.addr + v.n - 1) >> shift; ++u) out.push_back(u);
+}
+
 // Scores one warp request: events [b, e), one a lane, all at one site and span.
 void score(const Ev* b, const Ev* e) {
     const Span& sp = g_spans[(size_t)b->span];
-    static std::vector<uint64_t> words, sectors, lines;
-    words.clear(), sectors.clear(), lines.clear();
-    uint64_t bytes = 0, units = 0;
+    uint64_t bytes = 0, units = 0, nlines = 0, ideal;
     unsigned widest = 0;
-    for (const Ev* v = b; v != e; ++v) {
-        bytes += v->n;
-        widest = std::max<unsigned>(widest, v->n);
-        for (uintptr_t w = v->addr >> 2; w <= (v->addr + v->n - 1) >> 2; ++w) words.push_back(w);
-        for (uintptr_t s = v->addr >> 5; s <= (v->addr + v->n - 1) >> 5; ++s) sectors.push_back(s);
-        for (uintptr_t l = v->addr >> 7; l <= (v->addr + v->n - 1) >> 7; ++l) lines.push_back(l);
-    }
-    const uint64_t unique_bytes = 4 * distinct(words);
-    uint64_t nlines = 0, ideal;
+    for (const Ev* v = b; v != e; ++v) bytes += v->n, widest = std::max<unsigned>(widest, v->n);
     if (!sp.shared) {
+        static std::vector<uint64_t> words, sectors, lines;
+        words.clear(), sectors.clear(), lines.clear();
+        for (const Ev* v = b; v != e; ++v) touched(*v, 2, words), touched(*v, 5, sectors), touched(*v, 7, lines);
         units = distinct(sectors);
         nlines = distinct(lines);
-        ideal = (unique_bytes + 31) / 32;
+        ideal = (4 * distinct(words) + 31) / 32;  // the distinct bytes' sectors
     } else {
         // Lanes a phase; doubled where lane pairs (l, l ^ 1) or (l, l ^ 2) read the same address
         // (NVIDIA's rule for uniform loads: one return serves both lanes of a pair).
         unsigned per = widest <= 4 ? 32 : widest <= 8 ? 16 : 8;
         const bool paired = !b->write && (pairs_alike(b, e, 1) || pairs_alike(b, e, 2));
         if (paired && per < 32) per *= 2;
+        static std::vector<uint64_t> bank[32], words;
         for (unsigned phase = 0; phase < 32 / per; ++phase) {
-            std::vector<uint64_t> bank[32];
+            for (auto& k : bank) k.clear();
             bool any = false;
             for (const Ev* v = b; v != e; ++v) {
                 if ((v->tid % 32) / per != phase) continue;
                 any = true;
-                for (uintptr_t w = v->addr >> 2; w <= (v->addr + v->n - 1) >> 2; ++w) bank[w % 32].push_back(w);
+                words.clear();
+                touched(*v, 2, words);
+                for (uint64_t w : words) bank[w % 32].push_back(w);
             }
             size_t most = any ? 1 : 0;
             for (auto& k : bank) most = std::max(most, distinct(k));
