@@ -14,7 +14,8 @@
 #                                                           layouts and descriptors in seconds)
 #   2b our host launch path on this host's CPU      10 s   [2] (bench/host_path.py: calibrates model_consts'
 #                                                           HOST_SPEED, measured on a 2-core VM)
-#   2c every kernel module compiled, in parallel    25 s   [16] (bench/gpu_launches.py compile: a process a
+#   2c every kernel module compiled, in parallel    25 s   [16] (bench/gpu_launches.py compile, with step 5e's
+#                                                           A/B builds of the 64 tile's parts: a process a
 #                                                           family or part fills CuPy's disk cache, which
 #                                                           the later steps read; 40 modules)
 #   2d the memory-bound ops' host path on CuPy,     10 s   (bench/host_cupy.py, new in session 17: the
@@ -22,11 +23,11 @@
 #     launch, our module lookup, each op; cProfile        and the device; the table goes into
 #                                                           summary.txt; after 2c, whose
 #                                                           compiles CuPy's disk cache keeps)
-#   3 the GPU test suite (pytest -m gpu)            60 s   [23]
-#   4 compute-sanitizer memcheck, racecheck          2 x 30 s  [2, 12] (bench/gpu_launches.py small)
+#   3 the GPU test suite (pytest -m gpu)            45 s   [23]
+#   4 compute-sanitizer memcheck, racecheck          30 + 25 s [2, 12] (bench/gpu_launches.py small)
 #   5a the memory-bound rows (ReLU, pooling, batch   30 s   [20] (the model's open verdicts: measured first)
 #     norm, bias gradient)
-#   5 the convolution rows, in each math mode        70 s   [34] (GPU backends only: with the default ones,
+#   5 the convolution rows, in each math mode        55 s   [34] (GPU backends only: with the default ones,
 #                                                           CPU peers included, it had not finished
 #                                                           after 185 s on the H200)
 #   5b the fused rows (conv+bias+ReLU, batch norm    25 s   [9] (after 5, whose compiled kernels CuPy's
@@ -42,6 +43,11 @@
 #                                                           four; the statistics through a cp.async ring
 #                                                           too; each with a same-size copy; new in
 #                                                           session 16; step 4 runs them all, small)
+#   5e A/B of the tensor-core 64 tile's occupancy:  35 s   (bench/ab_conv.py, variants.CONV: its kernels as
+#     as built, and built for 4 blocks an SM              built (3 blocks an SM in tf32) and asking ptxas
+#     (at most 128 registers); the 64 tile forced          for 4 (<= 128 registers, no spill), both builds
+#     on 4 cases, 3 passes, tf32 and 3xtf32, in a          compiled by step 2c; new in session 19: the
+#     graph; the table goes into summary.txt               tile ran at 18% occupancy, L1 72% busy)
 #   6 the training-step rows (lenet, vgg-small,     65 s   [12: failed, fixed since]
 #     resnet20 at batch 128 against PyTorch eager; torch.compile's own compile left out for time)
 #   7 ncu on the conv forward kernels of each mode   30 s   [10] (bench/gpu_launches.py large)
@@ -91,16 +97,16 @@ step 2-primitives 15 "$PY" -m pytest -v -m gpu -p no:cacheprovider tests/test_mm
 step 2b-host 10 "$PY" bench/host_path.py --calls 100 --samples 3
 step 2c-compile 25 "$PY" bench/gpu_launches.py compile
 step 2d-host-cupy 10 "$PY" bench/host_cupy.py
-step 3-gpu-tests 60 "$PY" -m pytest -v -m gpu -p no:cacheprovider --maxfail=20 tests
+step 3-gpu-tests 45 "$PY" -m pytest -v -m gpu -p no:cacheprovider --maxfail=20 tests
 step 4a-memcheck 30 compute-sanitizer --tool memcheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
-step 4b-racecheck 30 compute-sanitizer --tool racecheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
+step 4b-racecheck 25 compute-sanitizer --tool racecheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
 peers=${GPU_SH_PEERS-torch-cudnn,torch-cudnn-tf32}  # PyTorch's cuDNN, strict then TF32 (the stand-in has no CUDA PyTorch: empty)
 strict=${peers%%,*}
 modes=gpucnn-cuda-3xtf32${peers:+,$peers},gpucnn-cuda-tf32,gpucnn-cuda-fp32
 convs=$("$PY" -c 'from gpucnn.bench.cases import CONV; print(",".join(c.name for c in CONV))')
 step 5a-mem 30 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
     --out "$logs/mem" --backends "gpucnn-cuda${strict:+,$strict}" --only relu,pool,batchnorm,bias_grad
-step 5-bench 70 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
+step 5-bench 55 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
     --out "$logs/bench" --backends "$modes" --only "$convs"
 step 5b-fused 25 "$PY" -m gpucnn.cli bench --device cuda --fused-only --no-progress --budget 0.3 \
     --out "$logs/fused" --backends "$modes"
@@ -108,6 +114,7 @@ step 5c-autotune 60 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fuse
     --out "$logs/tuned" --backends "gpucnn-cuda-3xtf32${peers:+,$peers},gpucnn-cuda-tf32" --algo autotune \
     --only "$convs"
 step 5d-ab 30 "$PY" bench/ab_mem.py --budget 0.15
+step 5e-ab-conv 35 "$PY" bench/ab_conv.py --budget 0.1
 step 6-steps 65 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-torch-compile --no-progress \
     --out "$logs/steps"
 step 7-ncu 30 ncu --clock-control none \
@@ -131,6 +138,8 @@ echo "2d-host-cupy table:" >> "$summary"  # step 2d's table (its profiles stay i
 grep '^|' "$logs/2d-host-cupy.log" >> "$summary" 2>/dev/null
 echo "5d-ab table:" >> "$summary"  # step 5d's whole table
 cat "$logs/5d-ab.log" >> "$summary" 2>/dev/null
+echo "5e-ab-conv table:" >> "$summary"  # step 5e's whole table
+cat "$logs/5e-ab-conv.log" >> "$summary" 2>/dev/null
 
 for d in mem bench fused tuned steps; do  # a bench cut short keeps the rows it timed (gpucnn bench's partial.jsonl)
     [ -f "$logs/$d/partial.jsonl" ] && echo "$d: cut short; $(wc -l < "$logs/$d/partial.jsonl") rows timed, in logs.tar.gz's $d/partial.jsonl" | tee -a "$summary"

@@ -3,7 +3,8 @@ tools of bench/gpu.sh that watch launches rather than time them.
 
     python bench/gpu_launches.py compile every kernel module built for this GPU
                                          in parallel, a process a family or
-                                         part (CuPy's disk cache)
+                                         part (CuPy's disk cache), and the A/B
+                                         builds of bench/ab_conv.py
     python bench/gpu_launches.py small   every pass in every math mode on small
                                          shapes, every tile, then each FFMA
                                          family forced, then the memory-bound
@@ -235,7 +236,8 @@ PARTED_BASES = {"conv2d": "conv2d_forward", "conv2d_phase": "conv2d_backward_dat
 def _compile_jobs() -> list[tuple]:
     """(family, options, a kernel of the part) for every part the loader builds on a GPU:
     loader.PARTED's families a part each (the kernels without tensor cores, then a tile's, named
-    by a kernel of it), the others whole."""
+    by a kernel of it), the others whole; then the 64 tile's parts of the convolution families
+    as bench/ab_conv.py's switched variant builds them (the options Runtime.function adds)."""
     jobs = []
     for family in loader.families():
         if family in loader.PARTED:
@@ -243,6 +245,10 @@ def _compile_jobs() -> list[tuple]:
             jobs += [(family, (), k) for k in (f"{base}_f32", *tc.variants(base))]
         else:
             jobs.append((family, (), None))
+    for settings in variants.CONV.values():
+        with variants.switches(settings):
+            jobs += [(f, loader.switch_options(f), f"{PARTED_BASES[f]}_{mode}_64") for f in tc.WG_FAMILIES
+                     for mode in ("tf32", "3xtf32") if loader.switch_options(f)]
     return jobs
 
 

@@ -31,7 +31,8 @@
 //
 // Hopper's warpgroup MMA (sm_90a: WGMMA_AVAILABLE; elsewhere the bodies trap), 4 warps together:
 //   wgmma_tf32<N>(d, adesc, bdesc, scale_d)
-//                              wgmma.mma_async.sync.aligned.m64nNk8.f32.tf32.tf32 (N = 8, 16, ..., 64):
+//                              wgmma.mma_async.sync.aligned.m64nNk8.f32.tf32.tf32 (N = 8, 16, ..., 64;
+//                              128, the wide tiles' one instruction a k-slice):
 //                              D = A B + (scale_d ? D : 0), A (64 x 8) and B (N x 8) both K-major
 //                              in shared memory, read through descriptors (wgmma_desc_sw128);
 //                              warp w of the warpgroup, lane = 4g + t, holds
@@ -76,7 +77,7 @@ __device__ __forceinline__ void compiler_fence() {}
 __device__ __forceinline__ unsigned smem_addr(const void* p) { return gpucnn_emu::smem_offset(p); }
 template <int N> __device__ __forceinline__ void wgmma_tf32(float (&d)[N / 2], unsigned long long adesc,
                                                             unsigned long long bdesc, int scale_d) {
-    static_assert(N % 8 == 0 && N >= 8 && N <= 64, "wgmma_tf32: N is 8, 16, ..., 64");
+    static_assert((N % 8 == 0 && N >= 8 && N <= 64) || N == 128, "wgmma_tf32: N is 8, 16, ..., 64 or 128");
     gpucnn_emu::wgmma_tf32(d, N, adesc, bdesc, scale_d);
 }
 __device__ __forceinline__ void wgmma_fence() {}  // the emulator's accumulators are memory: nothing to order
@@ -186,6 +187,7 @@ WGMMA_N(40, "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %
 WGMMA_N(48, "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23}", "%24", "%25", "%26", WGMMA_F16(0), WGMMA_F8(16))
 WGMMA_N(56, "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27}", "%28", "%29", "%30", WGMMA_F16(0), WGMMA_F8(16), WGMMA_F4(24))
 WGMMA_N(64, "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}", "%32", "%33", "%34", WGMMA_F16(0), WGMMA_F16(16))
+WGMMA_N(128, "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}", "%64", "%65", "%66", WGMMA_F16(0), WGMMA_F16(16), WGMMA_F16(32), WGMMA_F16(48))
 template <int N> __device__ __forceinline__ void wgmma_tf32(float (&d)[N / 2], unsigned long long adesc,
                                                             unsigned long long bdesc, int scale_d) {
     Wgmma<N>::run(d, adesc, bdesc, scale_d);

@@ -37,7 +37,12 @@
 // as: round its stage to TF32 in place (each thread 16-byte words of it),
 // fence.proxy.async, a second barrier, issue the warpgroup's wgmma
 // (tc_wg_issue), write the k-table, wait for the wgmma: so by the next
-// step's first barrier every read of stage j is done, as above.
+// step's first barrier every read of stage j is done, as above. In TF32 the
+// wait moves to the next step, after its rounding, and the fetch after the
+// second barrier: step j's wgmma runs while the threads wait for step j + 1's
+// copies and round them (another stage), and the second barrier then also
+// says every warpgroup's wgmma j is done, so stage j is free for the fetch
+// (3xTF32 cannot: its one buffer of small parts is rewritten by the rounding).
 //
 // Math modes (the template parameter MODE): TC_TF32 rounds each fp32 operand to
 // TF32 (cvt.rn, ties to even; cvt.rna before sm_90) and does one MMA per product;
@@ -74,7 +79,7 @@
 // issues 264 common + 34 or 109 + 34 / 8: 321-377 a step, 642-754 issue
 // clocks (the stage's rounding, ~60 a warp, in place of ldmatrix, fragment
 // conversions and HMMA), against ~615 tensor clocks for its 8 wgmma
-// m64n64k8 a warpgroup at 0.9 of the peak: issue-bound, by ~1.5x fewer
+// m64n64k8 (now 4 of m64n128k8) a warpgroup at 0.9 of the peak: issue-bound, by ~1.5x fewer
 // clocks than mma.sync's tile at half the peak (model_consts). In 3xTF32
 // (conv2d_forward_3xtf32_128g) 467 a warp (the split writes the small parts
 // too), 933 issue clocks, against 1845 tensor clocks for its 24 wgmma:
@@ -122,8 +127,8 @@ typedef TcTile<32, 128, 1, 4> TcNarrow;
 // a 32 x 64 warp tile 16 HMMA a k-slice for half as many A fragments.
 typedef TcTile<64, 128, 2, 2> TcWide;
 // Hopper's warpgroup MMA (wgmma, sm_90a) on the 128 and wide tiles' shapes: two warpgroups of
-// 64 x 128, and one. A warp's k-step issues no ldmatrix, conversion of fragments or HMMA: 8
-// wgmma m64n64k8 (4 k-slices x 2 column halves; 24 in 3xTF32) read both operands from the
+// 64 x 128, and one. A warp's k-step issues no ldmatrix, conversion of fragments or HMMA: 4
+// wgmma m64n128k8 (a k-slice each; 12 in 3xTF32) read both operands from the
 // stage, after the stage is rounded to TF32 in place (tc_round_stage; in 3xTF32 split, its
 // small parts written beside it).
 typedef TcTile<128, 128, 8, 1, TC_TF32> TcLargeWg;
@@ -360,31 +365,33 @@ template <int MODE, typename Tile> __device__ __forceinline__ void tc_round_stag
 }
 
 // One k-step of a warpgroup tile (Tile::WG): warpgroup g = warp / 4 multiplies A's rows 64 g ..
-// 64 g + 63 by all BN columns of B, 4 k-slices x BN / 64 wgmma m64n64k8 (B's 64-row halves 8 KiB
-// apart), from the stage's tc_swz rows (the 128-byte swizzle's layout, each stage 1024-byte
+// 64 g + 63 by all BN columns of B, 4 k-slices x one wgmma m64n128k8 (BN = 128: A's 64 x 8 read
+// once a slice, where two m64n64k8 over B's halves read it twice, 32 KiB of the stage a step
+// against 24; another BN would take BN / 64 of m64n64k8), from the stage's tc_swz rows (the 128-byte swizzle's layout, each stage 1024-byte
 // aligned: tc_smem), issued and committed as one group: the caller waits (wgmma_wait) before the
 // accumulators or the stage are used again. In 3xTF32 (MODE) each is three, small terms first as
 // tc_warp_step's: A's small parts by B, A by B's small parts (both from lo, tc_round_stage's),
-// then A by B. Warp w's part of half h is acc[0][8 h .. 8 h + 7] (mma.cuh's table: d[4 j + i] is
+// then A by B. Warp w's part of instruction h is acc[0][WN / 8 h ..] (mma.cuh's table: d[4 j + i] is
 // the m16n8 tile j's c[i]), so tc_block stores it as the warp tiles'.
 template <int MODE, typename Tile>
 __device__ __forceinline__ void tc_wg_issue(const float* as, const float* bs, const float* lo,
                                             float (&acc)[1][Tile::NI][4]) {
+    enum { WN = Tile::BN == 128 ? 128 : 64 };  // columns a wgmma: all of the tile's where one instruction has them
     const int row0 = threadIdx.x / 128 * 64 * TC_BK;  // the warpgroup's A rows
     const unsigned sa = smem_addr(as + row0), sb = smem_addr(bs);
     wgmma_fence();
 #pragma unroll
     for (int k8 = 0; k8 < TC_BK / 8; ++k8)  // +2 a slice: 32 bytes, in the descriptors' address field
 #pragma unroll
-        for (int h = 0; h < Tile::BN / 64; ++h) {
-            float(&d)[32] = *reinterpret_cast<float(*)[32]>(&acc[0][8 * h][0]);
-            const unsigned bh = h * 64 * TC_BK * 4;  // B's half h
+        for (int h = 0; h < Tile::BN / WN; ++h) {
+            float(&d)[WN / 2] = *reinterpret_cast<float(*)[WN / 2]>(&acc[0][WN / 8 * h][0]);
+            const unsigned bh = h * WN * TC_BK * 4;  // B's part h
             if constexpr (MODE == TC_3XTF32) {
                 const unsigned la = smem_addr(lo + row0), lb = smem_addr(lo + Tile::BM * TC_BK);
-                wgmma_tf32<64>(d, wgmma_desc_sw128_at(la) + 2 * k8, wgmma_desc_sw128_at(sb + bh) + 2 * k8, 1);
-                wgmma_tf32<64>(d, wgmma_desc_sw128_at(sa) + 2 * k8, wgmma_desc_sw128_at(lb + bh) + 2 * k8, 1);
+                wgmma_tf32<WN>(d, wgmma_desc_sw128_at(la) + 2 * k8, wgmma_desc_sw128_at(sb + bh) + 2 * k8, 1);
+                wgmma_tf32<WN>(d, wgmma_desc_sw128_at(sa) + 2 * k8, wgmma_desc_sw128_at(lb + bh) + 2 * k8, 1);
             }
-            wgmma_tf32<64>(d, wgmma_desc_sw128_at(sa) + 2 * k8, wgmma_desc_sw128_at(sb + bh) + 2 * k8, 1);
+            wgmma_tf32<WN>(d, wgmma_desc_sw128_at(sa) + 2 * k8, wgmma_desc_sw128_at(sb + bh) + 2 * k8, 1);
         }
     wgmma_commit();
 }
@@ -493,6 +500,23 @@ __device__ void tc_tile(const Op& op, TcSmem<Tile, Op>& sm, int m0, int n0, int 
     for (int j = 0; j < steps; ++j) {
         cp_async_wait<TC_STAGES - 2>();  // this thread's copies of step j have landed
         __syncthreads();  // everyone's have; everyone is done with step j - 1's stage
+        if constexpr (Tile::WG == TC_TF32) {
+            // step j's stage rounded while step j - 1's wgmma may still run (they touch different
+            // stages), then waited for; the second barrier: every thread's words rounded and every
+            // warpgroup's wgmma j - 1 done, so step j - 1's stage is free for the fetch. Step j's
+            // wgmma then runs through the next k-table, the next step's copy wait, first barrier
+            // and rounding, where the order below (3xTF32: its one buffer of small parts, which
+            // the next rounding rewrites, must be read first) waits for it at once.
+            static_assert(MODE == TC_TF32, "a warpgroup tile runs its own math mode");
+            tc_round_stage<MODE, Tile>(sm.a[j % TC_STAGES], sm.b[j % TC_STAGES], tc_lo(sm));
+            fence_proxy_async();  // the rounded words visible to wgmma (the async proxy)
+            wgmma_wait<0>(*reinterpret_cast<float(*)[Tile::NI * 4]>(&acc[0][0][0]));
+            __syncthreads();
+            fetch(j + TC_STAGES - 1);
+            tc_wg_issue<MODE, Tile>(sm.a[j % TC_STAGES], sm.b[j % TC_STAGES], tc_lo(sm), acc);
+            ktab(j + TC_STAGES);
+            continue;
+        }
         fetch(j + TC_STAGES - 1);
         if constexpr (Tile::WG) {
             static_assert(MODE == Tile::WG, "a warpgroup tile runs its own math mode");
@@ -510,6 +534,7 @@ __device__ void tc_tile(const Op& op, TcSmem<Tile, Op>& sm, int m0, int n0, int 
             ktab(j + TC_STAGES);
         }
     }
+    if constexpr (Tile::WG == TC_TF32) wgmma_wait<0>(*reinterpret_cast<float(*)[Tile::NI * 4]>(&acc[0][0][0]));
     __syncthreads();  // the shared memory is free for the caller's next tile
 }
 
@@ -561,9 +586,19 @@ template <int MODE, typename Tile> struct TcRun {
 // BLOCKS: the blocks per SM to fit registers for on sm_90 (2 caps them at 128:
 // 16 warps of the 128 tile on an SM, where the kernel fits without spilling;
 // 1 for those that would spill). Older architectures' ptxas spills at 128
-// registers, so they keep one block per SM.
+// registers, so they keep one block per SM. GPUCNN_TC64_BLOCKS (an A/B build,
+// gpucnn/runtime/loader.py's TC64_BLOCKS): the 64 tile's (TcSmall's) instead; 4 fit
+// sm_90's 228 KiB of shared memory (54.5 KiB and 1 reserved a block) and held every
+// conv2d kernel of the tile at 128 registers or fewer without a spill (ptxas, session 19).
+template <typename Tile, int BLOCKS> struct TcBlocks {
+#ifdef GPUCNN_TC64_BLOCKS
+    enum { n = Tile::BM == 64 && Tile::BN == 64 && !Tile::WG ? GPUCNN_TC64_BLOCKS : BLOCKS };
+#else
+    enum { n = BLOCKS };
+#endif
+};
 #define TC_KERNEL(Tile, BLOCKS) \
-    extern "C" __global__ void __launch_bounds__(Tile::THREADS, __CUDA_ARCH__ >= 900 ? (BLOCKS) : 1)
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS, __CUDA_ARCH__ >= 900 ? TcBlocks<Tile, (BLOCKS)>::n : 1)
 // A family's parts (gpucnn/runtime/loader.py's PARTED): on a GPU the loader compiles conv2d,
 // conv2d_phase and linear a part at a time, each on its first use, so a user waits for the kernels
 // that the shapes in use pick and no others (conv2d whole: 44 s of NVRTC and ptxas on the VM, 112 s

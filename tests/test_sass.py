@@ -159,14 +159,14 @@ def test_tc_k_step_loop_is_mma_fed_by_cp_async_and_ldmatrix(tc_rows):
         pairs = range(1, nt(row) // 2 + 1)
         assert row["HMMA"] == sum(16 * p - 4 for p in pairs) and row["LDSM"] == sum(8 * (1 + p) for p in pairs), row
         assert row["LDGSTS"] == 32 and row["BAR"] == 1 and row["HGMMA"] == 0, row
-    # The warpgroup tiles (sm_90a): per warp 4 k-slices x 2 wgmma m64n64k8 (BN = 128 in halves of
-    # 64), x3 in 3xTF32, no ldmatrix or HMMA; two barriers (the stage's rounding, tc_round_stage,
-    # between them).
+    # The warpgroup tiles (sm_90a): per warp 4 k-slices x 1 wgmma m64n128k8 (all of BN = 128 in one
+    # instruction, tc_wg_issue), x3 in 3xTF32, no ldmatrix or HMMA; two barriers (the stage's
+    # rounding, tc_round_stage, between them).
     for row in rows:
         suffix = row["kernel"].rsplit("_", 1)[1]
         per_mma = 3 if "_3xtf32_" in row["kernel"] else 1
         if suffix in tc.WG_TILES:
-            assert row["HGMMA"] == 4 * tc.TC_TILES[suffix][1] // 64 * per_mma and row["HMMA"] == row["LDSM"] == 0, row
+            assert row["HGMMA"] == 4 * tc.TC_TILES[suffix][1] // 128 * per_mma and row["HMMA"] == row["LDSM"] == 0, row
             assert row["LDGSTS"] > 0 and row["BAR"] == 2, row
             continue
         bm, bn, wm, wn = tc.TC_TILES[int(suffix) if suffix.isdigit() else suffix]

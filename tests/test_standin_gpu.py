@@ -117,6 +117,36 @@ def test_ab_mem_times_each_variant_on_its_own_kernels():
     assert all(r["ms"] > 0 for r in rows)
 
 
+def test_ab_conv_times_the_64_tile_as_built_and_switched():
+    """bench/ab_conv.py (gpu.sh's 5e): every launch of its "as built" variant comes from a module
+    of the usual options and every one of "4 blocks an SM" from a module built with
+    -DGPUCNN_TC64_BLOCKS=4, both on the 64 tile's kernels, in each mode and pass; the compile step
+    builds those modules (bench/gpu_launches.py's jobs) with the options the launches ask for."""
+    log, modules = [], []
+    with sg.gpu("null") as rt, np.errstate(all="ignore"):
+        null = sg.host_path.NullModule(log)
+
+        def module(family, options=(), kernel=None):
+            modules.append((family, tuple(options), kernel))
+            return null
+        rt.module = module
+        rows = sg._script("ab_conv").rows(0.001, only="cifar-resnet-s2", copies=1)
+        jobs = sg._script("gpu_launches")._compile_jobs()
+    switched = ("-DGPUCNN_TC64_BLOCKS=4",)
+    tiles = {(o, k.rsplit("_", 2)[-2]) for f, o, k in modules if f in ("conv2d", "conv2d_phase") and "tf32" in k}
+    assert tiles == {(o, m) for o in ((), switched) for m in ("tf32", "3xtf32")}, tiles
+    assert all(k.endswith("_64") for f, o, k in modules if "tf32" in k), modules
+    names = {k for f, o, k in modules if o == switched}
+    assert {"conv2d_forward_tf32_64", "conv2d_backward_data_phase_3xtf32_64", "conv2d_backward_filter_tf32_64"} <= names
+    bases = (("conv2d", "conv2d_forward"), ("conv2d_phase", "conv2d_backward_data_phase"))
+    assert sorted(j for j in jobs if j[1] == switched) == sorted(
+        (f, switched, f"{b}_{m}_64") for f, b in bases for m in ("tf32", "3xtf32"))
+    assert {(r["pass"], r["mode"], r["variant"]) for r in rows} == {
+        (p, m, v) for p in ("forward", "backward_data", "backward_filter") for m in ("tf32", "3xtf32")
+        for v in ("as built", "4 blocks an SM")}
+    assert all(r["graph_ms"] > 0 for r in rows)
+
+
 def test_host_cupy_takes_each_ops_host_path_apart():
     """bench/host_cupy.py (gpu.sh's 2d): for each memory-bound case of 40 MB or less, CuPy's
     allocation and the bench's copy at its size, each launch of each of its passes re-issued alone
@@ -156,7 +186,7 @@ def test_gpu_script_runs_its_python_steps(tmp_path):
     summary = (out / "summary.txt").read_text()
     exits = dict(re.findall(r"^(\S+): exit (\d+)", summary, re.M))
     assert set(exits) == {"2b-host", "2d-host-cupy", "5a-mem", "5-bench", "5b-fused", "5c-autotune", "5d-ab",
-                          "6-steps"}, run.stdout
+                          "5e-ab-conv", "6-steps"}, run.stdout
     assert set(exits.values()) == {"0"}, summary
     assert all(f"{s}: skipped" in summary for s in DEVICE_STEPS.split())
     for name in ("mem", "bench", "fused", "tuned", "steps"):
@@ -171,7 +201,7 @@ def test_gpu_script_runs_its_python_steps(tmp_path):
     # step 8b: every tuned pass of step 5c, in each of its two modes, against the heuristic and the model
     tuned = json.loads((out / "tuned.json").read_text())["rows"]
     assert len(tuned) == 3 * len(cases.CONV) and all(len(r["tuning"]) == 2 for r in tuned)
-    tuning_table = summary.split("8b-tuning:")[1]
+    tuning_table = summary.split("8b-tuning:")[1].split("2d-host-cupy table:")[0]
     # each twice: against the heuristic that ran, then against the heuristic as the code stands (replay)
     assert sum(line.startswith(f"| {r['case']} | {r['pass']} |") for r in tuned for line in
                tuning_table.splitlines()) == 2 * 2 * len(tuned)
@@ -182,6 +212,13 @@ def test_gpu_script_runs_its_python_steps(tmp_path):
     assert all(f"| {p} | forward | {v} |" in ab for p in pools for v in ("pairs", "generic")), ab
     bns = [c.label() for c in cases.MEM if c.op == "batchnorm"]
     assert all(f"| {b} | {d} | {v} |" in ab for b in bns for d in ("stats", "backward") for v in ("1 wave", "4 waves"))
+    # step 5e: each pass of its cases in both modes, as built and switched
+    ab_conv = summary.split("5e-ab-conv table:")[1]
+    abc = sg._script("ab_conv")
+    labels = [c.label() for c in cases.CONV if cases.matches(abc.CASES, c.label())]
+    assert len(labels) == len(abc.CASES.split(","))
+    assert all(f"| {c} | {p} | {m} | {v} |" in ab_conv for c in labels for p in abc.PASSES for m in abc.MODES
+               for v in ("as built", "4 blocks an SM")), ab_conv
     steps = json.loads((out / "steps.json").read_text())["train"]
     assert [r["model"] for r in steps] == [m for m, *_ in cases.STEPS] and all(r["ours"]["graph"] for r in steps)
 

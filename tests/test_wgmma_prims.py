@@ -25,7 +25,7 @@ _RUNTIMES = [pytest.param("emulator", id="emu")]
 if backend.available("cuda")[0]:
     _RUNTIMES.append(pytest.param("cuda", id="cuda", marks=pytest.mark.gpu))
 ARCH = "sm_90a"
-SMEM = 1024 + 8192 + 64 * 128  # wgmma_gemm's alignment pad, A, and B for N = 64
+SMEM = 1024 + 8192 + 128 * 128  # wgmma_gemm's alignment pad, A, and B for N = 128
 
 
 def _module(name: str):
@@ -62,7 +62,7 @@ def _ints(rng, shape, bound=64):
     return rng.integers(-bound, bound, shape).astype(np.float32)
 
 
-@pytest.mark.parametrize("n", [8, 16, 24, 32, 40, 48, 56, 64])
+@pytest.mark.parametrize("n", [8, 16, 24, 32, 40, 48, 56, 64, 128])
 @pytest.mark.parametrize("ksteps", [1, 4])
 @pytest.mark.parametrize("scale_d", [0, 1])
 def test_wgmma_layout_small_integers(run, n, ksteps, scale_d):
@@ -75,14 +75,15 @@ def test_wgmma_layout_small_integers(run, n, ksteps, scale_d):
     np.testing.assert_array_equal(D, want)
 
 
-@pytest.mark.parametrize("n", [8, 40, 64])
+@pytest.mark.parametrize("n", [8, 40, 64, 128])
 def test_wgmma_layout_distinct_elements(run, n):
-    """Every element of A, B and C distinct (A's and B's integers of magnitude up to 2^10, exact in
-    TF32), so a misplaced operand or accumulator shows by far more than rounding: within fp32's
+    """Every element of A, B and C distinct (A's and B's integers of magnitude up to 2^10, B's up to
+    2^11 for N = 128: exact in TF32), so a misplaced operand or accumulator shows by far more than rounding: within fp32's
     bound for a sum of 32 products and C in any order, (32 + 1) 2^-24 (|A| |B|ᵀ + |C|)."""
     rng = np.random.default_rng(n)
     A = (rng.permutation(2048) - 1024).reshape(64, 32).astype(np.float32)
-    B = (rng.permutation(2048)[:n * 32] - 1024).reshape(n, 32).astype(np.float32)
+    nb = max(2048, n * 32)
+    B = (rng.permutation(nb)[:n * 32] - nb // 2).reshape(n, 32).astype(np.float32)
     C = ((rng.permutation(64 * n) - 32 * n) * 3.0).reshape(64, n).astype(np.float32)
     D = run(f"wgmma_m64n{n}k8", (A, B, C, np.full((64, n), np.nan, np.float32), np.int32(4), np.int32(1)))[3]
     A64, B64, C64 = A.astype(np.float64), B.astype(np.float64), C.astype(np.float64)
@@ -145,6 +146,6 @@ def test_sm90a_build_has_hgmma():
     result = compile_check.compile_source(text, "wgmma_prims.cu", ARCH)
     assert result.ok and not result.warnings, (result.errors, result.warnings)
     sass = sass_report.parse_sass(sass_report.disassemble(sass_report.cubin_of(text, "wgmma_prims.cu", ARCH)))
-    for n in range(8, 72, 8):
+    for n in (*range(8, 72, 8), 128):
         ops = [i.op for i in sass[f"wgmma_m64n{n}k8"]]
         assert sum(op.startswith("HGMMA.64x%dx8" % n) for op in ops) >= 1, sorted(set(ops))

@@ -59,8 +59,8 @@ ISSUE_PER_CLOCK = fixed(4, "warp-instructions / SM clock", "Hopper SM: 4 sub-par
 FFMA_PER_CLOCK = fixed(4, "warp-FFMA / SM clock", "128 FP32 lanes an SM (66.9 TFLOP/s = 132 x 1.98 GHz x 128 x 2): "
                        "FFMA never outruns issue")
 HMMA_FLOPS = fixed(2048, "FLOP / HMMA", "mma.sync m16n8k8 TF32: 2 x 16 x 8 x 8 (static-sm90.md's HMMA)")
-HGMMA_FLOPS = fixed(65536, "FLOP / HGMMA a warpgroup", "wgmma m64n64k8 TF32, the warpgroup tiles' (tc_gemm.cuh): "
-                   "2 x 64 x 64 x 8, one instruction of each of the warpgroup's 4 warps (static-sm90.md's HGMMA)")
+HGMMA_FLOPS = fixed(131072, "FLOP / HGMMA a warpgroup", "wgmma m64n128k8 TF32, the warpgroup tiles' (tc_gemm.cuh): "
+                   "2 x 64 x 128 x 8, one instruction of each of the warpgroup's 4 warps (static-sm90.md's HGMMA)")
 COPY_OF_HBM = fixed(0.9, "of HBM", "KINDS.md: a 8.6 GB device copy through PyTorch on an H200 moved 4.3 TB/s "
                     "of the datasheet's 4.8 (same fraction assumed on the H100)")
 EFF_FFMA = Const(0.9, 0.8, 0.65, "of issue rate", "FFMA tile kernels (gemm, phase): barriers, LDG and LDS "

@@ -11,6 +11,8 @@ import functools
 
 import numpy as np
 
+from gpucnn.runtime import loader
+
 
 class Runtime:
     """One execution target for the CUDA kernels: its array module (``xp``)
@@ -31,7 +33,10 @@ class Runtime:
         RawModule.get_function builds a new RawKernel and looks its function
         up at each call, and a new RawKernel's max_dynamic_shared_size_bytes
         is a driver query (gemm.launch_gemm reads it). An entry holds its
-        module, so the module's id is not reused while the entry is kept."""
+        module, so the module's id is not reused while the entry is kept.
+        The loader's A/B switches set now add their options (loader.switch_options)."""
+        if loader.TC64_BLOCKS is not None:  # a switch set (one attribute read at each launch otherwise)
+            options = tuple(options) + loader.switch_options(family)
         module = self.module(family, options, kernel)
         hit = self._functions.get((id(module), kernel))
         if hit is not None and hit[0] is module:
@@ -71,7 +76,6 @@ class Runtime:
 @functools.lru_cache(maxsize=None)
 def runtime_for(name: str) -> Runtime:
     """The Runtime of backend "emulator" or "cuda"."""
-    from gpucnn.runtime import loader
     if name == "emulator":
         from gpucnn.runtime.emulator import settings
         return Runtime(name, np, loader.emulator_module,

@@ -168,7 +168,7 @@ for the 32 x 32 warp tile of the 64 tile, x3 in 3xTF32), LDSM is
 ldmatrix.x4, LDGSTS is cp.async (4-byte, zero-filling, and the 16-byte
 runs), BAR the one barrier per step. The warpgroup tiles' kernels (`_128g`,
 `_64g`, built for sm_90a) have HGMMA instead of HMMA and LDSM (per warp: 4
-k-slices x 2 wgmma m64n64k8, x3 in 3xTF32) and two barriers a step (the
+k-slices x 1 wgmma m64n128k8, x3 in 3xTF32) and two barriers a step (the
 stage rounded to TF32 between them). The fold kernels
 (kernels/conv2d_fold.cu; their dynamic shared memory is per shape,
 gpucnn.cuda.fold.plan, so `dyn_smem` is 0 and blocks_per_sm counts registers

@@ -52,6 +52,7 @@ WGMMA_GEMM(40)
 WGMMA_GEMM(48)
 WGMMA_GEMM(56)
 WGMMA_GEMM(64)
+WGMMA_GEMM(128)
 
 // Two commit groups in flight: D1 = A B1ᵀ (group 1), D2 = A B2ᵀ (group 2, B2 = B's rows 8-15);
 // wait_group 1 finishes group 1 only: D1 is stored, then D2 after wait_group 0 (N = 8, 1 k-step).

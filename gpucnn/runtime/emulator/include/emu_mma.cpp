@@ -234,7 +234,7 @@ namespace {
 // alive until that wait in a correct kernel), their value at issue (the C of D = A B + C; a
 // wgmma on accumulators still in flight chains on its predecessor's result instead), and the
 // group it was committed in.
-constexpr int kMaxWgmma = 32, kMaxAcc = 32;  // wgmma in flight a thread (~6 MB for 1024 threads); N / 2 accumulators (N <= 64)
+constexpr int kMaxWgmma = 32, kMaxN = 128, kMaxAcc = kMaxN / 2;  // wgmma in flight a thread (~10 MB for 1024 threads); N / 2 accumulators
 struct WgOp {
     float* d;
     float c[kMaxAcc];
@@ -324,7 +324,7 @@ void wg_run(void* const* lanes, int i) {
                  "the warpgroup's)", l);
     }
     const int w = first.thread / 32 % 4, n = op.n;
-    double A[16][8], B[64][8];
+    double A[16][8], B[kMaxN][8];
     for (int r = 0; r < 16; ++r)
         for (int k = 0; k < 8; ++k) A[r][k] = wg_operand(wg_element(op.adesc, 16 * w + r, k, "A", op.file, op.line));
     for (int c = 0; c < n; ++c)
@@ -366,7 +366,7 @@ constexpr uint32_t kWgPending = 0x7FC0C3C3u;
 }  // namespace
 
 void wgmma_tf32(float* d, int n, uint64_t adesc, uint64_t bdesc, int scale_d, const char* file, int line) {
-    if (n % 8 || n < 8 || n > 64) fail(file, line, "wgmma: N = %d is not 8, 16, ..., 64", n);
+    if (n % 8 || n < 8 || (n > 64 && n != kMaxN)) fail(file, line, "wgmma: N = %d is not 8, 16, ..., 64 or 128", n);
     WgState& s = my_wg();
     if (s.n == kMaxWgmma) fail(file, line, "wgmma: more than %d of one thread in flight (the emulator's limit)", s.n);
     wg_note_reads(adesc, bdesc, n, file, line);
