@@ -51,14 +51,16 @@
 #   6 the training-step rows (lenet, vgg-small,     65 s   [12: failed, fixed since]
 #     resnet20 at batch 128 against PyTorch eager; torch.compile's own compile left out for time)
 #   7 ncu on the conv forward kernels of each mode   30 s   [10] (bench/gpu_launches.py large)
-#     (the tile each picks, and tf32's wide warpgroup and mma.sync tiles) and deepspeech's backward-data window
+#     (the tile each picks, tf32's wide warpgroup and mma.sync tiles, and tf32's 64 tile built for 4 blocks an SM,
+#     step 5e's A/B build) and deepspeech's backward-data window
 #     and fold kernels (mma.sync and, forced, wgmma), batch norm's statistics (one wave, four, and the cp.async
 #     ring) and the bias gradient on 33.6 MB, and
 #     max pooling 3x3/2 (forward and backward) and batch norm's apply on 102.8 MB
 #   7b ncu's full set (stall reasons, L1 and shared   30 s   (new in session 18: the tf32 tiles ran at 18% of
 #     memory wavefronts by instruction, instruction        occupancy with L1 at 72% and the SMs at 36%, the
-#     mix) on 10 of step 7's launches: the FFMA tile,      statistics at 42% of DRAM throughput, and the
-#     the 64 tile in tf32 and 3xtf32, the wide mma.sync    SpeedOfLight section cannot say what binds them;
+#     mix) on 11 of step 7's launches: the FFMA tile,      statistics at 42% of DRAM throughput, and the
+#     the 64 tile in tf32 and 3xtf32 (and tf32's 4-block   SpeedOfLight section cannot say what binds them;
+#     build), the wide mma.sync
 #     and wgmma tiles in tf32, the statistics (one wave    its sectors and wavefronts check the emulator's
 #     and four), max pooling's pair kernel and batch       counts, bench/results/static-traffic.md; a step
 #     norm's apply                                         of its own, so a section this ncu lacks costs
@@ -119,10 +121,10 @@ step 6-steps 65 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-torch-
     --out "$logs/steps"
 step 7-ncu 30 ncu --clock-control none \
     --kernel-name regex:"conv2d_forward_(f32|tf32_|3xtf32_)|depthwise_backward_data_window_f32|conv2d_fold_|batchnorm_(stats|stats_async|forward)_f32|conv2d_bias_grad_f32|max_pool2d_(forward_s2|backward)_f32" \
-    --launch-count 16 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
+    --launch-count 17 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
 step 7b-ncu-full 30 ncu --clock-control none --set full \
     --kernel-name regex:"conv2d_forward_(f32|(tf32|3xtf32)_64[wg]?)$|batchnorm_(stats|forward)_f32|max_pool2d_forward_s2_f32" \
-    --launch-count 10 "$PY" bench/gpu_launches.py large
+    --launch-count 11 "$PY" bench/gpu_launches.py large
 
 echo "8-targets:" >> "$summary"  # the whole table, into the summary
 runs=()  # each step's JSON, or the rows a step cut short kept (its partial.jsonl)

@@ -12,7 +12,8 @@ tools of bench/gpu.sh that watch launches rather than time them.
                                          (compute-sanitizer)
     python bench/gpu_launches.py large   one large 3x3 convolution forward per
                                          mode (and tf32 on the wide warpgroup
-                                         and mma.sync tiles), and deepspeech's
+                                         and mma.sync tiles, and on the 64 tile
+                                         built for 4 blocks an SM), and deepspeech's
                                          backward-data by the
                                          window and fold kernels, the fold
                                          of each MMA kind, then batch norm's
@@ -166,6 +167,13 @@ def large() -> bool:
         err = float(cp.abs(y - want).max() / cp.abs(want).max())
         print(f"resnet-3x3 forward tf32 tile {edge}: relative difference from fp32 {err:.2e}")
         ok &= err < 3e-3
+    # And the 64 tile tc_config picks for it, built for 4 blocks an SM (step 5e's A/B build,
+    # variants.CONV): ncu's occupancy and stall reasons of both builds on one shape.
+    with gpucnn.math_mode("tf32"), tc.force_tile(64), variants.switches(variants.CONV["4 blocks an SM"]):
+        y = gpucnn.conv2d(x, w, padding=1)
+    err = float(cp.abs(y - want).max() / cp.abs(want).max())
+    print(f"resnet-3x3 forward tf32 tile 64, 4 blocks an SM: relative difference from fp32 {err:.2e}")
+    ok &= err < 3e-3
     # deepspeech (bench/gpucnn/bench/cases.py): the window kernel and, in tf32, the fold kernel
     # (kernels/conv2d_fold.cu) against the direct one.
     x = cp.asarray(rng.standard_normal((16, 1, 161, 700), dtype=np.float32))

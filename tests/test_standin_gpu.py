@@ -93,6 +93,7 @@ def test_ncu_profiles_the_launches_it_names(capsys):
                                  "conv2d_forward_f32", "conv2d_forward_tf32_64", "conv2d_forward_tf32_64g",
                                  "conv2d_forward_tf32_64w", "max_pool2d_forward_s2_f32"]
     assert full.count("batchnorm_stats_f32") == 2, full  # one wave and four
+    assert full.count("conv2d_forward_tf32_64") == 2, full  # as built and built for 4 blocks an SM
 
 
 def test_ab_mem_times_each_variant_on_its_own_kernels():
