@@ -1,13 +1,15 @@
-"""A/B of the tensor-core 64 tile's occupancy on a GPU: its kernels as built
-and built for 4 blocks an SM (gpucnn.bench.variants.CONV), each convolution
-pass of a few cases run on the 64 tile (forced) in tf32 and 3xtf32, both
-variants timed side by side in one process, interleaved and replayed from a
-CUDA graph (gpucnn.bench.timing: the device's time alone).
+"""A/B of the GEMM tiles' occupancy on a GPU: the kernels as built and built
+for more blocks an SM (gpucnn.bench.variants.CONV: the tensor-core 64 tile's
+4, the FFMA wide tile's forward and backward data 3), each convolution pass
+of a few cases in tf32 and 3xtf32 on the 64 tile (forced) and in fp32 on the
+FFMA wide (64-row) tile, both builds timed side by side in one process,
+interleaved and replayed from a CUDA graph (gpucnn.bench.timing: the device's
+time alone).
 
     python bench/ab_conv.py [--budget SECONDS] [--only CASES]
 
 The launches are the same in both (grid, splits: gpucnn.cuda.tc counts the
-tile's blocks an SM as built); only the kernels' registers, and so how many
+tiles' blocks an SM as built); only the kernels' registers, and so how many
 blocks share an SM, differ. bench/gpu.sh runs it as step 5e, after step 2c
 has compiled both builds (bench/gpu_launches.py's compile jobs); the stand-in
 CuPy (bench/standin_gpu.py) runs it in CI.
@@ -22,12 +24,12 @@ from gpucnn.bench.variants import CONV, switches
 from gpucnn.cuda import tc
 
 CASES = "resnet-3x3,cifar-resnet,cifar-resnet-s2,resnet-7x7x512"  # the 64 tile's workload (tuned.md)
-MODES = ("tf32", "3xtf32")
+MODES = ("tf32", "3xtf32", "fp32")
 PASSES = ("forward", "backward_data", "backward_filter")
 
 
 def _on_64(fn, mode, settings):
-    def run(*args):
+    def run(*args):  # force_tile concerns the tensor-core tiles only: fp32 keeps the FFMA tile
         with gpucnn.math_mode(mode), tc.force_tile(64), switches(settings):
             return fn(*args)
     return run

@@ -43,24 +43,27 @@
 #                                                           four; the statistics through a cp.async ring
 #                                                           too; each with a same-size copy; new in
 #                                                           session 16; step 4 runs them all, small)
-#   5e A/B of the tensor-core 64 tile's occupancy:  35 s   (bench/ab_conv.py, variants.CONV: its kernels as
-#     as built, and built for 4 blocks an SM              built (3 blocks an SM in tf32) and asking ptxas
-#     (at most 128 registers); the 64 tile forced          for 4 (<= 128 registers, no spill), both builds
-#     on 4 cases, 3 passes, tf32 and 3xtf32, in a          compiled by step 2c; new in session 19: the
-#     graph; the table goes into summary.txt               tile ran at 18% occupancy, L1 72% busy)
+#   5e A/B of the GEMM tiles' occupancy: as built   35 s   (bench/ab_conv.py, variants.CONV: the tensor-core
+#     and built for more blocks an SM (the 64 tile        64 tile's kernels ask ptxas for 4 blocks an SM
+#     forced in tf32 and 3xtf32, the FFMA tile in         where 3 fit (<= 128 registers, no spill), the
+#     fp32) on 4 cases, 3 passes, in a graph; the          FFMA tile's forward and backward data for 3
+#     table goes into summary.txt                          where 2 fit (79-80 registers, no spill, the same
+#                                                          loop); both builds compiled by step 2c; new in
+#                                                          session 19: the H200 run found the tiles at 18%
+#                                                          and 25% occupancy)
 #   6 the training-step rows (lenet, vgg-small,     65 s   [12: failed, fixed since]
 #     resnet20 at batch 128 against PyTorch eager; torch.compile's own compile left out for time)
 #   7 ncu on the conv forward kernels of each mode   30 s   [10] (bench/gpu_launches.py large)
-#     (the tile each picks, tf32's wide warpgroup and mma.sync tiles, and tf32's 64 tile built for 4 blocks an SM,
-#     step 5e's A/B build) and deepspeech's backward-data window
+#     (the tile each picks, tf32's wide warpgroup and mma.sync tiles, and fp32's and tf32's built for more blocks
+#     an SM, step 5e's A/B build) and deepspeech's backward-data window
 #     and fold kernels (mma.sync and, forced, wgmma), batch norm's statistics (one wave, four, and the cp.async
 #     ring) and the bias gradient on 33.6 MB, and
 #     max pooling 3x3/2 (forward and backward) and batch norm's apply on 102.8 MB
 #   7b ncu's full set (stall reasons, L1 and shared   30 s   (new in session 18: the tf32 tiles ran at 18% of
 #     memory wavefronts by instruction, instruction        occupancy with L1 at 72% and the SMs at 36%, the
-#     mix) on 11 of step 7's launches: the FFMA tile,      statistics at 42% of DRAM throughput, and the
-#     the 64 tile in tf32 and 3xtf32 (and tf32's 4-block   SpeedOfLight section cannot say what binds them;
-#     build), the wide mma.sync
+#     mix) on 12 of step 7's launches: the FFMA tile,      statistics at 42% of DRAM throughput, and the
+#     the 64 tile in tf32 and 3xtf32 (both, and tf32's,    SpeedOfLight section cannot say what binds them;
+#     also built for more blocks), the wide mma.sync
 #     and wgmma tiles in tf32, the statistics (one wave    its sectors and wavefronts check the emulator's
 #     and four), max pooling's pair kernel and batch       counts, bench/results/static-traffic.md; a step
 #     norm's apply                                         of its own, so a section this ncu lacks costs
@@ -121,10 +124,10 @@ step 6-steps 65 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-torch-
     --out "$logs/steps"
 step 7-ncu 30 ncu --clock-control none \
     --kernel-name regex:"conv2d_forward_(f32|tf32_|3xtf32_)|depthwise_backward_data_window_f32|conv2d_fold_|batchnorm_(stats|stats_async|forward)_f32|conv2d_bias_grad_f32|max_pool2d_(forward_s2|backward)_f32" \
-    --launch-count 17 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
+    --launch-count 18 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
 step 7b-ncu-full 30 ncu --clock-control none --set full \
     --kernel-name regex:"conv2d_forward_(f32|(tf32|3xtf32)_64[wg]?)$|batchnorm_(stats|forward)_f32|max_pool2d_forward_s2_f32" \
-    --launch-count 11 "$PY" bench/gpu_launches.py large
+    --launch-count 12 "$PY" bench/gpu_launches.py large
 
 echo "8-targets:" >> "$summary"  # the whole table, into the summary
 runs=()  # each step's JSON, or the rows a step cut short kept (its partial.jsonl)

@@ -396,14 +396,14 @@ __device__ void col2im_k(const T* __restrict__ cols, T* __restrict__ x, long lon
 // The FFMA tile kernels of shape S (gemm.cuh): GemmWide as conv2d_*_T,
 // GemmNarrow (at most 32 GEMM rows, gpucnn/cuda/algo.py) as conv2d_*_m32_T.
 #define CONV2D_FFMA(S, T, SFX)                                                                                  \
-    GEMM_ENTRY(S, T) conv2d_forward_##SFX(const T* __restrict__ x, const T* __restrict__ w,                      \
-                                          const T* __restrict__ b, T* __restrict__ y, GEOM, int chunk,          \
-                                          int splits, int epi) {                                                \
+    GEMM_ENTRY_AB(S, T) conv2d_forward_##SFX(const T* __restrict__ x, const T* __restrict__ w,                   \
+                                             const T* __restrict__ b, T* __restrict__ y, GEOM, int chunk,       \
+                                             int splits, int epi) {                                             \
         __shared__ GemmSmem<T, int4, S> sm;                                                                     \
         conv_forward(gemm_run<T>(sm), x, w, b, y, GEOM_ARGS, chunk, splits, epi);                               \
     }                                                                                                           \
-    GEMM_ENTRY(S, T) conv2d_backward_data_##SFX(const T* __restrict__ dy, const T* __restrict__ w,                \
-                                                T* __restrict__ dx, GEOM, int chunk, int splits) {              \
+    GEMM_ENTRY_AB(S, T) conv2d_backward_data_##SFX(const T* __restrict__ dy, const T* __restrict__ w,             \
+                                                   T* __restrict__ dx, GEOM, int chunk, int splits) {           \
         __shared__ GemmSmem<T, typename DataOp<T>::KTab, S> sm;                                                 \
         conv_backward_data(gemm_run<T>(sm), dy, w, dx, GEOM_ARGS, chunk, splits);                               \
     }                                                                                                           \

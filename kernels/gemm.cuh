@@ -96,8 +96,21 @@ template <typename S, typename T> struct GemmBlocks {
     enum { n = S::BLOCKS > 2 && sizeof(T) == 8 ? 3 : S::BLOCKS };
 };
 
+// GPUCNN_FFMA_BLOCKS (an A/B build, gpucnn/runtime/loader.py's BUILD): the blocks an SM that the
+// wide float tile's kernels entered by GEMM_ENTRY_AB (conv2d's forward and backward data) ask
+// for instead: 3 held them at 79-80 registers without a spill (ptxas, sm_90, session 19; the
+// filter gradient's spilled 16 bytes, so it keeps GEMM_ENTRY).
+template <typename S, typename T> struct GemmBlocksAB {
+#ifdef GPUCNN_FFMA_BLOCKS
+    enum { n = S::THREADS == 256 && sizeof(T) == 4 ? GPUCNN_FFMA_BLOCKS : GemmBlocks<S, T>::n };
+#else
+    enum { n = GemmBlocks<S, T>::n };
+#endif
+};
+
 // The entry points of tile kernels of shape S on T; GEMM_KERNEL: the wide tile's.
 #define GEMM_ENTRY(S, T) extern "C" __global__ void __launch_bounds__(S::THREADS, (GemmBlocks<S, T>::n))
+#define GEMM_ENTRY_AB(S, T) extern "C" __global__ void __launch_bounds__(S::THREADS, (GemmBlocksAB<S, T>::n))
 #define GEMM_KERNEL extern "C" __global__ void __launch_bounds__(GemmWide::THREADS, GemmWide::BLOCKS)
 
 // The block's tiles, declared __shared__ in each kernel's body and passed in:

@@ -587,9 +587,10 @@ template <int MODE, typename Tile> struct TcRun {
 // 16 warps of the 128 tile on an SM, where the kernel fits without spilling;
 // 1 for those that would spill). Older architectures' ptxas spills at 128
 // registers, so they keep one block per SM. GPUCNN_TC64_BLOCKS (an A/B build,
-// gpucnn/runtime/loader.py's TC64_BLOCKS): the 64 tile's (TcSmall's) instead; 4 fit
+// gpucnn/runtime/loader.py's BUILD): the 64 tile's (TcSmall's) instead; 4 fit
 // sm_90's 228 KiB of shared memory (54.5 KiB and 1 reserved a block) and held every
-// conv2d kernel of the tile at 128 registers or fewer without a spill (ptxas, session 19).
+// kernel of the tile (conv2d, conv2d_phase, linear) at 110-128 registers without a spill,
+// their k-step loops 2-7 instructions longer (ptxas and the SASS, session 19).
 template <typename Tile, int BLOCKS> struct TcBlocks {
 #ifdef GPUCNN_TC64_BLOCKS
     enum { n = Tile::BM == 64 && Tile::BN == 64 && !Tile::WG ? GPUCNN_TC64_BLOCKS : BLOCKS };

@@ -93,7 +93,8 @@ def test_ncu_profiles_the_launches_it_names(capsys):
                                  "conv2d_forward_f32", "conv2d_forward_tf32_64", "conv2d_forward_tf32_64g",
                                  "conv2d_forward_tf32_64w", "max_pool2d_forward_s2_f32"]
     assert full.count("batchnorm_stats_f32") == 2, full  # one wave and four
-    assert full.count("conv2d_forward_tf32_64") == 2, full  # as built and built for 4 blocks an SM
+    # as built and built for more blocks an SM
+    assert full.count("conv2d_forward_tf32_64") == full.count("conv2d_forward_f32") == 2, full
 
 
 def test_ab_mem_times_each_variant_on_its_own_kernels():
@@ -118,11 +119,12 @@ def test_ab_mem_times_each_variant_on_its_own_kernels():
     assert all(r["ms"] > 0 for r in rows)
 
 
-def test_ab_conv_times_the_64_tile_as_built_and_switched():
+def test_ab_conv_times_the_tiles_as_built_and_for_more_blocks():
     """bench/ab_conv.py (gpu.sh's 5e): every launch of its "as built" variant comes from a module
-    of the usual options and every one of "4 blocks an SM" from a module built with
-    -DGPUCNN_TC64_BLOCKS=4, both on the 64 tile's kernels, in each mode and pass; the compile step
-    builds those modules (bench/gpu_launches.py's jobs) with the options the launches ask for."""
+    of the usual options and every one of "more blocks an SM" from a module built with
+    -DGPUCNN_TC64_BLOCKS=4 and -DGPUCNN_FFMA_BLOCKS=3, both on the 64 tile's kernels in tf32 and
+    3xtf32 and the FFMA wide tile's in fp32, in each pass; the compile step builds those modules
+    (bench/gpu_launches.py's jobs) with the options the launches ask for."""
     log, modules = [], []
     with sg.gpu("null") as rt, np.errstate(all="ignore"):
         null = sg.host_path.NullModule(log)
@@ -133,18 +135,19 @@ def test_ab_conv_times_the_64_tile_as_built_and_switched():
         rt.module = module
         rows = sg._script("ab_conv").rows(0.001, only="cifar-resnet-s2", copies=1)
         jobs = sg._script("gpu_launches")._compile_jobs()
-    switched = ("-DGPUCNN_TC64_BLOCKS=4",)
+    switched = ("-DGPUCNN_TC64_BLOCKS=4", "-DGPUCNN_FFMA_BLOCKS=3")
     tiles = {(o, k.rsplit("_", 2)[-2]) for f, o, k in modules if f in ("conv2d", "conv2d_phase") and "tf32" in k}
     assert tiles == {(o, m) for o in ((), switched) for m in ("tf32", "3xtf32")}, tiles
     assert all(k.endswith("_64") for f, o, k in modules if "tf32" in k), modules
     names = {k for f, o, k in modules if o == switched}
-    assert {"conv2d_forward_tf32_64", "conv2d_backward_data_phase_3xtf32_64", "conv2d_backward_filter_tf32_64"} <= names
+    assert {"conv2d_forward_tf32_64", "conv2d_backward_data_phase_3xtf32_64", "conv2d_backward_filter_tf32_64",
+            "conv2d_forward_f32", "conv2d_backward_data_phase_f32", "conv2d_backward_filter_f32"} <= names, names
     bases = (("conv2d", "conv2d_forward"), ("conv2d_phase", "conv2d_backward_data_phase"))
     assert sorted(j for j in jobs if j[1] == switched) == sorted(
-        (f, switched, f"{b}_{m}_64") for f, b in bases for m in ("tf32", "3xtf32"))
+        (f, switched, f"{b}{p}") for f, b in bases for p in ("_f32", "_tf32_64", "_3xtf32_64"))
     assert {(r["pass"], r["mode"], r["variant"]) for r in rows} == {
-        (p, m, v) for p in ("forward", "backward_data", "backward_filter") for m in ("tf32", "3xtf32")
-        for v in ("as built", "4 blocks an SM")}
+        (p, m, v) for p in ("forward", "backward_data", "backward_filter") for m in ("tf32", "3xtf32", "fp32")
+        for v in ("as built", "more blocks an SM")}
     assert all(r["graph_ms"] > 0 for r in rows)
 
 
@@ -219,7 +222,7 @@ def test_gpu_script_runs_its_python_steps(tmp_path):
     labels = [c.label() for c in cases.CONV if cases.matches(abc.CASES, c.label())]
     assert len(labels) == len(abc.CASES.split(","))
     assert all(f"| {c} | {p} | {m} | {v} |" in ab_conv for c in labels for p in abc.PASSES for m in abc.MODES
-               for v in ("as built", "4 blocks an SM")), ab_conv
+               for v in ("as built", "more blocks an SM")), ab_conv
     steps = json.loads((out / "steps.json").read_text())["train"]
     assert [r["model"] for r in steps] == [m for m, *_ in cases.STEPS] and all(r["ours"]["graph"] for r in steps)
 

@@ -13,12 +13,14 @@ list of module switches, set around a call and restored after it.
   (norm.STATS_ONE_ALLOCATION: the host path of a call, which bounds the
   33.6 MB rows).
 
-CONV (bench/ab_conv.py, gpu.sh's step 5e): the tensor-core 64 tile's kernels
-as built (sm_90: 3 blocks an SM by their 138-141 registers in tf32, 3 or 4 in
-3xTF32) against the same kernels built asking ptxas for 4 blocks an SM
-(loader.TC64_BLOCKS: at most 128 registers, which ptxas met without a spill,
-so 16 warps an SM where the H200 run of 2026-11-30 found the tile at 18%
-occupancy with its SMs 36% busy).
+CONV (bench/ab_conv.py, gpu.sh's step 5e): the convolution kernels as built
+against a build that asks ptxas for more blocks an SM (loader.BUILD), on
+sm_90: the tensor-core 64 tile's kernels 4 (at most 128 registers, where they
+hold 138-141 in tf32 and 3 blocks fit; 110-126 without a spill, so 16 warps an
+SM where the H200 run of 2026-11-30 found the tile at 18% occupancy with its
+SMs 36% busy) and the FFMA wide float tile's forward and backward-data kernels
+3 (at most 85 registers, where they hold 101-115 and 2 fit; 79-80 without a
+spill, 24 warps an SM where the run found 25% occupancy, SMs 63% busy).
 """
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ WAVES = {"1 wave": [(norm, "REDUCE_WAVES", 1)], "4 waves": [(norm, "REDUCE_WAVES
 STATS = {**WAVES, "async": [(norm, "STATS_ASYNC", True)],
          "async, 4 waves": [(norm, "STATS_ASYNC", True), (norm, "REDUCE_WAVES", 4)],
          "one allocation": [(norm, "STATS_ONE_ALLOCATION", True)]}
-CONV = {"as built": [(loader, "TC64_BLOCKS", None)], "4 blocks an SM": [(loader, "TC64_BLOCKS", 4)]}
+MORE_BLOCKS = ("-DGPUCNN_TC64_BLOCKS=4", "-DGPUCNN_FFMA_BLOCKS=3")
+CONV = {"as built": [(loader, "BUILD", ())], "more blocks an SM": [(loader, "BUILD", MORE_BLOCKS)]}
 VARIANTS = {  # (op, pass) -> {variant: [(module, switch, value), ...]}
     ("max_pool", "forward"): POOL, ("avg_pool", "forward"): POOL,
     ("batchnorm", "stats"): STATS, ("batchnorm", "backward"): WAVES, ("bias_grad", "backward"): WAVES,

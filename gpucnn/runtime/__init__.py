@@ -34,8 +34,8 @@ class Runtime:
         up at each call, and a new RawKernel's max_dynamic_shared_size_bytes
         is a driver query (gemm.launch_gemm reads it). An entry holds its
         module, so the module's id is not reused while the entry is kept.
-        The loader's A/B switches set now add their options (loader.switch_options)."""
-        if loader.TC64_BLOCKS is not None:  # a switch set (one attribute read at each launch otherwise)
+        An A/B build set now (loader.BUILD) adds its options (loader.switch_options)."""
+        if loader.BUILD:  # one attribute read at each launch otherwise
             options = tuple(options) + loader.switch_options(family)
         module = self.module(family, options, kernel)
         hit = self._functions.get((id(module), kernel))

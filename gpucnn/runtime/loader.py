@@ -27,11 +27,13 @@ ARCH_SPECIFIC = {"conv2d_fold": 90, "conv2d": 90, "conv2d_phase": 90}
 # training step in 3xtf32 compiles conv2d's base, 3xtf32_32 and 3xtf32_64g parts and conv2d_phase's
 # 3xtf32_32: 11 s on the VM, against 57 s for the two families whole.
 PARTED = ("conv2d", "conv2d_phase", "linear")
-# A/B switches of the builds (bench/ab_conv.py, gpucnn.bench.variants.CONV; None: as the sources
-# say), which Runtime.function adds to a module's options (switch_options), so a switched kernel
-# comes from a module of its own. TC64_BLOCKS: the blocks an SM that the tensor-core 64 tile's
-# kernels ask of ptxas on sm_90 (tc_gemm.cuh's TC_KERNEL, GPUCNN_TC64_BLOCKS).
-TC64_BLOCKS: int | None = None
+# An A/B build (bench/ab_conv.py, gpucnn.bench.variants.CONV; empty: as the sources say): the
+# -D options that Runtime.function adds to the options of PARTED's families' modules while it is
+# set (switch_options), so its kernels come from modules of their own. The ones the sources read:
+# GPUCNN_TC64_BLOCKS, the blocks an SM that the tensor-core 64 tile's kernels ask of ptxas on sm_90
+# (tc_gemm.cuh's TC_KERNEL), and GPUCNN_FFMA_BLOCKS, those of the FFMA wide float tile's forward
+# and backward-data kernels (gemm.cuh's GEMM_ENTRY_AB).
+BUILD: tuple[str, ...] = ()
 _TILE_SUFFIX = re.compile(r"_((?:3x)?tf32)_(\d+[wg]?)$")
 
 
@@ -59,10 +61,8 @@ def part_options(family: str, kernel: str) -> tuple[str, ...]:
 
 
 def switch_options(family: str) -> tuple[str, ...]:
-    """The NVRTC options of the A/B switches set now, for ``family``'s modules."""
-    if TC64_BLOCKS is None:
-        return ()
-    return (f"-DGPUCNN_TC64_BLOCKS={TC64_BLOCKS}",) if family in PARTED else ()
+    """The NVRTC options of the A/B build set now (BUILD), for ``family``'s modules."""
+    return BUILD if family in PARTED else ()
 
 
 def arch_options(family: str, cc: int) -> tuple[str, ...]:
