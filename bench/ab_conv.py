@@ -29,7 +29,7 @@ PASSES = ("forward", "backward_data", "backward_filter")
 
 
 def _on_64(fn, mode, settings):
-    def run(*args):  # force_tile concerns the tensor-core tiles only: fp32 keeps the FFMA tile
+    def run(*args):  # fp32: the FFMA wide tile, which these cases' 64 or more filters take
         with gpucnn.math_mode(mode), tc.force_tile(64), switches(settings):
             return fn(*args)
     return run

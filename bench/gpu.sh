@@ -14,8 +14,8 @@
 #                                                           layouts and descriptors in seconds)
 #   2b our host launch path on this host's CPU      10 s   [2] (bench/host_path.py: calibrates model_consts'
 #                                                           HOST_SPEED, measured on a 2-core VM)
-#   2c every kernel module compiled, in parallel    25 s   [16] (bench/gpu_launches.py compile, with step 5e's
-#                                                           A/B builds of the 64 tile's parts: a process a
+#   2c every kernel module compiled, in parallel    25 s   [16] (bench/gpu_launches.py compile, with the 6
+#                                                           parts step 5e's A/B build launches: a process a
 #                                                           family or part fills CuPy's disk cache, which
 #                                                           the later steps read; 40 modules)
 #   2d the memory-bound ops' host path on CuPy,     10 s   (bench/host_cupy.py, new in session 17: the
