@@ -14,7 +14,7 @@
 #                                                           layouts and descriptors in seconds)
 #   2b our host launch path on this host's CPU      10 s   [2] (bench/host_path.py: calibrates model_consts'
 #                                                           HOST_SPEED, measured on a 2-core VM)
-#   2c every kernel module compiled, in parallel    25 s   [16] (bench/gpu_launches.py compile, with the 6
+#   2c every kernel module compiled, in parallel    30 s   [16] (bench/gpu_launches.py compile, with the 6
 #                                                           parts step 5e's A/B build launches: a process a
 #                                                           family or part fills CuPy's disk cache, which
 #                                                           the later steps read; 40 modules)
@@ -32,7 +32,7 @@
 #                                                           after 185 s on the H200)
 #   5b the fused rows (conv+bias+ReLU, batch norm    25 s   [9] (after 5, whose compiled kernels CuPy's
 #     + ReLU) against the separate passes                   disk cache keeps)
-#   5c every convolution case autotuned (--algo      60 s   [19 for 8 cases] (where the tuned time beats
+#   5c every convolution case autotuned (--algo      55 s   [19 for 8 cases] (where the tuned time beats
 #     autotune), 3xtf32 and tf32                            step 5's, the heuristic guessed wrong; each
 #                                                           candidate timed until 2 ms, autotune._time)
 #   5d A/B of memory-bound kernel variants:         30 s   (bench/ab_mem.py, gpucnn.bench.variants:
@@ -100,7 +100,7 @@ step() {  # step NAME SECONDS COMMAND...: run it under timeout, log it, note its
 step 1-device 10 bash -c "nvidia-smi; $PY -c 'import cupy, numpy, torch; print(\"cupy\", cupy.__version__, \"numpy\", numpy.__version__, \"torch\", torch.__version__, \"cudnn\", torch.backends.cudnn.version())'; $PY -m gpucnn.cli info"
 step 2-primitives 15 "$PY" -m pytest -v -m gpu -p no:cacheprovider tests/test_mma_prims.py tests/test_wgmma_prims.py
 step 2b-host 10 "$PY" bench/host_path.py --calls 100 --samples 3
-step 2c-compile 25 "$PY" bench/gpu_launches.py compile
+step 2c-compile 30 "$PY" bench/gpu_launches.py compile
 step 2d-host-cupy 10 "$PY" bench/host_cupy.py
 step 3-gpu-tests 45 "$PY" -m pytest -v -m gpu -p no:cacheprovider --maxfail=20 tests
 step 4a-memcheck 30 compute-sanitizer --tool memcheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
@@ -115,7 +115,7 @@ step 5-bench 55 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --
     --out "$logs/bench" --backends "$modes" --only "$convs"
 step 5b-fused 25 "$PY" -m gpucnn.cli bench --device cuda --fused-only --no-progress --budget 0.3 \
     --out "$logs/fused" --backends "$modes"
-step 5c-autotune 60 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
+step 5c-autotune 55 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
     --out "$logs/tuned" --backends "gpucnn-cuda-3xtf32${peers:+,$peers},gpucnn-cuda-tf32" --algo autotune \
     --only "$convs"
 step 5d-ab 30 "$PY" bench/ab_mem.py --budget 0.15
