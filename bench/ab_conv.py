@@ -1,16 +1,18 @@
 """A/B of the GEMM tiles' occupancy on a GPU: the kernels as built and built
 for more blocks an SM (gpucnn.bench.variants.CONV: the tensor-core 64 tile's
-4, the FFMA wide tile's forward and backward data 3), each convolution pass
-of a few cases in tf32 and 3xtf32 on the 64 tile (forced) and in fp32 on the
-FFMA wide (64-row) tile, both builds timed side by side in one process,
-interleaved and replayed from a CUDA graph (gpucnn.bench.timing: the device's
-time alone).
+4, the FFMA wide tile's forward and backward data 3, the tensor-core wide
+tile's 3 with 2 pipeline stages), each convolution pass of a few cases in
+tf32 and 3xtf32 on the 64 tile (forced), in fp32 on the FFMA wide (64-row)
+tile and in tf32 on the wide tile (forced), both builds timed side by side in
+one process, interleaved and replayed from a CUDA graph (gpucnn.bench.timing:
+the device's time alone).
 
     python bench/ab_conv.py [--budget SECONDS] [--only CASES]
 
 The launches are the same in both (grid, splits: gpucnn.cuda.tc counts the
 tiles' blocks an SM as built); only the kernels' registers, and so how many
-blocks share an SM, differ. bench/gpu.sh runs it as step 5e, after step 2c
+blocks share an SM, differ (and the wide tile's shared memory, which the launch
+asks for as the build has it: tc.build_smem). bench/gpu.sh runs it as step 5e, after step 2c
 has compiled both builds (bench/gpu_launches.py's compile jobs); the stand-in
 CuPy (bench/standin_gpu.py) runs it in CI.
 """
@@ -24,29 +26,33 @@ from gpucnn.bench.variants import CONV, switches
 from gpucnn.cuda import tc
 
 CASES = "resnet-3x3,cifar-resnet,cifar-resnet-s2,resnet-7x7x512"  # the 64 tile's workload (tuned.md)
-MODES = ("tf32", "3xtf32", "fp32")
+RUNS = (("tf32", 64), ("tf32", "64w"), ("3xtf32", 64), ("fp32", "FFMA"))  # (math mode, tile)
 PASSES = ("forward", "backward_data", "backward_filter")
 
 
-def _on_64(fn, mode, settings):
+def _on(fn, mode, tile, settings):
     def run(*args):  # fp32: the FFMA wide tile, which these cases' 64 or more filters take
-        with gpucnn.math_mode(mode), tc.force_tile(64), switches(settings):
+        with gpucnn.math_mode(mode), tc.force_tile(64 if tile == "FFMA" else tile), switches(settings):
             return fn(*args)
     return run
 
 
 def rows(budget: float, only: str = CASES, copies: int = 2) -> list[dict]:
-    out = []
+    return [r for group in groups(budget, only, copies) for r in group]
+
+
+def groups(budget: float, only: str = CASES, copies: int = 2):
+    """Each case, pass, mode and tile's rows (both builds) as they are timed: a step cut short by
+    its time box keeps the table printed so far."""
     for case in (c for c in cases.CONV if cases.matches(only, c.label())):
         for direction in PASSES:
             fn, inputs = ops.build(case, direction, "gpucnn", "cuda", copies)
-            for mode in MODES:
-                runs = {v: (_on_64(fn, mode, spec), inputs) for v, spec in CONV.items()}
+            for mode, tile in RUNS:
+                runs = {v: (_on(fn, mode, tile, spec), inputs) for v, spec in CONV.items()}
                 graph = timing.interleaved(timing.GraphClock(), runs, budget_s=budget)
                 base = graph["as built"]["ms"]
-                out += [{"case": case.label(), "pass": direction, "mode": mode, "variant": v,
-                         "graph_ms": graph[v]["ms"], "of_built": graph[v]["ms"] / base} for v in CONV]
-    return out
+                yield [{"case": case.label(), "pass": direction, "mode": mode, "tile": str(tile), "variant": v,
+                        "graph_ms": graph[v]["ms"], "of_built": graph[v]["ms"] / base} for v in CONV]
 
 
 def main(argv=None) -> int:
@@ -54,11 +60,12 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=float, default=0.2, help="seconds of samples a case, pass and mode")
     ap.add_argument("--only", default=CASES, help="cases whose label contains one of these comma-separated parts")
     args = ap.parse_args(argv)
-    print("| case | pass | mode | variant | ms in a graph | over as built |")
-    print("|---|---|---|---|---|---|")
-    for r in rows(args.budget, args.only):
-        print(f"| {r['case']} | {r['pass']} | {r['mode']} | {r['variant']} | {r['graph_ms']:.4f} | "
-              f"{r['of_built']:.3f} |")
+    print("| case | pass | mode | tile | variant | ms in a graph | over as built |")
+    print("|---|---|---|---|---|---|---|")
+    for group in groups(args.budget, args.only):
+        for r in group:
+            print(f"| {r['case']} | {r['pass']} | {r['mode']} | {r['tile']} | {r['variant']} | "
+                  f"{r['graph_ms']:.4f} | {r['of_built']:.3f} |", flush=True)
     return 0
 
 

@@ -14,7 +14,7 @@
 #                                                           layouts and descriptors in seconds)
 #   2b our host launch path on this host's CPU      10 s   [2] (bench/host_path.py: calibrates model_consts'
 #                                                           HOST_SPEED, measured on a 2-core VM)
-#   2c every kernel module compiled, in parallel    30 s   [16] (bench/gpu_launches.py compile, with the 6
+#   2c every kernel module compiled, in parallel    30 s   [16] (bench/gpu_launches.py compile, with the 8
 #                                                           parts step 5e's A/B build launches: a process a
 #                                                           family or part fills CuPy's disk cache, which
 #                                                           the later steps read; 40 modules)
@@ -45,12 +45,14 @@
 #                                                           session 16; step 4 runs them all, small)
 #   5e A/B of the GEMM tiles' occupancy: as built   35 s   (bench/ab_conv.py, variants.CONV: the tensor-core
 #     and built for more blocks an SM (the 64 tile        64 tile's kernels ask ptxas for 4 blocks an SM
-#     forced in tf32 and 3xtf32, the FFMA tile in         where 3 fit (<= 128 registers, no spill), the
-#     fp32) on 4 cases, 3 passes, in a graph; the          FFMA tile's forward and backward data for 3
-#     table goes into summary.txt                          where 2 fit (79-80 registers, no spill, the same
-#                                                          loop); both builds compiled by step 2c; new in
-#                                                          session 19: the H200 run found the tiles at 18%
-#                                                          and 25% occupancy)
+#     forced in tf32 and 3xtf32, the wide tile in         where 3 fit (<= 128 registers, no spill), the
+#     tf32, the FFMA tile in fp32) on 4 cases, 3           FFMA tile's forward and backward data for 3
+#     passes, in a graph; the table goes into              where 2 fit (79-80 registers, no spill, the same
+#     summary.txt, a row as it is timed                    loop), the wide tile's for 3 where 2 fit, with 2
+#                                                          pipeline stages where 3 (55 KiB of shared memory
+#                                                          where 79; 132-154 registers); both builds
+#                                                          compiled by step 2c; new in session 19: the H200
+#                                                          run found the tiles at 12-25% occupancy)
 #   6 the training-step rows (lenet, vgg-small,     65 s   [12: failed, fixed since]
 #     resnet20 at batch 128 against PyTorch eager; torch.compile's own compile left out for time)
 #   7 ncu on the conv forward kernels of each mode   30 s   [10] (bench/gpu_launches.py large)

@@ -258,7 +258,7 @@ def _compile_jobs() -> list[tuple]:
     for settings in variants.CONV.values():
         with variants.switches(settings):
             jobs += [(f, loader.switch_options(f), f"{PARTED_BASES[f]}{part}") for f in tc.WG_FAMILIES
-                     for part in ("_f32", "_tf32_64", "_3xtf32_64") if loader.switch_options(f)]
+                     for part in ("_f32", "_tf32_64", "_3xtf32_64", "_tf32_64w") if loader.switch_options(f)]
     return jobs
 
 

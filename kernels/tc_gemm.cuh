@@ -103,13 +103,15 @@
 // layout tc_block stores; its shared memory starts at a 1024-byte boundary (tc_smem: 1024 bytes
 // more), wgmma's swizzle being of shared-window addresses; in 3xTF32 the current stage's small
 // parts follow at the next 1024-byte boundary (tc_lo: LO bytes, and 1024 for the rounding up).
-template <int BM_, int BN_, int WARPS_M_, int WARPS_N_, int WG_ = 0> struct TcTile {
+// STAGES_: the cp.async pipeline's stages (TC_STAGES but in an A/B build: TC_WIDE_STAGES).
+template <int BM_, int BN_, int WARPS_M_, int WARPS_N_, int WG_ = 0, int STAGES_ = TC_STAGES> struct TcTile {
     enum {
         BM = BM_, BN = BN_, WARPS_M = WARPS_M_, WARPS_N = WARPS_N_, THREADS = 32 * WARPS_M_ * WARPS_N_, WG = WG_,
+        STAGES = STAGES_,
         MI = BM_ / WARPS_M_ / 16,  // m16 tiles per warp
         NI = BN_ / WARPS_N_ / 8,   // n8 tiles per warp (even: B is loaded two tiles per ldmatrix.x4)
         LO = WG_ == TC_3XTF32 ? (BM_ + BN_) * TC_BK * 4 : 0,
-        SMEM = TC_STAGES * ((BM_ + BN_) * TC_BK * 4 + TC_BK * TC_KTAB_BYTES) + (BM_ + BN_) * TC_HANDLE_BYTES +
+        SMEM = STAGES_ * ((BM_ + BN_) * TC_BK * 4 + TC_BK * TC_KTAB_BYTES) + (BM_ + BN_) * TC_HANDLE_BYTES +
                (WG_ ? 1024 : 0) + (LO ? LO + 1024 : 0)
     };
     static_assert(!WG_ || (WARPS_M_ * 16 == BM_ && WARPS_N_ == 1 && BN_ % 64 == 0),
@@ -125,7 +127,15 @@ typedef TcTile<32, 128, 1, 4> TcNarrow;
 // layers): TcSmall's 32 x 32 warp tiles issue ~16 loop instructions per
 // HMMA (ldmatrix, conversions and the fetch shared by 8 HMMA a k-slice),
 // a 32 x 64 warp tile 16 HMMA a k-slice for half as many A fragments.
-typedef TcTile<64, 128, 2, 2> TcWide;
+// GPUCNN_TC64W_STAGES (an A/B build, gpucnn/runtime/loader.py's BUILD): the wide tile's stages,
+// 2 where 3 (55 KiB of shared memory where 79: 4 blocks fit sm_90's 228 KiB where 2 did), and
+// TcBlocks asks ptxas for 3 blocks (its tf32 kernels 134-150 registers where 168-186, no spill).
+#ifdef GPUCNN_TC64W_STAGES
+#define TC_WIDE_STAGES GPUCNN_TC64W_STAGES
+#else
+#define TC_WIDE_STAGES TC_STAGES
+#endif
+typedef TcTile<64, 128, 2, 2, 0, TC_WIDE_STAGES> TcWide;
 // Hopper's warpgroup MMA (wgmma, sm_90a) on the 128 and wide tiles' shapes: two warpgroups of
 // 64 x 128, and one. A warp's k-step issues no ldmatrix, conversion of fragments or HMMA: 4
 // wgmma m64n128k8 (a k-slice each; 12 in 3xTF32) read both operands from the
@@ -141,12 +151,12 @@ __device__ __align__(16) float tc_zero_src[4];
 
 // The block's shared memory (dynamic: 3 stages of a 128 x 128 tile exceed the
 // 48 KiB a static declaration may have). rows/cols: the Op's handles of the
-// tile's rows and columns; ktab: the k-table entries of TC_STAGES steps.
+// tile's rows and columns; ktab: the k-table entries of Tile::STAGES steps.
 template <typename Tile, typename Op> struct TcSmem {
     typedef typename GemmKTabArg<typename GemmKTab<Op>::type>::type E;
-    __align__(16) float a[TC_STAGES][Tile::BM * TC_BK];
-    __align__(16) float b[TC_STAGES][Tile::BN * TC_BK];
-    __align__(16) E ktab[TC_STAGES][TC_BK];
+    __align__(16) float a[Tile::STAGES][Tile::BM * TC_BK];
+    __align__(16) float b[Tile::STAGES][Tile::BN * TC_BK];
+    __align__(16) E ktab[Tile::STAGES][TC_BK];
     typename Op::Row rows[Tile::BM];
     typename Op::Col cols[Tile::BN];
 };
@@ -463,19 +473,19 @@ __device__ void tc_tile(const Op& op, TcSmem<Tile, Op>& sm, int m0, int n0, int 
     };
     // 16-byte runs need every 4-k chunk inside or outside [kbeg, kend) whole
     const bool whole = kbeg % 4 == 0 && kend % 4 == 0, runs_a = whole && tc_runs_a(op), runs_b = whole && tc_runs_b(op);
-    // The k-table of step s into buffer s % TC_STAGES, one entry a lane of warp 0, or of warp s % WARPS
+    // The k-table of step s into buffer s % Tile::STAGES, one entry a lane of warp 0, or of warp s % WARPS
     // where the Op's entries are costly (TcRotate).
     static_assert(TC_BK == 32, "a warp builds a step's k-table, one entry a lane");
     const auto ktab = [&](int s) {
         if constexpr (KT::USED) {
             const int i = TcRotate<Op>::KTAB ? t % 32 : t, k = kbeg + s * TC_BK + i;  // entry i of the step
             if ((TcRotate<Op>::KTAB ? warp == s % (Tile::THREADS / 32) : t < TC_BK) && s < steps)
-                sm.ktab[s % TC_STAGES][i] = k < kend ? op.ktab(k) : tc_ktab_past(op, kend);
+                sm.ktab[s % Tile::STAGES][i] = k < kend ? op.ktab(k) : tc_ktab_past(op, kend);
         }
     };
-    const auto fetch = [&](int s) {  // step s into stage s % TC_STAGES, as one commit group
+    const auto fetch = [&](int s) {  // step s into stage s % Tile::STAGES, as one commit group
         if (s < steps) {
-            const int k0 = kbeg + s * TC_BK, st = s % TC_STAGES;
+            const int k0 = kbeg + s * TC_BK, st = s % Tile::STAGES;
             tc_fetch<TcRuns<Op>::A, TcGatherQ<Op>::Q, false, Tile::BM, Tile::THREADS>(runs_a, sm.a[st], sm.rows, sm.ktab[st], m0, op.M, k0,
                                                              kend, geta);
             tc_fetch<TcRuns<Op>::B, TcGatherQ<Op>::Q, TcNone<Op>::B, Tile::BN, Tile::THREADS>(runs_b, sm.b[st], sm.cols, sm.ktab[st], n0, op.N, k0,
@@ -493,12 +503,12 @@ __device__ void tc_tile(const Op& op, TcSmem<Tile, Op>& sm, int m0, int n0, int 
     for (int r = t; r < Tile::BM; r += Tile::THREADS) sm.rows[r] = op.row(m0 + r < op.M ? m0 + r : 0);
     for (int c = t; c < Tile::BN; c += Tile::THREADS) sm.cols[c] = tc_col(op, n0 + c);
 #pragma unroll
-    for (int s = 0; s < TC_STAGES; ++s) ktab(s);
+    for (int s = 0; s < Tile::STAGES; ++s) ktab(s);
     __syncthreads();  // handles and the first k-tables are complete
 #pragma unroll
-    for (int s = 0; s < TC_STAGES - 1; ++s) fetch(s);
+    for (int s = 0; s < Tile::STAGES - 1; ++s) fetch(s);
     for (int j = 0; j < steps; ++j) {
-        cp_async_wait<TC_STAGES - 2>();  // this thread's copies of step j have landed
+        cp_async_wait<Tile::STAGES - 2>();  // this thread's copies of step j have landed
         __syncthreads();  // everyone's have; everyone is done with step j - 1's stage
         if constexpr (Tile::WG == TC_TF32) {
             // step j's stage rounded while step j - 1's wgmma may still run (they touch different
@@ -508,30 +518,30 @@ __device__ void tc_tile(const Op& op, TcSmem<Tile, Op>& sm, int m0, int n0, int 
             // and rounding, where the order below (3xTF32: its one buffer of small parts, which
             // the next rounding rewrites, must be read first) waits for it at once.
             static_assert(MODE == TC_TF32, "a warpgroup tile runs its own math mode");
-            tc_round_stage<MODE, Tile>(sm.a[j % TC_STAGES], sm.b[j % TC_STAGES], tc_lo(sm));
+            tc_round_stage<MODE, Tile>(sm.a[j % Tile::STAGES], sm.b[j % Tile::STAGES], tc_lo(sm));
             fence_proxy_async();  // the rounded words visible to wgmma (the async proxy)
             wgmma_wait<0>(*reinterpret_cast<float(*)[Tile::NI * 4]>(&acc[0][0][0]));
             __syncthreads();
-            fetch(j + TC_STAGES - 1);
-            tc_wg_issue<MODE, Tile>(sm.a[j % TC_STAGES], sm.b[j % TC_STAGES], tc_lo(sm), acc);
-            ktab(j + TC_STAGES);
+            fetch(j + Tile::STAGES - 1);
+            tc_wg_issue<MODE, Tile>(sm.a[j % Tile::STAGES], sm.b[j % Tile::STAGES], tc_lo(sm), acc);
+            ktab(j + Tile::STAGES);
             continue;
         }
-        fetch(j + TC_STAGES - 1);
+        fetch(j + Tile::STAGES - 1);
         if constexpr (Tile::WG) {
             static_assert(MODE == Tile::WG, "a warpgroup tile runs its own math mode");
             // step j's stage rounded (a second barrier: every thread's words), its wgmma issued,
             // the next k-table written while they run, then waited for: the next step's barrier
             // frees the stage (and the small parts) for the fetch (and the rounding) that follow it
-            tc_round_stage<MODE, Tile>(sm.a[j % TC_STAGES], sm.b[j % TC_STAGES], tc_lo(sm));
+            tc_round_stage<MODE, Tile>(sm.a[j % Tile::STAGES], sm.b[j % Tile::STAGES], tc_lo(sm));
             fence_proxy_async();  // the rounded words visible to wgmma (the async proxy)
             __syncthreads();
-            tc_wg_issue<MODE, Tile>(sm.a[j % TC_STAGES], sm.b[j % TC_STAGES], tc_lo(sm), acc);
-            ktab(j + TC_STAGES);
+            tc_wg_issue<MODE, Tile>(sm.a[j % Tile::STAGES], sm.b[j % Tile::STAGES], tc_lo(sm), acc);
+            ktab(j + Tile::STAGES);
             wgmma_wait<0>(*reinterpret_cast<float(*)[Tile::NI * 4]>(&acc[0][0][0]));
         } else {
-            tc_warp_step<MODE, Tile>(sm.a[j % TC_STAGES], sm.b[j % TC_STAGES], wm0, wn0, acc);
-            ktab(j + TC_STAGES);
+            tc_warp_step<MODE, Tile>(sm.a[j % Tile::STAGES], sm.b[j % Tile::STAGES], wm0, wn0, acc);
+            ktab(j + Tile::STAGES);
         }
     }
     if constexpr (Tile::WG == TC_TF32) wgmma_wait<0>(*reinterpret_cast<float(*)[Tile::NI * 4]>(&acc[0][0][0]));
@@ -591,11 +601,18 @@ template <int MODE, typename Tile> struct TcRun {
 // sm_90's 228 KiB of shared memory (54.5 KiB and 1 reserved a block) and held every
 // kernel of the tile (conv2d, conv2d_phase, linear) at 110-128 registers without a spill,
 // their k-step loops 2-7 instructions longer (ptxas and the SASS, session 19).
+// GPUCNN_TC64W_STAGES (TcWide's): 3 blocks (in 3xTF32 its forward spills 4 bytes there; the
+// A/B times TF32's).
 template <typename Tile, int BLOCKS> struct TcBlocks {
 #ifdef GPUCNN_TC64_BLOCKS
-    enum { n = Tile::BM == 64 && Tile::BN == 64 && !Tile::WG ? GPUCNN_TC64_BLOCKS : BLOCKS };
+    enum { b64 = Tile::BM == 64 && Tile::BN == 64 && !Tile::WG ? GPUCNN_TC64_BLOCKS : BLOCKS };
 #else
-    enum { n = BLOCKS };
+    enum { b64 = BLOCKS };
+#endif
+#ifdef GPUCNN_TC64W_STAGES
+    enum { n = Tile::BM == 64 && Tile::BN == 128 && !Tile::WG ? 3 : b64 };
+#else
+    enum { n = b64 };
 #endif
 };
 #define TC_KERNEL(Tile, BLOCKS) \

@@ -198,6 +198,23 @@ def test_conv2d_tc_tiles(mode, tile, order, xs, ws, stride, padding, dilation, g
     run_and_check(conv_fn(**kw), conv_args(xs, ws, kw), mode, order, tile)
 
 
+# bench/ab_conv.py's A/B build (gpucnn.bench.variants.CONV, loader.BUILD): its wide tile's pipeline
+# has 2 stages (tc_gemm.cuh's TcWide under GPUCNN_TC64W_STAGES), its launches ask for their shared
+# memory (tc.build_smem), and the stage a step's fetch fills is the one the step before computed
+# from: every pass on it, in both modes, forward and shuffled with the race checks, on the cases
+# that run many steps (across_tiles: 10; stride2_phases: the phase kernel) or gather with tables.
+@pytest.mark.parametrize("mode", MODES[1:])
+@pytest.mark.parametrize("order", ["fwd", "shuf"])
+@pytest.mark.parametrize("xs,ws,stride,padding,dilation,groups",
+                         [c[1:] for c in TC_CONV if c[0] in ("across_tiles", "stride2_phases", "filter_ktab_dilated")],
+                         ids=["across_tiles", "stride2_phases", "filter_ktab_dilated"])
+def test_conv2d_wide_tile_of_the_ab_build(mode, order, xs, ws, stride, padding, dilation, groups):
+    from gpucnn.bench import variants
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    with variants.switches(variants.CONV["more blocks an SM"]):
+        run_and_check(conv_fn(**kw), conv_args(xs, ws, kw), mode, order, tc.WIDE)
+
+
 # TF32 operands rounded to nearest, not truncated, on every tensor-core tile (the mma.sync tiles
 # round fragments, tc_split; the warpgroup tiles the stage in shared memory, tc_round_words): x = w
 # = dy = 1 + 7 * 2^-13 lie 7/8 of a TF32 ulp (2^-10) above 1, so round to nearest makes them

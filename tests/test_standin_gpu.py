@@ -122,8 +122,9 @@ def test_ab_mem_times_each_variant_on_its_own_kernels():
 def test_ab_conv_times_the_tiles_as_built_and_for_more_blocks():
     """bench/ab_conv.py (gpu.sh's 5e): every launch of its "as built" variant comes from a module
     of the usual options and every one of "more blocks an SM" from a module built with
-    -DGPUCNN_TC64_BLOCKS=4 and -DGPUCNN_FFMA_BLOCKS=3, both on the 64 tile's kernels in tf32 and
-    3xtf32 and the FFMA wide tile's in fp32, in each pass; the compile step builds those modules
+    variants.MORE_BLOCKS, on the 64 tile's kernels in tf32 and 3xtf32, the FFMA wide tile's in fp32
+    and the wide tile's in tf32, in each pass; the wide tile's launches ask for its 3 stages' shared
+    memory as built and 2 stages' in the build; the compile step builds those modules
     (bench/gpu_launches.py's jobs) with the options the launches ask for."""
     log, modules = [], []
     with sg.gpu("null") as rt, np.errstate(all="ignore"):
@@ -135,18 +136,28 @@ def test_ab_conv_times_the_tiles_as_built_and_for_more_blocks():
         rt.module = module
         rows = sg._script("ab_conv").rows(0.001, only="cifar-resnet-s2", copies=1)
         jobs = sg._script("gpu_launches")._compile_jobs()
-    switched = ("-DGPUCNN_TC64_BLOCKS=4", "-DGPUCNN_FFMA_BLOCKS=3")
+    from gpucnn.bench import variants
+    from gpucnn.cuda import tc
+    switched = variants.MORE_BLOCKS
+    assert switched == ("-DGPUCNN_TC64_BLOCKS=4", "-DGPUCNN_FFMA_BLOCKS=3", "-DGPUCNN_TC64W_STAGES=2")
     tiles = {(o, k.rsplit("_", 2)[-2]) for f, o, k in modules if f in ("conv2d", "conv2d_phase") and "tf32" in k}
     assert tiles == {(o, m) for o in ((), switched) for m in ("tf32", "3xtf32")}, tiles
-    assert all(k.endswith("_64") for f, o, k in modules if "tf32" in k), modules
+    assert all(k.endswith(("_64", "_tf32_64w")) for f, o, k in modules if "tf32" in k), modules
     names = {k for f, o, k in modules if o == switched}
     assert {"conv2d_forward_tf32_64", "conv2d_backward_data_phase_3xtf32_64", "conv2d_backward_filter_tf32_64",
-            "conv2d_forward_f32", "conv2d_backward_data_phase_f32", "conv2d_backward_filter_f32"} <= names, names
+            "conv2d_forward_f32", "conv2d_backward_data_phase_f32", "conv2d_backward_filter_f32",
+            "conv2d_forward_tf32_64w", "conv2d_backward_data_phase_tf32_64w"} <= names, names
+    # a launch a module lookup (Runtime.function): the wide tile's shared memory by the build's stages
+    assert len(modules) == len(log)
+    wide = {(o, smem) for (f, o, k), (name, grid, block, smem, args) in zip(modules, log) if name.endswith("_64w")}
+    assert wide == {((), tc.smem_bytes("64w")), (switched, tc.smem_bytes("64w", "tf32", 2))}, wide
+    assert tc.smem_bytes("64w") == 80640 and tc.smem_bytes("64w", "tf32", 2) == 55296
     bases = (("conv2d", "conv2d_forward"), ("conv2d_phase", "conv2d_backward_data_phase"))
     assert sorted(j for j in jobs if j[1] == switched) == sorted(
-        (f, switched, f"{b}{p}") for f, b in bases for p in ("_f32", "_tf32_64", "_3xtf32_64"))
-    assert {(r["pass"], r["mode"], r["variant"]) for r in rows} == {
-        (p, m, v) for p in ("forward", "backward_data", "backward_filter") for m in ("tf32", "3xtf32", "fp32")
+        (f, switched, f"{b}{p}") for f, b in bases for p in ("_f32", "_tf32_64", "_3xtf32_64", "_tf32_64w"))
+    assert {(r["pass"], r["mode"], r["tile"], r["variant"]) for r in rows} == {
+        (p, m, t, v) for p in ("forward", "backward_data", "backward_filter")
+        for m, t in (("tf32", "64"), ("3xtf32", "64"), ("fp32", "FFMA"), ("tf32", "64w"))
         for v in ("as built", "more blocks an SM")}
     assert all(r["graph_ms"] > 0 for r in rows)
 
@@ -221,7 +232,7 @@ def test_gpu_script_runs_its_python_steps(tmp_path):
     abc = sg._script("ab_conv")
     labels = [c.label() for c in cases.CONV if cases.matches(abc.CASES, c.label())]
     assert len(labels) == len(abc.CASES.split(","))
-    assert all(f"| {c} | {p} | {m} | {v} |" in ab_conv for c in labels for p in abc.PASSES for m in abc.MODES
+    assert all(f"| {c} | {p} | {m} | {t} | {v} |" in ab_conv for c in labels for p in abc.PASSES for m, t in abc.RUNS
                for v in ("as built", "more blocks an SM")), ab_conv
     steps = json.loads((out / "steps.json").read_text())["train"]
     assert [r["model"] for r in steps] == [m for m, *_ in cases.STEPS] and all(r["ours"]["graph"] for r in steps)

@@ -69,14 +69,28 @@ class Plan:
     smem: int = 0  # dynamic shared memory per block
 
 
-def smem_bytes(edge: int, mode: str = "tf32") -> int:
+def smem_bytes(edge: int, mode: str = "tf32", stages: int = STAGES) -> int:
     """TcTile<rows, columns>::SMEM of tile ``edge``: pipeline stages, k-tables and handles (and a
     warpgroup tile's 1024 bytes for the alignment of wgmma's operands, tc_smem, and in 3xtf32 its
     stage's small parts and 1024 more for their alignment, tc_lo)."""
     bm, bn = TC_TILES[edge][:2]
     lo = (bm + bn) * TC_K * 4 + 1024 if edge in WG_TILES and mode == "3xtf32" else 0
-    return (STAGES * ((bm + bn) * TC_K * 4 + TC_K * KTAB_BYTES) + (bm + bn) * HANDLE_BYTES
+    return (stages * ((bm + bn) * TC_K * 4 + TC_K * KTAB_BYTES) + (bm + bn) * HANDLE_BYTES
             + (1024 if edge in WG_TILES else 0) + lo)
+
+
+_WIDE_STAGES = "-DGPUCNN_TC64W_STAGES="
+
+
+def build_smem(plan: Plan) -> int:
+    """The dynamic shared memory ``plan``'s kernel takes in the A/B build set now (loader.BUILD):
+    a wide tile's of GPUCNN_TC64W_STAGES stages (tc_gemm.cuh's TcWide), else plan.smem. The launch
+    asks for it (gemm.launch_gemm), so the build's blocks an SM are not capped by a 3-stage size."""
+    stages = [int(o[len(_WIDE_STAGES):]) for o in loader.BUILD if o.startswith(_WIDE_STAGES)]
+    tile = loader.tile_of(plan.name)
+    if stages and tile and tile[1] == WIDE:
+        return smem_bytes(WIDE, tile[0], stages[-1])
+    return plan.smem
 
 
 # Compute capabilities whose blocks may have more than 99 KiB of shared memory
