@@ -129,7 +129,7 @@ typedef TcTile<32, 128, 1, 4> TcNarrow;
 // a 32 x 64 warp tile 16 HMMA a k-slice for half as many A fragments.
 // GPUCNN_TC64W_STAGES (an A/B build, gpucnn/runtime/loader.py's BUILD): the wide tile's stages,
 // 2 where 3 (55 KiB of shared memory where 79: 4 blocks fit sm_90's 228 KiB where 2 did), and
-// TcBlocks asks ptxas for 3 blocks (its tf32 kernels 134-150 registers where 168-186, no spill).
+// TcBlocks asks ptxas for 3 blocks (its tf32 kernels 132-154 registers where 168-186, no spill).
 #ifdef GPUCNN_TC64W_STAGES
 #define TC_WIDE_STAGES GPUCNN_TC64W_STAGES
 #else
@@ -377,8 +377,8 @@ template <int MODE, typename Tile> __device__ __forceinline__ void tc_round_stag
 // One k-step of a warpgroup tile (Tile::WG): warpgroup g = warp / 4 multiplies A's rows 64 g ..
 // 64 g + 63 by all BN columns of B, 4 k-slices x one wgmma m64n128k8 (BN = 128: A's 64 x 8 read
 // once a slice, where two m64n64k8 over B's halves read it twice, 32 KiB of the stage a step
-// against 24; another BN would take BN / 64 of m64n64k8), from the stage's tc_swz rows (the 128-byte swizzle's layout, each stage 1024-byte
-// aligned: tc_smem), issued and committed as one group: the caller waits (wgmma_wait) before the
+// against 24; another BN would take BN / 64 of m64n64k8), from the stage's tc_swz rows (the
+// 128-byte swizzle's layout, each stage 1024-byte aligned: tc_smem), issued and committed as one group: the caller waits (wgmma_wait) before the
 // accumulators or the stage are used again. In 3xTF32 (MODE) each is three, small terms first as
 // tc_warp_step's: A's small parts by B, A by B's small parts (both from lo, tc_round_stage's),
 // then A by B. Warp w's part of instruction h is acc[0][WN / 8 h ..] (mma.cuh's table: d[4 j + i] is
@@ -483,6 +483,8 @@ __device__ void tc_tile(const Op& op, TcSmem<Tile, Op>& sm, int m0, int n0, int 
                 sm.ktab[s % Tile::STAGES][i] = k < kend ? op.ktab(k) : tc_ktab_past(op, kend);
         }
     };
+    // a warpgroup tile's wait for its wgmma in flight (the accumulators fenced: wgmma_wait)
+    const auto wg_wait = [&] { wgmma_wait<0>(*reinterpret_cast<float(*)[Tile::NI * 4]>(&acc[0][0][0])); };
     const auto fetch = [&](int s) {  // step s into stage s % Tile::STAGES, as one commit group
         if (s < steps) {
             const int k0 = kbeg + s * TC_BK, st = s % Tile::STAGES;
@@ -520,7 +522,7 @@ __device__ void tc_tile(const Op& op, TcSmem<Tile, Op>& sm, int m0, int n0, int 
             static_assert(MODE == TC_TF32, "a warpgroup tile runs its own math mode");
             tc_round_stage<MODE, Tile>(sm.a[j % Tile::STAGES], sm.b[j % Tile::STAGES], tc_lo(sm));
             fence_proxy_async();  // the rounded words visible to wgmma (the async proxy)
-            wgmma_wait<0>(*reinterpret_cast<float(*)[Tile::NI * 4]>(&acc[0][0][0]));
+            wg_wait();
             __syncthreads();
             fetch(j + Tile::STAGES - 1);
             tc_wg_issue<MODE, Tile>(sm.a[j % Tile::STAGES], sm.b[j % Tile::STAGES], tc_lo(sm), acc);
@@ -538,13 +540,13 @@ __device__ void tc_tile(const Op& op, TcSmem<Tile, Op>& sm, int m0, int n0, int 
             __syncthreads();
             tc_wg_issue<MODE, Tile>(sm.a[j % Tile::STAGES], sm.b[j % Tile::STAGES], tc_lo(sm), acc);
             ktab(j + Tile::STAGES);
-            wgmma_wait<0>(*reinterpret_cast<float(*)[Tile::NI * 4]>(&acc[0][0][0]));
+            wg_wait();
         } else {
             tc_warp_step<MODE, Tile>(sm.a[j % Tile::STAGES], sm.b[j % Tile::STAGES], wm0, wn0, acc);
             ktab(j + Tile::STAGES);
         }
     }
-    if constexpr (Tile::WG == TC_TF32) wgmma_wait<0>(*reinterpret_cast<float(*)[Tile::NI * 4]>(&acc[0][0][0]));
+    if constexpr (Tile::WG == TC_TF32) wg_wait();
     __syncthreads();  // the shared memory is free for the caller's next tile
 }
 

@@ -31,8 +31,10 @@ PARTED = ("conv2d", "conv2d_phase", "linear")
 # -D options that Runtime.function adds to the options of PARTED's families' modules while it is
 # set (switch_options), so its kernels come from modules of their own. The ones the sources read:
 # GPUCNN_TC64_BLOCKS, the blocks an SM that the tensor-core 64 tile's kernels ask of ptxas on sm_90
-# (tc_gemm.cuh's TC_KERNEL), and GPUCNN_FFMA_BLOCKS, those of the FFMA wide float tile's forward
-# and backward-data kernels (gemm.cuh's GEMM_ENTRY_AB).
+# (tc_gemm.cuh's TC_KERNEL); GPUCNN_FFMA_BLOCKS, those of the FFMA wide float tile's forward and
+# backward-data kernels (gemm.cuh's GEMM_ENTRY_AB); GPUCNN_TC64W_STAGES, the tensor-core wide
+# tile's pipeline stages (tc_gemm.cuh's TcWide, then 3 blocks an SM; its launches ask for that
+# build's shared memory: gpucnn.cuda.tc.build_smem).
 BUILD: tuple[str, ...] = ()
 _TILE_SUFFIX = re.compile(r"_((?:3x)?tf32)_(\d+[wg]?)$")
 
