@@ -1,19 +1,20 @@
-"""A/B of the GEMM tiles' occupancy on a GPU: the kernels as built and built
-for more blocks an SM (gpucnn.bench.variants.CONV: the tensor-core 64 tile's
-4, the FFMA wide tile's forward and backward data 3, the tensor-core wide
-tile's 3 with 2 pipeline stages), each convolution pass of a few cases in
-tf32 and 3xtf32 on the 64 tile (forced), in fp32 on the FFMA wide (64-row)
-tile and in tf32 on the wide tile (forced), both builds timed side by side in
-one process, interleaved and replayed from a CUDA graph (gpucnn.bench.timing:
-the device's time alone).
+"""A/B of the GEMM tiles' occupancy on a GPU: the kernels as built and in two
+other builds (gpucnn.bench.variants.CONV: "fewer blocks an SM", session 19's
+FFMA wide tile at 2 blocks and TF32's tensor-core wide tile at 3 stages and 2
+blocks; "more blocks an SM", the tensor-core 64 tile at 4 blocks), each
+convolution pass of a few cases in tf32 and 3xtf32 on the 64 tile (forced),
+in fp32 on the FFMA wide (64-row) tile and in tf32 on the wide tile (forced),
+every build timed side by side in one process, interleaved and replayed from
+a CUDA graph (gpucnn.bench.timing: the device's time alone). A build that
+leaves a row's kernels as they are times the run's noise there.
 
     python bench/ab_conv.py [--budget SECONDS] [--only CASES]
 
-The launches are the same in both (grid, splits: gpucnn.cuda.tc counts the
-tiles' blocks an SM as built); only the kernels' registers, and so how many
+The launches are the same in every build (grid, splits: gpucnn.cuda.tc counts
+the tiles' blocks an SM as built); only the kernels' registers, and so how many
 blocks share an SM, differ (and the wide tile's shared memory, which the launch
 asks for as the build has it: tc.build_smem). bench/gpu.sh runs it as step 5e, after step 2c
-has compiled both builds (bench/gpu_launches.py's compile jobs); the stand-in
+has compiled the builds (bench/gpu_launches.py's compile jobs); the stand-in
 CuPy (bench/standin_gpu.py) runs it in CI.
 """
 from __future__ import annotations
@@ -42,7 +43,7 @@ def rows(budget: float, only: str = CASES, copies: int = 2) -> list[dict]:
 
 
 def groups(budget: float, only: str = CASES, copies: int = 2):
-    """Each case, pass, mode and tile's rows (both builds) as they are timed: a step cut short by
+    """Each case, pass, mode and tile's rows (every build) as they are timed: a step cut short by
     its time box keeps the table printed so far."""
     for case in (c for c in cases.CONV if cases.matches(only, c.label())):
         for direction in PASSES:

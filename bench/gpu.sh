@@ -3,7 +3,9 @@
 # installed; no package registry), from the repository root:
 #   bash bench/gpu.sh [OUTDIR]        (default: $OUT, else bench/results/<date>)
 # Steps, in this order, each time-boxed and logged, a failing step never
-# stopping the next (530 s at most in all, plus the time-outs' 10 s grace). The first run, on an
+# stopping the next (530 s at most in all, plus the time-outs' 10 s grace; the boxes set anew
+# from the third run's times, bench/results/gpu-2026-11-30-s20, where step 3 ran out at 45 s and
+# 7b at 30). The first run, on an
 # H200 on 2026-11-29 (bench/results/gpu-2026-11-29), took 5 s for step 2 and 112 s for the conv2d
 # family's NVRTC compile, which then starved every later step; the loader now builds conv2d and
 # conv2d_phase (and linear) a part at a time (loader.PARTED: 4 s or less a part on the VM). The
@@ -14,7 +16,7 @@
 #                                                           layouts and descriptors in seconds)
 #   2b our host launch path on this host's CPU      10 s   [2] (bench/host_path.py: calibrates model_consts'
 #                                                           HOST_SPEED, measured on a 2-core VM)
-#   2c every kernel module compiled, in parallel    30 s   [16] (bench/gpu_launches.py compile, with the 8
+#   2c every kernel module compiled, in parallel    40 s   [16; 26 in the third run] (bench/gpu_launches.py compile, with the 8
 #                                                           parts step 5e's A/B build launches: a process a
 #                                                           family or part fills CuPy's disk cache, which
 #                                                           the later steps read; 40 modules)
@@ -23,19 +25,20 @@
 #     launch, our module lookup, each op; cProfile        and the device; the table goes into
 #                                                           summary.txt; after 2c, whose
 #                                                           compiles CuPy's disk cache keeps)
-#   3 the GPU test suite (pytest -m gpu)            45 s   [23]
-#   4 compute-sanitizer memcheck, racecheck          30 + 25 s [2, 12] (bench/gpu_launches.py small)
-#   5a the memory-bound rows (ReLU, pooling, batch   30 s   [20] (the model's open verdicts: measured first)
+#   3 the GPU test suite (pytest -m gpu)            90 s   [23; the third cut at 45 s after 599 of 1007
+#     tests, in a capture test: each test now has 20 s (pytest-timeout), so a hang fails one test]
+#   4 compute-sanitizer memcheck, racecheck          15 + 25 s [2, 12] (bench/gpu_launches.py small)
+#   5a the memory-bound rows (ReLU, pooling, batch   35 s   [20; 24] (the model's open verdicts: measured first)
 #     norm, bias gradient)
 #   5 the convolution rows, in each math mode        55 s   [34] (GPU backends only: with the default ones,
 #                                                           CPU peers included, it had not finished
 #                                                           after 185 s on the H200)
-#   5b the fused rows (conv+bias+ReLU, batch norm    25 s   [9] (after 5, whose compiled kernels CuPy's
+#   5b the fused rows (conv+bias+ReLU, batch norm    20 s   [9; 10] (after 5, whose compiled kernels CuPy's
 #     + ReLU) against the separate passes                   disk cache keeps)
 #   5c every convolution case autotuned (--algo      55 s   [19 for 8 cases] (where the tuned time beats
 #     autotune), 3xtf32 and tf32                            step 5's, the heuristic guessed wrong; each
 #                                                           candidate timed until 2 ms, autotune._time)
-#   5d A/B of memory-bound kernel variants:         30 s   (bench/ab_mem.py, gpucnn.bench.variants:
+#   5d A/B of memory-bound kernel variants:         25 s   [18]   (bench/ab_mem.py, gpucnn.bench.variants:
 #     side by side in one process, called and in           pooling forward's stride-2 pair kernels
 #     a CUDA graph; the table goes into summary.txt        against the generic ones; the reductions
 #                                                           (batch norm's statistics and backward, the
@@ -43,25 +46,22 @@
 #                                                           four; the statistics through a cp.async ring
 #                                                           too; each with a same-size copy; new in
 #                                                           session 16; step 4 runs them all, small)
-#   5e A/B of the GEMM tiles' occupancy: as built   35 s   (bench/ab_conv.py, variants.CONV: the tensor-core
-#     and built for more blocks an SM (the 64 tile        64 tile's kernels ask ptxas for 4 blocks an SM
-#     forced in tf32 and 3xtf32, the wide tile in         where 3 fit (<= 128 registers, no spill), the
-#     tf32, the FFMA tile in fp32) on 4 cases, 3           FFMA tile's forward and backward data for 3
-#     passes, in a graph; the table goes into              where 2 fit (79-80 registers, no spill, the same
-#     summary.txt, a row as it is timed                    loop), the wide tile's for 3 where 2 fit, with 2
-#                                                          pipeline stages where 3 (55 KiB of shared memory
-#                                                          where 79; 132-154 registers); both builds
-#                                                          compiled by step 2c; new in session 19: the H200
-#                                                          run found the tiles at 12-25% occupancy)
-#   6 the training-step rows (lenet, vgg-small,     65 s   [12: failed, fixed since]
+#   5e A/B of the GEMM tiles' occupancy: as built   25 s   [7, two builds] (bench/ab_conv.py, variants.CONV:
+#     and in two other builds (the 64 tile forced           "fewer blocks an SM", session 19's FFMA tile at
+#     in tf32 and 3xtf32, the wide tile in tf32,            2 blocks and TF32's wide tile at 3 stages, 2
+#     the FFMA tile in fp32) on 4 cases, 3 passes,          blocks, which the third run timed the other way
+#     in a graph; the table goes into summary.txt,          round and session 20 made the default for 3 and
+#     a row as it is timed                                  2; "more blocks an SM", the tensor-core 64 tile
+#                                                           at 4 where 3; all compiled by step 2c)
+#   6 the training-step rows (lenet, vgg-small,     30 s   [12: failed, fixed since; 16]
 #     resnet20 at batch 128 against PyTorch eager; torch.compile's own compile left out for time)
-#   7 ncu on the conv forward kernels of each mode   30 s   [10] (bench/gpu_launches.py large)
-#     (the tile each picks, tf32's wide warpgroup and mma.sync tiles, and fp32's and tf32's built for more blocks
-#     an SM, step 5e's A/B build) and deepspeech's backward-data window
+#   7 ncu on the conv forward kernels of each mode   25 s   [10; 13] (bench/gpu_launches.py large)
+#     (the tile each picks, tf32's wide warpgroup and mma.sync tiles, fp32's in step 5e's fewer blocks build and
+#     tf32's 64 tile in its more blocks build) and deepspeech's backward-data window
 #     and fold kernels (mma.sync and, forced, wgmma), batch norm's statistics (one wave, four, and the cp.async
 #     ring) and the bias gradient on 33.6 MB, and
 #     max pooling 3x3/2 (forward and backward) and batch norm's apply on 102.8 MB
-#   7b ncu's full set (stall reasons, L1 and shared   30 s   (new in session 18: the tf32 tiles ran at 18% of
+#   7b ncu's full set (stall reasons, L1 and shared   45 s   (new in session 18: the tf32 tiles ran at 18% of
 #     memory wavefronts by instruction, instruction        occupancy with L1 at 72% and the SMs at 36%, the
 #     mix) on 12 of step 7's launches: the FFMA tile,      statistics at 42% of DRAM throughput, and the
 #     the 64 tile in tf32 and 3xtf32 (both, and tf32's,    SpeedOfLight section cannot say what binds them;
@@ -102,32 +102,32 @@ step() {  # step NAME SECONDS COMMAND...: run it under timeout, log it, note its
 step 1-device 10 bash -c "nvidia-smi; $PY -c 'import cupy, numpy, torch; print(\"cupy\", cupy.__version__, \"numpy\", numpy.__version__, \"torch\", torch.__version__, \"cudnn\", torch.backends.cudnn.version())'; $PY -m gpucnn.cli info"
 step 2-primitives 15 "$PY" -m pytest -v -m gpu -p no:cacheprovider tests/test_mma_prims.py tests/test_wgmma_prims.py
 step 2b-host 10 "$PY" bench/host_path.py --calls 100 --samples 3
-step 2c-compile 30 "$PY" bench/gpu_launches.py compile
+step 2c-compile 40 "$PY" bench/gpu_launches.py compile
 step 2d-host-cupy 10 "$PY" bench/host_cupy.py
-step 3-gpu-tests 45 "$PY" -m pytest -v -m gpu -p no:cacheprovider --maxfail=20 tests
-step 4a-memcheck 30 compute-sanitizer --tool memcheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
+step 3-gpu-tests 90 "$PY" -m pytest -v -m gpu -p no:cacheprovider --maxfail=20 --timeout=20 tests
+step 4a-memcheck 15 compute-sanitizer --tool memcheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
 step 4b-racecheck 25 compute-sanitizer --tool racecheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
 peers=${GPU_SH_PEERS-torch-cudnn,torch-cudnn-tf32}  # PyTorch's cuDNN, strict then TF32 (the stand-in has no CUDA PyTorch: empty)
 strict=${peers%%,*}
 modes=gpucnn-cuda-3xtf32${peers:+,$peers},gpucnn-cuda-tf32,gpucnn-cuda-fp32
 convs=$("$PY" -c 'from gpucnn.bench.cases import CONV; print(",".join(c.name for c in CONV))')
-step 5a-mem 30 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
+step 5a-mem 35 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
     --out "$logs/mem" --backends "gpucnn-cuda${strict:+,$strict}" --only relu,pool,batchnorm,bias_grad
 step 5-bench 55 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
     --out "$logs/bench" --backends "$modes" --only "$convs"
-step 5b-fused 25 "$PY" -m gpucnn.cli bench --device cuda --fused-only --no-progress --budget 0.3 \
+step 5b-fused 20 "$PY" -m gpucnn.cli bench --device cuda --fused-only --no-progress --budget 0.3 \
     --out "$logs/fused" --backends "$modes"
 step 5c-autotune 55 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
     --out "$logs/tuned" --backends "gpucnn-cuda-3xtf32${peers:+,$peers},gpucnn-cuda-tf32" --algo autotune \
     --only "$convs"
-step 5d-ab 30 "$PY" bench/ab_mem.py --budget 0.15
-step 5e-ab-conv 35 "$PY" bench/ab_conv.py --budget 0.1
-step 6-steps 65 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-torch-compile --no-progress \
+step 5d-ab 25 "$PY" bench/ab_mem.py --budget 0.15
+step 5e-ab-conv 25 "$PY" bench/ab_conv.py --budget 0.1
+step 6-steps 30 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-torch-compile --no-progress \
     --out "$logs/steps"
-step 7-ncu 30 ncu --clock-control none \
+step 7-ncu 25 ncu --clock-control none \
     --kernel-name regex:"conv2d_forward_(f32|tf32_|3xtf32_)|depthwise_backward_data_window_f32|conv2d_fold_|batchnorm_(stats|stats_async|forward)_f32|conv2d_bias_grad_f32|max_pool2d_(forward_s2|backward)_f32" \
     --launch-count 18 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
-step 7b-ncu-full 30 ncu --clock-control none --set full \
+step 7b-ncu-full 45 ncu --clock-control none --set full \
     --kernel-name regex:"conv2d_forward_(f32|(tf32|3xtf32)_64[wg]?)$|batchnorm_(stats|forward)_f32|max_pool2d_forward_s2_f32" \
     --launch-count 12 "$PY" bench/gpu_launches.py large
 

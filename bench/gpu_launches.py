@@ -167,13 +167,14 @@ def large() -> bool:
         err = float(cp.abs(y - want).max() / cp.abs(want).max())
         print(f"resnet-3x3 forward tf32 tile {edge}: relative difference from fp32 {err:.2e}")
         ok &= err < 3e-3
-    # And the tiles fp32 and tf32 pick for it (the FFMA tile, the 64 tile) built for more blocks an
-    # SM (step 5e's A/B build, variants.CONV): ncu's occupancy and stall reasons of both builds.
-    for mode, tol in (("fp32", 1e-5), ("tf32", 3e-3)):
-        with gpucnn.math_mode(mode), tc.force_tile(64), variants.switches(variants.CONV["more blocks an SM"]):
+    # And in step 5e's other builds (variants.CONV): the FFMA tile at session 19's 2 blocks an SM
+    # ("fewer blocks"), and the 64 tile in tf32 at 4 ("more blocks"): ncu's occupancy and stall
+    # reasons of each build beside the ones above.
+    for mode, tol, build in (("fp32", 1e-5, "fewer blocks an SM"), ("tf32", 3e-3, "more blocks an SM")):
+        with gpucnn.math_mode(mode), tc.force_tile(64), variants.switches(variants.CONV[build]):
             y = gpucnn.conv2d(x, w, padding=1)
         err = float(cp.abs(y - want).max() / cp.abs(want).max())
-        print(f"resnet-3x3 forward {mode}, built for more blocks an SM: relative difference from fp32 {err:.2e}")
+        print(f"resnet-3x3 forward {mode}, built for {build}: relative difference from fp32 {err:.2e}")
         ok &= err < tol
     # deepspeech (bench/gpucnn/bench/cases.py): the window kernel and, in tf32, the fold kernel
     # (kernels/conv2d_fold.cu) against the direct one.

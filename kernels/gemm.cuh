@@ -96,16 +96,17 @@ template <typename S, typename T> struct GemmBlocks {
     enum { n = S::BLOCKS > 2 && sizeof(T) == 8 ? 3 : S::BLOCKS };
 };
 
-// GPUCNN_FFMA_BLOCKS (an A/B build, gpucnn/runtime/loader.py's BUILD): the blocks an SM that the
-// wide float tile's kernels entered by GEMM_ENTRY_AB (conv2d's forward and backward data) ask
-// for instead: 3 held them at 79-80 registers without a spill (ptxas, sm_90, session 19; the
-// filter gradient's spilled 16 bytes, so it keeps GEMM_ENTRY).
-template <typename S, typename T> struct GemmBlocksAB {
-#ifdef GPUCNN_FFMA_BLOCKS
-    enum { n = S::THREADS == 256 && sizeof(T) == 4 ? GPUCNN_FFMA_BLOCKS : GemmBlocks<S, T>::n };
-#else
-    enum { n = GemmBlocks<S, T>::n };
+// The wide float tile's kernels entered by GEMM_ENTRY_AB (conv2d's forward and backward data)
+// ask for 3 blocks an SM: 79-80 registers without a spill (ptxas, sm_90), where 2 let them hold
+// 101-115. On the H200 (bench/results/gpu-2026-11-30-s20, step 5e, where this was the A/B build)
+// that took 0.86-0.92 of the 2-block time on cifar-resnet and resnet-3x3, 1.00-1.06 on
+// cifar-resnet-s2 and resnet-7x7x512. The filter gradient's spilled 16 bytes at 3, so it keeps
+// GEMM_ENTRY. GPUCNN_FFMA_BLOCKS (an A/B build, gpucnn/runtime/loader.py's BUILD) sets the count.
+#ifndef GPUCNN_FFMA_BLOCKS
+#define GPUCNN_FFMA_BLOCKS 3
 #endif
+template <typename S, typename T> struct GemmBlocksAB {
+    enum { n = S::THREADS == 256 && sizeof(T) == 4 ? GPUCNN_FFMA_BLOCKS : GemmBlocks<S, T>::n };
 };
 
 // The entry points of tile kernels of shape S on T; GEMM_KERNEL: the wide tile's.

@@ -127,15 +127,20 @@ typedef TcTile<32, 128, 1, 4> TcNarrow;
 // layers): TcSmall's 32 x 32 warp tiles issue ~16 loop instructions per
 // HMMA (ldmatrix, conversions and the fetch shared by 8 HMMA a k-slice),
 // a 32 x 64 warp tile 16 HMMA a k-slice for half as many A fragments.
-// GPUCNN_TC64W_STAGES (an A/B build, gpucnn/runtime/loader.py's BUILD): the wide tile's stages,
-// 2 where 3 (55 KiB of shared memory where 79: 4 blocks fit sm_90's 228 KiB where 2 did), and
-// TcBlocks asks ptxas for 3 blocks (its tf32 kernels 132-154 registers where 168-186, no spill).
+// In TF32 the wide tile runs 2 pipeline stages (55 KiB of shared memory where 3 took 79, so 4
+// blocks fit sm_90's 228 KiB where 2 did) and TcBlocks asks ptxas for 3 blocks an SM (its tf32
+// kernels 132-154 registers where 168-186, no spill): on the H200 (bench/results/
+// gpu-2026-11-30-s20, step 5e, where this was the A/B build) resnet-3x3's forward and
+// backward-data took 0.71 and 0.73 of the 3-stage tile's time, cifar-resnet's 1.00 and 0.93. In
+// 3xTF32 (TcWide3) it keeps 3 stages and 2 blocks: at 3 its forward spills. GPUCNN_TC64W_STAGES
+// (an A/B build, gpucnn/runtime/loader.py's BUILD) sets TF32's stages: 3, as before.
 #ifdef GPUCNN_TC64W_STAGES
 #define TC_WIDE_STAGES GPUCNN_TC64W_STAGES
 #else
-#define TC_WIDE_STAGES TC_STAGES
+#define TC_WIDE_STAGES 2
 #endif
 typedef TcTile<64, 128, 2, 2, 0, TC_WIDE_STAGES> TcWide;
+typedef TcTile<64, 128, 2, 2> TcWide3;
 // Hopper's warpgroup MMA (wgmma, sm_90a) on the 128 and wide tiles' shapes: two warpgroups of
 // 64 x 128, and one. A warp's k-step issues no ldmatrix, conversion of fragments or HMMA: 4
 // wgmma m64n128k8 (a k-slice each; 12 in 3xTF32) read both operands from the
@@ -603,19 +608,14 @@ template <int MODE, typename Tile> struct TcRun {
 // sm_90's 228 KiB of shared memory (54.5 KiB and 1 reserved a block) and held every
 // kernel of the tile (conv2d, conv2d_phase, linear) at 110-128 registers without a spill,
 // their k-step loops 2-7 instructions longer (ptxas and the SASS, session 19).
-// GPUCNN_TC64W_STAGES (TcWide's): 3 blocks (in 3xTF32 its forward spills 4 bytes there; the
-// A/B times TF32's).
+// The wide tile of 2 stages (TcWide in TF32): 3 blocks.
 template <typename Tile, int BLOCKS> struct TcBlocks {
 #ifdef GPUCNN_TC64_BLOCKS
     enum { b64 = Tile::BM == 64 && Tile::BN == 64 && !Tile::WG ? GPUCNN_TC64_BLOCKS : BLOCKS };
 #else
     enum { b64 = BLOCKS };
 #endif
-#ifdef GPUCNN_TC64W_STAGES
-    enum { n = Tile::BM == 64 && Tile::BN == 128 && !Tile::WG ? 3 : b64 };
-#else
-    enum { n = b64 };
-#endif
+    enum { n = Tile::BM == 64 && Tile::BN == 128 && !Tile::WG && Tile::STAGES == 2 ? 3 : b64 };
 };
 #define TC_KERNEL(Tile, BLOCKS) \
     extern "C" __global__ void __launch_bounds__(Tile::THREADS, __CUDA_ARCH__ >= 900 ? TcBlocks<Tile, (BLOCKS)>::n : 1)
@@ -655,7 +655,7 @@ template <typename Tile, int BLOCKS> struct TcBlocks {
 // families whose GEMMs have few rows (gpucnn/cuda/tc.py's NARROW).
 #define TC_NARROW_VARIANTS(DEFINE)                                                                  \
     TC_TILE(DEFINE, tf32_32, TC_TF32, TcNarrow) TC_TILE(DEFINE, 3xtf32_32, TC_3XTF32, TcNarrow)      \
-    TC_TILE(DEFINE, tf32_64w, TC_TF32, TcWide) TC_TILE(DEFINE, 3xtf32_64w, TC_3XTF32, TcWide)
+    TC_TILE(DEFINE, tf32_64w, TC_TF32, TcWide) TC_TILE(DEFINE, 3xtf32_64w, TC_3XTF32, TcWide3)
 // The warpgroup tiles' kernels, NAME_tf32_128g, NAME_tf32_64g, NAME_3xtf32_128g and
 // NAME_3xtf32_64g, for the same families: the
 // loader builds them for sm_90a on compute capability 9.0 (loader.ARCH_SPECIFIC), where

@@ -25,10 +25,11 @@ def _geometry(case):
 
 
 # bench case -> (family, splits) for forward, backward-data, backward-filter on 132 SMs.
-# Splits minimise waves x (k-steps per part + 2) over 264 GEMM slots (2 blocks per SM),
-# 528 for the 32-row tile (4 per SM), or 1056 direct slots (8 per SM); e.g.
-# resnet-7x7x512 forward: 104 tiles of 288 steps, 5 parts = 520 blocks = 2 waves
-# of 58 + 2 steps. GEMMs of at most 32 rows take the 32 x 64 tile (mnist-1 and
+# Splits minimise waves x (k-steps per part + 2) over 396 GEMM slots for the forward
+# and backward-data (the wide tile's 3 blocks per SM, gemm.cuh's GemmBlocksAB), 264
+# for the filter gradient (2 per SM), 528 for the 32-row tile (4 per SM), or 1056
+# direct slots (8 per SM); e.g. resnet-7x7x512 forward: 104 tiles of 288 steps, 11
+# parts = 1144 blocks = 3 waves of 27 + 2 steps (5 parts: 2 waves of 58 + 2). GEMMs of at most 32 rows take the 32 x 64 tile (mnist-1 and
 # deepspeech forward, mnist-2 backward-data: 196 tiles of 100 steps, 5 parts =
 # 980 blocks in 2 waves of 20 + 2 steps). Filter gradients go direct where a
 # GEMM would fill under 15% of its tiles (depthwise: 1 x 9 taps a group;
@@ -45,14 +46,14 @@ def _geometry(case):
 # depthwise (one filter a group) stays direct.
 TABLE = {
     "mnist-1": (("gemm", 1), ("strip", 1), ("gemm", 392)),
-    "mnist-2": (("gemm", 4), ("gemm", 5), ("gemm", 20)),
+    "mnist-2": (("gemm", 2), ("gemm", 5), ("gemm", 20)),
     "cifar-stem": (("gemm", 1), ("strip", 1), ("gemm", 512)),
     "cifar-resnet": (("gemm", 1), ("gemm", 1), ("gemm", 29)),
     "cifar-resnet-s2": (("gemm", 1), ("phase", 1), ("gemm", 11)),
     "resnet-stem": (("gemm", 1), ("strip", 1), ("gemm", 88)),
     "resnet-3x3": (("gemm", 1), ("gemm", 1), ("gemm", 29)),
     "resnet-1x1": (("gemm", 1), ("gemm", 1), ("gemm", 66)),
-    "resnet-7x7x512": (("gemm", 5), ("gemm", 5), ("gemm", 5)),
+    "resnet-7x7x512": (("gemm", 11), ("gemm", 11), ("gemm", 5)),
     "vgg": (("gemm", 1), ("gemm", 1), ("gemm", 44)),
     "1x1-s2": (("gemm", 1), ("phase", 1), ("gemm", 33)),
     "deepspeech": (("gemm", 1), ("window", 1), ("gemm", 262)),
@@ -143,7 +144,7 @@ def test_override(monkeypatch):
     g = _geometry(next(c for c in CONV if c.name == "resnet-3x3"))
     with algo.override("gemm32:2"):  # the 32-row tile forced on 64 filters: two row tiles
         assert [algo.choose(g, p).tile for p in algo.PASSES] == [algo.NARROW_TILE] * 3
-        assert algo.choose(g, "forward", math="tf32").tile == (64, 64, 32)  # tensor cores keep theirs
+        assert algo.choose(g, "forward", math="tf32").tile == (64, 128, 32)  # tensor cores keep theirs (wide)
     with algo.override("gemm64"):
         assert algo.choose(_geometry(next(c for c in CONV if c.name == "deepspeech")), "forward").tile == algo.TILE
     g = _geometry(next(c for c in CONV if c.name == "depthwise"))
@@ -439,6 +440,12 @@ WIDE_TC = {"mnist-2": {"forward", "backward_filter"}, "cifar-stem": {"forward"},
            "resnet-stem": {"forward"}, "resnet-3x3": {"backward_filter"},
            "resnet-7x7x512": {"forward", "backward_data"}, "vgg": {"backward_data", "backward_filter"},
            "1x1-s2": {"forward", "backward_filter"}, "dilated": {"backward_filter"}}
+# On sm_90 TF32's wide tile holds 3 blocks an SM (2 pipeline stages), so it takes the 64-filter
+# layers' forward and backward-data where the 64 tile did (resnet-3x3, dilated, resnet-1x1's
+# backward-data), and GEMMs of over 64 rows and columns take the 128 tile whatever their grid
+# (tc.tc_config; the H200's timings, bench/results/gpu-2026-11-30-s20).
+WIDE_TC_90 = {**WIDE_TC, "cifar-resnet-s2": set(), "resnet-3x3": set(algo.PASSES), "resnet-1x1": {"backward_data"},
+              "resnet-7x7x512": set(), "vgg": {"backward_data"}, "1x1-s2": set(), "dilated": set(algo.PASSES)}
 
 # bench case -> its passes that run the FFMA tile in 3xtf32 (algo.TC3_OVER_FFMA): the filter
 # gradients whose GEMM fills the 64 tensor-core tile at most half as well as the FFMA tile
@@ -466,7 +473,7 @@ def test_wide_tensor_core_tile_in_tf32(case, cc):
     g = _geometry(case)
     choices = {math: {p: algo.choose(g, p, math=math, cc=cc) for p in algo.PASSES} for math in ("tf32", "3xtf32")}
     wide = {math: {p for p, c in by.items() if c.tile[:2] == (64, 128)} for math, by in choices.items()}
-    assert wide == {"tf32": WIDE_TC.get(case.name, set()), "3xtf32": set()}
+    assert wide == {"tf32": (WIDE_TC_90 if cc == 90 else WIDE_TC).get(case.name, set()), "3xtf32": set()}
     for math, passes in wide.items():
         assert {choices[math][p].edge for p in passes} <= {"64w"}
     for p in wide["tf32"] | wide["3xtf32"]:
@@ -478,8 +485,9 @@ def test_phases_take_tensor_cores_in_the_tensor_core_modes(monkeypatch):
     """Stride phases run the tensor-core tile in "tf32" and "3xtf32" (float32),
     the FFMA tile in "fp32" and float64, and the kernel launched is the one chosen."""
     g = _geometry(next(c for c in CONV if c.name == "cifar-resnet-s2"))
-    # its largest phase (4 of 9 taps) alone fills 64 of the 128 tiles (algo._phase): wide in tf32, 64 in 3xtf32
-    for math, cc, edge in (("tf32", 80, "64w"), ("3xtf32", 80, 64), ("tf32", 90, "64w"), ("3xtf32", 90, 64)):
+    # its largest phase (4 of 9 taps) alone fills 64 of the 128 tiles (algo._phase): wide in tf32, 64 in
+    # 3xtf32; on sm_90 tf32 takes the 128 tile (more than 64 rows and columns, tc.tc_config)
+    for math, cc, edge in (("tf32", 80, "64w"), ("3xtf32", 80, 64), ("tf32", 90, 128), ("3xtf32", 90, 64)):
         c = algo.choose(g, "backward_data", math=math, cc=cc)
         assert (c.family, c.math, c.edge, c.tile) == ("phase", math, edge, tc.TC_TILES[edge][:2] + (32,)), c
     assert algo.choose(g, "backward_data", math="fp32") == algo.Choice("phase", algo.TILE)

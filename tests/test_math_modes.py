@@ -198,11 +198,13 @@ def test_conv2d_tc_tiles(mode, tile, order, xs, ws, stride, padding, dilation, g
     run_and_check(conv_fn(**kw), conv_args(xs, ws, kw), mode, order, tile)
 
 
-# bench/ab_conv.py's A/B build (gpucnn.bench.variants.CONV, loader.BUILD): its wide tile's pipeline
-# has 2 stages (tc_gemm.cuh's TcWide under GPUCNN_TC64W_STAGES), its launches ask for their shared
-# memory (tc.build_smem), and the stage a step's fetch fills is the one the step before computed
-# from: every pass on it, in both modes, forward and shuffled with the race checks, on the cases
-# that run many steps (across_tiles: 10; stride2_phases: the phase kernel) or gather with tables.
+# bench/ab_conv.py's "fewer blocks" build (gpucnn.bench.variants.CONV, loader.BUILD): TF32's wide
+# tile with 3 pipeline stages (tc_gemm.cuh's TcWide under GPUCNN_TC64W_STAGES; as built it has 2,
+# which test_conv2d_tc_tiles runs), its launches asking for their shared memory (tc.build_smem), and
+# the stage a step's fetch fills the one the step before computed from: every pass on it, in both
+# modes (3xTF32's TcWide3 has 3 stages either way), forward and shuffled with the race checks, on
+# the cases that run many steps (across_tiles: 10; stride2_phases: the phase kernel) or gather with
+# tables.
 @pytest.mark.parametrize("mode", MODES[1:])
 @pytest.mark.parametrize("order", ["fwd", "shuf"])
 @pytest.mark.parametrize("xs,ws,stride,padding,dilation,groups",
@@ -211,7 +213,7 @@ def test_conv2d_tc_tiles(mode, tile, order, xs, ws, stride, padding, dilation, g
 def test_conv2d_wide_tile_of_the_ab_build(mode, order, xs, ws, stride, padding, dilation, groups):
     from gpucnn.bench import variants
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-    with variants.switches(variants.CONV["more blocks an SM"]):
+    with variants.switches(variants.CONV["fewer blocks an SM"]):
         run_and_check(conv_fn(**kw), conv_args(xs, ws, kw), mode, order, tc.WIDE)
 
 
@@ -393,16 +395,17 @@ def test_tc_config_table(M, N, batches, sms, cc, edge):
     (32, 65, True, "tf32", 32), (32, 64, True, "tf32", 64), (1, 100000, True, "3xtf32", 32),
     (32, 431000, False, "tf32", 64),  # a kernel without the 32-row tile (linear)
     # 64 rows: the wide tile in tf32 where it counts at most 0.85 of the 64 tile: 1024 wide tiles in
-    # 4 waves of 264 x 2 x 8192 x 0.69 against 2048 in 6 of 396 x 3 x 4096 (0.61)
+    # 3 waves of 396 x 3 x 8192 x 0.69 against 2048 in 6 of 396 x 3 x 4096 (0.69)
     (64, 131072, True, "tf32", "64w"), (64, 131072, True, "3xtf32", 64), (64, 131072, False, "tf32", 64),
-    (33, 100000, True, "tf32", "64w"),  # 3 waves x 2 x 8192 x 0.69 against 4 x 3 x 4096 (0.69)
-    (64, 50176, True, "tf32", 64),  # resnet-3x3 forward: 2 waves of each, 0.92
+    (33, 100000, True, "tf32", "64w"),  # 2 waves x 3 x 8192 x 0.69 against 4 x 3 x 4096 (0.69)
+    (64, 50176, True, "tf32", "64w"),  # resnet-3x3 forward: 392 wide tiles in 0.99 of a wave, 0.57
     (64, 147, True, "tf32", 64),  # resnet-stem's filter gradient: 147 columns fill 2 wide tiles 57%: 0.92
     (64, 65, True, "tf32", "64w"),  # one tile of each below a wave: 8192 x 0.69 against 2 x 4096
-    # over 64 rows where the 128 tile is not taken: cifar-resnet-s2's forward, 256 wide tiles in one
-    # wave of 264 x 2 x 8192 x 0.69 against 512 in 2 of 396 x 3 x 4096 (0.47; 128 tiles of 128 < 132 SMs)
-    (256, 8192, True, "tf32", "64w"), (256, 8192, True, "3xtf32", 64), (256, 8192, False, "tf32", 64),
-    (512, 784, True, "tf32", "64w"),  # resnet-7x7x512's forward: 56 wide tiles against 104, both split
+    # over 64 rows and columns a convolution in tf32 takes the 128 tile below two waves too (the
+    # H200's timings, tc_config): cifar-resnet-s2's forward, 128 tiles of 128 for 132 SMs, and
+    # resnet-7x7x512's, 28 (split); in 3xtf32 and without the wide tile (linear), the 64 tile there
+    (256, 8192, True, "tf32", 128), (256, 8192, True, "3xtf32", 64), (256, 8192, False, "tf32", 64),
+    (512, 784, True, "tf32", 128), (512, 784, False, "tf32", 64),
     (256, 50176, True, "tf32", 128),  # 392 tiles of 128 fill the SMs twice: 128 first
     (131072, 64, True, "tf32", 64),  # 64 columns: half of each wide tile empty
 ])
@@ -412,13 +415,13 @@ def test_tc_config_narrow(M, N, narrow, mode, edge):
 
 # With the warpgroup tiles built (sm_90a, tc.wg_built), the 128 tile's shape runs on wgmma in
 # 3xtf32 only, and the wide tile stays on mma.sync ("64w", tf32 only): the H200's timings
-# (bench/results/gpu-2026-11-30, tc's comment) put wgmma's wide tile behind mma.sync's.
+# (bench/results/gpu-2026-11-30 and -s20, tc's comment) put wgmma's wide tile behind mma.sync's.
 @pytest.mark.parametrize("M,N,mode,edge", [
     (4096, 4096, "tf32", 128), (256, 50176, "tf32", 128), (4096, 4096, "3xtf32", "128g"),
-    (64, 131072, "tf32", "64w"), (256, 8192, "tf32", "64w"), (512, 784, "tf32", "64w"),
-    (64, 50176, "tf32", 64),  # resnet-3x3's forward: 2 waves of each, 0.92
+    (64, 131072, "tf32", "64w"), (256, 8192, "tf32", 128), (512, 784, "tf32", 128),
+    (64, 50176, "tf32", "64w"),  # resnet-3x3's forward: 392 wide tiles at 3 an SM, 0.57
     (64, 50176, "3xtf32", 64),  # no wide tile in 3xtf32
-    (128, 128, "tf32", "64w"),  # below a wave: 2 wide tiles at 2 an SM against 4 of 64 at 3
+    (128, 128, "tf32", 128),  # over 64 rows and columns in tf32: the 128 tile, below a wave too
     (32, 65, "tf32", 32), (131072, 64, "tf32", 64), (131072, 64, "3xtf32", 64),
 ])
 def test_tc_config_warpgroup(M, N, mode, edge):
@@ -444,7 +447,7 @@ def test_warpgroup_tiles_only_where_built():
     with gpucnn.math_mode("tf32"), tc.force_tile("64g"), emulation(compute_capability=90):
         p = tc.plan(rt, "conv2d_backward_data_phase", np.float32, 64, 900, 1)
     assert (p.name, p.bm, p.bn, p.threads, p.smem) == ("conv2d_backward_data_phase_tf32_64g", 64, 128, 128,
-                                                       tc.smem_bytes("64w") + 1024)
+                                                       tc.smem_bytes("64w", "tf32", 3) + 1024)
 
 
 def test_forced_narrow_tile_falls_back_where_absent():

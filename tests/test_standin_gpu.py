@@ -93,7 +93,7 @@ def test_ncu_profiles_the_launches_it_names(capsys):
                                  "conv2d_forward_f32", "conv2d_forward_tf32_64", "conv2d_forward_tf32_64g",
                                  "conv2d_forward_tf32_64w", "max_pool2d_forward_s2_f32"]
     assert full.count("batchnorm_stats_f32") == 2, full  # one wave and four
-    # as built and built for more blocks an SM
+    # as built, and fp32's in the fewer blocks build and tf32's in the more blocks one
     assert full.count("conv2d_forward_tf32_64") == full.count("conv2d_forward_f32") == 2, full
 
 
@@ -119,13 +119,13 @@ def test_ab_mem_times_each_variant_on_its_own_kernels():
     assert all(r["ms"] > 0 for r in rows)
 
 
-def test_ab_conv_times_the_tiles_as_built_and_for_more_blocks():
+def test_ab_conv_times_the_tiles_as_built_and_in_the_other_builds():
     """bench/ab_conv.py (gpu.sh's 5e): every launch of its "as built" variant comes from a module
-    of the usual options and every one of "more blocks an SM" from a module built with
-    variants.MORE_BLOCKS, on the 64 tile's kernels in tf32 and 3xtf32, the FFMA wide tile's in fp32
-    and the wide tile's in tf32, in each pass; the wide tile's launches ask for its 3 stages' shared
-    memory as built and 2 stages' in the build; the compile step builds those modules
-    (bench/gpu_launches.py's jobs) with the options the launches ask for."""
+    of the usual options and every one of another build from a module built with its options
+    (variants.FEWER_BLOCKS, variants.MORE_BLOCKS), on the 64 tile's kernels in tf32 and 3xtf32, the
+    FFMA wide tile's in fp32 and the wide tile's in tf32, in each pass; the wide tile's launches ask
+    for its 2 stages' shared memory as built and more blocks, 3 stages' in fewer; the compile step
+    builds those modules (bench/gpu_launches.py's jobs) with the options the launches ask for."""
     log, modules = [], []
     with sg.gpu("null") as rt, np.errstate(all="ignore"):
         null = sg.host_path.NullModule(log)
@@ -138,27 +138,32 @@ def test_ab_conv_times_the_tiles_as_built_and_for_more_blocks():
         jobs = sg._script("gpu_launches")._compile_jobs()
     from gpucnn.bench import variants
     from gpucnn.cuda import tc
-    switched = variants.MORE_BLOCKS
-    assert switched == ("-DGPUCNN_TC64_BLOCKS=4", "-DGPUCNN_FFMA_BLOCKS=3", "-DGPUCNN_TC64W_STAGES=2")
+    fewer, more = variants.FEWER_BLOCKS, variants.MORE_BLOCKS
+    assert fewer == ("-DGPUCNN_FFMA_BLOCKS=2", "-DGPUCNN_TC64W_STAGES=3")
+    assert more == ("-DGPUCNN_TC64_BLOCKS=4",)
     tiles = {(o, k.rsplit("_", 2)[-2]) for f, o, k in modules if f in ("conv2d", "conv2d_phase") and "tf32" in k}
-    assert tiles == {(o, m) for o in ((), switched) for m in ("tf32", "3xtf32")}, tiles
+    assert tiles == {(o, m) for o in ((), fewer, more) for m in ("tf32", "3xtf32")}, tiles
     assert all(k.endswith(("_64", "_tf32_64w")) for f, o, k in modules if "tf32" in k), modules
-    names = {k for f, o, k in modules if o == switched}
-    assert {"conv2d_forward_tf32_64", "conv2d_backward_data_phase_3xtf32_64", "conv2d_backward_filter_tf32_64",
-            "conv2d_forward_f32", "conv2d_backward_data_phase_f32", "conv2d_backward_filter_f32",
-            "conv2d_forward_tf32_64w", "conv2d_backward_data_phase_tf32_64w"} <= names, names
+    for switched in (fewer, more):
+        names = {k for f, o, k in modules if o == switched}
+        assert {"conv2d_forward_tf32_64", "conv2d_backward_data_phase_3xtf32_64", "conv2d_backward_filter_tf32_64",
+                "conv2d_forward_f32", "conv2d_backward_data_phase_f32", "conv2d_backward_filter_f32",
+                "conv2d_forward_tf32_64w", "conv2d_backward_data_phase_tf32_64w"} <= names, names
     # a launch a module lookup (Runtime.function): the wide tile's shared memory by the build's stages
     assert len(modules) == len(log)
     wide = {(o, smem) for (f, o, k), (name, grid, block, smem, args) in zip(modules, log) if name.endswith("_64w")}
-    assert wide == {((), tc.smem_bytes("64w")), (switched, tc.smem_bytes("64w", "tf32", 2))}, wide
-    assert tc.smem_bytes("64w") == 80640 and tc.smem_bytes("64w", "tf32", 2) == 55296
+    assert wide == {((), tc.smem_bytes("64w")), (more, tc.smem_bytes("64w")),
+                    (fewer, tc.smem_bytes("64w", "tf32", 3))}, wide
+    assert tc.smem_bytes("64w") == 55296 and tc.smem_bytes("64w", "tf32", 3) == 80640
+    assert tc.smem_bytes("64w", "3xtf32") == 80640  # 3xTF32's wide tile keeps 3 stages
     bases = (("conv2d", "conv2d_forward"), ("conv2d_phase", "conv2d_backward_data_phase"))
-    assert sorted(j for j in jobs if j[1] == switched) == sorted(
-        (f, switched, f"{b}{p}") for f, b in bases for p in ("_f32", "_tf32_64", "_3xtf32_64", "_tf32_64w"))
+    for switched in (fewer, more):
+        assert sorted(j for j in jobs if j[1] == switched) == sorted(
+            (f, switched, f"{b}{p}") for f, b in bases for p in ("_f32", "_tf32_64", "_3xtf32_64", "_tf32_64w"))
     assert {(r["pass"], r["mode"], r["tile"], r["variant"]) for r in rows} == {
         (p, m, t, v) for p in ("forward", "backward_data", "backward_filter")
         for m, t in (("tf32", "64"), ("3xtf32", "64"), ("fp32", "FFMA"), ("tf32", "64w"))
-        for v in ("as built", "more blocks an SM")}
+        for v in ("as built", "fewer blocks an SM", "more blocks an SM")}
     assert all(r["graph_ms"] > 0 for r in rows)
 
 

@@ -14,16 +14,18 @@ list of module switches, set around a call and restored after it.
   33.6 MB rows).
 
 CONV (bench/ab_conv.py, gpu.sh's step 5e): the convolution kernels as built
-against a build that asks ptxas for more blocks an SM (loader.BUILD), on
-sm_90: the tensor-core 64 tile's kernels 4 (at most 128 registers, where they
-hold 138-141 in tf32 and 3 blocks fit; 110-126 without a spill, so 16 warps an
-SM where the H200 run of 2026-11-30 found the tile at 18% occupancy with its
-SMs 36% busy) and the FFMA wide float tile's forward and backward-data kernels
-3 (at most 85 registers, where they hold 101-115 and 2 fit; 79-80 without a
-spill, 24 warps an SM where the run found 25% occupancy, SMs 63% busy); and
-the tensor-core wide tile (64 x 128, TF32's workhorse) with 2 pipeline stages
-where 3, so 55 KiB of shared memory where 79 (which held it to 2 blocks), and
-3 blocks an SM (its tf32 kernels 132-154 registers where 168-186, no spill).
+against two builds (loader.BUILD), on sm_90. "fewer blocks an SM" is session
+19's build: the FFMA wide float tile's forward and backward-data kernels at 2
+blocks an SM (101-115 registers) where they are built for 3 (79-80), and
+TF32's tensor-core wide tile (64 x 128) with 3 pipeline stages and 2 blocks
+where it is built with 2 and 3 (the H200 run of 2026-11-30, session 20, timed
+those builds the other way round: 0.71-0.92 on resnet-3x3 and cifar-resnet,
+1.00-1.22 on cifar-resnet-s2 and resnet-7x7x512). "more blocks an SM": the
+tensor-core 64 tile's kernels at 4 blocks (at most 128 registers, 110-126
+without a spill) where they hold 138-141 in tf32 and 3 fit (the same run:
+0.74-0.97 on cifar-resnet's and cifar-resnet-s2's forward and backward-data in
+tf32, 1.06-1.11 on resnet-3x3 and resnet-7x7x512; 0.93-0.97 on 3xtf32's
+forward).
 """
 from __future__ import annotations
 
@@ -37,8 +39,10 @@ WAVES = {"1 wave": [(norm, "REDUCE_WAVES", 1)], "4 waves": [(norm, "REDUCE_WAVES
 STATS = {**WAVES, "async": [(norm, "STATS_ASYNC", True)],
          "async, 4 waves": [(norm, "STATS_ASYNC", True), (norm, "REDUCE_WAVES", 4)],
          "one allocation": [(norm, "STATS_ONE_ALLOCATION", True)]}
-MORE_BLOCKS = ("-DGPUCNN_TC64_BLOCKS=4", "-DGPUCNN_FFMA_BLOCKS=3", "-DGPUCNN_TC64W_STAGES=2")
-CONV = {"as built": [(loader, "BUILD", ())], "more blocks an SM": [(loader, "BUILD", MORE_BLOCKS)]}
+FEWER_BLOCKS = ("-DGPUCNN_FFMA_BLOCKS=2", "-DGPUCNN_TC64W_STAGES=3")
+MORE_BLOCKS = ("-DGPUCNN_TC64_BLOCKS=4",)
+CONV = {"as built": [(loader, "BUILD", ())], "fewer blocks an SM": [(loader, "BUILD", FEWER_BLOCKS)],
+        "more blocks an SM": [(loader, "BUILD", MORE_BLOCKS)]}
 VARIANTS = {  # (op, pass) -> {variant: [(module, switch, value), ...]}
     ("max_pool", "forward"): POOL, ("avg_pool", "forward"): POOL,
     ("batchnorm", "stats"): STATS, ("batchnorm", "backward"): WAVES, ("bias_grad", "backward"): WAVES,

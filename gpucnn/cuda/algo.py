@@ -86,8 +86,10 @@ FAMILIES = {"forward": ("gemm", "direct"),
 MATH_MODES = ("fp32", "tf32", "3xtf32")
 TILE = (64, 64, 16)  # gemm.cuh's GemmWide: BM, BN, GEMM_BK (FFMA)
 NARROW_TILE = (32, 64, 16)  # GemmNarrow
-# (tile rows, element bytes) -> gemm.cuh's GemmBlocks: __launch_bounds__(256, 2), (128, 4), (128, 3)
+# (tile rows, element bytes) -> gemm.cuh's GemmBlocks: __launch_bounds__(256, 2), (128, 4), (128, 3);
+# conv2d's forward and backward-data on the wide float tile ask for 3 (GemmBlocksAB: FFMA_AB_BLOCKS)
 GEMM_BLOCKS_PER_SM = {(64, 4): 2, (64, 8): 2, (32, 4): 4, (32, 8): 3}
+FFMA_AB_BLOCKS = 3
 # backward-filter direct when the GEMM's tiles are less full than this. By
 # the sm_90 SASS (bench/results/static-sm90.md) the direct kernel's loop
 # issues 125 instructions per 8 FFMA (15.6 a FMA), the narrow tile's 573 per
@@ -217,12 +219,20 @@ def _gemm(g, pass_: str, sms: int, splits: int | None, math: str = "fp32", cc: i
         rows, cols = (cols, rows) if swap else (rows, cols)
         edge, tile = None, tile or ffma_tile(rows)
         per_sm = GEMM_BLOCKS_PER_SM[tile[0], itemsize]
+        if tile[0] == TILE[0] and itemsize == 4 and pass_ != "backward_filter":
+            per_sm = FFMA_AB_BLOCKS
     else:  # the tensor-core tiles run the plain orientation
         edge = tc.tile_edge(rows, cols, g.groups, sms, cc, narrow=True, mode=math)
         if math == "3xtf32" and tc.forced_tile() is None and _ffma_fills(rows, cols, pass_, edge):
             return _gemm(g, pass_, sms, splits, "fp32", cc, tile, itemsize, swap)
         swap = False
         tile, per_sm = tc.TC_TILES[edge][:2] + (tc.TC_K,), tc.blocks_per_sm(pass_, math, edge, cc)
+        if math == "tf32" and edge == 128 and pass_ != "backward_filter":
+            # one 128 tile keeps an SM's tensor pipe about as busy as two: on the H200
+            # cifar-resnet-s2's forward (128 tiles for 132 SMs) took 59.0 us whole against 75.4
+            # in 2 parts (bench/results/gpu-2026-11-30-s20, autotuning), so a split fills the
+            # SMs once, not their 2 slots
+            per_sm = 1
     bm, bn, bk = tile
     tiles = cdiv(rows, bm) * cdiv(cols, bn) * g.groups
     steps = cdiv(red, bk)

@@ -27,6 +27,10 @@ from gpucnn.cuda.launch import kernel_name
 from gpucnn.runtime import loader
 
 TC_K, STAGES = 32, 3  # TC_BK, TC_STAGES
+# TF32's wide tile runs 2 stages, 3 blocks an SM (tc_gemm.cuh's TC_WIDE_STAGES, TcBlocks; 3xTF32's
+# TcWide3 keeps STAGES): 0.71-0.73 of the 3-stage time on resnet-3x3 on the H200, 0.93-1.22 elsewhere
+# (bench/results/gpu-2026-11-30-s20, step 5e).
+WIDE_TF32_STAGES = 2
 HANDLE_BYTES, KTAB_BYTES = 24, 24  # TC_HANDLE_BYTES, TC_KTAB_BYTES
 # tile (its kernels' suffix) -> (rows, columns, warps along rows, warps along columns):
 # TcLarge, TcSmall, TcNarrow, TcWide, TcLargeWg, TcWideWg
@@ -69,10 +73,17 @@ class Plan:
     smem: int = 0  # dynamic shared memory per block
 
 
-def smem_bytes(edge: int, mode: str = "tf32", stages: int = STAGES) -> int:
-    """TcTile<rows, columns>::SMEM of tile ``edge``: pipeline stages, k-tables and handles (and a
-    warpgroup tile's 1024 bytes for the alignment of wgmma's operands, tc_smem, and in 3xtf32 its
-    stage's small parts and 1024 more for their alignment, tc_lo)."""
+def stages_of(edge, mode: str = "tf32") -> int:
+    """The cp.async pipeline's stages of tile ``edge`` in ``mode`` as the sources build it."""
+    return WIDE_TF32_STAGES if edge == WIDE and mode == "tf32" else STAGES
+
+
+def smem_bytes(edge: int, mode: str = "tf32", stages: int | None = None) -> int:
+    """TcTile<rows, columns>::SMEM of tile ``edge``: pipeline stages (``stages``, or the build's:
+    stages_of), k-tables and handles (and a warpgroup tile's 1024 bytes for the alignment of
+    wgmma's operands, tc_smem, and in 3xtf32 its stage's small parts and 1024 more for their
+    alignment, tc_lo)."""
+    stages = stages_of(edge, mode) if stages is None else stages
     bm, bn = TC_TILES[edge][:2]
     lo = (bm + bn) * TC_K * 4 + 1024 if edge in WG_TILES and mode == "3xtf32" else 0
     return (stages * ((bm + bn) * TC_K * 4 + TC_K * KTAB_BYTES) + (bm + bn) * HANDLE_BYTES
@@ -84,12 +95,12 @@ _WIDE_STAGES = "-DGPUCNN_TC64W_STAGES="
 
 def build_smem(plan: Plan) -> int:
     """The dynamic shared memory ``plan``'s kernel takes in the A/B build set now (loader.BUILD):
-    a wide tile's of GPUCNN_TC64W_STAGES stages (tc_gemm.cuh's TcWide), else plan.smem. The launch
-    asks for it (gemm.launch_gemm), so the build's blocks an SM are not capped by a 3-stage size."""
+    TF32's wide tile's of GPUCNN_TC64W_STAGES stages (tc_gemm.cuh's TcWide), else plan.smem. The
+    launch asks for it (gemm.launch_gemm), so a build's blocks an SM match its stages' size."""
     stages = [int(o[len(_WIDE_STAGES):]) for o in loader.BUILD if o.startswith(_WIDE_STAGES)]
     tile = loader.tile_of(plan.name)
-    if stages and tile and tile[1] == WIDE:
-        return smem_bytes(WIDE, tile[0], stages[-1])
+    if stages and tile == ("tf32", WIDE):
+        return smem_bytes(WIDE, "tf32", stages[-1])
     return plan.smem
 
 
@@ -162,9 +173,17 @@ def tc_config(M: int, N: int, batches: int, sm_count: int, cc: int = 90, narrow:
     takes "64w", 64 x 128 in four 32 x 64 warp tiles (per HMMA half the A
     fragments and ldmatrix of the 64 tile's 32 x 32 warp tiles), where
     _cost counts it WIDE_MARGIN of the 64 tile's: 64-filter layers, and
-    grids too small for the 128 tile (cifar-resnet-s2's 256 x 8192
-    forward: 128 tiles of 128 against 132 SMs, 256 wide tiles in one wave
-    of 264 slots against 512 of 64 in two of 396).
+    grids of at most 64 rows. In tf32 on sm_90 a convolution (``narrow``)
+    of more than 64 rows and columns takes the 128 tile whatever its grid
+    (elsewhere untimed, it keeps the rule of two waves): the H200
+    timed it ahead of the wide tile on every such forward and backward-data
+    pass of the suite (bench/results/gpu-2026-11-30-s20, autotuning:
+    resnet-7x7x512 63.1 against 77.3 us forward and 72.6 against 87.0
+    backward-data, both on 9 splits; cifar-resnet-s2 59.0 against 61.8,
+    1x1-s2 38.8 against 41.2 forward), and on the filter gradients of
+    cifar-resnet-s2 (71.6 against 76.6) and vgg (367.7 against 436.0),
+    where a grid below two waves is split; the wide tile's lighter issue
+    per MAC does not make up for half the reuse of each fetched column.
 
     With ``wg`` (the warpgroup tiles built: wg_built), the 128 tile's shape
     runs on wgmma ("128g") in 3xtf32, where an H200 timed it a little ahead
@@ -175,7 +194,7 @@ def tc_config(M: int, N: int, batches: int, sm_count: int, cc: int = 90, narrow:
         return NARROW_ROWS
     wg = wg and narrow
     large = -(-M // 128) * -(-N // 128) * batches
-    if large >= 2 * sm_count and min(M, N) > 64 and cc in _LARGE_SMEM_CCS:
+    if min(M, N) > 64 and cc in _LARGE_SMEM_CCS and (large >= 2 * sm_count or (narrow and mode == "tf32" and cc == 90)):
         return "128g" if wg and mode == "3xtf32" else 128
     if narrow and N > 64 and mode == "tf32":
         blocks = {e: blocks_per_sm("forward", mode, e, cc) for e in (WIDE, 64)}
@@ -221,10 +240,11 @@ _BLOCKS_SM90 = {  # (pass, mode, edge) -> blocks
     ("forward", "tf32", 32): 3, ("forward", "3xtf32", 32): 3,
     ("backward_data", "tf32", 32): 3, ("backward_data", "3xtf32", 32): 3,
     ("backward_filter", "tf32", 32): 3, ("backward_filter", "3xtf32", 32): 3,
-    # the wide tile: 79 KiB of shared memory, 2 blocks (3 would need 246 KiB)
-    ("forward", "tf32", "64w"): 2, ("forward", "3xtf32", "64w"): 2,
-    ("backward_data", "tf32", "64w"): 2, ("backward_data", "3xtf32", "64w"): 2,
-    ("backward_filter", "tf32", "64w"): 2, ("backward_filter", "3xtf32", "64w"): 2,
+    # the wide tile: in tf32 2 stages, 55 KiB of shared memory, 3 blocks (132-154 registers); in
+    # 3xtf32 3 stages, 79 KiB, 2 blocks (3 would need 246 KiB)
+    ("forward", "tf32", "64w"): 3, ("forward", "3xtf32", "64w"): 2,
+    ("backward_data", "tf32", "64w"): 3, ("backward_data", "3xtf32", "64w"): 2,
+    ("backward_filter", "tf32", "64w"): 3, ("backward_filter", "3xtf32", "64w"): 2,
     # the warpgroup tiles: in tf32 2 of the 128 shape (106 KiB of shared memory, <= 128 registers),
     # 2 of the wide one (81 KiB); in 3xtf32, with the small parts, 1 (138 KiB) and 2 (105 KiB)
     ("forward", "tf32", "128g"): 2, ("backward_data", "tf32", "128g"): 2, ("backward_filter", "tf32", "128g"): 2,
