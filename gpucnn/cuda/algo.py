@@ -357,12 +357,17 @@ def _choose(g, pass_: str, dtype, math: str, sms: int, cc: int, spec: str, tc_ti
     if family is None:
         if direct_ok(g, pass_):
             family = "direct"
+            # depthwise (a filter and a channel a group): backward-data on the strip kernel, which
+            # an H200 timed at 148-149 us against the direct kernel's 175-178 on the depthwise case
+            # in both runs of bench/results/gpu-2026-11-30-s20 and -s20b (the fold kernel, 1630 us,
+            # is never its TF32 path)
+            depthwise = g.groups > 1 and g.K == g.groups and g.C == g.groups
             if (pass_ == "backward_data" and phase_taps(g) >= WINDOW_MIN_TAPS and window_ok(g, dtype)
                     and window_fills(g, sms)):
                 family = "window"
-            elif pass_ == "backward_data" and g.K // g.groups > SMALL_GROUP and strip_ok(g, dtype):
+            elif pass_ == "backward_data" and (g.K // g.groups > SMALL_GROUP or depthwise) and strip_ok(g, dtype):
                 family = "strip"
-            if family != "direct" and math == "tf32" and dtype == np.float32 and fold.ok(g, cc):
+            if family != "direct" and not depthwise and math == "tf32" and dtype == np.float32 and fold.ok(g, cc):
                 family = "fold"  # the window and strip kernels' FFMA against cuDNN's TF32
         elif pass_ == "backward_data" and g.win.sh * g.win.sw > 1:
             family = "phase"

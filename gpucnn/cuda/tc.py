@@ -129,10 +129,19 @@ def _cost(M: int, N: int, batches: int, sm_count: int, edge, per_sm: int, per_ma
 # WIDE_MARGIN of the 64 tile's time: the model's slow scenario (waves of
 # blocks sharing an SM) turns smaller gains into losses (resnet-3x3 forward:
 # 0.92 by this count, 2.13x -> 2.03x cuDNN central but 2.86x -> 3.03x slow).
-# In 3xTF32 the 64 tile stays: the tensor pipe, not issue, bounds both there,
-# and the wide tile's 2 blocks against 3-4 lose (mnist-2 forward 1.12x ->
-# 1.37x, resnet-stem filter gradient 1.13x -> 1.46x by the model).
+# In 3xTF32 the model kept the 64 tile (the tensor pipe, not issue, bounds
+# both there, and the wide tile's 2 blocks against 3-4 lose: mnist-2 forward
+# 1.12x -> 1.37x, resnet-stem filter gradient 1.13x -> 1.46x by the model);
+# the H200 disagreed (WIDE3_ISSUE), and elsewhere than sm_90 it still stays.
 WIDE_ISSUE, WIDE_MARGIN = 0.69, 0.85
+# In 3xTF32 on sm_90 the wide tile (3 stages, 2 blocks an SM) is counted at 0.85 of the 64 tile's
+# issue per MAC: the H200 timed it ahead of the 64 tile on cifar-resnet's forward and backward-data
+# (193 against 207 us, 211 against 232), cifar-resnet-s2's three passes (0.85-0.97), resnet-stem's
+# forward and vgg's backward-data (0.91-0.94), in both runs of bench/results/gpu-2026-11-30-s20 and
+# -s20b, and behind it on resnet-3x3's and dilated's forward (1.05-1.07), which this count leaves on
+# the 64 tile; replayed on those timings, the heuristic's loss to the fastest candidate in 3xtf32
+# went from 1.048 and 1.070 to 1.031 and 1.060 (geometric means, gpucnn.bench.tuning.replay).
+WIDE3_ISSUE = 0.85
 # The warpgroup tiles, measured on an H200 (bench/results/gpu-2026-11-30: autotuning's candidates,
 # 8 cases x 3 passes x 2 modes), time of the mma.sync tile over the wgmma tile of the same shape
 # and split count: wide 64 x 128 ("64g"), median 0.87 in 3xtf32 and 0.90 in tf32 (98 of 104 pairs
@@ -170,7 +179,7 @@ def tc_config(M: int, N: int, batches: int, sm_count: int, cc: int = 90, narrow:
     32 x 32 warp tile, its fetch a quarter larger a step (B's 128 columns
     gathered against 64, A's 32 rows against 64). Where the 128 tile is not
     taken, a GEMM of more than 32 rows and 64 columns in ``mode`` "tf32"
-    takes "64w", 64 x 128 in four 32 x 64 warp tiles (per HMMA half the A
+    (and on sm_90 in "3xtf32" too, counted at WIDE3_ISSUE) takes "64w", 64 x 128 in four 32 x 64 warp tiles (per HMMA half the A
     fragments and ldmatrix of the 64 tile's 32 x 32 warp tiles), where
     _cost counts it WIDE_MARGIN of the 64 tile's: 64-filter layers, and
     grids of at most 64 rows. In tf32 on sm_90 a convolution (``narrow``)
@@ -196,9 +205,9 @@ def tc_config(M: int, N: int, batches: int, sm_count: int, cc: int = 90, narrow:
     large = -(-M // 128) * -(-N // 128) * batches
     if min(M, N) > 64 and cc in _LARGE_SMEM_CCS and (large >= 2 * sm_count or (narrow and mode == "tf32" and cc == 90)):
         return "128g" if wg and mode == "3xtf32" else 128
-    if narrow and N > 64 and mode == "tf32":
+    if narrow and N > 64 and (mode == "tf32" or cc == 90):
         blocks = {e: blocks_per_sm("forward", mode, e, cc) for e in (WIDE, 64)}
-        wide = _cost(M, N, batches, sm_count, WIDE, blocks[WIDE], WIDE_ISSUE)
+        wide = _cost(M, N, batches, sm_count, WIDE, blocks[WIDE], WIDE_ISSUE if mode == "tf32" else WIDE3_ISSUE)
         if wide <= WIDE_MARGIN * _cost(M, N, batches, sm_count, 64, blocks[64], 1.0):
             return WIDE
     return 64
