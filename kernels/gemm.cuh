@@ -97,7 +97,8 @@ template <typename S, typename T> struct GemmBlocks {
 };
 
 // The wide float tile's kernels entered by GEMM_ENTRY_AB (conv2d's forward and backward data)
-// ask for 3 blocks an SM: 79-80 registers without a spill (ptxas, sm_90), where 2 let them hold
+// ask for 3 blocks an SM on sm_90 and newer (sm_75 and sm_80's ptxas spills 8 bytes there, so
+// older targets keep GemmBlocks): 79-80 registers without a spill (ptxas, sm_90), where 2 let them hold
 // 101-115. On the H200 (bench/results/gpu-2026-11-30-s20, step 5e, where this was the A/B build)
 // that took 0.86-0.92 of the 2-block time on cifar-resnet and resnet-3x3, 1.00-1.06 on
 // cifar-resnet-s2 and resnet-7x7x512. The filter gradient's spilled 16 bytes at 3, so it keeps
@@ -111,7 +112,8 @@ template <typename S, typename T> struct GemmBlocksAB {
 
 // The entry points of tile kernels of shape S on T; GEMM_KERNEL: the wide tile's.
 #define GEMM_ENTRY(S, T) extern "C" __global__ void __launch_bounds__(S::THREADS, (GemmBlocks<S, T>::n))
-#define GEMM_ENTRY_AB(S, T) extern "C" __global__ void __launch_bounds__(S::THREADS, (GemmBlocksAB<S, T>::n))
+#define GEMM_ENTRY_AB(S, T) \
+    extern "C" __global__ void __launch_bounds__(S::THREADS, __CUDA_ARCH__ >= 900 ? GemmBlocksAB<S, T>::n : GemmBlocks<S, T>::n)
 #define GEMM_KERNEL extern "C" __global__ void __launch_bounds__(GemmWide::THREADS, GemmWide::BLOCKS)
 
 // The block's tiles, declared __shared__ in each kernel's body and passed in:

@@ -87,7 +87,8 @@ MATH_MODES = ("fp32", "tf32", "3xtf32")
 TILE = (64, 64, 16)  # gemm.cuh's GemmWide: BM, BN, GEMM_BK (FFMA)
 NARROW_TILE = (32, 64, 16)  # GemmNarrow
 # (tile rows, element bytes) -> gemm.cuh's GemmBlocks: __launch_bounds__(256, 2), (128, 4), (128, 3);
-# conv2d's forward and backward-data on the wide float tile ask for 3 (GemmBlocksAB: FFMA_AB_BLOCKS)
+# conv2d's forward and backward-data on the wide float tile ask for 3 on sm_90 and newer
+# (GemmBlocksAB: FFMA_AB_BLOCKS)
 GEMM_BLOCKS_PER_SM = {(64, 4): 2, (64, 8): 2, (32, 4): 4, (32, 8): 3}
 FFMA_AB_BLOCKS = 3
 # backward-filter direct when the GEMM's tiles are less full than this. By
@@ -219,7 +220,7 @@ def _gemm(g, pass_: str, sms: int, splits: int | None, math: str = "fp32", cc: i
         rows, cols = (cols, rows) if swap else (rows, cols)
         edge, tile = None, tile or ffma_tile(rows)
         per_sm = GEMM_BLOCKS_PER_SM[tile[0], itemsize]
-        if tile[0] == TILE[0] and itemsize == 4 and pass_ != "backward_filter":
+        if tile[0] == TILE[0] and itemsize == 4 and pass_ != "backward_filter" and cc >= 90:
             per_sm = FFMA_AB_BLOCKS
     else:  # the tensor-core tiles run the plain orientation
         edge = tc.tile_edge(rows, cols, g.groups, sms, cc, narrow=True, mode=math)
