@@ -179,7 +179,8 @@ def tc_config(M: int, N: int, batches: int, sm_count: int, cc: int = 90, narrow:
     32 x 32 warp tile, its fetch a quarter larger a step (B's 128 columns
     gathered against 64, A's 32 rows against 64). Where the 128 tile is not
     taken, a GEMM of more than 32 rows and 64 columns in ``mode`` "tf32"
-    (and on sm_90 in "3xtf32" too, counted at WIDE3_ISSUE) takes "64w", 64 x 128 in four 32 x 64 warp tiles (per HMMA half the A
+    (and on sm_90 in "3xtf32" too, counted at WIDE3_ISSUE) takes "64w",
+    64 x 128 in four 32 x 64 warp tiles (per HMMA half the A
     fragments and ldmatrix of the 64 tile's 32 x 32 warp tiles), where
     _cost counts it WIDE_MARGIN of the 64 tile's: 64-filter layers, and
     grids of at most 64 rows. In tf32 on sm_90 a convolution (``narrow``)
@@ -203,11 +204,13 @@ def tc_config(M: int, N: int, batches: int, sm_count: int, cc: int = 90, narrow:
         return NARROW_ROWS
     wg = wg and narrow
     large = -(-M // 128) * -(-N // 128) * batches
-    if min(M, N) > 64 and cc in _LARGE_SMEM_CCS and (large >= 2 * sm_count or (narrow and mode == "tf32" and cc == 90)):
+    any_grid = narrow and mode == "tf32" and cc == 90  # the 128 tile whatever its grid
+    if min(M, N) > 64 and cc in _LARGE_SMEM_CCS and (large >= 2 * sm_count or any_grid):
         return "128g" if wg and mode == "3xtf32" else 128
     if narrow and N > 64 and (mode == "tf32" or cc == 90):
         blocks = {e: blocks_per_sm("forward", mode, e, cc) for e in (WIDE, 64)}
-        wide = _cost(M, N, batches, sm_count, WIDE, blocks[WIDE], WIDE_ISSUE if mode == "tf32" else WIDE3_ISSUE)
+        issue = WIDE_ISSUE if mode == "tf32" else WIDE3_ISSUE
+        wide = _cost(M, N, batches, sm_count, WIDE, blocks[WIDE], issue)
         if wide <= WIDE_MARGIN * _cost(M, N, batches, sm_count, 64, blocks[64], 1.0):
             return WIDE
     return 64
