@@ -7,11 +7,12 @@ list of module switches, set around a call and restored after it.
   batch norm's statistics and backward, and the bias gradient: channel.cuh's
   reductions chunked into one wave of resident blocks (norm.REDUCE_WAVES = 1,
   the default) against four (smaller chunks, blocks out of step); the
-  statistics also through batchnorm_stats_async_f32 (norm.STATS_ASYNC: the
-  loads as cp.async copies into shared memory, 7 groups ahead), in one wave
-  and in four, and with its four per-channel results made by one allocation
-  (norm.STATS_ONE_ALLOCATION: the host path of a call, which bounds the
-  33.6 MB rows).
+  statistics through batchnorm_stats_f32 (plain loads) and through
+  batchnorm_stats_async_f32 (norm.STATS_ASYNC, the default since session 20:
+  the loads as cp.async copies into shared memory, 7 groups ahead), each in
+  one wave and in four, and with its four per-channel results made by one
+  allocation (norm.STATS_ONE_ALLOCATION: the host path of a call, which bounds
+  the 33.6 MB rows).
 
 CONV (bench/ab_conv.py, gpu.sh's step 5e): the convolution kernels as built
 against two builds (loader.BUILD), on sm_90. "fewer blocks an SM" is session
@@ -36,7 +37,9 @@ from gpucnn.runtime import loader
 
 POOL = {"pairs": [(pool, "USE_PAIRS", True)], "generic": [(pool, "USE_PAIRS", False)]}
 WAVES = {"1 wave": [(norm, "REDUCE_WAVES", 1)], "4 waves": [(norm, "REDUCE_WAVES", 4)]}
-STATS = {**WAVES, "async": [(norm, "STATS_ASYNC", True)],
+STATS = {"1 wave": [(norm, "STATS_ASYNC", False), (norm, "REDUCE_WAVES", 1)],
+         "4 waves": [(norm, "STATS_ASYNC", False), (norm, "REDUCE_WAVES", 4)],
+         "async": [(norm, "STATS_ASYNC", True), (norm, "REDUCE_WAVES", 1)],
          "async, 4 waves": [(norm, "STATS_ASYNC", True), (norm, "REDUCE_WAVES", 4)],
          "one allocation": [(norm, "STATS_ONE_ALLOCATION", True)]}
 FEWER_BLOCKS = ("-DGPUCNN_FFMA_BLOCKS=2", "-DGPUCNN_TC64W_STAGES=3")

@@ -25,7 +25,12 @@ from gpucnn.runtime import capture
 FAMILY = "batchnorm"
 KERNELS = ("batchnorm_stats", "batchnorm_forward", "batchnorm_backward_sums", "batchnorm_backward_data")
 F32_KERNELS = ("batchnorm_stats_async_f32",)  # the statistics' loads through shared memory (bench/ab_mem.py)
-STATS_ASYNC = False  # True: batchnorm_stats_async_f32 for float32 (bench/ab_mem.py's "async" variant)
+# True: batchnorm_stats_async_f32 for float32 (the loads as cp.async copies into shared memory, 7
+# groups ahead), else batchnorm_stats_f32. On the H200 (bench/results/gpu-2026-11-30-s20, step 5d,
+# in a CUDA graph) it read 33.6 MB in 15.1 us where the plain kernel took 17.4 (58% of the copy rate
+# where 50%) and 102.8 MB in 31.1 us where 37.2 (80% where 67%); compute-sanitizer's memcheck and
+# racecheck found nothing on it (step 4). Float64 keeps the plain kernel.
+STATS_ASYNC = True
 # True: the statistics' four (C,) results as the rows of one (4, C) allocation
 # (bench/ab_mem.py's "one allocation" variant): on the null runtime the rows
 # cost more than the pool look-ups (bench/host_path.py's docstring), and on
