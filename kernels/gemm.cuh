@@ -98,8 +98,8 @@ template <typename S, typename T> struct GemmBlocks {
 
 // The wide float tile's kernels entered by GEMM_ENTRY_AB (conv2d's forward and backward data)
 // ask for 3 blocks an SM on sm_90 and newer (sm_75 and sm_80's ptxas spills 8 bytes there, so
-// older targets keep GemmBlocks): 79-80 registers without a spill (ptxas, sm_90), where 2 let them hold
-// 101-115. On the H200 (bench/results/gpu-2026-11-30-s20, step 5e, where this was the A/B build)
+// older targets keep GemmBlocks): 79-80 registers without a spill (ptxas, sm_90), where 2 let
+// them hold 101-115. On the H200 (bench/results/gpu-2026-11-30-s20, step 5e, where this was the A/B build)
 // that took 0.86-0.92 of the 2-block time on cifar-resnet and resnet-3x3, 1.00-1.06 on
 // cifar-resnet-s2 and resnet-7x7x512. The filter gradient's spilled 16 bytes at 3, so it keeps
 // GEMM_ENTRY. GPUCNN_FFMA_BLOCKS (an A/B build, gpucnn/runtime/loader.py's BUILD) sets the count.

@@ -362,7 +362,7 @@ def _choose(g, pass_: str, dtype, math: str, sms: int, cc: int, spec: str, tc_ti
             # an H200 timed at 148-149 us against the direct kernel's 175-178 on the depthwise case
             # in both runs of bench/results/gpu-2026-11-30-s20 and -s20b (the fold kernel, 1630 us,
             # is never its TF32 path)
-            depthwise = g.groups > 1 and g.K == g.groups and g.C == g.groups
+            depthwise = g.groups == g.C == g.K > 1
             if (pass_ == "backward_data" and phase_taps(g) >= WINDOW_MIN_TAPS and window_ok(g, dtype)
                     and window_fills(g, sms)):
                 family = "window"
