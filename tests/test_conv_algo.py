@@ -442,7 +442,7 @@ def test_gemms_of_few_rows_take_the_32_row_tensor_core_tile(case):
 # counted at most 0.85 of the 64 tile); 3xtf32 keeps 64. On sm_90 too: the
 # warpgroup tile of that shape ("64g") lost to mma.sync's on an H200
 # (bench/results/gpu-2026-11-30), so no pass takes it.
-WIDE_TC = {"mnist-2": {"forward", "backward_filter"}, "cifar-stem": {"forward"},
+WIDE_TC = {"mnist-2": {"forward", "backward_filter"},
            "cifar-resnet": set(algo.PASSES), "cifar-resnet-s2": set(algo.PASSES),
            "resnet-stem": {"forward"}, "resnet-3x3": {"backward_filter"},
            "resnet-7x7x512": {"forward", "backward_data"}, "vgg": {"backward_data", "backward_filter"},
@@ -452,7 +452,7 @@ WIDE_TC = {"mnist-2": {"forward", "backward_filter"}, "cifar-stem": {"forward"},
 # backward-data), and GEMMs of over 64 rows and columns take the 128 tile whatever their grid
 # (tc.tc_config; the H200's timings, bench/results/gpu-2026-11-30-s20).
 # In 3xtf32 on sm_90 (tc.WIDE3_ISSUE): the 64-filter and stride-2 layers' big passes
-WIDE_3X_90 = {"mnist-2": {"forward"}, "cifar-stem": {"forward"}, "cifar-resnet": {"forward", "backward_data"},
+WIDE_3X_90 = {"mnist-2": {"forward"}, "cifar-resnet": {"forward", "backward_data"},
               "cifar-resnet-s2": set(algo.PASSES), "resnet-stem": {"forward"}, "vgg": {"backward_data"},
               "1x1-s2": {"forward", "backward_filter"}}
 WIDE_TC_90 = {**WIDE_TC, "cifar-resnet-s2": set(), "resnet-3x3": set(algo.PASSES), "resnet-1x1": {"backward_data"},
@@ -461,8 +461,9 @@ WIDE_TC_90 = {**WIDE_TC, "cifar-resnet-s2": set(), "resnet-3x3": set(algo.PASSES
 # bench case -> its passes that run the FFMA tile in 3xtf32 (algo.TC3_OVER_FFMA): the filter
 # gradients whose GEMM fills the 64 tensor-core tile at most half as well as the FFMA tile
 # (mnist-1: 32 x 25, 0.20 against the 32 x 64 tile's 0.39; cifar-stem: 64 x 27, 0.42 against the
-# transposed 32 x 64 tile's 0.84).
-FFMA3 = {"mnist-1": {"backward_filter"}, "cifar-stem": {"backward_filter"}}
+# transposed 32 x 64 tile's 0.84); and cifar-stem's forward, a reduction of one tensor-core k-step
+# (27 <= 32) over 5.2 waves of FFMA tiles (algo.ONE_STEP_FFMA_WAVES).
+FFMA3 = {"mnist-1": {"backward_filter"}, "cifar-stem": {"backward_filter", "forward"}}
 
 
 @pytest.mark.parametrize("cc", [80, 90])
@@ -532,8 +533,9 @@ def test_fold_takes_the_tf32_backward_data_of_few_channels(case):
     g = _geometry(case)
     ffma = algo.choose(g, "backward_data").family
     depthwise = g.groups == g.C == g.K > 1  # strip in every mode: the fold kernel lost 11x there
+    one_tap = ffma == "phase" and g.win.kh * g.win.kw == 1  # 1x1-s2: the plain GEMM in tf32 (algo._one_tap_tc)
     assert algo.choose(g, "backward_data", math="tf32").family == (
-        "fold" if ffma in ("window", "strip") and not depthwise else ffma)
+        "fold" if ffma in ("window", "strip") and not depthwise else "gemm" if one_tap else ffma)
     for math in ("3xtf32", "fp32"):
         assert algo.choose(g, "backward_data", math=math).family == ffma
     assert algo.choose(g, "backward_data", np.float64, math="tf32").family == algo.choose(g, "backward_data",
@@ -593,3 +595,45 @@ def test_fold_mma_kind_by_cost(name, wg):
     from gpucnn.cuda import fold
     g = _geometry(next(c for c in CONV if c.name == name))
     assert fold.plan(g, 132, 90).wg == wg
+
+
+def test_forward_and_backward_data_split_only_where_it_saves_its_own_pass():
+    """algo.SPLIT_COST_STEPS: mnist-2's forward in tf32 (25 k-steps a 64 x 128 tile, 98 tiles)
+    runs unsplit, as the H200 timed it fastest; resnet-7x7x512's (144 steps a tile) still splits;
+    without the charge the same count search would split mnist-2 in 3."""
+    by = {c.name: _geometry(c) for c in CONV}
+    for cc in (80, 90):
+        assert algo.choose(by["mnist-2"], "forward", math="tf32", cc=cc).splits == 1
+        assert algo.choose(by["resnet-7x7x512"], "forward", math="tf32", cc=cc).splits > 1
+        assert algo.choose(by["resnet-7x7x512"], "backward_data", math="tf32", cc=cc).splits > 1
+    assert algo._split(98, 25, 132 * 3, algo.MAX_SPLITS) == 3
+    assert algo._split(98, 25, 132 * 3, algo.MAX_SPLITS, algo.SPLIT_COST_STEPS) == 1
+
+
+@pytest.mark.parametrize("cc", [80, 90])
+def test_a_one_step_forward_over_many_waves_runs_ffma_in_every_mode(cc):
+    """algo.ONE_STEP_FFMA_WAVES: cifar-stem's forward (27 = 3 x 3 x 3 reduction, one TC_K step)
+    takes the fp32 mode's FFMA tile in tf32 and 3xtf32; mnist-1's (25, 1.5 waves) keeps tensor
+    cores, as do both under a forced tensor-core tile."""
+    by = {c.name: _geometry(c) for c in CONV}
+    stem, mnist = by["cifar-stem"], by["mnist-1"]
+    assert algo.gemm_shape(stem, "forward")[2] <= tc.TC_K and algo.gemm_shape(mnist, "forward")[2] <= tc.TC_K
+    for math in ("tf32", "3xtf32"):
+        assert algo.choose(stem, "forward", math=math, cc=cc) == algo.choose(stem, "forward", math="fp32", cc=cc)
+        assert algo.choose(mnist, "forward", math=math, cc=cc).math == math
+        with tc.force_tile(64):
+            assert algo.choose(stem, "forward", math=math, cc=cc).math == math
+    assert algo.choose(stem, "backward_data", math="tf32", cc=cc).family == "fold"  # forward only
+
+
+def test_a_strided_one_tap_backward_data_runs_the_gemm_in_tf32():
+    """algo._one_tap_tc: 1x1-s2's backward-data takes the plain GEMM in tf32, the phases in
+    3xtf32, fp32 and float64; a strided 3x3 (cifar-resnet-s2) keeps the phases in tf32."""
+    by = {c.name: _geometry(c) for c in CONV}
+    g = by["1x1-s2"]
+    assert algo.choose(g, "backward_data", math="tf32").family == "gemm"
+    assert algo.choose(g, "backward_data", math="tf32").math == "tf32"
+    for math in ("3xtf32", "fp32"):
+        assert algo.choose(g, "backward_data", math=math).family == "phase"
+    assert algo.choose(g, "backward_data", np.float64, math="tf32").family == "phase"
+    assert algo.choose(by["cifar-resnet-s2"], "backward_data", math="tf32").family == "phase"

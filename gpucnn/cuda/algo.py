@@ -109,6 +109,20 @@ DIRECT_FILTER_USE = 0.15
 # empty, the narrow FFMA tile full): mnist-1's filter gradient (32 filters x 25 taps).
 TC3_OVER_FFMA = {"mma": 1.54, "wgmma": 2.77}
 MIN_SPLIT_STEPS = 8    # a split reduces at least this many k-steps
+# A forward or backward-data split's own cost, in k-steps of one tile (_split's units): its parts
+# written and summed by a second launch (conv2d_sum_splits), whose host path and ramp a small pass
+# pays whole. On the H200 mnist-2's forward in tf32 (25 k-steps of 64 x 128 tiles, 98 tiles) took
+# 32.1-33.8 us unsplit and 40.6-45.0 in 2 or 3 parts in every tuned run (bench/results/gpu-2026-11-
+# 30-s20, -s20c, -s21: 8.5-11.7 us more a split), so a split must save more than ~20 steps of a lone
+# tile; resnet-7x7x512's 144 steps a tile (63.9 us in 9 parts, 114.6 unsplit) still split.
+SPLIT_COST_STEPS = 20
+# In "tf32" and "3xtf32" a forward whose reduction is one tensor-core k-step (C*kh*kw <= TC_K) runs
+# the FFMA tile where that tile's grid makes at least this many waves: the tensor-core tile's
+# pipeline then fills and drains around a single step in every block. cifar-stem (3 channels, 3x3:
+# 27) took 35.0-41.0 us on the FFMA 64 x 64 tile against 41.9-46.5 on the heuristic's tensor-core
+# tiles in all three tuned runs, in both modes (5.2 waves); mnist-1 (25, 1.5 waves, ~25 us a pass
+# whatever the tile) went either way from run to run, and keeps its tensor-core tile.
+ONE_STEP_FFMA_WAVES = 4
 MAX_SPLITS = 16  # forward and backward-data: each part writes a whole output
 MAX_FILTER_SPLITS = 1024  # filter gradients: parts are filter-sized, and stems' few tiles need many
 DEFAULT_SMS = 132  # H100 SXM; the emulator reports this unless told otherwise
@@ -192,12 +206,13 @@ def gemm_shape(g, pass_: str) -> tuple[int, int, int]:
     return Kg, Cg * taps, g.N * w.P * w.Q
 
 
-def _split(tiles: int, steps: int, slots: int, max_splits: int) -> int:
-    """The split count that minimises waves x (steps per part + 2): the +2
-    charges each part's partial tile, written and read back once."""
+def _split(tiles: int, steps: int, slots: int, max_splits: int, extra: int = 0) -> int:
+    """The split count that minimises waves x (steps per part + 2), plus ``extra``
+    steps for any split at all: the +2 charges each part's partial tile, written
+    and read back once; ``extra`` the split's own pass (SPLIT_COST_STEPS)."""
     best, best_cost = 1, None
     for s in range(1, max(1, min(max_splits, steps // MIN_SPLIT_STEPS)) + 1):
-        cost = cdiv(tiles * s, slots) * (cdiv(steps, s) + 2)
+        cost = cdiv(tiles * s, slots) * (cdiv(steps, s) + 2) + (extra if s > 1 else 0)
         if best_cost is None or cost < best_cost:
             best, best_cost = s, cost
     return best
@@ -224,7 +239,8 @@ def _gemm(g, pass_: str, sms: int, splits: int | None, math: str = "fp32", cc: i
             per_sm = FFMA_AB_BLOCKS
     else:  # the tensor-core tiles run the plain orientation
         edge = tc.tile_edge(rows, cols, g.groups, sms, cc, narrow=True, mode=math)
-        if math == "3xtf32" and tc.forced_tile() is None and _ffma_fills(rows, cols, pass_, edge):
+        if tc.forced_tile() is None and ((math == "3xtf32" and _ffma_fills(rows, cols, pass_, edge))
+                                         or _one_step_ffma(rows, cols, red, g.groups, pass_, sms, cc)):
             return _gemm(g, pass_, sms, splits, "fp32", cc, tile, itemsize, swap)
         swap = False
         tile, per_sm = tc.TC_TILES[edge][:2] + (tc.TC_K,), tc.blocks_per_sm(pass_, math, edge, cc)
@@ -244,7 +260,7 @@ def _gemm(g, pass_: str, sms: int, splits: int | None, math: str = "fp32", cc: i
         if pass_ == "backward_filter":
             splits = _split(tiles, steps, slots, MAX_FILTER_SPLITS)
         else:
-            splits = _split(tiles, steps, slots, MAX_SPLITS) if tiles < slots else 1
+            splits = _split(tiles, steps, slots, MAX_SPLITS, SPLIT_COST_STEPS) if tiles < slots else 1
     return _parts(Choice("gemm", tile, math=math, swap=swap, edge=edge), red, splits, bk)
 
 
@@ -268,6 +284,15 @@ def _ffma_fills(rows: int, cols: int, pass_: str, edge) -> bool:
     tc_fill = rows / (cdiv(rows, bm) * bm) * cols / (cdiv(cols, bn) * bn)
     ffma_fill = filter_orientation(rows, cols)[0] if pass_ == "backward_filter" else tile_use(rows, cols)
     return ffma_fill > TC3_OVER_FFMA["wgmma" if edge in tc.WG_TILES else "mma"] * tc_fill
+
+
+def _one_step_ffma(rows: int, cols: int, red: int, groups: int, pass_: str, sms: int, cc: int) -> bool:
+    """Whether a tensor-core forward GEMM runs the FFMA tile instead (ONE_STEP_FFMA_WAVES)."""
+    if pass_ != "forward" or red > tc.TC_K:
+        return False
+    bm, bn, _ = ffma_tile(rows)
+    per_sm = FFMA_AB_BLOCKS if bm == TILE[0] and cc >= 90 else GEMM_BLOCKS_PER_SM[bm, 4]
+    return cdiv(rows, bm) * cdiv(cols, bn) * groups >= ONE_STEP_FFMA_WAVES * sms * per_sm
 
 
 def filter_orientation(Kg: int, taps: int) -> tuple[float, bool]:
@@ -314,6 +339,18 @@ def _phase(g, math: str, sms: int, cc: int) -> Choice:
     taps = phase_tap_grid(g)
     edge = tc.tile_edge(g.C // g.groups, cols, g.groups * taps.count(max(taps)), sms, cc, narrow=True, mode=math)
     return Choice("phase", tc.TC_TILES[edge][:2] + (tc.TC_K,), math=math, edge=edge)
+
+
+def _one_tap_tc(g, dtype, math: str) -> bool:
+    """A strided 1x1 filter's backward-data in tf32: the plain GEMM, not the phases. Its one phase
+    of taps holds every product, the others none; the GEMM multiplies those empty rows by zeros
+    too, but writes dx in whole rows where each phase's tile writes every sh-th element of it (its
+    empty phases as well). On the H200, 1x1-s2 took 77.0-78.0 us on the 128 x 128 GEMM against
+    96.4-99.4 on the phases' in all three tuned runs (bench/results/gpu-2026-11-30-s20, -s20c,
+    -s21). In 3xtf32 the GEMM's best (64 x 128, 102.1-102.2) beat the phases' best by 3% only, and
+    the tile the GEMM would get here (128 x 128 wgmma, 111.4-111.9) lost to the phases' (107.4-
+    109.0): 3xtf32 and FFMA (four times its multiplies) keep the phases."""
+    return g.win.kh * g.win.kw == 1 and math == "tf32" and np.dtype(dtype) == np.float32
 
 
 def _direct(g, pass_: str, sms: int, splits: int | None) -> Choice:
@@ -370,7 +407,7 @@ def _choose(g, pass_: str, dtype, math: str, sms: int, cc: int, spec: str, tc_ti
                 family = "strip"
             if family != "direct" and not depthwise and math == "tf32" and dtype == np.float32 and fold.ok(g, cc):
                 family = "fold"  # the window and strip kernels' FFMA against cuDNN's TF32
-        elif pass_ == "backward_data" and g.win.sh * g.win.sw > 1:
+        elif pass_ == "backward_data" and g.win.sh * g.win.sw > 1 and not _one_tap_tc(g, dtype, math):
             family = "phase"
         else:
             family = "gemm"
