@@ -45,6 +45,9 @@ __device__ __forceinline__ long long div_rem(long long a, long long b, long long
 __device__ __forceinline__ bool aligned16(const void* p) {
     return (reinterpret_cast<unsigned long long>(p) & 15ULL) == 0;
 }
+__device__ __forceinline__ bool aligned8(const void* p) {
+    return (reinterpret_cast<unsigned long long>(p) & 7ULL) == 0;
+}
 
 // A fused epilogue's activation: torch.relu's rule when relu is set (NaN
 // passes, everything not above zero becomes zero), else the value itself.

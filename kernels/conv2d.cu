@@ -97,16 +97,18 @@ template <typename T, bool MASK = false> struct FwdOp {
 // Where a (split, group) part of a forward or backward-data GEMM goes: row m
 // of group g is plane g*Mg + m of each image's Planes planes of PQ pixels,
 // column n is pixel n % PQ of image n / PQ; with bias (EPI_BIAS: forward,
-// split 0) and relu (EPI_RELU: forward, unsplit) applied on the way.
+// split 0) and relu (EPI_RELU: forward, unsplit) applied on the way. vec and
+// pair (an even PQ, out 8-byte aligned: columns n, n + 1 from an even n are
+// one aligned pair) let the FFMA and tensor-core tiles store vectors.
 template <typename T> struct PlaneEpi {
     T* out;
     const T* bias;  // read only with EPI_BIAS
     FastDiv PQ;
     int Planes, base, flags;  // base = g * Mg, the group's first plane; flags: common.cuh's EPI_*
-    bool vec;
+    bool vec, pair;
     __device__ PlaneEpi(T* o, const T* b, int pq, int planes, int g0, int f)
         : out(o), bias(b), PQ(pq), Planes(planes), base(g0), flags(f),
-          vec(pq % Vec16<T>::n == 0 && aligned16(o)) {}
+          vec(pq % Vec16<T>::n == 0 && aligned16(o)), pair(pq % 2 == 0 && aligned8(o)) {}
     __device__ __forceinline__ long long at(int m, int n) const {
         int img;
         const int pq = PQ.divmod(n, img);
@@ -307,6 +309,20 @@ template <typename T, bool MASK = false> struct FilterOp {
     __device__ T b(const Col& cl, int k, const KTab& e) const { return gemm_deref(pb(cl, k, e)); }
 };
 
+// A row-major part of a GEMM's result, row m at out + m*ld, as an epilogue
+// object (gemm.cuh's gemm_block_epilogue, tc_gemm.cuh's tc_pairs): vectors
+// and pairs of columns where ld and out align them.
+template <typename T> struct RowEpi {
+    T* out;
+    long long ld;
+    bool vec, pair;
+    __device__ RowEpi(T* o, long long l)
+        : out(o), ld(l), vec(l % Vec16<T>::n == 0 && aligned16(o)), pair(l % 2 == 0 && aligned8(o)) {}
+    __device__ __forceinline__ long long at(int m, int n) const { return m * ld + n; }
+    __device__ __forceinline__ T value(int, int, T v) const { return v; }
+    __device__ __forceinline__ void operator()(int m, int n, T v) const { out[at(m, n)] = v; }
+};
+
 // Grid z runs over (split, group) pairs; split s reduces pixels
 // [s*chunk, min((s+1)*chunk, N*P*Q)) and writes out[s]. SWAP: the transposed
 // GEMM (rows are the taps, columns the filters; gemm.cuh's GemmTransposed).
@@ -324,7 +340,7 @@ __device__ void conv_backward_filter(Run run, const T* __restrict__ dy, const T*
             run(GemmTransposed<T, FilterOp<T, MASK>>{op, taps, Kg}, kbeg, kend,
                 [&](int m, int n, T v) { part[(long long)(g * Kg + n) * taps + m] = v; });
         else
-            run(op, kbeg, kend, [&](int m, int n, T v) { part[(long long)(g * Kg + m) * taps + n] = v; });
+            run(op, kbeg, kend, RowEpi<T>(part + (long long)g * Kg * taps, taps));
     }
 }
 
@@ -468,7 +484,11 @@ extern "C" __global__ void col2im_f64(const double* __restrict__ cols, double* _
 // The padding test by tap masks where kh + kw <= 31, else by compares (conv.cuh's conv_masked): a uniform
 // branch at the entry, between two instantiations of the pass. Blocks per SM (TC_KERNEL): the filter
 // gradient asks for 1 (its k-table builder's registers), but 2 on the warpgroup tile, which fits
-// 120 registers (134 when asked for 1: one block an SM).
+// 120 registers (134 when asked for 1: one block an SM); 3xTF32's backward-data on the 64 tile asks
+// for the 4 it had at 114 registers before the epilogue's pair stores took it to 136 (3 blocks),
+// the occupancy tc._BLOCKS_SM90 and the H200's timings of it assume.
+#define CONV2D_TC_DATA_BLOCKS(MODE, TILE) \
+    (MODE == TC_TF32 ? 2 : TILE::BM == 64 && TILE::BN == 64 && !TILE::WG ? 4 : 1)
 #define CONV2D_TC(SFX, MODE, TILE)                                                                              \
     TC_KERNEL(TILE, MODE == TC_TF32 ? 2 : 1) conv2d_forward_##SFX(const float* __restrict__ x, const float* __restrict__ w,             \
                                          const float* __restrict__ b, float* __restrict__ y, GEOM, int chunk,   \
@@ -476,7 +496,7 @@ extern "C" __global__ void col2im_f64(const double* __restrict__ cols, double* _
         if (conv_masked(kh, kw)) conv_forward<true>(TcRun<MODE, TILE>{}, x, w, b, y, GEOM_ARGS, chunk, splits, epi); \
         else conv_forward<false>(TcRun<MODE, TILE>{}, x, w, b, y, GEOM_ARGS, chunk, splits, epi);               \
     }                                                                                                           \
-    TC_KERNEL(TILE, MODE == TC_TF32 ? 2 : 1) conv2d_backward_data_##SFX(const float* __restrict__ dy, const float* __restrict__ w,      \
+    TC_KERNEL(TILE, CONV2D_TC_DATA_BLOCKS(MODE, TILE)) conv2d_backward_data_##SFX(const float* __restrict__ dy, const float* __restrict__ w,      \
                                                float* __restrict__ dx, GEOM, int chunk, int splits) {           \
         if (conv_masked(kh, kw)) conv_backward_data<true>(TcRun<MODE, TILE>{}, dy, w, dx, GEOM_ARGS, chunk, splits); \
         else conv_backward_data<false>(TcRun<MODE, TILE>{}, dy, w, dx, GEOM_ARGS, chunk, splits);               \

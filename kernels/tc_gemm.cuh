@@ -555,26 +555,59 @@ __device__ void tc_tile(const Op& op, TcSmem<Tile, Op>& sm, int m0, int n0, int 
     __syncthreads();  // the shared memory is free for the caller's next tile
 }
 
+// Whether a store is an epilogue object (gemm.cuh's gemm_block_epilogue: out, at, value; PlaneEpi,
+// RowEpi), whose pair says that columns n, n + 1 from an even n lie side by side, 8-byte aligned:
+// tc_block then stores a thread's two neighbouring accumulators as one 8-byte store, and a
+// warp-instruction writes 8 rows of 32 whole bytes, where 4-byte stores of the 2t and 2t + 1
+// columns in turn each used half of every sector they wrote (ncu on conv2d_forward_tf32_64w,
+// bench/results/gpu-2026-11-30-s21's 7b: 16.0 of 32 bytes a sector). Any other store (a lambda)
+// gets its elements one by one, in the order it always had (the linear kernels' registers).
+template <typename S> __device__ constexpr auto tc_is_epi(int) -> decltype(((const S*)nullptr)->at(0, 0), true) {
+    return true;
+}
+template <typename S> __device__ constexpr bool tc_is_epi(long) { return false; }
+
 // The block's tile of op's GEMM over [kbeg, kend), handed to store(m, n, v)
-// for m < op.M, n < op.N, as gemm_block does. Tiles run over grid x (columns)
-// and y (rows).
+// for m < op.M, n < op.N, as gemm_block does (by pairs where an epilogue
+// object allows them). Tiles run over grid x (columns) and y (rows).
 template <int MODE, typename Tile, typename Op, typename Store>
 __device__ __forceinline__ void tc_block(const Op& op, TcSmem<Tile, Op>& sm, int kbeg, int kend, Store store) {
     const int m0 = blockIdx.y * Tile::BM, n0 = blockIdx.x * Tile::BN;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int wm0 = m0 + warp / Tile::WARPS_N * (Tile::BM / Tile::WARPS_M) + lane / 4;
-    const int wn0 = n0 + warp % Tile::WARPS_N * (Tile::BN / Tile::WARPS_N) + 2 * (lane % 4);
+    const int wn0 = n0 + warp % Tile::WARPS_N * (Tile::BN / Tile::WARPS_N) + 2 * (lane % 4);  // even
     float acc[Tile::MI][Tile::NI][4];
     tc_tile<MODE, Tile>(op, sm, m0, n0, kbeg, kend, acc);
+    if constexpr (tc_is_epi<Store>(0)) {
 #pragma unroll
-    for (int mi = 0; mi < Tile::MI; ++mi)
+        for (int mi = 0; mi < Tile::MI; ++mi)
 #pragma unroll
-        for (int ni = 0; ni < Tile::NI; ++ni)
+            for (int ni = 0; ni < Tile::NI; ++ni)
 #pragma unroll
-            for (int j = 0; j < 4; ++j) {  // c[j] = C[g + 8 (j / 2)][2t + j % 2]
-                const int m = wm0 + mi * 16 + 8 * (j / 2), n = wn0 + ni * 8 + j % 2;
-                if (m < op.M && n < op.N) store(m, n, acc[mi][ni][j]);
-            }
+                for (int h = 0; h < 2; ++h) {  // c[2h + i] = C[g + 8h][2t + i]
+                    const int m = wm0 + mi * 16 + 8 * h, n = wn0 + ni * 8;
+                    const float a = acc[mi][ni][2 * h], b = acc[mi][ni][2 * h + 1];
+                    if (m >= op.M) continue;
+                    if (store.pair && n + 1 < op.N) {
+                        float2 t;
+                        t.x = store.value(m, n, a), t.y = store.value(m, n + 1, b);
+                        *reinterpret_cast<float2*>(store.out + store.at(m, n)) = t;
+                    } else {
+                        if (n < op.N) store(m, n, a);
+                        if (n + 1 < op.N) store(m, n + 1, b);
+                    }
+                }
+    } else {
+#pragma unroll
+        for (int mi = 0; mi < Tile::MI; ++mi)
+#pragma unroll
+            for (int ni = 0; ni < Tile::NI; ++ni)
+#pragma unroll
+                for (int j = 0; j < 4; ++j) {  // c[j] = C[g + 8 (j / 2)][2t + j % 2]
+                    const int m = wm0 + mi * 16 + 8 * (j / 2), n = wn0 + ni * 8 + j % 2;
+                    if (m < op.M && n < op.N) store(m, n, acc[mi][ni][j]);
+                }
+    }
 }
 
 // The kernels' shared memory: the dynamic buffer seen as TcSmem.

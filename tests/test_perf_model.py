@@ -29,16 +29,16 @@ def test_record_rows_merge_ptxas_and_loop_tables(rec):
     # static-sm90.md: conv2d_forward_f32 has 79 registers, 3 blocks/SM (ptxas) and a 443-instruction loop with 256 FFMA
     r = rec["conv2d_forward_f32"]
     assert (r["registers"], r["blocks_per_sm"], r["instructions"], r["FMA"]) == (79, 3, 443, 256)
-    t = rec["conv2d_forward_tf32_128"]  # the tensor-core tables: block 256, 2 blocks/SM, a 496-instruction loop,
-    assert (t["block"], t["blocks_per_sm"], t["listed"], t["HMMA"]) == (256, 2, 496, 64)  # 64 HMMA
+    t = rec["conv2d_forward_tf32_128"]  # the tensor-core tables: block 256, 2 blocks/SM, a 499-instruction loop,
+    assert (t["block"], t["blocks_per_sm"], t["listed"], t["HMMA"]) == (256, 2, 499, 64)  # 64 HMMA
     assert isinstance(t["instructions"], float)  # a warp's average (sass_tc.k_step): 433.25
 
 
 def test_parser_takes_new_kernel_rows():
     text = model_static.RECORD.read_text().replace(
-        "| conv2d_backward_filter_m32_f32 | 506 |",
+        "| conv2d_backward_filter_m32_f32 | 508 |",
         "| conv2d_backward_filter_x_m32_f32 | 500 | 256 | 34 | 0 | 0 | 13 | 12 | 2 | 171 | 12 |\n"
-        "| conv2d_backward_filter_m32_f32 | 506 |")
+        "| conv2d_backward_filter_m32_f32 | 508 |")
     rows = model_static.kernels(text)
     assert rows["conv2d_backward_filter_x_m32_f32"]["instructions"] == 500
     assert model_static.row(rows, "nope_f32", "conv2d_backward_filter_x_m32_f32")[0] == \
