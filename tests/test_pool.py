@@ -415,3 +415,20 @@ def test_avg_pool_backward_finite_differences(backend, cip):
         num = _numgrad(lambda z: float(np.sum(w * gpucnn.avg_pool2d(z, count_include_pad=cip, **g))), x)
         dx = gpucnn.avg_pool2d_backward(w, x, count_include_pad=cip, **g)
         np.testing.assert_allclose(dx, num, **FD_TOL)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool_backward_adds_shared_argmax_in_window_order(dtype):
+    """3x3/2 on a 5x5 plane whose one maximum (2, 2) lies in all four windows: the kernel's
+    gather (pool2d.cu's max_bwd, its 2 x 2 window path) adds the four gradients in for_windows'
+    order, (1, 1), (1, 0), (0, 1), (0, 0): ((d + c) + b) + a, worked by hand. With a = c = 1,
+    b = 1e8, d = -1e8: -1e8 + 1 rounds to -1e8 in float32 (and is exact in float64), so the
+    order shows: float32 gives 1, float64 gives 2; every other input gets 0."""
+    x = np.zeros((1, 1, 5, 5), dtype)
+    x[0, 0, 2, 2] = 1
+    dy = np.array([[1, 1e8], [1, -1e8]], dtype)[None, None]
+    want = np.zeros_like(x)
+    want[0, 0, 2, 2] = 1 if dtype == np.float32 else 2
+    with gpucnn.use_backend("emulator"):
+        got = gpucnn.max_pool2d_backward(dy, x, kernel_size=3, stride=2)
+    np.testing.assert_array_equal(got, want)
