@@ -49,6 +49,24 @@ __device__ __forceinline__ bool aligned8(const void* p) {
     return (reinterpret_cast<unsigned long long>(p) & 7ULL) == 0;
 }
 
+// Two adjacent values at p (p[1] only when two): one 8- or 16-byte store
+// where vec (the caller knows p aligned to the pair: pool2d.cu's outputs for
+// an even Q, tc_gemm.cuh's paired accumulators), else scalar stores.
+template <typename T> struct Pair2;
+template <> struct Pair2<float> { typedef float2 type; };
+template <> struct Pair2<double> { typedef double2 type; };
+template <> struct Pair2<long long> { typedef longlong2 type; };
+template <typename T> __device__ __forceinline__ void store_pair(T* __restrict__ p, bool vec, bool two, T a, T b) {
+    if (vec) {
+        typename Pair2<T>::type t;
+        t.x = a, t.y = b;
+        *reinterpret_cast<typename Pair2<T>::type*>(p) = t;
+    } else {
+        p[0] = a;
+        if (two) p[1] = b;
+    }
+}
+
 // A fused epilogue's activation: torch.relu's rule when relu is set (NaN
 // passes, everything not above zero becomes zero), else the value itself.
 template <typename T> __device__ __forceinline__ T relu_if(T v, int relu) {

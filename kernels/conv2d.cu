@@ -310,7 +310,7 @@ template <typename T, bool MASK = false> struct FilterOp {
 };
 
 // A row-major part of a GEMM's result, row m at out + m*ld, as an epilogue
-// object (gemm.cuh's gemm_block_epilogue, tc_gemm.cuh's tc_pairs): vectors
+// object (gemm.cuh's gemm_block_epilogue, tc_gemm.cuh's tc_block): vectors
 // and pairs of columns where ld and out align them.
 template <typename T> struct RowEpi {
     T* out;

@@ -435,24 +435,6 @@ __device__ __forceinline__ void scan_pair(const T* __restrict__ plane, int h0, i
                 f(o, Dup || (rin[a] && cin[2 * o + b]) ? v[a][2 * o + b] : T(0), rows[a] + cols[2 * o + b]);
 }
 
-// Two adjacent outputs at p (p[1] only when two): one 8- or 16-byte store
-// where vec (Q even, so p is a pair's first, and the array 16-byte aligned),
-// else scalar stores.
-template <typename T> struct Pair2;
-template <> struct Pair2<float> { typedef float2 type; };
-template <> struct Pair2<double> { typedef double2 type; };
-template <> struct Pair2<long long> { typedef longlong2 type; };
-template <typename T> __device__ __forceinline__ void store_pair(T* __restrict__ p, bool vec, bool two, T a, T b) {
-    if (vec) {
-        typename Pair2<T>::type t;
-        t.x = a, t.y = b;
-        *reinterpret_cast<typename Pair2<T>::type*>(p) = t;
-    } else {
-        p[0] = a;
-        if (two) p[1] = b;
-    }
-}
-
 // The pair loop: g(plane, p, m, o0, two) for every pair (p, m) of the NC
 // planes' P x ceil(Q/2) pairs, o0 the flat index of its first output.
 template <typename G> __device__ __forceinline__ void for_pairs(long long NC, int P, int Q, G g) {

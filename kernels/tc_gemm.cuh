@@ -589,9 +589,7 @@ __device__ __forceinline__ void tc_block(const Op& op, TcSmem<Tile, Op>& sm, int
                     const float a = acc[mi][ni][2 * h], b = acc[mi][ni][2 * h + 1];
                     if (m >= op.M) continue;
                     if (store.pair && n + 1 < op.N) {
-                        float2 t;
-                        t.x = store.value(m, n, a), t.y = store.value(m, n + 1, b);
-                        *reinterpret_cast<float2*>(store.out + store.at(m, n)) = t;
+                        store_pair(store.out + store.at(m, n), true, true, store.value(m, n, a), store.value(m, n + 1, b));
                     } else {
                         if (n < op.N) store(m, n, a);
                         if (n + 1 < op.N) store(m, n + 1, b);

@@ -218,6 +218,14 @@ def _split(tiles: int, steps: int, slots: int, max_splits: int, extra: int = 0) 
     return best
 
 
+def _ffma_blocks(bm: int, itemsize: int, pass_: str, cc: int) -> int:
+    """Blocks an SM of an FFMA tile of ``bm`` rows: GemmBlocks, or GemmBlocksAB's FFMA_AB_BLOCKS for
+    conv2d's float forward and backward-data on the wide tile on sm_90 and newer."""
+    if bm == TILE[0] and itemsize == 4 and pass_ != "backward_filter" and cc >= 90:
+        return FFMA_AB_BLOCKS
+    return GEMM_BLOCKS_PER_SM[bm, itemsize]
+
+
 def ffma_tile(rows: int) -> tuple[int, int, int]:
     """The FFMA tile for a GEMM of ``rows`` rows: the narrow one where they fit it."""
     return NARROW_TILE if rows <= NARROW_TILE[0] else TILE
@@ -234,9 +242,7 @@ def _gemm(g, pass_: str, sms: int, splits: int | None, math: str = "fp32", cc: i
             swap = filter_orientation(rows, cols)[1]
         rows, cols = (cols, rows) if swap else (rows, cols)
         edge, tile = None, tile or ffma_tile(rows)
-        per_sm = GEMM_BLOCKS_PER_SM[tile[0], itemsize]
-        if tile[0] == TILE[0] and itemsize == 4 and pass_ != "backward_filter" and cc >= 90:
-            per_sm = FFMA_AB_BLOCKS
+        per_sm = _ffma_blocks(tile[0], itemsize, pass_, cc)
     else:  # the tensor-core tiles run the plain orientation
         edge = tc.tile_edge(rows, cols, g.groups, sms, cc, narrow=True, mode=math)
         if tc.forced_tile() is None and ((math == "3xtf32" and _ffma_fills(rows, cols, pass_, edge))
@@ -291,8 +297,7 @@ def _one_step_ffma(rows: int, cols: int, red: int, groups: int, pass_: str, sms:
     if pass_ != "forward" or red > tc.TC_K:
         return False
     bm, bn, _ = ffma_tile(rows)
-    per_sm = FFMA_AB_BLOCKS if bm == TILE[0] and cc >= 90 else GEMM_BLOCKS_PER_SM[bm, 4]
-    return cdiv(rows, bm) * cdiv(cols, bn) * groups >= ONE_STEP_FFMA_WAVES * sms * per_sm
+    return cdiv(rows, bm) * cdiv(cols, bn) * groups >= ONE_STEP_FFMA_WAVES * sms * _ffma_blocks(bm, 4, pass_, cc)
 
 
 def filter_orientation(Kg: int, taps: int) -> tuple[float, bool]:
