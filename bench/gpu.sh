@@ -3,7 +3,7 @@
 # installed; no package registry), from the repository root:
 #   bash bench/gpu.sh [OUTDIR]        (default: $OUT, else bench/results/<date>)
 # Steps, in this order, each time-boxed and logged, a failing step never
-# stopping the next (530 s at most in all, plus the time-outs' 10 s grace; the boxes set anew
+# stopping the next (540 s at most in all, plus the time-outs' 10 s grace; the boxes set anew
 # from the third run's times, bench/results/gpu-2026-11-30-s20, where step 3 ran out at 45 s and
 # 7b at 30). The first run, on an
 # H200 on 2026-11-29 (bench/results/gpu-2026-11-29), took 5 s for step 2 and 112 s for the conv2d
@@ -38,9 +38,11 @@
 #   5c every convolution case autotuned (--algo      55 s   [19 for 8 cases] (where the tuned time beats
 #     autotune), 3xtf32 and tf32                            step 5's, the heuristic guessed wrong; each
 #                                                           candidate timed until 2 ms, autotune._time)
-#   5d A/B of memory-bound kernel variants:         25 s   [18]   (bench/ab_mem.py, gpucnn.bench.variants:
-#     side by side in one process, called and in           pooling forward's stride-2 pair kernels
-#     a CUDA graph; the table goes into summary.txt        against the generic ones; the reductions
+#   5d A/B of memory-bound kernel variants:         35 s   [18]   (bench/ab_mem.py, gpucnn.bench.variants:
+#     side by side in one process, called and in           pooling forward's stride-2 pair kernels,
+#     a CUDA graph; the table goes into summary.txt        two rows a thread and one (session 22: a
+#                                                           third variant, 10 s more), against the
+#                                                           generic ones; the reductions
 #                                                           (batch norm's statistics and backward, the
 #                                                           bias gradient) in one wave of blocks and in
 #                                                           four; the statistics through a cp.async ring
@@ -120,12 +122,12 @@ step 5b-fused 20 "$PY" -m gpucnn.cli bench --device cuda --fused-only --no-progr
 step 5c-autotune 55 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
     --out "$logs/tuned" --backends "gpucnn-cuda-3xtf32${peers:+,$peers},gpucnn-cuda-tf32" --algo autotune \
     --only "$convs"
-step 5d-ab 25 "$PY" bench/ab_mem.py --budget 0.15
+step 5d-ab 35 "$PY" bench/ab_mem.py --budget 0.15
 step 5e-ab-conv 25 "$PY" bench/ab_conv.py --budget 0.1
 step 6-steps 30 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-torch-compile --no-progress \
     --out "$logs/steps"
 step 7-ncu 25 ncu --clock-control none \
-    --kernel-name regex:"conv2d_forward_(f32|tf32_|3xtf32_)|depthwise_backward_data_window_f32|conv2d_fold_|batchnorm_(stats|stats_async|forward)_f32|conv2d_bias_grad_f32|max_pool2d_(forward_s2|backward)_f32" \
+    --kernel-name regex:"conv2d_forward_(f32|tf32_|3xtf32_)|depthwise_backward_data_window_f32|conv2d_fold_|batchnorm_(stats|stats_async|forward)_f32|conv2d_bias_grad_f32|max_pool2d_(forward|backward)_s2_f32" \
     --launch-count 18 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
 step 7b-ncu-full 45 ncu --clock-control none --set full \
     --kernel-name regex:"conv2d_forward_(f32|(tf32|3xtf32)_64[wg]?)$|batchnorm_(stats|forward)_f32|max_pool2d_forward_s2_f32" \

@@ -116,7 +116,11 @@ def _families(rng) -> bool:
 # (16-byte loads where W % 4 == 0, Q odd and even, the padding clamped) against the generic
 # ones, and batch norm's statistics by channel_walk and through the cp.async ring, in one
 # wave and in four, against float64 NumPy.
-POOL_CASES = (((2, 3, 9, 16), 3, 1), ((2, 3, 8, 13), 2, 0), ((1, 2, 7, 12), 3, 0), ((2, 2, 6, 8), 2, 1))
+# Pooling: odd output rows (two rows a thread: the last block holds one), a row
+# wider than a warp's 32 pairs (the side column from a lane of another warp),
+# and a width that is not a multiple of 4 (scalar loads).
+POOL_CASES = (((2, 3, 9, 16), 3, 1), ((2, 3, 8, 13), 2, 0), ((1, 2, 7, 12), 3, 0), ((2, 2, 6, 8), 2, 1),
+              ((1, 2, 5, 136), 3, 1), ((1, 2, 7, 132), 3, 0))
 STATS_CASES = ((4, 3, 16, 16), (2, 2, 64, 68), (3, 2, 5, 7))
 
 

@@ -7,8 +7,11 @@
 //   max_pool2d_backward_T(const T* dy, const long long* idx, T* dx, G) dy, idx: (NC,P,Q)  dx: (NC,H,W)
 //   avg_pool2d_forward_T (const T* x, T* y, G, int pb, int pr, int count_include_pad, int divisor_override)
 //   avg_pool2d_backward_T(const T* dy, T* dx, G, int pb, int pr, int count_include_pad, int divisor_override)
-//   max_pool2d_forward_s2_T, avg_pool2d_forward_s2_T: the forward kernels' arguments, for
-//                          stride-2 2x2 and 3x3 windows (a thread a pair of outputs; see scan_pair)
+//   max_pool2d_backward_s2_T: max_pool2d_backward_T's arguments, for the same windows (a thread
+//                          4 inputs of a row; see max_bwd_fours)
+//   max_pool2d_forward_s2_T, avg_pool2d_forward_s2_T: the forward kernels' arguments, then
+//                          int rows (1 or 2), for stride-2 2x2 and 3x3 windows (a thread
+//                          rows x 2 outputs; see scan_rows)
 //   max_unpool2d_T       (const T* y, const long long* idx, T* x, long long n, long long PQ, long long HoWo)
 //                          y, idx: (NC,P,Q)  x: (NC,Ho,Wo), zeroed by the caller (GPUCNN_INOUT)
 // where G = long long NC, int H, int W, int P, int Q, int kh, int kw, int sh, int sw,
@@ -27,6 +30,7 @@
 #define POOL_GEOMETRY                                                                       \
     long long NC, int H, int W, int P, int Q, int kh, int kw, int sh, int sw, int pt, int pl, \
         int dh, int dw
+#define POOL_ARGS NC, H, W, P, Q, kh, kw, sh, sw, pt, pl, dh, dw
 
 // Grid-stride loop over the NC planes of rows x cols elements: it.i is the
 // flat index, (it.plane, it.r, it.c) its coordinates, advanced by the stride
@@ -360,27 +364,35 @@ __device__ void avg_bwd(const T* __restrict__ dy, T* __restrict__ dx, POOL_GEOME
     }
 }
 
-// ---- stride-2 pairs: the forward kernels' fast path (max_pool2d_forward_s2,
+// ---- stride-2 blocks: the forward kernels' fast path (max_pool2d_forward_s2,
 // avg_pool2d_forward_s2; pool.py's pairs() picks them) for square K x K windows,
 // K = 2 or 3, stride 2, undilated, each pad at most K / 2: the ResNet and VGG
-// poolings. A thread takes two outputs of a row, (p, 2m) and (p, 2m + 1),
-// whose windows span the K + 2 columns c0 .. c0 + K + 1 (c0 = 4m - pl) of K
-// rows. Columns 4m .. 4m + 3 come in one 16-byte load a row (two for double)
-// where W % 4 == 0 and x is aligned, the one column left over (4m - 1 with
-// pl = 1, 4m + 4 for 3x3 with pl = 0) in a scalar one: two 3x3/2 p1 outputs
-// take 6 loads where scan took 18, two 2x2/2 outputs 2 where it took 8, and
-// the thread's set-up (PlaneWalk's divisions, ~120 instructions) and its
-// stores (8- and 16-byte where Q is even) serve two outputs or, where the
-// launch is large (pool.PAIR_WAVES), four. By the sm_90 SASS a pair takes
-// ~204 instructions in 3x3 max (the 16-byte path, set-up aside: ~102 an
-// output, against ~125 for scan_clamped's window alone) and ~118 in 2x2 max.
-// Rows and columns are clamped as in scan_clamped (Dup: a clamped tap repeats
-// one of the same window, so a max and its argmax are unchanged; !Dup: it
-// counts zero), so the loads stay inside the input whatever the geometry,
-// and each output's taps go to f in raster order, as scan's: the bits are the
-// same. Not timed yet: the H200 ran the one-output kernels at 38% (3x3/2 p1)
-// and 51-64% (2x2/2) of the copy bandwidth (bench/results/gpu-2026-11-30);
-// bench/ab_mem.py times the two side by side (gpu.sh's step 5d).
+// poolings. A thread takes R rows (the launch's `rows`: 1, or 2 where the
+// launch is large, pool.PAIR_WAVES) of two outputs each, (p0 + r, 2m) and
+// (p0 + r, 2m + 1) for r < R, p0 = R x its row block. Their windows span the
+// K + 2 columns c0 .. c0 + K + 1 (c0 = 4m - pl) of A = 2(R - 1) + K rows from
+// h0 = 2 p0 - pt: a 3x3's two output rows share one input row, so they take
+// 5 rows where two pairs took 6. Columns 4m .. 4m + 3 come in one 16-byte load
+// a row (two for double) where W % 4 == 0 and x is aligned. The one column
+// left over (the side column: 4m - 1 with pl = 1, 4m + 4 for 3x3 with pl = 0)
+// is the neighbour lane's vector's last or first element, passed by a warp
+// shuffle, where that lane holds pair m - 1 or m + 1 of the same rows (the
+// flat index i - 1 or i + 1: lanes hold consecutive pairs), else a scalar
+// load issued with the vectors (lane 0 or 31, a row's first or last pair).
+// So 3x3/2 p1's four outputs take 5 vector loads and 5 x ~2/32 scalar ones
+// where two pairs took 6 and 6 (and the one-output kernel, scan, 36); the
+// whole warp runs the loop's iterations together (for_rows) for the shuffles.
+// The thread's set-up (PlaneWalk's divisions, ~120 instructions) and its
+// stores (8- and 16-byte where Q is even) serve 2R outputs. Rows and columns
+// are clamped as in scan_clamped (Dup: a clamped tap repeats one of the same
+// window, so a max and its argmax are unchanged; !Dup: it counts zero), so the
+// loads stay inside the input whatever the geometry, and each output's taps go
+// to f in raster order, as scan's: the bits are the same. The H200 ran the
+// pair kernels (R = 1, scalar side columns, two pairs a thread where large)
+// at 82% (3x3/2 p1) and 93% (2x2/2) of the copy rate in a CUDA graph, L2 at
+// 78-81% of its peak and the SMs' issue at 62-65% (ncu), where ReLU ran at
+// 97% (bench/results/gpu-2026-11-30-s21); bench/ab_mem.py times R = 2 against
+// R = 1 and the generic kernels side by side (gpu.sh's step 5d).
 
 // v[0..3] = p[0..3], p 16-byte aligned: one float4 or two double2 loads.
 template <typename T> __device__ __forceinline__ void load4(const T* __restrict__ p, T (&v)[4]) {
@@ -395,101 +407,289 @@ template <typename T> __device__ __forceinline__ void load4(const T* __restrict_
     }
 }
 
-// f(o, v, off) for output o = 0, 1 of the pair (row h0, pair m), each
-// output's K x K taps in raster order (v and off as scan_clamped's).
-// vec: W % 4 == 0 and the plane 16-byte aligned (the same in every thread).
-template <int K, int PL, bool Dup, typename T, typename F>
-__device__ __forceinline__ void scan_pair(const T* __restrict__ plane, int h0, int m, int H, int W, bool vec, F f) {
-    constexpr int J = K + 2;  // the pair's columns, c0 + j
+// Whether a block's windows need a column outside its 16-byte vectors (all but the unpadded 2x2).
+#define SIDE_COLUMN(K, PL) ((PL) == 1 || (K) == 3)
+
+// f(r, o, v, tap, off) for output o = 0, 1 of row r < R of the block (input
+// rows from h0, pair m of M a row), each output's K x K taps in raster order
+// (v and off as scan_clamped's; tap = 8a + j, the tap's block row and column,
+// a constant once unrolled, which tap_offset turns into off), where live (the
+// lane holds a block). A 3x3 max carries the tap rather than its offset: it
+// selects an immediate a tap, where carrying offsets kept the 25 sums of the
+// A + J row and column offsets live (two rows: 78 registers, 3 blocks an SM,
+// sm_90; with taps 70, and 64 with no spill built for 4 blocks,
+// POOL_PAIR_BLOCKS, as the pair kernel's 54 ran). A 2x2 max of one row carries offsets:
+// 126 instructions a pair's loop where taps took 153 (decoding them). Every lane of
+// the warp calls it, live or not, when vec && shfl (the shuffles).
+// vec: W % 4 == 0 and the plane 16-byte aligned; shfl: whole warps (blockDim
+// a multiple of 32); both the same in every thread.
+template <int K, int PL, int R, bool Dup, typename T, typename F>
+__device__ __forceinline__ void scan_rows(const T* __restrict__ plane, bool live, int h0, int m, int M, int H, int W,
+                                          bool vec, bool shfl, int lane, F f) {
+    constexpr int J = K + 2, A = 2 * (R - 1) + K;  // the block's columns c0 + j and rows h0 + a
+    constexpr bool SIDE = SIDE_COLUMN(K, PL);  // a column outside 4m .. 4m + 3: j = S
+    constexpr int S = PL ? 0 : 4;
     const int c0 = 4 * m - PL;
-    int rows[K], cols[J];
-    bool rin[K], cin[J];
+    int rows[A], cols[J];
+    bool rin[A], cin[J];
 #pragma unroll
-    for (int a = 0; a < K; ++a) rows[a] = clamp_tap(h0 + a, H, rin[a]) * W;
+    for (int a = 0; a < A; ++a) rows[a] = clamp_tap(h0 + a, H, rin[a]) * W;
 #pragma unroll
     for (int j = 0; j < J; ++j) cols[j] = clamp_tap(c0 + j, W, cin[j]);
-    T v[K][J];
-    if (vec && 4 * m + 4 <= W) {  // columns 4m .. 4m + 3 inside the row: a 16-byte load a row, all in flight
+    T v[A][J], edge[A];  // edge: the element of this lane's vector that the neighbour's side column is
+    const bool vrow = vec && 4 * m + 4 <= W;  // columns 4m .. 4m + 3 inside the row
+    // The side column from lane - 1 (pair m - 1, its vector's last) or lane + 1 (pair m + 1, its first).
+    const bool nb = SIDE && shfl && vrow && (PL ? lane > 0 && m > 0 : lane < 31 && m + 1 < M && 4 * m + 8 <= W);
+    if (live && vrow) {
 #pragma unroll
-        for (int a = 0; a < K; ++a) {
+        for (int a = 0; a < A; ++a) {
             T q[4];
             load4(plane + rows[a] + 4 * m, q);
 #pragma unroll
-            for (int j = 0; j < J; ++j) {  // column 4m + j - PL: in q, or the column left over
-                const int k = j - PL;
-                v[a][j] = k >= 0 && k < 4 ? q[k & 3] : plane[rows[a] + cols[j]];
-            }
+            for (int j = 0; j < J; ++j)
+                if (j - PL >= 0 && j - PL < 4) v[a][j] = q[j - PL];
+            edge[a] = PL ? q[3] : q[0];
+            if (SIDE && !nb) v[a][S] = plane[rows[a] + cols[S]];
         }
     } else {
 #pragma unroll
-        for (int a = 0; a < K; ++a)
+        for (int a = 0; a < A; ++a) {
 #pragma unroll
-            for (int j = 0; j < J; ++j) v[a][j] = plane[rows[a] + cols[j]];
+            for (int j = 0; j < J; ++j) v[a][j] = live ? plane[rows[a] + cols[j]] : T(0);
+            edge[a] = T(0);
+        }
     }
+    if (SIDE && vec && shfl) {  // the same in the whole warp
 #pragma unroll
-    for (int o = 0; o < 2; ++o)
+        for (int a = 0; a < A; ++a) {
+            const T s = PL ? __shfl_up_sync(0xffffffffu, edge[a], 1) : __shfl_down_sync(0xffffffffu, edge[a], 1);
+            if (nb) v[a][S] = s;
+        }
+    }
+    if (!live) return;
 #pragma unroll
-        for (int a = 0; a < K; ++a)
-#pragma unroll
-            for (int b = 0; b < K; ++b)
-                f(o, Dup || (rin[a] && cin[2 * o + b]) ? v[a][2 * o + b] : T(0), rows[a] + cols[2 * o + b]);
-}
-
-// The pair loop: g(plane, p, m, o0, two) for every pair (p, m) of the NC
-// planes' P x ceil(Q/2) pairs, o0 the flat index of its first output.
-template <typename G> __device__ __forceinline__ void for_pairs(long long NC, int P, int Q, G g) {
-    const int M = (Q + 1) / 2;
-    PLANE_LOOP(it, P, M, NC * P * M) g(it.plane, it.r, it.c, (it.plane * P + it.r) * Q + 2 * it.c, 2 * it.c + 1 < Q);
-}
-
-template <int K, int PL, typename T>
-__device__ void max_pairs(const T* __restrict__ x, T* __restrict__ y, long long* __restrict__ idx, POOL_GEOMETRY) {
-    const bool vin = (W & 3) == 0 && aligned16(x), vout = (Q & 1) == 0 && aligned16(y) && aligned16(idx);
-    for_pairs(NC, P, Q, [&](long long plane, int p, int m, long long o0, bool two) {
-        const int h0 = 2 * p - pt;
-        T best[2] = {neg_inf<T>(), neg_inf<T>()};
-        int arg[2];  // the first tap, clamped (an all -inf window keeps it)
-#pragma unroll
-        for (int o = 0; o < 2; ++o) arg[o] = max(h0, 0) * W + max(4 * m - PL + 2 * o, 0);
-        scan_pair<K, PL, true>(x + plane * H * W, h0, m, H, W, vin, [&](int o, T v, int off) {
-            if (v > best[o] || is_nan(v)) best[o] = v, arg[o] = off;
-        });
-        store_pair(y + o0, vout, two, best[0], best[1]);
-        store_pair(idx + o0, vout, two, (long long)arg[0], (long long)arg[1]);
-    });
-}
-
-template <int K, int PL, typename T>
-__device__ void avg_pairs(const T* __restrict__ x, T* __restrict__ y, POOL_GEOMETRY, int pb, int pr,
-                          int include_pad, int divisor) {
-    const bool vin = (W & 3) == 0 && aligned16(x), vout = (Q & 1) == 0 && aligned16(y);
-    for_pairs(NC, P, Q, [&](long long plane, int p, int m, long long o0, bool two) {
-        T acc[2] = {T(0), T(0)};
-        scan_pair<K, PL, false>(x + plane * H * W, 2 * p - pt, m, H, W, vin, [&](int o, T v, int) { acc[o] += v; });
-        T r[2];
+    for (int r = 0; r < R; ++r)
 #pragma unroll
         for (int o = 0; o < 2; ++o)
-            r[o] = acc[o] / T(divisor ? divisor
-                                      : avg_divisor(p, 2 * m + o, H, W, kh, kw, sh, sw, pt, pl, pb, pr, include_pad));
-        store_pair(y + o0, vout, two, r[0], r[1]);
+#pragma unroll
+            for (int i = 0; i < K; ++i)
+#pragma unroll
+                for (int b = 0; b < K; ++b) {
+                    const int a = 2 * r + i, j = 2 * o + b;
+                    f(r, o, Dup || (rin[a] && cin[j]) ? v[a][j] : T(0), 8 * a + j, rows[a] + cols[j]);
+                }
+}
+
+// The offset in its plane of scan_rows' tap (8a + j) of the block at (h0, c0 = 4m - pl): clamped, as its loads.
+__device__ __forceinline__ int tap_offset(int tap, int h0, int c0, int H, int W) {
+    bool in;
+    return clamp_tap(h0 + (tap >> 3), H, in) * W + clamp_tap(c0 + (tap & 7), W, in);
+}
+
+// The block loop: g(live, plane, p0, m, M, lane) for every block of R rows
+// from p0 = R x (its row block) and pair m of the M = ceil(Q/2) pairs of a row,
+// NC planes of ceil(P/R) x M blocks. Warp: whole warps iterate together (lanes
+// hold consecutive blocks, and while the warp's first lane has one), a lane
+// past the end called with live = false (and plane 0), for scan_rows'
+// shuffles; else a lane's own blocks, live (a constant: the 2x2 unpadded
+// window has no side column, and its loop no live tests).
+template <int R, bool Warp, typename G> __device__ __forceinline__ void for_rows(long long NC, int P, int Q, G g) {
+    const int M = (Q + 1) / 2, B = (P + R - 1) / R;
+    const long long n = NC * B * M;
+    const int lane = threadIdx.x & 31;
+    if constexpr (Warp) {
+        for (PlaneWalk it(B, M); it.i - lane < n; it.next(B, M)) {
+            const bool live = it.i < n;
+            g(live, live ? it.plane : 0LL, R * it.r, it.c, M, lane);
+        }
+    } else {
+        PLANE_LOOP(it, B, M, n) g(true, it.plane, R * it.r, it.c, M, lane);
+    }
+}
+
+// Output row p0 + r's pair at (plane, 2m) gets (a, b) (b where 2m + 1 < Q; row p0 + r < P).
+template <typename T>
+__device__ __forceinline__ void store_row_pair(T* __restrict__ out, bool vec, long long plane, int p, int m, int P,
+                                               int Q, T a, T b) {
+    if (p < P) store_pair(out + (plane * P + p) * Q + 2 * m, vec, 2 * m + 1 < Q, a, b);
+}
+
+template <int K, int PL, int R, typename T>
+__device__ void max_rows(const T* __restrict__ x, T* __restrict__ y, long long* __restrict__ idx, POOL_GEOMETRY) {
+    const bool vin = (W & 3) == 0 && aligned16(x), vout = (Q & 1) == 0 && aligned16(y) && aligned16(idx);
+    const bool shfl = (blockDim.x & 31) == 0;
+    for_rows<R, SIDE_COLUMN(K, PL)>(NC, P, Q, [&](bool live, long long plane, int p0, int m, int M, int lane) {
+        const int h0 = 2 * p0 - pt;
+        T best[R][2];
+        constexpr bool TAPS = K == 3 || R == 2;  // arg: the window's tap (TAPS) or its offset
+        const int c0 = 4 * m - PL;
+        int arg[R][2];  // the window's first tap, clamped, until one wins (an all -inf window keeps it)
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+#pragma unroll
+            for (int o = 0; o < 2; ++o)
+                best[r][o] = neg_inf<T>(), arg[r][o] = TAPS ? 8 * (2 * r) + 2 * o
+                                                            : max(h0 + 2 * r, 0) * W + max(c0 + 2 * o, 0);
+        scan_rows<K, PL, R, true>(x + plane * H * W, live, h0, m, M, H, W, vin, shfl, lane,
+                                  [&](int r, int o, T v, int tap, int off) {
+            if (v > best[r][o] || is_nan(v)) best[r][o] = v, arg[r][o] = TAPS ? tap : off;
+        });
+        if (!live) return;
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            long long a[2];
+#pragma unroll
+            for (int o = 0; o < 2; ++o) a[o] = TAPS ? tap_offset(arg[r][o], h0, c0, H, W) : arg[r][o];
+            store_row_pair(y, vout, plane, p0 + r, m, P, Q, best[r][0], best[r][1]);
+            store_row_pair(idx, vout, plane, p0 + r, m, P, Q, a[0], a[1]);
+        }
     });
 }
 
-// The pair kernels' bodies for the launch's K and left pad (pool.py's pairs():
+template <int K, int PL, int R, typename T>
+__device__ void avg_rows(const T* __restrict__ x, T* __restrict__ y, POOL_GEOMETRY, int pb, int pr,
+                         int include_pad, int divisor) {
+    const bool vin = (W & 3) == 0 && aligned16(x), vout = (Q & 1) == 0 && aligned16(y);
+    const bool shfl = (blockDim.x & 31) == 0;
+    for_rows<R, SIDE_COLUMN(K, PL)>(NC, P, Q, [&](bool live, long long plane, int p0, int m, int M, int lane) {
+        T acc[R][2];
+#pragma unroll
+        for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = T(0);
+        scan_rows<K, PL, R, false>(x + plane * H * W, live, 2 * p0 - pt, m, M, H, W, vin, shfl, lane,
+                                   [&](int r, int o, T v, int, int) { acc[r][o] += v; });
+        if (!live) return;
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            T d[2];
+#pragma unroll
+            for (int o = 0; o < 2; ++o)
+                d[o] = acc[r][o] / T(divisor ? divisor
+                                             : avg_divisor(p0 + r, 2 * m + o, H, W, kh, kw, sh, sw, pt, pl, pb, pr,
+                                                           include_pad));
+            store_row_pair(y, vout, plane, p0 + r, m, P, Q, d[0], d[1]);
+        }
+    });
+}
+
+// The float block kernels are built for 4 resident blocks of 256 threads an
+// SM (64 registers; launch.BLOCK): 80 bytes of loads in flight a thread, 80
+// KiB an SM, where 3 blocks would leave 60 (the pair kernel's 4 x 60 bytes).
+#define POOL_PAIR_BLOCKS 4
+
+// The block kernels' bodies for the launch's rows (1 or 2).
+template <int K, int PL, typename T>
+__device__ void max_pairs(const T* __restrict__ x, T* __restrict__ y, long long* __restrict__ idx, POOL_GEOMETRY,
+                          int rows) {
+    if (rows == 2)
+        max_rows<K, PL, 2>(x, y, idx, POOL_ARGS);
+    else
+        max_rows<K, PL, 1>(x, y, idx, POOL_ARGS);
+}
+template <int K, int PL, typename T>
+__device__ void avg_pairs(const T* __restrict__ x, T* __restrict__ y, POOL_GEOMETRY, int pb, int pr,
+                          int include_pad, int divisor, int rows) {
+    if (rows == 2)
+        avg_rows<K, PL, 2>(x, y, POOL_ARGS, pb, pr, include_pad, divisor);
+    else
+        avg_rows<K, PL, 1>(x, y, POOL_ARGS, pb, pr, include_pad, divisor);
+}
+
+// The pair windows' bodies for the launch's K and left pad (pool.py's pairs():
 // kh == kw == K, 2 or 3, stride 2, undilated, pads at most K / 2).
-#define POOL_PAIRS(body, ...)                                                \
-    if (kh == 3)                                                             \
-        pl ? body<3, 1>(__VA_ARGS__) : body<3, 0>(__VA_ARGS__);              \
-    else                                                                     \
+#define POOL_WINDOWS(body, ...)                                                  \
+    if (kh == 3)                                                                 \
+        pl ? body<3, 1>(__VA_ARGS__) : body<3, 0>(__VA_ARGS__);                  \
+    else                                                                         \
         pl ? body<2, 1>(__VA_ARGS__) : body<2, 0>(__VA_ARGS__)
+
+// p[0..3] = v[0..3], p 16-byte aligned: one float4 or two double2 stores.
+template <typename T> __device__ __forceinline__ void store4(T* __restrict__ p, const T (&v)[4]) {
+    typedef typename Vec16<T>::type V;
+    constexpr int L = Vec16<T>::n;
+#pragma unroll
+    for (int g = 0; g < 4 / L; ++g) {
+        V t;
+        T* e = reinterpret_cast<T*>(&t);
+#pragma unroll
+        for (int k = 0; k < L; ++k) e[k] = v[g * L + k];
+        reinterpret_cast<V*>(p)[g] = t;
+    }
+}
+
+// Max pooling's backward for the pair kernels' windows (pool.py's pairs():
+// square K x K, K = 2 or 3, stride 2, undilated, pads at most K / 2): a thread
+// takes 4 adjacent inputs of a row, w0 = 4j .. 4j + 3. The windows over them
+// are at most K - 1 rows (p: K - 1 = 2 for 3x3) by NQ columns
+// (q = 2j + D .. 2j + D + NQ - 1: 3, or 2 for an unpadded 2x2): their argmax
+// loads (6 for 3x3/2, where max_bwd's threads took 4 an input, 16 for the
+// four) issue together, then the dy loads of those that chose one of the
+// four, each added to its input in for_windows' order (p, then q, falling):
+// the bits of max_bwd. Which window covers which of the four is known once
+// unrolled, and the stride's halvings are shifts (window_range divides by
+// the stride); dx goes out in one 16-byte store (two for double) where
+// W % 4 == 0 and dx is aligned, else in element stores (a row's last group
+// clipped). ncu on the H200 had max_bwd issue-bound: the SMs' issue at 79%,
+// DRAM at 10%, 329 us for 3x3/2 p1 on 32x64x112x112
+// (bench/results/gpu-2026-11-30-s21c).
+template <int K, int PL, typename T>
+__device__ void max_bwd_fours(const T* __restrict__ dy, const long long* __restrict__ idx, T* __restrict__ dx,
+                              POOL_GEOMETRY) {
+    constexpr int NP = K - 1, NQ = (K == 2 && PL == 0) ? 2 : 3;
+    constexpr int D = K == 3 && PL == 0 ? -1 : 0;  // the first window's q less 2j: ceil((4j + PL - K + 1) / 2) - 2j
+    const int G = (W + 3) / 4;
+    const bool vout = (W & 3) == 0 && aligned16(dx);
+    PLANE_LOOP(it, H, G, NC * H * G) {
+        const int h = it.r, w0 = 4 * it.c, top = h + pt;
+        const int p1 = min(P - 1, top >> 1), p0 = max(0, top - K + 2) >> 1;  // the windows over row h
+        const long long base = it.plane * P * Q, self = (long long)h * W + w0;
+        long long o[NP][NQ], id[NP][NQ];
+#pragma unroll
+        for (int r = 0; r < NP; ++r)
+#pragma unroll
+            for (int c = 0; c < NQ; ++c) {  // p and q falling
+                const int p = p1 - r, q = 2 * it.c + D + NQ - 1 - c;
+                o[r][c] = base + (long long)p * Q + q;
+                id[r][c] = p >= p0 && q >= 0 && q < Q ? idx[o[r][c]] : -1;
+            }
+        int at[NP][NQ];  // which of the four the window chose (-1: none)
+        T g[NP][NQ];
+#pragma unroll
+        for (int r = 0; r < NP; ++r)
+#pragma unroll
+            for (int c = 0; c < NQ; ++c) {
+                const int lo = 2 * (D + NQ - 1 - c) - PL;  // the window's columns: w0 + lo .. w0 + lo + K - 1
+                const long long t = id[r][c] - self;      // id -1 (no window) is below every self
+                at[r][c] = id[r][c] >= 0 && t >= (lo > 0 ? lo : 0) && t < (lo + K < 4 ? lo + K : 4) ? (int)t : -1;
+                g[r][c] = at[r][c] >= 0 ? dy[o[r][c]] : T(0);
+            }
+        T acc[4];
+#pragma unroll
+        for (int t = 0; t < 4; ++t) {
+            acc[t] = T(0);
+#pragma unroll
+            for (int r = 0; r < NP; ++r)
+#pragma unroll
+                for (int c = 0; c < NQ; ++c) {
+                    const int lo = 2 * (D + NQ - 1 - c) - PL;  // (a constant: windows that cannot hold t drop out)
+                    if (t >= lo && t < lo + K && at[r][c] == t) acc[t] += g[r][c];
+                }
+        }
+        T* out = dx + it.plane * H * W + self;
+        if (vout) {
+            store4(out, acc);
+        } else {
+#pragma unroll
+            for (int t = 0; t < 4; ++t)
+                if (w0 + t < W) out[t] = acc[t];
+        }
+    }
+}
 
 template <typename T>
 __device__ void unpool(const T* __restrict__ y, const long long* __restrict__ idx, T* GPUCNN_INOUT __restrict__ x,
                        long long n, long long PQ, long long HoWo) {
     PLANE_LOOP(it, 1, (int)PQ, n) { x[it.plane * HoWo + idx[it.i]] = y[it.i]; }  // a plane fits in int
 }
-
-#define POOL_ARGS NC, H, W, P, Q, kh, kw, sh, sw, pt, pl, dh, dw
 
 extern "C" __global__ void max_pool2d_forward_f32(const float* __restrict__ x, float* __restrict__ y,
                                                   long long* __restrict__ idx, POOL_GEOMETRY) {
@@ -509,23 +709,24 @@ extern "C" __global__ void avg_pool2d_forward_f64(const double* __restrict__ x, 
                                                   int divisor_override) {
     avg_fwd(x, y, POOL_ARGS, pb, pr, include_pad, divisor_override);
 }
-extern "C" __global__ void max_pool2d_forward_s2_f32(const float* __restrict__ x, float* __restrict__ y,
-                                                     long long* __restrict__ idx, POOL_GEOMETRY) {
-    POOL_PAIRS(max_pairs, x, y, idx, POOL_ARGS);
+extern "C" __global__ void __launch_bounds__(256, POOL_PAIR_BLOCKS)
+max_pool2d_forward_s2_f32(const float* __restrict__ x, float* __restrict__ y, long long* __restrict__ idx,
+                          POOL_GEOMETRY, int rows) {
+    POOL_WINDOWS(max_pairs, x, y, idx, POOL_ARGS, rows);
 }
 extern "C" __global__ void max_pool2d_forward_s2_f64(const double* __restrict__ x, double* __restrict__ y,
-                                                     long long* __restrict__ idx, POOL_GEOMETRY) {
-    POOL_PAIRS(max_pairs, x, y, idx, POOL_ARGS);
+                                                     long long* __restrict__ idx, POOL_GEOMETRY, int rows) {
+    POOL_WINDOWS(max_pairs, x, y, idx, POOL_ARGS, rows);
 }
-extern "C" __global__ void avg_pool2d_forward_s2_f32(const float* __restrict__ x, float* __restrict__ y,
-                                                     POOL_GEOMETRY, int pb, int pr, int include_pad,
-                                                     int divisor_override) {
-    POOL_PAIRS(avg_pairs, x, y, POOL_ARGS, pb, pr, include_pad, divisor_override);
+extern "C" __global__ void __launch_bounds__(256, POOL_PAIR_BLOCKS)
+avg_pool2d_forward_s2_f32(const float* __restrict__ x, float* __restrict__ y, POOL_GEOMETRY, int pb, int pr,
+                          int include_pad, int divisor_override, int rows) {
+    POOL_WINDOWS(avg_pairs, x, y, POOL_ARGS, pb, pr, include_pad, divisor_override, rows);
 }
 extern "C" __global__ void avg_pool2d_forward_s2_f64(const double* __restrict__ x, double* __restrict__ y,
                                                      POOL_GEOMETRY, int pb, int pr, int include_pad,
-                                                     int divisor_override) {
-    POOL_PAIRS(avg_pairs, x, y, POOL_ARGS, pb, pr, include_pad, divisor_override);
+                                                     int divisor_override, int rows) {
+    POOL_WINDOWS(avg_pairs, x, y, POOL_ARGS, pb, pr, include_pad, divisor_override, rows);
 }
 extern "C" __global__ void max_unpool2d_f32(const float* __restrict__ y, const long long* __restrict__ idx,
                                             float* GPUCNN_INOUT __restrict__ x, long long n, long long PQ,
@@ -547,6 +748,16 @@ extern "C" __global__ void max_pool2d_backward_f64(const double* __restrict__ dy
                                                    const long long* __restrict__ idx,
                                                    double* __restrict__ dx, POOL_GEOMETRY) {
     max_bwd(dy, idx, dx, POOL_ARGS);
+}
+extern "C" __global__ void max_pool2d_backward_s2_f32(const float* __restrict__ dy,
+                                                      const long long* __restrict__ idx,
+                                                      float* __restrict__ dx, POOL_GEOMETRY) {
+    POOL_WINDOWS(max_bwd_fours, dy, idx, dx, POOL_ARGS);
+}
+extern "C" __global__ void max_pool2d_backward_s2_f64(const double* __restrict__ dy,
+                                                      const long long* __restrict__ idx,
+                                                      double* __restrict__ dx, POOL_GEOMETRY) {
+    POOL_WINDOWS(max_bwd_fours, dy, idx, dx, POOL_ARGS);
 }
 extern "C" __global__ void avg_pool2d_backward_f32(const float* __restrict__ dy, float* __restrict__ dx,
                                                    POOL_GEOMETRY, int pb, int pr, int include_pad,

@@ -13,7 +13,7 @@ import pytest
 import gpucnn
 import gpucnn.runtime
 from gpucnn import backend, mathmode
-from gpucnn.cuda import algo, tc
+from gpucnn.cuda import algo, pool, tc
 from gpucnn.cuda import conv as cuda_conv
 from gpucnn.cuda.launch import small_grid
 from gpucnn.functional.conv import _conv_geometry
@@ -225,12 +225,14 @@ def test_pool_arguments_follow_the_window_and_options(logged):
     b = window(9, 8, (2, 1), (1, 2), (0, 1, 0, 0), (2, 1), pool=True)
     for win in (a, b, a):
         geometry = [6, 9, 8, win.P, win.Q, win.kh, win.kw, win.sh, win.sw, win.pad[0], win.pad[2], win.dh, win.dw]
+        rows = [1] if pool.pairs(win) else []  # the pair kernels' rows: 1, as 6 x 5 x 2 pairs is small
         grid, args = _last(log, lambda: backend.call("pool", "max_pool2d_forward", x, win))
-        assert [int(v) for v in args[3:]] == geometry and grid == (1,)
+        assert [int(v) for v in args[3:]] == geometry + rows and grid == (1,)
         for cip, div in ((True, 0), (False, 0), (True, -3)):
             with small_grid(1):
                 grid, args = _last(log, lambda: backend.call("pool", "avg_pool2d_forward", x, win, cip, div))
-            assert [int(v) for v in args[2:]] == geometry + [win.pad[1], win.pad[3], cip, div] and grid == (1,)
+            assert ([int(v) for v in args[2:]] == geometry + [win.pad[1], win.pad[3], cip, div] + rows
+                    and grid == (1,))
     assert all(isinstance(v, np.int32) for v in args[3:]) and isinstance(args[2], np.int64)
 
 

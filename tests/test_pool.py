@@ -246,19 +246,72 @@ def test_stride2_pairs_vs_torch(backend, dtype, k, p, ceil):
         _check_pairs(x, g)
 
 
-def test_stride2_pairs_two_a_thread_vs_torch():
+def test_stride2_pairs_two_rows_a_thread_vs_torch():
     """On one emulated SM, 4x16x64x64's 32768 pairs (2x2/2, and 3x3/2 p1) fill
-    pool.PAIR_WAVES waves twice over, so a thread takes two pairs."""
+    pool.PAIR_WAVES waves twice over, so a thread takes four outputs: 3x3/2's
+    a pair of two output rows (rows = 2: 64 x 16 x 16 threads), 2x2/2's two
+    pairs (rows = 1, half as many threads as pairs)."""
     if not gpucnn.backend.available("emulator")[0]:
         pytest.skip("emulator unavailable")
     rng = np.random.default_rng(7)
     x = _specials(rng, (4, 16, 64, 64), np.float32)
     for k, p in ((2, 0), (3, 1)):
         win = window(64, 64, (k, k), (2, 2), (p, p, p, p), (1, 1), False, pool=True)
-        assert cuda_pool._forward(win, "max_pool2d_forward", 64, 1)[1] * 2 == 64 * win.P * win.Q // 2
+        _, threads, rows = cuda_pool._forward(win, "max_pool2d_forward", 64, 1)
+        assert (threads, rows) == ((64 * 16 * 16, (2,)) if k == 3 else (64 * 32 * 16 // 2, (1,)))
         with gpucnn.use_backend("emulator"), emulation(sm_count=1):
             _check_pairs(x, dict(kernel_size=(k, k), stride=(2, 2), padding=(p, p), dilation=(1, 1),
                                  ceil_mode=False))
+
+
+@pytest.fixture(params=[1, 2], ids=["rows1", "rows2"])
+def pair_rows(request, monkeypatch):
+    """The pair kernels forced to ``rows`` output rows a thread whatever the launch's size."""
+    monkeypatch.setattr(cuda_pool, "PAIR_ROWS", request.param)
+    return request.param
+
+
+# Rows of more pairs than a warp's 32 lanes (the side column of lane 0 and of
+# lane 31 lies in another warp's vector: a scalar load), odd output rows
+# (rows = 2's last block holds one), rows whose last pair runs past the 16-byte
+# vector (2x2/2 p1 and ceil mode), and rows that end inside a warp.
+WIDE_SHAPES = [(5, 136, 0), (7, 132, 0), (4, 68, 1), (3, 260, 0)]
+
+
+@pytest.mark.parametrize("k, p, ceil", PAIRS, ids=[f"{k}x{k}s2p{p}{'ceil' if c else ''}" for k, p, c in PAIRS])
+def test_stride2_rows_wide_vs_torch(backend, pair_rows, k, p, ceil):
+    rng = np.random.default_rng(1000 + 10 * k + p + 100 * ceil + pair_rows)
+    win = window(136, 136, (k, k), (2, 2), (p, p, p, p), (1, 1), ceil, pool=True)
+    assert cuda_pool._forward(win, "max_pool2d_forward", 6, 132, True, cuda_pool.PAIR_ROWS)[2] == (pair_rows,)
+    for H, W, off in WIDE_SHAPES + PAIR_SHAPES:
+        x = _specials(rng, (2 * 3 * H * W + off,), np.float32, p=0.3)[off:].reshape(2, 3, H, W)
+        _check_pairs(x, dict(kernel_size=(k, k), stride=(2, 2), padding=(p, p), dilation=(1, 1), ceil_mode=ceil))
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k, p, ceil", PAIRS, ids=[f"{k}x{k}s2p{p}{'ceil' if c else ''}" for k, p, c in PAIRS])
+def test_stride2_max_backward_vs_torch_and_generic(backend, dtype, k, p, ceil, monkeypatch):
+    """Max pooling's backward on the pair windows (pool2d.cu's max_bwd_fours, 4 inputs of a row a
+    thread; rows wider than a warp, widths not a multiple of 4, odd sizes): torch's gradient, with
+    ties (rounded values), and the generic kernel's bits (pool.USE_PAIRS off: max_bwd, the same
+    terms in the same order), also for indices that are not the forward's (in the plane, as the
+    op checks, but most in no window over their input: no gradient there in either kernel)."""
+    F = torch_or_skip().nn.functional
+    rng = np.random.default_rng(2000 + 10 * k + p + 100 * ceil)
+    g = dict(kernel_size=k, stride=2, padding=p, dilation=1, ceil_mode=ceil)
+    for H, W, _ in WIDE_SHAPES + PAIR_SHAPES + [(6, 10, 0), (5, 7, 0)]:
+        x = rng.standard_normal((2, 3, H, W)).round(1).astype(dtype)
+        _, idx = gpucnn.max_pool2d(x, return_indices=True, **g)
+        dy = rng.standard_normal(idx.shape).astype(dtype)
+        xt = to_torch(x).requires_grad_()
+        F.max_pool2d(xt, k, 2, p, 1, ceil).backward(to_torch(dy))
+        got = gpucnn.max_pool2d_backward(dy, x, indices=idx, **g)
+        _record("max_pool2d_backward (pair windows)", got, xt.grad.numpy(), dtype)
+        odd = np.where(rng.random(idx.shape) < 0.2, rng.integers(0, H * W, idx.shape), idx)
+        got_odd = gpucnn.max_pool2d_backward(dy, x, indices=odd, **g)
+        monkeypatch.setattr(cuda_pool, "USE_PAIRS", False)
+        np.testing.assert_array_equal(got, gpucnn.max_pool2d_backward(dy, x, indices=idx, **g))
+        np.testing.assert_array_equal(got_odd, gpucnn.max_pool2d_backward(dy, x, indices=odd, **g))
+        monkeypatch.setattr(cuda_pool, "USE_PAIRS", True)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -418,12 +471,15 @@ def test_avg_pool_backward_finite_differences(backend, cip):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_max_pool_backward_adds_shared_argmax_in_window_order(dtype):
-    """3x3/2 on a 5x5 plane whose one maximum (2, 2) lies in all four windows: the kernel's
-    gather (pool2d.cu's max_bwd, its 2 x 2 window path) adds the four gradients in for_windows'
-    order, (1, 1), (1, 0), (0, 1), (0, 0): ((d + c) + b) + a, worked by hand. With a = c = 1,
-    b = 1e8, d = -1e8: -1e8 + 1 rounds to -1e8 in float32 (and is exact in float64), so the
-    order shows: float32 gives 1, float64 gives 2; every other input gets 0."""
+@pytest.mark.parametrize("fours", [True, False], ids=["fours", "generic"])
+def test_max_pool_backward_adds_shared_argmax_in_window_order(dtype, fours, monkeypatch):
+    """3x3/2 on a 5x5 plane whose one maximum (2, 2) lies in all four windows: the kernels'
+    gathers (pool2d.cu's max_bwd_fours, 4 inputs a thread, and max_bwd's 2 x 2 window path)
+    add the four gradients in for_windows' order, (1, 1), (1, 0), (0, 1), (0, 0):
+    ((d + c) + b) + a, worked by hand. With a = c = 1, b = 1e8, d = -1e8: -1e8 + 1 rounds to
+    -1e8 in float32 (and is exact in float64), so the order shows: float32 gives 1, float64
+    gives 2; every other input gets 0."""
+    monkeypatch.setattr(cuda_pool, "USE_PAIRS", fours)
     x = np.zeros((1, 1, 5, 5), dtype)
     x[0, 0, 2, 2] = 1
     dy = np.array([[1, 1e8], [1, -1e8]], dtype)[None, None]

@@ -85,7 +85,7 @@ def test_ncu_profiles_the_launches_it_names(capsys):
                 "conv2d_forward_tf32_64w",
                 "depthwise_backward_data_window_f32", "conv2d_fold_backward_data_tf32", "conv2d_fold_backward_data_wgmma",
                 "batchnorm_stats_f32", "batchnorm_stats_async_f32", "conv2d_bias_grad_f32", "max_pool2d_forward_s2_f32",
-                "max_pool2d_backward_f32",
+                "max_pool2d_backward_s2_f32",
                 "batchnorm_forward_f32"]
     assert all(any(h.startswith(p) for h in hit) for p in prefixes), hit
     assert len(full) == full_count and set(full) <= set(hit), full
@@ -114,8 +114,8 @@ def test_ab_mem_times_each_variant_on_its_own_kernels():
     assert {(512,), (2048,)} <= grids, grids
     # the statistics through shared memory, in one wave and in four
     assert {(512,), (2048,)} <= {grid for name, grid, *_ in log if name == "batchnorm_stats_async_f32"}
-    assert {r["variant"] for r in rows} == {"pairs", "generic", "1 wave", "4 waves", "async", "async, 4 waves",
-                                            "one allocation"}
+    assert {r["variant"] for r in rows} == {"two rows", "one row", "generic", "1 wave", "4 waves", "async",
+                                            "async, 4 waves", "one allocation"}
     assert all(r["ms"] > 0 for r in rows)
 
 
@@ -226,10 +226,11 @@ def test_gpu_script_runs_its_python_steps(tmp_path):
     assert sum(line.startswith(f"| {r['case']} | {r['pass']} |") for r in tuned for line in
                tuning_table.splitlines()) == 2 * 2 * len(tuned)
     assert "The heuristic as the code stands now, replayed on these timings" in tuning_table
-    # step 5d: each pooling case of the suite, the pair kernels and the generic ones; the reductions in 1 and 4 waves
+    # step 5d: each pooling case of the suite, the pair kernels (two rows a thread, one) and the generic ones;
+    # the reductions in 1 and 4 waves
     ab = summary.split("5d-ab table:")[1]
     pools = [c.label() for c in cases.MEM if c.op in ("max_pool", "avg_pool")]
-    assert all(f"| {p} | forward | {v} |" in ab for p in pools for v in ("pairs", "generic")), ab
+    assert all(f"| {p} | forward | {v} |" in ab for p in pools for v in ("two rows", "one row", "generic")), ab
     bns = [c.label() for c in cases.MEM if c.op == "batchnorm"]
     assert all(f"| {b} | {d} | {v} |" in ab for b in bns for d in ("stats", "backward") for v in ("1 wave", "4 waves"))
     # step 5e: each pass of its cases in both modes, as built and switched

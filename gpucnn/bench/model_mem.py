@@ -87,24 +87,27 @@ def map_stream(op, shape, kernel, n, reads, rec, loads_per_vec=None, target=K.TA
 
 def pool_stream(case, rec, sms: int) -> Stream:
     """Pooling forward on pool2d.cu's pair kernels (pool.pairs: every MEM case is
-    2x2/2 or 3x3/2): a thread takes two outputs of a row, or two such pairs
-    where they fill pool.PAIR_WAVES waves twice over (pool._forward). A pair's
-    k rows come in one 16-byte load each, its four new columns (a 3x3's fifth
-    is the neighbour's, from L1 or L2), all in flight together: one round trip
-    a pair. Instructions: the record's loop, which holds both the 16-byte and
-    the scalar path (~290 for 3x3 against ~170 run on the first, sm_90 SASS),
-    plus PlaneWalk's set-up (~100, once a thread): an upper bound. Before the
-    pair kernels (one output a thread, 9 scalar loads) the H200 ran 3x3/2 p1
-    at 38% and 2x2/2 at 64% (bench/results/gpu-2026-11-30)."""
+    2x2/2 or 3x3/2): a thread takes two outputs of a row, or of two rows where
+    the pairs fill pool.PAIR_WAVES waves twice over (pool._forward's rows). Its
+    2(rows - 1) + k input rows come in one 16-byte load each, all in flight
+    together (the side column of a 3x3 or a padded 2x2 from the neighbour
+    lane, or from L1 or L2): one round trip a thread. Instructions: the
+    record's loop (the kernel's hot loop, sass_stream's pick among its K, pad
+    and rows bodies), plus PlaneWalk's set-up (~100, once a thread): an upper
+    bound. Before the pair kernels (one output a thread, 9 scalar loads) the
+    H200 ran 3x3/2 p1 at 38% and 2x2/2 at 64% (bench/results/gpu-2026-11-30);
+    the pairs (rows 1, a scalar side column) at 82% and 93% in a CUDA graph
+    (gpu-2026-11-30-s21)."""
     P, Q = case.out_hw()
     win = shapes.window(case.H, case.W, (case.k,) * 2, (case.stride,) * 2, (case.pad,) * 4, (1, 1), False, pool=True)
-    base, threads = pool._forward(win, f"{case.op}2d_forward", case.N * case.C, sms)
-    per = case.N * case.C * P * -(-Q // 2) / threads  # pairs a thread
+    base, threads, rows = pool._forward(win, f"{case.op}2d_forward", case.N * case.C, sms, True, pool.PAIR_ROWS)
+    R = int(rows[0])
+    per = case.N * case.C * -(-P // R) * -(-Q // 2) / threads  # blocks of R x 2 outputs a thread
     kernel = f"{base}_f32"
     _, r = model_static.row(rec, kernel)
     write = (4 + (8 if case.op == "max_pool" else 0)) * case.N * case.C * P * Q
     return Stream(f"{case.op} forward", case.label(), kernel, 4.0 * case.N * case.C * case.H * case.W, write,
-                  threads, threads, VEC * case.k, per, r["instructions"] * per + SETUP_INSTR)
+                  threads, threads, VEC * (2 * (R - 1) + case.k), per, r["instructions"] * per + SETUP_INSTR)
 
 
 def reduce_stream(op, shape, kernel, N, C, HW, streams, loads_per_elem, rec, sms, unroll=norm.UNROLL) -> Stream:

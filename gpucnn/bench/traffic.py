@@ -50,8 +50,19 @@ def _backward(x_shape, w_shape, mode, rng, stride=1, padding=1, groups=1):
 
 
 def _pool(kernel, stride, padding, shape, rng):
+    """Pooling forward on the benchmark's whole batch: the pair kernels' rows a thread follow the launch's size."""
     x = rng.standard_normal(shape, dtype=np.float32)
     (gpucnn.max_pool2d if kernel[0] == "max" else gpucnn.avg_pool2d)(x, kernel[1], stride, padding)
+
+
+def _max_pool_backward(rng, shape=(32, 64, 112, 112)):
+    """Max pooling 3x3/2 p1's backward on the benchmark's batch, its indices the forward's (NumPy's:
+    the emulated forward would run only the blocks counted)."""
+    x = rng.standard_normal(shape, dtype=np.float32)
+    with gpucnn.use_backend("numpy"):
+        _, idx = gpucnn.max_pool2d(x, 3, 2, 1, return_indices=True)
+    dy = rng.standard_normal(idx.shape, dtype=np.float32)
+    gpucnn.max_pool2d_backward(dy, x, 3, 2, 1, indices=idx)
 
 
 def _stats(rng):
@@ -89,9 +100,10 @@ CASES = [
      (1,)),
     ("depthwise backward (4x256x56x56)",
      lambda r: _backward((4, 256, 56, 56), (256, 1, 3, 3), "fp32", r, groups=256), (1,)),
-    ("max_pool 3x3/2 p1 (2x64x112x112)", lambda r: _pool(("max", 3), 2, 1, (2, 64, 112, 112), r), (0, 1)),
-    ("max_pool 2x2/2 (1x64x224x224)", lambda r: _pool(("max", 2), 2, 0, (1, 64, 224, 224), r), (0, 1)),
-    ("avg_pool 2x2/2 (1x64x224x224)", lambda r: _pool(("avg", 2), 2, 0, (1, 64, 224, 224), r), (0, 1)),
+    ("max_pool 3x3/2 p1 (32x64x112x112)", lambda r: _pool(("max", 3), 2, 1, (32, 64, 112, 112), r), (0, 1)),
+    ("max_pool 2x2/2 (16x64x224x224)", lambda r: _pool(("max", 2), 2, 0, (16, 64, 224, 224), r), (0, 1)),
+    ("avg_pool 2x2/2 (16x64x224x224)", lambda r: _pool(("avg", 2), 2, 0, (16, 64, 224, 224), r), (0, 1)),
+    ("max_pool 3x3/2 p1 backward (32x64x112x112)", _max_pool_backward, (0, 1)),
     ("batch-norm statistics (128x64x32x32)", _stats, (0, 1)),
     ("batch-norm apply (2x64x112x112)", _apply, (0, 1)),
     ("relu forward (2x64x112x112)", _relu, (0, 1)),

@@ -3,7 +3,9 @@ step 5d) and runs under compute-sanitizer (bench/gpu_launches.py small): each a
 list of module switches, set around a call and restored after it.
 
   pooling forward: pool2d.cu's stride-2 pair kernels (pool.USE_PAIRS, the
-  default) against the generic one-output-a-thread kernels;
+  default) with two output rows a thread (pool.PAIR_ROWS = 2, the default's
+  choice where the launch is large) and one (a pair a thread, the side column
+  from the neighbour lane), against the generic one-output-a-thread kernels;
   batch norm's statistics and backward, and the bias gradient: channel.cuh's
   reductions chunked into one wave of resident blocks (norm.REDUCE_WAVES = 1,
   the default) against four (smaller chunks, blocks out of step); the
@@ -35,7 +37,9 @@ import contextlib
 from gpucnn.cuda import norm, pool
 from gpucnn.runtime import loader
 
-POOL = {"pairs": [(pool, "USE_PAIRS", True)], "generic": [(pool, "USE_PAIRS", False)]}
+POOL = {"two rows": [(pool, "USE_PAIRS", True), (pool, "PAIR_ROWS", 2)],
+        "one row": [(pool, "USE_PAIRS", True), (pool, "PAIR_ROWS", 1)],
+        "generic": [(pool, "USE_PAIRS", False)]}
 WAVES = {"1 wave": [(norm, "REDUCE_WAVES", 1)], "4 waves": [(norm, "REDUCE_WAVES", 4)]}
 STATS = {"1 wave": [(norm, "STATS_ASYNC", False), (norm, "REDUCE_WAVES", 1)],
          "4 waves": [(norm, "STATS_ASYNC", False), (norm, "REDUCE_WAVES", 4)],

@@ -18,7 +18,8 @@ from gpucnn.cuda.launch import contiguous, i64, launch
 
 FAMILY = "pool2d"
 KERNELS = ("max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
-           "avg_pool2d_backward", "max_pool2d_forward_s2", "avg_pool2d_forward_s2", "max_unpool2d",
+           "avg_pool2d_backward", "max_pool2d_forward_s2", "avg_pool2d_forward_s2", "max_pool2d_backward_s2",
+           "max_unpool2d",
            "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward")
 
 
@@ -41,22 +42,33 @@ def pairs(win) -> bool:
             and max(win.pad) <= k // 2)
 
 
-# The pair kernels' threads take two pairs each where the pairs fill at least
-# PAIR_WAVES waves of whole SMs (2048 threads) twice over: a thread's set-up
-# (PlaneWalk's divisions, ~100 of the ~300 instructions of a 3x3 pair, sm_90
-# SASS) then serves four outputs, and ResNet's 3x3/2 p1 on 32x64x112x112
-# (3.2M pairs) still has 6 such waves. Smaller launches keep a thread a pair.
+# Where the pairs fill at least PAIR_WAVES waves of whole SMs (2048 threads)
+# twice over, a thread's set-up (PlaneWalk's divisions, ~100 of the ~300
+# instructions of a 3x3 pair, sm_90 SASS) serves four outputs: a 3x3 window's
+# thread takes a pair of two output rows (rows = 2: a 2 x 2 block of outputs,
+# whose windows share an input row, 5 row loads where two pairs took 6), a
+# 2x2's two pairs (rows = 1; its rows share nothing). ResNet's 3x3/2 p1 on
+# 32x64x112x112 (3.2M pairs) still has 6 such waves. Smaller launches keep a
+# thread a pair. PAIR_ROWS 1 or 2 forces rows whatever the window and size
+# (bench/ab_mem.py times the two side by side; the tests run both on every
+# shape); 0 chooses.
 PAIR_WAVES = 4
+PAIR_ROWS = 0
 USE_PAIRS = True  # False: the generic kernels for every window (bench/ab_mem.py times the two side by side)
 
 
 @functools.lru_cache(maxsize=256)
-def _forward(win, base: str, NC: int, sms: int, use_pairs: bool = True) -> tuple[str, int]:
-    """The forward kernel's name and thread count for NC planes on ``sms`` SMs (memoised)."""
+def _forward(win, base: str, NC: int, sms: int, use_pairs: bool = True, force_rows: int = 0) -> tuple[str, int, tuple]:
+    """The forward kernel's name, thread count and trailing arguments (the pair
+    kernels' rows) for NC planes on ``sms`` SMs (memoised)."""
     if not (use_pairs and pairs(win)):
-        return base, NC * win.P * win.Q
-    n = NC * win.P * -(-win.Q // 2)
-    return f"{base}_s2", -(-n // 2) if n >= 2 * PAIR_WAVES * sms * 2048 else n
+        return base, NC * win.P * win.Q, ()
+    M = -(-win.Q // 2)
+    n = NC * win.P * M
+    large = n >= 2 * PAIR_WAVES * sms * 2048
+    rows = force_rows or (2 if large and win.kh == 3 else 1)
+    threads = NC * -(-win.P // 2) * M if rows == 2 else -(-n // 2) if large else n
+    return f"{base}_s2", threads, (np.int32(rows),)
 
 
 def max_pool2d_forward(rt, x, win):
@@ -64,8 +76,8 @@ def max_pool2d_forward(rt, x, win):
     N, C = x.shape[:2]
     y = rt.xp.empty((N, C, win.P, win.Q), dtype=x.dtype)
     idx = rt.xp.empty((N, C, win.P, win.Q), dtype=np.int64)
-    name, threads = _forward(win, "max_pool2d_forward", N * C, rt.device()[1], USE_PAIRS)
-    launch(rt, FAMILY, name, x.dtype, threads, (x, y, idx, *_geometry(N * C, win)))
+    name, threads, rows = _forward(win, "max_pool2d_forward", N * C, rt.device()[1], USE_PAIRS, PAIR_ROWS)
+    launch(rt, FAMILY, name, x.dtype, threads, (x, y, idx, *_geometry(N * C, win), *rows))
     return y, idx
 
 
@@ -73,7 +85,11 @@ def max_pool2d_backward(rt, dy, idx, win):
     dy, idx = contiguous(rt.xp, dy), contiguous(rt.xp, idx)
     N, C = dy.shape[:2]
     dx = rt.xp.empty((N, C, win.H, win.W), dtype=dy.dtype)
-    launch(rt, FAMILY, "max_pool2d_backward", dy.dtype, dx.size, (dy, idx, dx, *_geometry(N * C, win)))
+    if USE_PAIRS and pairs(win):  # a thread 4 inputs of a row (pool2d.cu's max_bwd_fours)
+        name, threads = "max_pool2d_backward_s2", N * C * win.H * -(-win.W // 4)
+    else:
+        name, threads = "max_pool2d_backward", dx.size
+    launch(rt, FAMILY, name, dy.dtype, threads, (dy, idx, dx, *_geometry(N * C, win)))
     return dx
 
 
@@ -83,9 +99,10 @@ def _avg(rt, base, src, out_hw, win, count_include_pad, divisor_override, forwar
     src = contiguous(rt.xp, src)
     N, C = src.shape[:2]
     out = rt.xp.empty((N, C, *out_hw), dtype=src.dtype)
-    name, threads = _forward(win, base, N * C, rt.device()[1], USE_PAIRS) if forward else (base, out.size)
+    name, threads, rows = (_forward(win, base, N * C, rt.device()[1], USE_PAIRS, PAIR_ROWS) if forward
+                           else (base, out.size, ()))
     launch(rt, FAMILY, name, src.dtype, threads,
-           (src, out, *_avg_geometry(N * C, win, bool(count_include_pad), divisor_override)))
+           (src, out, *_avg_geometry(N * C, win, bool(count_include_pad), divisor_override), *rows))
     return out
 
 

@@ -122,7 +122,7 @@ def test_the_traffic_report_names_each_kernels_excess():
     cases = [c for c in report.CASES if c[0].startswith(("max_pool 2x2/2", "relu"))]
     results = report.run([(label, fn, (0,)) for label, fn, _ in cases])
     text = report.report(results)
-    assert "| max_pool 2x2/2 (1x64x224x224) | max_pool2d_forward_s2_f32 | global | 1 / 1568 |" in text
+    assert "| max_pool 2x2/2 (16x64x224x224) | max_pool2d_forward_s2_f32 | global | 1 / 12544 |" in text
     assert "| relu forward (2x64x112x112) | relu_forward_f32 | global | 1 / 1568 |" in text
     for rows in results.values():
         tot = report.totals(rows)
