@@ -25,8 +25,9 @@
 #     launch, our module lookup, each op; cProfile        and the device; the table goes into
 #                                                           summary.txt; after 2c, whose
 #                                                           compiles CuPy's disk cache keeps)
-#   3 the GPU test suite (pytest -m gpu)            90 s   [23; the third cut at 45 s after 599 of 1007
-#     tests, in a capture test: each test now has 20 s (pytest-timeout), so a hang fails one test]
+#   3 the GPU test suite (pytest -m gpu)            80 s   [23; the third cut at 45 s after 599 of 1007
+#     tests, in a capture test: each test now has 20 s (pytest-timeout), so a hang fails one test;
+#     35 s for 1005 in session 21's first run; 10 s went to 5d in session 22]
 #   4 compute-sanitizer memcheck, racecheck          15 + 25 s [2, 12] (bench/gpu_launches.py small)
 #   5a the memory-bound rows (ReLU, pooling, batch   35 s   [20; 24] (the model's open verdicts: measured first)
 #     norm, bias gradient)
@@ -106,7 +107,7 @@ step 2-primitives 15 "$PY" -m pytest -v -m gpu -p no:cacheprovider tests/test_mm
 step 2b-host 10 "$PY" bench/host_path.py --calls 100 --samples 3
 step 2c-compile 40 "$PY" bench/gpu_launches.py compile
 step 2d-host-cupy 10 "$PY" bench/host_cupy.py
-step 3-gpu-tests 90 "$PY" -m pytest -v -m gpu -p no:cacheprovider --maxfail=20 --timeout=20 tests
+step 3-gpu-tests 80 "$PY" -m pytest -v -m gpu -p no:cacheprovider --maxfail=20 --timeout=20 tests
 step 4a-memcheck 15 compute-sanitizer --tool memcheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
 step 4b-racecheck 25 compute-sanitizer --tool racecheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
 peers=${GPU_SH_PEERS-torch-cudnn,torch-cudnn-tf32}  # PyTorch's cuDNN, strict then TF32 (the stand-in has no CUDA PyTorch: empty)

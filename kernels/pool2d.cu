@@ -7,8 +7,8 @@
 //   max_pool2d_backward_T(const T* dy, const long long* idx, T* dx, G) dy, idx: (NC,P,Q)  dx: (NC,H,W)
 //   avg_pool2d_forward_T (const T* x, T* y, G, int pb, int pr, int count_include_pad, int divisor_override)
 //   avg_pool2d_backward_T(const T* dy, T* dx, G, int pb, int pr, int count_include_pad, int divisor_override)
-//   max_pool2d_backward_s2_T: max_pool2d_backward_T's arguments, for the same windows (a thread
-//                          4 inputs of a row; see max_bwd_fours)
+//   max_pool2d_backward_s2_T, avg_pool2d_backward_s2_T: the backward kernels' arguments, for
+//                          the pair kernels' windows (a thread 4 inputs of a row; see gather_fours)
 //   max_pool2d_forward_s2_T, avg_pool2d_forward_s2_T: the forward kernels' arguments, then
 //                          int rows (1 or 2), for stride-2 2x2 and 3x3 windows (a thread
 //                          rows x 2 outputs; see scan_rows)
@@ -616,52 +616,57 @@ template <typename T> __device__ __forceinline__ void store4(T* __restrict__ p, 
     }
 }
 
-// Max pooling's backward for the pair kernels' windows (pool.py's pairs():
+// The backward gathers of the pair kernels' windows (pool.py's pairs():
 // square K x K, K = 2 or 3, stride 2, undilated, pads at most K / 2): a thread
 // takes 4 adjacent inputs of a row, w0 = 4j .. 4j + 3. The windows over them
-// are at most K - 1 rows (p: K - 1 = 2 for 3x3) by NQ columns
-// (q = 2j + D .. 2j + D + NQ - 1: 3, or 2 for an unpadded 2x2): their argmax
-// loads (6 for 3x3/2, where max_bwd's threads took 4 an input, 16 for the
-// four) issue together, then the dy loads of those that chose one of the
-// four, each added to its input in for_windows' order (p, then q, falling):
-// the bits of max_bwd. Which window covers which of the four is known once
-// unrolled, and the stride's halvings are shifts (window_range divides by
-// the stride); dx goes out in one 16-byte store (two for double) where
-// W % 4 == 0 and dx is aligned, else in element stores (a row's last group
-// clipped). ncu on the H200 had max_bwd issue-bound: the SMs' issue at 79%,
-// DRAM at 10%, 329 us for 3x3/2 p1 on 32x64x112x112
-// (bench/results/gpu-2026-11-30-s21c).
-template <int K, int PL, typename T>
-__device__ void max_bwd_fours(const T* __restrict__ dy, const long long* __restrict__ idx, T* __restrict__ dx,
-                              POOL_GEOMETRY) {
-    constexpr int NP = K - 1, NQ = (K == 2 && PL == 0) ? 2 : 3;
-    constexpr int D = K == 3 && PL == 0 ? -1 : 0;  // the first window's q less 2j: ceil((4j + PL - K + 1) / 2) - 2j
+// are at most NP = K - 1 rows (p falling from p1) by NQ columns (q falling
+// from 2j + D + NQ - 1: 3, or 2 for an unpadded 2x2), window column c over
+// inputs w0 + lo(c) .. w0 + lo(c) + K - 1, all known once unrolled, and the
+// stride's halvings are shifts (window_range divides by the stride). Their
+// terms' loads issue together (for 3x3/2, 6 where the one-input threads took
+// 4 an input, 16 for the four), and each input adds the terms of the windows
+// over it in for_windows' order (p, then q, falling): the bits of max_bwd and
+// avg_bwd. dx goes out in one 16-byte store (two for double) where W % 4 == 0
+// and dx is aligned, else in element stores (a row's last group clipped). ncu
+// on the H200 had max_bwd issue-bound: the SMs' issue at 79%, DRAM at 10%,
+// 329 us for 3x3/2 p1 on 32x64x112x112 (bench/results/gpu-2026-11-30-s21c).
+template <int K, int PL> struct Fours {
+    static constexpr int NP = K - 1, NQ = K == 2 && PL == 0 ? 2 : 3;
+    static constexpr int D = K == 3 && PL == 0 ? -1 : 0;  // the first window's q less 2j
+    __host__ __device__ static constexpr int lo(int c) { return 2 * (D + NQ - 1 - c) - PL; }
+};
+
+// terms(o, in, p, q, self, g, m): window (r, c) at (p[r], q[c]) (in: inside
+// the output; o: its offset in dy and idx) gives the term g[r][c] to the inputs
+// t of the four whose bit m[r][c] >> t is set (self: the first one's offset
+// in its plane).
+template <int K, int PL, typename T, typename Terms>
+__device__ __forceinline__ void gather_fours(T* __restrict__ dx, POOL_GEOMETRY, Terms terms) {
+    typedef Fours<K, PL> F;
+    constexpr int NP = F::NP, NQ = F::NQ;
     const int G = (W + 3) / 4;
     const bool vout = (W & 3) == 0 && aligned16(dx);
     PLANE_LOOP(it, H, G, NC * H * G) {
         const int h = it.r, w0 = 4 * it.c, top = h + pt;
         const int p1 = min(P - 1, top >> 1), p0 = max(0, top - K + 2) >> 1;  // the windows over row h
         const long long base = it.plane * P * Q, self = (long long)h * W + w0;
-        long long o[NP][NQ], id[NP][NQ];
+        int p[NP], q[NQ];
+        long long o[NP][NQ];
+        bool in[NP][NQ];
 #pragma unroll
-        for (int r = 0; r < NP; ++r)
+        for (int r = 0; r < NP; ++r) p[r] = p1 - r;
 #pragma unroll
-            for (int c = 0; c < NQ; ++c) {  // p and q falling
-                const int p = p1 - r, q = 2 * it.c + D + NQ - 1 - c;
-                o[r][c] = base + (long long)p * Q + q;
-                id[r][c] = p >= p0 && q >= 0 && q < Q ? idx[o[r][c]] : -1;
-            }
-        int at[NP][NQ];  // which of the four the window chose (-1: none)
-        T g[NP][NQ];
+        for (int c = 0; c < NQ; ++c) q[c] = 2 * it.c + F::D + NQ - 1 - c;
 #pragma unroll
         for (int r = 0; r < NP; ++r)
 #pragma unroll
             for (int c = 0; c < NQ; ++c) {
-                const int lo = 2 * (D + NQ - 1 - c) - PL;  // the window's columns: w0 + lo .. w0 + lo + K - 1
-                const long long t = id[r][c] - self;      // id -1 (no window) is below every self
-                at[r][c] = id[r][c] >= 0 && t >= (lo > 0 ? lo : 0) && t < (lo + K < 4 ? lo + K : 4) ? (int)t : -1;
-                g[r][c] = at[r][c] >= 0 ? dy[o[r][c]] : T(0);
+                in[r][c] = p[r] >= p0 && q[c] >= 0 && q[c] < Q;
+                o[r][c] = base + (long long)p[r] * Q + q[c];
             }
+        T g[NP][NQ];
+        unsigned m[NP][NQ];
+        terms(o, in, p, q, self, g, m);
         T acc[4];
 #pragma unroll
         for (int t = 0; t < 4; ++t) {
@@ -669,10 +674,8 @@ __device__ void max_bwd_fours(const T* __restrict__ dy, const long long* __restr
 #pragma unroll
             for (int r = 0; r < NP; ++r)
 #pragma unroll
-                for (int c = 0; c < NQ; ++c) {
-                    const int lo = 2 * (D + NQ - 1 - c) - PL;  // (a constant: windows that cannot hold t drop out)
-                    if (t >= lo && t < lo + K && at[r][c] == t) acc[t] += g[r][c];
-                }
+                for (int c = 0; c < NQ; ++c)  // (lo(c) a constant: windows that cannot hold t drop out)
+                    if (t >= F::lo(c) && t < F::lo(c) + K && (m[r][c] >> t & 1u)) acc[t] += g[r][c];
         }
         T* out = dx + it.plane * H * W + self;
         if (vout) {
@@ -683,6 +686,57 @@ __device__ void max_bwd_fours(const T* __restrict__ dy, const long long* __restr
                 if (w0 + t < W) out[t] = acc[t];
         }
     }
+}
+
+// Max pooling's: the windows' argmax loads together, then the dy loads of
+// those that chose one of the four (one input each).
+template <int K, int PL, typename T>
+__device__ void max_bwd_fours(const T* __restrict__ dy, const long long* __restrict__ idx, T* __restrict__ dx,
+                              POOL_GEOMETRY) {
+    typedef Fours<K, PL> F;
+    gather_fours<K, PL>(dx, POOL_ARGS, [&](const long long (&o)[F::NP][F::NQ], const bool (&in)[F::NP][F::NQ],
+                                           const int (&)[F::NP], const int (&)[F::NQ], long long self,
+                                           T (&g)[F::NP][F::NQ], unsigned (&m)[F::NP][F::NQ]) {
+        long long id[F::NP][F::NQ];
+#pragma unroll
+        for (int r = 0; r < F::NP; ++r)
+#pragma unroll
+            for (int c = 0; c < F::NQ; ++c) id[r][c] = in[r][c] ? idx[o[r][c]] : -1;
+#pragma unroll
+        for (int r = 0; r < F::NP; ++r)
+#pragma unroll
+            for (int c = 0; c < F::NQ; ++c) {
+                const int lo = F::lo(c);
+                const long long t = id[r][c] - self;  // id -1 (no window) is below every self
+                const bool mine = id[r][c] >= 0 && t >= (lo > 0 ? lo : 0) && t < (lo + K < 4 ? lo + K : 4);
+                m[r][c] = mine ? 1u << (int)t : 0u;
+                g[r][c] = mine ? dy[o[r][c]] : T(0);
+            }
+    });
+}
+
+// Average pooling's: each window's dy over its divisor, to every input it covers.
+template <int K, int PL, typename T>
+__device__ void avg_bwd_fours(const T* __restrict__ dy, T* __restrict__ dx, POOL_GEOMETRY, int pb, int pr,
+                              int include_pad, int divisor) {
+    typedef Fours<K, PL> F;
+    gather_fours<K, PL>(dx, POOL_ARGS, [&](const long long (&o)[F::NP][F::NQ], const bool (&in)[F::NP][F::NQ],
+                                           const int (&p)[F::NP], const int (&q)[F::NQ], long long,
+                                           T (&g)[F::NP][F::NQ], unsigned (&m)[F::NP][F::NQ]) {
+#pragma unroll
+        for (int r = 0; r < F::NP; ++r)
+#pragma unroll
+            for (int c = 0; c < F::NQ; ++c) {
+                g[r][c] = in[r][c] ? dy[o[r][c]] : T(0);
+                m[r][c] = in[r][c] ? 15u : 0u;
+            }
+#pragma unroll
+        for (int r = 0; r < F::NP; ++r)
+#pragma unroll
+            for (int c = 0; c < F::NQ; ++c)
+                g[r][c] /= T(divisor ? divisor
+                                     : avg_divisor(p[r], q[c], H, W, kh, kw, sh, sw, pt, pl, pb, pr, include_pad));
+    });
 }
 
 template <typename T>
@@ -758,6 +812,16 @@ extern "C" __global__ void max_pool2d_backward_s2_f64(const double* __restrict__
                                                       const long long* __restrict__ idx,
                                                       double* __restrict__ dx, POOL_GEOMETRY) {
     POOL_WINDOWS(max_bwd_fours, dy, idx, dx, POOL_ARGS);
+}
+extern "C" __global__ void avg_pool2d_backward_s2_f32(const float* __restrict__ dy, float* __restrict__ dx,
+                                                      POOL_GEOMETRY, int pb, int pr, int include_pad,
+                                                      int divisor_override) {
+    POOL_WINDOWS(avg_bwd_fours, dy, dx, POOL_ARGS, pb, pr, include_pad, divisor_override);
+}
+extern "C" __global__ void avg_pool2d_backward_s2_f64(const double* __restrict__ dy, double* __restrict__ dx,
+                                                      POOL_GEOMETRY, int pb, int pr, int include_pad,
+                                                      int divisor_override) {
+    POOL_WINDOWS(avg_bwd_fours, dy, dx, POOL_ARGS, pb, pr, include_pad, divisor_override);
 }
 extern "C" __global__ void avg_pool2d_backward_f32(const float* __restrict__ dy, float* __restrict__ dx,
                                                    POOL_GEOMETRY, int pb, int pr, int include_pad,

@@ -315,6 +315,30 @@ def test_stride2_max_backward_vs_torch_and_generic(backend, dtype, k, p, ceil, m
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k, p, ceil", PAIRS, ids=[f"{k}x{k}s2p{p}{'ceil' if c else ''}" for k, p, c in PAIRS])
+def test_stride2_avg_backward_vs_torch_and_generic(backend, dtype, k, p, ceil, monkeypatch):
+    """Average pooling's backward on the pair windows (pool2d.cu's avg_bwd_fours, 4 inputs of a row
+    a thread), with and without the padding counted and with a divisor override: torch's
+    gradient, and the generic kernel's bits (pool.USE_PAIRS off: avg_bwd, the same terms in the
+    same order)."""
+    F = torch_or_skip().nn.functional
+    rng = np.random.default_rng(3000 + 10 * k + p + 100 * ceil)
+    for H, W, _ in WIDE_SHAPES + PAIR_SHAPES + [(6, 10, 0), (5, 7, 0)]:
+        x = rng.standard_normal((2, 3, H, W)).astype(dtype)
+        for cip, div in ((True, None), (False, None), (True, 3)):
+            g = dict(kernel_size=k, stride=2, padding=p, ceil_mode=ceil, count_include_pad=cip,
+                     divisor_override=div)
+            dy = rng.standard_normal(gpucnn.avg_pool2d(x, **g).shape).astype(dtype)
+            xt = to_torch(x).requires_grad_()
+            F.avg_pool2d(xt, k, 2, p, ceil, cip, div).backward(to_torch(dy))
+            got = gpucnn.avg_pool2d_backward(dy, x, **g)
+            _record("avg_pool2d_backward (pair windows)", got, xt.grad.numpy(), dtype)
+            monkeypatch.setattr(cuda_pool, "USE_PAIRS", False)
+            np.testing.assert_array_equal(got, gpucnn.avg_pool2d_backward(dy, x, **g))
+            monkeypatch.setattr(cuda_pool, "USE_PAIRS", True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("asym", [False, True], ids=["sym", "asym"])
 def test_max_pool_backward_vs_torch(backend, dtype, asym):
     F = torch_or_skip().nn.functional

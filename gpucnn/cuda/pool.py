@@ -19,7 +19,7 @@ from gpucnn.cuda.launch import contiguous, i64, launch
 FAMILY = "pool2d"
 KERNELS = ("max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
            "avg_pool2d_backward", "max_pool2d_forward_s2", "avg_pool2d_forward_s2", "max_pool2d_backward_s2",
-           "max_unpool2d",
+           "avg_pool2d_backward_s2", "max_unpool2d",
            "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward")
 
 
@@ -33,8 +33,9 @@ def _geometry(NC: int, win) -> tuple:
 
 
 def pairs(win) -> bool:
-    """Whether the forward pass runs pool2d.cu's pair kernels (``_s2``: a thread
-    two outputs of a row, 16-byte loads): square 2x2 or 3x3 windows, stride 2,
+    """Whether pool2d.cu's stride-2 kernels (``_s2``) run: the forward's pair
+    kernels (a thread two outputs of a row, 16-byte loads) and the backward's
+    gathers (a thread 4 inputs of a row): square 2x2 or 3x3 windows, stride 2,
     undilated, each pad at most half the window (torch's rule, which keeps
     every window's clamped taps inside it)."""
     k = win.kh
@@ -71,6 +72,14 @@ def _forward(win, base: str, NC: int, sms: int, use_pairs: bool = True, force_ro
     return f"{base}_s2", threads, (np.int32(rows),)
 
 
+def _backward(win, base: str, NC: int) -> tuple[str, int]:
+    """The backward kernel's name and thread count: on the pair windows, pool2d.cu's
+    gather_fours (``_s2``: a thread 4 inputs of a row), else a thread an input."""
+    if USE_PAIRS and pairs(win):
+        return f"{base}_s2", NC * win.H * -(-win.W // 4)
+    return base, NC * win.H * win.W
+
+
 def max_pool2d_forward(rt, x, win):
     x = contiguous(rt.xp, x)
     N, C = x.shape[:2]
@@ -85,10 +94,7 @@ def max_pool2d_backward(rt, dy, idx, win):
     dy, idx = contiguous(rt.xp, dy), contiguous(rt.xp, idx)
     N, C = dy.shape[:2]
     dx = rt.xp.empty((N, C, win.H, win.W), dtype=dy.dtype)
-    if USE_PAIRS and pairs(win):  # a thread 4 inputs of a row (pool2d.cu's max_bwd_fours)
-        name, threads = "max_pool2d_backward_s2", N * C * win.H * -(-win.W // 4)
-    else:
-        name, threads = "max_pool2d_backward", dx.size
+    name, threads = _backward(win, "max_pool2d_backward", N * C)
     launch(rt, FAMILY, name, dy.dtype, threads, (dy, idx, dx, *_geometry(N * C, win)))
     return dx
 
@@ -100,7 +106,7 @@ def _avg(rt, base, src, out_hw, win, count_include_pad, divisor_override, forwar
     N, C = src.shape[:2]
     out = rt.xp.empty((N, C, *out_hw), dtype=src.dtype)
     name, threads, rows = (_forward(win, base, N * C, rt.device()[1], USE_PAIRS, PAIR_ROWS) if forward
-                           else (base, out.size, ()))
+                           else (*_backward(win, base, N * C), ()))
     launch(rt, FAMILY, name, src.dtype, threads,
            (src, out, *_avg_geometry(N * C, win, bool(count_include_pad), divisor_override), *rows))
     return out
