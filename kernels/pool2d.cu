@@ -419,7 +419,7 @@ template <typename T> __device__ __forceinline__ void load4(const T* __restrict_
 // A + J row and column offsets live (two rows: 78 registers, 3 blocks an SM,
 // sm_90; with taps 70, and 64 with no spill built for 4 blocks,
 // POOL_PAIR_BLOCKS, as the pair kernel's 54 ran). A 2x2 max of one row carries offsets:
-// 126 instructions a pair's loop where taps took 153 (decoding them). Every lane of
+// 150 instructions a pair's loop, 153 with taps (the pair kernel's: 126). Every lane of
 // the warp calls it, live or not, when vec && shfl (the shuffles).
 // vec: W % 4 == 0 and the plane 16-byte aligned; shfl: whole warps (blockDim
 // a multiple of 32); both the same in every thread.

@@ -27,6 +27,7 @@ BLOCK = launch.BLOCK
 GRID_CAP = launch.MAX_BLOCKS * BLOCK  # grid_for's cap, in threads
 VEC = 16  # bytes of a float4: map2's, channel_apply's and channel.cuh's vector (group)
 SETUP_INSTR = 100  # PlaneWalk's set-up, once a thread (its divisions' 32-bit paths; sm_90 SASS, rough)
+REC_TAPS = 2 * 2 * 9  # the pooling pair kernels' recorded loop: a two-row 3x3 block (tests/test_sass.py: 5 row loads)
 
 # Each memory row's op call on the host (model_consts' HOST_*_US, measured); a row not here takes HOST_MEM_US.
 # The batch-norm backward is one call of two launches: its reduction and data rows take half of it each.
@@ -93,8 +94,10 @@ def pool_stream(case, rec, sms: int) -> Stream:
     together (the side column of a 3x3 or a padded 2x2 from the neighbour
     lane, or from L1 or L2): one round trip a thread. Instructions: the
     record's loop (the kernel's hot loop, sass_stream's pick among its K, pad
-    and rows bodies), plus PlaneWalk's set-up (~100, once a thread): an upper
-    bound. Before the pair kernels (one output a thread, 9 scalar loads) the
+    and rows bodies: the two-row 3x3 block's, 36 taps, REC_TAPS) scaled by the
+    taps a thread's block reads (2 x rows x k^2: a 2x2 pair's 8 take 8/36 of
+    it), plus PlaneWalk's set-up (~100, once a thread): an upper bound, as the
+    loop holds the scalar path too. Before the pair kernels (one output a thread, 9 scalar loads) the
     H200 ran 3x3/2 p1 at 38% and 2x2/2 at 64% (bench/results/gpu-2026-11-30);
     the pairs (rows 1, a scalar side column) at 82% and 93% in a CUDA graph
     (gpu-2026-11-30-s21)."""
@@ -107,7 +110,8 @@ def pool_stream(case, rec, sms: int) -> Stream:
     _, r = model_static.row(rec, kernel)
     write = (4 + (8 if case.op == "max_pool" else 0)) * case.N * case.C * P * Q
     return Stream(f"{case.op} forward", case.label(), kernel, 4.0 * case.N * case.C * case.H * case.W, write,
-                  threads, threads, VEC * (2 * (R - 1) + case.k), per, r["instructions"] * per + SETUP_INSTR)
+                  threads, threads, VEC * (2 * (R - 1) + case.k), per,
+                  r["instructions"] * 2 * R * case.k ** 2 / REC_TAPS * per + SETUP_INSTR)
 
 
 def reduce_stream(op, shape, kernel, N, C, HW, streams, loads_per_elem, rec, sms, unroll=norm.UNROLL) -> Stream:
