@@ -114,8 +114,8 @@ def _families(rng) -> bool:
 
 # gpucnn.bench.variants' kernels (bench/ab_mem.py times them): pooling's stride-2 pair kernels
 # (16-byte loads where W % 4 == 0, Q odd and even, the padding clamped) against the generic
-# ones, and batch norm's statistics by channel_walk and through the cp.async ring, in one
-# wave and in four, against float64 NumPy.
+# ones, and batch norm's statistics and the bias gradient by channel_walk and through the
+# cp.async ring, in one wave and in four, against float64 NumPy.
 # Pooling: odd output rows (two rows a thread: the last block holds one), a row
 # wider than a warp's 32 pairs (the side column from a lane of another warp),
 # and a width that is not a multiple of 4 (scalar loads).
@@ -142,6 +142,10 @@ def _memory_bound(rng) -> bool:
             with variants.switches(settings):
                 mean = backend.call("norm", "batch_norm_stats", xg, None, None, 0.1, 1e-5)[0]
             ok &= _check(mean, x.mean((0, 2, 3)), "fp32", f"batch-norm mean {name} x{shape}")
+        for name, settings in variants.BIAS.items():
+            with variants.switches(settings):
+                db = backend.call("conv", "conv2d_backward_bias", xg)
+            ok &= _check(db, x.sum((0, 2, 3)), "fp32", f"bias gradient {name} x{shape}")
     return ok
 
 
@@ -208,6 +212,8 @@ def large() -> bool:
         with variants.switches(variants.STATS[name]):
             got = backend.call("norm", "batch_norm_stats", x, None, None, 0.1, 1e-5)[0]
         checks.append((f"batch-norm mean, {name}", got, x64.mean((0, 2, 3))))
+    with variants.switches(variants.BIAS["1 wave"]):  # the bias gradient's plain walk beside the ring's (session 23)
+        checks.append(("bias gradient, 1 wave", backend.call("conv", "conv2d_backward_bias", x), x64.sum((0, 2, 3))))
     for name, got, want in checks:
         err = float(cp.abs(got - want).max() / cp.abs(want).max())
         print(f"cifar-resnet output {name}: relative difference from float64 {err:.2e}")

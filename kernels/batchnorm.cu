@@ -13,7 +13,7 @@
 //                              double unbias, double eps, double momentum, int update)
 //                              mean, invstd, run_mean, run_var, new_mean, new_var: (C,)
 //   batchnorm_stats_async_f32 batchnorm_stats_f32's arguments and results, its loads through
-//                              shared memory (stats_walk_async; bench/ab_mem.py's A/B)
+//                              shared memory (channel_walk_async; bench/ab_mem.py's A/B)
 //   batchnorm_forward_T       (const T* x, const T* mean, const T* invstd, const T* gamma,
 //                              const T* beta, T* y, long long count, int C, long long HW, int relu)
 //                              x, y: (N,C,HW)  mean, invstd, gamma, beta: (C,)
@@ -52,8 +52,8 @@
 // grid-stride loop; both carry the channel along (ChannelPos): no division
 // per element.
 #include "common.cuh"
-#include "channel.cuh"
 #include "mma.cuh"
+#include "channel.cuh"
 
 // dy as the ReLU that followed the normalization passes it back (torch's threshold_backward on y).
 template <typename T> __device__ __forceinline__ T relu_grad(T dy, T y, int relu) {
@@ -147,80 +147,27 @@ template <typename T> struct StatsTerm {
 };
 
 // Channel c's mean, invstd and running statistics from its totals s (the
-// shifted sums).
+// shifted sums), its shift x0 = x[0, c, 0] and running statistics rm, rv (read
+// before the totals: stats' fin).
 template <typename T>
-__device__ __forceinline__ void stats_channel(int c, const double (&s)[2], const T* __restrict__ x, T* __restrict__ mean,
-                                           T* __restrict__ invstd, const T* __restrict__ run_mean,
-                                           const T* __restrict__ run_var, T* __restrict__ new_mean,
-                                           T* __restrict__ new_var, long long HW, double inv_n, double unbias,
-                                           double eps, double momentum, int update) {
-    const double d = s[0] * inv_n, mu = (double)x[c * HW] + d;
+__device__ __forceinline__ void stats_channel(int c, const double (&s)[2], double x0, T rm, T rv,
+                                           T* __restrict__ mean, T* __restrict__ invstd, T* __restrict__ new_mean,
+                                           T* __restrict__ new_var, double inv_n, double unbias, double eps,
+                                           double momentum, int update) {
+    const double d = s[0] * inv_n, mu = x0 + d;
     const double var = max(s[1] * inv_n - d * d, 0.0);  // biased: the one that normalizes
     mean[c] = (T)mu;
     invstd[c] = (T)rsqrt(var + eps);
     if (update) {
         const double m = momentum;
-        new_mean[c] = (T)((1.0 - m) * (double)run_mean[c] + m * mu);
-        new_var[c] = (T)((1.0 - m) * (double)run_var[c] + m * var * unbias);
+        new_mean[c] = (T)((1.0 - m) * (double)rm + m * mu);
+        new_var[c] = (T)((1.0 - m) * (double)rv + m * var * unbias);
     }
-}
-
-// The statistics' walk through shared memory (batchnorm_stats_async_f32,
-// bench/ab_mem.py's "async" against channel_walk): each thread copies its
-// groups into its own STATS_RING slots of 16 bytes with cp.async, STATS_RING - 1
-// ahead of the one it adds, so the loads stay in flight while it converts and
-// adds (and hold no register: 7 groups, 112 bytes a thread, 112 KiB an SM at
-// 4 blocks, against the walk's 64 bytes in a burst, then none while it adds).
-// The H200 ran channel_walk's one wave at 42% of DRAM's rate (ncu, 2026-11-30).
-// Only its own thread reads a slot (after the cp_async_wait that covers it,
-// and before compiler_fence and the next copy into the slot), so no barrier. The
-// order: thread t's accumulator u adds the groups t + 256u + 256Uk of the
-// chunk's flattened (image, offset) groups, for every plane size (channel_walk's
-// small-plane order; its per-image order for planes of a block step or more
-// differs, so those bits may too). 16-byte groups only (HW % 4 == 0, x
-// aligned); other launches take channel_walk. sm_80 and newer (cp.async).
-#define STATS_RING 8
-template <int U, typename Term, typename Fin>
-__device__ void stats_walk_async(float4 (*ring)[CH_THREADS], double (*part)[CH_THREADS], double* out,
-                                 unsigned* count, int N, int C, long long HW, long long chunk, int chunks,
-                                 const Term& term, const Fin& fin) {
-    const int t = threadIdx.x;
-    const int hw = (int)(HW / 4);
-    const float4* x4 = reinterpret_cast<const float4*>(term.x);
-    channel_blocks<2, U>(part, out, count, C, (long long)N * hw, chunk / 4, chunks, term, fin,
-                         [&](const Term& tc, int c, long long beg, long long end, double (&acc)[U][2]) {
-        if (beg + t >= end) return;
-        const int cnt = (int)((end - beg - t + CH_THREADS - 1) / CH_THREADS);  // this thread's groups
-        ChannelWalk w(beg + t, CH_THREADS, hw);  // the copies' walk, STATS_RING - 1 groups ahead
-#pragma unroll
-        for (int k = 0; k < STATS_RING - 1; ++k) {
-            if (k < cnt) cp_async<16>(&ring[k][t], x4 + w.at(c, C, hw), 16);
-            cp_async_commit();  // empty groups too: the wait below counts groups
-            w.next(hw);
-        }
-        for (int k0 = 0; k0 < cnt; k0 += U) {
-#pragma unroll
-            for (int u = 0; u < U; ++u) {
-                const int k = k0 + u;
-                cp_async_wait<STATS_RING - 2>();  // group k has landed
-                float4 q;
-                if (k < cnt) q = ring[k % STATS_RING][t];
-                compiler_fence();                   // the read stays before the next copy into the slot
-                const int kn = k + STATS_RING - 1;  // into the slot read one step ago
-                if (kn < cnt) cp_async<16>(&ring[kn % STATS_RING][t], x4 + w.at(c, C, hw), 16);
-                cp_async_commit();
-                w.next(hw);
-                const float v[4] = {q.x, q.y, q.z, q.w};
-                if (k < cnt) tc.add_values(v, acc[u]);
-            }
-        }
-        cp_async_wait<0>();  // none left in flight past the block's work
-    });
 }
 
 // Both levels of the statistics; the channel's totals give its statistics
 // (channel_reduce's fin, once a channel). With a ring (batchnorm_stats_async_f32:
-// float, sm_80 and newer), 16-byte groups walk through it (stats_walk_async).
+// float, sm_80 and newer), 16-byte groups walk through it (channel_walk_async).
 template <typename T>
 __device__ void stats(double (*sm)[CH_THREADS], float4 (*ring)[CH_THREADS], const T* __restrict__ x, double* part,
                       unsigned* counters, T* __restrict__ mean, T* __restrict__ invstd, const T* __restrict__ run_mean,
@@ -229,13 +176,16 @@ __device__ void stats(double (*sm)[CH_THREADS], float4 (*ring)[CH_THREADS], cons
                       double momentum, int update) {
     constexpr int U = sizeof(T) == 8 ? CH_UNROLL_STATS_F64 : CH_UNROLL;
     const StatsTerm<T> term{x, HW, 0.0};
-    const auto fin = [&](int c, const double (&s)[2]) {
-        stats_channel(c, s, x, mean, invstd, run_mean, run_var, new_mean, new_var, HW, inv_n, unbias, eps, momentum,
-                      update);
+    const auto fin = [&](int c) {  // the channel's loads, then its results from its totals
+        const double x0 = (double)x[(long long)c * HW];
+        const T rm = update ? run_mean[c] : T(0), rv = update ? run_var[c] : T(0);
+        return [=](const double (&s)[2]) {
+            stats_channel(c, s, x0, rm, rv, mean, invstd, new_mean, new_var, inv_n, unbias, eps, momentum, update);
+        };
     };
     if constexpr (sizeof(T) == 4) {
         if (ring && HW % 4 == 0 && aligned16(x)) {
-            stats_walk_async<U>(ring, sm, part, counters, N, C, HW, chunk, chunks, term, fin);
+            channel_walk_async<2, U>(ring, sm, part, counters, x, N, C, HW, chunk, chunks, term, fin);
             return;
         }
     }
@@ -281,9 +231,12 @@ __device__ void backward_sums(double (*sm)[CH_THREADS], const T* __restrict__ dy
                               double* part, unsigned* counters, T* __restrict__ dgamma, T* __restrict__ dbeta, int N,
                               int C, long long HW, long long chunk, int chunks, int relu) {
     channel_reduce<2, CH_UNROLL_BWD>(sm, part, counters, N, C, HW, chunk, chunks,
-                                     BackwardTerm<T>{dy, x, y, mean, relu, 0.0}, [&](int c, const double (&s)[2]) {
-        dbeta[c] = (T)s[0];
-        dgamma[c] = (T)(s[1] * (double)invstd[c]);
+                                     BackwardTerm<T>{dy, x, y, mean, relu, 0.0}, [&](int c) {
+        const double is = (double)invstd[c];
+        return [=](const double (&s)[2]) {
+            dbeta[c] = (T)s[0];
+            dgamma[c] = (T)(s[1] * is);
+        };
     });
 }
 
@@ -353,7 +306,7 @@ __device__ void backward_data(const T* __restrict__ dy, const T* __restrict__ x,
 BATCHNORM_KERNELS(float, f32, CH_BLOCKS)
 BATCHNORM_KERNELS(double, f64, CH_BLOCKS_STATS_F64)
 
-// The statistics through stats_walk_async's ring of cp.async copies, float
+// The statistics through channel_walk_async's ring of cp.async copies, float
 // only (bench/ab_mem.py's "async" against batchnorm_stats_f32); before sm_80
 // (no cp.async) and for groups that are not 16-byte ones, channel_walk.
 extern "C" __global__ void __launch_bounds__(CH_THREADS, CH_BLOCKS)
@@ -363,11 +316,7 @@ batchnorm_stats_async_f32(const float* __restrict__ x, double* part, unsigned* G
                           float* GPUCNN_INOUT __restrict__ new_var, int N, int C, long long HW, long long chunk,
                           int chunks, double inv_n, double unbias, double eps, double momentum, int update) {
     __shared__ double sm[2][CH_THREADS];
-#if __CUDA_ARCH__ >= 800
-    __shared__ float4 ring[STATS_RING][CH_THREADS];
-#else
-    float4 (*ring)[CH_THREADS] = nullptr;
-#endif
+    CH_RING_DECL(ring);
     stats(sm, ring, x, part, counters, mean, invstd, run_mean, run_var, new_mean, new_var, N, C, HW, chunk, chunks,
           inv_n, unbias, eps, momentum, update);
 }

@@ -6,16 +6,16 @@
 // grid works), with double accumulators. Level one is a fixed tree over the
 // block into part[(c*chunks + j)*S + s]; level two (channel_total) adds a
 // channel's chunks in chunk order, in the same launch: thread 0 of each
-// (channel, chunk) block stores its sums, fences and counts the chunk in on
-// the channel's counter (atomicInc, which wraps to 0 at the last chunk: the
-// counters are zero again for the next launch), and the one that counts the
-// last chunk fences again and adds the channel's chunks (the PTX release and
-// acquire patterns; the emulator's race check follows them). The atomic only
+// (channel, chunk) block stores its sums and counts the chunk in on
+// the channel's counter (an acquire-release atomicInc, which wraps to 0 at the
+// last chunk: the counters are zero again for the next launch), and the one
+// that counts the last chunk adds the channel's chunks (the PTX release and
+// acquire; the emulator's race check follows them). The atomic only
 // elects the block; the float sums' order is fixed, so the bits never depend
 // on which block finishes last. One launch instead of two saves the second
 // kernel's launch gap and its own ramp (LAUNCH_US ~2 us, model_consts) on a
-// ~8 us read; the price is a fence and an L2 atomic a block (thread 0, after
-// the tree) and one channel's total (chunks x S L2 loads) in the last block.
+// ~8 us read; the price is an acquire-release L2 atomic a block (thread 0,
+// after the tree) and one channel's total (chunks x S L2 loads) in the last block.
 // A counter a channel, not one a launch: the last block then totals one
 // channel, not all C (C = 2048 channels of one chunk each would be 8 loads in
 // a row for each of its threads; here none, as one chunk needs no count).
@@ -31,6 +31,8 @@
 // it by a fixed stride with a compare and a carry, so no 64-bit division runs
 // per group (one per thread, at its start).
 #pragma once
+// Included after common.cuh and mma.cuh (atomic_inc_acq_rel, cp_async), as batchnorm.cu and
+// conv2d.cu do: the loader inlines each include where it stands, so headers do not include them.
 
 #define CH_THREADS 256
 #define CH_UNROLL 4      // U for one stream: the statistics, the bias gradient
@@ -73,45 +75,67 @@ __device__ __forceinline__ void load_group(const T* __restrict__ p, long long g,
     }
 }
 
-// part[s][0] = the sum of v[s] over the block, by a fixed tree; every thread
-// must call it (it has barriers), and part may be reused once it returns.
-template <int S> __device__ __forceinline__ void channel_block_sum(double (*part)[CH_THREADS], const double (&v)[S]) {
-    block_tree_sum<S, CH_THREADS>(part, v, S);
+// Thread 0's v[s] = the sum of v[s] over the block, by a fixed tree (lanes by
+// shuffles, then the 8 warps' sums: block_warp_sum, one barrier where the
+// shared-memory tree of 256 took 9 on the kernel's tail); every thread must
+// call it, and part may be reused after the caller's next barrier.
+template <int S> __device__ __forceinline__ void channel_block_sum(double (*part)[CH_THREADS], double (&v)[S]) {
+    block_warp_sum<S, CH_THREADS>(part, v);
 }
 
 // Level two: tot[s] = the chunks of channel c added in chunk order. __ldcg:
 // other blocks wrote them during this launch (L2, never a stale L1 line).
-// Unrolled by 4: 4 chunks' loads in flight (8 chunks, 128x64x32x32's: two L2
-// round trips), and its loop holds fewer loads than the walk's, which
-// sass_stream reports as the kernel's hot loop (ptxas unrolled it by 16).
+// 8 doubles' loads in flight (8 chunks of the bias gradient, 4 of the
+// two-sum reductions: 8 of theirs spilled at CH_BLOCKS' 64 registers): a
+// one-wave launch's 8 chunks a channel (C = 64 on 132 SMs) in one or two L2
+// round trips on the launch's tail.
 template <int S> __device__ __forceinline__ void channel_total(const double* part, int c, int chunks,
                                                              double (&tot)[S]) {
+    constexpr int B = 8 / S;
 #pragma unroll
     for (int s = 0; s < S; ++s) tot[s] = 0.0;
-#pragma unroll 4
-    for (int j = 0; j < chunks; ++j)
+    for (int j0 = 0; j0 < chunks; j0 += B) {
+        double p[B][S];
 #pragma unroll
-        for (int s = 0; s < S; ++s) tot[s] += __ldcg(part + ((long long)c * chunks + j) * S + s);
+        for (int b = 0; b < B; ++b)
+#pragma unroll
+            for (int s = 0; s < S; ++s)
+                p[b][s] = j0 + b < chunks ? __ldcg(part + ((long long)c * chunks + j0 + b) * S + s) : 0.0;
+#pragma unroll
+        for (int b = 0; b < B; ++b)
+            if (j0 + b < chunks)
+#pragma unroll
+                for (int s = 0; s < S; ++s) tot[s] += p[b][s];
+    }
 }
 
-// Thread 0 of block (c, j), its sums in part[s][0]: store them; if chunk j is
-// the channel's last to finish (or its only one), fin(c, tot) with the
-// channel's totals. The fence before the count makes this block's sums
-// visible before the count says they are there (release); the fence after it
-// makes the last block's loads see every chunk the count has seen (acquire).
+// Thread 0 of block (c, j), with the block's sums v: store them; if chunk j is
+// the channel's last to finish (or its only one), finish the channel: fin(c)
+// loads what the channel's results need and returns done, then done(tot)
+// with the channel's totals (two steps, so fin's loads go out with the
+// chunks' rather than after them). The count is one acquire-release atomic
+// (mma.cuh's atomic_inc_acq_rel): its release makes this block's sums visible
+// before the count says they are there, its acquire makes the last block's
+// loads see every chunk the count has seen. On the launch's tail, where the
+// last block of a channel waits on each step, that is one fence (MEMBAR.ALL)
+// where __threadfence() around atomicInc took two sequentially consistent
+// ones. A channel of one chunk adds its sums to +0.0 (channel_total's start:
+// the same bits) without reading back its own store.
 template <int S, typename Fin>
-__device__ __forceinline__ void channel_done(double (*part)[CH_THREADS], double* out, unsigned* count, int c, int j,
+__device__ __forceinline__ void channel_done(const double (&v)[S], double* out, unsigned* count, int c, int j,
                                              int chunks, const Fin& fin) {
 #pragma unroll
-    for (int s = 0; s < S; ++s) out[((long long)c * chunks + j) * S + s] = part[s][0];
-    if (chunks > 1) {
-        __threadfence();
-        if (atomicInc(count + c, (unsigned)chunks - 1) != (unsigned)chunks - 1) return;
-        __threadfence();
-    }
+    for (int s = 0; s < S; ++s) out[((long long)c * chunks + j) * S + s] = v[s];
+    if (chunks > 1 && atomic_inc_acq_rel(count + c, (unsigned)chunks - 1) != (unsigned)chunks - 1) return;
+    const auto done = fin(c);
     double tot[S];
-    channel_total<S>(out, c, chunks, tot);
-    fin(c, tot);
+    if (chunks > 1) {
+        channel_total<S>(out, c, chunks, tot);
+    } else {
+#pragma unroll
+        for (int s = 0; s < S; ++s) tot[s] = 0.0 + v[s];
+    }
+    done(tot);
 }
 
 // The (channel, chunk) blocks, both levels: block z takes chunk j = z / C of
@@ -119,7 +143,7 @@ __device__ __forceinline__ void channel_done(double (*part)[CH_THREADS], double*
 // walk(tc, c, beg, end, acc) adds the chunk's groups [beg, end) of the
 // channel's n into U accumulators of S sums (tc: the channel's term); then
 // (a0 + a1) (+ a2) + a3, the block's tree and the channel's election
-// (channel_done). channel_walk and batchnorm.cu's stats_walk_async walk it.
+// (channel_done). channel_walk and channel_walk_async walk it.
 template <int S, int U, typename Term, typename Fin, typename Walk>
 __device__ __forceinline__ void channel_blocks(double (*part)[CH_THREADS], double* out, unsigned* count, int C,
                                                long long n, long long cg, int chunks, const Term& term,
@@ -142,7 +166,7 @@ __device__ __forceinline__ void channel_blocks(double (*part)[CH_THREADS], doubl
             for (int u = 1; u < U; ++u) v[s] += acc[u][s];
         }
         channel_block_sum<S>(part, v);
-        if (threadIdx.x == 0) channel_done<S>(part, out, count, c, j, chunks, fin);
+        if (threadIdx.x == 0) channel_done<S>(v, out, count, c, j, chunks, fin);
         __syncthreads();  // part is read before the next block's sums overwrite it
     }
 }
@@ -183,9 +207,70 @@ __device__ void channel_walk(double (*part)[CH_THREADS], double* out, unsigned* 
     });
 }
 
+// The float walk through shared memory (batchnorm_stats_async_f32,
+// conv2d_bias_grad_async_f32; bench/ab_mem.py's "async" against channel_walk):
+// each thread copies its 16-byte groups of src into its own CH_RING slots with
+// cp.async, CH_RING - 1 ahead of the one it adds, so the loads stay in flight
+// while it converts and adds (and hold no register: 7 groups, 112 bytes a
+// thread, 112 KiB an SM at 4 blocks, against the walk's 64 bytes in a burst,
+// then none while it adds). The H200 ran channel_walk's one wave of the
+// statistics at 42% of DRAM's rate (ncu, 2026-11-30), and this walk 14.5 us
+// where that took 16.5. Only its own thread reads a slot (after the
+// cp_async_wait that covers it, and before compiler_fence and the next copy
+// into the slot), so no barrier. The order: thread t's accumulator u adds the
+// groups t + 256u + 256Uk of the chunk's flattened (image, offset) groups, for
+// every plane size (channel_walk's small-plane order; its per-image order for
+// planes of a block step or more differs, so those bits may too), a group's 4
+// elements by term.add_values<4>. 16-byte groups only (HW % 4 == 0, src
+// aligned); other launches take channel_walk. sm_80 and newer (cp.async).
+#define CH_RING 8
+// A kernel's ring for channel_walk_async: in shared memory from sm_80 on, else none (channel_walk).
+#if __CUDA_ARCH__ >= 800
+#define CH_RING_DECL(name) __shared__ float4 name[CH_RING][CH_THREADS]
+#else
+#define CH_RING_DECL(name) float4 (*name)[CH_THREADS] = nullptr
+#endif
+template <int S, int U, typename Term, typename Fin>
+__device__ void channel_walk_async(float4 (*ring)[CH_THREADS], double (*part)[CH_THREADS], double* out,
+                                   unsigned* count, const float* src, int N, int C, long long HW, long long chunk,
+                                   int chunks, const Term& term, const Fin& fin) {
+    const int t = threadIdx.x;
+    const int hw = (int)(HW / 4);
+    const float4* x4 = reinterpret_cast<const float4*>(src);
+    channel_blocks<S, U>(part, out, count, C, (long long)N * hw, chunk / 4, chunks, term, fin,
+                         [&](const Term& tc, int c, long long beg, long long end, double (&acc)[U][S]) {
+        if (beg + t >= end) return;
+        const int cnt = (int)((end - beg - t + CH_THREADS - 1) / CH_THREADS);  // this thread's groups
+        ChannelWalk w(beg + t, CH_THREADS, hw);  // the copies' walk, CH_RING - 1 groups ahead
+#pragma unroll
+        for (int k = 0; k < CH_RING - 1; ++k) {
+            if (k < cnt) cp_async<16>(&ring[k][t], x4 + w.at(c, C, hw), 16);
+            cp_async_commit();  // empty groups too: the wait below counts groups
+            w.next(hw);
+        }
+        for (int k0 = 0; k0 < cnt; k0 += U) {
+#pragma unroll
+            for (int u = 0; u < U; ++u) {
+                const int k = k0 + u;
+                cp_async_wait<CH_RING - 2>();  // group k has landed
+                float4 q;
+                if (k < cnt) q = ring[k % CH_RING][t];
+                compiler_fence();                // the read stays before the next copy into the slot
+                const int kn = k + CH_RING - 1;  // into the slot read one step ago
+                if (kn < cnt) cp_async<16>(&ring[kn % CH_RING][t], x4 + w.at(c, C, hw), 16);
+                cp_async_commit();
+                w.next(hw);
+                const float v[4] = {q.x, q.y, q.z, q.w};
+                if (k < cnt) tc.template add_values<4>(v, acc[u]);
+            }
+        }
+        cp_async_wait<0>();  // none left in flight past the block's work
+    });
+}
+
 // The reduction, both levels in one launch: out[(c*chunks + j)*S + s] = the
 // sum over chunk j of channel c of the term's S values, U groups of each
-// stream in flight a thread, then fin(c, tot) once a channel with its totals
+// stream in flight a thread, then fin(c)(tot) once a channel with its totals
 // (channel_done; count: C counters, zero before the launch and after it).
 // Term (of element type Term::type): channel(c) gives the channel's term (its
 // per-channel constants read once), whose add<G, Vec>(g, acc) adds group g's

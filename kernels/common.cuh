@@ -98,3 +98,33 @@ __device__ __forceinline__ void block_tree_sum(T (*part)[THREADS], const T* v, i
         __syncthreads();
     }
 }
+
+// v[j] (j < N) summed over the block's THREADS threads into thread 0's v, by a
+// fixed tree (the same order every run): each warp's 32 lanes halved by
+// shuffles (lane l adds lane l + s, s = 16, 8, ..., 1), then warp 0 halves the
+// THREADS / 32 warps' sums (part[j][w]) alike. One barrier, where
+// block_tree_sum's shared-memory tree takes log2(THREADS) + 1 (9 for 256).
+// Every thread calls it; only thread 0's v holds the sums after it; part is
+// free again only after the caller's next barrier.
+template <int N, int WIDTH, typename T> __device__ __forceinline__ void warp_halve(T (&v)[N]) {
+#pragma unroll
+    for (int s = WIDTH / 2; s > 0; s >>= 1)
+#pragma unroll
+        for (int j = 0; j < N; ++j) v[j] += __shfl_down_sync(0xffffffffu, v[j], s);
+}
+template <int N, int THREADS, typename T>
+__device__ __forceinline__ void block_warp_sum(T (*part)[THREADS], T (&v)[N]) {
+    constexpr int W = THREADS / 32;
+    static_assert(THREADS % 32 == 0 && W <= 32 && (W & (W - 1)) == 0, "block_warp_sum: 32 x 2^k threads");
+    const int lane = threadIdx.x % 32, w = threadIdx.x / 32;
+    warp_halve<N, 32>(v);
+    if (lane == 0)
+#pragma unroll
+        for (int j = 0; j < N; ++j) part[j][w] = v[j];
+    __syncthreads();
+    if (w == 0) {
+#pragma unroll
+        for (int j = 0; j < N; ++j) v[j] = lane < W ? part[j][lane] : T(0);
+        warp_halve<N, W>(v);
+    }
+}

@@ -18,6 +18,8 @@
 //                             part: (splits,n)  dw: (n,)
 //   conv2d_bias_grad_T      (const T* dy, double* part, unsigned* GPUCNN_INOUT counters, T* db, int N, int K,
 //                            long long PQ, long long chunk, int chunks)  part: (K,chunks)  counters: (K,)+  db: (K,)
+//   conv2d_bias_grad_async_f32  conv2d_bias_grad_f32's arguments and results, its loads through shared
+//                            memory (channel.cuh's channel_walk_async; bench/ab_mem.py's "async")
 //   im2col_T                (const T* x, T* cols, long long NC, WIN)     cols: (N,C*kh*kw,P*Q)
 //   col2im_T                (const T* cols, T* x, long long NC, WIN)     x: (N,C,H,W)
 // where GEOM = int N, C, H, W, K, P, Q, kh, kw, sh, sw, pt, pl, dh, dw, G (conv.cuh) and
@@ -348,7 +350,9 @@ __device__ void conv_backward_filter(Run run, const T* __restrict__ dy, const T*
 
 // db[k] = sum of dy[:, k]: channel.cuh's two-level reduction in one launch
 // (channel x chunk blocks, then the chunks in order by the channel's last
-// chunk to finish), accumulated in double.
+// chunk to finish), accumulated in double. With a ring (conv2d_bias_grad_async_f32:
+// float, sm_80 and newer), 16-byte groups walk through it (channel_walk_async),
+// as batch norm's statistics do.
 template <typename T> struct BiasTerm {
     typedef T type;
     const T* dy;
@@ -357,16 +361,27 @@ template <typename T> struct BiasTerm {
     template <int G, bool Vec> __device__ __forceinline__ void add(long long g, double (&acc)[1]) const {
         T v[G];
         load_group<G, Vec>(dy, g, v);
+        add_values(v, acc);
+    }
+    template <int G> __device__ __forceinline__ void add_values(const T (&v)[G], double (&acc)[1]) const {
 #pragma unroll
         for (int e = 0; e < G; ++e) acc[0] += (double)v[e];
     }
 };
 
 template <typename T>
-__device__ void bias_grad(double (*sm)[CH_THREADS], const T* __restrict__ dy, double* part, unsigned* counters,
-                          T* __restrict__ db, int N, int K, long long PQ, long long chunk, int chunks) {
-    channel_reduce<1, CH_UNROLL>(sm, part, counters, N, K, PQ, chunk, chunks, BiasTerm<T>{dy},
-                                 [&](int k, const double (&s)[1]) { db[k] = (T)s[0]; });
+__device__ void bias_grad(double (*sm)[CH_THREADS], float4 (*ring)[CH_THREADS], const T* __restrict__ dy,
+                          double* part, unsigned* counters, T* __restrict__ db, int N, int K, long long PQ,
+                          long long chunk, int chunks) {
+    const BiasTerm<T> term{dy};
+    const auto fin = [&](int k) { return [=](const double (&s)[1]) { db[k] = (T)s[0]; }; };
+    if constexpr (sizeof(T) == 4) {
+        if (ring && PQ % 4 == 0 && aligned16(dy)) {
+            channel_walk_async<1, CH_UNROLL>(ring, sm, part, counters, dy, N, K, PQ, chunk, chunks, term, fin);
+            return;
+        }
+    }
+    channel_reduce<1, CH_UNROLL>(sm, part, counters, N, K, PQ, chunk, chunks, term, fin);
 }
 
 // ------------------------------------------------------------ im2col, col2im
@@ -445,20 +460,28 @@ extern "C" __global__ void conv2d_sum_splits_f64(const double* __restrict__ part
                                                  long long n, int splits, int relu) {
     sum_splits(part, dw, n, splits, relu);
 }
-// No minimum of blocks in the launch bounds (sass_report reads conv2d's kernels
-// that have one as GEMM tiles): ptxas gives 64 and 60 registers, CH_BLOCKS = 4
-// blocks per SM as norm.channel_chunks assumes (tests/test_reductions.py checks).
-extern "C" __global__ void __launch_bounds__(CH_THREADS)
+// CH_BLOCKS = 4 blocks per SM, as norm.channel_chunks assumes (tests/test_reductions.py
+// checks): without the minimum, ptxas gave the ring's kernel 112 registers on sm_86 (2 blocks).
+// sass_report leaves these out of conv2d's GEMM tiles (the kernels with a minimum).
+extern "C" __global__ void __launch_bounds__(CH_THREADS, CH_BLOCKS)
 conv2d_bias_grad_f32(const float* __restrict__ dy, double* part, unsigned* GPUCNN_INOUT counters,
                      float* __restrict__ db, int N, int K, long long PQ, long long chunk, int chunks) {
     __shared__ double sm[1][CH_THREADS];
-    bias_grad(sm, dy, part, counters, db, N, K, PQ, chunk, chunks);
+    bias_grad(sm, nullptr, dy, part, counters, db, N, K, PQ, chunk, chunks);
 }
-extern "C" __global__ void __launch_bounds__(CH_THREADS)
+extern "C" __global__ void __launch_bounds__(CH_THREADS, CH_BLOCKS)
 conv2d_bias_grad_f64(const double* __restrict__ dy, double* part, unsigned* GPUCNN_INOUT counters,
                      double* __restrict__ db, int N, int K, long long PQ, long long chunk, int chunks) {
     __shared__ double sm[1][CH_THREADS];
-    bias_grad(sm, dy, part, counters, db, N, K, PQ, chunk, chunks);
+    bias_grad(sm, nullptr, dy, part, counters, db, N, K, PQ, chunk, chunks);
+}
+// Before sm_80 (no cp.async) and for groups that are not 16-byte ones, channel_walk.
+extern "C" __global__ void __launch_bounds__(CH_THREADS, CH_BLOCKS)
+conv2d_bias_grad_async_f32(const float* __restrict__ dy, double* part, unsigned* GPUCNN_INOUT counters,
+                           float* __restrict__ db, int N, int K, long long PQ, long long chunk, int chunks) {
+    __shared__ double sm[1][CH_THREADS];
+    CH_RING_DECL(ring);
+    bias_grad(sm, ring, dy, part, counters, db, N, K, PQ, chunk, chunks);
 }
 extern "C" __global__ void im2col_f32(const float* __restrict__ x, float* __restrict__ cols,
                                       long long NC, WIN) {

@@ -24,6 +24,14 @@
 //                              aligned to BYTES; bytes past src_bytes are zero-filled (0: none read)
 //   cp_async_commit()          cp.async.commit_group
 //   cp_async_wait<N>()         cp.async.wait_group N: all but the N most recent groups landed
+//   atomic_inc_acq_rel(p, v)   atom.acq_rel.gpu.global.inc.u32: atomicInc's wrap (old >= v ? 0 :
+//                              old + 1, the old value returned), both a release of this thread's
+//                              earlier accesses and an acquire of what the releases it reads from
+//                              published. sm_90 SASS: MEMBAR.ALL.GPU, ATOMG.INC, CCTL.IVALL, where
+//                              __threadfence(), atomicInc, __threadfence() takes MEMBAR.SC.GPU
+//                              before and after (sequentially consistent fences: more than the
+//                              pattern needs). The emulator: exactly those three, which its race
+//                              check reads as the release and acquire patterns (emu_check.cpp).
 //   compiler_fence()           no load or store moves across it in the compiler (no instruction:
 //                              a thread's shared-memory accesses issue in order), so a slot's
 //                              read stays before the cp_async that refills it (the emulator runs
@@ -73,6 +81,12 @@ template <int BYTES> __device__ __forceinline__ void cp_async(void* dst, const v
 __device__ __forceinline__ void cp_async_commit() { gpucnn_emu::cp_async_commit(); }
 template <int N> __device__ __forceinline__ void cp_async_wait() { gpucnn_emu::cp_async_wait(N); }
 __device__ __forceinline__ void compiler_fence() {}
+__device__ __forceinline__ unsigned atomic_inc_acq_rel(unsigned* p, unsigned v) {
+    __threadfence();  // the release pattern's fence, then the atomic
+    const unsigned old = atomicInc(p, v);
+    __threadfence();  // the acquire pattern's
+    return old;
+}
 #define WGMMA_AVAILABLE 1
 __device__ __forceinline__ unsigned smem_addr(const void* p) { return gpucnn_emu::smem_offset(p); }
 template <int N> __device__ __forceinline__ void wgmma_tf32(float (&d)[N / 2], unsigned long long adesc,
@@ -160,6 +174,11 @@ template <int BYTES> __device__ __forceinline__ void cp_async(void* dst, const v
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 __device__ __forceinline__ void compiler_fence() { asm volatile("" ::: "memory"); }
+__device__ __forceinline__ unsigned atomic_inc_acq_rel(unsigned* p, unsigned v) {
+    unsigned old;
+    asm volatile("atom.acq_rel.gpu.global.inc.u32 %0, [%1], %2;\n" : "=r"(old) : "l"(p), "r"(v) : "memory");
+    return old;
+}
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)  // sm_90a: the architecture-specific features, wgmma among them
 #define WGMMA_AVAILABLE 1

@@ -12,7 +12,8 @@ result must carry the same bits:
     chunk in order (of each image's part of it when a plane holds 256U groups
     or more), a group's elements in order; a thread's U accumulators are added
     as (a0 + a1) (+ a2) + a3 (U = 4 for the statistics and the bias, 3 for the
-    float64 statistics, 2 for the backward sums); a tree halves the 256 thread sums (s = 128, ..., 1);
+    float64 statistics, 2 for the backward sums); a warp's 32 thread sums are halved (lane l
+    adds lane l + s, s = 16, ..., 1), then the 8 warps' sums alike;
     then the chunks are added in chunk order from +0.0 (channel_total).
     Batch norm's statistics are the shifted sums of x - x[0, c, 0] and its square.
 The emulator computes without FMA contraction, as NumPy does; a GPU may fuse,
@@ -53,14 +54,20 @@ def _in_order(terms: np.ndarray) -> np.ndarray:
     return np.cumsum(np.concatenate([zero, terms], axis=-1), axis=-1)[..., -1]
 
 
-def _tree(part: np.ndarray) -> float:
-    """channel_block_sum's shared-memory tree over THREADS values: part[t] += part[t + s]."""
+def _halve(part: np.ndarray) -> np.ndarray:
+    """Halving along the last axis: part[..., l] += part[..., l + s], s = n/2, ..., 1; element 0."""
     part = part.copy()
-    s = THREADS // 2
+    s = part.shape[-1] // 2
     while s:
-        part[:s] = part[:s] + part[s:2 * s]
+        part[..., :s] = part[..., :s] + part[..., s:2 * s]
         s //= 2
-    return float(part[0])
+    return part[..., 0]
+
+
+def _tree(part: np.ndarray) -> float:
+    """channel_block_sum's tree over THREADS values (common.cuh's block_warp_sum): each warp's
+    32 lanes halved by shuffles, then the THREADS / 32 warps' sums halved alike."""
+    return float(_halve(_halve(part.reshape(THREADS // 32, 32))))
 
 
 def _chunk_sum(vals: np.ndarray, HW: int, beg: int, end: int, U: int) -> float:

@@ -11,6 +11,7 @@ import pytest
 from conftest import tol
 
 import gpucnn
+from gpucnn.cuda import conv as cuda_conv
 from gpucnn.cuda import norm as cuda_norm
 from gpucnn.cuda.launch import small_grid
 
@@ -131,7 +132,8 @@ def test_election_is_race_free_with_a_block_per_chunk(dtype, monkeypatch):
     """The whole grid under the race check (emu-shuf runs two blocks, where an
     earlier item's fence already orders most chunks): each channel's last chunk
     is a block of its own, so only its fences order the other chunks' sums
-    before its loads; dropping either fence of channel_done is a RaceError here."""
+    before its loads; dropping either half of channel_done's acquire-release atomic (the release's
+    fence or the acquire's in the emulator's body of atomic_inc_acq_rel) is a RaceError here."""
     ok, why = gpucnn.backend.available("emulator")
     if not ok:
         pytest.skip(f"emulator unavailable: {why}")
@@ -185,23 +187,32 @@ def test_four_waves_of_chunks_sum_alike(dtype, monkeypatch):
 # HW 1024 and 64: planes under a block step (1024 float4 groups); 4160, 4096: over it; 35: not float4 groups
 @pytest.mark.parametrize("shape", [(2, 3, 32, 32), (4, 5, 8, 8), (3, 2, 64, 65), (2, 2, 64, 64), (2, 3, 5, 7),
                                    (1, 1, 1, 4)])
-def test_statistics_through_shared_memory(backend, chunking, shape, monkeypatch):
-    """batchnorm_stats_async_f32 (norm.STATS_ASYNC, bench/ab_mem.py's "async"): the cp.async ring
-    of stats_walk_async gives the float64 statistics, and channel_walk's very bits where the
-    planes are under a block step (the same order there); misaligned or not float4 groups, it
-    is channel_walk itself."""
+@pytest.mark.parametrize("op", ["statistics", "bias-gradient"])
+def test_reductions_through_shared_memory(backend, chunking, shape, op, monkeypatch):
+    """batchnorm_stats_async_f32 and conv2d_bias_grad_async_f32 (norm.STATS_ASYNC, conv.BIAS_ASYNC,
+    bench/ab_mem.py's "async"): the cp.async ring of channel_walk_async gives the float64 sums,
+    and channel_walk's very bits where the planes are under a block step (the same order there);
+    misaligned or not float4 groups, it is channel_walk itself."""
     rng = np.random.default_rng(list(shape))
     x = (rng.standard_normal(shape) * 3 + 50).astype(np.float32)
     rm, rv = np.zeros(shape[1], np.float32), np.ones(shape[1], np.float32)
+    w = np.ones((shape[1], 1, 1, 1), np.float32)
     runs = {}
     for asy in (False, True):
-        monkeypatch.setattr(cuda_norm, "STATS_ASYNC", asy)
-        _, saved = gpucnn.batch_norm2d(x, None, None, rm, rv)
-        runs[asy] = (saved.mean, saved.invstd, saved.running_mean, saved.running_var)
+        if op == "statistics":
+            monkeypatch.setattr(cuda_norm, "STATS_ASYNC", asy)
+            _, saved = gpucnn.batch_norm2d(x, None, None, rm, rv)
+            runs[asy] = (saved.mean, saved.invstd, saved.running_mean, saved.running_var)
+        else:
+            monkeypatch.setattr(cuda_conv, "BIAS_ASYNC", asy)
+            runs[asy] = (gpucnn.conv2d_backward(x, x[:, :1], w)[2],)  # x as dy: db = x summed a channel
     x64 = x.astype(np.float64)
-    mean, var = x64.mean(axis=(0, 2, 3)), x64.var(axis=(0, 2, 3))
-    np.testing.assert_allclose(runs[True][0], mean, **tol(np.float32))
-    np.testing.assert_allclose(runs[True][1], 1 / np.sqrt(var + 1e-5), **tol(np.float32))
+    if op == "statistics":
+        mean, var = x64.mean(axis=(0, 2, 3)), x64.var(axis=(0, 2, 3))
+        np.testing.assert_allclose(runs[True][0], mean, **tol(np.float32))
+        np.testing.assert_allclose(runs[True][1], 1 / np.sqrt(var + 1e-5), **tol(np.float32))
+    else:
+        np.testing.assert_allclose(runs[True][0], x64.sum(axis=(0, 2, 3)), **tol(np.float32))  # ~50 n each
     if shape[2] * shape[3] < 4096:
         for a, b in zip(runs[True], runs[False]):
             np.testing.assert_array_equal(a, b)

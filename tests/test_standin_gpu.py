@@ -75,8 +75,8 @@ def test_ncu_profiles_the_launches_it_names(capsys):
     """gpu.sh's ncu steps: each kernel-name filter over gpu_launches.py large's launches matches
     exactly its launch count, and those are the kernels the step names. Step 7: the conv forward in
     each mode and on the wide warpgroup and mma.sync tiles, the window kernel, the fold of each MMA
-    kind, batch norm's statistics and apply, the bias gradient and max pooling, forward and
-    backward. Step 7b (the full set): the FFMA tile, the tf32 and 3xtf32 64 tiles, the wide tf32
+    kind, batch norm's statistics and apply, the bias gradient (through the ring and plain) and max
+    pooling, forward and backward. Step 7b (the full set): the FFMA tile, the tf32 and 3xtf32 64 tiles, the wide tf32
     tiles (mma.sync and wgmma), the statistics in one wave and four, max pooling's pair kernel and
     batch norm's apply."""
     (hit, count), (full, full_count) = _ncu_hits()
@@ -84,7 +84,8 @@ def test_ncu_profiles_the_launches_it_names(capsys):
     prefixes = ["conv2d_forward_f32", "conv2d_forward_tf32_", "conv2d_forward_3xtf32_", "conv2d_forward_tf32_64g",
                 "conv2d_forward_tf32_64w",
                 "depthwise_backward_data_window_f32", "conv2d_fold_backward_data_tf32", "conv2d_fold_backward_data_wgmma",
-                "batchnorm_stats_f32", "batchnorm_stats_async_f32", "conv2d_bias_grad_f32", "max_pool2d_forward_s2_f32",
+                "batchnorm_stats_f32", "batchnorm_stats_async_f32", "conv2d_bias_grad_f32", "conv2d_bias_grad_async_f32",
+                "max_pool2d_forward_s2_f32",
                 "max_pool2d_backward_s2_f32",
                 "batchnorm_forward_f32"]
     assert all(any(h.startswith(p) for h in hit) for p in prefixes), hit
@@ -112,8 +113,9 @@ def test_ab_mem_times_each_variant_on_its_own_kernels():
     # the reductions in one wave of 132 x 4 blocks, and in four: 128x64x32x32's 64 channels in 8 chunks, then 32
     grids = {grid for name, grid, *_ in log if name in ("batchnorm_stats_f32", "conv2d_bias_grad_f32")}
     assert {(512,), (2048,)} <= grids, grids
-    # the statistics through shared memory, in one wave and in four
+    # the statistics through shared memory, in one wave and in four; the bias gradient's, in one
     assert {(512,), (2048,)} <= {grid for name, grid, *_ in log if name == "batchnorm_stats_async_f32"}
+    assert {(512,)} == {grid for name, grid, *_ in log if name == "conv2d_bias_grad_async_f32"}
     assert {r["variant"] for r in rows} == {"two rows", "one row", "generic", "1 wave", "4 waves", "async",
                                             "async, 4 waves", "one allocation"}
     assert all(r["ms"] > 0 for r in rows)

@@ -126,13 +126,16 @@ HOST_BN_BACKWARD_US = host_op(3.9, 1, "half of norm.batch_norm_backward, 7.9 us 
 HOST_BIAS_GRAD_US = host_op(4.1, 1, "conv.conv2d_backward_bias (5.9 before)")
 EMPTY_BLOCK_NS = Const(0.2, 0.4, 0.8, "ns per block (whole GPU)", "scheduling a block with no work: "
                        "~0.5 ms per million empty blocks is the usual order (no measurement)")
-TREE_US = Const(0.1, 0.2, 0.4, "us per block", "channel.cuh's 8-level block tree: 9 barriers and shared "
-                "double adds (no measurement)")
-ELECT_US = Const(0.5, 1, 2, "us per reduction", "channel.cuh's one-launch reduction after the last block's tree: "
-                 "its sums stored, a fence that waits for them, an L2 atomic, a fence, the channel's chunks "
-                 "read from L2 (128x64x32x32: 8 chunks, two rounds of 4) and its results stored; a few L2 "
-                 "round trips of ~0.15-0.3 us each (no measurement); it replaces a second launch (LAUNCH_US) "
-                 "and that kernel's own loads")
+TREE_US = Const(0.1, 0.2, 0.4, "us per block", "channel.cuh's block tree (common.cuh's block_warp_sum): five "
+                "levels of double shuffles in each warp, one barrier, three more in warp 0; 9 barriers and "
+                "shared-memory adds before session 23 (no measurement; the range kept)")
+ELECT_US = Const(0.3, 0.6, 1.2, "us per reduction", "channel.cuh's one-launch reduction after the last block's "
+                 "tree: its sums stored, one acquire-release L2 atomic (MEMBAR.ALL waiting for the store, the "
+                 "atomic), the channel's chunks and its results' inputs read from L2 together (128x64x32x32: 8 "
+                 "chunks, one round for the bias gradient, two of 4 for two sums) and its results stored: 3-4 L2 "
+                 "round trips of ~0.15-0.3 us each, where two sequentially consistent fences, two rounds of "
+                 "chunks and the results' inputs after them took 6-7 (1 us mid before session 23; no "
+                 "measurement); it replaces a second launch (LAUNCH_US) and that kernel's own loads")
 CUDNN_FP32_OF_PEAK = fixed(0.75, "of FP32 peak", "the brief: cuDNN without TF32 at about 0.75 of the FFMA peak")
 CUDNN_TF32_OF_PEAK = fixed(0.5, "of dense TF32 peak", "cuDNN with TF32 on these mid-sized convolutions; "
                            "KINDS.md's bf16 matmul reached 788 of 990 TFLOP/s on 8192^3, convolutions of "

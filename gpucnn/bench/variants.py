@@ -14,7 +14,9 @@ list of module switches, set around a call and restored after it.
   the loads as cp.async copies into shared memory, 7 groups ahead), each in
   one wave and in four, and with its four per-channel results made by one
   allocation (norm.STATS_ONE_ALLOCATION: the host path of a call, which bounds
-  the 33.6 MB rows).
+  the 33.6 MB rows); the bias gradient through conv2d_bias_grad_f32 (plain
+  loads) in one wave and four, and through conv2d_bias_grad_async_f32
+  (conv.BIAS_ASYNC, the default since session 23: the statistics' ring).
 
 CONV (bench/ab_conv.py, gpu.sh's step 5e): the convolution kernels as built
 against two builds (loader.BUILD), on sm_90. "fewer blocks an SM" is session
@@ -34,7 +36,7 @@ from __future__ import annotations
 
 import contextlib
 
-from gpucnn.cuda import norm, pool
+from gpucnn.cuda import conv, norm, pool
 from gpucnn.runtime import loader
 
 POOL = {"two rows": [(pool, "USE_PAIRS", True), (pool, "PAIR_ROWS", 2)],
@@ -46,13 +48,16 @@ STATS = {"1 wave": [(norm, "STATS_ASYNC", False), (norm, "REDUCE_WAVES", 1)],
          "async": [(norm, "STATS_ASYNC", True), (norm, "REDUCE_WAVES", 1)],
          "async, 4 waves": [(norm, "STATS_ASYNC", True), (norm, "REDUCE_WAVES", 4)],
          "one allocation": [(norm, "STATS_ONE_ALLOCATION", True)]}
+BIAS = {"1 wave": [(conv, "BIAS_ASYNC", False), (norm, "REDUCE_WAVES", 1)],
+        "4 waves": [(conv, "BIAS_ASYNC", False), (norm, "REDUCE_WAVES", 4)],
+        "async": [(conv, "BIAS_ASYNC", True), (norm, "REDUCE_WAVES", 1)]}
 FEWER_BLOCKS = ("-DGPUCNN_FFMA_BLOCKS=2", "-DGPUCNN_TC64W_STAGES=3")
 MORE_BLOCKS = ("-DGPUCNN_TC64_BLOCKS=4",)
 CONV = {"as built": [(loader, "BUILD", ())], "fewer blocks an SM": [(loader, "BUILD", FEWER_BLOCKS)],
         "more blocks an SM": [(loader, "BUILD", MORE_BLOCKS)]}
 VARIANTS = {  # (op, pass) -> {variant: [(module, switch, value), ...]}
     ("max_pool", "forward"): POOL, ("avg_pool", "forward"): POOL,
-    ("batchnorm", "stats"): STATS, ("batchnorm", "backward"): WAVES, ("bias_grad", "backward"): WAVES,
+    ("batchnorm", "stats"): STATS, ("batchnorm", "backward"): WAVES, ("bias_grad", "backward"): BIAS,
 }
 
 

@@ -27,6 +27,15 @@ KERNELS = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter", "
            "conv2d_forward_m32", "conv2d_backward_data_m32", "conv2d_backward_filter_m32",  # m32: 32-row tile
            "conv2d_backward_filter_t_m32")  # the transposed filter GEMM (algo.Choice.swap)
 TC_KERNELS = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter")  # float32, gpucnn.cuda.tc
+F32_KERNELS = ("conv2d_bias_grad_async_f32",)  # the bias gradient's loads through shared memory
+# True: conv2d_bias_grad_async_f32 for float32: the loads as cp.async copies into shared memory, 7
+# groups ahead (channel.cuh's channel_walk_async, the walk of norm.STATS_ASYNC), else
+# conv2d_bias_grad_f32 (channel_walk: 4 16-byte loads a thread in a burst). The default since
+# session 23, not yet timed on a GPU: the statistics' walk, on the H200 (bench/results/
+# gpu-2026-11-30-s21, step 5d, in a graph), read 33.6 MB in 15.2 us through the ring where 17.4
+# without it, and this kernel read the same 33.6 MB in 16.3 us (54% of the copy rate, 70% wanted).
+# bench/ab_mem.py times both ("async", "1 wave").
+BIAS_ASYNC = True
 
 MAX_GRID_Z = 65535  # the tile kernels loop over z beyond it (a test lowers it)
 EPI_RELU, EPI_BIAS = 1, 2  # kernels/common.cuh: the forward kernels' epilogue flags (int epi)
@@ -208,8 +217,8 @@ def conv2d_backward_bias(rt, dy):
     threads, parts, sizes = _bias_geometry(dy.shape, rt.device()[1], norm.MIN_CHUNK,  # tests lower MIN_CHUNK
                                            norm.REDUCE_WAVES)
     db = rt.xp.empty(K, dy.dtype)
-    launch(rt, FAMILY, "conv2d_bias_grad", dy.dtype, threads, (dy, *norm.scratch(rt, K, parts), db, *sizes),
-           block=norm.THREADS)
+    base = "conv2d_bias_grad_async" if BIAS_ASYNC and dy.dtype == np.float32 else "conv2d_bias_grad"
+    launch(rt, FAMILY, base, dy.dtype, threads, (dy, *norm.scratch(rt, K, parts), db, *sizes), block=norm.THREADS)
     return db
 
 
