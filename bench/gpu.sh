@@ -70,10 +70,12 @@
 #     mix) on 12 of step 7's launches: the FFMA tile,      statistics at 42% of DRAM throughput, and the
 #     the 64 tile in tf32 and 3xtf32 (both, and tf32's,    SpeedOfLight section cannot say what binds them;
 #     also built for more blocks), the wide mma.sync
-#     and wgmma tiles in tf32, the statistics (one wave    its sectors and wavefronts check the emulator's
-#     and four), max pooling's pair kernel and batch       counts, bench/results/static-traffic.md; a step
-#     norm's apply                                         of its own, so a section this ncu lacks costs
-#                                                          only this step)
+#     and wgmma tiles in tf32, the statistics and the      its sectors and wavefronts check the emulator's
+#     bias gradient through the cp.async ring (the         counts, bench/results/static-traffic.md; a step
+#     defaults; session 23: their tails shortened, where   of its own, so a section this ncu lacks costs
+#     the plain statistics in one wave and four were       only this step; 41 of its 45 s in session 21)
+#     here), max pooling's pair kernel and batch norm's
+#     apply
 #   8 issue 11's targets read off steps 5a-5b's JSON  5 s    (gpucnn.bench.targets; the table goes into
 #                                                           summary.txt)
 #   8b step 5c's candidates: the heuristic's choice    5 s    (gpucnn.bench.tuning, into summary.txt)
@@ -136,7 +138,7 @@ step 7-ncu 25 ncu --clock-control none \
     --kernel-name regex:"conv2d_forward_(f32|tf32_|3xtf32_)|depthwise_backward_data_window_f32|conv2d_fold_|batchnorm_(stats|stats_async|forward)_f32|conv2d_bias_grad_(async_)?f32|max_pool2d_(forward|backward)_s2_f32" \
     --launch-count 19 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
 step 7b-ncu-full 45 ncu --clock-control none --set full \
-    --kernel-name regex:"conv2d_forward_(f32|(tf32|3xtf32)_64[wg]?)$|batchnorm_(stats|forward)_f32|max_pool2d_forward_s2_f32" \
+    --kernel-name regex:"conv2d_forward_(f32|(tf32|3xtf32)_64[wg]?)$|batchnorm_(stats_async|forward)_f32|conv2d_bias_grad_async_f32|max_pool2d_forward_s2_f32" \
     --launch-count 12 "$PY" bench/gpu_launches.py large
 
 echo "8-targets:" >> "$summary"  # the whole table, into the summary

@@ -77,8 +77,8 @@ def test_ncu_profiles_the_launches_it_names(capsys):
     each mode and on the wide warpgroup and mma.sync tiles, the window kernel, the fold of each MMA
     kind, batch norm's statistics and apply, the bias gradient (through the ring and plain) and max
     pooling, forward and backward. Step 7b (the full set): the FFMA tile, the tf32 and 3xtf32 64 tiles, the wide tf32
-    tiles (mma.sync and wgmma), the statistics in one wave and four, max pooling's pair kernel and
-    batch norm's apply."""
+    tiles (mma.sync and wgmma), the statistics and the bias gradient through the ring (the defaults),
+    max pooling's pair kernel and batch norm's apply."""
     (hit, count), (full, full_count) = _ncu_hits()
     assert len(hit) == count, hit
     prefixes = ["conv2d_forward_f32", "conv2d_forward_tf32_", "conv2d_forward_3xtf32_", "conv2d_forward_tf32_64g",
@@ -90,10 +90,10 @@ def test_ncu_profiles_the_launches_it_names(capsys):
                 "batchnorm_forward_f32"]
     assert all(any(h.startswith(p) for h in hit) for p in prefixes), hit
     assert len(full) == full_count and set(full) <= set(hit), full
-    assert sorted(set(full)) == ["batchnorm_forward_f32", "batchnorm_stats_f32", "conv2d_forward_3xtf32_64",
-                                 "conv2d_forward_f32", "conv2d_forward_tf32_64", "conv2d_forward_tf32_64g",
-                                 "conv2d_forward_tf32_64w", "max_pool2d_forward_s2_f32"]
-    assert full.count("batchnorm_stats_f32") == 2, full  # one wave and four
+    assert sorted(set(full)) == ["batchnorm_forward_f32", "batchnorm_stats_async_f32", "conv2d_bias_grad_async_f32",
+                                 "conv2d_forward_3xtf32_64", "conv2d_forward_f32", "conv2d_forward_tf32_64",
+                                 "conv2d_forward_tf32_64g", "conv2d_forward_tf32_64w", "max_pool2d_forward_s2_f32"]
+    assert full.count("batchnorm_stats_async_f32") == full.count("conv2d_bias_grad_async_f32") == 1, full
     # as built, and fp32's in the fewer blocks build and tf32's in the more blocks one
     assert full.count("conv2d_forward_tf32_64") == full.count("conv2d_forward_f32") == 2, full
 
