@@ -173,6 +173,17 @@ def test_cp_async_destination_is_poison_until_its_wait(run, waits):
     assert np.isnan(out[landed:]).all()
 
 
+@pytest.mark.parametrize("start, wrap, want", [(40, 63, [*range(40, 64), *range(8)]), (100, 63, [100, *range(31)])],
+                         ids=["wraps-past-wrap", "starts-above-wrap"])
+def test_atomic_inc_acq_rel(run, start, wrap, want):
+    # 32 lanes count on one word: each gets a distinct old value (atom.inc: old >= wrap -> 0, else
+    # old + 1), the set the count passes through in some order, and the word ends where the count does.
+    counter = np.array([start], np.uint32)
+    counter, old = run("atom_inc_acq_rel", (counter, np.empty(32, np.uint32), np.uint32(wrap)))[:2]
+    np.testing.assert_array_equal(np.sort(old), np.sort(np.array(want, np.uint32)))
+    assert int(counter[0]) == (want[-1] + 1 if want[-1] < wrap else 0)
+
+
 def test_emulator_reports_misuse():
     from gpucnn.runtime.emulator import BarrierError, KernelFaultError
     mod = _module("emulator")

@@ -77,6 +77,15 @@ extern "C" __global__ void copy8(const float* __restrict__ src, const int* __res
 extern "C" __global__ void copy16(const float* __restrict__ src, const int* __restrict__ keep, float* __restrict__ out,
                                   int waits) { copy<16>(src, keep, out, waits); }
 
+// old[l] = atomic_inc_acq_rel(counter, wrap) from each lane: the counter's
+// values in some order (the lanes' atomics are unordered), atomicInc's wrap.
+#ifndef GPUCNN_INOUT  // as kernels/common.cuh: the counter is read and updated in place
+#define GPUCNN_INOUT
+#endif
+extern "C" __global__ void atom_inc_acq_rel(unsigned* GPUCNN_INOUT counter, unsigned* __restrict__ old, unsigned wrap) {
+    old[threadIdx.x] = atomic_inc_acq_rel(counter, wrap);
+}
+
 // Faults the emulator must report: a misaligned cp.async source and ldmatrix
 // row, and an mma that lane 31 never reaches.
 extern "C" __global__ void bad_copy_align(const float* __restrict__ src, float* __restrict__ out) {
