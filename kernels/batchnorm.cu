@@ -183,13 +183,7 @@ __device__ void stats(double (*sm)[CH_THREADS], float4 (*ring)[CH_THREADS], cons
             stats_channel(c, s, x0, rm, rv, mean, invstd, new_mean, new_var, inv_n, unbias, eps, momentum, update);
         };
     };
-    if constexpr (sizeof(T) == 4) {
-        if (ring && HW % 4 == 0 && aligned16(x)) {
-            channel_walk_async<2, U>(ring, sm, part, counters, x, N, C, HW, chunk, chunks, term, fin);
-            return;
-        }
-    }
-    channel_reduce<2, U>(sm, part, counters, N, C, HW, chunk, chunks, term, fin);
+    channel_reduce_ring<2, U>(sm, ring, part, counters, x, N, C, HW, chunk, chunks, term, fin);
 }
 
 template <typename T>

@@ -289,6 +289,23 @@ __device__ void channel_reduce(double (*part)[CH_THREADS], double* out, unsigned
         channel_walk<S, U, L, false>(part, out, count, N, C, HW, chunk, chunks, term, fin);
 }
 
+// channel_reduce of src's one stream, its float 16-byte groups through the
+// ring where the kernel has one (CH_RING_DECL: sm_80 and newer) and src is
+// aligned (channel_walk_async; the term's add_values<4> adds a group), else
+// channel_reduce itself: batch norm's statistics, the bias gradient.
+template <int S, int U, typename T, typename Term, typename Fin>
+__device__ void channel_reduce_ring(double (*part)[CH_THREADS], float4 (*ring)[CH_THREADS], double* out,
+                                    unsigned* count, const T* src, int N, int C, long long HW, long long chunk,
+                                    int chunks, const Term& term, const Fin& fin) {
+    if constexpr (sizeof(T) == 4) {
+        if (ring && HW % 4 == 0 && aligned16(src)) {
+            channel_walk_async<S, U>(ring, part, out, count, src, N, C, HW, chunk, chunks, term, fin);
+            return;
+        }
+    }
+    channel_reduce<S, U>(part, out, count, N, C, HW, chunk, chunks, term, fin);
+}
+
 // Where item i of an (N, C, HW) layout lies: its channel c and its offset in
 // its plane, carried along a walk by a fixed step rather than divided out at
 // each item (HW < 2^31, as ChannelWalk): two divisions to start, two for the

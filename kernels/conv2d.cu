@@ -375,13 +375,7 @@ __device__ void bias_grad(double (*sm)[CH_THREADS], float4 (*ring)[CH_THREADS], 
                           long long chunk, int chunks) {
     const BiasTerm<T> term{dy};
     const auto fin = [&](int k) { return [=](const double (&s)[1]) { db[k] = (T)s[0]; }; };
-    if constexpr (sizeof(T) == 4) {
-        if (ring && PQ % 4 == 0 && aligned16(dy)) {
-            channel_walk_async<1, CH_UNROLL>(ring, sm, part, counters, dy, N, K, PQ, chunk, chunks, term, fin);
-            return;
-        }
-    }
-    channel_reduce<1, CH_UNROLL>(sm, part, counters, N, K, PQ, chunk, chunks, term, fin);
+    channel_reduce_ring<1, CH_UNROLL>(sm, ring, part, counters, dy, N, K, PQ, chunk, chunks, term, fin);
 }
 
 // ------------------------------------------------------------ im2col, col2im
