@@ -16,10 +16,11 @@
 #                                                           layouts and descriptors in seconds)
 #   2b our host launch path on this host's CPU      10 s   [2] (bench/host_path.py: calibrates model_consts'
 #                                                           HOST_SPEED, measured on a 2-core VM)
-#   2c every kernel module compiled, in parallel    40 s   [16; 26 in the third run] (bench/gpu_launches.py compile, with the 8
+#   2c every kernel module compiled, in parallel    35 s   [16; 26 in the third run; 26] (bench/gpu_launches.py compile, with the 8
 #                                                           parts step 5e's A/B build launches: a process a
 #                                                           family or part fills CuPy's disk cache, which
-#                                                           the later steps read; 40 modules)
+#                                                           the later steps read; 41 modules since session
+#                                                           24's conv2d_halo; 40 -> 35 s, for step 7b)
 #   2d the memory-bound ops' host path on CuPy,     10 s   (bench/host_cupy.py, new in session 17: the
 #     taken apart: CuPy's allocation, copy and            calls ran ~20 us a call over the null path
 #     launch, our module lookup, each op; cProfile        and the device; the table goes into
@@ -59,18 +60,20 @@
 #                                                           at 4 where 3; all compiled by step 2c)
 #   6 the training-step rows (lenet, vgg-small,     30 s   [12: failed, fixed since; 16]
 #     resnet20 at batch 128 against PyTorch eager; torch.compile's own compile left out for time)
-#   7 ncu on the conv forward kernels of each mode   25 s   [10; 13] (bench/gpu_launches.py large)
-#     (the tile each picks, tf32's wide warpgroup and mma.sync tiles, fp32's in step 5e's fewer blocks build and
-#     tf32's 64 tile in its more blocks build) and deepspeech's backward-data window
+#   7 ncu on the conv forward kernels of each mode   25 s   [10; 13; 16] (bench/gpu_launches.py large)
+#     (the kernel each picks: the halo kernels in tf32 and 3xtf32 since session 24; the GEMM tiles
+#     forced: tf32's wide mma.sync and warpgroup tiles and 64 tile, 3xtf32's 64 tile, fp32's in step
+#     5e's fewer blocks build and tf32's 64 tile in its more blocks build) and deepspeech's backward-data window
 #     and fold kernels (mma.sync and, forced, wgmma), batch norm's statistics (one wave, four, and the cp.async
 #     ring) and the bias gradient on 33.6 MB, and
 #     max pooling 3x3/2 (forward and backward) and batch norm's apply on 102.8 MB
-#   7b ncu's full set (stall reasons, L1 and shared   45 s   (new in session 18: the tf32 tiles ran at 18% of
+#   7b ncu's full set (stall reasons, L1 and shared   50 s   (new in session 18: the tf32 tiles ran at 18% of
 #     memory wavefronts by instruction, instruction        occupancy with L1 at 72% and the SMs at 36%, the
-#     mix) on 12 of step 7's launches: the FFMA tile,      statistics at 42% of DRAM throughput, and the
+#     mix) on 13 of step 7's launches: the FFMA tile,      statistics at 42% of DRAM throughput, and the
 #     the 64 tile in tf32 and 3xtf32 (both, and tf32's,    SpeedOfLight section cannot say what binds them;
-#     also built for more blocks), the wide mma.sync
-#     and wgmma tiles in tf32, the statistics and the      its sectors and wavefronts check the emulator's
+#     also built for more blocks), the wide mma.sync       session 24: the halo kernels in, the wgmma
+#     tile in tf32, the halo kernels in both modes,        tile out, 12 -> 13 kernels, 45 -> 50 s;
+#     the statistics and the                               its sectors and wavefronts check the emulator's
 #     bias gradient through the cp.async ring (the         counts, bench/results/static-traffic.md; a step
 #     defaults; session 23: their tails shortened, where   of its own, so a section this ncu lacks costs
 #     the plain statistics in one wave and four were       only this step; 41 of its 45 s in session 21)
@@ -112,7 +115,7 @@ step() {  # step NAME SECONDS COMMAND...: run it under timeout, log it, note its
 step 1-device 10 bash -c "nvidia-smi; $PY -c 'import cupy, numpy, torch; print(\"cupy\", cupy.__version__, \"numpy\", numpy.__version__, \"torch\", torch.__version__, \"cudnn\", torch.backends.cudnn.version())'; $PY -m gpucnn.cli info"
 step 2-primitives 15 "$PY" -m pytest -v -m gpu -p no:cacheprovider tests/test_mma_prims.py tests/test_wgmma_prims.py
 step 2b-host 10 "$PY" bench/host_path.py --calls 100 --samples 3
-step 2c-compile 40 "$PY" bench/gpu_launches.py compile
+step 2c-compile 35 "$PY" bench/gpu_launches.py compile
 step 2d-host-cupy 10 "$PY" bench/host_cupy.py
 step 3-gpu-tests 70 "$PY" -m pytest -v -m gpu -p no:cacheprovider --maxfail=20 --timeout=20 tests
 step 4a-memcheck 15 compute-sanitizer --tool memcheck --error-exitcode 3 "$PY" bench/gpu_launches.py small
@@ -135,11 +138,11 @@ step 5e-ab-conv 25 "$PY" bench/ab_conv.py --budget 0.1
 step 6-steps 30 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-torch-compile --no-progress \
     --out "$logs/steps"
 step 7-ncu 25 ncu --clock-control none \
-    --kernel-name regex:"conv2d_forward_(f32|tf32_|3xtf32_)|depthwise_backward_data_window_f32|conv2d_fold_|batchnorm_(stats|stats_async|forward)_f32|conv2d_bias_grad_(async_)?f32|max_pool2d_(forward|backward)_s2_f32" \
-    --launch-count 19 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
-step 7b-ncu-full 45 ncu --clock-control none --set full \
-    --kernel-name regex:"conv2d_forward_(f32|(tf32|3xtf32)_64[wg]?)$|batchnorm_(stats_async|forward)_f32|conv2d_bias_grad_async_f32|max_pool2d_forward_s2_f32" \
-    --launch-count 12 "$PY" bench/gpu_launches.py large
+    --kernel-name regex:"conv2d_forward_(f32|tf32_|3xtf32_)|conv2d_halo_forward_|depthwise_backward_data_window_f32|conv2d_fold_|batchnorm_(stats|stats_async|forward)_f32|conv2d_bias_grad_(async_)?f32|max_pool2d_(forward|backward)_s2_f32" \
+    --launch-count 21 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
+step 7b-ncu-full 50 ncu --clock-control none --set full \
+    --kernel-name regex:"conv2d_forward_(f32|(tf32|3xtf32)_64w?)$|conv2d_halo_forward_|batchnorm_(stats_async|forward)_f32|conv2d_bias_grad_async_f32|max_pool2d_forward_s2_f32" \
+    --launch-count 13 "$PY" bench/gpu_launches.py large
 
 echo "8-targets:" >> "$summary"  # the whole table, into the summary
 runs=()  # each step's JSON, or the rows a step cut short kept (its partial.jsonl)

@@ -7,13 +7,16 @@ tools of bench/gpu.sh that watch launches rather than time them.
                                          builds of bench/ab_conv.py
     python bench/gpu_launches.py small   every pass in every math mode on small
                                          shapes, every tile, then each FFMA
-                                         family forced, then the memory-bound
+                                         family forced, the halo kernels, then the memory-bound
                                          variants of gpucnn.bench.variants
                                          (compute-sanitizer)
     python bench/gpu_launches.py large   one large 3x3 convolution forward per
-                                         mode (and tf32 on the wide warpgroup
-                                         and mma.sync tiles; fp32 and tf32 built
-                                         for more blocks an SM), and deepspeech's
+                                         mode (the halo kernels in tf32 and
+                                         3xtf32; then the GEMM tiles forced:
+                                         tf32's wide mma.sync and warpgroup
+                                         tiles and 64 tile, 3xtf32's 64 tile;
+                                         fp32 and tf32 built for more blocks
+                                         an SM), and deepspeech's
                                          backward-data by the
                                          window and fold kernels, the fold
                                          of each MMA kind, then batch norm's
@@ -70,7 +73,26 @@ def small() -> bool:
                     ok &= _check(g, wnt, mode, f"{name} tile {edge}")
                 yl = gpucnn.linear(cp.asarray(xl.astype(np.float32)), cp.asarray(wl.astype(np.float32)))
                 ok &= _check(yl, xl @ wl.T, mode, f"linear y tile {edge}")
-    return ok & _families(rng) & _memory_bound(rng)
+    return ok & _families(rng) & _halo(rng) & _memory_bound(rng)
+
+
+# The halo kernels (kernels/conv2d_halo.cu) forced, in both of their modes, with bias and the
+# fused ReLU: 70 filters (two blocks of 64), 12 channels (a step of 8 and one of 4), and 132
+# columns in tiles of 128 and 4 with the left padding 2 (compute-sanitizer: the 16-byte copies'
+# zero fill at the image's edges, the pipeline's barriers between tasks).
+HALO_CASES = (((2, 12, 9, 12), (70, 12, 3, 3), 1), ((1, 17, 3, 132), (9, 17, 3, 3), (1, 1, 2, 2)))
+
+
+def _halo(rng) -> bool:
+    ok = True
+    for xs, ws, pad in HALO_CASES:
+        x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
+        want = np.maximum(gpucnn.conv2d(x, w, b, padding=pad), 0)
+        for mode in ("tf32", "3xtf32"):
+            with gpucnn.math_mode(mode), algo.override("halo"):
+                got = gpucnn.conv2d_bias_relu(*(cp.asarray(a.astype(np.float32)) for a in (x, w, b)), padding=pad)
+            ok &= _check(got, want, mode, f"conv+bias+relu y halo x{xs}")
+    return ok
 
 
 # The families forced (spec, math mode) on a one-channel strided stem
@@ -164,21 +186,24 @@ def large() -> bool:
         err = float(cp.abs(y - want).max() / cp.abs(want).max())
         print(f"resnet-3x3 forward {mode}: relative difference from fp32 {err:.2e}")
         ok &= err < 3e-3
-    # The same forward in tf32 forced onto the wide warpgroup tile (wgmma: "64g" on compute
-    # capability 9.0, the wide mma.sync tile elsewhere) and onto the 64 tile, beside the wide
-    # mma.sync tile tc_config picks for it (3 blocks an SM since session 20): ncu sees the three
-    # on one shape, and gpu.sh's step 7b reads where the tf32 tiles' time goes on each.
-    for edge in ("64g", 64):
-        with gpucnn.math_mode("tf32"), tc.force_tile(edge):
+    # tf32 and 3xtf32 ran the halo kernels above (the heuristic's since session 24). The same
+    # forward on the GEMM tiles (the family forced): in tf32 the wide mma.sync tile (the choice
+    # until session 24, 3 blocks an SM), the wide warpgroup tile (wgmma: "64g" on compute
+    # capability 9.0, the wide mma.sync tile elsewhere) and the 64 tile; in 3xtf32 the 64 tile
+    # (its choice until session 24): ncu sees them beside the halo kernels on one shape, and
+    # gpu.sh's step 7b reads where the time goes on each.
+    for mode, edge in (("tf32", "64w"), ("tf32", "64g"), ("tf32", 64), ("3xtf32", 64)):
+        with gpucnn.math_mode(mode), tc.force_tile(edge), algo.override("gemm"):
             y = gpucnn.conv2d(x, w, padding=1)
         err = float(cp.abs(y - want).max() / cp.abs(want).max())
-        print(f"resnet-3x3 forward tf32 tile {edge}: relative difference from fp32 {err:.2e}")
+        print(f"resnet-3x3 forward {mode} tile {edge}: relative difference from fp32 {err:.2e}")
         ok &= err < 3e-3
     # And in step 5e's other builds (variants.CONV): the FFMA tile at session 19's 2 blocks an SM
     # ("fewer blocks"), and the 64 tile in tf32 at 4 ("more blocks"): ncu's occupancy and stall
     # reasons of each build beside the ones above.
     for mode, tol, build in (("fp32", 1e-5, "fewer blocks an SM"), ("tf32", 3e-3, "more blocks an SM")):
-        with gpucnn.math_mode(mode), tc.force_tile(64), variants.switches(variants.CONV[build]):
+        with gpucnn.math_mode(mode), tc.force_tile(64), variants.switches(variants.CONV[build]), \
+                algo.override("gemm"):
             y = gpucnn.conv2d(x, w, padding=1)
         err = float(cp.abs(y - want).max() / cp.abs(want).max())
         print(f"resnet-3x3 forward {mode}, built for {build}: relative difference from fp32 {err:.2e}")

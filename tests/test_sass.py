@@ -136,7 +136,15 @@ def test_tc_k_step_loop_is_mma_fed_by_cp_async_and_ldmatrix(tc_rows):
     loop, one barrier."""
     rows, ptxas = tc_rows
     folds = [r for r in rows if r["kernel"].startswith("conv2d_fold_")]
-    rows = [r for r in rows if r not in folds]
+    halos = [r for r in rows if r["kernel"].startswith("conv2d_halo_")]
+    rows = [r for r in rows if r not in folds and r not in halos]
+    # conv2d_halo.cu's step: 9 taps of the warp's 4 x 4 MMAs (x3 in 3xTF32) from plain shared loads
+    # (no ldmatrix: the taps' B fragments are shifted views), the step's copies, one barrier
+    assert sorted(r["kernel"] for r in halos) == ["conv2d_halo_forward_3xtf32_f32", "conv2d_halo_forward_tf32_f32"]
+    for row in halos:
+        per_mma = 3 if "_3xtf32_" in row["kernel"] else 1
+        assert row["HMMA"] == 9 * 16 * per_mma and row["LDSM"] == row["HGMMA"] == 0, row
+        assert row["LDGSTS"] > 0 and row["BAR"] == 1, row
     # (2 families x 3 passes + the stride phases' backward-data) x 2 modes x 2 tiles, + the 32-row
     # and wide tiles of conv2d's 3 passes and the phases' backward-data (tc.NARROW), + their two
     # warpgroup tiles, in both modes too
@@ -191,6 +199,10 @@ def test_tc_k_step_split_sums_to_the_loop_and_charges_the_builder_a_warp_share(t
             assert row["instructions"] == row["listed"] == row["common"], row
             continue
         assert row["nested"] == 0, row  # the k-tables' loops (conv_miss) are gone: none counts once
+        if row["kernel"].startswith("conv2d_halo_"):  # no k-table; the copies' 16-byte or 4-byte side
+            assert row["builder"] == 0 and row["runs"] > 0 and row["gather"] > 0, row
+            assert row["instructions"] == row["common"] + row["gather"], row
+            continue
         suffix = row["kernel"].rsplit("_", 1)[1]
         warps = tc.block_threads(int(suffix) if suffix.isdigit() else suffix) // 32
         assert row["instructions"] == pytest.approx(row["common"] + row["builder"] / warps + row["gather"], abs=0.005)

@@ -94,9 +94,11 @@ def test_the_heuristic_on_the_h200s_timings(run, ran_mean):
     passes, every candidate timed): the heuristic as it ran lost 1.036 and 1.038 to the fastest
     candidate in geometric mean; replayed as it stands (session 21's split charge, one-step FFMA
     forward and one-tap tf32 backward-data GEMM, gpucnn.cuda.algo) it picks a timed candidate
-    everywhere and loses at most 1.03 on both (1.026 and 1.027 when set). The earlier runs timed
-    kernels built otherwise (TF32's wide tile at 3 stages, the FFMA tile at 2 blocks an SM), so
-    their timings no longer stand for today's candidates."""
+    everywhere but the halo kernels' forward passes (session 24: no run has timed them; cifar-
+    resnet, resnet-3x3 and vgg in both modes, 6 passes), and loses at most 1.03 on both over the
+    rest (1.026 and 1.027 when set). The earlier runs timed kernels built otherwise (TF32's wide
+    tile at 3 stages, the FFMA tile at 2 blocks an SM), so their timings no longer stand for
+    today's candidates."""
     import pathlib
     import statistics
     res = json.loads((pathlib.Path(__file__).resolve().parents[1] / "bench" / "results" / run /
@@ -104,5 +106,8 @@ def test_the_heuristic_on_the_h200s_timings(run, ran_mean):
     ran = [c[0]["us"] / min(x["us"] for x in c) for r in res["rows"] for c in r.get("tuning", {}).values()]
     assert len(ran) == 84 and statistics.geometric_mean(ran) == pytest.approx(ran_mean, abs=5e-4)
     now = tuning.replay(res)
-    assert len(now) == 84 and all(r["us"] is not None for r in now)
-    assert statistics.geometric_mean([r["us"] / r["fastest_us"] for r in now]) <= 1.03
+    untimed = {(r["case"].split()[0], r["pass"], r["math"]) for r in now if r["us"] is None}
+    assert len(now) == 84 and untimed == {(c, "forward", m) for c in ("cifar-resnet", "resnet-3x3", "vgg")
+                                          for m in ("tf32", "3xtf32")}
+    assert all(r["algo"] == "halo" for r in now if r["us"] is None)
+    assert statistics.geometric_mean([r["us"] / r["fastest_us"] for r in now if r["us"] is not None]) <= 1.03

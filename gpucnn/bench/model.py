@@ -23,6 +23,8 @@ gpucnn.cuda.conv._choose asks it, never re-derived):
                loop with every branch once. Blocks
                run in waves of SMs x blocks_per_sm: a block alone on an SM
                gets the whole SM (fast) or only its share (slow); mid is the mean
+  halo         the tasks of gpucnn.cuda.halo's plan as a tile's blocks, its 8-channel
+               steps as k-steps (the record's step loop), and a launch more (the weights)
   direct,      useful FMAs (plus a thread's empty channel or window slots,
   window,      or the strip kernel's zero taps and partial strips) x
   strip        the loop's instructions per FMA, at the issue rate / efficiency
@@ -46,7 +48,7 @@ import numpy as np
 
 from gpucnn.bench import cases, model_static, modes
 from gpucnn.bench import model_consts as K
-from gpucnn.cuda import algo, depthwise, fold, gemm, strip, tc
+from gpucnn.cuda import algo, depthwise, fold, gemm, halo, strip, tc
 from gpucnn.functional.conv import _conv_geometry
 
 cdiv = algo.cdiv
@@ -148,6 +150,17 @@ def phase_work(g, c, rec, dev, s) -> Work:
     return Work(name, groups, tile_step_cycles(r, threads, dev, s), r["blocks_per_sm"], flops)
 
 
+def halo_work(g, c, rec, dev, s) -> Work:
+    """kernels/conv2d_halo.cu on gpucnn.cuda.halo's plan: a task a block (64 filters x th x tw
+    pixels), its 8-channel steps as a tile's k-steps (the record's step loop: 9 taps of 16 MMAs a
+    warp, the copies' 16-byte side), as many blocks an SM as registers and shared memory allow."""
+    p = halo.plan(g)
+    name, r = model_static.row(rec, f"conv2d_halo_forward_{c.math}_f32")
+    per_sm = min(r["blocks_per_sm"], p.blocks_per_sm(c.math))
+    flops = 2.0 * p.tasks * halo.BM * halo.BN * halo.CK * halo.TAPS * p.steps
+    return Work(name, ((p.tasks, p.steps),), tile_step_cycles(r, halo.THREADS, dev, s, True), per_sm, flops)
+
+
 def list_schedule(groups, slots: int) -> int:
     """The makespan, in block-steps, of groups of (blocks, steps) issued in
     order (grid z: the phase family's stride phases one after another) to
@@ -244,8 +257,11 @@ def ours_us(case, pass_, c, dev, s, rec) -> dict:
     without bias launches nothing for it (conv.EPI_BIAS clear), so the bench's
     bias-less rows and the fused rows' biased ones launch alike."""
     g = geometry(case)
-    if c.family in ("gemm", "phase"):
-        work = gemm_work(g, pass_, c, rec, dev, s) if c.family == "gemm" else phase_work(g, c, rec, dev, s)
+    if c.family in ("gemm", "phase", "halo"):
+        if c.family == "gemm":
+            work = gemm_work(g, pass_, c, rec, dev, s)
+        else:
+            work = (phase_work if c.family == "phase" else halo_work)(g, c, rec, dev, s)
         kernel, flops = work.kernel, work.executed_flops
         compute = tile_cycles(work, dev, s) / (dev.clock_ghz * 1e3)
     elif c.family == "fold":
@@ -257,7 +273,7 @@ def ours_us(case, pass_, c, dev, s, rec) -> dict:
     out_bytes = out_elems(case, pass_) * F32
     memory = bw_us(case.nbytes() + (c.splits - 1) * out_bytes, dev)
     split = bw_us((c.splits + 1) * out_bytes, dev) if c.splits > 1 else 0.0
-    launches = 1 + (c.splits > 1)
+    launches = 1 + (c.splits > 1) + (c.family == "halo")  # the halo kernels' weights go first
     kernels = max(compute, memory) + split + launches * K.LAUNCH_US.at(s)
     return {"kernel": kernel, "executed_flops": flops, "compute_us": compute, "memory_us": memory,
             "split_us": split, "kernels_us": kernels, "us": K.timed(kernels, K.HOST_US.at(s))}

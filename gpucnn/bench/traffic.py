@@ -25,17 +25,19 @@ import numpy as np
 
 import gpucnn
 from gpucnn import backend, shapes
-from gpucnn.cuda import norm, tc
+from gpucnn.cuda import algo, norm, tc
 from gpucnn.runtime.emulator import emulation, traffic
 
 OUT = pathlib.Path(__file__).resolve().parents[2] / "bench" / "results" / "static-traffic.md"
 
 
 def _conv(mode, tile, rng, x_shape=(16, 64, 56, 56), w_shape=(64, 64, 3, 3), padding=1, groups=1):
-    """conv2d's forward (resnet-3x3's by default) in ``mode`` on tensor-core tile ``tile`` (None: the heuristic's)."""
+    """conv2d's forward (resnet-3x3's by default) in ``mode`` on tensor-core tile ``tile`` (the GEMM
+    family forced), or on the halo kernels (``tile`` "halo"), or the heuristic's choice (None)."""
     x = rng.standard_normal(x_shape, dtype=np.float32)
     w = rng.standard_normal(w_shape, dtype=np.float32)
-    with gpucnn.math_mode(mode), tc.force_tile(tile):
+    family = tile if tile == "halo" else "gemm" if tile is not None else None
+    with gpucnn.math_mode(mode), tc.force_tile(None if tile == "halo" else tile), algo.override(family):
         gpucnn.conv2d(x, w, padding=padding, groups=groups)
 
 
@@ -90,6 +92,10 @@ CASES = [
     ("resnet-3x3 forward, tf32, wide tile", lambda r: _conv("tf32", "64w", r), (150,)),
     ("resnet-3x3 forward, tf32, wide warpgroup tile (wgmma)", lambda r: _conv("tf32", "64g", r), (150,)),
     ("resnet-3x3 forward, fp32 (FFMA)", lambda r: _conv("fp32", None, r), (300,)),
+    # the halo kernels (the tf32 and 3xtf32 choice since session 24): task 100, image 3's rows
+    # 32-33 (the weights kernel's launch of 144 blocks counts its block 100 too)
+    ("resnet-3x3 forward, tf32, halo", lambda r: _conv("tf32", "halo", r), (100,)),
+    ("resnet-3x3 forward, 3xtf32, halo", lambda r: _conv("3xtf32", "halo", r), (100,)),
     ("cifar-resnet backward (16x64x32x32), tf32", lambda r: _backward((16, 64, 32, 32), (64, 64, 3, 3), "tf32", r),
      (1,)),
     ("cifar-resnet-s2 backward (16x128x16x16, K256, stride 2), tf32",

@@ -38,6 +38,12 @@ Families:
           (gpucnn.cuda.fold) where the window or strip kernel would run FFMA:
           G = dY Fᵀ on tensor cores with the Cg*kh*kw taps as MMA columns, then
           φ⁻¹ in shared memory
+  halo    forward only, float32 in the math modes "tf32" and "3xtf32":
+          kernels/conv2d_halo.cu (gpucnn.cuda.halo) for 3x3 filters at stride
+          and dilation 1, one group, W a multiple of 4 and at least
+          HALO_MIN_C channels: the input rows a tile's windows cover copied
+          once a step in 16-byte copies and read shifted for each tap, where
+          the GEMM tile gathers φ(x) with a 4-byte copy per tap and pixel
 
 A forward or backward-data GEMM whose tile grid is below one wave splits its
 reduction into ``splits`` chunks of ``chunk`` indices (a multiple of the
@@ -56,7 +62,8 @@ split count, for every pass that family can run: ``direct``, ``gemm``,
 ``gemm:4`` (4 splits), ``phase``, ``window``, ``strip``; ``gemm64`` and ``gemm32`` (``gemm32:4``)
 also force the FFMA tile's rows (the tensor-core modes keep their tiles), and
 ``gemm32t`` the transposed filter gradient on the narrow tile, ``fold`` the
-tensor-core fold kernels (float32, rounding to TF32 in every mode).
+tensor-core fold kernels (float32, rounding to TF32 in every mode), ``halo``
+the halo kernels (float32 in "tf32" and "3xtf32").
 Passes the forced family cannot run keep the heuristic's choice.
 ``autotune`` times the candidates on a pass's first call of a geometry and keeps the fastest
 (gpucnn.cuda.autotune).
@@ -71,7 +78,7 @@ import os
 
 import numpy as np
 
-from gpucnn.cuda import fold, tc
+from gpucnn.cuda import fold, halo, tc
 from gpucnn.cuda.algo_direct import (  # noqa: F401 (algo is where callers ask: re-exported)
     DIRECT_BLOCKS_PER_SM, DIRECT_THREADS, ROW_FILTERS, ROW_OUTPUTS, SMALL_C, SMALL_GROUP, STRIP_PIXELS, STRIP_SMEM,
     STRIP_TAPS, STRIP_THREADS, WINDOW_MIN_TAPS, WINDOW_SMEM, WINDOW_SLOTS, WINDOW_TAPS, axis_phase_taps, cdiv,
@@ -80,7 +87,7 @@ from gpucnn.cuda.algo_direct import (  # noqa: F401 (algo is where callers ask: 
     window_grid, window_ok, window_periods, window_strip, WINDOW_MIN_LANES, WINDOW_PIXELS, WINDOW_ROWS)
 
 PASSES = ("forward", "backward_data", "backward_filter")
-FAMILIES = {"forward": ("gemm", "direct"),
+FAMILIES = {"forward": ("gemm", "direct", "halo"),
             "backward_data": ("gemm", "phase", "direct", "window", "strip", "fold"),
             "backward_filter": ("gemm", "direct")}
 MATH_MODES = ("fp32", "tf32", "3xtf32")
@@ -108,6 +115,18 @@ DIRECT_FILTER_USE = 0.15
 # Taken by a GEMM of at most 32 rows and 64 columns (the 64 tensor-core tile with half its rows
 # empty, the narrow FFMA tile full): mnist-1's filter gradient (32 filters x 25 taps).
 TC3_OVER_FFMA = {"mma": 1.54, "wgmma": 2.77}
+# The halo family by default from this many channels (tf32 and 3xtf32, where halo.ok): fewer waste
+# most of its 8-channel steps (cifar-stem's 3 channels: 3 of 8 live, and the FFMA tile took 35 us
+# there, the fastest of every candidate on the H200). Not yet timed on a GPU (session 24). Chosen
+# on: the H200's ncu of the wide GEMM tile on resnet-3x3's forward in tf32 (51.8 us, L1 70% busy,
+# the SMs' issue 33%: the gather holds it, not the tensor cores; cifar-resnet's took 150 us against
+# the static model's 61); a step's copies (576 MMAs from 9 16-byte weight copies and at most 8 of
+# the input a thread, where the wide tile's 2.25 k-steps gather 72 4-byte elements and copy 9 16-
+# byte runs a thread for as many); and the emulator's traffic (bench/results/static-traffic.md,
+# resnet-3x3: global sectors 8.67e6 -> 3.72e6 a launch, shared wavefronts 5.35e6 -> 3.84e6, the L1
+# floor 28.7 -> 18.3 us). The static model (gpucnn.bench.model, tensor rate and issue; no L1 term)
+# puts both at the same MMA-bound time: cifar-resnet 59.6 against 61.0 us.
+HALO_MIN_C = 16
 MIN_SPLIT_STEPS = 8    # a split reduces at least this many k-steps
 # A forward or backward-data split's own cost, in k-steps of one tile (_split's units): its parts
 # written and summed by a second launch (conv2d_sum_splits), whose host path and ramp a small pass
@@ -175,7 +194,7 @@ def _forced() -> tuple[str, int | None, tuple | None, bool] | None:
     family = "gemm" if tile else family
     if family not in {f for fs in FAMILIES.values() for f in fs}:
         raise ValueError(f"{ENV}={spec_!r}: the family must be one of gemm, gemm64, gemm32, gemm32t, phase, direct, "
-                         "window, strip, fold (optionally gemm:SPLITS), or autotune")
+                         "window, strip, fold, halo (optionally gemm:SPLITS), or autotune")
     if splits and (not splits.isdigit() or int(splits) < 1):
         raise ValueError(f"{ENV}={spec_!r}: the split count must be a positive integer")
     return family, int(splits) if splits else None, tile, swap
@@ -358,6 +377,11 @@ def _one_tap_tc(g, dtype, math: str) -> bool:
     return g.win.kh * g.win.kw == 1 and math == "tf32" and np.dtype(dtype) == np.float32
 
 
+def _halo_runs(g, dtype, math: str, cc: int) -> bool:
+    """Whether the halo kernels run ``g``'s forward: float32 in a tensor-core mode, and halo.ok."""
+    return np.dtype(dtype) == np.float32 and math in ("tf32", "3xtf32") and halo.ok(g, cc)
+
+
 def _direct(g, pass_: str, sms: int, splits: int | None) -> Choice:
     if pass_ != "backward_filter":
         return Choice("direct")
@@ -395,7 +419,8 @@ def _choose(g, pass_: str, dtype, math: str, sms: int, cc: int, spec: str, tc_ti
     forced = _forced()
     runs = (forced and forced[0] in FAMILIES[pass_] and (forced[0] != "window" or window_ok(g, dtype))
             and (forced[0] != "fold" or (np.dtype(dtype) == np.float32 and fold.ok(g, cc)))
-            and (forced[0] != "strip" or strip_ok(g, dtype)) and (not forced[3] or pass_ == "backward_filter"))
+            and (forced[0] != "strip" or strip_ok(g, dtype)) and (not forced[3] or pass_ == "backward_filter")
+            and (forced[0] != "halo" or _halo_runs(g, dtype, math, cc)))
     family, splits, tile, swap = forced if runs else (None, None, None, None)
     if family is None:
         if direct_ok(g, pass_):
@@ -414,10 +439,14 @@ def _choose(g, pass_: str, dtype, math: str, sms: int, cc: int, spec: str, tc_ti
                 family = "fold"  # the window and strip kernels' FFMA against cuDNN's TF32
         elif pass_ == "backward_data" and g.win.sh * g.win.sw > 1 and not _one_tap_tc(g, dtype, math):
             family = "phase"
+        elif pass_ == "forward" and g.C >= HALO_MIN_C and _halo_runs(g, dtype, math, cc):
+            family = "halo"
         else:
             family = "gemm"
     if family == "fold":  # tensor cores in TF32 whatever the mode: a forced fold is a tf32 pass
         return Choice("fold", math="tf32")
+    if family == "halo":
+        return Choice("halo", math=math)
     if family in ("direct", "window", "strip"):
         return dataclasses.replace(_direct(g, pass_, sms, splits), family=family)
     if family == "phase":  # sh*sw phases already multiply the grid; its reduction is not split

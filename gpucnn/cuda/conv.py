@@ -7,7 +7,8 @@ splits, or backward-data's stride phases); kernels loop over z, so the grid
 is capped at CUDA's 65535 there. The direct and window families are
 kernels/depthwise.cu (gpucnn.cuda.depthwise), the phase family kernels/conv2d_phase.cu
 (gpucnn.cuda.phase), the strip family kernels/conv2d_strip.cu (gpucnn.cuda.strip), the fold
-family kernels/conv2d_fold.cu (gpucnn.cuda.fold).
+family kernels/conv2d_fold.cu (gpucnn.cuda.fold), the halo family kernels/conv2d_halo.cu
+(gpucnn.cuda.halo).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import functools
 import numpy as np
 
 from gpucnn import mathmode
-from gpucnn.cuda import algo, autotune, depthwise, fold, gemm, norm, phase, strip, tc
+from gpucnn.cuda import algo, autotune, depthwise, fold, gemm, halo, norm, phase, strip, tc
 from gpucnn.cuda.gemm import fits_int, launch_gemm
 from gpucnn.cuda.launch import contiguous, i64, launch
 
@@ -135,10 +136,15 @@ def _forward(rt, x, w, b, g, relu):
     win = g.win
     y = xp.empty((g.N, g.K, win.P, win.Q), x.dtype)
     _fits_int(w.size)
+    wt = None  # the halo kernels' weights, made once a call
     for n0, n1, gb in _batches(g, _per_image(x), _per_image(y)) if y.size else ():
         c, geom, xs, ys = _choose(rt, gb, "forward", x.dtype), _geom(gb), _images(x, n0, n1), _images(y, n0, n1)
         if c.family == "direct":
             depthwise.forward(rt, xs, w, b, ys, g, geom, bias | EPI_RELU * bool(relu))
+            continue
+        if c.family == "halo":
+            wt = halo.weights(rt, w, g, c.math, halo.plan(gb)) if wt is None else wt
+            halo.forward(rt, xs, wt, b, ys, gb, geom, c.math, bias | EPI_RELU * bool(relu))
             continue
         # A split reduction applies the ReLU where it adds its parts.
         _split_gemm(rt, "conv2d_forward", x.dtype, c, ys, g.K // g.groups, gb.N * win.P * win.Q,

@@ -55,8 +55,9 @@ def dynamic_smem(kernel: str) -> int:
 
 
 def tensor_core(kernel: str) -> bool:
-    """Whether ``kernel`` is a tensor-core variant (tc_gemm.cuh's TC_VARIANTS, conv2d_fold.cu's kernels)."""
-    return loader.tile_of(kernel) is not None or kernel.startswith("conv2d_fold_")
+    """Whether ``kernel`` is a tensor-core variant (tc_gemm.cuh's TC_VARIANTS, conv2d_fold.cu's kernels,
+    conv2d_halo.cu's forward kernels)."""
+    return loader.tile_of(kernel) is not None or kernel.startswith(("conv2d_fold_", "conv2d_halo_forward_"))
 
 
 def min_blocks(family: str, kernel: str) -> int:

@@ -101,7 +101,7 @@ def regions(body: list[Instr]) -> list[str]:
 def tc_kernels(arch: str = ARCH) -> dict[str, list[str]]:
     """family -> its tensor-core kernels, by name in the cubin."""
     out = {}
-    for family in ("conv2d", "conv2d_phase", "linear", "conv2d_fold"):
+    for family in ("conv2d", "conv2d_phase", "linear", "conv2d_fold", "conv2d_halo"):
         names = sorted(n for n in family_sass(family, arch) if compile_check.tensor_core(n))
         if names:
             out[family] = names

@@ -1,0 +1,104 @@
+"""Launch code of kernels/conv2d_halo.cu: the forward of 3x3 convolutions at
+stride and dilation 1 on tensor cores in the math modes "tf32" and "3xtf32"
+(gpucnn.cuda.algo's "halo" family). gpucnn.cuda.conv calls it per run of
+images with the output it allocated and ``geom`` (conv._geom).
+
+A block's task is (image, ``th`` x ``tw`` output pixels, 64 filters); per step
+of 8 channels it copies the input rows its windows cover (the halo: th + 2
+rows of ``hws`` words from the 4-aligned column at or before the tile's first
+window column) into shared memory in 16-byte copies, and every tap reads them
+shifted. The weights go first through conv2d_halo_weights, which lays each
+tap's A fragments out in mma.sync's register order (rounded to TF32, or split
+in two parts for 3xTF32) in a scratch array of the call.
+
+``plan(g)`` is the pure per-shape layout: whole rows of the output per tile
+where a row fits 128 pixels (tw = Q rounded up to 4, th = 128 // tw rows,
+at most P), else 128-column tiles of one row.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+
+from gpucnn.cuda.algo_direct import cdiv
+from gpucnn.cuda.launch import launch, launch_tasks
+
+FAMILY = "conv2d_halo"
+THREADS, BM, BN, CK, XCOPY, WFRAG = 128, 64, 128, 8, 8, 512  # HALO_THREADS, _BM, _BN, _CK, _XCOPY, _WFRAG
+KH = KW = 3
+SM_SMEM, BLOCK_RESERVED = 233472, 1024  # an sm_90 SM's shared memory, and what each block reserves
+TAPS = KH * KW
+MODES = ("tf32", "3xtf32")
+PARTS = {"tf32": 1, "3xtf32": 2}   # HaloCfg::PARTS: the weights' TF32 parts
+STAGES = {"tf32": 3, "3xtf32": 2}  # HaloCfg::STAGES
+KERNELS = ()
+F32_KERNELS = tuple(f"conv2d_halo_{k}_{m}_f32" for k in ("forward", "weights") for m in MODES)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    th: int      # output rows of a tile
+    tw: int      # output columns of a tile (a multiple of 4)
+    hws: int     # words of a halo row in shared memory (a multiple of 4)
+    cs: int      # words of a channel's halo (8 or 24 mod 32: conflict-free B fragments)
+    tasks: int   # blocks' tasks: images x row tiles x column tiles x 64-filter blocks
+    steps: int   # 8-channel steps of the reduction
+
+    def smem(self, math: str) -> int:
+        """Dynamic shared memory of the forward kernel in ``math`` (STAGES stages of weights and halo)."""
+        return 4 * STAGES[math] * (TAPS * PARTS[math] * WFRAG + CK * self.cs)
+
+    def blocks_per_sm(self, math: str) -> int:
+        """Blocks an sm_90 SM's shared memory holds (228 KiB, 1 KiB reserved a block)."""
+        return SM_SMEM // (self.smem(math) + BLOCK_RESERVED)
+
+    def mmas(self, math: str) -> int:
+        """m16n8k8 MMAs the launch issues (a step: 4 x 16 tiles x 9 taps; 3 a product in 3xTF32)."""
+        return self.tasks * self.steps * (BM // 16) * (BN // 8) * TAPS * (3 if math == "3xtf32" else 1)
+
+
+def ok(g, cc: int = 90) -> bool:
+    """Whether the halo kernels can run ``g``'s forward on compute capability ``cc``: tensor
+    cores (sm_80 and newer), a 3x3 filter at stride and dilation 1, one group, input rows
+    of whole 16-byte groups (W a multiple of 4) and at least one channel and output pixel."""
+    w = g.win
+    return (cc >= 80 and g.groups == 1 and (w.kh, w.kw, w.sh, w.sw, w.dh, w.dw) == (KH, KW, 1, 1, 1, 1)
+            and w.W % 4 == 0 and g.C >= 1 and w.P >= 1 and w.Q >= 1)
+
+
+@functools.lru_cache(maxsize=256)
+def plan(g) -> Plan:
+    w = g.win
+    if w.Q <= BN:
+        tw = cdiv(w.Q, 4) * 4
+        th = max(1, min(BN // tw, w.P))
+    else:
+        tw, th = BN, 1
+    pl = w.pad[2]
+    off = (-pl) % 4  # the tile's first window column's place in its 16-byte group (q0 % 4 == 0)
+    hws = cdiv(off + tw + KW - 1, 4) * 4
+    cs = (th + KH - 1) * hws
+    while cs % 32 not in (8, 24):
+        cs += 4
+    copies = CK * (th + KH - 1) * (hws // 4)
+    assert copies <= XCOPY * THREADS, (th, tw, copies)  # HALO_XCOPY copies a thread at most
+    tasks = g.N * cdiv(w.P, th) * cdiv(w.Q, tw) * cdiv(g.K, BM)
+    return Plan(th, tw, hws, cs, tasks, cdiv(g.C, CK))
+
+
+def weights(rt, w, g, math: str, p: Plan):
+    """w's A fragments for the forward kernel (conv2d_halo_weights): a new scratch array."""
+    kblocks = cdiv(g.K, BM)
+    wt = rt.xp.empty(kblocks * p.steps * TAPS * PARTS[math] * WFRAG, np.float32)
+    launch(rt, FAMILY, f"conv2d_halo_weights_{math}", np.float32, wt.size,
+           (w, wt, np.int32(g.K), np.int32(g.C), np.int32(kblocks), np.int32(p.steps)))
+    return wt
+
+
+def forward(rt, x, wt, b, y, g, geom, math: str, flags: int) -> None:
+    """y from x and ``wt`` (``weights``) on plan(g); b and ``flags`` as conv2d_forward's epilogue."""
+    p = plan(g)
+    launch_tasks(rt, FAMILY, f"conv2d_halo_forward_{math}", x.dtype, p.tasks, THREADS,
+                 (x, wt, b, y, *geom, *(np.int32(v) for v in (p.th, p.tw, p.hws, p.cs, flags))), p.smem(math))
