@@ -79,7 +79,8 @@ def small() -> bool:
 # The halo kernels (kernels/conv2d_halo.cu) forced, in both of their modes, with bias and the
 # fused ReLU: 70 filters (two blocks of 64), 12 channels (a step of 8 and one of 4), and 132
 # columns in tiles of 128 and 4 with the left padding 2 (compute-sanitizer: the 16-byte copies'
-# zero fill at the image's edges, the pipeline's barriers between tasks).
+# zero fill at the image's edges, the pipeline's barriers between tasks); and backward-data (the
+# filters flipped and transposed by the weights kernel) where dy's rows are whole 16-byte groups.
 HALO_CASES = (((2, 12, 9, 12), (70, 12, 3, 3), 1), ((1, 17, 3, 132), (9, 17, 3, 3), (1, 1, 2, 2)))
 
 
@@ -92,6 +93,15 @@ def _halo(rng) -> bool:
             with gpucnn.math_mode(mode), algo.override("halo"):
                 got = gpucnn.conv2d_bias_relu(*(cp.asarray(a.astype(np.float32)) for a in (x, w, b)), padding=pad)
             ok &= _check(got, want, mode, f"conv+bias+relu y halo x{xs}")
+        dy = rng.standard_normal(want.shape)
+        if dy.shape[-1] % 4:
+            continue
+        dx = gpucnn.conv2d_backward(dy, x, w, bias=False, padding=pad)[0]
+        for mode in ("tf32", "3xtf32"):
+            with gpucnn.math_mode(mode), algo.override("halo"):
+                got = gpucnn.conv2d_backward(*(cp.asarray(a.astype(np.float32)) for a in (dy, x, w)), bias=False,
+                                             padding=pad)[0]
+            ok &= _check(got, dx, mode, f"conv dx halo x{xs}")
     return ok
 
 

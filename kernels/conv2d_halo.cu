@@ -1,12 +1,16 @@
-// conv2d_halo.cu: the forward of 3x3 convolutions at stride and dilation 1
-// (cifar-resnet, resnet-3x3) on tensor cores, in the math modes "tf32" and
-// "3xtf32" (gpucnn/cuda/algo.py's "halo" family).
+// conv2d_halo.cu: the forward and backward-data of 3x3 convolutions at stride
+// and dilation 1 (cifar-resnet, resnet-3x3, vgg) on tensor cores, in the math
+// modes "tf32" and "3xtf32" (gpucnn/cuda/algo.py's "halo" family).
 //
 // Kernels (float only):
-//   conv2d_halo_weights_{tf32,3xtf32}_f32(const float* w, float* wt, int K, int C, int kblocks, int steps)
+//   conv2d_halo_weights_{tf32,3xtf32}_f32(const float* w, float* wt, int K, int C, int kblocks, int steps,
+//                                          int flip)
 //        w: (K,C,3,3) -> wt: (kblocks, steps, 9 taps, PARTS, 4 m16 tiles, 32 lanes, 4): each
 //        tap's A fragments of HALO_BM filters x HALO_CK channels in mma.sync's register order,
 //        rounded to TF32 (PARTS = 1), or split big + small (3xTF32: PARTS = 2); zeros past K and C.
+//        flip: w is (C,K,3,3) and filter f's tap (r, s) of channel c is w[c, f, 2 - r, 2 - s]
+//        (backward-data: dx is the forward of dy by the filters transposed and rotated, the
+//        seed's reverse operator as a convolution, at padding 2 - pad: gpucnn/cuda/halo.py).
 //   conv2d_halo_forward_{tf32,3xtf32}_f32(const float* x, const float* wt, const float* b, float* y,
 //                                          GEOM, int th, int tw, int hws, int cs, int flags)
 //        x: (N,C,H,W)  y: (N,K,P,Q); b read with EPI_BIAS, ReLU with EPI_RELU (common.cuh).
@@ -80,7 +84,7 @@ template <int MODE> struct HaloCfg {
 
 template <int MODE>
 __device__ void halo_weights(const float* __restrict__ w, float* __restrict__ wt, int K, int C, int kblocks,
-                             int steps) {
+                             int steps, int flip) {
     enum { PARTS = HaloCfg<MODE>::PARTS };
     const long long total = (long long)kblocks * steps * HALO_TAPS * PARTS * HALO_WFRAG;
     GRID_STRIDE_LOOP(e, total) {
@@ -93,7 +97,9 @@ __device__ void halo_weights(const float* __restrict__ w, float* __restrict__ wt
         const int step = (int)(r % steps), kb = (int)(r / steps);
         // a0 (row g, k t), a1 (g + 8, t), a2 (g, t + 4), a3 (g + 8, t + 4); g = lane / 4, t = lane % 4
         const int f = kb * HALO_BM + mi * 16 + lane / 4 + 8 * (j & 1), c = step * HALO_CK + lane % 4 + 4 * (j >> 1);
-        const float v = f < K && c < C ? w[((long long)f * C + c) * HALO_TAPS + tap] : 0.f;
+        const long long at = flip ? ((long long)c * K + f) * HALO_TAPS + HALO_TAPS - 1 - tap
+                                  : ((long long)f * C + c) * HALO_TAPS + tap;
+        const float v = f < K && c < C ? w[at] : 0.f;
         unsigned hi, lo = 0;
         tc_split<MODE>(__float_as_uint(v), hi, lo);
         wt[e] = __uint_as_float(part ? lo : hi);
@@ -272,7 +278,7 @@ __device__ void halo_forward(float* sm, const float* __restrict__ x, const float
 // holds two of either mode's stages; 128 threads leave up to 255 registers).
 #if TC_AVAILABLE
 #define HALO_FWD_BODY(MODE) halo_forward<MODE>(reinterpret_cast<float*>(halo_smem), x, wt, b, y, GEOM_ARGS, th, tw, hws, cs, flags);
-#define HALO_W_BODY(MODE) halo_weights<MODE>(w, wt, K, C, kblocks, steps);
+#define HALO_W_BODY(MODE) halo_weights<MODE>(w, wt, K, C, kblocks, steps, flip);
 #else
 #define HALO_FWD_BODY(MODE) __trap();
 #define HALO_W_BODY(MODE) __trap();
@@ -286,7 +292,7 @@ __device__ void halo_forward(float* sm, const float* __restrict__ x, const float
         HALO_FWD_BODY(MODE)                                                                                        \
     }                                                                                                              \
     extern "C" __global__ void conv2d_halo_weights_##NAME##_f32(const float* __restrict__ w, float* __restrict__ wt, \
-                                                                int K, int C, int kblocks, int steps) {            \
+                                                                int K, int C, int kblocks, int steps, int flip) {  \
         HALO_W_BODY(MODE)                                                                                          \
     }
 CONV2D_HALO(tf32, TC_TF32)

@@ -1,6 +1,6 @@
-"""The halo family (kernels/conv2d_halo.cu, gpucnn.cuda.halo): 3x3 forward
-convolutions at stride 1 on tensor cores from input rows held in shared
-memory. On the emulator against float64 NumPy within the math mode's bound
+"""The halo family (kernels/conv2d_halo.cu, gpucnn.cuda.halo): 3x3 convolutions
+at stride 1, forward and backward-data, on tensor cores from input rows held
+in shared memory. On the emulator against float64 NumPy within the math mode's bound
 (test_math_modes.run_and_check), in both resume orders and shuffled with the
 race, misalignment and sanitizer checks; its plan's bounds; and where the
 heuristic takes it."""
@@ -53,20 +53,70 @@ def test_conv2d_halo(mode, order, xs, ws, padding, bias, relu):
     and sanitizer checks; the weights kernel and the forward kernel of the mode, nothing else."""
     kw = dict(padding=padding)
     x, w, b, _ = conv_args(xs, ws, kw)
-    launched = []
-    real_tasks, real_launch = halo.launch_tasks, halo.launch
 
     def fn(x, w, b):
         if relu:
             return (gpucnn.conv2d_bias_relu(x, w, b if bias else None, **kw),)
         return (gpucnn.conv2d(x, w, b if bias else None, **kw),)
+    _check_on_halo(fn, (x, w, b), mode, order)
+
+
+def _check_on_halo(fn, args, mode, order):
+    """run_and_check(fn, args, ...) with the halo family forced, and its launches exactly the
+    weights kernel and the forward kernel of the mode."""
+    launched = []
+    real_tasks, real_launch = halo.launch_tasks, halo.launch
     with pytest.MonkeyPatch.context() as mp, algo.override("halo"):
         mp.setattr(halo, "launch_tasks", lambda rt, fam, base, *a, **k: (launched.append(base),
                                                                          real_tasks(rt, fam, base, *a, **k)))
         mp.setattr(halo, "launch", lambda rt, fam, base, *a, **k: (launched.append(base),
                                                                    real_launch(rt, fam, base, *a, **k)))
-        run_and_check(fn, (x, w, b), mode, order)
+        run_and_check(fn, args, mode, order)
     assert launched == [f"conv2d_halo_weights_{mode}", f"conv2d_halo_forward_{mode}"]
+
+
+# Backward-data (dx as the forward of dy by the filters transposed and rotated, at padding 2 - pad):
+# id: x, w, padding. dy's rows must be whole 16-byte groups (Q a multiple of 4), dx's need not.
+BACKWARD_CASES = [
+    # 12 filters of 70 channels in the transposed problem: 9 steps, the last 6 of 8
+    ("k70_c12", (2, 12, 9, 12), (70, 12, 3, 3), 1),
+    # 70 filters in two blocks of 64 (the second of 6), 12 channels
+    ("c70_k12", (2, 70, 9, 12), (12, 70, 3, 3), 1),
+    # padding (top 0, bottom 2, left 2, right 0): the transposed padding (2, 0, 0, 2)
+    ("pad_0_2", (1, 5, 6, 8), (9, 5, 3, 3), (0, 2, 2, 0)),
+    # dy 132 wide (tiles of 128 and 4), dx 134 wide (not a multiple of 4)
+    ("wide_dx", (1, 4, 3, 134), (8, 4, 3, 3), (1, 1, 0, 0)),
+    ("cifar_tile", (1, 16, 8, 32), (64, 16, 3, 3), 1),
+]
+
+
+@needs_emulator
+@pytest.mark.parametrize("order", FOLD_ORDERS)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("xs,ws,padding", [c[1:] for c in BACKWARD_CASES], ids=[c[0] for c in BACKWARD_CASES])
+def test_conv2d_halo_backward_data(mode, order, xs, ws, padding):
+    """dx by the halo kernels (the weights kernel flipping and transposing w) within the mode's
+    bound, in both resume orders and shuffled with the checks; the filter gradient by the
+    heuristic's kernels beside it."""
+    kw = dict(padding=padding)
+    x, w, _, dy = conv_args(xs, ws, kw)
+
+    def fn(x, w, dy):
+        return gpucnn.conv2d_backward(dy, x, w, bias=False, **kw)[:1]
+    _check_on_halo(fn, (x, w, dy), mode, order)
+
+
+def test_transposed_geometry_gives_dx():
+    """halo.transposed: dy's shape in, x's out, C filters of K channels, padding 2 - pad."""
+    g = _geometry((2, 5, 6, 8), (9, 5, 3, 3), (0, 2, 2, 0))
+    t = halo.transposed(g)
+    assert (t.N, t.C, t.K, t.groups) == (2, 9, 5, 1)
+    assert (t.win.H, t.win.W, t.win.P, t.win.Q, t.win.pad) == (6, 8, 6, 8, (2, 0, 0, 2))
+    assert halo.ok(g, pass_="backward_data") and halo.ok(t)
+    assert not halo.ok(_geometry((1, 5, 6, 8), (9, 5, 3, 3), (3, 3, 1, 1)), pass_="backward_data")  # pad 3
+    assert halo.ok(_geometry((1, 5, 6, 9), (9, 5, 3, 3), (1, 1, 1, 0)), pass_="backward_data")  # Q = 8 (W = 9)
+    assert not halo.ok(_geometry((1, 5, 6, 10), (9, 5, 3, 3), (1, 1, 1, 1)), pass_="backward_data")  # Q = 10
+    assert not halo.ok(g, pass_="backward_filter")
 
 
 @pytest.mark.parametrize("xs,ws,padding", [c[1:4] for c in HALO_CASES] + [
@@ -124,26 +174,29 @@ def test_halo_plan_of_cifar_resnet():
 def test_halo_is_chosen_where_it_runs(name, xs, ws, stride, dilation, groups, dtype, math, cc, want):
     """The heuristic's forward family: halo for float32 3x3 convolutions at stride and dilation 1
     with 16 channels or more (algo.HALO_MIN_C), W a multiple of 4, in "tf32" and "3xtf32" on
-    compute capability 8.0 and newer; the GEMM tiles elsewhere. The other passes never take it."""
+    compute capability 8.0 and newer; the GEMM tiles elsewhere. Backward-data likewise (16
+    filters or more, Q a multiple of 4: every case here that takes it forward; cifar-stem's stays
+    on the fold and strip kernels), the filter gradient never."""
     g = _conv_geometry(xs, ws, stride, dilation, dilation, groups)
     c = algo.choose(g, "forward", dtype, math=math, cc=cc)
     assert c.family == want, (name, c)
-    if want == "halo":
-        assert c.math == math
-        for pass_ in ("backward_data", "backward_filter"):
-            assert algo.choose(g, pass_, dtype, math=math, cc=cc).family != "halo"
+    bd = algo.choose(g, "backward_data", dtype, math=math, cc=cc)
+    assert (bd == algo.Choice("halo", math=math)) == (want == "halo"), (name, bd)
+    assert algo.choose(g, "backward_filter", dtype, math=math, cc=cc).family != "halo"
 
 
 def test_forced_halo_runs_only_where_it_can():
-    """GPUCNN_CONV_ALGO=halo forces the family where it runs (cifar-stem's 3 channels too) and
-    leaves the heuristic's choice elsewhere (fp32, a 5x5 filter, the backward passes)."""
+    """GPUCNN_CONV_ALGO=halo forces the family where it runs (cifar-stem's 3 channels too, its
+    backward-data as well) and leaves the heuristic's choice elsewhere (fp32, a 5x5 filter, the
+    filter gradient)."""
     stem = _conv_geometry((128, 3, 32, 32), (64, 3, 3, 3), 1, 1, 1, 1)
     five = _conv_geometry((64, 32, 16, 16), (64, 32, 5, 5), 1, 2, 1, 1)
     with algo.override("halo"):
         assert algo.choose(stem, "forward", math="tf32") == algo.Choice("halo", math="tf32")
         assert algo.choose(stem, "forward", math="fp32").family != "halo"
         assert algo.choose(five, "forward", math="tf32").family != "halo"
-        assert algo.choose(stem, "backward_data", math="tf32").family != "halo"
+        assert algo.choose(stem, "backward_data", math="tf32") == algo.Choice("halo", math="tf32")
+        assert algo.choose(stem, "backward_filter", math="tf32").family != "halo"
 
 
 @needs_emulator

@@ -150,11 +150,12 @@ def phase_work(g, c, rec, dev, s) -> Work:
     return Work(name, groups, tile_step_cycles(r, threads, dev, s), r["blocks_per_sm"], flops)
 
 
-def halo_work(g, c, rec, dev, s) -> Work:
-    """kernels/conv2d_halo.cu on gpucnn.cuda.halo's plan: a task a block (64 filters x th x tw
-    pixels), its 8-channel steps as a tile's k-steps (the record's step loop: 9 taps of 16 MMAs a
-    warp, the copies' 16-byte side), as many blocks an SM as registers and shared memory allow."""
-    p = halo.plan(g)
+def halo_work(g, pass_, c, rec, dev, s) -> Work:
+    """kernels/conv2d_halo.cu on gpucnn.cuda.halo's plan (backward-data: of the transposed
+    problem): a task a block (64 filters x th x tw pixels), its 8-channel steps as a tile's
+    k-steps (the record's step loop: 9 taps of 16 MMAs a warp, the copies' 16-byte side), as
+    many blocks an SM as registers and shared memory allow."""
+    p = halo.plan(g if pass_ == "forward" else halo.transposed(g))
     name, r = model_static.row(rec, f"conv2d_halo_forward_{c.math}_f32")
     per_sm = min(r["blocks_per_sm"], p.blocks_per_sm(c.math))
     flops = 2.0 * p.tasks * halo.BM * halo.BN * halo.CK * halo.TAPS * p.steps
@@ -260,8 +261,10 @@ def ours_us(case, pass_, c, dev, s, rec) -> dict:
     if c.family in ("gemm", "phase", "halo"):
         if c.family == "gemm":
             work = gemm_work(g, pass_, c, rec, dev, s)
+        elif c.family == "phase":
+            work = phase_work(g, c, rec, dev, s)
         else:
-            work = (phase_work if c.family == "phase" else halo_work)(g, c, rec, dev, s)
+            work = halo_work(g, pass_, c, rec, dev, s)
         kernel, flops = work.kernel, work.executed_flops
         compute = tile_cycles(work, dev, s) / (dev.clock_ghz * 1e3)
     elif c.family == "fold":

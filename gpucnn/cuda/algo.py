@@ -38,12 +38,15 @@ Families:
           (gpucnn.cuda.fold) where the window or strip kernel would run FFMA:
           G = dY Fᵀ on tensor cores with the Cg*kh*kw taps as MMA columns, then
           φ⁻¹ in shared memory
-  halo    forward only, float32 in the math modes "tf32" and "3xtf32":
-          kernels/conv2d_halo.cu (gpucnn.cuda.halo) for 3x3 filters at stride
-          and dilation 1, one group, W a multiple of 4 and at least
-          HALO_MIN_C channels: the input rows a tile's windows cover copied
-          once a step in 16-byte copies and read shifted for each tap, where
-          the GEMM tile gathers φ(x) with a 4-byte copy per tap and pixel
+  halo    forward and backward-data, float32 in the math modes "tf32" and
+          "3xtf32": kernels/conv2d_halo.cu (gpucnn.cuda.halo) for 3x3 filters
+          at stride and dilation 1, one group, the input's rows whole 16-byte
+          groups (x's W, or dy's Q, a multiple of 4) and at least HALO_MIN_C
+          channels reduced (C, or K): the input rows a tile's windows cover
+          copied once a step in 16-byte copies and read shifted for each tap,
+          where the GEMM tile gathers φ(x) with a 4-byte copy per tap and
+          pixel; backward-data as the forward of dy by the filters transposed
+          and rotated, at padding 2 - pad
 
 A forward or backward-data GEMM whose tile grid is below one wave splits its
 reduction into ``splits`` chunks of ``chunk`` indices (a multiple of the
@@ -88,7 +91,7 @@ from gpucnn.cuda.algo_direct import (  # noqa: F401 (algo is where callers ask: 
 
 PASSES = ("forward", "backward_data", "backward_filter")
 FAMILIES = {"forward": ("gemm", "direct", "halo"),
-            "backward_data": ("gemm", "phase", "direct", "window", "strip", "fold"),
+            "backward_data": ("gemm", "phase", "direct", "window", "strip", "fold", "halo"),
             "backward_filter": ("gemm", "direct")}
 MATH_MODES = ("fp32", "tf32", "3xtf32")
 TILE = (64, 64, 16)  # gemm.cuh's GemmWide: BM, BN, GEMM_BK (FFMA)
@@ -115,8 +118,8 @@ DIRECT_FILTER_USE = 0.15
 # Taken by a GEMM of at most 32 rows and 64 columns (the 64 tensor-core tile with half its rows
 # empty, the narrow FFMA tile full): mnist-1's filter gradient (32 filters x 25 taps).
 TC3_OVER_FFMA = {"mma": 1.54, "wgmma": 2.77}
-# The halo family by default from this many channels (tf32 and 3xtf32, where halo.ok): fewer waste
-# most of its 8-channel steps (cifar-stem's 3 channels: 3 of 8 live, and the FFMA tile took 35 us
+# The halo family by default from this many channels reduced (x's C forward, dy's K backward-data;
+# tf32 and 3xtf32, where halo.ok): fewer waste most of its 8-channel steps (cifar-stem's 3 channels: 3 of 8 live, and the FFMA tile took 35 us
 # there, the fastest of every candidate on the H200). Not yet timed on a GPU (session 24). Chosen
 # on: the H200's ncu of the wide GEMM tile on resnet-3x3's forward in tf32 (51.8 us, L1 70% busy,
 # the SMs' issue 33%: the gather holds it, not the tensor cores; cifar-resnet's took 150 us against
@@ -377,9 +380,9 @@ def _one_tap_tc(g, dtype, math: str) -> bool:
     return g.win.kh * g.win.kw == 1 and math == "tf32" and np.dtype(dtype) == np.float32
 
 
-def _halo_runs(g, dtype, math: str, cc: int) -> bool:
-    """Whether the halo kernels run ``g``'s forward: float32 in a tensor-core mode, and halo.ok."""
-    return np.dtype(dtype) == np.float32 and math in ("tf32", "3xtf32") and halo.ok(g, cc)
+def _halo_runs(g, pass_: str, dtype, math: str, cc: int) -> bool:
+    """Whether the halo kernels run ``pass_`` of ``g``: float32 in a tensor-core mode, and halo.ok."""
+    return np.dtype(dtype) == np.float32 and math in ("tf32", "3xtf32") and halo.ok(g, cc, pass_)
 
 
 def _direct(g, pass_: str, sms: int, splits: int | None) -> Choice:
@@ -420,7 +423,7 @@ def _choose(g, pass_: str, dtype, math: str, sms: int, cc: int, spec: str, tc_ti
     runs = (forced and forced[0] in FAMILIES[pass_] and (forced[0] != "window" or window_ok(g, dtype))
             and (forced[0] != "fold" or (np.dtype(dtype) == np.float32 and fold.ok(g, cc)))
             and (forced[0] != "strip" or strip_ok(g, dtype)) and (not forced[3] or pass_ == "backward_filter")
-            and (forced[0] != "halo" or _halo_runs(g, dtype, math, cc)))
+            and (forced[0] != "halo" or _halo_runs(g, pass_, dtype, math, cc)))
     family, splits, tile, swap = forced if runs else (None, None, None, None)
     if family is None:
         if direct_ok(g, pass_):
@@ -439,7 +442,7 @@ def _choose(g, pass_: str, dtype, math: str, sms: int, cc: int, spec: str, tc_ti
                 family = "fold"  # the window and strip kernels' FFMA against cuDNN's TF32
         elif pass_ == "backward_data" and g.win.sh * g.win.sw > 1 and not _one_tap_tc(g, dtype, math):
             family = "phase"
-        elif pass_ == "forward" and g.C >= HALO_MIN_C and _halo_runs(g, dtype, math, cc):
+        elif (g.C if pass_ == "forward" else g.K) >= HALO_MIN_C and _halo_runs(g, pass_, dtype, math, cc):
             family = "halo"
         else:
             family = "gemm"

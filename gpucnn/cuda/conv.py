@@ -163,6 +163,7 @@ def _backward_data(rt, dy, w, g):
     win = g.win
     dx = xp.empty((g.N, g.C, win.H, win.W), dy.dtype)
     _fits_int(w.size)
+    wt = None  # the halo kernels' weights, made once a call
     for n0, n1, gb in _batches(g, _per_image(dy), _per_image(dx)) if dx.size else ():
         c, geom, dys, dxs = (_choose(rt, gb, "backward_data", dy.dtype), _geom(gb), _images(dy, n0, n1),
                              _images(dx, n0, n1))
@@ -177,6 +178,10 @@ def _backward_data(rt, dy, w, g):
             fold.backward_data(rt, dys, w, dxs, gb, geom, fold.plan(gb, sms, cc))
         elif c.family == "phase":
             phase.backward_data(rt, dys, w, dxs, gb, geom, MAX_GRID_Z, c)
+        elif c.family == "halo":  # the forward of dy by the filters transposed and rotated
+            gt = halo.transposed(gb)
+            wt = halo.weights(rt, w, gt, c.math, halo.plan(gt), flip=True) if wt is None else wt
+            halo.forward(rt, dys, wt, w, dxs, gt, _geom(gt), c.math, 0)
         else:
             _split_gemm(rt, "conv2d_backward_data", dy.dtype, c, dxs, g.C // g.groups,
                         gb.N * win.H * win.W, g.groups,

@@ -1,7 +1,12 @@
-"""Launch code of kernels/conv2d_halo.cu: the forward of 3x3 convolutions at
-stride and dilation 1 on tensor cores in the math modes "tf32" and "3xtf32"
-(gpucnn.cuda.algo's "halo" family). gpucnn.cuda.conv calls it per run of
-images with the output it allocated and ``geom`` (conv._geom).
+"""Launch code of kernels/conv2d_halo.cu: the forward and backward-data of 3x3
+convolutions at stride and dilation 1 on tensor cores in the math modes "tf32"
+and "3xtf32" (gpucnn.cuda.algo's "halo" family). gpucnn.cuda.conv calls it
+per run of images with the output it allocated and ``geom`` (conv._geom).
+
+Backward-data is the same kernel: dx is the forward of dy by the filters
+transposed and rotated by 180 degrees (the seed's reverse operator written as
+a convolution) at padding 2 - pad on each side (``transposed``); the weights
+kernel lays them out so (``weights(..., flip=True)``).
 
 A block's task is (image, ``th`` x ``tw`` output pixels, 64 filters); per step
 of 8 channels it copies the input rows its windows cover (the halo: th + 2
@@ -22,6 +27,7 @@ import functools
 
 import numpy as np
 
+from gpucnn import shapes
 from gpucnn.cuda.algo_direct import cdiv
 from gpucnn.cuda.launch import launch, launch_tasks
 
@@ -59,13 +65,28 @@ class Plan:
         return self.tasks * self.steps * (BM // 16) * (BN // 8) * TAPS * (3 if math == "3xtf32" else 1)
 
 
-def ok(g, cc: int = 90) -> bool:
-    """Whether the halo kernels can run ``g``'s forward on compute capability ``cc``: tensor
-    cores (sm_80 and newer), a 3x3 filter at stride and dilation 1, one group, input rows
-    of whole 16-byte groups (W a multiple of 4) and at least one channel and output pixel."""
+def ok(g, cc: int = 90, pass_: str = "forward") -> bool:
+    """Whether the halo kernels can run pass ``pass_`` of ``g`` on compute capability ``cc``:
+    tensor cores (sm_80 and newer), a 3x3 filter at stride and dilation 1, one group, at least
+    one channel, filter and output pixel, and input rows of whole 16-byte groups: x's (W a
+    multiple of 4) for the forward, dy's (Q) for backward-data, whose padding must be at most 2
+    on each side (the transposed problem's, 2 - pad, then none negative)."""
     w = g.win
-    return (cc >= 80 and g.groups == 1 and (w.kh, w.kw, w.sh, w.sw, w.dh, w.dw) == (KH, KW, 1, 1, 1, 1)
-            and w.W % 4 == 0 and g.C >= 1 and w.P >= 1 and w.Q >= 1)
+    if not (cc >= 80 and g.groups == 1 and (w.kh, w.kw, w.sh, w.sw, w.dh, w.dw) == (KH, KW, 1, 1, 1, 1)
+            and min(g.C, g.K, w.P, w.Q) >= 1):
+        return False
+    if pass_ == "forward":
+        return w.W % 4 == 0
+    return pass_ == "backward_data" and w.Q % 4 == 0 and max(w.pad) <= KH - 1
+
+
+def transposed(g):
+    """The forward geometry whose output is ``g``'s dx: dy (N, K, P, Q) by C filters of K
+    channels, padding 2 - pad on each side (its output is H x W)."""
+    w = g.win
+    pt, pb, pl, pr = w.pad
+    win = shapes.window(w.P, w.Q, (KH, KW), (1, 1), (KH - 1 - pt, KH - 1 - pb, KW - 1 - pl, KW - 1 - pr), (1, 1))
+    return shapes.Conv(g.N, g.K, g.C, 1, win)
 
 
 @functools.lru_cache(maxsize=256)
@@ -88,12 +109,13 @@ def plan(g) -> Plan:
     return Plan(th, tw, hws, cs, tasks, cdiv(g.C, CK))
 
 
-def weights(rt, w, g, math: str, p: Plan):
-    """w's A fragments for the forward kernel (conv2d_halo_weights): a new scratch array."""
+def weights(rt, w, g, math: str, p: Plan, flip: bool = False):
+    """w's A fragments for the forward kernel on ``g`` (conv2d_halo_weights): a new scratch
+    array; ``flip``: ``g`` is ``transposed(g0)`` and w g0's filters (backward-data)."""
     kblocks = cdiv(g.K, BM)
     wt = rt.xp.empty(kblocks * p.steps * TAPS * PARTS[math] * WFRAG, np.float32)
     launch(rt, FAMILY, f"conv2d_halo_weights_{math}", np.float32, wt.size,
-           (w, wt, np.int32(g.K), np.int32(g.C), np.int32(kblocks), np.int32(p.steps)))
+           (w, wt, np.int32(g.K), np.int32(g.C), np.int32(kblocks), np.int32(p.steps), np.int32(flip)))
     return wt
 
 
