@@ -14,7 +14,7 @@ import pytest
 import gpucnn
 from emu_helpers import requires_emulator
 from gpucnn import backend as _backend
-from gpucnn.cuda import gemm
+from gpucnn.cuda import algo, gemm
 from gpucnn.runtime.emulator import emulation
 
 pytestmark = requires_emulator
@@ -34,7 +34,10 @@ def one_launch(monkeypatch):
     if not _backend.available("emulator")[0]:
         pytest.skip("emulator unavailable")
     monkeypatch.setattr(gemm, "_INT_MAX", 2**40)
-    with gpucnn.use_backend("emulator"), emulation(blocks=(-1,), race_check=True, sanitize=True):
+    # the GEMM family: its last block holds the last pixels (the halo kernels' tasks stride over
+    # the grid, and come first for these 3x3 layers in the emulator's 3xtf32: their own test below)
+    with gpucnn.use_backend("emulator"), emulation(blocks=(-1,), race_check=True, sanitize=True), \
+            algo.override("gemm"):
         yield
 
 
@@ -73,3 +76,32 @@ def test_backward_data_far_end_past_2_31(one_launch):
         want, _, _ = gpucnn.conv2d_backward(dy[-1:].copy(), np.zeros((1, C, H, W), np.float32), w, padding=1)
     got = dx[-1].reshape(C, -1)[:, -TILE:]
     np.testing.assert_allclose(got, want[0].reshape(C, -1)[:, -TILE:], rtol=1e-4, atol=1e-4)
+
+
+def test_halo_forward_far_end_past_2_31():
+    """The halo kernels (kernels/conv2d_halo.cu) on the same 2**31-element x and y: the weights
+    in full, then of the forward only the block whose task loop reaches the last task (image
+    N - 1's last 4 rows, all 64 filters: task 262151 on a grid of 65535 blocks), against NumPy on
+    the last image in 3xtf32 (float32's accuracy)."""
+    if not _backend.available("emulator")[0]:
+        pytest.skip("emulator unavailable")
+    from gpucnn.cuda import conv as cuda_conv
+    from gpucnn.cuda import halo
+    from gpucnn.cuda.launch import MAX_BLOCKS
+    from gpucnn.functional.conv import _conv_geometry
+    from gpucnn.runtime import runtime_for
+    rng = np.random.default_rng(23)
+    x = _last_image(rng, (N, C, H, W))
+    w = rng.standard_normal((K, C, 3, 3), dtype=np.float32) * 0.1
+    b = rng.standard_normal(K, dtype=np.float32)
+    g = _conv_geometry(x.shape, w.shape, 1, 1, 1, 1)
+    p, rt = halo.plan(g), runtime_for("emulator")
+    assert (p.th, p.tw) == (4, 32) and p.tasks > MAX_BLOCKS
+    wt = halo.weights(rt, w, g, "3xtf32", p)
+    y = _lazy((N, K, H, W))
+    with emulation(blocks=((p.tasks - 1) % MAX_BLOCKS,), race_check=True, sanitize=True):
+        halo.forward(rt, x, wt, b, y, g, cuda_conv._geom(g), "3xtf32", cuda_conv.EPI_BIAS)
+    with gpucnn.use_backend("numpy"):
+        want = gpucnn.conv2d(x[-1:].copy(), w, b, padding=1)
+    got = y[-1].reshape(K, -1)[:, -p.th * p.tw:]
+    np.testing.assert_allclose(got, want[0].reshape(K, -1)[:, -p.th * p.tw:], rtol=1e-4, atol=1e-4)
