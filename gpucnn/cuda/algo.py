@@ -119,8 +119,9 @@ DIRECT_FILTER_USE = 0.15
 # empty, the narrow FFMA tile full): mnist-1's filter gradient (32 filters x 25 taps).
 TC3_OVER_FFMA = {"mma": 1.54, "wgmma": 2.77}
 # The halo family by default from this many channels reduced (x's C forward, dy's K backward-data;
-# tf32 and 3xtf32, where halo.ok): fewer waste most of its 8-channel steps (cifar-stem's 3 channels: 3 of 8 live, and the FFMA tile took 35 us
-# there, the fastest of every candidate on the H200). Not yet timed on a GPU (session 24). Chosen
+# tf32 and 3xtf32, where halo.ok): fewer waste most of its 8-channel steps (cifar-stem's 3
+# channels: 3 of 8 live, and the FFMA tile took 35 us there, the fastest of every candidate on the
+# H200). Not yet timed on a GPU (session 24). Chosen
 # on: the H200's ncu of the wide GEMM tile on resnet-3x3's forward in tf32 (51.8 us, L1 70% busy,
 # the SMs' issue 33%: the gather holds it, not the tensor cores; cifar-resnet's took 150 us against
 # the static model's 61); a step's copies (576 MMAs from 9 16-byte weight copies and at most 8 of

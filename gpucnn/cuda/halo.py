@@ -29,12 +29,12 @@ import numpy as np
 
 from gpucnn import shapes
 from gpucnn.cuda.algo_direct import cdiv
+from gpucnn.cuda.fold import BLOCK_RESERVED, SM_SMEM  # an SM's shared memory, and what each block reserves
 from gpucnn.cuda.launch import launch, launch_tasks
 
 FAMILY = "conv2d_halo"
 THREADS, BM, BN, CK, XCOPY, WFRAG = 128, 64, 128, 8, 8, 512  # HALO_THREADS, _BM, _BN, _CK, _XCOPY, _WFRAG
 KH = KW = 3
-SM_SMEM, BLOCK_RESERVED = 233472, 1024  # an sm_90 SM's shared memory, and what each block reserves
 TAPS = KH * KW
 MODES = ("tf32", "3xtf32")
 PARTS = {"tf32": 1, "3xtf32": 2}   # HaloCfg::PARTS: the weights' TF32 parts
@@ -59,10 +59,6 @@ class Plan:
     def blocks_per_sm(self, math: str) -> int:
         """Blocks an sm_90 SM's shared memory holds (228 KiB, 1 KiB reserved a block)."""
         return SM_SMEM // (self.smem(math) + BLOCK_RESERVED)
-
-    def mmas(self, math: str) -> int:
-        """m16n8k8 MMAs the launch issues (a step: 4 x 16 tiles x 9 taps; 3 a product in 3xTF32)."""
-        return self.tasks * self.steps * (BM // 16) * (BN // 8) * TAPS * (3 if math == "3xtf32" else 1)
 
 
 def ok(g, cc: int = 90, pass_: str = "forward") -> bool:
