@@ -47,6 +47,19 @@
 //                              d[4j + 2h + e] = D[16w + g + 8h][8j + 2t + e] (N / 2 registers).
 //                              Asynchronous: d and the operands' shared memory belong to the
 //                              tensor core from the instruction until the wgmma_wait covering it.
+//   wgmma_tf32_rs<N>(d, a, bdesc, scale_d)
+//                              the same with A from registers (N = 8, 16, 32, 64): warp w's lane 4g + t
+//                              gives a = A[16w + g][t], A[16w + g + 8][t], A[16w + g][t + 4],
+//                              A[16w + g + 8][t + 4] (mma_tf32's A fragment, a warp's 16 rows of
+//                              the 64), read as TF32. Its registers belong to the instruction until
+//                              the wait as d's do: a kernel leaves them alone (ptxas keeps them or
+//                              serializes; the emulator takes their values at the issue).
+//   wgmma_desc_kmajor(addr, lbo, sbo)
+//                              the descriptor of a K-major operand without swizzle (mode 0): core
+//                              matrices of 8 rows x 16 bytes (4 words of k), each 128 contiguous
+//                              bytes; element (r, k) at addr + (r / 8) sbo + (k / 4) lbo + (r % 8) 16
+//                              + (k % 4) 4 (the two k-halves of a k8 lbo apart; addr, lbo, sbo
+//                              multiples of 16 bytes). Any 16-byte-aligned start: no swizzle phase.
 //   wgmma_desc_sw128(tile)     the descriptor of a tile of rows of 128 bytes (32 words: tc_swz's
 //                              layout), 16-byte chunk c of row r at chunk c ^ (r % 8), the tile
 //                              1024-byte aligned in the shared window: the 128-byte swizzle,
@@ -93,6 +106,11 @@ template <int N> __device__ __forceinline__ void wgmma_tf32(float (&d)[N / 2], u
                                                             unsigned long long bdesc, int scale_d) {
     static_assert((N % 8 == 0 && N >= 8 && N <= 64) || N == 128, "wgmma_tf32: N is 8, 16, ..., 64 or 128");
     gpucnn_emu::wgmma_tf32(d, N, adesc, bdesc, scale_d);
+}
+template <int N> __device__ __forceinline__ void wgmma_tf32_rs(float (&d)[N / 2], const unsigned (&a)[4],
+                                                               unsigned long long bdesc, int scale_d) {
+    static_assert(N == 8 || N == 16 || N == 32 || N == 64, "wgmma_tf32_rs: N is 8, 16, 32 or 64");
+    gpucnn_emu::wgmma_tf32_rs(d, N, a, bdesc, scale_d);
 }
 __device__ __forceinline__ void wgmma_fence() {}  // the emulator's accumulators are memory: nothing to order
 __device__ __forceinline__ void wgmma_commit() { gpucnn_emu::wgmma_commit(); }
@@ -211,6 +229,26 @@ template <int N> __device__ __forceinline__ void wgmma_tf32(float (&d)[N / 2], u
                                                             unsigned long long bdesc, int scale_d) {
     Wgmma<N>::run(d, adesc, bdesc, scale_d);
 }
+// A from registers: the four A words after the accumulators, then the B descriptor and scale-d
+#define WGMMA_RS_N(N, REGS, A, B, S, ...)                                                                \
+    template <> struct WgmmaRs<N> {                                                                      \
+        static __device__ __forceinline__ void run(float (&d)[N / 2], const unsigned (&a)[4],            \
+                                                   unsigned long long bdesc, int scale_d) {               \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, " S ", 0;\n"                                 \
+                         "wgmma.mma_async.sync.aligned.m64n" #N "k8.f32.tf32.tf32 " REGS ", " A ", " B   \
+                         ", p, 1, 1;\n}\n"                                                                \
+                         : __VA_ARGS__ : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(bdesc), "r"(scale_d)); \
+        }                                                                                                \
+    };
+template <int N> struct WgmmaRs;
+WGMMA_RS_N(8, "{%0, %1, %2, %3}", "{%4, %5, %6, %7}", "%8", "%9", WGMMA_F4(0))
+WGMMA_RS_N(16, "{%0, %1, %2, %3, %4, %5, %6, %7}", "{%8, %9, %10, %11}", "%12", "%13", WGMMA_F8(0))
+WGMMA_RS_N(32, "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}", "{%16, %17, %18, %19}", "%20", "%21", WGMMA_F16(0))
+WGMMA_RS_N(64, "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}", "{%32, %33, %34, %35}", "%36", "%37", WGMMA_F16(0), WGMMA_F16(16))
+template <int N> __device__ __forceinline__ void wgmma_tf32_rs(float (&d)[N / 2], const unsigned (&a)[4],
+                                                               unsigned long long bdesc, int scale_d) {
+    WgmmaRs<N>::run(d, a, bdesc, scale_d);
+}
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int N, int R> __device__ __forceinline__ void wgmma_wait(float (&d)[R]) {
@@ -223,6 +261,8 @@ __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.
 #define WGMMA_AVAILABLE 0
 template <int N> __device__ __forceinline__ void wgmma_tf32(float (&)[N / 2], unsigned long long, unsigned long long,
                                                             int) { __trap(); }
+template <int N> __device__ __forceinline__ void wgmma_tf32_rs(float (&)[N / 2], const unsigned (&)[4],
+                                                               unsigned long long, int) { __trap(); }
 __device__ __forceinline__ void wgmma_fence() { __trap(); }
 __device__ __forceinline__ void wgmma_commit() { __trap(); }
 template <int N, int R> __device__ __forceinline__ void wgmma_wait(float (&)[R]) { __trap(); }
@@ -240,6 +280,12 @@ __device__ __forceinline__ unsigned long long wgmma_desc_sw128_at(unsigned addr)
 }
 __device__ __forceinline__ unsigned long long wgmma_desc_sw128(const void* tile) {
     return wgmma_desc_sw128_at(smem_addr(tile));
+}
+// The no-swizzle K-major descriptor (both bodies; layout in the table above): start / 16 in bits
+// 0-13, the k-halves' offset lbo / 16 in 16-29, the 8-row groups' sbo / 16 in 32-45, mode 0.
+__device__ __forceinline__ unsigned long long wgmma_desc_kmajor(unsigned addr, unsigned lbo, unsigned sbo) {
+    return (unsigned long long)((addr & 0x3FFFF) >> 4) | (unsigned long long)((lbo & 0x3FFFF) >> 4) << 16 |
+           (unsigned long long)((sbo & 0x3FFFF) >> 4) << 32;
 }
 // The first 1024-byte boundary of the shared window at or after p (a block's dynamic shared
 // memory): where wgmma's swizzled tiles start, the swizzle being of shared-window addresses.

@@ -109,6 +109,51 @@ def test_wgmma_commit_groups(run):
     np.testing.assert_array_equal(out[512:].reshape(64, 8), want[:, 8:])
 
 
+# The no-swizzle layouts of B: k-halves next to each other with 8-row groups after (lbo 128, sbo
+# 1024), the row groups inside each k-quarter (lbo N * 16, sbo 128), and one with 16-byte gaps
+# (lbo 144, sbo 1168): lbo and sbo each read where the other would put nothing or something else.
+def _kmajor_layouts(n):
+    return {"k-inner": (128, 1024), "rows-inner": (16 * n, 128), "gaps": (144, 1168)}
+
+
+@pytest.mark.parametrize("n", [8, 16, 32, 64])
+@pytest.mark.parametrize("layout", ["k-inner", "rows-inner", "gaps"])
+@pytest.mark.parametrize("scale_d", [0, 1])
+def test_wgmma_rs_kmajor_small_integers(run, n, layout, scale_d):
+    """wgmma with A from registers (mma.sync's A fragment a warp) and B through a no-swizzle
+    K-major descriptor: 4 k-steps against the exact product."""
+    lbo, sbo = _kmajor_layouts(n)[layout]
+    assert (n // 8 - 1) * sbo + 7 * lbo + 128 <= SMEM
+    rng = np.random.default_rng(n + lbo)
+    A, B, C = _ints(rng, (64, 32)), _ints(rng, (n, 32)), _ints(rng, (64, n), 2**16)
+    D = run(f"wgmma_rs_m64n{n}k8", (A, B, C, np.full((64, n), np.nan, np.float32), np.int32(4),
+                                    np.int32(scale_d), np.int32(lbo), np.int32(sbo)))[3]
+    want = A.astype(np.float64) @ B.T.astype(np.float64) + (C if scale_d else 0)
+    np.testing.assert_array_equal(D, want)
+
+
+@pytest.mark.parametrize("n", [8, 64])
+def test_wgmma_rs_distinct_elements(run, n):
+    """Every element of A and B distinct: a misplaced register or core matrix shows beyond rounding."""
+    rng = np.random.default_rng(100 + n)
+    A = (rng.permutation(2048) - 1024).reshape(64, 32).astype(np.float32)
+    B = (rng.permutation(2048)[:n * 32] - 1024).reshape(n, 32).astype(np.float32)
+    D = run(f"wgmma_rs_m64n{n}k8", (A, B, np.zeros((64, n), np.float32), np.full((64, n), np.nan, np.float32),
+                                    np.int32(4), np.int32(0), np.int32(144), np.int32(1168)))[3]
+    A64, B64 = A.astype(np.float64), B.astype(np.float64)
+    err = np.abs(D - A64 @ B64.T)
+    assert (err <= 33 * 2.0**-24 * (np.abs(A64) @ np.abs(B64).T)).all(), err.max()
+
+
+def test_wgmma_rs_operands_are_tf32(run):
+    # A's registers hold 1 + 2^-11 + 2^-13, not a TF32 value: the tensor core drops the low 13 bits.
+    A = np.full((64, 32), 1 + 2.0**-11 + 2.0**-13, np.float32)
+    B = np.tile(np.arange(1, 9, dtype=np.float32)[:, None], (1, 32))
+    D = run("wgmma_rs_m64n8k8", (A, B, np.zeros((64, 8), np.float32), np.empty((64, 8), np.float32),
+                                 np.int32(1), np.int32(0), np.int32(128), np.int32(1024)))[3]
+    np.testing.assert_array_equal(D, np.tile(8 * np.arange(1, 9, dtype=np.float32), (64, 1)))
+
+
 def test_emulator_poisons_accumulators_in_flight():
     mod = _module("emulator")
     out = np.zeros(128, np.float32)
@@ -148,4 +193,7 @@ def test_sm90a_build_has_hgmma():
     sass = sass_report.parse_sass(sass_report.disassemble(sass_report.cubin_of(text, "wgmma_prims.cu", ARCH)))
     for n in (*range(8, 72, 8), 128):
         ops = [i.op for i in sass[f"wgmma_m64n{n}k8"]]
+        assert sum(op.startswith("HGMMA.64x%dx8" % n) for op in ops) >= 1, sorted(set(ops))
+    for n in (8, 16, 32, 64):  # A from registers
+        ops = [i.op for i in sass[f"wgmma_rs_m64n{n}k8"]]
         assert sum(op.startswith("HGMMA.64x%dx8" % n) for op in ops) >= 1, sorted(set(ops))

@@ -125,3 +125,53 @@ extern "C" __global__ void __launch_bounds__(128) wgmma_misuse(float* __restrict
     __trap();
 #endif
 }
+
+// D = A Bᵀ + C (scale_d = 1) or A Bᵀ (0) with A from registers (wgmma_tf32_rs): each thread loads
+// its fragments of A (64, 32) from global memory as mma.cuh's table gives them, the raw float bits
+// (the tensor core reads them as TF32); B (N, 32) goes to shared memory in the no-swizzle K-major
+// layout of lbo and sbo (element (r, k) at (r / 8) sbo + (k / 4) lbo + (r % 8) 16 + (k % 4) 4
+// bytes), k-step s's descriptor at 2 s lbo. Dynamic shared memory: enough for the layout given.
+template <int N>
+__device__ void wgmma_rs_gemm(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ C,
+                              float* __restrict__ D, int ksteps, int scale_d, int lbo, int sbo, unsigned char* smem) {
+#if WGMMA_AVAILABLE
+    const int t = threadIdx.x, lane = t % 32, w = t / 32, g = lane / 4, q = lane % 4;
+    for (int e = t; e < N * 32; e += 128) {
+        const int r = e / 32, k = e % 32;
+        *reinterpret_cast<float*>(smem + (r / 8) * sbo + (k / 4) * lbo + (r % 8) * 16 + (k % 4) * 4) = B[e];
+    }
+    fence_proxy_async();
+    __syncthreads();
+    float d[N / 2];
+#pragma unroll
+    for (int v = 0; v < N / 2; ++v) d[v] = C[(16 * w + g + 8 * (v / 2 % 2)) * N + 8 * (v / 4) + 2 * q + v % 2];
+    unsigned a[4][4];
+#pragma unroll
+    for (int s = 0; s < 4; ++s)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) a[s][j] = __float_as_uint(A[(16 * w + g + 8 * (j & 1)) * 32 + 8 * s + q + 4 * (j >> 1)]);
+    const unsigned base = smem_addr(smem);
+    wgmma_fence();
+#pragma unroll
+    for (int s = 0; s < 4; ++s)
+        if (s < ksteps) wgmma_tf32_rs<N>(d, a[s], wgmma_desc_kmajor(base + 2 * s * lbo, lbo, sbo), s > 0 || scale_d);
+    wgmma_commit();
+    wgmma_wait<0>(d);
+#pragma unroll
+    for (int v = 0; v < N / 2; ++v) D[(16 * w + g + 8 * (v / 2 % 2)) * N + 8 * (v / 4) + 2 * q + v % 2] = d[v];
+#else
+    __trap();
+#endif
+}
+
+#define WGMMA_RS_GEMM(N)                                                                                 \
+    extern "C" __global__ void __launch_bounds__(128) wgmma_rs_m64n##N##k8(                              \
+        const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ C,           \
+        float* __restrict__ D, int ksteps, int scale_d, int lbo, int sbo) {                              \
+        extern __shared__ __align__(16) unsigned char wgmma_smem[];                                      \
+        wgmma_rs_gemm<N>(A, B, C, D, ksteps, scale_d, lbo, sbo, wgmma_smem);                             \
+    }
+WGMMA_RS_GEMM(8)
+WGMMA_RS_GEMM(16)
+WGMMA_RS_GEMM(32)
+WGMMA_RS_GEMM(64)

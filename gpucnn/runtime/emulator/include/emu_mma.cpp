@@ -239,7 +239,8 @@ struct WgOp {
     float* d;
     float c[kMaxAcc];
     int n, scale_d;
-    bool chained;
+    bool chained, rs;  // rs: A from registers (a), else from adesc
+    uint32_t a[4];
     uint64_t adesc, bdesc;
     long long group;
     const char* file;
@@ -267,17 +268,25 @@ WgState& my_wg() {
 }
 
 // The shared-memory bytes of element k (0-7: 4 bytes each, TF32) of row r of a descriptor's
-// matrix: the 128-byte swizzle's canonical K-major layout (PTX ISA, "Shared Memory Matrix
-// Layout"): rows of 128 bytes, 8-row groups SBO apart from the start address, and address bits
-// 4-6 (the 16-byte chunk) XORed with bits 7-9 (the row in its group) of the resulting address.
+// matrix, in the canonical K-major layouts (PTX ISA, "Shared Memory Matrix Layout", "Strides"):
+// mode 1, the 128-byte swizzle: rows of 128 bytes, 8-row groups SBO apart from the start address,
+// and address bits 4-6 (the 16-byte chunk) XORed with bits 7-9 (the row in its group) of the
+// resulting address; mode 0, no swizzle: core matrices of 8 rows x 16 bytes, 128 contiguous bytes
+// each, the 8-row groups SBO apart and the two k-halves of the k8 LBO apart (the stride "from the
+// first column to the second column of the 8x2 tile" of 16-byte elements).
 const float* wg_element(uint64_t desc, int r, int k, const char* what, const char* file, int line) {
-    const uint64_t start = (desc & 0x3FFF) << 4, sbo = ((desc >> 32) & 0x3FFF) << 4;
+    const uint64_t start = (desc & 0x3FFF) << 4, lbo = ((desc >> 16) & 0x3FFF) << 4, sbo = ((desc >> 32) & 0x3FFF) << 4;
     const unsigned base = (unsigned)(desc >> 49) & 7, mode = (unsigned)(desc >> 62);
-    if (mode != 1 || base != 0)
+    if (mode > 1 || base != 0)
         fail(file, line, "wgmma %s descriptor: swizzle mode %u, base offset %u: the emulator implements the "
-             "128-byte swizzle (mode 1) with base offset 0 only", what, mode, base);
-    uint64_t a = start + (uint64_t)(r / 8) * sbo + (uint64_t)(r % 8) * 128 + 4 * (uint64_t)k;
-    a ^= ((a >> 7) & 7) << 4;
+             "128-byte swizzle (mode 1) and no swizzle (mode 0), with base offset 0 only", what, mode, base);
+    uint64_t a;
+    if (mode == 1) {
+        a = start + (uint64_t)(r / 8) * sbo + (uint64_t)(r % 8) * 128 + 4 * (uint64_t)k;
+        a ^= ((a >> 7) & 7) << 4;
+    } else {
+        a = start + (uint64_t)(r / 8) * sbo + (uint64_t)(k / 4) * lbo + (uint64_t)(r % 8) * 16 + 4 * (uint64_t)(k % 4);
+    }
     if (a + 4 > rt::g_spec->dyn_size)
         fail(file, line, "wgmma %s: row %d, k %d at shared byte %llu, past the %llu bytes of dynamic shared memory",
              what, r, k, (unsigned long long)a, (unsigned long long)rt::g_spec->dyn_size);
@@ -291,10 +300,10 @@ const float* wg_element(uint64_t desc, int r, int k, const char* what, const cha
 // between the barrier before the issue and the one after the wait (another warp rounding a stage,
 // a fetch into it) is a RaceError, as a plain read's would be. The traffic counts leave them out
 // (unmetered): the tensor core reads its operands from shared memory through its own path.
-void wg_note_reads(uint64_t adesc, uint64_t bdesc, int n, const char* file, int line) {
+void wg_note_reads(const uint64_t* adesc, uint64_t bdesc, int n, const char* file, int line) {
     const int thread = (int)(gpucnn_cur - rt::g_fib), lane = thread % 32, w = thread / 32 % 4;
-    for (int e = lane; e < 16 * 8; e += 32)
-        emu_note_read_unmetered(wg_element(adesc, 16 * w + e / 8, e % 8, "A", file, line), 4, file, line);
+    for (int e = lane; adesc && e < 16 * 8; e += 32)
+        emu_note_read_unmetered(wg_element(*adesc, 16 * w + e / 8, e % 8, "A", file, line), 4, file, line);
     for (int e = lane; e < n * 8; e += 32)
         emu_note_read_unmetered(wg_element(bdesc, e / 8, e % 8, "B", file, line), 4, file, line);
 }
@@ -319,14 +328,22 @@ void wg_run(void* const* lanes, int i) {
     const WgOp& op = first.s->ops[i];
     for (int l = 1; l < 32; ++l) {
         const WgOp& o = static_cast<const WgWaitLane*>(lanes[l])->s->ops[i];
-        if (o.n != op.n || o.adesc != op.adesc || o.bdesc != op.bdesc || o.scale_d != op.scale_d)
-            fail(op.file, op.line, "wgmma: lane %d's operands differ from lane 0's (n, descriptors, scale-d must be "
-                 "the warpgroup's)", l);
+        if (o.n != op.n || o.rs != op.rs || (!op.rs && o.adesc != op.adesc) || o.bdesc != op.bdesc ||
+            o.scale_d != op.scale_d)
+            fail(op.file, op.line, "wgmma: lane %d's operands differ from lane 0's (n, A's source and descriptor, B's "
+                 "descriptor, scale-d must be the warpgroup's)", l);
     }
     const int w = first.thread / 32 % 4, n = op.n;
     double A[16][8], B[kMaxN][8];
-    for (int r = 0; r < 16; ++r)
-        for (int k = 0; k < 8; ++k) A[r][k] = wg_operand(wg_element(op.adesc, 16 * w + r, k, "A", op.file, op.line));
+    if (op.rs) {  // lane 4g + t: A[g][t], A[g + 8][t], A[g][t + 4], A[g + 8][t + 4]
+        for (int l = 0; l < 32; ++l) {
+            const WgOp& o = static_cast<const WgWaitLane*>(lanes[l])->s->ops[i];
+            for (int j = 0; j < 4; ++j) A[l / 4 + 8 * (j & 1)][l % 4 + 4 * (j >> 1)] = tf32_operand(o.a[j]);
+        }
+    } else {
+        for (int r = 0; r < 16; ++r)
+            for (int k = 0; k < 8; ++k) A[r][k] = wg_operand(wg_element(op.adesc, 16 * w + r, k, "A", op.file, op.line));
+    }
     for (int c = 0; c < n; ++c)
         for (int k = 0; k < 8; ++k) B[c][k] = wg_operand(wg_element(op.bdesc, c, k, "B", op.file, op.line));
     for (int l = 0; l < 32; ++l) {
@@ -365,17 +382,29 @@ const Collective kWgmmaWait{run_wgmma_wait, "wgmma.wait_group.sync.aligned"};
 constexpr uint32_t kWgPending = 0x7FC0C3C3u;
 }  // namespace
 
-void wgmma_tf32(float* d, int n, uint64_t adesc, uint64_t bdesc, int scale_d, const char* file, int line) {
+namespace {
+void wg_issue(float* d, int n, const unsigned* a, uint64_t adesc, uint64_t bdesc, int scale_d, const char* file,
+              int line) {
     if (n % 8 || n < 8 || (n > 64 && n != kMaxN)) fail(file, line, "wgmma: N = %d is not 8, 16, ..., 64 or 128", n);
     WgState& s = my_wg();
     if (s.n == kMaxWgmma) fail(file, line, "wgmma: more than %d of one thread in flight (the emulator's limit)", s.n);
-    wg_note_reads(adesc, bdesc, n, file, line);
+    wg_note_reads(a ? nullptr : &adesc, bdesc, n, file, line);
     WgOp& op = s.ops[s.n];
-    op = WgOp{d, {}, n, scale_d, false, adesc, bdesc, s.committed, file, line};
+    op = WgOp{d, {}, n, scale_d, false, a != nullptr, {}, adesc, bdesc, s.committed, file, line};
+    if (a) std::memcpy(op.a, a, sizeof op.a);
     for (int i = 0; i < s.n; ++i) op.chained |= s.ops[i].d == d;  // accumulates on an earlier one's result
     if (!op.chained) std::memcpy(op.c, d, sizeof(float) * (size_t)(n / 2));
     ++s.n;
     for (int v = 0; v < n / 2; ++v) std::memcpy(d + v, &kWgPending, 4);
+}
+}  // namespace
+
+void wgmma_tf32(float* d, int n, uint64_t adesc, uint64_t bdesc, int scale_d, const char* file, int line) {
+    wg_issue(d, n, nullptr, adesc, bdesc, scale_d, file, line);
+}
+
+void wgmma_tf32_rs(float* d, int n, const unsigned* a, uint64_t bdesc, int scale_d, const char* file, int line) {
+    wg_issue(d, n, a, 0, bdesc, scale_d, file, line);
 }
 
 void wgmma_commit() { ++my_wg().committed; }

@@ -33,10 +33,16 @@ void cp_async_wait(int n);
 // wgmma.mma_async.sync.aligned.m64n{n}k8.f32.tf32.tf32 d, adesc, bdesc, scale_d, 1, 1 for this
 // lane's warp of its warpgroup (warp % 4: rows 16 (warp % 4) .. + 15 of D). Deferred to the
 // wgmma_wait that covers it: d holds poison meanwhile, and the operands are read from shared
-// memory then (an overwrite before the wait changes the result, as it races on a GPU). Only
-// the 128-byte-swizzle K-major descriptors of mma.cuh's wgmma_desc_sw128 are implemented.
+// memory then (an overwrite before the wait changes the result, as it races on a GPU). The K-major
+// descriptors of mma.cuh are implemented: wgmma_desc_sw128's 128-byte swizzle (mode 1, base offset
+// 0) and wgmma_desc_kmajor's no swizzle (mode 0).
 void wgmma_tf32(float* d, int n, uint64_t adesc, uint64_t bdesc, int scale_d,
                 const char* file = __builtin_FILE(), int line = __builtin_LINE());
+// The same with A from registers (wgmma_tf32_rs): this lane's four A words (mma.sync m16n8k8's A
+// fragment of its warp's 16 rows), their values taken at the issue. B's descriptor: the 128-byte
+// swizzle, or no swizzle (mode 0, K-major: 8-row x 16-byte core matrices, lbo between k-halves).
+void wgmma_tf32_rs(float* d, int n, const unsigned* a, uint64_t bdesc, int scale_d,
+                   const char* file = __builtin_FILE(), int line = __builtin_LINE());
 void wgmma_commit();
 // wgmma.wait_group n: a warp collective that runs the lane's deferred wgmma of every group but
 // the n most recent, in issue order.
