@@ -13,7 +13,8 @@
 # and the boxes were cut where it had room to give 5c all the cases and 7 two more kernels:
 #   1 device and versions                           10 s   [7]
 #   2 the tensor-core primitives on the GPU          15 s   [3] (tests/test_mma_prims.py, test_wgmma_prims.py:
-#                                                           layouts and descriptors in seconds)
+#                                                           layouts and descriptors in seconds; its wgmma_rs
+#                                                           tests decide GPUCNN_HALO_WG for the later steps)
 #   2b our host launch path on this host's CPU      10 s   [2] (bench/host_path.py: calibrates model_consts'
 #                                                           HOST_SPEED, measured on a 2-core VM)
 #   2c every kernel module compiled, in parallel    35 s   [16; 26 in the third run; 26] (bench/gpu_launches.py compile, with the 8
@@ -61,7 +62,8 @@
 #   6 the training-step rows (lenet, vgg-small,     30 s   [12: failed, fixed since; 16]
 #     resnet20 at batch 128 against PyTorch eager; torch.compile's own compile left out for time)
 #   7 ncu on the conv forward kernels of each mode   25 s   [10; 13; 16] (bench/gpu_launches.py large)
-#     (the kernel each picks: the halo kernels in tf32 and 3xtf32 since session 24; the GEMM tiles
+#     (the kernel each picks: the halo kernels in tf32 and 3xtf32 since session 24, their warpgroup
+#     variant on sm_90 since session 25, and then the mma.sync ones forced, 21 -> 23 launches; the GEMM tiles
 #     forced: tf32's wide mma.sync and warpgroup tiles and 64 tile, 3xtf32's 64 tile, fp32's in step
 #     5e's fewer blocks build and tf32's 64 tile in its more blocks build) and deepspeech's backward-data window
 #     and fold kernels (mma.sync and, forced, wgmma), batch norm's statistics (one wave, four, and the cp.async
@@ -69,10 +71,10 @@
 #     max pooling 3x3/2 (forward and backward) and batch norm's apply on 102.8 MB
 #   7b ncu's full set (stall reasons, L1 and shared   50 s   (new in session 18: the tf32 tiles ran at 18% of
 #     memory wavefronts by instruction, instruction        occupancy with L1 at 72% and the SMs at 36%, the
-#     mix) on 13 of step 7's launches: the FFMA tile,      statistics at 42% of DRAM throughput, and the
-#     the 64 tile in tf32 and 3xtf32 (both, and tf32's,    SpeedOfLight section cannot say what binds them;
-#     also built for more blocks), the wide mma.sync       session 24: the halo kernels in, the wgmma
-#     tile in tf32, the halo kernels in both modes,        tile out, 12 -> 13 kernels, 45 -> 50 s;
+#     mix) on 12 of step 7's launches: the FFMA tile,      statistics at 42% of DRAM throughput, and the
+#     the wide mma.sync tile in tf32, the halo kernels     SpeedOfLight section cannot say what binds them;
+#     in both modes and both variants (session 25: the     session 24: the halo kernels in, the wgmma
+#     64 tiles out, the warpgroup halo in),                tile out, 12 -> 13 kernels, 45 -> 50 s;
 #     the statistics and the                               its sectors and wavefronts check the emulator's
 #     bias gradient through the cp.async ring (the         counts, bench/results/static-traffic.md; a step
 #     defaults; session 23: their tails shortened, where   of its own, so a section this ncu lacks costs
@@ -114,6 +116,17 @@ step() {  # step NAME SECONDS COMMAND...: run it under timeout, log it, note its
 
 step 1-device 10 bash -c "nvidia-smi; $PY -c 'import cupy, numpy, torch; print(\"cupy\", cupy.__version__, \"numpy\", numpy.__version__, \"torch\", torch.__version__, \"cudnn\", torch.backends.cudnn.version())'; $PY -m gpucnn.cli info"
 step 2-primitives 15 "$PY" -m pytest -v -m gpu -p no:cacheprovider tests/test_mma_prims.py tests/test_wgmma_prims.py
+# The halo kernels' warpgroup variant (algo.HALO_WG, the heuristic's on sm_90 since session 25) is
+# the one user of two primitives step 2 first tests on hardware (wgmma with A from registers, the
+# no-swizzle descriptors): where any of those tests failed, or none passed, every later step runs
+# the mma.sync halo kernels instead (GPUCNN_HALO_WG=0), so one wrong layout costs no step.
+if grep -q "wgmma_rs.*PASSED" "$logs/2-primitives.log" 2>/dev/null \
+        && ! grep -q "wgmma_rs.*\(FAILED\|ERROR\)" "$logs/2-primitives.log"; then
+    echo "halowg: on (step 2's wgmma_rs tests passed)" | tee -a "$summary"
+else
+    export GPUCNN_HALO_WG=0
+    echo "halowg: off for the later steps (GPUCNN_HALO_WG=0: step 2's wgmma_rs tests did not all pass)" | tee -a "$summary"
+fi
 step 2b-host 10 "$PY" bench/host_path.py --calls 100 --samples 3
 step 2c-compile 35 "$PY" bench/gpu_launches.py compile
 step 2d-host-cupy 10 "$PY" bench/host_cupy.py
@@ -139,10 +152,10 @@ step 6-steps 30 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-torch-
     --out "$logs/steps"
 step 7-ncu 25 ncu --clock-control none \
     --kernel-name regex:"conv2d_forward_(f32|tf32_|3xtf32_)|conv2d_halo_forward_|depthwise_backward_data_window_f32|conv2d_fold_|batchnorm_(stats|stats_async|forward)_f32|conv2d_bias_grad_(async_)?f32|max_pool2d_(forward|backward)_s2_f32" \
-    --launch-count 21 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
+    --launch-count 23 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
 step 7b-ncu-full 50 ncu --clock-control none --set full \
-    --kernel-name regex:"conv2d_forward_(f32|(tf32|3xtf32)_64w?)$|conv2d_halo_forward_|batchnorm_(stats_async|forward)_f32|conv2d_bias_grad_async_f32|max_pool2d_forward_s2_f32" \
-    --launch-count 13 "$PY" bench/gpu_launches.py large
+    --kernel-name regex:"conv2d_forward_(f32|tf32_64w)$|conv2d_halo_forward_|batchnorm_(stats_async|forward)_f32|conv2d_bias_grad_async_f32|max_pool2d_forward_s2_f32" \
+    --launch-count 12 "$PY" bench/gpu_launches.py large
 
 echo "8-targets:" >> "$summary"  # the whole table, into the summary
 runs=()  # each step's JSON, or the rows a step cut short kept (its partial.jsonl)

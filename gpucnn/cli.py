@@ -173,8 +173,8 @@ def _add_bench(sub, common) -> None:
     p.add_argument("--no-torch-compile", dest="torch_compile", action="store_false",
                    help="leave torch.compile out of the training-step benchmark")
     p.add_argument("--algo", help="force the convolution algorithm as GPUCNN_CONV_ALGO does: direct, "
-                   "phase, window, strip, fold, halo, gemm, gemm64 or gemm32 (the FFMA tile's rows), gemm32t (the transposed filter "
-                   "gradient), each gemm with an optional :SPLITS, or autotune: time the candidates on each "
+                   "phase, window, strip, fold, halo, halowg, gemm, gemm64 or gemm32 (the FFMA tile's rows), "
+                   "gemm32t (the transposed filter gradient), each gemm with an optional :SPLITS, or autotune: time the candidates on each "
                    "shape's first call and keep the fastest (default: gpucnn.cuda.algo's choice per shape)")
     p.add_argument("--step-threads", type=_int_list, help="on a CPU, the thread counts of the training-step "
                    "rows, same on both sides, e.g. 1,2 (default: 1 and 2, within the usable cores)")

@@ -32,6 +32,10 @@
 //                              before and after (sequentially consistent fences: more than the
 //                              pattern needs). The emulator: exactly those three, which its race
 //                              check reads as the release and acquire patterns (emu_check.cpp).
+//   keep_in_register(v)        v's value is opaque to the compiler from here (no instruction): it
+//                              cannot recompute v from what v was made of, so a loop-invariant made
+//                              once stays in its register (ptxas rematerialised the halo kernels'
+//                              copy offsets, divisions included, at every step)
 //   compiler_fence()           no load or store moves across it in the compiler (no instruction:
 //                              a thread's shared-memory accesses issue in order), so a slot's
 //                              read stays before the cp_async that refills it (the emulator runs
@@ -71,6 +75,9 @@
 //   wgmma_commit()             wgmma.commit_group.sync.aligned
 //   wgmma_wait<N>(d)           wgmma.wait_group.sync.aligned N: all but the N most recent groups
 //                              done; d (the accumulators) fenced so no use moves above the wait
+//   wgmma_wait_only<N>()       the same wait fencing no accumulators: where later groups still own
+//                              theirs and the wait is for what the retired ones read (their A
+//                              registers, their shared operands)
 //   fence_proxy_async()        fence.proxy.async.shared::cta: this thread's shared-memory writes
 //                              made visible to wgmma's reads (then a barrier for the others')
 //   smem_addr(p)               the shared-window address of p (the emulator: its offset in the
@@ -93,6 +100,7 @@ template <int BYTES> __device__ __forceinline__ void cp_async(void* dst, const v
 }
 __device__ __forceinline__ void cp_async_commit() { gpucnn_emu::cp_async_commit(); }
 template <int N> __device__ __forceinline__ void cp_async_wait() { gpucnn_emu::cp_async_wait(N); }
+__device__ __forceinline__ void keep_in_register(int&) {}
 __device__ __forceinline__ void compiler_fence() {}
 __device__ __forceinline__ unsigned atomic_inc_acq_rel(unsigned* p, unsigned v) {
     __threadfence();  // the release pattern's fence, then the atomic
@@ -115,6 +123,7 @@ template <int N> __device__ __forceinline__ void wgmma_tf32_rs(float (&d)[N / 2]
 __device__ __forceinline__ void wgmma_fence() {}  // the emulator's accumulators are memory: nothing to order
 __device__ __forceinline__ void wgmma_commit() { gpucnn_emu::wgmma_commit(); }
 template <int N, int R> __device__ __forceinline__ void wgmma_wait(float (&)[R]) { gpucnn_emu::wgmma_wait(N); }
+template <int N> __device__ __forceinline__ void wgmma_wait_only() { gpucnn_emu::wgmma_wait(N); }
 __device__ __forceinline__ void fence_proxy_async() {}  // one proxy: the wait reads what is there
 
 #else  // NVRTC: the instructions themselves (sm_80 and newer)
@@ -191,6 +200,7 @@ template <int BYTES> __device__ __forceinline__ void cp_async(void* dst, const v
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+__device__ __forceinline__ void keep_in_register(int& v) { asm volatile("" : "+r"(v)); }
 __device__ __forceinline__ void compiler_fence() { asm volatile("" ::: "memory"); }
 __device__ __forceinline__ unsigned atomic_inc_acq_rel(unsigned* p, unsigned v) {
     unsigned old;
@@ -256,6 +266,9 @@ template <int N, int R> __device__ __forceinline__ void wgmma_wait(float (&d)[R]
 #pragma unroll
     for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");  // no use of d moves above the wait
 }
+template <int N> __device__ __forceinline__ void wgmma_wait_only() {
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 #else  // no wgmma before sm_90a: kernels test WGMMA_AVAILABLE and never call these
 #define WGMMA_AVAILABLE 0
@@ -266,6 +279,7 @@ template <int N> __device__ __forceinline__ void wgmma_tf32_rs(float (&)[N / 2],
 __device__ __forceinline__ void wgmma_fence() { __trap(); }
 __device__ __forceinline__ void wgmma_commit() { __trap(); }
 template <int N, int R> __device__ __forceinline__ void wgmma_wait(float (&)[R]) { __trap(); }
+template <int N> __device__ __forceinline__ void wgmma_wait_only() { __trap(); }
 __device__ __forceinline__ void fence_proxy_async() { __trap(); }
 #endif
 

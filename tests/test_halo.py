@@ -6,6 +6,8 @@ race, misalignment and sanitizer checks; its plan's bounds; and where the
 heuristic takes it."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from test_math_modes import FOLD_ORDERS, conv_args, run_and_check
@@ -34,6 +36,7 @@ HALO_CASES = [
     ("cifar_tile", (1, 16, 8, 32), (64, 16, 3, 3), 1, True, True),
 ]
 MODES = ("tf32", "3xtf32")
+FAMILIES = ("halo", "halowg")  # the mma.sync kernels, and the warpgroup variant (the emulator: sm_90)
 
 needs_emulator = pytest.mark.skipif(not backend.available("emulator")[0], reason="emulator unavailable")
 
@@ -43,10 +46,11 @@ def _geometry(xs, ws, padding):
 
 
 @needs_emulator
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("order", FOLD_ORDERS)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("xs,ws,padding,bias,relu", [c[1:] for c in HALO_CASES], ids=[c[0] for c in HALO_CASES])
-def test_conv2d_halo(mode, order, xs, ws, padding, bias, relu):
+def test_conv2d_halo(mode, order, xs, ws, padding, bias, relu, family):
     """y (conv2d, or conv2d_bias_relu's fused epilogue) by the halo kernels within the mode's bound:
     "rev" runs a grid of 2 blocks (several tasks a block, the barrier between them), "shuf" the
     race, misalignment (wt, b and y moved off their alignment: the 4-byte copies and scalar stores)
@@ -58,21 +62,29 @@ def test_conv2d_halo(mode, order, xs, ws, padding, bias, relu):
         if relu:
             return (gpucnn.conv2d_bias_relu(x, w, b if bias else None, **kw),)
         return (gpucnn.conv2d(x, w, b if bias else None, **kw),)
-    _check_on_halo(fn, (x, w, b), mode, order)
+    _check_on_halo(fn, (x, w, b), mode, order, family)
 
 
-def _check_on_halo(fn, args, mode, order):
-    """run_and_check(fn, args, ...) with the halo family forced, and its launches exactly the
-    weights kernel and the forward kernel of the mode."""
+def _on_family_cc(family):
+    """The warpgroup variant's emulated compute capability, 9.0 (it runs there only: halo.WG_CC);
+    the emulator's own for the mma.sync kernels."""
+    from gpucnn.runtime.emulator import emulation
+    return emulation(compute_capability=halo.WG_CC) if family == "halowg" else contextlib.nullcontext()
+
+
+def _check_on_halo(fn, args, mode, order, family):
+    """run_and_check(fn, args, ...) with ``family`` forced, and its launches exactly the
+    weights kernel and the forward kernel of the mode (and variant)."""
     launched = []
     real_tasks, real_launch = halo.launch_tasks, halo.launch
-    with pytest.MonkeyPatch.context() as mp, algo.override("halo"):
+    with pytest.MonkeyPatch.context() as mp, algo.override(family), _on_family_cc(family):
         mp.setattr(halo, "launch_tasks", lambda rt, fam, base, *a, **k: (launched.append(base),
                                                                          real_tasks(rt, fam, base, *a, **k)))
         mp.setattr(halo, "launch", lambda rt, fam, base, *a, **k: (launched.append(base),
                                                                    real_launch(rt, fam, base, *a, **k)))
         run_and_check(fn, args, mode, order)
-    assert launched == [f"conv2d_halo_weights_{mode}", f"conv2d_halo_forward_{mode}"]
+    v = "wg_" if family == "halowg" else ""
+    assert launched == [f"conv2d_halo_weights_{v}{mode}", f"conv2d_halo_forward_{v}{mode}"]
 
 
 # Backward-data (dx as the forward of dy by the filters transposed and rotated, at padding 2 - pad):
@@ -91,10 +103,11 @@ BACKWARD_CASES = [
 
 
 @needs_emulator
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("order", FOLD_ORDERS)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("xs,ws,padding", [c[1:] for c in BACKWARD_CASES], ids=[c[0] for c in BACKWARD_CASES])
-def test_conv2d_halo_backward_data(mode, order, xs, ws, padding):
+def test_conv2d_halo_backward_data(mode, order, xs, ws, padding, family):
     """dx by the halo kernels (the weights kernel flipping and transposing w) within the mode's
     bound, in both resume orders and shuffled with the checks; the filter gradient by the
     heuristic's kernels beside it."""
@@ -103,7 +116,7 @@ def test_conv2d_halo_backward_data(mode, order, xs, ws, padding):
 
     def fn(x, w, dy):
         return gpucnn.conv2d_backward(dy, x, w, bias=False, **kw)[:1]
-    _check_on_halo(fn, (x, w, dy), mode, order)
+    _check_on_halo(fn, (x, w, dy), mode, order, family)
 
 
 def test_transposed_geometry_gives_dx():
@@ -157,10 +170,12 @@ def test_halo_plan_of_cifar_resnet():
 
 
 @pytest.mark.parametrize("name,xs,ws,stride,dilation,groups,dtype,math,cc,want", [
-    ("cifar-resnet tf32", (128, 64, 32, 32), (64, 64, 3, 3), 1, 1, 1, np.float32, "tf32", 90, "halo"),
-    ("cifar-resnet 3xtf32", (128, 64, 32, 32), (64, 64, 3, 3), 1, 1, 1, np.float32, "3xtf32", 90, "halo"),
+    ("cifar-resnet tf32", (128, 64, 32, 32), (64, 64, 3, 3), 1, 1, 1, np.float32, "tf32", 90, "halowg"),
+    ("cifar-resnet 3xtf32", (128, 64, 32, 32), (64, 64, 3, 3), 1, 1, 1, np.float32, "3xtf32", 90, "halowg"),
     ("resnet-3x3 on sm_80", (16, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, np.float32, "tf32", 80, "halo"),
-    ("vgg", (16, 64, 112, 112), (128, 64, 3, 3), 1, 1, 1, np.float32, "tf32", 90, "halo"),
+    ("resnet-3x3 on sm_89", (16, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, np.float32, "tf32", 89, "halo"),
+    ("resnet-3x3 on sm_100: no wgmma", (16, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, np.float32, "tf32", 100, "halo"),
+    ("vgg", (16, 64, 112, 112), (128, 64, 3, 3), 1, 1, 1, np.float32, "tf32", 90, "halowg"),
     ("fp32: FFMA", (128, 64, 32, 32), (64, 64, 3, 3), 1, 1, 1, np.float32, "fp32", 90, "gemm"),
     ("float64", (128, 64, 32, 32), (64, 64, 3, 3), 1, 1, 1, np.float64, "tf32", 90, "gemm"),
     ("sm_75: no TF32 MMA", (128, 64, 32, 32), (64, 64, 3, 3), 1, 1, 1, np.float32, "tf32", 75, "gemm"),
@@ -174,15 +189,31 @@ def test_halo_plan_of_cifar_resnet():
 def test_halo_is_chosen_where_it_runs(name, xs, ws, stride, dilation, groups, dtype, math, cc, want):
     """The heuristic's forward family: halo for float32 3x3 convolutions at stride and dilation 1
     with 16 channels or more (algo.HALO_MIN_C), W a multiple of 4, in "tf32" and "3xtf32" on
-    compute capability 8.0 and newer; the GEMM tiles elsewhere. Backward-data likewise (16
-    filters or more, Q a multiple of 4: every case here that takes it forward; cifar-stem's stays
-    on the fold and strip kernels), the filter gradient never."""
+    compute capability 8.0 and newer, its warpgroup variant (halowg) on 9.0; the GEMM tiles
+    elsewhere. Backward-data likewise (16 filters or more, Q a multiple of 4: every case here that
+    takes it forward; cifar-stem's stays on the fold and strip kernels), the filter gradient never."""
     g = _conv_geometry(xs, ws, stride, dilation, dilation, groups)
     c = algo.choose(g, "forward", dtype, math=math, cc=cc)
     assert c.family == want, (name, c)
     bd = algo.choose(g, "backward_data", dtype, math=math, cc=cc)
-    assert (bd == algo.Choice("halo", math=math)) == (want == "halo"), (name, bd)
-    assert algo.choose(g, "backward_filter", dtype, math=math, cc=cc).family != "halo"
+    assert (bd == algo.Choice(want, math=math)) == want.startswith("halo"), (name, bd)
+    assert algo.choose(g, "backward_filter", dtype, math=math, cc=cc).family not in algo.HALO_FAMILIES
+
+
+def test_halo_wg_turned_off_keeps_the_mma_kernels(monkeypatch):
+    """GPUCNN_HALO_WG=0 (algo.HALO_WG False: gpu.sh sets it where the GPU failed the variant's
+    primitives) takes the mma.sync halo kernels on sm_90 too; forcing halowg still runs it."""
+    g = _conv_geometry((128, 64, 32, 32), (64, 64, 3, 3), 1, 1, 1, 1)
+    monkeypatch.setattr(algo, "HALO_WG", False)
+    algo._choose.cache_clear()
+    try:
+        assert algo.choose(g, "forward", math="tf32") == algo.Choice("halo", math="tf32")
+        assert algo.choose(g, "backward_data", math="3xtf32") == algo.Choice("halo", math="3xtf32")
+        with algo.override("halowg"):
+            assert algo.choose(g, "forward", math="tf32") == algo.Choice("halowg", math="tf32")
+            assert algo.choose(g, "forward", math="tf32", cc=80) == algo.Choice("halo", math="tf32")
+    finally:
+        algo._choose.cache_clear()
 
 
 def test_forced_halo_runs_only_where_it_can():
@@ -200,8 +231,9 @@ def test_forced_halo_runs_only_where_it_can():
 
 
 @needs_emulator
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("mode", MODES)
-def test_conv2d_halo_input_off_its_16_byte_alignment(mode):
+def test_conv2d_halo_input_off_its_16_byte_alignment(mode, family):
     """x a contiguous view one float past a 16-byte boundary (its rows' 16-byte groups are not
     aligned; shuffled, with the misalignment check, which keeps the first pointer's offset): the
     kernel copies each group as four 4-byte copies, with the same zero fill; y as from an
@@ -214,5 +246,5 @@ def test_conv2d_halo_input_off_its_16_byte_alignment(mode):
         view = buf[1:].reshape(x.shape)
         view[...] = x
         return (gpucnn.conv2d(view, w, b, **kw),)
-    with algo.override("halo"):
+    with algo.override(family), _on_family_cc(family):
         run_and_check(fn, (x, w, b), mode, "shuf")  # misalign: x keeps its offset

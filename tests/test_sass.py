@@ -140,10 +140,15 @@ def test_tc_k_step_loop_is_mma_fed_by_cp_async_and_ldmatrix(tc_rows):
     rows = [r for r in rows if r not in folds and r not in halos]
     # conv2d_halo.cu's step: 9 taps of the warp's 4 x 4 MMAs (x3 in 3xTF32) from plain shared loads
     # (no ldmatrix: the taps' B fragments are shifted views), the step's copies, one barrier
-    assert sorted(r["kernel"] for r in halos) == ["conv2d_halo_forward_3xtf32_f32", "conv2d_halo_forward_tf32_f32"]
+    # Its warpgroup variant (sm_90a): 9 taps of two wgmma m64n64k8 (x3 in 3xTF32), A from registers
+    assert sorted(r["kernel"] for r in halos) == ["conv2d_halo_forward_3xtf32_f32", "conv2d_halo_forward_tf32_f32",
+                                                  "conv2d_halo_forward_wg_3xtf32_f32", "conv2d_halo_forward_wg_tf32_f32"]
     for row in halos:
         per_mma = 3 if "_3xtf32_" in row["kernel"] else 1
-        assert row["HMMA"] == 9 * 16 * per_mma and row["LDSM"] == row["HGMMA"] == 0, row
+        if "_wg_" in row["kernel"]:
+            assert row["HGMMA"] == 9 * 2 * per_mma and row["LDSM"] == row["HMMA"] == 0, row
+        else:
+            assert row["HMMA"] == 9 * 16 * per_mma and row["LDSM"] == row["HGMMA"] == 0, row
         assert row["LDGSTS"] > 0 and row["BAR"] == 1, row
     # (2 families x 3 passes + the stride phases' backward-data) x 2 modes x 2 tiles, + the 32-row
     # and wide tiles of conv2d's 3 passes and the phases' backward-data (tc.NARROW), + their two

@@ -76,14 +76,16 @@ def test_ncu_profiles_the_launches_it_names(capsys):
     exactly its launch count, and those are the kernels the step names. Step 7: the conv forward in
     each mode and on the wide warpgroup and mma.sync tiles, the window kernel, the fold of each MMA
     kind, batch norm's statistics and apply, the bias gradient (through the ring and plain) and max
-    pooling, forward and backward. Step 7b (the full set): the FFMA tile, the tf32 and 3xtf32 64 tiles, the wide tf32
-    mma.sync tile, the halo kernels in both modes (the tf32 and 3xtf32 choice since session 24), the
+    pooling, forward and backward. Step 7b (the full set): the FFMA tile, the wide tf32 mma.sync
+    tile, the halo kernels in both modes (the tf32 and 3xtf32 choice since session 24) and both
+    variants (the warpgroup one the choice on sm_90 since session 25, the mma.sync one forced), the
     statistics and the bias gradient through the ring (the defaults), max pooling's pair kernel and
     batch norm's apply."""
     (hit, count), (full, full_count) = _ncu_hits()
     assert len(hit) == count, hit
     prefixes = ["conv2d_forward_f32", "conv2d_forward_tf32_", "conv2d_forward_3xtf32_", "conv2d_forward_tf32_64g",
                 "conv2d_forward_tf32_64w", "conv2d_halo_forward_tf32_f32", "conv2d_halo_forward_3xtf32_f32",
+                "conv2d_halo_forward_wg_tf32_f32", "conv2d_halo_forward_wg_3xtf32_f32",
                 "depthwise_backward_data_window_f32", "conv2d_fold_backward_data_tf32", "conv2d_fold_backward_data_wgmma",
                 "batchnorm_stats_f32", "batchnorm_stats_async_f32", "conv2d_bias_grad_f32", "conv2d_bias_grad_async_f32",
                 "max_pool2d_forward_s2_f32",
@@ -92,12 +94,12 @@ def test_ncu_profiles_the_launches_it_names(capsys):
     assert all(any(h.startswith(p) for h in hit) for p in prefixes), hit
     assert len(full) == full_count and set(full) <= set(hit), full
     assert sorted(set(full)) == ["batchnorm_forward_f32", "batchnorm_stats_async_f32", "conv2d_bias_grad_async_f32",
-                                 "conv2d_forward_3xtf32_64", "conv2d_forward_f32", "conv2d_forward_tf32_64",
-                                 "conv2d_forward_tf32_64w", "conv2d_halo_forward_3xtf32_f32",
-                                 "conv2d_halo_forward_tf32_f32", "max_pool2d_forward_s2_f32"]
+                                 "conv2d_forward_f32", "conv2d_forward_tf32_64w", "conv2d_halo_forward_3xtf32_f32",
+                                 "conv2d_halo_forward_tf32_f32", "conv2d_halo_forward_wg_3xtf32_f32",
+                                 "conv2d_halo_forward_wg_tf32_f32", "max_pool2d_forward_s2_f32"]
     assert full.count("batchnorm_stats_async_f32") == full.count("conv2d_bias_grad_async_f32") == 1, full
-    # as built, and fp32's in the fewer blocks build and tf32's in the more blocks one
-    assert full.count("conv2d_forward_tf32_64") == full.count("conv2d_forward_f32") == 2, full
+    # as built, and in the fewer blocks build
+    assert full.count("conv2d_forward_f32") == 2, full
 
 
 def test_ab_mem_times_each_variant_on_its_own_kernels():

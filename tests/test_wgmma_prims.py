@@ -119,15 +119,17 @@ def _kmajor_layouts(n):
 @pytest.mark.parametrize("n", [8, 16, 32, 64])
 @pytest.mark.parametrize("layout", ["k-inner", "rows-inner", "gaps"])
 @pytest.mark.parametrize("scale_d", [0, 1])
-def test_wgmma_rs_kmajor_small_integers(run, n, layout, scale_d):
+@pytest.mark.parametrize("waits", [0, 1], ids=["one-group", "group-a-step"])
+def test_wgmma_rs_kmajor_small_integers(run, n, layout, scale_d, waits):
     """wgmma with A from registers (mma.sync's A fragment a warp) and B through a no-swizzle
-    K-major descriptor: 4 k-steps against the exact product."""
+    K-major descriptor: 4 k-steps against the exact product, in one commit group, or each its own
+    with wait_group 1 after it (the next issued on accumulators still in flight)."""
     lbo, sbo = _kmajor_layouts(n)[layout]
     assert (n // 8 - 1) * sbo + 7 * lbo + 128 <= SMEM
     rng = np.random.default_rng(n + lbo)
     A, B, C = _ints(rng, (64, 32)), _ints(rng, (n, 32)), _ints(rng, (64, n), 2**16)
     D = run(f"wgmma_rs_m64n{n}k8", (A, B, C, np.full((64, n), np.nan, np.float32), np.int32(4),
-                                    np.int32(scale_d), np.int32(lbo), np.int32(sbo)))[3]
+                                    np.int32(scale_d), np.int32(lbo), np.int32(sbo), np.int32(waits)))[3]
     want = A.astype(np.float64) @ B.T.astype(np.float64) + (C if scale_d else 0)
     np.testing.assert_array_equal(D, want)
 
@@ -139,7 +141,7 @@ def test_wgmma_rs_distinct_elements(run, n):
     A = (rng.permutation(2048) - 1024).reshape(64, 32).astype(np.float32)
     B = (rng.permutation(2048)[:n * 32] - 1024).reshape(n, 32).astype(np.float32)
     D = run(f"wgmma_rs_m64n{n}k8", (A, B, np.zeros((64, n), np.float32), np.full((64, n), np.nan, np.float32),
-                                    np.int32(4), np.int32(0), np.int32(144), np.int32(1168)))[3]
+                                    np.int32(4), np.int32(0), np.int32(144), np.int32(1168), np.int32(1)))[3]
     A64, B64 = A.astype(np.float64), B.astype(np.float64)
     err = np.abs(D - A64 @ B64.T)
     assert (err <= 33 * 2.0**-24 * (np.abs(A64) @ np.abs(B64).T)).all(), err.max()
@@ -150,7 +152,7 @@ def test_wgmma_rs_operands_are_tf32(run):
     A = np.full((64, 32), 1 + 2.0**-11 + 2.0**-13, np.float32)
     B = np.tile(np.arange(1, 9, dtype=np.float32)[:, None], (1, 32))
     D = run("wgmma_rs_m64n8k8", (A, B, np.zeros((64, 8), np.float32), np.empty((64, 8), np.float32),
-                                 np.int32(1), np.int32(0), np.int32(128), np.int32(1024)))[3]
+                                 np.int32(1), np.int32(0), np.int32(128), np.int32(1024), np.int32(0)))[3]
     np.testing.assert_array_equal(D, np.tile(8 * np.arange(1, 9, dtype=np.float32), (64, 1)))
 
 

@@ -156,7 +156,10 @@ def halo_work(g, pass_, c, rec, dev, s) -> Work:
     k-steps (the record's step loop: 9 taps of 16 MMAs a warp, the copies' 16-byte side), as
     many blocks an SM as registers and shared memory allow."""
     p = halo.plan(g if pass_ == "forward" else halo.transposed(g))
-    name, r = model_static.row(rec, f"conv2d_halo_forward_{c.math}_f32")
+    wg = "wg_" if c.family == "halowg" else ""
+    name, r = model_static.row(rec, f"conv2d_halo_forward_{wg}{c.math}_f32")
+    if wg:  # its wgmma are m64n64k8: half the m64n128k8 of HGMMA_FLOPS each
+        r = dict(r, HGMMA=r["HGMMA"] * 64 / 128)
     per_sm = min(r["blocks_per_sm"], p.blocks_per_sm(c.math))
     flops = 2.0 * p.tasks * halo.BM * halo.BN * halo.CK * halo.TAPS * p.steps
     return Work(name, ((p.tasks, p.steps),), tile_step_cycles(r, halo.THREADS, dev, s, True), per_sm, flops)
@@ -258,7 +261,7 @@ def ours_us(case, pass_, c, dev, s, rec) -> dict:
     without bias launches nothing for it (conv.EPI_BIAS clear), so the bench's
     bias-less rows and the fused rows' biased ones launch alike."""
     g = geometry(case)
-    if c.family in ("gemm", "phase", "halo"):
+    if c.family in ("gemm", "phase", "halo", "halowg"):
         if c.family == "gemm":
             work = gemm_work(g, pass_, c, rec, dev, s)
         elif c.family == "phase":
@@ -276,7 +279,7 @@ def ours_us(case, pass_, c, dev, s, rec) -> dict:
     out_bytes = out_elems(case, pass_) * F32
     memory = bw_us(case.nbytes() + (c.splits - 1) * out_bytes, dev)
     split = bw_us((c.splits + 1) * out_bytes, dev) if c.splits > 1 else 0.0
-    launches = 1 + (c.splits > 1) + (c.family == "halo")  # the halo kernels' weights go first
+    launches = 1 + (c.splits > 1) + (c.family in algo.HALO_FAMILIES)  # the halo kernels' weights go first
     kernels = max(compute, memory) + split + launches * K.LAUNCH_US.at(s)
     return {"kernel": kernel, "executed_flops": flops, "compute_us": compute, "memory_us": memory,
             "split_us": split, "kernels_us": kernels, "us": K.timed(kernels, K.HOST_US.at(s))}

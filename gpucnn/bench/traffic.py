@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import dataclasses
 import pathlib
 import sys
@@ -33,11 +34,14 @@ OUT = pathlib.Path(__file__).resolve().parents[2] / "bench" / "results" / "stati
 
 def _conv(mode, tile, rng, x_shape=(16, 64, 56, 56), w_shape=(64, 64, 3, 3), padding=1, groups=1):
     """conv2d's forward (resnet-3x3's by default) in ``mode`` on tensor-core tile ``tile`` (the GEMM
-    family forced), or on the halo kernels (``tile`` "halo"), or the heuristic's choice (None)."""
+    family forced), or on the halo kernels (``tile`` "halo", or "halowg": their warpgroup variant,
+    on an emulated sm_90), or the heuristic's choice (None)."""
     x = rng.standard_normal(x_shape, dtype=np.float32)
     w = rng.standard_normal(w_shape, dtype=np.float32)
-    family = tile if tile == "halo" else "gemm" if tile is not None else None
-    with gpucnn.math_mode(mode), tc.force_tile(None if tile == "halo" else tile), algo.override(family):
+    halo = tile in algo.HALO_FAMILIES
+    family = tile if halo else "gemm" if tile is not None else None
+    with gpucnn.math_mode(mode), tc.force_tile(None if halo else tile), algo.override(family), \
+            emulation(compute_capability=90) if tile == "halowg" else contextlib.nullcontext():
         gpucnn.conv2d(x, w, padding=padding, groups=groups)
 
 
@@ -96,6 +100,9 @@ CASES = [
     # 32-33 (the weights kernel's launch of 144 blocks counts its block 100 too)
     ("resnet-3x3 forward, tf32, halo", lambda r: _conv("tf32", "halo", r), (100,)),
     ("resnet-3x3 forward, 3xtf32, halo", lambda r: _conv("3xtf32", "halo", r), (100,)),
+    # their warpgroup variant (sm_90's choice since session 25): wgmma's reads of the weights are
+    # not counted (the tensor core's own path); the pixels' A registers load as the B fragments did
+    ("resnet-3x3 forward, tf32, halo warpgroup (wgmma)", lambda r: _conv("tf32", "halowg", r), (100,)),
     ("cifar-resnet backward (16x64x32x32), tf32", lambda r: _backward((16, 64, 32, 32), (64, 64, 3, 3), "tf32", r),
      (1,)),
     ("cifar-resnet-s2 backward (16x128x16x16, K256, stride 2), tf32",

@@ -47,6 +47,10 @@ Families:
           where the GEMM tile gathers φ(x) with a 4-byte copy per tap and
           pixel; backward-data as the forward of dy by the filters transposed
           and rotated, at padding 2 - pad
+  halowg  the same on sm_90 with wgmma (the halo kernels' warpgroup variant: the
+          pixels as the MMA's rows, A from registers; the filters as its
+          columns through no-swizzle descriptors): the default where halo
+          would be on compute capability 9.0 (HALO_WG)
 
 A forward or backward-data GEMM whose tile grid is below one wave splits its
 reduction into ``splits`` chunks of ``chunk`` indices (a multiple of the
@@ -66,7 +70,7 @@ split count, for every pass that family can run: ``direct``, ``gemm``,
 also force the FFMA tile's rows (the tensor-core modes keep their tiles), and
 ``gemm32t`` the transposed filter gradient on the narrow tile, ``fold`` the
 tensor-core fold kernels (float32, rounding to TF32 in every mode), ``halo``
-the halo kernels (float32 in "tf32" and "3xtf32").
+the halo kernels (float32 in "tf32" and "3xtf32"), ``halowg`` their warpgroup variant (sm_90).
 Passes the forced family cannot run keep the heuristic's choice.
 ``autotune`` times the candidates on a pass's first call of a geometry and keeps the fastest
 (gpucnn.cuda.autotune).
@@ -90,8 +94,8 @@ from gpucnn.cuda.algo_direct import (  # noqa: F401 (algo is where callers ask: 
     window_grid, window_ok, window_periods, window_strip, WINDOW_MIN_LANES, WINDOW_PIXELS, WINDOW_ROWS)
 
 PASSES = ("forward", "backward_data", "backward_filter")
-FAMILIES = {"forward": ("gemm", "direct", "halo"),
-            "backward_data": ("gemm", "phase", "direct", "window", "strip", "fold", "halo"),
+FAMILIES = {"forward": ("gemm", "direct", "halo", "halowg"),
+            "backward_data": ("gemm", "phase", "direct", "window", "strip", "fold", "halo", "halowg"),
             "backward_filter": ("gemm", "direct")}
 MATH_MODES = ("fp32", "tf32", "3xtf32")
 TILE = (64, 64, 16)  # gemm.cuh's GemmWide: BM, BN, GEMM_BK (FFMA)
@@ -131,6 +135,16 @@ TC3_OVER_FFMA = {"mma": 1.54, "wgmma": 2.77}
 # floor 28.7 -> 18.3 us). The static model (gpucnn.bench.model, tensor rate and issue; no L1 term)
 # puts both at the same MMA-bound time: cifar-resnet 59.6 against 61.0 us.
 HALO_MIN_C = 16
+HALO_FAMILIES = ("halo", "halowg")
+# The warpgroup variant where the halo family runs on compute capability 9.0, unless the
+# environment's GPUCNN_HALO_WG is "0" (read once, at import: bench/gpu.sh sets it for its later
+# steps when the GPU's own test of wgmma with A from registers and no-swizzle descriptors, the
+# primitives only this variant uses, fails). Not yet timed on a GPU (session 25). Chosen on the
+# sm_90a SASS (bench/results/static-sm90.md): a warp's step issues 488 instructions for 18
+# m64n64k8 wgmma (the mma.sync kernel's 551 for 144 HMMA), and the tensor work of a block's step,
+# 590k MACs, is 576 SM clocks at the dense TF32 rate against ~1150 at mma.sync's half of it: two
+# blocks' steps an SM ~1150 clocks where the mma.sync kernel's take ~2300 (both tensor-bound).
+HALO_WG = os.environ.get("GPUCNN_HALO_WG", "1") != "0"
 MIN_SPLIT_STEPS = 8    # a split reduces at least this many k-steps
 # A forward or backward-data split's own cost, in k-steps of one tile (_split's units): its parts
 # written and summed by a second launch (conv2d_sum_splits), whose host path and ramp a small pass
@@ -198,7 +212,7 @@ def _forced() -> tuple[str, int | None, tuple | None, bool] | None:
     family = "gemm" if tile else family
     if family not in {f for fs in FAMILIES.values() for f in fs}:
         raise ValueError(f"{ENV}={spec_!r}: the family must be one of gemm, gemm64, gemm32, gemm32t, phase, direct, "
-                         "window, strip, fold, halo (optionally gemm:SPLITS), or autotune")
+                         "window, strip, fold, halo, halowg (optionally gemm:SPLITS), or autotune")
     if splits and (not splits.isdigit() or int(splits) < 1):
         raise ValueError(f"{ENV}={spec_!r}: the split count must be a positive integer")
     return family, int(splits) if splits else None, tile, swap
@@ -381,9 +395,11 @@ def _one_tap_tc(g, dtype, math: str) -> bool:
     return g.win.kh * g.win.kw == 1 and math == "tf32" and np.dtype(dtype) == np.float32
 
 
-def _halo_runs(g, pass_: str, dtype, math: str, cc: int) -> bool:
-    """Whether the halo kernels run ``pass_`` of ``g``: float32 in a tensor-core mode, and halo.ok."""
-    return np.dtype(dtype) == np.float32 and math in ("tf32", "3xtf32") and halo.ok(g, cc, pass_)
+def _halo_runs(g, pass_: str, dtype, math: str, cc: int, family: str = "halo") -> bool:
+    """Whether the halo kernels (``family`` "halowg": their warpgroup variant) run ``pass_`` of
+    ``g``: float32 in a tensor-core mode, and halo.ok."""
+    return (np.dtype(dtype) == np.float32 and math in ("tf32", "3xtf32")
+            and halo.ok(g, cc, pass_, wg=family == "halowg"))
 
 
 def _direct(g, pass_: str, sms: int, splits: int | None) -> Choice:
@@ -424,7 +440,7 @@ def _choose(g, pass_: str, dtype, math: str, sms: int, cc: int, spec: str, tc_ti
     runs = (forced and forced[0] in FAMILIES[pass_] and (forced[0] != "window" or window_ok(g, dtype))
             and (forced[0] != "fold" or (np.dtype(dtype) == np.float32 and fold.ok(g, cc)))
             and (forced[0] != "strip" or strip_ok(g, dtype)) and (not forced[3] or pass_ == "backward_filter")
-            and (forced[0] != "halo" or _halo_runs(g, pass_, dtype, math, cc)))
+            and (forced[0] not in HALO_FAMILIES or _halo_runs(g, pass_, dtype, math, cc, forced[0])))
     family, splits, tile, swap = forced if runs else (None, None, None, None)
     if family is None:
         if direct_ok(g, pass_):
@@ -444,13 +460,13 @@ def _choose(g, pass_: str, dtype, math: str, sms: int, cc: int, spec: str, tc_ti
         elif pass_ == "backward_data" and g.win.sh * g.win.sw > 1 and not _one_tap_tc(g, dtype, math):
             family = "phase"
         elif (g.C if pass_ == "forward" else g.K) >= HALO_MIN_C and _halo_runs(g, pass_, dtype, math, cc):
-            family = "halo"
+            family = "halowg" if HALO_WG and _halo_runs(g, pass_, dtype, math, cc, "halowg") else "halo"
         else:
             family = "gemm"
     if family == "fold":  # tensor cores in TF32 whatever the mode: a forced fold is a tf32 pass
         return Choice("fold", math="tf32")
-    if family == "halo":
-        return Choice("halo", math=math)
+    if family in HALO_FAMILIES:
+        return Choice(family, math=math)
     if family in ("direct", "window", "strip"):
         return dataclasses.replace(_direct(g, pass_, sms, splits), family=family)
     if family == "phase":  # sh*sw phases already multiply the grid; its reduction is not split

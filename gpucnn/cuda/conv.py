@@ -142,9 +142,10 @@ def _forward(rt, x, w, b, g, relu):
         if c.family == "direct":
             depthwise.forward(rt, xs, w, b, ys, g, geom, bias | EPI_RELU * bool(relu))
             continue
-        if c.family == "halo":
-            wt = halo.weights(rt, w, g, c.math, halo.plan(gb)) if wt is None else wt
-            halo.forward(rt, xs, wt, b, ys, gb, geom, c.math, bias | EPI_RELU * bool(relu))
+        if c.family in algo.HALO_FAMILIES:
+            wg = c.family == "halowg"
+            wt = halo.weights(rt, w, g, c.math, halo.plan(gb), wg=wg) if wt is None else wt
+            halo.forward(rt, xs, wt, b, ys, gb, geom, c.math, bias | EPI_RELU * bool(relu), wg)
             continue
         # A split reduction applies the ReLU where it adds its parts.
         _split_gemm(rt, "conv2d_forward", x.dtype, c, ys, g.K // g.groups, gb.N * win.P * win.Q,
@@ -178,10 +179,10 @@ def _backward_data(rt, dy, w, g):
             fold.backward_data(rt, dys, w, dxs, gb, geom, fold.plan(gb, sms, cc))
         elif c.family == "phase":
             phase.backward_data(rt, dys, w, dxs, gb, geom, MAX_GRID_Z, c)
-        elif c.family == "halo":  # the forward of dy by the filters transposed and rotated
-            gt = halo.transposed(gb)
-            wt = halo.weights(rt, w, gt, c.math, halo.plan(gt), flip=True) if wt is None else wt
-            halo.forward(rt, dys, wt, w, dxs, gt, _geom(gt), c.math, 0)
+        elif c.family in algo.HALO_FAMILIES:  # the forward of dy by the filters transposed and rotated
+            gt, wg = halo.transposed(gb), c.family == "halowg"
+            wt = halo.weights(rt, w, gt, c.math, halo.plan(gt), flip=True, wg=wg) if wt is None else wt
+            halo.forward(rt, dys, wt, w, dxs, gt, _geom(gt), c.math, 0, wg)
         else:
             _split_gemm(rt, "conv2d_backward_data", dy.dtype, c, dxs, g.C // g.groups,
                         gb.N * win.H * win.W, g.groups,

@@ -16,6 +16,12 @@ shifted. The weights go first through conv2d_halo_weights, which lays each
 tap's A fragments out in mma.sync's register order (rounded to TF32, or split
 in two parts for 3xTF32) in a scratch array of the call.
 
+On sm_90 a warpgroup variant ("halowg", ``wg=True``) runs the same tasks, copies and
+stages on wgmma: the pixels as the MMA's rows (A from registers, loaded from the halo as the
+mma.sync kernel's B fragments are) and the filters as its columns (B, the weights, through
+no-swizzle K-major descriptors: the weights kernel lays them out so), two m64n64k8 a tap
+(six in 3xTF32), where mma.sync's run at half the tensor cores' rate (HOPPER.md).
+
 ``plan(g)`` is the pure per-shape layout: whole rows of the output per tile
 where a row fits 128 pixels (tw = Q rounded up to 4, th = 128 // tw rows,
 at most P), else 128-column tiles of one row.
@@ -40,7 +46,8 @@ MODES = ("tf32", "3xtf32")
 PARTS = {"tf32": 1, "3xtf32": 2}   # HaloCfg::PARTS: the weights' TF32 parts
 STAGES = {"tf32": 3, "3xtf32": 2}  # HaloCfg::STAGES
 KERNELS = ()
-F32_KERNELS = tuple(f"conv2d_halo_{k}_{m}_f32" for k in ("forward", "weights") for m in MODES)
+WG_CC = 90  # the warpgroup variant's compute capability: wgmma, built for sm_90a (loader.ARCH_SPECIFIC)
+F32_KERNELS = tuple(f"conv2d_halo_{k}_{v}{m}_f32" for k in ("forward", "weights") for v in ("", "wg_") for m in MODES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,15 +68,16 @@ class Plan:
         return SM_SMEM // (self.smem(math) + BLOCK_RESERVED)
 
 
-def ok(g, cc: int = 90, pass_: str = "forward") -> bool:
-    """Whether the halo kernels can run pass ``pass_`` of ``g`` on compute capability ``cc``:
-    tensor cores (sm_80 and newer), a 3x3 filter at stride and dilation 1, one group, at least
-    one channel, filter and output pixel, and input rows of whole 16-byte groups: x's (W a
-    multiple of 4) for the forward, dy's (Q) for backward-data, whose padding must be at most 2
-    on each side (the transposed problem's, 2 - pad, then none negative)."""
+def ok(g, cc: int = 90, pass_: str = "forward", wg: bool = False) -> bool:
+    """Whether the halo kernels (``wg``: the warpgroup variant, sm_90 only) can run pass ``pass_``
+    of ``g`` on compute capability ``cc``: tensor cores (sm_80 and newer), a 3x3 filter at stride
+    and dilation 1, one group, at least one channel, filter and output pixel, and input rows of
+    whole 16-byte groups: x's (W a multiple of 4) for the forward, dy's (Q) for backward-data,
+    whose padding must be at most 2 on each side (the transposed problem's, 2 - pad, then none
+    negative)."""
     w = g.win
-    if not (cc >= 80 and g.groups == 1 and (w.kh, w.kw, w.sh, w.sw, w.dh, w.dw) == (KH, KW, 1, 1, 1, 1)
-            and min(g.C, g.K, w.P, w.Q) >= 1):
+    if not (cc >= 80 and (not wg or cc == WG_CC) and g.groups == 1
+            and (w.kh, w.kw, w.sh, w.sw, w.dh, w.dw) == (KH, KW, 1, 1, 1, 1) and min(g.C, g.K, w.P, w.Q) >= 1):
         return False
     if pass_ == "forward":
         return w.W % 4 == 0
@@ -105,18 +113,24 @@ def plan(g) -> Plan:
     return Plan(th, tw, hws, cs, tasks, cdiv(g.C, CK))
 
 
-def weights(rt, w, g, math: str, p: Plan, flip: bool = False):
-    """w's A fragments for the forward kernel on ``g`` (conv2d_halo_weights): a new scratch
-    array; ``flip``: ``g`` is ``transposed(g0)`` and w g0's filters (backward-data)."""
+def _variant(math: str, wg: bool) -> str:
+    return f"wg_{math}" if wg else math
+
+
+def weights(rt, w, g, math: str, p: Plan, flip: bool = False, wg: bool = False):
+    """w's A fragments for the forward kernel on ``g`` (conv2d_halo_weights; ``wg``: the
+    warpgroup variant's B tiles): a new scratch array; ``flip``: ``g`` is ``transposed(g0)``
+    and w g0's filters (backward-data)."""
     kblocks = cdiv(g.K, BM)
     wt = rt.xp.empty(kblocks * p.steps * TAPS * PARTS[math] * WFRAG, np.float32)
-    launch(rt, FAMILY, f"conv2d_halo_weights_{math}", np.float32, wt.size,
+    launch(rt, FAMILY, f"conv2d_halo_weights_{_variant(math, wg)}", np.float32, wt.size,
            (w, wt, np.int32(g.K), np.int32(g.C), np.int32(kblocks), np.int32(p.steps), np.int32(flip)))
     return wt
 
 
-def forward(rt, x, wt, b, y, g, geom, math: str, flags: int) -> None:
-    """y from x and ``wt`` (``weights``) on plan(g); b and ``flags`` as conv2d_forward's epilogue."""
+def forward(rt, x, wt, b, y, g, geom, math: str, flags: int, wg: bool = False) -> None:
+    """y from x and ``wt`` (``weights`` of the same ``wg``) on plan(g); b and ``flags`` as
+    conv2d_forward's epilogue."""
     p = plan(g)
-    launch_tasks(rt, FAMILY, f"conv2d_halo_forward_{math}", x.dtype, p.tasks, THREADS,
+    launch_tasks(rt, FAMILY, f"conv2d_halo_forward_{_variant(math, wg)}", x.dtype, p.tasks, THREADS,
                  (x, wt, b, y, *geom, *(np.int32(v) for v in (p.th, p.tw, p.hws, p.cs, flags))), p.smem(math))

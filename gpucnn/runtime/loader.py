@@ -17,8 +17,9 @@ NVRTC_OPTIONS = ("-std=c++17",)
 # Families built for the architecture-specific target (sm_90a: wgmma) on the compute capability
 # given. CuPy adds its own -arch=sm_90 after ours; NVRTC (13.x, the nvidia-cuda-nvrtc wheel, checked
 # in either order) then builds for sm_90a, a target whose code runs on compute capability 9.0 only.
-# conv2d and conv2d_phase: their warpgroup tiles (tc_gemm.cuh's TC_WG_VARIANTS).
-ARCH_SPECIFIC = {"conv2d_fold": 90, "conv2d": 90, "conv2d_phase": 90}
+# conv2d and conv2d_phase: their warpgroup tiles (tc_gemm.cuh's TC_WG_VARIANTS); conv2d_halo: its
+# warpgroup variant (conv2d_halo_forward_wg_*).
+ARCH_SPECIFIC = {"conv2d_fold": 90, "conv2d": 90, "conv2d_phase": 90, "conv2d_halo": 90}
 
 
 # Families compiled a part at a time on a GPU, each part on its first use (tc_gemm.cuh's

@@ -6,6 +6,20 @@
 // of row r at chunk (k / 4) ^ (r % 8) (tc_gemm.cuh's tc_swz, written out here on its own).
 __device__ __forceinline__ int swz(int r, int k) { return r * 32 + (((k >> 2) ^ (r & 7)) << 2) + (k & 3); }
 
+// Where accumulator v of warp w's lane 4g + q lies in a row-major (64, N) matrix (mma.cuh's wgmma table).
+__device__ __forceinline__ int wg_acc(int n, int w, int g, int q, int v) {
+    return (16 * w + g + 8 * (v / 2 % 2)) * n + 8 * (v / 4) + 2 * q + v % 2;
+}
+
+// The last commit, the wait for every group, then D (64, N) from the accumulators.
+template <int N> __device__ __forceinline__ void wg_store(float (&d)[N / 2], float* __restrict__ D) {
+    const int lane = threadIdx.x % 32, w = threadIdx.x / 32;
+    wgmma_commit();
+    wgmma_wait<0>(d);
+#pragma unroll
+    for (int v = 0; v < N / 2; ++v) D[wg_acc(N, w, lane / 4, lane % 4, v)] = d[v];
+}
+
 // D = A Bᵀ + C (scale_d = 1) or A Bᵀ (0): A (64, 32), B (N, 32), C and D (64, N) row-major in global
 // memory. A and B are stored in dynamic shared memory rows of 32 words in swz's layout, A's tile at the first 1024-byte boundary and
 // B's 8 KiB after it; ksteps wgmma of k8 each (1 to 4) step the descriptors by 32 bytes, all in one
@@ -24,14 +38,11 @@ __device__ void wgmma_gemm(const float* __restrict__ A, const float* __restrict_
     __syncthreads();
     float d[N / 2];
 #pragma unroll
-    for (int v = 0; v < N / 2; ++v) d[v] = C[(16 * w + g + 8 * (v / 2 % 2)) * N + 8 * (v / 4) + 2 * q + v % 2];
+    for (int v = 0; v < N / 2; ++v) d[v] = C[wg_acc(N, w, g, q, v)];
     const unsigned long long da = wgmma_desc_sw128(sa), db = wgmma_desc_sw128(sb);
     wgmma_fence();
     for (int s = 0; s < ksteps; ++s) wgmma_tf32<N>(d, da + 2 * s, db + 2 * s, s > 0 || scale_d);
-    wgmma_commit();
-    wgmma_wait<0>(d);
-#pragma unroll
-    for (int v = 0; v < N / 2; ++v) D[(16 * w + g + 8 * (v / 2 % 2)) * N + 8 * (v / 4) + 2 * q + v % 2] = d[v];
+    wg_store<N>(d, D);
 #else
     __trap();
 #endif
@@ -130,10 +141,13 @@ extern "C" __global__ void __launch_bounds__(128) wgmma_misuse(float* __restrict
 // its fragments of A (64, 32) from global memory as mma.cuh's table gives them, the raw float bits
 // (the tensor core reads them as TF32); B (N, 32) goes to shared memory in the no-swizzle K-major
 // layout of lbo and sbo (element (r, k) at (r / 8) sbo + (k / 4) lbo + (r % 8) 16 + (k % 4) 4
-// bytes), k-step s's descriptor at 2 s lbo. Dynamic shared memory: enough for the layout given.
+// bytes), k-step s's descriptor at 2 s lbo. waits: each k-step its own commit group, wait_group 1
+// after it (the next issued on accumulators still in flight; conv2d_halo.cu's taps), else one
+// group. Dynamic shared memory: enough for the layout given.
 template <int N>
 __device__ void wgmma_rs_gemm(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ C,
-                              float* __restrict__ D, int ksteps, int scale_d, int lbo, int sbo, unsigned char* smem) {
+                              float* __restrict__ D, int ksteps, int scale_d, int lbo, int sbo, int waits,
+                              unsigned char* smem) {
 #if WGMMA_AVAILABLE
     const int t = threadIdx.x, lane = t % 32, w = t / 32, g = lane / 4, q = lane % 4;
     for (int e = t; e < N * 32; e += 128) {
@@ -144,7 +158,7 @@ __device__ void wgmma_rs_gemm(const float* __restrict__ A, const float* __restri
     __syncthreads();
     float d[N / 2];
 #pragma unroll
-    for (int v = 0; v < N / 2; ++v) d[v] = C[(16 * w + g + 8 * (v / 2 % 2)) * N + 8 * (v / 4) + 2 * q + v % 2];
+    for (int v = 0; v < N / 2; ++v) d[v] = C[wg_acc(N, w, g, q, v)];
     unsigned a[4][4];
 #pragma unroll
     for (int s = 0; s < 4; ++s)
@@ -154,11 +168,11 @@ __device__ void wgmma_rs_gemm(const float* __restrict__ A, const float* __restri
     wgmma_fence();
 #pragma unroll
     for (int s = 0; s < 4; ++s)
-        if (s < ksteps) wgmma_tf32_rs<N>(d, a[s], wgmma_desc_kmajor(base + 2 * s * lbo, lbo, sbo), s > 0 || scale_d);
-    wgmma_commit();
-    wgmma_wait<0>(d);
-#pragma unroll
-    for (int v = 0; v < N / 2; ++v) D[(16 * w + g + 8 * (v / 2 % 2)) * N + 8 * (v / 4) + 2 * q + v % 2] = d[v];
+        if (s < ksteps) {
+            wgmma_tf32_rs<N>(d, a[s], wgmma_desc_kmajor(base + 2 * s * lbo, lbo, sbo), s > 0 || scale_d);
+            if (waits) wgmma_commit(), wgmma_wait_only<1>();
+        }
+    wg_store<N>(d, D);
 #else
     __trap();
 #endif
@@ -167,9 +181,9 @@ __device__ void wgmma_rs_gemm(const float* __restrict__ A, const float* __restri
 #define WGMMA_RS_GEMM(N)                                                                                 \
     extern "C" __global__ void __launch_bounds__(128) wgmma_rs_m64n##N##k8(                              \
         const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ C,           \
-        float* __restrict__ D, int ksteps, int scale_d, int lbo, int sbo) {                              \
+        float* __restrict__ D, int ksteps, int scale_d, int lbo, int sbo, int waits) {                   \
         extern __shared__ __align__(16) unsigned char wgmma_smem[];                                      \
-        wgmma_rs_gemm<N>(A, B, C, D, ksteps, scale_d, lbo, sbo, wgmma_smem);                             \
+        wgmma_rs_gemm<N>(A, B, C, D, ksteps, scale_d, lbo, sbo, waits, wgmma_smem);                      \
     }
 WGMMA_RS_GEMM(8)
 WGMMA_RS_GEMM(16)

@@ -293,6 +293,9 @@ const float* wg_element(uint64_t desc, int r, int k, const char* what, const cha
     return reinterpret_cast<const float*>(gpucnn_dyn_smem + a);
 }
 
+// A NaN pattern, distinct from cp.async's and shared memory's, in accumulators in flight.
+constexpr uint32_t kWgPending = 0x7FC0C3C3u;
+
 // The race checks' record of a wgmma's operand reads, noted at its issue by each lane of the warp
 // (a 32nd of its rows 16 w .. 16 w + 15 of A and n rows of B each): the instruction reads them
 // between its issue and its wait_group, and the collective that runs it (wg_run, at the wait) is
@@ -374,12 +377,21 @@ void run_wgmma_wait(void* const* lanes) {
         WgState& s = *static_cast<const WgWaitLane*>(lanes[l])->s;
         std::memmove(s.ops, s.ops + due, sizeof(WgOp) * (size_t)(s.n - due));
         s.n -= due;
+        // A wgmma still in flight that chained on one just run (a wait_group N > 0 between two
+        // issues on the same accumulators) takes that result as its C now, and the accumulators
+        // are pending again: a later issue on them poisons them, and they are the instruction's.
+        for (int j = 0; j < s.n; ++j) {
+            WgOp& o = s.ops[j];
+            bool pred = false;
+            for (int k = 0; k < j; ++k) pred |= s.ops[k].d == o.d;
+            if (!o.chained || pred) continue;
+            std::memcpy(o.c, o.d, sizeof(float) * (size_t)(o.n / 2));
+            o.chained = false;
+            for (int v = 0; v < o.n / 2; ++v) std::memcpy(o.d + v, &kWgPending, 4);
+        }
     }
 }
 const Collective kWgmmaWait{run_wgmma_wait, "wgmma.wait_group.sync.aligned"};
-
-// A NaN pattern, distinct from cp.async's and shared memory's, in accumulators in flight.
-constexpr uint32_t kWgPending = 0x7FC0C3C3u;
 }  // namespace
 
 namespace {
