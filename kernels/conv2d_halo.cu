@@ -27,9 +27,9 @@
 //        (mma.sync's A layout is wgmma's), and per tap two m64n64k8 (six in 3xTF32) in one commit
 //        group, the next tap's A loaded while they run (at most two taps in flight: the A
 //        registers belong to the instruction until its wait). Same tasks, copies, stages, plan.
-//        sm_90a SASS: a warp's step issues 488 instructions (the 16-byte copies' side) for 18
-//        HGMMA: two blocks' steps 976 SM clocks of issue against 1152 of tensor work at the dense
-//        TF32 rate (tensor-bound), where the mma.sync kernel's (551 for 144 HMMA) take ~2300 at
+//        sm_90a SASS: a warp's step issues 440 instructions (the 16-byte copies' side) for 18
+//        HGMMA: two blocks' steps 880 SM clocks of issue against 1152 of tensor work at the dense
+//        TF32 rate (tensor-bound), where the mma.sync kernel's (532 for 144 HMMA) take ~2300 at
 //        mma.sync's half of that rate.
 //
 // Why: the implicit GEMM (conv2d.cu) gathers φ(x) element by element, a 4-byte
@@ -47,10 +47,10 @@
 // gathers 72 4-byte elements and copies 9 16-byte runs a thread for as many.
 //
 // Cost, before any GPU run (sm_90 SASS, bench/results/static-sm90.md): the
-// step loop a warp issues 551 instructions (373 common, 178 of the 16-byte
+// step loop a warp issues 532 instructions (373 common, 159 of the 16-byte
 // copies' side; 668 before session 25's leaner copies) for 144 HMMA (432 in
-// 3xTF32, of 1070 issued); at mma.sync's half of the TF32 peak a block's step
-// is ~1150 SM clocks of MMAs against ~550 of issue: tensor-bound, as the GEMM
+// 3xTF32, of 1031 issued); at mma.sync's half of the TF32 peak a block's step
+// is ~1150 SM clocks of MMAs against ~530 of issue: tensor-bound, as the GEMM
 // tile was not (ncu: L1 70% busy).
 // The emulator's L1 count (bench/results/static-traffic.md) puts resnet-3x3's
 // launch at 18.3 us of L1 work (the wide tile's 28.7; it took 51.8): its
@@ -143,12 +143,16 @@ __device__ __forceinline__ void halo_issue(float* sm, const float* ximg, int sof
     enum { WW = HaloCfg<MODE>::WW, WCOPY = WW / 4 / HALO_THREADS };
     static_assert(WW / 4 % HALO_THREADS == 0, "a stage's weights are whole rounds of 16-byte copies");
     const int t = threadIdx.x;
+    // the thread's first word, then constant offsets (immediates in the copies, where an int index
+    // a copy cost a sign-extended 64-bit address each: ~80 SASS instructions for the nine)
+    const float* wp = wsrc + 4 * t;
+    float* sp = sm + 4 * t;
     if (w16) {
 #pragma unroll
-        for (int u = 0; u < WCOPY; ++u) cp_async<16>(sm + 4 * (t + u * HALO_THREADS), wsrc + 4 * (t + u * HALO_THREADS), 16);
+        for (int u = 0; u < WCOPY; ++u) cp_async<16>(sp + u * 4 * HALO_THREADS, wp + u * 4 * HALO_THREADS, 16);
     } else {  // wt not 16-byte aligned (the emulator's misalignment check moves it): 4-byte copies
 #pragma unroll
-        for (int i = 0; i < 4 * WCOPY; ++i) cp_async<4>(sm + t + i * HALO_THREADS, wsrc + t + i * HALO_THREADS, 4);
+        for (int i = 0; i < 4 * WCOPY; ++i) cp_async<4>(sp + (i & 3) + i / 4 * 4 * HALO_THREADS, wp + (i & 3) + i / 4 * 4 * HALO_THREADS, 4);
     }
     float* xs = sm + WW;
     if (x16) {  // one uniform branch a step, outside the copies

@@ -140,8 +140,8 @@ HALO_FAMILIES = ("halo", "halowg")
 # environment's GPUCNN_HALO_WG is "0" (read once, at import: bench/gpu.sh sets it for its later
 # steps when the GPU's own test of wgmma with A from registers and no-swizzle descriptors, the
 # primitives only this variant uses, fails). Not yet timed on a GPU (session 25). Chosen on the
-# sm_90a SASS (bench/results/static-sm90.md): a warp's step issues 488 instructions for 18
-# m64n64k8 wgmma (the mma.sync kernel's 551 for 144 HMMA), and the tensor work of a block's step,
+# sm_90a SASS (bench/results/static-sm90.md): a warp's step issues 440 instructions for 18
+# m64n64k8 wgmma (the mma.sync kernel's 532 for 144 HMMA), and the tensor work of a block's step,
 # 590k MACs, is 576 SM clocks at the dense TF32 rate against ~1150 at mma.sync's half of it: two
 # blocks' steps an SM ~1150 clocks where the mma.sync kernel's take ~2300 (both tensor-bound).
 HALO_WG = os.environ.get("GPUCNN_HALO_WG", "1") != "0"
