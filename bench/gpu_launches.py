@@ -88,7 +88,7 @@ def _halo(rng) -> bool:
     ok = True
     # the warpgroup variant where it runs (sm_90, and not turned off: gpu.sh turns it off when its
     # primitives' tests fail on the GPU); a forced family that cannot run takes the heuristic's
-    families = ("halo", "halowg") if algo.HALO_WG and halo.WG_CC == _cc() else ("halo",)
+    families = _halo_families()
     for xs, ws, pad in HALO_CASES:
         x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
         want = np.maximum(gpucnn.conv2d(x, w, b, padding=pad), 0)
@@ -108,13 +108,11 @@ def _halo(rng) -> bool:
     return ok
 
 
-def _cc() -> int:
-    return int(cp.cuda.Device().compute_capability)
-
-
-def _geometry(x, w):
-    from gpucnn.functional.conv import _conv_geometry
-    return _conv_geometry(x.shape, w.shape, 1, 1, 1, 1)
+def _halo_families() -> tuple[str, ...]:
+    """The halo kernels' variants this device runs: the warpgroup one on sm_90 where it is not
+    turned off (algo.HALO_WG), the mma.sync one always."""
+    wg = algo.HALO_WG and halo.WG_CC == int(cp.cuda.Device().compute_capability)
+    return ("halo", "halowg") if wg else ("halo",)
 
 
 # The families forced (spec, math mode) on a one-channel strided stem
@@ -211,7 +209,7 @@ def large() -> bool:
     # tf32 and 3xtf32 ran the halo kernels above (the heuristic's since session 24; on sm_90 their
     # warpgroup variant since session 25, unless gpu.sh turned it off). Where the variant ran, the
     # mma.sync halo kernels too (forced), so ncu sees both on one shape.
-    if algo.choose(_geometry(x, w), "forward", math="tf32", cc=_cc()).family == "halowg":
+    if "halowg" in _halo_families():  # the heuristic's choice for resnet-3x3 wherever it runs
         for mode in ("tf32", "3xtf32"):
             with gpucnn.math_mode(mode), algo.override("halo"):
                 y = gpucnn.conv2d(x, w, padding=1)

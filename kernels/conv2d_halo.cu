@@ -225,6 +225,16 @@ __device__ __forceinline__ void halo_step(const float* sm, int hws, int cs, cons
 // (0, 0). A group a tap, at most two in flight (a tap's registers stay the instruction's until
 // its wait: nine taps' 16 A registers of 3xTF32 in flight took ptxas past 255 and spilled); the
 // caller waits for the last before the stage is refilled.
+// The no-swizzle descriptor of a tap's weights (one part) at shared address addr: core matrices of
+// 8 filters x 4 channels, the channels' halves 128 bytes apart, 8-filter groups 256.
+__device__ __forceinline__ unsigned long long halo_wdesc(unsigned addr) { return wgmma_desc_kmajor(addr, 128, 256); }
+
+// Every wgmma of the warpgroup done, both accumulator halves fenced (no use moves above the wait).
+__device__ __forceinline__ void halo_wg_drain(float (&acc)[2][32]) {
+    wgmma_wait<0>(acc[0]);
+    wgmma_wait<0>(acc[1]);
+}
+
 template <int MODE>
 __device__ __forceinline__ void halo_step_wg(const float* sm, int hws, int cs, const int (&pix)[4],
                                              float (&acc)[2][32]) {
@@ -242,13 +252,13 @@ __device__ __forceinline__ void halo_step_wg(const float* sm, int hws, int cs, c
             for (int j = 0; j < 4; ++j)  // a_j: pixel g + 8 (j & 1), channel t + 4 (j >> 1)
                 tc_split<MODE>(__float_as_uint(xs[pix[2 * h + (j & 1)] + toff + (j >> 1) * 4 * cs]), ah[h][j], al[h][j]);
         const unsigned wtap = wbase + 4 * tap * PARTS * HALO_WFRAG;
-        const unsigned long long big = wgmma_desc_kmajor(wtap, 128, 256);
+        const unsigned long long big = halo_wdesc(wtap);
         wgmma_fence();  // this tap's A registers written before the wgmma that reads them
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
             if constexpr (MODE == TC_3XTF32) {  // small terms first, then the big one (halo_step's order)
                 wgmma_tf32_rs<64>(acc[h], al[h], big, 1);
-                wgmma_tf32_rs<64>(acc[h], ah[h], wgmma_desc_kmajor(wtap + 4 * HALO_WFRAG, 128, 256), 1);
+                wgmma_tf32_rs<64>(acc[h], ah[h], halo_wdesc(wtap + 4 * HALO_WFRAG), 1);
             }
             wgmma_tf32_rs<64>(acc[h], ah[h], big, 1);
         }
@@ -328,7 +338,7 @@ __device__ void halo_forward(float* sm, const float* __restrict__ x, const float
             cp_async_wait<STAGES - 2>();
             if constexpr (WG) {
                 fence_proxy_async();  // the weights' copies visible to wgmma (the async proxy)
-                if (s > 0) wgmma_wait<0>(acc.v[0]), wgmma_wait<0>(acc.v[1]);  // step s - 1's done with its stage
+                if (s > 0) halo_wg_drain(acc.v);  // step s - 1's done with its stage
             }
             __syncthreads();  // step s landed for all; every warp is done with step s - 1's stage
             const int nx = s + STAGES - 1;
@@ -338,8 +348,8 @@ __device__ void halo_forward(float* sm, const float* __restrict__ x, const float
             if constexpr (WG) halo_step_wg<MODE>(sm + s % STAGES * stage, hws, cs, poff, acc.v);
             else halo_step<MODE>(sm + s % STAGES * stage, hws, cs, poff, acc.v);
         }
-        if constexpr (WG) wgmma_wait<0>(acc.v[0]), wgmma_wait<0>(acc.v[1]);
         if constexpr (WG) {  // acc[h][4 j + 2 u + e]: pixel 64 h + 16 warp + g + 8 u, filter 8 j + 2 t + e
+            halo_wg_drain(acc.v);
 #pragma unroll
             for (int pi = 0; pi < 4; ++pi) {
                 const int h = pi >> 1, u = pi & 1, j = 64 * h + 16 * warp + g8 + 8 * u, i = j / tw;

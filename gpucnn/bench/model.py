@@ -261,7 +261,7 @@ def ours_us(case, pass_, c, dev, s, rec) -> dict:
     without bias launches nothing for it (conv.EPI_BIAS clear), so the bench's
     bias-less rows and the fused rows' biased ones launch alike."""
     g = geometry(case)
-    if c.family in ("gemm", "phase", "halo", "halowg"):
+    if c.family in ("gemm", "phase", *algo.HALO_FAMILIES):
         if c.family == "gemm":
             work = gemm_work(g, pass_, c, rec, dev, s)
         elif c.family == "phase":

@@ -26,7 +26,7 @@ import numpy as np
 
 import gpucnn
 from gpucnn import backend, shapes
-from gpucnn.cuda import algo, norm, tc
+from gpucnn.cuda import algo, halo, norm, tc
 from gpucnn.runtime.emulator import emulation, traffic
 
 OUT = pathlib.Path(__file__).resolve().parents[2] / "bench" / "results" / "static-traffic.md"
@@ -38,10 +38,10 @@ def _conv(mode, tile, rng, x_shape=(16, 64, 56, 56), w_shape=(64, 64, 3, 3), pad
     on an emulated sm_90), or the heuristic's choice (None)."""
     x = rng.standard_normal(x_shape, dtype=np.float32)
     w = rng.standard_normal(w_shape, dtype=np.float32)
-    halo = tile in algo.HALO_FAMILIES
-    family = tile if halo else "gemm" if tile is not None else None
-    with gpucnn.math_mode(mode), tc.force_tile(None if halo else tile), algo.override(family), \
-            emulation(compute_capability=90) if tile == "halowg" else contextlib.nullcontext():
+    on_halo = tile in algo.HALO_FAMILIES
+    family = tile if on_halo else "gemm" if tile is not None else None
+    with gpucnn.math_mode(mode), tc.force_tile(None if on_halo else tile), algo.override(family), \
+            emulation(compute_capability=halo.WG_CC) if tile == "halowg" else contextlib.nullcontext():
         gpucnn.conv2d(x, w, padding=padding, groups=groups)
 
 
