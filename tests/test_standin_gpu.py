@@ -315,6 +315,34 @@ def test_gpu_bench_with_its_default_peers(tmp_path):
     assert all(f["graph"]["speedup"] > 0 for f in res["fused"])
 
 
+def test_cuda_clock_queues_the_first_call_before_its_start_event(monkeypatch):
+    """timing.CudaClock: the first of a sample's calls is queued before the start event and
+    the sample is the mean of the others (a running loop's calls, the device never waiting
+    for the first one's host path); a sample of one call is that call between the events.
+    The stand-in's events here read a count of the calls made, so the elapsed "ms" are calls."""
+    from gpucnn.bench import timing
+    log = []
+
+    class Event:
+        def record(self, stream=None):
+            self.t = len([e for e in log if e != "record"])
+            log.append("record")
+
+        def synchronize(self):
+            pass
+
+    with sg.gpu("null"):
+        import cupy as cp
+        monkeypatch.setattr(cp.cuda, "Event", Event)
+        monkeypatch.setattr(cp.cuda, "get_elapsed_time", lambda a, b: float(b.t - a.t))
+        clk = timing.CudaClock(calls=4)
+        assert clk.time(log.append, [(0,), (1,), (2,), (3,)]) == 1.0  # three calls over three
+        assert log == [0, "record", 1, 2, 3, "record"]
+        log.clear()
+        assert clk.time(log.append, [(7,)]) == 1.0
+        assert log == ["record", 7, "record"]
+
+
 def test_graph_clock_replays_the_captured_calls():
     """timing.GraphClock (the memory rows' device time) captures a list of calls once and replays
     it: on the stand-in's emulator, each replay recomputes the captured ReLUs from what their inputs

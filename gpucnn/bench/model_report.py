@@ -44,8 +44,8 @@ def conv_section(dev, rec) -> list[str]:
              "the fast-slow range of our constants; cuDNN at its central constants. 'pass': under 3x "
              "over the whole range; 'FAIL': over it; 'open': the range straddles it. Both times are as "
              "the bench reads them (gpucnn.bench.timing: calls queued back to back, so a call takes the "
-             "slower of its kernels and its host launch path, HOST_US or CUDNN_HOST_US, plus the faster "
-             "over CALLS); 'kernels only' is the ratio of the device times.", ""]
+             "slower of its kernels and its host launch path, HOST_US or CUDNN_HOST_US); 'kernels only' "
+             "is the ratio of the device times.", ""]
             + md_table(["case", "pass", "math", "algorithm", "kernel", "GFLOP", "run", "ours us", "cuDNN us",
                         "ours / cuDNN", "3x", "kernels only"], body)
             + ["", "Verdicts per math mode: " + "; ".join(

@@ -4,18 +4,22 @@ Peers of one case are timed side by side: each repetition runs every backend
 once, in an order that alternates between repetitions, so a load that comes
 and goes on a shared machine slows all of them alike and the ratios hold.
 
-On a GPU a sample is CALLS back-to-back calls bracketed by one pair of CUDA
-events on the null stream (which both CuPy and PyTorch launch on by
-default), the device synchronized before the first event, and the sample is
-their mean: as in a training loop, the host queues the next call's kernels
-while the device runs this one's, so the time is the device's wherever the
-device is the slower of the two, and the host's launch path (Python,
-dispatch, the launch itself; ~10-30 us a call for either library) shows only
-where it is the slower, plus its first call's latency over CALLS. One call
-per sample, as this clock did before, put that whole latency inside every
-sample: a 50 us ReLU read as 62 us. The calls cycle through the case's input
-copies, so a sample does not rerun a call on inputs the previous one left in
-L2.
+On a GPU a sample is CALLS back-to-back calls on the null stream (which both
+CuPy and PyTorch launch on by default), the device synchronized first: the
+first call is queued, then the start event, the other calls, the stop event,
+and the sample is the mean of those CALLS - 1 calls. As in a training loop,
+the host queues the next call's kernels while the device runs this one's, so
+a call's time is the device's wherever the device is the slower of the two,
+and the host's launch path (Python, dispatch, the launch itself; ~10-30 us a
+call for either library) shows only where it is the slower. The first call
+stays outside the events: the device sits idle while the host prepares it
+(nothing was queued before it), which no call of a running loop sees.
+Bracketing all CALLS, as this clock did until session 26, added that first
+call's whole latency over CALLS to every sample (a 50 us ReLU of a 24 us host
+path read 61 us on the H200, its graph replay 51.5); one call per sample,
+as it did before that, put the latency inside every sample. The calls cycle
+through the case's input copies, so a sample does not rerun a call on inputs
+the previous one left in L2.
 
 ``GraphClock`` times the same calls captured once into a CUDA graph and
 replayed (gpucnn.runtime.capture, as a training step runs): no host path at
@@ -57,7 +61,12 @@ class CudaClock:
         self.cp.cuda.Device().synchronize()
 
     def time(self, fn, arg_list):
-        """Mean milliseconds of fn(*args) over the ``calls`` argument tuples of ``arg_list``, queued back to back."""
+        """Mean milliseconds of fn(*args) over the argument tuples of ``arg_list`` after the
+        first, queued back to back behind it (the first call queued before the start event);
+        a list of one call is that call between the events, its host path included."""
+        if len(arg_list) > 1:
+            fn(*arg_list[0])
+            arg_list = arg_list[1:]
         return self._between_events(lambda: _calls(fn, arg_list)) / len(arg_list)
 
     def _between_events(self, run) -> float:
