@@ -25,8 +25,8 @@
 #   2d the memory-bound ops' host path on CuPy,     10 s   (bench/host_cupy.py, new in session 17: the
 #     taken apart: CuPy's allocation, copy and            calls ran ~20 us a call over the null path
 #     launch, our module lookup, each op; cProfile        and the device; the table goes into
-#                                                           summary.txt; after 2c, whose
-#                                                           compiles CuPy's disk cache keeps)
+#     (session 26: each launch also re-issued through       summary.txt; after 2c, whose
+#     the driver with our own argument packing)             compiles CuPy's disk cache keeps)
 #   3 the GPU test suite (pytest -m gpu)            70 s   [23; the third cut at 45 s after 599 of 1007
 #     tests, in a capture test: each test now has 20 s (pytest-timeout), so a hang fails one test;
 #     35 s for 1005 in session 21's first run; 20 s went to 5d in session 22]

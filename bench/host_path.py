@@ -140,6 +140,7 @@ class NullModule:
             if self.log is not None:
                 self.log.append((name, grid, block, shared_mem, args))
         run.max_dynamic_shared_size_bytes = 227 * 1024  # sm_90's opt-in limit, as if set once
+        run.kernel = types.SimpleNamespace(ptr=0)  # a RawKernel's function (host_cupy's driver launches)
         return run
 
 

@@ -214,6 +214,7 @@ def module() -> types.ModuleType:
         Event=Event, Stream=Stream, MemoryPool=MemoryPool, Device=lambda i=0: device,
         get_elapsed_time=lambda start, end: (end.t - start.t) * 1e3, get_current_stream=lambda: stream,
         using_allocator=lambda alloc=None: contextlib.nullcontext(),
+        driver=types.SimpleNamespace(launchKernel=lambda *args: None),  # host_cupy's driver launches: none run
         alloc_pinned_memory=lambda nbytes: memoryview(bytearray(nbytes)),
         runtime=types.SimpleNamespace(getDeviceCount=lambda: 1, memGetInfo=lambda: (64 << 30, 80 << 30),
                                       memcpyHostToDevice=1, memcpyAsync=_memcpy_async,

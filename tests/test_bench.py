@@ -485,7 +485,7 @@ def test_issue_targets_read_off_a_gpu_run(tmp_path, capsys):
     assert "| mem | batchnorm x | stats | gpucnn-cuda | - | 69% | 70% | FAIL |" in lines
     assert ("| mem | relu x | forward | gpucnn-cuda | - | 90% (95% of a same-size copy); in a graph 97% (99%) | "
             "85% | pass |") in lines
-    assert lines[-1] == "conv: 1 of 2 pass; mem: 2 of 4 pass; fused: 1 of 2 pass"
+    assert lines[-1] == "conv: 1 of 2 pass; mem: 2 of 4 pass (1 of 1 in a graph); fused: 1 of 2 pass"
     assert targets.verdicts({**res, "device": "cpu"}) == [] and targets.table([]) == []
     path = tmp_path / "run.json"
     path.write_text(json.dumps(res))

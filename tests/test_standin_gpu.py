@@ -190,8 +190,9 @@ def test_host_cupy_takes_each_ops_host_path_apart():
             assert f"{c.label()} {p}: the op as the bench calls it" in rows
     bn = next(c for c in timed if c.op == "batchnorm").label()
     launched = [k for k in rows if k.startswith(f"{bn} backward: launch")]
-    assert launched == [f"{bn} backward: launch batchnorm_backward_sums_f32 (15 arguments)",
-                        f"{bn} backward: launch batchnorm_backward_data_f32 (15 arguments)"], launched
+    sums, data = (f"{bn} backward: launch batchnorm_backward_{k}_f32 (15 arguments)" for k in ("sums", "data"))
+    how = ("", " through the driver, packed at the call", " through the driver, packed once")
+    assert launched == [k + h for k in (sums, data) for h in how], launched
     assert all(us > 0 for us in rows.values())
     assert "batch_norm_stats" in prof
 
@@ -223,7 +224,8 @@ def test_gpu_script_runs_its_python_steps(tmp_path):
     judged = sum((r["op"], r["pass"]) in targets.MEM_TARGETS and r["tensor_bytes"] >= 25e6 for r in rows)
     assert judged >= 10 and all(r["copy_ms"] > 0 and r["graph"]["ms"] > 0 and r["graph"]["copy_ms"] > 0 for r in rows)
     # the verdicts are the host's times here, not the device's: only that each target was judged
-    assert re.search(rf"^mem: \d+ of {judged} pass; fused: \d+ of {len(fused.CONV_CASES) * 3} pass$", summary, re.M)
+    assert re.search(rf"^mem: \d+ of {judged} pass \(\d+ of {judged} in a graph\); "
+                     rf"fused: \d+ of {len(fused.CONV_CASES) * 3} pass$", summary, re.M)
     assert summary.count("of a same-size copy); in a graph ") == judged
     # step 8b: every tuned pass of step 5c, in each of its two modes, against the heuristic and the model
     tuned = json.loads((out / "tuned.json").read_text())["rows"]
