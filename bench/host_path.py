@@ -41,7 +41,8 @@ forward 3.93 -> 3.09, backward 4.19 -> 3.32, relu.add_relu 3.74 -> 3.20,
 batch_norm_apply 4.75 -> 4.18, batch_norm_stats 6.95 -> 6.46,
 batch_norm_backward 8.99 -> 7.86, conv2d_backward_bias 5.90 -> 4.10
 (model_consts' HOST_*_US). The slowest of the 3 runs over the least: 1.0-1.25
-for most rows, 1.8 for one outlier run (model_consts.HOST_SPEED's slow end).
+for most rows, 1.8 for one outlier run. (model_consts' memory-bound host paths are
+now step 2d's, on real CuPy: model_consts.on_cupy.)
 Carving batch_norm_stats' four (C,) results out of one (4, C) allocation was
 slower here (its body 4.9 -> 5.5-5.8 us: four row views of the array
 subclass against three pool look-ups), so the four stay four allocations

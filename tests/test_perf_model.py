@@ -262,21 +262,20 @@ def test_every_memory_row_has_its_measured_host_time(rec):
     assert all(c.unit == "us per op call" for c in model_mem.HOST_BY_OP.values())
 
 
-def test_host_op_by_hand():
-    # batch-norm statistics, 6.5 us on the VM, one launch: fast 6.5 x 1.0 + 2 = 8.5, mid 6.5 x 1.1 + 5 = 12.15
-    # (binary: just above, 12.2), slow 6.5 x 1.3 + 5 = 13.45 (binary: just above, 13.5)
-    c = K.host_op(6.5, 1, "by hand")
-    assert (c.fast, c.mid, c.slow) == (8.5, 12.2, 13.5) and "6.5 us" in c.source
-    assert K.host_op(7.0, 2, "").mid == 17.7  # CuPy's launch counted a launch: 7.7 + 2 x 5
+def test_host_on_cupy_by_hand():
+    # the batch-norm statistics as the bench called them on the H200's hosts, 30.53 and 48.12 us
+    c = K.on_cupy(30.53, 48.12, "by hand")
+    assert (c.fast, c.mid, c.slow) == (30.53, 39.3, 48.12) and "30.53 and 48.12 us" in c.source
+    assert K.on_cupy(20.0, 10.0, "").fast == 10.0  # whichever host was the quicker
 
 
 def test_memory_rows_are_timed_with_their_own_host_time(rec):
-    # the bias gradient (10.37 us on the device, mid) behind its 9.5 us host path reads 10.37, the
-    # device the slower; the statistics (same device time) behind 12.2 read 12.2 (cifar-resnet's output)
+    # the bias gradient (10.37 us on the device, mid) behind its 20.4 us host path reads 20.4, the host
+    # the slower; the statistics (same device time) behind 39.3 read 39.3 (cifar-resnet's output)
     rows = {r["stream"].op: r for r in model_mem.mem_rows(H200, rec) if r["stream"].shape.endswith("128x64x32x32")}
-    assert K.HOST_BIAS_GRAD_US.mid == 9.5 and K.HOST_BN_STATS_US.mid == 12.2
-    assert rows["conv2d bias gradient"]["bench_us"][K.MID] == pytest.approx(10.37, abs=0.01)
-    assert rows["batchnorm stats"]["bench_us"][K.MID] == pytest.approx(12.2, abs=0.01)
+    assert K.HOST_BIAS_GRAD_US.mid == 20.4 and K.HOST_BN_STATS_US.mid == 39.3
+    assert rows["conv2d bias gradient"]["bench_us"][K.MID] == pytest.approx(20.4, abs=0.01)
+    assert rows["batchnorm stats"]["bench_us"][K.MID] == pytest.approx(39.3, abs=0.01)
 
 
 def test_fused_bound_by_hand(rec):

@@ -88,42 +88,32 @@ HOST_US = Const(11, 15, 22, "us per op call", "our launch path before its first 
                 "launch assumed (CuPy's allocator not counted): fast the quickest pass with 2 us of CuPy, mid the "
                 "passes' middle (10 us) with 5, slow backward-filter with 5 for each of its two launches; the "
                 "bench's samples overlap it with the device's work (timed below)")
-HOST_MEM_US = Const(6, 12, 19, "us per op call", "the fallback for a memory-bound row without its own host "
-                    "time (model_mem.HOST_BY_OP; every row of the suite has one): the memory-bound ops' null CuPy "
-                    "path before the per-op memos, relu forward 4.0 us to batch-norm backward 9.1 (two launches), "
-                    "the middle (7) plus CuPy's launch; fast relu with 2 us of CuPy, slow batch-norm backward with "
-                    "5 for each of its two launches")
-CUPY_LAUNCH_US = Const(2, 5, 5, "us per launch", "CuPy's own work a kernel launch, which the null runtime leaves "
-                       "out (RawKernel's argument packing and cuLaunchKernel; its Device() and stream queries): "
-                       "~5 us assumed, as in HOST_US, 2 on a fast host; CuPy's allocator not counted")
-HOST_SPEED = Const(1.0, 1.1, 1.3, "x the VM's null-runtime time", "the per-op host times below are bench/"
-                   "host_path.py's null CuPy path on the project's 2-core VM (AMD EPYC at 2.6 GHz, shared; least "
-                   "of 3 interleaved runs, taskset -c 1). Measured on an H200's host once (session 11's gpu.sh "
-                   "step 2b, main at 3beb866, 100 calls x 3 samples): the conv passes at 1.03-1.25x the VM's "
-                   "recorded times of that code (forward 10.45-11.03 us against 9.8-10.1, backward-data "
-                   "10.0-12.8 against 9.0-10.2, backward-filter 13.4-14.0 against 12.0-12.3), so that host is no "
-                   "faster than the loaded VM (the fast end was 0.65, a guess from clock rates); slow, the VM's "
-                   "noise: the slowest of 3 runs over the least is 1.0-1.25 for most ops")
+HOST_MEM_US = Const(16, 27, 48, "us per op call", "the fallback for a memory-bound row without its own host "
+                    "time (model_mem.HOST_BY_OP; every row of the suite has one): the measured rows' range on "
+                    "CuPy (on_cupy), relu forward's fast end to the statistics' slow, the middle between")
 
 
-def host_op(us: float, launches: int, source: str) -> Const:
-    """An op's host path a call: ``us`` measured (null runtime) x HOST_SPEED, plus CUPY_LAUNCH_US a launch."""
-    return Const(*(round(us * HOST_SPEED.at(s) + launches * CUPY_LAUNCH_US.at(s), 1) for s in SCENARIOS),
-                 "us per op call", f"null CuPy path {us} us a call, {launches} launch(es): {source}")
+def on_cupy(s20: float, s21: float, source: str) -> Const:
+    """An op's host path a call as the bench calls it on real CuPy, measured on the H200's host by
+    gpu.sh's step 2d in session 20 (bench/results/gpu-2026-11-30-s20) and session 21 (-s21, a slower
+    host: CuPy's launch 7.9-15.7 us, an allocation 3.7-7.7): fast the quicker, slow the slower, mid
+    their mean (bench/host_path.py's null runtime, without CuPy's own work, put these at 3-8 us)."""
+    lo, hi = sorted((s20, s21))
+    return Const(lo, round((lo + hi) / 2, 1), hi, "us per op call", f"step 2d, {s20} and {s21} us: {source}")
 
 
-# The memory-bound rows' host paths (model_mem.HOST_BY_OP), after the launch code's per-shape memos
-# (bench/host_path.py's rows; before them in brackets, the same runs of the previous launch code).
-HOST_RELU_FORWARD_US = host_op(3.1, 1, "the bench's relu forward row (3.9 before)")
-HOST_RELU_BACKWARD_US = host_op(3.3, 1, "the bench's relu backward row (4.2 before)")
-HOST_ADD_RELU_US = host_op(3.2, 1, "relu.add with relu=True, the residual add+ReLU (3.7 before)")
-HOST_MAX_POOL_US = host_op(4.0, 1, "the bench's max_pool forward row (7.5 before)")
-HOST_AVG_POOL_US = host_op(3.9, 1, "the bench's avg_pool forward row (8.3 before)")
-HOST_BN_APPLY_US = host_op(4.2, 1, "norm.batch_norm_apply (4.8 before)")
-HOST_BN_STATS_US = host_op(6.5, 1, "norm.batch_norm_stats (7.0 before; five allocations)")
-HOST_BN_BACKWARD_US = host_op(3.9, 1, "half of norm.batch_norm_backward, 7.9 us and two launches a call (9.0 "
-                              "before): the call's reduction and its data pass are a row each")
-HOST_BIAS_GRAD_US = host_op(4.1, 1, "conv.conv2d_backward_bias (5.9 before)")
+# The memory-bound rows' host paths (model_mem.HOST_BY_OP), "the op as the bench calls it" in step 2d.
+HOST_RELU_FORWARD_US = on_cupy(16.30, 23.97, "the bench's relu forward row (one launch, one allocation)")
+HOST_RELU_BACKWARD_US = on_cupy(16.62, 25.08, "the bench's relu backward row (one launch, one allocation)")
+HOST_ADD_RELU_US = on_cupy(16.62, 25.08, "relu.add with relu=True, the residual add+ReLU: not measured, relu "
+                           "backward's path assumed (one launch of as many arguments, one allocation)")
+HOST_MAX_POOL_US = on_cupy(22.19, 34.70, "the bench's max_pool forward row")
+HOST_AVG_POOL_US = on_cupy(21.43, 32.56, "the bench's avg_pool forward row")
+HOST_BN_APPLY_US = on_cupy(28.04, 29.83, "the bench's batchnorm forward row (norm.batch_norm_apply)")
+HOST_BN_STATS_US = on_cupy(30.53, 48.12, "the bench's batchnorm stats row (one launch, four allocations)")
+HOST_BN_BACKWARD_US = on_cupy(20.44, 30.17, "half of the bench's batchnorm backward row (40.87 and 60.34 us, "
+                              "two launches a call): the call's reduction and its data pass are a row each")
+HOST_BIAS_GRAD_US = on_cupy(16.52, 24.22, "the bench's bias_grad backward row")
 EMPTY_BLOCK_NS = Const(0.2, 0.4, 0.8, "ns per block (whole GPU)", "scheduling a block with no work: "
                        "~0.5 ms per million empty blocks is the usual order (no measurement)")
 TREE_US = Const(0.1, 0.2, 0.4, "us per block", "channel.cuh's block tree (common.cuh's block_warp_sum): five "
