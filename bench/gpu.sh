@@ -15,8 +15,9 @@
 #   2 the tensor-core primitives on the GPU          15 s   [3] (tests/test_mma_prims.py, test_wgmma_prims.py:
 #                                                           layouts and descriptors in seconds; its wgmma_rs
 #                                                           tests decide GPUCNN_HALO_WG for the later steps)
-#   2b our host launch path on this host's CPU      10 s   [2] (bench/host_path.py: calibrates model_consts'
-#                                                           HOST_SPEED, measured on a 2-core VM)
+#   2b our host launch path on this host's CPU      10 s   [2] (bench/host_path.py: our launch code with a
+#                                                           null runtime, on CuPy's launch path and on ours,
+#                                                           GPUCNN_LAUNCH=driver, packing included)
 #   2c every kernel module compiled, in parallel    35 s   [16; 26 in the third run; 26] (bench/gpu_launches.py compile, with the 8
 #                                                           parts step 5e's A/B build launches: a process a
 #                                                           family or part fills CuPy's disk cache, which
@@ -26,7 +27,8 @@
 #     taken apart: CuPy's allocation, copy and            calls ran ~20 us a call over the null path
 #     launch, our module lookup, each op; cProfile        and the device; the table goes into
 #     (session 26: each launch also re-issued through       summary.txt; after 2c, whose
-#     the driver with our own argument packing)             compiles CuPy's disk cache keeps)
+#     the driver with our own argument packing; session     compiles CuPy's disk cache keeps)
+#     27: each op again on that path, GPUCNN_LAUNCH=driver, its results compared with CuPy's launch's)
 #   3 the GPU test suite (pytest -m gpu)            70 s   [23; the third cut at 45 s after 599 of 1007
 #     tests, in a capture test: each test now has 20 s (pytest-timeout), so a hang fails one test;
 #     35 s for 1005 in session 21's first run; 20 s went to 5d in session 22]

@@ -23,10 +23,12 @@ synchronized between samples), in microseconds a call:
    arguments the op passed (recorded on one call): CuPy's launch for that
    kernel's argument list, then the same launch through the driver with
    the arguments packed by us at the call and packed once
-   (``Packer``, below: whether a launch path of our own would pay);
+   (gpucnn.runtime.direct.Packer);
 3. our module lookup (Runtime.module: loader.cupy_module, which every
    launch runs) and Runtime.function;
-4. each op as the bench calls it (gpucnn.bench.ops);
+4. each op as the bench calls it (gpucnn.bench.ops), on CuPy's launch and
+   then on ours (GPUCNN_LAUNCH=driver: gpucnn.runtime.direct), the two
+   results compared bit for bit;
 
 then cProfile's top functions by own time over 200 calls of two ops.
 
@@ -38,15 +40,13 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import ctypes
 import io
 import pstats
-import struct
 
 import numpy as np
 
 from gpucnn.bench import cases, limits, ops, timing
-from gpucnn.runtime import runtime_for
+from gpucnn.runtime import direct, runtime_for
 
 CALLS, SAMPLES = 50, 5
 PROFILED = (("relu", "forward"), ("batchnorm", "stats"))  # one launch, one allocation; one launch, four
@@ -112,103 +112,44 @@ def rows(calls: int = CALLS, samples: int = SAMPLES) -> list[tuple[str, float]]:
                 out.append((name, t(launch)))
                 out += [(f"{name} {how}", t(f)) for how, f in driver_launches(k, grid, block, args, kw)]
             out.append((f"{case.label()} {direction}: the op as the bench calls it", t(call)))
+            before = host_arrays(rt, call())
+            with direct.use("driver"):
+                same = identical(rt, before, call) and "identical"
+                out.append((f"{case.label()} {direction}: the op as the bench calls it, through the driver "
+                            f"(GPUCNN_LAUNCH=driver; results {same or 'DIFFERENT'})", t(call)))
     return out
 
 
-# A launch without CuPy's argument conversion (step 2d's experiment).
-# CuPy's ``RawKernel.__call__`` converts every argument at every launch (a
-# Python object per argument, NumPy scalars viewed through NumPy, a CArray per
-# array) before its cuLaunchKernel. On the H200's host (bench/results/
-# gpu-2026-11-30-s21, step 2d) a launch cost 7.9 us with 4 arguments and
-# 12.7-15.7 with 16-19, where the whole device time of a 33.6 MB reduction is
-# ~15 us: the memory-bound rows of that size are bound by their calls' host
-# path. ``Packer`` lays a launch's arguments out as cuLaunchKernel reads them,
-# itself: one 8-byte slot an argument (an array's device pointer, a scalar's
-# bytes as CuPy would pass them: a Python int as int64, a float as double) in
-# one buffer, and an array of pointers to the slots (kernelParams), made once
-# for a list of argument types; a launch then packs its values with one
-# ``struct.pack_into`` and calls ``cupy.cuda.driver.launchKernel``. Step 2d
-# times, beside CuPy's launch of each recorded launch, the same launch through
-# the driver with the arguments packed at the call, and with them packed once
-# (the driver's own floor). The launch code does not use it: the figures say
-# whether a launch path of our own would pay (tests/test_direct_launch.py
-# checks the bytes against the emulator's reading of each kernel's parameters).
-SLOT = 8  # bytes an argument: every kernel parameter here is at most 8 bytes, aligned to its size
-_CODES = {np.dtype(t): c for t, c in ((np.bool_, "?"), (np.int8, "b"), (np.int16, "h"), (np.int32, "i"),
-                                       (np.int64, "q"), (np.uint8, "B"), (np.uint16, "H"), (np.uint32, "I"),
-                                       (np.uint64, "Q"), (np.float16, "e"), (np.float32, "f"),
-                                       (np.float64, "d"))}
+def host_arrays(rt, r) -> list:
+    """The arrays of an op's result (nested tuples and lists), copied to the host."""
+    if isinstance(r, (tuple, list)):
+        return [a for x in r for a in host_arrays(rt, x)]
+    return [np.array(rt.to_host(r))] if hasattr(r, "shape") else []
 
 
-def _code(t, array_type) -> tuple[str, bool]:
-    """(struct code of a slot, whether it holds an array's pointer) for an argument of type t."""
-    if issubclass(t, array_type):
-        return "Q", True
-    if t is type(None):
-        return "Q", False
-    if issubclass(t, np.generic) and np.dtype(t) in _CODES:
-        code = _CODES[np.dtype(t)]
-    elif issubclass(t, int):  # bool too: CuPy passes a Python bool as int64
-        code = "q"
-    elif t is float:
-        code = "d"
-    else:
-        raise TypeError(f"direct launch: no kernel argument of type {t.__name__}")
-    pad = SLOT - struct.calcsize("<" + code)
-    return code + (f"{pad}x" if pad else ""), False
+def identical(rt, before: list, call) -> bool:
+    """Whether ``call()`` gives, array by array and bit for bit, the host arrays ``before`` (the
+    ops are deterministic: their reductions in a fixed order)."""
+    after = host_arrays(rt, call())
+    return len(before) == len(after) > 0 and all(np.array_equal(a, b) for a, b in zip(before, after))
 
 
-class Packer:
-    """The kernelParams of launches whose arguments have the types ``types``: ``pack(args)``
-    writes their values into the one buffer and returns the address of its pointer array.
-    ``pointer_of(a)``: an array's device pointer (CuPy: a.data.ptr). One launch at a time:
-    the driver copies the values at the launch, and the next pack overwrites them."""
-
-    def __init__(self, types: tuple, array_type, pointer_of):
-        codes = [_code(t, array_type) for t in types]
-        self.struct = struct.Struct("<" + "".join(c for c, _ in codes))
-        self.arrays = [i for i, (_, a) in enumerate(codes) if a]
-        self.nones = [i for i, t in enumerate(types) if t is type(None)]  # null pointers
-        self.pointer_of = pointer_of
-        self.buf = (ctypes.c_uint64 * max(1, len(types)))()
-        base = ctypes.addressof(self.buf)
-        self.params = (ctypes.c_void_p * max(1, len(types)))(*(base + SLOT * i for i in range(len(types))))
-        self.address = ctypes.addressof(self.params)
-
-    def pack(self, args) -> int:
-        vals = list(args)
-        for i in self.arrays:
-            vals[i] = self.pointer_of(vals[i])
-        for i in self.nones:
-            vals[i] = 0
-        self.struct.pack_into(self.buf, 0, *vals)
-        return self.address
-
-
-def packer(args, array_type, pointer_of) -> Packer:
-    return Packer(tuple(map(type, args)), array_type, pointer_of)
-
-
-def driver_launch(fn, grid, block, args, shared_mem: int = 0, pack=None):
-    """``fn``'s launch (a CuPy RawKernel) through cupy.cuda.driver.launchKernel, its arguments
-    packed by ``pack`` (a Packer's, made for these types by the caller) on CuPy's current stream."""
-    import cupy
-    g, b = (tuple(grid) + (1, 1))[:3], (tuple(block) + (1, 1))[:3]
-    cupy.cuda.driver.launchKernel(fn.kernel.ptr, *g, *b, shared_mem, cupy.cuda.get_current_stream().ptr,
-                                  pack(args), 0)
+# A launch without CuPy's argument conversion (gpucnn.runtime.direct, GPUCNN_LAUNCH=driver): step 2d
+# times, beside CuPy's launch of each recorded launch, the same launch through the driver with the
+# arguments packed at the call and packed once (the driver's own floor), and each op as the bench
+# calls it on both launch paths (their results compared), to say whether the driver path should be
+# the default.
 
 
 def driver_launches(k, grid, block, args, kw) -> list:
-    """The launch of RawKernel ``k`` re-issued through the driver (``driver_launch``), its
-    arguments packed at each call, then packed once: (how, the launch)."""
+    """The launch of RawKernel ``k`` re-issued on our launch path (direct.DirectKernel), its
+    arguments packed at each call, then packed once (the driver's own floor): (how, the launch)."""
     import cupy
-    smem = kw.get("shared_mem", 0)
-    pk = packer(args, cupy.ndarray, lambda a: a.data.ptr)
-    once = pk.pack(args)
-    return [("through the driver, packed at the call",
-             lambda: driver_launch(k, grid, block, args, smem, pk.pack)),
-            ("through the driver, packed once",
-             lambda: driver_launch(k, grid, block, args, smem, lambda _: once))]
+    smem, dk = kw.get("shared_mem", 0), direct.DirectKernel(k, cupy)
+    pk = direct.packer(args, cupy.ndarray, lambda a: a.data.ptr)  # kept by the lambda: its buffer is the params
+    once, g, b = pk.pack(args), direct._dim3(grid), direct._dim3(block)
+    return [("through the driver, packed at the call", lambda: dk(grid, block, args, shared_mem=smem)),
+            ("through the driver, packed once", lambda pk=pk: dk._driver(g, b, smem, once, args))]
 
 
 def profile(case, direction, calls: int = 200, top: int = 12) -> str:

@@ -65,7 +65,7 @@ import gpucnn.runtime
 from gpucnn import mathmode
 from gpucnn.bench import timing
 from gpucnn.bench.cases import CONV, MEM, passes
-from gpucnn.runtime import Runtime
+from gpucnn.runtime import Runtime, direct
 
 SHAPE = (128, 64, 32, 32)  # fused.py's batch-norm row (cifar-resnet's output)
 CONV_ROWS = ("mnist-1", "cifar-resnet")  # a host-bound small case and a mid-sized one (bench/results/predicted-*.md)
@@ -80,6 +80,18 @@ class DeviceArray(np.ndarray):
 DeviceArray.__module__ = "cupy._core.core"
 
 
+def _memory(self):
+    """CuPy's ``a.data`` (a MemoryPointer, whose ``ptr`` our launch path packs: GPUCNN_LAUNCH=driver),
+    kept on the array: NumPy's a.ctypes.data costs ~3 us, where CuPy's two attribute reads cost ~0.1."""
+    mem = self.__dict__.get("_mem")
+    if mem is None:
+        mem = self._mem = types.SimpleNamespace(ptr=self.ctypes.data)
+    return mem
+
+
+DeviceArray.data = property(_memory)
+
+
 def device_array(a) -> DeviceArray:
     return np.ascontiguousarray(a).view(DeviceArray)
 
@@ -89,8 +101,9 @@ class _Pool(types.SimpleNamespace):
 
     def __init__(self):
         stream = types.SimpleNamespace(ptr=0)
-        super().__init__(cache={}, cuda=types.SimpleNamespace(  # norm.scratch's key on the real path
-            Device=lambda: types.SimpleNamespace(id=0), get_current_stream=lambda: stream))
+        super().__init__(cache={}, ndarray=DeviceArray, cuda=types.SimpleNamespace(  # norm.scratch's key
+            Device=lambda: types.SimpleNamespace(id=0), get_current_stream=lambda: stream,
+            driver=types.SimpleNamespace(launchKernel=_null_launch)))  # our launch path's driver call
 
     def __getattr__(self, name):
         return getattr(np, name)
@@ -128,6 +141,11 @@ class _Pool(types.SimpleNamespace):
 _launches = [0]
 
 
+def _null_launch(*args) -> None:
+    """cuLaunchKernel's stand-in on our launch path (GPUCNN_LAUNCH=driver): counts the launch."""
+    _launches[0] += 1
+
+
 class NullModule:
     """CuPy's RawModule interface; its kernels count their launches and, given
     a list ``log``, append (name, grid, block, shared_mem, args) to it."""
@@ -141,7 +159,7 @@ class NullModule:
             if self.log is not None:
                 self.log.append((name, grid, block, shared_mem, args))
         run.max_dynamic_shared_size_bytes = 227 * 1024  # sm_90's opt-in limit, as if set once
-        run.kernel = types.SimpleNamespace(ptr=0)  # a RawKernel's function (host_cupy's driver launches)
+        run.kernel = types.SimpleNamespace(ptr=0)  # a RawKernel's function (our launch path's, host_cupy's)
         return run
 
 
@@ -243,9 +261,19 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--calls", type=int, default=200)
     p.add_argument("--samples", type=int, default=15)
+    p.add_argument("--launch", choices=(*direct.PATHS, "both"), default="both",
+                   help="the launch path timed: CuPy's (its own work left out: the kernels return at once), "
+                        "ours (GPUCNN_LAUNCH=driver: our argument packing, the driver call a no-op), or both "
+                        "(default), one run after the other")
     a = p.parse_args(argv)
-    for name, (us, launches) in measure(a.calls, a.samples).items():
-        print(f"{name:44s} {us:7.2f} us  {launches} launches and copies")
+    paths = direct.PATHS if a.launch == "both" else (a.launch,)
+    runs = {}
+    for path in paths:
+        with direct.use(path):
+            runs[path] = measure(a.calls, a.samples)
+    print(f"{'op':44s} " + " ".join(f"{path + ' us':>10s}" for path in paths) + "  launches and copies")
+    for name, (_, launches) in runs[paths[0]].items():
+        print(f"{name:44s} " + " ".join(f"{runs[path][name][0]:10.2f}" for path in paths) + f"  {launches}")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,11 @@
-"""bench/host_cupy.py's argument packing (gpu.sh step 2d's experiment), read back as a kernel
-reads it: each launch of a few ops on the emulator is recorded, its arguments packed into
-kernelParams, and each parameter's bytes read from there at the size and type the emulator parsed
-from the kernel's signature; the launch then runs again on the values read back and leaves every
-array as the original launch left it."""
+"""Our own launch path (gpucnn.runtime.direct, GPUCNN_LAUNCH=driver): the arguments packed into
+kernelParams by us, read back by the emulator as the driver reads them (EmuKernel.launch_packed:
+each scalar at its parameter's size against the bytes CuPy's path passes, each pointer against its
+array), so the ops, a training step and a captured one run on it and give, bit for bit, what
+CuPy's launch path gives."""
 from __future__ import annotations
 
 import ctypes
-import importlib.util
-import pathlib
 import struct
 
 import numpy as np
@@ -15,102 +13,160 @@ import pytest
 
 import gpucnn
 from gpucnn import backend
-from gpucnn.runtime import runtime_for
+from gpucnn.nn import SGD, BatchNorm2D, Conv2D, CrossEntropyLoss, Dropout, Flatten, Linear, MaxPool2D, ReLU
+from gpucnn.nn import Sequential, compile_step
+from gpucnn.runtime import direct
+from gpucnn.runtime.emulator.errors import KernelArgumentError
+from gpucnn.runtime.emulator.launch import EmuKernel
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("host_cupy", ROOT / "bench" / "host_cupy.py")
-dl = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(dl)
-
-pytestmark = pytest.mark.skipif(not backend.available("emulator")[0], reason="emulator unavailable")
-
-
-def _read_back(address: int, types, arrays: dict) -> list:
-    """The arguments a kernel of parameter types ``types`` reads from kernelParams at ``address``:
-    an array for a pointer (found by its address), a NumPy scalar of the parameter's type else."""
-    params = (ctypes.c_void_p * len(types)).from_address(address)
-    out = []
-    for slot, p in zip(params, types):
-        if p.pointer:
-            out.append(arrays[ctypes.c_uint64.from_address(slot).value])
-        else:
-            out.append(np.frombuffer(ctypes.string_at(slot, p.size), p.dtype)[0])
-    return out
+needs_emulator = pytest.mark.skipif(not backend.available("emulator")[0], reason="emulator unavailable")
 
 
-def _checked_launches(monkeypatch):
-    """rt.function of the emulator's runtime recording each launch's check: the launch as made,
-    then packed, read back and run again; returns the list of kernels checked."""
-    rt, real, seen = runtime_for("emulator"), runtime_for("emulator").function, []
+@pytest.fixture
+def packed(monkeypatch):
+    """The kernels launched from packed arguments (EmuKernel.launch_packed), by name."""
+    seen, real = [], EmuKernel.launch_packed
 
-    def function(family, kernel, options=()):
-        fn = real(family, kernel, options)
-
-        class Checked:  # the kernel's launches checked; its shared-memory opt-in the kernel's own
-            max_dynamic_shared_size_bytes = property(
-                lambda self: fn.max_dynamic_shared_size_bytes,
-                lambda self, n: setattr(fn, "max_dynamic_shared_size_bytes", n))
-
-            def __call__(self, grid, block, args, **kw):
-                run(grid, block, args, **kw)
-
-        def run(grid, block, args, **kw):
-            fn(grid, block, args, **kw)
-            arrays = [a for a in args if isinstance(a, np.ndarray)]
-            after = [a.copy() for a in arrays]
-            for a, p in zip(args, fn.types):  # each slot holds exactly the parameter's bytes
-                if not p.pointer:
-                    assert struct.calcsize("<" + dl._code(type(a), np.ndarray)[0][0]) == p.size, (kernel, p)
-            pk = dl.packer(args, np.ndarray, lambda a: a.ctypes.data)
-            back = _read_back(pk.pack(args), fn.types, {a.ctypes.data: a for a in arrays})
-            for a, b in zip(args, back):
-                assert b is a if isinstance(a, np.ndarray) else b == a, (kernel, a, b)
-            fn(grid, block, tuple(back), **kw)
-            for a, want in zip(arrays, after):
-                np.testing.assert_array_equal(a, want, err_msg=kernel)
-            seen.append(kernel)
-        return Checked()
-    monkeypatch.setattr(rt, "function", function)
+    def recording(self, *a):
+        seen.append(self.name)
+        return real(self, *a)
+    monkeypatch.setattr(EmuKernel, "launch_packed", recording)
     return seen
 
 
-def test_packed_arguments_read_back_as_each_kernel_declares_them(monkeypatch):
-    """float32 and float64 tensors through ReLU, batch norm (int, long long, float, double and
-    flag parameters, the reductions' scratch), pooling, the convolution's direct, halo and GEMM
-    kernels and the bias gradient: every recorded launch's arguments survive the packing, byte
-    for byte, and drive the kernel as the originals did."""
-    seen = _checked_launches(monkeypatch)
+def _ops(dtype) -> list:
+    """ReLU, batch norm (int, long long, float, double and flag parameters, the reductions'
+    scratch), pooling, the convolution's direct, halo and GEMM kernels and the bias gradient, the
+    linear layer, the loss and dropout: every result, as host arrays."""
     rng = np.random.default_rng(0)
-    with backend.use_backend("emulator"):
-        for dtype in (np.float32, np.float64):
-            x = rng.standard_normal((2, 3, 6, 8)).astype(dtype)
-            g, b, rm, rv = (np.full(3, v, dtype) for v in (1.5, 0.25, 0.0, 1.0))
-            y = gpucnn.relu(x)
-            gpucnn.relu_backward(y, x)
-            _, saved = gpucnn.batch_norm2d(x, g, b, rm, rv)
-            gpucnn.batch_norm2d_backward(y, x, g, saved)
-            gpucnn.max_pool2d(x, 2, 2)
-            gpucnn.conv2d_backward(gpucnn.conv2d(x, x[:2, :, :3, :3], np.ones(2, dtype), padding=1), x,
-                                   x[:2, :, :3, :3], padding=1)  # 3 channels: the direct kernels
-            x, w = rng.standard_normal((2, 16, 8, 8)).astype(dtype), rng.standard_normal((32, 16, 3, 3)).astype(dtype)
-            gpucnn.conv2d_backward(gpucnn.conv2d(x, w, np.ones(32, dtype), padding=1), x, w, padding=1)
-    assert {"relu_forward_f32", "relu_backward_f64", "batchnorm_forward_f64", "batchnorm_backward_sums_f32",
-            "conv2d_bias_grad_f64"} <= set(seen), seen
-    assert any(k.startswith("batchnorm_stats") for k in seen) and any(k.startswith("max_pool2d") for k in seen)
-    for prefix in ("conv2d_forward_", "conv2d_backward_data_", "conv2d_backward_filter_", "conv2d_halo_forward_",
-                   "conv2d_halo_weights_", "depthwise_forward_"):
-        assert any(k.startswith(prefix) for k in seen), (prefix, seen)
+    x = rng.standard_normal((2, 3, 6, 8)).astype(dtype)
+    g, b, rm, rv = (np.full(3, v, dtype) for v in (1.5, 0.25, 0.0, 1.0))
+    y = gpucnn.relu(x)
+    out = [y, gpucnn.relu_backward(y, x)]
+    bn, saved = gpucnn.batch_norm2d(x, g, b, rm, rv)
+    out += [bn, rm, rv, *gpucnn.batch_norm2d_backward(y, x, g, saved)]
+    out += [gpucnn.max_pool2d(x, 2, 2), gpucnn.avg_pool2d(x, 3, 2, 1)]
+    w3 = x[:2, :, :3, :3].copy()  # 3 channels: the direct kernels
+    c = gpucnn.conv2d(x, w3, np.ones(2, dtype), padding=1)
+    out += [c, *gpucnn.conv2d_backward(c, x, w3, padding=1)]
+    x, w = rng.standard_normal((2, 16, 8, 8)).astype(dtype), rng.standard_normal((32, 16, 3, 3)).astype(dtype)
+    c = gpucnn.conv2d(x, w, np.ones(32, dtype), padding=1)  # float32: the halo kernels
+    out += [c, *gpucnn.conv2d_backward(c, x, w, padding=1)]
+    c = gpucnn.conv2d(x, w, None, stride=2, padding=1)  # the GEMM kernels; backward-data by phases
+    out += [c, *gpucnn.conv2d_backward(c, x, w, stride=2, padding=1, bias=False)]
+    a, wl = rng.standard_normal((4, 10)).astype(dtype), rng.standard_normal((5, 10)).astype(dtype)
+    z = gpucnn.linear(a, wl, np.zeros(5, dtype))
+    out += [z, *gpucnn.linear_backward(z, a, wl), *gpucnn.softmax_cross_entropy(z, np.array([0, 1, 4, 2]))]
+    return [np.array(v) for v in out if v is not None]
+
+
+@needs_emulator
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ops_on_the_driver_path_equal_cupys_bitwise(packed, dtype):
+    with gpucnn.use_backend("emulator"):
+        want = _ops(dtype)
+        assert not packed
+        with direct.use("driver"):
+            got = _ops(dtype)
+    assert len(got) == len(want)
+    for i, (a, b) in enumerate(zip(got, want)):
+        np.testing.assert_array_equal(a, b, err_msg=f"result {i}")
+    prefixes = ("relu_forward", "relu_backward", "batchnorm_stats", "batchnorm_forward", "batchnorm_backward_sums",
+                "batchnorm_backward_data", "max_pool2d", "avg_pool2d", "conv2d_forward_", "conv2d_backward_data_",
+                "conv2d_backward_filter_", "conv2d_bias_grad", "depthwise_forward_", "linear_forward",
+                "linear_backward_", "ce_")
+    for prefix in prefixes + (("conv2d_halo_",) if dtype == np.float32 else ()):  # the halo kernels: float32's
+        assert any(k.startswith(prefix) for k in packed), (prefix, packed)
+
+
+def _model(seed=0):
+    rng = np.random.default_rng(seed)
+    return Sequential(Conv2D(1, 4, 3, padding=1, rng=rng), BatchNorm2D(4), ReLU(), MaxPool2D(2), Flatten(),
+                      Dropout(0.5, rng=rng), Linear(4 * 4 * 4, 3, rng=rng))
+
+
+def _train(steps: int, captured: bool) -> dict:
+    """The model's state after ``steps`` steps of SGD with momentum, eager or captured once and
+    replayed (the replays relaunch what the capture recorded: on the driver path, its launches)."""
+    rng = np.random.default_rng(1)
+    batches = [(rng.standard_normal((4, 1, 8, 8)).astype(np.float32), rng.integers(0, 3, 4)) for _ in range(steps)]
+    model, loss = _model(), CrossEntropyLoss()
+    opt = SGD(model, 0.05, momentum=0.9, weight_decay=1e-3)
+    model.train()
+    if captured:
+        step = compile_step(model, loss, opt, *batches[0])
+        for x, y in batches:
+            step(x, y)
+    else:
+        for x, y in batches:
+            loss.forward(model.forward(x), y)
+            model.backward(loss.backward())
+            opt.step()
+    return {**model.params(), **{k: np.asarray(v) for k, v in model.buffers().items()}}
+
+
+@needs_emulator
+@pytest.mark.parametrize("captured", [False, True], ids=["eager", "captured"])
+def test_training_steps_on_the_driver_path_equal_cupys_bitwise(packed, captured):
+    with gpucnn.use_backend("emulator"):
+        want = _train(2, captured)
+        with direct.use("driver"):
+            got = _train(2, captured)
+    assert want.keys() == got.keys()
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+    assert any(k.startswith("sgd") or "optim" in k for k in packed), packed  # the optimizer's kernels too
+    assert any(k.startswith("dropout") for k in packed), packed
+
+
+@needs_emulator
+def test_a_mispacked_argument_is_named(monkeypatch):
+    """A slot holding other bytes than CuPy's launch would pass (here: every scalar's slot zeroed
+    after the packing) is caught before the launch, naming the kernel and the argument."""
+    real = direct.Packer.pack
+
+    def zeroing(self, args):
+        address = real(self, args)
+        for i, a in enumerate(args):
+            if not isinstance(a, np.ndarray):
+                self.buf[i] = 0
+        return address
+    monkeypatch.setattr(direct.Packer, "pack", zeroing)
+    x = np.ones((2, 3, 4, 4), np.float32)
+    with gpucnn.use_backend("emulator"), direct.use("driver"), \
+            pytest.raises(KernelArgumentError, match=r"relu_forward_f32: argument #\d+ '\w+' was packed as"):
+        gpucnn.relu(x)
 
 
 def test_a_python_int_and_float_pass_as_cupy_passes_them():
     """CuPy passes a Python int (a bool too) as int64 and a float as double; None as a null pointer."""
-    pk = dl.packer((np.zeros(2), 7, True, 2.5, None, np.int32(-3), np.float32(0.5)), np.ndarray,
-                   lambda a: a.ctypes.data)
-    a = np.zeros(2)
-    params = (ctypes.c_void_p * 7).from_address(pk.pack((a, 7, True, 2.5, None, np.int32(-3), np.float32(0.5))))
+    args = (np.zeros(2), 7, True, 2.5, None, np.int32(-3), np.float32(0.5))
+    pk = direct.packer(args, np.ndarray, lambda a: a.ctypes.data)
+    params = (ctypes.c_void_p * 7).from_address(pk.pack(args))
     read = [ctypes.string_at(p, 8) for p in params]
-    assert read[0] == struct.pack("<Q", a.ctypes.data)
+    assert read[0] == struct.pack("<Q", args[0].ctypes.data)
     assert read[1:5] == [struct.pack("<q", 7), struct.pack("<q", 1), struct.pack("<d", 2.5), bytes(8)]
     assert read[5][:4] == struct.pack("<i", -3) and read[6][:4] == struct.pack("<f", 0.5)
     with pytest.raises(TypeError, match="no kernel argument of type str"):
-        dl.packer(("x",), np.ndarray, id)
+        direct.packer(("x",), np.ndarray, id)
+
+
+def test_the_launch_path_is_checked():
+    with pytest.raises(ValueError, match="GPUCNN_LAUNCH must be one of cupy, driver, got 'cuda'"):
+        with direct.use("cuda"):
+            pass
+    assert direct.PATH == "cupy"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not backend.available("cuda")[0], reason="no CUDA GPU through CuPy")
+def test_ops_on_the_gpu_through_the_driver_equal_cupys_launches_bitwise():
+    """On a GPU: the same ops through cupy.cuda.driver.launchKernel with our packing."""
+    import cupy
+    with gpucnn.use_backend("cuda"):
+        want = _ops(np.float32)
+        with direct.use("driver"):
+            got = _ops(np.float32)
+        cupy.cuda.Device().synchronize()
+    for i, (a, b) in enumerate(zip(got, want)):
+        np.testing.assert_array_equal(a, b, err_msg=f"result {i}")

@@ -17,6 +17,7 @@ from gpucnn.cuda import algo, pool, tc
 from gpucnn.cuda import conv as cuda_conv
 from gpucnn.cuda.launch import small_grid
 from gpucnn.functional.conv import _conv_geometry
+from gpucnn.runtime import direct
 from gpucnn.reference import conv as ref_conv
 from gpucnn.reference import relu as ref_relu
 
@@ -207,6 +208,19 @@ def test_measure_times_every_row():
     assert {"relu.relu_forward", "mnist-1 forward tf32", "mnist-1 gpucnn.conv2d_backward tf32"} <= set(rows)
     assert all(us > 0 and launches >= 1 for us, launches in rows.values())
     assert rows["mnist-1 gpucnn.conv2d_backward tf32"][1] >= 3  # dx, dw and db
+
+
+def test_measure_on_our_launch_path_makes_the_same_launches(monkeypatch):
+    """GPUCNN_LAUNCH=driver on the null runtime: the launches go through the driver call (its
+    stand-in counts them), as many a row as on CuPy's path, with their arguments packed."""
+    cupys = hp.measure(calls=2, samples=1, convs=("mnist-1",), modes=("tf32",))
+    driven, real = [], direct.DirectKernel._driver
+    monkeypatch.setattr(direct.DirectKernel, "_driver", lambda self, *a: driven.append(a[3]) or real(self, *a))
+    with direct.use("driver"):
+        ours = hp.measure(calls=2, samples=1, convs=("mnist-1",), modes=("tf32",))
+    assert ours.keys() == cupys.keys()
+    assert {k: n for k, (_, n) in ours.items()} == {k: n for k, (_, n) in cupys.items()}
+    assert len(driven) > len(ours) and all(isinstance(p, int) and p for p in driven)  # kernelParams' addresses
 
 
 def _last(log, f):

@@ -176,8 +176,8 @@ def test_ab_conv_times_the_tiles_as_built_and_in_the_other_builds():
 def test_host_cupy_takes_each_ops_host_path_apart():
     """bench/host_cupy.py (gpu.sh's 2d): for each memory-bound case of 40 MB or less, CuPy's
     allocation and the bench's copy at its size, each launch of each of its passes re-issued alone
-    (the kernels the op launches, with their argument counts), and the op as the bench calls it;
-    cProfile's table names the op's launch code."""
+    (the kernels the op launches, with their argument counts), and the op as the bench calls it, on
+    CuPy's launch path and on ours; cProfile's table names the op's launch code."""
     with sg.gpu("null"), np.errstate(all="ignore"):
         script = sg._script("host_cupy")
         rows = dict(script.rows(calls=2, samples=1))
@@ -188,6 +188,8 @@ def test_host_cupy_takes_each_ops_host_path_apart():
         assert f"{c.label()}: cupy.empty_like" in rows and f"{c.label()}: the bench's same-size copy" in rows
         for p in passes(c):
             assert f"{c.label()} {p}: the op as the bench calls it" in rows
+            assert any(k.startswith(f"{c.label()} {p}: the op as the bench calls it, through the driver "
+                                    "(GPUCNN_LAUNCH=driver; results ") for k in rows), rows.keys()
     bn = next(c for c in timed if c.op == "batchnorm").label()
     launched = [k for k in rows if k.startswith(f"{bn} backward: launch")]
     sums, data = (f"{bn} backward: launch batchnorm_backward_{k}_f32 (15 arguments)" for k in ("sums", "data"))

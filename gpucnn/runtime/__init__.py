@@ -11,7 +11,7 @@ import functools
 
 import numpy as np
 
-from gpucnn.runtime import loader
+from gpucnn.runtime import direct, loader
 
 
 class Runtime:
@@ -21,7 +21,7 @@ class Runtime:
 
     def __init__(self, name, xp, module, device):
         self.name, self.xp, self.module, self._device = name, xp, module, device
-        self._functions: dict[tuple, tuple] = {}  # (id(module), kernel) -> (module, function)
+        self._functions: dict[tuple, list] = {}  # (id(module), kernel) -> [module, function, its DirectKernel]
 
     def device(self) -> tuple[int, int]:
         """(compute capability as major * 10 + minor, multiprocessor count) of the current device."""
@@ -34,16 +34,20 @@ class Runtime:
         up at each call, and a new RawKernel's max_dynamic_shared_size_bytes
         is a driver query (gemm.launch_gemm reads it). An entry holds its
         module, so the module's id is not reused while the entry is kept.
-        An A/B build set now (loader.BUILD) adds its options (loader.switch_options)."""
+        An A/B build set now (loader.BUILD) adds its options (loader.switch_options).
+        With the driver launch path set (direct.PATH), the kernel wrapped in a DirectKernel."""
         if loader.BUILD:  # one attribute read at each launch otherwise
             options = tuple(options) + loader.switch_options(family)
         module = self.module(family, options, kernel)
         hit = self._functions.get((id(module), kernel))
-        if hit is not None and hit[0] is module:
+        if hit is None or hit[0] is not module:
+            fn = module.get_function(kernel)
+            hit = self._functions[id(module), kernel] = [module, fn, None]
+        if direct.PATH == "cupy":
             return hit[1]
-        fn = module.get_function(kernel)
-        self._functions[id(module), kernel] = (module, fn)
-        return fn
+        if hit[2] is None:  # GPUCNN_LAUNCH=driver: our own argument packing (direct.DirectKernel)
+            hit[2] = direct.DirectKernel(hit[1], self.xp)
+        return hit[2]
 
     def _map(self, f, out):
         if isinstance(out, tuple):

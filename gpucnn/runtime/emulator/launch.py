@@ -11,7 +11,7 @@ import numpy as np
 from . import args as argmod
 from . import settings, traffic
 from .buffers import Guarded
-from .errors import LaunchConfigError, OutOfBoundsError, UnwrittenOutputError, EmulatorError
+from .errors import EmulatorError, KernelArgumentError, LaunchConfigError, OutOfBoundsError, UnwrittenOutputError
 from .reports import Failure, Report
 
 MAX_THREADS, MAX_BLOCK, MAX_GRID = 1024, (1024, 1024, 64), (2**31 - 1, 65535, 65535)
@@ -133,6 +133,29 @@ class EmuKernel:
 
     def __repr__(self):
         return f"<EmuKernel {self.name}({', '.join(d for _, d in self.params)})>"
+
+    def launch_packed(self, grid, block, shared_mem: int, params: int, args) -> None:
+        """A launch from kernelParams at address ``params`` (gpucnn.runtime.direct's packing), read
+        as the driver reads them: each scalar's bytes at the size its parameter has, checked against
+        the bytes CuPy's launch would pass for ``args`` (argmod.check's); each pointer checked
+        against the address of the array at its place (the arrays are the emulator's device
+        memory); then the launch, on the values read back."""
+        checked = argmod.check(self.name, self.params, self.types, args)
+        slots = (ctypes.c_void_p * max(1, len(self.types))).from_address(params)
+        back = []
+        for i, (slot, p, a) in enumerate(zip(slots, self.types, args)):
+            if p.pointer:
+                got, want = ctypes.c_uint64.from_address(slot).value, a.ctypes.data
+                read = a
+            else:
+                got, want = ctypes.string_at(slot, p.size), bytes(checked.scalars[i])[:p.size]
+                read = np.frombuffer(got, p.dtype)[0]
+            if got != want:
+                raise KernelArgumentError(f"{self.name}: argument #{i} '{self.params[i][0]}' was packed as "
+                                          f"{got!r}, where the launch passes {want!r}", kernel=self.name,
+                                          argument=self.params[i][0])
+            back.append(read)
+        self(grid, block, tuple(back), shared_mem=shared_mem)
 
     def _entry(self, checks: int):
         """(library, entry shim) of the build serving ``checks`` (built on first use)."""
