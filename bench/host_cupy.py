@@ -28,7 +28,9 @@ synchronized between samples), in microseconds a call:
    launch runs) and Runtime.function;
 4. each op as the bench calls it (gpucnn.bench.ops), on CuPy's launch and
    then on ours (GPUCNN_LAUNCH=driver: gpucnn.runtime.direct), the two
-   results compared bit for bit;
+   results compared bit for bit; then the same for the convolution passes
+   of two cases in tf32 and 3xtf32 (model_consts.HOST_US's, from the null
+   runtime until now);
 
 then cProfile's top functions by own time over 200 calls of two ops.
 
@@ -45,11 +47,15 @@ import pstats
 
 import numpy as np
 
+from gpucnn import mathmode
 from gpucnn.bench import cases, limits, ops, timing
 from gpucnn.runtime import direct, runtime_for
 
 CALLS, SAMPLES = 50, 5
 PROFILED = (("relu", "forward"), ("batchnorm", "stats"))  # one launch, one allocation; one launch, four
+# The convolution passes timed on both launch paths (model_consts.HOST_US's cases: a host-bound small
+# case and a mid-sized one), in the tensor-core modes
+CONV_ROWS, MODES = ("mnist-1", "cifar-resnet"), ("tf32", "3xtf32")
 
 
 def host_us(f, calls: int = CALLS, samples: int = SAMPLES) -> float:
@@ -86,38 +92,54 @@ def cases_timed():
     return [c for c in cases.MEM if c.tensor_bytes() <= 40e6]
 
 
-def rows(calls: int = CALLS, samples: int = SAMPLES) -> list[tuple[str, float]]:
+def rows(calls: int = CALLS, samples: int = SAMPLES):
+    """(what, us a call), one row at a time (main prints each as it comes: a step cut short keeps
+    the rows it timed): CuPy's parts, then each memory-bound op's launches and calls, then the
+    convolution passes of CONV_ROWS in MODES."""
     import cupy
     rt = runtime_for("cuda")
     t = lambda f: host_us(f, calls, samples)  # noqa: E731
     four = cupy.empty((4, 64), cupy.float32)  # batch norm's statistics make four (C,) results: one array's rows?
-    out = [("cupy.cuda.Device()", t(cupy.cuda.Device)),
-           ("cupy.cuda.get_current_stream()", t(cupy.cuda.get_current_stream)),
-           ("Runtime.module('relu', (), 'relu_forward_f32'): loader.cupy_module",
-            t(lambda: rt.module("relu", (), "relu_forward_f32"))),
-           ("Runtime.function('relu', 'relu_forward_f32')", t(lambda: rt.function("relu", "relu_forward_f32"))),
-           ("cupy.empty(64, float32): a per-channel result", t(lambda: cupy.empty(64, cupy.float32))),
-           ("a row of a (4, 64) array: a[1]", t(lambda: four[1]))]
+    yield "cupy.cuda.Device()", t(cupy.cuda.Device)
+    yield "cupy.cuda.get_current_stream()", t(cupy.cuda.get_current_stream)
+    yield ("Runtime.module('relu', (), 'relu_forward_f32'): loader.cupy_module",
+           t(lambda: rt.module("relu", (), "relu_forward_f32")))
+    yield "Runtime.function('relu', 'relu_forward_f32')", t(lambda: rt.function("relu", "relu_forward_f32"))
+    yield "cupy.empty(64, float32): a per-channel result", t(lambda: cupy.empty(64, cupy.float32))
+    yield "a row of a (4, 64) array: a[1]", t(lambda: four[1])
     for case in cases_timed():
         x = cupy.empty((case.N, case.C, case.H, case.W), cupy.float32)
-        out += [(f"{case.label()}: cupy.empty_like", t(lambda: cupy.empty_like(x)))]
+        yield f"{case.label()}: cupy.empty_like", t(lambda: cupy.empty_like(x))
         copy, pairs = limits.copier("cuda"), limits.copy_pairs("cuda", case.tensor_bytes(), 1)
-        out += [(f"{case.label()}: the bench's same-size copy", t(lambda: copy(*pairs[0])))]
+        yield f"{case.label()}: the bench's same-size copy", t(lambda: copy(*pairs[0]))
         for direction in cases.passes(case):
             fn, inputs = ops.build(case, direction, "gpucnn", "cuda", 1)
             call = (lambda f, a: lambda: f(*a))(fn, inputs[0])
             for kernel, k, grid, block, args, kw in launches_of(rt, call):
                 launch = (lambda k, g, b, a, kw: lambda: k(g, b, a, **kw))(k, grid, block, args, kw)
                 name = f"{case.label()} {direction}: launch {kernel} ({len(args)} arguments)"
-                out.append((name, t(launch)))
-                out += [(f"{name} {how}", t(f)) for how, f in driver_launches(k, grid, block, args, kw)]
-            out.append((f"{case.label()} {direction}: the op as the bench calls it", t(call)))
-            before = host_arrays(rt, call())
-            with direct.use("driver"):
-                same = identical(rt, before, call) and "identical"
-                out.append((f"{case.label()} {direction}: the op as the bench calls it, through the driver "
-                            f"(GPUCNN_LAUNCH=driver; results {same or 'DIFFERENT'})", t(call)))
-    return out
+                yield name, t(launch)
+                for how, f in driver_launches(k, grid, block, args, kw):
+                    yield f"{name} {how}", t(f)
+            yield from both_paths(rt, f"{case.label()} {direction}: the op as the bench calls it", call, t)
+    for mode in MODES:
+        with mathmode.math_mode(mode):
+            for case in (c for c in cases.CONV if c.name in CONV_ROWS):
+                for direction in cases.passes(case):
+                    fn, inputs = ops.build(case, direction, "gpucnn", "cuda", 1)
+                    call = (lambda f, a: lambda: f(*a))(fn, inputs[0])
+                    yield from both_paths(rt, f"{case.name} {direction} {mode}: the pass as the bench calls it",
+                                          call, t)
+
+
+def both_paths(rt, name: str, call, t):
+    """``call`` timed on CuPy's launch path, then on ours (GPUCNN_LAUNCH=driver), its results
+    compared with the first's."""
+    yield name, t(call)
+    before = host_arrays(rt, call())
+    with direct.use("driver"):
+        same = identical(rt, before, call) and "identical"
+        yield f"{name}, through the driver (GPUCNN_LAUNCH=driver; results {same or 'DIFFERENT'})", t(call)
 
 
 def host_arrays(rt, r) -> list:
@@ -175,7 +197,7 @@ def main(argv=None) -> int:
     print("| host path, real CuPy | us a call |")
     print("|---|---|")
     for name, us in rows(a.calls, a.samples):
-        print(f"| {name} | {us:.2f} |")
+        print(f"| {name} | {us:.2f} |", flush=True)
     if not a.no_profile:
         for op, direction in PROFILED:
             case = next(c for c in cases_timed() if c.op == op)

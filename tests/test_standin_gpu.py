@@ -195,6 +195,11 @@ def test_host_cupy_takes_each_ops_host_path_apart():
     sums, data = (f"{bn} backward: launch batchnorm_backward_{k}_f32 (15 arguments)" for k in ("sums", "data"))
     how = ("", " through the driver, packed at the call", " through the driver, packed once")
     assert launched == [k + h for k in (sums, data) for h in how], launched
+    for mode in script.MODES:  # the convolution passes, on both launch paths
+        for name in script.CONV_ROWS:
+            for p in ("forward", "backward_data", "backward_filter"):
+                row = f"{name} {p} {mode}: the pass as the bench calls it"
+                assert row in rows and any(k.startswith(row + ", through the driver") for k in rows), row
     assert all(us > 0 for us in rows.values())
     assert "batch_norm_stats" in prof
 
