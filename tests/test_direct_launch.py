@@ -85,12 +85,21 @@ def _model(seed=0):
                       Dropout(0.5, rng=rng), Linear(4 * 4 * 4, 3, rng=rng))
 
 
-def _train(steps: int, captured: bool) -> dict:
+def _host(a) -> np.ndarray:
+    return a.get() if hasattr(a, "get") else np.asarray(a)
+
+
+def _train(steps: int, captured: bool, device: str = "cpu") -> dict:
     """The model's state after ``steps`` steps of SGD with momentum, eager or captured once and
-    replayed (the replays relaunch what the capture recorded: on the driver path, its launches)."""
+    replayed (the replays relaunch what the capture recorded: on the driver path, its launches),
+    on NumPy arrays (the backend in force) or on CuPy's (device "cuda")."""
     rng = np.random.default_rng(1)
     batches = [(rng.standard_normal((4, 1, 8, 8)).astype(np.float32), rng.integers(0, 3, 4)) for _ in range(steps)]
     model, loss = _model(), CrossEntropyLoss()
+    if device == "cuda":
+        import cupy
+        model = model.to("cuda")
+        batches = [(cupy.asarray(x), cupy.asarray(y)) for x, y in batches]
     opt = SGD(model, 0.05, momentum=0.9, weight_decay=1e-3)
     model.train()
     if captured:
@@ -102,7 +111,7 @@ def _train(steps: int, captured: bool) -> dict:
             loss.forward(model.forward(x), y)
             model.backward(loss.backward())
             opt.step()
-    return {**model.params(), **{k: np.asarray(v) for k, v in model.buffers().items()}}
+    return {k: _host(v) for k, v in {**model.params(), **model.buffers()}.items()}
 
 
 @needs_emulator
@@ -170,3 +179,18 @@ def test_ops_on_the_gpu_through_the_driver_equal_cupys_launches_bitwise():
         cupy.cuda.Device().synchronize()
     for i, (a, b) in enumerate(zip(got, want)):
         np.testing.assert_array_equal(a, b, err_msg=f"result {i}")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not backend.available("cuda")[0], reason="no CUDA GPU through CuPy")
+@pytest.mark.parametrize("captured", [False, True], ids=["eager", "captured"])
+def test_training_steps_on_the_gpu_through_the_driver_equal_cupys_bitwise(captured):
+    """On a GPU: eager steps, and steps captured into a CUDA graph (the driver's launches on the
+    capturing stream) and replayed, through our launch path and CuPy's, bit for bit."""
+    with gpucnn.use_backend("numpy"):  # the model built on the host, then moved
+        want = _train(2, captured, "cuda")
+        with direct.use("driver"):
+            got = _train(2, captured, "cuda")
+    assert want.keys() == got.keys()
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
