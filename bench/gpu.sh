@@ -33,8 +33,9 @@
 #     tests, in a capture test: each test now has 20 s (pytest-timeout), so a hang fails one test;
 #     35 s for 1005 in session 21's first run; 20 s went to 5d in session 22]
 #   4 compute-sanitizer memcheck, racecheck          15 + 25 s [2, 12] (bench/gpu_launches.py small)
-#   5a the memory-bound rows (ReLU, pooling, batch   35 s   [20; 24] (the model's open verdicts: measured first)
-#     norm, bias gradient)
+#   5a the memory-bound rows (ReLU, pooling, batch   35 s   [20; 24] (the model's open verdicts: measured first;
+#     norm, bias gradient), on CuPy's launch path           session 27: one more backend in the same time
+#     and on ours (gpucnn-cuda-driver) side by side         budget, whose rows the targets count apart)
 #   5 the convolution rows, in each math mode        55 s   [34] (GPU backends only: with the default ones,
 #                                                           CPU peers included, it had not finished
 #                                                           after 185 s on the H200)
@@ -140,7 +141,7 @@ strict=${peers%%,*}
 modes=gpucnn-cuda-3xtf32${peers:+,$peers},gpucnn-cuda-tf32,gpucnn-cuda-fp32
 convs=$("$PY" -c 'from gpucnn.bench.cases import CONV; print(",".join(c.name for c in CONV))')
 step 5a-mem 35 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
-    --out "$logs/mem" --backends "gpucnn-cuda${strict:+,$strict}" --only relu,pool,batchnorm,bias_grad
+    --out "$logs/mem" --backends "gpucnn-cuda,gpucnn-cuda-driver${strict:+,$strict}" --only relu,pool,batchnorm,bias_grad
 step 5-bench 55 "$PY" -m gpucnn.cli bench --device cuda --no-train --no-fused --no-progress --budget 0.15 \
     --out "$logs/bench" --backends "$modes" --only "$convs"
 step 5b-fused 20 "$PY" -m gpucnn.cli bench --device cuda --fused-only --no-progress --budget 0.3 \

@@ -156,7 +156,8 @@ def _add_bench(sub, common) -> None:
                    help="where to time: auto is cuda when CuPy sees a GPU, else cpu")
     p.add_argument("--backends", help="comma-separated, ours first, from gpucnn-cuda, gpucnn-numpy, "
                    "torch-cudnn, torch-cpu and the math modes gpucnn-cuda-tf32, gpucnn-cuda-3xtf32, "
-                   "gpucnn-cuda-fp32, torch-cudnn-tf32 (default: all that run here)")
+                   "gpucnn-cuda-fp32, torch-cudnn-tf32, and gpucnn-cuda-driver, ours on our own launch path "
+                   "(GPUCNN_LAUNCH=driver) (default: all that run here but that one)")
     p.add_argument("--only", help="run only the cases whose label contains this, or one of its comma-separated "
                    "parts (with --steps-only: the models whose name does; with --fused-only: the fused rows' "
                    "cases; default: every case)")

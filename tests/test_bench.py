@@ -498,6 +498,25 @@ def test_issue_targets_read_off_a_gpu_run(tmp_path, capsys):
     assert [v["kind"] for v in targets.verdicts(targets.load(str(partial)))] == ["conv", "conv", "mem"]
 
 
+def test_memory_targets_on_our_launch_path_are_counted_apart():
+    """A memory row timed on our launch path too (gpucnn-cuda-driver, gpu.sh's 5a): the verdict
+    stays on the run's first backend; the row again at its fraction scaled by the two times,
+    under its own kind and count."""
+    from gpucnn.bench import targets
+    row = {"kind": "mem", "op": "batchnorm", "case": "batchnorm x", "pass": "forward", "batch": 128,
+           "full_batch": 128, "fraction_of_limit": 0.60, "fraction_of_same_copy": 0.70, "tensor_bytes": 33.6e6,
+           "ms": {"gpucnn-cuda": 0.030, "gpucnn-cuda-driver": 0.020, "torch-cudnn": 0.025},
+           "graph": {"ms": 0.018, "fraction_of_limit": 0.95, "fraction_of_same_copy": 0.97}}
+    found = targets.verdicts({"device": "cuda", "rows": [row]})
+    assert [(v["kind"], v["mode"], v["ok"]) for v in found] == [
+        ("mem", "gpucnn-cuda", False), ("mem, GPUCNN_LAUNCH=driver", "gpucnn-cuda-driver", True)]
+    assert found[1]["value"] == pytest.approx(0.90) and found[1]["same_copy"] == pytest.approx(1.05)
+    lines = targets.table(found)
+    assert ("| mem, GPUCNN_LAUNCH=driver | batchnorm x | forward | gpucnn-cuda-driver | - | 90% (105% of a same-size "
+            "copy) | 85% | pass |") in lines
+    assert lines[-1] == "mem: 0 of 1 pass (1 of 1 in a graph); mem, GPUCNN_LAUNCH=driver: 1 of 1 pass"
+
+
 def test_gpu_script_fits_its_time_box():
     """bench/gpu.sh, run in one call on a lent GPU, must end within 9 minutes (540 s of steps,
     leaving the rest of the device time for one rerun): its steps' time-outs, the targets'

@@ -15,8 +15,13 @@ from __future__ import annotations
 
 import math
 
+# Not a math mode: ours in the default mode on our own launch path (GPUCNN_LAUNCH=driver,
+# gpucnn.runtime.direct), timed beside CuPy's launch path (gpucnn-cuda) in one run
+DRIVER = "gpucnn-cuda-driver"
+
 BACKENDS = {"gpucnn-cuda-tf32": ("gpucnn", "cuda"), "gpucnn-cuda-3xtf32": ("gpucnn", "cuda"),
-            "gpucnn-cuda-fp32": ("gpucnn", "cuda"), "torch-cudnn-tf32": ("torch", "cuda")}
+            "gpucnn-cuda-fp32": ("gpucnn", "cuda"), "torch-cudnn-tf32": ("torch", "cuda"),
+            DRIVER: ("gpucnn", "cuda")}
 MODE_OF = {"gpucnn-cuda-tf32": "tf32", "gpucnn-cuda-3xtf32": "3xtf32", "gpucnn-cuda-fp32": "fp32"}
 PAIRS = {"tf32": ("gpucnn-cuda-tf32", "torch-cudnn-tf32", "tf32_matmul_gflops"),
          "3xtf32": ("gpucnn-cuda-3xtf32", "torch-cudnn", "matmul_gflops"),
@@ -25,11 +30,15 @@ TARGETS = {"tf32": 1.5, "3xtf32": 1.0}
 
 
 def wrap(name: str, fn):
-    """fn run in the math mode (ours) or with cuDNN's TF32 allowed (torch-cudnn-tf32) that ``name`` stands for."""
+    """fn run in the math mode (ours), on our launch path (DRIVER) or with cuDNN's TF32 allowed
+    (torch-cudnn-tf32) that ``name`` stands for."""
     if name in MODE_OF:
         import gpucnn
         mode = MODE_OF[name]
         ctx = lambda: gpucnn.math_mode(mode)  # noqa: E731
+    elif name == DRIVER:
+        from gpucnn.runtime import direct
+        ctx = lambda: direct.use("driver")  # noqa: E731
     elif name == "torch-cudnn-tf32":
         import torch
         ctx = lambda: torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False,  # noqa: E731

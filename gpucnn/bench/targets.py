@@ -8,7 +8,9 @@
          bias gradient (the reductions) at TARGET_REDUCTION (70%), on tensors of TARGET_MIN_BYTES
          (25 MB) or more; the verdict is on the large copy of the run's limits, and a row's
          fraction of a copy of its own input tensor, timed beside it, is shown in brackets, and
-         both again with the calls replayed from a CUDA graph (the device's time alone);
+         both again with the calls replayed from a CUDA graph (the device's time alone); where
+         the run timed them on our launch path too (modes.DRIVER), those rows again, counted apart
+         (MEM_DRIVER);
   fused  conv2d_bias_relu at least TARGET_FUSED (1.2) x faster than the separate passes on
          mnist-2 and cifar-resnet.
 
@@ -33,6 +35,11 @@ MEM_TARGETS = {("relu", "forward"): K.TARGET_MAP, ("relu", "backward"): K.TARGET
                ("batchnorm", "backward"): K.TARGET_REDUCTION, ("bias_grad", "backward"): K.TARGET_REDUCTION}
 
 
+# The memory rows again on our launch path (modes.DRIVER), where the run timed it: beside the
+# verdicts, which are on the default launch path's
+MEM_DRIVER = "mem, GPUCNN_LAUNCH=driver"
+
+
 def verdicts(res: dict) -> list[dict]:
     """One dict per target a GPU run measured: kind, case, pass, mode, value, goal, ok."""
     out = []
@@ -42,7 +49,7 @@ def verdicts(res: dict) -> list[dict]:
     def add(kind, r, pass_, mode, value, goal, at_least, algo=""):
         out.append({"kind": kind, "case": r["case"], "pass": pass_, "mode": mode, "value": value, "goal": goal,
                     "ok": value >= goal if at_least else value <= goal, "algo": algo,
-                    "same_copy": r.get("fraction_of_same_copy") if kind == "mem" else None,
+                    "same_copy": r.get("fraction_of_same_copy") if kind.startswith("mem") else None,
                     "graph": r.get("graph") if kind == "mem" and "ms" in r.get("graph", {}) else None})
     for r in res.get("rows", []):
         if r["batch"] != r["full_batch"]:
@@ -55,6 +62,10 @@ def verdicts(res: dict) -> list[dict]:
         elif (r["op"], r["pass"]) in MEM_TARGETS and r.get("tensor_bytes", 0) >= K.TARGET_MIN_BYTES:
             ours = next(iter(r["ms"]))  # the run's first backend
             add("mem", r, r["pass"], ours, r["fraction_of_limit"], MEM_TARGETS[r["op"], r["pass"]], True)
+            if modes.DRIVER in r["ms"] and ours != modes.DRIVER:  # the same row on our launch path, beside it
+                faster = r["ms"][ours] / r["ms"][modes.DRIVER]
+                add(MEM_DRIVER, {**r, "fraction_of_same_copy": r.get("fraction_of_same_copy", 0) * faster or None},
+                    r["pass"], modes.DRIVER, r["fraction_of_limit"] * faster, MEM_TARGETS[r["op"], r["pass"]], True)
     for r in res.get("fused", []):
         if r["op"] == fused.OP["conv"] and r["name"] in fused.CONV_CASES and r["batch"] == r["full_batch"]:
             add("fused", r, "forward", modes.MODE_OF.get(r["ours"], r["ours"]), r["speedup"], K.TARGET_FUSED, True)
@@ -72,12 +83,12 @@ def table(found: list[dict]) -> list[str]:
              "fused: separate / fused, at least the goal):", "",
              "| target | case | pass | mode | algorithm | measured | goal | verdict |", "|---|---|---|---|---|---|---|---|"]
     for v in found:
-        value = f"{100 * v['value']:.0f}%" if v["kind"] == "mem" else f"{v['value']:.2f}"
+        value = f"{100 * v['value']:.0f}%" if v["kind"].startswith("mem") else f"{v['value']:.2f}"
         if v.get("same_copy") is not None:
             value += f" ({100 * v['same_copy']:.0f}% of a same-size copy)"
         if v.get("graph") is not None:
             value += f"; in a graph {report.fractions(v['graph'])}"
-        goal = f"{100 * v['goal']:.0f}%" if v["kind"] == "mem" else f"{v['goal']:.2f}"
+        goal = f"{100 * v['goal']:.0f}%" if v["kind"].startswith("mem") else f"{v['goal']:.2f}"
         lines.append(f"| {v['kind']} | {v['case']} | {v['pass']} | {v['mode']} | {v['algo'] or '-'} | {value} | "
                      f"{goal} | {'pass' if v['ok'] else 'FAIL'} |")
     kinds = dict.fromkeys(v["kind"] for v in found)
