@@ -194,3 +194,40 @@ def test_training_steps_on_the_gpu_through_the_driver_equal_cupys_bitwise(captur
     assert want.keys() == got.keys()
     for k in want:
         np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+
+
+@needs_emulator
+def test_threads_launching_one_kernel_do_not_pack_over_each_other(packed, monkeypatch):
+    """Each DirectKernel has one buffer a list of argument types: two threads launching the same
+    kernel at once, each launch held up between its packing and the driver's read (a sleep here),
+    still launch their own arguments (the emulator's read-back checks each pointer)."""
+    import threading
+    import time
+    real = EmuKernel.launch_packed
+
+    def slow(self, *a):
+        time.sleep(0.01)
+        return real(self, *a)
+    monkeypatch.setattr(EmuKernel, "launch_packed", slow)
+    xs = [np.full((2, 3, 4, 4), v, np.float32) for v in (-1.0, 2.0, 3.0, -4.0)]
+    got, errors = {}, []
+
+    def run(i):
+        try:
+            with gpucnn.use_backend("emulator"):  # a context variable: each thread's own
+                for _ in range(3):
+                    got[i] = gpucnn.relu(xs[i])
+        except Exception as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(e)
+    with gpucnn.use_backend("emulator"), direct.use("driver"):
+        gpucnn.relu(xs[0])  # the module built once, before the threads
+        assert packed == ["relu_forward_f32"]
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(xs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    assert len(packed) == 1 + 3 * len(xs)  # every launch on the driver path
+    for i, x in enumerate(xs):
+        np.testing.assert_array_equal(got[i], np.maximum(x, 0))

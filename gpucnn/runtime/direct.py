@@ -29,6 +29,7 @@ import contextlib
 import ctypes
 import os
 import struct
+import threading
 
 import numpy as np
 
@@ -123,13 +124,16 @@ def _dim3(d) -> tuple:
 
 class DirectKernel:
     """``fn`` (a CuPy RawKernel or an EmuKernel) launched with our own argument packing, a
-    Packer kept per list of argument types; called as CuPy's RawKernel is. ``xp``: the
+    Packer kept per list of argument types; called as CuPy's RawKernel is, from any thread. ``xp``: the
     runtime's array module (CuPy's ``ndarray``, ``cuda.driver.launchKernel`` and
     ``cuda.get_current_stream``; a stand-in's in bench/host_path.py's null runtime)."""
 
     def __init__(self, fn, xp):
         self.fn = fn
         self.packers: dict[tuple, Packer] = {}
+        # A Packer's buffer holds one launch's values from its pack until the driver has copied them:
+        # a thread's launch of this kernel may not pack over another's in between
+        self.lock = threading.Lock()
         if hasattr(fn, "launch_packed"):  # the emulator's
             self.array_type, self.pointer_of, self.launch = np.ndarray, _numpy_pointer, self._emulated
         else:
@@ -143,10 +147,11 @@ class DirectKernel:
 
     def __call__(self, grid, block, args, *, shared_mem: int = 0):
         types = tuple(map(type, args))
-        pk = self.packers.get(types)
-        if pk is None:
-            pk = self.packers[types] = Packer(types, self.array_type, self.pointer_of)
-        self.launch(_dim3(grid), _dim3(block), shared_mem, pk.pack(args), args)
+        with self.lock:
+            pk = self.packers.get(types)
+            if pk is None:
+                pk = self.packers[types] = Packer(types, self.array_type, self.pointer_of)
+            self.launch(_dim3(grid), _dim3(block), shared_mem, pk.pack(args), args)
 
     def _driver(self, grid, block, shared_mem, params, args):
         self.launch_kernel(self.function, *grid, *block, shared_mem, self.stream().ptr, params, 0)
