@@ -50,6 +50,18 @@ by default (the chunk sums, the fifth, are now norm.scratch's, kept from
 call to call); on real CuPy, gpu.sh's step 5d times the one-allocation
 variant (norm.STATS_ONE_ALLOCATION) beside them.
 
+Our own launch path (``--launch``, default both: GPUCNN_LAUNCH=driver,
+gpucnn.runtime.direct) adds its argument packing to this path, where CuPy's
+launch is left out of the other column: on the idle VM (2 runs of 200 calls x
+9 samples, taskset -c 1) relu.relu_forward 2.95-3.00 -> 6.04-6.30 us, relu
+backward 3.23-3.56 -> 6.34-6.55, norm.batch_norm_stats 6.94-8.14 -> 12.78-13.58,
+norm.batch_norm_backward (two launches) 7.47-7.66 -> 17.42-17.48, mnist-1
+forward tf32 9.52-10.98 -> 14.24-15.99; a DirectKernel call alone 2.1 us with
+4 arguments, 3.0 with 15 (its packing 0.8 and 1.5). CuPy's own launch of the
+same kernels took 7.9 and 12.7-15.7 us on the H200's host (gpu.sh step 2d,
+session 21): the driver path should save ~5-12 us a launch there, which step
+2d's rows on real CuPy will say.
+
     PYTHONPATH=. taskset -c 1 python bench/host_path.py
 """
 from __future__ import annotations

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import operator
 import os
 import struct
 import threading
@@ -110,12 +111,8 @@ def packer(args, array_type, pointer_of) -> Packer:
     return Packer(tuple(map(type, args)), array_type, pointer_of)
 
 
-def _cupy_pointer(a) -> int:
-    return a.data.ptr
-
-
-def _numpy_pointer(a) -> int:
-    return a.ctypes.data
+_cupy_pointer = operator.attrgetter("data.ptr")  # a CuPy array's device pointer (C's attribute reads)
+_numpy_pointer = operator.attrgetter("ctypes.data")  # the emulator's: a NumPy array's address
 
 
 def _dim3(d) -> tuple:
