@@ -168,7 +168,7 @@ def driver_launches(k, grid, block, args, kw) -> list:
     arguments packed at each call, then packed once (the driver's own floor): (how, the launch)."""
     import cupy
     smem, dk = kw.get("shared_mem", 0), direct.DirectKernel(k, cupy)
-    pk = direct.packer(args, cupy.ndarray, lambda a: a.data.ptr)  # kept by the lambda: its buffer is the params
+    pk = direct.packer(args, dk.array_type, dk.pointer_of)  # kept by the lambda: its buffer is the params
     once, g, b = pk.pack(args), direct._dim3(grid), direct._dim3(block)
     return [("through the driver, packed at the call", lambda: dk(grid, block, args, shared_mem=smem)),
             ("through the driver, packed once", lambda pk=pk: dk._driver(g, b, smem, once, args))]
