@@ -17,8 +17,10 @@ synchronized between samples), in microseconds a call:
 1. CuPy's parts: ``cupy.cuda.Device()``, the current stream, a per-channel
    result's allocation against a row view of one array (the statistics make
    four allocations; step 5d times the variant that makes one),
-   ``empty_like`` of the row's tensor, the bench's same-size copy
-   (limits.copier);
+   ``empty_like`` of the row's tensor and ``empty`` of its shape and dtype
+   (launch.empty_as, which the launch code allocates with since session 28),
+   the device's number (Runtime.function's key since session 28), the
+   bench's same-size copy (limits.copier);
 2. each kernel launch of each op, re-issued alone with the grid and
    arguments the op passed (recorded on one call): CuPy's launch for that
    kernel's argument list, then the same launch through the driver with
@@ -102,6 +104,7 @@ def rows(calls: int = CALLS, samples: int = SAMPLES):
     four = cupy.empty((4, 64), cupy.float32)  # batch norm's statistics make four (C,) results: one array's rows?
     yield "cupy.cuda.Device()", t(cupy.cuda.Device)
     yield "cupy.cuda.get_current_stream()", t(cupy.cuda.get_current_stream)
+    yield "cupy.cuda.runtime.getDevice(): Runtime.function's key", t(cupy.cuda.runtime.getDevice)
     yield ("Runtime.module('relu', (), 'relu_forward_f32'): loader.cupy_module",
            t(lambda: rt.module("relu", (), "relu_forward_f32")))
     yield "Runtime.function('relu', 'relu_forward_f32')", t(lambda: rt.function("relu", "relu_forward_f32"))
@@ -110,6 +113,7 @@ def rows(calls: int = CALLS, samples: int = SAMPLES):
     for case in cases_timed():
         x = cupy.empty((case.N, case.C, case.H, case.W), cupy.float32)
         yield f"{case.label()}: cupy.empty_like", t(lambda: cupy.empty_like(x))
+        yield f"{case.label()}: cupy.empty(shape, dtype), launch.empty_as", t(lambda: cupy.empty(x.shape, x.dtype))
         copy, pairs = limits.copier("cuda"), limits.copy_pairs("cuda", case.tensor_bytes(), 1)
         yield f"{case.label()}: the bench's same-size copy", t(lambda: copy(*pairs[0]))
         for direction in cases.passes(case):

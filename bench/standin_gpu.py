@@ -216,7 +216,8 @@ def module() -> types.ModuleType:
         using_allocator=lambda alloc=None: contextlib.nullcontext(),
         driver=types.SimpleNamespace(launchKernel=lambda *args: None),  # host_cupy's driver launches: none run
         alloc_pinned_memory=lambda nbytes: memoryview(bytearray(nbytes)),
-        runtime=types.SimpleNamespace(getDeviceCount=lambda: 1, memGetInfo=lambda: (64 << 30, 80 << 30),
+        runtime=types.SimpleNamespace(getDeviceCount=lambda: 1, getDevice=lambda: 0,
+                                      memGetInfo=lambda: (64 << 30, 80 << 30),
                                       memcpyHostToDevice=1, memcpyAsync=_memcpy_async,
                                       getDeviceProperties=lambda i: {"name": b"stand-in GPU (NumPy)"},
                                       runtimeGetVersion=lambda: 13000, driverGetVersion=lambda: 13000))

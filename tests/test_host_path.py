@@ -190,17 +190,23 @@ def test_device_changes_the_launch_after_a_memoised_call():
 
 
 def test_functions_follow_the_module_in_force():
-    """Runtime.function remembers per module: CuPy's module is per device."""
-    logs = {0: [], 1: []}
+    """Runtime.function remembers per device (CuPy's modules are per device: the runtime asks
+    the device's number at each launch) and forgets when the runtime's module source changes."""
+    logs = {0: [], 1: [], 2: []}
     modules = {d: hp.NullModule(logs[d]) for d in logs}
     current = [0]
-    rt = gpucnn.runtime.Runtime("cuda", hp._Pool(), lambda family, options=(), kernel=None: modules[current[0]], lambda: (90, 132))
+    rt = gpucnn.runtime.Runtime("cuda", hp._Pool(), lambda family, options=(), kernel=None: modules[current[0]],
+                                lambda: (90, 132), lambda: current[0])
     x = hp.device_array(np.ones(64, np.float32))
     with hp.null_cuda(rt):
         backend.call("relu", "relu_forward", x, 0.0)
         current[0] = 1
         backend.call("relu", "relu_forward", x, 0.0)
-    assert [len(logs[0]), len(logs[1])] == [1, 1]
+        current[0] = 0
+        backend.call("relu", "relu_forward", x, 0.0)  # device 0's, remembered
+        rt.module = lambda family, options=(), kernel=None: modules[2]
+        backend.call("relu", "relu_forward", x, 0.0)
+    assert [len(logs[d]) for d in logs] == [2, 1, 1]
 
 
 def test_measure_times_every_row():

@@ -57,6 +57,16 @@ def copy_of(xp, a, dtype=None):
     return out
 
 
+def empty_as(xp, a):
+    """A new C-contiguous array of ``a``'s shape and dtype (the launch code's inputs are
+    C-contiguous first). Not ``empty_like``: CuPy's (order "K") works out the strides in
+    Python and builds two arrays, one to allocate and one to return, where ``empty``
+    builds one; on the H200's host empty_like of a 33.6 MB tensor took 6.9-7.7 us and
+    empty of a (64,) result 3.7 (gpu.sh step 2d, session 21; step 2d now times empty of
+    the same tensor beside it)."""
+    return xp.empty(a.shape, a.dtype)
+
+
 def contiguous(xp, a):
     """``a`` if it is C-contiguous, else a contiguous copy of the same shape."""
     return a if a.flags.c_contiguous else copy_of(xp, a)

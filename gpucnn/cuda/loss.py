@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from gpucnn.cuda.launch import contiguous, i64, kernel_name, launch, scalar
+from gpucnn.cuda.launch import contiguous, empty_as, i64, kernel_name, launch, scalar
 
 FAMILY = "loss"
 KERNELS = ("ce_rows", "ce_rows_prob", "ce_reduce", "ce_grad", "ce_grad_prob", "squared_error")
@@ -41,7 +41,7 @@ def cross_entropy(rt, logits, target, weight, ignore_index, reduction, label_smo
     else:
         loss, scale = xp.empty((), dt), xp.empty(1, dt)
         _one_block(rt, "ce_reduce", dt, (rows, den, loss, scale, i64(R), np.int32(reduction == "mean")))
-    dz = xp.empty_like(z)
+    dz = empty_as(xp, z)
     launch(rt, FAMILY, "ce_grad_prob" if probs else "ce_grad", dt, dz.size,
            (z, target, w, lse, a, scale, dz, i64(dz.size), np.int32(C), i64(S), *extra))
     return loss, dz
@@ -54,7 +54,7 @@ def softmax_cross_entropy(rt, logits, labels):
 def squared_error(rt, pred, target):
     xp = rt.xp
     pred, target = contiguous(xp, pred), contiguous(xp, target)
-    dpred, loss = xp.empty_like(pred), xp.empty((), pred.dtype)
+    dpred, loss = empty_as(xp, pred), xp.empty((), pred.dtype)
     _one_block(rt, "squared_error", pred.dtype,
                (pred, target, dpred, loss, i64(pred.size), scalar(pred.dtype, 1.0 / pred.shape[0])))
     return loss, dpred

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from gpucnn.cuda.launch import contiguous, copy_of, i64, launch, scalar, vector_threads
+from gpucnn.cuda.launch import contiguous, copy_of, empty_as, i64, launch, scalar, vector_threads
 from gpucnn.runtime import capture
 
 FAMILY = "batchnorm"
@@ -200,7 +200,7 @@ def batch_norm_apply(rt, x, mean, invstd, gamma, beta, relu=False):
     x, mean, invstd, gamma, beta = (contiguous(xp, x), contiguous(xp, mean), contiguous(xp, invstd),
                                     contiguous(xp, gamma), contiguous(xp, beta))  # no generator: ~0.4 us
     g = _geometry(x, rt.device()[1])
-    y = xp.empty_like(x)
+    y = empty_as(xp, x)
     launch(rt, FAMILY, "batchnorm_forward", x.dtype, g.apply_threads,
            (x, mean, invstd, gamma, beta, y, g.size, *g.dims[1:], _FLAG[bool(relu)]))
     return y
@@ -219,7 +219,7 @@ def batch_norm_backward(rt, dy, x, mean, invstd, gamma, batch_stats, y=None):
     launch(rt, FAMILY, "batchnorm_backward_sums", x.dtype, g.reduce_threads,
            (dy, x, y, mean, invstd, *scratch(rt, g.C, g.parts), dgamma, dbeta, *g.dims, *g.chunking, _FLAG[relu]),
            block=THREADS)
-    dx = xp.empty_like(x)
+    dx = empty_as(xp, x)
     launch(rt, FAMILY, "batchnorm_backward_data", x.dtype, g.backward_threads,
            (dy, x, y, mean, invstd, gamma, dgamma, dbeta, dx, g.size, *g.dims[1:], g.inv_n_t,
             _FLAG[bool(batch_stats)], _FLAG[relu]))

@@ -14,7 +14,7 @@ from math import copysign
 
 import numpy as np
 
-from gpucnn.cuda.launch import contiguous, i64, launch, scalar, vector_threads
+from gpucnn.cuda.launch import contiguous, empty_as, i64, launch, scalar, vector_threads
 
 FAMILY = "relu"
 KERNELS = ("relu_forward", "relu_backward", "add", "add_relu")
@@ -31,7 +31,7 @@ def _sizes(n: int, dtype: np.dtype, slope=None, sign=None) -> tuple:
 
 def relu_forward(rt, x, slope):
     x = contiguous(rt.xp, x)
-    y = rt.xp.empty_like(x)
+    y = empty_as(rt.xp, x)
     threads, sizes = _sizes(x.size, x.dtype, slope, copysign(1.0, slope))
     launch(rt, FAMILY, "relu_forward", x.dtype, threads, (x, y, *sizes))
     return y
@@ -39,7 +39,7 @@ def relu_forward(rt, x, slope):
 
 def relu_backward(rt, dy, x, slope):
     dy, x = contiguous(rt.xp, dy), contiguous(rt.xp, x)
-    dx = rt.xp.empty_like(x)
+    dx = empty_as(rt.xp, x)
     threads, sizes = _sizes(x.size, x.dtype, slope, copysign(1.0, slope))
     launch(rt, FAMILY, "relu_backward", x.dtype, threads, (dy, x, dx, *sizes))
     return dx
@@ -47,7 +47,7 @@ def relu_backward(rt, dy, x, slope):
 
 def add(rt, a, b, relu=False):
     a, b = contiguous(rt.xp, a), contiguous(rt.xp, b)
-    out = rt.xp.empty_like(a)
+    out = empty_as(rt.xp, a)
     threads, sizes = _sizes(a.size, a.dtype)
     launch(rt, FAMILY, "add_relu" if relu else "add", a.dtype, threads, (a, b, out, *sizes))
     return out

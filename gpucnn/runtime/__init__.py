@@ -19,30 +19,44 @@ class Runtime:
     and a ``module(family, options)`` that returns an object with CuPy's
     ``get_function(name)`` interface."""
 
-    def __init__(self, name, xp, module, device):
-        self.name, self.xp, self.module, self._device = name, xp, module, device
-        self._functions: dict[tuple, list] = {}  # (id(module), kernel) -> [module, function, its DirectKernel]
+    def __init__(self, name, xp, module, device, device_id=None):
+        self.name, self.xp, self._device = name, xp, device
+        self._device_id = device_id or (lambda: 0)  # the current device's number (CuPy's modules are per device)
+        self.module = module
+
+    @property
+    def module(self):
+        return self._module
+
+    @module.setter
+    def module(self, module):
+        """A new module source: the functions remembered from the old one are dropped."""
+        self._module = module
+        # (family, kernel, options, device) -> [module, function, its DirectKernel]
+        self._functions: dict[tuple, list] = {}
 
     def device(self) -> tuple[int, int]:
         """(compute capability as major * 10 + minor, multiprocessor count) of the current device."""
         return self._device()
 
     def function(self, family: str, kernel: str, options: tuple = ()):
-        """The kernel ``kernel`` of the module that ``module(family, options)``
-        gives now (CuPy's is per device), remembered per module: CuPy's
-        RawModule.get_function builds a new RawKernel and looks its function
-        up at each call, and a new RawKernel's max_dynamic_shared_size_bytes
-        is a driver query (gemm.launch_gemm reads it). An entry holds its
-        module, so the module's id is not reused while the entry is kept.
-        An A/B build set now (loader.BUILD) adds its options (loader.switch_options).
-        With the driver launch path set (direct.PATH), the kernel wrapped in a DirectKernel."""
+        """The kernel ``kernel`` of the module that ``module(family, options, kernel)``
+        gives on the current device, remembered per (family, kernel, options, device):
+        CuPy's RawModule.get_function builds a new RawKernel and looks its function
+        up at each call, a new RawKernel's max_dynamic_shared_size_bytes is a driver
+        query (gemm.launch_gemm reads it), and loader.cupy_module's own look-up (the
+        device, its compute capability, the part's options) cost 1.4 us a launch on
+        the H200's host (gpu.sh step 2d, session 21) where the device's number is one
+        driver call. An A/B build set now (loader.BUILD) adds its options
+        (loader.switch_options). With the driver launch path set (direct.PATH), the
+        kernel wrapped in a DirectKernel."""
         if loader.BUILD:  # one attribute read at each launch otherwise
             options = tuple(options) + loader.switch_options(family)
-        module = self.module(family, options, kernel)
-        hit = self._functions.get((id(module), kernel))
-        if hit is None or hit[0] is not module:
-            fn = module.get_function(kernel)
-            hit = self._functions[id(module), kernel] = [module, fn, None]
+        key = (family, kernel, options, self._device_id())
+        hit = self._functions.get(key)
+        if hit is None:
+            module = self._module(family, options, kernel)  # held by the entry, with its function
+            hit = self._functions[key] = [module, module.get_function(kernel), None]
         if direct.PATH == "cupy":
             return hit[1]
         if hit[2] is None:  # GPUCNN_LAUNCH=driver: our own argument packing (direct.DirectKernel)
@@ -87,5 +101,5 @@ def runtime_for(name: str) -> Runtime:
     if name == "cuda":
         import cupy
         from gpucnn.runtime import cupy_runtime
-        return Runtime(name, cupy, loader.cupy_module, cupy_runtime.device)
+        return Runtime(name, cupy, loader.cupy_module, cupy_runtime.device, cupy.cuda.runtime.getDevice)
     raise ValueError(f"no kernel runtime for backend {name!r}")
