@@ -169,7 +169,8 @@ def _add_bench(sub, common) -> None:
     p.add_argument("--no-train", action="store_true", help="skip the training-step benchmark")
     p.add_argument("--steps-only", action="store_true", help="only the training-step benchmark")
     p.add_argument("--fused-only", action="store_true", help="only the fused rows: conv2d_bias_relu and "
-                   "batch_norm2d_relu against the separate passes and PyTorch's unfused pair")
+                   "batch_norm2d_relu against the separate passes (conv, bias, ReLU as three passes too) "
+                   "and PyTorch's unfused pair")
     p.add_argument("--no-fused", dest="fused", action="store_false", help="skip the fused rows")
     p.add_argument("--no-torch-compile", dest="torch_compile", action="store_false",
                    help="leave torch.compile out of the training-step benchmark")

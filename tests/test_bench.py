@@ -372,20 +372,22 @@ def test_fused_suite_and_pairs():
 @pytest.mark.parametrize("name", ["numpy", "emulator"])
 @pytest.mark.parametrize("case", [c for c, _ in fused.suite("cpu", small=True)], ids=lambda c: c.label())
 def test_fused_functions_compute_what_they_claim(case, name):
-    """Fused equals separate bit for bit (fused.py's promise), both equal the
-    NumPy reference's and PyTorch's unfused pair, which the rows time as the peer."""
+    """Fused equals separate and the three passes bit for bit (fused.py's promise), all equal
+    the NumPy reference's and PyTorch's unfused pair, which the rows time as the peer."""
     torch = pytest.importorskip("torch")
     if not backend.available(name)[0]:
         pytest.skip(f"{name}: {backend.available(name)[1]}")
     a = fused.arrays(case, np.random.default_rng(0))
-    f, s = fused.functions(case)
+    fns = fused.functions(case)
+    assert tuple(fns) == fused.sides(case) == (fused.SIDES if case.kind == "conv" else fused.SIDES[:2])
 
     def on(b):
         with backend.use_backend(b):
-            return f(a), s(a)
-    (got_f, got_s), (ref, _) = on(name), on("numpy")
+            return [f(a) for f in fns.values()]
+    (got_f, *others), (ref, *_) = on(name), on("numpy")
     want = ops.no_grad(fused.torch_function(case))({k: torch.from_numpy(v.copy()) for k, v in a.items()}).numpy()
-    np.testing.assert_array_equal(got_f, got_s)
+    for other in others:  # separate, and a convolution's three passes (its bias pass adds b exactly)
+        np.testing.assert_array_equal(got_f, other)
     np.testing.assert_allclose(got_f, ref, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(got_f, want, rtol=1e-4, atol=1e-4)
     assert 0 < (want > 0).mean() < 1  # the ReLU had something to clip
@@ -397,14 +399,15 @@ def test_fused_runs_of_each_mode_and_peer():
     case = next(c for c, _ in fused.suite("cpu", small=True) if c.name == "cifar-resnet")
     chosen = fused.plan(case, ["gpucnn-cuda-tf32", "gpucnn-cuda-3xtf32"], ["torch-cudnn", "torch-cudnn-tf32"])
     runs = fused.runs(case, chosen, "cpu", copies=2)
-    assert list(runs) == ["gpucnn-cuda-tf32 fused", "gpucnn-cuda-tf32 separate", "gpucnn-cuda-3xtf32 fused",
-                          "gpucnn-cuda-3xtf32 separate", "torch-cudnn-tf32", "torch-cudnn"]
+    assert list(runs) == ["gpucnn-cuda-tf32 fused", "gpucnn-cuda-tf32 separate", "gpucnn-cuda-tf32 three passes",
+                          "gpucnn-cuda-3xtf32 fused", "gpucnn-cuda-3xtf32 separate", "gpucnn-cuda-3xtf32 three passes",
+                          "torch-cudnn-tf32", "torch-cudnn"]
     outs = {k: fn(*inputs[1]) for k, (fn, inputs) in runs.items() if len(inputs) == 2}
     want = outs.pop("torch-cudnn").numpy()
     for k, y in outs.items():
         np.testing.assert_allclose(y if isinstance(y, np.ndarray) else y.numpy(), want, rtol=1e-4, atol=1e-4,
                                    err_msg=k)
-    assert len(outs) == 5
+    assert len(outs) == 7
 
 
 def test_fused_only_from_the_cli(tmp_path, capsys):
@@ -417,6 +420,10 @@ def test_fused_only_from_the_cli(tmp_path, capsys):
         ("conv2d_bias_relu", "mnist-2"), ("conv2d_bias_relu", "cifar-resnet"), ("batch_norm2d_relu", "batchnorm")]
     for r in res["fused"]:
         assert r["ours"] == "gpucnn-numpy" and r["speedup"] == pytest.approx(r["separate_ms"] / r["fused_ms"])
+        if r["op"] == "conv2d_bias_relu":
+            assert r["speedup_three"] == pytest.approx(r["three_ms"] / r["fused_ms"])
+        else:
+            assert "three_ms" not in r
         if r["peer"]:
             assert r["peer"] == "torch-cpu" and r["vs_peer"] == pytest.approx(r["fused_ms"] / r["peer_ms"])
     text = capsys.readouterr().out
@@ -437,16 +444,19 @@ def test_fused_table_on_a_gpu_run():
            "speedup": 1.6, "peer": "torch-cudnn-tf32", "peer_ms": 0.04, "vs_peer": 1.25}
     text = "\n".join(fused.table({"device": "cuda", "fused": [row]}))
     assert ("| conv2d_bias_relu | mnist-2 64x32x14x14 K64 5x5/1 p2 | 64 | gpucnn-cuda-tf32 | 0.050 | 0.080 | 1.60 "
-            "| torch-cudnn-tf32 | 0.040 | 1.25 |") in text
+            "| - | - | torch-cudnn-tf32 | 0.040 | 1.25 |") in text  # a row before the three passes were timed
     assert "conv2d_bias_relu: fused 1" in text and "separate 3" in text and "3.21 MB" in text
     assert fused.table({"device": "cuda", "fused": []}) == []
     # with the calls replayed from CUDA graphs: three more columns; a capture that failed, named
-    graph = {**row, "graph": {"fused_ms": 0.03, "separate_ms": 0.045, "speedup": 1.5}}
+    row = {**row, "three_ms": 0.1, "speedup_three": 2.0}
+    graph = {**row, "graph": {"fused_ms": 0.03, "separate_ms": 0.045, "speedup": 1.5, "three_ms": 0.054,
+                              "speedup_three": 1.8}}
     failed = {**row, "ours": "gpucnn-cuda-fp32", "graph": {"why": "CaptureError: x"}}
     text = "\n".join(fused.table({"device": "cuda", "fused": [graph, failed]}))
-    assert ("| gpucnn-cuda-tf32 | 0.050 | 0.080 | 1.60 | 0.030 | 0.045 | 1.50 | torch-cudnn-tf32 | 0.040 | 1.25 |"
-            in text)
-    assert "| gpucnn-cuda-fp32 | 0.050 | 0.080 | 1.60 | - | - | - | torch-cudnn-tf32 |" in text
+    assert ("| gpucnn-cuda-tf32 | 0.050 | 0.080 | 1.60 | 0.100 | 2.00 | 0.030 | 0.045 | 1.50 | 1.80 | torch-cudnn-tf32 "
+            "| 0.040 | 1.25 |") in text
+    assert "| gpucnn-cuda-fp32 | 0.050 | 0.080 | 1.60 | 0.100 | 2.00 | - | - | - | - | torch-cudnn-tf32 |" in text
+    assert "three passes 5" in text
     assert "- mnist-2 64x32x14x14 K64 5x5/1 p2 gpucnn-cuda-fp32: no graph: CaptureError: x" in text
 
 
@@ -469,7 +479,8 @@ def test_issue_targets_read_off_a_gpu_run(tmp_path, capsys):
             mem("relu", "forward", 0.30, 6.4e6), mem("max_pool", "backward", 0.5, 102.8e6),
             mem("relu", "backward", 0.2, 102.8e6, batch=4)]
     fused_rows = [{"op": "conv2d_bias_relu", "name": "mnist-2", "case": "mnist-2 x", "ours": "gpucnn-cuda-3xtf32",
-                   "speedup": 1.19, "batch": 64, "full_batch": 64},
+                   "speedup": 1.19, "speedup_three": 1.25, "batch": 64, "full_batch": 64},
+                  # a run before session 28: no three passes timed, its row against our unfused layers only
                   {"op": "conv2d_bias_relu", "name": "cifar-resnet", "case": "cifar-resnet x", "ours": "gpucnn-cuda-tf32",
                    "speedup": 1.4, "batch": 128, "full_batch": 128},
                   {"op": "batch_norm2d_relu", "name": "batchnorm", "case": "bn", "ours": "gpucnn-cuda", "speedup": 2.0,
@@ -479,13 +490,18 @@ def test_issue_targets_read_off_a_gpu_run(tmp_path, capsys):
     assert got == [("conv", "vgg", "forward", "tf32", False), ("conv", "vgg", "forward", "3xtf32", True),
                    ("mem", "relu x", "forward", "gpucnn-cuda", True), ("mem", "batchnorm x", "stats", "gpucnn-cuda", False),
                    ("mem", "batchnorm x", "forward", "gpucnn-cuda", False), ("mem", "bias_grad x", "backward", "gpucnn-cuda", True),
-                   ("fused", "mnist-2 x", "forward", "3xtf32", False), ("fused", "cifar-resnet x", "forward", "tf32", True)]
+                   ("fused", "mnist-2 x", "forward", "3xtf32", True),
+                   (targets.FUSED_LAYERS, "mnist-2 x", "forward", "3xtf32", False),
+                   (targets.FUSED_LAYERS, "cifar-resnet x", "forward", "tf32", True)]
     lines = targets.table(targets.verdicts(res))
     assert "| conv | vgg | forward | tf32 | gemm 128x128x32 wgmma | 3.20 | 3.00 | FAIL |" in lines
     assert "| mem | batchnorm x | stats | gpucnn-cuda | - | 69% | 70% | FAIL |" in lines
     assert ("| mem | relu x | forward | gpucnn-cuda | - | 90% (95% of a same-size copy); in a graph 97% (99%) | "
             "85% | pass |") in lines
-    assert lines[-1] == "conv: 1 of 2 pass; mem: 2 of 4 pass (1 of 1 in a graph); fused: 1 of 2 pass"
+    assert "| fused | mnist-2 x | forward | 3xtf32 | - | 1.25 | 1.20 | pass |" in lines
+    assert "| fused, against our unfused layers | mnist-2 x | forward | 3xtf32 | - | 1.19 | 1.20 | FAIL |" in lines
+    assert lines[-1] == ("conv: 1 of 2 pass; mem: 2 of 4 pass (1 of 1 in a graph); fused: 1 of 1 pass; "
+                         "fused, against our unfused layers: 1 of 2 pass")
     assert targets.verdicts({**res, "device": "cpu"}) == [] and targets.table([]) == []
     path = tmp_path / "run.json"
     path.write_text(json.dumps(res))

@@ -231,7 +231,8 @@ def test_gpu_script_runs_its_python_steps(tmp_path):
     # the verdicts are the host's times here, not the device's: only that each target was judged
     assert re.search(rf"^mem: \d+ of {judged} pass \(\d+ of {judged} in a graph\); "
                      rf"mem, GPUCNN_LAUNCH=driver: \d+ of {judged} pass; "  # 5a's rows on our launch path too
-                     rf"fused: \d+ of {len(fused.CONV_CASES) * 3} pass$", summary, re.M)
+                     rf"fused: \d+ of {len(fused.CONV_CASES) * 3} pass; "  # against the three passes, then:
+                     rf"{targets.FUSED_LAYERS}: \d+ of {len(fused.CONV_CASES) * 3} pass$", summary, re.M)
     assert summary.count("of a same-size copy); in a graph ") == judged
     # step 8b: every tuned pass of step 5c, in each of its two modes, against the heuristic and the model
     tuned = json.loads((out / "tuned.json").read_text())["rows"]

@@ -1,6 +1,7 @@
 """The memory-bound half of the static performance model (gpucnn.bench.model):
 PREDICTIONS of the fraction of the copy bandwidth each memory-bound kernel
-reaches, and of the fused conv+bias+ReLU against the separate passes.
+reaches, and of the fused conv+bias+ReLU against the separate passes (ours, and the
+three separate passes of the issue's target).
 
 Little's law per wave of resident threads (the record's blocks_per_sm x 256):
 a thread keeps ``inflight`` bytes of DRAM reads outstanding and needs
@@ -146,8 +147,7 @@ def streams(rec=None, sms: int = algo.DEFAULT_SMS) -> list[Stream]:
             # a vector's own loads: x (forward), dy and x (backward), and the channel's 4 or 5 parameters. The
             # reductions' loads an element: x (the shift is read once a block), dy and x and the fused ReLU's y
             # (mean once a block).
-            out += [map_stream("batchnorm forward", shape, "batchnorm_forward_f32", n, 1, rec, 5,
-                               vecs=norm.APPLY_VECS),
+            out += [apply_over(shape, n, rec),
                     reduce_stream("batchnorm stats", shape, "batchnorm_stats_f32", N, C, HW, 1, 1, rec, sms),
                     reduce_stream("batchnorm backward reduction", shape, "batchnorm_backward_sums_f32", N, C, HW,
                                   2, 3, rec, sms, norm.UNROLL_BACKWARD),
@@ -207,24 +207,37 @@ def mem_rows(dev, rec=None) -> list[dict]:
 
 def fused_rows(dev, rec=None) -> list[dict]:
     """conv2d_bias_relu: fused (the GEMM's epilogue) against separate (the same GEMM
-    with the bias, then relu_forward: one more op call and a pass over y)."""
+    with the bias, then relu_forward: one more op call and a pass over y) and against
+    the three separate passes (the GEMM without the bias, then fused.py's bias pass,
+    batch norm's apply kernel, and relu_forward: two more op calls and passes)."""
     rec = rec or model_static.load()
     out = []
     for case in (c for c in cases.CONV if c.name in fused.CONV_CASES):
         P, Q = case.out_hw()
-        relu = relu_over(case.label(), case.N * case.K * P * Q, rec)
+        n = case.N * case.K * P * Q
+        relu = [relu_over(case.label(), n, rec)]
+        three = [apply_over(case.label(), n, rec)] + relu
         for m in model.MODES:
             c = model.choice(case, "forward", m, dev)
             conv = [model.ours_us(case, "forward", c, dev, s, rec)["kernels_us"] for s in K.SCENARIOS]
             f = [K.timed(x, K.HOST_US.at(s)) for s, x in zip(K.SCENARIOS, conv)]
-            sep = [K.timed(x + device_us(relu, dev, s, rec), K.HOST_US.at(s) + host_us(relu.op, s))
-                   for s, x in zip(K.SCENARIOS, conv)]
-            gain = [b / a for a, b in zip(f, sep)]
+            sep, thr = ([_after(x, extra, dev, s, rec) for s, x in zip(K.SCENARIOS, conv)] for extra in (relu, three))
+            gain, gain3 = [b / a for a, b in zip(f, sep)], [b / a for a, b in zip(f, thr)]
+            bounds = {extra_name: {"peak": fused_bound(case, extra, dev, rec, _peak_us(case, m, dev)),
+                                   "cudnn": fused_bound(case, extra, dev, rec, model.cudnn_kernels_us(case, m, dev))}
+                      for extra_name, extra in (("bound", relu), ("bound_three", three))}
             out.append({"case": case.name, "math": m, "choice": c, "fused_us": f, "separate_us": sep,
                         "gain": gain, "verdict": model.verdict(min(gain), max(gain), K.TARGET_FUSED, below=False),
-                        "bound": {"peak": fused_bound(case, relu, dev, rec, _peak_us(case, m, dev)),
-                                  "cudnn": fused_bound(case, relu, dev, rec, model.cudnn_kernels_us(case, m, dev))}})
+                        "three_us": thr, "gain_three": gain3,
+                        "verdict_three": model.verdict(min(gain3), max(gain3), K.TARGET_FUSED, below=False), **bounds})
     return out
+
+
+def _after(conv_us: float, extra: list, dev, s: int, rec) -> float:
+    """A GEMM of device time ``conv_us`` and the ``extra`` launches after it, each its own op call,
+    as the bench reads them in scenario ``s`` (model_consts.timed)."""
+    return K.timed(conv_us + sum(device_us(st, dev, s, rec) for st in extra),
+                   K.HOST_US.at(s) + sum(host_us(st.op, s) for st in extra))
 
 
 def _peak_us(case, math_, dev) -> float:
@@ -235,13 +248,12 @@ def _peak_us(case, math_, dev) -> float:
     return max(case.flops() / (rate * 1e6), model.bw_us(case.nbytes(), dev)) + K.LAUNCH_US.mid
 
 
-def fused_bound(case, relu: Stream, dev, rec, conv_us: float) -> float:
-    """separate / fused, central constants, for a forward GEMM of device time ``conv_us``:
-    what fusing the ReLU saves (its pass and op call) over that GEMM as the bench times it.
-    The saving does not grow with the GEMM's speed, so the ratio falls as the GEMM slows:
-    at the mode's peak (_peak_us) it is the most any kernel could reach."""
-    fused_t = K.timed(conv_us, K.HOST_US.mid)
-    return K.timed(conv_us + device_us(relu, dev, K.MID, rec), K.HOST_US.mid + host_us(relu.op, K.MID)) / fused_t
+def fused_bound(case, extra: list, dev, rec, conv_us: float) -> float:
+    """unfused / fused, central constants, for a forward GEMM of device time ``conv_us``:
+    what fusing saves (the ``extra`` launches' passes and op calls) over that GEMM as the
+    bench times it. The saving does not grow with the GEMM's speed, so the ratio falls as
+    the GEMM slows: at the mode's peak (_peak_us) it is the most any kernel could reach."""
+    return _after(conv_us, extra, dev, K.MID, rec) / K.timed(conv_us, K.HOST_US.mid)
 
 
 def bn_row(dev, rec=None) -> dict:
@@ -268,6 +280,12 @@ def bn_row(dev, rec=None) -> dict:
 def relu_over(shape: str, n: int, rec) -> Stream:
     """The separate side's relu_forward over an output of n float32 values."""
     return map_stream("relu forward", shape, "relu_forward_f32", n, 1, rec)
+
+
+def apply_over(shape: str, n: int, rec) -> Stream:
+    """batchnorm.cu's apply kernel over n float32 values: batch norm's forward rows, and the
+    three passes' bias pass (fused.py) over a convolution's output."""
+    return map_stream("batchnorm forward", shape, "batchnorm_forward_f32", n, 1, rec, 5, vecs=norm.APPLY_VECS)
 
 
 # A bench row's (op, pass) -> the model's streams its one call launches (batch norm's backward: two).

@@ -272,7 +272,7 @@ def _fused_rows(todo, names, device, small, budget_s, bar, on_row=lambda section
         if chosen:
             runs = fused.runs(case, chosen, device, 1 if small else _copies(case, device))
             res = timing.interleaved(clk, runs, budget_s=budget_s, min_reps=3 if small else 5)
-            graph = (_graph_times(runs, [f"{n} {side}" for n in chosen for side in ("fused", "separate")],
+            graph = (_graph_times(runs, [f"{n} {side}" for n in chosen for side in fused.sides(case)],
                                   budget_s, small) if device == "cuda" else None)
             for row in fused.rows(case, full_n, res, chosen, graph):
                 out.append(row)
