@@ -146,7 +146,7 @@ def scratch(rt, C: int, parts: int) -> tuple:
     if capture.active():
         return xp.empty(parts, np.float64), xp.zeros(max(C, 1), np.uint32)
     key = ((rt.name, parts) if rt.name != "cuda"
-           else (rt.name, xp.cuda.Device().id, xp.cuda.get_current_stream().ptr, parts))
+           else (rt.name, rt.device_id(), xp.cuda.get_current_stream().ptr, parts))
     hit = _scratch.get(key)
     if hit is None or hit[1].size < C:
         part = xp.empty(parts, np.float64) if hit is None else hit[0]

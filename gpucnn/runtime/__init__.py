@@ -35,6 +35,10 @@ class Runtime:
         # (family, kernel, options, device) -> [module, function, its DirectKernel]
         self._functions: dict[tuple, list] = {}
 
+    def device_id(self) -> int:
+        """The current device's number (0 where there is one device, as on the emulator)."""
+        return self._device_id()
+
     def device(self) -> tuple[int, int]:
         """(compute capability as major * 10 + minor, multiprocessor count) of the current device."""
         return self._device()

@@ -20,7 +20,7 @@ def gpu_available() -> tuple[bool, str]:
 def device() -> tuple[int, int]:
     """(compute capability as major * 10 + minor, multiprocessor count) of the current device."""
     import cupy
-    return _device(cupy.cuda.Device().id)
+    return _device(cupy.cuda.runtime.getDevice())  # one driver call, where Device() builds an object
 
 
 @functools.lru_cache(maxsize=None)
