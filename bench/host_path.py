@@ -114,7 +114,7 @@ class _Pool(types.SimpleNamespace):
     def __init__(self):
         stream = types.SimpleNamespace(ptr=0)
         super().__init__(cache={}, ndarray=DeviceArray, cuda=types.SimpleNamespace(  # norm.scratch's key
-            Device=lambda: types.SimpleNamespace(id=0), get_current_stream=lambda: stream,
+            get_current_stream=lambda: stream,
             driver=types.SimpleNamespace(launchKernel=_null_launch)))  # our launch path's driver call
 
     def __getattr__(self, name):

@@ -24,9 +24,10 @@ kernel with mean 0, scale 1, shift b (batchnorm.cu's channel_apply: y read,
 a second tensor written, the channel's four parameters read once a vector:
 a bias add's traffic); (v - 0) * 1 + b is v + b exactly, so the three
 passes give the fused op's result (the tests check it bit for bit). Batch
-norm runs on cifar-resnet's output (128x64x32x32, 33.6 MB in float32). A convolution row is timed in each of our math modes
-the run has, against the peer of that mode (``modes.PAIRS``); batch norm,
-which no math mode changes, in the run's first of ours only.
+norm runs on cifar-resnet's output (128x64x32x32, 33.6 MB in float32). A
+convolution row is timed in each of our math modes the run has, against the
+peer of that mode (``modes.PAIRS``); batch norm, which no math mode changes,
+in the run's first of ours only.
 """
 from __future__ import annotations
 
@@ -115,10 +116,10 @@ def functions(case) -> dict:
         g = _conv_geometry((case.N, case.C, case.H, case.W), (case.K, case.C // case.groups, case.R, case.S),
                            case.stride, case.pad, case.dilation, case.groups)
 
-        def first(a, relu, bias="b"):
-            return call("conv", "conv2d_forward", a["x"], a["w"], a[bias] if bias else None, g, relu)
+        def first(a, relu, bias=True):
+            return call("conv", "conv2d_forward", a["x"], a["w"], a["b"] if bias else None, g, relu)
 
-        def bias_pass(a, y):  # y * 1 - 0 * 1 + b: batch norm's apply as a bias add (module docstring)
+        def bias_pass(a, y):  # (y - 0) * 1 * 1 + b: batch norm's apply as a bias add (module docstring)
             return call("norm", "batch_norm_apply", y, a["zeros"], a["ones"], a["ones"], a["b"], False)
     else:
         def first(a, relu):
@@ -127,7 +128,7 @@ def functions(case) -> dict:
             return call("norm", "batch_norm_apply", a["x"], mean, invstd, a["gamma"], a["beta"], relu)
     out = {"fused": lambda a: first(a, True), "separate": lambda a: call("relu", "relu_forward", first(a, False), 0.0)}
     if case.kind == "conv":
-        out["three passes"] = lambda a: call("relu", "relu_forward", bias_pass(a, first(a, False, None)), 0.0)
+        out["three passes"] = lambda a: call("relu", "relu_forward", bias_pass(a, first(a, False, bias=False)), 0.0)
     return out
 
 
@@ -189,27 +190,22 @@ def rows(case, full_n: int, res: dict, chosen: dict, graph: dict | None = None) 
     GPU, ``graph``: the same of ours replayed from CUDA graphs (the device's time alone; {"why"}
     where a capture failed), as the row's "graph"."""
     out = []
-    three = "three passes" in sides(case)
     for n, peer in chosen.items():
-        f, s = res[f"{n} fused"]["ms"], res[f"{n} separate"]["ms"]
         row = {"case": case.label(), "name": case.name, "op": OP[case.kind], "ours": n, "batch": case.N,
-               "full_batch": full_n, "output_bytes": _output_bytes(case), "fused_ms": f, "separate_ms": s,
-               "speedup": s / f, "peer": peer, "peer_ms": None, "vs_peer": None,
-               "reps": res[f"{n} fused"]["samples"]}
-        if three:
-            row["three_ms"] = res[f"{n} three passes"]["ms"]
-            row["speedup_three"] = row["three_ms"] / f
+               "full_batch": full_n, "output_bytes": _output_bytes(case),
+               **_ratios({k: res[f"{n} {k}"]["ms"] for k in sides(case)}),
+               "peer": peer, "peer_ms": None, "vs_peer": None, "reps": res[f"{n} fused"]["samples"]}
         if graph is not None:
             row["graph"] = dict(graph) if "why" in graph else _ratios({k: graph[f"{n} {k}"]["ms"] for k in sides(case)})
         if peer:
             row["peer_ms"] = res[peer]["ms"]
-            row["vs_peer"] = f / row["peer_ms"]
+            row["vs_peer"] = row["fused_ms"] / row["peer_ms"]
         out.append(row)
     return out
 
 
 def _ratios(ms: dict) -> dict:
-    """A graph's {fused_ms, separate_ms, speedup[, three_ms, speedup_three]} from {side: ms}."""
+    """{fused_ms, separate_ms, speedup[, three_ms, speedup_three]} from {side: ms} (the calls', a graph's)."""
     out = {"fused_ms": ms["fused"], "separate_ms": ms["separate"], "speedup": ms["separate"] / ms["fused"]}
     if "three passes" in ms:
         out.update(three_ms=ms["three passes"], speedup_three=ms["three passes"] / ms["fused"])
