@@ -54,7 +54,11 @@
 #                                                           bias gradient) in one wave of blocks and in
 #                                                           four; the statistics through a cp.async ring
 #                                                           too; each with a same-size copy; new in
-#                                                           session 16; step 4 runs them all, small)
+#                                                           session 16; step 4 runs them all, small;
+#                                                           session 29: a size sweep, the reductions
+#                                                           and two map kernels at 8.4-67.1 MB in a
+#                                                           graph, each fitted to fixed us + bytes /
+#                                                           rate: the stand-in's 35 s -> 42 s)
 #   5e A/B of the GEMM tiles' occupancy: as built   25 s   [7, two builds] (bench/ab_conv.py, variants.CONV:
 #     and in two other builds (the 64 tile forced           "fewer blocks an SM", session 19's FFMA tile at
 #     in tf32 and 3xtf32, the wide tile in tf32,            2 blocks and TF32's wide tile at 3 stages, 2

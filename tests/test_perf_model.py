@@ -168,6 +168,30 @@ def test_reduction_waves_by_hand(rec):
     assert row["device_frac"][K.MID] == pytest.approx(0.749, abs=5e-4)
 
 
+def test_fit_line_recovers_a_line():
+    # t = 2 us + bytes / (4 TB/s) at three sizes gives back 2 us and 4 TB/s; times that do not grow, an inf rate
+    fixed, rate = model_mem.fit_line([(b, 2.0 + b / 4e6) for b in (8e6, 16e6, 64e6)])
+    assert fixed == pytest.approx(2.0, rel=1e-9) and rate == pytest.approx(4.0, rel=1e-9)
+    assert model_mem.fit_line([(1e6, 10.0), (2e6, 10.0)]) == (pytest.approx(10.0), float("inf"))
+
+
+def test_size_sweep_is_the_bench_rows_model(rec):
+    # the sweep's 128x64x32x32 is MEM's batch-norm and bias-gradient case: the same prediction as its bench
+    # row; the statistics by hand (test_reduction_waves_by_hand) at 10.37 us; fixed cost and rate fitted
+    rows = {(r["op"], r["pass"]): r for r in model_mem.sweep_rows(H200, rec)}
+    assert list(rows) == list(cases.SWEEP)
+    both = [(op, pass_) for op, pass_ in cases.SWEEP if cases.sweep_case(op, 128) in cases.MEM]
+    assert both == [("batchnorm", "stats"), ("bias_grad", "backward"), ("batchnorm", "forward")]
+    for op, pass_ in both:
+        assert model_mem.predicted_case(cases.sweep_case(op, 128), pass_, H200, rec) == \
+            model_mem.predicted(op, pass_, cases.sweep_case(op, 128).label(), H200, rec) is not None
+    stats = rows["batchnorm", "stats"]
+    assert [b for b, _ in stats["points"]] == [4.0 * n * 64 * 32 * 32 for n in cases.SWEEP_N]
+    assert stats["points"][2][1] == pytest.approx(10.37, abs=0.01)
+    assert stats["fit"] == pytest.approx(model_mem.fit_line(stats["points"]))
+    assert 0 < stats["fit"][0] < stats["points"][0][1] and stats["fit"][1] <= H200.copy_tbs * 1.001
+
+
 def test_verdicts():
     assert model.verdict(1.5, 2.9, 3.0) == "pass" and model.verdict(3.1, 4, 3.0) == "FAIL"
     assert model.verdict(2, 4, 3.0) == "open" and model.verdict(0.9, 1.0, 0.85, below=False) == "pass"

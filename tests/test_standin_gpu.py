@@ -125,6 +125,28 @@ def test_ab_mem_times_each_variant_on_its_own_kernels():
     assert all(r["ms"] > 0 for r in rows)
 
 
+def test_ab_mem_sweep_times_each_op_at_each_batch_beside_its_copy():
+    """bench/ab_mem.py's size sweep: each cases.SWEEP op's default kernel at each batch of
+    Nx64x32x32, in a graph, beside the copy of its input, with the model's prediction; the table
+    fits each op, its prediction and the copy."""
+    from gpucnn.bench import cases
+    log = []
+    ab = sg._script("ab_mem")
+    with sg.gpu("null") as rt, np.errstate(all="ignore"):
+        null = sg.host_path.NullModule(log)
+        rt.module = lambda family, options=(), kernel=None: null
+        rows = ab.sweep_rows(0.001, copies=1, batches=(2, 4))
+    assert [(r["op"], r["pass"], r["case"]) for r in rows] == [
+        (op, d, f"{op} {n}x64x32x32") for op, d in cases.SWEEP for n in (2, 4)]
+    names = {name for name, *_ in log}
+    assert {"batchnorm_stats_async_f32", "conv2d_bias_grad_async_f32", "batchnorm_forward_f32",
+            "relu_forward_f32"} <= names, names
+    assert all(r["graph_ms"] > 0 and r["copy_ms"] > 0 and r["predicted_us"] > 0 for r in rows)
+    assert [r["copy_bytes"] for r in rows[:2]] == [2 * 4 * 2 * 64 * 32 * 32, 2 * 4 * 4 * 64 * 32 * 32]
+    table = ab.sweep_table(rows)
+    assert sum(line.startswith("| batchnorm | stats | ") for line in table) == 3  # two sizes and the fit
+
+
 def test_ab_conv_times_the_tiles_as_built_and_in_the_other_builds():
     """bench/ab_conv.py (gpu.sh's 5e): every launch of its "as built" variant comes from a module
     of the usual options and every one of another build from a module built with its options

@@ -168,6 +168,18 @@ MEM = [
     MemCase("bias_grad", "bias_grad", 32, 64, 112, 112),
 ]
 
+# bench/ab_mem.py's size sweep (gpu.sh's step 5d): the channel reductions and two map kernels on
+# Nx64x32x32 for each of SWEEP_N (8.4 to 67.1 MB of input; 128 is MEM's 33.6 MB batch-norm row), each
+# op's times fitted to fixed + bytes / rate (model_mem.fit_line), measured and as the model predicts them
+SWEEP = (("batchnorm", "stats"), ("bias_grad", "backward"), ("batchnorm", "forward"), ("relu", "forward"))
+SWEEP_N = (32, 64, 128, 256)
+
+
+def sweep_case(op: str, n: int) -> MemCase:
+    """The size sweep's case of ``op`` at batch ``n``."""
+    return MemCase(op, op, n, 64, 32, 32)
+
+
 PASSES = {"conv": ("forward", "backward_data", "backward_filter"),
           "mem": ("forward", "backward")}
 # the memory-bound ops whose passes are not PASSES["mem"]'s

@@ -131,33 +131,35 @@ def reduce_stream(op, shape, kernel, N, C, HW, streams, loads_per_elem, rec, sms
                   target=K.TARGET_REDUCTION)
 
 
+def case_streams(c, rec, sms: int) -> list[Stream]:
+    """The memory-bound launches of the MemCase ``c``: ReLU's two, pooling's forward, batch norm's
+    apply, statistics and backward pair, or the bias gradient; the reductions chunked for ``sms`` SMs."""
+    n, shape, N, C, HW = c.N * c.C * c.H * c.W, c.label(), c.N, c.C, c.H * c.W
+    if c.op == "relu":
+        return [map_stream("relu forward", shape, "relu_forward_f32", n, 1, rec),
+                map_stream("relu backward", shape, "relu_backward_f32", n, 2, rec)]
+    if c.op == "batchnorm":
+        # batchnorm.cu's element-wise kernels: 4 (forward) or 2 (backward) vectors a thread (HW % 4 == 0);
+        # a vector's own loads: x (forward), dy and x (backward), and the channel's 4 or 5 parameters. The
+        # reductions' loads an element: x (the shift is read once a block), dy and x and the fused ReLU's y
+        # (mean once a block).
+        return [apply_over(shape, n, rec),
+                reduce_stream("batchnorm stats", shape, "batchnorm_stats_f32", N, C, HW, 1, 1, rec, sms),
+                reduce_stream("batchnorm backward reduction", shape, "batchnorm_backward_sums_f32", N, C, HW,
+                              2, 3, rec, sms, norm.UNROLL_BACKWARD),
+                map_stream("batchnorm backward data", shape, "batchnorm_backward_data_f32", n, 2, rec, 8, None,
+                           norm.APPLY_VECS_BWD)]
+    if c.op == "bias_grad":  # a load an element: dy
+        return [reduce_stream("conv2d bias gradient", shape, "conv2d_bias_grad_f32", N, C, HW, 1, 1, rec, sms)]
+    return [pool_stream(c, rec, sms)]
+
+
 def streams(rec=None, sms: int = algo.DEFAULT_SMS) -> list[Stream]:
     """The suite's memory-bound launches: MEM's ReLU, pooling forward, batch-norm and bias-gradient
-    cases, and the residual add+ReLU on fused.py's batch-norm row (cifar-resnet's output); the
-    reductions chunked for ``sms`` SMs."""
+    cases (case_streams), and the residual add+ReLU on fused.py's batch-norm row (cifar-resnet's
+    output); the reductions chunked for ``sms`` SMs."""
     rec = rec or model_static.load()
-    out = []
-    for c in cases.MEM:
-        n, shape, N, C, HW = c.N * c.C * c.H * c.W, c.label(), c.N, c.C, c.H * c.W
-        if c.op == "relu":
-            out.append(map_stream("relu forward", shape, "relu_forward_f32", n, 1, rec))
-            out.append(map_stream("relu backward", shape, "relu_backward_f32", n, 2, rec))
-        elif c.op == "batchnorm":
-            # batchnorm.cu's element-wise kernels: 4 (forward) or 2 (backward) vectors a thread (HW % 4 == 0);
-            # a vector's own loads: x (forward), dy and x (backward), and the channel's 4 or 5 parameters. The
-            # reductions' loads an element: x (the shift is read once a block), dy and x and the fused ReLU's y
-            # (mean once a block).
-            out += [apply_over(shape, n, rec),
-                    reduce_stream("batchnorm stats", shape, "batchnorm_stats_f32", N, C, HW, 1, 1, rec, sms),
-                    reduce_stream("batchnorm backward reduction", shape, "batchnorm_backward_sums_f32", N, C, HW,
-                                  2, 3, rec, sms, norm.UNROLL_BACKWARD),
-                    map_stream("batchnorm backward data", shape, "batchnorm_backward_data_f32", n, 2, rec, 8, None,
-                               norm.APPLY_VECS_BWD)]
-        elif c.op == "bias_grad":  # a load an element: dy
-            out.append(reduce_stream("conv2d bias gradient", shape, "conv2d_bias_grad_f32", N, C, HW, 1, 1, rec,
-                                     sms))
-        else:
-            out.append(pool_stream(c, rec, sms))
+    out = [st for c in cases.MEM for st in case_streams(c, rec, sms)]
     bn = next(case for case, _ in fused.suite("cuda") if case.kind == "bn")
     out.append(map_stream("add_relu", bn.label(), "add_relu_f32", bn.N * bn.C * bn.H * bn.W, 2, rec, target=None))
     return out
@@ -300,10 +302,38 @@ def predicted(op: str, pass_: str, shape: str, dev, rec=None) -> dict | None:
     """The central prediction for a memory-bound bench row (the op ``op``'s pass ``pass_`` on the
     case labelled ``shape``): {"device_us": its kernels, "timed_us": as the bench reads the call},
     or None for a row the model does not have."""
-    names = BENCH_STREAMS.get((op, pass_), ())
+    case = next((c for c in cases.MEM if c.op == op and c.label() == shape), None)
+    return None if case is None else predicted_case(case, pass_, dev, rec)
+
+
+def predicted_case(case, pass_: str, dev, rec=None) -> dict | None:
+    """predicted's figures for the pass ``pass_`` of any MemCase ``case``."""
+    names = BENCH_STREAMS.get((case.op, pass_), ())
     rec = rec or model_static.load()
-    sts = [st for st in streams(rec, dev.sms) if st.op in names and st.shape == shape]
+    sts = [st for st in case_streams(case, rec, dev.sms) if st.op in names]
     if not sts:
         return None
     device = sum(device_us(st, dev, K.MID, rec) for st in sts)
     return {"device_us": device, "timed_us": K.timed(device, sum(host_us(st.op, K.MID) for st in sts))}
+
+
+def fit_line(points) -> tuple[float, float]:
+    """(fixed us, rate TB/s) of t = fixed + bytes / rate, least squares over ``points`` of
+    (bytes, us); the rate is inf where the times do not grow with the bytes."""
+    n = len(points)
+    mx, my = sum(b for b, _ in points) / n, sum(t for _, t in points) / n
+    sxx = sum((b - mx) ** 2 for b, _ in points)
+    slope = sum((b - mx) * (t - my) for b, t in points) / sxx if sxx else 0.0  # us a byte
+    return my - slope * mx, (1e-6 / slope if slope > 0 else float("inf"))
+
+
+def sweep_rows(dev, rec=None) -> list[dict]:
+    """The size sweep (cases.SWEEP at cases.SWEEP_N) as the model predicts it: each op's device
+    us at each batch, and its fit (fixed us, TB/s)."""
+    rec = rec or model_static.load()
+    out = []
+    for op, pass_ in cases.SWEEP:
+        pts = [(c.nbytes(pass_), predicted_case(c, pass_, dev, rec)["device_us"])
+               for c in (cases.sweep_case(op, n) for n in cases.SWEEP_N)]
+        out.append({"op": op, "pass": pass_, "points": pts, "fit": fit_line(pts)})
+    return out

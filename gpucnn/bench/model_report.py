@@ -103,6 +103,18 @@ def fused_section(dev, rec) -> list[str]:
                f"{model.verdict(min(frac), max(frac), 100 * K.TARGET_MAP, below=False)}.", ""])
 
 
+def sweep_section(dev, rec) -> list[str]:
+    body = [[r["op"], r["pass"], ", ".join(f"{b / 1e6:.1f} MB {t:.1f}" for b, t in r["points"]),
+             f"{r['fit'][0]:.1f}", f"{r['fit'][1]:.2f}"] for r in model_mem.sweep_rows(dev, rec)]
+    return (["## The size sweep (bench/ab_mem.py, gpu.sh's step 5d)", "",
+             f"Batch norm's statistics, the bias gradient, batch norm's apply and ReLU forward on Nx64x32x32, N in "
+             f"{', '.join(map(str, cases.SWEEP_N))}: the model's central device time (us) at each size's bytes "
+             "moved, and its fit to fixed us + bytes / rate (model_mem.fit_line), which step 5d fits to the "
+             "times in a graph alike. The reductions' fixed cost: a launch, the block tree and the election "
+             "(LAUNCH_US, TREE_US, ELECT_US) and their one wave's round trips.", ""]
+            + md_table(["op", "pass", "predicted device us", "fixed us", "rate TB/s"], body) + [""])
+
+
 def _strip_bank(name: str) -> tuple[int, int, int, float]:
     """(bytes of filters a block of the strip kernel loads, the groups they are, its blocks, MB
     loaded in all) on case ``name``."""
@@ -152,7 +164,7 @@ def text(dev_key: str, date: str | None = None, rec=None) -> str:
             "constants listed at the end (gpucnn/bench/model_consts.py); no GPU has run these kernels. "
             "The first GPU run (bash bench/gpu.sh) calibrates them: its bench.json conv rows carry "
             "`predicted_us` (the central value) beside the measurement.", ""]
-    return "\n".join(head + conv_section(dev, rec) + mem_section(dev, rec) + fused_section(dev, rec)
+    return "\n".join(head + conv_section(dev, rec) + mem_section(dev, rec) + sweep_section(dev, rec) + fused_section(dev, rec)
                      + rivals_section(dev, rec) + constants_section(dev))
 
 
