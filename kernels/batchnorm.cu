@@ -71,7 +71,7 @@ template <typename T> __device__ __forceinline__ T relu_grad(T dy, T y, int relu
 // against ReLU's 32 at 8 blocks) at 82% of the copy rate in a graph, where
 // ReLU ran at 97% (bench/results/gpu-2026-11-30). Its grid-stride step keeps
 // any grid correct; the host launches one step (norm._map_threads). U: 4 for
-// the forward's one input (56 registers on sm_90, 4 blocks an SM: 64 KiB in
+// the forward's one input (64 registers on sm_90, 4 blocks an SM: 64 KiB in
 // flight), 2 for backward's three (64 registers, 4 blocks: 96 KiB; with 4,
 // 106 registers and 2 blocks).
 #define CH_APPLY_VECS 4
@@ -88,11 +88,18 @@ __device__ __forceinline__ void channel_apply(const T* __restrict__ a, const T* 
         const V* dv = reinterpret_cast<const V*>(d);
         V* ov = reinterpret_cast<V*>(out);
         const long long nv = count / L, HWv = HW / L, step = (long long)gridDim.x * blockDim.x * U;
+        const long long first = (long long)blockIdx.x * blockDim.x * U + threadIdx.x;
+        if (first >= nv) return;
+        // Channel and offset carried from one grid step to the next (ChannelPos::advance), so the
+        // loop divides nothing: the start's divisions, and the step's only where a second comes.
         const ChannelPos lane_step((long long)blockDim.x, C, HWv);
-        for (long long i0 = (long long)blockIdx.x * blockDim.x * U + threadIdx.x; i0 < nv; i0 += step) {
+        ChannelPos grid_step = lane_step;  // read only where a second step comes, then made
+        if (first + step < nv) grid_step = ChannelPos(step, C, HWv);
+        ChannelPos at(first, C, HWv);
+        for (long long i0 = first; i0 < nv; i0 += step, at.advance(grid_step, C, (int)HWv)) {
             V va[U], vb[U], vd[U];
             K k[U];
-            ChannelPos p(i0, C, HWv);
+            ChannelPos p = at;
 #pragma unroll
             for (int u = 0; u < U; ++u) {
                 const long long i = i0 + (long long)u * blockDim.x;

@@ -158,7 +158,8 @@ def test_reduction_waves_by_hand(rec):
     # batch-norm statistics on 128x64x32x32: norm.channel_chunks gives 8 chunks of 16384 per channel (one wave:
     # 64 x 8 = 512 blocks of the 132 x 4 resident), 131072 threads of 64 values: 16 float4 groups in 4 rounds of
     # 4 (CH_UNROLL). The wave: max(33.55 MB / 4.32 TB/s = 7.77 us, 4 x 700 ns + 0.2 us tree = 3.0 us,
-    # issue 131072 x 64 x 118/16 / 32 / (4 x 132 x 1.98 GHz) = 1.85 us) = 7.77 us; + 1 launch x 2 us + the
+    # issue 131072 x 64 x 186/16 / 32 / (4 x 132 x 1.98 GHz) = 2.92 us: the vector loop's 186 instructions
+    # for its 4 groups of 4) = 7.77 us; + 1 launch x 2 us + the
     # last chunk's election 0.6 us (ELECT_US) = 10.37 us: 74.9% of the copy rate (two launches: 11.77 us, 66.0%;
     # 3.1 waves of 3.0 us and 16.0 us, 48.5%, with 2048 blocks of 4096).
     st = next(s for s in model_mem.streams(rec) if s.op == "batchnorm stats")

@@ -238,6 +238,33 @@ def test_memory_bound_loops_divide_nothing_per_element():
         assert int(table[name]["LDG.128"]) > 0 and int(table[name]["STG.128"]) > 0
     for name in ("max_pool2d_forward_s2_f32", "avg_pool2d_forward_s2_f32"):
         assert int(table[name]["LDG.128"]) == 5, table[name]  # a row a load: 3x3's two output rows' five
+    # the channel kernels' recorded loop is the path of an aligned launch: the cp.async ring's 4 groups a
+    # step (CH_UNROLL) in the async reductions, 16-byte loads in the others, not the scalar fallback
+    for name in ("batchnorm_stats_async_f32", "conv2d_bias_grad_async_f32"):
+        assert (int(table[name]["LDGSTS"]), int(table[name]["LDG"])) == (4, 0), table[name]
+    for name in ("batchnorm_stats_f32", "batchnorm_forward_f32", "batchnorm_backward_sums_f32",
+                 "batchnorm_backward_data_f32", "conv2d_bias_grad_f32"):
+        assert int(table[name]["LDG.128"]) > 0 and table[name]["LDGSTS"] == "0", table[name]
+
+
+def test_stream_loop_takes_the_aligned_path():
+    """sass_stream.stream_loop ranks a kernel's innermost loops by cp.async copies, then 16-byte
+    loads, then global loads: a ring's loop over the vector path, the vector path over the scalar."""
+    from gpucnn.runtime import sass_stream
+    from gpucnn.runtime.sass_report import Instr
+
+    def loop(at, ops):  # ops, then a branch back to the first
+        body = [Instr(at + 16 * i, op) for i, op in enumerate(ops)]
+        return body + [Instr(at + 16 * len(ops), "BRA", target=at, guarded=True)]
+
+    scalar = loop(0x000, ["LDG.E"] * 16 + ["DADD"] * 8)
+    vector = loop(0x400, ["LDG.E.128"] * 4 + ["DADD"] * 8)
+    ring = loop(0x800, ["LDGSTS.E.BYPASS.128", "LDGDEPBAR"] * 4 + ["LDS.128"] * 4)
+    assert sass_stream.stream_loop(scalar + vector) == vector
+    assert sass_stream.stream_loop(scalar + vector + ring) == ring
+    assert sass_stream.stream_loop(scalar) == scalar
+    counts = sass_stream.loop_counts(ring)
+    assert (counts["LDGSTS"], counts["LDG.128"], counts["LDG"]) == (4, 0, 0)
 
 
 def test_tc_blocks_table_is_the_records():

@@ -71,6 +71,12 @@ def _per(row: dict, loads: str, per_item: int) -> float:
     return row["instructions"] * per_item / max(1, row[loads])
 
 
+def _per_element(row: dict, loads_per_elem: int) -> float:
+    """Loop instructions per float32 element of a loop making ``loads_per_elem`` loads an element:
+    a 16-byte load brings 4 (the vector path sass_stream records where a kernel has one), a scalar 1."""
+    return _per(row, "LDG.128", loads_per_elem) / 4 if row["LDG.128"] else _per(row, "LDG", loads_per_elem)
+
+
 def map_stream(op, shape, kernel, n, reads, rec, loads_per_vec=None, target=K.TARGET_MAP, vecs=1) -> Stream:
     """A 16-byte vector map over n float32 elements (relu.cu's map2, batchnorm.cu's
     channel_apply): ``vecs`` vectors a thread, loaded together (the grid covers
@@ -127,7 +133,7 @@ def reduce_stream(op, shape, kernel, N, C, HW, streams, loads_per_elem, rec, sms
     threads = C * chunks * norm.THREADS
     read = 4.0 * N * C * HW * streams
     return Stream(op, shape, kernel, read, 0.0, threads, threads, 4.0 * group * unroll * streams,
-                  per_thread / (group * unroll), _per(r, "LDG", loads_per_elem) * per_thread, tree=True, elect=True,
+                  per_thread / (group * unroll), _per_element(r, loads_per_elem) * per_thread, tree=True, elect=True,
                   target=K.TARGET_REDUCTION)
 
 

@@ -1,9 +1,9 @@
 """The direct and memory-bound kernels' main loop in sm_90 machine code, for
 bench/results/static-sm90.md (gpucnn.runtime.sass_report writes it): per
-kernel, the innermost loop with the most global loads, its loads and stores
-by width, its integer instructions and its calls (a 64-bit integer division
-or a double division is a CALL to a subroutine, so none belongs in a loop
-that runs per element).
+kernel, its main loop (stream_loop: the vector or cp.async path, not the
+scalar fallback), its loads and stores by width, its integer instructions
+and its calls (a 64-bit integer division or a double division is a CALL to
+a subroutine, so none belongs in a loop that runs per element).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from gpucnn.runtime import compile_check, sass_report
 # family -> kernel-name prefixes reported (None: all of the family's kernels)
 FAMILIES = {"depthwise": None, "conv2d_strip": None, "batchnorm": None, "relu": None, "pool2d": None,
             "conv2d": ("conv2d_bias_",)}
-COLUMNS = ("kernel", "registers", "blocks_per_sm", "instructions", "LDG.128", "LDG", "STG.128", "STG",
+COLUMNS = ("kernel", "registers", "blocks_per_sm", "instructions", "LDGSTS", "LDG.128", "LDG", "STG.128", "STG",
            "FMA", "integer", "CALL")
 
 
@@ -26,21 +26,31 @@ def width(op: str) -> str:
     return f"{base}.128" if "128" in op.split(".")[1:] else base
 
 
+def _loads(body: list) -> tuple[int, int, int]:
+    """(cp.async copies, 16-byte LDGs, all LDGs) of a loop: what stream_loop ranks loops by."""
+    bases = [(ins.op.split(".")[0], ins.op.split(".")[1:]) for ins in body]
+    return (sum(b == "LDGSTS" for b, _ in bases), sum(b == "LDG" and "128" in m for b, m in bases),
+            sum(b == "LDG" for b, _ in bases))
+
+
 def stream_loop(code: list) -> list:
-    """The innermost loop with the most global loads (the first of equals)."""
+    """The kernel's main loop: of its innermost loops, the one with the most cp.async copies
+    (LDGSTS: the shared-memory ring of channel.cuh's async walk), then the most 16-byte loads
+    (the vector path a launch of aligned rows takes, not the scalar fallback beside it), then
+    the most global loads; the first of equals."""
     spans = sass_report.loops(code)
     inner = [s for s in spans if not any(o != s and s[0] <= o[0] and o[1] <= s[1] for o in spans)]
     if not inner:
         return []
-    ldg = lambda s: sum(ins.op.startswith("LDG") for ins in code[s[0]:s[1] + 1])  # noqa: E731
-    first, last = max(inner, key=lambda s: (ldg(s), -s[0]))
+    first, last = max(inner, key=lambda s: (*_loads(code[s[0]:s[1] + 1]), -s[0]))
     return code[first:last + 1]
 
 
 def loop_counts(body: list) -> dict:
     c = Counter(width(ins.op) for ins in body)
     kinds = Counter(sass_report.classify(ins.op) for ins in body)
-    return {"instructions": len(body), "LDG.128": c["LDG.128"], "LDG": c["LDG"], "STG.128": c["STG.128"],
+    return {"instructions": len(body), "LDGSTS": _loads(body)[0], "LDG.128": c["LDG.128"], "LDG": c["LDG"],
+            "STG.128": c["STG.128"],
             "STG": c["STG"], "FMA": kinds["FMA"], "integer": kinds["integer"],
             "CALL": sum(ins.op.startswith("CALL") for ins in body)}
 
@@ -62,10 +72,12 @@ def rows(arch: str = sass_report.ARCH) -> list[dict]:
 def section(arch: str = sass_report.ARCH) -> str:
     return f"""## Direct and memory-bound kernels (gpucnn.runtime.sass_stream)
 
-The innermost loop with the most global loads: loads and stores by width
-(LDG.128, STG.128: 16-byte vectors), FFMA/DFMA/FADD counted as FMA only for
-FFMA/DFMA, integer index arithmetic, and CALLs (division subroutines; none
-should run per element).
+The main loop (of the innermost loops, the one with the most cp.async
+copies, then 16-byte loads, then global loads: the path an aligned launch
+takes, not its scalar fallback): cp.async copies (LDGSTS), loads and stores
+by width (LDG.128, STG.128: 16-byte vectors), FFMA/DFMA/FADD counted as FMA
+only for FFMA/DFMA, integer index arithmetic, and CALLs (division
+subroutines; none should run per element).
 
 {sass_report.markdown(rows(arch), COLUMNS)}
 """
