@@ -31,9 +31,13 @@ from __future__ import annotations
 
 import argparse
 
-from gpucnn.bench import cases, limits, model_consts, model_mem, ops, timing
+from gpucnn.bench import cases, limits, model, model_consts, model_mem, ops, run, timing
 from gpucnn.bench.variants import VARIANTS, wrap
 
+
+def _copy_run(case, copies: int) -> tuple:
+    """The copy of ``case``'s input timed beside its kernels: the run's own limit."""
+    return limits.copier("cuda"), limits.copy_pairs("cuda", case.tensor_bytes(), copies)
 
 
 def rows(budget: float, copies: int = 3) -> list[dict]:
@@ -42,7 +46,7 @@ def rows(budget: float, copies: int = 3) -> list[dict]:
         for direction, variants in ((d, v) for (op, d), v in VARIANTS.items() if op == case.op):
             fn, inputs = ops.build(case, direction, "gpucnn", "cuda", copies)
             runs = {v: (wrap(fn, spec), inputs) for v, spec in variants.items()}
-            runs["copy"] = (limits.copier("cuda"), limits.copy_pairs("cuda", case.tensor_bytes(), copies))
+            runs["copy"] = _copy_run(case, copies)
             called = timing.interleaved(timing.CudaClock(), runs, budget_s=budget)
             graph = timing.interleaved(timing.GraphClock(), runs, budget_s=budget)
             copy_rate = 2 * case.tensor_bytes() / (graph["copy"]["ms"] * 1e-3)  # read and written, in a graph
@@ -58,15 +62,15 @@ def rows(budget: float, copies: int = 3) -> list[dict]:
 def sweep_rows(budget: float, copies: int = 3, batches=cases.SWEEP_N) -> list[dict]:
     """Each cases.SWEEP op's default kernels on its sweep case for each batch of ``batches``, timed in
     a graph interleaved with the copy of the same input: one row an op and batch, with the model's
-    central prediction of the kernels' time (model_mem.predicted_case, the H200)."""
-    dev = model_consts.DEVICES["h200"]
+    central prediction of the kernels' time (model_mem.predicted_case, for this GPU: model.device_key)."""
+    dev = model_consts.DEVICES[model.device_key(run.machine("cuda").get("gpu", ""))]
     out = []
     for op, direction in cases.SWEEP:
         runs, sweep = {}, []
         for n in batches:
             case = cases.sweep_case(op, n)
             runs[f"{n}"] = ops.build(case, direction, "gpucnn", "cuda", copies)
-            runs[f"copy {n}"] = (limits.copier("cuda"), limits.copy_pairs("cuda", case.tensor_bytes(), copies))
+            runs[f"copy {n}"] = _copy_run(case, copies)
             sweep.append((n, case))
         graph = timing.interleaved(timing.GraphClock(), runs, budget_s=budget)
         for n, case in sweep:

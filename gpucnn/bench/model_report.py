@@ -164,8 +164,8 @@ def text(dev_key: str, date: str | None = None, rec=None) -> str:
             "constants listed at the end (gpucnn/bench/model_consts.py); no GPU has run these kernels. "
             "The first GPU run (bash bench/gpu.sh) calibrates them: its bench.json conv rows carry "
             "`predicted_us` (the central value) beside the measurement.", ""]
-    return "\n".join(head + conv_section(dev, rec) + mem_section(dev, rec) + sweep_section(dev, rec) + fused_section(dev, rec)
-                     + rivals_section(dev, rec) + constants_section(dev))
+    return "\n".join(head + conv_section(dev, rec) + mem_section(dev, rec) + sweep_section(dev, rec)
+                     + fused_section(dev, rec) + rivals_section(dev, rec) + constants_section(dev))
 
 
 def calibration(res) -> list[str]:

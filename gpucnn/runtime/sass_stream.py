@@ -50,8 +50,7 @@ def loop_counts(body: list) -> dict:
     c = Counter(width(ins.op) for ins in body)
     kinds = Counter(sass_report.classify(ins.op) for ins in body)
     return {"instructions": len(body), "LDGSTS": _loads(body)[0], "LDG.128": c["LDG.128"], "LDG": c["LDG"],
-            "STG.128": c["STG.128"],
-            "STG": c["STG"], "FMA": kinds["FMA"], "integer": kinds["integer"],
+            "STG.128": c["STG.128"], "STG": c["STG"], "FMA": kinds["FMA"], "integer": kinds["integer"],
             "CALL": sum(ins.op.startswith("CALL") for ins in body)}
 
 
