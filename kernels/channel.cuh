@@ -39,23 +39,26 @@
 #define CH_UNROLL_BWD 2  // U for the batch-norm backward sums' 2 or 3 streams
 #define CH_BLOCKS 4  // resident blocks per SM the reductions are built for (__launch_bounds__; norm.py's waves)
 
-// (img, off) of a channel's group i (0 <= i < N*hw), advanced by a fixed
-// stride; 32-bit, since img < N and off < hw (a plane fits in int: the
-// launch code checks), so a step costs a few integer instructions.
+// Channel c's group i (0 <= i < N*hw) and its index in the tensor's groups,
+// (img*C + c)*hw + off (g), advanced by a fixed stride: the offset in 32 bits
+// (off < hw: a plane fits in int, the launch code checks) and the index
+// carried by the stride's constant 64-bit step and, where the offset wraps,
+// the image carry's (C - 1)*hw (one wide multiply-add), rather than
+// multiplied out at each group.
 struct ChannelWalk {
-    int img, off, simg, soff;
-    __device__ ChannelWalk(long long i, int stride, int hw) : simg(stride / hw), soff(stride % hw) {
+    long long g, step;
+    int off, soff, cm1;
+    __device__ ChannelWalk(long long i, int stride, int hw, int c, int C)
+        : step((long long)(stride / hw) * C * hw + stride % hw), soff(stride % hw), cm1(C - 1) {
         long long r;
-        img = (int)div_rem(i, hw, r);
+        const long long img = div_rem(i, hw, r);
         off = (int)r;
+        g = (img * C + c) * hw + off;
     }
     __device__ __forceinline__ void next(int hw) {
-        img += simg;
+        g += step;
         off += soff;
-        if (off >= hw) off -= hw, ++img;
-    }
-    __device__ __forceinline__ long long at(int c, int C, int hw) const {
-        return ((long long)img * C + c) * hw + off;
+        if (off >= hw) off -= hw, g += (long long)cm1 * hw;
     }
 };
 
@@ -195,11 +198,12 @@ __device__ void channel_walk(double (*part)[CH_THREADS], double* out, unsigned* 
                 }
             }
         } else if (beg + t < end) {  // small planes: one (img, off) walk by 256 groups, carried
-            ChannelWalk w(beg + t, CH_THREADS, hw);
-            for (long long i = beg + t; i < end; i += step) {
+            const int cnt = (int)((end - beg - t + CH_THREADS - 1) / CH_THREADS);  // this thread's groups
+            ChannelWalk w(beg + t, CH_THREADS, hw, c, C);
+            for (int k = 0; k < cnt; k += U) {
 #pragma unroll
                 for (int u = 0; u < U; ++u) {
-                    if (i + u * CH_THREADS < end) tc.template add<G, Vec>(w.at(c, C, hw), acc[u]);
+                    if (k + u < cnt) tc.template add<G, Vec>(w.g, acc[u]);
                     w.next(hw);
                 }
             }
@@ -221,8 +225,14 @@ __device__ void channel_walk(double (*part)[CH_THREADS], double* out, unsigned* 
 // groups t + 256u + 256Uk of the chunk's flattened (image, offset) groups, for
 // every plane size (channel_walk's small-plane order; its per-image order for
 // planes of a block step or more differs, so those bits may too), a group's 4
-// elements by term.add_values<4>. 16-byte groups only (HW % 4 == 0, src
-// aligned); other launches take channel_walk. sm_80 and newer (cp.async).
+// elements by term.add_values<4>. Groups of 4 floats (HW % 4 == 0): a 16-byte
+// copy each where src is aligned (Vec), else four 4-byte copies (the same
+// order and bits; channel_walk<4, false>'s 16 scalar loads a thread spilled
+// beside the ring); HW % 4 != 0 takes channel_walk. sm_80 and newer (cp.async).
+// A thread walks whole ring turns (CH_RING groups: each slot and accumulator a
+// constant, no bound tests on the reads) and then the part turn left, its
+// groups' addresses carried (ChannelWalk): 246 instructions for 4 groups of
+// the statistics on sm_90 became 300 for 8.
 #define CH_RING 8
 // A kernel's ring for channel_walk_async: in shared memory from sm_80 on, else none (channel_walk).
 #if __CUDA_ARCH__ >= 800
@@ -230,39 +240,55 @@ __device__ void channel_walk(double (*part)[CH_THREADS], double* out, unsigned* 
 #else
 #define CH_RING_DECL(name) float4 (*name)[CH_THREADS] = nullptr
 #endif
-template <int S, int U, typename Term, typename Fin>
+template <int S, int U, bool Vec, typename Term, typename Fin>
 __device__ void channel_walk_async(float4 (*ring)[CH_THREADS], double (*part)[CH_THREADS], double* out,
                                    unsigned* count, const float* src, int N, int C, long long HW, long long chunk,
                                    int chunks, const Term& term, const Fin& fin) {
     const int t = threadIdx.x;
     const int hw = (int)(HW / 4);
-    const float4* x4 = reinterpret_cast<const float4*>(src);
+    const auto copy = [&](int slot, long long g) {  // group g into the thread's slot: one copy, or 4 when unaligned
+        if constexpr (Vec) {
+            cp_async<16>(&ring[slot][t], reinterpret_cast<const float4*>(src) + g, 16);
+        } else {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) cp_async<4>(reinterpret_cast<float*>(&ring[slot][t]) + e, src + g * 4 + e, 4);
+        }
+    };
     channel_blocks<S, U>(part, out, count, C, (long long)N * hw, chunk / 4, chunks, term, fin,
                          [&](const Term& tc, int c, long long beg, long long end, double (&acc)[U][S]) {
         if (beg + t >= end) return;
         const int cnt = (int)((end - beg - t + CH_THREADS - 1) / CH_THREADS);  // this thread's groups
-        ChannelWalk w(beg + t, CH_THREADS, hw);  // the copies' walk, CH_RING - 1 groups ahead
+        ChannelWalk w(beg + t, CH_THREADS, hw, c, C);  // the copies' walk, CH_RING - 1 groups ahead
 #pragma unroll
         for (int k = 0; k < CH_RING - 1; ++k) {
-            if (k < cnt) cp_async<16>(&ring[k][t], x4 + w.at(c, C, hw), 16);
+            if (k < cnt) copy(k, w.g);
             cp_async_commit();  // empty groups too: the wait below counts groups
             w.next(hw);
         }
-        for (int k0 = 0; k0 < cnt; k0 += U) {
+        // Group k (in ring slot ``slot``): wait for it, read it (when ``in`` or k < cnt), copy
+        // group k + CH_RING - 1 into the slot read one step ago, add it to accumulator a (k % U,
+        // a constant where unrolled).
+        const auto group = [&](int k, int slot, int a, bool in) {
+            cp_async_wait<CH_RING - 2>();  // group k has landed
+            in = in || k < cnt;
+            float4 q = make_float4(0.f, 0.f, 0.f, 0.f);
+            if (in) q = ring[slot][t];
+            compiler_fence();  // the read stays before the next copy into the slot
+            if (k + CH_RING - 1 < cnt) copy((slot + CH_RING - 1) % CH_RING, w.g);
+            cp_async_commit();
+            w.next(hw);
+            const float v[4] = {q.x, q.y, q.z, q.w};
+            if (in) tc.template add_values<4>(v, acc[a]);
+        };
+        static_assert(CH_RING % U == 0, "a ring turn is whole steps of the U accumulators");
+        int k0 = 0;
+        for (; k0 + CH_RING <= cnt; k0 += CH_RING) {  // whole turns: slots and accumulators fixed, reads in range
 #pragma unroll
-            for (int u = 0; u < U; ++u) {
-                const int k = k0 + u;
-                cp_async_wait<CH_RING - 2>();  // group k has landed
-                float4 q;
-                if (k < cnt) q = ring[k % CH_RING][t];
-                compiler_fence();                // the read stays before the next copy into the slot
-                const int kn = k + CH_RING - 1;  // into the slot read one step ago
-                if (kn < cnt) cp_async<16>(&ring[kn % CH_RING][t], x4 + w.at(c, C, hw), 16);
-                cp_async_commit();
-                w.next(hw);
-                const float v[4] = {q.x, q.y, q.z, q.w};
-                if (k < cnt) tc.template add_values<4>(v, acc[u]);
-            }
+            for (int u = 0; u < CH_RING; ++u) group(k0 + u, u, u % U, true);
+        }
+        for (; k0 < cnt; k0 += U) {  // the last part turn
+#pragma unroll
+            for (int u = 0; u < U; ++u) group(k0 + u, (k0 + u) % CH_RING, u, false);
         }
         cp_async_wait<0>();  // none left in flight past the block's work
     });
@@ -298,8 +324,13 @@ __device__ void channel_reduce_ring(double (*part)[CH_THREADS], float4 (*ring)[C
                                     unsigned* count, const T* src, int N, int C, long long HW, long long chunk,
                                     int chunks, const Term& term, const Fin& fin) {
     if constexpr (sizeof(T) == 4) {
-        if (ring && HW % 4 == 0 && aligned16(src)) {
-            channel_walk_async<S, U>(ring, part, out, count, src, N, C, HW, chunk, chunks, term, fin);
+        if (ring) {  // channel_reduce's walks, the 16-byte groups' through the ring (4-byte copies unaligned)
+            if (HW % 4 != 0)
+                channel_walk<S, U, 1, false>(part, out, count, N, C, HW, chunk, chunks, term, fin);
+            else if (aligned16(src))
+                channel_walk_async<S, U, true>(ring, part, out, count, src, N, C, HW, chunk, chunks, term, fin);
+            else
+                channel_walk_async<S, U, false>(ring, part, out, count, src, N, C, HW, chunk, chunks, term, fin);
             return;
         }
     }

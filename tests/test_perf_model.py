@@ -10,7 +10,7 @@ import pytest
 
 from gpucnn.bench import cases, model, model_mem, model_report, model_static
 from gpucnn.bench import model_consts as K
-from gpucnn.cuda import algo
+from gpucnn.cuda import algo, norm
 from gpucnn.functional.conv import _conv_geometry
 
 H200 = K.DEVICES["h200"]
@@ -156,17 +156,23 @@ def test_littles_law_by_hand(rec):
 
 def test_reduction_waves_by_hand(rec):
     # batch-norm statistics on 128x64x32x32: norm.channel_chunks gives 8 chunks of 16384 per channel (one wave:
-    # 64 x 8 = 512 blocks of the 132 x 4 resident), 131072 threads of 64 values: 16 float4 groups in 4 rounds of
-    # 4 (CH_UNROLL). The wave: max(33.55 MB / 4.32 TB/s = 7.77 us, 4 x 700 ns + 0.2 us tree = 3.0 us,
-    # issue 131072 x 64 x 186/16 / 32 / (4 x 132 x 1.98 GHz) = 2.92 us: the vector loop's 186 instructions
-    # for its 4 groups of 4) = 7.77 us; + 1 launch x 2 us + the
-    # last chunk's election 0.6 us (ELECT_US) = 10.37 us: 74.9% of the copy rate (two launches: 11.77 us, 66.0%;
-    # 3.1 waves of 3.0 us and 16.0 us, 48.5%, with 2048 blocks of 4096).
+    # 64 x 8 = 512 blocks of the 132 x 4 resident), 131072 threads of 64 values: 16 float4 groups through the
+    # ring (norm.STATS_ASYNC: batchnorm_stats_async_f32), 7 in flight (CH_RING - 1), 16/7 round trips. The
+    # wave: max(33.55 MB / 4.32 TB/s = 7.77 us, 16/7 x 700 ns + 0.2 us tree = 1.8 us, issue 131072 x 64 x
+    # 300/32 / 32 / (4 x 132 x 1.98 GHz) = 2.35 us: the ring's whole turn, 300 instructions for its 8 groups of
+    # 4) = 7.77 us; + 1 launch x 2 us + the last chunk's election 0.6 us (ELECT_US) = 10.37 us: 74.9% of the
+    # copy rate (two launches: 11.77 us, 66.0%; 3.1 waves of 3.0 us and 16.0 us, 48.5%, with 2048 blocks of 4096).
     st = next(s for s in model_mem.streams(rec) if s.op == "batchnorm stats")
-    assert (st.threads, st.rounds) == (131072, 4)
+    assert st.kernel == "batchnorm_stats_async_f32" and norm.STATS_ASYNC
+    assert (st.threads, st.inflight, st.rounds) == (131072, 112, pytest.approx(16 / 7))
+    assert st.instr == pytest.approx(64 * 300 / 32)
     assert model_mem.device_us(st, H200, K.MID, rec) == pytest.approx(10.37, abs=0.01)
     row = next(r for r in model_mem.mem_rows(H200, rec) if r["stream"].op == st.op)
     assert row["device_frac"][K.MID] == pytest.approx(0.749, abs=5e-4)
+    # the plain walk (STATS_ASYNC False): 4 groups in flight a round, 4 rounds
+    plain = model_mem.reduce_stream("batchnorm stats", st.shape, "batchnorm_stats_f32", 128, 64, 1024, 1, 1, rec,
+                                    132)
+    assert (plain.inflight, plain.rounds) == (64, 4)
 
 
 def test_fit_line_recovers_a_line():

@@ -193,6 +193,33 @@ def test_reductions_through_shared_memory(backend, chunking, shape, op, monkeypa
     bench/ab_mem.py's "async"): the cp.async ring of channel_walk_async gives the float64 sums,
     and channel_walk's very bits where the planes are under a block step (the same order there);
     misaligned or not float4 groups, it is channel_walk itself."""
+    _ring_against_walk(shape, op, monkeypatch)
+
+
+# On one emulated SM, C = 4 channels take a chunk each (norm.channel_chunks): a thread's groups are
+# 8-9 (one whole ring turn, then a part turn for some threads), 16-17 (two turns, then a part turn)
+# and 12 (a turn, then one of U groups): planes under a block step, so the plain walk's bits too.
+@pytest.mark.parametrize("shape", [(3, 4, 48, 60), (6, 4, 48, 60), (4, 4, 32, 48)])
+@pytest.mark.parametrize("op", ["statistics", "bias-gradient"])
+def test_ring_whole_turns(backend, shape, op, monkeypatch):
+    """channel_walk_async's whole turns of CH_RING groups (constant slots and accumulators, no
+    bound tests on the reads) and the part turn after them, 16-byte or (emu-shuf's misaligned
+    pointers) 4-byte copies: the float64 sums, and channel_walk's bits."""
+    import contextlib
+    if backend.startswith("emu"):
+        from gpucnn.runtime.emulator import emulation
+        ctx = emulation(sm_count=1)
+        assert cuda_norm.channel_chunks(shape[1], shape[0] * shape[2] * shape[3], 1) == (
+            shape[0] * shape[2] * shape[3], 1)
+    else:
+        ctx = contextlib.nullcontext()
+    with ctx:
+        _ring_against_walk(shape, op, monkeypatch)
+
+
+def _ring_against_walk(shape, op, monkeypatch):
+    """The async reduction of ``op`` on x of ``shape`` against float64, and against the plain walk's
+    bits where the planes are under a block step (HW < 4096)."""
     rng = np.random.default_rng(list(shape))
     x = (rng.standard_normal(shape) * 3 + 50).astype(np.float32)
     rm, rv = np.zeros(shape[1], np.float32), np.ones(shape[1], np.float32)

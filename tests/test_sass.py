@@ -238,18 +238,20 @@ def test_memory_bound_loops_divide_nothing_per_element():
         assert int(table[name]["LDG.128"]) > 0 and int(table[name]["STG.128"]) > 0
     for name in ("max_pool2d_forward_s2_f32", "avg_pool2d_forward_s2_f32"):
         assert int(table[name]["LDG.128"]) == 5, table[name]  # a row a load: 3x3's two output rows' five
-    # the channel kernels' recorded loop is the path of an aligned launch: the cp.async ring's 4 groups a
-    # step (CH_UNROLL) in the async reductions, 16-byte loads in the others, not the scalar fallback
+    # the channel kernels' recorded loop is the path of an aligned launch: the cp.async ring's whole
+    # turns (CH_RING groups, a 16-byte copy each) in the async reductions, not the 4-byte copies of an
+    # unaligned one; 16-byte loads in the others, not the scalar fallback
     for name in ("batchnorm_stats_async_f32", "conv2d_bias_grad_async_f32"):
-        assert (int(table[name]["LDGSTS"]), int(table[name]["LDG"])) == (4, 0), table[name]
+        assert (int(table[name]["LDGSTS"]), int(table[name]["LDG"])) == (8, 0), table[name]
     for name in ("batchnorm_stats_f32", "batchnorm_forward_f32", "batchnorm_backward_sums_f32",
                  "batchnorm_backward_data_f32", "conv2d_bias_grad_f32"):
         assert int(table[name]["LDG.128"]) > 0 and table[name]["LDGSTS"] == "0", table[name]
 
 
 def test_stream_loop_takes_the_aligned_path():
-    """sass_stream.stream_loop ranks a kernel's innermost loops by cp.async copies, then 16-byte
-    loads, then global loads: a ring's loop over the vector path, the vector path over the scalar."""
+    """sass_stream.stream_loop ranks a kernel's innermost loops by 16-byte cp.async copies, then
+    copies, then 16-byte loads, then global loads: a ring's loop of 16-byte copies over its 4-byte
+    copies and over the vector path, the vector path over the scalar."""
     from gpucnn.runtime import sass_stream
     from gpucnn.runtime.sass_report import Instr
 
@@ -262,6 +264,9 @@ def test_stream_loop_takes_the_aligned_path():
     ring = loop(0x800, ["LDGSTS.E.BYPASS.128", "LDGDEPBAR"] * 4 + ["LDS.128"] * 4)
     assert sass_stream.stream_loop(scalar + vector) == vector
     assert sass_stream.stream_loop(scalar + vector + ring) == ring
+    narrow = loop(0xc00, ["LDGSTS.E", "LDGDEPBAR"] * 16 + ["LDS.128"] * 4)  # 4-byte copies
+    assert sass_stream.stream_loop(scalar + narrow + ring) == ring
+    assert sass_stream.stream_loop(scalar + vector + narrow) == narrow
     assert sass_stream.stream_loop(scalar) == scalar
     counts = sass_stream.loop_counts(ring)
     assert (counts["LDGSTS"], counts["LDG.128"], counts["LDG"]) == (4, 0, 0)

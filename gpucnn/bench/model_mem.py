@@ -22,10 +22,11 @@ import dataclasses
 from gpucnn.bench import cases, fused, model, model_static
 from gpucnn.bench import model_consts as K
 from gpucnn import shapes
-from gpucnn.cuda import algo, launch, norm, pool
+from gpucnn.cuda import algo, conv, launch, norm, pool
 
 BLOCK = launch.BLOCK
 GRID_CAP = launch.MAX_BLOCKS * BLOCK  # grid_for's cap, in threads
+RING = 8  # channel.cuh's CH_RING: the async walk's slots a thread, RING - 1 copies in flight
 VEC = 16  # bytes of a float4: map2's, channel_apply's and channel.cuh's vector (group)
 SETUP_INSTR = 100  # PlaneWalk's set-up, once a thread (its divisions' 32-bit paths; sm_90 SASS, rough)
 REC_TAPS = 2 * 2 * 9  # the pooling pair kernels' recorded loop: a two-row 3x3 block (tests/test_sass.py: 5 row loads)
@@ -73,8 +74,12 @@ def _per(row: dict, loads: str, per_item: int) -> float:
 
 def _per_element(row: dict, loads_per_elem: int) -> float:
     """Loop instructions per float32 element of a loop making ``loads_per_elem`` loads an element:
-    a 16-byte load brings 4 (the vector path sass_stream records where a kernel has one), a scalar 1."""
-    return _per(row, "LDG.128", loads_per_elem) / 4 if row["LDG.128"] else _per(row, "LDG", loads_per_elem)
+    a 16-byte load or cp.async copy brings 4 (the vector or ring path sass_stream records where a
+    kernel has one), a scalar load 1."""
+    for wide in ("LDGSTS", "LDG.128"):
+        if row[wide]:
+            return _per(row, wide, loads_per_elem) / 4
+    return _per(row, "LDG", loads_per_elem)
 
 
 def map_stream(op, shape, kernel, n, reads, rec, loads_per_vec=None, target=K.TARGET_MAP, vecs=1) -> Stream:
@@ -121,20 +126,33 @@ def pool_stream(case, rec, sms: int) -> Stream:
                   r["instructions"] * 2 * R * case.k ** 2 / REC_TAPS * per + SETUP_INSTR)
 
 
-def reduce_stream(op, shape, kernel, N, C, HW, streams, loads_per_elem, rec, sms, unroll=norm.UNROLL) -> Stream:
+def reduce_stream(op, shape, kernel, N, C, HW, streams, loads_per_elem, rec, sms, unroll=norm.UNROLL,
+                  ring=False) -> Stream:
     """channel.cuh's (channel, chunk) blocks, one wave of them (norm.channel_chunks):
     ``unroll`` 16-byte groups of each stream in flight a thread (float4 groups:
-    HW % 4 == 0 here), a round trip per block step; one launch, the channel's
-    last chunk to finish adding its chunks (ELECT_US after the last tree)."""
+    HW % 4 == 0 here), a round trip per block step; with ``ring`` (channel_walk_async,
+    one stream) RING - 1 groups in flight through shared memory instead, a round trip
+    per RING - 1 groups; one launch, the channel's last chunk to finish adding its
+    chunks (ELECT_US after the last tree)."""
     _, r = model_static.row(rec, kernel)
     chunk, chunks = norm.channel_chunks(C, N * HW, sms)
     per_thread = chunk / norm.THREADS
     group = 4 if HW % 4 == 0 else 1
+    ahead = RING - 1 if ring else unroll
     threads = C * chunks * norm.THREADS
     read = 4.0 * N * C * HW * streams
-    return Stream(op, shape, kernel, read, 0.0, threads, threads, 4.0 * group * unroll * streams,
-                  per_thread / (group * unroll), _per_element(r, loads_per_elem) * per_thread, tree=True, elect=True,
+    return Stream(op, shape, kernel, read, 0.0, threads, threads, 4.0 * group * ahead * streams,
+                  per_thread / (group * ahead), _per_element(r, loads_per_elem) * per_thread, tree=True, elect=True,
                   target=K.TARGET_REDUCTION)
+
+
+def _one_stream(op, shape, base, use_ring, N, C, HW, rec, sms) -> Stream:
+    """The statistics' or the bias gradient's launch as the launch code picks it: the ring
+    kernel (base_async_f32) where ``use_ring`` (norm.STATS_ASYNC, conv.BIAS_ASYNC) and the
+    planes are whole 16-byte groups, else the plain walk's."""
+    ring = use_ring and HW % 4 == 0
+    return reduce_stream(op, shape, f"{base}_async_f32" if ring else f"{base}_f32", N, C, HW, 1, 1, rec, sms,
+                         ring=ring)
 
 
 def case_streams(c, rec, sms: int) -> list[Stream]:
@@ -150,13 +168,13 @@ def case_streams(c, rec, sms: int) -> list[Stream]:
         # reductions' loads an element: x (the shift is read once a block), dy and x and the fused ReLU's y
         # (mean once a block).
         return [apply_over(shape, n, rec),
-                reduce_stream("batchnorm stats", shape, "batchnorm_stats_f32", N, C, HW, 1, 1, rec, sms),
+                _one_stream("batchnorm stats", shape, "batchnorm_stats", norm.STATS_ASYNC, N, C, HW, rec, sms),
                 reduce_stream("batchnorm backward reduction", shape, "batchnorm_backward_sums_f32", N, C, HW,
                               2, 3, rec, sms, norm.UNROLL_BACKWARD),
                 map_stream("batchnorm backward data", shape, "batchnorm_backward_data_f32", n, 2, rec, 8, None,
                            norm.APPLY_VECS_BWD)]
     if c.op == "bias_grad":  # a load an element: dy
-        return [reduce_stream("conv2d bias gradient", shape, "conv2d_bias_grad_f32", N, C, HW, 1, 1, rec, sms)]
+        return [_one_stream("conv2d bias gradient", shape, "conv2d_bias_grad", conv.BIAS_ASYNC, N, C, HW, rec, sms)]
     return [pool_stream(c, rec, sms)]
 
 

@@ -26,18 +26,20 @@ def width(op: str) -> str:
     return f"{base}.128" if "128" in op.split(".")[1:] else base
 
 
-def _loads(body: list) -> tuple[int, int, int]:
-    """(cp.async copies, 16-byte LDGs, all LDGs) of a loop: what stream_loop ranks loops by."""
+def _loads(body: list) -> tuple[int, int, int, int]:
+    """(16-byte cp.async copies, all cp.async copies, 16-byte LDGs, all LDGs) of a loop: what
+    stream_loop ranks loops by."""
     bases = [(ins.op.split(".")[0], ins.op.split(".")[1:]) for ins in body]
-    return (sum(b == "LDGSTS" for b, _ in bases), sum(b == "LDG" and "128" in m for b, m in bases),
-            sum(b == "LDG" for b, _ in bases))
+    return (sum(b == "LDGSTS" and "128" in m for b, m in bases), sum(b == "LDGSTS" for b, _ in bases),
+            sum(b == "LDG" and "128" in m for b, m in bases), sum(b == "LDG" for b, _ in bases))
 
 
 def stream_loop(code: list) -> list:
-    """The kernel's main loop: of its innermost loops, the one with the most cp.async copies
-    (LDGSTS: the shared-memory ring of channel.cuh's async walk), then the most 16-byte loads
-    (the vector path a launch of aligned rows takes, not the scalar fallback beside it), then
-    the most global loads; the first of equals."""
+    """The kernel's main loop: of its innermost loops, the one with the most 16-byte cp.async
+    copies (the shared-memory ring of channel.cuh's async walk on aligned rows), then the most
+    copies (its 4-byte copies of unaligned ones), then the most 16-byte loads (the vector path
+    a launch of aligned rows takes, not the scalar fallback beside it), then the most global
+    loads; the first of equals."""
     spans = sass_report.loops(code)
     inner = [s for s in spans if not any(o != s and s[0] <= o[0] and o[1] <= s[1] for o in spans)]
     if not inner:
@@ -49,7 +51,7 @@ def stream_loop(code: list) -> list:
 def loop_counts(body: list) -> dict:
     c = Counter(width(ins.op) for ins in body)
     kinds = Counter(sass_report.classify(ins.op) for ins in body)
-    return {"instructions": len(body), "LDGSTS": _loads(body)[0], "LDG.128": c["LDG.128"], "LDG": c["LDG"],
+    return {"instructions": len(body), "LDGSTS": _loads(body)[1], "LDG.128": c["LDG.128"], "LDG": c["LDG"],
             "STG.128": c["STG.128"], "STG": c["STG"], "FMA": kinds["FMA"], "integer": kinds["integer"],
             "CALL": sum(ins.op.startswith("CALL") for ins in body)}
 
@@ -71,9 +73,9 @@ def rows(arch: str = sass_report.ARCH) -> list[dict]:
 def section(arch: str = sass_report.ARCH) -> str:
     return f"""## Direct and memory-bound kernels (gpucnn.runtime.sass_stream)
 
-The main loop (of the innermost loops, the one with the most cp.async
-copies, then 16-byte loads, then global loads: the path an aligned launch
-takes, not its scalar fallback): cp.async copies (LDGSTS), loads and stores
+The main loop (of the innermost loops, the one with the most 16-byte
+cp.async copies, then copies, then 16-byte loads, then global loads: the
+path an aligned launch takes, not its fallback): cp.async copies (LDGSTS), loads and stores
 by width (LDG.128, STG.128: 16-byte vectors), FFMA/DFMA/FADD counted as FMA
 only for FFMA/DFMA, integer index arithmetic, and CALLs (division
 subroutines; none should run per element).
