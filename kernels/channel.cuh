@@ -324,7 +324,10 @@ __device__ void channel_reduce_ring(double (*part)[CH_THREADS], float4 (*ring)[C
                                     unsigned* count, const T* src, int N, int C, long long HW, long long chunk,
                                     int chunks, const Term& term, const Fin& fin) {
     if constexpr (sizeof(T) == 4) {
-        if (ring) {  // channel_reduce's walks, the 16-byte groups' through the ring (4-byte copies unaligned)
+        // channel_reduce's walks but its two unaligned-vector ones, the 16-byte groups through the ring
+        // (4-byte copies where src is unaligned): spelled out here, since channel_reduce's variants,
+        // unreachable beside the ring, still spilled the kernel on sm_90 at 64 registers
+        if (ring) {
             if (HW % 4 != 0)
                 channel_walk<S, U, 1, false>(part, out, count, N, C, HW, chunk, chunks, term, fin);
             else if (aligned16(src))

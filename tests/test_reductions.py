@@ -6,6 +6,8 @@ against float64 sums; and the same bits on every run.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from conftest import tol
@@ -205,7 +207,6 @@ def test_ring_whole_turns(backend, shape, op, monkeypatch):
     """channel_walk_async's whole turns of CH_RING groups (constant slots and accumulators, no
     bound tests on the reads) and the part turn after them, 16-byte or (emu-shuf's misaligned
     pointers) 4-byte copies: the float64 sums, and channel_walk's bits."""
-    import contextlib
     if backend.startswith("emu"):
         from gpucnn.runtime.emulator import emulation
         ctx = emulation(sm_count=1)

@@ -26,7 +26,6 @@ from gpucnn.cuda import algo, conv, launch, norm, pool
 
 BLOCK = launch.BLOCK
 GRID_CAP = launch.MAX_BLOCKS * BLOCK  # grid_for's cap, in threads
-RING = 8  # channel.cuh's CH_RING: the async walk's slots a thread, RING - 1 copies in flight
 VEC = 16  # bytes of a float4: map2's, channel_apply's and channel.cuh's vector (group)
 SETUP_INSTR = 100  # PlaneWalk's set-up, once a thread (its divisions' 32-bit paths; sm_90 SASS, rough)
 REC_TAPS = 2 * 2 * 9  # the pooling pair kernels' recorded loop: a two-row 3x3 block (tests/test_sass.py: 5 row loads)
@@ -131,14 +130,14 @@ def reduce_stream(op, shape, kernel, N, C, HW, streams, loads_per_elem, rec, sms
     """channel.cuh's (channel, chunk) blocks, one wave of them (norm.channel_chunks):
     ``unroll`` 16-byte groups of each stream in flight a thread (float4 groups:
     HW % 4 == 0 here), a round trip per block step; with ``ring`` (channel_walk_async,
-    one stream) RING - 1 groups in flight through shared memory instead, a round trip
-    per RING - 1 groups; one launch, the channel's last chunk to finish adding its
+    one stream) norm.RING - 1 groups in flight through shared memory instead, a round trip
+    per norm.RING - 1 groups; one launch, the channel's last chunk to finish adding its
     chunks (ELECT_US after the last tree)."""
     _, r = model_static.row(rec, kernel)
     chunk, chunks = norm.channel_chunks(C, N * HW, sms)
     per_thread = chunk / norm.THREADS
     group = 4 if HW % 4 == 0 else 1
-    ahead = RING - 1 if ring else unroll
+    ahead = norm.RING - 1 if ring else unroll
     threads = C * chunks * norm.THREADS
     read = 4.0 * N * C * HW * streams
     return Stream(op, shape, kernel, read, 0.0, threads, threads, 4.0 * group * ahead * streams,

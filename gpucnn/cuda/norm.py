@@ -38,6 +38,7 @@ STATS_ASYNC = True
 STATS_ONE_ALLOCATION = False
 THREADS = 256  # CH_THREADS: the reductions' block
 UNROLL, UNROLL_BACKWARD = 4, 2  # CH_UNROLL, CH_UNROLL_BWD: groups in flight a thread, per stream
+RING = 8  # CH_RING: the float reductions' cp.async ring, RING - 1 groups in flight a thread
 APPLY_VECS, APPLY_VECS_BWD = 4, 2  # CH_APPLY_VECS(_BWD): forward's and backward's 16-byte vectors a thread
 UNROLL_STATS_F64 = 3  # batchnorm.cu's CH_UNROLL_STATS_F64: the float64 statistics' (4 spill at 64 registers)
 BLOCKS_PER_SM = 4  # CH_BLOCKS: the reductions' __launch_bounds__ minimum (64 registers; compile_check: 4)
