@@ -70,7 +70,8 @@
 #     resnet20 at batch 128 against PyTorch eager; torch.compile's own compile left out for time)
 #   7 ncu on the conv forward kernels of each mode   25 s   [10; 13; 16] (bench/gpu_launches.py large)
 #     (the kernel each picks: the halo kernels in tf32 and 3xtf32 since session 24, their warpgroup
-#     variant on sm_90 since session 25, and then the mma.sync ones forced, 21 -> 23 launches; the GEMM tiles
+#     variant on sm_90 since session 25, and then the mma.sync ones forced, 21 -> 23 launches; the
+#     Winograd kernels in fp32 since session 31 and the FFMA tile forced beside them, 24; the GEMM tiles
 #     forced: tf32's wide mma.sync and warpgroup tiles and 64 tile, 3xtf32's 64 tile, fp32's in step
 #     5e's fewer blocks build and tf32's 64 tile in its more blocks build) and deepspeech's backward-data window
 #     and fold kernels (mma.sync and, forced, wgmma), batch norm's statistics (one wave, four, and the cp.async
@@ -158,11 +159,11 @@ step 5e-ab-conv 25 "$PY" bench/ab_conv.py --budget 0.1
 step 6-steps 30 "$PY" -m gpucnn.cli bench --device cuda --steps-only --no-torch-compile --no-progress \
     --out "$logs/steps"
 step 7-ncu 25 ncu --clock-control none \
-    --kernel-name regex:"conv2d_forward_(f32|tf32_|3xtf32_)|conv2d_halo_forward_|depthwise_backward_data_window_f32|conv2d_fold_|batchnorm_(stats|stats_async|forward)_f32|conv2d_bias_grad_(async_)?f32|max_pool2d_(forward|backward)_s2_f32" \
-    --launch-count 23 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
+    --kernel-name regex:"conv2d_forward_(f32|tf32_|3xtf32_)|conv2d_(halo|wino)_forward_|depthwise_backward_data_window_f32|conv2d_fold_|batchnorm_(stats|stats_async|forward)_f32|conv2d_bias_grad_(async_)?f32|max_pool2d_(forward|backward)_s2_f32" \
+    --launch-count 24 --section SpeedOfLight --section Occupancy --section LaunchStats "$PY" bench/gpu_launches.py large
 step 7b-ncu-full 50 ncu --clock-control none --set full \
-    --kernel-name regex:"conv2d_forward_(f32|tf32_64w)$|conv2d_halo_forward_|batchnorm_(stats_async|forward)_f32|conv2d_bias_grad_async_f32|max_pool2d_forward_s2_f32" \
-    --launch-count 12 "$PY" bench/gpu_launches.py large
+    --kernel-name regex:"conv2d_forward_(f32|tf32_64w)$|conv2d_(halo|wino)_forward_|batchnorm_(stats_async|forward)_f32|conv2d_bias_grad_async_f32|max_pool2d_forward_s2_f32" \
+    --launch-count 13 "$PY" bench/gpu_launches.py large
 
 echo "8-targets:" >> "$summary"  # the whole table, into the summary
 runs=()  # each step's JSON, or the rows a step cut short kept (its partial.jsonl)

@@ -7,11 +7,12 @@ tools of bench/gpu.sh that watch launches rather than time them.
                                          builds of bench/ab_conv.py
     python bench/gpu_launches.py small   every pass in every math mode on small
                                          shapes, every tile, then each FFMA
-                                         family forced, the halo kernels, then the memory-bound
+                                         family forced, the halo and Winograd kernels, then the memory-bound
                                          variants of gpucnn.bench.variants
                                          (compute-sanitizer)
     python bench/gpu_launches.py large   one large 3x3 convolution forward per
-                                         mode (the halo kernels in tf32 and
+                                         mode (the Winograd kernels in fp32, the
+                                         halo kernels in tf32 and
                                          3xtf32; then the GEMM tiles forced:
                                          tf32's wide mma.sync and warpgroup
                                          tiles and 64 tile, 3xtf32's 64 tile;
@@ -73,7 +74,7 @@ def small() -> bool:
                     ok &= _check(g, wnt, mode, f"{name} tile {edge}")
                 yl = gpucnn.linear(cp.asarray(xl.astype(np.float32)), cp.asarray(wl.astype(np.float32)))
                 ok &= _check(yl, xl @ wl.T, mode, f"linear y tile {edge}")
-    return ok & _families(rng) & _halo(rng) & _memory_bound(rng)
+    return ok & _families(rng) & _halo(rng) & _wino(rng) & _memory_bound(rng)
 
 
 # The halo kernels (kernels/conv2d_halo.cu) forced, in both of their modes, with bias and the
@@ -105,6 +106,25 @@ def _halo(rng) -> bool:
                 got = gpucnn.conv2d_backward(*(cp.asarray(a.astype(np.float32)) for a in (dy, x, w)), bias=False,
                                              padding=pad)[0]
             ok &= _check(got, dx, mode, f"conv dx {fam} x{xs}")
+    return ok
+
+
+def _wino(rng) -> bool:
+    """The Winograd kernels (kernels/conv2d_wino.cu) forced in fp32 on HALO_CASES: the forward with
+    bias and the fused ReLU (70 filters: three blocks of 32; the patches' zero fill past every
+    edge), and backward-data (the weights kernel flipping and transposing w; padding at most 2)."""
+    ok = True
+    for xs, ws, pad in HALO_CASES:
+        x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
+        want = np.maximum(gpucnn.conv2d(x, w, b, padding=pad), 0)
+        dy = rng.standard_normal(want.shape)
+        dx = gpucnn.conv2d_backward(dy, x, w, bias=False, padding=pad)[0]
+        with gpucnn.math_mode("fp32"), algo.override("wino"):
+            got = gpucnn.conv2d_bias_relu(*(cp.asarray(a.astype(np.float32)) for a in (x, w, b)), padding=pad)
+            ok &= _check(got, want, "fp32", f"conv+bias+relu y wino x{xs}")
+            got = gpucnn.conv2d_backward(*(cp.asarray(a.astype(np.float32)) for a in (dy, x, w)), bias=False,
+                                         padding=pad)[0]
+            ok &= _check(got, dx, "fp32", f"conv dx wino x{xs}")
     return ok
 
 
@@ -206,6 +226,13 @@ def large() -> bool:
         err = float(cp.abs(y - want).max() / cp.abs(want).max())
         print(f"resnet-3x3 forward {mode}: relative difference from fp32 {err:.2e}")
         ok &= err < 3e-3
+    # fp32 ran the Winograd kernels above (the heuristic's since session 31); the FFMA GEMM tile
+    # (its choice before) forced too, so ncu sees both on one shape.
+    with gpucnn.math_mode("fp32"), algo.override("gemm"):
+        y = gpucnn.conv2d(x, w, padding=1)
+    err = float(cp.abs(y - want).max() / cp.abs(want).max())
+    print(f"resnet-3x3 forward fp32 gemm (FFMA): relative difference from fp32 {err:.2e}")
+    ok &= err < 1e-5
     # tf32 and 3xtf32 ran the halo kernels above (the heuristic's since session 24; on sm_90 their
     # warpgroup variant since session 25, unless gpu.sh turned it off). Where the variant ran, the
     # mma.sync halo kernels too (forced), so ncu sees both on one shape.

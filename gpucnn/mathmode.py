@@ -1,6 +1,11 @@
 """Math modes of the float32 convolution and linear kernels.
 
-  "fp32"    the FFMA kernels: strict fp32 products and sums;
+  "fp32"    FP32 arithmetic, no TF32 rounding: the FFMA kernels, and for 3x3
+            convolutions at stride 1 (forward and backward-data) Winograd's
+            F(2x2, 3x3) on FFMA (gpucnn.cuda.wino), whose transforms add and
+            halve in fp32: its error stays within float32's tolerance of the
+            sums' magnitudes, as cuDNN's fp32 Winograd algorithms
+            (``GPUCNN_CONV_ALGO=gemm`` keeps the direct sums);
   "3xtf32"  tensor cores with each operand split into a TF32 high part and a
             TF32 remainder, three MMAs per product: fp32-level accuracy (a
             convolution GEMM that fills the FFMA tile far better takes it:

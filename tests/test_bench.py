@@ -557,7 +557,7 @@ def test_gpu_rows_name_the_algorithm_each_mode_ran(monkeypatch):
     case = next(c for c in cases.CONV if c.name == "cifar-resnet")
     names = ["gpucnn-cuda-3xtf32", "torch-cudnn", "gpucnn-cuda-tf32", "gpucnn-cuda-fp32"]
     got = run.chosen(case, "forward", names, (90, 132))
-    assert got == {"gpucnn-cuda-3xtf32": "halowg", "gpucnn-cuda-tf32": "halowg", "gpucnn-cuda-fp32": "gemm 64x64x16"}
+    assert got == {"gpucnn-cuda-3xtf32": "halowg", "gpucnn-cuda-tf32": "halowg", "gpucnn-cuda-fp32": "wino"}
     g = model.geometry(case)
     with algo.override("gemm64"), tc.force_tile(64):
         forced = algo.choose(g, "forward", np.float32, "tf32", 132, 90)

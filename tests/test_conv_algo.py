@@ -46,18 +46,20 @@ def _geometry(case):
 # not); of 1 to 4 channels a group and more than 8 filters to the strip
 # kernel (cifar-stem, resnet-stem: 3 channels, 64 filters; mnist-1: 1, 32),
 # and so does depthwise (a filter and a channel a group: the H200 timed strip
-# at 0.84 of direct); other small groups stay direct.
+# at 0.84 of direct); other small groups stay direct. The 3x3 filters at stride
+# and dilation 1 with 16 channels and filters or more go to the Winograd kernels
+# forward and backward-data (float32 in "fp32", choose's default: tests/test_wino.py).
 TABLE = {
     "mnist-1": (("gemm", 1), ("strip", 1), ("gemm", 392)),
     "mnist-2": (("gemm", 2), ("gemm", 5), ("gemm", 20)),
     "cifar-stem": (("gemm", 1), ("strip", 1), ("gemm", 512)),
-    "cifar-resnet": (("gemm", 1), ("gemm", 1), ("gemm", 29)),
+    "cifar-resnet": (("wino", 1), ("wino", 1), ("gemm", 29)),
     "cifar-resnet-s2": (("gemm", 1), ("phase", 1), ("gemm", 11)),
     "resnet-stem": (("gemm", 1), ("strip", 1), ("gemm", 88)),
-    "resnet-3x3": (("gemm", 1), ("gemm", 1), ("gemm", 29)),
+    "resnet-3x3": (("wino", 1), ("wino", 1), ("gemm", 29)),
     "resnet-1x1": (("gemm", 1), ("gemm", 1), ("gemm", 66)),
-    "resnet-7x7x512": (("gemm", 11), ("gemm", 11), ("gemm", 5)),
-    "vgg": (("gemm", 1), ("gemm", 1), ("gemm", 44)),
+    "resnet-7x7x512": (("wino", 1), ("wino", 1), ("gemm", 5)),
+    "vgg": (("wino", 1), ("wino", 1), ("gemm", 44)),
     "1x1-s2": (("gemm", 1), ("phase", 1), ("gemm", 33)),
     "deepspeech": (("gemm", 1), ("window", 1), ("gemm", 262)),
     "depthwise": (("direct", 1), ("strip", 1), ("direct", 4)),
@@ -134,8 +136,9 @@ def test_split_count_follows_the_sm_count():
     # a half-empty fifth; 132 SMs (264 slots) take 29 parts, 261 blocks.
     assert [algo.choose(g, "backward_filter", sms=s).splits for s in (1, 132)] == [2, 29]
     g = _geometry(next(c for c in CONV if c.name == "resnet-7x7x512"))
-    assert algo.choose(g, "forward", sms=1000).splits > algo.choose(g, "forward", sms=132).splits
-    assert algo.choose(g, "forward", sms=8).splits == 1  # 104 tiles fill 16 slots many times
+    with algo.override("gemm"):  # the FFMA GEMM (the heuristic's is Winograd's, unsplit)
+        assert [algo.choose(g, "forward", sms=s).splits for s in (8, 132)] == [1, 11]  # 104 tiles fill 16 slots
+        assert algo.choose(g, "forward", sms=1000).splits > 11
 
 
 def test_override(monkeypatch):
@@ -164,7 +167,7 @@ def test_override(monkeypatch):
         assert algo.choose(g, "backward_data").family == "strip"  # depthwise: one channel a group
         assert [algo.choose(stem, p).family for p in algo.PASSES[::2]] == ["gemm", "gemm"]
         vgg = _geometry(next(c for c in CONV if c.name == "vgg"))  # 64 channels a group: no strip kernel
-        assert algo.choose(vgg, "backward_data").family == "gemm"
+        assert algo.choose(vgg, "backward_data").family == "wino"  # the heuristic's (fp32: Winograd)
     monkeypatch.setenv(algo.ENV, "phase")
     assert [algo.choose(g, p).family for p in algo.PASSES] == ["direct", "phase", "direct"]
     for bad in ("winograd", "gemm:0", "gemm:x", "gemm16"):
@@ -548,10 +551,10 @@ def test_fold_takes_the_tf32_backward_data_of_few_channels(case):
     # the halo kernels in tf32 and 3xtf32 (tests/test_halo.py): on sm_90, algo.choose's default, their
     # warpgroup variant
     halo = "halowg" if case.name in ("cifar-resnet", "resnet-3x3", "vgg") else None
+    gemm = "gemm" if ffma == "wino" else ffma  # a GEMM where fp32 takes Winograd's, without halo (resnet-7x7x512)
     assert algo.choose(g, "backward_data", math="tf32").family == (
-        "fold" if ffma in ("window", "strip") and not depthwise else "gemm" if one_tap else halo or ffma)
-    for math in ("3xtf32", "fp32"):
-        assert algo.choose(g, "backward_data", math=math).family == (halo if halo and math == "3xtf32" else ffma)
+        "fold" if ffma in ("window", "strip") and not depthwise else "gemm" if one_tap else halo or gemm)
+    assert algo.choose(g, "backward_data", math="3xtf32").family == (halo or gemm)
     assert algo.choose(g, "backward_data", np.float64, math="tf32").family == algo.choose(g, "backward_data",
                                                                                           np.float64).family
     for p in ("forward", "backward_filter"):

@@ -10,6 +10,7 @@ import contextlib
 
 import numpy as np
 import pytest
+from family_checks import backward_data_case, forward_case, launches_of
 from test_math_modes import FOLD_ORDERS, conv_args, run_and_check
 
 import gpucnn
@@ -55,14 +56,7 @@ def test_conv2d_halo(mode, order, xs, ws, padding, bias, relu, family):
     "rev" runs a grid of 2 blocks (several tasks a block, the barrier between them), "shuf" the
     race, misalignment (wt, b and y moved off their alignment: the 4-byte copies and scalar stores)
     and sanitizer checks; the weights kernel and the forward kernel of the mode, nothing else."""
-    kw = dict(padding=padding)
-    x, w, b, _ = conv_args(xs, ws, kw)
-
-    def fn(x, w, b):
-        if relu:
-            return (gpucnn.conv2d_bias_relu(x, w, b if bias else None, **kw),)
-        return (gpucnn.conv2d(x, w, b if bias else None, **kw),)
-    _check_on_halo(fn, (x, w, b), mode, order, family)
+    _check_on_halo(*forward_case(xs, ws, padding, bias, relu), mode, order, family)
 
 
 def _on_family_cc(family):
@@ -75,13 +69,7 @@ def _on_family_cc(family):
 def _check_on_halo(fn, args, mode, order, family):
     """run_and_check(fn, args, ...) with ``family`` forced, and its launches exactly the
     weights kernel and the forward kernel of the mode (and variant)."""
-    launched = []
-    real_tasks, real_launch = halo.launch_tasks, halo.launch
-    with pytest.MonkeyPatch.context() as mp, algo.override(family), _on_family_cc(family):
-        mp.setattr(halo, "launch_tasks", lambda rt, fam, base, *a, **k: (launched.append(base),
-                                                                         real_tasks(rt, fam, base, *a, **k)))
-        mp.setattr(halo, "launch", lambda rt, fam, base, *a, **k: (launched.append(base),
-                                                                   real_launch(rt, fam, base, *a, **k)))
+    with launches_of(halo) as launched, algo.override(family), _on_family_cc(family):
         run_and_check(fn, args, mode, order)
     v = "wg_" if family == "halowg" else ""
     assert launched == [f"conv2d_halo_weights_{v}{mode}", f"conv2d_halo_forward_{v}{mode}"]
@@ -111,12 +99,7 @@ def test_conv2d_halo_backward_data(mode, order, xs, ws, padding, family):
     """dx by the halo kernels (the weights kernel flipping and transposing w) within the mode's
     bound, in both resume orders and shuffled with the checks; the filter gradient by the
     heuristic's kernels beside it."""
-    kw = dict(padding=padding)
-    x, w, _, dy = conv_args(xs, ws, kw)
-
-    def fn(x, w, dy):
-        return gpucnn.conv2d_backward(dy, x, w, bias=False, **kw)[:1]
-    _check_on_halo(fn, (x, w, dy), mode, order, family)
+    _check_on_halo(*backward_data_case(xs, ws, padding), mode, order, family)
 
 
 def test_transposed_geometry_gives_dx():
@@ -176,7 +159,12 @@ def test_halo_plan_of_cifar_resnet():
     ("resnet-3x3 on sm_89", (16, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, np.float32, "tf32", 89, "halo"),
     ("resnet-3x3 on sm_100: no wgmma", (16, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, np.float32, "tf32", 100, "halo"),
     ("vgg", (16, 64, 112, 112), (128, 64, 3, 3), 1, 1, 1, np.float32, "tf32", 90, "halowg"),
-    ("fp32: FFMA", (128, 64, 32, 32), (64, 64, 3, 3), 1, 1, 1, np.float32, "fp32", 90, "gemm"),
+    ("cifar-resnet fp32: Winograd", (128, 64, 32, 32), (64, 64, 3, 3), 1, 1, 1, np.float32, "fp32", 90, "wino"),
+    ("resnet-3x3 fp32 on sm_80", (16, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, np.float32, "fp32", 80, "wino"),
+    ("resnet-7x7x512 fp32: any W", (16, 512, 7, 7), (512, 512, 3, 3), 1, 1, 1, np.float32, "fp32", 90, "wino"),
+    ("float64 fp32", (128, 64, 32, 32), (64, 64, 3, 3), 1, 1, 1, np.float64, "fp32", 90, "gemm"),
+    ("sm_75 fp32: no cp.async", (128, 64, 32, 32), (64, 64, 3, 3), 1, 1, 1, np.float32, "fp32", 75, "gemm"),
+    ("8 filters fp32", (16, 64, 56, 56), (8, 64, 3, 3), 1, 1, 1, np.float32, "fp32", 90, "gemm"),
     ("float64", (128, 64, 32, 32), (64, 64, 3, 3), 1, 1, 1, np.float64, "tf32", 90, "gemm"),
     ("sm_75: no TF32 MMA", (128, 64, 32, 32), (64, 64, 3, 3), 1, 1, 1, np.float32, "tf32", 75, "gemm"),
     ("cifar-stem: 3 channels", (128, 3, 32, 32), (64, 3, 3, 3), 1, 1, 1, np.float32, "tf32", 90, "gemm"),
@@ -189,15 +177,17 @@ def test_halo_plan_of_cifar_resnet():
 def test_halo_is_chosen_where_it_runs(name, xs, ws, stride, dilation, groups, dtype, math, cc, want):
     """The heuristic's forward family: halo for float32 3x3 convolutions at stride and dilation 1
     with 16 channels or more (algo.HALO_MIN_C), W a multiple of 4, in "tf32" and "3xtf32" on
-    compute capability 8.0 and newer, its warpgroup variant (halowg) on 9.0; the GEMM tiles
-    elsewhere. Backward-data likewise (16 filters or more, Q a multiple of 4: every case here that
-    takes it forward; cifar-stem's stays on the fold and strip kernels), the filter gradient never."""
+    compute capability 8.0 and newer, its warpgroup variant (halowg) on 9.0; in "fp32" the
+    Winograd kernels (wino: 16 channels and 16 filters or more, any W; tests/test_wino.py); the
+    GEMM tiles elsewhere. Backward-data likewise (filters and channels swap roles; Q a multiple of
+    4 for halo: every case here that takes it forward; cifar-stem's stays on the fold and strip
+    kernels), the filter gradient never."""
     g = _conv_geometry(xs, ws, stride, dilation, dilation, groups)
     c = algo.choose(g, "forward", dtype, math=math, cc=cc)
     assert c.family == want, (name, c)
     bd = algo.choose(g, "backward_data", dtype, math=math, cc=cc)
-    assert (bd == algo.Choice(want, math=math)) == want.startswith("halo"), (name, bd)
-    assert algo.choose(g, "backward_filter", dtype, math=math, cc=cc).family not in algo.HALO_FAMILIES
+    assert (bd == algo.Choice(want, math=math)) == want.startswith(("halo", "wino")), (name, bd)
+    assert algo.choose(g, "backward_filter", dtype, math=math, cc=cc).family not in (*algo.HALO_FAMILIES, "wino")
 
 
 def test_halo_wg_turned_off_keeps_the_mma_kernels(monkeypatch):

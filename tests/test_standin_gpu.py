@@ -79,13 +79,14 @@ def test_ncu_profiles_the_launches_it_names(capsys):
     pooling, forward and backward. Step 7b (the full set): the FFMA tile, the wide tf32 mma.sync
     tile, the halo kernels in both modes (the tf32 and 3xtf32 choice since session 24) and both
     variants (the warpgroup one the choice on sm_90 since session 25, the mma.sync one forced), the
+    Winograd kernel (the fp32 choice since session 31; the FFMA tile forced beside it), the
     statistics and the bias gradient through the ring (the defaults), max pooling's pair kernel and
     batch norm's apply."""
     (hit, count), (full, full_count) = _ncu_hits()
     assert len(hit) == count, hit
     prefixes = ["conv2d_forward_f32", "conv2d_forward_tf32_", "conv2d_forward_3xtf32_", "conv2d_forward_tf32_64g",
                 "conv2d_forward_tf32_64w", "conv2d_halo_forward_tf32_f32", "conv2d_halo_forward_3xtf32_f32",
-                "conv2d_halo_forward_wg_tf32_f32", "conv2d_halo_forward_wg_3xtf32_f32",
+                "conv2d_halo_forward_wg_tf32_f32", "conv2d_halo_forward_wg_3xtf32_f32", "conv2d_wino_forward_f32",
                 "depthwise_backward_data_window_f32", "conv2d_fold_backward_data_tf32", "conv2d_fold_backward_data_wgmma",
                 "batchnorm_stats_f32", "batchnorm_stats_async_f32", "conv2d_bias_grad_f32", "conv2d_bias_grad_async_f32",
                 "max_pool2d_forward_s2_f32",
@@ -96,7 +97,8 @@ def test_ncu_profiles_the_launches_it_names(capsys):
     assert sorted(set(full)) == ["batchnorm_forward_f32", "batchnorm_stats_async_f32", "conv2d_bias_grad_async_f32",
                                  "conv2d_forward_f32", "conv2d_forward_tf32_64w", "conv2d_halo_forward_3xtf32_f32",
                                  "conv2d_halo_forward_tf32_f32", "conv2d_halo_forward_wg_3xtf32_f32",
-                                 "conv2d_halo_forward_wg_tf32_f32", "max_pool2d_forward_s2_f32"]
+                                 "conv2d_halo_forward_wg_tf32_f32", "conv2d_wino_forward_f32",
+                                 "max_pool2d_forward_s2_f32"]
     assert full.count("batchnorm_stats_async_f32") == full.count("conv2d_bias_grad_async_f32") == 1, full
     # as built, and in the fewer blocks build
     assert full.count("conv2d_forward_f32") == 2, full

@@ -25,6 +25,9 @@ gpucnn.cuda.conv._choose asks it, never re-derived):
                gets the whole SM (fast) or only its share (slow); mid is the mean
   halo         the tasks of gpucnn.cuda.halo's plan as a tile's blocks, its 8-channel
                steps as k-steps (the record's step loop), and a launch more (the weights)
+  wino         likewise gpucnn.cuda.wino's tasks (32 filters x 32 blocks of 2x2 outputs) and
+               8-channel steps (the record's step loop: 512 FFMA a thread, the Winograd
+               products), and a launch more (the weights)
   direct,      useful FMAs (plus a thread's empty channel or window slots,
   window,      or the strip kernel's zero taps and partial strips) x
   strip        the loop's instructions per FMA, at the issue rate / efficiency
@@ -48,7 +51,7 @@ import numpy as np
 
 from gpucnn.bench import cases, model_static, modes
 from gpucnn.bench import model_consts as K
-from gpucnn.cuda import algo, depthwise, fold, gemm, halo, strip, tc
+from gpucnn.cuda import algo, depthwise, fold, gemm, halo, strip, tc, wino
 from gpucnn.functional.conv import _conv_geometry
 
 cdiv = algo.cdiv
@@ -165,6 +168,18 @@ def halo_work(g, pass_, c, rec, dev, s) -> Work:
     return Work(name, ((p.tasks, p.steps),), tile_step_cycles(r, halo.THREADS, dev, s, True), per_sm, flops)
 
 
+def wino_work(g, pass_, rec, dev, s) -> Work:
+    """kernels/conv2d_wino.cu (backward-data: of the transposed problem): a task a block, its
+    8-channel steps as a tile's k-steps, the record's step loop (the FFMA tile table: 512 FFMA a
+    thread, 16 points x 32 filters x 32 blocks x 8 channels a block's step). Executed FLOPs are
+    the Winograd products, 16/36 of the direct sum's where every block is full."""
+    gt = g if pass_ == "forward" else wino.transposed(g)
+    name, r = model_static.row(rec, "conv2d_wino_forward_f32")
+    tasks, steps = wino.tasks(gt), wino.steps(gt)
+    flops = 2.0 * tasks * wino.XI * wino.BK * wino.BP * wino.CK * steps
+    return Work(name, ((tasks, steps),), tile_step_cycles(r, wino.THREADS, dev, s), r["blocks_per_sm"], flops)
+
+
 def list_schedule(groups, slots: int) -> int:
     """The makespan, in block-steps, of groups of (blocks, steps) issued in
     order (grid z: the phase family's stride phases one after another) to
@@ -261,11 +276,13 @@ def ours_us(case, pass_, c, dev, s, rec) -> dict:
     without bias launches nothing for it (conv.EPI_BIAS clear), so the bench's
     bias-less rows and the fused rows' biased ones launch alike."""
     g = geometry(case)
-    if c.family in ("gemm", "phase", *algo.HALO_FAMILIES):
+    if c.family in ("gemm", "phase", "wino", *algo.HALO_FAMILIES):
         if c.family == "gemm":
             work = gemm_work(g, pass_, c, rec, dev, s)
         elif c.family == "phase":
             work = phase_work(g, c, rec, dev, s)
+        elif c.family == "wino":
+            work = wino_work(g, pass_, rec, dev, s)
         else:
             work = halo_work(g, pass_, c, rec, dev, s)
         kernel, flops = work.kernel, work.executed_flops
@@ -279,7 +296,8 @@ def ours_us(case, pass_, c, dev, s, rec) -> dict:
     out_bytes = out_elems(case, pass_) * F32
     memory = bw_us(case.nbytes() + (c.splits - 1) * out_bytes, dev)
     split = bw_us((c.splits + 1) * out_bytes, dev) if c.splits > 1 else 0.0
-    launches = 1 + (c.splits > 1) + (c.family in algo.HALO_FAMILIES)  # the halo kernels' weights go first
+    # the halo and Winograd kernels' weights go first
+    launches = 1 + (c.splits > 1) + (c.family in (*algo.HALO_FAMILIES, "wino"))
     kernels = max(compute, memory) + split + launches * K.LAUNCH_US.at(s)
     return {"kernel": kernel, "executed_flops": flops, "compute_us": compute, "memory_us": memory,
             "split_us": split, "kernels_us": kernels, "us": K.timed(kernels, K.HOST_US.at(s))}

@@ -22,7 +22,7 @@ import dataclasses
 from gpucnn.bench import cases, fused, model, model_static
 from gpucnn.bench import model_consts as K
 from gpucnn import shapes
-from gpucnn.cuda import algo, conv, launch, norm, pool
+from gpucnn.cuda import algo, conv, launch, norm, pool, wino
 
 BLOCK = launch.BLOCK
 GRID_CAP = launch.MAX_BLOCKS * BLOCK  # grid_for's cap, in threads
@@ -268,9 +268,14 @@ def _after(conv_us: float, extra: list, dev, s: int, rec) -> float:
 def _peak_us(case, math_, dev) -> float:
     """The forward's device time at math mode ``math_``'s arithmetic peak (FFMA for fp32,
     dense TF32 for tf32, a third of it for 3xtf32's three MMAs a product) or at the copy
-    rate, whichever is slower, and one launch: no kernel of that mode runs faster."""
+    rate, whichever is slower, and one launch: no kernel of that mode runs faster. In fp32
+    the products are Winograd's F(2x2, 3x3) where its kernels can run (wino.ok): 16 a 2x2
+    block of outputs and a channel where the direct sum takes 36."""
     rate = {"fp32": dev.fp32_tflops, "tf32": dev.tf32_tflops, "3xtf32": dev.tf32_tflops / 3}[math_]
-    return max(case.flops() / (rate * 1e6), model.bw_us(case.nbytes(), dev)) + K.LAUNCH_US.mid
+    flops = case.flops()
+    if math_ == "fp32" and wino.ok(model.geometry(case)):
+        flops *= wino.XI / (4 * wino.KH * wino.KW)
+    return max(flops / (rate * 1e6), model.bw_us(case.nbytes(), dev)) + K.LAUNCH_US.mid
 
 
 def fused_bound(case, extra: list, dev, rec, conv_us: float) -> float:

@@ -34,13 +34,14 @@ OUT = pathlib.Path(__file__).resolve().parents[2] / "bench" / "results" / "stati
 
 def _conv(mode, tile, rng, x_shape=(16, 64, 56, 56), w_shape=(64, 64, 3, 3), padding=1, groups=1):
     """conv2d's forward (resnet-3x3's by default) in ``mode`` on tensor-core tile ``tile`` (the GEMM
-    family forced), or on the halo kernels (``tile`` "halo", or "halowg": their warpgroup variant,
-    on an emulated sm_90), or the heuristic's choice (None)."""
+    family forced), or on a family forced with its own tiles (``tile`` "gemm": the FFMA tile in
+    fp32; "wino": the Winograd kernels; "halo", or "halowg": their warpgroup variant, on an
+    emulated sm_90), or the heuristic's choice (None)."""
     x = rng.standard_normal(x_shape, dtype=np.float32)
     w = rng.standard_normal(w_shape, dtype=np.float32)
-    on_halo = tile in algo.HALO_FAMILIES
-    family = tile if on_halo else "gemm" if tile is not None else None
-    with gpucnn.math_mode(mode), tc.force_tile(None if on_halo else tile), algo.override(family), \
+    on_family = tile in (*algo.HALO_FAMILIES, "wino", "gemm")
+    family = tile if on_family else "gemm" if tile is not None else None
+    with gpucnn.math_mode(mode), tc.force_tile(None if on_family else tile), algo.override(family), \
             emulation(compute_capability=halo.WG_CC) if tile == "halowg" else contextlib.nullcontext():
         gpucnn.conv2d(x, w, padding=padding, groups=groups)
 
@@ -95,7 +96,10 @@ CASES = [
     ("resnet-3x3 forward, 3xtf32, 64 tile", lambda r: _conv("3xtf32", 64, r), (300,)),
     ("resnet-3x3 forward, tf32, wide tile", lambda r: _conv("tf32", "64w", r), (150,)),
     ("resnet-3x3 forward, tf32, wide warpgroup tile (wgmma)", lambda r: _conv("tf32", "64g", r), (150,)),
-    ("resnet-3x3 forward, fp32 (FFMA)", lambda r: _conv("fp32", None, r), (300,)),
+    ("resnet-3x3 forward, fp32 (FFMA)", lambda r: _conv("fp32", "gemm", r), (300,)),
+    # the Winograd kernels (the fp32 choice since session 31): task 10, filters 0-31 of image 0's
+    # output rows 10-13 (the weights kernel's launch of 16 blocks counts its block 10 too)
+    ("resnet-3x3 forward, fp32, Winograd", lambda r: _conv("fp32", "wino", r), (10,)),
     # the halo kernels (the tf32 and 3xtf32 choice since session 24): task 100, image 3's rows
     # 32-33 (the weights kernel's launch of 144 blocks counts its block 100 too)
     ("resnet-3x3 forward, tf32, halo", lambda r: _conv("tf32", "halo", r), (100,)),

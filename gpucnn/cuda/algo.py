@@ -51,6 +51,14 @@ Families:
           pixels as the MMA's rows, A from registers; the filters as its
           columns through no-swizzle descriptors): the default where halo
           would be on compute capability 9.0 (HALO_WG)
+  wino    forward and backward-data, float32 in the math mode "fp32":
+          kernels/conv2d_wino.cu (gpucnn.cuda.wino), Winograd's F(2x2, 3x3) on
+          FFMA for the 3x3 filters at stride and dilation 1 of one group that
+          the halo family takes in the tensor-core modes, from WINO_MIN_C
+          channels reduced and WINO_MIN_K filters (the pass's outputs'
+          channels): 16 multiplies per 2x2 outputs a channel where the GEMM
+          does 36; backward-data as the forward of dy by the filters
+          transposed and rotated, as halo's
 
 A forward or backward-data GEMM whose tile grid is below one wave splits its
 reduction into ``splits`` chunks of ``chunk`` indices (a multiple of the
@@ -70,7 +78,8 @@ split count, for every pass that family can run: ``direct``, ``gemm``,
 also force the FFMA tile's rows (the tensor-core modes keep their tiles), and
 ``gemm32t`` the transposed filter gradient on the narrow tile, ``fold`` the
 tensor-core fold kernels (float32, rounding to TF32 in every mode), ``halo``
-the halo kernels (float32 in "tf32" and "3xtf32"), ``halowg`` their warpgroup variant (sm_90).
+the halo kernels (float32 in "tf32" and "3xtf32"), ``halowg`` their warpgroup variant (sm_90),
+``wino`` the Winograd kernels (float32 in "fp32").
 Passes the forced family cannot run keep the heuristic's choice.
 ``autotune`` times the candidates on a pass's first call of a geometry and keeps the fastest
 (gpucnn.cuda.autotune).
@@ -85,7 +94,7 @@ import os
 
 import numpy as np
 
-from gpucnn.cuda import fold, halo, tc
+from gpucnn.cuda import fold, halo, tc, wino
 from gpucnn.cuda.algo_direct import (  # noqa: F401 (algo is where callers ask: re-exported)
     DIRECT_BLOCKS_PER_SM, DIRECT_THREADS, ROW_FILTERS, ROW_OUTPUTS, SMALL_C, SMALL_GROUP, STRIP_PIXELS, STRIP_SMEM,
     STRIP_TAPS, STRIP_THREADS, WINDOW_MIN_TAPS, WINDOW_SMEM, WINDOW_SLOTS, WINDOW_TAPS, axis_phase_taps, cdiv,
@@ -94,8 +103,8 @@ from gpucnn.cuda.algo_direct import (  # noqa: F401 (algo is where callers ask: 
     window_grid, window_ok, window_periods, window_strip, WINDOW_MIN_LANES, WINDOW_PIXELS, WINDOW_ROWS)
 
 PASSES = ("forward", "backward_data", "backward_filter")
-FAMILIES = {"forward": ("gemm", "direct", "halo", "halowg"),
-            "backward_data": ("gemm", "phase", "direct", "window", "strip", "fold", "halo", "halowg"),
+FAMILIES = {"forward": ("gemm", "direct", "halo", "halowg", "wino"),
+            "backward_data": ("gemm", "phase", "direct", "window", "strip", "fold", "halo", "halowg", "wino"),
             "backward_filter": ("gemm", "direct")}
 MATH_MODES = ("fp32", "tf32", "3xtf32")
 TILE = (64, 64, 16)  # gemm.cuh's GemmWide: BM, BN, GEMM_BK (FFMA)
@@ -145,6 +154,18 @@ HALO_FAMILIES = ("halo", "halowg")
 # 590k MACs, is 576 SM clocks at the dense TF32 rate against ~1150 at mma.sync's half of it: two
 # blocks' steps an SM ~1150 clocks where the mma.sync kernel's take ~2300 (both tensor-bound).
 HALO_WG = os.environ.get("GPUCNN_HALO_WG", "1") != "0"
+# The Winograd family by default (float32 in "fp32", where wino.ok) from this many channels reduced
+# (x's C forward, dy's K backward-data) and this many filters (the pass's output channels: K
+# forward, C backward-data): its blocks are 32 filters x 32 blocks of 2x2 outputs, 8 channels a
+# step. Not yet timed on a GPU (session 31). Chosen on the count of its multiplies: 2.25x fewer
+# than the FFMA GEMM's (cifar-resnet's forward, 2.15e9 FMA against 4.83e9), at 512 FFMA a thread's
+# step from 32 LDS.128 and its copies and transform (~170 instructions; sm_90 SASS,
+# bench/results/static-sm90.md), where the 64 x 64 tile's k-step issues 476 instructions for 256
+# FFMA: the static model (gpucnn.bench.model) puts cifar-resnet's forward at about half the GEMM
+# tile's time. Fewer filters leave most of a block's 32 rows empty; fewer channels, the reduction
+# too short for its two copies and transforms a step.
+WINO_MIN_C = 16
+WINO_MIN_K = 16
 MIN_SPLIT_STEPS = 8    # a split reduces at least this many k-steps
 # A forward or backward-data split's own cost, in k-steps of one tile (_split's units): its parts
 # written and summed by a second launch (conv2d_sum_splits), whose host path and ramp a small pass
@@ -212,7 +233,7 @@ def _forced() -> tuple[str, int | None, tuple | None, bool] | None:
     family = "gemm" if tile else family
     if family not in {f for fs in FAMILIES.values() for f in fs}:
         raise ValueError(f"{ENV}={spec_!r}: the family must be one of gemm, gemm64, gemm32, gemm32t, phase, direct, "
-                         "window, strip, fold, halo, halowg (optionally gemm:SPLITS), or autotune")
+                         "window, strip, fold, halo, halowg, wino (optionally gemm:SPLITS), or autotune")
     if splits and (not splits.isdigit() or int(splits) < 1):
         raise ValueError(f"{ENV}={spec_!r}: the split count must be a positive integer")
     return family, int(splits) if splits else None, tile, swap
@@ -402,6 +423,17 @@ def _halo_runs(g, pass_: str, dtype, math: str, cc: int, family: str = "halo") -
             and halo.ok(g, cc, pass_, wg=family == "halowg"))
 
 
+def _wino_runs(g, pass_: str, dtype, math: str, cc: int) -> bool:
+    """Whether the Winograd kernels run ``pass_`` of ``g``: float32 in "fp32", and wino.ok."""
+    return np.dtype(dtype) == np.float32 and math == "fp32" and wino.ok(g, cc, pass_)
+
+
+def _wino_default(g, pass_: str, dtype, math: str, cc: int) -> bool:
+    """Whether the heuristic takes the Winograd kernels (WINO_MIN_C, WINO_MIN_K)."""
+    reduced, filters = (g.C, g.K) if pass_ == "forward" else (g.K, g.C)
+    return reduced >= WINO_MIN_C and filters >= WINO_MIN_K and _wino_runs(g, pass_, dtype, math, cc)
+
+
 def _direct(g, pass_: str, sms: int, splits: int | None) -> Choice:
     if pass_ != "backward_filter":
         return Choice("direct")
@@ -440,7 +472,8 @@ def _choose(g, pass_: str, dtype, math: str, sms: int, cc: int, spec: str, tc_ti
     runs = (forced and forced[0] in FAMILIES[pass_] and (forced[0] != "window" or window_ok(g, dtype))
             and (forced[0] != "fold" or (np.dtype(dtype) == np.float32 and fold.ok(g, cc)))
             and (forced[0] != "strip" or strip_ok(g, dtype)) and (not forced[3] or pass_ == "backward_filter")
-            and (forced[0] not in HALO_FAMILIES or _halo_runs(g, pass_, dtype, math, cc, forced[0])))
+            and (forced[0] not in HALO_FAMILIES or _halo_runs(g, pass_, dtype, math, cc, forced[0]))
+            and (forced[0] != "wino" or _wino_runs(g, pass_, dtype, math, cc)))
     family, splits, tile, swap = forced if runs else (None, None, None, None)
     if family is None:
         if direct_ok(g, pass_):
@@ -461,11 +494,13 @@ def _choose(g, pass_: str, dtype, math: str, sms: int, cc: int, spec: str, tc_ti
             family = "phase"
         elif (g.C if pass_ == "forward" else g.K) >= HALO_MIN_C and _halo_runs(g, pass_, dtype, math, cc):
             family = "halowg" if HALO_WG and _halo_runs(g, pass_, dtype, math, cc, "halowg") else "halo"
+        elif _wino_default(g, pass_, dtype, math, cc):
+            family = "wino"
         else:
             family = "gemm"
     if family == "fold":  # tensor cores in TF32 whatever the mode: a forced fold is a tf32 pass
         return Choice("fold", math="tf32")
-    if family in HALO_FAMILIES:
+    if family in HALO_FAMILIES or family == "wino":
         return Choice(family, math=math)
     if family in ("direct", "window", "strip"):
         return dataclasses.replace(_direct(g, pass_, sms, splits), family=family)

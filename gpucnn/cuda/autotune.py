@@ -11,7 +11,8 @@ Candidates are the heuristic's choice, then every family and tensor-core tile th
 gpucnn.cuda.algo can force for the pass, in the math mode in force and in "fp32" (the FFMA
 kernels, at least as accurate as any mode), each split GEMM also with a half and a quarter of
 its parts: never a less accurate one, so "fold" (TF32 in every
-mode) only in "tf32", and "direct" only where the heuristic counts it plausible (small groups,
+mode) only in "tf32", "wino" (Winograd in FP32: its own rounding of the transforms' sums) only in
+"fp32", and "direct" only where the heuristic counts it plausible (small groups,
 nearly empty tiles), as its loop is many times slower per FMA elsewhere.
 
 Nothing is timed while a step graph is being captured (gpucnn.runtime.capture): a pass tuned
@@ -48,7 +49,7 @@ def candidates(g, pass_: str, dtype, math: str, sms: int, cc: int) -> list[algo.
     dtype = np.dtype(dtype)
     heuristic = algo.choose(g, pass_, dtype, math, sms, cc)
     specs = [None, *algo.FAMILIES[pass_], "gemm64", "gemm32"] + (["gemm32t"] if pass_ == "backward_filter" else [])
-    specs = [s for s in specs if (s != "fold" or math == "tf32")
+    specs = [s for s in specs if (s != "fold" or math == "tf32") and (s != "wino" or math == "fp32")
              and (s != "direct" or heuristic.family == "direct" or algo.direct_ok(g, pass_))]
     out = [heuristic]
     for mode in dict.fromkeys((math, "fp32")):

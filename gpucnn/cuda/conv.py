@@ -8,7 +8,7 @@ is capped at CUDA's 65535 there. The direct and window families are
 kernels/depthwise.cu (gpucnn.cuda.depthwise), the phase family kernels/conv2d_phase.cu
 (gpucnn.cuda.phase), the strip family kernels/conv2d_strip.cu (gpucnn.cuda.strip), the fold
 family kernels/conv2d_fold.cu (gpucnn.cuda.fold), the halo family kernels/conv2d_halo.cu
-(gpucnn.cuda.halo).
+(gpucnn.cuda.halo), the Winograd family kernels/conv2d_wino.cu (gpucnn.cuda.wino).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import functools
 import numpy as np
 
 from gpucnn import mathmode
-from gpucnn.cuda import algo, autotune, depthwise, fold, gemm, halo, norm, phase, strip, tc
+from gpucnn.cuda import algo, autotune, depthwise, fold, gemm, halo, norm, phase, strip, tc, wino
 from gpucnn.cuda.gemm import fits_int, launch_gemm
 from gpucnn.cuda.launch import contiguous, i64, launch
 
@@ -136,7 +136,7 @@ def _forward(rt, x, w, b, g, relu):
     win = g.win
     y = xp.empty((g.N, g.K, win.P, win.Q), x.dtype)
     _fits_int(w.size)
-    wt = None  # the halo kernels' weights, made once a call
+    wts = {}  # the halo or Winograd kernels' weights, made once a call (per family: batches may differ)
     for n0, n1, gb in _batches(g, _per_image(x), _per_image(y)) if y.size else ():
         c, geom, xs, ys = _choose(rt, gb, "forward", x.dtype), _geom(gb), _images(x, n0, n1), _images(y, n0, n1)
         if c.family == "direct":
@@ -144,8 +144,14 @@ def _forward(rt, x, w, b, g, relu):
             continue
         if c.family in algo.HALO_FAMILIES:
             wg = c.family == "halowg"
-            wt = halo.weights(rt, w, g, c.math, halo.plan(gb), wg=wg) if wt is None else wt
-            halo.forward(rt, xs, wt, b, ys, gb, geom, c.math, bias | EPI_RELU * bool(relu), wg)
+            if c.family not in wts:
+                wts[c.family] = halo.weights(rt, w, g, c.math, halo.plan(gb), wg=wg)
+            halo.forward(rt, xs, wts[c.family], b, ys, gb, geom, c.math, bias | EPI_RELU * bool(relu), wg)
+            continue
+        if c.family == "wino":
+            if c.family not in wts:
+                wts[c.family] = wino.weights(rt, w, g)
+            wino.forward(rt, xs, wts[c.family], b, ys, gb, geom, bias | EPI_RELU * bool(relu))
             continue
         # A split reduction applies the ReLU where it adds its parts.
         _split_gemm(rt, "conv2d_forward", x.dtype, c, ys, g.K // g.groups, gb.N * win.P * win.Q,
@@ -164,7 +170,7 @@ def _backward_data(rt, dy, w, g):
     win = g.win
     dx = xp.empty((g.N, g.C, win.H, win.W), dy.dtype)
     _fits_int(w.size)
-    wt = None  # the halo kernels' weights, made once a call
+    wts = {}  # the halo or Winograd kernels' weights, made once a call (per family)
     for n0, n1, gb in _batches(g, _per_image(dy), _per_image(dx)) if dx.size else ():
         c, geom, dys, dxs = (_choose(rt, gb, "backward_data", dy.dtype), _geom(gb), _images(dy, n0, n1),
                              _images(dx, n0, n1))
@@ -181,8 +187,14 @@ def _backward_data(rt, dy, w, g):
             phase.backward_data(rt, dys, w, dxs, gb, geom, MAX_GRID_Z, c)
         elif c.family in algo.HALO_FAMILIES:  # the forward of dy by the filters transposed and rotated
             gt, wg = halo.transposed(gb), c.family == "halowg"
-            wt = halo.weights(rt, w, gt, c.math, halo.plan(gt), flip=True, wg=wg) if wt is None else wt
-            halo.forward(rt, dys, wt, w, dxs, gt, _geom(gt), c.math, 0, wg)
+            if c.family not in wts:
+                wts[c.family] = halo.weights(rt, w, gt, c.math, halo.plan(gt), flip=True, wg=wg)
+            halo.forward(rt, dys, wts[c.family], w, dxs, gt, _geom(gt), c.math, 0, wg)
+        elif c.family == "wino":  # likewise
+            gt = wino.transposed(gb)
+            if c.family not in wts:
+                wts[c.family] = wino.weights(rt, w, gt, flip=True)
+            wino.forward(rt, dys, wts[c.family], w, dxs, gt, _geom(gt), 0)
         else:
             _split_gemm(rt, "conv2d_backward_data", dy.dtype, c, dxs, g.C // g.groups,
                         gb.N * win.H * win.W, g.groups,

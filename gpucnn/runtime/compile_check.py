@@ -43,13 +43,16 @@ ALLOWED_STACK: dict[str, str] = {}
 # family -> resident blocks per SM its kernels need on sm_90 (default 1); the
 # tensor-core kernels need one (8 warps and 104 KiB of a 128 x 128 tile, or
 # 4 warps of a 64 x 64 tile, each a full pipeline)
-MIN_BLOCKS_PER_SM: dict[str, int] = {"conv2d": 2, "conv2d_phase": 2, "linear": 2}
+MIN_BLOCKS_PER_SM: dict[str, int] = {"conv2d": 2, "conv2d_phase": 2, "linear": 2, "conv2d_wino": 2}
 _NARROW_BLOCKS = {"_m32_f32": 4, "_m32_f64": 3}  # gemm.cuh's GemmNarrow kernels: GemmBlocks
 
 
 def dynamic_smem(kernel: str) -> int:
-    """The dynamic shared memory a kernel is launched with (the tensor-core tiles')."""
-    from gpucnn.cuda import tc
+    """The dynamic shared memory a kernel is launched with (the tensor-core tiles', the Winograd
+    forward kernel's)."""
+    from gpucnn.cuda import tc, wino
+    if kernel == "conv2d_wino_forward_f32":
+        return wino.SMEM
     tile = loader.tile_of(kernel)
     return tc.smem_bytes(tile[1], tile[0]) if tile else 0
 

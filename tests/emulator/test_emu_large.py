@@ -78,30 +78,60 @@ def test_backward_data_far_end_past_2_31(one_launch):
     np.testing.assert_allclose(got, want[0].reshape(C, -1)[:, -TILE:], rtol=1e-4, atol=1e-4)
 
 
-def test_halo_forward_far_end_past_2_31():
-    """The halo kernels (kernels/conv2d_halo.cu) on the same 2**31-element x and y: the weights
-    in full, then of the forward only the block whose task loop reaches the last task (image
-    N - 1's last 4 rows, all 64 filters: task 262151 on a grid of 65535 blocks), against NumPy on
-    the last image in 3xtf32 (float32's accuracy)."""
+def _far_end_3x3(seed, launch_last, filters, pixels):
+    """A 3x3 family's forward on the same 2**31-element x and y: ``launch_last(rt, x, w, b, y,
+    g, geom)`` makes the weights in full and runs the forward's block whose task loop reaches the
+    last task (emulation(blocks=...)); then filters ``filters`` of image N - 1's last ``pixels``
+    outputs against NumPy on the last image."""
     if not _backend.available("emulator")[0]:
         pytest.skip("emulator unavailable")
     from gpucnn.cuda import conv as cuda_conv
-    from gpucnn.cuda import halo
-    from gpucnn.cuda.launch import MAX_BLOCKS
     from gpucnn.functional.conv import _conv_geometry
     from gpucnn.runtime import runtime_for
-    rng = np.random.default_rng(23)
+    rng = np.random.default_rng(seed)
     x = _last_image(rng, (N, C, H, W))
     w = rng.standard_normal((K, C, 3, 3), dtype=np.float32) * 0.1
     b = rng.standard_normal(K, dtype=np.float32)
     g = _conv_geometry(x.shape, w.shape, 1, 1, 1, 1)
-    p, rt = halo.plan(g), runtime_for("emulator")
-    assert (p.th, p.tw) == (4, 32) and p.tasks > MAX_BLOCKS
-    wt = halo.weights(rt, w, g, "3xtf32", p)
     y = _lazy((N, K, H, W))
-    with emulation(blocks=((p.tasks - 1) % MAX_BLOCKS,), race_check=True, sanitize=True):
-        halo.forward(rt, x, wt, b, y, g, cuda_conv._geom(g), "3xtf32", cuda_conv.EPI_BIAS)
+    launch_last(runtime_for("emulator"), x, w, b, y, g, cuda_conv._geom(g))
     with gpucnn.use_backend("numpy"):
         want = gpucnn.conv2d(x[-1:].copy(), w, b, padding=1)
-    got = y[-1].reshape(K, -1)[:, -p.th * p.tw:]
-    np.testing.assert_allclose(got, want[0].reshape(K, -1)[:, -p.th * p.tw:], rtol=1e-4, atol=1e-4)
+    got = y[-1, filters].reshape(-1, H * W)[:, -pixels:]
+    np.testing.assert_allclose(got, want[0, filters].reshape(-1, H * W)[:, -pixels:], rtol=1e-4, atol=1e-4)
+
+
+def _last_block(tasks):
+    """Only the block (of a grid of MAX_BLOCKS) whose task loop reaches task ``tasks`` - 1, checked."""
+    from gpucnn.cuda.launch import MAX_BLOCKS
+    assert tasks > MAX_BLOCKS
+    return emulation(blocks=((tasks - 1) % MAX_BLOCKS,), race_check=True, sanitize=True)
+
+
+def test_halo_forward_far_end_past_2_31():
+    """The halo kernels (kernels/conv2d_halo.cu): image N - 1's last 4 rows, all 64 filters (task
+    262151 on a grid of 65535 blocks), in 3xtf32 (float32's accuracy)."""
+    from gpucnn.cuda import conv as cuda_conv
+    from gpucnn.cuda import halo
+
+    def launch_last(rt, x, w, b, y, g, geom):
+        p = halo.plan(g)
+        assert (p.th, p.tw) == (4, 32)
+        wt = halo.weights(rt, w, g, "3xtf32", p)
+        with _last_block(p.tasks):
+            halo.forward(rt, x, wt, b, y, g, geom, "3xtf32", cuda_conv.EPI_BIAS)
+    _far_end_3x3(23, launch_last, slice(None), 4 * W)
+
+
+def test_wino_forward_far_end_past_2_31():
+    """The Winograd kernels (kernels/conv2d_wino.cu): filters 32..63 of image N - 1's last two rows
+    of 2x2 blocks, its last 4 output rows (task 524303 on a grid of 65535 blocks), in fp32."""
+    from gpucnn.cuda import conv as cuda_conv
+    from gpucnn.cuda import wino
+
+    def launch_last(rt, x, w, b, y, g, geom):
+        assert wino.ok(g) and wino.tasks(g) == N * 16 * 16 // 32 * 2
+        wt = wino.weights(rt, w, g)
+        with _last_block(wino.tasks(g)):
+            wino.forward(rt, x, wt, b, y, g, geom, cuda_conv.EPI_BIAS)
+    _far_end_3x3(24, launch_last, slice(32, 64), 4 * W)
