@@ -194,7 +194,8 @@ __device__ __forceinline__ void wino_forward(float* wino_smem, const float* __re
                     cp_async<16>(dst + 4 * i * WINO_THREADS, q + 4 * i * WINO_THREADS, 16);
                 } else {
 #pragma unroll
-                    for (int e = 0; e < 4; ++e) cp_async<4>(dst + 4 * i * WINO_THREADS + e, q + 4 * i * WINO_THREADS + e, 4);
+                    for (int e = 0; e < 4; ++e)
+                        cp_async<4>(dst + 4 * i * WINO_THREADS + e, q + 4 * i * WINO_THREADS + e, 4);
                 }
 #pragma unroll
                 for (int j = 0; j < 4; ++j) {

@@ -36,7 +36,7 @@ def packed(monkeypatch):
 
 def _ops(dtype) -> list:
     """ReLU, batch norm (int, long long, float, double and flag parameters, the reductions'
-    scratch), pooling, the convolution's direct, halo and GEMM kernels and the bias gradient, the
+    scratch), pooling, the convolution's direct, halo, Winograd and GEMM kernels and the bias gradient, the
     linear layer, the loss and dropout: every result, as host arrays."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, 6, 8)).astype(dtype)
@@ -52,6 +52,9 @@ def _ops(dtype) -> list:
     x, w = rng.standard_normal((2, 16, 8, 8)).astype(dtype), rng.standard_normal((32, 16, 3, 3)).astype(dtype)
     c = gpucnn.conv2d(x, w, np.ones(32, dtype), padding=1)  # float32: the halo kernels
     out += [c, *gpucnn.conv2d_backward(c, x, w, padding=1)]
+    with gpucnn.math_mode("fp32"):  # float32: the Winograd kernels (80 KiB of shared memory, opted in)
+        c = gpucnn.conv2d(x, w, np.ones(32, dtype), padding=1)
+        out += [c, *gpucnn.conv2d_backward(c, x, w, padding=1)]
     c = gpucnn.conv2d(x, w, None, stride=2, padding=1)  # the GEMM kernels; backward-data by phases
     out += [c, *gpucnn.conv2d_backward(c, x, w, stride=2, padding=1, bias=False)]
     a, wl = rng.standard_normal((4, 10)).astype(dtype), rng.standard_normal((5, 10)).astype(dtype)
@@ -75,7 +78,7 @@ def test_ops_on_the_driver_path_equal_cupys_bitwise(packed, dtype):
                 "batchnorm_backward_data", "max_pool2d", "avg_pool2d", "conv2d_forward_", "conv2d_backward_data_",
                 "conv2d_backward_filter_", "conv2d_bias_grad", "depthwise_forward_", "linear_forward",
                 "linear_backward_", "ce_")
-    for prefix in prefixes + (("conv2d_halo_",) if dtype == np.float32 else ()):  # the halo kernels: float32's
+    for prefix in prefixes + (("conv2d_halo_", "conv2d_wino_") if dtype == np.float32 else ()):  # float32's
         assert any(k.startswith(prefix) for k in packed), (prefix, packed)
 
 

@@ -92,8 +92,8 @@ def fused_section(dev, rec) -> list[str]:
              "whatever the GEMM, so each ratio falls as the GEMM slows: 'at cuDNN's rate' is the ratio "
              "with the GEMM at the time the model gives cuDNN in the bench's pairing (cudnn_kernels_us), 'at the "
              "peak' with it at the mode's arithmetic peak (FFMA for fp32, on Winograd's 16/36 of the products "
-             "where its kernels run; dense TF32 for tf32, a third of it for 3xtf32) plus a launch (model_mem.fused_bound; central constants): no kernel of that mode reaches "
-             "a higher ratio.", ""]
+             "where its kernels run; dense TF32 for tf32, a third of it for 3xtf32) plus a launch "
+             "(model_mem.fused_bound; central constants): no kernel of that mode reaches a higher ratio.", ""]
             + md_table(["case", "math", "algorithm", "fused us", "three passes us", "three / fused",
                         "at cuDNN's rate", "at the peak", "1.2x", "separate us", "separate / fused",
                         "at cuDNN's rate", "at the peak", "1.2x"], body)
