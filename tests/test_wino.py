@@ -102,9 +102,9 @@ def test_wino_weights_kernel_is_the_oracle_layout(ws, flip):
     mag = winograd.weights(np.abs(w.astype(np.float64)), flip, transform=np.abs(winograd.G))
     assert got.shape == (want.size,)
     assert (np.abs(got - want.ravel()) <= 8 * 2.0**-24 * mag.ravel()).all()
-    live = np.zeros(want.shape, bool)  # (kblocks, channels, points, filters): filter kb * 32 + f
+    live = np.zeros(want.shape, bool)  # (kblocks, channels, points, filters): filter kb * BK + f
     for kb in range(want.shape[0]):
-        live[kb, :C, :, :max(0, min(32, K - 32 * kb))] = True
+        live[kb, :C, :, :max(0, min(winograd.BK, K - winograd.BK * kb))] = True
     assert (got.reshape(want.shape)[~live] == 0).all() and (mag[live] > 0).all()
 
 

@@ -158,11 +158,11 @@ HALO_WG = os.environ.get("GPUCNN_HALO_WG", "1") != "0"
 # (x's C forward, dy's K backward-data) and this many filters (the pass's output channels: K
 # forward, C backward-data): its blocks are 32 filters x 32 blocks of 2x2 outputs, 8 channels a
 # step. Not yet timed on a GPU (session 31). Chosen on the count of its multiplies: 2.25x fewer
-# than the FFMA GEMM's (cifar-resnet's forward, 2.15e9 FMA against 4.83e9), at 512 FFMA a thread's
-# step from 32 LDS.128 and its copies and transform (~170 instructions; sm_90 SASS,
-# bench/results/static-sm90.md), where the 64 x 64 tile's k-step issues 476 instructions for 256
-# FFMA: the static model (gpucnn.bench.model) puts cifar-resnet's forward at about half the GEMM
-# tile's time. Fewer filters leave most of a block's 32 rows empty; fewer channels, the reduction
+# than the FFMA GEMM's (cifar-resnet's forward, 2.15e9 FMA against 4.83e9), a thread's step
+# issuing 835 instructions for 512 FFMA (its copies, transform and 32 LDS.128 beside them; sm_90
+# SASS, bench/results/static-sm90.md), where the 64 x 64 tile's k-step issues 476 for 256 FFMA:
+# the static model (gpucnn.bench.model) puts cifar-resnet's forward at 0.40 of the GEMM tile's
+# time (139 against 344 us). Fewer filters leave most of a block's 32 rows empty; fewer channels, the reduction
 # too short for its two copies and transforms a step.
 WINO_MIN_C = 16
 WINO_MIN_K = 16

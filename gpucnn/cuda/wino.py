@@ -34,11 +34,10 @@ INT_MAX = 2**31 - 1
 
 def ok(g, cc: int = 90, pass_: str = "forward") -> bool:
     """Whether the Winograd kernels can run pass ``pass_`` of ``g`` on compute capability ``cc``:
-    sm_80 or newer (cp.async), a 3x3 filter at stride and
-    dilation 1, one group, at least one channel, filter and output pixel; backward-data with
-    padding at most 2 on each side (the transposed problem's, 2 - pad, then none negative); and
-    the kernel's int counts: the output's N x ceil(P/2) x ceil(Q/2) blocks of 2x2, and its tasks
-    (32 blocks x 32 filters each), below 2**31."""
+    sm_80 or newer (cp.async), a 3x3 filter at stride and dilation 1, one group, at least one
+    channel, filter and output pixel; backward-data with padding at most 2 on each side (the
+    transposed problem's, 2 - pad, then none negative); and the kernel's int counts: the
+    output's blocks of 2x2 (_blocks), and its tasks (32 blocks x 32 filters each), below 2**31."""
     w = g.win
     if not (cc >= MIN_CC and g.groups == 1 and (w.kh, w.kw, w.sh, w.sw, w.dh, w.dw) == (KH, KW, 1, 1, 1, 1)
             and min(g.C, g.K, w.P, w.Q) >= 1):
@@ -49,8 +48,12 @@ def ok(g, cc: int = 90, pass_: str = "forward") -> bool:
         g = transposed(g)
     elif pass_ != "forward":
         return False
-    blocks = g.N * cdiv(g.win.P, 2) * cdiv(g.win.Q, 2)
-    return blocks <= INT_MAX and cdiv(blocks, BP) * cdiv(g.K, BK) <= INT_MAX
+    return _blocks(g) <= INT_MAX and tasks(g) <= INT_MAX
+
+
+def _blocks(g) -> int:
+    """The forward's 2x2 blocks of outputs: N x ceil(P/2) x ceil(Q/2)."""
+    return g.N * cdiv(g.win.P, 2) * cdiv(g.win.Q, 2)
 
 
 def steps(g) -> int:
@@ -60,7 +63,7 @@ def steps(g) -> int:
 
 def tasks(g) -> int:
     """Blocks' tasks of the forward kernel on ``g``."""
-    return cdiv(g.N * cdiv(g.win.P, 2) * cdiv(g.win.Q, 2), BP) * cdiv(g.K, BK)
+    return cdiv(_blocks(g), BP) * cdiv(g.K, BK)
 
 
 def weights(rt, w, g, flip: bool = False):
